@@ -1,0 +1,12 @@
+# Every dependency is a Debian 12 package (see README): nothing vendored, nothing downloaded.
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(fmt REQUIRED)
+find_package(yaml-cpp REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(CLI11 REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
+if(SHARDWISE_TESTS)
+  find_package(Catch2 2 REQUIRED)
+endif()

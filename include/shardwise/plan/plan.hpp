@@ -1,0 +1,76 @@
+#pragma once
+// The plan: where every input byte goes. Computed from headers alone; the single source of truth
+// that `convert` executes and `verify` checks.
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <shardwise/safetensors/dtype.hpp>
+
+namespace shardwise::plan {
+
+// The part of a source tensor an output tensor takes: the whole tensor (dim < 0) or the range
+// [begin, end) of one dim.
+struct Slice {
+  int dim = -1;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  bool whole() const noexcept { return dim < 0; }
+};
+
+// Element conversion applied while copying.
+enum class Cast { none, f16_to_bf16, f32_to_bf16 };
+
+struct Source {
+  std::size_t file = 0;       // index into Plan::input_files
+  std::string name;           // the input tensor's name
+  st::DType dtype;
+  st::Shape shape;
+  std::uint64_t offset = 0;   // absolute offset of its first byte in the input file
+  std::uint64_t bytes = 0;
+};
+
+struct PlannedTensor {
+  std::string name;           // output name
+  st::DType dtype;            // as written
+  st::Shape shape;            // as written
+  std::uint64_t bytes = 0;    // as written
+  std::size_t source = 0;     // index into Plan::sources
+  Slice slice;
+  Cast cast = Cast::none;
+  std::string rule;           // label of the rule that placed it
+};
+
+struct OutputFile {
+  std::uint64_t rank = 0;
+  std::string file;                     // name within the output folder
+  std::vector<PlannedTensor> tensors;   // sorted by output name
+  std::uint64_t bytes = 0;              // tensor bytes (header excluded)
+};
+
+struct Skipped {
+  std::string name;
+  std::string file;
+  std::string rule;    // label with FILE:LINE
+  std::string reason;
+};
+
+struct Plan {
+  std::uint64_t model_parallel = 1;
+  std::map<std::string, std::uint64_t> params;  // resolved, including mp
+  std::string rules_name;                       // the rules file's display name
+  std::string input_root;
+  std::vector<std::string> input_files;         // absolute paths, in name order
+  std::vector<Source> sources;
+  std::vector<OutputFile> outputs;              // one per rank, in rank order
+  std::vector<Skipped> skipped;
+  std::vector<std::string> side_files;          // present in the input, copied verbatim
+  std::uint64_t input_bytes = 0;
+  std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)
+};
+
+}  // namespace shardwise::plan

@@ -1,0 +1,30 @@
+#pragma once
+// Planning: input headers + rules -> Plan. Never reads tensor data.
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <shardwise/plan/plan.hpp>
+#include <shardwise/rules/rules.hpp>
+#include <shardwise/safetensors/checkpoint.hpp>
+
+namespace shardwise::plan {
+
+struct PlanOptions {
+  std::uint64_t model_parallel = 1;
+  rules::Params params;  // given on the command line (n_experts, ...); defaults come from the rules
+};
+
+// Every problem of the checkpoint (unmatched tensors, incomplete or duplicated packed groups,
+// splits that cut a packing unit or group, owned indices out of range, output name clashes) is
+// collected and reported in one Error(input).
+Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options);
+
+// Text for people (rows narrowed by `filter`, an RE2 pattern on source or output names) and JSON
+// for programs (docs/plan-json.md). Both deterministic.
+std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter);
+nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter);
+
+}  // namespace shardwise::plan

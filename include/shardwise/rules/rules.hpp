@@ -1,0 +1,117 @@
+#pragma once
+// A rules file compiled for matching. All model knowledge (names, renames, splits, ownership,
+// packed layouts, side files) comes from YAML; this code knows none of it. See docs/rules.md.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/safetensors/dtype.hpp>
+
+namespace shardwise::rules {
+
+// Where a rule was written, for messages: "rules/deepseek-v4-w4a16.yaml:42:5".
+struct SourceLocation {
+  std::string file;
+  int line = 0;  // 1-based; 0 when unknown
+  int column = 0;
+  std::string str() const;
+};
+
+// Which rule decided something, as plans and `explain` show it.
+struct RuleRef {
+  std::string label;  // e.g. "table[q_a_proj]", "skip[0]", "override[shared_experts]"
+  SourceLocation where;
+};
+
+// How a tensor is spread over ranks, in terms of the logical weight [out, in].
+enum class Split { replicate, out, in };
+std::string_view split_name(Split split);
+
+// One dim of a packed member, as a function of a logical dim: size = logical / divisor.
+struct MemberDim {
+  Split axis = Split::out;  // out or in (never replicate)
+  std::uint64_t divisor = 1;
+};
+
+struct LayoutMember {
+  std::string suffix;                     // last name component, e.g. "scales"
+  MemberDim dims[2];                      // member shape [dims[0], dims[1]]
+  std::vector<st::DType> allowed_dtypes;  // empty: any
+  std::optional<st::DType> cast_to;       // written as this dtype
+};
+
+struct Layout {
+  std::string name;
+  std::vector<LayoutMember> members;
+  SourceLocation where;
+  const LayoutMember* find(std::string_view suffix) const;
+};
+
+// Parameters that rules refer to by name (`n_experts`); `mp` is always present.
+using Params = std::map<std::string, std::uint64_t, std::less<>>;
+
+struct Ownership {
+  std::uint64_t index = 0;  // captured from the name
+  std::uint64_t count = 0;  // the parameter's value: owner rank = index / (count / mp)
+  std::string count_param;  // its name, for messages
+  RuleRef rule;
+};
+
+struct Decision {
+  enum class Kind { place, skip, unmatched };
+  Kind kind = Kind::unmatched;
+  std::string source;      // the input name
+  std::string normalized;  // after prefix stripping and component renames
+  std::string output;      // the output name (for a packed member: group + "." + suffix)
+  std::string reason;      // skip: the rule's reason; unmatched: why nothing matched
+  RuleRef rule;            // the rule that decided the placement (table entry, override, ...)
+  std::optional<std::string> key;  // the key extracted, if any
+  Split split = Split::replicate;  // ignored when owner is set
+  std::optional<Ownership> owner;
+  // Packed members: the layout, the member, and the group's output base name.
+  const Layout* layout = nullptr;
+  const LayoutMember* member = nullptr;
+  std::string group;
+  // Every step applied, in order, for `explain` ("strip prefix 'model.' (file:3:5)", ...).
+  std::vector<std::string> trail;
+};
+
+class Rules {
+ public:
+  // Load and compile. Every problem of the file is reported in one Error(rules), each line as
+  // `FILE:LINE:COL: message` (with a did-you-mean for misspelt keys).
+  static Rules load_file(const std::string& path);
+  static Rules load_text(std::string_view yaml, const std::string& display_name);
+  // The rules bundled into the binary (rules/deepseek-v4-w4a16.yaml).
+  static Rules bundled();
+
+  Rules(Rules&&) noexcept;
+  Rules& operator=(Rules&&) noexcept;
+  ~Rules();
+
+  // Decide what happens to one input tensor. Thread-safe. `params` must hold every parameter the
+  // rules use (see resolve_params).
+  Decision decide(std::string_view name, const Params& params) const;
+
+  // Defaults from the file, overridden by `given`; unknown names in `given` are an Error(usage).
+  Params resolve_params(const Params& given) const;
+
+  const std::string& name() const;          // the file's `name:`
+  const std::string& display_name() const;  // the path as given, or "<bundled>/x.yaml"
+  const std::string& text() const;          // the YAML as loaded (hashed into manifests)
+  std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
+  const std::vector<std::string>& side_files() const;
+  const std::vector<Layout>& layouts() const;
+
+ private:
+  struct Impl;
+  explicit Rules(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace shardwise::rules

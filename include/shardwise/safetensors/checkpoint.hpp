@@ -1,0 +1,40 @@
+#pragma once
+// A checkpoint: one safetensors file, or a folder of them (with or without
+// model.safetensors.index.json). Only headers are read when opening.
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include <shardwise/safetensors/file.hpp>
+
+namespace shardwise::st {
+
+struct TensorRef {
+  std::size_t file = 0;             // index into Checkpoint::files()
+  const TensorInfo* info = nullptr;  // points into that file's header
+};
+
+class Checkpoint {
+ public:
+  // `path` is a .safetensors file or a folder. In a folder, the index (when present) must agree
+  // exactly with the files: every problem is listed in one Error(input). Without an index, every
+  // `*.safetensors` is read, in name order. A tensor name in two files is an error.
+  static Checkpoint open(const std::string& path);
+
+  const std::string& root() const noexcept { return root_; }  // the folder (or the file's folder)
+  const std::vector<File>& files() const noexcept { return files_; }  // sorted by file name
+  // Every tensor, files in name order and tensors in name order within a file (the order the
+  // reference converter visits them).
+  const std::vector<TensorRef>& tensors() const noexcept { return tensors_; }
+  std::uint64_t total_bytes() const noexcept;
+  // The file name (no folder) of a file, as plans and reports show it.
+  std::string file_name(std::size_t file) const;
+
+ private:
+  std::string root_;
+  std::vector<File> files_;
+  std::vector<TensorRef> tensors_;
+};
+
+}  // namespace shardwise::st

@@ -1,0 +1,39 @@
+#pragma once
+// A parsed and validated safetensors header. Parsing takes untrusted bytes: everything in
+// SAFETENSORS.md's reading rules is checked before any offset is used.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/safetensors/dtype.hpp>
+
+namespace shardwise::st {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  Shape shape;
+  std::uint64_t begin = 0;  // offsets relative to the start of the data buffer
+  std::uint64_t end = 0;
+  std::uint64_t bytes() const noexcept { return end - begin; }
+};
+
+struct Header {
+  std::uint64_t header_bytes = 0;  // N: the JSON length, padding included
+  std::uint64_t data_start = 0;    // 8 + N
+  std::map<std::string, std::string> metadata;
+  std::vector<TensorInfo> tensors;  // sorted by name (byte order)
+  const TensorInfo* find(std::string_view name) const;  // binary search; nullptr when absent
+};
+
+inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+
+// Validates the JSON text of a header (the N bytes after the length prefix) against a file whose
+// total size is `file_size`. Throws Error(input) naming `file` (and the tensor, with the numbers)
+// on the first problem. Never recurses on the input's nesting depth.
+Header parse_header(std::string_view json_text, std::uint64_t file_size, const std::string& file);
+
+}  // namespace shardwise::st

@@ -1,0 +1,57 @@
+// The thin executable: parse arguments, run one library entry point, map errors to exit codes.
+
+#include <cstdio>
+#include <exception>
+#include <new>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "shardwise: convert large-model checkpoints between layouts, driven by declarative rules.\n"
+      "Plan from headers alone, convert with bounded memory, verify the result.",
+      "shardwise"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "shardwise 0.1.0");
+  app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 rules file, 4 input checkpoint, 5 I/O, "
+             "6 verification failed, 130 interrupted.\nRun `shardwise COMMAND --help` for a command's options.");
+
+  shardwise::cli::Action action;
+  shardwise::cli::add_inspect_command(app, action);
+  shardwise::cli::add_rules_command(app, action);
+  shardwise::cli::add_explain_command(app, action);
+  shardwise::cli::add_plan_command(app, action);
+  shardwise::cli::add_convert_command(app, action);
+  shardwise::cli::add_verify_command(app, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return static_cast<int>(shardwise::ErrorKind::usage);
+  }
+
+  try {
+    return action ? action() : 0;
+  } catch (const shardwise::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "shardwise: error: {}\n", e.what());
+    return e.exit_code();
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "shardwise: error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "shardwise: internal error: {}\n", e.what());
+    return 1;
+  }
+}
