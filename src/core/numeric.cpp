@@ -1,0 +1,85 @@
+#include <shardwise/core/numeric.hpp>
+
+#include <array>
+#include <bit>
+#include <cstring>
+
+// Both conversions follow PyTorch's c10::BFloat16 constructor: the value is first made an fp32
+// (exactly: every fp16 is representable), then rounded to the upper 16 bits with round-to-nearest-
+// even; any NaN becomes the canonical quiet NaN 0x7FC0 whatever its sign or payload.
+
+namespace shardwise {
+
+namespace {
+
+constexpr std::uint16_t kCanonicalNaN = 0x7FC0;
+
+// Exact fp16 -> fp32 bit conversion (no rounding can occur: fp32 has more of everything).
+constexpr std::uint32_t fp16_to_fp32_bits(std::uint16_t half) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(half & 0x8000u) << 16;
+  const std::uint32_t exponent = (half >> 10) & 0x1Fu;
+  std::uint32_t mantissa = half & 0x3FFu;
+  if (exponent == 0x1F) return sign | 0x7F800000u | (mantissa << 13);  // inf, NaN (payload kept)
+  if (exponent != 0) return sign | ((exponent + 112) << 23) | (mantissa << 13);  // 112 = 127 - 15
+  if (mantissa == 0) return sign;                                                  // signed zero
+  // Subnormal: value = mantissa * 2^-24. Normalise so the leading 1 sits at bit 10.
+  std::uint32_t biased = 113;  // exponent of 2^-14, the subnormals' scale, in fp32's bias
+  while ((mantissa & 0x400u) == 0) {
+    mantissa <<= 1;
+    --biased;
+  }
+  return sign | (biased << 23) | ((mantissa & 0x3FFu) << 13);
+}
+
+constexpr std::uint16_t round_fp32_bits_to_bf16(std::uint32_t bits) noexcept {
+  if ((bits & 0x7FFFFFFFu) > 0x7F800000u) return kCanonicalNaN;
+  // Adding 0x7FFF plus the lowest kept bit rounds ties to even; a carry out of the mantissa
+  // correctly bumps the exponent (up to infinity for the largest finite values).
+  const std::uint32_t rounding_bias = 0x7FFFu + ((bits >> 16) & 1u);
+  return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
+}
+
+// All 65,536 answers, built once at compile time (128 KiB of read-only data).
+constexpr std::array<std::uint16_t, 65536> make_fp16_table() noexcept {
+  std::array<std::uint16_t, 65536> table{};
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    table[h] = round_fp32_bits_to_bf16(fp16_to_fp32_bits(static_cast<std::uint16_t>(h)));
+  }
+  return table;
+}
+
+}  // namespace
+
+std::uint16_t fp16_to_bf16(std::uint16_t half) noexcept {
+  return round_fp32_bits_to_bf16(fp16_to_fp32_bits(half));
+}
+
+std::uint16_t fp32_to_bf16(std::uint32_t single) noexcept { return round_fp32_bits_to_bf16(single); }
+
+// The byte buffers may be unaligned (tensor data inside a mapping), so elements are loaded and
+// stored with memcpy, which compiles to plain moves. Little-endian hosts only (asserted below).
+static_assert(std::endian::native == std::endian::little, "shardwise assumes a little-endian host");
+
+void convert_f16_to_bf16(const std::byte* src, std::byte* dst, std::size_t count) noexcept {
+  static constexpr std::array<std::uint16_t, 65536> table = make_fp16_table();
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint16_t half;
+    std::memcpy(&half, src + 2 * i, 2);
+    const std::uint16_t out = table[half];
+    std::memcpy(dst + 2 * i, &out, 2);
+  }
+}
+
+void convert_f32_to_bf16(const std::byte* src, std::byte* dst, std::size_t count) noexcept {
+  // Branch-free so the compiler can vectorise it: the NaN test becomes a mask select.
+  for (std::size_t i = 0; i < count; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, src + 4 * i, 4);
+    const std::uint32_t rounded = (bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16;
+    const bool is_nan = (bits & 0x7FFFFFFFu) > 0x7F800000u;
+    const auto out = static_cast<std::uint16_t>(is_nan ? kCanonicalNaN : rounded);
+    std::memcpy(dst + 2 * i, &out, 2);
+  }
+}
+
+}  // namespace shardwise
