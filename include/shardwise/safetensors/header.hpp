@@ -3,7 +3,9 @@
 // SAFETENSORS.md's reading rules is checked before any offset is used.
 
 #include <cstdint>
+#include <cstddef>
 #include <map>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,5 +37,10 @@ inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 // total size is `file_size`. Throws Error(input) naming `file` (and the tensor, with the numbers)
 // on the first problem. Never recurses on the input's nesting depth.
 Header parse_header(std::string_view json_text, std::uint64_t file_size, const std::string& file);
+
+// Decodes the 8-byte little-endian length prefix N and checks it against the limit and the file
+// size (8 + N <= file_size). Throws Error(input) naming `file`.
+std::uint64_t read_header_length(std::span<const std::byte, 8> prefix, std::uint64_t file_size,
+                                 const std::string& file);
 
 }  // namespace shardwise::st
