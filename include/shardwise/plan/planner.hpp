@@ -1,6 +1,7 @@
 #pragma once
 // Planning: input headers + rules -> Plan. Never reads tensor data.
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -11,6 +12,9 @@
 #include <shardwise/safetensors/checkpoint.hpp>
 
 namespace shardwise::plan {
+
+// More ranks than this is a typo, not a cluster: refused before any allocation.
+inline constexpr std::uint64_t kMaxModelParallel = 4096;
 
 struct PlanOptions {
   std::uint64_t model_parallel = 1;
@@ -26,5 +30,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
 // for programs (docs/plan-json.md). Both deterministic.
 std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter);
 nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter);
+// The same JSON as text, streamed without building a DOM (fast on 100,000s of tensors): one
+// tensor per line, keys in the documented order, ending with a newline.
+std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter);
 
 }  // namespace shardwise::plan

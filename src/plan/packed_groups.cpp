@@ -1,0 +1,193 @@
+#include "plan/packed_groups.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+
+#include "plan/plan_view.hpp"
+
+namespace shardwise::plan::detail {
+namespace {
+
+using rules::Split;
+
+std::string where(const Placer& placer, const Target& target) {
+  const Source& src = placer.source(target.source);
+  return fmt::format("{} {}{}", src.name, st::dtype_name(src.dtype), detail::shape_text(src.shape));
+}
+
+// The cast that writes `from` as `to`; nullopt when the engine has no such conversion.
+std::optional<Cast> cast_between(st::DType from, std::optional<st::DType> to) {
+  if (!to || *to == from) return Cast::none;
+  if (*to == st::DType::BF16 && from == st::DType::F16) return Cast::f16_to_bf16;
+  if (*to == st::DType::BF16 && from == st::DType::F32) return Cast::f32_to_bf16;
+  return std::nullopt;
+}
+
+// Shape and dtype of one member against its declaration in the layout.
+bool check_member(const rules::Layout& layout, const rules::LayoutMember& member, const Target& target,
+                  Placer& placer) {
+  const Source& src = placer.source(target.source);
+  bool ok = true;
+  if (src.shape.size() != 2) {
+    placer.problems().add(fmt::format("{}: member {} of packed layout {} must have 2 dims, has {}", src.name,
+                                      member.suffix, layout.name, detail::shape_text(src.shape)));
+    ok = false;
+  }
+  const auto& allowed = member.allowed_dtypes;
+  if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), src.dtype) == allowed.end()) {
+    std::vector<std::string_view> names;
+    for (st::DType d : allowed) names.push_back(st::dtype_name(d));
+    placer.problems().add(fmt::format("{}: dtype {} is not allowed for member {} of packed layout {} (allowed: {})",
+                                      src.name, st::dtype_name(src.dtype), member.suffix, layout.name,
+                                      fmt::join(names, ", ")));
+    ok = false;
+  } else if (!cast_between(src.dtype, member.cast_to)) {
+    placer.problems().add(fmt::format("{}: cannot cast {} to {} (member {} of packed layout {}); the casts "
+                                      "supported are F16->BF16 and F32->BF16",
+                                      src.name, st::dtype_name(src.dtype), st::dtype_name(*member.cast_to),
+                                      member.suffix, layout.name));
+    ok = false;
+  }
+  return ok;
+}
+
+// The logical [out, in] of a group from its members' shapes (size = logical / divisor). An axis no
+// member mentions stays unset. Returns nullopt after reporting members that disagree.
+std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
+    const rules::Layout& layout, const std::vector<std::optional<Target>>& members, const std::string& group,
+    Placer& placer) {
+  std::array<std::optional<std::uint64_t>, 2> logical;
+  std::array<std::vector<std::string>, 2> claims;  // per axis: "qweight x [..] gives in=4096"
+  std::array<bool, 2> disagree{false, false};
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    const Source& src = placer.source(members[m]->source);
+    for (std::size_t d = 0; d < 2; ++d) {
+      const rules::MemberDim& dim = layout.members[m].dims[d];
+      const std::size_t axis = dim.axis == Split::out ? 0 : 1;
+      std::uint64_t value = 0;
+      if (__builtin_mul_overflow(src.shape[d], dim.divisor, &value)) {
+        placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name, rules::split_name(dim.axis),
+                                          src.shape[d]));
+        return std::nullopt;
+      }
+      if (logical[axis] && *logical[axis] != value) disagree[axis] = true;
+      if (!logical[axis]) logical[axis] = value;
+      claims[axis].push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix,
+                                         where(placer, *members[m]), rules::split_name(dim.axis), value));
+    }
+  }
+  bool ok = true;
+  for (std::size_t axis = 0; axis < 2; ++axis) {
+    if (!disagree[axis]) continue;
+    placer.problems().add(fmt::format("{}: incomplete packed group ({}): members disagree on {}: {}", group,
+                                      layout.name, axis == 0 ? "out" : "in", fmt::join(claims[axis], "; ")));
+    ok = false;
+  }
+  if (!ok) return std::nullopt;
+  return logical;
+}
+
+bool same_placement(const Target& a, const Target& b) {
+  if (a.split != b.split || a.owner.has_value() != b.owner.has_value()) return false;
+  return !a.owner || (a.owner->index == b.owner->index && a.owner->count == b.owner->count);
+}
+
+std::string placement_text(const Target& t) {
+  if (t.owner) return fmt::format("owned, index {} of {}", t.owner->index, t.owner->count);
+  return fmt::format("split {}", rules::split_name(t.split));
+}
+
+}  // namespace
+
+void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
+  const rules::Layout& layout = *decision.layout;
+  const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
+  std::string key = layout.name;
+  key += '\n';
+  key += decision.group;
+  auto [it, inserted] = index_.try_emplace(std::move(key), groups_.size());
+  if (inserted) {
+    groups_.push_back(Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size()), false});
+  }
+  Group& group = groups_[it->second];
+  std::optional<Target>& slot = group.members[member];
+  if (slot) {
+    placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}", group.name,
+                                      decision.member->suffix, layout.name, placer.describe(slot->source),
+                                      placer.describe(target.source)));
+    group.broken = true;
+    return;
+  }
+  slot = std::move(target);
+}
+
+void PackedGroups::place_all(Placer& placer) {
+  for (const Group& group : groups_) {
+    if (!group.broken) place(group, placer);
+  }
+}
+
+void PackedGroups::place(const Group& group, Placer& placer) const {
+  const rules::Layout& layout = *group.layout;
+  std::vector<std::string> missing, present;
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    if (!group.members[m]) {
+      missing.push_back(layout.members[m].suffix);
+    } else {
+      present.push_back(placer.describe(group.members[m]->source));
+    }
+  }
+  if (!missing.empty()) {
+    placer.problems().add(fmt::format("{}: incomplete packed group ({}): missing {}; present: {}", group.name,
+                                      layout.name, fmt::join(missing, ", "), fmt::join(present, ", ")));
+    return;
+  }
+  bool ok = true;
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    ok = check_member(layout, layout.members[m], *group.members[m], placer) && ok;
+  }
+  if (!ok) return;
+  const auto logical = derive_logical(layout, group.members, group.name, placer);
+  if (!logical) return;
+  const Target& first = *group.members.front();
+  for (const auto& member : group.members) {
+    if (!same_placement(first, *member)) {
+      placer.problems().add(fmt::format("{}: members of one packed group are placed differently: {} is {}, {} is {}",
+                                        group.name, placer.source(first.source).name, placement_text(first),
+                                        placer.source(member->source).name, placement_text(*member)));
+      return;
+    }
+  }
+  std::optional<std::uint64_t> owner;
+  if (first.owner) {
+    owner = placer.owner_rank(*first.owner, placer.source(first.source).name);
+    if (!owner) return;
+  }
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const rules::LayoutMember& decl = layout.members[m];
+    const Target& target = *group.members[m];
+    const Source& src = placer.source(target.source);
+    const Cast cast = *cast_between(src.dtype, decl.cast_to);
+    const st::DType dtype = decl.cast_to.value_or(src.dtype);
+    if (owner) {
+      placer.add(*owner, target, dtype, src.shape, Slice{}, cast);
+      continue;
+    }
+    std::vector<int> dims;  // the member's dims on the split axis
+    for (int d = 0; d < 2; ++d) {
+      if (first.split != Split::replicate && decl.dims[d].axis == first.split) dims.push_back(d);
+    }
+    if (dims.empty()) {
+      placer.add_everywhere(target, dtype, src.shape, cast);
+    } else if (dims.size() == 2) {
+      placer.problems().add(fmt::format("{}: cannot split {}: both dims of member {} of packed layout {} are on it",
+                                        src.name, rules::split_name(first.split), decl.suffix, layout.name));
+    } else {
+      placer.add_split(target, dims[0], decl.dims[dims[0]].divisor, first.split, dtype, cast);
+    }
+  }
+}
+
+}  // namespace shardwise::plan::detail

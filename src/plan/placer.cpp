@@ -1,0 +1,140 @@
+#include "plan/placer.hpp"
+
+#include <fmt/format.h>
+
+#include "plan/plan_view.hpp"
+
+namespace shardwise::plan::detail {
+namespace {
+
+// Sizes come from untrusted headers: a sum that does not fit is the input's fault.
+std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, std::string_view what) {
+  std::uint64_t sum = 0;
+  if (__builtin_add_overflow(a, b, &sum)) {
+    throw Error(ErrorKind::input, fmt::format("{}: byte count overflows 64 bits", what));
+  }
+  return sum;
+}
+
+std::string dim_kind(int dim, std::uint64_t unit) {
+  std::string kind = unit > 1 ? "packed " : "";
+  if (dim == 0) return kind + "rows";
+  if (dim == 1) return kind + "columns";
+  return kind + fmt::format("entries of dim {}", dim);
+}
+
+}  // namespace
+
+std::string rule_label(const rules::RuleRef& rule) {
+  if (rule.where.file.empty()) return rule.label;
+  return fmt::format("{} ({})", rule.label, rule.where.str());
+}
+
+Slice make_slice(int dim, std::uint64_t begin, std::uint64_t end, std::uint64_t size) {
+  if (begin == 0 && end == size) return Slice{};
+  return Slice{dim, begin, end};
+}
+
+std::string format_ranks(const std::vector<std::uint64_t>& ranks) {
+  std::string text;
+  for (std::size_t i = 0; i < ranks.size();) {
+    std::size_t j = i;
+    while (j + 1 < ranks.size() && ranks[j + 1] == ranks[j] + 1) ++j;
+    if (!text.empty()) text += ',';
+    text += j > i ? fmt::format("{}-{}", ranks[i], ranks[j]) : fmt::format("{}", ranks[i]);
+    i = j + 1;
+  }
+  return text;
+}
+
+std::string Placer::describe(std::size_t source) const {
+  const Source& src = plan_.sources[source];
+  const std::string& path = plan_.input_files[src.file];
+  return fmt::format("{} ({})", src.name, std::string_view(path).substr(path.rfind('/') + 1));
+}
+
+std::optional<std::uint64_t> Placer::owner_rank(const rules::Ownership& owner, std::string_view tensor) {
+  if (owner.index >= owner.count) {
+    problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", tensor, owner.index,
+                              owner.count_param, owner.count, rule_label(owner.rule)));
+    return std::nullopt;
+  }
+  if (owner.count % mp_ != 0) {
+    if (reported_counts_.insert(owner.count_param).second) {
+      problems_.add(fmt::format("{}={} is not a multiple of mp={}: owned tensors such as {} cannot be "
+                                "spread evenly ({})",
+                                owner.count_param, owner.count, mp_, tensor, rule_label(owner.rule)));
+    }
+    return std::nullopt;
+  }
+  return owner.index / (owner.count / mp_);
+}
+
+void Placer::add(std::uint64_t rank, const Target& target, st::DType dtype, st::Shape shape, Slice slice, Cast cast) {
+  OutputFile& out = plan_.outputs[rank];
+  PlannedTensor tensor;
+  tensor.name = target.output;
+  tensor.dtype = dtype;
+  auto bytes = st::byte_size(dtype, shape);
+  if (!bytes) {
+    throw Error(ErrorKind::input, fmt::format("{}: the size of {} {} overflows", target.output,
+                                              st::dtype_name(dtype), detail::shape_text(shape)));
+  }
+  tensor.bytes = *bytes;
+  tensor.shape = std::move(shape);
+  tensor.source = target.source;
+  tensor.slice = slice;
+  tensor.cast = cast;
+  tensor.rule = target.rule;
+  out.bytes = checked_add(out.bytes, tensor.bytes, out.file);
+  out.tensors.push_back(std::move(tensor));
+}
+
+void Placer::add_everywhere(const Target& target, st::DType dtype, const st::Shape& shape, Cast cast) {
+  for (std::uint64_t rank = 0; rank < mp_; ++rank) {
+    add(rank, target, dtype, shape, Slice{}, cast);
+    if (rank > 0) {
+      plan_.replicated_bytes = checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes,
+                                           "replicated bytes");
+    }
+  }
+}
+
+bool Placer::add_split(const Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype,
+                       Cast cast) {
+  const Source& src = plan_.sources[target.source];
+  const auto d = static_cast<std::size_t>(dim);
+  if (d >= src.shape.size()) {
+    problems_.add(fmt::format("{}: cannot split {} over mp={}: it has no dim {} (shape {})", src.name,
+                              rules::split_name(axis), mp_, dim, detail::shape_text(src.shape)));
+    return false;
+  }
+  const std::uint64_t size = src.shape[d];
+  if (size % mp_ != 0) {
+    const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size, dim_kind(dim, unit), mp_);
+    if (unit == 1) {
+      problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim, detail::shape_text(src.shape),
+                                size, mp_));
+    } else {
+      // size * unit cannot overflow: the packed group's logical dims were derived with checked arithmetic.
+      const std::uint64_t logical = size * unit;
+      if (logical % mp_ != 0) {
+        problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head, rules::split_name(axis),
+                                  logical, mp_, unit));
+      } else {
+        problems_.add(fmt::format("{} ({}={}, {} per rank, packing {})", head, rules::split_name(axis), logical,
+                                  logical / mp_, unit));
+      }
+    }
+    return false;
+  }
+  const std::uint64_t per_rank = size / mp_;
+  for (std::uint64_t rank = 0; rank < mp_; ++rank) {
+    st::Shape shape = src.shape;
+    shape[d] = per_rank;
+    add(rank, target, dtype, std::move(shape), make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast);
+  }
+  return true;
+}
+
+}  // namespace shardwise::plan::detail

@@ -1,0 +1,174 @@
+// The plan for programs (docs/plan-json.md is the contract). Streamed as text, one tensor per line:
+// building a DOM for 100,000s of tensors costs more than planning them. plan_to_json parses the
+// same text, so the two can never disagree.
+
+#include <iterator>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <shardwise/plan/planner.hpp>
+
+#include "plan/plan_view.hpp"
+
+namespace shardwise::plan {
+namespace {
+
+// Appends `s` as a JSON string. Names come from validated headers (UTF-8); only quotes,
+// backslashes and control characters need escaping.
+void append_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(u));
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+void append_shape(std::string& out, const st::Shape& shape) {
+  fmt::format_to(std::back_inserter(out), "[{}]", fmt::join(shape, ", "));
+}
+
+void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, std::string_view source_file) {
+  auto it = std::back_inserter(out);
+  out += "      {\"name\": ";
+  append_string(out, t.name);
+  fmt::format_to(it, ", \"dtype\": \"{}\", \"shape\": ", st::dtype_name(t.dtype));
+  append_shape(out, t.shape);
+  fmt::format_to(it, ", \"bytes\": {}, \"source\": {{\"file\": ", t.bytes);
+  append_string(out, source_file);
+  out += ", \"name\": ";
+  append_string(out, src.name);
+  fmt::format_to(it, ", \"dtype\": \"{}\", \"shape\": ", st::dtype_name(src.dtype));
+  append_shape(out, src.shape);
+  if (t.slice.whole()) {
+    out += ", \"slice\": null}";
+  } else {
+    fmt::format_to(it, ", \"slice\": {{\"dim\": {}, \"begin\": {}, \"end\": {}}}}}", t.slice.dim, t.slice.begin,
+                   t.slice.end);
+  }
+  if (t.cast == Cast::none) {
+    out += ", \"cast\": null";
+  } else {
+    fmt::format_to(it, ", \"cast\": {{\"from\": \"{}\", \"to\": \"{}\"}}", detail::cast_source_dtype(t.cast),
+                   detail::cast_target_dtype(t.cast));
+  }
+  out += ", \"rule\": ";
+  append_string(out, t.rule);
+  out += '}';
+}
+
+void append_head(std::string& out, const Plan& plan, const std::optional<std::string>& filter,
+                 const std::vector<std::string_view>& files) {
+  auto it = std::back_inserter(out);
+  fmt::format_to(it, "{{\n  \"format\": \"shardwise-plan\",\n  \"version\": 1,\n  \"model_parallel\": {},\n",
+                 plan.model_parallel);
+  out += "  \"params\": {";
+  bool first = true;
+  for (const auto& [name, value] : plan.params) {
+    if (!first) out += ", ";
+    first = false;
+    append_string(out, name);
+    fmt::format_to(it, ": {}", value);
+  }
+  out += "},\n  \"rules\": ";
+  append_string(out, plan.rules_name);
+  out += ",\n  \"input\": {\"root\": ";
+  append_string(out, plan.input_root);
+  out += ", \"files\": [";
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (i > 0) out += ", ";
+    append_string(out, files[i]);
+  }
+  fmt::format_to(it, "], \"tensors\": {}, \"bytes\": {}}},\n  \"filter\": ",
+                 plan.sources.size() + plan.skipped.size(), plan.input_bytes);
+  if (filter) {
+    append_string(out, *filter);
+  } else {
+    out += "null";
+  }
+  out += ",\n";
+}
+
+void append_tail(std::string& out, const Plan& plan, const detail::RowFilter& rows) {
+  auto it = std::back_inserter(out);
+  out += "  \"skipped\": [";
+  bool first = true;
+  for (const Skipped& s : plan.skipped) {
+    if (!rows.matches(s.name)) continue;
+    out += first ? "\n    {\"name\": " : ",\n    {\"name\": ";
+    first = false;
+    append_string(out, s.name);
+    out += ", \"file\": ";
+    append_string(out, s.file);
+    out += ", \"rule\": ";
+    append_string(out, s.rule);
+    out += ", \"reason\": ";
+    append_string(out, s.reason);
+    out += '}';
+  }
+  out += first ? "],\n  \"side_files\": [" : "\n  ],\n  \"side_files\": [";
+  for (std::size_t i = 0; i < plan.side_files.size(); ++i) {
+    if (i > 0) out += ", ";
+    append_string(out, plan.side_files[i]);
+  }
+  std::uint64_t tensors = 0, bytes = 0;
+  for (const OutputFile& f : plan.outputs) {
+    tensors += f.tensors.size();
+    bytes += f.bytes;
+  }
+  fmt::format_to(it,
+                 "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
+                 "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
+                 plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
+                 plan.sources.size() + plan.skipped.size(), plan.input_bytes);
+}
+
+}  // namespace
+
+std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter) {
+  const detail::RowFilter rows(filter);
+  std::vector<std::string_view> files;
+  files.reserve(plan.input_files.size());
+  for (const std::string& path : plan.input_files) files.push_back(detail::file_name_of(path));
+
+  std::size_t planned = 0;
+  for (const OutputFile& f : plan.outputs) planned += f.tensors.size();
+  std::string out;
+  out.reserve(4096 + planned * 330);
+  append_head(out, plan, filter, files);
+  out += "  \"outputs\": [";
+  for (std::size_t r = 0; r < plan.outputs.size(); ++r) {
+    const OutputFile& f = plan.outputs[r];
+    out += r == 0 ? "\n    {\"rank\": " : ",\n    {\"rank\": ";
+    fmt::format_to(std::back_inserter(out), "{}, \"file\": ", f.rank);
+    append_string(out, f.file);
+    fmt::format_to(std::back_inserter(out), ", \"bytes\": {}, \"tensor_count\": {}, \"tensors\": [", f.bytes,
+                   f.tensors.size());
+    bool first = true;
+    for (const PlannedTensor& t : f.tensors) {
+      const Source& src = plan.sources[t.source];
+      if (!rows.matches(src.name, t.name)) continue;
+      out += first ? "\n" : ",\n";
+      first = false;
+      append_tensor(out, t, src, files[src.file]);
+    }
+    out += first ? "]}" : "\n    ]}";
+  }
+  out += plan.outputs.empty() ? "],\n" : "\n  ],\n";
+  append_tail(out, plan, rows);
+  return out;
+}
+
+nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter) {
+  return nlohmann::json::parse(format_plan_json(plan, filter));
+}
+
+}  // namespace shardwise::plan

@@ -1,0 +1,80 @@
+#include "plan/plan_view.hpp"
+
+#include <fmt/format.h>
+#include <re2/re2.h>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::plan::detail {
+
+std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+std::string_view cast_source_dtype(Cast cast) {
+  switch (cast) {
+    case Cast::none: return "";
+    case Cast::f16_to_bf16: return "F16";
+    case Cast::f32_to_bf16: return "F32";
+  }
+  return "";
+}
+
+std::string_view cast_target_dtype(Cast cast) { return cast == Cast::none ? "" : "BF16"; }
+
+std::string_view file_name_of(std::string_view path) {
+  const auto slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+std::string group_digits(std::uint64_t value) {
+  std::string digits = fmt::format("{}", value);
+  std::string text;
+  text.reserve(digits.size() + digits.size() / 3);
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) text += ',';
+    text += digits[i];
+  }
+  return text;
+}
+
+std::string human_bytes(std::uint64_t bytes) {
+  static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  double value = static_cast<double>(bytes) / 1024.0;
+  std::size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return fmt::format("{:.1f} {}", value, kUnits[unit]);
+}
+
+RowFilter::RowFilter(const std::optional<std::string>& pattern) {
+  if (!pattern) return;
+  RE2::Options options;
+  options.set_log_errors(false);
+  re_ = std::make_unique<RE2>(*pattern, options);
+  if (!re_->ok()) {
+    throw Error(ErrorKind::usage, fmt::format("invalid --filter pattern '{}': {}", *pattern, re_->error()));
+  }
+}
+
+RowFilter::~RowFilter() = default;
+
+bool RowFilter::matches(std::string_view name) const {
+  return re_ == nullptr || RE2::PartialMatch(re2::StringPiece(name.data(), name.size()), *re_);
+}
+
+PlacementIndex::PlacementIndex(const Plan& plan) : begin_(plan.sources.size() + 1, 0) {
+  // Counting sort by source: ranks are visited in order, so each source's list is in rank order.
+  for (const OutputFile& out : plan.outputs) {
+    for (const PlannedTensor& t : out.tensors) ++begin_[t.source + 1];
+  }
+  for (std::size_t i = 1; i < begin_.size(); ++i) begin_[i] += begin_[i - 1];
+  placements_.resize(begin_.back());
+  std::vector<std::size_t> next(begin_.begin(), begin_.end() - 1);
+  for (const OutputFile& out : plan.outputs) {
+    for (const PlannedTensor& t : out.tensors) placements_[next[t.source]++] = Placement{out.rank, &t};
+  }
+}
+
+}  // namespace shardwise::plan::detail

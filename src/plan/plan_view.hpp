@@ -1,0 +1,64 @@
+#pragma once
+// Internal to the plan formats: what the text and JSON outputs share (names of shapes and casts,
+// the --filter matcher, and the inverse of the plan: for each source, where it went).
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/plan/plan.hpp>
+
+namespace re2 {
+class RE2;
+}
+
+namespace shardwise::plan::detail {
+
+std::string shape_text(const st::Shape& shape);  // "[512, 4096]", "[]" for a scalar
+std::string_view cast_source_dtype(Cast cast);   // "F16" for f16_to_bf16; "" for none
+std::string_view cast_target_dtype(Cast cast);   // "BF16"; "" for none
+std::string_view file_name_of(std::string_view path);  // the part after the last '/'
+// 1536 -> "1,536"
+std::string group_digits(std::uint64_t value);
+// 1536 -> "1.5 KiB"; below 1024: "512 B"
+std::string human_bytes(std::uint64_t bytes);
+
+// The --filter of both formats: an RE2 pattern searched (unanchored) in a source or output name.
+class RowFilter {
+ public:
+  // Throws Error(usage) for an invalid pattern.
+  explicit RowFilter(const std::optional<std::string>& pattern);
+  ~RowFilter();
+  RowFilter(const RowFilter&) = delete;
+  RowFilter& operator=(const RowFilter&) = delete;
+  bool active() const noexcept { return re_ != nullptr; }
+  bool matches(std::string_view name) const;
+  bool matches(std::string_view a, std::string_view b) const { return matches(a) || (a != b && matches(b)); }
+
+ private:
+  std::unique_ptr<re2::RE2> re_;
+};
+
+struct Placement {
+  std::uint64_t rank = 0;
+  const PlannedTensor* tensor = nullptr;
+};
+
+// For each source, its output tensors in rank order.
+class PlacementIndex {
+ public:
+  explicit PlacementIndex(const Plan& plan);
+  std::span<const Placement> of(std::size_t source) const {
+    return {placements_.data() + begin_[source], placements_.data() + begin_[source + 1]};
+  }
+
+ private:
+  std::vector<std::size_t> begin_;  // sources + 1 offsets into placements_
+  std::vector<Placement> placements_;
+};
+
+}  // namespace shardwise::plan::detail
