@@ -146,6 +146,12 @@ class InventoryBuilder {
       if (path.rfind("embed.", 0) == 0) return "model.embed_tokens." + path.substr(6);
       return "model." + path;
     }
+    for (const char* suffix : {".qweight", ".qzeros", ".scales"}) {  // a triple member: map its linear
+      const std::string s = suffix;
+      if (path.size() > s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0) {
+        return "model." + prefix + hf_path(path.substr(0, path.size() - s.size())) + s;
+      }
+    }
     return "model." + prefix + hf_path(path);
   }
 

@@ -100,14 +100,35 @@ std::vector<FilePart> split_files(const std::vector<gen::TensorSpec>& tensors, u
   return parts;
 }
 
+// --header-only: the length prefix and header, then a hole up to the full size. OutputFile reserves
+// the data's disk space up front (right for real data, impossible for a 153 GB hole), so this
+// path writes the file itself; the layout still comes from the library.
+void write_sparse_file(const fs::path& path, const st::FileLayout& layout) {
+  const fs::path temp = st::temp_path_for(path.string());
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>((layout.header.size() >> (8 * i)) & 0xFF);
+  bytes += layout.header;
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << bytes;
+    if (!out.flush()) shardwise::throw_os_error("cannot write", temp.string(), errno);
+  }
+  fs::resize_file(temp, layout.file_size);  // extends with a hole: no data blocks allocated
+  fs::rename(temp, path);
+}
+
 // Writes one file: header from the entries, then each tensor's data in 1 MiB pieces in data order.
 std::uint64_t write_file(const fs::path& folder, const FilePart& part, const std::vector<gen::TensorSpec>& tensors,
                          const Options& options) {
   std::vector<st::OutputTensor> entries;
   for (std::size_t i = part.first; i < part.last; ++i) entries.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape});
   const st::FileLayout layout = st::layout_file(entries);
+  if (options.header_only) {
+    write_sparse_file(folder / part.name, layout);
+    return layout.file_size;
+  }
   st::OutputFile file = st::OutputFile::create((folder / part.name).string(), layout);
-  if (!options.header_only) {
+  {
     constexpr std::size_t kChunk = std::size_t{1} << 20;  // a multiple of every element size
     std::vector<std::byte> buffer(kChunk);
     for (std::size_t index : layout.order) {
