@@ -107,6 +107,9 @@ class Rules {
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
   const std::vector<std::string>& side_files() const;
   const std::vector<Layout>& layouts() const;
+  // A few lines for people: name, rule counts per section, layouts, parameters, outputs
+  // (`shardwise rules check`).
+  std::string summary() const;
 
  private:
   struct Impl;

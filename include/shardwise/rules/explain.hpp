@@ -1,0 +1,20 @@
+#pragma once
+// Decisions in words, for `shardwise explain`: every step applied, the deciding rule with its
+// FILE:LINE:COL, the output name and where it goes, or the skip and its reason, or why nothing
+// matched. Knows no model: everything comes from the rules and the decision.
+
+#include <string>
+
+#include <shardwise/rules/rules.hpp>
+
+namespace shardwise::rules {
+
+// `params` as given to decide() (resolve_params), with `mp` for the rank arithmetic.
+std::string explain_decision(const Decision& decision, const Params& params);
+
+// "qweight [in/8, out] I32", "scales [in/128, out] F16|BF16 -> BF16".
+std::string describe_member(const LayoutMember& member);
+// "out", "in/8".
+std::string describe_member_dim(const MemberDim& dim);
+
+}  // namespace shardwise::rules

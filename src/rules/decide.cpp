@@ -1,0 +1,211 @@
+// Rules::decide: one input name through the fixed evaluation order of docs/rules.md:
+// strip prefix, rename components, skip, packed member, key, table, overrides, ownership.
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+#include "rules/rules_impl.hpp"
+#include "rules/suggest.hpp"
+
+namespace shardwise::rules {
+
+namespace {
+
+std::string at(const RuleRef& rule) { return rule.where.str(); }
+
+// Steps 1 and 2: the normalized name.
+std::string normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>& trail) {
+  for (const auto& strip : rules.strip_prefixes) {
+    if (name.starts_with(strip.prefix)) {
+      name.remove_prefix(strip.prefix.size());
+      trail.push_back(fmt::format("strip prefix '{}' ({})", strip.prefix, strip.where.str()));
+      break;
+    }
+  }
+  std::string normalized;
+  normalized.reserve(name.size());
+  std::string component;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = name.find('.', start);
+    component.assign(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    const auto chain = rules.rename_chains.find(component);
+    if (chain != rules.rename_chains.end()) {
+      for (const std::size_t index : chain->second.applied) {
+        const auto& rename = rules.renames[index];
+        trail.push_back(fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str()));
+      }
+      normalized += chain->second.result;
+    } else {
+      normalized += component;
+    }
+    if (dot == std::string_view::npos) break;
+    normalized += '.';
+    start = dot + 1;
+  }
+  return normalized;
+}
+
+// The n-th capture group (1-based) of `re` searched in `text`: offset and length, or nullopt.
+std::optional<std::pair<std::size_t, std::size_t>> capture(const RE2& re, std::string_view text, int group) {
+  re2::StringPiece groups[16];
+  const int count = group + 1;
+  if (count > 16) return std::nullopt;
+  const re2::StringPiece piece(text.data(), text.size());
+  if (!re.Match(piece, 0, piece.size(), RE2::UNANCHORED, groups, count) || groups[group].data() == nullptr) {
+    return std::nullopt;
+  }
+  return std::pair{static_cast<std::size_t>(groups[group].data() - text.data()), groups[group].size()};
+}
+
+// Replaces every component of `name` equal to `from` with `to`.
+std::string rename_components(std::string_view name, std::string_view from, std::string_view to) {
+  std::string out;
+  for (std::size_t start = 0;;) {
+    const std::size_t dot = name.find('.', start);
+    const auto component = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    out += component == from ? to : component;
+    if (dot == std::string_view::npos) break;
+    out += '.';
+    start = dot + 1;
+  }
+  return out;
+}
+
+Decision unmatched(Decision decision, std::string reason) {
+  decision.kind = Decision::Kind::unmatched;
+  decision.reason = std::move(reason);
+  decision.trail.push_back("unmatched: " + decision.reason);
+  return decision;
+}
+
+// Step 5: the key and, for a captured key, where it sits in the normalized name.
+struct FoundKey {
+  std::string key;
+  std::optional<std::pair<std::size_t, std::size_t>> span;
+};
+
+std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::string& why) {
+  const auto index = rules.key_matcher.first_match(d.normalized);
+  if (!index) {
+    why = fmt::format("no key rule matches '{}'", d.normalized);
+    return std::nullopt;
+  }
+  const KeyRule& rule = rules.keys[*index];
+  FoundKey found;
+  if (rule.literal) {
+    found.key = *rule.literal;
+  } else {
+    found.span = capture(rules.key_matcher.pattern(*index), d.normalized, rule.key_group);
+    if (found.span) found.key = d.normalized.substr(found.span->first, found.span->second);
+    if (found.key.empty() || found.key.find('.') != std::string::npos) {
+      why = fmt::format("{} ({}) captured key '{}', which is not one name component", rule.rule.label, at(rule.rule), found.key);
+      return std::nullopt;
+    }
+  }
+  d.trail.push_back(fmt::format("key '{}' from {} ({})", found.key, rule.rule.label, at(rule.rule)));
+  return found;
+}
+
+// Step 6: the table entry for the key, or the unknown_keys policy. False when unmatched.
+bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d, std::string& why) {
+  const auto entry = rules.table.find(found.key);
+  if (entry == rules.table.end()) {
+    if (rules.unknown_keys == UnknownKeys::error) {
+      why = fmt::format("key '{}' is not in the table and unknown_keys is error{}", found.key,
+                        detail::did_you_mean(found.key, rules.table_order));
+      return false;
+    }
+    d.rule = {fmt::format("unknown_keys[{}]", found.key), rules.unknown_keys_where};
+    d.split = Split::replicate;
+    d.output = d.normalized;
+    d.trail.push_back(fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(d.rule)));
+    return true;
+  }
+  const TableEntry& table = entry->second;
+  d.rule = table.rule;
+  d.split = table.split;
+  d.output = d.normalized;
+  if (table.rename && *table.rename != found.key) {
+    if (found.span) {
+      d.output.replace(found.span->first, found.span->second, *table.rename);
+    } else {
+      d.output = rename_components(d.normalized, found.key, *table.rename);
+    }
+  }
+  d.trail.push_back(fmt::format("{}: {}split {} ({})", table.rule.label,
+                                table.rename ? fmt::format("rename to '{}', ", *table.rename) : "", split_name(table.split),
+                                at(table.rule)));
+  return true;
+}
+
+// Step 8: the owner of an indexed tensor. False when the captured index is not a number.
+bool apply_ownership(const CompiledRules& rules, const Params& params, Decision& d, std::string& why) {
+  const auto index = rules.ownership_matcher.first_match(d.output);
+  if (!index) return true;
+  const OwnershipRule& rule = rules.ownership[*index];
+  const auto span = capture(rules.ownership_matcher.pattern(*index), d.output, rule.index_group);
+  const std::string text = span ? d.output.substr(span->first, span->second) : std::string();
+  Ownership owner{0, 0, rule.count_param, rule.rule};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), owner.index);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule), text);
+    return false;
+  }
+  const auto count = params.find(rule.count_param);
+  if (count == params.end()) {
+    throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} was not given", rule.count_param, at(rule.rule)));
+  }
+  owner.count = count->second;
+  d.rule = rule.rule;
+  d.trail.push_back(fmt::format("{}: index {} of {}={} ({})", rule.rule.label, owner.index, rule.count_param, owner.count,
+                                at(rule.rule)));
+  d.owner = std::move(owner);
+  return true;
+}
+
+}  // namespace
+
+Decision Rules::decide(std::string_view name, const Params& params) const {
+  const CompiledRules& rules = *impl_;
+  Decision d;
+  d.source = std::string(name);
+  d.normalized = normalize(rules, name, d.trail);
+  if (const auto skip = rules.skip_matcher.first_match(d.normalized)) {
+    const SkipRule& rule = rules.skips[*skip];
+    d.kind = Decision::Kind::skip;
+    d.rule = rule.rule;
+    d.reason = rule.reason;
+    d.trail.push_back(fmt::format("{}: {} ({})", rule.rule.label, rule.reason, at(rule.rule)));
+    return d;
+  }
+  const auto last_dot = d.normalized.rfind('.');
+  const std::string suffix = d.normalized.substr(last_dot == std::string::npos ? 0 : last_dot + 1);
+  if (const auto member = rules.members.find(suffix); member != rules.members.end() && last_dot != std::string::npos) {
+    d.layout = &rules.layouts[member->second.first];
+    d.member = &d.layout->members[member->second.second];
+    d.trail.push_back(fmt::format("packed member '{}' of layout '{}' ({})", suffix, d.layout->name, d.layout->where.str()));
+  }
+  std::string why;
+  const auto key = find_key(rules, d, why);
+  if (!key) return unmatched(std::move(d), why);
+  d.key = key->key;
+  if (!apply_table(rules, *key, d, why)) return unmatched(std::move(d), why);
+  if (const auto index = rules.override_matcher.first_match(d.output)) {
+    const OverrideRule& rule = rules.overrides[*index];
+    d.rule = rule.rule;
+    d.split = rule.split;
+    d.trail.push_back(fmt::format("{}: split {} ({})", rule.rule.label, split_name(rule.split), at(rule.rule)));
+  }
+  if (!apply_ownership(rules, params, d, why)) return unmatched(std::move(d), why);
+  if (d.member != nullptr) {
+    const auto dot = d.output.rfind('.');
+    d.group = dot == std::string::npos ? d.output : d.output.substr(0, dot);
+    d.output = d.group + "." + d.member->suffix;
+  }
+  d.kind = Decision::Kind::place;
+  return d;
+}
+
+}  // namespace shardwise::rules

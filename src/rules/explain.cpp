@@ -1,0 +1,110 @@
+#include <shardwise/rules/explain.hpp>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "rules/rules_impl.hpp"
+
+namespace shardwise::rules {
+
+namespace {
+
+std::string plural(std::size_t n, std::string_view word) {
+  if (n != 1 && word.ends_with('y')) return fmt::format("{} {}ies", n, word.substr(0, word.size() - 1));
+  return fmt::format("{} {}{}", n, word, n == 1 ? "" : "s");
+}
+
+std::string dtype_list(const std::vector<st::DType>& dtypes) {
+  if (dtypes.empty()) return "any dtype";
+  std::vector<std::string_view> names;
+  for (const auto dtype : dtypes) names.push_back(st::dtype_name(dtype));
+  return fmt::format("{}", fmt::join(names, "|"));
+}
+
+// Where a placed tensor goes: replicated, split (in member terms for packed members), or owned.
+std::string placement(const Decision& d, std::uint64_t mp) {
+  if (d.owner) {
+    const Ownership& o = *d.owner;
+    if (o.count < mp || o.count % mp != 0) {
+      return fmt::format("owned, but cannot be placed: {}={} is not a multiple of mp={}", o.count_param, o.count, mp);
+    }
+    if (o.index >= o.count) return fmt::format("owned, but index {} is out of range ({}={})", o.index, o.count_param, o.count);
+    const std::uint64_t per_rank = o.count / mp;
+    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", o.index / per_rank, o.index, o.count_param, o.count, mp);
+  }
+  if (d.split == Split::replicate) return fmt::format("replicated on all {}", plural(mp, "rank"));
+  const std::string_view axis = split_name(d.split);
+  if (d.member == nullptr) {
+    return fmt::format("split on dim {} ({}) into {} equal parts", d.split == Split::out ? 0 : 1, axis, mp);
+  }
+  for (int i = 0; i < 2; ++i) {
+    if (d.member->dims[i].axis == d.split) {
+      return fmt::format("split on logical {} into {} equal parts: {} dim {} ({})", axis, mp, d.member->suffix, i,
+                         describe_member_dim(d.member->dims[i]));
+    }
+  }
+  return fmt::format("split on logical {}", axis);
+}
+
+}  // namespace
+
+std::string describe_member_dim(const MemberDim& dim) {
+  const std::string_view axis = split_name(dim.axis);
+  return dim.divisor == 1 ? std::string(axis) : fmt::format("{}/{}", axis, dim.divisor);
+}
+
+std::string describe_member(const LayoutMember& member) {
+  std::string text = fmt::format("{} [{}, {}] {}", member.suffix, describe_member_dim(member.dims[0]),
+                                 describe_member_dim(member.dims[1]), dtype_list(member.allowed_dtypes));
+  if (member.cast_to) text += fmt::format(" -> {}", st::dtype_name(*member.cast_to));
+  return text;
+}
+
+std::string explain_decision(const Decision& d, const Params& params) {
+  const auto mp_entry = params.find("mp");
+  const std::uint64_t mp = mp_entry == params.end() ? 1 : mp_entry->second;
+  std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
+  for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
+  switch (d.kind) {
+    case Decision::Kind::skip:
+      text += fmt::format("  skipped by {} ({}): {}\n", d.rule.label, d.rule.where.str(), d.reason);
+      break;
+    case Decision::Kind::unmatched:
+      text += fmt::format("  UNMATCHED: {}\n", d.reason);
+      break;
+    case Decision::Kind::place:
+      text += fmt::format("  decided by: {} ({})\n", d.rule.label, d.rule.where.str());
+      text += fmt::format("  output: {}\n", d.output);
+      if (d.member != nullptr) {
+        text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,
+                            describe_member(*d.member));
+      }
+      text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, mp));
+      break;
+  }
+  return text;
+}
+
+std::string Rules::summary() const {
+  const CompiledRules& r = *impl_;
+  std::string text = fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
+  text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"), plural(r.renames.size(), "rename"));
+  text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"), plural(r.keys.size(), "key rule"),
+                      plural(r.table.size(), "table entry"), plural(r.overrides.size(), "override"),
+                      plural(r.ownership.size(), "ownership rule"));
+  text += fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
+  for (const auto& layout : r.layouts) {
+    std::vector<std::string> members;
+    for (const auto& member : layout.members) members.push_back(describe_member(member));
+    text += fmt::format("  layout {}: {}\n", layout.name, fmt::join(members, "; "));
+  }
+  text += "  params: mp (built in: --model-parallel)";
+  for (const auto& param : r.params) {
+    text += fmt::format(", {}{}", param.name, param.default_value ? fmt::format("={}", *param.default_value) : "");
+  }
+  text += fmt::format("\n  output: {}", r.output_file);
+  if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));
+  return text + "\n";
+}
+
+}  // namespace shardwise::rules

@@ -1,0 +1,318 @@
+#include "rules/loader.hpp"
+
+#include <map>
+
+#include <fmt/format.h>
+
+#include "rules/suggest.hpp"
+
+namespace shardwise::rules::detail {
+
+namespace {
+
+bool is_identifier(const std::string& text) {
+  if (text.empty() || (std::isdigit(static_cast<unsigned char>(text[0])) != 0)) return false;
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == '_' || std::isalnum(static_cast<unsigned char>(c)) != 0; });
+}
+
+// A file name written next to the outputs: never a path, so a rules file cannot point outside.
+bool is_plain_file_name(const std::string& text) {
+  return !text.empty() && text != "." && text != ".." && text.find_first_of("/\\") == std::string::npos &&
+         text.find('\0') == std::string::npos;
+}
+
+void check_output_pattern(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
+  std::size_t pos = 0;
+  bool has_rank = false;
+  while ((pos = pattern.find('{', pos)) != std::string::npos) {
+    const std::size_t close = pattern.find('}', pos);
+    const std::string field = pattern.substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1);
+    if (close == std::string::npos || (field != "rank" && field != "mp")) {
+      in.error(node, fmt::format("output file '{}' has an unknown placeholder '{{{}' (known: {{rank}}, {{mp}})",
+                                 pattern, close == std::string::npos ? field : field + "}"));
+      return;
+    }
+    has_rank = has_rank || field == "rank";
+    pos = close + 1;
+  }
+  if (!has_rank) in.error(node, fmt::format("output file '{}' must contain {{rank}}: every rank needs its own file", pattern));
+  if (!is_plain_file_name(pattern)) in.error(node, fmt::format("output file '{}' must be a plain file name, not a path", pattern));
+}
+
+// Remembers the regexes of one list, so that a rule identical to an earlier one is reported.
+class DuplicateRules {
+ public:
+  explicit DuplicateRules(std::string list) : list_(std::move(list)) {}
+  void check(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
+    const auto [it, fresh] = seen_.emplace(pattern, in.where(node));
+    if (!fresh) {
+      in.error(node, fmt::format("{} rule never decides anything: its match is identical to the rule at {}:{}", list_,
+                                 it->second.line, it->second.column));
+    }
+  }
+
+ private:
+  std::string list_;
+  std::map<std::string, SourceLocation> seen_;
+};
+
+std::string rule_label(const std::string& list, const std::optional<std::string>& name, std::size_t index) {
+  return name ? fmt::format("{}[{}]", list, *name) : fmt::format("{}[{}]", list, index);
+}
+
+// The parts shared by every regex rule: `name`, `match` (compiled into `matcher`). Returns the
+// compiled regex, or nullptr when `match` is missing or invalid (already reported).
+const RE2* read_match(YamlReader& in, const YAML::Node& item, const std::string& what, OrderedMatcher& matcher,
+                      DuplicateRules& duplicates) {
+  const auto pattern = in.string_field(item, "match", what, true);
+  if (!pattern) return nullptr;
+  const YAML::Node node = YamlReader::field(item, "match");
+  if (auto error = matcher.add(*pattern)) {
+    in.error(node, fmt::format("invalid regex '{}' in {}: {}", *pattern, what, *error));
+    return nullptr;
+  }
+  duplicates.check(in, node, *pattern);
+  return &matcher.pattern(matcher.size() - 1);
+}
+
+int named_group(const RE2& re, const std::string& group) {
+  const auto& groups = re.NamedCapturingGroups();
+  const auto it = groups.find(group);
+  return it == groups.end() ? 0 : it->second;
+}
+
+}  // namespace
+
+bool is_component(const std::string& text) { return !text.empty() && text.find('.') == std::string::npos; }
+
+std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const std::string& what) {
+  const auto text = in.string_value(node, what);
+  if (!text) return std::nullopt;
+  if (*text == "out") return Split::out;
+  if (*text == "in") return Split::in;
+  if (*text == "replicate") return Split::replicate;
+  in.error(node, fmt::format("{} must be out, in or replicate, got '{}'{}", what, *text,
+                             did_you_mean(*text, {"out", "in", "replicate"})));
+  return std::nullopt;
+}
+
+void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out) {
+  if (const auto version = in.uint_field(root, "shardwise", "the rules file", true); version && *version != 1) {
+    in.error(YamlReader::field(root, "shardwise"),
+             fmt::format("unsupported rules schema version {} (this shardwise reads version 1)", *version));
+  }
+  out.name = in.string_field(root, "name", "the rules file", true).value_or("");
+  out.description = in.string_field(root, "description", "the rules file", false).value_or("");
+  if (const YAML::Node output = YamlReader::field(root, "output"); !output.IsDefined()) {
+    in.error(root, "the rules file is missing required key 'output' (e.g. output: {file: \"model{rank}-mp{mp}.safetensors\"})");
+  } else if (in.check_map(output, "output", {"file"})) {
+    if (auto file = in.string_field(output, "file", "output", true)) {
+      check_output_pattern(in, YamlReader::field(output, "file"), *file);
+      out.output_file = *file;
+    }
+  }
+  if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined()) {
+    std::map<std::string, SourceLocation> seen;
+    for (const auto& item : side.IsSequence() ? side : YAML::Node()) {
+      const auto file = in.string_value(item, "an entry of side_files");
+      if (!file) continue;
+      if (!is_plain_file_name(*file)) in.error(item, fmt::format("side file '{}' must be a plain file name, not a path", *file));
+      if (!seen.emplace(*file, in.where(item)).second) in.error(item, fmt::format("side file '{}' is listed twice", *file));
+      out.side_files.push_back(*file);
+    }
+    if (!side.IsSequence()) in.check_list(side, "side_files");
+  }
+  const YAML::Node policy = YamlReader::field(root, "unknown_keys");
+  out.unknown_keys_where = in.where(policy.IsDefined() ? policy : root);
+  if (policy.IsDefined()) {
+    const auto text = in.string_value(policy, "unknown_keys");
+    if (text == "replicate") {
+      out.unknown_keys = UnknownKeys::replicate;
+    } else if (text == "error") {
+      out.unknown_keys = UnknownKeys::error;
+    } else if (text) {
+      in.error(policy, fmt::format("unknown_keys must be replicate or error, got '{}'{}", *text,
+                                   did_you_mean(*text, {"replicate", "error"})));
+    }
+  }
+}
+
+void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_open_map(node, "params")) return;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string name = entry.first.Scalar();
+    const std::string what = fmt::format("parameter '{}'", name);
+    if (name == "mp") {
+      in.error(entry.first, "parameter 'mp' is built in (the --model-parallel value): do not declare it");
+      continue;
+    }
+    if (!is_identifier(name)) in.error(entry.first, fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", name));
+    ParamSpec spec{name, std::nullopt, "", in.where(entry.first)};
+    if (in.check_map(entry.second, what, {"default", "help"})) {
+      spec.default_value = in.uint_field(entry.second, "default", what, false);
+      spec.help = in.string_field(entry.second, "help", what, false).value_or("");
+    }
+    out.params.push_back(std::move(spec));
+  }
+}
+
+void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_map(node, "normalize", {"strip_prefix", "rename"})) return;
+  if (const YAML::Node prefixes = YamlReader::field(node, "strip_prefix"); prefixes.IsDefined() && in.check_list(prefixes, "strip_prefix")) {
+    for (const auto& item : prefixes) {
+      const auto prefix = in.string_value(item, "an entry of strip_prefix");
+      if (!prefix) continue;
+      if (prefix->empty()) in.error(item, "strip_prefix '' removes nothing");
+      for (const auto& earlier : out.strip_prefixes) {
+        if (!prefix->empty() && prefix->starts_with(earlier.prefix)) {
+          in.error(item, fmt::format("strip_prefix '{}' can never apply: the earlier prefix '{}' ({}:{}) is removed first",
+                                     *prefix, earlier.prefix, earlier.where.line, earlier.where.column));
+          break;
+        }
+      }
+      out.strip_prefixes.push_back({*prefix, in.where(item)});
+    }
+  }
+  const YAML::Node renames = YamlReader::field(node, "rename");
+  if (!renames.IsDefined() || !in.check_list(renames, "rename")) return;
+  for (const auto& item : renames) {
+    if (!in.check_map(item, "rename rule", {"from", "to"})) continue;
+    const auto from = in.string_field(item, "from", "rename rule", true);
+    const auto to = in.string_field(item, "to", "rename rule", true);
+    if (!from || !to) continue;
+    if (!is_component(*from) || !is_component(*to)) {
+      in.error(item, fmt::format("rename '{}' -> '{}': both must be one name component (non-empty, no '.')", *from, *to));
+    } else if (*from == *to) {
+      in.error(item, fmt::format("rename of '{}' to itself changes nothing", *from));
+    }
+    for (const auto& earlier : out.renames) {
+      if (earlier.from == *from && earlier.to == *to) {
+        in.error(item, fmt::format("rename rule never decides anything: it is identical to the rule at {}:{}",
+                                   earlier.where.line, earlier.where.column));
+        break;
+      }
+    }
+    out.renames.push_back({*from, *to, in.where(item)});
+  }
+  // Precompute each component's fate under the ordered renames, so matching is one hash lookup.
+  for (const auto& start : out.renames) {
+    RenameChain chain{start.from, {}};
+    for (std::size_t i = 0; i < out.renames.size(); ++i) {
+      if (chain.result == out.renames[i].from) {
+        chain.result = out.renames[i].to;
+        chain.applied.push_back(i);
+      }
+    }
+    out.rename_chains.emplace(start.from, std::move(chain));
+  }
+}
+
+void read_skips(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "skip")) return;
+  DuplicateRules duplicates("skip");
+  for (const auto& item : node) {
+    if (!in.check_map(item, "skip rule", {"name", "match", "reason"})) continue;
+    const auto name = in.string_field(item, "name", "skip rule", false);
+    read_match(in, item, "skip rule", out.skip_matcher, duplicates);
+    const auto reason = in.string_field(item, "reason", "skip rule", true);
+    const std::string label = name ? "skip: " + *name : fmt::format("skip[{}]", out.skips.size());
+    out.skips.push_back({{label, in.where(item)}, reason.value_or("")});
+  }
+}
+
+void read_keys(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "keys")) return;
+  DuplicateRules duplicates("key");
+  for (const auto& item : node) {
+    if (!in.check_map(item, "key rule", {"name", "match", "key"})) continue;
+    const auto name = in.string_field(item, "name", "key rule", false);
+    const RE2* re = read_match(in, item, "key rule", out.key_matcher, duplicates);
+    KeyRule rule{{rule_label("keys", name, out.keys.size()), in.where(item)}, in.string_field(item, "key", "key rule", false), 0};
+    if (rule.literal && !is_component(*rule.literal)) {
+      in.error(YamlReader::field(item, "key"), fmt::format("key '{}' must be one name component (non-empty, no '.')", *rule.literal));
+    }
+    if (re != nullptr) {
+      rule.key_group = named_group(*re, "key");
+      if (rule.key_group != 0 && rule.literal) {
+        in.error(item, "key rule has both a literal 'key:' and a (?P<key>...) group: keep one");
+      } else if (rule.key_group == 0 && !rule.literal) {
+        in.error(YamlReader::field(item, "match"), "key rule needs a (?P<key>...) group in its match, or a literal 'key:'");
+      }
+    }
+    out.keys.push_back(std::move(rule));
+  }
+}
+
+void read_table(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_open_map(node, "table")) return;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string key = entry.first.Scalar();
+    const std::string what = fmt::format("table entry '{}'", key);
+    if (key.empty()) in.error(entry.first, "table key '' can never match: a key cannot be empty");
+    if (key.find('.') != std::string::npos) {
+      in.error(entry.first, fmt::format("table key '{}' can never match: a key is one name component (no '.')", key));
+    }
+    TableEntry table_entry{{fmt::format("table[{}]", key), in.where(entry.first)}, std::nullopt, Split::replicate};
+    if (in.check_map(entry.second, what, {"rename", "split"})) {
+      table_entry.rename = in.string_field(entry.second, "rename", what, false);
+      if (table_entry.rename && !is_component(*table_entry.rename)) {
+        in.error(YamlReader::field(entry.second, "rename"),
+                 fmt::format("rename '{}' of {} must be one name component (non-empty, no '.')", *table_entry.rename, what));
+      }
+      if (const YAML::Node split = YamlReader::field(entry.second, "split"); !split.IsDefined()) {
+        in.error(entry.second, fmt::format("{} is missing required key 'split'", what));
+      } else {
+        table_entry.split = read_split(in, split, fmt::format("'split' of {}", what)).value_or(Split::replicate);
+      }
+    }
+    if (out.table.emplace(key, std::move(table_entry)).second) out.table_order.push_back(key);
+  }
+}
+
+void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "overrides")) return;
+  DuplicateRules duplicates("override");
+  for (const auto& item : node) {
+    if (!in.check_map(item, "override rule", {"name", "match", "split"})) continue;
+    const auto name = in.string_field(item, "name", "override rule", false);
+    read_match(in, item, "override rule", out.override_matcher, duplicates);
+    OverrideRule rule{{rule_label("override", name, out.overrides.size()), in.where(item)}, Split::replicate};
+    if (const YAML::Node split = YamlReader::field(item, "split"); !split.IsDefined()) {
+      in.error(item, "override rule is missing required key 'split'");
+    } else {
+      rule.split = read_split(in, split, "'split' of override rule").value_or(Split::replicate);
+    }
+    out.overrides.push_back(std::move(rule));
+  }
+}
+
+void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "ownership")) return;
+  DuplicateRules duplicates("ownership");
+  std::vector<std::string> param_names{"mp"};
+  for (const auto& param : out.params) param_names.push_back(param.name);
+  for (const auto& item : node) {
+    if (!in.check_map(item, "ownership rule", {"name", "match", "count"})) continue;
+    const auto name = in.string_field(item, "name", "ownership rule", false);
+    const RE2* re = read_match(in, item, "ownership rule", out.ownership_matcher, duplicates);
+    OwnershipRule rule{{rule_label("ownership", name, out.ownership.size()), in.where(item)},
+                       in.string_field(item, "count", "ownership rule", true).value_or(""), 0};
+    if (re != nullptr) {
+      rule.index_group = named_group(*re, "index");
+      if (rule.index_group == 0) {
+        in.error(YamlReader::field(item, "match"), "ownership rule needs an (?P<index>...) group in its match");
+      }
+    }
+    const bool known = std::find(param_names.begin(), param_names.end(), rule.count_param) != param_names.end();
+    if (!rule.count_param.empty() && !known) {
+      in.error(YamlReader::field(item, "count"), fmt::format("count names an undefined parameter '{}'{}", rule.count_param,
+                                                             did_you_mean(rule.count_param, param_names)));
+    }
+    out.ownership.push_back(std::move(rule));
+  }
+}
+
+}  // namespace shardwise::rules::detail

@@ -1,0 +1,107 @@
+#pragma once
+// The compiled form of a rules file, shared by the loader (which fills it) and the matcher
+// (Rules::decide, which only reads it, from any number of threads).
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <shardwise/rules/rules.hpp>
+
+#include "rules/matcher.hpp"
+
+namespace shardwise::rules {
+
+enum class UnknownKeys { replicate, error };
+
+struct ParamSpec {
+  std::string name;
+  std::optional<std::uint64_t> default_value;
+  std::string help;
+  SourceLocation where;
+};
+
+struct StripRule {
+  std::string prefix;
+  SourceLocation where;
+};
+
+struct RenameRule {
+  std::string from;
+  std::string to;
+  SourceLocation where;
+};
+
+// What the ordered renames do to one component: its final spelling and the rules applied, in order.
+struct RenameChain {
+  std::string result;
+  std::vector<std::size_t> applied;  // indices into Impl::renames
+};
+
+struct SkipRule {
+  RuleRef rule;
+  std::string reason;
+};
+
+struct KeyRule {
+  RuleRef rule;
+  std::optional<std::string> literal;  // `key:`; otherwise the (?P<key>...) group
+  int key_group = 0;                   // 1-based capture index of `key` when not literal
+};
+
+struct TableEntry {
+  RuleRef rule;
+  std::optional<std::string> rename;
+  Split split = Split::replicate;
+};
+
+struct OverrideRule {
+  RuleRef rule;
+  Split split = Split::replicate;
+};
+
+struct OwnershipRule {
+  RuleRef rule;
+  std::string count_param;
+  int index_group = 0;  // 1-based capture index of `index`
+};
+
+struct CompiledRules {
+  std::string text;
+  std::string display_name;
+  std::string name;
+  std::string description;
+  std::vector<ParamSpec> params;
+  std::string output_file;
+  std::vector<std::string> side_files;
+  UnknownKeys unknown_keys = UnknownKeys::error;
+  SourceLocation unknown_keys_where;
+
+  std::vector<StripRule> strip_prefixes;
+  std::vector<RenameRule> renames;
+  std::unordered_map<std::string, RenameChain> rename_chains;  // keyed by the original component
+  std::vector<SkipRule> skips;
+  detail::OrderedMatcher skip_matcher;
+  std::vector<Layout> layouts;
+  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> members;  // suffix -> layout, member
+  std::vector<KeyRule> keys;
+  detail::OrderedMatcher key_matcher;
+  std::unordered_map<std::string, TableEntry> table;
+  std::vector<std::string> table_order;  // keys as written, for messages and summaries
+  std::vector<OverrideRule> overrides;
+  detail::OrderedMatcher override_matcher;
+  std::vector<OwnershipRule> ownership;
+  detail::OrderedMatcher ownership_matcher;
+};
+
+// The pimpl of Rules is the compiled form itself.
+struct Rules::Impl : CompiledRules {};
+
+namespace detail {
+// Parses and compiles `yaml`; throws one Error(rules) listing every problem found.
+void load_rules(std::string_view yaml, const std::string& display_name, CompiledRules& out);
+}  // namespace detail
+
+}  // namespace shardwise::rules

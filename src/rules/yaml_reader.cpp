@@ -1,0 +1,130 @@
+#include "rules/yaml_reader.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "rules/suggest.hpp"
+
+namespace shardwise::rules::detail {
+
+std::string_view node_kind(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null: return "nothing";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Undefined: break;
+  }
+  return "nothing";
+}
+
+SourceLocation YamlReader::where(const YAML::Mark& mark) const {
+  // yaml-cpp marks are 0-based, and -1 for nodes it made up (no position).
+  if (mark.line < 0) return {file_, 0, 0};
+  return {file_, mark.line + 1, mark.column + 1};
+}
+
+SourceLocation YamlReader::where(const YAML::Node& node) const { return where(node.Mark()); }
+
+void YamlReader::error(const SourceLocation& at, const std::string& message) {
+  problems_.push_back(at.str() + ": " + message);
+}
+
+bool YamlReader::check_open_map(const YAML::Node& node, const std::string& what) {
+  if (!node.IsMap()) {
+    error(node, fmt::format("{} must be a map, got {}", what, node_kind(node)));
+    return false;
+  }
+  std::map<std::string, YAML::Mark, std::less<>> seen;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) {
+      error(entry.first, fmt::format("keys of {} must be scalars, got {}", what, node_kind(entry.first)));
+      continue;
+    }
+    const std::string& key = entry.first.Scalar();
+    const auto [it, fresh] = seen.emplace(key, entry.first.Mark());
+    if (!fresh) {
+      const auto first = where(it->second);
+      error(entry.first, fmt::format("duplicate key '{}' in {} (first at {}:{})", key, what, first.line, first.column));
+    }
+  }
+  return true;
+}
+
+bool YamlReader::check_map(const YAML::Node& node, const std::string& what, const std::vector<std::string>& allowed) {
+  if (!check_open_map(node, what)) return false;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string& key = entry.first.Scalar();
+    if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+      error(entry.first, fmt::format("unknown key '{}' in {}{}", key, what, did_you_mean(key, allowed)));
+    }
+  }
+  return true;
+}
+
+bool YamlReader::check_list(const YAML::Node& node, const std::string& what) {
+  if (node.IsSequence()) return true;
+  error(node, fmt::format("{} must be a list, got {}", what, node_kind(node)));
+  return false;
+}
+
+YAML::Node YamlReader::field(const YAML::Node& map, const std::string& key) {
+  for (const auto& entry : map) {
+    if (entry.first.IsScalar() && entry.first.Scalar() == key) return entry.second;
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+std::optional<std::string> YamlReader::string_value(const YAML::Node& node, const std::string& what) {
+  if (node.IsScalar()) return node.Scalar();
+  error(node, fmt::format("{} must be a string, got {}", what, node_kind(node)));
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> YamlReader::uint_value(const YAML::Node& node, const std::string& what) {
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec == std::errc() && end == text.data() + text.size() && !text.empty()) return value;
+    error(node, fmt::format("{} must be a non-negative integer, got '{}'", what, text));
+    return std::nullopt;
+  }
+  error(node, fmt::format("{} must be a non-negative integer, got {}", what, node_kind(node)));
+  return std::nullopt;
+}
+
+std::optional<std::string> YamlReader::string_field(const YAML::Node& map, const std::string& key,
+                                                    const std::string& what, bool required) {
+  const YAML::Node value = field(map, key);
+  if (!value.IsDefined()) {
+    if (required) error(map, fmt::format("{} is missing required key '{}'", what, key));
+    return std::nullopt;
+  }
+  return string_value(value, fmt::format("'{}' of {}", key, what));
+}
+
+std::optional<std::uint64_t> YamlReader::uint_field(const YAML::Node& map, const std::string& key,
+                                                    const std::string& what, bool required) {
+  const YAML::Node value = field(map, key);
+  if (!value.IsDefined()) {
+    if (required) error(map, fmt::format("{} is missing required key '{}'", what, key));
+    return std::nullopt;
+  }
+  return uint_value(value, fmt::format("'{}' of {}", key, what));
+}
+
+std::optional<std::vector<std::string>> YamlReader::string_list(const YAML::Node& node, const std::string& what) {
+  if (!check_list(node, what)) return std::nullopt;
+  std::vector<std::string> values;
+  for (const auto& item : node) {
+    if (auto value = string_value(item, "an entry of " + what)) values.push_back(std::move(*value));
+  }
+  return values;
+}
+
+}  // namespace shardwise::rules::detail
