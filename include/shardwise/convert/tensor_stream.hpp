@@ -1,0 +1,60 @@
+#pragma once
+// The bytes of one planned tensor exactly as they are written: its source slice, cast, produced
+// piece by piece with pread into caller-owned buffers, so any tensor needs bounded memory. The
+// converter writes these bytes; `verify` hashes them to get the expected checksum.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <shardwise/plan/plan.hpp>
+
+namespace shardwise::convert {
+
+// Smallest scratch buffer TensorStream::read accepts.
+inline constexpr std::size_t kMinScratchBytes = 4096;
+
+class TensorStream {
+ public:
+  // Checks that the slice and cast fit the source (dim in range, end <= size, byte-aligned rows,
+  // cast from the right dtype, output bytes as planned); throws Error(input) naming both tensors.
+  TensorStream(const plan::Source& source, const plan::PlannedTensor& tensor);
+
+  std::uint64_t bytes() const noexcept { return out_segment_ * segments_; }
+
+  // Fills `out` with the output bytes [offset, offset + out.size()), reading the source from `fd`
+  // (its input file, named `path` in errors). With a cast, offset and size must be multiples of
+  // 2. `scratch` (at least kMinScratchBytes) holds source bytes between reading and converting or
+  // gathering; how much is read at once never exceeds its size.
+  void read(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+            std::span<std::byte> scratch) const;
+
+  // Cut points splitting the output into pieces of at most `max_piece` bytes (at least 1), in
+  // order, from 0 to bytes(): whole segments (rows of a strided slice) are kept together when
+  // they fit, and every cut is a multiple of 8 bytes within a segment. An empty tensor is one
+  // empty piece: {0, 0}.
+  std::vector<std::uint64_t> piece_bounds(std::uint64_t max_piece) const;
+
+ private:
+  void read_direct(int fd, const std::string& path, std::uint64_t segment, std::uint64_t in_segment,
+                   std::span<std::byte> out, std::span<std::byte> scratch) const;
+  std::uint64_t read_gathered(int fd, const std::string& path, std::uint64_t segment, std::span<std::byte> out,
+                              std::span<std::byte> scratch) const;
+  void transform(const std::byte* src, std::byte* dst, std::uint64_t src_bytes) const;
+
+  plan::Cast cast_ = plan::Cast::none;
+  std::uint64_t ratio_ = 1;           // source bytes per output byte (2 for f32 -> bf16)
+  std::uint64_t first_ = 0;           // absolute offset of the first segment in the input file
+  std::uint64_t stride_ = 0;          // source bytes between the starts of two segments
+  std::uint64_t source_segment_ = 0;  // source bytes per segment
+  std::uint64_t out_segment_ = 0;     // output bytes per segment
+  std::uint64_t segments_ = 1;        // number of segments (1 for contiguous slices)
+};
+
+// XXH3-64 of the bytes `stream` produces, read from `fd` through `buffer` and `scratch`.
+std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path, std::span<std::byte> buffer,
+                            std::span<std::byte> scratch);
+
+}  // namespace shardwise::convert

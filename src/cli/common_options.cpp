@@ -1,0 +1,95 @@
+#include "cli/common_options.hpp"
+
+#include <charconv>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+#include <shardwise/plan/planner.hpp>
+#include <shardwise/safetensors/checkpoint.hpp>
+
+namespace shardwise::cli {
+
+namespace {
+
+std::uint64_t parse_count(const std::string& text, const std::string& what) {
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", what, text));
+  }
+  return value;
+}
+
+void add_param(rules::Params& params, std::string name, const std::string& value, const std::string& shown) {
+  if (name.empty()) throw Error(ErrorKind::usage, fmt::format("{}: a parameter needs a name", shown));
+  for (char& c : name) {
+    if (c == '-') c = '_';
+  }
+  params[name] = parse_count(value, shown);
+}
+
+}  // namespace
+
+void add_planning_options(CLI::App& command, PlanningOptions& options) {
+  command.add_option("-i,--hf-ckpt-path", options.input, "input checkpoint: a folder of .safetensors files, or one file")
+      ->required();
+  command.add_option("-m,--model-parallel", options.model_parallel, "number of ranks (output files)")
+      ->required()
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
+  command.add_option("-r,--rules", options.rules_file, "rules file (default: the bundled rules)");
+  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
+  command.allow_extras();
+  command.footer(command.get_footer() +
+                 "Rules parameters are also given as --NAME VALUE, e.g. `--n-experts 32` for the bundled rules' "
+                 "n_experts.");
+}
+
+void add_format_option(CLI::App& command, PlanningOptions& options) {
+  command.add_option("--format", options.format, "output format")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
+}
+
+rules::Rules load_rules(const PlanningOptions& options) {
+  return options.rules_file ? rules::Rules::load_file(*options.rules_file) : rules::Rules::bundled();
+}
+
+rules::Params given_params(const CLI::App& command, const PlanningOptions& options) {
+  rules::Params params;
+  for (const std::string& entry : options.params) {
+    const auto eq = entry.find('=');
+    if (eq == std::string::npos) throw Error(ErrorKind::usage, fmt::format("--param {}: expected NAME=VALUE", entry));
+    add_param(params, entry.substr(0, eq), entry.substr(eq + 1), "--param " + entry);
+  }
+  const std::vector<std::string> extras = command.remaining();
+  for (std::size_t i = 0; i < extras.size(); ++i) {
+    const std::string& token = extras[i];
+    if (token.size() < 3 || token.compare(0, 2, "--") != 0) {
+      throw Error(ErrorKind::usage, fmt::format("unexpected argument '{}'", token));
+    }
+    const auto eq = token.find('=');
+    if (eq != std::string::npos) {
+      add_param(params, token.substr(2, eq - 2), token.substr(eq + 1), token);
+    } else if (i + 1 < extras.size()) {
+      add_param(params, token.substr(2), extras[i + 1], token + " " + extras[i + 1]);
+      ++i;
+    } else {
+      throw Error(ErrorKind::usage, fmt::format("{} needs a value", token));
+    }
+  }
+  return params;
+}
+
+plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules) {
+  const rules::Params params = given_params(command, options);
+  const st::Checkpoint checkpoint = st::Checkpoint::open(options.input);
+  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel, params});
+}
+
+std::string render_plan(const plan::Plan& plan, const PlanningOptions& options,
+                        const std::optional<std::string>& filter) {
+  return options.format == "json" ? plan::format_plan_json(plan, filter) : plan::format_plan_text(plan, filter);
+}
+
+}  // namespace shardwise::cli

@@ -1,0 +1,50 @@
+#pragma once
+// Options shared by the commands that plan a checkpoint (`plan`, `convert`, `verify`): the
+// reference converter's flags, with short aliases, declared once.
+//
+// Rules parameters have no flags of their own in C++ (the rules file declares them): any
+// `--NAME VALUE` (or `--NAME=VALUE`) the command does not know is read as the rules parameter
+// NAME with dashes as underscores, e.g. `--n-experts 32` sets the parameter `n_experts`, and
+// `--param NAME=VALUE` is the explicit form.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include <shardwise/plan/plan.hpp>
+#include <shardwise/rules/rules.hpp>
+
+namespace shardwise::cli {
+
+struct PlanningOptions {
+  std::string input;                      // --hf-ckpt-path
+  std::uint64_t model_parallel = 1;       // --model-parallel
+  std::optional<std::string> rules_file;  // --rules; the bundled rules when absent
+  std::vector<std::string> params;        // --param NAME=VALUE
+  std::string format = "text";            // --format text|json (commands that print a plan)
+};
+
+// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --param/-p on `command`, and lets
+// it accept rules parameters as extra `--NAME VALUE` options.
+void add_planning_options(CLI::App& command, PlanningOptions& options);
+// Declares --format text|json.
+void add_format_option(CLI::App& command, PlanningOptions& options);
+
+// The rules named by --rules, or the bundled ones.
+rules::Rules load_rules(const PlanningOptions& options);
+
+// The rules parameters given: --param entries and the extra `--NAME VALUE` options left over by
+// parsing `command`. Throws Error(usage) for malformed names or values.
+rules::Params given_params(const CLI::App& command, const PlanningOptions& options);
+
+// Opens the checkpoint (headers only) and plans it.
+plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules);
+
+// The plan as `shardwise plan` prints it, in options.format.
+std::string render_plan(const plan::Plan& plan, const PlanningOptions& options,
+                        const std::optional<std::string>& filter);
+
+}  // namespace shardwise::cli

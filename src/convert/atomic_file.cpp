@@ -1,0 +1,61 @@
+#include "convert/atomic_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include <shardwise/core/cleanup.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/safetensors/writer.hpp>
+
+namespace shardwise::convert {
+
+AtomicFile::AtomicFile(std::string final_path)
+    : final_path_(std::move(final_path)), temp_path_(st::temp_path_for(final_path_)) {
+  register_temp_file(temp_path_);
+  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    const int error = errno;
+    unregister_temp_file(temp_path_);
+    throw_os_error("cannot create", temp_path_, error);
+  }
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) {
+    ::unlink(temp_path_.c_str());
+    unregister_temp_file(temp_path_);
+  }
+}
+
+void AtomicFile::write(std::span<const std::byte> data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd_, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_os_error("cannot write", temp_path_, errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void AtomicFile::commit() {
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) throw_os_error("cannot write", temp_path_, errno);
+  if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0) throw_os_error("cannot rename to", final_path_, errno);
+  committed_ = true;
+  unregister_temp_file(temp_path_);
+}
+
+void write_file_atomically(const std::string& final_path, const std::string& bytes) {
+  AtomicFile file(final_path);
+  file.write(std::as_bytes(std::span(bytes)));
+  file.commit();
+}
+
+}  // namespace shardwise::convert

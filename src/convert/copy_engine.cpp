@@ -1,0 +1,184 @@
+#include "convert/copy_engine.hpp"
+
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/core/cleanup.hpp>
+#include <shardwise/core/error.hpp>
+
+#include "convert/io.hpp"
+
+namespace shardwise::convert {
+
+namespace {
+
+// One output file while it is being written. Pieces may be read and written by any thread in any
+// order, but they are hashed strictly in data order: a thread holding piece k waits until piece
+// k-1 is hashed. Pieces leave the shared queue in order, so piece k-1 is always already taken by
+// a running thread: the wait cannot deadlock, and it is short (hashing runs at memory speed).
+struct FileState {
+  std::mutex mutex;
+  std::condition_variable hashed;
+  std::size_t next_to_hash = 0;
+  std::size_t written = 0;
+  Hasher file_hash;
+  Hasher tensor_hash;
+  std::vector<std::uint64_t> tensor_xxh3;  // per FileWork::tensors
+  std::optional<st::OutputFile> out;
+  std::uint64_t file_xxh3 = 0;
+};
+
+struct Job {
+  std::size_t file = 0;
+  std::size_t piece = 0;
+};
+
+class Engine {
+ public:
+  Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress)
+      : work_(work), states_(work.size()), piece_bytes_(piece_bytes), progress_(progress) {
+    for (const std::string& path : plan.input_files) inputs_.emplace_back(path);
+    for (std::size_t f = 0; f < work.size(); ++f) {
+      states_[f].file_hash.update(work[f].prefix);
+      states_[f].tensor_xxh3.resize(work[f].tensors.size());
+      for (std::size_t p = 0; p < work[f].pieces.size(); ++p) jobs_.push_back({f, p});
+    }
+  }
+
+  void run(unsigned threads) {
+    std::vector<std::thread> pool;
+    const auto count = std::max<std::size_t>(1, std::min<std::size_t>(threads, jobs_.size()));
+    for (std::size_t t = 0; t < count; ++t) pool.emplace_back([this] { work_loop(); });
+    for (std::thread& t : pool) t.join();
+    // A file without tensors has no pieces: it is written here, header only.
+    for (std::size_t f = 0; f < work_.size() && !error_; ++f) {
+      if (work_[f].pieces.empty()) guarded([&] { finish_file(f); open_file(f); commit_file(f); });
+    }
+    if (error_) {
+      states_.clear();  // removes every temporary not yet committed
+      std::rethrow_exception(error_);
+    }
+  }
+
+  std::vector<ManifestOutput> results() const {
+    std::vector<ManifestOutput> outputs;
+    for (std::size_t f = 0; f < work_.size(); ++f) {
+      const FileWork& w = work_[f];
+      ManifestOutput entry{w.planned->rank, w.planned->file, w.layout.file_size, states_[f].file_xxh3, {}};
+      entry.tensors.resize(w.tensors.size());
+      for (std::size_t t = 0; t < w.tensors.size(); ++t) {
+        entry.tensors[w.tensors[t].planned] = {w.planned->tensors[w.tensors[t].planned].name, states_[f].tensor_xxh3[t]};
+      }
+      outputs.push_back(std::move(entry));
+    }
+    return outputs;
+  }
+
+ private:
+  template <typename F>
+  void guarded(F&& f) {
+    try {
+      f();
+    } catch (...) {
+      fail(std::current_exception());
+    }
+  }
+
+  void fail(std::exception_ptr error) {
+    {
+      std::lock_guard lock(error_mutex_);
+      if (!error_) error_ = error;
+    }
+    failed_ = true;
+    for (FileState& s : states_) {
+      std::lock_guard lock(s.mutex);  // no waiter may miss the news between its check and its wait
+      s.hashed.notify_all();
+    }
+  }
+
+  void work_loop() {
+    std::vector<std::byte> buffer(piece_bytes_);
+    std::vector<std::byte> scratch(std::max(piece_bytes_, kMinScratchBytes));
+    guarded([&] {
+      for (;;) {
+        if (failed_) return;
+        if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+        const std::size_t next = next_job_.fetch_add(1);
+        if (next >= jobs_.size()) return;
+        copy_piece(jobs_[next], buffer, scratch);
+      }
+    });
+  }
+
+  void open_file(std::size_t f) {
+    std::lock_guard lock(states_[f].mutex);
+    if (!states_[f].out) states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
+  }
+
+  void copy_piece(const Job& job, std::vector<std::byte>& buffer, std::vector<std::byte>& scratch) {
+    FileWork& w = work_[job.file];
+    FileState& s = states_[job.file];
+    const Piece& piece = w.pieces[job.piece];
+    const TensorWork& tensor = w.tensors[piece.tensor];
+    if (job.piece == 0) progress_.set_current(w.planned->file);
+    open_file(job.file);
+    const auto data = std::span(buffer).first(piece.end - piece.begin);
+    const io::ReadOnlyFile& input = inputs_[tensor.input];
+    tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch);
+    {
+      std::unique_lock lock(s.mutex);
+      s.hashed.wait(lock, [&] { return s.next_to_hash == job.piece || failed_; });
+      if (failed_) return;
+      if (piece.first) s.tensor_hash.reset();
+      s.tensor_hash.update(data);
+      s.file_hash.update(data);
+      if (piece.last) s.tensor_xxh3[piece.tensor] = s.tensor_hash.digest();
+      ++s.next_to_hash;
+    }
+    s.hashed.notify_all();
+    s.out->write_at(tensor.offset + piece.begin, data);
+    progress_.add(data.size());
+    bool last = false;
+    {
+      std::lock_guard lock(s.mutex);
+      last = ++s.written == w.pieces.size();
+    }
+    if (last) {
+      finish_file(job.file);
+      commit_file(job.file);
+    }
+  }
+
+  void finish_file(std::size_t f) { states_[f].file_xxh3 = states_[f].file_hash.digest(); }
+  void commit_file(std::size_t f) {
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+    states_[f].out->commit();
+  }
+
+  std::vector<FileWork>& work_;
+  std::vector<io::ReadOnlyFile> inputs_;
+  std::vector<FileState> states_;
+  std::vector<Job> jobs_;
+  std::size_t piece_bytes_;
+  Progress& progress_;
+  std::atomic<std::size_t> next_job_{0};
+  std::atomic<bool> failed_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+}  // namespace
+
+std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
+                                       std::size_t piece_bytes, Progress& progress) {
+  Engine engine(plan, work, piece_bytes, progress);
+  engine.run(threads);
+  return engine.results();
+}
+
+}  // namespace shardwise::convert

@@ -1,0 +1,23 @@
+#pragma once
+// The threads that copy pieces into output files. Internal to convert.
+
+#include <cstddef>
+#include <vector>
+
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/progress.hpp>
+#include <shardwise/plan/plan.hpp>
+
+#include "convert/file_work.hpp"
+
+namespace shardwise::convert {
+
+// Writes every file of `work` with `threads` threads sharing one queue of pieces (files in rank
+// order, pieces in data order), each thread with staging buffers of `piece_bytes`. A file is
+// committed by whichever thread finishes its last piece. Returns each file's manifest entry. On
+// any error or interruption, the first error is rethrown once every thread stopped, and every
+// uncommitted temporary is removed.
+std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
+                                       std::size_t piece_bytes, Progress& progress);
+
+}  // namespace shardwise::convert

@@ -1,0 +1,61 @@
+#include "convert/file_work.hpp"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::convert {
+
+namespace {
+
+std::string length_prefix_and_header(const st::FileLayout& layout) {
+  std::string prefix(8, '\0');
+  const auto n = static_cast<std::uint64_t>(layout.header.size());
+  for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return prefix + layout.header;
+}
+
+FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const std::string& output_dir,
+                   std::uint64_t piece_bytes) {
+  FileWork work;
+  work.planned = &output;
+  work.final_path = (std::filesystem::path(output_dir) / output.file).string();
+  std::vector<st::OutputTensor> layout_input;
+  layout_input.reserve(output.tensors.size());
+  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
+  work.layout = st::layout_file(layout_input);
+  work.prefix = length_prefix_and_header(work.layout);
+  for (const std::size_t index : work.layout.order) {
+    const plan::PlannedTensor& t = output.tensors[index];
+    if (t.source >= plan.sources.size() || plan.sources[t.source].file >= plan.input_files.size()) {
+      throw Error(ErrorKind::input, fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
+    }
+    const plan::Source& source = plan.sources[t.source];
+    work.tensors.push_back({index, source.file, work.layout.offset[index], TensorStream(source, t)});
+    if (work.layout.bytes[index] != t.bytes) {
+      throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}", output.file, t.name,
+                                                work.layout.bytes[index], t.bytes));
+    }
+  }
+  for (std::size_t i = 0; i < work.tensors.size(); ++i) {
+    const std::vector<std::uint64_t> bounds = work.tensors[i].stream.piece_bounds(piece_bytes);
+    for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
+      work.pieces.push_back({i, bounds[b], bounds[b + 1], b == 0, b + 2 == bounds.size()});
+    }
+  }
+  return work;
+}
+
+}  // namespace
+
+std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
+                                      std::uint64_t piece_bytes) {
+  std::vector<FileWork> work;
+  work.reserve(plan.outputs.size());
+  for (const plan::OutputFile& output : plan.outputs) work.push_back(build_one(plan, output, output_dir, piece_bytes));
+  return work;
+}
+
+}  // namespace shardwise::convert

@@ -1,0 +1,46 @@
+#pragma once
+// The work of one output file, cut into pieces that a thread copies with one staging buffer.
+// Internal to convert.
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <shardwise/convert/tensor_stream.hpp>
+#include <shardwise/plan/plan.hpp>
+#include <shardwise/safetensors/writer.hpp>
+
+namespace shardwise::convert {
+
+struct TensorWork {
+  std::size_t planned = 0;  // index into plan::OutputFile::tensors
+  std::size_t input = 0;    // index into Plan::input_files
+  std::uint64_t offset = 0; // absolute offset of its first byte in the output file
+  TensorStream stream;
+};
+
+// Output bytes [begin, end) of one tensor. Pieces of a file are in data order, so hashing them in
+// order hashes the file.
+struct Piece {
+  std::size_t tensor = 0;  // index into FileWork::tensors
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  bool first = false;      // the tensor's first piece
+  bool last = false;       // the tensor's last piece
+};
+
+struct FileWork {
+  const plan::OutputFile* planned = nullptr;
+  std::string final_path;
+  st::FileLayout layout;
+  std::string prefix;               // the file's first bytes: length prefix and header
+  std::vector<TensorWork> tensors;  // in data order
+  std::vector<Piece> pieces;        // in data order
+};
+
+// Lays out every output file of `plan` and cuts its tensors into pieces of at most `piece_bytes`.
+std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
+                                      std::uint64_t piece_bytes);
+
+}  // namespace shardwise::convert

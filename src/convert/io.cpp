@@ -1,0 +1,62 @@
+#include "convert/io.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::convert::io {
+
+void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out) {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_os_error("cannot read", path, errno);
+    }
+    if (n == 0) {
+      throw Error(ErrorKind::io, fmt::format("cannot read {}: the file ends before byte {} (it changed while "
+                                             "converting?)", path, offset + out.size()));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span<const std::byte> data) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::pwrite(fd, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_os_error("cannot write", path, errno);
+    }
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+ReadOnlyFile::ReadOnlyFile(const std::string& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw_os_error("cannot open", path, errno);
+}
+
+ReadOnlyFile::ReadOnlyFile(ReadOnlyFile&& other) noexcept : path_(std::move(other.path_)), fd_(other.fd_) {
+  other.fd_ = -1;
+}
+
+ReadOnlyFile::~ReadOnlyFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::uint64_t ReadOnlyFile::size() const {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw_os_error("cannot stat", path_, errno);
+  return static_cast<std::uint64_t>(st.st_size);
+}
+
+}  // namespace shardwise::convert::io

@@ -1,0 +1,172 @@
+#include <shardwise/convert/manifest.hpp>
+
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/safetensors/header.hpp>
+
+#include "convert/atomic_file.hpp"
+#include "convert/io.hpp"
+
+namespace shardwise::convert {
+
+using Json = nlohmann::ordered_json;
+
+std::uint64_t input_headers_xxh3(const plan::Plan& plan) {
+  Hasher hasher;
+  std::vector<std::byte> buffer(1 << 20);
+  for (const std::string& path : plan.input_files) {
+    io::ReadOnlyFile file(path);
+    std::array<std::byte, 8> prefix{};
+    io::pread_exact(file.fd(), path, 0, prefix);
+    std::uint64_t header_bytes = 0;
+    for (std::size_t i = 0; i < 8; ++i) header_bytes |= std::to_integer<std::uint64_t>(prefix[i]) << (8 * i);
+    if (header_bytes > st::kMaxHeaderBytes || header_bytes > file.size() - 8) {
+      throw Error(ErrorKind::input, fmt::format("{}: header length {} does not fit the file", path, header_bytes));
+    }
+    hasher.update(std::filesystem::path(path).filename().string());
+    hasher.update(std::string_view("\0", 1));
+    hasher.update(prefix);
+    for (std::uint64_t done = 0; done < header_bytes;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), header_bytes - done));
+      io::pread_exact(file.fd(), path, 8 + done, std::span(buffer).first(n));
+      hasher.update(std::span(buffer).first(n));
+      done += n;
+    }
+  }
+  return hasher.digest();
+}
+
+Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules, std::uint64_t headers_xxh3) {
+  Manifest manifest;
+  manifest.rules = rules;
+  manifest.input_headers_xxh3 = headers_xxh3;
+  manifest.params = plan.params;
+  for (const plan::OutputFile& output : plan.outputs) manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
+  for (const std::string& side : plan.side_files) manifest.side_files.push_back({side, 0});
+  return manifest;
+}
+
+Json manifest_to_json(const Manifest& manifest) {
+  Json json;
+  json["shardwise_manifest"] = kManifestVersion;
+  json["tool"] = manifest.tool;
+  json["complete"] = manifest.complete;
+  json["rules"] = {{"name", manifest.rules.name}, {"xxh3", xxh3_hex(manifest.rules.xxh3)}};
+  json["input"] = {{"headers_xxh3", xxh3_hex(manifest.input_headers_xxh3)}};
+  json["params"] = Json::object();
+  for (const auto& [name, value] : manifest.params) json["params"][name] = value;
+  json["outputs"] = Json::array();
+  for (const ManifestOutput& output : manifest.outputs) {
+    Json entry = {{"rank", output.rank}, {"file", output.file}};
+    if (manifest.complete) {
+      entry["bytes"] = output.bytes;
+      entry["xxh3"] = xxh3_hex(output.xxh3);
+      entry["tensors"] = Json::array();
+      for (const ManifestTensor& t : output.tensors) entry["tensors"].push_back({{"name", t.name}, {"xxh3", xxh3_hex(t.xxh3)}});
+    }
+    json["outputs"].push_back(std::move(entry));
+  }
+  json["side_files"] = Json::array();
+  for (const ManifestSideFile& side : manifest.side_files) {
+    Json entry = {{"file", side.file}};
+    if (manifest.complete) entry["xxh3"] = xxh3_hex(side.xxh3);
+    json["side_files"].push_back(std::move(entry));
+  }
+  return json;
+}
+
+namespace {
+
+// Reading helpers: every missing or mistyped field is an Error(input) naming the field.
+struct Reader {
+  const std::string& where;
+
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: {}", where, what));
+  }
+  const Json& field(const Json& object, const char* key) const {
+    if (!object.is_object() || !object.contains(key)) fail(fmt::format("missing \"{}\"", key));
+    return object.at(key);
+  }
+  std::string text(const Json& object, const char* key) const {
+    const Json& value = field(object, key);
+    if (!value.is_string()) fail(fmt::format("\"{}\" is not a string", key));
+    return value.get<std::string>();
+  }
+  std::uint64_t number(const Json& object, const char* key) const {
+    const Json& value = field(object, key);
+    if (!value.is_number_unsigned()) fail(fmt::format("\"{}\" is not a non-negative integer", key));
+    return value.get<std::uint64_t>();
+  }
+  std::uint64_t digest(const Json& object, const char* key) const {
+    const auto value = parse_xxh3_hex(text(object, key));
+    if (!value) fail(fmt::format("\"{}\" is not 16 hex digits", key));
+    return *value;
+  }
+  const Json& array(const Json& object, const char* key) const {
+    const Json& value = field(object, key);
+    if (!value.is_array()) fail(fmt::format("\"{}\" is not a list", key));
+    return value;
+  }
+};
+
+}  // namespace
+
+Manifest manifest_from_json(const Json& json, const std::string& where) {
+  const Reader r{where};
+  if (r.number(json, "shardwise_manifest") != kManifestVersion) r.fail("unknown version");
+  Manifest manifest;
+  manifest.tool = r.text(json, "tool");
+  const Json& complete = r.field(json, "complete");
+  if (!complete.is_boolean()) r.fail("\"complete\" is not true or false");
+  manifest.complete = complete.get<bool>();
+  manifest.rules = {r.text(r.field(json, "rules"), "name"), r.digest(r.field(json, "rules"), "xxh3")};
+  manifest.input_headers_xxh3 = r.digest(r.field(json, "input"), "headers_xxh3");
+  const Json& params = r.field(json, "params");
+  if (!params.is_object()) r.fail("\"params\" is not an object");
+  for (const auto& [name, value] : params.items()) manifest.params[name] = r.number(params, name.c_str());
+  for (const Json& entry : r.array(json, "outputs")) {
+    ManifestOutput output{r.number(entry, "rank"), r.text(entry, "file"), 0, 0, {}};
+    if (manifest.complete) {
+      output.bytes = r.number(entry, "bytes");
+      output.xxh3 = r.digest(entry, "xxh3");
+      for (const Json& t : r.array(entry, "tensors")) output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3")});
+    }
+    manifest.outputs.push_back(std::move(output));
+  }
+  for (const Json& entry : r.array(json, "side_files")) {
+    manifest.side_files.push_back({r.text(entry, "file"), manifest.complete ? r.digest(entry, "xxh3") : 0});
+  }
+  return manifest;
+}
+
+std::optional<Manifest> read_manifest(const std::string& folder) {
+  const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return std::nullopt;
+    throw Error(ErrorKind::io, fmt::format("cannot read {}", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const Json json = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (json.is_discarded()) throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
+  return manifest_from_json(json, path);
+}
+
+void write_manifest(const std::string& folder, const Manifest& manifest) {
+  const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
+  write_file_atomically(path, manifest_to_json(manifest).dump(1) + "\n");
+}
+
+}  // namespace shardwise::convert
