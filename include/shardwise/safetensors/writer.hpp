@@ -54,16 +54,23 @@ class OutputFile {
   const std::string& temp_path() const noexcept { return temp_path_; }
   const std::string& final_path() const noexcept { return final_path_; }
   // pwrite all of `data` at `offset` (retrying short writes). Thread-safe for disjoint ranges.
+  // Throws Error(io) naming the temporary path, also for a range past layout.file_size.
   void write_at(std::uint64_t offset, std::span<const std::byte> data);
-  // fsync, rename to the final path, fsync the folder.
+  // fsync, rename to the final path, fsync the folder. Closes the descriptor; a second call does
+  // nothing. Throws Error(io) naming the path.
   void commit();
 
  private:
   OutputFile() = default;
+  // Closes the descriptor and, unless committed, removes and unregisters the temporary.
+  void discard() noexcept;
+
   std::string final_path_;
   std::string temp_path_;
   int fd_ = -1;
+  std::uint64_t size_ = 0;   // layout.file_size: writes past it are refused
   bool committed_ = false;
+  bool registered_ = false;  // the temporary is in the cleanup registry (and ours to remove)
 };
 
 // The temporary name used for `final_path` (so reruns can find and remove stale ones).

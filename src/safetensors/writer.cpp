@@ -1,0 +1,291 @@
+#include <shardwise/safetensors/writer.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <numeric>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/cleanup.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/safetensors/header.hpp>
+
+namespace shardwise::st {
+
+namespace {
+
+constexpr std::string_view kMetadataKey = "__metadata__";
+
+// Decodes one UTF-8 sequence at `pos` (advancing it); nullopt when malformed (overlong, surrogate,
+// above U+10FFFF or truncated): names come from parsed JSON, so this signals a caller's bug.
+std::optional<char32_t> next_code_point(std::string_view s, std::size_t& pos) {
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = byte(pos);
+  std::size_t length = lead < 0x80 ? 1 : lead >= 0xC2 && lead < 0xE0 ? 2 : lead >= 0xE0 && lead < 0xF0 ? 3
+                                     : lead >= 0xF0 && lead < 0xF5 ? 4 : 0;
+  if (length == 0 || pos + length > s.size()) return std::nullopt;
+  char32_t cp = length == 1 ? lead : lead & (0x7F >> length);
+  for (std::size_t i = 1; i < length; ++i) {
+    if ((byte(pos + i) & 0xC0) != 0x80) return std::nullopt;
+    cp = (cp << 6) | (byte(pos + i) & 0x3F);
+  }
+  constexpr char32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
+  pos += length;
+  return cp;
+}
+
+// Appends `text` as a JSON string exactly as Python's json.dumps (ensure_ascii=True) writes it:
+// printable ASCII as is, the short escapes, everything else as lower-case \uXXXX (UTF-16 pairs
+// above U+FFFF). `what` names the string in errors.
+void append_json_string(std::string& out, std::string_view text, std::string_view what) {
+  out += '"';
+  for (std::size_t pos = 0; pos < text.size();) {
+    const auto cp = next_code_point(text, pos);
+    if (!cp) {
+      throw Error(ErrorKind::input, fmt::format("{} is not valid UTF-8: byte 0x{:02x} at offset {} (after \"{}\")",
+                                                what, static_cast<unsigned char>(text[pos]), pos, text.substr(0, pos)));
+    }
+    switch (*cp) {
+      case '"': out += "\\\""; continue;
+      case '\\': out += "\\\\"; continue;
+      case '\n': out += "\\n"; continue;
+      case '\r': out += "\\r"; continue;
+      case '\t': out += "\\t"; continue;
+      case '\b': out += "\\b"; continue;
+      case '\f': out += "\\f"; continue;
+      default: break;
+    }
+    if (*cp >= 0x20 && *cp < 0x7F) {
+      out += static_cast<char>(*cp);
+    } else if (*cp < 0x10000) {
+      out += fmt::format("\\u{:04x}", static_cast<std::uint32_t>(*cp));
+    } else {
+      const std::uint32_t v = *cp - 0x10000;
+      out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+    }
+  }
+  out += '"';
+}
+
+std::string shape_text(const Shape& shape) {
+  return fmt::format("[{}]", fmt::join(shape, ","));
+}
+
+// Reference order: larger layout rank first, then name in byte order (std::string compares bytes
+// as unsigned, which for UTF-8 is code point order, as Python sorts its str keys).
+std::vector<std::size_t> data_order(std::span<const OutputTensor> tensors) {
+  std::vector<std::size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const unsigned rank_a = dtype_layout_rank(tensors[a].dtype);
+    const unsigned rank_b = dtype_layout_rank(tensors[b].dtype);
+    if (rank_a != rank_b) return rank_a > rank_b;
+    return tensors[a].name < tensors[b].name;
+  });
+  return order;
+}
+
+void check_names(std::span<const OutputTensor> tensors) {
+  std::vector<std::string_view> names;
+  names.reserve(tensors.size());
+  for (const auto& t : tensors) {
+    if (t.name == kMetadataKey) throw Error(ErrorKind::input, "a tensor cannot be named __metadata__");
+    names.push_back(t.name);
+  }
+  std::sort(names.begin(), names.end());
+  const auto duplicate = std::adjacent_find(names.begin(), names.end());
+  if (duplicate != names.end()) {
+    throw Error(ErrorKind::input, fmt::format("tensor {} is written twice to the same file", *duplicate));
+  }
+}
+
+std::string metadata_json(const std::map<std::string, std::string>& metadata) {
+  std::string out = "\"__metadata__\":{";
+  bool first = true;
+  for (const auto& [key, value] : metadata) {
+    if (!first) out += ',';
+    first = false;
+    append_json_string(out, key, "metadata key");
+    out += ':';
+    append_json_string(out, value, "metadata value of " + key);
+  }
+  out += '}';
+  return out;
+}
+
+}  // namespace
+
+FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std::string, std::string>& metadata) {
+  check_names(tensors);
+  FileLayout layout;
+  layout.order = data_order(tensors);
+  std::vector<std::uint64_t> relative(tensors.size());
+  layout.bytes.resize(tensors.size());
+
+  std::uint64_t data_bytes = 0;
+  std::string& json = layout.header;
+  json = "{";
+  if (!metadata.empty()) json += metadata_json(metadata);
+  for (std::size_t index : layout.order) {
+    const OutputTensor& t = tensors[index];
+    const auto size = byte_size(t.dtype, t.shape);
+    if (!size) {
+      throw Error(ErrorKind::input, fmt::format("tensor {}: shape {} of {} overflows 64 bits or does not end on a "
+                                                "byte boundary",
+                                                t.name, shape_text(t.shape), dtype_name(t.dtype)));
+    }
+    if (__builtin_add_overflow(data_bytes, *size, &data_bytes)) {
+      throw Error(ErrorKind::input, fmt::format("tensor {}: the file's data passes 2^64 bytes", t.name));
+    }
+    relative[index] = data_bytes - *size;
+    layout.bytes[index] = *size;
+    if (json.size() > 1) json += ',';
+    append_json_string(json, t.name, "tensor name");
+    json += fmt::format(":{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{},{}]}}", dtype_name(t.dtype),
+                        shape_text(t.shape), relative[index], data_bytes);
+  }
+  json += '}';
+  json.append((8 - json.size() % 8) % 8, ' ');
+  // Readers refuse larger headers (the reference's limit), so the writer must not produce one.
+  if (json.size() > kMaxHeaderBytes) {
+    throw Error(ErrorKind::input, fmt::format("the header would be {} bytes, more than the {} readers accept",
+                                              json.size(), kMaxHeaderBytes));
+  }
+
+  layout.data_start = 8 + json.size();
+  if (__builtin_add_overflow(layout.data_start, data_bytes, &layout.file_size)) {
+    throw Error(ErrorKind::input, fmt::format("the file would pass 2^64 bytes ({} bytes of data)", data_bytes));
+  }
+  layout.offset.resize(tensors.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) layout.offset[i] = layout.data_start + relative[i];
+  return layout;
+}
+
+std::string temp_path_for(const std::string& final_path) {
+  const auto slash = final_path.rfind('/');
+  if (slash == std::string::npos) return "." + final_path + ".partial";
+  return final_path.substr(0, slash + 1) + "." + final_path.substr(slash + 1) + ".partial";
+}
+
+// ---- OutputFile ----------------------------------------------------------------------------------
+
+namespace {
+
+std::string parent_folder(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+void fsync_folder(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw_os_error("cannot open folder", folder, errno);
+  const int rc = ::fsync(fd);
+  const int fsync_errno = errno;
+  ::close(fd);
+  // Some filesystems cannot sync a folder; the rename itself has happened, so that is not fatal.
+  if (rc != 0 && fsync_errno != EINVAL && fsync_errno != EROFS) throw_os_error("cannot sync folder", folder, fsync_errno);
+}
+
+}  // namespace
+
+OutputFile OutputFile::create(const std::string& final_path, const FileLayout& layout) {
+  OutputFile file;
+  file.final_path_ = final_path;
+  file.temp_path_ = temp_path_for(final_path);
+  // Registered before it exists, so no signal can arrive between creation and registration.
+  register_temp_file(file.temp_path_);
+  file.registered_ = true;
+  file.fd_ = ::open(file.temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (file.fd_ < 0) throw_os_error("cannot create", file.temp_path_, errno);
+  file.size_ = layout.file_size;
+
+  // Reserving the space up front turns a full disk into an error now, before hours of copying;
+  // filesystems without fallocate fall back to a sparse file.
+  if (layout.file_size > 0 && ::fallocate(file.fd_, 0, 0, static_cast<off_t>(layout.file_size)) != 0 &&
+      errno != EOPNOTSUPP && errno != ENOSYS) {
+    throw_os_error(fmt::format("cannot reserve {} bytes for", layout.file_size), file.temp_path_, errno);
+  }
+  if (::ftruncate(file.fd_, static_cast<off_t>(layout.file_size)) != 0) {
+    throw_os_error(fmt::format("cannot size to {} bytes", layout.file_size), file.temp_path_, errno);
+  }
+
+  std::string prefix(8, '\0');
+  const std::uint64_t header_size = layout.header.size();
+  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>(header_size >> (8 * i));
+  prefix += layout.header;
+  file.write_at(0, std::as_bytes(std::span(prefix.data(), prefix.size())));
+  return file;
+}
+
+OutputFile::OutputFile(OutputFile&& other) noexcept { *this = std::move(other); }
+
+OutputFile& OutputFile::operator=(OutputFile&& other) noexcept {
+  if (this != &other) {
+    discard();
+    final_path_ = std::move(other.final_path_);
+    temp_path_ = std::move(other.temp_path_);
+    fd_ = std::exchange(other.fd_, -1);
+    size_ = std::exchange(other.size_, 0);
+    committed_ = std::exchange(other.committed_, false);
+    registered_ = std::exchange(other.registered_, false);
+    other.final_path_.clear();
+    other.temp_path_.clear();
+  }
+  return *this;
+}
+
+OutputFile::~OutputFile() { discard(); }
+
+void OutputFile::discard() noexcept {
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  if (registered_) {
+    if (!committed_) ::unlink(temp_path_.c_str());
+    unregister_temp_file(temp_path_);
+    registered_ = false;
+  }
+}
+
+void OutputFile::write_at(std::uint64_t offset, std::span<const std::byte> data) {
+  if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("write to {} after it was closed", temp_path_));
+  std::uint64_t end = 0;
+  if (__builtin_add_overflow(offset, data.size(), &end) || end > size_) {
+    throw Error(ErrorKind::io, fmt::format("write of {} bytes at offset {} passes the end of {} ({} bytes)",
+                                           data.size(), offset, temp_path_, size_));
+  }
+  while (!data.empty()) {
+    const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_, errno);
+    if (n == 0) throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_, EIO);
+    data = data.subspan(static_cast<std::size_t>(n));
+    offset += static_cast<std::uint64_t>(n);
+  }
+}
+
+void OutputFile::commit() {
+  if (committed_) return;
+  if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("commit of {} after it was closed", temp_path_));
+  if (::fsync(fd_) != 0) throw_os_error("cannot sync", temp_path_, errno);
+  const int fd = std::exchange(fd_, -1);
+  // close() can report a delayed write error (NFS); the file must not be published then.
+  if (::close(fd) != 0) throw_os_error("cannot close", temp_path_, errno);
+  if (::rename(temp_path_.c_str(), final_path_.c_str()) != 0) {
+    throw_os_error(fmt::format("cannot rename {} to", temp_path_), final_path_, errno);
+  }
+  committed_ = true;
+  unregister_temp_file(temp_path_);
+  registered_ = false;
+  fsync_folder(parent_folder(final_path_));
+}
+
+}  // namespace shardwise::st
