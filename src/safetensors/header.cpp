@@ -55,7 +55,7 @@ void check_text(std::string_view text, const std::string& file) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) refuse(file, "header is empty");
   if (text[first] != '{') {
-    refuse(file, fmt::format("header is not a JSON object (it starts with {})", quote_name(text.substr(first, 1))));
+    refuse(file, fmt::format("header is not a JSON object (it starts with {})", quote_name(text.substr(first, utf8_sequence(text, first)))));
   }
 }
 
