@@ -1,4 +1,7 @@
 // `shardwise explain NAME...`: how the rules decide each tensor name, step by step.
+//
+// Rules parameters have no flags in C++: each parameter the bundled rules declare becomes a flag
+// (`params: {foo_bar: ...}` gives --foo-bar), and --param NAME=VALUE gives any parameter of any file.
 #include <charconv>
 
 #include <fmt/format.h>
@@ -15,15 +18,17 @@ namespace {
 
 struct ExplainOptions {
   std::string rules_file;
-  std::optional<std::uint64_t> n_experts;
   std::uint64_t model_parallel = 1;
-  std::vector<std::string> params;  // NAME=VALUE
+  std::map<std::string, std::optional<std::uint64_t>> declared;  // flags from the bundled rules' params
+  std::vector<std::string> params;                               // --param NAME=VALUE
   std::vector<std::string> names;
 };
 
 rules::Params parse_params(const ExplainOptions& options) {
   rules::Params given{{"mp", options.model_parallel}};
-  if (options.n_experts) given["n_experts"] = *options.n_experts;
+  for (const auto& [name, value] : options.declared) {
+    if (value) given[name] = *value;
+  }
   for (const auto& text : options.params) {
     const auto equals = text.find('=');
     std::uint64_t value = 0;
@@ -49,17 +54,34 @@ int run_explain(const ExplainOptions& options) {
   return 0;
 }
 
+// One flag per parameter of the bundled rules; none when they cannot be loaded (a broken build is
+// then reported by the command itself).
+void add_declared_param_flags(CLI::App& command, ExplainOptions& options) {
+  std::vector<rules::ParamInfo> declared;
+  try {
+    declared = rules::Rules::bundled().params();
+  } catch (const Error&) {
+    return;
+  }
+  for (const auto& param : declared) {
+    std::string flag = "--" + param.name;
+    std::replace(flag.begin() + 2, flag.end(), '_', '-');
+    const std::string help = param.help.empty() ? fmt::format("Value of the rules parameter {}", param.name) : param.help;
+    command.add_option(flag, options.declared[param.name], help);
+  }
+}
+
 }  // namespace
 
 void add_explain_command(CLI::App& app, Action& action) {
   auto options = std::make_shared<ExplainOptions>();
   auto* explain = app.add_subcommand("explain", "Show how the rules decide tensor names: every step, the deciding rule "
                                                 "(FILE:LINE:COL), the output name and where it goes");
-  explain->add_option("--rules", options->rules_file, "Rules file (default: the bundled deepseek-v4-w4a16.yaml)");
-  explain->add_option("--n-experts", options->n_experts, "Value of the n_experts parameter");
-  explain->add_option("--model-parallel,--mp", options->model_parallel, "Number of ranks (default 1)")
-      ->check(CLI::PositiveNumber);
-  explain->add_option("--param", options->params, "Another rules parameter, NAME=VALUE (repeatable)");
+  explain->add_option("-r,--rules", options->rules_file, "Rules file (default: the bundled rules)");
+  explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
+  add_declared_param_flags(*explain, *options);
+  explain->add_option("-p,--param", options->params, "A rules parameter, NAME=VALUE (repeatable)");
   explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
   explain->callback([&action, options] { action = [options] { return run_explain(*options); }; });
 }

@@ -33,7 +33,7 @@ void add_rules_command(CLI::App& app, Action& action) {
   rules->require_subcommand(1);
   auto options = std::make_shared<RulesOptions>();
   auto* check = rules->add_subcommand("check", "Validate a rules file and summarize it (exit 3 with every problem found)");
-  check->add_option("FILE", options->file, "Rules file (default: the bundled deepseek-v4-w4a16.yaml)");
+  check->add_option("FILE", options->file, "Rules file (default: the bundled rules)");
   check->callback([&action, options] { action = [options] { return run_check(*options); }; });
   auto* show = rules->add_subcommand("show", "Print the bundled rules (a starting point for a new checkpoint)");
   show->callback([&action] { action = [] { return run_show(); }; });

@@ -20,7 +20,7 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
   for (const auto& strip : rules.strip_prefixes) {
     if (name.starts_with(strip.prefix)) {
       name.remove_prefix(strip.prefix.size());
-      trail.push_back(fmt::format("strip prefix '{}' ({})", strip.prefix, strip.where.str()));
+      trail.push_back(strip.trail);
       break;
     }
   }
@@ -33,8 +33,7 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
     const auto chain = rules.rename_chains.find(component);
     if (chain != rules.rename_chains.end()) {
       for (const std::size_t index : chain->second.applied) {
-        const auto& rename = rules.renames[index];
-        trail.push_back(fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str()));
+        trail.push_back(rules.renames[index].trail);
       }
       normalized += chain->second.result;
     } else {
@@ -104,7 +103,7 @@ std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::s
       return std::nullopt;
     }
   }
-  d.trail.push_back(fmt::format("key '{}' from {} ({})", found.key, rule.rule.label, at(rule.rule)));
+  d.trail.push_back("key '" + found.key + rule.trail_suffix);
   return found;
 }
 
@@ -134,9 +133,7 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
       d.output = rename_components(d.normalized, found.key, *table.rename);
     }
   }
-  d.trail.push_back(fmt::format("{}: {}split {} ({})", table.rule.label,
-                                table.rename ? fmt::format("rename to '{}', ", *table.rename) : "", split_name(table.split),
-                                at(table.rule)));
+  d.trail.push_back(table.trail);
   return true;
 }
 
@@ -159,8 +156,8 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   }
   owner.count = count->second;
   d.rule = rule.rule;
-  d.trail.push_back(fmt::format("{}: index {} of {}={} ({})", rule.rule.label, owner.index, rule.count_param, owner.count,
-                                at(rule.rule)));
+  d.trail.push_back(rule.rule.label + ": index " + text + " of " + rule.count_param + "=" + std::to_string(owner.count) +
+                    rule.trail_suffix);
   d.owner = std::move(owner);
   return true;
 }
@@ -170,6 +167,7 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
 Decision Rules::decide(std::string_view name, const Params& params) const {
   const CompiledRules& rules = *impl_;
   Decision d;
+  d.trail.reserve(8);
   d.source = std::string(name);
   d.normalized = normalize(rules, name, d.trail);
   if (const auto skip = rules.skip_matcher.first_match(d.normalized)) {
@@ -177,7 +175,7 @@ Decision Rules::decide(std::string_view name, const Params& params) const {
     d.kind = Decision::Kind::skip;
     d.rule = rule.rule;
     d.reason = rule.reason;
-    d.trail.push_back(fmt::format("{}: {} ({})", rule.rule.label, rule.reason, at(rule.rule)));
+    d.trail.push_back(rule.trail);
     return d;
   }
   const auto last_dot = d.normalized.rfind('.');
@@ -185,7 +183,7 @@ Decision Rules::decide(std::string_view name, const Params& params) const {
   if (const auto member = rules.members.find(suffix); member != rules.members.end() && last_dot != std::string::npos) {
     d.layout = &rules.layouts[member->second.first];
     d.member = &d.layout->members[member->second.second];
-    d.trail.push_back(fmt::format("packed member '{}' of layout '{}' ({})", suffix, d.layout->name, d.layout->where.str()));
+    d.trail.push_back(rules.member_trails[member->second.first][member->second.second]);
   }
   std::string why;
   const auto key = find_key(rules, d, why);
@@ -196,7 +194,7 @@ Decision Rules::decide(std::string_view name, const Params& params) const {
     const OverrideRule& rule = rules.overrides[*index];
     d.rule = rule.rule;
     d.split = rule.split;
-    d.trail.push_back(fmt::format("{}: split {} ({})", rule.rule.label, split_name(rule.split), at(rule.rule)));
+    d.trail.push_back(rule.trail);
   }
   if (!apply_ownership(rules, params, d, why)) return unmatched(std::move(d), why);
   if (d.member != nullptr) {

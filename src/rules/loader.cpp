@@ -149,7 +149,7 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
       continue;
     }
     if (!is_identifier(name)) in.error(entry.first, fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", name));
-    ParamSpec spec{name, std::nullopt, "", in.where(entry.first)};
+    ParamInfo spec{name, std::nullopt, "", in.where(entry.first)};
     if (in.check_map(entry.second, what, {"default", "help"})) {
       spec.default_value = in.uint_field(entry.second, "default", what, false);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");

@@ -80,6 +80,7 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   Diagnostics problems(ErrorKind::rules);
   for (const auto& message : in.problems()) problems.add(message);
   problems.check("invalid rules file " + display_name);
+  format_trails(*impl);
   for (auto* matcher : {&impl->skip_matcher, &impl->key_matcher, &impl->override_matcher, &impl->ownership_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
@@ -135,10 +136,8 @@ Rules Rules::load_file(const std::string& path) {
 
 Rules Rules::bundled() {
   const auto& all = bundled_rules();
-  for (const auto& entry : all) {
-    if (entry.file_name == "deepseek-v4-w4a16.yaml") return load_text(entry.text, "<bundled>/" + entry.file_name);
-  }
-  throw Error(ErrorKind::rules, "no bundled rules in this build");
+  if (all.empty()) throw Error(ErrorKind::rules, "no bundled rules in this build");
+  return load_text(all.front().text, "<bundled>/" + all.front().file_name);
 }
 
 Params Rules::resolve_params(const Params& given) const {
@@ -171,6 +170,7 @@ const std::string& Rules::display_name() const { return impl_->display_name; }
 const std::string& Rules::text() const { return impl_->text; }
 const std::vector<std::string>& Rules::side_files() const { return impl_->side_files; }
 const std::vector<Layout>& Rules::layouts() const { return impl_->layouts; }
+const std::vector<ParamInfo>& Rules::params() const { return impl_->params; }
 
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
   std::string name = impl_->output_file;

@@ -16,22 +16,19 @@ namespace shardwise::rules {
 
 enum class UnknownKeys { replicate, error };
 
-struct ParamSpec {
-  std::string name;
-  std::optional<std::uint64_t> default_value;
-  std::string help;
-  SourceLocation where;
-};
-
+// Each rule keeps the text its step adds to Decision::trail, formatted once at load time: decide()
+// runs for every tensor of a checkpoint (hundreds of thousands) and must not format per name.
 struct StripRule {
   std::string prefix;
   SourceLocation where;
+  std::string trail;
 };
 
 struct RenameRule {
   std::string from;
   std::string to;
   SourceLocation where;
+  std::string trail;
 };
 
 // What the ordered renames do to one component: its final spelling and the rules applied, in order.
@@ -43,29 +40,34 @@ struct RenameChain {
 struct SkipRule {
   RuleRef rule;
   std::string reason;
+  std::string trail;
 };
 
 struct KeyRule {
   RuleRef rule;
   std::optional<std::string> literal;  // `key:`; otherwise the (?P<key>...) group
   int key_group = 0;                   // 1-based capture index of `key` when not literal
+  std::string trail_suffix;            // "' from keys[x] (file:l:c)"
 };
 
 struct TableEntry {
   RuleRef rule;
   std::optional<std::string> rename;
   Split split = Split::replicate;
+  std::string trail;
 };
 
 struct OverrideRule {
   RuleRef rule;
   Split split = Split::replicate;
+  std::string trail;
 };
 
 struct OwnershipRule {
   RuleRef rule;
   std::string count_param;
   int index_group = 0;  // 1-based capture index of `index`
+  std::string trail_suffix;  // " of n=N (file:l:c)" needs the value: only the location is kept
 };
 
 struct CompiledRules {
@@ -73,7 +75,7 @@ struct CompiledRules {
   std::string display_name;
   std::string name;
   std::string description;
-  std::vector<ParamSpec> params;
+  std::vector<ParamInfo> params;
   std::string output_file;
   std::vector<std::string> side_files;
   UnknownKeys unknown_keys = UnknownKeys::error;
@@ -86,6 +88,7 @@ struct CompiledRules {
   detail::OrderedMatcher skip_matcher;
   std::vector<Layout> layouts;
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> members;  // suffix -> layout, member
+  std::vector<std::vector<std::string>> member_trails;  // per layout, per member
   std::vector<KeyRule> keys;
   detail::OrderedMatcher key_matcher;
   std::unordered_map<std::string, TableEntry> table;
@@ -100,6 +103,8 @@ struct CompiledRules {
 struct Rules::Impl : CompiledRules {};
 
 namespace detail {
+// Formats the trail texts of every rule (see StripRule).
+void format_trails(CompiledRules& rules);
 // Parses and compiles `yaml`; throws one Error(rules) listing every problem found.
 void load_rules(std::string_view yaml, const std::string& display_name, CompiledRules& out);
 }  // namespace detail

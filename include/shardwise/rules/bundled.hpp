@@ -7,7 +7,7 @@
 namespace shardwise::rules {
 
 struct BundledRules {
-  std::string file_name;  // e.g. "deepseek-v4-w4a16.yaml"
+  std::string file_name;  // the file name under rules/, e.g. "model.yaml"
   std::string text;
 };
 

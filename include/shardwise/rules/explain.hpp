@@ -12,7 +12,7 @@ namespace shardwise::rules {
 // `params` as given to decide() (resolve_params), with `mp` for the rank arithmetic.
 std::string explain_decision(const Decision& decision, const Params& params);
 
-// "qweight [in/8, out] I32", "scales [in/128, out] F16|BF16 -> BF16".
+// A member as written in its layout: "SUFFIX [in/8, out] I32", "SUFFIX [in/128, out] F16|BF16 -> BF16".
 std::string describe_member(const LayoutMember& member);
 // "out", "in/8".
 std::string describe_member_dim(const MemberDim& dim);

@@ -14,7 +14,7 @@
 
 namespace shardwise::rules {
 
-// Where a rule was written, for messages: "rules/deepseek-v4-w4a16.yaml:42:5".
+// Where a rule was written, for messages: "rules/model.yaml:42:5".
 struct SourceLocation {
   std::string file;
   int line = 0;  // 1-based; 0 when unknown
@@ -24,7 +24,7 @@ struct SourceLocation {
 
 // Which rule decided something, as plans and `explain` show it.
 struct RuleRef {
-  std::string label;  // e.g. "table[q_a_proj]", "skip[0]", "override[shared_experts]"
+  std::string label;  // e.g. "table[o_proj]", "skip[0]", "skip: NAME", "override[NAME]", "ownership[NAME]"
   SourceLocation where;
 };
 
@@ -52,8 +52,16 @@ struct Layout {
   const LayoutMember* find(std::string_view suffix) const;
 };
 
-// Parameters that rules refer to by name (`n_experts`); `mp` is always present.
+// Parameters that rules refer to by name (`params:` in the file); `mp` is always present.
 using Params = std::map<std::string, std::uint64_t, std::less<>>;
+
+// A parameter as the rules file declares it (`params:`), for help texts and command-line flags.
+struct ParamInfo {
+  std::string name;
+  std::optional<std::uint64_t> default_value;  // none: it must be given
+  std::string help;
+  SourceLocation where;
+};
 
 struct Ownership {
   std::uint64_t index = 0;  // captured from the name
@@ -87,7 +95,7 @@ class Rules {
   // `FILE:LINE:COL: message` (with a did-you-mean for misspelt keys).
   static Rules load_file(const std::string& path);
   static Rules load_text(std::string_view yaml, const std::string& display_name);
-  // The rules bundled into the binary (rules/deepseek-v4-w4a16.yaml).
+  // The rules bundled into the binary (the first of bundled_rules(), see rules/).
   static Rules bundled();
 
   Rules(Rules&&) noexcept;
@@ -107,6 +115,7 @@ class Rules {
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
   const std::vector<std::string>& side_files() const;
   const std::vector<Layout>& layouts() const;
+  const std::vector<ParamInfo>& params() const;  // as declared, without the built-in `mp`
   // A few lines for people: name, rule counts per section, layouts, parameters, outputs
   // (`shardwise rules check`).
   std::string summary() const;
