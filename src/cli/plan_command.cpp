@@ -1,8 +1,47 @@
-// `shardwise plan`: not implemented yet (owned by the issue that builds it).
+// `shardwise plan`: read the input's headers (never tensor data), apply the rules, print where
+// every tensor goes, as text for people or JSON for programs (docs/plan-json.md).
+#include <cstdio>
+#include <memory>
+#include <optional>
+
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 namespace shardwise::cli {
 
-void add_plan_command(CLI::App& /*app*/, Action& /*action*/) {}
+namespace {
+
+struct PlanArgs {
+  PlanningOptions planning;
+  std::optional<std::string> filter;
+};
+
+int run_plan(const CLI::App& command, const PlanArgs& args) {
+  const rules::Rules rules = load_rules(args.planning);
+  const plan::Plan plan = plan_from_options(command, args.planning, rules);
+  const std::string text = render_plan(plan, args.planning, args.filter);
+  std::fwrite(text.data(), 1, text.size(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+void add_plan_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<PlanArgs>();
+  CLI::App* command = app.add_subcommand(
+      "plan",
+      "Print where every tensor of a checkpoint goes, from its headers alone: for each source tensor its output\n"
+      "name, the ranks it is written to (`all` when replicated), the slice each rank takes (e.g. dim1[0:512]),\n"
+      "any dtype change and its bytes; the skipped tensors with their rule and reason; then one line per output\n"
+      "file and the totals, including the bytes written more than once. Every problem (unmatched tensors,\n"
+      "incomplete packed groups, splits that cut a packing unit, owner indices out of range, name clashes) is\n"
+      "reported in one run (exit 4). `convert --dry-run` prints the same plan.");
+  add_planning_options(*command, args->planning);
+  add_format_option(*command, args->planning);
+  command->add_option("--filter", args->filter,
+                      "only rows whose source or output name contains a match of this RE2 pattern (the summary "
+                      "still counts everything)");
+  command->callback([&action, command, args] { action = [command, args] { return run_plan(*command, *args); }; });
+}
 
 }  // namespace shardwise::cli

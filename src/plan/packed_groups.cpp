@@ -59,34 +59,38 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
     const rules::Layout& layout, const std::vector<std::optional<Target>>& members, const std::string& group,
     Placer& placer) {
   std::array<std::optional<std::uint64_t>, 2> logical;
-  std::array<std::vector<std::string>, 2> claims;  // per axis: "qweight x [..] gives in=4096"
   std::array<bool, 2> disagree{false, false};
+  std::vector<std::array<std::uint64_t, 2>> values(members.size());  // per member and dim
   for (std::size_t m = 0; m < members.size(); ++m) {
     const Source& src = placer.source(members[m]->source);
     for (std::size_t d = 0; d < 2; ++d) {
       const rules::MemberDim& dim = layout.members[m].dims[d];
       const std::size_t axis = dim.axis == Split::out ? 0 : 1;
-      std::uint64_t value = 0;
-      if (__builtin_mul_overflow(src.shape[d], dim.divisor, &value)) {
+      if (__builtin_mul_overflow(src.shape[d], dim.divisor, &values[m][d])) {
         placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name, rules::split_name(dim.axis),
                                           src.shape[d]));
         return std::nullopt;
       }
-      if (logical[axis] && *logical[axis] != value) disagree[axis] = true;
-      if (!logical[axis]) logical[axis] = value;
-      claims[axis].push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix,
-                                         where(placer, *members[m]), rules::split_name(dim.axis), value));
+      if (logical[axis] && *logical[axis] != values[m][d]) disagree[axis] = true;
+      if (!logical[axis]) logical[axis] = values[m][d];
     }
   }
-  bool ok = true;
+  if (!disagree[0] && !disagree[1]) return logical;
   for (std::size_t axis = 0; axis < 2; ++axis) {
     if (!disagree[axis]) continue;
+    const Split split = axis == 0 ? Split::out : Split::in;
+    std::vector<std::string> claims;  // "qweight x I32[512, 64] gives in=4096"
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      for (std::size_t d = 0; d < 2; ++d) {
+        if (layout.members[m].dims[d].axis != split) continue;
+        claims.push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix, where(placer, *members[m]),
+                                     rules::split_name(split), values[m][d]));
+      }
+    }
     placer.problems().add(fmt::format("{}: incomplete packed group ({}): members disagree on {}: {}", group,
-                                      layout.name, axis == 0 ? "out" : "in", fmt::join(claims[axis], "; ")));
-    ok = false;
+                                      layout.name, rules::split_name(split), fmt::join(claims, "; ")));
   }
-  if (!ok) return std::nullopt;
-  return logical;
+  return std::nullopt;
 }
 
 bool same_placement(const Target& a, const Target& b) {
@@ -104,53 +108,58 @@ std::string placement_text(const Target& t) {
 void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
   const rules::Layout& layout = *decision.layout;
   const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
-  std::string key = layout.name;
-  key += '\n';
-  key += decision.group;
-  auto [it, inserted] = index_.try_emplace(std::move(key), groups_.size());
-  if (inserted) {
-    groups_.push_back(Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size()), false});
+  // Members of a group are usually adjacent in name order: try the last group before hashing.
+  std::size_t index = last_;
+  if (index >= groups_.size() || groups_[index].layout != &layout || groups_[index].name != decision.group) {
+    std::string key = layout.name;
+    key += '\n';
+    key += decision.group;
+    auto [it, inserted] = index_.try_emplace(std::move(key), groups_.size());
+    if (inserted) {
+      groups_.push_back(Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size())});
+    }
+    index = last_ = it->second;
   }
-  Group& group = groups_[it->second];
+  Group& group = groups_[index];
   std::optional<Target>& slot = group.members[member];
   if (slot) {
     placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}", group.name,
                                       decision.member->suffix, layout.name, placer.describe(slot->source),
                                       placer.describe(target.source)));
-    group.broken = true;
+    group.state = State::broken;
     return;
   }
   slot = std::move(target);
+  if (group.state == State::open && ++group.present == group.members.size()) {
+    place(group, placer);
+    group.state = State::placed;
+  }
 }
 
-void PackedGroups::place_all(Placer& placer) {
+void PackedGroups::report_incomplete(Placer& placer) const {
   for (const Group& group : groups_) {
-    if (!group.broken) place(group, placer);
+    if (group.state != State::open) continue;
+    std::vector<std::string> missing, present;
+    for (std::size_t m = 0; m < group.members.size(); ++m) {
+      if (!group.members[m]) {
+        missing.push_back(group.layout->members[m].suffix);
+      } else {
+        present.push_back(placer.describe(group.members[m]->source));
+      }
+    }
+    placer.problems().add(fmt::format("{}: incomplete packed group ({}): missing {}; present: {}", group.name,
+                                      group.layout->name, fmt::join(missing, ", "), fmt::join(present, ", ")));
   }
 }
 
-void PackedGroups::place(const Group& group, Placer& placer) const {
+// Checks a complete group and places its members; their output names are moved into the plan.
+void PackedGroups::place(Group& group, Placer& placer) {
   const rules::Layout& layout = *group.layout;
-  std::vector<std::string> missing, present;
-  for (std::size_t m = 0; m < group.members.size(); ++m) {
-    if (!group.members[m]) {
-      missing.push_back(layout.members[m].suffix);
-    } else {
-      present.push_back(placer.describe(group.members[m]->source));
-    }
-  }
-  if (!missing.empty()) {
-    placer.problems().add(fmt::format("{}: incomplete packed group ({}): missing {}; present: {}", group.name,
-                                      layout.name, fmt::join(missing, ", "), fmt::join(present, ", ")));
-    return;
-  }
   bool ok = true;
   for (std::size_t m = 0; m < group.members.size(); ++m) {
     ok = check_member(layout, layout.members[m], *group.members[m], placer) && ok;
   }
-  if (!ok) return;
-  const auto logical = derive_logical(layout, group.members, group.name, placer);
-  if (!logical) return;
+  if (!ok || !derive_logical(layout, group.members, group.name, placer)) return;
   const Target& first = *group.members.front();
   for (const auto& member : group.members) {
     if (!same_placement(first, *member)) {
@@ -162,30 +171,33 @@ void PackedGroups::place(const Group& group, Placer& placer) const {
   }
   std::optional<std::uint64_t> owner;
   if (first.owner) {
-    owner = placer.owner_rank(*first.owner, placer.source(first.source).name);
+    owner = placer.owner_rank(*first.owner, first.source);
     if (!owner) return;
   }
+  const Split split = first.split;
   for (std::size_t m = 0; m < group.members.size(); ++m) {
     const rules::LayoutMember& decl = layout.members[m];
-    const Target& target = *group.members[m];
-    const Source& src = placer.source(target.source);
-    const Cast cast = *cast_between(src.dtype, decl.cast_to);
-    const st::DType dtype = decl.cast_to.value_or(src.dtype);
+    Target& target = *group.members[m];
+    const st::DType from = placer.source(target.source).dtype;
+    const Cast cast = *cast_between(from, decl.cast_to);
+    const st::DType dtype = decl.cast_to.value_or(from);
     if (owner) {
-      placer.add(*owner, target, dtype, src.shape, Slice{}, cast);
+      placer.add_owned(*owner, target, dtype, cast);
       continue;
     }
-    std::vector<int> dims;  // the member's dims on the split axis
+    std::vector<int> dims;  // the member's dims on the split axis (at most 2)
+    dims.reserve(2);
     for (int d = 0; d < 2; ++d) {
-      if (first.split != Split::replicate && decl.dims[d].axis == first.split) dims.push_back(d);
+      if (split != Split::replicate && decl.dims[d].axis == split) dims.push_back(d);
     }
     if (dims.empty()) {
-      placer.add_everywhere(target, dtype, src.shape, cast);
+      placer.add_everywhere(target, dtype, cast);
     } else if (dims.size() == 2) {
       placer.problems().add(fmt::format("{}: cannot split {}: both dims of member {} of packed layout {} are on it",
-                                        src.name, rules::split_name(first.split), decl.suffix, layout.name));
+                                        placer.source(target.source).name, rules::split_name(split), decl.suffix,
+                                        layout.name));
     } else {
-      placer.add_split(target, dims[0], decl.dims[dims[0]].divisor, first.split, dtype, cast);
+      placer.add_split(target, dims[0], decl.dims[dims[0]].divisor, split, dtype, cast);
     }
   }
 }

@@ -1,5 +1,7 @@
 #include "plan/placer.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "plan/plan_view.hpp"
@@ -30,6 +32,17 @@ std::string rule_label(const rules::RuleRef& rule) {
   return fmt::format("{} ({})", rule.label, rule.where.str());
 }
 
+const std::string& RuleLabels::operator()(const rules::RuleRef& rule) {
+  std::vector<Entry>& entries = cache_[rule.label];
+  for (const Entry& e : entries) {
+    if (e.where.line == rule.where.line && e.where.column == rule.where.column && e.where.file == rule.where.file) {
+      return *e.text;
+    }
+  }
+  entries.push_back(Entry{rule.where, std::make_unique<const std::string>(rule_label(rule))});
+  return *entries.back().text;
+}
+
 Slice make_slice(int dim, std::uint64_t begin, std::uint64_t end, std::uint64_t size) {
   if (begin == 0 && end == size) return Slice{};
   return Slice{dim, begin, end};
@@ -53,78 +66,93 @@ std::string Placer::describe(std::size_t source) const {
   return fmt::format("{} ({})", src.name, std::string_view(path).substr(path.rfind('/') + 1));
 }
 
-std::optional<std::uint64_t> Placer::owner_rank(const rules::Ownership& owner, std::string_view tensor) {
+Owner Placer::owner(const rules::Ownership& ownership, const std::string& rule_label) {
+  auto param = count_params_.find(ownership.count_param);
+  if (param == count_params_.end()) param = count_params_.insert(ownership.count_param).first;
+  return Owner{ownership.index, ownership.count, &*param, &rule_label};
+}
+
+std::optional<std::uint64_t> Placer::owner_rank(const Owner& owner, std::size_t source) {
   if (owner.index >= owner.count) {
-    problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", tensor, owner.index,
-                              owner.count_param, owner.count, rule_label(owner.rule)));
+    OutOfRange& problem = out_of_range_[*owner.count_param];
+    if (problem.tensors++ == 0) {
+      problem = OutOfRange{owner.count, 1, owner.index, source, owner.rule};
+    }
+    problem.largest = std::max(problem.largest, owner.index);
     return std::nullopt;
   }
   if (owner.count % mp_ != 0) {
-    if (reported_counts_.insert(owner.count_param).second) {
-      problems_.add(fmt::format("{}={} is not a multiple of mp={}: owned tensors such as {} cannot be "
-                                "spread evenly ({})",
-                                owner.count_param, owner.count, mp_, tensor, rule_label(owner.rule)));
+    if (reported_not_multiple_.insert(owner.count_param).second) {
+      problems_.add(fmt::format("{}={} is not a multiple of mp={}: owned tensors such as {} cannot be spread "
+                                "evenly over the ranks ({})",
+                                *owner.count_param, owner.count, mp_, plan_.sources[source].name, *owner.rule));
     }
     return std::nullopt;
   }
   return owner.index / (owner.count / mp_);
 }
 
-void Placer::add(std::uint64_t rank, const Target& target, st::DType dtype, st::Shape shape, Slice slice, Cast cast) {
-  OutputFile& out = plan_.outputs[rank];
-  PlannedTensor tensor;
-  tensor.name = target.output;
-  tensor.dtype = dtype;
-  auto bytes = st::byte_size(dtype, shape);
-  if (!bytes) {
-    throw Error(ErrorKind::input, fmt::format("{}: the size of {} {} overflows", target.output,
-                                              st::dtype_name(dtype), detail::shape_text(shape)));
-  }
-  tensor.bytes = *bytes;
-  tensor.shape = std::move(shape);
-  tensor.source = target.source;
-  tensor.slice = slice;
-  tensor.cast = cast;
-  tensor.rule = target.rule;
-  out.bytes = checked_add(out.bytes, tensor.bytes, out.file);
-  out.tensors.push_back(std::move(tensor));
-}
-
-void Placer::add_everywhere(const Target& target, st::DType dtype, const st::Shape& shape, Cast cast) {
-  for (std::uint64_t rank = 0; rank < mp_; ++rank) {
-    add(rank, target, dtype, shape, Slice{}, cast);
-    if (rank > 0) {
-      plan_.replicated_bytes = checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes,
-                                           "replicated bytes");
+void Placer::report_owner_problems() {
+  for (const auto& [param, p] : out_of_range_) {
+    const std::string& first = plan_.sources[p.first].name;
+    if (p.tensors == 1) {
+      problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", first, p.largest, param, p.count, *p.rule));
+    } else {
+      problems_.add(fmt::format("{} and {} more owned tensors: indices up to {} are out of range for {}={} ({})", first,
+                                p.tensors - 1, p.largest, param, p.count, *p.rule));
     }
   }
 }
 
-bool Placer::add_split(const Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype,
-                       Cast cast) {
+void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
+                 Slice slice, Cast cast) {
+  OutputFile& out = plan_.outputs[rank];
+  const auto bytes = st::byte_size(dtype, shape);
+  if (!bytes) {
+    throw Error(ErrorKind::input, fmt::format("{}: the size of {}{} overflows", name, st::dtype_name(dtype),
+                                              shape_text(shape)));
+  }
+  out.bytes = checked_add(out.bytes, *bytes, out.file);
+  out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice, cast,
+                                      *target.rule});
+}
+
+void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast) {
+  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast);
+}
+
+void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
+  const st::Shape& shape = plan_.sources[target.source].shape;
+  for (std::uint64_t rank = 0; rank < mp_; ++rank) {
+    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, shape, Slice{}, cast);
+    if (rank > 0) {
+      plan_.replicated_bytes =
+          checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes, "replicated bytes");
+    }
+  }
+}
+
+bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast) {
   const Source& src = plan_.sources[target.source];
   const auto d = static_cast<std::size_t>(dim);
   if (d >= src.shape.size()) {
     problems_.add(fmt::format("{}: cannot split {} over mp={}: it has no dim {} (shape {})", src.name,
-                              rules::split_name(axis), mp_, dim, detail::shape_text(src.shape)));
+                              rules::split_name(axis), mp_, dim, shape_text(src.shape)));
     return false;
   }
   const std::uint64_t size = src.shape[d];
   if (size % mp_ != 0) {
     const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size, dim_kind(dim, unit), mp_);
+    const std::uint64_t logical = size * unit;
     if (unit == 1) {
-      problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim, detail::shape_text(src.shape),
+      problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim, shape_text(src.shape),
                                 size, mp_));
+    } else if (logical % mp_ != 0) {
+      problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head, rules::split_name(axis),
+                                logical, mp_, unit));
     } else {
-      // size * unit cannot overflow: the packed group's logical dims were derived with checked arithmetic.
-      const std::uint64_t logical = size * unit;
-      if (logical % mp_ != 0) {
-        problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head, rules::split_name(axis),
-                                  logical, mp_, unit));
-      } else {
-        problems_.add(fmt::format("{} ({}={}, {} per rank, packing {})", head, rules::split_name(axis), logical,
-                                  logical / mp_, unit));
-      }
+      problems_.add(fmt::format("{} ({}={}, {} per rank, packing {})", head, rules::split_name(axis), logical,
+                                logical / mp_, unit));
     }
     return false;
   }
@@ -132,7 +160,8 @@ bool Placer::add_split(const Target& target, int dim, std::uint64_t unit, rules:
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
     st::Shape shape = src.shape;
     shape[d] = per_rank;
-    add(rank, target, dtype, std::move(shape), make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast);
+    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
+        make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast);
   }
   return true;
 }

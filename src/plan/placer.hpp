@@ -4,10 +4,14 @@
 // Diagnostics; the caller keeps visiting so that one run reports everything.
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/plan.hpp>
@@ -15,18 +19,40 @@
 
 namespace shardwise::plan::detail {
 
+// rules::Ownership without its strings: 100,000s of owned tensors share a few rules.
+struct Owner {
+  std::uint64_t index = 0;
+  std::uint64_t count = 0;
+  const std::string* count_param = nullptr;  // interned by the Placer
+  const std::string* rule = nullptr;         // interned by RuleLabels
+};
+
 // What the rules said about one placed source tensor, kept until it can be placed (packed members
 // wait for the rest of their group).
 struct Target {
-  std::size_t source = 0;  // index into Plan::sources
-  std::string output;      // output name
-  std::string rule;        // rule label with its location
+  std::size_t source = 0;             // index into Plan::sources
+  std::string output;                 // output name
+  const std::string* rule = nullptr;  // rule label with its location (owned by RuleLabels)
   rules::Split split = rules::Split::replicate;
-  std::optional<rules::Ownership> owner;
+  std::optional<Owner> owner;
 };
 
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.
 std::string rule_label(const rules::RuleRef& rule);
+
+// The same labels, formatted once per rule: a checkpoint has 100,000s of tensors but few rules.
+// The strings returned live as long as this object.
+class RuleLabels {
+ public:
+  const std::string& operator()(const rules::RuleRef& rule);
+
+ private:
+  struct Entry {
+    rules::SourceLocation where;
+    std::unique_ptr<const std::string> text;
+  };
+  std::unordered_map<std::string, std::vector<Entry>> cache_;  // by RuleRef::label
+};
 
 // A slice that covers all of `size` is the whole tensor: the converter copies it contiguously.
 Slice make_slice(int dim, std::uint64_t begin, std::uint64_t end, std::uint64_t size);
@@ -44,25 +70,40 @@ class Placer {
   // "layers.0.x.qweight (model-00002.safetensors)": a source as messages name it.
   std::string describe(std::size_t source) const;
 
-  // The rank that owns `owner`, or nullopt after reporting why there is none (index out of range,
-  // count not a multiple of mp; the latter once per count parameter).
-  std::optional<std::uint64_t> owner_rank(const rules::Ownership& owner, std::string_view tensor);
+  Owner owner(const rules::Ownership& ownership, const std::string& rule_label);
+  // The rank that owns a tensor, or nullopt when there is none (index out of range, count not a
+  // multiple of mp): such problems are counted and reported by report_owner_problems().
+  std::optional<std::uint64_t> owner_rank(const Owner& owner, std::size_t source);
+  void report_owner_problems();
 
-  // Adds the output tensor to `rank` (no checks: callers validated the numbers).
-  void add(std::uint64_t rank, const Target& target, st::DType dtype, st::Shape shape, Slice slice, Cast cast);
+  // Adds one output tensor to `rank` (no checks: callers validated the numbers).
+  void add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape, Slice slice,
+           Cast cast);
+  // The whole tensor to one rank; takes the target's output name.
+  void add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast);
   // The same whole tensor on every rank; counts the copies beyond the first as replicated.
-  void add_everywhere(const Target& target, st::DType dtype, const st::Shape& shape, Cast cast);
-
+  void add_everywhere(Target& target, st::DType dtype, Cast cast);
   // Splits dim `dim` of the source into mp equal ranges; `unit` > 1 is the packing of that dim
-  // (`logical` = size * unit is the dim the rules split). Returns false after reporting why the
-  // split is impossible.
-  bool add_split(const Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast);
+  // (`logical` = size * unit is the dim the rules split, known not to overflow). Returns false
+  // after reporting why the split is impossible.
+  bool add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast);
 
  private:
+  // Owned tensors whose index is out of range, per count parameter: reported once, with numbers.
+  struct OutOfRange {
+    std::uint64_t count = 0;
+    std::uint64_t tensors = 0;
+    std::uint64_t largest = 0;
+    std::size_t first = 0;
+    const std::string* rule = nullptr;
+  };
+
   Plan& plan_;
   Diagnostics& problems_;
   std::uint64_t mp_;
-  std::set<std::string, std::less<>> reported_counts_;  // count parameters already reported
+  std::set<std::string, std::less<>> count_params_;    // interned Owner::count_param
+  std::set<const std::string*> reported_not_multiple_;  // count parameters already reported
+  std::map<std::string_view, OutOfRange> out_of_range_;
 };
 
 }  // namespace shardwise::plan::detail

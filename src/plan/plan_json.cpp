@@ -14,51 +14,67 @@
 namespace shardwise::plan {
 namespace {
 
+bool needs_escape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
+
 // Appends `s` as a JSON string. Names come from validated headers (UTF-8); only quotes,
 // backslashes and control characters need escaping.
 void append_string(std::string& out, std::string_view s) {
   out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
+  std::size_t done = 0;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (!needs_escape(s[i])) continue;
+    out.append(s.data() + done, i - done);
+    if (s[i] == '"' || s[i] == '\\') {
       out += '\\';
-      out += c;
-    } else if (u < 0x20) {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(u));
+      out += s[i];
     } else {
-      out += c;
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(s[i])));
     }
+    done = i + 1;
   }
+  out.append(s.data() + done, s.size() - done);
   out += '"';
 }
 
-void append_shape(std::string& out, const st::Shape& shape) {
-  fmt::format_to(std::back_inserter(out), "[{}]", fmt::join(shape, ", "));
-}
+using detail::append_shape;
+using detail::append_uint;
 
 void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, std::string_view source_file) {
-  auto it = std::back_inserter(out);
   out += "      {\"name\": ";
   append_string(out, t.name);
-  fmt::format_to(it, ", \"dtype\": \"{}\", \"shape\": ", st::dtype_name(t.dtype));
+  out += ", \"dtype\": \"";
+  out += st::dtype_name(t.dtype);
+  out += "\", \"shape\": ";
   append_shape(out, t.shape);
-  fmt::format_to(it, ", \"bytes\": {}, \"source\": {{\"file\": ", t.bytes);
+  out += ", \"bytes\": ";
+  append_uint(out, t.bytes);
+  out += ", \"source\": {\"file\": ";
   append_string(out, source_file);
   out += ", \"name\": ";
   append_string(out, src.name);
-  fmt::format_to(it, ", \"dtype\": \"{}\", \"shape\": ", st::dtype_name(src.dtype));
+  out += ", \"dtype\": \"";
+  out += st::dtype_name(src.dtype);
+  out += "\", \"shape\": ";
   append_shape(out, src.shape);
   if (t.slice.whole()) {
     out += ", \"slice\": null}";
   } else {
-    fmt::format_to(it, ", \"slice\": {{\"dim\": {}, \"begin\": {}, \"end\": {}}}}}", t.slice.dim, t.slice.begin,
-                   t.slice.end);
+    out += ", \"slice\": {\"dim\": ";
+    append_uint(out, static_cast<std::uint64_t>(t.slice.dim));
+    out += ", \"begin\": ";
+    append_uint(out, t.slice.begin);
+    out += ", \"end\": ";
+    append_uint(out, t.slice.end);
+    out += "}}";
   }
   if (t.cast == Cast::none) {
     out += ", \"cast\": null";
   } else {
-    fmt::format_to(it, ", \"cast\": {{\"from\": \"{}\", \"to\": \"{}\"}}", detail::cast_source_dtype(t.cast),
-                   detail::cast_target_dtype(t.cast));
+    out += ", \"cast\": {\"from\": \"";
+    out += detail::cast_source_dtype(t.cast);
+    out += "\", \"to\": \"";
+    out += detail::cast_target_dtype(t.cast);
+    out += "\"}";
   }
   out += ", \"rule\": ";
   append_string(out, t.rule);

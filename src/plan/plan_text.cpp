@@ -16,45 +16,81 @@ namespace {
 
 using detail::Placement;
 
-std::string slice_text(const Slice& slice) {
-  return slice.whole() ? std::string("whole") : fmt::format("dim{}[{}:{}]", slice.dim, slice.begin, slice.end);
+using detail::append_shape;
+using detail::append_uint;
+
+void append_slice(std::string& out, const Slice& slice) {
+  if (slice.whole()) {
+    out += "whole";
+    return;
+  }
+  out += "dim";
+  append_uint(out, static_cast<std::uint64_t>(slice.dim));
+  out += '[';
+  append_uint(out, slice.begin);
+  out += ':';
+  append_uint(out, slice.end);
+  out += ']';
 }
 
 // "all", "rank 3" or "ranks 0-7", then the slice each rank takes.
-std::string placement_text(std::span<const Placement> placements, std::uint64_t mp) {
+void append_placement(std::string& out, std::span<const Placement> placements, std::uint64_t mp) {
   const bool whole = std::all_of(placements.begin(), placements.end(),
                                  [](const Placement& p) { return p.tensor->slice.whole(); });
-  std::string where;
   if (whole && placements.size() == mp) {
-    where = "all";
+    out += "all";
   } else if (placements.size() == 1) {
-    where = fmt::format("rank {}", placements.front().rank);
+    out += "rank ";
+    append_uint(out, placements.front().rank);
   } else {
     std::vector<std::uint64_t> ranks;
     for (const Placement& p : placements) ranks.push_back(p.rank);
-    where = fmt::format("ranks {}", detail::format_ranks(ranks));
+    out += "ranks ";
+    out += detail::format_ranks(ranks);
   }
-  if (whole) return where + "  whole";
-  for (const Placement& p : placements) where += ' ' + slice_text(p.tensor->slice);
-  return where;
+  if (whole) {
+    out += "  whole";
+    return;
+  }
+  out += ' ';
+  for (const Placement& p : placements) {
+    out += ' ';
+    append_slice(out, p.tensor->slice);
+  }
 }
 
-void append_row(std::string& text, const Plan& plan, const Source& src, std::span<const Placement> placements) {
-  auto out = std::back_inserter(text);
-  fmt::format_to(out, "  {}", src.name);
+// SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  [CAST]  WRITTEN  BYTES  RULE
+void append_row(std::string& out, const Plan& plan, const Source& src, std::span<const Placement> placements) {
+  out += "  ";
+  out += src.name;
   if (placements.empty()) {
-    fmt::format_to(out, "  {}{}  not placed\n", st::dtype_name(src.dtype), detail::shape_text(src.shape));
+    out += "  not placed\n";
     return;
   }
   const PlannedTensor& first = *placements.front().tensor;
-  if (first.name != src.name) fmt::format_to(out, " -> {}", first.name);
-  fmt::format_to(out, "  {}{}  {}  ", st::dtype_name(src.dtype), detail::shape_text(src.shape),
-                 placement_text(placements, plan.model_parallel));
-  if (first.cast != Cast::none) {
-    fmt::format_to(out, "{}->{}  ", detail::cast_source_dtype(first.cast), detail::cast_target_dtype(first.cast));
+  if (first.name != src.name) {
+    out += " -> ";
+    out += first.name;
   }
-  fmt::format_to(out, "{}{}  {} B{}  {}\n", st::dtype_name(first.dtype), detail::shape_text(first.shape),
-                 first.bytes, placements.size() > 1 ? " each" : "", first.rule);
+  out += "  ";
+  out += st::dtype_name(src.dtype);
+  append_shape(out, src.shape);
+  out += "  ";
+  append_placement(out, placements, plan.model_parallel);
+  out += "  ";
+  if (first.cast != Cast::none) {
+    out += detail::cast_source_dtype(first.cast);
+    out += "->";
+    out += detail::cast_target_dtype(first.cast);
+    out += "  ";
+  }
+  out += st::dtype_name(first.dtype);
+  append_shape(out, first.shape);
+  out += "  ";
+  append_uint(out, first.bytes);
+  out += placements.size() > 1 ? " B each  " : " B  ";
+  out += first.rule;
+  out += '\n';
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {

@@ -9,6 +9,20 @@ namespace shardwise::plan::detail {
 
 std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
+void append_uint(std::string& out, std::uint64_t value) {
+  const fmt::format_int text(value);
+  out.append(text.data(), text.size());
+}
+
+void append_shape(std::string& out, const st::Shape& shape) {
+  out += '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i > 0) out += ", ";
+    append_uint(out, shape[i]);
+  }
+  out += ']';
+}
+
 std::string_view cast_source_dtype(Cast cast) {
   switch (cast) {
     case Cast::none: return "";
