@@ -1,8 +1,73 @@
-// `shardwise verify`: not implemented yet (owned by the issue that builds it).
+// `shardwise verify`: re-plan from the input's headers and check the output folder against the
+// plan (or, with --manifest-only, against its manifest alone). Prints every mismatch on stdout,
+// then a summary; exits 6 (ErrorKind::verify) when there is any.
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+#include <shardwise/verify/verifier.hpp>
+
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 namespace shardwise::cli {
 
-void add_verify_command(CLI::App& /*app*/, Action& /*action*/) {}
+namespace {
+
+struct VerifyArgs {
+  PlanningOptions planning;
+  std::string output;
+  unsigned threads = 0;
+  bool quiet = false;
+  bool manifest_only = false;
+};
+
+int run_verify(const CLI::App& command, const VerifyArgs& args) {
+  verify::VerifyOptions options;
+  options.output_dir = args.output;
+  options.threads = args.threads;
+  options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
+  verify::VerifyReport report;
+  if (args.manifest_only) {
+    report = verify::verify_manifest(options);
+  } else {
+    const rules::Rules rules = load_rules(args.planning);
+    const plan::Plan plan = plan_from_options(command, args.planning, rules);
+    report = verify::verify_plan(plan, rules, options);
+  }
+  for (const verify::Finding& finding : report.findings) fmt::print("{}\n", finding.str());
+  std::fflush(stdout);
+  if (!report.ok()) throw Error(ErrorKind::verify, verify::format_summary(report));
+  if (!args.quiet) fmt::print("{}\n", verify::format_summary(report));
+  return 0;
+}
+
+}  // namespace
+
+void add_verify_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<VerifyArgs>();
+  CLI::App* command = app.add_subcommand(
+      "verify", "Check a conversion's output: every file and tensor present, as planned, bytes equal to the source");
+  add_planning_options(*command, args->planning);
+  // Not needed with --manifest-only: required by hand below otherwise.
+  command->get_option("--hf-ckpt-path")->required(false);
+  command->get_option("--model-parallel")->required(false);
+  command->add_option("-o,--save-path", args->output, "the output folder to verify")->required();
+  command->add_flag("--manifest-only", args->manifest_only,
+                    "check the output against its shardwise-manifest.json alone, without reading the input");
+  command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")
+      ->check(CLI::Range(1u, 1024u));
+  command->add_flag("-q,--quiet", args->quiet, "no progress, and no summary when everything verifies");
+  command->callback([&action, command, args] {
+    if (!args->manifest_only) {
+      for (const char* name : {"--hf-ckpt-path", "--model-parallel"}) {
+        if (command->get_option(name)->count() == 0) throw CLI::RequiredError(name);
+      }
+    }
+    action = [command, args] { return run_verify(*command, *args); };
+  });
+}
 
 }  // namespace shardwise::cli

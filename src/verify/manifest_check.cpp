@@ -1,0 +1,139 @@
+#include "verify/manifest_check.hpp"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include <shardwise/convert/checksum.hpp>
+
+namespace shardwise::verify {
+
+namespace {
+
+using convert::xxh3_hex;
+
+std::string differs(std::uint64_t expected, std::uint64_t found) {
+  return fmt::format("(expected xxh3 {}, found {})", xxh3_hex(expected), xxh3_hex(found));
+}
+
+void compare_tensors(const convert::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
+                     Findings& findings) {
+  const bool sole = role == ManifestRole::sole_reference;
+  std::set<std::string> names;
+  for (const convert::ManifestTensor& t : listed.tensors) {
+    names.insert(t.name);
+    if (!sole && findings.has(listed.file, t.name)) continue;
+    const auto it = found.tensors.find(t.name);
+    if (it == found.tensors.end()) {
+      findings.add(listed.file, t.name, sole ? "missing (the manifest lists it)"
+                                             : "listed in the manifest, but not in the file");
+    } else if (it->second != t.xxh3) {
+      findings.add(listed.file, t.name,
+                   sole ? "bytes differ from the manifest " + differs(t.xxh3, it->second)
+                        : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) has {}: "
+                                      "the manifest is stale",
+                                      xxh3_hex(t.xxh3), xxh3_hex(it->second)));
+    }
+  }
+  for (const auto& [name, digest] : found.tensors) {
+    if (names.count(name) != 0 || (!sole && findings.has(listed.file, name))) continue;
+    findings.add(listed.file, name, sole ? "unexpected tensor (not in the manifest)" : "not listed in the manifest");
+  }
+}
+
+void compare_output(const convert::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
+                    Findings& findings) {
+  const bool sole = role == ManifestRole::sole_reference;
+  if (found.size != listed.bytes && (sole || !findings.has(listed.file))) {
+    findings.add(listed.file, fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
+  }
+  compare_tensors(listed, found, role, findings);
+  // A whole-file difference is only news when no finding above explains it (e.g. a header edit).
+  if (found.whole != listed.xxh3 && !findings.has(listed.file)) {
+    findings.add(listed.file, sole ? "file differs from the manifest " + differs(listed.xxh3, found.whole)
+                                   : fmt::format("the manifest records xxh3 {} for the file, but it has {}",
+                                                 xxh3_hex(listed.xxh3), xxh3_hex(found.whole)));
+  }
+}
+
+}  // namespace
+
+void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, ManifestRole role,
+                      Findings& findings) {
+  for (const convert::ManifestOutput& listed : manifest.outputs) {
+    const auto it = disk.outputs.find(listed.file);
+    if (it != disk.outputs.end()) compare_output(listed, it->second, role, findings);
+  }
+  for (const convert::ManifestSideFile& side : manifest.side_files) {
+    const auto it = disk.side_files.find(side.file);
+    if (it == disk.side_files.end() || it->second == side.xxh3) continue;
+    if (role == ManifestRole::sole_reference) {
+      findings.add(side.file, "side file differs from the manifest " + differs(side.xxh3, it->second));
+    } else if (!findings.has(side.file)) {
+      findings.add(side.file, fmt::format("the manifest records xxh3 {}, but the side file (identical to the input's) "
+                                          "has {}: the manifest is stale",
+                                          xxh3_hex(side.xxh3), xxh3_hex(it->second)));
+    }
+  }
+}
+
+namespace {
+
+void compare_params(const convert::Manifest& manifest, const plan::Plan& plan, Findings& findings) {
+  const std::string file = convert::kManifestFileName;
+  for (const auto& [name, value] : plan.params) {
+    const auto it = manifest.params.find(name);
+    if (it == manifest.params.end()) {
+      findings.add(file, fmt::format("parameter {} is {} now, but the manifest does not record it", name, value));
+    } else if (it->second != value) {
+      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, value, it->second));
+    }
+  }
+  for (const auto& [name, value] : manifest.params) {
+    if (plan.params.count(name) == 0) {
+      findings.add(file, fmt::format("records parameter {}={}, which the rules do not have", name, value));
+    }
+  }
+}
+
+// Reports names in one list and not the other.
+void compare_names(const std::vector<std::string>& listed, const std::vector<std::string>& planned,
+                   const std::string& what, Findings& findings) {
+  const std::set<std::string> a(listed.begin(), listed.end());
+  const std::set<std::string> b(planned.begin(), planned.end());
+  for (const std::string& name : a) {
+    if (b.count(name) == 0) findings.add(convert::kManifestFileName, fmt::format("lists {} {}, which the plan does not have", what, name));
+  }
+  for (const std::string& name : b) {
+    if (a.count(name) == 0) findings.add(convert::kManifestFileName, fmt::format("does not list planned {} {}", what, name));
+  }
+}
+
+}  // namespace
+
+void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::Plan& plan,
+                                const convert::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings) {
+  const std::string file = convert::kManifestFileName;
+  if (!manifest.complete) {
+    findings.add(file, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; convert again");
+  }
+  if (manifest.rules.name != rules.name || manifest.rules.xxh3 != rules.xxh3) {
+    findings.add(file, fmt::format("written with rules '{}' (xxh3 {}), but verifying with rules '{}' (xxh3 {})",
+                                   manifest.rules.name, xxh3_hex(manifest.rules.xxh3), rules.name, xxh3_hex(rules.xxh3)));
+  }
+  if (manifest.input_headers_xxh3 != headers_xxh3) {
+    findings.add(file, fmt::format("the input's headers changed since the conversion (xxh3 {} recorded, {} now)",
+                                   xxh3_hex(manifest.input_headers_xxh3), xxh3_hex(headers_xxh3)));
+  }
+  compare_params(manifest, plan, findings);
+  std::vector<std::string> listed;
+  std::vector<std::string> planned;
+  for (const convert::ManifestOutput& o : manifest.outputs) listed.push_back(o.file);
+  for (const plan::OutputFile& o : plan.outputs) planned.push_back(o.file);
+  compare_names(listed, planned, "output file", findings);
+  listed.clear();
+  for (const convert::ManifestSideFile& s : manifest.side_files) listed.push_back(s.file);
+  compare_names(listed, plan.side_files, "side file", findings);
+}
+
+}  // namespace shardwise::verify

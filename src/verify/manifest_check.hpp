@@ -1,0 +1,44 @@
+#pragma once
+// Comparing a shardwise-manifest.json with what is on disk (and, given a plan, with the plan).
+// Internal to verify.
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/plan/plan.hpp>
+
+#include "verify/findings.hpp"
+
+namespace shardwise::verify {
+
+// An output file as read: its size and checksums.
+struct ScannedOutput {
+  std::uint64_t size = 0;
+  std::uint64_t whole = 0;
+  std::map<std::string, std::uint64_t> tensors;  // by name
+};
+
+// What verification read from the output folder. Files that are missing or not valid
+// safetensors are absent (they were reported when found so).
+struct DiskState {
+  std::map<std::string, ScannedOutput> outputs;
+  std::map<std::string, std::uint64_t> side_files;  // XXH3-64 of each side file read
+};
+
+enum class ManifestRole {
+  sole_reference,  // `--manifest-only`: every difference from the manifest is a mismatch
+  cross_check,     // beside a plan: only what the plan's checks did not already report
+};
+
+// Sizes, whole-file, per-tensor and side-file checksums of a complete manifest against `disk`.
+void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, ManifestRole role,
+                      Findings& findings);
+
+// Whether the manifest describes a conversion of `plan` with these rules and this input: its
+// completeness, rules, parameters, input headers, output and side files.
+void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::Plan& plan,
+                                const convert::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings);
+
+}  // namespace shardwise::verify

@@ -1,0 +1,158 @@
+// verify_manifest: the output folder against its shardwise-manifest.json alone (the input is not
+// read).
+#include <chrono>
+#include <filesystem>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/verify/verifier.hpp>
+
+#include "verify/buffers.hpp"
+#include "verify/findings.hpp"
+#include "verify/folder.hpp"
+#include "verify/manifest_check.hpp"
+#include "verify/parallel.hpp"
+#include "verify/scan.hpp"
+
+namespace shardwise::verify {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// The manifest, or nullopt after reporting why there is none to verify against.
+std::optional<convert::Manifest> load(const std::string& out, const std::set<std::string>& present,
+                                      Findings& findings) {
+  const std::string name = convert::kManifestFileName;
+  if (present.count(name) == 0) {
+    findings.add(name, "missing: nothing to verify against without the input (verify with --hf-ckpt-path instead)");
+    return std::nullopt;
+  }
+  try {
+    std::optional<convert::Manifest> manifest = convert::read_manifest(out);
+    if (manifest && !manifest->complete) {
+      findings.add(name, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; "
+                         "convert again");
+      return std::nullopt;
+    }
+    return manifest;
+  } catch (const Error& e) {
+    findings.add(name, message_without_path(e.what(), (fs::path(out) / name).string()));
+    return std::nullopt;
+  }
+}
+
+struct Target {
+  std::string name;
+  std::optional<st::File> file;  // output files; side files are hashed by path
+};
+
+std::vector<std::string> file_order(const convert::Manifest& manifest) {
+  std::vector<std::string> order;
+  for (const convert::ManifestOutput& o : manifest.outputs) order.push_back(o.file);
+  for (const convert::ManifestSideFile& s : manifest.side_files) order.push_back(s.file);
+  return order;
+}
+
+// Opens every listed output file; reports those missing or not valid safetensors.
+std::vector<Target> open_outputs(const convert::Manifest& manifest, const std::string& out,
+                                 const std::set<std::string>& present, Findings& findings) {
+  std::vector<Target> targets;
+  for (const convert::ManifestOutput& listed : manifest.outputs) {
+    const std::string path = (fs::path(out) / listed.file).string();
+    if (present.count(listed.file) == 0) {
+      findings.add(listed.file, fmt::format("missing (the manifest lists it: {} tensors, {} bytes)",
+                                            listed.tensors.size(), listed.bytes));
+      continue;
+    }
+    try {
+      targets.push_back({listed.file, st::File::open(path)});
+    } catch (const Error& e) {
+      findings.add(listed.file, "not a valid safetensors file: " + message_without_path(e.what(), path));
+    }
+  }
+  return targets;
+}
+
+}  // namespace
+
+VerifyReport verify_manifest(const VerifyOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string& out = options.output_dir;
+  const std::set<std::string> present = list_folder(out);
+  VerifyReport report;
+  report.threads = thread_count(options.threads);
+  Findings early({});
+  const std::optional<convert::Manifest> manifest = load(out, present, early);
+  if (!manifest) {
+    report.findings = early.sorted();
+    return report;
+  }
+  report.manifest_checked = true;
+  Findings findings(file_order(*manifest));
+  std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
+  std::vector<std::string> ours{convert::kManifestFileName};
+  for (const convert::ManifestOutput& o : manifest->outputs) ours.push_back(o.file);
+  for (const convert::ManifestSideFile& s : manifest->side_files) {
+    ours.push_back(s.file);
+    if (present.count(s.file) == 0) {
+      findings.add(s.file, "missing side file (the manifest lists it)");
+    } else {
+      targets.push_back({s.file, std::nullopt});
+    }
+  }
+  report_leftover_temporaries(present, ours, findings);
+
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (const Target& t : targets) total += t.file ? t.file->size() : fs::file_size(fs::path(out) / t.name, ec);
+  std::vector<FileDigests> digests(targets.size());
+  {
+    convert::Progress progress(options.progress, total);
+    ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
+    run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
+      progress.set_current(targets[i].name);
+      const std::string path = (fs::path(out) / targets[i].name).string();
+      try {
+        if (targets[i].file) {
+          digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress);
+        } else {
+          digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
+        }
+      } catch (const Error& e) {
+        findings.add(targets[i].name, "cannot be read: " + message_without_path(e.what(), path));
+        targets[i].file.reset();
+        targets[i].name.clear();
+      }
+    });
+    progress.finish();
+    report.bytes_read = progress.done();
+  }
+
+  DiskState disk;
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const Target& t = targets[i];
+    if (t.name.empty()) continue;
+    if (!t.file) {
+      disk.side_files[t.name] = digests[i].whole;
+      ++report.side_files;
+      continue;
+    }
+    ScannedOutput& scanned = disk.outputs[t.name];
+    scanned.size = digests[i].size;
+    scanned.whole = digests[i].whole;
+    const auto& tensors = t.file->header().tensors;
+    for (std::size_t k = 0; k < tensors.size(); ++k) scanned.tensors[tensors[k].name] = digests[i].tensors[k];
+    ++report.files;
+    report.tensors += tensors.size();
+  }
+  compare_manifest(*manifest, disk, ManifestRole::sole_reference, findings);
+  report.findings = findings.sorted();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace shardwise::verify

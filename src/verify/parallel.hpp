@@ -1,0 +1,18 @@
+#pragma once
+// Running independent tasks on a few threads. Internal to verify.
+
+#include <cstddef>
+#include <functional>
+
+namespace shardwise::verify {
+
+// Calls body(task, worker) once for every task in [0, count), in index order of starting, on
+// min(threads, count) threads; `worker` (< threads) lets a task use that thread's buffers. Put
+// the biggest tasks first: they start first. After the first exception no new task starts; it is
+// rethrown once every thread has stopped.
+void run_parallel(std::size_t count, unsigned threads, const std::function<void(std::size_t, unsigned)>& body);
+
+// The thread count for a request of `requested` (0: one per hardware thread).
+unsigned thread_count(unsigned requested);
+
+}  // namespace shardwise::verify

@@ -1,0 +1,337 @@
+// verify_plan: the output folder against a plan made from the input's headers.
+#include <algorithm>
+#include <chrono>
+#include <compare>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/tensor_stream.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/verify/output_names.hpp>
+#include <shardwise/verify/verifier.hpp>
+
+#include "verify/buffers.hpp"
+#include "verify/findings.hpp"
+#include "verify/folder.hpp"
+#include "verify/manifest_check.hpp"
+#include "verify/parallel.hpp"
+#include "verify/scan.hpp"
+
+namespace shardwise::verify {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Planned tensors taking the same bytes of the same source (replicated over ranks) have one
+// expected checksum, computed once: the input is read once.
+struct ExpectedKey {
+  std::size_t source = 0;
+  int dim = -1;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  plan::Cast cast = plan::Cast::none;
+  auto operator<=>(const ExpectedKey&) const = default;
+};
+
+ExpectedKey key_of(const plan::PlannedTensor& t) {
+  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast}
+                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast};
+}
+
+struct Compared {
+  std::size_t header_index = 0;
+  const plan::PlannedTensor* planned = nullptr;
+  std::size_t expected = 0;  // index into Work::expected
+};
+
+struct OutputCheck {
+  const plan::OutputFile* planned = nullptr;
+  std::optional<st::File> file;  // absent when missing or not valid safetensors
+  std::vector<Compared> compared;
+  FileDigests digests;
+};
+
+struct SideCheck {
+  std::string name;
+  std::uint64_t expected = 0;
+  std::uint64_t found = 0;
+};
+
+struct Work {
+  std::vector<OutputCheck> outputs;
+  std::vector<const plan::PlannedTensor*> expected;  // one representative per ExpectedKey
+  std::vector<std::uint64_t> expected_digests;
+  std::vector<SideCheck> sides;
+};
+
+std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+// Planned tensors against the file's header: present, dtype, shape, nothing extra.
+void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys, Work& work) {
+  const std::string& name = check.planned->file;
+  const st::Header& header = check.file->header();
+  for (const plan::PlannedTensor& t : check.planned->tensors) {
+    const st::TensorInfo* found = header.find(t.name);
+    if (found == nullptr) {
+      findings.add(name, t.name, fmt::format("missing (planned {} {})", st::dtype_name(t.dtype), shape_text(t.shape)));
+    } else if (found->dtype != t.dtype) {
+      findings.add(name, t.name, fmt::format("dtype {}, planned {}", st::dtype_name(found->dtype), st::dtype_name(t.dtype)));
+    } else if (found->shape != t.shape) {
+      findings.add(name, t.name, fmt::format("shape {}, planned {}", shape_text(found->shape), shape_text(t.shape)));
+    } else {
+      const auto [it, added] = keys.emplace(key_of(t), work.expected.size());
+      if (added) work.expected.push_back(&t);
+      check.compared.push_back({static_cast<std::size_t>(found - header.tensors.data()), &t, it->second});
+    }
+  }
+  const auto& planned = check.planned->tensors;
+  for (const st::TensorInfo& t : header.tensors) {
+    const auto it = std::lower_bound(planned.begin(), planned.end(), t.name,
+                                     [](const plan::PlannedTensor& a, const std::string& b) { return a.name < b; });
+    const bool known = it != planned.end() && it->name == t.name;
+    if (!known) {
+      findings.add(name, t.name, fmt::format("unexpected tensor (not in the plan): {} {}", st::dtype_name(t.dtype),
+                                             shape_text(t.shape)));
+    }
+  }
+}
+
+// Files present, opened, and their headers checked; extra files of ours reported.
+Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string& out, Findings& findings) {
+  const std::set<std::string> present = list_folder(out);
+  Work work;
+  std::map<ExpectedKey, std::size_t> keys;
+  std::vector<std::string> ours;
+  for (const plan::OutputFile& planned : plan.outputs) {
+    ours.push_back(planned.file);
+    OutputCheck check{&planned, std::nullopt, {}, {}};
+    const std::string path = (fs::path(out) / planned.file).string();
+    if (present.count(planned.file) == 0) {
+      findings.add(planned.file, fmt::format("missing (planned: {} tensors, {} bytes of data)", planned.tensors.size(),
+                                             planned.bytes));
+    } else {
+      try {
+        check.file = st::File::open(path);
+        check_structure(check, findings, keys, work);
+      } catch (const Error& e) {
+        check.file.reset();
+        findings.add(planned.file, "not a valid safetensors file: " + message_without_path(e.what(), path));
+      }
+    }
+    work.outputs.push_back(std::move(check));
+  }
+  for (const std::string& side : plan.side_files) {
+    ours.push_back(side);
+    if (present.count(side) == 0) {
+      findings.add(side, "missing side file");
+    } else {
+      work.sides.push_back({side, 0, 0});
+    }
+  }
+  const OutputNamePattern pattern = OutputNamePattern::from_rules(rules, plan.model_parallel);
+  for (const std::string& name : present) {
+    const auto rank = pattern.rank_of(name);
+    if (rank && (*rank >= plan.outputs.size() || plan.outputs[*rank].file != name)) {
+      findings.add(name, fmt::format("unexpected output file: the plan for mp={} has no rank {}", plan.model_parallel, *rank));
+    }
+  }
+  ours.emplace_back(convert::kManifestFileName);
+  report_leftover_temporaries(present, ours, findings);
+  work.expected_digests.assign(work.expected.size(), 0);
+  return work;
+}
+
+std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
+  const plan::Source& source = plan.sources[t.source];
+  const std::string file = fs::path(plan.input_files[source.file]).filename().string();
+  std::string text = t.slice.whole()
+                         ? fmt::format("source {} in {}", source.name, file)
+                         : fmt::format("source slice dim{}[{}:{}] of {} in {}", t.slice.dim, t.slice.begin, t.slice.end,
+                                       source.name, file);
+  if (t.cast != plan::Cast::none) {
+    text += fmt::format(" after the cast {} -> {}", st::dtype_name(source.dtype), st::dtype_name(t.dtype));
+  }
+  return text;
+}
+
+std::uint64_t source_bytes_read(const plan::PlannedTensor& t) {
+  return t.cast == plan::Cast::f32_to_bf16 ? 2 * t.bytes : t.bytes;
+}
+
+}  // namespace
+
+namespace {
+
+enum class TaskKind { scan_output, expected, side_file };
+
+struct Task {
+  TaskKind kind;
+  std::size_t index;
+  std::uint64_t cost;  // bytes read
+};
+
+std::vector<Task> tasks_of(const Work& work) {
+  std::vector<Task> tasks;
+  for (std::size_t i = 0; i < work.outputs.size(); ++i) {
+    if (work.outputs[i].file) tasks.push_back({TaskKind::scan_output, i, work.outputs[i].file->size()});
+  }
+  for (std::size_t i = 0; i < work.expected.size(); ++i) {
+    tasks.push_back({TaskKind::expected, i, source_bytes_read(*work.expected[i])});
+  }
+  for (std::size_t i = 0; i < work.sides.size(); ++i) tasks.push_back({TaskKind::side_file, i, 0});
+  std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });
+  return tasks;
+}
+
+struct Reader {
+  const plan::Plan& plan;
+  const std::string& out;
+  std::vector<ReadOnlyFd> inputs;  // one per input file, shared by threads (pread only)
+  ThreadBuffers buffers;
+  convert::Progress& progress;
+  Findings& findings;
+
+  void run(const Task& task, unsigned worker, Work& work) {
+    switch (task.kind) {
+      case TaskKind::scan_output: scan(work.outputs[task.index], worker); return;
+      case TaskKind::expected: expect(work, task.index, worker); return;
+      case TaskKind::side_file: side(work.sides[task.index], worker); return;
+    }
+  }
+
+  // A file that cannot be read to its end (it shrank, or the disk failed) is a finding.
+  void scan(OutputCheck& check, unsigned worker) {
+    progress.set_current(check.planned->file);
+    try {
+      check.digests = scan_output_file(*check.file, buffers.main(worker), progress);
+    } catch (const Error& e) {
+      findings.add(check.planned->file, "cannot be read: " + message_without_path(e.what(), check.file->path()));
+      check.file.reset();
+    }
+  }
+
+  // Errors reading the input are not findings: they stop verification (Error(input/io)).
+  void expect(Work& work, std::size_t index, unsigned worker) {
+    const plan::PlannedTensor& t = *work.expected[index];
+    const plan::Source& source = plan.sources.at(t.source);
+    const ReadOnlyFd& input = inputs.at(source.file);
+    const convert::TensorStream stream(source, t);
+    work.expected_digests[index] =
+        convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker));
+    progress.add(source_bytes_read(t));
+  }
+
+  void side(SideCheck& check, unsigned worker) {
+    check.expected = hash_whole_file((fs::path(plan.input_root) / check.name).string(), buffers.main(worker), progress);
+    check.found = hash_whole_file((fs::path(out) / check.name).string(), buffers.main(worker), progress);
+  }
+};
+
+std::uint64_t total_bytes(const Work& work, const plan::Plan& plan, const std::string& out) {
+  std::uint64_t total = 0;
+  for (const OutputCheck& check : work.outputs) total += check.file ? check.file->size() : 0;
+  for (const plan::PlannedTensor* t : work.expected) total += source_bytes_read(*t);
+  std::error_code ec;
+  for (const SideCheck& side : work.sides) {
+    total += fs::file_size(fs::path(plan.input_root) / side.name, ec) + fs::file_size(fs::path(out) / side.name, ec);
+  }
+  return total;
+}
+
+// Expected against found checksums; what was read, for the manifest's check.
+DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, VerifyReport& report) {
+  DiskState disk;
+  for (const OutputCheck& check : work.outputs) {
+    if (!check.file) continue;
+    ++report.files;
+    ScannedOutput& scanned = disk.outputs[check.planned->file];
+    scanned.size = check.digests.size;
+    scanned.whole = check.digests.whole;
+    const auto& tensors = check.file->header().tensors;
+    for (std::size_t i = 0; i < tensors.size(); ++i) scanned.tensors[tensors[i].name] = check.digests.tensors[i];
+    for (const Compared& c : check.compared) {
+      ++report.tensors;
+      const std::uint64_t expected = work.expected_digests[c.expected];
+      const std::uint64_t found = check.digests.tensors[c.header_index];
+      if (expected == found) continue;
+      findings.add(check.planned->file, c.planned->name,
+                   fmt::format("bytes differ from {} (expected xxh3 {}, found {})", source_text(plan, *c.planned),
+                               convert::xxh3_hex(expected), convert::xxh3_hex(found)));
+    }
+  }
+  for (const SideCheck& side : work.sides) {
+    ++report.side_files;
+    disk.side_files[side.name] = side.found;
+    if (side.expected != side.found) {
+      findings.add(side.name, fmt::format("side file differs from the input's (expected xxh3 {}, found {})",
+                                          convert::xxh3_hex(side.expected), convert::xxh3_hex(side.found)));
+    }
+  }
+  return disk;
+}
+
+void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std::string& out, const DiskState& disk,
+                    Findings& findings, VerifyReport& report) {
+  std::optional<convert::Manifest> manifest;
+  try {
+    manifest = convert::read_manifest(out);
+  } catch (const Error& e) {
+    const std::string path = (fs::path(out) / convert::kManifestFileName).string();
+    findings.add(convert::kManifestFileName, message_without_path(e.what(), path));
+    return;
+  }
+  if (!manifest) return;
+  report.manifest_checked = true;
+  compare_manifest_with_plan(*manifest, plan, {rules.name(), convert::xxh3(rules.text())},
+                             convert::input_headers_xxh3(plan), findings);
+  if (manifest->complete) compare_manifest(*manifest, disk, ManifestRole::cross_check, findings);
+}
+
+std::vector<std::string> file_order(const plan::Plan& plan) {
+  std::vector<std::string> order;
+  for (const plan::OutputFile& o : plan.outputs) order.push_back(o.file);
+  order.insert(order.end(), plan.side_files.begin(), plan.side_files.end());
+  return order;
+}
+
+}  // namespace
+
+VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, const VerifyOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string& out = options.output_dir;
+  Findings findings(file_order(plan));
+  Work work = survey(plan, rules, out, findings);
+
+  VerifyReport report;
+  report.threads = thread_count(options.threads);
+  std::vector<ReadOnlyFd> inputs;
+  inputs.reserve(plan.input_files.size());
+  for (const std::string& path : plan.input_files) inputs.emplace_back(path);
+  const std::vector<Task> tasks = tasks_of(work);
+  {
+    convert::Progress progress(options.progress, total_bytes(work, plan, out));
+    Reader reader{plan, out, std::move(inputs),
+                  ThreadBuffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads)), progress,
+                  findings};
+    run_parallel(tasks.size(), report.threads,
+                 [&](std::size_t task, unsigned worker) { reader.run(tasks[task], worker, work); });
+    progress.finish();
+    report.bytes_read = progress.done();
+  }
+  const DiskState disk = compare(plan, work, findings, report);
+  check_manifest(plan, rules, out, disk, findings, report);
+  report.findings = findings.sorted();
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace shardwise::verify

@@ -1,0 +1,49 @@
+#pragma once
+// Reading for verification: files opened read-only and hashed with pread through caller-owned
+// buffers, never mapped (mapped pages would count in the process's RSS). Internal to verify.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <shardwise/convert/progress.hpp>
+#include <shardwise/safetensors/file.hpp>
+
+namespace shardwise::verify {
+
+// An open read-only descriptor, closed on destruction. Throws Error(io) naming the path.
+class ReadOnlyFd {
+ public:
+  explicit ReadOnlyFd(const std::string& path);
+  ReadOnlyFd(ReadOnlyFd&& other) noexcept;
+  ReadOnlyFd& operator=(ReadOnlyFd&&) = delete;
+  ReadOnlyFd(const ReadOnlyFd&) = delete;
+  ReadOnlyFd& operator=(const ReadOnlyFd&) = delete;
+  ~ReadOnlyFd();
+  int fd() const noexcept { return fd_; }
+  const std::string& path() const noexcept { return path_; }
+  std::uint64_t size() const;
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// XXH3-64 of a whole output file and of each of its tensors.
+struct FileDigests {
+  std::uint64_t size = 0;
+  std::uint64_t whole = 0;
+  std::vector<std::uint64_t> tensors;  // same order as the header's tensors
+};
+
+// Hashes `file` from its first byte to its last in one sequential pass through `buffer`, feeding
+// each tensor's bytes to its own digest on the way. Adds the bytes read to `progress`. Throws
+// Error(io/input) naming the file when it cannot be read to its end.
+FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress);
+
+// XXH3-64 of a whole file (a side file), read through `buffer`.
+std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, convert::Progress& progress);
+
+}  // namespace shardwise::verify
