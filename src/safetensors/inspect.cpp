@@ -1,0 +1,96 @@
+#include <shardwise/safetensors/inspect.hpp>
+
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace shardwise::st {
+
+namespace {
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += ch;
+  }
+  return out;
+}
+
+std::string shape_text(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+// "1.5 GiB"-style size for the totals line; exact bytes are printed beside it.
+std::string human_bytes(std::uint64_t bytes) {
+  static constexpr std::array<const char*, 5> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB"};
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  double value = static_cast<double>(bytes) / 1024.0;
+  std::size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < kUnits.size()) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return fmt::format("{:.1f} {}", value, kUnits[unit]);
+}
+
+std::string text_report(const Checkpoint& checkpoint) {
+  using Row = std::array<std::string, 5>;  // name, dtype, shape, bytes, file
+  std::vector<Row> rows;
+  rows.reserve(checkpoint.tensors().size() + 1);
+  rows.push_back({"TENSOR", "DTYPE", "SHAPE", "BYTES", "FILE"});
+  for (const auto& ref : checkpoint.tensors()) {
+    const TensorInfo& t = *ref.info;
+    rows.push_back({printable(t.name), std::string(dtype_name(t.dtype)), shape_text(t.shape),
+                    std::to_string(t.bytes()), printable(checkpoint.file_name(ref.file))});
+  }
+  std::array<std::size_t, 5> width{};
+  for (const auto& row : rows) {
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  }
+  std::string out;
+  for (const auto& row : rows) {
+    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>{}}  {}\n", row[0], width[0], row[1], width[1], row[2], width[2],
+                       row[3], width[3], row[4]);
+  }
+  const std::size_t files = checkpoint.files().size(), tensors = checkpoint.tensors().size();
+  const std::uint64_t bytes = checkpoint.total_bytes();
+  out += fmt::format("total: {} file{}, {} tensor{}, {} bytes ({})\n", files, files == 1 ? "" : "s", tensors,
+                     tensors == 1 ? "" : "s", bytes, human_bytes(bytes));
+  return out;
+}
+
+// One tensor per line (greppable, diffable), keys in the documented order.
+std::string json_report(const Checkpoint& checkpoint) {
+  using ordered = nlohmann::ordered_json;
+  // Names were checked to be UTF-8 when read; file names come from the file system and may not be.
+  const auto dump = [](const ordered& value) { return value.dump(-1, ' ', false, ordered::error_handler_t::replace); };
+  std::string out = "{\"tensors\": [";
+  const char* separator = "\n  ";
+  for (const auto& ref : checkpoint.tensors()) {
+    const TensorInfo& t = *ref.info;
+    ordered row = {{"name", t.name},
+                   {"dtype", dtype_name(t.dtype)},
+                   {"shape", t.shape},
+                   {"file", checkpoint.file_name(ref.file)},
+                   {"bytes", t.bytes()}};
+    out += separator + dump(row);
+    separator = ",\n  ";
+  }
+  const ordered totals = {
+      {"files", checkpoint.files().size()}, {"tensors", checkpoint.tensors().size()}, {"bytes", checkpoint.total_bytes()}};
+  out += checkpoint.tensors().empty() ? "],\n" : "\n],\n";
+  out += "\"totals\": " + dump(totals) + "}\n";
+  return out;
+}
+
+}  // namespace
+
+std::string inspect_report(const Checkpoint& checkpoint, InspectFormat format) {
+  return format == InspectFormat::json ? json_report(checkpoint) : text_report(checkpoint);
+}
+
+}  // namespace shardwise::st
