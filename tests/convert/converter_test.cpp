@@ -1,0 +1,250 @@
+// convert_plan on hand-built plans over raw input files: outputs compared with expectations sliced
+// and cast element by element here; refusal of unsafe output folders; the manifest.
+#include <shardwise/convert/converter.hpp>
+
+#include <set>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/core/error.hpp>
+
+#include "convert/fixture.hpp"
+#include "support/support.hpp"
+
+namespace shardwise::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Expected {
+  std::string dtype;
+  std::vector<std::uint64_t> shape;
+  std::string bytes;
+};
+
+// A two-rank plan over two input files: replicated, owned, dim-0 and dim-1 slices, casts (also of
+// a slice), a 3-d slice on its last dim, an empty tensor, rows far apart, and one side file.
+struct Scenario {
+  TempDir dir;
+  plan::Plan plan;
+  std::map<std::string, Expected> expected[2];
+
+  Scenario() {
+    fs::create_directories(dir / "in");
+    const std::vector<RawTensor> first = {
+        {"norm", "BF16", {40}, pattern_bytes(80, 1)},
+        {"proj", "I32", {16, 24}, pattern_bytes(16 * 24 * 4, 2)},
+        {"scales", "F16", {4, 24}, pattern_bytes(4 * 24 * 2, 3)},
+    };
+    const std::vector<RawTensor> second = {
+        {"bias", "F32", {10, 6}, pattern_bytes(240, 4)},
+        {"cube", "U8", {2, 3, 8}, pattern_bytes(48, 5)},
+        {"empty", "I64", {0, 4}, ""},
+        {"owned.0", "I32", {1000}, pattern_bytes(4000, 6)},
+        {"owned.1", "I32", {1000}, pattern_bytes(4000, 7)},
+        {"wide", "U8", {4, 50000}, pattern_bytes(200000, 8)},
+    };
+    plan.input_root = (dir / "in").string();
+    plan.model_parallel = 2;
+    plan.params = {{"mp", 2}};
+    add_input_file(plan, dir / "in" / "a.safetensors", first);
+    add_input_file(plan, dir / "in" / "b.safetensors", second);
+    write_file(dir / "in" / "extra.txt", "side file bytes\n");
+    plan.side_files = {"extra.txt"};
+    for (std::uint64_t rank = 0; rank < 2; ++rank) {
+      plan::OutputFile out;
+      out.rank = rank;
+      out.file = "model" + std::to_string(rank) + "-mp2.safetensors";
+      const auto r = rank;
+      add(out, "norm.weight", 0, {}, plan::Cast::none, first[0].bytes);
+      add(out, "proj.rows", 1, {0, 8 * r, 8 * r + 8}, plan::Cast::none, slice_bytes(first[1].bytes, {16, 24}, 4, 0, 8 * r, 8 * r + 8));
+      add(out, "proj.cols", 1, {1, 12 * r, 12 * r + 12}, plan::Cast::none, slice_bytes(first[1].bytes, {16, 24}, 4, 1, 12 * r, 12 * r + 12));
+      add(out, "scales", 2, {1, 12 * r, 12 * r + 12}, plan::Cast::f16_to_bf16,
+          cast_f16_to_bf16(slice_bytes(first[2].bytes, {4, 24}, 2, 1, 12 * r, 12 * r + 12)));
+      add(out, "bias", 3, {}, plan::Cast::f32_to_bf16, cast_f32_to_bf16(second[0].bytes));
+      add(out, "cube", 4, {2, 4 * r, 4 * r + 4}, plan::Cast::none, slice_bytes(second[1].bytes, {2, 3, 8}, 1, 2, 4 * r, 4 * r + 4));
+      add(out, "empty", 5, {}, plan::Cast::none, "");
+      add(out, "owned." + std::to_string(r), 6 + r, {}, plan::Cast::none, second[3 + r].bytes);
+      add(out, "wide", 8, {1, 25000 * r, 25000 * r + 25000}, plan::Cast::none,
+          slice_bytes(second[5].bytes, {4, 50000}, 1, 1, 25000 * r, 25000 * r + 25000));
+      std::sort(out.tensors.begin(), out.tensors.end(), [](auto& a, auto& b) { return a.name < b.name; });
+      plan.outputs.push_back(std::move(out));
+    }
+  }
+
+  void add(plan::OutputFile& out, const std::string& name, std::size_t source, plan::Slice slice, plan::Cast cast,
+           std::string bytes) {
+    plan::PlannedTensor t = planned(plan, name, source, slice, cast);
+    out.bytes += t.bytes;
+    expected[out.rank][name] = {std::string(st::dtype_name(t.dtype)), t.shape, std::move(bytes)};
+    out.tensors.push_back(std::move(t));
+  }
+
+  convert::ConvertOptions options(const std::string& out, unsigned threads, std::size_t piece_bytes = 0) const {
+    convert::ConvertOptions o;
+    o.output_dir = (dir / out).string();
+    o.threads = threads;
+    o.piece_bytes = piece_bytes;
+    o.progress = convert::ProgressMode::quiet;
+    o.rules = {"test-rules", 42};
+    return o;
+  }
+};
+
+void check_outputs(const Scenario& s, const fs::path& out) {
+  for (std::uint64_t rank = 0; rank < 2; ++rank) {
+    CAPTURE(rank);
+    const std::string file = read_file(out / s.plan.outputs[rank].file);
+    const auto tensors = parse_safetensors(file);
+    REQUIRE(tensors.size() == s.expected[rank].size());
+    for (const auto& [name, want] : s.expected[rank]) {
+      CAPTURE(name);
+      REQUIRE(tensors.count(name) == 1);
+      CHECK(tensors.at(name).dtype == want.dtype);
+      CHECK(tensors.at(name).shape == want.shape);
+      CHECK(tensors.at(name).bytes == want.bytes);
+    }
+  }
+  CHECK(read_file(out / "extra.txt") == "side file bytes\n");
+}
+
+TEST_CASE("convert writes each rank's tensors as sliced and cast from the sources") {
+  Scenario s;
+  std::string reference_files[2];
+  for (const unsigned threads : {1u, 2u, 5u}) {
+    for (const std::size_t piece : {std::size_t{0}, std::size_t{4096}}) {
+      CAPTURE(threads, piece);
+      const std::string out = "out-" + std::to_string(threads) + "-" + std::to_string(piece);
+      const auto summary = convert::convert_plan(s.plan, s.options(out, threads, piece));
+      CHECK(summary.files == 2);
+      CHECK(summary.tensors == 18);
+      CHECK(summary.side_files == 1);
+      check_outputs(s, s.dir / out);
+      for (int rank = 0; rank < 2; ++rank) {  // the same bytes whatever the threads and pieces
+        const std::string bytes = read_file(s.dir / out / s.plan.outputs[rank].file);
+        if (reference_files[rank].empty()) reference_files[rank] = bytes;
+        CHECK(bytes == reference_files[rank]);
+      }
+    }
+  }
+}
+
+TEST_CASE("the manifest holds checksums of files, tensors and side files as written") {
+  Scenario s;
+  const auto summary = convert::convert_plan(s.plan, s.options("out", 2));
+  const auto manifest = convert::read_manifest((s.dir / "out").string());
+  REQUIRE(manifest);
+  CHECK(manifest->complete);
+  CHECK(manifest->tool == "shardwise 0.1.0");
+  CHECK(manifest->rules.name == "test-rules");
+  CHECK(manifest->rules.xxh3 == 42);
+  CHECK(manifest->params == std::map<std::string, std::uint64_t>{{"mp", 2}});
+  CHECK(manifest->input_headers_xxh3 == convert::input_headers_xxh3(s.plan));
+  REQUIRE(manifest->outputs.size() == 2);
+  for (std::uint64_t rank = 0; rank < 2; ++rank) {
+    const convert::ManifestOutput& out = manifest->outputs[rank];
+    const std::string file = read_file(s.dir / "out" / out.file);
+    CHECK(out.rank == rank);
+    CHECK(out.bytes == file.size());
+    CHECK(out.xxh3 == convert::xxh3(file));
+    REQUIRE(out.tensors.size() == s.expected[rank].size());
+    auto want = s.expected[rank].begin();
+    for (const convert::ManifestTensor& t : out.tensors) {  // in name order
+      CHECK(t.name == want->first);
+      CHECK(t.xxh3 == convert::xxh3(want->second.bytes));
+      ++want;
+    }
+  }
+  REQUIRE(manifest->side_files.size() == 1);
+  CHECK(manifest->side_files[0].file == "extra.txt");
+  CHECK(manifest->side_files[0].xxh3 == convert::xxh3(std::string("side file bytes\n")));
+  // What convert returns is what it wrote; the text round-trips through the JSON reader.
+  CHECK(convert::format_manifest(summary.manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
+  const auto json = nlohmann::ordered_json::parse(read_file(s.dir / "out" / "shardwise-manifest.json"));
+  CHECK(convert::manifest_to_json(convert::manifest_from_json(json, "m")) == json);
+}
+
+std::string error_of(const Scenario& s, const convert::ConvertOptions& options, ErrorKind kind) {
+  try {
+    convert::convert_plan(s.plan, options);
+  } catch (const Error& e) {
+    CHECK(e.kind() == kind);
+    return e.what();
+  }
+  FAIL("convert succeeded");
+  return "";
+}
+
+TEST_CASE("convert refuses the input folder, a folder inside it, and foreign files without --force") {
+  Scenario s;
+  const std::string in = fs::canonical(s.dir / "in").string();
+  auto options = s.options("unused", 2);
+  options.output_dir = (s.dir / "in").string();
+  CHECK(error_of(s, options, ErrorKind::io) ==
+        "the output folder " + options.output_dir + " is the input folder: choose another one");
+  options.output_dir = (s.dir / "in" / "." / "sub" / "out").string();
+  CHECK(error_of(s, options, ErrorKind::io) == "the output folder " + options.output_dir +
+                                                  " is inside the input folder " + in + ": choose one outside it");
+  CHECK(!fs::exists(s.dir / "in" / "sub"));
+
+  fs::create_directories(s.dir / "foreign");
+  write_file(s.dir / "foreign" / "model1-mp2.safetensors", "not ours");
+  write_file(s.dir / "foreign" / "extra.txt", "not ours either");
+  write_file(s.dir / "foreign" / "unrelated.txt", "left alone");
+  options = s.options("foreign", 2);
+  CHECK(error_of(s, options, ErrorKind::io) ==
+        "the output folder " + fs::canonical(s.dir / "foreign").string() +
+            " holds 2 files that shardwise did not write and would overwrite: model1-mp2.safetensors, extra.txt "
+            "(no shardwise manifest there lists them); pass --force to overwrite");
+  CHECK(read_file(s.dir / "foreign" / "model1-mp2.safetensors") == "not ours");
+  CHECK(!fs::exists(s.dir / "foreign" / "shardwise-manifest.json"));
+
+  options.overwrite = convert::Overwrite::force;
+  convert::convert_plan(s.plan, options);
+  check_outputs(s, s.dir / "foreign");
+  CHECK(read_file(s.dir / "foreign" / "unrelated.txt") == "left alone");
+  // Its own files, listed in its manifest, are overwritten without --force.
+  convert::convert_plan(s.plan, s.options("foreign", 1));
+  check_outputs(s, s.dir / "foreign");
+}
+
+TEST_CASE("a run removes the temporaries a killed run left, and an earlier run's files are its own") {
+  Scenario s;
+  fs::create_directories(s.dir / "out");
+  // What `kill -9` leaves: temporaries, a committed file, the provisional manifest.
+  write_file(s.dir / "out" / ".model0-mp2.safetensors.partial", "half");
+  write_file(s.dir / "out" / ".extra.txt.partial", "half");
+  write_file(s.dir / "out" / ".shardwise-manifest.json.partial", "half");
+  convert::Manifest provisional = convert::provisional_manifest(s.plan, {"test-rules", 42}, 7);
+  convert::write_manifest((s.dir / "out").string(), provisional);
+  write_file(s.dir / "out" / "model1-mp2.safetensors", "written by a killed run, then the rules changed");
+  convert::convert_plan(s.plan, s.options("out", 2));
+  check_outputs(s, s.dir / "out");
+  for (const auto& entry : fs::directory_iterator(s.dir / "out")) {
+    CHECK(entry.path().filename().string().find(".partial") == std::string::npos);
+  }
+}
+
+TEST_CASE("an error while copying leaves no temporary, and only complete files under final names") {
+  Scenario s;
+  // The second input file is shorter than its header says: reading its last tensor fails.
+  fs::resize_file(s.dir / "in" / "b.safetensors", fs::file_size(s.dir / "in" / "b.safetensors") - 10);
+  const std::string message = error_of(s, s.options("out", 2), ErrorKind::io);
+  CHECK(message.find("b.safetensors") != std::string::npos);
+  std::set<std::string> left;
+  for (const auto& entry : fs::directory_iterator(s.dir / "out")) left.insert(entry.path().filename().string());
+  // Rank 1 needs the missing bytes; rank 0 does not and may have been completed (then it is whole).
+  left.erase("model0-mp2.safetensors");
+  CHECK(left == std::set<std::string>{"shardwise-manifest.json"});
+  if (fs::exists(s.dir / "out" / "model0-mp2.safetensors")) {
+    const auto tensors = parse_safetensors(read_file(s.dir / "out" / "model0-mp2.safetensors"));
+    for (const auto& [name, want] : s.expected[0]) CHECK(tensors.at(name).bytes == want.bytes);
+  }
+  CHECK(!convert::read_manifest((s.dir / "out").string())->complete);
+}
+
+}  // namespace
+}  // namespace shardwise::test
