@@ -164,9 +164,41 @@ std::optional<Manifest> read_manifest(const std::string& folder) {
   return manifest_from_json(json, path);
 }
 
+// Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
+// line each here, which keeps the file diffable and the memory small.
+std::string format_manifest(const Manifest& manifest) {
+  const auto quote = [](const std::string& text) { return Json(text).dump(); };
+  Json head = manifest_to_json(Manifest{manifest.complete, manifest.tool, manifest.rules, manifest.input_headers_xxh3,
+                                        manifest.params, {}, {}});
+  std::string text = head.dump();
+  text.resize(text.size() - std::string_view(R"(,"outputs":[],"side_files":[]})").size());
+  text += ",\n\"outputs\": [";
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    const ManifestOutput& out = manifest.outputs[i];
+    text += fmt::format("{}\n {{\"rank\": {}, \"file\": {}", i ? "," : "", out.rank, quote(out.file));
+    if (manifest.complete) {
+      text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
+      for (std::size_t t = 0; t < out.tensors.size(); ++t) {
+        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"}}", t ? "," : "", quote(out.tensors[t].name),
+                            xxh3_hex(out.tensors[t].xxh3));
+      }
+      text += "]";
+    }
+    text += "}";
+  }
+  text += "],\n\"side_files\": [";
+  for (std::size_t i = 0; i < manifest.side_files.size(); ++i) {
+    const ManifestSideFile& side = manifest.side_files[i];
+    text += fmt::format("{}\n {{\"file\": {}", i ? "," : "", quote(side.file));
+    if (manifest.complete) text += fmt::format(", \"xxh3\": \"{}\"", xxh3_hex(side.xxh3));
+    text += "}";
+  }
+  return text + "]}\n";
+}
+
 void write_manifest(const std::string& folder, const Manifest& manifest) {
   const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
-  write_file_atomically(path, manifest_to_json(manifest).dump(1) + "\n");
+  write_file_atomically(path, format_manifest(manifest));
 }
 
 }  // namespace shardwise::convert

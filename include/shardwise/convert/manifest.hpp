@@ -66,6 +66,9 @@ nlohmann::ordered_json manifest_to_json(const Manifest& manifest);
 // Throws Error(input) naming `where` when `json` is not a manifest this version understands.
 Manifest manifest_from_json(const nlohmann::ordered_json& json, const std::string& where);
 
+// The manifest as written: manifest_to_json's content, one tensor per line.
+std::string format_manifest(const Manifest& manifest);
+
 // Reads `<folder>/shardwise-manifest.json`: nullopt when there is none; Error(input) naming the
 // path when it is not a valid manifest.
 std::optional<Manifest> read_manifest(const std::string& folder);
