@@ -63,8 +63,8 @@ inline constexpr std::array<std::uint16_t, 30> kSpecialScales = {
 
 struct FillOptions {
   std::uint64_t seed = 0;
-  std::uint64_t experts = 1;     // tid2eid values are < experts
-  bool special_scales = false;   // about one scale in four is taken from kSpecialScales
+  std::uint64_t experts = 1;    // tid2eid values are < experts
+  bool special_scales = false;  // about one scale in four is taken from kSpecialScales
 };
 
 // Fills `out` (whole elements of the tensor's dtype) with the next values of a tensor's stream.
@@ -75,12 +75,18 @@ class TensorFiller {
 
   void fill(std::span<std::byte> out) {
     switch (fill_) {
-      case Fill::qweight: return words(out);
-      case Fill::qzeros: return constant32(out, 0x77777777U);  // zero - 1 = 7: symmetric 4-bit
-      case Fill::scales: return scales(out);
-      case Fill::bf16: return bf16(out);
-      case Fill::f32: return f32(out);
-      case Fill::tid2eid: return expert_ids(out);
+      case Fill::qweight:
+        return words(out);
+      case Fill::qzeros:
+        return constant32(out, 0x77777777U);  // zero - 1 = 7: symmetric 4-bit
+      case Fill::scales:
+        return scales(out);
+      case Fill::bf16:
+        return bf16(out);
+      case Fill::f32:
+        return f32(out);
+      case Fill::tid2eid:
+        return expert_ids(out);
     }
   }
 

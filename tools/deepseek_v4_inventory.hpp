@@ -18,32 +18,32 @@ using shardwise::st::Shape;
 
 struct ModelConfig {
   std::string name;
-  std::uint64_t dim = 0;            // D
+  std::uint64_t dim = 0;  // D
   unsigned layers = 0;
-  std::uint64_t heads = 0;          // H
+  std::uint64_t heads = 0;  // H
   std::uint64_t head_dim = 0;
   std::uint64_t q_lora_rank = 0;
   std::uint64_t o_groups = 0;
   std::uint64_t o_lora_rank = 0;
-  std::uint64_t experts = 0;        // E, routed
-  std::uint64_t moe_inter_dim = 0;  // I
-  std::uint64_t vocab = 0;          // V
-  unsigned hash_layers = 0;         // layers [0, hash_layers) route by tid2eid
+  std::uint64_t experts = 0;           // E, routed
+  std::uint64_t moe_inter_dim = 0;     // I
+  std::uint64_t vocab = 0;             // V
+  unsigned hash_layers = 0;            // layers [0, hash_layers) route by tid2eid
   std::vector<unsigned> first_ratios;  // compress ratios of the first layers; then 4, 128, 4, ...
   unsigned mtp_ratio = 0;
-  bool mtp_embed_head = false;      // emit mtp.0 embed/head copies (the reference skips them)
+  bool mtp_embed_head = false;  // emit mtp.0 embed/head copies (the reference skips them)
   bool tokenizer = false;
 };
 
 // Constants shared by both released sizes.
 inline constexpr std::uint64_t kHcMult = 4;
-inline constexpr std::uint64_t kHcRows = 24;          // hc_{attn,ffn}_fn rows, _base length
+inline constexpr std::uint64_t kHcRows = 24;  // hc_{attn,ffn}_fn rows, _base length
 inline constexpr std::uint64_t kHcScale = 3;
 inline constexpr std::uint64_t kIndexerHeads = 64;
 inline constexpr std::uint64_t kIndexerHeadDim = 128;
-inline constexpr std::uint64_t kTopK = 6;             // tid2eid columns
-inline constexpr std::uint64_t kGroupSize = 128;      // GPTQ quantisation group
-inline constexpr std::uint64_t kPack = 8;             // 4-bit values per int32
+inline constexpr std::uint64_t kTopK = 6;         // tid2eid columns
+inline constexpr std::uint64_t kGroupSize = 128;  // GPTQ quantisation group
+inline constexpr std::uint64_t kPack = 8;         // 4-bit values per int32
 
 inline ModelConfig config_named(const std::string& name) {
   ModelConfig c;
@@ -101,7 +101,8 @@ class InventoryBuilder {
   InventoryBuilder(const ModelConfig& config, const InventoryOptions& options) : c_(config), o_(options) {}
 
   std::vector<TensorSpec> build() {
-    for (unsigned l = 0; l < c_.layers; ++l) block("layers." + std::to_string(l) + ".", compress_ratio(c_, l), l < c_.hash_layers);
+    for (unsigned l = 0; l < c_.layers; ++l)
+      block("layers." + std::to_string(l) + ".", compress_ratio(c_, l), l < c_.hash_layers);
     block("mtp.0.", c_.mtp_ratio, false);
     mtp_extras();
     top_level();
@@ -113,10 +114,14 @@ class InventoryBuilder {
   // `attn_norm.weight`, ...). V4-only tensors keep their names, under self_attn / mlp.
   static std::string hf_path(const std::string& path) {
     static const std::vector<std::pair<std::string, std::string>> exact = {
-        {"attn_norm.weight", "input_layernorm.weight"}, {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"attn.wq_a", "self_attn.q_a_proj"},          {"attn.q_norm.weight", "self_attn.q_a_layernorm.weight"},
-        {"attn.wq_b", "self_attn.q_b_proj"},          {"attn.wkv", "self_attn.kv_a_proj_with_mqa"},
-        {"attn.kv_norm.weight", "self_attn.kv_a_layernorm.weight"}, {"attn.wo_b", "self_attn.o_proj"},
+        {"attn_norm.weight", "input_layernorm.weight"},
+        {"ffn_norm.weight", "post_attention_layernorm.weight"},
+        {"attn.wq_a", "self_attn.q_a_proj"},
+        {"attn.q_norm.weight", "self_attn.q_a_layernorm.weight"},
+        {"attn.wq_b", "self_attn.q_b_proj"},
+        {"attn.wkv", "self_attn.kv_a_proj_with_mqa"},
+        {"attn.kv_norm.weight", "self_attn.kv_a_layernorm.weight"},
+        {"attn.wo_b", "self_attn.o_proj"},
         {"ffn.gate.bias", "mlp.gate.e_score_correction_bias"},
     };
     for (const auto& [from, to] : exact) {
@@ -162,8 +167,9 @@ class InventoryBuilder {
   // A GPTQ-packed linear (symmetric 4-bit, group 128): the qweight / qzeros / scales triple.
   void linear(const std::string& prefix, const std::string& path, std::uint64_t in, std::uint64_t out) {
     if (in % kGroupSize != 0 || out % kPack != 0) {
-      throw std::invalid_argument(prefix + path + ": in=" + std::to_string(in) + " must be a multiple of 128 and out=" +
-                                  std::to_string(out) + " of 8 for GPTQ packing");
+      throw std::invalid_argument(prefix + path + ": in=" + std::to_string(in) +
+                                  " must be a multiple of 128 and out=" + std::to_string(out) +
+                                  " of 8 for GPTQ packing");
     }
     tensor(prefix, path + ".qweight", DType::I32, {in / kPack, out}, Fill::qweight);
     tensor(prefix, path + ".qzeros", DType::I32, {in / kGroupSize, out / kPack}, Fill::qzeros);
@@ -253,10 +259,16 @@ class InventoryBuilder {
     // Absent from the real release; the reference skips `mtp.*` names containing `emb` or ending
     // in `head.weight`. The HF style uses V3's MTP names (embed_tokens, shared_head.head).
     const bool hf = o_.style == Style::hf;
-    out_.push_back({hf ? "model.mtp.0.embed_tokens.weight" : "mtp.0.embed.weight", "mtp.0.embed.weight", DType::BF16,
-                    {c_.vocab, c_.dim}, Fill::bf16});
-    out_.push_back({hf ? "model.mtp.0.shared_head.head.weight" : "mtp.0.head.weight", "mtp.0.head.weight",
-                    DType::BF16, {c_.vocab, c_.dim}, Fill::bf16});
+    out_.push_back({hf ? "model.mtp.0.embed_tokens.weight" : "mtp.0.embed.weight",
+                    "mtp.0.embed.weight",
+                    DType::BF16,
+                    {c_.vocab, c_.dim},
+                    Fill::bf16});
+    out_.push_back({hf ? "model.mtp.0.shared_head.head.weight" : "mtp.0.head.weight",
+                    "mtp.0.head.weight",
+                    DType::BF16,
+                    {c_.vocab, c_.dim},
+                    Fill::bf16});
   }
 
   void top_level() {

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <shardwise/core/cleanup.hpp>
@@ -32,8 +32,8 @@ namespace {
 struct Options {
   std::string out;
   std::string config = "tiny";
-  unsigned layers = 0;            // 0: the config's
-  std::uint64_t experts = 0;      // 0: the config's
+  unsigned layers = 0;        // 0: the config's
+  std::uint64_t experts = 0;  // 0: the config's
   std::string style = "inference";
   unsigned files = 1;
   bool index = false;
@@ -41,7 +41,7 @@ struct Options {
   bool force = false;
   gen::FillOptions fill;
   gen::InventoryOptions inventory;
-  int tokenizer = -1;             // -1: the config's default
+  int tokenizer = -1;  // -1: the config's default
   int mtp_embed_head = -1;
 };
 
@@ -72,7 +72,8 @@ bool cuts_a_triple(const std::vector<gen::TensorSpec>& tensors, std::size_t i) {
 // the nearest place inside a GPTQ triple, so that readers meet a triple spanning two files.
 std::vector<FilePart> split_files(const std::vector<gen::TensorSpec>& tensors, unsigned n) {
   if (n == 0 || n > tensors.size()) {
-    throw Error(ErrorKind::usage, fmt::format("--files {} must be between 1 and the tensor count {}", n, tensors.size()));
+    throw Error(ErrorKind::usage,
+                fmt::format("--files {} must be between 1 and the tensor count {}", n, tensors.size()));
   }
   if (n == 1) return {{"model.safetensors", 0, tensors.size()}};
   std::vector<std::uint64_t> end_bytes;  // cumulative bytes after each tensor
@@ -81,13 +82,21 @@ std::vector<FilePart> split_files(const std::vector<gen::TensorSpec>& tensors, u
   std::vector<std::size_t> cuts{0};
   for (unsigned k = 1; k < n; ++k) {
     const std::uint64_t target = total / n * k;
-    auto at = static_cast<std::size_t>(std::lower_bound(end_bytes.begin(), end_bytes.end(), target) - end_bytes.begin()) + 1;
+    auto at = static_cast<std::size_t>(std::lower_bound(end_bytes.begin(), end_bytes.end(), target) -
+                                       end_bytes.begin()) +
+              1;
     at = std::clamp(at, cuts.back() + 1, tensors.size() - (n - k));
     const auto fits = [&](std::size_t c) { return c > cuts.back() && c <= tensors.size() - (n - k); };
     if (k == 1) {
       for (std::size_t d = 0; d < tensors.size(); ++d) {
-        if (at >= d && fits(at - d) && cuts_a_triple(tensors, at - d)) { at -= d; break; }
-        if (fits(at + d) && cuts_a_triple(tensors, at + d)) { at += d; break; }
+        if (at >= d && fits(at - d) && cuts_a_triple(tensors, at - d)) {
+          at -= d;
+          break;
+        }
+        if (fits(at + d) && cuts_a_triple(tensors, at + d)) {
+          at += d;
+          break;
+        }
       }
     }
     cuts.push_back(at);
@@ -106,22 +115,32 @@ std::vector<FilePart> split_files(const std::vector<gen::TensorSpec>& tensors, u
 void write_sparse_file(const fs::path& path, const st::FileLayout& layout) {
   const fs::path temp = st::temp_path_for(path.string());
   std::string bytes(8, '\0');
-  for (int i = 0; i < 8; ++i) bytes[static_cast<std::size_t>(i)] = static_cast<char>((layout.header.size() >> (8 * i)) & 0xFF);
+  for (int i = 0; i < 8; ++i)
+    bytes[static_cast<std::size_t>(i)] = static_cast<char>((layout.header.size() >> (8 * i)) & 0xFF);
   bytes += layout.header;
-  {
+  shardwise::register_temp_file(temp.string());
+  try {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
     out << bytes;
     if (!out.flush()) shardwise::throw_os_error("cannot write", temp.string(), errno);
+    out.close();
+    fs::resize_file(temp, layout.file_size);  // extends with a hole: no data blocks allocated
+    fs::rename(temp, path);
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(temp, ignored);
+    shardwise::unregister_temp_file(temp.string());
+    throw;
   }
-  fs::resize_file(temp, layout.file_size);  // extends with a hole: no data blocks allocated
-  fs::rename(temp, path);
+  shardwise::unregister_temp_file(temp.string());
 }
 
 // Writes one file: header from the entries, then each tensor's data in 1 MiB pieces in data order.
-std::uint64_t write_file(const fs::path& folder, const FilePart& part, const std::vector<gen::TensorSpec>& tensors,
-                         const Options& options) {
+std::uint64_t write_file(const fs::path& folder, const FilePart& part,
+                         const std::vector<gen::TensorSpec>& tensors, const Options& options) {
   std::vector<st::OutputTensor> entries;
-  for (std::size_t i = part.first; i < part.last; ++i) entries.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape});
+  for (std::size_t i = part.first; i < part.last; ++i)
+    entries.push_back({tensors[i].name, tensors[i].dtype, tensors[i].shape});
   const st::FileLayout layout = st::layout_file(entries);
   if (options.header_only) {
     write_sparse_file(folder / part.name, layout);
@@ -152,11 +171,16 @@ void write_text(const fs::path& path, const std::string& text) {
   if (!out.flush()) shardwise::throw_os_error("cannot write", path.string(), errno);
 }
 
-void write_index(const fs::path& folder, const std::vector<FilePart>& parts, const std::vector<gen::TensorSpec>& tensors) {
-  nlohmann::json index;
+std::uint64_t tensor_bytes(const std::vector<gen::TensorSpec>& tensors) {
   std::uint64_t total = 0;
   for (const auto& t : tensors) total += *st::byte_size(t.dtype, t.shape);
-  index["metadata"]["total_size"] = total;
+  return total;
+}
+
+void write_index(const fs::path& folder, const std::vector<FilePart>& parts,
+                 const std::vector<gen::TensorSpec>& tensors) {
+  nlohmann::json index;
+  index["metadata"]["total_size"] = tensor_bytes(tensors);
   index["weight_map"] = nlohmann::json::object();
   for (const auto& part : parts) {
     for (std::size_t i = part.first; i < part.last; ++i) index["weight_map"][tensors[i].name] = part.name;
@@ -194,9 +218,10 @@ void clear_stale_files(const fs::path& folder, bool force) {
   }
   if (stale.empty()) return;
   if (!force) {
-    throw Error(ErrorKind::io, fmt::format("{} already holds {} (and {} more checkpoint files); use an empty folder "
-                                           "or --force to replace them",
-                                           folder.string(), stale.front().filename().string(), stale.size() - 1));
+    throw Error(ErrorKind::io,
+                fmt::format("{} already holds {} (and {} more checkpoint files); use an empty folder "
+                            "or --force to replace them",
+                            folder.string(), stale.front().filename().string(), stale.size() - 1));
   }
   for (const auto& path : stale) fs::remove(path);
 }
@@ -223,47 +248,62 @@ int run(Options o) {
   fs::create_directories(folder);
   clear_stale_files(folder, o.force);
   shardwise::install_cleanup_handlers();
-  std::uint64_t bytes = 0;
-  for (const auto& part : parts) bytes += write_file(folder, part, tensors, o);
+  std::uint64_t file_bytes = 0;
+  for (const auto& part : parts) file_bytes += write_file(folder, part, tensors, o);
   if (o.index) write_index(folder, parts, tensors);
   if (config.tokenizer) write_tokenizer(folder, o.fill.seed);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  fmt::print("{}: {} ({} style, {} layers, {} experts{}): {} tensors, {} files, {} bytes{} in {:.2f} s\n", o.out,
-             config.name, o.style, config.layers, config.experts, o.inventory.quant_gate_embed ? ", gate+embed quantised" : "",
-             tensors.size(), parts.size(), bytes, o.header_only ? " (header only, sparse)" : "", seconds);
+  fmt::print(
+      "{}: {} ({} style, {} layers, {} experts{}): {} tensors, {} tensor bytes, {} files of {} bytes{} "
+      "in {:.2f} s\n",
+      o.out, config.name, o.style, config.layers, config.experts,
+      o.inventory.quant_gate_embed ? ", gate+embed quantised" : "", tensors.size(), tensor_bytes(tensors),
+      parts.size(), file_bytes, o.header_only ? " (header only, sparse)" : "", seconds);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Write a synthetic DeepSeek-V4-shaped W4A16 (GPTQ-packed) checkpoint, for demos, tests and benchmarks."};
+  CLI::App app{
+      "Write a synthetic DeepSeek-V4-shaped W4A16 (GPTQ-packed) checkpoint, for demos, tests and "
+      "benchmarks."};
   Options o;
   app.add_option("--out", o.out, "Output folder (created if missing)")->required();
-  app.add_option("--config", o.config, "Model shape: tiny (a few MB; every split works at mp 1-8), flash or pro "
-                                       "(DeepSeek-V4-Flash / -Pro dimensions)")
+  app.add_option("--config", o.config,
+                 "Model shape: tiny (a few MB; every split works at mp 1-8), flash or pro "
+                 "(DeepSeek-V4-Flash / -Pro dimensions)")
       ->check(CLI::IsMember({"tiny", "flash", "pro"}));
-  app.add_option("--layers", o.layers, "Number of layers (besides mtp.0), overriding the config's")->check(CLI::Range(1U, 1000U));
+  app.add_option("--layers", o.layers, "Number of layers (besides mtp.0), overriding the config's")
+      ->check(CLI::Range(1U, 1000U));
   app.add_option("--experts", o.experts, "Routed experts per layer, overriding the config's")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
-  app.add_option("--style", o.style, "Tensor names: inference (as released: layers.L.attn.wq_a) or hf "
-                                     "(older HF/V3 names: model.layers.L.self_attn.q_a_proj)")
+  app.add_option("--style", o.style,
+                 "Tensor names: inference (as released: layers.L.attn.wq_a) or hf "
+                 "(older HF/V3 names: model.layers.L.self_attn.q_a_proj)")
       ->check(CLI::IsMember({"inference", "hf"}));
-  app.add_option("--files", o.files, "Spread the tensors (in name order, cut by bytes) over N files "
-                                     "model-0000i-of-0000N.safetensors; at least one GPTQ triple then spans two files");
+  app.add_option("--files", o.files,
+                 "Spread the tensors (in name order, cut by bytes) over N files "
+                 "model-0000i-of-0000N.safetensors; at least one GPTQ triple then spans two files");
   app.add_flag("--index", o.index, "Write model.safetensors.index.json");
-  app.add_flag("--header-only", o.header_only, "Full-size headers, data left as holes (sparse files, nothing written)");
-  app.add_flag("--special-scales", o.fill.special_scales, "Scales include NaNs (several payloads, both signs), "
-                                                          "+-inf, +-0, fp16 subnormals and fp16->bf16 rounding ties");
-  app.add_flag("--quant-gate-embed", o.inventory.quant_gate_embed, "The trap upload: ffn.gate and embed GPTQ-quantised too");
-  app.add_flag_callback("--tokenizer", [&] { o.tokenizer = 1; },
-                        "Write a small tokenizer.json and tokenizer_config.json (default for tiny)");
-  app.add_flag_callback("--no-tokenizer", [&] { o.tokenizer = 0; }, "Do not write them (default for flash and pro)");
-  app.add_flag_callback("--mtp-embed-head", [&] { o.mtp_embed_head = 1; },
-                        "Emit mtp.0 embed/head tensors, absent from the real release, which converters must skip "
-                        "(default for tiny)");
-  app.add_flag_callback("--no-mtp-embed-head", [&] { o.mtp_embed_head = 0; },
-                        "Do not emit them (default for flash and pro)");
+  app.add_flag("--header-only", o.header_only,
+               "Full-size headers, data left as holes (sparse files, nothing written)");
+  app.add_flag("--special-scales", o.fill.special_scales,
+               "Scales include NaNs (several payloads, both signs), "
+               "+-inf, +-0, fp16 subnormals and fp16->bf16 rounding ties");
+  app.add_flag("--quant-gate-embed", o.inventory.quant_gate_embed,
+               "The trap upload: ffn.gate and embed GPTQ-quantised too");
+  app.add_flag_callback(
+      "--tokenizer", [&] { o.tokenizer = 1; },
+      "Write a small tokenizer.json and tokenizer_config.json (default for tiny)");
+  app.add_flag_callback(
+      "--no-tokenizer", [&] { o.tokenizer = 0; }, "Do not write them (default for flash and pro)");
+  app.add_flag_callback(
+      "--mtp-embed-head", [&] { o.mtp_embed_head = 1; },
+      "Emit mtp.0 embed/head tensors, absent from the real release, which converters must skip "
+      "(default for tiny)");
+  app.add_flag_callback(
+      "--no-mtp-embed-head", [&] { o.mtp_embed_head = 0; }, "Do not emit them (default for flash and pro)");
   app.add_option("--seed", o.fill.seed, "Seed of the tensor data (same seed, same bytes)");
   app.add_flag("--force", o.force, "Replace checkpoint files already in the output folder");
   CLI11_PARSE(app, argc, argv);

@@ -34,7 +34,8 @@ std::size_t block_tensors(std::size_t experts, unsigned ratio) {
 
 // All layers, mtp.0 (a block with ratio 0, plus e_proj and h_proj triples, 3 norms, 3 hc_head_*,
 // and optionally the embed/head pair the converters skip), and the 6 top-level tensors.
-std::size_t checkpoint_tensors(std::size_t experts, const std::vector<unsigned>& ratios, bool mtp_embed_head) {
+std::size_t checkpoint_tensors(std::size_t experts, const std::vector<unsigned>& ratios,
+                               bool mtp_embed_head) {
   std::size_t n = 0;
   for (unsigned ratio : ratios) n += block_tensors(experts, ratio);
   n += block_tensors(experts, 0) + 2 * 3 + 3 + 3 + (mtp_embed_head ? 2 : 0);
@@ -66,7 +67,8 @@ TEST_CASE("gen_checkpoint writes the tiny config in both naming styles") {
       const auto result = generate(dir, {"--style", style});
       INFO(result.err);
       REQUIRE(result.exit_code == 0);
-      CHECK(files_in(dir) == std::vector<std::string>{"model.safetensors", "tokenizer.json", "tokenizer_config.json"});
+      CHECK(files_in(dir) ==
+            std::vector<std::string>{"model.safetensors", "tokenizer.json", "tokenizer_config.json"});
       const auto ckpt = st::Checkpoint::open(dir.str());
       CHECK(ckpt.tensors().size() == expected);
       const std::string embed = style == "hf" ? "model.embed_tokens.weight" : "embed.weight";
@@ -80,7 +82,8 @@ TEST_CASE("gen_checkpoint writes the tiny config in both naming styles") {
 
 TEST_CASE("gen_checkpoint overrides layers and experts") {
   TempDir dir;
-  const auto result = generate(dir, {"--layers", "4", "--experts", "16", "--no-mtp-embed-head", "--no-tokenizer"});
+  const auto result =
+      generate(dir, {"--layers", "4", "--experts", "16", "--no-mtp-embed-head", "--no-tokenizer"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   CHECK(files_in(dir) == std::vector<std::string>{"model.safetensors"});
@@ -92,9 +95,10 @@ TEST_CASE("gen_checkpoint spreads tensors over files with an index, one GPTQ tri
   const auto result = generate(dir, {"--style", "hf", "--files", "3", "--index"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
-  CHECK(files_in(dir) == std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
-                                                  "model-00003-of-00003.safetensors", "model.safetensors.index.json",
-                                                  "tokenizer.json", "tokenizer_config.json"});
+  CHECK(files_in(dir) ==
+        std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                 "model-00003-of-00003.safetensors", "model.safetensors.index.json",
+                                 "tokenizer.json", "tokenizer_config.json"});
   const auto ckpt = st::Checkpoint::open(dir.str());  // checks the index against the files
   CHECK(ckpt.tensors().size() == 486);
   std::map<std::string, std::set<std::size_t>> files_of_triple;
@@ -102,7 +106,8 @@ TEST_CASE("gen_checkpoint spreads tensors over files with an index, one GPTQ tri
     const std::string& name = ref.info->name;
     const auto dot = name.rfind('.');
     const std::string suffix = name.substr(dot + 1);
-    if (suffix == "qweight" || suffix == "qzeros" || suffix == "scales") files_of_triple[name.substr(0, dot)].insert(ref.file);
+    if (suffix == "qweight" || suffix == "qzeros" || suffix == "scales")
+      files_of_triple[name.substr(0, dot)].insert(ref.file);
   }
   const auto spanning = std::count_if(files_of_triple.begin(), files_of_triple.end(),
                                       [](const auto& entry) { return entry.second.size() > 1; });
