@@ -8,7 +8,7 @@
 
 namespace shardwise::rules::detail {
 
-// Levenshtein distance (insertions, deletions, substitutions each cost 1).
+// Edit distance: insertions, deletions, substitutions and swaps of adjacent characters cost 1.
 std::size_t edit_distance(std::string_view a, std::string_view b);
 
 // The candidate nearest to `word` if it is within a third of the word's length (at least 1, at most

@@ -30,7 +30,17 @@ SourceLocation YamlReader::where(const YAML::Mark& mark) const {
 SourceLocation YamlReader::where(const YAML::Node& node) const { return where(node.Mark()); }
 
 void YamlReader::error(const SourceLocation& at, const std::string& message) {
-  problems_.push_back(at.str() + ": " + message);
+  problems_.emplace_back(at, at.str() + ": " + message);
+}
+
+std::vector<std::string> YamlReader::problems() const {
+  auto sorted = problems_;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.first.line, a.first.column) < std::pair(b.first.line, b.first.column);
+  });
+  std::vector<std::string> messages;
+  for (auto& problem : sorted) messages.push_back(std::move(problem.second));
+  return messages;
 }
 
 bool YamlReader::check_open_map(const YAML::Node& node, const std::string& what) {

@@ -22,7 +22,9 @@ class YamlReader {
   SourceLocation where(const YAML::Mark& mark) const;
   void error(const SourceLocation& at, const std::string& message);
   void error(const YAML::Node& node, const std::string& message) { error(where(node), message); }
-  const std::vector<std::string>& problems() const { return problems_; }
+  // Every problem as `FILE:LINE:COL: message`, in file order (sections are read in a fixed order,
+  // not the order the author wrote them).
+  std::vector<std::string> problems() const;
 
   // True when `node` is a map. Reports (and then ignores) a non-map, keys not in `allowed` (with
   // the nearest allowed key), non-scalar keys and duplicate keys, which yaml-cpp accepts silently.
@@ -49,7 +51,7 @@ class YamlReader {
 
  private:
   std::string file_;
-  std::vector<std::string> problems_;
+  std::vector<std::pair<SourceLocation, std::string>> problems_;
 };
 
 std::string_view node_kind(const YAML::Node& node);
