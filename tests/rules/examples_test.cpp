@@ -1,0 +1,33 @@
+// The example rules files load clean and decide the cases their comments promise.
+#include <catch2/catch.hpp>
+
+#include <shardwise/rules/rules.hpp>
+
+#include "support/support.hpp"
+
+using shardwise::rules::Decision;
+using shardwise::rules::Rules;
+using shardwise::rules::Split;
+
+TEST_CASE("examples: DeepSeek-V3 FP8 sketch") {
+  const Rules rules = Rules::load_file(shardwise::test::source_dir() + "/rules/examples/deepseek-v3-fp8.yaml");
+  const auto params = rules.resolve_params({{"mp", 8}});
+  const Decision scale = rules.decide("model.layers.3.self_attn.o_proj.weight_scale_inv", params);
+  CHECK(scale.output == "layers.3.attn.wo.scale");
+  CHECK(scale.split == Split::in);
+  CHECK(rules.decide("model.layers.4.mlp.shared_experts.gate_proj.weight", params).split == Split::out);
+  CHECK(rules.decide("model.layers.61.embed_tokens.weight", params).kind == Decision::Kind::skip);
+  const Decision unknown = rules.decide("model.layers.1.self_attn.rotary.inv_freq", params);
+  CHECK(unknown.kind == Decision::Kind::unmatched);
+  CHECK(unknown.reason == "key 'rotary' is not in the table and unknown_keys is error");
+}
+
+TEST_CASE("examples: AWQ Llama") {
+  const Rules rules = Rules::load_file(shardwise::test::source_dir() + "/rules/examples/awq-llama.yaml");
+  const auto params = rules.resolve_params({{"mp", 2}});
+  const Decision q = rules.decide("model.layers.0.self_attn.q_proj.qweight", params);
+  CHECK(q.split == Split::out);
+  REQUIRE(q.member != nullptr);
+  CHECK(q.member->dims[1].divisor == 8);
+  CHECK(rules.output_file(1, 2) == "rank1-of-2.safetensors");
+}
