@@ -39,12 +39,16 @@ constexpr std::uint16_t round_fp32_bits_to_bf16(std::uint32_t bits) noexcept {
   return static_cast<std::uint16_t>((bits + rounding_bias) >> 16);
 }
 
-// All 65,536 answers, built once at compile time (128 KiB of read-only data).
-constexpr std::array<std::uint16_t, 65536> make_fp16_table() noexcept {
-  std::array<std::uint16_t, 65536> table{};
-  for (std::uint32_t h = 0; h < 65536; ++h) {
-    table[h] = round_fp32_bits_to_bf16(fp16_to_fp32_bits(static_cast<std::uint16_t>(h)));
-  }
+// All 65,536 answers (128 KiB), built on first use; thread-safe as a function-local static. Not
+// constexpr: clang's constant-evaluation step limit is too small for it.
+const std::array<std::uint16_t, 65536>& fp16_table() noexcept {
+  static const std::array<std::uint16_t, 65536> table = [] {
+    std::array<std::uint16_t, 65536> t{};
+    for (std::uint32_t h = 0; h < 65536; ++h) {
+      t[h] = round_fp32_bits_to_bf16(fp16_to_fp32_bits(static_cast<std::uint16_t>(h)));
+    }
+    return t;
+  }();
   return table;
 }
 
@@ -61,7 +65,7 @@ std::uint16_t fp32_to_bf16(std::uint32_t single) noexcept { return round_fp32_bi
 static_assert(std::endian::native == std::endian::little, "shardwise assumes a little-endian host");
 
 void convert_f16_to_bf16(const std::byte* src, std::byte* dst, std::size_t count) noexcept {
-  static constexpr std::array<std::uint16_t, 65536> table = make_fp16_table();
+  const std::array<std::uint16_t, 65536>& table = fp16_table();
   for (std::size_t i = 0; i < count; ++i) {
     std::uint16_t half;
     std::memcpy(&half, src + 2 * i, 2);
@@ -70,7 +74,15 @@ void convert_f16_to_bf16(const std::byte* src, std::byte* dst, std::size_t count
   }
 }
 
-void convert_f32_to_bf16(const std::byte* src, std::byte* dst, std::size_t count) noexcept {
+// GCC vectorises only very cheap loops at -O2 (the release build); this one is worth it
+// (measured ~3x: 1.4 -> 4 GB/s of fp32 input). Clang vectorises at -O2 already.
+#if defined(__GNUC__) && !defined(__clang__)
+#define SHARDWISE_VECTORIZE __attribute__((optimize("tree-vectorize")))
+#else
+#define SHARDWISE_VECTORIZE
+#endif
+
+SHARDWISE_VECTORIZE void convert_f32_to_bf16(const std::byte* src, std::byte* dst, std::size_t count) noexcept {
   // Branch-free so the compiler can vectorise it: the NaN test becomes a mask select.
   for (std::size_t i = 0; i < count; ++i) {
     std::uint32_t bits;

@@ -220,7 +220,7 @@ OutputFile OutputFile::create(const std::string& final_path, const FileLayout& l
 
   std::string prefix(8, '\0');
   const std::uint64_t header_size = layout.header.size();
-  for (int i = 0; i < 8; ++i) prefix[i] = static_cast<char>(header_size >> (8 * i));
+  for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>(header_size >> (8 * i));
   prefix += layout.header;
   file.write_at(0, std::as_bytes(std::span(prefix.data(), prefix.size())));
   return file;

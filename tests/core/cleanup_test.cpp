@@ -102,6 +102,20 @@ TEST_CASE("slots are reused after unregistering") {
   CHECK(end.exit_code == 0);
 }
 
+TEST_CASE("a full registry refuses with an error, not a crash") {
+  const ChildEnd end = run_in_child([] {
+    for (int i = 0; i < 256; ++i) register_temp_file("/nonexistent/shardwise-" + std::to_string(i));
+    try {
+      register_temp_file("/nonexistent/one-too-many");
+    } catch (const Error& e) {
+      const bool named = std::string(e.what()) == "cannot register temporary file /nonexistent/one-too-many: "
+                                                  "256 temporary files are already open";
+      ::_exit(named ? 7 : 8);
+    }
+  });
+  CHECK(end.exit_code == 7);
+}
+
 TEST_CASE("register_temp_file refuses paths it cannot hold") {
   CHECK_THROWS_AS(register_temp_file(""), Error);
   CHECK_THROWS_WITH(register_temp_file(std::string(5000, 'a')),
