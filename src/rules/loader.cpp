@@ -112,16 +112,15 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out) {
       out.output_file = *file;
     }
   }
-  if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined()) {
+  if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined() && in.check_list(side, "side_files")) {
     std::map<std::string, SourceLocation> seen;
-    for (const auto& item : side.IsSequence() ? side : YAML::Node()) {
+    for (const auto& item : side) {
       const auto file = in.string_value(item, "an entry of side_files");
       if (!file) continue;
       if (!is_plain_file_name(*file)) in.error(item, fmt::format("side file '{}' must be a plain file name, not a path", *file));
       if (!seen.emplace(*file, in.where(item)).second) in.error(item, fmt::format("side file '{}' is listed twice", *file));
       out.side_files.push_back(*file);
     }
-    if (!side.IsSequence()) in.check_list(side, "side_files");
   }
   const YAML::Node policy = YamlReader::field(root, "unknown_keys");
   out.unknown_keys_where = in.where(policy.IsDefined() ? policy : root);
