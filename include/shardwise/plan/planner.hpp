@@ -18,7 +18,7 @@ inline constexpr std::uint64_t kMaxModelParallel = 4096;
 
 struct PlanOptions {
   std::uint64_t model_parallel = 1;
-  rules::Params params;  // given on the command line (n_experts, ...); defaults come from the rules
+  rules::Params params;  // given on the command line; defaults come from the rules file
 };
 
 // Every problem of the checkpoint (unmatched tensors, incomplete or duplicated packed groups,
