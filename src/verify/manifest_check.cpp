@@ -44,11 +44,12 @@ void compare_tensors(const convert::ManifestOutput& listed, const ScannedOutput&
 void compare_output(const convert::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
                     Findings& findings) {
   const bool sole = role == ManifestRole::sole_reference;
-  if (found.size != listed.bytes && (sole || !findings.has(listed.file))) {
+  compare_tensors(listed, found, role, findings);
+  // A different size or whole-file checksum is only news when no finding above explains it (e.g.
+  // a header edit).
+  if (found.size != listed.bytes && !findings.has(listed.file)) {
     findings.add(listed.file, fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
   }
-  compare_tensors(listed, found, role, findings);
-  // A whole-file difference is only news when no finding above explains it (e.g. a header edit).
   if (found.whole != listed.xxh3 && !findings.has(listed.file)) {
     findings.add(listed.file, sole ? "file differs from the manifest " + differs(listed.xxh3, found.whole)
                                    : fmt::format("the manifest records xxh3 {} for the file, but it has {}",
