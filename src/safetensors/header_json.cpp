@@ -15,6 +15,14 @@ namespace {
 
 using json = nlohmann::json;
 
+// The length of the longest prefix of `text` of at most `limit` bytes that does not cut a UTF-8
+// sequence, so shortened messages stay valid UTF-8.
+std::size_t utf8_prefix(std::string_view text, std::size_t limit) {
+  std::size_t n = std::min(text.size(), limit);
+  while (n < text.size() && n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
 // Where the parser is in the only shape accepted:
 // { "__metadata__": {str: str}, name: {"dtype": str, "shape": [int], "data_offsets": [int]} }
 enum class Where { before, top, metadata, entry, array, after };
@@ -45,7 +53,9 @@ class HeaderHandler final : public nlohmann::json_sax<json> {
   }
   bool number_float(number_float_t, const string_t& text) override {
     if (where_ == Where::array) {
-      return fail(fmt::format("{} entry {} is not a non-negative 64-bit integer", field_context(), text));
+      const std::string_view shown = std::string_view(text).substr(0, 64);  // numbers are ASCII
+      return fail(fmt::format("{} entry {}{} is not a non-negative 64-bit integer", field_context(), shown,
+                              shown.size() < text.size() ? "..." : ""));
     }
     return scalar("a number");
   }
@@ -72,9 +82,11 @@ class HeaderHandler final : public nlohmann::json_sax<json> {
   bool key(string_t& key) override;
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
     // Drop the library's "[json.exception.parse_error.101] " prefix; keep line, column and reason.
+    // The reason quotes the token read last, which a hostile header can make megabytes long.
     std::string_view what = e.what();
     if (auto close = what.find("] "); close != std::string_view::npos) what.remove_prefix(close + 2);
-    return fail(fmt::format("header is not valid JSON: {}", what));
+    const std::size_t shown = utf8_prefix(what, 300);
+    return fail(fmt::format("header is not valid JSON: {}{}", what.substr(0, shown), shown < what.size() ? "..." : ""));
   }
 
  private:
@@ -215,10 +227,7 @@ RawHeader read_header_json(std::string_view text, const std::string& file) {
 }
 
 std::string quote_name(std::string_view name) {
-  constexpr std::size_t kLimit = 200;
-  std::size_t shown = std::min(name.size(), kLimit);
-  // Cut before a UTF-8 continuation byte, so the message stays valid UTF-8.
-  while (shown < name.size() && shown > 0 && (static_cast<unsigned char>(name[shown]) & 0xC0) == 0x80) --shown;
+  const std::size_t shown = utf8_prefix(name, 200);
   std::string out = "'";
   for (std::size_t i = 0; i < shown; ++i) {
     const auto c = static_cast<unsigned char>(name[i]);

@@ -55,6 +55,18 @@ TEST_CASE("inspect --format json prints one object with a tensors list") {
         "\"totals\": {\"files\":2,\"tensors\":3,\"bytes\":26}}\n");
 }
 
+TEST_CASE("inspect escapes control bytes of names in the table, not in JSON") {
+  TempDir dir;
+  const auto path = dir / "x.safetensors";
+  write_file(path, st_file(R"({"a\u001b[2J":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1));
+  const auto text = inspect({path.string()});
+  REQUIRE(text.exit_code == 0);
+  CHECK(text.out.find("a\\x1b[2J  U8") != std::string::npos);
+  const auto json = inspect({path.string(), "--format", "json"});
+  REQUIRE(json.exit_code == 0);
+  CHECK(json.out.find(R"({"name":"a\u001b[2J","dtype":"U8")") != std::string::npos);
+}
+
 TEST_CASE("inspect of a single file") {
   TempDir dir;
   write_checkpoint(dir);

@@ -166,6 +166,22 @@ TEST_CASE("parse_header checks the header length against the limit and the file 
                     "x.safetensors: header length 100000001 exceeds the limit of 100000000 bytes");
 }
 
+TEST_CASE("long tokens are shortened in messages") {
+  const std::string digits(100'000, '1');
+  CHECK_THROWS_WITH(parse(obj(entry("a", "U8", "[0." + digits + "]", 0, 0)), 0),
+                    "model.safetensors: tensor 'a': shape entry 0." + digits.substr(0, 62) +
+                        "... is not a non-negative 64-bit integer");
+  try {
+    parse("{\"a\":\"" + std::string(100'000, 'x') + "\x01\"}", 0);  // the error quotes the whole string
+    FAIL("accepted");
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    CHECK(what.rfind("model.safetensors: header is not valid JSON: parse error at line 1, column 100007: ", 0) == 0);
+    CHECK(what.size() < 400);
+    CHECK(what.substr(what.size() - 3) == "...");
+  }
+}
+
 TEST_CASE("a very long tensor name is shortened in messages") {
   const std::string name(5000, 'n');
   CHECK_THROWS_WITH(parse(obj("\"" + name + "\":1"), 0), "model.safetensors: tensor '" + std::string(200, 'n') +
