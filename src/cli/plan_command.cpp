@@ -1,8 +1,14 @@
 // `shardwise plan`: read the input's headers (never tensor data), apply the rules, print where
 // every tensor goes, as text for people or JSON for programs (docs/plan-json.md).
+#include <algorithm>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
@@ -14,14 +20,36 @@ namespace {
 struct PlanArgs {
   PlanningOptions planning;
   std::optional<std::string> filter;
+  std::map<std::string, std::optional<std::uint64_t>> declared;  // flags of the bundled rules' params
 };
 
-int run_plan(const CLI::App& command, const PlanArgs& args) {
+int run_plan(const CLI::App& command, PlanArgs args) {
+  for (const auto& [name, value] : args.declared) {
+    if (value) args.planning.params.push_back(fmt::format("{}={}", name, *value));
+  }
   const rules::Rules rules = load_rules(args.planning);
   const plan::Plan plan = plan_from_options(command, args.planning, rules);
   const std::string text = render_plan(plan, args.planning, args.filter);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;
+}
+
+// One flag per parameter of the bundled rules (`--n-experts` style, with the file's help text), so
+// that --help lists them; other rules files' parameters go through --NAME VALUE or --param.
+void add_declared_param_flags(CLI::App& command, PlanArgs& args) {
+  std::vector<rules::ParamInfo> declared;
+  try {
+    declared = rules::Rules::bundled().params();
+  } catch (const Error&) {
+    return;  // a broken bundled file is reported when the command runs
+  }
+  for (const auto& param : declared) {
+    std::string flag = "--" + param.name;
+    std::replace(flag.begin() + 2, flag.end(), '_', '-');
+    std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
+    if (param.default_value) help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    command.add_option(flag, args.declared[param.name], help);
+  }
 }
 
 }  // namespace
@@ -37,6 +65,7 @@ void add_plan_command(CLI::App& app, Action& action) {
       "incomplete packed groups, splits that cut a packing unit, owner indices out of range, name clashes) is\n"
       "reported in one run (exit 4). `convert --dry-run` prints the same plan.");
   add_planning_options(*command, args->planning);
+  add_declared_param_flags(*command, *args);
   add_format_option(*command, args->planning);
   command->add_option("--filter", args->filter,
                       "only rows whose source or output name contains a match of this RE2 pattern (the summary "

@@ -18,8 +18,9 @@ std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, std::string_view wha
   return sum;
 }
 
-std::string dim_kind(int dim, std::uint64_t unit) {
+std::string dim_kind(int dim, std::uint64_t unit, std::size_t rank) {
   std::string kind = unit > 1 ? "packed " : "";
+  if (rank == 1) return kind + "entries";
   if (dim == 0) return kind + "rows";
   if (dim == 1) return kind + "columns";
   return kind + fmt::format("entries of dim {}", dim);
@@ -142,7 +143,7 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
   }
   const std::uint64_t size = src.shape[d];
   if (size % mp_ != 0) {
-    const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size, dim_kind(dim, unit), mp_);
+    const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size, dim_kind(dim, unit, src.shape.size()), mp_);
     const std::uint64_t logical = size * unit;
     if (unit == 1) {
       problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim, shape_text(src.shape),
