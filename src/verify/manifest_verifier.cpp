@@ -3,6 +3,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -77,61 +78,49 @@ std::vector<Target> open_outputs(const convert::Manifest& manifest, const std::s
   return targets;
 }
 
-}  // namespace
-
-VerifyReport verify_manifest(const VerifyOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
-  const std::string& out = options.output_dir;
-  const std::set<std::string> present = list_folder(out);
-  VerifyReport report;
-  report.threads = thread_count(options.threads);
-  Findings early({});
-  const std::optional<convert::Manifest> manifest = load(out, present, early);
-  if (!manifest) {
-    report.findings = early.sorted();
-    return report;
-  }
-  report.manifest_checked = true;
-  Findings findings(file_order(*manifest));
-  std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
-  std::vector<std::string> ours{convert::kManifestFileName};
-  for (const convert::ManifestOutput& o : manifest->outputs) ours.push_back(o.file);
-  for (const convert::ManifestSideFile& s : manifest->side_files) {
-    ours.push_back(s.file);
+// Every side file listed and present becomes a target; missing ones are reported.
+void add_side_files(const convert::Manifest& manifest, const std::set<std::string>& present,
+                    std::vector<Target>& targets, Findings& findings) {
+  for (const convert::ManifestSideFile& s : manifest.side_files) {
     if (present.count(s.file) == 0) {
       findings.add(s.file, "missing side file (the manifest lists it)");
     } else {
       targets.push_back({s.file, std::nullopt});
     }
   }
-  report_leftover_temporaries(present, ours, findings);
+}
 
+// Reads every target once, in parallel. A target that cannot be read to its end is reported and
+// dropped (its name cleared).
+std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::string& out,
+                                      const VerifyOptions& options, VerifyReport& report, Findings& findings) {
   std::uint64_t total = 0;
   std::error_code ec;
   for (const Target& t : targets) total += t.file ? t.file->size() : fs::file_size(fs::path(out) / t.name, ec);
   std::vector<FileDigests> digests(targets.size());
-  {
-    convert::Progress progress(options.progress, total);
-    ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
-    run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
-      progress.set_current(targets[i].name);
-      const std::string path = (fs::path(out) / targets[i].name).string();
-      try {
-        if (targets[i].file) {
-          digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress);
-        } else {
-          digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
-        }
-      } catch (const Error& e) {
-        findings.add(targets[i].name, "cannot be read: " + message_without_path(e.what(), path));
-        targets[i].file.reset();
-        targets[i].name.clear();
+  convert::Progress progress(options.progress, total);
+  ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
+  run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
+    progress.set_current(targets[i].name);
+    const std::string path = (fs::path(out) / targets[i].name).string();
+    try {
+      if (targets[i].file) {
+        digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress);
+      } else {
+        digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
       }
-    });
-    progress.finish();
-    report.bytes_read = progress.done();
-  }
+    } catch (const Error& e) {
+      findings.add(targets[i].name, "cannot be read: " + message_without_path(e.what(), path));
+      targets[i].file.reset();
+      targets[i].name.clear();
+    }
+  });
+  progress.finish();
+  report.bytes_read = progress.done();
+  return digests;
+}
 
+DiskState disk_state(const std::vector<Target>& targets, const std::vector<FileDigests>& digests, VerifyReport& report) {
   DiskState disk;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const Target& t = targets[i];
@@ -149,7 +138,33 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
     ++report.files;
     report.tensors += tensors.size();
   }
-  compare_manifest(*manifest, disk, ManifestRole::sole_reference, findings);
+  return disk;
+}
+
+}  // namespace
+
+VerifyReport verify_manifest(const VerifyOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string& out = options.output_dir;
+  const std::set<std::string> present = list_folder(out);
+  VerifyReport report;
+  report.threads = thread_count(options.threads);
+  Findings early({});
+  const std::optional<convert::Manifest> manifest = load(out, present, early);
+  if (!manifest) {
+    report.findings = early.sorted();
+    return report;
+  }
+  report.manifest_checked = true;
+  Findings findings(file_order(*manifest));
+  std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
+  add_side_files(*manifest, present, targets, findings);
+  std::vector<std::string> ours = file_order(*manifest);
+  ours.emplace_back(convert::kManifestFileName);
+  report_leftover_temporaries(present, ours, findings);
+
+  const std::vector<FileDigests> digests = read_targets(targets, out, options, report, findings);
+  compare_manifest(*manifest, disk_state(targets, digests, report), ManifestRole::sole_reference, findings);
   report.findings = findings.sorted();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;
