@@ -40,9 +40,9 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
   command.add_option("-r,--rules", options.rules_file, "rules file (default: the bundled rules)");
   command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
   command.allow_extras();
-  command.footer(command.get_footer() +
-                 "Rules parameters are also given as --NAME VALUE, e.g. `--n-experts 32` for the bundled rules' "
-                 "n_experts.");
+  command.footer(command.get_footer() + "\n" +
+                 "Rules parameters are also given as --NAME VALUE, dashes for underscores: `--group-size 64` sets "
+                 "the rules parameter group_size (`shardwise rules check` lists them).");
 }
 
 void add_format_option(CLI::App& command, PlanningOptions& options) {

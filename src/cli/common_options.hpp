@@ -4,8 +4,8 @@
 //
 // Rules parameters have no flags of their own in C++ (the rules file declares them): any
 // `--NAME VALUE` (or `--NAME=VALUE`) the command does not know is read as the rules parameter
-// NAME with dashes as underscores, e.g. `--n-experts 32` sets the parameter `n_experts`, and
-// `--param NAME=VALUE` is the explicit form.
+// NAME with dashes as underscores (`--group-size 64` sets the parameter `group_size`), and
+// `--param NAME=VALUE` is the explicit form. So the reference converter's own flags work unchanged.
 
 #include <cstdint>
 #include <optional>
