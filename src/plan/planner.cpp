@@ -5,10 +5,8 @@
 #include <shardwise/plan/planner.hpp>
 
 #include <algorithm>
-#include <exception>
 #include <filesystem>
 #include <map>
-#include <thread>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -82,57 +80,6 @@ void finish_outputs(Plan& plan, Placer& placer) {
   }
 }
 
-// Rules::decide is the costliest step per tensor and thread-safe: a second thread decides the next
-// chunk of tensors while this one places the current chunk (in order, so the plan and its
-// messages stay deterministic).
-class DecisionPipeline {
- public:
-  DecisionPipeline(const st::Checkpoint& checkpoint, const rules::Rules& rules, const rules::Params& params)
-      : tensors_(checkpoint.tensors()), rules_(rules), params_(params) {
-    decide(ready_, 0);
-  }
-  ~DecisionPipeline() {
-    if (worker_.joinable()) worker_.join();
-  }
-
-  // Calls `visit(ref, decision)` for every tensor, in checkpoint order.
-  template <typename Visit>
-  void run(Visit&& visit) {
-    for (std::size_t begin = 0; begin < tensors_.size(); begin += kChunk) {
-      const std::size_t next = begin + kChunk;
-      std::exception_ptr failure;
-      if (next < tensors_.size()) {
-        worker_ = std::thread([this, next, &failure] {
-          try {
-            decide(ahead_, next);
-          } catch (...) {
-            failure = std::current_exception();
-          }
-        });
-      }
-      for (std::size_t i = 0; i < ready_.size(); ++i) visit(tensors_[begin + i], ready_[i]);
-      if (worker_.joinable()) worker_.join();
-      if (failure) std::rethrow_exception(failure);
-      std::swap(ready_, ahead_);
-    }
-  }
-
- private:
-  static constexpr std::size_t kChunk = 4096;
-
-  void decide(std::vector<rules::Decision>& out, std::size_t begin) const {
-    const std::size_t end = std::min(tensors_.size(), begin + kChunk);
-    out.clear();
-    for (std::size_t i = begin; i < end; ++i) out.push_back(rules_.decide(tensors_[i].info->name, params_));
-  }
-
-  const std::vector<st::TensorRef>& tensors_;
-  const rules::Rules& rules_;
-  const rules::Params& params_;
-  std::vector<rules::Decision> ready_, ahead_;
-  std::thread worker_;
-};
-
 void find_side_files(Plan& plan, const rules::Rules& rules) {
   for (const std::string& name : rules.side_files()) {
     std::error_code ec;
@@ -157,18 +104,18 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::RuleLabels labels;
 
   plan.sources.reserve(checkpoint.tensors().size());
-  DecisionPipeline decisions(checkpoint, rules, params);
-  decisions.run([&](const st::TensorRef& ref, rules::Decision& decision) {
+  for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
+    rules::Decision decision = rules.decide(info.name, params);
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(
           Skipped{info.name, checkpoint.file_name(ref.file), labels(decision.rule), std::move(decision.reason)});
-      return;
+      continue;
     }
     if (decision.kind == rules::Decision::Kind::unmatched) {
       problems.add(fmt::format("{} ({}): no rule places it: {}", info.name, checkpoint.file_name(ref.file),
                                decision.reason));
-      return;
+      continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
     plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
@@ -180,7 +127,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     } else {
       place_plain(target, placer);
     }
-  });
+  }
   groups.report_incomplete(placer);
   placer.report_owner_problems();
   finish_outputs(plan, placer);
