@@ -38,7 +38,7 @@ int run_plan(const CLI::App& command, PlanArgs args) {
   return 0;
 }
 
-// One flag per parameter of the bundled rules (`--n-experts` style, with the file's help text), so
+// One flag per parameter of the bundled rules (`--NAME` with dashes, with the file's help text), so
 // that --help lists them; other rules files' parameters go through --NAME VALUE or --param.
 void add_declared_param_flags(CLI::App& command, PlanArgs& args) {
   std::vector<rules::ParamInfo> declared;

@@ -79,7 +79,7 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
   for (std::size_t axis = 0; axis < 2; ++axis) {
     if (!disagree[axis]) continue;
     const Split split = axis == 0 ? Split::out : Split::in;
-    std::vector<std::string> claims;  // "qweight x I32[512, 64] gives in=4096"
+    std::vector<std::string> claims;  // "MEMBER NAME I32[512, 64] gives in=4096"
     for (std::size_t m = 0; m < members.size(); ++m) {
       for (std::size_t d = 0; d < 2; ++d) {
         if (layout.members[m].dims[d].axis != split) continue;

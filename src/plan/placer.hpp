@@ -67,7 +67,7 @@ class Placer {
   std::uint64_t mp() const noexcept { return mp_; }
   Diagnostics& problems() noexcept { return problems_; }
   const Source& source(std::size_t index) const { return plan_.sources[index]; }
-  // "layers.0.x.qweight (model-00002.safetensors)": a source as messages name it.
+  // "blk.0.x.w (part-00002.safetensors)": a source as messages name it.
   std::string describe(std::size_t source) const;
 
   Owner owner(const rules::Ownership& ownership, const std::string& rule_label);
