@@ -40,7 +40,8 @@ void parse_file(std::string_view bytes) {
   std::array<std::byte, 8> prefix{};
   std::memcpy(prefix.data(), bytes.data(), 8);
   const std::uint64_t n = read_header_length(prefix, bytes.size(), "fuzz.safetensors");
-  const Header header = parse_header(bytes.substr(8, static_cast<std::size_t>(n)), bytes.size(), "fuzz.safetensors");
+  const Header header =
+      parse_header(bytes.substr(8, static_cast<std::size_t>(n)), bytes.size(), "fuzz.safetensors");
   check_promises(header, bytes.size());
 }
 

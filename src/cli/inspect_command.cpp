@@ -31,15 +31,17 @@ int run_inspect(const InspectOptions& options) {
 
 void add_inspect_command(CLI::App& app, Action& action) {
   auto options = std::make_shared<InspectOptions>();
-  auto* inspect = app.add_subcommand(
-      "inspect",
-      "List every tensor of a safetensors file or checkpoint folder (dtype, shape, bytes, file), then totals");
+  auto* inspect = app.add_subcommand("inspect",
+                                     "List every tensor of a safetensors file or checkpoint folder (dtype, "
+                                     "shape, bytes, file), then totals");
   inspect->footer(
       "Reads headers only and validates them fully: a malformed file, or an index\n"
       "(model.safetensors.index.json) that disagrees with the files, is an error (exit 4)\n"
       "naming the file and the tensor. Without an index, every *.safetensors in PATH is read.");
   inspect->add_option("PATH", options->path, "A .safetensors file, or a folder of them")->required();
-  inspect->add_option("--format", options->format, "text: an aligned table; json: one object with a `tensors` list")
+  inspect
+      ->add_option("--format", options->format,
+                   "text: an aligned table; json: one object with a `tensors` list")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
   inspect->callback([&action, options] { action = [options] { return run_inspect(*options); }; });

@@ -60,7 +60,9 @@ std::string read_text(const fs::path& path) {
 // kMaxIndexDepth and file names that would leave the folder are refused.
 std::map<std::string, std::string> read_index(const fs::path& path) {
   const std::string where = path.string();
-  const auto refuse = [&](const std::string& message) { return Error(ErrorKind::input, where + ": " + message); };
+  const auto refuse = [&](const std::string& message) {
+    return Error(ErrorKind::input, where + ": " + message);
+  };
   std::string top_key;
   std::set<std::string> mapped;
   const auto guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
@@ -69,7 +71,8 @@ std::map<std::string, std::string> read_index(const fs::path& path) {
       throw refuse(fmt::format("JSON nested deeper than {} levels", kMaxIndexDepth));
     }
     if (event == E::key && depth == 1) top_key = parsed.get<std::string>();
-    if (event == E::key && depth == 2 && top_key == "weight_map" && !mapped.insert(parsed.get<std::string>()).second) {
+    if (event == E::key && depth == 2 && top_key == "weight_map" &&
+        !mapped.insert(parsed.get<std::string>()).second) {
       throw refuse(fmt::format("weight_map names tensor {} twice", quote_name(parsed.get<std::string>())));
     }
     return true;
@@ -86,7 +89,8 @@ std::map<std::string, std::string> read_index(const fs::path& path) {
   if (!map->is_object()) throw refuse("weight_map is not an object");
   std::map<std::string, std::string> weight_map;
   for (const auto& [tensor, file] : map->items()) {
-    if (!file.is_string()) throw refuse(fmt::format("weight_map: tensor {} maps to a non-string", quote_name(tensor)));
+    if (!file.is_string())
+      throw refuse(fmt::format("weight_map: tensor {} maps to a non-string", quote_name(tensor)));
     const auto name = file.get<std::string>();
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
       throw refuse(fmt::format("weight_map: tensor {} maps to {}, which is not a file name in the folder",
@@ -99,7 +103,8 @@ std::map<std::string, std::string> read_index(const fs::path& path) {
 
 // Opens each named file of `folder`; malformed files are collected in `diag`, not thrown, so one
 // run reports every broken file. Returns the files that opened.
-std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names, Diagnostics& diag) {
+std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
+                             Diagnostics& diag) {
   std::vector<File> files;
   for (const auto& name : names) {
     try {
@@ -121,8 +126,8 @@ void check_unique(const std::vector<File>& files, Diagnostics& diag) {
     for (const auto& t : file.header().tensors) {
       auto [it, fresh] = owner.emplace(t.name, &file);
       if (!fresh) {
-        diag.add(fmt::format("tensor {} is in both {} and {}", quote_name(t.name), quote_name(base_name(*it->second)),
-                             quote_name(base_name(file))));
+        diag.add(fmt::format("tensor {} is in both {} and {}", quote_name(t.name),
+                             quote_name(base_name(*it->second)), quote_name(base_name(file))));
       }
     }
   }
@@ -143,12 +148,13 @@ std::vector<File> open_indexed(const fs::path& folder, const fs::path& index_pat
     if (present.count(file) != 0 || fs::exists(folder / file, ec)) {
       named.push_back(file);
     } else {
-      diag.add(fmt::format("file {} is named by the index ({} tensors, e.g. {}) but is missing", quote_name(file),
-                           tensors.size(), quote_name(tensors.front())));
+      diag.add(fmt::format("file {} is named by the index ({} tensors, e.g. {}) but is missing",
+                           quote_name(file), tensors.size(), quote_name(tensors.front())));
     }
   }
   for (const auto& file : present_list) {
-    if (by_file.count(file) == 0) diag.add(fmt::format("file {} is in the folder but not in the index", quote_name(file)));
+    if (by_file.count(file) == 0)
+      diag.add(fmt::format("file {} is in the folder but not in the index", quote_name(file)));
   }
   std::vector<File> files = open_files(folder, named, diag);
 
@@ -157,7 +163,8 @@ std::vector<File> open_indexed(const fs::path& folder, const fs::path& index_pat
     for (const auto& t : file.header().tensors) {
       found.emplace(t.name, base_name(file));
       if (weight_map.count(t.name) == 0) {
-        diag.add(fmt::format("tensor {} in {} is not in the index", quote_name(t.name), quote_name(base_name(file))));
+        diag.add(fmt::format("tensor {} in {} is not in the index", quote_name(t.name),
+                             quote_name(base_name(file))));
       }
     }
   }
@@ -167,7 +174,8 @@ std::vector<File> open_indexed(const fs::path& folder, const fs::path& index_pat
     if (opened.count(file) == 0) continue;  // already reported: missing or malformed
     auto it = found.find(tensor);
     if (it == found.end() || it->second != file) {
-      const std::string elsewhere = it == found.end() ? "" : fmt::format(" (it is in {})", quote_name(it->second));
+      const std::string elsewhere =
+          it == found.end() ? "" : fmt::format(" (it is in {})", quote_name(it->second));
       diag.add(fmt::format("the index maps tensor {} to {}, which does not hold it{}", quote_name(tensor),
                            quote_name(file), elsewhere));
     }
@@ -209,7 +217,8 @@ Checkpoint Checkpoint::open(const std::string& path) {
     }
   }
   for (std::size_t i = 0; i < checkpoint.files_.size(); ++i) {
-    for (const auto& t : checkpoint.files_[i].header().tensors) checkpoint.tensors_.push_back(TensorRef{i, &t});
+    for (const auto& t : checkpoint.files_[i].header().tensors)
+      checkpoint.tensors_.push_back(TensorRef{i, &t});
   }
   return checkpoint;
 }

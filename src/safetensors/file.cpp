@@ -27,8 +27,9 @@ void read_exactly(int fd, void* buffer, std::size_t size, std::uint64_t offset, 
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) throw_os_error("cannot read", path, errno);
     if (n == 0) {
-      throw Error(ErrorKind::input, fmt::format("{}: file ended at byte {} while reading its header (did it shrink?)",
-                                                path, offset + done));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: file ended at byte {} while reading its header (did it shrink?)", path,
+                              offset + done));
     }
     done += static_cast<std::size_t>(n);
   }

@@ -24,7 +24,9 @@ std::string shape_text(const Shape& shape) { return fmt::format("[{}]", fmt::joi
 // Length of the UTF-8 sequence starting at `text[i]`, or 0 when it is not valid (RFC 3629: no
 // overlong forms, no surrogates, nothing above U+10FFFF).
 std::size_t utf8_sequence(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u; };
+  const auto byte = [&](std::size_t k) {
+    return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u;
+  };
   const unsigned b0 = byte(0);
   const auto in = [](unsigned b, unsigned lo, unsigned hi) { return b >= lo && b <= hi; };
   if (b0 < 0x80) return 1;
@@ -55,7 +57,8 @@ void check_text(std::string_view text, const std::string& file) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) refuse(file, "header is empty");
   if (text[first] != '{') {
-    refuse(file, fmt::format("header is not a JSON object (it starts with {})", quote_name(text.substr(first, utf8_sequence(text, first)))));
+    refuse(file, fmt::format("header is not a JSON object (it starts with {})",
+                             quote_name(text.substr(first, utf8_sequence(text, first)))));
   }
 }
 
@@ -66,7 +69,8 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
   auto dtype = parse_dtype(raw.dtype);
   if (!dtype) refuse(file, fmt::format("{}: unknown dtype {}", tensor, quote_name(raw.dtype)));
   if (!element_count(raw.shape)) {
-    refuse(file, fmt::format("{}: element count of shape {} overflows 64 bits", tensor, shape_text(raw.shape)));
+    refuse(file,
+           fmt::format("{}: element count of shape {} overflows 64 bits", tensor, shape_text(raw.shape)));
   }
   auto bytes = byte_size(*dtype, raw.shape);
   if (!bytes) {
@@ -76,13 +80,16 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
       refuse(file, fmt::format("{}: {} {} has {} elements of {} bits, which do not end on a byte boundary",
                                tensor, raw.dtype, shape_text(raw.shape), count, bits));
     }
-    refuse(file, fmt::format("{}: byte size of {} {} overflows 64 bits", tensor, raw.dtype, shape_text(raw.shape)));
+    refuse(file,
+           fmt::format("{}: byte size of {} {} overflows 64 bits", tensor, raw.dtype, shape_text(raw.shape)));
   }
   if (raw.data_offsets.size() != 2) {
-    refuse(file, fmt::format("{}: data_offsets must hold 2 integers, not {}", tensor, raw.data_offsets.size()));
+    refuse(file,
+           fmt::format("{}: data_offsets must hold 2 integers, not {}", tensor, raw.data_offsets.size()));
   }
   const std::uint64_t begin = raw.data_offsets[0], end = raw.data_offsets[1];
-  if (begin > end) refuse(file, fmt::format("{}: data_offsets [{}, {}] end before they begin", tensor, begin, end));
+  if (begin > end)
+    refuse(file, fmt::format("{}: data_offsets [{}, {}] end before they begin", tensor, begin, end));
   if (end - begin != *bytes) {
     refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor, begin, end,
                              end - begin, raw.dtype, shape_text(raw.shape), *bytes));
@@ -93,28 +100,32 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
 // The tensors, taken in data order, must tile the data buffer exactly: the first begins at 0,
 // each begins where the previous ends, the last ends at the end of the file.
 void check_layout(std::vector<TensorInfo>& tensors, std::uint64_t data_bytes, const std::string& file) {
-  std::sort(tensors.begin(), tensors.end(),
-            [](const TensorInfo& a, const TensorInfo& b) { return std::tie(a.begin, a.end) < std::tie(b.begin, b.end); });
+  std::sort(tensors.begin(), tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
+  });
   std::uint64_t cursor = 0;
   const TensorInfo* previous = nullptr;
   for (const auto& t : tensors) {
     if (t.begin != cursor) {
-      const std::string after = previous ? fmt::format("the previous tensor {} ends at {}", quote_name(previous->name), cursor)
-                                         : std::string("the data starts at 0");
-      refuse(file, fmt::format("tensor {}: data begins at {} but {} ({} of {} bytes)", quote_name(t.name), t.begin, after,
-                               t.begin > cursor ? "a gap" : "an overlap",
+      const std::string after =
+          previous ? fmt::format("the previous tensor {} ends at {}", quote_name(previous->name), cursor)
+                   : std::string("the data starts at 0");
+      refuse(file, fmt::format("tensor {}: data begins at {} but {} ({} of {} bytes)", quote_name(t.name),
+                               t.begin, after, t.begin > cursor ? "a gap" : "an overlap",
                                t.begin > cursor ? t.begin - cursor : cursor - t.begin));
     }
     cursor = t.end;
     previous = &t;
   }
   if (cursor > data_bytes) {
-    refuse(file, fmt::format("tensor {}: data ends at {} but the file holds only {} bytes of data (truncated?)",
-                             quote_name(previous->name), cursor, data_bytes));
+    refuse(file,
+           fmt::format("tensor {}: data ends at {} but the file holds only {} bytes of data (truncated?)",
+                       quote_name(previous->name), cursor, data_bytes));
   }
   if (cursor < data_bytes) {
-    refuse(file, fmt::format("the tensors' data ends at {} but the file holds {} bytes of data ({} trailing bytes)",
-                             cursor, data_bytes, data_bytes - cursor));
+    refuse(file,
+           fmt::format("the tensors' data ends at {} but the file holds {} bytes of data ({} trailing bytes)",
+                       cursor, data_bytes, data_bytes - cursor));
   }
 }
 
@@ -130,12 +141,13 @@ Header parse_header(std::string_view json_text, std::uint64_t file_size, const s
   Header header;
   header.header_bytes = json_text.size();
   if (header.header_bytes > kMaxHeaderBytes) {
-    refuse(file, fmt::format("header length {} exceeds the limit of {} bytes", header.header_bytes, kMaxHeaderBytes));
+    refuse(file, fmt::format("header length {} exceeds the limit of {} bytes", header.header_bytes,
+                             kMaxHeaderBytes));
   }
   header.data_start = 8 + header.header_bytes;
   if (header.data_start > file_size) {
-    refuse(file, fmt::format("header length {} runs past the end of the file ({} > {} bytes)", header.header_bytes,
-                             header.data_start, file_size));
+    refuse(file, fmt::format("header length {} runs past the end of the file ({} > {} bytes)",
+                             header.header_bytes, header.data_start, file_size));
   }
   check_text(json_text, file);
   detail::RawHeader raw = detail::read_header_json(json_text, file);
@@ -151,12 +163,14 @@ Header parse_header(std::string_view json_text, std::uint64_t file_size, const s
 std::uint64_t read_header_length(std::span<const std::byte, 8> prefix, std::uint64_t file_size,
                                  const std::string& file) {
   std::uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | std::to_integer<std::uint64_t>(prefix[static_cast<std::size_t>(i)]);
+  for (int i = 7; i >= 0; --i)
+    n = (n << 8) | std::to_integer<std::uint64_t>(prefix[static_cast<std::size_t>(i)]);
   if (n > kMaxHeaderBytes) {
     refuse(file, fmt::format("header length {} exceeds the limit of {} bytes", n, kMaxHeaderBytes));
   }
   if (8 + n > file_size) {
-    refuse(file, fmt::format("header length {} runs past the end of the file ({} > {} bytes)", n, 8 + n, file_size));
+    refuse(file, fmt::format("header length {} runs past the end of the file ({} > {} bytes)", n, 8 + n,
+                             file_size));
   }
   return n;
 }

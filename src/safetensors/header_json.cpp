@@ -86,7 +86,8 @@ class HeaderHandler final : public nlohmann::json_sax<json> {
     std::string_view what = e.what();
     if (auto close = what.find("] "); close != std::string_view::npos) what.remove_prefix(close + 2);
     const std::size_t shown = utf8_prefix(what, 300);
-    return fail(fmt::format("header is not valid JSON: {}{}", what.substr(0, shown), shown < what.size() ? "..." : ""));
+    return fail(fmt::format("header is not valid JSON: {}{}", what.substr(0, shown),
+                            shown < what.size() ? "..." : ""));
   }
 
  private:
@@ -118,7 +119,8 @@ bool HeaderHandler::wrong_type(std::string_view what) {
       if (key_ == "__metadata__") return fail(fmt::format("__metadata__ must be an object, not {}", what));
       return fail(fmt::format("tensor {}: entry must be an object, not {}", quote_name(key_), what));
     case Where::metadata:
-      return fail(fmt::format("__metadata__ {}: value must be a string, not {}", quote_name(meta_key_), what));
+      return fail(
+          fmt::format("__metadata__ {}: value must be a string, not {}", quote_name(meta_key_), what));
     case Where::entry:
       return fail(fmt::format("{}: {} must be {}, not {}", tensor(), field_,
                               field_ == "dtype" ? "a string" : "an array of integers", what));
@@ -221,7 +223,8 @@ RawHeader read_header_json(std::string_view text, const std::string& file) {
   HeaderHandler handler;
   const bool ok = json::sax_parse(text.begin(), text.end(), &handler);
   if (!ok || handler.error) {
-    throw Error(ErrorKind::input, fmt::format("{}: {}", file, handler.error.value_or("header is not valid JSON")));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: {}", file, handler.error.value_or("header is not valid JSON")));
   }
   return std::move(handler.header);
 }
@@ -237,8 +240,10 @@ std::string quote_name(std::string_view name) {
       out += static_cast<char>(c);
     }
   }
-  if (shown < name.size()) out += fmt::format("...' ({} bytes)", name.size());
-  else out += "'";
+  if (shown < name.size())
+    out += fmt::format("...' ({} bytes)", name.size());
+  else
+    out += "'";
   return out;
 }
 

@@ -16,8 +16,10 @@ std::string printable(std::string_view text) {
   out.reserve(text.size());
   for (char ch : text) {
     const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-    else out += ch;
+    if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += ch;
   }
   return out;
 }
@@ -53,8 +55,8 @@ std::string text_report(const Checkpoint& checkpoint) {
   }
   std::string out;
   for (const auto& row : rows) {
-    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>{}}  {}\n", row[0], width[0], row[1], width[1], row[2], width[2],
-                       row[3], width[3], row[4]);
+    out += fmt::format("{:<{}}  {:<{}}  {:<{}}  {:>{}}  {}\n", row[0], width[0], row[1], width[1], row[2],
+                       width[2], row[3], width[3], row[4]);
   }
   const std::size_t files = checkpoint.files().size(), tensors = checkpoint.tensors().size();
   const std::uint64_t bytes = checkpoint.total_bytes();
@@ -67,7 +69,9 @@ std::string text_report(const Checkpoint& checkpoint) {
 std::string json_report(const Checkpoint& checkpoint) {
   using ordered = nlohmann::ordered_json;
   // Names were checked to be UTF-8 when read; file names come from the file system and may not be.
-  const auto dump = [](const ordered& value) { return value.dump(-1, ' ', false, ordered::error_handler_t::replace); };
+  const auto dump = [](const ordered& value) {
+    return value.dump(-1, ' ', false, ordered::error_handler_t::replace);
+  };
   std::string out = "{\"tensors\": [";
   const char* separator = "\n  ";
   for (const auto& ref : checkpoint.tensors()) {
@@ -80,8 +84,9 @@ std::string json_report(const Checkpoint& checkpoint) {
     out += separator + dump(row);
     separator = ",\n  ";
   }
-  const ordered totals = {
-      {"files", checkpoint.files().size()}, {"tensors", checkpoint.tensors().size()}, {"bytes", checkpoint.total_bytes()}};
+  const ordered totals = {{"files", checkpoint.files().size()},
+                          {"tensors", checkpoint.tensors().size()},
+                          {"bytes", checkpoint.total_bytes()}};
   out += checkpoint.tensors().empty() ? "],\n" : "\n],\n";
   out += "\"totals\": " + dump(totals) + "}\n";
   return out;

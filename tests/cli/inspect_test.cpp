@@ -20,8 +20,9 @@ CommandResult inspect(const std::vector<std::string>& args) {
 
 // Two files: a.safetensors {w: F32 [2, 3], s: BF16 []}, b.safetensors {layers.10.x: U8 [0]}.
 void write_checkpoint(const TempDir& dir) {
-  write_file(dir / "a.safetensors",
-             st_file("{" + entry("w", "F32", "[2,3]", 0, 24) + "," + entry("s", "BF16", "[]", 24, 26) + "}", 26));
+  write_file(
+      dir / "a.safetensors",
+      st_file("{" + entry("w", "F32", "[2,3]", 0, 24) + "," + entry("s", "BF16", "[]", 24, 26) + "}", 26));
   write_file(dir / "b.safetensors", st_file("{" + entry("layers.10.x", "U8", "[0]", 0, 0) + "}  ", 0));
 }
 
@@ -108,9 +109,10 @@ TEST_CASE("inspect reports every index mismatch at once") {
              R"({"weight_map":{"w":"a.safetensors","s":"b.safetensors","ghost":"c.safetensors"}})");
   const auto r = inspect({dir.str()});
   CHECK(r.exit_code == 4);
-  for (const char* expected : {"(3 problems)", "file 'c.safetensors' is named by the index",
-                               "tensor 'layers.10.x' in 'b.safetensors' is not in the index",
-                               "maps tensor 's' to 'b.safetensors', which does not hold it (it is in 'a.safetensors')"}) {
+  for (const char* expected :
+       {"(3 problems)", "file 'c.safetensors' is named by the index",
+        "tensor 'layers.10.x' in 'b.safetensors' is not in the index",
+        "maps tensor 's' to 'b.safetensors', which does not hold it (it is in 'a.safetensors')"}) {
     INFO(expected);
     CHECK(r.err.find(expected) != std::string::npos);
   }

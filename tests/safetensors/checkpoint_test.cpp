@@ -30,8 +30,10 @@ void write_st(const TempDir& dir, const std::string& file, const std::vector<std
 // weight_map entries "tensor":"file".
 void write_index(const TempDir& dir, const std::vector<std::pair<std::string, std::string>>& map) {
   std::string body;
-  for (const auto& [tensor, file] : map) body += (body.empty() ? "" : ",") + ("\"" + tensor + "\":\"" + file + "\"");
-  write_file(dir / "model.safetensors.index.json", R"({"metadata":{"total_size":0},"weight_map":{)" + body + "}}");
+  for (const auto& [tensor, file] : map)
+    body += (body.empty() ? "" : ",") + ("\"" + tensor + "\":\"" + file + "\"");
+  write_file(dir / "model.safetensors.index.json",
+             R"({"metadata":{"total_size":0},"weight_map":{)" + body + "}}");
 }
 
 std::vector<std::string> names(const Checkpoint& c) {
@@ -71,8 +73,8 @@ TEST_CASE("without an index, every *.safetensors is read, files and tensors in b
   write_file(dir / "x.safetensors.bak", "not a checkpoint");
   write_file(dir / ".hidden.safetensors", "skipped like a shell glob would");
   const auto c = Checkpoint::open(dir.str());
-  CHECK(names(c) == std::vector<std::string>{"B.safetensors:m", "a.safetensors:z", "b.safetensors:layers.10.w",
-                                             "b.safetensors:layers.2.w"});
+  CHECK(names(c) == std::vector<std::string>{"B.safetensors:m", "a.safetensors:z",
+                                             "b.safetensors:layers.10.w", "b.safetensors:layers.2.w"});
   CHECK(c.files().size() == 3);
   CHECK(c.total_bytes() == 8);
 }
@@ -90,11 +92,14 @@ TEST_CASE("without an index, duplicates and malformed files are all listed") {
   write_file(dir / "c.safetensors", "short");
   write_st(dir, "d.safetensors", {"x"});
   const std::string c = (dir / "c.safetensors").string();
-  CHECK(error_of(dir.str()) == dir.str() + ": the checkpoint cannot be read (4 problems):\n"
-                                           "  " + c + ": file is 5 bytes, too short for the 8-byte header length\n"
-                                           "  tensor 'x' is in both 'a.safetensors' and 'b.safetensors'\n"
-                                           "  tensor 'y' is in both 'a.safetensors' and 'b.safetensors'\n"
-                                           "  tensor 'x' is in both 'a.safetensors' and 'd.safetensors'");
+  CHECK(error_of(dir.str()) == dir.str() +
+                                   ": the checkpoint cannot be read (4 problems):\n"
+                                   "  " +
+                                   c +
+                                   ": file is 5 bytes, too short for the 8-byte header length\n"
+                                   "  tensor 'x' is in both 'a.safetensors' and 'b.safetensors'\n"
+                                   "  tensor 'y' is in both 'a.safetensors' and 'b.safetensors'\n"
+                                   "  tensor 'x' is in both 'a.safetensors' and 'd.safetensors'");
 }
 
 TEST_CASE("with an index, the files it names are read") {
@@ -105,7 +110,8 @@ TEST_CASE("with an index, the files it names are read") {
                     {"b", "model-00002-of-00002.safetensors"},
                     {"c", "model-00001-of-00002.safetensors"}});
   const auto c = Checkpoint::open(dir.str());
-  CHECK(names(c) == std::vector<std::string>{"model-00001-of-00002.safetensors:c", "model-00002-of-00002.safetensors:a",
+  CHECK(names(c) == std::vector<std::string>{"model-00001-of-00002.safetensors:c",
+                                             "model-00002-of-00002.safetensors:a",
                                              "model-00002-of-00002.safetensors:b"});
 }
 
@@ -123,13 +129,15 @@ TEST_CASE("every disagreement between the index and the files is listed in one e
                     {"lost2", "m3.safetensors"}});
   const std::string index = (dir / "model.safetensors.index.json").string();
   CHECK(error_of(dir.str()) ==
-        index + " does not agree with the files in " + dir.str() + " (6 problems):\n"
-        "  file 'm3.safetensors' is named by the index (2 tensors, e.g. 'lost1') but is missing\n"
-        "  file 'stray.safetensors' is in the folder but not in the index\n"
-        "  tensor 'extra1' in 'm1.safetensors' is not in the index\n"
-        "  tensor 'extra2' in 'm2.safetensors' is not in the index\n"
-        "  the index maps tensor 'gone' to 'm2.safetensors', which does not hold it\n"
-        "  the index maps tensor 'moved' to 'm2.safetensors', which does not hold it (it is in 'm1.safetensors')");
+        index + " does not agree with the files in " + dir.str() +
+            " (6 problems):\n"
+            "  file 'm3.safetensors' is named by the index (2 tensors, e.g. 'lost1') but is missing\n"
+            "  file 'stray.safetensors' is in the folder but not in the index\n"
+            "  tensor 'extra1' in 'm1.safetensors' is not in the index\n"
+            "  tensor 'extra2' in 'm2.safetensors' is not in the index\n"
+            "  the index maps tensor 'gone' to 'm2.safetensors', which does not hold it\n"
+            "  the index maps tensor 'moved' to 'm2.safetensors', which does not hold it (it is in "
+            "'m1.safetensors')");
 }
 
 TEST_CASE("with an index, a tensor in two files is an error naming both") {
@@ -138,8 +146,9 @@ TEST_CASE("with an index, a tensor in two files is an error naming both") {
   write_st(dir, "m2.safetensors", {"a", "b"});
   write_index(dir, {{"a", "m1.safetensors"}, {"b", "m2.safetensors"}});
   const std::string index = (dir / "model.safetensors.index.json").string();
-  CHECK(error_of(dir.str()) == index + " does not agree with the files in " + dir.str() + " (1 problem):\n"
-                                       "  tensor 'a' is in both 'm1.safetensors' and 'm2.safetensors'");
+  CHECK(error_of(dir.str()) == index + " does not agree with the files in " + dir.str() +
+                                   " (1 problem):\n"
+                                   "  tensor 'a' is in both 'm1.safetensors' and 'm2.safetensors'");
 }
 
 TEST_CASE("a malformed index is refused, naming it") {
@@ -151,15 +160,17 @@ TEST_CASE("a malformed index is refused, naming it") {
     std::string message;  // after "<index>: "
   };
   const std::vector<Case> cases = {
-      {"{", "not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 2: syntax error while "
-            "parsing object key - unexpected end of input; expected string literal"},
+      {"{",
+       "not valid JSON: [json.exception.parse_error.101] parse error at line 1, column 2: syntax error while "
+       "parsing object key - unexpected end of input; expected string literal"},
       {"[]", "is not a JSON object"},
       {R"({"metadata":{}})", "has no weight_map"},
       {R"({"weight_map":[]})", "weight_map is not an object"},
       {R"({"weight_map":{"a":1}})", "weight_map: tensor 'a' maps to a non-string"},
       {R"({"weight_map":{"a":"../m.safetensors"}})",
        "weight_map: tensor 'a' maps to '../m.safetensors', which is not a file name in the folder"},
-      {R"({"weight_map":{"a":""}})", "weight_map: tensor 'a' maps to '', which is not a file name in the folder"},
+      {R"({"weight_map":{"a":""}})",
+       "weight_map: tensor 'a' maps to '', which is not a file name in the folder"},
       {R"({"weight_map":{"a":"m.safetensors","a":"m.safetensors"}})", "weight_map names tensor 'a' twice"},
       {R"({"weight_map":{}, "deep":)" + std::string(1'000'000, '['), "JSON nested deeper than 64 levels"},
   };

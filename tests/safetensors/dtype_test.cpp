@@ -15,10 +15,10 @@ TEST_CASE("every dtype of the spec parses, round-trips its name and has its size
     unsigned bits;
   };
   const std::vector<Row> rows = {
-      {"BOOL", 8},    {"U8", 8},          {"I8", 8},          {"I16", 16},      {"U16", 16},     {"I32", 32},
-      {"U32", 32},    {"I64", 64},        {"U64", 64},        {"F16", 16},      {"BF16", 16},    {"F32", 32},
-      {"F64", 64},    {"C64", 64},        {"F8_E4M3", 8},     {"F8_E5M2", 8},   {"F8_E8M0", 8},  {"F8_E4M3FNUZ", 8},
-      {"F8_E5M2FNUZ", 8}, {"F4", 4},      {"F6_E2M3", 6},     {"F6_E3M2", 6},
+      {"BOOL", 8},        {"U8", 8},   {"I8", 8},      {"I16", 16},    {"U16", 16},    {"I32", 32},
+      {"U32", 32},        {"I64", 64}, {"U64", 64},    {"F16", 16},    {"BF16", 16},   {"F32", 32},
+      {"F64", 64},        {"C64", 64}, {"F8_E4M3", 8}, {"F8_E5M2", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+      {"F8_E5M2FNUZ", 8}, {"F4", 4},   {"F6_E2M3", 6}, {"F6_E3M2", 6},
   };
   REQUIRE(rows.size() == 22);
   for (const auto& row : rows) {
@@ -38,9 +38,9 @@ TEST_CASE("dtype names are case-sensitive and exact") {
 }
 
 TEST_CASE("layout rank follows the reference writer: larger alignment first") {
-  const std::vector<DType> descending = {DType::U64, DType::I64, DType::F64, DType::C64, DType::F32, DType::U32,
-                                         DType::I32, DType::BF16, DType::F16, DType::U16, DType::I16, DType::U8,
-                                         DType::BOOL};
+  const std::vector<DType> descending = {DType::U64, DType::I64, DType::F64,  DType::C64, DType::F32,
+                                         DType::U32, DType::I32, DType::BF16, DType::F16, DType::U16,
+                                         DType::I16, DType::U8,  DType::BOOL};
   for (std::size_t i = 1; i < descending.size(); ++i) {
     INFO(dtype_name(descending[i - 1]) << " before " << dtype_name(descending[i]));
     CHECK(dtype_layout_rank(descending[i - 1]) > dtype_layout_rank(descending[i]));

@@ -27,14 +27,19 @@ TEST_CASE("File::open refuses bad length prefixes and non-files, naming the path
   };
   const std::vector<Case> cases = {
       {"empty file", "", "file is 0 bytes, too short for the 8-byte header length"},
-      {"shorter than the prefix", std::string("\x02\0\0\0{}", 6), "file is 6 bytes, too short for the 8-byte header length"},
-      {"length over the limit", le64(100'000'001) + "{}", "header length 100000001 exceeds the limit of 100000000 bytes"},
-      {"length 2^64 - 1", le64(~0ull) + "{}", "header length 18446744073709551615 exceeds the limit of 100000000 bytes"},
+      {"shorter than the prefix", std::string("\x02\0\0\0{}", 6),
+       "file is 6 bytes, too short for the 8-byte header length"},
+      {"length over the limit", le64(100'000'001) + "{}",
+       "header length 100000001 exceeds the limit of 100000000 bytes"},
+      {"length 2^64 - 1", le64(~0ull) + "{}",
+       "header length 18446744073709551615 exceeds the limit of 100000000 bytes"},
       {"length past the end", le64(100) + std::string(12, ' '),
        "header length 100 runs past the end of the file (108 > 20 bytes)"},
-      {"length one past the end", le64(3) + "{}", "header length 3 runs past the end of the file (11 > 10 bytes)"},
+      {"length one past the end", le64(3) + "{}",
+       "header length 3 runs past the end of the file (11 > 10 bytes)"},
       {"bad header", st_file("{\"a\":{}}", 0), "tensor 'a': missing field 'dtype'"},
-      {"trailing bytes", st_file("{}", 1), "the tensors' data ends at 0 but the file holds 1 bytes of data (1 trailing bytes)"},
+      {"trailing bytes", st_file("{}", 1),
+       "the tensors' data ends at 0 but the file holds 1 bytes of data (1 trailing bytes)"},
   };
   for (const auto& c : cases) {
     INFO(c.defect);

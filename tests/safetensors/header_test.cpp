@@ -50,29 +50,37 @@ std::vector<BadHeader> bad_headers() {
       {"truncated UTF-8", "{\"\xE2\x82", 0, "header is not valid UTF-8 (byte 0xe2 at offset 10)"},
       {"NUL byte hides trailing text", std::string("{}\0xx", 5), 0, "header holds a NUL byte at offset 10"},
       {"syntax error", R"({"a":})", 0,
-       "header is not valid JSON: parse error at line 1, column 6: syntax error while parsing value - unexpected '}'; "
+       "header is not valid JSON: parse error at line 1, column 6: syntax error while parsing value - "
+       "unexpected '}'; "
        "expected '[', '{', or a literal"},
       {"text after the object", "{} x", 0,
-       "header is not valid JSON: parse error at line 1, column 4: syntax error while parsing value - invalid "
+       "header is not valid JSON: parse error at line 1, column 4: syntax error while parsing value - "
+       "invalid "
        "literal; last read: '{} x'; expected end of input"},
       {"unterminated", "{", 0,
-       "header is not valid JSON: parse error at line 1, column 2: syntax error while parsing object key - unexpected "
+       "header is not valid JSON: parse error at line 1, column 2: syntax error while parsing object key - "
+       "unexpected "
        "end of input; expected string literal"},
       {"duplicate tensor", obj(kA + "," + entry("a", "F32", "[0]", 12, 12)), 12, "tensor 'a' appears twice"},
       {"duplicate __metadata__", R"({"__metadata__":{},"__metadata__":{}})", 0, "__metadata__ appears twice"},
-      {"__metadata__ not an object", R"({"__metadata__":["x"]})", 0, "__metadata__ must be an object, not an array"},
+      {"__metadata__ not an object", R"({"__metadata__":["x"]})", 0,
+       "__metadata__ must be an object, not an array"},
       {"__metadata__ null", R"({"__metadata__":null})", 0, "__metadata__ must be an object, not null"},
       {"__metadata__ value a number", R"({"__metadata__":{"k":1}})", 0,
        "__metadata__ 'k': value must be a string, not a number"},
       {"__metadata__ value an object", R"({"__metadata__":{"k":{}}})", 0,
        "__metadata__ 'k': value must be a string, not an object"},
-      {"__metadata__ duplicate key", R"({"__metadata__":{"k":"x","k":"y"}})", 0, "__metadata__ 'k': key appears twice"},
+      {"__metadata__ duplicate key", R"({"__metadata__":{"k":"x","k":"y"}})", 0,
+       "__metadata__ 'k': key appears twice"},
       {"entry a string", R"({"a":"F32"})", 0, "tensor 'a': entry must be an object, not a string"},
       {"entry an array", R"({"a":[]})", 0, "tensor 'a': entry must be an object, not an array"},
       {"entry a boolean", R"({"a":true})", 0, "tensor 'a': entry must be an object, not a boolean"},
-      {"missing dtype", R"({"a":{"shape":[3],"data_offsets":[0,12]}})", 12, "tensor 'a': missing field 'dtype'"},
-      {"missing shape", R"({"a":{"dtype":"F32","data_offsets":[0,12]}})", 12, "tensor 'a': missing field 'shape'"},
-      {"missing data_offsets", R"({"a":{"dtype":"F32","shape":[3]}})", 12, "tensor 'a': missing field 'data_offsets'"},
+      {"missing dtype", R"({"a":{"shape":[3],"data_offsets":[0,12]}})", 12,
+       "tensor 'a': missing field 'dtype'"},
+      {"missing shape", R"({"a":{"dtype":"F32","data_offsets":[0,12]}})", 12,
+       "tensor 'a': missing field 'shape'"},
+      {"missing data_offsets", R"({"a":{"dtype":"F32","shape":[3]}})", 12,
+       "tensor 'a': missing field 'data_offsets'"},
       {"unknown field", R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12],"offsets":[0,12]}})", 12,
        "tensor 'a': unknown field 'offsets'"},
       {"duplicate field", R"({"a":{"dtype":"F32","dtype":"F32","shape":[3],"data_offsets":[0,12]}})", 12,
@@ -87,7 +95,8 @@ std::vector<BadHeader> bad_headers() {
        "tensor 'a': shape must be an array of integers, not a string"},
       {"shape an object", obj(entry("a", "F32", "{}", 0, 12)), 12,
        "tensor 'a': shape must be an array of integers, not an object"},
-      {"negative dimension", obj(entry("a", "F32", "[-3]", 0, 12)), 12, "tensor 'a': shape entry -3 is negative"},
+      {"negative dimension", obj(entry("a", "F32", "[-3]", 0, 12)), 12,
+       "tensor 'a': shape entry -3 is negative"},
       {"fractional dimension", obj(entry("a", "F32", "[1.5]", 0, 12)), 12,
        "tensor 'a': shape entry 1.5 is not a non-negative 64-bit integer"},
       {"exponent dimension", obj(entry("a", "F32", "[3e0]", 0, 12)), 12,
@@ -102,7 +111,8 @@ std::vector<BadHeader> bad_headers() {
        "tensor 'a': shape entries must be non-negative integers, not an array"},
       {"shape nested a million deep", deep_shape, 0,
        "tensor 'a': shape entries must be non-negative integers, not an array"},
-      {"metadata nested a million deep", deep_meta, 0, "__metadata__ 'k': value must be a string, not an object"},
+      {"metadata nested a million deep", deep_meta, 0,
+       "__metadata__ 'k': value must be a string, not an object"},
       {"more than 1024 dimensions", many_dims, 1, "tensor 'a': shape has more than 1024 dimensions"},
       {"element count overflow", obj(entry("a", "U8", "[4294967296,4294967297]", 0, 0)), 0,
        "tensor 'a': element count of shape [4294967296, 4294967297] overflows 64 bits"},
@@ -120,11 +130,13 @@ std::vector<BadHeader> bad_headers() {
        "tensor 'a': data_offsets must hold 2 integers, not more"},
       {"negative offset", obj(R"("a":{"dtype":"F32","shape":[3],"data_offsets":[-4,8]})"), 12,
        "tensor 'a': data_offsets entry -4 is negative"},
-      {"offsets reversed", obj(entry("a", "F32", "[3]", 12, 0)), 12, "tensor 'a': data_offsets [12, 0] end before they begin"},
+      {"offsets reversed", obj(entry("a", "F32", "[3]", 12, 0)), 12,
+       "tensor 'a': data_offsets [12, 0] end before they begin"},
       {"size not numel * size", obj(entry("a.b", "F32", "[3]", 0, 10)), 10,
        "tensor 'a.b': data_offsets [0, 10] hold 10 bytes but F32 [3] needs 12"},
       {"offsets near 2^64", obj(entry("a", "U8", "[1]", 18446744073709551614ull, 18446744073709551615ull)), 1,
-       "tensor 'a': data begins at 18446744073709551614 but the data starts at 0 (a gap of 18446744073709551614 bytes)"},
+       "tensor 'a': data begins at 18446744073709551614 but the data starts at 0 (a gap of "
+       "18446744073709551614 bytes)"},
       {"first tensor not at 0", obj(entry("a", "F32", "[3]", 4, 16)), 16,
        "tensor 'a': data begins at 4 but the data starts at 0 (a gap of 4 bytes)"},
       {"gap between tensors", obj(kA + "," + entry("b", "U8", "[4]", 16, 20)), 20,
@@ -133,9 +145,12 @@ std::vector<BadHeader> bad_headers() {
        "tensor 'b': data begins at 8 but the previous tensor 'a' ends at 12 (an overlap of 4 bytes)"},
       {"same range twice", obj(kA + "," + entry("b", "F32", "[3]", 0, 12)), 12,
        "tensor 'b': data begins at 0 but the previous tensor 'a' ends at 12 (an overlap of 12 bytes)"},
-      {"trailing bytes", obj(kA), 16, "the tensors' data ends at 12 but the file holds 16 bytes of data (4 trailing bytes)"},
-      {"data only, no tensors", "{}", 3, "the tensors' data ends at 0 but the file holds 3 bytes of data (3 trailing bytes)"},
-      {"data truncated", obj(kA), 8, "tensor 'a': data ends at 12 but the file holds only 8 bytes of data (truncated?)"},
+      {"trailing bytes", obj(kA), 16,
+       "the tensors' data ends at 12 but the file holds 16 bytes of data (4 trailing bytes)"},
+      {"data only, no tensors", "{}", 3,
+       "the tensors' data ends at 0 but the file holds 3 bytes of data (3 trailing bytes)"},
+      {"data truncated", obj(kA), 8,
+       "tensor 'a': data ends at 12 but the file holds only 8 bytes of data (truncated?)"},
       {"control bytes in a name are escaped", obj(R"("a\u001b[31m":1)"), 0,
        "tensor 'a\\x1b[31m': entry must be an object, not a number"},
   };
@@ -176,7 +191,8 @@ TEST_CASE("long tokens are shortened in messages") {
     FAIL("accepted");
   } catch (const Error& e) {
     const std::string what = e.what();
-    CHECK(what.rfind("model.safetensors: header is not valid JSON: parse error at line 1, column 100007: ", 0) == 0);
+    CHECK(what.rfind("model.safetensors: header is not valid JSON: parse error at line 1, column 100007: ",
+                     0) == 0);
     CHECK(what.size() < 400);
     CHECK(what.substr(what.size() - 3) == "...");
   }
@@ -184,8 +200,9 @@ TEST_CASE("long tokens are shortened in messages") {
 
 TEST_CASE("a very long tensor name is shortened in messages") {
   const std::string name(5000, 'n');
-  CHECK_THROWS_WITH(parse(obj("\"" + name + "\":1"), 0), "model.safetensors: tensor '" + std::string(200, 'n') +
-                                                             "...' (5000 bytes): entry must be an object, not a number");
+  CHECK_THROWS_WITH(parse(obj("\"" + name + "\":1"), 0),
+                    "model.safetensors: tensor '" + std::string(200, 'n') +
+                        "...' (5000 bytes): entry must be an object, not a number");
 }
 
 TEST_CASE("an empty header, and padding around the object, are accepted") {
@@ -207,8 +224,8 @@ TEST_CASE("metadata is read as strings") {
 
 TEST_CASE("empty tensors and scalars are legal, and tensors come back sorted by name") {
   // Data order c (scalar F64), then a (empty, at 8), b (empty, at 8), d (2x2 BF16).
-  const std::string json = obj(entry("d", "BF16", "[2,2]", 8, 16) + "," + entry("b", "F32", "[0,5]", 8, 8) + "," +
-                               entry("c", "F64", "[]", 0, 8) + "," + entry("a", "I8", "[0]", 8, 8));
+  const std::string json = obj(entry("d", "BF16", "[2,2]", 8, 16) + "," + entry("b", "F32", "[0,5]", 8, 8) +
+                               "," + entry("c", "F64", "[]", 0, 8) + "," + entry("a", "I8", "[0]", 8, 8));
   const Header h = parse(json, 16);
   REQUIRE(h.tensors.size() == 4);
   CHECK(h.tensors[0].name == "a");
@@ -231,10 +248,10 @@ TEST_CASE("empty tensors and scalars are legal, and tensors come back sorted by 
 
 TEST_CASE("every dtype of the spec is accepted, sub-byte ones on byte boundaries") {
   const std::vector<std::pair<std::string, std::uint64_t>> sizes = {
-      {"BOOL", 8},     {"U8", 8},          {"I8", 8},          {"I16", 16},     {"U16", 16},      {"I32", 32},
-      {"U32", 32},     {"I64", 64},        {"U64", 64},        {"F16", 16},     {"BF16", 16},     {"F32", 32},
-      {"F64", 64},     {"C64", 64},        {"F8_E4M3", 8},     {"F8_E5M2", 8},  {"F8_E8M0", 8},   {"F8_E4M3FNUZ", 8},
-      {"F8_E5M2FNUZ", 8}, {"F4", 4},       {"F6_E2M3", 6},     {"F6_E3M2", 6}};
+      {"BOOL", 8},        {"U8", 8},   {"I8", 8},      {"I16", 16},    {"U16", 16},    {"I32", 32},
+      {"U32", 32},        {"I64", 64}, {"U64", 64},    {"F16", 16},    {"BF16", 16},   {"F32", 32},
+      {"F64", 64},        {"C64", 64}, {"F8_E4M3", 8}, {"F8_E5M2", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+      {"F8_E5M2FNUZ", 8}, {"F4", 4},   {"F6_E2M3", 6}, {"F6_E3M2", 6}};
   // Eight elements of each: `bits` bytes per tensor, packed one after the other.
   std::string body;
   std::uint64_t offset = 0;
@@ -254,8 +271,9 @@ TEST_CASE("every dtype of the spec is accepted, sub-byte ones on byte boundaries
 }
 
 TEST_CASE("names are compared as bytes and may hold any UTF-8") {
-  const std::string json = obj(entry("layers.2.w", "U8", "[1]", 0, 1) + "," + entry("layers.10.w", "U8", "[1]", 1, 2) +
-                               "," + entry("\xC3\xA9t\xC3\xA9", "U8", "[1]", 2, 3) + "," + entry("", "U8", "[1]", 3, 4));
+  const std::string json =
+      obj(entry("layers.2.w", "U8", "[1]", 0, 1) + "," + entry("layers.10.w", "U8", "[1]", 1, 2) + "," +
+          entry("\xC3\xA9t\xC3\xA9", "U8", "[1]", 2, 3) + "," + entry("", "U8", "[1]", 3, 4));
   const Header h = parse(json, 4);
   REQUIRE(h.tensors.size() == 4);
   CHECK(h.tensors[0].name.empty());

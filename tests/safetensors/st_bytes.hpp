@@ -21,7 +21,9 @@ inline std::string entry(const std::string& name, const std::string& dtype, cons
 }
 
 // A whole file: prefix, the JSON as given, then `data` (or `data_bytes` bytes of a running pattern).
-inline std::string st_file(const std::string& json, const std::string& data) { return le64(json.size()) + json + data; }
+inline std::string st_file(const std::string& json, const std::string& data) {
+  return le64(json.size()) + json + data;
+}
 inline std::string st_file(const std::string& json, std::size_t data_bytes) {
   std::string data(data_bytes, '\0');
   for (std::size_t i = 0; i < data_bytes; ++i) data[i] = static_cast<char>(i & 0xFF);

@@ -2,8 +2,8 @@
 // A parsed and validated safetensors header. Parsing takes untrusted bytes: everything in
 // SAFETENSORS.md's reading rules is checked before any offset is used.
 
-#include <cstdint>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <span>
 #include <string>
@@ -27,7 +27,7 @@ struct Header {
   std::uint64_t header_bytes = 0;  // N: the JSON length, padding included
   std::uint64_t data_start = 0;    // 8 + N
   std::map<std::string, std::string> metadata;
-  std::vector<TensorInfo> tensors;  // sorted by name (byte order)
+  std::vector<TensorInfo> tensors;                      // sorted by name (byte order)
   const TensorInfo* find(std::string_view name) const;  // binary search; nullptr when absent
 };
 
