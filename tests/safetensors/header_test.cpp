@@ -282,7 +282,7 @@ TEST_CASE("names are compared as bytes and may hold any UTF-8") {
   CHECK(h.tensors[3].name == "\xC3\xA9t\xC3\xA9");
 }
 
-TEST_CASE("-0 is read as the integer 0") {
+TEST_CASE("a shape or offset written -0 is read as the integer 0") {
   const Header h = parse(R"({"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,-0]}})", 0);
   REQUIRE(h.tensors.size() == 1);
   CHECK(h.tensors[0].shape == Shape{0});
