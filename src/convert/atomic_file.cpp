@@ -12,8 +12,10 @@
 
 namespace shardwise::convert {
 
-AtomicFile::AtomicFile(std::string final_path)
-    : final_path_(std::move(final_path)), temp_path_(st::temp_path_for(final_path_)) {
+AtomicFile::AtomicFile(std::string final_path) : AtomicFile(final_path, st::temp_path_for(final_path)) {}
+
+AtomicFile::AtomicFile(std::string final_path, std::string temp_path)
+    : final_path_(std::move(final_path)), temp_path_(std::move(temp_path)) {
   register_temp_file(temp_path_);
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {

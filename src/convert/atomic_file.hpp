@@ -11,6 +11,8 @@ namespace shardwise::convert {
 class AtomicFile {
  public:
   explicit AtomicFile(std::string final_path);
+  // With an explicit temporary path (in the same folder), for files several processes may write.
+  AtomicFile(std::string final_path, std::string temp_path);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   // Removes the temporary file unless commit() succeeded.

@@ -1,7 +1,9 @@
 #include <shardwise/convert/converter.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <thread>
 
@@ -13,18 +15,26 @@
 
 #include "convert/atomic_file.hpp"
 #include "convert/copy_engine.hpp"
+#include "convert/evidence.hpp"
 #include "convert/io.hpp"
 #include "convert/output_folder.hpp"
+#include "convert/resume.hpp"
+#include "convert/run_manifest.hpp"
 
 namespace shardwise::convert {
 
 namespace {
+
+using Clock = std::chrono::steady_clock;
 
 // All staging buffers together stay within this, whatever the thread count: with the page cache
 // not counted, they are most of the process's memory.
 constexpr std::size_t kStagingBudget = 128u << 20;
 constexpr std::size_t kMaxPieceBytes = 8u << 20;
 constexpr std::size_t kMinPieceBytes = 256u << 10;
+// Process 0 of a distributed job looks for the others' fragments this often.
+constexpr auto kPollInterval = std::chrono::milliseconds(500);
+constexpr auto kMinManifestWait = std::chrono::seconds(600);
 
 unsigned thread_count(unsigned requested) {
   const unsigned wanted = requested != 0 ? requested : std::max(1u, std::thread::hardware_concurrency());
@@ -65,53 +75,179 @@ ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name,
     done += n;
   }
   out.commit();
-  return {name, hasher.digest()};
+  return {name, hasher.digest(), true};
+}
+
+// What this run writes, and the names under which it keeps its records.
+struct Share {
+  std::vector<std::uint64_t> ranks;  // ascending
+  bool whole = true;
+  bool side_files = true;
+  std::string record;   // the manifest file it keeps up to date: the folder's, or its fragment
+  std::string writer;   // names its temporary of the folder's manifest ("" for a whole run)
+};
+
+Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
+  Share share;
+  share.whole = !options.ranks && !options.launch;
+  if (options.launch) {
+    share.ranks = ranks_of_process(plan, *options.launch);
+  } else if (options.ranks) {
+    share.ranks = *options.ranks;
+    for (const std::uint64_t rank : share.ranks) {
+      if (rank >= plan.outputs.size()) {
+        throw Error(ErrorKind::usage, fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
+      }
+    }
+  } else {
+    for (const plan::OutputFile& output : plan.outputs) share.ranks.push_back(output.rank);
+  }
+  share.side_files = !share.ranks.empty() && share.ranks.front() == 0;
+  const std::string key = share_key(share.ranks, options.launch ? options.launch->index : 0);
+  share.record = share.whole ? kManifestFileName : fragment_name(key);
+  share.writer = share.whole ? "" : key;
+  return share;
+}
+
+FolderClaim claim_of(const plan::Plan& plan, const Share& share) {
+  FolderClaim claim;
+  for (const std::uint64_t rank : share.ranks) claim.files.push_back(plan.outputs[rank].file);
+  if (share.side_files) claim.files.insert(claim.files.end(), plan.side_files.begin(), plan.side_files.end());
+  claim.files.emplace_back(kManifestFileName);
+  if (!share.whole) {
+    claim.own_temporaries = {share.record, fmt::format("{}.{}", kManifestFileName, share.writer)};
+  }
+  claim.whole = share.whole;
+  return claim;
+}
+
+void remove_file(const std::string& folder, const std::string& name) {
+  const std::string path = (std::filesystem::path(folder) / name).string();
+  if (std::remove(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
+}
+
+// Fragments that can no longer help: for a whole run every fragment (its own record, the folder's
+// manifest, carries what it keeps); for a partial run those of other plans, whose files this plan
+// overwrites.
+void retire_fragments(const std::string& folder, const Evidence& evidence, const Manifest& planned, const Share& share) {
+  for (const Fragment& fragment : evidence.fragments) {
+    if (fragment.name == share.record) continue;
+    if (share.whole || !plan_changes(fragment.content, planned).empty()) remove_file(folder, fragment.name);
+  }
+}
+
+// Process 0 of a distributed job: polls until the others' fragments complete the manifest.
+Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+                             const Share& share, std::chrono::seconds limit) {
+  const auto deadline = Clock::now() + limit;
+  for (;;) {
+    Completion done = complete_manifest(plan, folder, own, share.writer);
+    if (done.written) return done;
+    if (Clock::now() >= deadline) {
+      throw Error(ErrorKind::io,
+                  fmt::format("gave up after {} s waiting for the other processes to write {} into {}: the last "
+                              "of them to finish completes the manifest; if one failed, rerun the job with --resume",
+                              limit.count(),
+                              done.missing_ranks.empty() ? "the side files"
+                                                         : "ranks " + format_rank_list(done.missing_ranks),
+                              folder));
+    }
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+    std::this_thread::sleep_for(kPollInterval);
+  }
 }
 
 }  // namespace
 
 ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& options) {
   install_cleanup_handlers();
-  const auto start = std::chrono::steady_clock::now();
-  const std::string out_dir = prepare_output_folder(plan, options.output_dir, options.overwrite);
+  const auto start = Clock::now();
+  const Share share = share_of(plan, options);
+  const std::string out_dir = prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
+  const Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
+  // Read before anything is written: the records below replace what earlier runs left.
+  const Evidence evidence = read_evidence(out_dir);
+  const bool resume = options.resume == Resume::keep_finished;
+  if (resume) check_resumable(evidence, planned, out_dir);
 
   ConvertSummary summary;
+  summary.ranks = share.ranks;
+  summary.whole = share.whole;
   summary.threads = thread_count(options.threads);
   const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, summary.threads);
-  std::vector<FileWork> work = build_file_work(plan, out_dir, piece_bytes);
-  std::uint64_t total = side_files_bytes(plan);
-  for (const FileWork& w : work) total += w.layout.file_size - w.layout.data_start;
+  std::vector<FileWork> work = build_file_work(plan, out_dir, piece_bytes, share.ranks);
+  std::vector<std::optional<ManifestOutput>> kept(work.size());
+  if (resume) kept = files_to_keep(same_plan_sources(evidence, planned, nullptr), work, summary.threads, options.progress);
 
-  Manifest manifest = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
-  write_manifest(out_dir, manifest);
+  // A whole run's record is the folder's manifest, listing every planned file; a fragment lists
+  // only what its run finished.
+  Manifest first_record = planned;
+  if (!share.whole) {
+    first_record.outputs.clear();
+    first_record.side_files.clear();
+  }
+  RunManifest run_manifest(out_dir, share.record, share.record, first_record);
+  std::vector<FileWork> to_write;
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    if (kept[i]) {
+      run_manifest.record(*kept[i]);
+    } else {
+      to_write.push_back(std::move(work[i]));
+    }
+  }
+  retire_fragments(out_dir, evidence, planned, share);
+  // A partial run leaves a manifest of the same plan alone (other runs of it may be using it);
+  // any other one would vouch for files this run overwrites.
+  if (!share.whole && !(evidence.manifest && plan_changes(*evidence.manifest, planned).empty())) {
+    write_manifest(out_dir, planned, share.writer);
+  }
 
+  std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
+  for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
-  manifest.outputs = copy_files(plan, work, summary.threads, piece_bytes, progress);
-  manifest.side_files.clear();
-  for (const std::string& name : plan.side_files) {
-    manifest.side_files.push_back(copy_side_file(plan, name, out_dir, progress));
+  copy_files(plan, to_write, summary.threads, piece_bytes, progress,
+             [&](const ManifestOutput& entry) { run_manifest.record(entry); });
+  if (share.side_files) {
+    for (const std::string& name : plan.side_files) run_manifest.record(copy_side_file(plan, name, out_dir, progress));
+    summary.side_files = plan.side_files.size();
+    summary.bytes += side_files_bytes(plan);
   }
   progress.finish();
-  manifest.complete = true;
-  write_manifest(out_dir, manifest);
 
-  for (const FileWork& w : work) {
+  const Manifest own = run_manifest.finished();
+  Completion done = complete_manifest(plan, out_dir, own, share.writer);
+  if (!done.written && options.launch && options.launch->index == 0) {
+    const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
+    const auto limit = options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
+    done = wait_for_manifest(plan, out_dir, own, share, limit);
+  }
+
+  for (const FileWork& w : to_write) {
     summary.tensors += w.tensors.size();
     summary.bytes += w.layout.file_size;
   }
-  summary.files = work.size();
-  summary.side_files = plan.side_files.size();
-  summary.bytes += side_files_bytes(plan);
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  summary.manifest = std::move(manifest);
+  summary.files = to_write.size();
+  summary.kept = work.size() - to_write.size();
+  summary.manifest_complete = done.written;
+  summary.waiting_for = done.missing_ranks;
+  summary.manifest = done.written ? std::move(done.manifest) : own;
+  summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return summary;
 }
 
 std::string format_summary(const ConvertSummary& s) {
   const double gb = static_cast<double>(s.bytes) / 1e9;
-  return fmt::format("wrote {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
-                     s.files, s.files == 1 ? "" : "s", s.tensors, s.side_files, s.side_files == 1 ? "" : "s", gb,
-                     s.seconds, s.seconds > 0 ? gb / s.seconds : 0.0, s.threads, s.threads == 1 ? "" : "s");
+  std::string text =
+      fmt::format("wrote {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
+                  s.files, s.files == 1 ? "" : "s", s.tensors, s.side_files, s.side_files == 1 ? "" : "s", gb,
+                  s.seconds, s.seconds > 0 ? gb / s.seconds : 0.0, s.threads, s.threads == 1 ? "" : "s");
+  if (s.kept > 0) text += fmt::format("; kept {} file{} an earlier run finished", s.kept, s.kept == 1 ? "" : "s");
+  if (s.whole) return text;
+  text += fmt::format("\nranks {}: ", format_rank_list(s.ranks));
+  if (s.manifest_complete) return text + "the manifest is complete";
+  return text + fmt::format("the manifest waits for {} (the run that finishes the last of them completes it)",
+                            s.waiting_for.empty() ? std::string("the side files")
+                                                  : "ranks " + format_rank_list(s.waiting_for));
 }
 
 }  // namespace shardwise::convert

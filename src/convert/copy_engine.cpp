@@ -40,8 +40,9 @@ struct Job {
 
 class Engine {
  public:
-  Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress)
-      : work_(work), states_(work.size()), piece_bytes_(piece_bytes), progress_(progress) {
+  Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress,
+         const CommitHook& on_commit)
+      : work_(work), states_(work.size()), piece_bytes_(piece_bytes), progress_(progress), on_commit_(on_commit) {
     for (const std::string& path : plan.input_files) inputs_.emplace_back(path);
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);
@@ -67,15 +68,7 @@ class Engine {
 
   std::vector<ManifestOutput> results() const {
     std::vector<ManifestOutput> outputs;
-    for (std::size_t f = 0; f < work_.size(); ++f) {
-      const FileWork& w = work_[f];
-      ManifestOutput entry{w.planned->rank, w.planned->file, w.layout.file_size, states_[f].file_xxh3, {}};
-      entry.tensors.resize(w.tensors.size());
-      for (std::size_t t = 0; t < w.tensors.size(); ++t) {
-        entry.tensors[w.tensors[t].planned] = {w.planned->tensors[w.tensors[t].planned].name, states_[f].tensor_xxh3[t]};
-      }
-      outputs.push_back(std::move(entry));
-    }
+    for (std::size_t f = 0; f < work_.size(); ++f) outputs.push_back(entry(f));
     return outputs;
   }
 
@@ -154,10 +147,22 @@ class Engine {
     }
   }
 
+  // The file's manifest entry; valid once its last piece is hashed.
+  ManifestOutput entry(std::size_t f) const {
+    const FileWork& w = work_[f];
+    ManifestOutput result{w.planned->rank, w.planned->file, w.layout.file_size, states_[f].file_xxh3, {}};
+    result.tensors.resize(w.tensors.size());
+    for (std::size_t t = 0; t < w.tensors.size(); ++t) {
+      result.tensors[w.tensors[t].planned] = {w.planned->tensors[w.tensors[t].planned].name, states_[f].tensor_xxh3[t]};
+    }
+    return result;
+  }
+
   void finish_file(std::size_t f) { states_[f].file_xxh3 = states_[f].file_hash.digest(); }
   void commit_file(std::size_t f) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     states_[f].out->commit();
+    if (on_commit_) on_commit_(entry(f));
   }
 
   std::vector<FileWork>& work_;
@@ -166,6 +171,7 @@ class Engine {
   std::vector<Job> jobs_;
   std::size_t piece_bytes_;
   Progress& progress_;
+  const CommitHook& on_commit_;
   std::atomic<std::size_t> next_job_{0};
   std::atomic<bool> failed_{false};
   std::mutex error_mutex_;
@@ -175,8 +181,8 @@ class Engine {
 }  // namespace
 
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress) {
-  Engine engine(plan, work, piece_bytes, progress);
+                                       std::size_t piece_bytes, Progress& progress, const CommitHook& on_commit) {
+  Engine engine(plan, work, piece_bytes, progress, on_commit);
   engine.run(threads);
   return engine.results();
 }

@@ -2,6 +2,7 @@
 // The threads that copy pieces into output files. Internal to convert.
 
 #include <cstddef>
+#include <functional>
 #include <vector>
 
 #include <shardwise/convert/manifest.hpp>
@@ -16,8 +17,10 @@ namespace shardwise::convert {
 // order, pieces in data order), each thread with staging buffers of `piece_bytes`. A file is
 // committed by whichever thread finishes its last piece. Returns each file's manifest entry. On
 // any error or interruption, the first error is rethrown once every thread stopped, and every
-// uncommitted temporary is removed.
+// uncommitted temporary is removed. `on_commit` (when set) gets each file's entry right after the
+// file is under its final name, on the committing thread; what it throws fails the run.
+using CommitHook = std::function<void(const ManifestOutput&)>;
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress);
+                                       std::size_t piece_bytes, Progress& progress, const CommitHook& on_commit = {});
 
 }  // namespace shardwise::convert

@@ -1,5 +1,6 @@
 #include "convert/file_work.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -50,11 +51,15 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
 
 }  // namespace
 
-std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
-                                      std::uint64_t piece_bytes) {
+std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,
+                                      std::span<const std::uint64_t> ranks) {
   std::vector<FileWork> work;
-  work.reserve(plan.outputs.size());
-  for (const plan::OutputFile& output : plan.outputs) work.push_back(build_one(plan, output, output_dir, piece_bytes));
+  work.reserve(ranks.size());
+  for (const plan::OutputFile& output : plan.outputs) {
+    if (std::binary_search(ranks.begin(), ranks.end(), output.rank)) {
+      work.push_back(build_one(plan, output, output_dir, piece_bytes));
+    }
+  }
   return work;
 }
 

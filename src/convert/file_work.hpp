@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,8 +40,9 @@ struct FileWork {
   std::vector<Piece> pieces;        // in data order
 };
 
-// Lays out every output file of `plan` and cuts its tensors into pieces of at most `piece_bytes`.
-std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
-                                      std::uint64_t piece_bytes);
+// Lays out the output files of `plan` with the given ranks (ascending), and cuts their tensors into
+// pieces of at most `piece_bytes`.
+std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,
+                                      std::span<const std::uint64_t> ranks);
 
 }  // namespace shardwise::convert

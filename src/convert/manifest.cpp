@@ -12,6 +12,7 @@
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/header.hpp>
+#include <shardwise/safetensors/writer.hpp>
 
 #include "convert/atomic_file.hpp"
 #include "convert/io.hpp"
@@ -67,7 +68,7 @@ Json manifest_to_json(const Manifest& manifest) {
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
-    if (manifest.complete) {
+    if (has_checksums(manifest, output)) {
       entry["bytes"] = output.bytes;
       entry["xxh3"] = xxh3_hex(output.xxh3);
       entry["tensors"] = Json::array();
@@ -78,7 +79,7 @@ Json manifest_to_json(const Manifest& manifest) {
   json["side_files"] = Json::array();
   for (const ManifestSideFile& side : manifest.side_files) {
     Json entry = {{"file", side.file}};
-    if (manifest.complete) entry["xxh3"] = xxh3_hex(side.xxh3);
+    if (has_checksums(manifest, side)) entry["xxh3"] = xxh3_hex(side.xxh3);
     json["side_files"].push_back(std::move(entry));
   }
   return json;
@@ -136,7 +137,8 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   for (const auto& [name, value] : params.items()) manifest.params[name] = r.number(params, name.c_str());
   for (const Json& entry : r.array(json, "outputs")) {
     ManifestOutput output{r.number(entry, "rank"), r.text(entry, "file"), 0, 0, {}};
-    if (manifest.complete) {
+    if (manifest.complete || entry.contains("xxh3")) {
+      output.finished = !manifest.complete;
       output.bytes = r.number(entry, "bytes");
       output.xxh3 = r.digest(entry, "xxh3");
       for (const Json& t : r.array(entry, "tensors")) output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3")});
@@ -144,13 +146,18 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
     manifest.outputs.push_back(std::move(output));
   }
   for (const Json& entry : r.array(json, "side_files")) {
-    manifest.side_files.push_back({r.text(entry, "file"), manifest.complete ? r.digest(entry, "xxh3") : 0});
+    const bool checksum = manifest.complete || entry.contains("xxh3");
+    manifest.side_files.push_back(
+        {r.text(entry, "file"), checksum ? r.digest(entry, "xxh3") : 0, checksum && !manifest.complete});
   }
   return manifest;
 }
 
 std::optional<Manifest> read_manifest(const std::string& folder) {
-  const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
+  return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string());
+}
+
+std::optional<Manifest> read_manifest_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     std::error_code ec;
@@ -176,7 +183,7 @@ std::string format_manifest(const Manifest& manifest) {
   for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
     const ManifestOutput& out = manifest.outputs[i];
     text += fmt::format("{}\n {{\"rank\": {}, \"file\": {}", i ? "," : "", out.rank, quote(out.file));
-    if (manifest.complete) {
+    if (has_checksums(manifest, out)) {
       text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
       for (std::size_t t = 0; t < out.tensors.size(); ++t) {
         text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"}}", t ? "," : "", quote(out.tensors[t].name),
@@ -190,15 +197,45 @@ std::string format_manifest(const Manifest& manifest) {
   for (std::size_t i = 0; i < manifest.side_files.size(); ++i) {
     const ManifestSideFile& side = manifest.side_files[i];
     text += fmt::format("{}\n {{\"file\": {}", i ? "," : "", quote(side.file));
-    if (manifest.complete) text += fmt::format(", \"xxh3\": \"{}\"", xxh3_hex(side.xxh3));
+    if (has_checksums(manifest, side)) text += fmt::format(", \"xxh3\": \"{}\"", xxh3_hex(side.xxh3));
     text += "}";
   }
   return text + "]}\n";
 }
 
-void write_manifest(const std::string& folder, const Manifest& manifest) {
+void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer) {
   const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
-  write_file_atomically(path, format_manifest(manifest));
+  const std::string temp = writer.empty()
+                               ? st::temp_path_for(path)
+                               : (std::filesystem::path(folder) / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
+  const std::string text = format_manifest(manifest);
+  AtomicFile file(path, temp);
+  file.write(std::as_bytes(std::span(text)));
+  file.commit();
+}
+
+std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now) {
+  std::vector<std::string> changes;
+  if (before.rules.name != now.rules.name || before.rules.xxh3 != now.rules.xxh3) {
+    changes.push_back(fmt::format("the rules changed (manifest: {} xxh3 {}, now: {} xxh3 {})", before.rules.name,
+                                  xxh3_hex(before.rules.xxh3), now.rules.name, xxh3_hex(now.rules.xxh3)));
+  }
+  if (before.input_headers_xxh3 != now.input_headers_xxh3) {
+    changes.push_back(fmt::format("the input changed (headers xxh3: manifest {}, now {})",
+                                  xxh3_hex(before.input_headers_xxh3), xxh3_hex(now.input_headers_xxh3)));
+  }
+  for (const auto& [name, value] : before.params) {
+    const auto it = now.params.find(name);
+    if (it == now.params.end()) {
+      changes.push_back(fmt::format("the parameter {} is no longer set (manifest: {})", name, value));
+    } else if (it->second != value) {
+      changes.push_back(fmt::format("the parameter {} changed: {} -> {}", name, value, it->second));
+    }
+  }
+  for (const auto& [name, value] : now.params) {
+    if (before.params.count(name) == 0) changes.push_back(fmt::format("the parameter {} is new: {}", name, value));
+  }
+  return changes;
 }
 
 }  // namespace shardwise::convert

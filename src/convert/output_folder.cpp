@@ -13,6 +13,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
+#include "convert/evidence.hpp"
+
 namespace shardwise::convert {
 
 namespace fs = std::filesystem;
@@ -35,29 +37,43 @@ bool is_within(const fs::path& inner, const fs::path& outer) {
   return true;
 }
 
-// Files a shardwise manifest in `folder` says shardwise wrote (the manifest included). A file
-// that is not a valid manifest proves nothing, so it owns nothing either.
+// Files a shardwise manifest or fragment in `folder` says shardwise wrote (the manifest included).
+// A file that is not a valid manifest proves nothing, so it owns nothing either.
 std::set<std::string> files_shardwise_wrote(const fs::path& folder) {
   std::set<std::string> owned;
-  std::optional<Manifest> manifest;
-  try {
-    manifest = read_manifest(folder.string());
-  } catch (const Error&) {
-    return owned;
+  const Evidence evidence = read_evidence(folder.string());
+  std::vector<const Manifest*> sources;
+  if (evidence.manifest) {
+    owned.insert(kManifestFileName);
+    sources.push_back(&*evidence.manifest);
   }
-  if (!manifest) return owned;
-  owned.insert(kManifestFileName);
-  for (const ManifestOutput& output : manifest->outputs) owned.insert(output.file);
-  for (const ManifestSideFile& side : manifest->side_files) owned.insert(side.file);
+  for (const Fragment& fragment : evidence.fragments) sources.push_back(&fragment.content);
+  for (const Manifest* source : sources) {
+    for (const ManifestOutput& output : source->outputs) owned.insert(output.file);
+    for (const ManifestSideFile& side : source->side_files) owned.insert(side.file);
+  }
   return owned;
 }
 
-std::vector<std::string> names_to_write(const plan::Plan& plan) {
-  std::vector<std::string> names;
-  for (const plan::OutputFile& output : plan.outputs) names.push_back(output.file);
-  names.insert(names.end(), plan.side_files.begin(), plan.side_files.end());
-  names.emplace_back(kManifestFileName);
-  return names;
+void remove_stale(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove stale", path, errno);
+}
+
+// Every temporary of a manifest or fragment (`.shardwise-manifest.*.partial`), whichever run
+// named it.
+void remove_all_manifest_temporaries(const fs::path& out) {
+  const std::string_view prefix = ".shardwise-manifest.";
+  const std::string_view suffix = ".partial";
+  std::error_code ec;
+  std::vector<std::string> stale;
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() > prefix.size() + suffix.size() && name.rfind(prefix, 0) == 0 &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      stale.push_back((out / name).string());
+    }
+  }
+  for (const std::string& path : stale) remove_stale(path);
 }
 
 void refuse_foreign_files(const fs::path& out, const std::vector<std::string>& names) {
@@ -77,7 +93,8 @@ void refuse_foreign_files(const fs::path& out, const std::vector<std::string>& n
 
 }  // namespace
 
-std::string prepare_output_folder(const plan::Plan& plan, const std::string& output_dir, Overwrite overwrite) {
+std::string prepare_output_folder(const plan::Plan& plan, const std::string& output_dir, Overwrite overwrite,
+                                  const FolderClaim& claim) {
   const fs::path in = canonical_or_throw(plan.input_root, false);
   const fs::path out = canonical_or_throw(output_dir, true);
   if (out == in) {
@@ -94,12 +111,11 @@ std::string prepare_output_folder(const plan::Plan& plan, const std::string& out
   fs::create_directories(out, ec);
   if (ec) throw Error(ErrorKind::io, fmt::format("cannot create the output folder {}: {}", output_dir, ec.message()));
 
-  const std::vector<std::string> names = names_to_write(plan);
-  if (overwrite != Overwrite::force) refuse_foreign_files(out, names);
-  for (const std::string& name : names) {
-    const std::string stale = st::temp_path_for((out / name).string());
-    if (::unlink(stale.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove stale", stale, errno);
+  if (overwrite != Overwrite::force) refuse_foreign_files(out, claim.files);
+  for (const auto* names : {&claim.files, &claim.own_temporaries}) {
+    for (const std::string& name : *names) remove_stale(st::temp_path_for((out / name).string()));
   }
+  if (claim.whole) remove_all_manifest_temporaries(out);
   return out.string();
 }
 

@@ -2,16 +2,30 @@
 // Making sure an output folder is safe to write into, before anything is written. Internal.
 
 #include <string>
+#include <vector>
 
 #include <shardwise/convert/converter.hpp>
 #include <shardwise/plan/plan.hpp>
 
 namespace shardwise::convert {
 
+// What a run is about to write into the output folder.
+struct FolderClaim {
+  std::vector<std::string> files;  // outputs, side files and the manifest this run may write
+  // Further names whose temporaries (st::temp_path_for) are this run's own: its fragment, its
+  // manifest temporary.
+  std::vector<std::string> own_temporaries;
+  // A whole run owns every temporary shardwise names in the folder; a partial run only its own,
+  // since other processes may be writing theirs at this very moment.
+  bool whole = true;
+};
+
 // Refuses (Error(io)) an output folder that is the input folder or inside it, or that holds files
-// the plan would overwrite which no shardwise manifest there lists (unless `overwrite` is force).
-// Then creates the folder and removes temporaries a killed run left behind. Returns the folder's
+// the run would overwrite which no shardwise manifest or fragment there lists (unless `overwrite`
+// is force). Then creates the folder and removes the temporaries of the claimed names (and, for a
+// whole run, every shardwise temporary) that a killed run left behind. Returns the folder's
 // canonical path.
-std::string prepare_output_folder(const plan::Plan& plan, const std::string& output_dir, Overwrite overwrite);
+std::string prepare_output_folder(const plan::Plan& plan, const std::string& output_dir, Overwrite overwrite,
+                                  const FolderClaim& claim);
 
 }  // namespace shardwise::convert

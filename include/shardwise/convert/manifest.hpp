@@ -4,7 +4,10 @@
 // plan changed, and holds XXH3-64 checksums of every output file, tensor and side file.
 //
 // A manifest with "complete": false is written before any output, listing the planned files
-// without checksums: files of an interrupted run stay recognisably shardwise's own.
+// without checksums: files of an interrupted run stay recognisably shardwise's own. As each file
+// is finished its checksums are added, so a resumed run knows which files it can keep. Runs that
+// write part of the output (--ranks, --distributed) keep fragments `shardwise-manifest.<key>.json`
+// in the same format, listing only the files they finished (docs/distributed.md).
 
 #include <cstdint>
 #include <map>
@@ -32,17 +35,20 @@ struct ManifestTensor {
   std::uint64_t xxh3 = 0;  // of the tensor's bytes as written
 };
 
+// The fields below `file` hold values only in a complete manifest or when `finished`.
 struct ManifestOutput {
   std::uint64_t rank = 0;
   std::string file;
-  std::uint64_t bytes = 0;              // the whole file's size (complete manifests only)
-  std::uint64_t xxh3 = 0;               // of the whole file (complete manifests only)
-  std::vector<ManifestTensor> tensors;  // in output-name order (complete manifests only)
+  std::uint64_t bytes = 0;              // the whole file's size
+  std::uint64_t xxh3 = 0;               // of the whole file
+  std::vector<ManifestTensor> tensors;  // in output-name order
+  bool finished = false;                // an incomplete manifest's entry that has its checksums
 };
 
 struct ManifestSideFile {
   std::string file;
   std::uint64_t xxh3 = 0;
+  bool finished = false;  // as for ManifestOutput
 };
 
 struct Manifest {
@@ -69,10 +75,28 @@ Manifest manifest_from_json(const nlohmann::ordered_json& json, const std::strin
 // The manifest as written: manifest_to_json's content, one tensor per line.
 std::string format_manifest(const Manifest& manifest);
 
+// True when the entry's checksums are known: the manifest is complete or the entry finished.
+inline bool has_checksums(const Manifest& manifest, const ManifestOutput& entry) {
+  return manifest.complete || entry.finished;
+}
+inline bool has_checksums(const Manifest& manifest, const ManifestSideFile& entry) {
+  return manifest.complete || entry.finished;
+}
+
 // Reads `<folder>/shardwise-manifest.json`: nullopt when there is none; Error(input) naming the
 // path when it is not a valid manifest.
 std::optional<Manifest> read_manifest(const std::string& folder);
-// Writes it under a temporary name, then renames it into place.
-void write_manifest(const std::string& folder, const Manifest& manifest);
+// Reads a manifest-format file, e.g. a fragment: nullopt when there is none; Error(input) naming
+// the path when it is not a valid manifest.
+std::optional<Manifest> read_manifest_file(const std::string& path);
+// Writes it under a temporary name, then renames it into place. `writer` names the temporary
+// (`.shardwise-manifest.json.<writer>.partial`) so that processes completing the same manifest at
+// once never share one; empty: `.shardwise-manifest.json.partial`.
+void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer = "");
+
+// What differs between the plans two manifests describe (rules, input headers, parameters), one
+// phrase each, e.g. "the parameter mp changed: 4 -> 8". Empty when the plans are the same, and so
+// are the bytes they write.
+std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now);
 
 }  // namespace shardwise::convert

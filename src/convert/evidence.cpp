@@ -1,0 +1,115 @@
+#include "convert/evidence.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::convert {
+
+namespace fs = std::filesystem;
+
+Evidence read_evidence(const std::string& folder) {
+  Evidence evidence;
+  try {
+    evidence.manifest = read_manifest(folder);
+  } catch (const Error&) {
+    evidence.manifest.reset();
+  }
+  evidence.fragments = read_fragments(folder);
+  return evidence;
+}
+
+void check_resumable(const Evidence& evidence, const Manifest& now, const std::string& folder) {
+  const auto refuse_if_changed = [&](const Manifest& before, const std::string& name) {
+    const std::vector<std::string> changes = plan_changes(before, now);
+    if (changes.empty()) return;
+    throw Error(ErrorKind::io, fmt::format("cannot resume: {} (since {} was written; convert without --resume to "
+                                           "start over)",
+                                           fmt::join(changes, "; "), (fs::path(folder) / name).string()));
+  };
+  if (evidence.manifest) {
+    refuse_if_changed(*evidence.manifest, kManifestFileName);
+    return;
+  }
+  for (const Fragment& fragment : evidence.fragments) refuse_if_changed(fragment.content, fragment.name);
+}
+
+bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned) {
+  if (entry.rank != planned.rank || entry.file != planned.file || entry.tensors.size() != planned.tensors.size()) {
+    return false;
+  }
+  for (std::size_t i = 0; i < planned.tensors.size(); ++i) {
+    if (entry.tensors[i].name != planned.tensors[i].name) return false;
+  }
+  return true;
+}
+
+std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now, const Manifest* own) {
+  std::vector<const Manifest*> sources;
+  if (own != nullptr) sources.push_back(own);
+  if (evidence.manifest && plan_changes(*evidence.manifest, now).empty()) sources.push_back(&*evidence.manifest);
+  for (const Fragment& fragment : evidence.fragments) {
+    if (plan_changes(fragment.content, now).empty()) sources.push_back(&fragment.content);
+  }
+  return sources;
+}
+
+const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources, const plan::OutputFile& planned) {
+  for (const Manifest* source : sources) {
+    for (const ManifestOutput& entry : source->outputs) {
+      if (has_checksums(*source, entry) && entry_fits(entry, planned)) return &entry;
+    }
+  }
+  return nullptr;
+}
+
+namespace {
+
+const ManifestSideFile* find_side_file(const std::vector<const Manifest*>& sources, const std::string& name) {
+  for (const Manifest* source : sources) {
+    for (const ManifestSideFile& side : source->side_files) {
+      if (has_checksums(*source, side) && side.file == name) return &side;
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+                             const std::string& writer) {
+  const Evidence evidence = read_evidence(folder);
+  const std::vector<const Manifest*> sources = same_plan_sources(evidence, own, &own);
+  Completion result;
+  result.manifest = own;
+  result.manifest.complete = true;
+  result.manifest.outputs.clear();
+  result.manifest.side_files.clear();
+  for (const plan::OutputFile& planned : plan.outputs) {
+    const ManifestOutput* entry = find_entry(sources, planned);
+    if (entry == nullptr) result.missing_ranks.push_back(planned.rank);
+    else result.manifest.outputs.push_back(*entry);
+  }
+  for (const std::string& name : plan.side_files) {
+    const ManifestSideFile* side = find_side_file(sources, name);
+    if (side == nullptr) result.missing_side_files = true;
+    else result.manifest.side_files.push_back(*side);
+  }
+  if (!result.missing_ranks.empty() || result.missing_side_files) return result;
+
+  write_manifest(folder, result.manifest, writer);
+  result.written = true;
+  for (const Fragment& fragment : evidence.fragments) {
+    if (!plan_changes(fragment.content, own).empty()) continue;
+    const std::string path = (fs::path(folder) / fragment.name).string();
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
+  }
+  return result;
+}
+
+}  // namespace shardwise::convert

@@ -1,0 +1,100 @@
+#include "convert/resume.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/core/cleanup.hpp>
+#include <shardwise/core/error.hpp>
+
+#include "convert/evidence.hpp"
+
+namespace shardwise::convert {
+
+namespace {
+
+constexpr std::size_t kHashBuffer = 4u << 20;
+
+struct Candidate {
+  std::size_t work = 0;
+  const ManifestOutput* entry = nullptr;
+};
+
+// True when the file at `path` has `entry`'s size and whole-file XXH3. A missing file is simply
+// not kept; any other failure to read it is an Error(io).
+bool matches_on_disk(const std::string& path, const ManifestOutput& entry, std::span<std::byte> buffer,
+                     Progress& progress) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return false;
+    throw_os_error("cannot open", path, errno);
+  }
+  struct stat st {};
+  const bool sized = ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == entry.bytes;
+  bool same = false;
+  try {
+    same = sized && hash_file_range(fd, path, 0, entry.bytes, buffer) == entry.xxh3;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
+  progress.add(entry.bytes);
+  return same;
+}
+
+}  // namespace
+
+std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const Manifest*>& sources,
+                                                         const std::vector<FileWork>& work, unsigned threads,
+                                                         ProgressMode mode) {
+  std::vector<Candidate> candidates;
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < work.size(); ++i) {
+    const ManifestOutput* entry = find_entry(sources, *work[i].planned);
+    if (entry == nullptr || entry->bytes != work[i].layout.file_size) continue;
+    candidates.push_back({i, entry});
+    total += entry->bytes;
+  }
+  std::vector<std::optional<ManifestOutput>> kept(work.size());
+  if (candidates.empty()) return kept;
+
+  Progress progress(mode, total);
+  progress.set_current("checking earlier outputs");
+  std::atomic<std::size_t> next{0};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  const auto check = [&] {
+    std::vector<std::byte> buffer(kHashBuffer);
+    for (std::size_t c; (c = next.fetch_add(1)) < candidates.size();) {
+      try {
+        if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+        const Candidate& candidate = candidates[c];
+        if (matches_on_disk(work[candidate.work].final_path, *candidate.entry, buffer, progress)) {
+          kept[candidate.work] = *candidate.entry;
+        }
+      } catch (...) {
+        std::lock_guard lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = candidates.size();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  const std::size_t count = std::clamp<std::size_t>(threads, 1, candidates.size());
+  for (std::size_t t = 0; t < count; ++t) pool.emplace_back(check);
+  for (std::thread& t : pool) t.join();
+  progress.finish();
+  if (error) std::rethrow_exception(error);
+  return kept;
+}
+
+}  // namespace shardwise::convert

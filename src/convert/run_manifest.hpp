@@ -1,0 +1,60 @@
+#pragma once
+// The manifest a run keeps up to date while it writes: each file's checksums are added as soon as
+// the file is under its final name. That is how a resumed run knows which files a killed one
+// finished, and how runs writing parts of one output (--ranks, --distributed) hand their checksums
+// to whichever of them completes the folder's manifest. A whole run keeps the folder's manifest
+// itself (incomplete until the end); a partial run keeps its own fragment,
+// `shardwise-manifest.<key>.json`, listing only the files it finished. Internal to convert.
+
+#include <cstdint>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/convert/manifest.hpp>
+
+namespace shardwise::convert {
+
+// A name for what a run writes, unique among runs with disjoint rank sets: "ranks-0-3,6" (long
+// lists: first and last rank and a hash of the list); a process writing no ranks: "process-K".
+std::string share_key(std::span<const std::uint64_t> ranks, std::uint64_t process);
+// "shardwise-manifest.<key>.json".
+std::string fragment_name(const std::string& key);
+bool is_fragment_name(std::string_view name);
+
+class RunManifest {
+ public:
+  // Writes `start` (incomplete) as `<folder>/<name>`, through the temporary st::temp_path_for
+  // gives for `<folder>/<temp_stem>` (distinct for every process that may write at once).
+  RunManifest(const std::string& folder, const std::string& name, const std::string& temp_stem, Manifest start);
+
+  // Adds the entry, finished, replacing a planned one of the same file, and rewrites the file.
+  // Thread-safe. Throws Error(io) naming the path.
+  void record(ManifestOutput output);
+  void record(ManifestSideFile side);
+  // The finished entries so far, as a complete manifest of the same plan would hold them.
+  Manifest finished() const;
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  void write() const;
+
+  std::string path_;
+  std::string temp_;
+  Manifest manifest_;
+  mutable std::mutex mutex_;
+};
+
+// A fragment read back, with the file name it was read from.
+struct Fragment {
+  std::string name;
+  Manifest content;
+};
+
+// Every fragment in `folder` that is a valid manifest, by name. A fragment is evidence, never
+// required: one that cannot be read is skipped (its files are simply written again).
+std::vector<Fragment> read_fragments(const std::string& folder);
+
+}  // namespace shardwise::convert
