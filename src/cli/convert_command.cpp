@@ -1,11 +1,16 @@
-// `shardwise convert`: plan the checkpoint, then execute the plan (or only print it: --dry-run).
+// `shardwise convert`: plan the checkpoint, then execute the plan (or only print it: --dry-run),
+// whole or in part (--ranks, --distributed), resuming an earlier run (--resume).
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/convert/converter.hpp>
+#include <shardwise/convert/work_share.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
@@ -21,9 +26,18 @@ struct ConvertArgs {
   bool quiet = false;
   bool force = false;
   bool dry_run = false;
+  bool resume = false;
+  std::optional<std::string> ranks;
+  bool distributed = false;
+  unsigned manifest_wait = 0;
 };
 
 int run_convert(const CLI::App& command, const ConvertArgs& args) {
+  // Usage errors first, before the checkpoint is read.
+  std::optional<std::vector<std::uint64_t>> ranks;
+  if (args.ranks) ranks = convert::parse_rank_list(*args.ranks, args.planning.model_parallel);
+  std::optional<convert::Launch> launch;
+  if (args.distributed) launch = convert::launch_from_environment();
   const rules::Rules rules = load_rules(args.planning);
   const plan::Plan plan = plan_from_options(command, args.planning, rules);
   if (args.dry_run) {
@@ -36,6 +50,10 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
   options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
   options.rules = {rules.name(), convert::xxh3(rules.text())};
+  options.resume = args.resume ? convert::Resume::keep_finished : convert::Resume::no;
+  options.ranks = ranks;
+  options.launch = launch;
+  options.manifest_wait = std::chrono::seconds(args.manifest_wait);
   const convert::ConvertSummary summary = convert::convert_plan(plan, options);
   if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
   return 0;
@@ -53,6 +71,20 @@ void add_convert_command(CLI::App& app, Action& action) {
   command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");
   command->add_flag("-f,--force", args->force, "overwrite files in the output folder that shardwise did not write");
   command->add_flag("-n,--dry-run", args->dry_run, "print the plan (as `shardwise plan` does) and write nothing");
+  command->add_flag("--resume", args->resume,
+                    "keep the output files an earlier run of the same plan finished (checked on disk); refuse "
+                    "when the plan changed");
+  CLI::Option* ranks = command->add_option("--ranks", args->ranks,
+                                           "write only these ranks' files, e.g. 1,3 or 0-3,6 (side files go with "
+                                           "rank 0)");
+  command
+      ->add_flag("--distributed", args->distributed,
+                 "write this process's share of the files, from the launcher's variables (mpirun, srun, torchrun)")
+      ->excludes(ranks);
+  command->add_option("--manifest-wait", args->manifest_wait,
+                      "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
+                      "10 minutes or twice its own time, whichever is longer)")
+      ->check(CLI::Range(1u, 1000000u));
   add_format_option(*command, args->planning);
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) {
