@@ -63,27 +63,35 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
 
 void add_convert_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<ConvertArgs>();
-  CLI::App* command = app.add_subcommand("convert", "Convert a checkpoint: write one file per rank, then a manifest");
+  CLI::App* command =
+      app.add_subcommand("convert", "Convert a checkpoint: write one file per rank, then a manifest");
   add_planning_options(*command, args->planning);
   command->add_option("-o,--save-path", args->output, "output folder (created when missing)");
   command->add_option("-t,--threads", args->threads, "copy threads (default: one per hardware thread)")
       ->check(CLI::Range(1u, 1024u));
   command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");
-  command->add_flag("-f,--force", args->force, "overwrite files in the output folder that shardwise did not write");
-  command->add_flag("-n,--dry-run", args->dry_run, "print the plan (as `shardwise plan` does) and write nothing");
-  command->add_flag("--resume", args->resume,
-                    "keep the output files an earlier run of the same plan finished (checked on disk); refuse "
-                    "when the plan changed");
-  CLI::Option* ranks = command->add_option("--ranks", args->ranks,
-                                           "write only these ranks' files, e.g. 1,3 or 0-3,6 (side files go with "
-                                           "rank 0)");
+  command->add_flag("-f,--force", args->force,
+                    "overwrite files in the output folder that shardwise did not write");
+  command->add_flag("-n,--dry-run", args->dry_run,
+                    "print the plan (as `shardwise plan` does) and write nothing");
+  command->add_flag(
+      "--resume", args->resume,
+      "keep the output files an earlier run of the same plan finished (checked on disk); refuse "
+      "when the plan changed");
+  CLI::Option* ranks =
+      command->add_option("--ranks", args->ranks,
+                          "write only these ranks' files, e.g. 1,3 or 0-3,6 (side files go with "
+                          "rank 0)");
   command
-      ->add_flag("--distributed", args->distributed,
-                 "write this process's share of the files, from the launcher's variables (mpirun, srun, torchrun)")
+      ->add_flag(
+          "--distributed", args->distributed,
+          "write this process's share of the files, from the launcher's variables (mpirun, srun, torchrun)")
       ->excludes(ranks);
-  command->add_option("--manifest-wait", args->manifest_wait,
-                      "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
-                      "10 minutes or twice its own time, whichever is longer)")
+  command
+      ->add_option(
+          "--manifest-wait", args->manifest_wait,
+          "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
+          "10 minutes or twice its own time, whichever is longer)")
       ->check(CLI::Range(1u, 1000000u));
   add_format_option(*command, args->planning);
   command->callback([&action, command, args] {

@@ -83,8 +83,8 @@ struct Share {
   std::vector<std::uint64_t> ranks;  // ascending
   bool whole = true;
   bool side_files = true;
-  std::string record;   // the manifest file it keeps up to date: the folder's, or its fragment
-  std::string writer;   // names its temporary of the folder's manifest ("" for a whole run)
+  std::string record;  // the manifest file it keeps up to date: the folder's, or its fragment
+  std::string writer;  // names its temporary of the folder's manifest ("" for a whole run)
 };
 
 Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
@@ -96,7 +96,8 @@ Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
     share.ranks = *options.ranks;
     for (const std::uint64_t rank : share.ranks) {
       if (rank >= plan.outputs.size()) {
-        throw Error(ErrorKind::usage, fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
+        throw Error(ErrorKind::usage,
+                    fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
       }
     }
   } else {
@@ -129,7 +130,8 @@ void remove_file(const std::string& folder, const std::string& name) {
 // Fragments that can no longer help: for a whole run every fragment (its own record, the folder's
 // manifest, carries what it keeps); for a partial run those of other plans, whose files this plan
 // overwrites.
-void retire_fragments(const std::string& folder, const Evidence& evidence, const Manifest& planned, const Share& share) {
+void retire_fragments(const std::string& folder, const Evidence& evidence, const Manifest& planned,
+                      const Share& share) {
   for (const Fragment& fragment : evidence.fragments) {
     if (fragment.name == share.record) continue;
     if (share.whole || !plan_changes(fragment.content, planned).empty()) remove_file(folder, fragment.name);
@@ -144,13 +146,14 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
     Completion done = complete_manifest(plan, folder, own, share.writer);
     if (done.written) return done;
     if (Clock::now() >= deadline) {
-      throw Error(ErrorKind::io,
-                  fmt::format("gave up after {} s waiting for the other processes to write {} into {}: the last "
-                              "of them to finish completes the manifest; if one failed, rerun the job with --resume",
-                              limit.count(),
-                              done.missing_ranks.empty() ? "the side files"
-                                                         : "ranks " + format_rank_list(done.missing_ranks),
-                              folder));
+      throw Error(
+          ErrorKind::io,
+          fmt::format(
+              "gave up after {} s waiting for the other processes to write {} into {}: the last "
+              "of them to finish completes the manifest; if one failed, rerun the job with --resume",
+              limit.count(),
+              done.missing_ranks.empty() ? "the side files" : "ranks " + format_rank_list(done.missing_ranks),
+              folder));
     }
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     std::this_thread::sleep_for(kPollInterval);
@@ -163,7 +166,8 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   install_cleanup_handlers();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
-  const std::string out_dir = prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
+  const std::string out_dir =
+      prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
   const Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
   // Read before anything is written: the records below replace what earlier runs left.
   const Evidence evidence = read_evidence(out_dir);
@@ -177,7 +181,9 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, summary.threads);
   std::vector<FileWork> work = build_file_work(plan, out_dir, piece_bytes, share.ranks);
   std::vector<std::optional<ManifestOutput>> kept(work.size());
-  if (resume) kept = files_to_keep(same_plan_sources(evidence, planned, nullptr), work, summary.threads, options.progress);
+  if (resume)
+    kept =
+        files_to_keep(same_plan_sources(evidence, planned, nullptr), work, summary.threads, options.progress);
 
   // A whole run's record is the folder's manifest, listing every planned file; a fragment lists
   // only what its run finished.
@@ -208,7 +214,8 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   copy_files(plan, to_write, summary.threads, piece_bytes, progress,
              [&](const ManifestOutput& entry) { run_manifest.record(entry); });
   if (share.side_files) {
-    for (const std::string& name : plan.side_files) run_manifest.record(copy_side_file(plan, name, out_dir, progress));
+    for (const std::string& name : plan.side_files)
+      run_manifest.record(copy_side_file(plan, name, out_dir, progress));
     summary.side_files = plan.side_files.size();
     summary.bytes += side_files_bytes(plan);
   }
@@ -218,7 +225,8 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   Completion done = complete_manifest(plan, out_dir, own, share.writer);
   if (!done.written && options.launch && options.launch->index == 0) {
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
-    const auto limit = options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
+    const auto limit =
+        options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
     done = wait_for_manifest(plan, out_dir, own, share, limit);
   }
 
@@ -237,11 +245,12 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
 
 std::string format_summary(const ConvertSummary& s) {
   const double gb = static_cast<double>(s.bytes) / 1e9;
-  std::string text =
-      fmt::format("wrote {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
-                  s.files, s.files == 1 ? "" : "s", s.tensors, s.side_files, s.side_files == 1 ? "" : "s", gb,
-                  s.seconds, s.seconds > 0 ? gb / s.seconds : 0.0, s.threads, s.threads == 1 ? "" : "s");
-  if (s.kept > 0) text += fmt::format("; kept {} file{} an earlier run finished", s.kept, s.kept == 1 ? "" : "s");
+  std::string text = fmt::format(
+      "wrote {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
+      s.files, s.files == 1 ? "" : "s", s.tensors, s.side_files, s.side_files == 1 ? "" : "s", gb, s.seconds,
+      s.seconds > 0 ? gb / s.seconds : 0.0, s.threads, s.threads == 1 ? "" : "s");
+  if (s.kept > 0)
+    text += fmt::format("; kept {} file{} an earlier run finished", s.kept, s.kept == 1 ? "" : "s");
   if (s.whole) return text;
   text += fmt::format("\nranks {}: ", format_rank_list(s.ranks));
   if (s.manifest_complete) return text + "the manifest is complete";

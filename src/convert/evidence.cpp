@@ -28,9 +28,10 @@ void check_resumable(const Evidence& evidence, const Manifest& now, const std::s
   const auto refuse_if_changed = [&](const Manifest& before, const std::string& name) {
     const std::vector<std::string> changes = plan_changes(before, now);
     if (changes.empty()) return;
-    throw Error(ErrorKind::io, fmt::format("cannot resume: {} (since {} was written; convert without --resume to "
-                                           "start over)",
-                                           fmt::join(changes, "; "), (fs::path(folder) / name).string()));
+    throw Error(ErrorKind::io,
+                fmt::format("cannot resume: {} (since {} was written; convert without --resume to "
+                            "start over)",
+                            fmt::join(changes, "; "), (fs::path(folder) / name).string()));
   };
   if (evidence.manifest) {
     refuse_if_changed(*evidence.manifest, kManifestFileName);
@@ -40,7 +41,8 @@ void check_resumable(const Evidence& evidence, const Manifest& now, const std::s
 }
 
 bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned) {
-  if (entry.rank != planned.rank || entry.file != planned.file || entry.tensors.size() != planned.tensors.size()) {
+  if (entry.rank != planned.rank || entry.file != planned.file ||
+      entry.tensors.size() != planned.tensors.size()) {
     return false;
   }
   for (std::size_t i = 0; i < planned.tensors.size(); ++i) {
@@ -49,17 +51,20 @@ bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned) {
   return true;
 }
 
-std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now, const Manifest* own) {
+std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now,
+                                               const Manifest* own) {
   std::vector<const Manifest*> sources;
   if (own != nullptr) sources.push_back(own);
-  if (evidence.manifest && plan_changes(*evidence.manifest, now).empty()) sources.push_back(&*evidence.manifest);
+  if (evidence.manifest && plan_changes(*evidence.manifest, now).empty())
+    sources.push_back(&*evidence.manifest);
   for (const Fragment& fragment : evidence.fragments) {
     if (plan_changes(fragment.content, now).empty()) sources.push_back(&fragment.content);
   }
   return sources;
 }
 
-const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources, const plan::OutputFile& planned) {
+const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources,
+                                 const plan::OutputFile& planned) {
   for (const Manifest* source : sources) {
     for (const ManifestOutput& entry : source->outputs) {
       if (has_checksums(*source, entry) && entry_fits(entry, planned)) return &entry;
@@ -92,13 +97,17 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   result.manifest.side_files.clear();
   for (const plan::OutputFile& planned : plan.outputs) {
     const ManifestOutput* entry = find_entry(sources, planned);
-    if (entry == nullptr) result.missing_ranks.push_back(planned.rank);
-    else result.manifest.outputs.push_back(*entry);
+    if (entry == nullptr)
+      result.missing_ranks.push_back(planned.rank);
+    else
+      result.manifest.outputs.push_back(*entry);
   }
   for (const std::string& name : plan.side_files) {
     const ManifestSideFile* side = find_side_file(sources, name);
-    if (side == nullptr) result.missing_side_files = true;
-    else result.manifest.side_files.push_back(*side);
+    if (side == nullptr)
+      result.missing_side_files = true;
+    else
+      result.manifest.side_files.push_back(*side);
   }
   if (!result.missing_ranks.empty() || result.missing_side_files) return result;
 

@@ -16,8 +16,8 @@
 namespace shardwise::convert {
 
 struct Evidence {
-  std::optional<Manifest> manifest;   // a valid manifest, complete or not
-  std::vector<Fragment> fragments;    // every readable fragment, of any plan
+  std::optional<Manifest> manifest;  // a valid manifest, complete or not
+  std::vector<Fragment> fragments;   // every readable fragment, of any plan
 };
 
 // Reads both; an invalid manifest counts as none (it proves nothing).
@@ -32,17 +32,19 @@ bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned);
 
 // The manifests whose entries describe the plan `now`: `own` first (when given), then the
 // folder's manifest and fragments of the same plan. Only entries with checksums count.
-std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now, const Manifest* own);
+std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now,
+                                               const Manifest* own);
 
 // The first entry with checksums among `sources` that fits `planned`, if any.
-const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources, const plan::OutputFile& planned);
+const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources,
+                                 const plan::OutputFile& planned);
 
 // Where completing the manifest stands after a try.
 struct Completion {
-  bool written = false;                        // the complete manifest is in the folder
-  std::vector<std::uint64_t> missing_ranks;    // ranks no source has an entry for yet
+  bool written = false;                      // the complete manifest is in the folder
+  std::vector<std::uint64_t> missing_ranks;  // ranks no source has an entry for yet
   bool missing_side_files = false;
-  Manifest manifest;                           // as written (when written)
+  Manifest manifest;  // as written (when written)
 };
 
 // Completes the manifest of `plan` when the sources (`own`, this run's entries, then the folder's

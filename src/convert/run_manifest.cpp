@@ -32,7 +32,9 @@ std::string share_key(std::span<const std::uint64_t> ranks, std::uint64_t proces
   return fmt::format("ranks-{}-{}-{}", ranks.front(), ranks.back(), xxh3_hex(xxh3(list)).substr(0, 8));
 }
 
-std::string fragment_name(const std::string& key) { return fmt::format("{}{}{}", kFragmentPrefix, key, kFragmentSuffix); }
+std::string fragment_name(const std::string& key) {
+  return fmt::format("{}{}{}", kFragmentPrefix, key, kFragmentSuffix);
+}
 
 bool is_fragment_name(std::string_view name) {
   return name.size() > kFragmentPrefix.size() + kFragmentSuffix.size() && name != kManifestFileName &&
@@ -53,7 +55,8 @@ void RunManifest::record(ManifestOutput output) {
   output.finished = true;
   std::lock_guard lock(mutex_);
   auto& outputs = manifest_.outputs;
-  const auto same = std::find_if(outputs.begin(), outputs.end(), [&](auto& o) { return o.file == output.file; });
+  const auto same =
+      std::find_if(outputs.begin(), outputs.end(), [&](auto& o) { return o.file == output.file; });
   if (same != outputs.end()) {
     *same = std::move(output);
   } else {
@@ -68,8 +71,10 @@ void RunManifest::record(ManifestSideFile side) {
   std::lock_guard lock(mutex_);
   auto& sides = manifest_.side_files;
   const auto same = std::find_if(sides.begin(), sides.end(), [&](auto& s) { return s.file == side.file; });
-  if (same != sides.end()) *same = std::move(side);
-  else sides.push_back(std::move(side));
+  if (same != sides.end())
+    *same = std::move(side);
+  else
+    sides.push_back(std::move(side));
   write();
 }
 

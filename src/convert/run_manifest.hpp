@@ -28,7 +28,8 @@ class RunManifest {
  public:
   // Writes `start` (incomplete) as `<folder>/<name>`, through the temporary st::temp_path_for
   // gives for `<folder>/<temp_stem>` (distinct for every process that may write at once).
-  RunManifest(const std::string& folder, const std::string& name, const std::string& temp_stem, Manifest start);
+  RunManifest(const std::string& folder, const std::string& name, const std::string& temp_stem,
+              Manifest start);
 
   // Adds the entry, finished, replacing a planned one of the same file, and rewrites the file.
   // Thread-safe. Throws Error(io) naming the path.

@@ -35,9 +35,11 @@ std::pair<std::uint64_t, std::uint64_t> parse_item(std::string_view list, std::s
   const auto first = parse_number(first_text);
   const auto last = parse_number(last_text);
   if (!first || !last) {
-    bad_list(list, fmt::format("'{}' is not a rank or a range of ranks (expected ranks like 1,3 or 0-3,6)", item));
+    bad_list(list,
+             fmt::format("'{}' is not a rank or a range of ranks (expected ranks like 1,3 or 0-3,6)", item));
   }
-  if (*last < *first) bad_list(list, fmt::format("the range {} is reversed (write {}-{})", item, *last, *first));
+  if (*last < *first)
+    bad_list(list, fmt::format("the range {} is reversed (write {}-{})", item, *last, *first));
   return {*first, *last};
 }
 
@@ -48,11 +50,12 @@ std::vector<std::uint64_t> parse_rank_list(std::string_view text, std::uint64_t 
   std::vector<std::uint64_t> ranks;
   for (std::size_t start = 0;;) {
     const auto comma = text.find(',', start);
-    const std::string_view item = text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
+    const std::string_view item =
+        text.substr(start, comma == std::string_view::npos ? text.npos : comma - start);
     const auto [first, last] = parse_item(text, item);
     if (last >= model_parallel) {
-      bad_list(text, fmt::format("rank {} is out of range (model parallel {}: ranks 0-{})", last, model_parallel,
-                                 model_parallel - 1));
+      bad_list(text, fmt::format("rank {} is out of range (model parallel {}: ranks 0-{})", last,
+                                 model_parallel, model_parallel - 1));
     }
     for (std::uint64_t r = first; r <= last; ++r) ranks.push_back(r);
     if (comma == std::string_view::npos) break;
@@ -85,8 +88,9 @@ Launch launch_from_environment(const EnvLookup& lookup) {
     const auto index = parse_number(index_text);
     const auto count = parse_number(count_text);
     if (!index || !count) {
-      throw Error(ErrorKind::usage, fmt::format("--distributed: {}={} and {}={} are not both non-negative integers",
-                                                index_name, index_text, count_name, count_text));
+      throw Error(ErrorKind::usage,
+                  fmt::format("--distributed: {}={} and {}={} are not both non-negative integers", index_name,
+                              index_text, count_name, count_text));
     }
     if (*index >= *count) {
       throw Error(ErrorKind::usage, fmt::format("--distributed: {}={} is not below {}={}", index_name, *index,
@@ -95,11 +99,13 @@ Launch launch_from_environment(const EnvLookup& lookup) {
     return {*index, *count, source};
   }
   std::vector<std::string> pairs;
-  for (const auto& [index_name, count_name] : kLaunchVariables) pairs.push_back(fmt::format("{}/{}", index_name, count_name));
-  throw Error(ErrorKind::usage,
-              fmt::format("--distributed: no launcher variables found: set one of the pairs {} (mpirun, srun and "
-                          "torchrun set them)",
-                          fmt::join(pairs, ", ")));
+  for (const auto& [index_name, count_name] : kLaunchVariables)
+    pairs.push_back(fmt::format("{}/{}", index_name, count_name));
+  throw Error(
+      ErrorKind::usage,
+      fmt::format("--distributed: no launcher variables found: set one of the pairs {} (mpirun, srun and "
+                  "torchrun set them)",
+                  fmt::join(pairs, ", ")));
 }
 
 Launch launch_from_environment() {
@@ -109,7 +115,8 @@ Launch launch_from_environment() {
 std::vector<std::uint64_t> balance_by_bytes(std::span<const std::uint64_t> weights, std::uint64_t processes) {
   std::vector<std::size_t> order(weights.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return weights[a] > weights[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return weights[a] > weights[b]; });
   std::vector<std::uint64_t> load(std::max<std::uint64_t>(processes, 1), 0);
   std::vector<std::uint64_t> owner(weights.size(), 0);
   for (const std::size_t item : order) {

@@ -39,8 +39,17 @@ void generate(const fs::path& out, const Args& extra) {
 
 Args convert_args(const fs::path& in, const fs::path& out, const Args& extra, const std::string& mp = "4",
                   const std::string& experts = "8") {
-  Args args = {shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o", out.string(),
-               "--n-experts", experts, "-m", mp, "-q"};
+  Args args = {shardwise::test::shardwise_binary(),
+               "convert",
+               "-i",
+               in.string(),
+               "-o",
+               out.string(),
+               "--n-experts",
+               experts,
+               "-m",
+               mp,
+               "-q"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
 }
@@ -75,21 +84,25 @@ std::string rank_file(std::size_t rank, std::size_t mp) {
 // Which rank files each of `processes` should write, worked out here from a whole run's output:
 // each file's tensor bytes (its size less the length prefix and header), rank 0 also carrying the
 // side files; heaviest first to the least-loaded process, ties to the lower index.
-std::vector<std::set<std::string>> expected_shares(const fs::path& whole, std::size_t mp, std::size_t processes) {
+std::vector<std::set<std::string>> expected_shares(const fs::path& whole, std::size_t mp,
+                                                   std::size_t processes) {
   std::vector<std::uint64_t> weight(mp);
   for (std::size_t r = 0; r < mp; ++r) {
     const std::string bytes = read_file(whole / rank_file(r, mp));
     std::uint64_t header = 0;
-    for (std::size_t i = 0; i < 8; ++i) header |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
+    for (std::size_t i = 0; i < 8; ++i)
+      header |= std::uint64_t{static_cast<unsigned char>(bytes[i])} << (8 * i);
     weight[r] = bytes.size() - 8 - header;
   }
   for (const auto& e : fs::directory_iterator(whole)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("model", 0) != 0 && name != "shardwise-manifest.json") weight[0] += fs::file_size(e.path());
+    if (name.rfind("model", 0) != 0 && name != "shardwise-manifest.json")
+      weight[0] += fs::file_size(e.path());
   }
   std::vector<std::size_t> order(mp);
   std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return weight[a] > weight[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return weight[a] > weight[b]; });
   std::vector<std::uint64_t> load(processes, 0);
   std::vector<std::set<std::string>> shares(processes);
   for (const std::size_t r : order) {
@@ -101,12 +114,13 @@ std::vector<std::set<std::string>> expected_shares(const fs::path& whole, std::s
 }
 
 int verify_manifest_only(const fs::path& out) {
-  return run_command({shardwise::test::shardwise_binary(), "verify", "--manifest-only", "--save-path", out.string(),
-                      "--quiet"})
+  return run_command({shardwise::test::shardwise_binary(), "verify", "--manifest-only", "--save-path",
+                      out.string(), "--quiet"})
       .exit_code;
 }
 
-TEST_CASE("cli: --distributed takes its place from each launcher's variables; the shares add up to a whole run") {
+TEST_CASE(
+    "cli: --distributed takes its place from each launcher's variables; the shares add up to a whole run") {
   TempDir dir;
   generate(dir / "in", {"--files", "3"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "whole", {})).exit_code == 0);
@@ -124,10 +138,12 @@ TEST_CASE("cli: --distributed takes its place from each launcher's variables; th
     CAPTURE(index_var);
     const fs::path out = dir / ("out-" + index_var);
     // Process 1 first: it cannot complete the manifest; process 0 then does.
-    const auto one = run_with_env({{index_var, "1"}, {count_var, "2"}}, convert_args(dir / "in", out, {"--distributed"}));
+    const auto one =
+        run_with_env({{index_var, "1"}, {count_var, "2"}}, convert_args(dir / "in", out, {"--distributed"}));
     REQUIRE(one.exit_code == 0);
     CHECK(rank_files_in(out) == shares[1]);
-    const auto zero = run_with_env({{index_var, "0"}, {count_var, "2"}}, convert_args(dir / "in", out, {"--distributed"}));
+    const auto zero =
+        run_with_env({{index_var, "0"}, {count_var, "2"}}, convert_args(dir / "in", out, {"--distributed"}));
     REQUIRE(zero.exit_code == 0);
     CHECK(folder_files(out) == expected);
     CHECK(verify_manifest_only(out) == 0);
@@ -144,11 +160,14 @@ TEST_CASE("cli: --distributed without a launcher, or with values that do not fit
   const std::vector<Case> cases = {
       {{},
        "shardwise: error: --distributed: no launcher variables found: set one of the pairs "
-       "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE, PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS, RANK/WORLD_SIZE "
+       "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE, PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS, "
+       "RANK/WORLD_SIZE "
        "(mpirun, srun and torchrun set them)\n"},
-      {{{"RANK", "2"}, {"WORLD_SIZE", "2"}}, "shardwise: error: --distributed: RANK=2 is not below WORLD_SIZE=2\n"},
+      {{{"RANK", "2"}, {"WORLD_SIZE", "2"}},
+       "shardwise: error: --distributed: RANK=2 is not below WORLD_SIZE=2\n"},
       {{{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}},
-       "shardwise: error: --distributed: SLURM_PROCID=x and SLURM_NTASKS=2 are not both non-negative integers\n"},
+       "shardwise: error: --distributed: SLURM_PROCID=x and SLURM_NTASKS=2 are not both non-negative "
+       "integers\n"},
   };
   for (const Case& c : cases) {
     const auto r = run_with_env(c.env, convert_args(dir / "in", dir / "out", {"--distributed"}));
@@ -176,8 +195,9 @@ TEST_CASE("cli: --ranks writes only those files; the runs together equal a whole
   Args args = convert_args(dir / "in", dir / "loud", {"--ranks", "3"});
   args.erase(std::find(args.begin(), args.end(), "-q"));
   const auto summary = run_command(args);
-  CHECK(summary.err.find("\nranks 3: the manifest waits for ranks 0-2 (the run that finishes the last of them "
-                         "completes it)\n") != std::string::npos);
+  CHECK(
+      summary.err.find("\nranks 3: the manifest waits for ranks 0-2 (the run that finishes the last of them "
+                       "completes it)\n") != std::string::npos);
 }
 
 TEST_CASE("cli: bad --ranks are usage errors quoting the list") {
@@ -189,8 +209,10 @@ TEST_CASE("cli: bad --ranks are usage errors quoting the list") {
   };
   const std::vector<Case> cases = {
       {{"--ranks", "1-"},
-       "shardwise: error: --ranks 1-: '1-' is not a rank or a range of ranks (expected ranks like 1,3 or 0-3,6)\n"},
-      {{"--ranks", "0,4"}, "shardwise: error: --ranks 0,4: rank 4 is out of range (model parallel 4: ranks 0-3)\n"},
+       "shardwise: error: --ranks 1-: '1-' is not a rank or a range of ranks (expected ranks like 1,3 or "
+       "0-3,6)\n"},
+      {{"--ranks", "0,4"},
+       "shardwise: error: --ranks 0,4: rank 4 is out of range (model parallel 4: ranks 0-3)\n"},
       {{"--ranks", "2-1"}, "shardwise: error: --ranks 2-1: the range 2-1 is reversed (write 1-2)\n"},
   };
   for (const Case& c : cases) {
@@ -269,8 +291,9 @@ std::pair<ino_t, std::int64_t> inode_and_mtime(const fs::path& path) {
   return {st.st_ino, std::int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec};
 }
 
-TEST_CASE("cli: convert killed with SIGKILL after some files, then --resume: the fresh run's bytes, finished "
-          "files untouched") {
+TEST_CASE(
+    "cli: convert killed with SIGKILL after some files, then --resume: the fresh run's bytes, finished "
+    "files untouched") {
   TempDir dir;
   generate(dir / "in", {"--layers", "8", "--experts", "64"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "fresh", {}, "8", "64")).exit_code == 0);
@@ -324,11 +347,14 @@ TEST_CASE("cli: --resume refuses when the rules or the parameters changed, and s
   CHECK(mp.err == "shardwise: error: cannot resume: the parameter mp changed: 4 -> 2" + tail);
 
   // The bundled rules with one more comment line: the same rules, another text.
-  const std::string rules = read_file(fs::path(shardwise::test::source_dir()) / "rules" / "deepseek-v4-w4a16.yaml");
+  const std::string rules =
+      read_file(fs::path(shardwise::test::source_dir()) / "rules" / "deepseek-v4-w4a16.yaml");
   shardwise::test::write_file(dir / "edited.yaml", rules + "# edited\n");
-  const auto edited = run_command(convert_args(dir / "in", dir / "out", {"--resume", "--rules", (dir / "edited.yaml").string()}));
+  const auto edited = run_command(
+      convert_args(dir / "in", dir / "out", {"--resume", "--rules", (dir / "edited.yaml").string()}));
   CHECK(edited.exit_code == 5);
-  CHECK(edited.err.rfind("shardwise: error: cannot resume: the rules changed (manifest: deepseek-v4-w4a16 xxh3 ", 0) == 0);
+  CHECK(edited.err.rfind(
+            "shardwise: error: cannot resume: the rules changed (manifest: deepseek-v4-w4a16 xxh3 ", 0) == 0);
   CHECK(edited.err.find(", now: deepseek-v4-w4a16 xxh3 ") != std::string::npos);
   CHECK(edited.err.size() > tail.size());
   CHECK(edited.err.compare(edited.err.size() - tail.size(), tail.size(), tail) == 0);

@@ -64,8 +64,10 @@ TEST_CASE("rank lists: each mistake is a usage error quoting the list") {
       {"3-1", "--ranks 3-1: the range 3-1 is reversed (write 1-3)"},
       {"0,8", "--ranks 0,8: rank 8 is out of range (model parallel 8: ranks 0-7)"},
       {"6-9", "--ranks 6-9: rank 9 is out of range (model parallel 8: ranks 0-7)"},
-      {"99999999999999999999", "--ranks 99999999999999999999: '99999999999999999999' is not a rank or a range of "
-                               "ranks" + expected},
+      {"99999999999999999999",
+       "--ranks 99999999999999999999: '99999999999999999999' is not a rank or a range of "
+       "ranks" +
+           expected},
   };
   for (const Bad& b : bad) {
     CAPTURE(b.text);
@@ -96,16 +98,27 @@ TEST_CASE("launchers: the first complete pair of variables, in the order MPI, PM
     std::string source;
   };
   const std::vector<Case> cases = {
-      {{{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}}, 1, 2, "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE"},
+      {{{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}},
+       1,
+       2,
+       "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE"},
       {{{"PMI_RANK", "3"}, {"PMI_SIZE", "4"}}, 3, 4, "PMI_RANK/PMI_SIZE"},
       {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "16"}}, 0, 16, "SLURM_PROCID/SLURM_NTASKS"},
       {{{"RANK", "7"}, {"WORLD_SIZE", "8"}}, 7, 8, "RANK/WORLD_SIZE"},
       // mpirun inside a Slurm allocation: the batch step's Slurm variables describe the allocation.
-      {{{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "1"}},
-       1, 2, "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE"},
+      {{{"OMPI_COMM_WORLD_RANK", "1"},
+        {"OMPI_COMM_WORLD_SIZE", "2"},
+        {"SLURM_PROCID", "0"},
+        {"SLURM_NTASKS", "1"}},
+       1,
+       2,
+       "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE"},
       {{{"PMI_RANK", "1"}, {"PMI_SIZE", "2"}, {"RANK", "0"}, {"WORLD_SIZE", "4"}}, 1, 2, "PMI_RANK/PMI_SIZE"},
       // Half a pair is skipped.
-      {{{"OMPI_COMM_WORLD_RANK", "5"}, {"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}}, 2, 3, "SLURM_PROCID/SLURM_NTASKS"},
+      {{{"OMPI_COMM_WORLD_RANK", "5"}, {"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}},
+       2,
+       3,
+       "SLURM_PROCID/SLURM_NTASKS"},
       {{{"SLURM_NTASKS", "3"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}}, 0, 1, "RANK/WORLD_SIZE"},
   };
   for (const Case& c : cases) {
@@ -123,17 +136,20 @@ TEST_CASE("launchers: no complete pair, or values that do not fit, are usage err
     std::string message;
   };
   const std::string none =
-      "--distributed: no launcher variables found: set one of the pairs OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE, "
+      "--distributed: no launcher variables found: set one of the pairs "
+      "OMPI_COMM_WORLD_RANK/OMPI_COMM_WORLD_SIZE, "
       "PMI_RANK/PMI_SIZE, SLURM_PROCID/SLURM_NTASKS, RANK/WORLD_SIZE (mpirun, srun and torchrun set them)";
   const std::vector<Bad> bad = {
       {{}, none},
       {{{"RANK", "0"}, {"PMI_SIZE", "2"}}, none},
       {{{"OMPI_COMM_WORLD_RANK", "2"}, {"OMPI_COMM_WORLD_SIZE", "2"}},
        "--distributed: OMPI_COMM_WORLD_RANK=2 is not below OMPI_COMM_WORLD_SIZE=2"},
-      {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "0"}}, "--distributed: SLURM_PROCID=0 is not below SLURM_NTASKS=0"},
+      {{{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "0"}},
+       "--distributed: SLURM_PROCID=0 is not below SLURM_NTASKS=0"},
       {{{"RANK", "one"}, {"WORLD_SIZE", "2"}},
        "--distributed: RANK=one and WORLD_SIZE=2 are not both non-negative integers"},
-      {{{"PMI_RANK", "1"}, {"PMI_SIZE", ""}}, "--distributed: PMI_RANK=1 and PMI_SIZE= are not both non-negative integers"},
+      {{{"PMI_RANK", "1"}, {"PMI_SIZE", ""}},
+       "--distributed: PMI_RANK=1 and PMI_SIZE= are not both non-negative integers"},
       // The first complete pair decides, even when a later one would fit.
       {{{"PMI_RANK", "4"}, {"PMI_SIZE", "4"}, {"RANK", "0"}, {"WORLD_SIZE", "4"}},
        "--distributed: PMI_RANK=4 is not below PMI_SIZE=4"},
@@ -158,10 +174,10 @@ TEST_CASE("balancing by bytes: heaviest first to the least loaded process, ties 
   };
   const std::vector<Case> cases = {
       {{10, 10, 10, 10}, 2, {0, 1, 0, 1}},
-      {{100, 1, 1, 1, 1}, 2, {0, 1, 1, 1, 1}},        // by bytes, not by count
-      {{5, 9, 4, 7}, 2, {1, 0, 0, 1}},                // 9->0, 7->1, 5->1 (7<9), 4->0 (9<12)
+      {{100, 1, 1, 1, 1}, 2, {0, 1, 1, 1, 1}},  // by bytes, not by count
+      {{5, 9, 4, 7}, 2, {1, 0, 0, 1}},          // 9->0, 7->1, 5->1 (7<9), 4->0 (9<12)
       {{3, 3, 3}, 1, {0, 0, 0}},
-      {{8, 8}, 4, {0, 1}},                            // more processes than files: 2 and 3 get none
+      {{8, 8}, 4, {0, 1}},                                      // more processes than files: 2 and 3 get none
       {{1, 2, 3, 4, 5, 6, 7, 8}, 3, {1, 0, 0, 1, 2, 2, 1, 0}},  // 8,3,2 | 7,4,1 | 6,5
       {{}, 3, {}},
   };
@@ -184,7 +200,8 @@ std::set<std::string> names_in(const fs::path& dir) {
   return names;
 }
 
-TEST_CASE("rank subsets: each run writes only its files; the run that completes the set completes the manifest") {
+TEST_CASE(
+    "rank subsets: each run writes only its files; the run that completes the set completes the manifest") {
   FourRanks s;
   const auto whole = s.convert("whole");
   REQUIRE(whole.manifest_complete);
@@ -201,8 +218,9 @@ TEST_CASE("rank subsets: each run writes only its files; the run that completes 
                                                            "shardwise-manifest.json",
                                                            "shardwise-manifest.ranks-1,3.json"});
   CHECK(!convert::read_manifest((s.dir / "parts").string())->complete);
-  CHECK(convert::format_summary(one).find("\nranks 1,3: the manifest waits for ranks 0,2 (the run that finishes the "
-                                          "last of them completes it)") != std::string::npos);
+  CHECK(convert::format_summary(one).find(
+            "\nranks 1,3: the manifest waits for ranks 0,2 (the run that finishes the "
+            "last of them completes it)") != std::string::npos);
 
   convert::ConvertOptions second = s.options("parts");
   second.ranks = Ranks{0, 2};
@@ -259,10 +277,11 @@ TEST_CASE("distributed: process 0 gives up waiting for the others after --manife
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::io);
-    CHECK(std::string(e.what()) ==
-          "gave up after 1 s waiting for the other processes to write ranks " + convert::format_rank_list(others) +
-              " into " + fs::canonical(s.dir / "out").string() +
-              ": the last of them to finish completes the manifest; if one failed, rerun the job with --resume");
+    CHECK(std::string(e.what()) == "gave up after 1 s waiting for the other processes to write ranks " +
+                                       convert::format_rank_list(others) + " into " +
+                                       fs::canonical(s.dir / "out").string() +
+                                       ": the last of them to finish completes the manifest; if one failed, "
+                                       "rerun the job with --resume");
   }
   // Process 1 finishing later completes the manifest all the same.
   options.launch = convert::Launch{1, 2, "test"};
@@ -273,7 +292,8 @@ TEST_CASE("distributed: process 0 gives up waiting for the others after --manife
 TEST_CASE("partial runs leave other runs' temporaries alone; a whole run removes every stale one") {
   FourRanks s;
   fs::create_directories(s.dir / "out");
-  const std::vector<std::string> others = {".model2-mp4.safetensors.partial", ".shardwise-manifest.ranks-2.json.partial",
+  const std::vector<std::string> others = {".model2-mp4.safetensors.partial",
+                                           ".shardwise-manifest.ranks-2.json.partial",
                                            ".shardwise-manifest.json.ranks-2.partial"};
   for (const std::string& name : others) write_file(s.dir / "out" / name, "another process is writing this");
   write_file(s.dir / "out" / ".model0-mp4.safetensors.partial", "left by a killed run of ours");

@@ -25,7 +25,8 @@ struct FourRanks {
     };
     for (std::uint64_t r = 0; r < 4; ++r) {
       const std::uint64_t n = (r + 1) * 3000;
-      tensors.push_back({"owned." + std::to_string(r), "U8", {n}, pattern_bytes(n, static_cast<std::uint32_t>(20 + r))});
+      tensors.push_back(
+          {"owned." + std::to_string(r), "U8", {n}, pattern_bytes(n, static_cast<std::uint32_t>(20 + r))});
     }
     plan.input_root = (dir / "in").string();
     plan.model_parallel = 4;
@@ -56,7 +57,9 @@ struct FourRanks {
   }
 
   // A whole run into `out`.
-  convert::ConvertSummary convert(const std::string& out) const { return convert::convert_plan(plan, options(out)); }
+  convert::ConvertSummary convert(const std::string& out) const {
+    return convert::convert_plan(plan, options(out));
+  }
 };
 
 }  // namespace shardwise::test

@@ -126,9 +126,11 @@ TEST_CASE("resume refuses a changed plan and says each change") {
   };
   const std::vector<Change> changes = {
       {"rules", [](FourRanks&, convert::ConvertOptions& o) { o.rules.xxh3 = 43; },
-       "the rules changed (manifest: test-rules xxh3 000000000000002a, now: test-rules xxh3 000000000000002b)"},
+       "the rules changed (manifest: test-rules xxh3 000000000000002a, now: test-rules xxh3 "
+       "000000000000002b)"},
       {"rules name", [](FourRanks&, convert::ConvertOptions& o) { o.rules.name = "other-rules"; },
-       "the rules changed (manifest: test-rules xxh3 000000000000002a, now: other-rules xxh3 000000000000002a)"},
+       "the rules changed (manifest: test-rules xxh3 000000000000002a, now: other-rules xxh3 "
+       "000000000000002a)"},
       {"parameter", [](FourRanks& s, convert::ConvertOptions&) { s.plan.params["n_experts"] = 16; },
        "the parameter n_experts changed: 8 -> 16"},
       {"parameters",
@@ -137,7 +139,8 @@ TEST_CASE("resume refuses a changed plan and says each change") {
          s.plan.params["group_size"] = 64;
          s.plan.params["mp"] = 8;
        },
-       "the parameter mp changed: 4 -> 8; the parameter n_experts is no longer set (manifest: 8); the parameter "
+       "the parameter mp changed: 4 -> 8; the parameter n_experts is no longer set (manifest: 8); the "
+       "parameter "
        "group_size is new: 64"},
       {"input",
        [](FourRanks& s, convert::ConvertOptions&) {
@@ -159,8 +162,8 @@ TEST_CASE("resume refuses a changed plan and says each change") {
     std::string message = change.message;
     if (message.empty()) {
       message = "the input changed (headers xxh3: manifest " +
-                convert::xxh3_hex(convert::read_manifest((s.dir / "out").string())->input_headers_xxh3) + ", now " +
-                convert::xxh3_hex(convert::input_headers_xxh3(s.plan)) + ")";
+                convert::xxh3_hex(convert::read_manifest((s.dir / "out").string())->input_headers_xxh3) +
+                ", now " + convert::xxh3_hex(convert::input_headers_xxh3(s.plan)) + ")";
     }
     try {
       convert::convert_plan(s.plan, options);
@@ -175,7 +178,8 @@ TEST_CASE("resume refuses a changed plan and says each change") {
   }
 }
 
-TEST_CASE("resume into an empty folder converts everything; without --resume finished files are written again") {
+TEST_CASE(
+    "resume into an empty folder converts everything; without --resume finished files are written again") {
   FourRanks s;
   const auto first = resume(s, "out");
   CHECK(first.kept == 0);

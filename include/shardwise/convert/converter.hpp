@@ -47,15 +47,15 @@ struct ConvertSummary {
   std::vector<std::uint64_t> ranks;  // the ranks this run was to write
   bool whole = true;                 // a whole run (every rank)
   std::size_t kept = 0;              // output files kept from an earlier run (Resume::keep_finished)
-  std::size_t files = 0;       // output files written, side files excluded
+  std::size_t files = 0;             // output files written, side files excluded
   std::size_t tensors = 0;
   std::size_t side_files = 0;
-  std::uint64_t bytes = 0;     // every byte written: output files (headers included) and side files
+  std::uint64_t bytes = 0;  // every byte written: output files (headers included) and side files
   double seconds = 0;
   unsigned threads = 0;
-  bool manifest_complete = false;           // the complete manifest is in the folder
+  bool manifest_complete = false;          // the complete manifest is in the folder
   std::vector<std::uint64_t> waiting_for;  // otherwise: ranks whose files no run has reported yet
-  Manifest manifest;           // as written, when complete; else this run's finished entries
+  Manifest manifest;                       // as written, when complete; else this run's finished entries
 };
 
 // Writes the output files of `plan` (all, or a partial run's) and its side files into
