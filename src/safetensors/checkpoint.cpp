@@ -2,11 +2,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
+#include <thread>
+#include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -102,13 +106,38 @@ std::map<std::string, std::string> read_index(const fs::path& path) {
 }
 
 // Opens each named file of `folder`; malformed files are collected in `diag`, not thrown, so one
-// run reports every broken file. Returns the files that opened.
+// run reports every broken file. Returns the files that opened. The files are parsed on two
+// threads (parsing headers is most of the time of planning); outcomes are then taken in name
+// order, so messages and the first non-input error are the same as a serial run's.
 std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
                              Diagnostics& diag) {
+  std::vector<std::optional<File>> opened(names.size());
+  std::vector<std::exception_ptr> failed(names.size());
+  const auto open_every = [&](std::size_t first) {
+    for (std::size_t i = first; i < names.size(); i += 2) {
+      try {
+        opened[i].emplace(File::open((folder / names[i]).string()));
+      } catch (...) {
+        failed[i] = std::current_exception();
+      }
+    }
+  };
+  if (names.size() > 1) {
+    std::thread other(open_every, std::size_t{1});
+    open_every(0);
+    other.join();
+  } else {
+    open_every(0);
+  }
   std::vector<File> files;
-  for (const auto& name : names) {
+  files.reserve(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (opened[i]) {
+      files.push_back(std::move(*opened[i]));
+      continue;
+    }
     try {
-      files.push_back(File::open((folder / name).string()));
+      std::rethrow_exception(failed[i]);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::input) throw;
       diag.add(e.what());
@@ -121,7 +150,8 @@ std::string base_name(const File& file) { return fs::path(file.path()).filename(
 
 // A tensor in two files is an error naming both.
 void check_unique(const std::vector<File>& files, Diagnostics& diag) {
-  std::map<std::string_view, const File*> owner;
+  std::unordered_map<std::string_view, const File*> owner;
+  for (const auto& file : files) owner.reserve(owner.size() + file.header().tensors.size());
   for (const auto& file : files) {
     for (const auto& t : file.header().tensors) {
       auto [it, fresh] = owner.emplace(t.name, &file);
@@ -158,24 +188,26 @@ std::vector<File> open_indexed(const fs::path& folder, const fs::path& index_pat
   }
   std::vector<File> files = open_files(folder, named, diag);
 
-  std::map<std::string_view, std::string> found;  // tensor -> the file that holds it
-  for (const auto& file : files) {
-    for (const auto& t : file.header().tensors) {
-      found.emplace(t.name, base_name(file));
+  std::vector<std::string> file_names;  // base names of `files`, computed once
+  for (const auto& file : files) file_names.push_back(base_name(file));
+  std::unordered_map<std::string_view, const std::string*> found;  // tensor -> the file that holds it
+  found.reserve(weight_map.size());
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    for (const auto& t : files[f].header().tensors) {
+      found.emplace(t.name, &file_names[f]);
       if (weight_map.count(t.name) == 0) {
         diag.add(fmt::format("tensor {} in {} is not in the index", quote_name(t.name),
-                             quote_name(base_name(file))));
+                             quote_name(file_names[f])));
       }
     }
   }
-  std::set<std::string> opened;
-  for (const auto& file : files) opened.insert(base_name(file));
+  const std::set<std::string> opened(file_names.begin(), file_names.end());
   for (const auto& [tensor, file] : weight_map) {
     if (opened.count(file) == 0) continue;  // already reported: missing or malformed
     auto it = found.find(tensor);
-    if (it == found.end() || it->second != file) {
+    if (it == found.end() || *it->second != file) {
       const std::string elsewhere =
-          it == found.end() ? "" : fmt::format(" (it is in {})", quote_name(it->second));
+          it == found.end() ? "" : fmt::format(" (it is in {})", quote_name(*it->second));
       diag.add(fmt::format("the index maps tensor {} to {}, which does not hold it{}", quote_name(tensor),
                            quote_name(file), elsewhere));
     }

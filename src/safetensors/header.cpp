@@ -64,13 +64,14 @@ void check_text(std::string_view text, const std::string& file) {
 
 // Gives one entry its meaning: a known dtype, an element count and byte size that fit in 64 bits,
 // and data_offsets that hold exactly those bytes.
+// The message prefix is built only on failure: this runs once per tensor of every file.
 TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
-  const std::string tensor = "tensor " + quote_name(raw.name);
+  const auto tensor = [&raw] { return "tensor " + quote_name(raw.name); };
   auto dtype = parse_dtype(raw.dtype);
-  if (!dtype) refuse(file, fmt::format("{}: unknown dtype {}", tensor, quote_name(raw.dtype)));
+  if (!dtype) refuse(file, fmt::format("{}: unknown dtype {}", tensor(), quote_name(raw.dtype)));
   if (!element_count(raw.shape)) {
     refuse(file,
-           fmt::format("{}: element count of shape {} overflows 64 bits", tensor, shape_text(raw.shape)));
+           fmt::format("{}: element count of shape {} overflows 64 bits", tensor(), shape_text(raw.shape)));
   }
   auto bytes = byte_size(*dtype, raw.shape);
   if (!bytes) {
@@ -78,20 +79,20 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
     const std::uint64_t count = *element_count(raw.shape);
     if (bits % 8 != 0 && (count % 8) * bits % 8 != 0) {
       refuse(file, fmt::format("{}: {} {} has {} elements of {} bits, which do not end on a byte boundary",
-                               tensor, raw.dtype, shape_text(raw.shape), count, bits));
+                               tensor(), raw.dtype, shape_text(raw.shape), count, bits));
     }
     refuse(file,
-           fmt::format("{}: byte size of {} {} overflows 64 bits", tensor, raw.dtype, shape_text(raw.shape)));
+           fmt::format("{}: byte size of {} {} overflows 64 bits", tensor(), raw.dtype, shape_text(raw.shape)));
   }
   if (raw.data_offsets.size() != 2) {
     refuse(file,
-           fmt::format("{}: data_offsets must hold 2 integers, not {}", tensor, raw.data_offsets.size()));
+           fmt::format("{}: data_offsets must hold 2 integers, not {}", tensor(), raw.data_offsets.size()));
   }
   const std::uint64_t begin = raw.data_offsets[0], end = raw.data_offsets[1];
   if (begin > end)
-    refuse(file, fmt::format("{}: data_offsets [{}, {}] end before they begin", tensor, begin, end));
+    refuse(file, fmt::format("{}: data_offsets [{}, {}] end before they begin", tensor(), begin, end));
   if (end - begin != *bytes) {
-    refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor, begin, end,
+    refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor(), begin, end,
                              end - begin, raw.dtype, shape_text(raw.shape), *bytes));
   }
   return TensorInfo{std::move(raw.name), *dtype, std::move(raw.shape), begin, end};
