@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "convert/io.hpp"
+#include "core/io.hpp"
 
 namespace shardwise::convert {
 

@@ -16,7 +16,7 @@
 #include "convert/atomic_file.hpp"
 #include "convert/copy_engine.hpp"
 #include "convert/evidence.hpp"
-#include "convert/io.hpp"
+#include "core/io.hpp"
 #include "convert/output_folder.hpp"
 #include "convert/resume.hpp"
 #include "convert/run_manifest.hpp"

@@ -11,7 +11,7 @@
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
 
-#include "convert/io.hpp"
+#include "core/io.hpp"
 
 namespace shardwise::convert {
 

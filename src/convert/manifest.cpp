@@ -15,7 +15,7 @@
 #include <shardwise/safetensors/writer.hpp>
 
 #include "convert/atomic_file.hpp"
-#include "convert/io.hpp"
+#include "core/io.hpp"
 
 namespace shardwise::convert {
 

@@ -10,7 +10,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/numeric.hpp>
 
-#include "convert/io.hpp"
+#include "core/io.hpp"
 
 namespace shardwise::convert {
 

@@ -195,7 +195,7 @@ std::vector<Task> tasks_of(const Work& work) {
 struct Reader {
   const plan::Plan& plan;
   const std::string& out;
-  std::vector<ReadOnlyFd> inputs;  // one per input file, shared by threads (pread only)
+  std::vector<io::ReadOnlyFile> inputs;  // one per input file, shared by threads (pread only)
   ThreadBuffers buffers;
   convert::Progress& progress;
   Findings& findings;
@@ -223,7 +223,7 @@ struct Reader {
   void expect(Work& work, std::size_t index, unsigned worker) {
     const plan::PlannedTensor& t = *work.expected[index];
     const plan::Source& source = plan.sources.at(t.source);
-    const ReadOnlyFd& input = inputs.at(source.file);
+    const io::ReadOnlyFile& input = inputs.at(source.file);
     const convert::TensorStream stream(source, t);
     work.expected_digests[index] =
         convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker));
@@ -313,7 +313,7 @@ VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, cons
 
   VerifyReport report;
   report.threads = thread_count(options.threads);
-  std::vector<ReadOnlyFd> inputs;
+  std::vector<io::ReadOnlyFile> inputs;
   inputs.reserve(plan.input_files.size());
   for (const std::string& path : plan.input_files) inputs.emplace_back(path);
   const std::vector<Task> tasks = tasks_of(work);

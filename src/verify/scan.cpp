@@ -1,38 +1,13 @@
 #include "verify/scan.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <numeric>
 #include <utility>
-
-#include <fmt/format.h>
 
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
 
 namespace shardwise::verify {
-
-ReadOnlyFd::ReadOnlyFd(const std::string& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) throw_os_error("cannot open", path, errno);
-}
-
-ReadOnlyFd::ReadOnlyFd(ReadOnlyFd&& other) noexcept
-    : path_(std::move(other.path_)), fd_(std::exchange(other.fd_, -1)) {}
-
-ReadOnlyFd::~ReadOnlyFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
-std::uint64_t ReadOnlyFd::size() const {
-  struct stat st {};
-  if (::fstat(fd_, &st) != 0) throw_os_error("cannot stat", path_, errno);
-  return static_cast<std::uint64_t>(st.st_size);
-}
 
 namespace {
 
@@ -63,16 +38,6 @@ struct TensorCursor {
   }
 };
 
-void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out) {
-  std::size_t done = 0;
-  while (done < out.size()) {
-    const ssize_t n = ::pread(fd, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_os_error("cannot read", path, errno);
-    if (n == 0) throw Error(ErrorKind::io, fmt::format("{}: file ended at byte {} (did it shrink?)", path, offset + done));
-    done += static_cast<std::size_t>(n);
-  }
-}
 
 }  // namespace
 
@@ -88,7 +53,7 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
   convert::Hasher whole;
   for (std::uint64_t at = 0; at < file.size();) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), file.size() - at));
-    pread_exact(file.fd(), file.path(), at, buffer.first(n));
+    io::pread_exact(file.fd(), file.path(), at, buffer.first(n));
     whole.update(buffer.first(n));
     cursor.feed(at, buffer.first(n), digests.tensors);
     progress.add(n);
@@ -99,7 +64,7 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
 }
 
 std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, convert::Progress& progress) {
-  const ReadOnlyFd file(path);
+  const io::ReadOnlyFile file(path);
   const std::uint64_t size = file.size();
   const std::uint64_t digest = convert::hash_file_range(file.fd(), path, 0, size, buffer);
   progress.add(size);

@@ -11,25 +11,9 @@
 #include <shardwise/convert/progress.hpp>
 #include <shardwise/safetensors/file.hpp>
 
+#include "core/io.hpp"
+
 namespace shardwise::verify {
-
-// An open read-only descriptor, closed on destruction. Throws Error(io) naming the path.
-class ReadOnlyFd {
- public:
-  explicit ReadOnlyFd(const std::string& path);
-  ReadOnlyFd(ReadOnlyFd&& other) noexcept;
-  ReadOnlyFd& operator=(ReadOnlyFd&&) = delete;
-  ReadOnlyFd(const ReadOnlyFd&) = delete;
-  ReadOnlyFd& operator=(const ReadOnlyFd&) = delete;
-  ~ReadOnlyFd();
-  int fd() const noexcept { return fd_; }
-  const std::string& path() const noexcept { return path_; }
-  std::uint64_t size() const;
-
- private:
-  std::string path_;
-  int fd_ = -1;
-};
 
 // XXH3-64 of a whole output file and of each of its tensors.
 struct FileDigests {

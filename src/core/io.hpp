@@ -1,13 +1,14 @@
 #pragma once
 // Whole-range positional I/O on file descriptors: retries short transfers and EINTR, and turns OS
-// errors into Error(io) naming the path. Internal to the convert module.
+// errors into Error(io) naming the path. Every step that moves tensor data uses these rather than
+// mmap: mapped pages count in the process's RSS, which must stay bounded.
 
 #include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 
-namespace shardwise::convert::io {
+namespace shardwise::io {
 
 // Reads exactly `out.size()` bytes at `offset`; a file that ends early is an Error(io).
 void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out);
@@ -32,4 +33,4 @@ class ReadOnlyFile {
   int fd_ = -1;
 };
 
-}  // namespace shardwise::convert::io
+}  // namespace shardwise::io

@@ -1,4 +1,4 @@
-#include "convert/io.hpp"
+#include "core/io.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,7 +10,7 @@
 
 #include <shardwise/core/error.hpp>
 
-namespace shardwise::convert::io {
+namespace shardwise::io {
 
 void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out) {
   std::size_t done = 0;
@@ -21,8 +21,8 @@ void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::spa
       throw_os_error("cannot read", path, errno);
     }
     if (n == 0) {
-      throw Error(ErrorKind::io, fmt::format("cannot read {}: the file ends before byte {} (it changed while "
-                                             "converting?)", path, offset + out.size()));
+      throw Error(ErrorKind::io, fmt::format("cannot read {}: the file ends before byte {} (did it change while "
+                                             "being read?)", path, offset + out.size()));
     }
     done += static_cast<std::size_t>(n);
   }
@@ -59,4 +59,4 @@ std::uint64_t ReadOnlyFile::size() const {
   return static_cast<std::uint64_t>(st.st_size);
 }
 
-}  // namespace shardwise::convert::io
+}  // namespace shardwise::io
