@@ -2,9 +2,9 @@
 // are right is tested against independent expectations in tests/convert; here: the same output
 // whatever the threads, --dry-run, refusals with their exit codes, interruption and rerun.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -33,10 +33,18 @@ void generate(const fs::path& out, std::vector<std::string> extra) {
   REQUIRE(r.exit_code == 0);
 }
 
-shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out, std::vector<std::string> extra,
-                                       const std::string& experts = "8") {
-  std::vector<std::string> args = {shardwise::test::shardwise_binary(), "convert", "--hf-ckpt-path", in.string(),
-                                   "--save-path", out.string(), "--n-experts", experts, "--model-parallel", "4"};
+shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out,
+                                       std::vector<std::string> extra, const std::string& experts = "8") {
+  std::vector<std::string> args = {shardwise::test::shardwise_binary(),
+                                   "convert",
+                                   "--hf-ckpt-path",
+                                   in.string(),
+                                   "--save-path",
+                                   out.string(),
+                                   "--n-experts",
+                                   experts,
+                                   "--model-parallel",
+                                   "4"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_command(args);
 }
@@ -93,9 +101,10 @@ TEST_CASE("convert refuses unsafe output folders with exit code 5, and --force o
                        " is the input folder: choose another one\n"},
       {dir / "in" / "shards", "shardwise: error: the output folder " + (dir / "in" / "shards").string() +
                                   " is inside the input folder " + in + ": choose one outside it\n"},
-      {dir / "foreign", "shardwise: error: the output folder " + fs::canonical(dir / "foreign").string() +
-                            " holds 1 file that shardwise did not write and would overwrite: model2-mp4.safetensors "
-                            "(no shardwise manifest there lists it); pass --force to overwrite\n"},
+      {dir / "foreign",
+       "shardwise: error: the output folder " + fs::canonical(dir / "foreign").string() +
+           " holds 1 file that shardwise did not write and would overwrite: model2-mp4.safetensors "
+           "(no shardwise manifest there lists it); pass --force to overwrite\n"},
   };
   for (const Refusal& r : refusals) {
     const auto result = convert(dir / "in", r.out, {"-q"});
@@ -105,24 +114,6 @@ TEST_CASE("convert refuses unsafe output folders with exit code 5, and --force o
   CHECK(read_file(dir / "foreign" / "model2-mp4.safetensors") == "someone else's");
   CHECK(convert(dir / "in", dir / "foreign", {"-q", "--force"}).exit_code == 0);
   CHECK(read_file(dir / "foreign" / "model2-mp4.safetensors").size() > 1000);
-}
-
-// Starts the real binary without waiting for it.
-pid_t spawn(const std::vector<std::string>& argv) {
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
 }
 
 bool has_temporary(const fs::path& dir) {
@@ -135,8 +126,9 @@ bool has_temporary(const fs::path& dir) {
 
 // Runs convert on `in` into `out` and sends `signal` once a temporary appears; returns the wait status.
 int interrupt_convert(const fs::path& in, const fs::path& out, int signal) {
-  const pid_t pid = spawn({shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o", out.string(),
-                           "--n-experts", "64", "-m", "4", "--threads", "1"});
+  const pid_t pid =
+      shardwise::test::spawn_command({shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o",
+                                      out.string(), "--n-experts", "64", "-m", "4", "--threads", "1"});
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   int status = 0;
   while (!has_temporary(out) && std::chrono::steady_clock::now() < deadline) {
@@ -149,7 +141,8 @@ int interrupt_convert(const fs::path& in, const fs::path& out, int signal) {
   return status;
 }
 
-TEST_CASE("convert interrupted by SIGTERM or SIGKILL leaves only complete files, and a rerun finishes the job") {
+TEST_CASE(
+    "convert interrupted by SIGTERM or SIGKILL leaves only complete files, and a rerun finishes the job") {
   TempDir dir;
   generate(dir / "in", {"--layers", "6", "--experts", "64"});
   const auto full = convert(dir / "in", dir / "reference", {"-q"}, "64");

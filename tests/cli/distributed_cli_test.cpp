@@ -256,24 +256,6 @@ TEST_CASE("cli: mpirun -n 2 convert --distributed writes what a single process w
   CHECK(verify_manifest_only(dir / "mpi") == 0);
 }
 
-// Starts the real binary without waiting for it.
-pid_t spawn(const Args& argv) {
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    ::execv(args[0], args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
 // The files the manifest in `out` records as finished (with checksums), if it can be read.
 std::set<std::string> finished_in_manifest(const fs::path& out) {
   std::set<std::string> files;
@@ -298,7 +280,8 @@ TEST_CASE(
   generate(dir / "in", {"--layers", "8", "--experts", "64"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "fresh", {}, "8", "64")).exit_code == 0);
   const fs::path out = dir / "out";
-  const pid_t pid = spawn(convert_args(dir / "in", out, {"--threads", "1"}, "8", "64"));
+  const pid_t pid =
+      shardwise::test::spawn_command(convert_args(dir / "in", out, {"--threads", "1"}, "8", "64"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   int status = 0;
   bool exited = false;

@@ -94,6 +94,23 @@ CommandResult run_command(const std::vector<std::string>& argv) {
   return r;
 }
 
+int spawn_command(const std::vector<std::string>& argv) {
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 std::string shardwise_binary() { return SHARDWISE_BINARY; }
 std::string tools_dir() { return SHARDWISE_TOOLS_DIR; }
 std::string source_dir() { return SHARDWISE_SOURCE_DIR; }
