@@ -33,15 +33,10 @@ std::string rule_label(const rules::RuleRef& rule) {
   return fmt::format("{} ({})", rule.label, rule.where.str());
 }
 
-const std::string& RuleLabels::operator()(const rules::RuleRef& rule) {
-  std::vector<Entry>& entries = cache_[rule.label];
-  for (const Entry& e : entries) {
-    if (e.where.line == rule.where.line && e.where.column == rule.where.column && e.where.file == rule.where.file) {
-      return *e.text;
-    }
-  }
-  entries.push_back(Entry{rule.where, std::make_unique<const std::string>(rule_label(rule))});
-  return *entries.back().text;
+std::size_t RuleLabels::operator()(const rules::RuleRef& rule) {
+  const auto [it, fresh] = index_.try_emplace(&rule, labels_.size());
+  if (fresh) labels_.push_back(rule_label(rule));
+  return it->second;
 }
 
 Slice make_slice(int dim, std::uint64_t begin, std::uint64_t end, std::uint64_t size) {
@@ -67,10 +62,10 @@ std::string Placer::describe(std::size_t source) const {
   return fmt::format("{} ({})", src.name, std::string_view(path).substr(path.rfind('/') + 1));
 }
 
-Owner Placer::owner(const rules::Ownership& ownership, const std::string& rule_label) {
+Owner Placer::owner(const rules::Ownership& ownership, std::size_t rule) {
   auto param = count_params_.find(ownership.count_param);
   if (param == count_params_.end()) param = count_params_.insert(ownership.count_param).first;
-  return Owner{ownership.index, ownership.count, &*param, &rule_label};
+  return Owner{ownership.index, ownership.count, &*param, rule};
 }
 
 std::optional<std::uint64_t> Placer::owner_rank(const Owner& owner, std::size_t source) {
@@ -86,7 +81,7 @@ std::optional<std::uint64_t> Placer::owner_rank(const Owner& owner, std::size_t 
     if (reported_not_multiple_.insert(owner.count_param).second) {
       problems_.add(fmt::format("{}={} is not a multiple of mp={}: owned tensors such as {} cannot be spread "
                                 "evenly over the ranks ({})",
-                                *owner.count_param, owner.count, mp_, plan_.sources[source].name, *owner.rule));
+                                *owner.count_param, owner.count, mp_, plan_.sources[source].name, label(owner.rule)));
     }
     return std::nullopt;
   }
@@ -97,10 +92,10 @@ void Placer::report_owner_problems() {
   for (const auto& [param, p] : out_of_range_) {
     const std::string& first = plan_.sources[p.first].name;
     if (p.tensors == 1) {
-      problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", first, p.largest, param, p.count, *p.rule));
+      problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", first, p.largest, param, p.count, label(p.rule)));
     } else {
       problems_.add(fmt::format("{} and {} more owned tensors: indices up to {} are out of range for {}={} ({})", first,
-                                p.tensors - 1, p.largest, param, p.count, *p.rule));
+                                p.tensors - 1, p.largest, param, p.count, label(p.rule)));
     }
   }
 }
@@ -115,7 +110,7 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice, cast,
-                                      *target.rule});
+                                      target.rule});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast) {

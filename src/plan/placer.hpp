@@ -24,7 +24,7 @@ struct Owner {
   std::uint64_t index = 0;
   std::uint64_t count = 0;
   const std::string* count_param = nullptr;  // interned by the Placer
-  const std::string* rule = nullptr;         // interned by RuleLabels
+  std::size_t rule = 0;                      // index into Plan::rule_labels
 };
 
 // What the rules said about one placed source tensor, kept until it can be placed (packed members
@@ -32,7 +32,7 @@ struct Owner {
 struct Target {
   std::size_t source = 0;             // index into Plan::sources
   std::string output;                 // output name
-  const std::string* rule = nullptr;  // rule label with its location (owned by RuleLabels)
+  std::size_t rule = 0;               // index into Plan::rule_labels
   rules::Split split = rules::Split::replicate;
   std::optional<Owner> owner;
 };
@@ -40,18 +40,16 @@ struct Target {
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.
 std::string rule_label(const rules::RuleRef& rule);
 
-// The same labels, formatted once per rule: a checkpoint has 100,000s of tensors but few rules.
-// The strings returned live as long as this object.
+// The same labels, formatted once per rule into Plan::rule_labels: a checkpoint has 100,000s of
+// tensors but few rules, and decisions point at the Rules' own RuleRefs.
 class RuleLabels {
  public:
-  const std::string& operator()(const rules::RuleRef& rule);
+  explicit RuleLabels(std::vector<std::string>& labels) : labels_(labels) {}
+  std::size_t operator()(const rules::RuleRef& rule);  // index into `labels`
 
  private:
-  struct Entry {
-    rules::SourceLocation where;
-    std::unique_ptr<const std::string> text;
-  };
-  std::unordered_map<std::string, std::vector<Entry>> cache_;  // by RuleRef::label
+  std::vector<std::string>& labels_;
+  std::unordered_map<const rules::RuleRef*, std::size_t> index_;
 };
 
 // A slice that covers all of `size` is the whole tensor: the converter copies it contiguously.
@@ -70,7 +68,7 @@ class Placer {
   // "blk.0.x.w (part-00002.safetensors)": a source as messages name it.
   std::string describe(std::size_t source) const;
 
-  Owner owner(const rules::Ownership& ownership, const std::string& rule_label);
+  Owner owner(const rules::Ownership& ownership, std::size_t rule);
   // The rank that owns a tensor, or nullopt when there is none (index out of range, count not a
   // multiple of mp): such problems are counted and reported by report_owner_problems().
   std::optional<std::uint64_t> owner_rank(const Owner& owner, std::size_t source);
@@ -95,8 +93,9 @@ class Placer {
     std::uint64_t tensors = 0;
     std::uint64_t largest = 0;
     std::size_t first = 0;
-    const std::string* rule = nullptr;
+    std::size_t rule = 0;
   };
+  const std::string& label(std::size_t rule) const { return plan_.rule_labels[rule]; }
 
   Plan& plan_;
   Diagnostics& problems_;

@@ -39,7 +39,8 @@ void append_string(std::string& out, std::string_view s) {
 using detail::append_shape;
 using detail::append_uint;
 
-void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, std::string_view source_file) {
+void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, std::string_view source_file,
+                   std::string_view rule) {
   out += "      {\"name\": ";
   append_string(out, t.name);
   out += ", \"dtype\": \"";
@@ -77,7 +78,7 @@ void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, 
     out += "\"}";
   }
   out += ", \"rule\": ";
-  append_string(out, t.rule);
+  append_string(out, rule);
   out += '}';
 }
 
@@ -174,7 +175,7 @@ std::string format_plan_json(const Plan& plan, const std::optional<std::string>&
       if (!rows.matches(src.name, t.name)) continue;
       out += first ? "\n" : ",\n";
       first = false;
-      append_tensor(out, t, src, files[src.file]);
+      append_tensor(out, t, src, files[src.file], plan.rule_labels[t.rule]);
     }
     out += first ? "]}" : "\n    ]}";
   }

@@ -89,7 +89,7 @@ void append_row(std::string& out, const Plan& plan, const Source& src, std::span
   out += "  ";
   append_uint(out, first.bytes);
   out += placements.size() > 1 ? " B each  " : " B  ";
-  out += first.rule;
+  out += plan.rule_labels[first.rule];
   out += '\n';
 }
 

@@ -101,15 +101,16 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
   detail::PackedGroups groups;
-  detail::RuleLabels labels;
+  detail::RuleLabels labels(plan.rule_labels);
 
   plan.sources.reserve(checkpoint.tensors().size());
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
-    rules::Decision decision = rules.decide(info.name, params);
+    rules::Decision decision = rules.decide(info.name, params, rules::Rules::Trail::omit);
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(
-          Skipped{info.name, checkpoint.file_name(ref.file), labels(decision.rule), std::move(decision.reason)});
+          Skipped{info.name, checkpoint.file_name(ref.file), plan.rule_labels[labels(*decision.rule)],
+                  std::move(decision.reason)});
       continue;
     }
     if (decision.kind == rules::Decision::Kind::unmatched) {
@@ -119,9 +120,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
     const st::File& file = checkpoint.files()[ref.file];
     plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
-    Target target{plan.sources.size() - 1, std::move(decision.output), &labels(decision.rule), decision.split,
+    Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
                   std::nullopt};
-    if (decision.owner) target.owner = placer.owner(*decision.owner, labels(decision.owner->rule));
+    if (decision.owner) target.owner = placer.owner(*decision.owner, labels(*decision.owner->rule));
     if (decision.layout != nullptr) {
       groups.add(decision, std::move(target), placer);
     } else {

@@ -15,12 +15,21 @@ namespace {
 
 std::string at(const RuleRef& rule) { return rule.where.str(); }
 
-// Steps 1 and 2: the normalized name.
-std::string normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>& trail) {
+// The rule "unknown_keys[KEY]", made once per key.
+const RuleRef& unknown_key_rule(const CompiledRules& rules, const std::string& key) {
+  auto& made = *rules.unknown_key_rules;
+  const std::lock_guard lock(made.mutex);
+  auto& rule = made.by_key[key];
+  if (!rule) rule = std::make_unique<const RuleRef>(RuleRef{fmt::format("unknown_keys[{}]", key), rules.unknown_keys_where});
+  return *rule;
+}
+
+// Steps 1 and 2: the normalized name. The steps applied are appended to `trail` unless it is null.
+std::string normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>* trail) {
   for (const auto& strip : rules.strip_prefixes) {
     if (name.starts_with(strip.prefix)) {
       name.remove_prefix(strip.prefix.size());
-      trail.push_back(strip.trail);
+      if (trail != nullptr) trail->push_back(strip.trail);
       break;
     }
   }
@@ -33,7 +42,7 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
     const auto chain = rules.rename_chains.find(component);
     if (chain != rules.rename_chains.end()) {
       for (const std::size_t index : chain->second.applied) {
-        trail.push_back(rules.renames[index].trail);
+        if (trail != nullptr) trail->push_back(rules.renames[index].trail);
       }
       normalized += chain->second.result;
     } else {
@@ -72,10 +81,11 @@ std::string rename_components(std::string_view name, std::string_view from, std:
   return out;
 }
 
-Decision unmatched(Decision decision, std::string reason) {
+// The decision of a name no rule places; the step is recorded when `trail` is.
+Decision unmatched(Decision decision, std::string reason, bool trail) {
   decision.kind = Decision::Kind::unmatched;
   decision.reason = std::move(reason);
-  decision.trail.push_back("unmatched: " + decision.reason);
+  if (trail) decision.trail.push_back("unmatched: " + decision.reason);
   return decision;
 }
 
@@ -85,7 +95,8 @@ struct FoundKey {
   std::optional<std::pair<std::size_t, std::size_t>> span;
 };
 
-std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::string& why) {
+std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::vector<std::string>* trail,
+                                 std::string& why) {
   const auto index = rules.key_matcher.first_match(d.normalized);
   if (!index) {
     why = fmt::format("no key rule matches '{}'", d.normalized);
@@ -103,12 +114,13 @@ std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::s
       return std::nullopt;
     }
   }
-  d.trail.push_back("key '" + found.key + rule.trail_suffix);
+  if (trail != nullptr) trail->push_back("key '" + found.key + rule.trail_suffix);
   return found;
 }
 
 // Step 6: the table entry for the key, or the unknown_keys policy. False when unmatched.
-bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d, std::string& why) {
+bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d, std::vector<std::string>* trail,
+                 std::string& why) {
   const auto entry = rules.table.find(found.key);
   if (entry == rules.table.end()) {
     if (rules.unknown_keys == UnknownKeys::error) {
@@ -116,14 +128,16 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
                         detail::did_you_mean(found.key, rules.table_order));
       return false;
     }
-    d.rule = {fmt::format("unknown_keys[{}]", found.key), rules.unknown_keys_where};
+    d.rule = &unknown_key_rule(rules, found.key);
     d.split = Split::replicate;
     d.output = d.normalized;
-    d.trail.push_back(fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(d.rule)));
+    if (trail != nullptr) {
+      trail->push_back(fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(*d.rule)));
+    }
     return true;
   }
   const TableEntry& table = entry->second;
-  d.rule = table.rule;
+  d.rule = &table.rule;
   d.split = table.split;
   d.output = d.normalized;
   if (table.rename && *table.rename != found.key) {
@@ -133,18 +147,19 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
       d.output = rename_components(d.normalized, found.key, *table.rename);
     }
   }
-  d.trail.push_back(table.trail);
+  if (trail != nullptr) trail->push_back(table.trail);
   return true;
 }
 
 // Step 8: the owner of an indexed tensor. False when the captured index is not a number.
-bool apply_ownership(const CompiledRules& rules, const Params& params, Decision& d, std::string& why) {
+bool apply_ownership(const CompiledRules& rules, const Params& params, Decision& d, std::vector<std::string>* trail,
+                     std::string& why) {
   const auto index = rules.ownership_matcher.first_match(d.output);
   if (!index) return true;
   const OwnershipRule& rule = rules.ownership[*index];
   const auto span = capture(rules.ownership_matcher.pattern(*index), d.output, rule.index_group);
   const std::string text = span ? d.output.substr(span->first, span->second) : std::string();
-  Ownership owner{0, 0, rule.count_param, rule.rule};
+  Ownership owner{0, 0, rule.count_param, &rule.rule};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), owner.index);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
     why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule), text);
@@ -155,27 +170,33 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
     throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} was not given", rule.count_param, at(rule.rule)));
   }
   owner.count = count->second;
-  d.rule = rule.rule;
-  d.trail.push_back(rule.rule.label + ": index " + text + " of " + rule.count_param + "=" + std::to_string(owner.count) +
-                    rule.trail_suffix);
+  d.rule = &rule.rule;
+  if (trail != nullptr) {
+    trail->push_back(rule.rule.label + ": index " + text + " of " + rule.count_param + "=" +
+                     std::to_string(owner.count) + rule.trail_suffix);
+  }
   d.owner = std::move(owner);
   return true;
 }
 
 }  // namespace
 
-Decision Rules::decide(std::string_view name, const Params& params) const {
+Decision Rules::decide(std::string_view name, const Params& params, Trail record) const {
   const CompiledRules& rules = *impl_;
   Decision d;
-  d.trail.reserve(8);
+  std::vector<std::string>* trail = nullptr;
+  if (record == Trail::record) {
+    d.trail.reserve(8);
+    trail = &d.trail;
+  }
   d.source = std::string(name);
-  d.normalized = normalize(rules, name, d.trail);
+  d.normalized = normalize(rules, name, trail);
   if (const auto skip = rules.skip_matcher.first_match(d.normalized)) {
     const SkipRule& rule = rules.skips[*skip];
     d.kind = Decision::Kind::skip;
-    d.rule = rule.rule;
+    d.rule = &rule.rule;
     d.reason = rule.reason;
-    d.trail.push_back(rule.trail);
+    if (trail != nullptr) trail->push_back(rule.trail);
     return d;
   }
   const auto last_dot = d.normalized.rfind('.');
@@ -183,20 +204,20 @@ Decision Rules::decide(std::string_view name, const Params& params) const {
   if (const auto member = rules.members.find(suffix); member != rules.members.end() && last_dot != std::string::npos) {
     d.layout = &rules.layouts[member->second.first];
     d.member = &d.layout->members[member->second.second];
-    d.trail.push_back(rules.member_trails[member->second.first][member->second.second]);
+    if (trail != nullptr) trail->push_back(rules.member_trails[member->second.first][member->second.second]);
   }
   std::string why;
-  const auto key = find_key(rules, d, why);
-  if (!key) return unmatched(std::move(d), why);
+  const auto key = find_key(rules, d, trail, why);
+  if (!key) return unmatched(std::move(d), why, trail != nullptr);
   d.key = key->key;
-  if (!apply_table(rules, *key, d, why)) return unmatched(std::move(d), why);
+  if (!apply_table(rules, *key, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
   if (const auto index = rules.override_matcher.first_match(d.output)) {
     const OverrideRule& rule = rules.overrides[*index];
-    d.rule = rule.rule;
+    d.rule = &rule.rule;
     d.split = rule.split;
-    d.trail.push_back(rule.trail);
+    if (trail != nullptr) trail->push_back(rule.trail);
   }
-  if (!apply_ownership(rules, params, d, why)) return unmatched(std::move(d), why);
+  if (!apply_ownership(rules, params, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
   if (d.member != nullptr) {
     const auto dot = d.output.rfind('.');
     d.group = dot == std::string::npos ? d.output : d.output.substr(0, dot);

@@ -67,13 +67,13 @@ std::string explain_decision(const Decision& d, const Params& params) {
   for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
   switch (d.kind) {
     case Decision::Kind::skip:
-      text += fmt::format("  skipped by {} ({}): {}\n", d.rule.label, d.rule.where.str(), d.reason);
+      text += fmt::format("  skipped by {} ({}): {}\n", d.rule->label, d.rule->where.str(), d.reason);
       break;
     case Decision::Kind::unmatched:
       text += fmt::format("  UNMATCHED: {}\n", d.reason);
       break;
     case Decision::Kind::place:
-      text += fmt::format("  decided by: {} ({})\n", d.rule.label, d.rule.where.str());
+      text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
       text += fmt::format("  output: {}\n", d.output);
       if (d.member != nullptr) {
         text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,

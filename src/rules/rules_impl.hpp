@@ -3,6 +3,8 @@
 // (Rules::decide, which only reads it, from any number of threads).
 
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -80,6 +82,13 @@ struct CompiledRules {
   std::vector<std::string> side_files;
   UnknownKeys unknown_keys = UnknownKeys::error;
   SourceLocation unknown_keys_where;
+  // The rules "unknown_keys[KEY]" that decisions point to, made by decide() on first use of KEY
+  // (from any thread) and kept as long as the rules.
+  struct UnknownKeyRules {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::unique_ptr<const RuleRef>> by_key;
+  };
+  std::unique_ptr<UnknownKeyRules> unknown_key_rules = std::make_unique<UnknownKeyRules>();
 
   std::vector<StripRule> strip_prefixes;
   std::vector<RenameRule> renames;

@@ -120,8 +120,8 @@ TEST_CASE("plan places every kind of tensor with its slices, casts and bytes") {
     CHECK(t.cast == e.cast);
     CHECK(t.bytes == *st::byte_size(e.dtype, e.shape));
   }
-  CHECK(find(plan, 0, "blk.0.col.qweight").rule == "table[col] (plan-test.yaml:29:3)");
-  CHECK(find(plan, 1, "blk.0.items.3.col.weight").rule == "ownership[items] (plan-test.yaml:38:5)");
+  CHECK(plan.rule_labels.at(find(plan, 0, "blk.0.col.qweight").rule) == "table[col] (plan-test.yaml:29:3)");
+  CHECK(plan.rule_labels.at(find(plan, 1, "blk.0.items.3.col.weight").rule) == "ownership[items] (plan-test.yaml:38:5)");
 
   // Owned tensors exist on their rank only; every rank's tensors are sorted by name.
   CHECK(plan.outputs[0].tensors.size() == 12);

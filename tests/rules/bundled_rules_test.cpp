@@ -105,14 +105,39 @@ const Case kHfStyle[] = {
     {"model.mtp.0.embed_tokens.weight", S, "skip: mtp-embed", R, -1, ""},
 };
 
+// Planning decides without the trail: everything else must be what `explain` is told.
+void check_same_without_trail(const Rules& rules, const Decision& d, const shardwise::rules::Params& params) {
+  const Decision lean = rules.decide(d.source, params, Rules::Trail::omit);
+  CHECK_FALSE(d.trail.empty());
+  CHECK(lean.trail.empty());
+  CHECK(lean.kind == d.kind);
+  CHECK(lean.source == d.source);
+  CHECK(lean.normalized == d.normalized);
+  CHECK(lean.output == d.output);
+  CHECK(lean.reason == d.reason);
+  CHECK(lean.rule == d.rule);  // the same rule, not a copy
+  CHECK(lean.key == d.key);
+  CHECK(lean.split == d.split);
+  CHECK(lean.owner.has_value() == d.owner.has_value());
+  if (lean.owner && d.owner) {
+    CHECK(lean.owner->index == d.owner->index);
+    CHECK(lean.owner->count == d.owner->count);
+    CHECK(lean.owner->rule == d.owner->rule);
+  }
+  CHECK(lean.layout == d.layout);
+  CHECK(lean.member == d.member);
+  CHECK(lean.group == d.group);
+}
+
 void check(const Rules& rules, const Case& c) {
   const auto params = rules.resolve_params({{"mp", 8}, {"n_experts", 256}});
   INFO(c.name);
   const Decision d = rules.decide(c.name, params);
   INFO(d.reason);
+  check_same_without_trail(rules, d, params);
   REQUIRE(d.kind == c.kind);
   if (c.kind == S) {
-    CHECK(d.rule.label == c.output);
+    CHECK(d.rule->label == c.output);
     CHECK_FALSE(d.reason.empty());
     return;
   }
@@ -154,19 +179,25 @@ TEST_CASE("bundled rules: labels, locations and the file's other settings") {
   CHECK(rules.output_file(3, 8) == "model3-mp8.safetensors");
   CHECK(rules.side_files() == std::vector<std::string>{"tokenizer.json", "tokenizer_config.json"});
   const Decision q = rules.decide("model.layers.3.self_attn.q_a_proj.qweight", params);
-  CHECK(q.rule.label == "table[q_a_proj]");
-  CHECK(q.rule.where.file == "<bundled>/deepseek-v4-w4a16.yaml");
-  CHECK(q.rule.where.line > 0);
+  CHECK(q.rule->label == "table[q_a_proj]");
+  CHECK(q.rule->where.file == "<bundled>/deepseek-v4-w4a16.yaml");
+  CHECK(q.rule->where.line > 0);
   CHECK(q.key == "q_a_proj");
   CHECK(q.normalized == "layers.3.attn.q_a_proj.qweight");
   CHECK(q.group == "layers.3.attn.wq_a");
   CHECK(q.trail.size() == 5);  // strip, rename, packed member, key, table
-  CHECK(rules.decide("layers.1.ffn.shared_experts.w1.qweight", params).rule.label == "override[shared_experts]");
-  CHECK(rules.decide("layers.1.ffn.experts.1.w1.qweight", params).rule.label == "ownership[experts]");
-  CHECK(rules.decide("layers.1.ffn.gate.weight", params).rule.label == "unknown_keys[gate]");
+  CHECK(rules.decide("layers.1.ffn.shared_experts.w1.qweight", params).rule->label == "override[shared_experts]");
+  CHECK(rules.decide("layers.1.ffn.experts.1.w1.qweight", params).rule->label == "ownership[experts]");
+  const Decision gate = rules.decide("layers.1.ffn.gate.weight", params);
+  CHECK(gate.rule->label == "unknown_keys[gate]");
+  CHECK(gate.rule->where.line > 0);
+  CHECK(rules.decide("layers.2.ffn.gate.weight", params).rule == gate.rule);  // made once per key
+  CHECK(rules.decide("layers.2.ffn.other.weight", params).rule->label == "unknown_keys[other]");
   const Decision lone = rules.decide("lonely", params);
   CHECK(lone.kind == Decision::Kind::unmatched);
   CHECK(lone.reason == "no key rule matches 'lonely'");
+  CHECK(lone.rule == nullptr);
+  check_same_without_trail(rules, lone, params);
   const auto& scales = *rules.layouts().at(0).find("scales");
   CHECK(scales.cast_to == shardwise::st::DType::BF16);
   CHECK(scales.dims[0].axis == Split::in);

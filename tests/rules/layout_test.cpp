@@ -81,7 +81,7 @@ ownership:
   REQUIRE(owned.owner);
   CHECK(owned.owner->index == 3);
   CHECK(owned.owner->count == 4);
-  CHECK(owned.rule.label == "ownership[slot]");
+  CHECK(owned.rule->label == "ownership[slot]");
   const Decision huge = rules.decide("slot99999999999999999999999.w", params);
   CHECK(huge.kind == Decision::Kind::unmatched);
   CHECK(huge.reason == "ownership[slot] (t.yaml:16:5) captured index '99999999999999999999999', which is not a number");

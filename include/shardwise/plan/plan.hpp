@@ -42,7 +42,7 @@ struct PlannedTensor {
   std::size_t source = 0;     // index into Plan::sources
   Slice slice;
   Cast cast = Cast::none;
-  std::string rule;           // label of the rule that placed it
+  std::size_t rule = 0;       // index into Plan::rule_labels: the rule that placed it
 };
 
 struct OutputFile {
@@ -69,6 +69,7 @@ struct Plan {
   std::vector<OutputFile> outputs;              // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;          // present in the input, copied verbatim
+  std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once
   std::uint64_t input_bytes = 0;
   std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)
 };

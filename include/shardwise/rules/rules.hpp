@@ -67,7 +67,7 @@ struct Ownership {
   std::uint64_t index = 0;  // captured from the name
   std::uint64_t count = 0;  // the parameter's value: owner rank = index / (count / mp)
   std::string count_param;  // its name, for messages
-  RuleRef rule;
+  const RuleRef* rule = nullptr;  // owned by the Rules (see Decision::rule)
 };
 
 struct Decision {
@@ -77,7 +77,9 @@ struct Decision {
   std::string normalized;  // after prefix stripping and component renames
   std::string output;      // the output name (for a packed member: group + "." + suffix)
   std::string reason;      // skip: the rule's reason; unmatched: why nothing matched
-  RuleRef rule;            // the rule that decided the placement (table entry, override, ...)
+  // The rule that decided (skip, table entry, override, ...); null when unmatched. It belongs to
+  // the Rules that decided, and lives as long as they do: one rule decides 100,000s of names.
+  const RuleRef* rule = nullptr;
   std::optional<std::string> key;  // the key extracted, if any
   Split split = Split::replicate;  // ignored when owner is set
   std::optional<Ownership> owner;
@@ -85,7 +87,8 @@ struct Decision {
   const Layout* layout = nullptr;
   const LayoutMember* member = nullptr;
   std::string group;
-  // Every step applied, in order, for `explain` ("strip prefix 'model.' (file:3:5)", ...).
+  // Every step applied, in order, for `explain` ("strip prefix 'model.' (file:3:5)", ...); empty
+  // when decide() was asked to omit it.
   std::vector<std::string> trail;
 };
 
@@ -102,9 +105,13 @@ class Rules {
   Rules& operator=(Rules&&) noexcept;
   ~Rules();
 
+  // Whether decide() records Decision::trail (for `explain`). Planning a checkpoint decides
+  // 100,000s of names and reads only the outcome: the trail would be most of the work.
+  enum class Trail { record, omit };
+
   // Decide what happens to one input tensor. Thread-safe. `params` must hold every parameter the
   // rules use (see resolve_params).
-  Decision decide(std::string_view name, const Params& params) const;
+  Decision decide(std::string_view name, const Params& params, Trail trail = Trail::record) const;
 
   // Defaults from the file, overridden by `given`; unknown names in `given` are an Error(usage).
   Params resolve_params(const Params& given) const;
