@@ -8,6 +8,7 @@
 #include <shardwise/core/error.hpp>
 
 #include "safetensors/header_json.hpp"
+#include "safetensors/utf8.hpp"
 
 namespace shardwise::st {
 
@@ -21,44 +22,19 @@ using detail::quote_name;
 
 std::string shape_text(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
 
-// Length of the UTF-8 sequence starting at `text[i]`, or 0 when it is not valid (RFC 3629: no
-// overlong forms, no surrogates, nothing above U+10FFFF).
-std::size_t utf8_sequence(std::string_view text, std::size_t i) {
-  const auto byte = [&](std::size_t k) {
-    return i + k < text.size() ? static_cast<unsigned char>(text[i + k]) : 0u;
-  };
-  const unsigned b0 = byte(0);
-  const auto in = [](unsigned b, unsigned lo, unsigned hi) { return b >= lo && b <= hi; };
-  if (b0 < 0x80) return 1;
-  if (in(b0, 0xC2, 0xDF)) return in(byte(1), 0x80, 0xBF) ? 2 : 0;
-  if (in(b0, 0xE0, 0xEF)) {
-    const unsigned lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
-    return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
-  }
-  if (in(b0, 0xF0, 0xF4)) {
-    const unsigned lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
-    return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
-  }
-  return 0;
-}
-
 // The text must be UTF-8 and hold no NUL byte (the JSON library would take a NUL for the end of
 // the input and ignore whatever follows it).
 void check_text(std::string_view text, const std::string& file) {
-  for (std::size_t i = 0; i < text.size();) {
+  if (const std::size_t i = detail::first_bad_byte(text); i != std::string_view::npos) {
     if (text[i] == '\0') refuse(file, fmt::format("header holds a NUL byte at offset {}", 8 + i));
-    const std::size_t n = utf8_sequence(text, i);
-    if (n == 0) {
-      refuse(file, fmt::format("header is not valid UTF-8 (byte 0x{:02x} at offset {})",
-                               static_cast<unsigned char>(text[i]), 8 + i));
-    }
-    i += n;
+    refuse(file, fmt::format("header is not valid UTF-8 (byte 0x{:02x} at offset {})",
+                             static_cast<unsigned char>(text[i]), 8 + i));
   }
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) refuse(file, "header is empty");
   if (text[first] != '{') {
     refuse(file, fmt::format("header is not a JSON object (it starts with {})",
-                             quote_name(text.substr(first, utf8_sequence(text, first)))));
+                             quote_name(text.substr(first, detail::utf8_sequence(text, first)))));
   }
 }
 
