@@ -7,6 +7,7 @@
 
 #include <shardwise/core/error.hpp>
 
+#include "safetensors/header_fast.hpp"
 #include "safetensors/header_json.hpp"
 #include "safetensors/utf8.hpp"
 
@@ -106,15 +107,11 @@ void check_layout(std::vector<TensorInfo>& tensors, std::uint64_t data_bytes, co
   }
 }
 
-}  // namespace
+// Which readers parse_header may use: the fast path first (declining to the full one), or the
+// full one alone.
+enum class Readers { fast_first, full_only };
 
-const TensorInfo* Header::find(std::string_view name) const {
-  auto it = std::lower_bound(tensors.begin(), tensors.end(), name,
-                             [](const TensorInfo& t, std::string_view n) { return t.name < n; });
-  return it != tensors.end() && it->name == name ? &*it : nullptr;
-}
-
-Header parse_header(std::string_view json_text, std::uint64_t file_size, const std::string& file) {
+Header parse(std::string_view json_text, std::uint64_t file_size, const std::string& file, Readers readers) {
   Header header;
   header.header_bytes = json_text.size();
   if (header.header_bytes > kMaxHeaderBytes) {
@@ -127,6 +124,13 @@ Header parse_header(std::string_view json_text, std::uint64_t file_size, const s
                              header.header_bytes, header.data_start, file_size));
   }
   check_text(json_text, file);
+  if (readers == Readers::fast_first) {
+    if (auto fast = detail::read_header_fast(json_text, file_size - header.data_start)) {
+      fast->header_bytes = header.header_bytes;
+      fast->data_start = header.data_start;
+      return std::move(*fast);
+    }
+  }
   detail::RawHeader raw = detail::read_header_json(json_text, file);
   header.metadata = std::move(raw.metadata);
   header.tensors.reserve(raw.entries.size());
@@ -135,6 +139,23 @@ Header parse_header(std::string_view json_text, std::uint64_t file_size, const s
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
   return header;
+}
+
+}  // namespace
+
+const TensorInfo* Header::find(std::string_view name) const {
+  auto it = std::lower_bound(tensors.begin(), tensors.end(), name,
+                             [](const TensorInfo& t, std::string_view n) { return t.name < n; });
+  return it != tensors.end() && it->name == name ? &*it : nullptr;
+}
+
+Header parse_header(std::string_view json_text, std::uint64_t file_size, const std::string& file) {
+  return parse(json_text, file_size, file, Readers::fast_first);
+}
+
+Header detail::parse_header_full(std::string_view json_text, std::uint64_t file_size,
+                                 const std::string& file) {
+  return parse(json_text, file_size, file, Readers::full_only);
 }
 
 std::uint64_t read_header_length(std::span<const std::byte, 8> prefix, std::uint64_t file_size,

@@ -1,0 +1,182 @@
+#include "safetensors/header_fast.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "safetensors/header_json.hpp"
+#include "safetensors/json_scan.hpp"
+#include "safetensors/name_order.hpp"
+
+namespace shardwise::st::detail {
+
+namespace {
+
+// One tensor entry as read, kept compact: names and shapes stay where they are (in the text, in a
+// shared pool of dimensions) until the tensors are built, once, in name order.
+struct Entry {
+  std::uint32_t name_at = 0;  // the name's bytes in the text (headers are at most 100 MB)
+  std::uint32_t name_size = 0;
+  std::uint32_t dims_at = 0;  // the shape in `Reader::dims`
+  std::uint32_t rank = 0;
+  DType dtype = DType::BOOL;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::string_view text) : text_(text), in_(text) {}
+
+  // The whole text: one object of entries and at most one __metadata__, then only whitespace.
+  bool read(Header& header) {
+    if (!in_.consume('{')) return false;
+    if (!in_.consume('}')) {
+      bool has_metadata = false;
+      do {
+        std::string_view key;
+        if (!in_.string(key) || !in_.consume(':')) return false;
+        if (key == "__metadata__") {
+          if (has_metadata || !read_metadata(header.metadata)) return false;
+          has_metadata = true;
+        } else if (!read_entry(key)) {
+          return false;
+        }
+      } while (in_.consume(','));
+      if (!in_.consume('}')) return false;
+    }
+    return in_.at_end();
+  }
+
+  std::string_view name(const Entry& e) const { return text_.substr(e.name_at, e.name_size); }
+  std::span<const std::uint64_t> shape(const Entry& e) const { return {dims.data() + e.dims_at, e.rank}; }
+
+  std::vector<Entry> entries;  // in the order of the text
+  std::vector<std::uint64_t> dims;
+
+ private:
+  bool read_metadata(std::map<std::string, std::string>& metadata) {
+    if (!in_.consume('{')) return false;
+    if (in_.consume('}')) return true;
+    do {
+      std::string_view key, value;
+      if (!in_.string(key) || !in_.consume(':') || !in_.string(value)) return false;
+      if (!metadata.emplace(key, value).second) return false;  // a key twice
+    } while (in_.consume(','));
+    return in_.consume('}');
+  }
+
+  // {"dtype": str, "shape": [uint], "data_offsets": [uint, uint]}, fields in any order, each once.
+  bool read_entry(std::string_view name) {
+    Entry e;
+    e.name_at = static_cast<std::uint32_t>(name.data() - text_.data());
+    e.name_size = static_cast<std::uint32_t>(name.size());
+    e.dims_at = static_cast<std::uint32_t>(dims.size());
+    bool has_dtype = false, has_shape = false, has_offsets = false;
+    if (!in_.consume('{')) return false;
+    do {
+      std::string_view field;
+      if (!in_.string(field) || !in_.consume(':')) return false;
+      if (field == "dtype" && !has_dtype) {
+        std::string_view dtype_text;
+        if (!in_.string(dtype_text)) return false;
+        const auto dtype = parse_dtype(dtype_text);
+        if (!dtype) return false;
+        e.dtype = *dtype;
+        has_dtype = true;
+      } else if (field == "shape" && !has_shape) {
+        if (!read_shape(e)) return false;
+        has_shape = true;
+      } else if (field == "data_offsets" && !has_offsets) {
+        if (!read_offsets(e)) return false;
+        has_offsets = true;
+      } else {
+        return false;  // unknown field, or one given twice
+      }
+    } while (in_.consume(','));
+    if (!in_.consume('}') || !(has_dtype && has_shape && has_offsets)) return false;
+    entries.push_back(e);
+    return true;
+  }
+
+  // [uint, ...] with at most kMaxRank dimensions, appended to `dims`.
+  bool read_shape(Entry& e) {
+    if (!in_.consume('[')) return false;
+    if (in_.consume(']')) return true;
+    do {
+      std::uint64_t dim = 0;
+      if (e.rank == kMaxRank || !in_.uint(dim)) return false;
+      dims.push_back(dim);
+      ++e.rank;
+    } while (in_.consume(','));
+    return in_.consume(']');
+  }
+
+  // Exactly [uint, uint].
+  bool read_offsets(Entry& e) {
+    return in_.consume('[') && in_.uint(e.begin) && in_.consume(',') && in_.uint(e.end) && in_.consume(']');
+  }
+
+  std::string_view text_;
+  JsonScanner in_;
+};
+
+// What check_entry in header.cpp requires: a size that fits 64 bits and data_offsets that hold
+// exactly those bytes.
+bool sizes_agree(const Reader& reader) {
+  for (const Entry& e : reader.entries) {
+    const auto bytes = byte_size(e.dtype, reader.shape(e));
+    if (!bytes || e.begin > e.end || e.end - e.begin != *bytes) return false;
+  }
+  return true;
+}
+
+// What check_layout in header.cpp requires: taken in (begin, end) order, the tensors tile
+// [0, data_bytes) exactly. Headers are usually written in data order, so the sort is rarely needed.
+bool tiles(const std::vector<Entry>& entries, std::uint64_t data_bytes) {
+  using Range = std::pair<std::uint64_t, std::uint64_t>;
+  std::vector<Range> ranges;
+  ranges.reserve(entries.size());
+  for (const Entry& e : entries) ranges.emplace_back(e.begin, e.end);
+  if (!std::is_sorted(ranges.begin(), ranges.end())) std::sort(ranges.begin(), ranges.end());
+  std::uint64_t cursor = 0;
+  for (const auto& [begin, end] : ranges) {
+    if (begin != cursor) return false;
+    cursor = end;
+  }
+  return cursor == data_bytes;
+}
+
+}  // namespace
+
+std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data_bytes) {
+  if (text.size() > UINT32_MAX) return std::nullopt;  // offsets are kept in 32 bits
+  Header header;
+  Reader reader(text);
+  reader.entries.reserve(text.size() / 100);  // a typical entry's length: fewer reallocations
+  if (!reader.read(header) || !sizes_agree(reader) || !tiles(reader.entries, data_bytes)) return std::nullopt;
+
+  std::vector<std::uint32_t> order(reader.entries.size());  // entries by name
+  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  sort_runs(order, [&](std::uint32_t a, std::uint32_t b) {
+    return reader.name(reader.entries[a]) < reader.name(reader.entries[b]);
+  });
+  for (std::size_t i = 1; i < order.size(); ++i) {  // the full path names the duplicate
+    if (reader.name(reader.entries[order[i - 1]]) == reader.name(reader.entries[order[i]]))
+      return std::nullopt;
+  }
+
+  header.tensors.reserve(order.size());
+  for (const std::uint32_t i : order) {
+    const Entry& e = reader.entries[i];
+    const auto shape = reader.shape(e);
+    header.tensors.push_back(
+        TensorInfo{std::string(reader.name(e)), e.dtype, Shape(shape.begin(), shape.end()), e.begin, e.end});
+  }
+  return header;
+}
+
+}  // namespace shardwise::st::detail

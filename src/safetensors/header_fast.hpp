@@ -1,0 +1,25 @@
+#pragma once
+// The fast path of header parsing: one pass over the text for the shape writers produce, with no
+// message ever built. The full path (header_json + the checks in header.cpp) stays the reference:
+// it runs whenever this one declines, so every error keeps its exact words.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <shardwise/safetensors/header.hpp>
+
+namespace shardwise::st::detail {
+
+// Reads `text`, which must already be known to be UTF-8 without NUL bytes, as the header of a file
+// holding `data_bytes` bytes of data. Returns the Header the full path would return (but for
+// header_bytes and data_start, which the caller sets), or nullopt when the text holds anything
+// outside `{"__metadata__": {str: str}, name: {"dtype": str, "shape": [uint], "data_offsets":
+// [uint, uint]}}` with plain strings (no escapes), or when any check of the full path would fail.
+std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data_bytes);
+
+// parse_header without the fast path: the reference it must agree with (for tests and the fuzzer).
+Header parse_header_full(std::string_view json_text, std::uint64_t file_size, const std::string& file);
+
+}  // namespace shardwise::st::detail
