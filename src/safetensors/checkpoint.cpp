@@ -1,23 +1,20 @@
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include <algorithm>
-#include <cerrno>
+#include <cstdint>
 #include <exception>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <optional>
-#include <set>
-#include <sstream>
 #include <thread>
-#include <unordered_map>
+#include <tuple>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
 
 #include "safetensors/header_json.hpp"
+#include "safetensors/index.hpp"
+#include "safetensors/name_order.hpp"
 
 namespace shardwise::st {
 
@@ -27,8 +24,6 @@ namespace fs = std::filesystem;
 using detail::quote_name;
 
 constexpr std::string_view kIndexName = "model.safetensors.index.json";
-constexpr std::uint64_t kMaxIndexBytes = 1'000'000'000;
-constexpr int kMaxIndexDepth = 64;
 
 // Every `*.safetensors` regular file (or link to one) in `folder`, in byte order. Names starting
 // with a dot are skipped, as a shell glob would (editors' and writers' temporary files).
@@ -44,65 +39,6 @@ std::vector<std::string> list_safetensors(const fs::path& folder) {
   if (ec) throw_os_error("cannot list", folder.string(), ec.value());
   std::sort(names.begin(), names.end());
   return names;
-}
-
-std::string read_text(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) throw_os_error("cannot read", path.string(), ec.value());
-  if (size > kMaxIndexBytes) {
-    throw Error(ErrorKind::input, fmt::format("{}: {} bytes is too large for an index", path.string(), size));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) throw_os_error("cannot read", path.string(), errno);
-  return text.str();
-}
-
-// The index's weight_map (tensor -> file name). Duplicate tensor names, nesting deeper than
-// kMaxIndexDepth and file names that would leave the folder are refused.
-std::map<std::string, std::string> read_index(const fs::path& path) {
-  const std::string where = path.string();
-  const auto refuse = [&](const std::string& message) {
-    return Error(ErrorKind::input, where + ": " + message);
-  };
-  std::string top_key;
-  std::set<std::string> mapped;
-  const auto guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if ((event == E::object_start || event == E::array_start) && depth >= kMaxIndexDepth) {
-      throw refuse(fmt::format("JSON nested deeper than {} levels", kMaxIndexDepth));
-    }
-    if (event == E::key && depth == 1) top_key = parsed.get<std::string>();
-    if (event == E::key && depth == 2 && top_key == "weight_map" &&
-        !mapped.insert(parsed.get<std::string>()).second) {
-      throw refuse(fmt::format("weight_map names tensor {} twice", quote_name(parsed.get<std::string>())));
-    }
-    return true;
-  };
-  nlohmann::json index;
-  try {
-    index = nlohmann::json::parse(read_text(path), guard);
-  } catch (const nlohmann::json::exception& e) {
-    throw refuse(fmt::format("not valid JSON: {}", e.what()));
-  }
-  if (!index.is_object()) throw refuse("is not a JSON object");
-  const auto map = index.find("weight_map");
-  if (map == index.end()) throw refuse("has no weight_map");
-  if (!map->is_object()) throw refuse("weight_map is not an object");
-  std::map<std::string, std::string> weight_map;
-  for (const auto& [tensor, file] : map->items()) {
-    if (!file.is_string())
-      throw refuse(fmt::format("weight_map: tensor {} maps to a non-string", quote_name(tensor)));
-    const auto name = file.get<std::string>();
-    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) {
-      throw refuse(fmt::format("weight_map: tensor {} maps to {}, which is not a file name in the folder",
-                               quote_name(tensor), quote_name(name)));
-    }
-    weight_map.emplace(tensor, name);
-  }
-  return weight_map;
 }
 
 // Opens each named file of `folder`; malformed files are collected in `diag`, not thrown, so one
@@ -148,71 +84,128 @@ std::vector<File> open_files(const fs::path& folder, const std::vector<std::stri
 
 std::string base_name(const File& file) { return fs::path(file.path()).filename().string(); }
 
-// A tensor in two files is an error naming both.
-void check_unique(const std::vector<File>& files, Diagnostics& diag) {
-  std::unordered_map<std::string_view, const File*> owner;
-  for (const auto& file : files) owner.reserve(owner.size() + file.header().tensors.size());
-  for (const auto& file : files) {
-    for (const auto& t : file.header().tensors) {
-      auto [it, fresh] = owner.emplace(t.name, &file);
-      if (!fresh) {
-        diag.add(fmt::format("tensor {} is in both {} and {}", quote_name(t.name),
-                             quote_name(base_name(*it->second)), quote_name(base_name(file))));
-      }
-    }
-  }
+std::vector<std::string> base_names(const std::vector<File>& files) {
+  std::vector<std::string> names;
+  names.reserve(files.size());
+  for (const auto& file : files) names.push_back(base_name(file));
+  return names;
 }
 
-// The index and the files must agree exactly: every file it names exists, every tensor it maps
-// is in that file, every tensor of those files is mapped, and no other *.safetensors is present.
-std::vector<File> open_indexed(const fs::path& folder, const fs::path& index_path, Diagnostics& diag) {
-  const auto weight_map = read_index(index_path);
-  std::map<std::string, std::vector<std::string>> by_file;  // file -> tensors mapped to it
-  for (const auto& [tensor, file] : weight_map) by_file[file].push_back(tensor);
-  const auto present_list = list_safetensors(folder);
-  const std::set<std::string> present(present_list.begin(), present_list.end());
+// A tensor of an opened file: its name, the file (index into the files) and its place there.
+struct Located {
+  std::string_view name;
+  std::uint32_t file = 0;
+  std::uint32_t at = 0;
+};
 
+// Every tensor of `files`, sorted by name, equal names in file order. Each file's list is sorted
+// already, so this is a merge of the files' lists.
+std::vector<Located> by_name(const std::vector<File>& files) {
+  std::vector<Located> all;
+  std::size_t total = 0;
+  for (const auto& file : files) total += file.header().tensors.size();
+  all.reserve(total);
+  for (std::size_t f = 0; f < files.size(); ++f) {
+    const auto& tensors = files[f].header().tensors;
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      all.push_back({tensors[i].name, static_cast<std::uint32_t>(f), static_cast<std::uint32_t>(i)});
+  }
+  detail::sort_runs(all, [](const Located& a, const Located& b) { return a.name < b.name; });
+  return all;
+}
+
+// Messages found in name order but reported, as before, file by file in each file's name order.
+struct Finding {
+  std::uint32_t file = 0;
+  std::uint32_t at = 0;
+  std::string message;
+};
+
+void report_in_file_order(std::vector<Finding>& findings, Diagnostics& diag) {
+  std::sort(findings.begin(), findings.end(), [](const Finding& a, const Finding& b) {
+    return std::tie(a.file, a.at) < std::tie(b.file, b.at);
+  });
+  for (auto& finding : findings) diag.add(std::move(finding.message));
+}
+
+// A tensor in two files is an error naming both (the first file holding it, then the other).
+void check_unique(const std::vector<std::string>& file_names, const std::vector<Located>& all,
+                  Diagnostics& diag) {
+  std::vector<Finding> repeats;
+  for (std::size_t i = 0, j = 0; i < all.size(); i = j) {
+    for (j = i + 1; j < all.size() && all[j].name == all[i].name; ++j) {
+      repeats.push_back(
+          {all[j].file, all[j].at,
+           fmt::format("tensor {} is in both {} and {}", quote_name(all[i].name),
+                       quote_name(file_names[all[i].file]), quote_name(file_names[all[j].file]))});
+    }
+  }
+  report_in_file_order(repeats, diag);
+}
+
+// The files the index names that can be opened: every file it names must exist, and every
+// `*.safetensors` in the folder must be named.
+std::vector<std::string> files_named(const detail::WeightMap& map, const fs::path& folder,
+                                     Diagnostics& diag) {
+  std::vector<std::size_t> count(map.files.size(), 0);
+  std::vector<const detail::WeightMap::Entry*> example(map.files.size(), nullptr);  // its first tensor
+  for (const auto& e : map.tensors) {
+    if (count[e.file]++ == 0) example[e.file] = &e;
+  }
+  const auto present = list_safetensors(folder);  // sorted, as map.files is
   std::vector<std::string> named;
-  for (const auto& [file, tensors] : by_file) {
+  for (std::size_t f = 0; f < map.files.size(); ++f) {
+    const std::string& file = map.files[f];
     std::error_code ec;
-    if (present.count(file) != 0 || fs::exists(folder / file, ec)) {
+    if (std::binary_search(present.begin(), present.end(), file) || fs::exists(folder / file, ec)) {
       named.push_back(file);
     } else {
       diag.add(fmt::format("file {} is named by the index ({} tensors, e.g. {}) but is missing",
-                           quote_name(file), tensors.size(), quote_name(tensors.front())));
+                           quote_name(file), count[f], quote_name(map.name(*example[f]))));
     }
   }
-  for (const auto& file : present_list) {
-    if (by_file.count(file) == 0)
+  for (const auto& file : present) {
+    if (!std::binary_search(map.files.begin(), map.files.end(), file))
       diag.add(fmt::format("file {} is in the folder but not in the index", quote_name(file)));
   }
-  std::vector<File> files = open_files(folder, named, diag);
+  return named;
+}
 
-  std::vector<std::string> file_names;  // base names of `files`, computed once
-  for (const auto& file : files) file_names.push_back(base_name(file));
-  std::unordered_map<std::string_view, const std::string*> found;  // tensor -> the file that holds it
-  found.reserve(weight_map.size());
-  for (std::size_t f = 0; f < files.size(); ++f) {
-    for (const auto& t : files[f].header().tensors) {
-      found.emplace(t.name, &file_names[f]);
-      if (weight_map.count(t.name) == 0) {
-        diag.add(fmt::format("tensor {} in {} is not in the index", quote_name(t.name),
-                             quote_name(file_names[f])));
-      }
-    }
+// The index and the opened files must agree: every tensor of the files is mapped, and every
+// tensor mapped to an opened file is in that file. One walk over both name-sorted lists.
+void check_index(const detail::WeightMap& map, const std::vector<std::string>& file_names,
+                 const std::vector<Located>& all, Diagnostics& diag) {
+  constexpr std::uint32_t kNotOpened = UINT32_MAX;
+  std::vector<std::uint32_t> opened(map.files.size(), kNotOpened);  // index file -> opened file
+  for (std::size_t f = 0; f < file_names.size(); ++f) {
+    const auto it = std::lower_bound(map.files.begin(), map.files.end(), file_names[f]);
+    if (it != map.files.end() && *it == file_names[f])
+      opened[static_cast<std::size_t>(it - map.files.begin())] = static_cast<std::uint32_t>(f);
   }
-  const std::set<std::string> opened(file_names.begin(), file_names.end());
-  for (const auto& [tensor, file] : weight_map) {
-    if (opened.count(file) == 0) continue;  // already reported: missing or malformed
-    auto it = found.find(tensor);
-    if (it == found.end() || *it->second != file) {
+  std::vector<Finding> unmapped;   // tensors of the files that the index lacks
+  std::vector<std::string> wrong;  // tensors the index maps to an opened file that lacks them
+  const auto not_in_index = [&](const Located& t) {
+    unmapped.push_back({t.file, t.at,
+                        fmt::format("tensor {} in {} is not in the index", quote_name(t.name),
+                                    quote_name(file_names[t.file]))});
+  };
+  std::size_t i = 0;
+  for (const auto& e : map.tensors) {
+    const std::string_view name = map.name(e);
+    for (; i < all.size() && all[i].name < name; ++i) not_in_index(all[i]);
+    const Located* held = i < all.size() && all[i].name == name ? &all[i] : nullptr;  // first file holding it
+    while (i < all.size() && all[i].name == name) ++i;
+    if (opened[e.file] == kNotOpened) continue;  // already reported: missing or malformed
+    if (held == nullptr || held->file != opened[e.file]) {
       const std::string elsewhere =
-          it == found.end() ? "" : fmt::format(" (it is in {})", quote_name(*it->second));
-      diag.add(fmt::format("the index maps tensor {} to {}, which does not hold it{}", quote_name(tensor),
-                           quote_name(file), elsewhere));
+          held == nullptr ? "" : fmt::format(" (it is in {})", quote_name(file_names[held->file]));
+      wrong.push_back(fmt::format("the index maps tensor {} to {}, which does not hold it{}",
+                                  quote_name(name), quote_name(map.files[e.file]), elsewhere));
     }
   }
-  return files;
+  for (; i < all.size(); ++i) not_in_index(all[i]);
+  report_in_file_order(unmapped, diag);
+  for (auto& message : wrong) diag.add(std::move(message));
 }
 
 }  // namespace
@@ -232,8 +225,13 @@ Checkpoint Checkpoint::open(const std::string& path) {
     const fs::path index = folder / kIndexName;
     Diagnostics diag(ErrorKind::input);
     if (fs::exists(index, ec)) {
-      checkpoint.files_ = open_indexed(folder, index, diag);
-      check_unique(checkpoint.files_, diag);
+      // The index and the files must agree exactly: every problem is listed.
+      const detail::WeightMap map = detail::read_index(index);
+      checkpoint.files_ = open_files(folder, files_named(map, folder, diag), diag);
+      const auto file_names = base_names(checkpoint.files_);
+      const auto all = by_name(checkpoint.files_);
+      check_index(map, file_names, all, diag);
+      check_unique(file_names, all, diag);
       diag.check(fmt::format("{} does not agree with the files in {}", index.string(), path));
       if (checkpoint.files_.empty()) {
         throw Error(ErrorKind::input, fmt::format("{}: the index names no files", index.string()));
@@ -244,10 +242,13 @@ Checkpoint Checkpoint::open(const std::string& path) {
         throw Error(ErrorKind::input, fmt::format("{}: no *.safetensors files in this folder", path));
       }
       checkpoint.files_ = open_files(folder, names, diag);
-      check_unique(checkpoint.files_, diag);
+      check_unique(base_names(checkpoint.files_), by_name(checkpoint.files_), diag);
       diag.check(fmt::format("{}: the checkpoint cannot be read", path));
     }
   }
+  std::size_t total = 0;
+  for (const auto& file : checkpoint.files_) total += file.header().tensors.size();
+  checkpoint.tensors_.reserve(total);
   for (std::size_t i = 0; i < checkpoint.files_.size(); ++i) {
     for (const auto& t : checkpoint.files_[i].header().tensors)
       checkpoint.tensors_.push_back(TensorRef{i, &t});
