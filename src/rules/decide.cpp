@@ -35,16 +35,15 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
   }
   std::string normalized;
   normalized.reserve(name.size());
-  std::string component;
   for (std::size_t start = 0;;) {
     const std::size_t dot = name.find('.', start);
-    component.assign(name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
-    const auto chain = rules.rename_chains.find(component);
-    if (chain != rules.rename_chains.end()) {
-      for (const std::size_t index : chain->second.applied) {
+    const std::string_view component =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    if (const RenameChain* chain = rules.rename_chain(component)) {
+      for (const std::size_t index : chain->applied) {
         if (trail != nullptr) trail->push_back(rules.renames[index].trail);
       }
-      normalized += chain->second.result;
+      normalized += chain->result;
     } else {
       normalized += component;
     }
@@ -200,7 +199,7 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     return d;
   }
   const auto last_dot = d.normalized.rfind('.');
-  const std::string suffix = d.normalized.substr(last_dot == std::string::npos ? 0 : last_dot + 1);
+  const std::string_view suffix = std::string_view(d.normalized).substr(last_dot == std::string::npos ? 0 : last_dot + 1);
   if (const auto member = rules.members.find(suffix); member != rules.members.end() && last_dot != std::string::npos) {
     d.layout = &rules.layouts[member->second.first];
     d.member = &d.layout->members[member->second.second];

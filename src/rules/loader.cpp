@@ -205,6 +205,7 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
       }
     }
     out.rename_chains.emplace(start.from, std::move(chain));
+    out.rename_lengths |= std::uint64_t{1} << std::min<std::size_t>(start.from.size(), 63);
   }
 }
 

@@ -24,8 +24,9 @@ class OrderedMatcher {
   // Compiles `pattern` (unanchored search) and appends it. Returns RE2's error text when the
   // pattern is invalid; the pattern is then not added. add() must not be called after compile().
   std::optional<std::string> add(const std::string& pattern);
-  // Compiles the set. Returns false when RE2 runs out of memory; matching then tries each pattern
-  // in turn, which gives the same answers, only slower.
+  // Compiles the set (a single pattern is searched alone: faster than a set of one). Returns false
+  // when RE2 runs out of memory; matching then tries each pattern in turn, which gives the same
+  // answers, only slower.
   bool compile();
 
   std::size_t size() const { return patterns_.size(); }

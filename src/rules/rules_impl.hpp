@@ -2,6 +2,7 @@
 // The compiled form of a rules file, shared by the loader (which fills it) and the matcher
 // (Rules::decide, which only reads it, from any number of threads).
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -72,6 +73,13 @@ struct OwnershipRule {
   std::string trail_suffix;  // " of n=N (file:l:c)" needs the value: only the location is kept
 };
 
+// Hashes std::string and std::string_view alike, so maps keyed by std::string can be searched
+// with a view of a name (no string built per lookup).
+struct TextHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+};
+
 struct CompiledRules {
   std::string text;
   std::string display_name;
@@ -92,11 +100,20 @@ struct CompiledRules {
 
   std::vector<StripRule> strip_prefixes;
   std::vector<RenameRule> renames;
-  std::unordered_map<std::string, RenameChain> rename_chains;  // keyed by the original component
+  std::unordered_map<std::string, RenameChain, TextHash, std::equal_to<>> rename_chains;  // by original component
+  std::uint64_t rename_lengths = 0;  // bit min(length, 63) set for each key of rename_chains
+  // The chain of a name component, or null. Most components are renamed by nothing: their length
+  // alone says so, without hashing.
+  const RenameChain* rename_chain(std::string_view component) const {
+    if ((rename_lengths >> std::min<std::size_t>(component.size(), 63) & 1) == 0) return nullptr;
+    const auto it = rename_chains.find(component);
+    return it == rename_chains.end() ? nullptr : &it->second;
+  }
   std::vector<SkipRule> skips;
   detail::OrderedMatcher skip_matcher;
   std::vector<Layout> layouts;
-  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>> members;  // suffix -> layout, member
+  std::unordered_map<std::string, std::pair<std::size_t, std::size_t>, TextHash, std::equal_to<>>
+      members;  // suffix -> layout, member
   std::vector<std::vector<std::string>> member_trails;  // per layout, per member
   std::vector<KeyRule> keys;
   detail::OrderedMatcher key_matcher;
