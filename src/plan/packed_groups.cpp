@@ -105,20 +105,22 @@ std::string placement_text(const Target& t) {
 
 }  // namespace
 
+PackedGroups::PackedGroups(std::size_t members) { index_.reserve(members); }
+
 void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
   const rules::Layout& layout = *decision.layout;
   const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
   // Members of a group are usually adjacent in name order: try the last group before hashing.
   std::size_t index = last_;
   if (index >= groups_.size() || groups_[index].layout != &layout || groups_[index].name != decision.group) {
-    std::string key = layout.name;
-    key += '\n';
-    key += decision.group;
-    auto [it, inserted] = index_.try_emplace(std::move(key), groups_.size());
-    if (inserted) {
+    if (const auto it = index_.find(Key{&layout, decision.group}); it != index_.end()) {
+      index = it->second;
+    } else {
+      index = groups_.size();
       groups_.push_back(Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size())});
+      index_.emplace(Key{&layout, groups_.back().name}, index);
     }
-    index = last_ = it->second;
+    last_ = index;
   }
   Group& group = groups_[index];
   std::optional<Target>& slot = group.members[member];
@@ -185,14 +187,14 @@ void PackedGroups::place(Group& group, Placer& placer) {
       placer.add_owned(*owner, target, dtype, cast);
       continue;
     }
-    std::vector<int> dims;  // the member's dims on the split axis (at most 2)
-    dims.reserve(2);
+    std::array<int, 2> dims{};  // the member's dims on the split axis
+    std::size_t on_axis = 0;
     for (int d = 0; d < 2; ++d) {
-      if (split != Split::replicate && decl.dims[d].axis == split) dims.push_back(d);
+      if (split != Split::replicate && decl.dims[d].axis == split) dims[on_axis++] = d;
     }
-    if (dims.empty()) {
+    if (on_axis == 0) {
       placer.add_everywhere(target, dtype, cast);
-    } else if (dims.size() == 2) {
+    } else if (on_axis == 2) {
       placer.problems().add(fmt::format("{}: cannot split {}: both dims of member {} of packed layout {} are on it",
                                         placer.source(target.source).name, rules::split_name(split), decl.suffix,
                                         layout.name));

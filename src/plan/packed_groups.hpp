@@ -4,7 +4,9 @@
 // group is checked (no member twice, dtypes, one logical [out, in] shape) and placed as a whole;
 // groups still incomplete when every tensor has been seen are reported.
 
+#include <deque>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -14,6 +16,9 @@ namespace shardwise::plan::detail {
 
 class PackedGroups {
  public:
+  // `members` is how many packed members the checkpoint may hold (an upper bound is fine): the
+  // group index is sized once instead of growing through 100,000s of groups.
+  explicit PackedGroups(std::size_t members);
   // Records one member, and places its group as soon as it is complete. A member given twice (two
   // sources with the same output) is reported here and its group is not placed.
   void add(const rules::Decision& decision, Target target, Placer& placer);
@@ -30,11 +35,24 @@ class PackedGroups {
     State state = State::open;
   };
 
+  // A group is known by its layout and name; the name viewed is the Group's own (a deque never
+  // moves its elements), so looking a group up allocates nothing.
+  struct Key {
+    const rules::Layout* layout = nullptr;
+    std::string_view name;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    std::size_t operator()(const Key& key) const noexcept {
+      return std::hash<std::string_view>{}(key.name) ^ std::hash<const void*>{}(key.layout);
+    }
+  };
+
   static void place(Group& group, Placer& placer);
 
-  std::vector<Group> groups_;
-  std::unordered_map<std::string, std::size_t> index_;  // layout name + '\n' + group name -> groups_
-  std::size_t last_ = 0;                                // the group of the previous member
+  std::deque<Group> groups_;
+  std::unordered_map<Key, std::size_t, KeyHash> index_;  // -> groups_
+  std::size_t last_ = 0;                                 // the group of the previous member
 };
 
 }  // namespace shardwise::plan::detail

@@ -134,32 +134,30 @@ std::string format_plan_text(const Plan& plan, const std::optional<std::string>&
   text.reserve(256 + plan.sources.size() * 160);
   append_header(text, plan, plan.sources.size() + plan.skipped.size());
 
-  std::string body;
-  body.reserve(plan.sources.size() * 150);
-  std::size_t shown = 0;
+  // The rows matching --filter are picked first, so that the count line can precede them and the
+  // rows go straight into `text` (a full-size plan is tens of MB: no second buffer to copy).
+  std::vector<std::size_t> placed_rows;
   for (std::size_t s = 0; s < plan.sources.size(); ++s) {
     const auto placements = index.of(s);
     const Source& src = plan.sources[s];
-    if (!rows.matches(src.name, placements.empty() ? src.name : placements.front().tensor->name)) continue;
-    append_row(body, plan, src, placements);
-    ++shown;
+    if (rows.matches(src.name, placements.empty() ? src.name : placements.front().tensor->name)) placed_rows.push_back(s);
   }
   auto out = std::back_inserter(text);
   fmt::format_to(out, "\nplaced: {} source tensors{} (SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  "
                       "[CAST]  WRITTEN  BYTES  RULE)\n",
-                 plan.sources.size(), rows.active() ? fmt::format(", {} shown matching --filter {}", shown, *filter) : "");
-  text += body;
+                 plan.sources.size(),
+                 rows.active() ? fmt::format(", {} shown matching --filter {}", placed_rows.size(), *filter) : "");
+  for (const std::size_t s : placed_rows) append_row(text, plan, plan.sources[s], index.of(s));
 
-  body.clear();
-  shown = 0;
+  std::vector<const Skipped*> skipped_rows;
   for (const Skipped& s : plan.skipped) {
-    if (!rows.matches(s.name)) continue;
-    fmt::format_to(std::back_inserter(body), "  {} ({})  skipped by {}: {}\n", s.name, s.file, s.rule, s.reason);
-    ++shown;
+    if (rows.matches(s.name)) skipped_rows.push_back(&s);
   }
   fmt::format_to(out, "\nskipped: {} tensors{}\n", plan.skipped.size(),
-                 rows.active() ? fmt::format(", {} shown", shown) : "");
-  text += body;
+                 rows.active() ? fmt::format(", {} shown", skipped_rows.size()) : "");
+  for (const Skipped* s : skipped_rows) {
+    fmt::format_to(out, "  {} ({})  skipped by {}: {}\n", s->name, s->file, s->rule, s->reason);
+  }
   text += '\n';
   append_summary(text, plan);
   return text;

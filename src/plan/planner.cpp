@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "plan/decision_stream.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
 
@@ -100,13 +101,15 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   rules::Params params(plan.params.begin(), plan.params.end());
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
-  detail::PackedGroups groups;
+  detail::PackedGroups groups(checkpoint.tensors().size());
   detail::RuleLabels labels(plan.rule_labels);
+
+  detail::DecisionStream decisions(checkpoint, rules, params);
 
   plan.sources.reserve(checkpoint.tensors().size());
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
-    rules::Decision decision = rules.decide(info.name, params, rules::Rules::Trail::omit);
+    rules::Decision& decision = decisions.next();
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(
           Skipped{info.name, checkpoint.file_name(ref.file), plan.rule_labels[labels(*decision.rule)],

@@ -1,0 +1,89 @@
+#include "plan/decision_stream.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace shardwise::plan::detail {
+
+DecisionStream::DecisionStream(const st::Checkpoint& checkpoint, const rules::Rules& rules,
+                               const rules::Params& params)
+    : checkpoint_(checkpoint),
+      rules_(rules),
+      params_(params),
+      blocks_((checkpoint.tensors().size() + kBlock - 1) / kBlock) {
+  if (blocks_ < 2 || std::thread::hardware_concurrency() < 2) return;  // not worth a thread
+  ring_.resize(kDepth);
+  worker_ = std::thread([this] { decide_all(); });
+}
+
+DecisionStream::~DecisionStream() {
+  if (!worker_.joinable()) return;
+  {
+    const std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  worker_.join();
+}
+
+rules::Decision DecisionStream::decide(std::size_t tensor) const {
+  return rules_.decide(checkpoint_.tensors()[tensor].info->name, params_, rules::Rules::Trail::omit);
+}
+
+// Runs without the lock: a block that is not ready belongs to the worker alone.
+void DecisionStream::fill(Block& block, std::size_t first) {
+  block.decisions.clear();
+  block.error = nullptr;
+  const std::size_t end = std::min(first + kBlock, checkpoint_.tensors().size());
+  block.decisions.reserve(end - first);
+  try {
+    for (std::size_t tensor = first; tensor < end; ++tensor) block.decisions.push_back(decide(tensor));
+  } catch (...) {
+    block.error = std::current_exception();
+  }
+}
+
+void DecisionStream::decide_all() {
+  for (std::size_t b = 0; b < blocks_; ++b) {
+    Block& block = ring_[b % kDepth];
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stop_ || !block.ready; });
+      if (stop_) return;
+    }
+    fill(block, b * kBlock);
+    const bool failed = block.error != nullptr;
+    {
+      const std::lock_guard lock(mutex_);
+      block.ready = true;
+    }
+    changed_.notify_all();
+    if (failed) return;  // the planner stops at this block's error
+  }
+}
+
+rules::Decision& DecisionStream::next() {
+  const std::size_t tensor = tensor_++;
+  if (!worker_.joinable()) {
+    inline_ = decide(tensor);
+    return inline_;
+  }
+  const std::size_t offset = tensor % kBlock;
+  if (offset == 0) {
+    Block& block = ring_[(tensor / kBlock) % kDepth];
+    std::unique_lock lock(mutex_);
+    if (current_ != nullptr) {
+      current_->ready = false;  // consumed: the worker may decide the next block into it
+      changed_.notify_all();
+    }
+    changed_.wait(lock, [&] { return block.ready; });
+    current_ = &block;
+  }
+  if (offset >= current_->decisions.size()) {
+    if (current_->error) std::rethrow_exception(current_->error);
+    throw std::out_of_range("DecisionStream::next called after the last tensor");
+  }
+  return current_->decisions[offset];
+}
+
+}  // namespace shardwise::plan::detail

@@ -1,0 +1,62 @@
+#pragma once
+// Internal to the planner: the rules' decisions for a checkpoint's tensors, in order. Deciding a
+// name (regex matching, renames) costs about as much as placing it, and placement must visit the
+// tensors in order (packed groups, messages), so a second thread decides blocks of names ahead of
+// the placement: a two-stage pipeline. At most kDepth blocks are held, so the memory does not grow
+// with the checkpoint. Small checkpoints, and machines with one core, decide inline.
+
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <shardwise/rules/rules.hpp>
+#include <shardwise/safetensors/checkpoint.hpp>
+
+namespace shardwise::plan::detail {
+
+class DecisionStream {
+ public:
+  DecisionStream(const st::Checkpoint& checkpoint, const rules::Rules& rules, const rules::Params& params);
+  ~DecisionStream();  // stops the worker (when the planner gives up early) and joins it
+  DecisionStream(const DecisionStream&) = delete;
+  DecisionStream& operator=(const DecisionStream&) = delete;
+
+  // The decision for the next tensor of checkpoint.tensors(), in order; call it once per tensor.
+  // An error the rules threw while deciding it is rethrown here.
+  rules::Decision& next();
+
+ private:
+  static constexpr std::size_t kBlock = 2048;  // decisions per block
+  static constexpr std::size_t kDepth = 4;     // blocks decided ahead at most
+
+  struct Block {
+    std::vector<rules::Decision> decisions;
+    std::exception_ptr error;  // what deciding the block threw; its decisions stop there
+    bool ready = false;        // decided, not yet consumed
+  };
+
+  rules::Decision decide(std::size_t tensor) const;
+  void decide_all();  // the worker
+  void fill(Block& block, std::size_t first);
+
+  const st::Checkpoint& checkpoint_;
+  const rules::Rules& rules_;
+  const rules::Params& params_;
+  const std::size_t blocks_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::vector<Block> ring_;  // block b lives in ring_[b % kDepth]
+  bool stop_ = false;
+  std::thread worker_;
+
+  // The consumer's position.
+  std::size_t tensor_ = 0;
+  Block* current_ = nullptr;
+  rules::Decision inline_;  // without a worker
+};
+
+}  // namespace shardwise::plan::detail
