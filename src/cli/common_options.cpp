@@ -1,6 +1,8 @@
 #include "cli/common_options.hpp"
 
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -87,9 +89,18 @@ plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& opt
   return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel, params});
 }
 
-std::string render_plan(const plan::Plan& plan, const PlanningOptions& options,
-                        const std::optional<std::string>& filter) {
-  return options.format == "json" ? plan::format_plan_json(plan, filter) : plan::format_plan_text(plan, filter);
+void print_plan(const plan::Plan& plan, const PlanningOptions& options, const std::optional<std::string>& filter) {
+  const plan::TextSink to_stdout = [](std::string_view piece) {
+    if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size()) {
+      throw_os_error("cannot write the plan to", "standard output", errno);
+    }
+  };
+  if (options.format == "json") {
+    plan::write_plan_json(plan, filter, to_stdout);
+  } else {
+    plan::write_plan_text(plan, filter, to_stdout);
+  }
+  if (std::fflush(stdout) != 0) throw_os_error("cannot write the plan to", "standard output", errno);
 }
 
 }  // namespace shardwise::cli

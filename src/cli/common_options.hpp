@@ -43,8 +43,8 @@ rules::Params given_params(const CLI::App& command, const PlanningOptions& optio
 // Opens the checkpoint (headers only) and plans it.
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules);
 
-// The plan as `shardwise plan` prints it, in options.format.
-std::string render_plan(const plan::Plan& plan, const PlanningOptions& options,
-                        const std::optional<std::string>& filter);
+// Writes the plan to standard output as `shardwise plan` prints it, in options.format, as it is
+// formatted. Throws Error(io) when standard output refuses it (a full disk, a closed pipe).
+void print_plan(const plan::Plan& plan, const PlanningOptions& options, const std::optional<std::string>& filter);
 
 }  // namespace shardwise::cli

@@ -41,7 +41,7 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   const rules::Rules rules = load_rules(args.planning);
   const plan::Plan plan = plan_from_options(command, args.planning, rules);
   if (args.dry_run) {
-    std::fputs(render_plan(plan, args.planning, std::nullopt).c_str(), stdout);
+    print_plan(plan, args.planning, std::nullopt);
     return 0;
   }
   convert::ConvertOptions options;

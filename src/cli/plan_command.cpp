@@ -32,9 +32,7 @@ int run_plan(const CLI::App& command, PlanArgs args) {
   // than printing them (compilers skip it the same way). Kept reachable so leak checkers agree.
   static const plan::Plan* kept = nullptr;
   kept = new plan::Plan(plan_from_options(command, args.planning, rules));
-  const plan::Plan& plan = *kept;
-  const std::string text = render_plan(plan, args.planning, args.filter);
-  std::fwrite(text.data(), 1, text.size(), stdout);
+  print_plan(*kept, args.planning, args.filter);
   return 0;
 }
 

@@ -150,16 +150,14 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowFilter& ro
 
 }  // namespace
 
-std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter) {
+void write_plan_json(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink) {
   const detail::RowFilter rows(filter);
   std::vector<std::string_view> files;
   files.reserve(plan.input_files.size());
   for (const std::string& path : plan.input_files) files.push_back(detail::file_name_of(path));
 
-  std::size_t planned = 0;
-  for (const OutputFile& f : plan.outputs) planned += f.tensors.size();
-  std::string out;
-  out.reserve(4096 + planned * 330);
+  detail::ChunkedText chunks(sink);
+  std::string& out = chunks.text;
   append_head(out, plan, filter, files);
   out += "  \"outputs\": [";
   for (std::size_t r = 0; r < plan.outputs.size(); ++r) {
@@ -176,12 +174,17 @@ std::string format_plan_json(const Plan& plan, const std::optional<std::string>&
       out += first ? "\n" : ",\n";
       first = false;
       append_tensor(out, t, src, files[src.file], plan.rule_labels[t.rule]);
+      chunks.flush_if_full();
     }
     out += first ? "]}" : "\n    ]}";
   }
   out += plan.outputs.empty() ? "],\n" : "\n  ],\n";
   append_tail(out, plan, rows);
-  return out;
+  chunks.finish();
+}
+
+std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter) {
+  return detail::collect([&](const TextSink& sink) { write_plan_json(plan, filter, sink); });
 }
 
 nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter) {

@@ -127,40 +127,47 @@ void append_summary(std::string& text, const Plan& plan) {
 
 }  // namespace
 
-std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter) {
+void write_plan_text(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink) {
   const detail::RowFilter rows(filter);
   const detail::PlacementIndex index(plan);
-  std::string text;
-  text.reserve(256 + plan.sources.size() * 160);
-  append_header(text, plan, plan.sources.size() + plan.skipped.size());
+  detail::ChunkedText out(sink);
+  append_header(out.text, plan, plan.sources.size() + plan.skipped.size());
 
-  // The rows matching --filter are picked first, so that the count line can precede them and the
-  // rows go straight into `text` (a full-size plan is tens of MB: no second buffer to copy).
+  // The rows matching --filter are picked first, so that the count line can precede them.
   std::vector<std::size_t> placed_rows;
   for (std::size_t s = 0; s < plan.sources.size(); ++s) {
     const auto placements = index.of(s);
     const Source& src = plan.sources[s];
     if (rows.matches(src.name, placements.empty() ? src.name : placements.front().tensor->name)) placed_rows.push_back(s);
   }
-  auto out = std::back_inserter(text);
-  fmt::format_to(out, "\nplaced: {} source tensors{} (SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  "
-                      "[CAST]  WRITTEN  BYTES  RULE)\n",
+  fmt::format_to(std::back_inserter(out.text),
+                 "\nplaced: {} source tensors{} (SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  "
+                 "[CAST]  WRITTEN  BYTES  RULE)\n",
                  plan.sources.size(),
                  rows.active() ? fmt::format(", {} shown matching --filter {}", placed_rows.size(), *filter) : "");
-  for (const std::size_t s : placed_rows) append_row(text, plan, plan.sources[s], index.of(s));
+  for (const std::size_t s : placed_rows) {
+    append_row(out.text, plan, plan.sources[s], index.of(s));
+    out.flush_if_full();
+  }
 
   std::vector<const Skipped*> skipped_rows;
   for (const Skipped& s : plan.skipped) {
     if (rows.matches(s.name)) skipped_rows.push_back(&s);
   }
-  fmt::format_to(out, "\nskipped: {} tensors{}\n", plan.skipped.size(),
+  fmt::format_to(std::back_inserter(out.text), "\nskipped: {} tensors{}\n", plan.skipped.size(),
                  rows.active() ? fmt::format(", {} shown", skipped_rows.size()) : "");
   for (const Skipped* s : skipped_rows) {
-    fmt::format_to(out, "  {} ({})  skipped by {}: {}\n", s->name, s->file, s->rule, s->reason);
+    fmt::format_to(std::back_inserter(out.text), "  {} ({})  skipped by {}: {}\n", s->name, s->file, s->rule,
+                   s->reason);
+    out.flush_if_full();
   }
-  text += '\n';
-  append_summary(text, plan);
-  return text;
+  out.text += '\n';
+  append_summary(out.text, plan);
+  out.finish();
+}
+
+std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter) {
+  return detail::collect([&](const TextSink& sink) { write_plan_text(plan, filter, sink); });
 }
 
 }  // namespace shardwise::plan

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <shardwise/plan/plan.hpp>
+#include <shardwise/plan/planner.hpp>
 
 namespace re2 {
 class RE2;
@@ -45,6 +46,36 @@ class RowFilter {
  private:
   std::unique_ptr<re2::RE2> re_;
 };
+
+// The formats append to `text` and call flush_if_full() after each row: the text goes to the sink
+// a MiB at a time. finish() hands over the rest.
+class ChunkedText {
+ public:
+  explicit ChunkedText(const TextSink& sink) : sink_(sink) { text.reserve(kChunk + kChunk / 4); }
+  ChunkedText(const ChunkedText&) = delete;
+  ChunkedText& operator=(const ChunkedText&) = delete;
+
+  std::string text;
+  void flush_if_full() {
+    if (text.size() >= kChunk) finish();
+  }
+  void finish() {
+    if (!text.empty()) sink_(text);
+    text.clear();
+  }
+
+ private:
+  static constexpr std::size_t kChunk = std::size_t{1} << 20;
+  const TextSink& sink_;
+};
+
+// The whole text of a writer (write_plan_text, write_plan_json) as one string.
+template <class Writer>
+std::string collect(Writer write) {
+  std::string all;
+  write([&all](std::string_view piece) { all += piece; });
+  return all;
+}
 
 struct Placement {
   std::uint64_t rank = 0;

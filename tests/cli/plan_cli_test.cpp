@@ -138,6 +138,14 @@ TEST_CASE("plan usage errors exit 2") {
   }
 }
 
+TEST_CASE("plan says so when standard output refuses the plan") {
+  TempDir dir;
+  generate(dir);
+  const auto result = run_command({"/bin/sh", "-c", shardwise_binary() + " plan -m 2 -i '" + dir.str() + "' > /dev/full"});
+  CHECK(result.exit_code == 5);
+  CHECK_THAT(result.err, Catch::Contains("cannot write the plan to standard output: No space left on device"));
+}
+
 TEST_CASE("plan --help explains the command") {
   const auto result = plan({"--help"});
   CHECK(result.exit_code == 0);

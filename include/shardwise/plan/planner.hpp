@@ -2,8 +2,10 @@
 // Planning: input headers + rules -> Plan. Never reads tensor data.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -26,12 +28,18 @@ struct PlanOptions {
 // collected and reported in one Error(input).
 Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options);
 
+// Receives a formatted plan piece by piece, in order (about a MiB at a time): a full-size plan is
+// tens of MB of text, written as it is formatted rather than held whole.
+using TextSink = std::function<void(std::string_view)>;
+
 // Text for people (rows narrowed by `filter`, an RE2 pattern on source or output names) and JSON
 // for programs (docs/plan-json.md). Both deterministic.
+void write_plan_text(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink);
 std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter);
 nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter);
 // The same JSON as text, streamed without building a DOM (fast on 100,000s of tensors): one
 // tensor per line, keys in the documented order, ending with a newline.
+void write_plan_json(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink);
 std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter);
 
 }  // namespace shardwise::plan

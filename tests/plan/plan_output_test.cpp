@@ -1,0 +1,52 @@
+// The plan formats written piece by piece: a plan bigger than one piece (1 MiB) arrives in several
+// pieces that together are the whole document, nothing lost or repeated at the seams.
+
+#include <catch2/catch.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <shardwise/safetensors/checkpoint.hpp>
+
+#include "plan/plan_fixture.hpp"
+
+using namespace shardwise;
+using namespace shardwise::test;
+
+TEST_CASE("a large plan is written in pieces that join into the whole text and JSON") {
+  TempDir dir;
+  std::vector<TensorSpec> tensors;
+  for (int i = 0; i < 6000; ++i) {
+    tensors.push_back({fmt::format("blk.{:05}.col.weight", i), st::DType::BF16, {8, 4}});
+    tensors.push_back({fmt::format("blk.{:05}.items.{}.row.weight", i, i % 4), st::DType::BF16, {8, 4}});
+  }
+  write_checkpoint_file(dir / "a.safetensors", tensors);
+  const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
+  const plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {2, {}});
+
+  std::vector<std::string> pieces;
+  const plan::TextSink keep = [&pieces](std::string_view piece) { pieces.emplace_back(piece); };
+
+  plan::write_plan_json(plan, std::nullopt, keep);
+  REQUIRE(pieces.size() > 1);
+  std::string joined;
+  for (const std::string& piece : pieces) {
+    CHECK(piece.size() < (std::size_t{3} << 19));  // about a MiB each
+    joined += piece;
+  }
+  const nlohmann::json json = nlohmann::json::parse(joined);
+  std::size_t listed = 0;
+  for (const auto& output : json.at("outputs")) listed += output.at("tensors").size();
+  CHECK(listed == 6000 * 2 + 6000);  // col split over both ranks, items owned by one
+  CHECK(json.at("totals").at("tensors") == listed);
+
+  pieces.clear();
+  plan::write_plan_text(plan, std::nullopt, keep);
+  REQUIRE(pieces.size() > 1);
+  joined.clear();
+  for (const std::string& piece : pieces) joined += piece;
+  std::size_t rows = 0;
+  for (std::size_t at = joined.find("\n  blk."); at != std::string::npos; at = joined.find("\n  blk.", at + 1)) ++rows;
+  CHECK(rows == tensors.size());
+  CHECK(joined.ends_with("side files: none\n"));
+}
