@@ -1,5 +1,6 @@
 #include "cli/common_options.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -33,6 +34,22 @@ void add_param(rules::Params& params, std::string name, const std::string& value
 
 }  // namespace
 
+void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
+  std::vector<rules::ParamInfo> declared;
+  try {
+    declared = rules::Rules::bundled().params();
+  } catch (const Error&) {
+    return;
+  }
+  for (const auto& param : declared) {
+    std::string flag = "--" + param.name;
+    std::replace(flag.begin() + 2, flag.end(), '_', '-');
+    std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
+    if (param.default_value) help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    command.add_option(flag, values[param.name], help);
+  }
+}
+
 void add_planning_options(CLI::App& command, PlanningOptions& options) {
   command.add_option("-i,--hf-ckpt-path", options.input, "input checkpoint: a folder of .safetensors files, or one file")
       ->required();
@@ -40,6 +57,7 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       ->required()
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
   command.add_option("-r,--rules", options.rules_file, "rules file (default: the bundled rules)");
+  add_bundled_param_flags(command, options.declared);
   command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
   command.allow_extras();
   command.footer(command.get_footer() + "\n" +
@@ -59,6 +77,9 @@ rules::Rules load_rules(const PlanningOptions& options) {
 
 rules::Params given_params(const CLI::App& command, const PlanningOptions& options) {
   rules::Params params;
+  for (const auto& [name, value] : options.declared) {
+    if (value) params[name] = *value;
+  }
   for (const std::string& entry : options.params) {
     const auto eq = entry.find('=');
     if (eq == std::string::npos) throw Error(ErrorKind::usage, fmt::format("--param {}: expected NAME=VALUE", entry));

@@ -8,6 +8,7 @@
 // `--param NAME=VALUE` is the explicit form. So the reference converter's own flags work unchanged.
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -19,16 +20,26 @@
 
 namespace shardwise::cli {
 
+// The values of the flags made from the bundled rules' parameters, by parameter name.
+using BundledParamFlags = std::map<std::string, std::optional<std::uint64_t>>;
+
+// One flag per parameter of the bundled rules (`--NAME`, dashes for underscores, with the file's
+// help text), so that --help lists them; none when the bundled rules cannot be loaded (the command
+// then reports that itself). Other rules files' parameters go through --NAME VALUE or --param.
+void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values);
+
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
   std::uint64_t model_parallel = 1;       // --model-parallel
   std::optional<std::string> rules_file;  // --rules; the bundled rules when absent
   std::vector<std::string> params;        // --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)
+  BundledParamFlags declared;             // --NAME for each parameter the bundled rules declare
 };
 
-// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --param/-p on `command`, and lets
-// it accept rules parameters as extra `--NAME VALUE` options.
+// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --param/-p and the bundled rules'
+// parameter flags on `command`, and lets it accept other rules parameters as extra `--NAME VALUE`
+// options.
 void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.
 void add_format_option(CLI::App& command, PlanningOptions& options);
@@ -36,8 +47,8 @@ void add_format_option(CLI::App& command, PlanningOptions& options);
 // The rules named by --rules, or the bundled ones.
 rules::Rules load_rules(const PlanningOptions& options);
 
-// The rules parameters given: --param entries and the extra `--NAME VALUE` options left over by
-// parsing `command`. Throws Error(usage) for malformed names or values.
+// The rules parameters given: the bundled rules' flags, --param entries and the extra
+// `--NAME VALUE` options left over by parsing `command`. Throws Error(usage) for malformed names or values.
 rules::Params given_params(const CLI::App& command, const PlanningOptions& options);
 
 // Opens the checkpoint (headers only) and plans it.

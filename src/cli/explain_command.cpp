@@ -11,6 +11,7 @@
 #include <shardwise/rules/rules.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 namespace shardwise::cli {
 
@@ -19,7 +20,7 @@ namespace {
 struct ExplainOptions {
   std::string rules_file;
   std::uint64_t model_parallel = 1;
-  std::map<std::string, std::optional<std::uint64_t>> declared;  // flags from the bundled rules' params
+  BundledParamFlags declared;  // flags from the bundled rules' params
   std::vector<std::string> params;                               // --param NAME=VALUE
   std::vector<std::string> names;
 };
@@ -54,23 +55,6 @@ int run_explain(const ExplainOptions& options) {
   return 0;
 }
 
-// One flag per parameter of the bundled rules; none when they cannot be loaded (a broken build is
-// then reported by the command itself).
-void add_declared_param_flags(CLI::App& command, ExplainOptions& options) {
-  std::vector<rules::ParamInfo> declared;
-  try {
-    declared = rules::Rules::bundled().params();
-  } catch (const Error&) {
-    return;
-  }
-  for (const auto& param : declared) {
-    std::string flag = "--" + param.name;
-    std::replace(flag.begin() + 2, flag.end(), '_', '-');
-    const std::string help = param.help.empty() ? fmt::format("Value of the rules parameter {}", param.name) : param.help;
-    command.add_option(flag, options.declared[param.name], help);
-  }
-}
-
 }  // namespace
 
 void add_explain_command(CLI::App& app, Action& action) {
@@ -80,7 +64,7 @@ void add_explain_command(CLI::App& app, Action& action) {
   explain->add_option("-r,--rules", options->rules_file, "Rules file (default: the bundled rules)");
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
-  add_declared_param_flags(*explain, *options);
+  add_bundled_param_flags(*explain, options->declared);
   explain->add_option("-p,--param", options->params, "A rules parameter, NAME=VALUE (repeatable)");
   explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
   explain->callback([&action, options] { action = [options] { return run_explain(*options); }; });

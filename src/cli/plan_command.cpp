@@ -1,8 +1,6 @@
 // `shardwise plan`: read the input's headers (never tensor data), apply the rules, print where
 // every tensor goes, as text for people or JSON for programs (docs/plan-json.md).
-#include <algorithm>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <optional>
 
@@ -20,13 +18,9 @@ namespace {
 struct PlanArgs {
   PlanningOptions planning;
   std::optional<std::string> filter;
-  std::map<std::string, std::optional<std::uint64_t>> declared;  // flags of the bundled rules' params
 };
 
-int run_plan(const CLI::App& command, PlanArgs args) {
-  for (const auto& [name, value] : args.declared) {
-    if (value) args.planning.params.push_back(fmt::format("{}={}", name, *value));
-  }
+int run_plan(const CLI::App& command, const PlanArgs& args) {
   const rules::Rules rules = load_rules(args.planning);
   // The process ends right after printing: freeing 100,000s of small strings would take longer
   // than printing them (compilers skip it the same way). Kept reachable so leak checkers agree.
@@ -34,24 +28,6 @@ int run_plan(const CLI::App& command, PlanArgs args) {
   kept = new plan::Plan(plan_from_options(command, args.planning, rules));
   print_plan(*kept, args.planning, args.filter);
   return 0;
-}
-
-// One flag per parameter of the bundled rules (`--NAME` with dashes, with the file's help text), so
-// that --help lists them; other rules files' parameters go through --NAME VALUE or --param.
-void add_declared_param_flags(CLI::App& command, PlanArgs& args) {
-  std::vector<rules::ParamInfo> declared;
-  try {
-    declared = rules::Rules::bundled().params();
-  } catch (const Error&) {
-    return;  // a broken bundled file is reported when the command runs
-  }
-  for (const auto& param : declared) {
-    std::string flag = "--" + param.name;
-    std::replace(flag.begin() + 2, flag.end(), '_', '-');
-    std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
-    if (param.default_value) help += fmt::format(" (bundled rules' default: {})", *param.default_value);
-    command.add_option(flag, args.declared[param.name], help);
-  }
 }
 
 }  // namespace
@@ -67,7 +43,6 @@ void add_plan_command(CLI::App& app, Action& action) {
       "incomplete packed groups, splits that cut a packing unit, owner indices out of range, name clashes) is\n"
       "reported in one run (exit 4). `convert --dry-run` prints the same plan.");
   add_planning_options(*command, args->planning);
-  add_declared_param_flags(*command, *args);
   add_format_option(*command, args->planning);
   command->add_option("--filter", args->filter,
                       "only rows whose source or output name contains a match of this RE2 pattern (the summary "

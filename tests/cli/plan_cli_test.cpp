@@ -154,3 +154,19 @@ TEST_CASE("plan --help explains the command") {
     CHECK(result.out.find(text) != std::string::npos);
   }
 }
+
+TEST_CASE("every command that plans lists the bundled rules' parameters as flags and honours them") {
+  for (const char* command : {"plan", "convert", "verify", "explain"}) {
+    INFO(command);
+    const auto help = run_command({shardwise_binary(), command, "--help"});
+    CHECK(help.exit_code == 0);
+    CHECK_THAT(help.out, Catch::Contains("--n-experts UINT") && Catch::Contains("bundled rules' default: 256"));
+  }
+  TempDir dir;
+  generate(dir);  // 2 experts per layer; n_experts=3 cannot be spread over 2 ranks
+  CHECK(plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"}).exit_code == 0);
+  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(), "-m",
+                                "2", "--n-experts", "3", "--dry-run"});
+  CHECK(dry.exit_code == 4);
+  CHECK_THAT(dry.err, Catch::Contains("n_experts=3 is not a multiple of mp=2"));
+}
