@@ -61,10 +61,14 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
 // pair of sources, with the ranks where they meet).
 void finish_outputs(Plan& plan, Placer& placer) {
   std::map<std::tuple<std::string, std::size_t, std::size_t>, std::vector<std::uint64_t>> clashes;
+  const auto by_name = [](const PlannedTensor& a, const PlannedTensor& b) {
+    return std::tie(a.name, a.source) < std::tie(b.name, b.source);
+  };
   for (OutputFile& out : plan.outputs) {
-    std::sort(out.tensors.begin(), out.tensors.end(), [](const PlannedTensor& a, const PlannedTensor& b) {
-      return std::tie(a.name, a.source) < std::tie(b.name, b.source);
-    });
+    // Tensors arrive in source-name order, which renames seldom disturb: often nothing to sort.
+    if (!std::is_sorted(out.tensors.begin(), out.tensors.end(), by_name)) {
+      std::sort(out.tensors.begin(), out.tensors.end(), by_name);
+    }
     for (std::size_t i = 1; i < out.tensors.size(); ++i) {
       const PlannedTensor& a = out.tensors[i - 1];
       const PlannedTensor& b = out.tensors[i];
