@@ -8,7 +8,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
-#include "../../src/plan/decision_stream.hpp"
+#include "plan/decision_stream.hpp"
 #include "plan/plan_fixture.hpp"
 
 using namespace shardwise;

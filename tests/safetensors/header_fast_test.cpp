@@ -11,7 +11,7 @@
 #include <shardwise/safetensors/header.hpp>
 
 // Internal to the reader (the test binary has no src/ include path).
-#include "../../src/safetensors/header_fast.hpp"
+#include "safetensors/header_fast.hpp"
 #include "safetensors/st_bytes.hpp"
 
 using namespace shardwise;

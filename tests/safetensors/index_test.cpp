@@ -10,7 +10,7 @@
 #include <shardwise/core/error.hpp>
 
 // Internal to the reader (the test binary has no src/ include path).
-#include "../../src/safetensors/index.hpp"
+#include "safetensors/index.hpp"
 
 using namespace shardwise;
 using namespace shardwise::st::detail;

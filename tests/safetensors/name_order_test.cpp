@@ -8,7 +8,7 @@
 #include <vector>
 
 // Internal to the reader (the test binary has no src/ include path).
-#include "../../src/safetensors/name_order.hpp"
+#include "safetensors/name_order.hpp"
 
 using shardwise::st::detail::sort_runs;
 
