@@ -36,16 +36,20 @@ class PackedGroups {
   };
 
   // A group is known by its layout and name; the name viewed is the Group's own (a deque never
-  // moves its elements), so looking a group up allocates nothing.
+  // moves its elements), so looking a group up allocates nothing. The key carries its hash: the
+  // table compares hashes before names and never hashes a stored name again.
   struct Key {
-    const rules::Layout* layout = nullptr;
+    Key(const rules::Layout* of, std::string_view named)
+        : layout(of), name(named), hash(std::hash<std::string_view>{}(named) ^ std::hash<const void*>{}(of)) {}
+    const rules::Layout* layout;
     std::string_view name;
-    bool operator==(const Key&) const = default;
+    std::size_t hash;
+    bool operator==(const Key& other) const {
+      return hash == other.hash && layout == other.layout && name == other.name;
+    }
   };
   struct KeyHash {
-    std::size_t operator()(const Key& key) const noexcept {
-      return std::hash<std::string_view>{}(key.name) ^ std::hash<const void*>{}(key.layout);
-    }
+    std::size_t operator()(const Key& key) const noexcept { return key.hash; }
   };
 
   static void place(Group& group, Placer& placer);
