@@ -153,6 +153,10 @@ std::map<std::string, std::string> read_weight_map_full(const std::string& text,
   const auto refuse = [&](const std::string& message) {
     return Error(ErrorKind::input, where + ": " + message);
   };
+  // nlohmann takes a NUL for the end of the input and would ignore whatever follows it.
+  if (const auto nul = text.find('\0'); nul != std::string::npos) {
+    throw refuse(fmt::format("holds a NUL byte at offset {}", nul));
+  }
   std::string top_key;
   std::set<std::string> mapped;
   const auto guard = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {

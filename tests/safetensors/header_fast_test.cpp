@@ -10,7 +10,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/header.hpp>
 
-// Internal to the reader (the test binary has no src/ include path).
+// Internal to the reader.
 #include "safetensors/header_fast.hpp"
 #include "safetensors/st_bytes.hpp"
 

@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-// Internal to the reader (the test binary has no src/ include path).
+// Internal to the reader.
 #include "safetensors/name_order.hpp"
 
 using shardwise::st::detail::sort_runs;
