@@ -141,6 +141,27 @@ int interrupt_convert(const fs::path& in, const fs::path& out, int signal) {
   return status;
 }
 
+TEST_CASE("convert refused by the system mid-write (file size limit) exits 5, leaves nothing half-written") {
+  TempDir dir;
+  generate(dir / "in", {"--layers", "2", "--experts", "8"});
+  REQUIRE(convert(dir / "in", dir / "reference", {"-q"}).exit_code == 0);
+  const fs::path out = dir / "out";
+  // A limit of 64 blocks (32 or 64 KiB, as the shell counts them) is below any rank file; SIGXFSZ
+  // is ignored so that the write fails with EFBIG instead of killing the process.
+  const std::string command = "ulimit -f 64; trap '' XFSZ; exec '" + shardwise::test::shardwise_binary() +
+                              "' convert -i '" + (dir / "in").string() + "' -o '" + out.string() +
+                              "' --n-experts 8 -m 4 -q";
+  const auto limited = run_command({"/bin/sh", "-c", command});
+  CHECK(limited.exit_code == 5);
+  CHECK_THAT(limited.err, Catch::Contains("File too large"));
+  for (const auto& [name, bytes] : folder_files(out)) {
+    CAPTURE(name);
+    CHECK(name == "shardwise-manifest.json");  // no rank file, finished or partial, and no temporary
+  }
+  CHECK(convert(dir / "in", out, {"-q"}).exit_code == 0);
+  CHECK(folder_files(out) == folder_files(dir / "reference"));
+}
+
 TEST_CASE(
     "convert interrupted by SIGTERM or SIGKILL leaves only complete files, and a rerun finishes the job") {
   TempDir dir;
