@@ -2,7 +2,7 @@
 // Numeric transforms as pure functions from input bytes to output bytes: no I/O, no threads, no
 // tensor names. The engine calls them on bands of whole blocks of rows (see each function); which
 // tensor gets which transform is the rules' business. Bit-exact with the reference converters
-// (docs/rules.md, "Transforms", says which reference each follows and why).
+// (docs/transforms.md says which reference each follows and why).
 //
 // Conventions: tensors are row-major [rows, cols]; multi-byte values are little-endian; one-byte
 // codes are E4M3 (fn: no infinities, 0x7F/0xFF NaN), E8M0 (unsigned exponent, 0xFF NaN) or I8/U8;

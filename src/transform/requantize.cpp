@@ -1,0 +1,127 @@
+#include <shardwise/core/error.hpp>
+#include <shardwise/transform/kernels.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "transform/formats.hpp"
+
+// DeepSeek-V4 convert.py, cast_e2m1fn_to_e4m3fn, per 128 x 128 block of the output:
+//   s      = f32(scale) of the block's 128 rows x 4 groups of 32 columns
+//   smax   = amax(s) / 64                      (float32; a NaN scale makes it NaN)
+//   offset = s / smax                          (float32 division, one per row and group)
+//   out    = e4m3(f32(FP4[code] * offset))     new scale = e8m0(smax)
+// Within a block, the answer for a code depends only on its group's scale code, so each distinct
+// scale code gets a 16-entry table built with exactly that arithmetic, on first use in a block and
+// kept while the next blocks have the same largest scale code. amax of decoded E8M0 values is the
+// decoding of the largest code (decoding is monotonic, 0xFF the NaN), so the maximum is taken on
+// the bytes.
+
+namespace shardwise::transform {
+
+namespace {
+
+constexpr std::uint64_t kBlock = 128;  // output block, both ways
+constexpr std::uint64_t kGroup = 32;   // input scale group along a row
+constexpr float kMaxOffset = 64.0f;    // 2^MAX_OFFSET_BITS: 6 * 64 = 384 < 448
+constexpr std::uint8_t kE4m3Nan = 0x7F;
+constexpr std::uint8_t kE8m0Nan = 0xFF;
+
+struct GroupTables {
+  std::array<std::array<std::uint8_t, 16>, 256> codes{};
+  std::array<bool, 256> built{};
+  int largest_code = -1;  // the block maximum the tables were built for
+
+  void reset_for(std::uint8_t largest) noexcept {
+    if (largest_code == largest) return;
+    built.fill(false);
+    largest_code = largest;
+  }
+  const std::array<std::uint8_t, 16>& get(std::uint8_t scale_code, float smax) noexcept {
+    if (!built[scale_code]) {
+      const float offset = e8m0_to_f32(scale_code) / smax;
+      const std::array<float, 16>& values = e2m1_table();
+      for (std::size_t n = 0; n < 16; ++n) codes[scale_code][n] = f32_to_e4m3(values[n] * offset);
+      built[scale_code] = true;
+    }
+    return codes[scale_code];
+  }
+};
+
+void check_shapes(std::size_t weight_bytes, std::size_t scale_bytes, std::uint64_t rows, std::uint64_t cols,
+                  std::size_t out_weight_bytes, std::size_t out_scale_bytes) {
+  const auto fail = [&](const std::string& what) {
+    throw Error(ErrorKind::input,
+                fmt::format("requantize_fp4_to_fp8: {} (rows {}, cols {})", what, rows, cols));
+  };
+  if (rows % kBlock != 0 || cols % kBlock != 0) fail("rows and cols must be multiples of 128");
+  std::uint64_t elements = 0;
+  if (__builtin_mul_overflow(rows, cols, &elements)) fail("rows x cols overflows 64 bits");
+  if (weight_bytes != elements / 2)
+    fail(fmt::format("weight holds {} bytes, not {}", weight_bytes, elements / 2));
+  if (scale_bytes != elements / kGroup) {
+    fail(fmt::format("scale holds {} bytes, not {}", scale_bytes, elements / kGroup));
+  }
+  if (out_weight_bytes != elements) {
+    fail(fmt::format("output weight holds {} bytes, not {}", out_weight_bytes, elements));
+  }
+  if (out_scale_bytes != elements / (kBlock * kBlock)) {
+    fail(fmt::format("output scale holds {} bytes, not {}", out_scale_bytes, elements / (kBlock * kBlock)));
+  }
+}
+
+// The largest scale code of block column `bi` over 128 rows of `groups_per_row` codes.
+std::uint8_t largest_code(const std::uint8_t* scale, std::uint64_t groups_per_row,
+                          std::uint64_t bi) noexcept {
+  std::uint8_t largest = 0;
+  for (std::uint64_t r = 0; r < kBlock; ++r) {
+    const std::uint8_t* groups = scale + r * groups_per_row + bi * (kBlock / kGroup);
+    for (std::uint64_t g = 0; g < kBlock / kGroup; ++g) largest = std::max(largest, groups[g]);
+  }
+  return largest;
+}
+
+}  // namespace
+
+void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const std::byte> scale,
+                           std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
+                           std::span<std::byte> out_scale) {
+  check_shapes(weight.size(), scale.size(), rows, cols, out_weight.size(), out_scale.size());
+  const auto* packed = reinterpret_cast<const std::uint8_t*>(weight.data());
+  const auto* scales = reinterpret_cast<const std::uint8_t*>(scale.data());
+  auto* codes_out = reinterpret_cast<std::uint8_t*>(out_weight.data());
+  const std::uint64_t groups_per_row = cols / kGroup;
+  const std::uint64_t blocks_across = cols / kBlock;
+  GroupTables tables;
+  for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
+    const std::uint8_t* block_scales = scales + bo * kBlock * groups_per_row;
+    for (std::uint64_t bi = 0; bi < blocks_across; ++bi) {
+      const std::uint8_t largest = largest_code(block_scales, groups_per_row, bi);
+      const float smax = e8m0_to_f32(largest) / kMaxOffset;
+      out_scale[bo * blocks_across + bi] = std::byte{f32_to_e8m0(smax)};
+      for (std::uint64_t r = bo * kBlock; r < (bo + 1) * kBlock; ++r) {
+        std::uint8_t* out_row = codes_out + r * cols + bi * kBlock;
+        if (largest == kE8m0Nan) {  // NaN offsets everywhere: every product is a positive NaN
+          std::memset(out_row, kE4m3Nan, kBlock);
+          continue;
+        }
+        tables.reset_for(largest);
+        for (std::uint64_t g = 0; g < kBlock / kGroup; ++g) {
+          const std::uint64_t group = bi * (kBlock / kGroup) + g;
+          const std::array<std::uint8_t, 16>& table = tables.get(scales[r * groups_per_row + group], smax);
+          const std::uint8_t* in = packed + r * (cols / 2) + group * (kGroup / 2);
+          std::uint8_t* out = out_row + g * kGroup;
+          for (std::uint64_t j = 0; j < kGroup / 2; ++j) {  // the even column in the low nibble
+            out[2 * j] = table[in[j] & 0x0Fu];
+            out[2 * j + 1] = table[in[j] >> 4];
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace shardwise::transform
