@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 
 #include <fmt/format.h>
 
@@ -14,9 +15,8 @@
 //   smax   = amax(s) / 64                      (float32; a NaN scale makes it NaN)
 //   offset = s / smax                          (float32 division, one per row and group)
 //   out    = e4m3(f32(FP4[code] * offset))     new scale = e8m0(smax)
-// Within a block, the answer for a code depends only on its group's scale code, so each distinct
-// scale code gets a 16-entry table built with exactly that arithmetic, on first use in a block and
-// kept while the next blocks have the same largest scale code. amax of decoded E8M0 values is the
+// Within a block, the answer for a code depends only on its group's offset, so each offset gets a
+// table of answers built with exactly that arithmetic (see OffsetTables). amax of decoded E8M0 values is the
 // decoding of the largest code (decoding is monotonic, 0xFF the NaN), so the maximum is taken on
 // the bytes.
 
@@ -30,24 +30,30 @@ constexpr float kMaxOffset = 64.0f;    // 2^MAX_OFFSET_BITS: 6 * 64 = 384 < 448
 constexpr std::uint8_t kE4m3Nan = 0x7F;
 constexpr std::uint8_t kE8m0Nan = 0xFF;
 
-struct GroupTables {
-  std::array<std::array<std::uint8_t, 16>, 256> codes{};
-  std::array<bool, 256> built{};
-  int largest_code = -1;  // the block maximum the tables were built for
+// The answers for each input byte (two FP4 codes: the even column's E4M3 code in the low byte, the
+// odd column's in the high byte, as the output lays them out), per offset. Below the NaN code every
+// E8M0 code a decodes exactly to 2^(a-127) (0x00 included), smax exactly to 2^(m-133) for the
+// block's largest code m, so offset = s / smax = 2^(6-d) with d = m - a, rounded (to 0 below 2^-149)
+// by the division itself: the answer depends on d alone. Each table is built on first use with the
+// reference's own arithmetic on the scale and smax met there, and serves the whole call.
+struct OffsetTables {
+  std::array<std::array<std::uint16_t, 256>, 255> pairs;  // by d; 127.5 KiB, filled only where built
+  std::array<bool, 255> built{};
 
-  void reset_for(std::uint8_t largest) noexcept {
-    if (largest_code == largest) return;
-    built.fill(false);
-    largest_code = largest;
-  }
-  const std::array<std::uint8_t, 16>& get(std::uint8_t scale_code, float smax) noexcept {
-    if (!built[scale_code]) {
+  const std::array<std::uint16_t, 256>& get(std::uint8_t scale_code, std::uint8_t largest,
+                                            float smax) noexcept {
+    const auto d = static_cast<std::uint8_t>(largest - scale_code);
+    if (!built[d]) {
       const float offset = e8m0_to_f32(scale_code) / smax;
       const std::array<float, 16>& values = e2m1_table();
-      for (std::size_t n = 0; n < 16; ++n) codes[scale_code][n] = f32_to_e4m3(values[n] * offset);
-      built[scale_code] = true;
+      std::array<std::uint8_t, 16> codes;
+      for (std::size_t n = 0; n < 16; ++n) codes[n] = f32_to_e4m3(values[n] * offset);
+      for (std::size_t byte = 0; byte < 256; ++byte) {
+        pairs[d][byte] = static_cast<std::uint16_t>(codes[byte & 0x0Fu] | codes[byte >> 4] << 8);
+      }
+      built[d] = true;
     }
-    return codes[scale_code];
+    return pairs[d];
   }
 };
 
@@ -95,7 +101,7 @@ void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const st
   auto* codes_out = reinterpret_cast<std::uint8_t*>(out_weight.data());
   const std::uint64_t groups_per_row = cols / kGroup;
   const std::uint64_t blocks_across = cols / kBlock;
-  GroupTables tables;
+  const std::unique_ptr<OffsetTables> tables(new OffsetTables);  // default-initialised: no memset
   for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
     const std::uint8_t* block_scales = scales + bo * kBlock * groups_per_row;
     for (std::uint64_t bi = 0; bi < blocks_across; ++bi) {
@@ -108,16 +114,13 @@ void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const st
           std::memset(out_row, kE4m3Nan, kBlock);
           continue;
         }
-        tables.reset_for(largest);
         for (std::uint64_t g = 0; g < kBlock / kGroup; ++g) {
           const std::uint64_t group = bi * (kBlock / kGroup) + g;
-          const std::array<std::uint8_t, 16>& table = tables.get(scales[r * groups_per_row + group], smax);
+          const std::array<std::uint16_t, 256>& table =
+              tables->get(scales[r * groups_per_row + group], largest, smax);
           const std::uint8_t* in = packed + r * (cols / 2) + group * (kGroup / 2);
           std::uint8_t* out = out_row + g * kGroup;
-          for (std::uint64_t j = 0; j < kGroup / 2; ++j) {  // the even column in the low nibble
-            out[2 * j] = table[in[j] & 0x0Fu];
-            out[2 * j + 1] = table[in[j] >> 4];
-          }
+          for (std::uint64_t j = 0; j < kGroup / 2; ++j) std::memcpy(out + 2 * j, &table[in[j]], 2);
         }
       }
     }
