@@ -17,7 +17,8 @@ using namespace shardwise;
 namespace {
 
 // SHA-256 of the 65,536-entry table: bf16 bits as little-endian u16, indexed by the fp16 bits.
-constexpr const char* kTorchFp16ToBf16TableSha256 = "37de2c9beecc2633296c26c38c769266445dbdb118bf655d177cddbd3e73914c";
+constexpr const char* kTorchFp16ToBf16TableSha256 =
+    "37de2c9beecc2633296c26c38c769266445dbdb118bf655d177cddbd3e73914c";
 
 std::vector<unsigned char> little_endian_u16(const std::vector<std::uint16_t>& values) {
   std::vector<unsigned char> bytes;
@@ -84,23 +85,23 @@ TEST_CASE("fp32_to_bf16 spot values from PyTorch") {
     std::uint32_t single;
     std::uint16_t bf16;
   };
-  // NaNs: the contract (and PyTorch's scalar c10::BFloat16 conversion) gives 0x7FC0 for every NaN.
-  // PyTorch 1.13's vectorised CPU kernel gives 0xFFFF instead; the reference converter never casts
-  // fp32 to bf16, so the scalar rule is the one kept.
+  // NaNs: PyTorch's CPU cast of an fp32 tensor is ATen's vectorised kernel (x86 AVX2/AVX512), which
+  // writes 0xFFFF for every NaN, sign and payload aside; the reference converter's `.to(bfloat16)`
+  // of fp32 scales goes through it. (Its scalar c10::BFloat16, used for fp16 input, writes 0x7FC0.)
   constexpr std::array<Case, 30> cases{{
-      {0x00000000, 0x0000}, {0x80000000, 0x8000},                          // signed zeros
-      {0x3F800000, 0x3F80}, {0x3FC00000, 0x3FC0},                          // exact
-      {0x3F808000, 0x3F80}, {0x3F818000, 0x3F82},                          // ties to even
-      {0x3F808001, 0x3F81}, {0x3F807FFF, 0x3F80}, {0x3F80FFFF, 0x3F81},    // around a tie
-      {0x40490FDB, 0x4049}, {0xC0490FDB, 0xC049}, {0x387FC000, 0x3880},    // pi, -pi, carry
-      {0x7F7FFFFF, 0x7F80}, {0xFF7FFFFF, 0xFF80}, {0x7F7F8000, 0x7F80},    // round to infinity
-      {0x7F7F7FFF, 0x7F7F},                                                // largest kept finite
-      {0x7F800000, 0x7F80}, {0xFF800000, 0xFF80},                          // infinities
-      {0x7F800001, 0x7FC0}, {0x7FC00000, 0x7FC0}, {0xFFC00000, 0x7FC0},    // NaN payloads, signs
-      {0xFFFFFFFF, 0x7FC0}, {0x7FBFFFFF, 0x7FC0},
-      {0x00000001, 0x0000}, {0x80000001, 0x8000}, {0x00008000, 0x0000},    // subnormals
+      {0x00000000, 0x0000}, {0x80000000, 0x8000},                        // signed zeros
+      {0x3F800000, 0x3F80}, {0x3FC00000, 0x3FC0},                        // exact
+      {0x3F808000, 0x3F80}, {0x3F818000, 0x3F82},                        // ties to even
+      {0x3F808001, 0x3F81}, {0x3F807FFF, 0x3F80}, {0x3F80FFFF, 0x3F81},  // around a tie
+      {0x40490FDB, 0x4049}, {0xC0490FDB, 0xC049}, {0x387FC000, 0x3880},  // pi, -pi, carry
+      {0x7F7FFFFF, 0x7F80}, {0xFF7FFFFF, 0xFF80}, {0x7F7F8000, 0x7F80},  // round to infinity
+      {0x7F7F7FFF, 0x7F7F},                                              // largest kept finite
+      {0x7F800000, 0x7F80}, {0xFF800000, 0xFF80},                        // infinities
+      {0x7F800001, 0xFFFF}, {0x7FC00000, 0xFFFF}, {0xFFC00000, 0xFFFF},  // NaN payloads, signs
+      {0xFFFFFFFF, 0xFFFF}, {0x7FBFFFFF, 0xFFFF}, {0x00000001, 0x0000},
+      {0x80000001, 0x8000}, {0x00008000, 0x0000},  // subnormals
       {0x00018000, 0x0002}, {0x00007FFF, 0x0000}, {0x007FFFFF, 0x0080},
-      {0x00800000, 0x0080},                                                // smallest normal
+      {0x00800000, 0x0080},  // smallest normal
   }};
   std::vector<std::byte> src(4 * cases.size()), dst(2 * cases.size());
   for (std::size_t i = 0; i < cases.size(); ++i) {
