@@ -71,7 +71,7 @@ struct FillOptions {
 class TensorFiller {
  public:
   TensorFiller(const TensorSpec& spec, const FillOptions& options)
-      : fill_(spec.fill), options_(options), rng_(options.seed, spec.seed_name) {}
+      : fill_(spec.fill), dtype_(spec.dtype), options_(options), rng_(options.seed, spec.seed_name) {}
 
   void fill(std::span<std::byte> out) {
     switch (fill_) {
@@ -107,16 +107,38 @@ class TensorFiller {
   }
 
   // Positive finite normals around 2^-10..2^-6 (realistic scales); random low mantissa bits make
-  // about one in eight a rounding tie of the bf16 cast anyway.
+  // about one in eight a rounding tie of the bf16 cast anyway. F32 scales hold the same values
+  // (fp16 widened exactly: NaN payloads, ties and subnormals stay what they were).
   void scales(std::span<std::byte> out) {
-    for (std::size_t i = 0; i < out.size() / 2; ++i) {
+    const bool f32 = dtype_ == DType::F32;
+    for (std::size_t i = 0; i < out.size() / (f32 ? 4 : 2); ++i) {
       const std::uint64_t r = rng_.next();
       auto bits = static_cast<std::uint16_t>(0x1400 + (r & 0x0FFF));
       if (options_.special_scales && ((r >> 16) & 3) == 0) {
         bits = kSpecialScales[(r >> 20) % kSpecialScales.size()];
       }
-      put(out, i, bits);
+      if (f32) {
+        put(out, i, fp16_bits_to_f32_bits(bits));
+      } else {
+        put(out, i, bits);
+      }
     }
+  }
+
+  // Exact fp16 -> fp32 widening, by fields (a NaN keeps its sign and payload, shifted).
+  static std::uint32_t fp16_bits_to_f32_bits(std::uint16_t half) {
+    const std::uint32_t sign = static_cast<std::uint32_t>(half & 0x8000u) << 16;
+    const std::uint32_t exponent = (half >> 10) & 0x1Fu;
+    std::uint32_t mantissa = half & 0x3FFu;
+    if (exponent == 0x1F) return sign | 0x7F800000u | (mantissa << 13);
+    if (exponent != 0) return sign | ((exponent + 112) << 23) | (mantissa << 13);
+    if (mantissa == 0) return sign;
+    std::uint32_t biased = 113;
+    while ((mantissa & 0x400u) == 0) {
+      mantissa <<= 1;
+      --biased;
+    }
+    return sign | (biased << 23) | ((mantissa & 0x3FFu) << 13);
   }
 
   // Finite values of either sign with magnitude in [1/8, 2).
@@ -142,6 +164,7 @@ class TensorFiller {
   }
 
   Fill fill_;
+  DType dtype_;
   const FillOptions& options_;
   Rng rng_;
 };

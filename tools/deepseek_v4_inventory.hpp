@@ -92,7 +92,8 @@ struct TensorSpec {
 
 struct InventoryOptions {
   Style style = Style::inference;
-  bool quant_gate_embed = false;  // the "trap" upload: ffn.gate and embed GPTQ-quantised too
+  bool quant_gate_embed = false;    // the "trap" upload: ffn.gate and embed GPTQ-quantised too
+  DType scales_dtype = DType::F16;  // GPTQ scales as released (F16), or F32
 };
 
 // Builds the inventory; names come out in generation order (callers sort as they need).
@@ -173,7 +174,7 @@ class InventoryBuilder {
     }
     tensor(prefix, path + ".qweight", DType::I32, {in / kPack, out}, Fill::qweight);
     tensor(prefix, path + ".qzeros", DType::I32, {in / kGroupSize, out / kPack}, Fill::qzeros);
-    tensor(prefix, path + ".scales", DType::F16, {in / kGroupSize, out}, Fill::scales);
+    tensor(prefix, path + ".scales", o_.scales_dtype, {in / kGroupSize, out}, Fill::scales);
   }
 
   void norm(const std::string& prefix, const std::string& path, std::uint64_t n) {

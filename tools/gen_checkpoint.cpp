@@ -291,6 +291,9 @@ int main(int argc, char** argv) {
   app.add_flag("--special-scales", o.fill.special_scales,
                "Scales include NaNs (several payloads, both signs), "
                "+-inf, +-0, fp16 subnormals and fp16->bf16 rounding ties");
+  app.add_flag_callback(
+      "--f32-scales", [&] { o.inventory.scales_dtype = st::DType::F32; },
+      "Write the GPTQ scales as F32 instead of F16 (same values; with --special-scales, NaNs and all)");
   app.add_flag("--quant-gate-embed", o.inventory.quant_gate_embed,
                "The trap upload: ffn.gate and embed GPTQ-quantised too");
   app.add_flag_callback(

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -131,6 +133,46 @@ TEST_CASE("gen_checkpoint --header-only writes the full DeepSeek-V4-Flash invent
   const auto* sink = ckpt.files()[0].header().find("layers.7.attn.attn_sink");
   REQUIRE(sink != nullptr);
   CHECK(sink->shape == st::Shape{64});
+}
+
+TEST_CASE("gen_checkpoint --f32-scales writes the same scale values as F32") {
+  TempDir f16, f32;
+  REQUIRE(generate(f16, {"--special-scales", "--no-tokenizer", "--seed", "3"}).exit_code == 0);
+  REQUIRE(generate(f32, {"--special-scales", "--f32-scales", "--no-tokenizer", "--seed", "3"}).exit_code ==
+          0);
+  const auto a = st::Checkpoint::open(f16.str()), b = st::Checkpoint::open(f32.str());
+  const std::string name = "layers.0.attn.wq_a.scales";
+  const auto* half = a.files()[0].header().find(name);
+  const auto* single = b.files()[0].header().find(name);
+  REQUIRE(half != nullptr);
+  REQUIRE(single != nullptr);
+  CHECK(half->dtype == st::DType::F16);
+  CHECK(single->dtype == st::DType::F32);
+  CHECK(single->shape == half->shape);
+  // Widened exactly: the F32 NaNs are the F16 ones (sign and payload), the numbers equal.
+  const auto h = a.files()[0].data(*half), s = b.files()[0].data(*single);
+  std::size_t nans = 0;
+  for (std::size_t i = 0; i < h.size() / 2; ++i) {
+    std::uint16_t hb;
+    std::uint32_t sb;
+    std::memcpy(&hb, h.data() + 2 * i, 2);
+    std::memcpy(&sb, s.data() + 4 * i, 4);
+    const bool half_nan = (hb & 0x7C00) == 0x7C00 && (hb & 0x3FF) != 0;
+    nans += half_nan ? 1 : 0;
+    if (half_nan) {
+      CHECK(sb == ((static_cast<std::uint32_t>(hb & 0x8000) << 16) | 0x7F800000u | ((hb & 0x3FFu) << 13)));
+    } else {
+      float value;
+      std::memcpy(&value, &sb, 4);
+      const int exponent = (hb >> 10) & 0x1F, mantissa = hb & 0x3FF;
+      const float magnitude = exponent == 0x1F
+                                  ? INFINITY
+                                  : std::ldexp(static_cast<float>(mantissa + (exponent != 0 ? 1024 : 0)),
+                                               std::max(exponent, 1) - 25);
+      CHECK(value == ((hb & 0x8000) != 0 ? -magnitude : magnitude));
+    }
+  }
+  CHECK(nans > 0);
 }
 
 TEST_CASE("gen_checkpoint data is a function of the seed") {
