@@ -121,6 +121,7 @@ FolderClaim claim_of(const plan::Plan& plan, const Share& share) {
     claim.own_temporaries = {share.record, fmt::format("{}.{}", kManifestFileName, share.writer)};
   }
   claim.whole = share.whole;
+  claim.ranks = share.ranks;
   return claim;
 }
 
@@ -168,8 +169,10 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   install_cleanup_handlers();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
-  const std::string out_dir =
+  // Held until the run returns or throws: no other run writes these files meanwhile.
+  const PreparedFolder folder =
       prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
+  const std::string& out_dir = folder.path;
   const InputWatch inputs(plan);
   Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
   planned.inputs = inputs.record();
