@@ -85,16 +85,8 @@ std::string own_record() {
   char host[256] = {};
   if (::gethostname(host, sizeof host - 1) != 0) std::strcpy(host, "unknown");
   std::string record = fmt::format("pid {} on host {}", ::getpid(), host);
-  record.resize(static_cast<std::size_t>(kSlotBytes) - 1);  // the rest, and a NUL, pad the slot
+  record.resize(static_cast<std::size_t>(kSlotBytes), '\0');  // a slot, NUL-padded (a long host name cut)
   return record;
-}
-
-void write_slot(int fd, off_t start, const std::string& record, const std::string& path) {
-  std::string bytes = record;
-  bytes.resize(static_cast<std::size_t>(kSlotBytes), '\0');
-  if (::pwrite(fd, bytes.data(), bytes.size(), start) != static_cast<ssize_t>(bytes.size())) {
-    throw_os_error("cannot write", path, errno == 0 ? EIO : errno);
-  }
 }
 
 }  // namespace
@@ -139,12 +131,11 @@ FolderLock::FolderLock(const std::string& folder, std::span<const std::uint64_t>
     }
     std::this_thread::sleep_for(kRetryDelay);
   }
+  // The record only names the holder to a refused run: a full disk must not fail the run here,
+  // before it can say which of its files does not fit.
   const std::string record = own_record();
-  try {
-    for (const Range& range : ranges) write_slot(fd_, range.start, record, path_);
-  } catch (...) {
-    ::close(fd_);
-    throw;
+  for (const Range& range : ranges) {
+    if (::pwrite(fd_, record.data(), record.size(), range.start) != kSlotBytes) break;
   }
   for (const Range& range : ranges) slots_.push_back(range.start);
 }
