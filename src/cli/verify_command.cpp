@@ -39,6 +39,7 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
   }
   for (const verify::Finding& finding : report.findings) fmt::print("{}\n", finding.str());
   std::fflush(stdout);
+  for (const std::string& note : report.notes) fmt::print(stderr, "shardwise: note: {}\n", note);
   if (!report.ok()) throw Error(ErrorKind::verify, verify::format_summary(report));
   if (!args.quiet) fmt::print("{}\n", verify::format_summary(report));
   return 0;

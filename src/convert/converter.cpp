@@ -16,10 +16,11 @@
 #include "convert/atomic_file.hpp"
 #include "convert/copy_engine.hpp"
 #include "convert/evidence.hpp"
-#include "core/io.hpp"
+#include "convert/input_watch.hpp"
 #include "convert/output_folder.hpp"
 #include "convert/resume.hpp"
 #include "convert/run_manifest.hpp"
+#include "core/io.hpp"
 
 namespace shardwise::convert {
 
@@ -58,7 +59,7 @@ std::uint64_t side_files_bytes(const plan::Plan& plan) {
 
 // Copies one side file byte for byte through a temporary name; returns its checksum.
 ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name, const std::string& out_dir,
-                                Progress& progress) {
+                                const InputWatch& inputs, Progress& progress) {
   io::ReadOnlyFile in((std::filesystem::path(plan.input_root) / name).string());
   AtomicFile out((std::filesystem::path(out_dir) / name).string());
   progress.set_current(name);
@@ -74,6 +75,7 @@ ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name,
     progress.add(n);
     done += n;
   }
+  inputs.check();
   out.commit();
   return {name, hasher.digest(), true};
 }
@@ -119,6 +121,7 @@ FolderClaim claim_of(const plan::Plan& plan, const Share& share) {
     claim.own_temporaries = {share.record, fmt::format("{}.{}", kManifestFileName, share.writer)};
   }
   claim.whole = share.whole;
+  claim.ranks = share.ranks;
   return claim;
 }
 
@@ -166,9 +169,13 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   install_cleanup_handlers();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
-  const std::string out_dir =
+  // Held until the run returns or throws: no other run writes these files meanwhile.
+  const PreparedFolder folder =
       prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
-  const Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
+  const std::string& out_dir = folder.path;
+  const InputWatch inputs(plan);
+  Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
+  planned.inputs = inputs.record();
   // Read before anything is written: the records below replace what earlier runs left.
   const Evidence evidence = read_evidence(out_dir);
   const bool resume = options.resume == Resume::keep_finished;
@@ -211,16 +218,19 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
-  copy_files(plan, to_write, summary.threads, piece_bytes, progress,
-             [&](const ManifestOutput& entry) { run_manifest.record(entry); });
+  copy_files(
+      plan, to_write, summary.threads, piece_bytes, progress,
+      [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files)
-      run_manifest.record(copy_side_file(plan, name, out_dir, progress));
+      run_manifest.record(copy_side_file(plan, name, out_dir, inputs, progress));
     summary.side_files = plan.side_files.size();
     summary.bytes += side_files_bytes(plan);
   }
   progress.finish();
 
+  // Also covers the files an earlier run finished and this one kept.
+  inputs.check();
   const Manifest own = run_manifest.finished();
   Completion done = complete_manifest(plan, out_dir, own, share.writer);
   if (!done.written && options.launch && options.launch->index == 0) {

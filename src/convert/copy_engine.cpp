@@ -41,8 +41,13 @@ struct Job {
 class Engine {
  public:
   Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress,
-         const CommitHook& on_commit)
-      : work_(work), states_(work.size()), piece_bytes_(piece_bytes), progress_(progress), on_commit_(on_commit) {
+         const CommitHook& on_commit, const PreCommitCheck& before_commit)
+      : work_(work),
+        states_(work.size()),
+        piece_bytes_(piece_bytes),
+        progress_(progress),
+        on_commit_(on_commit),
+        before_commit_(before_commit) {
     for (const std::string& path : plan.input_files) inputs_.emplace_back(path);
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);
@@ -161,6 +166,7 @@ class Engine {
   void finish_file(std::size_t f) { states_[f].file_xxh3 = states_[f].file_hash.digest(); }
   void commit_file(std::size_t f) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+    if (before_commit_) before_commit_();
     states_[f].out->commit();
     if (on_commit_) on_commit_(entry(f));
   }
@@ -172,6 +178,7 @@ class Engine {
   std::size_t piece_bytes_;
   Progress& progress_;
   const CommitHook& on_commit_;
+  const PreCommitCheck& before_commit_;
   std::atomic<std::size_t> next_job_{0};
   std::atomic<bool> failed_{false};
   std::mutex error_mutex_;
@@ -181,8 +188,9 @@ class Engine {
 }  // namespace
 
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress, const CommitHook& on_commit) {
-  Engine engine(plan, work, piece_bytes, progress, on_commit);
+                                       std::size_t piece_bytes, Progress& progress,
+                                       const CommitHook& on_commit, const PreCommitCheck& before_commit) {
+  Engine engine(plan, work, piece_bytes, progress, on_commit, before_commit);
   engine.run(threads);
   return engine.results();
 }

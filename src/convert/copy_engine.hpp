@@ -19,8 +19,13 @@ namespace shardwise::convert {
 // any error or interruption, the first error is rethrown once every thread stopped, and every
 // uncommitted temporary is removed. `on_commit` (when set) gets each file's entry right after the
 // file is under its final name, on the committing thread; what it throws fails the run.
+// `before_commit` (when set) runs on the committing thread once a file's last byte is written,
+// before the file gets its final name; what it throws fails the run, that file still a temporary.
 using CommitHook = std::function<void(const ManifestOutput&)>;
+using PreCommitCheck = std::function<void()>;
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress, const CommitHook& on_commit = {});
+                                       std::size_t piece_bytes, Progress& progress,
+                                       const CommitHook& on_commit = {},
+                                       const PreCommitCheck& before_commit = {});
 
 }  // namespace shardwise::convert

@@ -62,7 +62,14 @@ Json manifest_to_json(const Manifest& manifest) {
   json["tool"] = manifest.tool;
   json["complete"] = manifest.complete;
   json["rules"] = {{"name", manifest.rules.name}, {"xxh3", xxh3_hex(manifest.rules.xxh3)}};
-  json["input"] = {{"headers_xxh3", xxh3_hex(manifest.input_headers_xxh3)}};
+  json["input"] = {{"headers_xxh3", xxh3_hex(manifest.input_headers_xxh3)}, {"files", Json::array()}};
+  for (const ManifestInput& input : manifest.inputs) {
+    json["input"]["files"].push_back({{"file", input.file},
+                                      {"bytes", input.identity.bytes},
+                                      {"mtime_ns", input.identity.mtime_ns},
+                                      {"ctime_ns", input.identity.ctime_ns},
+                                      {"inode", input.identity.inode}});
+  }
   json["params"] = Json::object();
   for (const auto& [name, value] : manifest.params) json["params"][name] = value;
   json["outputs"] = Json::array();
@@ -108,6 +115,11 @@ struct Reader {
     if (!value.is_number_unsigned()) fail(fmt::format("\"{}\" is not a non-negative integer", key));
     return value.get<std::uint64_t>();
   }
+  std::int64_t signed_number(const Json& object, const char* key) const {
+    const Json& value = field(object, key);
+    if (!value.is_number_integer()) fail(fmt::format("\"{}\" is not an integer", key));
+    return value.get<std::int64_t>();
+  }
   std::uint64_t digest(const Json& object, const char* key) const {
     const auto value = parse_xxh3_hex(text(object, key));
     if (!value) fail(fmt::format("\"{}\" is not 16 hex digits", key));
@@ -124,14 +136,23 @@ struct Reader {
 
 Manifest manifest_from_json(const Json& json, const std::string& where) {
   const Reader r{where};
-  if (r.number(json, "shardwise_manifest") != kManifestVersion) r.fail("unknown version");
+  const std::uint64_t version = r.number(json, "shardwise_manifest");
+  if (version == 0 || version > kManifestVersion) r.fail(fmt::format("unknown version {}", version));
   Manifest manifest;
   manifest.tool = r.text(json, "tool");
   const Json& complete = r.field(json, "complete");
   if (!complete.is_boolean()) r.fail("\"complete\" is not true or false");
   manifest.complete = complete.get<bool>();
   manifest.rules = {r.text(r.field(json, "rules"), "name"), r.digest(r.field(json, "rules"), "xxh3")};
-  manifest.input_headers_xxh3 = r.digest(r.field(json, "input"), "headers_xxh3");
+  const Json& input = r.field(json, "input");
+  manifest.input_headers_xxh3 = r.digest(input, "headers_xxh3");
+  if (version >= 2) {
+    for (const Json& entry : r.array(input, "files")) {
+      manifest.inputs.push_back({r.text(entry, "file"),
+                                 {r.number(entry, "bytes"), r.signed_number(entry, "mtime_ns"),
+                                  r.signed_number(entry, "ctime_ns"), r.number(entry, "inode")}});
+    }
+  }
   const Json& params = r.field(json, "params");
   if (!params.is_object()) r.fail("\"params\" is not an object");
   for (const auto& [name, value] : params.items()) manifest.params[name] = r.number(params, name.c_str());
@@ -175,8 +196,14 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
 // line each here, which keeps the file diffable and the memory small.
 std::string format_manifest(const Manifest& manifest) {
   const auto quote = [](const std::string& text) { return Json(text).dump(); };
-  Json head = manifest_to_json(Manifest{manifest.complete, manifest.tool, manifest.rules, manifest.input_headers_xxh3,
-                                        manifest.params, {}, {}});
+  Json head = manifest_to_json(Manifest{manifest.complete,
+                                        manifest.tool,
+                                        manifest.rules,
+                                        manifest.input_headers_xxh3,
+                                        manifest.inputs,
+                                        manifest.params,
+                                        {},
+                                        {}});
   std::string text = head.dump();
   text.resize(text.size() - std::string_view(R"(,"outputs":[],"side_files":[]})").size());
   text += ",\n\"outputs\": [";

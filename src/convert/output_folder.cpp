@@ -93,8 +93,8 @@ void refuse_foreign_files(const fs::path& out, const std::vector<std::string>& n
 
 }  // namespace
 
-std::string prepare_output_folder(const plan::Plan& plan, const std::string& output_dir, Overwrite overwrite,
-                                  const FolderClaim& claim) {
+PreparedFolder prepare_output_folder(const plan::Plan& plan, const std::string& output_dir,
+                                     Overwrite overwrite, const FolderClaim& claim) {
   const fs::path in = canonical_or_throw(plan.input_root, false);
   const fs::path out = canonical_or_throw(output_dir, true);
   if (out == in) {
@@ -110,13 +110,14 @@ std::string prepare_output_folder(const plan::Plan& plan, const std::string& out
   }
   fs::create_directories(out, ec);
   if (ec) throw Error(ErrorKind::io, fmt::format("cannot create the output folder {}: {}", output_dir, ec.message()));
+  PreparedFolder prepared{out.string(), std::make_unique<FolderLock>(out.string(), claim.ranks, claim.whole)};
 
   if (overwrite != Overwrite::force) refuse_foreign_files(out, claim.files);
   for (const auto* names : {&claim.files, &claim.own_temporaries}) {
     for (const std::string& name : *names) remove_stale(st::temp_path_for((out / name).string()));
   }
   if (claim.whole) remove_all_manifest_temporaries(out);
-  return out.string();
+  return prepared;
 }
 
 }  // namespace shardwise::convert

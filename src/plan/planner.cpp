@@ -47,6 +47,8 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
   plan.input_files.reserve(checkpoint.files().size());
   for (const st::File& file : checkpoint.files()) {
     plan.input_files.push_back(std::filesystem::absolute(file.path()).lexically_normal().string());
+    // A conversion compares these again before it vouches for its output (the input must not change).
+    plan.input_identities.push_back(identity_of_open_file(file.fd(), file.path()));
   }
   plan.input_bytes = checkpoint.total_bytes();
   plan.outputs.resize(options.model_parallel);
@@ -87,9 +89,13 @@ void finish_outputs(Plan& plan, Placer& placer) {
 
 void find_side_files(Plan& plan, const rules::Rules& rules) {
   for (const std::string& name : rules.side_files()) {
+    const std::string path = (std::filesystem::path(plan.input_root) / name).string();
     std::error_code ec;
-    if (std::filesystem::is_regular_file(std::filesystem::path(plan.input_root) / name, ec)) {
+    if (std::filesystem::is_regular_file(path, ec)) {
+      const std::optional<FileIdentity> identity = identity_of_path(path);
+      if (!identity) continue;  // removed since the line above
       plan.side_files.push_back(name);
+      plan.side_file_identities.push_back(*identity);
     }
   }
 }

@@ -1,8 +1,10 @@
 #include "verify/manifest_check.hpp"
 
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/convert/checksum.hpp>
 
@@ -135,6 +137,35 @@ void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::P
   listed.clear();
   for (const convert::ManifestSideFile& s : manifest.side_files) listed.push_back(s.file);
   compare_names(listed, plan.side_files, "side file", findings);
+}
+
+std::vector<std::string> input_changes(const convert::Manifest& manifest, const plan::Plan& plan) {
+  if (manifest.inputs.empty()) {
+    return {
+        "the manifest (written by an older shardwise) does not record the input files' sizes and times: "
+        "whether they changed since the conversion is not known"};
+  }
+  std::map<std::string, FileIdentity> now;
+  for (std::size_t i = 0; i < plan.input_files.size() && i < plan.input_identities.size(); ++i) {
+    now[std::filesystem::path(plan.input_files[i]).filename().string()] = plan.input_identities[i];
+  }
+  for (std::size_t i = 0; i < plan.side_files.size() && i < plan.side_file_identities.size(); ++i) {
+    now[plan.side_files[i]] = plan.side_file_identities[i];
+  }
+  std::vector<std::string> lines;
+  for (const convert::ManifestInput& input : manifest.inputs) {
+    const auto found = now.find(input.file);
+    if (found == now.end()) {
+      lines.push_back(fmt::format("{} was an input of the conversion and is not one now", input.file));
+      continue;
+    }
+    const std::vector<std::string> changes = identity_changes(input.identity, found->second);
+    if (!changes.empty()) {
+      lines.push_back(
+          fmt::format("{} changed since the conversion: {}", input.file, fmt::join(changes, ", ")));
+    }
+  }
+  return lines;
 }
 
 }  // namespace shardwise::verify

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <shardwise/convert/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
@@ -40,5 +41,12 @@ void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, 
 // completeness, rules, parameters, input headers, output and side files.
 void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::Plan& plan,
                                 const convert::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings);
+
+// How the input files differ from the manifest's record of them (what the conversion planned and
+// found unchanged at its end), one line per file: "model.safetensors changed since the conversion:
+// modified (mtime ...)". Not mismatches by themselves: verification compares the bytes, and a
+// copied or touched checkpoint holds the same ones; they explain mismatches found there. A
+// version 1 manifest has no record: one line says so.
+std::vector<std::string> input_changes(const convert::Manifest& manifest, const plan::Plan& plan);
 
 }  // namespace shardwise::verify

@@ -17,13 +17,16 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <shardwise/core/file_identity.hpp>
 #include <shardwise/plan/plan.hpp>
 
 namespace shardwise::convert {
 
 inline constexpr const char* kManifestFileName = "shardwise-manifest.json";
 inline constexpr const char* kToolVersion = "shardwise 0.1.0";
-inline constexpr int kManifestVersion = 1;
+// 2: "input" lists every input file with what it looked like when the run planned it (version 1
+// manifests, still read, have no such list).
+inline constexpr int kManifestVersion = 2;
 
 struct RulesIdentity {
   std::string name;        // the rules file's `name:`
@@ -51,11 +54,19 @@ struct ManifestSideFile {
   bool finished = false;  // as for ManifestOutput
 };
 
+// An input file (tensor file or side file) as the run that wrote the manifest planned it, and
+// found it again unchanged before it vouched for its outputs.
+struct ManifestInput {
+  std::string file;  // its name in the input folder
+  FileIdentity identity;
+};
+
 struct Manifest {
   bool complete = false;
   std::string tool = kToolVersion;
   RulesIdentity rules;
   std::uint64_t input_headers_xxh3 = 0;
+  std::vector<ManifestInput> inputs;  // empty in a version 1 manifest, which did not record them
   std::map<std::string, std::uint64_t> params;
   std::vector<ManifestOutput> outputs;  // in rank order
   std::vector<ManifestSideFile> side_files;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <shardwise/core/file_identity.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::plan {
@@ -65,10 +66,12 @@ struct Plan {
   std::string rules_name;                       // the rules file's display name
   std::string input_root;
   std::vector<std::string> input_files;         // absolute paths, in name order
+  std::vector<FileIdentity> input_identities;   // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
   std::vector<OutputFile> outputs;              // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;          // present in the input, copied verbatim
+  std::vector<FileIdentity> side_file_identities;  // per side file, when planned
   std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once
   std::uint64_t input_bytes = 0;
   std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)

@@ -42,6 +42,9 @@ struct Finding {
 
 struct VerifyReport {
   std::vector<Finding> findings;  // every mismatch, in a deterministic order (file, then tensor)
+  // What is worth knowing and is not a mismatch: input files that changed since the conversion
+  // (by size, time or inode, as the manifest recorded them) while their bytes may still match.
+  std::vector<std::string> notes;
   std::size_t files = 0;          // output files checked (side files excluded)
   std::size_t tensors = 0;        // tensors whose bytes were compared
   std::size_t side_files = 0;

@@ -1,0 +1,167 @@
+// Conversions that meet each other and a changing input: a second run into a folder being written
+// is refused at once, naming the holder, while the first finishes and verifies; runs writing
+// disjoint ranks share the folder; an input file rewritten under a run fails it (exit 4) with the
+// manifest left incomplete. The first run is slowed by the fault shim ("delay") so that the
+// second always meets it busy.
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cli/faults.hpp"
+#include "support/support.hpp"
+
+namespace fs = std::filesystem;
+using shardwise::test::read_file;
+using shardwise::test::run_command;
+using shardwise::test::TempDir;
+using shardwise::test::with_fault;
+
+namespace {
+
+const char* const kSlowWrites = "pwrite,delay,1,.model";
+
+std::vector<std::string> convert_args(const fs::path& in, const fs::path& out,
+                                      std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {shardwise::test::shardwise_binary(),
+                                   "convert",
+                                   "-i",
+                                   in.string(),
+                                   "-o",
+                                   out.string(),
+                                   "--n-experts",
+                                   "8",
+                                   "-m",
+                                   "4",
+                                   "-q",
+                                   "--threads",
+                                   "1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+std::map<std::string, std::string> folder_files(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = read_file(e.path());
+  return files;
+}
+
+bool has_temporary(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().find(".partial") != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Waits (up to a minute) until a run is writing into `out`: its lock taken, a temporary there.
+void wait_until_writing(const fs::path& out) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!(fs::exists(out / ".shardwise.lock") && has_temporary(out)) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  REQUIRE(has_temporary(out));
+}
+
+int wait_for(int pid) {
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+struct Folders {
+  TempDir dir;
+  fs::path in = dir / "in";
+  fs::path out = dir / "out";
+  std::map<std::string, std::string> expected;
+
+  Folders() {
+    const auto generated = run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out",
+                                        in.string(), "--config", "tiny", "--layers", "2", "--experts", "8"});
+    REQUIRE(generated.exit_code == 0);
+    REQUIRE(run_command(convert_args(in, dir / "reference")).exit_code == 0);
+    expected = folder_files(dir / "reference");
+  }
+};
+
+TEST_CASE(
+    "convert: a second run into a folder being written is refused naming the holder; the first finishes") {
+  Folders f;
+  const int first = shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out)));
+  wait_until_writing(f.out);
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{}, {"--ranks", "2"}, {"--resume"}}) {
+    CAPTURE(extra);
+    const auto second = run_command(convert_args(f.in, f.out, extra));
+    CHECK(second.exit_code == 5);
+    CHECK_THAT(second.err, Catch::Contains("is being written by another conversion (pid " +
+                                           std::to_string(first) + " on host "));
+    CHECK_THAT(second.err, Catch::Contains("writing every rank"));
+  }
+  CHECK(wait_for(first) == 0);
+  CHECK(folder_files(f.out) == f.expected);  // the lock file is gone with its run
+  const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
+                                     f.out.string(), "--n-experts", "8", "-m", "4", "-q"});
+  CHECK(verified.exit_code == 0);
+  CHECK(verified.err.empty());
+}
+
+TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common rank is refused") {
+  Folders f;
+  const int first =
+      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, {"--ranks", "0,1"})));
+  wait_until_writing(f.out);
+  const auto overlapping = run_command(convert_args(f.in, f.out, {"--ranks", "1-3"}));
+  CHECK(overlapping.exit_code == 5);
+  CHECK_THAT(overlapping.err, Catch::Contains("(pid " + std::to_string(first) + " on host "));
+  CHECK_THAT(overlapping.err, Catch::Contains("writing rank 1)"));
+  const auto disjoint = run_command(convert_args(f.in, f.out, {"--ranks", "2,3"}));
+  CHECK(disjoint.exit_code == 0);
+  CHECK(disjoint.err.empty());
+  CHECK(wait_for(first) == 0);
+  CHECK(folder_files(f.out) == f.expected);  // whichever finished last completed the manifest
+}
+
+TEST_CASE(
+    "convert: an input file rewritten under a run fails it (exit 4) naming the file; a rerun completes") {
+  Folders f;
+  fs::path input;
+  for (const auto& e : fs::directory_iterator(f.in)) {
+    if (e.path().extension() == ".safetensors") input = e.path();
+  }
+  REQUIRE(!input.empty());
+  shardwise::test::CommandResult first;
+  std::thread run([&] { first = run_command(with_fault(kSlowWrites, convert_args(f.in, f.out))); });
+  wait_until_writing(f.out);
+  // Rewritten in place, same size: a download or sync writing over it.
+  const int fd = ::open(input.c_str(), O_WRONLY);
+  REQUIRE(fd >= 0);
+  const char edit[4] = {1, 2, 3, 4};
+  CHECK(::pwrite(fd, edit, sizeof edit, static_cast<off_t>(fs::file_size(input) - sizeof edit)) == 4);
+  ::close(fd);
+  run.join();
+  CHECK(first.exit_code == 4);
+  CHECK_THAT(first.err, Catch::Contains("input files changed while the conversion read them"));
+  CHECK_THAT(first.err, Catch::Contains(input.string() + ": modified (mtime "));
+  for (const auto& [name, bytes] : folder_files(f.out)) {
+    CAPTURE(name);
+    CHECK(name.find(".partial") == std::string::npos);
+    if (name == "shardwise-manifest.json") CHECK_THAT(bytes, Catch::Contains("\"complete\":false"));
+  }
+  CHECK(run_command(convert_args(f.in, f.out)).exit_code == 0);
+  const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
+                                     f.out.string(), "--n-experts", "8", "-m", "4", "-q"});
+  CHECK(verified.exit_code == 0);
+}
+
+}  // namespace

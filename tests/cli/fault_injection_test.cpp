@@ -1,0 +1,134 @@
+// Every OS error path of `shardwise convert`: the fault-injection shim makes one kind of system call
+// fail on one file (EIO, ENOSPC, EACCES, short writes and reads, a disk filling up mid-write), at
+// the first or a later call. For each: exit 5, a message naming the path with the OS's words, no
+// temporary left, no incomplete file under a final name, and a rerun that completes the same output.
+// Short transfers alone are no error: the run retries them and writes the same bytes.
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "cli/faults.hpp"
+#include "support/support.hpp"
+
+namespace fs = std::filesystem;
+using shardwise::test::read_file;
+using shardwise::test::run_command;
+using shardwise::test::TempDir;
+using shardwise::test::with_fault;
+
+namespace {
+
+std::vector<std::string> convert_args(const fs::path& in, const fs::path& out) {
+  return {shardwise::test::shardwise_binary(),
+          "convert",
+          "-i",
+          in.string(),
+          "-o",
+          out.string(),
+          "--n-experts",
+          "8",
+          "-m",
+          "4",
+          "-q",
+          "--threads",
+          "2"};
+}
+
+std::map<std::string, std::string> folder_files(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    files[e.path().filename().string()] = read_file(e.path());
+  return files;
+}
+
+struct Folders {
+  TempDir dir;
+  fs::path in = dir / "in";
+  fs::path reference = dir / "reference";
+  std::map<std::string, std::string> expected;
+
+  Folders() {
+    const auto generated = run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out",
+                                        in.string(), "--config", "tiny", "--layers", "2", "--experts", "8"});
+    REQUIRE(generated.exit_code == 0);
+    REQUIRE(run_command(convert_args(in, reference)).exit_code == 0);
+    expected = folder_files(reference);
+    REQUIRE(expected.count("tokenizer.json") == 1);
+  }
+};
+
+TEST_CASE(
+    "convert: each OS error exits 5 naming the path, leaves no temporary nor incomplete file, and a rerun "
+    "completes") {
+  Folders f;
+  struct Case {
+    std::string fault;  // SHARDWISE_FAULT: OP,ERROR,N,PATH
+    std::string path;   // the file the message must name
+    std::string words;  // what it must say
+  };
+  const std::vector<Case> cases = {
+      {"open,EACCES,1,.model1-mp4", ".model1-mp4.safetensors.partial", "cannot create"},
+      {"fallocate,ENOSPC,1,.model2-mp4", ".model2-mp4.safetensors.partial", "No space left on device"},
+      {"pwrite,EIO,2,.model0-mp4", ".model0-mp4.safetensors.partial", "Input/output error"},
+      {"pwrite,ENOSPC,3,.model3-mp4", ".model3-mp4.safetensors.partial", "No space left on device"},
+      {"pwrite,short+ENOSPC,2,.model1-mp4", ".model1-mp4.safetensors.partial", "No space left on device"},
+      {"pwrite,EDQUOT,2,.model2-mp4", ".model2-mp4.safetensors.partial", "Disk quota exceeded"},
+      {"fsync,EIO,1,.model2-mp4", ".model2-mp4.safetensors.partial", "cannot sync"},
+      {"rename,EACCES,1,model3-mp4", "model3-mp4.safetensors", "Permission denied"},
+      {"open,EACCES,1,.tokenizer.json", ".tokenizer.json.partial", "Permission denied"},
+      {"write,ENOSPC,1,.tokenizer_config.json", ".tokenizer_config.json.partial", "No space left on device"},
+      {"write,ENOSPC,1,shardwise-manifest", "shardwise-manifest.json.partial", "No space left on device"},
+      {"write,EIO,4,shardwise-manifest", "shardwise-manifest.json.partial", "Input/output error"},
+      {"rename,EIO,3,shardwise-manifest", "shardwise-manifest.json", "Input/output error"},
+      {"mkdir,EACCES,1,/out", "/out", "Permission denied"},
+      {"open,EACCES,1,.shardwise.lock", ".shardwise.lock", "Permission denied"},
+      {"pread,EIO,5,/in/model", "/in/model", "Input/output error"},
+      {"pread,EIO,1,/in/tokenizer.json", "/in/tokenizer.json", "Input/output error"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.fault);
+    const fs::path out = f.dir / "out";
+    fs::remove_all(out);
+    const auto failed = run_command(with_fault(c.fault, convert_args(f.in, out)));
+    CHECK(failed.exit_code == 5);
+    CHECK_THAT(failed.err, Catch::StartsWith("shardwise: error: "));
+    CHECK_THAT(failed.err, Catch::Contains(c.path));
+    CHECK_THAT(failed.err, Catch::Contains(c.words));
+    for (const auto& [name, bytes] : folder_files(out)) {
+      CAPTURE(name);
+      CHECK(name.find(".partial") == std::string::npos);
+      CHECK(name != ".shardwise.lock");
+      // Whatever carries a final name is complete; the manifest is never marked complete.
+      if (name == "shardwise-manifest.json") {
+        CHECK_THAT(bytes, Catch::Contains("\"complete\":false"));
+      } else {
+        CHECK(bytes == f.expected.at(name));
+      }
+    }
+    const auto rerun = run_command(convert_args(f.in, out));
+    CHECK(rerun.exit_code == 0);
+    CHECK(rerun.err.empty());
+    CHECK(folder_files(out) == f.expected);
+  }
+}
+
+TEST_CASE("convert: short reads and writes are retried and write the same bytes") {
+  Folders f;
+  for (const std::string fault : {"pwrite,short,1,.model", "write,short,1,shardwise-manifest",
+                                  "write,short,1,.tokenizer", "pread,short,1,/in/"}) {
+    CAPTURE(fault);
+    const fs::path out = f.dir / "out";
+    fs::remove_all(out);
+    const auto run = run_command(with_fault(fault, convert_args(f.in, out)));
+    CHECK(run.exit_code == 0);
+    CHECK(run.err.empty());
+    CHECK(folder_files(out) == f.expected);
+  }
+}
+
+}  // namespace
