@@ -134,11 +134,7 @@ Rules Rules::load_file(const std::string& path) {
   return load_text(text, path);
 }
 
-Rules Rules::bundled() {
-  const auto& all = bundled_rules();
-  if (all.empty()) throw Error(ErrorKind::rules, "no bundled rules in this build");
-  return load_text(all.front().text, "<bundled>/" + all.front().file_name);
-}
+Rules Rules::bundled() { return load_named_rules(std::string(default_rules_name())); }
 
 Params Rules::resolve_params(const Params& given) const {
   Params params{{"mp", 1}};
@@ -166,6 +162,7 @@ Params Rules::resolve_params(const Params& given) const {
 }
 
 const std::string& Rules::name() const { return impl_->name; }
+const std::string& Rules::description() const { return impl_->description; }
 const std::string& Rules::display_name() const { return impl_->display_name; }
 const std::string& Rules::text() const { return impl_->text; }
 const std::vector<std::string>& Rules::side_files() const { return impl_->side_files; }

@@ -170,3 +170,15 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
   CHECK(dry.exit_code == 4);
   CHECK_THAT(dry.err, Catch::Contains("n_experts=3 is not a multiple of mp=2"));
 }
+
+TEST_CASE("plan --rules NAME plans with the bundled rules of that name; an unknown name exits 2") {
+  TempDir dir;
+  generate(dir);
+  const auto by_default = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"});
+  const auto by_name = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rules", "deepseek-v4-w4a16"});
+  REQUIRE(by_name.exit_code == 0);
+  CHECK(by_name.out == by_default.out);
+  const auto unknown = plan({"-i", dir.str(), "-m", "2", "--rules", "deepseek-v4-w4a1"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("no bundled rules named 'deepseek-v4-w4a1' (did you mean"));
+}

@@ -32,6 +32,46 @@ TEST_CASE("rules show prints the bundled YAML, which checks clean when saved") {
   CHECK(shown.out == shardwise::test::read_file(source_dir() + "/rules/deepseek-v4-w4a16.yaml"));
 }
 
+TEST_CASE("rules list: each bundled file by name with its description, the default marked") {
+  const auto result = run_command({shardwise_binary(), "rules", "list"});
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("deepseek-v4-w4a16  DeepSeek-V4 W4A16 (GPTQ-packed) -> MP shards, as the reference "
+                        "convert_w4a16 does (default)\n") != std::string::npos);
+}
+
+TEST_CASE("rules show NAME and rules check NAME|PATH address bundled rules by name") {
+  const auto shown = run_command({shardwise_binary(), "rules", "show", "deepseek-v4-w4a16"});
+  CHECK(shown.exit_code == 0);
+  CHECK(shown.out == shardwise::test::read_file(source_dir() + "/rules/deepseek-v4-w4a16.yaml"));
+  const auto checked = run_command({shardwise_binary(), "rules", "check", "deepseek-v4-w4a16"});
+  CHECK(checked.exit_code == 0);
+  CHECK(checked.out.find("<bundled>/deepseek-v4-w4a16.yaml: OK\n") != std::string::npos);
+  const auto by_path =
+      run_command({shardwise_binary(), "rules", "check", source_dir() + "/rules/deepseek-v4-w4a16.yaml"});
+  CHECK(by_path.exit_code == 0);
+  CHECK(by_path.out.find(source_dir() + "/rules/deepseek-v4-w4a16.yaml: OK\n") != std::string::npos);
+}
+
+TEST_CASE("rules show, check and explain refuse an unknown bundled name with exit 2 and the near miss") {
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {shardwise_binary(), "rules", "show", "deepseek-v4-w4a17"},
+           {shardwise_binary(), "rules", "check", "deepseek-v4-w4a17"},
+           {shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a17", "embed.weight"}}) {
+    const auto result = run_command(argv);
+    INFO(argv[2]);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find("no bundled rules named 'deepseek-v4-w4a17' (did you mean 'deepseek-v4-w4a16'?)") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("explain --rules NAME uses the bundled rules of that name") {
+  const auto result =
+      run_command({shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a16", "embed.weight"});
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("rules: <bundled>/deepseek-v4-w4a16.yaml (deepseek-v4-w4a16)\n") == 0);
+}
+
 TEST_CASE("explain: each name step by step, the deciding rule, output and placement") {
   const auto result = run_command({shardwise_binary(), "explain", "--model-parallel", "8", "--n-experts", "384",
                                    "model.layers.3.mlp.experts.200.down_proj.qzeros", "layers.1.attn.wo_b.qweight",

@@ -98,7 +98,7 @@ class Rules {
   // `FILE:LINE:COL: message` (with a did-you-mean for misspelt keys).
   static Rules load_file(const std::string& path);
   static Rules load_text(std::string_view yaml, const std::string& display_name);
-  // The rules bundled into the binary (the first of bundled_rules(), see rules/).
+  // The default bundled rules (default_rules_name(), see rules/bundled.hpp).
   static Rules bundled();
 
   Rules(Rules&&) noexcept;
@@ -117,6 +117,7 @@ class Rules {
   Params resolve_params(const Params& given) const;
 
   const std::string& name() const;          // the file's `name:`
+  const std::string& description() const;   // the file's `description:`, or ""
   const std::string& display_name() const;  // the path as given, or "<bundled>/x.yaml"
   const std::string& text() const;          // the YAML as loaded (hashed into manifests)
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
