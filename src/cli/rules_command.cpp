@@ -1,7 +1,9 @@
 // `shardwise rules list`: the bundled rules, by name, with their descriptions.
 // `shardwise rules show [NAME]`: print bundled rules (the default without NAME), a starting point.
-// `shardwise rules check [NAME|PATH]`: validate rules (the default without one) and summarize them.
+// `shardwise rules check [NAME|PATH]`: validate rules (the default without one), summarize them and
+// run the file's own tests.
 #include <algorithm>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -24,9 +26,18 @@ struct RulesOptions {
 constexpr const char* kNameOrPath =
     "a value with a '/' or a .yaml/.yml ending is a file path, anything else the name of bundled rules";
 
+// Loads the rules (every problem of the file, exit 3), then runs the file's own tests (every
+// failure, exit 3).
 int run_check(const RulesOptions& options) {
   const rules::Rules loaded = rules::load_named_rules(options.check);
-  fmt::print("{}{}: OK\n", loaded.summary(), loaded.display_name());
+  fmt::print("{}", loaded.summary());
+  const rules::Rules::TestReport report = loaded.run_tests();
+  Diagnostics failures(ErrorKind::rules);
+  for (const auto& failure : report.failures) failures.add(failure);
+  std::fflush(stdout);
+  failures.check(fmt::format("the tests of {} fail", loaded.display_name()));
+  if (report.run > 0) fmt::print("  tests: {} passed\n", report.run);
+  fmt::print("{}: OK\n", loaded.display_name());
   return 0;
 }
 
@@ -65,8 +76,8 @@ void add_rules_command(CLI::App& app, Action& action) {
       ->capture_default_str();
   show->callback([&action, options] { action = [options] { return run_show(*options); }; });
 
-  auto* check =
-      rules->add_subcommand("check", "Validate rules and summarize them (exit 3 with every problem found)");
+  auto* check = rules->add_subcommand(
+      "check", "Validate rules, summarize them and run their tests (exit 3 with every problem or failure)");
   check->add_option("RULES", options->check, std::string("Bundled rules or a rules file: ") + kNameOrPath)
       ->capture_default_str();
   check->callback([&action, options] { action = [options] { return run_check(*options); }; });
