@@ -1,7 +1,9 @@
-# cmake -DOUT=file.cpp -DINPUTS="a.yaml;b.yaml" -P embed_rules.cmake
-set(body "// Generated from rules/*.yaml by cmake/embed_rules.cmake. Do not edit.\n#include <shardwise/rules/bundled.hpp>\n\nnamespace shardwise::rules {\n\nconst std::vector<BundledRules>& bundled_rules() {\n  static const std::vector<BundledRules> all = {\n")
+# cmake -DOUT=file.cpp -DDEFAULT=stem -DINPUTS="a.yaml;b.yaml" -P embed_rules.cmake
+set(body "// Generated from rules/*.yaml by cmake/embed_rules.cmake. Do not edit.\n#include <shardwise/rules/bundled.hpp>\n\nnamespace shardwise::rules {\n\nstd::string_view default_rules_name() { return \"${DEFAULT}\"; }\n\nconst std::vector<BundledRules>& bundled_rules() {\n  static const std::vector<BundledRules> all = {\n")
+list(SORT INPUTS)
 foreach(in ${INPUTS})
   get_filename_component(fname ${in} NAME)
+  get_filename_component(stem ${in} NAME_WLE)
   file(READ ${in} content HEX)
   string(REGEX REPLACE "([0-9a-f][0-9a-f])" "\\\\x\\1" escaped "${content}")
   # Split into chunks to stay under compilers' string-literal limits.
@@ -13,7 +15,7 @@ foreach(in ${INPUTS})
     string(APPEND chunks "      \"${piece}\"\n")
     math(EXPR pos "${pos} + 4000")
   endwhile()
-  string(APPEND body "    {\"${fname}\",\n${chunks}    },\n")
+  string(APPEND body "    {\"${stem}\", \"${fname}\",\n${chunks}    },\n")
 endforeach()
 string(APPEND body "  };\n  return all;\n}\n\n}  // namespace shardwise::rules\n")
 file(WRITE ${OUT}.tmp "${body}")

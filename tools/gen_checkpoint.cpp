@@ -43,6 +43,9 @@ struct Options {
   gen::InventoryOptions inventory;
   int tokenizer = -1;  // -1: the config's default
   int mtp_embed_head = -1;
+  unsigned mtp_blocks = 0;        // 0: the config's (1)
+  std::uint64_t mtp_experts = 0;  // 0: as the backbone
+  bool markov_head = false;
 };
 
 // One output file: its name and the inventory entries it holds (indices into the sorted inventory).
@@ -232,6 +235,9 @@ gen::ModelConfig resolve_config(const Options& o) {
   if (o.experts > 0) c.experts = o.experts;
   if (o.tokenizer >= 0) c.tokenizer = o.tokenizer == 1;
   if (o.mtp_embed_head >= 0) c.mtp_embed_head = o.mtp_embed_head == 1;
+  if (o.mtp_blocks > 0) c.mtp_blocks = o.mtp_blocks;
+  c.mtp_experts = o.mtp_experts;
+  c.markov_head = o.markov_head;
   return c;
 }
 
@@ -307,6 +313,13 @@ int main(int argc, char** argv) {
       "(default for tiny)");
   app.add_flag_callback(
       "--no-mtp-embed-head", [&] { o.mtp_embed_head = 0; }, "Do not emit them (default for flash and pro)");
+  app.add_option("--mtp-blocks", o.mtp_blocks,
+                 "MTP blocks mtp.0 .. mtp.(N-1) (default 1; the V4.1 DSpark variant has 3)")
+      ->check(CLI::Range(1U, 16U));
+  app.add_option("--mtp-experts", o.mtp_experts,
+                 "Routed experts of each MTP block's MoE (default: as the backbone; DSpark: 128 against 384)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
+  app.add_flag("--markov-head", o.markov_head, "Emit DSpark's markov_head.markov_w1.weight");
   app.add_option("--seed", o.fill.seed, "Seed of the tensor data (same seed, same bytes)");
   app.add_flag("--force", o.force, "Replace checkpoint files already in the output folder");
   CLI11_PARSE(app, argc, argv);

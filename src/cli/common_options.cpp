@@ -9,6 +9,7 @@
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
+#include <shardwise/rules/bundled.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
 namespace shardwise::cli {
@@ -56,7 +57,11 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
   command.add_option("-m,--model-parallel", options.model_parallel, "number of ranks (output files)")
       ->required()
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
-  command.add_option("-r,--rules", options.rules_file, "rules file (default: the bundled rules)");
+  command.add_option(
+      "-r,--rules", options.rules_file,
+      fmt::format("rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
+                  "file path (a value with a '/' or a .yaml/.yml ending)",
+                  rules::default_rules_name()));
   add_bundled_param_flags(command, options.declared);
   command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
   command.allow_extras();
@@ -72,7 +77,7 @@ void add_format_option(CLI::App& command, PlanningOptions& options) {
 }
 
 rules::Rules load_rules(const PlanningOptions& options) {
-  return options.rules_file ? rules::Rules::load_file(*options.rules_file) : rules::Rules::bundled();
+  return options.rules_file ? rules::load_named_rules(*options.rules_file) : rules::Rules::bundled();
 }
 
 rules::Params given_params(const CLI::App& command, const PlanningOptions& options) {

@@ -31,7 +31,7 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values);
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
   std::uint64_t model_parallel = 1;       // --model-parallel
-  std::optional<std::string> rules_file;  // --rules; the bundled rules when absent
+  std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
   std::vector<std::string> params;        // --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)
   BundledParamFlags declared;             // --NAME for each parameter the bundled rules declare
@@ -44,7 +44,7 @@ void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.
 void add_format_option(CLI::App& command, PlanningOptions& options);
 
-// The rules named by --rules, or the bundled ones.
+// The rules --rules names (bundled rules by name, or a file), or the default bundled rules.
 rules::Rules load_rules(const PlanningOptions& options);
 
 // The rules parameters given: the bundled rules' flags, --param entries and the extra

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/rules/bundled.hpp>
 #include <shardwise/rules/explain.hpp>
 #include <shardwise/rules/rules.hpp>
 
@@ -46,7 +47,7 @@ rules::Params parse_params(const ExplainOptions& options) {
 
 int run_explain(const ExplainOptions& options) {
   const rules::Rules loaded =
-      options.rules_file.empty() ? rules::Rules::bundled() : rules::Rules::load_file(options.rules_file);
+      options.rules_file.empty() ? rules::Rules::bundled() : rules::load_named_rules(options.rules_file);
   const rules::Params params = loaded.resolve_params(parse_params(options));
   fmt::print("rules: {} ({})\n", loaded.display_name(), loaded.name());
   for (const auto& name : options.names) {
@@ -61,7 +62,11 @@ void add_explain_command(CLI::App& app, Action& action) {
   auto options = std::make_shared<ExplainOptions>();
   auto* explain = app.add_subcommand("explain", "Show how the rules decide tensor names: every step, the deciding rule "
                                                 "(FILE:LINE:COL), the output name and where it goes");
-  explain->add_option("-r,--rules", options->rules_file, "Rules file (default: the bundled rules)");
+  explain->add_option(
+      "-r,--rules", options->rules_file,
+      fmt::format("Rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
+                  "file path (a value with a '/' or a .yaml/.yml ending)",
+                  rules::default_rules_name()));
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
   add_bundled_param_flags(*explain, options->declared);

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/rules/explain.hpp>
+
 #include "plan/plan_view.hpp"
 
 namespace shardwise::plan::detail {
@@ -53,6 +55,67 @@ bool check_member(const rules::Layout& layout, const rules::LayoutMember& member
   return ok;
 }
 
+// The value most members give for one axis (the first of equals), for the hint below.
+std::uint64_t majority(const std::vector<std::uint64_t>& claims) {
+  std::uint64_t best = claims.front();
+  std::size_t best_count = 0;
+  for (const std::uint64_t value : claims) {
+    const auto count = static_cast<std::size_t>(std::count(claims.begin(), claims.end(), value));
+    if (count > best_count) best = value, best_count = count;
+  }
+  return best;
+}
+
+// The shape expression ("[in, out/8]") that `shape` fits for the logical [out, in], trying the
+// member's own axes first, then swapped; "" when none does.
+std::string fitting_expression(const rules::LayoutMember& member, const st::Shape& shape,
+                               const std::array<std::uint64_t, 2>& logical) {
+  for (const bool swapped : {false, true}) {
+    std::array<rules::MemberDim, 2> dims{member.dims[0], member.dims[1]};
+    if (swapped) std::swap(dims[0].axis, dims[1].axis);
+    bool fits = true;
+    for (std::size_t d = 0; d < 2 && fits; ++d) {
+      const std::uint64_t whole = logical[dims[d].axis == Split::out ? 0 : 1];
+      fits = shape[d] != 0 && whole % shape[d] == 0;
+      if (fits) dims[d].divisor = whole / shape[d];
+    }
+    if (fits)
+      return fmt::format("[{}, {}]", rules::describe_member_dim(dims[0]),
+                         rules::describe_member_dim(dims[1]));
+  }
+  return "";
+}
+
+// Members that disagree do not make a group "incomplete": they were packed differently than the
+// layout says. For each member that disagrees with the majority: the expression its shape fits.
+std::string packing_hint(const rules::Layout& layout, const std::vector<std::optional<Target>>& members,
+                         const std::vector<std::array<std::uint64_t, 2>>& values, const Placer& placer) {
+  std::array<std::vector<std::uint64_t>, 2> claims;
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    for (std::size_t d = 0; d < 2; ++d)
+      claims[layout.members[m].dims[d].axis == Split::out ? 0 : 1].push_back(values[m][d]);
+  }
+  const std::array<std::uint64_t, 2> logical{majority(claims[0]), majority(claims[1])};
+  std::vector<std::string> hints;
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    const rules::LayoutMember& member = layout.members[m];
+    bool agrees = true;
+    for (std::size_t d = 0; d < 2; ++d)
+      agrees = agrees && values[m][d] == logical[member.dims[d].axis == Split::out ? 0 : 1];
+    if (agrees) continue;
+    const std::string layout_says = fmt::format("[{}, {}]", rules::describe_member_dim(member.dims[0]),
+                                                rules::describe_member_dim(member.dims[1]));
+    const std::string fits = fitting_expression(member, placer.source(members[m]->source).shape, logical);
+    hints.push_back(
+        fits.empty() ? fmt::format("{} fits no [out|in/N, out|in/N] of them", member.suffix)
+                     : fmt::format("{} fits {}, where the layout says {}", member.suffix, fits, layout_says));
+  }
+  return fmt::format(
+      "with out={} and in={}, as most members say, {}: the checkpoint is packed differently than layout "
+      "{} describes (another packing or group size: write a layout for it)",
+      logical[0], logical[1], fmt::join(hints, "; "), layout.name);
+}
+
 // The logical [out, in] of a group from its members' shapes (size = logical / divisor). An axis no
 // member mentions stays unset. Returns nullopt after reporting members that disagree.
 std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
@@ -76,6 +139,7 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
     }
   }
   if (!disagree[0] && !disagree[1]) return logical;
+  std::vector<std::string> disagreements;
   for (std::size_t axis = 0; axis < 2; ++axis) {
     if (!disagree[axis]) continue;
     const Split split = axis == 0 ? Split::out : Split::in;
@@ -87,9 +151,11 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
                                      rules::split_name(split), values[m][d]));
       }
     }
-    placer.problems().add(fmt::format("{}: incomplete packed group ({}): members disagree on {}: {}", group,
-                                      layout.name, rules::split_name(split), fmt::join(claims, "; ")));
+    disagreements.push_back(fmt::format("on {}: {}", rules::split_name(split), fmt::join(claims, "; ")));
   }
+  placer.problems().add(fmt::format("{}: the members of packed layout {} disagree {}; {}", group, layout.name,
+                                    fmt::join(disagreements, "; "),
+                                    packing_hint(layout, members, values, placer)));
   return std::nullopt;
 }
 

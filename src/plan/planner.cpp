@@ -126,6 +126,11 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                   std::move(decision.reason)});
       continue;
     }
+    if (decision.kind == rules::Decision::Kind::reject) {
+      problems.add(fmt::format("{} ({}): refused by {}: {}", info.name, checkpoint.file_name(ref.file),
+                               plan.rule_labels[labels(*decision.rule)], decision.reason));
+      continue;
+    }
     if (decision.kind == rules::Decision::Kind::unmatched) {
       problems.add(fmt::format("{} ({}): no rule places it: {}", info.name, checkpoint.file_name(ref.file),
                                decision.reason));

@@ -1,5 +1,5 @@
 // Rules::decide: one input name through the fixed evaluation order of docs/rules.md:
-// strip prefix, rename components, skip, packed member, key, table, overrides, ownership.
+// strip prefix, rename components, reject, skip, packed member, key, table, overrides, ownership.
 #include <charconv>
 
 #include <fmt/format.h>
@@ -7,7 +7,6 @@
 #include <shardwise/core/error.hpp>
 
 #include "rules/rules_impl.hpp"
-#include "rules/suggest.hpp"
 
 namespace shardwise::rules {
 
@@ -123,8 +122,12 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
   const auto entry = rules.table.find(found.key);
   if (entry == rules.table.end()) {
     if (rules.unknown_keys == UnknownKeys::error) {
-      why = fmt::format("key '{}' is not in the table and unknown_keys is error{}", found.key,
-                        detail::did_you_mean(found.key, rules.table_order));
+      // No "did you mean": the key comes from the checkpoint, which is right by definition; a near
+      // table key (q_norm for k_norm) is another module, not a misspelling.
+      why = fmt::format(
+          "key '{}' is not in the table and unknown_keys is error (add a table entry '{}', or a "
+          "skip or reject rule for the tensor)",
+          found.key, found.key);
       return false;
     }
     d.rule = &unknown_key_rule(rules, found.key);
@@ -190,6 +193,14 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
   }
   d.source = std::string(name);
   d.normalized = normalize(rules, name, trail);
+  if (const auto reject = rules.reject_matcher.first_match(d.normalized)) {
+    const RejectRule& rule = rules.rejects[*reject];
+    d.kind = Decision::Kind::reject;
+    d.rule = &rule.rule;
+    d.reason = rule.reason;
+    if (trail != nullptr) trail->push_back(rule.trail);
+    return d;
+  }
   if (const auto skip = rules.skip_matcher.first_match(d.normalized)) {
     const SkipRule& rule = rules.skips[*skip];
     d.kind = Decision::Kind::skip;

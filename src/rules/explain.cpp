@@ -69,6 +69,9 @@ std::string explain_decision(const Decision& d, const Params& params) {
     case Decision::Kind::skip:
       text += fmt::format("  skipped by {} ({}): {}\n", d.rule->label, d.rule->where.str(), d.reason);
       break;
+    case Decision::Kind::reject:
+      text += fmt::format("  REJECTED by {} ({}): {}\n", d.rule->label, d.rule->where.str(), d.reason);
+      break;
     case Decision::Kind::unmatched:
       text += fmt::format("  UNMATCHED: {}\n", d.reason);
       break;
@@ -88,6 +91,8 @@ std::string explain_decision(const Decision& d, const Params& params) {
 std::string Rules::summary() const {
   const CompiledRules& r = *impl_;
   std::string text = fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
+  if (!r.extends.empty()) text += fmt::format("  extends: {}\n", fmt::join(r.extends, " <- "));
+  if (!r.rejects.empty()) text += fmt::format("  reject: {}\n", plural(r.rejects.size(), "rule"));
   text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"), plural(r.renames.size(), "rename"));
   text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"), plural(r.keys.size(), "key rule"),
                       plural(r.table.size(), "table entry"), plural(r.overrides.size(), "override"),

@@ -1,5 +1,7 @@
 // Packed layouts: members named by their last name component, each dim a function of the logical
 // weight's [out, in], with the dtypes accepted and an optional cast.
+#include <algorithm>
+#include <cctype>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -47,11 +49,29 @@ std::vector<std::string> all_dtype_names() {
   return names;
 }
 
+// " (did you mean 'I32'?)" for a dtype spelt as PyTorch or NumPy spell it (int32, torch.float16,
+// FP16), in lower case, or with a typo; "" when nothing is near.
+std::string dtype_suggestion(const std::string& text) {
+  std::string upper;
+  for (const char c : text) upper += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (upper.starts_with("TORCH.")) upper.erase(0, 6);
+  if (st::parse_dtype(upper) && upper != text) return " (did you mean '" + upper + "'?)";
+  static const std::pair<const char*, const char*> kAliases[] = {
+      {"INT8", "I8"},     {"INT16", "I16"},     {"INT32", "I32"},   {"INT64", "I64"},   {"UINT8", "U8"},
+      {"UINT16", "U16"},  {"UINT32", "U32"},    {"UINT64", "U64"},  {"FLOAT16", "F16"}, {"HALF", "F16"},
+      {"FP16", "F16"},    {"BFLOAT16", "BF16"}, {"FLOAT32", "F32"}, {"FLOAT", "F32"},   {"FP32", "F32"},
+      {"FLOAT64", "F64"}, {"DOUBLE", "F64"},    {"FP64", "F64"},    {"BOOLEAN", "BOOL"}};
+  for (const auto& [alias, name] : kAliases) {
+    if (upper == alias) return fmt::format(" (did you mean '{}'?)", name);
+  }
+  return did_you_mean(text, all_dtype_names());
+}
+
 std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what) {
   const auto text = in.string_value(node, what);
   if (!text) return std::nullopt;
   if (auto dtype = st::parse_dtype(*text)) return dtype;
-  in.error(node, fmt::format("unknown dtype '{}' in {}{}", *text, what, did_you_mean(*text, all_dtype_names())));
+  in.error(node, fmt::format("unknown dtype '{}' in {}{}", *text, what, dtype_suggestion(*text)));
   return std::nullopt;
 }
 
@@ -117,6 +137,9 @@ void read_layouts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   for (const auto& entry : node) {
     if (!entry.first.IsScalar()) continue;
     Layout layout{entry.first.Scalar(), {}, in.where(entry.first)};
+    const auto earlier = std::find_if(out.layouts.begin(), out.layouts.end(),
+                                      [&](const Layout& l) { return l.name == layout.name; });
+    if (earlier != out.layouts.end() && replaced_by_child(in, earlier->where)) continue;
     const std::string what = fmt::format("layout '{}'", layout.name);
     if (!in.check_map(entry.second, what, {"description", "members"})) continue;
     in.string_field(entry.second, "description", what, false);
@@ -137,8 +160,12 @@ void read_layouts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
       }
       for (const auto& other : out.layouts) {
         if (other.find(member.suffix) != nullptr) {
-          in.error(member_entry.first, fmt::format("member suffix '{}' of {} is already claimed by layout '{}' ({}:{})",
-                                                   member.suffix, what, other.name, other.where.line, other.where.column));
+          in.error(member_entry.first,
+                   fmt::format("member suffix '{}' of {} is already claimed by layout '{}' ({}){}",
+                               member.suffix, what, other.name, short_where(in, other.where),
+                               replaced_by_child(in, other.where)
+                                   ? " (a layout of the same name replaces an inherited one)"
+                                   : ""));
         }
       }
       read_member(in, member_entry.first, member_entry.second, layout.name, member);

@@ -97,15 +97,21 @@ std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const st
   return std::nullopt;
 }
 
-void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out) {
+void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, bool extends) {
   if (const auto version = in.uint_field(root, "shardwise", "the rules file", true); version && *version != 1) {
     in.error(YamlReader::field(root, "shardwise"),
              fmt::format("unsupported rules schema version {} (this shardwise reads version 1)", *version));
   }
-  out.name = in.string_field(root, "name", "the rules file", true).value_or("");
-  out.description = in.string_field(root, "description", "the rules file", false).value_or("");
+  if (auto name = in.string_field(root, "name", "the rules file", !extends)) out.name = std::move(*name);
+  if (auto description = in.string_field(root, "description", "the rules file", false)) {
+    out.description = std::move(*description);
+  }
   if (const YAML::Node output = YamlReader::field(root, "output"); !output.IsDefined()) {
-    in.error(root, "the rules file is missing required key 'output' (e.g. output: {file: \"model{rank}-mp{mp}.safetensors\"})");
+    if (!extends) {
+      in.error(root,
+               "the rules file is missing required key 'output' (e.g. output: {file: "
+               "\"model{rank}-mp{mp}.safetensors\"})");
+    }
   } else if (in.check_map(output, "output", {"file"})) {
     if (auto file = in.string_field(output, "file", "output", true)) {
       check_output_pattern(in, YamlReader::field(output, "file"), *file);
@@ -113,6 +119,7 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out) {
     }
   }
   if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined() && in.check_list(side, "side_files")) {
+    out.side_files.clear();  // an extending file's list replaces its parent's
     std::map<std::string, SourceLocation> seen;
     for (const auto& item : side) {
       const auto file = in.string_value(item, "an entry of side_files");
@@ -123,7 +130,7 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out) {
     }
   }
   const YAML::Node policy = YamlReader::field(root, "unknown_keys");
-  out.unknown_keys_where = in.where(policy.IsDefined() ? policy : root);
+  if (policy.IsDefined() || !extends) out.unknown_keys_where = in.where(policy.IsDefined() ? policy : root);
   if (policy.IsDefined()) {
     const auto text = in.string_value(policy, "unknown_keys");
     if (text == "replicate") {
@@ -148,6 +155,9 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
       continue;
     }
     if (!is_identifier(name)) in.error(entry.first, fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", name));
+    const auto earlier =
+        std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
+    if (earlier != out.params.end() && replaced_by_child(in, earlier->where)) continue;
     ParamInfo spec{name, std::nullopt, "", in.where(entry.first)};
     if (in.check_map(entry.second, what, {"default", "help"})) {
       spec.default_value = in.uint_field(entry.second, "default", what, false);
@@ -165,6 +175,7 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
       if (!prefix) continue;
       if (prefix->empty()) in.error(item, "strip_prefix '' removes nothing");
       for (const auto& earlier : out.strip_prefixes) {
+        if (earlier.where.file != in.file()) continue;  // an extending file's prefixes come first on purpose
         if (!prefix->empty() && prefix->starts_with(earlier.prefix)) {
           in.error(item, fmt::format("strip_prefix '{}' can never apply: the earlier prefix '{}' ({}:{}) is removed first",
                                      *prefix, earlier.prefix, earlier.where.line, earlier.where.column));
@@ -187,7 +198,7 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
       in.error(item, fmt::format("rename of '{}' to itself changes nothing", *from));
     }
     for (const auto& earlier : out.renames) {
-      if (earlier.from == *from && earlier.to == *to) {
+      if (earlier.where.file == in.file() && earlier.from == *from && earlier.to == *to) {
         in.error(item, fmt::format("rename rule never decides anything: it is identical to the rule at {}:{}",
                                    earlier.where.line, earlier.where.column));
         break;
@@ -195,6 +206,9 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
     }
     out.renames.push_back({*from, *to, in.where(item)});
   }
+}
+
+void compile_renames(CompiledRules& out) {
   // Precompute each component's fate under the ordered renames, so matching is one hash lookup.
   for (const auto& start : out.renames) {
     RenameChain chain{start.from, {}};
@@ -209,15 +223,33 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
   }
 }
 
+void read_rejects(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "reject")) return;
+  DuplicateRules duplicates("reject");
+  const std::size_t first = out.rejects.size();
+  for (const auto& item : node) {
+    if (!in.check_map(item, "reject rule", {"name", "match", "reason"})) continue;
+    const auto name = in.string_field(item, "name", "reject rule", false);
+    read_match(in, item, "reject rule", out.reject_matcher, duplicates);
+    const auto reason = in.string_field(item, "reason", "reject rule", true);
+    if (reason && reason->empty())
+      in.error(YamlReader::field(item, "reason"), "reject rule needs a reason to show, got ''");
+    const std::string label =
+        name ? "reject: " + *name : fmt::format("reject[{}]", out.rejects.size() - first);
+    out.rejects.push_back({{label, in.where(item)}, reason.value_or("")});
+  }
+}
+
 void read_skips(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "skip")) return;
   DuplicateRules duplicates("skip");
+  const std::size_t first = out.skips.size();
   for (const auto& item : node) {
     if (!in.check_map(item, "skip rule", {"name", "match", "reason"})) continue;
     const auto name = in.string_field(item, "name", "skip rule", false);
     read_match(in, item, "skip rule", out.skip_matcher, duplicates);
     const auto reason = in.string_field(item, "reason", "skip rule", true);
-    const std::string label = name ? "skip: " + *name : fmt::format("skip[{}]", out.skips.size());
+    const std::string label = name ? "skip: " + *name : fmt::format("skip[{}]", out.skips.size() - first);
     out.skips.push_back({{label, in.where(item)}, reason.value_or("")});
   }
 }
@@ -225,11 +257,14 @@ void read_skips(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
 void read_keys(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "keys")) return;
   DuplicateRules duplicates("key");
+  const std::size_t first = out.keys.size();
   for (const auto& item : node) {
     if (!in.check_map(item, "key rule", {"name", "match", "key"})) continue;
     const auto name = in.string_field(item, "name", "key rule", false);
     const RE2* re = read_match(in, item, "key rule", out.key_matcher, duplicates);
-    KeyRule rule{{rule_label("keys", name, out.keys.size()), in.where(item)}, in.string_field(item, "key", "key rule", false), 0};
+    KeyRule rule{{rule_label("keys", name, out.keys.size() - first), in.where(item)},
+                 in.string_field(item, "key", "key rule", false),
+                 0};
     if (rule.literal && !is_component(*rule.literal)) {
       in.error(YamlReader::field(item, "key"), fmt::format("key '{}' must be one name component (non-empty, no '.')", *rule.literal));
     }
@@ -275,11 +310,13 @@ void read_table(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
 void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "overrides")) return;
   DuplicateRules duplicates("override");
+  const std::size_t first = out.overrides.size();
   for (const auto& item : node) {
     if (!in.check_map(item, "override rule", {"name", "match", "split"})) continue;
     const auto name = in.string_field(item, "name", "override rule", false);
     read_match(in, item, "override rule", out.override_matcher, duplicates);
-    OverrideRule rule{{rule_label("override", name, out.overrides.size()), in.where(item)}, Split::replicate};
+    OverrideRule rule{{rule_label("override", name, out.overrides.size() - first), in.where(item)},
+                      Split::replicate};
     if (const YAML::Node split = YamlReader::field(item, "split"); !split.IsDefined()) {
       in.error(item, "override rule is missing required key 'split'");
     } else {
@@ -292,14 +329,16 @@ void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
 void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "ownership")) return;
   DuplicateRules duplicates("ownership");
+  const std::size_t first = out.ownership.size();
   std::vector<std::string> param_names{"mp"};
   for (const auto& param : out.params) param_names.push_back(param.name);
   for (const auto& item : node) {
     if (!in.check_map(item, "ownership rule", {"name", "match", "count"})) continue;
     const auto name = in.string_field(item, "name", "ownership rule", false);
     const RE2* re = read_match(in, item, "ownership rule", out.ownership_matcher, duplicates);
-    OwnershipRule rule{{rule_label("ownership", name, out.ownership.size()), in.where(item)},
-                       in.string_field(item, "count", "ownership rule", true).value_or(""), 0};
+    OwnershipRule rule{{rule_label("ownership", name, out.ownership.size() - first), in.where(item)},
+                       in.string_field(item, "count", "ownership rule", true).value_or(""),
+                       0};
     if (re != nullptr) {
       rule.index_group = named_group(*re, "index");
       if (rule.index_group == 0) {

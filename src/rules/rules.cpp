@@ -1,17 +1,16 @@
-// Loading a rules file (size and syntax guards, then the sections in order) and the small public
-// accessors. Matching lives in decide.cpp.
+// Loading a rules file and the files it extends (size and syntax guards in extends.cpp, then the
+// sections in order, merged) and the small public accessors. Matching lives in decide.cpp.
 #include <shardwise/rules/rules.hpp>
 
-#include <cerrno>
-#include <fstream>
+#include <algorithm>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <yaml-cpp/depthguard.h>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/bundled.hpp>
 
+#include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/rules_impl.hpp"
 #include "rules/suggest.hpp"
@@ -20,40 +19,43 @@ namespace shardwise::rules {
 
 namespace {
 
-// Rules files are written by hand: a megabyte is generous, and it bounds what yaml-cpp (which
-// recurses, and keeps every node) and the schema walk can be made to do by a hostile file.
-constexpr std::size_t kMaxRulesBytes = std::size_t{1} << 20;
+const std::vector<std::string> kTopLevelKeys = {
+    "shardwise",  "extends",      "name",      "description", "params", "output",
+    "side_files", "unknown_keys", "normalize", "reject",      "skip",   "layouts",
+    "keys",       "table",        "overrides", "ownership",   "tests"};
 
-const std::vector<std::string> kTopLevelKeys = {"shardwise", "name", "description", "params", "output", "side_files",
-                                               "unknown_keys", "normalize", "skip", "layouts", "keys", "table",
-                                               "overrides", "ownership"};
+using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
+// Params first: ownership rules and tests refer to them.
+const std::pair<const char*, SectionReader> kSections[] = {
+    {"params", detail::read_params},      {"normalize", detail::read_normalize},
+    {"reject", detail::read_rejects},     {"skip", detail::read_skips},
+    {"layouts", detail::read_layouts},    {"keys", detail::read_keys},
+    {"table", detail::read_table},        {"overrides", detail::read_overrides},
+    {"ownership", detail::read_ownership}};
 
-void read_sections(detail::YamlReader& in, const YAML::Node& root, CompiledRules& out) {
-  using Reader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
-  // Params first: ownership rules refer to them.
-  const std::pair<const char*, Reader> sections[] = {
-      {"params", detail::read_params},   {"normalize", detail::read_normalize}, {"skip", detail::read_skips},
-      {"layouts", detail::read_layouts}, {"keys", detail::read_keys},           {"table", detail::read_table},
-      {"overrides", detail::read_overrides}, {"ownership", detail::read_ownership}};
-  detail::read_header(in, root, out);
-  for (const auto& [key, reader] : sections) {
-    if (const YAML::Node node = detail::YamlReader::field(root, key); node.IsDefined() && !node.IsNull()) {
-      reader(in, node, out);
+// `chain` is the file, then its parent, ... (all maps). Scalars are read parent first, so that a
+// value an extending file gives replaces its parent's; each list is read child first (the first
+// rule that matches wins, so the child's rules decide before the parent's), and a map entry of a
+// name already read (the child's) replaces the parent's whole. Tests are the file's own.
+void read_sections(const std::vector<detail::RulesSource*>& chain, CompiledRules& out) {
+  for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
+    const bool extends = detail::YamlReader::field((*it)->root, "extends").IsDefined();
+    detail::read_header((*it)->reader, (*it)->root, out, extends);
+  }
+  for (const auto& [key, reader] : kSections) {
+    for (detail::RulesSource* source : chain) {
+      if (const YAML::Node node = detail::YamlReader::field(source->root, key);
+          node.IsDefined() && !node.IsNull()) {
+        reader(source->reader, node, out);
+      }
     }
   }
-}
-
-YAML::Node parse_yaml(std::string_view yaml, detail::YamlReader& in) {
-  try {
-    return YAML::Load(std::string(yaml));
-  } catch (const YAML::DeepRecursion& e) {
-    in.error(in.where(e.mark), "YAML nested too deeply (yaml-cpp's limit is 2000 levels)");
-  } catch (const YAML::ParserException& e) {
-    in.error(in.where(e.mark), "YAML syntax error: " + e.msg);
-  } catch (const YAML::Exception& e) {
-    in.error(in.where(e.mark), "cannot read YAML: " + e.msg);
+  detail::compile_renames(out);
+  detail::RulesSource& file = *chain.front();
+  if (const YAML::Node tests = detail::YamlReader::field(file.root, "tests");
+      tests.IsDefined() && !tests.IsNull()) {
+    detail::read_tests(file.reader, tests, out);
   }
-  return YAML::Node(YAML::NodeType::Undefined);
 }
 
 }  // namespace
@@ -61,27 +63,35 @@ YAML::Node parse_yaml(std::string_view yaml, detail::YamlReader& in) {
 namespace detail {
 
 void load_rules(std::string_view yaml, const std::string& display_name, CompiledRules& out) {
-  if (yaml.size() > kMaxRulesBytes) {
-    throw Error(ErrorKind::rules, fmt::format("{}: rules file is {} bytes; at most {} are accepted", display_name,
-                                              yaml.size(), kMaxRulesBytes));
-  }
-  CompiledRules* impl = &out;
-  impl->text = std::string(yaml);
-  impl->display_name = display_name;
-  YamlReader in(display_name);
-  const YAML::Node root = parse_yaml(yaml, in);
-  if (root.IsDefined()) {
-    if (!root.IsMap()) {
-      in.error(SourceLocation{display_name, 1, 1}, fmt::format("a rules file must be a map of sections, got {}", node_kind(root)));
-    } else if (in.check_map(root, "the rules file", kTopLevelKeys)) {
-      read_sections(in, root, *impl);
+  const auto chain = read_extends_chain(yaml, display_name);
+  out.display_name = display_name;
+  out.text = chain.front()->text;
+  std::vector<RulesSource*> files;
+  for (const auto& source : chain) {
+    if (source.get() != chain.front().get()) {
+      out.extends.push_back(source->display_name);
+      out.text += "\n# extends " + source->display_name + "\n" + source->text;
+    }
+    if (!source->root.IsDefined()) continue;  // a YAML error, already reported
+    if (!source->root.IsMap()) {
+      source->reader.error(
+          SourceLocation{source->display_name, 1, 1},
+          fmt::format("a rules file must be a map of sections, got {}", node_kind(source->root)));
+    } else if (source->reader.check_map(source->root, "the rules file", kTopLevelKeys)) {
+      files.push_back(source.get());
     }
   }
+  // Sections are read only when every file of the chain is a map: a parent that cannot be read
+  // would make the child's rules look wrong in ways that are not the child's fault.
+  if (files.size() == chain.size()) read_sections(files, out);
   Diagnostics problems(ErrorKind::rules);
-  for (const auto& message : in.problems()) problems.add(message);
+  for (const auto& source : chain) {
+    for (const auto& message : source->reader.problems()) problems.add(message);
+  }
   problems.check("invalid rules file " + display_name);
-  format_trails(*impl);
-  for (auto* matcher : {&impl->skip_matcher, &impl->key_matcher, &impl->override_matcher, &impl->ownership_matcher}) {
+  format_trails(out);
+  for (auto* matcher : {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
+                        &out.ownership_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }
@@ -120,25 +130,9 @@ Rules Rules::load_text(std::string_view yaml, const std::string& display_name) {
   return Rules(std::move(impl));
 }
 
-Rules Rules::load_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw_os_error("cannot open rules file", path, errno);
-  // Read one byte past the limit, so an oversized file (or a pipe) is refused without reading it all.
-  std::string text(kMaxRulesBytes + 1, '\0');
-  file.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (file.bad()) throw_os_error("cannot read rules file", path, errno);
-  text.resize(static_cast<std::size_t>(file.gcount()));
-  if (text.size() > kMaxRulesBytes) {
-    throw Error(ErrorKind::rules, fmt::format("{}: rules file is larger than {} bytes", path, kMaxRulesBytes));
-  }
-  return load_text(text, path);
-}
+Rules Rules::load_file(const std::string& path) { return load_text(detail::read_rules_file(path), path); }
 
-Rules Rules::bundled() {
-  const auto& all = bundled_rules();
-  if (all.empty()) throw Error(ErrorKind::rules, "no bundled rules in this build");
-  return load_text(all.front().text, "<bundled>/" + all.front().file_name);
-}
+Rules Rules::bundled() { return load_named_rules(std::string(default_rules_name())); }
 
 Params Rules::resolve_params(const Params& given) const {
   Params params{{"mp", 1}};
@@ -166,6 +160,7 @@ Params Rules::resolve_params(const Params& given) const {
 }
 
 const std::string& Rules::name() const { return impl_->name; }
+const std::string& Rules::description() const { return impl_->description; }
 const std::string& Rules::display_name() const { return impl_->display_name; }
 const std::string& Rules::text() const { return impl_->text; }
 const std::vector<std::string>& Rules::side_files() const { return impl_->side_files; }

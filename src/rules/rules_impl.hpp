@@ -46,6 +46,28 @@ struct SkipRule {
   std::string trail;
 };
 
+// A tensor refused with a reason (`reject:`): a planning error, never a skip.
+struct RejectRule {
+  RuleRef rule;
+  std::string reason;
+  std::string trail;
+};
+
+// One entry of `tests:`: a tensor name, the mp and parameters to decide it with, what is expected.
+struct RulesTest {
+  SourceLocation where;
+  std::string tensor;
+  std::uint64_t mp = 1;
+  Params params;  // as given, without mp
+  std::optional<std::string> output;
+  std::optional<std::vector<std::uint64_t>> ranks;  // sorted, unique
+  bool all_ranks = false;                           // `ranks: all`
+  std::optional<std::string> split;                 // out, in, replicate or whole
+  std::optional<bool> skip;
+  std::optional<bool> reject;
+  std::optional<std::string> rule;  // a label ("ownership[experts]") or the name in it ("experts")
+};
+
 struct KeyRule {
   RuleRef rule;
   std::optional<std::string> literal;  // `key:`; otherwise the (?P<key>...) group
@@ -83,6 +105,7 @@ struct TextHash {
 struct CompiledRules {
   std::string text;
   std::string display_name;
+  std::vector<std::string> extends;  // display names of the files it builds on, parent first
   std::string name;
   std::string description;
   std::vector<ParamInfo> params;
@@ -109,6 +132,8 @@ struct CompiledRules {
     const auto it = rename_chains.find(component);
     return it == rename_chains.end() ? nullptr : &it->second;
   }
+  std::vector<RejectRule> rejects;
+  detail::OrderedMatcher reject_matcher;
   std::vector<SkipRule> skips;
   detail::OrderedMatcher skip_matcher;
   std::vector<Layout> layouts;
@@ -123,6 +148,7 @@ struct CompiledRules {
   detail::OrderedMatcher override_matcher;
   std::vector<OwnershipRule> ownership;
   detail::OrderedMatcher ownership_matcher;
+  std::vector<RulesTest> tests;
 };
 
 // The pimpl of Rules is the compiled form itself.

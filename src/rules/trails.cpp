@@ -12,6 +12,9 @@ void format_trails(CompiledRules& rules) {
   for (auto& rename : rules.renames) {
     rename.trail = fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str());
   }
+  for (auto& reject : rules.rejects) {
+    reject.trail = fmt::format("{}: {} ({})", reject.rule.label, reject.reason, reject.rule.where.str());
+  }
   for (auto& skip : rules.skips) {
     skip.trail = fmt::format("{}: {} ({})", skip.rule.label, skip.reason, skip.rule.where.str());
   }

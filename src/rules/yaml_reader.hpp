@@ -17,6 +17,7 @@ namespace shardwise::rules::detail {
 class YamlReader {
  public:
   explicit YamlReader(std::string display_name) : file_(std::move(display_name)) {}
+  const std::string& file() const { return file_; }
 
   SourceLocation where(const YAML::Node& node) const;
   SourceLocation where(const YAML::Mark& mark) const;

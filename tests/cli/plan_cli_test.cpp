@@ -170,3 +170,67 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
   CHECK(dry.exit_code == 4);
   CHECK_THAT(dry.err, Catch::Contains("n_experts=3 is not a multiple of mp=2"));
 }
+
+TEST_CASE("plan --rules NAME plans with the bundled rules of that name; an unknown name exits 2") {
+  TempDir dir;
+  generate(dir);
+  const auto by_default = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"});
+  const auto by_name = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rules", "deepseek-v4-w4a16"});
+  REQUIRE(by_name.exit_code == 0);
+  CHECK(by_name.out == by_default.out);
+  const auto unknown = plan({"-i", dir.str(), "-m", "2", "--rules", "deepseek-v4-w4a1"});
+  CHECK(unknown.exit_code == 2);
+  CHECK_THAT(unknown.err, Catch::Contains("no bundled rules named 'deepseek-v4-w4a1' (did you mean"));
+}
+
+TEST_CASE(
+    "plan with the DSpark example: MTP experts by their own count, everything else as the bundled rules") {
+  TempDir dir;
+  generate(dir, {"--mtp-blocks", "3", "--mtp-experts", "4", "--markov-head"});  // 2 backbone experts
+  const std::string dspark = source_dir() + "/rules/examples/deepseek-v4.1-dspark-w4a16.yaml";
+  const auto result = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--param", "n_mtp_experts=4",
+                            "--rules", dspark, "--format", "json"});
+  REQUIRE(result.exit_code == 0);
+  const auto bundled = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--format", "json"});
+  CHECK(bundled.exit_code == 4);  // mtp experts 2 and 3 are out of range for n_experts=2
+  CHECK_THAT(bundled.err, Catch::Contains("indices up to 3 are out of range for n_experts=2"));
+
+  const auto doc = nlohmann::json::parse(result.out);
+  std::size_t mtp_experts = 0;
+  for (const auto& output : doc["outputs"]) {
+    for (const auto& tensor : output["tensors"]) {
+      const std::string name = tensor["name"];
+      if (name.starts_with("mtp.") && name.find(".ffn.experts.") != std::string::npos) {
+        ++mtp_experts;
+        const int index = std::stoi(name.substr(name.find(".experts.") + 9));
+        CHECK(output["rank"] == index / 2);  // n_mtp_experts=4 over mp=2
+        CHECK_THAT(std::string(tensor["rule"]),
+                   Catch::StartsWith("ownership[mtp-experts] (" + dspark + ":9:5)"));
+      }
+      if (name == "markov_head.markov_w1.weight")
+        CHECK(std::string(tensor["rule"]).starts_with("unknown_keys[markov_w1]"));
+    }
+  }
+  CHECK(mtp_experts == 3 * 4 * 3 * 3);  // blocks x experts x (w1, w2, w3) x (qweight, qzeros, scales)
+}
+
+TEST_CASE("plan refuses a tensor a reject rule matches, quoting the reason, with every other problem") {
+  TempDir dir;
+  const auto generated = run_command({tools_dir() + "/gen_checkpoint", "--out", dir.str(), "--config", "tiny",
+                                      "--layers", "2", "--experts", "8", "--quant-gate-embed"});
+  REQUIRE(generated.exit_code == 0);
+  const auto rules = (dir / "strict.yaml").string();
+  write_file(rules,
+             "shardwise: 1\nname: strict\nextends: deepseek-v4-w4a16\nreject:\n"
+             "  - name: quantised-embed\n"
+             "    match: '(?:^|\\.)(?:embed|gate)\\.(?:qweight|qzeros|scales)$'\n"
+             "    reason: this upload quantised embed and gate; re-download the BF16 one\n");
+  const auto result = plan({"-i", dir.str(), "-m", "2", "--n-experts", "8", "--rules", rules});
+  CHECK(result.exit_code == 4);
+  CHECK_THAT(
+      result.err,
+      Catch::Contains("\n  embed.qweight (model.safetensors): refused by reject: quantised-embed (" + rules +
+                      ":5:5): this upload quantised embed and gate; re-download the BF16 one\n"));
+  CHECK_THAT(result.err, Catch::Contains("layers.0.ffn.gate.scales"));
+  CHECK(result.out.empty());
+}

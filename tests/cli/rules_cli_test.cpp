@@ -32,6 +32,46 @@ TEST_CASE("rules show prints the bundled YAML, which checks clean when saved") {
   CHECK(shown.out == shardwise::test::read_file(source_dir() + "/rules/deepseek-v4-w4a16.yaml"));
 }
 
+TEST_CASE("rules list: each bundled file by name with its description, the default marked") {
+  const auto result = run_command({shardwise_binary(), "rules", "list"});
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("deepseek-v4-w4a16  DeepSeek-V4 W4A16 (GPTQ-packed) -> MP shards, as the reference "
+                        "convert_w4a16 does (default)\n") != std::string::npos);
+}
+
+TEST_CASE("rules show NAME and rules check NAME|PATH address bundled rules by name") {
+  const auto shown = run_command({shardwise_binary(), "rules", "show", "deepseek-v4-w4a16"});
+  CHECK(shown.exit_code == 0);
+  CHECK(shown.out == shardwise::test::read_file(source_dir() + "/rules/deepseek-v4-w4a16.yaml"));
+  const auto checked = run_command({shardwise_binary(), "rules", "check", "deepseek-v4-w4a16"});
+  CHECK(checked.exit_code == 0);
+  CHECK(checked.out.find("<bundled>/deepseek-v4-w4a16.yaml: OK\n") != std::string::npos);
+  const auto by_path =
+      run_command({shardwise_binary(), "rules", "check", source_dir() + "/rules/deepseek-v4-w4a16.yaml"});
+  CHECK(by_path.exit_code == 0);
+  CHECK(by_path.out.find(source_dir() + "/rules/deepseek-v4-w4a16.yaml: OK\n") != std::string::npos);
+}
+
+TEST_CASE("rules show, check and explain refuse an unknown bundled name with exit 2 and the near miss") {
+  for (const auto& argv : std::vector<std::vector<std::string>>{
+           {shardwise_binary(), "rules", "show", "deepseek-v4-w4a17"},
+           {shardwise_binary(), "rules", "check", "deepseek-v4-w4a17"},
+           {shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a17", "embed.weight"}}) {
+    const auto result = run_command(argv);
+    INFO(argv[2]);
+    CHECK(result.exit_code == 2);
+    CHECK(result.err.find("no bundled rules named 'deepseek-v4-w4a17' (did you mean 'deepseek-v4-w4a16'?)") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("explain --rules NAME uses the bundled rules of that name") {
+  const auto result =
+      run_command({shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a16", "embed.weight"});
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("rules: <bundled>/deepseek-v4-w4a16.yaml (deepseek-v4-w4a16)\n") == 0);
+}
+
 TEST_CASE("explain: each name step by step, the deciding rule, output and placement") {
   const auto result = run_command({shardwise_binary(), "explain", "--model-parallel", "8", "--n-experts", "384",
                                    "model.layers.3.mlp.experts.200.down_proj.qzeros", "layers.1.attn.wo_b.qweight",
@@ -62,4 +102,40 @@ TEST_CASE("explain: unknown parameters and bad values are usage errors") {
                                 "-m", "2", "h.up.qweight"});
   CHECK(awq.exit_code == 0);
   CHECK(awq.out.find("split on logical out into 2 equal parts: qweight dim 1 (out/8)") != std::string::npos);
+}
+
+TEST_CASE("rules check runs the file's tests: the bundled ones pass, a wrong expectation fails at its line") {
+  const auto bundled = run_command({shardwise_binary(), "rules", "check"});
+  CHECK(bundled.exit_code == 0);
+  CHECK_THAT(bundled.out, Catch::Contains("  tests: 26 passed\n"));
+  shardwise::test::TempDir dir;
+  const auto file = (dir / "wrong.yaml").string();
+  shardwise::test::write_file(
+      file,
+      "shardwise: 1\nname: wrong\nextends: deepseek-v4-w4a16\ntests:\n"
+      "  - {tensor: layers.3.ffn.experts.200.w2.qzeros, mp: 8, expect: {ranks: [4]}}\n"
+      "  - {tensor: embed.weight, mp: 2, expect: {split: out}}\n");
+  const auto wrong = run_command({shardwise_binary(), "rules", "check", file});
+  CHECK(wrong.exit_code == 3);
+  CHECK(wrong.err ==
+        "shardwise: error: the tests of " + file + " fail (1 problem):\n  " + file +
+            ":5:5: test 'layers.3.ffn.experts.200.w2.qzeros' (mp=8): ranks: expected [4], the rules "
+            "decide [6] (deciding rule: ownership[experts] at <bundled>/deepseek-v4-w4a16.yaml:113:5)\n");
+  CHECK_THAT(wrong.out, Catch::Contains("  extends: <bundled>/deepseek-v4-w4a16.yaml\n"));
+}
+
+TEST_CASE("rules check and explain on the DSpark example: the chain, its tests, the deciding file") {
+  const std::string file = source_dir() + "/rules/examples/deepseek-v4.1-dspark-w4a16.yaml";
+  const auto checked = run_command({shardwise_binary(), "rules", "check", file});
+  CHECK(checked.exit_code == 0);
+  CHECK_THAT(checked.out, Catch::Contains("  extends: <bundled>/deepseek-v4-w4a16.yaml\n") &&
+                              Catch::Contains("  tests: 3 passed\n") && Catch::Contains(file + ": OK\n"));
+  const auto explained =
+      run_command({shardwise_binary(), "explain", "--rules", file, "-m", "8",
+                   "mtp.1.ffn.experts.100.w1.qweight", "layers.1.ffn.experts.100.w1.qweight"});
+  CHECK(explained.exit_code == 0);
+  CHECK_THAT(explained.out,
+             Catch::Contains("  decided by: ownership[mtp-experts] (" + file + ":9:5)\n") &&
+                 Catch::Contains("whole to rank 6 = index 100 / (n_mtp_experts=128 / mp=8)") &&
+                 Catch::Contains("  decided by: ownership[experts] (<bundled>/deepseek-v4-w4a16.yaml:"));
 }

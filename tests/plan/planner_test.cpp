@@ -183,56 +183,147 @@ TEST_CASE("plan reports each problem with the tensors and numbers") {
   };
   const std::string items_rule = "(ownership[items] (plan-test.yaml:38:5))";
   const Case cases[] = {
-      {"unmatched", {{"blk.0.odd", DType::F32, {2}}}, {}, 1, {},
+      {"unmatched",
+       {{"blk.0.odd", DType::F32, {2}}},
+       {},
+       1,
+       {},
        {"blk.0.odd (a.safetensors): no rule places it: no key rule matches 'blk.0.odd'"}},
-      {"missing member, members in two files", {packed("blk.0.col", 64, 256)[0]}, {packed("blk.0.col", 64, 256)[2]}, 1, {},
-       {"blk.0.col: incomplete packed group (packed): missing qzeros; present: blk.0.col.qweight (a.safetensors), "
+      {"missing member, members in two files",
+       {packed("blk.0.col", 64, 256)[0]},
+       {packed("blk.0.col", 64, 256)[2]},
+       1,
+       {},
+       {"blk.0.col: incomplete packed group (packed): missing qzeros; present: blk.0.col.qweight "
+        "(a.safetensors), "
         "blk.0.col.scales (b.safetensors)"}},
-      {"member twice", packed("blk.0.col", 64, 256) + std::vector<TensorSpec>{{"model.blk.0.col.qweight", DType::I32, {32, 64}}},
-       {}, 1, {},
-       {"blk.0.col: member qweight of packed layout packed is given twice, by blk.0.col.qweight (a.safetensors) and "
+      {"member twice",
+       packed("blk.0.col", 64, 256) +
+           std::vector<TensorSpec>{{"model.blk.0.col.qweight", DType::I32, {32, 64}}},
+       {},
+       1,
+       {},
+       {"blk.0.col: member qweight of packed layout packed is given twice, by blk.0.col.qweight "
+        "(a.safetensors) and "
         "model.blk.0.col.qweight (a.safetensors)"}},
-      {"split cuts a packing unit", packed("blk.0.col", 64, 128), {}, 16, {},
+      {"split cuts a packing unit",
+       packed("blk.0.col", 64, 128),
+       {},
+       16,
+       {},
        {"blk.0.col.qzeros: 8 packed columns cannot be split over mp=16 (out=64, 4 per rank, packing 8)"}},
-      {"split cuts a quantisation group", packed("blk.0.row", 16, 256), {}, 4, {},
+      {"split cuts a quantisation group",
+       packed("blk.0.row", 16, 256),
+       {},
+       4,
+       {},
        {"blk.0.row.qzeros: 2 packed rows cannot be split over mp=4 (in=256, 64 per rank, packing 128)",
         "blk.0.row.scales: 2 packed rows cannot be split over mp=4 (in=256, 64 per rank, packing 128)"}},
-      {"packed out not a multiple of mp", packed("blk.0.col", 24, 128), {}, 16, {},
-       {"blk.0.col.qweight: 24 columns cannot be split over mp=16 (dim 1 of [16, 24]: 24 is not a multiple of 16)",
-        "blk.0.col.qzeros: 3 packed columns cannot be split over mp=16 (out=24 is not a multiple of 16, packing 8)",
-        "blk.0.col.scales: 24 columns cannot be split over mp=16 (dim 1 of [1, 24]: 24 is not a multiple of 16)"}},
-      {"plain split", {{"blk.0.col.weight", DType::BF16, {6, 4}}}, {}, 4, {},
+      {"packed out not a multiple of mp",
+       packed("blk.0.col", 24, 128),
+       {},
+       16,
+       {},
+       {"blk.0.col.qweight: 24 columns cannot be split over mp=16 (dim 1 of [16, 24]: 24 is not a multiple "
+        "of 16)",
+        "blk.0.col.qzeros: 3 packed columns cannot be split over mp=16 (out=24 is not a multiple of 16, "
+        "packing 8)",
+        "blk.0.col.scales: 24 columns cannot be split over mp=16 (dim 1 of [1, 24]: 24 is not a multiple of "
+        "16)"}},
+      {"plain split",
+       {{"blk.0.col.weight", DType::BF16, {6, 4}}},
+       {},
+       4,
+       {},
        {"blk.0.col.weight: 6 rows cannot be split over mp=4 (dim 0 of [6, 4]: 6 is not a multiple of 4)"}},
-      {"plain split without the dim", {{"blk.0.row.weight", DType::BF16, {8}}}, {}, 2, {},
+      {"plain split without the dim",
+       {{"blk.0.row.weight", DType::BF16, {8}}},
+       {},
+       2,
+       {},
        {"blk.0.row.weight: cannot split in over mp=2: it has no dim 1 (shape [8])"}},
-      {"owner index out of range", {{"blk.0.items.7.col.weight", DType::BF16, {2}}}, {}, 2, {},
+      {"owner index out of range",
+       {{"blk.0.items.7.col.weight", DType::BF16, {2}}},
+       {},
+       2,
+       {},
        {"blk.0.items.7.col.weight: index 7 is out of range for n_items=4 " + items_rule}},
       {"owner indices out of range, counted once",
-       packed("blk.0.items.9.col", 64, 256) + std::vector<TensorSpec>{{"blk.0.items.4.col.weight", DType::BF16, {2}}},
-       {}, 2, {},
+       packed("blk.0.items.9.col", 64, 256) +
+           std::vector<TensorSpec>{{"blk.0.items.4.col.weight", DType::BF16, {2}}},
+       {},
+       2,
+       {},
        {"blk.0.items.4.col.weight and 1 more owned tensors: indices up to 9 are out of range for n_items=4 " +
         items_rule}},
       {"count not a multiple of mp",
-       {{"blk.0.items.1.col.weight", DType::BF16, {2}}, {"blk.0.items.2.col.weight", DType::BF16, {2}}}, {}, 4,
+       {{"blk.0.items.1.col.weight", DType::BF16, {2}}, {"blk.0.items.2.col.weight", DType::BF16, {2}}},
+       {},
+       4,
        {{"n_items", 6}},
-       {"n_items=6 is not a multiple of mp=4: owned tensors such as blk.0.items.1.col.weight cannot be spread evenly "
-        "over the ranks " + items_rule}},
-      {"two sources, one output", {{"blk.1.col.weight", DType::BF16, {4}}, {"blk.1.old.weight", DType::BF16, {4}}}, {},
-       2, {},
-       {"blk.1.col.weight: output name produced twice on every rank, by blk.1.col.weight (a.safetensors) and by "
+       {"n_items=6 is not a multiple of mp=4: owned tensors such as blk.0.items.1.col.weight cannot be "
+        "spread evenly "
+        "over the ranks " +
+        items_rule}},
+      {"two sources, one output",
+       {{"blk.1.col.weight", DType::BF16, {4}}, {"blk.1.old.weight", DType::BF16, {4}}},
+       {},
+       2,
+       {},
+       {"blk.1.col.weight: output name produced twice on every rank, by blk.1.col.weight (a.safetensors) and "
+        "by "
         "blk.1.old.weight (a.safetensors)"}},
       {"two sources, one output, one rank",
-       {{"blk.items.1.col.weight", DType::BF16, {4}}, {"model.blk.items.1.col.weight", DType::BF16, {4}}}, {}, 2, {},
-       {"blk.items.1.col.weight: output name produced twice on rank 0, by blk.items.1.col.weight (a.safetensors) and "
+       {{"blk.items.1.col.weight", DType::BF16, {4}}, {"model.blk.items.1.col.weight", DType::BF16, {4}}},
+       {},
+       2,
+       {},
+       {"blk.items.1.col.weight: output name produced twice on rank 0, by blk.items.1.col.weight "
+        "(a.safetensors) and "
         "by model.blk.items.1.col.weight (a.safetensors)"}},
-      {"member dtype", {{"blk.0.col.qweight", DType::I32, {32, 64}}, {"blk.0.col.qzeros", DType::F32, {2, 8}},
-                        {"blk.0.col.scales", DType::F16, {2, 64}}}, {}, 1, {},
-       {"blk.0.col.qzeros: dtype F32 is not allowed for member qzeros of packed layout packed (allowed: I32)"}},
-      {"members disagree", {{"blk.0.col.qweight", DType::I32, {32, 32}}, {"blk.0.col.qzeros", DType::I32, {1, 4}},
-                            {"blk.0.col.scales", DType::F16, {2, 32}}}, {}, 1, {},
-       {"blk.0.col: incomplete packed group (packed): members disagree on in: qweight blk.0.col.qweight I32[32, 32] "
-        "gives in=256; qzeros blk.0.col.qzeros I32[1, 4] gives in=128; scales blk.0.col.scales F16[2, 32] gives "
-        "in=256"}},
+      {"member dtype",
+       {{"blk.0.col.qweight", DType::I32, {32, 64}},
+        {"blk.0.col.qzeros", DType::F32, {2, 8}},
+        {"blk.0.col.scales", DType::F16, {2, 64}}},
+       {},
+       1,
+       {},
+       {"blk.0.col.qzeros: dtype F32 is not allowed for member qzeros of packed layout packed (allowed: "
+        "I32)"}},
+      {"members disagree",
+       {{"blk.0.col.qweight", DType::I32, {32, 32}},
+        {"blk.0.col.qzeros", DType::I32, {1, 4}},
+        {"blk.0.col.scales", DType::F16, {2, 32}}},
+       {},
+       1,
+       {},
+       {"blk.0.col: the members of packed layout packed disagree on in: qweight blk.0.col.qweight I32[32, "
+        "32] "
+        "gives in=256; qzeros blk.0.col.qzeros I32[1, 4] gives in=128; scales blk.0.col.scales F16[2, 32] "
+        "gives "
+        "in=256; with out=32 and in=256, as most members say, qzeros fits [in/256, out/8], where the layout "
+        "says "
+        "[in/128, out/8]: the checkpoint is packed differently than layout packed describes (another packing "
+        "or group "
+        "size: write a layout for it)"}},
+      {"AWQ packing under a GPTQ layout",
+       {{"blk.0.col.qweight", DType::I32, {256, 8}},
+        {"blk.0.col.qzeros", DType::I32, {2, 8}},
+        {"blk.0.col.scales", DType::F16, {2, 64}}},
+       {},
+       1,
+       {},
+       {"blk.0.col: the members of packed layout packed disagree on out: qweight blk.0.col.qweight I32[256, "
+        "8] gives "
+        "out=8; qzeros blk.0.col.qzeros I32[2, 8] gives out=64; scales blk.0.col.scales F16[2, 64] gives "
+        "out=64; on "
+        "in: qweight blk.0.col.qweight I32[256, 8] gives in=2048; qzeros blk.0.col.qzeros I32[2, 8] gives "
+        "in=256; "
+        "scales blk.0.col.scales F16[2, 64] gives in=256; with out=64 and in=256, as most members say, "
+        "qweight fits "
+        "[in, out/8], where the layout says [in/8, out]: the checkpoint is packed differently than layout "
+        "packed "
+        "describes (another packing or group size: write a layout for it)"}},
   };
   for (const Case& c : cases) {
     SECTION(c.what) {

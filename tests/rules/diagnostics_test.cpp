@@ -118,3 +118,20 @@ TEST_CASE("hostile files are refused, not crashed on") {
                     "big.yaml: rules file is 1048577 bytes; at most 1048576 are accepted");
   CHECK(load_error("[1, 2]", "l.yaml") == "invalid rules file l.yaml (1 problem):\n  l.yaml:1:1: a rules file must be a map of sections, got a list");
 }
+
+TEST_CASE("unknown dtypes suggest the safetensors spelling of PyTorch and NumPy names") {
+  const std::pair<const char*, const char*> cases[] = {
+      {"INT32", "(did you mean 'I32'?)"},         {"int32", "(did you mean 'I32'?)"},
+      {"torch.float16", "(did you mean 'F16'?)"}, {"bfloat16", "(did you mean 'BF16'?)"},
+      {"i32", "(did you mean 'I32'?)"},           {"FLOAT", "(did you mean 'F32'?)"},
+  };
+  for (const auto& [dtype, suggestion] : cases) {
+    INFO(dtype);
+    const std::string yaml = std::string(kMinimal) +
+                             "layouts:\n  l:\n    members:\n      qweight: {shape: [in/8, out], dtype: [" +
+                             dtype + "]}\n";
+    CHECK(load_error(yaml, "d.yaml") ==
+          "invalid rules file d.yaml (1 problem):\n  d.yaml:7:45: unknown dtype '" + std::string(dtype) +
+              "' in dtype of member 'qweight' of layout 'l' " + suggestion);
+  }
+}

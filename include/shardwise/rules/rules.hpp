@@ -71,12 +71,12 @@ struct Ownership {
 };
 
 struct Decision {
-  enum class Kind { place, skip, unmatched };
+  enum class Kind { place, skip, reject, unmatched };
   Kind kind = Kind::unmatched;
   std::string source;      // the input name
   std::string normalized;  // after prefix stripping and component renames
   std::string output;      // the output name (for a packed member: group + "." + suffix)
-  std::string reason;      // skip: the rule's reason; unmatched: why nothing matched
+  std::string reason;      // skip, reject: the rule's reason; unmatched: why nothing matched
   // The rule that decided (skip, table entry, override, ...); null when unmatched. It belongs to
   // the Rules that decided, and lives as long as they do: one rule decides 100,000s of names.
   const RuleRef* rule = nullptr;
@@ -98,7 +98,7 @@ class Rules {
   // `FILE:LINE:COL: message` (with a did-you-mean for misspelt keys).
   static Rules load_file(const std::string& path);
   static Rules load_text(std::string_view yaml, const std::string& display_name);
-  // The rules bundled into the binary (the first of bundled_rules(), see rules/).
+  // The default bundled rules (default_rules_name(), see rules/bundled.hpp).
   static Rules bundled();
 
   Rules(Rules&&) noexcept;
@@ -117,8 +117,10 @@ class Rules {
   Params resolve_params(const Params& given) const;
 
   const std::string& name() const;          // the file's `name:`
+  const std::string& description() const;   // the file's `description:`, or ""
   const std::string& display_name() const;  // the path as given, or "<bundled>/x.yaml"
-  const std::string& text() const;          // the YAML as loaded (hashed into manifests)
+  // The YAML as loaded, followed by that of every file it extends (hashed into manifests).
+  const std::string& text() const;
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
   const std::vector<std::string>& side_files() const;
   const std::vector<Layout>& layouts() const;
@@ -126,6 +128,15 @@ class Rules {
   // A few lines for people: name, rule counts per section, layouts, parameters, outputs
   // (`shardwise rules check`).
   std::string summary() const;
+
+  // The file's own `tests:` (not those of the files it extends), each decided with its mp and
+  // parameters and compared with what it expects. Every failure is one line,
+  // `FILE:LINE:COL: test 'NAME' (mp=4, ...): WHAT: expected X, the rules decide Y (deciding rule: ...)`.
+  struct TestReport {
+    std::size_t run = 0;
+    std::vector<std::string> failures;
+  };
+  TestReport run_tests() const;
 
  private:
   struct Impl;
