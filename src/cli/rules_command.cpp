@@ -37,6 +37,7 @@ void add_rules_command(CLI::App& app, Action& action) {
   check->callback([&action, options] { action = [options] { return run_check(*options); }; });
   auto* show = rules->add_subcommand("show", "Print the bundled rules (a starting point for a new checkpoint)");
   show->callback([&action] { action = [] { return run_show(); }; });
+  add_rules_scaffold_command(*rules, action);
 }
 
 }  // namespace shardwise::cli
