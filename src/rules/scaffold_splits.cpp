@@ -32,6 +32,12 @@ std::uint64_t hidden_size(const Modules& modules) {
   return best;
 }
 
+// Whether `size` is a multiple of mp * unit (so each of mp ranks gets whole units).
+bool divides(std::uint64_t size, std::uint64_t mp, std::uint64_t unit) {
+  std::uint64_t step = 0;
+  return !__builtin_mul_overflow(mp, unit, &step) && step != 0 && size % step == 0;
+}
+
 // Divisors a packed layout puts on the split axis of its members (e.g. GPTQ qzeros: out/P).
 std::vector<std::uint64_t> packed_divisors(const Packing& p, Split split) {
   if (split == Split::out)
@@ -52,12 +58,12 @@ bool module_fits(std::span<const TensorHeader> tensors, const Names& names, cons
   const std::string_view axis = split_name(split);
   if (module.packing != npos) {
     for (const std::uint64_t n : packed_divisors(modules.packings[module.packing], split)) {
-      if (m % (mp * n) != 0) {
+      if (!divides(m, mp, n)) {
         why = fmt::format("{} packed: {}={} is not a multiple of mp*{}={}", module.path, axis, m, n, mp * n);
         return false;
       }
     }
-  } else if (m % mp != 0) {
+  } else if (!divides(m, mp, 1)) {
     why = fmt::format("{}: {}={} is not a multiple of mp={}", tensors[module.main].name, axis, m, mp);
     return false;
   }
@@ -71,8 +77,11 @@ bool module_fits(std::span<const TensorHeader> tensors, const Names& names, cons
     const std::size_t d = shape.size() == 1 ? 0 : (on_out ? 0 : 1);
     const std::uint64_t a = shape.empty() ? 0 : shape[d];
     const auto replicate = [&](std::string reason) { leaves.try_emplace(leaf, std::move(reason)); };
-    if (shape.empty()) {
-      replicate(fmt::format("{} has no dims", leaf));
+    if (shape.empty() || a == 0) {
+      replicate(fmt::format("{} {} has no entries on {}", leaf, shape_text(shape), axis));
+    } else if (shape.size() == 1 && !on_out) {
+      // The planner splits `in` on dim 1: a 1-D tensor under a row split goes whole to every rank.
+      replicate(fmt::format("{} {} has one dim, and `in` splits dim 1", leaf, shape_text(shape)));
     } else if (a == m) {
       continue;  // follows the weight (m divides, checked above)
     } else if (shape.size() == 1 && a == other) {
@@ -80,15 +89,15 @@ bool module_fits(std::span<const TensorHeader> tensors, const Names& names, cons
                             on_out ? "in" : "out", axis));
     } else if (a == 1) {
       replicate(fmt::format("{} {} has one entry on {}", leaf, shape_text(shape), axis));
+    } else if (shape.size() == 1) {
+      replicate(fmt::format("{} {} does not run along {}", leaf, shape_text(shape), axis));
     } else if (m % a == 0) {
       const std::uint64_t block = m / a;  // a scale per block of `block` entries of the weight
-      if (m % (mp * block) != 0) {
+      if (!divides(m, mp, block)) {
         why = fmt::format("{} {}: blocks of {} on {}={} do not divide over mp={}", tensors[t].name,
                           shape_text(shape), block, axis, m, mp);
         return false;
       }
-    } else if (shape.size() == 1) {
-      replicate(fmt::format("{} {} does not run along {}", leaf, shape_text(shape), axis));
     } else {
       why = fmt::format("{} {}: {} on dim {} is neither {}={} nor a divisor of it", tensors[t].name,
                         shape_text(shape), a, d, axis, m);

@@ -138,6 +138,27 @@ TEST_CASE("scaffold: AWQ packing along out, group size from the shapes") {
   CHECK_FALSE(contains(draft.text, "ownership:"));
 }
 
+TEST_CASE("scaffold: GPTQ g_idx and bias beside packed groups follow the split or are replicated") {
+  TempDir dir;
+  std::vector<TensorSpec> specs;
+  const auto linear = [&](const std::string& base, std::uint64_t out, std::uint64_t in) {
+    specs = specs + shardwise::test::packed(base, out, in);
+    specs.push_back({base + ".g_idx", DType::I32, {in}});
+    specs.push_back({base + ".bias", DType::F16, {out}});
+  };
+  linear("l.0.mlp.gate", 512, 256);
+  linear("l.0.mlp.up", 512, 256);
+  linear("l.0.mlp.down", 256, 512);
+  const Draft draft = scaffold_specs(dir, specs, 2);
+  INFO(draft.text);
+  CHECK(decide(draft, "l.0.mlp.up.qweight", 2).split == Split::out);
+  CHECK(decide(draft, "l.0.mlp.up.bias", 2).split == Split::out);
+  CHECK(decide(draft, "l.0.mlp.up.g_idx", 2).split == Split::replicate);  // [in]: every rank needs it
+  CHECK(decide(draft, "l.0.mlp.down.qzeros", 2).split == Split::in);
+  CHECK(decide(draft, "l.0.mlp.down.g_idx", 2).split == Split::replicate);  // 1-D: `in` splits dim 1
+  CHECK(decide(draft, "l.0.mlp.down.bias", 2).split == Split::replicate);
+}
+
 TEST_CASE("scaffold: FP8 weights with block scales keep whole blocks on each rank") {
   TempDir dir;
   std::vector<TensorSpec> specs = {{"embed.weight", DType::BF16, {512, 512}},
@@ -162,7 +183,7 @@ TEST_CASE("scaffold: FP8 weights with block scales keep whole blocks on each ran
   CHECK(decide(draft, "layers.0.attn.wkv_a.weight", 2).split == Split::in);
   CHECK(decide(draft, "layers.0.attn.wkv_a.weight_scale_inv", 2).split == Split::in);
   CHECK(decide(draft, "layers.0.attn.wkv_a.input_scale", 2).split == Split::replicate);
-  CHECK(contains(draft.text, "    split: replicate  # input_scale has no dims\n"));
+  CHECK(contains(draft.text, "    split: replicate  # input_scale [] has no entries on in\n"));
 }
 
 TEST_CASE("scaffold: Qwen-MoE-style experts become ownership, routers and side modules do not") {
@@ -207,11 +228,11 @@ TEST_CASE("scaffold: Qwen-MoE-style experts become ownership, routers and side m
   // A bias along out under an in split is replicated by an override.
   CHECK(decide(draft, "model.layers.0.mlp.shared_expert.down_proj.bias", 2).split == Split::replicate);
   CHECK(contains(draft.text,
-                 "    match: '(?:^|\\.)down_proj\\.bias$'\n    split: replicate  # bias [128] runs along "
-                 "out, the split is in\n"));
+                 "    match: '(?:^|\\.)down_proj\\.bias$'\n    split: replicate  # bias [128] has one dim, "
+                 "and `in` splits dim 1\n"));
 }
 
-TEST_CASE("scaffold: names that need quoting and escaping") {
+TEST_CASE("scaffold: names that need quoting and escaping, tensors without entries") {
   TempDir dir;
   const std::vector<TensorSpec> specs = {{"blk.0.it's: #1.weight", DType::F32, {8, 4}},
                                          {"blk.0.true.weight", DType::F32, {4}},
@@ -219,12 +240,15 @@ TEST_CASE("scaffold: names that need quoting and escaping") {
                                          {"blk.1.it's: #1.weight", DType::F32, {8, 4}},
                                          {"blk.1.true.weight", DType::F32, {4}},
                                          {"blk.1.a+b.0", DType::F32, {2}},
+                                         {"blk.1.it's: #1.bias", DType::F32, {0}},  // no entries
+                                         {"blk.1.empty.weight", DType::F32, {0, 4}},
                                          {"scalar", DType::F32, {}}};
   const Draft draft = scaffold_specs(dir, specs, 2);
   CHECK(decide(draft, "blk.1.it's: #1.weight", 2).key == "it's: #1");
   CHECK(decide(draft, "blk.1.true.weight", 2).key == "true");
   CHECK(decide(draft, "blk.0.a+b.0", 2).key == "a+b");
   CHECK(decide(draft, "scalar", 2).key == "scalar");
+  CHECK(decide(draft, "blk.1.it's: #1.bias", 2).split == Split::replicate);
 }
 
 TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem named") {
