@@ -18,6 +18,15 @@ namespace {
 
 using namespace scaffold;
 
+// Text from the command line, safe in a comment or a quoted scalar: control characters as '?'.
+std::string one_line(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) c = '?';
+  }
+  return out;
+}
+
 // A YAML single-quoted scalar (names with control characters were refused before).
 std::string quoted(std::string_view text) {
   std::string out = "'";
@@ -45,6 +54,7 @@ std::string dim(std::string_view axis, std::uint64_t divisor) {
 }
 
 void write_header(std::string& out, std::size_t tensors, const ScaffoldOptions& options) {
+  const std::string source = options.source.empty() ? std::string("a checkpoint") : one_line(options.source);
   out += fmt::format(
       "# Draft rules for {}, written by `shardwise rules scaffold` from its headers alone ({} tensors).\n"
       "# Each `guess:` comment is one: read them, edit, then\n"
@@ -53,10 +63,9 @@ void write_header(std::string& out, std::size_t tensors, const ScaffoldOptions& 
       "#   shardwise explain --rules FILE NAME...\n"
       "# Splits are guessed for mp={}: each divides there without cutting a packing unit, a quantisation\n"
       "# group or a scale block. No name is renamed, normalized or skipped. docs/rules.md explains it all.\n",
-      options.source.empty() ? std::string("a checkpoint") : options.source, tensors, options.model_parallel);
-  out += fmt::format(
-      "shardwise: 1\nname: {}\ndescription: {}\n", quoted(options.name),
-      quoted("draft from " + (options.source.empty() ? std::string("a checkpoint") : options.source)));
+      source, tensors, options.model_parallel);
+  out += fmt::format("shardwise: 1\nname: {}\ndescription: {}\n", quoted(one_line(options.name)),
+                     quoted("draft from " + source));
 }
 
 void write_params(std::string& out, const std::vector<Scope>& scopes) {

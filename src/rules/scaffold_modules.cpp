@@ -144,24 +144,86 @@ std::array<std::size_t, 3> packed_members(const Names& names, const Module& modu
   return members;
 }
 
+// Tensors other than parameters, grouped by their module path, in order of first tensor.
+std::vector<Module> group_modules(const Names& names) {
+  std::vector<Module> modules;
+  std::unordered_map<std::string_view, std::size_t> by_path;
+  for (std::size_t t = 0; t < names.names.size(); ++t) {
+    const Name& n = names.names[t];
+    if (n.bare) continue;
+    const auto [it, fresh] = by_path.try_emplace(n.parent, modules.size());
+    if (fresh) modules.push_back(Module{n.parent, n.key, {}, false, npos, npos, 0, 0});
+    Module& module = modules[it->second];
+    module.tensors.push_back(t);
+    module.owned = module.owned || n.scope != npos;
+  }
+  return modules;
+}
+
+using PackingIndex = std::map<std::tuple<PackKind, std::uint64_t, std::uint64_t>, std::size_t>;
+
+// A complete triple: the packing it fits (found or added), or a problem.
+void add_triple(std::span<const TensorHeader> tensors, const std::array<std::size_t, 3>& members,
+                Module& module, PackingIndex& index, std::vector<Packing>& packings, Diagnostics& problems) {
+  const auto fit =
+      fit_triple(tensors[members[0]].shape, tensors[members[1]].shape, tensors[members[2]].shape);
+  if (!fit) {
+    problems.add(
+        fmt::format("{}: qweight {}, qzeros {}, scales {} fit neither GPTQ (qweight [in/P, out], qzeros "
+                    "[in/G, out/P], scales [in/G, out]) nor AWQ (qweight [in, out/P])",
+                    module.path, shape_text(tensors[members[0]].shape), shape_text(tensors[members[1]].shape),
+                    shape_text(tensors[members[2]].shape)));
+    return;
+  }
+  const auto [it, fresh] = index.try_emplace({fit->kind, fit->pack, fit->group}, packings.size());
+  if (fresh) {
+    packings.push_back(
+        Packing{fit->kind, fit->pack, fit->group, {}, 0, std::string(module.path), layout_name(*fit)});
+  }
+  Packing& packing = packings[it->second];
+  ++packing.groups;
+  for (std::size_t m = 0; m < 3; ++m) {
+    auto& dtypes = packing.dtypes[m];
+    const st::DType dtype = tensors[members[m]].dtype;
+    if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end()) dtypes.push_back(dtype);
+  }
+  module.packing = it->second;
+  module.out = fit->out;
+  module.in = fit->in;
+}
+
+// A layout claims its suffixes in every name: one set of factors, no member outside a triple.
+void check_packings(std::span<const TensorHeader> tensors, const Names& names,
+                    const std::vector<Packing>& packings, const std::vector<std::string>& partial,
+                    Diagnostics& problems) {
+  if (packings.size() > 1) {
+    std::vector<std::string> kinds;
+    for (const Packing& p : packings) kinds.push_back(packing_text(p));
+    problems.add(
+        fmt::format("packed triples disagree: {}; a layout claims the suffixes qweight, qzeros and scales "
+                    "in every name, so one set of factors can be described",
+                    fmt::join(kinds, "; ")));
+  }
+  for (const std::string& p : partial) problems.add(p + " (a layout needs all three)");
+  for (std::size_t t = 0; t < tensors.size(); ++t) {
+    const Name& n = names.names[t];
+    const bool packed_suffix =
+        std::find(std::begin(kPackedSuffixes), std::end(kPackedSuffixes), n.key) != std::end(kPackedSuffixes);
+    if (n.bare && packed_suffix) {
+      problems.add(fmt::format("{}: a parameter named like a packed member (a layout would claim it)",
+                               tensors[t].name));
+    }
+  }
+}
+
 }  // namespace
 
 Modules find_modules(std::span<const TensorHeader> tensors, const Names& names) {
   Modules out;
-  std::unordered_map<std::string_view, std::size_t> by_path;
-  for (std::size_t t = 0; t < tensors.size(); ++t) {
-    const Name& n = names.names[t];
-    if (n.bare) continue;
-    const auto [it, fresh] = by_path.try_emplace(n.parent, out.modules.size());
-    if (fresh) out.modules.push_back(Module{n.parent, n.key, {}, false, npos, npos, 0, 0});
-    Module& module = out.modules[it->second];
-    module.tensors.push_back(t);
-    module.owned = module.owned || n.scope != npos;
-  }
-
+  out.modules = group_modules(names);
   Diagnostics problems(ErrorKind::input);
   std::vector<std::string> partial;  // modules with some packed members only
-  std::map<std::tuple<PackKind, std::uint64_t, std::uint64_t>, std::size_t> packing_index;
+  PackingIndex index;
   for (Module& module : out.modules) {
     const auto members = packed_members(names, module);
     const auto present =
@@ -169,58 +231,14 @@ Modules find_modules(std::span<const TensorHeader> tensors, const Names& names) 
     if (present == 0) {
       find_main(tensors, module);
       if (module.main != npos) note_block_scales(tensors, module, out.block_scales);
-      continue;
-    }
-    if (present < 3) {
+    } else if (present < 3) {
       partial.push_back(
           fmt::format("{}: has {} of the packed members qweight, qzeros, scales", module.path, present));
-      continue;
-    }
-    const auto fit =
-        fit_triple(tensors[members[0]].shape, tensors[members[1]].shape, tensors[members[2]].shape);
-    if (!fit) {
-      problems.add(
-          fmt::format("{}: qweight {}, qzeros {}, scales {} fit neither GPTQ (qweight [in/P, out], qzeros "
-                      "[in/G, out/P], scales [in/G, out]) nor AWQ (qweight [in, out/P])",
-                      module.path, shape_text(tensors[members[0]].shape),
-                      shape_text(tensors[members[1]].shape), shape_text(tensors[members[2]].shape)));
-      continue;
-    }
-    const auto [it, fresh] =
-        packing_index.try_emplace({fit->kind, fit->pack, fit->group}, out.packings.size());
-    if (fresh)
-      out.packings.push_back(
-          Packing{fit->kind, fit->pack, fit->group, {}, 0, std::string(module.path), layout_name(*fit)});
-    Packing& packing = out.packings[it->second];
-    ++packing.groups;
-    for (std::size_t m = 0; m < 3; ++m) {
-      auto& dtypes = packing.dtypes[m];
-      const st::DType dtype = tensors[members[m]].dtype;
-      if (std::find(dtypes.begin(), dtypes.end(), dtype) == dtypes.end()) dtypes.push_back(dtype);
-    }
-    module.packing = it->second;
-    module.out = fit->out;
-    module.in = fit->in;
-  }
-  if (out.packings.size() > 1) {
-    std::vector<std::string> kinds;
-    for (const Packing& p : out.packings) kinds.push_back(packing_text(p));
-    problems.add(
-        fmt::format("packed triples disagree: {}; a layout claims the suffixes qweight, qzeros and scales in "
-                    "every name, so one set of factors can be described",
-                    fmt::join(kinds, "; ")));
-  }
-  if (!out.packings.empty()) {
-    for (const std::string& p : partial) problems.add(p + " (a layout needs all three)");
-    for (std::size_t t = 0; t < tensors.size(); ++t) {
-      const Name& n = names.names[t];
-      if (n.bare && std::find(std::begin(kPackedSuffixes), std::end(kPackedSuffixes), n.key) !=
-                        std::end(kPackedSuffixes)) {
-        problems.add(fmt::format("{}: a parameter named like a packed member (a layout would claim it)",
-                                 tensors[t].name));
-      }
+    } else {
+      add_triple(tensors, members, module, index, out.packings, problems);
     }
   }
+  if (!out.packings.empty()) check_packings(tensors, names, out.packings, partial, problems);
   problems.check("cannot describe the packed tensors of this checkpoint");
   for (Packing& p : out.packings) {
     for (auto& dtypes : p.dtypes) std::sort(dtypes.begin(), dtypes.end());

@@ -249,6 +249,14 @@ TEST_CASE("scaffold: names that need quoting and escaping, tensors without entri
   CHECK(decide(draft, "blk.0.a+b.0", 2).key == "a+b");
   CHECK(decide(draft, "scalar", 2).key == "scalar");
   CHECK(decide(draft, "blk.1.it's: #1.bias", 2).split == Split::replicate);
+
+  // Text from the command line stays on its line and inside its quotes.
+  const std::vector<rules::TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
+  rules::ScaffoldOptions options;
+  options.name = "it's\nmine";
+  options.source = "/data/a\nb";
+  const Rules loaded = Rules::load_text(rules::scaffold_rules(one, options), "draft.yaml");
+  CHECK(loaded.name() == "it's?mine");
 }
 
 TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem named") {
