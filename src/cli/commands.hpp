@@ -13,6 +13,7 @@ using Action = std::function<int()>;
 
 void add_inspect_command(CLI::App& app, Action& action);
 void add_rules_command(CLI::App& app, Action& action);    // rules check
+void add_rules_scaffold_command(CLI::App& rules, Action& action);  // rules scaffold, under `rules`
 void add_explain_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
 void add_convert_command(CLI::App& app, Action& action);

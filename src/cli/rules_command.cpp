@@ -63,7 +63,7 @@ int run_show(const RulesOptions& options) {
 }  // namespace
 
 void add_rules_command(CLI::App& app, Action& action) {
-  auto* rules = app.add_subcommand("rules", "List, print or check rules files");
+  auto* rules = app.add_subcommand("rules", "List, print, check or draft rules files");
   rules->require_subcommand(1);
   auto options = std::make_shared<RulesOptions>();
   options->check = options->show = std::string(rules::default_rules_name());
@@ -81,6 +81,7 @@ void add_rules_command(CLI::App& app, Action& action) {
   check->add_option("RULES", options->check, std::string("Bundled rules or a rules file: ") + kNameOrPath)
       ->capture_default_str();
   check->callback([&action, options] { action = [options] { return run_check(*options); }; });
+  add_rules_scaffold_command(*rules, action);
 }
 
 }  // namespace shardwise::cli

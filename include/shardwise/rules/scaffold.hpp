@@ -1,0 +1,41 @@
+#pragma once
+// A draft rules file for a checkpoint, from its headers alone (`shardwise rules scaffold`).
+// It knows tensor formats and shapes, never model names: packed groups are recognised by their
+// member suffixes and shape ratios, indexed scopes by the numbers in names, splits guessed from
+// shapes. Every guess is marked in a comment; a person reads the draft, then edits it.
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/safetensors/dtype.hpp>
+
+namespace shardwise::rules {
+
+// One tensor as its header gives it.
+struct TensorHeader {
+  std::string_view name;
+  st::DType dtype = st::DType::BOOL;
+  std::span<const std::uint64_t> shape;
+};
+
+struct ScaffoldOptions {
+  std::string name = "draft";  // the draft's `name:`
+  std::string source;          // the checkpoint, as the draft's first comment names it
+  // The model-parallel size the splits are guessed for: a split is proposed only where every
+  // tensor of the key divides by it (packing units, quantisation groups and scale blocks intact).
+  std::uint64_t model_parallel = 8;
+  std::vector<std::string> side_files;  // plain file names, listed under `side_files:`
+};
+
+// The draft as YAML text. With the default parameters (mp = 1) it loads with Rules::load_text and
+// plans the checkpoint it was made from; its splits also divide at options.model_parallel.
+// Throws Error(input), listing every problem, when the checkpoint cannot be described: a name with
+// an empty component or a control character, a packed group whose shapes fit no known packing,
+// groups of one packing whose factors differ (a suffix belongs to one layout), a tensor with a
+// packed suffix outside any group.
+std::string scaffold_rules(std::span<const TensorHeader> tensors, const ScaffoldOptions& options);
+
+}  // namespace shardwise::rules
