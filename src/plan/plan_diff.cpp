@@ -72,6 +72,7 @@ std::string field_name(const std::string& key, bool in_source) {
 struct Placements {
   std::vector<std::uint64_t> ranks;
   std::map<std::string, std::vector<std::string>> fields;
+  std::vector<json> slices;  // as read, for even_split_text
 };
 
 Placements describe(std::span<const PlacementRecord> records) {
@@ -88,6 +89,7 @@ Placements describe(std::span<const PlacementRecord> records) {
       if (key == "source" && value.is_object()) {
         for (const auto& [source_key, source_value] : value.items())
           add(field_name(source_key, true), source_value);
+        out.slices.push_back(value.contains("slice") ? value["slice"] : json());
       } else {
         add(field_name(key, false), value);
       }
@@ -102,12 +104,38 @@ std::string ranks_text(const std::vector<std::uint64_t>& ranks, std::uint64_t mp
   return every ? "all" : detail::format_ranks(ranks);
 }
 
+// "dim1 8x512" when the slices cut dim 1 in equal consecutive pieces, rank i taking the i-th (as
+// the text plan says it); "" otherwise.
+std::string even_split_text(const Placements& p) {
+  if (p.slices.size() != p.ranks.size() || p.ranks.size() < 2) return "";
+  std::uint64_t size = 0;
+  for (std::size_t i = 0; i < p.slices.size(); ++i) {
+    const json& s = p.slices[i];
+    if (p.ranks[i] != i || !s.is_object() || s.size() != 3 || !s.contains("dim") ||
+        !s["dim"].is_number_unsigned() || !s.contains("begin") || !s["begin"].is_number_unsigned() ||
+        !s.contains("end") || !s["end"].is_number_unsigned() || s["dim"] != p.slices[0]["dim"]) {
+      return "";
+    }
+    const auto begin = s["begin"].get<std::uint64_t>(), end = s["end"].get<std::uint64_t>();
+    if (i == 0) size = end - begin;
+    if (end < begin || end - begin != size || begin != i * size) return "";
+  }
+  return fmt::format("dim{} {}x{}", p.slices[0]["dim"].get<std::uint64_t>(), p.slices.size(), size);
+}
+
 // One value when every rank has the same, else each rank's in rank order.
 std::string values_text(const std::vector<std::string>& values) {
   if (std::all_of(values.begin(), values.end(), [&](const std::string& v) { return v == values.front(); })) {
     return values.front();
   }
   return fmt::format("{}", fmt::join(values, " "));
+}
+
+std::string field_text(const Placements& p, const std::string& name, const std::vector<std::string>& values) {
+  if (name == "slice") {
+    if (std::string even = even_split_text(p); !even.empty()) return even;
+  }
+  return values_text(values);
 }
 
 struct Side {
@@ -145,7 +173,7 @@ std::vector<FieldChange> where_placed(const Side& side, std::uint32_t id, bool o
   std::vector<FieldChange> fields = {put("ranks", ranks_text(p.ranks, side.plan.model_parallel))};
   for (const char* key : {"output", "slice"}) {
     if (const auto it = p.fields.find(key); it != p.fields.end())
-      fields.push_back(put(key, values_text(it->second)));
+      fields.push_back(put(key, field_text(p, key, it->second)));
   }
   return fields;
 }
@@ -169,8 +197,8 @@ std::vector<FieldChange> placement_changes(const Side& a, const Side& b, std::ui
   const std::string new_ranks = ranks_text(new_p.ranks, b.plan.model_parallel);
   if (old_p.ranks != new_p.ranks) changes.push_back({"ranks", old_ranks, new_ranks});
   std::map<std::string, std::pair<std::string, std::string>> fields;
-  for (const auto& [name, values] : old_p.fields) fields[name].first = values_text(values);
-  for (const auto& [name, values] : new_p.fields) fields[name].second = values_text(values);
+  for (const auto& [name, values] : old_p.fields) fields[name].first = field_text(old_p, name, values);
+  for (const auto& [name, values] : new_p.fields) fields[name].second = field_text(new_p, name, values);
   for (const auto& [name, values] : fields) {
     const auto& [old_value, new_value] = values;
     if (old_value != new_value) {

@@ -77,7 +77,7 @@ TEST_CASE("diff lists exactly the tensors a one-line rules edit moves, and exits
                                          "mtp.0.attn.wo_b.scales"});
   CHECK_THAT(result.out,
              Catch::Contains("  layers.0.attn.wo_b.qweight  bytes: 65536 -> 131072; shape: [64, 256] -> "
-                             "[128, 256]; slice: dim0[0:64] dim0[64:128] -> whole\n"));
+                             "[128, 256]; slice: dim0 2x64 -> whole\n"));
   CHECK_THAT(result.out,
              Catch::EndsWith("\n9 placed differently, 0 only in " + p.before + ", 0 only in " + p.after +
                              ", 198 the same; 0 plan-level changes (of 207 source tensors in " + p.before +
