@@ -11,6 +11,11 @@ namespace shardwise::cli {
 // Returns the process exit code; throws shardwise::Error for failures.
 using Action = std::function<int()>;
 
+// `diff`'s answer "the plans differ", as diff(1) says it: not an error.
+inline constexpr int kPlansDiffer = 1;
+// A bug or an exhausted machine, apart from every answer and error above (sysexits' EX_SOFTWARE).
+inline constexpr int kInternalError = 70;
+
 void add_inspect_command(CLI::App& app, Action& action);
 void add_rules_command(CLI::App& app, Action& action);    // rules check
 void add_rules_scaffold_command(CLI::App& rules, Action& action);  // rules scaffold, under `rules`
@@ -18,5 +23,6 @@ void add_explain_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
 void add_convert_command(CLI::App& app, Action& action);
 void add_verify_command(CLI::App& app, Action& action);
+void add_diff_command(CLI::App& app, Action& action);  // diff OLD.json NEW.json
 
 }  // namespace shardwise::cli

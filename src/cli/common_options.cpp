@@ -52,7 +52,9 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
 }
 
 void add_planning_options(CLI::App& command, PlanningOptions& options) {
-  command.add_option("-i,--hf-ckpt-path", options.input, "input checkpoint: a folder of .safetensors files, or one file")
+  command
+      .add_option("-i,--hf-ckpt-path", options.input,
+                  "input checkpoint: a folder of .safetensors files, or one file")
       ->required();
   command.add_option("-m,--model-parallel", options.model_parallel, "number of ranks (output files)")
       ->required()
@@ -65,9 +67,10 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
   add_bundled_param_flags(command, options.declared);
   command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
   command.allow_extras();
-  command.footer(command.get_footer() + "\n" +
-                 "Rules parameters are also given as --NAME VALUE, dashes for underscores: `--group-size 64` sets "
-                 "the rules parameter group_size (`shardwise rules check` lists them).");
+  command.footer(
+      command.get_footer() + "\n" +
+      "Rules parameters are also given as --NAME VALUE, dashes for underscores: `--group-size 64` sets "
+      "the rules parameter group_size (`shardwise rules check` lists them).");
 }
 
 void add_format_option(CLI::App& command, PlanningOptions& options) {
@@ -87,7 +90,8 @@ rules::Params given_params(const CLI::App& command, const PlanningOptions& optio
   }
   for (const std::string& entry : options.params) {
     const auto eq = entry.find('=');
-    if (eq == std::string::npos) throw Error(ErrorKind::usage, fmt::format("--param {}: expected NAME=VALUE", entry));
+    if (eq == std::string::npos)
+      throw Error(ErrorKind::usage, fmt::format("--param {}: expected NAME=VALUE", entry));
     add_param(params, entry.substr(0, eq), entry.substr(eq + 1), "--param " + entry);
   }
   const std::vector<std::string> extras = command.remaining();
@@ -109,22 +113,53 @@ rules::Params given_params(const CLI::App& command, const PlanningOptions& optio
   return params;
 }
 
-plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules) {
+plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
+                             const rules::Rules& rules) {
   const rules::Params params = given_params(command, options);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input);
   return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel, params});
 }
 
-void print_plan(const plan::Plan& plan, const PlanningOptions& options, const std::optional<std::string>& filter) {
+void add_plan_view_options(CLI::App& command, PlanViewOptions& view) {
+  command.add_flag(
+      "--summary", view.summary,
+      "print the plan at a glance instead: per deciding rule the tensors and bytes it placed and how, "
+      "per rank file its tensors and bytes with a balance bar, the skips and their reasons");
+  command.add_option(
+      "--rank", view.filter.rank,
+      "only what this rank receives (JSON: `outputs` holds only this rank; no skipped tensors)");
+  command.add_option("--rule", view.filter.rule,
+                     "only the tensors this rule decided, by its name as the RULE column shows it (e.g. "
+                     "table[wq])");
+  command.add_option("--filter", view.filter.pattern,
+                     "only rows whose source or output name contains a match of this RE2 pattern");
+  command.footer(
+      command.get_footer() +
+      "\n--rank, --rule and --filter combine (a row must pass all); the per-rank table and the totals "
+      "still count the whole plan.");
+}
+
+void print_plan(const plan::Plan& plan, const PlanningOptions& options, const PlanViewOptions& view) {
+  if (view.summary && view.filter.active()) {
+    throw Error(ErrorKind::usage,
+                "--summary describes the whole plan: it cannot be combined with --rank, --rule "
+                "or --filter");
+  }
+  if (view.summary && options.format == "json") {
+    throw Error(ErrorKind::usage,
+                "--summary is for people: it has no JSON form (the JSON plan has the totals)");
+  }
   const plan::TextSink to_stdout = [](std::string_view piece) {
     if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size()) {
       throw_os_error("cannot write the plan to", "standard output", errno);
     }
   };
-  if (options.format == "json") {
-    plan::write_plan_json(plan, filter, to_stdout);
+  if (view.summary) {
+    to_stdout(plan::format_plan_summary(plan));
+  } else if (options.format == "json") {
+    plan::write_plan_json(plan, view.filter, to_stdout);
   } else {
-    plan::write_plan_text(plan, filter, to_stdout);
+    plan::write_plan_text(plan, view.filter, to_stdout);
   }
   if (std::fflush(stdout) != 0) throw_os_error("cannot write the plan to", "standard output", errno);
 }

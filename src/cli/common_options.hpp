@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include <shardwise/plan/plan.hpp>
+#include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
 
 namespace shardwise::cli {
@@ -52,10 +53,21 @@ rules::Rules load_rules(const PlanningOptions& options);
 rules::Params given_params(const CLI::App& command, const PlanningOptions& options);
 
 // Opens the checkpoint (headers only) and plans it.
-plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules);
+plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
+                             const rules::Rules& rules);
+
+// What `plan` and `convert --dry-run` print: --summary, --rank, --rule and --filter.
+struct PlanViewOptions {
+  bool summary = false;
+  plan::PlanFilter filter;
+};
+
+// Declares --summary, --rank, --rule and --filter.
+void add_plan_view_options(CLI::App& command, PlanViewOptions& view);
 
 // Writes the plan to standard output as `shardwise plan` prints it, in options.format, as it is
-// formatted. Throws Error(io) when standard output refuses it (a full disk, a closed pipe).
-void print_plan(const plan::Plan& plan, const PlanningOptions& options, const std::optional<std::string>& filter);
+// formatted. Throws Error(usage) for --summary with a filter or with JSON, Error(io) when standard
+// output refuses it (a full disk, a closed pipe).
+void print_plan(const plan::Plan& plan, const PlanningOptions& options, const PlanViewOptions& view);
 
 }  // namespace shardwise::cli

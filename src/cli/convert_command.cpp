@@ -21,6 +21,7 @@ namespace {
 
 struct ConvertArgs {
   PlanningOptions planning;
+  PlanViewOptions view;
   std::string output;
   unsigned threads = 0;
   bool quiet = false;
@@ -41,7 +42,7 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   const rules::Rules rules = load_rules(args.planning);
   const plan::Plan plan = plan_from_options(command, args.planning, rules);
   if (args.dry_run) {
-    print_plan(plan, args.planning, std::nullopt);
+    print_plan(plan, args.planning, args.view);
     return 0;
   }
   convert::ConvertOptions options;
@@ -94,9 +95,13 @@ void add_convert_command(CLI::App& app, Action& action) {
           "10 minutes or twice its own time, whichever is longer)")
       ->check(CLI::Range(1u, 1000000u));
   add_format_option(*command, args->planning);
+  add_plan_view_options(*command, args->view);
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) {
       throw CLI::RequiredError("--save-path");
+    }
+    if (!args->dry_run && (args->view.summary || args->view.filter.active())) {
+      throw CLI::ValidationError("--summary, --rank, --rule and --filter", "only with --dry-run");
     }
     action = [command, args] { return run_convert(*command, *args); };
   });

@@ -17,8 +17,8 @@ int main(int argc, char** argv) {
       "shardwise"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "shardwise 0.1.0");
-  app.footer("Exit codes: 0 ok, 1 internal error, 2 usage, 3 rules file, 4 input checkpoint, 5 I/O, "
-             "6 verification failed, 130 interrupted.\nRun `shardwise COMMAND --help` for a command's options.");
+  app.footer("Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
+             "5 I/O, 6 verification failed, 70 internal error, 130 interrupted.\nRun `shardwise COMMAND --help` for a command's options.");
 
   shardwise::cli::Action action;
   shardwise::cli::add_inspect_command(app, action);
@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   shardwise::cli::add_plan_command(app, action);
   shardwise::cli::add_convert_command(app, action);
   shardwise::cli::add_verify_command(app, action);
+  shardwise::cli::add_diff_command(app, action);
 
   try {
     app.parse(argc, argv);
@@ -49,9 +50,9 @@ int main(int argc, char** argv) {
     return e.exit_code();
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "shardwise: error: out of memory\n");
-    return 1;
+    return shardwise::cli::kInternalError;
   } catch (const std::exception& e) {
     fmt::print(stderr, "shardwise: internal error: {}\n", e.what());
-    return 1;
+    return shardwise::cli::kInternalError;
   }
 }

@@ -17,7 +17,7 @@ namespace {
 
 struct PlanArgs {
   PlanningOptions planning;
-  std::optional<std::string> filter;
+  PlanViewOptions view;
 };
 
 int run_plan(const CLI::App& command, const PlanArgs& args) {
@@ -26,7 +26,7 @@ int run_plan(const CLI::App& command, const PlanArgs& args) {
   // than printing them (compilers skip it the same way). Kept reachable so leak checkers agree.
   static const plan::Plan* kept = nullptr;
   kept = new plan::Plan(plan_from_options(command, args.planning, rules));
-  print_plan(*kept, args.planning, args.filter);
+  print_plan(*kept, args.planning, args.view);
   return 0;
 }
 
@@ -36,18 +36,25 @@ void add_plan_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<PlanArgs>();
   CLI::App* command = app.add_subcommand(
       "plan",
-      "Print where every tensor of a checkpoint goes, from its headers alone: for each source tensor its output\n"
-      "name, the ranks it is written to (`all` when replicated), the slice each rank takes (e.g. dim1[0:512]),\n"
-      "any dtype change and its bytes; the skipped tensors with their rule and reason; then one line per output\n"
-      "file and the totals, including the bytes written more than once. Every problem (unmatched tensors,\n"
-      "incomplete packed groups, splits that cut a packing unit, owner indices out of range, name clashes) is\n"
-      "reported in one run (exit 4). `convert --dry-run` prints the same plan.");
+      "Print where every tensor of a checkpoint goes, from its headers alone: an aligned table with one row "
+      "per\n"
+      "source tensor (its output name, `=` when unchanged; dtype and shape read; the ranks it is written to, "
+      "`all`\n"
+      "for every rank; the slice each rank takes, e.g. `dim1 8x512` for dim 1 cut in 8 pieces of 512; dtype, "
+      "shape\n"
+      "and bytes written per rank; the deciding rule), the skipped tensors with their rule and reason, where "
+      "each\n"
+      "rule is written, then one line per output file and the totals. --summary shows the plan at a glance\n"
+      "instead. Every problem (unmatched tensors, incomplete packed groups, splits that cut a packing unit, "
+      "owner\n"
+      "indices out of range, name clashes) is reported in one run (exit 4). `convert --dry-run` prints the "
+      "same\n"
+      "plan; `shardwise diff` compares two JSON plans.");
   add_planning_options(*command, args->planning);
   add_format_option(*command, args->planning);
-  command->add_option("--filter", args->filter,
-                      "only rows whose source or output name contains a match of this RE2 pattern (the summary "
-                      "still counts everything)");
-  command->callback([&action, command, args] { action = [command, args] { return run_plan(*command, *args); }; });
+  add_plan_view_options(*command, args->view);
+  command->callback(
+      [&action, command, args] { action = [command, args] { return run_plan(*command, *args); }; });
 }
 
 }  // namespace shardwise::cli

@@ -28,7 +28,8 @@ void append_string(std::string& out, std::string_view s) {
       out += '\\';
       out += s[i];
     } else {
-      fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(s[i])));
+      fmt::format_to(std::back_inserter(out), "\\u{:04x}",
+                     static_cast<unsigned>(static_cast<unsigned char>(s[i])));
     }
     done = i + 1;
   }
@@ -82,7 +83,15 @@ void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, 
   out += '}';
 }
 
-void append_head(std::string& out, const Plan& plan, const std::optional<std::string>& filter,
+void append_optional_string(std::string& out, const std::optional<std::string>& value) {
+  if (value) {
+    append_string(out, *value);
+  } else {
+    out += "null";
+  }
+}
+
+void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
                  const std::vector<std::string_view>& files) {
   auto it = std::back_inserter(out);
   fmt::format_to(it, "{{\n  \"format\": \"shardwise-plan\",\n  \"version\": 1,\n  \"model_parallel\": {},\n",
@@ -106,20 +115,24 @@ void append_head(std::string& out, const Plan& plan, const std::optional<std::st
   }
   fmt::format_to(it, "], \"tensors\": {}, \"bytes\": {}}},\n  \"filter\": ",
                  plan.sources.size() + plan.skipped.size(), plan.input_bytes);
-  if (filter) {
-    append_string(out, *filter);
+  append_optional_string(out, filter.pattern);
+  out += ", \"filter_rank\": ";
+  if (filter.rank) {
+    append_uint(out, *filter.rank);
   } else {
     out += "null";
   }
+  out += ", \"filter_rule\": ";
+  append_optional_string(out, filter.rule);
   out += ",\n";
 }
 
-void append_tail(std::string& out, const Plan& plan, const detail::RowFilter& rows) {
+void append_tail(std::string& out, const Plan& plan, const detail::RowSelection& rows) {
   auto it = std::back_inserter(out);
   out += "  \"skipped\": [";
   bool first = true;
   for (const Skipped& s : plan.skipped) {
-    if (!rows.matches(s.name)) continue;
+    if (!rows.shows(s)) continue;
     out += first ? "\n    {\"name\": " : ",\n    {\"name\": ";
     first = false;
     append_string(out, s.name);
@@ -141,17 +154,18 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowFilter& ro
     tensors += f.tensors.size();
     bytes += f.bytes;
   }
-  fmt::format_to(it,
-                 "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
-                 "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
-                 plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
-                 plan.sources.size() + plan.skipped.size(), plan.input_bytes);
+  fmt::format_to(
+      it,
+      "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
+      "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
+      plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
+      plan.sources.size() + plan.skipped.size(), plan.input_bytes);
 }
 
 }  // namespace
 
-void write_plan_json(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink) {
-  const detail::RowFilter rows(filter);
+void write_plan_json(const Plan& plan, const PlanFilter& filter, const TextSink& sink) {
+  const detail::RowSelection rows(plan, filter);
   std::vector<std::string_view> files;
   files.reserve(plan.input_files.size());
   for (const std::string& path : plan.input_files) files.push_back(detail::file_name_of(path));
@@ -160,9 +174,11 @@ void write_plan_json(const Plan& plan, const std::optional<std::string>& filter,
   std::string& out = chunks.text;
   append_head(out, plan, filter, files);
   out += "  \"outputs\": [";
-  for (std::size_t r = 0; r < plan.outputs.size(); ++r) {
-    const OutputFile& f = plan.outputs[r];
-    out += r == 0 ? "\n    {\"rank\": " : ",\n    {\"rank\": ";
+  bool first_output = true;
+  for (const OutputFile& f : plan.outputs) {
+    if (rows.rank() && *rows.rank() != f.rank) continue;
+    out += first_output ? "\n    {\"rank\": " : ",\n    {\"rank\": ";
+    first_output = false;
     fmt::format_to(std::back_inserter(out), "{}, \"file\": ", f.rank);
     append_string(out, f.file);
     fmt::format_to(std::back_inserter(out), ", \"bytes\": {}, \"tensor_count\": {}, \"tensors\": [", f.bytes,
@@ -170,7 +186,7 @@ void write_plan_json(const Plan& plan, const std::optional<std::string>& filter,
     bool first = true;
     for (const PlannedTensor& t : f.tensors) {
       const Source& src = plan.sources[t.source];
-      if (!rows.matches(src.name, t.name)) continue;
+      if (!rows.shows(f.rank, t, src)) continue;
       out += first ? "\n" : ",\n";
       first = false;
       append_tensor(out, t, src, files[src.file], plan.rule_labels[t.rule]);
@@ -178,16 +194,16 @@ void write_plan_json(const Plan& plan, const std::optional<std::string>& filter,
     }
     out += first ? "]}" : "\n    ]}";
   }
-  out += plan.outputs.empty() ? "],\n" : "\n  ],\n";
+  out += first_output ? "],\n" : "\n  ],\n";
   append_tail(out, plan, rows);
   chunks.finish();
 }
 
-std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter) {
+std::string format_plan_json(const Plan& plan, const PlanFilter& filter) {
   return detail::collect([&](const TextSink& sink) { write_plan_json(plan, filter, sink); });
 }
 
-nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter) {
+nlohmann::json plan_to_json(const Plan& plan, const PlanFilter& filter) {
   return nlohmann::json::parse(format_plan_json(plan, filter));
 }
 

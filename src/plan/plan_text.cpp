@@ -1,10 +1,17 @@
-// The plan for people: a header, one row per source tensor with its placements, the skipped
-// tensors, then a per-rank summary that fits 80 columns. Deterministic, so golden files pin it.
+// The plan for people: a header, the placed tensors as an aligned table (one row per source
+// tensor), the skipped tensors, a legend saying where each rule is written, then one line per
+// output file. Deterministic, so golden files pin it.
+//
+// Column widths need every shown row first: rows are formatted twice (once measured, once written)
+// rather than held, so a 200,000-row plan costs no memory beyond the output buffer.
 
 #include <algorithm>
+#include <array>
 #include <iterator>
+#include <unordered_map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/plan/planner.hpp>
 
@@ -14,16 +21,55 @@
 namespace shardwise::plan {
 namespace {
 
-using detail::Placement;
-
 using detail::append_shape;
 using detail::append_uint;
+using detail::Placement;
+
+// Columns are numbered as they appear; a new column (e.g. a transform) is one more entry here and
+// one more cell in format_row.
+enum Column : std::size_t { kSource, kOutput, kIn, kRanks, kSlice, kOut, kBytes, kRule, kColumns };
+constexpr std::array<const char*, kColumns> kHeadings = {"SOURCE", "OUTPUT", "IN",    "RANKS",
+                                                         "SLICE",  "OUT",    "BYTES", "RULE"};
+constexpr std::array<bool, kColumns> kRightAligned = {false, false, false, false, false, false, true, false};
+
+using Cells = std::array<std::string, kColumns>;
+
+// Characters as a terminal shows them: UTF-8 continuation bytes take no column.
+std::size_t display_width(std::string_view text) {
+  return static_cast<std::size_t>(std::count_if(
+      text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+void append_padded(std::string& out, std::string_view cell, std::size_t width, bool right_aligned) {
+  const std::size_t shown = display_width(cell);
+  const std::size_t padding = width > shown ? width - shown : 0;
+  if (right_aligned) out.append(padding, ' ');
+  out += cell;
+  if (!right_aligned) out.append(padding, ' ');
+}
+
+// Cells separated by two spaces; the last cell is not padded (no trailing spaces).
+template <std::size_t N>
+void append_table_row(std::string& out, const std::array<std::string, N>& cells,
+                      const std::array<std::size_t, N>& widths, const std::array<bool, N>& right_aligned) {
+  out += "  ";
+  for (std::size_t c = 0; c < N; ++c) {
+    if (c + 1 == N && !right_aligned[c]) {
+      out += cells[c];
+    } else {
+      append_padded(out, cells[c], widths[c], right_aligned[c]);
+      if (c + 1 < N) out += "  ";
+    }
+  }
+  out += '\n';
+}
+
+template <std::size_t N>
+void widen(std::array<std::size_t, N>& widths, const std::array<std::string, N>& cells) {
+  for (std::size_t c = 0; c < N; ++c) widths[c] = std::max(widths[c], display_width(cells[c]));
+}
 
 void append_slice(std::string& out, const Slice& slice) {
-  if (slice.whole()) {
-    out += "whole";
-    return;
-  }
   out += "dim";
   append_uint(out, static_cast<std::uint64_t>(slice.dim));
   out += '[';
@@ -33,87 +79,208 @@ void append_slice(std::string& out, const Slice& slice) {
   out += ']';
 }
 
-// "all", "rank 3" or "ranks 0-7", then the slice each rank takes.
-void append_placement(std::string& out, std::span<const Placement> placements, std::uint64_t mp) {
-  const bool whole = std::all_of(placements.begin(), placements.end(),
-                                 [](const Placement& p) { return p.tensor->slice.whole(); });
-  if (whole && placements.size() == mp) {
-    out += "all";
-  } else if (placements.size() == 1) {
-    out += "rank ";
-    append_uint(out, placements.front().rank);
-  } else {
-    std::vector<std::uint64_t> ranks;
-    for (const Placement& p : placements) ranks.push_back(p.rank);
-    out += "ranks ";
-    out += detail::format_ranks(ranks);
+// Whether the placements are dim `dim` cut into equal consecutive pieces, one per rank in order.
+bool even_split(std::span<const Placement> placements, std::uint64_t mp) {
+  if (placements.size() != mp || mp < 2) return false;
+  const Slice& first = placements.front().tensor->slice;
+  const std::uint64_t size = first.end - first.begin;
+  for (std::size_t i = 0; i < placements.size(); ++i) {
+    const Slice& s = placements[i].tensor->slice;
+    if (placements[i].rank != i || s.dim != first.dim || s.begin != i * size || s.end - s.begin != size)
+      return false;
   }
-  if (whole) {
-    out += "  whole";
-    return;
-  }
-  out += ' ';
-  for (const Placement& p : placements) {
+  return true;
+}
+
+// "whole"; "dim1 8x512" (dim 1 cut in 8 pieces of 512, rank i taking the i-th); else every piece.
+void append_slices(std::string& out, std::span<const Placement> placements, std::uint64_t mp) {
+  if (std::all_of(placements.begin(), placements.end(),
+                  [](const Placement& p) { return p.tensor->slice.whole(); })) {
+    out += "whole";
+  } else if (even_split(placements, mp)) {
+    const Slice& first = placements.front().tensor->slice;
+    out += "dim";
+    append_uint(out, static_cast<std::uint64_t>(first.dim));
     out += ' ';
-    append_slice(out, p.tensor->slice);
+    append_uint(out, mp);
+    out += 'x';
+    append_uint(out, first.end - first.begin);
+  } else {
+    for (std::size_t i = 0; i < placements.size(); ++i) {
+      if (i > 0) out += ' ';
+      if (placements[i].tensor->slice.whole()) {
+        out += "whole";
+      } else {
+        append_slice(out, placements[i].tensor->slice);
+      }
+    }
   }
 }
 
-// SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  [CAST]  WRITTEN  BYTES  RULE
-void append_row(std::string& out, const Plan& plan, const Source& src, std::span<const Placement> placements) {
-  out += "  ";
-  out += src.name;
-  if (placements.empty()) {
-    out += "  not placed\n";
+void append_ranks(std::string& out, std::span<const Placement> placements, std::uint64_t mp) {
+  if (placements.size() == mp && mp > 1) {
+    out += "all";
     return;
   }
+  std::vector<std::uint64_t> ranks;
+  ranks.reserve(placements.size());
+  for (const Placement& p : placements) ranks.push_back(p.rank);
+  out += detail::format_ranks(ranks);
+}
+
+// The rule names the RULE columns show: the label without its location, unless two rules share a
+// name (then the whole label, which tells them apart).
+std::vector<std::string> rule_display_names(const Plan& plan) {
+  std::unordered_map<std::string_view, std::size_t> uses;
+  for (const std::string& label : plan.rule_labels) ++uses[detail::split_rule_label(label).name];
+  std::vector<std::string> names;
+  names.reserve(plan.rule_labels.size());
+  for (const std::string& label : plan.rule_labels) {
+    const std::string_view name = detail::split_rule_label(label).name;
+    names.emplace_back(uses[name] == 1 ? name : std::string_view(label));
+  }
+  return names;
+}
+
+struct TextContext {
+  const Plan& plan;
+  const detail::RowSelection& rows;
+  const detail::PlacementIndex& index;
+  const std::vector<std::string>& rule_names;
+};
+
+// The placements of source `s` that the view shows (all of them when unfiltered).
+std::span<const Placement> shown_placements(const TextContext& cx, std::size_t s,
+                                            std::vector<Placement>& scratch) {
+  const auto all = cx.index.of(s);
+  if (!cx.rows.active()) return all;
+  scratch.clear();
+  for (const Placement& p : all) {
+    if (cx.rows.shows(p.rank, *p.tensor, cx.plan.sources[s])) scratch.push_back(p);
+  }
+  return scratch;
+}
+
+void format_row(Cells& cells, const TextContext& cx, const Source& src,
+                std::span<const Placement> placements) {
+  for (std::string& cell : cells) cell.clear();
   const PlannedTensor& first = *placements.front().tensor;
-  if (first.name != src.name) {
-    out += " -> ";
-    out += first.name;
-  }
-  out += "  ";
-  out += st::dtype_name(src.dtype);
-  append_shape(out, src.shape);
-  out += "  ";
-  append_placement(out, placements, plan.model_parallel);
-  out += "  ";
-  if (first.cast != Cast::none) {
-    out += detail::cast_source_dtype(first.cast);
-    out += "->";
-    out += detail::cast_target_dtype(first.cast);
-    out += "  ";
-  }
-  out += st::dtype_name(first.dtype);
-  append_shape(out, first.shape);
-  out += "  ";
-  append_uint(out, first.bytes);
-  out += placements.size() > 1 ? " B each  " : " B  ";
-  out += plan.rule_labels[first.rule];
-  out += '\n';
+  cells[kSource] = src.name;
+  cells[kOutput] = first.name == src.name ? std::string_view("=") : std::string_view(first.name);
+  cells[kIn] = st::dtype_name(src.dtype);
+  append_shape(cells[kIn], src.shape);
+  append_ranks(cells[kRanks], placements, cx.plan.model_parallel);
+  append_slices(cells[kSlice], placements, cx.plan.model_parallel);
+  cells[kOut] = st::dtype_name(first.dtype);
+  append_shape(cells[kOut], first.shape);
+  cells[kBytes] = detail::group_digits(first.bytes);
+  cells[kRule] = cx.rule_names[first.rule];
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {
   auto out = std::back_inserter(text);
   std::vector<std::string> params;
   for (const auto& [name, value] : plan.params) params.push_back(fmt::format("{}={}", name, value));
-  fmt::format_to(out, "plan: {} -> {} ranks (mp={})\n", plan.input_root, plan.model_parallel, plan.model_parallel);
+  fmt::format_to(out, "plan: {} -> {} ranks (mp={})\n", plan.input_root, plan.model_parallel,
+                 plan.model_parallel);
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(params, " "));
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
-                 plan.input_files.size() == 1 ? "" : "s", input_tensors, detail::group_digits(plan.input_bytes),
-                 detail::human_bytes(plan.input_bytes));
+                 plan.input_files.size() == 1 ? "" : "s", input_tensors,
+                 detail::group_digits(plan.input_bytes), detail::human_bytes(plan.input_bytes));
 }
 
-void append_summary(std::string& text, const Plan& plan) {
+// Returns the rules the shown rows name, for the legend.
+std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
+                               const std::string& shown_note) {
+  std::vector<bool> used(cx.plan.rule_labels.size(), false);
+  std::array<std::size_t, kColumns> widths{};
+  Cells cells;
+  for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
+  widen(widths, cells);
+  std::vector<Placement> scratch;
+  std::size_t shown = 0;
+  for (std::size_t s = 0; s < cx.plan.sources.size(); ++s) {
+    const auto placements = shown_placements(cx, s, scratch);
+    if (placements.empty()) continue;
+    format_row(cells, cx, cx.plan.sources[s], placements);
+    widen(widths, cells);
+    used[placements.front().tensor->rule] = true;
+    ++shown;
+  }
+  fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n", cx.plan.sources.size(),
+                 cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");
+  if (shown == 0) return used;
+  for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
+  append_table_row(out.text, cells, widths, kRightAligned);
+  for (std::size_t s = 0; s < cx.plan.sources.size(); ++s) {
+    const auto placements = shown_placements(cx, s, scratch);
+    if (placements.empty()) continue;
+    format_row(cells, cx, cx.plan.sources[s], placements);
+    append_table_row(out.text, cells, widths, kRightAligned);
+    out.flush_if_full();
+  }
+  return used;
+}
+
+void write_skipped(detail::ChunkedText& out, const TextContext& cx, const std::string& shown_note,
+                   std::vector<bool>& used) {
+  std::unordered_map<std::string_view, std::size_t> rule_of;
+  for (std::size_t i = 0; i < cx.plan.rule_labels.size(); ++i) rule_of.emplace(cx.plan.rule_labels[i], i);
+  using SkipCells = std::array<std::string, 4>;
+  constexpr std::array<bool, 4> right_aligned{};
+  std::array<std::size_t, 4> widths{};
+  std::vector<SkipCells> rows;  // skips are few: kept
+  rows.push_back({"SKIPPED", "FILE", "RULE", "REASON"});
+  for (const Skipped& s : cx.plan.skipped) {
+    if (!cx.rows.shows(s)) continue;
+    const auto rule = rule_of.find(s.rule);
+    std::string rule_name = s.rule;
+    if (rule != rule_of.end()) {
+      rule_name = cx.rule_names[rule->second];
+      used[rule->second] = true;
+    }
+    rows.push_back({s.name, s.file, std::move(rule_name), s.reason});
+  }
+  for (const SkipCells& row : rows) widen(widths, row);
+  fmt::format_to(std::back_inserter(out.text), "\nskipped: {} tensors{}\n", cx.plan.skipped.size(),
+                 cx.rows.active() ? fmt::format(", {} shown ({})", rows.size() - 1, shown_note) : "");
+  if (rows.size() == 1) return;
+  for (const SkipCells& row : rows) {
+    append_table_row(out.text, row, widths, right_aligned);
+    out.flush_if_full();
+  }
+}
+
+// Where each rule the rows name is written: once here, not on every row.
+void write_legend(std::string& text, const TextContext& cx, const std::vector<bool>& used) {
+  using LegendCells = std::array<std::string, 2>;
+  std::vector<LegendCells> rows;
+  rows.push_back({"RULE", "WRITTEN AT"});
+  for (std::size_t i = 0; i < used.size(); ++i) {
+    if (used[i])
+      rows.push_back(
+          {cx.rule_names[i], std::string(detail::split_rule_label(cx.plan.rule_labels[i]).location)});
+  }
+  if (rows.size() == 1) return;
+  std::sort(rows.begin() + 1, rows.end());
+  std::array<std::size_t, 2> widths{};
+  for (const LegendCells& row : rows) widen(widths, row);
+  fmt::format_to(std::back_inserter(text), "\nrules: {} named above\n", rows.size() - 1);
+  for (const LegendCells& row : rows) append_table_row(text, row, widths, {false, false});
+}
+
+void append_rank_table(std::string& text, const Plan& plan) {
   auto out = std::back_inserter(text);
   std::size_t width = 4;
   for (const OutputFile& f : plan.outputs) width = std::max(width, f.file.size());
-  fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", "rank", "file", width, "tensors", "bytes", "size");
+  fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", "rank", "file", width, "tensors", "bytes",
+                 "size");
   std::uint64_t tensors = 0, bytes = 0;
   for (const OutputFile& f : plan.outputs) {
     fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", f.rank, f.file, width,
-                   detail::group_digits(f.tensors.size()), detail::group_digits(f.bytes), detail::human_bytes(f.bytes));
+                   detail::group_digits(f.tensors.size()), detail::group_digits(f.bytes),
+                   detail::human_bytes(f.bytes));
     tensors += f.tensors.size();
     bytes += f.bytes;
   }
@@ -122,51 +289,30 @@ void append_summary(std::string& text, const Plan& plan) {
                  detail::group_digits(tensors), detail::group_digits(bytes), detail::human_bytes(bytes));
   fmt::format_to(out, "replicated: {} bytes ({}) written more than once\n",
                  detail::group_digits(plan.replicated_bytes), detail::human_bytes(plan.replicated_bytes));
-  fmt::format_to(out, "side files: {}\n", plan.side_files.empty() ? "none" : fmt::format("{}", fmt::join(plan.side_files, ", ")));
+  fmt::format_to(out, "side files: {}\n",
+                 plan.side_files.empty() ? "none" : fmt::format("{}", fmt::join(plan.side_files, ", ")));
 }
 
 }  // namespace
 
-void write_plan_text(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink) {
-  const detail::RowFilter rows(filter);
+void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink& sink) {
+  const detail::RowSelection rows(plan, filter);
   const detail::PlacementIndex index(plan);
+  const std::vector<std::string> rule_names = rule_display_names(plan);
+  const TextContext cx{plan, rows, index, rule_names};
+  const std::string shown_note = rows.describe(filter);
+
   detail::ChunkedText out(sink);
   append_header(out.text, plan, plan.sources.size() + plan.skipped.size());
-
-  // The rows matching --filter are picked first, so that the count line can precede them.
-  std::vector<std::size_t> placed_rows;
-  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
-    const auto placements = index.of(s);
-    const Source& src = plan.sources[s];
-    if (rows.matches(src.name, placements.empty() ? src.name : placements.front().tensor->name)) placed_rows.push_back(s);
-  }
-  fmt::format_to(std::back_inserter(out.text),
-                 "\nplaced: {} source tensors{} (SOURCE [-> OUTPUT]  DTYPE[SHAPE]  RANKS  SLICE PER RANK  "
-                 "[CAST]  WRITTEN  BYTES  RULE)\n",
-                 plan.sources.size(),
-                 rows.active() ? fmt::format(", {} shown matching --filter {}", placed_rows.size(), *filter) : "");
-  for (const std::size_t s : placed_rows) {
-    append_row(out.text, plan, plan.sources[s], index.of(s));
-    out.flush_if_full();
-  }
-
-  std::vector<const Skipped*> skipped_rows;
-  for (const Skipped& s : plan.skipped) {
-    if (rows.matches(s.name)) skipped_rows.push_back(&s);
-  }
-  fmt::format_to(std::back_inserter(out.text), "\nskipped: {} tensors{}\n", plan.skipped.size(),
-                 rows.active() ? fmt::format(", {} shown", skipped_rows.size()) : "");
-  for (const Skipped* s : skipped_rows) {
-    fmt::format_to(std::back_inserter(out.text), "  {} ({})  skipped by {}: {}\n", s->name, s->file, s->rule,
-                   s->reason);
-    out.flush_if_full();
-  }
+  std::vector<bool> used = write_placed(out, cx, shown_note);
+  write_skipped(out, cx, shown_note, used);
+  write_legend(out.text, cx, used);
   out.text += '\n';
-  append_summary(out.text, plan);
+  append_rank_table(out.text, plan);
   out.finish();
 }
 
-std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter) {
+std::string format_plan_text(const Plan& plan, const PlanFilter& filter) {
   return detail::collect([&](const TextSink& sink) { write_plan_text(plan, filter, sink); });
 }
 

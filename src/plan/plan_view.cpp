@@ -1,9 +1,14 @@
 #include "plan/plan_view.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <re2/re2.h>
 
 #include <shardwise/core/error.hpp>
+
+#include "rules/suggest.hpp"
 
 namespace shardwise::plan::detail {
 
@@ -25,9 +30,12 @@ void append_shape(std::string& out, const st::Shape& shape) {
 
 std::string_view cast_source_dtype(Cast cast) {
   switch (cast) {
-    case Cast::none: return "";
-    case Cast::f16_to_bf16: return "F16";
-    case Cast::f32_to_bf16: return "F32";
+    case Cast::none:
+      return "";
+    case Cast::f16_to_bf16:
+      return "F16";
+    case Cast::f32_to_bf16:
+      return "F32";
   }
   return "";
 }
@@ -62,6 +70,13 @@ std::string human_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", value, kUnits[unit]);
 }
 
+RuleLabelParts split_rule_label(std::string_view label) {
+  // The location is the last parenthesised part: rule names are the rules file's own words.
+  const auto open = label.rfind(" (");
+  if (open == std::string_view::npos || !label.ends_with(')')) return {label, {}};
+  return {label.substr(0, open), label.substr(open + 2, label.size() - open - 3)};
+}
+
 RowFilter::RowFilter(const std::optional<std::string>& pattern) {
   if (!pattern) return;
   RE2::Options options;
@@ -76,6 +91,49 @@ RowFilter::~RowFilter() = default;
 
 bool RowFilter::matches(std::string_view name) const {
   return re_ == nullptr || RE2::PartialMatch(re2::StringPiece(name.data(), name.size()), *re_);
+}
+
+RowSelection::RowSelection(const Plan& plan, const PlanFilter& filter)
+    : names_(filter.pattern), rank_(filter.rank) {
+  if (rank_ && *rank_ >= plan.model_parallel) {
+    throw Error(ErrorKind::usage, fmt::format("--rank {}: the plan has ranks 0 to {} (mp={})", *rank_,
+                                              plan.model_parallel - 1, plan.model_parallel));
+  }
+  if (!filter.rule) return;
+  rules_.assign(plan.rule_labels.size(), false);
+  std::vector<std::string> names;
+  for (std::size_t i = 0; i < plan.rule_labels.size(); ++i) {
+    const std::string& label = plan.rule_labels[i];
+    const std::string_view name = split_rule_label(label).name;
+    if (name == *filter.rule || label == *filter.rule) {
+      rules_[i] = true;
+      chosen_labels_.push_back(label);
+    }
+    names.emplace_back(name);
+  }
+  if (chosen_labels_.empty()) {
+    std::sort(names.begin(), names.end());
+    names.erase(std::unique(names.begin(), names.end()), names.end());
+    throw Error(
+        ErrorKind::usage,
+        fmt::format("--rule '{}': no tensor of this plan was decided by a rule of that name{} (rules that "
+                    "decided tensors: {})",
+                    *filter.rule, rules::detail::did_you_mean(*filter.rule, names), fmt::join(names, ", ")));
+  }
+}
+
+bool RowSelection::shows(const Skipped& skipped) const {
+  if (rank_ || !names_.matches(skipped.name)) return false;
+  return rules_.empty() ||
+         std::find(chosen_labels_.begin(), chosen_labels_.end(), skipped.rule) != chosen_labels_.end();
+}
+
+std::string RowSelection::describe(const PlanFilter& filter) const {
+  std::string text;
+  if (filter.rank) text += fmt::format(" --rank {}", *filter.rank);
+  if (filter.rule) text += fmt::format(" --rule {}", *filter.rule);
+  if (filter.pattern) text += fmt::format(" --filter {}", *filter.pattern);
+  return text.empty() ? text : text.substr(1);
 }
 
 PlacementIndex::PlacementIndex(const Plan& plan) : begin_(plan.sources.size() + 1, 0) {

@@ -23,13 +23,21 @@ std::string shape_text(const st::Shape& shape);  // "[512, 4096]", "[]" for a sc
 // Fast appends for the formats' hot loops (fmt's format-string parsing costs more than the work).
 void append_uint(std::string& out, std::uint64_t value);
 void append_shape(std::string& out, const st::Shape& shape);  // as shape_text
-std::string_view cast_source_dtype(Cast cast);   // "F16" for f16_to_bf16; "" for none
-std::string_view cast_target_dtype(Cast cast);   // "BF16"; "" for none
-std::string_view file_name_of(std::string_view path);  // the part after the last '/'
+std::string_view cast_source_dtype(Cast cast);                // "F16" for f16_to_bf16; "" for none
+std::string_view cast_target_dtype(Cast cast);                // "BF16"; "" for none
+std::string_view file_name_of(std::string_view path);         // the part after the last '/'
 // 1536 -> "1,536"
 std::string group_digits(std::uint64_t value);
 // 1536 -> "1.5 KiB"; below 1024: "512 B"
 std::string human_bytes(std::uint64_t bytes);
+
+// A rule label ("table[wq] (rules.yaml:12:5)") split into the rule's name ("table[wq]") and where
+// it is written ("rules.yaml:12:5"; empty when the label has no location).
+struct RuleLabelParts {
+  std::string_view name;
+  std::string_view location;
+};
+RuleLabelParts split_rule_label(std::string_view label);
 
 // The --filter of both formats: an RE2 pattern searched (unanchored) in a source or output name.
 class RowFilter {
@@ -45,6 +53,29 @@ class RowFilter {
 
  private:
   std::unique_ptr<re2::RE2> re_;
+};
+
+// Every criterion of a PlanFilter, checked once against the plan (a rank beyond mp or a rule that
+// decided nothing is a usage error naming what exists), then applied row by row.
+class RowSelection {
+ public:
+  RowSelection(const Plan& plan, const PlanFilter& filter);
+  bool active() const noexcept { return names_.active() || rank_ || !rules_.empty(); }
+  const std::optional<std::uint64_t>& rank() const noexcept { return rank_; }
+  // A placed tensor on `rank`, from `source`.
+  bool shows(std::uint64_t rank, const PlannedTensor& tensor, const Source& source) const {
+    return (!rank_ || *rank_ == rank) && (rules_.empty() || rules_[tensor.rule]) &&
+           names_.matches(source.name, tensor.name);
+  }
+  bool shows(const Skipped& skipped) const;
+  // Which criteria are in force, for the count lines: "--rank 3 --rule table[wq]".
+  std::string describe(const PlanFilter& filter) const;
+
+ private:
+  RowFilter names_;
+  std::optional<std::uint64_t> rank_;
+  std::vector<bool> rules_;                      // by rule index: chosen by --rule; empty: any
+  std::vector<std::string_view> chosen_labels_;  // the chosen labels, for skipped tensors
 };
 
 // The formats append to `text` and call flush_if_full() after each row: the text goes to the sink

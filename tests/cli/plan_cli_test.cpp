@@ -1,11 +1,12 @@
 // `shardwise plan` end to end on generated checkpoints: golden plans (text and JSON, reviewed by
-// hand), --filter, the mp=16 refusal, usage errors. Goldens live in tests/data/golden/; after a
+// hand), --summary, --filter, --rank, --rule, the mp=16 refusal, usage errors. Goldens live in tests/data/golden/; after a
 // deliberate change (e.g. the bundled rules moved a line), rerun with SHARDWISE_UPDATE_GOLDEN=1 and
 // review the diff before committing.
 
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -87,9 +88,12 @@ TEST_CASE("plan --filter narrows the rows, not the summary") {
   const auto all = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2"});
   const auto some = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--filter", "weights_proj"});
   REQUIRE(some.exit_code == 0);
-  CHECK(some.out.find("placed: 268 source tensors, 3 shown matching --filter weights_proj") != std::string::npos);
-  CHECK(some.out.find("  layers.1.attn.indexer.weights_proj.qzeros  I32[2, 8]  ranks 0-1  dim1[0:4] dim1[4:8]") !=
-        std::string::npos);
+  CHECK_THAT(some.out, Catch::Contains("placed: 268 source tensors, 3 shown (--filter weights_proj)\n"
+                                       "  SOURCE                                      OUTPUT  IN           RANKS  SLICE      "
+                                       "OUT          BYTES  RULE\n"));
+  // Columns as wide as the rows shown need.
+  CHECK_THAT(some.out, Catch::Contains("\n  layers.1.attn.indexer.weights_proj.qzeros   =       I32[2, 8]    all    dim1 2x4   "
+                                       "I32[2, 4]       32  table[weights_proj]\n"));
   CHECK(some.out.find("layers.0.attn.wq_b") == std::string::npos);
   const auto summary = [](const std::string& out) { return out.substr(out.find("\nrank  file")); };
   CHECK(summary(some.out) == summary(all.out));
@@ -102,6 +106,46 @@ TEST_CASE("plan --filter narrows the rows, not the summary") {
     CHECK(out["tensor_count"] > out["tensors"].size());
     for (const auto& t : out["tensors"]) CHECK(t["name"].get<std::string>().ends_with(".scales"));
   }
+}
+
+TEST_CASE("plan --rank shows only what one rank receives; --format json holds only that rank") {
+  TempDir dir;
+  generate(dir);
+  const auto json = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--format", "json", "--rank", "1"});
+  REQUIRE(json.exit_code == 0);
+  const auto doc = nlohmann::json::parse(json.out);
+  CHECK(doc["filter_rank"] == 1);
+  REQUIRE(doc["outputs"].size() == 1);
+  CHECK(doc["outputs"][0]["rank"] == 1);
+  CHECK(doc["outputs"][0]["tensors"].size() == doc["outputs"][0]["tensor_count"]);
+  CHECK(doc["skipped"].empty());
+  CHECK(doc["totals"]["tensors"] == 464);  // the whole plan
+
+  const auto text = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--rule", "table[wo_a]"});
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("placed: 268 source tensors, 12 shown (--rank 1 --rule table[wo_a])\n"));
+  CHECK_THAT(text.out, Catch::Contains("\n  layers.0.attn.wo_a.qweight  =       I32[32, 1024]  1      dim1[512:1024]  "
+                                       "I32[32, 512]  65,536  table[wo_a]\n"));
+  CHECK_THAT(text.out, Catch::Contains("\nskipped: 2 tensors, 0 shown (--rank 1 --rule table[wo_a])\n"));
+  CHECK_THAT(text.out, Catch::Contains("\nrules: 1 named above\n  RULE         WRITTEN AT\n"
+                                       "  table[wo_a]  <bundled>/deepseek-v4-w4a16.yaml:94:3\n"));
+  // Owned experts: rank 1 receives expert 1 of each layer, never expert 0.
+  const auto experts = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--filter", "experts\\.[01]\\.w1\\.qweight"});
+  CHECK_THAT(experts.out, Catch::Contains("placed: 268 source tensors, 4 shown (--rank 1 --filter "));
+  CHECK(experts.out.find("experts.0.w1") == std::string::npos);
+}
+
+TEST_CASE("plan --summary is short and names the rules and the rank files") {
+  TempDir dir;
+  generate(dir);
+  const auto summary = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--summary"});
+  REQUIRE(summary.exit_code == 0);
+  check_golden(replace_all(summary.out, dir.str(), "<IN>"), "plan-tiny-mp2-summary.txt");
+  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(), "-m", "2",
+                                "--n-experts", "2", "--dry-run", "--summary"});
+  CHECK(dry.exit_code == 0);
+  CHECK(dry.out == summary.out);
+  CHECK_FALSE(std::filesystem::exists(dir / "out"));
 }
 
 TEST_CASE("plan refuses mp=16 where weights_proj's qzeros cannot be split") {
@@ -129,6 +173,12 @@ TEST_CASE("plan usage errors exit 2") {
       {{"-i", dir.str(), "-m", "2", "--format", "yaml"}, "--format"},
       {{"-i", dir.str()}, "--model-parallel is required"},
       {{"-i", dir.str(), "-m", "2", "--n-expert", "2"}, "n_expert"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"}, "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rule", "table[wo_c]"},
+       "--rule 'table[wo_c]': no tensor of this plan was decided by a rule of that name (did you mean 'table[wo_a]'?)"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summary", "--rank", "0"},
+       "--summary describes the whole plan: it cannot be combined with --rank, --rule or --filter"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summary", "--format", "json"}, "--summary is for people"},
   };
   for (const Case& c : cases) {
     const auto result = plan(c.args);
@@ -150,7 +200,7 @@ TEST_CASE("plan --help explains the command") {
   const auto result = plan({"--help"});
   CHECK(result.exit_code == 0);
   for (const char* text : {"--hf-ckpt-path", "--model-parallel", "--rules", "--format", "--filter", "--param",
-                           "headers alone", "--n-experts"}) {
+                           "headers alone", "--n-experts", "--summary", "--rank", "--rule", "shardwise diff"}) {
     CHECK(result.out.find(text) != std::string::npos);
   }
 }

@@ -27,7 +27,7 @@ TEST_CASE("a large plan is written in pieces that join into the whole text and J
   std::vector<std::string> pieces;
   const plan::TextSink keep = [&pieces](std::string_view piece) { pieces.emplace_back(piece); };
 
-  plan::write_plan_json(plan, std::nullopt, keep);
+  plan::write_plan_json(plan, {}, keep);
   REQUIRE(pieces.size() > 1);
   std::string joined;
   for (const std::string& piece : pieces) {
@@ -41,7 +41,7 @@ TEST_CASE("a large plan is written in pieces that join into the whole text and J
   CHECK(json.at("totals").at("tensors") == listed);
 
   pieces.clear();
-  plan::write_plan_text(plan, std::nullopt, keep);
+  plan::write_plan_text(plan, {}, keep);
   REQUIRE(pieces.size() > 1);
   joined.clear();
   for (const std::string& piece : pieces) joined += piece;

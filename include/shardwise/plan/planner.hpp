@@ -32,14 +32,27 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
 // tens of MB of text, written as it is formatted rather than held whole.
 using TextSink = std::function<void(std::string_view)>;
 
-// Text for people (rows narrowed by `filter`, an RE2 pattern on source or output names) and JSON
-// for programs (docs/plan-json.md). Both deterministic.
-void write_plan_text(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink);
-std::string format_plan_text(const Plan& plan, const std::optional<std::string>& filter);
-nlohmann::json plan_to_json(const Plan& plan, const std::optional<std::string>& filter);
+// What a view of the plan shows (all given criteria must hold). The totals and the per-rank table
+// always describe the whole plan.
+struct PlanFilter {
+  std::optional<std::string> pattern;  // --filter: an RE2 pattern searched in source or output names
+  std::optional<std::uint64_t> rank;   // --rank: only what this rank receives (no skipped tensors)
+  std::optional<std::string> rule;     // --rule: only what this rule decided: its name ("table[wq]")
+  bool active() const noexcept { return pattern || rank || rule; }
+};
+
+// Text for people (docs/plan.md) and JSON for programs (docs/plan-json.md), narrowed by `filter`.
+// Both deterministic. Throw Error(usage) for a filter that cannot apply (an invalid pattern, a
+// rank >= mp, a rule that decided nothing).
+void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink& sink);
+std::string format_plan_text(const Plan& plan, const PlanFilter& filter = {});
+nlohmann::json plan_to_json(const Plan& plan, const PlanFilter& filter = {});
 // The same JSON as text, streamed without building a DOM (fast on 100,000s of tensors): one
 // tensor per line, keys in the documented order, ending with a newline.
-void write_plan_json(const Plan& plan, const std::optional<std::string>& filter, const TextSink& sink);
-std::string format_plan_json(const Plan& plan, const std::optional<std::string>& filter);
+void write_plan_json(const Plan& plan, const PlanFilter& filter, const TextSink& sink);
+std::string format_plan_json(const Plan& plan, const PlanFilter& filter = {});
+// The plan at a glance, tens of lines whatever its size: per deciding rule the tensors and bytes
+// it placed and how; per rank file its tensors and bytes with a balance bar; the skips by reason.
+std::string format_plan_summary(const Plan& plan);
 
 }  // namespace shardwise::plan

@@ -1,0 +1,324 @@
+// `shardwise diff`: two JSON plans read into records (plan_reader), then compared source tensor by
+// source tensor. Records are compared as canonical text, whatever keys they hold; only the tensors
+// that differ are parsed again to say what differs.
+
+#include <shardwise/plan/plan_diff.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <span>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
+
+#include <shardwise/core/error.hpp>
+
+#include "plan/placer.hpp"
+#include "plan/plan_reader.hpp"
+
+namespace shardwise::plan {
+namespace {
+
+using detail::PlacementRecord;
+using detail::PlanRecords;
+using detail::SkipRecord;
+using nlohmann::json;
+
+std::string read_whole(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw_os_error("cannot read the plan", path, EISDIR);
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw_os_error("cannot read the plan", path, errno);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw_os_error("cannot read the plan", path, errno);
+  return text;
+}
+
+// A value as the rows show it: strings bare, a slice as dim1[0:512], null as "whole" for a slice
+// and "none" otherwise, anything else as compact JSON.
+std::string display(const std::string& path, const json& value) {
+  if (value.is_null()) return path == "slice" ? "whole" : "none";
+  if (value.is_string()) return value.get<std::string>();
+  if (path == "slice" && value.is_object() && value.size() == 3 && value.contains("dim") &&
+      value.contains("begin") && value.contains("end")) {
+    return fmt::format("dim{}[{}:{}]", value["dim"].dump(), value["begin"].dump(), value["end"].dump());
+  }
+  if (path == "cast" && value.is_object() && value.size() == 2 && value.contains("from") &&
+      value.contains("to") && value["from"].is_string() && value["to"].is_string()) {
+    return value["from"].get<std::string>() + "->" + value["to"].get<std::string>();
+  }
+  if (value.is_array() &&
+      std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_number(); })) {
+    std::vector<std::string> items;
+    for (const json& v : value) items.push_back(v.dump());
+    return fmt::format("[{}]", fmt::join(items, ", "));  // a shape as the plans show it
+  }
+  return value.dump();
+}
+
+// The field names rows use: the keys of a tensor's JSON object, the source's prefixed with
+// "source."; the two everyone looks for first get short names.
+std::string field_name(const std::string& key, bool in_source) {
+  if (!in_source) return key == "name" ? "output" : key;
+  return key == "slice" ? "slice" : "source." + key;
+}
+
+// One source tensor's placements in one plan, as fields: field -> the value on each of its ranks.
+struct Placements {
+  std::vector<std::uint64_t> ranks;
+  std::map<std::string, std::vector<std::string>> fields;
+  std::vector<json> slices;  // as read, for even_split_text
+};
+
+Placements describe(std::span<const PlacementRecord> records) {
+  Placements out;
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    out.ranks.push_back(records[i].rank);
+    const json entry = json::parse(records[i].fields);
+    const auto add = [&](const std::string& name, const json& value) {
+      std::vector<std::string>& values = out.fields[name];
+      values.resize(records.size(), "absent");
+      values[i] = display(name, value);
+    };
+    for (const auto& [key, value] : entry.items()) {
+      if (key == "source" && value.is_object()) {
+        for (const auto& [source_key, source_value] : value.items())
+          add(field_name(source_key, true), source_value);
+        out.slices.push_back(value.contains("slice") ? value["slice"] : json());
+      } else {
+        add(field_name(key, false), value);
+      }
+    }
+  }
+  return out;
+}
+
+std::string ranks_text(const std::vector<std::uint64_t>& ranks, std::uint64_t mp) {
+  bool every = ranks.size() == mp && mp > 1;
+  for (std::size_t i = 0; every && i < ranks.size(); ++i) every = ranks[i] == i;
+  return every ? "all" : detail::format_ranks(ranks);
+}
+
+// "dim1 8x512" when the slices cut dim 1 in equal consecutive pieces, rank i taking the i-th (as
+// the text plan says it); "" otherwise.
+std::string even_split_text(const Placements& p) {
+  if (p.slices.size() != p.ranks.size() || p.ranks.size() < 2) return "";
+  std::uint64_t size = 0;
+  for (std::size_t i = 0; i < p.slices.size(); ++i) {
+    const json& s = p.slices[i];
+    if (p.ranks[i] != i || !s.is_object() || s.size() != 3 || !s.contains("dim") ||
+        !s["dim"].is_number_unsigned() || !s.contains("begin") || !s["begin"].is_number_unsigned() ||
+        !s.contains("end") || !s["end"].is_number_unsigned() || s["dim"] != p.slices[0]["dim"]) {
+      return "";
+    }
+    const auto begin = s["begin"].get<std::uint64_t>(), end = s["end"].get<std::uint64_t>();
+    if (i == 0) size = end - begin;
+    if (end < begin || end - begin != size || begin != i * size) return "";
+  }
+  return fmt::format("dim{} {}x{}", p.slices[0]["dim"].get<std::uint64_t>(), p.slices.size(), size);
+}
+
+// One value when every rank has the same, else each rank's in rank order.
+std::string values_text(const std::vector<std::string>& values) {
+  if (std::all_of(values.begin(), values.end(), [&](const std::string& v) { return v == values.front(); })) {
+    return values.front();
+  }
+  return fmt::format("{}", fmt::join(values, " "));
+}
+
+std::string field_text(const Placements& p, const std::string& name, const std::vector<std::string>& values) {
+  if (name == "slice") {
+    if (std::string even = even_split_text(p); !even.empty()) return even;
+  }
+  return values_text(values);
+}
+
+struct Side {
+  const PlanRecords& plan;
+  std::vector<std::size_t> begin;       // by source id: its placements are [begin[id], begin[id + 1])
+  std::vector<const SkipRecord*> skip;  // by source id
+
+  Side(const PlanRecords& records, std::size_t names)
+      : plan(records), begin(names + 1, 0), skip(names, nullptr) {
+    for (const PlacementRecord& p : records.placements) ++begin[p.source + 1];
+    for (std::size_t i = 1; i < begin.size(); ++i) begin[i] += begin[i - 1];
+    for (const SkipRecord& s : records.skipped) skip[s.source] = &s;
+  }
+  std::span<const PlacementRecord> placements(std::uint32_t id) const {
+    return {plan.placements.data() + begin[id], plan.placements.data() + begin[id + 1]};
+  }
+  bool has(std::uint32_t id) const { return begin[id] != begin[id + 1] || skip[id] != nullptr; }
+};
+
+bool same_records(std::span<const PlacementRecord> a, std::span<const PlacementRecord> b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
+                    [](const PlacementRecord& x, const PlacementRecord& y) {
+                      return x.rank == y.rank && x.fields == y.fields;
+                    });
+}
+
+// Where one plan puts a tensor, for the tensors only one plan has.
+std::vector<FieldChange> where_placed(const Side& side, std::uint32_t id, bool old_side) {
+  const auto put = [&](std::string field, std::string value) {
+    return old_side ? FieldChange{std::move(field), std::move(value), ""}
+                    : FieldChange{std::move(field), "", std::move(value)};
+  };
+  if (side.skip[id] != nullptr) return {put("placement", "skipped")};
+  const Placements p = describe(side.placements(id));
+  std::vector<FieldChange> fields = {put("ranks", ranks_text(p.ranks, side.plan.model_parallel))};
+  for (const char* key : {"output", "slice"}) {
+    if (const auto it = p.fields.find(key); it != p.fields.end())
+      fields.push_back(put(key, field_text(p, key, it->second)));
+  }
+  return fields;
+}
+
+std::vector<FieldChange> placement_changes(const Side& a, const Side& b, std::uint32_t id) {
+  if (a.skip[id] != nullptr || b.skip[id] != nullptr) {
+    const auto state = [&](const Side& side) {
+      if (side.skip[id] == nullptr)
+        return fmt::format("placed on {}",
+                           ranks_text(describe(side.placements(id)).ranks, side.plan.model_parallel));
+      return std::string("skipped");
+    };
+    if (a.skip[id] != nullptr && b.skip[id] != nullptr)
+      return {{"skip", a.skip[id]->fields, b.skip[id]->fields}};
+    return {{"placement", state(a), state(b)}};
+  }
+  const Placements old_p = describe(a.placements(id));
+  const Placements new_p = describe(b.placements(id));
+  std::vector<FieldChange> changes;
+  const std::string old_ranks = ranks_text(old_p.ranks, a.plan.model_parallel);
+  const std::string new_ranks = ranks_text(new_p.ranks, b.plan.model_parallel);
+  if (old_p.ranks != new_p.ranks) changes.push_back({"ranks", old_ranks, new_ranks});
+  std::map<std::string, std::pair<std::string, std::string>> fields;
+  for (const auto& [name, values] : old_p.fields) fields[name].first = field_text(old_p, name, values);
+  for (const auto& [name, values] : new_p.fields) fields[name].second = field_text(new_p, name, values);
+  for (const auto& [name, values] : fields) {
+    const auto& [old_value, new_value] = values;
+    if (old_value != new_value) {
+      changes.push_back(
+          {name, old_value.empty() ? "absent" : old_value, new_value.empty() ? "absent" : new_value});
+    }
+  }
+  // Same values, differently spread over the ranks: list each rank's record.
+  if (changes.empty()) {
+    const auto all = [](std::span<const PlacementRecord> records) {
+      std::vector<std::string> parts;
+      for (const PlacementRecord& r : records) parts.push_back(fmt::format("{}: {}", r.rank, r.fields));
+      return fmt::format("{}", fmt::join(parts, "; "));
+    };
+    changes.push_back({"placements", all(a.placements(id)), all(b.placements(id))});
+  }
+  return changes;
+}
+
+std::string head_text(const json& head, const char* key) {
+  const auto it = head.find(key);
+  if (it == head.end()) return "absent";
+  return it->is_string() ? it->get<std::string>() : it->dump();
+}
+
+// The plan-level context (shown) and changes (counted): rank files, side files, mp.
+void compare_heads(const PlanRecords& a, const PlanRecords& b, PlanDiff& diff) {
+  for (const char* key : {"filter", "filter_rank", "filter_rule"}) {
+    const std::string old_value = head_text(a.head, key), new_value = head_text(b.head, key);
+    const auto unset = [](const std::string& v) { return v == "null" || v == "absent"; };
+    if (old_value != new_value && !(unset(old_value) && unset(new_value))) {
+      throw Error(
+          ErrorKind::usage,
+          fmt::format("the plans were narrowed differently ({}: {} in {}, {} in {}): make both with the same "
+                      "--filter, --rank and --rule, or with none",
+                      key, old_value, diff.old_name, new_value, diff.new_name));
+    }
+  }
+  for (const char* key : {"rules", "params", "input"}) {
+    std::string old_value = head_text(a.head, key), new_value = head_text(b.head, key);
+    if (old_value != new_value) diff.context.push_back({key, std::move(old_value), std::move(new_value)});
+  }
+  if (a.model_parallel != b.model_parallel) {
+    diff.plan_changes.push_back(
+        {"model_parallel", fmt::format("{}", a.model_parallel), fmt::format("{}", b.model_parallel)});
+  }
+  const auto files = [](const PlanRecords& plan) {
+    std::map<std::uint64_t, std::string> by_rank;
+    for (const json& output : plan.head["outputs"])
+      by_rank[output["rank"].get<std::uint64_t>()] = output["file"].get<std::string>();
+    return by_rank;
+  };
+  const auto old_files = files(a), new_files = files(b);
+  for (std::uint64_t rank = 0; rank < std::max(a.model_parallel, b.model_parallel); ++rank) {
+    const auto o = old_files.find(rank), n = new_files.find(rank);
+    const std::string old_file = o == old_files.end() ? "absent" : o->second;
+    const std::string new_file = n == new_files.end() ? "absent" : n->second;
+    if (old_file != new_file)
+      diff.plan_changes.push_back({fmt::format("rank {} file", rank), old_file, new_file});
+  }
+  const std::string old_side = head_text(a.head, "side_files"), new_side = head_text(b.head, "side_files");
+  if (old_side != new_side) diff.plan_changes.push_back({"side_files", old_side, new_side});
+}
+
+PlanDiff compare_records(const PlanRecords& a, const PlanRecords& b, const detail::NameTable& names,
+                         std::string_view old_name, std::string_view new_name) {
+  PlanDiff diff;
+  diff.old_name = old_name;
+  diff.new_name = new_name;
+  compare_heads(a, b, diff);
+
+  const Side old_side(a, names.size()), new_side(b, names.size());
+  std::vector<std::uint32_t> ids(names.size());
+  for (std::uint32_t id = 0; id < ids.size(); ++id) ids[id] = id;
+  std::sort(ids.begin(), ids.end(),
+            [&](std::uint32_t x, std::uint32_t y) { return names.name(x) < names.name(y); });
+  for (const std::uint32_t id : ids) {
+    const bool in_old = old_side.has(id), in_new = new_side.has(id);
+    diff.old_tensors += in_old;
+    diff.new_tensors += in_new;
+    TensorChange change{std::string(names.name(id)), TensorChangeKind::placement, {}};
+    if (!in_new) {
+      change.kind = TensorChangeKind::only_old;
+      change.fields = where_placed(old_side, id, true);
+    } else if (!in_old) {
+      change.kind = TensorChangeKind::only_new;
+      change.fields = where_placed(new_side, id, false);
+    } else {
+      const SkipRecord* old_skip = old_side.skip[id];
+      const SkipRecord* new_skip = new_side.skip[id];
+      const bool same = (old_skip == nullptr) == (new_skip == nullptr) &&
+                        (old_skip == nullptr || old_skip->fields == new_skip->fields) &&
+                        same_records(old_side.placements(id), new_side.placements(id));
+      if (same) {
+        ++diff.same;
+        continue;
+      }
+      change.fields = placement_changes(old_side, new_side, id);
+    }
+    diff.tensors.push_back(std::move(change));
+  }
+  return diff;
+}
+
+}  // namespace
+
+PlanDiff diff_plans(std::string_view old_text, std::string_view old_name, std::string_view new_text,
+                    std::string_view new_name) {
+  detail::NameTable names;
+  const PlanRecords a = detail::read_plan_records(old_text, old_name, names);
+  const PlanRecords b = detail::read_plan_records(new_text, new_name, names);
+  return compare_records(a, b, names, old_name, new_name);
+}
+
+PlanDiff diff_plan_files(const std::string& old_path, const std::string& new_path) {
+  // Each file's text is dropped once read into records: one plan's text in memory at a time.
+  detail::NameTable names;
+  const PlanRecords a = detail::read_plan_records(read_whole(old_path), old_path, names);
+  const PlanRecords b = detail::read_plan_records(read_whole(new_path), new_path, names);
+  return compare_records(a, b, names, old_path, new_path);
+}
+
+}  // namespace shardwise::plan

@@ -1,0 +1,253 @@
+// A JSON plan read with nlohmann's SAX interface: values are built into a DOM, except that each
+// tensor of `outputs[].tensors` and each entry of `skipped` is turned into a record as soon as its
+// object closes and then dropped, so memory follows the records, not the JSON.
+
+#include "plan/plan_reader.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::plan::detail {
+
+std::uint32_t NameTable::intern(std::string_view name) {
+  if (const auto it = ids_.find(name); it != ids_.end()) return it->second;
+  const auto id = static_cast<std::uint32_t>(names_.size());
+  ids_.emplace(names_.emplace_back(name), id);
+  return id;
+}
+
+namespace {
+
+using nlohmann::json;
+
+// An open container: where it sits, for messages ("outputs[3].tensors[17]") and to recognise the
+// tensor and skipped objects.
+struct Frame {
+  json* value = nullptr;
+  std::string key;       // the key it has in its parent object; empty in an array or at the top
+  std::string next_key;  // objects: the key of the value being read
+};
+
+class PlanSax {
+ public:
+  PlanSax(std::string_view file, NameTable& names, PlanRecords& records)
+      : file_(file), names_(names), records_(records) {}
+
+  bool null() { return add(json(nullptr)); }
+  bool boolean(bool value) { return add(json(value)); }
+  bool number_integer(json::number_integer_t value) { return add(json(value)); }
+  bool number_unsigned(json::number_unsigned_t value) { return add(json(value)); }
+  bool number_float(json::number_float_t value, const json::string_t&) { return add(json(value)); }
+  bool string(json::string_t& value) { return add(json(std::move(value))); }
+  bool binary(json::binary_t&) { return fail("binary values are not JSON"); }
+  bool start_object(std::size_t) { return open(json::object()); }
+  bool start_array(std::size_t) { return open(json::array()); }
+  bool key(json::string_t& key) {
+    if (frames_.back().value->contains(key)) return fail(fmt::format("the key \"{}\" appears twice", key));
+    frames_.back().next_key = std::move(key);
+    return true;
+  }
+  bool end_object() { return close(); }
+  bool end_array() { return close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) {
+    std::string what = e.what();
+    if (const auto at = what.find("] "); what.starts_with("[json.exception") && at != std::string::npos) {
+      what.erase(0, at + 2);
+    }
+    error_ = fmt::format("{}: not valid JSON: {}", file_, what);  // `what` has the line and column
+    return false;
+  }
+
+  const std::string& error() const noexcept { return error_; }
+  json& root() noexcept { return root_; }
+  const std::vector<std::size_t>& output_of_placement() const noexcept { return output_of_placement_; }
+
+ private:
+  bool fail(std::string message) {
+    error_ = fmt::format("{}: {}: {}", file_, where(), message);
+    return false;
+  }
+
+  // "outputs[3].tensors[17]": the open containers' path.
+  std::string where() const {
+    std::string path;
+    for (std::size_t i = 1; i < frames_.size(); ++i) {
+      const json& parent = *frames_[i - 1].value;
+      if (parent.is_array()) {
+        path += fmt::format("[{}]", parent.size() - 1);
+      } else {
+        path += (path.empty() ? "" : ".") + frames_[i].key;
+      }
+    }
+    return path.empty() ? "the top level" : path;
+  }
+
+  json* place(json value) {
+    if (frames_.empty()) {
+      root_ = std::move(value);
+      return &root_;
+    }
+    Frame& top = frames_.back();
+    if (top.value->is_array()) {
+      top.value->push_back(std::move(value));
+      return &top.value->back();
+    }
+    return &((*top.value)[top.next_key] = std::move(value));
+  }
+
+  bool add(json value) {
+    if (frames_.empty()) return fail("a plan is a JSON object");
+    place(std::move(value));
+    return true;
+  }
+
+  bool open(json container) {
+    std::string key =
+        frames_.empty() || frames_.back().value->is_array() ? std::string() : frames_.back().next_key;
+    json* value = place(std::move(container));
+    frames_.push_back(Frame{value, std::move(key), {}});
+    return true;
+  }
+
+  bool is_tensor() const {
+    return frames_.size() == 5 && frames_[1].key == "outputs" && frames_[1].value->is_array() &&
+           frames_[3].key == "tensors" && frames_[3].value->is_array() && frames_[4].value->is_object();
+  }
+  bool is_skip() const {
+    return frames_.size() == 3 && frames_[1].key == "skipped" && frames_[1].value->is_array() &&
+           frames_[2].value->is_object();
+  }
+
+  bool close() {
+    if (is_tensor()) {
+      if (!take_tensor()) return false;
+      frames_.pop_back();
+      frames_.back().value->erase(frames_.back().value->size() - 1);
+      return true;
+    }
+    if (is_skip()) {
+      if (!take_skip()) return false;
+      frames_.pop_back();
+      frames_.back().value->erase(frames_.back().value->size() - 1);
+      return true;
+    }
+    frames_.pop_back();
+    return true;
+  }
+
+  bool take_tensor() {
+    json& tensor = *frames_.back().value;
+    const auto source = tensor.find("source");
+    if (source == tensor.end() || !source->is_object()) return fail("no \"source\" object");
+    const auto name = source->find("name");
+    if (name == source->end() || !name->is_string()) return fail("no \"source\".\"name\" string");
+    const std::uint32_t id = names_.intern(name->get_ref<const std::string&>());
+    source->erase(name);
+    tensor.erase("rule");
+    records_.placements.push_back(PlacementRecord{id, 0, tensor.dump()});
+    output_of_placement_.push_back(frames_[1].value->size() - 1);
+    return true;
+  }
+
+  bool take_skip() {
+    json& skip = *frames_.back().value;
+    const auto name = skip.find("name");
+    if (name == skip.end() || !name->is_string()) return fail("no \"name\" string");
+    const std::uint32_t id = names_.intern(name->get_ref<const std::string&>());
+    skip.erase(name);
+    skip.erase("rule");
+    skip.erase("reason");
+    records_.skipped.push_back(SkipRecord{id, skip.dump()});
+    return true;
+  }
+
+  std::string_view file_;
+  NameTable& names_;
+  PlanRecords& records_;
+  json root_;
+  std::vector<Frame> frames_;
+  std::vector<std::size_t> output_of_placement_;  // by placement: its index in `outputs`
+  std::string error_;
+};
+
+[[noreturn]] void not_a_plan(std::string_view file, const std::string& what) {
+  throw Error(ErrorKind::input, fmt::format("{}: not a shardwise plan: {}", file, what));
+}
+
+const json& member(const json& object, std::string_view file, const std::string& where, const char* key) {
+  const auto it = object.find(key);
+  if (it == object.end()) not_a_plan(file, fmt::format("{} has no \"{}\"", where, key));
+  return *it;
+}
+
+std::uint64_t unsigned_member(const json& object, std::string_view file, const std::string& where,
+                              const char* key) {
+  const json& value = member(object, file, where, key);
+  if (!value.is_number_unsigned())
+    not_a_plan(file, fmt::format("{}.{} is not a non-negative integer", where, key));
+  return value.get<std::uint64_t>();
+}
+
+// The checks the records rely on: a plan of version 1, every output with a rank below mp, once.
+std::vector<std::uint64_t> check_head(const json& head, std::string_view file, std::uint64_t& mp) {
+  if (!head.is_object()) not_a_plan(file, "the top level is not an object");
+  const auto format = head.find("format");
+  if (format == head.end() || *format != "shardwise-plan") {
+    not_a_plan(file, "no \"format\": \"shardwise-plan\" (make plans with `shardwise plan --format json`)");
+  }
+  const std::uint64_t version = unsigned_member(head, file, "the plan", "version");
+  if (version != 1) not_a_plan(file, fmt::format("version {} (this shardwise reads version 1)", version));
+  mp = unsigned_member(head, file, "the plan", "model_parallel");
+  if (mp == 0) not_a_plan(file, "model_parallel is 0");
+  const json& outputs = member(head, file, "the plan", "outputs");
+  const json& skipped = member(head, file, "the plan", "skipped");
+  if (!outputs.is_array()) not_a_plan(file, "\"outputs\" is not an array");
+  if (!skipped.is_array()) not_a_plan(file, "\"skipped\" is not an array");
+  if (!skipped.empty()) not_a_plan(file, "\"skipped\" holds a value that is not an object");
+  std::vector<std::uint64_t> ranks;
+  std::set<std::uint64_t> seen;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const std::string where = fmt::format("outputs[{}]", i);
+    if (!outputs[i].is_object()) not_a_plan(file, where + " is not an object");
+    const std::uint64_t rank = unsigned_member(outputs[i], file, where, "rank");
+    if (rank >= mp) not_a_plan(file, fmt::format("{}.rank is {}, but model_parallel is {}", where, rank, mp));
+    if (!seen.insert(rank).second) not_a_plan(file, fmt::format("{}.rank {} appears twice", where, rank));
+    if (!member(outputs[i], file, where, "file").is_string())
+      not_a_plan(file, where + ".file is not a string");
+    const json& tensors = member(outputs[i], file, where, "tensors");
+    if (!tensors.is_array()) not_a_plan(file, where + ".tensors is not an array");
+    // Objects were taken as records as they closed: anything left is not a tensor.
+    if (!tensors.empty()) not_a_plan(file, where + ".tensors holds a value that is not an object");
+    ranks.push_back(rank);
+  }
+  return ranks;
+}
+
+}  // namespace
+
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names) {
+  PlanRecords records;
+  PlanSax sax(file, names, records);
+  if (!json::sax_parse(text.begin(), text.end(), &sax)) {
+    throw Error(ErrorKind::input,
+                sax.error().empty() ? fmt::format("{}: not valid JSON", file) : sax.error());
+  }
+  const std::vector<std::uint64_t> ranks = check_head(sax.root(), file, records.model_parallel);
+  for (std::size_t i = 0; i < records.placements.size(); ++i) {
+    records.placements[i].rank = ranks[sax.output_of_placement()[i]];
+  }
+  records.head = std::move(sax.root());
+  std::sort(records.placements.begin(), records.placements.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.source, a.rank, a.fields) < std::tie(b.source, b.rank, b.fields);
+  });
+  std::sort(records.skipped.begin(), records.skipped.end(), [](const SkipRecord& a, const SkipRecord& b) {
+    return std::tie(a.source, a.fields) < std::tie(b.source, b.fields);
+  });
+  return records;
+}
+
+}  // namespace shardwise::plan::detail
