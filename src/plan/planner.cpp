@@ -9,6 +9,8 @@
 #include <map>
 #include <tuple>
 
+#include <fnmatch.h>
+
 #include <fmt/format.h>
 
 #include "plan/decision_stream.hpp"
@@ -24,7 +26,8 @@ using detail::Target;
 void place_plain(Target& target, Placer& placer) {
   const st::DType dtype = placer.source(target.source).dtype;
   if (target.owner) {
-    if (auto rank = placer.owner_rank(*target.owner, target.source)) placer.add_owned(*rank, target, dtype, Cast::none);
+    if (auto rank = placer.owner_rank(*target.owner, target.source))
+      placer.add_owned(*rank, target, dtype, Cast::none);
   } else if (target.split == rules::Split::replicate) {
     placer.add_everywhere(target, dtype, Cast::none);
   } else {
@@ -85,18 +88,45 @@ void finish_outputs(Plan& plan, Placer& placer) {
   }
 }
 
+bool is_glob(const std::string& pattern) { return pattern.find_first_of("*?[") != std::string::npos; }
+
+// The input folder's regular files whose names match a shell pattern, in name order. Like Python's
+// glob (which DeepSeek's scripts use), `*` does not match a leading dot.
+std::vector<std::string> files_matching(const std::string& root, const std::string& pattern) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    std::error_code type_ec;
+    if (!entry.is_regular_file(type_ec)) continue;
+    std::string name = entry.path().filename().string();
+    if (fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0) names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Side files: each listed name present in the input folder, and every file a pattern matches; a
+// file named twice is copied once.
 void find_side_files(Plan& plan, const rules::Rules& rules) {
-  for (const std::string& name : rules.side_files()) {
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(std::filesystem::path(plan.input_root) / name, ec)) {
-      plan.side_files.push_back(name);
+  const auto add = [&plan](std::string name) {
+    if (std::find(plan.side_files.begin(), plan.side_files.end(), name) == plan.side_files.end()) {
+      plan.side_files.push_back(std::move(name));
     }
+  };
+  for (const std::string& name : rules.side_files()) {
+    if (is_glob(name)) {
+      for (std::string& match : files_matching(plan.input_root, name)) add(std::move(match));
+      continue;
+    }
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(std::filesystem::path(plan.input_root) / name, ec)) add(name);
   }
 }
 
 }  // namespace
 
-Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
+Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules,
+                     const PlanOptions& options) {
   if (options.model_parallel == 0 || options.model_parallel > kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               kMaxModelParallel, options.model_parallel));
@@ -115,9 +145,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     const st::TensorInfo& info = *ref.info;
     rules::Decision& decision = decisions.next();
     if (decision.kind == rules::Decision::Kind::skip) {
-      plan.skipped.push_back(
-          Skipped{info.name, checkpoint.file_name(ref.file), plan.rule_labels[labels(*decision.rule)],
-                  std::move(decision.reason)});
+      plan.skipped.push_back(Skipped{info.name, checkpoint.file_name(ref.file),
+                                     plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
       continue;
     }
     if (decision.kind == rules::Decision::Kind::unmatched) {
@@ -126,7 +155,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
+    plan.sources.push_back(
+        Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
     Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
                   std::nullopt};
     if (decision.owner) target.owner = placer.owner(*decision.owner, labels(*decision.owner->rule));
@@ -140,7 +170,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   placer.report_owner_problems();
   finish_outputs(plan, placer);
   find_side_files(plan, rules);
-  problems.check(fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
+  problems.check(
+      fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
   return plan;
 }
 
