@@ -79,9 +79,9 @@ void append_row(std::string& out, const Plan& plan, const Source& src, std::span
   append_placement(out, placements, plan.model_parallel);
   out += "  ";
   if (first.cast != Cast::none) {
-    out += detail::cast_source_dtype(first.cast);
-    out += "->";
-    out += detail::cast_target_dtype(first.cast);
+    out += detail::cast_source_dtype(src, first);
+    out += first.cast == Cast::reinterpret ? "=>" : "->";  // => : the same bytes, read as another dtype
+    out += detail::cast_target_dtype(first);
     out += "  ";
   }
   out += st::dtype_name(first.dtype);

@@ -23,17 +23,34 @@ namespace {
 using detail::Placer;
 using detail::Target;
 
-void place_plain(Target& target, Placer& placer) {
-  const st::DType dtype = placer.source(target.source).dtype;
+// The dtype and cast a transform rule gives a plain tensor; nullopt (reported) when the source does
+// not fit it.
+std::optional<std::pair<st::DType, Cast>> transformed(const Source& src,
+                                                      const rules::TransformRule* transform, Placer& placer) {
+  if (transform == nullptr) return std::pair{src.dtype, Cast::none};
+  if (src.dtype != transform->from || src.shape.empty()) {
+    placer.problems().add(fmt::format("{}: {} reinterprets {} as {}, but the tensor is {}{} ({})", src.name,
+                                      transform->rule.label, st::dtype_name(transform->from),
+                                      st::dtype_name(transform->to), st::dtype_name(src.dtype),
+                                      src.shape.empty() ? " with no dims" : "", transform->rule.where.str()));
+    return std::nullopt;
+  }
+  return std::pair{transform->to, Cast::reinterpret};
+}
+
+void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer) {
+  const auto written = transformed(placer.source(target.source), transform, placer);
+  if (!written) return;
+  const auto [dtype, cast] = *written;
   if (target.owner) {
     if (auto rank = placer.owner_rank(*target.owner, target.source))
-      placer.add_owned(*rank, target, dtype, Cast::none);
+      placer.add_owned(*rank, target, dtype, cast);
   } else if (target.split == rules::Split::replicate) {
-    placer.add_everywhere(target, dtype, Cast::none);
+    placer.add_everywhere(target, dtype, cast);
   } else {
     // A plain tensor is the logical weight itself: [out, in].
     const int dim = target.split == rules::Split::out ? 0 : 1;
-    placer.add_split(target, dim, 1, target.split, dtype, Cast::none);
+    placer.add_split(target, dim, 1, target.split, dtype, cast);
   }
 }
 
@@ -161,9 +178,17 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                   std::nullopt};
     if (decision.owner) target.owner = placer.owner(*decision.owner, labels(*decision.owner->rule));
     if (decision.layout != nullptr) {
+      if (decision.transform != nullptr) {
+        problems.add(
+            fmt::format("{}: {} applies to a member of packed layout {}; transforms apply to plain "
+                        "tensors only ({})",
+                        info.name, decision.transform->rule.label, decision.layout->name,
+                        decision.transform->rule.where.str()));
+        continue;
+      }
       groups.add(decision, std::move(target), placer);
     } else {
-      place_plain(target, placer);
+      place_plain(target, decision.transform, placer);
     }
   }
   groups.report_incomplete(placer);

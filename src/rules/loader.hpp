@@ -18,6 +18,10 @@ void read_keys(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 void read_table(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+
+// A dtype name ("F8_E4M3"), reported with a did-you-mean otherwise (layouts.cpp).
+std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what);
 
 // "out" | "in" | "replicate", reported with a did-you-mean otherwise.
 std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const std::string& what);

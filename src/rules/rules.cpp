@@ -24,17 +24,22 @@ namespace {
 // recurses, and keeps every node) and the schema walk can be made to do by a hostile file.
 constexpr std::size_t kMaxRulesBytes = std::size_t{1} << 20;
 
-const std::vector<std::string> kTopLevelKeys = {"shardwise", "name", "description", "params", "output", "side_files",
-                                               "unknown_keys", "normalize", "skip", "layouts", "keys", "table",
-                                               "overrides", "ownership"};
+const std::vector<std::string> kTopLevelKeys = {
+    "shardwise", "name",    "description", "params", "output",    "side_files", "unknown_keys", "normalize",
+    "skip",      "layouts", "keys",        "table",  "overrides", "ownership",  "transforms"};
 
 void read_sections(detail::YamlReader& in, const YAML::Node& root, CompiledRules& out) {
   using Reader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
   // Params first: ownership rules refer to them.
-  const std::pair<const char*, Reader> sections[] = {
-      {"params", detail::read_params},   {"normalize", detail::read_normalize}, {"skip", detail::read_skips},
-      {"layouts", detail::read_layouts}, {"keys", detail::read_keys},           {"table", detail::read_table},
-      {"overrides", detail::read_overrides}, {"ownership", detail::read_ownership}};
+  const std::pair<const char*, Reader> sections[] = {{"params", detail::read_params},
+                                                     {"normalize", detail::read_normalize},
+                                                     {"skip", detail::read_skips},
+                                                     {"layouts", detail::read_layouts},
+                                                     {"keys", detail::read_keys},
+                                                     {"table", detail::read_table},
+                                                     {"overrides", detail::read_overrides},
+                                                     {"ownership", detail::read_ownership},
+                                                     {"transforms", detail::read_transforms}};
   detail::read_header(in, root, out);
   for (const auto& [key, reader] : sections) {
     if (const YAML::Node node = detail::YamlReader::field(root, key); node.IsDefined() && !node.IsNull()) {
@@ -81,7 +86,8 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   for (const auto& message : in.problems()) problems.add(message);
   problems.check("invalid rules file " + display_name);
   format_trails(*impl);
-  for (auto* matcher : {&impl->skip_matcher, &impl->key_matcher, &impl->override_matcher, &impl->ownership_matcher}) {
+  for (auto* matcher : {&impl->skip_matcher, &impl->key_matcher, &impl->override_matcher,
+                        &impl->ownership_matcher, &impl->transform_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }

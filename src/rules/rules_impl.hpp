@@ -123,6 +123,9 @@ struct CompiledRules {
   detail::OrderedMatcher override_matcher;
   std::vector<OwnershipRule> ownership;
   detail::OrderedMatcher ownership_matcher;
+  std::vector<TransformRule> transforms;
+  std::vector<std::string> transform_trails;  // per transform rule
+  detail::OrderedMatcher transform_matcher;
 };
 
 // The pimpl of Rules is the compiled form itself.
