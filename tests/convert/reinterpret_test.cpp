@@ -5,6 +5,7 @@
 
 #include <filesystem>
 
+#include <shardwise/convert/checksum.hpp>
 #include <shardwise/convert/converter.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
@@ -65,6 +66,7 @@ TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, af
   convert::ConvertOptions options;
   options.output_dir = (f.dir / "out").string();
   options.progress = convert::ProgressMode::quiet;
+  options.rules = {rules.name(), convert::xxh3(rules.text())};  // as the CLI records them
   convert::convert_plan(plan, options);
 
   struct Expected {
@@ -132,10 +134,10 @@ TEST_CASE("reinterpret: a source of another dtype is a planning error naming the
     CHECK_THAT(what, Catch::Contains("(2 problems)"));
     CHECK_THAT(what, Catch::Contains(
                          "layers.0.w1.weight: transform[fp4] reinterprets I8 as F4, but the tensor is U8 "
-                         "(fp4.yaml:17:5)"));
+                         "(fp4.yaml:16:5)"));
     CHECK_THAT(what,
                Catch::Contains("layers.0.experts.3.w1.weight: transform[fp4] reinterprets I8 as F4, but the "
-                               "tensor is F4 (fp4.yaml:17:5)"));
+                               "tensor is F4 (fp4.yaml:16:5)"));
   }
 }
 
