@@ -41,6 +41,18 @@ std::uint64_t source_bytes_per_output_byte(const plan::Source& source, const pla
     case plan::Cast::f32_to_bf16:
       if (source.dtype != st::DType::F32 || tensor.dtype != st::DType::BF16) fail("F32");
       return 2;
+    case plan::Cast::reinterpret: {
+      const unsigned from = st::dtype_bits(source.dtype);
+      const unsigned to = st::dtype_bits(tensor.dtype);
+      if (from < to || from % to != 0) {
+        throw Error(ErrorKind::input,
+                    fmt::format("{} (from {}): planned as {} read from a {} source, but {} bits "
+                                "cannot be read as {}-bit elements",
+                                tensor.name, source.name, st::dtype_name(tensor.dtype),
+                                st::dtype_name(source.dtype), from, to));
+      }
+      return 1;
+    }
   }
   throw std::logic_error("unknown cast");
 }
@@ -54,7 +66,9 @@ std::optional<std::uint64_t> rows_bytes(const plan::Source& source, std::size_t 
 
 }  // namespace
 
-TensorStream::TensorStream(const plan::Source& source, const plan::PlannedTensor& tensor) : cast_(tensor.cast) {
+// A reinterpretation copies the bytes as they are: for the stream it is no cast.
+TensorStream::TensorStream(const plan::Source& source, const plan::PlannedTensor& tensor)
+    : cast_(tensor.cast == plan::Cast::reinterpret ? plan::Cast::none : tensor.cast) {
   auto fail = [&](const std::string& what) {
     throw Error(ErrorKind::input, fmt::format("{} (from {}): {}", tensor.name, source.name, what));
   };
@@ -97,6 +111,7 @@ TensorStream::TensorStream(const plan::Source& source, const plan::PlannedTensor
 void TensorStream::transform(const std::byte* src, std::byte* dst, std::uint64_t src_bytes) const {
   switch (cast_) {
     case plan::Cast::none:
+    case plan::Cast::reinterpret:
       std::memcpy(dst, src, src_bytes);
       return;
     case plan::Cast::f16_to_bf16:

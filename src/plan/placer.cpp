@@ -103,6 +103,10 @@ void Placer::report_owner_problems() {
 void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
                  Slice slice, Cast cast) {
   OutputFile& out = plan_.outputs[rank];
+  if (cast == Cast::reinterpret && !shape.empty()) {
+    // The widths were checked by the rules (same or dividing) and the planner (a last dim).
+    shape.back() *= st::dtype_bits(plan_.sources[target.source].dtype) / st::dtype_bits(dtype);
+  }
   const auto bytes = st::byte_size(dtype, shape);
   if (!bytes) {
     throw Error(ErrorKind::input, fmt::format("{}: the size of {}{} overflows", name, st::dtype_name(dtype),

@@ -73,10 +73,10 @@ void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, 
     out += ", \"cast\": null";
   } else {
     out += ", \"cast\": {\"from\": \"";
-    out += detail::cast_source_dtype(t.cast);
+    out += detail::cast_source_dtype(src, t);
     out += "\", \"to\": \"";
-    out += detail::cast_target_dtype(t.cast);
-    out += "\"}";
+    out += detail::cast_target_dtype(t);
+    out += t.cast == Cast::reinterpret ? "\", \"reinterpret\": true}" : "\"}";
   }
   out += ", \"rule\": ";
   append_string(out, rule);

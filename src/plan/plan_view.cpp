@@ -28,19 +28,13 @@ void append_shape(std::string& out, const st::Shape& shape) {
   out += ']';
 }
 
-std::string_view cast_source_dtype(Cast cast) {
-  switch (cast) {
-    case Cast::none:
-      return "";
-    case Cast::f16_to_bf16:
-      return "F16";
-    case Cast::f32_to_bf16:
-      return "F32";
-  }
-  return "";
+std::string_view cast_source_dtype(const Source& source, const PlannedTensor& t) {
+  return t.cast == Cast::none ? "" : st::dtype_name(source.dtype);
 }
 
-std::string_view cast_target_dtype(Cast cast) { return cast == Cast::none ? "" : "BF16"; }
+std::string_view cast_target_dtype(const PlannedTensor& t) {
+  return t.cast == Cast::none ? "" : st::dtype_name(t.dtype);
+}
 
 std::string_view file_name_of(std::string_view path) {
   const auto slash = path.rfind('/');

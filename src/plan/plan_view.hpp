@@ -23,9 +23,10 @@ std::string shape_text(const st::Shape& shape);  // "[512, 4096]", "[]" for a sc
 // Fast appends for the formats' hot loops (fmt's format-string parsing costs more than the work).
 void append_uint(std::string& out, std::uint64_t value);
 void append_shape(std::string& out, const st::Shape& shape);  // as shape_text
-std::string_view cast_source_dtype(Cast cast);                // "F16" for f16_to_bf16; "" for none
-std::string_view cast_target_dtype(Cast cast);                // "BF16"; "" for none
-std::string_view file_name_of(std::string_view path);         // the part after the last '/'
+// The dtypes a cast or reinterpretation goes between ("F16", "BF16"); "" without one.
+std::string_view cast_source_dtype(const Source& source, const PlannedTensor& t);
+std::string_view cast_target_dtype(const PlannedTensor& t);
+std::string_view file_name_of(std::string_view path);  // the part after the last '/'
 // 1536 -> "1,536"
 std::string group_digits(std::uint64_t value);
 // 1536 -> "1.5 KiB"; below 1024: "512 B"

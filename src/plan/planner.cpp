@@ -9,6 +9,8 @@
 #include <map>
 #include <tuple>
 
+#include <fnmatch.h>
+
 #include <fmt/format.h>
 
 #include "plan/decision_stream.hpp"
@@ -21,16 +23,34 @@ namespace {
 using detail::Placer;
 using detail::Target;
 
-void place_plain(Target& target, Placer& placer) {
-  const st::DType dtype = placer.source(target.source).dtype;
+// The dtype and cast a transform rule gives a plain tensor; nullopt (reported) when the source does
+// not fit it.
+std::optional<std::pair<st::DType, Cast>> transformed(const Source& src,
+                                                      const rules::TransformRule* transform, Placer& placer) {
+  if (transform == nullptr) return std::pair{src.dtype, Cast::none};
+  if (src.dtype != transform->from || src.shape.empty()) {
+    placer.problems().add(fmt::format("{}: {} reinterprets {} as {}, but the tensor is {}{} ({})", src.name,
+                                      transform->rule.label, st::dtype_name(transform->from),
+                                      st::dtype_name(transform->to), st::dtype_name(src.dtype),
+                                      src.shape.empty() ? " with no dims" : "", transform->rule.where.str()));
+    return std::nullopt;
+  }
+  return std::pair{transform->to, Cast::reinterpret};
+}
+
+void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer) {
+  const auto written = transformed(placer.source(target.source), transform, placer);
+  if (!written) return;
+  const auto [dtype, cast] = *written;
   if (target.owner) {
-    if (auto rank = placer.owner_rank(*target.owner, target.source)) placer.add_owned(*rank, target, dtype, Cast::none);
+    if (auto rank = placer.owner_rank(*target.owner, target.source))
+      placer.add_owned(*rank, target, dtype, cast);
   } else if (target.split == rules::Split::replicate) {
-    placer.add_everywhere(target, dtype, Cast::none);
+    placer.add_everywhere(target, dtype, cast);
   } else {
     // A plain tensor is the logical weight itself: [out, in].
     const int dim = target.split == rules::Split::out ? 0 : 1;
-    placer.add_split(target, dim, 1, target.split, dtype, Cast::none);
+    placer.add_split(target, dim, 1, target.split, dtype, cast);
   }
 }
 
@@ -87,22 +107,48 @@ void finish_outputs(Plan& plan, Placer& placer) {
   }
 }
 
+bool is_glob(const std::string& pattern) { return pattern.find_first_of("*?[") != std::string::npos; }
+
+// The input folder's regular files whose names match a shell pattern, in name order. Like Python's
+// glob (which DeepSeek's scripts use), `*` does not match a leading dot.
+std::vector<std::string> files_matching(const std::string& root, const std::string& pattern) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(root, ec)) {
+    std::error_code type_ec;
+    if (!entry.is_regular_file(type_ec)) continue;
+    std::string name = entry.path().filename().string();
+    if (fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0) names.push_back(std::move(name));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// Side files: each listed name present in the input folder, and every file a pattern matches; a
+// file named twice is copied once.
 void find_side_files(Plan& plan, const rules::Rules& rules) {
-  for (const std::string& name : rules.side_files()) {
+  const auto add = [&plan](std::string name) {
+    if (std::find(plan.side_files.begin(), plan.side_files.end(), name) != plan.side_files.end()) return;
     const std::string path = (std::filesystem::path(plan.input_root) / name).string();
-    std::error_code ec;
-    if (std::filesystem::is_regular_file(path, ec)) {
-      const std::optional<FileIdentity> identity = identity_of_path(path);
-      if (!identity) continue;  // removed since the line above
-      plan.side_files.push_back(name);
-      plan.side_file_identities.push_back(*identity);
+    const std::optional<FileIdentity> identity = identity_of_path(path);
+    if (!identity) return;  // removed since it was listed
+    plan.side_files.push_back(std::move(name));
+    plan.side_file_identities.push_back(*identity);
+  };
+  for (const std::string& name : rules.side_files()) {
+    if (is_glob(name)) {
+      for (std::string& match : files_matching(plan.input_root, name)) add(std::move(match));
+      continue;
     }
+    std::error_code ec;
+    if (std::filesystem::is_regular_file(std::filesystem::path(plan.input_root) / name, ec)) add(name);
   }
 }
 
 }  // namespace
 
-Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
+Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules,
+                     const PlanOptions& options) {
   if (options.model_parallel == 0 || options.model_parallel > kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               kMaxModelParallel, options.model_parallel));
@@ -121,9 +167,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     const st::TensorInfo& info = *ref.info;
     rules::Decision& decision = decisions.next();
     if (decision.kind == rules::Decision::Kind::skip) {
-      plan.skipped.push_back(
-          Skipped{info.name, checkpoint.file_name(ref.file), plan.rule_labels[labels(*decision.rule)],
-                  std::move(decision.reason)});
+      plan.skipped.push_back(Skipped{info.name, checkpoint.file_name(ref.file),
+                                     plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
       continue;
     }
     if (decision.kind == rules::Decision::Kind::reject) {
@@ -137,21 +182,31 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
+    plan.sources.push_back(
+        Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
     Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
                   std::nullopt};
     if (decision.owner) target.owner = placer.owner(*decision.owner, labels(*decision.owner->rule));
     if (decision.layout != nullptr) {
+      if (decision.transform != nullptr) {
+        problems.add(
+            fmt::format("{}: {} applies to a member of packed layout {}; transforms apply to plain "
+                        "tensors only ({})",
+                        info.name, decision.transform->rule.label, decision.layout->name,
+                        decision.transform->rule.where.str()));
+        continue;
+      }
       groups.add(decision, std::move(target), placer);
     } else {
-      place_plain(target, placer);
+      place_plain(target, decision.transform, placer);
     }
   }
   groups.report_incomplete(placer);
   placer.report_owner_problems();
   finish_outputs(plan, placer);
   find_side_files(plan, rules);
-  problems.check(fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
+  problems.check(
+      fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
   return plan;
 }
 

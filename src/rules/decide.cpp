@@ -233,6 +233,10 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     d.group = dot == std::string::npos ? d.output : d.output.substr(0, dot);
     d.output = d.group + "." + d.member->suffix;
   }
+  if (const auto index = rules.transform_matcher.first_match(d.output)) {
+    d.transform = &rules.transforms[*index];
+    if (trail != nullptr) trail->push_back(rules.transform_trails[*index]);
+  }
   d.kind = Decision::Kind::place;
   return d;
 }

@@ -98,6 +98,10 @@ std::string Rules::summary() const {
                       plural(r.table.size(), "table entry"), plural(r.overrides.size(), "override"),
                       plural(r.ownership.size(), "ownership rule"));
   text += fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
+  for (const auto& rule : r.transforms) {
+    text += fmt::format("  {}: reinterpret {} as {}\n", rule.rule.label, st::dtype_name(rule.from),
+                        st::dtype_name(rule.to));
+  }
   for (const auto& layout : r.layouts) {
     std::vector<std::string> members;
     for (const auto& member : layout.members) members.push_back(describe_member(member));

@@ -67,14 +67,6 @@ std::string dtype_suggestion(const std::string& text) {
   return did_you_mean(text, all_dtype_names());
 }
 
-std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what) {
-  const auto text = in.string_value(node, what);
-  if (!text) return std::nullopt;
-  if (auto dtype = st::parse_dtype(*text)) return dtype;
-  in.error(node, fmt::format("unknown dtype '{}' in {}{}", *text, what, dtype_suggestion(*text)));
-  return std::nullopt;
-}
-
 bool cast_supported(st::DType from, st::DType to) {
   return from == to || (to == st::DType::BF16 && (from == st::DType::F16 || from == st::DType::F32));
 }
@@ -131,6 +123,14 @@ void read_member(YamlReader& in, const YAML::Node& key, const YAML::Node& value,
 }
 
 }  // namespace
+
+std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what) {
+  const auto text = in.string_value(node, what);
+  if (!text) return std::nullopt;
+  if (auto dtype = st::parse_dtype(*text)) return dtype;
+  in.error(node, fmt::format("unknown dtype '{}' in {}{}", *text, what, dtype_suggestion(*text)));
+  return std::nullopt;
+}
 
 void read_layouts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_open_map(node, "layouts")) return;

@@ -354,4 +354,41 @@ void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
   }
 }
 
+void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  if (!in.check_list(node, "transforms")) return;
+  DuplicateRules duplicates("transform");
+  for (const auto& item : node) {
+    if (!in.check_map(item, "transform rule", {"name", "match", "reinterpret"})) continue;
+    const auto name = in.string_field(item, "name", "transform rule", false);
+    read_match(in, item, "transform rule", out.transform_matcher, duplicates);
+    TransformRule rule{{rule_label("transform", name, out.transforms.size()), in.where(item)}};
+    const YAML::Node reinterpret = YamlReader::field(item, "reinterpret");
+    if (!reinterpret.IsDefined()) {
+      in.error(item, "transform rule is missing required key 'reinterpret'");
+    } else if (in.check_map(reinterpret, "'reinterpret' of transform rule", {"from", "to"})) {
+      const auto dtype = [&](const char* key) -> std::optional<st::DType> {
+        const YAML::Node value = YamlReader::field(reinterpret, key);
+        if (value.IsDefined()) return read_dtype(in, value, fmt::format("'{}' of reinterpret", key));
+        in.error(reinterpret, fmt::format("reinterpret is missing required key '{}'", key));
+        return std::nullopt;
+      };
+      const auto from = dtype("from");
+      const auto to = dtype("to");
+      if (from && to) {
+        rule.from = *from;
+        rule.to = *to;
+        const unsigned from_bits = st::dtype_bits(*from);
+        const unsigned to_bits = st::dtype_bits(*to);
+        if (from_bits < to_bits || from_bits % to_bits != 0) {
+          in.error(reinterpret,
+                   fmt::format("cannot reinterpret {} ({} bits) as {} ({} bits): the element width must "
+                               "be the same or divide the source's",
+                               st::dtype_name(*from), from_bits, st::dtype_name(*to), to_bits));
+        }
+      }
+    }
+    out.transforms.push_back(std::move(rule));
+  }
+}
+
 }  // namespace shardwise::rules::detail

@@ -34,6 +34,10 @@ inline bool replaced_by_child(const YamlReader& in, const SourceLocation& earlie
 inline std::string short_where(const YamlReader& in, const SourceLocation& at) {
   return at.file == in.file() ? std::to_string(at.line) + ":" + std::to_string(at.column) : at.str();
 }
+void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+
+// A dtype name ("F8_E4M3"), reported with a did-you-mean otherwise (layouts.cpp).
+std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what);
 
 // "out" | "in" | "replicate", reported with a did-you-mean otherwise.
 std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const std::string& what);

@@ -22,7 +22,7 @@ namespace {
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",  "extends",      "name",      "description", "params", "output",
     "side_files", "unknown_keys", "normalize", "reject",      "skip",   "layouts",
-    "keys",       "table",        "overrides", "ownership",   "tests"};
+    "keys",       "table",        "overrides", "ownership",   "tests",  "transforms"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
@@ -31,7 +31,7 @@ const std::pair<const char*, SectionReader> kSections[] = {
     {"reject", detail::read_rejects},     {"skip", detail::read_skips},
     {"layouts", detail::read_layouts},    {"keys", detail::read_keys},
     {"table", detail::read_table},        {"overrides", detail::read_overrides},
-    {"ownership", detail::read_ownership}};
+    {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms}};
 
 // `chain` is the file, then its parent, ... (all maps). Scalars are read parent first, so that a
 // value an extending file gives replaces its parent's; each list is read child first (the first
@@ -91,7 +91,7 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   problems.check("invalid rules file " + display_name);
   format_trails(out);
   for (auto* matcher : {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
-                        &out.ownership_matcher}) {
+                        &out.ownership_matcher, &out.transform_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }

@@ -149,6 +149,9 @@ struct CompiledRules {
   std::vector<OwnershipRule> ownership;
   detail::OrderedMatcher ownership_matcher;
   std::vector<RulesTest> tests;
+  std::vector<TransformRule> transforms;
+  std::vector<std::string> transform_trails;  // per transform rule
+  detail::OrderedMatcher transform_matcher;
 };
 
 // The pimpl of Rules is the compiled form itself.

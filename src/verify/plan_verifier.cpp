@@ -157,7 +157,9 @@ std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
                          ? fmt::format("source {} in {}", source.name, file)
                          : fmt::format("source slice dim{}[{}:{}] of {} in {}", t.slice.dim, t.slice.begin, t.slice.end,
                                        source.name, file);
-  if (t.cast != plan::Cast::none) {
+  if (t.cast == plan::Cast::reinterpret) {
+    text += fmt::format(" read as {}", st::dtype_name(t.dtype));
+  } else if (t.cast != plan::Cast::none) {
     text += fmt::format(" after the cast {} -> {}", st::dtype_name(source.dtype), st::dtype_name(t.dtype));
   }
   return text;

@@ -23,8 +23,10 @@ struct Slice {
   bool whole() const noexcept { return dim < 0; }
 };
 
-// Element conversion applied while copying.
-enum class Cast { none, f16_to_bf16, f32_to_bf16 };
+// Element conversion applied while copying. `reinterpret` copies the bytes unchanged and writes
+// them as another dtype of the same or a smaller width (rules `transforms:`): the output's last
+// dim is the slice's times the ratio of the widths (I8 [o, i/2] -> F4 [o, i]).
+enum class Cast { none, f16_to_bf16, f32_to_bf16, reinterpret };
 
 struct Source {
   std::size_t file = 0;       // index into Plan::input_files

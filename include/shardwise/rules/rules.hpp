@@ -63,6 +63,16 @@ struct ParamInfo {
   SourceLocation where;
 };
 
+// A transform applied to a placed tensor after its slice is taken (`transforms:`), chosen by the
+// first rule whose regex matches the output name. A reinterpretation writes the bytes unchanged
+// as another dtype of the same or a smaller element width (I8 [out, in/2] -> F4 [out, in]): the
+// last dim grows by the ratio of the widths.
+struct TransformRule {
+  RuleRef rule;
+  st::DType from = st::DType::U8;  // the dtype the source must have
+  st::DType to = st::DType::U8;    // the dtype written
+};
+
 struct Ownership {
   std::uint64_t index = 0;  // captured from the name
   std::uint64_t count = 0;  // the parameter's value: owner rank = index / (count / mp)
@@ -83,6 +93,7 @@ struct Decision {
   std::optional<std::string> key;  // the key extracted, if any
   Split split = Split::replicate;  // ignored when owner is set
   std::optional<Ownership> owner;
+  const TransformRule* transform = nullptr;  // owned by the Rules, like `rule`; null: bytes as they are
   // Packed members: the layout, the member, and the group's output base name.
   const Layout* layout = nullptr;
   const LayoutMember* member = nullptr;
