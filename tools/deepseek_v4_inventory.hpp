@@ -1,7 +1,7 @@
 #pragma once
 // The tensor inventory of a DeepSeek-V4 W4A16 (GPTQ-packed) checkpoint, from a configuration:
-// every tensor of DEEPSEEK_V4.md's per-block table (`layers.L.` and `mtp.0.`), the top level and
-// mtp.0's extras, with names in the inference style (as released) or the older HF/V3 style.
+// every tensor of DEEPSEEK_V4.md's per-block table (`layers.L.` and `mtp.M.`), the top level and
+// the MTP blocks' extras, with names in the inference style (as released) or the older HF/V3 style.
 // Model knowledge belongs here (tools/), never in src/ or include/.
 
 #include <cstdint>
@@ -31,7 +31,9 @@ struct ModelConfig {
   unsigned hash_layers = 0;            // layers [0, hash_layers) route by tid2eid
   std::vector<unsigned> first_ratios;  // compress ratios of the first layers; then 4, 128, 4, ...
   unsigned mtp_ratio = 0;
-  bool mtp_embed_head = false;  // emit mtp.0 embed/head copies (the reference skips them)
+  unsigned mtp_blocks = 1;        // mtp.0 .. mtp.N-1 (DeepSeek-V4.1 "DSpark" has 3)
+  std::uint64_t mtp_experts = 0;  // routed experts per MTP block; 0: E, as the backbone
+  bool mtp_embed_head = false;    // emit mtp.0 embed/head copies (the reference skips them)
   bool tokenizer = false;
 };
 
@@ -102,9 +104,12 @@ class InventoryBuilder {
 
   std::vector<TensorSpec> build() {
     for (unsigned l = 0; l < c_.layers; ++l)
-      block("layers." + std::to_string(l) + ".", compress_ratio(c_, l), l < c_.hash_layers);
-    block("mtp.0.", c_.mtp_ratio, false);
-    mtp_extras();
+      block("layers." + std::to_string(l) + ".", compress_ratio(c_, l), l < c_.hash_layers, c_.experts);
+    for (unsigned m = 0; m < c_.mtp_blocks; ++m) {
+      const std::string p = "mtp." + std::to_string(m) + ".";
+      block(p, c_.mtp_ratio, false, c_.mtp_experts == 0 ? c_.experts : c_.mtp_experts);
+      mtp_extras(p);
+    }
     top_level();
     return std::move(out_);
   }
@@ -212,33 +217,33 @@ class InventoryBuilder {
     compressor(p, "attn.indexer.compressor", 4, 2 * kIndexerHeadDim, kIndexerHeadDim);
   }
 
-  void moe(const std::string& p, bool hash_routed) {
+  void moe(const std::string& p, bool hash_routed, std::uint64_t experts) {
     if (o_.quant_gate_embed) {
-      linear(p, "ffn.gate", c_.dim, c_.experts);
+      linear(p, "ffn.gate", c_.dim, experts);
     } else {
-      tensor(p, "ffn.gate.weight", DType::BF16, {c_.experts, c_.dim}, Fill::bf16);
+      tensor(p, "ffn.gate.weight", DType::BF16, {experts, c_.dim}, Fill::bf16);
     }
     if (hash_routed) {
       tensor(p, "ffn.gate.tid2eid", DType::I64, {c_.vocab, kTopK}, Fill::tid2eid);
     } else {
-      tensor(p, "ffn.gate.bias", DType::F32, {c_.experts}, Fill::f32);
+      tensor(p, "ffn.gate.bias", DType::F32, {experts}, Fill::f32);
     }
     const auto mlp = [&](const std::string& path) {
       linear(p, path + ".w1", c_.dim, c_.moe_inter_dim);
       linear(p, path + ".w2", c_.moe_inter_dim, c_.dim);
       linear(p, path + ".w3", c_.dim, c_.moe_inter_dim);
     };
-    for (std::uint64_t e = 0; e < c_.experts; ++e) mlp("ffn.experts." + std::to_string(e));
+    for (std::uint64_t e = 0; e < experts; ++e) mlp("ffn.experts." + std::to_string(e));
     mlp("ffn.shared_experts");
   }
 
-  void block(const std::string& p, unsigned ratio, bool hash_routed) {
+  void block(const std::string& p, unsigned ratio, bool hash_routed, std::uint64_t experts) {
     norm(p, "attn_norm.weight", c_.dim);
     norm(p, "ffn_norm.weight", c_.dim);
     hyper_connections(p, "attn");
     hyper_connections(p, "ffn");
     attention(p, ratio);
-    moe(p, hash_routed);
+    moe(p, hash_routed, experts);
   }
 
   void head_hyper_connections(const std::string& p) {
@@ -247,8 +252,7 @@ class InventoryBuilder {
     tensor(p, "hc_head_scale", DType::F32, {1}, Fill::f32);
   }
 
-  void mtp_extras() {
-    const std::string p = "mtp.0.";
+  void mtp_extras(const std::string& p) {
     linear(p, "e_proj", c_.dim, c_.dim);
     linear(p, "h_proj", c_.dim, c_.dim);
     norm(p, "enorm.weight", c_.dim);
@@ -259,13 +263,13 @@ class InventoryBuilder {
     // Absent from the real release; the reference skips `mtp.*` names containing `emb` or ending
     // in `head.weight`. The HF style uses V3's MTP names (embed_tokens, shared_head.head).
     const bool hf = o_.style == Style::hf;
-    out_.push_back({hf ? "model.mtp.0.embed_tokens.weight" : "mtp.0.embed.weight",
-                    "mtp.0.embed.weight",
+    out_.push_back({hf ? "model." + p + "embed_tokens.weight" : p + "embed.weight",
+                    p + "embed.weight",
                     DType::BF16,
                     {c_.vocab, c_.dim},
                     Fill::bf16});
-    out_.push_back({hf ? "model.mtp.0.shared_head.head.weight" : "mtp.0.head.weight",
-                    "mtp.0.head.weight",
+    out_.push_back({hf ? "model." + p + "shared_head.head.weight" : p + "head.weight",
+                    p + "head.weight",
                     DType::BF16,
                     {c_.vocab, c_.dim},
                     Fill::bf16});

@@ -32,8 +32,10 @@ namespace {
 struct Options {
   std::string out;
   std::string config = "tiny";
-  unsigned layers = 0;        // 0: the config's
-  std::uint64_t experts = 0;  // 0: the config's
+  unsigned layers = 0;            // 0: the config's
+  std::uint64_t experts = 0;      // 0: the config's
+  unsigned mtp_blocks = 0;        // 0: the config's
+  std::uint64_t mtp_experts = 0;  // 0: as many as the layers
   std::string style = "inference";
   unsigned files = 1;
   bool index = false;
@@ -230,6 +232,8 @@ gen::ModelConfig resolve_config(const Options& o) {
   gen::ModelConfig c = gen::config_named(o.config);
   if (o.layers > 0) c.layers = o.layers;
   if (o.experts > 0) c.experts = o.experts;
+  if (o.mtp_blocks > 0) c.mtp_blocks = o.mtp_blocks;
+  c.mtp_experts = o.mtp_experts;
   if (o.tokenizer >= 0) c.tokenizer = o.tokenizer == 1;
   if (o.mtp_embed_head >= 0) c.mtp_embed_head = o.mtp_embed_head == 1;
   return c;
@@ -274,9 +278,15 @@ int main(int argc, char** argv) {
                  "Model shape: tiny (a few MB; every split works at mp 1-8), flash or pro "
                  "(DeepSeek-V4-Flash / -Pro dimensions)")
       ->check(CLI::IsMember({"tiny", "flash", "pro"}));
-  app.add_option("--layers", o.layers, "Number of layers (besides mtp.0), overriding the config's")
+  app.add_option("--layers", o.layers, "Number of layers (besides the MTP blocks), overriding the config's")
       ->check(CLI::Range(1U, 1000U));
   app.add_option("--experts", o.experts, "Routed experts per layer, overriding the config's")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
+  app.add_option("--mtp-blocks", o.mtp_blocks,
+                 "MTP blocks mtp.0 .. mtp.N-1 (default 1; DeepSeek-V4.1 \"DSpark\" has 3)")
+      ->check(CLI::Range(1U, 100U));
+  app.add_option("--mtp-experts", o.mtp_experts,
+                 "Routed experts per MTP block, when they differ from the layers' (DSpark: 128 against 384)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));
   app.add_option("--style", o.style,
                  "Tensor names: inference (as released: layers.L.attn.wq_a) or hf "

@@ -45,7 +45,13 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
     std::string flag = "--" + param.name;
     std::replace(flag.begin() + 2, flag.end(), '_', '-');
     std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
-    if (param.default_value) help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    if (param.default_value) {
+      help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    } else if (param.inferred) {
+      help += " (default: each scope's own count, from the checkpoint)";
+    } else {
+      help += " (required by the bundled rules)";
+    }
     command.add_option(flag, values[param.name], help);
   }
 }
