@@ -64,7 +64,9 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
   command.add_option("-r,--rules", options.rules_file, "rules file (default: the bundled rules)");
   add_bundled_param_flags(command, options.declared);
-  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
+  // One NAME=VALUE per -p: a list would swallow the arguments that follow it.
+  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
   command.allow_extras();
   command.footer(command.get_footer() + "\n" +
                  "Rules parameters are also given as --NAME VALUE, dashes for underscores: `--group-size 64` sets "

@@ -63,3 +63,13 @@ TEST_CASE("explain: unknown parameters and bad values are usage errors") {
   CHECK(awq.exit_code == 0);
   CHECK(awq.out.find("split on logical out into 2 equal parts: qweight dim 1 (out/8)") != std::string::npos);
 }
+
+TEST_CASE("explain takes one NAME=VALUE per -p, and the names after it as names") {
+  const auto result = run_command({shardwise_binary(), "explain", "-m", "8", "-p", "n_experts=384",
+                                   "layers.3.ffn.experts.200.w1.qweight", "embed.weight"});
+  INFO(result.err);
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("\nlayers.3.ffn.experts.200.w1.qweight\n") != std::string::npos);
+  CHECK(result.out.find("\nembed.weight\n") != std::string::npos);
+  CHECK(result.out.find("whole to rank 4 = index 200 / (n_experts=384 / mp=8)") != std::string::npos);
+}
