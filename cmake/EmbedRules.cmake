@@ -10,10 +10,13 @@ function(shardwise_embed_rules out default_name)
   if(NOT default_name IN_LIST stems)
     message(FATAL_ERROR "SHARDWISE_DEFAULT_RULES '${default_name}' is not one of the bundled rules: ${stems}")
   endif()
+  # The list travels as one argument joined by '|' (a ';' would split it; VERBATIM quotes the '|').
+  string(REPLACE ";" "|" joined "${inputs}")
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DDEFAULT=${default_name} "-DINPUTS=${inputs}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DDEFAULT=${default_name} -DINPUTS=${joined}
             -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/embed_rules.cmake
     DEPENDS ${inputs} ${CMAKE_CURRENT_SOURCE_DIR}/cmake/embed_rules.cmake
-    COMMENT "Embedding bundled rules")
+    COMMENT "Embedding bundled rules"
+    VERBATIM)
 endfunction()

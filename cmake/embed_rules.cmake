@@ -1,5 +1,6 @@
-# cmake -DOUT=file.cpp -DDEFAULT=stem -DINPUTS="a.yaml;b.yaml" -P embed_rules.cmake
+# cmake -DOUT=file.cpp -DDEFAULT=stem -DINPUTS="a.yaml|b.yaml" -P embed_rules.cmake
 set(body "// Generated from rules/*.yaml by cmake/embed_rules.cmake. Do not edit.\n#include <shardwise/rules/bundled.hpp>\n\nnamespace shardwise::rules {\n\nstd::string_view default_rules_name() { return \"${DEFAULT}\"; }\n\nconst std::vector<BundledRules>& bundled_rules() {\n  static const std::vector<BundledRules> all = {\n")
+string(REPLACE "|" ";" INPUTS "${INPUTS}")
 list(SORT INPUTS)
 foreach(in ${INPUTS})
   get_filename_component(fname ${in} NAME)

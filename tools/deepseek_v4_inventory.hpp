@@ -1,7 +1,7 @@
 #pragma once
 // The tensor inventory of a DeepSeek-V4 W4A16 (GPTQ-packed) checkpoint, from a configuration:
-// every tensor of DEEPSEEK_V4.md's per-block table (`layers.L.` and `mtp.0.`), the top level and
-// mtp.0's extras, with names in the inference style (as released) or the older HF/V3 style.
+// every tensor of DEEPSEEK_V4.md's per-block table (`layers.L.` and `mtp.M.`), the top level and
+// the MTP blocks' extras, with names in the inference style (as released) or the older HF/V3 style.
 // Model knowledge belongs here (tools/), never in src/ or include/.
 
 #include <cstdint>

@@ -32,8 +32,8 @@ namespace {
 struct Options {
   std::string out;
   std::string config = "tiny";
-  unsigned layers = 0;        // 0: the config's
-  std::uint64_t experts = 0;  // 0: the config's
+  unsigned layers = 0;            // 0: the config's
+  std::uint64_t experts = 0;      // 0: the config's
   std::string style = "inference";
   unsigned files = 1;
   bool index = false;
@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
                  "Model shape: tiny (a few MB; every split works at mp 1-8), flash or pro "
                  "(DeepSeek-V4-Flash / -Pro dimensions)")
       ->check(CLI::IsMember({"tiny", "flash", "pro"}));
-  app.add_option("--layers", o.layers, "Number of layers (besides mtp.0), overriding the config's")
+  app.add_option("--layers", o.layers, "Number of layers (besides the MTP blocks), overriding the config's")
       ->check(CLI::Range(1U, 1000U));
   app.add_option("--experts", o.experts, "Routed experts per layer, overriding the config's")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{100000}));

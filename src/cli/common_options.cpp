@@ -46,7 +46,13 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
     std::string flag = "--" + param.name;
     std::replace(flag.begin() + 2, flag.end(), '_', '-');
     std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
-    if (param.default_value) help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    if (param.default_value) {
+      help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+    } else if (param.inferred) {
+      help += " (default: each scope's own count, from the checkpoint)";
+    } else {
+      help += " (required by the bundled rules)";
+    }
     command.add_option(flag, values[param.name], help);
   }
 }
@@ -65,7 +71,9 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
                   "file path (a value with a '/' or a .yaml/.yml ending)",
                   rules::default_rules_name()));
   add_bundled_param_flags(command, options.declared);
-  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)");
+  // One NAME=VALUE per -p: a list would swallow the arguments that follow it.
+  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
   command.allow_extras();
   command.footer(
       command.get_footer() + "\n" +

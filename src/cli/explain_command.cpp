@@ -70,7 +70,9 @@ void add_explain_command(CLI::App& app, Action& action) {
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
   add_bundled_param_flags(*explain, options->declared);
-  explain->add_option("-p,--param", options->params, "A rules parameter, NAME=VALUE (repeatable)");
+  // One NAME=VALUE per -p: a list would take the tensor names that follow it as more parameters.
+  explain->add_option("-p,--param", options->params, "A rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
   explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
   explain->callback([&action, options] { action = [options] { return run_explain(*options); }; });
 }

@@ -161,11 +161,11 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
 
 bool same_placement(const Target& a, const Target& b) {
   if (a.split != b.split || a.owner.has_value() != b.owner.has_value()) return false;
-  return !a.owner || (a.owner->index == b.owner->index && a.owner->count == b.owner->count);
+  return !a.owner || (a.owner->index == b.owner->index && a.owner->scope == b.owner->scope);
 }
 
 std::string placement_text(const Target& t) {
-  if (t.owner) return fmt::format("owned, index {} of {}", t.owner->index, t.owner->count);
+  if (t.owner) return fmt::format("owned, index {}", t.owner->index);
   return fmt::format("split {}", rules::split_name(t.split));
 }
 
@@ -237,11 +237,6 @@ void PackedGroups::place(Group& group, Placer& placer) {
       return;
     }
   }
-  std::optional<std::uint64_t> owner;
-  if (first.owner) {
-    owner = placer.owner_rank(*first.owner, first.source);
-    if (!owner) return;
-  }
   const Split split = first.split;
   for (std::size_t m = 0; m < group.members.size(); ++m) {
     const rules::LayoutMember& decl = layout.members[m];
@@ -249,8 +244,8 @@ void PackedGroups::place(Group& group, Placer& placer) {
     const st::DType from = placer.source(target.source).dtype;
     const Cast cast = *cast_between(from, decl.cast_to);
     const st::DType dtype = decl.cast_to.value_or(from);
-    if (owner) {
-      placer.add_owned(*owner, target, dtype, cast);
+    if (first.owner) {
+      placer.defer_owned(target, dtype, cast);
       continue;
     }
     std::array<int, 2> dims{};  // the member's dims on the split axis

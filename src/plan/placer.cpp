@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "plan/ownership_scopes.hpp"
 #include "plan/plan_view.hpp"
 
 namespace shardwise::plan::detail {
@@ -62,42 +63,18 @@ std::string Placer::describe(std::size_t source) const {
   return fmt::format("{} ({})", src.name, std::string_view(path).substr(path.rfind('/') + 1));
 }
 
-Owner Placer::owner(const rules::Ownership& ownership, std::size_t rule) {
-  auto param = count_params_.find(ownership.count_param);
-  if (param == count_params_.end()) param = count_params_.insert(ownership.count_param).first;
-  return Owner{ownership.index, ownership.count, &*param, rule};
+void Placer::defer_owned(Target& target, st::DType dtype, Cast cast) {
+  owned_.push_back(Deferred{std::move(target), dtype, cast});
 }
 
-std::optional<std::uint64_t> Placer::owner_rank(const Owner& owner, std::size_t source) {
-  if (owner.index >= owner.count) {
-    OutOfRange& problem = out_of_range_[*owner.count_param];
-    if (problem.tensors++ == 0) {
-      problem = OutOfRange{owner.count, 1, owner.index, source, owner.rule};
-    }
-    problem.largest = std::max(problem.largest, owner.index);
-    return std::nullopt;
-  }
-  if (owner.count % mp_ != 0) {
-    if (reported_not_multiple_.insert(owner.count_param).second) {
-      problems_.add(fmt::format("{}={} is not a multiple of mp={}: owned tensors such as {} cannot be spread "
-                                "evenly over the ranks ({})",
-                                *owner.count_param, owner.count, mp_, plan_.sources[source].name, label(owner.rule)));
-    }
-    return std::nullopt;
-  }
-  return owner.index / (owner.count / mp_);
-}
-
-void Placer::report_owner_problems() {
-  for (const auto& [param, p] : out_of_range_) {
-    const std::string& first = plan_.sources[p.first].name;
-    if (p.tensors == 1) {
-      problems_.add(fmt::format("{}: index {} is out of range for {}={} ({})", first, p.largest, param, p.count, label(p.rule)));
-    } else {
-      problems_.add(fmt::format("{} and {} more owned tensors: indices up to {} are out of range for {}={} ({})", first,
-                                p.tensors - 1, p.largest, param, p.count, label(p.rule)));
+void Placer::place_owned(const OwnershipScopes& scopes) {
+  for (Deferred& owned : owned_) {
+    const Owner& owner = *owned.target.owner;
+    if (const auto count = scopes.count(owner.scope)) {
+      add_owned(owner.index / (*count / mp_), owned.target, owned.dtype, owned.cast);
     }
   }
+  owned_.clear();
 }
 
 void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
@@ -113,8 +90,8 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
                                               shape_text(shape)));
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
-  out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice, cast,
-                                      target.rule});
+  out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
+                                      cast, target.rule});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast) {
@@ -124,7 +101,8 @@ void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast
 void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
   const st::Shape& shape = plan_.sources[target.source].shape;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
-    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, shape, Slice{}, cast);
+    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, shape, Slice{},
+        cast);
     if (rank > 0) {
       plan_.replicated_bytes =
           checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes, "replicated bytes");
@@ -132,7 +110,8 @@ void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
   }
 }
 
-bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast) {
+bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype,
+                       Cast cast) {
   const Source& src = plan_.sources[target.source];
   const auto d = static_cast<std::size_t>(dim);
   if (d >= src.shape.size()) {
@@ -142,14 +121,15 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
   }
   const std::uint64_t size = src.shape[d];
   if (size % mp_ != 0) {
-    const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size, dim_kind(dim, unit, src.shape.size()), mp_);
+    const std::string head = fmt::format("{}: {} {} cannot be split over mp={}", src.name, size,
+                                         dim_kind(dim, unit, src.shape.size()), mp_);
     const std::uint64_t logical = size * unit;
     if (unit == 1) {
-      problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim, shape_text(src.shape),
-                                size, mp_));
+      problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim,
+                                shape_text(src.shape), size, mp_));
     } else if (logical % mp_ != 0) {
-      problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head, rules::split_name(axis),
-                                logical, mp_, unit));
+      problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head,
+                                rules::split_name(axis), logical, mp_, unit));
     } else {
       problems_.add(fmt::format("{} ({}={}, {} per rank, packing {})", head, rules::split_name(axis), logical,
                                 logical / mp_, unit));

@@ -4,9 +4,7 @@
 // Diagnostics; the caller keeps visiting so that one run reports everything.
 
 #include <cstdint>
-#include <map>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,20 +16,20 @@
 
 namespace shardwise::plan::detail {
 
+class OwnershipScopes;
+
 // rules::Ownership without its strings: 100,000s of owned tensors share a few rules.
 struct Owner {
   std::uint64_t index = 0;
-  std::uint64_t count = 0;
-  const std::string* count_param = nullptr;  // interned by the Placer
-  std::size_t rule = 0;                      // index into Plan::rule_labels
+  std::size_t scope = 0;  // from OwnershipScopes::add, which knows the count once all tensors are seen
 };
 
 // What the rules said about one placed source tensor, kept until it can be placed (packed members
 // wait for the rest of their group).
 struct Target {
-  std::size_t source = 0;             // index into Plan::sources
-  std::string output;                 // output name
-  std::size_t rule = 0;               // index into Plan::rule_labels
+  std::size_t source = 0;  // index into Plan::sources
+  std::string output;      // output name
+  std::size_t rule = 0;    // index into Plan::rule_labels
   rules::Split split = rules::Split::replicate;
   std::optional<Owner> owner;
 };
@@ -67,15 +65,15 @@ class Placer {
   // "blk.0.x.w (part-00002.safetensors)": a source as messages name it.
   std::string describe(std::size_t source) const;
 
-  Owner owner(const rules::Ownership& ownership, std::size_t rule);
-  // The rank that owns a tensor, or nullopt when there is none (index out of range, count not a
-  // multiple of mp): such problems are counted and reported by report_owner_problems().
-  std::optional<std::uint64_t> owner_rank(const Owner& owner, std::size_t source);
-  void report_owner_problems();
+  // An owned tensor waits for its scope's count, known once every tensor was seen (and checked):
+  // place_owned() then gives each to rank index / (count / mp), or drops those of a scope that
+  // failed its check (the plan fails).
+  void defer_owned(Target& target, st::DType dtype, Cast cast);
+  void place_owned(const OwnershipScopes& scopes);
 
   // Adds one output tensor to `rank` (no checks: callers validated the numbers).
-  void add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape, Slice slice,
-           Cast cast);
+  void add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
+           Slice slice, Cast cast);
   // The whole tensor to one rank; takes the target's output name.
   void add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast);
   // The same whole tensor on every rank; counts the copies beyond the first as replicated.
@@ -86,22 +84,16 @@ class Placer {
   bool add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast);
 
  private:
-  // Owned tensors whose index is out of range, per count parameter: reported once, with numbers.
-  struct OutOfRange {
-    std::uint64_t count = 0;
-    std::uint64_t tensors = 0;
-    std::uint64_t largest = 0;
-    std::size_t first = 0;
-    std::size_t rule = 0;
+  struct Deferred {
+    Target target;
+    st::DType dtype;
+    Cast cast;
   };
-  const std::string& label(std::size_t rule) const { return plan_.rule_labels[rule]; }
 
   Plan& plan_;
   Diagnostics& problems_;
   std::uint64_t mp_;
-  std::set<std::string, std::less<>> count_params_;    // interned Owner::count_param
-  std::set<const std::string*> reported_not_multiple_;  // count parameters already reported
-  std::map<std::string_view, OutOfRange> out_of_range_;
+  std::vector<Deferred> owned_;
 };
 
 }  // namespace shardwise::plan::detail

@@ -106,6 +106,14 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
   }
   out += "},\n  \"rules\": ";
   append_string(out, plan.rules_name);
+  if (!plan.notes.empty()) {  // only when there are any, so plans without notes keep their bytes
+    out += ",\n  \"notes\": [";
+    for (std::size_t i = 0; i < plan.notes.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_string(out, plan.notes[i]);
+    }
+    out += "]";
+  }
   out += ",\n  \"input\": {\"root\": ";
   append_string(out, plan.input_root);
   out += ", \"files\": [";

@@ -185,6 +185,7 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
                  plan.model_parallel);
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(params, " "));
+  for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", note);
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors,
                  detail::group_digits(plan.input_bytes), detail::human_bytes(plan.input_bytes));

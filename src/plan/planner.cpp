@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "plan/decision_stream.hpp"
+#include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
 
@@ -43,8 +44,7 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
   if (!written) return;
   const auto [dtype, cast] = *written;
   if (target.owner) {
-    if (auto rank = placer.owner_rank(*target.owner, target.source))
-      placer.add_owned(*rank, target, dtype, cast);
+    placer.defer_owned(target, dtype, cast);
   } else if (target.split == rules::Split::replicate) {
     placer.add_everywhere(target, dtype, cast);
   } else {
@@ -54,12 +54,17 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
   }
 }
 
+// The parameters given by the caller, without mp (the plan's own value).
+rules::Params given_params(const PlanOptions& options) {
+  rules::Params given = options.params;
+  given.erase("mp");
+  return given;
+}
+
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
   plan.model_parallel = options.model_parallel;
-  rules::Params given = options.params;
-  given.erase("mp");  // the plan's own value wins
-  rules::Params resolved = rules.resolve_params(given);
+  rules::Params resolved = rules.resolve_params(given_params(options));
   resolved["mp"] = options.model_parallel;
   plan.params.insert(resolved.begin(), resolved.end());
   plan.rules_name = rules.display_name();
@@ -87,9 +92,14 @@ void finish_outputs(Plan& plan, Placer& placer) {
     return std::tie(a.name, a.source) < std::tie(b.name, b.source);
   };
   for (OutputFile& out : plan.outputs) {
-    // Tensors arrive in source-name order, which renames seldom disturb: often nothing to sort.
-    if (!std::is_sorted(out.tensors.begin(), out.tensors.end(), by_name)) {
-      std::sort(out.tensors.begin(), out.tensors.end(), by_name);
+    // Tensors arrive in source-name order, which renames seldom disturb, then the owned tensors
+    // (placed last, also in order): often two sorted runs to merge, not a sort.
+    const auto end = out.tensors.end();
+    const auto unsorted = std::is_sorted_until(out.tensors.begin(), end, by_name);
+    if (std::is_sorted(unsorted, end, by_name)) {
+      std::inplace_merge(out.tensors.begin(), unsorted, end, by_name);
+    } else {
+      std::sort(out.tensors.begin(), end, by_name);
     }
     for (std::size_t i = 1; i < out.tensors.size(); ++i) {
       const PlannedTensor& a = out.tensors[i - 1];
@@ -158,6 +168,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
   detail::PackedGroups groups(checkpoint.tensors().size());
+  detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
   detail::RuleLabels labels(plan.rule_labels);
 
   detail::DecisionStream decisions(checkpoint, rules, params);
@@ -186,7 +197,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
         Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
     Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
                   std::nullopt};
-    if (decision.owner) target.owner = placer.owner(*decision.owner, labels(*decision.owner->rule));
+    if (decision.owner)
+      target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
     if (decision.layout != nullptr) {
       if (decision.transform != nullptr) {
         problems.add(
@@ -202,7 +214,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
   }
   groups.report_incomplete(placer);
-  placer.report_owner_problems();
+  scopes.check(problems, plan.notes);
+  placer.place_owned(scopes);
   finish_outputs(plan, placer);
   find_side_files(plan, rules);
   problems.check(

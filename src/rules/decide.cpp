@@ -161,21 +161,25 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   const OwnershipRule& rule = rules.ownership[*index];
   const auto span = capture(rules.ownership_matcher.pattern(*index), d.output, rule.index_group);
   const std::string text = span ? d.output.substr(span->first, span->second) : std::string();
-  Ownership owner{0, 0, rule.count_param, &rule.rule};
+  Ownership owner{0, std::nullopt, rule.count_param, &rule.rule, 0, 0, rule.partial};
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), owner.index);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
     why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule), text);
     return false;
   }
-  const auto count = params.find(rule.count_param);
-  if (count == params.end()) {
+  owner.index_begin = span->first;
+  owner.index_end = span->first + span->second;
+  if (const auto count = params.find(rule.count_param); count != params.end()) {
+    owner.count = count->second;
+  } else if (!rule.count_inferred) {
     throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} was not given", rule.count_param, at(rule.rule)));
   }
-  owner.count = count->second;
   d.rule = &rule.rule;
   if (trail != nullptr) {
-    trail->push_back(rule.rule.label + ": index " + text + " of " + rule.count_param + "=" +
-                     std::to_string(owner.count) + rule.trail_suffix);
+    const std::string count =
+        owner.count ? std::to_string(*owner.count) : "(each scope's count in the checkpoint)";
+    trail->push_back(rule.rule.label + ": index " + text + " of " + rule.count_param + "=" + count +
+                     rule.trail_suffix);
   }
   d.owner = std::move(owner);
   return true;
@@ -232,6 +236,14 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     const auto dot = d.output.rfind('.');
     d.group = dot == std::string::npos ? d.output : d.output.substr(0, dot);
     d.output = d.group + "." + d.member->suffix;
+    if (d.owner && d.owner->index_end > d.group.size()) {
+      return unmatched(
+          std::move(d),
+          fmt::format("{} ({}) captured its index in the last component, which a packed member's suffix "
+                      "replaces",
+                      d.owner->rule->label, at(*d.owner->rule)),
+          trail != nullptr);
+    }
   }
   if (const auto index = rules.transform_matcher.first_match(d.output)) {
     d.transform = &rules.transforms[*index];

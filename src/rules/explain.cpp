@@ -21,16 +21,32 @@ std::string dtype_list(const std::vector<st::DType>& dtypes) {
   return fmt::format("{}", fmt::join(names, "|"));
 }
 
+// "layers.3.ffn.experts": the output name up to the captured index, without the dot before it.
+std::string scope_of(const std::string& output, const Ownership& o) {
+  std::string_view scope = std::string_view(output).substr(0, o.index_begin);
+  if (scope.ends_with('.')) scope.remove_suffix(1);
+  return std::string(scope);
+}
+
 // Where a placed tensor goes: replicated, split (in member terms for packed members), or owned.
 std::string placement(const Decision& d, std::uint64_t mp) {
   if (d.owner) {
     const Ownership& o = *d.owner;
-    if (o.count < mp || o.count % mp != 0) {
-      return fmt::format("owned, but cannot be placed: {}={} is not a multiple of mp={}", o.count_param, o.count, mp);
+    if (!o.count) {
+      return fmt::format(
+          "whole to rank index {} / ({} / mp={}), {} being the count of its scope {} in the checkpoint",
+          o.index, o.count_param, mp, o.count_param, scope_of(d.output, o));
     }
-    if (o.index >= o.count) return fmt::format("owned, but index {} is out of range ({}={})", o.index, o.count_param, o.count);
-    const std::uint64_t per_rank = o.count / mp;
-    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", o.index / per_rank, o.index, o.count_param, o.count, mp);
+    const std::uint64_t count = *o.count;
+    if (count < mp || count % mp != 0) {
+      return fmt::format("owned, but cannot be placed: {}={} is not a multiple of mp={}", o.count_param,
+                         count, mp);
+    }
+    if (o.index >= count)
+      return fmt::format("owned, but index {} is out of range ({}={})", o.index, o.count_param, count);
+    const std::uint64_t per_rank = count / mp;
+    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", o.index / per_rank, o.index,
+                       o.count_param, count, mp);
   }
   if (d.split == Split::replicate) return fmt::format("replicated on all {}", plural(mp, "rank"));
   const std::string_view axis = split_name(d.split);

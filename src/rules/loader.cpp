@@ -82,6 +82,17 @@ int named_group(const RE2& re, const std::string& group) {
   return it == groups.end() ? 0 : it->second;
 }
 
+// `partial: true|false` of an ownership rule (false when absent).
+bool read_partial(YamlReader& in, const YAML::Node& rule) {
+  const YAML::Node node = YamlReader::field(rule, "partial");
+  if (!node.IsDefined()) return false;
+  const auto text = in.string_value(node, "'partial' of ownership rule");
+  if (text == "true") return true;
+  if (text && *text != "false")
+    in.error(node, fmt::format("'partial' of ownership rule must be true or false, got '{}'", *text));
+  return false;
+}
+
 }  // namespace
 
 bool is_component(const std::string& text) { return !text.empty() && text.find('.') == std::string::npos; }
@@ -144,6 +155,16 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, boo
   }
 }
 
+// `default: N`, or `default: infer` (the count of each ownership scope, from the checkpoint).
+void read_default(YamlReader& in, const YAML::Node& map, const std::string& what, ParamInfo& spec) {
+  const YAML::Node node = YamlReader::field(map, "default");
+  if (node.IsDefined() && node.IsScalar() && node.Scalar() == "infer") {
+    spec.inferred = true;
+  } else {
+    spec.default_value = in.uint_field(map, "default", what, false);
+  }
+}
+
 void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_open_map(node, "params")) return;
   for (const auto& entry : node) {
@@ -158,9 +179,9 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     const auto earlier =
         std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
     if (earlier != out.params.end() && replaced_by_child(in, earlier->where)) continue;
-    ParamInfo spec{name, std::nullopt, "", in.where(entry.first)};
+    ParamInfo spec{name, std::nullopt, false, "", in.where(entry.first)};
     if (in.check_map(entry.second, what, {"default", "help"})) {
-      spec.default_value = in.uint_field(entry.second, "default", what, false);
+      read_default(in, entry.second, what, spec);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");
     }
     out.params.push_back(std::move(spec));
@@ -333,12 +354,13 @@ void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
   std::vector<std::string> param_names{"mp"};
   for (const auto& param : out.params) param_names.push_back(param.name);
   for (const auto& item : node) {
-    if (!in.check_map(item, "ownership rule", {"name", "match", "count"})) continue;
+    if (!in.check_map(item, "ownership rule", {"name", "match", "count", "partial"})) continue;
     const auto name = in.string_field(item, "name", "ownership rule", false);
     const RE2* re = read_match(in, item, "ownership rule", out.ownership_matcher, duplicates);
     OwnershipRule rule{{rule_label("ownership", name, out.ownership.size() - first), in.where(item)},
                        in.string_field(item, "count", "ownership rule", true).value_or(""),
                        0};
+    rule.partial = read_partial(in, item);
     if (re != nullptr) {
       rule.index_group = named_group(*re, "index");
       if (rule.index_group == 0) {
@@ -349,6 +371,17 @@ void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
     if (!rule.count_param.empty() && !known) {
       in.error(YamlReader::field(item, "count"), fmt::format("count names an undefined parameter '{}'{}", rule.count_param,
                                                              did_you_mean(rule.count_param, param_names)));
+    }
+    for (const auto& param : out.params) {
+      if (param.name == rule.count_param) rule.count_inferred = param.inferred;
+    }
+    if (rule.partial && rule.count_inferred) {
+      in.error(
+          YamlReader::field(item, "partial"),
+          fmt::format(
+              "a partial ownership rule needs a given count: parameter '{}' says 'default: infer', and a "
+              "checkpoint holding part of a scope does not tell its count",
+              rule.count_param));
     }
     out.ownership.push_back(std::move(rule));
   }

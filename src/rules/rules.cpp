@@ -149,14 +149,24 @@ Params Rules::resolve_params(const Params& given) const {
     }
     params[name] = value;
   }
+  std::vector<std::string> missing;
   for (const auto& spec : impl_->params) {
-    if (!params.contains(spec.name)) {
-      throw Error(ErrorKind::usage, fmt::format("parameter '{}' of rules {} has no default: give it (--param {}=N)",
-                                                spec.name, impl_->display_name, spec.name));
-    }
+    if (params.contains(spec.name) || spec.inferred) continue;
+    missing.push_back(
+        fmt::format("{} is required: {} (parameter {} of {} has no default; --param {}=N is the same)",
+                    param_flag(spec.name), spec.help.empty() ? "a rules parameter" : spec.help, spec.name,
+                    spec.where.str(), spec.name));
   }
+  if (missing.size() == 1) throw Error(ErrorKind::usage, missing.front());
+  if (!missing.empty()) throw Error(ErrorKind::usage, fmt::format("{}", fmt::join(missing, "\n")));
   if (params.at("mp") == 0) throw Error(ErrorKind::usage, "mp (the model-parallel size) must be at least 1");
   return params;
+}
+
+std::string param_flag(std::string_view param) {
+  std::string flag = "--" + std::string(param);
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return flag;
 }
 
 const std::string& Rules::name() const { return impl_->name; }

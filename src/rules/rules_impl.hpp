@@ -92,6 +92,8 @@ struct OwnershipRule {
   RuleRef rule;
   std::string count_param;
   int index_group = 0;  // 1-based capture index of `index`
+  bool count_inferred = false;  // the parameter says `default: infer`
+  bool partial = false;         // `partial: true`
   std::string trail_suffix;  // " of n=N (file:l:c)" needs the value: only the location is kept
 };
 

@@ -169,8 +169,10 @@ TEST_CASE("plan usage errors exit 2") {
     std::string message;
   };
   const Case cases[] = {
-      {{"-i", dir.str(), "-m", "2", "--filter", "("}, "invalid --filter pattern '(': missing ): ("},
-      {{"-i", dir.str(), "-m", "2", "--format", "yaml"}, "--format"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--filter", "("},
+       "invalid --filter pattern '(': missing ): ("},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--format", "yaml"}, "--format"},
+      {{"-i", dir.str(), "-m", "2"}, "--n-experts is required: routed experts per MoE layer"},
       {{"-i", dir.str()}, "--model-parallel is required"},
       {{"-i", dir.str(), "-m", "2", "--n-expert", "2"}, "n_expert"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"}, "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
@@ -191,7 +193,8 @@ TEST_CASE("plan usage errors exit 2") {
 TEST_CASE("plan says so when standard output refuses the plan") {
   TempDir dir;
   generate(dir);
-  const auto result = run_command({"/bin/sh", "-c", shardwise_binary() + " plan -m 2 -i '" + dir.str() + "' > /dev/full"});
+  const auto result = run_command(
+      {"/bin/sh", "-c", shardwise_binary() + " plan -m 2 --n-experts 2 -i '" + dir.str() + "' > /dev/full"});
   CHECK(result.exit_code == 5);
   CHECK_THAT(result.err, Catch::Contains("cannot write the plan to standard output: No space left on device"));
 }
@@ -210,7 +213,8 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
     INFO(command);
     const auto help = run_command({shardwise_binary(), command, "--help"});
     CHECK(help.exit_code == 0);
-    CHECK_THAT(help.out, Catch::Contains("--n-experts UINT") && Catch::Contains("bundled rules' default: 256"));
+    CHECK_THAT(help.out,
+               Catch::Contains("--n-experts UINT") && Catch::Contains("required by the bundled rules"));
   }
   TempDir dir;
   generate(dir);  // 2 experts per layer; n_experts=3 cannot be spread over 2 ranks

@@ -139,3 +139,13 @@ TEST_CASE("rules check and explain on the DSpark example: the chain, its tests, 
                  Catch::Contains("whole to rank 6 = index 100 / (n_mtp_experts=128 / mp=8)") &&
                  Catch::Contains("  decided by: ownership[experts] (<bundled>/deepseek-v4-w4a16.yaml:"));
 }
+
+TEST_CASE("explain takes one NAME=VALUE per -p, and the names after it as names") {
+  const auto result = run_command({shardwise_binary(), "explain", "-m", "8", "-p", "n_experts=384",
+                                   "layers.3.ffn.experts.200.w1.qweight", "embed.weight"});
+  INFO(result.err);
+  CHECK(result.exit_code == 0);
+  CHECK(result.out.find("\nlayers.3.ffn.experts.200.w1.qweight\n") != std::string::npos);
+  CHECK(result.out.find("\nembed.weight\n") != std::string::npos);
+  CHECK(result.out.find("whole to rank 4 = index 200 / (n_experts=384 / mp=8)") != std::string::npos);
+}

@@ -17,7 +17,7 @@ TEST_CASE("a large plan is written in pieces that join into the whole text and J
   std::vector<TensorSpec> tensors;
   for (int i = 0; i < 6000; ++i) {
     tensors.push_back({fmt::format("blk.{:05}.col.weight", i), st::DType::BF16, {8, 4}});
-    tensors.push_back({fmt::format("blk.{:05}.items.{}.row.weight", i, i % 4), st::DType::BF16, {8, 4}});
+    tensors.push_back({fmt::format("blk.{:05}.items.{}.row.weight", i / 4, i % 4), st::DType::BF16, {8, 4}});
   }
   write_checkpoint_file(dir / "a.safetensors", tensors);
   const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");

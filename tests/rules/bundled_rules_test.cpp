@@ -171,7 +171,7 @@ TEST_CASE("bundled rules: HF-style names decide as the reference converter") {
 
 TEST_CASE("bundled rules: labels, locations and the file's other settings") {
   const Rules rules = Rules::bundled();
-  const auto params = rules.resolve_params({});
+  const auto params = rules.resolve_params({{"n_experts", 256}});
   CHECK(params.at("mp") == 1);
   CHECK(params.at("n_experts") == 256);
   CHECK(rules.name() == "deepseek-v4-w4a16");
@@ -204,10 +204,16 @@ TEST_CASE("bundled rules: labels, locations and the file's other settings") {
   CHECK(scales.dims[0].divisor == 128);
 }
 
-TEST_CASE("resolve_params refuses unknown names and mp=0") {
+TEST_CASE("resolve_params refuses unknown names and mp=0, and requires n_experts as the reference does") {
   const Rules rules = Rules::bundled();
+  CHECK_THROWS_WITH(
+      rules.resolve_params({}),
+      "--n-experts is required: routed experts per MoE layer (256 for V4-Flash, 384 for V4-Pro) "
+      "(parameter n_experts of <bundled>/deepseek-v4-w4a16.yaml:14:3 has no default; --param "
+      "n_experts=N is the same)");
   CHECK_THROWS_WITH(rules.resolve_params({{"n_expert", 3}}),
                     "unknown parameter 'n_expert' for rules <bundled>/deepseek-v4-w4a16.yaml (did you mean "
                     "'n_experts'?) (known: mp, n_experts)");
-  CHECK_THROWS_WITH(rules.resolve_params({{"mp", 0}}), "mp (the model-parallel size) must be at least 1");
+  CHECK_THROWS_WITH(rules.resolve_params({{"mp", 0}, {"n_experts", 8}}),
+                    "mp (the model-parallel size) must be at least 1");
 }

@@ -75,6 +75,9 @@ struct Plan {
   std::vector<std::string> side_files;          // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned
   std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once
+  // What people must know besides the rows: counts taken from the checkpoint, ownership rules
+  // exempt from the completeness check. Shown by the text and JSON views when not empty.
+  std::vector<std::string> notes;
   std::uint64_t input_bytes = 0;
   std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)
 };

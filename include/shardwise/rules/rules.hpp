@@ -58,7 +58,10 @@ using Params = std::map<std::string, std::uint64_t, std::less<>>;
 // A parameter as the rules file declares it (`params:`), for help texts and command-line flags.
 struct ParamInfo {
   std::string name;
-  std::optional<std::uint64_t> default_value;  // none: it must be given
+  std::optional<std::uint64_t> default_value;  // none: it must be given (unless inferred)
+  // `default: infer`: when not given, an ownership rule counting with it takes each scope's own
+  // count from the checkpoint (docs/rules.md).
+  bool inferred = false;
   std::string help;
   SourceLocation where;
 };
@@ -73,11 +76,24 @@ struct TransformRule {
   st::DType to = st::DType::U8;    // the dtype written
 };
 
+// The command-line flag of a rules parameter: `--` and the name, dashes for underscores
+// (`n_experts` -> `--n-experts`).
+std::string param_flag(std::string_view param);
+
+// A tensor that belongs whole to one rank. Its *scope* is the output name up to the captured index
+// (`layers.3.ffn.experts.`): the planner checks each scope against the count (docs/rules.md).
 struct Ownership {
   std::uint64_t index = 0;  // captured from the name
-  std::uint64_t count = 0;  // the parameter's value: owner rank = index / (count / mp)
+  // The parameter's value: owner rank = index / (count / mp). None when the parameter is
+  // inferred (`default: infer`) and was not given: each scope's own count, known to the planner.
+  std::optional<std::uint64_t> count;
   std::string count_param;  // its name, for messages
   const RuleRef* rule = nullptr;  // owned by the Rules (see Decision::rule)
+  // Decision::output is scope, index, rest: [0, index_begin), [index_begin, index_end), the rest.
+  std::size_t index_begin = 0;
+  std::size_t index_end = 0;
+  // `partial: true`: a checkpoint may hold part of each scope (only the indices' range is checked).
+  bool partial = false;
 };
 
 struct Decision {
