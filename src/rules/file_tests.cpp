@@ -159,13 +159,16 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   }
   o.split = "whole";
   const Ownership& owner = *d.owner;
-  if (owner.count < mp || owner.count % mp != 0) {
-    o.placement = fmt::format("{}={} is not a multiple of mp={}", owner.count_param, owner.count, mp);
-  } else if (owner.index >= owner.count) {
+  if (!owner.count) {
+    // `default: infer`: the count is each scope's own, which only a checkpoint tells.
+    o.placement = fmt::format("{} is taken from the checkpoint: give it in the test's params", owner.count_param);
+  } else if (*owner.count < mp || *owner.count % mp != 0) {
+    o.placement = fmt::format("{}={} is not a multiple of mp={}", owner.count_param, *owner.count, mp);
+  } else if (owner.index >= *owner.count) {
     o.placement =
-        fmt::format("index {} is out of range ({}={})", owner.index, owner.count_param, owner.count);
+        fmt::format("index {} is out of range ({}={})", owner.index, owner.count_param, *owner.count);
   } else {
-    o.ranks.push_back(owner.index / (owner.count / mp));
+    o.ranks.push_back(owner.index / (*owner.count / mp));
   }
   return o;
 }

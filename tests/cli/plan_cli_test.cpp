@@ -246,8 +246,8 @@ TEST_CASE(
                             "--rules", dspark, "--format", "json"});
   REQUIRE(result.exit_code == 0);
   const auto bundled = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--format", "json"});
-  CHECK(bundled.exit_code == 4);  // mtp experts 2 and 3 are out of range for n_experts=2
-  CHECK_THAT(bundled.err, Catch::Contains("indices up to 3 are out of range for n_experts=2"));
+  CHECK(bundled.exit_code == 4);  // the MTP blocks hold 4 experts each, n_experts says 2
+  CHECK_THAT(bundled.err, Catch::Contains("mtp.0.ffn.experts: 4 experts (0-3) in the checkpoint, but n_experts=2"));
 
   const auto doc = nlohmann::json::parse(result.out);
   std::size_t mtp_experts = 0;

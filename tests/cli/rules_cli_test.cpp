@@ -67,7 +67,7 @@ TEST_CASE("rules show, check and explain refuse an unknown bundled name with exi
 
 TEST_CASE("explain --rules NAME uses the bundled rules of that name") {
   const auto result =
-      run_command({shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a16", "embed.weight"});
+      run_command({shardwise_binary(), "explain", "--rules", "deepseek-v4-w4a16", "--n-experts", "256", "embed.weight"});
   CHECK(result.exit_code == 0);
   CHECK(result.out.find("rules: <bundled>/deepseek-v4-w4a16.yaml (deepseek-v4-w4a16)\n") == 0);
 }
@@ -113,14 +113,14 @@ TEST_CASE("rules check runs the file's tests: the bundled ones pass, a wrong exp
   shardwise::test::write_file(
       file,
       "shardwise: 1\nname: wrong\nextends: deepseek-v4-w4a16\ntests:\n"
-      "  - {tensor: layers.3.ffn.experts.200.w2.qzeros, mp: 8, expect: {ranks: [4]}}\n"
-      "  - {tensor: embed.weight, mp: 2, expect: {split: out}}\n");
+      "  - {tensor: layers.3.ffn.experts.200.w2.qzeros, mp: 8, params: {n_experts: 256}, expect: {ranks: [4]}}\n"
+      "  - {tensor: embed.weight, mp: 2, params: {n_experts: 256}, expect: {split: out}}\n");
   const auto wrong = run_command({shardwise_binary(), "rules", "check", file});
   CHECK(wrong.exit_code == 3);
   CHECK(wrong.err ==
         "shardwise: error: the tests of " + file + " fail (1 problem):\n  " + file +
-            ":5:5: test 'layers.3.ffn.experts.200.w2.qzeros' (mp=8): ranks: expected [4], the rules "
-            "decide [6] (deciding rule: ownership[experts] at <bundled>/deepseek-v4-w4a16.yaml:113:5)\n");
+            ":5:5: test 'layers.3.ffn.experts.200.w2.qzeros' (mp=8, n_experts=256): ranks: expected [4], the "
+            "rules decide [6] (deciding rule: ownership[experts] at <bundled>/deepseek-v4-w4a16.yaml:113:5)\n");
   CHECK_THAT(wrong.out, Catch::Contains("  extends: <bundled>/deepseek-v4-w4a16.yaml\n"));
 }
 
@@ -131,8 +131,8 @@ TEST_CASE("rules check and explain on the DSpark example: the chain, its tests, 
   CHECK_THAT(checked.out, Catch::Contains("  extends: <bundled>/deepseek-v4-w4a16.yaml\n") &&
                               Catch::Contains("  tests: 3 passed\n") && Catch::Contains(file + ": OK\n"));
   const auto explained =
-      run_command({shardwise_binary(), "explain", "--rules", file, "-m", "8",
-                   "mtp.1.ffn.experts.100.w1.qweight", "layers.1.ffn.experts.100.w1.qweight"});
+      run_command({shardwise_binary(), "explain", "--rules", file, "-m", "8", "--n-experts", "384", "-p",
+                   "n_mtp_experts=128", "mtp.1.ffn.experts.100.w1.qweight", "layers.1.ffn.experts.100.w1.qweight"});
   CHECK(explained.exit_code == 0);
   CHECK_THAT(explained.out,
              Catch::Contains("  decided by: ownership[mtp-experts] (" + file + ":9:5)\n") &&

@@ -34,7 +34,7 @@ table:
   w2: {split: in}
   norm: {split: replicate}
 ownership:
-  - {name: experts, match: '\.experts\.(?P<index>[0-9]+)\.', count: n_experts}
+  - {name: experts, match: '\.experts\.(?P<index>[0-9]+)\.', count: n_experts, partial: true}
 transforms:
   - name: fp4
     match: '\.(w1|w2)\.weight$'

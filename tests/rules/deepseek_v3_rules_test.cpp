@@ -170,6 +170,9 @@ std::vector<Input> v32_inputs() {
       t("model.layers.1.mlp.gate.e_score_correction_bias", "F32", {2}, b),
       t("model.layers.1.mlp.experts.0.down_proj.weight", "F8_E4M3", {4, 4}, b),
       t("model.layers.1.mlp.experts.0.down_proj.weight_scale_inv", "F32", {1, 1}, b),
+      t("model.layers.1.mlp.experts.0.up_proj.weight", "F8_E4M3", {4, 4}, b),
+      t("model.layers.1.mlp.experts.1.down_proj.weight", "F8_E4M3", {4, 4}, b),
+      t("model.layers.1.mlp.experts.1.down_proj.weight_scale_inv", "F32", {1, 1}, b),
       t("model.layers.1.mlp.experts.1.up_proj.weight", "F8_E4M3", {4, 4}, b),
       t("model.layers.1.mlp.shared_experts.gate_proj.weight", "F8_E4M3", {6, 4}, b),
       t("model.layers.61.self_attn.q_b_proj.weight", "F8_E4M3", {4, 6}, b),
@@ -184,8 +187,11 @@ struct Row {
 };
 const Row kRank0Only[] = {
     {"layers.1.ffn.experts.0.w2.weight", "model.layers.1.mlp.experts.0.down_proj.weight", -1},
-    {"layers.1.ffn.experts.0.w2.scale", "model.layers.1.mlp.experts.0.down_proj.weight_scale_inv", -1}};
+    {"layers.1.ffn.experts.0.w2.scale", "model.layers.1.mlp.experts.0.down_proj.weight_scale_inv", -1},
+    {"layers.1.ffn.experts.0.w3.weight", "model.layers.1.mlp.experts.0.up_proj.weight", -1}};
 const Row kRank1Only[] = {
+    {"layers.1.ffn.experts.1.w2.weight", "model.layers.1.mlp.experts.1.down_proj.weight", -1},
+    {"layers.1.ffn.experts.1.w2.scale", "model.layers.1.mlp.experts.1.down_proj.weight_scale_inv", -1},
     {"layers.1.ffn.experts.1.w3.weight", "model.layers.1.mlp.experts.1.up_proj.weight", -1}};
 const Row kEveryRank[] = {
     {"embed.weight", "model.embed_tokens.weight", 0},

@@ -41,16 +41,18 @@ TEST_CASE("examples: DeepSeek-V4.1 DSpark, ten lines on the bundled rules, with 
   for (const auto& failure : report.failures) UNSCOPED_INFO(failure);
   CHECK(report.failures.empty());
   CHECK(report.run == 3);
-  const auto params = rules.resolve_params({{"mp", 8}, {"n_experts", 384}});
+  const auto params = rules.resolve_params({{"mp", 8}, {"n_experts", 384}, {"n_mtp_experts", 128}});
   // MTP experts by their own count (128 / 8 = 16 per rank), backbone experts by n_experts (48 per rank).
   const Decision mtp = rules.decide("model.mtp.1.mlp.experts.127.down_proj.qzeros", params);
   REQUIRE(mtp.owner);
   CHECK(mtp.owner->count_param == "n_mtp_experts");
-  CHECK(mtp.owner->index / (mtp.owner->count / 8) == 7);
+  REQUIRE(mtp.owner->count);
+  CHECK(mtp.owner->index / (*mtp.owner->count / 8) == 7);
   CHECK(mtp.rule->where.file.ends_with("deepseek-v4.1-dspark-w4a16.yaml"));
   const Decision backbone = rules.decide("layers.5.ffn.experts.127.w2.qzeros", params);
   REQUIRE(backbone.owner);
-  CHECK(backbone.owner->index / (backbone.owner->count / 8) == 2);
+  REQUIRE(backbone.owner->count);
+  CHECK(backbone.owner->index / (*backbone.owner->count / 8) == 2);
   CHECK(backbone.rule->where.file == "<bundled>/deepseek-v4-w4a16.yaml");
   CHECK(rules.decide("mtp.2.embed.weight", params).kind == Decision::Kind::skip);
   CHECK(rules.decide("mtp.2.ffn.shared_experts.w1.qweight", params).split == Split::replicate);

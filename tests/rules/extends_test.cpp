@@ -129,7 +129,7 @@ TEST_CASE("extends: bundled rules by name, chains of files, paths relative to th
              "shardwise: 1\nname: middle\nextends: deepseek-v4-w4a16\ntable:\n  wq_a: {split: out}\n");
   write_file(dir / "child.yaml", "shardwise: 1\nname: child\nextends: sub/middle.yaml\n");
   const Rules rules = Rules::load_file((dir / "child.yaml").string());
-  const auto params = rules.resolve_params({{"mp", 2}});
+  const auto params = rules.resolve_params({{"mp", 2}, {"n_experts", 256}});
   const Decision wq_a = rules.decide("layers.0.attn.wq_a.qweight", params);
   CHECK(wq_a.split == Split::out);
   CHECK(wq_a.rule->where.file == (dir / "sub" / "middle.yaml").string());
