@@ -77,11 +77,19 @@ void remove_all_manifest_temporaries(const fs::path& out) {
 }
 
 void refuse_foreign_files(const fs::path& out, const std::vector<std::string>& names) {
-  const std::set<std::string> owned = files_shardwise_wrote(out);
-  std::vector<std::string> foreign;
+  // Which files exist is looked at before the manifests are read: another process of the same job
+  // may complete the manifest meanwhile, and a file that appears after its evidence was read would
+  // look foreign.
+  std::vector<std::string> existing;
   for (const std::string& name : names) {
     std::error_code ec;
-    if (fs::exists(out / name, ec) && owned.count(name) == 0) foreign.push_back(name);
+    if (fs::exists(out / name, ec)) existing.push_back(name);
+  }
+  if (existing.empty()) return;
+  const std::set<std::string> owned = files_shardwise_wrote(out);
+  std::vector<std::string> foreign;
+  for (const std::string& name : existing) {
+    if (owned.count(name) == 0) foreign.push_back(name);
   }
   if (foreign.empty()) return;
   throw Error(ErrorKind::io,
