@@ -11,6 +11,7 @@
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
+#include <shardwise/rules/bundled.hpp>
 #include <shardwise/rules/scaffold.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
@@ -68,6 +69,19 @@ void check_draft(const st::Checkpoint& checkpoint, const std::string& draft, con
   }
 }
 
+// The suffixes of a packed triple, from the first bundled rules file that describes one: the C++
+// knows the packing's shape, the rules know what its members are called.
+rules::PackedSuffixes packed_suffixes() {
+  for (const rules::BundledRules& bundled : rules::bundled_rules()) {
+    const rules::Rules rules = rules::load_named_rules(std::string(bundled.name));
+    for (const rules::Layout& layout : rules.layouts()) {
+      if (auto suffixes = rules::packed_suffixes_of(layout)) return *suffixes;
+    }
+  }
+  throw Error(ErrorKind::rules,
+              "no bundled rules file describes a packed (GPTQ) layout to recognise triples by");
+}
+
 int run_scaffold(const ScaffoldArgs& args) {
   const st::Checkpoint checkpoint = st::Checkpoint::open(args.checkpoint);
   std::vector<rules::TensorHeader> headers;
@@ -76,6 +90,7 @@ int run_scaffold(const ScaffoldArgs& args) {
     headers.push_back(rules::TensorHeader{ref.info->name, ref.info->dtype, ref.info->shape});
   }
   rules::ScaffoldOptions options;
+  options.packed = packed_suffixes();
   options.name = args.name.empty() ? default_name(args.checkpoint) : args.name;
   options.source = args.checkpoint;
   options.model_parallel = args.model_parallel.value_or(8);
@@ -92,18 +107,19 @@ int run_scaffold(const ScaffoldArgs& args) {
 
 void add_rules_scaffold_command(CLI::App& rules, Action& action) {
   auto args = std::make_shared<ScaffoldArgs>();
-  auto* scaffold = rules.add_subcommand("scaffold",
-                                        "Print a draft rules file for a checkpoint, from its headers alone: "
-                                        "name patterns grouped into keys, packed\n"
-                                        "groups (GPTQ, AWQ) recognised with the factors their shapes give, "
-                                        "FP8 block scales noted, indexed scopes\n"
-                                        "inside layers (experts) turned into ownership with the count found, "
-                                        "and one table row per key with a split\n"
-                                        "guessed from the shapes (each guess commented). The draft is then "
-                                        "loaded and planned with its defaults\n"
-                                        "(mp=1; also at --model-parallel when given): if it does not plan, "
-                                        "the exit code says so (4). Redirect it\n"
-                                        "to a file, read the guesses, edit, and plan.");
+  auto* scaffold = rules.add_subcommand(
+      "scaffold",
+      "Print a draft rules file for a checkpoint, from its headers alone: "
+      "name patterns grouped into keys, packed\n"
+      "groups (GPTQ, AWQ) recognised with the factors their shapes give, "
+      "FP8 block scales noted, indexed scopes\n"
+      "inside layers (an MoE's routed modules) turned into ownership with the count found, "
+      "and one table row per key with a split\n"
+      "guessed from the shapes (each guess commented). The draft is then "
+      "loaded and planned with its defaults\n"
+      "(mp=1; also at --model-parallel when given): if it does not plan, "
+      "the exit code says so (4). Redirect it\n"
+      "to a file, read the guesses, edit, and plan.");
   scaffold->add_option("CHECKPOINT", args->checkpoint, "a .safetensors file or a folder of them")->required();
   scaffold
       ->add_option(

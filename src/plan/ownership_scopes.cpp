@@ -12,15 +12,15 @@
 namespace shardwise::plan::detail {
 namespace {
 
-// At most this many names in one message: a scope of 384 experts can miss a lot.
+// At most this many names in one message: a scope of hundreds of items can miss a lot.
 constexpr std::size_t kMaxListed = 8;
 
-// "ownership[experts] at rules.yaml:113:5".
+// "ownership[items] at rules.yaml:113:5".
 std::string rule_at(const rules::RuleRef& rule) {
   return rule.where.file.empty() ? rule.label : fmt::format("{} at {}", rule.label, rule.where.str());
 }
 
-// What the indices of a rule count, for messages: the rule's name ("experts"), else "indices".
+// What the indices of a rule count, for messages: the rule's name ("items"), else "indices".
 std::string counted(const rules::RuleRef& rule) {
   const auto open = rule.label.find('[');
   const auto close = rule.label.rfind(']');
@@ -94,7 +94,7 @@ bool OwnershipScopes::check_indices(Scope& scope, const std::vector<std::uint64_
   return false;
 }
 
-// The reference converter asserts n_experts % mp == 0: a given count is reported once, an inferred
+// The reference converter asserts count % mp == 0: a given count is reported once, an inferred
 // one per scope.
 bool OwnershipScopes::check_multiple(const Scope& scope, std::uint64_t count, Diagnostics& problems) {
   if (count % mp_ == 0) return true;
@@ -185,8 +185,8 @@ void OwnershipScopes::check(Diagnostics& problems, std::vector<std::string>& not
   }
 }
 
-// A DeepSeek-V4.1-style checkpoint has scopes of different sizes under one count (16 experts per
-// layer, 8 per MTP block): say how a rules file handles that.
+// A checkpoint may have scopes of different sizes under one count (16 items per block, 8 per
+// extra block): say how a rules file handles that.
 void OwnershipScopes::hint_per_scope_counts(Diagnostics& problems) const {
   std::map<std::pair<const rules::RuleRef*, std::string>, std::map<std::size_t, std::string>> sizes;
   for (const Scope& scope : scopes_) {

@@ -1,6 +1,6 @@
 #pragma once
 // Internal to the planner: the tensors each ownership rule owns, grouped by *scope* (the output
-// name up to the captured index: `layers.3.ffn.experts`), checked against the count once every
+// name up to the captured index: `blocks.3.mlp.items`), checked against the count once every
 // tensor was seen. A count that does not fit the checkpoint would put whole tensors on the wrong
 // rank with nothing else to notice it, so in every scope:
 //   - the indices are exactly 0 .. count-1, and every index holds the same tensors (the names
@@ -41,7 +41,7 @@ class OwnershipScopes {
  private:
   struct Member {
     std::uint64_t index = 0;
-    std::string rest;  // the output name after the index (".w2.qzeros")
+    std::string rest;  // the output name after the index (".w2.zeros")
   };
   struct Scope {
     const rules::RuleRef* rule = nullptr;
@@ -53,7 +53,7 @@ class OwnershipScopes {
     std::optional<std::uint64_t> checked_count;
   };
 
-  // "--n-experts 16" / "the rules' default, give --n-experts" / "taken from the checkpoint".
+  // "--n-items 16" / "the rules' default, give --n-items" / "taken from the checkpoint".
   std::string origin(const Scope& scope) const;
   bool check_indices(Scope& scope, const std::vector<std::uint64_t>& indices, std::uint64_t count,
                      Diagnostics& problems) const;

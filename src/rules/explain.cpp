@@ -21,7 +21,7 @@ std::string dtype_list(const std::vector<st::DType>& dtypes) {
   return fmt::format("{}", fmt::join(names, "|"));
 }
 
-// "layers.3.ffn.experts": the output name up to the captured index, without the dot before it.
+// "blocks.3.mlp.items": the output name up to the captured index, without the dot before it.
 std::string scope_of(const std::string& output, const Ownership& o) {
   std::string_view scope = std::string_view(output).substr(0, o.index_begin);
   if (scope.ends_with('.')) scope.remove_suffix(1);

@@ -178,7 +178,7 @@ std::string show_ranks(const std::vector<std::uint64_t>& ranks, std::uint64_t mp
   return fmt::format("[{}]", fmt::join(ranks, ", "));
 }
 
-// A label ("ownership[experts]", "skip: mtp-head") or the name it carries ("experts", "mtp-head").
+// A label ("ownership[items]", "skip: copy") or the name it carries ("items", "copy").
 bool same_rule(const std::string& expected, const std::string& label) {
   if (expected == label) return true;
   if (const auto open = label.find('['); open != std::string::npos && label.ends_with(']')) {

@@ -65,7 +65,7 @@ struct RulesTest {
   std::optional<std::string> split;                 // out, in, replicate or whole
   std::optional<bool> skip;
   std::optional<bool> reject;
-  std::optional<std::string> rule;  // a label ("ownership[experts]") or the name in it ("experts")
+  std::optional<std::string> rule;  // a label ("ownership[items]") or the name in it ("items")
 };
 
 struct KeyRule {

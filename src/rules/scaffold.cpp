@@ -104,7 +104,7 @@ std::string dtypes_text(const std::vector<st::DType>& dtypes) {
   return fmt::format("[{}]", fmt::join(names, ", "));
 }
 
-void write_layouts(std::string& out, const Modules& modules) {
+void write_layouts(std::string& out, const Modules& modules, const std::array<std::string, 3>& suffixes) {
   for (const BlockScales& b : modules.block_scales) {
     out += fmt::format(
         "\n# {} weights with block scales: {} pairs, {}, e.g. {}.\n# A scale is a plain tensor "
@@ -124,12 +124,12 @@ void write_layouts(std::string& out, const Modules& modules) {
                     quoted(fmt::format(
                         "{} packing: {} values per element along {}, group size {} ({} groups, e.g. {})",
                         gptq ? "GPTQ" : "AWQ", p.pack, gptq ? "in" : "out", p.group, p.groups, p.example)));
-    const std::string qweight =
+    const std::string weight =
         gptq ? fmt::format("[{}, out]", dim("in", p.pack)) : fmt::format("[in, {}]", dim("out", p.pack));
-    const std::string shapes[3] = {qweight, fmt::format("[{}, {}]", dim("in", p.group), dim("out", p.pack)),
+    const std::string shapes[3] = {weight, fmt::format("[{}, {}]", dim("in", p.group), dim("out", p.pack)),
                                    fmt::format("[{}, out]", dim("in", p.group))};
     for (std::size_t m = 0; m < 3; ++m) {
-      out += fmt::format("      {}: {{shape: {}, dtype: {}}}\n", kPackedSuffixes[m], shapes[m],
+      out += fmt::format("      {}: {{shape: {}, dtype: {}}}\n", suffixes[m], shapes[m],
                          dtypes_text(p.dtypes[m]));
     }
   }
@@ -199,9 +199,40 @@ void write_ownership(std::string& out, const std::vector<Scope>& scopes) {
 
 }  // namespace
 
+std::optional<PackedSuffixes> packed_suffixes_of(const Layout& layout) {
+  if (layout.members.size() != 3) return std::nullopt;
+  const auto divisor = [](const LayoutMember& m, Split axis) {
+    for (const MemberDim& d : m.dims) {
+      if (d.axis == axis) return d.divisor;
+    }
+    return std::uint64_t{0};
+  };
+  const LayoutMember* zeros = nullptr;
+  std::vector<const LayoutMember*> others;
+  for (const LayoutMember& m : layout.members) {
+    if (divisor(m, Split::out) == 0 || divisor(m, Split::in) == 0) return std::nullopt;  // not [out, in]
+    if (divisor(m, Split::out) > 1) {
+      if (zeros != nullptr) return std::nullopt;
+      zeros = &m;
+    } else {
+      others.push_back(&m);
+    }
+  }
+  if (zeros == nullptr || others.size() != 2) return std::nullopt;
+  const std::uint64_t in0 = divisor(*others[0], Split::in), in1 = divisor(*others[1], Split::in);
+  if (in0 == in1) return std::nullopt;
+  const LayoutMember& weight = in0 < in1 ? *others[0] : *others[1];
+  const LayoutMember& scales = in0 < in1 ? *others[1] : *others[0];
+  return PackedSuffixes{weight.suffix, zeros->suffix, scales.suffix};
+}
+
 std::string scaffold_rules(std::span<const TensorHeader> tensors, const ScaffoldOptions& options) {
   if (tensors.empty()) throw Error(ErrorKind::input, "cannot write rules for a checkpoint without tensors");
-  const Names names = analyse_names(tensors);
+  if (options.packed.weight.empty() || options.packed.zeros.empty() || options.packed.scales.empty()) {
+    throw Error(ErrorKind::usage, "scaffold_rules: the packed triple's suffixes are not given");
+  }
+  Names names = analyse_names(tensors);
+  names.packed = {options.packed.weight, options.packed.zeros, options.packed.scales};
   const Modules modules = find_modules(tensors, names);
   const std::vector<KeyRow> rows =
       guess_splits(tensors, names, modules, std::max<std::uint64_t>(options.model_parallel, 1));
@@ -209,7 +240,7 @@ std::string scaffold_rules(std::span<const TensorHeader> tensors, const Scaffold
   write_header(out, tensors.size(), options);
   write_params(out, names.scopes);
   write_outputs(out, options);
-  write_layouts(out, modules);
+  write_layouts(out, modules, names.packed);
   write_keys(out, names);
   write_table(out, rows);
   write_overrides(out, rows);

@@ -4,6 +4,7 @@
 // groups and logical weights (scaffold_modules.cpp), a split per key (scaffold_splits.cpp). The
 // YAML is written from these in scaffold.cpp.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -22,7 +23,7 @@ inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 // (names holding control characters are refused, so it cannot clash with a real component).
 inline constexpr char kIndexMarker = '\x01';
 
-// A component that is an index (layers.N, experts.M): 1 to 9 decimal digits, so that it always
+// A component that is an index (blocks.N, items.M): 1 to 9 decimal digits, so that it always
 // parses as an ownership index.
 bool is_index(std::string_view part);
 // The RE2 pattern matching exactly the names a generalised path stands for.
@@ -45,11 +46,11 @@ struct ParameterGroup {
 };
 
 // Indexed scopes turned into ownership, one per collection name: `PARENT.COLLECTION.<index>` where
-// PARENT is itself inside an indexed scope (experts in a layer, not the layers) and has other
-// children beside the collection (a router, shared experts).
+// PARENT is itself inside an indexed scope (items in a block, not the blocks) and has other
+// children beside the collection (a router, a shared module).
 struct Scope {
-  std::string collection;          // e.g. "experts"
-  std::vector<std::string> paths;  // the collection's generalised paths, e.g. "layers.\1.ffn.experts"
+  std::string collection;          // e.g. "items"
+  std::vector<std::string> paths;  // the collection's generalised paths, e.g. "blocks.\1.mlp.items"
   std::uint64_t count = 0;         // largest index seen + 1
   std::uint64_t instances = 0;     // concrete collections (one per layer, say)
   std::uint64_t fewest = 0;        // fewest distinct indices in one of them
@@ -58,6 +59,8 @@ struct Scope {
 };
 
 struct Names {
+  // The packed triple's suffixes (weight, zeros, scales), from ScaffoldOptions::packed.
+  std::array<std::string, 3> packed;
   std::vector<Name> names;  // same order as the input
   std::vector<ParameterGroup> parameters;
   std::vector<Scope> scopes;
@@ -68,18 +71,16 @@ Names analyse_names(std::span<const TensorHeader> tensors);
 
 enum class PackKind { gptq, awq };
 
-// A packed layout found: qweight / qzeros / scales triples with one set of factors.
+// A packed layout found: weight / zeros / scales triples with one set of factors.
 struct Packing {
   PackKind kind = PackKind::gptq;
   std::uint64_t pack = 0;            // values per packed element
   std::uint64_t group = 0;           // quantisation group size (input rows per scale)
-  std::vector<st::DType> dtypes[3];  // per member, in kPackedSuffixes order, sorted
+  std::vector<st::DType> dtypes[3];  // per member, in Names::packed order, sorted
   std::uint64_t groups = 0;          // how many triples
   std::string example;               // the first triple's module path
   std::string name;                  // the layout's name in the draft
 };
-
-inline constexpr std::string_view kPackedSuffixes[3] = {"qweight", "qzeros", "scales"};
 
 // The tensors directly under one module path (bare parameters excluded).
 struct Module {

@@ -1,7 +1,7 @@
 // Modules for the scaffold: the tensors under one module path, their logical weight [out, in], and
 // the packings recognised from member suffixes and shape ratios:
-//   GPTQ: qweight [in/P, out], qzeros [in/G, out/P], scales [in/G, out]
-//   AWQ:  qweight [in, out/P],  qzeros [in/G, out/P], scales [in/G, out]
+//   GPTQ: weight [in/P, out], zeros [in/G, out/P], scales [in/G, out]
+//   AWQ:  weight [in, out/P],  zeros [in/G, out/P], scales [in/G, out]
 // and FP8 weights whose scale tensor holds one value per block (for the draft's comments).
 #include <algorithm>
 #include <array>
@@ -31,22 +31,21 @@ struct Fit {
   std::uint64_t in = 0;
 };
 
-// The packing a qweight / qzeros / scales triple fits, with its factors; nullopt when none does.
-std::optional<Fit> fit_triple(std::span<const std::uint64_t> qweight, std::span<const std::uint64_t> qzeros,
+// The packing a weight / zeros / scales triple fits, with its factors; nullopt when none does.
+std::optional<Fit> fit_triple(std::span<const std::uint64_t> weight, std::span<const std::uint64_t> zeros,
                               std::span<const std::uint64_t> scales) {
-  if (qweight.size() != 2 || qzeros.size() != 2 || scales.size() != 2) return std::nullopt;
+  if (weight.size() != 2 || zeros.size() != 2 || scales.size() != 2) return std::nullopt;
   Fit fit;
   fit.out = scales[1];
-  if (fit.out == 0 || qzeros[1] == 0 || fit.out % qzeros[1] != 0 || qzeros[0] != scales[0])
-    return std::nullopt;
-  fit.pack = fit.out / qzeros[1];
+  if (fit.out == 0 || zeros[1] == 0 || fit.out % zeros[1] != 0 || zeros[0] != scales[0]) return std::nullopt;
+  fit.pack = fit.out / zeros[1];
   if (fit.pack < 2) return std::nullopt;
-  if (qweight[1] == fit.out) {
+  if (weight[1] == fit.out) {
     fit.kind = PackKind::gptq;
-    if (__builtin_mul_overflow(qweight[0], fit.pack, &fit.in)) return std::nullopt;
-  } else if (qweight[1] == qzeros[1]) {
+    if (__builtin_mul_overflow(weight[0], fit.pack, &fit.in)) return std::nullopt;
+  } else if (weight[1] == zeros[1]) {
     fit.kind = PackKind::awq;
-    fit.in = qweight[0];
+    fit.in = weight[0];
   } else {
     return std::nullopt;
   }
@@ -138,7 +137,7 @@ std::array<std::size_t, 3> packed_members(const Names& names, const Module& modu
   std::array<std::size_t, 3> members{npos, npos, npos};
   for (const std::size_t t : module.tensors) {
     for (std::size_t m = 0; m < 3; ++m) {
-      if (names.names[t].parts.back() == kPackedSuffixes[m]) members[m] = t;
+      if (names.names[t].parts.back() == names.packed[m]) members[m] = t;
     }
   }
   return members;
@@ -163,16 +162,17 @@ std::vector<Module> group_modules(const Names& names) {
 using PackingIndex = std::map<std::tuple<PackKind, std::uint64_t, std::uint64_t>, std::size_t>;
 
 // A complete triple: the packing it fits (found or added), or a problem.
-void add_triple(std::span<const TensorHeader> tensors, const std::array<std::size_t, 3>& members,
-                Module& module, PackingIndex& index, std::vector<Packing>& packings, Diagnostics& problems) {
+void add_triple(std::span<const TensorHeader> tensors, const Names& names,
+                const std::array<std::size_t, 3>& members, Module& module, PackingIndex& index,
+                std::vector<Packing>& packings, Diagnostics& problems) {
   const auto fit =
       fit_triple(tensors[members[0]].shape, tensors[members[1]].shape, tensors[members[2]].shape);
   if (!fit) {
-    problems.add(
-        fmt::format("{}: qweight {}, qzeros {}, scales {} fit neither GPTQ (qweight [in/P, out], qzeros "
-                    "[in/G, out/P], scales [in/G, out]) nor AWQ (qweight [in, out/P])",
-                    module.path, shape_text(tensors[members[0]].shape), shape_text(tensors[members[1]].shape),
-                    shape_text(tensors[members[2]].shape)));
+    problems.add(fmt::format(
+        "{0}: {1} {4}, {2} {5}, {3} {6} fit neither GPTQ ({1} [in/P, out], {2} [in/G, out/P], "
+        "{3} [in/G, out]) nor AWQ ({1} [in, out/P])",
+        module.path, names.packed[0], names.packed[1], names.packed[2], shape_text(tensors[members[0]].shape),
+        shape_text(tensors[members[1]].shape), shape_text(tensors[members[2]].shape)));
     return;
   }
   const auto [it, fresh] = index.try_emplace({fit->kind, fit->pack, fit->group}, packings.size());
@@ -200,15 +200,15 @@ void check_packings(std::span<const TensorHeader> tensors, const Names& names,
     std::vector<std::string> kinds;
     for (const Packing& p : packings) kinds.push_back(packing_text(p));
     problems.add(
-        fmt::format("packed triples disagree: {}; a layout claims the suffixes qweight, qzeros and scales "
-                    "in every name, so one set of factors can be described",
-                    fmt::join(kinds, "; ")));
+        fmt::format("packed triples disagree: {}; a layout claims the suffixes {}, {} and {} in every name, "
+                    "so one set of factors can be described",
+                    fmt::join(kinds, "; "), names.packed[0], names.packed[1], names.packed[2]));
   }
   for (const std::string& p : partial) problems.add(p + " (a layout needs all three)");
   for (std::size_t t = 0; t < tensors.size(); ++t) {
     const Name& n = names.names[t];
     const bool packed_suffix =
-        std::find(std::begin(kPackedSuffixes), std::end(kPackedSuffixes), n.key) != std::end(kPackedSuffixes);
+        std::find(names.packed.begin(), names.packed.end(), n.key) != names.packed.end();
     if (n.bare && packed_suffix) {
       problems.add(fmt::format("{}: a parameter named like a packed member (a layout would claim it)",
                                tensors[t].name));
@@ -232,10 +232,10 @@ Modules find_modules(std::span<const TensorHeader> tensors, const Names& names) 
       find_main(tensors, module);
       if (module.main != npos) note_block_scales(tensors, module, out.block_scales);
     } else if (present < 3) {
-      partial.push_back(
-          fmt::format("{}: has {} of the packed members qweight, qzeros, scales", module.path, present));
+      partial.push_back(fmt::format("{}: has {} of the packed members {}", module.path, present,
+                                    fmt::join(names.packed, ", ")));
     } else {
-      add_triple(tensors, members, module, index, out.packings, problems);
+      add_triple(tensors, names, members, module, index, out.packings, problems);
     }
   }
   if (!out.packings.empty()) check_packings(tensors, names, out.packings, partial, problems);

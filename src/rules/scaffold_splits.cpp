@@ -38,7 +38,7 @@ bool divides(std::uint64_t size, std::uint64_t mp, std::uint64_t unit) {
   return !__builtin_mul_overflow(mp, unit, &step) && step != 0 && size % step == 0;
 }
 
-// Divisors a packed layout puts on the split axis of its members (e.g. GPTQ qzeros: out/P).
+// Divisors a packed layout puts on the split axis of its members (e.g. GPTQ zeros: out/P).
 std::vector<std::uint64_t> packed_divisors(const Packing& p, Split split) {
   if (split == Split::out)
     return p.kind == PackKind::gptq ? std::vector<std::uint64_t>{1, p.pack}
@@ -72,7 +72,7 @@ bool module_fits(std::span<const TensorHeader> tensors, const Names& names, cons
     const auto& shape = tensors[t].shape;
     const std::string leaf(names.names[t].parts.back());
     if (module.packing != npos &&
-        std::find(std::begin(kPackedSuffixes), std::end(kPackedSuffixes), leaf) != std::end(kPackedSuffixes))
+        std::find(names.packed.begin(), names.packed.end(), leaf) != names.packed.end())
       continue;
     const std::size_t d = shape.size() == 1 ? 0 : (on_out ? 0 : 1);
     const std::uint64_t a = shape.empty() ? 0 : shape[d];

@@ -40,11 +40,22 @@ std::vector<rules::TensorHeader> headers_of(const st::Checkpoint& checkpoint) {
   return headers;
 }
 
+// The options the CLI gives: the packed triple's suffixes as the bundled rules' GPTQ layout names them.
+rules::ScaffoldOptions bundled_options() {
+  const Rules bundled = Rules::bundled();
+  REQUIRE(!bundled.layouts().empty());
+  const auto packed = rules::packed_suffixes_of(bundled.layouts().front());
+  REQUIRE(packed);
+  rules::ScaffoldOptions options;
+  options.packed = *packed;
+  return options;
+}
+
 // Scaffolds the checkpoint at `path` for `mp` ranks, then plans it with the draft's defaults
 // (mp = 1) and at `mp`: either throws, the test fails.
 Draft scaffold_and_plan(const std::string& path, std::uint64_t mp) {
   const st::Checkpoint checkpoint = st::Checkpoint::open(path);
-  rules::ScaffoldOptions options;
+  rules::ScaffoldOptions options = bundled_options();
   options.model_parallel = mp;
   options.source = path;
   std::string text = rules::scaffold_rules(headers_of(checkpoint), options);
@@ -252,7 +263,7 @@ TEST_CASE("scaffold: names that need quoting and escaping, tensors without entri
 
   // Text from the command line stays on its line and inside its quotes.
   const std::vector<rules::TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
-  rules::ScaffoldOptions options;
+  rules::ScaffoldOptions options = bundled_options();
   options.name = "it's\nmine";
   options.source = "/data/a\nb";
   const Rules loaded = Rules::load_text(rules::scaffold_rules(one, options), "draft.yaml");
@@ -300,7 +311,7 @@ TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem n
       std::vector<rules::TensorHeader> headers;
       for (const auto& [name, dtype, shape] : c.tensors) headers.push_back({name, dtype, shape});
       try {
-        rules::scaffold_rules(headers, {});
+        rules::scaffold_rules(headers, bundled_options());
         FAIL("no error");
       } catch (const Error& e) {
         CHECK(e.kind() == ErrorKind::input);
@@ -308,4 +319,14 @@ TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem n
       }
     }
   }
+}
+
+TEST_CASE("scaffold: the packed triple's suffixes come from a rules layout, by the members' shapes") {
+  const auto packed = rules::packed_suffixes_of(Rules::bundled().layouts().front());
+  REQUIRE(packed);
+  CHECK(packed->weight == "qweight");
+  CHECK(packed->zeros == "qzeros");
+  CHECK(packed->scales == "scales");
+  const std::vector<rules::TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
+  CHECK_THROWS_AS(rules::scaffold_rules(one, rules::ScaffoldOptions{}), Error);
 }

@@ -77,11 +77,11 @@ struct TransformRule {
 };
 
 // The command-line flag of a rules parameter: `--` and the name, dashes for underscores
-// (`n_experts` -> `--n-experts`).
+// (`n_items` -> `--n-items`).
 std::string param_flag(std::string_view param);
 
 // A tensor that belongs whole to one rank. Its *scope* is the output name up to the captured index
-// (`layers.3.ffn.experts.`): the planner checks each scope against the count (docs/rules.md).
+// (`blocks.3.mlp.items.`): the planner checks each scope against the count (docs/rules.md).
 struct Ownership {
   std::uint64_t index = 0;  // captured from the name
   // The parameter's value: owner rank = index / (count / mp). None when the parameter is

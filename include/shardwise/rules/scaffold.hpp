@@ -5,11 +5,13 @@
 // shapes. Every guess is marked in a comment; a person reads the draft, then edits it.
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::rules {
@@ -21,7 +23,21 @@ struct TensorHeader {
   std::span<const std::uint64_t> shape;
 };
 
+// The member suffixes of a packed (GPTQ / AWQ) triple: the packed weight, the packed zero points and
+// the scales. They are model knowledge, taken from a rules file's layout (packed_suffixes_of).
+struct PackedSuffixes {
+  std::string weight;
+  std::string zeros;
+  std::string scales;
+};
+
+// The suffixes of `layout` when it is a packed triple: three 2-D members, the zeros packed along
+// `out` (out divisor > 1), the weight the member with the smaller `in` divisor, the scales the
+// other. Nullopt for any other layout.
+std::optional<PackedSuffixes> packed_suffixes_of(const Layout& layout);
+
 struct ScaffoldOptions {
+  PackedSuffixes packed;       // the suffixes that make a packed triple (required)
   std::string name = "draft";  // the draft's `name:`
   std::string source;          // the checkpoint, as the draft's first comment names it
   // The model-parallel size the splits are guessed for: a split is proposed only where every
