@@ -27,14 +27,29 @@ std::optional<Cast> cast_between(st::DType from, std::optional<st::DType> to) {
   return std::nullopt;
 }
 
+using Divisors = std::vector<std::vector<std::uint64_t>>;
+
+// "[in/group_size, out]" with the parameters' values: "[in/group_size, out] (group_size=64)".
+std::string layout_says(const rules::LayoutMember& member, const std::vector<std::uint64_t>& divisors) {
+  std::vector<std::string> values;
+  for (std::size_t d = 0; d < member.dims.size(); ++d) {
+    const std::string& param = member.dims[d].divisor_param;
+    if (!param.empty()) values.push_back(fmt::format("{}={}", param, divisors[d]));
+  }
+  const std::string shape = rules::describe_member_shape(member);
+  return values.empty() ? shape : fmt::format("{} ({})", shape, fmt::join(values, ", "));
+}
+
 // Shape and dtype of one member against its declaration in the layout.
 bool check_member(const rules::Layout& layout, const rules::LayoutMember& member, const Target& target,
                   Placer& placer) {
   const Source& src = placer.source(target.source);
   bool ok = true;
-  if (src.shape.size() != 2) {
-    placer.problems().add(fmt::format("{}: member {} of packed layout {} must have 2 dims, has {}", src.name,
-                                      member.suffix, layout.name, detail::shape_text(src.shape)));
+  if (src.shape.size() != member.dims.size()) {
+    placer.problems().add(fmt::format("{}: member {} of packed layout {} must have {} ({}), has {}", src.name,
+                                      member.suffix, layout.name,
+                                      member.dims.size() == 1 ? "1 dim" : fmt::format("{} dims", member.dims.size()),
+                                      rules::describe_member_shape(member), detail::shape_text(src.shape)));
     ok = false;
   }
   const auto& allowed = member.allowed_dtypes;
@@ -55,8 +70,12 @@ bool check_member(const rules::Layout& layout, const rules::LayoutMember& member
   return ok;
 }
 
-// The value most members give for one axis (the first of equals), for the hint below.
-std::uint64_t majority(const std::vector<std::uint64_t>& claims) {
+std::size_t axis_index(Split axis) { return axis == Split::out ? 0 : 1; }
+
+// The value most members give for one axis (the first of equals), for the hint below; unset when
+// no member has a dim on it.
+std::optional<std::uint64_t> majority(const std::vector<std::uint64_t>& claims) {
+  if (claims.empty()) return std::nullopt;
   std::uint64_t best = claims.front();
   std::size_t best_count = 0;
   for (const std::uint64_t value : claims) {
@@ -69,19 +88,19 @@ std::uint64_t majority(const std::vector<std::uint64_t>& claims) {
 // The shape expression ("[in, out/8]") that `shape` fits for the logical [out, in], trying the
 // member's own axes first, then swapped; "" when none does.
 std::string fitting_expression(const rules::LayoutMember& member, const st::Shape& shape,
-                               const std::array<std::uint64_t, 2>& logical) {
+                               const std::array<std::optional<std::uint64_t>, 2>& logical) {
   for (const bool swapped : {false, true}) {
-    std::array<rules::MemberDim, 2> dims{member.dims[0], member.dims[1]};
-    if (swapped) std::swap(dims[0].axis, dims[1].axis);
-    bool fits = true;
-    for (std::size_t d = 0; d < 2 && fits; ++d) {
-      const std::uint64_t whole = logical[dims[d].axis == Split::out ? 0 : 1];
-      fits = shape[d] != 0 && whole % shape[d] == 0;
-      if (fits) dims[d].divisor = whole / shape[d];
+    std::vector<std::string> dims;
+    for (std::size_t d = 0; d < member.dims.size(); ++d) {
+      Split axis = member.dims[d].axis;
+      if (swapped) axis = axis == Split::out ? Split::in : Split::out;
+      const std::optional<std::uint64_t> whole = logical[axis_index(axis)];
+      if (!whole || shape[d] == 0 || *whole % shape[d] != 0) break;
+      const std::uint64_t divisor = *whole / shape[d];
+      dims.push_back(divisor == 1 ? std::string(rules::split_name(axis))
+                                  : fmt::format("{}/{}", rules::split_name(axis), divisor));
     }
-    if (fits)
-      return fmt::format("[{}, {}]", rules::describe_member_dim(dims[0]),
-                         rules::describe_member_dim(dims[1]));
+    if (dims.size() == member.dims.size()) return fmt::format("[{}]", fmt::join(dims, ", "));
   }
   return "";
 }
@@ -89,48 +108,56 @@ std::string fitting_expression(const rules::LayoutMember& member, const st::Shap
 // Members that disagree do not make a group "incomplete": they were packed differently than the
 // layout says. For each member that disagrees with the majority: the expression its shape fits.
 std::string packing_hint(const rules::Layout& layout, const std::vector<std::optional<Target>>& members,
-                         const std::vector<std::array<std::uint64_t, 2>>& values, const Placer& placer) {
+                         const std::vector<std::vector<std::uint64_t>>& values, const Divisors& divisors,
+                         const Placer& placer) {
   std::array<std::vector<std::uint64_t>, 2> claims;
   for (std::size_t m = 0; m < members.size(); ++m) {
-    for (std::size_t d = 0; d < 2; ++d)
-      claims[layout.members[m].dims[d].axis == Split::out ? 0 : 1].push_back(values[m][d]);
+    const auto& dims = layout.members[m].dims;
+    for (std::size_t d = 0; d < dims.size(); ++d) claims[axis_index(dims[d].axis)].push_back(values[m][d]);
   }
-  const std::array<std::uint64_t, 2> logical{majority(claims[0]), majority(claims[1])};
+  const std::array<std::optional<std::uint64_t>, 2> logical{majority(claims[0]), majority(claims[1])};
   std::vector<std::string> hints;
   for (std::size_t m = 0; m < members.size(); ++m) {
     const rules::LayoutMember& member = layout.members[m];
     bool agrees = true;
-    for (std::size_t d = 0; d < 2; ++d)
-      agrees = agrees && values[m][d] == logical[member.dims[d].axis == Split::out ? 0 : 1];
+    for (std::size_t d = 0; d < member.dims.size(); ++d)
+      agrees = agrees && values[m][d] == logical[axis_index(member.dims[d].axis)];
     if (agrees) continue;
-    const std::string layout_says = fmt::format("[{}, {}]", rules::describe_member_dim(member.dims[0]),
-                                                rules::describe_member_dim(member.dims[1]));
     const std::string fits = fitting_expression(member, placer.source(members[m]->source).shape, logical);
-    hints.push_back(
-        fits.empty() ? fmt::format("{} fits no [out|in/N, out|in/N] of them", member.suffix)
-                     : fmt::format("{} fits {}, where the layout says {}", member.suffix, fits, layout_says));
+    hints.push_back(fits.empty() ? fmt::format("{} fits no out|in/N expression of them", member.suffix)
+                                 : fmt::format("{} fits {}, where the layout says {}", member.suffix, fits,
+                                               layout_says(member, divisors[m])));
+  }
+  const auto shown = [](const std::optional<std::uint64_t>& value) {
+    return value ? fmt::format("{}", *value) : std::string("?");
+  };
+  bool parameterised = false;
+  for (const rules::LayoutMember& member : layout.members) {
+    for (const rules::MemberDim& dim : member.dims) parameterised = parameterised || !dim.divisor_param.empty();
   }
   return fmt::format(
       "with out={} and in={}, as most members say, {}: the checkpoint is packed differently than layout "
-      "{} describes (another packing or group size: write a layout for it)",
-      logical[0], logical[1], fmt::join(hints, "; "), layout.name);
+      "{} describes (another packing or group size: write a layout for it{})",
+      shown(logical[0]), shown(logical[1]), fmt::join(hints, "; "), layout.name,
+      parameterised ? ", or give its parameter the checkpoint's value" : "");
 }
 
 // The logical [out, in] of a group from its members' shapes (size = logical / divisor). An axis no
 // member mentions stays unset. Returns nullopt after reporting members that disagree.
 std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
-    const rules::Layout& layout, const std::vector<std::optional<Target>>& members, const std::string& group,
-    Placer& placer) {
+    const rules::Layout& layout, const std::vector<std::optional<Target>>& members, const Divisors& divisors,
+    const std::string& group, Placer& placer) {
   std::array<std::optional<std::uint64_t>, 2> logical;
   std::array<bool, 2> disagree{false, false};
-  std::vector<std::array<std::uint64_t, 2>> values(members.size());  // per member and dim
+  std::vector<std::vector<std::uint64_t>> values(members.size());  // per member and dim
   for (std::size_t m = 0; m < members.size(); ++m) {
     const Source& src = placer.source(members[m]->source);
-    for (std::size_t d = 0; d < 2; ++d) {
-      const rules::MemberDim& dim = layout.members[m].dims[d];
-      const std::size_t axis = dim.axis == Split::out ? 0 : 1;
-      if (__builtin_mul_overflow(src.shape[d], dim.divisor, &values[m][d])) {
-        placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name, rules::split_name(dim.axis),
+    const auto& dims = layout.members[m].dims;
+    values[m].resize(dims.size());
+    for (std::size_t d = 0; d < dims.size(); ++d) {
+      const std::size_t axis = axis_index(dims[d].axis);
+      if (__builtin_mul_overflow(src.shape[d], divisors[m][d], &values[m][d])) {
+        placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name, rules::split_name(dims[d].axis),
                                           src.shape[d]));
         return std::nullopt;
       }
@@ -145,8 +172,9 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
     const Split split = axis == 0 ? Split::out : Split::in;
     std::vector<std::string> claims;  // "MEMBER NAME I32[512, 64] gives in=4096"
     for (std::size_t m = 0; m < members.size(); ++m) {
-      for (std::size_t d = 0; d < 2; ++d) {
-        if (layout.members[m].dims[d].axis != split) continue;
+      const auto& dims = layout.members[m].dims;
+      for (std::size_t d = 0; d < dims.size(); ++d) {
+        if (dims[d].axis != split) continue;
         claims.push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix, where(placer, *members[m]),
                                      rules::split_name(split), values[m][d]));
       }
@@ -155,7 +183,7 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
   }
   placer.problems().add(fmt::format("{}: the members of packed layout {} disagree {}; {}", group, layout.name,
                                     fmt::join(disagreements, "; "),
-                                    packing_hint(layout, members, values, placer)));
+                                    packing_hint(layout, members, values, divisors, placer)));
   return std::nullopt;
 }
 
@@ -171,7 +199,41 @@ std::string placement_text(const Target& t) {
 
 }  // namespace
 
-PackedGroups::PackedGroups(std::size_t members) { index_.reserve(members); }
+PackedGroups::PackedGroups(std::size_t members, const rules::Params& params) : params_(params) {
+  index_.reserve(members);
+}
+
+const PackedGroups::Divisors* PackedGroups::divisors(const Group& group, Placer& placer) {
+  const auto [it, fresh] = divisors_.try_emplace(group.layout);
+  if (!fresh) return it->second ? &*it->second : nullptr;
+  Divisors resolved;
+  std::vector<std::string> zero;
+  for (const rules::LayoutMember& member : group.layout->members) {
+    std::vector<std::uint64_t>& dims = resolved.emplace_back();
+    for (const rules::MemberDim& dim : member.dims) {
+      if (dim.divisor_param.empty()) {
+        dims.push_back(dim.divisor);
+        continue;
+      }
+      // The rules refuse a divisor naming anything but a parameter the plan has a value for.
+      const auto value = params_.find(dim.divisor_param);
+      dims.push_back(value == params_.end() ? 0 : value->second);
+      if (dims.back() == 0) {
+        zero.push_back(fmt::format("member {} {}: {}=0", member.suffix, rules::describe_member_shape(member),
+                                   dim.divisor_param));
+      }
+    }
+  }
+  if (!zero.empty()) {
+    placer.problems().add(fmt::format("{}: packed layout {} ({}) cannot be placed: {} (a divisor must be at least "
+                                      "1; every group of the layout is refused)",
+                                      group.name, group.layout->name, group.layout->where.str(),
+                                      fmt::join(zero, "; ")));
+    return nullptr;
+  }
+  it->second = std::move(resolved);
+  return &*it->second;
+}
 
 void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
   const rules::Layout& layout = *decision.layout;
@@ -227,7 +289,8 @@ void PackedGroups::place(Group& group, Placer& placer) {
   for (std::size_t m = 0; m < group.members.size(); ++m) {
     ok = check_member(layout, layout.members[m], *group.members[m], placer) && ok;
   }
-  if (!ok || !derive_logical(layout, group.members, group.name, placer)) return;
+  const Divisors* resolved = ok ? divisors(group, placer) : nullptr;
+  if (resolved == nullptr || !derive_logical(layout, group.members, *resolved, group.name, placer)) return;
   const Target& first = *group.members.front();
   for (const auto& member : group.members) {
     if (!same_placement(first, *member)) {
@@ -248,10 +311,11 @@ void PackedGroups::place(Group& group, Placer& placer) {
       placer.defer_owned(target, dtype, cast);
       continue;
     }
-    std::array<int, 2> dims{};  // the member's dims on the split axis
+    // The member's dims on the split axis: none (a `[in]` member under an `out` split) replicates it.
+    std::array<int, 2> dims{};
     std::size_t on_axis = 0;
-    for (int d = 0; d < 2; ++d) {
-      if (split != Split::replicate && decl.dims[d].axis == split) dims[on_axis++] = d;
+    for (std::size_t d = 0; d < decl.dims.size(); ++d) {
+      if (split != Split::replicate && decl.dims[d].axis == split) dims[on_axis++] = static_cast<int>(d);
     }
     if (on_axis == 0) {
       placer.add_everywhere(target, dtype, cast);
@@ -260,7 +324,7 @@ void PackedGroups::place(Group& group, Placer& placer) {
                                         placer.source(target.source).name, rules::split_name(split), decl.suffix,
                                         layout.name));
     } else {
-      placer.add_split(target, dims[0], decl.dims[dims[0]].divisor, split, dtype, cast);
+      placer.add_split(target, dims[0], (*resolved)[m][static_cast<std::size_t>(dims[0])], split, dtype, cast);
     }
   }
 }

@@ -5,6 +5,7 @@
 // groups still incomplete when every tensor has been seen are reported.
 
 #include <deque>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -18,7 +19,8 @@ class PackedGroups {
  public:
   // `members` is how many packed members the checkpoint may hold (an upper bound is fine): the
   // group index is sized once instead of growing through 100,000s of groups.
-  explicit PackedGroups(std::size_t members);
+  // `params` are those the plan is made with: a member dim such as `in/group_size` divides by one.
+  PackedGroups(std::size_t members, const rules::Params& params);
   // Records one member, and places its group as soon as it is complete. A member given twice (two
   // sources with the same output) is reported here and its group is not placed.
   void add(const rules::Decision& decision, Target target, Placer& placer);
@@ -52,7 +54,14 @@ class PackedGroups {
     std::size_t operator()(const Key& key) const noexcept { return key.hash; }
   };
 
-  static void place(Group& group, Placer& placer);
+  // The divisor of each dim of each member of `layout` (a number, or a parameter's value); null
+  // when a parameter gives 0 (reported once per layout, naming the member and the first group).
+  using Divisors = std::vector<std::vector<std::uint64_t>>;
+  const Divisors* divisors(const Group& group, Placer& placer);
+  void place(Group& group, Placer& placer);
+
+  const rules::Params& params_;
+  std::unordered_map<const rules::Layout*, std::optional<Divisors>> divisors_;
 
   std::deque<Group> groups_;
   std::unordered_map<Key, std::size_t, KeyHash> index_;  // -> groups_

@@ -167,7 +167,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   rules::Params params(plan.params.begin(), plan.params.end());
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
-  detail::PackedGroups groups(checkpoint.tensors().size());
+  detail::PackedGroups groups(checkpoint.tensors().size(), params);
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
   detail::RuleLabels labels(plan.rule_labels);
 

@@ -29,7 +29,7 @@ std::string scope_of(const std::string& output, const Ownership& o) {
 }
 
 // Where a placed tensor goes: replicated, split (in member terms for packed members), or owned.
-std::string placement(const Decision& d, std::uint64_t mp) {
+std::string placement(const Decision& d, const Params& params, std::uint64_t mp) {
   if (d.owner) {
     const Ownership& o = *d.owner;
     if (!o.count) {
@@ -53,25 +53,36 @@ std::string placement(const Decision& d, std::uint64_t mp) {
   if (d.member == nullptr) {
     return fmt::format("split on dim {} ({}) into {} equal parts", d.split == Split::out ? 0 : 1, axis, mp);
   }
-  for (int i = 0; i < 2; ++i) {
+  for (std::size_t i = 0; i < d.member->dims.size(); ++i) {
     if (d.member->dims[i].axis == d.split) {
-      return fmt::format("split on logical {} into {} equal parts: {} dim {} ({})", axis, mp, d.member->suffix, i,
-                         describe_member_dim(d.member->dims[i]));
+      const MemberDim& dim = d.member->dims[i];
+      const auto value = dim.divisor_param.empty() ? params.end() : params.find(dim.divisor_param);
+      return fmt::format("split on logical {} into {} equal parts: {} dim {} ({}{})", axis, mp, d.member->suffix, i,
+                         describe_member_dim(dim),
+                         value == params.end() ? "" : fmt::format(", {}={}", value->first, value->second));
     }
   }
-  return fmt::format("split on logical {}", axis);
+  return fmt::format("split on logical {}: {} has no {} dim, so it is replicated on all {}", axis,
+                     d.member->suffix, axis, plural(mp, "rank"));
 }
 
 }  // namespace
 
 std::string describe_member_dim(const MemberDim& dim) {
   const std::string_view axis = split_name(dim.axis);
+  if (!dim.divisor_param.empty()) return fmt::format("{}/{}", axis, dim.divisor_param);
   return dim.divisor == 1 ? std::string(axis) : fmt::format("{}/{}", axis, dim.divisor);
 }
 
+std::string describe_member_shape(const LayoutMember& member) {
+  std::vector<std::string> dims;
+  for (const MemberDim& dim : member.dims) dims.push_back(describe_member_dim(dim));
+  return fmt::format("[{}]", fmt::join(dims, ", "));
+}
+
 std::string describe_member(const LayoutMember& member) {
-  std::string text = fmt::format("{} [{}, {}] {}", member.suffix, describe_member_dim(member.dims[0]),
-                                 describe_member_dim(member.dims[1]), dtype_list(member.allowed_dtypes));
+  std::string text = fmt::format("{} {} {}", member.suffix, describe_member_shape(member),
+                                 dtype_list(member.allowed_dtypes));
   if (member.cast_to) text += fmt::format(" -> {}", st::dtype_name(*member.cast_to));
   return text;
 }
@@ -98,7 +109,7 @@ std::string explain_decision(const Decision& d, const Params& params) {
         text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,
                             describe_member(*d.member));
       }
-      text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, mp));
+      text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
       break;
   }
   return text;

@@ -22,7 +22,13 @@ std::string trim(std::string_view text) {
   return std::string(text.substr(first, last - first + 1));
 }
 
-// "out" | "in" | "out/N" | "in/N" with N a positive integer.
+bool is_identifier(std::string_view text) {
+  if (text.empty() || std::isdigit(static_cast<unsigned char>(text.front()))) return false;
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+}
+
+// "out" | "in" | "out/N" | "in/N" with N a positive integer or the name of a parameter.
 std::optional<MemberDim> parse_member_dim(const std::string& text) {
   const auto slash = text.find('/');
   const std::string axis = trim(std::string_view(text).substr(0, slash));
@@ -35,10 +41,36 @@ std::optional<MemberDim> parse_member_dim(const std::string& text) {
     return std::nullopt;
   }
   if (slash == std::string::npos) return dim;
-  const std::string number = trim(std::string_view(text).substr(slash + 1));
-  const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), dim.divisor);
-  if (ec != std::errc() || end != number.data() + number.size() || number.empty() || dim.divisor == 0) return std::nullopt;
+  const std::string divisor = trim(std::string_view(text).substr(slash + 1));
+  if (is_identifier(divisor)) {
+    dim.divisor_param = divisor;
+    return dim;
+  }
+  const auto [end, ec] = std::from_chars(divisor.data(), divisor.data() + divisor.size(), dim.divisor);
+  if (ec != std::errc() || end != divisor.data() + divisor.size() || divisor.empty() || dim.divisor == 0) return std::nullopt;
   return dim;
+}
+
+// A divisor naming a parameter must name one the planner has a value for: a declared parameter
+// (or mp) that is not `default: infer` (inferred counts exist per ownership scope, not per file).
+void check_divisor_param(YamlReader& in, const YAML::Node& node, const std::string& what, const MemberDim& dim,
+                         const CompiledRules& out) {
+  if (dim.divisor_param.empty() || dim.divisor_param == "mp") return;
+  std::vector<std::string> names{"mp"};
+  for (const auto& param : out.params) {
+    if (param.name != dim.divisor_param) {
+      names.push_back(param.name);
+    } else if (param.inferred) {
+      in.error(node, fmt::format("shape of {} divides by parameter '{}', which says 'default: infer': a divisor "
+                                 "needs a value for the whole file (give it a number as default)",
+                                 what, param.name));
+      return;
+    } else {
+      return;
+    }
+  }
+  in.error(node, fmt::format("shape of {} names an undefined parameter '{}'{}", what, dim.divisor_param,
+                             did_you_mean(dim.divisor_param, names)));
 }
 
 std::vector<std::string> all_dtype_names() {
@@ -71,34 +103,41 @@ bool cast_supported(st::DType from, st::DType to) {
   return from == to || (to == st::DType::BF16 && (from == st::DType::F16 || from == st::DType::F32));
 }
 
-void read_shape(YamlReader& in, const YAML::Node& node, const std::string& what, LayoutMember& member) {
+void read_shape(YamlReader& in, const YAML::Node& node, const std::string& what, const CompiledRules& out,
+                LayoutMember& member) {
   if (!in.check_list(node, "shape of " + what)) return;
-  if (node.size() != 2) {
-    in.error(node, fmt::format("shape of {} must have two dims (each out, in, out/N or in/N), got {}", what, node.size()));
+  if (node.size() != 1 && node.size() != 2) {
+    in.error(node, fmt::format("shape of {} must have one dim or two (each out, in, out/N or in/N), got {}", what,
+                               node.size()));
     return;
   }
   bool ok = true;
-  for (std::size_t i = 0; i < 2; ++i) {
+  for (std::size_t i = 0; i < node.size(); ++i) {
     const auto text = in.string_value(node[i], "a dim of the shape of " + what);
     const auto dim = text ? parse_member_dim(*text) : std::nullopt;
     if (text && !dim) {
-      in.error(node[i], fmt::format("bad shape expression '{}' in {}: expected out, in, out/N or in/N (N a positive integer)",
+      in.error(node[i], fmt::format("bad shape expression '{}' in {}: expected out, in, out/N or in/N (N a positive "
+                                    "integer or a parameter's name)",
                                     *text, what));
     }
-    if (!dim) ok = false;
-    if (dim) member.dims[i] = *dim;
+    if (!dim) {
+      ok = false;
+      continue;
+    }
+    check_divisor_param(in, node[i], what, *dim, out);
+    member.dims.push_back(*dim);
   }
-  if (ok && member.dims[0].axis == member.dims[1].axis) {
+  if (ok && member.dims.size() == 2 && member.dims[0].axis == member.dims[1].axis) {
     in.error(node, fmt::format("shape of {} must have one 'out' dim and one 'in' dim", what));
   }
 }
 
 void read_member(YamlReader& in, const YAML::Node& key, const YAML::Node& value, const std::string& layout,
-                 LayoutMember& member) {
+                 const CompiledRules& out, LayoutMember& member) {
   const std::string what = fmt::format("member '{}' of layout '{}'", member.suffix, layout);
   if (!in.check_map(value, what, {"shape", "dtype", "cast"})) return;
   if (const YAML::Node shape = YamlReader::field(value, "shape"); shape.IsDefined()) {
-    read_shape(in, shape, what, member);
+    read_shape(in, shape, what, out, member);
   } else {
     in.error(key, fmt::format("{} is missing required key 'shape'", what));
   }
@@ -168,7 +207,7 @@ void read_layouts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
                                    : ""));
         }
       }
-      read_member(in, member_entry.first, member_entry.second, layout.name, member);
+      read_member(in, member_entry.first, member_entry.second, layout.name, out, member);
       if (layout.find(member.suffix) == nullptr) layout.members.push_back(std::move(member));
     }
     out.layouts.push_back(std::move(layout));

@@ -43,11 +43,11 @@ TEST_CASE("every schema error of a file, located, in one error") {
       "  bad.yaml:15:13: invalid regex 'a(b' in skip rule: missing ): a(b\n"
       "  bad.yaml:16:5: skip rule is missing required key 'reason'\n"
       "  bad.yaml:21:24: bad shape expression 'in/0' in member 'scales' of layout 'gptq': expected out, in, out/N or in/N "
-      "(N a positive integer)\n"
+      "(N a positive integer or a parameter's name)\n"
       "  bad.yaml:21:44: unknown dtype 'FP16' in dtype of member 'scales' of layout 'gptq' (did you mean 'F16'?)\n"
       "  bad.yaml:21:57: cast of member 'scales' of layout 'gptq' needs a 'dtype' list (the dtypes it converts from)\n"
       "  bad.yaml:24:7: member suffix 'scales' of layout 'other' is already claimed by layout 'gptq' (18:3)\n"
-      "  bad.yaml:24:23: shape of member 'scales' of layout 'other' must have two dims (each out, in, out/N or in/N), got 3\n"
+      "  bad.yaml:24:23: shape of member 'scales' of layout 'other' must have one dim or two (each out, in, out/N or in/N), got 3\n"
       "  bad.yaml:24:61: cast from F32 to F16 is not supported (supported: F16->BF16, F32->BF16, or no change)\n"
       "  bad.yaml:25:57: cast from F32 to F16 is not supported (supported: F16->BF16, F32->BF16, or no change)\n"
       "  bad.yaml:28:13: key rule needs a (?P<key>...) group in its match, or a literal 'key:'\n"
@@ -91,7 +91,7 @@ TEST_CASE("single mistakes, word for word") {
        "x.yaml:4:36: shape of member 'w' of layout 'l' must have one 'out' dim and one 'in' dim"},
       {"layouts: {l: {members: {w: {shape: [in, sideways]}}}}\n",
        "x.yaml:4:41: bad shape expression 'sideways' in member 'w' of layout 'l': expected out, in, out/N or in/N (N a "
-       "positive integer)"},
+       "positive integer or a parameter's name)"},
       {"layouts: {l: {members: {}}}\n", "x.yaml:4:24: layout 'l' has no members"},
       {"params: {mp: {default: 2}}\n", "x.yaml:4:10: parameter 'mp' is built in (the --model-parallel value): do not declare it"},
       {"params: {k: {default: -1}}\n", "x.yaml:4:23: 'default' of parameter 'k' must be a non-negative integer, got '-1'"},

@@ -14,7 +14,9 @@ std::string explain_decision(const Decision& decision, const Params& params);
 
 // A member as written in its layout: "SUFFIX [in/8, out] I32", "SUFFIX [in/128, out] F16|BF16 -> BF16".
 std::string describe_member(const LayoutMember& member);
-// "out", "in/8".
+// "out", "in/8", "in/group_size".
 std::string describe_member_dim(const MemberDim& dim);
+// "[in/8, out]", "[in]".
+std::string describe_member_shape(const LayoutMember& member);
 
 }  // namespace shardwise::rules

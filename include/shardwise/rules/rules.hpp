@@ -32,15 +32,19 @@ struct RuleRef {
 enum class Split { replicate, out, in };
 std::string_view split_name(Split split);
 
-// One dim of a packed member, as a function of a logical dim: size = logical / divisor.
+// One dim of a packed member, as a function of a logical dim: size = logical / divisor. The
+// divisor is a number (`in/128`) or a parameter of the rules (`in/group_size`), whose value the
+// planner takes from the parameters it plans with.
 struct MemberDim {
   Split axis = Split::out;  // out or in (never replicate)
-  std::uint64_t divisor = 1;
+  std::uint64_t divisor = 1;  // when divisor_param is empty
+  std::string divisor_param;  // the parameter that divides, or ""
 };
 
 struct LayoutMember {
   std::string suffix;                     // last name component, e.g. "scales"
-  MemberDim dims[2];                      // member shape [dims[0], dims[1]]
+  // The member's shape: one dim (`[in]`, a per-input index or a bias) or two (one `out`, one `in`).
+  std::vector<MemberDim> dims;
   std::vector<st::DType> allowed_dtypes;  // empty: any
   std::optional<st::DType> cast_to;       // written as this dtype
 };
