@@ -3,6 +3,7 @@
 // from (--seed, the tensor's inference-style name), so the bytes of a tensor do not depend on the
 // naming style, the file it lands in or the order tensors are written.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -65,13 +66,17 @@ struct FillOptions {
   std::uint64_t seed = 0;
   std::uint64_t experts = 1;    // tid2eid values are < experts
   bool special_scales = false;  // about one scale in four is taken from kSpecialScales
+  std::uint64_t group_size = kGroupSize;  // g_idx values are < in / group_size
 };
 
 // Fills `out` (whole elements of the tensor's dtype) with the next values of a tensor's stream.
 class TensorFiller {
  public:
   TensorFiller(const TensorSpec& spec, const FillOptions& options)
-      : fill_(spec.fill), dtype_(spec.dtype), options_(options), rng_(options.seed, spec.seed_name) {}
+      : fill_(spec.fill), dtype_(spec.dtype), options_(options), rng_(options.seed, spec.seed_name),
+        groups_(spec.fill == Fill::g_idx && !spec.shape.empty() && options.group_size != 0
+                    ? std::max<std::uint64_t>(1, spec.shape[0] / options.group_size)
+                    : 1) {}
 
   void fill(std::span<std::byte> out) {
     switch (fill_) {
@@ -87,6 +92,8 @@ class TensorFiller {
         return f32(out);
       case Fill::tid2eid:
         return expert_ids(out);
+      case Fill::g_idx:
+        return group_indices(out);
     }
   }
 
@@ -163,10 +170,16 @@ class TensorFiller {
     }
   }
 
+  // Act-order: each input channel's quantisation group, in any order (channels are permuted).
+  void group_indices(std::span<std::byte> out) {
+    for (std::size_t i = 0; i < out.size() / 4; ++i) put(out, i, static_cast<std::int32_t>(rng_.next() % groups_));
+  }
+
   Fill fill_;
   DType dtype_;
   const FillOptions& options_;
   Rng rng_;
+  std::uint64_t groups_;  // g_idx: in / group_size
 };
 
 }  // namespace gen

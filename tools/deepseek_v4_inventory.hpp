@@ -83,7 +83,7 @@ inline unsigned compress_ratio(const ModelConfig& c, unsigned layer) {
 enum class Style { inference, hf };
 
 // What the data of a tensor looks like (the generator fills accordingly).
-enum class Fill { qweight, qzeros, scales, bf16, f32, tid2eid };
+enum class Fill { qweight, qzeros, scales, bf16, f32, tid2eid, g_idx };
 
 struct TensorSpec {
   std::string name;       // as written, in the chosen style
@@ -97,6 +97,8 @@ struct InventoryOptions {
   Style style = Style::inference;
   bool quant_gate_embed = false;    // the "trap" upload: ffn.gate and embed GPTQ-quantised too
   DType scales_dtype = DType::F16;  // GPTQ scales as released (F16), or F32
+  std::uint64_t group_size = kGroupSize;  // GPTQ quantisation group (input rows per scale)
+  bool act_order = false;                 // GPTQ act-order: a `g_idx` I32 [in] beside each triple
 };
 
 // Builds the inventory; names come out in generation order (callers sort as they need).
@@ -158,7 +160,7 @@ class InventoryBuilder {
       if (path.rfind("embed.", 0) == 0) return "model.embed_tokens." + path.substr(6);
       return "model." + path;
     }
-    for (const char* suffix : {".qweight", ".qzeros", ".scales"}) {  // a triple member: map its linear
+    for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {  // a triple member: map its linear
       const std::string s = suffix;
       if (path.size() > s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0) {
         return "model." + prefix + hf_path(path.substr(0, path.size() - s.size())) + s;
@@ -171,16 +173,19 @@ class InventoryBuilder {
     out_.push_back({styled(prefix, path), prefix + path, dtype, std::move(shape), fill});
   }
 
-  // A GPTQ-packed linear (symmetric 4-bit, group 128): the qweight / qzeros / scales triple.
+  // A GPTQ-packed linear (symmetric 4-bit, group 128 unless told): the qweight / qzeros / scales
+  // triple, and with act-order the group index of each input channel (g_idx).
   void linear(const std::string& prefix, const std::string& path, std::uint64_t in, std::uint64_t out) {
-    if (in % kGroupSize != 0 || out % kPack != 0) {
-      throw std::invalid_argument(prefix + path + ": in=" + std::to_string(in) +
-                                  " must be a multiple of 128 and out=" + std::to_string(out) +
-                                  " of 8 for GPTQ packing");
+    const std::uint64_t group = o_.group_size;
+    if (group == 0 || in % group != 0 || in % kPack != 0 || out % kPack != 0) {
+      throw std::invalid_argument(prefix + path + ": in=" + std::to_string(in) + " must be a multiple of " +
+                                  std::to_string(group) + " and of 8, and out=" + std::to_string(out) +
+                                  " of 8, for GPTQ packing");
     }
     tensor(prefix, path + ".qweight", DType::I32, {in / kPack, out}, Fill::qweight);
-    tensor(prefix, path + ".qzeros", DType::I32, {in / kGroupSize, out / kPack}, Fill::qzeros);
-    tensor(prefix, path + ".scales", o_.scales_dtype, {in / kGroupSize, out}, Fill::scales);
+    tensor(prefix, path + ".qzeros", DType::I32, {in / group, out / kPack}, Fill::qzeros);
+    tensor(prefix, path + ".scales", o_.scales_dtype, {in / group, out}, Fill::scales);
+    if (o_.act_order) tensor(prefix, path + ".g_idx", DType::I32, {in}, Fill::g_idx);
   }
 
   void norm(const std::string& prefix, const std::string& path, std::uint64_t n) {

@@ -56,7 +56,7 @@ struct FilePart {
 };
 
 bool is_gptq_part(const std::string& name) {
-  for (const char* suffix : {".qweight", ".qzeros", ".scales"}) {
+  for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
     const std::string s = suffix;
     if (name.size() > s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0) return true;
   }
@@ -245,6 +245,7 @@ int run(Options o) {
   const gen::ModelConfig config = resolve_config(o);
   o.inventory.style = o.style == "hf" ? gen::Style::hf : gen::Style::inference;
   o.fill.experts = config.experts;
+  o.fill.group_size = o.inventory.group_size;
   std::vector<gen::TensorSpec> tensors = gen::build_inventory(config, o.inventory);
   std::sort(tensors.begin(), tensors.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   const std::vector<FilePart> parts = split_files(tensors, o.files);
@@ -300,6 +301,11 @@ int main(int argc, char** argv) {
   app.add_flag_callback(
       "--f32-scales", [&] { o.inventory.scales_dtype = st::DType::F32; },
       "Write the GPTQ scales as F32 instead of F16 (same values; with --special-scales, NaNs and all)");
+  app.add_option("--group-size", o.inventory.group_size,
+                 "GPTQ quantisation group: input rows per scale and zero point (default 128)")
+      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
+  app.add_flag("--act-order", o.inventory.act_order,
+               "GPTQ act-order: write each linear's g_idx (I32 [in], the group of each input channel)");
   app.add_flag("--quant-gate-embed", o.inventory.quant_gate_embed,
                "The trap upload: ffn.gate and embed GPTQ-quantised too");
   app.add_flag_callback(
