@@ -6,55 +6,155 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/bundled.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
+#include "rules/suggest.hpp"
+
 namespace shardwise::cli {
 
 namespace {
 
-std::uint64_t parse_count(const std::string& text, const std::string& what) {
+// What the command line's -r/--rules named, found before the commands are built.
+struct RulesArgument {
+  std::optional<std::string> value;
+  // The parameters of those rules, loaded once for every command's flags; or why they cannot be.
+  std::optional<std::vector<rules::ParamInfo>> params;
+  std::string error;
+};
+
+RulesArgument& rules_argument() {
+  static RulesArgument argument;
+  return argument;
+}
+
+const RulesArgument& loaded_rules_argument() {
+  RulesArgument& argument = rules_argument();
+  if (argument.params || !argument.error.empty()) return argument;
+  try {
+    argument.params =
+        (argument.value ? rules::load_named_rules(*argument.value) : rules::Rules::bundled()).params();
+  } catch (const Error& e) {
+    argument.error = e.what();
+  }
+  return argument;
+}
+
+std::string rules_shown(const RulesArgument& argument) {
+  return argument.value ? *argument.value : "the bundled rules";
+}
+
+// "HELP (default: 64)", "HELP (required by my.yaml)": what a parameter flag says in --help.
+std::string param_help(const rules::ParamInfo& param, const RulesArgument& argument) {
+  std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
+  if (param.default_value) {
+    const std::string value = param.choices.empty() || *param.default_value >= param.choices.size()
+                                  ? std::to_string(*param.default_value)
+                                  : param.choices[*param.default_value];
+    return help + fmt::format(" (default: {})", value);
+  }
+  if (param.inferred) return help + " (default: each scope's own count, from the checkpoint)";
+  return help + fmt::format(" (required by {})", rules_shown(argument));
+}
+
+const rules::ParamInfo* find_param(const rules::Rules& rules, const std::string& name) {
+  for (const rules::ParamInfo& param : rules.params()) {
+    if (param.name == name) return &param;
+  }
+  return nullptr;
+}
+
+// A value for `name` as the rules declare it; a name they do not declare gets a number here, and
+// resolve_params() refuses it with the nearest name.
+std::uint64_t param_value(const rules::Rules& rules, const std::string& name, const std::string& text,
+                          const std::string& shown) {
+  if (const rules::ParamInfo* param = find_param(rules, name)) return rules::parse_param_value(*param, text);
   std::uint64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", what, text));
+    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", shown, text));
   }
   return value;
 }
 
-void add_param(rules::Params& params, std::string name, const std::string& value, const std::string& shown) {
-  if (name.empty()) throw Error(ErrorKind::usage, fmt::format("{}: a parameter needs a name", shown));
-  for (char& c : name) {
-    if (c == '-') c = '_';
+// Arguments the command did not recognise: the first, with the nearest option of the command.
+void refuse_extras(const CLI::App& command) {
+  const std::vector<std::string> extras = command.remaining();
+  if (extras.empty()) return;
+  const std::string& token = extras.front();
+  if (!token.starts_with("-")) throw Error(ErrorKind::usage, fmt::format("unexpected argument '{}'", token));
+  std::vector<std::string> names;
+  for (const CLI::Option* option : command.get_options()) {
+    for (const std::string& name : option->get_lnames()) names.push_back("--" + name);
   }
-  params[name] = parse_count(value, shown);
+  const std::string flag = token.substr(0, token.find('='));
+  const RulesArgument& argument = loaded_rules_argument();
+  throw Error(ErrorKind::usage,
+              fmt::format("unknown option {}{}: neither an option of `{}` nor a parameter of {} (`{} --help` "
+                          "lists both)",
+                          flag, rules::detail::did_you_mean(flag, names), command.get_name(),
+                          rules_shown(argument), command.get_name()));
 }
 
 }  // namespace
 
-void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
-  std::vector<rules::ParamInfo> declared;
-  try {
-    declared = rules::Rules::bundled().params();
-  } catch (const Error&) {
-    return;
-  }
-  for (const auto& param : declared) {
-    std::string flag = "--" + param.name;
-    std::replace(flag.begin() + 2, flag.end(), '_', '-');
-    std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
-    if (param.default_value) {
-      help += fmt::format(" (bundled rules' default: {})", *param.default_value);
-    } else if (param.inferred) {
-      help += " (default: each scope's own count, from the checkpoint)";
-    } else {
-      help += " (required by the bundled rules)";
+void find_rules_argument(int argc, const char* const* argv) {
+  std::optional<std::string>& value = rules_argument().value;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view token = argv[i];
+    if (token == "--") break;
+    if ((token == "-r" || token == "--rules") && i + 1 < argc) {
+      value = argv[++i];
+    } else if (token.starts_with("--rules=")) {
+      value = std::string(token.substr(8));
+    } else if (token.starts_with("-r") && token.size() > 2 && !token.starts_with("--")) {
+      value = std::string(token.substr(2));
     }
-    command.add_option(flag, values[param.name], help);
   }
+}
+
+void add_param_options(CLI::App& command, ParamOptions& options) {
+  const RulesArgument& argument = loaded_rules_argument();
+  if (argument.params) {
+    for (const rules::ParamInfo& param : *argument.params) {
+      const std::string type = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+      command.add_option(rules::param_flag(param.name), options.flags[param.name], param_help(param, argument))
+          ->type_name(type);
+    }
+  } else {
+    command.footer(command.get_footer() +
+                   fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error));
+  }
+  // One NAME=VALUE per -p: a list would swallow the arguments that follow it (explain's names).
+  command.add_option("-p,--param", options.entries, "a rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
+  // Unknown options are refused by given_params(), with the nearest option.
+  command.allow_extras();
+  command.footer(command.get_footer() + "\n" +
+                 "The flags of the rules parameters are those of the rules --rules names (of the default "
+                 "bundled rules without it): `--group-size 64` sets the parameter group_size; --param "
+                 "group_size=64 is the same. `shardwise rules check RULES` lists them.");
+}
+
+rules::Params given_params(const CLI::App& command, const ParamOptions& options, const rules::Rules& rules) {
+  refuse_extras(command);
+  rules::Params params;
+  for (const auto& [name, text] : options.flags) {
+    if (text) params[name] = param_value(rules, name, *text, rules::param_flag(name));
+  }
+  for (const std::string& entry : options.entries) {
+    const auto eq = entry.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error(ErrorKind::usage, fmt::format("--param '{}': expected NAME=VALUE", entry));
+    std::string name = entry.substr(0, eq);
+    std::replace(name.begin(), name.end(), '-', '_');
+    params[name] = param_value(rules, name, entry.substr(eq + 1), "--param " + entry);
+  }
+  return params;
 }
 
 void add_planning_options(CLI::App& command, PlanningOptions& options) {
@@ -70,15 +170,7 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       fmt::format("rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
                   "file path (a value with a '/' or a .yaml/.yml ending)",
                   rules::default_rules_name()));
-  add_bundled_param_flags(command, options.declared);
-  // One NAME=VALUE per -p: a list would swallow the arguments that follow it.
-  command.add_option("-p,--param", options.params, "a rules parameter, NAME=VALUE (repeatable)")
-      ->allow_extra_args(false);
-  command.allow_extras();
-  command.footer(
-      command.get_footer() + "\n" +
-      "Rules parameters are also given as --NAME VALUE, dashes for underscores: `--group-size 64` sets "
-      "the rules parameter group_size (`shardwise rules check` lists them).");
+  add_param_options(command, options.params);
 }
 
 void add_format_option(CLI::App& command, PlanningOptions& options) {
@@ -91,39 +183,9 @@ rules::Rules load_rules(const PlanningOptions& options) {
   return options.rules_file ? rules::load_named_rules(*options.rules_file) : rules::Rules::bundled();
 }
 
-rules::Params given_params(const CLI::App& command, const PlanningOptions& options) {
-  rules::Params params;
-  for (const auto& [name, value] : options.declared) {
-    if (value) params[name] = *value;
-  }
-  for (const std::string& entry : options.params) {
-    const auto eq = entry.find('=');
-    if (eq == std::string::npos)
-      throw Error(ErrorKind::usage, fmt::format("--param {}: expected NAME=VALUE", entry));
-    add_param(params, entry.substr(0, eq), entry.substr(eq + 1), "--param " + entry);
-  }
-  const std::vector<std::string> extras = command.remaining();
-  for (std::size_t i = 0; i < extras.size(); ++i) {
-    const std::string& token = extras[i];
-    if (token.size() < 3 || token.compare(0, 2, "--") != 0) {
-      throw Error(ErrorKind::usage, fmt::format("unexpected argument '{}'", token));
-    }
-    const auto eq = token.find('=');
-    if (eq != std::string::npos) {
-      add_param(params, token.substr(2, eq - 2), token.substr(eq + 1), token);
-    } else if (i + 1 < extras.size()) {
-      add_param(params, token.substr(2), extras[i + 1], token + " " + extras[i + 1]);
-      ++i;
-    } else {
-      throw Error(ErrorKind::usage, fmt::format("{} needs a value", token));
-    }
-  }
-  return params;
-}
-
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
                              const rules::Rules& rules) {
-  const rules::Params params = given_params(command, options);
+  const rules::Params params = given_params(command, options.params, rules);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input);
   return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel, params});
 }

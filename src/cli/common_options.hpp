@@ -1,11 +1,13 @@
 #pragma once
 // Options shared by the commands that plan a checkpoint (`plan`, `convert`, `verify`): the
-// reference converter's flags, with short aliases, declared once.
+// reference converter's flags, with short aliases, declared once; and the rules parameters' flags,
+// which `explain` shares too.
 //
-// Rules parameters have no flags of their own in C++ (the rules file declares them): any
-// `--NAME VALUE` (or `--NAME=VALUE`) the command does not know is read as the rules parameter
-// NAME with dashes as underscores (`--group-size 64` sets the parameter `group_size`), and
-// `--param NAME=VALUE` is the explicit form. So the reference converter's own flags work unchanged.
+// Rules parameters have no flags in C++: the rules file declares them. Before the commands are
+// built, main() finds the rules the command line names (-r/--rules NAME|PATH, see
+// find_rules_argument); each parameter of those rules (of the default bundled rules without one)
+// becomes a flag `--NAME VALUE` (dashes for underscores: `--group-size 64` sets `group_size`),
+// listed by --help with its help text and default. `--param NAME=VALUE` is the explicit form.
 
 #include <cstdint>
 #include <map>
@@ -21,36 +23,43 @@
 
 namespace shardwise::cli {
 
-// The values of the flags made from the bundled rules' parameters, by parameter name.
-using BundledParamFlags = std::map<std::string, std::optional<std::uint64_t>>;
+// Called by main() with the whole command line before the commands are built: remembers the value
+// of -r/--rules (`-r X`, `-rX`, `--rules X`, `--rules=X`; the last one given), whose parameters
+// add_param_options() turns into flags.
+void find_rules_argument(int argc, const char* const* argv);
 
-// One flag per parameter of the bundled rules (`--NAME`, dashes for underscores, with the file's
-// help text), so that --help lists them; none when the bundled rules cannot be loaded (the command
-// then reports that itself). Other rules files' parameters go through --NAME VALUE or --param.
-void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values);
+// The rules parameters given on the command line.
+struct ParamOptions {
+  std::map<std::string, std::optional<std::string>> flags;  // --NAME VALUE, by parameter name
+  std::vector<std::string> entries;                         // --param NAME=VALUE
+};
+
+// Declares one flag per parameter of the rules find_rules_argument() found (with their help,
+// default and choices: `--weight-format a|b`), and -p/--param. When those rules cannot be
+// loaded, the help says so instead of listing their parameters (the command reports the error).
+void add_param_options(CLI::App& command, ParamOptions& options);
+
+// The parameters given as flags and --param, each value read as `rules` declares it (a number or
+// a choice). Arguments the command did not recognise (`--foo`) are a usage error with the nearest
+// option. Throws Error(usage).
+rules::Params given_params(const CLI::App& command, const ParamOptions& options, const rules::Rules& rules);
 
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
   std::uint64_t model_parallel = 1;       // --model-parallel
   std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
-  std::vector<std::string> params;        // --param NAME=VALUE
+  ParamOptions params;                    // --NAME VALUE and --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)
-  BundledParamFlags declared;             // --NAME for each parameter the bundled rules declare
 };
 
-// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --param/-p and the bundled rules'
-// parameter flags on `command`, and lets it accept other rules parameters as extra `--NAME VALUE`
-// options.
+// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r and the rules parameters
+// (add_param_options) on `command`.
 void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.
 void add_format_option(CLI::App& command, PlanningOptions& options);
 
 // The rules --rules names (bundled rules by name, or a file), or the default bundled rules.
 rules::Rules load_rules(const PlanningOptions& options);
-
-// The rules parameters given: the bundled rules' flags, --param entries and the extra
-// `--NAME VALUE` options left over by parsing `command`. Throws Error(usage) for malformed names or values.
-rules::Params given_params(const CLI::App& command, const PlanningOptions& options);
 
 // Opens the checkpoint (headers only) and plans it.
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,

@@ -1,8 +1,7 @@
 // `shardwise explain NAME...`: how the rules decide each tensor name, step by step.
 //
-// Rules parameters have no flags in C++: each parameter the bundled rules declare becomes a flag
-// (`params: {foo_bar: ...}` gives --foo-bar), and --param NAME=VALUE gives any parameter of any file.
-#include <charconv>
+// Rules parameters have no flags in C++: each parameter of the rules --rules names becomes a flag
+// (`params: {foo_bar: ...}` gives --foo-bar), and --param NAME=VALUE is the explicit form.
 
 #include <fmt/format.h>
 
@@ -21,34 +20,16 @@ namespace {
 struct ExplainOptions {
   std::string rules_file;
   std::uint64_t model_parallel = 1;
-  BundledParamFlags declared;  // flags from the bundled rules' params
-  std::vector<std::string> params;                               // --param NAME=VALUE
+  ParamOptions params;  // --NAME VALUE for the rules' parameters, --param NAME=VALUE
   std::vector<std::string> names;
 };
 
-rules::Params parse_params(const ExplainOptions& options) {
-  rules::Params given{{"mp", options.model_parallel}};
-  for (const auto& [name, value] : options.declared) {
-    if (value) given[name] = *value;
-  }
-  for (const auto& text : options.params) {
-    const auto equals = text.find('=');
-    std::uint64_t value = 0;
-    const char* first = text.data() + (equals == std::string::npos ? text.size() : equals + 1);
-    const char* last = text.data() + text.size();
-    const auto [end, ec] = std::from_chars(first, last, value);
-    if (equals == std::string::npos || equals == 0 || first == last || ec != std::errc() || end != last) {
-      throw Error(ErrorKind::usage, fmt::format("--param '{}': expected NAME=VALUE with a non-negative integer VALUE", text));
-    }
-    given[text.substr(0, equals)] = value;
-  }
-  return given;
-}
-
-int run_explain(const ExplainOptions& options) {
+int run_explain(const CLI::App& command, const ExplainOptions& options) {
   const rules::Rules loaded =
       options.rules_file.empty() ? rules::Rules::bundled() : rules::load_named_rules(options.rules_file);
-  const rules::Params params = loaded.resolve_params(parse_params(options));
+  rules::Params given = given_params(command, options.params, loaded);
+  given["mp"] = options.model_parallel;
+  const rules::Params params = loaded.resolve_params(given);
   fmt::print("rules: {} ({})\n", loaded.display_name(), loaded.name());
   for (const auto& name : options.names) {
     fmt::print("\n{}", rules::explain_decision(loaded.decide(name, params), params));
@@ -69,12 +50,10 @@ void add_explain_command(CLI::App& app, Action& action) {
                   rules::default_rules_name()));
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
-  add_bundled_param_flags(*explain, options->declared);
-  // One NAME=VALUE per -p: a list would take the tensor names that follow it as more parameters.
-  explain->add_option("-p,--param", options->params, "A rules parameter, NAME=VALUE (repeatable)")
-      ->allow_extra_args(false);
+  add_param_options(*explain, options->params);
   explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
-  explain->callback([&action, options] { action = [options] { return run_explain(*options); }; });
+  explain->callback(
+      [&action, explain, options] { action = [explain, options] { return run_explain(*explain, *options); }; });
 }
 
 }  // namespace shardwise::cli

@@ -9,6 +9,7 @@
 #include <shardwise/core/error.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
   app.footer("Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
              "5 I/O, 6 verification failed, 70 internal error, 130 interrupted.\nRun `shardwise COMMAND --help` for a command's options.");
 
+  // The rules parameters are flags of the commands: which rules they come from must be known first.
+  shardwise::cli::find_rules_argument(argc, argv);
   shardwise::cli::Action action;
   shardwise::cli::add_inspect_command(app, action);
   shardwise::cli::add_rules_command(app, action);

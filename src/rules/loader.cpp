@@ -179,7 +179,9 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     const auto earlier =
         std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
     if (earlier != out.params.end() && replaced_by_child(in, earlier->where)) continue;
-    ParamInfo spec{name, std::nullopt, false, "", in.where(entry.first)};
+    ParamInfo spec;
+    spec.name = name;
+    spec.where = in.where(entry.first);
     if (in.check_map(entry.second, what, {"default", "help"})) {
       read_default(in, entry.second, what, spec);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");

@@ -3,6 +3,7 @@
 #include <shardwise/rules/rules.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -161,6 +162,24 @@ Params Rules::resolve_params(const Params& given) const {
   if (!missing.empty()) throw Error(ErrorKind::usage, fmt::format("{}", fmt::join(missing, "\n")));
   if (params.at("mp") == 0) throw Error(ErrorKind::usage, "mp (the model-parallel size) must be at least 1");
   return params;
+}
+
+std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
+  const std::string flag = param_flag(param.name);
+  if (!param.choices.empty()) {
+    const auto it = std::find(param.choices.begin(), param.choices.end(), text);
+    if (it != param.choices.end()) return static_cast<std::uint64_t>(it - param.choices.begin());
+    throw Error(ErrorKind::usage, fmt::format("{} {}: expected one of {}{}", flag, text,
+                                              fmt::join(param.choices, ", "),
+                                              detail::did_you_mean(std::string(text), param.choices)));
+  }
+  std::uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+    throw Error(ErrorKind::usage,
+                fmt::format("{} '{}': expected a non-negative integer (parameter {})", flag, text, param.name));
+  }
+  return value;
 }
 
 std::string param_flag(std::string_view param) {

@@ -174,7 +174,11 @@ TEST_CASE("plan usage errors exit 2") {
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--format", "yaml"}, "--format"},
       {{"-i", dir.str(), "-m", "2"}, "--n-experts is required: routed experts per MoE layer"},
       {{"-i", dir.str()}, "--model-parallel is required"},
-      {{"-i", dir.str(), "-m", "2", "--n-expert", "2"}, "n_expert"},
+      {{"-i", dir.str(), "-m", "2", "--n-expert", "2"},
+       "unknown option --n-expert (did you mean '--n-experts'?): neither an option of `plan` nor a parameter of "
+       "the bundled rules"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summry"}, "unknown option --summry (did you mean '--summary'?)"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "two"}, "--n-experts 'two': expected a non-negative integer"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"}, "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rule", "table[wo_c]"},
        "--rule 'table[wo_c]': no tensor of this plan was decided by a rule of that name (did you mean 'table[wo_a]'?)"},

@@ -62,6 +62,9 @@ using Params = std::map<std::string, std::uint64_t, std::less<>>;
 // A parameter as the rules file declares it (`params:`), for help texts and command-line flags.
 struct ParamInfo {
   std::string name;
+  // A choice parameter's accepted values (`--weight-format a|b`); its value in Params is the
+  // index of the one given. Empty for a number.
+  std::vector<std::string> choices;
   std::optional<std::uint64_t> default_value;  // none: it must be given (unless inferred)
   // `default: infer`: when not given, an ownership rule counting with it takes each scope's own
   // count from the checkpoint (docs/rules.md).
@@ -79,6 +82,11 @@ struct TransformRule {
   st::DType from = st::DType::U8;  // the dtype the source must have
   st::DType to = st::DType::U8;    // the dtype written
 };
+
+// The value of `param` given as `text` (a flag's argument, or VALUE of --param NAME=VALUE): a
+// non-negative integer, or for a choice parameter one of its choices (its index). Throws
+// Error(usage) naming the flag and the accepted values.
+std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text);
 
 // The command-line flag of a rules parameter: `--` and the name, dashes for underscores
 // (`n_items` -> `--n-items`).
