@@ -134,9 +134,18 @@ std::string Rules::summary() const {
     for (const auto& member : layout.members) members.push_back(describe_member(member));
     text += fmt::format("  layout {}: {}\n", layout.name, fmt::join(members, "; "));
   }
+  // One line per parameter, as its flag: what `--help` of the commands that plan lists for it.
   text += "  params: mp (built in: --model-parallel)";
   for (const auto& param : r.params) {
-    text += fmt::format(", {}{}", param.name, param.default_value ? fmt::format("={}", *param.default_value) : "");
+    const std::string value = param.choices.empty() ? "N" : fmt::format("{}", fmt::join(param.choices, "|"));
+    std::string given = param.inferred ? "default: infer" : "required";
+    if (param.default_value) {
+      given = fmt::format("default: {}", param.choices.empty() || *param.default_value >= param.choices.size()
+                                             ? std::to_string(*param.default_value)
+                                             : param.choices[*param.default_value]);
+    }
+    text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, given,
+                        param.help.empty() ? "" : ": " + param.help);
   }
   text += fmt::format("\n  output: {}", r.output_file);
   if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));

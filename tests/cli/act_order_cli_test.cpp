@@ -217,6 +217,14 @@ TEST_CASE("a rules file's parameters are flags of every command, listed by --hel
   }
 }
 
+TEST_CASE("rules check lists a file's parameters as their flags, with default and help") {
+  const auto checked = sw({"rules", "check", kRules});
+  CHECK(checked.exit_code == 0);
+  CHECK_THAT(checked.out, Catch::Contains("  params: mp (built in: --model-parallel)\n"
+                                          "    --group-size N (default: 64): input channels per quantisation group\n"
+                                          "    --n-experts N (required): routed experts per MoE layer"));
+}
+
 TEST_CASE("explain takes a rules file's parameters as --NAME VALUE and --NAME=VALUE; unknown options are named") {
   for (const std::vector<std::string>& given :
        {std::vector<std::string>{"--group-size", "32"}, {"--group-size=32"}, {"-p", "group_size=32"}}) {
