@@ -44,6 +44,12 @@ const RulesArgument& loaded_rules_argument() {
   return argument;
 }
 
+// The commands that take rules parameters, waiting for add_param_flags() (after all their own options).
+std::vector<std::pair<CLI::App*, ParamOptions*>>& commands_with_param_flags() {
+  static std::vector<std::pair<CLI::App*, ParamOptions*>> commands;
+  return commands;
+}
+
 std::string rules_shown(const RulesArgument& argument) {
   return argument.value ? *argument.value : "the bundled rules";
 }
@@ -118,26 +124,36 @@ void find_rules_argument(int argc, const char* const* argv) {
 }
 
 void add_param_options(CLI::App& command, ParamOptions& options) {
-  const RulesArgument& argument = loaded_rules_argument();
-  if (argument.params) {
-    for (const rules::ParamInfo& param : *argument.params) {
-      const std::string type = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
-      command.add_option(rules::param_flag(param.name), options.flags[param.name], param_help(param, argument))
-          ->type_name(type);
-    }
-  } else {
-    command.footer(command.get_footer() +
-                   fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error));
-  }
   // One NAME=VALUE per -p: a list would swallow the arguments that follow it (explain's names).
   command.add_option("-p,--param", options.entries, "a rules parameter, NAME=VALUE (repeatable)")
       ->allow_extra_args(false);
   // Unknown options are refused by given_params(), with the nearest option.
   command.allow_extras();
-  command.footer(command.get_footer() + "\n" +
-                 "The flags of the rules parameters are those of the rules --rules names (of the default "
-                 "bundled rules without it): `--group-size 64` sets the parameter group_size; --param "
-                 "group_size=64 is the same. `shardwise rules check RULES` lists them.");
+  commands_with_param_flags().push_back({&command, &options});
+}
+
+void add_param_flags() {
+  const RulesArgument& argument = loaded_rules_argument();
+  for (const auto& [command, options] : commands_with_param_flags()) {
+    std::string footer = "\nThe flags of the rules parameters are those of the rules --rules names (of the default "
+                         "bundled rules without it): `--group-size 64` sets the parameter group_size; --param "
+                         "group_size=64 is the same. `shardwise rules check RULES` lists them.";
+    if (!argument.params) {
+      footer += fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error);
+    }
+    for (const rules::ParamInfo& param : argument.params.value_or(std::vector<rules::ParamInfo>{})) {
+      const std::string flag = rules::param_flag(param.name);
+      // A parameter spelt like an option of the command keeps the option; --param still gives it.
+      if (command->get_option_no_throw(flag) != nullptr) {
+        footer += fmt::format("\nThe parameter {} has no flag: {} is an option of `{}`; give it as --param {}=VALUE.",
+                              param.name, flag, command->get_name(), param.name);
+        continue;
+      }
+      const std::string type = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+      command->add_option(flag, options->flags[param.name], param_help(param, argument))->type_name(type);
+    }
+    command->footer(command->get_footer() + footer);
+  }
 }
 
 rules::Params given_params(const CLI::App& command, const ParamOptions& options, const rules::Rules& rules) {

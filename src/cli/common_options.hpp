@@ -34,10 +34,14 @@ struct ParamOptions {
   std::vector<std::string> entries;                         // --param NAME=VALUE
 };
 
-// Declares one flag per parameter of the rules find_rules_argument() found (with their help,
-// default and choices: `--weight-format a|b`), and -p/--param. When those rules cannot be
-// loaded, the help says so instead of listing their parameters (the command reports the error).
+// Declares -p/--param on `command`, and lets add_param_flags() give it the rules' parameter flags.
 void add_param_options(CLI::App& command, ParamOptions& options);
+// Called by main() once every command is built: gives each command of add_param_options() one flag
+// per parameter of the rules find_rules_argument() found (with their help, default and choices:
+// `--weight-format a|b`), except a parameter spelt like one of the command's own options (its
+// help says to use --param). When those rules cannot be loaded, the help says why instead of
+// listing their parameters (the command itself reports the error).
+void add_param_flags();
 
 // The parameters given as flags and --param, each value read as `rules` declares it (a number or
 // a choice). Arguments the command did not recognise (`--foo`) are a usage error with the nearest

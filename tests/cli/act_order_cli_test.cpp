@@ -217,6 +217,23 @@ TEST_CASE("a rules file's parameters are flags of every command, listed by --hel
   }
 }
 
+TEST_CASE("a parameter spelt like an option of a command keeps the option there; --param gives it") {
+  TempDir dir;
+  const std::string file = (dir / "clash.yaml").string();
+  shardwise::test::write_file(file, "shardwise: 1\nname: clash\nextends: deepseek-v4-w4a16\n"
+                                    "params:\n  format: {default: 1}\n  help: {default: 2}\n");
+  const auto plan = sw({"plan", "-r", file, "--help"});
+  CHECK(plan.exit_code == 0);
+  CHECK_THAT(plan.out, Catch::Contains("The parameter format has no flag: --format is an option of `plan`; give it "
+                                       "as --param format=VALUE.") &&
+                           Catch::Contains("The parameter help has no flag"));
+  const auto explain = sw({"explain", "-r", file, "--help"});
+  CHECK(explain.exit_code == 0);
+  CHECK_THAT(explain.out, Catch::Contains("--format UINT"));
+  const auto given = sw({"explain", "-r", file, "--n-experts", "8", "--format", "3", "-p", "help=4", "embed.weight"});
+  CHECK(given.exit_code == 0);
+}
+
 TEST_CASE("rules check lists a file's parameters as their flags, with default and help") {
   const auto checked = sw({"rules", "check", kRules});
   CHECK(checked.exit_code == 0);
