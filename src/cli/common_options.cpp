@@ -150,7 +150,13 @@ void add_param_flags() {
         continue;
       }
       const std::string type = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
-      command->add_option(flag, options->flags[param.name], param_help(param, argument))->type_name(type);
+      try {
+        command->add_option(flag, options->flags[param.name], param_help(param, argument))->type_name(type);
+      } catch (const CLI::ConstructionError&) {  // a name CLI11 does not take as a flag (`_x` -> `---x`)
+        options->flags.erase(param.name);
+        footer += fmt::format("\nThe parameter {} has no flag ({} is not an option name); give it as --param {}=VALUE.",
+                              param.name, flag, param.name);
+      }
     }
     command->footer(command->get_footer() + footer);
   }

@@ -221,12 +221,13 @@ TEST_CASE("a parameter spelt like an option of a command keeps the option there;
   TempDir dir;
   const std::string file = (dir / "clash.yaml").string();
   shardwise::test::write_file(file, "shardwise: 1\nname: clash\nextends: deepseek-v4-w4a16\n"
-                                    "params:\n  format: {default: 1}\n  help: {default: 2}\n");
+                                    "params:\n  format: {default: 1}\n  help: {default: 2}\n  _x: {default: 3}\n");
   const auto plan = sw({"plan", "-r", file, "--help"});
   CHECK(plan.exit_code == 0);
   CHECK_THAT(plan.out, Catch::Contains("The parameter format has no flag: --format is an option of `plan`; give it "
                                        "as --param format=VALUE.") &&
-                           Catch::Contains("The parameter help has no flag"));
+                           Catch::Contains("The parameter help has no flag") &&
+                           Catch::Contains("The parameter _x has no flag (---x is not an option name)"));
   const auto explain = sw({"explain", "-r", file, "--help"});
   CHECK(explain.exit_code == 0);
   CHECK_THAT(explain.out, Catch::Contains("--format UINT"));
