@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <exception>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -38,7 +39,7 @@ const RulesArgument& loaded_rules_argument() {
   try {
     argument.params =
         (argument.value ? rules::load_named_rules(*argument.value) : rules::Rules::bundled()).params();
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {  // listed in --help; the command reports it with its exit code
     argument.error = e.what();
   }
   return argument;
