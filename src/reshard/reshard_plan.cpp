@@ -315,6 +315,10 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) 
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
   const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, problems);
+  // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
+  const std::string summary =
+      fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
+  problems.check(summary);
   for (const auto& [name, pieces] : seen) {
     if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems)) plan.logical.push_back(std::move(*logical));
   }
@@ -325,7 +329,7 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) 
     plan.side_files.push_back(side.file);
   }
   if (problems.empty()) cut_for(plan, plan.from_manifest.rules.output_file, problems);
-  problems.check(fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel));
+  problems.check(summary);
   return plan;
 }
 
