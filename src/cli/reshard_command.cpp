@@ -9,6 +9,7 @@
 #include <shardwise/reshard/reshard.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 namespace shardwise::cli {
 
@@ -23,10 +24,20 @@ struct ReshardArgs {
   bool force = false;
   bool dry_run = false;
   std::string format = "text";
+  PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
 };
 
-int run_reshard(const ReshardArgs& args) {
-  const reshard::ReshardPlan plan = reshard::plan_reshard(args.from, args.model_parallel);
+reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
+  const rules::Params params = given_params(command, args.planning);
+  if (!args.planning.rules_file) {
+    if (!params.empty()) throw Error(ErrorKind::usage, "rules parameters are given with --rules (the manifest records them)");
+    return reshard::plan_reshard(args.from, args.model_parallel);
+  }
+  return reshard::plan_reshard(args.from, args.model_parallel, load_rules(args.planning), params);
+}
+
+int run_reshard(const CLI::App& command, const ReshardArgs& args) {
+  const reshard::ReshardPlan plan = plan_of(command, args);
   if (args.dry_run) {
     const std::string text = args.format == "json" ? reshard::format_reshard_json(plan) : reshard::format_reshard_text(plan);
     if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
@@ -66,9 +77,17 @@ void add_reshard_command(CLI::App& app, Action& action) {
                     "print the plan (every new tensor and the old pieces it is made of) and write nothing");
   command->add_option("--format", args->format, "with --dry-run: text or json")
       ->check(CLI::IsMember({"text", "json"}));
+  command->add_option(
+      "-r,--rules", args->planning.rules_file,
+      "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
+      "name or file), which must place every tensor name in its rank files as itself; with their parameters");
+  add_bundled_param_flags(*command, args->planning.declared);
+  command->add_option("-p,--param", args->planning.params, "with --rules: a rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
+  command->allow_extras();
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
-    action = [args] { return run_reshard(*args); };
+    action = [command, args] { return run_reshard(*command, *args); };
   });
 }
 

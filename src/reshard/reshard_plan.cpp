@@ -3,6 +3,7 @@
 #include <shardwise/reshard/reshard.hpp>
 
 #include <algorithm>
+#include <functional>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -14,6 +15,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
+
+#include "reshard/reshard_internal.hpp"
 
 namespace shardwise::reshard {
 
@@ -45,15 +48,15 @@ std::string output_file(std::string name, std::uint64_t rank, std::uint64_t mp) 
   return name;
 }
 
-// The old folder's manifest: complete, version 3 (cuts recorded), one entry per rank 0..mp-1.
-convert::Manifest read_old_manifest(const std::string& from, std::uint64_t& mp) {
-  std::optional<convert::Manifest> manifest = convert::read_manifest(from);
+// The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
+// entry per rank 0..mp-1.
+void check_old_manifest(const std::optional<convert::Manifest>& manifest, const std::string& where,
+                        std::uint64_t& mp) {
   if (!manifest) {
     throw Error(ErrorKind::input,
-                fmt::format("{}: no {}: reshard reads folders shardwise wrote (docs/reshard.md)", from,
-                            convert::kManifestFileName));
+                fmt::format("{}: missing: reshard reads folders shardwise wrote, or others with --rules and the "
+                            "rules' parameters (docs/reshard.md)", where));
   }
-  const std::string where = (fs::path(from) / convert::kManifestFileName).string();
   if (!manifest->complete) {
     throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that wrote the "
                                               "folder did not finish; finish it (convert --resume) first", where));
@@ -87,7 +90,6 @@ convert::Manifest read_old_manifest(const std::string& from, std::uint64_t& mp) 
       }
     }
   }
-  return *manifest;
 }
 
 // Safetensors files in the old folder that its manifest does not list: rank files of another set
@@ -301,7 +303,11 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
 
 }  // namespace
 
-ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) {
+namespace {
+
+ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
+                      const std::function<std::optional<convert::Manifest>(const std::string&)>& manifest_of,
+                      const std::string& manifest_name) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));
@@ -311,7 +317,10 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) 
   ReshardPlan plan;
   plan.from = fs::absolute(from).lexically_normal().string();
   plan.model_parallel = model_parallel;
-  plan.from_manifest = read_old_manifest(plan.from, plan.from_model_parallel);
+  std::optional<convert::Manifest> manifest = manifest_of(plan.from);
+  check_old_manifest(manifest, manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
+                     plan.from_model_parallel);
+  plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
   const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, problems);
@@ -331,6 +340,20 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) 
   if (problems.empty()) cut_for(plan, plan.from_manifest.rules.output_file, problems);
   problems.check(summary);
   return plan;
+}
+
+}  // namespace
+
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) {
+  return plan_from(from, model_parallel, [](const std::string& folder) { return convert::read_manifest(folder); },
+                   convert::kManifestFileName);
+}
+
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
+                         const rules::Params& params) {
+  return plan_from(
+      from, model_parallel,
+      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "");
 }
 
 }  // namespace shardwise::reshard

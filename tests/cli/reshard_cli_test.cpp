@@ -175,7 +175,7 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     fs::remove(d.from / "shardwise-manifest.json");
     const auto r = d.reshard(2);
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("no shardwise-manifest.json"));
+    CHECK_THAT(r.err, Catch::Contains("shardwise-manifest.json: missing: reshard reads folders shardwise wrote, or others with --rules"));
   }
   SECTION("a manifest written before version 3") {
     auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
@@ -278,4 +278,54 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
   const auto direct = sw({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(), "-r",
                           (dir / "fp4.yaml").string(), "-m", "8", "-q"});
   CHECK(direct.exit_code == 4);
+}
+
+TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it and their parameters") {
+  TempDir dir;
+  generate(dir / "in");
+  for (const int mp : {1, 2, 4}) convert(dir / "in", dir / fmt_mp(mp), mp);
+  for (const auto& [a, b] : std::vector<std::pair<int, int>>{{4, 2}, {2, 4}, {4, 1}}) {
+    INFO("mp " << a << " -> " << b);
+    const fs::path bare = dir / ("bare" + std::to_string(a));
+    if (!fs::exists(bare)) {
+      fs::copy(dir / fmt_mp(a), bare);
+      fs::remove(bare / "shardwise-manifest.json");
+    }
+    const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
+    const auto r = sw({"reshard", "--from", bare.string(), "-o", out.string(), "-m", std::to_string(b), "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_files(dir / fmt_mp(b), out);
+  }
+  SECTION("a name the rules do not place as it is") {
+    // The rank files as the rules' input names: renamed by them, so not a folder they wrote.
+    const auto r = sw({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
+  }
+  SECTION("rules that do not describe the folder: every name they cannot place, and why") {
+    write_file(dir / "fp4.yaml", kReinterpretRules);
+    const auto r = sw({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       (dir / "fp4.yaml").string(), "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("names the rules do not place as they are"));
+    CHECK_THAT(r.err, Catch::Contains("embed.weight (model0-mp4.safetensors): cannot be placed: "));
+  }
+  SECTION("parameters without --rules are a usage error") {
+    const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",
+                       "--n-experts", "8"});
+    CHECK(r.exit_code == 2);
+  }
+  SECTION("rank files of two mps") {
+    const fs::path bare = dir / "bare-mixed";
+    fs::copy(dir / "bare4", bare);
+    fs::copy_file(dir / "mp2" / "model0-mp2.safetensors", bare / "model0-mp2.safetensors");
+    const auto r = sw({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("rank files of 2 model parallelisms (model0-mp2.safetensors and model0-mp4.safetensors)"));
+  }
+  CHECK(!holds_rank_file(dir / "x"));
 }

@@ -17,6 +17,7 @@
 #include <shardwise/convert/manifest.hpp>
 #include <shardwise/convert/progress.hpp>
 #include <shardwise/plan/plan.hpp>
+#include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::reshard {
@@ -78,6 +79,12 @@ struct ReshardPlan {
 // copies hashed and compared) and cuts every logical tensor for `model_parallel`. Every problem
 // found is reported in one Error(input) (Error(usage) for an mp out of range), as `plan` does.
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel);
+// The same for a folder without a manifest (or whose manifest predates version 3): its rank files
+// are named by the rules' output pattern, and every tensor name in them is decided with `rules` and
+// `params` (which must place each name as itself, as the bundled W4A16 rules do for the reference
+// converter's outputs); Error(input) naming every tensor that cannot be placed and why.
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
+                         const rules::Params& params);
 
 // The plan as text: per new file, each tensor and the old pieces it is made of.
 std::string format_reshard_text(const ReshardPlan& plan);
