@@ -11,8 +11,12 @@ namespace shardwise::reshard {
 
 namespace {
 
-// Below this a row segment is read as part of a larger region (one pread for many rows).
-constexpr std::uint64_t kDirectSegmentBytes = 256 << 10;
+// A part of a row is read as part of a region of many rows (one pread, the parts picked out) when
+// it is short (a pread per row would cost more than the bytes) or most of the row (little is read
+// in vain); otherwise with one pread per row.
+constexpr std::uint64_t kShortPartBytes = 4 << 10;
+
+bool read_as_region(std::uint64_t part, std::uint64_t row) { return part < kShortPartBytes || 2 * part >= row; }
 
 // Copies bytes [offset, offset + bytes) of one input to the receiver, a chunk at a time.
 void copy_range(const io::ReadOnlyFile& input, std::uint64_t offset, std::uint64_t bytes, std::size_t chunk,
@@ -92,7 +96,7 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
     std::uint64_t column = 0;  // where this segment starts within a new row
     for (const Segment& s : segments) {
       const io::ReadOnlyFile& input = inputs[s.file];
-      const std::uint64_t per_read = s.bytes >= kDirectSegmentBytes ? 0 : scratch.size() / s.piece_row;
+      const std::uint64_t per_read = read_as_region(s.bytes, s.piece_row) ? scratch.size() / s.piece_row : 0;
       if (per_read == 0) {
         for (std::uint64_t r = 0; r < rows; ++r) {
           io::pread_exact(input.fd(), input.path(), s.piece_offset + (o0 + r) * s.piece_row + s.skip,
