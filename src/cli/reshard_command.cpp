@@ -85,6 +85,12 @@ void add_reshard_command(CLI::App& app, Action& action) {
   command->add_option("-p,--param", args->planning.params, "with --rules: a rules parameter, NAME=VALUE (repeatable)")
       ->allow_extra_args(false);
   command->allow_extras();
+  command->footer(
+      "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
+      "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "
+      "that does not divide, or would cut inside a byte or a cut unit, is refused as convert refuses it. Rules "
+      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. Not yet: --resume, --ranks, --distributed. See "
+      "docs/reshard.md.");
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
     action = [command, args] { return run_reshard(*command, *args); };
