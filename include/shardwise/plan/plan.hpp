@@ -57,7 +57,7 @@ struct PlannedTensor {
   Slice slice;
   Cast cast = Cast::none;
   std::size_t rule = 0;       // index into Plan::rule_labels: the rule that placed it
-  Placement placement{};
+  Placement placement;
 };
 
 struct OutputFile {
