@@ -24,5 +24,6 @@ void add_plan_command(CLI::App& app, Action& action);
 void add_convert_command(CLI::App& app, Action& action);
 void add_verify_command(CLI::App& app, Action& action);
 void add_diff_command(CLI::App& app, Action& action);  // diff OLD.json NEW.json
+void add_reshard_command(CLI::App& app, Action& action);  // reshard --from DIR
 
 }  // namespace shardwise::cli

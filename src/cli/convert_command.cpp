@@ -50,7 +50,7 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   options.threads = args.threads;
   options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
   options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
-  options.rules = {rules.name(), convert::xxh3(rules.text())};
+  options.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
   options.resume = args.resume ? convert::Resume::keep_finished : convert::Resume::no;
   options.ranks = ranks;
   options.launch = launch;

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   shardwise::cli::add_explain_command(app, action);
   shardwise::cli::add_plan_command(app, action);
   shardwise::cli::add_convert_command(app, action);
+  shardwise::cli::add_reshard_command(app, action);
   shardwise::cli::add_verify_command(app, action);
   shardwise::cli::add_diff_command(app, action);
   shardwise::cli::add_param_flags();  // after the commands' own options, which they must not shadow

@@ -43,6 +43,7 @@ class Engine {
   Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress,
          const CommitHook& on_commit, const PreCommitCheck& before_commit)
       : work_(work),
+        mp_(plan.model_parallel),
         states_(work.size()),
         piece_bytes_(piece_bytes),
         progress_(progress),
@@ -158,7 +159,9 @@ class Engine {
     ManifestOutput result{w.planned->rank, w.planned->file, w.layout.file_size, states_[f].file_xxh3, {}};
     result.tensors.resize(w.tensors.size());
     for (std::size_t t = 0; t < w.tensors.size(); ++t) {
-      result.tensors[w.tensors[t].planned] = {w.planned->tensors[w.tensors[t].planned].name, states_[f].tensor_xxh3[t]};
+      const plan::PlannedTensor& planned = w.planned->tensors[w.tensors[t].planned];
+      result.tensors[w.tensors[t].planned] = {planned.name, states_[f].tensor_xxh3[t],
+                                              cut_of(planned, w.planned->rank, mp_)};
     }
     return result;
   }
@@ -172,6 +175,7 @@ class Engine {
   }
 
   std::vector<FileWork>& work_;
+  std::uint64_t mp_;
   std::vector<io::ReadOnlyFile> inputs_;
   std::vector<FileState> states_;
   std::vector<Job> jobs_;

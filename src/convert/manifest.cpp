@@ -56,12 +56,54 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
   return manifest;
 }
 
+TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uint64_t mp) {
+  TensorCut cut{tensor.dtype, tensor.shape, tensor.placement, 0, 0, 0};
+  const plan::Placement& p = tensor.placement;
+  if (p.kind == plan::Placement::Kind::split && p.dim >= 0 && static_cast<std::size_t>(p.dim) < tensor.shape.size()) {
+    const std::uint64_t per_rank = tensor.shape[static_cast<std::size_t>(p.dim)];
+    cut.begin = rank * per_rank;
+    cut.end = cut.begin + per_rank;
+    cut.size = per_rank * mp;
+  }
+  return cut;
+}
+
+namespace {
+
+Json cut_to_json(const TensorCut& cut) {
+  switch (cut.placement.kind) {
+    case plan::Placement::Kind::split:
+      return {{"split", cut.placement.dim}, {"begin", cut.begin}, {"end", cut.end}, {"size", cut.size},
+              {"unit", cut.placement.unit}};
+    case plan::Placement::Kind::owned:
+      return {{"owned", cut.placement.index}, {"count", cut.placement.count}};
+    case plan::Placement::Kind::replicated:
+      break;
+  }
+  return "replicated";
+}
+
+// One tensor's entry: name and checksum, then (version 3) dtype, shape and cut.
+Json tensor_to_json(const ManifestTensor& t) {
+  Json entry = {{"name", t.name}, {"xxh3", xxh3_hex(t.xxh3)}};
+  if (t.cut) {
+    entry["dtype"] = std::string(st::dtype_name(t.cut->dtype));
+    entry["shape"] = t.cut->shape;
+    entry["cut"] = cut_to_json(*t.cut);
+  }
+  return entry;
+}
+
+}  // namespace
+
 Json manifest_to_json(const Manifest& manifest) {
   Json json;
   json["shardwise_manifest"] = kManifestVersion;
   json["tool"] = manifest.tool;
   json["complete"] = manifest.complete;
   json["rules"] = {{"name", manifest.rules.name}, {"xxh3", xxh3_hex(manifest.rules.xxh3)}};
+  if (!manifest.rules.output_file.empty()) json["rules"]["output_file"] = manifest.rules.output_file;
+  if (!manifest.rules.text.empty()) json["rules"]["text"] = manifest.rules.text;
   json["input"] = {{"headers_xxh3", xxh3_hex(manifest.input_headers_xxh3)}, {"files", Json::array()}};
   for (const ManifestInput& input : manifest.inputs) {
     json["input"]["files"].push_back({{"file", input.file},
@@ -79,7 +121,7 @@ Json manifest_to_json(const Manifest& manifest) {
       entry["bytes"] = output.bytes;
       entry["xxh3"] = xxh3_hex(output.xxh3);
       entry["tensors"] = Json::array();
-      for (const ManifestTensor& t : output.tensors) entry["tensors"].push_back({{"name", t.name}, {"xxh3", xxh3_hex(t.xxh3)}});
+      for (const ManifestTensor& t : output.tensors) entry["tensors"].push_back(tensor_to_json(t));
     }
     json["outputs"].push_back(std::move(entry));
   }
@@ -130,6 +172,42 @@ struct Reader {
     if (!value.is_array()) fail(fmt::format("\"{}\" is not a list", key));
     return value;
   }
+  std::string optional_text(const Json& object, const char* key) const {
+    return object.is_object() && object.contains(key) ? text(object, key) : std::string();
+  }
+
+  // A version 3 tensor entry's dtype, shape and cut.
+  TensorCut cut(const Json& entry) const {
+    TensorCut result{};
+    const auto dtype = st::parse_dtype(text(entry, "dtype"));
+    if (!dtype) fail(fmt::format("{}: unknown dtype", text(entry, "name")));
+    result.dtype = *dtype;
+    for (const Json& dim : array(entry, "shape")) {
+      if (!dim.is_number_unsigned()) fail("\"shape\" holds a value that is not a non-negative integer");
+      result.shape.push_back(dim.get<std::uint64_t>());
+    }
+    const Json& c = field(entry, "cut");
+    if (c.is_string() && c.get<std::string>() == "replicated") return result;
+    if (c.is_object() && c.contains("split")) {
+      const std::uint64_t dim = number(c, "split");
+      if (dim >= result.shape.size()) fail(fmt::format("{}: split dim {} outside its shape", text(entry, "name"), dim));
+      result.placement = {plan::Placement::Kind::split, static_cast<int>(dim), number(c, "unit"), 0, 0};
+      result.begin = number(c, "begin");
+      result.end = number(c, "end");
+      result.size = number(c, "size");
+      if (result.placement.unit == 0 || result.begin > result.end || result.end > result.size ||
+          result.end - result.begin != result.shape[dim]) {
+        fail(fmt::format("{}: inconsistent split", text(entry, "name")));
+      }
+      return result;
+    }
+    if (c.is_object() && c.contains("owned")) {
+      result.placement = {plan::Placement::Kind::owned, -1, 1, number(c, "owned"), number(c, "count")};
+      if (result.placement.index >= result.placement.count) fail(fmt::format("{}: owner index outside its count", text(entry, "name")));
+      return result;
+    }
+    fail(fmt::format("{}: \"cut\" is not \"replicated\", a split or an owner", text(entry, "name")));
+  }
 };
 
 }  // namespace
@@ -143,7 +221,9 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   const Json& complete = r.field(json, "complete");
   if (!complete.is_boolean()) r.fail("\"complete\" is not true or false");
   manifest.complete = complete.get<bool>();
-  manifest.rules = {r.text(r.field(json, "rules"), "name"), r.digest(r.field(json, "rules"), "xxh3")};
+  const Json& rules = r.field(json, "rules");
+  manifest.rules = {r.text(rules, "name"), r.digest(rules, "xxh3"), r.optional_text(rules, "output_file"),
+                    r.optional_text(rules, "text")};
   const Json& input = r.field(json, "input");
   manifest.input_headers_xxh3 = r.digest(input, "headers_xxh3");
   if (version >= 2) {
@@ -162,7 +242,11 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
       output.finished = !manifest.complete;
       output.bytes = r.number(entry, "bytes");
       output.xxh3 = r.digest(entry, "xxh3");
-      for (const Json& t : r.array(entry, "tensors")) output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3")});
+      for (const Json& t : r.array(entry, "tensors")) {
+        std::optional<TensorCut> cut;
+        if (version >= 3 && t.contains("cut")) cut = r.cut(t);
+        output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3"), std::move(cut)});
+      }
     }
     manifest.outputs.push_back(std::move(output));
   }
@@ -213,8 +297,13 @@ std::string format_manifest(const Manifest& manifest) {
     if (has_checksums(manifest, out)) {
       text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
       for (std::size_t t = 0; t < out.tensors.size(); ++t) {
-        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"}}", t ? "," : "", quote(out.tensors[t].name),
-                            xxh3_hex(out.tensors[t].xxh3));
+        const ManifestTensor& tensor = out.tensors[t];
+        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", quote(tensor.name), xxh3_hex(tensor.xxh3));
+        if (tensor.cut) {
+          text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}", st::dtype_name(tensor.cut->dtype),
+                              Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
+        }
+        text += "}";
       }
       text += "]";
     }

@@ -71,14 +71,15 @@ void Placer::place_owned(const OwnershipScopes& scopes) {
   for (Deferred& owned : owned_) {
     const Owner& owner = *owned.target.owner;
     if (const auto count = scopes.count(owner.scope)) {
-      add_owned(owner.index / (*count / mp_), owned.target, owned.dtype, owned.cast);
+      add_owned(owner.index / (*count / mp_), owned.target, owned.dtype, owned.cast,
+                plan::Placement{plan::Placement::Kind::owned, -1, 1, owner.index, *count});
     }
   }
   owned_.clear();
 }
 
 void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
-                 Slice slice, Cast cast) {
+                 Slice slice, Cast cast, plan::Placement placement) {
   OutputFile& out = plan_.outputs[rank];
   if (cast == Cast::reinterpret && !shape.empty()) {
     // The widths were checked by the rules (same or dividing) and the planner (a last dim).
@@ -91,11 +92,11 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
-                                      cast, target.rule});
+                                      cast, target.rule, placement});
 }
 
-void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast) {
-  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast);
+void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast, plan::Placement placement) {
+  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast, placement);
 }
 
 void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
@@ -137,11 +138,16 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
     return false;
   }
   const std::uint64_t per_rank = size / mp_;
+  // A reinterpretation scales the last dim: one source element is `ratio` output elements.
+  const std::uint64_t ratio = cast == Cast::reinterpret && d + 1 == src.shape.size()
+                                  ? st::dtype_bits(src.dtype) / st::dtype_bits(dtype)
+                                  : 1;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
     st::Shape shape = src.shape;
     shape[d] = per_rank;
     add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
-        make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast);
+        make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast,
+        plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0});
   }
   return true;
 }

@@ -73,9 +73,9 @@ class Placer {
 
   // Adds one output tensor to `rank` (no checks: callers validated the numbers).
   void add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
-           Slice slice, Cast cast);
+           Slice slice, Cast cast, plan::Placement placement = {});
   // The whole tensor to one rank; takes the target's output name.
-  void add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast);
+  void add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast, plan::Placement placement);
   // The same whole tensor on every rank; counts the copies beyond the first as replicated.
   void add_everywhere(Target& target, st::DType dtype, Cast cast);
   // Splits dim `dim` of the source into mp equal ranges; `unit` > 1 is the packing of that dim

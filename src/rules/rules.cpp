@@ -196,6 +196,8 @@ const std::vector<std::string>& Rules::side_files() const { return impl_->side_f
 const std::vector<Layout>& Rules::layouts() const { return impl_->layouts; }
 const std::vector<ParamInfo>& Rules::params() const { return impl_->params; }
 
+const std::string& Rules::output_file_pattern() const { return impl_->output_file; }
+
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
   std::string name = impl_->output_file;
   for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {

@@ -293,7 +293,7 @@ void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std
   }
   if (!manifest) return;
   report.manifest_checked = true;
-  compare_manifest_with_plan(*manifest, plan, {rules.name(), convert::xxh3(rules.text())},
+  compare_manifest_with_plan(*manifest, plan, {rules.name(), convert::xxh3(rules.text()), {}, {}},
                              convert::input_headers_xxh3(plan), findings);
   report.notes = input_changes(*manifest, plan);
   if (manifest->complete) compare_manifest(*manifest, disk, ManifestRole::cross_check, findings);

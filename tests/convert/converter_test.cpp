@@ -89,7 +89,7 @@ struct Scenario {
     o.threads = threads;
     o.piece_bytes = piece_bytes;
     o.progress = convert::ProgressMode::quiet;
-    o.rules = {"test-rules", 42};
+    o.rules = {"test-rules", 42, {}, {}};
     return o;
   }
 };
@@ -218,7 +218,7 @@ TEST_CASE("a run removes the temporaries a killed run left, and an earlier run's
   write_file(s.dir / "out" / ".model0-mp2.safetensors.partial", "half");
   write_file(s.dir / "out" / ".extra.txt.partial", "half");
   write_file(s.dir / "out" / ".shardwise-manifest.json.partial", "half");
-  convert::Manifest provisional = convert::provisional_manifest(s.plan, {"test-rules", 42}, 7);
+  convert::Manifest provisional = convert::provisional_manifest(s.plan, {"test-rules", 42, {}, {}}, 7);
   convert::write_manifest((s.dir / "out").string(), provisional);
   write_file(s.dir / "out" / "model1-mp2.safetensors", "written by a killed run, then the rules changed");
   convert::convert_plan(s.plan, s.options("out", 2));

@@ -52,7 +52,7 @@ struct FourRanks {
     options.output_dir = (dir / out).string();
     options.threads = 2;
     options.progress = convert::ProgressMode::quiet;
-    options.rules = {"test-rules", 42};
+    options.rules = {"test-rules", 42, {}, {}};
     return options;
   }
 

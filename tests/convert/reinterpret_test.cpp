@@ -66,7 +66,7 @@ TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, af
   convert::ConvertOptions options;
   options.output_dir = (f.dir / "out").string();
   options.progress = convert::ProgressMode::quiet;
-  options.rules = {rules.name(), convert::xxh3(rules.text())};  // as the CLI records them
+  options.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};  // as the CLI records them
   convert::convert_plan(plan, options);
 
   struct Expected {

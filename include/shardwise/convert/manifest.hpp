@@ -26,17 +26,37 @@ inline constexpr const char* kManifestFileName = "shardwise-manifest.json";
 inline constexpr const char* kToolVersion = "shardwise 0.1.0";
 // 2: "input" lists every input file with what it looked like when the run planned it (version 1
 // manifests, still read, have no such list).
-inline constexpr int kManifestVersion = 2;
+// 3: what `reshard` needs: the rules' output file pattern and text, and per tensor its dtype,
+// shape and cut (version 1 and 2 manifests, still read, have none of it: docs/reshard.md).
+inline constexpr int kManifestVersion = 3;
 
 struct RulesIdentity {
   std::string name;        // the rules file's `name:`
   std::uint64_t xxh3 = 0;  // XXH3-64 of the rules text as loaded
+  // Version 3, recorded for reshard, never compared (xxh3 stands for the text): the rules'
+  // `output.file` pattern and the text itself (empty in older manifests).
+  std::string output_file;
+  std::string text;
+};
+
+// How a written tensor relates to its logical tensor (the output as mp=1 writes it).
+struct TensorCut {
+  st::DType dtype;
+  st::Shape shape;             // as written
+  plan::Placement placement;
+  std::uint64_t begin = 0;     // split: this rank's range [begin, end) of dim placement.dim
+  std::uint64_t end = 0;
+  std::uint64_t size = 0;      // split: the logical tensor's size along that dim
 };
 
 struct ManifestTensor {
   std::string name;
   std::uint64_t xxh3 = 0;  // of the tensor's bytes as written
+  std::optional<TensorCut> cut;  // version 3; absent in older manifests
 };
+
+// The cut of a planned tensor written to a file of rank `rank` of `mp`.
+TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uint64_t mp);
 
 // The fields below `file` hold values only in a complete manifest or when `finished`.
 struct ManifestOutput {

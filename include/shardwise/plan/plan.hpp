@@ -37,6 +37,17 @@ struct Source {
   std::uint64_t bytes = 0;
 };
 
+// How an output tensor was cut from its logical tensor (the output as mp=1 writes it): recorded in
+// manifests so that `reshard` can cut the logical tensor again for another mp.
+struct Placement {
+  enum class Kind { replicated, split, owned };
+  Kind kind = Kind::replicated;
+  int dim = -1;              // split: the output dim cut into mp equal ranges
+  std::uint64_t unit = 1;    // split: a cut falls on a multiple of this many output elements
+  std::uint64_t index = 0;   // owned: the index within its ownership scope
+  std::uint64_t count = 0;   // owned: the scope's count
+};
+
 struct PlannedTensor {
   std::string name;           // output name
   st::DType dtype;            // as written
@@ -46,6 +57,7 @@ struct PlannedTensor {
   Slice slice;
   Cast cast = Cast::none;
   std::size_t rule = 0;       // index into Plan::rule_labels: the rule that placed it
+  Placement placement;
 };
 
 struct OutputFile {

@@ -161,6 +161,7 @@ class Rules {
   // The YAML as loaded, followed by that of every file it extends (hashed into manifests).
   const std::string& text() const;
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
+  const std::string& output_file_pattern() const;  // `output.file` as written ({rank}, {mp})
   const std::vector<std::string>& side_files() const;
   const std::vector<Layout>& layouts() const;
   const std::vector<ParamInfo>& params() const;  // as declared, without the built-in `mp`

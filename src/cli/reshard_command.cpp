@@ -1,0 +1,100 @@
+// `shardwise reshard`: a folder of rank files written by `shardwise convert` rewritten for another
+// model parallelism (or only its plan printed: --dry-run).
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+#include <shardwise/reshard/reshard.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/common_options.hpp"
+
+namespace shardwise::cli {
+
+namespace {
+
+struct ReshardArgs {
+  std::string from;
+  std::string output;
+  std::uint64_t model_parallel = 0;
+  unsigned threads = 0;
+  bool quiet = false;
+  bool force = false;
+  bool dry_run = false;
+  std::string format = "text";
+  PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
+};
+
+reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
+  const rules::Params params = given_params(command, args.planning);
+  if (!args.planning.rules_file) {
+    if (!params.empty()) throw Error(ErrorKind::usage, "rules parameters are given with --rules (the manifest records them)");
+    return reshard::plan_reshard(args.from, args.model_parallel);
+  }
+  return reshard::plan_reshard(args.from, args.model_parallel, load_rules(args.planning), params);
+}
+
+int run_reshard(const CLI::App& command, const ReshardArgs& args) {
+  const reshard::ReshardPlan plan = plan_of(command, args);
+  if (args.dry_run) {
+    const std::string text = args.format == "json" ? reshard::format_reshard_json(plan) : reshard::format_reshard_text(plan);
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+      throw Error(ErrorKind::io, "cannot write to standard output");
+    }
+    return 0;
+  }
+  reshard::ReshardOptions options;
+  options.output_dir = args.output;
+  options.threads = args.threads;
+  options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
+  options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
+  const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
+  if (!args.quiet) fmt::print(stderr, "{}\n", reshard::format_summary(summary));
+  return 0;
+}
+
+}  // namespace
+
+void add_reshard_command(CLI::App& app, Action& action) {
+  auto args = std::make_shared<ReshardArgs>();
+  CLI::App* command = app.add_subcommand(
+      "reshard",
+      "Rewrite a folder that `shardwise convert` wrote for another model parallelism: the same files a "
+      "conversion of the original checkpoint at the new mp writes, byte for byte, read from the old rank "
+      "files (the original is not needed; the folder's manifest says how every tensor was cut)");
+  command->add_option("--from", args->from, "the folder of rank files (with its shardwise-manifest.json)")
+      ->required();
+  command->add_option("-o,--save-path", args->output, "output folder (created when missing)");
+  command->add_option("-m,--model-parallel", args->model_parallel, "the new model parallelism (1: one file)")
+      ->required();
+  command->add_option("-t,--threads", args->threads, "files written at once (default: one per hardware thread)")
+      ->check(CLI::Range(1u, 1024u));
+  command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");
+  command->add_flag("-f,--force", args->force, "overwrite files in the output folder that shardwise did not write");
+  command->add_flag("-n,--dry-run", args->dry_run,
+                    "print the plan (every new tensor and the old pieces it is made of) and write nothing");
+  command->add_option("--format", args->format, "with --dry-run: text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  command->add_option(
+      "-r,--rules", args->planning.rules_file,
+      "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
+      "name or file), which must place every tensor name in its rank files as itself; with their parameters");
+  add_bundled_param_flags(*command, args->planning.declared);
+  command->add_option("-p,--param", args->planning.params, "with --rules: a rules parameter, NAME=VALUE (repeatable)")
+      ->allow_extra_args(false);
+  command->allow_extras();
+  command->footer(
+      "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
+      "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "
+      "that does not divide, or would cut inside a byte or a cut unit, is refused as convert refuses it. Rules "
+      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. Not yet: --resume, --ranks, --distributed. See "
+      "docs/reshard.md.");
+  command->callback([&action, command, args] {
+    if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
+    action = [command, args] { return run_reshard(*command, *args); };
+  });
+}
+
+}  // namespace shardwise::cli

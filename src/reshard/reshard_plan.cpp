@@ -1,0 +1,359 @@
+// Planning a reshard: the old folder read and checked against its manifest, its tensors gathered
+// into logical tensors, and those cut again for the new model parallelism.
+#include <shardwise/reshard/reshard.hpp>
+
+#include <algorithm>
+#include <functional>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/plan/planner.hpp>
+#include <shardwise/safetensors/file.hpp>
+
+#include "reshard/reshard_internal.hpp"
+
+namespace shardwise::reshard {
+
+namespace fs = std::filesystem;
+using Kind = plan::Placement::Kind;
+
+namespace {
+
+std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+
+std::string kind_text(const plan::Placement& p) {
+  switch (p.kind) {
+    case Kind::split: return fmt::format("split on dim {}", p.dim);
+    case Kind::owned: return fmt::format("owned ({} of {})", p.index, p.count);
+    case Kind::replicated: break;
+  }
+  return "replicated";
+}
+
+// `pattern` with {rank} and {mp} filled in, as rules::Rules::output_file does.
+std::string output_file(std::string name, std::uint64_t rank, std::uint64_t mp) {
+  for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {
+    for (std::size_t pos = name.find(field); pos != std::string::npos; pos = name.find(field, pos)) {
+      const std::string text = std::to_string(value);
+      name.replace(pos, field.size(), text);
+      pos += text.size();
+    }
+  }
+  return name;
+}
+
+// The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
+// entry per rank 0..mp-1.
+void check_old_manifest(const std::optional<convert::Manifest>& manifest, const std::string& where,
+                        std::uint64_t& mp) {
+  if (!manifest) {
+    throw Error(ErrorKind::input,
+                fmt::format("{}: missing: reshard reads folders shardwise wrote, or others with --rules and the "
+                            "rules' parameters (docs/reshard.md)", where));
+  }
+  if (!manifest->complete) {
+    throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that wrote the "
+                                              "folder did not finish; finish it (convert --resume) first", where));
+  }
+  const auto it = manifest->params.find("mp");
+  if (it == manifest->params.end() || it->second == 0) {
+    throw Error(ErrorKind::input, fmt::format("{}: records no model parallelism (parameter mp)", where));
+  }
+  mp = it->second;
+  if (manifest->rules.output_file.empty()) {
+    throw Error(ErrorKind::input,
+                fmt::format("{}: written before manifest version 3, it does not record how its tensors were cut "
+                            "(convert the original checkpoint again to reshard it)", where));
+  }
+  if (manifest->outputs.size() != mp) {
+    throw Error(ErrorKind::input, fmt::format("{}: lists {} rank files for mp={}", where, manifest->outputs.size(), mp));
+  }
+  for (std::uint64_t rank = 0; rank < mp; ++rank) {
+    const convert::ManifestOutput& out = manifest->outputs[rank];
+    const std::string expected = output_file(manifest->rules.output_file, rank, mp);
+    if (out.rank != rank || out.file != expected) {
+      throw Error(ErrorKind::input, fmt::format("{}: entry {} is rank {} file {}, expected rank {} file {}", where, rank,
+                                                out.rank, out.file, rank, expected));
+    }
+    for (const convert::ManifestTensor& t : out.tensors) {
+      if (!t.cut) {
+        throw Error(ErrorKind::input,
+                    fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
+                                "tensors were cut: convert the original checkpoint again to reshard it)",
+                                where, t.name, out.file));
+      }
+    }
+  }
+}
+
+// Safetensors files in the old folder that its manifest does not list: rank files of another set
+// mixed in would otherwise go unnoticed.
+void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
+  std::set<std::string> listed;
+  for (const convert::ManifestOutput& out : plan.from_manifest.outputs) listed.insert(out.file);
+  std::vector<std::string> stray;
+  std::error_code ec;
+  for (fs::directory_iterator it(plan.from, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.ends_with(".safetensors") && listed.count(name) == 0) stray.push_back(name);
+  }
+  std::sort(stray.begin(), stray.end());
+  for (const std::string& name : stray) {
+    problems.add(fmt::format("{}: a tensor file the manifest does not list (the folder's set is mp={}: {} .. {})",
+                             (fs::path(plan.from) / name).string(), plan.from_model_parallel,
+                             plan.from_manifest.outputs.front().file, plan.from_manifest.outputs.back().file));
+  }
+}
+
+// A piece as the old manifest and header describe it, before it joins its logical tensor.
+struct Seen {
+  const convert::TensorCut* cut = nullptr;
+  std::uint64_t xxh3 = 0;
+  Piece piece;
+};
+
+// Every old rank file opened and compared with its manifest entry; returns the pieces by name.
+std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Diagnostics& problems) {
+  std::map<std::string, std::vector<Seen>> seen;
+  std::vector<std::byte> buffer(1 << 20);
+  for (const convert::ManifestOutput& out : plan.from_manifest.outputs) {
+    const std::string path = (fs::path(plan.from) / out.file).string();
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) {
+      problems.add(fmt::format("{}: missing (rank {} of mp={})", path, out.rank, plan.from_model_parallel));
+      continue;
+    }
+    std::optional<st::File> file;
+    try {
+      file.emplace(st::File::open(path));
+    } catch (const Error& e) {
+      problems.add(e.what());
+      continue;
+    }
+    if (file->size() != out.bytes) {
+      problems.add(fmt::format("{}: {} bytes, the manifest says {}", path, file->size(), out.bytes));
+      continue;
+    }
+    const std::vector<st::TensorInfo>& tensors = file->header().tensors;
+    std::set<std::string> listed;
+    for (const convert::ManifestTensor& t : out.tensors) listed.insert(t.name);
+    for (const st::TensorInfo& info : tensors) {
+      if (listed.count(info.name) == 0) problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
+    }
+    const std::size_t index = plan.old_files.size();
+    plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
+    for (const convert::ManifestTensor& t : out.tensors) {
+      const st::TensorInfo* info = file->header().find(t.name);
+      if (info == nullptr) {
+        problems.add(fmt::format("{}: {} is in the manifest but not in the file", path, t.name));
+        continue;
+      }
+      if (info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
+        problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, t.name, st::dtype_name(info->dtype),
+                                 shape_text(info->shape), st::dtype_name(t.cut->dtype), shape_text(t.cut->shape)));
+        continue;
+      }
+      Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end};
+      if (t.cut->placement.kind == Kind::replicated) {
+        // Copies are compared by their recorded checksums: each must also hold what its manifest says.
+        const std::uint64_t actual = convert::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
+        if (actual != t.xxh3) {
+          problems.add(fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, t.name,
+                                   convert::xxh3_hex(actual), convert::xxh3_hex(t.xxh3)));
+          continue;
+        }
+      }
+      seen[t.name].push_back({&*t.cut, t.xxh3, piece});
+    }
+  }
+  return seen;
+}
+
+// One logical tensor from its pieces, checked: a split's pieces tile its dim in rank order with
+// the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
+std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name, const std::vector<Seen>& pieces,
+                                  Diagnostics& problems) {
+  const convert::TensorCut& first = *pieces.front().cut;
+  LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}};
+  const std::uint64_t mp = plan.from_model_parallel;
+  for (const Seen& s : pieces) {
+    const convert::TensorCut& c = *s.cut;
+    const bool same_dims = [&] {
+      if (c.shape.size() != first.shape.size()) return false;
+      for (std::size_t d = 0; d < c.shape.size(); ++d) {
+        if (static_cast<int>(d) != first.placement.dim && c.shape[d] != first.shape[d]) return false;
+      }
+      return true;
+    }();
+    if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
+        c.placement.dim != first.placement.dim || c.size != first.size || c.placement.count != first.placement.count) {
+      problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", name,
+                               st::dtype_name(first.dtype), shape_text(first.shape), "", kind_text(first.placement),
+                               plan.old_files[pieces.front().piece.file].file, st::dtype_name(c.dtype), shape_text(c.shape),
+                               "", kind_text(c.placement), plan.old_files[s.piece.file].file));
+      return std::nullopt;
+    }
+  }
+  switch (first.placement.kind) {
+    case Kind::split: {
+      const auto d = static_cast<std::size_t>(first.placement.dim);
+      std::uint64_t next = 0;
+      for (std::size_t r = 0; r < pieces.size(); ++r) {
+        const Seen& s = pieces[r];
+        if (s.piece.begin != next || plan.old_files[s.piece.file].rank != r) {
+          problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", name,
+                                   plan.old_files[s.piece.file].rank, s.piece.begin, s.piece.end, d, next));
+          return std::nullopt;
+        }
+        next = s.piece.end;
+        logical.pieces.push_back(s.piece);
+      }
+      if (pieces.size() != mp || next != first.size) {
+        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)", name, next,
+                                 first.size, d, pieces.size(), mp));
+        return std::nullopt;
+      }
+      logical.shape[d] = first.size;
+      return logical;
+    }
+    case Kind::replicated: {
+      if (pieces.size() != mp) {
+        problems.add(fmt::format("{}: replicated, but on {} of {} ranks", name, pieces.size(), mp));
+        return std::nullopt;
+      }
+      for (const Seen& s : pieces) {
+        if (s.xxh3 != pieces.front().xxh3) {
+          problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", name,
+                                   convert::xxh3_hex(pieces.front().xxh3), plan.old_files[pieces.front().piece.file].file,
+                                   convert::xxh3_hex(s.xxh3), plan.old_files[s.piece.file].file));
+          return std::nullopt;
+        }
+      }
+      logical.pieces.push_back(pieces.front().piece);
+      return logical;
+    }
+    case Kind::owned: {
+      const std::uint64_t count = first.placement.count;
+      const std::uint64_t owner = count % mp == 0 ? first.placement.index / (count / mp) : mp;
+      if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
+        problems.add(fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
+                                 first.placement.index, count, owner, mp, pieces.size()));
+        return std::nullopt;
+      }
+      logical.pieces.push_back(pieces.front().piece);
+      return logical;
+    }
+  }
+  return std::nullopt;
+}
+
+// The new layout: each logical tensor cut for `mp`, every impossible cut reported.
+void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problems) {
+  const std::uint64_t mp = plan.model_parallel;
+  plan.outputs.resize(mp);
+  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank] = {rank, output_file(pattern, rank, mp), {}, 0};
+  const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin, std::uint64_t end) {
+    const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
+    if (!bytes) {
+      problems.add(fmt::format("{}: {}{} is not a whole number of bytes", plan.logical[index].name,
+                               st::dtype_name(plan.logical[index].dtype), shape_text(shape)));
+      return;
+    }
+    NewFile& out = plan.outputs[rank];
+    out.tensors.push_back({index, std::move(shape), begin, end, *bytes});
+    out.bytes += *bytes;
+    plan.output_bytes += *bytes;
+  };
+  for (std::size_t i = 0; i < plan.logical.size(); ++i) {
+    const LogicalTensor& t = plan.logical[i];
+    const plan::Placement& p = t.placement;
+    if (p.kind == Kind::replicated) {
+      for (std::uint64_t rank = 0; rank < mp; ++rank) add(rank, i, t.shape, 0, 0);
+    } else if (p.kind == Kind::owned) {
+      if (p.count % mp != 0) {
+        problems.add(fmt::format("{}: owned ({} of {}): {} cannot be spread over mp={}", t.name, p.index, p.count,
+                                 p.count, mp));
+        continue;
+      }
+      add(p.index / (p.count / mp), i, t.shape, 0, 0);
+    } else {
+      const auto d = static_cast<std::size_t>(p.dim);
+      const std::uint64_t size = t.shape[d];
+      if (size % mp != 0 || (size / mp) % p.unit != 0) {
+        problems.add(fmt::format("{}: {} entries of dim {} cannot be split over mp={} (shape {}{}{})", t.name, size, d,
+                                 mp, shape_text(t.shape), size % mp != 0 ? fmt::format(": {} is not a multiple of {}", size, mp) : "",
+                                 size % mp == 0 ? fmt::format(": {} per rank cuts units of {}", size / mp, p.unit) : ""));
+        continue;
+      }
+      const std::uint64_t per_rank = size / mp;
+      for (std::uint64_t rank = 0; rank < mp; ++rank) {
+        st::Shape shape = t.shape;
+        shape[d] = per_rank;
+        add(rank, i, std::move(shape), rank * per_rank, (rank + 1) * per_rank);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+namespace {
+
+ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
+                      const std::function<std::optional<convert::Manifest>(const std::string&)>& manifest_of,
+                      const std::string& manifest_name) {
+  if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
+    throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
+                                              plan::kMaxModelParallel, model_parallel));
+  }
+  std::error_code ec;
+  if (!fs::is_directory(from, ec)) throw Error(ErrorKind::input, fmt::format("{}: not a folder", from));
+  ReshardPlan plan;
+  plan.from = fs::absolute(from).lexically_normal().string();
+  plan.model_parallel = model_parallel;
+  std::optional<convert::Manifest> manifest = manifest_of(plan.from);
+  check_old_manifest(manifest, manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
+                     plan.from_model_parallel);
+  plan.from_manifest = std::move(*manifest);
+  Diagnostics problems(ErrorKind::input);
+  check_no_stray_rank_files(plan, problems);
+  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, problems);
+  // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
+  const std::string summary =
+      fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
+  problems.check(summary);
+  for (const auto& [name, pieces] : seen) {
+    if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems)) plan.logical.push_back(std::move(*logical));
+  }
+  for (const convert::ManifestSideFile& side : plan.from_manifest.side_files) {
+    if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
+      problems.add(fmt::format("{}: side file missing", (fs::path(plan.from) / side.file).string()));
+    }
+    plan.side_files.push_back(side.file);
+  }
+  if (problems.empty()) cut_for(plan, plan.from_manifest.rules.output_file, problems);
+  problems.check(summary);
+  return plan;
+}
+
+}  // namespace
+
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) {
+  return plan_from(from, model_parallel, [](const std::string& folder) { return convert::read_manifest(folder); },
+                   convert::kManifestFileName);
+}
+
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
+                         const rules::Params& params) {
+  return plan_from(
+      from, model_parallel,
+      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "");
+}
+
+}  // namespace shardwise::reshard

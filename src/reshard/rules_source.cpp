@@ -1,0 +1,237 @@
+// Folders without a (version 3) manifest, e.g. written by a reference converter: the rank files'
+// names are decided with rules that map them to themselves, and what the manifest would record
+// (each tensor's cut) is derived from the decisions and the pieces' shapes.
+#include <shardwise/reshard/reshard.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <regex>
+
+#include <fnmatch.h>
+
+#include <fmt/format.h>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/safetensors/file.hpp>
+
+#include "core/io.hpp"
+#include "reshard/reshard_internal.hpp"
+
+namespace shardwise::reshard {
+
+namespace fs = std::filesystem;
+using Kind = plan::Placement::Kind;
+
+namespace {
+
+// The rank files the rules' output pattern names, by rank; their mp from the names.
+std::vector<std::string> find_rank_files(const std::string& from, const rules::Rules& rules, std::uint64_t& mp) {
+  const std::string& pattern = rules.output_file_pattern();
+  std::string expr;
+  for (std::size_t i = 0; i < pattern.size();) {
+    if (pattern.compare(i, 6, "{rank}") == 0) {
+      expr += "([0-9]+)";
+      i += 6;
+    } else if (pattern.compare(i, 4, "{mp}") == 0) {
+      expr += "([0-9]+)";
+      i += 4;
+    } else {
+      if (std::string_view("\\^$.|?*+()[]{}").find(pattern[i]) != std::string_view::npos) expr += '\\';
+      expr += pattern[i++];
+    }
+  }
+  const std::regex re(expr);
+  std::map<std::uint64_t, std::string> by_rank;  // rank -> file, of files whose name fits the pattern
+  std::map<std::uint64_t, std::string> mps;      // mp in the name -> the first such file
+  std::error_code ec;
+  for (fs::directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::smatch m;
+    if (!std::regex_match(name, m, re)) continue;
+    // Which group is {rank} and which {mp}: the order they appear in the pattern.
+    const std::size_t rank_at = pattern.find("{rank}");
+    const std::size_t mp_at = pattern.find("{mp}");
+    const bool rank_first = rank_at < mp_at;
+    const std::size_t rank_group = rank_at == std::string::npos ? 0 : (rank_first || mp_at == std::string::npos ? 1 : 2);
+    const std::size_t mp_group = mp_at == std::string::npos ? 0 : (rank_first ? 2 : 1);
+    const std::uint64_t rank = rank_group ? std::stoull(m[rank_group].str()) : 0;
+    const std::uint64_t file_mp = mp_group ? std::stoull(m[mp_group].str()) : 1;
+    if (mps.count(file_mp) == 0 || name < mps[file_mp]) mps[file_mp] = name;  // the first by name
+    by_rank[rank] = name;
+  }
+  if (by_rank.empty()) {
+    throw Error(ErrorKind::input, fmt::format("{}: no rank files named as the rules name them ({})", from, pattern));
+  }
+  if (mps.size() > 1) {
+    throw Error(ErrorKind::input, fmt::format("{}: rank files of {} model parallelisms ({} and {}): one set at a time",
+                                              from, mps.size(), mps.begin()->second, mps.rbegin()->second));
+  }
+  mp = mps.begin()->first;
+  std::vector<std::string> files;
+  for (std::uint64_t rank = 0; rank < mp; ++rank) {
+    const auto it = by_rank.find(rank);
+    if (it == by_rank.end()) {
+      throw Error(ErrorKind::input, fmt::format("{}: missing (rank {} of mp={})",
+                                                (fs::path(from) / rules.output_file(rank, mp)).string(), rank, mp));
+    }
+    files.push_back(it->second);
+  }
+  if (by_rank.size() != mp) {
+    throw Error(ErrorKind::input, fmt::format("{}: {} rank files for mp={}", from, by_rank.size(), mp));
+  }
+  return files;
+}
+
+// What the rules say about one name found in the rank files: its kind, split dim and cut unit, or
+// why it cannot be placed.
+struct Decided {
+  plan::Placement placement;
+  std::optional<st::DType> written;  // the dtype a conversion writes, when the rules change it
+  std::string refusal;
+};
+
+Decided decide(const rules::Rules& rules, const rules::Params& params, const std::string& name,
+               const st::TensorInfo& info) {
+  const rules::Decision d = rules.decide(name, params, rules::Rules::Trail::omit);
+  Decided result;
+  using DK = rules::Decision::Kind;
+  if (d.kind == DK::unmatched) {
+    result.refusal = fmt::format("no rule places it: {}", d.reason);
+    return result;
+  }
+  if (d.kind != DK::place) {
+    result.refusal = fmt::format("{} by {}: {} (a conversion does not write it)", d.kind == DK::skip ? "skipped" : "refused",
+                                 d.rule ? d.rule->label : std::string("a rule"), d.reason);
+    return result;
+  }
+  if (d.output != name) {
+    result.refusal = fmt::format("the rules rename it to {} (rank files hold output names: the rules must map them to "
+                                 "themselves)", d.output);
+    return result;
+  }
+  if (d.owner) {
+    result.placement = {Kind::owned, -1, 1, d.owner->index, d.owner->count.value_or(0)};
+    return result;
+  }
+  if (d.split == rules::Split::replicate) return result;
+  int dim = d.split == rules::Split::out ? 0 : 1;
+  if (d.member != nullptr) {
+    if (d.member->cast_to) result.written = d.member->cast_to;
+    dim = -1;
+    for (int m = 0; m < 2; ++m) {
+      if (d.member->dims[m].axis == d.split) dim = dim < 0 ? m : 2;
+    }
+    if (dim < 0) return result;  // not on the split axis: replicated
+    if (dim == 2) {
+      result.refusal = fmt::format("both dims of member {} are on the split axis", d.member->suffix);
+      return result;
+    }
+  }
+  if (static_cast<std::size_t>(dim) >= info.shape.size()) {
+    result.refusal = fmt::format("split on dim {}, but its shape has {} dims", dim, info.shape.size());
+    return result;
+  }
+  std::uint64_t unit = 1;
+  if (d.transform != nullptr) {
+    result.written = d.transform->to;
+    if (static_cast<std::size_t>(dim) + 1 == info.shape.size()) {
+      unit = st::dtype_bits(d.transform->from) / st::dtype_bits(d.transform->to);
+    }
+  }
+  result.placement = {Kind::split, dim, unit, 0, 0};
+  return result;
+}
+
+}  // namespace
+
+convert::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
+                                      const rules::Params& given) {
+  std::uint64_t mp = 0;
+  const std::vector<std::string> files = find_rank_files(from, rules, mp);
+  rules::Params params = given;
+  params.erase("mp");
+  params = rules.resolve_params(params);
+  params["mp"] = mp;
+  convert::Manifest manifest;
+  manifest.complete = true;
+  manifest.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
+  manifest.params.insert(params.begin(), params.end());
+
+  Diagnostics problems(ErrorKind::input);
+  std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once
+  std::map<std::string, std::uint64_t> inferred;  // ownership scope -> largest index + 1
+  std::vector<std::byte> buffer(1 << 20);
+  for (std::uint64_t rank = 0; rank < mp; ++rank) {
+    const std::string path = (fs::path(from) / files[rank]).string();
+    const st::File file = st::File::open(path);
+    convert::ManifestOutput out{rank, files[rank], file.size(), 0, {}};
+    for (const st::TensorInfo& info : file.header().tensors) {
+      auto found = decided.find(info.name);
+      if (found == decided.end()) found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
+      const Decided& how = found->second;
+      if (!how.refusal.empty()) {
+        problems.add(fmt::format("{} ({}): cannot be placed: {}", info.name, files[rank], how.refusal));
+        continue;
+      }
+      if (how.written && *how.written != info.dtype) {
+        problems.add(fmt::format("{} ({}): holds {}, the rules write {}: not a folder these rules wrote", info.name,
+                                 files[rank], st::dtype_name(info.dtype), st::dtype_name(*how.written)));
+        continue;
+      }
+      convert::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
+      std::uint64_t xxh3 = 0;
+      if (how.placement.kind == Kind::split) {
+        const std::uint64_t per = info.shape[static_cast<std::size_t>(how.placement.dim)];
+        cut.begin = rank * per;
+        cut.end = cut.begin + per;
+        cut.size = per * mp;
+      } else if (how.placement.kind == Kind::replicated) {
+        // Copies are compared by checksum: computed here, as no manifest recorded them.
+        xxh3 = convert::hash_file_range(file.fd(), path, file.absolute_offset(info), info.bytes(), buffer);
+      }
+      out.tensors.push_back({info.name, xxh3, cut});
+    }
+    manifest.outputs.push_back(std::move(out));
+  }
+  problems.check(fmt::format("cannot reshard {} with rules {}: names the rules do not place as they are", from,
+                             rules.display_name()));
+  // Ownership counts inferred by the rules (`default: infer`): each scope's largest index + 1.
+  for (convert::ManifestOutput& out : manifest.outputs) {
+    for (convert::ManifestTensor& t : out.tensors) {
+      if (t.cut->placement.kind != Kind::owned || t.cut->placement.count != 0) continue;
+      const rules::Decision d = rules.decide(t.name, params, rules::Rules::Trail::omit);
+      const std::string scope = t.name.substr(0, d.owner->index_begin);
+      inferred[scope] = std::max(inferred[scope], t.cut->placement.index + 1);
+    }
+  }
+  for (convert::ManifestOutput& out : manifest.outputs) {
+    for (convert::ManifestTensor& t : out.tensors) {
+      if (t.cut->placement.kind != Kind::owned || t.cut->placement.count != 0) continue;
+      const rules::Decision d = rules.decide(t.name, params, rules::Rules::Trail::omit);
+      t.cut->placement.count = inferred[t.name.substr(0, d.owner->index_begin)];
+    }
+  }
+  // Side files: those the rules copy, found in the folder.
+  std::error_code ec;
+  std::vector<std::string> sides;
+  for (const std::string& pattern : rules.side_files()) {
+    for (fs::directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      if (it->is_regular_file() && fnmatch(pattern.c_str(), name.c_str(), FNM_PERIOD) == 0 &&
+          std::find(sides.begin(), sides.end(), name) == sides.end()) {
+        sides.push_back(name);
+      }
+    }
+  }
+  std::sort(sides.begin(), sides.end());
+  for (const std::string& name : sides) {
+    const std::string path = (fs::path(from) / name).string();
+    const io::ReadOnlyFile file(path);
+    manifest.side_files.push_back({name, convert::hash_file_range(file.fd(), path, 0, file.size(), buffer), false});
+  }
+  return manifest;
+}
+
+}  // namespace shardwise::reshard

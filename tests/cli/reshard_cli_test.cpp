@@ -1,0 +1,331 @@
+// `shardwise reshard` end to end: a folder converted at mp A, resharded to B, must hold exactly the
+// files a direct conversion at mp B writes (the manifest aside: each run writes its own); damaged
+// or incomplete sets of rank files are refused, naming the file and the numbers, writing nothing.
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "convert/fixture.hpp"
+#include "support/support.hpp"
+
+namespace fs = std::filesystem;
+using shardwise::test::CommandResult;
+using shardwise::test::read_file;
+using shardwise::test::run_command;
+using shardwise::test::shardwise_binary;
+using shardwise::test::TempDir;
+using shardwise::test::write_file;
+
+namespace {
+
+CommandResult sw(std::vector<std::string> args) {
+  args.insert(args.begin(), shardwise_binary());
+  return run_command(args);
+}
+
+void generate(const fs::path& out, std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {shardwise::test::tools_dir() + "/gen_checkpoint", "--out", out.string(), "--config",
+                                   "tiny", "--layers", "2", "--experts", "8"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  REQUIRE(run_command(args).exit_code == 0);
+}
+
+void convert(const fs::path& in, const fs::path& out, int mp) {
+  const auto r = sw({"convert", "-i", in.string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+}
+
+// Every file but the manifest and the lock, by name.
+std::set<std::string> files_of(const fs::path& folder) {
+  std::set<std::string> names;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    const std::string name = entry.path().filename().string();
+    if (name != "shardwise-manifest.json" && name != ".shardwise.lock") names.insert(name);
+  }
+  return names;
+}
+
+void require_same_files(const fs::path& expected, const fs::path& actual) {
+  const std::set<std::string> names = files_of(expected);
+  REQUIRE(names == files_of(actual));
+  REQUIRE(!names.empty());
+  for (const std::string& name : names) {
+    INFO(name);
+    CHECK(read_file(expected / name) == read_file(actual / name));
+  }
+}
+
+std::string fmt_mp(int mp) { return "mp" + std::to_string(mp); }
+
+bool holds_rank_file(const fs::path& folder) {
+  if (!fs::exists(folder)) return false;
+  for (const auto& entry : fs::directory_iterator(folder)) {
+    if (entry.path().extension() == ".safetensors") return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("reshard from mp A to mp B writes the files a direct conversion at mp B writes") {
+  TempDir dir;
+  generate(dir / "in");
+  for (const int mp : {1, 2, 4, 8}) convert(dir / "in", dir / fmt_mp(mp), mp);
+  const std::vector<std::pair<int, int>> cases = {{1, 2}, {2, 1}, {2, 4}, {4, 2}, {8, 1}, {1, 8}, {4, 8}, {8, 2}, {4, 4}};
+  for (const auto& [a, b] : cases) {
+    INFO("mp " << a << " -> " << b);
+    const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
+    const auto r = sw({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_files(dir / fmt_mp(b), out);
+    // The new folder is a conversion's own: verify accepts it against the original checkpoint.
+    const auto v = sw({"verify", "-i", (dir / "in").string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(b)});
+    INFO(v.out << v.err);
+    CHECK(v.exit_code == 0);
+  }
+}
+
+namespace {
+
+// A folder converted at mp 4, copied for a test to damage.
+struct Damaged {
+  TempDir dir;
+  fs::path from;
+  fs::path out;
+  Damaged() : from(dir / "mp4"), out(dir / "out") {
+    generate(dir / "in");
+    convert(dir / "in", from, 4);
+  }
+  CommandResult reshard(int mp) {
+    return sw({"reshard", "--from", from.string(), "-o", out.string(), "-m", std::to_string(mp), "-q"});
+  }
+};
+
+// Where a tensor's data starts in a safetensors file, read from its header (independently of
+// shardwise's reader).
+std::uint64_t data_offset(const fs::path& file, const std::string& tensor) {
+  const std::string bytes = read_file(file);
+  std::uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  const auto header = nlohmann::json::parse(bytes.substr(8, n));
+  return 8 + n + header.at(tensor).at("data_offsets").at(0).get<std::uint64_t>();
+}
+
+}  // namespace
+
+TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes nothing") {
+  Damaged d;
+  SECTION("a missing rank file") {
+    fs::remove(d.from / "model1-mp4.safetensors");
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: missing (rank 1 of mp=4)"));
+  }
+  SECTION("a truncated rank file") {
+    const fs::path file = d.from / "model2-mp4.safetensors";
+    fs::resize_file(file, fs::file_size(file) - 100);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: tensor"));
+    CHECK_THAT(r.err, Catch::Contains("(truncated?)"));
+    CHECK_THAT(r.err, Catch::Contains("(1 problem)"));
+  }
+  SECTION("an edited replicated copy") {
+    const auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
+    std::string replicated;
+    for (const auto& t : manifest["outputs"][3]["tensors"]) {
+      if (t["cut"] == "replicated") {
+        replicated = t["name"];
+        break;
+      }
+    }
+    REQUIRE(!replicated.empty());
+    const fs::path file = d.from / "model3-mp4.safetensors";
+    std::string bytes = read_file(file);
+    bytes[data_offset(file, replicated)] ^= 0x01;
+    write_file(file, bytes);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + replicated + " (replicated) has xxh3"));
+  }
+  SECTION("rank files of another mp mixed in") {
+    convert(d.dir / "in", d.dir / "mp2", 2);
+    fs::copy_file(d.dir / "mp2" / "model0-mp2.safetensors", d.from / "model0-mp2.safetensors");
+    const auto r = d.reshard(1);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model0-mp2.safetensors: a tensor file the manifest does not list (the folder's set is mp=4"));
+  }
+  SECTION("a rank file of another set under a listed name") {
+    convert(d.dir / "in", d.dir / "mp2", 2);
+    fs::copy_file(d.dir / "mp2" / "model1-mp2.safetensors", d.from / "model1-mp4.safetensors",
+                  fs::copy_options::overwrite_existing);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors"));
+  }
+  SECTION("no manifest") {
+    fs::remove(d.from / "shardwise-manifest.json");
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("shardwise-manifest.json: missing: reshard reads folders shardwise wrote, or others with --rules"));
+  }
+  SECTION("a manifest written before version 3") {
+    auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
+    manifest["shardwise_manifest"] = 2;
+    write_file(d.from / "shardwise-manifest.json", manifest.dump());
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("has no recorded cut"));
+  }
+  SECTION("a new mp the tensors cannot be cut for") {
+    const auto r = d.reshard(3);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("cannot reshard"));
+    CHECK_THAT(r.err, Catch::Contains("owned (0 of 8): 8 cannot be spread over mp=3"));
+    CHECK_THAT(r.err, Catch::Contains("is not a multiple of 3"));
+  }
+  SECTION("an mp out of range is a usage error") {
+    CHECK(d.reshard(0).exit_code == 2);
+  }
+  CHECK(!holds_rank_file(d.out));
+}
+
+TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as text and JSON") {
+  Damaged d;
+  const auto text = sw({"reshard", "--from", d.from.string(), "-m", "2", "--dry-run"});
+  INFO(text.err);
+  REQUIRE(text.exit_code == 0);
+  CHECK_THAT(text.out, Catch::Contains("(mp=4) -> mp=2: 2 files"));
+  CHECK_THAT(text.out, Catch::Contains("model0-mp2.safetensors (rank 0"));
+  CHECK_THAT(text.out, Catch::Contains("<- model0-mp4.safetensors[0:"));
+  CHECK_THAT(text.out, Catch::Contains("+ model1-mp4.safetensors[0:"));
+  const auto json = sw({"reshard", "--from", d.from.string(), "-m", "8", "--dry-run", "--format", "json"});
+  REQUIRE(json.exit_code == 0);
+  const auto plan = nlohmann::json::parse(json.out);
+  CHECK(plan["from_model_parallel"] == 4);
+  CHECK(plan["model_parallel"] == 8);
+  REQUIRE(plan["outputs"].size() == 8);
+  CHECK(plan["outputs"][7]["file"] == "model7-mp8.safetensors");
+  CHECK(!holds_rank_file(d.out));
+}
+
+namespace {
+
+// I8 tensors written as F4 (rules `transforms:`): a cut of the F4 last dim must fall on a byte.
+constexpr const char* kReinterpretRules = R"(shardwise: 1
+name: fp4-test
+params:
+  n_experts: {default: 4}
+output: {file: "model{rank}-mp{mp}.safetensors"}
+unknown_keys: error
+keys:
+  - {match: '(?P<key>[^.]+)\.[^.]+$'}
+table:
+  w1: {split: out}
+  w2: {split: in}
+  norm: {split: replicate}
+ownership:
+  - {name: experts, match: '\.experts\.(?P<index>[0-9]+)\.', count: n_experts, partial: true}
+transforms:
+  - name: fp4
+    match: '\.(w1|w2)\.weight$'
+    reinterpret: {from: I8, to: F4}
+)";
+
+}  // namespace
+
+TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut inside a byte") {
+  using shardwise::test::build_safetensors;
+  using shardwise::test::pattern_bytes;
+  TempDir dir;
+  fs::create_directories(dir / "in");
+  write_file(dir / "in" / "model.safetensors",
+             build_safetensors({{"layers.0.w1.weight", "I8", {12, 3}, pattern_bytes(36, 1)},
+                                {"layers.0.w2.weight", "I8", {2, 12}, pattern_bytes(24, 2)},
+                                {"layers.0.experts.3.w1.weight", "I8", {2, 5}, pattern_bytes(10, 3)},
+                                {"layers.0.norm.weight", "BF16", {4}, pattern_bytes(8, 4)}}));
+  write_file(dir / "fp4.yaml", kReinterpretRules);
+  for (const int mp : {1, 2, 4}) {
+    const auto r = sw({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
+                       (dir / "fp4.yaml").string(), "-m", std::to_string(mp), "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  for (const auto& [a, b] : std::vector<std::pair<int, int>>{{2, 4}, {4, 1}, {1, 2}, {4, 2}}) {
+    INFO("mp " << a << " -> " << b);
+    const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
+    const auto r = sw({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_files(dir / fmt_mp(b), out);
+  }
+  // mp 8: w2 is F4 [2, 24], 3 per rank would cut a byte (2 F4 per I8); 12 rows of w1 and 4 experts
+  // do not divide either. A direct conversion refuses the same.
+  const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "out8").string(), "-m", "8", "-q"});
+  CHECK(r.exit_code == 4);
+  CHECK_THAT(r.err, Catch::Contains("layers.0.w2.weight: 24 entries of dim 1 cannot be split over mp=8 (shape [2, 24]: 3 per rank cuts units of 2)"));
+  CHECK_THAT(r.err, Catch::Contains("layers.0.w1.weight: 12 entries of dim 0 cannot be split over mp=8 (shape [12, 6]: 12 is not a multiple of 8)"));
+  CHECK_THAT(r.err, Catch::Contains("layers.0.experts.3.w1.weight: owned (3 of 4): 4 cannot be spread over mp=8"));
+  CHECK(!holds_rank_file(dir / "out8"));
+  const auto direct = sw({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(), "-r",
+                          (dir / "fp4.yaml").string(), "-m", "8", "-q"});
+  CHECK(direct.exit_code == 4);
+}
+
+TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it and their parameters") {
+  TempDir dir;
+  generate(dir / "in");
+  for (const int mp : {1, 2, 4}) convert(dir / "in", dir / fmt_mp(mp), mp);
+  for (const auto& [a, b] : std::vector<std::pair<int, int>>{{4, 2}, {2, 4}, {4, 1}}) {
+    INFO("mp " << a << " -> " << b);
+    const fs::path bare = dir / ("bare" + std::to_string(a));
+    if (!fs::exists(bare)) {
+      fs::copy(dir / fmt_mp(a), bare);
+      fs::remove(bare / "shardwise-manifest.json");
+    }
+    const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
+    const auto r = sw({"reshard", "--from", bare.string(), "-o", out.string(), "-m", std::to_string(b), "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_files(dir / fmt_mp(b), out);
+  }
+  SECTION("a name the rules do not place as it is") {
+    // The rank files as the rules' input names: renamed by them, so not a folder they wrote.
+    const auto r = sw({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
+  }
+  SECTION("rules that do not describe the folder: every name they cannot place, and why") {
+    write_file(dir / "fp4.yaml", kReinterpretRules);
+    const auto r = sw({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       (dir / "fp4.yaml").string(), "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("names the rules do not place as they are"));
+    CHECK_THAT(r.err, Catch::Contains("embed.weight (model0-mp4.safetensors): cannot be placed: "));
+  }
+  SECTION("parameters without --rules are a usage error") {
+    const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",
+                       "--n-experts", "8"});
+    CHECK(r.exit_code == 2);
+  }
+  SECTION("rank files of two mps") {
+    const fs::path bare = dir / "bare-mixed";
+    fs::copy(dir / "bare4", bare);
+    fs::copy_file(dir / "mp2" / "model0-mp2.safetensors", bare / "model0-mp2.safetensors");
+    const auto r = sw({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("rank files of 2 model parallelisms (model0-mp2.safetensors and model0-mp4.safetensors)"));
+  }
+  CHECK(!holds_rank_file(dir / "x"));
+}
