@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
+#include "cli/page_cache_option.hpp"
 
 namespace shardwise::cli {
 
@@ -31,6 +32,7 @@ struct ConvertArgs {
   std::optional<std::string> ranks;
   bool distributed = false;
   unsigned manifest_wait = 0;
+  convert::PageCache page_cache = convert::PageCache::automatic;
 };
 
 int run_convert(const CLI::App& command, const ConvertArgs& args) {
@@ -55,6 +57,7 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   options.ranks = ranks;
   options.launch = launch;
   options.manifest_wait = std::chrono::seconds(args.manifest_wait);
+  options.page_cache = args.page_cache;
   const convert::ConvertSummary summary = convert::convert_plan(plan, options);
   if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
   return 0;
@@ -94,6 +97,10 @@ void add_convert_command(CLI::App& app, Action& action) {
           "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
           "10 minutes or twice its own time, whichever is longer)")
       ->check(CLI::Range(1u, 1000000u));
+  add_page_cache_option(*command, args->page_cache,
+                        "auto, keep or drop: drop output pages once on disk and input pages once read for the "
+                        "last time, so that a checkpoint larger than memory streams at disk speed (auto: drop "
+                        "when reads and writes exceed half of memory; the bytes written are the same)");
   add_format_option(*command, args->planning);
   add_plan_view_options(*command, args->view);
   command->callback([&action, command, args] {

@@ -11,6 +11,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
+#include "cli/page_cache_option.hpp"
 
 namespace shardwise::cli {
 
@@ -22,12 +23,14 @@ struct VerifyArgs {
   unsigned threads = 0;
   bool quiet = false;
   bool manifest_only = false;
+  convert::PageCache page_cache = convert::PageCache::automatic;
 };
 
 int run_verify(const CLI::App& command, const VerifyArgs& args) {
   verify::VerifyOptions options;
   options.output_dir = args.output;
   options.threads = args.threads;
+  options.page_cache = args.page_cache;
   options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
   verify::VerifyReport report;
   if (args.manifest_only) {
@@ -61,6 +64,9 @@ void add_verify_command(CLI::App& app, Action& action) {
   command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")
       ->check(CLI::Range(1u, 1024u));
   command->add_flag("-q,--quiet", args->quiet, "no progress, and no summary when everything verifies");
+  add_page_cache_option(*command, args->page_cache,
+                        "auto, keep or drop: drop what was read from the page cache once read for the last "
+                        "time (auto: drop when input and output together exceed half of memory)");
   command->callback([&action, command, args] {
     if (!args->manifest_only) {
       for (const char* name : {"--hf-ckpt-path", "--model-parallel"}) {

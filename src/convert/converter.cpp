@@ -49,6 +49,14 @@ std::size_t piece_bytes_for(std::size_t requested, unsigned threads) {
   return std::clamp(fair / (64u << 10) * (64u << 10), kMinPieceBytes, kMaxPieceBytes);
 }
 
+// Automatic: drop once the bytes read and written (about twice those written) exceed half of
+// physical memory: the cache could not keep them for a next run anyway. Smaller runs keep the
+// cache as plain reads and writes do (a second run, or verify, finds them warm).
+PageCache page_cache_for(PageCache requested, std::uint64_t bytes_written) {
+  if (requested != PageCache::automatic) return requested;
+  return io::exceeds_page_cache(2 * bytes_written) ? PageCache::drop : PageCache::keep;
+}
+
 std::uint64_t side_files_bytes(const plan::Plan& plan) {
   std::uint64_t total = 0;
   for (const std::string& name : plan.side_files) {
@@ -219,7 +227,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
   copy_files(
-      plan, to_write, summary.threads, piece_bytes, progress,
+      plan, to_write, summary.threads, piece_bytes, page_cache_for(options.page_cache, total), progress,
       [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files)

@@ -40,21 +40,33 @@ struct Job {
 
 class Engine {
  public:
-  Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, Progress& progress,
-         const CommitHook& on_commit, const PreCommitCheck& before_commit)
-      : work_(work),
+  Engine(const plan::Plan& plan, std::vector<FileWork>& work, std::size_t piece_bytes, PageCache cache,
+         Progress& progress, const CommitHook& on_commit, const PreCommitCheck& before_commit)
+      : plan_(plan),
+        work_(work),
         mp_(plan.model_parallel),
         states_(work.size()),
         piece_bytes_(piece_bytes),
+        drop_(cache == PageCache::drop),
+        drop_lag_(std::max<std::size_t>(1, kDropBehindBytes / std::max<std::size_t>(1, piece_bytes))),
         progress_(progress),
         on_commit_(on_commit),
         before_commit_(before_commit) {
     for (const std::string& path : plan.input_files) inputs_.emplace_back(path);
+    if (drop_) {
+      for (const io::ReadOnlyFile& input : inputs_) io::advise_sequential(input.fd());
+    }
+    std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
-      for (std::size_t p = 0; p < work[f].pieces.size(); ++p) jobs_.push_back({f, p});
+      for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
+        jobs_.push_back({f, p});
+        ++readers[source_of(work[f], work[f].pieces[p]).index];
+      }
     }
+    unread_pieces_ = std::vector<std::atomic<std::uint32_t>>(readers.size());
+    for (std::size_t i = 0; i < readers.size(); ++i) unread_pieces_[i] = readers[i];
   }
 
   void run(unsigned threads) {
@@ -119,6 +131,39 @@ class Engine {
     if (!states_[f].out) states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
   }
 
+  struct SourceRef {
+    std::size_t index = 0;  // into Plan::sources
+    const plan::Source& source;
+  };
+  SourceRef source_of(const FileWork& w, const Piece& piece) const {
+    const std::size_t index = w.planned->tensors[w.tensors[piece.tensor].planned].source;
+    return {index, plan_.sources[index]};
+  }
+
+  // With drop: once every piece from a source is read, its input range leaves the page cache.
+  void release_input(const FileWork& w, const Piece& piece) {
+    const SourceRef ref = source_of(w, piece);
+    if (--unread_pieces_[ref.index] != 0 || !drop_) return;
+    io::drop_cached(inputs_[ref.source.file].fd(), ref.source.offset, ref.source.bytes);
+  }
+
+  // Sends a written piece to disk; with drop, waits for the piece drop_lag_ earlier in the file
+  // (long written, normally on disk already) and drops it from the page cache. That piece may
+  // still be in another thread's hands: then less is dropped now, and the rest before commit.
+  void write_behind(std::size_t f, std::size_t p) {
+    const FileWork& w = work_[f];
+    const auto range = [&](std::size_t i) {
+      const Piece& piece = w.pieces[i];
+      return std::pair{w.tensors[piece.tensor].offset + piece.begin, piece.end - piece.begin};
+    };
+    const auto [offset, length] = range(p);
+    states_[f].out->start_writeback(offset, length);
+    if (drop_ && p >= drop_lag_) {
+      const auto [old_offset, old_length] = range(p - drop_lag_);
+      states_[f].out->drop_written(old_offset, old_length);
+    }
+  }
+
   void copy_piece(const Job& job, std::vector<std::byte>& buffer, std::vector<std::byte>& scratch) {
     FileWork& w = work_[job.file];
     FileState& s = states_[job.file];
@@ -129,6 +174,7 @@ class Engine {
     const auto data = std::span(buffer).first(piece.end - piece.begin);
     const io::ReadOnlyFile& input = inputs_[tensor.input];
     tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch);
+    release_input(w, piece);
     {
       std::unique_lock lock(s.mutex);
       s.hashed.wait(lock, [&] { return s.next_to_hash == job.piece || failed_; });
@@ -141,6 +187,7 @@ class Engine {
     }
     s.hashed.notify_all();
     s.out->write_at(tensor.offset + piece.begin, data);
+    write_behind(job.file, job.piece);
     progress_.add(data.size());
     bool last = false;
     {
@@ -170,16 +217,21 @@ class Engine {
   void commit_file(std::size_t f) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     if (before_commit_) before_commit_();
+    if (drop_) states_[f].out->drop_written(0, work_[f].layout.file_size);
     states_[f].out->commit();
     if (on_commit_) on_commit_(entry(f));
   }
 
+  const plan::Plan& plan_;
   std::vector<FileWork>& work_;
   std::uint64_t mp_;
   std::vector<io::ReadOnlyFile> inputs_;
+  std::vector<std::atomic<std::uint32_t>> unread_pieces_;  // per Plan::sources: pieces still to read
   std::vector<FileState> states_;
   std::vector<Job> jobs_;
   std::size_t piece_bytes_;
+  bool drop_;
+  std::size_t drop_lag_;  // pieces
   Progress& progress_;
   const CommitHook& on_commit_;
   const PreCommitCheck& before_commit_;
@@ -192,9 +244,9 @@ class Engine {
 }  // namespace
 
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress,
+                                       std::size_t piece_bytes, PageCache cache, Progress& progress,
                                        const CommitHook& on_commit, const PreCommitCheck& before_commit) {
-  Engine engine(plan, work, piece_bytes, progress, on_commit, before_commit);
+  Engine engine(plan, work, piece_bytes, cache, progress, on_commit, before_commit);
   engine.run(threads);
   return engine.results();
 }

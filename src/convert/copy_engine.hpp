@@ -2,10 +2,12 @@
 // The threads that copy pieces into output files. Internal to convert.
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
 #include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/page_cache.hpp>
 #include <shardwise/convert/progress.hpp>
 #include <shardwise/plan/plan.hpp>
 
@@ -21,10 +23,15 @@ namespace shardwise::convert {
 // file is under its final name, on the committing thread; what it throws fails the run.
 // `before_commit` (when set) runs on the committing thread once a file's last byte is written,
 // before the file gets its final name; what it throws fails the run, that file still a temporary.
+// Each written piece is sent on its way to disk at once (sync_file_range). With `cache` drop
+// (never automatic here), the pieces a file's writing has left kDropBehindBytes behind are waited
+// for and dropped from the page cache, the whole file before its commit, and each input range
+// once its last piece is read; with keep, the page cache is left to the kernel.
 using CommitHook = std::function<void(const ManifestOutput&)>;
 using PreCommitCheck = std::function<void()>;
+inline constexpr std::uint64_t kDropBehindBytes = 64u << 20;
 std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, Progress& progress,
+                                       std::size_t piece_bytes, PageCache cache, Progress& progress,
                                        const CommitHook& on_commit = {},
                                        const PreCommitCheck& before_commit = {});
 

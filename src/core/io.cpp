@@ -40,6 +40,19 @@ void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span
   }
 }
 
+void advise_sequential(int fd) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); }
+
+void drop_cached(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (length != 0) ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_DONTNEED);
+}
+
+bool exceeds_page_cache(std::uint64_t bytes) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page_size <= 0) return false;
+  return bytes / static_cast<std::uint64_t>(page_size) > static_cast<std::uint64_t>(pages) / 2;
+}
+
 ReadOnlyFile::ReadOnlyFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw_os_error("cannot open", path, errno);

@@ -15,6 +15,18 @@ void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::spa
 // Writes all of `data` at `offset`.
 void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span<const std::byte> data);
 
+// Page-cache advice on a file being read. Advice changes no byte read, so it never fails: errors
+// are ignored.
+// The run reads the file mostly front to back: the kernel may read further ahead.
+void advise_sequential(int fd);
+// The run will not read [offset, offset + length) again: its pages may leave the cache now
+// rather than crowd out pages still needed (pages partly outside the range stay).
+void drop_cached(int fd, std::uint64_t offset, std::uint64_t length);
+
+// Whether a run that reads and writes `bytes` in all moves more than half of physical memory: its
+// pages cannot all stay cached, so keeping them only costs reclaim and writeback stalls.
+bool exceeds_page_cache(std::uint64_t bytes);
+
 // An open read-only descriptor, closed on destruction.
 class ReadOnlyFile {
  public:

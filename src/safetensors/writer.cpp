@@ -272,6 +272,37 @@ void OutputFile::write_at(std::uint64_t offset, std::span<const std::byte> data)
   }
 }
 
+namespace {
+
+// sync_file_range on [offset, offset + length) of `fd`; false when the filesystem or the kernel
+// cannot do it (the caller then skips what depended on it), an Error(io) naming `path` otherwise.
+bool sync_range(int fd, const std::string& path, std::uint64_t offset, std::uint64_t length, unsigned flags) {
+  if (length == 0) return true;  // a length of 0 would mean "to the end of the file"
+  while (::sync_file_range(fd, static_cast<off_t>(offset), static_cast<off_t>(length), flags) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == ENOSYS || errno == EINVAL || errno == ESPIPE || errno == EOPNOTSUPP) return false;
+    throw_os_error(fmt::format("cannot write back {} bytes at offset {} of", length, offset), path, errno);
+  }
+  return true;
+}
+
+}  // namespace
+
+void OutputFile::start_writeback(std::uint64_t offset, std::uint64_t length) {
+  if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("write-back of {} after it was closed", temp_path_));
+  sync_range(fd_, temp_path_, offset, length, SYNC_FILE_RANGE_WRITE);
+}
+
+void OutputFile::drop_written(std::uint64_t offset, std::uint64_t length) {
+  if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("write-back of {} after it was closed", temp_path_));
+  constexpr unsigned kWriteAndWait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  // Dirty pages are not dropped, so without the wait the advice would do nothing. Advice is only
+  // advice: its failure changes no byte, so it is not an error.
+  if (sync_range(fd_, temp_path_, offset, length, kWriteAndWait) && length != 0) {
+    ::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_DONTNEED);
+  }
+}
+
 void OutputFile::commit() {
   if (committed_) return;
   if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("commit of {} after it was closed", temp_path_));

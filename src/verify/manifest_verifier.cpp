@@ -100,12 +100,15 @@ std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::s
   std::vector<FileDigests> digests(targets.size());
   convert::Progress progress(options.progress, total);
   ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
+  const convert::PageCache cache = options.page_cache != convert::PageCache::automatic ? options.page_cache
+                                   : io::exceeds_page_cache(total)                     ? convert::PageCache::drop
+                                                                                        : convert::PageCache::keep;
   run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
     progress.set_current(targets[i].name);
     const std::string path = (fs::path(out) / targets[i].name).string();
     try {
       if (targets[i].file) {
-        digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress);
+        digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress, cache);
       } else {
         digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
       }

@@ -1,9 +1,11 @@
 // verify_plan: the output folder against a plan made from the input's headers.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <compare>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <tuple>
@@ -181,17 +183,34 @@ struct Task {
   std::uint64_t cost;  // bytes read
 };
 
-std::vector<Task> tasks_of(const Work& work) {
+// Output files (the largest tasks) first, largest first, so that no thread is left with a big one
+// at the end; then the expected checksums in the order of their sources in the input files, so
+// that the input is read front to back, each range while its neighbours' pages are fresh (a
+// tensor's slices for every rank are read one after the other); side files last.
+std::vector<Task> tasks_of(const plan::Plan& plan, const Work& work) {
   std::vector<Task> tasks;
   for (std::size_t i = 0; i < work.outputs.size(); ++i) {
     if (work.outputs[i].file) tasks.push_back({TaskKind::scan_output, i, work.outputs[i].file->size()});
   }
-  for (std::size_t i = 0; i < work.expected.size(); ++i) {
-    tasks.push_back({TaskKind::expected, i, source_bytes_read(*work.expected[i])});
-  }
-  for (std::size_t i = 0; i < work.sides.size(); ++i) tasks.push_back({TaskKind::side_file, i, 0});
   std::stable_sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.cost > b.cost; });
+  std::vector<std::size_t> expected(work.expected.size());
+  std::iota(expected.begin(), expected.end(), std::size_t{0});
+  const auto place = [&](std::size_t i) {
+    const plan::Source& source = plan.sources.at(work.expected[i]->source);
+    return std::pair{source.file, source.offset};
+  };
+  std::stable_sort(expected.begin(), expected.end(), [&](std::size_t a, std::size_t b) { return place(a) < place(b); });
+  for (const std::size_t i : expected) tasks.push_back({TaskKind::expected, i, source_bytes_read(*work.expected[i])});
+  for (std::size_t i = 0; i < work.sides.size(); ++i) tasks.push_back({TaskKind::side_file, i, 0});
   return tasks;
+}
+
+// With drop: how many expected checksums still read each source (per Plan::sources), so that
+// the last one drops its input range from the page cache.
+std::vector<std::atomic<std::uint32_t>> unread_counts(const plan::Plan& plan, const Work& work) {
+  std::vector<std::atomic<std::uint32_t>> counts(plan.sources.size());
+  for (const plan::PlannedTensor* t : work.expected) ++counts.at(t->source);
+  return counts;
 }
 
 struct Reader {
@@ -201,6 +220,8 @@ struct Reader {
   ThreadBuffers buffers;
   convert::Progress& progress;
   Findings& findings;
+  convert::PageCache cache;
+  std::vector<std::atomic<std::uint32_t>> unread;  // see unread_counts
 
   void run(const Task& task, unsigned worker, Work& work) {
     switch (task.kind) {
@@ -214,7 +235,7 @@ struct Reader {
   void scan(OutputCheck& check, unsigned worker) {
     progress.set_current(check.planned->file);
     try {
-      check.digests = scan_output_file(*check.file, buffers.main(worker), progress);
+      check.digests = scan_output_file(*check.file, buffers.main(worker), progress, cache);
     } catch (const Error& e) {
       findings.add(check.planned->file, "cannot be read: " + message_without_path(e.what(), check.file->path()));
       check.file.reset();
@@ -230,6 +251,7 @@ struct Reader {
     work.expected_digests[index] =
         convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker));
     progress.add(source_bytes_read(t));
+    if (--unread[t.source] == 0 && cache == convert::PageCache::drop) io::drop_cached(input.fd(), source.offset, source.bytes);
   }
 
   void side(SideCheck& check, unsigned worker) {
@@ -319,12 +341,24 @@ VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, cons
   std::vector<io::ReadOnlyFile> inputs;
   inputs.reserve(plan.input_files.size());
   for (const std::string& path : plan.input_files) inputs.emplace_back(path);
-  const std::vector<Task> tasks = tasks_of(work);
+  const std::vector<Task> tasks = tasks_of(plan, work);
   {
-    convert::Progress progress(options.progress, total_bytes(work, plan, out));
-    Reader reader{plan, out, std::move(inputs),
-                  ThreadBuffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads)), progress,
-                  findings};
+    const std::uint64_t total = total_bytes(work, plan, out);
+    convert::Progress progress(options.progress, total);
+    const convert::PageCache cache = options.page_cache != convert::PageCache::automatic ? options.page_cache
+                                     : io::exceeds_page_cache(total)                     ? convert::PageCache::drop
+                                                                                          : convert::PageCache::keep;
+    if (cache == convert::PageCache::drop) {
+      for (const io::ReadOnlyFile& input : inputs) io::advise_sequential(input.fd());
+    }
+    Reader reader{plan,
+                  out,
+                  std::move(inputs),
+                  ThreadBuffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads)),
+                  progress,
+                  findings,
+                  cache,
+                  unread_counts(plan, work)};
     run_parallel(tasks.size(), report.threads,
                  [&](std::size_t task, unsigned worker) { reader.run(tasks[task], worker, work); });
     progress.finish();

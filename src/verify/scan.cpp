@@ -41,7 +41,8 @@ struct TensorCursor {
 
 }  // namespace
 
-FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress) {
+FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress,
+                             convert::PageCache cache) {
   const auto& tensors = file.header().tensors;
   TensorCursor cursor{file, std::vector<std::size_t>(tensors.size()), 0, {}};
   std::iota(cursor.order.begin(), cursor.order.end(), std::size_t{0});
@@ -51,11 +52,14 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
   digests.size = file.size();
   digests.tensors.assign(tensors.size(), convert::xxh3(std::string_view()));
   convert::Hasher whole;
+  const bool drop = cache == convert::PageCache::drop;
+  if (drop) io::advise_sequential(file.fd());
   for (std::uint64_t at = 0; at < file.size();) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), file.size() - at));
     io::pread_exact(file.fd(), file.path(), at, buffer.first(n));
     whole.update(buffer.first(n));
     cursor.feed(at, buffer.first(n), digests.tensors);
+    if (drop) io::drop_cached(file.fd(), at, n);
     progress.add(n);
     at += n;
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <shardwise/convert/page_cache.hpp>
 #include <shardwise/convert/progress.hpp>
 #include <shardwise/safetensors/file.hpp>
 
@@ -24,8 +25,10 @@ struct FileDigests {
 
 // Hashes `file` from its first byte to its last in one sequential pass through `buffer`, feeding
 // each tensor's bytes to its own digest on the way. Adds the bytes read to `progress`. Throws
-// Error(io/input) naming the file when it cannot be read to its end.
-FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress);
+// Error(io/input) naming the file when it cannot be read to its end. With `cache` drop, what was
+// read leaves the page cache behind the scan.
+FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress,
+                             convert::PageCache cache = convert::PageCache::keep);
 
 // XXH3-64 of a whole file (a side file), read through `buffer`.
 std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, convert::Progress& progress);

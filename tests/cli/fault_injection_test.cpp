@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cli/faults.hpp"
@@ -79,6 +80,7 @@ TEST_CASE(
       {"pwrite,short+ENOSPC,2,.model1-mp4", ".model1-mp4.safetensors.partial", "No space left on device"},
       {"pwrite,EDQUOT,2,.model2-mp4", ".model2-mp4.safetensors.partial", "Disk quota exceeded"},
       {"fsync,EIO,1,.model2-mp4", ".model2-mp4.safetensors.partial", "cannot sync"},
+      {"sync_file_range,EIO,2,.model1-mp4", ".model1-mp4.safetensors.partial", "cannot write back"},
       {"rename,EACCES,1,model3-mp4", "model3-mp4.safetensors", "Permission denied"},
       {"open,EACCES,1,.tokenizer.json", ".tokenizer.json.partial", "Permission denied"},
       {"write,ENOSPC,1,.tokenizer_config.json", ".tokenizer_config.json.partial", "No space left on device"},
@@ -115,6 +117,54 @@ TEST_CASE(
     CHECK(rerun.err.empty());
     CHECK(folder_files(out) == f.expected);
   }
+}
+
+// --page-cache drop waits for written ranges (sync_file_range) before dropping them: its errors
+// are the write's errors. Failed advice (posix_fadvise) changes no byte and is no error.
+TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file; failed advice is ignored") {
+  Folders f;
+  const fs::path out = f.dir / "out";
+  auto drop_args = convert_args(f.in, out);
+  drop_args.insert(drop_args.end(), {"--page-cache", "drop"});
+  const std::vector<std::pair<std::string, std::string>> write_back_faults = {
+      {"sync_file_range,EIO,1,.model0-mp4", ".model0-mp4.safetensors.partial: Input/output error"},
+      {"sync_file_range,EIO,3,.model3-mp4", ".model3-mp4.safetensors.partial: Input/output error"},
+      {"sync_file_range,ENOSPC,2,.model2-mp4", ".model2-mp4.safetensors.partial: No space left on device"}};
+  for (const auto& [fault, words] : write_back_faults) {
+    CAPTURE(fault);
+    fs::remove_all(out);
+    const auto failed = run_command(with_fault(fault, drop_args));
+    CHECK(failed.exit_code == 5);
+    CHECK_THAT(failed.err, Catch::StartsWith("shardwise: error: cannot write back "));
+    CHECK_THAT(failed.err, Catch::Contains(words));
+    for (const auto& [name, bytes] : folder_files(out)) {
+      CAPTURE(name);
+      CHECK(name.find(".partial") == std::string::npos);
+      if (name != "shardwise-manifest.json") CHECK(bytes == f.expected.at(name));
+    }
+  }
+  for (const std::string fault : {"fadvise,EIO,1,/in/", "fadvise,EIO,1,.model"}) {
+    CAPTURE(fault);
+    fs::remove_all(out);
+    const auto run = run_command(with_fault(fault, drop_args));
+    CHECK(run.exit_code == 0);
+    CHECK(run.err.empty());
+    CHECK(folder_files(out) == f.expected);
+  }
+  // Each mode writes what the default (keep, for so small a checkpoint) wrote.
+  for (const std::string mode : {"drop", "keep", "auto"}) {
+    CAPTURE(mode);
+    fs::remove_all(out);
+    auto args = convert_args(f.in, out);
+    args.insert(args.end(), {"--page-cache", mode});
+    CHECK(run_command(args).exit_code == 0);
+    CHECK(folder_files(out) == f.expected);
+  }
+  // verify drops what it read the same way, with the same verdict.
+  const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
+                                     out.string(), "--n-experts", "8", "-m", "4", "-q", "--page-cache", "drop"});
+  CHECK(verified.exit_code == 0);
+  CHECK(verified.err.empty());
 }
 
 TEST_CASE("convert: short reads and writes are retried and write the same bytes") {

@@ -5,7 +5,8 @@
 // SHARDWISE_FAULT="OP,ERROR,N,PATH" makes the N-th call (1-based) of OP whose path contains the
 // substring PATH, and every later one, fail:
 //   OP     open (only opens that create: O_CREAT), read, pread, write, pwrite, fsync, rename
-//          (either name), mkdir, fallocate
+//          (either name), mkdir, fallocate, sync_file_range, fadvise (posix_fadvise: it returns
+//          the error rather than setting errno)
 //   ERROR  an errno name (EIO, ENOSPC, EACCES, EROFS, EDQUOT), "short" (read or write at most half
 //          of what was asked, at least one byte: callers must retry), or "short+ENOSPC" (the N-th
 //          call short, the later ones ENOSPC: a disk filling up mid-write), or "delay" (each call
@@ -132,6 +133,8 @@ using FsyncFn = int (*)(int);
 using RenameFn = int (*)(const char*, const char*);
 using MkdirFn = int (*)(const char*, mode_t);
 using FallocateFn = int (*)(int, int, off_t, off_t);
+using SyncFileRangeFn = int (*)(int, off_t, off_t, unsigned int);
+using FadviseFn = int (*)(int, off_t, off_t, int);
 
 mode_t mode_argument(int flags, va_list args) {
   return (flags & O_CREAT) != 0 || (flags & O_TMPFILE) == O_TMPFILE ? static_cast<mode_t>(va_arg(args, int))
@@ -225,6 +228,20 @@ int fallocate(int fd, int mode, off_t offset, off_t length) {
   if (decide("fallocate", [&] { return fd_matches(fd); }) == Action::fail) return -1;
   return next<FallocateFn>("fallocate")(fd, mode, offset, length);
 }
+int sync_file_range(int fd, off_t offset, off_t length, unsigned int flags) {
+  if (decide("sync_file_range", [&] { return fd_matches(fd); }) == Action::fail) return -1;
+  return next<SyncFileRangeFn>("sync_file_range")(fd, offset, length, flags);
+}
+
+int posix_fadvise(int fd, off_t offset, off_t length, int advice) {
+  if (decide("fadvise", [&] { return fd_matches(fd); }) == Action::fail) return errno;
+  return next<FadviseFn>("posix_fadvise")(fd, offset, length, advice);
+}
+int posix_fadvise64(int fd, off_t offset, off_t length, int advice) {
+  if (decide("fadvise", [&] { return fd_matches(fd); }) == Action::fail) return errno;
+  return next<FadviseFn>("posix_fadvise64")(fd, offset, length, advice);
+}
+
 int fallocate64(int fd, int mode, off_t offset, off_t length) {
   if (decide("fallocate", [&] { return fd_matches(fd); }) == Action::fail) return -1;
   return next<FallocateFn>("fallocate64")(fd, mode, offset, length);

@@ -201,6 +201,26 @@ TEST_CASE("pieces written in any order and size give the same file") {
   }
 }
 
+// Write-back and dropping from the page cache change no byte: each piece is sent to disk, some
+// are dropped (some before written, some twice, zero-length ranges too), and the file is the same.
+TEST_CASE("pieces written back and dropped from the cache give the same file") {
+  const auto tensors = small_file_tensors();
+  const FileLayout layout = layout_file(tensors_of(tensors), kSmallMetadata);
+  test::TempDir dir;
+  const std::string path = (dir / "dropped.safetensors").string();
+  OutputFile file = OutputFile::create(path, layout);
+  file.drop_written(0, layout.file_size);  // only the header written so far
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    file.write_at(layout.offset[i], bytes_of(tensors[i].data));
+    file.start_writeback(layout.offset[i], tensors[i].data.size());
+    file.drop_written(layout.offset[i], tensors[i].data.size());
+    file.drop_written(0, layout.offset[i]);
+  }
+  file.drop_written(0, layout.file_size);
+  file.commit();
+  CHECK(test::read_file(path) == kSmallFile);
+}
+
 TEST_CASE("the temporary lives beside the final file until commit") {
   CHECK(temp_path_for("out/model0-mp2.safetensors") == "out/.model0-mp2.safetensors.partial");
   CHECK(temp_path_for("/a.safetensors") == "/.a.safetensors.partial");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/page_cache.hpp>
 #include <shardwise/convert/progress.hpp>
 #include <shardwise/convert/work_share.hpp>
 #include <shardwise/plan/plan.hpp>
@@ -32,6 +33,7 @@ struct ConvertOptions {
   RulesIdentity rules;          // recorded in the manifest
   std::size_t piece_bytes = 0;  // staging buffer per thread; 0: automatic (8 MiB, less with many threads)
   Resume resume = Resume::no;
+  PageCache page_cache = PageCache::automatic;
 
   // A partial run (docs/distributed.md) writes only some output files: those of `ranks`
   // (ascending, each below the plan's model parallel), or, with `launch`, this process's share of

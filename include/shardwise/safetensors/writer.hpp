@@ -56,6 +56,14 @@ class OutputFile {
   // pwrite all of `data` at `offset` (retrying short writes). Thread-safe for disjoint ranges.
   // Throws Error(io) naming the temporary path, also for a range past layout.file_size.
   void write_at(std::uint64_t offset, std::span<const std::byte> data);
+  // Starts writing [offset, offset + length) back to disk without waiting (sync_file_range), so
+  // that written pages go to disk at its pace instead of piling up as dirty cache. Durability
+  // still comes from commit()'s fsync. A filesystem that cannot do this is no error (nothing is
+  // started); an I/O error is an Error(io) naming the temporary path.
+  void start_writeback(std::uint64_t offset, std::uint64_t length);
+  // Waits until [offset, offset + length) is written back, then drops it from the page cache: for
+  // files larger than memory, which the run will not read again. Errors as start_writeback.
+  void drop_written(std::uint64_t offset, std::uint64_t length);
   // fsync, rename to the final path, fsync the folder. Closes the descriptor; a second call does
   // nothing. Throws Error(io) naming the path.
   void commit();
