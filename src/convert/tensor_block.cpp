@@ -18,9 +18,10 @@ namespace shardwise::convert {
 
 namespace {
 
-constexpr std::uint64_t kBandInputBytes = 8u << 20;  // input bytes computed at once, at most (one band more when larger)
-constexpr std::uint64_t kBlock = 128;                // the re-quantised block, both ways
-constexpr std::uint64_t kGroup = 32;                 // FP4 elements per E8M0 scale
+constexpr std::uint64_t kBandInputBytes =
+    8u << 20;                          // input bytes computed at once, at most (one band more when larger)
+constexpr std::uint64_t kBlock = 128;  // the re-quantised block, both ways
+constexpr std::uint64_t kGroup = 32;   // FP4 elements per E8M0 scale
 
 bool is_block(plan::Cast cast) {
   return cast == plan::Cast::dequantize || cast == plan::Cast::requantize_fp4_weight ||
@@ -63,9 +64,9 @@ struct TensorStream::Block {
   std::uint64_t block_cols = 1;
   std::uint16_t nan = 0xFFFF;
   std::uint64_t out_rows = 0;
-  std::uint64_t row_bytes = 0;   // output bytes per output row
-  std::uint64_t unit_rows = 1;   // output rows that can only be computed together
-  std::uint64_t cap_rows = 1;    // output rows computed at once, at most
+  std::uint64_t row_bytes = 0;  // output bytes per output row
+  std::uint64_t unit_rows = 1;  // output rows that can only be computed together
+  std::uint64_t cap_rows = 1;   // output rows computed at once, at most
 };
 
 TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& tensor) {
@@ -87,9 +88,11 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
   const st::Shape shape = sliced(source, tensor.slice);
   const plan::Companion* companion = nullptr;
   if (tensor.cast != plan::Cast::requantize_fp4_scale) {
-    if (tensor.companion >= plan.companions.size()) fail("the planned transform has no companion (block scale)");
+    if (tensor.companion >= plan.companions.size())
+      fail("the planned transform has no companion (block scale)");
     companion = &plan.companions[tensor.companion];
-    if (companion->source >= plan.sources.size()) fail("its companion refers to a source the plan does not have");
+    if (companion->source >= plan.sources.size())
+      fail("its companion refers to a source the plan does not have");
     const plan::Source& scale = plan.sources[companion->source];
     if (scale.shape.size() != 2) fail(fmt::format("its companion {} does not have 2 dims", scale.name));
     block->scale.emplace(raw(scale, companion->slice));
@@ -130,14 +133,16 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
       block->out_rows = block->rows;
       block->row_bytes = block->cols;
       block->unit_rows = kBlock;
-      block->cap_rows = std::max<std::uint64_t>(kBlock, kBandInputBytes / (block->cols / 2) / kBlock * kBlock);
+      block->cap_rows =
+          std::max<std::uint64_t>(kBlock, kBandInputBytes / (block->cols / 2) / kBlock * kBlock);
       break;
     }
     case plan::Cast::requantize_fp4_scale: {
       block->rows = shape[0];
       block->cols = shape[1] * kGroup;
-      if (source.dtype != st::DType::F8_E8M0 || tensor.dtype != st::DType::F8_E8M0 || block->rows % kBlock != 0 ||
-          block->cols % kBlock != 0 || tensor.shape != st::Shape{block->rows / kBlock, block->cols / kBlock}) {
+      if (source.dtype != st::DType::F8_E8M0 || tensor.dtype != st::DType::F8_E8M0 ||
+          block->rows % kBlock != 0 || block->cols % kBlock != 0 ||
+          tensor.shape != st::Shape{block->rows / kBlock, block->cols / kBlock}) {
         fail("the planned re-quantised scale does not fit its source");
       }
       block->out_rows = block->rows / kBlock;
@@ -149,7 +154,8 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
       break;
   }
   if (block->out_rows * block->row_bytes != tensor.bytes) {
-    fail(fmt::format("planned as {} bytes, but its transform gives {}", tensor.bytes, block->out_rows * block->row_bytes));
+    fail(fmt::format("planned as {} bytes, but its transform gives {}", tensor.bytes,
+                     block->out_rows * block->row_bytes));
   }
   cast_ = tensor.cast;
   out_segment_ = tensor.bytes;
@@ -168,7 +174,8 @@ void TensorStream::compute_band(int fd, const std::string& path, std::uint64_t r
   const Block& b = *block_;
   const std::uint64_t n = out.size() / b.row_bytes;
   const auto read_scale = [&](std::uint64_t offset, std::span<std::byte> into) {
-    if (companion.fd < 0 || companion.path == nullptr) throw std::invalid_argument("TensorStream::read: no companion input");
+    if (companion.fd < 0 || companion.path == nullptr)
+      throw std::invalid_argument("TensorStream::read: no companion input");
     b.scale->read(companion.fd, *companion.path, offset, into, scratch);
   };
   switch (b.cast) {
@@ -178,8 +185,9 @@ void TensorStream::compute_band(int fd, const std::string& path, std::uint64_t r
       const std::uint64_t width = st::dtype_bits(b.scale_dtype) / 8;
       std::vector<std::byte> scale(b.scale_cols * width);
       read_scale(row / b.block_rows * b.scale_cols * width, scale);
-      transform::dequantize_to_bf16({weight, scale, b.scale_dtype, n, b.cols, b.scale_cols, b.block_rows, b.block_cols},
-                                    static_cast<transform::Bf16Nan>(b.nan), out);
+      transform::dequantize_to_bf16(
+          {weight, scale, b.scale_dtype, n, b.cols, b.scale_cols, b.block_rows, b.block_cols},
+          static_cast<transform::Bf16Nan>(b.nan), out);
       return;
     }
     case plan::Cast::requantize_fp4_weight: {

@@ -115,14 +115,16 @@ class Resolver {
     return fmt::format("{} on rank {} ({} at {})", t.name, out.rank, rule.rule.label, rule.rule.where.str());
   }
 
-  void pair(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule, std::vector<bool>& consumed) {
+  void pair(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule,
+            std::vector<bool>& consumed) {
     if (plan_.sources[t.source].shape.size() != 2) {
       problems_.add(fmt::format("{}: needs a tensor of 2 dims, not {}", where(out, t, rule),
                                 shape_text(plan_.sources[t.source].shape)));
       return;
     }
-    const std::string name = expand(
-        rule.companion, rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
+    const std::string name =
+        expand(rule.companion,
+               rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
     // The weight's slice is checked against the block grid first: a split that cuts a block is the
     // error to report, whatever became of the companion.
     const Source& weight = plan_.sources[t.source];
@@ -130,7 +132,8 @@ class Resolver {
     if (rule.kind == Kind::requantize) grid = {1, kGroup, weight.shape[0], weight.shape[1] * 2};
     if (rule.kind == Kind::dequantize && !on_grid(out, t, rule, grid, 1, name)) return;
     if (rule.kind == Kind::requantize && !whole_blocks_of_128(out, t, rule, weight, t.slice, 1, 2)) return;
-    if (rule.kind == Kind::requantize_scale && !whole_blocks_of_128(out, t, rule, weight, t.slice, 1, kGroup)) return;
+    if (rule.kind == Kind::requantize_scale && !whole_blocks_of_128(out, t, rule, weight, t.slice, 1, kGroup))
+      return;
     std::optional<std::size_t> companion;
     std::optional<std::size_t> placed;  // on this rank
     Slice placed_slice;
@@ -158,9 +161,10 @@ class Resolver {
         const Slice slice = companion_slice(t, grid, scale, 1);
         if (placed && !matches(out, t, rule, scale, placed_slice, slice)) return;
         if (placed && out.tensors[*placed].cast != Cast::none) {
-          problems_.add(fmt::format("{}: its block scale {} is itself transformed; a dequantization consumes it as "
-                                    "it is",
-                                    where(out, t, rule), name));
+          problems_.add(
+              fmt::format("{}: its block scale {} is itself transformed; a dequantization consumes it as "
+                          "it is",
+                          where(out, t, rule), name));
           return;
         }
         if (placed) consumed[*placed] = true;
@@ -168,7 +172,8 @@ class Resolver {
         return;
       }
       case Kind::requantize: {
-        if (!check_companion(out, t, rule, scale, {st::DType::F8_E8M0}, {grid.rows, grid.cols / kGroup})) return;
+        if (!check_companion(out, t, rule, scale, {st::DType::F8_E8M0}, {grid.rows, grid.cols / kGroup}))
+          return;
         const Slice slice = companion_slice(t, grid, scale, 2);
         if (placed && !matches(out, t, rule, scale, placed_slice, slice)) return;
         add(t, rule, *companion, slice, 1, kGroup);
@@ -191,13 +196,16 @@ class Resolver {
                                    ? fmt::format("not placed on rank {}", out.rank)
                                    : "not in the checkpoint";
     if (rule.kind != Kind::dequantize || rule.missing != rules::TransformRule::Missing::keep) {
-      problems_.add(fmt::format("{}: needs its companion {}, which is {}", where(out, t, rule), name, looked));
+      problems_.add(
+          fmt::format("{}: needs its companion {}, which is {}", where(out, t, rule), name, looked));
       return;
     }
-    std::string note = fmt::format("{}: no block scale {} ({}): written unchanged as {} ({} at {})", t.name, name,
-                                   looked, st::dtype_name(src.dtype), rule.rule.label, rule.rule.where.str());
+    std::string note =
+        fmt::format("{}: no block scale {} ({}): written unchanged as {} ({} at {})", t.name, name, looked,
+                    st::dtype_name(src.dtype), rule.rule.label, rule.rule.where.str());
     // Once for a tensor written on several ranks.
-    if (std::find(plan_.notes.begin(), plan_.notes.end(), note) == plan_.notes.end()) plan_.notes.push_back(std::move(note));
+    if (std::find(plan_.notes.begin(), plan_.notes.end(), note) == plan_.notes.end())
+      plan_.notes.push_back(std::move(note));
     out.bytes -= t.bytes;
     t.dtype = src.dtype;
     t.cast = Cast::none;
@@ -207,22 +215,24 @@ class Resolver {
   }
 
   bool check_companion(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
-                       const Source& scale, std::initializer_list<st::DType> dtypes, const st::Shape& expected) {
+                       const Source& scale, std::initializer_list<st::DType> dtypes,
+                       const st::Shape& expected) {
     const bool dtype_ok = std::find(dtypes.begin(), dtypes.end(), scale.dtype) != dtypes.end();
     if (dtype_ok && scale.shape == expected) return true;
     std::vector<std::string> names;
     for (const st::DType d : dtypes) names.emplace_back(st::dtype_name(d));
-    problems_.add(fmt::format("{}: its companion {} is {}{}, expected {}{} for {}{}", where(out, t, rule), scale.name,
-                              st::dtype_name(scale.dtype), shape_text(scale.shape), fmt::format("{}", fmt::join(names, " or ")),
-                              shape_text(expected), st::dtype_name(plan_.sources[t.source].dtype),
+    problems_.add(fmt::format("{}: its companion {} is {}{}, expected {}{} for {}{}", where(out, t, rule),
+                              scale.name, st::dtype_name(scale.dtype), shape_text(scale.shape),
+                              fmt::format("{}", fmt::join(names, " or ")), shape_text(expected),
+                              st::dtype_name(plan_.sources[t.source].dtype),
                               shape_text(plan_.sources[t.source].shape)));
     return false;
   }
 
   // Whether the weight's slice is a whole number of blocks (reported when not). `unit`: logical
   // elements per stored element of dim 1.
-  bool on_grid(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule, const Grid& grid,
-               std::uint64_t unit, const std::string& scale) {
+  bool on_grid(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+               const Grid& grid, std::uint64_t unit, const std::string& scale) {
     if (t.slice.whole()) return true;
     const int dim = t.slice.dim;
     const std::uint64_t block = dim == 0 ? grid.block_rows : grid.block_cols;
@@ -230,15 +240,17 @@ class Resolver {
     const std::uint64_t begin = t.slice.begin * (dim == 0 ? 1 : unit);
     const std::uint64_t end = t.slice.end * (dim == 0 ? 1 : unit);
     if (begin % block == 0 && (end % block == 0 || end == size)) return true;
-    problems_.add(fmt::format("{}: {} {}-{} of {} (mp={}) are not a whole number of {}-{} blocks of its block "
-                              "scale {}",
-                              where(out, t, rule), dim_word(dim), begin, end, size, plan_.model_parallel, block,
-                              dim == 0 ? "row" : "column", scale));
+    problems_.add(
+        fmt::format("{}: {} {}-{} of {} (mp={}) are not a whole number of {}-{} blocks of its block "
+                    "scale {}",
+                    where(out, t, rule), dim_word(dim), begin, end, size, plan_.model_parallel, block,
+                    dim == 0 ? "row" : "column", scale));
     return false;
   }
 
   // The slice of the companion that covers the weight's slice (on the grid: checked before).
-  static Slice companion_slice(const PlannedTensor& t, const Grid& grid, const Source& scale, std::uint64_t unit) {
+  static Slice companion_slice(const PlannedTensor& t, const Grid& grid, const Source& scale,
+                               std::uint64_t unit) {
     if (t.slice.whole()) return Slice{};
     const int dim = t.slice.dim;
     const std::uint64_t block = dim == 0 ? grid.block_rows : grid.block_cols;
@@ -247,8 +259,8 @@ class Resolver {
     return make_slice(dim, begin / block, ceil_div(end, block), scale.shape[static_cast<std::size_t>(dim)]);
   }
 
-  bool matches(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule, const Source& scale,
-               const Slice& placed, const Slice& expected) {
+  bool matches(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+               const Source& scale, const Slice& placed, const Slice& expected) {
     if (same_slice(placed, expected)) return true;
     problems_.add(fmt::format("{}: its block scale {} is placed as {}, but the weight's slice {} needs {}",
                               where(out, t, rule), scale.name, slice_text(placed), slice_text(t.slice),
@@ -259,21 +271,24 @@ class Resolver {
   // A re-quantised tensor is made of 128 x 128 blocks: the slice (in logical elements, `unit` per
   // stored element of dim 1 and `row_unit` of dim 0) must start and end on block edges.
   bool whole_blocks_of_128(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
-                           const Source& src, const Slice& slice, std::uint64_t row_unit, std::uint64_t unit) {
+                           const Source& src, const Slice& slice, std::uint64_t row_unit,
+                           std::uint64_t unit) {
     const st::Shape shape = sliced_shape(src, slice);
     const std::uint64_t rows = shape[0] * row_unit;
     const std::uint64_t cols = shape[1] * unit;
     const std::uint64_t begin = slice.whole() ? 0 : slice.begin * (slice.dim == 0 ? row_unit : unit);
     if (rows % 128 == 0 && cols % 128 == 0 && begin % 128 == 0) return true;
     problems_.add(fmt::format("{}: {} [{}, {}] (from {}{}, slice {}) is not a whole number of 128x128 blocks",
-                              where(out, t, rule), rule.kind == Kind::requantize ? "FP4 weight" : "scaled weight",
-                              rows, cols, src.name, shape_text(src.shape), slice_text(slice)));
+                              where(out, t, rule),
+                              rule.kind == Kind::requantize ? "FP4 weight" : "scaled weight", rows, cols,
+                              src.name, shape_text(src.shape), slice_text(slice)));
     return false;
   }
 
   void add(PlannedTensor& t, const rules::TransformRule& rule, std::size_t source, Slice slice,
            std::uint64_t block_rows, std::uint64_t block_cols) {
-    plan_.companions.push_back(Companion{source, slice, block_rows, block_cols, rule.nan_bits, labels_(rule.rule)});
+    plan_.companions.push_back(
+        Companion{source, slice, block_rows, block_cols, rule.nan_bits, labels_(rule.rule)});
     t.companion = static_cast<std::uint32_t>(plan_.companions.size() - 1);
   }
 
