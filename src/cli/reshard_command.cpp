@@ -28,12 +28,13 @@ struct ReshardArgs {
 };
 
 reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
-  const rules::Params params = given_params(command, args.planning);
   if (!args.planning.rules_file) {
+    const rules::Params params = given_params(command, args.planning.params, rules::Rules::bundled());
     if (!params.empty()) throw Error(ErrorKind::usage, "rules parameters are given with --rules (the manifest records them)");
     return reshard::plan_reshard(args.from, args.model_parallel);
   }
-  return reshard::plan_reshard(args.from, args.model_parallel, load_rules(args.planning), params);
+  const rules::Rules rules = load_rules(args.planning);
+  return reshard::plan_reshard(args.from, args.model_parallel, rules, given_params(command, args.planning.params, rules));
 }
 
 int run_reshard(const CLI::App& command, const ReshardArgs& args) {
@@ -81,10 +82,7 @@ void add_reshard_command(CLI::App& app, Action& action) {
       "-r,--rules", args->planning.rules_file,
       "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
       "name or file), which must place every tensor name in its rank files as itself; with their parameters");
-  add_bundled_param_flags(*command, args->planning.declared);
-  command->add_option("-p,--param", args->planning.params, "with --rules: a rules parameter, NAME=VALUE (repeatable)")
-      ->allow_extra_args(false);
-  command->allow_extras();
+  add_param_options(*command, args->planning.params);
   command->footer(
       "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
       "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "

@@ -1,5 +1,7 @@
 #include <shardwise/rules/explain.hpp>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -109,6 +111,10 @@ std::string explain_decision(const Decision& d, const Params& params) {
         text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,
                             describe_member(*d.member));
       }
+      if (d.transform != nullptr) {
+        text += fmt::format("  transform: {} by {} ({})\n", describe_transform(*d.transform), d.transform->rule.label,
+                            d.transform->rule.where.str());
+      }
       text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
       break;
   }
@@ -126,8 +132,12 @@ std::string Rules::summary() const {
                       plural(r.ownership.size(), "ownership rule"));
   text += fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
   for (const auto& rule : r.transforms) {
-    text += fmt::format("  {}: reinterpret {} as {}\n", rule.rule.label, st::dtype_name(rule.from),
-                        st::dtype_name(rule.to));
+    std::string when;
+    for (const auto& [param, value] : rule.when) {
+      const auto spec = std::find_if(r.params.begin(), r.params.end(), [&](const auto& p) { return p.name == param; });
+      when += fmt::format(" when {}={}", param, spec == r.params.end() ? std::to_string(value) : param_value_text(*spec, value));
+    }
+    text += fmt::format("  {}: {}{}\n", rule.rule.label, describe_transform(rule), when);
   }
   for (const auto& layout : r.layouts) {
     std::vector<std::string> members;

@@ -35,8 +35,8 @@ struct RulesIdentity {
   std::uint64_t xxh3 = 0;  // XXH3-64 of the rules text as loaded
   // Version 3, recorded for reshard, never compared (xxh3 stands for the text): the rules'
   // `output.file` pattern and the text itself (empty in older manifests).
-  std::string output_file;
-  std::string text;
+  std::string output_file{};
+  std::string text{};
 };
 
 // How a written tensor relates to its logical tensor (the output as mp=1 writes it).
@@ -52,7 +52,7 @@ struct TensorCut {
 struct ManifestTensor {
   std::string name;
   std::uint64_t xxh3 = 0;  // of the tensor's bytes as written
-  std::optional<TensorCut> cut;  // version 3; absent in older manifests
+  std::optional<TensorCut> cut{};  // version 3; absent in older manifests
 };
 
 // The cut of a planned tensor written to a file of rank `rank` of `mp`.
