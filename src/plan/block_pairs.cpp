@@ -290,7 +290,7 @@ class Resolver {
 
   // A reshard cuts this output again (docs/reshard.md): on the block grid, as this plan's cuts are.
   static void cut_on_grid(PlannedTensor& t, std::uint64_t rows, std::uint64_t cols) {
-    if (t.placement.kind != Placement::Kind::split) return;
+    if (t.placement.kind != plan::Placement::Kind::split) return;
     t.placement.unit = std::lcm(t.placement.unit, t.placement.dim == 0 ? rows : cols);
   }
 

@@ -554,8 +554,9 @@ void read_when(YamlReader& in, const YAML::Node& node, const CompiledRules& out,
     const auto text = in.string_value(entry.second, fmt::format("when {}", name));
     if (!text) continue;
     try {
-      rule.when.emplace_back(name, name == "mp" ? parse_param_value(ParamInfo{"mp", {}, false, "", {}, {}}, *text)
-                                                : parse_param_value(*param, *text));
+      ParamInfo mp;
+      mp.name = "mp";
+      rule.when.emplace_back(name, parse_param_value(name == "mp" ? mp : *param, *text));
     } catch (const Error& e) {
       in.error(entry.second, fmt::format("when {}: {}", name, e.what()));
     }
