@@ -31,7 +31,7 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values);
 
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
-  std::uint64_t model_parallel = 1;       // --model-parallel
+  std::optional<std::uint64_t> model_parallel;  // --model-parallel: required unless the rules mirror the input
   std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
   std::vector<std::string> params;        // --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)

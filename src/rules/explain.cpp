@@ -127,7 +127,8 @@ std::string Rules::summary() const {
   for (const auto& param : r.params) {
     text += fmt::format(", {}{}", param.name, param.default_value ? fmt::format("={}", *param.default_value) : "");
   }
-  text += fmt::format("\n  output: {}", r.output_file);
+  text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
+                          : fmt::format("\n  output: {}", r.output_file);
   if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));
   return text + "\n";
 }

@@ -177,6 +177,8 @@ const std::vector<std::string>& Rules::side_files() const { return impl_->side_f
 const std::vector<Layout>& Rules::layouts() const { return impl_->layouts; }
 const std::vector<ParamInfo>& Rules::params() const { return impl_->params; }
 
+bool Rules::mirrors_input() const { return impl_->mirror_output; }
+
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
   std::string name = impl_->output_file;
   for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {
