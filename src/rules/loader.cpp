@@ -110,6 +110,11 @@ void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
     out.mirror_output = true;
     return;
   }
+  if (!YamlReader::field(output, "file").IsDefined()) {
+    in.error(output, "output needs 'file' (one file per rank, e.g. file: \"model{rank}-mp{mp}.safetensors\") or "
+                     "'mirror: true' (one output per input file, under its name)");
+    return;
+  }
   if (auto file = in.string_field(output, "file", "output", true)) {
     check_output_pattern(in, YamlReader::field(output, "file"), *file);
     out.output_file = *file;
