@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
@@ -16,38 +17,42 @@ namespace shardwise::cli {
 
 namespace {
 
-std::uint64_t parse_count(const std::string& text, const std::string& what) {
-  std::uint64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", what, text));
-  }
-  return value;
-}
-
-void add_param(rules::Params& params, std::string name, const std::string& value, const std::string& shown) {
+void add_param(std::map<std::string, std::string>& params, std::string name, const std::string& value,
+               const std::string& shown) {
   if (name.empty()) throw Error(ErrorKind::usage, fmt::format("{}: a parameter needs a name", shown));
   for (char& c : name) {
     if (c == '-') c = '_';
   }
-  params[name] = parse_count(value, shown);
+  params[name] = value;
+}
+
+// The parameters of every bundled rules file, each name once (the first file's declaration).
+std::vector<rules::ParamInfo> bundled_params() {
+  std::vector<rules::ParamInfo> declared;
+  for (const rules::BundledRules& bundled : rules::bundled_rules()) {
+    try {
+      const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
+      for (const rules::ParamInfo& param : loaded.params()) {
+        const auto same = [&](const rules::ParamInfo& p) { return p.name == param.name; };
+        if (std::none_of(declared.begin(), declared.end(), same)) declared.push_back(param);
+      }
+    } catch (const Error&) {
+      // reported by the command that loads them
+    }
+  }
+  return declared;
 }
 
 }  // namespace
 
 void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
-  std::vector<rules::ParamInfo> declared;
-  try {
-    declared = rules::Rules::bundled().params();
-  } catch (const Error&) {
-    return;
-  }
-  for (const auto& param : declared) {
+  for (const auto& param : bundled_params()) {
     std::string flag = "--" + param.name;
     std::replace(flag.begin() + 2, flag.end(), '_', '-');
     std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
+    if (!param.choices.empty()) help += fmt::format(" (one of: {})", fmt::join(param.choices, ", "));
     if (param.default_value) {
-      help += fmt::format(" (bundled rules' default: {})", *param.default_value);
+      help += fmt::format(" (bundled rules' default: {})", rules::param_value_text(param, *param.default_value));
     } else if (param.inferred) {
       help += " (default: each scope's own count, from the checkpoint)";
     } else {
@@ -93,8 +98,8 @@ rules::Rules load_rules(const PlanningOptions& options) {
   return options.rules_file ? rules::load_named_rules(*options.rules_file) : rules::Rules::bundled();
 }
 
-rules::Params given_params(const CLI::App& command, const PlanningOptions& options) {
-  rules::Params params;
+rules::Params given_params(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules) {
+  std::map<std::string, std::string> params;
   for (const auto& [name, value] : options.declared) {
     if (value) params[name] = *value;
   }
@@ -120,12 +125,23 @@ rules::Params given_params(const CLI::App& command, const PlanningOptions& optio
       throw Error(ErrorKind::usage, fmt::format("{} needs a value", token));
     }
   }
+  return param_values(params, rules);
+}
+
+rules::Params param_values(const std::map<std::string, std::string>& texts, const rules::Rules& rules) {
+  rules::Params params;
+  for (const auto& [name, text] : texts) {
+    const auto& declared = rules.params();
+    const auto it = std::find_if(declared.begin(), declared.end(), [&](const auto& p) { return p.name == name; });
+    // An undeclared name is read as a number here and reported by Rules::resolve_params.
+    params[name] = rules::parse_param_value(it != declared.end() ? *it : rules::ParamInfo{name, {}, false, "", {}, {}}, text);
+  }
   return params;
 }
 
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
                              const rules::Rules& rules) {
-  const rules::Params params = given_params(command, options);
+  const rules::Params params = given_params(command, options, rules);
   if (!options.model_parallel && !rules.mirrors_input()) {
     throw Error(ErrorKind::usage, "--model-parallel is required");
   }

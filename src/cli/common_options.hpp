@@ -22,9 +22,9 @@
 namespace shardwise::cli {
 
 // The values of the flags made from the bundled rules' parameters, by parameter name.
-using BundledParamFlags = std::map<std::string, std::optional<std::uint64_t>>;
+using BundledParamFlags = std::map<std::string, std::optional<std::string>>;
 
-// One flag per parameter of the bundled rules (`--NAME`, dashes for underscores, with the file's
+// One flag per parameter of any bundled rules (`--NAME`, dashes for underscores, with the file's
 // help text), so that --help lists them; none when the bundled rules cannot be loaded (the command
 // then reports that itself). Other rules files' parameters go through --NAME VALUE or --param.
 void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values);
@@ -50,7 +50,10 @@ rules::Rules load_rules(const PlanningOptions& options);
 
 // The rules parameters given: the bundled rules' flags, --param entries and the extra
 // `--NAME VALUE` options left over by parsing `command`. Throws Error(usage) for malformed names or values.
-rules::Params given_params(const CLI::App& command, const PlanningOptions& options);
+rules::Params given_params(const CLI::App& command, const PlanningOptions& options, const rules::Rules& rules);
+// Parameter values as given on the command line (by parameter name), read as `rules` declares them:
+// a number, or one of a parameter's choices (Error(usage) listing them).
+rules::Params param_values(const std::map<std::string, std::string>& texts, const rules::Rules& rules);
 
 // Opens the checkpoint (headers only) and plans it.
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,

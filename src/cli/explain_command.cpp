@@ -26,29 +26,27 @@ struct ExplainOptions {
   std::vector<std::string> names;
 };
 
-rules::Params parse_params(const ExplainOptions& options) {
-  rules::Params given{{"mp", options.model_parallel}};
+rules::Params parse_params(const ExplainOptions& options, const rules::Rules& rules) {
+  std::map<std::string, std::string> texts;
   for (const auto& [name, value] : options.declared) {
-    if (value) given[name] = *value;
+    if (value) texts[name] = *value;
   }
   for (const auto& text : options.params) {
     const auto equals = text.find('=');
-    std::uint64_t value = 0;
-    const char* first = text.data() + (equals == std::string::npos ? text.size() : equals + 1);
-    const char* last = text.data() + text.size();
-    const auto [end, ec] = std::from_chars(first, last, value);
-    if (equals == std::string::npos || equals == 0 || first == last || ec != std::errc() || end != last) {
-      throw Error(ErrorKind::usage, fmt::format("--param '{}': expected NAME=VALUE with a non-negative integer VALUE", text));
+    if (equals == std::string::npos || equals == 0 || equals + 1 == text.size()) {
+      throw Error(ErrorKind::usage, fmt::format("--param '{}': expected NAME=VALUE", text));
     }
-    given[text.substr(0, equals)] = value;
+    texts[text.substr(0, equals)] = text.substr(equals + 1);
   }
+  rules::Params given = param_values(texts, rules);
+  given["mp"] = options.model_parallel;
   return given;
 }
 
 int run_explain(const ExplainOptions& options) {
   const rules::Rules loaded =
       options.rules_file.empty() ? rules::Rules::bundled() : rules::load_named_rules(options.rules_file);
-  const rules::Params params = loaded.resolve_params(parse_params(options));
+  const rules::Params params = loaded.resolve_params(parse_params(options, loaded));
   fmt::print("rules: {} ({})\n", loaded.display_name(), loaded.name());
   for (const auto& name : options.names) {
     fmt::print("\n{}", rules::explain_decision(loaded.decide(name, params), params));

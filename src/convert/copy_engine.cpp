@@ -127,7 +127,9 @@ class Engine {
     open_file(job.file);
     const auto data = std::span(buffer).first(piece.end - piece.begin);
     const io::ReadOnlyFile& input = inputs_[tensor.input];
-    tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch);
+    CompanionInput companion;
+    if (const auto file = tensor.stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+    tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     {
       std::unique_lock lock(s.mutex);
       s.hashed.wait(lock, [&] { return s.next_to_hash == job.piece || failed_; });

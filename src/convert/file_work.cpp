@@ -34,7 +34,7 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
       throw Error(ErrorKind::input, fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
     }
     const plan::Source& source = plan.sources[t.source];
-    work.tensors.push_back({index, source.file, work.layout.offset[index], TensorStream(source, t)});
+    work.tensors.push_back({index, source.file, work.layout.offset[index], TensorStream(plan, t)});
     if (work.layout.bytes[index] != t.bytes) {
       throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}", output.file, t.name,
                                                 work.layout.bytes[index], t.bytes));

@@ -41,6 +41,11 @@ std::uint64_t source_bytes_per_output_byte(const plan::Source& source, const pla
     case plan::Cast::f32_to_bf16:
       if (source.dtype != st::DType::F32 || tensor.dtype != st::DType::BF16) fail("F32");
       return 2;
+    case plan::Cast::dequantize:
+    case plan::Cast::requantize_fp4_weight:
+    case plan::Cast::requantize_fp4_scale:
+      throw Error(ErrorKind::input, fmt::format("{} (from {}): a block-scaled transform needs the plan's companion",
+                                                tensor.name, source.name));
     case plan::Cast::reinterpret: {
       const unsigned from = st::dtype_bits(source.dtype);
       const unsigned to = st::dtype_bits(tensor.dtype);
@@ -120,13 +125,19 @@ void TensorStream::transform(const std::byte* src, std::byte* dst, std::uint64_t
     case plan::Cast::f32_to_bf16:
       convert_f32_to_bf16(src, dst, src_bytes / 4);
       return;
+    default:
+      throw std::logic_error("TensorStream::transform: not an element cast");
   }
 }
 
 void TensorStream::read(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out,
-                        std::span<std::byte> scratch) const {
+                        std::span<std::byte> scratch, CompanionInput companion) const {
   if (scratch.size() < kMinScratchBytes) throw std::invalid_argument("TensorStream::read: scratch too small");
   if (offset > bytes() || out.size() > bytes() - offset) throw std::invalid_argument("TensorStream::read: past end");
+  if (block_) {
+    read_block(fd, path, offset, out, scratch, companion);
+    return;
+  }
   if (cast_ != plan::Cast::none && (offset % 2 != 0 || out.size() % 2 != 0)) {
     throw std::invalid_argument("TensorStream::read: a cast needs whole elements");
   }
@@ -183,6 +194,7 @@ std::vector<std::uint64_t> TensorStream::piece_bounds(std::uint64_t max_piece) c
     bounds.push_back(0);
     return bounds;
   }
+  if (block_) return block_bounds(max_piece);
   if (segments_ > 1 && out_segment_ <= max_piece) {
     const std::uint64_t per_piece = max_piece / out_segment_;
     for (std::uint64_t s = per_piece; s < segments_; s += per_piece) bounds.push_back(s * out_segment_);
@@ -198,13 +210,13 @@ std::vector<std::uint64_t> TensorStream::piece_bounds(std::uint64_t max_piece) c
 }
 
 std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path, std::span<std::byte> buffer,
-                            std::span<std::byte> scratch) {
+                            std::span<std::byte> scratch, CompanionInput companion) {
   const std::size_t step = buffer.size() / 8 * 8;
   if (step == 0) throw std::invalid_argument("expected_xxh3: buffer too small");
   Hasher hasher;
   for (std::uint64_t done = 0; done < stream.bytes();) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(step, stream.bytes() - done));
-    stream.read(fd, path, done, buffer.first(n), scratch);
+    stream.read(fd, path, done, buffer.first(n), scratch, companion);
     hasher.update(buffer.first(n));
     done += n;
   }

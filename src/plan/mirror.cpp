@@ -38,7 +38,26 @@ bool fits_mirror(const rules::Decision& decision, const std::string& output, con
   return false;
 }
 
-void add_mirrored_index(Plan& plan, const std::set<std::string>& consumed, Diagnostics& problems) {
+namespace {
+
+// The input names of the companions a written tensor consumed: a dequantization's scale. (A
+// re-quantisation's scale is written too, re-quantised: it stays in the index.)
+std::set<std::string> consumed_companions(const Plan& plan) {
+  std::set<std::string> names;
+  for (const OutputFile& out : plan.outputs) {
+    for (const PlannedTensor& t : out.tensors) {
+      if (t.cast == Cast::dequantize && t.companion != kNoCompanion) {
+        names.insert(plan.sources[plan.companions[t.companion].source].name);
+      }
+    }
+  }
+  return names;
+}
+
+}  // namespace
+
+void add_mirrored_index(Plan& plan, Diagnostics& problems) {
+  const std::set<std::string> consumed = consumed_companions(plan);
   const std::string path = (std::filesystem::path(plan.input_root) / kIndexFileName).string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {

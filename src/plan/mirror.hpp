@@ -27,8 +27,9 @@ bool fits_mirror(const rules::Decision& decision, const std::string& output, con
                  Diagnostics& problems);
 
 // Plan::generated_files gets the rewritten index: the input's weight_map in its order, without the
-// entries named in `consumed`. An input without an index is a problem (the index is what the
-// mirrored layout rewrites; DeepSeek's fp8_cast_bf16.py needs it too).
-void add_mirrored_index(Plan& plan, const std::set<std::string>& consumed, Diagnostics& problems);
+// entries of the tensors consumed as companions (a dequantised weight's scale). Called once the
+// companions are resolved. An input without an index is a problem (the index is what the mirrored
+// layout rewrites; DeepSeek's fp8_cast_bf16.py needs it too).
+void add_mirrored_index(Plan& plan, Diagnostics& problems);
 
 }  // namespace shardwise::plan::detail

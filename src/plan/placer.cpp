@@ -83,6 +83,11 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   if (cast == Cast::reinterpret && !shape.empty()) {
     // The widths were checked by the rules (same or dividing) and the planner (a last dim).
     shape.back() *= st::dtype_bits(plan_.sources[target.source].dtype) / st::dtype_bits(dtype);
+  } else if (cast == Cast::requantize_fp4_weight && shape.size() == 2) {
+    shape[1] *= 2;  // two FP4 codes per byte -> one E4M3 code each
+  } else if (cast == Cast::requantize_fp4_scale && shape.size() == 2) {
+    // One scale per 1 x 32 -> one per 128 x 128 (the planner checked the divisions).
+    shape = {shape[0] / 128, shape[1] * 32 / 128};
   }
   const auto bytes = st::byte_size(dtype, shape);
   if (!bytes) {
@@ -91,7 +96,7 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
-                                      cast, target.rule});
+                                      cast, target.pending_transform, target.rule});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast) {

@@ -32,6 +32,9 @@ struct Target {
   std::size_t rule = 0;    // index into Plan::rule_labels
   rules::Split split = rules::Split::replicate;
   std::optional<Owner> owner;
+  // A block-scaled transform whose companion is found once every tensor is placed: an index the
+  // planner gives each such rule, copied into PlannedTensor::companion until then (block_pairs.hpp).
+  std::uint32_t pending_transform = kNoCompanion;
 };
 
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.

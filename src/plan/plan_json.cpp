@@ -40,8 +40,39 @@ void append_string(std::string& out, std::string_view s) {
 using detail::append_shape;
 using detail::append_uint;
 
-void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, std::string_view source_file,
-                   std::string_view rule) {
+// A block-scaled transform's fields inside "cast": which, with which companion, its block.
+void append_transform(std::string& out, const Plan& plan, const PlannedTensor& t,
+                      const std::vector<std::string_view>& files) {
+  out += ", \"transform\": \"";
+  out += cast_name(t.cast);
+  out += '"';
+  if (t.companion == kNoCompanion || t.companion >= plan.companions.size()) return;
+  const Companion& c = plan.companions[t.companion];
+  const Source& scale = plan.sources[c.source];
+  out += ", \"companion\": {\"file\": ";
+  append_string(out, files[scale.file]);
+  out += ", \"name\": ";
+  append_string(out, scale.name);
+  out += ", \"dtype\": \"";
+  out += st::dtype_name(scale.dtype);
+  out += "\", \"shape\": ";
+  append_shape(out, scale.shape);
+  if (c.slice.whole()) {
+    out += ", \"slice\": null";
+  } else {
+    out += fmt::format(", \"slice\": {{\"dim\": {}, \"begin\": {}, \"end\": {}}}", c.slice.dim, c.slice.begin,
+                       c.slice.end);
+  }
+  out += fmt::format(", \"block\": [{}, {}]", c.block_rows, c.block_cols);
+  if (t.cast == Cast::dequantize) out += fmt::format(", \"nan\": \"0x{:04X}\"", c.nan_bits);
+  out += ", \"rule\": ";
+  append_string(out, plan.rule_labels[c.rule]);
+  out += '}';
+}
+
+void append_tensor(std::string& out, const Plan& plan, const PlannedTensor& t, const Source& src,
+                   const std::vector<std::string_view>& files, std::string_view rule) {
+  const std::string_view source_file = files[src.file];
   out += "      {\"name\": ";
   append_string(out, t.name);
   out += ", \"dtype\": \"";
@@ -76,7 +107,15 @@ void append_tensor(std::string& out, const PlannedTensor& t, const Source& src, 
     out += detail::cast_source_dtype(src, t);
     out += "\", \"to\": \"";
     out += detail::cast_target_dtype(t);
-    out += t.cast == Cast::reinterpret ? "\", \"reinterpret\": true}" : "\"}";
+    if (t.cast == Cast::reinterpret) {
+      out += "\", \"reinterpret\": true}";
+    } else if (t.cast == Cast::f16_to_bf16 || t.cast == Cast::f32_to_bf16) {
+      out += "\"}";
+    } else {
+      out += '"';
+      append_transform(out, plan, t, files);
+      out += '}';
+    }
   }
   out += ", \"rule\": ";
   append_string(out, rule);
@@ -210,7 +249,7 @@ void write_plan_json(const Plan& plan, const PlanFilter& filter, const TextSink&
       if (!rows.shows(f.rank, t, src)) continue;
       out += first ? "\n" : ",\n";
       first = false;
-      append_tensor(out, t, src, files[src.file], plan.rule_labels[t.rule]);
+      append_tensor(out, plan, t, src, files, plan.rule_labels[t.rule]);
       chunks.flush_if_full();
     }
     out += first ? "]}" : "\n    ]}";

@@ -81,7 +81,8 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
     for (const Placement& p : placements) row.bytes += p.tensor->bytes;
     ++row.how[placement_kind(placements, plan.model_parallel)];
     if (first.cast != Cast::none) {
-      ++row.casts[fmt::format("{} {}->{}", first.cast == Cast::reinterpret ? "reinterpret" : "cast",
+      const bool block = first.companion != kNoCompanion || first.cast == Cast::requantize_fp4_scale;
+      ++row.casts[fmt::format("{} {}->{}", block ? cast_name(first.cast) : first.cast == Cast::reinterpret ? "reinterpret" : "cast",
                               detail::cast_source_dtype(plan.sources[s], first), detail::cast_target_dtype(first))];
     }
   }

@@ -175,6 +175,14 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   append_shape(cells[kOut], first.shape);
   cells[kBytes] = detail::group_digits(first.bytes);
   cells[kRule] = cx.rule_names[first.rule];
+  if (first.companion != kNoCompanion && first.companion < cx.plan.companions.size()) {
+    // The transform and its companion (a consumed block scale has no row of its own).
+    const Companion& c = cx.plan.companions[first.companion];
+    fmt::format_to(std::back_inserter(cells[kRule]), ", {} with {} ({})", cast_name(first.cast),
+                   cx.plan.sources[c.source].name, cx.rule_names[c.rule]);
+  } else if (first.cast == Cast::requantize_fp4_scale) {
+    fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
+  }
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {

@@ -13,11 +13,13 @@
 
 #include <fmt/format.h>
 
+#include "plan/block_pairs.hpp"
 #include "plan/decision_stream.hpp"
 #include "plan/mirror.hpp"
 #include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
+#include "plan/plan_view.hpp"
 
 namespace shardwise::plan {
 namespace {
@@ -26,22 +28,53 @@ using detail::Placer;
 using detail::Target;
 
 // The dtype and cast a transform rule gives a plain tensor; nullopt (reported) when the source does
-// not fit it.
-std::optional<std::pair<st::DType, Cast>> transformed(const Source& src,
-                                                      const rules::TransformRule* transform, Placer& placer) {
+// not fit it. A block-scaled transform also marks the target for BlockPairs, which finds its companion.
+std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rules::TransformRule* transform,
+                                                      Placer& placer, detail::BlockPairs& pairs) {
+  const Source& src = placer.source(target.source);
   if (transform == nullptr) return std::pair{src.dtype, Cast::none};
-  if (src.dtype != transform->from || src.shape.empty()) {
+  using Kind = rules::TransformRule::Kind;
+  if (transform->kind == Kind::dequantize) {
+    // Only the listed dtypes are dequantized: a weight of another dtype is written as it is.
+    const auto& dtypes = transform->dtypes;
+    if (!dtypes.empty() && std::find(dtypes.begin(), dtypes.end(), src.dtype) == dtypes.end()) {
+      return std::pair{src.dtype, Cast::none};
+    }
+  }
+  if (transform->kind == Kind::reinterpret && (src.dtype != transform->from || src.shape.empty())) {
     placer.problems().add(fmt::format("{}: {} reinterprets {} as {}, but the tensor is {}{} ({})", src.name,
                                       transform->rule.label, st::dtype_name(transform->from),
                                       st::dtype_name(transform->to), st::dtype_name(src.dtype),
                                       src.shape.empty() ? " with no dims" : "", transform->rule.where.str()));
     return std::nullopt;
   }
-  return std::pair{transform->to, Cast::reinterpret};
+  if (src.dtype != transform->from || src.shape.size() != 2) {
+    placer.problems().add(fmt::format("{}: {} ({}) needs {}{}, but the tensor is {}{} ({})", src.name,
+                                      transform->rule.label, rules::describe_transform(*transform),
+                                      st::dtype_name(transform->from), " of 2 dims",
+                                      st::dtype_name(src.dtype), detail::shape_text(src.shape), transform->rule.where.str()));
+    return std::nullopt;
+  }
+  switch (transform->kind) {
+    case Kind::reinterpret: return std::pair{transform->to, Cast::reinterpret};
+    case Kind::dequantize: target.pending_transform = pairs.pending(*transform); return std::pair{st::DType::BF16, Cast::dequantize};
+    case Kind::requantize: target.pending_transform = pairs.pending(*transform); return std::pair{st::DType::F8_E4M3, Cast::requantize_fp4_weight};
+    case Kind::requantize_scale:
+      if (src.shape[0] % 128 != 0 || src.shape[1] * 32 % 128 != 0) {
+        placer.problems().add(fmt::format("{}: {} needs an E8M0 per-32 scale of whole 128x128 blocks, but it is {} "
+                                          "(for a weight of {} x {}) ({})",
+                                          src.name, transform->rule.label, detail::shape_text(src.shape), src.shape[0],
+                                          src.shape[1] * 32, transform->rule.where.str()));
+        return std::nullopt;
+      }
+      target.pending_transform = pairs.pending(*transform);
+      return std::pair{st::DType::F8_E8M0, Cast::requantize_fp4_scale};
+  }
+  return std::nullopt;
 }
 
-void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer) {
-  const auto written = transformed(placer.source(target.source), transform, placer);
+void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer, detail::BlockPairs& pairs) {
+  const auto written = transformed(target, transform, placer, pairs);
   if (!written) return;
   const auto [dtype, cast] = *written;
   if (target.owner) {
@@ -181,6 +214,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::PackedGroups groups(checkpoint.tensors().size());
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
   detail::RuleLabels labels(plan.rule_labels);
+  detail::BlockPairs pairs;
 
   detail::DecisionStream decisions(checkpoint, rules, params);
 
@@ -210,7 +244,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                   std::nullopt};
     if (plan.naming == OutputNaming::mirror) {
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
-        const auto written = transformed(placer.source(target.source), decision.transform, placer);
+        const auto written = transformed(target, decision.transform, placer, pairs);
         if (written) placer.add_owned(ref.file, target, written->first, written->second);
       }
       continue;
@@ -228,15 +262,16 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       }
       groups.add(decision, std::move(target), placer);
     } else {
-      place_plain(target, decision.transform, placer);
+      place_plain(target, decision.transform, placer, pairs);
     }
   }
   groups.report_incomplete(placer);
   scopes.check(problems, plan.notes);
   placer.place_owned(scopes);
   finish_outputs(plan, placer);
+  pairs.resolve(plan, checkpoint, labels, problems);
   find_side_files(plan, rules);
-  if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, {}, problems);
+  if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   problems.check(
       plan.naming == OutputNaming::mirror
           ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)

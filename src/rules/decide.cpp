@@ -1,5 +1,6 @@
 // Rules::decide: one input name through the fixed evaluation order of docs/rules.md:
 // strip prefix, rename components, reject, skip, packed member, key, table, overrides, ownership.
+#include <algorithm>
 #include <charconv>
 
 #include <fmt/format.h>
@@ -185,6 +186,22 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   return true;
 }
 
+// The first transform rule whose regex matches `output` and whose `when:` holds for `params`.
+std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::string_view output, const Params& params) {
+  const auto first = rules.transform_matcher.first_match(output);
+  if (!first) return std::nullopt;
+  for (std::size_t i = *first; i < rules.transforms.size(); ++i) {
+    const re2::StringPiece piece(output.data(), output.size());
+    if (i != *first && !RE2::PartialMatch(piece, rules.transform_matcher.pattern(i))) continue;
+    const auto holds = [&](const std::pair<std::string, std::uint64_t>& condition) {
+      const auto it = params.find(condition.first);
+      return it != params.end() && it->second == condition.second;
+    };
+    if (std::all_of(rules.transforms[i].when.begin(), rules.transforms[i].when.end(), holds)) return i;
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Decision Rules::decide(std::string_view name, const Params& params, Trail record) const {
@@ -245,7 +262,7 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
           trail != nullptr);
     }
   }
-  if (const auto index = rules.transform_matcher.first_match(d.output)) {
+  if (const auto index = choose_transform(rules, d.output, params)) {
     d.transform = &rules.transforms[*index];
     if (trail != nullptr) trail->push_back(rules.transform_trails[*index]);
   }

@@ -1,5 +1,7 @@
 #include <shardwise/rules/explain.hpp>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -98,6 +100,10 @@ std::string explain_decision(const Decision& d, const Params& params) {
         text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,
                             describe_member(*d.member));
       }
+      if (d.transform != nullptr) {
+        text += fmt::format("  transform: {} by {} ({})\n", describe_transform(*d.transform), d.transform->rule.label,
+                            d.transform->rule.where.str());
+      }
       text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, mp));
       break;
   }
@@ -115,8 +121,12 @@ std::string Rules::summary() const {
                       plural(r.ownership.size(), "ownership rule"));
   text += fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
   for (const auto& rule : r.transforms) {
-    text += fmt::format("  {}: reinterpret {} as {}\n", rule.rule.label, st::dtype_name(rule.from),
-                        st::dtype_name(rule.to));
+    std::string when;
+    for (const auto& [param, value] : rule.when) {
+      const auto spec = std::find_if(r.params.begin(), r.params.end(), [&](const auto& p) { return p.name == param; });
+      when += fmt::format(" when {}={}", param, spec == r.params.end() ? std::to_string(value) : param_value_text(*spec, value));
+    }
+    text += fmt::format("  {}: {}{}\n", rule.rule.label, describe_transform(rule), when);
   }
   for (const auto& layout : r.layouts) {
     std::vector<std::string> members;
@@ -125,7 +135,9 @@ std::string Rules::summary() const {
   }
   text += "  params: mp (built in: --model-parallel)";
   for (const auto& param : r.params) {
-    text += fmt::format(", {}{}", param.name, param.default_value ? fmt::format("={}", *param.default_value) : "");
+    text += fmt::format(", {}{}{}", param.name,
+                        param.default_value ? "=" + param_value_text(param, *param.default_value) : "",
+                        param.choices.empty() ? "" : fmt::format(" (one of {})", fmt::join(param.choices, ", ")));
   }
   text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
                           : fmt::format("\n  output: {}", r.output_file);

@@ -47,7 +47,7 @@ void read_ranks(YamlReader& in, const YAML::Node& node, RulesTest& test) {
 }
 
 void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
-  const std::vector<std::string> keys = {"output", "ranks", "split", "skip", "reject", "rule"};
+  const std::vector<std::string> keys = {"output", "ranks", "split", "skip", "reject", "rule", "transform"};
   if (!in.check_map(node, "expect of a test", keys)) return;
   if (node.size() == 0)
     in.error(node, fmt::format("expect of a test is empty (expect any of: {})", fmt::join(keys, ", ")));
@@ -69,6 +69,7 @@ void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
     test.reject = read_bool(in, reject, "'reject' of expect");
   }
   test.rule = in.string_field(node, "rule", "expect of a test", false);
+  test.transform = in.string_field(node, "transform", "expect of a test", false);
 }
 
 void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRules& rules, RulesTest& test) {
@@ -84,7 +85,17 @@ void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRule
       in.error(entry.first,
                fmt::format("unknown parameter '{}' in a test{}", name, did_you_mean(name, known)));
     }
-    if (const auto value = in.uint_value(entry.second, fmt::format("parameter '{}' of a test", name))) {
+    const auto param = std::find_if(rules.params.begin(), rules.params.end(), [&](const auto& p) { return p.name == name; });
+    if (param != rules.params.end() && !param->choices.empty()) {
+      // A choice is written as its word.
+      const auto word = in.string_value(entry.second, fmt::format("parameter '{}' of a test", name));
+      if (!word) continue;
+      try {
+        test.params[name] = parse_param_value(*param, *word);
+      } catch (const Error& e) {
+        in.error(entry.second, fmt::format("parameter '{}' of a test: {}", name, e.what()));
+      }
+    } else if (const auto value = in.uint_value(entry.second, fmt::format("parameter '{}' of a test", name))) {
       test.params[name] = *value;
     }
   }
@@ -128,10 +139,12 @@ struct Outcome {
   std::string placement;  // why the ranks are unknown (an owner that cannot be placed), else empty
   std::string rule;       // the deciding rule's label, empty when unmatched
   std::string rule_where;
+  std::string transform;  // the transform rule's label, "none" when placed without one
 };
 
 Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   Outcome o;
+  o.transform = d.transform != nullptr ? d.transform->rule.label : "none";
   if (d.rule != nullptr) {
     o.rule = d.rule->label;
     o.rule_where = d.rule->where.str();
@@ -215,6 +228,10 @@ std::vector<std::string> mismatches(const RulesTest& t, const Outcome& o) {
   }
   if (t.reject && *t.reject != (o.kind == "rejected")) {
     out.push_back(fmt::format("reject: expected {}, the rules decide {}", *t.reject, o.kind));
+  }
+  if (t.transform && (o.kind != "placed" || (*t.transform == "none" ? o.transform != "none" : !same_rule(*t.transform, o.transform)))) {
+    out.push_back(fmt::format("transform: expected '{}', the rules decide {}", *t.transform,
+                              o.kind == "placed" ? "'" + o.transform + "'" : "none (" + o.kind + ")"));
   }
   if (t.rule && !same_rule(*t.rule, o.rule)) {
     out.push_back(fmt::format("rule: expected '{}', the deciding rule is {}", *t.rule,

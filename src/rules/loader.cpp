@@ -1,8 +1,12 @@
 #include "rules/loader.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <shardwise/core/error.hpp>
 
 #include "rules/suggest.hpp"
 
@@ -191,6 +195,33 @@ void read_default(YamlReader& in, const YAML::Node& map, const std::string& what
   }
 }
 
+// `choices: [a, b]` with `default: a` (a word of the list, or none: required).
+void read_choices(YamlReader& in, const YAML::Node& map, const YAML::Node& node, const std::string& what,
+                  ParamInfo& spec) {
+  const auto words = in.string_list(node, "choices of " + what);
+  if (!words) {
+    in.error(node, fmt::format("choices of {} must be a list of words", what));
+    return;
+  }
+  for (const std::string& word : *words) {
+    if (!is_identifier(word)) in.error(node, fmt::format("choice '{}' of {} must be a word ([A-Za-z_][A-Za-z0-9_]*)", word, what));
+    if (std::count(words->begin(), words->end(), word) > 1) in.error(node, fmt::format("choice '{}' of {} is listed twice", word, what));
+  }
+  if (words->empty()) in.error(node, fmt::format("choices of {} is empty", what));
+  spec.choices = *words;
+  const YAML::Node given = YamlReader::field(map, "default");
+  if (!given.IsDefined()) return;
+  const auto word = in.string_value(given, "default of " + what);
+  if (!word) return;
+  const auto it = std::find(words->begin(), words->end(), *word);
+  if (it == words->end()) {
+    in.error(given, fmt::format("default '{}' of {} is not one of its choices ({}){}", *word, what,
+                                fmt::join(*words, ", "), did_you_mean(*word, *words)));
+    return;
+  }
+  spec.default_value = static_cast<std::uint64_t>(it - words->begin());
+}
+
 void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_open_map(node, "params")) return;
   for (const auto& entry : node) {
@@ -205,9 +236,13 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     const auto earlier =
         std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
     if (earlier != out.params.end() && replaced_by_child(in, earlier->where)) continue;
-    ParamInfo spec{name, std::nullopt, false, "", in.where(entry.first)};
-    if (in.check_map(entry.second, what, {"default", "help"})) {
-      read_default(in, entry.second, what, spec);
+    ParamInfo spec{name, std::nullopt, false, "", in.where(entry.first), {}};
+    if (in.check_map(entry.second, what, {"default", "help", "choices"})) {
+      if (const YAML::Node choices = YamlReader::field(entry.second, "choices"); choices.IsDefined()) {
+        read_choices(in, entry.second, choices, what, spec);
+      } else {
+        read_default(in, entry.second, what, spec);
+      }
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");
     }
     out.params.push_back(std::move(spec));
@@ -413,40 +448,192 @@ void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
   }
 }
 
+namespace {
+
+using TransformKind = TransformRule::Kind;
+
+// `reinterpret: {from: I8, to: F4}`.
+void read_reinterpret(YamlReader& in, const YAML::Node& spec, TransformRule& rule) {
+  if (!in.check_map(spec, "'reinterpret' of transform rule", {"from", "to"})) return;
+  const auto dtype = [&](const char* key) -> std::optional<st::DType> {
+    const YAML::Node value = YamlReader::field(spec, key);
+    if (value.IsDefined()) return read_dtype(in, value, fmt::format("'{}' of reinterpret", key));
+    in.error(spec, fmt::format("reinterpret is missing required key '{}'", key));
+    return std::nullopt;
+  };
+  const auto from = dtype("from");
+  const auto to = dtype("to");
+  if (!from || !to) return;
+  rule.from = *from;
+  rule.to = *to;
+  const unsigned from_bits = st::dtype_bits(*from);
+  const unsigned to_bits = st::dtype_bits(*to);
+  if (from_bits < to_bits || from_bits % to_bits != 0) {
+    in.error(spec, fmt::format("cannot reinterpret {} ({} bits) as {} ({} bits): the element width must "
+                               "be the same or divide the source's",
+                               st::dtype_name(*from), from_bits, st::dtype_name(*to), to_bits));
+  }
+}
+
+// A companion name template: `{name}` and `{stem}` only, at least one of them.
+void read_companion(YamlReader& in, const YAML::Node& spec, const char* key, const std::string& what,
+                    TransformRule& rule) {
+  const auto text = in.string_field(spec, key, what, true);
+  if (!text) return;
+  rule.companion = *text;
+  std::size_t pos = 0;
+  bool placeholder = false;
+  while ((pos = text->find('{', pos)) != std::string::npos) {
+    const std::size_t close = text->find('}', pos);
+    const std::string field = text->substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1);
+    if (close == std::string::npos || (field != "name" && field != "stem")) {
+      in.error(YamlReader::field(spec, key),
+               fmt::format("'{}' of {} has an unknown placeholder '{{{}' (known: {{name}}, {{stem}})", key, what,
+                           close == std::string::npos ? field : field + "}"));
+      return;
+    }
+    placeholder = true;
+    pos = close + 1;
+  }
+  if (!placeholder) {
+    in.error(YamlReader::field(spec, key),
+             fmt::format("'{}' of {} must name the companion from the tensor's name ({{name}} or {{stem}})", key, what));
+  }
+}
+
+// `dequantize: {scale: '{stem}.scale', block: [128, 128], to: BF16, nan: torch-cpu, lookup: output,
+// missing: error, dtype: [F8_E4M3]}`.
+void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule) {
+  const std::string what = "'dequantize' of transform rule";
+  if (!in.check_map(spec, what, {"scale", "block", "to", "nan", "lookup", "missing", "dtype"})) return;
+  read_companion(in, spec, "scale", what, rule);
+  rule.from = st::DType::F8_E4M3;
+  rule.to = st::DType::BF16;
+  if (const YAML::Node to = YamlReader::field(spec, "to"); to.IsDefined()) {
+    if (const auto dtype = read_dtype(in, to, "'to' of dequantize"); dtype && *dtype != st::DType::BF16) {
+      in.error(to, fmt::format("dequantize writes BF16, not {}", st::dtype_name(*dtype)));
+    }
+  }
+  if (const YAML::Node dtypes = YamlReader::field(spec, "dtype"); dtypes.IsDefined()) {
+    if (!in.check_list(dtypes, "'dtype' of dequantize")) return;
+    for (const auto& item : dtypes) {
+      // The weights it applies to (the others are written unchanged): E4M3 the only one it reads.
+      if (const auto dtype = read_dtype(in, item, "'dtype' of dequantize")) rule.dtypes.push_back(*dtype);
+    }
+  }
+  const YAML::Node block = YamlReader::field(spec, "block");
+  if (!block.IsDefined()) {
+    in.error(spec, "dequantize is missing required key 'block' ([rows, columns] of weight per scale entry)");
+  } else if (!block.IsSequence() || block.size() != 2) {
+    in.error(block, "'block' of dequantize must be [rows, columns]");
+  } else {
+    const auto rows = in.uint_value(block[0], "block rows");
+    const auto cols = in.uint_value(block[1], "block columns");
+    if ((rows && *rows == 0) || (cols && *cols == 0)) in.error(block, "'block' of dequantize must be positive");
+    rule.block_rows = rows.value_or(1);
+    rule.block_cols = cols.value_or(1);
+  }
+  if (const auto nan = in.string_field(spec, "nan", what, false)) {
+    static const std::vector<std::string> kNans = {"torch-cpu", "triton", "canonical"};
+    if (*nan == "torch-cpu") rule.nan_bits = 0xFFFF;
+    else if (*nan == "triton") rule.nan_bits = 0x7FFF;
+    else if (*nan == "canonical") rule.nan_bits = 0x7FC0;
+    else in.error(YamlReader::field(spec, "nan"), fmt::format("nan must be torch-cpu (0xFFFF), triton (0x7FFF) or canonical (0x7FC0), got '{}'{}", *nan, did_you_mean(*nan, kNans)));
+  } else {
+    in.error(spec, "dequantize is missing required key 'nan' (torch-cpu, triton or canonical: what a NaN becomes in BF16, see docs/transforms.md)");
+  }
+  if (const auto lookup = in.string_field(spec, "lookup", what, false)) {
+    if (*lookup == "input") rule.lookup = TransformRule::Lookup::input;
+    else if (*lookup != "output") in.error(YamlReader::field(spec, "lookup"), fmt::format("lookup must be output or input, got '{}'", *lookup));
+  }
+  if (const auto missing = in.string_field(spec, "missing", what, false)) {
+    if (*missing == "keep") rule.missing = TransformRule::Missing::keep;
+    else if (*missing != "error") in.error(YamlReader::field(spec, "missing"), fmt::format("missing must be error or keep, got '{}'", *missing));
+  }
+}
+
+// `requantize: {scale: '{stem}.scale'}` (the FP4 weight) or `requantize_scale: {weight: '{stem}.weight'}`.
+void read_requantize(YamlReader& in, const YAML::Node& spec, const char* section, TransformRule& rule) {
+  const std::string what = fmt::format("'{}' of transform rule", section);
+  const bool weight = rule.kind == TransformKind::requantize;
+  if (!in.check_map(spec, what, {weight ? "scale" : "weight"})) return;
+  read_companion(in, spec, weight ? "scale" : "weight", what, rule);
+  rule.from = weight ? st::DType::I8 : st::DType::F8_E8M0;
+  rule.to = weight ? st::DType::F8_E4M3 : st::DType::F8_E8M0;
+}
+
+// `when: {param: value, ...}`: numbers, or words of a parameter's choices.
+void read_when(YamlReader& in, const YAML::Node& node, const CompiledRules& out, TransformRule& rule) {
+  if (!in.check_open_map(node, "when")) return;
+  for (const auto& entry : node) {
+    if (!entry.first.IsScalar()) continue;
+    const std::string name = entry.first.Scalar();
+    const auto param = std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
+    if (name != "mp" && param == out.params.end()) {
+      std::vector<std::string> names{"mp"};
+      for (const auto& p : out.params) names.push_back(p.name);
+      in.error(entry.first, fmt::format("when names an undefined parameter '{}'{}", name, did_you_mean(name, names)));
+      continue;
+    }
+    const auto text = in.string_value(entry.second, fmt::format("when {}", name));
+    if (!text) continue;
+    try {
+      rule.when.emplace_back(name, name == "mp" ? parse_param_value(ParamInfo{"mp", {}, false, "", {}, {}}, *text)
+                                                : parse_param_value(*param, *text));
+    } catch (const Error& e) {
+      in.error(entry.second, fmt::format("when {}: {}", name, e.what()));
+    }
+  }
+}
+
+}  // namespace
+
 void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "transforms")) return;
   DuplicateRules duplicates("transform");
+  static const std::vector<std::pair<const char*, TransformKind>> kKinds = {
+      {"reinterpret", TransformKind::reinterpret},
+      {"dequantize", TransformKind::dequantize},
+      {"requantize", TransformKind::requantize},
+      {"requantize_scale", TransformKind::requantize_scale}};
   for (const auto& item : node) {
-    if (!in.check_map(item, "transform rule", {"name", "match", "reinterpret"})) continue;
+    if (!in.check_map(item, "transform rule",
+                      {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale"}))
+      continue;
     const auto name = in.string_field(item, "name", "transform rule", false);
-    read_match(in, item, "transform rule", out.transform_matcher, duplicates);
     TransformRule rule{{rule_label("transform", name, out.transforms.size()), in.where(item)}};
-    const YAML::Node reinterpret = YamlReader::field(item, "reinterpret");
-    if (!reinterpret.IsDefined()) {
-      in.error(item, "transform rule is missing required key 'reinterpret'");
-    } else if (in.check_map(reinterpret, "'reinterpret' of transform rule", {"from", "to"})) {
-      const auto dtype = [&](const char* key) -> std::optional<st::DType> {
-        const YAML::Node value = YamlReader::field(reinterpret, key);
-        if (value.IsDefined()) return read_dtype(in, value, fmt::format("'{}' of reinterpret", key));
-        in.error(reinterpret, fmt::format("reinterpret is missing required key '{}'", key));
-        return std::nullopt;
-      };
-      const auto from = dtype("from");
-      const auto to = dtype("to");
-      if (from && to) {
-        rule.from = *from;
-        rule.to = *to;
-        const unsigned from_bits = st::dtype_bits(*from);
-        const unsigned to_bits = st::dtype_bits(*to);
-        if (from_bits < to_bits || from_bits % to_bits != 0) {
-          in.error(reinterpret,
-                   fmt::format("cannot reinterpret {} ({} bits) as {} ({} bits): the element width must "
-                               "be the same or divide the source's",
-                               st::dtype_name(*from), from_bits, st::dtype_name(*to), to_bits));
-        }
+    if (const YAML::Node when = YamlReader::field(item, "when"); when.IsDefined()) read_when(in, when, out, rule);
+    // Two rules of one regex differ by their conditions: only the same regex and conditions is a duplicate.
+    const auto pattern = in.string_field(item, "match", "transform rule", true);
+    if (pattern) {
+      if (auto error = out.transform_matcher.add(*pattern)) {
+        in.error(YamlReader::field(item, "match"), fmt::format("invalid regex '{}' in transform rule: {}", *pattern, *error));
+        continue;
+      }
+      std::string key = *pattern;
+      for (const auto& [param, value] : rule.when) key += fmt::format("\n{}={}", param, value);
+      duplicates.check(in, YamlReader::field(item, "match"), key);
+    }
+    std::vector<const char*> given;
+    for (const auto& [section, kind] : kKinds) {
+      if (YamlReader::field(item, section).IsDefined()) {
+        given.push_back(section);
+        rule.kind = kind;
       }
     }
-    out.transforms.push_back(std::move(rule));
+    if (given.size() != 1) {
+      in.error(item, given.empty() ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale"
+                                   : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
+    } else {
+      const YAML::Node spec = YamlReader::field(item, given.front());
+      switch (rule.kind) {
+        case TransformKind::reinterpret: read_reinterpret(in, spec, rule); break;
+        case TransformKind::dequantize: read_dequantize(in, spec, rule); break;
+        case TransformKind::requantize:
+        case TransformKind::requantize_scale: read_requantize(in, spec, given.front(), rule); break;
+      }
+    }
+    if (pattern) out.transforms.push_back(std::move(rule));
   }
 }
 

@@ -3,6 +3,7 @@
 #include <shardwise/rules/rules.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -18,6 +19,12 @@
 namespace shardwise::rules {
 
 namespace {
+
+std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
+  std::vector<std::string> names;
+  for (const st::DType dtype : dtypes) names.emplace_back(st::dtype_name(dtype));
+  return names;
+}
 
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",  "extends",      "name",      "description", "params", "output",
@@ -149,6 +156,13 @@ Params Rules::resolve_params(const Params& given) const {
     }
     params[name] = value;
   }
+  for (const auto& spec : impl_->params) {
+    const auto it = params.find(spec.name);
+    if (!spec.choices.empty() && it != params.end() && it->second >= spec.choices.size()) {
+      throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name), it->second,
+                                                fmt::join(spec.choices, ", ")));
+    }
+  }
   std::vector<std::string> missing;
   for (const auto& spec : impl_->params) {
     if (params.contains(spec.name) || spec.inferred) continue;
@@ -161,6 +175,46 @@ Params Rules::resolve_params(const Params& given) const {
   if (!missing.empty()) throw Error(ErrorKind::usage, fmt::format("{}", fmt::join(missing, "\n")));
   if (params.at("mp") == 0) throw Error(ErrorKind::usage, "mp (the model-parallel size) must be at least 1");
   return params;
+}
+
+std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
+  if (!param.choices.empty()) {
+    const auto it = std::find(param.choices.begin(), param.choices.end(), text);
+    if (it != param.choices.end()) return static_cast<std::uint64_t>(it - param.choices.begin());
+    throw Error(ErrorKind::usage, fmt::format("{} {}: expected one of {}{}", param_flag(param.name), text,
+                                              fmt::join(param.choices, ", "),
+                                              detail::did_you_mean(std::string(text), param.choices)));
+  }
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
+    throw Error(ErrorKind::usage,
+                fmt::format("{} {}: expected a non-negative integer", param_flag(param.name), text));
+  }
+  return value;
+}
+
+std::string param_value_text(const ParamInfo& param, std::uint64_t value) {
+  if (value < param.choices.size()) return param.choices[value];
+  return std::to_string(value);
+}
+
+std::string describe_transform(const TransformRule& rule) {
+  switch (rule.kind) {
+    case TransformRule::Kind::reinterpret:
+      return fmt::format("reinterpret {} as {}", st::dtype_name(rule.from), st::dtype_name(rule.to));
+    case TransformRule::Kind::dequantize:
+      return fmt::format("dequantize {} x block scale '{}' ({} name, block {}x{}) -> BF16, NaN 0x{:04X}{}",
+                         rule.dtypes.empty() ? std::string("F8_E4M3") : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")), rule.companion,
+                         rule.lookup == TransformRule::Lookup::output ? "output" : "input", rule.block_rows,
+                         rule.block_cols, rule.nan_bits,
+                         rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
+    case TransformRule::Kind::requantize:
+      return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128", rule.companion);
+    case TransformRule::Kind::requantize_scale:
+      return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128", rule.companion);
+  }
+  return "";
 }
 
 std::string param_flag(std::string_view param) {

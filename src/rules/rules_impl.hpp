@@ -66,6 +66,7 @@ struct RulesTest {
   std::optional<bool> skip;
   std::optional<bool> reject;
   std::optional<std::string> rule;  // a label ("ownership[items]") or the name in it ("items")
+  std::optional<std::string> transform;  // the transform rule's label or name, or "none"
 };
 
 struct KeyRule {

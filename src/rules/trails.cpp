@@ -36,9 +36,8 @@ void format_trails(CompiledRules& rules) {
   }
   rules.transform_trails.clear();
   for (const auto& rule : rules.transforms) {
-    rules.transform_trails.push_back(fmt::format("{}: reinterpret {} as {} ({})", rule.rule.label,
-                                                 st::dtype_name(rule.from), st::dtype_name(rule.to),
-                                                 rule.rule.where.str()));
+    rules.transform_trails.push_back(
+        fmt::format("{}: {} ({})", rule.rule.label, describe_transform(rule), rule.rule.where.str()));
   }
   for (auto& rule : rules.ownership) rule.trail_suffix = fmt::format(" ({})", rule.rule.where.str());
 }

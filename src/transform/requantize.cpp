@@ -90,7 +90,29 @@ std::uint8_t largest_code(const std::uint8_t* scale, std::uint64_t groups_per_ro
   return largest;
 }
 
+// e8m0(smax) of a block whose largest scale code is `largest`.
+std::byte new_scale(std::uint8_t largest) noexcept { return std::byte{f32_to_e8m0(e8m0_to_f32(largest) / kMaxOffset)}; }
+
 }  // namespace
+
+void requantize_fp4_scale(std::span<const std::byte> scale, std::uint64_t rows, std::uint64_t cols,
+                          std::span<std::byte> out_scale) {
+  const auto fail = [&](const std::string& what) {
+    throw Error(ErrorKind::input, fmt::format("requantize_fp4_scale: {} (rows {}, cols {})", what, rows, cols));
+  };
+  if (rows % kBlock != 0 || cols % kBlock != 0) fail("rows and cols must be multiples of 128");
+  if (scale.size() != rows * (cols / kGroup)) fail(fmt::format("scale holds {} bytes, not {}", scale.size(), rows * (cols / kGroup)));
+  if (out_scale.size() != (rows / kBlock) * (cols / kBlock)) {
+    fail(fmt::format("output scale holds {} bytes, not {}", out_scale.size(), (rows / kBlock) * (cols / kBlock)));
+  }
+  const auto* scales = reinterpret_cast<const std::uint8_t*>(scale.data());
+  const std::uint64_t groups_per_row = cols / kGroup;
+  for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
+    for (std::uint64_t bi = 0; bi < cols / kBlock; ++bi) {
+      out_scale[bo * (cols / kBlock) + bi] = new_scale(largest_code(scales + bo * kBlock * groups_per_row, groups_per_row, bi));
+    }
+  }
+}
 
 void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const std::byte> scale,
                            std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
@@ -107,7 +129,7 @@ void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const st
     for (std::uint64_t bi = 0; bi < blocks_across; ++bi) {
       const std::uint8_t largest = largest_code(block_scales, groups_per_row, bi);
       const float smax = e8m0_to_f32(largest) / kMaxOffset;
-      out_scale[bo * blocks_across + bi] = std::byte{f32_to_e8m0(smax)};
+      out_scale[bo * blocks_across + bi] = new_scale(largest);
       for (std::uint64_t r = bo * kBlock; r < (bo + 1) * kBlock; ++r) {
         std::uint8_t* out_row = codes_out + r * cols + bi * kBlock;
         if (largest == kE8m0Nan) {  // NaN offsets everywhere: every product is a positive NaN

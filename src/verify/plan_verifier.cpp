@@ -39,12 +39,13 @@ struct ExpectedKey {
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
   plan::Cast cast = plan::Cast::none;
+  std::uint32_t companion = plan::kNoCompanion;
   auto operator<=>(const ExpectedKey&) const = default;
 };
 
 ExpectedKey key_of(const plan::PlannedTensor& t) {
-  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast}
-                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast};
+  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion}
+                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast, t.companion};
 }
 
 struct Compared {
@@ -168,14 +169,25 @@ std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
                                        source.name, file);
   if (t.cast == plan::Cast::reinterpret) {
     text += fmt::format(" read as {}", st::dtype_name(t.dtype));
+  } else if (t.companion != plan::kNoCompanion && t.companion < plan.companions.size()) {
+    const plan::Companion& c = plan.companions[t.companion];
+    text += fmt::format(" after {} with {} ({})", plan::cast_name(t.cast), plan.sources[c.source].name,
+                        c.rule < plan.rule_labels.size() ? plan.rule_labels[c.rule] : "");
   } else if (t.cast != plan::Cast::none) {
     text += fmt::format(" after the cast {} -> {}", st::dtype_name(source.dtype), st::dtype_name(t.dtype));
   }
   return text;
 }
 
+// Bytes of the source read for `t` (its companion aside), for progress.
 std::uint64_t source_bytes_read(const plan::PlannedTensor& t) {
-  return t.cast == plan::Cast::f32_to_bf16 ? 2 * t.bytes : t.bytes;
+  switch (t.cast) {
+    case plan::Cast::f32_to_bf16: return 2 * t.bytes;
+    case plan::Cast::dequantize:
+    case plan::Cast::requantize_fp4_weight: return t.bytes / 2;
+    case plan::Cast::requantize_fp4_scale: return t.bytes * 128 * 4;
+    default: return t.bytes;
+  }
 }
 
 }  // namespace
@@ -235,9 +247,11 @@ struct Reader {
     const plan::PlannedTensor& t = *work.expected[index];
     const plan::Source& source = plan.sources.at(t.source);
     const io::ReadOnlyFile& input = inputs.at(source.file);
-    const convert::TensorStream stream(source, t);
-    work.expected_digests[index] =
-        convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker));
+    const convert::TensorStream stream(plan, t);
+    convert::CompanionInput companion;
+    if (const auto file = stream.companion_file()) companion = {inputs.at(*file).fd(), &inputs.at(*file).path()};
+    work.expected_digests[index] = convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker),
+                                                          buffers.scratch(worker), companion);
     progress.add(source_bytes_read(t));
   }
 

@@ -137,6 +137,31 @@ TEST_CASE("requantize_fp4_to_fp8: random tensors with NaN and tiny blocks, whole
   }
 }
 
+TEST_CASE("requantize_fp4_scale: the new scale alone, for every largest code of a block, NaN and codes <= 5") {
+  // One block per largest code 0..255; the other scale codes of the block are at most that code.
+  constexpr std::size_t rows = 128, cols = 256 * 128;
+  std::vector<std::byte> scale(rows * cols / 32);
+  std::mt19937 random(7);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t group = 0; group < cols / 32; ++group) {
+      const std::size_t largest = group / 4;
+      const bool is_largest = r == (largest * 37) % 128 && group % 4 == largest % 4;
+      scale[r * (cols / 32) + group] = std::byte(is_largest ? largest : random() % (largest + 1) % 255);
+    }
+  }
+  const std::vector<std::byte> packed(rows * cols / 2);
+  const Requantized want = reference(packed, scale, rows, cols);
+  std::vector<std::byte> got(cols / 128);
+  requantize_fp4_scale(scale, rows, cols, got);
+  for (std::size_t block = 0; block < 256; ++block) {
+    INFO("largest code " << block);
+    CHECK(std::to_integer<std::uint8_t>(got[block]) == want.scale[block]);
+  }
+  CHECK(std::to_integer<std::uint8_t>(got[255]) == 0xFF);
+  CHECK(std::to_integer<std::uint8_t>(got[5]) == 0x00);
+  CHECK_THROWS_AS(requantize_fp4_scale(scale, rows, cols - 1, got), Error);
+}
+
 TEST_CASE("requantize_fp4_to_fp8: a negative FP4 value whose product rounds to zero gives -0 (0x80)") {
   // Largest code 127 in row 0's group 0; group 1 has code 114: offset 2^-7, so -0.5 -> -2^-8 (the
   // subnormal 2 * 2^-9, 0x82) and 6 -> 1.5 * 2^-5 (0x14); group 2 has code 110: offset 2^-11, so

@@ -26,7 +26,35 @@ struct Slice {
 // Element conversion applied while copying. `reinterpret` copies the bytes unchanged and writes
 // them as another dtype of the same or a smaller width (rules `transforms:`): the output's last
 // dim is the slice's times the ratio of the widths (I8 [o, i/2] -> F4 [o, i]).
-enum class Cast { none, f16_to_bf16, f32_to_bf16, reinterpret };
+// The block-scaled transforms (rules `transforms:`, docs/transforms.md) read a second source, the
+// tensor's Companion:
+// - dequantize: E4M3 [r, c] slice x its block scale slice (E8M0 or F32) -> BF16 [r, c];
+// - requantize_fp4_weight: FP4 bytes (I8 [r, c/2]) x E8M0 per 1x32 scale -> E4M3 [r, c];
+// - requantize_fp4_scale: the E8M0 per 1x32 scale [r, c/32] alone -> E8M0 per 128x128 [r/128, c/128]
+//   (no companion: the new scale depends on the old one only).
+enum class Cast {
+  none,
+  f16_to_bf16,
+  f32_to_bf16,
+  reinterpret,
+  dequantize,
+  requantize_fp4_weight,
+  requantize_fp4_scale
+};
+
+// How plans and reports name a cast: "f32_to_bf16", "dequantize", "requantize_fp4_weight", ...
+inline const char* cast_name(Cast cast) {
+  switch (cast) {
+    case Cast::none: return "none";
+    case Cast::f16_to_bf16: return "f16_to_bf16";
+    case Cast::f32_to_bf16: return "f32_to_bf16";
+    case Cast::reinterpret: return "reinterpret";
+    case Cast::dequantize: return "dequantize";
+    case Cast::requantize_fp4_weight: return "requantize_fp4_weight";
+    case Cast::requantize_fp4_scale: return "requantize_fp4_scale";
+  }
+  return "?";
+}
 
 struct Source {
   std::size_t file = 0;       // index into Plan::input_files
@@ -37,6 +65,19 @@ struct Source {
   std::uint64_t bytes = 0;
 };
 
+// The second source of a block-scaled transform: the weight's block scale, sliced to match the
+// weight's slice (whole blocks), and what the transform needs to know about it.
+struct Companion {
+  std::size_t source = 0;       // index into Plan::sources
+  Slice slice;                  // of that source, in its own dims
+  std::uint64_t block_rows = 1; // weight rows per scale row
+  std::uint64_t block_cols = 1; // weight columns (logical elements) per scale column
+  std::uint16_t nan_bits = 0xFFFF;  // dequantize: what a NaN becomes in BF16
+  std::size_t rule = 0;         // index into Plan::rule_labels: the transform rule
+};
+
+inline constexpr std::uint32_t kNoCompanion = 0xFFFFFFFF;
+
 struct PlannedTensor {
   std::string name;           // output name
   st::DType dtype;            // as written
@@ -45,6 +86,7 @@ struct PlannedTensor {
   std::size_t source = 0;     // index into Plan::sources
   Slice slice;
   Cast cast = Cast::none;
+  std::uint32_t companion = kNoCompanion;  // index into Plan::companions (block-scaled transforms)
   std::size_t rule = 0;       // index into Plan::rule_labels: the rule that placed it
 };
 
@@ -85,6 +127,7 @@ struct Plan {
   std::vector<std::string> input_files;         // absolute paths, in name order
   std::vector<FileIdentity> input_identities;   // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
+  std::vector<Companion> companions;            // of the block-scaled transforms (few)
   std::vector<OutputFile> outputs;              // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;          // present in the input, copied verbatim

@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <vector>
+#include <utility>
 
 #include <shardwise/safetensors/dtype.hpp>
 
@@ -64,17 +65,53 @@ struct ParamInfo {
   bool inferred = false;
   std::string help;
   SourceLocation where;
+  // `choices: [a, b]`: the parameter is one of these words; its value in Params is the index of
+  // the word. Empty for a number.
+  std::vector<std::string> choices;
 };
 
+// The value of `param` as given on the command line (`text`): a number, or for a parameter with
+// choices one of them (its index). Error(usage) naming the flag and the accepted values.
+std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text);
+// The value as people write it: the choice's word, or the number.
+std::string param_value_text(const ParamInfo& param, std::uint64_t value);
+
 // A transform applied to a placed tensor after its slice is taken (`transforms:`), chosen by the
-// first rule whose regex matches the output name. A reinterpretation writes the bytes unchanged
-// as another dtype of the same or a smaller element width (I8 [out, in/2] -> F4 [out, in]): the
-// last dim grows by the ratio of the widths.
+// first rule whose regex matches the output name and whose `when:` holds (docs/rules.md):
+// - reinterpret: the bytes unchanged, written as another dtype of the same or a smaller element
+//   width (I8 [out, in/2] -> F4 [out, in]): the last dim grows by the ratio of the widths;
+// - dequantize: a block-scaled weight (E4M3) times its block scale (the companion) -> BF16;
+// - requantize: FP4 (I8 bytes) with E8M0 per-32 scales (the companion) -> E4M3 per 128x128;
+// - requantize_scale: those per-32 scales -> the E8M0 per-128x128 scales of the requantized weight.
 struct TransformRule {
+  enum class Kind { reinterpret, dequantize, requantize, requantize_scale };
+  // Where the companion is looked up: among the tensors placed on the same rank, by output name
+  // (consumed by a dequantization: not written), or among the input tensors, by input name.
+  enum class Lookup { output, input };
+  // A dequantization whose companion does not exist: a planning error, or the weight written
+  // unchanged with a plan note.
+  enum class Missing { error, keep };
   RuleRef rule;
-  st::DType from = st::DType::U8;  // the dtype the source must have
+  Kind kind = Kind::reinterpret;
+  st::DType from = st::DType::U8;  // the dtype the source must have (reinterpret, requantize*)
   st::DType to = st::DType::U8;    // the dtype written
+  // The companion's name: `{name}` is the tensor's name (output or input, per `lookup`), `{stem}`
+  // that name without its last component (`{stem}.scale`, `{name}_scale`). requantize_scale:
+  // its weight's name (checked to exist beside it, never read).
+  std::string companion;
+  Lookup lookup = Lookup::output;
+  Missing missing = Missing::error;
+  std::uint64_t block_rows = 1;  // dequantize: weight rows x columns per scale entry
+  std::uint64_t block_cols = 1;
+  std::uint16_t nan_bits = 0xFFFF;        // dequantize: what a NaN becomes in BF16
+  // dequantize `dtype:`: the weight dtypes it applies to, the others written unchanged (a listed
+  // dtype other than F8_E4M3 is a planning error); empty: every weight must be F8_E4M3.
+  std::vector<st::DType> dtypes;
+  std::vector<std::pair<std::string, std::uint64_t>> when;  // parameter values that must all hold
 };
+
+// What the rule does, in one line for plans, `explain` and `rules check`.
+std::string describe_transform(const TransformRule& rule);
 
 // The command-line flag of a rules parameter: `--` and the name, dashes for underscores
 // (`n_items` -> `--n-items`).

@@ -54,4 +54,9 @@ void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const st
                            std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
                            std::span<std::byte> out_scale);
 
+// The `out_scale` of requantize_fp4_to_fp8 alone, from the per-32 `scale` [rows, cols/32] (rows and
+// cols multiples of 128): the new scale of a block depends on the block's old scales only.
+void requantize_fp4_scale(std::span<const std::byte> scale, std::uint64_t rows, std::uint64_t cols,
+                          std::span<std::byte> out_scale);
+
 }  // namespace shardwise::transform

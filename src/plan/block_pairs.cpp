@@ -1,0 +1,305 @@
+#include "plan/block_pairs.hpp"
+
+#include <algorithm>
+#include <string_view>
+#include <unordered_map>
+
+#include <fmt/ranges.h>
+
+#include <fmt/format.h>
+
+#include "plan/plan_view.hpp"
+
+namespace shardwise::plan::detail {
+namespace {
+
+using Kind = rules::TransformRule::Kind;
+
+constexpr std::uint64_t kGroup = 32;  // FP4 elements per E8M0 scale of a re-quantised weight
+
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
+
+// `{name}` and `{stem}` of a companion template, for the tensor named `name`.
+std::string expand(const std::string& pattern, std::string_view name) {
+  const auto dot = name.rfind('.');
+  const std::string_view stem = dot == std::string_view::npos ? name : name.substr(0, dot);
+  std::string out;
+  for (std::size_t pos = 0; pos < pattern.size();) {
+    if (pattern.compare(pos, 6, "{name}") == 0) {
+      out += name;
+      pos += 6;
+    } else if (pattern.compare(pos, 6, "{stem}") == 0) {
+      out += stem;
+      pos += 6;
+    } else {
+      out += pattern[pos++];
+    }
+  }
+  return out;
+}
+
+std::string_view dim_word(int dim) { return dim == 0 ? "rows" : "columns"; }
+
+// The shape a slice of `source` has.
+st::Shape sliced_shape(const Source& source, const Slice& slice) {
+  st::Shape shape = source.shape;
+  if (!slice.whole()) shape[static_cast<std::size_t>(slice.dim)] = slice.end - slice.begin;
+  return shape;
+}
+
+bool same_slice(const Slice& a, const Slice& b) {
+  return a.whole() == b.whole() && (a.whole() || (a.dim == b.dim && a.begin == b.begin && a.end == b.end));
+}
+
+std::string slice_text(const Slice& slice) {
+  return slice.whole() ? "whole" : fmt::format("dim{}[{}:{}]", slice.dim, slice.begin, slice.end);
+}
+
+class Resolver {
+ public:
+  Resolver(Plan& plan, const st::Checkpoint& checkpoint, RuleLabels& labels, Diagnostics& problems,
+           const std::vector<const rules::TransformRule*>& rules)
+      : plan_(plan), checkpoint_(checkpoint), labels_(labels), problems_(problems), rules_(rules) {}
+
+  void rank(OutputFile& out) {
+    std::vector<bool> consumed(out.tensors.size(), false);
+    for (std::size_t i = 0; i < out.tensors.size(); ++i) {
+      PlannedTensor& t = out.tensors[i];
+      if (t.companion == kNoCompanion) continue;
+      const rules::TransformRule& rule = *rules_[t.companion];
+      t.companion = kNoCompanion;
+      pair(out, t, rule, consumed);
+    }
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < out.tensors.size(); ++i) {
+      if (consumed[i]) {
+        out.bytes -= out.tensors[i].bytes;
+      } else {
+        if (kept != i) out.tensors[kept] = std::move(out.tensors[i]);
+        ++kept;
+      }
+    }
+    out.tensors.resize(kept);
+  }
+
+ private:
+  struct Grid {
+    std::uint64_t block_rows, block_cols, rows, cols;  // of the weight, in logical elements
+  };
+
+  // The tensor named `name` on this rank (tensors are sorted by name), or nullopt.
+  static std::optional<std::size_t> on_rank(const OutputFile& out, const std::string& name) {
+    const auto it = std::lower_bound(out.tensors.begin(), out.tensors.end(), name,
+                                     [](const PlannedTensor& t, const std::string& n) { return t.name < n; });
+    if (it == out.tensors.end() || it->name != name) return std::nullopt;
+    return static_cast<std::size_t>(it - out.tensors.begin());
+  }
+
+  // The input tensor named `name`, as a source of the plan (added once), or nullopt.
+  std::optional<std::size_t> in_checkpoint(const std::string& name) {
+    if (inputs_.empty()) {
+      for (const st::TensorRef& ref : checkpoint_.tensors()) inputs_.emplace(ref.info->name, &ref);
+    }
+    if (const auto known = input_sources_.find(name); known != input_sources_.end()) return known->second;
+    const auto it = inputs_.find(name);
+    if (it == inputs_.end()) return std::nullopt;
+    const st::TensorRef& ref = *it->second;
+    const st::File& file = checkpoint_.files()[ref.file];
+    plan_.sources.push_back(Source{ref.file, ref.info->name, ref.info->dtype, ref.info->shape,
+                                   file.absolute_offset(*ref.info), ref.info->bytes()});
+    input_sources_.emplace(name, plan_.sources.size() - 1);
+    return plan_.sources.size() - 1;
+  }
+
+  std::string where(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule) const {
+    return fmt::format("{} on rank {} ({} at {})", t.name, out.rank, rule.rule.label, rule.rule.where.str());
+  }
+
+  void pair(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule, std::vector<bool>& consumed) {
+    if (plan_.sources[t.source].shape.size() != 2) {
+      problems_.add(fmt::format("{}: needs a tensor of 2 dims, not {}", where(out, t, rule),
+                                shape_text(plan_.sources[t.source].shape)));
+      return;
+    }
+    const std::string name = expand(
+        rule.companion, rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
+    // The weight's slice is checked against the block grid first: a split that cuts a block is the
+    // error to report, whatever became of the companion.
+    const Source& weight = plan_.sources[t.source];
+    Grid grid{rule.block_rows, rule.block_cols, weight.shape[0], weight.shape[1]};
+    if (rule.kind == Kind::requantize) grid = {1, kGroup, weight.shape[0], weight.shape[1] * 2};
+    if (rule.kind == Kind::dequantize && !on_grid(out, t, rule, grid, 1, name)) return;
+    if (rule.kind == Kind::requantize && !whole_blocks_of_128(out, t, rule, weight, t.slice, 1, 2)) return;
+    if (rule.kind == Kind::requantize_scale && !whole_blocks_of_128(out, t, rule, weight, t.slice, 1, kGroup)) return;
+    std::optional<std::size_t> companion;
+    std::optional<std::size_t> placed;  // on this rank
+    Slice placed_slice;
+    if (rule.lookup == rules::TransformRule::Lookup::output) {
+      placed = on_rank(out, name);
+      if (placed) {
+        companion = out.tensors[*placed].source;
+        placed_slice = out.tensors[*placed].slice;
+      }
+    } else {
+      companion = in_checkpoint(name);
+    }
+    if (!companion) {
+      missing(out, t, rule, name);
+      return;
+    }
+    // Looked up first: a companion found by input name is appended to Plan::sources.
+    const Source& src = plan_.sources[t.source];
+    const Source& scale = plan_.sources[*companion];
+    switch (rule.kind) {
+      case Kind::dequantize: {
+        if (!check_companion(out, t, rule, scale, {st::DType::F8_E8M0, st::DType::F32},
+                             {ceil_div(grid.rows, grid.block_rows), ceil_div(grid.cols, grid.block_cols)}))
+          return;
+        const Slice slice = companion_slice(t, grid, scale, 1);
+        if (placed && !matches(out, t, rule, scale, placed_slice, slice)) return;
+        if (placed && out.tensors[*placed].cast != Cast::none) {
+          problems_.add(fmt::format("{}: its block scale {} is itself transformed; a dequantization consumes it as "
+                                    "it is",
+                                    where(out, t, rule), name));
+          return;
+        }
+        if (placed) consumed[*placed] = true;
+        add(t, rule, *companion, slice, grid.block_rows, grid.block_cols);
+        return;
+      }
+      case Kind::requantize: {
+        if (!check_companion(out, t, rule, scale, {st::DType::F8_E8M0}, {grid.rows, grid.cols / kGroup})) return;
+        const Slice slice = companion_slice(t, grid, scale, 2);
+        if (placed && !matches(out, t, rule, scale, placed_slice, slice)) return;
+        add(t, rule, *companion, slice, 1, kGroup);
+        return;
+      }
+      case Kind::requantize_scale: {
+        // The new scale depends on the old one only; the weight beside it is checked, never read.
+        if (!check_companion(out, t, rule, scale, {st::DType::I8}, {src.shape[0], src.shape[1] * 16})) return;
+        add(t, rule, *companion, Slice{}, 128, 128);
+        return;
+      }
+      case Kind::reinterpret:
+        return;
+    }
+  }
+
+  void missing(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule, const std::string& name) {
+    const Source& src = plan_.sources[t.source];
+    const std::string looked = rule.lookup == rules::TransformRule::Lookup::output
+                                   ? fmt::format("not placed on rank {}", out.rank)
+                                   : "not in the checkpoint";
+    if (rule.kind != Kind::dequantize || rule.missing != rules::TransformRule::Missing::keep) {
+      problems_.add(fmt::format("{}: needs its companion {}, which is {}", where(out, t, rule), name, looked));
+      return;
+    }
+    std::string note = fmt::format("{}: no block scale {} ({}): written unchanged as {} ({} at {})", t.name, name,
+                                   looked, st::dtype_name(src.dtype), rule.rule.label, rule.rule.where.str());
+    // Once for a tensor written on several ranks.
+    if (std::find(plan_.notes.begin(), plan_.notes.end(), note) == plan_.notes.end()) plan_.notes.push_back(std::move(note));
+    out.bytes -= t.bytes;
+    t.dtype = src.dtype;
+    t.cast = Cast::none;
+    t.shape = sliced_shape(src, t.slice);
+    t.bytes = st::byte_size(t.dtype, t.shape).value_or(0);
+    out.bytes += t.bytes;
+  }
+
+  bool check_companion(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+                       const Source& scale, std::initializer_list<st::DType> dtypes, const st::Shape& expected) {
+    const bool dtype_ok = std::find(dtypes.begin(), dtypes.end(), scale.dtype) != dtypes.end();
+    if (dtype_ok && scale.shape == expected) return true;
+    std::vector<std::string> names;
+    for (const st::DType d : dtypes) names.emplace_back(st::dtype_name(d));
+    problems_.add(fmt::format("{}: its companion {} is {}{}, expected {}{} for {}{}", where(out, t, rule), scale.name,
+                              st::dtype_name(scale.dtype), shape_text(scale.shape), fmt::format("{}", fmt::join(names, " or ")),
+                              shape_text(expected), st::dtype_name(plan_.sources[t.source].dtype),
+                              shape_text(plan_.sources[t.source].shape)));
+    return false;
+  }
+
+  // Whether the weight's slice is a whole number of blocks (reported when not). `unit`: logical
+  // elements per stored element of dim 1.
+  bool on_grid(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule, const Grid& grid,
+               std::uint64_t unit, const std::string& scale) {
+    if (t.slice.whole()) return true;
+    const int dim = t.slice.dim;
+    const std::uint64_t block = dim == 0 ? grid.block_rows : grid.block_cols;
+    const std::uint64_t size = dim == 0 ? grid.rows : grid.cols;
+    const std::uint64_t begin = t.slice.begin * (dim == 0 ? 1 : unit);
+    const std::uint64_t end = t.slice.end * (dim == 0 ? 1 : unit);
+    if (begin % block == 0 && (end % block == 0 || end == size)) return true;
+    problems_.add(fmt::format("{}: {} {}-{} of {} (mp={}) are not a whole number of {}-{} blocks of its block "
+                              "scale {}",
+                              where(out, t, rule), dim_word(dim), begin, end, size, plan_.model_parallel, block,
+                              dim == 0 ? "row" : "column", scale));
+    return false;
+  }
+
+  // The slice of the companion that covers the weight's slice (on the grid: checked before).
+  static Slice companion_slice(const PlannedTensor& t, const Grid& grid, const Source& scale, std::uint64_t unit) {
+    if (t.slice.whole()) return Slice{};
+    const int dim = t.slice.dim;
+    const std::uint64_t block = dim == 0 ? grid.block_rows : grid.block_cols;
+    const std::uint64_t begin = t.slice.begin * (dim == 0 ? 1 : unit);
+    const std::uint64_t end = t.slice.end * (dim == 0 ? 1 : unit);
+    return make_slice(dim, begin / block, ceil_div(end, block), scale.shape[static_cast<std::size_t>(dim)]);
+  }
+
+  bool matches(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule, const Source& scale,
+               const Slice& placed, const Slice& expected) {
+    if (same_slice(placed, expected)) return true;
+    problems_.add(fmt::format("{}: its block scale {} is placed as {}, but the weight's slice {} needs {}",
+                              where(out, t, rule), scale.name, slice_text(placed), slice_text(t.slice),
+                              slice_text(expected)));
+    return false;
+  }
+
+  // A re-quantised tensor is made of 128 x 128 blocks: the slice (in logical elements, `unit` per
+  // stored element of dim 1 and `row_unit` of dim 0) must start and end on block edges.
+  bool whole_blocks_of_128(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+                           const Source& src, const Slice& slice, std::uint64_t row_unit, std::uint64_t unit) {
+    const st::Shape shape = sliced_shape(src, slice);
+    const std::uint64_t rows = shape[0] * row_unit;
+    const std::uint64_t cols = shape[1] * unit;
+    const std::uint64_t begin = slice.whole() ? 0 : slice.begin * (slice.dim == 0 ? row_unit : unit);
+    if (rows % 128 == 0 && cols % 128 == 0 && begin % 128 == 0) return true;
+    problems_.add(fmt::format("{}: {} [{}, {}] (from {}{}, slice {}) is not a whole number of 128x128 blocks",
+                              where(out, t, rule), rule.kind == Kind::requantize ? "FP4 weight" : "scaled weight",
+                              rows, cols, src.name, shape_text(src.shape), slice_text(slice)));
+    return false;
+  }
+
+  void add(PlannedTensor& t, const rules::TransformRule& rule, std::size_t source, Slice slice,
+           std::uint64_t block_rows, std::uint64_t block_cols) {
+    plan_.companions.push_back(Companion{source, slice, block_rows, block_cols, rule.nan_bits, labels_(rule.rule)});
+    t.companion = static_cast<std::uint32_t>(plan_.companions.size() - 1);
+  }
+
+  Plan& plan_;
+  const st::Checkpoint& checkpoint_;
+  RuleLabels& labels_;
+  Diagnostics& problems_;
+  const std::vector<const rules::TransformRule*>& rules_;
+  std::unordered_map<std::string_view, const st::TensorRef*> inputs_;
+  std::unordered_map<std::string, std::size_t> input_sources_;
+};
+
+}  // namespace
+
+std::uint32_t BlockPairs::pending(const rules::TransformRule& rule) {
+  const auto it = std::find(rules_.begin(), rules_.end(), &rule);
+  if (it != rules_.end()) return static_cast<std::uint32_t>(it - rules_.begin());
+  rules_.push_back(&rule);
+  return static_cast<std::uint32_t>(rules_.size() - 1);
+}
+
+void BlockPairs::resolve(Plan& plan, const st::Checkpoint& checkpoint, RuleLabels& labels,
+                         Diagnostics& problems) const {
+  if (rules_.empty()) return;
+  Resolver resolver(plan, checkpoint, labels, problems, rules_);
+  for (OutputFile& out : plan.outputs) resolver.rank(out);
+}
+
+}  // namespace shardwise::plan::detail
