@@ -66,7 +66,7 @@ void make_checkpoint(const TempDir& dir) {
   const std::string a = "model-00001-of-00002.safetensors", b = "model-00002-of-00002.safetensors";
   write_file(dir / a, build_safetensors({
                           {"layers.0.proj.weight", "F8_E4M3", {kRows, kCols}, weight_bytes()},
-                          {"layers.0.norm.weight", "BF16", {2}, "\x80\x3f\x00\x40"},
+                          {"layers.0.norm.weight", "BF16", {2}, std::string("\x80\x3f\x00\x40", 4)},
                           {"layers.0.loose.weight", "F8_E4M3", {1, 2}, "\x38\x40"},
                       }));
   write_file(dir / b, build_safetensors({
