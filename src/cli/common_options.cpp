@@ -26,10 +26,15 @@ void add_param(std::map<std::string, std::string>& params, std::string name, con
   params[name] = value;
 }
 
-// The parameters of every bundled rules file, each name once (the first file's declaration).
+// The parameters of every bundled rules file, each name once (the default rules' declaration
+// first, then the other files' in name order).
 std::vector<rules::ParamInfo> bundled_params() {
   std::vector<rules::ParamInfo> declared;
-  for (const rules::BundledRules& bundled : rules::bundled_rules()) {
+  std::vector<const rules::BundledRules*> files{rules::find_bundled_rules(rules::default_rules_name())};
+  for (const rules::BundledRules& bundled : rules::bundled_rules()) files.push_back(&bundled);
+  for (const rules::BundledRules* file : files) {
+    if (file == nullptr) continue;
+    const rules::BundledRules& bundled = *file;
     try {
       const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
       for (const rules::ParamInfo& param : loaded.params()) {
@@ -58,7 +63,8 @@ void add_bundled_param_flags(CLI::App& command, BundledParamFlags& values) {
     } else {
       help += " (required by the bundled rules)";
     }
-    command.add_option(flag, values[param.name], help);
+    command.add_option(flag, values[param.name], help)
+        ->type_name(param.choices.empty() ? "UINT" : fmt::format("{{{}}}", fmt::join(param.choices, ",")));
   }
 }
 
