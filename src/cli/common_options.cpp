@@ -182,11 +182,13 @@ rules::Params given_params(const CLI::App& command, const ParamOptions& options,
 
 void add_planning_options(CLI::App& command, PlanningOptions& options) {
   command
-      .add_option("-i,--hf-ckpt-path", options.input,
+      .add_option("-i,--hf-ckpt-path,--input-fp8-hf-path", options.input,
                   "input checkpoint: a folder of .safetensors files, or one file")
       ->required();
-  command.add_option("-m,--model-parallel", options.model_parallel, "number of ranks (output files)")
-      ->required()
+  command
+      .add_option("-m,--model-parallel", options.model_parallel,
+                  "number of ranks (output files); required, except with rules that mirror the input's files "
+                  "(fp8-cast-bf16), which refuse it")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
   command.add_option(
       "-r,--rules", options.rules_file,
@@ -209,8 +211,12 @@ rules::Rules load_rules(const PlanningOptions& options) {
 plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
                              const rules::Rules& rules) {
   const rules::Params params = given_params(command, options.params, rules);
+  if (!options.model_parallel && !rules.mirrors_input()) {
+    throw Error(ErrorKind::usage, "--model-parallel is required");
+  }
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input);
-  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel, params});
+  // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
+  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params});
 }
 
 void add_plan_view_options(CLI::App& command, PlanViewOptions& view) {

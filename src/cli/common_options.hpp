@@ -50,7 +50,7 @@ rules::Params given_params(const CLI::App& command, const ParamOptions& options,
 
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
-  std::uint64_t model_parallel = 1;       // --model-parallel
+  std::optional<std::uint64_t> model_parallel;  // --model-parallel: required unless the rules mirror the input
   std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
   ParamOptions params;                    // --NAME VALUE and --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)

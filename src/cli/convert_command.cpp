@@ -38,7 +38,10 @@ struct ConvertArgs {
 int run_convert(const CLI::App& command, const ConvertArgs& args) {
   // Usage errors first, before the checkpoint is read.
   std::optional<std::vector<std::uint64_t>> ranks;
-  if (args.ranks) ranks = convert::parse_rank_list(*args.ranks, args.planning.model_parallel);
+  // Without --model-parallel (rules that mirror the input), the ranks are output files, checked
+  // against their count once planned.
+  if (args.ranks)
+    ranks = convert::parse_rank_list(*args.ranks, args.planning.model_parallel.value_or(plan::kMaxModelParallel));
   std::optional<convert::Launch> launch;
   if (args.distributed) launch = convert::launch_from_environment();
   const rules::Rules rules = load_rules(args.planning);
@@ -70,7 +73,7 @@ void add_convert_command(CLI::App& app, Action& action) {
   CLI::App* command =
       app.add_subcommand("convert", "Convert a checkpoint: write one file per rank, then a manifest");
   add_planning_options(*command, args->planning);
-  command->add_option("-o,--save-path", args->output, "output folder (created when missing)");
+  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "output folder (created when missing)");
   command->add_option("-t,--threads", args->threads, "copy threads (default: one per hardware thread)")
       ->check(CLI::Range(1u, 1024u));
   command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");

@@ -55,10 +55,10 @@ void add_verify_command(CLI::App& app, Action& action) {
   CLI::App* command = app.add_subcommand(
       "verify", "Check a conversion's output: every file and tensor present, as planned, bytes equal to the source");
   add_planning_options(*command, args->planning);
-  // Not needed with --manifest-only: required by hand below otherwise.
+  // Not needed with --manifest-only: required by hand below otherwise (--model-parallel when
+  // planning, unless the rules mirror the input).
   command->get_option("--hf-ckpt-path")->required(false);
-  command->get_option("--model-parallel")->required(false);
-  command->add_option("-o,--save-path", args->output, "the output folder to verify")->required();
+  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "the output folder to verify")->required();
   command->add_flag("--manifest-only", args->manifest_only,
                     "check the output against its shardwise-manifest.json alone, without reading the input");
   command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")
@@ -69,9 +69,7 @@ void add_verify_command(CLI::App& app, Action& action) {
                         "time (auto: drop when input and output together exceed half of memory)");
   command->callback([&action, command, args] {
     if (!args->manifest_only) {
-      for (const char* name : {"--hf-ckpt-path", "--model-parallel"}) {
-        if (command->get_option(name)->count() == 0) throw CLI::RequiredError(name);
-      }
+      if (command->get_option("--hf-ckpt-path")->count() == 0) throw CLI::RequiredError("--hf-ckpt-path");
     }
     action = [command, args] { return run_verify(*command, *args); };
   });

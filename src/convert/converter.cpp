@@ -62,6 +62,7 @@ std::uint64_t side_files_bytes(const plan::Plan& plan) {
   for (const std::string& name : plan.side_files) {
     total += io::ReadOnlyFile((std::filesystem::path(plan.input_root) / name).string()).size();
   }
+  for (const plan::GeneratedFile& file : plan.generated_files) total += file.content.size();
   return total;
 }
 
@@ -88,6 +89,19 @@ ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name,
   return {name, hasher.digest(), true};
 }
 
+// Writes a file the plan computed through a temporary name; returns its checksum.
+ManifestSideFile write_generated_file(const plan::GeneratedFile& file, const std::string& out_dir,
+                                      const InputWatch& inputs, Progress& progress) {
+  AtomicFile out((std::filesystem::path(out_dir) / file.file).string());
+  progress.set_current(file.file);
+  const auto bytes = std::as_bytes(std::span(file.content));
+  out.write(bytes);
+  progress.add(bytes.size());
+  inputs.check();
+  out.commit();
+  return {file.file, xxh3(bytes), true};
+}
+
 // What this run writes, and the names under which it keeps its records.
 struct Share {
   std::vector<std::uint64_t> ranks;  // ascending
@@ -107,7 +121,10 @@ Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
     for (const std::uint64_t rank : share.ranks) {
       if (rank >= plan.outputs.size()) {
         throw Error(ErrorKind::usage,
-                    fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
+                    plan.naming == plan::OutputNaming::mirror
+                        ? fmt::format("rank {} is out of range: the mirrored plan has {} output files (ranks 0-{})",
+                                      rank, plan.outputs.size(), plan.outputs.size() - 1)
+                        : fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
       }
     }
   } else {
@@ -123,7 +140,10 @@ Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
 FolderClaim claim_of(const plan::Plan& plan, const Share& share) {
   FolderClaim claim;
   for (const std::uint64_t rank : share.ranks) claim.files.push_back(plan.outputs[rank].file);
-  if (share.side_files) claim.files.insert(claim.files.end(), plan.side_files.begin(), plan.side_files.end());
+  if (share.side_files) {
+    const std::vector<std::string> extra = plan::extra_file_names(plan);
+    claim.files.insert(claim.files.end(), extra.begin(), extra.end());
+  }
   claim.files.emplace_back(kManifestFileName);
   if (!share.whole) {
     claim.own_temporaries = {share.record, fmt::format("{}.{}", kManifestFileName, share.writer)};
@@ -232,7 +252,9 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   if (share.side_files) {
     for (const std::string& name : plan.side_files)
       run_manifest.record(copy_side_file(plan, name, out_dir, inputs, progress));
-    summary.side_files = plan.side_files.size();
+    for (const plan::GeneratedFile& file : plan.generated_files)
+      run_manifest.record(write_generated_file(file, out_dir, inputs, progress));
+    summary.side_files = plan.side_files.size() + plan.generated_files.size();
     summary.bytes += side_files_bytes(plan);
   }
   progress.finish();

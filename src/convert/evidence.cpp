@@ -102,7 +102,7 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
     else
       result.manifest.outputs.push_back(*entry);
   }
-  for (const std::string& name : plan.side_files) {
+  for (const std::string& name : plan::extra_file_names(plan)) {
     const ManifestSideFile* side = find_side_file(sources, name);
     if (side == nullptr)
       result.missing_side_files = true;

@@ -52,7 +52,7 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
   manifest.input_headers_xxh3 = headers_xxh3;
   manifest.params = plan.params;
   for (const plan::OutputFile& output : plan.outputs) manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
-  for (const std::string& side : plan.side_files) manifest.side_files.push_back({side, 0});
+  for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
   return manifest;
 }
 

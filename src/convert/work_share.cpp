@@ -138,6 +138,9 @@ std::vector<std::uint64_t> rank_weights(const plan::Plan& plan) {
     if (ec) throw Error(ErrorKind::io, fmt::format("cannot stat {}: {}", path, ec.message()));
     if (!weights.empty()) weights[0] += size;
   }
+  for (const plan::GeneratedFile& file : plan.generated_files) {
+    if (!weights.empty()) weights[0] += file.content.size();
+  }
   return weights;
 }
 

@@ -135,6 +135,8 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
   auto it = std::back_inserter(out);
   fmt::format_to(it, "{{\n  \"format\": \"shardwise-plan\",\n  \"version\": 1,\n  \"model_parallel\": {},\n",
                  plan.model_parallel);
+  // Only in mirrored plans, so that other plans keep their bytes.
+  if (plan.naming == OutputNaming::mirror) out += "  \"output_naming\": \"mirror\",\n";
   out += "  \"params\": {";
   bool first = true;
   for (const auto& [name, value] : plan.params) {
@@ -195,6 +197,17 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowSelection&
   for (std::size_t i = 0; i < plan.side_files.size(); ++i) {
     if (i > 0) out += ", ";
     append_string(out, plan.side_files[i]);
+  }
+  if (!plan.generated_files.empty()) {  // only when there are any, as "notes"
+    out += "],\n  \"generated_files\": [";
+    for (std::size_t i = 0; i < plan.generated_files.size(); ++i) {
+      if (i > 0) out += ", ";
+      fmt::format_to(it, "{{\"file\": ");
+      append_string(out, plan.generated_files[i].file);
+      fmt::format_to(it, ", \"from\": ");
+      append_string(out, plan.generated_files[i].from);
+      fmt::format_to(it, ", \"bytes\": {}}}", plan.generated_files[i].content.size());
+    }
   }
   std::uint64_t tensors = 0, bytes = 0;
   for (const OutputFile& f : plan.outputs) {

@@ -183,8 +183,7 @@ std::string format_plan_summary(const Plan& plan) {
     bytes += f.bytes;
   }
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "plan: {} -> {} ranks (mp={})\n", plan.input_root, plan.model_parallel,
-                 plan.model_parallel);
+  fmt::format_to(it, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(params, " "));
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
@@ -195,8 +194,7 @@ std::string format_plan_summary(const Plan& plan) {
   append_rules(out, plan, index);
   append_ranks(out, plan, index);
   append_skips(out, plan);
-  fmt::format_to(it, "\nside files: {}\n",
-                 plan.side_files.empty() ? "none" : fmt::format("{}", fmt::join(plan.side_files, ", ")));
+  fmt::format_to(it, "\nside files: {}\n", extra_files_text(plan));
   return out;
 }
 

@@ -189,8 +189,7 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
   auto out = std::back_inserter(text);
   std::vector<std::string> params;
   for (const auto& [name, value] : plan.params) params.push_back(fmt::format("{}={}", name, value));
-  fmt::format_to(out, "plan: {} -> {} ranks (mp={})\n", plan.input_root, plan.model_parallel,
-                 plan.model_parallel);
+  fmt::format_to(out, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(params, " "));
   for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", note);
@@ -298,8 +297,7 @@ void append_rank_table(std::string& text, const Plan& plan) {
                  detail::group_digits(tensors), detail::group_digits(bytes), detail::human_bytes(bytes));
   fmt::format_to(out, "replicated: {} bytes ({}) written more than once\n",
                  detail::group_digits(plan.replicated_bytes), detail::human_bytes(plan.replicated_bytes));
-  fmt::format_to(out, "side files: {}\n",
-                 plan.side_files.empty() ? "none" : fmt::format("{}", fmt::join(plan.side_files, ", ")));
+  fmt::format_to(out, "side files: {}\n", extra_files_text(plan));
 }
 
 }  // namespace

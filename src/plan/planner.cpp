@@ -15,6 +15,7 @@
 
 #include "plan/block_pairs.hpp"
 #include "plan/decision_stream.hpp"
+#include "plan/mirror.hpp"
 #include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
@@ -109,6 +110,10 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
     plan.input_identities.push_back(identity_of_open_file(file.fd(), file.path()));
   }
   plan.input_bytes = checkpoint.total_bytes();
+  if (rules.mirrors_input()) {
+    detail::make_mirrored_outputs(plan, checkpoint);
+    return plan;
+  }
   plan.outputs.resize(options.model_parallel);
   for (std::uint64_t rank = 0; rank < options.model_parallel; ++rank) {
     plan.outputs[rank].rank = rank;
@@ -192,6 +197,12 @@ void find_side_files(Plan& plan, const rules::Rules& rules) {
 
 Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules,
                      const PlanOptions& options) {
+  if (rules.mirrors_input() && options.model_parallel != 1) {
+    throw Error(ErrorKind::usage,
+                fmt::format("rules {} mirror the input's files (one output file per input file): "
+                            "--model-parallel does not apply (given {})",
+                            rules.name(), options.model_parallel));
+  }
   if (options.model_parallel == 0 || options.model_parallel > kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               kMaxModelParallel, options.model_parallel));
@@ -231,6 +242,13 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
         Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
     Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
                   std::nullopt};
+    if (plan.naming == OutputNaming::mirror) {
+      if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
+        const auto written = transformed(target, decision.transform, placer, pairs);
+        if (written) placer.add_owned(ref.file, target, written->first, written->second);
+      }
+      continue;
+    }
     if (decision.owner)
       target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
     if (decision.layout != nullptr) {
@@ -253,8 +271,11 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
   find_side_files(plan, rules);
+  if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   problems.check(
-      fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
+      plan.naming == OutputNaming::mirror
+          ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
+          : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
   return plan;
 }
 

@@ -157,7 +157,8 @@ std::string Rules::summary() const {
     text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, given,
                         param.help.empty() ? "" : ": " + param.help);
   }
-  text += fmt::format("\n  output: {}", r.output_file);
+  text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
+                          : fmt::format("\n  output: {}", r.output_file);
   if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));
   return text + "\n";
 }

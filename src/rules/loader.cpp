@@ -97,6 +97,35 @@ bool read_partial(YamlReader& in, const YAML::Node& rule) {
   return false;
 }
 
+// `output: {file: PATTERN}` (one file per rank) or `output: {mirror: true}` (one output per input
+// file, under its name, and the input's index rewritten): exactly one of them. An extending file's
+// `output` replaces its parent's whole.
+void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
+  const YAML::Node mirror = YamlReader::field(output, "mirror");
+  if (mirror.IsDefined()) {
+    const auto text = in.string_value(mirror, "'mirror' of output");
+    if (text && *text != "true") {
+      in.error(mirror, fmt::format("'mirror' of output must be true (or leave it out and give 'file'), got '{}'", *text));
+    }
+    if (YamlReader::field(output, "file").IsDefined()) {
+      in.error(output, "output takes either 'file' (one file per rank) or 'mirror: true' (the input's files), not both");
+    }
+    out.output_file.clear();
+    out.mirror_output = true;
+    return;
+  }
+  if (!YamlReader::field(output, "file").IsDefined()) {
+    in.error(output, "output needs 'file' (one file per rank, e.g. file: \"model{rank}-mp{mp}.safetensors\") or "
+                     "'mirror: true' (one output per input file, under its name)");
+    return;
+  }
+  if (auto file = in.string_field(output, "file", "output", true)) {
+    check_output_pattern(in, YamlReader::field(output, "file"), *file);
+    out.output_file = *file;
+    out.mirror_output = false;
+  }
+}
+
 }  // namespace
 
 bool is_component(const std::string& text) { return !text.empty() && text.find('.') == std::string::npos; }
@@ -127,11 +156,8 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, boo
                "the rules file is missing required key 'output' (e.g. output: {file: "
                "\"model{rank}-mp{mp}.safetensors\"})");
     }
-  } else if (in.check_map(output, "output", {"file"})) {
-    if (auto file = in.string_field(output, "file", "output", true)) {
-      check_output_pattern(in, YamlReader::field(output, "file"), *file);
-      out.output_file = *file;
-    }
+  } else if (in.check_map(output, "output", {"file", "mirror"})) {
+    read_output(in, output, out);
   }
   if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined() && in.check_list(side, "side_files")) {
     out.side_files.clear();  // an extending file's list replaces its parent's

@@ -234,6 +234,8 @@ const std::vector<ParamInfo>& Rules::params() const { return impl_->params; }
 
 const std::string& Rules::output_file_pattern() const { return impl_->output_file; }
 
+bool Rules::mirrors_input() const { return impl_->mirror_output; }
+
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
   std::string name = impl_->output_file;
   for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {

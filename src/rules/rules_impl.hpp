@@ -112,7 +112,8 @@ struct CompiledRules {
   std::string name;
   std::string description;
   std::vector<ParamInfo> params;
-  std::string output_file;
+  std::string output_file;  // empty when mirror_output
+  bool mirror_output = false;  // `output: {mirror: true}`
   std::vector<std::string> side_files;
   UnknownKeys unknown_keys = UnknownKeys::error;
   SourceLocation unknown_keys_where;

@@ -136,7 +136,7 @@ void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::P
   compare_names(listed, planned, "output file", findings);
   listed.clear();
   for (const convert::ManifestSideFile& s : manifest.side_files) listed.push_back(s.file);
-  compare_names(listed, plan.side_files, "side file", findings);
+  compare_names(listed, plan::extra_file_names(plan), "side file", findings);
 }
 
 std::vector<std::string> input_changes(const convert::Manifest& manifest, const plan::Plan& plan) {
@@ -152,6 +152,7 @@ std::vector<std::string> input_changes(const convert::Manifest& manifest, const 
   for (std::size_t i = 0; i < plan.side_files.size() && i < plan.side_file_identities.size(); ++i) {
     now[plan.side_files[i]] = plan.side_file_identities[i];
   }
+  for (const plan::GeneratedFile& file : plan.generated_files) now[file.from] = file.from_identity;
   std::vector<std::string> lines;
   for (const convert::ManifestInput& input : manifest.inputs) {
     const auto found = now.find(input.file);

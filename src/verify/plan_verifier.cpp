@@ -65,6 +65,7 @@ struct OutputCheck {
 
 struct SideCheck {
   std::string name;
+  const std::string* content = nullptr;  // a generated file's planned content; null: a copy of the input's
   std::uint64_t expected = 0;
   std::uint64_t found = 0;
 };
@@ -137,7 +138,15 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
     if (present.count(side) == 0) {
       findings.add(side, "missing side file");
     } else {
-      work.sides.push_back({side, 0, 0});
+      work.sides.push_back({side, nullptr, 0, 0});
+    }
+  }
+  for (const plan::GeneratedFile& generated : plan.generated_files) {
+    ours.push_back(generated.file);
+    if (present.count(generated.file) == 0) {
+      findings.add(generated.file, "missing file (the plan writes it)");
+    } else {
+      work.sides.push_back({generated.file, &generated.content, 0, 0});
     }
   }
   const OutputNamePattern pattern = OutputNamePattern::from_rules(rules, plan.model_parallel);
@@ -269,7 +278,9 @@ struct Reader {
   }
 
   void side(SideCheck& check, unsigned worker) {
-    check.expected = hash_whole_file((fs::path(plan.input_root) / check.name).string(), buffers.main(worker), progress);
+    check.expected = check.content != nullptr
+                         ? convert::xxh3(*check.content)
+                         : hash_whole_file((fs::path(plan.input_root) / check.name).string(), buffers.main(worker), progress);
     check.found = hash_whole_file((fs::path(out) / check.name).string(), buffers.main(worker), progress);
   }
 };
@@ -280,7 +291,8 @@ std::uint64_t total_bytes(const Work& work, const plan::Plan& plan, const std::s
   for (const plan::PlannedTensor* t : work.expected) total += source_bytes_read(*t);
   std::error_code ec;
   for (const SideCheck& side : work.sides) {
-    total += fs::file_size(fs::path(plan.input_root) / side.name, ec) + fs::file_size(fs::path(out) / side.name, ec);
+    if (side.content == nullptr) total += fs::file_size(fs::path(plan.input_root) / side.name, ec);
+    total += fs::file_size(fs::path(out) / side.name, ec);
   }
   return total;
 }
@@ -310,7 +322,9 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
     ++report.side_files;
     disk.side_files[side.name] = side.found;
     if (side.expected != side.found) {
-      findings.add(side.name, fmt::format("side file differs from the input's (expected xxh3 {}, found {})",
+      findings.add(side.name, fmt::format("{} (expected xxh3 {}, found {})",
+                                          side.content != nullptr ? "differs from the file the plan computes"
+                                                                  : "side file differs from the input's",
                                           convert::xxh3_hex(side.expected), convert::xxh3_hex(side.found)));
     }
   }

@@ -109,6 +109,21 @@ struct OutputFile {
   std::uint64_t bytes = 0;              // tensor bytes (header excluded)
 };
 
+// How the outputs are named (the rules' `output:`). `per_rank`: OutputFile i is rank i of
+// model_parallel. `mirror`: OutputFile i holds the tensors of input file i, under that file's name,
+// each whole; model_parallel then counts the output files (one per input file) and a "rank" is an
+// output file's position (--ranks, --distributed and the manifest count files so).
+enum class OutputNaming { per_rank, mirror };
+
+// A file whose content the plan computes (a mirrored plan's rewritten index). Written with the side
+// files, by the run that writes rank 0, and recorded in the manifest as a side file.
+struct GeneratedFile {
+  std::string file;           // name within the output folder
+  std::string content;
+  std::string from;           // the input file it is computed from, name within the input folder
+  FileIdentity from_identity; // of that file when the plan read it
+};
+
 struct Skipped {
   std::string name;
   std::string file;
@@ -129,6 +144,8 @@ struct Plan {
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;          // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned
+  OutputNaming naming = OutputNaming::per_rank;
+  std::vector<GeneratedFile> generated_files;   // mirror: the index, when the input has one
   std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once
   // What people must know besides the rows: counts taken from the checkpoint, ownership rules
   // exempt from the completeness check. Shown by the text and JSON views when not empty.
@@ -136,5 +153,16 @@ struct Plan {
   std::uint64_t input_bytes = 0;
   std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)
 };
+
+// The files written besides the rank files, as the manifest lists them: the side files, then the
+// generated files.
+std::vector<std::string> extra_file_names(const Plan& plan);
+
+// Where the plan writes, as the text views head it: "4 ranks (mp=4)", or for a mirrored plan
+// "3 files mirroring the input's".
+std::string outputs_heading(const Plan& plan);
+// The side files and generated files for the text views: "a, b, model.safetensors.index.json
+// (rewritten)", or "none".
+std::string extra_files_text(const Plan& plan);
 
 }  // namespace shardwise::plan

@@ -191,6 +191,9 @@ class Rules {
   const std::string& text() const;
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
   const std::string& output_file_pattern() const;  // `output.file` as written ({rank}, {mp})
+  // `output: {mirror: true}`: one output per input file, under the input file's name, and the
+  // input's index rewritten (docs/rules.md, "Mirrored output"); output_file() is then "".
+  bool mirrors_input() const;
   const std::vector<std::string>& side_files() const;
   const std::vector<Layout>& layouts() const;
   const std::vector<ParamInfo>& params() const;  // as declared, without the built-in `mp`
