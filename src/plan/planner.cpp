@@ -245,7 +245,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     if (plan.naming == OutputNaming::mirror) {
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs);
-        if (written) placer.add_owned(ref.file, target, written->first, written->second);
+        if (written) placer.add_owned(ref.file, target, written->first, written->second, plan::Placement{});
       }
       continue;
     }
