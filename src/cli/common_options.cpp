@@ -107,6 +107,29 @@ void refuse_extras(const CLI::App& command) {
                           rules_shown(argument), command.get_name()));
 }
 
+// Without --rules: the parameters of the other bundled rules, which become flags once --rules
+// names them ("--rules other-model: --n-items UINT (required), --mode a|b (default: a)").
+std::string other_bundled_params() {
+  std::string text;
+  for (const rules::BundledRules& bundled : rules::bundled_rules()) {
+    if (bundled.name == rules::default_rules_name()) continue;
+    std::vector<std::string> flags;
+    try {
+      const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
+      for (const rules::ParamInfo& param : loaded.params()) {
+        const std::string value = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+        std::string given = param.inferred ? "default: infer" : "required";
+        if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
+        flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value, given));
+      }
+    } catch (const std::exception&) {
+      continue;  // `rules check` reports a bundled file that does not load
+    }
+    if (!flags.empty()) text += fmt::format("\n  --rules {}: {}", bundled.name, fmt::join(flags, ", "));
+  }
+  return text.empty() ? "" : "\nThe parameters of the other bundled rules, flags once --rules names them:" + text;
+}
+
 }  // namespace
 
 void find_rules_argument(int argc, const char* const* argv) {
@@ -159,6 +182,7 @@ void add_param_flags() {
                               param.name, flag, param.name);
       }
     }
+    if (!argument.value) footer += other_bundled_params();
     command->footer(command->get_footer() + footer);
   }
 }

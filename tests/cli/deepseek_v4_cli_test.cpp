@@ -27,10 +27,16 @@ fs::path generate(const TempDir& dir) {
 }
 
 TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad value a usage error") {
+  // Without --rules the help names it among the other bundled rules' parameters; with --rules
+  // deepseek-v4 it is a flag of its own, with its choices and default.
   const auto help = run_command({shardwise_binary(), "convert", "--help"});
   CHECK(help.exit_code == 0);
-  CHECK(help.out.find("--expert-dtype") != std::string::npos);
-  CHECK(help.out.find("(one of: fp4, fp8)") != std::string::npos);
+  CHECK(help.out.find("--rules deepseek-v4: --n-experts UINT (required), --expert-dtype fp4|fp8 (default: fp4)") !=
+        std::string::npos);
+  const auto named = run_command({shardwise_binary(), "convert", "--rules", "deepseek-v4", "--help"});
+  CHECK(named.exit_code == 0);
+  CHECK(named.out.find("--expert-dtype fp4|fp8") != std::string::npos);
+  CHECK(named.out.find("(default: fp4)") != std::string::npos);
 
   TempDir dir;
   const fs::path in = generate(dir);
