@@ -67,6 +67,17 @@ void check_old_manifest(const std::optional<convert::Manifest>& manifest, const 
   }
   mp = it->second;
   if (manifest->rules.output_file.empty()) {
+    // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
+    // output per input file, no rank pattern) leave the pattern out.
+    const bool cuts = std::any_of(manifest->outputs.begin(), manifest->outputs.end(), [](const auto& out) {
+      return std::any_of(out.tensors.begin(), out.tensors.end(), [](const auto& t) { return t.cut.has_value(); });
+    });
+    if (cuts) {
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: written by rules '{}', whose output mirrors the input's files (one output per "
+                              "input file, no ranks): there is no model parallelism to change",
+                              where, manifest->rules.name));
+    }
     throw Error(ErrorKind::input,
                 fmt::format("{}: written before manifest version 3, it does not record how its tensors were cut "
                             "(convert the original checkpoint again to reshard it)", where));

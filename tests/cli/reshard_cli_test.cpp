@@ -329,3 +329,46 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
   }
   CHECK(!holds_rank_file(dir / "x"));
 }
+
+// Transformed outputs: a DeepSeek-V4-format checkpoint (FP8 weights with E8M0 block scales, FP4
+// experts) converted with wo_a dequantised and the experts re-quantised; the BF16 wo_a may only
+// be cut again on its 128-row blocks, as a direct conversion requires. A mirrored folder has no
+// ranks to reshard.
+TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the block grid, and mirrored folders refused") {
+  TempDir dir;
+  const fs::path in = dir / "in";
+  const auto made = run_command({shardwise::test::tools_dir() + "/gen_official_checkpoint", "--out", in.string(),
+                                 "--format", "v4", "--experts", "8", "--files", "2", "--index"});
+  REQUIRE(made.exit_code == 0);
+  const auto convert_v4 = [&](int mp) {
+    const fs::path out = dir / ("v4-" + fmt_mp(mp));
+    const auto result = sw({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
+                            "8", "-m", std::to_string(mp), "--expert-dtype", "fp8", "-q"});
+    INFO(result.err);
+    REQUIRE(result.exit_code == 0);
+    return out;
+  };
+  const fs::path from = convert_v4(2);
+  const fs::path direct = convert_v4(8);
+  const fs::path resharded = dir / "resharded";
+  const auto result = sw({"reshard", "--from", from.string(), "-o", resharded.string(), "-m", "8", "-q"});
+  INFO(result.err);
+  REQUIRE(result.exit_code == 0);
+  require_same_files(direct, resharded);
+
+  // wo_a is [1024, 512] in the generated checkpoint: 64 rows per rank at mp 16 cut its blocks.
+  const auto refused = sw({"reshard", "--from", from.string(), "-o", (dir / "r16").string(), "-m", "16", "-q"});
+  CHECK(refused.exit_code == 4);
+  CHECK_THAT(refused.err, Catch::Contains("wo_a.weight: 1024 entries of dim 0 cannot be split over mp=16"));
+  CHECK_THAT(refused.err, Catch::Contains("64 per rank cuts units of 128"));
+
+  const auto v3 = run_command({shardwise::test::tools_dir() + "/gen_official_checkpoint", "--out",
+                               (dir / "v3").string(), "--format", "v3", "--experts", "8", "--files", "2", "--index"});
+  REQUIRE(v3.exit_code == 0);
+  const fs::path bf16 = dir / "bf16";
+  REQUIRE(sw({"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"}).exit_code == 0);
+  const auto mirrored = sw({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});
+  CHECK(mirrored.exit_code == 4);
+  CHECK_THAT(mirrored.err, Catch::Contains("mirrors the input's files"));
+  CHECK(!fs::exists(dir / "rb" / "model0-mp2.safetensors"));
+}
