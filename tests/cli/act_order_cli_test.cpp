@@ -164,7 +164,7 @@ TEST_CASE("act-order: g_idx and group size 64 converted at mp 1, 2, 4, 8, every 
   }
 }
 
-TEST_CASE("act-order: a missing g_idx is named; a wrong group size is refused, the right one given as a flag") {
+TEST_CASE("act-order: a missing g_idx is named, a wrong group size is refused, the right one given as a flag") {
   TempDir dir;
   generate(dir / "no-g-idx", {"--group-size", "64"});
   const auto missing = sw({"plan", "-i", (dir / "no-g-idx").string(), "-m", "2", "--n-experts", "8", "-r", kRules});
@@ -217,7 +217,7 @@ TEST_CASE("a rules file's parameters are flags of every command, listed by --hel
   }
 }
 
-TEST_CASE("a parameter spelt like an option of a command keeps the option there; --param gives it") {
+TEST_CASE("a parameter spelt like an option of a command keeps the option there, --param gives it") {
   TempDir dir;
   const std::string file = (dir / "clash.yaml").string();
   shardwise::test::write_file(file, "shardwise: 1\nname: clash\nextends: deepseek-v4-w4a16\n"
@@ -243,7 +243,7 @@ TEST_CASE("rules check lists a file's parameters as their flags, with default an
                                           "    --n-experts N (required): routed experts per MoE layer"));
 }
 
-TEST_CASE("explain takes a rules file's parameters as --NAME VALUE and --NAME=VALUE; unknown options are named") {
+TEST_CASE("explain takes a rules file's parameters as --NAME VALUE and --NAME=VALUE, unknown options are named") {
   for (const std::vector<std::string>& given :
        {std::vector<std::string>{"--group-size", "32"}, {"--group-size=32"}, {"-p", "group_size=32"}}) {
     std::vector<std::string> args = {"explain", "-r", kRules, "-m", "2", "--n-experts", "8"};

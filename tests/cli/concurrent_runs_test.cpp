@@ -96,7 +96,7 @@ struct Folders {
 };
 
 TEST_CASE(
-    "convert: a second run into a folder being written is refused naming the holder; the first finishes") {
+    "convert: a second run into a folder being written is refused naming the holder, the first finishes") {
   Folders f;
   const int first = shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out)));
   wait_until_writing(f.out);
@@ -133,7 +133,7 @@ TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common
 }
 
 TEST_CASE(
-    "convert: an input file rewritten under a run fails it (exit 4) naming the file; a rerun completes") {
+    "convert: an input file rewritten under a run fails it (exit 4) naming the file, a rerun completes") {
   Folders f;
   fs::path input;
   for (const auto& e : fs::directory_iterator(f.in)) {

@@ -56,7 +56,7 @@ std::map<std::string, std::string> folder_files(const fs::path& dir) {
   return files;
 }
 
-TEST_CASE("convert: the same files whatever the thread count; a summary unless --quiet") {
+TEST_CASE("convert: the same files whatever the thread count, a summary unless --quiet") {
   TempDir dir;
   generate(dir / "in", {"--files", "3", "--special-scales"});
   const auto one = convert(dir / "in", dir / "t1", {"--threads", "1"});

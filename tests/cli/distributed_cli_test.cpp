@@ -120,7 +120,7 @@ int verify_manifest_only(const fs::path& out) {
 }
 
 TEST_CASE(
-    "cli: --distributed takes its place from each launcher's variables; the shares add up to a whole run") {
+    "cli: --distributed takes its place from each launcher's variables, the shares add up to a whole run") {
   TempDir dir;
   generate(dir / "in", {"--files", "3"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "whole", {})).exit_code == 0);
@@ -177,7 +177,7 @@ TEST_CASE("cli: --distributed without a launcher, or with values that do not fit
   CHECK(!fs::exists(dir / "out"));
 }
 
-TEST_CASE("cli: --ranks writes only those files; the runs together equal a whole run") {
+TEST_CASE("cli: --ranks writes only those files, the runs together equal a whole run") {
   TempDir dir;
   generate(dir / "in", {"--files", "2"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "whole", {})).exit_code == 0);

@@ -121,7 +121,7 @@ TEST_CASE(
 
 // --page-cache drop waits for written ranges (sync_file_range) before dropping them: its errors
 // are the write's errors. Failed advice (posix_fadvise) changes no byte and is no error.
-TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file; failed advice is ignored") {
+TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, failed advice is ignored") {
   Folders f;
   const fs::path out = f.dir / "out";
   auto drop_args = convert_args(f.in, out);

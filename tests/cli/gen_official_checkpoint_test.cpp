@@ -218,7 +218,7 @@ TEST_CASE("gen_official_checkpoint data holds the special codes the transforms m
   CHECK(high.size() == 16);
 }
 
-TEST_CASE("gen_official_checkpoint data is a function of the seed; bad command lines are refused") {
+TEST_CASE("gen_official_checkpoint data is a function of the seed, bad command lines are refused") {
   TempDir a, b, c;
   REQUIRE(generate(a, {"--seed", "5", "--no-tokenizer", "--layers", "1"}).exit_code == 0);
   REQUIRE(generate(b, {"--seed", "5", "--no-tokenizer", "--layers", "1"}).exit_code == 0);

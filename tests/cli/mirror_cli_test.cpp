@@ -133,7 +133,7 @@ TEST_CASE("mirror: the plan names one output per input file and the rewritten in
   CHECK(doc["generated_files"][0]["bytes"] == kExpectedIndex.size());
 }
 
-TEST_CASE("mirror: convert writes each input file's tensors under its name, the index as Python does; verify") {
+TEST_CASE("mirror: convert writes each input file's tensors under its name, the index as Python does, verify") {
   TempDir in, out;
   make_checkpoint(in);
   // The flags of fp8_cast_bf16.py work as aliases.
@@ -157,7 +157,7 @@ TEST_CASE("mirror: convert writes each input file's tensors under its name, the 
   CHECK(run_shardwise("verify", {"-o", out.str(), "--manifest-only", "-q"}).exit_code == 6);
 }
 
-TEST_CASE("mirror: --ranks counts output files; the index goes with the first; --resume keeps them") {
+TEST_CASE("mirror: --ranks counts output files, the index goes with the first, --resume keeps them") {
   TempDir in, out;
   make_checkpoint(in);
   const auto second = run_shardwise("convert", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),

@@ -108,7 +108,7 @@ TEST_CASE("plan --filter narrows the rows, not the summary") {
   }
 }
 
-TEST_CASE("plan --rank shows only what one rank receives; --format json holds only that rank") {
+TEST_CASE("plan --rank shows only what one rank receives, --format json holds only that rank") {
   TempDir dir;
   generate(dir);
   const auto json = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--format", "json", "--rank", "1"});
@@ -229,7 +229,7 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
   CHECK_THAT(dry.err, Catch::Contains("n_experts=3 is not a multiple of mp=2"));
 }
 
-TEST_CASE("plan --rules NAME plans with the bundled rules of that name; an unknown name exits 2") {
+TEST_CASE("plan --rules NAME plans with the bundled rules of that name, an unknown name exits 2") {
   TempDir dir;
   generate(dir);
   const auto by_default = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"});

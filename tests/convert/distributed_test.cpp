@@ -201,7 +201,7 @@ std::set<std::string> names_in(const fs::path& dir) {
 }
 
 TEST_CASE(
-    "rank subsets: each run writes only its files; the run that completes the set completes the manifest") {
+    "rank subsets: each run writes only its files, the run that completes the set completes the manifest") {
   FourRanks s;
   const auto whole = s.convert("whole");
   REQUIRE(whole.manifest_complete);
@@ -289,7 +289,7 @@ TEST_CASE("distributed: process 0 gives up waiting for the others after --manife
   CHECK(convert::read_manifest((s.dir / "out").string())->complete);
 }
 
-TEST_CASE("partial runs leave other runs' temporaries alone; a whole run removes every stale one") {
+TEST_CASE("partial runs leave other runs' temporaries alone, a whole run removes every stale one") {
   FourRanks s;
   fs::create_directories(s.dir / "out");
   const std::vector<std::string> others = {".model2-mp4.safetensors.partial",

@@ -84,7 +84,7 @@ TEST_CASE("folder lock: runs writing a common rank exclude each other, disjoint 
   }
 }
 
-TEST_CASE("folder lock: released when its run ends; the last run to leave removes the lock file") {
+TEST_CASE("folder lock: released when its run ends, the last run to leave removes the lock file") {
   TempDir dir;
   const fs::path file = dir / ".shardwise.lock";
   auto first = lock(dir.path(), std::vector<std::uint64_t>{0});

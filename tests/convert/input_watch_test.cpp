@@ -108,14 +108,14 @@ TEST_CASE("input watch: the manifest records each input relative to the input fo
   CHECK(convert::InputWatch(bare).record()[0].identity == inputs.plan.input_identities[0]);
 }
 
-TEST_CASE("manifest: the inputs record round-trips; version 1 manifests are read without it") {
+TEST_CASE("manifest: the inputs record round-trips, version 1 manifests are read without it") {
   convert::Manifest manifest;
   manifest.complete = true;
   manifest.inputs = {{"a.safetensors", {64, 1'600'000'000'000'000'001, 1'700'000'000'000'000'002, 77}},
                      {"extra.txt", {5, -1, 0, 78}}};
   // As read from a file (integers parse as unsigned).
   const auto json = nlohmann::ordered_json::parse(convert::manifest_to_json(manifest).dump());
-  CHECK(json["shardwise_manifest"] == 2);
+  CHECK(json["shardwise_manifest"] == convert::kManifestVersion);
   CHECK(json["input"]["files"][0] ==
         nlohmann::ordered_json::parse(R"({"file":"a.safetensors","bytes":64,"mtime_ns":1600000000000000001,)"
                                       R"("ctime_ns":1700000000000000002,"inode":77})"));
@@ -137,7 +137,8 @@ TEST_CASE("manifest: the inputs record round-trips; version 1 manifests are read
     const char* message;
   };
   const std::vector<Bad> bad = {
-      {[](auto& j) { j["shardwise_manifest"] = 3u; }, "m: not a shardwise manifest: unknown version 3"},
+      {[](auto& j) { j["shardwise_manifest"] = static_cast<unsigned>(convert::kManifestVersion + 1); },
+       "m: not a shardwise manifest: unknown version 4"},
       {[](auto& j) { j["input"].erase("files"); }, "m: not a shardwise manifest: missing \"files\""},
       {[](auto& j) { j["input"]["files"][0]["inode"] = -1; },
        "m: not a shardwise manifest: \"inode\" is not a non-negative integer"},

@@ -179,7 +179,7 @@ TEST_CASE("resume refuses a changed plan and says each change") {
 }
 
 TEST_CASE(
-    "resume into an empty folder converts everything; without --resume finished files are written again") {
+    "resume into an empty folder converts everything, without --resume finished files are written again") {
   FourRanks s;
   const auto first = resume(s, "out");
   CHECK(first.kept == 0);

@@ -147,7 +147,7 @@ TEST_CASE("a group missing its 1-D member is named with what is missing") {
                                     "blk.row.qweight (a.safetensors)"));
 }
 
-TEST_CASE("splits never cut a parameterised group or a 1-D member; a member of the wrong rank is named") {
+TEST_CASE("splits never cut a parameterised group or a 1-D member, a member of the wrong rank is named") {
   TempDir dir;
   // in = 256: 4 groups of 64, which 8 ranks would cut; g_idx itself divides (32 per rank).
   write_checkpoint_file(dir / "a.safetensors", act_order("blk.row", 32, 256, 64));

@@ -172,7 +172,7 @@ TEST_CASE("extends: problems are reported at the extends line, each file's probl
 }
 
 TEST_CASE(
-    "extends: a file without extends still needs a name and an output; an extending one inherits them") {
+    "extends: a file without extends still needs a name and an output, an extending one inherits them") {
   TempDir dir;
   write_file(dir / "p.yaml", "shardwise: 1\n");
   CHECK_THAT(load_error((dir / "p.yaml").string()),

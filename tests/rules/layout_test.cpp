@@ -56,7 +56,7 @@ TEST_CASE("AWQ layout: members, dims and casts come from YAML") {
         "skip or reject rule for the tensor)");
 }
 
-TEST_CASE("literal keys rename every equal component; renames chain in order; ownership by mp") {
+TEST_CASE("literal keys rename every equal component, renames chain in order, ownership by mp") {
   const Rules rules = Rules::load_text(R"(shardwise: 1
 name: t
 output: {file: "m{rank}.safetensors"}

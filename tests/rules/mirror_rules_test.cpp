@@ -25,7 +25,7 @@ std::string load_error(const std::string& yaml) {
 
 }  // namespace
 
-TEST_CASE("output: {mirror: true} mirrors the input; output: {file} does not") {
+TEST_CASE("output: {mirror: true} mirrors the input, output: {file} does not") {
   const Rules mirrored = Rules::load_text("shardwise: 1\nname: m\noutput: {mirror: true}\n", "m.yaml");
   CHECK(mirrored.mirrors_input());
   CHECK(mirrored.output_file(0, 1).empty());

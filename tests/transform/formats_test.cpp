@@ -63,7 +63,7 @@ TEST_CASE("e4m3_to_f32 is exact on all 256 codes, NaN with its sign as 0x7FF0000
   CHECK(bits(e4m3_to_f32(0x80)) == 0x80000000u);
 }
 
-TEST_CASE("e8m0_to_f32 is 2^(code-127) on all 256 codes; 0x00 is the subnormal 2^-127, 0xFF NaN") {
+TEST_CASE("e8m0_to_f32 is 2^(code-127) on all 256 codes, 0x00 is the subnormal 2^-127, 0xFF NaN") {
   for (unsigned code = 0; code < 255; ++code) {
     INFO("code " << code);
     CHECK(bits(e8m0_to_f32(static_cast<std::uint8_t>(code))) ==
@@ -129,7 +129,7 @@ TEST_CASE("f32_to_e4m3 at every boundary of the E4M3 grid, including 448, 464, 4
   CHECK(f32_to_e4m3(std::ldexp(3.0f, -11)) == 0x01);   // 0.75 * 2^-9: nearest is code 1
 }
 
-TEST_CASE("f32_to_e8m0 rounds the exponent up iff the mantissa is >= 1.5; subnormals; 0xFF") {
+TEST_CASE("f32_to_e8m0 rounds the exponent up iff the mantissa is >= 1.5, subnormals, 0xFF") {
   std::vector<double> points{0.0,
                              std::ldexp(1.0, -149),
                              std::ldexp(1.0, -127),
@@ -163,7 +163,7 @@ TEST_CASE("f32_to_e8m0 rounds the exponent up iff the mantissa is >= 1.5; subnor
   CHECK(f32_to_e8m0(std::ldexp(1.5f, 127)) == 0xFF);
 }
 
-TEST_CASE("f32_to_bf16 rounds to nearest even; NaN becomes the policy's bits") {
+TEST_CASE("f32_to_bf16 rounds to nearest even, NaN becomes the policy's bits") {
   std::vector<float> inputs =
       with_neighbours({0.0, 1.0, 1.00390625, 1.005859375, std::ldexp(1.0, -149), 3.0e38});
   for (float special :

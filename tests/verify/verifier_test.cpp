@@ -310,7 +310,7 @@ TEST_CASE("every damage of one run is listed, in file order") {
   CHECK(findings[3] == "tokenizer_config.json: missing side file");
 }
 
-TEST_CASE("an output path that is a file is an I/O error; a missing folder is every file missing") {
+TEST_CASE("an output path that is a file is an I/O error, a missing folder is every file missing") {
   TempDir tmp;
   write_file(tmp / "file", "x");
   CHECK_THROWS_WITH(verify::verify_plan(tiny_plan(), bundled(), options_for((tmp / "file").string())),
