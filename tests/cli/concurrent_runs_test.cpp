@@ -55,22 +55,27 @@ std::map<std::string, std::string> folder_files(const fs::path& dir) {
   return files;
 }
 
-bool has_temporary(const fs::path& dir) {
+// True when `dir` holds the temporary of a rank file: a run is writing tensor data. The manifest's
+// own temporary does not count: it appears and is renamed within moments at the start of a run.
+bool writing_rank_file(const fs::path& dir) {
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename().string().find(".partial") != std::string::npos) return true;
+    const std::string name = it->path().filename().string();
+    if (name.find(".partial") != std::string::npos && name.find(".model") != std::string::npos) return true;
   }
   return false;
 }
 
-// Waits (up to a minute) until a run is writing into `out`: its lock taken, a temporary there.
+// Waits (up to a minute) until a run is writing into `out`: its lock taken, a rank file's
+// temporary there. The slowed writes keep that temporary in place for seconds.
 void wait_until_writing(const fs::path& out) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!(fs::exists(out / ".shardwise.lock") && has_temporary(out)) &&
+  bool writing = false;
+  while (!(writing = fs::exists(out / ".shardwise.lock") && writing_rank_file(out)) &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  REQUIRE(has_temporary(out));
+  REQUIRE(writing);
 }
 
 int wait_for(int pid) {
