@@ -32,6 +32,7 @@ namespace {
 struct Options {
   std::string out;
   std::string format = "v4";
+  std::string shapes = "small";
   official::Dims dims;
   unsigned files = 1;
   bool index = false;
@@ -144,9 +145,12 @@ official::Format format_named(const std::string& name) {
 }
 
 int run(const Options& o) {
+  if (o.dims.vocab % 8 != 0) throw Error(ErrorKind::usage, fmt::format("--vocab {} is not a multiple of 8", o.dims.vocab));
+  official::Dims dims = o.dims;
+  dims.shapes = o.shapes == "real" ? official::Shapes::real : official::Shapes::small;
   std::vector<official::Tensor> tensors;
   try {
-    tensors = official::build_official_inventory(format_named(o.format), o.dims);
+    tensors = official::build_official_inventory(format_named(o.format), dims);
   } catch (const std::invalid_argument& e) {
     throw Error(ErrorKind::usage, e.what());
   }
@@ -159,8 +163,8 @@ int run(const Options& o) {
   for (const auto& part : parts) file_bytes += write_file(folder, part, tensors, o);
   if (o.index) write_index(folder, parts, tensors);
   if (o.tokenizer) write_tokenizer(folder, o.seed);
-  fmt::print("{}: DeepSeek {} official format ({} layers, {} experts): {} tensors in {} files of {} bytes\n",
-             o.out, o.format, o.dims.layers, o.dims.experts, tensors.size(), parts.size(), file_bytes);
+  fmt::print("{}: DeepSeek {} official format ({} shapes, {} layers, {} experts): {} tensors in {} files of {} bytes\n",
+             o.out, o.format, o.shapes, o.dims.layers, o.dims.experts, tensors.size(), parts.size(), file_bytes);
   return 0;
 }
 
@@ -182,6 +186,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1U, 60U));
   app.add_option("--experts", o.dims.experts, "Routed experts per MoE layer")
       ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1024}));
+  app.add_option("--shapes", o.shapes,
+                 "small: tiny matrices (tests); real: the released models' matrix sizes (v3, v3.2: "
+                 "DeepSeek-V3; v4: DeepSeek-V4-Flash), for benchmarks")
+      ->check(CLI::IsMember({"small", "real"}));
+  app.add_option("--vocab", o.dims.vocab,
+                 "Rows of the embeddings and heads instead of the shape set's (small 1000 / 1024, "
+                 "real 129280); a multiple of 8, so that mp 8 can split them")
+      ->check(CLI::Range(std::uint64_t{8}, std::uint64_t{1} << 20));
   app.add_option("--files", o.files, "Spread the tensors (in name order, cut by bytes) over N files");
   app.add_flag("--index", o.index, "Write model.safetensors.index.json");
   app.add_flag("!--no-tokenizer", o.tokenizer, "Do not write tokenizer.json and tokenizer_config.json");

@@ -30,6 +30,10 @@ class AtomicFile {
   bool committed_ = false;
 };
 
+struct Manifest;
+// Writes `manifest` as format_manifest does, a megabyte at a time, then commits `file`.
+void write_manifest_file(AtomicFile& file, const Manifest& manifest);
+
 void write_file_atomically(const std::string& final_path, const std::string& bytes);
 
 }  // namespace shardwise::convert

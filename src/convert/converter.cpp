@@ -205,7 +205,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
   planned.inputs = inputs.record();
   // Read before anything is written: the records below replace what earlier runs left.
-  const Evidence evidence = read_evidence(out_dir);
+  Evidence evidence = read_evidence(out_dir);
   const bool resume = options.resume == Resume::keep_finished;
   if (resume) check_resumable(evidence, planned, out_dir);
 
@@ -222,12 +222,8 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
 
   // A whole run's record is the folder's manifest, listing every planned file; a fragment lists
   // only what its run finished.
-  Manifest first_record = planned;
-  if (!share.whole) {
-    first_record.outputs.clear();
-    first_record.side_files.clear();
-  }
-  RunManifest run_manifest(out_dir, share.record, share.record, first_record);
+  RunManifest run_manifest(out_dir, share.record, share.record,
+                           share.whole ? planned : without_entries(planned));
   std::vector<FileWork> to_write;
   for (std::size_t i = 0; i < work.size(); ++i) {
     if (kept[i]) {
@@ -242,6 +238,9 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   if (!share.whole && !(evidence.manifest && plan_changes(*evidence.manifest, planned).empty())) {
     write_manifest(out_dir, planned, share.writer);
   }
+  // Needed no more: a manifest holds every tensor, and large checkpoints have 100,000s.
+  planned = Manifest{};
+  evidence = Evidence{};
 
   std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
@@ -261,7 +260,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
 
   // Also covers the files an earlier run finished and this one kept.
   inputs.check();
-  const Manifest own = run_manifest.finished();
+  const Manifest own = std::move(run_manifest).finished();
   Completion done = complete_manifest(plan, out_dir, own, share.writer);
   if (!done.written && options.launch && options.launch->index == 0) {
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);

@@ -17,6 +17,8 @@ namespace shardwise::convert {
 
 namespace {
 
+constexpr std::uint64_t kWriteBackBytes = 8u << 20;
+
 // One output file while it is being written. Pieces may be read and written by any thread in any
 // order, but they are hashed strictly in data order: a thread holding piece k waits until piece
 // k-1 is hashed. Pieces leave the shared queue in order, so piece k-1 is always already taken by
@@ -84,12 +86,6 @@ class Engine {
     }
   }
 
-  std::vector<ManifestOutput> results() const {
-    std::vector<ManifestOutput> outputs;
-    for (std::size_t f = 0; f < work_.size(); ++f) outputs.push_back(entry(f));
-    return outputs;
-  }
-
  private:
   template <typename F>
   void guarded(F&& f) {
@@ -147,9 +143,12 @@ class Engine {
     io::drop_cached(inputs_[ref.source.file].fd(), ref.source.offset, ref.source.bytes);
   }
 
-  // Sends a written piece to disk; with drop, waits for the piece drop_lag_ earlier in the file
-  // (long written, normally on disk already) and drops it from the page cache. That piece may
-  // still be in another thread's hands: then less is dropped now, and the rest before commit.
+  // Sends written data to disk in whole kWriteBackBytes chunks of the file: when a piece ends past
+  // a chunk boundary, the chunks before it are sent (a neighbour's bytes still in another thread's
+  // hands are sent later, by fsync at the latest). Per piece, small tensors would each send their
+  // shared pages again, one small write each. With drop, waits for the piece drop_lag_ earlier in
+  // the file (long written, normally on disk already) and drops it from the page cache. That piece
+  // may still be in another thread's hands: then less is dropped now, and the rest before commit.
   void write_behind(std::size_t f, std::size_t p) {
     const FileWork& w = work_[f];
     const auto range = [&](std::size_t i) {
@@ -157,7 +156,9 @@ class Engine {
       return std::pair{w.tensors[piece.tensor].offset + piece.begin, piece.end - piece.begin};
     };
     const auto [offset, length] = range(p);
-    states_[f].out->start_writeback(offset, length);
+    const std::uint64_t from = offset / kWriteBackBytes * kWriteBackBytes;
+    const std::uint64_t to = (offset + length) / kWriteBackBytes * kWriteBackBytes;
+    if (to > from) states_[f].out->start_writeback(from, to - from);
     if (drop_ && p >= drop_lag_) {
       const auto [old_offset, old_length] = range(p - drop_lag_);
       states_[f].out->drop_written(old_offset, old_length);
@@ -245,12 +246,11 @@ class Engine {
 
 }  // namespace
 
-std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, PageCache cache, Progress& progress,
-                                       const CommitHook& on_commit, const PreCommitCheck& before_commit) {
+void copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads, std::size_t piece_bytes,
+                PageCache cache, Progress& progress, const CommitHook& on_commit,
+                const PreCommitCheck& before_commit) {
   Engine engine(plan, work, piece_bytes, cache, progress, on_commit, before_commit);
   engine.run(threads);
-  return engine.results();
 }
 
 }  // namespace shardwise::convert

@@ -17,22 +17,21 @@ namespace shardwise::convert {
 
 // Writes every file of `work` with `threads` threads sharing one queue of pieces (files in rank
 // order, pieces in data order), each thread with staging buffers of `piece_bytes`. A file is
-// committed by whichever thread finishes its last piece. Returns each file's manifest entry. On
-// any error or interruption, the first error is rethrown once every thread stopped, and every
-// uncommitted temporary is removed. `on_commit` (when set) gets each file's entry right after the
-// file is under its final name, on the committing thread; what it throws fails the run.
-// `before_commit` (when set) runs on the committing thread once a file's last byte is written,
-// before the file gets its final name; what it throws fails the run, that file still a temporary.
-// Each written piece is sent on its way to disk at once (sync_file_range). With `cache` drop
+// committed by whichever thread finishes its last piece. On any error or interruption, the first
+// error is rethrown once every thread stopped, and every uncommitted temporary is removed.
+// `on_commit` (when set) gets each file's manifest entry right after the file is under its final
+// name, on the committing thread; what it throws fails the run. `before_commit` (when set) runs on
+// the committing thread once a file's last byte is written, before the file gets its final name;
+// what it throws fails the run, that file still a temporary. Written data is sent on its way to
+// disk (sync_file_range) in whole chunks of the file as the pieces complete them. With `cache` drop
 // (never automatic here), the pieces a file's writing has left kDropBehindBytes behind are waited
 // for and dropped from the page cache, the whole file before its commit, and each input range
 // once its last piece is read; with keep, the page cache is left to the kernel.
 using CommitHook = std::function<void(const ManifestOutput&)>;
 using PreCommitCheck = std::function<void()>;
 inline constexpr std::uint64_t kDropBehindBytes = 64u << 20;
-std::vector<ManifestOutput> copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
-                                       std::size_t piece_bytes, PageCache cache, Progress& progress,
-                                       const CommitHook& on_commit = {},
-                                       const PreCommitCheck& before_commit = {});
+void copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads, std::size_t piece_bytes,
+                PageCache cache, Progress& progress, const CommitHook& on_commit = {},
+                const PreCommitCheck& before_commit = {});
 
 }  // namespace shardwise::convert

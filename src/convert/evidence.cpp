@@ -86,15 +86,36 @@ const ManifestSideFile* find_side_file(const std::vector<const Manifest*>& sourc
 
 }  // namespace
 
+namespace {
+
+// True when `own` has an entry with checksums for every output and extra file of `plan`.
+bool covers_plan(const plan::Plan& plan, const Manifest& own) {
+  const std::vector<const Manifest*> sources{&own};
+  for (const plan::OutputFile& planned : plan.outputs) {
+    if (find_entry(sources, planned) == nullptr) return false;
+  }
+  for (const std::string& name : plan::extra_file_names(plan)) {
+    if (find_side_file(sources, name) == nullptr) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
                              const std::string& writer) {
-  const Evidence evidence = read_evidence(folder);
+  // When this run's own entries cover the plan, the folder's manifest (written by this run, or
+  // replaced by it) adds nothing: only the fragments are read, to remove those folded in.
+  Evidence evidence;
+  if (covers_plan(plan, own)) {
+    evidence.fragments = read_fragments(folder);
+  } else {
+    evidence = read_evidence(folder);
+  }
   const std::vector<const Manifest*> sources = same_plan_sources(evidence, own, &own);
   Completion result;
-  result.manifest = own;
+  result.manifest = without_entries(own);
   result.manifest.complete = true;
-  result.manifest.outputs.clear();
-  result.manifest.side_files.clear();
   for (const plan::OutputFile& planned : plan.outputs) {
     const ManifestOutput* entry = find_entry(sources, planned);
     if (entry == nullptr)

@@ -28,6 +28,7 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
   for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
   work.layout = st::layout_file(layout_input);
   work.prefix = length_prefix_and_header(work.layout);
+  work.tensors.reserve(output.tensors.size());  // 100,000s of tensors: no doubling
   for (const std::size_t index : work.layout.order) {
     const plan::PlannedTensor& t = output.tensors[index];
     if (t.source >= plan.sources.size() || plan.sources[t.source].file >= plan.input_files.size()) {
@@ -40,6 +41,7 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
                                                 work.layout.bytes[index], t.bytes));
     }
   }
+  work.pieces.reserve(work.tensors.size());
   for (std::size_t i = 0; i < work.tensors.size(); ++i) {
     const std::vector<std::uint64_t> bounds = work.tensors[i].stream.piece_bounds(piece_bytes);
     for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {

@@ -276,18 +276,17 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
   return manifest_from_json(json, path);
 }
 
+Manifest without_entries(const Manifest& manifest) {
+  return Manifest{manifest.complete, manifest.tool, manifest.rules, manifest.input_headers_xxh3,
+                  manifest.inputs,   manifest.params, {},           {}};
+}
+
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
-// line each here, which keeps the file diffable and the memory small.
-std::string format_manifest(const Manifest& manifest) {
+// line each here, which keeps the file diffable and the memory small. The text goes to `sink` a
+// tensor line at a time, so that writing it never holds all of it.
+void format_manifest(const Manifest& manifest, const std::function<void(std::string_view)>& sink) {
   const auto quote = [](const std::string& text) { return Json(text).dump(); };
-  Json head = manifest_to_json(Manifest{manifest.complete,
-                                        manifest.tool,
-                                        manifest.rules,
-                                        manifest.input_headers_xxh3,
-                                        manifest.inputs,
-                                        manifest.params,
-                                        {},
-                                        {}});
+  Json head = manifest_to_json(without_entries(manifest));
   std::string text = head.dump();
   text.resize(text.size() - std::string_view(R"(,"outputs":[],"side_files":[]})").size());
   text += ",\n\"outputs\": [";
@@ -304,6 +303,8 @@ std::string format_manifest(const Manifest& manifest) {
                               Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
         }
         text += "}";
+        sink(text);
+        text.clear();
       }
       text += "]";
     }
@@ -316,7 +317,28 @@ std::string format_manifest(const Manifest& manifest) {
     if (has_checksums(manifest, side)) text += fmt::format(", \"xxh3\": \"{}\"", xxh3_hex(side.xxh3));
     text += "}";
   }
-  return text + "]}\n";
+  sink(text + "]}\n");
+}
+
+std::string format_manifest(const Manifest& manifest) {
+  std::string text;
+  format_manifest(manifest, [&](std::string_view part) { text += part; });
+  return text;
+}
+
+void write_manifest_file(AtomicFile& file, const Manifest& manifest) {
+  constexpr std::size_t kFlushBytes = 1 << 20;
+  std::string buffer;
+  const auto flush = [&] {
+    file.write(std::as_bytes(std::span(buffer)));
+    buffer.clear();
+  };
+  format_manifest(manifest, [&](std::string_view part) {
+    buffer += part;
+    if (buffer.size() >= kFlushBytes) flush();
+  });
+  flush();
+  file.commit();
 }
 
 void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer) {
@@ -324,10 +346,8 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
   const std::string temp = writer.empty()
                                ? st::temp_path_for(path)
                                : (std::filesystem::path(folder) / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
-  const std::string text = format_manifest(manifest);
   AtomicFile file(path, temp);
-  file.write(std::as_bytes(std::span(text)));
-  file.commit();
+  write_manifest_file(file, manifest);
 }
 
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now) {

@@ -78,20 +78,30 @@ void RunManifest::record(ManifestSideFile side) {
   write();
 }
 
-Manifest RunManifest::finished() const {
+namespace {
+
+Manifest only_finished(Manifest manifest) {
+  std::erase_if(manifest.outputs, [](const ManifestOutput& o) { return !o.finished; });
+  std::erase_if(manifest.side_files, [](const ManifestSideFile& s) { return !s.finished; });
+  return manifest;
+}
+
+}  // namespace
+
+Manifest RunManifest::finished() const& {
   std::lock_guard lock(mutex_);
-  Manifest result = manifest_;
-  std::erase_if(result.outputs, [](const ManifestOutput& o) { return !o.finished; });
-  std::erase_if(result.side_files, [](const ManifestSideFile& s) { return !s.finished; });
-  return result;
+  return only_finished(manifest_);
+}
+
+Manifest RunManifest::finished() && {
+  std::lock_guard lock(mutex_);
+  return only_finished(std::move(manifest_));
 }
 
 // Callers hold the mutex (or are the constructor): one rewrite at a time through the temporary.
 void RunManifest::write() const {
-  const std::string text = format_manifest(manifest_);
   AtomicFile file(path_, temp_);
-  file.write(std::as_bytes(std::span(text)));
-  file.commit();
+  write_manifest_file(file, manifest_);
 }
 
 std::vector<Fragment> read_fragments(const std::string& folder) {

@@ -35,8 +35,10 @@ class RunManifest {
   // Thread-safe. Throws Error(io) naming the path.
   void record(ManifestOutput output);
   void record(ManifestSideFile side);
-  // The finished entries so far, as a complete manifest of the same plan would hold them.
-  Manifest finished() const;
+  // The finished entries so far, as a complete manifest of the same plan would hold them. The
+  // rvalue form hands over the entries instead of copying them (the run's last use).
+  Manifest finished() const&;
+  Manifest finished() &&;
   const std::string& path() const noexcept { return path_; }
 
  private:

@@ -72,6 +72,8 @@ TEST_CASE(
     std::string path;   // the file the message must name
     std::string words;  // what it must say
   };
+  // Write-back (sync_file_range) starts only once a file has 8 MiB written, more than these files
+  // hold: its errors are tested with --page-cache drop below, which waits for it.
   const std::vector<Case> cases = {
       {"open,EACCES,1,.model1-mp4", ".model1-mp4.safetensors.partial", "cannot create"},
       {"fallocate,ENOSPC,1,.model2-mp4", ".model2-mp4.safetensors.partial", "No space left on device"},
@@ -80,7 +82,6 @@ TEST_CASE(
       {"pwrite,short+ENOSPC,2,.model1-mp4", ".model1-mp4.safetensors.partial", "No space left on device"},
       {"pwrite,EDQUOT,2,.model2-mp4", ".model2-mp4.safetensors.partial", "Disk quota exceeded"},
       {"fsync,EIO,1,.model2-mp4", ".model2-mp4.safetensors.partial", "cannot sync"},
-      {"sync_file_range,EIO,2,.model1-mp4", ".model1-mp4.safetensors.partial", "cannot write back"},
       {"rename,EACCES,1,model3-mp4", "model3-mp4.safetensors", "Permission denied"},
       {"open,EACCES,1,.tokenizer.json", ".tokenizer.json.partial", "Permission denied"},
       {"write,ENOSPC,1,.tokenizer_config.json", ".tokenizer_config.json.partial", "No space left on device"},

@@ -10,9 +10,11 @@
 // in the same format, listing only the files they finished (docs/distributed.md).
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -103,8 +105,13 @@ nlohmann::ordered_json manifest_to_json(const Manifest& manifest);
 // Throws Error(input) naming `where` when `json` is not a manifest this version understands.
 Manifest manifest_from_json(const nlohmann::ordered_json& json, const std::string& where);
 
-// The manifest as written: manifest_to_json's content, one tensor per line.
+// Its fields without the output and side file entries (which hold every tensor).
+Manifest without_entries(const Manifest& manifest);
+
+// The manifest as written: manifest_to_json's content, one tensor per line. The second form hands
+// the text to `sink` in parts (a tensor line at a time), never holding all of it.
 std::string format_manifest(const Manifest& manifest);
+void format_manifest(const Manifest& manifest, const std::function<void(std::string_view)>& sink);
 
 // True when the entry's checksums are known: the manifest is complete or the entry finished.
 inline bool has_checksums(const Manifest& manifest, const ManifestOutput& entry) {
