@@ -41,12 +41,14 @@ std::optional<char32_t> next_code_point(std::string_view s, std::size_t& pos) {
   return cp;
 }
 
-// Appends `text` as a JSON string exactly as Python's json.dumps (ensure_ascii=True) writes it:
-// printable ASCII as is, the short escapes, everything else as lower-case \uXXXX (UTF-16 pairs
-// above U+FFFF). `what` names the string in errors.
+// Appends `text` as a JSON string exactly as safetensors writes its header (Rust's serde_json):
+// UTF-8 as is, `"` and `\` after a backslash, \b \f \n \r \t short, the other controls below
+// U+0020 as \u00XX in lower case; nothing else escaped (not DEL, not `/`). `what` names the string
+// in errors.
 void append_json_string(std::string& out, std::string_view text, std::string_view what) {
   out += '"';
   for (std::size_t pos = 0; pos < text.size();) {
+    const std::size_t start = pos;
     const auto cp = next_code_point(text, pos);
     if (!cp) {
       throw Error(ErrorKind::input, fmt::format("{} is not valid UTF-8: byte 0x{:02x} at offset {} (after \"{}\")",
@@ -62,13 +64,10 @@ void append_json_string(std::string& out, std::string_view text, std::string_vie
       case '\f': out += "\\f"; continue;
       default: break;
     }
-    if (*cp >= 0x20 && *cp < 0x7F) {
-      out += static_cast<char>(*cp);
-    } else if (*cp < 0x10000) {
+    if (*cp < 0x20) {
       out += fmt::format("\\u{:04x}", static_cast<std::uint32_t>(*cp));
     } else {
-      const std::uint32_t v = *cp - 0x10000;
-      out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
+      out.append(text, start, pos - start);
     }
   }
   out += '"';
