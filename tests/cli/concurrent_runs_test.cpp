@@ -18,10 +18,12 @@
 #include <vector>
 
 #include "cli/faults.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
-using shardwise::test::read_file;
+using shardwise::test::folder_files;
+using shardwise::test::has_temporary;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
 using shardwise::test::with_fault;
@@ -47,20 +49,6 @@ std::vector<std::string> convert_args(const fs::path& in, const fs::path& out,
                                    "1"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::map<std::string, std::string> folder_files(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = read_file(e.path());
-  return files;
-}
-
-bool has_temporary(const fs::path& dir) {
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->path().filename().string().find(".partial") != std::string::npos) return true;
-  }
-  return false;
 }
 
 // Waits (up to a minute) until a run is writing into `out`: its lock taken, a temporary there.
