@@ -18,6 +18,19 @@ std::string outputs_heading(const Plan& plan) {
   return fmt::format("{} ranks (mp={})", plan.model_parallel, plan.model_parallel);
 }
 
+std::string param_value_text(const Plan& plan, const std::string& name, std::uint64_t value) {
+  const auto choices = plan.param_choices.find(name);
+  if (choices != plan.param_choices.end() && value < choices->second.size()) return choices->second[value];
+  return std::to_string(value);
+}
+
+std::vector<std::string> param_assignments(const Plan& plan) {
+  std::vector<std::string> shown;
+  shown.reserve(plan.params.size());
+  for (const auto& [name, value] : plan.params) shown.push_back(name + "=" + param_value_text(plan, name, value));
+  return shown;
+}
+
 std::string extra_files_text(const Plan& plan) {
   std::vector<std::string> names = plan.side_files;
   for (const GeneratedFile& file : plan.generated_files) names.push_back(file.file + " (rewritten)");

@@ -143,7 +143,12 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
     if (!first) out += ", ";
     first = false;
     append_string(out, name);
-    fmt::format_to(it, ": {}", value);
+    out += ": ";
+    if (plan.param_choices.count(name) != 0) {
+      append_string(out, param_value_text(plan, name, value));  // a choice: its word
+    } else {
+      fmt::format_to(it, "{}", value);
+    }
   }
   out += "},\n  \"rules\": ";
   append_string(out, plan.rules_name);

@@ -175,8 +175,6 @@ void append_skips(std::string& out, const Plan& plan) {
 std::string format_plan_summary(const Plan& plan) {
   const detail::PlacementIndex index(plan);
   std::string out;
-  std::vector<std::string> params;
-  for (const auto& [name, value] : plan.params) params.push_back(fmt::format("{}={}", name, value));
   std::uint64_t tensors = 0, bytes = 0;
   for (const OutputFile& f : plan.outputs) {
     tensors += f.tensors.size();
@@ -185,7 +183,7 @@ std::string format_plan_summary(const Plan& plan) {
   auto it = std::back_inserter(out);
   fmt::format_to(it, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
-  fmt::format_to(it, "params: {}\n", fmt::join(params, " "));
+  fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", plan.sources.size() + plan.skipped.size(),
                  detail::human_bytes(plan.input_bytes));

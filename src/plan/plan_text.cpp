@@ -187,11 +187,9 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {
   auto out = std::back_inserter(text);
-  std::vector<std::string> params;
-  for (const auto& [name, value] : plan.params) params.push_back(fmt::format("{}={}", name, value));
   fmt::format_to(out, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
-  fmt::format_to(out, "params: {}\n", fmt::join(params, " "));
+  fmt::format_to(out, "params: {}\n", fmt::join(param_assignments(plan), " "));
   for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", note);
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors,

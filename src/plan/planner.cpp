@@ -101,6 +101,9 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
   rules::Params resolved = rules.resolve_params(given_params(options));
   resolved["mp"] = options.model_parallel;
   plan.params.insert(resolved.begin(), resolved.end());
+  for (const rules::ParamInfo& param : rules.params()) {
+    if (!param.choices.empty()) plan.param_choices[param.name] = param.choices;
+  }
   plan.rules_name = rules.display_name();
   plan.input_root = checkpoint.root();
   plan.input_files.reserve(checkpoint.files().size());

@@ -249,7 +249,10 @@ Rules::TestReport Rules::run_tests() const {
     Params given = test.params;
     given["mp"] = test.mp;
     std::string shown = fmt::format("mp={}", test.mp);
-    for (const auto& [name, value] : test.params) shown += fmt::format(", {}={}", name, value);
+    for (const auto& [name, value] : test.params) {
+      const auto param = std::find_if(impl_->params.begin(), impl_->params.end(), [&](const auto& p) { return p.name == name; });
+      shown += fmt::format(", {}={}", name, param == impl_->params.end() ? std::to_string(value) : param_value_text(*param, value));
+    }
     const std::string head = fmt::format("{}: test '{}' ({})", test.where.str(), test.tensor, shown);
     try {
       const Params params = resolve_params(given);

@@ -13,13 +13,8 @@ namespace shardwise::st {
 // One weight_map entry: tensor name -> file name, in the order of the map.
 using IndexEntry = std::pair<std::string, std::string>;
 
-// A string as Python's json.dumps writes it with ensure_ascii (the default): in double quotes;
-// `"` and `\` escaped with a backslash; \b \f \n \r \t short; every other code point outside
-// ' '..'~' as \uXXXX in lowercase hex, those above U+FFFF as a UTF-16 surrogate pair. `utf8` must
-// be valid UTF-8 (the index reader checked it).
-std::string python_json_string(std::string_view utf8);
-
-// The whole file: {"metadata": {}, "weight_map": {...}} with indent=2, entries in the given order.
+// The whole file: {"metadata": {}, "weight_map": {...}} with indent=2, entries in the given order,
+// strings as append_python_json_string writes them. Error(input) for a name that is not UTF-8.
 std::string python_index_json(const std::vector<IndexEntry>& weight_map);
 
 // The weight_map of an index file's text, in the order the file lists it (Python's json.load keeps

@@ -16,63 +16,13 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/header.hpp>
 
+#include "safetensors/json_escape.hpp"
+
 namespace shardwise::st {
 
 namespace {
 
 constexpr std::string_view kMetadataKey = "__metadata__";
-
-// Decodes one UTF-8 sequence at `pos` (advancing it); nullopt when malformed (overlong, surrogate,
-// above U+10FFFF or truncated): names come from parsed JSON, so this signals a caller's bug.
-std::optional<char32_t> next_code_point(std::string_view s, std::size_t& pos) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
-  const unsigned char lead = byte(pos);
-  std::size_t length = lead < 0x80 ? 1 : lead >= 0xC2 && lead < 0xE0 ? 2 : lead >= 0xE0 && lead < 0xF0 ? 3
-                                     : lead >= 0xF0 && lead < 0xF5 ? 4 : 0;
-  if (length == 0 || pos + length > s.size()) return std::nullopt;
-  char32_t cp = length == 1 ? lead : lead & (0x7F >> length);
-  for (std::size_t i = 1; i < length; ++i) {
-    if ((byte(pos + i) & 0xC0) != 0x80) return std::nullopt;
-    cp = (cp << 6) | (byte(pos + i) & 0x3F);
-  }
-  constexpr char32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return std::nullopt;
-  pos += length;
-  return cp;
-}
-
-// Appends `text` as a JSON string exactly as Python's json.dumps (ensure_ascii=True) writes it:
-// printable ASCII as is, the short escapes, everything else as lower-case \uXXXX (UTF-16 pairs
-// above U+FFFF). `what` names the string in errors.
-void append_json_string(std::string& out, std::string_view text, std::string_view what) {
-  out += '"';
-  for (std::size_t pos = 0; pos < text.size();) {
-    const auto cp = next_code_point(text, pos);
-    if (!cp) {
-      throw Error(ErrorKind::input, fmt::format("{} is not valid UTF-8: byte 0x{:02x} at offset {} (after \"{}\")",
-                                                what, static_cast<unsigned char>(text[pos]), pos, text.substr(0, pos)));
-    }
-    switch (*cp) {
-      case '"': out += "\\\""; continue;
-      case '\\': out += "\\\\"; continue;
-      case '\n': out += "\\n"; continue;
-      case '\r': out += "\\r"; continue;
-      case '\t': out += "\\t"; continue;
-      case '\b': out += "\\b"; continue;
-      case '\f': out += "\\f"; continue;
-      default: break;
-    }
-    if (*cp >= 0x20 && *cp < 0x7F) {
-      out += static_cast<char>(*cp);
-    } else if (*cp < 0x10000) {
-      out += fmt::format("\\u{:04x}", static_cast<std::uint32_t>(*cp));
-    } else {
-      const std::uint32_t v = *cp - 0x10000;
-      out += fmt::format("\\u{:04x}\\u{:04x}", 0xD800 + (v >> 10), 0xDC00 + (v & 0x3FF));
-    }
-  }
-  out += '"';
-}
 
 std::string shape_text(const Shape& shape) {
   return fmt::format("[{}]", fmt::join(shape, ","));
@@ -112,9 +62,9 @@ std::string metadata_json(const std::map<std::string, std::string>& metadata) {
   for (const auto& [key, value] : metadata) {
     if (!first) out += ',';
     first = false;
-    append_json_string(out, key, "metadata key");
+    append_serde_json_string(out, key, "metadata key");
     out += ':';
-    append_json_string(out, value, "metadata value of " + key);
+    append_serde_json_string(out, value, "metadata value of " + key);
   }
   out += '}';
   return out;
@@ -147,7 +97,7 @@ FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std
     relative[index] = data_bytes - *size;
     layout.bytes[index] = *size;
     if (json.size() > 1) json += ',';
-    append_json_string(json, t.name, "tensor name");
+    append_serde_json_string(json, t.name, "tensor name");
     json += fmt::format(":{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{},{}]}}", dtype_name(t.dtype),
                         shape_text(t.shape), relative[index], data_bytes);
   }

@@ -14,16 +14,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
-using shardwise::test::CommandResult;
 using shardwise::test::read_file;
-using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
+using shardwise::test::run_tool;
 using shardwise::test::source_dir;
 using shardwise::test::TempDir;
-using shardwise::test::tools_dir;
 
 namespace {
 
@@ -93,16 +92,9 @@ Tensor to_bf16(const Tensor& t) {
 }
 
 void generate(const fs::path& out, std::vector<std::string> extra) {
-  std::vector<std::string> args = {tools_dir() + "/gen_checkpoint", "--out", out.string(), "--config", "tiny",
-                                   "--layers", "1"};
+  std::vector<std::string> args = {"--out", out.string(), "--config", "tiny", "--layers", "1"};
   args.insert(args.end(), extra.begin(), extra.end());
-  const auto r = run_command(args);
-  REQUIRE(r.exit_code == 0);
-}
-
-CommandResult sw(std::vector<std::string> args) {
-  args.insert(args.begin(), shardwise_binary());
-  return run_command(args);
+  REQUIRE(run_tool("gen_checkpoint", args).exit_code == 0);
 }
 
 void check_equal(const Tensor& actual, const Tensor& expected) {
@@ -125,11 +117,11 @@ TEST_CASE("act-order: g_idx and group size 64 converted at mp 1, 2, 4, 8, every 
   for (const std::uint64_t mp : mps) {
     INFO("mp=" << mp);
     const fs::path out = dir / ("out" + std::to_string(mp));
-    const auto converted = sw({"convert", "-i", (dir / "in").string(), "-o", out.string(), "-m", std::to_string(mp),
+    const auto converted = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", out.string(), "-m", std::to_string(mp),
                                "--n-experts", "8", "-r", kRules, "-q"});
     INFO(converted.err);
     REQUIRE(converted.exit_code == 0);
-    const auto verified = sw({"verify", "-i", (dir / "in").string(), "-o", out.string(), "-m", std::to_string(mp),
+    const auto verified = run_shardwise({"verify", "-i", (dir / "in").string(), "-o", out.string(), "-m", std::to_string(mp),
                               "--n-experts", "8", "-r", kRules, "-q"});
     CHECK(verified.exit_code == 0);
     const auto written = read_tensors(out);
@@ -167,14 +159,14 @@ TEST_CASE("act-order: g_idx and group size 64 converted at mp 1, 2, 4, 8, every 
 TEST_CASE("act-order: a missing g_idx is named, a wrong group size is refused, the right one given as a flag") {
   TempDir dir;
   generate(dir / "no-g-idx", {"--group-size", "64"});
-  const auto missing = sw({"plan", "-i", (dir / "no-g-idx").string(), "-m", "2", "--n-experts", "8", "-r", kRules});
+  const auto missing = run_shardwise({"plan", "-i", (dir / "no-g-idx").string(), "-m", "2", "--n-experts", "8", "-r", kRules});
   CHECK(missing.exit_code == 4);
   CHECK_THAT(missing.err, Catch::Contains("\n  layers.0.attn.wo_b: incomplete packed group (gptq-w4a16): missing g_idx; "
                                           "present: layers.0.attn.wo_b.qweight (model.safetensors)"));
 
   generate(dir / "g128", {"--act-order"});  // the generator's default group: 128
   const std::string in = (dir / "g128").string();
-  const auto wrong = sw({"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules});
+  const auto wrong = run_shardwise({"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules});
   CHECK(wrong.exit_code == 4);
   CHECK_THAT(wrong.err, Catch::Contains("layers.0.attn.wo_b: the members of packed layout gptq-w4a16 disagree on in"));
   CHECK_THAT(wrong.err, Catch::Contains("scales fits [in/128, out], where the layout says [in/group_size, out] "
@@ -183,11 +175,11 @@ TEST_CASE("act-order: a missing g_idx is named, a wrong group size is refused, t
        {std::vector<std::string>{"--group-size", "128"}, {"--group-size=128"}, {"-p", "group_size=128"}}) {
     std::vector<std::string> args = {"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules, "--summary"};
     args.insert(args.end(), given.begin(), given.end());
-    const auto right = sw(args);
+    const auto right = run_shardwise(args);
     INFO(right.err);
     CHECK(right.exit_code == 0);
   }
-  const auto zero = sw({"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules, "--group-size", "0"});
+  const auto zero = run_shardwise({"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules, "--group-size", "0"});
   CHECK(zero.exit_code == 4);
   CHECK_THAT(zero.err, Catch::Contains("member qzeros [in/group_size, out/8]: group_size=0"));
 }
@@ -199,18 +191,18 @@ TEST_CASE("a rules file's parameters are flags of every command, listed by --hel
       std::vector<std::string> args = {command};
       args.insert(args.end(), rules.begin(), rules.end());
       args.push_back("--help");
-      const auto help = sw(args);
+      const auto help = run_shardwise(args);
       CHECK(help.exit_code == 0);
       CHECK_THAT(help.out, Catch::Contains("--group-size UINT") &&
                                Catch::Contains("input channels per quantisation group (default: 64)") &&
                                Catch::Contains("--n-experts UINT") && Catch::Contains("(required by " + kRules + ")"));
     }
     // Without -r: the default bundled rules' parameters, and no --group-size.
-    const auto bundled = sw({command, "--help"});
+    const auto bundled = run_shardwise({command, "--help"});
     CHECK_THAT(bundled.out, Catch::Contains("--n-experts UINT") && Catch::Contains("required by the bundled rules"));
     CHECK(bundled.out.find("--group-size UINT") == std::string::npos);
     // A file that cannot load: help all the same, saying why its parameters are missing.
-    const auto broken = sw({command, "-r", "/nonexistent/my.yaml", "--help"});
+    const auto broken = run_shardwise({command, "-r", "/nonexistent/my.yaml", "--help"});
     CHECK(broken.exit_code == 0);
     CHECK_THAT(broken.out, Catch::Contains("The parameters of /nonexistent/my.yaml are not listed: cannot open rules "
                                            "file /nonexistent/my.yaml"));
@@ -222,21 +214,21 @@ TEST_CASE("a parameter spelt like an option of a command keeps the option there,
   const std::string file = (dir / "clash.yaml").string();
   shardwise::test::write_file(file, "shardwise: 1\nname: clash\nextends: deepseek-v4-w4a16\n"
                                     "params:\n  format: {default: 1}\n  help: {default: 2}\n  _x: {default: 3}\n");
-  const auto plan = sw({"plan", "-r", file, "--help"});
+  const auto plan = run_shardwise({"plan", "-r", file, "--help"});
   CHECK(plan.exit_code == 0);
   CHECK_THAT(plan.out, Catch::Contains("The parameter format has no flag: --format is an option of `plan`; give it "
                                        "as --param format=VALUE.") &&
                            Catch::Contains("The parameter help has no flag") &&
                            Catch::Contains("The parameter _x has no flag (---x is not an option name)"));
-  const auto explain = sw({"explain", "-r", file, "--help"});
+  const auto explain = run_shardwise({"explain", "-r", file, "--help"});
   CHECK(explain.exit_code == 0);
   CHECK_THAT(explain.out, Catch::Contains("--format UINT"));
-  const auto given = sw({"explain", "-r", file, "--n-experts", "8", "--format", "3", "-p", "help=4", "embed.weight"});
+  const auto given = run_shardwise({"explain", "-r", file, "--n-experts", "8", "--format", "3", "-p", "help=4", "embed.weight"});
   CHECK(given.exit_code == 0);
 }
 
 TEST_CASE("rules check lists a file's parameters as their flags, with default and help") {
-  const auto checked = sw({"rules", "check", kRules});
+  const auto checked = run_shardwise({"rules", "check", kRules});
   CHECK(checked.exit_code == 0);
   CHECK_THAT(checked.out, Catch::Contains("  params: mp (built in: --model-parallel)\n"
                                           "    --group-size N (default: 64): input channels per quantisation group\n"
@@ -249,17 +241,17 @@ TEST_CASE("explain takes a rules file's parameters as --NAME VALUE and --NAME=VA
     std::vector<std::string> args = {"explain", "-r", kRules, "-m", "2", "--n-experts", "8"};
     args.insert(args.end(), given.begin(), given.end());
     args.insert(args.end(), {"layers.0.attn.wo_b.scales", "layers.0.attn.wo_b.g_idx"});
-    const auto result = sw(args);
+    const auto result = run_shardwise(args);
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     CHECK_THAT(result.out, Catch::Contains("placement (mp=2): split on logical in into 2 equal parts: scales dim 0 "
                                            "(in/group_size, group_size=32)\n"));
     CHECK_THAT(result.out, Catch::Contains("placement (mp=2): split on logical in into 2 equal parts: g_idx dim 0 (in)\n"));
   }
-  const auto unknown = sw({"explain", "-r", kRules, "--n-experts", "8", "--group-sise", "32", "embed.weight"});
+  const auto unknown = run_shardwise({"explain", "-r", kRules, "--n-experts", "8", "--group-sise", "32", "embed.weight"});
   CHECK(unknown.exit_code == 2);
   CHECK_THAT(unknown.err, Catch::Contains("unknown option --group-sise (did you mean '--group-size'?)"));
-  const auto bad = sw({"explain", "-r", kRules, "--n-experts", "8", "--group-size", "x", "embed.weight"});
+  const auto bad = run_shardwise({"explain", "-r", kRules, "--n-experts", "8", "--group-size", "x", "embed.weight"});
   CHECK(bad.exit_code == 2);
   CHECK_THAT(bad.err, Catch::Contains("--group-size 'x': expected a non-negative integer (parameter group_size)"));
 }

@@ -18,10 +18,11 @@
 #include <vector>
 
 #include "cli/faults.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
-using shardwise::test::read_file;
+using shardwise::test::folder_files;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
 using shardwise::test::with_fault;
@@ -47,12 +48,6 @@ std::vector<std::string> convert_args(const fs::path& in, const fs::path& out,
                                    "1"};
   args.insert(args.end(), extra.begin(), extra.end());
   return args;
-}
-
-std::map<std::string, std::string> folder_files(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = read_file(e.path());
-  return files;
 }
 
 // True when `dir` holds the temporary of a rank file: a run is writing tensor data. The manifest's

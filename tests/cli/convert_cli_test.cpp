@@ -16,9 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::folder_files;
+using shardwise::test::has_temporary;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
@@ -26,11 +29,9 @@ using shardwise::test::TempDir;
 namespace {
 
 void generate(const fs::path& out, std::vector<std::string> extra) {
-  std::vector<std::string> args = {shardwise::test::tools_dir() + "/gen_checkpoint", "--out", out.string(),
-                                   "--config", "tiny"};
+  std::vector<std::string> args = {"--out", out.string(), "--config", "tiny"};
   args.insert(args.end(), extra.begin(), extra.end());
-  const auto r = run_command(args);
-  REQUIRE(r.exit_code == 0);
+  REQUIRE(shardwise::test::run_tool("gen_checkpoint", args).exit_code == 0);
 }
 
 shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out,
@@ -47,13 +48,6 @@ shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out,
                                    "4"};
   args.insert(args.end(), extra.begin(), extra.end());
   return run_command(args);
-}
-
-// Every file of a folder, by name, with its bytes.
-std::map<std::string, std::string> folder_files(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = read_file(e.path());
-  return files;
 }
 
 TEST_CASE("convert: the same files whatever the thread count, a summary unless --quiet") {
@@ -114,14 +108,6 @@ TEST_CASE("convert refuses unsafe output folders with exit code 5, and --force o
   CHECK(read_file(dir / "foreign" / "model2-mp4.safetensors") == "someone else's");
   CHECK(convert(dir / "in", dir / "foreign", {"-q", "--force"}).exit_code == 0);
   CHECK(read_file(dir / "foreign" / "model2-mp4.safetensors").size() > 1000);
-}
-
-bool has_temporary(const fs::path& dir) {
-  if (!fs::exists(dir)) return false;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    if (e.path().filename().string().find(".partial") != std::string::npos) return true;
-  }
-  return false;
 }
 
 // Runs convert on `in` into `out` and sends `signal` once a temporary appears; returns the wait status.

@@ -21,9 +21,11 @@
 #include <thread>
 #include <vector>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::folder_files;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
@@ -32,9 +34,9 @@ using Args = std::vector<std::string>;
 namespace {
 
 void generate(const fs::path& out, const Args& extra) {
-  Args args = {shardwise::test::tools_dir() + "/gen_checkpoint", "--out", out.string(), "--config", "tiny"};
+  Args args = {"--out", out.string(), "--config", "tiny"};
   args.insert(args.end(), extra.begin(), extra.end());
-  REQUIRE(run_command(args).exit_code == 0);
+  REQUIRE(shardwise::test::run_tool("gen_checkpoint", args).exit_code == 0);
 }
 
 Args convert_args(const fs::path& in, const fs::path& out, const Args& extra, const std::string& mp = "4",
@@ -60,12 +62,6 @@ shardwise::test::CommandResult run_with_env(const std::map<std::string, std::str
   for (const auto& [name, value] : env) args.push_back(name + "=" + value);
   args.insert(args.end(), argv.begin(), argv.end());
   return run_command(args);
-}
-
-std::map<std::string, std::string> folder_files(const fs::path& dir) {
-  std::map<std::string, std::string> files;
-  for (const auto& e : fs::directory_iterator(dir)) files[e.path().filename().string()] = read_file(e.path());
-  return files;
 }
 
 std::set<std::string> rank_files_in(const fs::path& dir) {

@@ -13,16 +13,15 @@
 #include <vector>
 
 #include "convert/fixture.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
 using shardwise::test::build_safetensors;
-using shardwise::test::CommandResult;
 using shardwise::test::parse_safetensors;
 using shardwise::test::RawTensor;
 using shardwise::test::read_file;
-using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
 
@@ -80,11 +79,6 @@ void make_checkpoint(const TempDir& dir) {
              "\"layers.0.proj.weight\": \"" + a + "\", "
              "\"layers.0.norm.weight\": \"" + a + "\", "
              "\"layers.0.loose.weight\": \"" + a + "\"}}");
-}
-
-CommandResult run_shardwise(std::vector<std::string> args) {
-  args.insert(args.begin(), shardwise_binary());
-  return run_command(args);
 }
 
 }  // namespace

@@ -12,16 +12,15 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/fixture.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
 using shardwise::test::build_safetensors;
-using shardwise::test::CommandResult;
 using shardwise::test::parse_safetensors;
 using shardwise::test::RawTensor;
 using shardwise::test::read_file;
-using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
 using shardwise::test::source_dir;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
@@ -82,11 +81,6 @@ const std::string kExpectedIndex =
 
 std::string rules(const std::string& name) { return source_dir() + "/tests/data/rules/" + name + ".yaml"; }
 
-CommandResult run_shardwise(const std::string& command, std::vector<std::string> args) {
-  args.insert(args.begin(), {shardwise_binary(), command});
-  return run_command(args);
-}
-
 std::set<std::string> listing(const fs::path& folder) {
   std::set<std::string> names;
   for (const auto& entry : fs::directory_iterator(folder)) names.insert(entry.path().filename().string());
@@ -117,11 +111,11 @@ void check_mirrored(const fs::path& out, const std::string& file, const std::vec
 TEST_CASE("mirror: the plan names one output per input file and the rewritten index") {
   TempDir in;
   make_checkpoint(in);
-  const auto text = run_shardwise("plan", {"-i", in.str(), "--rules", rules("mirror-keep")});
+  const auto text = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-keep")});
   REQUIRE(text.exit_code == 0);
   CHECK_THAT(text.out, Catch::Contains("-> 2 files mirroring the input's"));
   CHECK_THAT(text.out, Catch::Contains("side files: model.safetensors.index.json (rewritten)"));
-  const auto json = run_shardwise("plan", {"-i", in.str(), "--rules", rules("mirror-keep"), "--format", "json"});
+  const auto json = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-keep"), "--format", "json"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
   CHECK(doc["output_naming"] == "mirror");
@@ -137,7 +131,7 @@ TEST_CASE("mirror: convert writes each input file's tensors under its name, the 
   TempDir in, out;
   make_checkpoint(in);
   // The flags of fp8_cast_bf16.py work as aliases.
-  const auto run = run_shardwise("convert", {"--input-fp8-hf-path", in.str(), "--output-bf16-hf-path", out.str(),
+  const auto run = run_shardwise({"convert", "--input-fp8-hf-path", in.str(), "--output-bf16-hf-path", out.str(),
                                          "--rules", rules("mirror-keep"), "-q"});
   REQUIRE(run.exit_code == 0);
   CHECK(listing(out.path()) == std::set<std::string>{kFirst, kSecond, kIndex, "shardwise-manifest.json"});
@@ -145,40 +139,40 @@ TEST_CASE("mirror: convert writes each input file's tensors under its name, the 
   check_mirrored(out.path(), kFirst, kFirstTensors);
   check_mirrored(out.path(), kSecond, kSecondTensors);
 
-  const auto verified = run_shardwise("verify", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
+  const auto verified = run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
   CHECK(verified.exit_code == 0);
-  CHECK(run_shardwise("verify", {"-o", out.str(), "--manifest-only", "-q"}).exit_code == 0);
+  CHECK(run_shardwise({"verify", "-o", out.str(), "--manifest-only", "-q"}).exit_code == 0);
 
   // A changed index is found by both verifications.
   write_file(out / kIndex, kExpectedIndex + "\n");
-  const auto damaged = run_shardwise("verify", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
+  const auto damaged = run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
   CHECK(damaged.exit_code == 6);
   CHECK_THAT(damaged.out, Catch::Contains(kIndex));
-  CHECK(run_shardwise("verify", {"-o", out.str(), "--manifest-only", "-q"}).exit_code == 6);
+  CHECK(run_shardwise({"verify", "-o", out.str(), "--manifest-only", "-q"}).exit_code == 6);
 }
 
 TEST_CASE("mirror: --ranks counts output files, the index goes with the first, --resume keeps them") {
   TempDir in, out;
   make_checkpoint(in);
-  const auto second = run_shardwise("convert", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
+  const auto second = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
                                             "--ranks", "1", "-q"});
   REQUIRE(second.exit_code == 0);
   CHECK(fs::exists(out / kSecond));
   CHECK(!fs::exists(out / kFirst));
   CHECK(!fs::exists(out / kIndex));
-  const auto first = run_shardwise("convert", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
+  const auto first = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
                                            "--ranks", "0", "-q"});
   REQUIRE(first.exit_code == 0);
   CHECK(read_file(out / kIndex) == kExpectedIndex);
-  CHECK(run_shardwise("verify", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"}).exit_code == 0);
+  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"}).exit_code == 0);
 
-  const auto resumed = run_shardwise("convert", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
+  const auto resumed = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
                                              "--resume"});
   REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.err, Catch::Contains("kept 2 files an earlier run finished"));
   CHECK(read_file(out / kIndex) == kExpectedIndex);
 
-  const auto beyond = run_shardwise("convert", {"-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
+  const auto beyond = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
                                             "--ranks", "2", "-q"});
   CHECK(beyond.exit_code == 2);
   CHECK_THAT(beyond.err, Catch::Contains("rank 2 is out of range: the mirrored plan has 2 output files (ranks 0-1)"));
@@ -187,19 +181,19 @@ TEST_CASE("mirror: --ranks counts output files, the index goes with the first, -
 TEST_CASE("mirror: refusals") {
   TempDir in, out;
   make_checkpoint(in);
-  const auto mp = run_shardwise("plan", {"-i", in.str(), "--rules", rules("mirror-keep"), "-m", "2"});
+  const auto mp = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-keep"), "-m", "2"});
   CHECK(mp.exit_code == 2);
   CHECK_THAT(mp.err, Catch::Contains("rules mirror-keep mirror the input's files (one output file per input "
                                      "file): --model-parallel does not apply (given 2)"));
 
-  const auto split = run_shardwise("plan", {"-i", in.str(), "--rules", rules("mirror-split")});
+  const auto split = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-split")});
   CHECK(split.exit_code == 4);
   CHECK_THAT(split.err, Catch::Contains("layers.0.proj.weight: mirrored output keeps every tensor whole under its "
                                         "own name, but it is split (out) by table[proj]"));
 
   TempDir bare;
   make_checkpoint(bare, false);
-  const auto no_index = run_shardwise("convert", {"-i", bare.str(), "-o", out.str(), "--rules", rules("mirror-keep")});
+  const auto no_index = run_shardwise({"convert", "-i", bare.str(), "-o", out.str(), "--rules", rules("mirror-keep")});
   CHECK(no_index.exit_code == 4);
   CHECK_THAT(no_index.err, Catch::Contains("has no model.safetensors.index.json: mirrored output rewrites the "
                                            "input's index"));

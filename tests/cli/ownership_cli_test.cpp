@@ -13,13 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
-using shardwise::test::CommandResult;
-using shardwise::test::read_file;
-using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
+using shardwise::test::run_tool;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
 
@@ -30,25 +29,10 @@ const std::string kRule = "ownership[experts] at <bundled>/deepseek-v4-w4a16.yam
 // A tiny checkpoint with one layer of `experts` experts and `mtp` MTP blocks of `mtp_experts`.
 void generate(const fs::path& out, const std::string& experts, const std::string& mtp = "1",
               const std::string& mtp_experts = "") {
-  std::vector<std::string> args = {shardwise::test::tools_dir() + "/gen_checkpoint",
-                                   "--out",
-                                   out.string(),
-                                   "--config",
-                                   "tiny",
-                                   "--layers",
-                                   "1",
-                                   "--experts",
-                                   experts,
-                                   "--mtp-blocks",
-                                   mtp};
+  std::vector<std::string> args = {"--out",   out.string(), "--config", "tiny",        "--layers",
+                                   "1",       "--experts",  experts,    "--mtp-blocks", mtp};
   if (!mtp_experts.empty()) args.insert(args.end(), {"--mtp-experts", mtp_experts});
-  const auto r = run_command(args);
-  REQUIRE(r.exit_code == 0);
-}
-
-CommandResult sw(std::vector<std::string> args) {
-  args.insert(args.begin(), shardwise_binary());
-  return run_command(args);
+  REQUIRE(run_tool("gen_checkpoint", args).exit_code == 0);
 }
 
 bool holds_rank_file(const fs::path& folder) {
@@ -68,7 +52,7 @@ TEST_CASE("the count of experts is required (--n-experts), as in the reference c
     INFO(command);
     std::vector<std::string> args = {command, "-i", (dir / "in").string(), "-m", "2"};
     if (std::string(command) != "plan") args.insert(args.end(), {"-o", (dir / "out").string()});
-    const auto r = sw(args);
+    const auto r = run_shardwise(args);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::Contains("--n-experts is required: routed experts per MoE layer"));
     CHECK(!holds_rank_file(dir / "out"));
@@ -81,7 +65,7 @@ TEST_CASE("a wrong --n-experts is refused by plan, convert and verify, naming th
   const std::string in = (dir / "in").string();
   for (const char* experts : {"32", "8"}) {
     INFO(experts);
-    const auto planned = sw({"plan", "-i", in, "-m", "4", "--n-experts", experts});
+    const auto planned = run_shardwise({"plan", "-i", in, "-m", "4", "--n-experts", experts});
     CHECK(planned.exit_code == 4);
     CHECK(planned.out.empty());
     for (const char* scope : {"layers.0.ffn.experts", "mtp.0.ffn.experts"}) {
@@ -91,17 +75,17 @@ TEST_CASE("a wrong --n-experts is refused by plan, convert and verify, naming th
                                  " (from --n-experts " + experts + "; " + kRule + ")\n"));
     }
     const auto converted =
-        sw({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", experts});
+        run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", experts});
     CHECK(converted.exit_code == 4);
     CHECK(!holds_rank_file(dir / "out"));
   }
   // verify re-plans: an output made with the right count does not pass with a wrong one.
-  REQUIRE(sw({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
+  REQUIRE(run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
               .exit_code == 0);
-  CHECK(sw({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
+  CHECK(run_shardwise({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
             .exit_code == 0);
   const auto verified =
-      sw({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "32"});
+      run_shardwise({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "32"});
   CHECK(verified.exit_code == 4);
   CHECK_THAT(verified.err,
              Catch::Contains("layers.0.ffn.experts: 16 experts (0-15) in the checkpoint, but n_experts=32"));
@@ -113,7 +97,7 @@ TEST_CASE(
   TempDir dir;
   generate(dir / "in", "16", "3", "8");
   const std::string in = (dir / "in").string();
-  const auto refused = sw({"plan", "-i", in, "-m", "4", "--n-experts", "16"});
+  const auto refused = run_shardwise({"plan", "-i", in, "-m", "4", "--n-experts", "16"});
   CHECK(refused.exit_code == 4);
   for (const char* scope : {"mtp.0.ffn.experts", "mtp.1.ffn.experts", "mtp.2.ffn.experts"}) {
     CHECK_THAT(refused.err, Catch::Contains(std::string("\n  ") + scope +
@@ -123,18 +107,18 @@ TEST_CASE(
   }
   CHECK_THAT(refused.err, Catch::Contains("default: infer"));
   CHECK(!holds_rank_file(dir / "out"));
-  CHECK(sw({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16"}).exit_code ==
+  CHECK(run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16"}).exit_code ==
         4);
   CHECK(!holds_rank_file(dir / "out"));
 
   // The bundled rules with `default: infer` (the same lines, so the same locations).
-  std::string rules = sw({"rules", "show"}).out;
+  std::string rules = run_shardwise({"rules", "show"}).out;
   const std::string from = "    # no default:";
   REQUIRE(rules.find(from) != std::string::npos);
   rules.replace(rules.find(from), from.size(), "    default: infer #");
   write_file(dir / "infer.yaml", rules);
   const auto planned =
-      sw({"plan", "-i", in, "-m", "4", "-r", (dir / "infer.yaml").string(), "--format", "json"});
+      run_shardwise({"plan", "-i", in, "-m", "4", "-r", (dir / "infer.yaml").string(), "--format", "json"});
   REQUIRE(planned.exit_code == 0);
   const nlohmann::json plan = nlohmann::json::parse(planned.out);
   std::map<std::string, std::uint64_t> rank;
@@ -152,7 +136,7 @@ TEST_CASE(
                                "layers.0.ffn.experts"}));
   // A count given for an inferred parameter must agree with every scope.
   const auto disagree =
-      sw({"plan", "-i", in, "-m", "4", "-r", (dir / "infer.yaml").string(), "--n-experts", "16"});
+      run_shardwise({"plan", "-i", in, "-m", "4", "-r", (dir / "infer.yaml").string(), "--n-experts", "16"});
   CHECK(disagree.exit_code == 4);
   CHECK_THAT(disagree.err,
              Catch::Contains("mtp.1.ffn.experts: 8 experts (0-7) in the checkpoint, but n_experts=16"));

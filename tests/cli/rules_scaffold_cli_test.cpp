@@ -7,28 +7,22 @@
 #include <string>
 #include <vector>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
-using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
+using shardwise::test::run_tool;
 using shardwise::test::TempDir;
-using shardwise::test::tools_dir;
 using shardwise::test::write_file;
 
 namespace {
 
 // A MoE checkpoint over 2 files with an index and tokenizer files, 4 experts per layer.
 void generate(const TempDir& dir) {
-  const auto result = run_command({tools_dir() + "/gen_checkpoint", "--out", dir.str(), "--config", "tiny",
-                                   "--layers", "2", "--experts", "4", "--files", "2", "--index",
-                                   "--tokenizer", "--style", "hf", "--header-only"});
+  const auto result = run_tool("gen_checkpoint", {"--out", dir.str(), "--config", "tiny", "--layers", "2", "--experts",
+                                                 "4", "--files", "2", "--index", "--tokenizer", "--style", "hf",
+                                                 "--header-only"});
   REQUIRE(result.exit_code == 0);
-}
-
-shardwise::test::CommandResult run_shardwise(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {shardwise_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return run_command(argv);
 }
 
 }  // namespace

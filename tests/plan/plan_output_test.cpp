@@ -50,3 +50,21 @@ TEST_CASE("a large plan is written in pieces that join into the whole text and J
   CHECK(rows == tensors.size());
   CHECK(joined.ends_with("side files: none\n"));
 }
+
+TEST_CASE("a choice parameter is shown by its word in the text, the JSON and the summary") {
+  TempDir dir;
+  write_checkpoint_file(dir / "a.safetensors", {{"blk.0.col.weight", st::DType::BF16, {8, 4}}});
+  std::string text = kPlanRules;
+  const std::string params = "params:\n";
+  text.insert(text.find(params) + params.size(), "  kind: {choices: [fp4, fp8], default: fp4, help: how}\n");
+  const rules::Rules rules = rules::Rules::load_text(text, "plan-test.yaml");
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
+  // The value is the choice's index: fp8 is the second.
+  const plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {2, {{"kind", 1}}});
+  REQUIRE(plan.params.at("kind") == 1);
+
+  CHECK_THAT(plan::format_plan_text(plan), Catch::Contains("\nparams: kind=fp8 mp=2 n_items=4\n"));
+  CHECK_THAT(plan::format_plan_summary(plan), Catch::Contains("\nparams: kind=fp8 mp=2 n_items=4\n"));
+  CHECK_THAT(plan::format_plan_json(plan), Catch::Contains(R"("params": {"kind": "fp8", "mp": 2, "n_items": 4},)"));
+  CHECK(plan::plan_to_json(plan).at("params") == nlohmann::json{{"kind", "fp8"}, {"mp", 2}, {"n_items", 4}});
+}

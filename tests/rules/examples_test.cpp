@@ -1,6 +1,8 @@
 // The example rules files load clean and decide the cases their comments promise.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
+
 #include <shardwise/rules/rules.hpp>
 
 #include "support/support.hpp"
@@ -8,21 +10,6 @@
 using shardwise::rules::Decision;
 using shardwise::rules::Rules;
 using shardwise::rules::Split;
-
-TEST_CASE("examples: DeepSeek-V3 FP8 sketch") {
-  const Rules rules = Rules::load_file(shardwise::test::source_dir() + "/rules/examples/deepseek-v3-fp8.yaml");
-  const auto params = rules.resolve_params({{"mp", 8}});
-  const Decision scale = rules.decide("model.layers.3.self_attn.o_proj.weight_scale_inv", params);
-  CHECK(scale.output == "layers.3.attn.wo.scale");
-  CHECK(scale.split == Split::in);
-  CHECK(rules.decide("model.layers.4.mlp.shared_experts.gate_proj.weight", params).split == Split::out);
-  CHECK(rules.decide("model.layers.61.embed_tokens.weight", params).kind == Decision::Kind::skip);
-  const Decision unknown = rules.decide("model.layers.1.self_attn.rotary.inv_freq", params);
-  CHECK(unknown.kind == Decision::Kind::unmatched);
-  CHECK(unknown.reason ==
-        "key 'rotary' is not in the table and unknown_keys is error (add a table entry 'rotary', or "
-        "a skip or reject rule for the tensor)");
-}
 
 TEST_CASE("examples: AWQ Llama") {
   const Rules rules = Rules::load_file(shardwise::test::source_dir() + "/rules/examples/awq-llama.yaml");
@@ -56,4 +43,19 @@ TEST_CASE("examples: DeepSeek-V4.1 DSpark, ten lines on the bundled rules, with 
   CHECK(backbone.rule->where.file == "<bundled>/deepseek-v4-w4a16.yaml");
   CHECK(rules.decide("mtp.2.embed.weight", params).kind == Decision::Kind::skip);
   CHECK(rules.decide("mtp.2.ffn.shared_experts.w1.qweight", params).split == Split::replicate);
+}
+
+TEST_CASE("examples: every file in rules/examples loads and passes its own tests") {
+  // Not embedded in the binary, so nothing else would notice one that no longer loads.
+  std::size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(shardwise::test::source_dir() + "/rules/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++files;
+    INFO(entry.path().string());
+    const Rules rules = Rules::load_file(entry.path().string());
+    const auto report = rules.run_tests();
+    for (const auto& failure : report.failures) UNSCOPED_INFO(failure);
+    CHECK(report.failures.empty());
+  }
+  CHECK(files == 3);  // awq-llama, deepseek-v4.1-dspark-w4a16, gptq-act-order
 }

@@ -13,38 +13,6 @@
 using namespace shardwise;
 using st::IndexEntry;
 
-TEST_CASE("python_json_string escapes as json.dumps with ensure_ascii") {
-  struct Case {
-    std::string input;
-    std::string expected;
-  };
-  const std::vector<Case> cases = {
-      {"plain.weight", R"("plain.weight")"},
-      {"q\"uote", R"("q\"uote")"},
-      {"back\\slash", R"("back\\slash")"},
-      {std::string("\0\x01\x1f", 3), R"("\u0000\u0001\u001f")"},
-      {"\b\f\n\r\t", R"("\b\f\n\r\t")"},
-      {"\x7f", R"("\u007f")"},
-      {" ~/", R"(" ~/")"},
-      {"\xc3\xa9", R"("\u00e9")"},                    // U+00E9, two bytes
-      {"\xdf\xbf", R"("\u07ff")"},                    // the last two-byte code point
-      {"\xe0\xa0\x80", R"("\u0800")"},                // the first three-byte one
-      {"\xef\xbf\xbf", R"("\uffff")"},                // the last of the BMP
-      {"\xf0\x90\x80\x80", R"("\ud800\udc00")"},      // U+10000: a surrogate pair
-      {"\xf4\x8f\xbf\xbf", R"("\udbff\udfff")"},      // U+10FFFF
-      {"\xf0\x9f\x98\x80x", R"("\ud83d\ude00x")"},    // U+1F600 then ASCII
-  };
-  for (const Case& c : cases) {
-    CAPTURE(c.expected);
-    CHECK(st::python_json_string(c.input) == c.expected);
-  }
-}
-
-TEST_CASE("python_json_string never reads past a truncated sequence") {
-  // Not valid UTF-8 (the index reader refuses it before); the writer must still stop.
-  CHECK(st::python_json_string("a\xf0\x9f") == R"("a\u00f0\u009f")");
-}
-
 TEST_CASE("python_index_json writes json.dump({metadata: {}, weight_map}, indent=2)") {
   const std::vector<IndexEntry> map = {{"z.weight", "model-00002-of-00002.safetensors"},
                                        {"a.weight", "model-00001-of-00002.safetensors"},
@@ -55,6 +23,14 @@ TEST_CASE("python_index_json writes json.dump({metadata: {}, weight_map}, indent
         "    \"a.weight\": \"model-00001-of-00002.safetensors\",\n"
         "    \"caf\\u00e9\": \"f\\\"1\"\n  }\n}");
   CHECK(st::python_index_json({}) == "{\n  \"metadata\": {},\n  \"weight_map\": {}\n}");
+}
+
+TEST_CASE("python_index_json refuses a name that is not UTF-8, naming it") {
+  // The strings themselves: json_escape_test.cpp.
+  CHECK_THROWS_WITH(st::python_index_json({{"a\xf0\x9f", "f1"}}),
+                    "tensor name is not valid UTF-8: byte 0xf0 at offset 1 (after \"a\")");
+  CHECK_THROWS_WITH(st::python_index_json({{"a", "f\xff"}}),
+                    "file name of a is not valid UTF-8: byte 0xff at offset 1 (after \"f\")");
 }
 
 TEST_CASE("read_weight_map_in_order keeps the file's order and decodes escapes") {

@@ -1,5 +1,6 @@
 // The streaming writer. Expected bytes were produced by the reference implementation's save_file
-// (json.dumps with separators=(",", ":"), ensure_ascii) on the same tensors and pasted as literals.
+// on the same tensors and pasted as literals (for names outside plain ASCII: serde_json's output,
+// as the case says).
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/file.hpp>
@@ -99,21 +100,60 @@ TEST_CASE("a written file is byte for byte the reference's") {
   CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);  // no temp left
 }
 
-TEST_CASE("names are escaped as json.dumps(ensure_ascii=True) escapes them") {
-  // Code point order: "z\u2028" < "\u00e9" < "\U0001F600...": byte order of UTF-8 is the same.
+TEST_CASE("names are written as safetensors writes them: UTF-8 as is, serde_json's escapes") {
+  // safetensors' serialize() writes the header with Rust's serde_json::to_string. The strings below
+  // are what serde_json 1.0.87 (Debian's librust-serde-json-dev) printed for each name with
+  // serde_json::to_string(name), and for the metadata map {"k\u{e9}\t": "v\u{1F600}\u{2}/"}; the
+  // file layout around them is the format's (one U8 each, name order, spaces to a multiple of 8).
+  // Names in byte order: a\x01b, b\s, café, del<DEL>, q"q, s/l, the short escapes, x\x1f, 中, 😀.
   const std::vector<OutputTensor> tensors = {
-      {"\xc3\xa9", DType::U8, {1}},
-      {"\xf0\x9f\x98\x80\n\"x\\\x7f/", DType::U8, {1}},
-      {"z\xe2\x80\xa8", DType::U8, {1}},
+      {"\xf0\x9f\x98\x80", DType::U8, {1}},  // U+1F600: four bytes, no surrogate pair
+      {"\xe4\xb8\xad", DType::U8, {1}},      // U+4E2D
+      {"caf\xc3\xa9", DType::U8, {1}},       // U+00E9
+      {"a\x01" "b", DType::U8, {1}},
+      {"q\"q", DType::U8, {1}},
+      {"b\\s", DType::U8, {1}},
+      {"s/l", DType::U8, {1}},
+      {"t\tn\nr\rb\bf\f", DType::U8, {1}},
+      {"del\x7f", DType::U8, {1}},
+      {"x\x1f", DType::U8, {1}},
   };
   const std::string expected =
-      R"({"z\u2028":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-      R"("\u00e9":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},)"
-      R"("\ud83d\ude00\n\"x\\\u007f/":{"dtype":"U8","shape":[1],"data_offsets":[2,3]}}       )";
+      R"({"a\u0001b":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+      R"("b\\s":{"dtype":"U8","shape":[1],"data_offsets":[1,2]},)"
+      "\"caf\xc3\xa9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,3]},"
+      "\"del\x7f\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[3,4]},"
+      R"("q\"q":{"dtype":"U8","shape":[1],"data_offsets":[4,5]},)"
+      R"("s/l":{"dtype":"U8","shape":[1],"data_offsets":[5,6]},)"
+      R"("t\tn\nr\rb\bf\f":{"dtype":"U8","shape":[1],"data_offsets":[6,7]},)"
+      R"("x\u001f":{"dtype":"U8","shape":[1],"data_offsets":[7,8]},)"
+      "\"\xe4\xb8\xad\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[8,9]},"
+      "\"\xf0\x9f\x98\x80\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[9,10]}}       ";
   CHECK(layout_file(tensors).header == expected);
+  CHECK(layout_file(tensors).header.size() == 576);
   CHECK(layout_file({}).header == "{}      ");
-  const std::map<std::string, std::string> metadata = {{"k\t", "\x01\xc3\xbf"}, {"a", ""}};
-  CHECK(layout_file({}, metadata).header == R"({"__metadata__":{"a":"","k\t":"\u0001\u00ff"}}  )");
+  const std::map<std::string, std::string> metadata = {{"k\xc3\xa9\t", "v\xf0\x9f\x98\x80\x02/"}};
+  CHECK(layout_file({}, metadata).header ==  // 41 bytes, 7 of padding
+        "{\"__metadata__\":{\"k\xc3\xa9\\t\":\"v\xf0\x9f\x98\x80\\u0002/\"}}       ");
+}
+
+TEST_CASE("a file with non-ASCII names reads back with the same names") {
+  test::TempDir dir;
+  const std::string path = (dir / "utf8.safetensors").string();
+  const std::vector<TensorWithData> tensors = {
+      {{"caf\xc3\xa9", DType::U8, {1}}, std::string("\x01", 1)},
+      {{"\xf0\x9f\x98\x80.w", DType::U8, {2}}, std::string("\x02\x03", 2)},
+      {{"q\"\\/\x01", DType::U8, {1}}, std::string("\x04", 1)},
+  };
+  write_whole(path, tensors);
+  const File file = File::open(path);
+  CHECK(file.header().tensors.size() == tensors.size());
+  for (const auto& t : tensors) {
+    const TensorInfo* info = file.header().find(t.tensor.name);
+    REQUIRE(info != nullptr);
+    const auto data = file.data(*info);
+    CHECK(std::string(reinterpret_cast<const char*>(data.data()), data.size()) == t.data);
+  }
 }
 
 TEST_CASE("tensors are ordered by dtype, larger first, then by name") {

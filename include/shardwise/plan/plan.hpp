@@ -134,6 +134,9 @@ struct Skipped {
 struct Plan {
   std::uint64_t model_parallel = 1;
   std::map<std::string, std::uint64_t> params;  // resolved, including mp
+  // The words of each choice parameter (`--expert-dtype fp8`), whose value in `params` is an
+  // index into them: the views show the word.
+  std::map<std::string, std::vector<std::string>> param_choices;
   std::string rules_name;                       // the rules file's display name
   std::string input_root;
   std::vector<std::string> input_files;         // absolute paths, in name order
@@ -161,6 +164,11 @@ std::vector<std::string> extra_file_names(const Plan& plan);
 // Where the plan writes, as the text views head it: "4 ranks (mp=4)", or for a mirrored plan
 // "3 files mirroring the input's".
 std::string outputs_heading(const Plan& plan);
+// A parameter's value as the views show it: a choice's word (`fp8`), or the number.
+std::string param_value_text(const Plan& plan, const std::string& name, std::uint64_t value);
+// Every parameter as `name=value`, in name order, for the text views' `params:` line.
+std::vector<std::string> param_assignments(const Plan& plan);
+
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
 // (rewritten)", or "none".
 std::string extra_files_text(const Plan& plan);
