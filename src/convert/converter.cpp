@@ -271,7 +271,7 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
   }
 
   for (const FileWork& w : to_write) {
-    summary.tensors += w.tensors.size();
+    summary.tensors += w.planned->tensors.size();
     summary.bytes += w.layout.file_size;
   }
   summary.files = to_write.size();

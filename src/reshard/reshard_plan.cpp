@@ -304,9 +304,14 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
   }
   for (const auto& [count, tensors] : unspread) {
     const LogicalTensor& first = plan.logical[tensors.front()];
-    problems.add(fmt::format("{} owned tensor{} cannot be spread over mp={}: their scope counts {}, not a multiple of {} "
+    if (tensors.size() == 1) {
+      problems.add(fmt::format("{}: owned ({} of {}): {} cannot be spread over mp={}", first.name,
+                               first.placement.index, count, count, mp));
+      continue;
+    }
+    problems.add(fmt::format("{} owned tensors cannot be spread over mp={}: their scope counts {}, not a multiple of {} "
                              "(e.g. {}: owned ({} of {}))",
-                             tensors.size(), tensors.size() == 1 ? "" : "s", mp, count, mp, first.name,
+                             tensors.size(), mp, count, mp, first.name,
                              first.placement.index, count));
   }
 }
