@@ -1,10 +1,14 @@
 // `shardwise reshard`: a folder of rank files written by `shardwise convert` rewritten for another
 // model parallelism (or only its plan printed: --dry-run).
+#include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include <shardwise/convert/work_share.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
@@ -24,8 +28,30 @@ struct ReshardArgs {
   bool force = false;
   bool dry_run = false;
   std::string format = "text";
+  PlanViewOptions view;
+  bool resume = false;
+  std::optional<std::string> ranks;
+  bool distributed = false;
+  unsigned manifest_wait = 0;
   PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
 };
+
+// The dry run's views, as `plan` prints them (print_plan's rules for --summary).
+void print_reshard_plan(const reshard::ReshardPlan& plan, const ReshardArgs& args) {
+  if (args.view.summary && args.view.filter.active()) {
+    throw Error(ErrorKind::usage,
+                "--summary describes the whole plan: it cannot be combined with --rank, --rule or --filter");
+  }
+  if (args.view.summary && args.format == "json") {
+    throw Error(ErrorKind::usage, "--summary is for people: it has no JSON form (the JSON plan has the totals)");
+  }
+  const std::string text = args.view.summary        ? reshard::format_reshard_summary(plan)
+                           : args.format == "json" ? reshard::format_reshard_json(plan, args.view.filter)
+                                                   : reshard::format_reshard_text(plan, args.view.filter);
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
+    throw Error(ErrorKind::io, "cannot write to standard output");
+  }
+}
 
 reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
   if (!args.planning.rules_file) {
@@ -38,12 +64,14 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
 }
 
 int run_reshard(const CLI::App& command, const ReshardArgs& args) {
+  // Usage errors first, before the old folder is read.
+  std::optional<std::vector<std::uint64_t>> ranks;
+  if (args.ranks) ranks = convert::parse_rank_list(*args.ranks, args.model_parallel);
+  std::optional<convert::Launch> launch;
+  if (args.distributed) launch = convert::launch_from_environment();
   const reshard::ReshardPlan plan = plan_of(command, args);
   if (args.dry_run) {
-    const std::string text = args.format == "json" ? reshard::format_reshard_json(plan) : reshard::format_reshard_text(plan);
-    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
-      throw Error(ErrorKind::io, "cannot write to standard output");
-    }
+    print_reshard_plan(plan, args);
     return 0;
   }
   reshard::ReshardOptions options;
@@ -51,8 +79,12 @@ int run_reshard(const CLI::App& command, const ReshardArgs& args) {
   options.threads = args.threads;
   options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
   options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
+  options.resume = args.resume ? convert::Resume::keep_finished : convert::Resume::no;
+  options.ranks = ranks;
+  options.launch = launch;
+  options.manifest_wait = std::chrono::seconds(args.manifest_wait);
   const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
-  if (!args.quiet) fmt::print(stderr, "{}\n", reshard::format_summary(summary));
+  if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
   return 0;
 }
 
@@ -70,7 +102,9 @@ void add_reshard_command(CLI::App& app, Action& action) {
   command->add_option("-o,--save-path", args->output, "output folder (created when missing)");
   command->add_option("-m,--model-parallel", args->model_parallel, "the new model parallelism (1: one file)")
       ->required();
-  command->add_option("-t,--threads", args->threads, "files written at once (default: one per hardware thread)")
+  command->add_option("-t,--threads", args->threads,
+                      "threads (default: one per hardware thread): files are written in parallel, and with "
+                      "threads to spare each file's hashing and writing run beside its gathering")
       ->check(CLI::Range(1u, 1024u));
   command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");
   command->add_flag("-f,--force", args->force, "overwrite files in the output folder that shardwise did not write");
@@ -83,14 +117,35 @@ void add_reshard_command(CLI::App& app, Action& action) {
       "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
       "name or file), which must place every tensor name in its rank files as itself; with their parameters");
   add_param_options(*command, args->planning.params);
+  command->add_flag(
+      "--resume", args->resume,
+      "keep the output files an earlier run of the same reshard finished (checked on disk); refuse when the "
+      "plan changed");
+  CLI::Option* ranks = command->add_option(
+      "--ranks", args->ranks, "write only these new ranks' files, e.g. 1,3 or 0-3,6 (side files go with rank 0)");
+  command
+      ->add_flag("--distributed", args->distributed,
+                 "write this process's share of the files, from the launcher's variables (mpirun, srun, torchrun)")
+      ->excludes(ranks);
+  command
+      ->add_option("--manifest-wait", args->manifest_wait,
+                   "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
+                   "10 minutes or twice its own time, whichever is longer)")
+      ->check(CLI::Range(1u, 1000000u));
   command->footer(
       "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
       "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "
       "that does not divide, or would cut inside a byte or a cut unit, is refused as convert refuses it. Rules "
-      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. Not yet: --resume, --ranks, --distributed. See "
-      "docs/reshard.md.");
+      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. The old pieces a run reads are compared with the "
+      "checksums the old manifest records first. --resume, --ranks and --distributed work as for convert "
+      "(docs/distributed.md); with --dry-run, --rule selects a cut (\"split dim 1\", \"owned\", \"replicated\"). "
+      "See docs/reshard.md.");
+  add_plan_view_options(*command, args->view);  // appends to the footer
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
+    if (!args->dry_run && (args->view.summary || args->view.filter.active())) {
+      throw CLI::ValidationError("--summary, --rank, --rule and --filter", "only with --dry-run");
+    }
     action = [command, args] { return run_reshard(*command, *args); };
   });
 }

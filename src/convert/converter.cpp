@@ -18,6 +18,7 @@
 #include "convert/evidence.hpp"
 #include "convert/input_watch.hpp"
 #include "convert/output_folder.hpp"
+#include "convert/output_run.hpp"
 #include "convert/resume.hpp"
 #include "convert/run_manifest.hpp"
 #include "core/io.hpp"
@@ -193,7 +194,7 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 
 }  // namespace
 
-ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& options) {
+ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
@@ -202,8 +203,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
       prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
   const std::string& out_dir = folder.path;
   const InputWatch inputs(plan);
-  Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
-  planned.inputs = inputs.record();
+  const Manifest planned = writer.planned(inputs);
   // Read before anything is written: the records below replace what earlier runs left.
   Evidence evidence = read_evidence(out_dir);
   const bool resume = options.resume == Resume::keep_finished;
@@ -214,7 +214,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   summary.whole = share.whole;
   summary.threads = thread_count(options.threads);
   const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, summary.threads);
-  std::vector<FileWork> work = build_file_work(plan, out_dir, piece_bytes, share.ranks);
+  std::vector<FileWork> work = writer.layout(share.ranks, out_dir, piece_bytes);
   std::vector<std::optional<ManifestOutput>> kept(work.size());
   if (resume)
     kept =
@@ -245,12 +245,12 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
-  copy_files(
-      plan, to_write, summary.threads, piece_bytes, page_cache_for(options.page_cache, total), progress,
+  writer.write(
+      to_write, summary.threads, piece_bytes, page_cache_for(options.page_cache, total), progress,
       [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files)
-      run_manifest.record(copy_side_file(plan, name, out_dir, inputs, progress));
+      run_manifest.record(writer.copy_side_file(name, out_dir, inputs, progress));
     for (const plan::GeneratedFile& file : plan.generated_files)
       run_manifest.record(write_generated_file(file, out_dir, inputs, progress));
     summary.side_files = plan.side_files.size() + plan.generated_files.size();
@@ -270,7 +270,7 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   }
 
   for (const FileWork& w : to_write) {
-    summary.tensors += w.tensors.size();
+    summary.tensors += w.planned->tensors.size();
     summary.bytes += w.layout.file_size;
   }
   summary.files = to_write.size();
@@ -280,6 +280,25 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   summary.manifest = done.written ? std::move(done.manifest) : own;
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return summary;
+}
+
+ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& options) {
+  OutputWriter writer;
+  writer.planned = [&](const InputWatch& inputs) {
+    Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
+    planned.inputs = inputs.record();
+    return planned;
+  };
+  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir, std::size_t piece_bytes) {
+    return build_file_work(plan, out_dir, piece_bytes, ranks);
+  };
+  writer.write = [&](std::vector<FileWork>& files, unsigned threads, std::size_t piece_bytes, PageCache cache,
+                     Progress& progress, const CommitHook& on_commit, const PreCommitCheck& before_commit) {
+    copy_files(plan, files, threads, piece_bytes, cache, progress, on_commit, before_commit);
+  };
+  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const InputWatch& inputs,
+                              Progress& progress) { return copy_side_file(plan, name, out_dir, inputs, progress); };
+  return run_outputs(plan, options, writer);
 }
 
 std::string format_summary(const ConvertSummary& s) {

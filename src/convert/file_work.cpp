@@ -20,14 +20,7 @@ std::string length_prefix_and_header(const st::FileLayout& layout) {
 
 FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const std::string& output_dir,
                    std::uint64_t piece_bytes) {
-  FileWork work;
-  work.planned = &output;
-  work.final_path = (std::filesystem::path(output_dir) / output.file).string();
-  std::vector<st::OutputTensor> layout_input;
-  layout_input.reserve(output.tensors.size());
-  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
-  work.layout = st::layout_file(layout_input);
-  work.prefix = length_prefix_and_header(work.layout);
+  FileWork work = lay_out_file(output, output_dir);
   work.tensors.reserve(output.tensors.size());  // 100,000s of tensors: no doubling
   for (const std::size_t index : work.layout.order) {
     const plan::PlannedTensor& t = output.tensors[index];
@@ -52,6 +45,18 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
 }
 
 }  // namespace
+
+FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir) {
+  FileWork work;
+  work.planned = &output;
+  work.final_path = (std::filesystem::path(output_dir) / output.file).string();
+  std::vector<st::OutputTensor> layout_input;
+  layout_input.reserve(output.tensors.size());
+  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
+  work.layout = st::layout_file(layout_input);
+  work.prefix = length_prefix_and_header(work.layout);
+  return work;
+}
 
 std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,
                                       std::span<const std::uint64_t> ranks) {

@@ -40,6 +40,10 @@ struct FileWork {
   std::vector<Piece> pieces;        // in data order
 };
 
+// One output file laid out in `output_dir`: planned, final path, layout and prefix (no tensors or
+// pieces yet).
+FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir);
+
 // Lays out the output files of `plan` with the given ranks (ascending), and cuts their tensors into
 // pieces of at most `piece_bytes`.
 std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,

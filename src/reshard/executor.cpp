@@ -1,24 +1,27 @@
-// Executing a reshard: new rank files written through temporaries, files in parallel, each file's
-// bytes gathered, hashed and written in order; side files copied and checked; the manifest last.
+// Executing a reshard through convert's run (convert/output_run.hpp: --ranks, --distributed,
+// --resume, the folder's lock, the manifest): the new files are outlined as a plan::Plan, and
+// their bytes gathered from the old pieces, hashed and written in order.
 #include <shardwise/reshard/reshard.hpp>
 
+#include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <exception>
 #include <filesystem>
 #include <mutex>
+#include <set>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
-#include <shardwise/safetensors/writer.hpp>
 
 #include "convert/atomic_file.hpp"
-#include "convert/output_folder.hpp"
+#include "convert/output_run.hpp"
 #include "core/io.hpp"
+#include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
 
 namespace shardwise::reshard {
@@ -27,137 +30,69 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string length_prefix_and_header(const st::FileLayout& layout) {
-  std::string prefix(8, '\0');
-  const auto n = static_cast<std::uint64_t>(layout.header.size());
-  for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  return prefix + layout.header;
+// Runs `task(i, worker)` for i in [0, count) on up to `threads` threads (worker: 0 .. threads-1);
+// rethrows the first error once all stopped.
+template <typename Task>
+void run_parallel(std::size_t count, unsigned threads, const Task& task) {
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::exception_ptr error;
+  const auto loop = [&](std::size_t worker) {
+    try {
+      for (std::size_t i; !failed && (i = next.fetch_add(1)) < count;) {
+        if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+        task(i, worker);
+      }
+    } catch (...) {
+      std::lock_guard lock(error_mutex);
+      if (!error) error = std::current_exception();
+      failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  const std::size_t n = std::clamp<std::size_t>(threads, 1, std::max<std::size_t>(count, 1));
+  for (std::size_t t = 1; t < n; ++t) pool.emplace_back(loop, t);
+  loop(0);
+  for (std::thread& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
 }
 
-// Throws Error(input) when an old file is no longer what the plan read.
-void check_unchanged(const ReshardPlan& plan) {
+// The new files as a plan::Plan, as far as convert's run reads one: the files, their tensors
+// (names, dtypes, shapes, cuts), the side files, and the old rank files as its inputs.
+plan::Plan outline_of(const ReshardPlan& plan) {
+  plan::Plan outline;
+  outline.model_parallel = plan.model_parallel;
+  outline.params = plan.from_manifest.params;
+  outline.params["mp"] = plan.model_parallel;
+  outline.rules_name = plan.from_manifest.rules.name;
+  outline.input_root = plan.from;
   for (const OldFile& old : plan.old_files) {
-    const std::optional<FileIdentity> now = identity_of_path(old.path);
-    if (!now || !(*now == old.identity)) {
-      throw Error(ErrorKind::input, fmt::format("{}: changed while it was resharded; nothing was vouched for", old.path));
+    outline.input_files.push_back(old.path);
+    outline.input_identities.push_back(old.identity);
+  }
+  for (const NewFile& file : plan.outputs) {
+    plan::OutputFile out{file.rank, file.file, {}, file.bytes};
+    for (const NewTensor& t : file.tensors) {
+      const LogicalTensor& logical = plan.logical[t.logical];
+      plan::PlannedTensor planned;
+      planned.name = logical.name;
+      planned.dtype = logical.dtype;
+      planned.shape = t.shape;
+      planned.bytes = t.bytes;
+      planned.placement = logical.placement;
+      out.tensors.push_back(std::move(planned));
     }
+    outline.outputs.push_back(std::move(out));
   }
+  outline.side_files = plan.side_files;
+  return outline;
 }
 
-// The bytes of one output file in order: staged, hashed (file and current tensor), written.
-class FileStream {
- public:
-  FileStream(st::OutputFile& out, std::uint64_t offset, std::span<std::byte> staging, convert::Hasher& file_hash)
-      : out_(out), offset_(offset), staging_(staging), file_hash_(file_hash) {}
-
-  std::span<std::byte> reserve(std::size_t n) {
-    if (used_ + n > staging_.size()) flush();
-    const auto span = staging_.subspan(used_, n);
-    used_ += n;
-    return span;
-  }
-  // Ends the current tensor: returns its checksum.
-  std::uint64_t end_tensor() {
-    flush();
-    const std::uint64_t digest = tensor_hash_.digest();
-    tensor_hash_.reset();
-    return digest;
-  }
-  std::uint64_t written() const noexcept { return written_; }
-
- private:
-  void flush() {
-    if (used_ == 0) return;
-    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const auto data = staging_.first(used_);
-    file_hash_.update(data);
-    tensor_hash_.update(data);
-    out_.write_at(offset_, data);
-    offset_ += used_;
-    written_ += used_;
-    used_ = 0;
-  }
-
-  st::OutputFile& out_;
-  std::uint64_t offset_;
-  std::span<std::byte> staging_;
-  convert::Hasher& file_hash_;
-  convert::Hasher tensor_hash_;
-  std::size_t used_ = 0;
-  std::uint64_t written_ = 0;
-};
-
-convert::TensorCut cut_of(const ReshardPlan& plan, const NewTensor& t) {
-  const LogicalTensor& logical = plan.logical[t.logical];
-  convert::TensorCut cut{logical.dtype, t.shape, logical.placement, 0, 0, 0};
-  if (logical.placement.kind == plan::Placement::Kind::split) {
-    cut.begin = t.begin;
-    cut.end = t.end;
-    cut.size = logical.shape[static_cast<std::size_t>(logical.placement.dim)];
-  }
-  return cut;
-}
-
-// Writes one new rank file; returns its manifest entry.
-convert::ManifestOutput write_file(const ReshardPlan& plan, const NewFile& file, const std::string& folder,
-                                   const std::vector<io::ReadOnlyFile>& inputs, std::span<std::byte> staging,
-                                   std::span<std::byte> scratch, convert::Progress& progress) {
-  std::vector<st::OutputTensor> tensors;
-  for (const NewTensor& t : file.tensors) tensors.push_back({plan.logical[t.logical].name, plan.logical[t.logical].dtype, t.shape});
-  const st::FileLayout layout = st::layout_file(tensors);
-  st::OutputFile out = st::OutputFile::create((fs::path(folder) / file.file).string(), layout);
-  convert::Hasher file_hash;
-  file_hash.update(length_prefix_and_header(layout));
-  convert::ManifestOutput entry{file.rank, file.file, layout.file_size, 0, {}};
-  entry.tensors.resize(file.tensors.size());
-  FileStream stream(out, layout.data_start, staging, file_hash);
-  progress.set_current(file.file);
-  for (const std::size_t index : layout.order) {
-    const NewTensor& t = file.tensors[index];
-    const std::uint64_t before = stream.written();
-    gather(plan, t, inputs, staging.size(), scratch, [&](std::size_t n) { return stream.reserve(n); });
-    const std::uint64_t digest = stream.end_tensor();
-    if (stream.written() - before != t.bytes || layout.offset[index] != layout.data_start + before) {
-      throw Error(ErrorKind::io, fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
-                                             tensors[index].name, stream.written() - before, before, t.bytes,
-                                             layout.offset[index]));
-    }
-    progress.add(t.bytes);
-    entry.tensors[index] = {tensors[index].name, digest, cut_of(plan, t)};
-  }
-  entry.xxh3 = file_hash.digest();
-  check_unchanged(plan);
-  out.commit();
-  return entry;
-}
-
-// Copies a side file through a temporary name, checking it against the old manifest's checksum.
-convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder) {
-  io::ReadOnlyFile in((fs::path(plan.from) / name).string());
-  convert::AtomicFile out((fs::path(folder) / name).string());
-  std::vector<std::byte> buffer(1u << 20);
-  convert::Hasher hasher;
-  const std::uint64_t size = in.size();
-  for (std::uint64_t done = 0; done < size;) {
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
-    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
-    hasher.update(std::span(buffer).first(n));
-    out.write(std::span(buffer).first(n));
-    done += n;
-  }
-  for (const convert::ManifestSideFile& old : plan.from_manifest.side_files) {
-    if (old.file == name && old.xxh3 != hasher.digest()) {
-      throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(),
-                                                convert::xxh3_hex(hasher.digest()), convert::xxh3_hex(old.xxh3)));
-    }
-  }
-  out.commit();
-  return {name, hasher.digest(), false};
-}
-
-convert::Manifest manifest_of(const ReshardPlan& plan, bool complete) {
+// The new manifest before any file is written: the old one's rules, original input and parameters
+// (mp the new one), the new files without checksums.
+convert::Manifest planned_manifest(const ReshardPlan& plan) {
   convert::Manifest m;
-  m.complete = complete;
   m.rules = plan.from_manifest.rules;
   // The original checkpoint's, carried over: the new files are made from it as much as the old ones.
   m.input_headers_xxh3 = plan.from_manifest.input_headers_xxh3;
@@ -169,78 +104,152 @@ convert::Manifest manifest_of(const ReshardPlan& plan, bool complete) {
   return m;
 }
 
+// Compares the recorded checksum of every split or owned piece the new tensors of `files` read
+// with its bytes; Error(input) naming each damaged piece, its file and both checksums.
+void check_pieces(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
+                  const std::vector<io::ReadOnlyFile>& inputs, unsigned threads) {
+  std::set<std::size_t> read;  // old files these new files read
+  for (const convert::FileWork& w : files) {
+    for (const NewTensor& t : plan.outputs[w.planned->rank].tensors) {
+      for (const Piece& p : plan.logical[t.logical].pieces) read.insert(p.file);
+    }
+  }
+  std::vector<std::pair<const LogicalTensor*, const Piece*>> todo;
+  for (const LogicalTensor& t : plan.logical) {
+    for (const Piece& p : t.pieces) {
+      if (p.xxh3 && read.count(p.file) != 0) todo.emplace_back(&t, &p);
+    }
+  }
+  // In file order: a cold page cache is filled by sequential reads, which the gathering then uses.
+  std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
+  });
+  std::vector<std::string> damaged(todo.size());  // per piece: what is wrong, "" when nothing
+  std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
+  run_parallel(todo.size(), threads, [&](std::size_t i, std::size_t worker) {
+    const auto [tensor, piece] = todo[i];
+    const io::ReadOnlyFile& in = inputs[piece->file];
+    const std::uint64_t actual =
+        convert::hash_file_range(in.fd(), in.path(), piece->offset, piece->bytes, buffers[worker]);
+    if (actual == *piece->xxh3) return;
+    damaged[i] = fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", in.path(),
+                             tensor->name, convert::xxh3_hex(actual), convert::xxh3_hex(*piece->xxh3));
+  });
+  Diagnostics problems(ErrorKind::input);
+  for (std::string& problem : damaged) {
+    if (!problem.empty()) problems.add(std::move(problem));
+  }
+  problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from));
+}
+
+// Gathers one new file into `sink`.
+void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
+                 std::span<std::byte> scratch, FileSink& sink) {
+  const NewFile& file = plan.outputs[w.planned->rank];
+  for (const std::size_t index : w.layout.order) {
+    const NewTensor& t = file.tensors[index];
+    const std::uint64_t before = sink.gathered();
+    gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); });
+    if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
+      throw Error(ErrorKind::io, fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
+                                             w.planned->tensors[index].name, sink.gathered() - before, before,
+                                             t.bytes, w.layout.offset[index]));
+    }
+    sink.end_tensor(index);
+  }
+}
+
+// Writes `files`: one thread per file, each with a second thread hashing and writing behind it when
+// there are threads to spare (one file and two threads: both busy).
+void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files, unsigned threads,
+                 std::size_t block_bytes, convert::Progress& progress, const convert::CommitHook& on_commit,
+                 const convert::PreCommitCheck& before_commit) {
+  std::vector<io::ReadOnlyFile> inputs;
+  for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
+  check_pieces(plan, files, inputs, threads);
+  const bool behind = files.size() > 0 && threads >= 2 * files.size();
+  const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
+  run_parallel(files.size(), writers, [&](std::size_t f, std::size_t) {
+    std::vector<std::byte> scratch(block_bytes);
+    const convert::FileWork& w = files[f];
+    progress.set_current(w.planned->file);
+    st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
+    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
+                  progress);
+    gather_file(plan, w, inputs, scratch, sink);
+    convert::ManifestOutput entry = sink.finish();
+    for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
+      entry.tensors[i].cut = convert::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
+    }
+    if (before_commit) before_commit();
+    out.commit();
+    if (on_commit) on_commit(entry);
+  });
+}
+
+// Copies a side file through a temporary name, checking it against the old manifest's checksum.
+convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder,
+                                         const convert::InputWatch& watch, convert::Progress& progress) {
+  io::ReadOnlyFile in((fs::path(plan.from) / name).string());
+  convert::AtomicFile out((fs::path(folder) / name).string());
+  progress.set_current(name);
+  std::vector<std::byte> buffer(1u << 20);
+  convert::Hasher hasher;
+  const std::uint64_t size = in.size();
+  for (std::uint64_t done = 0; done < size;) {
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
+    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
+    hasher.update(std::span(buffer).first(n));
+    out.write(std::span(buffer).first(n));
+    progress.add(n);
+    done += n;
+  }
+  for (const convert::ManifestSideFile& old : plan.from_manifest.side_files) {
+    if (old.file == name && old.xxh3 != hasher.digest()) {
+      throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(),
+                                                convert::xxh3_hex(hasher.digest()), convert::xxh3_hex(old.xxh3)));
+    }
+  }
+  watch.check();
+  out.commit();
+  return {name, hasher.digest(), true};
+}
+
 }  // namespace
 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
-  install_cleanup_handlers();
-  plan::Plan claim_plan;  // what the folder check needs to know: where the input is
-  claim_plan.input_root = plan.from;
-  convert::FolderClaim claim;
-  for (const NewFile& f : plan.outputs) claim.files.push_back(f.file);
-  for (const std::string& side : plan.side_files) claim.files.push_back(side);
-  claim.files.push_back(convert::kManifestFileName);
-  const convert::PreparedFolder folder =
-      convert::prepare_output_folder(claim_plan, options.output_dir, options.overwrite, claim);
-  convert::Manifest manifest = manifest_of(plan, false);
-  convert::write_manifest(folder.path, manifest);
-
-  std::vector<io::ReadOnlyFile> inputs;
-  for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
-  const unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
-  const auto threads = static_cast<unsigned>(
-      std::max<std::size_t>(1, std::min<std::size_t>(options.threads ? options.threads : hardware, plan.outputs.size())));
-  convert::Progress progress(options.progress, plan.output_bytes);
-  std::vector<convert::ManifestOutput> entries(plan.outputs.size());
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  const auto work = [&] {
-    std::vector<std::byte> staging(options.piece_bytes);
-    std::vector<std::byte> scratch(options.piece_bytes);
-    try {
-      for (std::size_t f; !failed && (f = next.fetch_add(1)) < plan.outputs.size();) {
-        entries[f] = write_file(plan, plan.outputs[f], folder.path, inputs, staging, scratch, progress);
-      }
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
-    }
+  const plan::Plan outline = outline_of(plan);
+  convert::OutputWriter writer;
+  writer.planned = [&](const convert::InputWatch&) { return planned_manifest(plan); };
+  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir, std::size_t) {
+    std::vector<convert::FileWork> files;
+    for (const std::uint64_t rank : ranks) files.push_back(convert::lay_out_file(outline.outputs[rank], out_dir));
+    return files;
   };
-  std::vector<std::thread> pool;
-  for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
-  for (std::thread& t : pool) t.join();
-  progress.finish();
-  if (error) std::rethrow_exception(error);
-
-  ReshardSummary summary;
-  manifest.outputs = std::move(entries);
-  manifest.side_files.clear();
-  for (const std::string& side : plan.side_files) {
-    manifest.side_files.push_back(copy_side_file(plan, side, folder.path));
-    summary.bytes += io::ReadOnlyFile((fs::path(folder.path) / side).string()).size();
-  }
-  check_unchanged(plan);
-  manifest.complete = true;
-  convert::write_manifest(folder.path, manifest);
-  summary.files = plan.outputs.size();
-  for (const convert::ManifestOutput& o : manifest.outputs) {
-    summary.tensors += o.tensors.size();
-    summary.bytes += o.bytes;
-  }
-  summary.side_files = plan.side_files.size();
-  summary.threads = threads;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return summary;
-}
-
-std::string format_summary(const ReshardSummary& s) {
-  const double gb = static_cast<double>(s.bytes) / 1e9;
-  return fmt::format("resharded into {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
-                     s.files, s.files == 1 ? "" : "s", s.tensors, s.side_files, s.side_files == 1 ? "" : "s", gb,
-                     s.seconds, s.seconds > 0 ? gb / s.seconds : 0.0, s.threads, s.threads == 1 ? "" : "s");
+  // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
+  writer.write = [&](std::vector<convert::FileWork>& files, unsigned threads, std::size_t, convert::PageCache,
+                     convert::Progress& progress, const convert::CommitHook& on_commit,
+                     const convert::PreCommitCheck& before_commit) {
+    write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), progress, on_commit,
+                before_commit);
+  };
+  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const convert::InputWatch& watch,
+                              convert::Progress& progress) {
+    return copy_side_file(plan, name, out_dir, watch, progress);
+  };
+  convert::ConvertOptions run;
+  run.output_dir = options.output_dir;
+  run.threads = options.threads;
+  run.progress = options.progress;
+  run.overwrite = options.overwrite;
+  run.rules = plan.from_manifest.rules;
+  run.piece_bytes = options.piece_bytes;
+  run.resume = options.resume;
+  run.ranks = options.ranks;
+  run.launch = options.launch;
+  run.manifest_wait = options.manifest_wait;
+  return convert::run_outputs(outline, run, writer);
 }
 
 }  // namespace shardwise::reshard

@@ -1,9 +1,16 @@
 // `reshard --dry-run`: the plan as text or JSON, each new tensor with the old pieces it is made of.
 #include <shardwise/reshard/reshard.hpp>
 
+#include <map>
+#include <set>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+
+#include <shardwise/core/error.hpp>
+
+#include "plan/plan_view.hpp"
 
 namespace shardwise::reshard {
 
@@ -42,15 +49,72 @@ std::string how(const LogicalTensor& t) {
   return "replicated";
 }
 
+// What --rule selects in a reshard plan: the cut ("split dim 1", "owned", "replicated"), since
+// the rules that decided each tensor are not recorded in the folder.
+std::string cut_group(const LogicalTensor& t) {
+  switch (t.placement.kind) {
+    case Kind::split: return fmt::format("split dim {}", t.placement.dim);
+    case Kind::owned: return "owned";
+    case Kind::replicated: break;
+  }
+  return "replicated";
+}
+
+// The --rank, --rule and --filter of `plan`'s views, checked against the reshard plan (a rank
+// beyond the new mp, a cut no tensor has: Error(usage) naming what exists).
+class Selection {
+ public:
+  Selection(const ReshardPlan& plan, const plan::PlanFilter& filter) : plan_(plan), filter_(filter), names_(filter.pattern) {
+    if (filter.rank && *filter.rank >= plan.model_parallel) {
+      throw Error(ErrorKind::usage, fmt::format("--rank {}: the reshard writes ranks 0 to {} (mp={})", *filter.rank,
+                                                plan.model_parallel - 1, plan.model_parallel));
+    }
+    if (filter.rule) {
+      std::set<std::string> groups;
+      for (const LogicalTensor& t : plan.logical) groups.insert(cut_group(t));
+      if (groups.count(*filter.rule) == 0) {
+        throw Error(ErrorKind::usage,
+                    fmt::format("--rule '{}': a reshard selects by cut, and its tensors are cut as: {}", *filter.rule,
+                                fmt::join(groups, ", ")));
+      }
+    }
+  }
+  bool shows(const NewFile& file) const { return !filter_.rank || *filter_.rank == file.rank; }
+  bool shows(const NewTensor& t) const {
+    const LogicalTensor& logical = plan_.logical[t.logical];
+    return (!filter_.rule || *filter_.rule == cut_group(logical)) && names_.matches(logical.name);
+  }
+
+ private:
+  const ReshardPlan& plan_;
+  const plan::PlanFilter& filter_;
+  plan::detail::RowFilter names_;
+};
+
+std::string filter_text(const plan::PlanFilter& filter) {
+  std::vector<std::string> parts;
+  if (filter.rank) parts.push_back(fmt::format("--rank {}", *filter.rank));
+  if (filter.rule) parts.push_back(fmt::format("--rule '{}'", *filter.rule));
+  if (filter.pattern) parts.push_back(fmt::format("--filter '{}'", *filter.pattern));
+  return fmt::format("{}", fmt::join(parts, " "));
+}
+
 }  // namespace
 
-std::string format_reshard_text(const ReshardPlan& plan) {
+std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter) {
+  const Selection selection(plan, filter);
   std::string text = fmt::format("reshard {} (mp={}) -> mp={}: {} files, {} logical tensors, {} tensor bytes\n",
                                  plan.from, plan.from_model_parallel, plan.model_parallel, plan.outputs.size(),
                                  plan.logical.size(), plan.output_bytes);
+  std::size_t shown = 0;
+  std::size_t total = 0;
   for (const NewFile& f : plan.outputs) {
+    total += f.tensors.size();
+    if (!selection.shows(f)) continue;
     text += fmt::format("{} (rank {}, {} tensors, {} bytes)\n", f.file, f.rank, f.tensors.size(), f.bytes);
     for (const NewTensor& t : f.tensors) {
+      if (!selection.shows(t)) continue;
+      ++shown;
       const LogicalTensor& logical = plan.logical[t.logical];
       std::vector<std::string> from;
       for (const Use& u : uses(plan, t)) {
@@ -61,19 +125,26 @@ std::string format_reshard_text(const ReshardPlan& plan) {
                           fmt::join(t.shape, ", "), how(logical), fmt::join(from, " + "));
     }
   }
-  if (!plan.side_files.empty()) text += fmt::format("side files: {}\n", fmt::join(plan.side_files, ", "));
+  if (filter.active()) {
+    text += fmt::format("shown: {} of {} new tensors ({})\n", shown, total, filter_text(filter));
+  } else if (!plan.side_files.empty()) {
+    text += fmt::format("side files: {}\n", fmt::join(plan.side_files, ", "));
+  }
   return text;
 }
 
-std::string format_reshard_json(const ReshardPlan& plan) {
+std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter) {
+  const Selection selection(plan, filter);
   nlohmann::ordered_json json;
   json["from"] = plan.from;
   json["from_model_parallel"] = plan.from_model_parallel;
   json["model_parallel"] = plan.model_parallel;
   json["outputs"] = nlohmann::ordered_json::array();
   for (const NewFile& f : plan.outputs) {
+    if (!selection.shows(f)) continue;
     nlohmann::ordered_json file = {{"rank", f.rank}, {"file", f.file}, {"bytes", f.bytes}, {"tensors", nlohmann::ordered_json::array()}};
     for (const NewTensor& t : f.tensors) {
+      if (!selection.shows(t)) continue;
       const LogicalTensor& logical = plan.logical[t.logical];
       nlohmann::ordered_json tensor = {{"name", logical.name}, {"dtype", std::string(st::dtype_name(logical.dtype))},
                                        {"shape", t.shape}, {"cut", how(logical)}, {"pieces", nlohmann::ordered_json::array()}};
@@ -92,6 +163,46 @@ std::string format_reshard_json(const ReshardPlan& plan) {
   }
   json["side_files"] = plan.side_files;
   return json.dump(1) + "\n";
+}
+
+std::string format_reshard_summary(const ReshardPlan& plan) {
+  std::string text = fmt::format("reshard {} (mp={}) -> mp={}: {} logical tensors, {} of tensor data\n", plan.from,
+                                 plan.from_model_parallel, plan.model_parallel, plan.logical.size(),
+                                 plan::detail::human_bytes(plan.output_bytes));
+  struct Count {
+    std::size_t logical = 0;
+    std::uint64_t bytes = 0;  // logical bytes
+  };
+  std::map<std::string, Count> by_cut;
+  std::vector<std::uint64_t> logical_bytes(plan.logical.size(), 0);
+  for (const NewFile& f : plan.outputs) {
+    for (const NewTensor& t : f.tensors) logical_bytes[t.logical] += t.bytes;
+  }
+  for (std::size_t i = 0; i < plan.logical.size(); ++i) {
+    Count& c = by_cut[cut_group(plan.logical[i])];
+    ++c.logical;
+    c.bytes += logical_bytes[i];
+  }
+  text += "by cut (bytes written, replicated tensors once per rank):\n";
+  for (const auto& [cut, c] : by_cut) {
+    text += fmt::format("  {:<14} {:>8} tensors  {:>10}\n", cut, plan::detail::group_digits(c.logical),
+                        plan::detail::human_bytes(c.bytes));
+  }
+  text += "new rank files (from the old files):\n";
+  std::uint64_t largest = 1;
+  for (const NewFile& f : plan.outputs) largest = std::max(largest, f.bytes);
+  for (const NewFile& f : plan.outputs) {
+    std::set<std::size_t> read;
+    for (const NewTensor& t : f.tensors) {
+      for (const Use& u : uses(plan, t)) read.insert(u.file);
+    }
+    const auto bar = static_cast<std::size_t>(20 * f.bytes / largest);
+    text += fmt::format("  {:<28} {:>8} tensors  {:>10}  {:<20}  reads {} of {} old files\n", f.file,
+                        plan::detail::group_digits(f.tensors.size()), plan::detail::human_bytes(f.bytes),
+                        std::string(bar, '#'), read.size(), plan.old_files.size());
+  }
+  text += fmt::format("side files: {}\n", plan.side_files.empty() ? std::string("none") : fmt::format("{}", fmt::join(plan.side_files, ", ")));
+  return text;
 }
 
 }  // namespace shardwise::reshard

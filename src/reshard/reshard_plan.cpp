@@ -36,18 +36,6 @@ std::string kind_text(const plan::Placement& p) {
   return "replicated";
 }
 
-// `pattern` with {rank} and {mp} filled in, as rules::Rules::output_file does.
-std::string output_file(std::string name, std::uint64_t rank, std::uint64_t mp) {
-  for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {
-    for (std::size_t pos = name.find(field); pos != std::string::npos; pos = name.find(field, pos)) {
-      const std::string text = std::to_string(value);
-      name.replace(pos, field.size(), text);
-      pos += text.size();
-    }
-  }
-  return name;
-}
-
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
 // entry per rank 0..mp-1.
 void check_old_manifest(const std::optional<convert::Manifest>& manifest, const std::string& where,
@@ -87,7 +75,7 @@ void check_old_manifest(const std::optional<convert::Manifest>& manifest, const 
   }
   for (std::uint64_t rank = 0; rank < mp; ++rank) {
     const convert::ManifestOutput& out = manifest->outputs[rank];
-    const std::string expected = output_file(manifest->rules.output_file, rank, mp);
+    const std::string expected = rules::expand_output_file(manifest->rules.output_file, rank, mp);
     if (out.rank != rank || out.file != expected) {
       throw Error(ErrorKind::input, fmt::format("{}: entry {} is rank {} file {}, expected rank {} file {}", where, rank,
                                                 out.rank, out.file, rank, expected));
@@ -130,7 +118,9 @@ struct Seen {
 };
 
 // Every old rank file opened and compared with its manifest entry; returns the pieces by name.
-std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Diagnostics& problems) {
+// With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
+// to compare (a manifest derived with rules records none).
+std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
   for (const convert::ManifestOutput& out : plan.from_manifest.outputs) {
@@ -170,7 +160,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Diagn
                                  shape_text(info->shape), st::dtype_name(t.cut->dtype), shape_text(t.cut->shape)));
         continue;
       }
-      Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end};
+      Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
+      if (recorded && t.cut->placement.kind != Kind::replicated) piece.xxh3 = t.xxh3;
       if (t.cut->placement.kind == Kind::replicated) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
         const std::uint64_t actual = convert::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
@@ -268,7 +259,7 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
 void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problems) {
   const std::uint64_t mp = plan.model_parallel;
   plan.outputs.resize(mp);
-  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank] = {rank, output_file(pattern, rank, mp), {}, 0};
+  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank] = {rank, rules::expand_output_file(pattern, rank, mp), {}, 0};
   const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin, std::uint64_t end) {
     const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
     if (!bytes) {
@@ -281,6 +272,8 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
     out.bytes += *bytes;
     plan.output_bytes += *bytes;
   };
+  // Owned tensors whose scope's count mp does not divide, by count: reported once per count.
+  std::map<std::uint64_t, std::vector<std::size_t>> unspread;
   for (std::size_t i = 0; i < plan.logical.size(); ++i) {
     const LogicalTensor& t = plan.logical[i];
     const plan::Placement& p = t.placement;
@@ -288,8 +281,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
       for (std::uint64_t rank = 0; rank < mp; ++rank) add(rank, i, t.shape, 0, 0);
     } else if (p.kind == Kind::owned) {
       if (p.count % mp != 0) {
-        problems.add(fmt::format("{}: owned ({} of {}): {} cannot be spread over mp={}", t.name, p.index, p.count,
-                                 p.count, mp));
+        unspread[p.count].push_back(i);
         continue;
       }
       add(p.index / (p.count / mp), i, t.shape, 0, 0);
@@ -309,6 +301,18 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
         add(rank, i, std::move(shape), rank * per_rank, (rank + 1) * per_rank);
       }
     }
+  }
+  for (const auto& [count, tensors] : unspread) {
+    const LogicalTensor& first = plan.logical[tensors.front()];
+    if (tensors.size() == 1) {
+      problems.add(fmt::format("{}: owned ({} of {}): {} cannot be spread over mp={}", first.name,
+                               first.placement.index, count, count, mp));
+      continue;
+    }
+    problems.add(fmt::format("{} owned tensors cannot be spread over mp={}: their scope counts {}, not a multiple of {} "
+                             "(e.g. {}: owned ({} of {}))",
+                             tensors.size(), mp, count, mp, first.name,
+                             first.placement.index, count));
   }
 }
 
@@ -334,7 +338,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, problems);
+  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, !manifest_name.empty(), problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);

@@ -11,6 +11,7 @@
 #include <fnmatch.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
@@ -144,6 +145,38 @@ Decided decide(const rules::Rules& rules, const rules::Params& params, const std
   return result;
 }
 
+// Names refused, each reported once with the rank files that hold it (a split or replicated
+// name is in every one of them).
+class Refusals {
+ public:
+  void add(const std::string& name, std::string reason, const std::string& file) {
+    auto [it, fresh] = by_name_.try_emplace(name);
+    if (fresh) {
+      order_.push_back(name);
+      it->second.reason = std::move(reason);
+    }
+    it->second.files.push_back(file);
+  }
+  void report(std::uint64_t mp, Diagnostics& problems) const {
+    for (const std::string& name : order_) {
+      const Refusal& r = by_name_.at(name);
+      const std::string where = r.files.size() == 1 ? r.files.front()
+                                : r.files.size() == mp
+                                    ? fmt::format("all {} rank files", mp)
+                                    : fmt::format("{}", fmt::join(r.files, ", "));
+      problems.add(fmt::format("{} ({}): {}", name, where, r.reason));
+    }
+  }
+
+ private:
+  struct Refusal {
+    std::string reason;
+    std::vector<std::string> files;
+  };
+  std::map<std::string, Refusal> by_name_;
+  std::vector<std::string> order_;  // first seen first
+};
+
 }  // namespace
 
 convert::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
@@ -162,6 +195,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once
   std::map<std::string, std::uint64_t> inferred;  // ownership scope -> largest index + 1
+  Refusals refused;
   std::vector<std::byte> buffer(1 << 20);
   for (std::uint64_t rank = 0; rank < mp; ++rank) {
     const std::string path = (fs::path(from) / files[rank]).string();
@@ -172,12 +206,14 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
       if (found == decided.end()) found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
       const Decided& how = found->second;
       if (!how.refusal.empty()) {
-        problems.add(fmt::format("{} ({}): cannot be placed: {}", info.name, files[rank], how.refusal));
+        refused.add(info.name, fmt::format("cannot be placed: {}", how.refusal), files[rank]);
         continue;
       }
       if (how.written && *how.written != info.dtype) {
-        problems.add(fmt::format("{} ({}): holds {}, the rules write {}: not a folder these rules wrote", info.name,
-                                 files[rank], st::dtype_name(info.dtype), st::dtype_name(*how.written)));
+        refused.add(info.name,
+                    fmt::format("holds {}, the rules write {}: not a folder these rules wrote",
+                                st::dtype_name(info.dtype), st::dtype_name(*how.written)),
+                    files[rank]);
         continue;
       }
       convert::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
@@ -195,6 +231,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
     }
     manifest.outputs.push_back(std::move(out));
   }
+  refused.report(mp, problems);
   problems.check(fmt::format("cannot reshard {} with rules {}: names the rules do not place as they are", from,
                              rules.display_name()));
   // Ownership counts inferred by the rules (`default: infer`): each scope's largest index + 1.

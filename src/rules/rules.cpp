@@ -237,15 +237,18 @@ const std::string& Rules::output_file_pattern() const { return impl_->output_fil
 bool Rules::mirrors_input() const { return impl_->mirror_output; }
 
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
-  std::string name = impl_->output_file;
+  return expand_output_file(impl_->output_file, rank, mp);
+}
+
+std::string expand_output_file(std::string pattern, std::uint64_t rank, std::uint64_t mp) {
   for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {
-    for (std::size_t pos = name.find(field); pos != std::string::npos; pos = name.find(field, pos)) {
+    for (std::size_t pos = pattern.find(field); pos != std::string::npos; pos = pattern.find(field, pos)) {
       const std::string text = std::to_string(value);
-      name.replace(pos, field.size(), text);
+      pattern.replace(pos, field.size(), text);
       pos += text.size();
     }
   }
-  return name;
+  return pattern;
 }
 
 }  // namespace shardwise::rules

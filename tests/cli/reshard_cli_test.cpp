@@ -156,6 +156,39 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + replicated + " (replicated) has xxh3"));
   }
+  SECTION("a flipped byte in a split piece: the manifest's checksum names the file and the tensor") {
+    const auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
+    std::string split;
+    std::string recorded;
+    for (const auto& t : manifest["outputs"][1]["tensors"]) {
+      if (t["cut"].is_object() && t["cut"].contains("split")) {
+        split = t["name"];
+        recorded = t["xxh3"];
+        break;
+      }
+    }
+    REQUIRE(!split.empty());
+    const fs::path file = d.from / "model1-mp4.safetensors";
+    std::string bytes = read_file(file);
+    bytes[data_offset(file, split) + 1] ^= 0x20;
+    write_file(file, bytes);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+  }
+  SECTION("a rank file of another run (another checkpoint, the same shapes) under a listed name") {
+    generate(d.dir / "other", {"--seed", "77"});
+    convert(d.dir / "other", d.dir / "other4", 4);
+    fs::copy_file(d.dir / "other4" / "model2-mp4.safetensors", d.from / "model2-mp4.safetensors",
+                  fs::copy_options::overwrite_existing);
+    const auto r = d.reshard(1);
+    CHECK(r.exit_code == 4);
+    // Its replicated copies differ from the other ranks', its own pieces from their checksums.
+    CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: "));
+    CHECK_THAT(r.err, Catch::Contains("the manifest says"));
+  }
   SECTION("rank files of another mp mixed in") {
     convert(d.dir / "in", d.dir / "mp2", 2);
     fs::copy_file(d.dir / "mp2" / "model0-mp2.safetensors", d.from / "model0-mp2.safetensors");
@@ -189,7 +222,10 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     const auto r = d.reshard(3);
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("cannot reshard"));
-    CHECK_THAT(r.err, Catch::Contains("owned (0 of 8): 8 cannot be spread over mp=3"));
+    // Every expert tensor of the scope in one line, not one line each.
+    CHECK_THAT(r.err, Catch::Contains("owned tensors cannot be spread over mp=3: their scope counts 8, not a multiple of 3 (e.g. "));
+    CHECK_THAT(r.err, Catch::Contains(": owned (0 of 8))"));
+    CHECK(r.err.find("cannot be spread") == r.err.rfind("cannot be spread"));
     CHECK_THAT(r.err, Catch::Contains("is not a multiple of 3"));
   }
   SECTION("an mp out of range is a usage error") {
@@ -311,7 +347,8 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
                        (dir / "fp4.yaml").string(), "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("names the rules do not place as they are"));
-    CHECK_THAT(r.err, Catch::Contains("embed.weight (model0-mp4.safetensors): cannot be placed: "));
+    CHECK_THAT(r.err, Catch::Contains("embed.weight (all 4 rank files): cannot be placed: "));
+    CHECK(r.err.find("embed.weight (") == r.err.rfind("embed.weight ("));  // once, not per rank file
   }
   SECTION("parameters without --rules are a usage error") {
     const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",

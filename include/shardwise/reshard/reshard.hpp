@@ -9,14 +9,18 @@
 // rank files (a split on dim 0 appends ranges, on a later dim rows interleave).
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <shardwise/convert/converter.hpp>
 #include <shardwise/convert/manifest.hpp>
 #include <shardwise/convert/progress.hpp>
+#include <shardwise/convert/work_share.hpp>
 #include <shardwise/plan/plan.hpp>
+#include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
@@ -37,6 +41,11 @@ struct Piece {
   std::uint64_t offset = 0;  // absolute offset of its first byte in that file
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
+  std::uint64_t bytes = 0;   // of the piece in that file
+  // The checksum the old manifest records for a split or owned piece, compared with its bytes
+  // before they are used (a folder without a manifest records none; replicated copies are
+  // compared when planned).
+  std::optional<std::uint64_t> xxh3;
 };
 
 struct LogicalTensor {
@@ -86,33 +95,41 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel);
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
                          const rules::Params& params);
 
-// The plan as text: per new file, each tensor and the old pieces it is made of.
-std::string format_reshard_text(const ReshardPlan& plan);
+// The plan as text: per new file, each tensor and the old pieces it is made of; narrowed as
+// `plan`'s views are (--rank: one new rank; --filter: an RE2 pattern searched in tensor names;
+// --rule: a cut, "split dim D", "owned" or "replicated", since a folder does not record which rule
+// decided a tensor). Error(usage) for a rank beyond the new mp, a cut no tensor has, a bad pattern.
+std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
 // The same as JSON (one document).
-std::string format_reshard_json(const ReshardPlan& plan);
+std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
+// The plan at a glance: tensors and bytes per cut, per new rank file its size and the old files
+// it reads.
+std::string format_reshard_summary(const ReshardPlan& plan);
 
 struct ReshardOptions {
   std::string output_dir;
-  unsigned threads = 0;  // 0: one per hardware thread (files are written in parallel)
+  unsigned threads = 0;  // 0: one per hardware thread
   convert::ProgressMode progress = convert::ProgressMode::automatic;
   convert::Overwrite overwrite = convert::Overwrite::refuse_foreign;
   std::size_t piece_bytes = 8 << 20;  // staging buffer per thread
+  // As for convert (converter.hpp): keep the files an earlier run of the same reshard finished;
+  // write only these ranks, or this process's share of a launcher's job; process 0's wait.
+  convert::Resume resume = convert::Resume::no;
+  std::optional<std::vector<std::uint64_t>> ranks;
+  std::optional<convert::Launch> launch;
+  std::chrono::seconds manifest_wait{0};
 };
 
-struct ReshardSummary {
-  std::size_t files = 0;
-  std::size_t tensors = 0;
-  std::size_t side_files = 0;
-  std::uint64_t bytes = 0;
-  double seconds = 0;
-  unsigned threads = 0;
-};
+// What a run wrote, as convert reports it.
+using ReshardSummary = convert::ConvertSummary;
 
-// Writes the new rank files, the side files and a complete manifest into options.output_dir,
-// every file through a temporary name, under the folder's lock (as convert does). Throws Error(io)
-// naming the path on failure, Error(input) when an old file changed since it was planned.
+// Writes this run's new rank files (all, or options.ranks / options.launch's share), the side
+// files (with rank 0) and the manifest, as convert_plan does: every file through a temporary name,
+// under the folder's lock, its checksums recorded as it lands, --resume keeping finished files,
+// the manifest completed by whichever run finishes the last file. The old pieces this run reads
+// are first compared with their recorded checksums (Error(input) naming every damaged one).
+// Throws Error(io) naming the path on failure, Error(input) when an old file changed since it was
+// planned.
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options);
-
-std::string format_summary(const ReshardSummary& summary);
 
 }  // namespace shardwise::reshard

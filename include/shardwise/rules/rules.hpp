@@ -216,4 +216,7 @@ class Rules {
   std::unique_ptr<Impl> impl_;
 };
 
+// An output file pattern (`output.file`) with {rank} and {mp} filled in.
+std::string expand_output_file(std::string pattern, std::uint64_t rank, std::uint64_t mp);
+
 }  // namespace shardwise::rules

@@ -1,0 +1,53 @@
+#pragma once
+// A run that writes a folder of rank files: which files this run writes (a whole run, --ranks,
+// --distributed), the folder's check and lock, --resume, the run's manifest records and the
+// completion of the folder's manifest. `convert` (bytes from a checkpoint) and `reshard` (bytes
+// from another folder of rank files) differ only in the OutputWriter they hand it. Internal to
+// convert.
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <shardwise/convert/converter.hpp>
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/page_cache.hpp>
+#include <shardwise/convert/progress.hpp>
+#include <shardwise/plan/plan.hpp>
+
+#include "convert/copy_engine.hpp"
+#include "convert/file_work.hpp"
+#include "convert/input_watch.hpp"
+
+namespace shardwise::convert {
+
+// What a run needs to know of the output besides `outline` (the plan::Plan naming the output
+// files, their tensors and bytes, the side files, the input folder and files it reads).
+struct OutputWriter {
+  // The manifest of the whole output, checksums unknown; called once the folder is locked.
+  std::function<Manifest(const InputWatch& inputs)> planned;
+  // The files of `ranks` (ascending) laid out in `out_dir`: FileWork::planned, final_path and
+  // layout are what the run reads; the rest is for `write`.
+  std::function<std::vector<FileWork>(std::span<const std::uint64_t> ranks, const std::string& out_dir,
+                                      std::size_t piece_bytes)>
+      layout;
+  // Writes `files` as copy_files does (each through a temporary; `on_commit` right after it is
+  // under its final name, `before_commit` before).
+  std::function<void(std::vector<FileWork>& files, unsigned threads, std::size_t piece_bytes, PageCache cache,
+                     Progress& progress, const CommitHook& on_commit, const PreCommitCheck& before_commit)>
+      write;
+  // Copies the side file `name` from the input folder into `out_dir` through a temporary name,
+  // checking `inputs` before its commit; returns its entry.
+  std::function<ManifestSideFile(const std::string& name, const std::string& out_dir, const InputWatch& inputs,
+                                 Progress& progress)>
+      copy_side_file;
+};
+
+// Writes this run's share of `outline` (options.ranks, options.launch) with `writer`, and completes
+// the folder's manifest when every file is known written; the contract of convert_plan.
+ConvertSummary run_outputs(const plan::Plan& outline, const ConvertOptions& options, const OutputWriter& writer);
+
+}  // namespace shardwise::convert

@@ -1,0 +1,77 @@
+#pragma once
+// Where the gathered bytes of one new file go: hashed (the file and each tensor) and written, in
+// order. With Mode::write_behind a second thread hashes and writes one block while the gathering
+// thread fills the other, so that a single file keeps two threads busy. Internal to reshard.
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/convert/manifest.hpp>
+#include <shardwise/convert/progress.hpp>
+#include <shardwise/safetensors/writer.hpp>
+
+#include "convert/file_work.hpp"
+
+namespace shardwise::reshard {
+
+class FileSink {
+ public:
+  enum class Mode { inline_write, write_behind };
+
+  // `out` was created with `work.layout`; its data is written from work.layout.data_start on.
+  FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode,
+           convert::Progress& progress);
+  ~FileSink();  // stops the second thread (whatever it had not written stays unwritten)
+  FileSink(const FileSink&) = delete;
+  FileSink& operator=(const FileSink&) = delete;
+
+  std::size_t block_bytes() const noexcept { return block_bytes_; }
+  // Where the next n bytes (at most block_bytes()) go; valid until the next call.
+  std::span<std::byte> reserve(std::size_t n);
+  // The bytes since the last end_tensor() are tensor `index` (of work.planned->tensors), complete.
+  void end_tensor(std::size_t index);
+  std::uint64_t gathered() const noexcept { return gathered_; }
+  // Waits until every byte is written; the file's entry (checksums; cuts left empty). Rethrows
+  // what the second thread failed with.
+  convert::ManifestOutput finish();
+
+ private:
+  struct Block {
+    std::vector<std::byte> data;
+    std::size_t used = 0;
+    std::uint64_t offset = 0;
+    std::optional<std::size_t> ends_tensor;
+    bool pending = false;  // handed to the second thread, not yet written
+  };
+
+  void submit();
+  void process(Block& block);
+  void behind_loop();
+  void wait_free(std::size_t b);
+
+  st::OutputFile& out_;
+  const convert::FileWork& work_;
+  std::size_t block_bytes_;
+  convert::Progress& progress_;
+  Block blocks_[2];
+  std::size_t current_ = 0;
+  std::uint64_t gathered_ = 0;
+  convert::Hasher file_hash_;
+  convert::Hasher tensor_hash_;
+  std::vector<std::uint64_t> tensor_xxh3_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool stop_ = false;
+  std::exception_ptr error_;
+  std::thread behind_;
+};
+
+}  // namespace shardwise::reshard
