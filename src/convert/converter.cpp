@@ -203,7 +203,7 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
       prepare_output_folder(plan, options.output_dir, options.overwrite, claim_of(plan, share));
   const std::string& out_dir = folder.path;
   const InputWatch inputs(plan);
-  const Manifest planned = writer.planned(inputs);
+  Manifest planned = writer.planned(inputs);
   // Read before anything is written: the records below replace what earlier runs left.
   Evidence evidence = read_evidence(out_dir);
   const bool resume = options.resume == Resume::keep_finished;
