@@ -12,22 +12,18 @@
 #include <nlohmann/json.hpp>
 
 #include "convert/fixture.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
 using shardwise::test::CommandResult;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
-using shardwise::test::shardwise_binary;
+using shardwise::test::run_shardwise;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
 
 namespace {
-
-CommandResult sw(std::vector<std::string> args) {
-  args.insert(args.begin(), shardwise_binary());
-  return run_command(args);
-}
 
 void generate(const fs::path& out, std::vector<std::string> extra = {}) {
   std::vector<std::string> args = {shardwise::test::tools_dir() + "/gen_checkpoint", "--out", out.string(), "--config",
@@ -37,7 +33,7 @@ void generate(const fs::path& out, std::vector<std::string> extra = {}) {
 }
 
 void convert(const fs::path& in, const fs::path& out, int mp) {
-  const auto r = sw({"convert", "-i", in.string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
+  const auto r = run_shardwise({"convert", "-i", in.string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
 }
@@ -82,12 +78,12 @@ TEST_CASE("reshard from mp A to mp B writes the files a direct conversion at mp 
   for (const auto& [a, b] : cases) {
     INFO("mp " << a << " -> " << b);
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = sw({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / fmt_mp(b), out);
     // The new folder is a conversion's own: verify accepts it against the original checkpoint.
-    const auto v = sw({"verify", "-i", (dir / "in").string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(b)});
+    const auto v = run_shardwise({"verify", "-i", (dir / "in").string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(b)});
     INFO(v.out << v.err);
     CHECK(v.exit_code == 0);
   }
@@ -105,7 +101,7 @@ struct Damaged {
     convert(dir / "in", from, 4);
   }
   CommandResult reshard(int mp) {
-    return sw({"reshard", "--from", from.string(), "-o", out.string(), "-m", std::to_string(mp), "-q"});
+    return run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", std::to_string(mp), "-q"});
   }
 };
 
@@ -236,14 +232,14 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
 
 TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as text and JSON") {
   Damaged d;
-  const auto text = sw({"reshard", "--from", d.from.string(), "-m", "2", "--dry-run"});
+  const auto text = run_shardwise({"reshard", "--from", d.from.string(), "-m", "2", "--dry-run"});
   INFO(text.err);
   REQUIRE(text.exit_code == 0);
   CHECK_THAT(text.out, Catch::Contains("(mp=4) -> mp=2: 2 files"));
   CHECK_THAT(text.out, Catch::Contains("model0-mp2.safetensors (rank 0"));
   CHECK_THAT(text.out, Catch::Contains("<- model0-mp4.safetensors[0:"));
   CHECK_THAT(text.out, Catch::Contains("+ model1-mp4.safetensors[0:"));
-  const auto json = sw({"reshard", "--from", d.from.string(), "-m", "8", "--dry-run", "--format", "json"});
+  const auto json = run_shardwise({"reshard", "--from", d.from.string(), "-m", "8", "--dry-run", "--format", "json"});
   REQUIRE(json.exit_code == 0);
   const auto plan = nlohmann::json::parse(json.out);
   CHECK(plan["from_model_parallel"] == 4);
@@ -290,7 +286,7 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
                                 {"layers.0.norm.weight", "BF16", {4}, pattern_bytes(8, 4)}}));
   write_file(dir / "fp4.yaml", kReinterpretRules);
   for (const int mp : {1, 2, 4}) {
-    const auto r = sw({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
+    const auto r = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
                        (dir / "fp4.yaml").string(), "-m", std::to_string(mp), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
@@ -298,20 +294,20 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
   for (const auto& [a, b] : std::vector<std::pair<int, int>>{{2, 4}, {4, 1}, {1, 2}, {4, 2}}) {
     INFO("mp " << a << " -> " << b);
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = sw({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / fmt_mp(b), out);
   }
   // mp 8: w2 is F4 [2, 24], 3 per rank would cut a byte (2 F4 per I8); 12 rows of w1 and 4 experts
   // do not divide either. A direct conversion refuses the same.
-  const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "out8").string(), "-m", "8", "-q"});
+  const auto r = run_shardwise({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "out8").string(), "-m", "8", "-q"});
   CHECK(r.exit_code == 4);
   CHECK_THAT(r.err, Catch::Contains("layers.0.w2.weight: 24 entries of dim 1 cannot be split over mp=8 (shape [2, 24]: 3 per rank cuts units of 2)"));
   CHECK_THAT(r.err, Catch::Contains("layers.0.w1.weight: 12 entries of dim 0 cannot be split over mp=8 (shape [12, 6]: 12 is not a multiple of 8)"));
   CHECK_THAT(r.err, Catch::Contains("layers.0.experts.3.w1.weight: owned (3 of 4): 4 cannot be spread over mp=8"));
   CHECK(!holds_rank_file(dir / "out8"));
-  const auto direct = sw({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(), "-r",
+  const auto direct = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(), "-r",
                           (dir / "fp4.yaml").string(), "-m", "8", "-q"});
   CHECK(direct.exit_code == 4);
 }
@@ -328,7 +324,7 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
       fs::remove(bare / "shardwise-manifest.json");
     }
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = sw({"reshard", "--from", bare.string(), "-o", out.string(), "-m", std::to_string(b), "-r",
+    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", out.string(), "-m", std::to_string(b), "-r",
                        "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
@@ -336,14 +332,14 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
   }
   SECTION("a name the rules do not place as it is") {
     // The rank files as the rules' input names: renamed by them, so not a folder they wrote.
-    const auto r = sw({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
                        "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
   }
   SECTION("rules that do not describe the folder: every name they cannot place, and why") {
     write_file(dir / "fp4.yaml", kReinterpretRules);
-    const auto r = sw({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+    const auto r = run_shardwise({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
                        (dir / "fp4.yaml").string(), "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("names the rules do not place as they are"));
@@ -351,7 +347,7 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
     CHECK(r.err.find("embed.weight (") == r.err.rfind("embed.weight ("));  // once, not per rank file
   }
   SECTION("parameters without --rules are a usage error") {
-    const auto r = sw({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",
+    const auto r = run_shardwise({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",
                        "--n-experts", "8"});
     CHECK(r.exit_code == 2);
   }
@@ -359,7 +355,7 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
     const fs::path bare = dir / "bare-mixed";
     fs::copy(dir / "bare4", bare);
     fs::copy_file(dir / "mp2" / "model0-mp2.safetensors", bare / "model0-mp2.safetensors");
-    const auto r = sw({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2", "-r",
                        "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("rank files of 2 model parallelisms (model0-mp2.safetensors and model0-mp4.safetensors)"));
@@ -379,7 +375,7 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
   REQUIRE(made.exit_code == 0);
   const auto convert_v4 = [&](int mp) {
     const fs::path out = dir / ("v4-" + fmt_mp(mp));
-    const auto result = sw({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
+    const auto result = run_shardwise({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
                             "8", "-m", std::to_string(mp), "--expert-dtype", "fp8", "-q"});
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
@@ -388,13 +384,13 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
   const fs::path from = convert_v4(2);
   const fs::path direct = convert_v4(8);
   const fs::path resharded = dir / "resharded";
-  const auto result = sw({"reshard", "--from", from.string(), "-o", resharded.string(), "-m", "8", "-q"});
+  const auto result = run_shardwise({"reshard", "--from", from.string(), "-o", resharded.string(), "-m", "8", "-q"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   require_same_files(direct, resharded);
 
   // wo_a is [1024, 512] in the generated checkpoint: 64 rows per rank at mp 16 cut its blocks.
-  const auto refused = sw({"reshard", "--from", from.string(), "-o", (dir / "r16").string(), "-m", "16", "-q"});
+  const auto refused = run_shardwise({"reshard", "--from", from.string(), "-o", (dir / "r16").string(), "-m", "16", "-q"});
   CHECK(refused.exit_code == 4);
   CHECK_THAT(refused.err, Catch::Contains("wo_a.weight: 1024 entries of dim 0 cannot be split over mp=16"));
   CHECK_THAT(refused.err, Catch::Contains("64 per rank cuts units of 128"));
@@ -403,8 +399,8 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
                                (dir / "v3").string(), "--format", "v3", "--experts", "8", "--files", "2", "--index"});
   REQUIRE(v3.exit_code == 0);
   const fs::path bf16 = dir / "bf16";
-  REQUIRE(sw({"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"}).exit_code == 0);
-  const auto mirrored = sw({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});
+  REQUIRE(run_shardwise({"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"}).exit_code == 0);
+  const auto mirrored = run_shardwise({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});
   CHECK(mirrored.exit_code == 4);
   CHECK_THAT(mirrored.err, Catch::Contains("mirrors the input's files"));
   CHECK(!fs::exists(dir / "rb" / "model0-mp2.safetensors"));

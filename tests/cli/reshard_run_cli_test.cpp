@@ -14,23 +14,19 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/faults.hpp"
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
-using shardwise::test::CommandResult;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
+using shardwise::test::run_shardwise;
 using shardwise::test::shardwise_binary;
 using shardwise::test::TempDir;
 using shardwise::test::with_fault;
 using Args = std::vector<std::string>;
 
 namespace {
-
-CommandResult sw(Args args) {
-  args.insert(args.begin(), shardwise_binary());
-  return run_command(args);
-}
 
 // A tiny checkpoint converted at mp 2 and, for comparison, at mp 4.
 struct Folders {
@@ -44,7 +40,7 @@ struct Folders {
                          "--layers", "2", "--experts", "8"})
                 .exit_code == 0);
     for (const auto& [mp, folder] : {std::pair{"2", from}, std::pair{"4", direct}}) {
-      const auto r = sw({"convert", "-i", in.string(), "-o", folder.string(), "--n-experts", "8", "-m", mp, "-q"});
+      const auto r = run_shardwise({"convert", "-i", in.string(), "-o", folder.string(), "--n-experts", "8", "-m", mp, "-q"});
       INFO(r.err);
       REQUIRE(r.exit_code == 0);
     }
@@ -109,7 +105,7 @@ TEST_CASE("reshard --resume after a failed run keeps the finished files and writ
   require_as_direct(f.direct, f.out);
 
   SECTION("a resume into a folder of another reshard is refused, saying what changed") {
-    const auto other = sw({"reshard", "--from", f.from.string(), "-o", f.out.string(), "-m", "1", "--resume", "-q"});
+    const auto other = run_shardwise({"reshard", "--from", f.from.string(), "-o", f.out.string(), "-m", "1", "--resume", "-q"});
     CHECK(other.exit_code == 5);
     CHECK_THAT(other.err, Catch::Contains("cannot resume: the parameter mp changed: 4 -> 1"));
   }
@@ -164,20 +160,20 @@ TEST_CASE("reshard --distributed: each process writes its share, the last comple
 
 TEST_CASE("reshard --dry-run narrows and summarises as plan does") {
   Folders f;
-  const auto text = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rank", "1"});
+  const auto text = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rank", "1"});
   INFO(text.err);
   REQUIRE(text.exit_code == 0);
   CHECK_THAT(text.out, Catch::Contains("model1-mp4.safetensors (rank 1"));
   CHECK(text.out.find("model0-mp4.safetensors (rank 0") == std::string::npos);
   CHECK_THAT(text.out, Catch::Contains("new tensors (--rank 1)"));
 
-  const auto owned = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "owned"});
+  const auto owned = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "owned"});
   REQUIRE(owned.exit_code == 0);
   CHECK_THAT(owned.out, Catch::Contains(" owned "));
   CHECK(owned.out.find(" replicated <-") == std::string::npos);
   CHECK(owned.out.find(" split dim") == std::string::npos);
 
-  const auto json = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--format", "json", "--filter",
+  const auto json = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--format", "json", "--filter",
                         "experts\\.3\\.", "--rank", "1"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
@@ -188,22 +184,22 @@ TEST_CASE("reshard --dry-run narrows and summarises as plan does") {
     CHECK(t["name"].get<std::string>().find("experts.3.") != std::string::npos);
   }
 
-  const auto summary = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary"});
+  const auto summary = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary"});
   REQUIRE(summary.exit_code == 0);
   CHECK_THAT(summary.out, Catch::Contains("by cut"));
   CHECK_THAT(summary.out, Catch::Contains("model3-mp4.safetensors"));
   CHECK_THAT(summary.out, Catch::Contains("reads 1 of 2 old files"));
 
   SECTION("what cannot apply is a usage error naming what exists") {
-    const auto rank = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rank", "4"});
+    const auto rank = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rank", "4"});
     CHECK(rank.exit_code == 2);
     CHECK_THAT(rank.err, Catch::Contains("--rank 4: the reshard writes ranks 0 to 3 (mp=4)"));
-    const auto rule = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "table[wq]"});
+    const auto rule = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "table[wq]"});
     CHECK(rule.exit_code == 2);
     CHECK_THAT(rule.err, Catch::Contains("a reshard selects by cut, and its tensors are cut as: "));
-    const auto both = sw({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary", "--rank", "1"});
+    const auto both = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary", "--rank", "1"});
     CHECK(both.exit_code == 2);
-    const auto written = sw({"reshard", "--from", f.from.string(), "-m", "4", "-o", f.out.string(), "--rank", "1"});
+    const auto written = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-o", f.out.string(), "--rank", "1"});
     CHECK(written.exit_code == 2);
   }
 }
@@ -213,11 +209,11 @@ TEST_CASE("verify of a reshard's output: against its manifest and against the or
   const auto r = run_command(f.reshard({}));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  const auto by_manifest = sw({"verify", "-o", f.out.string(), "--manifest-only", "-q"});
+  const auto by_manifest = run_shardwise({"verify", "-o", f.out.string(), "--manifest-only", "-q"});
   INFO(by_manifest.out << by_manifest.err);
   CHECK(by_manifest.exit_code == 0);
   const auto by_plan =
-      sw({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"});
+      run_shardwise({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"});
   INFO(by_plan.out << by_plan.err);
   CHECK(by_plan.exit_code == 0);
 
@@ -226,19 +222,19 @@ TEST_CASE("verify of a reshard's output: against its manifest and against the or
   std::string bytes = read_file(file);
   bytes[bytes.size() - 3] ^= 0x01;
   shardwise::test::write_file(file, bytes);
-  CHECK(sw({"verify", "-o", f.out.string(), "--manifest-only", "-q"}).exit_code == 6);
-  CHECK(sw({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"})
+  CHECK(run_shardwise({"verify", "-o", f.out.string(), "--manifest-only", "-q"}).exit_code == 6);
+  CHECK(run_shardwise({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"})
             .exit_code == 6);
 }
 
 TEST_CASE("reshard -m 1 with two threads: one file, gathered and written side by side, the same bytes") {
   Folders f;
   const fs::path one = f.dir / "mp1";
-  REQUIRE(sw({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"}).exit_code ==
+  REQUIRE(run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"}).exit_code ==
           0);
   for (const std::string threads : {"1", "2", "3"}) {
     const fs::path out = f.dir / ("to1-" + threads);
-    const auto r = sw({"reshard", "--from", f.from.string(), "-o", out.string(), "-m", "1", "-t", threads});
+    const auto r = run_shardwise({"reshard", "--from", f.from.string(), "-o", out.string(), "-m", "1", "-t", threads});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     CHECK_THAT(r.err, Catch::Contains(", " + threads + " thread"));
