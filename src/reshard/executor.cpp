@@ -4,12 +4,8 @@
 #include <shardwise/reshard/reshard.hpp>
 
 #include <algorithm>
-#include <atomic>
-#include <exception>
 #include <filesystem>
-#include <mutex>
 #include <set>
-#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
@@ -21,6 +17,7 @@
 #include "convert/atomic_file.hpp"
 #include "convert/output_run.hpp"
 #include "core/io.hpp"
+#include "core/parallel.hpp"
 #include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
 
@@ -29,34 +26,6 @@ namespace shardwise::reshard {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Runs `task(i, worker)` for i in [0, count) on up to `threads` threads (worker: 0 .. threads-1);
-// rethrows the first error once all stopped.
-template <typename Task>
-void run_parallel(std::size_t count, unsigned threads, const Task& task) {
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mutex;
-  std::exception_ptr error;
-  const auto loop = [&](std::size_t worker) {
-    try {
-      for (std::size_t i; !failed && (i = next.fetch_add(1)) < count;) {
-        if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-        task(i, worker);
-      }
-    } catch (...) {
-      std::lock_guard lock(error_mutex);
-      if (!error) error = std::current_exception();
-      failed = true;
-    }
-  };
-  std::vector<std::thread> pool;
-  const std::size_t n = std::clamp<std::size_t>(threads, 1, std::max<std::size_t>(count, 1));
-  for (std::size_t t = 1; t < n; ++t) pool.emplace_back(loop, t);
-  loop(0);
-  for (std::thread& t : pool) t.join();
-  if (error) std::rethrow_exception(error);
-}
 
 // The new files as a plan::Plan, as far as convert's run reads one: the files, their tensors
 // (names, dtypes, shapes, cuts), the side files, and the old rank files as its inputs.
@@ -126,7 +95,8 @@ void check_pieces(const ReshardPlan& plan, const std::vector<convert::FileWork>&
   });
   std::vector<std::string> damaged(todo.size());  // per piece: what is wrong, "" when nothing
   std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
-  run_parallel(todo.size(), threads, [&](std::size_t i, std::size_t worker) {
+  run_parallel(todo.size(), threads, [&](std::size_t i, unsigned worker) {
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     const auto [tensor, piece] = todo[i];
     const io::ReadOnlyFile& in = inputs[piece->file];
     const std::uint64_t actual =
@@ -169,7 +139,8 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
   check_pieces(plan, files, inputs, threads);
   const bool behind = files.size() > 0 && threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
-  run_parallel(files.size(), writers, [&](std::size_t f, std::size_t) {
+  run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     std::vector<std::byte> scratch(block_bytes);
     const convert::FileWork& w = files[f];
     progress.set_current(w.planned->file);

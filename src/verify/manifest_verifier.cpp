@@ -15,7 +15,7 @@
 #include "verify/findings.hpp"
 #include "verify/folder.hpp"
 #include "verify/manifest_check.hpp"
-#include "verify/parallel.hpp"
+#include "core/parallel.hpp"
 #include "verify/scan.hpp"
 
 namespace shardwise::verify {

@@ -1,10 +1,10 @@
 #pragma once
-// Running independent tasks on a few threads. Internal to verify.
+// Running independent tasks on a few threads (verify's checks, reshard's piece checks and files).
 
 #include <cstddef>
 #include <functional>
 
-namespace shardwise::verify {
+namespace shardwise {
 
 // Calls body(task, worker) once for every task in [0, count), in index order of starting, on
 // min(threads, count) threads; `worker` (< threads) lets a task use that thread's buffers. Put
@@ -15,4 +15,4 @@ void run_parallel(std::size_t count, unsigned threads, const std::function<void(
 // The thread count for a request of `requested` (0: one per hardware thread).
 unsigned thread_count(unsigned requested);
 
-}  // namespace shardwise::verify
+}  // namespace shardwise

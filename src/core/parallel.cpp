@@ -1,4 +1,4 @@
-#include "verify/parallel.hpp"
+#include "core/parallel.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace shardwise::verify {
+namespace shardwise {
 
 unsigned thread_count(unsigned requested) {
   const unsigned wanted = requested != 0 ? requested : std::max(1u, std::thread::hardware_concurrency());
@@ -45,4 +45,4 @@ void run_parallel(std::size_t count, unsigned threads, const std::function<void(
   if (first_error) std::rethrow_exception(first_error);
 }
 
-}  // namespace shardwise::verify
+}  // namespace shardwise
