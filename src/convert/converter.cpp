@@ -22,6 +22,7 @@
 #include "convert/resume.hpp"
 #include "convert/run_manifest.hpp"
 #include "core/io.hpp"
+#include "core/parallel.hpp"
 
 namespace shardwise::convert {
 
@@ -37,11 +38,6 @@ constexpr std::size_t kMinPieceBytes = 256u << 10;
 // Process 0 of a distributed job looks for the others' fragments this often.
 constexpr auto kPollInterval = std::chrono::milliseconds(500);
 constexpr auto kMinManifestWait = std::chrono::seconds(600);
-
-unsigned thread_count(unsigned requested) {
-  const unsigned wanted = requested != 0 ? requested : std::max(1u, std::thread::hardware_concurrency());
-  return std::min(wanted, 256u);
-}
 
 std::size_t piece_bytes_for(std::size_t requested, unsigned threads) {
   if (requested != 0) return std::max<std::size_t>(requested, kMinScratchBytes);
