@@ -203,7 +203,7 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
   // Read before anything is written: the records below replace what earlier runs left.
   Evidence evidence = read_evidence(out_dir);
   const bool resume = options.resume == Resume::keep_finished;
-  if (resume) check_resumable(evidence, planned, out_dir);
+  if (resume) check_resumable(evidence, planned, plan, out_dir);
 
   ConvertSummary summary;
   summary.ranks = share.ranks;

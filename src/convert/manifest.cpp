@@ -350,7 +350,10 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
   write_manifest_file(file, manifest);
 }
 
-std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now) {
+std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now, const plan::Plan* shown) {
+  const auto text = [&](const std::string& name, std::uint64_t value) {
+    return shown == nullptr ? std::to_string(value) : plan::param_value_text(*shown, name, value);
+  };
   std::vector<std::string> changes;
   if (before.rules.name != now.rules.name || before.rules.xxh3 != now.rules.xxh3) {
     changes.push_back(fmt::format("the rules changed (manifest: {} xxh3 {}, now: {} xxh3 {})", before.rules.name,
@@ -363,13 +366,16 @@ std::vector<std::string> plan_changes(const Manifest& before, const Manifest& no
   for (const auto& [name, value] : before.params) {
     const auto it = now.params.find(name);
     if (it == now.params.end()) {
-      changes.push_back(fmt::format("the parameter {} is no longer set (manifest: {})", name, value));
+      changes.push_back(fmt::format("the parameter {} is no longer set (manifest: {})", name, text(name, value)));
     } else if (it->second != value) {
-      changes.push_back(fmt::format("the parameter {} changed: {} -> {}", name, value, it->second));
+      changes.push_back(
+          fmt::format("the parameter {} changed: {} -> {}", name, text(name, value), text(name, it->second)));
     }
   }
   for (const auto& [name, value] : now.params) {
-    if (before.params.count(name) == 0) changes.push_back(fmt::format("the parameter {} is new: {}", name, value));
+    if (before.params.count(name) == 0) {
+      changes.push_back(fmt::format("the parameter {} is new: {}", name, text(name, value)));
+    }
   }
   return changes;
 }

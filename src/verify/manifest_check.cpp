@@ -86,10 +86,12 @@ void compare_params(const convert::Manifest& manifest, const plan::Plan& plan, F
   const std::string file = convert::kManifestFileName;
   for (const auto& [name, value] : plan.params) {
     const auto it = manifest.params.find(name);
+    const std::string now = plan::param_value_text(plan, name, value);
     if (it == manifest.params.end()) {
-      findings.add(file, fmt::format("parameter {} is {} now, but the manifest does not record it", name, value));
+      findings.add(file, fmt::format("parameter {} is {} now, but the manifest does not record it", name, now));
     } else if (it->second != value) {
-      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, value, it->second));
+      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, now,
+                                     plan::param_value_text(plan, name, it->second)));
     }
   }
   for (const auto& [name, value] : manifest.params) {

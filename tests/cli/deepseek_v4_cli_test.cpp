@@ -79,6 +79,26 @@ TEST_CASE("deepseek-v4: converts and verifies with --expert-dtype fp4 and fp8") 
   }
 }
 
+TEST_CASE("deepseek-v4: a changed --expert-dtype is named by its words in --resume's refusal and in verify") {
+  TempDir dir;
+  const fs::path in = generate(dir);
+  const fs::path out = dir / "out";
+  const auto with = [&](std::vector<std::string> command, const std::string& dtype) {
+    const std::vector<std::string> args = {"--rules", "deepseek-v4", "--hf-ckpt-path", in.string(), "--save-path",
+                                           out.string(), "--model-parallel", "2", "--n-experts", "4",
+                                           "--expert-dtype", dtype, "--quiet"};
+    command.insert(command.end(), args.begin(), args.end());
+    return run_command(command);
+  };
+  REQUIRE(with({shardwise_binary(), "convert"}, "fp4").exit_code == 0);
+  const auto resumed = with({shardwise_binary(), "convert", "--resume"}, "fp8");
+  CHECK(resumed.exit_code != 0);
+  CHECK(resumed.err.find("cannot resume: the parameter expert_dtype changed: fp4 -> fp8") != std::string::npos);
+  const auto verified = with({shardwise_binary(), "verify"}, "fp8");
+  CHECK(verified.exit_code != 0);
+  CHECK(verified.out.find("parameter expert_dtype is fp8 now, but fp4 in the manifest") != std::string::npos);
+}
+
 TEST_CASE("deepseek-v4: an mp at which wo_a's rows are not whole 128-row blocks is refused") {
   TempDir dir;
   const fs::path in = generate(dir);

@@ -134,7 +134,8 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
 
 // What differs between the plans two manifests describe (rules, input headers, parameters), one
 // phrase each, e.g. "the parameter mp changed: 4 -> 8". Empty when the plans are the same, and so
-// are the bytes they write.
-std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now);
+// are the bytes they write. With `shown`, a choice parameter's values are its words ("fp4 -> fp8").
+std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now,
+                                      const plan::Plan* shown = nullptr);
 
 }  // namespace shardwise::convert
