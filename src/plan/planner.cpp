@@ -142,6 +142,7 @@ void finish_outputs(Plan& plan, Placer& placer) {
     } else {
       std::sort(out.tensors.begin(), end, by_name);
     }
+    out.tensors.shrink_to_fit();  // the plan outlives the run: no slack from push_back's doubling
     for (std::size_t i = 1; i < out.tensors.size(); ++i) {
       const PlannedTensor& a = out.tensors[i - 1];
       const PlannedTensor& b = out.tensors[i];
