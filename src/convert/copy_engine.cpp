@@ -178,9 +178,10 @@ class Engine {
     open_file(job.file);
     const auto data = std::span(buffer).first(piece.end - piece.begin);
     const io::ReadOnlyFile& input = inputs_[tensor.input];
+    const TensorStream stream(plan_, w.planned->tensors[tensor.planned]);
     CompanionInput companion;
-    if (const auto file = tensor.stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
-    tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
+    if (const auto file = stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+    stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     release_input(w, piece);
     {
       std::unique_lock lock(s.mutex);

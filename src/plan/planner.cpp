@@ -274,6 +274,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   placer.place_owned(scopes);
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
+  plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
   find_side_files(plan, rules);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   problems.check(
