@@ -33,6 +33,7 @@ struct FileState {
   std::vector<std::uint64_t> tensor_xxh3;  // per FileWork::tensors
   std::optional<st::OutputFile> out;
   std::uint64_t file_xxh3 = 0;
+  bool committed = false;
 };
 
 struct Job {
@@ -61,6 +62,7 @@ class Engine {
     std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);
+      std::string().swap(work[f].prefix);  // hashed; OutputFile::create writes the header from the layout
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
         jobs_.push_back({f, p});
@@ -78,7 +80,7 @@ class Engine {
     for (std::thread& t : pool) t.join();
     // A file without tensors has no pieces: it is written here, header only.
     for (std::size_t f = 0; f < work_.size() && !error_; ++f) {
-      if (work_[f].pieces.empty()) guarded([&] { finish_file(f); open_file(f); commit_file(f); });
+      if (!states_[f].committed) guarded([&] { finish_file(f); open_file(f); commit_file(f); });
     }
     if (error_) {
       states_.clear();  // removes every temporary not yet committed
@@ -124,7 +126,9 @@ class Engine {
 
   void open_file(std::size_t f) {
     std::lock_guard lock(states_[f].mutex);
-    if (!states_[f].out) states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
+    if (states_[f].out) return;
+    states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
+    std::string().swap(work_[f].layout.header);  // written
   }
 
   struct SourceRef {
@@ -174,9 +178,10 @@ class Engine {
     open_file(job.file);
     const auto data = std::span(buffer).first(piece.end - piece.begin);
     const io::ReadOnlyFile& input = inputs_[tensor.input];
+    const TensorStream stream(plan_, w.planned->tensors[tensor.planned]);
     CompanionInput companion;
-    if (const auto file = tensor.stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
-    tensor.stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
+    if (const auto file = stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+    stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     release_input(w, piece);
     {
       std::unique_lock lock(s.mutex);
@@ -222,7 +227,23 @@ class Engine {
     if (before_commit_) before_commit_();
     if (drop_) states_[f].out->drop_written(0, work_[f].layout.file_size);
     states_[f].out->commit();
+    states_[f].committed = true;
     if (on_commit_) on_commit_(entry(f));
+    release(f);
+  }
+
+  // A committed file's per-tensor work is needed no more (no thread holds one of its pieces once
+  // the last is written): with 100,000s of tensors, freeing it file by file keeps the peak to
+  // the plan and the files not yet written. What copy_files' caller reads (planned, final_path,
+  // the layout's sizes) stays.
+  void release(std::size_t f) {
+    FileWork& w = work_[f];
+    std::vector<TensorWork>().swap(w.tensors);
+    std::vector<Piece>().swap(w.pieces);
+    std::vector<std::size_t>().swap(w.layout.order);
+    std::vector<std::uint64_t>().swap(w.layout.offset);
+    std::vector<std::uint64_t>().swap(w.layout.bytes);
+    std::vector<std::uint64_t>().swap(states_[f].tensor_xxh3);
   }
 
   const plan::Plan& plan_;

@@ -27,6 +27,9 @@ namespace shardwise::convert {
 // (never automatic here), the pieces a file's writing has left kDropBehindBytes behind are waited
 // for and dropped from the page cache, the whole file before its commit, and each input range
 // once its last piece is read; with keep, the page cache is left to the kernel.
+// `work` is consumed as it goes: a file's prefix once hashed, its layout's header once written, its
+// tensors, pieces and the layout's per-tensor vectors once committed; planned, final_path and the
+// layout's sizes stay.
 using CommitHook = std::function<void(const ManifestOutput&)>;
 using PreCommitCheck = std::function<void()>;
 inline constexpr std::uint64_t kDropBehindBytes = 64u << 20;

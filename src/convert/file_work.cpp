@@ -22,25 +22,26 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
                    std::uint64_t piece_bytes) {
   FileWork work = lay_out_file(output, output_dir);
   work.tensors.reserve(output.tensors.size());  // 100,000s of tensors: no doubling
+  work.pieces.reserve(output.tensors.size());   // most tensors are one piece
   for (const std::size_t index : work.layout.order) {
     const plan::PlannedTensor& t = output.tensors[index];
     if (t.source >= plan.sources.size() || plan.sources[t.source].file >= plan.input_files.size()) {
       throw Error(ErrorKind::input, fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
     }
     const plan::Source& source = plan.sources[t.source];
-    work.tensors.push_back({index, source.file, work.layout.offset[index], TensorStream(plan, t)});
+    const TensorStream stream(plan, t);  // checks the slice and transform against the sources
     if (work.layout.bytes[index] != t.bytes) {
       throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}", output.file, t.name,
                                                 work.layout.bytes[index], t.bytes));
     }
-  }
-  work.pieces.reserve(work.tensors.size());
-  for (std::size_t i = 0; i < work.tensors.size(); ++i) {
-    const std::vector<std::uint64_t> bounds = work.tensors[i].stream.piece_bounds(piece_bytes);
+    const std::size_t i = work.tensors.size();
+    work.tensors.push_back({index, source.file, work.layout.offset[index]});
+    const std::vector<std::uint64_t> bounds = stream.piece_bounds(piece_bytes);
     for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
       work.pieces.push_back({i, bounds[b], bounds[b + 1], b == 0, b + 2 == bounds.size()});
     }
   }
+  work.pieces.shrink_to_fit();
   return work;
 }
 

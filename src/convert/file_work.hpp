@@ -14,11 +14,14 @@
 
 namespace shardwise::convert {
 
+// Its TensorStream is not kept: with 100,000s of tensors, the streams of block-scaled transforms
+// would be most of a run's memory. It is made again from the plan where a piece is copied (cheap:
+// arithmetic on the plan's numbers), after build_file_work made it once to check it and cut the
+// pieces.
 struct TensorWork {
   std::size_t planned = 0;  // index into plan::OutputFile::tensors
   std::size_t input = 0;    // index into Plan::input_files
   std::uint64_t offset = 0; // absolute offset of its first byte in the output file
-  TensorStream stream;
 };
 
 // Output bytes [begin, end) of one tensor. Pieces of a file are in data order, so hashing them in

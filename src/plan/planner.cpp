@@ -142,6 +142,7 @@ void finish_outputs(Plan& plan, Placer& placer) {
     } else {
       std::sort(out.tensors.begin(), end, by_name);
     }
+    out.tensors.shrink_to_fit();  // the plan outlives the run: no slack from push_back's doubling
     for (std::size_t i = 1; i < out.tensors.size(); ++i) {
       const PlannedTensor& a = out.tensors[i - 1];
       const PlannedTensor& b = out.tensors[i];
@@ -273,6 +274,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   placer.place_owned(scopes);
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
+  plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
   find_side_files(plan, rules);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   problems.check(

@@ -166,6 +166,70 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
   CHECK(verified.err.empty());
 }
 
+// The default path (no --page-cache) on files larger than one write-back chunk (8 MiB): written
+// data is sent to disk chunk by chunk (sync_file_range), then the file is fsync'd before its
+// rename. A failure of either is the write's failure: exit 5, the temporary named with the OS's
+// words, nothing under the file's final name, no temporary left, and a rerun completes.
+TEST_CASE("convert: write-back and sync errors of files past 8 MiB on the default path exit 5, no final file") {
+  TempDir dir;
+  const fs::path in = dir / "in";
+  REQUIRE(run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out", in.string(), "--config", "tiny",
+                       "--layers", "2", "--experts", "8"})
+              .exit_code == 0);
+  const auto args = [&](const fs::path& out, const std::string& mp) {
+    return std::vector<std::string>{shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o",
+                                    out.string(), "--n-experts", "8", "-m", mp, "-q", "--threads", "2"};
+  };
+  struct Case {
+    std::string mp;
+    std::string fault;     // SHARDWISE_FAULT: OP,ERROR,N,PATH
+    std::string file;      // the output file that fails
+    std::string message;   // the error's first words
+    std::string words;     // the OS's words
+  };
+  const std::vector<Case> cases = {
+      {"2", "sync_file_range,EIO,1,.model0-mp2", "model0-mp2.safetensors", "cannot write back ", "Input/output error"},
+      {"2", "sync_file_range,ENOSPC,1,.model1-mp2", "model1-mp2.safetensors", "cannot write back ",
+       "No space left on device"},
+      {"1", "sync_file_range,EIO,1,.model0-mp1", "model0-mp1.safetensors", "cannot write back ", "Input/output error"},
+      {"2", "fsync,EIO,1,.model1-mp2", "model1-mp2.safetensors", "cannot sync ", "Input/output error"},
+      {"1", "fsync,EIO,1,.model0-mp1", "model0-mp1.safetensors", "cannot sync ", "Input/output error"},
+  };
+  std::map<std::string, std::map<std::string, std::string>> expected;  // per mp
+  for (const std::string mp : {"1", "2"}) {
+    const fs::path reference = dir / ("reference-" + mp);
+    REQUIRE(run_command(args(reference, mp)).exit_code == 0);
+    expected[mp] = folder_files(reference);
+    for (const auto& [name, bytes] : expected[mp]) {
+      // Every rank file spans more than one write-back chunk, or the case tests nothing.
+      if (name.starts_with("model")) REQUIRE(bytes.size() > (8u << 20));
+    }
+  }
+  for (const Case& c : cases) {
+    CAPTURE(c.fault);
+    const fs::path out = dir / "out";
+    fs::remove_all(out);
+    const auto failed = run_command(with_fault(c.fault, args(out, c.mp)));
+    CHECK(failed.exit_code == 5);
+    CHECK_THAT(failed.err, Catch::StartsWith("shardwise: error: " + c.message));
+    CHECK_THAT(failed.err, Catch::Contains("." + c.file + ".partial: " + c.words));
+    const auto left = files_left(out);
+    CHECK(left.count(c.file) == 0);
+    for (const auto& [name, bytes] : left) {
+      CAPTURE(name);
+      CHECK(name.find(".partial") == std::string::npos);
+      if (name == "shardwise-manifest.json") {
+        CHECK_THAT(bytes, Catch::Contains("\"complete\":false"));
+      } else {
+        CHECK(bytes == expected[c.mp].at(name));
+      }
+    }
+    const auto rerun = run_command(args(out, c.mp));
+    CHECK(rerun.exit_code == 0);
+    CHECK(folder_files(out) == expected[c.mp]);
+  }
+}
+
 TEST_CASE("convert: short reads and writes are retried and write the same bytes") {
   Folders f;
   for (const std::string fault : {"pwrite,short,1,.model", "write,short,1,shardwise-manifest",
