@@ -10,11 +10,13 @@
 #include <fmt/format.h>
 
 #include "transform/formats.hpp"
+#include "transform/isa.hpp"
 
 // y = bf16(f32(w) * f32(s)): within one block every weight code meets the same scale, so the
 // block's 256 possible answers are computed once (with that very product and rounding) and each
 // element becomes one table lookup, without branches. Blocks smaller than the table are computed
-// element by element instead, with the same arithmetic.
+// element by element instead, with the same arithmetic. With AVX2, every element is computed, eight
+// at a time (decode, multiply, round: the same arithmetic again), about 4x faster than the lookups.
 
 namespace shardwise::transform {
 
@@ -107,6 +109,10 @@ void dequantize_small_block(const std::byte* weight, std::byte* out, std::uint64
 }  // namespace
 
 void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std::byte> out) {
+  dequantize_to_bf16(band, nan, out, best_isa());
+}
+
+void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std::byte> out, Isa isa) {
   const std::uint64_t block_row_count = check_band(band, out.size());
   const auto nan_bits = static_cast<std::uint16_t>(nan);
   const std::uint64_t block_col_count = ceil_div(band.cols, band.block_cols);
@@ -122,7 +128,12 @@ void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std:
       const float scale = scale_at(band, br * band.scale_cols + bc);
       const std::byte* weight = band.weight.data() + row0 * band.cols + col0;
       std::byte* target = out.data() + 2 * (row0 * band.cols + col0);
-      if (small_blocks) {
+      if (isa == Isa::avx2) {
+        for (std::uint64_t r = 0; r < height; ++r) {
+          avx2::dequantize_run(reinterpret_cast<const std::uint8_t*>(weight + r * band.cols),
+                               target + 2 * r * band.cols, width, scale, nan_bits);
+        }
+      } else if (small_blocks) {
         dequantize_small_block(weight, target, height, width, band.cols, scale, nan_bits);
       } else {
         fill_lut(scale, nan_bits, lut);

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "transform/formats.hpp"
+#include "transform/isa.hpp"
 
 // DeepSeek-V4 convert.py, cast_e2m1fn_to_e4m3fn, per 128 x 128 block of the output:
 //   s      = f32(scale) of the block's 128 rows x 4 groups of 32 columns
@@ -38,22 +39,22 @@ constexpr std::uint8_t kE8m0Nan = 0xFF;
 // reference's own arithmetic on the scale and smax met there, and serves the whole call.
 struct OffsetTables {
   std::array<std::array<std::uint16_t, 256>, 255> pairs;  // by d; 127.5 KiB, filled only where built
+  std::array<std::array<std::uint8_t, 16>, 255> codes;    // by d: the E4M3 code of each FP4 code
   std::array<bool, 255> built{};
 
-  const std::array<std::uint16_t, 256>& get(std::uint8_t scale_code, std::uint8_t largest,
-                                            float smax) noexcept {
+  // The index d of the tables for `scale_code` in a block whose largest code is `largest`.
+  std::uint8_t get(std::uint8_t scale_code, std::uint8_t largest, float smax) noexcept {
     const auto d = static_cast<std::uint8_t>(largest - scale_code);
     if (!built[d]) {
       const float offset = e8m0_to_f32(scale_code) / smax;
       const std::array<float, 16>& values = e2m1_table();
-      std::array<std::uint8_t, 16> codes;
-      for (std::size_t n = 0; n < 16; ++n) codes[n] = f32_to_e4m3(values[n] * offset);
+      for (std::size_t n = 0; n < 16; ++n) codes[d][n] = f32_to_e4m3(values[n] * offset);
       for (std::size_t byte = 0; byte < 256; ++byte) {
-        pairs[d][byte] = static_cast<std::uint16_t>(codes[byte & 0x0Fu] | codes[byte >> 4] << 8);
+        pairs[d][byte] = static_cast<std::uint16_t>(codes[d][byte & 0x0Fu] | codes[d][byte >> 4] << 8);
       }
       built[d] = true;
     }
-    return pairs[d];
+    return d;
   }
 };
 
@@ -91,25 +92,31 @@ std::uint8_t largest_code(const std::uint8_t* scale, std::uint64_t groups_per_ro
 }
 
 // e8m0(smax) of a block whose largest scale code is `largest`.
-std::byte new_scale(std::uint8_t largest) noexcept { return std::byte{f32_to_e8m0(e8m0_to_f32(largest) / kMaxOffset)}; }
+std::byte new_scale(std::uint8_t largest) noexcept {
+  return std::byte{f32_to_e8m0(e8m0_to_f32(largest) / kMaxOffset)};
+}
 
 }  // namespace
 
 void requantize_fp4_scale(std::span<const std::byte> scale, std::uint64_t rows, std::uint64_t cols,
                           std::span<std::byte> out_scale) {
   const auto fail = [&](const std::string& what) {
-    throw Error(ErrorKind::input, fmt::format("requantize_fp4_scale: {} (rows {}, cols {})", what, rows, cols));
+    throw Error(ErrorKind::input,
+                fmt::format("requantize_fp4_scale: {} (rows {}, cols {})", what, rows, cols));
   };
   if (rows % kBlock != 0 || cols % kBlock != 0) fail("rows and cols must be multiples of 128");
-  if (scale.size() != rows * (cols / kGroup)) fail(fmt::format("scale holds {} bytes, not {}", scale.size(), rows * (cols / kGroup)));
+  if (scale.size() != rows * (cols / kGroup))
+    fail(fmt::format("scale holds {} bytes, not {}", scale.size(), rows * (cols / kGroup)));
   if (out_scale.size() != (rows / kBlock) * (cols / kBlock)) {
-    fail(fmt::format("output scale holds {} bytes, not {}", out_scale.size(), (rows / kBlock) * (cols / kBlock)));
+    fail(fmt::format("output scale holds {} bytes, not {}", out_scale.size(),
+                     (rows / kBlock) * (cols / kBlock)));
   }
   const auto* scales = reinterpret_cast<const std::uint8_t*>(scale.data());
   const std::uint64_t groups_per_row = cols / kGroup;
   for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
     for (std::uint64_t bi = 0; bi < cols / kBlock; ++bi) {
-      out_scale[bo * (cols / kBlock) + bi] = new_scale(largest_code(scales + bo * kBlock * groups_per_row, groups_per_row, bi));
+      out_scale[bo * (cols / kBlock) + bi] =
+          new_scale(largest_code(scales + bo * kBlock * groups_per_row, groups_per_row, bi));
     }
   }
 }
@@ -117,34 +124,49 @@ void requantize_fp4_scale(std::span<const std::byte> scale, std::uint64_t rows, 
 void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const std::byte> scale,
                            std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
                            std::span<std::byte> out_scale) {
+  requantize_fp4_to_fp8(weight, scale, rows, cols, out_weight, out_scale, best_isa());
+}
+
+void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const std::byte> scale,
+                           std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
+                           std::span<std::byte> out_scale, Isa isa) {
   check_shapes(weight.size(), scale.size(), rows, cols, out_weight.size(), out_scale.size());
   const auto* packed = reinterpret_cast<const std::uint8_t*>(weight.data());
   const auto* scales = reinterpret_cast<const std::uint8_t*>(scale.data());
   auto* codes_out = reinterpret_cast<std::uint8_t*>(out_weight.data());
   const std::uint64_t groups_per_row = cols / kGroup;
   const std::uint64_t blocks_across = cols / kBlock;
-  const std::unique_ptr<OffsetTables> tables(new OffsetTables);  // default-initialised: no memset
+  constexpr std::uint64_t kGroupsAcross = kBlock / kGroup;
+  const std::unique_ptr<OffsetTables> tables(new OffsetTables);          // default-initialised: no memset
+  std::array<const std::uint8_t*, kBlock * kGroupsAcross> block_tables;  // AVX2: each group's codes
   for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
     const std::uint8_t* block_scales = scales + bo * kBlock * groups_per_row;
     for (std::uint64_t bi = 0; bi < blocks_across; ++bi) {
       const std::uint8_t largest = largest_code(block_scales, groups_per_row, bi);
       const float smax = e8m0_to_f32(largest) / kMaxOffset;
       out_scale[bo * blocks_across + bi] = new_scale(largest);
-      for (std::uint64_t r = bo * kBlock; r < (bo + 1) * kBlock; ++r) {
-        std::uint8_t* out_row = codes_out + r * cols + bi * kBlock;
-        if (largest == kE8m0Nan) {  // NaN offsets everywhere: every product is a positive NaN
-          std::memset(out_row, kE4m3Nan, kBlock);
-          continue;
-        }
-        for (std::uint64_t g = 0; g < kBlock / kGroup; ++g) {
-          const std::uint64_t group = bi * (kBlock / kGroup) + g;
-          const std::array<std::uint16_t, 256>& table =
-              tables->get(scales[r * groups_per_row + group], largest, smax);
-          const std::uint8_t* in = packed + r * (cols / 2) + group * (kGroup / 2);
-          std::uint8_t* out = out_row + g * kGroup;
-          for (std::uint64_t j = 0; j < kGroup / 2; ++j) std::memcpy(out + 2 * j, &table[in[j]], 2);
+      std::uint8_t* block_out = codes_out + bo * kBlock * cols + bi * kBlock;
+      if (largest == kE8m0Nan) {  // NaN offsets everywhere: every product is a positive NaN
+        for (std::uint64_t r = 0; r < kBlock; ++r) std::memset(block_out + r * cols, kE4m3Nan, kBlock);
+        continue;
+      }
+      const std::uint8_t* block_in = packed + bo * kBlock * (cols / 2) + bi * (kBlock / 2);
+      for (std::uint64_t r = 0; r < kBlock; ++r) {
+        const std::uint8_t* row_scales = block_scales + r * groups_per_row + bi * kGroupsAcross;
+        for (std::uint64_t g = 0; g < kGroupsAcross; ++g) {
+          const std::uint8_t d = tables->get(row_scales[g], largest, smax);
+          if (isa == Isa::avx2) {
+            block_tables[r * kGroupsAcross + g] = tables->codes[d].data();
+            continue;
+          }
+          const std::uint8_t* in = block_in + r * (cols / 2) + g * (kGroup / 2);
+          std::uint8_t* out = block_out + r * cols + g * kGroup;
+          for (std::uint64_t j = 0; j < kGroup / 2; ++j)
+            std::memcpy(out + 2 * j, &tables->pairs[d][in[j]], 2);
         }
       }
+      if (isa == Isa::avx2)
+        avx2::expand_fp4(block_in, cols / 2, block_out, cols, kBlock, kGroupsAcross, block_tables.data());
     }
   }
 }
