@@ -43,7 +43,7 @@ std::vector<std::byte> all_codes(std::size_t rows) {
 
 }  // namespace
 
-TEST_CASE("best_isa is available; on x86-64 with AVX2 it is AVX2") {
+TEST_CASE("best_isa is available, and on x86-64 with AVX2 it is AVX2") {
   CHECK(isa_available(Isa::portable));
   CHECK(isa_available(best_isa()));
 #if defined(__x86_64__)
