@@ -83,20 +83,17 @@ SHARDWISE_AVX2 void dequantize_run(const std::uint8_t* codes, std::byte* out, st
   }
 }
 
-SHARDWISE_AVX2 void expand_fp4(const std::uint8_t* in, std::uint64_t in_stride, std::uint8_t* out,
-                               std::uint64_t out_stride, std::uint64_t rows, std::uint64_t groups,
-                               const std::uint8_t* const* tables) noexcept {
+SHARDWISE_AVX2 void expand_fp4(const std::uint8_t* in, std::uint8_t* out, std::uint64_t groups,
+                               const std::uint8_t* table_index, const std::uint8_t* tables) noexcept {
   const __m128i nibble = _mm_set1_epi8(0x0F);
-  for (std::uint64_t r = 0; r < rows; ++r) {
-    for (std::uint64_t g = 0; g < groups; ++g) {
-      const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables[r * groups + g]));
-      const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + r * in_stride + 16 * g));
-      const __m128i even = _mm_shuffle_epi8(table, _mm_and_si128(bytes, nibble));
-      const __m128i odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
-      std::uint8_t* target = out + r * out_stride + 32 * g;
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(target), _mm_unpacklo_epi8(even, odd));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(target + 16), _mm_unpackhi_epi8(even, odd));
-    }
+  for (std::uint64_t g = 0; g < groups; ++g) {
+    const __m128i table =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables + 16 * std::uint64_t{table_index[g]}));
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + 16 * g));
+    const __m128i even = _mm_shuffle_epi8(table, _mm_and_si128(bytes, nibble));
+    const __m128i odd = _mm_shuffle_epi8(table, _mm_and_si128(_mm_srli_epi16(bytes, 4), nibble));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 32 * g), _mm_unpacklo_epi8(even, odd));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 32 * g + 16), _mm_unpackhi_epi8(even, odd));
   }
 }
 
@@ -110,8 +107,8 @@ namespace avx2 {
 void dequantize_run(const std::uint8_t*, std::byte*, std::uint64_t, float, std::uint16_t) noexcept {
   __builtin_trap();
 }
-void expand_fp4(const std::uint8_t*, std::uint64_t, std::uint8_t*, std::uint64_t, std::uint64_t,
-                std::uint64_t, const std::uint8_t* const*) noexcept {
+void expand_fp4(const std::uint8_t*, std::uint8_t*, std::uint64_t, const std::uint8_t*,
+                const std::uint8_t*) noexcept {
   __builtin_trap();
 }
 }  // namespace avx2

@@ -28,11 +28,10 @@ namespace avx2 {
 // `count` codes -> BF16 of e4m3(code) x scale, the float32 product rounded once, NaN -> nan_bits.
 void dequantize_run(const std::uint8_t* codes, std::byte* out, std::uint64_t count, float scale,
                     std::uint16_t nan_bits) noexcept;
-// `rows` rows of `groups` groups of 16 bytes (32 FP4 codes) -> 32 E4M3 codes each, through the
-// 16-entry code table of each group: tables[r * groups + g]. Rows start `in_stride` / `out_stride`
-// bytes apart.
-void expand_fp4(const std::uint8_t* in, std::uint64_t in_stride, std::uint8_t* out, std::uint64_t out_stride,
-                std::uint64_t rows, std::uint64_t groups, const std::uint8_t* const* tables) noexcept;
+// One row of `groups` groups of 16 bytes (32 FP4 codes) -> 32 E4M3 codes each, through the
+// 16-entry code table of each group: tables + 16 * table_index[g].
+void expand_fp4(const std::uint8_t* in, std::uint8_t* out, std::uint64_t groups,
+                const std::uint8_t* table_index, const std::uint8_t* tables) noexcept;
 }  // namespace avx2
 
 }  // namespace shardwise::transform

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -36,21 +37,31 @@ constexpr std::uint8_t kE8m0Nan = 0xFF;
 // E8M0 code a decodes exactly to 2^(a-127) (0x00 included), smax exactly to 2^(m-133) for the
 // block's largest code m, so offset = s / smax = 2^(6-d) with d = m - a, rounded (to 0 below 2^-149)
 // by the division itself: the answer depends on d alone. Each table is built on first use with the
-// reference's own arithmetic on the scale and smax met there, and serves the whole call.
-struct OffsetTables {
-  std::array<std::array<std::uint16_t, 256>, 255> pairs;  // by d; 127.5 KiB, filled only where built
-  std::array<std::array<std::uint8_t, 16>, 255> codes;    // by d: the E4M3 code of each FP4 code
-  std::array<bool, 255> built{};
+// reference's own arithmetic on the scale and smax met there, and serves the whole call. Index
+// kNanTable (d never reaches it: d <= 254) holds a NaN block's answer, 0x7F for every code.
+constexpr std::uint8_t kNanTable = 255;
 
-  // The index d of the tables for `scale_code` in a block whose largest code is `largest`.
+struct OffsetTables {
+  std::array<std::array<std::uint16_t, 256>, 256> pairs;  // by d; 128 KiB, filled only where built
+  std::array<std::uint8_t, 256 * 16> codes;               // from 16 * d: the E4M3 code of each FP4 code
+  std::array<bool, 256> built{};
+
+  OffsetTables() noexcept {  // the arrays stay uninitialised but for the NaN table
+    pairs[kNanTable].fill(kE4m3Nan | kE4m3Nan << 8);
+    std::fill_n(codes.begin() + 16 * kNanTable, 16, kE4m3Nan);
+    built[kNanTable] = true;
+  }
+
+  // The index d of the tables for `scale_code` in a block whose largest code is `largest` (< 0xFF).
   std::uint8_t get(std::uint8_t scale_code, std::uint8_t largest, float smax) noexcept {
     const auto d = static_cast<std::uint8_t>(largest - scale_code);
     if (!built[d]) {
       const float offset = e8m0_to_f32(scale_code) / smax;
       const std::array<float, 16>& values = e2m1_table();
-      for (std::size_t n = 0; n < 16; ++n) codes[d][n] = f32_to_e4m3(values[n] * offset);
+      std::uint8_t* code_of = codes.data() + 16 * std::size_t{d};
+      for (std::size_t n = 0; n < 16; ++n) code_of[n] = f32_to_e4m3(values[n] * offset);
       for (std::size_t byte = 0; byte < 256; ++byte) {
-        pairs[d][byte] = static_cast<std::uint16_t>(codes[d][byte & 0x0Fu] | codes[d][byte >> 4] << 8);
+        pairs[d][byte] = static_cast<std::uint16_t>(code_of[byte & 0x0Fu] | code_of[byte >> 4] << 8);
       }
       built[d] = true;
     }
@@ -137,36 +148,36 @@ void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const st
   const std::uint64_t groups_per_row = cols / kGroup;
   const std::uint64_t blocks_across = cols / kBlock;
   constexpr std::uint64_t kGroupsAcross = kBlock / kGroup;
-  const std::unique_ptr<OffsetTables> tables(new OffsetTables);          // default-initialised: no memset
-  std::array<const std::uint8_t*, kBlock * kGroupsAcross> block_tables;  // AVX2: each group's codes
+  const std::unique_ptr<OffsetTables> tables(new OffsetTables);
+  // Per 128-row band, each group's table; then the band row by row (contiguous input and output).
+  std::vector<std::uint8_t> table_of(kBlock * groups_per_row);
   for (std::uint64_t bo = 0; bo < rows / kBlock; ++bo) {
-    const std::uint8_t* block_scales = scales + bo * kBlock * groups_per_row;
+    const std::uint8_t* band_scales = scales + bo * kBlock * groups_per_row;
     for (std::uint64_t bi = 0; bi < blocks_across; ++bi) {
-      const std::uint8_t largest = largest_code(block_scales, groups_per_row, bi);
+      const std::uint8_t largest = largest_code(band_scales, groups_per_row, bi);
       const float smax = e8m0_to_f32(largest) / kMaxOffset;
       out_scale[bo * blocks_across + bi] = new_scale(largest);
-      std::uint8_t* block_out = codes_out + bo * kBlock * cols + bi * kBlock;
-      if (largest == kE8m0Nan) {  // NaN offsets everywhere: every product is a positive NaN
-        for (std::uint64_t r = 0; r < kBlock; ++r) std::memset(block_out + r * cols, kE4m3Nan, kBlock);
-        continue;
-      }
-      const std::uint8_t* block_in = packed + bo * kBlock * (cols / 2) + bi * (kBlock / 2);
       for (std::uint64_t r = 0; r < kBlock; ++r) {
-        const std::uint8_t* row_scales = block_scales + r * groups_per_row + bi * kGroupsAcross;
-        for (std::uint64_t g = 0; g < kGroupsAcross; ++g) {
-          const std::uint8_t d = tables->get(row_scales[g], largest, smax);
-          if (isa == Isa::avx2) {
-            block_tables[r * kGroupsAcross + g] = tables->codes[d].data();
-            continue;
-          }
-          const std::uint8_t* in = block_in + r * (cols / 2) + g * (kGroup / 2);
-          std::uint8_t* out = block_out + r * cols + g * kGroup;
-          for (std::uint64_t j = 0; j < kGroup / 2; ++j)
-            std::memcpy(out + 2 * j, &tables->pairs[d][in[j]], 2);
+        const std::uint64_t first = r * groups_per_row + bi * kGroupsAcross;
+        for (std::uint64_t g = first; g < first + kGroupsAcross; ++g) {
+          // A NaN largest code: NaN offsets everywhere, every product a positive NaN.
+          table_of[g] = largest == kE8m0Nan ? kNanTable : tables->get(band_scales[g], largest, smax);
         }
       }
-      if (isa == Isa::avx2)
-        avx2::expand_fp4(block_in, cols / 2, block_out, cols, kBlock, kGroupsAcross, block_tables.data());
+    }
+    for (std::uint64_t r = 0; r < kBlock; ++r) {
+      const std::uint8_t* in = packed + (bo * kBlock + r) * (cols / 2);
+      std::uint8_t* out = codes_out + (bo * kBlock + r) * cols;
+      const std::uint8_t* row_tables = table_of.data() + r * groups_per_row;
+      if (isa == Isa::avx2) {
+        avx2::expand_fp4(in, out, groups_per_row, row_tables, tables->codes.data());
+        continue;
+      }
+      for (std::uint64_t g = 0; g < groups_per_row; ++g) {
+        const std::array<std::uint16_t, 256>& pairs = tables->pairs[row_tables[g]];
+        for (std::uint64_t j = 0; j < kGroup / 2; ++j)
+          std::memcpy(out + kGroup * g + 2 * j, &pairs[in[16 * g + j]], 2);
+      }
     }
   }
 }
