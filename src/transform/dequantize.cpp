@@ -6,15 +6,18 @@
 #include <bit>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "transform/formats.hpp"
+#include "transform/isa.hpp"
 
 // y = bf16(f32(w) * f32(s)): within one block every weight code meets the same scale, so the
 // block's 256 possible answers are computed once (with that very product and rounding) and each
 // element becomes one table lookup, without branches. Blocks smaller than the table are computed
-// element by element instead, with the same arithmetic.
+// element by element instead, with the same arithmetic. With AVX2, every element is computed, eight
+// at a time (decode, multiply, round: the same arithmetic again), about 4x faster than the lookups.
 
 namespace shardwise::transform {
 
@@ -104,13 +107,43 @@ void dequantize_small_block(const std::byte* weight, std::byte* out, std::uint64
   }
 }
 
+// AVX2: row by row (contiguous input and output), each row's runs of block_cols codes with their
+// block's scale.
+void dequantize_by_rows(const BlockScaledBand& band, std::uint64_t block_row_count, std::uint16_t nan_bits,
+                        std::span<std::byte> out) {
+  const std::uint64_t block_col_count = ceil_div(band.cols, band.block_cols);
+  std::vector<float> scales(block_col_count);
+  const auto* codes = reinterpret_cast<const std::uint8_t*>(band.weight.data());
+  for (std::uint64_t br = 0; br < block_row_count; ++br) {
+    for (std::uint64_t bc = 0; bc < block_col_count; ++bc)
+      scales[bc] = scale_at(band, br * band.scale_cols + bc);
+    const std::uint64_t row_end = std::min(band.rows, (br + 1) * band.block_rows);
+    for (std::uint64_t r = br * band.block_rows; r < row_end; ++r) {
+      for (std::uint64_t bc = 0; bc < block_col_count; ++bc) {
+        const std::uint64_t col0 = bc * band.block_cols;
+        const std::uint64_t width = std::min(band.block_cols, band.cols - col0);
+        avx2::dequantize_run(codes + r * band.cols + col0, out.data() + 2 * (r * band.cols + col0), width,
+                             scales[bc], nan_bits);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std::byte> out) {
+  dequantize_to_bf16(band, nan, out, best_isa());
+}
+
+void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std::byte> out, Isa isa) {
   const std::uint64_t block_row_count = check_band(band, out.size());
   const auto nan_bits = static_cast<std::uint16_t>(nan);
   const std::uint64_t block_col_count = ceil_div(band.cols, band.block_cols);
   // Blocks are clipped to the tensor, so their area is at most rows x cols (checked above).
+  if (isa == Isa::avx2) {
+    dequantize_by_rows(band, block_row_count, nan_bits, out);
+    return;
+  }
   const bool small_blocks = std::min(band.block_rows, band.rows) * std::min(band.block_cols, band.cols) < 256;
   Lut lut;
   for (std::uint64_t br = 0; br < block_row_count; ++br) {

@@ -1,0 +1,161 @@
+// The kernels' AVX2 code against their portable code, byte for byte, on the same inputs: all 256
+// E4M3 codes x all 256 E8M0 codes and x 65,536 F32 scales (every exponent and sign, random
+// mantissas, the special values), rows whose length leaves tails of every size, and FP4 blocks
+// under every (largest, scale) code pair. The portable code itself is checked against independent
+// expectations by dequantize_test and requantize_test, which run best_isa().
+
+#include <shardwise/transform/kernels.hpp>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "transform/isa.hpp"
+
+using namespace shardwise;
+using namespace shardwise::transform;
+
+namespace {
+
+std::vector<std::byte> dequantized(const BlockScaledBand& band, Bf16Nan nan, Isa isa) {
+  std::vector<std::byte> out(2 * band.rows * band.cols);
+  dequantize_to_bf16(band, nan, out, isa);
+  return out;
+}
+
+std::size_t first_difference(const std::vector<std::byte>& a, const std::vector<std::byte>& b) {
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return i;
+  }
+  return a.size();
+}
+
+// Every code in every row, `rows` rows of 256.
+std::vector<std::byte> all_codes(std::size_t rows) {
+  std::vector<std::byte> weight(rows * 256);
+  for (std::size_t i = 0; i < weight.size(); ++i) weight[i] = std::byte(i & 0xFF);
+  return weight;
+}
+
+}  // namespace
+
+TEST_CASE("best_isa is available, and on x86-64 with AVX2 it is AVX2") {
+  CHECK(isa_available(Isa::portable));
+  CHECK(isa_available(best_isa()));
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2")) CHECK(best_isa() == Isa::avx2);
+#endif
+}
+
+TEST_CASE("dequantize_to_bf16, AVX2 = portable: all 256 E4M3 codes x all 256 E8M0 codes, each NaN policy") {
+  if (!isa_available(Isa::avx2)) return;  // nothing to compare on this CPU
+  std::vector<std::byte> scale(256);
+  for (std::size_t r = 0; r < 256; ++r) scale[r] = std::byte(r);
+  const std::vector<std::byte> weight = all_codes(256);
+  for (Bf16Nan nan : {Bf16Nan::torch_cpu, Bf16Nan::canonical, Bf16Nan::triton}) {
+    const BlockScaledBand band{weight, scale, st::DType::F8_E8M0, 256, 256, 1, 1, 256};
+    const auto portable = dequantized(band, nan, Isa::portable), fast = dequantized(band, nan, Isa::avx2);
+    CHECK(first_difference(portable, fast) == portable.size());
+  }
+}
+
+TEST_CASE("dequantize_to_bf16, AVX2 = portable: all 256 E4M3 codes x 65,536 F32 scales") {
+  if (!isa_available(Isa::avx2)) return;
+  // Scale i: sign and exponent from i's low 9 bits (all 512), mantissa random, plus specials.
+  std::mt19937 random(11);
+  std::vector<float> values(65536);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const std::uint32_t mantissa = i < 1024 ? (i < 512 ? 0u : 0x7FFFFFu) : random() & 0x7FFFFFu;
+    values[i] = std::bit_cast<float>(static_cast<std::uint32_t>(i & 0x1FF) << 23 | mantissa);
+  }
+  const float specials[] = {NAN,
+                            -NAN,
+                            INFINITY,
+                            -INFINITY,
+                            0.0f,
+                            -0.0f,
+                            std::bit_cast<float>(1u),
+                            std::bit_cast<float>(0x7F800001u),
+                            std::bit_cast<float>(0x80000001u),
+                            1.0f / 3.0f};
+  for (std::size_t i = 0; i < std::size(specials); ++i) values[1024 + i] = specials[i];
+  std::vector<std::byte> scale(4 * values.size());
+  std::memcpy(scale.data(), values.data(), scale.size());
+  const std::vector<std::byte> weight = all_codes(values.size());
+  for (Bf16Nan nan : {Bf16Nan::torch_cpu, Bf16Nan::triton}) {
+    const BlockScaledBand band{weight, scale, st::DType::F32, values.size(), 256, 1, 1, 256};
+    const auto portable = dequantized(band, nan, Isa::portable), fast = dequantized(band, nan, Isa::avx2);
+    const std::size_t at = first_difference(portable, fast);
+    INFO("first difference at element " << at / 2 << " (scale " << at / 512 << ", code " << at / 2 % 256
+                                        << ")");
+    CHECK(at == portable.size());
+  }
+}
+
+TEST_CASE("dequantize_to_bf16, AVX2 = portable: block widths and tensor widths that leave every tail") {
+  if (!isa_available(Isa::avx2)) return;
+  std::mt19937 random(7);
+  struct Shape {
+    std::uint64_t rows, cols, block_rows, block_cols;
+  };
+  for (const Shape s : {Shape{300, 257, 128, 128}, Shape{64, 77, 8, 16}, Shape{33, 47, 1, 47},
+                        Shape{5, 7, 1, 1}, Shape{130, 1000, 128, 128}, Shape{16, 31, 16, 31}}) {
+    for (st::DType dtype : {st::DType::F8_E8M0, st::DType::F32}) {
+      const std::uint64_t scale_rows = (s.rows + s.block_rows - 1) / s.block_rows;
+      const std::uint64_t scale_cols = (s.cols + s.block_cols - 1) / s.block_cols + 1;  // one padding column
+      std::vector<std::byte> weight(s.rows * s.cols),
+          scale(scale_rows * scale_cols * (dtype == st::DType::F32 ? 4 : 1));
+      for (auto& b : weight) b = std::byte(random() & 0xFF);
+      for (auto& b : scale) b = std::byte(dtype == st::DType::F32 ? random() & 0xFF : 100 + random() % 40);
+      const BlockScaledBand band{weight, scale,      dtype,        s.rows,
+                                 s.cols, scale_cols, s.block_rows, s.block_cols};
+      const auto portable = dequantized(band, Bf16Nan::torch_cpu, Isa::portable);
+      const auto fast = dequantized(band, Bf16Nan::torch_cpu, Isa::avx2);
+      INFO(s.rows << " x " << s.cols << " in blocks of " << s.block_rows << " x " << s.block_cols);
+      CHECK(first_difference(portable, fast) == portable.size());
+    }
+  }
+}
+
+TEST_CASE(
+    "requantize_fp4_to_fp8, AVX2 = portable: every scale code under every largest code, all FP4 bytes") {
+  if (!isa_available(Isa::avx2)) return;
+  // Block bi has largest code bi; its 512 groups cycle through every code <= bi, and the group's
+  // 16 bytes with the slot number make every byte meet every code.
+  constexpr std::size_t rows = 128, cols = 128 * 256;
+  std::vector<std::byte> packed(rows * cols / 2), scale(rows * cols / 32);
+  for (std::size_t r = 0; r < rows; ++r) {
+    for (std::size_t group = 0; group < cols / 32; ++group) {
+      const std::size_t block = group / 4, slot = 4 * r + group % 4;
+      scale[r * (cols / 32) + group] = std::byte(block - slot % (block + 1));
+      for (std::size_t j = 0; j < 16; ++j)
+        packed[r * (cols / 2) + group * 16 + j] = std::byte(j * 0x11 ^ (slot % 16) << 4);
+    }
+  }
+  std::vector<std::byte> weight_portable(rows * cols), weight_fast(rows * cols);
+  std::vector<std::byte> scale_portable(cols / 128), scale_fast(cols / 128);
+  requantize_fp4_to_fp8(packed, scale, rows, cols, weight_portable, scale_portable, Isa::portable);
+  requantize_fp4_to_fp8(packed, scale, rows, cols, weight_fast, scale_fast, Isa::avx2);
+  CHECK(first_difference(weight_portable, weight_fast) == weight_portable.size());
+  CHECK(scale_portable == scale_fast);
+}
+
+TEST_CASE("requantize_fp4_to_fp8, AVX2 = portable: random tensors, scale codes over 0..254, a NaN block") {
+  if (!isa_available(Isa::avx2)) return;
+  std::mt19937 random(5);
+  constexpr std::size_t rows = 384, cols = 640;
+  std::vector<std::byte> packed(rows * cols / 2), scale(rows * cols / 32);
+  for (auto& b : packed) b = std::byte(random() & 0xFF);
+  for (auto& b : scale) b = std::byte(random() % 255);
+  scale[130 * (cols / 32) + 7] = std::byte{0xFF};  // one NaN block of 15
+  std::vector<std::byte> weight_portable(rows * cols), weight_fast(rows * cols);
+  std::vector<std::byte> scale_portable(rows / 128 * (cols / 128)), scale_fast(scale_portable.size());
+  requantize_fp4_to_fp8(packed, scale, rows, cols, weight_portable, scale_portable, Isa::portable);
+  requantize_fp4_to_fp8(packed, scale, rows, cols, weight_fast, scale_fast, Isa::avx2);
+  CHECK(first_difference(weight_portable, weight_fast) == weight_portable.size());
+  CHECK(scale_portable == scale_fast);
+}
