@@ -75,13 +75,41 @@ convert::Manifest planned_manifest(const ReshardPlan& plan) {
   return m;
 }
 
+// How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
+constexpr std::uint64_t kReadAhead = 64 << 20;
+
+// Asks the kernel to read the old pieces of `next` while the tensors before it are gathered: a
+// cold run's reads then overlap the gathering, hashing and writing instead of waiting for each.
+void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector<io::ReadOnlyFile>& inputs) {
+  const LogicalTensor& logical = plan.logical[next.logical];
+  for (const PieceRead& read : pieces_read(plan, next)) {
+    const Piece& p = logical.pieces[read.piece];
+    io::will_need(inputs[p.file].fd(), p.offset, p.bytes);
+  }
+}
+
 // Gathers one new file into `sink`, hashing the old pieces it reads whole; appends those whose
 // bytes differ from their recorded checksums to `damaged`.
 void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
                  std::span<std::byte> scratch, FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
-  for (const std::size_t index : w.layout.order) {
+  const std::vector<std::size_t>& order = w.layout.order;
+  std::size_t advised = 0;    // tensors (in order) whose pieces were asked for
+  std::uint64_t ahead = 0;    // bytes of those after the current one
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::size_t index = order[k];
     const NewTensor& t = file.tensors[index];
+    if (advised == k) {
+      will_need(plan, t, inputs);
+      ++advised;
+    } else {
+      ahead -= t.bytes;
+    }
+    while (advised < order.size() && (advised == k + 1 || ahead < kReadAhead)) {
+      will_need(plan, file.tensors[order[advised]], inputs);
+      ahead += file.tensors[order[advised]].bytes;
+      ++advised;
+    }
     const std::uint64_t before = sink.gathered();
     PieceHashes pieces(plan, t);
     gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
