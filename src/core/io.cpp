@@ -42,6 +42,10 @@ void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span
 
 void advise_sequential(int fd) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); }
 
+void will_need(int fd, std::uint64_t offset, std::uint64_t length) {
+  if (length != 0) ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+}
+
 void drop_cached(int fd, std::uint64_t offset, std::uint64_t length) {
   if (length != 0) ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_DONTNEED);
 }

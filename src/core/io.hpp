@@ -19,6 +19,9 @@ void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span
 // are ignored.
 // The run reads the file mostly front to back: the kernel may read further ahead.
 void advise_sequential(int fd);
+// The run will read [offset, offset + length) soon: the kernel may start reading it now, while
+// the run works on what it read before.
+void will_need(int fd, std::uint64_t offset, std::uint64_t length);
 // The run will not read [offset, offset + length) again: its pages may leave the cache now
 // rather than crowd out pages still needed (pages partly outside the range stay).
 void drop_cached(int fd, std::uint64_t offset, std::uint64_t length);

@@ -5,7 +5,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <set>
+#include <iterator>
+#include <mutex>
 #include <utility>
 
 #include <fmt/format.h>
@@ -20,6 +21,7 @@
 #include "core/parallel.hpp"
 #include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
+#include "reshard/piece_check.hpp"
 
 namespace shardwise::reshard {
 
@@ -73,53 +75,46 @@ convert::Manifest planned_manifest(const ReshardPlan& plan) {
   return m;
 }
 
-// Compares the recorded checksum of every split or owned piece the new tensors of `files` read
-// with its bytes; Error(input) naming each damaged piece, its file and both checksums.
-void check_pieces(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
-                  const std::vector<io::ReadOnlyFile>& inputs, unsigned threads) {
-  std::set<std::size_t> read;  // old files these new files read
-  for (const convert::FileWork& w : files) {
-    for (const NewTensor& t : plan.outputs[w.planned->rank].tensors) {
-      for (const Piece& p : plan.logical[t.logical].pieces) read.insert(p.file);
-    }
+// How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
+constexpr std::uint64_t kReadAhead = 64 << 20;
+
+// Asks the kernel to read the old pieces of `next` while the tensors before it are gathered: a
+// cold run's reads then overlap the gathering, hashing and writing instead of waiting for each.
+void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector<io::ReadOnlyFile>& inputs) {
+  const LogicalTensor& logical = plan.logical[next.logical];
+  for (const PieceRead& read : pieces_read(plan, next)) {
+    const Piece& p = logical.pieces[read.piece];
+    io::will_need(inputs[p.file].fd(), p.offset, p.bytes);
   }
-  std::vector<std::pair<const LogicalTensor*, const Piece*>> todo;
-  for (const LogicalTensor& t : plan.logical) {
-    for (const Piece& p : t.pieces) {
-      if (p.xxh3 && read.count(p.file) != 0) todo.emplace_back(&t, &p);
-    }
-  }
-  // In file order: a cold page cache is filled by sequential reads, which the gathering then uses.
-  std::sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) {
-    return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
-  });
-  std::vector<std::string> damaged(todo.size());  // per piece: what is wrong, "" when nothing
-  std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
-  run_parallel(todo.size(), threads, [&](std::size_t i, unsigned worker) {
-    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const auto [tensor, piece] = todo[i];
-    const io::ReadOnlyFile& in = inputs[piece->file];
-    const std::uint64_t actual =
-        convert::hash_file_range(in.fd(), in.path(), piece->offset, piece->bytes, buffers[worker]);
-    if (actual == *piece->xxh3) return;
-    damaged[i] = fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", in.path(),
-                             tensor->name, convert::xxh3_hex(actual), convert::xxh3_hex(*piece->xxh3));
-  });
-  Diagnostics problems(ErrorKind::input);
-  for (std::string& problem : damaged) {
-    if (!problem.empty()) problems.add(std::move(problem));
-  }
-  problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from));
 }
 
-// Gathers one new file into `sink`.
+// Gathers one new file into `sink`, hashing the old pieces it reads whole; appends those whose
+// bytes differ from their recorded checksums to `damaged`.
 void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
-                 std::span<std::byte> scratch, FileSink& sink) {
+                 std::span<std::byte> scratch, FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
-  for (const std::size_t index : w.layout.order) {
+  const std::vector<std::size_t>& order = w.layout.order;
+  std::size_t advised = 0;    // tensors (in order) whose pieces were asked for
+  std::uint64_t ahead = 0;    // bytes of those after the current one
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const std::size_t index = order[k];
     const NewTensor& t = file.tensors[index];
+    if (advised == k) {
+      will_need(plan, t, inputs);
+      ++advised;
+    } else {
+      ahead -= t.bytes;
+    }
+    while (advised < order.size() && (advised == k + 1 || ahead < kReadAhead)) {
+      will_need(plan, file.tensors[order[advised]], inputs);
+      ahead += file.tensors[order[advised]].bytes;
+      ++advised;
+    }
     const std::uint64_t before = sink.gathered();
-    gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); });
+    PieceHashes pieces(plan, t);
+    gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
+           pieces.hook());
+    pieces.check(damaged);
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
       throw Error(ErrorKind::io, fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
                                              w.planned->tensors[index].name, sink.gathered() - before, before,
@@ -130,13 +125,17 @@ void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std:
 }
 
 // Writes `files`: one thread per file, each with a second thread hashing and writing behind it when
-// there are threads to spare (one file and two threads: both busy).
+// there are threads to spare (one file and two threads: both busy). A file that read a damaged old
+// piece is not committed (its temporary is removed); the others are, and then the run fails naming
+// every damaged piece (so --resume keeps the files that were sound).
 void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files, unsigned threads,
                  std::size_t block_bytes, convert::Progress& progress, const convert::CommitHook& on_commit,
                  const convert::PreCommitCheck& before_commit) {
   std::vector<io::ReadOnlyFile> inputs;
   for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
-  check_pieces(plan, files, inputs, threads);
+  check_pieces_up_front(plan, files, inputs, threads);
+  std::mutex damaged_mutex;
+  std::vector<Damage> damaged;
   const bool behind = files.size() > 0 && threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
@@ -147,8 +146,14 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
     FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
                   progress);
-    gather_file(plan, w, inputs, scratch, sink);
+    std::vector<Damage> read_damaged;
+    gather_file(plan, w, inputs, scratch, sink, read_damaged);
     convert::ManifestOutput entry = sink.finish();
+    if (!read_damaged.empty()) {
+      std::lock_guard lock(damaged_mutex);
+      std::move(read_damaged.begin(), read_damaged.end(), std::back_inserter(damaged));
+      return;
+    }
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
       entry.tensors[i].cut = convert::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
     }
@@ -156,6 +161,7 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     out.commit();
     if (on_commit) on_commit(entry);
   });
+  refuse_damage(plan, std::move(damaged));
 }
 
 // Copies a side file through a temporary name, checking it against the old manifest's checksum.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include <fmt/format.h>
 
@@ -18,12 +19,19 @@ constexpr std::uint64_t kShortPartBytes = 4 << 10;
 
 bool read_as_region(std::uint64_t part, std::uint64_t row) { return part < kShortPartBytes || 2 * part >= row; }
 
+// Hands bytes just read to `on_piece` when they belong to a whole piece (`piece` set).
+void feed(const PieceBytes& on_piece, std::optional<std::size_t> piece, std::span<const std::byte> bytes) {
+  if (on_piece && piece) on_piece(*piece, bytes);
+}
+
 // Copies bytes [offset, offset + bytes) of one input to the receiver, a chunk at a time.
 void copy_range(const io::ReadOnlyFile& input, std::uint64_t offset, std::uint64_t bytes, std::size_t chunk,
-                const Reserve& reserve) {
+                const Reserve& reserve, std::optional<std::size_t> piece, const PieceBytes& on_piece) {
   for (std::uint64_t done = 0; done < bytes;) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, bytes - done));
-    io::pread_exact(input.fd(), input.path(), offset + done, reserve(n));
+    const std::span<std::byte> out = reserve(n);
+    io::pread_exact(input.fd(), input.path(), offset + done, out);
+    feed(on_piece, piece, out);
     done += n;
   }
 }
@@ -36,6 +44,7 @@ struct Segment {
   std::uint64_t piece_row = 0;  // bytes of one row of the piece
   std::uint64_t skip = 0;       // bytes of the row before the part
   std::uint64_t bytes = 0;      // the part
+  std::optional<std::size_t> whole;  // the piece's index when the part is all of its row
 };
 
 std::uint64_t bits_to_bytes(const LogicalTensor& t, std::uint64_t bits) {
@@ -48,11 +57,23 @@ std::uint64_t bits_to_bytes(const LogicalTensor& t, std::uint64_t bits) {
 
 }  // namespace
 
+std::vector<PieceRead> pieces_read(const ReshardPlan& plan, const NewTensor& tensor) {
+  const LogicalTensor& t = plan.logical[tensor.logical];
+  if (t.placement.kind != plan::Placement::Kind::split) return {{0, true}};
+  std::vector<PieceRead> reads;
+  for (std::size_t i = 0; i < t.pieces.size(); ++i) {
+    const Piece& p = t.pieces[i];
+    if (std::max(p.begin, tensor.begin) >= std::min(p.end, tensor.end)) continue;
+    reads.push_back({i, tensor.begin <= p.begin && p.end <= tensor.end});
+  }
+  return reads;
+}
+
 void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<io::ReadOnlyFile>& inputs,
-            std::size_t chunk, std::span<std::byte> scratch, const Reserve& reserve) {
+            std::size_t chunk, std::span<std::byte> scratch, const Reserve& reserve, const PieceBytes& on_piece) {
   const LogicalTensor& t = plan.logical[tensor.logical];
   if (t.placement.kind != plan::Placement::Kind::split) {
-    copy_range(inputs[t.pieces.front().file], t.pieces.front().offset, tensor.bytes, chunk, reserve);
+    copy_range(inputs[t.pieces.front().file], t.pieces.front().offset, tensor.bytes, chunk, reserve, 0, on_piece);
     return;
   }
   // The logical tensor as [outer, size, inner]: a row is the [size, inner] block of one outer index.
@@ -65,26 +86,29 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
   }
   const std::uint64_t unit_bits = inner * st::dtype_bits(t.dtype);
   std::vector<Segment> segments;
-  for (const Piece& p : t.pieces) {
+  for (const PieceRead& read : pieces_read(plan, tensor)) {
+    const Piece& p = t.pieces[read.piece];
     const std::uint64_t begin = std::max(p.begin, tensor.begin);
     const std::uint64_t end = std::min(p.end, tensor.end);
-    if (begin >= end) continue;
     segments.push_back({p.file, p.offset, bits_to_bytes(t, (p.end - p.begin) * unit_bits),
-                        bits_to_bytes(t, (begin - p.begin) * unit_bits), bits_to_bytes(t, (end - begin) * unit_bits)});
+                        bits_to_bytes(t, (begin - p.begin) * unit_bits), bits_to_bytes(t, (end - begin) * unit_bits),
+                        read.whole ? std::optional(read.piece) : std::nullopt});
   }
   std::uint64_t row = 0;  // bytes of one new row
   for (const Segment& s : segments) row += s.bytes;
   if (row == 0 || outer == 0) return;
   if (segments.size() == 1 && segments.front().bytes == segments.front().piece_row) {
     // Whole rows of one piece: contiguous.
-    copy_range(inputs[segments.front().file], segments.front().piece_offset, row * outer, chunk, reserve);
+    copy_range(inputs[segments.front().file], segments.front().piece_offset, row * outer, chunk, reserve,
+               segments.front().whole, on_piece);
     return;
   }
   if (row > chunk) {
     // Rows larger than a chunk: each part streamed on its own.
     for (std::uint64_t o = 0; o < outer; ++o) {
       for (const Segment& s : segments) {
-        copy_range(inputs[s.file], s.piece_offset + o * s.piece_row + s.skip, s.bytes, chunk, reserve);
+        copy_range(inputs[s.file], s.piece_offset + o * s.piece_row + s.skip, s.bytes, chunk, reserve, s.whole,
+                   on_piece);
       }
     }
     return;
@@ -99,8 +123,9 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
       const std::uint64_t per_read = read_as_region(s.bytes, s.piece_row) ? scratch.size() / s.piece_row : 0;
       if (per_read == 0) {
         for (std::uint64_t r = 0; r < rows; ++r) {
-          io::pread_exact(input.fd(), input.path(), s.piece_offset + (o0 + r) * s.piece_row + s.skip,
-                          out.subspan(static_cast<std::size_t>(r * row + column), static_cast<std::size_t>(s.bytes)));
+          const auto part = out.subspan(static_cast<std::size_t>(r * row + column), static_cast<std::size_t>(s.bytes));
+          io::pread_exact(input.fd(), input.path(), s.piece_offset + (o0 + r) * s.piece_row + s.skip, part);
+          feed(on_piece, s.whole, part);
         }
       } else {
         // Many short parts: their rows read as one region, the parts picked out of it.
@@ -108,6 +133,7 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
           const std::uint64_t n = std::min(per_read, rows - r0);
           const auto region = scratch.first(static_cast<std::size_t>(n * s.piece_row));
           io::pread_exact(input.fd(), input.path(), s.piece_offset + (o0 + r0) * s.piece_row, region);
+          feed(on_piece, s.whole, region);  // whole rows of the piece, in order
           for (std::uint64_t r = 0; r < n; ++r) {
             std::memcpy(out.data() + (r0 + r) * row + column, region.data() + r * s.piece_row + s.skip,
                         static_cast<std::size_t>(s.bytes));

@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <functional>
+#include <utility>
 #include <set>
 #include <string>
 #include <vector>
@@ -115,6 +117,36 @@ std::uint64_t data_offset(const fs::path& file, const std::string& tensor) {
   return 8 + n + header.at(tensor).at("data_offsets").at(0).get<std::uint64_t>();
 }
 
+// The size of a tensor's data, from the header as data_offset reads it.
+std::uint64_t data_size(const fs::path& file, const std::string& tensor) {
+  const std::string bytes = read_file(file);
+  std::uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  const auto offsets = nlohmann::json::parse(bytes.substr(8, n)).at(tensor).at("data_offsets");
+  return offsets.at(1).get<std::uint64_t>() - offsets.at(0).get<std::uint64_t>();
+}
+
+// The first tensor of old rank `rank` (in the manifest of `folder`) whose cut satisfies `matches`:
+// its name and recorded checksum.
+std::pair<std::string, std::string> find_tensor(const fs::path& folder, int rank,
+                                                const std::function<bool(const nlohmann::json&)>& matches) {
+  const auto manifest = nlohmann::json::parse(read_file(folder / "shardwise-manifest.json"));
+  for (const auto& t : manifest["outputs"][rank]["tensors"]) {
+    if (matches(t["cut"])) return {t["name"], t["xxh3"]};
+  }
+  return {};
+}
+
+bool split_on(const nlohmann::json& cut, int dim) { return cut.is_object() && cut.contains("split") && cut["split"] == dim; }
+bool owned(const nlohmann::json& cut) { return cut.is_object() && cut.contains("owned"); }
+
+// Flips one bit of byte `at` of `tensor`'s data in `file`.
+void flip(const fs::path& file, const std::string& tensor, std::uint64_t at) {
+  std::string bytes = read_file(file);
+  bytes[data_offset(file, tensor) + at] ^= 0x10;
+  write_file(file, bytes);
+}
+
 }  // namespace
 
 TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes nothing") {
@@ -151,28 +183,6 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     const auto r = d.reshard(2);
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + replicated + " (replicated) has xxh3"));
-  }
-  SECTION("a flipped byte in a split piece: the manifest's checksum names the file and the tensor") {
-    const auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
-    std::string split;
-    std::string recorded;
-    for (const auto& t : manifest["outputs"][1]["tensors"]) {
-      if (t["cut"].is_object() && t["cut"].contains("split")) {
-        split = t["name"];
-        recorded = t["xxh3"];
-        break;
-      }
-    }
-    REQUIRE(!split.empty());
-    const fs::path file = d.from / "model1-mp4.safetensors";
-    std::string bytes = read_file(file);
-    bytes[data_offset(file, split) + 1] ^= 0x20;
-    write_file(file, bytes);
-    const auto r = d.reshard(2);
-    CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
-    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
-    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
   }
   SECTION("a rank file of another run (another checkpoint, the same shapes) under a listed name") {
     generate(d.dir / "other", {"--seed", "77"});
@@ -228,6 +238,97 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     CHECK(d.reshard(0).exit_code == 2);
   }
   CHECK(!holds_rank_file(d.out));
+}
+
+// Merging (mp 4 into 2) reads every old piece whole, once: its checksum is compared as it is
+// gathered, and a new file that read a damaged piece never gets its final name. The files that read
+// only sound pieces are written; the run fails naming every damaged piece, and a --resume once the
+// old folder is repaired writes the rest. Splitting (4 into 8) reads parts of pieces: those are
+// compared before anything is written.
+TEST_CASE("reshard refuses every new file that read a damaged old piece and names each piece") {
+  Damaged d;
+  SECTION("a flipped byte in a split piece: the manifest's checksum names the file and the tensor") {
+    const auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
+    std::string split;
+    std::string recorded;
+    for (const auto& t : manifest["outputs"][1]["tensors"]) {
+      if (t["cut"].is_object() && t["cut"].contains("split")) {
+        split = t["name"];
+        recorded = t["xxh3"];
+        break;
+      }
+    }
+    REQUIRE(!split.empty());
+    const fs::path file = d.from / "model1-mp4.safetensors";
+    std::string bytes = read_file(file);
+    bytes[data_offset(file, split) + 1] ^= 0x20;
+    write_file(file, bytes);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+    // Old rank 1 goes into new rank 0.
+    CHECK(!fs::exists(d.out / "model0-mp2.safetensors"));
+  }
+  SECTION("merging: pieces checked as they are gathered, the sound file written, --resume after the repair") {
+    convert(d.dir / "in", d.dir / "mp2", 2);
+    // Old ranks 0 and 1 make new rank 0: a split piece of dim 1 (rows interleave) and an owned one.
+    const auto [split, split_xxh3] = find_tensor(d.from, 1, [](const auto& cut) { return split_on(cut, 1); });
+    const auto [expert, expert_xxh3] = find_tensor(d.from, 0, owned);
+    REQUIRE(!split.empty());
+    REQUIRE(!expert.empty());
+    const fs::path file0 = d.from / "model0-mp4.safetensors";
+    const fs::path file1 = d.from / "model1-mp4.safetensors";
+    const std::string sound0 = read_file(file0);
+    const std::string sound1 = read_file(file1);
+    flip(file1, split, data_size(file1, split) - 1);  // its last byte: the whole piece is hashed
+    flip(file0, expert, 0);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (2 problems)"));
+    CHECK_THAT(r.err, Catch::Contains("model0-mp4.safetensors: " + expert + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + expert_xxh3 + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + split_xxh3 + " (the file was damaged or replaced)"));
+    // No temporary left either; the manifest does not call the folder complete.
+    CHECK(files_of(d.out) == std::set<std::string>{"model1-mp2.safetensors"});
+    CHECK(read_file(d.out / "model1-mp2.safetensors") == read_file(d.dir / "mp2" / "model1-mp2.safetensors"));
+    CHECK(nlohmann::json::parse(read_file(d.out / "shardwise-manifest.json"))["complete"] == false);
+    write_file(file0, sound0);
+    write_file(file1, sound1);
+    const auto resumed =
+        run_shardwise({"reshard", "--from", d.from.string(), "-o", d.out.string(), "-m", "2", "--resume", "-q"});
+    INFO(resumed.err);
+    REQUIRE(resumed.exit_code == 0);
+    require_same_files(d.dir / "mp2", d.out);
+  }
+  SECTION("splitting: a flipped byte in a split piece is refused before anything is written") {
+    const auto [split, recorded] = find_tensor(d.from, 2, [](const auto& cut) { return split_on(cut, 0); });
+    REQUIRE(!split.empty());
+    const fs::path file = d.from / "model2-mp4.safetensors";
+    flip(file, split, data_size(file, split) / 2);
+    const auto r = d.reshard(8);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
+    CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: " + split + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+    CHECK(!holds_rank_file(d.out));
+  }
+  SECTION("splitting: the error also names damaged pieces that would have been checked while gathered") {
+    const auto [split, split_xxh3] = find_tensor(d.from, 1, [](const auto& cut) { return split_on(cut, 1); });
+    const auto [expert, expert_xxh3] = find_tensor(d.from, 3, owned);
+    REQUIRE(!split.empty());
+    REQUIRE(!expert.empty());
+    flip(d.from / "model1-mp4.safetensors", split, 0);
+    flip(d.from / "model3-mp4.safetensors", expert, 1);
+    const auto r = d.reshard(8);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("(2 problems)"));
+    CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + expert + " has xxh3 "));
+    CHECK(!holds_rank_file(d.out));
+  }
 }
 
 TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as text and JSON") {

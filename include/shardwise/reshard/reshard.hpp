@@ -43,8 +43,8 @@ struct Piece {
   std::uint64_t end = 0;
   std::uint64_t bytes = 0;   // of the piece in that file
   // The checksum the old manifest records for a split or owned piece, compared with its bytes
-  // before they are used (a folder without a manifest records none; replicated copies are
-  // compared when planned).
+  // before any new file made from them is committed (a folder without a manifest records none;
+  // replicated copies are compared when planned).
   std::optional<std::uint64_t> xxh3;
 };
 
@@ -127,7 +127,9 @@ using ReshardSummary = convert::ConvertSummary;
 // files (with rank 0) and the manifest, as convert_plan does: every file through a temporary name,
 // under the folder's lock, its checksums recorded as it lands, --resume keeping finished files,
 // the manifest completed by whichever run finishes the last file. The old pieces this run reads
-// are first compared with their recorded checksums (Error(input) naming every damaged one).
+// are compared with their recorded checksums: those read whole as they are gathered, the others
+// before anything is written. A new file that read a damaged piece is never committed; the files
+// that read none are, and the run then fails with Error(input) naming every damaged piece.
 // Throws Error(io) naming the path on failure, Error(input) when an old file changed since it was
 // planned.
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options);

@@ -1,0 +1,54 @@
+#pragma once
+// The old pieces a run reads, compared with the checksums the old manifest records for them. A
+// piece the gathering reads whole and in order (every split piece when mp N is merged into M < N,
+// every owned piece) is hashed as it is gathered, so the old folder is read once; any other (a
+// split piece cut for several new tensors, M > N) is hashed before anything is written. Internal
+// to reshard.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <shardwise/convert/checksum.hpp>
+#include <shardwise/reshard/reshard.hpp>
+
+#include "convert/file_work.hpp"
+#include "core/io.hpp"
+#include "reshard/gather.hpp"
+
+namespace shardwise::reshard {
+
+// A piece whose bytes differ from its recorded checksum.
+struct Damage {
+  std::size_t file = 0;  // index into ReshardPlan::old_files
+  std::uint64_t offset = 0;
+  std::string message;  // names the file, the tensor and both checksums
+};
+
+// Hashes, on `threads` threads, every piece with a recorded checksum that the new tensors of
+// `files` read but do not read whole. When one is damaged, also the pieces they read whole, so
+// that the error names every damaged piece; throws then (refuse_damage) before anything is written.
+void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
+                           const std::vector<io::ReadOnlyFile>& inputs, unsigned threads);
+
+// The pieces one new tensor reads whole, hashed as they are gathered.
+class PieceHashes {
+ public:
+  PieceHashes(const ReshardPlan& plan, const NewTensor& tensor);
+  // What gather() hands the whole pieces' bytes to; empty when no piece has a recorded checksum.
+  PieceBytes hook();
+  // Once the tensor is gathered: appends each whole piece whose bytes differ from its checksum.
+  void check(std::vector<Damage>& damaged) const;
+
+ private:
+  const ReshardPlan& plan_;
+  const LogicalTensor& logical_;
+  std::vector<std::optional<convert::Hasher>> hashers_;  // per piece of the logical tensor
+};
+
+// Throws Error(input) naming every damaged piece, in file order, unless `damaged` is empty.
+void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged);
+
+}  // namespace shardwise::reshard
