@@ -14,6 +14,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "transform/fp4_patterns.hpp"
 #include "transform/isa.hpp"
 
 using namespace shardwise;
@@ -132,18 +133,8 @@ TEST_CASE("dequantize_to_bf16, AVX2 = portable: block widths and tensor widths t
 TEST_CASE(
     "requantize_fp4_to_fp8, AVX2 = portable: every scale code under every largest code, all FP4 bytes") {
   if (!avx2_to_compare()) return;
-  // Block bi has largest code bi; its 512 groups cycle through every code <= bi, and the group's
-  // 16 bytes with the slot number make every byte meet every code.
-  constexpr std::size_t rows = 128, cols = 128 * 256;
-  std::vector<std::byte> packed(rows * cols / 2), scale(rows * cols / 32);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t group = 0; group < cols / 32; ++group) {
-      const std::size_t block = group / 4, slot = 4 * r + group % 4;
-      scale[r * (cols / 32) + group] = std::byte(block - slot % (block + 1));
-      for (std::size_t j = 0; j < 16; ++j)
-        packed[r * (cols / 2) + group * 16 + j] = std::byte(j * 0x11 ^ (slot % 16) << 4);
-    }
-  }
+  const test::Fp4Weights w = test::every_scale_under_every_largest();
+  const auto& [rows, cols, packed, scale] = w;
   std::vector<std::byte> weight_portable(rows * cols), weight_fast(rows * cols);
   std::vector<std::byte> scale_portable(cols / 128), scale_fast(cols / 128);
   requantize_fp4_to_fp8(packed, scale, rows, cols, weight_portable, scale_portable, Isa::portable);

@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "transform/exact_formats.hpp"
+#include "transform/fp4_patterns.hpp"
 
 using namespace shardwise;
 using namespace shardwise::transform;
@@ -77,19 +78,8 @@ std::size_t mismatches(const std::vector<std::uint8_t>& got, const std::vector<s
 }  // namespace
 
 TEST_CASE("requantize_fp4_to_fp8: every scale code under every largest code, with all FP4 codes") {
-  // Block bi has largest scale code bi (255: NaN); its 512 groups (row r, group g: slot 4r + g)
-  // hold bi, bi - 1, ..., 0, then repeat, so every code a <= bi meets every FP4 code in both nibbles.
-  constexpr std::size_t rows = 128, cols = 128 * 256;
-  std::vector<std::byte> packed(rows * cols / 2), scale(rows * cols / 32);
-  for (std::size_t r = 0; r < rows; ++r) {
-    for (std::size_t group = 0; group < cols / 32; ++group) {
-      const std::size_t block = group / 4, slot = 4 * r + group % 4;
-      scale[r * (cols / 32) + group] = std::byte(block - slot % (block + 1));
-      for (std::size_t j = 0; j < 16; ++j) {
-        packed[r * (cols / 2) + group * 16 + j] = std::byte((j * 0x11) ^ ((slot % 16) << 4));
-      }
-    }
-  }
+  const test::Fp4Weights w = test::every_scale_under_every_largest();
+  const auto& [rows, cols, packed, scale] = w;
   const Requantized got = run(packed, scale, rows, cols), want = reference(packed, scale, rows, cols);
   CHECK(mismatches(got.weight, want.weight) == 0);
   CHECK(got.scale == want.scale);
