@@ -10,7 +10,7 @@ void throw_os_error(const std::string& what, const std::string& path, int errno_
   throw Error(ErrorKind::io, fmt::format("{} {}: {}", what, path, std::strerror(errno_value)));
 }
 
-void Diagnostics::check(const std::string& summary, std::size_t max_listed) const {
+void Diagnostics::check(const std::string& summary, std::size_t max_listed, std::string_view footer) const {
   if (messages_.empty()) return;
   std::string text = fmt::format("{} ({} problem{}):", summary, messages_.size(), messages_.size() == 1 ? "" : "s");
   std::size_t listed = 0;
@@ -21,6 +21,7 @@ void Diagnostics::check(const std::string& summary, std::size_t max_listed) cons
     }
     text += "\n  " + m;
   }
+  if (!footer.empty()) text += fmt::format("\n{}", footer);
   throw Error(kind_, text);
 }
 

@@ -136,6 +136,7 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
   check_pieces_up_front(plan, files, inputs, threads);
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
+  std::size_t refused = 0;  // files not committed for having read a damaged piece
   const bool behind = files.size() > 0 && threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
@@ -152,6 +153,7 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     if (!read_damaged.empty()) {
       std::lock_guard lock(damaged_mutex);
       std::move(read_damaged.begin(), read_damaged.end(), std::back_inserter(damaged));
+      ++refused;
       return;
     }
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
@@ -161,7 +163,10 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     out.commit();
     if (on_commit) on_commit(entry);
   });
-  refuse_damage(plan, std::move(damaged));
+  refuse_damage(plan, std::move(damaged),
+                fmt::format("{} of the {} new files read a damaged piece and were not written, the others were: "
+                            "replace the damaged rank files, then run again with --resume to write the rest.",
+                            refused, files.size()));
 }
 
 // Copies a side file through a temporary name, checking it against the old manifest's checksum.

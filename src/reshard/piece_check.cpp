@@ -66,7 +66,7 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::F
   if (damaged.empty()) return;
   std::vector<Damage> more = hash_pieces(plan, whole, inputs, threads);
   damaged.insert(damaged.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
-  refuse_damage(plan, std::move(damaged));
+  refuse_damage(plan, std::move(damaged), "Nothing was written.");
 }
 
 PieceHashes::PieceHashes(const ReshardPlan& plan, const NewTensor& tensor)
@@ -91,12 +91,13 @@ void PieceHashes::check(std::vector<Damage>& damaged) const {
   }
 }
 
-void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged) {
+void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged, std::string_view outcome) {
   std::sort(damaged.begin(), damaged.end(),
             [](const Damage& a, const Damage& b) { return std::pair(a.file, a.offset) < std::pair(b.file, b.offset); });
   Diagnostics problems(ErrorKind::input);
   for (Damage& d : damaged) problems.add(std::move(d.message));
-  problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from));
+  problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from),
+                 Diagnostics::kMaxListed, outcome);
 }
 
 }  // namespace shardwise::reshard

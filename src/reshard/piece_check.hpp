@@ -48,7 +48,8 @@ class PieceHashes {
   std::vector<std::optional<convert::Hasher>> hashers_;  // per piece of the logical tensor
 };
 
-// Throws Error(input) naming every damaged piece, in file order, unless `damaged` is empty.
-void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged);
+// Throws Error(input) naming every damaged piece, in file order, unless `damaged` is empty;
+// `outcome` says what the run wrote nevertheless (e.g. "nothing was written").
+void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged, std::string_view outcome);
 
 }  // namespace shardwise::reshard

@@ -291,6 +291,8 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
     CHECK_THAT(r.err, Catch::Contains(", the manifest says " + expert_xxh3 + " (the file was damaged or replaced)"));
     CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
     CHECK_THAT(r.err, Catch::Contains(", the manifest says " + split_xxh3 + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err, Catch::Contains("\n1 of the 2 new files read a damaged piece and were not written, the others "
+                                      "were: replace the damaged rank files, then run again with --resume"));
     // No temporary left either; the manifest does not call the folder complete.
     CHECK(files_of(d.out) == std::set<std::string>{"model1-mp2.safetensors"});
     CHECK(read_file(d.out / "model1-mp2.safetensors") == read_file(d.dir / "mp2" / "model1-mp2.safetensors"));
@@ -313,6 +315,7 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
     CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: " + split + " has xxh3 "));
     CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err, Catch::EndsWith("(the file was damaged or replaced)\nNothing was written.\n"));
     CHECK(!holds_rank_file(d.out));
   }
   SECTION("splitting: the error also names damaged pieces that would have been checked while gathered") {

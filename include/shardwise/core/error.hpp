@@ -2,8 +2,10 @@
 // The one error type of shardwise. Thrown deep, caught once in main, printed as
 // `shardwise: error: <message>`, mapped to an exit code by its kind.
 
+#include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace shardwise {
@@ -40,8 +42,10 @@ class Diagnostics {
   bool empty() const noexcept { return messages_.empty(); }
   std::size_t size() const noexcept { return messages_.size(); }
   const std::vector<std::string>& messages() const noexcept { return messages_; }
-  // Throws when any problem was added. `summary` heads the message, e.g. "the plan has 3 problems".
-  void check(const std::string& summary, std::size_t max_listed = 200) const;
+  // Throws when any problem was added. `summary` heads the message, e.g. "the plan has 3 problems";
+  // `footer`, when given, ends it on a line of its own (what happened, what to do).
+  void check(const std::string& summary, std::size_t max_listed = kMaxListed, std::string_view footer = {}) const;
+  static constexpr std::size_t kMaxListed = 200;
 
  private:
   ErrorKind kind_;
