@@ -57,7 +57,9 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
   if (!args.planning.rules_file) {
     const rules::Params params = given_params(command, args.planning.params, rules::Rules::bundled());
     if (!params.empty()) throw Error(ErrorKind::usage, "rules parameters are given with --rules (the manifest records them)");
-    return reshard::plan_reshard(args.from, args.model_parallel);
+    // A dry run writes nothing: replicated copies are compared before its plan is printed.
+    return reshard::plan_reshard(args.from, args.model_parallel,
+                                 args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written);
   }
   const rules::Rules rules = load_rules(args.planning);
   return reshard::plan_reshard(args.from, args.model_parallel, rules, given_params(command, args.planning.params, rules));

@@ -4,7 +4,9 @@
 #include <shardwise/reshard/reshard.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <future>
 #include <iterator>
 #include <mutex>
 #include <utility>
@@ -124,19 +126,39 @@ void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std:
   }
 }
 
+// The replicated copies no file reads, hashed on a thread of their own; when the writing ends
+// early (an error), told to stop, and waited for.
+struct CopyHashes {
+  std::atomic<bool> stop = false;
+  std::shared_future<std::vector<Damage>> result;
+  CopyHashes() = default;
+  CopyHashes(const CopyHashes&) = delete;
+  CopyHashes& operator=(const CopyHashes&) = delete;
+  ~CopyHashes() {
+    stop = true;
+    if (result.valid()) result.wait();
+  }
+};
+
 // Writes `files`: one thread per file, each with a second thread hashing and writing behind it when
-// there are threads to spare (one file and two threads: both busy). A file that read a damaged old
-// piece is not committed (its temporary is removed); the others are, and then the run fails naming
-// every damaged piece (so --resume keeps the files that were sound).
+// there are threads to spare (one file and two threads: both busy), and one more thread hashing the
+// replicated copies no file reads. A file that read a damaged old piece is not committed (its
+// temporary is removed); the others are, and then the run fails naming every damaged piece (so
+// --resume keeps the files that were sound). Every file holds every replicated tensor: none is
+// committed before all copies are known sound, none when one is damaged.
 void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files, unsigned threads,
                  std::size_t block_bytes, convert::Progress& progress, const convert::CommitHook& on_commit,
                  const convert::PreCommitCheck& before_commit) {
   std::vector<io::ReadOnlyFile> inputs;
   for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
   check_pieces_up_front(plan, files, inputs, threads);
+  if (files.empty()) return;
+  CopyHashes copy_hashes;
+  copy_hashes.result =
+      std::async(std::launch::async, [&] { return hash_copies(plan, inputs, 1, &copy_hashes.stop); }).share();
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
-  std::size_t refused = 0;  // files not committed for having read a damaged piece
+  std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
   const bool behind = files.size() > 0 && threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
@@ -150,7 +172,9 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     std::vector<Damage> read_damaged;
     gather_file(plan, w, inputs, scratch, sink, read_damaged);
     convert::ManifestOutput entry = sink.finish();
-    if (!read_damaged.empty()) {
+    // Waits for the copies (each thread through its own future of them).
+    const bool copies_sound = std::shared_future(copy_hashes.result).get().empty();
+    if (!read_damaged.empty() || !copies_sound) {
       std::lock_guard lock(damaged_mutex);
       std::move(read_damaged.begin(), read_damaged.end(), std::back_inserter(damaged));
       ++refused;
@@ -163,10 +187,16 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     out.commit();
     if (on_commit) on_commit(entry);
   });
+  const std::vector<Damage>& damaged_copies = copy_hashes.result.get();
+  damaged.insert(damaged.end(), damaged_copies.begin(), damaged_copies.end());
   refuse_damage(plan, std::move(damaged),
-                fmt::format("{} of the {} new files read a damaged piece and were not written, the others were: "
-                            "replace the damaged rank files, then run again with --resume to write the rest.",
-                            refused, files.size()));
+                refused == files.size()
+                    ? fmt::format("None of the {} new files was written: replace the damaged rank files, then run "
+                                  "again with --resume.",
+                                  files.size())
+                    : fmt::format("{} of the {} new files read a damaged piece and were not written, the others were: "
+                                  "replace the damaged rank files, then run again with --resume to write the rest.",
+                                  refused, files.size()));
 }
 
 // Copies a side file through a temporary name, checking it against the old manifest's checksum.

@@ -1,6 +1,7 @@
 #include "reshard/piece_check.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <utility>
 
@@ -18,28 +19,38 @@ namespace {
 using PieceRef = std::pair<std::size_t, std::size_t>;  // (logical tensor, piece) indices
 
 Damage damage(const ReshardPlan& plan, const LogicalTensor& tensor, const Piece& piece, std::uint64_t actual) {
+  const std::string& path = plan.old_files[piece.file].path;
+  if (tensor.placement.kind == plan::Placement::Kind::replicated) {
+    // As planning words it when it hashes the copies (CopyCheck::when_planned).
+    return {piece.file, piece.offset,
+            fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor.name,
+                        convert::xxh3_hex(actual), convert::xxh3_hex(*piece.xxh3))};
+  }
   return {piece.file, piece.offset,
-          fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)",
-                      plan.old_files[piece.file].path, tensor.name, convert::xxh3_hex(actual),
-                      convert::xxh3_hex(*piece.xxh3))};
+          fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path, tensor.name,
+                      convert::xxh3_hex(actual), convert::xxh3_hex(*piece.xxh3))};
 }
 
-// Hashes `pieces` on all threads, in file order (a cold page cache is filled by sequential reads).
-std::vector<Damage> hash_pieces(const ReshardPlan& plan, const std::set<PieceRef>& pieces,
-                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads) {
-  std::vector<PieceRef> todo(pieces.begin(), pieces.end());
-  const auto piece = [&](const PieceRef& ref) -> const Piece& { return plan.logical[ref.first].pieces[ref.second]; };
-  std::sort(todo.begin(), todo.end(), [&](const PieceRef& a, const PieceRef& b) {
-    return std::pair(piece(a).file, piece(a).offset) < std::pair(piece(b).file, piece(b).offset);
+// A piece to hash and the logical tensor it belongs to.
+using PieceOf = std::pair<const LogicalTensor*, const Piece*>;
+
+// Hashes `todo` on `threads` threads, in file order (a cold page cache is filled by sequential
+// reads), until `stop`.
+std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> todo,
+                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
+                                const std::atomic<bool>* stop = nullptr) {
+  std::sort(todo.begin(), todo.end(), [](const PieceOf& a, const PieceOf& b) {
+    return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
   });
   std::vector<std::optional<Damage>> found(todo.size());
   std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
   run_parallel(todo.size(), threads, [&](std::size_t i, unsigned worker) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const Piece& p = piece(todo[i]);
+    if (stop != nullptr && *stop) return;
+    const Piece& p = *todo[i].second;
     const io::ReadOnlyFile& in = inputs[p.file];
     const std::uint64_t actual = convert::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
-    if (actual != *p.xxh3) found[i] = damage(plan, plan.logical[todo[i].first], p, actual);
+    if (actual != *p.xxh3) found[i] = damage(plan, *todo[i].first, p, actual);
   });
   std::vector<Damage> damaged;
   for (std::optional<Damage>& d : found) {
@@ -62,11 +73,27 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::F
       }
     }
   }
-  std::vector<Damage> damaged = hash_pieces(plan, partial, inputs, threads);
+  const auto refs = [&](const std::set<PieceRef>& pieces) {
+    std::vector<PieceOf> todo;
+    for (const auto& [logical, piece] : pieces) todo.emplace_back(&plan.logical[logical], &plan.logical[logical].pieces[piece]);
+    return todo;
+  };
+  std::vector<Damage> damaged = hash_pieces(plan, refs(partial), inputs, threads);
   if (damaged.empty()) return;
-  std::vector<Damage> more = hash_pieces(plan, whole, inputs, threads);
+  std::vector<Damage> more = hash_pieces(plan, refs(whole), inputs, threads);
+  damaged.insert(damaged.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
+  more = hash_copies(plan, inputs, threads);
   damaged.insert(damaged.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
   refuse_damage(plan, std::move(damaged), "Nothing was written.");
+}
+
+std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
+                                const std::atomic<bool>* stop) {
+  std::vector<PieceOf> todo;
+  for (const LogicalTensor& t : plan.logical) {
+    for (const Piece& copy : t.copies) todo.emplace_back(&t, &copy);
+  }
+  return hash_pieces(plan, std::move(todo), inputs, threads, stop);
 }
 
 PieceHashes::PieceHashes(const ReshardPlan& plan, const NewTensor& tensor)
@@ -94,6 +121,10 @@ void PieceHashes::check(std::vector<Damage>& damaged) const {
 void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged, std::string_view outcome) {
   std::sort(damaged.begin(), damaged.end(),
             [](const Damage& a, const Damage& b) { return std::pair(a.file, a.offset) < std::pair(b.file, b.offset); });
+  // A replicated copy read by every new file is found damaged by each.
+  damaged.erase(std::unique(damaged.begin(), damaged.end(),
+                            [](const Damage& a, const Damage& b) { return a.file == b.file && a.offset == b.offset; }),
+                damaged.end());
   Diagnostics problems(ErrorKind::input);
   for (Damage& d : damaged) problems.add(std::move(d.message));
   problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from),

@@ -1,10 +1,12 @@
 #pragma once
 // The old pieces a run reads, compared with the checksums the old manifest records for them. A
 // piece the gathering reads whole and in order (every split piece when mp N is merged into M < N,
-// every owned piece) is hashed as it is gathered, so the old folder is read once; any other (a
-// split piece cut for several new tensors, M > N) is hashed before anything is written. Internal
-// to reshard.
+// every owned piece, the replicated copy read) is hashed as it is gathered, so the old folder is
+// read once; any other (a split piece cut for several new tensors, M > N) is hashed before anything
+// is written; the replicated copies not read (LogicalTensor::copies) while the files are written.
+// Internal to reshard.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -28,10 +30,17 @@ struct Damage {
 };
 
 // Hashes, on `threads` threads, every piece with a recorded checksum that the new tensors of
-// `files` read but do not read whole. When one is damaged, also the pieces they read whole, so
-// that the error names every damaged piece; throws then (refuse_damage) before anything is written.
+// `files` read but do not read whole. When one is damaged, also the pieces they read whole and the
+// replicated copies not read, so that the error names every damaged piece; throws then
+// (refuse_damage) before anything is written.
 void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
                            const std::vector<io::ReadOnlyFile>& inputs, unsigned threads);
+
+// Hashes the replicated copies no new file reads (LogicalTensor::copies) on `threads` threads, in
+// file order; returns those whose bytes differ from their checksums. Gives up (returning what it
+// found) once `stop` is set.
+std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
+                                const std::atomic<bool>* stop = nullptr);
 
 // The pieces one new tensor reads whole, hashed as they are gathered.
 class PieceHashes {

@@ -119,8 +119,10 @@ struct Seen {
 
 // Every old rank file opened and compared with its manifest entry; returns the pieces by name.
 // With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
-// to compare (a manifest derived with rules records none).
-std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, Diagnostics& problems) {
+// to compare (a manifest derived with rules records none), and so are those of replicated copies
+// checked when written; the others are hashed here.
+std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, CopyCheck copies,
+                                                        Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
   for (const convert::ManifestOutput& out : plan.from_manifest.outputs) {
@@ -161,8 +163,10 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
         continue;
       }
       Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
-      if (recorded && t.cut->placement.kind != Kind::replicated) piece.xxh3 = t.xxh3;
-      if (t.cut->placement.kind == Kind::replicated) {
+      const bool replicated = t.cut->placement.kind == Kind::replicated;
+      const bool later = !replicated || copies == CopyCheck::when_written;
+      if (recorded && later) piece.xxh3 = t.xxh3;
+      if (replicated && !(recorded && later)) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
         const std::uint64_t actual = convert::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
@@ -238,6 +242,10 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
         }
       }
       logical.pieces.push_back(pieces.front().piece);
+      // Copies whose checksums are still to compare (CopyCheck::when_written): the executor's.
+      if (pieces.front().piece.xxh3) {
+        for (std::size_t r = 1; r < pieces.size(); ++r) logical.copies.push_back(pieces[r].piece);
+      }
       return logical;
     }
     case Kind::owned: {
@@ -322,7 +330,7 @@ namespace {
 
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
                       const std::function<std::optional<convert::Manifest>(const std::string&)>& manifest_of,
-                      const std::string& manifest_name) {
+                      const std::string& manifest_name, CopyCheck copies) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));
@@ -338,7 +346,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, !manifest_name.empty(), problems);
+  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, !manifest_name.empty(), copies, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
@@ -359,16 +367,17 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 
 }  // namespace
 
-ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel) {
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies) {
   return plan_from(from, model_parallel, [](const std::string& folder) { return convert::read_manifest(folder); },
-                   convert::kManifestFileName);
+                   convert::kManifestFileName, copies);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
                          const rules::Params& params) {
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "");
+      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "",
+      CopyCheck::when_planned);
 }
 
 }  // namespace shardwise::reshard

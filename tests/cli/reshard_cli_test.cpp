@@ -334,6 +334,63 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
   }
 }
 
+// A run hashes the replicated copies while it writes: the copy every new file reads (old rank 0's)
+// as it is gathered, the other ranks' beside the writers. No new file is committed before every
+// copy is known sound (each holds every replicated tensor); a dry run, which writes nothing, hashes
+// them while planning.
+TEST_CASE("reshard refuses a damaged replicated copy before any new file is committed") {
+  Damaged d;
+  const auto replicated = [](const nlohmann::json& cut) { return cut == "replicated"; };
+  SECTION("a copy no new file reads: every new file refused, the copy named, --resume after the repair") {
+    convert(d.dir / "in", d.dir / "mp2", 2);
+    const auto [name, recorded] = find_tensor(d.from, 3, replicated);
+    REQUIRE(!name.empty());
+    const fs::path file = d.from / "model3-mp4.safetensors";
+    const std::string sound = read_file(file);
+    flip(file, name, data_size(file, name) - 1);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
+    CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + name + " (replicated) has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + "\n"));
+    CHECK_THAT(r.err, Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
+                                      "run again with --resume.\n"));
+    // No temporary left either; the manifest does not call the folder complete.
+    CHECK(files_of(d.out).empty());
+    CHECK(nlohmann::json::parse(read_file(d.out / "shardwise-manifest.json"))["complete"] == false);
+    write_file(file, sound);
+    const auto resumed =
+        run_shardwise({"reshard", "--from", d.from.string(), "-o", d.out.string(), "-m", "2", "--resume", "-q"});
+    INFO(resumed.err);
+    REQUIRE(resumed.exit_code == 0);
+    require_same_files(d.dir / "mp2", d.out);
+  }
+  SECTION("the copy every new file reads: named once, nothing written") {
+    const auto [name, recorded] = find_tensor(d.from, 0, replicated);
+    REQUIRE(!name.empty());
+    const fs::path file = d.from / "model0-mp4.safetensors";
+    flip(file, name, 0);
+    const auto r = d.reshard(2);
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
+    CHECK_THAT(r.err, Catch::Contains("model0-mp4.safetensors: " + name + " (replicated) has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + "\n"));
+    CHECK_THAT(r.err, Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
+                                      "run again with --resume.\n"));
+    CHECK(!holds_rank_file(d.out));
+  }
+  SECTION("a dry run: refused while planning") {
+    const auto [name, recorded] = find_tensor(d.from, 2, replicated);
+    REQUIRE(!name.empty());
+    flip(d.from / "model2-mp4.safetensors", name, 1);
+    const auto r = run_shardwise({"reshard", "--from", d.from.string(), "-m", "2", "--dry-run"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: " + name + " (replicated) has xxh3 "));
+    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded));
+    CHECK(r.out.empty());
+  }
+}
+
 TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as text and JSON") {
   Damaged d;
   const auto text = run_shardwise({"reshard", "--from", d.from.string(), "-m", "2", "--dry-run"});

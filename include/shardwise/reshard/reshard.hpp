@@ -44,7 +44,7 @@ struct Piece {
   std::uint64_t bytes = 0;   // of the piece in that file
   // The checksum the old manifest records for a split or owned piece, compared with its bytes
   // before any new file made from them is committed (a folder without a manifest records none;
-  // replicated copies are compared when planned).
+  // replicated copies: see CopyCheck).
   std::optional<std::uint64_t> xxh3;
 };
 
@@ -54,6 +54,9 @@ struct LogicalTensor {
   st::Shape shape;  // logical
   plan::Placement placement;
   std::vector<Piece> pieces;  // split: in range order, covering the dim; otherwise the copy read
+  // Replicated, checked when written (CopyCheck::when_written): the other ranks' copies, not read
+  // but hashed while the new files are written, each with its recorded checksum.
+  std::vector<Piece> copies;
 };
 
 // A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole.
@@ -84,11 +87,19 @@ struct ReshardPlan {
   std::uint64_t output_bytes = 0;       // tensor bytes of every new file
 };
 
+// When replicated copies are hashed and compared with the checksums the old manifest records:
+// while planning (every copy read before anything else; a dry run writes nothing), or while the
+// new files are written (the copy read hashed as it is gathered, the others on a thread of their
+// own; no new file committed before all are known sound).
+enum class CopyCheck { when_planned, when_written };
+
 // Reads and checks the old folder (its manifest, every rank file's size and header, replicated
-// copies hashed and compared) and cuts every logical tensor for `model_parallel`. Every problem
-// found is reported in one Error(input) (Error(usage) for an mp out of range), as `plan` does.
-ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel);
-// The same for a folder without a manifest (or whose manifest predates version 3): its rank files
+// copies compared as `copies` says) and cuts every logical tensor for `model_parallel`. Every
+// problem found is reported in one Error(input) (Error(usage) for an mp out of range), as `plan` does.
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel,
+                         CopyCheck copies = CopyCheck::when_planned);
+// The same for a folder without a manifest (or whose manifest predates version 3; replicated
+// copies compared when planned, by the checksums derived from them): its rank files
 // are named by the rules' output pattern, and every tensor name in them is decided with `rules` and
 // `params` (which must place each name as itself, as the bundled W4A16 rules do for the reference
 // converter's outputs); Error(input) naming every tensor that cannot be placed and why.
