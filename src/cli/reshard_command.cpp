@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
+#include "cli/page_cache_option.hpp"
 
 namespace shardwise::cli {
 
@@ -33,6 +34,7 @@ struct ReshardArgs {
   std::optional<std::string> ranks;
   bool distributed = false;
   unsigned manifest_wait = 0;
+  convert::PageCache page_cache = convert::PageCache::automatic;
   PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
 };
 
@@ -85,6 +87,7 @@ int run_reshard(const CLI::App& command, const ReshardArgs& args) {
   options.ranks = ranks;
   options.launch = launch;
   options.manifest_wait = std::chrono::seconds(args.manifest_wait);
+  options.page_cache = args.page_cache;
   const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
   if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
   return 0;
@@ -134,6 +137,10 @@ void add_reshard_command(CLI::App& app, Action& action) {
                    "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
                    "10 minutes or twice its own time, whichever is longer)")
       ->check(CLI::Range(1u, 1000000u));
+  add_page_cache_option(*command, args->page_cache,
+                        "auto, keep or drop: as for convert, drop new pages once on disk and old pieces once read "
+                        "for the last time (auto: when reads and writes exceed half of memory; the bytes written "
+                        "are the same)");
   command->footer(
       "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
       "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "

@@ -90,10 +90,24 @@ void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector
   }
 }
 
+// Drops from the page cache the old pieces `tensor` read whole that no other new tensor reads (a
+// split piece read whole lies within one new tensor; an owned piece has one new owner; the
+// replicated copy read is read by every new file).
+void drop_read(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<io::ReadOnlyFile>& inputs) {
+  const LogicalTensor& logical = plan.logical[tensor.logical];
+  if (logical.placement.kind == plan::Placement::Kind::replicated) return;
+  for (const PieceRead& read : pieces_read(plan, tensor)) {
+    if (!read.whole) continue;
+    const Piece& p = logical.pieces[read.piece];
+    io::drop_cached(inputs[p.file].fd(), p.offset, p.bytes);
+  }
+}
+
 // Gathers one new file into `sink`, hashing the old pieces it reads whole; appends those whose
-// bytes differ from their recorded checksums to `damaged`.
+// bytes differ from their recorded checksums to `damaged`. With `drop`, the pieces read for the
+// last time leave the page cache.
 void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
-                 std::span<std::byte> scratch, FileSink& sink, std::vector<Damage>& damaged) {
+                 std::span<std::byte> scratch, bool drop, FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
   const std::vector<std::size_t>& order = w.layout.order;
   std::size_t advised = 0;    // tensors (in order) whose pieces were asked for
@@ -117,6 +131,7 @@ void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std:
     gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
            pieces.hook());
     pieces.check(damaged);
+    if (drop) drop_read(plan, t, inputs);
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
       throw Error(ErrorKind::io, fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
                                              w.planned->tensors[index].name, sink.gathered() - before, before,
@@ -147,15 +162,16 @@ struct CopyHashes {
 // --resume keeps the files that were sound). Every file holds every replicated tensor: none is
 // committed before all copies are known sound, none when one is damaged.
 void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files, unsigned threads,
-                 std::size_t block_bytes, convert::Progress& progress, const convert::CommitHook& on_commit,
-                 const convert::PreCommitCheck& before_commit) {
+                 std::size_t block_bytes, convert::PageCache cache, convert::Progress& progress,
+                 const convert::CommitHook& on_commit, const convert::PreCommitCheck& before_commit) {
+  const bool drop = cache == convert::PageCache::drop;
   std::vector<io::ReadOnlyFile> inputs;
   for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
   check_pieces_up_front(plan, files, inputs, threads);
   if (files.empty()) return;
   CopyHashes copy_hashes;
   copy_hashes.result =
-      std::async(std::launch::async, [&] { return hash_copies(plan, inputs, 1, &copy_hashes.stop); }).share();
+      std::async(std::launch::async, [&] { return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop); }).share();
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
@@ -167,10 +183,10 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
     const convert::FileWork& w = files[f];
     progress.set_current(w.planned->file);
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
-    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
+    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write, drop,
                   progress);
     std::vector<Damage> read_damaged;
-    gather_file(plan, w, inputs, scratch, sink, read_damaged);
+    gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
     convert::ManifestOutput entry = sink.finish();
     // Waits for the copies (each thread through its own future of them).
     const bool copies_sound = std::shared_future(copy_hashes.result).get().empty();
@@ -240,10 +256,10 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     return files;
   };
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
-  writer.write = [&](std::vector<convert::FileWork>& files, unsigned threads, std::size_t, convert::PageCache,
+  writer.write = [&](std::vector<convert::FileWork>& files, unsigned threads, std::size_t, convert::PageCache cache,
                      convert::Progress& progress, const convert::CommitHook& on_commit,
                      const convert::PreCommitCheck& before_commit) {
-    write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), progress, on_commit,
+    write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress, on_commit,
                 before_commit);
   };
   writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const convert::InputWatch& watch,
@@ -257,6 +273,7 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   run.overwrite = options.overwrite;
   run.rules = plan.from_manifest.rules;
   run.piece_bytes = options.piece_bytes;
+  run.page_cache = options.page_cache;
   run.resume = options.resume;
   run.ranks = options.ranks;
   run.launch = options.launch;

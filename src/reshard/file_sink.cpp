@@ -3,11 +3,13 @@
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
 
+#include "convert/copy_engine.hpp"
+
 namespace shardwise::reshard {
 
-FileSink::FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode,
+FileSink::FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
                    convert::Progress& progress)
-    : out_(out), work_(work), block_bytes_(block_bytes), progress_(progress) {
+    : out_(out), work_(work), block_bytes_(block_bytes), drop_(drop), progress_(progress) {
   for (Block& b : blocks_) b.data.resize(block_bytes);
   blocks_[0].offset = work.layout.data_start;
   tensor_xxh3_.resize(work.planned->tensors.size());
@@ -73,6 +75,13 @@ void FileSink::process(Block& block) {
     out_.write_at(block.offset, data);
     out_.start_writeback(block.offset, block.used);
     progress_.add(block.used);
+    const std::uint64_t end = block.offset + block.used;
+    if (drop_ && end >= dropped_to_ + 2 * convert::kDropBehindBytes) {
+      // Written long enough ago to be on disk already, normally: the wait costs nothing then.
+      const std::uint64_t to = end - convert::kDropBehindBytes;
+      out_.drop_written(dropped_to_, to - dropped_to_);
+      dropped_to_ = to;
+    }
   }
   if (block.ends_tensor) {
     tensor_xxh3_[*block.ends_tensor] = tensor_hash_.digest();
@@ -112,6 +121,7 @@ convert::ManifestOutput FileSink::finish() {
     wait_free(0);
     wait_free(1);
   }
+  if (drop_) out_.drop_written(dropped_to_, work_.layout.file_size - dropped_to_);
   const plan::OutputFile& planned = *work_.planned;
   convert::ManifestOutput entry{planned.rank, planned.file, work_.layout.file_size, file_hash_.digest(), {}};
   entry.tensors.resize(planned.tensors.size());

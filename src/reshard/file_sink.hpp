@@ -1,7 +1,9 @@
 #pragma once
 // Where the gathered bytes of one new file go: hashed (the file and each tensor) and written, in
 // order. With Mode::write_behind a second thread hashes and writes one block while the gathering
-// thread fills the other, so that a single file keeps two threads busy. Internal to reshard.
+// thread fills the other, so that a single file keeps two threads busy. With `drop`, what was
+// written kDropBehindBytes earlier is waited for and dropped from the page cache as the writing
+// goes on, and the rest by finish() (convert's --page-cache drop). Internal to reshard.
 
 #include <condition_variable>
 #include <cstddef>
@@ -27,7 +29,7 @@ class FileSink {
   enum class Mode { inline_write, write_behind };
 
   // `out` was created with `work.layout`; its data is written from work.layout.data_start on.
-  FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode,
+  FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
            convert::Progress& progress);
   ~FileSink();  // stops the second thread (whatever it had not written stays unwritten)
   FileSink(const FileSink&) = delete;
@@ -39,8 +41,8 @@ class FileSink {
   // The bytes since the last end_tensor() are tensor `index` (of work.planned->tensors), complete.
   void end_tensor(std::size_t index);
   std::uint64_t gathered() const noexcept { return gathered_; }
-  // Waits until every byte is written; the file's entry (checksums; cuts left empty). Rethrows
-  // what the second thread failed with.
+  // Waits until every byte is written (with drop: on disk and out of the page cache); the file's
+  // entry (checksums; cuts left empty). Rethrows what the second thread failed with.
   convert::ManifestOutput finish();
 
  private:
@@ -60,6 +62,8 @@ class FileSink {
   st::OutputFile& out_;
   const convert::FileWork& work_;
   std::size_t block_bytes_;
+  bool drop_;
+  std::uint64_t dropped_to_ = 0;  // with drop: the file's bytes before this offset left the page cache
   convert::Progress& progress_;
   Block blocks_[2];
   std::size_t current_ = 0;

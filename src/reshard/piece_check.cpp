@@ -37,7 +37,7 @@ using PieceOf = std::pair<const LogicalTensor*, const Piece*>;
 // Hashes `todo` on `threads` threads, in file order (a cold page cache is filled by sequential
 // reads), until `stop`.
 std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> todo,
-                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
+                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads, bool drop = false,
                                 const std::atomic<bool>* stop = nullptr) {
   std::sort(todo.begin(), todo.end(), [](const PieceOf& a, const PieceOf& b) {
     return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
@@ -50,6 +50,7 @@ std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> to
     const Piece& p = *todo[i].second;
     const io::ReadOnlyFile& in = inputs[p.file];
     const std::uint64_t actual = convert::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
+    if (drop) io::drop_cached(in.fd(), p.offset, p.bytes);
     if (actual != *p.xxh3) found[i] = damage(plan, *todo[i].first, p, actual);
   });
   std::vector<Damage> damaged;
@@ -88,12 +89,12 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::F
 }
 
 std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
-                                const std::atomic<bool>* stop) {
+                                bool drop, const std::atomic<bool>* stop) {
   std::vector<PieceOf> todo;
   for (const LogicalTensor& t : plan.logical) {
     for (const Piece& copy : t.copies) todo.emplace_back(&t, &copy);
   }
-  return hash_pieces(plan, std::move(todo), inputs, threads, stop);
+  return hash_pieces(plan, std::move(todo), inputs, threads, drop, stop);
 }
 
 PieceHashes::PieceHashes(const ReshardPlan& plan, const NewTensor& tensor)

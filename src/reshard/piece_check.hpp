@@ -37,10 +37,10 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::F
                            const std::vector<io::ReadOnlyFile>& inputs, unsigned threads);
 
 // Hashes the replicated copies no new file reads (LogicalTensor::copies) on `threads` threads, in
-// file order; returns those whose bytes differ from their checksums. Gives up (returning what it
-// found) once `stop` is set.
+// file order; returns those whose bytes differ from their checksums. With `drop`, each copy leaves
+// the page cache once hashed. Gives up (returning what it found) once `stop` is set.
 std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
-                                const std::atomic<bool>* stop = nullptr);
+                                bool drop = false, const std::atomic<bool>* stop = nullptr);
 
 // The pieces one new tensor reads whole, hashed as they are gathered.
 class PieceHashes {

@@ -186,7 +186,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
 std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name, const std::vector<Seen>& pieces,
                                   Diagnostics& problems) {
   const convert::TensorCut& first = *pieces.front().cut;
-  LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}};
+  LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}, {}};
   const std::uint64_t mp = plan.from_model_parallel;
   for (const Seen& s : pieces) {
     const convert::TensorCut& c = *s.cut;

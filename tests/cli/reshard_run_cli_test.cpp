@@ -241,3 +241,62 @@ TEST_CASE("reshard -m 1 with two threads: one file, gathered and written side by
     require_as_direct(one, out);
   }
 }
+
+// --page-cache drop, as for convert: the new files are waited for and dropped as they are written,
+// the old pieces once read for the last time; the bytes are the same, a write-back error is the
+// write's (exit 5, nothing under a final name), failed advice is no error.
+TEST_CASE("reshard --page-cache drop: the same bytes, write-back errors exit 5, failed advice is ignored") {
+  Folders f;
+  for (const std::string mode : {"drop", "keep", "auto"}) {
+    for (const std::string threads : {"1", "2"}) {
+      CAPTURE(mode, threads);
+      fs::remove_all(f.out);
+      const auto r = run_command(f.reshard({"--page-cache", mode, "-t", threads}));
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+      require_as_direct(f.direct, f.out);
+    }
+  }
+  // Merged into one file by two threads (one gathers, one writes behind): every old piece read whole.
+  const fs::path one = f.dir / "mp1";
+  REQUIRE(run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"}).exit_code ==
+          0);
+  const fs::path merged = f.dir / "merged";
+  const auto r = run_shardwise({"reshard", "--from", f.from.string(), "-o", merged.string(), "-m", "1", "-t", "2",
+                                "-q", "--page-cache", "drop"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  require_as_direct(one, merged);
+
+  struct WriteBackFault {
+    std::string fault;
+    std::string words;
+    std::string file;  // the new file it hits, never under its final name
+  };
+  for (const WriteBackFault& w : std::vector<WriteBackFault>{
+           {"sync_file_range,EIO,1,.model1-mp4", ".model1-mp4.safetensors.partial: Input/output error",
+            "model1-mp4.safetensors"},
+           {"sync_file_range,ENOSPC,2,.model3-mp4", ".model3-mp4.safetensors.partial: No space left on device",
+            "model3-mp4.safetensors"}}) {
+    CAPTURE(w.fault);
+    fs::remove_all(f.out);
+    const auto failed = run_command(with_fault(w.fault, f.reshard({"--page-cache", "drop"})));
+    CHECK(failed.exit_code == 5);
+    CHECK_THAT(failed.err, Catch::StartsWith("shardwise: error: cannot write back "));
+    CHECK_THAT(failed.err, Catch::Contains(w.words));
+    for (const auto& [name, bytes] : folder_files(f.out)) {
+      CAPTURE(name);
+      CHECK(name.find(".partial") == std::string::npos);
+    }
+    CHECK(folder_files(f.out).count(w.file) == 0);
+  }
+  for (const std::string fault : {"fadvise,EIO,1,/mp2/", "fadvise,EIO,1,.model"}) {
+    CAPTURE(fault);
+    fs::remove_all(f.out);
+    const auto run = run_command(with_fault(fault, f.reshard({"--page-cache", "drop"})));
+    CHECK(run.exit_code == 0);
+    CHECK(run.err.empty());
+    require_as_direct(f.direct, f.out);
+  }
+  CHECK(run_command(f.reshard({"--page-cache", "sometimes"})).exit_code == 2);
+}

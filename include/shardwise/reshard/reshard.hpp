@@ -123,6 +123,9 @@ struct ReshardOptions {
   convert::ProgressMode progress = convert::ProgressMode::automatic;
   convert::Overwrite overwrite = convert::Overwrite::refuse_foreign;
   std::size_t piece_bytes = 8 << 20;  // staging buffer per thread
+  // As for convert: what was read and written leaves the page cache (automatic: when the run's
+  // reads and writes exceed half of memory). The bytes written are the same.
+  convert::PageCache page_cache = convert::PageCache::automatic;
   // As for convert (converter.hpp): keep the files an earlier run of the same reshard finished;
   // write only these ranks, or this process's share of a launcher's job; process 0's wait.
   convert::Resume resume = convert::Resume::no;
