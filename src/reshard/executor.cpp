@@ -175,7 +175,7 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
-  const bool behind = files.size() > 0 && threads >= 2 * files.size();
+  const bool behind = threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");

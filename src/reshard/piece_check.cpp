@@ -16,32 +16,28 @@ namespace shardwise::reshard {
 
 namespace {
 
-using PieceRef = std::pair<std::size_t, std::size_t>;  // (logical tensor, piece) indices
-
 Damage damage(const ReshardPlan& plan, const LogicalTensor& tensor, const Piece& piece, std::uint64_t actual) {
-  const std::string& path = plan.old_files[piece.file].path;
-  if (tensor.placement.kind == plan::Placement::Kind::replicated) {
-    // As planning words it when it hashes the copies (CopyCheck::when_planned).
-    return {piece.file, piece.offset,
-            fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor.name,
-                        convert::xxh3_hex(actual), convert::xxh3_hex(*piece.xxh3))};
-  }
   return {piece.file, piece.offset,
-          fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path, tensor.name,
-                      convert::xxh3_hex(actual), convert::xxh3_hex(*piece.xxh3))};
+          damage_message(plan.old_files[piece.file].path, tensor.name,
+                         tensor.placement.kind == plan::Placement::Kind::replicated, actual, *piece.xxh3)};
 }
 
 // A piece to hash and the logical tensor it belongs to.
 using PieceOf = std::pair<const LogicalTensor*, const Piece*>;
 
-// Hashes `todo` on `threads` threads, in file order (a cold page cache is filled by sequential
-// reads), until `stop`.
+// File order: a cold page cache is filled by sequential reads. Each piece has an offset of its own
+// in its file, so this orders pieces as distinct as they are.
+struct InFileOrder {
+  bool operator()(const PieceOf& a, const PieceOf& b) const {
+    return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
+  }
+};
+
+// Hashes `todo` on `threads` threads, in file order, until `stop`.
 std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> todo,
                                 const std::vector<io::ReadOnlyFile>& inputs, unsigned threads, bool drop = false,
                                 const std::atomic<bool>* stop = nullptr) {
-  std::sort(todo.begin(), todo.end(), [](const PieceOf& a, const PieceOf& b) {
-    return std::pair(a.second->file, a.second->offset) < std::pair(b.second->file, b.second->offset);
-  });
+  std::sort(todo.begin(), todo.end(), InFileOrder());
   std::vector<std::optional<Damage>> found(todo.size());
   std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
   run_parallel(todo.size(), threads, [&](std::size_t i, unsigned worker) {
@@ -62,26 +58,32 @@ std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> to
 
 }  // namespace
 
+std::string damage_message(const std::string& path, const std::string& tensor, bool replicated, std::uint64_t actual,
+                           std::uint64_t recorded) {
+  if (replicated) {
+    return fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor,
+                       convert::xxh3_hex(actual), convert::xxh3_hex(recorded));
+  }
+  return fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path, tensor,
+                     convert::xxh3_hex(actual), convert::xxh3_hex(recorded));
+}
+
 void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
                            const std::vector<io::ReadOnlyFile>& inputs, unsigned threads) {
-  std::set<PieceRef> partial;
-  std::set<PieceRef> whole;
+  std::set<PieceOf, InFileOrder> partial;
+  std::set<PieceOf, InFileOrder> whole;
   for (const convert::FileWork& w : files) {
     for (const NewTensor& t : plan.outputs[w.planned->rank].tensors) {
+      const LogicalTensor& logical = plan.logical[t.logical];
       for (const PieceRead& read : pieces_read(plan, t)) {
-        if (!plan.logical[t.logical].pieces[read.piece].xxh3) continue;
-        (read.whole ? whole : partial).insert({t.logical, read.piece});
+        const Piece& p = logical.pieces[read.piece];
+        if (p.xxh3) (read.whole ? whole : partial).insert({&logical, &p});
       }
     }
   }
-  const auto refs = [&](const std::set<PieceRef>& pieces) {
-    std::vector<PieceOf> todo;
-    for (const auto& [logical, piece] : pieces) todo.emplace_back(&plan.logical[logical], &plan.logical[logical].pieces[piece]);
-    return todo;
-  };
-  std::vector<Damage> damaged = hash_pieces(plan, refs(partial), inputs, threads);
+  std::vector<Damage> damaged = hash_pieces(plan, {partial.begin(), partial.end()}, inputs, threads);
   if (damaged.empty()) return;
-  std::vector<Damage> more = hash_pieces(plan, refs(whole), inputs, threads);
+  std::vector<Damage> more = hash_pieces(plan, {whole.begin(), whole.end()}, inputs, threads);
   damaged.insert(damaged.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));
   more = hash_copies(plan, inputs, threads);
   damaged.insert(damaged.end(), std::make_move_iterator(more.begin()), std::make_move_iterator(more.end()));

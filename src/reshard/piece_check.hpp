@@ -29,6 +29,11 @@ struct Damage {
   std::string message;  // names the file, the tensor and both checksums
 };
 
+// How a piece whose bytes differ from their recorded checksum is named, wherever it is found (in
+// planning, for replicated copies compared then, or in writing).
+std::string damage_message(const std::string& path, const std::string& tensor, bool replicated, std::uint64_t actual,
+                           std::uint64_t recorded);
+
 // Hashes, on `threads` threads, every piece with a recorded checksum that the new tensors of
 // `files` read but do not read whole. When one is damaged, also the pieces they read whole and the
 // replicated copies not read, so that the error names every damaged piece; throws then

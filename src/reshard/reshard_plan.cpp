@@ -16,6 +16,7 @@
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
 
+#include "reshard/piece_check.hpp"
 #include "reshard/reshard_internal.hpp"
 
 namespace shardwise::reshard {
@@ -164,14 +165,13 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       }
       Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
       const bool replicated = t.cut->placement.kind == Kind::replicated;
-      const bool later = !replicated || copies == CopyCheck::when_written;
-      if (recorded && later) piece.xxh3 = t.xxh3;
-      if (replicated && !(recorded && later)) {
+      if (recorded && (!replicated || copies == CopyCheck::when_written)) {
+        piece.xxh3 = t.xxh3;  // compared by the executor
+      } else if (replicated) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
         const std::uint64_t actual = convert::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
-          problems.add(fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, t.name,
-                                   convert::xxh3_hex(actual), convert::xxh3_hex(t.xxh3)));
+          problems.add(damage_message(path, t.name, true, actual, t.xxh3));
           continue;
         }
       }
