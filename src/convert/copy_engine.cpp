@@ -7,6 +7,7 @@
 #include <optional>
 #include <thread>
 
+#include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
