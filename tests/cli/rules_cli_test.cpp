@@ -112,8 +112,8 @@ TEST_CASE("explain takes the model parallelisms convert takes, up to 4096") {
                                     "-m", "4097", "--n-experts", "8"});
   CHECK(explain.exit_code == 2);
   CHECK(convert.exit_code == 2);
-  CHECK(explain.err.find("--model-parallel: Value 4097 not in range [1 - 4096]") != std::string::npos);
-  CHECK(convert.err.find("--model-parallel: Value 4097 not in range [1 - 4096]") != std::string::npos);
+  CHECK(explain.err.find("--model-parallel: Value 4097 not in range 1 to 4096") != std::string::npos);
+  CHECK(convert.err.find("--model-parallel: Value 4097 not in range 1 to 4096") != std::string::npos);
 }
 
 TEST_CASE("rules check runs the file's tests: the bundled ones pass, a wrong expectation fails at its line") {
