@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstdio>
 #include <exception>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/bundled.hpp>
@@ -80,12 +80,9 @@ const rules::ParamInfo* find_param(const rules::Rules& rules, const std::string&
 std::uint64_t param_value(const rules::Rules& rules, const std::string& name, const std::string& text,
                           const std::string& shown) {
   if (const rules::ParamInfo* param = find_param(rules, name)) return rules::parse_param_value(*param, text);
-  std::uint64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size()) {
-    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", shown, text));
-  }
-  return value;
+  const std::optional<std::uint64_t> value = parse_decimal(text);
+  if (!value) throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", shown, text));
+  return *value;
 }
 
 // Arguments the command did not recognise: the first, with the nearest option of the command.
@@ -213,7 +210,7 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       .add_option("-m,--model-parallel", options.model_parallel,
                   "number of ranks (output files); required, except with rules that mirror the input's files "
                   "(fp8-cast-bf16), which refuse it")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{4096}));
+      ->check(CLI::Range(std::uint64_t{1}, plan::kMaxModelParallel));
   command.add_option(
       "-r,--rules", options.rules_file,
       fmt::format("rules: the name of bundled rules (`shardwise rules list`; default {}), or a "

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/bundled.hpp>
 #include <shardwise/rules/explain.hpp>
 #include <shardwise/rules/rules.hpp>
@@ -49,7 +50,7 @@ void add_explain_command(CLI::App& app, Action& action) {
                   "file path (a value with a '/' or a .yaml/.yml ending)",
                   rules::default_rules_name()));
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20));
+      ->check(CLI::Range(std::uint64_t{1}, plan::kMaxModelParallel));
   add_param_options(*explain, options->params);
   explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
   explain->callback(

@@ -60,10 +60,10 @@ TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uin
   TensorCut cut{tensor.dtype, tensor.shape, tensor.placement, 0, 0, 0};
   const plan::Placement& p = tensor.placement;
   if (p.kind == plan::Placement::Kind::split && p.dim >= 0 && static_cast<std::size_t>(p.dim) < tensor.shape.size()) {
-    const std::uint64_t per_rank = tensor.shape[static_cast<std::size_t>(p.dim)];
-    cut.begin = rank * per_rank;
-    cut.end = cut.begin + per_rank;
-    cut.size = per_rank * mp;
+    cut.size = tensor.shape[static_cast<std::size_t>(p.dim)] * mp;  // this rank's part, mp times
+    const plan::SplitRange range = plan::split_range(cut.size, rank, mp);
+    cut.begin = range.begin;
+    cut.end = range.end;
   }
   return cut;
 }

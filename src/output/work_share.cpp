@@ -1,7 +1,6 @@
 #include <shardwise/output/work_share.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <numeric>
@@ -9,18 +8,12 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 
 namespace shardwise::output {
 
 namespace {
-
-std::optional<std::uint64_t> parse_number(std::string_view text) {
-  std::uint64_t value = 0;
-  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return value;
-}
 
 [[noreturn]] void bad_list(std::string_view text, const std::string& why) {
   throw Error(ErrorKind::usage, fmt::format("--ranks {}: {}", text, why));
@@ -32,8 +25,8 @@ std::pair<std::uint64_t, std::uint64_t> parse_item(std::string_view list, std::s
   const auto dash = item.find('-');
   const std::string_view first_text = item.substr(0, dash);
   const std::string_view last_text = dash == std::string_view::npos ? item : item.substr(dash + 1);
-  const auto first = parse_number(first_text);
-  const auto last = parse_number(last_text);
+  const auto first = parse_decimal(first_text);
+  const auto last = parse_decimal(last_text);
   if (!first || !last) {
     bad_list(list,
              fmt::format("'{}' is not a rank or a range of ranks (expected ranks like 1,3 or 0-3,6)", item));
@@ -85,8 +78,8 @@ Launch launch_from_environment(const EnvLookup& lookup) {
     const char* count_text = lookup(count_name);
     if (index_text == nullptr || count_text == nullptr) continue;
     const std::string source = fmt::format("{}/{}", index_name, count_name);
-    const auto index = parse_number(index_text);
-    const auto count = parse_number(count_text);
+    const auto index = parse_decimal(index_text);
+    const auto count = parse_decimal(count_text);
     if (!index || !count) {
       throw Error(ErrorKind::usage,
                   fmt::format("--distributed: {}={} and {}={} are not both non-negative integers", index_name,

@@ -1,6 +1,7 @@
 #include "plan/block_pairs.hpp"
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
@@ -20,23 +21,13 @@ constexpr std::uint64_t kGroup = 32;  // FP4 elements per E8M0 scale of a re-qua
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
 
-// `{name}` and `{stem}` of a companion template, for the tensor named `name`.
-std::string expand(const std::string& pattern, std::string_view name) {
+// The companion's name for the tensor named `name`: `{stem}` is `name` without its last component.
+std::string companion_name(const rules::NameTemplate& companion, std::string_view name) {
   const auto dot = name.rfind('.');
-  const std::string_view stem = dot == std::string_view::npos ? name : name.substr(0, dot);
-  std::string out;
-  for (std::size_t pos = 0; pos < pattern.size();) {
-    if (pattern.compare(pos, 6, "{name}") == 0) {
-      out += name;
-      pos += 6;
-    } else if (pattern.compare(pos, 6, "{stem}") == 0) {
-      out += stem;
-      pos += 6;
-    } else {
-      out += pattern[pos++];
-    }
-  }
-  return out;
+  std::array<std::string_view, rules::kCompanionFields.size()> values;
+  values[rules::kNameField] = name;
+  values[rules::kStemField] = dot == std::string_view::npos ? name : name.substr(0, dot);
+  return companion.expand(values);
 }
 
 std::string_view dim_word(int dim) { return dim == 0 ? "rows" : "columns"; }
@@ -120,12 +111,12 @@ class Resolver {
             std::vector<bool>& consumed) {
     if (plan_.sources[t.source].shape.size() != 2) {
       problems_.add(fmt::format("{}: needs a tensor of 2 dims, not {}", where(out, t, rule),
-                                shape_text(plan_.sources[t.source].shape)));
+                                st::shape_text(plan_.sources[t.source].shape)));
       return;
     }
     const std::string name =
-        expand(rule.companion,
-               rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
+        companion_name(rule.companion,
+                       rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
     // The weight's slice is checked against the block grid first: a split that cuts a block is the
     // error to report, whatever became of the companion.
     const Source& weight = plan_.sources[t.source];
@@ -225,10 +216,10 @@ class Resolver {
     std::vector<std::string> names;
     for (const st::DType d : dtypes) names.emplace_back(st::dtype_name(d));
     problems_.add(fmt::format("{}: its companion {} is {}{}, expected {}{} for {}{}", where(out, t, rule),
-                              scale.name, st::dtype_name(scale.dtype), shape_text(scale.shape),
-                              fmt::format("{}", fmt::join(names, " or ")), shape_text(expected),
+                              scale.name, st::dtype_name(scale.dtype), st::shape_text(scale.shape),
+                              fmt::format("{}", fmt::join(names, " or ")), st::shape_text(expected),
                               st::dtype_name(plan_.sources[t.source].dtype),
-                              shape_text(plan_.sources[t.source].shape)));
+                              st::shape_text(plan_.sources[t.source].shape)));
     return false;
   }
 
@@ -284,7 +275,7 @@ class Resolver {
     problems_.add(fmt::format("{}: {} [{}, {}] (from {}{}, slice {}) is not a whole number of 128x128 blocks",
                               where(out, t, rule),
                               rule.kind == Kind::requantize ? "FP4 weight" : "scaled weight", rows, cols,
-                              src.name, shape_text(src.shape), slice_text(slice)));
+                              src.name, st::shape_text(src.shape), slice_text(slice)));
     return false;
   }
 

@@ -16,7 +16,7 @@ using rules::Split;
 
 std::string where(const Placer& placer, const Target& target) {
   const Source& src = placer.source(target.source);
-  return fmt::format("{} {}{}", src.name, st::dtype_name(src.dtype), detail::shape_text(src.shape));
+  return fmt::format("{} {}{}", src.name, st::dtype_name(src.dtype), st::shape_text(src.shape));
 }
 
 // The cast that writes `from` as `to`; nullopt when the engine has no such conversion.
@@ -49,7 +49,7 @@ bool check_member(const rules::Layout& layout, const rules::LayoutMember& member
     placer.problems().add(fmt::format("{}: member {} of packed layout {} must have {} ({}), has {}", src.name,
                                       member.suffix, layout.name,
                                       member.dims.size() == 1 ? "1 dim" : fmt::format("{} dims", member.dims.size()),
-                                      rules::describe_member_shape(member), detail::shape_text(src.shape)));
+                                      rules::describe_member_shape(member), st::shape_text(src.shape)));
     ok = false;
   }
   const auto& allowed = member.allowed_dtypes;

@@ -71,7 +71,7 @@ void Placer::place_owned(const OwnershipScopes& scopes) {
   for (Deferred& owned : owned_) {
     const Owner& owner = *owned.target.owner;
     if (const auto count = scopes.count(owner.scope)) {
-      add_owned(owner.index / (*count / mp_), owned.target, owned.dtype, owned.cast,
+      add_owned(plan::owner_rank(owner.index, *count, mp_), owned.target, owned.dtype, owned.cast,
                 plan::Placement{plan::Placement::Kind::owned, -1, 1, owner.index, *count});
     }
   }
@@ -93,7 +93,7 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   const auto bytes = st::byte_size(dtype, shape);
   if (!bytes) {
     throw Error(ErrorKind::input, fmt::format("{}: the size of {}{} overflows", name, st::dtype_name(dtype),
-                                              shape_text(shape)));
+                                              st::shape_text(shape)));
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
@@ -122,7 +122,7 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
   const auto d = static_cast<std::size_t>(dim);
   if (d >= src.shape.size()) {
     problems_.add(fmt::format("{}: cannot split {} over mp={}: it has no dim {} (shape {})", src.name,
-                              rules::split_name(axis), mp_, dim, shape_text(src.shape)));
+                              rules::split_name(axis), mp_, dim, st::shape_text(src.shape)));
     return false;
   }
   const std::uint64_t size = src.shape[d];
@@ -132,7 +132,7 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
     const std::uint64_t logical = size * unit;
     if (unit == 1) {
       problems_.add(fmt::format("{} (dim {} of {}: {} is not a multiple of {})", head, dim,
-                                shape_text(src.shape), size, mp_));
+                                st::shape_text(src.shape), size, mp_));
     } else if (logical % mp_ != 0) {
       problems_.add(fmt::format("{} ({}={} is not a multiple of {}, packing {})", head,
                                 rules::split_name(axis), logical, mp_, unit));
@@ -142,16 +142,16 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
     }
     return false;
   }
-  const std::uint64_t per_rank = size / mp_;
   // A reinterpretation scales the last dim: one source element is `ratio` output elements.
   const std::uint64_t ratio = cast == Cast::reinterpret && d + 1 == src.shape.size()
                                   ? st::dtype_bits(src.dtype) / st::dtype_bits(dtype)
                                   : 1;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
+    const plan::SplitRange range = plan::split_range(size, rank, mp_);
     st::Shape shape = src.shape;
-    shape[d] = per_rank;
+    shape[d] = range.end - range.begin;
     add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
-        make_slice(dim, rank * per_rank, (rank + 1) * per_rank, size), cast,
+        make_slice(dim, range.begin, range.end, size), cast,
         plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0});
   }
   return true;

@@ -12,8 +12,6 @@
 
 namespace shardwise::plan::detail {
 
-std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 void append_uint(std::string& out, std::uint64_t value) {
   const fmt::format_int text(value);
   out.append(text.data(), text.size());

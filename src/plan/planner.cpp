@@ -52,7 +52,7 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
     placer.problems().add(fmt::format("{}: {} ({}) needs {}{}, but the tensor is {}{} ({})", src.name,
                                       transform->rule.label, rules::describe_transform(*transform),
                                       st::dtype_name(transform->from), " of 2 dims",
-                                      st::dtype_name(src.dtype), detail::shape_text(src.shape), transform->rule.where.str()));
+                                      st::dtype_name(src.dtype), st::shape_text(src.shape), transform->rule.where.str()));
     return std::nullopt;
   }
   switch (transform->kind) {
@@ -63,7 +63,7 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
       if (src.shape[0] % 128 != 0 || src.shape[1] * 32 % 128 != 0) {
         placer.problems().add(fmt::format("{}: {} needs an E8M0 per-32 scale of whole 128x128 blocks, but it is {} "
                                           "(for a weight of {} x {}) ({})",
-                                          src.name, transform->rule.label, detail::shape_text(src.shape), src.shape[0],
+                                          src.name, transform->rule.label, st::shape_text(src.shape), src.shape[0],
                                           src.shape[1] * 32, transform->rule.where.str()));
         return std::nullopt;
       }

@@ -26,8 +26,6 @@ using Kind = plan::Placement::Kind;
 
 namespace {
 
-std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 std::string kind_text(const plan::Placement& p) {
   switch (p.kind) {
     case Kind::split: return fmt::format("split on dim {}", p.dim);
@@ -160,7 +158,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       }
       if (info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
         problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, t.name, st::dtype_name(info->dtype),
-                                 shape_text(info->shape), st::dtype_name(t.cut->dtype), shape_text(t.cut->shape)));
+                                 st::shape_text(info->shape), st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
         continue;
       }
       Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
@@ -200,8 +198,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
         c.placement.dim != first.placement.dim || c.size != first.size || c.placement.count != first.placement.count) {
       problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", name,
-                               st::dtype_name(first.dtype), shape_text(first.shape), "", kind_text(first.placement),
-                               plan.old_files[pieces.front().piece.file].file, st::dtype_name(c.dtype), shape_text(c.shape),
+                               st::dtype_name(first.dtype), st::shape_text(first.shape), "", kind_text(first.placement),
+                               plan.old_files[pieces.front().piece.file].file, st::dtype_name(c.dtype), st::shape_text(c.shape),
                                "", kind_text(c.placement), plan.old_files[s.piece.file].file));
       return std::nullopt;
     }
@@ -250,7 +248,7 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     }
     case Kind::owned: {
       const std::uint64_t count = first.placement.count;
-      const std::uint64_t owner = count % mp == 0 ? first.placement.index / (count / mp) : mp;
+      const std::uint64_t owner = count % mp == 0 ? plan::owner_rank(first.placement.index, count, mp) : mp;
       if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
         problems.add(fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
                                  first.placement.index, count, owner, mp, pieces.size()));
@@ -272,7 +270,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
     const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
     if (!bytes) {
       problems.add(fmt::format("{}: {}{} is not a whole number of bytes", plan.logical[index].name,
-                               st::dtype_name(plan.logical[index].dtype), shape_text(shape)));
+                               st::dtype_name(plan.logical[index].dtype), st::shape_text(shape)));
       return;
     }
     NewFile& out = plan.outputs[rank];
@@ -292,21 +290,21 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
         unspread[p.count].push_back(i);
         continue;
       }
-      add(p.index / (p.count / mp), i, t.shape, 0, 0);
+      add(plan::owner_rank(p.index, p.count, mp), i, t.shape, 0, 0);
     } else {
       const auto d = static_cast<std::size_t>(p.dim);
       const std::uint64_t size = t.shape[d];
       if (size % mp != 0 || (size / mp) % p.unit != 0) {
         problems.add(fmt::format("{}: {} entries of dim {} cannot be split over mp={} (shape {}{}{})", t.name, size, d,
-                                 mp, shape_text(t.shape), size % mp != 0 ? fmt::format(": {} is not a multiple of {}", size, mp) : "",
+                                 mp, st::shape_text(t.shape), size % mp != 0 ? fmt::format(": {} is not a multiple of {}", size, mp) : "",
                                  size % mp == 0 ? fmt::format(": {} per rank cuts units of {}", size / mp, p.unit) : ""));
         continue;
       }
-      const std::uint64_t per_rank = size / mp;
       for (std::uint64_t rank = 0; rank < mp; ++rank) {
+        const plan::SplitRange range = plan::split_range(size, rank, mp);
         st::Shape shape = t.shape;
-        shape[d] = per_rank;
-        add(rank, i, std::move(shape), rank * per_rank, (rank + 1) * per_rank);
+        shape[d] = range.end - range.begin;
+        add(rank, i, std::move(shape), range.begin, range.end);
       }
     }
   }

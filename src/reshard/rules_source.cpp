@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <regex>
 
 #include <fnmatch.h>
 
@@ -30,35 +29,21 @@ namespace {
 // The rank files the rules' output pattern names, by rank; their mp from the names.
 std::vector<std::string> find_rank_files(const std::string& from, const rules::Rules& rules, std::uint64_t& mp) {
   const std::string& pattern = rules.output_file_pattern();
-  std::string expr;
-  for (std::size_t i = 0; i < pattern.size();) {
-    if (pattern.compare(i, 6, "{rank}") == 0) {
-      expr += "([0-9]+)";
-      i += 6;
-    } else if (pattern.compare(i, 4, "{mp}") == 0) {
-      expr += "([0-9]+)";
-      i += 4;
-    } else {
-      if (std::string_view("\\^$.|?*+()[]{}").find(pattern[i]) != std::string_view::npos) expr += '\\';
-      expr += pattern[i++];
-    }
-  }
-  const std::regex re(expr);
+  const rules::NameTemplate& names = rules.output_file_template();
   std::map<std::uint64_t, std::string> by_rank;  // rank -> file, of files whose name fits the pattern
   std::map<std::uint64_t, std::string> mps;      // mp in the name -> the first such file
   std::error_code ec;
   for (fs::directory_iterator it(from, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    std::smatch m;
-    if (!std::regex_match(name, m, re)) continue;
-    // Which group is {rank} and which {mp}: the order they appear in the pattern.
-    const std::size_t rank_at = pattern.find("{rank}");
-    const std::size_t mp_at = pattern.find("{mp}");
-    const bool rank_first = rank_at < mp_at;
-    const std::size_t rank_group = rank_at == std::string::npos ? 0 : (rank_first || mp_at == std::string::npos ? 1 : 2);
-    const std::size_t mp_group = mp_at == std::string::npos ? 0 : (rank_first ? 2 : 1);
-    const std::uint64_t rank = rank_group ? std::stoull(m[rank_group].str()) : 0;
-    const std::uint64_t file_mp = mp_group ? std::stoull(m[mp_group].str()) : 1;
+    const rules::NameMatch m = names.match(name);
+    if (m.fit == rules::NameMatch::Fit::number_too_large) {
+      throw Error(ErrorKind::input, fmt::format("{}: named as the rules name rank files ({}), but its {{{}}} {} does "
+                                                "not fit in 64 bits",
+                                                (fs::path(from) / name).string(), pattern, m.field, m.digits));
+    }
+    if (m.fit != rules::NameMatch::Fit::yes) continue;
+    const std::uint64_t rank = m.values[rules::kRankField];
+    const std::uint64_t file_mp = names.uses(rules::kMpField) ? m.values[rules::kMpField] : 1;
     if (mps.count(file_mp) == 0 || name < mps[file_mp]) mps[file_mp] = name;  // the first by name
     by_rank[rank] = name;
   }
@@ -219,10 +204,10 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
       output::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
       std::uint64_t xxh3 = 0;
       if (how.placement.kind == Kind::split) {
-        const std::uint64_t per = info.shape[static_cast<std::size_t>(how.placement.dim)];
-        cut.begin = rank * per;
-        cut.end = cut.begin + per;
-        cut.size = per * mp;
+        cut.size = info.shape[static_cast<std::size_t>(how.placement.dim)] * mp;  // this rank's part, mp times
+        const plan::SplitRange range = plan::split_range(cut.size, rank, mp);
+        cut.begin = range.begin;
+        cut.end = range.end;
       } else if (how.placement.kind == Kind::replicated) {
         // Copies are compared by checksum: computed here, as no manifest recorded them.
         xxh3 = output::hash_file_range(file.fd(), path, file.absolute_offset(info), info.bytes(), buffer);

@@ -1,10 +1,10 @@
 // Rules::decide: one input name through the fixed evaluation order of docs/rules.md:
 // strip prefix, rename components, reject, skip, packed member, key, table, overrides, ownership.
 #include <algorithm>
-#include <charconv>
 
 #include <fmt/format.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 
 #include "rules/rules_impl.hpp"
@@ -163,11 +163,12 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   const auto span = capture(rules.ownership_matcher.pattern(*index), d.output, rule.index_group);
   const std::string text = span ? d.output.substr(span->first, span->second) : std::string();
   Ownership owner{0, std::nullopt, rule.count_param, &rule.rule, 0, 0, rule.partial};
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), owner.index);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+  const std::optional<std::uint64_t> captured = parse_decimal(text);
+  if (!captured) {
     why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule), text);
     return false;
   }
+  owner.index = *captured;
   owner.index_begin = span->first;
   owner.index_end = span->first + span->second;
   if (const auto count = params.find(rule.count_param); count != params.end()) {

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/plan/ranks.hpp>
+
 #include "rules/rules_impl.hpp"
 
 namespace shardwise::rules {
@@ -46,8 +48,7 @@ std::string placement(const Decision& d, const Params& params, std::uint64_t mp)
     }
     if (o.index >= count)
       return fmt::format("owned, but index {} is out of range ({}={})", o.index, o.count_param, count);
-    const std::uint64_t per_rank = count / mp;
-    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", o.index / per_rank, o.index,
+    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", plan::owner_rank(o.index, count, mp), o.index,
                        o.count_param, count, mp);
   }
   if (d.split == Split::replicate) return fmt::format("replicated on all {}", plural(mp, "rank"));

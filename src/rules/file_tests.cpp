@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/plan/ranks.hpp>
 
 #include "rules/loader.hpp"
 #include "rules/suggest.hpp"
@@ -181,7 +182,7 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
     o.placement =
         fmt::format("index {} is out of range ({}={})", owner.index, owner.count_param, *owner.count);
   } else {
-    o.ranks.push_back(owner.index / (*owner.count / mp));
+    o.ranks.push_back(plan::owner_rank(owner.index, *owner.count, mp));
   }
   return o;
 }

@@ -2,10 +2,10 @@
 // weight's [out, in], with the dtypes accepted and an optional cast.
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 
 #include <fmt/format.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 #include "rules/loader.hpp"
@@ -46,8 +46,9 @@ std::optional<MemberDim> parse_member_dim(const std::string& text) {
     dim.divisor_param = divisor;
     return dim;
   }
-  const auto [end, ec] = std::from_chars(divisor.data(), divisor.data() + divisor.size(), dim.divisor);
-  if (ec != std::errc() || end != divisor.data() + divisor.size() || divisor.empty() || dim.divisor == 0) return std::nullopt;
+  const std::optional<std::uint64_t> value = parse_decimal(divisor);
+  if (!value || *value == 0) return std::nullopt;
+  dim.divisor = *value;
   return dim;
 }
 

@@ -7,6 +7,7 @@
 #include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/rules/name_template.hpp>
 
 #include "rules/suggest.hpp"
 
@@ -26,22 +27,18 @@ bool is_plain_file_name(const std::string& text) {
          text.find('\0') == std::string::npos;
 }
 
-void check_output_pattern(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
-  std::size_t pos = 0;
-  bool has_rank = false;
-  while ((pos = pattern.find('{', pos)) != std::string::npos) {
-    const std::size_t close = pattern.find('}', pos);
-    const std::string field = pattern.substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1);
-    if (close == std::string::npos || (field != "rank" && field != "mp")) {
-      in.error(node, fmt::format("output file '{}' has an unknown placeholder '{{{}' (known: {{rank}}, {{mp}})",
-                                 pattern, close == std::string::npos ? field : field + "}"));
-      return;
-    }
-    has_rank = has_rank || field == "rank";
-    pos = close + 1;
+// `output.file`: a template of {rank} (required) and {mp}, a plain file name.
+std::optional<NameTemplate> read_output_template(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
+  NameTemplate::Parsed parsed = NameTemplate::parse(pattern, kOutputFileFields, fmt::format("output file '{}'", pattern));
+  if (!parsed.name_template) {
+    in.error(node, parsed.error);
+    return std::nullopt;
   }
-  if (!has_rank) in.error(node, fmt::format("output file '{}' must contain {{rank}}: every rank needs its own file", pattern));
+  if (!parsed.name_template->uses(kRankField)) {
+    in.error(node, fmt::format("output file '{}' must contain {{rank}}: every rank needs its own file", pattern));
+  }
   if (!is_plain_file_name(pattern)) in.error(node, fmt::format("output file '{}' must be a plain file name, not a path", pattern));
+  return parsed.name_template;
 }
 
 // Remembers the regexes of one list, so that a rule identical to an earlier one is reported.
@@ -111,6 +108,7 @@ void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
       in.error(output, "output takes either 'file' (one file per rank) or 'mirror: true' (the input's files), not both");
     }
     out.output_file.clear();
+    out.output_names = NameTemplate();
     out.mirror_output = true;
     return;
   }
@@ -120,7 +118,7 @@ void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
     return;
   }
   if (auto file = in.string_field(output, "file", "output", true)) {
-    check_output_pattern(in, YamlReader::field(output, "file"), *file);
+    if (auto names = read_output_template(in, YamlReader::field(output, "file"), *file)) out.output_names = *names;
     out.output_file = *file;
     out.mirror_output = false;
   }
@@ -482,25 +480,16 @@ void read_companion(YamlReader& in, const YAML::Node& spec, const char* key, con
                     TransformRule& rule) {
   const auto text = in.string_field(spec, key, what, true);
   if (!text) return;
-  rule.companion = *text;
-  std::size_t pos = 0;
-  bool placeholder = false;
-  while ((pos = text->find('{', pos)) != std::string::npos) {
-    const std::size_t close = text->find('}', pos);
-    const std::string field = text->substr(pos + 1, close == std::string::npos ? std::string::npos : close - pos - 1);
-    if (close == std::string::npos || (field != "name" && field != "stem")) {
-      in.error(YamlReader::field(spec, key),
-               fmt::format("'{}' of {} has an unknown placeholder '{{{}' (known: {{name}}, {{stem}})", key, what,
-                           close == std::string::npos ? field : field + "}"));
-      return;
-    }
-    placeholder = true;
-    pos = close + 1;
+  NameTemplate::Parsed parsed = NameTemplate::parse(*text, kCompanionFields, fmt::format("'{}' of {}", key, what));
+  if (!parsed.name_template) {
+    in.error(YamlReader::field(spec, key), parsed.error);
+    return;
   }
-  if (!placeholder) {
+  if (!parsed.name_template->uses(kNameField) && !parsed.name_template->uses(kStemField)) {
     in.error(YamlReader::field(spec, key),
              fmt::format("'{}' of {} must name the companion from the tensor's name ({{name}} or {{stem}})", key, what));
   }
+  rule.companion = std::move(*parsed.name_template);
 }
 
 // `dequantize: {scale: '{stem}.scale', block: [128, 128], to: BF16, nan: torch-cpu, lookup: output,

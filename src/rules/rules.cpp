@@ -3,11 +3,12 @@
 #include <shardwise/rules/rules.hpp>
 
 #include <algorithm>
-#include <charconv>
+#include <array>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/bundled.hpp>
 
@@ -186,13 +187,12 @@ std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
                                               fmt::join(param.choices, ", "),
                                               detail::did_you_mean(std::string(text), param.choices)));
   }
-  std::uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size()) {
+  const std::optional<std::uint64_t> value = parse_decimal(text);
+  if (!value) {
     throw Error(ErrorKind::usage,
                 fmt::format("{} '{}': expected a non-negative integer (parameter {})", flag, text, param.name));
   }
-  return value;
+  return *value;
 }
 
 std::string param_value_text(const ParamInfo& param, std::uint64_t value) {
@@ -206,14 +206,14 @@ std::string describe_transform(const TransformRule& rule) {
       return fmt::format("reinterpret {} as {}", st::dtype_name(rule.from), st::dtype_name(rule.to));
     case TransformRule::Kind::dequantize:
       return fmt::format("dequantize {} x block scale '{}' ({} name, block {}x{}) -> BF16, NaN 0x{:04X}{}",
-                         rule.dtypes.empty() ? std::string("F8_E4M3") : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")), rule.companion,
+                         rule.dtypes.empty() ? std::string("F8_E4M3") : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")), rule.companion.text(),
                          rule.lookup == TransformRule::Lookup::output ? "output" : "input", rule.block_rows,
                          rule.block_cols, rule.nan_bits,
                          rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
     case TransformRule::Kind::requantize:
-      return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128", rule.companion);
+      return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128", rule.companion.text());
     case TransformRule::Kind::requantize_scale:
-      return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128", rule.companion);
+      return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128", rule.companion.text());
   }
   return "";
 }
@@ -236,19 +236,17 @@ const std::string& Rules::output_file_pattern() const { return impl_->output_fil
 
 bool Rules::mirrors_input() const { return impl_->mirror_output; }
 
+const NameTemplate& Rules::output_file_template() const { return impl_->output_names; }
+
 std::string Rules::output_file(std::uint64_t rank, std::uint64_t mp) const {
-  return expand_output_file(impl_->output_file, rank, mp);
+  return impl_->output_names.expand_numbers(std::array{rank, mp});
 }
 
-std::string expand_output_file(std::string pattern, std::uint64_t rank, std::uint64_t mp) {
-  for (const auto& [field, value] : {std::pair{std::string("{rank}"), rank}, std::pair{std::string("{mp}"), mp}}) {
-    for (std::size_t pos = pattern.find(field); pos != std::string::npos; pos = pattern.find(field, pos)) {
-      const std::string text = std::to_string(value);
-      pattern.replace(pos, field.size(), text);
-      pos += text.size();
-    }
-  }
-  return pattern;
+std::string expand_output_file(std::string_view pattern, std::uint64_t rank, std::uint64_t mp) {
+  const NameTemplate::Parsed parsed =
+      NameTemplate::parse(pattern, kOutputFileFields, fmt::format("output file pattern '{}'", pattern));
+  if (!parsed.name_template) throw Error(ErrorKind::input, parsed.error);
+  return parsed.name_template->expand_numbers(std::array{rank, mp});
 }
 
 }  // namespace shardwise::rules

@@ -113,6 +113,7 @@ struct CompiledRules {
   std::string description;
   std::vector<ParamInfo> params;
   std::string output_file;  // empty when mirror_output
+  NameTemplate output_names;  // output_file parsed; expands to "" when mirror_output
   bool mirror_output = false;  // `output: {mirror: true}`
   std::vector<std::string> side_files;
   UnknownKeys unknown_keys = UnknownKeys::error;

@@ -19,10 +19,6 @@
 namespace shardwise::rules::scaffold {
 namespace {
 
-std::string shape_text(std::span<const std::uint64_t> shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
 struct Fit {
   PackKind kind = PackKind::gptq;
   std::uint64_t pack = 0;
@@ -124,8 +120,8 @@ void note_block_scales(std::span<const TensorHeader> tensors, const Module& modu
         std::find_if(out.begin(), out.end(), [&](const BlockScales& b) { return b.dtype == weight.dtype; });
     if (it == out.end()) {
       out.push_back(BlockScales{weight.dtype, 0, block,
-                                fmt::format("{} {} + {} {}", weight.name, shape_text(weight.shape),
-                                            tensors[t].name, shape_text(tensors[t].shape))});
+                                fmt::format("{} {} + {} {}", weight.name, st::shape_text(weight.shape),
+                                            tensors[t].name, st::shape_text(tensors[t].shape))});
       it = out.end() - 1;
     }
     if (it->block != block) it->block = 0;
@@ -171,8 +167,8 @@ void add_triple(std::span<const TensorHeader> tensors, const Names& names,
     problems.add(fmt::format(
         "{0}: {1} {4}, {2} {5}, {3} {6} fit neither GPTQ ({1} [in/P, out], {2} [in/G, out/P], "
         "{3} [in/G, out]) nor AWQ ({1} [in, out/P])",
-        module.path, names.packed[0], names.packed[1], names.packed[2], shape_text(tensors[members[0]].shape),
-        shape_text(tensors[members[1]].shape), shape_text(tensors[members[2]].shape)));
+        module.path, names.packed[0], names.packed[1], names.packed[2], st::shape_text(tensors[members[0]].shape),
+        st::shape_text(tensors[members[1]].shape), st::shape_text(tensors[members[2]].shape)));
     return;
   }
   const auto [it, fresh] = index.try_emplace({fit->kind, fit->pack, fit->group}, packings.size());

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <re2/re2.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 
 #include "rules/scaffold_model.hpp"
@@ -78,7 +79,7 @@ void learn_paths(std::string_view name, const Name& n, PathFacts& facts) {
       facts.indexed.try_emplace(path, false).first->second |= seen_index;
       auto& instance = facts.instances[name.substr(0, offset - 1)];
       if (instance.first.empty()) instance.first = path;
-      instance.second.insert(std::stoull(std::string(part)));
+      instance.second.insert(*parse_decimal(part));  // is_index: at most 9 digits
     }
     seen_index = seen_index || is_index(part);
     if (j > 0) path += '.';

@@ -16,10 +16,6 @@
 namespace shardwise::rules::scaffold {
 namespace {
 
-std::string shape_text(std::span<const std::uint64_t> shape) {
-  return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
 std::uint64_t hidden_size(const Modules& modules) {
   std::map<std::uint64_t, std::uint64_t> votes;
   for (const Module& m : modules.modules) {
@@ -78,29 +74,29 @@ bool module_fits(std::span<const TensorHeader> tensors, const Names& names, cons
     const std::uint64_t a = shape.empty() ? 0 : shape[d];
     const auto replicate = [&](std::string reason) { leaves.try_emplace(leaf, std::move(reason)); };
     if (shape.empty() || a == 0) {
-      replicate(fmt::format("{} {} has no entries on {}", leaf, shape_text(shape), axis));
+      replicate(fmt::format("{} {} has no entries on {}", leaf, st::shape_text(shape), axis));
     } else if (shape.size() == 1 && !on_out) {
       // The planner splits `in` on dim 1: a 1-D tensor under a row split goes whole to every rank.
-      replicate(fmt::format("{} {} has one dim, and `in` splits dim 1", leaf, shape_text(shape)));
+      replicate(fmt::format("{} {} has one dim, and `in` splits dim 1", leaf, st::shape_text(shape)));
     } else if (a == m) {
       continue;  // follows the weight (m divides, checked above)
     } else if (shape.size() == 1 && a == other) {
-      replicate(fmt::format("{} {} runs along {}, the split is {}", leaf, shape_text(shape),
+      replicate(fmt::format("{} {} runs along {}, the split is {}", leaf, st::shape_text(shape),
                             on_out ? "in" : "out", axis));
     } else if (a == 1) {
-      replicate(fmt::format("{} {} has one entry on {}", leaf, shape_text(shape), axis));
+      replicate(fmt::format("{} {} has one entry on {}", leaf, st::shape_text(shape), axis));
     } else if (shape.size() == 1) {
-      replicate(fmt::format("{} {} does not run along {}", leaf, shape_text(shape), axis));
+      replicate(fmt::format("{} {} does not run along {}", leaf, st::shape_text(shape), axis));
     } else if (m % a == 0) {
       const std::uint64_t block = m / a;  // a scale per block of `block` entries of the weight
       if (!divides(m, mp, block)) {
         why = fmt::format("{} {}: blocks of {} on {}={} do not divide over mp={}", tensors[t].name,
-                          shape_text(shape), block, axis, m, mp);
+                          st::shape_text(shape), block, axis, m, mp);
         return false;
       }
     } else {
       why = fmt::format("{} {}: {} on dim {} is neither {}={} nor a divisor of it", tensors[t].name,
-                        shape_text(shape), a, d, axis, m);
+                        st::shape_text(shape), a, d, axis, m);
       return false;
     }
   }
@@ -198,7 +194,7 @@ std::vector<KeyRow> guess_splits(std::span<const TensorHeader> tensors, const Na
       rows.push_back(KeyRow{std::string(key),
                             Split::replicate,
                             fmt::format("guess: a parameter ({} {}, {} tensors): replicate", first.name,
-                                        shape_text(first.shape), params->second.size() + by_key[key].size()),
+                                        st::shape_text(first.shape), params->second.size() + by_key[key].size()),
                             {},
                             {}});
       continue;

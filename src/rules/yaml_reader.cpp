@@ -1,10 +1,11 @@
 #include "rules/yaml_reader.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <map>
 
 #include <fmt/format.h>
+
+#include <shardwise/core/decimal.hpp>
 
 #include "rules/suggest.hpp"
 
@@ -98,9 +99,7 @@ std::optional<std::string> YamlReader::string_value(const YAML::Node& node, cons
 std::optional<std::uint64_t> YamlReader::uint_value(const YAML::Node& node, const std::string& what) {
   if (node.IsScalar()) {
     const std::string& text = node.Scalar();
-    std::uint64_t value = 0;
-    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec == std::errc() && end == text.data() + text.size() && !text.empty()) return value;
+    if (const std::optional<std::uint64_t> value = parse_decimal(text)) return value;
     error(node, fmt::format("{} must be a non-negative integer, got '{}'", what, text));
     return std::nullopt;
   }

@@ -21,8 +21,6 @@ using detail::quote_name;
   throw Error(ErrorKind::input, fmt::format("{}: {}", file, message));
 }
 
-std::string shape_text(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 // The text must be UTF-8 and hold no NUL byte (the JSON library would take a NUL for the end of
 // the input and ignore whatever follows it).
 void check_text(std::string_view text, const std::string& file) {

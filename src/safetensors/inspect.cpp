@@ -26,8 +26,6 @@ std::string printable(std::string_view text) {
   return out;
 }
 
-std::string shape_text(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 // "1.5 GiB"-style size for the totals line; exact bytes are printed beside it.
 std::string human_bytes(std::uint64_t bytes) {
   static constexpr std::array<const char*, 5> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB"};

@@ -24,7 +24,7 @@ namespace {
 
 constexpr std::string_view kMetadataKey = "__metadata__";
 
-std::string shape_text(const Shape& shape) {
+std::string shape_json(const Shape& shape) {
   return fmt::format("[{}]", fmt::join(shape, ","));
 }
 
@@ -89,7 +89,7 @@ FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std
     if (!size) {
       throw Error(ErrorKind::input, fmt::format("tensor {}: shape {} of {} overflows 64 bits or does not end on a "
                                                 "byte boundary",
-                                                t.name, shape_text(t.shape), dtype_name(t.dtype)));
+                                                t.name, shape_json(t.shape), dtype_name(t.dtype)));
     }
     if (__builtin_add_overflow(data_bytes, *size, &data_bytes)) {
       throw Error(ErrorKind::input, fmt::format("tensor {}: the file's data passes 2^64 bytes", t.name));
@@ -99,7 +99,7 @@ FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std
     if (json.size() > 1) json += ',';
     append_serde_json_string(json, t.name, "tensor name");
     json += fmt::format(":{{\"dtype\":\"{}\",\"shape\":{},\"data_offsets\":[{},{}]}}", dtype_name(t.dtype),
-                        shape_text(t.shape), relative[index], data_bytes);
+                        shape_json(t.shape), relative[index], data_bytes);
   }
   json += '}';
   json.append((8 - json.size() % 8) % 8, ' ');

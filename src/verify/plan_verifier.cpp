@@ -77,8 +77,6 @@ struct Work {
   std::vector<SideCheck> sides;
 };
 
-std::string shape_text(const st::Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
-
 // Planned tensors against the file's header: present, dtype, shape, nothing extra.
 void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys, Work& work) {
   const std::string& name = check.planned->file;
@@ -86,11 +84,11 @@ void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKe
   for (const plan::PlannedTensor& t : check.planned->tensors) {
     const st::TensorInfo* found = header.find(t.name);
     if (found == nullptr) {
-      findings.add(name, t.name, fmt::format("missing (planned {} {})", st::dtype_name(t.dtype), shape_text(t.shape)));
+      findings.add(name, t.name, fmt::format("missing (planned {} {})", st::dtype_name(t.dtype), st::shape_text(t.shape)));
     } else if (found->dtype != t.dtype) {
       findings.add(name, t.name, fmt::format("dtype {}, planned {}", st::dtype_name(found->dtype), st::dtype_name(t.dtype)));
     } else if (found->shape != t.shape) {
-      findings.add(name, t.name, fmt::format("shape {}, planned {}", shape_text(found->shape), shape_text(t.shape)));
+      findings.add(name, t.name, fmt::format("shape {}, planned {}", st::shape_text(found->shape), st::shape_text(t.shape)));
     } else {
       const auto [it, added] = keys.emplace(key_of(t), work.expected.size());
       if (added) work.expected.push_back(&t);
@@ -104,7 +102,7 @@ void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKe
     const bool known = it != planned.end() && it->name == t.name;
     if (!known) {
       findings.add(name, t.name, fmt::format("unexpected tensor (not in the plan): {} {}", st::dtype_name(t.dtype),
-                                             shape_text(t.shape)));
+                                             st::shape_text(t.shape)));
     }
   }
 }

@@ -524,6 +524,61 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
   CHECK(!holds_rank_file(dir / "x"));
 }
 
+// Rank-file names found by the rules' `output.file` (docs/reshard.md): regex metacharacters in it
+// are literal text, matching takes time linear in a name however the template is crafted, and a
+// number in a name that does not fit in 64 bits is refused naming the file.
+TEST_CASE("reshard --rules: rank files named by a hostile output template, or with a huge number") {
+  TempDir dir;
+  SECTION("metacharacters in output.file: the files are found by their literal names") {
+    generate(dir / "in");
+    write_file(dir / "meta.yaml", "shardwise: 1\nname: meta\nextends: deepseek-v4-w4a16\n"
+                                  "output: {file: \"m(.*)+[{rank}]^$|?-of{mp}.st\"}\n");
+    for (const int mp : {2, 4}) {
+      const auto r = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
+                                    (dir / "meta.yaml").string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
+      INFO(r.err);
+      REQUIRE(r.exit_code == 0);
+    }
+    REQUIRE(fs::exists(dir / "mp4" / "m(.*)+[3]^$|?-of4.st"));
+    fs::remove(dir / "mp4" / "shardwise-manifest.json");
+    // Named as the template's regex reading would take it: ignored.
+    fs::copy_file(dir / "mp4" / "m(.*)+[3]^$|?-of4.st", dir / "mp4" / "mxx+[3]^$|?-of4.st");
+    fs::copy_file(dir / "mp4" / "m(.*)+[3]^$|?-of4.st", dir / "mp4" / "m(.*)+[3]-of4.st");
+    const auto r = run_shardwise({"reshard", "--from", (dir / "mp4").string(), "-o", (dir / "out").string(), "-m", "2",
+                                  "-r", (dir / "meta.yaml").string(), "--n-experts", "8", "-q"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    require_same_files(dir / "mp2", dir / "out");
+  }
+  SECTION("adjacent numbers and a long run of digits: refused at once, not backtracked") {
+    std::string file = "m(.*)+";
+    for (int i = 0; i < 30; ++i) file += "{rank}";
+    write_file(dir / "crafted.yaml", "shardwise: 1\nname: crafted\noutput: {file: \"" + file +
+                                         "{mp}x.st\"}\nkeys:\n  - {match: '(?P<key>[^.]+)$'}\n"
+                                         "table:\n  a: {split: replicate}\n");
+    fs::create_directories(dir / "in");
+    write_file(dir / "in" / ("m(.*)+" + std::string(60, '1') + "y.st"), "");
+    // `timeout`: a backtracking matcher would take years; the limit only turns that into a failure.
+    const auto r = run_command({"timeout", "120", shardwise::test::shardwise_binary(), "reshard", "--from",
+                                (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+                                (dir / "crafted.yaml").string(), "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them"));
+  }
+  SECTION("a rank beyond 64 bits in a file name: the file named, exit 4") {
+    fs::create_directories(dir / "in");
+    const std::string name = "model" + std::string(60, '9') + "-mp2.safetensors";
+    write_file(dir / "in" / name, "");
+    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2",
+                                  "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.err, Catch::Contains((dir / "in" / name).string() +
+                                      ": named as the rules name rank files (model{rank}-mp{mp}.safetensors), but "
+                                      "its {rank} " + std::string(60, '9') + " does not fit in 64 bits"));
+  }
+  CHECK(!holds_rank_file(dir / "x"));
+}
+
 // Transformed outputs: a DeepSeek-V4-format checkpoint (FP8 weights with E8M0 block scales, FP4
 // experts) converted with wo_a dequantised and the experts re-quantised; the BF16 wo_a may only
 // be cut again on its 128-row blocks, as a direct conversion requires. A mirrored folder has no

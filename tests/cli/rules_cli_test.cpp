@@ -104,6 +104,18 @@ TEST_CASE("explain: unknown parameters and bad values are usage errors") {
   CHECK(awq.out.find("split on logical out into 2 equal parts: qweight dim 1 (out/8)") != std::string::npos);
 }
 
+TEST_CASE("explain takes the model parallelisms convert takes, up to 4096") {
+  const auto at_bound = run_command({shardwise_binary(), "explain", "-m", "4096", "--n-experts", "4096", "embed.weight"});
+  CHECK(at_bound.exit_code == 0);
+  const auto explain = run_command({shardwise_binary(), "explain", "-m", "4097", "--n-experts", "8", "embed.weight"});
+  const auto convert = run_command({shardwise_binary(), "convert", "-i", "/nonexistent", "-o", "/nonexistent-out",
+                                    "-m", "4097", "--n-experts", "8"});
+  CHECK(explain.exit_code == 2);
+  CHECK(convert.exit_code == 2);
+  CHECK(explain.err.find("--model-parallel: Value 4097 not in range 1 to 4096") != std::string::npos);
+  CHECK(convert.err.find("--model-parallel: Value 4097 not in range 1 to 4096") != std::string::npos);
+}
+
 TEST_CASE("rules check runs the file's tests: the bundled ones pass, a wrong expectation fails at its line") {
   const auto bundled = run_command({shardwise_binary(), "rules", "check"});
   CHECK(bundled.exit_code == 0);

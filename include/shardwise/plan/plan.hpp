@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <shardwise/core/file_identity.hpp>
+#include <shardwise/plan/ranks.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::plan {
@@ -66,7 +67,8 @@ struct Source {
 };
 
 // How an output tensor was cut from its logical tensor (the output as mp=1 writes it): recorded in
-// manifests so that `reshard` can cut the logical tensor again for another mp.
+// manifests so that `reshard` can cut the logical tensor again for another mp. Which rank takes
+// what: owner_rank() and split_range() (ranks.hpp).
 struct Placement {
   enum class Kind { replicated, split, owned };
   Kind kind = Kind::replicated;

@@ -11,6 +11,7 @@
 #include <vector>
 #include <utility>
 
+#include <shardwise/rules/name_template.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::rules {
@@ -101,8 +102,8 @@ struct TransformRule {
   st::DType to = st::DType::U8;    // the dtype written
   // The companion's name: `{name}` is the tensor's name (output or input, per `lookup`), `{stem}`
   // that name without its last component (`{stem}.scale`, `{name}_scale`). requantize_scale:
-  // its weight's name (checked to exist beside it, never read).
-  std::string companion;
+  // its weight's name (checked to exist beside it, never read). Fields: kCompanionFields.
+  NameTemplate companion;
   Lookup lookup = Lookup::output;
   Missing missing = Missing::error;
   std::uint64_t block_rows = 1;  // dequantize: weight rows x columns per scale entry
@@ -191,6 +192,7 @@ class Rules {
   const std::string& text() const;
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
   const std::string& output_file_pattern() const;  // `output.file` as written ({rank}, {mp})
+  const NameTemplate& output_file_template() const;  // `output.file` parsed (kOutputFileFields)
   // `output: {mirror: true}`: one output per input file, under the input file's name, and the
   // input's index rewritten (docs/rules.md, "Mirrored output"); output_file() is then "".
   bool mirrors_input() const;
@@ -216,7 +218,8 @@ class Rules {
   std::unique_ptr<Impl> impl_;
 };
 
-// An output file pattern (`output.file`) with {rank} and {mp} filled in.
-std::string expand_output_file(std::string pattern, std::uint64_t rank, std::uint64_t mp);
+// An output file pattern (`output.file`, e.g. as a manifest records it) with {rank} and {mp} filled
+// in. A pattern that is not a valid template (a damaged manifest's) is an Error(input).
+std::string expand_output_file(std::string_view pattern, std::uint64_t rank, std::uint64_t mp);
 
 }  // namespace shardwise::rules

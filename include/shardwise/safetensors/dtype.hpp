@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -16,6 +17,8 @@ enum class DType : std::uint8_t {
 };
 
 using Shape = std::vector<std::uint64_t>;
+// How messages and views write a shape: "[512, 4096]", "[]" for a scalar.
+std::string shape_text(std::span<const std::uint64_t> shape);
 
 std::optional<DType> parse_dtype(std::string_view name);
 std::string_view dtype_name(DType dtype);

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include <shardwise/rules/name_template.hpp>
 #include <shardwise/rules/rules.hpp>
 
 namespace shardwise::verify {
@@ -23,7 +24,7 @@ class OutputNamePattern {
   std::optional<std::uint64_t> rank_of(std::string_view name) const;
 
  private:
-  std::vector<std::string> parts_;  // the literal text around each rank placeholder
+  rules::NameTemplate names_;  // the rules' template, mp written in
 };
 
 }  // namespace shardwise::verify
