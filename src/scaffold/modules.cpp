@@ -14,9 +14,9 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
 namespace {
 
 std::string shape_text(std::span<const std::uint64_t> shape) {
@@ -250,4 +250,4 @@ Modules find_modules(std::span<const TensorHeader> tensors, const Names& names) 
   return out;
 }
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold

@@ -13,9 +13,9 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
 namespace {
 
 // A name as people can read it in a message, whatever bytes it holds.
@@ -216,4 +216,4 @@ Names analyse_names(std::span<const TensorHeader> tensors) {
   return out;
 }
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold
