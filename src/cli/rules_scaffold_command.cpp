@@ -12,8 +12,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/bundled.hpp>
-#include <shardwise/rules/scaffold.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
+#include <shardwise/scaffold/scaffold.hpp>
 
 #include "cli/commands.hpp"
 
@@ -71,11 +71,11 @@ void check_draft(const st::Checkpoint& checkpoint, const std::string& draft, con
 
 // The suffixes of a packed triple, from the first bundled rules file that describes one: the C++
 // knows the packing's shape, the rules know what its members are called.
-rules::PackedSuffixes packed_suffixes() {
+scaffold::PackedSuffixes packed_suffixes() {
   for (const rules::BundledRules& bundled : rules::bundled_rules()) {
     const rules::Rules rules = rules::load_named_rules(std::string(bundled.name));
     for (const rules::Layout& layout : rules.layouts()) {
-      if (auto suffixes = rules::packed_suffixes_of(layout)) return *suffixes;
+      if (auto suffixes = scaffold::packed_suffixes_of(layout)) return *suffixes;
     }
   }
   throw Error(ErrorKind::rules,
@@ -84,18 +84,18 @@ rules::PackedSuffixes packed_suffixes() {
 
 int run_scaffold(const ScaffoldArgs& args) {
   const st::Checkpoint checkpoint = st::Checkpoint::open(args.checkpoint);
-  std::vector<rules::TensorHeader> headers;
+  std::vector<scaffold::TensorHeader> headers;
   headers.reserve(checkpoint.tensors().size());
   for (const st::TensorRef& ref : checkpoint.tensors()) {
-    headers.push_back(rules::TensorHeader{ref.info->name, ref.info->dtype, ref.info->shape});
+    headers.push_back(scaffold::TensorHeader{ref.info->name, ref.info->dtype, ref.info->shape});
   }
-  rules::ScaffoldOptions options;
+  scaffold::ScaffoldOptions options;
   options.packed = packed_suffixes();
   options.name = args.name.empty() ? default_name(args.checkpoint) : args.name;
   options.source = args.checkpoint;
   options.model_parallel = args.model_parallel.value_or(8);
   options.side_files = side_files(args.checkpoint);
-  const std::string draft = rules::scaffold_rules(headers, options);
+  const std::string draft = scaffold::scaffold_rules(headers, options);
   if (std::fwrite(draft.data(), 1, draft.size(), stdout) != draft.size() || std::fflush(stdout) != 0) {
     throw_os_error("cannot write the draft to", "standard output", errno);
   }

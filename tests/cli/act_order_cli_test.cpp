@@ -18,9 +18,9 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::generate_checkpoint;
 using shardwise::test::read_file;
 using shardwise::test::run_shardwise;
-using shardwise::test::run_tool;
 using shardwise::test::source_dir;
 using shardwise::test::TempDir;
 
@@ -91,12 +91,6 @@ Tensor to_bf16(const Tensor& t) {
   return b;
 }
 
-void generate(const fs::path& out, std::vector<std::string> extra) {
-  std::vector<std::string> args = {"--out", out.string(), "--config", "tiny", "--layers", "1"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  REQUIRE(run_tool("gen_checkpoint", args).exit_code == 0);
-}
-
 void check_equal(const Tensor& actual, const Tensor& expected) {
   CHECK(actual.dtype == expected.dtype);
   CHECK(actual.shape == expected.shape);
@@ -107,7 +101,7 @@ void check_equal(const Tensor& actual, const Tensor& expected) {
 
 TEST_CASE("act-order: g_idx and group size 64 converted at mp 1, 2, 4, 8, every member sliced as by hand") {
   TempDir dir;
-  generate(dir / "in", {"--act-order", "--group-size", "64"});  // 8 experts
+  generate_checkpoint(dir / "in", {"--layers", "1", "--act-order", "--group-size", "64"});  // 8 experts
   const auto in = read_tensors(dir / "in");
   const auto source = [&](const std::string& name) -> const Tensor& { return in.at("model.safetensors:" + name); };
   REQUIRE(source("layers.0.attn.wo_b.g_idx").shape == std::vector<std::uint64_t>{1024});
@@ -158,13 +152,13 @@ TEST_CASE("act-order: g_idx and group size 64 converted at mp 1, 2, 4, 8, every 
 
 TEST_CASE("act-order: a missing g_idx is named, a wrong group size is refused, the right one given as a flag") {
   TempDir dir;
-  generate(dir / "no-g-idx", {"--group-size", "64"});
+  generate_checkpoint(dir / "no-g-idx", {"--layers", "1", "--group-size", "64"});
   const auto missing = run_shardwise({"plan", "-i", (dir / "no-g-idx").string(), "-m", "2", "--n-experts", "8", "-r", kRules});
   CHECK(missing.exit_code == 4);
   CHECK_THAT(missing.err, Catch::Contains("\n  layers.0.attn.wo_b: incomplete packed group (gptq-w4a16): missing g_idx; "
                                           "present: layers.0.attn.wo_b.qweight (model.safetensors)"));
 
-  generate(dir / "g128", {"--act-order"});  // the generator's default group: 128
+  generate_checkpoint(dir / "g128", {"--layers", "1", "--act-order"});  // the generator's default group: 128
   const std::string in = (dir / "g128").string();
   const auto wrong = run_shardwise({"plan", "-i", in, "-m", "2", "--n-experts", "8", "-r", kRules});
   CHECK(wrong.exit_code == 4);

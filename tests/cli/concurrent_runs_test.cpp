@@ -22,7 +22,11 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::Args;
+using shardwise::test::convert_args;
 using shardwise::test::folder_files;
+using shardwise::test::generate_checkpoint;
+using shardwise::test::joined;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
 using shardwise::test::with_fault;
@@ -31,24 +35,8 @@ namespace {
 
 const char* const kSlowWrites = "pwrite,delay,1,.model";
 
-std::vector<std::string> convert_args(const fs::path& in, const fs::path& out,
-                                      std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {shardwise::test::shardwise_binary(),
-                                   "convert",
-                                   "-i",
-                                   in.string(),
-                                   "-o",
-                                   out.string(),
-                                   "--n-experts",
-                                   "8",
-                                   "-m",
-                                   "4",
-                                   "-q",
-                                   "--threads",
-                                   "1"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
+// Every run of these tests writes on one thread.
+const Args kOneThread = {"--threads", "1"};
 
 // True when `dir` holds the temporary of a rank file: a run is writing tensor data. The manifest's
 // own temporary does not count: it appears and is renamed within moments at the start of a run.
@@ -87,10 +75,8 @@ struct Folders {
   std::map<std::string, std::string> expected;
 
   Folders() {
-    const auto generated = run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out",
-                                        in.string(), "--config", "tiny", "--layers", "2", "--experts", "8"});
-    REQUIRE(generated.exit_code == 0);
-    REQUIRE(run_command(convert_args(in, dir / "reference")).exit_code == 0);
+    generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
+    REQUIRE(run_command(convert_args(in, dir / "reference", kOneThread)).exit_code == 0);
     expected = folder_files(dir / "reference");
   }
 };
@@ -98,11 +84,12 @@ struct Folders {
 TEST_CASE(
     "convert: a second run into a folder being written is refused naming the holder, the first finishes") {
   Folders f;
-  const int first = shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out)));
+  const int first =
+      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, kOneThread)));
   wait_until_writing(f.out);
   for (const std::vector<std::string>& extra : {std::vector<std::string>{}, {"--ranks", "2"}, {"--resume"}}) {
     CAPTURE(extra);
-    const auto second = run_command(convert_args(f.in, f.out, extra));
+    const auto second = run_command(convert_args(f.in, f.out, joined(kOneThread, extra)));
     CHECK(second.exit_code == 5);
     CHECK_THAT(second.err, Catch::Contains("is being written by another conversion (pid " +
                                            std::to_string(first) + " on host "));
@@ -118,14 +105,15 @@ TEST_CASE(
 
 TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common rank is refused") {
   Folders f;
+  const Args first_ranks = joined(kOneThread, {"--ranks", "0,1"});
   const int first =
-      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, {"--ranks", "0,1"})));
+      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, first_ranks)));
   wait_until_writing(f.out);
-  const auto overlapping = run_command(convert_args(f.in, f.out, {"--ranks", "1-3"}));
+  const auto overlapping = run_command(convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "1-3"})));
   CHECK(overlapping.exit_code == 5);
   CHECK_THAT(overlapping.err, Catch::Contains("(pid " + std::to_string(first) + " on host "));
   CHECK_THAT(overlapping.err, Catch::Contains("writing rank 1)"));
-  const auto disjoint = run_command(convert_args(f.in, f.out, {"--ranks", "2,3"}));
+  const auto disjoint = run_command(convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "2,3"})));
   CHECK(disjoint.exit_code == 0);
   CHECK(disjoint.err.empty());
   CHECK(wait_for(first) == 0);
@@ -141,7 +129,8 @@ TEST_CASE(
   }
   REQUIRE(!input.empty());
   shardwise::test::CommandResult first;
-  std::thread run([&] { first = run_command(with_fault(kSlowWrites, convert_args(f.in, f.out))); });
+  std::thread run(
+      [&] { first = run_command(with_fault(kSlowWrites, convert_args(f.in, f.out, kOneThread))); });
   wait_until_writing(f.out);
   // Rewritten in place, same size: a download or sync writing over it.
   const int fd = ::open(input.c_str(), O_WRONLY);
@@ -158,7 +147,7 @@ TEST_CASE(
     CHECK(name.find(".partial") == std::string::npos);
     if (name == "shardwise-manifest.json") CHECK_THAT(bytes, Catch::Contains("\"complete\":false"));
   }
-  CHECK(run_command(convert_args(f.in, f.out)).exit_code == 0);
+  CHECK(run_command(convert_args(f.in, f.out, kOneThread)).exit_code == 0);
   const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
                                      f.out.string(), "--n-experts", "8", "-m", "4", "-q"});
   CHECK(verified.exit_code == 0);

@@ -21,18 +21,13 @@
 
 namespace fs = std::filesystem;
 using shardwise::test::folder_files;
+using shardwise::test::generate_checkpoint;
 using shardwise::test::has_temporary;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
 
 namespace {
-
-void generate(const fs::path& out, std::vector<std::string> extra) {
-  std::vector<std::string> args = {"--out", out.string(), "--config", "tiny"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  REQUIRE(shardwise::test::run_tool("gen_checkpoint", args).exit_code == 0);
-}
 
 shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out,
                                        std::vector<std::string> extra, const std::string& experts = "8") {
@@ -52,7 +47,7 @@ shardwise::test::CommandResult convert(const fs::path& in, const fs::path& out,
 
 TEST_CASE("convert: the same files whatever the thread count, a summary unless --quiet") {
   TempDir dir;
-  generate(dir / "in", {"--files", "3", "--special-scales"});
+  generate_checkpoint(dir / "in", {"--files", "3", "--special-scales"});
   const auto one = convert(dir / "in", dir / "t1", {"--threads", "1"});
   REQUIRE(one.exit_code == 0);
   CHECK(one.err.find("wrote 4 files (") != std::string::npos);
@@ -68,7 +63,7 @@ TEST_CASE("convert: the same files whatever the thread count, a summary unless -
 
 TEST_CASE("convert --dry-run prints the plan as `plan` does and writes nothing") {
   TempDir dir;
-  generate(dir / "in", {});
+  generate_checkpoint(dir / "in");
   for (const std::string format : {"text", "json"}) {
     const auto dry = convert(dir / "in", dir / "out", {"--dry-run", "--format", format});
     REQUIRE(dry.exit_code == 0);
@@ -82,7 +77,7 @@ TEST_CASE("convert --dry-run prints the plan as `plan` does and writes nothing")
 
 TEST_CASE("convert refuses unsafe output folders with exit code 5, and --force overwrites foreign files") {
   TempDir dir;
-  generate(dir / "in", {});
+  generate_checkpoint(dir / "in");
   const std::string in = fs::canonical(dir / "in").string();
   struct Refusal {
     fs::path out;
@@ -129,7 +124,7 @@ int interrupt_convert(const fs::path& in, const fs::path& out, int signal) {
 
 TEST_CASE("convert refused by the system mid-write (file size limit) exits 5, leaves nothing half-written") {
   TempDir dir;
-  generate(dir / "in", {"--layers", "2", "--experts", "8"});
+  generate_checkpoint(dir / "in", {"--layers", "2", "--experts", "8"});
   REQUIRE(convert(dir / "in", dir / "reference", {"-q"}).exit_code == 0);
   const fs::path out = dir / "out";
   // A limit of 64 blocks (32 or 64 KiB, as the shell counts them) is below any rank file; SIGXFSZ
@@ -151,7 +146,7 @@ TEST_CASE("convert refused by the system mid-write (file size limit) exits 5, le
 TEST_CASE(
     "convert interrupted by SIGTERM or SIGKILL leaves only complete files, and a rerun finishes the job") {
   TempDir dir;
-  generate(dir / "in", {"--layers", "6", "--experts", "64"});
+  generate_checkpoint(dir / "in", {"--layers", "6", "--experts", "64"});
   const auto full = convert(dir / "in", dir / "reference", {"-q"}, "64");
   REQUIRE(full.exit_code == 0);
   const auto expected = folder_files(dir / "reference");

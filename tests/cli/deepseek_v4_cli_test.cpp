@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
@@ -18,11 +19,10 @@ using shardwise::test::TempDir;
 namespace {
 
 // A small V4 checkpoint: 4 experts per MoE, wo_a [1024, 512] (8 blocks of 128 rows).
-fs::path generate(const TempDir& dir) {
+fs::path generate_v4(const TempDir& dir) {
   const fs::path in = dir / "in";
-  const auto made = run_command({shardwise::test::tools_dir() + "/gen_official_checkpoint", "--out", in.string(),
-                                 "--format", "v4", "--experts", "4", "--files", "2", "--index"});
-  REQUIRE(made.exit_code == 0);
+  shardwise::test::generate_official_checkpoint(
+      in, {"--format", "v4", "--experts", "4", "--files", "2", "--index"});
   return in;
 }
 
@@ -39,7 +39,7 @@ TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad valu
   CHECK(named.out.find("(default: fp4)") != std::string::npos);
 
   TempDir dir;
-  const fs::path in = generate(dir);
+  const fs::path in = generate_v4(dir);
   for (const std::vector<std::string>& bad :
        {std::vector<std::string>{"--expert-dtype", "fp16"}, std::vector<std::string>{"-p", "expert_dtype=fp16"}}) {
     std::vector<std::string> argv = {shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i", in.string(),
@@ -53,7 +53,7 @@ TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad valu
 
 TEST_CASE("deepseek-v4: converts and verifies with --expert-dtype fp4 and fp8") {
   TempDir dir;
-  const fs::path in = generate(dir);
+  const fs::path in = generate_v4(dir);
   for (const std::string dtype : {"fp4", "fp8"}) {
     INFO(dtype);
     const fs::path out = dir / ("out-" + dtype);
@@ -81,7 +81,7 @@ TEST_CASE("deepseek-v4: converts and verifies with --expert-dtype fp4 and fp8") 
 
 TEST_CASE("deepseek-v4: a changed --expert-dtype is named by its words in --resume's refusal and in verify") {
   TempDir dir;
-  const fs::path in = generate(dir);
+  const fs::path in = generate_v4(dir);
   const fs::path out = dir / "out";
   const auto with = [&](std::vector<std::string> command, const std::string& dtype) {
     const std::vector<std::string> args = {"--rules", "deepseek-v4", "--hf-ckpt-path", in.string(), "--save-path",
@@ -101,7 +101,7 @@ TEST_CASE("deepseek-v4: a changed --expert-dtype is named by its words in --resu
 
 TEST_CASE("deepseek-v4: an mp at which wo_a's rows are not whole 128-row blocks is refused") {
   TempDir dir;
-  const fs::path in = generate(dir);
+  const fs::path in = generate_v4(dir);
   const auto result = run_command({shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i", in.string(), "-m", "16",
                                    "--n-experts", "16"});
   CHECK(result.exit_code == 4);

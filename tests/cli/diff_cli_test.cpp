@@ -9,13 +9,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
+using shardwise::test::generate_checkpoint;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::shardwise_binary;
 using shardwise::test::TempDir;
-using shardwise::test::tools_dir;
 using shardwise::test::write_file;
 
 namespace {
@@ -27,9 +28,7 @@ struct Plans {
 
 // The same checkpoint planned with the bundled rules and with them edited on one line.
 void make_plans(Plans& p, const std::string& from, const std::string& to) {
-  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (p.dir / "in").string(), "--config", "tiny",
-                       "--layers", "2", "--experts", "2", "--files", "2", "--mtp-embed-head"})
-              .exit_code == 0);
+  generate_checkpoint(p.dir / "in", {"--layers", "2", "--experts", "2", "--files", "2", "--mtp-embed-head"});
   std::string rules = run_command({shardwise_binary(), "rules", "show"}).out;
   const auto at = rules.find(from);
   REQUIRE(at != std::string::npos);

@@ -25,36 +25,15 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::Args;
+using shardwise::test::convert_args;
 using shardwise::test::folder_files;
+using shardwise::test::generate_checkpoint;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
-using Args = std::vector<std::string>;
 
 namespace {
-
-void generate(const fs::path& out, const Args& extra) {
-  Args args = {"--out", out.string(), "--config", "tiny"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  REQUIRE(shardwise::test::run_tool("gen_checkpoint", args).exit_code == 0);
-}
-
-Args convert_args(const fs::path& in, const fs::path& out, const Args& extra, const std::string& mp = "4",
-                  const std::string& experts = "8") {
-  Args args = {shardwise::test::shardwise_binary(),
-               "convert",
-               "-i",
-               in.string(),
-               "-o",
-               out.string(),
-               "--n-experts",
-               experts,
-               "-m",
-               mp,
-               "-q"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
 
 // Runs `argv` with exactly `env` as its environment (and a PATH), through env(1).
 shardwise::test::CommandResult run_with_env(const std::map<std::string, std::string>& env, const Args& argv) {
@@ -118,7 +97,7 @@ int verify_manifest_only(const fs::path& out) {
 TEST_CASE(
     "cli: --distributed takes its place from each launcher's variables, the shares add up to a whole run") {
   TempDir dir;
-  generate(dir / "in", {"--files", "3"});
+  generate_checkpoint(dir / "in", {"--files", "3"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "whole", {})).exit_code == 0);
   const auto expected = folder_files(dir / "whole");
   const auto shares = expected_shares(dir / "whole", 4, 2);
@@ -148,7 +127,7 @@ TEST_CASE(
 
 TEST_CASE("cli: --distributed without a launcher, or with values that do not fit, is a usage error") {
   TempDir dir;
-  generate(dir / "in", {});
+  generate_checkpoint(dir / "in");
   struct Case {
     std::map<std::string, std::string> env;
     std::string message;
@@ -175,7 +154,7 @@ TEST_CASE("cli: --distributed without a launcher, or with values that do not fit
 
 TEST_CASE("cli: --ranks writes only those files, the runs together equal a whole run") {
   TempDir dir;
-  generate(dir / "in", {"--files", "2"});
+  generate_checkpoint(dir / "in", {"--files", "2"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "whole", {})).exit_code == 0);
   const auto first = run_command(convert_args(dir / "in", dir / "out", {"--ranks", "1,3"}));
   REQUIRE(first.exit_code == 0);
@@ -198,7 +177,7 @@ TEST_CASE("cli: --ranks writes only those files, the runs together equal a whole
 
 TEST_CASE("cli: bad --ranks are usage errors quoting the list") {
   TempDir dir;
-  generate(dir / "in", {});
+  generate_checkpoint(dir / "in");
   struct Case {
     Args args;
     std::string message;
@@ -239,7 +218,7 @@ TEST_CASE("cli: mpirun -n 2 convert --distributed writes what a single process w
     FAIL("mpirun is not on PATH: install Open MPI (scripts/install-deps --test installs openmpi-bin)");
   }
   TempDir dir;
-  generate(dir / "in", {"--files", "3", "--layers", "3"});
+  generate_checkpoint(dir / "in", {"--files", "3", "--layers", "3"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "single", {})).exit_code == 0);
   Args args = {mpirun, "-n", "2", "--oversubscribe"};
   if (::geteuid() == 0) args.push_back("--allow-run-as-root");
@@ -273,7 +252,7 @@ TEST_CASE(
     "cli: convert killed with SIGKILL after some files, then --resume: the fresh run's bytes, finished "
     "files untouched") {
   TempDir dir;
-  generate(dir / "in", {"--layers", "8", "--experts", "64"});
+  generate_checkpoint(dir / "in", {"--layers", "8", "--experts", "64"});
   REQUIRE(run_command(convert_args(dir / "in", dir / "fresh", {}, "8", "64")).exit_code == 0);
   const fs::path out = dir / "out";
   const pid_t pid =
@@ -316,7 +295,7 @@ TEST_CASE(
 
 TEST_CASE("cli: --resume refuses when the rules or the parameters changed, and says what changed") {
   TempDir dir;
-  generate(dir / "in", {});
+  generate_checkpoint(dir / "in");
   REQUIRE(run_command(convert_args(dir / "in", dir / "out", {})).exit_code == 0);
   const std::string manifest = (fs::canonical(dir / "out") / "shardwise-manifest.json").string();
   const std::string tail = " (since " + manifest + " was written; convert without --resume to start over)\n";

@@ -17,28 +17,18 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::Args;
+using shardwise::test::convert_args;
 using shardwise::test::folder_files;
+using shardwise::test::generate_checkpoint;
 using shardwise::test::run_command;
 using shardwise::test::TempDir;
 using shardwise::test::with_fault;
 
 namespace {
 
-std::vector<std::string> convert_args(const fs::path& in, const fs::path& out) {
-  return {shardwise::test::shardwise_binary(),
-          "convert",
-          "-i",
-          in.string(),
-          "-o",
-          out.string(),
-          "--n-experts",
-          "8",
-          "-m",
-          "4",
-          "-q",
-          "--threads",
-          "2"};
-}
+// Every run of these tests writes on two threads.
+const Args kTwoThreads = {"--threads", "2"};
 
 // The files a failed run left in `out`: none when it failed before making the folder.
 std::map<std::string, std::string> files_left(const fs::path& out) {
@@ -52,10 +42,8 @@ struct Folders {
   std::map<std::string, std::string> expected;
 
   Folders() {
-    const auto generated = run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out",
-                                        in.string(), "--config", "tiny", "--layers", "2", "--experts", "8"});
-    REQUIRE(generated.exit_code == 0);
-    REQUIRE(run_command(convert_args(in, reference)).exit_code == 0);
+    generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
+    REQUIRE(run_command(convert_args(in, reference, kTwoThreads)).exit_code == 0);
     expected = folder_files(reference);
     REQUIRE(expected.count("tokenizer.json") == 1);
   }
@@ -95,7 +83,7 @@ TEST_CASE(
     CAPTURE(c.fault);
     const fs::path out = f.dir / "out";
     fs::remove_all(out);
-    const auto failed = run_command(with_fault(c.fault, convert_args(f.in, out)));
+    const auto failed = run_command(with_fault(c.fault, convert_args(f.in, out, kTwoThreads)));
     CHECK(failed.exit_code == 5);
     CHECK_THAT(failed.err, Catch::StartsWith("shardwise: error: "));
     CHECK_THAT(failed.err, Catch::Contains(c.path));
@@ -111,7 +99,7 @@ TEST_CASE(
         CHECK(bytes == f.expected.at(name));
       }
     }
-    const auto rerun = run_command(convert_args(f.in, out));
+    const auto rerun = run_command(convert_args(f.in, out, kTwoThreads));
     CHECK(rerun.exit_code == 0);
     CHECK(rerun.err.empty());
     CHECK(folder_files(out) == f.expected);
@@ -123,7 +111,7 @@ TEST_CASE(
 TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, failed advice is ignored") {
   Folders f;
   const fs::path out = f.dir / "out";
-  auto drop_args = convert_args(f.in, out);
+  auto drop_args = convert_args(f.in, out, kTwoThreads);
   drop_args.insert(drop_args.end(), {"--page-cache", "drop"});
   const std::vector<std::pair<std::string, std::string>> write_back_faults = {
       {"sync_file_range,EIO,1,.model0-mp4", ".model0-mp4.safetensors.partial: Input/output error"},
@@ -154,7 +142,7 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
   for (const std::string mode : {"drop", "keep", "auto"}) {
     CAPTURE(mode);
     fs::remove_all(out);
-    auto args = convert_args(f.in, out);
+    auto args = convert_args(f.in, out, kTwoThreads);
     args.insert(args.end(), {"--page-cache", mode});
     CHECK(run_command(args).exit_code == 0);
     CHECK(folder_files(out) == f.expected);
@@ -173,12 +161,9 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
 TEST_CASE("convert: write-back and sync errors of files past 8 MiB on the default path exit 5, no final file") {
   TempDir dir;
   const fs::path in = dir / "in";
-  REQUIRE(run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out", in.string(), "--config", "tiny",
-                       "--layers", "2", "--experts", "8"})
-              .exit_code == 0);
+  generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
   const auto args = [&](const fs::path& out, const std::string& mp) {
-    return std::vector<std::string>{shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o",
-                                    out.string(), "--n-experts", "8", "-m", mp, "-q", "--threads", "2"};
+    return convert_args(in, out, kTwoThreads, mp);
   };
   struct Case {
     std::string mp;
@@ -237,7 +222,7 @@ TEST_CASE("convert: short reads and writes are retried and write the same bytes"
     CAPTURE(fault);
     const fs::path out = f.dir / "out";
     fs::remove_all(out);
-    const auto run = run_command(with_fault(fault, convert_args(f.in, out)));
+    const auto run = run_command(with_fault(fault, convert_args(f.in, out, kTwoThreads)));
     CHECK(run.exit_code == 0);
     CHECK(run.err.empty());
     CHECK(folder_files(out) == f.expected);

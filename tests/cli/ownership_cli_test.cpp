@@ -17,8 +17,9 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::generate_checkpoint;
+using shardwise::test::holds_rank_file;
 using shardwise::test::run_shardwise;
-using shardwise::test::run_tool;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
 
@@ -26,28 +27,11 @@ namespace {
 
 const std::string kRule = "ownership[experts] at <bundled>/deepseek-v4-w4a16.yaml:113:5";
 
-// A tiny checkpoint with one layer of `experts` experts and `mtp` MTP blocks of `mtp_experts`.
-void generate(const fs::path& out, const std::string& experts, const std::string& mtp = "1",
-              const std::string& mtp_experts = "") {
-  std::vector<std::string> args = {"--out",   out.string(), "--config", "tiny",        "--layers",
-                                   "1",       "--experts",  experts,    "--mtp-blocks", mtp};
-  if (!mtp_experts.empty()) args.insert(args.end(), {"--mtp-experts", mtp_experts});
-  REQUIRE(run_tool("gen_checkpoint", args).exit_code == 0);
-}
-
-bool holds_rank_file(const fs::path& folder) {
-  if (!fs::exists(folder)) return false;
-  for (const auto& entry : fs::directory_iterator(folder)) {
-    if (entry.path().extension() == ".safetensors") return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("the count of experts is required (--n-experts), as in the reference converter") {
   TempDir dir;
-  generate(dir / "in", "4");
+  generate_checkpoint(dir / "in", {"--layers", "1", "--experts", "4", "--mtp-blocks", "1"});
   for (const char* command : {"plan", "convert", "verify"}) {
     INFO(command);
     std::vector<std::string> args = {command, "-i", (dir / "in").string(), "-m", "2"};
@@ -61,7 +45,7 @@ TEST_CASE("the count of experts is required (--n-experts), as in the reference c
 
 TEST_CASE("a wrong --n-experts is refused by plan, convert and verify, naming the scopes and counts") {
   TempDir dir;
-  generate(dir / "in", "16");
+  generate_checkpoint(dir / "in", {"--layers", "1", "--experts", "16", "--mtp-blocks", "1"});
   const std::string in = (dir / "in").string();
   for (const char* experts : {"32", "8"}) {
     INFO(experts);
@@ -95,7 +79,8 @@ TEST_CASE(
     "a DSpark-shaped checkpoint is refused by the bundled rules, and placed right by an inferring rules "
     "file") {
   TempDir dir;
-  generate(dir / "in", "16", "3", "8");
+  generate_checkpoint(dir / "in",
+                      {"--layers", "1", "--experts", "16", "--mtp-blocks", "3", "--mtp-experts", "8"});
   const std::string in = (dir / "in").string();
   const auto refused = run_shardwise({"plan", "-i", in, "-m", "4", "--n-experts", "16"});
   CHECK(refused.exit_code == 4);

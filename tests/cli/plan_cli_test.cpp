@@ -12,14 +12,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "support/cli.hpp"
 #include "support/support.hpp"
 
+using shardwise::test::Args;
+using shardwise::test::generate_checkpoint;
+using shardwise::test::joined;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::shardwise_binary;
 using shardwise::test::source_dir;
 using shardwise::test::TempDir;
-using shardwise::test::tools_dir;
 using shardwise::test::write_file;
 
 namespace {
@@ -27,14 +30,8 @@ namespace {
 // A small checkpoint: 3 layers (one with a compressor and the indexer), 2 experts, the MTP
 // embed/head copies the rules skip, tokenizer files, tensors cut over 2 files so that a packed
 // triple spans both.
-void generate(const TempDir& dir, const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> argv = {tools_dir() + "/gen_checkpoint", "--out", dir.str(), "--config", "tiny",
-                                   "--layers", "3", "--experts", "2", "--files", "2", "--tokenizer",
-                                   "--mtp-embed-head"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  const auto result = run_command(argv);
-  REQUIRE(result.exit_code == 0);
-}
+const Args kCheckpoint = {"--layers", "3", "--experts",   "2",
+                          "--files",  "2", "--tokenizer", "--mtp-embed-head"};
 
 std::string replace_all(std::string text, const std::string& from, const std::string& to) {
   for (std::size_t at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
@@ -60,7 +57,7 @@ shardwise::test::CommandResult plan(const std::vector<std::string>& args) {
 
 TEST_CASE("plan prints the golden text and JSON plans of a small checkpoint") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto text = plan({"--hf-ckpt-path", dir.str(), "--n-experts", "2", "--model-parallel", "2"});
   REQUIRE(text.exit_code == 0);
   CHECK(text.err.empty());
@@ -76,7 +73,7 @@ TEST_CASE("plan prints the golden text and JSON plans of a small checkpoint") {
 
 TEST_CASE("plan shows renames of HF-style names") {
   TempDir dir;
-  generate(dir, {"--style", "hf", "--index"});
+  generate_checkpoint(dir.path(), joined(kCheckpoint, {"--style", "hf", "--index"}));
   const auto text = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2"});
   REQUIRE(text.exit_code == 0);
   check_golden(replace_all(text.out, dir.str(), "<IN>"), "plan-tiny-hf-mp2.txt");
@@ -84,7 +81,7 @@ TEST_CASE("plan shows renames of HF-style names") {
 
 TEST_CASE("plan --filter narrows the rows, not the summary") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto all = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2"});
   const auto some = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--filter", "weights_proj"});
   REQUIRE(some.exit_code == 0);
@@ -110,7 +107,7 @@ TEST_CASE("plan --filter narrows the rows, not the summary") {
 
 TEST_CASE("plan --rank shows only what one rank receives, --format json holds only that rank") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto json = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--format", "json", "--rank", "1"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
@@ -137,7 +134,7 @@ TEST_CASE("plan --rank shows only what one rank receives, --format json holds on
 
 TEST_CASE("plan --summary is short and names the rules and the rank files") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto summary = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--summary"});
   REQUIRE(summary.exit_code == 0);
   check_golden(replace_all(summary.out, dir.str(), "<IN>"), "plan-tiny-mp2-summary.txt");
@@ -150,7 +147,7 @@ TEST_CASE("plan --summary is short and names the rules and the rank files") {
 
 TEST_CASE("plan refuses mp=16 where weights_proj's qzeros cannot be split") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto result = plan({"-i", dir.str(), "--n-experts", "16", "-m", "16"});
   CHECK(result.exit_code == 4);
   CHECK(result.out.empty());
@@ -163,7 +160,7 @@ TEST_CASE("plan refuses mp=16 where weights_proj's qzeros cannot be split") {
 
 TEST_CASE("plan usage errors exit 2") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   struct Case {
     std::vector<std::string> args;
     std::string message;
@@ -196,7 +193,7 @@ TEST_CASE("plan usage errors exit 2") {
 
 TEST_CASE("plan says so when standard output refuses the plan") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto result = run_command(
       {"/bin/sh", "-c", shardwise_binary() + " plan -m 2 --n-experts 2 -i '" + dir.str() + "' > /dev/full"});
   CHECK(result.exit_code == 5);
@@ -221,7 +218,8 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
                Catch::Contains("--n-experts UINT") && Catch::Contains("required by the bundled rules"));
   }
   TempDir dir;
-  generate(dir);  // 2 experts per layer; n_experts=3 cannot be spread over 2 ranks
+  generate_checkpoint(dir.path(), kCheckpoint);  // 2 experts per layer; n_experts=3 cannot be spread over 2
+                                                 // ranks
   CHECK(plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"}).exit_code == 0);
   const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(), "-m",
                                 "2", "--n-experts", "3", "--dry-run"});
@@ -231,7 +229,7 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
 
 TEST_CASE("plan --rules NAME plans with the bundled rules of that name, an unknown name exits 2") {
   TempDir dir;
-  generate(dir);
+  generate_checkpoint(dir.path(), kCheckpoint);
   const auto by_default = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"});
   const auto by_name = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rules", "deepseek-v4-w4a16"});
   REQUIRE(by_name.exit_code == 0);
@@ -244,7 +242,9 @@ TEST_CASE("plan --rules NAME plans with the bundled rules of that name, an unkno
 TEST_CASE(
     "plan with the DSpark example: MTP experts by their own count, everything else as the bundled rules") {
   TempDir dir;
-  generate(dir, {"--mtp-blocks", "3", "--mtp-experts", "4", "--markov-head"});  // 2 backbone experts
+  // 2 backbone experts
+  generate_checkpoint(dir.path(),
+                      joined(kCheckpoint, {"--mtp-blocks", "3", "--mtp-experts", "4", "--markov-head"}));
   const std::string dspark = source_dir() + "/rules/examples/deepseek-v4.1-dspark-w4a16.yaml";
   const auto result = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--param", "n_mtp_experts=4",
                             "--rules", dspark, "--format", "json"});
@@ -274,9 +274,7 @@ TEST_CASE(
 
 TEST_CASE("plan refuses a tensor a reject rule matches, quoting the reason, with every other problem") {
   TempDir dir;
-  const auto generated = run_command({tools_dir() + "/gen_checkpoint", "--out", dir.str(), "--config", "tiny",
-                                      "--layers", "2", "--experts", "8", "--quant-gate-embed"});
-  REQUIRE(generated.exit_code == 0);
+  generate_checkpoint(dir.path(), {"--layers", "2", "--experts", "8", "--quant-gate-embed"});
   const auto rules = (dir / "strict.yaml").string();
   write_file(rules,
              "shardwise: 1\nname: strict\nextends: deepseek-v4-w4a16\nreject:\n"

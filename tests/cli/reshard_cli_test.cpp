@@ -18,7 +18,12 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::Args;
 using shardwise::test::CommandResult;
+using shardwise::test::convert_args;
+using shardwise::test::generate_checkpoint;
+using shardwise::test::holds_rank_file;
+using shardwise::test::joined;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::run_shardwise;
@@ -27,15 +32,11 @@ using shardwise::test::write_file;
 
 namespace {
 
-void generate(const fs::path& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {shardwise::test::tools_dir() + "/gen_checkpoint", "--out", out.string(), "--config",
-                                   "tiny", "--layers", "2", "--experts", "8"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  REQUIRE(run_command(args).exit_code == 0);
-}
+// The checkpoint every test reshards: 2 layers of 8 experts.
+const Args kCheckpoint = {"--layers", "2", "--experts", "8"};
 
 void convert(const fs::path& in, const fs::path& out, int mp) {
-  const auto r = run_shardwise({"convert", "-i", in.string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
+  const auto r = run_command(convert_args(in, out, {}, std::to_string(mp)));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
 }
@@ -62,19 +63,11 @@ void require_same_files(const fs::path& expected, const fs::path& actual) {
 
 std::string fmt_mp(int mp) { return "mp" + std::to_string(mp); }
 
-bool holds_rank_file(const fs::path& folder) {
-  if (!fs::exists(folder)) return false;
-  for (const auto& entry : fs::directory_iterator(folder)) {
-    if (entry.path().extension() == ".safetensors") return true;
-  }
-  return false;
-}
-
 }  // namespace
 
 TEST_CASE("reshard from mp A to mp B writes the files a direct conversion at mp B writes") {
   TempDir dir;
-  generate(dir / "in");
+  generate_checkpoint(dir / "in", kCheckpoint);
   for (const int mp : {1, 2, 4, 8}) convert(dir / "in", dir / fmt_mp(mp), mp);
   const std::vector<std::pair<int, int>> cases = {{1, 2}, {2, 1}, {2, 4}, {4, 2}, {8, 1}, {1, 8}, {4, 8}, {8, 2}, {4, 4}};
   for (const auto& [a, b] : cases) {
@@ -99,7 +92,7 @@ struct Damaged {
   fs::path from;
   fs::path out;
   Damaged() : from(dir / "mp4"), out(dir / "out") {
-    generate(dir / "in");
+    generate_checkpoint(dir / "in", kCheckpoint);
     convert(dir / "in", from, 4);
   }
   CommandResult reshard(int mp) {
@@ -193,7 +186,7 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + replicated + " (replicated) has xxh3"));
   }
   SECTION("a rank file of another run (another checkpoint, the same shapes) under a listed name") {
-    generate(d.dir / "other", {"--seed", "77"});
+    generate_checkpoint(d.dir / "other", joined(kCheckpoint, {"--seed", "77"}));
     convert(d.dir / "other", d.dir / "other4", 4);
     fs::copy_file(d.dir / "other4" / "model2-mp4.safetensors", d.from / "model2-mp4.safetensors",
                   fs::copy_options::overwrite_existing);
@@ -413,25 +406,8 @@ TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as te
 namespace {
 
 // I8 tensors written as F4 (rules `transforms:`): a cut of the F4 last dim must fall on a byte.
-constexpr const char* kReinterpretRules = R"(shardwise: 1
-name: fp4-test
-params:
-  n_experts: {default: 4}
-output: {file: "model{rank}-mp{mp}.safetensors"}
-unknown_keys: error
-keys:
-  - {match: '(?P<key>[^.]+)\.[^.]+$'}
-table:
-  w1: {split: out}
-  w2: {split: in}
-  norm: {split: replicate}
-ownership:
-  - {name: experts, match: '\.experts\.(?P<index>[0-9]+)\.', count: n_experts, partial: true}
-transforms:
-  - name: fp4
-    match: '\.(w1|w2)\.weight$'
-    reinterpret: {from: I8, to: F4}
-)";
+const std::string kReinterpretRules =
+    shardwise::test::source_dir() + "/tests/data/rules/fp4-reinterpret.yaml";
 
 }  // namespace
 
@@ -445,10 +421,9 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
                                 {"layers.0.w2.weight", "I8", {2, 12}, pattern_bytes(24, 2)},
                                 {"layers.0.experts.3.w1.weight", "I8", {2, 5}, pattern_bytes(10, 3)},
                                 {"layers.0.norm.weight", "BF16", {4}, pattern_bytes(8, 4)}}));
-  write_file(dir / "fp4.yaml", kReinterpretRules);
   for (const int mp : {1, 2, 4}) {
-    const auto r = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
-                       (dir / "fp4.yaml").string(), "-m", std::to_string(mp), "-q"});
+    const auto r = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(),
+                                  "-r", kReinterpretRules, "-m", std::to_string(mp), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
   }
@@ -468,14 +443,14 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
   CHECK_THAT(r.err, Catch::Contains("layers.0.w1.weight: 12 entries of dim 0 cannot be split over mp=8 (shape [12, 6]: 12 is not a multiple of 8)"));
   CHECK_THAT(r.err, Catch::Contains("layers.0.experts.3.w1.weight: owned (3 of 4): 4 cannot be spread over mp=8"));
   CHECK(!holds_rank_file(dir / "out8"));
-  const auto direct = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(), "-r",
-                          (dir / "fp4.yaml").string(), "-m", "8", "-q"});
+  const auto direct = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(),
+                                     "-r", kReinterpretRules, "-m", "8", "-q"});
   CHECK(direct.exit_code == 4);
 }
 
 TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it and their parameters") {
   TempDir dir;
-  generate(dir / "in");
+  generate_checkpoint(dir / "in", kCheckpoint);
   for (const int mp : {1, 2, 4}) convert(dir / "in", dir / fmt_mp(mp), mp);
   for (const auto& [a, b] : std::vector<std::pair<int, int>>{{4, 2}, {2, 4}, {4, 1}}) {
     INFO("mp " << a << " -> " << b);
@@ -499,9 +474,8 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
     CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
   }
   SECTION("rules that do not describe the folder: every name they cannot place, and why") {
-    write_file(dir / "fp4.yaml", kReinterpretRules);
-    const auto r = run_shardwise({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
-                       (dir / "fp4.yaml").string(), "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(),
+                                  "-m", "2", "-r", kReinterpretRules, "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("names the rules do not place as they are"));
     CHECK_THAT(r.err, Catch::Contains("embed.weight (all 4 rank files): cannot be placed: "));
@@ -586,9 +560,8 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
 TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the block grid, and mirrored folders refused") {
   TempDir dir;
   const fs::path in = dir / "in";
-  const auto made = run_command({shardwise::test::tools_dir() + "/gen_official_checkpoint", "--out", in.string(),
-                                 "--format", "v4", "--experts", "8", "--files", "2", "--index"});
-  REQUIRE(made.exit_code == 0);
+  shardwise::test::generate_official_checkpoint(
+      in, {"--format", "v4", "--experts", "8", "--files", "2", "--index"});
   const auto convert_v4 = [&](int mp) {
     const fs::path out = dir / ("v4-" + fmt_mp(mp));
     const auto result = run_shardwise({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
@@ -611,9 +584,8 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
   CHECK_THAT(refused.err, Catch::Contains("wo_a.weight: 1024 entries of dim 0 cannot be split over mp=16"));
   CHECK_THAT(refused.err, Catch::Contains("64 per rank cuts units of 128"));
 
-  const auto v3 = run_command({shardwise::test::tools_dir() + "/gen_official_checkpoint", "--out",
-                               (dir / "v3").string(), "--format", "v3", "--experts", "8", "--files", "2", "--index"});
-  REQUIRE(v3.exit_code == 0);
+  shardwise::test::generate_official_checkpoint(
+      dir / "v3", {"--format", "v3", "--experts", "8", "--files", "2", "--index"});
   const fs::path bf16 = dir / "bf16";
   REQUIRE(run_shardwise({"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"}).exit_code == 0);
   const auto mirrored = run_shardwise({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});

@@ -18,6 +18,8 @@
 #include "support/support.hpp"
 
 namespace fs = std::filesystem;
+using shardwise::test::convert_args;
+using shardwise::test::generate_checkpoint;
 using shardwise::test::read_file;
 using shardwise::test::run_command;
 using shardwise::test::run_shardwise;
@@ -36,11 +38,9 @@ struct Folders {
   fs::path direct = dir / "mp4";
   fs::path out = dir / "out";
   Folders() {
-    REQUIRE(run_command({shardwise::test::tools_dir() + "/gen_checkpoint", "--out", in.string(), "--config", "tiny",
-                         "--layers", "2", "--experts", "8"})
-                .exit_code == 0);
+    generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
     for (const auto& [mp, folder] : {std::pair{"2", from}, std::pair{"4", direct}}) {
-      const auto r = run_shardwise({"convert", "-i", in.string(), "-o", folder.string(), "--n-experts", "8", "-m", mp, "-q"});
+      const auto r = run_command(convert_args(in, folder, {}, mp));
       INFO(r.err);
       REQUIRE(r.exit_code == 0);
     }

@@ -10,26 +10,22 @@
 #include "support/cli.hpp"
 #include "support/support.hpp"
 
+using shardwise::test::generate_checkpoint;
 using shardwise::test::run_shardwise;
-using shardwise::test::run_tool;
 using shardwise::test::TempDir;
 using shardwise::test::write_file;
 
 namespace {
 
 // A MoE checkpoint over 2 files with an index and tokenizer files, 4 experts per layer.
-void generate(const TempDir& dir) {
-  const auto result = run_tool("gen_checkpoint", {"--out", dir.str(), "--config", "tiny", "--layers", "2", "--experts",
-                                                 "4", "--files", "2", "--index", "--tokenizer", "--style", "hf",
-                                                 "--header-only"});
-  REQUIRE(result.exit_code == 0);
-}
+const shardwise::test::Args kCheckpoint = {"--layers", "2",           "--experts", "4",  "--files",      "2",
+                                           "--index",  "--tokenizer", "--style",   "hf", "--header-only"};
 
 }  // namespace
 
 TEST_CASE("rules scaffold: the draft checks and plans its checkpoint") {
   TempDir ckpt, work;
-  generate(ckpt);
+  generate_checkpoint(ckpt.path(), kCheckpoint);
   const auto scaffold = run_shardwise({"rules", "scaffold", ckpt.str(), "-m", "4"});
   INFO(scaffold.err);
   REQUIRE(scaffold.exit_code == 0);
@@ -50,7 +46,7 @@ TEST_CASE("rules scaffold: the draft checks and plans its checkpoint") {
 
 TEST_CASE("rules scaffold: a draft that does not plan at the asked mp is an error") {
   TempDir ckpt;
-  generate(ckpt);
+  generate_checkpoint(ckpt.path(), kCheckpoint);
   const auto scaffold = run_shardwise({"rules", "scaffold", ckpt.str(), "-m", "3"});
   CHECK(scaffold.exit_code == 4);
   CHECK(scaffold.out.find("ownership:") != std::string::npos);  // printed, to be edited

@@ -21,25 +21,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kRules = R"(shardwise: 1
-name: fp4-test
-params:
-  n_experts: {default: 4}
-output: {file: "model{rank}-mp{mp}.safetensors"}
-unknown_keys: error
-keys:
-  - {match: '(?P<key>[^.]+)\.[^.]+$'}
-table:
-  w1: {split: out}
-  w2: {split: in}
-  norm: {split: replicate}
-ownership:
-  - {name: experts, match: '\.experts\.(?P<index>[0-9]+)\.', count: n_experts, partial: true}
-transforms:
-  - name: fp4
-    match: '\.(w1|w2)\.weight$'
-    reinterpret: {from: I8, to: F4}
-)";
+// I8 tensors written as F4 (rules `transforms:`), loaded under the name its messages are checked with.
+rules::Rules load_rules() {
+  return rules::Rules::load_text(read_file(source_dir() + "/tests/data/rules/fp4-reinterpret.yaml"),
+                                 "fp4.yaml");
+}
 
 struct Fixture {
   TempDir dir;
@@ -61,7 +47,7 @@ struct Fixture {
 
 TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, after the split") {
   Fixture f;
-  const rules::Rules rules = rules::Rules::load_text(kRules, "fp4.yaml");
+  const rules::Rules rules = load_rules();
   const plan::Plan plan = f.plan(rules);
   convert::ConvertOptions options;
   options.run.output_dir = (f.dir / "out").string();
@@ -124,7 +110,7 @@ TEST_CASE("reinterpret: a source of another dtype is a planning error naming the
   f.tensors[0].dtype = "U8";
   f.tensors[2] = {"layers.0.experts.3.w1.weight", "F4", {2, 10}, pattern_bytes(10, 3)};
   write_file(f.in / "model.safetensors", build_safetensors(f.tensors));
-  const rules::Rules rules = rules::Rules::load_text(kRules, "fp4.yaml");
+  const rules::Rules rules = load_rules();
   try {
     f.plan(rules);
     FAIL("planned a U8 tensor through an I8 reinterpretation");

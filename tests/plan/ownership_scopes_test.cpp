@@ -48,8 +48,7 @@ Plan plan_with(const std::string& rules_text, const std::vector<TensorSpec>& ten
                rules::Params params = {}) {
   TempDir dir;
   write_checkpoint_file(dir / "a.safetensors", tensors);
-  const rules::Rules rules = rules::Rules::load_text(rules_text, "plan-test.yaml");
-  return plan::plan_checkpoint(st::Checkpoint::open(dir.str()), rules, {mp, std::move(params)});
+  return plan_folder_with(dir.path(), rules_text, "plan-test.yaml", mp, std::move(params));
 }
 
 // The problems of a failed plan, one per line, without the heading (it names the temp dir).
@@ -59,14 +58,7 @@ std::vector<std::string> problems_of(const std::string& rules_text, const std::v
     plan_with(rules_text, tensors, mp, std::move(params));
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);
-    std::vector<std::string> lines;
-    const std::string text = e.what();
-    for (std::size_t at = text.find("\n  "); at != std::string::npos;) {
-      const std::size_t next = text.find("\n  ", at + 3);
-      lines.push_back(text.substr(at + 3, next == std::string::npos ? std::string::npos : next - at - 3));
-      at = next;
-    }
-    return lines;
+    return problem_lines(e.what());
   }
   FAIL("the plan succeeded");
   return {};

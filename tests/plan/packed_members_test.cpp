@@ -50,17 +50,7 @@ std::vector<TensorSpec> act_order(const std::string& base, std::uint64_t out, st
 }
 
 Plan plan_folder(const TempDir& dir, std::uint64_t mp, rules::Params params = {}) {
-  const rules::Rules rules = rules::Rules::load_text(kActOrderRules, "act-order.yaml");
-  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
-  return plan::plan_checkpoint(checkpoint, rules, {mp, std::move(params)});
-}
-
-const PlannedTensor& find(const Plan& plan, std::uint64_t rank, const std::string& name) {
-  for (const PlannedTensor& t : plan.outputs.at(rank).tensors) {
-    if (t.name == name) return t;
-  }
-  FAIL("no " << name << " on rank " << rank);
-  throw 0;
+  return plan_folder_with(dir.path(), kActOrderRules, "act-order.yaml", mp, std::move(params));
 }
 
 // The message of the Error a plan fails with.

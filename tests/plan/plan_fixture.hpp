@@ -2,11 +2,16 @@
 // Small checkpoints and rules for the planner's tests: header-only safetensors files written in a
 // temp folder (data zero-filled), and a generic rules file that exercises every kind of placement.
 
+#include <catch2/catch.hpp>
+
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
 #include <shardwise/plan/planner.hpp>
+#include <shardwise/rules/rules.hpp>
+#include <shardwise/safetensors/checkpoint.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
 #include "support/support.hpp"
@@ -87,6 +92,37 @@ inline std::vector<TensorSpec> packed(const std::string& base, std::uint64_t out
 inline std::vector<TensorSpec> operator+(std::vector<TensorSpec> a, const std::vector<TensorSpec>& b) {
   a.insert(a.end(), b.begin(), b.end());
   return a;
+}
+
+// The checkpoint in `dir` planned at `mp` with the rules `rules_text`, named `rules_name` in
+// messages (`plan-test.yaml:38:5`).
+inline plan::Plan plan_folder_with(const std::filesystem::path& dir, const std::string& rules_text,
+                                   const std::string& rules_name, std::uint64_t mp,
+                                   rules::Params params = {}) {
+  const rules::Rules rules = rules::Rules::load_text(rules_text, rules_name);
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.string());
+  return plan::plan_checkpoint(checkpoint, rules, {mp, std::move(params)});
+}
+
+// The output tensor `name` of rank `rank`; the test fails when the plan has none.
+inline const plan::PlannedTensor& find(const plan::Plan& plan, std::uint64_t rank, const std::string& name) {
+  for (const plan::PlannedTensor& t : plan.outputs.at(rank).tensors) {
+    if (t.name == name) return t;
+  }
+  FAIL("no " << name << " on rank " << rank);
+  throw 0;
+}
+
+// The problems a failed plan's message lists, one per line, without the heading (it names the
+// temp dir).
+inline std::vector<std::string> problem_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  for (std::size_t at = text.find("\n  "); at != std::string::npos;) {
+    const std::size_t next = text.find("\n  ", at + 3);
+    lines.push_back(text.substr(at + 3, next == std::string::npos ? std::string::npos : next - at - 3));
+    at = next;
+  }
+  return lines;
 }
 
 }  // namespace shardwise::test

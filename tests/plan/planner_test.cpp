@@ -18,17 +18,7 @@ using st::DType;
 namespace {
 
 Plan plan_folder(const TempDir& dir, std::uint64_t mp, rules::Params params = {}) {
-  const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");
-  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
-  return plan::plan_checkpoint(checkpoint, rules, {mp, std::move(params)});
-}
-
-const PlannedTensor& find(const Plan& plan, std::uint64_t rank, const std::string& name) {
-  for (const PlannedTensor& t : plan.outputs.at(rank).tensors) {
-    if (t.name == name) return t;
-  }
-  FAIL("no " << name << " on rank " << rank);
-  throw 0;
+  return plan_folder_with(dir.path(), kPlanRules, "plan-test.yaml", mp, std::move(params));
 }
 
 // The problems listed by a failed plan, one per line, without the heading (it names the temp dir).
@@ -37,14 +27,7 @@ std::vector<std::string> plan_problems(const TempDir& dir, std::uint64_t mp, rul
     plan_folder(dir, mp, std::move(params));
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);
-    std::vector<std::string> lines;
-    std::string text = e.what();
-    for (std::size_t at = text.find("\n  "); at != std::string::npos;) {
-      const std::size_t next = text.find("\n  ", at + 3);
-      lines.push_back(text.substr(at + 3, next == std::string::npos ? std::string::npos : next - at - 3));
-      at = next;
-    }
-    return lines;
+    return problem_lines(e.what());
   }
   FAIL("the plan succeeded");
   return {};

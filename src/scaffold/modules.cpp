@@ -14,9 +14,9 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
 namespace {
 
 struct Fit {
@@ -246,4 +246,4 @@ Modules find_modules(std::span<const TensorHeader> tensors, const Names& names) 
   return out;
 }
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold

@@ -1,5 +1,6 @@
 #pragma once
-// A draft rules file for a checkpoint, from its headers alone (`shardwise rules scaffold`).
+// A draft rules file for a checkpoint, from its headers alone (`shardwise rules scaffold`). Its own
+// module beside the rules compiler: it writes rules text, it does not load it.
 // It knows tensor formats and shapes, never model names: packed groups are recognised by their
 // member suffixes and shape ratios, indexed scopes by the numbers in names, splits guessed from
 // shapes. Every guess is marked in a comment; a person reads the draft, then edits it.
@@ -14,7 +15,7 @@
 #include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
-namespace shardwise::rules {
+namespace shardwise::scaffold {
 
 // One tensor as its header gives it.
 struct TensorHeader {
@@ -34,7 +35,7 @@ struct PackedSuffixes {
 // The suffixes of `layout` when it is a packed triple: three 2-D members, the zeros packed along
 // `out` (out divisor > 1), the weight the member with the smaller `in` divisor, the scales the
 // other. Nullopt for any other layout.
-std::optional<PackedSuffixes> packed_suffixes_of(const Layout& layout);
+std::optional<PackedSuffixes> packed_suffixes_of(const rules::Layout& layout);
 
 struct ScaffoldOptions {
   PackedSuffixes packed;       // the suffixes that make a packed triple (required)
@@ -46,12 +47,13 @@ struct ScaffoldOptions {
   std::vector<std::string> side_files;  // plain file names, listed under `side_files:`
 };
 
-// The draft as YAML text. With the default parameters (mp = 1) it loads with Rules::load_text and
-// plans the checkpoint it was made from; its splits also divide at options.model_parallel.
+// The draft as YAML text. With the default parameters (mp = 1) it loads with
+// rules::Rules::load_text and plans the checkpoint it was made from; its splits also divide at
+// options.model_parallel.
 // Throws Error(input), listing every problem, when the checkpoint cannot be described: a name with
 // an empty component or a control character, a packed group whose shapes fit no known packing,
 // groups of one packing whose factors differ (a suffix belongs to one layout), a tensor with a
 // packed suffix outside any group.
 std::string scaffold_rules(std::span<const TensorHeader> tensors, const ScaffoldOptions& options);
 
-}  // namespace shardwise::rules
+}  // namespace shardwise::scaffold

@@ -1,6 +1,6 @@
-// `rules scaffold`: the draft rules file, written from what scaffold_names, scaffold_modules and
-// scaffold_splits learnt. Every text taken from the checkpoint is quoted (YAML) and escaped (RE2).
-#include <shardwise/rules/scaffold.hpp>
+// `rules scaffold`: the draft rules file, written from what names.cpp, modules.cpp and splits.cpp
+// learnt. Every text taken from the checkpoint is quoted (YAML) and escaped (RE2).
+#include <shardwise/scaffold/scaffold.hpp>
 
 #include <algorithm>
 #include <array>
@@ -11,12 +11,10 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules {
+namespace shardwise::scaffold {
 namespace {
-
-using namespace scaffold;
 
 // Text from the command line, safe in a comment or a quoted scalar: control characters as '?'.
 std::string one_line(std::string_view text) {
@@ -248,4 +246,4 @@ std::string scaffold_rules(std::span<const TensorHeader> tensors, const Scaffold
   return out;
 }
 
-}  // namespace shardwise::rules
+}  // namespace shardwise::scaffold

@@ -7,8 +7,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
-#include <shardwise/rules/scaffold.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
+#include <shardwise/scaffold/scaffold.hpp>
 
 #include "plan/plan_fixture.hpp"
 #include "support/support.hpp"
@@ -20,20 +20,22 @@ using shardwise::ErrorKind;
 using shardwise::rules::Decision;
 using shardwise::rules::Rules;
 using shardwise::rules::Split;
+using shardwise::scaffold::TensorHeader;
 using shardwise::test::TempDir;
 using shardwise::test::TensorSpec;
 using DType = shardwise::st::DType;
 namespace st = shardwise::st;
 namespace plan = shardwise::plan;
 namespace rules = shardwise::rules;
+namespace scaffold = shardwise::scaffold;
 
 struct Draft {
   std::string text;
   Rules rules;
 };
 
-std::vector<rules::TensorHeader> headers_of(const st::Checkpoint& checkpoint) {
-  std::vector<rules::TensorHeader> headers;
+std::vector<TensorHeader> headers_of(const st::Checkpoint& checkpoint) {
+  std::vector<TensorHeader> headers;
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     headers.push_back({ref.info->name, ref.info->dtype, ref.info->shape});
   }
@@ -41,12 +43,12 @@ std::vector<rules::TensorHeader> headers_of(const st::Checkpoint& checkpoint) {
 }
 
 // The options the CLI gives: the packed triple's suffixes as the bundled rules' GPTQ layout names them.
-rules::ScaffoldOptions bundled_options() {
+scaffold::ScaffoldOptions bundled_options() {
   const Rules bundled = Rules::bundled();
   REQUIRE(!bundled.layouts().empty());
-  const auto packed = rules::packed_suffixes_of(bundled.layouts().front());
+  const auto packed = scaffold::packed_suffixes_of(bundled.layouts().front());
   REQUIRE(packed);
-  rules::ScaffoldOptions options;
+  scaffold::ScaffoldOptions options;
   options.packed = *packed;
   return options;
 }
@@ -55,10 +57,10 @@ rules::ScaffoldOptions bundled_options() {
 // (mp = 1) and at `mp`: either throws, the test fails.
 Draft scaffold_and_plan(const std::string& path, std::uint64_t mp) {
   const st::Checkpoint checkpoint = st::Checkpoint::open(path);
-  rules::ScaffoldOptions options = bundled_options();
+  scaffold::ScaffoldOptions options = bundled_options();
   options.model_parallel = mp;
   options.source = path;
-  std::string text = rules::scaffold_rules(headers_of(checkpoint), options);
+  std::string text = scaffold::scaffold_rules(headers_of(checkpoint), options);
   INFO(text);
   Rules loaded = Rules::load_text(text, "draft.yaml");
   CHECK_NOTHROW(plan::plan_checkpoint(checkpoint, loaded, {1, {}}));
@@ -262,11 +264,11 @@ TEST_CASE("scaffold: names that need quoting and escaping, tensors without entri
   CHECK(decide(draft, "blk.1.it's: #1.bias", 2).split == Split::replicate);
 
   // Text from the command line stays on its line and inside its quotes.
-  const std::vector<rules::TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
-  rules::ScaffoldOptions options = bundled_options();
+  const std::vector<TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
+  scaffold::ScaffoldOptions options = bundled_options();
   options.name = "it's\nmine";
   options.source = "/data/a\nb";
-  const Rules loaded = Rules::load_text(rules::scaffold_rules(one, options), "draft.yaml");
+  const Rules loaded = Rules::load_text(scaffold::scaffold_rules(one, options), "draft.yaml");
   CHECK(loaded.name() == "it's?mine");
 }
 
@@ -308,10 +310,10 @@ TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem n
   };
   for (const Case& c : cases) {
     DYNAMIC_SECTION(c.what) {
-      std::vector<rules::TensorHeader> headers;
+      std::vector<TensorHeader> headers;
       for (const auto& [name, dtype, shape] : c.tensors) headers.push_back({name, dtype, shape});
       try {
-        rules::scaffold_rules(headers, bundled_options());
+        scaffold::scaffold_rules(headers, bundled_options());
         FAIL("no error");
       } catch (const Error& e) {
         CHECK(e.kind() == ErrorKind::input);
@@ -322,11 +324,11 @@ TEST_CASE("scaffold: checkpoints it cannot describe are refused, every problem n
 }
 
 TEST_CASE("scaffold: the packed triple's suffixes come from a rules layout, by the members' shapes") {
-  const auto packed = rules::packed_suffixes_of(Rules::bundled().layouts().front());
+  const auto packed = scaffold::packed_suffixes_of(Rules::bundled().layouts().front());
   REQUIRE(packed);
   CHECK(packed->weight == "qweight");
   CHECK(packed->zeros == "qzeros");
   CHECK(packed->scales == "scales");
-  const std::vector<rules::TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
-  CHECK_THROWS_AS(rules::scaffold_rules(one, rules::ScaffoldOptions{}), Error);
+  const std::vector<TensorHeader> one = {{"x.weight", DType::F32, std::span<const std::uint64_t>()}};
+  CHECK_THROWS_AS(scaffold::scaffold_rules(one, scaffold::ScaffoldOptions{}), Error);
 }

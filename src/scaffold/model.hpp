@@ -1,8 +1,8 @@
 #pragma once
 // What `rules scaffold` learns from a checkpoint's headers, step by step: names split into
-// components with their keys and indexed scopes (scaffold_names.cpp), modules with their packed
-// groups and logical weights (scaffold_modules.cpp), a split per key (scaffold_splits.cpp). The
-// YAML is written from these in scaffold.cpp.
+// components with their keys and indexed scopes (names.cpp), modules with their packed groups and
+// logical weights (modules.cpp), a split per key (splits.cpp). The YAML is written from these in
+// scaffold.cpp. Internal to src/scaffold/.
 
 #include <array>
 #include <cstddef>
@@ -13,9 +13,15 @@
 #include <vector>
 
 #include <shardwise/rules/rules.hpp>
-#include <shardwise/rules/scaffold.hpp>
+#include <shardwise/scaffold/scaffold.hpp>
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
+
+// The rules vocabulary the draft is written in.
+using rules::Layout;
+using rules::LayoutMember;
+using rules::MemberDim;
+using rules::Split;
 
 inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
 
@@ -126,4 +132,4 @@ struct KeyRow {
 std::vector<KeyRow> guess_splits(std::span<const TensorHeader> tensors, const Names& names,
                                  const Modules& modules, std::uint64_t mp);
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold

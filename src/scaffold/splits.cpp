@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
 namespace {
 
 std::uint64_t hidden_size(const Modules& modules) {
@@ -205,4 +205,4 @@ std::vector<KeyRow> guess_splits(std::span<const TensorHeader> tensors, const Na
   return rows;
 }
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold

@@ -14,9 +14,9 @@
 #include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 
-#include "rules/scaffold_model.hpp"
+#include "scaffold/model.hpp"
 
-namespace shardwise::rules::scaffold {
+namespace shardwise::scaffold {
 namespace {
 
 // A name as people can read it in a message, whatever bytes it holds.
@@ -217,4 +217,4 @@ Names analyse_names(std::span<const TensorHeader> tensors) {
   return out;
 }
 
-}  // namespace shardwise::rules::scaffold
+}  // namespace shardwise::scaffold
