@@ -190,7 +190,11 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   convert::Manifest manifest;
   manifest.complete = true;
   manifest.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
-  manifest.params.insert(params.begin(), params.end());
+  std::map<std::string, std::vector<std::string>> words;
+  for (const rules::ParamInfo& param : rules.params()) {
+    if (!param.choices.empty()) words[param.name] = param.choices;
+  }
+  convert::set_params(manifest, params, words);
 
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once
