@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
 #include "plan/plan_view.hpp"
@@ -70,8 +71,28 @@ std::string how_text(const RuleRow& row) {
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
+// The transform rule that consumed each source a dequantization read and nothing wrote (the
+// weight's block scale), by source index.
+std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::PlacementIndex& index) {
+  std::map<std::size_t, std::size_t> consumed;
+  for (const OutputFile& f : plan.outputs) {
+    for (const PlannedTensor& t : f.tensors) {
+      if (t.cast != Cast::dequantize || t.companion >= plan.companions.size()) continue;
+      const Companion& c = plan.companions[t.companion];
+      if (c.source < plan.sources.size() && index.of(c.source).empty()) consumed.emplace(c.source, c.rule);
+    }
+  }
+  return consumed;
+}
+
 void append_rules(std::string& out, const Plan& plan, const detail::PlacementIndex& index) {
   std::vector<RuleRow> by_rule(plan.rule_labels.size());
+  // Consumed sources count in their transform's row, so that the rows add up to the input's tensors.
+  for (const auto& [source, rule] : consumed_by(plan, index)) {
+    if (rule >= by_rule.size()) continue;
+    ++by_rule[rule].tensors;
+    ++by_rule[rule].how["consumed"];
+  }
   for (std::size_t s = 0; s < plan.sources.size(); ++s) {
     const auto placements = index.of(s);
     if (placements.empty()) continue;
@@ -136,7 +157,7 @@ void append_ranks(std::string& out, const Plan& plan, const detail::PlacementInd
   for (std::size_t r = 0; r < plan.outputs.size(); ++r) {
     const OutputFile& f = plan.outputs[r];
     const std::uint64_t bar = most == 0 ? 0 : (f.bytes * kBar + most / 2) / most;
-    rows.push_back({fmt::format("{}", f.rank), f.file, detail::group_digits(f.tensors.size()),
+    rows.push_back({fmt::format("{}", f.rank), printable(f.file), detail::group_digits(f.tensors.size()),
                     detail::human_bytes(f.bytes), detail::human_bytes(extra[r].replicated),
                     std::string(static_cast<std::size_t>(bar), '#')});
   }
@@ -165,7 +186,7 @@ void append_skips(std::string& out, const Plan& plan) {
   std::vector<std::array<std::string, 3>> rows;
   rows.push_back({"RULE", "TENSORS", "REASON"});
   for (const auto& [key, count] : by_reason) {
-    rows.push_back({std::string(key.first), detail::group_digits(count), std::string(key.second)});
+    rows.push_back({std::string(key.first), detail::group_digits(count), printable(key.second)});
   }
   append_rows(out, rows, {false, true, false});
 }
@@ -181,7 +202,7 @@ std::string format_plan_summary(const Plan& plan) {
     bytes += f.bytes;
   }
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
+  fmt::format_to(it, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
