@@ -5,6 +5,8 @@
 #include <array>
 #include <iterator>
 #include <map>
+#include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -71,15 +73,38 @@ std::string how_text(const RuleRow& row) {
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
+// Sources a transform read by input name (`lookup: input`) although the rules placed or skipped
+// that tensor already: the same input tensor a second time, not one more.
+std::set<std::size_t> reread_sources(const Plan& plan, const detail::PlacementIndex& index) {
+  std::set<std::string_view> seen;
+  for (const Skipped& s : plan.skipped) seen.insert(s.name);
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (!index.of(s).empty()) seen.insert(plan.sources[s].name);
+  }
+  std::set<std::size_t> reread;
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (index.of(s).empty() && seen.count(plan.sources[s].name) != 0) reread.insert(s);
+  }
+  return reread;
+}
+
+// The input's tensors: placed, consumed or skipped, each once.
+std::size_t input_tensors(const Plan& plan, const detail::PlacementIndex& index) {
+  return plan.sources.size() + plan.skipped.size() - reread_sources(plan, index).size();
+}
+
 // The transform rule that consumed each source a dequantization read and nothing wrote (the
 // weight's block scale), by source index.
 std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::PlacementIndex& index) {
+  const std::set<std::size_t> reread = reread_sources(plan, index);
   std::map<std::size_t, std::size_t> consumed;
   for (const OutputFile& f : plan.outputs) {
     for (const PlannedTensor& t : f.tensors) {
       if (t.cast != Cast::dequantize || t.companion >= plan.companions.size()) continue;
       const Companion& c = plan.companions[t.companion];
-      if (c.source < plan.sources.size() && index.of(c.source).empty()) consumed.emplace(c.source, c.rule);
+      if (c.source < plan.sources.size() && index.of(c.source).empty() && reread.count(c.source) == 0) {
+        consumed.emplace(c.source, c.rule);
+      }
     }
   }
   return consumed;
@@ -124,7 +149,7 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
   }
   std::sort(rows.begin(), rows.end());
   fmt::format_to(std::back_inserter(out), "\nrules: {} decided the {} input tensors\n", rows.size(),
-                 plan.sources.size() + plan.skipped.size());
+                 input_tensors(plan, index));
   rows.insert(rows.begin(), {"RULE", "TENSORS", "WRITTEN", "HOW (SOURCE TENSORS)", "WRITTEN AT"});
   append_rows(out, rows, {false, true, true, false, false});
 }
@@ -206,7 +231,7 @@ std::string format_plan_summary(const Plan& plan) {
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
-                 plan.input_files.size() == 1 ? "" : "s", plan.sources.size() + plan.skipped.size(),
+                 plan.input_files.size() == 1 ? "" : "s", input_tensors(plan, index),
                  detail::human_bytes(plan.input_bytes));
   fmt::format_to(it, "output: {} tensors, {} ({} written more than once)\n", detail::group_digits(tensors),
                  detail::human_bytes(bytes), detail::human_bytes(plan.replicated_bytes));

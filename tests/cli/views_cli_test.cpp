@@ -186,6 +186,15 @@ TEST_CASE("views: explain says a dequantised weight's block scale is consumed, n
                              Catch::Contains("  output: layers.2.attn.wq_b.scale\n"));
 }
 
+// The tensor count `inspect` gives the checkpoint.
+std::string inspected_tensors(const std::string& in) {
+  const auto inspected = sw({"inspect", in});
+  REQUIRE(inspected.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(inspected.out, m, std::regex(R"(\ntotal: \d+ files?, (\d+) tensors?,)")));
+  return m[1].str();
+}
+
 // The TENSORS column of the summary's rules table, summed, and the count its heading states.
 std::pair<std::uint64_t, std::uint64_t> rules_table_counts(const std::string& summary) {
   const std::regex heading(R"(\nrules: \d+ decided the ([\d,]+) input tensors\n)");
@@ -220,6 +229,18 @@ TEST_CASE("views: plan --summary counts the consumed block scales, so its rows a
   std::smatch m;
   REQUIRE(std::regex_search(summary.out, m, std::regex(R"(\ninput: 2 files, ([\d,]+) tensors)")));
   CHECK(m[1].str() == std::to_string(stated));
+  CHECK(m[1].str() == inspected_tensors(in));
+}
+
+TEST_CASE("views: the summary counts each input tensor once, a scale read by input name included") {
+  TempDir dir;
+  const std::string in = (dir / "v3").string();
+  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2"}).exit_code == 0);
+  const auto summary = sw({"plan", "--summary", "--rules", "fp8-cast-bf16", "-i", in});
+  REQUIRE(summary.exit_code == 0);
+  const auto [sum, stated] = rules_table_counts(summary.out);
+  CHECK(sum == stated);
+  CHECK(std::to_string(stated) == inspected_tensors(in));
 }
 
 TEST_CASE("messages: reshard's rules parameters without --rules, for a folder with no manifest") {
