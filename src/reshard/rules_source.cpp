@@ -194,7 +194,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   for (const rules::ParamInfo& param : rules.params()) {
     if (!param.choices.empty()) words[param.name] = param.choices;
   }
-  convert::set_params(manifest, params, words);
+  convert::set_params(manifest, std::map<std::string, std::uint64_t>(params.begin(), params.end()), words);
 
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once
