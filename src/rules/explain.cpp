@@ -94,7 +94,7 @@ std::string describe_member(const LayoutMember& member) {
 
 namespace {
 
-// The words of a pattern ("wo_a", "weight" in '(?:^|\.)wo_a\.weight$'): candidates for the last
+// The words of a pattern ("proj", "weight" in '(?:^|\.)proj\.weight$'): candidates for the last
 // name component of the tensors it matches.
 std::vector<std::string> pattern_words(std::string_view pattern) {
   std::vector<std::string> words;
