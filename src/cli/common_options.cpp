@@ -52,7 +52,25 @@ std::vector<std::pair<CLI::App*, ParamOptions*>>& commands_with_param_flags() {
 }
 
 std::string rules_shown(const RulesArgument& argument) {
-  return argument.value ? *argument.value : "the bundled rules";
+  return argument.value ? *argument.value : fmt::format("the default rules ({})", rules::default_rules_name());
+}
+
+// The footer's example of a parameter flag, with a parameter these rules have.
+std::string param_flag_example(const RulesArgument& argument) {
+  const std::vector<rules::ParamInfo> none;
+  const std::vector<rules::ParamInfo>& params = argument.params ? *argument.params : none;
+  if (params.empty()) {
+    return fmt::format("The rules parameters are given as flags (--NAME VALUE) or as --param NAME=VALUE; {} have "
+                       "none.",
+                       rules_shown(argument));
+  }
+  const rules::ParamInfo& param = params.front();
+  const std::string value = !param.choices.empty() ? param.choices.back()
+                            : param.default_value  ? std::to_string(*param.default_value)
+                                                   : std::string("N");
+  return fmt::format("The flags of the rules parameters are those of the rules --rules names (of the default "
+                     "rules without it): `{} {}` sets the parameter {}; --param {}={} is the same.",
+                     rules::param_flag(param.name), value, param.name, param.name, value);
 }
 
 // "HELP (default: 64)", "HELP (required by my.yaml)": what a parameter flag says in --help.
@@ -156,9 +174,7 @@ void add_param_options(CLI::App& command, ParamOptions& options) {
 void add_param_flags() {
   const RulesArgument& argument = loaded_rules_argument();
   for (const auto& [command, options] : commands_with_param_flags()) {
-    std::string footer = "\nThe flags of the rules parameters are those of the rules --rules names (of the default "
-                         "bundled rules without it): `--group-size 64` sets the parameter group_size; --param "
-                         "group_size=64 is the same. `shardwise rules check RULES` lists them.";
+    std::string footer = "\n" + param_flag_example(argument) + " `shardwise rules check RULES` lists them.";
     if (!argument.params) {
       footer += fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error);
     }
@@ -209,7 +225,7 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
   command
       .add_option("-m,--model-parallel", options.model_parallel,
                   "number of ranks (output files); required, except with rules that mirror the input's files "
-                  "(fp8-cast-bf16), which refuse it")
+                  "(fp8-cast-bf16): they write one file per input file and refuse any value but 1")
       ->check(CLI::Range(std::uint64_t{1}, plan::kMaxModelParallel));
   command.add_option(
       "-r,--rules", options.rules_file,

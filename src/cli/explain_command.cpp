@@ -33,7 +33,7 @@ int run_explain(const CLI::App& command, const ExplainOptions& options) {
   const rules::Params params = loaded.resolve_params(given);
   fmt::print("rules: {} ({})\n", loaded.display_name(), loaded.name());
   for (const auto& name : options.names) {
-    fmt::print("\n{}", rules::explain_decision(loaded.decide(name, params), params));
+    fmt::print("\n{}", rules::explain_decision(loaded, loaded.decide(name, params), params));
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/printable.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
@@ -19,7 +20,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "shardwise 0.1.0");
   app.footer("Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
-             "5 I/O, 6 verification failed, 70 internal error, 130 interrupted.\nRun `shardwise COMMAND --help` for a command's options.");
+             "5 I/O, 6 verification failed, 70 internal error, 130 interrupted (SIGINT; 143 for SIGTERM: the process ends by the signal, as shells "
+             "report it).\nRun `shardwise COMMAND --help` for a command's options.");
 
   // The rules parameters are flags of the commands: which rules they come from must be known first.
   shardwise::cli::find_rules_argument(argc, argv);
@@ -51,13 +53,13 @@ int main(int argc, char** argv) {
     return action ? action() : 0;
   } catch (const shardwise::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "shardwise: error: {}\n", e.what());
+    fmt::print(stderr, "shardwise: error: {}\n", shardwise::printable_lines(e.what()));
     return e.exit_code();
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "shardwise: error: out of memory\n");
     return shardwise::cli::kInternalError;
   } catch (const std::exception& e) {
-    fmt::print(stderr, "shardwise: internal error: {}\n", e.what());
+    fmt::print(stderr, "shardwise: internal error: {}\n", shardwise::printable_lines(e.what()));
     return shardwise::cli::kInternalError;
   }
 }

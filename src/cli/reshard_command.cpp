@@ -1,10 +1,12 @@
 // `shardwise reshard`: a folder of rank files written by `shardwise convert` rewritten for another
 // model parallelism (or only its plan printed: --dry-run).
+#include <filesystem>
 #include <cstdio>
 #include <memory>
 
 #include <fmt/format.h>
 
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
@@ -47,7 +49,16 @@ void print_reshard_plan(const reshard::ReshardPlan& plan, const ReshardArgs& arg
 reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
   if (!args.planning.rules_file) {
     const rules::Params params = given_params(command, args.planning.params, rules::Rules::bundled());
-    if (!params.empty()) throw Error(ErrorKind::usage, "rules parameters are given with --rules (the manifest records them)");
+    if (!params.empty()) {
+      const std::string manifest = (std::filesystem::path(args.from) / output::kManifestFileName).string();
+      std::error_code ec;
+      throw Error(ErrorKind::usage,
+                  std::filesystem::exists(manifest, ec)
+                      ? fmt::format("rules parameters are not given without --rules: {} records them", manifest)
+                      : fmt::format("rules parameters go with --rules: {} has no {}, so name the rules that wrote "
+                                    "it with --rules, and their parameters (docs/reshard.md)",
+                                    args.from, output::kManifestFileName));
+    }
     // A dry run writes nothing: replicated copies are compared before its plan is printed.
     return reshard::plan_reshard(args.from, args.model_parallel,
                                  args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written);
@@ -111,6 +122,16 @@ void add_reshard_command(CLI::App& app, Action& action) {
       "(docs/distributed.md); with --dry-run, --rule selects a cut (\"split dim 1\", \"owned\", \"replicated\"). "
       "See docs/reshard.md.");
   add_plan_view_options(*command, args->view);  // appends to the footer
+  // The plan's view options, as a reshard's dry run reads them.
+  command->get_option("--summary")
+      ->description("with --dry-run: the plan at a glance instead: per cut the tensors and bytes, per new rank "
+                    "file its tensors, bytes and the old files it reads");
+  command->get_option("--rank")->description("with --dry-run: only what this new rank receives");
+  command->get_option("--rule")
+      ->description("with --dry-run: only the tensors cut this way: \"split dim N\", \"owned\" or \"replicated\" "
+                    "(a reshard selects by cut: the folder does not record the rules that decided)");
+  command->get_option("--filter")
+      ->description("with --dry-run: only tensors whose name contains a match of this RE2 pattern");
   command->callback([&action, command, args] {
     if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
     if (!args->dry_run && (args->view.summary || args->view.filter.active())) {

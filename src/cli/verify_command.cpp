@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/printable.hpp>
 #include <shardwise/verify/verifier.hpp>
 
 #include "cli/commands.hpp"
@@ -40,9 +41,9 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
     const plan::Plan plan = plan_from_options(command, args.planning, rules);
     report = verify::verify_plan(plan, rules, options);
   }
-  for (const verify::Finding& finding : report.findings) fmt::print("{}\n", finding.str());
+  for (const verify::Finding& finding : report.findings) fmt::print("{}\n", printable(finding.str()));
   std::fflush(stdout);
-  for (const std::string& note : report.notes) fmt::print(stderr, "shardwise: note: {}\n", note);
+  for (const std::string& note : report.notes) fmt::print(stderr, "shardwise: note: {}\n", printable_lines(note));
   if (!report.ok()) throw Error(ErrorKind::verify, verify::format_summary(report));
   if (!args.quiet) fmt::print("{}\n", verify::format_summary(report));
   return 0;

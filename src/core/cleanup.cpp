@@ -71,6 +71,10 @@ void install_cleanup_handlers() {
     sigaddset(&action.sa_mask, SIGINT);
     sigaddset(&action.sa_mask, SIGTERM);
     for (int signal_number : {SIGINT, SIGTERM}) {
+      // A signal the process was started with ignored (`nohup`, `cmd &` in a script: SIGINT) stays
+      // ignored: whoever started it chose that the signal must not end it.
+      struct sigaction inherited {};
+      if (::sigaction(signal_number, nullptr, &inherited) == 0 && inherited.sa_handler == SIG_IGN) continue;
       if (::sigaction(signal_number, &action, nullptr) != 0) {
         throw Error(ErrorKind::io, fmt::format("cannot install the handler for signal {}: {}", signal_number,
                                                std::strerror(errno)));

@@ -21,7 +21,9 @@ void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::spa
       throw_os_error("cannot read", path, errno);
     }
     if (n == 0) {
-      throw Error(ErrorKind::io, fmt::format("cannot read {}: the file ends before byte {} (did it change while "
+      // Shorter than its header or its plan says: the file's content is wrong (a truncated or
+      // changing input), not the system's reading of it.
+      throw Error(ErrorKind::input, fmt::format("cannot read {}: the file ends before byte {} (did it change while "
                                              "being read?)", path, offset + out.size()));
     }
     done += static_cast<std::size_t>(n);

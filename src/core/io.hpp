@@ -10,7 +10,8 @@
 
 namespace shardwise::io {
 
-// Reads exactly `out.size()` bytes at `offset`; a file that ends early is an Error(io).
+// Reads exactly `out.size()` bytes at `offset`; a file that ends early is an Error(input) (its
+// content is not what was planned: truncated, or changing), a failing read an Error(io).
 void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out);
 // Writes all of `data` at `offset`.
 void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span<const std::byte> data);

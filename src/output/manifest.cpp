@@ -3,6 +3,7 @@
 #include <array>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <vector>
 
@@ -11,6 +12,8 @@
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
+#include <shardwise/plan/planner.hpp>
+#include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/header.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
@@ -46,11 +49,34 @@ std::uint64_t input_headers_xxh3(const plan::Plan& plan) {
   return hasher.digest();
 }
 
+void set_params(Manifest& manifest, const std::map<std::string, std::uint64_t>& values,
+                const std::map<std::string, std::vector<std::string>>& words) {
+  for (const auto& [name, value] : values) {
+    const auto choice = words.find(name);
+    if (choice != words.end() && value < choice->second.size()) {
+      manifest.choices[name] = choice->second[value];
+      manifest.choice_words[name] = choice->second;
+    } else {
+      manifest.params[name] = value;
+    }
+  }
+}
+
+std::map<std::string, std::string> param_texts(const Manifest& manifest,
+                                               const std::map<std::string, std::vector<std::string>>& words) {
+  std::map<std::string, std::string> texts(manifest.choices.begin(), manifest.choices.end());
+  for (const auto& [name, value] : manifest.params) {
+    const auto choice = words.find(name);
+    texts[name] = choice != words.end() && value < choice->second.size() ? choice->second[value] : std::to_string(value);
+  }
+  return texts;
+}
+
 Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules, std::uint64_t headers_xxh3) {
   Manifest manifest;
   manifest.rules = rules;
   manifest.input_headers_xxh3 = headers_xxh3;
-  manifest.params = plan.params;
+  set_params(manifest, plan.params, plan.param_choices);
   for (const plan::OutputFile& output : plan.outputs) manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
   return manifest;
@@ -112,8 +138,10 @@ Json manifest_to_json(const Manifest& manifest) {
                                       {"ctime_ns", input.identity.ctime_ns},
                                       {"inode", input.identity.inode}});
   }
+  std::map<std::string, Json> params(manifest.params.begin(), manifest.params.end());  // in name order
+  params.insert(manifest.choices.begin(), manifest.choices.end());
   json["params"] = Json::object();
-  for (const auto& [name, value] : manifest.params) json["params"][name] = value;
+  for (const auto& [name, value] : params) json["params"][name] = value;
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
@@ -235,7 +263,13 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   }
   const Json& params = r.field(json, "params");
   if (!params.is_object()) r.fail("\"params\" is not an object");
-  for (const auto& [name, value] : params.items()) manifest.params[name] = r.number(params, name.c_str());
+  for (const auto& [name, value] : params.items()) {
+    if (value.is_string()) {
+      manifest.choices[name] = value.get<std::string>();  // a choice by its word (version 4)
+    } else {
+      manifest.params[name] = r.number(params, name.c_str());
+    }
+  }
   for (const Json& entry : r.array(json, "outputs")) {
     ManifestOutput output{r.number(entry, "rank"), r.text(entry, "file"), 0, 0, {}};
     if (manifest.complete || entry.contains("xxh3")) {
@@ -258,6 +292,41 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   return manifest;
 }
 
+std::vector<std::string> file_list_problems(const Manifest& manifest) {
+  std::vector<std::string> problems;
+  if (manifest.outputs.empty()) problems.emplace_back("lists no output file");
+  const auto mp_entry = manifest.params.find("mp");
+  if (mp_entry == manifest.params.end() || mp_entry->second == 0 || mp_entry->second > plan::kMaxModelParallel) {
+    problems.push_back(mp_entry == manifest.params.end()
+                           ? std::string("records no model parallelism (parameter mp)")
+                           : fmt::format("records mp={}, not between 1 and {}", mp_entry->second,
+                                         plan::kMaxModelParallel));
+    return problems;
+  }
+  const std::uint64_t mp = mp_entry->second;
+  const std::string& pattern = manifest.rules.output_file;
+  // Mirrored output (no pattern, mp=1): one entry per input file, numbered as positions.
+  const bool mirrored = pattern.empty() && mp == 1;
+  if (!mirrored && manifest.outputs.size() != mp) {
+    problems.push_back(fmt::format("lists {} rank files for mp={}", manifest.outputs.size(), mp));
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    const ManifestOutput& out = manifest.outputs[i];
+    if (!names.insert(out.file).second) problems.push_back(fmt::format("lists {} more than once", out.file));
+    if (out.rank != i) {
+      problems.push_back(fmt::format("entry {} is rank {} ({}), expected rank {}", i, out.rank, out.file, i));
+    } else if (!pattern.empty() && i < mp && out.file != rules::expand_output_file(pattern, i, mp)) {
+      problems.push_back(fmt::format("entry {} is rank {} file {}, expected rank {} file {}", i, out.rank, out.file, i,
+                                     rules::expand_output_file(pattern, i, mp)));
+    }
+  }
+  for (const ManifestSideFile& side : manifest.side_files) {
+    if (!names.insert(side.file).second) problems.push_back(fmt::format("lists {} more than once", side.file));
+  }
+  return problems;
+}
+
 std::optional<Manifest> read_manifest(const std::string& folder) {
   return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string());
 }
@@ -277,8 +346,9 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
 }
 
 Manifest without_entries(const Manifest& manifest) {
-  return Manifest{manifest.complete, manifest.tool, manifest.rules, manifest.input_headers_xxh3,
-                  manifest.inputs,   manifest.params, {},           {}};
+  return Manifest{manifest.complete, manifest.tool,   manifest.rules, manifest.input_headers_xxh3,
+                  manifest.inputs,   manifest.params, {},            {},
+                  manifest.choices,  manifest.choice_words};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
@@ -351,9 +421,9 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
 }
 
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now, const plan::Plan* shown) {
-  const auto text = [&](const std::string& name, std::uint64_t value) {
-    return shown == nullptr ? std::to_string(value) : plan::param_value_text(*shown, name, value);
-  };
+  const std::map<std::string, std::vector<std::string>>& words = shown ? shown->param_choices : now.choice_words;
+  const std::map<std::string, std::string> before_params = param_texts(before, words);
+  const std::map<std::string, std::string> now_params = param_texts(now, words);
   std::vector<std::string> changes;
   if (before.rules.name != now.rules.name || before.rules.xxh3 != now.rules.xxh3) {
     changes.push_back(fmt::format("the rules changed (manifest: {} xxh3 {}, now: {} xxh3 {})", before.rules.name,
@@ -363,19 +433,16 @@ std::vector<std::string> plan_changes(const Manifest& before, const Manifest& no
     changes.push_back(fmt::format("the input changed (headers xxh3: manifest {}, now {})",
                                   xxh3_hex(before.input_headers_xxh3), xxh3_hex(now.input_headers_xxh3)));
   }
-  for (const auto& [name, value] : before.params) {
-    const auto it = now.params.find(name);
-    if (it == now.params.end()) {
-      changes.push_back(fmt::format("the parameter {} is no longer set (manifest: {})", name, text(name, value)));
+  for (const auto& [name, value] : before_params) {
+    const auto it = now_params.find(name);
+    if (it == now_params.end()) {
+      changes.push_back(fmt::format("the parameter {} is no longer set (manifest: {})", name, value));
     } else if (it->second != value) {
-      changes.push_back(
-          fmt::format("the parameter {} changed: {} -> {}", name, text(name, value), text(name, it->second)));
+      changes.push_back(fmt::format("the parameter {} changed: {} -> {}", name, value, it->second));
     }
   }
-  for (const auto& [name, value] : now.params) {
-    if (before.params.count(name) == 0) {
-      changes.push_back(fmt::format("the parameter {} is new: {}", name, text(name, value)));
-    }
+  for (const auto& [name, value] : now_params) {
+    if (before_params.count(name) == 0) changes.push_back(fmt::format("the parameter {} is new: {}", name, value));
   }
   return changes;
 }

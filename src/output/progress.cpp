@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/core/printable.hpp>
+
 namespace shardwise::output {
 
 namespace {
@@ -50,7 +52,7 @@ Progress::~Progress() { finish(); }
 
 void Progress::set_current(const std::string& name) {
   std::lock_guard lock(mutex_);
-  current_ = name;
+  current_ = printable(name);  // a file name from the input, shown on a terminal
 }
 
 void Progress::finish() {

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/printable.hpp>
+
 namespace shardwise::plan {
 
 std::vector<std::string> extra_file_names(const Plan& plan) {
@@ -34,7 +36,7 @@ std::vector<std::string> param_assignments(const Plan& plan) {
 std::string extra_files_text(const Plan& plan) {
   std::vector<std::string> names = plan.side_files;
   for (const GeneratedFile& file : plan.generated_files) names.push_back(file.file + " (rewritten)");
-  return names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", "));
+  return names.empty() ? std::string("none") : printable(fmt::format("{}", fmt::join(names, ", ")));
 }
 
 }  // namespace shardwise::plan

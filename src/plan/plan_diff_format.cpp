@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <shardwise/core/printable.hpp>
 #include <shardwise/plan/plan_diff.hpp>
 
 namespace shardwise::plan {
@@ -49,7 +50,7 @@ void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kin
   std::size_t rows = 0;
   for (const TensorChange& t : diff.tensors) {
     if (t.kind != kind) continue;
-    width = std::max(width, t.name.size());
+    width = std::max(width, printable(t.name).size());
     ++rows;
   }
   if (rows == 0) return;
@@ -57,7 +58,7 @@ void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kin
                  plural(rows, "source tensor", "source tensors"), "SOURCE", width, heading);
   for (const TensorChange& t : diff.tensors) {
     if (t.kind == kind)
-      fmt::format_to(std::back_inserter(out), "  {:<{}}  {}\n", t.name, width, changes_text(t));
+      fmt::format_to(std::back_inserter(out), "  {:<{}}  {}\n", printable(t.name), width, printable(changes_text(t)));
   }
 }
 
@@ -86,16 +87,18 @@ std::string dump(const ordered& value) {
 
 }  // namespace
 
+// Names and values from the plans are escaped as they are written (printable); the rest is ours.
 std::string format_plan_diff_text(const PlanDiff& diff) {
   std::string out = fmt::format("diff: {} -> {}\n", diff.old_name, diff.new_name);
   for (const FieldChange& f : diff.context) {
-    fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, f.old_value, f.new_value);
+    fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value), printable(f.new_value));
   }
   if (!diff.plan_changes.empty()) {
     fmt::format_to(std::back_inserter(out), "\nplan: {}\n",
                    plural(diff.plan_changes.size(), "change", "changes"));
     for (const FieldChange& f : diff.plan_changes) {
-      fmt::format_to(std::back_inserter(out), "  {}: {} -> {}\n", f.field, f.old_value, f.new_value);
+      fmt::format_to(std::back_inserter(out), "  {}: {} -> {}\n", f.field, printable(f.old_value),
+                     printable(f.new_value));
     }
   }
   append_section(out, diff, TensorChangeKind::placement, "placed differently", "CHANGES (OLD -> NEW)");

@@ -5,10 +5,13 @@
 #include <array>
 #include <iterator>
 #include <map>
+#include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
 #include "plan/plan_view.hpp"
@@ -70,8 +73,51 @@ std::string how_text(const RuleRow& row) {
   return fmt::format("{}", fmt::join(parts, ", "));
 }
 
+// Sources a transform read by input name (`lookup: input`) although the rules placed or skipped
+// that tensor already: the same input tensor a second time, not one more.
+std::set<std::size_t> reread_sources(const Plan& plan, const detail::PlacementIndex& index) {
+  std::set<std::string_view> seen;
+  for (const Skipped& s : plan.skipped) seen.insert(s.name);
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (!index.of(s).empty()) seen.insert(plan.sources[s].name);
+  }
+  std::set<std::size_t> reread;
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (index.of(s).empty() && seen.count(plan.sources[s].name) != 0) reread.insert(s);
+  }
+  return reread;
+}
+
+// The input's tensors: placed, consumed or skipped, each once.
+std::size_t input_tensors(const Plan& plan, const detail::PlacementIndex& index) {
+  return plan.sources.size() + plan.skipped.size() - reread_sources(plan, index).size();
+}
+
+// The transform rule that consumed each source a dequantization read and nothing wrote (the
+// weight's block scale), by source index.
+std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::PlacementIndex& index) {
+  const std::set<std::size_t> reread = reread_sources(plan, index);
+  std::map<std::size_t, std::size_t> consumed;
+  for (const OutputFile& f : plan.outputs) {
+    for (const PlannedTensor& t : f.tensors) {
+      if (t.cast != Cast::dequantize || t.companion >= plan.companions.size()) continue;
+      const Companion& c = plan.companions[t.companion];
+      if (c.source < plan.sources.size() && index.of(c.source).empty() && reread.count(c.source) == 0) {
+        consumed.emplace(c.source, c.rule);
+      }
+    }
+  }
+  return consumed;
+}
+
 void append_rules(std::string& out, const Plan& plan, const detail::PlacementIndex& index) {
   std::vector<RuleRow> by_rule(plan.rule_labels.size());
+  // Consumed sources count in their transform's row, so that the rows add up to the input's tensors.
+  for (const auto& [source, rule] : consumed_by(plan, index)) {
+    if (rule >= by_rule.size()) continue;
+    ++by_rule[rule].tensors;
+    ++by_rule[rule].how["consumed"];
+  }
   for (std::size_t s = 0; s < plan.sources.size(); ++s) {
     const auto placements = index.of(s);
     if (placements.empty()) continue;
@@ -103,7 +149,7 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
   }
   std::sort(rows.begin(), rows.end());
   fmt::format_to(std::back_inserter(out), "\nrules: {} decided the {} input tensors\n", rows.size(),
-                 plan.sources.size() + plan.skipped.size());
+                 input_tensors(plan, index));
   rows.insert(rows.begin(), {"RULE", "TENSORS", "WRITTEN", "HOW (SOURCE TENSORS)", "WRITTEN AT"});
   append_rows(out, rows, {false, true, true, false, false});
 }
@@ -136,7 +182,7 @@ void append_ranks(std::string& out, const Plan& plan, const detail::PlacementInd
   for (std::size_t r = 0; r < plan.outputs.size(); ++r) {
     const OutputFile& f = plan.outputs[r];
     const std::uint64_t bar = most == 0 ? 0 : (f.bytes * kBar + most / 2) / most;
-    rows.push_back({fmt::format("{}", f.rank), f.file, detail::group_digits(f.tensors.size()),
+    rows.push_back({fmt::format("{}", f.rank), printable(f.file), detail::group_digits(f.tensors.size()),
                     detail::human_bytes(f.bytes), detail::human_bytes(extra[r].replicated),
                     std::string(static_cast<std::size_t>(bar), '#')});
   }
@@ -165,7 +211,7 @@ void append_skips(std::string& out, const Plan& plan) {
   std::vector<std::array<std::string, 3>> rows;
   rows.push_back({"RULE", "TENSORS", "REASON"});
   for (const auto& [key, count] : by_reason) {
-    rows.push_back({std::string(key.first), detail::group_digits(count), std::string(key.second)});
+    rows.push_back({std::string(key.first), detail::group_digits(count), printable(key.second)});
   }
   append_rows(out, rows, {false, true, false});
 }
@@ -181,11 +227,11 @@ std::string format_plan_summary(const Plan& plan) {
     bytes += f.bytes;
   }
   auto it = std::back_inserter(out);
-  fmt::format_to(it, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
+  fmt::format_to(it, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
-                 plan.input_files.size() == 1 ? "" : "s", plan.sources.size() + plan.skipped.size(),
+                 plan.input_files.size() == 1 ? "" : "s", input_tensors(plan, index),
                  detail::human_bytes(plan.input_bytes));
   fmt::format_to(it, "output: {} tensors, {} ({} written more than once)\n", detail::group_digits(tensors),
                  detail::human_bytes(bytes), detail::human_bytes(plan.replicated_bytes));

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
 #include "plan/placer.hpp"
@@ -165,8 +166,12 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
                 std::span<const Placement> placements) {
   for (std::string& cell : cells) cell.clear();
   const PlannedTensor& first = *placements.front().tensor;
-  cells[kSource] = src.name;
-  cells[kOutput] = first.name == src.name ? std::string_view("=") : std::string_view(first.name);
+  append_printable(cells[kSource], src.name);
+  if (first.name == src.name) {
+    cells[kOutput] = "=";
+  } else {
+    append_printable(cells[kOutput], first.name);
+  }
   cells[kIn] = st::dtype_name(src.dtype);
   append_shape(cells[kIn], src.shape);
   append_ranks(cells[kRanks], placements, cx.plan.model_parallel);
@@ -179,7 +184,7 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
     // The transform and its companion (a consumed block scale has no row of its own).
     const Companion& c = cx.plan.companions[first.companion];
     fmt::format_to(std::back_inserter(cells[kRule]), ", {} with {} ({})", cast_name(first.cast),
-                   cx.plan.sources[c.source].name, cx.rule_names[c.rule]);
+                   printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
   }
@@ -187,10 +192,10 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {
   auto out = std::back_inserter(text);
-  fmt::format_to(out, "plan: {} -> {}\n", plan.input_root, outputs_heading(plan));
+  fmt::format_to(out, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(param_assignments(plan), " "));
-  for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", note);
+  for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", printable(note));
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors,
                  detail::group_digits(plan.input_bytes), detail::human_bytes(plan.input_bytes));
@@ -246,7 +251,7 @@ void write_skipped(detail::ChunkedText& out, const TextContext& cx, const std::s
       rule_name = cx.rule_names[rule->second];
       used[rule->second] = true;
     }
-    rows.push_back({s.name, s.file, std::move(rule_name), s.reason});
+    rows.push_back({printable(s.name), printable(s.file), std::move(rule_name), printable(s.reason)});
   }
   for (const SkipCells& row : rows) widen(widths, row);
   fmt::format_to(std::back_inserter(out.text), "\nskipped: {} tensors{}\n", cx.plan.skipped.size(),
@@ -279,12 +284,12 @@ void write_legend(std::string& text, const TextContext& cx, const std::vector<bo
 void append_rank_table(std::string& text, const Plan& plan) {
   auto out = std::back_inserter(text);
   std::size_t width = 4;
-  for (const OutputFile& f : plan.outputs) width = std::max(width, f.file.size());
+  for (const OutputFile& f : plan.outputs) width = std::max(width, printable(f.file).size());
   fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", "rank", "file", width, "tensors", "bytes",
                  "size");
   std::uint64_t tensors = 0, bytes = 0;
   for (const OutputFile& f : plan.outputs) {
-    fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", f.rank, f.file, width,
+    fmt::format_to(out, "{:>4}  {:<{}}  {:>9}  {:>17}  {:>10}\n", f.rank, printable(f.file), width,
                    detail::group_digits(f.tensors.size()), detail::group_digits(f.bytes),
                    detail::human_bytes(f.bytes));
     tensors += f.tensors.size();

@@ -88,6 +88,33 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
   }
 }
 
+// Transform rules that match members of packed layouts, which they cannot apply to: reported once
+// per rule and layout after the loop (a layout repeats its members in every layer), the member
+// still joining its group so that the group is not also reported incomplete.
+class MemberTransforms {
+ public:
+  void add(const rules::Decision& d, const std::string& name) {
+    const auto it = seen_.try_emplace({d.transform, d.layout}, Seen{name, 0}).first;
+    ++it->second.count;
+  }
+  void report(Diagnostics& problems) const {
+    for (const auto& [key, seen] : seen_) {
+      const auto& [transform, layout] = key;
+      problems.add(fmt::format("{} ({}) applies to {} member{} of packed layout {} (the first: {}); transforms "
+                               "apply to plain tensors only",
+                               transform->rule.label, transform->rule.where.str(), seen.count,
+                               seen.count == 1 ? "" : "s", layout->name, seen.first));
+    }
+  }
+
+ private:
+  struct Seen {
+    std::string first;
+    std::size_t count = 0;
+  };
+  std::map<std::pair<const rules::TransformRule*, const rules::Layout*>, Seen> seen_;
+};
+
 // The parameters given by the caller, without mp (the plan's own value).
 rules::Params given_params(const PlanOptions& options) {
   rules::Params given = options.params;
@@ -219,6 +246,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
+  MemberTransforms member_transforms;
 
   detail::DecisionStream decisions(checkpoint, rules, params);
 
@@ -256,20 +284,14 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     if (decision.owner)
       target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
     if (decision.layout != nullptr) {
-      if (decision.transform != nullptr) {
-        problems.add(
-            fmt::format("{}: {} applies to a member of packed layout {}; transforms apply to plain "
-                        "tensors only ({})",
-                        info.name, decision.transform->rule.label, decision.layout->name,
-                        decision.transform->rule.where.str()));
-        continue;
-      }
+      if (decision.transform != nullptr) member_transforms.add(decision, info.name);
       groups.add(decision, std::move(target), placer);
     } else {
       place_plain(target, decision.transform, placer, pairs);
     }
   }
   groups.report_incomplete(placer);
+  member_transforms.report(problems);
   scopes.check(problems, plan.notes);
   placer.place_owned(scopes);
   finish_outputs(plan, placer);

@@ -36,6 +36,11 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   plan::Plan outline;
   outline.model_parallel = plan.model_parallel;
   outline.params = plan.from_manifest.params;
+  // A choice recorded by its word: index 0 of a list of that word alone.
+  for (const auto& [name, word] : plan.from_manifest.choices) {
+    outline.params[name] = 0;
+    outline.param_choices[name] = {word};
+  }
   outline.params["mp"] = plan.model_parallel;
   outline.rules_name = plan.from_manifest.rules.name;
   outline.input_root = plan.from;
@@ -70,6 +75,7 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
   m.input_headers_xxh3 = plan.from_manifest.input_headers_xxh3;
   m.inputs = plan.from_manifest.inputs;
   m.params = plan.from_manifest.params;
+  m.choices = plan.from_manifest.choices;
   m.params["mp"] = plan.model_parallel;
   for (const NewFile& f : plan.outputs) m.outputs.push_back({f.rank, f.file, 0, 0, {}});
   for (const std::string& side : plan.side_files) m.side_files.push_back({side, 0, false});

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/printable.hpp>
 
 #include "plan/plan_view.hpp"
 
@@ -121,14 +122,14 @@ std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter&
         const std::string& name = plan.old_files[u.file].file;
         from.push_back(logical.placement.kind == Kind::split ? fmt::format("{}[{}:{}]", name, u.begin, u.end) : name);
       }
-      text += fmt::format("  {} {}[{}] {} <- {}\n", logical.name, st::dtype_name(logical.dtype),
+      text += fmt::format("  {} {}[{}] {} <- {}\n", printable(logical.name), st::dtype_name(logical.dtype),
                           fmt::join(t.shape, ", "), how(logical), fmt::join(from, " + "));
     }
   }
   if (filter.active()) {
     text += fmt::format("shown: {} of {} new tensors ({})\n", shown, total, filter_text(filter));
   } else if (!plan.side_files.empty()) {
-    text += fmt::format("side files: {}\n", fmt::join(plan.side_files, ", "));
+    text += fmt::format("side files: {}\n", printable(fmt::format("{}", fmt::join(plan.side_files, ", "))));
   }
   return text;
 }
@@ -201,7 +202,7 @@ std::string format_reshard_summary(const ReshardPlan& plan) {
                         plan::detail::group_digits(f.tensors.size()), plan::detail::human_bytes(f.bytes),
                         std::string(bar, '#'), read.size(), plan.old_files.size());
   }
-  text += fmt::format("side files: {}\n", plan.side_files.empty() ? std::string("none") : fmt::format("{}", fmt::join(plan.side_files, ", ")));
+  text += fmt::format("side files: {}\n", plan.side_files.empty() ? std::string("none") : printable(fmt::format("{}", fmt::join(plan.side_files, ", "))));
   return text;
 }
 

@@ -48,11 +48,6 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
     throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that wrote the "
                                               "folder did not finish; finish it (convert --resume) first", where));
   }
-  const auto it = manifest->params.find("mp");
-  if (it == manifest->params.end() || it->second == 0) {
-    throw Error(ErrorKind::input, fmt::format("{}: records no model parallelism (parameter mp)", where));
-  }
-  mp = it->second;
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
@@ -69,16 +64,14 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
                 fmt::format("{}: written before manifest version 3, it does not record how its tensors were cut "
                             "(convert the original checkpoint again to reshard it)", where));
   }
-  if (manifest->outputs.size() != mp) {
-    throw Error(ErrorKind::input, fmt::format("{}: lists {} rank files for mp={}", where, manifest->outputs.size(), mp));
+  const std::vector<std::string> listing = output::file_list_problems(*manifest);
+  if (!listing.empty()) {
+    std::vector<std::string> lines;
+    for (const std::string& problem : listing) lines.push_back(fmt::format("{}: {}", where, problem));
+    throw Error(ErrorKind::input, fmt::format("{}", fmt::join(lines, "\n")));
   }
-  for (std::uint64_t rank = 0; rank < mp; ++rank) {
-    const output::ManifestOutput& out = manifest->outputs[rank];
-    const std::string expected = rules::expand_output_file(manifest->rules.output_file, rank, mp);
-    if (out.rank != rank || out.file != expected) {
-      throw Error(ErrorKind::input, fmt::format("{}: entry {} is rank {} file {}, expected rank {} file {}", where, rank,
-                                                out.rank, out.file, rank, expected));
-    }
+  mp = manifest->params.at("mp");
+  for (const output::ManifestOutput& out : manifest->outputs) {
     for (const output::ManifestTensor& t : out.tensors) {
       if (!t.cut) {
         throw Error(ErrorKind::input,

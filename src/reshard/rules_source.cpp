@@ -175,7 +175,11 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
   output::Manifest manifest;
   manifest.complete = true;
   manifest.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
-  manifest.params.insert(params.begin(), params.end());
+  std::map<std::string, std::vector<std::string>> words;
+  for (const rules::ParamInfo& param : rules.params()) {
+    if (!param.choices.empty()) words[param.name] = param.choices;
+  }
+  output::set_params(manifest, std::map<std::string, std::uint64_t>(params.begin(), params.end()), words);
 
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once

@@ -1,11 +1,13 @@
 #include <shardwise/rules/explain.hpp>
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <shardwise/plan/ranks.hpp>
+#include <shardwise/core/printable.hpp>
 
 #include "rules/rules_impl.hpp"
 
@@ -90,6 +92,80 @@ std::string describe_member(const LayoutMember& member) {
   return text;
 }
 
+namespace {
+
+// The words of a pattern ("proj", "weight" in '(?:^|\.)proj\.weight$'): candidates for the last
+// name component of the tensors it matches.
+std::vector<std::string> pattern_words(std::string_view pattern) {
+  std::vector<std::string> words;
+  const auto word_char = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_'; };
+  for (std::size_t i = 0; i < pattern.size();) {
+    if (!word_char(pattern[i]) || (i > 0 && pattern[i - 1] == '\\')) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < pattern.size() && word_char(pattern[end])) ++end;
+    words.emplace_back(pattern.substr(i, end - i));
+    i = end;
+  }
+  return words;
+}
+
+// The weight output names whose companion under `tmpl` would be `output`: `{name}` gives one,
+// `{stem}` one per candidate last component. Empty when the template does not fit `output` (or
+// holds more than one placeholder).
+std::vector<std::string> weights_named_by(const std::string& tmpl, const std::string& output,
+                                          const std::vector<std::string>& last_components) {
+  const std::size_t name_at = tmpl.find("{name}");
+  const std::size_t stem_at = tmpl.find("{stem}");
+  if ((name_at == std::string::npos) == (stem_at == std::string::npos)) return {};
+  const std::size_t at = name_at != std::string::npos ? name_at : stem_at;
+  const std::string_view prefix = std::string_view(tmpl).substr(0, at);
+  const std::string_view suffix = std::string_view(tmpl).substr(at + 6);
+  if (suffix.find('{') != std::string_view::npos || output.size() < prefix.size() + suffix.size() ||
+      !output.starts_with(prefix) || !output.ends_with(suffix)) {
+    return {};
+  }
+  const std::string middle = output.substr(prefix.size(), output.size() - prefix.size() - suffix.size());
+  if (name_at != std::string::npos) return {middle};
+  std::vector<std::string> weights;
+  for (const std::string& last : last_components) weights.push_back(middle + "." + last);
+  return weights;
+}
+
+}  // namespace
+
+std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, const Params& params) const {
+  if (decision.kind != Decision::Kind::place) return std::nullopt;
+  const CompiledRules& r = *impl_;
+  for (std::size_t i = 0; i < r.transforms.size(); ++i) {
+    const TransformRule& rule = r.transforms[i];
+    if (rule.kind != TransformRule::Kind::dequantize || rule.lookup != TransformRule::Lookup::output) continue;
+    const std::vector<std::string> words = pattern_words(r.transform_matcher.pattern(i).pattern());
+    for (const std::string& weight : weights_named_by(rule.companion, decision.output, words)) {
+      if (weight == decision.output) continue;
+      const Decision w = decide(weight, params, Trail::omit);
+      if (w.kind == Decision::Kind::place && w.transform == &rule && w.output == weight) {
+        return Consumer{&rule, weight};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::string explain_decision(const Rules& rules, const Decision& d, const Params& params) {
+  const std::optional<Rules::Consumer> consumer = rules.consumer_of(d, params);
+  if (!consumer) return explain_decision(d, params);
+  std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
+  for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
+  text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
+  text += fmt::format("  consumed by: {} ({}), the block scale of {} ({}): not written\n",
+                      consumer->transform->rule.label, consumer->transform->rule.where.str(), consumer->weight,
+                      describe_transform(*consumer->transform));
+  return printable_lines(text);  // the names may come from a checkpoint
+}
+
 std::string explain_decision(const Decision& d, const Params& params) {
   const auto mp_entry = params.find("mp");
   const std::uint64_t mp = mp_entry == params.end() ? 1 : mp_entry->second;
@@ -119,7 +195,7 @@ std::string explain_decision(const Decision& d, const Params& params) {
       text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
       break;
   }
-  return text;
+  return printable_lines(text);  // the names may come from a checkpoint
 }
 
 std::string Rules::summary() const {

@@ -508,8 +508,14 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
   if (const YAML::Node dtypes = YamlReader::field(spec, "dtype"); dtypes.IsDefined()) {
     if (!in.check_list(dtypes, "'dtype' of dequantize")) return;
     for (const auto& item : dtypes) {
-      // The weights it applies to (the others are written unchanged): E4M3 the only one it reads.
-      if (const auto dtype = read_dtype(in, item, "'dtype' of dequantize")) rule.dtypes.push_back(*dtype);
+      // The weights it applies to (the others are written unchanged): one-byte dtypes, E4M3 the only
+      // one it reads (another one-byte dtype is claimed, to be refused when planning).
+      const auto dtype = read_dtype(in, item, "'dtype' of dequantize");
+      if (dtype && st::dtype_bits(*dtype) != 8) {
+        in.error(item, fmt::format("dequantize reads one-byte weights (F8_E4M3), not {}", st::dtype_name(*dtype)));
+      } else if (dtype) {
+        rule.dtypes.push_back(*dtype);
+      }
     }
   }
   const YAML::Node block = YamlReader::field(spec, "block");

@@ -9,22 +9,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <shardwise/core/printable.hpp>
+
 namespace shardwise::st {
 
 namespace {
 
-std::string printable(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f)
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += ch;
-  }
-  return out;
-}
 
 // "1.5 GiB"-style size for the totals line; exact bytes are printed beside it.
 std::string human_bytes(std::uint64_t bytes) {

@@ -84,17 +84,17 @@ namespace {
 
 void compare_params(const output::Manifest& manifest, const plan::Plan& plan, Findings& findings) {
   const std::string file = output::kManifestFileName;
+  const std::map<std::string, std::string> recorded = output::param_texts(manifest, plan.param_choices);
   for (const auto& [name, value] : plan.params) {
-    const auto it = manifest.params.find(name);
+    const auto it = recorded.find(name);
     const std::string now = plan::param_value_text(plan, name, value);
-    if (it == manifest.params.end()) {
+    if (it == recorded.end()) {
       findings.add(file, fmt::format("parameter {} is {} now, but the manifest does not record it", name, now));
-    } else if (it->second != value) {
-      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, now,
-                                     plan::param_value_text(plan, name, it->second)));
+    } else if (it->second != now) {
+      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, now, it->second));
     }
   }
-  for (const auto& [name, value] : manifest.params) {
+  for (const auto& [name, value] : recorded) {
     if (plan.params.count(name) == 0) {
       findings.add(file, fmt::format("records parameter {}={}, which the rules do not have", name, value));
     }

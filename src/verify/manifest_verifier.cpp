@@ -160,6 +160,10 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
   }
   report.manifest_checked = true;
   Findings findings(file_order(*manifest));
+  // A manifest that lists part of the output vouches for nothing: the check reshard makes.
+  for (const std::string& problem : output::file_list_problems(*manifest)) {
+    findings.add(output::kManifestFileName, problem);
+  }
   std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
   add_side_files(*manifest, present, targets, findings);
   std::vector<std::string> ours = file_order(*manifest);

@@ -193,7 +193,7 @@ TEST_CASE("a rules file's parameters are flags of every command, listed by --hel
     }
     // Without -r: the default bundled rules' parameters, and no --group-size.
     const auto bundled = run_shardwise({command, "--help"});
-    CHECK_THAT(bundled.out, Catch::Contains("--n-experts UINT") && Catch::Contains("required by the bundled rules"));
+    CHECK_THAT(bundled.out, Catch::Contains("--n-experts UINT") && Catch::Contains("required by the default rules (deepseek-v4-w4a16)"));
     CHECK(bundled.out.find("--group-size UINT") == std::string::npos);
     // A file that cannot load: help all the same, saying why its parameters are missing.
     const auto broken = run_shardwise({command, "-r", "/nonexistent/my.yaml", "--help"});

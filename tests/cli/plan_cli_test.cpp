@@ -173,7 +173,7 @@ TEST_CASE("plan usage errors exit 2") {
       {{"-i", dir.str()}, "--model-parallel is required"},
       {{"-i", dir.str(), "-m", "2", "--n-expert", "2"},
        "unknown option --n-expert (did you mean '--n-experts'?): neither an option of `plan` nor a parameter of "
-       "the bundled rules"},
+       "the default rules (deepseek-v4-w4a16)"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summry"}, "unknown option --summry (did you mean '--summary'?)"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "two"}, "--n-experts 'two': expected a non-negative integer"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"}, "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
@@ -215,7 +215,7 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
     const auto help = run_command({shardwise_binary(), command, "--help"});
     CHECK(help.exit_code == 0);
     CHECK_THAT(help.out,
-               Catch::Contains("--n-experts UINT") && Catch::Contains("required by the bundled rules"));
+               Catch::Contains("--n-experts UINT") && Catch::Contains("required by the default rules (deepseek-v4-w4a16)"));
   }
   TempDir dir;
   generate_checkpoint(dir.path(), kCheckpoint);  // 2 experts per layer; n_experts=3 cannot be spread over 2

@@ -7,7 +7,9 @@
 
 namespace shardwise {
 
-// Installs the SIGINT/SIGTERM handlers once; later calls do nothing.
+// Installs the SIGINT/SIGTERM handlers once; later calls do nothing. A signal the process inherited
+// as ignored (SIG_IGN: `nohup`, background jobs of a script) is left ignored. The handler ends the
+// process by the signal itself, which shells report as 130 (SIGINT) or 143 (SIGTERM).
 void install_cleanup_handlers();
 void register_temp_file(const std::string& path);
 void unregister_temp_file(const std::string& path);

@@ -30,7 +30,9 @@ inline constexpr const char* kToolVersion = "shardwise 0.1.0";
 // manifests, still read, have no such list).
 // 3: what `reshard` needs: the rules' output file pattern and text, and per tensor its dtype,
 // shape and cut (version 1 and 2 manifests, still read, have none of it: docs/reshard.md).
-inline constexpr int kManifestVersion = 3;
+// 4: a choice parameter recorded by its word ("expert_dtype": "fp8"); older manifests, still
+// read, record its index (1).
+inline constexpr int kManifestVersion = 4;
 
 struct RulesIdentity {
   std::string name;        // the rules file's `name:`
@@ -92,7 +94,23 @@ struct Manifest {
   std::map<std::string, std::uint64_t> params;
   std::vector<ManifestOutput> outputs;  // in rank order
   std::vector<ManifestSideFile> side_files;
+  // Choice parameters by their word (`--expert-dtype fp8`: "fp8"), as the file records them since
+  // version 4; `params` holds the others (and, read from an older file, a choice's index).
+  std::map<std::string, std::string> choices{};
+  // Not written: the words of each choice parameter, from the plan, so that an older file's index
+  // reads as its word when compared (plan_changes).
+  std::map<std::string, std::vector<std::string>> choice_words{};
 };
+
+// Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the
+// others as numbers.
+void set_params(Manifest& manifest, const std::map<std::string, std::uint64_t>& values,
+                const std::map<std::string, std::vector<std::string>>& words);
+
+// Every parameter as text: a choice's word (an index of an older manifest translated with `words`
+// when they have it), a number in decimal.
+std::map<std::string, std::string> param_texts(const Manifest& manifest,
+                                               const std::map<std::string, std::vector<std::string>>& words);
 
 // XXH3-64 over every input file's name (without folder) and header bytes (length prefix and
 // JSON), in plan order: changes when the input's tensors, dtypes, shapes or layout change.
@@ -121,6 +139,13 @@ inline bool has_checksums(const Manifest& manifest, const ManifestSideFile& entr
   return manifest.complete || entry.finished;
 }
 
+// What makes a manifest's list of files unusable, one line each (empty: none): no output file; the
+// parameter mp missing, 0 or beyond plan::kMaxModelParallel; not exactly one entry per rank 0..mp-1
+// in rank order (a mirrored output, mp=1 and no file pattern: one entry per file, in order); a
+// file listed twice; with the rules' output file pattern, a rank file under another name. The
+// one check of `verify --manifest-only` and `reshard` (which refuses a manifest with any).
+std::vector<std::string> file_list_problems(const Manifest& manifest);
+
 // Reads `<folder>/shardwise-manifest.json`: nullopt when there is none; Error(input) naming the
 // path when it is not a valid manifest.
 std::optional<Manifest> read_manifest(const std::string& folder);
@@ -134,7 +159,8 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
 
 // What differs between the plans two manifests describe (rules, input headers, parameters), one
 // phrase each, e.g. "the parameter mp changed: 4 -> 8". Empty when the plans are the same, and so
-// are the bytes they write. With `shown`, a choice parameter's values are its words ("fp4 -> fp8").
+// are the bytes they write. Choices compare by their words ("fp4 -> fp8"), an older manifest's
+// index read with the words of `shown` or, without it, of `now` (Manifest::choice_words).
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now,
                                       const plan::Plan* shown = nullptr);
 

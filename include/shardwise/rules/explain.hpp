@@ -9,8 +9,11 @@
 
 namespace shardwise::rules {
 
-// `params` as given to decide() (resolve_params), with `mp` for the rank arithmetic.
+// `params` as given to decide() (resolve_params), with `mp` for the rank arithmetic. With the
+// Rules that decided, a tensor a transform consumes (Rules::consumer_of) is said to be consumed,
+// instead of given an output and a placement it never has.
 std::string explain_decision(const Decision& decision, const Params& params);
+std::string explain_decision(const Rules& rules, const Decision& decision, const Params& params);
 
 // A member as written in its layout: "SUFFIX [in/8, out] I32", "SUFFIX [in/128, out] F16|BF16 -> BF16".
 std::string describe_member(const LayoutMember& member);

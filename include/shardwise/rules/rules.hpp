@@ -203,6 +203,16 @@ class Rules {
   // (`shardwise rules check`).
   std::string summary() const;
 
+  // For `explain`: when the tensor `decision` places is the block scale a dequantization reads
+  // and does not write, that transform and its weight's output name. Found from the name alone:
+  // the transform's companion template inverted on decision.output (for `{stem}`, the weight's last
+  // name component tried from the words of the transform's pattern), the weight then decided.
+  struct Consumer {
+    const TransformRule* transform = nullptr;
+    std::string weight;
+  };
+  std::optional<Consumer> consumer_of(const Decision& decision, const Params& params) const;
+
   // The file's own `tests:` (not those of the files it extends), each decided with its mp and
   // parameters and compared with what it expects. Every failure is one line,
   // `FILE:LINE:COL: test 'NAME' (mp=4, ...): WHAT: expected X, the rules decide Y (deciding rule: ...)`.
