@@ -12,6 +12,7 @@
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 
 #include "convert/atomic_file.hpp"
 #include "convert/copy_engine.hpp"
@@ -63,11 +64,14 @@ std::uint64_t side_files_bytes(const plan::Plan& plan) {
   return total;
 }
 
-// Copies one side file byte for byte through a temporary name; returns its checksum.
+// Copies one side file byte for byte through a temporary name, no more readable than the file
+// itself; returns its checksum. The file opened must still be inside the input folder.
 ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name, const std::string& out_dir,
                                 const InputWatch& inputs, Progress& progress) {
   io::ReadOnlyFile in((std::filesystem::path(plan.input_root) / name).string());
+  check_inside_folder(plan.input_root, name, plan.outside_links, in.fd());
   AtomicFile out((std::filesystem::path(out_dir) / name).string());
+  out.narrow_mode(in.mode());
   progress.set_current(name);
   std::vector<std::byte> buffer(1u << 20);
   Hasher hasher;

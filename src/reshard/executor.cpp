@@ -16,6 +16,7 @@
 #include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 
 #include "convert/atomic_file.hpp"
 #include "convert/output_run.hpp"
@@ -40,6 +41,7 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   outline.params["mp"] = plan.model_parallel;
   outline.rules_name = plan.from_manifest.rules.name;
   outline.input_root = plan.from;
+  outline.outside_links = plan.outside_links;
   for (const OldFile& old : plan.old_files) {
     outline.input_files.push_back(old.path);
     outline.input_identities.push_back(old.identity);
@@ -215,11 +217,14 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
                                   refused, files.size()));
 }
 
-// Copies a side file through a temporary name, checking it against the old manifest's checksum.
+// Copies a side file through a temporary name (no more readable than the file itself), checking
+// it against the old manifest's checksum. The file opened must still be inside the old folder.
 convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder,
                                          const convert::InputWatch& watch, convert::Progress& progress) {
   io::ReadOnlyFile in((fs::path(plan.from) / name).string());
+  check_inside_folder(plan.from, name, plan.outside_links, in.fd());
   convert::AtomicFile out((fs::path(folder) / name).string());
+  out.narrow_mode(in.mode());
   progress.set_current(name);
   std::vector<std::byte> buffer(1u << 20);
   convert::Hasher hasher;
