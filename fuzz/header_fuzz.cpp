@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/safetensors/header.hpp>
 
 #include "safetensors/header_fast.hpp"
@@ -111,7 +112,10 @@ void parse_index_text(std::string_view text) {
   const auto chosen = outcome<WeightMap>([&] { return detail::parse_index(std::string(text), where); });
   const auto full = outcome<WeightMap>([&] { return detail::parse_index_full(std::string(text), where); });
   require(chosen.result.has_value() == full.result.has_value() && chosen.error == full.error);
-  if (chosen.result) require(content(*chosen.result) == content(*full.result));
+  if (!chosen.result) return;
+  require(content(*chosen.result) == content(*full.result));
+  // Every file an accepted index names is opened in the checkpoint's folder: one name, no path.
+  for (const std::string& file : chosen.result->files) require(shardwise::is_single_file_name(file));
 }
 
 }  // namespace

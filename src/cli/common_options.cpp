@@ -232,7 +232,13 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       fmt::format("rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
                   "file path (a value with a '/' or a .yaml/.yml ending)",
                   rules::default_rules_name()));
+  add_outside_links_option(command, options.allow_outside_links);
   add_param_options(command, options.params);
+}
+
+void add_outside_links_option(CLI::App& command, bool& allowed) {
+  command.add_flag("--allow-outside-links", allowed,
+                   "read input files (tensor files, the index, side files) that are links to files outside the input folder; refused by default, except a Hugging Face cache snapshot's links to its own blobs/");
 }
 
 void add_format_option(CLI::App& command, PlanningOptions& options) {
@@ -251,9 +257,10 @@ plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& opt
   if (!options.model_parallel && !rules.mirrors_input()) {
     throw Error(ErrorKind::usage, "--model-parallel is required");
   }
-  const st::Checkpoint checkpoint = st::Checkpoint::open(options.input);
+  const OutsideLinks links = outside_links(options.allow_outside_links);
+  const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
   // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
-  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params});
+  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
 }
 
 void add_plan_view_options(CLI::App& command, PlanViewOptions& view) {

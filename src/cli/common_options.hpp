@@ -54,9 +54,14 @@ struct PlanningOptions {
   std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
   ParamOptions params;                    // --NAME VALUE and --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)
+  bool allow_outside_links = false;       // --allow-outside-links
 };
 
-// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r and the rules parameters
+// Declares --allow-outside-links on `command`.
+void add_outside_links_option(CLI::App& command, bool& allowed);
+inline OutsideLinks outside_links(bool allowed) { return allowed ? OutsideLinks::allow : OutsideLinks::refuse; }
+
+// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --allow-outside-links and the rules parameters
 // (add_param_options) on `command`.
 void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.

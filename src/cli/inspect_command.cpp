@@ -9,6 +9,7 @@
 #include <shardwise/safetensors/inspect.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/common_options.hpp"
 
 namespace shardwise::cli {
 
@@ -17,10 +18,11 @@ namespace {
 struct InspectOptions {
   std::string path;
   std::string format = "text";
+  bool allow_outside_links = false;
 };
 
 int run_inspect(const InspectOptions& options) {
-  const auto checkpoint = st::Checkpoint::open(options.path);
+  const auto checkpoint = st::Checkpoint::open(options.path, outside_links(options.allow_outside_links));
   const auto format = options.format == "json" ? st::InspectFormat::json : st::InspectFormat::text;
   const std::string report = st::inspect_report(checkpoint, format);
   std::fwrite(report.data(), 1, report.size(), stdout);
@@ -44,6 +46,7 @@ void add_inspect_command(CLI::App& app, Action& action) {
                    "text: an aligned table; json: one object with a `tensors` list")
       ->check(CLI::IsMember({"text", "json"}))
       ->capture_default_str();
+  add_outside_links_option(*inspect, options->allow_outside_links);
   inspect->callback([&action, options] { action = [options] { return run_inspect(*options); }; });
 }
 

@@ -61,10 +61,12 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
     }
     // A dry run writes nothing: replicated copies are compared before its plan is printed.
     return reshard::plan_reshard(args.from, args.model_parallel,
-                                 args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written);
+                                 args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written,
+                                 outside_links(args.planning.allow_outside_links));
   }
   const rules::Rules rules = load_rules(args.planning);
-  return reshard::plan_reshard(args.from, args.model_parallel, rules, given_params(command, args.planning.params, rules));
+  return reshard::plan_reshard(args.from, args.model_parallel, rules, given_params(command, args.planning.params, rules),
+                               outside_links(args.planning.allow_outside_links));
 }
 
 int run_reshard(const CLI::App& command, const ReshardArgs& args) {
@@ -104,6 +106,7 @@ void add_reshard_command(CLI::App& app, Action& action) {
       "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
       "name or file), which must place every tensor name in its rank files as itself; with their parameters");
   add_param_options(*command, args->planning.params);
+  add_outside_links_option(*command, args->planning.allow_outside_links);
   add_run_options(
       *command, args->run,
       {"threads (default: one per hardware thread): files are written in parallel, and with threads to spare "

@@ -7,8 +7,20 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
+
+#include <shardwise/core/error.hpp>
 
 namespace shardwise::io {
+
+// Opens `path` read-only without blocking (a FIFO with no writer would hang an ordinary open) and
+// refuses anything but a regular file before a byte is read: Error(kind) naming it. Error(io) when
+// the OS refuses ("cannot open WHAT PATH: ..."). Returns the descriptor, the caller's to close.
+int open_regular_file(const std::string& path, ErrorKind kind, std::string_view what = {});
+// The whole of the regular file at `path` (open_regular_file), refused with Error(kind) when it
+// holds more than `max_bytes`: "PATH: WHAT is larger than MAX bytes" (WHAT: "rules file", ...).
+std::string read_regular_file(const std::string& path, std::uint64_t max_bytes, ErrorKind kind,
+                              std::string_view what);
 
 // Reads exactly `out.size()` bytes at `offset`; a file that ends early is an Error(input) (its
 // content is not what was planned: truncated, or changing), a failing read an Error(io).
@@ -31,10 +43,17 @@ void drop_cached(int fd, std::uint64_t offset, std::uint64_t length);
 // pages cannot all stay cached, so keeping them only costs reclaim and writeback stalls.
 bool exceeds_page_cache(std::uint64_t bytes);
 
-// An open read-only descriptor, closed on destruction.
+// Opens (and with O_CREAT in `flags`, creates) `path` in an output folder without following a link
+// in its last component and without blocking, and refuses anything but a regular file: a link or a
+// FIFO planted under a name the run writes would send its bytes elsewhere, or hang it. Error(io)
+// naming `path` (`what`: "the lock file", "a temporary file") and what is there instead.
+int open_in_output_folder(const std::string& path, int flags, unsigned mode, std::string_view what);
+
+// An open read-only descriptor on a regular file (open_regular_file: anything else is an
+// Error(input)), closed on destruction.
 class ReadOnlyFile {
  public:
-  explicit ReadOnlyFile(const std::string& path);
+  explicit ReadOnlyFile(const std::string& path, ErrorKind kind = ErrorKind::input, std::string_view what = {});
   ReadOnlyFile(ReadOnlyFile&& other) noexcept;
   ReadOnlyFile& operator=(ReadOnlyFile&&) = delete;
   ReadOnlyFile(const ReadOnlyFile&) = delete;
@@ -43,6 +62,8 @@ class ReadOnlyFile {
   int fd() const noexcept { return fd_; }
   const std::string& path() const noexcept { return path_; }
   std::uint64_t size() const;
+  // The permission bits (0777) of the file.
+  unsigned mode() const;
 
  private:
   std::string path_;

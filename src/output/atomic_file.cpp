@@ -1,6 +1,7 @@
 #include "output/atomic_file.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,6 +11,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
+#include "core/io.hpp"
+
 namespace shardwise::output {
 
 AtomicFile::AtomicFile(std::string final_path) : AtomicFile(final_path, st::temp_path_for(final_path)) {}
@@ -17,11 +20,11 @@ AtomicFile::AtomicFile(std::string final_path) : AtomicFile(final_path, st::temp
 AtomicFile::AtomicFile(std::string final_path, std::string temp_path)
     : final_path_(std::move(final_path)), temp_path_(std::move(temp_path)) {
   register_temp_file(temp_path_);
-  fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd_ < 0) {
-    const int error = errno;
+  try {
+    fd_ = io::open_in_output_folder(temp_path_, O_WRONLY | O_CREAT | O_TRUNC, 0644, "the temporary file");
+  } catch (...) {
     unregister_temp_file(temp_path_);
-    throw_os_error("cannot create", temp_path_, error);
+    throw;
   }
 }
 
@@ -31,6 +34,13 @@ AtomicFile::~AtomicFile() {
     ::unlink(temp_path_.c_str());
     unregister_temp_file(temp_path_);
   }
+}
+
+void AtomicFile::narrow_mode(unsigned source_mode) {
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0) throw_os_error("cannot stat", temp_path_, errno);
+  const auto mode = static_cast<mode_t>(st.st_mode & source_mode & 0777u);
+  if (mode != (st.st_mode & 0777u) && ::fchmod(fd_, mode) != 0) throw_os_error("cannot change the mode of", temp_path_, errno);
 }
 
 void AtomicFile::write(std::span<const std::byte> data) {

@@ -18,6 +18,9 @@ class AtomicFile {
   // Removes the temporary file unless commit() succeeded.
   ~AtomicFile();
 
+  // Narrows the file's permissions to those `source_mode` grants too: a copy is readable by no one
+  // its source is not readable by (created 0644 less the umask, it is never wider than that).
+  void narrow_mode(unsigned source_mode);
   // Appends `data`. Throws Error(io) naming the temporary path.
   void write(std::span<const std::byte> data);
   // Closes and renames into place.

@@ -15,6 +15,8 @@
 
 #include <shardwise/core/error.hpp>
 
+#include "core/io.hpp"
+
 namespace shardwise::output {
 
 namespace {
@@ -59,10 +61,11 @@ bool try_lock(int fd, const Range& range, const std::string& path) {
                                          path, std::strerror(error)));
 }
 
+// The path itself, not what a link there leads to: a link put in the lock file's place is not it.
 bool same_file(int fd, const std::string& path) {
   struct stat opened {};
   struct stat named {};
-  return ::fstat(fd, &opened) == 0 && ::stat(path.c_str(), &named) == 0 && opened.st_dev == named.st_dev &&
+  return ::fstat(fd, &opened) == 0 && ::lstat(path.c_str(), &named) == 0 && opened.st_dev == named.st_dev &&
          opened.st_ino == named.st_ino;
 }
 
@@ -95,8 +98,9 @@ FolderLock::FolderLock(const std::string& folder, std::span<const std::uint64_t>
     : path_((std::filesystem::path(folder) / kLockFileName).string()) {
   const std::vector<Range> ranges = ranges_of(ranks, whole);
   for (int attempt = 1;; ++attempt) {
-    const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw_os_error("cannot open the lock file", path_, errno);
+    // Not through a link: a link planted under its name would have the run write (and a refused
+    // run clear) someone else's file.
+    const int fd = io::open_in_output_folder(path_, O_RDWR | O_CREAT, 0644, "the lock file");
     std::optional<Range> conflict;
     try {
       for (const Range& range : ranges) {

@@ -14,6 +14,7 @@
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/safetensors/header.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
@@ -23,6 +24,14 @@
 namespace shardwise::output {
 
 using Json = nlohmann::ordered_json;
+
+namespace {
+
+// A manifest lists a line per tensor (100,000s in large checkpoints, ~150 bytes each): a gigabyte
+// is far beyond any, and bounds what a planted file can make a run read.
+constexpr std::uint64_t kMaxManifestBytes = 1'000'000'000;
+
+}  // namespace
 
 std::uint64_t input_headers_xxh3(const plan::Plan& plan) {
   Hasher hasher;
@@ -200,6 +209,14 @@ struct Reader {
     if (!value.is_array()) fail(fmt::format("\"{}\" is not a list", key));
     return value;
   }
+  // A name the folder's files are opened or written by: one file directly in the folder.
+  std::string file_name(const Json& object, const char* key, std::string_view what) const {
+    std::string name = text(object, key);
+    if (const std::string problem = file_name_problem(name); !problem.empty()) {
+      fail(fmt::format("{} {} is {}: the files it lists must be in its folder", what, Json(name).dump(), problem));
+    }
+    return name;
+  }
   std::string optional_text(const Json& object, const char* key) const {
     return object.is_object() && object.contains(key) ? text(object, key) : std::string();
   }
@@ -271,7 +288,7 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
     }
   }
   for (const Json& entry : r.array(json, "outputs")) {
-    ManifestOutput output{r.number(entry, "rank"), r.text(entry, "file"), 0, 0, {}};
+    ManifestOutput output{r.number(entry, "rank"), r.file_name(entry, "file", "output file"), 0, 0, {}};
     if (manifest.complete || entry.contains("xxh3")) {
       output.finished = !manifest.complete;
       output.bytes = r.number(entry, "bytes");
@@ -287,7 +304,7 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   for (const Json& entry : r.array(json, "side_files")) {
     const bool checksum = manifest.complete || entry.contains("xxh3");
     manifest.side_files.push_back(
-        {r.text(entry, "file"), checksum ? r.digest(entry, "xxh3") : 0, checksum && !manifest.complete});
+        {r.file_name(entry, "file", "side file"), checksum ? r.digest(entry, "xxh3") : 0, checksum && !manifest.complete});
   }
   return manifest;
 }
@@ -332,15 +349,11 @@ std::optional<Manifest> read_manifest(const std::string& folder) {
 }
 
 std::optional<Manifest> read_manifest_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec)) return std::nullopt;
-    throw Error(ErrorKind::io, fmt::format("cannot read {}", path));
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  const Json json = Json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::nullopt;
+  // A FIFO or device in its place is refused before it is read (it could block forever).
+  const std::string text = io::read_regular_file(path, kMaxManifestBytes, ErrorKind::input, "the manifest");
+  const Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
   return manifest_from_json(json, path);
 }

@@ -12,6 +12,7 @@
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
+#include <shardwise/core/paths.hpp>
 
 #include "core/io.hpp"
 #include "core/parallel.hpp"
@@ -195,7 +196,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
       const std::optional<std::uint64_t> expected = writer.side_file_xxh3 ? writer.side_file_xxh3(name) : std::nullopt;
-      run_manifest.record(copy_side_file(plan.input_root, name, out_dir, inputs, progress, expected));
+      run_manifest.record(copy_side_file(plan.input_root, name, out_dir, plan.outside_links, inputs, progress, expected));
     }
     for (const plan::GeneratedFile& file : plan.generated_files)
       run_manifest.record(write_generated_file(file, out_dir, inputs, progress));

@@ -29,16 +29,18 @@ struct Candidate {
 };
 
 // True when the file at `path` has `entry`'s size and whole-file XXH3. A missing file is simply
-// not kept; any other failure to read it is an Error(io).
+// not kept, nor is a link or anything but a regular file in its place (it is written again, over
+// it: never read through); any other failure to read it is an Error(io).
 bool matches_on_disk(const std::string& path, const ManifestOutput& entry, std::span<std::byte> buffer,
                      Progress& progress) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
-    if (errno == ENOENT) return false;
+    if (errno == ENOENT || errno == ELOOP) return false;
     throw_os_error("cannot open", path, errno);
   }
   struct stat st {};
-  const bool sized = ::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) == entry.bytes;
+  const bool sized = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                     static_cast<std::uint64_t>(st.st_size) == entry.bytes;
   bool same = false;
   try {
     same = sized && hash_file_range(fd, path, 0, entry.bytes, buffer) == entry.xxh3;

@@ -10,6 +10,7 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 
 #include "core/io.hpp"
@@ -18,9 +19,12 @@
 namespace shardwise::output {
 
 ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& name, const std::string& out_dir,
-                                const InputWatch& inputs, Progress& progress, std::optional<std::uint64_t> expected) {
+                                OutsideLinks links, const InputWatch& inputs, Progress& progress,
+                                std::optional<std::uint64_t> expected) {
   io::ReadOnlyFile in((std::filesystem::path(from_dir) / name).string());
+  check_inside_folder(from_dir, name, links, in.fd());
   AtomicFile out((std::filesystem::path(out_dir) / name).string());
+  out.narrow_mode(in.mode());
   progress.set_current(name);
   std::vector<std::byte> buffer(1u << 20);
   Hasher hasher;

@@ -133,6 +133,7 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
   }
   plan.rules_name = rules.display_name();
   plan.input_root = checkpoint.root();
+  plan.outside_links = options.outside_links;
   plan.input_files.reserve(checkpoint.files().size());
   for (const st::File& file : checkpoint.files()) {
     plan.input_files.push_back(std::filesystem::absolute(file.path()).lexically_normal().string());
@@ -204,10 +205,16 @@ std::vector<std::string> files_matching(const std::string& root, const std::stri
 }
 
 // Side files: each listed name present in the input folder, and every file a pattern matches; a
-// file named twice is copied once.
-void find_side_files(Plan& plan, const rules::Rules& rules) {
-  const auto add = [&plan](std::string name) {
+// file named twice is copied once. One that leads outside the folder is a problem (unless allowed).
+void find_side_files(Plan& plan, const rules::Rules& rules, Diagnostics& problems) {
+  const auto add = [&plan, &problems](std::string name) {
     if (std::find(plan.side_files.begin(), plan.side_files.end(), name) != plan.side_files.end()) return;
+    try {
+      check_inside_folder(plan.input_root, name, plan.outside_links);
+    } catch (const Error& e) {
+      problems.add(e.what());
+      return;
+    }
     const std::string path = (std::filesystem::path(plan.input_root) / name).string();
     const std::optional<FileIdentity> identity = identity_of_path(path);
     if (!identity) return;  // removed since it was listed
@@ -297,7 +304,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
   plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
-  find_side_files(plan, rules);
+  find_side_files(plan, rules, problems);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   problems.check(
       plan.naming == OutputNaming::mirror

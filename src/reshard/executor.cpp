@@ -17,6 +17,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/output_run.hpp>
+#include <shardwise/core/paths.hpp>
 
 #include "core/io.hpp"
 #include "core/parallel.hpp"
@@ -44,6 +45,7 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   outline.params["mp"] = plan.model_parallel;
   outline.rules_name = plan.from_manifest.rules.name;
   outline.input_root = plan.from;
+  outline.outside_links = plan.outside_links;
   for (const OldFile& old : plan.old_files) {
     outline.input_files.push_back(old.path);
     outline.input_identities.push_back(old.identity);

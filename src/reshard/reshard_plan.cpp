@@ -13,6 +13,7 @@
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
 
@@ -127,6 +128,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     std::optional<st::File> file;
     try {
       file.emplace(st::File::open(path));
+      check_inside_folder(plan.from, out.file, plan.outside_links, file->fd());
     } catch (const Error& e) {
       problems.add(e.what());
       continue;
@@ -321,7 +323,7 @@ namespace {
 
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
                       const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
-                      const std::string& manifest_name, CopyCheck copies) {
+                      const std::string& manifest_name, CopyCheck copies, OutsideLinks links) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));
@@ -331,6 +333,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   ReshardPlan plan;
   plan.from = fs::absolute(from).lexically_normal().string();
   plan.model_parallel = model_parallel;
+  plan.outside_links = links;
   std::optional<output::Manifest> manifest = manifest_of(plan.from);
   check_old_manifest(manifest, manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
                      plan.from_model_parallel);
@@ -348,6 +351,12 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
     if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
       problems.add(fmt::format("{}: side file missing", (fs::path(plan.from) / side.file).string()));
+    } else {
+      try {
+        check_inside_folder(plan.from, side.file, links);
+      } catch (const Error& e) {
+        problems.add(e.what());
+      }
     }
     plan.side_files.push_back(side.file);
   }
@@ -358,17 +367,18 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 
 }  // namespace
 
-ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies) {
+ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
+                         OutsideLinks links) {
   return plan_from(from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
-                   output::kManifestFileName, copies);
+                   output::kManifestFileName, copies, links);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
-                         const rules::Params& params) {
+                         const rules::Params& params, OutsideLinks links) {
   return plan_from(
       from, model_parallel,
       [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "",
-      CopyCheck::when_planned);
+      CopyCheck::when_planned, links);
 }
 
 }  // namespace shardwise::reshard

@@ -3,15 +3,15 @@
 #include "rules/extends.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 #include <yaml-cpp/depthguard.h>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/bundled.hpp>
+
+#include "core/io.hpp"
 
 namespace shardwise::rules::detail {
 
@@ -24,9 +24,15 @@ constexpr std::size_t kMaxRulesBytes = std::size_t{1} << 20;
 constexpr std::size_t kMaxChain = 8;
 constexpr std::string_view kBundledPrefix = "<bundled>/";
 
+// The document, or undefined after reporting why not: text that is not UTF-8 (yaml-cpp would take
+// it, and it would fail only when written into a manifest), a syntax error, or a tree that expands
+// beyond the limits once its aliases are (check_expanded_size).
 YAML::Node parse_yaml(std::string_view yaml, YamlReader& in) {
+  if (!check_utf8(yaml, in)) return YAML::Node(YAML::NodeType::Undefined);
   try {
-    return YAML::Load(std::string(yaml));
+    YAML::Node root = YAML::Load(std::string(yaml));
+    if (!check_expanded_size(root, in)) return YAML::Node(YAML::NodeType::Undefined);
+    return root;
   } catch (const YAML::DeepRecursion& e) {
     in.error(in.where(e.mark), "YAML nested too deeply (yaml-cpp's limit is 2000 levels)");
   } catch (const YAML::ParserException& e) {
@@ -81,18 +87,9 @@ std::unique_ptr<RulesSource> read_parent(RulesSource& child, const YAML::Node& n
 }  // namespace
 
 std::string read_rules_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) throw_os_error("cannot open rules file", path, errno);
-  // Read one byte past the limit, so an oversized file (or a pipe) is refused without reading it all.
-  std::string text(kMaxRulesBytes + 1, '\0');
-  file.read(text.data(), static_cast<std::streamsize>(text.size()));
-  if (file.bad()) throw_os_error("cannot read rules file", path, errno);
-  text.resize(static_cast<std::size_t>(file.gcount()));
-  if (text.size() > kMaxRulesBytes) {
-    throw Error(ErrorKind::rules,
-                fmt::format("{}: rules file is larger than {} bytes", path, kMaxRulesBytes));
-  }
-  return text;
+  // A FIFO or a device is refused before it is read (it could block, or never end), a larger file
+  // by its size.
+  return io::read_regular_file(path, kMaxRulesBytes, ErrorKind::rules, "rules file");
 }
 
 std::vector<std::unique_ptr<RulesSource>> read_extends_chain(std::string_view yaml,

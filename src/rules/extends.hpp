@@ -20,11 +20,11 @@ struct RulesSource {
                              // "<bundled>/x.yaml"
   std::string text;
   YamlReader reader;
-  YAML::Node root;  // undefined when the text is not YAML (already reported)
+  YAML::Node root;  // undefined when the text is not UTF-8 YAML within the limits (already reported)
 };
 
-// Reads the rules file at `path` (at most 1 MiB; a pipe or a larger file is refused without reading
-// it all). Throws Error(io) when the OS refuses, Error(rules) when it is too large.
+// Reads the rules file at `path` (at most 1 MiB). Throws Error(io) when the OS refuses, Error(rules)
+// when it is too large or not a regular file (a FIFO, a device, a folder: refused before reading).
 std::string read_rules_file(const std::string& path);
 
 // `yaml` and every file it extends, the file itself first, then its parent, then the parent's

@@ -8,6 +8,7 @@
 #include <shardwise/core/decimal.hpp>
 
 #include "rules/suggest.hpp"
+#include "safetensors/utf8.hpp"
 
 namespace shardwise::rules::detail {
 
@@ -134,6 +135,59 @@ std::optional<std::vector<std::string>> YamlReader::string_list(const YAML::Node
     if (auto value = string_value(item, "an entry of " + what)) values.push_back(std::move(*value));
   }
   return values;
+}
+
+bool check_utf8(std::string_view text, YamlReader& in) {
+  const std::size_t bad = st::detail::first_bad_byte(text);
+  if (bad == std::string_view::npos) return true;
+  // Lines and columns as an editor counts them: the text before `bad` is valid UTF-8, and a
+  // continuation byte takes no column.
+  const std::size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+  const std::size_t from = line_start == std::string_view::npos || bad == 0 ? 0 : line_start + 1;
+  const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(from), '\n') + 1;
+  const auto column = 1 + std::count_if(text.begin() + static_cast<std::ptrdiff_t>(from),
+                                        text.begin() + static_cast<std::ptrdiff_t>(bad),
+                                        [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+  const auto byte = static_cast<unsigned char>(text[bad]);
+  in.error(SourceLocation{in.file(), static_cast<int>(line), static_cast<int>(column)},
+           byte == 0 ? std::string("a NUL byte: a rules file is UTF-8 text")
+                     : fmt::format("byte 0x{:02x} is not UTF-8: a rules file is UTF-8 text (save it as UTF-8)", byte));
+  return false;
+}
+
+bool check_expanded_size(const YAML::Node& root, YamlReader& in) {
+  std::size_t nodes = 1;
+  std::size_t bytes = 0;
+  std::vector<YAML::Node> pending{root};  // never more than `nodes`
+  const auto count = [&](const YAML::Node& node) {
+    ++nodes;
+    if (node.IsScalar()) bytes += node.Scalar().size();
+    pending.push_back(node);
+    return nodes <= kMaxExpandedNodes && bytes <= kMaxExpandedBytes;
+  };
+  while (!pending.empty()) {
+    const YAML::Node node = pending.back();
+    pending.pop_back();
+    bool within = true;
+    if (node.IsSequence()) {
+      for (const YAML::Node& child : node) {
+        if (!(within = count(child))) break;
+      }
+    } else if (node.IsMap()) {
+      for (const auto& entry : node) {
+        if (!(within = count(entry.first) && count(entry.second))) break;
+      }
+    }
+    if (!within) {
+      in.error(node, fmt::format("the YAML expands to more than {} once its aliases (*name) are expanded: at most "
+                                 "{} nodes and {} bytes of text are accepted",
+                                 nodes > kMaxExpandedNodes ? fmt::format("{} nodes", kMaxExpandedNodes)
+                                                           : fmt::format("{} bytes", kMaxExpandedBytes),
+                                 kMaxExpandedNodes, kMaxExpandedBytes));
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace shardwise::rules::detail

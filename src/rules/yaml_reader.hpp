@@ -57,4 +57,18 @@ class YamlReader {
 
 std::string_view node_kind(const YAML::Node& node);
 
+// A rules file is UTF-8 text without NUL bytes: false after reporting the first byte that is not,
+// at its FILE:LINE:COL.
+bool check_utf8(std::string_view text, YamlReader& in);
+
+// Aliases (`*name`) repeat their anchor's node wherever they appear, so a small file can be a huge
+// tree (a megabyte of aliased 50 KB patterns is gigabytes); the loader walks, copies and compiles
+// the tree as expanded. False after reporting it when, aliases expanded, it holds more than
+// kMaxExpandedNodes nodes or kMaxExpandedBytes bytes of scalars. The walk stops at the limit, so
+// its own work is bounded too (an alias of its own anchor, which yaml-cpp builds as a cycle,
+// included).
+inline constexpr std::size_t kMaxExpandedNodes = 200'000;
+inline constexpr std::size_t kMaxExpandedBytes = std::size_t{4} << 20;
+bool check_expanded_size(const YAML::Node& root, YamlReader& in);
+
 }  // namespace shardwise::rules::detail

@@ -41,18 +41,20 @@ std::vector<std::string> list_safetensors(const fs::path& folder) {
   return names;
 }
 
-// Opens each named file of `folder`; malformed files are collected in `diag`, not thrown, so one
+// Opens each named file of `folder`; malformed files, and files that lead outside it, are collected in `diag`, not thrown, so one
 // run reports every broken file. Returns the files that opened. The files are parsed on two
 // threads (parsing headers is most of the time of planning); outcomes are then taken in name
 // order, so messages and the first non-input error are the same as a serial run's.
 std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
-                             Diagnostics& diag) {
+                             OutsideLinks links, Diagnostics& diag) {
   std::vector<std::optional<File>> opened(names.size());
   std::vector<std::exception_ptr> failed(names.size());
   const auto open_every = [&](std::size_t first) {
     for (std::size_t i = first; i < names.size(); i += 2) {
       try {
-        opened[i].emplace(File::open((folder / names[i]).string()));
+        File file = File::open((folder / names[i]).string());
+        check_inside_folder(folder.string(), names[i], links, file.fd());
+        opened[i].emplace(std::move(file));
       } catch (...) {
         failed[i] = std::current_exception();
       }
@@ -210,7 +212,7 @@ void check_index(const detail::WeightMap& map, const std::vector<std::string>& f
 
 }  // namespace
 
-Checkpoint Checkpoint::open(const std::string& path) {
+Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (ec) throw_os_error("cannot open", path, ec.value());
@@ -225,9 +227,10 @@ Checkpoint Checkpoint::open(const std::string& path) {
     const fs::path index = folder / kIndexName;
     Diagnostics diag(ErrorKind::input);
     if (fs::exists(index, ec)) {
+      check_inside_folder(path, std::string(kIndexName), links);
       // The index and the files must agree exactly: every problem is listed.
       const detail::WeightMap map = detail::read_index(index);
-      checkpoint.files_ = open_files(folder, files_named(map, folder, diag), diag);
+      checkpoint.files_ = open_files(folder, files_named(map, folder, diag), links, diag);
       const auto file_names = base_names(checkpoint.files_);
       const auto all = by_name(checkpoint.files_);
       check_index(map, file_names, all, diag);
@@ -241,7 +244,7 @@ Checkpoint Checkpoint::open(const std::string& path) {
       if (names.empty()) {
         throw Error(ErrorKind::input, fmt::format("{}: no *.safetensors files in this folder", path));
       }
-      checkpoint.files_ = open_files(folder, names, diag);
+      checkpoint.files_ = open_files(folder, names, links, diag);
       check_unique(base_names(checkpoint.files_), by_name(checkpoint.files_), diag);
       diag.check(fmt::format("{}: the checkpoint cannot be read", path));
     }

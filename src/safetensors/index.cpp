@@ -2,18 +2,18 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 
+#include "core/io.hpp"
 #include "safetensors/header_json.hpp"
 #include "safetensors/json_scan.hpp"
 #include "safetensors/name_order.hpp"
@@ -27,10 +27,6 @@ namespace fs = std::filesystem;
 
 constexpr std::uint64_t kMaxIndexBytes = 1'000'000'000;
 constexpr int kMaxIndexDepth = 64;
-
-bool is_plain_file_name(std::string_view name) {
-  return !name.empty() && name != "." && name != ".." && name.find('/') == std::string_view::npos;
-}
 
 // Sorts the files by name and renumbers the entries to match; then sorts the entries by name.
 // Returns false when a tensor is mapped twice.
@@ -98,7 +94,7 @@ class IndexReader {
     std::uint32_t last_id = 0;
     do {
       std::string_view tensor, file;
-      if (!in_.string(tensor) || !in_.consume(':') || !in_.string(file) || !is_plain_file_name(file))
+      if (!in_.string(tensor) || !in_.consume(':') || !in_.string(file) || !is_single_file_name(file))
         return false;
       if (map.tensors.empty() || file != last_file) {
         const auto [it, fresh] = file_ids.emplace(file, static_cast<std::uint32_t>(map.files.size()));
@@ -186,7 +182,7 @@ std::map<std::string, std::string> read_weight_map_full(const std::string& text,
     if (!file.is_string())
       throw refuse(fmt::format("weight_map: tensor {} maps to a non-string", quote_name(tensor)));
     const auto name = file.get<std::string>();
-    if (!is_plain_file_name(name)) {
+    if (!is_single_file_name(name)) {
       throw refuse(fmt::format("weight_map: tensor {} maps to {}, which is not a file name in the folder",
                                quote_name(tensor), quote_name(name)));
     }
@@ -195,18 +191,9 @@ std::map<std::string, std::string> read_weight_map_full(const std::string& text,
   return weight_map;
 }
 
+// A FIFO or device in the index's place is refused before it is read (it could block forever).
 std::string read_text(const fs::path& path) {
-  std::error_code ec;
-  const auto size = fs::file_size(path, ec);
-  if (ec) throw_os_error("cannot read", path.string(), ec.value());
-  if (size > kMaxIndexBytes) {
-    throw Error(ErrorKind::input, fmt::format("{}: {} bytes is too large for an index", path.string(), size));
-  }
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (!in) throw_os_error("cannot read", path.string(), errno);
-  return text.str();
+  return io::read_regular_file(path.string(), kMaxIndexBytes, ErrorKind::input, "the index");
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/header.hpp>
 
+#include "core/io.hpp"
 #include "safetensors/json_escape.hpp"
 
 namespace shardwise::st {
@@ -154,8 +155,7 @@ OutputFile OutputFile::create(const std::string& final_path, const FileLayout& l
   // Registered before it exists, so no signal can arrive between creation and registration.
   register_temp_file(file.temp_path_);
   file.registered_ = true;
-  file.fd_ = ::open(file.temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (file.fd_ < 0) throw_os_error("cannot create", file.temp_path_, errno);
+  file.fd_ = io::open_in_output_folder(file.temp_path_, O_WRONLY | O_CREAT | O_TRUNC, 0644, "the temporary file");
   file.size_ = layout.file_size;
 
   // Reserving the space up front turns a full disk into an error now, before hours of copying;

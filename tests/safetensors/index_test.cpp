@@ -125,6 +125,7 @@ TEST_CASE("malformed indexes get the full path's message") {
        "weight_map: tensor 'a' maps to '..', which is not a file name in the folder"},
       {R"({"weight_map":{"a":""}})",
        "weight_map: tensor 'a' maps to '', which is not a file name in the folder"},
+      {R"({"weight_map":{"a":"m.safetensors\u0000"}})", ""},  // the OS would open "m.safetensors"
       {R"({"weight_map":{"a":"m.safetensors","a":"m.safetensors"}})", "weight_map names tensor 'a' twice"},
       {R"({"weight_map":{"b":"m.safetensors","a":"m.safetensors","b":"n.safetensors"}})",
        "weight_map names tensor 'b' twice"},

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <shardwise/core/file_identity.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/plan/ranks.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
@@ -149,6 +150,9 @@ struct Plan {
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;          // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned
+  // Whether the input's files may lead outside input_root (--allow-outside-links): checked again
+  // when a side file is opened to be copied.
+  OutsideLinks outside_links = OutsideLinks::refuse;
   OutputNaming naming = OutputNaming::per_rank;
   std::vector<GeneratedFile> generated_files;   // mirror: the index, when the input has one
   std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once

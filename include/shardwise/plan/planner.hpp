@@ -21,6 +21,8 @@ inline constexpr std::uint64_t kMaxModelParallel = 4096;
 struct PlanOptions {
   std::uint64_t model_parallel = 1;
   rules::Params params;  // given on the command line; defaults come from the rules file
+  // A side file that leads outside the input folder is refused (Error(input)) unless allowed.
+  OutsideLinks outside_links = OutsideLinks::refuse;
 };
 
 // Every problem of the checkpoint (unmatched tensors, incomplete or duplicated packed groups,

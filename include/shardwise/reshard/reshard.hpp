@@ -85,6 +85,8 @@ struct ReshardPlan {
   std::vector<NewFile> outputs;        // one per new rank, in rank order
   std::vector<std::string> side_files;  // copied verbatim, checked against the old manifest
   std::uint64_t output_bytes = 0;       // tensor bytes of every new file
+  // Whether the old folder's files may lead outside it (--allow-outside-links).
+  OutsideLinks outside_links = OutsideLinks::refuse;
 };
 
 // When replicated copies are hashed and compared with the checksums the old manifest records:
@@ -96,15 +98,16 @@ enum class CopyCheck { when_planned, when_written };
 // Reads and checks the old folder (its manifest, every rank file's size and header, replicated
 // copies compared as `copies` says) and cuts every logical tensor for `model_parallel`. Every
 // problem found is reported in one Error(input) (Error(usage) for an mp out of range), as `plan` does.
+// A rank file or side file that leads outside the folder is one, unless `links` allows it.
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel,
-                         CopyCheck copies = CopyCheck::when_planned);
+                         CopyCheck copies = CopyCheck::when_planned, OutsideLinks links = OutsideLinks::refuse);
 // The same for a folder without a manifest (or whose manifest predates version 3; replicated
 // copies compared when planned, by the checksums derived from them): its rank files
 // are named by the rules' output pattern, and every tensor name in them is decided with `rules` and
 // `params` (which must place each name as itself, as the bundled W4A16 rules do for the reference
 // converter's outputs); Error(input) naming every tensor that cannot be placed and why.
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
-                         const rules::Params& params);
+                         const rules::Params& params, OutsideLinks links = OutsideLinks::refuse);
 
 // The plan as text: per new file, each tensor and the old pieces it is made of; narrowed as
 // `plan`'s views are (--rank: one new rank; --filter: an RE2 pattern searched in tensor names;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <shardwise/core/paths.hpp>
 #include <shardwise/safetensors/file.hpp>
 
 namespace shardwise::st {
@@ -19,8 +20,10 @@ class Checkpoint {
  public:
   // `path` is a .safetensors file or a folder. In a folder, the index (when present) must agree
   // exactly with the files: every problem is listed in one Error(input). Without an index, every
-  // `*.safetensors` is read, in name order. A tensor name in two files is an error.
-  static Checkpoint open(const std::string& path);
+  // `*.safetensors` is read, in name order. A tensor name in two files is an error. A file of the
+  // folder (or its index) that leads outside it is an error too, unless `links` allows it
+  // (core/paths.hpp: a Hugging Face cache's snapshot may lead to its blobs).
+  static Checkpoint open(const std::string& path, OutsideLinks links = OutsideLinks::refuse);
 
   const std::string& root() const noexcept { return root_; }  // the folder (or the file's folder)
   const std::vector<File>& files() const noexcept { return files_; }  // sorted by file name
