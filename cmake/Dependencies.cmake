@@ -2,9 +2,29 @@
 find_package(Threads REQUIRED)
 find_package(PkgConfig REQUIRED)
 find_package(fmt REQUIRED)
+if(SHARDWISE_STATIC)
+  # Debian ships libfmt as a shared library only: a static build compiles fmt's implementation from
+  # its headers into an archive (packaging/fmt_archive.cpp). The other objects keep the dynamic
+  # build's flags (FMT_SHARED), so ccache gives the static build the dynamic build's objects.
+  add_library(shardwise_fmt STATIC ${CMAKE_CURRENT_SOURCE_DIR}/packaging/fmt_archive.cpp)
+  target_compile_definitions(shardwise_fmt PUBLIC FMT_SHARED)
+  set(SHARDWISE_FMT shardwise_fmt)
+else()
+  set(SHARDWISE_FMT fmt::fmt)
+endif()
 find_package(yaml-cpp REQUIRED)
+if(SHARDWISE_STATIC)
+  # yaml-cpp's CMake package names its shared library; Debian's libyaml-cpp-dev has the archive too.
+  find_library(SHARDWISE_YAML_CPP_ARCHIVE libyaml-cpp.a REQUIRED)
+  set_target_properties(yaml-cpp PROPERTIES IMPORTED_LOCATION ${SHARDWISE_YAML_CPP_ARCHIVE}
+                                            IMPORTED_LOCATION_NONE ${SHARDWISE_YAML_CPP_ARCHIVE})
+endif()
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(CLI11 REQUIRED)
+if(SHARDWISE_STATIC)
+  # Only the .a archives: a static executable must not name a shared library.
+  set(CMAKE_FIND_LIBRARY_SUFFIXES .a)
+endif()
 pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
 pkg_check_modules(XXHASH REQUIRED IMPORTED_TARGET libxxhash)
 # libxxhash built with its x86 dispatcher (Debian's is) picks AVX2 or AVX-512 at run time, ~3x
