@@ -15,13 +15,13 @@ set(shell_dir ${CMAKE_CURRENT_BINARY_DIR}/share)
 if(generated_runnable)
   string(REPLACE ";" "|" emulator "${CMAKE_CROSSCOMPILING_EMULATOR}")
   add_custom_command(
-    OUTPUT ${shell_dir}/shardwise.1 ${shell_dir}/shardwise.bash ${shell_dir}/_shardwise
+    OUTPUT ${shell_dir}/shardwise.1.gz ${shell_dir}/shardwise.bash ${shell_dir}/_shardwise
     COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:shardwise_cli> -DEMULATOR=${emulator} -DDIR=${shell_dir}
             -P ${CMAKE_CURRENT_SOURCE_DIR}/cmake/generate_shell_files.cmake
     DEPENDS shardwise_cli ${CMAKE_CURRENT_SOURCE_DIR}/cmake/generate_shell_files.cmake
     COMMENT "Generating the man page and shell completion from the CLI"
     VERBATIM)
-  add_custom_target(shardwise_shell_files ALL DEPENDS ${shell_dir}/shardwise.1 ${shell_dir}/shardwise.bash
+  add_custom_target(shardwise_shell_files ALL DEPENDS ${shell_dir}/shardwise.1.gz ${shell_dir}/shardwise.bash
                                                       ${shell_dir}/_shardwise)
 endif()
 
@@ -37,7 +37,7 @@ set(SHARDWISE_BASH_COMPLETION_DIR ${CMAKE_INSTALL_DATADIR}/bash-completion/compl
 
 install(TARGETS shardwise_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 if(generated_runnable)
-  install(FILES ${shell_dir}/shardwise.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+  install(FILES ${shell_dir}/shardwise.1.gz DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
   install(FILES ${shell_dir}/shardwise.bash DESTINATION ${SHARDWISE_BASH_COMPLETION_DIR} RENAME shardwise)
   install(FILES ${shell_dir}/_shardwise DESTINATION ${SHARDWISE_ZSH_COMPLETION_DIR})
 endif()
@@ -59,7 +59,9 @@ model knowledge lives in YAML rules, with DeepSeek's converters bundled.")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)  # shardwise_VERSION_ARCH.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION utils)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # none for the static executable; libc, yaml-cpp... otherwise
+if(NOT SHARDWISE_STATIC)
+  set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)  # libc, yaml-cpp, RE2...: the static executable needs none
+endif()
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "bash-completion, man-db")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_GENERATOR DEB)

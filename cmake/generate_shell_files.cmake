@@ -1,5 +1,5 @@
 # Runs the built executable (through EMULATOR, '|'-separated, on a cross build) to write DIR/shardwise.1
-# (`shardwise man-page`), DIR/shardwise.bash and DIR/_shardwise (`shardwise completion bash|zsh`).
+# (`shardwise man-page`) and its gzip'd DIR/shardwise.1.gz (what is installed, as Debian's man pages are), DIR/shardwise.bash and DIR/_shardwise (`shardwise completion bash|zsh`).
 string(REPLACE "|" ";" run "${EMULATOR}")
 list(APPEND run ${EXE})
 file(MAKE_DIRECTORY ${DIR})
@@ -11,3 +11,5 @@ foreach(pair "man-page;shardwise.1" "completion;bash;shardwise.bash" "completion
   endif()
   file(RENAME ${DIR}/${out}.tmp ${DIR}/${out})
 endforeach()
+file(REMOVE ${DIR}/shardwise.1.gz)
+file(ARCHIVE_CREATE OUTPUT ${DIR}/shardwise.1.gz PATHS ${DIR}/shardwise.1 FORMAT raw COMPRESSION GZip)

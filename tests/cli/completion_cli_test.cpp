@@ -52,6 +52,7 @@ std::vector<std::string> listed_commands() {
   std::string line;
   std::getline(in, line);
   while (std::getline(in, line) && line.rfind("  ", 0) == 0) {
+    if (line.size() < 3 || line[2] == ' ') continue;  // a description's continuation
     std::istringstream words(line);
     std::string name;
     words >> name;
@@ -86,8 +87,10 @@ TEST_CASE("bash completion offers every command, then a command's options and th
   CHECK(completed("shardwise plan --format j") == "json");
   CHECK(completed("shardwise completion ") == "bash zsh");
   // --rules takes bundled names (and files, which compgen adds from the working directory).
-  const std::string rules = completed("shardwise plan -r deepseek-v3");
-  CHECK(rules.find("deepseek-v3 deepseek-v3.2") == 0);
+  const std::string rules = " " + completed("shardwise plan -r deepseek-v3") + " ";
+  CHECK(rules.find(" deepseek-v3 ") != std::string::npos);
+  CHECK(rules.find(" deepseek-v3.2 ") != std::string::npos);
+  CHECK(rules.find(" deepseek-v4 ") == std::string::npos);
 }
 
 TEST_CASE("zsh completion is one function over the same commands") {
