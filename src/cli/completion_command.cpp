@@ -172,6 +172,8 @@ std::string bash_script(const std::vector<CommandSpec>& commands) {
          "    COMPREPLY=($(compgen -W \"$subs\" -- \"$cur\"))\n"
          "  elif [[ -n $positionals ]]; then\n"
          "    compopt -o filenames; COMPREPLY=($(compgen -f -- \"$cur\"))\n"
+         "  else\n"
+         "    COMPREPLY=($(compgen -W \"$opts\" -- \"$cur\"))\n"
          "  fi\n"
          "}\n"
          "complete -F _shardwise shardwise\n";
@@ -227,6 +229,8 @@ std::string zsh_script(const std::vector<CommandSpec>& commands) {
          "    _describe -t commands command subs\n"
          "  elif [[ -n $positionals ]]; then\n"
          "    _files\n"
+         "  else\n"
+         "    _describe -t options option opts\n"
          "  fi\n"
          "}\n"
          "if [[ $funcstack[1] == _shardwise ]]; then _shardwise \"$@\"; else compdef _shardwise shardwise; fi\n";

@@ -86,6 +86,8 @@ TEST_CASE("bash completion offers every command, then a command's options and th
   CHECK(completed("shardwise --hf-ckpt") == "");  // an option of the commands, not of shardwise itself
   CHECK(completed("shardwise plan --format j") == "json");
   CHECK(completed("shardwise completion ") == "bash zsh");
+  CHECK(completed("shardwise rules list --h") == "--help");
+  CHECK(completed("shardwise convert -i in ").find("--save-path") != std::string::npos);  // no positionals: options
   // --rules takes bundled names (and files, which compgen adds from the working directory).
   const std::string rules = " " + completed("shardwise plan -r deepseek-v3") + " ";
   CHECK(rules.find(" deepseek-v3 ") != std::string::npos);
@@ -114,7 +116,7 @@ TEST_CASE("the man page holds every command's help, as roff that groff reads wit
   if (!std::filesystem::exists(groff)) return;  // groff-base comes with man-db
   TempDir dir;
   write_file(dir / "shardwise.1", page.out);
-  const auto r = run_command({groff, "-man", "-Tutf8", "-ww", "-z", (dir / "shardwise.1").string()});
+  const auto r = run_command({groff, "-k", "-man", "-Tutf8", "-ww", "-z", (dir / "shardwise.1").string()});
   CHECK(r.err == "");
   CHECK(r.exit_code == 0);
 }
