@@ -3,6 +3,7 @@
 // `action` to run it. main() owns parsing and the mapping of errors to exit codes.
 
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
@@ -25,5 +26,10 @@ void add_convert_command(CLI::App& app, Action& action);
 void add_verify_command(CLI::App& app, Action& action);
 void add_diff_command(CLI::App& app, Action& action);  // diff OLD.json NEW.json
 void add_reshard_command(CLI::App& app, Action& action);  // reshard --from DIR
+// completion bash|zsh, and the hidden man-page: both walk `app`, so they come after every command.
+void add_completion_commands(CLI::App& app, Action& action);
+
+// What `shardwise --version` prints: version, commit, build type, and the kernels this CPU runs.
+std::string version_text();
 
 }  // namespace shardwise::cli

@@ -18,7 +18,8 @@ int main(int argc, char** argv) {
       "Plan from headers alone, convert with bounded memory, verify the result.",
       "shardwise"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "shardwise 0.1.0");
+  app.set_version_flag("--version", shardwise::cli::version_text,
+                       "Print the version, commit, build and the kernels this CPU runs, and exit");
   app.footer("Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
              "5 I/O, 6 verification failed, 70 internal error, 130 interrupted (SIGINT; 143 for SIGTERM: the process ends by the signal, as shells "
              "report it).\nRun `shardwise COMMAND --help` for a command's options.");
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   shardwise::cli::add_verify_command(app, action);
   shardwise::cli::add_diff_command(app, action);
   shardwise::cli::add_param_flags();  // after the commands' own options, which they must not shadow
+  shardwise::cli::add_completion_commands(app, action);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,15 @@
+# Runs the built executable (through EMULATOR, '|'-separated, on a cross build) to write DIR/shardwise.1
+# (`shardwise man-page`) and its gzip'd DIR/shardwise.1.gz (what is installed, as Debian's man pages are), DIR/shardwise.bash and DIR/_shardwise (`shardwise completion bash|zsh`).
+string(REPLACE "|" ";" run "${EMULATOR}")
+list(APPEND run ${EXE})
+file(MAKE_DIRECTORY ${DIR})
+foreach(pair "man-page;shardwise.1" "completion;bash;shardwise.bash" "completion;zsh;_shardwise")
+  list(POP_BACK pair out)
+  execute_process(COMMAND ${run} ${pair} OUTPUT_FILE ${DIR}/${out}.tmp RESULT_VARIABLE failed)
+  if(failed)
+    message(FATAL_ERROR "`shardwise ${pair}` failed: ${failed}")
+  endif()
+  file(RENAME ${DIR}/${out}.tmp ${DIR}/${out})
+endforeach()
+file(REMOVE ${DIR}/shardwise.1.gz)
+file(ARCHIVE_CREATE OUTPUT ${DIR}/shardwise.1.gz PATHS ${DIR}/shardwise.1 FORMAT raw COMPRESSION GZip)
