@@ -1,0 +1,243 @@
+#include <shardwise/core/error.hpp>
+#include <shardwise/transform/dequantize_int.hpp>
+
+#include <array>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+// One output row at a time: the row's codes are unpacked from the packed words (strided reads down
+// a column of qweight for GPTQ, along a row of it for AWQ), then each code meets its group's zero
+// and scale. For 2- and 4-bit codes the row's answers for every (group, code) pair are computed
+// once (the very arithmetic of the rule) when that is cheaper than the row itself, and each element
+// is a table lookup; otherwise (8-bit codes, rows short beside their group count) each element is
+// computed. The tests run both.
+
+namespace shardwise::transform {
+
+namespace {
+
+// AWQ: column 8k + c of a row is nibble kAwqNibble[c] of word k (AutoAWQ's AWQ_REVERSE_ORDER).
+constexpr std::array<unsigned, 8> kAwqNibble = {0, 4, 1, 5, 2, 6, 3, 7};
+
+std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) noexcept { return a / b + (a % b != 0 ? 1 : 0); }
+
+const char* packing_name(IntPacking packing) noexcept {
+  switch (packing) {
+    case IntPacking::gptq: return "gptq";
+    case IntPacking::gptq_v2: return "gptq_v2";
+    case IntPacking::awq: return "awq";
+  }
+  return "?";
+}
+
+[[noreturn]] void fail(const IntQuant& quant, const std::string& what) {
+  throw Error(ErrorKind::input, fmt::format("dequantize_int: {} ({} {}-bit, in {}, out {}, groups {}, group size {})",
+                                            what, packing_name(quant.packing), quant.bits, quant.in, quant.out,
+                                            quant.groups, quant.group_size));
+}
+
+std::uint64_t checked_mul(const IntQuant& quant, std::uint64_t a, std::uint64_t b) {
+  std::uint64_t product = 0;
+  if (__builtin_mul_overflow(a, b, &product)) fail(quant, fmt::format("{} x {} overflows 64 bits", a, b));
+  return product;
+}
+
+void check_quant(const IntQuant& quant, bool has_g_idx) {
+  const bool awq = quant.packing == IntPacking::awq;
+  if (awq ? quant.bits != 4 : (quant.bits != 2 && quant.bits != 4 && quant.bits != 8)) {
+    fail(quant, awq ? "AWQ's GEMM layout has 4-bit codes only" : "GPTQ codes of 2, 4 or 8 bits only");
+  }
+  const unsigned per_word = 32 / quant.bits;
+  if (quant.in == 0 || quant.out == 0 || quant.groups == 0) fail(quant, "an empty weight or no groups");
+  if (quant.out % per_word != 0) fail(quant, fmt::format("out is not a multiple of {} codes per word", per_word));
+  if (!awq && quant.in % per_word != 0) fail(quant, fmt::format("in is not a multiple of {} codes per word", per_word));
+  if (quant.groups > quant.in) fail(quant, "more groups than input rows");
+  if (!has_g_idx && (quant.group_size == 0 || ceil_div(quant.in, quant.group_size) != quant.groups)) {
+    fail(quant, fmt::format("without g_idx the groups must be ceil(in / group size) = {}",
+                            quant.group_size == 0 ? 0 : ceil_div(quant.in, quant.group_size)));
+  }
+}
+
+std::uint32_t load_word(const std::byte* words, std::uint64_t index) noexcept {
+  std::uint32_t word;
+  std::memcpy(&word, words + 4 * index, 4);
+  return word;
+}
+
+// The group of each of the tile's input columns, from g_idx (checked) or i / group_size.
+std::vector<std::uint32_t> tile_groups(const IntQuantBand& band) {
+  const IntQuant& quant = band.quant;
+  std::vector<std::uint32_t> groups(band.tile.in_count);
+  for (std::uint64_t k = 0; k < band.tile.in_count; ++k) {
+    const std::uint64_t i = band.tile.in_begin + k;
+    if (band.g_idx.empty()) {
+      groups[k] = static_cast<std::uint32_t>(i / quant.group_size);
+      continue;
+    }
+    std::int64_t value = 0;
+    if (band.g_idx_dtype == st::DType::I64) {
+      std::memcpy(&value, band.g_idx.data() + 8 * k, 8);
+    } else {
+      std::int32_t narrow = 0;
+      std::memcpy(&narrow, band.g_idx.data() + 4 * k, 4);
+      value = narrow;
+    }
+    if (value < 0 || static_cast<std::uint64_t>(value) >= quant.groups) {
+      fail(quant, fmt::format("g_idx[{}] = {} is outside [0, {})", i, value, quant.groups));
+    }
+    groups[k] = static_cast<std::uint32_t>(value);
+  }
+  return groups;
+}
+
+void check_spans(const IntQuantBand& band, const IntTileSources& sources, const OutputFormat& format,
+                 std::size_t out_bytes) {
+  const IntQuant& quant = band.quant;
+  if (band.scale_dtype != st::DType::F16 && band.scale_dtype != st::DType::BF16 &&
+      band.scale_dtype != st::DType::F32) {
+    fail(quant, fmt::format("scale dtype {} is not F16, BF16 or F32", st::dtype_name(band.scale_dtype)));
+  }
+  if (!band.g_idx.empty() && band.g_idx_dtype != st::DType::I32 && band.g_idx_dtype != st::DType::I64) {
+    fail(quant, fmt::format("g_idx dtype {} is not I32 or I64", st::dtype_name(band.g_idx_dtype)));
+  }
+  if (format.dtype != st::DType::BF16 && format.dtype != st::DType::F16) {
+    fail(quant, fmt::format("output dtype {} is neither BF16 nor F16", st::dtype_name(format.dtype)));
+  }
+  const auto expect = [&](const char* what, std::size_t got, std::uint64_t want) {
+    if (got != want) {
+      fail(quant, fmt::format("{} holds {} bytes, not {} (tile out {}+{}, in {}+{})", what, got, want,
+                              band.tile.out_begin, band.tile.out_count, band.tile.in_begin, band.tile.in_count));
+    }
+  };
+  expect("qweight", band.qweight.size(),
+         checked_mul(quant, checked_mul(quant, sources.qweight_rows.size(), sources.qweight_cols.size()), 4));
+  expect("qzeros", band.qzeros.size(),
+         checked_mul(quant, checked_mul(quant, quant.groups, sources.qzeros_cols.size()), 4));
+  expect("scales", band.scales.size(),
+         checked_mul(quant, checked_mul(quant, quant.groups, sources.scales_cols.size()),
+                     st::dtype_bits(band.scale_dtype) / 8));
+  if (!band.g_idx.empty()) {
+    expect("g_idx", band.g_idx.size(), checked_mul(quant, sources.g_idx.size(), st::dtype_bits(band.g_idx_dtype) / 8));
+  }
+  expect("the output", out_bytes,
+         checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
+}
+
+// The codes of output row `o` (absolute) over the tile's input columns.
+void unpack_row(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t o,
+                std::vector<std::uint8_t>& codes) noexcept {
+  const unsigned bits = band.quant.bits;
+  const std::uint32_t mask = (1u << bits) - 1;
+  const std::uint64_t cols = sources.qweight_cols.size();
+  const std::byte* words = band.qweight.data();
+  if (band.quant.packing == IntPacking::awq) {
+    const unsigned shift = bits * kAwqNibble[o % 8];
+    const std::uint64_t col = o / 8 - sources.qweight_cols.begin;
+    for (std::uint64_t k = 0; k < codes.size(); ++k) {
+      codes[k] = static_cast<std::uint8_t>((load_word(words, k * cols + col) >> shift) & mask);
+    }
+    return;
+  }
+  const unsigned per_word = 32 / bits;
+  const std::uint64_t col = o - sources.qweight_cols.begin;
+  std::uint64_t i = band.tile.in_begin;
+  for (std::uint64_t k = 0; k < codes.size();) {
+    const std::uint32_t word = load_word(words, (i / per_word - sources.qweight_rows.begin) * cols + col);
+    for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < codes.size(); ++field, ++k, ++i) {
+      codes[k] = static_cast<std::uint8_t>((word >> (bits * field)) & mask);
+    }
+  }
+}
+
+// The zero point of group g, output column o (absolute).
+std::int32_t zero_at(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t g, std::uint64_t o) noexcept {
+  const unsigned bits = band.quant.bits;
+  const unsigned per_word = 32 / bits;
+  std::uint32_t word = load_word(band.qzeros.data(), g * sources.qzeros_cols.size() + o / per_word - sources.qzeros_cols.begin);
+  unsigned field = static_cast<unsigned>(o % per_word);
+  switch (band.quant.packing) {
+    case IntPacking::gptq:
+      // Every field + 1 as one 32-bit addition: a stored 2^bits - 1 (a true zero of 0) carries
+      // into the next field, which GPTQModel's v2 -> v1 subtraction borrowed from.
+      word += bits == 2 ? 0x55555555u : bits == 4 ? 0x11111111u : 0x01010101u;
+      break;
+    case IntPacking::gptq_v2:
+      break;
+    case IntPacking::awq:
+      field = kAwqNibble[o % 8];
+      break;
+  }
+  return static_cast<std::int32_t>((word >> (bits * field)) & ((1u << bits) - 1));
+}
+
+void store(std::byte* out, std::uint16_t value) noexcept { std::memcpy(out, &value, 2); }
+
+}  // namespace
+
+IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool has_g_idx) {
+  check_quant(quant, has_g_idx);
+  if (tile.out_count == 0 || tile.in_count == 0 || tile.out_begin > quant.out ||
+      quant.out - tile.out_begin < tile.out_count || tile.in_begin > quant.in ||
+      quant.in - tile.in_begin < tile.in_count) {
+    fail(quant, fmt::format("tile out {}+{}, in {}+{} is empty or leaves the weight", tile.out_begin, tile.out_count,
+                            tile.in_begin, tile.in_count));
+  }
+  const std::uint64_t per_word = 32 / quant.bits;
+  const std::uint64_t out_end = tile.out_begin + tile.out_count;
+  const std::uint64_t in_end = tile.in_begin + tile.in_count;
+  IntTileSources sources;
+  if (quant.packing == IntPacking::awq) {
+    sources.qweight_rows = {tile.in_begin, in_end};
+    sources.qweight_cols = {tile.out_begin / 8, ceil_div(out_end, 8)};
+  } else {
+    sources.qweight_rows = {tile.in_begin / per_word, ceil_div(in_end, per_word)};
+    sources.qweight_cols = {tile.out_begin, out_end};
+  }
+  sources.qzeros_cols = {tile.out_begin / per_word, ceil_div(out_end, per_word)};
+  sources.scales_cols = {tile.out_begin, out_end};
+  if (has_g_idx) sources.g_idx = {tile.in_begin, in_end};
+  return sources;
+}
+
+void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out) {
+  const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.g_idx.empty());
+  check_spans(band, sources, format, out.size());
+  const std::vector<std::uint32_t> groups = tile_groups(band);
+  const std::uint64_t group_count = band.quant.groups;
+  const std::uint64_t levels = std::uint64_t{1} << band.quant.bits;
+  const std::uint64_t in_count = band.tile.in_count;
+  const bool lookup = band.quant.bits <= 4 && group_count * levels * 2 <= in_count;
+  std::vector<std::uint8_t> codes(in_count);
+  std::vector<std::int32_t> zeros(group_count);
+  std::vector<float> scales(group_count);
+  std::vector<std::uint16_t> table(lookup ? group_count * levels : 0);
+  for (std::uint64_t row = 0; row < band.tile.out_count; ++row) {
+    const std::uint64_t o = band.tile.out_begin + row;
+    unpack_row(band, sources, o, codes);
+    for (std::uint64_t g = 0; g < group_count; ++g) {
+      zeros[g] = zero_at(band, sources, g, o);
+      scales[g] = scale_to_f32(band.scales.data(), band.scale_dtype, g * band.tile.out_count + row);
+    }
+    std::byte* out_row = out.data() + 2 * row * in_count;
+    if (lookup) {
+      for (std::uint64_t g = 0; g < group_count; ++g) {
+        for (std::uint64_t q = 0; q < levels; ++q) {
+          const auto d = static_cast<float>(static_cast<std::int32_t>(q) - zeros[g]);
+          table[g * levels + q] = round_to_output(d * scales[g], format);
+        }
+      }
+      for (std::uint64_t k = 0; k < in_count; ++k) store(out_row + 2 * k, table[groups[k] * levels + codes[k]]);
+    } else {
+      for (std::uint64_t k = 0; k < in_count; ++k) {
+        const std::uint32_t g = groups[k];
+        const auto d = static_cast<float>(static_cast<std::int32_t>(codes[k]) - zeros[g]);
+        store(out_row + 2 * k, round_to_output(d * scales[g], format));
+      }
+    }
+  }
+}
+
+}  // namespace shardwise::transform
