@@ -1,6 +1,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/transform/dequantize_int.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <string>
@@ -126,27 +127,32 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
          checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
 }
 
-// The codes of output row `o` (absolute) over the tile's input columns.
-void unpack_row(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t o,
-                std::vector<std::uint8_t>& codes) noexcept {
+// The codes of `count` output rows from `o` (absolute) over the tile's input columns, row r at
+// codes[r * in_count]. For AWQ the rows share their words' column (o / 8 is the same for all), so
+// each word is loaded once for all of them; for GPTQ `count` is 1 and each word holds 32/b codes.
+void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t o, std::uint64_t count,
+                 std::vector<std::uint8_t>& codes) noexcept {
   const unsigned bits = band.quant.bits;
   const std::uint32_t mask = (1u << bits) - 1;
   const std::uint64_t cols = sources.qweight_cols.size();
+  const std::uint64_t in_count = band.tile.in_count;
   const std::byte* words = band.qweight.data();
   if (band.quant.packing == IntPacking::awq) {
-    const unsigned shift = bits * kAwqNibble[o % 8];
+    std::array<unsigned, 8> shifts{};
+    for (std::uint64_t r = 0; r < count; ++r) shifts[r] = bits * kAwqNibble[(o + r) % 8];
     const std::uint64_t col = o / 8 - sources.qweight_cols.begin;
-    for (std::uint64_t k = 0; k < codes.size(); ++k) {
-      codes[k] = static_cast<std::uint8_t>((load_word(words, k * cols + col) >> shift) & mask);
+    for (std::uint64_t k = 0; k < in_count; ++k) {
+      const std::uint32_t word = load_word(words, k * cols + col);
+      for (std::uint64_t r = 0; r < count; ++r) codes[r * in_count + k] = static_cast<std::uint8_t>((word >> shifts[r]) & mask);
     }
     return;
   }
   const unsigned per_word = 32 / bits;
   const std::uint64_t col = o - sources.qweight_cols.begin;
   std::uint64_t i = band.tile.in_begin;
-  for (std::uint64_t k = 0; k < codes.size();) {
+  for (std::uint64_t k = 0; k < in_count;) {
     const std::uint32_t word = load_word(words, (i / per_word - sources.qweight_rows.begin) * cols + col);
-    for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < codes.size(); ++field, ++k, ++i) {
+    for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < in_count; ++field, ++k, ++i) {
       codes[k] = static_cast<std::uint8_t>((word >> (bits * field)) & mask);
     }
   }
@@ -202,41 +208,77 @@ IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool
   return sources;
 }
 
-void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out) {
-  const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.g_idx.empty());
-  check_spans(band, sources, format, out.size());
-  const std::vector<std::uint32_t> groups = tile_groups(band);
-  const std::uint64_t group_count = band.quant.groups;
-  const std::uint64_t levels = std::uint64_t{1} << band.quant.bits;
-  const std::uint64_t in_count = band.tile.in_count;
-  const bool lookup = band.quant.bits <= 4 && group_count * levels * 2 <= in_count;
-  std::vector<std::uint8_t> codes(in_count);
-  std::vector<std::int32_t> zeros(group_count);
-  std::vector<float> scales(group_count);
-  std::vector<std::uint16_t> table(lookup ? group_count * levels : 0);
-  for (std::uint64_t row = 0; row < band.tile.out_count; ++row) {
-    const std::uint64_t o = band.tile.out_begin + row;
-    unpack_row(band, sources, o, codes);
+namespace {
+
+// The per-row work of dequantize_int, with its buffers reused from row to row.
+class RowDequantizer {
+ public:
+  RowDequantizer(const IntQuantBand& band, const IntTileSources& sources, const OutputFormat& format)
+      : band_(band), sources_(sources), format_(format), groups_(tile_groups(band)),
+        levels_(std::uint64_t{1} << band.quant.bits),
+        lookup_(band.quant.bits <= 4 && band.quant.groups * levels_ * 2 <= band.tile.in_count),
+        zeros_(band.quant.groups), scales_(band.quant.groups), table_(lookup_ ? band.quant.groups * levels_ : 0) {}
+
+  // Output row `row` of the tile from its codes. The loops read locals only: `out_row` is bytes,
+  // which may alias anything, so members would be reloaded after every store.
+  void run(std::uint64_t row, const std::uint8_t* codes, std::byte* out_row) {
+    const std::uint64_t o = band_.tile.out_begin + row;
+    const std::uint64_t group_count = band_.quant.groups, levels = levels_, in_count = band_.tile.in_count;
+    std::int32_t* zeros = zeros_.data();
+    float* scales = scales_.data();
+    const std::uint32_t* groups = groups_.data();
     for (std::uint64_t g = 0; g < group_count; ++g) {
-      zeros[g] = zero_at(band, sources, g, o);
-      scales[g] = scale_to_f32(band.scales.data(), band.scale_dtype, g * band.tile.out_count + row);
+      zeros[g] = zero_at(band_, sources_, g, o);
+      scales[g] = scale_to_f32(band_.scales.data(), band_.scale_dtype, g * band_.tile.out_count + row);
     }
-    std::byte* out_row = out.data() + 2 * row * in_count;
-    if (lookup) {
-      for (std::uint64_t g = 0; g < group_count; ++g) {
-        for (std::uint64_t q = 0; q < levels; ++q) {
-          const auto d = static_cast<float>(static_cast<std::int32_t>(q) - zeros[g]);
-          table[g * levels + q] = round_to_output(d * scales[g], format);
-        }
-      }
-      for (std::uint64_t k = 0; k < in_count; ++k) store(out_row + 2 * k, table[groups[k] * levels + codes[k]]);
-    } else {
+    const OutputFormat format = format_;
+    if (!lookup_) {
       for (std::uint64_t k = 0; k < in_count; ++k) {
         const std::uint32_t g = groups[k];
         const auto d = static_cast<float>(static_cast<std::int32_t>(codes[k]) - zeros[g]);
         store(out_row + 2 * k, round_to_output(d * scales[g], format));
       }
+      return;
     }
+    std::uint16_t* table = table_.data();
+    for (std::uint64_t g = 0; g < group_count; ++g) {
+      for (std::uint64_t q = 0; q < levels; ++q) {
+        const auto d = static_cast<float>(static_cast<std::int32_t>(q) - zeros[g]);
+        table[g * levels + q] = round_to_output(d * scales[g], format);
+      }
+    }
+    for (std::uint64_t k = 0; k < in_count; ++k) store(out_row + 2 * k, table[groups[k] * levels + codes[k]]);
+  }
+
+ private:
+  const IntQuantBand& band_;
+  const IntTileSources& sources_;
+  const OutputFormat& format_;
+  const std::vector<std::uint32_t> groups_;
+  const std::uint64_t levels_;
+  const bool lookup_;
+  std::vector<std::int32_t> zeros_;
+  std::vector<float> scales_;
+  std::vector<std::uint16_t> table_;
+};
+
+}  // namespace
+
+void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out) {
+  const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.g_idx.empty());
+  check_spans(band, sources, format, out.size());
+  RowDequantizer dequantizer(band, sources, format);
+  const bool awq = band.quant.packing == IntPacking::awq;
+  const std::uint64_t in_count = band.tile.in_count;
+  std::vector<std::uint8_t> codes((awq ? 8 : 1) * in_count);
+  for (std::uint64_t row = 0; row < band.tile.out_count;) {
+    const std::uint64_t o = band.tile.out_begin + row;
+    const std::uint64_t count = awq ? std::min<std::uint64_t>(8 - o % 8, band.tile.out_count - row) : 1;
+    unpack_rows(band, sources, o, count, codes);
+    for (std::uint64_t r = 0; r < count; ++r) {
+      dequantizer.run(row + r, codes.data() + r * in_count, out.data() + 2 * (row + r) * in_count);
+    }
+    row += count;
   }
 }
 
