@@ -94,7 +94,7 @@ Packed pack(const Logical& w) {
     std::memcpy(p.scales.data(), w.scale.data(), p.scales.size());
   }
   p.g_idx.resize(4 * w.g_idx.size());
-  std::memcpy(p.g_idx.data(), w.g_idx.data(), p.g_idx.size());
+  if (!w.g_idx.empty()) std::memcpy(p.g_idx.data(), w.g_idx.data(), p.g_idx.size());
   return p;
 }
 
