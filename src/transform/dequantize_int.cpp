@@ -48,7 +48,7 @@ std::uint64_t checked_mul(const IntQuant& quant, std::uint64_t a, std::uint64_t 
   return product;
 }
 
-void check_quant(const IntQuant& quant, bool has_g_idx) {
+void check_quant(const IntQuant& quant, bool has_group_index) {
   const bool awq = quant.packing == IntPacking::awq;
   if (awq ? quant.bits != 4 : (quant.bits != 2 && quant.bits != 4 && quant.bits != 8)) {
     fail(quant, awq ? "AWQ's GEMM layout has 4-bit codes only" : "GPTQ codes of 2, 4 or 8 bits only");
@@ -58,8 +58,8 @@ void check_quant(const IntQuant& quant, bool has_g_idx) {
   if (quant.out % per_word != 0) fail(quant, fmt::format("out is not a multiple of {} codes per word", per_word));
   if (!awq && quant.in % per_word != 0) fail(quant, fmt::format("in is not a multiple of {} codes per word", per_word));
   if (quant.groups > quant.in) fail(quant, "more groups than input rows");
-  if (!has_g_idx && (quant.group_size == 0 || ceil_div(quant.in, quant.group_size) != quant.groups)) {
-    fail(quant, fmt::format("without g_idx the groups must be ceil(in / group size) = {}",
+  if (!has_group_index && (quant.group_size == 0 || ceil_div(quant.in, quant.group_size) != quant.groups)) {
+    fail(quant, fmt::format("without a group index the groups must be ceil(in / group size) = {}",
                             quant.group_size == 0 ? 0 : ceil_div(quant.in, quant.group_size)));
   }
 }
@@ -76,20 +76,20 @@ std::vector<std::uint32_t> tile_groups(const IntQuantBand& band) {
   std::vector<std::uint32_t> groups(band.tile.in_count);
   for (std::uint64_t k = 0; k < band.tile.in_count; ++k) {
     const std::uint64_t i = band.tile.in_begin + k;
-    if (band.g_idx.empty()) {
+    if (band.group_index.empty()) {
       groups[k] = static_cast<std::uint32_t>(i / quant.group_size);
       continue;
     }
     std::int64_t value = 0;
-    if (band.g_idx_dtype == st::DType::I64) {
-      std::memcpy(&value, band.g_idx.data() + 8 * k, 8);
+    if (band.group_index_dtype == st::DType::I64) {
+      std::memcpy(&value, band.group_index.data() + 8 * k, 8);
     } else {
       std::int32_t narrow = 0;
-      std::memcpy(&narrow, band.g_idx.data() + 4 * k, 4);
+      std::memcpy(&narrow, band.group_index.data() + 4 * k, 4);
       value = narrow;
     }
     if (value < 0 || static_cast<std::uint64_t>(value) >= quant.groups) {
-      fail(quant, fmt::format("g_idx[{}] = {} is outside [0, {})", i, value, quant.groups));
+      fail(quant, fmt::format("group index {} of input row {} is outside [0, {})", value, i, quant.groups));
     }
     groups[k] = static_cast<std::uint32_t>(value);
   }
@@ -103,8 +103,8 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
       band.scale_dtype != st::DType::F32) {
     fail(quant, fmt::format("scale dtype {} is not F16, BF16 or F32", st::dtype_name(band.scale_dtype)));
   }
-  if (!band.g_idx.empty() && band.g_idx_dtype != st::DType::I32 && band.g_idx_dtype != st::DType::I64) {
-    fail(quant, fmt::format("g_idx dtype {} is not I32 or I64", st::dtype_name(band.g_idx_dtype)));
+  if (!band.group_index.empty() && band.group_index_dtype != st::DType::I32 && band.group_index_dtype != st::DType::I64) {
+    fail(quant, fmt::format("group index dtype {} is not I32 or I64", st::dtype_name(band.group_index_dtype)));
   }
   if (format.dtype != st::DType::BF16 && format.dtype != st::DType::F16) {
     fail(quant, fmt::format("output dtype {} is neither BF16 nor F16", st::dtype_name(format.dtype)));
@@ -115,15 +115,15 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
                               band.tile.out_begin, band.tile.out_count, band.tile.in_begin, band.tile.in_count));
     }
   };
-  expect("qweight", band.qweight.size(),
-         checked_mul(quant, checked_mul(quant, sources.qweight_rows.size(), sources.qweight_cols.size()), 4));
-  expect("qzeros", band.qzeros.size(),
-         checked_mul(quant, checked_mul(quant, quant.groups, sources.qzeros_cols.size()), 4));
+  expect("the packed codes", band.packed_codes.size(),
+         checked_mul(quant, checked_mul(quant, sources.codes_rows.size(), sources.codes_cols.size()), 4));
+  expect("the packed zeros", band.packed_zeros.size(),
+         checked_mul(quant, checked_mul(quant, quant.groups, sources.zeros_cols.size()), 4));
   expect("scales", band.scales.size(),
          checked_mul(quant, checked_mul(quant, quant.groups, sources.scales_cols.size()),
                      st::dtype_bits(band.scale_dtype) / 8));
-  if (!band.g_idx.empty()) {
-    expect("g_idx", band.g_idx.size(), checked_mul(quant, sources.g_idx.size(), st::dtype_bits(band.g_idx_dtype) / 8));
+  if (!band.group_index.empty()) {
+    expect("the group index", band.group_index.size(), checked_mul(quant, sources.group_index.size(), st::dtype_bits(band.group_index_dtype) / 8));
   }
   expect("the output", out_bytes,
          checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
@@ -136,13 +136,13 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
                  std::vector<std::uint8_t>& codes) noexcept {
   const unsigned bits = band.quant.bits;
   const std::uint32_t mask = (1u << bits) - 1;
-  const std::uint64_t cols = sources.qweight_cols.size();
+  const std::uint64_t cols = sources.codes_cols.size();
   const std::uint64_t in_count = band.tile.in_count;
-  const std::byte* words = band.qweight.data();
+  const std::byte* words = band.packed_codes.data();
   if (band.quant.packing == IntPacking::awq) {
     std::array<unsigned, 8> shifts{};
     for (std::uint64_t r = 0; r < count; ++r) shifts[r] = bits * kAwqNibble[(o + r) % 8];
-    const std::uint64_t col = o / 8 - sources.qweight_cols.begin;
+    const std::uint64_t col = o / 8 - sources.codes_cols.begin;
     for (std::uint64_t k = 0; k < in_count; ++k) {
       const std::uint32_t word = load_word(words, k * cols + col);
       for (std::uint64_t r = 0; r < count; ++r) codes[r * in_count + k] = static_cast<std::uint8_t>((word >> shifts[r]) & mask);
@@ -150,10 +150,10 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
     return;
   }
   const unsigned per_word = 32 / bits;
-  const std::uint64_t col = o - sources.qweight_cols.begin;
+  const std::uint64_t col = o - sources.codes_cols.begin;
   std::uint64_t i = band.tile.in_begin;
   for (std::uint64_t k = 0; k < in_count;) {
-    const std::uint32_t word = load_word(words, (i / per_word - sources.qweight_rows.begin) * cols + col);
+    const std::uint32_t word = load_word(words, (i / per_word - sources.codes_rows.begin) * cols + col);
     for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < in_count; ++field, ++k, ++i) {
       codes[k] = static_cast<std::uint8_t>((word >> (bits * field)) & mask);
     }
@@ -164,7 +164,7 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
 std::int32_t zero_at(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t g, std::uint64_t o) noexcept {
   const unsigned bits = band.quant.bits;
   const unsigned per_word = 32 / bits;
-  std::uint32_t word = load_word(band.qzeros.data(), g * sources.qzeros_cols.size() + o / per_word - sources.qzeros_cols.begin);
+  std::uint32_t word = load_word(band.packed_zeros.data(), g * sources.zeros_cols.size() + o / per_word - sources.zeros_cols.begin);
   unsigned field = static_cast<unsigned>(o % per_word);
   switch (band.quant.packing) {
     case IntPacking::gptq:
@@ -185,8 +185,8 @@ void store(std::byte* out, std::uint16_t value) noexcept { std::memcpy(out, &val
 
 }  // namespace
 
-IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool has_g_idx) {
-  check_quant(quant, has_g_idx);
+IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool has_group_index) {
+  check_quant(quant, has_group_index);
   if (tile.out_count == 0 || tile.in_count == 0 || tile.out_begin > quant.out ||
       quant.out - tile.out_begin < tile.out_count || tile.in_begin > quant.in ||
       quant.in - tile.in_begin < tile.in_count) {
@@ -198,15 +198,15 @@ IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool
   const std::uint64_t in_end = tile.in_begin + tile.in_count;
   IntTileSources sources;
   if (quant.packing == IntPacking::awq) {
-    sources.qweight_rows = {tile.in_begin, in_end};
-    sources.qweight_cols = {tile.out_begin / 8, ceil_div(out_end, 8)};
+    sources.codes_rows = {tile.in_begin, in_end};
+    sources.codes_cols = {tile.out_begin / 8, ceil_div(out_end, 8)};
   } else {
-    sources.qweight_rows = {tile.in_begin / per_word, ceil_div(in_end, per_word)};
-    sources.qweight_cols = {tile.out_begin, out_end};
+    sources.codes_rows = {tile.in_begin / per_word, ceil_div(in_end, per_word)};
+    sources.codes_cols = {tile.out_begin, out_end};
   }
-  sources.qzeros_cols = {tile.out_begin / per_word, ceil_div(out_end, per_word)};
+  sources.zeros_cols = {tile.out_begin / per_word, ceil_div(out_end, per_word)};
   sources.scales_cols = {tile.out_begin, out_end};
-  if (has_g_idx) sources.g_idx = {tile.in_begin, in_end};
+  if (has_group_index) sources.group_index = {tile.in_begin, in_end};
   return sources;
 }
 
@@ -291,7 +291,7 @@ class RowDequantizer {
 }  // namespace
 
 void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out) {
-  const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.g_idx.empty());
+  const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.group_index.empty());
   check_spans(band, sources, format, out.size());
   RowDequantizer dequantizer(band, sources, format);
   const bool awq = band.quant.packing == IntPacking::awq;

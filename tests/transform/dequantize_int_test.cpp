@@ -110,11 +110,11 @@ std::vector<std::byte> run_whole(const Logical& w, const Packed& p, const Output
   IntQuantBand band;
   band.quant = w.quant();
   band.tile = {0, w.out, 0, w.in};
-  band.qweight = p.qweight;
-  band.qzeros = p.qzeros;
+  band.packed_codes = p.qweight;
+  band.packed_zeros = p.qzeros;
   band.scales = p.scales;
   band.scale_dtype = w.scale_dtype;
-  band.g_idx = p.g_idx;
+  band.group_index = p.g_idx;
   std::vector<std::byte> out(2 * w.out * w.in);
   dequantize_int(band, format, out);
   return out;
@@ -357,11 +357,11 @@ TEST_CASE("int_tile_sources: the slices a tile reads") {
     const IntTileSources s = int_tile_sources({c.packing, c.bits, 256, 64, 2, 128}, c.tile, true);
     const auto same = [](IndexRange a, IndexRange b) { return a.begin == b.begin && a.end == b.end; };
     INFO("tile out " << c.tile.out_begin << "+" << c.tile.out_count << " in " << c.tile.in_begin << "+" << c.tile.in_count);
-    CHECK(same(s.qweight_rows, c.want.qweight_rows));
-    CHECK(same(s.qweight_cols, c.want.qweight_cols));
-    CHECK(same(s.qzeros_cols, c.want.qzeros_cols));
+    CHECK(same(s.codes_rows, c.want.codes_rows));
+    CHECK(same(s.codes_cols, c.want.codes_cols));
+    CHECK(same(s.zeros_cols, c.want.zeros_cols));
     CHECK(same(s.scales_cols, c.want.scales_cols));
-    CHECK(same(s.g_idx, c.want.g_idx));
+    CHECK(same(s.group_index, c.want.group_index));
   }
 }
 
@@ -407,11 +407,11 @@ TEST_CASE("dequantize_int: tiles of any bounds give the whole weight's values") 
         IntQuantBand band;
         band.quant = w.quant();
         band.tile = tile;
-        const std::vector<std::byte> qweight = slice(p.qweight, awq ? w.out / 8 : w.out, 4, s.qweight_rows, s.qweight_cols);
-        const std::vector<std::byte> qzeros = slice(p.qzeros, w.out / 8, 4, {0, w.groups}, s.qzeros_cols);
+        const std::vector<std::byte> qweight = slice(p.qweight, awq ? w.out / 8 : w.out, 4, s.codes_rows, s.codes_cols);
+        const std::vector<std::byte> qzeros = slice(p.qzeros, w.out / 8, 4, {0, w.groups}, s.zeros_cols);
         const std::vector<std::byte> scales = slice(p.scales, w.out, 2, {0, w.groups}, s.scales_cols);
-        const std::vector<std::byte> g_idx = w.g_idx.empty() ? std::vector<std::byte>{} : slice(p.g_idx, w.in, 4, {0, 1}, s.g_idx);
-        band.qweight = qweight, band.qzeros = qzeros, band.scales = scales, band.g_idx = g_idx;
+        const std::vector<std::byte> g_idx = w.g_idx.empty() ? std::vector<std::byte>{} : slice(p.g_idx, w.in, 4, {0, 1}, s.group_index);
+        band.packed_codes = qweight, band.packed_zeros = qzeros, band.scales = scales, band.group_index = g_idx;
         std::vector<std::byte> out(2 * tile.out_count * tile.in_count);
         dequantize_int(band, kBf16, out);
         std::size_t mismatches = 0;
@@ -445,9 +445,9 @@ TEST_CASE("dequantize_int: bad shapes, spans and g_idx values are refused with t
   IntQuantBand band;
   band.quant = w.quant();
   band.tile = {0, w.out, 0, w.in};
-  band.qweight = p.qweight, band.qzeros = p.qzeros, band.scales = p.scales, band.g_idx = p.g_idx;
+  band.packed_codes = p.qweight, band.packed_zeros = p.qzeros, band.scales = p.scales, band.group_index = p.g_idx;
   const std::size_t out_bytes = 2 * w.out * w.in;
-  CHECK(message(band, out_bytes) == "dequantize_int: g_idx[17] = 2 is outside [0, 2) (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
+  CHECK(message(band, out_bytes) == "dequantize_int: group index 2 of input row 17 is outside [0, 2) (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
   IntQuantBand short_scales = band;
   short_scales.scales = std::span(p.scales).first(10);
   CHECK(message(short_scales, out_bytes) ==
@@ -463,10 +463,10 @@ TEST_CASE("dequantize_int: bad shapes, spans and g_idx values are refused with t
   CHECK(message(awq8, out_bytes) ==
         "dequantize_int: AWQ's GEMM layout has 4-bit codes only (awq 8-bit, in 32, out 16, groups 2, group size 16)");
   IntQuantBand no_g_idx = band;
-  no_g_idx.g_idx = {};
+  no_g_idx.group_index = {};
   no_g_idx.quant.group_size = 8;
   CHECK(message(no_g_idx, out_bytes) ==
-        "dequantize_int: without g_idx the groups must be ceil(in / group size) = 4 (gptq 4-bit, in 32, out 16, groups 2, group size 8)");
+        "dequantize_int: without a group index the groups must be ceil(in / group size) = 4 (gptq 4-bit, in 32, out 16, groups 2, group size 8)");
   IntQuantBand outside = band;
   outside.tile = {10, 7, 0, 32};
   CHECK(message(outside, out_bytes) ==

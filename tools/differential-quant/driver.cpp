@@ -63,19 +63,19 @@ int run_int(char** argv) {
   const auto g_idx = has_g_idx ? read_all(argv[14]) : std::vector<std::byte>{};
   const bool awq = quant.packing == IntPacking::awq;
   const std::uint64_t per_word = 32 / quant.bits;
-  const std::uint64_t qweight_rows = awq ? quant.in : quant.in / per_word, qweight_cols = awq ? quant.out / 8 : quant.out;
+  const std::uint64_t codes_rows = awq ? quant.in : quant.in / per_word, codes_cols = awq ? quant.out / 8 : quant.out;
   std::vector<std::byte> out(2 * quant.out * quant.in);
   for (std::uint64_t first = 0; first < quant.out; first += band_rows) {
     const IntTile tile{first, std::min(band_rows, quant.out - first), 0, quant.in};
     const IntTileSources s = int_tile_sources(quant, tile, has_g_idx);
-    const auto band_qweight = columns(qweight, qweight_cols, 4, s.qweight_rows, s.qweight_cols);
-    const auto band_qzeros = columns(qzeros, quant.out / per_word, 4, {0, quant.groups}, s.qzeros_cols);
+    const auto band_qweight = columns(qweight, codes_cols, 4, s.codes_rows, s.codes_cols);
+    const auto band_qzeros = columns(qzeros, quant.out / per_word, 4, {0, quant.groups}, s.zeros_cols);
     const auto band_scales = columns(scales, quant.out, st::dtype_bits(scale_dtype) / 8, {0, quant.groups}, s.scales_cols);
     IntQuantBand band{quant, tile, band_qweight, band_qzeros, band_scales, scale_dtype, g_idx,
                       g_idx.size() == 8 * quant.in ? st::DType::I64 : st::DType::I32};
     dequantize_int(band, format, std::span(out).subspan(2 * first * quant.in, 2 * tile.out_count * quant.in));
   }
-  (void)qweight_rows;
+  (void)codes_rows;
   write_all(argv[15], out);
   return 0;
 }

@@ -70,35 +70,35 @@ struct IndexRange {
   std::uint64_t size() const noexcept { return end - begin; }
 };
 
-// The slices of the stored members a tile reads: qweight[qweight_rows, qweight_cols],
-// qzeros[all G rows, qzeros_cols], scales[all G rows, scales_cols], g_idx[g_idx]. Dimensions are
+// The slices of the stored members a tile reads: qweight[codes_rows, codes_cols],
+// qzeros[all G rows, zeros_cols], scales[all G rows, scales_cols], g_idx[g_idx]. Dimensions are
 // the stored ones (qweight's rows are packed words for GPTQ, its columns for AWQ).
 struct IntTileSources {
-  IndexRange qweight_rows;
-  IndexRange qweight_cols;
-  IndexRange qzeros_cols;
+  IndexRange codes_rows;
+  IndexRange codes_cols;
+  IndexRange zeros_cols;
   IndexRange scales_cols;
-  IndexRange g_idx;
+  IndexRange group_index;
 };
 // Throws Error(input) when the quantisation's shape is not one of the table above (bits, packing,
 // `out` not a whole number of words, groups not ceil(in / group_size) without g_idx) or the tile is
 // empty or leaves the weight.
-IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool has_g_idx);
+IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool has_group_index);
 
 struct IntQuantBand {
   IntQuant quant;
   IntTile tile;
-  std::span<const std::byte> qweight;  // the slices int_tile_sources names, row-major
-  std::span<const std::byte> qzeros;
+  std::span<const std::byte> packed_codes;  // qweight: the slices int_tile_sources names, row-major
+  std::span<const std::byte> packed_zeros;  // qzeros
   std::span<const std::byte> scales;
   st::DType scale_dtype = st::DType::F16;  // F16, BF16 or F32
-  std::span<const std::byte> g_idx;        // empty: no act-order
-  st::DType g_idx_dtype = st::DType::I32;  // I32 or I64
+  std::span<const std::byte> group_index;  // g_idx; empty: no act-order
+  st::DType group_index_dtype = st::DType::I32;  // I32 or I64
 };
 
 // Writes `out`: tile.out_count x tile.in_count values of `format`. Throws Error(input) naming the
-// numbers when a span's size is not its slice's, a dtype is not one handled, or a g_idx value lies
-// outside [0, G). IEEE throughout: q = z gives a zero with the scale's sign, q < z with a scale of
+// numbers when a span's size is not its slice's, a dtype is not one handled, or a group index
+// (g_idx value) lies outside [0, G). IEEE throughout: q = z gives a zero with the scale's sign, q < z with a scale of
 // +0 gives -0, NaN scales NaN, infinite ones NaN (q = z) or +-inf.
 void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out);
 
