@@ -3,6 +3,7 @@
 #include <bit>
 
 #include "transform/formats.hpp"
+#include "transform/rounding.hpp"
 
 // Transcriptions of PyTorch's c10 conversions (c10/util/Float8_e4m3fn.h, Float8_e8m0fnu-inl.h,
 // BFloat16.h), which DeepSeek's converters run on CPU; the comments give the consequences that the
@@ -91,12 +92,8 @@ std::uint8_t f32_to_e8m0(float value) noexcept {
   return static_cast<std::uint8_t>(exponent + (round_up ? 1u : 0u));
 }
 
-// Round to nearest even by adding 0x7FFF plus the lowest kept bit (a carry correctly bumps the
-// exponent, up to infinity); NaN is the caller's choice of bits.
 std::uint16_t f32_to_bf16(float value, std::uint16_t nan_bits) noexcept {
-  const std::uint32_t bits = bits_of(value);
-  const auto rounded = static_cast<std::uint16_t>((bits + 0x7FFFu + ((bits >> 16) & 1u)) >> 16);
-  return (bits & 0x7FFFFFFFu) > 0x7F800000u ? nan_bits : rounded;
+  return detail::round_bf16(value, nan_bits);
 }
 
 }  // namespace shardwise::transform

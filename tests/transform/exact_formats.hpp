@@ -96,4 +96,45 @@ inline float product(float a, float b) {
   return static_cast<float>(static_cast<long double>(a) * static_cast<long double>(b));
 }
 
+// F16 bits from the definition: 1 sign, 5 exponent (bias 15), 10 mantissa; exponent 0 subnormal
+// (m * 2^-24), exponent 31 infinity (m = 0) or NaN.
+inline float f16_value(std::uint16_t bits) {
+  const int exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
+  const float sign = (bits & 0x8000) != 0 ? -1.0f : 1.0f;
+  if (exponent == 31) return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
+  return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, exponent - 15);
+}
+
+// BF16 bits from the definition: 1 sign, 8 exponent (bias 127), 7 mantissa.
+inline float bf16_value(std::uint16_t bits) {
+  const int exponent = (bits >> 7) & 0xFF, mantissa = bits & 0x7F;
+  const float sign = (bits & 0x8000) != 0 ? -1.0f : 1.0f;
+  if (exponent == 255) return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
+  if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -133);
+  return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 128.0f, exponent - 127);
+}
+
+// F16 of a float: the nearest of the finite F16 values (searched over the positive codes, compared
+// exactly in double), ties to the even code; from 65520 on (half-way to 2^16) infinity; NaN ->
+// 0x7E00; the sign kept (also on values that round to 0).
+inline std::uint16_t round_to_f16(float value) {
+  if (std::isnan(value)) return 0x7E00;
+  const std::uint16_t sign = std::signbit(value) ? 0x8000 : 0x0000;
+  const double magnitude = std::fabs(static_cast<double>(value));
+  const auto grid = [](unsigned code) {  // 0x7C00: 2^16, where rounding goes to infinity
+    return code == 0x7C00 ? 65536.0 : static_cast<double>(f16_value(static_cast<std::uint16_t>(code)));
+  };
+  if (magnitude >= 65520.0) return sign | 0x7C00;
+  unsigned low = 0, high = 0x7C00;  // grid(low) <= magnitude < grid(high)
+  while (high - low > 1) {
+    const unsigned middle_code = (low + high) / 2;
+    (grid(middle_code) <= magnitude ? low : high) = middle_code;
+  }
+  if (grid(low) == magnitude) return static_cast<std::uint16_t>(sign | low);
+  const double middle = (grid(low) + grid(high)) / 2;
+  const unsigned code = magnitude < middle ? low : magnitude > middle ? high : (low % 2 == 0 ? low : high);
+  return static_cast<std::uint16_t>(sign | code);
+}
+
 }  // namespace shardwise::test::exact
