@@ -89,7 +89,7 @@ TEST_CASE("hf_shard_file_names: model.safetensors alone, else model-0000K-of-000
   CHECK(hf_shard_file_names(123456).back() == "model-123456-of-123456.safetensors");
 }
 
-TEST_CASE("natural_name_less: digit runs by value, then the shorter; text bytewise") {
+TEST_CASE("natural_name_less: digit runs by value, then the shorter, text bytewise") {
   // Python: sorted(names, key=natural_key) of quant_ref.py.
   const std::vector<std::string> sorted = {
       "", "0", "00", "7", "007", "Z9", "a", "a1", "a1b", "a01b", "a10", "ab", "b", "lm_head.weight",
