@@ -7,8 +7,9 @@ namespace shardwise::packaging {
 
 XXH64_hash_t xxh3_64bits_avx2(const void* input, size_t length) { return XXH3_64bits(input, length); }
 
-XXH_errorcode xxh3_64bits_update_avx2(XXH3_state_t* state, const void* input, size_t length) {
-  return XXH3_64bits_update(state, input, length);
+// The state as void*: XXH_INLINE_ALL renames the state's struct in this file (same layout).
+int xxh3_64bits_update_avx2(void* state, const void* input, size_t length) {
+  return XXH3_64bits_update(static_cast<XXH3_state_t*>(state), input, length);
 }
 
 }  // namespace shardwise::packaging

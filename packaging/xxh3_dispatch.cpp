@@ -10,7 +10,7 @@
 
 namespace shardwise::packaging {
 XXH64_hash_t xxh3_64bits_avx2(const void* input, size_t length);
-XXH_errorcode xxh3_64bits_update_avx2(XXH3_state_t* state, const void* input, size_t length);
+int xxh3_64bits_update_avx2(void* state, const void* input, size_t length);
 }  // namespace shardwise::packaging
 
 namespace {
@@ -30,7 +30,7 @@ XXH64_hash_t XXH3_64bits_dispatch(const void* input, size_t length) {
 }
 
 XXH_errorcode XXH3_64bits_update_dispatch(XXH3_state_t* state, const void* input, size_t length) {
-  return has_avx2() ? shardwise::packaging::xxh3_64bits_update_avx2(state, input, length)
+  return has_avx2() ? static_cast<XXH_errorcode>(shardwise::packaging::xxh3_64bits_update_avx2(state, input, length))
                     : XXH3_64bits_update(state, input, length);
 }
 
