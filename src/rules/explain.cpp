@@ -143,7 +143,7 @@ std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, cons
     const TransformRule& rule = r.transforms[i];
     if (rule.kind != TransformRule::Kind::dequantize || rule.lookup != TransformRule::Lookup::output) continue;
     const std::vector<std::string> words = pattern_words(r.transform_matcher.pattern(i).pattern());
-    for (const std::string& weight : weights_named_by(rule.companion, decision.output, words)) {
+    for (const std::string& weight : weights_named_by(rule.companion.text(), decision.output, words)) {
       if (weight == decision.output) continue;
       const Decision w = decide(weight, params, Trail::omit);
       if (w.kind == Decision::Kind::place && w.transform == &rule && w.output == weight) {
