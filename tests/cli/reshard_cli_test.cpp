@@ -533,7 +533,7 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
     fs::create_directories(dir / "in");
     write_file(dir / "in" / ("m(.*)+" + std::string(60, '1') + "y.st"), "");
     // `timeout`: a backtracking matcher would take years; the limit only turns that into a failure.
-    const auto r = run_command({"timeout", "120", shardwise::test::shardwise_binary(), "reshard", "--from",
+    const auto r = run_command({"/usr/bin/timeout", "120", shardwise::test::shardwise_binary(), "reshard", "--from",
                                 (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
                                 (dir / "crafted.yaml").string(), "-q"});
     CHECK(r.exit_code == 4);
