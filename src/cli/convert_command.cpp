@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/convert/converter.hpp>
-#include <shardwise/convert/work_share.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/work_share.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
@@ -32,7 +32,7 @@ struct ConvertArgs {
   std::optional<std::string> ranks;
   bool distributed = false;
   unsigned manifest_wait = 0;
-  convert::PageCache page_cache = convert::PageCache::automatic;
+  output::PageCache page_cache = output::PageCache::automatic;
 };
 
 int run_convert(const CLI::App& command, const ConvertArgs& args) {
@@ -41,9 +41,9 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   // Without --model-parallel (rules that mirror the input), the ranks are output files, checked
   // against their count once planned.
   if (args.ranks)
-    ranks = convert::parse_rank_list(*args.ranks, args.planning.model_parallel.value_or(plan::kMaxModelParallel));
-  std::optional<convert::Launch> launch;
-  if (args.distributed) launch = convert::launch_from_environment();
+    ranks = output::parse_rank_list(*args.ranks, args.planning.model_parallel.value_or(plan::kMaxModelParallel));
+  std::optional<output::Launch> launch;
+  if (args.distributed) launch = output::launch_from_environment();
   const rules::Rules rules = load_rules(args.planning);
   const plan::Plan plan = plan_from_options(command, args.planning, rules);
   if (args.dry_run) {
@@ -51,18 +51,18 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
     return 0;
   }
   convert::ConvertOptions options;
-  options.output_dir = args.output;
-  options.threads = args.threads;
-  options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
-  options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
-  options.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
-  options.resume = args.resume ? convert::Resume::keep_finished : convert::Resume::no;
-  options.ranks = ranks;
-  options.launch = launch;
-  options.manifest_wait = std::chrono::seconds(args.manifest_wait);
-  options.page_cache = args.page_cache;
+  options.run.output_dir = args.output;
+  options.run.threads = args.threads;
+  options.run.progress = args.quiet ? output::ProgressMode::quiet : output::ProgressMode::automatic;
+  options.run.overwrite = args.force ? output::Overwrite::force : output::Overwrite::refuse_foreign;
+  options.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
+  options.run.resume = args.resume ? output::Resume::keep_finished : output::Resume::no;
+  options.run.ranks = ranks;
+  options.run.launch = launch;
+  options.run.manifest_wait = std::chrono::seconds(args.manifest_wait);
+  options.run.page_cache = args.page_cache;
   const convert::ConvertSummary summary = convert::convert_plan(plan, options);
-  if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
+  if (!args.quiet) fmt::print(stderr, "{}\n", output::format_summary(summary));
   return 0;
 }
 

@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/work_share.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/work_share.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
 #include "cli/commands.hpp"
@@ -34,7 +34,7 @@ struct ReshardArgs {
   std::optional<std::string> ranks;
   bool distributed = false;
   unsigned manifest_wait = 0;
-  convert::PageCache page_cache = convert::PageCache::automatic;
+  output::PageCache page_cache = output::PageCache::automatic;
   PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
 };
 
@@ -70,9 +70,9 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
 int run_reshard(const CLI::App& command, const ReshardArgs& args) {
   // Usage errors first, before the old folder is read.
   std::optional<std::vector<std::uint64_t>> ranks;
-  if (args.ranks) ranks = convert::parse_rank_list(*args.ranks, args.model_parallel);
-  std::optional<convert::Launch> launch;
-  if (args.distributed) launch = convert::launch_from_environment();
+  if (args.ranks) ranks = output::parse_rank_list(*args.ranks, args.model_parallel);
+  std::optional<output::Launch> launch;
+  if (args.distributed) launch = output::launch_from_environment();
   const reshard::ReshardPlan plan = plan_of(command, args);
   if (args.dry_run) {
     print_reshard_plan(plan, args);
@@ -81,15 +81,15 @@ int run_reshard(const CLI::App& command, const ReshardArgs& args) {
   reshard::ReshardOptions options;
   options.output_dir = args.output;
   options.threads = args.threads;
-  options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
-  options.overwrite = args.force ? convert::Overwrite::force : convert::Overwrite::refuse_foreign;
-  options.resume = args.resume ? convert::Resume::keep_finished : convert::Resume::no;
+  options.progress = args.quiet ? output::ProgressMode::quiet : output::ProgressMode::automatic;
+  options.overwrite = args.force ? output::Overwrite::force : output::Overwrite::refuse_foreign;
+  options.resume = args.resume ? output::Resume::keep_finished : output::Resume::no;
   options.ranks = ranks;
   options.launch = launch;
   options.manifest_wait = std::chrono::seconds(args.manifest_wait);
   options.page_cache = args.page_cache;
   const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
-  if (!args.quiet) fmt::print(stderr, "{}\n", convert::format_summary(summary));
+  if (!args.quiet) fmt::print(stderr, "{}\n", output::format_summary(summary));
   return 0;
 }
 

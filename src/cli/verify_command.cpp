@@ -23,7 +23,7 @@ struct VerifyArgs {
   unsigned threads = 0;
   bool quiet = false;
   bool manifest_only = false;
-  convert::PageCache page_cache = convert::PageCache::automatic;
+  output::PageCache page_cache = output::PageCache::automatic;
 };
 
 int run_verify(const CLI::App& command, const VerifyArgs& args) {
@@ -31,7 +31,7 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
   options.output_dir = args.output;
   options.threads = args.threads;
   options.page_cache = args.page_cache;
-  options.progress = args.quiet ? convert::ProgressMode::quiet : convert::ProgressMode::automatic;
+  options.progress = args.quiet ? output::ProgressMode::quiet : output::ProgressMode::automatic;
   verify::VerifyReport report;
   if (args.manifest_only) {
     report = verify::verify_manifest(options);

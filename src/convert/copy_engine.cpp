@@ -7,13 +7,25 @@
 #include <optional>
 #include <thread>
 
-#include <shardwise/convert/checksum.hpp>
+#include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include "core/io.hpp"
 
 namespace shardwise::convert {
+
+// The output run's types, which the engine uses throughout.
+using output::CommitHook;
+using output::FileWork;
+using output::Hasher;
+using output::ManifestOutput;
+using output::PageCache;
+using output::Piece;
+using output::PreCommitCheck;
+using output::Progress;
+using output::TensorWork;
 
 namespace {
 
@@ -51,7 +63,7 @@ class Engine {
         states_(work.size()),
         piece_bytes_(piece_bytes),
         drop_(cache == PageCache::drop),
-        drop_lag_(std::max<std::size_t>(1, kDropBehindBytes / std::max<std::size_t>(1, piece_bytes))),
+        drop_lag_(std::max<std::size_t>(1, output::kDropBehindBytes / std::max<std::size_t>(1, piece_bytes))),
         progress_(progress),
         on_commit_(on_commit),
         before_commit_(before_commit) {
@@ -216,7 +228,7 @@ class Engine {
     for (std::size_t t = 0; t < w.tensors.size(); ++t) {
       const plan::PlannedTensor& planned = w.planned->tensors[w.tensors[t].planned];
       result.tensors[w.tensors[t].planned] = {planned.name, states_[f].tensor_xxh3[t],
-                                              cut_of(planned, w.planned->rank, mp_)};
+                                              output::cut_of(planned, w.planned->rank, mp_)};
     }
     return result;
   }

@@ -6,12 +6,11 @@
 #include <functional>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
-#include <shardwise/convert/page_cache.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/file_work.hpp>
+#include <shardwise/output/output_run.hpp>
+#include <shardwise/output/page_cache.hpp>
+#include <shardwise/output/progress.hpp>
 #include <shardwise/plan/plan.hpp>
-
-#include "convert/file_work.hpp"
 
 namespace shardwise::convert {
 
@@ -30,11 +29,8 @@ namespace shardwise::convert {
 // `work` is consumed as it goes: a file's prefix once hashed, its layout's header once written, its
 // tensors, pieces and the layout's per-tensor vectors once committed; planned, final_path and the
 // layout's sizes stay.
-using CommitHook = std::function<void(const ManifestOutput&)>;
-using PreCommitCheck = std::function<void()>;
-inline constexpr std::uint64_t kDropBehindBytes = 64u << 20;
-void copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads, std::size_t piece_bytes,
-                PageCache cache, Progress& progress, const CommitHook& on_commit = {},
-                const PreCommitCheck& before_commit = {});
+void copy_files(const plan::Plan& plan, std::vector<output::FileWork>& work, unsigned threads, std::size_t piece_bytes,
+                output::PageCache cache, output::Progress& progress, const output::CommitHook& on_commit = {},
+                const output::PreCommitCheck& before_commit = {});
 
 }  // namespace shardwise::convert

@@ -1,26 +1,19 @@
 #include "convert/file_work.hpp"
 
 #include <algorithm>
-#include <filesystem>
 
 #include <fmt/format.h>
 
+#include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/error.hpp>
 
 namespace shardwise::convert {
 
 namespace {
 
-std::string length_prefix_and_header(const st::FileLayout& layout) {
-  std::string prefix(8, '\0');
-  const auto n = static_cast<std::uint64_t>(layout.header.size());
-  for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  return prefix + layout.header;
-}
-
-FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const std::string& output_dir,
-                   std::uint64_t piece_bytes) {
-  FileWork work = lay_out_file(output, output_dir);
+output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const std::string& output_dir,
+                           std::uint64_t piece_bytes) {
+  output::FileWork work = output::lay_out_file(output, output_dir);
   work.tensors.reserve(output.tensors.size());  // 100,000s of tensors: no doubling
   work.pieces.reserve(output.tensors.size());   // most tensors are one piece
   for (const std::size_t index : work.layout.order) {
@@ -47,21 +40,9 @@ FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const
 
 }  // namespace
 
-FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir) {
-  FileWork work;
-  work.planned = &output;
-  work.final_path = (std::filesystem::path(output_dir) / output.file).string();
-  std::vector<st::OutputTensor> layout_input;
-  layout_input.reserve(output.tensors.size());
-  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
-  work.layout = st::layout_file(layout_input);
-  work.prefix = length_prefix_and_header(work.layout);
-  return work;
-}
-
-std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,
-                                      std::span<const std::uint64_t> ranks) {
-  std::vector<FileWork> work;
+std::vector<output::FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
+                                              std::uint64_t piece_bytes, std::span<const std::uint64_t> ranks) {
+  std::vector<output::FileWork> work;
   work.reserve(ranks.size());
   for (const plan::OutputFile& output : plan.outputs) {
     if (std::binary_search(ranks.begin(), ranks.end(), output.rank)) {

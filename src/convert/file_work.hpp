@@ -1,55 +1,20 @@
 #pragma once
-// The work of one output file, cut into pieces that a thread copies with one staging buffer.
-// Internal to convert.
+// Cutting output files into the pieces that the copy engine's threads copy with one staging
+// buffer each. Internal to convert.
 
-#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/tensor_stream.hpp>
+#include <shardwise/output/file_work.hpp>
 #include <shardwise/plan/plan.hpp>
-#include <shardwise/safetensors/writer.hpp>
 
 namespace shardwise::convert {
 
-// Its TensorStream is not kept: with 100,000s of tensors, the streams of block-scaled transforms
-// would be most of a run's memory. It is made again from the plan where a piece is copied (cheap:
-// arithmetic on the plan's numbers), after build_file_work made it once to check it and cut the
-// pieces.
-struct TensorWork {
-  std::size_t planned = 0;  // index into plan::OutputFile::tensors
-  std::size_t input = 0;    // index into Plan::input_files
-  std::uint64_t offset = 0; // absolute offset of its first byte in the output file
-};
-
-// Output bytes [begin, end) of one tensor. Pieces of a file are in data order, so hashing them in
-// order hashes the file.
-struct Piece {
-  std::size_t tensor = 0;  // index into FileWork::tensors
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-  bool first = false;      // the tensor's first piece
-  bool last = false;       // the tensor's last piece
-};
-
-struct FileWork {
-  const plan::OutputFile* planned = nullptr;
-  std::string final_path;
-  st::FileLayout layout;
-  std::string prefix;               // the file's first bytes: length prefix and header
-  std::vector<TensorWork> tensors;  // in data order
-  std::vector<Piece> pieces;        // in data order
-};
-
-// One output file laid out in `output_dir`: planned, final path, layout and prefix (no tensors or
-// pieces yet).
-FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir);
-
 // Lays out the output files of `plan` with the given ranks (ascending), and cuts their tensors into
 // pieces of at most `piece_bytes`.
-std::vector<FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir, std::uint64_t piece_bytes,
-                                      std::span<const std::uint64_t> ranks);
+std::vector<output::FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
+                                              std::uint64_t piece_bytes, std::span<const std::uint64_t> ranks);
 
 }  // namespace shardwise::convert

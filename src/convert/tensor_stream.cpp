@@ -6,9 +6,9 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/numeric.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include "core/io.hpp"
 
@@ -213,7 +213,7 @@ std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::strin
                             std::span<std::byte> scratch, CompanionInput companion) {
   const std::size_t step = buffer.size() / 8 * 8;
   if (step == 0) throw std::invalid_argument("expected_xxh3: buffer too small");
-  Hasher hasher;
+  output::Hasher hasher;
   for (std::uint64_t done = 0; done < stream.bytes();) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(step, stream.bytes() - done));
     stream.read(fd, path, done, buffer.first(n), scratch, companion);

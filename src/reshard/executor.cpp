@@ -1,4 +1,4 @@
-// Executing a reshard through convert's run (convert/output_run.hpp: --ranks, --distributed,
+// Executing a reshard through the output run (output/output_run.hpp: --ranks, --distributed,
 // --resume, the folder's lock, the manifest): the new files are outlined as a plan::Plan, and
 // their bytes gathered from the old pieces, hashed and written in order.
 #include <shardwise/reshard/reshard.hpp>
@@ -13,14 +13,14 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/output_run.hpp>
 
-#include "convert/atomic_file.hpp"
-#include "convert/output_run.hpp"
 #include "core/io.hpp"
 #include "core/parallel.hpp"
+#include "output/atomic_file.hpp"
 #include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
 #include "reshard/piece_check.hpp"
@@ -64,8 +64,8 @@ plan::Plan outline_of(const ReshardPlan& plan) {
 
 // The new manifest before any file is written: the old one's rules, original input and parameters
 // (mp the new one), the new files without checksums.
-convert::Manifest planned_manifest(const ReshardPlan& plan) {
-  convert::Manifest m;
+output::Manifest planned_manifest(const ReshardPlan& plan) {
+  output::Manifest m;
   m.rules = plan.from_manifest.rules;
   // The original checkpoint's, carried over: the new files are made from it as much as the old ones.
   m.input_headers_xxh3 = plan.from_manifest.input_headers_xxh3;
@@ -106,7 +106,7 @@ void drop_read(const ReshardPlan& plan, const NewTensor& tensor, const std::vect
 // Gathers one new file into `sink`, hashing the old pieces it reads whole; appends those whose
 // bytes differ from their recorded checksums to `damaged`. With `drop`, the pieces read for the
 // last time leave the page cache.
-void gather_file(const ReshardPlan& plan, const convert::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
+void gather_file(const ReshardPlan& plan, const output::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
                  std::span<std::byte> scratch, bool drop, FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
   const std::vector<std::size_t>& order = w.layout.order;
@@ -161,10 +161,10 @@ struct CopyHashes {
 // temporary is removed); the others are, and then the run fails naming every damaged piece (so
 // --resume keeps the files that were sound). Every file holds every replicated tensor: none is
 // committed before all copies are known sound, none when one is damaged.
-void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files, unsigned threads,
-                 std::size_t block_bytes, convert::PageCache cache, convert::Progress& progress,
-                 const convert::CommitHook& on_commit, const convert::PreCommitCheck& before_commit) {
-  const bool drop = cache == convert::PageCache::drop;
+void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, unsigned threads,
+                 std::size_t block_bytes, output::PageCache cache, output::Progress& progress,
+                 const output::CommitHook& on_commit, const output::PreCommitCheck& before_commit) {
+  const bool drop = cache == output::PageCache::drop;
   std::vector<io::ReadOnlyFile> inputs;
   for (const OldFile& old : plan.old_files) inputs.emplace_back(old.path);
   check_pieces_up_front(plan, files, inputs, threads);
@@ -180,14 +180,14 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     std::vector<std::byte> scratch(block_bytes);
-    const convert::FileWork& w = files[f];
+    const output::FileWork& w = files[f];
     progress.set_current(w.planned->file);
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
     FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write, drop,
                   progress);
     std::vector<Damage> read_damaged;
     gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
-    convert::ManifestOutput entry = sink.finish();
+    output::ManifestOutput entry = sink.finish();
     // Waits for the copies (each thread through its own future of them).
     const bool copies_sound = std::shared_future(copy_hashes.result).get().empty();
     if (!read_damaged.empty() || !copies_sound) {
@@ -197,7 +197,7 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
       return;
     }
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
-      entry.tensors[i].cut = convert::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
+      entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
     }
     if (before_commit) before_commit();
     out.commit();
@@ -216,13 +216,13 @@ void write_files(const ReshardPlan& plan, std::vector<convert::FileWork>& files,
 }
 
 // Copies a side file through a temporary name, checking it against the old manifest's checksum.
-convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder,
-                                         const convert::InputWatch& watch, convert::Progress& progress) {
+output::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder,
+                                         const output::InputWatch& watch, output::Progress& progress) {
   io::ReadOnlyFile in((fs::path(plan.from) / name).string());
-  convert::AtomicFile out((fs::path(folder) / name).string());
+  output::AtomicFile out((fs::path(folder) / name).string());
   progress.set_current(name);
   std::vector<std::byte> buffer(1u << 20);
-  convert::Hasher hasher;
+  output::Hasher hasher;
   const std::uint64_t size = in.size();
   for (std::uint64_t done = 0; done < size;) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
@@ -233,10 +233,10 @@ convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::str
     progress.add(n);
     done += n;
   }
-  for (const convert::ManifestSideFile& old : plan.from_manifest.side_files) {
+  for (const output::ManifestSideFile& old : plan.from_manifest.side_files) {
     if (old.file == name && old.xxh3 != hasher.digest()) {
       throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(),
-                                                convert::xxh3_hex(hasher.digest()), convert::xxh3_hex(old.xxh3)));
+                                                output::xxh3_hex(hasher.digest()), output::xxh3_hex(old.xxh3)));
     }
   }
   watch.check();
@@ -248,37 +248,35 @@ convert::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::str
 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
   const plan::Plan outline = outline_of(plan);
-  convert::OutputWriter writer;
-  writer.planned = [&](const convert::InputWatch&) { return planned_manifest(plan); };
-  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir, std::size_t) {
-    std::vector<convert::FileWork> files;
-    for (const std::uint64_t rank : ranks) files.push_back(convert::lay_out_file(outline.outputs[rank], out_dir));
+  output::OutputWriter writer;
+  writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
+  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
+    std::vector<output::FileWork> files;
+    for (const std::uint64_t rank : ranks) files.push_back(output::lay_out_file(outline.outputs[rank], out_dir));
     return files;
   };
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
-  writer.write = [&](std::vector<convert::FileWork>& files, unsigned threads, std::size_t, convert::PageCache cache,
-                     convert::Progress& progress, const convert::CommitHook& on_commit,
-                     const convert::PreCommitCheck& before_commit) {
+  writer.write = [&](std::vector<output::FileWork>& files, unsigned threads, output::PageCache cache,
+                     output::Progress& progress, const output::CommitHook& on_commit,
+                     const output::PreCommitCheck& before_commit) {
     write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress, on_commit,
                 before_commit);
   };
-  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const convert::InputWatch& watch,
-                              convert::Progress& progress) {
+  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const output::InputWatch& watch,
+                              output::Progress& progress) {
     return copy_side_file(plan, name, out_dir, watch, progress);
   };
-  convert::ConvertOptions run;
+  output::RunOptions run;
   run.output_dir = options.output_dir;
   run.threads = options.threads;
   run.progress = options.progress;
   run.overwrite = options.overwrite;
-  run.rules = plan.from_manifest.rules;
-  run.piece_bytes = options.piece_bytes;
   run.page_cache = options.page_cache;
   run.resume = options.resume;
   run.ranks = options.ranks;
   run.launch = options.launch;
   run.manifest_wait = options.manifest_wait;
-  return convert::run_outputs(outline, run, writer);
+  return output::run_outputs(outline, run, writer);
 }
 
 }  // namespace shardwise::reshard

@@ -2,13 +2,12 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
-
-#include "convert/copy_engine.hpp"
+#include <shardwise/output/page_cache.hpp>
 
 namespace shardwise::reshard {
 
-FileSink::FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
-                   convert::Progress& progress)
+FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
+                   output::Progress& progress)
     : out_(out), work_(work), block_bytes_(block_bytes), drop_(drop), progress_(progress) {
   for (Block& b : blocks_) b.data.resize(block_bytes);
   blocks_[0].offset = work.layout.data_start;
@@ -76,9 +75,9 @@ void FileSink::process(Block& block) {
     out_.start_writeback(block.offset, block.used);
     progress_.add(block.used);
     const std::uint64_t end = block.offset + block.used;
-    if (drop_ && end >= dropped_to_ + 2 * convert::kDropBehindBytes) {
+    if (drop_ && end >= dropped_to_ + 2 * output::kDropBehindBytes) {
       // Written long enough ago to be on disk already, normally: the wait costs nothing then.
-      const std::uint64_t to = end - convert::kDropBehindBytes;
+      const std::uint64_t to = end - output::kDropBehindBytes;
       out_.drop_written(dropped_to_, to - dropped_to_);
       dropped_to_ = to;
     }
@@ -115,7 +114,7 @@ void FileSink::behind_loop() {
   }
 }
 
-convert::ManifestOutput FileSink::finish() {
+output::ManifestOutput FileSink::finish() {
   if (blocks_[current_].used > 0) submit();
   if (behind_.joinable()) {
     wait_free(0);
@@ -123,7 +122,7 @@ convert::ManifestOutput FileSink::finish() {
   }
   if (drop_) out_.drop_written(dropped_to_, work_.layout.file_size - dropped_to_);
   const plan::OutputFile& planned = *work_.planned;
-  convert::ManifestOutput entry{planned.rank, planned.file, work_.layout.file_size, file_hash_.digest(), {}};
+  output::ManifestOutput entry{planned.rank, planned.file, work_.layout.file_size, file_hash_.digest(), {}};
   entry.tensors.resize(planned.tensors.size());
   for (std::size_t i = 0; i < planned.tensors.size(); ++i) entry.tensors[i] = {planned.tensors[i].name, tensor_xxh3_[i]};
   return entry;

@@ -15,12 +15,11 @@
 #include <thread>
 #include <vector>
 
-#include <shardwise/convert/checksum.hpp>
-#include <shardwise/convert/manifest.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/file_work.hpp>
+#include <shardwise/output/manifest.hpp>
+#include <shardwise/output/progress.hpp>
 #include <shardwise/safetensors/writer.hpp>
-
-#include "convert/file_work.hpp"
 
 namespace shardwise::reshard {
 
@@ -29,8 +28,8 @@ class FileSink {
   enum class Mode { inline_write, write_behind };
 
   // `out` was created with `work.layout`; its data is written from work.layout.data_start on.
-  FileSink(st::OutputFile& out, const convert::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
-           convert::Progress& progress);
+  FileSink(st::OutputFile& out, const output::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
+           output::Progress& progress);
   ~FileSink();  // stops the second thread (whatever it had not written stays unwritten)
   FileSink(const FileSink&) = delete;
   FileSink& operator=(const FileSink&) = delete;
@@ -43,7 +42,7 @@ class FileSink {
   std::uint64_t gathered() const noexcept { return gathered_; }
   // Waits until every byte is written (with drop: on disk and out of the page cache); the file's
   // entry (checksums; cuts left empty). Rethrows what the second thread failed with.
-  convert::ManifestOutput finish();
+  output::ManifestOutput finish();
 
  private:
   struct Block {
@@ -60,16 +59,16 @@ class FileSink {
   void wait_free(std::size_t b);
 
   st::OutputFile& out_;
-  const convert::FileWork& work_;
+  const output::FileWork& work_;
   std::size_t block_bytes_;
   bool drop_;
   std::uint64_t dropped_to_ = 0;  // with drop: the file's bytes before this offset left the page cache
-  convert::Progress& progress_;
+  output::Progress& progress_;
   Block blocks_[2];
   std::size_t current_ = 0;
   std::uint64_t gathered_ = 0;
-  convert::Hasher file_hash_;
-  convert::Hasher tensor_hash_;
+  output::Hasher file_hash_;
+  output::Hasher tensor_hash_;
   std::vector<std::uint64_t> tensor_xxh3_;
   std::mutex mutex_;
   std::condition_variable changed_;

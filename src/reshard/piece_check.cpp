@@ -45,7 +45,7 @@ std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> to
     if (stop != nullptr && *stop) return;
     const Piece& p = *todo[i].second;
     const io::ReadOnlyFile& in = inputs[p.file];
-    const std::uint64_t actual = convert::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
+    const std::uint64_t actual = output::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
     if (drop) io::drop_cached(in.fd(), p.offset, p.bytes);
     if (actual != *p.xxh3) found[i] = damage(plan, *todo[i].first, p, actual);
   });
@@ -62,17 +62,17 @@ std::string damage_message(const std::string& path, const std::string& tensor, b
                            std::uint64_t recorded) {
   if (replicated) {
     return fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor,
-                       convert::xxh3_hex(actual), convert::xxh3_hex(recorded));
+                       output::xxh3_hex(actual), output::xxh3_hex(recorded));
   }
   return fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path, tensor,
-                     convert::xxh3_hex(actual), convert::xxh3_hex(recorded));
+                     output::xxh3_hex(actual), output::xxh3_hex(recorded));
 }
 
-void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
+void check_pieces_up_front(const ReshardPlan& plan, const std::vector<output::FileWork>& files,
                            const std::vector<io::ReadOnlyFile>& inputs, unsigned threads) {
   std::set<PieceOf, InFileOrder> partial;
   std::set<PieceOf, InFileOrder> whole;
-  for (const convert::FileWork& w : files) {
+  for (const output::FileWork& w : files) {
     for (const NewTensor& t : plan.outputs[w.planned->rank].tensors) {
       const LogicalTensor& logical = plan.logical[t.logical];
       for (const PieceRead& read : pieces_read(plan, t)) {

@@ -13,10 +13,10 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/checksum.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/file_work.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
-#include "convert/file_work.hpp"
 #include "core/io.hpp"
 #include "reshard/gather.hpp"
 
@@ -38,7 +38,7 @@ std::string damage_message(const std::string& path, const std::string& tensor, b
 // `files` read but do not read whole. When one is damaged, also the pieces they read whole and the
 // replicated copies not read, so that the error names every damaged piece; throws then
 // (refuse_damage) before anything is written.
-void check_pieces_up_front(const ReshardPlan& plan, const std::vector<convert::FileWork>& files,
+void check_pieces_up_front(const ReshardPlan& plan, const std::vector<output::FileWork>& files,
                            const std::vector<io::ReadOnlyFile>& inputs, unsigned threads);
 
 // Hashes the replicated copies no new file reads (LogicalTensor::copies) on `threads` threads, in
@@ -59,7 +59,7 @@ class PieceHashes {
  private:
   const ReshardPlan& plan_;
   const LogicalTensor& logical_;
-  std::vector<std::optional<convert::Hasher>> hashers_;  // per piece of the logical tensor
+  std::vector<std::optional<output::Hasher>> hashers_;  // per piece of the logical tensor
 };
 
 // Throws Error(input) naming every damaged piece, in file order, unless `damaged` is empty;

@@ -11,8 +11,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
 
@@ -39,7 +39,7 @@ std::string kind_text(const plan::Placement& p) {
 
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
 // entry per rank 0..mp-1.
-void check_old_manifest(const std::optional<convert::Manifest>& manifest, const std::string& where,
+void check_old_manifest(const std::optional<output::Manifest>& manifest, const std::string& where,
                         std::uint64_t& mp) {
   if (!manifest) {
     throw Error(ErrorKind::input,
@@ -75,13 +75,13 @@ void check_old_manifest(const std::optional<convert::Manifest>& manifest, const 
     throw Error(ErrorKind::input, fmt::format("{}: lists {} rank files for mp={}", where, manifest->outputs.size(), mp));
   }
   for (std::uint64_t rank = 0; rank < mp; ++rank) {
-    const convert::ManifestOutput& out = manifest->outputs[rank];
+    const output::ManifestOutput& out = manifest->outputs[rank];
     const std::string expected = rules::expand_output_file(manifest->rules.output_file, rank, mp);
     if (out.rank != rank || out.file != expected) {
       throw Error(ErrorKind::input, fmt::format("{}: entry {} is rank {} file {}, expected rank {} file {}", where, rank,
                                                 out.rank, out.file, rank, expected));
     }
-    for (const convert::ManifestTensor& t : out.tensors) {
+    for (const output::ManifestTensor& t : out.tensors) {
       if (!t.cut) {
         throw Error(ErrorKind::input,
                     fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
@@ -96,7 +96,7 @@ void check_old_manifest(const std::optional<convert::Manifest>& manifest, const 
 // mixed in would otherwise go unnoticed.
 void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
   std::set<std::string> listed;
-  for (const convert::ManifestOutput& out : plan.from_manifest.outputs) listed.insert(out.file);
+  for (const output::ManifestOutput& out : plan.from_manifest.outputs) listed.insert(out.file);
   std::vector<std::string> stray;
   std::error_code ec;
   for (fs::directory_iterator it(plan.from, ec), end; !ec && it != end; it.increment(ec)) {
@@ -113,7 +113,7 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
 
 // A piece as the old manifest and header describe it, before it joins its logical tensor.
 struct Seen {
-  const convert::TensorCut* cut = nullptr;
+  const output::TensorCut* cut = nullptr;
   std::uint64_t xxh3 = 0;
   Piece piece;
 };
@@ -126,7 +126,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
                                                         Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
-  for (const convert::ManifestOutput& out : plan.from_manifest.outputs) {
+  for (const output::ManifestOutput& out : plan.from_manifest.outputs) {
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -146,13 +146,13 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     }
     const std::vector<st::TensorInfo>& tensors = file->header().tensors;
     std::set<std::string> listed;
-    for (const convert::ManifestTensor& t : out.tensors) listed.insert(t.name);
+    for (const output::ManifestTensor& t : out.tensors) listed.insert(t.name);
     for (const st::TensorInfo& info : tensors) {
       if (listed.count(info.name) == 0) problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
     }
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
-    for (const convert::ManifestTensor& t : out.tensors) {
+    for (const output::ManifestTensor& t : out.tensors) {
       const st::TensorInfo* info = file->header().find(t.name);
       if (info == nullptr) {
         problems.add(fmt::format("{}: {} is in the manifest but not in the file", path, t.name));
@@ -169,7 +169,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
         piece.xxh3 = t.xxh3;  // compared by the executor
       } else if (replicated) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
-        const std::uint64_t actual = convert::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
+        const std::uint64_t actual = output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
           problems.add(damage_message(path, t.name, true, actual, t.xxh3));
           continue;
@@ -185,11 +185,11 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
 // the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
 std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name, const std::vector<Seen>& pieces,
                                   Diagnostics& problems) {
-  const convert::TensorCut& first = *pieces.front().cut;
+  const output::TensorCut& first = *pieces.front().cut;
   LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}, {}};
   const std::uint64_t mp = plan.from_model_parallel;
   for (const Seen& s : pieces) {
-    const convert::TensorCut& c = *s.cut;
+    const output::TensorCut& c = *s.cut;
     const bool same_dims = [&] {
       if (c.shape.size() != first.shape.size()) return false;
       for (std::size_t d = 0; d < c.shape.size(); ++d) {
@@ -236,8 +236,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       for (const Seen& s : pieces) {
         if (s.xxh3 != pieces.front().xxh3) {
           problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", name,
-                                   convert::xxh3_hex(pieces.front().xxh3), plan.old_files[pieces.front().piece.file].file,
-                                   convert::xxh3_hex(s.xxh3), plan.old_files[s.piece.file].file));
+                                   output::xxh3_hex(pieces.front().xxh3), plan.old_files[pieces.front().piece.file].file,
+                                   output::xxh3_hex(s.xxh3), plan.old_files[s.piece.file].file));
           return std::nullopt;
         }
       }
@@ -329,7 +329,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
 namespace {
 
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
-                      const std::function<std::optional<convert::Manifest>(const std::string&)>& manifest_of,
+                      const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
                       const std::string& manifest_name, CopyCheck copies) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
@@ -340,7 +340,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   ReshardPlan plan;
   plan.from = fs::absolute(from).lexically_normal().string();
   plan.model_parallel = model_parallel;
-  std::optional<convert::Manifest> manifest = manifest_of(plan.from);
+  std::optional<output::Manifest> manifest = manifest_of(plan.from);
   check_old_manifest(manifest, manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
                      plan.from_model_parallel);
   plan.from_manifest = std::move(*manifest);
@@ -354,7 +354,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   for (const auto& [name, pieces] : seen) {
     if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems)) plan.logical.push_back(std::move(*logical));
   }
-  for (const convert::ManifestSideFile& side : plan.from_manifest.side_files) {
+  for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
     if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
       problems.add(fmt::format("{}: side file missing", (fs::path(plan.from) / side.file).string()));
     }
@@ -368,8 +368,8 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 }  // namespace
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies) {
-  return plan_from(from, model_parallel, [](const std::string& folder) { return convert::read_manifest(folder); },
-                   convert::kManifestFileName, copies);
+  return plan_from(from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
+                   output::kManifestFileName, copies);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,

@@ -13,8 +13,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/safetensors/file.hpp>
 
 #include "core/io.hpp"
@@ -179,7 +179,7 @@ class Refusals {
 
 }  // namespace
 
-convert::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
+output::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
                                       const rules::Params& given) {
   std::uint64_t mp = 0;
   const std::vector<std::string> files = find_rank_files(from, rules, mp);
@@ -187,9 +187,9 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   params.erase("mp");
   params = rules.resolve_params(params);
   params["mp"] = mp;
-  convert::Manifest manifest;
+  output::Manifest manifest;
   manifest.complete = true;
-  manifest.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
+  manifest.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};
   manifest.params.insert(params.begin(), params.end());
 
   Diagnostics problems(ErrorKind::input);
@@ -200,7 +200,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   for (std::uint64_t rank = 0; rank < mp; ++rank) {
     const std::string path = (fs::path(from) / files[rank]).string();
     const st::File file = st::File::open(path);
-    convert::ManifestOutput out{rank, files[rank], file.size(), 0, {}};
+    output::ManifestOutput out{rank, files[rank], file.size(), 0, {}};
     for (const st::TensorInfo& info : file.header().tensors) {
       auto found = decided.find(info.name);
       if (found == decided.end()) found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
@@ -216,7 +216,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
                     files[rank]);
         continue;
       }
-      convert::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
+      output::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
       std::uint64_t xxh3 = 0;
       if (how.placement.kind == Kind::split) {
         const std::uint64_t per = info.shape[static_cast<std::size_t>(how.placement.dim)];
@@ -225,7 +225,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
         cut.size = per * mp;
       } else if (how.placement.kind == Kind::replicated) {
         // Copies are compared by checksum: computed here, as no manifest recorded them.
-        xxh3 = convert::hash_file_range(file.fd(), path, file.absolute_offset(info), info.bytes(), buffer);
+        xxh3 = output::hash_file_range(file.fd(), path, file.absolute_offset(info), info.bytes(), buffer);
       }
       out.tensors.push_back({info.name, xxh3, cut});
     }
@@ -235,16 +235,16 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   problems.check(fmt::format("cannot reshard {} with rules {}: names the rules do not place as they are", from,
                              rules.display_name()));
   // Ownership counts inferred by the rules (`default: infer`): each scope's largest index + 1.
-  for (convert::ManifestOutput& out : manifest.outputs) {
-    for (convert::ManifestTensor& t : out.tensors) {
+  for (output::ManifestOutput& out : manifest.outputs) {
+    for (output::ManifestTensor& t : out.tensors) {
       if (t.cut->placement.kind != Kind::owned || t.cut->placement.count != 0) continue;
       const rules::Decision d = rules.decide(t.name, params, rules::Rules::Trail::omit);
       const std::string scope = t.name.substr(0, d.owner->index_begin);
       inferred[scope] = std::max(inferred[scope], t.cut->placement.index + 1);
     }
   }
-  for (convert::ManifestOutput& out : manifest.outputs) {
-    for (convert::ManifestTensor& t : out.tensors) {
+  for (output::ManifestOutput& out : manifest.outputs) {
+    for (output::ManifestTensor& t : out.tensors) {
       if (t.cut->placement.kind != Kind::owned || t.cut->placement.count != 0) continue;
       const rules::Decision d = rules.decide(t.name, params, rules::Rules::Trail::omit);
       t.cut->placement.count = inferred[t.name.substr(0, d.owner->index_begin)];
@@ -266,7 +266,7 @@ convert::Manifest manifest_from_rules(const std::string& from, const rules::Rule
   for (const std::string& name : sides) {
     const std::string path = (fs::path(from) / name).string();
     const io::ReadOnlyFile file(path);
-    manifest.side_files.push_back({name, convert::hash_file_range(file.fd(), path, 0, file.size(), buffer), false});
+    manifest.side_files.push_back({name, output::hash_file_range(file.fd(), path, 0, file.size(), buffer), false});
   }
   return manifest;
 }

@@ -6,23 +6,23 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <shardwise/convert/checksum.hpp>
+#include <shardwise/output/checksum.hpp>
 
 namespace shardwise::verify {
 
 namespace {
 
-using convert::xxh3_hex;
+using output::xxh3_hex;
 
 std::string differs(std::uint64_t expected, std::uint64_t found) {
   return fmt::format("(expected xxh3 {}, found {})", xxh3_hex(expected), xxh3_hex(found));
 }
 
-void compare_tensors(const convert::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
+void compare_tensors(const output::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
                      Findings& findings) {
   const bool sole = role == ManifestRole::sole_reference;
   std::set<std::string> names;
-  for (const convert::ManifestTensor& t : listed.tensors) {
+  for (const output::ManifestTensor& t : listed.tensors) {
     names.insert(t.name);
     if (!sole && findings.has(listed.file, t.name)) continue;
     const auto it = found.tensors.find(t.name);
@@ -43,7 +43,7 @@ void compare_tensors(const convert::ManifestOutput& listed, const ScannedOutput&
   }
 }
 
-void compare_output(const convert::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
+void compare_output(const output::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
                     Findings& findings) {
   const bool sole = role == ManifestRole::sole_reference;
   compare_tensors(listed, found, role, findings);
@@ -61,13 +61,13 @@ void compare_output(const convert::ManifestOutput& listed, const ScannedOutput& 
 
 }  // namespace
 
-void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, ManifestRole role,
+void compare_manifest(const output::Manifest& manifest, const DiskState& disk, ManifestRole role,
                       Findings& findings) {
-  for (const convert::ManifestOutput& listed : manifest.outputs) {
+  for (const output::ManifestOutput& listed : manifest.outputs) {
     const auto it = disk.outputs.find(listed.file);
     if (it != disk.outputs.end()) compare_output(listed, it->second, role, findings);
   }
-  for (const convert::ManifestSideFile& side : manifest.side_files) {
+  for (const output::ManifestSideFile& side : manifest.side_files) {
     const auto it = disk.side_files.find(side.file);
     if (it == disk.side_files.end() || it->second == side.xxh3) continue;
     if (role == ManifestRole::sole_reference) {
@@ -82,8 +82,8 @@ void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, 
 
 namespace {
 
-void compare_params(const convert::Manifest& manifest, const plan::Plan& plan, Findings& findings) {
-  const std::string file = convert::kManifestFileName;
+void compare_params(const output::Manifest& manifest, const plan::Plan& plan, Findings& findings) {
+  const std::string file = output::kManifestFileName;
   for (const auto& [name, value] : plan.params) {
     const auto it = manifest.params.find(name);
     const std::string now = plan::param_value_text(plan, name, value);
@@ -107,18 +107,18 @@ void compare_names(const std::vector<std::string>& listed, const std::vector<std
   const std::set<std::string> a(listed.begin(), listed.end());
   const std::set<std::string> b(planned.begin(), planned.end());
   for (const std::string& name : a) {
-    if (b.count(name) == 0) findings.add(convert::kManifestFileName, fmt::format("lists {} {}, which the plan does not have", what, name));
+    if (b.count(name) == 0) findings.add(output::kManifestFileName, fmt::format("lists {} {}, which the plan does not have", what, name));
   }
   for (const std::string& name : b) {
-    if (a.count(name) == 0) findings.add(convert::kManifestFileName, fmt::format("does not list planned {} {}", what, name));
+    if (a.count(name) == 0) findings.add(output::kManifestFileName, fmt::format("does not list planned {} {}", what, name));
   }
 }
 
 }  // namespace
 
-void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::Plan& plan,
-                                const convert::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings) {
-  const std::string file = convert::kManifestFileName;
+void compare_manifest_with_plan(const output::Manifest& manifest, const plan::Plan& plan,
+                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings) {
+  const std::string file = output::kManifestFileName;
   if (!manifest.complete) {
     findings.add(file, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; convert again");
   }
@@ -133,15 +133,15 @@ void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::P
   compare_params(manifest, plan, findings);
   std::vector<std::string> listed;
   std::vector<std::string> planned;
-  for (const convert::ManifestOutput& o : manifest.outputs) listed.push_back(o.file);
+  for (const output::ManifestOutput& o : manifest.outputs) listed.push_back(o.file);
   for (const plan::OutputFile& o : plan.outputs) planned.push_back(o.file);
   compare_names(listed, planned, "output file", findings);
   listed.clear();
-  for (const convert::ManifestSideFile& s : manifest.side_files) listed.push_back(s.file);
+  for (const output::ManifestSideFile& s : manifest.side_files) listed.push_back(s.file);
   compare_names(listed, plan::extra_file_names(plan), "side file", findings);
 }
 
-std::vector<std::string> input_changes(const convert::Manifest& manifest, const plan::Plan& plan) {
+std::vector<std::string> input_changes(const output::Manifest& manifest, const plan::Plan& plan) {
   if (manifest.inputs.empty()) {
     return {
         "the manifest (written by an older shardwise) does not record the input files' sizes and times: "
@@ -156,7 +156,7 @@ std::vector<std::string> input_changes(const convert::Manifest& manifest, const 
   }
   for (const plan::GeneratedFile& file : plan.generated_files) now[file.from] = file.from_identity;
   std::vector<std::string> lines;
-  for (const convert::ManifestInput& input : manifest.inputs) {
+  for (const output::ManifestInput& input : manifest.inputs) {
     const auto found = now.find(input.file);
     if (found == now.end()) {
       lines.push_back(fmt::format("{} was an input of the conversion and is not one now", input.file));

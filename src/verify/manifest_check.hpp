@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
 
 #include "verify/findings.hpp"
@@ -34,19 +34,19 @@ enum class ManifestRole {
 };
 
 // Sizes, whole-file, per-tensor and side-file checksums of a complete manifest against `disk`.
-void compare_manifest(const convert::Manifest& manifest, const DiskState& disk, ManifestRole role,
+void compare_manifest(const output::Manifest& manifest, const DiskState& disk, ManifestRole role,
                       Findings& findings);
 
 // Whether the manifest describes a conversion of `plan` with these rules and this input: its
 // completeness, rules, parameters, input headers, output and side files.
-void compare_manifest_with_plan(const convert::Manifest& manifest, const plan::Plan& plan,
-                                const convert::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings);
+void compare_manifest_with_plan(const output::Manifest& manifest, const plan::Plan& plan,
+                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings);
 
 // How the input files differ from the manifest's record of them (what the conversion planned and
 // found unchanged at its end), one line per file: "model.safetensors changed since the conversion:
 // modified (mtime ...)". Not mismatches by themselves: verification compares the bytes, and a
 // copied or touched checkpoint holds the same ones; they explain mismatches found there. A
 // version 1 manifest has no record: one line says so.
-std::vector<std::string> input_changes(const convert::Manifest& manifest, const plan::Plan& plan);
+std::vector<std::string> input_changes(const output::Manifest& manifest, const plan::Plan& plan);
 
 }  // namespace shardwise::verify

@@ -7,15 +7,15 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/verify/verifier.hpp>
 
+#include "core/parallel.hpp"
 #include "verify/buffers.hpp"
 #include "verify/findings.hpp"
 #include "verify/folder.hpp"
 #include "verify/manifest_check.hpp"
-#include "core/parallel.hpp"
 #include "verify/scan.hpp"
 
 namespace shardwise::verify {
@@ -25,15 +25,15 @@ namespace {
 namespace fs = std::filesystem;
 
 // The manifest, or nullopt after reporting why there is none to verify against.
-std::optional<convert::Manifest> load(const std::string& out, const std::set<std::string>& present,
+std::optional<output::Manifest> load(const std::string& out, const std::set<std::string>& present,
                                       Findings& findings) {
-  const std::string name = convert::kManifestFileName;
+  const std::string name = output::kManifestFileName;
   if (present.count(name) == 0) {
     findings.add(name, "missing: nothing to verify against without the input (verify with --hf-ckpt-path instead)");
     return std::nullopt;
   }
   try {
-    std::optional<convert::Manifest> manifest = convert::read_manifest(out);
+    std::optional<output::Manifest> manifest = output::read_manifest(out);
     if (manifest && !manifest->complete) {
       findings.add(name, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; "
                          "convert again");
@@ -51,18 +51,18 @@ struct Target {
   std::optional<st::File> file;  // output files; side files are hashed by path
 };
 
-std::vector<std::string> file_order(const convert::Manifest& manifest) {
+std::vector<std::string> file_order(const output::Manifest& manifest) {
   std::vector<std::string> order;
-  for (const convert::ManifestOutput& o : manifest.outputs) order.push_back(o.file);
-  for (const convert::ManifestSideFile& s : manifest.side_files) order.push_back(s.file);
+  for (const output::ManifestOutput& o : manifest.outputs) order.push_back(o.file);
+  for (const output::ManifestSideFile& s : manifest.side_files) order.push_back(s.file);
   return order;
 }
 
 // Opens every listed output file; reports those missing or not valid safetensors.
-std::vector<Target> open_outputs(const convert::Manifest& manifest, const std::string& out,
+std::vector<Target> open_outputs(const output::Manifest& manifest, const std::string& out,
                                  const std::set<std::string>& present, Findings& findings) {
   std::vector<Target> targets;
-  for (const convert::ManifestOutput& listed : manifest.outputs) {
+  for (const output::ManifestOutput& listed : manifest.outputs) {
     const std::string path = (fs::path(out) / listed.file).string();
     if (present.count(listed.file) == 0) {
       findings.add(listed.file, fmt::format("missing (the manifest lists it: {} tensors, {} bytes)",
@@ -79,9 +79,9 @@ std::vector<Target> open_outputs(const convert::Manifest& manifest, const std::s
 }
 
 // Every side file listed and present becomes a target; missing ones are reported.
-void add_side_files(const convert::Manifest& manifest, const std::set<std::string>& present,
+void add_side_files(const output::Manifest& manifest, const std::set<std::string>& present,
                     std::vector<Target>& targets, Findings& findings) {
-  for (const convert::ManifestSideFile& s : manifest.side_files) {
+  for (const output::ManifestSideFile& s : manifest.side_files) {
     if (present.count(s.file) == 0) {
       findings.add(s.file, "missing side file (the manifest lists it)");
     } else {
@@ -98,11 +98,11 @@ std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::s
   std::error_code ec;
   for (const Target& t : targets) total += t.file ? t.file->size() : fs::file_size(fs::path(out) / t.name, ec);
   std::vector<FileDigests> digests(targets.size());
-  convert::Progress progress(options.progress, total);
+  output::Progress progress(options.progress, total);
   ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
-  const convert::PageCache cache = options.page_cache != convert::PageCache::automatic ? options.page_cache
-                                   : io::exceeds_page_cache(total)                     ? convert::PageCache::drop
-                                                                                        : convert::PageCache::keep;
+  const output::PageCache cache = options.page_cache != output::PageCache::automatic ? options.page_cache
+                                   : io::exceeds_page_cache(total)                     ? output::PageCache::drop
+                                                                                        : output::PageCache::keep;
   run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
     progress.set_current(targets[i].name);
     const std::string path = (fs::path(out) / targets[i].name).string();
@@ -153,7 +153,7 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
   VerifyReport report;
   report.threads = thread_count(options.threads);
   Findings early({});
-  const std::optional<convert::Manifest> manifest = load(out, present, early);
+  const std::optional<output::Manifest> manifest = load(out, present, early);
   if (!manifest) {
     report.findings = early.sorted();
     return report;
@@ -163,7 +163,7 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
   std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
   add_side_files(*manifest, present, targets, findings);
   std::vector<std::string> ours = file_order(*manifest);
-  ours.emplace_back(convert::kManifestFileName);
+  ours.emplace_back(output::kManifestFileName);
   report_leftover_temporaries(present, ours, findings);
 
   const std::vector<FileDigests> digests = read_targets(targets, out, options, report, findings);

@@ -13,18 +13,18 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <shardwise/convert/checksum.hpp>
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/verify/output_names.hpp>
 #include <shardwise/verify/verifier.hpp>
 
+#include "core/parallel.hpp"
 #include "verify/buffers.hpp"
 #include "verify/findings.hpp"
 #include "verify/folder.hpp"
 #include "verify/manifest_check.hpp"
-#include "core/parallel.hpp"
 #include "verify/scan.hpp"
 
 namespace shardwise::verify {
@@ -156,7 +156,7 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
       findings.add(name, fmt::format("unexpected output file: the plan for mp={} has no rank {}", plan.model_parallel, *rank));
     }
   }
-  ours.emplace_back(convert::kManifestFileName);
+  ours.emplace_back(output::kManifestFileName);
   report_leftover_temporaries(present, ours, findings);
   work.expected_digests.assign(work.expected.size(), 0);
   return work;
@@ -239,9 +239,9 @@ struct Reader {
   const std::string& out;
   std::vector<io::ReadOnlyFile> inputs;  // one per input file, shared by threads (pread only)
   ThreadBuffers buffers;
-  convert::Progress& progress;
+  output::Progress& progress;
   Findings& findings;
-  convert::PageCache cache;
+  output::PageCache cache;
   std::vector<std::atomic<std::uint32_t>> unread;  // see unread_counts
 
   void run(const Task& task, unsigned worker, Work& work) {
@@ -274,12 +274,12 @@ struct Reader {
     work.expected_digests[index] = convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker),
                                                           buffers.scratch(worker), companion);
     progress.add(source_bytes_read(t));
-    if (--unread[t.source] == 0 && cache == convert::PageCache::drop) io::drop_cached(input.fd(), source.offset, source.bytes);
+    if (--unread[t.source] == 0 && cache == output::PageCache::drop) io::drop_cached(input.fd(), source.offset, source.bytes);
   }
 
   void side(SideCheck& check, unsigned worker) {
     check.expected = check.content != nullptr
-                         ? convert::xxh3(*check.content)
+                         ? output::xxh3(*check.content)
                          : hash_whole_file((fs::path(plan.input_root) / check.name).string(), buffers.main(worker), progress);
     check.found = hash_whole_file((fs::path(out) / check.name).string(), buffers.main(worker), progress);
   }
@@ -315,7 +315,7 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
       if (expected == found) continue;
       findings.add(check.planned->file, c.planned->name,
                    fmt::format("bytes differ from {} (expected xxh3 {}, found {})", source_text(plan, *c.planned),
-                               convert::xxh3_hex(expected), convert::xxh3_hex(found)));
+                               output::xxh3_hex(expected), output::xxh3_hex(found)));
     }
   }
   for (const SideCheck& side : work.sides) {
@@ -325,7 +325,7 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
       findings.add(side.name, fmt::format("{} (expected xxh3 {}, found {})",
                                           side.content != nullptr ? "differs from the file the plan computes"
                                                                   : "side file differs from the input's",
-                                          convert::xxh3_hex(side.expected), convert::xxh3_hex(side.found)));
+                                          output::xxh3_hex(side.expected), output::xxh3_hex(side.found)));
     }
   }
   return disk;
@@ -333,18 +333,18 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
 
 void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std::string& out, const DiskState& disk,
                     Findings& findings, VerifyReport& report) {
-  std::optional<convert::Manifest> manifest;
+  std::optional<output::Manifest> manifest;
   try {
-    manifest = convert::read_manifest(out);
+    manifest = output::read_manifest(out);
   } catch (const Error& e) {
-    const std::string path = (fs::path(out) / convert::kManifestFileName).string();
-    findings.add(convert::kManifestFileName, message_without_path(e.what(), path));
+    const std::string path = (fs::path(out) / output::kManifestFileName).string();
+    findings.add(output::kManifestFileName, message_without_path(e.what(), path));
     return;
   }
   if (!manifest) return;
   report.manifest_checked = true;
-  compare_manifest_with_plan(*manifest, plan, {rules.name(), convert::xxh3(rules.text())},
-                             convert::input_headers_xxh3(plan), findings);
+  compare_manifest_with_plan(*manifest, plan, {rules.name(), output::xxh3(rules.text())},
+                             output::input_headers_xxh3(plan), findings);
   report.notes = input_changes(*manifest, plan);
   if (manifest->complete) compare_manifest(*manifest, disk, ManifestRole::cross_check, findings);
 }
@@ -372,11 +372,11 @@ VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, cons
   const std::vector<Task> tasks = tasks_of(plan, work);
   {
     const std::uint64_t total = total_bytes(work, plan, out);
-    convert::Progress progress(options.progress, total);
-    const convert::PageCache cache = options.page_cache != convert::PageCache::automatic ? options.page_cache
-                                     : io::exceeds_page_cache(total)                     ? convert::PageCache::drop
-                                                                                          : convert::PageCache::keep;
-    if (cache == convert::PageCache::drop) {
+    output::Progress progress(options.progress, total);
+    const output::PageCache cache = options.page_cache != output::PageCache::automatic ? options.page_cache
+                                     : io::exceeds_page_cache(total)                     ? output::PageCache::drop
+                                                                                          : output::PageCache::keep;
+    if (cache == output::PageCache::drop) {
       for (const io::ReadOnlyFile& input : inputs) io::advise_sequential(input.fd());
     }
     Reader reader{plan,

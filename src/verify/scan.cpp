@@ -4,8 +4,8 @@
 #include <numeric>
 #include <utility>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 
 namespace shardwise::verify {
 
@@ -18,7 +18,7 @@ struct TensorCursor {
   const st::File& file;
   std::vector<std::size_t> order;
   std::size_t next = 0;
-  convert::Hasher hasher;
+  output::Hasher hasher;
 
   void feed(std::uint64_t at, std::span<const std::byte> chunk, std::vector<std::uint64_t>& digests) {
     const std::uint64_t chunk_end = at + chunk.size();
@@ -41,8 +41,8 @@ struct TensorCursor {
 
 }  // namespace
 
-FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress,
-                             convert::PageCache cache) {
+FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, output::Progress& progress,
+                             output::PageCache cache) {
   const auto& tensors = file.header().tensors;
   TensorCursor cursor{file, std::vector<std::size_t>(tensors.size()), 0, {}};
   std::iota(cursor.order.begin(), cursor.order.end(), std::size_t{0});
@@ -50,9 +50,9 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
             [&](std::size_t a, std::size_t b) { return tensors[a].begin < tensors[b].begin; });
   FileDigests digests;
   digests.size = file.size();
-  digests.tensors.assign(tensors.size(), convert::xxh3(std::string_view()));
-  convert::Hasher whole;
-  const bool drop = cache == convert::PageCache::drop;
+  digests.tensors.assign(tensors.size(), output::xxh3(std::string_view()));
+  output::Hasher whole;
+  const bool drop = cache == output::PageCache::drop;
   if (drop) io::advise_sequential(file.fd());
   for (std::uint64_t at = 0; at < file.size();) {
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), file.size() - at));
@@ -67,10 +67,10 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
   return digests;
 }
 
-std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, convert::Progress& progress) {
+std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, output::Progress& progress) {
   const io::ReadOnlyFile file(path);
   const std::uint64_t size = file.size();
-  const std::uint64_t digest = convert::hash_file_range(file.fd(), path, 0, size, buffer);
+  const std::uint64_t digest = output::hash_file_range(file.fd(), path, 0, size, buffer);
   progress.add(size);
   return digest;
 }

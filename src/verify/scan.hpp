@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/page_cache.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/page_cache.hpp>
+#include <shardwise/output/progress.hpp>
 #include <shardwise/safetensors/file.hpp>
 
 #include "core/io.hpp"
@@ -27,10 +27,10 @@ struct FileDigests {
 // each tensor's bytes to its own digest on the way. Adds the bytes read to `progress`. Throws
 // Error(io/input) naming the file when it cannot be read to its end. With `cache` drop, what was
 // read leaves the page cache behind the scan.
-FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, convert::Progress& progress,
-                             convert::PageCache cache = convert::PageCache::keep);
+FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, output::Progress& progress,
+                             output::PageCache cache = output::PageCache::keep);
 
 // XXH3-64 of a whole file (a side file), read through `buffer`.
-std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, convert::Progress& progress);
+std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, output::Progress& progress);
 
 }  // namespace shardwise::verify

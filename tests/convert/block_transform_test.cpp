@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/convert/converter.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -143,11 +143,11 @@ TEST_CASE("dequantize pairs: E4M3 x block scale -> BF16, the scale consumed, sli
       INFO("piece bytes " << piece << ", threads " << threads);
       const fs::path out = f.dir / fmt::format("out-{}-{}", piece, threads);
       convert::ConvertOptions options;
-      options.output_dir = out.string();
-      options.progress = convert::ProgressMode::quiet;
-      options.threads = threads;
+      options.run.output_dir = out.string();
+      options.run.progress = output::ProgressMode::quiet;
+      options.run.threads = threads;
       options.piece_bytes = piece;
-      options.rules = {rules.name(), convert::xxh3(rules.text())};
+      options.rules = {rules.name(), output::xxh3(rules.text())};
       convert::convert_plan(plan, options);
       for (std::uint64_t rank = 0; rank < 3; ++rank) {
         INFO("rank " << rank);
@@ -165,8 +165,8 @@ TEST_CASE("dequantize pairs: E4M3 x block scale -> BF16, the scale consumed, sli
         CHECK(files.at("e.w1.weight").dtype == "I8");  // fp4: no transform
       }
       verify::VerifyOptions check;
-      check.output_dir = options.output_dir;
-      check.progress = convert::ProgressMode::quiet;
+      check.output_dir = options.run.output_dir;
+      check.progress = output::ProgressMode::quiet;
       CHECK(verify::verify_plan(plan, rules, check).ok());
     }
   }
@@ -178,7 +178,7 @@ TEST_CASE("dequantize pairs: E4M3 x block scale -> BF16, the scale consumed, sli
   write_file(out / "model1-mp3.safetensors", rank1);
   verify::VerifyOptions check;
   check.output_dir = out.string();
-  check.progress = convert::ProgressMode::quiet;
+  check.progress = output::ProgressMode::quiet;
   CHECK(!verify::verify_plan(plan, rules, check).ok());
 }
 
@@ -194,10 +194,10 @@ TEST_CASE("requantize pairs: FP4 + per-32 scale -> E4M3 + per-128x128 scale, cho
   for (const std::size_t piece : {std::size_t{0}, std::size_t{5000}}) {
     const fs::path out = f.dir / fmt::format("fp8-{}", piece);
     convert::ConvertOptions options;
-    options.output_dir = out.string();
-    options.progress = convert::ProgressMode::quiet;
+    options.run.output_dir = out.string();
+    options.run.progress = output::ProgressMode::quiet;
     options.piece_bytes = piece;
-    options.rules = {rules.name(), convert::xxh3(rules.text())};
+    options.rules = {rules.name(), output::xxh3(rules.text())};
     convert::convert_plan(plan, options);
     const auto files = parse_safetensors(read_file(out / "model0-mp1.safetensors"));
     CHECK(files.at("e.w1.weight").dtype == "F8_E4M3");
@@ -207,8 +207,8 @@ TEST_CASE("requantize pairs: FP4 + per-32 scale -> E4M3 + per-128x128 scale, cho
     CHECK(files.at("e.w1.scale").shape == std::vector<std::uint64_t>{2, 2});
     CHECK(files.at("e.w1.scale").bytes == scale);
     verify::VerifyOptions check;
-    check.output_dir = options.output_dir;
-    check.progress = convert::ProgressMode::quiet;
+    check.output_dir = options.run.output_dir;
+    check.progress = output::ProgressMode::quiet;
     CHECK(verify::verify_plan(plan, rules, check).ok());
   }
 }

@@ -1,7 +1,7 @@
 // XXH3-64 digests, one-shot and streamed in uneven pieces, against digests pinned from xxHash's
 // portable scalar code (XXH_VECTOR=XXH_SCALAR, XXH_INLINE_ALL): whichever vector unit the library
 // picks at run time, the manifest's digests must not change.
-#include <shardwise/convert/checksum.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include <cstdint>
 #include <vector>
@@ -38,7 +38,7 @@ TEST_CASE("xxh3 of a span matches the pinned portable digests") {
   const std::vector<std::byte> bytes = pattern(1048579);
   for (const Pinned& p : kPinned) {
     INFO("size " << p.size);
-    CHECK(convert::xxh3(std::span(bytes).first(p.size)) == p.digest);
+    CHECK(output::xxh3(std::span(bytes).first(p.size)) == p.digest);
   }
 }
 
@@ -50,7 +50,7 @@ TEST_CASE("Hasher fed in uneven pieces matches the pinned portable digests") {
     for (const Pinned& p : kPinned) {
       if (piece == 1 && p.size > 65537) continue;  // a million one-byte updates add nothing
       INFO("size " << p.size << ", pieces of " << piece);
-      convert::Hasher hasher;
+      output::Hasher hasher;
       for (std::size_t at = 0; at < p.size; at += piece) {
         hasher.update(std::span(bytes).subspan(at, std::min(piece, p.size - at)));
       }
@@ -61,7 +61,7 @@ TEST_CASE("Hasher fed in uneven pieces matches the pinned portable digests") {
 
 TEST_CASE("Hasher::reset starts a new digest") {
   const std::vector<std::byte> bytes = pattern(4096);
-  convert::Hasher hasher;
+  output::Hasher hasher;
   hasher.update(std::span(bytes).first(100));
   hasher.reset();
   hasher.update(std::span(bytes));

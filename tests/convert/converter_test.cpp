@@ -7,9 +7,9 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include <shardwise/convert/checksum.hpp>
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/manifest.hpp>
 
 #include "convert/fixture.hpp"
 #include "support/support.hpp"
@@ -85,10 +85,10 @@ struct Scenario {
 
   convert::ConvertOptions options(const std::string& out, unsigned threads, std::size_t piece_bytes = 0) const {
     convert::ConvertOptions o;
-    o.output_dir = (dir / out).string();
-    o.threads = threads;
+    o.run.output_dir = (dir / out).string();
+    o.run.threads = threads;
     o.piece_bytes = piece_bytes;
-    o.progress = convert::ProgressMode::quiet;
+    o.run.progress = output::ProgressMode::quiet;
     o.rules = {"test-rules", 42, {}, {}};
     return o;
   }
@@ -135,36 +135,36 @@ TEST_CASE("convert writes each rank's tensors as sliced and cast from the source
 TEST_CASE("the manifest holds checksums of files, tensors and side files as written") {
   Scenario s;
   const auto summary = convert::convert_plan(s.plan, s.options("out", 2));
-  const auto manifest = convert::read_manifest((s.dir / "out").string());
+  const auto manifest = output::read_manifest((s.dir / "out").string());
   REQUIRE(manifest);
   CHECK(manifest->complete);
   CHECK(manifest->tool == "shardwise 0.1.0");
   CHECK(manifest->rules.name == "test-rules");
   CHECK(manifest->rules.xxh3 == 42);
   CHECK(manifest->params == std::map<std::string, std::uint64_t>{{"mp", 2}});
-  CHECK(manifest->input_headers_xxh3 == convert::input_headers_xxh3(s.plan));
+  CHECK(manifest->input_headers_xxh3 == output::input_headers_xxh3(s.plan));
   REQUIRE(manifest->outputs.size() == 2);
   for (std::uint64_t rank = 0; rank < 2; ++rank) {
-    const convert::ManifestOutput& out = manifest->outputs[rank];
+    const output::ManifestOutput& out = manifest->outputs[rank];
     const std::string file = read_file(s.dir / "out" / out.file);
     CHECK(out.rank == rank);
     CHECK(out.bytes == file.size());
-    CHECK(out.xxh3 == convert::xxh3(file));
+    CHECK(out.xxh3 == output::xxh3(file));
     REQUIRE(out.tensors.size() == s.expected[rank].size());
     auto want = s.expected[rank].begin();
-    for (const convert::ManifestTensor& t : out.tensors) {  // in name order
+    for (const output::ManifestTensor& t : out.tensors) {  // in name order
       CHECK(t.name == want->first);
-      CHECK(t.xxh3 == convert::xxh3(want->second.bytes));
+      CHECK(t.xxh3 == output::xxh3(want->second.bytes));
       ++want;
     }
   }
   REQUIRE(manifest->side_files.size() == 1);
   CHECK(manifest->side_files[0].file == "extra.txt");
-  CHECK(manifest->side_files[0].xxh3 == convert::xxh3(std::string("side file bytes\n")));
+  CHECK(manifest->side_files[0].xxh3 == output::xxh3(std::string("side file bytes\n")));
   // What convert returns is what it wrote; the text round-trips through the JSON reader.
-  CHECK(convert::format_manifest(summary.manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
+  CHECK(output::format_manifest(summary.manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
   const auto json = nlohmann::ordered_json::parse(read_file(s.dir / "out" / "shardwise-manifest.json"));
-  CHECK(convert::manifest_to_json(convert::manifest_from_json(json, "m")) == json);
+  CHECK(output::manifest_to_json(output::manifest_from_json(json, "m")) == json);
 }
 
 std::string error_of(const Scenario& s, const convert::ConvertOptions& options, ErrorKind kind) {
@@ -182,11 +182,11 @@ TEST_CASE("convert refuses the input folder, a folder inside it, and foreign fil
   Scenario s;
   const std::string in = fs::canonical(s.dir / "in").string();
   auto options = s.options("unused", 2);
-  options.output_dir = (s.dir / "in").string();
+  options.run.output_dir = (s.dir / "in").string();
   CHECK(error_of(s, options, ErrorKind::io) ==
-        "the output folder " + options.output_dir + " is the input folder: choose another one");
-  options.output_dir = (s.dir / "in" / "." / "sub" / "out").string();
-  CHECK(error_of(s, options, ErrorKind::io) == "the output folder " + options.output_dir +
+        "the output folder " + options.run.output_dir + " is the input folder: choose another one");
+  options.run.output_dir = (s.dir / "in" / "." / "sub" / "out").string();
+  CHECK(error_of(s, options, ErrorKind::io) == "the output folder " + options.run.output_dir +
                                                   " is inside the input folder " + in + ": choose one outside it");
   CHECK(!fs::exists(s.dir / "in" / "sub"));
 
@@ -202,7 +202,7 @@ TEST_CASE("convert refuses the input folder, a folder inside it, and foreign fil
   CHECK(read_file(s.dir / "foreign" / "model1-mp2.safetensors") == "not ours");
   CHECK(!fs::exists(s.dir / "foreign" / "shardwise-manifest.json"));
 
-  options.overwrite = convert::Overwrite::force;
+  options.run.overwrite = output::Overwrite::force;
   convert::convert_plan(s.plan, options);
   check_outputs(s, s.dir / "foreign");
   CHECK(read_file(s.dir / "foreign" / "unrelated.txt") == "left alone");
@@ -218,8 +218,8 @@ TEST_CASE("a run removes the temporaries a killed run left, and an earlier run's
   write_file(s.dir / "out" / ".model0-mp2.safetensors.partial", "half");
   write_file(s.dir / "out" / ".extra.txt.partial", "half");
   write_file(s.dir / "out" / ".shardwise-manifest.json.partial", "half");
-  convert::Manifest provisional = convert::provisional_manifest(s.plan, {"test-rules", 42, {}, {}}, 7);
-  convert::write_manifest((s.dir / "out").string(), provisional);
+  output::Manifest provisional = output::provisional_manifest(s.plan, {"test-rules", 42, {}, {}}, 7);
+  output::write_manifest((s.dir / "out").string(), provisional);
   write_file(s.dir / "out" / "model1-mp2.safetensors", "written by a killed run, then the rules changed");
   convert::convert_plan(s.plan, s.options("out", 2));
   check_outputs(s, s.dir / "out");
@@ -243,7 +243,7 @@ TEST_CASE("an error while copying leaves no temporary, and only complete files u
     const auto tensors = parse_safetensors(read_file(s.dir / "out" / "model0-mp2.safetensors"));
     for (const auto& [name, want] : s.expected[0]) CHECK(tensors.at(name).bytes == want.bytes);
   }
-  CHECK(!convert::read_manifest((s.dir / "out").string())->complete);
+  CHECK(!output::read_manifest((s.dir / "out").string())->complete);
 }
 
 }  // namespace

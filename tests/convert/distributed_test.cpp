@@ -1,6 +1,6 @@
 // Splitting the work: rank lists (--ranks), the launchers' variables (--distributed), balancing by
 // bytes, and partial runs writing into one folder until the manifest is complete.
-#include <shardwise/convert/work_share.hpp>
+#include <shardwise/output/work_share.hpp>
 
 #include <map>
 #include <optional>
@@ -9,8 +9,8 @@
 #include <catch2/catch.hpp>
 
 #include <shardwise/convert/converter.hpp>
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/manifest.hpp>
 
 #include "convert/four_ranks.hpp"
 #include "support/support.hpp"
@@ -39,11 +39,11 @@ TEST_CASE("rank lists: single ranks, ranges, duplicates, any order") {
   };
   for (const Case& c : cases) {
     CAPTURE(c.text);
-    const Ranks ranks = convert::parse_rank_list(c.text, c.mp);
+    const Ranks ranks = output::parse_rank_list(c.text, c.mp);
     CHECK(ranks == c.ranks);
-    CHECK(convert::format_rank_list(ranks) == c.canonical);
+    CHECK(output::format_rank_list(ranks) == c.canonical);
   }
-  CHECK(convert::format_rank_list(Ranks{}) == "none");
+  CHECK(output::format_rank_list(Ranks{}) == "none");
 }
 
 TEST_CASE("rank lists: each mistake is a usage error quoting the list") {
@@ -72,7 +72,7 @@ TEST_CASE("rank lists: each mistake is a usage error quoting the list") {
   for (const Bad& b : bad) {
     CAPTURE(b.text);
     try {
-      convert::parse_rank_list(b.text, 8);
+      output::parse_rank_list(b.text, 8);
       FAIL("accepted");
     } catch (const Error& e) {
       CHECK(e.kind() == ErrorKind::usage);
@@ -83,8 +83,8 @@ TEST_CASE("rank lists: each mistake is a usage error quoting the list") {
 
 using Env = std::map<std::string, std::string>;
 
-convert::Launch launch_from(const Env& env) {
-  return convert::launch_from_environment([&](const char* name) -> const char* {
+output::Launch launch_from(const Env& env) {
+  return output::launch_from_environment([&](const char* name) -> const char* {
     const auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
   });
@@ -123,7 +123,7 @@ TEST_CASE("launchers: the first complete pair of variables, in the order MPI, PM
   };
   for (const Case& c : cases) {
     CAPTURE(c.source);
-    const convert::Launch launch = launch_from(c.env);
+    const output::Launch launch = launch_from(c.env);
     CHECK(launch.index == c.index);
     CHECK(launch.count == c.count);
     CHECK(launch.source == c.source);
@@ -183,7 +183,7 @@ TEST_CASE("balancing by bytes: heaviest first to the least loaded process, ties 
   };
   for (const Case& c : cases) {
     CAPTURE(c.weights, c.processes);
-    CHECK(convert::balance_by_bytes(c.weights, c.processes) == c.owner);
+    CHECK(output::balance_by_bytes(c.weights, c.processes) == c.owner);
   }
 }
 
@@ -207,7 +207,7 @@ TEST_CASE(
   REQUIRE(whole.manifest_complete);
 
   convert::ConvertOptions first = s.options("parts");
-  first.ranks = Ranks{1, 3};
+  first.run.ranks = Ranks{1, 3};
   const auto one = convert::convert_plan(s.plan, first);
   CHECK(one.ranks == Ranks{1, 3});
   CHECK(one.files == 2);
@@ -217,18 +217,18 @@ TEST_CASE(
   CHECK(names_in(s.dir / "parts") == std::set<std::string>{"model1-mp4.safetensors", "model3-mp4.safetensors",
                                                            "shardwise-manifest.json",
                                                            "shardwise-manifest.ranks-1,3.json"});
-  CHECK(!convert::read_manifest((s.dir / "parts").string())->complete);
-  CHECK(convert::format_summary(one).find(
+  CHECK(!output::read_manifest((s.dir / "parts").string())->complete);
+  CHECK(output::format_summary(one).find(
             "\nranks 1,3: the manifest waits for ranks 0,2 (the run that finishes the "
             "last of them completes it)") != std::string::npos);
 
   convert::ConvertOptions second = s.options("parts");
-  second.ranks = Ranks{0, 2};
+  second.run.ranks = Ranks{0, 2};
   const auto two = convert::convert_plan(s.plan, second);
   CHECK(two.side_files == 1);
   CHECK(two.manifest_complete);
   CHECK(two.waiting_for.empty());
-  CHECK(convert::format_summary(two).find("\nranks 0,2: the manifest is complete") != std::string::npos);
+  CHECK(output::format_summary(two).find("\nranks 0,2: the manifest is complete") != std::string::npos);
   CHECK(folder_files(s.dir / "parts") == folder_files(s.dir / "whole"));
 }
 
@@ -236,15 +236,15 @@ TEST_CASE("distributed: the processes' shares cover every file once, balanced by
   FourRanks s;
   s.convert("whole");
   // Rank 0 also carries the side file; ranks are deliberately of different sizes.
-  const std::vector<std::uint64_t> weights = convert::rank_weights(s.plan);
+  const std::vector<std::uint64_t> weights = output::rank_weights(s.plan);
   REQUIRE(weights.size() == 4);
   CHECK(weights[0] == s.plan.outputs[0].bytes + 16);
   for (const std::uint64_t count : {1, 2, 3, 4, 6}) {
     CAPTURE(count);
     std::set<std::uint64_t> seen;
-    std::vector<std::uint64_t> owner = convert::balance_by_bytes(weights, count);
+    std::vector<std::uint64_t> owner = output::balance_by_bytes(weights, count);
     for (std::uint64_t index = 0; index < count; ++index) {
-      const Ranks ranks = convert::ranks_of_process(s.plan, {index, count, "test"});
+      const Ranks ranks = output::ranks_of_process(s.plan, {index, count, "test"});
       for (const std::uint64_t r : ranks) {
         CHECK(owner[r] == index);
         CHECK(seen.insert(r).second);
@@ -258,7 +258,7 @@ TEST_CASE("distributed: the processes' shares cover every file once, balanced by
     const std::string out = "dist" + std::to_string(count);
     for (std::uint64_t index = count; index-- > 0;) {
       convert::ConvertOptions options = s.options(out);
-      options.launch = convert::Launch{index, count, "test"};
+      options.run.launch = output::Launch{index, count, "test"};
       const auto summary = convert::convert_plan(s.plan, options);
       CHECK(summary.manifest_complete == (index == 0));
     }
@@ -269,24 +269,24 @@ TEST_CASE("distributed: the processes' shares cover every file once, balanced by
 TEST_CASE("distributed: process 0 gives up waiting for the others after --manifest-wait, naming the ranks") {
   FourRanks s;
   convert::ConvertOptions options = s.options("out");
-  options.launch = convert::Launch{0, 2, "test"};
-  options.manifest_wait = std::chrono::seconds(1);
-  const Ranks others = convert::ranks_of_process(s.plan, {1, 2, "test"});
+  options.run.launch = output::Launch{0, 2, "test"};
+  options.run.manifest_wait = std::chrono::seconds(1);
+  const Ranks others = output::ranks_of_process(s.plan, {1, 2, "test"});
   try {
     convert::convert_plan(s.plan, options);
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::io);
     CHECK(std::string(e.what()) == "gave up after 1 s waiting for the other processes to write ranks " +
-                                       convert::format_rank_list(others) + " into " +
+                                       output::format_rank_list(others) + " into " +
                                        fs::canonical(s.dir / "out").string() +
                                        ": the last of them to finish completes the manifest; if one failed, "
                                        "rerun the job with --resume");
   }
   // Process 1 finishing later completes the manifest all the same.
-  options.launch = convert::Launch{1, 2, "test"};
+  options.run.launch = output::Launch{1, 2, "test"};
   CHECK(convert::convert_plan(s.plan, options).manifest_complete);
-  CHECK(convert::read_manifest((s.dir / "out").string())->complete);
+  CHECK(output::read_manifest((s.dir / "out").string())->complete);
 }
 
 TEST_CASE("partial runs leave other runs' temporaries alone, a whole run removes every stale one") {
@@ -298,7 +298,7 @@ TEST_CASE("partial runs leave other runs' temporaries alone, a whole run removes
   for (const std::string& name : others) write_file(s.dir / "out" / name, "another process is writing this");
   write_file(s.dir / "out" / ".model0-mp4.safetensors.partial", "left by a killed run of ours");
   convert::ConvertOptions options = s.options("out");
-  options.ranks = Ranks{0};
+  options.run.ranks = Ranks{0};
   convert::convert_plan(s.plan, options);
   for (const std::string& name : others) CHECK(fs::exists(s.dir / "out" / name));
   CHECK(!fs::exists(s.dir / "out" / ".model0-mp4.safetensors.partial"));
@@ -310,19 +310,19 @@ TEST_CASE("a partial run of another plan replaces that plan's manifest and fragm
   FourRanks s;
   s.convert("out");
   convert::ConvertOptions options = s.options("out");
-  options.ranks = Ranks{2};
+  options.run.ranks = Ranks{2};
   convert::convert_plan(s.plan, options);  // same plan: the complete manifest stays
-  CHECK(convert::read_manifest((s.dir / "out").string())->complete);
+  CHECK(output::read_manifest((s.dir / "out").string())->complete);
   CHECK(!fs::exists(s.dir / "out" / "shardwise-manifest.ranks-2.json"));  // folded into it at once
 
   options.rules.xxh3 = 99;  // another plan
-  options.ranks = Ranks{1};
+  options.run.ranks = Ranks{1};
   const auto one = convert::convert_plan(s.plan, options);
   CHECK(!one.manifest_complete);
-  const auto manifest = convert::read_manifest((s.dir / "out").string());
+  const auto manifest = output::read_manifest((s.dir / "out").string());
   CHECK(!manifest->complete);
   CHECK(manifest->rules.xxh3 == 99);
-  options.ranks = Ranks{0, 2, 3};
+  options.run.ranks = Ranks{0, 2, 3};
   CHECK(convert::convert_plan(s.plan, options).manifest_complete);
   CHECK(names_in(s.dir / "out").count("shardwise-manifest.ranks-1.json") == 0);
 }

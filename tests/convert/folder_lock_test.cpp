@@ -1,6 +1,6 @@
 // One writer per output file: which runs exclude each other (a table of whole and partial runs),
 // what a refused run is told, and that the lock goes with its process, however that ends.
-#include "convert/folder_lock.hpp"
+#include "output/folder_lock.hpp"
 
 #include <signal.h>
 #include <sys/wait.h>
@@ -24,7 +24,7 @@ namespace shardwise::test {
 namespace {
 
 namespace fs = std::filesystem;
-using convert::FolderLock;
+using output::FolderLock;
 
 // A run's claim: every rank (nullopt) or these ranks.
 using Claim = std::optional<std::vector<std::uint64_t>>;

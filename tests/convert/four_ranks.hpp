@@ -49,9 +49,9 @@ struct FourRanks {
 
   convert::ConvertOptions options(const std::string& out) const {
     convert::ConvertOptions options;
-    options.output_dir = (dir / out).string();
-    options.threads = 2;
-    options.progress = convert::ProgressMode::quiet;
+    options.run.output_dir = (dir / out).string();
+    options.run.threads = 2;
+    options.run.progress = output::ProgressMode::quiet;
     options.rules = {"test-rules", 42, {}, {}};
     return options;
   }

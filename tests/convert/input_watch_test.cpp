@@ -1,7 +1,7 @@
 // The inputs of a run must not change under it: InputWatch against real files changed the ways a
 // download or a sync changes them, and the manifest's record of the inputs (version 2; version 1
 // manifests still read).
-#include "convert/input_watch.hpp"
+#include <shardwise/output/input_watch.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/manifest.hpp>
 
 #include "support/support.hpp"
 
@@ -46,7 +46,7 @@ struct Inputs {
   }
 };
 
-std::string check_error(const convert::InputWatch& watch) {
+std::string check_error(const output::InputWatch& watch) {
   try {
     watch.check();
   } catch (const Error& e) {
@@ -82,7 +82,7 @@ TEST_CASE("input watch: every way an input file changes fails the check, naming 
   for (const Case& c : cases) {
     CAPTURE(c.what);
     Inputs inputs;
-    const convert::InputWatch watch(inputs.plan);
+    const output::InputWatch watch(inputs.plan);
     CHECK(check_error(watch).empty());
     c.change(inputs.dir / "in");
     const std::string message = check_error(watch);
@@ -93,8 +93,8 @@ TEST_CASE("input watch: every way an input file changes fails the check, naming 
 
 TEST_CASE("input watch: the manifest records each input relative to the input folder, as planned") {
   Inputs inputs;
-  const convert::InputWatch watch(inputs.plan);
-  const std::vector<convert::ManifestInput> record = watch.record();
+  const output::InputWatch watch(inputs.plan);
+  const std::vector<output::ManifestInput> record = watch.record();
   REQUIRE(record.size() == 2);
   CHECK(record[0].file == "a.safetensors");
   CHECK(record[0].identity == inputs.plan.input_identities[0]);
@@ -105,39 +105,39 @@ TEST_CASE("input watch: the manifest records each input relative to the input fo
   plan::Plan bare = inputs.plan;
   bare.input_identities.clear();
   bare.side_file_identities.clear();
-  CHECK(convert::InputWatch(bare).record()[0].identity == inputs.plan.input_identities[0]);
+  CHECK(output::InputWatch(bare).record()[0].identity == inputs.plan.input_identities[0]);
 }
 
 TEST_CASE("manifest: the inputs record round-trips, version 1 manifests are read without it") {
-  convert::Manifest manifest;
+  output::Manifest manifest;
   manifest.complete = true;
   manifest.inputs = {{"a.safetensors", {64, 1'600'000'000'000'000'001, 1'700'000'000'000'000'002, 77}},
                      {"extra.txt", {5, -1, 0, 78}}};
   // As read from a file (integers parse as unsigned).
-  const auto json = nlohmann::ordered_json::parse(convert::manifest_to_json(manifest).dump());
-  CHECK(json["shardwise_manifest"] == convert::kManifestVersion);
+  const auto json = nlohmann::ordered_json::parse(output::manifest_to_json(manifest).dump());
+  CHECK(json["shardwise_manifest"] == output::kManifestVersion);
   CHECK(json["input"]["files"][0] ==
         nlohmann::ordered_json::parse(R"({"file":"a.safetensors","bytes":64,"mtime_ns":1600000000000000001,)"
                                       R"("ctime_ns":1700000000000000002,"inode":77})"));
-  const convert::Manifest read = convert::manifest_from_json(json, "m");
+  const output::Manifest read = output::manifest_from_json(json, "m");
   REQUIRE(read.inputs.size() == 2);
   CHECK(read.inputs[0].file == "a.safetensors");
   CHECK(read.inputs[0].identity == manifest.inputs[0].identity);
   CHECK(read.inputs[1].identity == manifest.inputs[1].identity);
-  CHECK(convert::manifest_from_json(nlohmann::ordered_json::parse(convert::format_manifest(manifest)), "m")
+  CHECK(output::manifest_from_json(nlohmann::ordered_json::parse(output::format_manifest(manifest)), "m")
             .inputs.size() == 2);
 
   auto version1 = json;
   version1["shardwise_manifest"] = 1u;
   version1["input"].erase("files");
-  CHECK(convert::manifest_from_json(version1, "m").inputs.empty());
+  CHECK(output::manifest_from_json(version1, "m").inputs.empty());
 
   struct Bad {
     std::function<void(nlohmann::ordered_json&)> change;
     const char* message;
   };
   const std::vector<Bad> bad = {
-      {[](auto& j) { j["shardwise_manifest"] = static_cast<unsigned>(convert::kManifestVersion + 1); },
+      {[](auto& j) { j["shardwise_manifest"] = static_cast<unsigned>(output::kManifestVersion + 1); },
        "m: not a shardwise manifest: unknown version 4"},
       {[](auto& j) { j["input"].erase("files"); }, "m: not a shardwise manifest: missing \"files\""},
       {[](auto& j) { j["input"]["files"][0]["inode"] = -1; },
@@ -150,7 +150,7 @@ TEST_CASE("manifest: the inputs record round-trips, version 1 manifests are read
     auto broken = json;
     b.change(broken);
     try {
-      convert::manifest_from_json(broken, "m");
+      output::manifest_from_json(broken, "m");
       FAIL("read");
     } catch (const Error& e) {
       CHECK(e.kind() == ErrorKind::input);

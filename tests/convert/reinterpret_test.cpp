@@ -5,9 +5,9 @@
 
 #include <filesystem>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/convert/converter.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -64,9 +64,9 @@ TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, af
   const rules::Rules rules = rules::Rules::load_text(kRules, "fp4.yaml");
   const plan::Plan plan = f.plan(rules);
   convert::ConvertOptions options;
-  options.output_dir = (f.dir / "out").string();
-  options.progress = convert::ProgressMode::quiet;
-  options.rules = {rules.name(), convert::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};  // as the CLI records them
+  options.run.output_dir = (f.dir / "out").string();
+  options.run.progress = output::ProgressMode::quiet;
+  options.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};  // as the CLI records them
   convert::convert_plan(plan, options);
 
   struct Expected {
@@ -108,8 +108,8 @@ TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, af
   }
 
   verify::VerifyOptions check;
-  check.output_dir = options.output_dir;
-  check.progress = convert::ProgressMode::quiet;
+  check.output_dir = options.run.output_dir;
+  check.progress = output::ProgressMode::quiet;
   CHECK(verify::verify_plan(plan, rules, check).ok());
 
   // A reinterpreted tensor whose bytes changed on disk is caught.

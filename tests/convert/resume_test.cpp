@@ -8,9 +8,9 @@
 
 #include <catch2/catch.hpp>
 
-#include <shardwise/convert/checksum.hpp>
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/manifest.hpp>
 
 #include "convert/four_ranks.hpp"
 #include "support/support.hpp"
@@ -41,7 +41,7 @@ Identity identity_of(const fs::path& path) {
 
 convert::ConvertSummary resume(const FourRanks& s, const std::string& out) {
   convert::ConvertOptions options = s.options(out);
-  options.resume = convert::Resume::keep_finished;
+  options.run.resume = output::Resume::keep_finished;
   return convert::convert_plan(s.plan, options);
 }
 
@@ -50,11 +50,11 @@ convert::ConvertSummary resume(const FourRanks& s, const std::string& out) {
 void make_killed_run(const FourRanks& s, const std::string& out) {
   s.convert(out);
   const fs::path dir = s.dir / out;
-  convert::Manifest manifest = *convert::read_manifest(dir.string());
+  output::Manifest manifest = *output::read_manifest(dir.string());
   manifest.complete = false;
-  for (convert::ManifestOutput& o : manifest.outputs) o.finished = o.rank == 0 || o.rank == 2;
-  for (convert::ManifestSideFile& side : manifest.side_files) side.finished = false;
-  convert::write_manifest(dir.string(), manifest);
+  for (output::ManifestOutput& o : manifest.outputs) o.finished = o.rank == 0 || o.rank == 2;
+  for (output::ManifestSideFile& side : manifest.side_files) side.finished = false;
+  output::write_manifest(dir.string(), manifest);
   fs::remove(dir / "model1-mp4.safetensors");
   fs::rename(dir / "model3-mp4.safetensors", dir / ".model3-mp4.safetensors.partial");
   fs::remove(dir / "notes.txt");
@@ -71,7 +71,7 @@ TEST_CASE("resume keeps the files a killed run finished, untouched, and writes t
   CHECK(summary.files == 2);
   CHECK(summary.side_files == 1);
   CHECK(summary.manifest_complete);
-  CHECK(convert::format_summary(summary).find("; kept 2 files an earlier run finished") != std::string::npos);
+  CHECK(output::format_summary(summary).find("; kept 2 files an earlier run finished") != std::string::npos);
   CHECK(identity_of(s.dir / "out" / "model0-mp4.safetensors") == zero);
   CHECK(identity_of(s.dir / "out" / "model2-mp4.safetensors") == two);
   CHECK(folder_files(s.dir / "out") == folder_files(s.dir / "fresh"));
@@ -157,13 +157,13 @@ TEST_CASE("resume refuses a changed plan and says each change") {
     s.convert("out");
     const auto before = folder_files(s.dir / "out");
     convert::ConvertOptions options = s.options("out");
-    options.resume = convert::Resume::keep_finished;
+    options.run.resume = output::Resume::keep_finished;
     change.apply(s, options);
     std::string message = change.message;
     if (message.empty()) {
       message = "the input changed (headers xxh3: manifest " +
-                convert::xxh3_hex(convert::read_manifest((s.dir / "out").string())->input_headers_xxh3) +
-                ", now " + convert::xxh3_hex(convert::input_headers_xxh3(s.plan)) + ")";
+                output::xxh3_hex(output::read_manifest((s.dir / "out").string())->input_headers_xxh3) +
+                ", now " + output::xxh3_hex(output::input_headers_xxh3(s.plan)) + ")";
     }
     try {
       convert::convert_plan(s.plan, options);
@@ -195,12 +195,12 @@ TEST_CASE("resume uses the fragments of partial runs, and a partial resume keeps
   FourRanks s;
   s.convert("fresh");
   convert::ConvertOptions options = s.options("out");
-  options.ranks = std::vector<std::uint64_t>{1, 2};
+  options.run.ranks = std::vector<std::uint64_t>{1, 2};
   convert::convert_plan(s.plan, options);  // leaves a fragment: the manifest is not complete
   const Identity one = identity_of(s.dir / "out" / "model1-mp4.safetensors");
 
-  options.ranks = std::vector<std::uint64_t>{1, 3};
-  options.resume = convert::Resume::keep_finished;
+  options.run.ranks = std::vector<std::uint64_t>{1, 3};
+  options.run.resume = output::Resume::keep_finished;
   const auto partial = convert::convert_plan(s.plan, options);
   CHECK(partial.kept == 1);
   CHECK(partial.files == 1);

@@ -6,8 +6,8 @@
 
 #include <catch2/catch.hpp>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include "convert/fixture.hpp"
 #include "support/support.hpp"
@@ -92,7 +92,7 @@ TEST_CASE("a planned tensor's bytes are its source slice, cast, whatever the rea
       }
     }
     std::vector<std::byte> buffer(4096), scratch(4096);
-    CHECK(convert::expected_xxh3(stream, input.fd(), input.path(), buffer, scratch) == convert::xxh3(expected));
+    CHECK(convert::expected_xxh3(stream, input.fd(), input.path(), buffer, scratch) == output::xxh3(expected));
   }
 }
 

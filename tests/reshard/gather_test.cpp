@@ -42,7 +42,7 @@ TEST_CASE("gather: every staging size writes the bytes of a direct conversion") 
       const fs::path out = dir / ("out-" + std::to_string(piece_bytes) + "-" + std::to_string(a) + "-" + std::to_string(b));
       reshard::ReshardOptions options;
       options.output_dir = out.string();
-      options.progress = convert::ProgressMode::quiet;
+      options.progress = output::ProgressMode::quiet;
       options.piece_bytes = piece_bytes;
       options.threads = 2;
       const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
@@ -113,7 +113,7 @@ TEST_CASE("gather: a flipped byte in a piece read whole is found at every stagin
       const reshard::ReshardPlan plan = reshard::plan_reshard((dir / "mp4").string(), 2);
       reshard::ReshardOptions options;
       options.output_dir = (dir / ("out-" + std::to_string(at) + "-" + std::to_string(piece_bytes))).string();
-      options.progress = convert::ProgressMode::quiet;
+      options.progress = output::ProgressMode::quiet;
       options.piece_bytes = piece_bytes;
       options.threads = 2;
       CHECK_THROWS_WITH(reshard::execute_reshard(plan, options),

@@ -266,9 +266,9 @@ TEST_CASE("deepseek-v3.2 rules: a checkpoint converted at mp=2 is the script's o
   CHECK(plan.skipped[0].name == "model.layers.61.self_attn.q_b_proj.weight");
 
   convert::ConvertOptions options;
-  options.output_dir = (dir / "out").string();
-  options.progress = convert::ProgressMode::quiet;
-  options.threads = 2;
+  options.run.output_dir = (dir / "out").string();
+  options.run.progress = output::ProgressMode::quiet;
+  options.run.threads = 2;
   convert::convert_plan(plan, options);
 
   for (std::uint64_t rank = 0; rank < 2; ++rank) {

@@ -18,7 +18,7 @@ TEST_CASE("verify: input files that changed since the conversion are named with 
   plan.side_files = {"tokenizer.json"};
   plan.side_file_identities = {{5, 30, 30, 3}};
 
-  convert::Manifest manifest;
+  output::Manifest manifest;
   manifest.inputs = {{"a.safetensors", {64, 10, 10, 1}},
                      {"b.safetensors", {32, 20, 20, 9}},
                      {"tokenizer.json", {4, 30, 30, 3}},

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <functional>
 
-#include <shardwise/convert/manifest.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -34,7 +34,7 @@ verify::VerifyOptions options_for(const std::string& out, unsigned threads = 2, 
   verify::VerifyOptions options;
   options.output_dir = out;
   options.threads = threads;
-  options.progress = convert::ProgressMode::quiet;
+  options.progress = output::ProgressMode::quiet;
   options.buffer_bytes = buffer;
   return options;
 }
@@ -62,7 +62,7 @@ void rewrite(const std::string& path, const std::function<void(std::vector<RawTe
 }
 
 void set_tensor_digest(const std::string& out, const std::string& file, const std::string& tensor, const std::string& hex) {
-  const fs::path path = fs::path(out) / convert::kManifestFileName;
+  const fs::path path = fs::path(out) / output::kManifestFileName;
   auto json = nlohmann::ordered_json::parse(read_file(path));
   for (auto& output : json["outputs"]) {
     if (output["file"] != file) continue;
@@ -222,7 +222,7 @@ TEST_CASE("each damage is reported by name, once, in both modes") {
                     kRank0, bad_digest, wq_a_digest)},
        {fmt::format("{}: layers.0.attn.wq_a.qweight: bytes differ from the manifest (expected xxh3 {}, found {})", kRank0,
                     bad_digest, wq_a_digest)}},
-      {"no manifest", [](const std::string& out) { fs::remove(out + "/" + convert::kManifestFileName); },
+      {"no manifest", [](const std::string& out) { fs::remove(out + "/" + output::kManifestFileName); },
        {},
        {"shardwise-manifest.json: missing: nothing to verify against without the input (verify with --hf-ckpt-path "
         "instead)"}},
@@ -282,7 +282,7 @@ TEST_CASE("a truncated file is reported by name, not a crash") {
 TEST_CASE("an interrupted conversion's manifest is reported in both modes") {
   TempDir tmp;
   const std::string out = copy_of_output(tmp);
-  const fs::path path = fs::path(out) / convert::kManifestFileName;
+  const fs::path path = fs::path(out) / output::kManifestFileName;
   auto json = nlohmann::ordered_json::parse(read_file(path));
   json["complete"] = false;
   write_file(path, json.dump(1));

@@ -15,10 +15,11 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/converter.hpp>
-#include <shardwise/convert/manifest.hpp>
-#include <shardwise/convert/progress.hpp>
-#include <shardwise/convert/work_share.hpp>
+#include <shardwise/output/manifest.hpp>
+#include <shardwise/output/page_cache.hpp>
+#include <shardwise/output/progress.hpp>
+#include <shardwise/output/run_options.hpp>
+#include <shardwise/output/work_share.hpp>
 #include <shardwise/plan/plan.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
@@ -79,7 +80,7 @@ struct ReshardPlan {
   std::string from;  // the old folder
   std::uint64_t from_model_parallel = 0;
   std::uint64_t model_parallel = 0;
-  convert::Manifest from_manifest;  // the old folder's
+  output::Manifest from_manifest;  // the old folder's
   std::vector<OldFile> old_files;   // in rank order
   std::vector<LogicalTensor> logical;  // in name order
   std::vector<NewFile> outputs;        // one per new rank, in rank order
@@ -120,22 +121,22 @@ std::string format_reshard_summary(const ReshardPlan& plan);
 struct ReshardOptions {
   std::string output_dir;
   unsigned threads = 0;  // 0: one per hardware thread
-  convert::ProgressMode progress = convert::ProgressMode::automatic;
-  convert::Overwrite overwrite = convert::Overwrite::refuse_foreign;
+  output::ProgressMode progress = output::ProgressMode::automatic;
+  output::Overwrite overwrite = output::Overwrite::refuse_foreign;
   std::size_t piece_bytes = 8 << 20;  // staging buffer per thread
   // As for convert: what was read and written leaves the page cache (automatic: when the run's
   // reads and writes exceed half of memory). The bytes written are the same.
-  convert::PageCache page_cache = convert::PageCache::automatic;
-  // As for convert (converter.hpp): keep the files an earlier run of the same reshard finished;
+  output::PageCache page_cache = output::PageCache::automatic;
+  // As for convert (output/run_options.hpp): keep the files an earlier run of the same reshard finished;
   // write only these ranks, or this process's share of a launcher's job; process 0's wait.
-  convert::Resume resume = convert::Resume::no;
+  output::Resume resume = output::Resume::no;
   std::optional<std::vector<std::uint64_t>> ranks;
-  std::optional<convert::Launch> launch;
+  std::optional<output::Launch> launch;
   std::chrono::seconds manifest_wait{0};
 };
 
 // What a run wrote, as convert reports it.
-using ReshardSummary = convert::ConvertSummary;
+using ReshardSummary = output::RunSummary;
 
 // Writes this run's new rank files (all, or options.ranks / options.launch's share), the side
 // files (with rank 0) and the manifest, as convert_plan does: every file through a temporary name,

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/page_cache.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/page_cache.hpp>
+#include <shardwise/output/progress.hpp>
 #include <shardwise/plan/plan.hpp>
 #include <shardwise/rules/rules.hpp>
 
@@ -28,10 +28,10 @@ namespace shardwise::verify {
 struct VerifyOptions {
   std::string output_dir;
   unsigned threads = 0;  // 0: one per hardware thread
-  convert::ProgressMode progress = convert::ProgressMode::automatic;
+  output::ProgressMode progress = output::ProgressMode::automatic;
   std::size_t buffer_bytes = 0;  // read buffer per thread; 0: automatic (a few MiB, less with many threads)
   // automatic: drop what was read when input and output together exceed half of memory.
-  convert::PageCache page_cache = convert::PageCache::automatic;
+  output::PageCache page_cache = output::PageCache::automatic;
 };
 
 // One mismatch. `file` is a name within the output folder; `tensor` is empty for problems of a

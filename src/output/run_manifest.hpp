@@ -4,7 +4,7 @@
 // finished, and how runs writing parts of one output (--ranks, --distributed) hand their checksums
 // to whichever of them completes the folder's manifest. A whole run keeps the folder's manifest
 // itself (incomplete until the end); a partial run keeps its own fragment,
-// `shardwise-manifest.<key>.json`, listing only the files it finished. Internal to convert.
+// `shardwise-manifest.<key>.json`, listing only the files it finished. Internal to output.
 
 #include <cstdint>
 #include <mutex>
@@ -13,9 +13,9 @@
 #include <string_view>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
+#include <shardwise/output/manifest.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 // A name for what a run writes, unique among runs with disjoint rank sets: "ranks-0-3,6" (long
 // lists: first and last rank and a hash of the list); a process writing no ranks: "process-K".
@@ -60,4 +60,4 @@ struct Fragment {
 // required: one that cannot be read is skipped (its files are simply written again).
 std::vector<Fragment> read_fragments(const std::string& folder);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

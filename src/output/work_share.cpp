@@ -1,4 +1,4 @@
-#include <shardwise/convert/work_share.hpp>
+#include <shardwise/output/work_share.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -11,7 +11,7 @@
 
 #include <shardwise/core/error.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace {
 
@@ -153,4 +153,4 @@ std::vector<std::uint64_t> ranks_of_process(const plan::Plan& plan, const Launch
   return ranks;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -2,27 +2,30 @@
 // A run that writes a folder of rank files: which files this run writes (a whole run, --ranks,
 // --distributed), the folder's check and lock, --resume, the run's manifest records and the
 // completion of the folder's manifest. `convert` (bytes from a checkpoint) and `reshard` (bytes
-// from another folder of rank files) differ only in the OutputWriter they hand it. Internal to
-// convert.
+// from another folder of rank files) differ only in the OutputWriter they hand it.
 
-#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/converter.hpp>
-#include <shardwise/convert/manifest.hpp>
-#include <shardwise/convert/page_cache.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/file_work.hpp>
+#include <shardwise/output/input_watch.hpp>
+#include <shardwise/output/manifest.hpp>
+#include <shardwise/output/page_cache.hpp>
+#include <shardwise/output/progress.hpp>
+#include <shardwise/output/run_options.hpp>
 #include <shardwise/plan/plan.hpp>
 
-#include "convert/copy_engine.hpp"
-#include "convert/file_work.hpp"
-#include "convert/input_watch.hpp"
+namespace shardwise::output {
 
-namespace shardwise::convert {
+// Called with each file's manifest entry right after the file is under its final name; what it
+// throws fails the run.
+using CommitHook = std::function<void(const ManifestOutput&)>;
+// Called once a file's last byte is written, before it gets its final name; what it throws fails
+// the run, that file still a temporary.
+using PreCommitCheck = std::function<void()>;
 
 // What a run needs to know of the output besides `outline` (the plan::Plan naming the output
 // files, their tensors and bytes, the side files, the input folder and files it reads).
@@ -31,13 +34,11 @@ struct OutputWriter {
   std::function<Manifest(const InputWatch& inputs)> planned;
   // The files of `ranks` (ascending) laid out in `out_dir`: FileWork::planned, final_path and
   // layout are what the run reads; the rest is for `write`.
-  std::function<std::vector<FileWork>(std::span<const std::uint64_t> ranks, const std::string& out_dir,
-                                      std::size_t piece_bytes)>
-      layout;
+  std::function<std::vector<FileWork>(std::span<const std::uint64_t> ranks, const std::string& out_dir)> layout;
   // Writes `files` as copy_files does (each through a temporary; `on_commit` right after it is
   // under its final name, `before_commit` before).
-  std::function<void(std::vector<FileWork>& files, unsigned threads, std::size_t piece_bytes, PageCache cache,
-                     Progress& progress, const CommitHook& on_commit, const PreCommitCheck& before_commit)>
+  std::function<void(std::vector<FileWork>& files, unsigned threads, PageCache cache, Progress& progress,
+                     const CommitHook& on_commit, const PreCommitCheck& before_commit)>
       write;
   // Copies the side file `name` from the input folder into `out_dir` through a temporary name,
   // checking `inputs` before its commit; returns its entry.
@@ -47,7 +48,7 @@ struct OutputWriter {
 };
 
 // Writes this run's share of `outline` (options.ranks, options.launch) with `writer`, and completes
-// the folder's manifest when every file is known written; the contract of convert_plan.
-ConvertSummary run_outputs(const plan::Plan& outline, const ConvertOptions& options, const OutputWriter& writer);
+// the folder's manifest when every file is known written; the contract of convert::convert_plan.
+RunSummary run_outputs(const plan::Plan& outline, const RunOptions& options, const OutputWriter& writer);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,18 +1,18 @@
-#include "convert/run_manifest.hpp"
+#include "output/run_manifest.hpp"
 
 #include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
-#include <shardwise/convert/work_share.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/work_share.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-#include "convert/atomic_file.hpp"
+#include "output/atomic_file.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace fs = std::filesystem;
 
@@ -124,4 +124,4 @@ std::vector<Fragment> read_fragments(const std::string& folder) {
   return fragments;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include "convert/evidence.hpp"
+#include "output/evidence.hpp"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 
 #include <shardwise/core/error.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace fs = std::filesystem;
 
@@ -142,4 +142,4 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   return result;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 enum class ProgressMode {
   automatic,  // live when the stream is a terminal, lines otherwise
@@ -54,4 +54,4 @@ class Progress {
   std::thread thread_;
 };
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include <shardwise/convert/checksum.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include <xxhash.h>
 #if SHARDWISE_XXH3_DISPATCH
@@ -15,7 +15,7 @@
 
 #include "core/io.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 struct Hasher::State {
   XXH3_state_t* xxh = nullptr;
@@ -78,4 +78,4 @@ std::uint64_t hash_file_range(int fd, const std::string& path, std::uint64_t off
   return hasher.digest();
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

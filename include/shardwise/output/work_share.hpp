@@ -14,7 +14,7 @@
 
 #include <shardwise/plan/plan.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 // Parses "1,3" or "0-3,6" into ascending, distinct ranks, each below `model_parallel`. Throws
 // Error(usage) quoting the text: an empty list or item, a non-number, a reversed range, a rank out
@@ -61,4 +61,4 @@ std::vector<std::uint64_t> rank_weights(const plan::Plan& plan);
 // The ranks process `launch.index` writes, ascending (maybe none: more processes than files).
 std::vector<std::uint64_t> ranks_of_process(const plan::Plan& plan, const Launch& launch);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include <shardwise/convert/manifest.hpp>
+#include <shardwise/output/manifest.hpp>
 
 #include <array>
 #include <filesystem>
@@ -9,15 +9,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/safetensors/header.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-#include "convert/atomic_file.hpp"
 #include "core/io.hpp"
+#include "output/atomic_file.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 using Json = nlohmann::ordered_json;
 
@@ -380,4 +380,4 @@ std::vector<std::string> plan_changes(const Manifest& before, const Manifest& no
   return changes;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

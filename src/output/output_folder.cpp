@@ -1,4 +1,4 @@
-#include "convert/output_folder.hpp"
+#include "output/output_folder.hpp"
 
 #include <unistd.h>
 
@@ -9,13 +9,13 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-#include "convert/evidence.hpp"
+#include "output/evidence.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace fs = std::filesystem;
 
@@ -128,4 +128,4 @@ PreparedFolder prepare_output_folder(const plan::Plan& plan, const std::string& 
   return prepared;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,7 +1,9 @@
 #pragma once
 // What convert and verify do with the page cache (docs/convert.md, "Streaming at disk speed").
 
-namespace shardwise::convert {
+#include <cstdint>
+
+namespace shardwise::output {
 
 // The bytes written and the findings are the same whichever is chosen.
 enum class PageCache {
@@ -10,4 +12,7 @@ enum class PageCache {
   drop,       // drop written ranges once on disk, and input ranges once read for the last time
 };
 
-}  // namespace shardwise::convert
+// With drop, a writer waits for and drops what it wrote this far behind its writing.
+inline constexpr std::uint64_t kDropBehindBytes = 64u << 20;
+
+}  // namespace shardwise::output

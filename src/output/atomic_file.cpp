@@ -1,4 +1,4 @@
-#include "convert/atomic_file.hpp"
+#include "output/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 AtomicFile::AtomicFile(std::string final_path) : AtomicFile(final_path, st::temp_path_for(final_path)) {}
 
@@ -60,4 +60,4 @@ void write_file_atomically(const std::string& final_path, const std::string& byt
   file.commit();
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

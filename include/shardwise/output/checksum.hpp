@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 // An XXH3-64 (seed 0) digest being computed over bytes fed in order. The digest of no bytes is
 // XXH3-64 of the empty input.
@@ -43,4 +43,4 @@ std::optional<std::uint64_t> parse_xxh3_hex(std::string_view text);
 std::uint64_t hash_file_range(int fd, const std::string& path, std::uint64_t offset, std::uint64_t bytes,
                               std::span<std::byte> buffer);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -6,12 +6,12 @@
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/converter.hpp>
+#include <shardwise/output/run_options.hpp>
 #include <shardwise/plan/plan.hpp>
 
-#include "convert/folder_lock.hpp"
+#include "output/folder_lock.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 // What a run is about to write into the output folder.
 struct FolderClaim {
@@ -40,4 +40,4 @@ struct PreparedFolder {
 PreparedFolder prepare_output_folder(const plan::Plan& plan, const std::string& output_dir,
                                      Overwrite overwrite, const FolderClaim& claim);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

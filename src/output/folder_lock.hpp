@@ -1,6 +1,6 @@
 #pragma once
 // One writer per output file: a conversion holds a lock on what it writes in an output folder
-// before it touches anything there. Internal to convert.
+// before it touches anything there. Internal to output.
 //
 // The lock is an open-file-description byte-range lock (fcntl F_OFD_SETLK) on the hidden file
 // `.shardwise.lock` in the output folder: advisory, released by the kernel when the process ends
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 inline constexpr const char* kLockFileName = ".shardwise.lock";
 
@@ -42,4 +42,4 @@ class FolderLock {
   std::vector<std::int64_t> slots_;  // offsets of the slots holding this run's record
 };
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

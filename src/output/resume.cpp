@@ -1,4 +1,4 @@
-#include "convert/resume.hpp"
+#include "output/resume.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -11,13 +11,13 @@
 #include <mutex>
 #include <thread>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 
-#include "convert/evidence.hpp"
+#include "output/evidence.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace {
 
@@ -97,4 +97,4 @@ std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const
   return kept;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include "convert/input_watch.hpp"
+#include <shardwise/output/input_watch.hpp>
 
 #include <filesystem>
 #include <optional>
@@ -8,7 +8,7 @@
 
 #include <shardwise/core/error.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace fs = std::filesystem;
 
@@ -66,4 +66,4 @@ std::vector<ManifestInput> InputWatch::record() const {
   return inputs;
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

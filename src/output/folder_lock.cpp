@@ -1,4 +1,4 @@
-#include "convert/folder_lock.hpp"
+#include "output/folder_lock.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,7 +15,7 @@
 
 #include <shardwise/core/error.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace {
 
@@ -158,4 +158,4 @@ FolderLock::~FolderLock() {
   ::close(fd_);
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

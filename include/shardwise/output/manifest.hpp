@@ -22,7 +22,7 @@
 #include <shardwise/core/file_identity.hpp>
 #include <shardwise/plan/plan.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 inline constexpr const char* kManifestFileName = "shardwise-manifest.json";
 inline constexpr const char* kToolVersion = "shardwise 0.1.0";
@@ -138,4 +138,4 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now,
                                       const plan::Plan* shown = nullptr);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,19 +1,19 @@
 #pragma once
 // What an output folder says about the runs that wrote into it: its manifest and the fragments of
 // partial runs not yet folded into it. Resuming reads it to find files worth keeping; runs writing parts
-// of one output read it to complete the manifest. Internal to convert.
+// of one output read it to complete the manifest. Internal to output.
 
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
 
-#include "convert/run_manifest.hpp"
+#include "output/run_manifest.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 struct Evidence {
   std::optional<Manifest> manifest;  // a valid manifest, complete or not
@@ -54,4 +54,4 @@ struct Completion {
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
                              const std::string& writer);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/progress.hpp>
 
 #include <unistd.h>
 
@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace {
 
@@ -84,4 +84,4 @@ void Progress::run() {
   }
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,16 +1,15 @@
 #pragma once
 // Resuming: which output files an earlier run of the same plan already wrote completely, so that
-// `convert --resume` writes only the rest. Internal to convert.
+// `convert --resume` writes only the rest. Internal to output.
 
 #include <optional>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
-#include <shardwise/convert/progress.hpp>
+#include <shardwise/output/file_work.hpp>
+#include <shardwise/output/manifest.hpp>
+#include <shardwise/output/progress.hpp>
 
-#include "convert/file_work.hpp"
-
-namespace shardwise::convert {
+namespace shardwise::output {
 
 // Per item of `work`, its entry when the file is kept: an entry in `sources` (same plan, see
 // same_plan_sources) fits the planned file, and the file on disk has the entry's size, which is
@@ -20,4 +19,4 @@ std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const
                                                          const std::vector<FileWork>& work, unsigned threads,
                                                          ProgressMode progress);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,4 +1,4 @@
-#include <shardwise/convert/converter.hpp>
+#include <shardwise/output/output_run.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -9,42 +9,27 @@
 
 #include <fmt/format.h>
 
-#include <shardwise/convert/checksum.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
 
-#include "convert/atomic_file.hpp"
-#include "convert/copy_engine.hpp"
-#include "convert/evidence.hpp"
-#include "convert/input_watch.hpp"
-#include "convert/output_folder.hpp"
-#include "convert/output_run.hpp"
-#include "convert/resume.hpp"
-#include "convert/run_manifest.hpp"
 #include "core/io.hpp"
 #include "core/parallel.hpp"
+#include "output/atomic_file.hpp"
+#include "output/evidence.hpp"
+#include "output/output_folder.hpp"
+#include "output/resume.hpp"
+#include "output/run_manifest.hpp"
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// All staging buffers together stay within this, whatever the thread count: with the page cache
-// not counted, they are most of the process's memory.
-constexpr std::size_t kStagingBudget = 128u << 20;
-constexpr std::size_t kMaxPieceBytes = 8u << 20;
-constexpr std::size_t kMinPieceBytes = 256u << 10;
 // Process 0 of a distributed job looks for the others' fragments this often.
 constexpr auto kPollInterval = std::chrono::milliseconds(500);
 constexpr auto kMinManifestWait = std::chrono::seconds(600);
-
-std::size_t piece_bytes_for(std::size_t requested, unsigned threads) {
-  if (requested != 0) return std::max<std::size_t>(requested, kMinScratchBytes);
-  // Each thread holds a piece and a scratch buffer of the same size.
-  const std::size_t fair = kStagingBudget / (2 * static_cast<std::size_t>(threads));
-  return std::clamp(fair / (64u << 10) * (64u << 10), kMinPieceBytes, kMaxPieceBytes);
-}
 
 // Automatic: drop once the bytes read and written (about twice those written) exceed half of
 // physical memory: the cache could not keep them for a next run anyway. Smaller runs keep the
@@ -61,29 +46,6 @@ std::uint64_t side_files_bytes(const plan::Plan& plan) {
   }
   for (const plan::GeneratedFile& file : plan.generated_files) total += file.content.size();
   return total;
-}
-
-// Copies one side file byte for byte through a temporary name; returns its checksum.
-ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name, const std::string& out_dir,
-                                const InputWatch& inputs, Progress& progress) {
-  io::ReadOnlyFile in((std::filesystem::path(plan.input_root) / name).string());
-  AtomicFile out((std::filesystem::path(out_dir) / name).string());
-  progress.set_current(name);
-  std::vector<std::byte> buffer(1u << 20);
-  Hasher hasher;
-  const std::uint64_t size = in.size();
-  for (std::uint64_t done = 0; done < size;) {
-    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
-    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
-    hasher.update(std::span(buffer).first(n));
-    out.write(std::span(buffer).first(n));
-    progress.add(n);
-    done += n;
-  }
-  inputs.check();
-  out.commit();
-  return {name, hasher.digest(), true};
 }
 
 // Writes a file the plan computed through a temporary name; returns its checksum.
@@ -108,7 +70,7 @@ struct Share {
   std::string writer;  // names its temporary of the folder's manifest ("" for a whole run)
 };
 
-Share share_of(const plan::Plan& plan, const ConvertOptions& options) {
+Share share_of(const plan::Plan& plan, const RunOptions& options) {
   Share share;
   share.whole = !options.ranks && !options.launch;
   if (options.launch) {
@@ -190,7 +152,7 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 
 }  // namespace
 
-ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options, const OutputWriter& writer) {
+RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
@@ -205,12 +167,11 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
   const bool resume = options.resume == Resume::keep_finished;
   if (resume) check_resumable(evidence, planned, plan, out_dir);
 
-  ConvertSummary summary;
+  RunSummary summary;
   summary.ranks = share.ranks;
   summary.whole = share.whole;
   summary.threads = thread_count(options.threads);
-  const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, summary.threads);
-  std::vector<FileWork> work = writer.layout(share.ranks, out_dir, piece_bytes);
+  std::vector<FileWork> work = writer.layout(share.ranks, out_dir);
   std::vector<std::optional<ManifestOutput>> kept(work.size());
   if (resume)
     kept =
@@ -242,7 +203,7 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
   writer.write(
-      to_write, summary.threads, piece_bytes, page_cache_for(options.page_cache, total), progress,
+      to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
       [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files)
@@ -278,26 +239,7 @@ ConvertSummary run_outputs(const plan::Plan& plan, const ConvertOptions& options
   return summary;
 }
 
-ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& options) {
-  OutputWriter writer;
-  writer.planned = [&](const InputWatch& inputs) {
-    Manifest planned = provisional_manifest(plan, options.rules, input_headers_xxh3(plan));
-    planned.inputs = inputs.record();
-    return planned;
-  };
-  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir, std::size_t piece_bytes) {
-    return build_file_work(plan, out_dir, piece_bytes, ranks);
-  };
-  writer.write = [&](std::vector<FileWork>& files, unsigned threads, std::size_t piece_bytes, PageCache cache,
-                     Progress& progress, const CommitHook& on_commit, const PreCommitCheck& before_commit) {
-    copy_files(plan, files, threads, piece_bytes, cache, progress, on_commit, before_commit);
-  };
-  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const InputWatch& inputs,
-                              Progress& progress) { return copy_side_file(plan, name, out_dir, inputs, progress); };
-  return run_outputs(plan, options, writer);
-}
-
-std::string format_summary(const ConvertSummary& s) {
+std::string format_summary(const RunSummary& s) {
   const double gb = static_cast<double>(s.bytes) / 1e9;
   std::string text = fmt::format(
       "wrote {} file{} ({} tensors) and {} side file{}: {:.2f} GB in {:.1f} s ({:.2f} GB/s, {} thread{})",
@@ -313,4 +255,4 @@ std::string format_summary(const ConvertSummary& s) {
                                                   : "ranks " + format_rank_list(s.waiting_for));
 }
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

@@ -1,12 +1,12 @@
 #pragma once
 // A small file written whole under a temporary name (st::temp_path_for, registered for removal on
-// SIGINT/SIGTERM) and renamed into place: side files and the manifest. Internal to convert.
+// SIGINT/SIGTERM) and renamed into place: side files and the manifest. Internal to output.
 
 #include <cstddef>
 #include <span>
 #include <string>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 class AtomicFile {
  public:
@@ -36,4 +36,4 @@ void write_manifest_file(AtomicFile& file, const Manifest& manifest);
 
 void write_file_atomically(const std::string& final_path, const std::string& bytes);
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

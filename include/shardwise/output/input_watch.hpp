@@ -1,17 +1,16 @@
 #pragma once
 // The input files of a run must not change under it: what each looked like when it was planned
 // (size, mtime, ctime, inode: core/file_identity) is checked again before each output file is put
-// under its final name and before the manifest is completed. A change fails the run. Internal to
-// convert.
+// under its final name and before the manifest is completed. A change fails the run.
 
 #include <string>
 #include <vector>
 
-#include <shardwise/convert/manifest.hpp>
 #include <shardwise/core/file_identity.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
 
-namespace shardwise::convert {
+namespace shardwise::output {
 
 class InputWatch {
  public:
@@ -35,4 +34,4 @@ class InputWatch {
   std::vector<Watched> files_;
 };
 
-}  // namespace shardwise::convert
+}  // namespace shardwise::output

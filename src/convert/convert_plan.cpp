@@ -1,0 +1,85 @@
+#include <shardwise/convert/converter.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+#include <shardwise/core/cleanup.hpp>
+#include <shardwise/core/error.hpp>
+#include <shardwise/output/checksum.hpp>
+#include <shardwise/output/output_run.hpp>
+
+#include <shardwise/convert/tensor_stream.hpp>
+
+#include "convert/copy_engine.hpp"
+#include "convert/file_work.hpp"
+#include "core/io.hpp"
+#include "core/parallel.hpp"
+#include "output/atomic_file.hpp"
+
+namespace shardwise::convert {
+
+namespace {
+
+// All staging buffers together stay within this, whatever the thread count: with the page cache
+// not counted, they are most of the process's memory.
+constexpr std::size_t kStagingBudget = 128u << 20;
+constexpr std::size_t kMaxPieceBytes = 8u << 20;
+constexpr std::size_t kMinPieceBytes = 256u << 10;
+
+std::size_t piece_bytes_for(std::size_t requested, unsigned threads) {
+  if (requested != 0) return std::max<std::size_t>(requested, kMinScratchBytes);
+  // Each thread holds a piece and a scratch buffer of the same size.
+  const std::size_t fair = kStagingBudget / (2 * static_cast<std::size_t>(threads));
+  return std::clamp(fair / (64u << 10) * (64u << 10), kMinPieceBytes, kMaxPieceBytes);
+}
+
+// Copies one side file byte for byte through a temporary name; returns its checksum.
+output::ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name, const std::string& out_dir,
+                                        const output::InputWatch& inputs, output::Progress& progress) {
+  io::ReadOnlyFile in((std::filesystem::path(plan.input_root) / name).string());
+  output::AtomicFile out((std::filesystem::path(out_dir) / name).string());
+  progress.set_current(name);
+  std::vector<std::byte> buffer(1u << 20);
+  output::Hasher hasher;
+  const std::uint64_t size = in.size();
+  for (std::uint64_t done = 0; done < size;) {
+    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
+    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
+    hasher.update(std::span(buffer).first(n));
+    out.write(std::span(buffer).first(n));
+    progress.add(n);
+    done += n;
+  }
+  inputs.check();
+  out.commit();
+  return {name, hasher.digest(), true};
+}
+
+}  // namespace
+
+ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& options) {
+  // The run uses as many threads (output::run_outputs).
+  const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, thread_count(options.run.threads));
+  output::OutputWriter writer;
+  writer.planned = [&](const output::InputWatch& inputs) {
+    output::Manifest planned = output::provisional_manifest(plan, options.rules, output::input_headers_xxh3(plan));
+    planned.inputs = inputs.record();
+    return planned;
+  };
+  writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
+    return build_file_work(plan, out_dir, piece_bytes, ranks);
+  };
+  writer.write = [&](std::vector<output::FileWork>& files, unsigned threads, output::PageCache cache,
+                     output::Progress& progress, const output::CommitHook& on_commit,
+                     const output::PreCommitCheck& before_commit) {
+    copy_files(plan, files, threads, piece_bytes, cache, progress, on_commit, before_commit);
+  };
+  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const output::InputWatch& inputs,
+                              output::Progress& progress) { return copy_side_file(plan, name, out_dir, inputs, progress); };
+  return output::run_outputs(plan, options.run, writer);
+}
+
+}  // namespace shardwise::convert

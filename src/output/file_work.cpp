@@ -1,0 +1,30 @@
+#include <shardwise/output/file_work.hpp>
+
+#include <filesystem>
+
+namespace shardwise::output {
+
+namespace {
+
+std::string length_prefix_and_header(const st::FileLayout& layout) {
+  std::string prefix(8, '\0');
+  const auto n = static_cast<std::uint64_t>(layout.header.size());
+  for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return prefix + layout.header;
+}
+
+}  // namespace
+
+FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir) {
+  FileWork work;
+  work.planned = &output;
+  work.final_path = (std::filesystem::path(output_dir) / output.file).string();
+  std::vector<st::OutputTensor> layout_input;
+  layout_input.reserve(output.tensors.size());
+  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
+  work.layout = st::layout_file(layout_input);
+  work.prefix = length_prefix_and_header(work.layout);
+  return work;
+}
+
+}  // namespace shardwise::output
