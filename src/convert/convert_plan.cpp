@@ -1,22 +1,15 @@
 #include <shardwise/convert/converter.hpp>
 
 #include <algorithm>
-#include <filesystem>
 #include <span>
 #include <vector>
 
-#include <shardwise/core/cleanup.hpp>
-#include <shardwise/core/error.hpp>
-#include <shardwise/output/checksum.hpp>
-#include <shardwise/output/output_run.hpp>
-
 #include <shardwise/convert/tensor_stream.hpp>
+#include <shardwise/output/output_run.hpp>
 
 #include "convert/copy_engine.hpp"
 #include "convert/file_work.hpp"
-#include "core/io.hpp"
 #include "core/parallel.hpp"
-#include "output/atomic_file.hpp"
 
 namespace shardwise::convert {
 
@@ -33,29 +26,6 @@ std::size_t piece_bytes_for(std::size_t requested, unsigned threads) {
   // Each thread holds a piece and a scratch buffer of the same size.
   const std::size_t fair = kStagingBudget / (2 * static_cast<std::size_t>(threads));
   return std::clamp(fair / (64u << 10) * (64u << 10), kMinPieceBytes, kMaxPieceBytes);
-}
-
-// Copies one side file byte for byte through a temporary name; returns its checksum.
-output::ManifestSideFile copy_side_file(const plan::Plan& plan, const std::string& name, const std::string& out_dir,
-                                        const output::InputWatch& inputs, output::Progress& progress) {
-  io::ReadOnlyFile in((std::filesystem::path(plan.input_root) / name).string());
-  output::AtomicFile out((std::filesystem::path(out_dir) / name).string());
-  progress.set_current(name);
-  std::vector<std::byte> buffer(1u << 20);
-  output::Hasher hasher;
-  const std::uint64_t size = in.size();
-  for (std::uint64_t done = 0; done < size;) {
-    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
-    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
-    hasher.update(std::span(buffer).first(n));
-    out.write(std::span(buffer).first(n));
-    progress.add(n);
-    done += n;
-  }
-  inputs.check();
-  out.commit();
-  return {name, hasher.digest(), true};
 }
 
 }  // namespace
@@ -77,8 +47,6 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
                      const output::PreCommitCheck& before_commit) {
     copy_files(plan, files, threads, piece_bytes, cache, progress, on_commit, before_commit);
   };
-  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const output::InputWatch& inputs,
-                              output::Progress& progress) { return copy_side_file(plan, name, out_dir, inputs, progress); };
   return output::run_outputs(plan, options.run, writer);
 }
 

@@ -15,11 +15,11 @@
 
 #include "core/io.hpp"
 #include "core/parallel.hpp"
-#include "output/atomic_file.hpp"
 #include "output/evidence.hpp"
 #include "output/output_folder.hpp"
 #include "output/resume.hpp"
 #include "output/run_manifest.hpp"
+#include "output/side_file.hpp"
 
 namespace shardwise::output {
 
@@ -46,19 +46,6 @@ std::uint64_t side_files_bytes(const plan::Plan& plan) {
   }
   for (const plan::GeneratedFile& file : plan.generated_files) total += file.content.size();
   return total;
-}
-
-// Writes a file the plan computed through a temporary name; returns its checksum.
-ManifestSideFile write_generated_file(const plan::GeneratedFile& file, const std::string& out_dir,
-                                      const InputWatch& inputs, Progress& progress) {
-  AtomicFile out((std::filesystem::path(out_dir) / file.file).string());
-  progress.set_current(file.file);
-  const auto bytes = std::as_bytes(std::span(file.content));
-  out.write(bytes);
-  progress.add(bytes.size());
-  inputs.check();
-  out.commit();
-  return {file.file, xxh3(bytes), true};
 }
 
 // What this run writes, and the names under which it keeps its records.
@@ -206,8 +193,10 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
       to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
       [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
-    for (const std::string& name : plan.side_files)
-      run_manifest.record(writer.copy_side_file(name, out_dir, inputs, progress));
+    for (const std::string& name : plan.side_files) {
+      const std::optional<std::uint64_t> expected = writer.side_file_xxh3 ? writer.side_file_xxh3(name) : std::nullopt;
+      run_manifest.record(copy_side_file(plan.input_root, name, out_dir, inputs, progress, expected));
+    }
     for (const plan::GeneratedFile& file : plan.generated_files)
       run_manifest.record(write_generated_file(file, out_dir, inputs, progress));
     summary.side_files = plan.side_files.size() + plan.generated_files.size();

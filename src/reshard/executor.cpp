@@ -20,7 +20,6 @@
 
 #include "core/io.hpp"
 #include "core/parallel.hpp"
-#include "output/atomic_file.hpp"
 #include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
 #include "reshard/piece_check.hpp"
@@ -215,35 +214,6 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
                                   refused, files.size()));
 }
 
-// Copies a side file through a temporary name, checking it against the old manifest's checksum.
-output::ManifestSideFile copy_side_file(const ReshardPlan& plan, const std::string& name, const std::string& folder,
-                                         const output::InputWatch& watch, output::Progress& progress) {
-  io::ReadOnlyFile in((fs::path(plan.from) / name).string());
-  output::AtomicFile out((fs::path(folder) / name).string());
-  progress.set_current(name);
-  std::vector<std::byte> buffer(1u << 20);
-  output::Hasher hasher;
-  const std::uint64_t size = in.size();
-  for (std::uint64_t done = 0; done < size;) {
-    if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), size - done));
-    io::pread_exact(in.fd(), in.path(), done, std::span(buffer).first(n));
-    hasher.update(std::span(buffer).first(n));
-    out.write(std::span(buffer).first(n));
-    progress.add(n);
-    done += n;
-  }
-  for (const output::ManifestSideFile& old : plan.from_manifest.side_files) {
-    if (old.file == name && old.xxh3 != hasher.digest()) {
-      throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(),
-                                                output::xxh3_hex(hasher.digest()), output::xxh3_hex(old.xxh3)));
-    }
-  }
-  watch.check();
-  out.commit();
-  return {name, hasher.digest(), true};
-}
-
 }  // namespace
 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
@@ -262,9 +232,11 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress, on_commit,
                 before_commit);
   };
-  writer.copy_side_file = [&](const std::string& name, const std::string& out_dir, const output::InputWatch& watch,
-                              output::Progress& progress) {
-    return copy_side_file(plan, name, out_dir, watch, progress);
+  writer.side_file_xxh3 = [&](const std::string& name) -> std::optional<std::uint64_t> {
+    for (const output::ManifestSideFile& old : plan.from_manifest.side_files) {
+      if (old.file == name) return old.xxh3;
+    }
+    return std::nullopt;
   };
   output::RunOptions run;
   run.output_dir = options.output_dir;

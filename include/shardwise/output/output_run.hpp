@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,11 +41,9 @@ struct OutputWriter {
   std::function<void(std::vector<FileWork>& files, unsigned threads, PageCache cache, Progress& progress,
                      const CommitHook& on_commit, const PreCommitCheck& before_commit)>
       write;
-  // Copies the side file `name` from the input folder into `out_dir` through a temporary name,
-  // checking `inputs` before its commit; returns its entry.
-  std::function<ManifestSideFile(const std::string& name, const std::string& out_dir, const InputWatch& inputs,
-                                 Progress& progress)>
-      copy_side_file;
+  // The checksum the side file `name` must have (reshard: the old manifest's), or nullopt; unset:
+  // none. Side files are copied from the outline's input folder.
+  std::function<std::optional<std::uint64_t>(const std::string& name)> side_file_xxh3;
 };
 
 // Writes this run's share of `outline` (options.ranks, options.launch) with `writer`, and completes
