@@ -1,20 +1,16 @@
 // `shardwise reshard`: a folder of rank files written by `shardwise convert` rewritten for another
 // model parallelism (or only its plan printed: --dry-run).
-#include <chrono>
 #include <cstdio>
 #include <memory>
-#include <optional>
-#include <vector>
 
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
-#include <shardwise/output/work_share.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
-#include "cli/page_cache_option.hpp"
+#include "cli/run_options.hpp"
 
 namespace shardwise::cli {
 
@@ -24,17 +20,10 @@ struct ReshardArgs {
   std::string from;
   std::string output;
   std::uint64_t model_parallel = 0;
-  unsigned threads = 0;
-  bool quiet = false;
-  bool force = false;
   bool dry_run = false;
   std::string format = "text";
   PlanViewOptions view;
-  bool resume = false;
-  std::optional<std::string> ranks;
-  bool distributed = false;
-  unsigned manifest_wait = 0;
-  output::PageCache page_cache = output::PageCache::automatic;
+  RunArgs run;
   PlanningOptions planning;  // --rules and its parameters, for folders without a manifest
 };
 
@@ -69,27 +58,15 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
 
 int run_reshard(const CLI::App& command, const ReshardArgs& args) {
   // Usage errors first, before the old folder is read.
-  std::optional<std::vector<std::uint64_t>> ranks;
-  if (args.ranks) ranks = output::parse_rank_list(*args.ranks, args.model_parallel);
-  std::optional<output::Launch> launch;
-  if (args.distributed) launch = output::launch_from_environment();
+  reshard::ReshardOptions options;
+  options.run = run_options_of(args.run, args.output, args.model_parallel);
   const reshard::ReshardPlan plan = plan_of(command, args);
   if (args.dry_run) {
     print_reshard_plan(plan, args);
     return 0;
   }
-  reshard::ReshardOptions options;
-  options.output_dir = args.output;
-  options.threads = args.threads;
-  options.progress = args.quiet ? output::ProgressMode::quiet : output::ProgressMode::automatic;
-  options.overwrite = args.force ? output::Overwrite::force : output::Overwrite::refuse_foreign;
-  options.resume = args.resume ? output::Resume::keep_finished : output::Resume::no;
-  options.ranks = ranks;
-  options.launch = launch;
-  options.manifest_wait = std::chrono::seconds(args.manifest_wait);
-  options.page_cache = args.page_cache;
   const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
-  if (!args.quiet) fmt::print(stderr, "{}\n", output::format_summary(summary));
+  if (!args.run.quiet) fmt::print(stderr, "{}\n", output::format_summary(summary));
   return 0;
 }
 
@@ -107,12 +84,6 @@ void add_reshard_command(CLI::App& app, Action& action) {
   command->add_option("-o,--save-path", args->output, "output folder (created when missing)");
   command->add_option("-m,--model-parallel", args->model_parallel, "the new model parallelism (1: one file)")
       ->required();
-  command->add_option("-t,--threads", args->threads,
-                      "threads (default: one per hardware thread): files are written in parallel, and with "
-                      "threads to spare each file's hashing and writing run beside its gathering")
-      ->check(CLI::Range(1u, 1024u));
-  command->add_flag("-q,--quiet", args->quiet, "no progress and no summary on stderr");
-  command->add_flag("-f,--force", args->force, "overwrite files in the output folder that shardwise did not write");
   command->add_flag("-n,--dry-run", args->dry_run,
                     "print the plan (every new tensor and the old pieces it is made of) and write nothing");
   command->add_option("--format", args->format, "with --dry-run: text or json")
@@ -122,25 +93,15 @@ void add_reshard_command(CLI::App& app, Action& action) {
       "for a folder without a shardwise manifest (a reference converter's): the rules that wrote it (bundled "
       "name or file), which must place every tensor name in its rank files as itself; with their parameters");
   add_param_options(*command, args->planning.params);
-  command->add_flag(
-      "--resume", args->resume,
-      "keep the output files an earlier run of the same reshard finished (checked on disk); refuse when the "
-      "plan changed");
-  CLI::Option* ranks = command->add_option(
-      "--ranks", args->ranks, "write only these new ranks' files, e.g. 1,3 or 0-3,6 (side files go with rank 0)");
-  command
-      ->add_flag("--distributed", args->distributed,
-                 "write this process's share of the files, from the launcher's variables (mpirun, srun, torchrun)")
-      ->excludes(ranks);
-  command
-      ->add_option("--manifest-wait", args->manifest_wait,
-                   "with --distributed: seconds process 0 waits for the others to complete the manifest (default: "
-                   "10 minutes or twice its own time, whichever is longer)")
-      ->check(CLI::Range(1u, 1000000u));
-  add_page_cache_option(*command, args->page_cache,
-                        "auto, keep or drop: as for convert, drop new pages once on disk and old pieces once read "
-                        "for the last time (auto: when reads and writes exceed half of memory; the bytes written "
-                        "are the same)");
+  add_run_options(
+      *command, args->run,
+      {"threads (default: one per hardware thread): files are written in parallel, and with threads to spare "
+       "each file's hashing and writing run beside its gathering",
+       "keep the output files an earlier run of the same reshard finished (checked on disk); refuse when the "
+       "plan changed",
+       "write only these new ranks' files, e.g. 1,3 or 0-3,6 (side files go with rank 0)",
+       "auto, keep or drop: as for convert, drop new pages once on disk and old pieces once read for the last "
+       "time (auto: when reads and writes exceed half of memory; the bytes written are the same)"});
   command->footer(
       "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
       "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "

@@ -238,17 +238,7 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     }
     return std::nullopt;
   };
-  output::RunOptions run;
-  run.output_dir = options.output_dir;
-  run.threads = options.threads;
-  run.progress = options.progress;
-  run.overwrite = options.overwrite;
-  run.page_cache = options.page_cache;
-  run.resume = options.resume;
-  run.ranks = options.ranks;
-  run.launch = options.launch;
-  run.manifest_wait = options.manifest_wait;
-  return output::run_outputs(outline, run, writer);
+  return output::run_outputs(outline, options.run, writer);
 }
 
 }  // namespace shardwise::reshard

@@ -41,10 +41,10 @@ TEST_CASE("gather: every staging size writes the bytes of a direct conversion") 
       const reshard::ReshardPlan plan = reshard::plan_reshard((dir / ("mp" + std::to_string(a))).string(), b);
       const fs::path out = dir / ("out-" + std::to_string(piece_bytes) + "-" + std::to_string(a) + "-" + std::to_string(b));
       reshard::ReshardOptions options;
-      options.output_dir = out.string();
-      options.progress = output::ProgressMode::quiet;
+      options.run.output_dir = out.string();
+      options.run.progress = output::ProgressMode::quiet;
       options.piece_bytes = piece_bytes;
-      options.threads = 2;
+      options.run.threads = 2;
       const reshard::ReshardSummary summary = reshard::execute_reshard(plan, options);
       CHECK(summary.files == static_cast<std::size_t>(b));
       const fs::path expected = dir / ("mp" + std::to_string(b));
@@ -112,16 +112,16 @@ TEST_CASE("gather: a flipped byte in a piece read whole is found at every stagin
       write_file(file, bytes);
       const reshard::ReshardPlan plan = reshard::plan_reshard((dir / "mp4").string(), 2);
       reshard::ReshardOptions options;
-      options.output_dir = (dir / ("out-" + std::to_string(at) + "-" + std::to_string(piece_bytes))).string();
-      options.progress = output::ProgressMode::quiet;
+      options.run.output_dir = (dir / ("out-" + std::to_string(at) + "-" + std::to_string(piece_bytes))).string();
+      options.run.progress = output::ProgressMode::quiet;
       options.piece_bytes = piece_bytes;
-      options.threads = 2;
+      options.run.threads = 2;
       CHECK_THROWS_WITH(reshard::execute_reshard(plan, options),
                         Catch::Contains("model2-mp4.safetensors: " + name + " has xxh3 ") &&
                             Catch::Contains("(1 problem)"));
       // Old rank 2 goes into new rank 1; new rank 0 is sound.
-      CHECK(!fs::exists(fs::path(options.output_dir) / "model1-mp2.safetensors"));
-      CHECK(fs::exists(fs::path(options.output_dir) / "model0-mp2.safetensors"));
+      CHECK(!fs::exists(fs::path(options.run.output_dir) / "model1-mp2.safetensors"));
+      CHECK(fs::exists(fs::path(options.run.output_dir) / "model0-mp2.safetensors"));
       bytes[target->offset + at] ^= 0x04;
       write_file(file, bytes);
     }

@@ -9,7 +9,6 @@
 // rank files (a split on dim 0 appends ranges, on a later dim rows interleave).
 
 #include <cstddef>
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -119,20 +118,10 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
 std::string format_reshard_summary(const ReshardPlan& plan);
 
 struct ReshardOptions {
-  std::string output_dir;
-  unsigned threads = 0;  // 0: one per hardware thread
-  output::ProgressMode progress = output::ProgressMode::automatic;
-  output::Overwrite overwrite = output::Overwrite::refuse_foreign;
+  // As for convert: the output folder, threads, --resume, --ranks, --distributed, --page-cache (what
+  // was read and written leaves the page cache; the bytes written are the same), ...
+  output::RunOptions run;
   std::size_t piece_bytes = 8 << 20;  // staging buffer per thread
-  // As for convert: what was read and written leaves the page cache (automatic: when the run's
-  // reads and writes exceed half of memory). The bytes written are the same.
-  output::PageCache page_cache = output::PageCache::automatic;
-  // As for convert (output/run_options.hpp): keep the files an earlier run of the same reshard finished;
-  // write only these ranks, or this process's share of a launcher's job; process 0's wait.
-  output::Resume resume = output::Resume::no;
-  std::optional<std::vector<std::uint64_t>> ranks;
-  std::optional<output::Launch> launch;
-  std::chrono::seconds manifest_wait{0};
 };
 
 // What a run wrote, as convert reports it.
