@@ -12,7 +12,7 @@
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/manifest.hpp>
 
-#include "convert/four_ranks.hpp"
+#include "output/four_ranks.hpp"
 #include "support/support.hpp"
 
 namespace shardwise::test {
