@@ -75,7 +75,7 @@ TEST_CASE("reshard: side-file and rank-file names from the manifest must be sing
   CHECK_FALSE(fs::exists(dir / "b" / "planted.txt"));
   CHECK_FALSE(fs::exists(out));
 
-  for (const std::string name : {"../model0-mp2.safetensors", "..", "", std::string("a\0b", 3)}) {
+  for (const std::string& name : std::vector<std::string>{"../model0-mp2.safetensors", "..", "", std::string("a\0b", 3)}) {
     edit_manifest(from, [&](nlohmann::json& m) {
       m["side_files"][0]["file"] = "tokenizer.json";
       m["outputs"][0]["file"] = name;
