@@ -44,8 +44,10 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
     ranks = convert::parse_rank_list(*args.ranks, args.planning.model_parallel.value_or(plan::kMaxModelParallel));
   std::optional<convert::Launch> launch;
   if (args.distributed) launch = convert::launch_from_environment();
-  const rules::Rules rules = load_rules(args.planning);
-  const plan::Plan plan = plan_from_options(command, args.planning, rules);
+  const Planned planned =
+      plan_from_options(command, args.planning, args.quiet ? RulesNotice::quiet : RulesNotice::print);
+  const rules::Rules& rules = planned.rules;
+  const plan::Plan& plan = planned.plan;
   if (args.dry_run) {
     print_plan(plan, args.planning, args.view);
     return 0;
