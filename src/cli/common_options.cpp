@@ -41,7 +41,8 @@ std::vector<rules::ParamInfo> bundled_params(std::map<std::string, std::vector<s
     else files.push_back(&bundled);
   }
   for (const rules::BundledRules* bundled : files) {
-    for (const rules::ParamInfo& param : rules::Rules::load_text(bundled->text, bundled->file_name).params()) {
+    const rules::Rules loaded = rules::Rules::load_text(bundled->text, bundled->file_name);
+    for (const rules::ParamInfo& param : loaded.params()) {
       std::vector<std::string>& names = declared_by[param.name];
       if (names.empty()) params.push_back(param);
       names.push_back(bundled->name);

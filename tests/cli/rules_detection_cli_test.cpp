@@ -28,7 +28,7 @@ fs::path generate(const TempDir& dir, const std::string& format) {
   const auto made = format == "w4a16"
                         ? run_tool("gen_checkpoint", {"--out", in.string(), "--config", "tiny", "--files", "2"})
                         : run_tool("gen_official_checkpoint",
-                                   {"--out", in.string(), "--format", format, "--experts", "4", "--files", "2"});
+                                   {"--out", in.string(), "--format", format, "--experts", "4", "--files", "2", "--index"});
   REQUIRE(made.exit_code == 0);
   shardwise::test::write_file(in / "tiktoken.model", "tokens\n");
   return in;
