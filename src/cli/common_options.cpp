@@ -12,6 +12,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/bundled.hpp>
+#include <shardwise/rules/detect.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include "rules/suggest.hpp"
@@ -24,9 +25,32 @@ namespace {
 struct RulesArgument {
   std::optional<std::string> value;
   // The parameters of those rules, loaded once for every command's flags; or why they cannot be.
+  // Without --rules, those of every bundled rules file (the rules are chosen from the checkpoint
+  // later), each once, and which files declare it.
   std::optional<std::vector<rules::ParamInfo>> params;
+  std::map<std::string, std::vector<std::string>> declared_by;
   std::string error;
 };
+
+// Every bundled file's parameters, each name once (the default rules' first, for its help text).
+std::vector<rules::ParamInfo> bundled_params(std::map<std::string, std::vector<std::string>>& declared_by) {
+  std::vector<rules::ParamInfo> params;
+  std::vector<const rules::BundledRules*> files;
+  for (const rules::BundledRules& bundled : rules::bundled_rules()) {
+    if (bundled.name == rules::default_rules_name()) files.insert(files.begin(), &bundled);
+    else files.push_back(&bundled);
+  }
+  for (const rules::BundledRules* bundled : files) {
+    const rules::Rules loaded = rules::Rules::load_text(bundled->text, bundled->file_name);
+    for (const rules::ParamInfo& param : loaded.params()) {
+      std::vector<std::string>& names = declared_by[param.name];
+      if (names.empty()) params.push_back(param);
+      names.push_back(bundled->name);
+    }
+  }
+  for (auto& [name, names] : declared_by) std::sort(names.begin(), names.end());
+  return params;
+}
 
 RulesArgument& rules_argument() {
   static RulesArgument argument;
@@ -37,8 +61,8 @@ const RulesArgument& loaded_rules_argument() {
   RulesArgument& argument = rules_argument();
   if (argument.params || !argument.error.empty()) return argument;
   try {
-    argument.params =
-        (argument.value ? rules::load_named_rules(*argument.value) : rules::Rules::bundled()).params();
+    argument.params = argument.value ? rules::load_named_rules(*argument.value).params()
+                                     : bundled_params(argument.declared_by);
   } catch (const std::exception& e) {  // listed in --help; the command reports it with its exit code
     argument.error = e.what();
   }
@@ -68,14 +92,20 @@ std::string param_flag_example(const RulesArgument& argument) {
   const std::string value = !param.choices.empty() ? param.choices.back()
                             : param.default_value  ? std::to_string(*param.default_value)
                                                    : std::string("N");
-  return fmt::format("The flags of the rules parameters are those of the rules --rules names (of the default "
-                     "rules without it): `{} {}` sets the parameter {}; --param {}={} is the same.",
+  return fmt::format("The flags of the rules parameters are those of the rules --rules names (without it, those "
+                     "of every bundled rules file): `{} {}` sets the parameter {}; --param {}={} is the same.",
                      rules::param_flag(param.name), value, param.name, param.name, value);
 }
 
 // "HELP (default: 64)", "HELP (required by my.yaml)": what a parameter flag says in --help.
+// Without --rules, which bundled rules declare it: "HELP (deepseek-v4; default: fp4)".
 std::string param_help(const rules::ParamInfo& param, const RulesArgument& argument) {
   std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
+  if (!argument.value) {
+    std::string given = param.inferred ? "default: infer" : "required";
+    if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
+    return help + fmt::format(" (a parameter of {}; {})", fmt::join(argument.declared_by.at(param.name), ", "), given);
+  }
   if (param.default_value) {
     const std::string value = param.choices.empty() || *param.default_value >= param.choices.size()
                                   ? std::to_string(*param.default_value)
@@ -122,12 +152,11 @@ void refuse_extras(const CLI::App& command) {
                           rules_shown(argument), command.get_name()));
 }
 
-// Without --rules: the parameters of the other bundled rules, which become flags once --rules
-// names them ("--rules other-model: --n-items UINT (required), --mode a|b (default: a)").
-std::string other_bundled_params() {
+// Without --rules: the parameters of each bundled rules file ("--rules other-model: --n-items UINT
+// (required), --mode a|b (default: a)"); those given must be parameters of the rules chosen.
+std::string bundled_params_by_file() {
   std::string text;
   for (const rules::BundledRules& bundled : rules::bundled_rules()) {
-    if (bundled.name == rules::default_rules_name()) continue;
     std::vector<std::string> flags;
     try {
       const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
@@ -142,7 +171,7 @@ std::string other_bundled_params() {
     }
     if (!flags.empty()) text += fmt::format("\n  --rules {}: {}", bundled.name, fmt::join(flags, ", "));
   }
-  return text.empty() ? "" : "\nThe parameters of the other bundled rules, flags once --rules names them:" + text;
+  return text.empty() ? "" : "\nThe parameters of each bundled rules file (those given must be parameters of the rules used):" + text;
 }
 
 }  // namespace
@@ -195,7 +224,7 @@ void add_param_flags() {
                               param.name, flag, param.name);
       }
     }
-    if (!argument.value) footer += other_bundled_params();
+    if (!argument.value) footer += bundled_params_by_file();
     command->footer(command->get_footer() + footer);
   }
 }
@@ -204,7 +233,17 @@ rules::Params given_params(const CLI::App& command, const ParamOptions& options,
   refuse_extras(command);
   rules::Params params;
   for (const auto& [name, text] : options.flags) {
-    if (text) params[name] = param_value(rules, name, *text, rules::param_flag(name));
+    if (!text) continue;
+    if (find_param(rules, name) == nullptr) {  // without --rules, every bundled file's parameters are flags
+      const auto& declared_by = rules_argument().declared_by;
+      const auto it = declared_by.find(name);
+      throw Error(ErrorKind::usage,
+                  fmt::format("{} is not a parameter of the rules {}{}", rules::param_flag(name), rules.name(),
+                              it == declared_by.end() ? ""
+                                                      : fmt::format(" (it is one of {}: --rules chooses them)",
+                                                                    fmt::join(it->second, ", "))));
+    }
+    params[name] = param_value(rules, name, *text, rules::param_flag(name));
   }
   for (const std::string& entry : options.entries) {
     const auto eq = entry.find('=');
@@ -229,9 +268,9 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       ->check(CLI::Range(std::uint64_t{1}, plan::kMaxModelParallel));
   command.add_option(
       "-r,--rules", options.rules_file,
-      fmt::format("rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
-                  "file path (a value with a '/' or a .yaml/.yml ending)",
-                  rules::default_rules_name()));
+      "rules: the name of bundled rules (`shardwise rules list`), or a file path (a value with a '/' or a "
+      ".yaml/.yml ending); without it, the bundled rules the checkpoint fits (each says what it accepts), "
+      "named on stderr");
   add_outside_links_option(command, options.allow_outside_links);
   add_param_options(command, options.params);
 }
@@ -251,16 +290,64 @@ rules::Rules load_rules(const PlanningOptions& options) {
   return options.rules_file ? rules::load_named_rules(*options.rules_file) : rules::Rules::bundled();
 }
 
-plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
-                             const rules::Rules& rules) {
-  const rules::Params params = given_params(command, options.params, rules);
+namespace {
+
+std::vector<rules::TensorHeader> tensor_headers(const st::Checkpoint& checkpoint) {
+  std::vector<rules::TensorHeader> tensors;
+  tensors.reserve(checkpoint.tensors().size());
+  for (const st::TensorRef& tensor : checkpoint.tensors()) {
+    tensors.push_back({tensor.info->name, tensor.info->dtype, tensor.info->shape});
+  }
+  return tensors;
+}
+
+// What the command line says that tells apart bundled rules which fit a checkpoint alike.
+rules::Invocation invocation_of(const PlanningOptions& options) {
+  rules::Invocation invocation;
+  invocation.model_parallel = options.model_parallel.has_value();
+  for (const auto& [name, text] : options.params.flags) {
+    if (text) invocation.params.push_back(name);
+  }
+  for (const std::string& entry : options.params.entries) {
+    std::string name = entry.substr(0, entry.find('='));
+    std::replace(name.begin(), name.end(), '-', '_');
+    invocation.params.push_back(name);
+  }
+  return invocation;
+}
+
+void require_model_parallel(const PlanningOptions& options, const rules::Rules& rules) {
   if (!options.model_parallel && !rules.mirrors_input()) {
     throw Error(ErrorKind::usage, "--model-parallel is required");
   }
+}
+
+}  // namespace
+
+Planned plan_from_options(const CLI::App& command, const PlanningOptions& options, RulesNotice notice) {
+  // With --rules: usage and rules errors before the checkpoint is read, then the checkpoint
+  // checked against what they accept.
   const OutsideLinks links = outside_links(options.allow_outside_links);
+  if (options.rules_file) {
+    rules::Rules rules = rules::load_named_rules(*options.rules_file);
+    const rules::Params params = given_params(command, options.params, rules);
+    require_model_parallel(options, rules);
+    const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
+    const std::string warning = rules::check_rules_fit(*options.rules_file, rules, tensor_headers(checkpoint));
+    if (!warning.empty()) fmt::print(stderr, "shardwise: warning: {}\n", warning);
+    // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
+    plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
+    return {std::move(rules), std::move(plan)};
+  }
+  // Without: the bundled rules that fit the checkpoint, said on stderr.
+  refuse_extras(command);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
-  // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
-  return plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
+  rules::ChosenRules chosen = rules::choose_bundled_rules(tensor_headers(checkpoint), invocation_of(options));
+  if (notice == RulesNotice::print) fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
+  const rules::Params params = given_params(command, options.params, chosen.rules);
+  require_model_parallel(options, chosen.rules);
+  plan::Plan plan = plan::plan_checkpoint(checkpoint, chosen.rules, {options.model_parallel.value_or(1), params, links});
+  return {std::move(chosen.rules), std::move(plan)};
 }
 
 void add_plan_view_options(CLI::App& command, PlanViewOptions& view) {

@@ -5,7 +5,8 @@
 //
 // Rules parameters have no flags in C++: the rules file declares them. Before the commands are
 // built, main() finds the rules the command line names (-r/--rules NAME|PATH, see
-// find_rules_argument); each parameter of those rules (of the default bundled rules without one)
+// find_rules_argument); each parameter of those rules (of every bundled rules file without one:
+// the rules are then chosen from the checkpoint, and the parameters given checked against them)
 // becomes a flag `--NAME VALUE` (dashes for underscores: `--group-size 64` sets `group_size`),
 // listed by --help with its help text and default. `--param NAME=VALUE` is the explicit form.
 
@@ -51,7 +52,7 @@ rules::Params given_params(const CLI::App& command, const ParamOptions& options,
 struct PlanningOptions {
   std::string input;                      // --hf-ckpt-path
   std::optional<std::uint64_t> model_parallel;  // --model-parallel: required unless the rules mirror the input
-  std::optional<std::string> rules_file;  // --rules NAME|PATH; the default bundled rules when absent
+  std::optional<std::string> rules_file;  // --rules NAME|PATH; when absent, the bundled rules that fit the input
   ParamOptions params;                    // --NAME VALUE and --param NAME=VALUE
   std::string format = "text";            // --format text|json (commands that print a plan)
   bool allow_outside_links = false;       // --allow-outside-links
@@ -67,12 +68,23 @@ void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.
 void add_format_option(CLI::App& command, PlanningOptions& options);
 
-// The rules --rules names (bundled rules by name, or a file), or the default bundled rules.
+// The rules --rules names (bundled rules by name, or a file), or the default bundled rules
+// (reshard's; the commands that plan a checkpoint choose with plan_from_options).
 rules::Rules load_rules(const PlanningOptions& options);
 
-// Opens the checkpoint (headers only) and plans it.
-plan::Plan plan_from_options(const CLI::App& command, const PlanningOptions& options,
-                             const rules::Rules& rules);
+struct Planned {
+  rules::Rules rules;
+  plan::Plan plan;  // refers to `rules`
+};
+// Whether the rules chosen without --rules are named on stderr (`shardwise: rules: NAME (fits:
+// ...)`); --quiet keeps stderr for errors and warnings.
+enum class RulesNotice { print, quiet };
+
+// Opens the checkpoint (headers only) and plans it with the rules --rules names, refused when the
+// checkpoint is another bundled file's format (rules::check_rules_fit); without --rules, with the
+// bundled rules that fit it (rules::choose_bundled_rules).
+Planned plan_from_options(const CLI::App& command, const PlanningOptions& options,
+                          RulesNotice notice = RulesNotice::print);
 
 // What `plan` and `convert --dry-run` print: --summary, --rank, --rule and --filter.
 struct PlanViewOptions {

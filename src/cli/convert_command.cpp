@@ -30,8 +30,10 @@ int run_convert(const CLI::App& command, const ConvertArgs& args) {
   convert::ConvertOptions options;
   options.run =
       run_options_of(args.run, args.output, args.planning.model_parallel.value_or(plan::kMaxModelParallel));
-  const rules::Rules rules = load_rules(args.planning);
-  const plan::Plan plan = plan_from_options(command, args.planning, rules);
+  const Planned planned =
+      plan_from_options(command, args.planning, args.run.quiet ? RulesNotice::quiet : RulesNotice::print);
+  const rules::Rules& rules = planned.rules;
+  const plan::Plan& plan = planned.plan;
   if (args.dry_run) {
     print_plan(plan, args.planning, args.view);
     return 0;

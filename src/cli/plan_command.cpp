@@ -21,12 +21,11 @@ struct PlanArgs {
 };
 
 int run_plan(const CLI::App& command, const PlanArgs& args) {
-  const rules::Rules rules = load_rules(args.planning);
   // The process ends right after printing: freeing 100,000s of small strings would take longer
   // than printing them (compilers skip it the same way). Kept reachable so leak checkers agree.
-  static const plan::Plan* kept = nullptr;
-  kept = new plan::Plan(plan_from_options(command, args.planning, rules));
-  print_plan(*kept, args.planning, args.view);
+  static const Planned* kept = nullptr;
+  kept = new Planned(plan_from_options(command, args.planning));
+  print_plan(kept->plan, args.planning, args.view);
   return 0;
 }
 

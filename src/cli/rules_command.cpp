@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/rules/accepts.hpp>
 #include <shardwise/rules/bundled.hpp>
 #include <shardwise/rules/rules.hpp>
 
@@ -31,6 +32,9 @@ constexpr const char* kNameOrPath =
 int run_check(const RulesOptions& options) {
   const rules::Rules loaded = rules::load_named_rules(options.check);
   fmt::print("{}", loaded.summary());
+  if (const std::string accepts = rules::Accepts::of_named_rules(options.check).describe(); !accepts.empty()) {
+    fmt::print("  accepts: {}\n", accepts);
+  }
   const rules::Rules::TestReport report = loaded.run_tests();
   Diagnostics failures(ErrorKind::rules);
   for (const auto& failure : report.failures) failures.add(failure);

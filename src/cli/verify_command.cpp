@@ -37,9 +37,9 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
   if (args.manifest_only) {
     report = verify::verify_manifest(options);
   } else {
-    const rules::Rules rules = load_rules(args.planning);
-    const plan::Plan plan = plan_from_options(command, args.planning, rules);
-    report = verify::verify_plan(plan, rules, options);
+    const Planned planned =
+        plan_from_options(command, args.planning, args.quiet ? RulesNotice::quiet : RulesNotice::print);
+    report = verify::verify_plan(planned.plan, planned.rules, options);
   }
   for (const verify::Finding& finding : report.findings) fmt::print("{}\n", printable(finding.str()));
   std::fflush(stdout);

@@ -12,6 +12,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/bundled.hpp>
 
+#include "rules/accepts.hpp"
 #include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/rules_impl.hpp"
@@ -30,7 +31,8 @@ std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",  "extends",      "name",      "description", "params", "output",
     "side_files", "unknown_keys", "normalize", "reject",      "skip",   "layouts",
-    "keys",       "table",        "overrides", "ownership",   "tests",  "transforms"};
+    "keys",       "table",        "overrides", "ownership",   "tests",  "transforms",
+    "accepts"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
@@ -39,7 +41,8 @@ const std::pair<const char*, SectionReader> kSections[] = {
     {"reject", detail::read_rejects},     {"skip", detail::read_skips},
     {"layouts", detail::read_layouts},    {"keys", detail::read_keys},
     {"table", detail::read_table},        {"overrides", detail::read_overrides},
-    {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms}};
+    {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms},
+    {"accepts", detail::check_accepts}};
 
 // `chain` is the file, then its parent, ... (all maps). Scalars are read parent first, so that a
 // value an extending file gives replaces its parent's; each list is read child first (the first

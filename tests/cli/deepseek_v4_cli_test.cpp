@@ -27,8 +27,9 @@ fs::path generate_v4(const TempDir& dir) {
 }
 
 TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad value a usage error") {
-  // Without --rules the help names it among the other bundled rules' parameters; with --rules
-  // deepseek-v4 it is a flag of its own, with its choices and default.
+  // Without --rules the help lists it among each bundled file's parameters (and as a flag: the rules
+  // are chosen from the checkpoint); with --rules deepseek-v4 it is a flag of its own, with its
+  // choices and default.
   const auto help = run_command({shardwise_binary(), "convert", "--help"});
   CHECK(help.exit_code == 0);
   CHECK(help.out.find("--rules deepseek-v4: --n-experts UINT (required), --expert-dtype fp4|fp8 (default: fp4)") !=

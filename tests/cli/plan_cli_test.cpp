@@ -215,7 +215,9 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
     const auto help = run_command({shardwise_binary(), command, "--help"});
     CHECK(help.exit_code == 0);
     CHECK_THAT(help.out,
-               Catch::Contains("--n-experts UINT") && Catch::Contains("required by the default rules (deepseek-v4-w4a16)"));
+               Catch::Contains("--n-experts UINT") &&
+                   Catch::Contains("(a parameter of deepseek-v3, deepseek-v3.2, deepseek-v4, deepseek-v4-w4a16; "
+                                   "required)"));
   }
   TempDir dir;
   generate_checkpoint(dir.path(), kCheckpoint);  // 2 experts per layer; n_experts=3 cannot be spread over 2

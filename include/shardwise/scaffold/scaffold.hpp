@@ -13,16 +13,13 @@
 #include <vector>
 
 #include <shardwise/rules/rules.hpp>
+#include <shardwise/rules/tensor_header.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::scaffold {
 
-// One tensor as its header gives it.
-struct TensorHeader {
-  std::string_view name;
-  st::DType dtype = st::DType::BOOL;
-  std::span<const std::uint64_t> shape;
-};
+// A tensor as its header describes it (rules/tensor_header.hpp), the scaffold's input.
+using rules::TensorHeader;
 
 // The member suffixes of a packed (GPTQ / AWQ) triple: the packed weight, the packed zero points and
 // the scales. They are model knowledge, taken from a rules file's layout (packed_suffixes_of).

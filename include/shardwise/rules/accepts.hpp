@@ -1,0 +1,51 @@
+#pragma once
+// What a rules file says it accepts (`accepts:`, docs/rules.md "What the rules accept"), judged
+// against a checkpoint's headers: each tensor's name and dtype. No tensor data is read.
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <shardwise/rules/tensor_header.hpp>
+
+namespace shardwise::rules {
+
+// How a checkpoint compares with one rules file's `accepts:`.
+struct AcceptsVerdict {
+  bool declared = false;  // the rules (or a file they extend) have an `accepts:` section
+  bool fits = false;      // declared, and every condition holds
+  // One entry per condition, by its name: those that hold ("FP8 weights", "no GPTQ packing") and
+  // those that do not, with the evidence ("refuses GPTQ packing: layers.0.attn.wq_a.qweight (I32)").
+  std::vector<std::string> met;
+  std::vector<std::string> unmet;
+};
+
+// The `accepts:` section of a rules file, or of the nearest file of its `extends` chain that has
+// one, compiled for judging checkpoints.
+class Accepts {
+ public:
+  // Of the rules `value` names (a bundled name or a path, read as load_named_rules reads it), or
+  // of the rules text `yaml` shown as `display_name`. Problems of the file are Rules::load_*'s to
+  // report: load the rules first; a section with problems counts as absent here.
+  static Accepts of_named_rules(const std::string& value);
+  static Accepts of_text(std::string_view yaml, const std::string& display_name);
+
+  Accepts(Accepts&&) noexcept;
+  Accepts& operator=(Accepts&&) noexcept;
+  ~Accepts();
+
+  bool declared() const;
+  AcceptsVerdict judge(std::span<const TensorHeader> tensors) const;
+  // "requires FP8 weights, ...; forbids GPTQ packing", for `rules check`; "" when not declared.
+  std::string describe() const;
+
+  struct Section;  // src/rules/accepts.hpp
+
+ private:
+  explicit Accepts(std::unique_ptr<Section> section);
+  std::unique_ptr<Section> section_;
+};
+
+}  // namespace shardwise::rules

@@ -1,0 +1,129 @@
+// Choosing the bundled rules a checkpoint is for, and refusing --rules of another format: each
+// bundled file's `accepts:` judged against the checkpoint's headers, the command line telling
+// apart files that fit alike.
+#include <shardwise/rules/detect.hpp>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <shardwise/core/error.hpp>
+#include <shardwise/rules/bundled.hpp>
+
+namespace shardwise::rules {
+
+namespace {
+
+struct Candidate {
+  std::string name;
+  Rules rules;
+  AcceptsVerdict verdict;
+};
+
+// Every bundled rules file that declares `accepts:`, judged (files without one are never chosen).
+std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors) {
+  std::vector<Candidate> candidates;
+  for (const BundledRules& bundled : bundled_rules()) {
+    const std::string display_name = "<bundled>/" + bundled.file_name;
+    Rules rules = Rules::load_text(bundled.text, display_name);
+    AcceptsVerdict verdict = Accepts::of_text(bundled.text, display_name).judge(tensors);
+    if (verdict.declared) candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
+  }
+  return candidates;
+}
+
+// Why the command line rules `rules` out, or "".
+std::string invocation_conflict(const Rules& rules, const Invocation& invocation) {
+  if (rules.mirrors_input() && invocation.model_parallel) {
+    return "writes the input's files as they are named (mirrored) and takes no --model-parallel";
+  }
+  if (!rules.mirrors_input() && !invocation.model_parallel) return "writes one file per rank and needs --model-parallel";
+  for (const std::string& name : invocation.params) {
+    const auto& declared = rules.params();
+    if (std::none_of(declared.begin(), declared.end(), [&](const ParamInfo& p) { return p.name == name; })) {
+      return fmt::format("takes no {}", param_flag(name));
+    }
+  }
+  return "";
+}
+
+std::string fits_text(const AcceptsVerdict& verdict) { return fmt::format("fits: {}", fmt::join(verdict.met, ", ")); }
+
+std::string unmet_text(const AcceptsVerdict& verdict) { return fmt::format("{}", fmt::join(verdict.unmet, "; ")); }
+
+std::vector<std::string> names_of(const std::vector<const Candidate*>& candidates) {
+  std::vector<std::string> names;
+  for (const Candidate* candidate : candidates) names.push_back(candidate->name);
+  return names;
+}
+
+}  // namespace
+
+ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation) {
+  std::vector<Candidate> candidates = judge_bundled(tensors);
+  std::vector<const Candidate*> fitting;
+  for (const Candidate& candidate : candidates) {
+    if (candidate.verdict.fits) fitting.push_back(&candidate);
+  }
+  if (fitting.empty()) {
+    std::string message =
+        "no bundled rules fit this checkpoint: give --rules with a rules file written for it (`shardwise rules "
+        "scaffold CHECKPOINT` drafts one), or the bundled rules to use anyway. What each bundled file accepts:";
+    for (const Candidate& candidate : candidates) {
+      message += fmt::format("\n  {}: {}", candidate.name, unmet_text(candidate.verdict));
+    }
+    throw Error(ErrorKind::input, message);
+  }
+  if (fitting.size() == 1) {
+    return {std::move(candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
+            fits_text(fitting.front()->verdict)};
+  }
+  std::vector<const Candidate*> left;
+  std::vector<std::string> ruled_out;
+  for (const Candidate* candidate : fitting) {
+    const std::string conflict = invocation_conflict(candidate->rules, invocation);
+    if (conflict.empty()) {
+      left.push_back(candidate);
+    } else {
+      ruled_out.push_back(fmt::format("{} also fits, but {}", candidate->name, conflict));
+    }
+  }
+  if (left.size() == 1) {
+    const Candidate* chosen = left.front();
+    std::string why = fits_text(chosen->verdict);
+    for (const std::string& other : ruled_out) why += "; " + other;
+    return {std::move(candidates[static_cast<std::size_t>(chosen - candidates.data())].rules), std::move(why)};
+  }
+  std::string message = fmt::format(
+      "this checkpoint fits {}, {}: give --rules NAME", fmt::join(names_of(fitting), ", "),
+      left.empty() ? "but the command line suits none of them" : "and the command line does not tell which");
+  for (const Candidate* candidate : fitting) {
+    const std::string conflict = invocation_conflict(candidate->rules, invocation);
+    message += fmt::format("\n  {}: {}", candidate->name, conflict.empty() ? fits_text(candidate->verdict) : conflict);
+  }
+  throw Error(ErrorKind::rules, message);
+}
+
+std::string check_rules_fit(const std::string& value, const Rules& rules, std::span<const TensorHeader> tensors) {
+  const AcceptsVerdict verdict = Accepts::of_named_rules(value).judge(tensors);
+  if (!verdict.declared || verdict.fits) return "";
+  std::vector<const Candidate*> fitting;
+  const std::vector<Candidate> candidates = judge_bundled(tensors);
+  for (const Candidate& candidate : candidates) {
+    if (candidate.verdict.fits && candidate.name != rules.name()) fitting.push_back(&candidate);
+  }
+  if (fitting.empty()) {
+    return fmt::format("the checkpoint is not what the rules {} accept ({}), nor what any other bundled rules "
+                       "accept: planning with {} as --rules asks",
+                       rules.name(), unmet_text(verdict), rules.name());
+  }
+  const std::vector<std::string> names = names_of(fitting);
+  throw Error(ErrorKind::rules,
+              fmt::format("the checkpoint is not what the rules {} accept: it {}. It fits {}: give --rules {}{}",
+                          rules.name(), unmet_text(verdict), fmt::join(names, " and "),
+                          names.size() == 1 ? names.front() : std::string("with one of them"),
+                          " (`shardwise rules list` describes them)"));
+}
+
+}  // namespace shardwise::rules
