@@ -235,7 +235,7 @@ TEST_CASE("views: plan --summary counts the consumed block scales, so its rows a
 TEST_CASE("views: the summary counts each input tensor once, a scale read by input name included") {
   TempDir dir;
   const std::string in = (dir / "v3").string();
-  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2"}).exit_code == 0);
+  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2", "--index"}).exit_code == 0);
   const auto summary = sw({"plan", "--summary", "--rules", "fp8-cast-bf16", "-i", in});
   REQUIRE(summary.exit_code == 0);
   const auto [sum, stated] = rules_table_counts(summary.out);
@@ -296,8 +296,8 @@ transforms:
                              Catch::Contains("transforms apply to plain tensors only"));
   // One line for the rule, whatever the number of groups.
   std::size_t lines = 0;
-  for (std::size_t at = result.err.find("qweight-as-f32 ("); at != std::string::npos;
-       at = result.err.find("qweight-as-f32 (", at + 1)) {
+  for (std::size_t at = result.err.find("transform[qweight-as-f32]"); at != std::string::npos;
+       at = result.err.find("transform[qweight-as-f32]", at + 1)) {
     ++lines;
   }
   CHECK(lines == 1);
@@ -362,14 +362,15 @@ TEST_CASE("manifest: a choice parameter is recorded by its word, and an older ma
   CHECK_THAT(stale.out, Catch::Contains("parameter expert_dtype is fp8 now, but fp4 in the manifest"));
 }
 
-// Runs `command` under /bin/sh with SIGINT ignored, as `cmd &` in a script starts it, and sends it
+// Runs `command` under /bin/sh with SIGINT ignored, as `cmd &` in a script starts it, and, once
+// `started` exists (the command runs: the forked test process no longer handles signals), sends it
 // SIGINT every few ms until it ends; returns the wait status.
-int run_with_sigint_ignored(const std::string& command) {
+int run_with_sigint_ignored(const std::string& command, const std::string& started) {
   const int pid = spawn_command({"/bin/sh", "-c", "trap '' INT; exec " + command});
   int status = 0;
   for (int i = 0; i < 60000; ++i) {
     if (::waitpid(pid, &status, WNOHANG) == pid) return status;
-    ::kill(pid, SIGINT);
+    if (fs::exists(started)) ::kill(pid, SIGINT);
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   ::kill(pid, SIGKILL);
@@ -383,7 +384,8 @@ TEST_CASE("signals: a conversion started with SIGINT ignored keeps ignoring it")
   REQUIRE(run_tool("gen_checkpoint", {"--out", in, "--config", "tiny", "--seed", "5"}).exit_code == 0);
   const std::string out = (dir / "out").string();
   const int status = run_with_sigint_ignored("'" + shardwise_binary() + "' convert -i '" + in + "' -o '" + out +
-                                             "' --n-experts 8 -m 4 -q --threads 1");
+                                             "' --n-experts 8 -m 4 -q --threads 1",
+                                             out);
   CHECK_FALSE(WIFSIGNALED(status));
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
