@@ -15,7 +15,7 @@
 #include <shardwise/rules/detect.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::cli {
 

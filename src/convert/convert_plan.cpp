@@ -9,7 +9,7 @@
 
 #include "convert/copy_engine.hpp"
 #include "convert/file_work.hpp"
-#include "core/parallel.hpp"
+#include <shardwise/core/parallel.hpp>
 
 namespace shardwise::convert {
 

@@ -12,7 +12,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::convert {
 

@@ -10,7 +10,7 @@
 #include <shardwise/core/numeric.hpp>
 #include <shardwise/output/checksum.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::convert {
 

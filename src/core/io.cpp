@@ -1,4 +1,4 @@
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>

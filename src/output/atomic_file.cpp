@@ -11,7 +11,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::output {
 

@@ -13,7 +13,7 @@
 
 #include <fmt/format.h>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::output {
 

@@ -15,7 +15,7 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::output {
 

@@ -18,7 +18,7 @@
 #include <shardwise/safetensors/header.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "output/atomic_file.hpp"
 
 namespace shardwise::output {

@@ -14,8 +14,8 @@
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/core/paths.hpp>
 
-#include "core/io.hpp"
-#include "core/parallel.hpp"
+#include <shardwise/core/io.hpp>
+#include <shardwise/core/parallel.hpp>
 #include "output/evidence.hpp"
 #include "output/output_folder.hpp"
 #include "output/resume.hpp"

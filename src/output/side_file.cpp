@@ -13,7 +13,7 @@
 #include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "output/atomic_file.hpp"
 
 namespace shardwise::output {

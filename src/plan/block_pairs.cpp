@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan::detail {
 namespace {

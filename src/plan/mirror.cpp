@@ -5,8 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "core/io.hpp"
-#include "safetensors/python_index.hpp"
+#include <shardwise/core/io.hpp>
+#include <shardwise/safetensors/python_index.hpp>
 
 namespace shardwise::plan::detail {
 

@@ -7,7 +7,7 @@
 
 #include <shardwise/rules/explain.hpp>
 
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan::detail {
 namespace {

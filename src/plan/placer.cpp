@@ -5,7 +5,7 @@
 #include <fmt/format.h>
 
 #include "plan/ownership_scopes.hpp"
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan::detail {
 namespace {

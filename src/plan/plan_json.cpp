@@ -9,7 +9,7 @@
 
 #include <shardwise/plan/planner.hpp>
 
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan {
 namespace {

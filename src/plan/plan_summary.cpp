@@ -14,7 +14,7 @@
 #include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan {
 namespace {

@@ -17,7 +17,7 @@
 #include <shardwise/plan/planner.hpp>
 
 #include "plan/placer.hpp"
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan {
 namespace {

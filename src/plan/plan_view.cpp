@@ -1,4 +1,4 @@
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 #include <algorithm>
 
@@ -8,7 +8,7 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::plan::detail {
 

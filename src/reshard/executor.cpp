@@ -19,8 +19,8 @@
 #include <shardwise/output/output_run.hpp>
 #include <shardwise/core/paths.hpp>
 
-#include "core/io.hpp"
-#include "core/parallel.hpp"
+#include <shardwise/core/io.hpp>
+#include <shardwise/core/parallel.hpp>
 #include "reshard/file_sink.hpp"
 #include "reshard/gather.hpp"
 #include "reshard/piece_check.hpp"

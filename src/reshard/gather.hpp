@@ -9,7 +9,7 @@
 
 #include <shardwise/reshard/reshard.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::reshard {
 

@@ -10,7 +10,7 @@
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
 
-#include "core/parallel.hpp"
+#include <shardwise/core/parallel.hpp>
 
 namespace shardwise::reshard {
 

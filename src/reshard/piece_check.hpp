@@ -17,7 +17,7 @@
 #include <shardwise/output/file_work.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "reshard/gather.hpp"
 
 namespace shardwise::reshard {

@@ -11,7 +11,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/printable.hpp>
 
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::reshard {
 

@@ -16,7 +16,7 @@
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/safetensors/file.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "reshard/reshard_internal.hpp"
 
 namespace shardwise::reshard {

@@ -8,7 +8,7 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules {
 

@@ -10,7 +10,7 @@
 #include <shardwise/plan/ranks.hpp>
 
 #include "rules/loader.hpp"
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules {
 

@@ -9,7 +9,7 @@
 #include <shardwise/safetensors/dtype.hpp>
 
 #include "rules/loader.hpp"
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules::detail {
 

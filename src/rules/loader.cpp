@@ -9,7 +9,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/name_template.hpp>
 
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules::detail {
 

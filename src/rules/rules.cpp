@@ -16,7 +16,7 @@
 #include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/rules_impl.hpp"
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules {
 

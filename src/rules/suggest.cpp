@@ -1,4 +1,4 @@
-#include "rules/suggest.hpp"
+#include <shardwise/rules/suggest.hpp>
 
 #include <algorithm>
 #include <numeric>

@@ -7,8 +7,8 @@
 
 #include <shardwise/core/decimal.hpp>
 
-#include "rules/suggest.hpp"
-#include "safetensors/utf8.hpp"
+#include <shardwise/rules/suggest.hpp>
+#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::rules::detail {
 

@@ -9,7 +9,7 @@
 
 #include "safetensors/header_fast.hpp"
 #include "safetensors/header_json.hpp"
-#include "safetensors/utf8.hpp"
+#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::st {
 

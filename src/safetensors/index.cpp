@@ -13,11 +13,11 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/paths.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "safetensors/header_json.hpp"
 #include "safetensors/json_scan.hpp"
 #include "safetensors/name_order.hpp"
-#include "safetensors/utf8.hpp"
+#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::st::detail {
 

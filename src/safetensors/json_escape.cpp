@@ -7,7 +7,7 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "safetensors/utf8.hpp"
+#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::st {
 

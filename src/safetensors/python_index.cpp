@@ -1,4 +1,4 @@
-#include "safetensors/python_index.hpp"
+#include <shardwise/safetensors/python_index.hpp>
 
 #include <cstdint>
 

@@ -1,4 +1,4 @@
-#include "safetensors/utf8.hpp"
+#include <shardwise/safetensors/utf8.hpp>
 
 #include <cstdint>
 #include <cstring>

@@ -16,7 +16,7 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/header.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "safetensors/json_escape.hpp"
 
 namespace shardwise::st {

@@ -3,7 +3,7 @@
 // Same bytes as the portable code: the same IEEE float32 multiply (no flush-to-zero: MXCSR keeps
 // its default) and the same integer rounding, eight or thirty-two elements at a time.
 
-#include "transform/isa.hpp"
+#include <shardwise/transform/isa.hpp>
 
 #include <cstring>
 

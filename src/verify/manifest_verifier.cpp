@@ -11,7 +11,7 @@
 #include <shardwise/output/manifest.hpp>
 #include <shardwise/verify/verifier.hpp>
 
-#include "core/parallel.hpp"
+#include <shardwise/core/parallel.hpp>
 #include "verify/buffers.hpp"
 #include "verify/findings.hpp"
 #include "verify/folder.hpp"

@@ -20,7 +20,7 @@
 #include <shardwise/verify/output_names.hpp>
 #include <shardwise/verify/verifier.hpp>
 
-#include "core/parallel.hpp"
+#include <shardwise/core/parallel.hpp>
 #include "verify/buffers.hpp"
 #include "verify/findings.hpp"
 #include "verify/folder.hpp"

@@ -12,7 +12,7 @@
 #include <shardwise/output/progress.hpp>
 #include <shardwise/safetensors/file.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 namespace shardwise::verify {
 

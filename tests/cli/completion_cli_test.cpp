@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "support/support.hpp"
-#include "transform/isa.hpp"
+#include <shardwise/transform/isa.hpp>
 
 using namespace shardwise::test;
 

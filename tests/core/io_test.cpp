@@ -1,6 +1,6 @@
 // When a run counts as larger than the page cache: measured against the machine's memory as
 // /proc/meminfo reports it (MemTotal is a little below the physical pages the code counts).
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 #include <catch2/catch.hpp>
 

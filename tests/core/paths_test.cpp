@@ -14,7 +14,7 @@
 
 #include <shardwise/core/error.hpp>
 
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 #include "support/support.hpp"
 
 namespace shardwise {

@@ -1,6 +1,6 @@
 // A file that ends before the bytes its header or plan promise is an input error (exit 4), as the
 // docs say of an input that changed under a run: its content is wrong, not the system's reading.
-#include "core/io.hpp"
+#include <shardwise/core/io.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -7,7 +7,7 @@
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include "plan/plan_fixture.hpp"
-#include "plan/plan_view.hpp"
+#include <shardwise/plan/plan_view.hpp>
 
 using namespace shardwise;
 using namespace shardwise::test;

@@ -8,7 +8,7 @@
 #include <shardwise/core/error.hpp>
 
 // Internal to the safetensors step.
-#include "safetensors/python_index.hpp"
+#include <shardwise/safetensors/python_index.hpp>
 
 using namespace shardwise;
 using st::IndexEntry;

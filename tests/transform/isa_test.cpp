@@ -15,7 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "transform/fp4_patterns.hpp"
-#include "transform/isa.hpp"
+#include <shardwise/transform/isa.hpp>
 
 using namespace shardwise;
 using namespace shardwise::transform;

@@ -1,5 +1,5 @@
 #pragma once
-// Internal to the plan formats: what the text and JSON outputs share (names of shapes and casts,
+// What the plan's views (text, JSON, and reshard's dry run) share: the text and JSON outputs share (names of shapes and casts,
 // the --filter matcher, and the inverse of the plan: for each source, where it went).
 
 #include <cstdint>
