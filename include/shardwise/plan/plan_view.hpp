@@ -1,6 +1,6 @@
 #pragma once
-// What the plan's views (text, JSON, and reshard's dry run) share: the text and JSON outputs share (names of shapes and casts,
-// the --filter matcher, and the inverse of the plan: for each source, where it went).
+// What the plan's views share (the text and JSON outputs, and reshard's dry run): names of shapes
+// and casts, the --filter matcher, and the inverse of the plan: for each source, where it went.
 
 #include <cstdint>
 #include <memory>
