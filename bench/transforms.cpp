@@ -106,16 +106,24 @@ int main() {
     auto qweight4 = random_bytes(in * out / 2, random, 0, 255);
     auto qzeros4 = random_bytes(groups * out / 2, random, 0, 255);
     std::vector<std::byte> scales(2 * groups * out);
-    for (std::size_t k = 0; k < scales.size(); k += 2) scales[k + 1] = std::byte(0x20 + random() % 16);  // F16 ~2^-7
+    for (std::size_t k = 0; k < scales.size(); k += 2)
+      scales[k + 1] = std::byte(0x20 + random() % 16);  // F16 ~2^-7
     std::vector<std::byte> g_idx(4 * in);
     for (std::uint64_t i = 0; i < in; ++i) {
       const auto g = static_cast<std::int32_t>((i * 7919) % in / 128);
       std::memcpy(g_idx.data() + 4 * i, &g, 4);
     }
     const auto run_int = [&](IntPacking packing, unsigned bits, const std::vector<std::byte>& qweight,
-                             const std::vector<std::byte>& qzeros, std::span<const std::byte> index, st::DType out_dtype) {
-      IntQuantBand band{{packing, bits, in, out, groups, 128}, {0, out, 0, in}, qweight, qzeros, scales,
-                        st::DType::F16, index, st::DType::I32};
+                             const std::vector<std::byte>& qzeros, std::span<const std::byte> index,
+                             st::DType out_dtype) {
+      IntQuantBand band{{packing, bits, in, out, groups, 128},
+                        {0, out, 0, in},
+                        qweight,
+                        qzeros,
+                        scales,
+                        st::DType::F16,
+                        index,
+                        st::DType::I32};
       dequantize_int(band, {out_dtype, Bf16Nan::canonical}, out_bytes);
     };
     const std::size_t in4 = qweight4.size() + qzeros4.size() + scales.size();
@@ -129,15 +137,20 @@ int main() {
            [&] { run_int(IntPacking::awq, 4, qweight4, qzeros4, {}, st::DType::BF16); });
     auto qweight8 = random_bytes(in * out, random, 0, 255);
     auto qzeros8 = random_bytes(groups * out, random, 0, 255);
-    report("GPTQ v1 8-bit g128 -> BF16 (4096x11008)", qweight8.size() + qzeros8.size() + scales.size(), out_bytes.size(),
-           [&] { run_int(IntPacking::gptq, 8, qweight8, qzeros8, {}, st::DType::BF16); });
+    report("GPTQ v1 8-bit g128 -> BF16 (4096x11008)", qweight8.size() + qzeros8.size() + scales.size(),
+           out_bytes.size(), [&] { run_int(IntPacking::gptq, 8, qweight8, qzeros8, {}, st::DType::BF16); });
     // In output-row bands of 64, as the engine would call it (the first band's input slices every time:
     // the kernel alone is timed).
     report("GPTQ v1 4-bit g128 -> BF16, bands of 64 rows", in4, out_bytes.size(), [&] {
       for (std::uint64_t first = 0; first < out; first += 64) {
-        IntQuantBand band{{IntPacking::gptq, 4, in, out, groups, 128}, {first, 64, 0, in},
-                          std::span(qweight4).first(in / 8 * 64 * 4), std::span(qzeros4).first(groups * 8 * 4),
-                          std::span(scales).first(groups * 64 * 2), st::DType::F16, {}, st::DType::I32};
+        IntQuantBand band{{IntPacking::gptq, 4, in, out, groups, 128},
+                          {first, 64, 0, in},
+                          std::span(qweight4).first(in / 8 * 64 * 4),
+                          std::span(qzeros4).first(groups * 8 * 4),
+                          std::span(scales).first(groups * 64 * 2),
+                          st::DType::F16,
+                          {},
+                          st::DType::I32};
         dequantize_int(band, {st::DType::BF16, Bf16Nan::canonical},
                        std::span(out_bytes).subspan(2 * first * in, 2 * 64 * in));
       }
@@ -146,21 +159,25 @@ int main() {
   {  // FP8 releases: 8192 x 4096 E4M3, BF16 block scales 128x128 (Qwen3-FP8) and per-channel
     const std::uint64_t rows = 8192, cols = 4096;
     auto weight = random_bytes(rows * cols, random, 0, 255);
-    std::vector<std::byte> out(2 * rows * cols), block_scale(2 * (rows / 128) * (cols / 128)), channel_scale(2 * rows);
+    std::vector<std::byte> out(2 * rows * cols), block_scale(2 * (rows / 128) * (cols / 128)),
+        channel_scale(2 * rows);
     for (std::size_t k = 0; k < block_scale.size(); k += 2) block_scale[k + 1] = std::byte(0x3B);
     for (std::size_t k = 0; k < channel_scale.size(); k += 2) channel_scale[k + 1] = std::byte(0x3B);
     report("FP8 x BF16 128x128 -> BF16 (8192x4096)", weight.size() + block_scale.size(), out.size(), [&] {
-      dequantize_fp8({weight, block_scale, st::DType::BF16, ScaleGrid::blocks(128, 128), 0, rows, cols, cols / 128},
-                     {st::DType::BF16, Bf16Nan::canonical}, out);
+      dequantize_fp8(
+          {weight, block_scale, st::DType::BF16, ScaleGrid::blocks(128, 128), 0, rows, cols, cols / 128},
+          {st::DType::BF16, Bf16Nan::canonical}, out);
     });
     report("FP8 x BF16 128x128 -> F16 (8192x4096)", weight.size() + block_scale.size(), out.size(), [&] {
-      dequantize_fp8({weight, block_scale, st::DType::BF16, ScaleGrid::blocks(128, 128), 0, rows, cols, cols / 128},
-                     {st::DType::F16, Bf16Nan::canonical}, out);
+      dequantize_fp8(
+          {weight, block_scale, st::DType::BF16, ScaleGrid::blocks(128, 128), 0, rows, cols, cols / 128},
+          {st::DType::F16, Bf16Nan::canonical}, out);
     });
-    report("FP8 x BF16 per channel -> BF16 (8192x4096)", weight.size() + channel_scale.size(), out.size(), [&] {
-      dequantize_fp8({weight, channel_scale, st::DType::BF16, ScaleGrid::per_channel(), 0, rows, cols, 1},
-                     {st::DType::BF16, Bf16Nan::canonical}, out);
-    });
+    report(
+        "FP8 x BF16 per channel -> BF16 (8192x4096)", weight.size() + channel_scale.size(), out.size(), [&] {
+          dequantize_fp8({weight, channel_scale, st::DType::BF16, ScaleGrid::per_channel(), 0, rows, cols, 1},
+                         {st::DType::BF16, Bf16Nan::canonical}, out);
+        });
   }
   return 0;
 }

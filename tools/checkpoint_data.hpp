@@ -64,8 +64,8 @@ inline constexpr std::array<std::uint16_t, 30> kSpecialScales = {
 
 struct FillOptions {
   std::uint64_t seed = 0;
-  std::uint64_t experts = 1;    // tid2eid values are < experts
-  bool special_scales = false;  // about one scale in four is taken from kSpecialScales
+  std::uint64_t experts = 1;              // tid2eid values are < experts
+  bool special_scales = false;            // about one scale in four is taken from kSpecialScales
   std::uint64_t group_size = kGroupSize;  // g_idx values are < in / group_size
 };
 
@@ -73,7 +73,10 @@ struct FillOptions {
 class TensorFiller {
  public:
   TensorFiller(const TensorSpec& spec, const FillOptions& options)
-      : fill_(spec.fill), dtype_(spec.dtype), options_(options), rng_(options.seed, spec.seed_name),
+      : fill_(spec.fill),
+        dtype_(spec.dtype),
+        options_(options),
+        rng_(options.seed, spec.seed_name),
         groups_(spec.fill == Fill::g_idx && !spec.shape.empty() && options.group_size != 0
                     ? std::max<std::uint64_t>(1, spec.shape[0] / options.group_size)
                     : 1) {}
@@ -172,7 +175,8 @@ class TensorFiller {
 
   // Act-order: each input channel's quantisation group, in any order (channels are permuted).
   void group_indices(std::span<std::byte> out) {
-    for (std::size_t i = 0; i < out.size() / 4; ++i) put(out, i, static_cast<std::int32_t>(rng_.next() % groups_));
+    for (std::size_t i = 0; i < out.size() / 4; ++i)
+      put(out, i, static_cast<std::int32_t>(rng_.next() % groups_));
   }
 
   Fill fill_;

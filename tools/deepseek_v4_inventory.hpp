@@ -34,7 +34,7 @@ struct ModelConfig {
   unsigned mtp_blocks = 1;        // mtp.0 .. mtp.(N-1); the V4.1 "DSpark" variant has 3
   std::uint64_t mtp_experts = 0;  // routed experts of each MTP block's MoE; 0: as the backbone's
   bool markov_head = false;       // DSpark's markov_head.markov_w1.weight
-  bool mtp_embed_head = false;  // emit mtp.0 embed/head copies (the reference skips them)
+  bool mtp_embed_head = false;    // emit mtp.0 embed/head copies (the reference skips them)
   bool tokenizer = false;
 };
 
@@ -95,8 +95,8 @@ struct TensorSpec {
 
 struct InventoryOptions {
   Style style = Style::inference;
-  bool quant_gate_embed = false;    // the "trap" upload: ffn.gate and embed GPTQ-quantised too
-  DType scales_dtype = DType::F16;  // GPTQ scales as released (F16), or F32
+  bool quant_gate_embed = false;          // the "trap" upload: ffn.gate and embed GPTQ-quantised too
+  DType scales_dtype = DType::F16;        // GPTQ scales as released (F16), or F32
   std::uint64_t group_size = kGroupSize;  // GPTQ quantisation group (input rows per scale)
   bool act_order = false;                 // GPTQ act-order: a `g_idx` I32 [in] beside each triple
 };
@@ -160,7 +160,8 @@ class InventoryBuilder {
       if (path.rfind("embed.", 0) == 0) return "model.embed_tokens." + path.substr(6);
       return "model." + path;
     }
-    for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {  // a triple member: map its linear
+    for (const char* suffix :
+         {".qweight", ".qzeros", ".scales", ".g_idx"}) {  // a triple member: map its linear
       const std::string s = suffix;
       if (path.size() > s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0) {
         return "model." + prefix + hf_path(path.substr(0, path.size() - s.size())) + s;

@@ -32,8 +32,8 @@ namespace {
 struct Options {
   std::string out;
   std::string config = "tiny";
-  unsigned layers = 0;            // 0: the config's
-  std::uint64_t experts = 0;      // 0: the config's
+  unsigned layers = 0;        // 0: the config's
+  std::uint64_t experts = 0;  // 0: the config's
   std::string style = "inference";
   unsigned files = 1;
   bool index = false;

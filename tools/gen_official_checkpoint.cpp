@@ -145,7 +145,8 @@ official::Format format_named(const std::string& name) {
 }
 
 int run(const Options& o) {
-  if (o.dims.vocab % 8 != 0) throw Error(ErrorKind::usage, fmt::format("--vocab {} is not a multiple of 8", o.dims.vocab));
+  if (o.dims.vocab % 8 != 0)
+    throw Error(ErrorKind::usage, fmt::format("--vocab {} is not a multiple of 8", o.dims.vocab));
   official::Dims dims = o.dims;
   dims.shapes = o.shapes == "real" ? official::Shapes::real : official::Shapes::small;
   std::vector<official::Tensor> tensors;
@@ -163,8 +164,10 @@ int run(const Options& o) {
   for (const auto& part : parts) file_bytes += write_file(folder, part, tensors, o);
   if (o.index) write_index(folder, parts, tensors);
   if (o.tokenizer) write_tokenizer(folder, o.seed);
-  fmt::print("{}: DeepSeek {} official format ({} shapes, {} layers, {} experts): {} tensors in {} files of {} bytes\n",
-             o.out, o.format, o.shapes, o.dims.layers, o.dims.experts, tensors.size(), parts.size(), file_bytes);
+  fmt::print(
+      "{}: DeepSeek {} official format ({} shapes, {} layers, {} experts): {} tensors in {} files of {} "
+      "bytes\n",
+      o.out, o.format, o.shapes, o.dims.layers, o.dims.experts, tensors.size(), parts.size(), file_bytes);
   return 0;
 }
 

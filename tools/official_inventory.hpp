@@ -54,7 +54,7 @@ struct Dims {
   unsigned layers = 3;        // decoder layers (besides the MTP layer)
   std::uint64_t experts = 8;  // routed, per MoE layer
   Shapes shapes = Shapes::small;
-  std::uint64_t vocab = 0;    // rows of the embeddings and heads; 0: the shape set's own
+  std::uint64_t vocab = 0;  // rows of the embeddings and heads; 0: the shape set's own
 };
 
 inline std::uint64_t ceil128(std::uint64_t n) { return (n + 127) / 128; }
@@ -62,7 +62,9 @@ inline std::uint64_t ceil128(std::uint64_t n) { return (n + 127) / 128; }
 class OfficialInventory {
  public:
   OfficialInventory(Format format, Dims dims)
-      : format_(format), dims_(dims), v3_(dims.shapes == Shapes::real ? kV3Real : kV3Small),
+      : format_(format),
+        dims_(dims),
+        v3_(dims.shapes == Shapes::real ? kV3Real : kV3Small),
         v4_(dims.shapes == Shapes::real ? kV4Real : kV4Small) {
     if (dims.vocab != 0) v3_.vocab = v4_.vocab = dims.vocab;
   }

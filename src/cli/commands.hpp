@@ -18,13 +18,13 @@ inline constexpr int kPlansDiffer = 1;
 inline constexpr int kInternalError = 70;
 
 void add_inspect_command(CLI::App& app, Action& action);
-void add_rules_command(CLI::App& app, Action& action);    // rules check
+void add_rules_command(CLI::App& app, Action& action);             // rules check
 void add_rules_scaffold_command(CLI::App& rules, Action& action);  // rules scaffold, under `rules`
 void add_explain_command(CLI::App& app, Action& action);
 void add_plan_command(CLI::App& app, Action& action);
 void add_convert_command(CLI::App& app, Action& action);
 void add_verify_command(CLI::App& app, Action& action);
-void add_diff_command(CLI::App& app, Action& action);  // diff OLD.json NEW.json
+void add_diff_command(CLI::App& app, Action& action);     // diff OLD.json NEW.json
 void add_reshard_command(CLI::App& app, Action& action);  // reshard --from DIR
 // completion bash|zsh, and the hidden man-page: both walk `app`, so they come after every command.
 void add_completion_commands(CLI::App& app, Action& action);

@@ -37,8 +37,10 @@ std::vector<rules::ParamInfo> bundled_params(std::map<std::string, std::vector<s
   std::vector<rules::ParamInfo> params;
   std::vector<const rules::BundledRules*> files;
   for (const rules::BundledRules& bundled : rules::bundled_rules()) {
-    if (bundled.name == rules::default_rules_name()) files.insert(files.begin(), &bundled);
-    else files.push_back(&bundled);
+    if (bundled.name == rules::default_rules_name())
+      files.insert(files.begin(), &bundled);
+    else
+      files.push_back(&bundled);
   }
   for (const rules::BundledRules* bundled : files) {
     const rules::Rules loaded = rules::Rules::load_text(bundled->text, bundled->file_name);
@@ -76,7 +78,8 @@ std::vector<std::pair<CLI::App*, ParamOptions*>>& commands_with_param_flags() {
 }
 
 std::string rules_shown(const RulesArgument& argument) {
-  return argument.value ? *argument.value : fmt::format("the default rules ({})", rules::default_rules_name());
+  return argument.value ? *argument.value
+                        : fmt::format("the default rules ({})", rules::default_rules_name());
 }
 
 // The footer's example of a parameter flag, with a parameter these rules have.
@@ -84,17 +87,19 @@ std::string param_flag_example(const RulesArgument& argument) {
   const std::vector<rules::ParamInfo> none;
   const std::vector<rules::ParamInfo>& params = argument.params ? *argument.params : none;
   if (params.empty()) {
-    return fmt::format("The rules parameters are given as flags (--NAME VALUE) or as --param NAME=VALUE; {} have "
-                       "none.",
-                       rules_shown(argument));
+    return fmt::format(
+        "The rules parameters are given as flags (--NAME VALUE) or as --param NAME=VALUE; {} have "
+        "none.",
+        rules_shown(argument));
   }
   const rules::ParamInfo& param = params.front();
   const std::string value = !param.choices.empty() ? param.choices.back()
                             : param.default_value  ? std::to_string(*param.default_value)
                                                    : std::string("N");
-  return fmt::format("The flags of the rules parameters are those of the rules --rules names (without it, those "
-                     "of every bundled rules file): `{} {}` sets the parameter {}; --param {}={} is the same.",
-                     rules::param_flag(param.name), value, param.name, param.name, value);
+  return fmt::format(
+      "The flags of the rules parameters are those of the rules --rules names (without it, those "
+      "of every bundled rules file): `{} {}` sets the parameter {}; --param {}={} is the same.",
+      rules::param_flag(param.name), value, param.name, param.name, value);
 }
 
 // "HELP (default: 64)", "HELP (required by my.yaml)": what a parameter flag says in --help.
@@ -104,7 +109,8 @@ std::string param_help(const rules::ParamInfo& param, const RulesArgument& argum
   if (!argument.value) {
     std::string given = param.inferred ? "default: infer" : "required";
     if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
-    return help + fmt::format(" (a parameter of {}; {})", fmt::join(argument.declared_by.at(param.name), ", "), given);
+    return help + fmt::format(" (a parameter of {}; {})",
+                              fmt::join(argument.declared_by.at(param.name), ", "), given);
   }
   if (param.default_value) {
     const std::string value = param.choices.empty() || *param.default_value >= param.choices.size()
@@ -129,7 +135,8 @@ std::uint64_t param_value(const rules::Rules& rules, const std::string& name, co
                           const std::string& shown) {
   if (const rules::ParamInfo* param = find_param(rules, name)) return rules::parse_param_value(*param, text);
   const std::optional<std::uint64_t> value = parse_decimal(text);
-  if (!value) throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", shown, text));
+  if (!value)
+    throw Error(ErrorKind::usage, fmt::format("{}: '{}' is not a non-negative integer", shown, text));
   return *value;
 }
 
@@ -161,7 +168,8 @@ std::string bundled_params_by_file() {
     try {
       const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
       for (const rules::ParamInfo& param : loaded.params()) {
-        const std::string value = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+        const std::string value =
+            param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
         std::string given = param.inferred ? "default: infer" : "required";
         if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
         flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value, given));
@@ -171,7 +179,10 @@ std::string bundled_params_by_file() {
     }
     if (!flags.empty()) text += fmt::format("\n  --rules {}: {}", bundled.name, fmt::join(flags, ", "));
   }
-  return text.empty() ? "" : "\nThe parameters of each bundled rules file (those given must be parameters of the rules used):" + text;
+  return text.empty() ? ""
+                      : "\nThe parameters of each bundled rules file (those given must be parameters of the "
+                        "rules used):" +
+                            text;
 }
 
 }  // namespace
@@ -205,23 +216,27 @@ void add_param_flags() {
   for (const auto& [command, options] : commands_with_param_flags()) {
     std::string footer = "\n" + param_flag_example(argument) + " `shardwise rules check RULES` lists them.";
     if (!argument.params) {
-      footer += fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error);
+      footer +=
+          fmt::format("\nThe parameters of {} are not listed: {}", rules_shown(argument), argument.error);
     }
     for (const rules::ParamInfo& param : argument.params.value_or(std::vector<rules::ParamInfo>{})) {
       const std::string flag = rules::param_flag(param.name);
       // A parameter spelt like an option of the command keeps the option; --param still gives it.
       if (command->get_option_no_throw(flag) != nullptr) {
-        footer += fmt::format("\nThe parameter {} has no flag: {} is an option of `{}`; give it as --param {}=VALUE.",
-                              param.name, flag, command->get_name(), param.name);
+        footer += fmt::format(
+            "\nThe parameter {} has no flag: {} is an option of `{}`; give it as --param {}=VALUE.",
+            param.name, flag, command->get_name(), param.name);
         continue;
       }
-      const std::string type = param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+      const std::string type =
+          param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
       try {
         command->add_option(flag, options->flags[param.name], param_help(param, argument))->type_name(type);
       } catch (const CLI::ConstructionError&) {  // a name CLI11 does not take as a flag (`_x` -> `---x`)
         options->flags.erase(param.name);
-        footer += fmt::format("\nThe parameter {} has no flag ({} is not an option name); give it as --param {}=VALUE.",
-                              param.name, flag, param.name);
+        footer += fmt::format(
+            "\nThe parameter {} has no flag ({} is not an option name); give it as --param {}=VALUE.",
+            param.name, flag, param.name);
       }
     }
     if (!argument.value) footer += bundled_params_by_file();
@@ -237,11 +252,12 @@ rules::Params given_params(const CLI::App& command, const ParamOptions& options,
     if (find_param(rules, name) == nullptr) {  // without --rules, every bundled file's parameters are flags
       const auto& declared_by = rules_argument().declared_by;
       const auto it = declared_by.find(name);
-      throw Error(ErrorKind::usage,
-                  fmt::format("{} is not a parameter of the rules {}{}", rules::param_flag(name), rules.name(),
-                              it == declared_by.end() ? ""
-                                                      : fmt::format(" (it is one of {}: --rules chooses them)",
-                                                                    fmt::join(it->second, ", "))));
+      throw Error(
+          ErrorKind::usage,
+          fmt::format("{} is not a parameter of the rules {}{}", rules::param_flag(name), rules.name(),
+                      it == declared_by.end() ? ""
+                                              : fmt::format(" (it is one of {}: --rules chooses them)",
+                                                            fmt::join(it->second, ", "))));
     }
     params[name] = param_value(rules, name, *text, rules::param_flag(name));
   }
@@ -276,8 +292,10 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
 }
 
 void add_outside_links_option(CLI::App& command, bool& allowed) {
-  command.add_flag("--allow-outside-links", allowed,
-                   "read input files (tensor files, the index, side files) that are links to files outside the input folder; refused by default, except a Hugging Face cache snapshot's links to its own blobs/");
+  command.add_flag(
+      "--allow-outside-links", allowed,
+      "read input files (tensor files, the index, side files) that are links to files outside the input "
+      "folder; refused by default, except a Hugging Face cache snapshot's links to its own blobs/");
 }
 
 void add_format_option(CLI::App& command, PlanningOptions& options) {
@@ -333,20 +351,24 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     const rules::Params params = given_params(command, options.params, rules);
     require_model_parallel(options, rules);
     const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
-    const std::string warning = rules::check_rules_fit(*options.rules_file, rules, tensor_headers(checkpoint));
+    const std::string warning =
+        rules::check_rules_fit(*options.rules_file, rules, tensor_headers(checkpoint));
     if (!warning.empty()) fmt::print(stderr, "shardwise: warning: {}\n", warning);
     // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
-    plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
+    plan::Plan plan =
+        plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
     return {std::move(rules), std::move(plan)};
   }
   // Without: the bundled rules that fit the checkpoint, said on stderr.
   refuse_extras(command);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
   rules::ChosenRules chosen = rules::choose_bundled_rules(tensor_headers(checkpoint), invocation_of(options));
-  if (notice == RulesNotice::print) fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
+  if (notice == RulesNotice::print)
+    fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
   const rules::Params params = given_params(command, options.params, chosen.rules);
   require_model_parallel(options, chosen.rules);
-  plan::Plan plan = plan::plan_checkpoint(checkpoint, chosen.rules, {options.model_parallel.value_or(1), params, links});
+  plan::Plan plan =
+      plan::plan_checkpoint(checkpoint, chosen.rules, {options.model_parallel.value_or(1), params, links});
   return {std::move(chosen.rules), std::move(plan)};
 }
 

@@ -50,17 +50,21 @@ void add_param_flags();
 rules::Params given_params(const CLI::App& command, const ParamOptions& options, const rules::Rules& rules);
 
 struct PlanningOptions {
-  std::string input;                      // --hf-ckpt-path
-  std::optional<std::uint64_t> model_parallel;  // --model-parallel: required unless the rules mirror the input
-  std::optional<std::string> rules_file;  // --rules NAME|PATH; when absent, the bundled rules that fit the input
-  ParamOptions params;                    // --NAME VALUE and --param NAME=VALUE
-  std::string format = "text";            // --format text|json (commands that print a plan)
-  bool allow_outside_links = false;       // --allow-outside-links
+  std::string input;  // --hf-ckpt-path
+  std::optional<std::uint64_t>
+      model_parallel;  // --model-parallel: required unless the rules mirror the input
+  std::optional<std::string>
+      rules_file;                    // --rules NAME|PATH; when absent, the bundled rules that fit the input
+  ParamOptions params;               // --NAME VALUE and --param NAME=VALUE
+  std::string format = "text";       // --format text|json (commands that print a plan)
+  bool allow_outside_links = false;  // --allow-outside-links
 };
 
 // Declares --allow-outside-links on `command`.
 void add_outside_links_option(CLI::App& command, bool& allowed);
-inline OutsideLinks outside_links(bool allowed) { return allowed ? OutsideLinks::allow : OutsideLinks::refuse; }
+inline OutsideLinks outside_links(bool allowed) {
+  return allowed ? OutsideLinks::allow : OutsideLinks::refuse;
+}
 
 // Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --allow-outside-links and the rules parameters
 // (add_param_options) on `command`.

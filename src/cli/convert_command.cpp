@@ -51,16 +51,19 @@ void add_convert_command(CLI::App& app, Action& action) {
   CLI::App* command =
       app.add_subcommand("convert", "Convert a checkpoint: write one file per rank, then a manifest");
   add_planning_options(*command, args->planning);
-  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "output folder (created when missing)");
+  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output,
+                      "output folder (created when missing)");
   command->add_flag("-n,--dry-run", args->dry_run,
                     "print the plan (as `shardwise plan` does) and write nothing");
   add_run_options(
       *command, args->run,
       {"copy threads (default: one per hardware thread)",
-       "keep the output files an earlier run of the same plan finished (checked on disk); refuse when the plan "
+       "keep the output files an earlier run of the same plan finished (checked on disk); refuse when the "
+       "plan "
        "changed",
        "write only these ranks' files, e.g. 1,3 or 0-3,6 (side files go with rank 0)",
-       "auto, keep or drop: drop output pages once on disk and input pages once read for the last time, so that a "
+       "auto, keep or drop: drop output pages once on disk and input pages once read for the last time, so "
+       "that a "
        "checkpoint larger than memory streams at disk speed (auto: drop when reads and writes exceed half of "
        "memory; the bytes written are the same)"});
   add_format_option(*command, args->planning);

@@ -42,8 +42,9 @@ int run_explain(const CLI::App& command, const ExplainOptions& options) {
 
 void add_explain_command(CLI::App& app, Action& action) {
   auto options = std::make_shared<ExplainOptions>();
-  auto* explain = app.add_subcommand("explain", "Show how the rules decide tensor names: every step, the deciding rule "
-                                                "(FILE:LINE:COL), the output name and where it goes");
+  auto* explain = app.add_subcommand("explain",
+                                     "Show how the rules decide tensor names: every step, the deciding rule "
+                                     "(FILE:LINE:COL), the output name and where it goes");
   explain->add_option(
       "-r,--rules", options->rules_file,
       fmt::format("Rules: the name of bundled rules (`shardwise rules list`; default {}), or a "
@@ -52,9 +53,11 @@ void add_explain_command(CLI::App& app, Action& action) {
   explain->add_option("-m,--model-parallel", options->model_parallel, "Number of ranks (default 1)")
       ->check(CLI::Range(std::uint64_t{1}, plan::kMaxModelParallel));
   add_param_options(*explain, options->params);
-  explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")->required();
-  explain->callback(
-      [&action, explain, options] { action = [explain, options] { return run_explain(*explain, *options); }; });
+  explain->add_option("NAME", options->names, "Tensor names as they appear in the input checkpoint")
+      ->required();
+  explain->callback([&action, explain, options] {
+    action = [explain, options] { return run_explain(*explain, *options); };
+  });
 }
 
 }  // namespace shardwise::cli

@@ -20,9 +20,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", shardwise::cli::version_text,
                        "Print the version, commit, build and the kernels this CPU runs, and exit");
-  app.footer("Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
-             "5 I/O, 6 verification failed, 70 internal error, 130 interrupted (SIGINT; 143 for SIGTERM: the process ends by the signal, as shells "
-             "report it).\nRun `shardwise COMMAND --help` for a command's options.");
+  app.footer(
+      "Exit codes: 0 ok, 1 the plans differ (diff), 2 usage, 3 rules file, 4 input checkpoint (or plan), "
+      "5 I/O, 6 verification failed, 70 internal error, 130 interrupted (SIGINT; 143 for SIGTERM: the "
+      "process ends by the signal, as shells "
+      "report it).\nRun `shardwise COMMAND --help` for a command's options.");
 
   // The rules parameters are flags of the commands: which rules they come from must be known first.
   shardwise::cli::find_rules_argument(argc, argv);

@@ -1,13 +1,13 @@
 // `shardwise reshard`: a folder of rank files written by `shardwise convert` rewritten for another
 // model parallelism (or only its plan printed: --dry-run).
-#include <filesystem>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
 
-#include <shardwise/output/manifest.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/reshard/reshard.hpp>
 
 #include "cli/commands.hpp"
@@ -36,9 +36,10 @@ void print_reshard_plan(const reshard::ReshardPlan& plan, const ReshardArgs& arg
                 "--summary describes the whole plan: it cannot be combined with --rank, --rule or --filter");
   }
   if (args.view.summary && args.format == "json") {
-    throw Error(ErrorKind::usage, "--summary is for people: it has no JSON form (the JSON plan has the totals)");
+    throw Error(ErrorKind::usage,
+                "--summary is for people: it has no JSON form (the JSON plan has the totals)");
   }
-  const std::string text = args.view.summary        ? reshard::format_reshard_summary(plan)
+  const std::string text = args.view.summary       ? reshard::format_reshard_summary(plan)
                            : args.format == "json" ? reshard::format_reshard_json(plan, args.view.filter)
                                                    : reshard::format_reshard_text(plan, args.view.filter);
   if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
@@ -52,20 +53,23 @@ reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {
     if (!params.empty()) {
       const std::string manifest = (std::filesystem::path(args.from) / output::kManifestFileName).string();
       std::error_code ec;
-      throw Error(ErrorKind::usage,
-                  std::filesystem::exists(manifest, ec)
-                      ? fmt::format("rules parameters are not given without --rules: {} records them", manifest)
-                      : fmt::format("rules parameters go with --rules: {} has no {}, so name the rules that wrote "
-                                    "it with --rules, and their parameters (docs/reshard.md)",
-                                    args.from, output::kManifestFileName));
+      throw Error(
+          ErrorKind::usage,
+          std::filesystem::exists(manifest, ec)
+              ? fmt::format("rules parameters are not given without --rules: {} records them", manifest)
+              : fmt::format("rules parameters go with --rules: {} has no {}, so name the rules that wrote "
+                            "it with --rules, and their parameters (docs/reshard.md)",
+                            args.from, output::kManifestFileName));
     }
     // A dry run writes nothing: replicated copies are compared before its plan is printed.
-    return reshard::plan_reshard(args.from, args.model_parallel,
-                                 args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written,
-                                 outside_links(args.planning.allow_outside_links));
+    return reshard::plan_reshard(
+        args.from, args.model_parallel,
+        args.dry_run ? reshard::CopyCheck::when_planned : reshard::CopyCheck::when_written,
+        outside_links(args.planning.allow_outside_links));
   }
   const rules::Rules rules = load_rules(args.planning);
-  return reshard::plan_reshard(args.from, args.model_parallel, rules, given_params(command, args.planning.params, rules),
+  return reshard::plan_reshard(args.from, args.model_parallel, rules,
+                               given_params(command, args.planning.params, rules),
                                outside_links(args.planning.allow_outside_links));
 }
 
@@ -114,25 +118,32 @@ void add_reshard_command(CLI::App& app, Action& action) {
        "keep the output files an earlier run of the same reshard finished (checked on disk); refuse when the "
        "plan changed",
        "write only these new ranks' files, e.g. 1,3 or 0-3,6 (side files go with rank 0)",
-       "auto, keep or drop: as for convert, drop new pages once on disk and old pieces once read for the last "
+       "auto, keep or drop: as for convert, drop new pages once on disk and old pieces once read for the "
+       "last "
        "time (auto: when reads and writes exceed half of memory; the bytes written are the same)"});
   command->footer(
-      "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut again, "
-      "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A split "
-      "that does not divide, or would cut inside a byte or a cut unit, is refused as convert refuses it. Rules "
-      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. The old pieces a run reads are compared with the "
+      "Every new tensor is gathered from the old rank files: a split dim's ranges concatenated and cut "
+      "again, "
+      "replicated tensors from one copy (all copies checked equal), owned ones moved to their new owner. A "
+      "split "
+      "that does not divide, or would cut inside a byte or a cut unit, is refused as convert refuses it. "
+      "Rules "
+      "parameters with --rules: --NAME VALUE or -p NAME=VALUE. The old pieces a run reads are compared with "
+      "the "
       "checksums the old manifest records first. --resume, --ranks and --distributed work as for convert "
-      "(docs/distributed.md); with --dry-run, --rule selects a cut (\"split dim 1\", \"owned\", \"replicated\"). "
+      "(docs/distributed.md); with --dry-run, --rule selects a cut (\"split dim 1\", \"owned\", "
+      "\"replicated\"). "
       "See docs/reshard.md.");
   add_plan_view_options(*command, args->view);  // appends to the footer
   // The plan's view options, as a reshard's dry run reads them.
   command->get_option("--summary")
-      ->description("with --dry-run: the plan at a glance instead: per cut the tensors and bytes, per new rank "
-                    "file its tensors, bytes and the old files it reads");
+      ->description(
+          "with --dry-run: the plan at a glance instead: per cut the tensors and bytes, per new rank "
+          "file its tensors, bytes and the old files it reads");
   command->get_option("--rank")->description("with --dry-run: only what this new rank receives");
-  command->get_option("--rule")
-      ->description("with --dry-run: only the tensors cut this way: \"split dim N\", \"owned\" or \"replicated\" "
-                    "(a reshard selects by cut: the folder does not record the rules that decided)");
+  command->get_option("--rule")->description(
+      "with --dry-run: only the tensors cut this way: \"split dim N\", \"owned\" or \"replicated\" "
+      "(a reshard selects by cut: the folder does not record the rules that decided)");
   command->get_option("--filter")
       ->description("with --dry-run: only tensors whose name contains a match of this RE2 pattern");
   command->callback([&action, command, args] {

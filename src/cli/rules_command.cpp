@@ -32,7 +32,8 @@ constexpr const char* kNameOrPath =
 int run_check(const RulesOptions& options) {
   const rules::Rules loaded = rules::load_named_rules(options.check);
   fmt::print("{}", loaded.summary());
-  if (const std::string accepts = rules::Accepts::of_named_rules(options.check).describe(); !accepts.empty()) {
+  if (const std::string accepts = rules::Accepts::of_named_rules(options.check).describe();
+      !accepts.empty()) {
     fmt::print("  accepts: {}\n", accepts);
   }
   const rules::Rules::TestReport report = loaded.run_tests();

@@ -38,6 +38,7 @@ void add_run_options(CLI::App& command, RunArgs& args, const RunHelp& help);
 
 // The run the flags ask for, writing into `output_dir`. Throws Error(usage) before anything is
 // read: --ranks not below `model_parallel`, --distributed without a launcher's variables.
-output::RunOptions run_options_of(const RunArgs& args, const std::string& output_dir, std::uint64_t model_parallel);
+output::RunOptions run_options_of(const RunArgs& args, const std::string& output_dir,
+                                  std::uint64_t model_parallel);
 
 }  // namespace shardwise::cli

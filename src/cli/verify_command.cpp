@@ -43,7 +43,8 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
   }
   for (const verify::Finding& finding : report.findings) fmt::print("{}\n", printable(finding.str()));
   std::fflush(stdout);
-  for (const std::string& note : report.notes) fmt::print(stderr, "shardwise: note: {}\n", printable_lines(note));
+  for (const std::string& note : report.notes)
+    fmt::print(stderr, "shardwise: note: {}\n", printable_lines(note));
   if (!report.ok()) throw Error(ErrorKind::verify, verify::format_summary(report));
   if (!args.quiet) fmt::print("{}\n", verify::format_summary(report));
   return 0;
@@ -54,12 +55,14 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
 void add_verify_command(CLI::App& app, Action& action) {
   auto args = std::make_shared<VerifyArgs>();
   CLI::App* command = app.add_subcommand(
-      "verify", "Check a conversion's output: every file and tensor present, as planned, bytes equal to the source");
+      "verify",
+      "Check a conversion's output: every file and tensor present, as planned, bytes equal to the source");
   add_planning_options(*command, args->planning);
   // Not needed with --manifest-only: required by hand below otherwise (--model-parallel when
   // planning, unless the rules mirror the input).
   command->get_option("--hf-ckpt-path")->required(false);
-  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "the output folder to verify")->required();
+  command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "the output folder to verify")
+      ->required();
   command->add_flag("--manifest-only", args->manifest_only,
                     "check the output against its shardwise-manifest.json alone, without reading the input");
   command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")

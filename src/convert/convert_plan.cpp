@@ -7,9 +7,9 @@
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/output/output_run.hpp>
 
+#include <shardwise/core/parallel.hpp>
 #include "convert/copy_engine.hpp"
 #include "convert/file_work.hpp"
-#include <shardwise/core/parallel.hpp>
 
 namespace shardwise::convert {
 
@@ -35,7 +35,8 @@ ConvertSummary convert_plan(const plan::Plan& plan, const ConvertOptions& option
   const std::size_t piece_bytes = piece_bytes_for(options.piece_bytes, thread_count(options.run.threads));
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch& inputs) {
-    output::Manifest planned = output::provisional_manifest(plan, options.rules, output::input_headers_xxh3(plan));
+    output::Manifest planned =
+        output::provisional_manifest(plan, options.rules, output::input_headers_xxh3(plan));
     planned.inputs = inputs.record();
     return planned;
   };

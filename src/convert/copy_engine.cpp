@@ -92,7 +92,12 @@ class Engine {
     for (std::thread& t : pool) t.join();
     // A file without tensors has no pieces: it is written here, header only.
     for (std::size_t f = 0; f < work_.size() && !error_; ++f) {
-      if (!states_[f].committed) guarded([&] { finish_file(f); open_file(f); commit_file(f); });
+      if (!states_[f].committed)
+        guarded([&] {
+          finish_file(f);
+          open_file(f);
+          commit_file(f);
+        });
     }
     if (error_) {
       states_.clear();  // removes every temporary not yet committed
@@ -279,8 +284,8 @@ class Engine {
 
 }  // namespace
 
-void copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads, std::size_t piece_bytes,
-                PageCache cache, Progress& progress, const CommitHook& on_commit,
+void copy_files(const plan::Plan& plan, std::vector<FileWork>& work, unsigned threads,
+                std::size_t piece_bytes, PageCache cache, Progress& progress, const CommitHook& on_commit,
                 const PreCommitCheck& before_commit) {
   Engine engine(plan, work, piece_bytes, cache, progress, on_commit, before_commit);
   engine.run(threads);

@@ -29,8 +29,8 @@ namespace shardwise::convert {
 // `work` is consumed as it goes: a file's prefix once hashed, its layout's header once written, its
 // tensors, pieces and the layout's per-tensor vectors once committed; planned, final_path and the
 // layout's sizes stay.
-void copy_files(const plan::Plan& plan, std::vector<output::FileWork>& work, unsigned threads, std::size_t piece_bytes,
-                output::PageCache cache, output::Progress& progress, const output::CommitHook& on_commit = {},
-                const output::PreCommitCheck& before_commit = {});
+void copy_files(const plan::Plan& plan, std::vector<output::FileWork>& work, unsigned threads,
+                std::size_t piece_bytes, output::PageCache cache, output::Progress& progress,
+                const output::CommitHook& on_commit = {}, const output::PreCommitCheck& before_commit = {});
 
 }  // namespace shardwise::convert

@@ -11,21 +11,22 @@ namespace shardwise::convert {
 
 namespace {
 
-output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output, const std::string& output_dir,
-                           std::uint64_t piece_bytes) {
+output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& output,
+                           const std::string& output_dir, std::uint64_t piece_bytes) {
   output::FileWork work = output::lay_out_file(output, output_dir);
   work.tensors.reserve(output.tensors.size());  // 100,000s of tensors: no doubling
   work.pieces.reserve(output.tensors.size());   // most tensors are one piece
   for (const std::size_t index : work.layout.order) {
     const plan::PlannedTensor& t = output.tensors[index];
     if (t.source >= plan.sources.size() || plan.sources[t.source].file >= plan.input_files.size()) {
-      throw Error(ErrorKind::input, fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
     }
     const plan::Source& source = plan.sources[t.source];
     const TensorStream stream(plan, t);  // checks the slice and transform against the sources
     if (work.layout.bytes[index] != t.bytes) {
-      throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}", output.file, t.name,
-                                                work.layout.bytes[index], t.bytes));
+      throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}",
+                                                output.file, t.name, work.layout.bytes[index], t.bytes));
     }
     const std::size_t i = work.tensors.size();
     work.tensors.push_back({index, source.file, work.layout.offset[index]});
@@ -41,7 +42,8 @@ output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& outpu
 }  // namespace
 
 std::vector<output::FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
-                                              std::uint64_t piece_bytes, std::span<const std::uint64_t> ranks) {
+                                              std::uint64_t piece_bytes,
+                                              std::span<const std::uint64_t> ranks) {
   std::vector<output::FileWork> work;
   work.reserve(ranks.size());
   for (const plan::OutputFile& output : plan.outputs) {

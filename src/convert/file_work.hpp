@@ -15,6 +15,7 @@ namespace shardwise::convert {
 // Lays out the output files of `plan` with the given ranks (ascending), and cuts their tensors into
 // pieces of at most `piece_bytes`.
 std::vector<output::FileWork> build_file_work(const plan::Plan& plan, const std::string& output_dir,
-                                              std::uint64_t piece_bytes, std::span<const std::uint64_t> ranks);
+                                              std::uint64_t piece_bytes,
+                                              std::span<const std::uint64_t> ranks);
 
 }  // namespace shardwise::convert

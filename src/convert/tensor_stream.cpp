@@ -22,17 +22,19 @@ constexpr std::uint64_t kMaxGatherGap = 16 * 1024;
 
 std::uint64_t source_bytes_per_output_byte(const plan::Source& source, const plan::PlannedTensor& tensor) {
   auto fail = [&](std::string_view wanted) {
-    throw Error(ErrorKind::input, fmt::format("{} (from {}): the planned cast needs a {} source written as {}, "
-                                              "but the source is {} and the output {}",
-                                              tensor.name, source.name, wanted, "BF16",
-                                              st::dtype_name(source.dtype), st::dtype_name(tensor.dtype)));
+    throw Error(ErrorKind::input,
+                fmt::format("{} (from {}): the planned cast needs a {} source written as {}, "
+                            "but the source is {} and the output {}",
+                            tensor.name, source.name, wanted, "BF16", st::dtype_name(source.dtype),
+                            st::dtype_name(tensor.dtype)));
   };
   switch (tensor.cast) {
     case plan::Cast::none:
       if (source.dtype != tensor.dtype) {
-        throw Error(ErrorKind::input, fmt::format("{} (from {}): planned as {} without a cast, but the source is {}",
-                                                  tensor.name, source.name, st::dtype_name(tensor.dtype),
-                                                  st::dtype_name(source.dtype)));
+        throw Error(
+            ErrorKind::input,
+            fmt::format("{} (from {}): planned as {} without a cast, but the source is {}", tensor.name,
+                        source.name, st::dtype_name(tensor.dtype), st::dtype_name(source.dtype)));
       }
       return 1;
     case plan::Cast::f16_to_bf16:
@@ -44,8 +46,9 @@ std::uint64_t source_bytes_per_output_byte(const plan::Source& source, const pla
     case plan::Cast::dequantize:
     case plan::Cast::requantize_fp4_weight:
     case plan::Cast::requantize_fp4_scale:
-      throw Error(ErrorKind::input, fmt::format("{} (from {}): a block-scaled transform needs the plan's companion",
-                                                tensor.name, source.name));
+      throw Error(ErrorKind::input,
+                  fmt::format("{} (from {}): a block-scaled transform needs the plan's companion",
+                              tensor.name, source.name));
     case plan::Cast::reinterpret: {
       const unsigned from = st::dtype_bits(source.dtype);
       const unsigned to = st::dtype_bits(tensor.dtype);
@@ -109,7 +112,8 @@ TensorStream::TensorStream(const plan::Source& source, const plan::PlannedTensor
   }
   out_segment_ = source_segment_ / ratio_;
   if (out_segment_ * segments_ != tensor.bytes) {
-    fail(fmt::format("planned as {} bytes, but its slice and cast give {}", tensor.bytes, out_segment_ * segments_));
+    fail(fmt::format("planned as {} bytes, but its slice and cast give {}", tensor.bytes,
+                     out_segment_ * segments_));
   }
 }
 
@@ -133,7 +137,8 @@ void TensorStream::transform(const std::byte* src, std::byte* dst, std::uint64_t
 void TensorStream::read(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out,
                         std::span<std::byte> scratch, CompanionInput companion) const {
   if (scratch.size() < kMinScratchBytes) throw std::invalid_argument("TensorStream::read: scratch too small");
-  if (offset > bytes() || out.size() > bytes() - offset) throw std::invalid_argument("TensorStream::read: past end");
+  if (offset > bytes() || out.size() > bytes() - offset)
+    throw std::invalid_argument("TensorStream::read: past end");
   if (block_) {
     read_block(fd, path, offset, out, scratch, companion);
     return;
@@ -141,7 +146,8 @@ void TensorStream::read(int fd, const std::string& path, std::uint64_t offset, s
   if (cast_ != plan::Cast::none && (offset % 2 != 0 || out.size() % 2 != 0)) {
     throw std::invalid_argument("TensorStream::read: a cast needs whole elements");
   }
-  const bool gather = segments_ > 1 && stride_ - source_segment_ <= kMaxGatherGap && stride_ <= scratch.size();
+  const bool gather =
+      segments_ > 1 && stride_ - source_segment_ <= kMaxGatherGap && stride_ <= scratch.size();
   std::size_t pos = 0;
   while (pos < out.size()) {
     const std::uint64_t at = offset + pos;
@@ -158,8 +164,9 @@ void TensorStream::read(int fd, const std::string& path, std::uint64_t offset, s
   }
 }
 
-void TensorStream::read_direct(int fd, const std::string& path, std::uint64_t segment, std::uint64_t in_segment,
-                               std::span<std::byte> out, std::span<std::byte> scratch) const {
+void TensorStream::read_direct(int fd, const std::string& path, std::uint64_t segment,
+                               std::uint64_t in_segment, std::span<std::byte> out,
+                               std::span<std::byte> scratch) const {
   const std::uint64_t from = first_ + segment * stride_ + in_segment * ratio_;
   if (cast_ == plan::Cast::none) {
     io::pread_exact(fd, path, from, out);
@@ -177,8 +184,8 @@ void TensorStream::read_direct(int fd, const std::string& path, std::uint64_t se
 
 std::uint64_t TensorStream::read_gathered(int fd, const std::string& path, std::uint64_t segment,
                                           std::span<std::byte> out, std::span<std::byte> scratch) const {
-  const std::uint64_t rows = std::min({out.size() / out_segment_, segments_ - segment,
-                                       1 + (scratch.size() - source_segment_) / stride_});
+  const std::uint64_t rows = std::min(
+      {out.size() / out_segment_, segments_ - segment, 1 + (scratch.size() - source_segment_) / stride_});
   const std::uint64_t span = (rows - 1) * stride_ + source_segment_;
   io::pread_exact(fd, path, first_ + segment * stride_, scratch.first(span));
   for (std::uint64_t r = 0; r < rows; ++r) {
@@ -209,8 +216,9 @@ std::vector<std::uint64_t> TensorStream::piece_bounds(std::uint64_t max_piece) c
   return bounds;
 }
 
-std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path, std::span<std::byte> buffer,
-                            std::span<std::byte> scratch, CompanionInput companion) {
+std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path,
+                            std::span<std::byte> buffer, std::span<std::byte> scratch,
+                            CompanionInput companion) {
   const std::size_t step = buffer.size() / 8 * 8;
   if (step == 0) throw std::invalid_argument("expected_xxh3: buffer too small");
   output::Hasher hasher;

@@ -12,7 +12,8 @@ void throw_os_error(const std::string& what, const std::string& path, int errno_
 
 void Diagnostics::check(const std::string& summary, std::size_t max_listed, std::string_view footer) const {
   if (messages_.empty()) return;
-  std::string text = fmt::format("{} ({} problem{}):", summary, messages_.size(), messages_.size() == 1 ? "" : "s");
+  std::string text =
+      fmt::format("{} ({} problem{}):", summary, messages_.size(), messages_.size() == 1 ? "" : "s");
   std::size_t listed = 0;
   for (const auto& m : messages_) {
     if (listed++ == max_listed) {

@@ -23,8 +23,10 @@ void pread_exact(int fd, const std::string& path, std::uint64_t offset, std::spa
     if (n == 0) {
       // Shorter than its header or its plan says: the file's content is wrong (a truncated or
       // changing input), not the system's reading of it.
-      throw Error(ErrorKind::input, fmt::format("cannot read {}: the file ends before byte {} (did it change while "
-                                             "being read?)", path, offset + out.size()));
+      throw Error(ErrorKind::input,
+                  fmt::format("cannot read {}: the file ends before byte {} (did it change while "
+                              "being read?)",
+                              path, offset + out.size()));
     }
     done += static_cast<std::size_t>(n);
   }
@@ -45,11 +47,13 @@ void pwrite_all(int fd, const std::string& path, std::uint64_t offset, std::span
 void advise_sequential(int fd) { ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL); }
 
 void will_need(int fd, std::uint64_t offset, std::uint64_t length) {
-  if (length != 0) ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
+  if (length != 0)
+    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_WILLNEED);
 }
 
 void drop_cached(int fd, std::uint64_t offset, std::uint64_t length) {
-  if (length != 0) ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_DONTNEED);
+  if (length != 0)
+    ::posix_fadvise(fd, static_cast<off_t>(offset), static_cast<off_t>(length), POSIX_FADV_DONTNEED);
 }
 
 bool exceeds_page_cache(std::uint64_t bytes) {
@@ -63,7 +67,8 @@ int open_regular_file(const std::string& path, ErrorKind kind, std::string_view 
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     const int error = errno;
-    throw_os_error(what.empty() ? std::string("cannot open") : fmt::format("cannot open {}", what), path, error);
+    throw_os_error(what.empty() ? std::string("cannot open") : fmt::format("cannot open {}", what), path,
+                   error);
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -86,9 +91,10 @@ int open_in_output_folder(const std::string& path, int flags, unsigned mode, std
   const int fd = ::open(path.c_str(), flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, static_cast<mode_t>(mode));
   const int error = fd < 0 ? errno : 0;
   if (error == ELOOP) {
-    throw Error(ErrorKind::io, fmt::format("{} {} is a symbolic link: shardwise writes no file through a link (it "
-                                           "could lead outside the output folder); remove it",
-                                           what, path));
+    throw Error(ErrorKind::io,
+                fmt::format("{} {} is a symbolic link: shardwise writes no file through a link (it "
+                            "could lead outside the output folder); remove it",
+                            what, path));
   }
   const auto not_regular = [&] {
     return Error(ErrorKind::io, fmt::format("{} {} is not a regular file: remove it", what, path));
@@ -107,7 +113,8 @@ std::string read_regular_file(const std::string& path, std::uint64_t max_bytes, 
                               std::string_view what) {
   const ReadOnlyFile file(path, kind, what);
   const std::uint64_t size = file.size();
-  if (size > max_bytes) throw Error(kind, fmt::format("{}: {} is larger than {} bytes", path, what, max_bytes));
+  if (size > max_bytes)
+    throw Error(kind, fmt::format("{}: {} is larger than {} bytes", path, what, max_bytes));
   std::string text(static_cast<std::size_t>(size), '\0');
   pread_exact(file.fd(), path, 0, std::as_writable_bytes(std::span(text)));
   return text;

@@ -15,7 +15,8 @@ unsigned thread_count(unsigned requested) {
   return std::min(wanted, 256u);
 }
 
-void run_parallel(std::size_t count, unsigned threads, const std::function<void(std::size_t, unsigned)>& body) {
+void run_parallel(std::size_t count, unsigned threads,
+                  const std::function<void(std::size_t, unsigned)>& body) {
   std::atomic<std::size_t> next{0};
   std::atomic<bool> failed{false};
   std::exception_ptr first_error;
@@ -31,7 +32,8 @@ void run_parallel(std::size_t count, unsigned threads, const std::function<void(
       }
     }
   };
-  const auto n = static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), std::max<std::size_t>(count, 1)));
+  const auto n =
+      static_cast<unsigned>(std::min<std::size_t>(std::max(1u, threads), std::max<std::size_t>(count, 1)));
   std::vector<std::thread> pool;
   for (unsigned worker = 1; worker < n; ++worker) {
     try {

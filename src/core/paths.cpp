@@ -64,10 +64,11 @@ void check_inside_folder(const std::string& folder, const std::string& name, Out
   if (links == OutsideLinks::allow) return;
   const std::optional<std::string> target = outside_target(folder, name, fd);
   if (!target) return;
-  throw Error(ErrorKind::input,
-              fmt::format("{}: leads outside its folder {} (to {}): shardwise reads nothing outside the folders "
-                          "it is given; copy the file into the folder, or pass --allow-outside-links",
-                          (fs::path(folder) / name).string(), folder, *target));
+  throw Error(
+      ErrorKind::input,
+      fmt::format("{}: leads outside its folder {} (to {}): shardwise reads nothing outside the folders "
+                  "it is given; copy the file into the folder, or pass --allow-outside-links",
+                  (fs::path(folder) / name).string(), folder, *target));
 }
 
 }  // namespace shardwise

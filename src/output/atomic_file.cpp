@@ -40,7 +40,8 @@ void AtomicFile::narrow_mode(unsigned source_mode) {
   struct stat st {};
   if (::fstat(fd_, &st) != 0) throw_os_error("cannot stat", temp_path_, errno);
   const auto mode = static_cast<mode_t>(st.st_mode & source_mode & 0777u);
-  if (mode != (st.st_mode & 0777u) && ::fchmod(fd_, mode) != 0) throw_os_error("cannot change the mode of", temp_path_, errno);
+  if (mode != (st.st_mode & 0777u) && ::fchmod(fd_, mode) != 0)
+    throw_os_error("cannot change the mode of", temp_path_, errno);
 }
 
 void AtomicFile::write(std::span<const std::byte> data) {
@@ -59,7 +60,8 @@ void AtomicFile::commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw_os_error("cannot write", temp_path_, errno);
-  if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0) throw_os_error("cannot rename to", final_path_, errno);
+  if (std::rename(temp_path_.c_str(), final_path_.c_str()) != 0)
+    throw_os_error("cannot rename to", final_path_, errno);
   committed_ = true;
   unregister_temp_file(temp_path_);
 }

@@ -24,7 +24,8 @@ Evidence read_evidence(const std::string& folder) {
   return evidence;
 }
 
-void check_resumable(const Evidence& evidence, const Manifest& now, const plan::Plan& plan, const std::string& folder) {
+void check_resumable(const Evidence& evidence, const Manifest& now, const plan::Plan& plan,
+                     const std::string& folder) {
   const auto refuse_if_changed = [&](const Manifest& before, const std::string& name) {
     const std::vector<std::string> changes = plan_changes(before, now, &plan);
     if (changes.empty()) return;

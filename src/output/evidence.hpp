@@ -25,7 +25,8 @@ Evidence read_evidence(const std::string& folder);
 
 // Throws Error(io) "cannot resume: <each change>" when the manifest (or, without one, a fragment)
 // describes another plan than `now` (the manifest of `plan`, whose words name choice values).
-void check_resumable(const Evidence& evidence, const Manifest& now, const plan::Plan& plan, const std::string& folder);
+void check_resumable(const Evidence& evidence, const Manifest& now, const plan::Plan& plan,
+                     const std::string& folder);
 
 // True when `entry` describes `planned`: the same rank, file name and tensor names in order.
 bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned);

@@ -11,10 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/rules/rules.hpp>
-#include <shardwise/core/paths.hpp>
 #include <shardwise/safetensors/header.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
@@ -43,7 +43,8 @@ std::uint64_t input_headers_xxh3(const plan::Plan& plan) {
     std::uint64_t header_bytes = 0;
     for (std::size_t i = 0; i < 8; ++i) header_bytes |= std::to_integer<std::uint64_t>(prefix[i]) << (8 * i);
     if (header_bytes > st::kMaxHeaderBytes || header_bytes > file.size() - 8) {
-      throw Error(ErrorKind::input, fmt::format("{}: header length {} does not fit the file", path, header_bytes));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: header length {} does not fit the file", path, header_bytes));
     }
     hasher.update(std::filesystem::path(path).filename().string());
     hasher.update(std::string_view("\0", 1));
@@ -76,17 +77,20 @@ std::map<std::string, std::string> param_texts(const Manifest& manifest,
   std::map<std::string, std::string> texts(manifest.choices.begin(), manifest.choices.end());
   for (const auto& [name, value] : manifest.params) {
     const auto choice = words.find(name);
-    texts[name] = choice != words.end() && value < choice->second.size() ? choice->second[value] : std::to_string(value);
+    texts[name] = choice != words.end() && value < choice->second.size() ? choice->second[value]
+                                                                         : std::to_string(value);
   }
   return texts;
 }
 
-Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules, std::uint64_t headers_xxh3) {
+Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules,
+                              std::uint64_t headers_xxh3) {
   Manifest manifest;
   manifest.rules = rules;
   manifest.input_headers_xxh3 = headers_xxh3;
   set_params(manifest, plan.params, plan.param_choices);
-  for (const plan::OutputFile& output : plan.outputs) manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
+  for (const plan::OutputFile& output : plan.outputs)
+    manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
   return manifest;
 }
@@ -94,7 +98,8 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
 TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uint64_t mp) {
   TensorCut cut{tensor.dtype, tensor.shape, tensor.placement, 0, 0, 0};
   const plan::Placement& p = tensor.placement;
-  if (p.kind == plan::Placement::Kind::split && p.dim >= 0 && static_cast<std::size_t>(p.dim) < tensor.shape.size()) {
+  if (p.kind == plan::Placement::Kind::split && p.dim >= 0 &&
+      static_cast<std::size_t>(p.dim) < tensor.shape.size()) {
     cut.size = tensor.shape[static_cast<std::size_t>(p.dim)] * mp;  // this rank's part, mp times
     const plan::SplitRange range = plan::split_range(cut.size, rank, mp);
     cut.begin = range.begin;
@@ -108,7 +113,10 @@ namespace {
 Json cut_to_json(const TensorCut& cut) {
   switch (cut.placement.kind) {
     case plan::Placement::Kind::split:
-      return {{"split", cut.placement.dim}, {"begin", cut.begin}, {"end", cut.end}, {"size", cut.size},
+      return {{"split", cut.placement.dim},
+              {"begin", cut.begin},
+              {"end", cut.end},
+              {"size", cut.size},
               {"unit", cut.placement.unit}};
     case plan::Placement::Kind::owned:
       return {{"owned", cut.placement.index}, {"count", cut.placement.count}};
@@ -213,7 +221,8 @@ struct Reader {
   std::string file_name(const Json& object, const char* key, std::string_view what) const {
     std::string name = text(object, key);
     if (const std::string problem = file_name_problem(name); !problem.empty()) {
-      fail(fmt::format("{} {} is {}: the files it lists must be in its folder", what, Json(name).dump(), problem));
+      fail(fmt::format("{} {} is {}: the files it lists must be in its folder", what, Json(name).dump(),
+                       problem));
     }
     return name;
   }
@@ -235,7 +244,8 @@ struct Reader {
     if (c.is_string() && c.get<std::string>() == "replicated") return result;
     if (c.is_object() && c.contains("split")) {
       const std::uint64_t dim = number(c, "split");
-      if (dim >= result.shape.size()) fail(fmt::format("{}: split dim {} outside its shape", text(entry, "name"), dim));
+      if (dim >= result.shape.size())
+        fail(fmt::format("{}: split dim {} outside its shape", text(entry, "name"), dim));
       result.placement = {plan::Placement::Kind::split, static_cast<int>(dim), number(c, "unit"), 0, 0};
       result.begin = number(c, "begin");
       result.end = number(c, "end");
@@ -248,7 +258,8 @@ struct Reader {
     }
     if (c.is_object() && c.contains("owned")) {
       result.placement = {plan::Placement::Kind::owned, -1, 1, number(c, "owned"), number(c, "count")};
-      if (result.placement.index >= result.placement.count) fail(fmt::format("{}: owner index outside its count", text(entry, "name")));
+      if (result.placement.index >= result.placement.count)
+        fail(fmt::format("{}: owner index outside its count", text(entry, "name")));
       return result;
     }
     fail(fmt::format("{}: \"cut\" is not \"replicated\", a split or an owner", text(entry, "name")));
@@ -303,8 +314,8 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   }
   for (const Json& entry : r.array(json, "side_files")) {
     const bool checksum = manifest.complete || entry.contains("xxh3");
-    manifest.side_files.push_back(
-        {r.file_name(entry, "file", "side file"), checksum ? r.digest(entry, "xxh3") : 0, checksum && !manifest.complete});
+    manifest.side_files.push_back({r.file_name(entry, "file", "side file"),
+                                   checksum ? r.digest(entry, "xxh3") : 0, checksum && !manifest.complete});
   }
   return manifest;
 }
@@ -313,11 +324,12 @@ std::vector<std::string> file_list_problems(const Manifest& manifest) {
   std::vector<std::string> problems;
   if (manifest.outputs.empty()) problems.emplace_back("lists no output file");
   const auto mp_entry = manifest.params.find("mp");
-  if (mp_entry == manifest.params.end() || mp_entry->second == 0 || mp_entry->second > plan::kMaxModelParallel) {
-    problems.push_back(mp_entry == manifest.params.end()
-                           ? std::string("records no model parallelism (parameter mp)")
-                           : fmt::format("records mp={}, not between 1 and {}", mp_entry->second,
-                                         plan::kMaxModelParallel));
+  if (mp_entry == manifest.params.end() || mp_entry->second == 0 ||
+      mp_entry->second > plan::kMaxModelParallel) {
+    problems.push_back(
+        mp_entry == manifest.params.end()
+            ? std::string("records no model parallelism (parameter mp)")
+            : fmt::format("records mp={}, not between 1 and {}", mp_entry->second, plan::kMaxModelParallel));
     return problems;
   }
   const std::uint64_t mp = mp_entry->second;
@@ -334,12 +346,13 @@ std::vector<std::string> file_list_problems(const Manifest& manifest) {
     if (out.rank != i) {
       problems.push_back(fmt::format("entry {} is rank {} ({}), expected rank {}", i, out.rank, out.file, i));
     } else if (!pattern.empty() && i < mp && out.file != rules::expand_output_file(pattern, i, mp)) {
-      problems.push_back(fmt::format("entry {} is rank {} file {}, expected rank {} file {}", i, out.rank, out.file, i,
-                                     rules::expand_output_file(pattern, i, mp)));
+      problems.push_back(fmt::format("entry {} is rank {} file {}, expected rank {} file {}", i, out.rank,
+                                     out.file, i, rules::expand_output_file(pattern, i, mp)));
     }
   }
   for (const ManifestSideFile& side : manifest.side_files) {
-    if (!names.insert(side.file).second) problems.push_back(fmt::format("lists {} more than once", side.file));
+    if (!names.insert(side.file).second)
+      problems.push_back(fmt::format("lists {} more than once", side.file));
   }
   return problems;
 }
@@ -354,14 +367,22 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
   // A FIFO or device in its place is refused before it is read (it could block forever).
   const std::string text = io::read_regular_file(path, kMaxManifestBytes, ErrorKind::input, "the manifest");
   const Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded()) throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
+  if (json.is_discarded())
+    throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
   return manifest_from_json(json, path);
 }
 
 Manifest without_entries(const Manifest& manifest) {
-  return Manifest{manifest.complete, manifest.tool,   manifest.rules, manifest.input_headers_xxh3,
-                  manifest.inputs,   manifest.params, {},            {},
-                  manifest.choices,  manifest.choice_words};
+  return Manifest{manifest.complete,
+                  manifest.tool,
+                  manifest.rules,
+                  manifest.input_headers_xxh3,
+                  manifest.inputs,
+                  manifest.params,
+                  {},
+                  {},
+                  manifest.choices,
+                  manifest.choice_words};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
@@ -380,10 +401,12 @@ void format_manifest(const Manifest& manifest, const std::function<void(std::str
       text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
       for (std::size_t t = 0; t < out.tensors.size(); ++t) {
         const ManifestTensor& tensor = out.tensors[t];
-        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", quote(tensor.name), xxh3_hex(tensor.xxh3));
+        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", quote(tensor.name),
+                            xxh3_hex(tensor.xxh3));
         if (tensor.cut) {
-          text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}", st::dtype_name(tensor.cut->dtype),
-                              Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
+          text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}",
+                              st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
+                              cut_to_json(*tensor.cut).dump());
         }
         text += "}";
         sink(text);
@@ -426,21 +449,25 @@ void write_manifest_file(AtomicFile& file, const Manifest& manifest) {
 
 void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer) {
   const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
-  const std::string temp = writer.empty()
-                               ? st::temp_path_for(path)
-                               : (std::filesystem::path(folder) / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
+  const std::string temp =
+      writer.empty()
+          ? st::temp_path_for(path)
+          : (std::filesystem::path(folder) / fmt::format(".{}.{}.partial", kManifestFileName, writer))
+                .string();
   AtomicFile file(path, temp);
   write_manifest_file(file, manifest);
 }
 
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now, const plan::Plan* shown) {
-  const std::map<std::string, std::vector<std::string>>& words = shown ? shown->param_choices : now.choice_words;
+  const std::map<std::string, std::vector<std::string>>& words =
+      shown ? shown->param_choices : now.choice_words;
   const std::map<std::string, std::string> before_params = param_texts(before, words);
   const std::map<std::string, std::string> now_params = param_texts(now, words);
   std::vector<std::string> changes;
   if (before.rules.name != now.rules.name || before.rules.xxh3 != now.rules.xxh3) {
-    changes.push_back(fmt::format("the rules changed (manifest: {} xxh3 {}, now: {} xxh3 {})", before.rules.name,
-                                  xxh3_hex(before.rules.xxh3), now.rules.name, xxh3_hex(now.rules.xxh3)));
+    changes.push_back(fmt::format("the rules changed (manifest: {} xxh3 {}, now: {} xxh3 {})",
+                                  before.rules.name, xxh3_hex(before.rules.xxh3), now.rules.name,
+                                  xxh3_hex(now.rules.xxh3)));
   }
   if (before.input_headers_xxh3 != now.input_headers_xxh3) {
     changes.push_back(fmt::format("the input changed (headers xxh3: manifest {}, now {})",
@@ -455,7 +482,8 @@ std::vector<std::string> plan_changes(const Manifest& before, const Manifest& no
     }
   }
   for (const auto& [name, value] : now_params) {
-    if (before_params.count(name) == 0) changes.push_back(fmt::format("the parameter {} is new: {}", name, value));
+    if (before_params.count(name) == 0)
+      changes.push_back(fmt::format("the parameter {} is new: {}", name, value));
   }
   return changes;
 }

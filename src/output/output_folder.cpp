@@ -92,11 +92,12 @@ void refuse_foreign_files(const fs::path& out, const std::vector<std::string>& n
     if (owned.count(name) == 0) foreign.push_back(name);
   }
   if (foreign.empty()) return;
-  throw Error(ErrorKind::io,
-              fmt::format("the output folder {} holds {} file{} that shardwise did not write and would overwrite: "
-                          "{} (no shardwise manifest there lists {}); pass --force to overwrite",
-                          out.string(), foreign.size(), foreign.size() == 1 ? "" : "s", fmt::join(foreign, ", "),
-                          foreign.size() == 1 ? "it" : "them"));
+  throw Error(
+      ErrorKind::io,
+      fmt::format("the output folder {} holds {} file{} that shardwise did not write and would overwrite: "
+                  "{} (no shardwise manifest there lists {}); pass --force to overwrite",
+                  out.string(), foreign.size(), foreign.size() == 1 ? "" : "s", fmt::join(foreign, ", "),
+                  foreign.size() == 1 ? "it" : "them"));
 }
 
 }  // namespace
@@ -106,18 +107,22 @@ PreparedFolder prepare_output_folder(const plan::Plan& plan, const std::string& 
   const fs::path in = canonical_or_throw(plan.input_root, false);
   const fs::path out = canonical_or_throw(output_dir, true);
   if (out == in) {
-    throw Error(ErrorKind::io, fmt::format("the output folder {} is the input folder: choose another one", output_dir));
+    throw Error(ErrorKind::io,
+                fmt::format("the output folder {} is the input folder: choose another one", output_dir));
   }
   if (is_within(out, in)) {
-    throw Error(ErrorKind::io, fmt::format("the output folder {} is inside the input folder {}: choose one outside it",
-                                           output_dir, in.string()));
+    throw Error(ErrorKind::io,
+                fmt::format("the output folder {} is inside the input folder {}: choose one outside it",
+                            output_dir, in.string()));
   }
   std::error_code ec;
   if (fs::exists(out, ec) && !fs::is_directory(out, ec)) {
     throw Error(ErrorKind::io, fmt::format("the output path {} exists and is not a folder", output_dir));
   }
   fs::create_directories(out, ec);
-  if (ec) throw Error(ErrorKind::io, fmt::format("cannot create the output folder {}: {}", output_dir, ec.message()));
+  if (ec)
+    throw Error(ErrorKind::io,
+                fmt::format("cannot create the output folder {}: {}", output_dir, ec.message()));
   PreparedFolder prepared{out.string(), std::make_unique<FolderLock>(out.string(), claim.ranks, claim.whole)};
 
   if (overwrite != Overwrite::force) refuse_foreign_files(out, claim.files);

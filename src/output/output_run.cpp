@@ -11,8 +11,8 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
-#include <shardwise/output/checksum.hpp>
 #include <shardwise/core/paths.hpp>
+#include <shardwise/output/checksum.hpp>
 
 #include <shardwise/core/io.hpp>
 #include <shardwise/core/parallel.hpp>
@@ -67,11 +67,12 @@ Share share_of(const plan::Plan& plan, const RunOptions& options) {
     share.ranks = *options.ranks;
     for (const std::uint64_t rank : share.ranks) {
       if (rank >= plan.outputs.size()) {
-        throw Error(ErrorKind::usage,
-                    plan.naming == plan::OutputNaming::mirror
-                        ? fmt::format("rank {} is out of range: the mirrored plan has {} output files (ranks 0-{})",
-                                      rank, plan.outputs.size(), plan.outputs.size() - 1)
-                        : fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
+        throw Error(
+            ErrorKind::usage,
+            plan.naming == plan::OutputNaming::mirror
+                ? fmt::format("rank {} is out of range: the mirrored plan has {} output files (ranks 0-{})",
+                              rank, plan.outputs.size(), plan.outputs.size() - 1)
+                : fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
       }
     }
   } else {
@@ -195,8 +196,10 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
       [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
-      const std::optional<std::uint64_t> expected = writer.side_file_xxh3 ? writer.side_file_xxh3(name) : std::nullopt;
-      run_manifest.record(copy_side_file(plan.input_root, name, out_dir, plan.outside_links, inputs, progress, expected));
+      const std::optional<std::uint64_t> expected =
+          writer.side_file_xxh3 ? writer.side_file_xxh3(name) : std::nullopt;
+      run_manifest.record(
+          copy_side_file(plan.input_root, name, out_dir, plan.outside_links, inputs, progress, expected));
     }
     for (const plan::GeneratedFile& file : plan.generated_files)
       run_manifest.record(write_generated_file(file, out_dir, inputs, progress));

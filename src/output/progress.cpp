@@ -26,7 +26,8 @@ std::string format_duration(double seconds) {
 
 }  // namespace
 
-std::string format_progress(std::uint64_t done, std::uint64_t total, double seconds, const std::string& current) {
+std::string format_progress(std::uint64_t done, std::uint64_t total, double seconds,
+                            const std::string& current) {
   const double gb = 1e9;
   const double percent = total == 0 ? 100.0 : 100.0 * static_cast<double>(done) / static_cast<double>(total);
   std::string line = fmt::format("{:.2f}/{:.2f} GB ({:.0f}%)", static_cast<double>(done) / gb,
@@ -75,7 +76,8 @@ void Progress::run() {
   std::unique_lock lock(mutex_);
   while (!wake_.wait_for(lock, interval, [this] { return stopping_; })) {
     const std::string line = format_progress(
-        done(), total_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(), current_);
+        done(), total_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count(),
+        current_);
     if (mode_ == ProgressMode::live) {
       fmt::print(stream_, "\r\033[K{}", line);
       drawn_ = true;

@@ -39,8 +39,8 @@ bool matches_on_disk(const std::string& path, const ManifestOutput& entry, std::
     throw_os_error("cannot open", path, errno);
   }
   struct stat st {};
-  const bool sized = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                     static_cast<std::uint64_t>(st.st_size) == entry.bytes;
+  const bool sized =
+      ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) == entry.bytes;
   bool same = false;
   try {
     same = sized && hash_file_range(fd, path, 0, entry.bytes, buffer) == entry.xxh3;

@@ -18,9 +18,9 @@
 
 namespace shardwise::output {
 
-ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& name, const std::string& out_dir,
-                                OutsideLinks links, const InputWatch& inputs, Progress& progress,
-                                std::optional<std::uint64_t> expected) {
+ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& name,
+                                const std::string& out_dir, OutsideLinks links, const InputWatch& inputs,
+                                Progress& progress, std::optional<std::uint64_t> expected) {
   io::ReadOnlyFile in((std::filesystem::path(from_dir) / name).string());
   check_inside_folder(from_dir, name, links, in.fd());
   AtomicFile out((std::filesystem::path(out_dir) / name).string());
@@ -39,8 +39,8 @@ ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& 
     done += n;
   }
   if (expected && *expected != hasher.digest()) {
-    throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(), xxh3_hex(hasher.digest()),
-                                              xxh3_hex(*expected)));
+    throw Error(ErrorKind::input, fmt::format("{}: xxh3 {}, the manifest says {}", in.path(),
+                                              xxh3_hex(hasher.digest()), xxh3_hex(*expected)));
   }
   inputs.check();
   out.commit();

@@ -16,12 +16,12 @@
 namespace shardwise::output {
 
 // Copies `name` from `from_dir` into `out_dir`, no more readable than the file itself; returns its
-// entry. The file opened must resolve inside `from_dir` (check_inside_folder, as `links` allows). With `expected` (the checksum a
-// manifest records for it), other bytes are Error(input) naming the file and both checksums, and
-// the copy is not committed.
-ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& name, const std::string& out_dir,
-                                OutsideLinks links, const InputWatch& inputs, Progress& progress,
-                                std::optional<std::uint64_t> expected = std::nullopt);
+// entry. The file opened must resolve inside `from_dir` (check_inside_folder, as `links` allows). With
+// `expected` (the checksum a manifest records for it), other bytes are Error(input) naming the file and both
+// checksums, and the copy is not committed.
+ManifestSideFile copy_side_file(const std::string& from_dir, const std::string& name,
+                                const std::string& out_dir, OutsideLinks links, const InputWatch& inputs,
+                                Progress& progress, std::optional<std::uint64_t> expected = std::nullopt);
 
 // Writes a file the plan computed into `out_dir`; returns its entry.
 ManifestSideFile write_generated_file(const plan::GeneratedFile& file, const std::string& out_dir,

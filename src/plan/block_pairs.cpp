@@ -114,9 +114,9 @@ class Resolver {
                                 st::shape_text(plan_.sources[t.source].shape)));
       return;
     }
-    const std::string name =
-        companion_name(rule.companion,
-                       rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
+    const std::string name = companion_name(
+        rule.companion,
+        rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name);
     // The weight's slice is checked against the block grid first: a split that cuts a block is the
     // error to report, whatever became of the companion.
     const Source& weight = plan_.sources[t.source];

@@ -61,9 +61,10 @@ void add_mirrored_index(Plan& plan, Diagnostics& problems) {
   const std::string path = (std::filesystem::path(plan.input_root) / kIndexFileName).string();
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
-    problems.add(fmt::format("{} has no {}: mirrored output rewrites the input's index (as DeepSeek's "
-                             "fp8_cast_bf16.py does), so the input must be a folder with one",
-                             plan.input_root, kIndexFileName));
+    problems.add(
+        fmt::format("{} has no {}: mirrored output rewrites the input's index (as DeepSeek's "
+                    "fp8_cast_bf16.py does), so the input must be a folder with one",
+                    plan.input_root, kIndexFileName));
     return;
   }
   const io::ReadOnlyFile file(path);
@@ -71,8 +72,8 @@ void add_mirrored_index(Plan& plan, Diagnostics& problems) {
   io::pread_exact(file.fd(), path, 0, std::as_writable_bytes(std::span(text)));
   std::vector<st::IndexEntry> entries = st::read_weight_map_in_order(text, path);
   std::erase_if(entries, [&](const st::IndexEntry& e) { return consumed.count(e.first) != 0; });
-  plan.generated_files.push_back(
-      GeneratedFile{kIndexFileName, st::python_index_json(entries), kIndexFileName, identity_of_open_file(file.fd(), path)});
+  plan.generated_files.push_back(GeneratedFile{kIndexFileName, st::python_index_json(entries), kIndexFileName,
+                                               identity_of_open_file(file.fd(), path)});
 }
 
 }  // namespace shardwise::plan::detail

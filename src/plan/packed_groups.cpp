@@ -46,25 +46,25 @@ bool check_member(const rules::Layout& layout, const rules::LayoutMember& member
   const Source& src = placer.source(target.source);
   bool ok = true;
   if (src.shape.size() != member.dims.size()) {
-    placer.problems().add(fmt::format("{}: member {} of packed layout {} must have {} ({}), has {}", src.name,
-                                      member.suffix, layout.name,
-                                      member.dims.size() == 1 ? "1 dim" : fmt::format("{} dims", member.dims.size()),
-                                      rules::describe_member_shape(member), st::shape_text(src.shape)));
+    placer.problems().add(fmt::format(
+        "{}: member {} of packed layout {} must have {} ({}), has {}", src.name, member.suffix, layout.name,
+        member.dims.size() == 1 ? "1 dim" : fmt::format("{} dims", member.dims.size()),
+        rules::describe_member_shape(member), st::shape_text(src.shape)));
     ok = false;
   }
   const auto& allowed = member.allowed_dtypes;
   if (!allowed.empty() && std::find(allowed.begin(), allowed.end(), src.dtype) == allowed.end()) {
     std::vector<std::string_view> names;
     for (st::DType d : allowed) names.push_back(st::dtype_name(d));
-    placer.problems().add(fmt::format("{}: dtype {} is not allowed for member {} of packed layout {} (allowed: {})",
-                                      src.name, st::dtype_name(src.dtype), member.suffix, layout.name,
-                                      fmt::join(names, ", ")));
+    placer.problems().add(
+        fmt::format("{}: dtype {} is not allowed for member {} of packed layout {} (allowed: {})", src.name,
+                    st::dtype_name(src.dtype), member.suffix, layout.name, fmt::join(names, ", ")));
     ok = false;
   } else if (!cast_between(src.dtype, member.cast_to)) {
-    placer.problems().add(fmt::format("{}: cannot cast {} to {} (member {} of packed layout {}); the casts "
-                                      "supported are F16->BF16 and F32->BF16",
-                                      src.name, st::dtype_name(src.dtype), st::dtype_name(*member.cast_to),
-                                      member.suffix, layout.name));
+    placer.problems().add(fmt::format(
+        "{}: cannot cast {} to {} (member {} of packed layout {}); the casts "
+        "supported are F16->BF16 and F32->BF16",
+        src.name, st::dtype_name(src.dtype), st::dtype_name(*member.cast_to), member.suffix, layout.name));
     ok = false;
   }
   return ok;
@@ -133,7 +133,8 @@ std::string packing_hint(const rules::Layout& layout, const std::vector<std::opt
   };
   bool parameterised = false;
   for (const rules::LayoutMember& member : layout.members) {
-    for (const rules::MemberDim& dim : member.dims) parameterised = parameterised || !dim.divisor_param.empty();
+    for (const rules::MemberDim& dim : member.dims)
+      parameterised = parameterised || !dim.divisor_param.empty();
   }
   return fmt::format(
       "with out={} and in={}, as most members say, {}: the checkpoint is packed differently than layout "
@@ -157,8 +158,8 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
     for (std::size_t d = 0; d < dims.size(); ++d) {
       const std::size_t axis = axis_index(dims[d].axis);
       if (__builtin_mul_overflow(src.shape[d], divisors[m][d], &values[m][d])) {
-        placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name, rules::split_name(dims[d].axis),
-                                          src.shape[d]));
+        placer.problems().add(fmt::format("{}: {} {} overflows 64 bits", src.name,
+                                          rules::split_name(dims[d].axis), src.shape[d]));
         return std::nullopt;
       }
       if (logical[axis] && *logical[axis] != values[m][d]) disagree[axis] = true;
@@ -175,8 +176,8 @@ std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
       const auto& dims = layout.members[m].dims;
       for (std::size_t d = 0; d < dims.size(); ++d) {
         if (dims[d].axis != split) continue;
-        claims.push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix, where(placer, *members[m]),
-                                     rules::split_name(split), values[m][d]));
+        claims.push_back(fmt::format("{} {} gives {}={}", layout.members[m].suffix,
+                                     where(placer, *members[m]), rules::split_name(split), values[m][d]));
       }
     }
     disagreements.push_back(fmt::format("on {}: {}", rules::split_name(split), fmt::join(claims, "; ")));
@@ -225,10 +226,10 @@ const PackedGroups::Divisors* PackedGroups::divisors(const Group& group, Placer&
     }
   }
   if (!zero.empty()) {
-    placer.problems().add(fmt::format("{}: packed layout {} ({}) cannot be placed: {} (a divisor must be at least "
-                                      "1; every group of the layout is refused)",
-                                      group.name, group.layout->name, group.layout->where.str(),
-                                      fmt::join(zero, "; ")));
+    placer.problems().add(
+        fmt::format("{}: packed layout {} ({}) cannot be placed: {} (a divisor must be at least "
+                    "1; every group of the layout is refused)",
+                    group.name, group.layout->name, group.layout->where.str(), fmt::join(zero, "; ")));
     return nullptr;
   }
   it->second = std::move(resolved);
@@ -245,7 +246,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
       index = it->second;
     } else {
       index = groups_.size();
-      groups_.push_back(Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size())});
+      groups_.push_back(
+          Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size())});
       index_.emplace(Key{&layout, groups_.back().name}, index);
     }
     last_ = index;
@@ -253,9 +255,9 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
   Group& group = groups_[index];
   std::optional<Target>& slot = group.members[member];
   if (slot) {
-    placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}", group.name,
-                                      decision.member->suffix, layout.name, placer.describe(slot->source),
-                                      placer.describe(target.source)));
+    placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}",
+                                      group.name, decision.member->suffix, layout.name,
+                                      placer.describe(slot->source), placer.describe(target.source)));
     group.state = State::broken;
     return;
   }
@@ -278,7 +280,8 @@ void PackedGroups::report_incomplete(Placer& placer) const {
       }
     }
     placer.problems().add(fmt::format("{}: incomplete packed group ({}): missing {}; present: {}", group.name,
-                                      group.layout->name, fmt::join(missing, ", "), fmt::join(present, ", ")));
+                                      group.layout->name, fmt::join(missing, ", "),
+                                      fmt::join(present, ", ")));
   }
 }
 
@@ -294,9 +297,10 @@ void PackedGroups::place(Group& group, Placer& placer) {
   const Target& first = *group.members.front();
   for (const auto& member : group.members) {
     if (!same_placement(first, *member)) {
-      placer.problems().add(fmt::format("{}: members of one packed group are placed differently: {} is {}, {} is {}",
-                                        group.name, placer.source(first.source).name, placement_text(first),
-                                        placer.source(member->source).name, placement_text(*member)));
+      placer.problems().add(
+          fmt::format("{}: members of one packed group are placed differently: {} is {}, {} is {}",
+                      group.name, placer.source(first.source).name, placement_text(first),
+                      placer.source(member->source).name, placement_text(*member)));
       return;
     }
   }
@@ -320,11 +324,12 @@ void PackedGroups::place(Group& group, Placer& placer) {
     if (on_axis == 0) {
       placer.add_everywhere(target, dtype, cast);
     } else if (on_axis == 2) {
-      placer.problems().add(fmt::format("{}: cannot split {}: both dims of member {} of packed layout {} are on it",
-                                        placer.source(target.source).name, rules::split_name(split), decl.suffix,
-                                        layout.name));
+      placer.problems().add(
+          fmt::format("{}: cannot split {}: both dims of member {} of packed layout {} are on it",
+                      placer.source(target.source).name, rules::split_name(split), decl.suffix, layout.name));
     } else {
-      placer.add_split(target, dims[0], (*resolved)[m][static_cast<std::size_t>(dims[0])], split, dtype, cast);
+      placer.add_split(target, dims[0], (*resolved)[m][static_cast<std::size_t>(dims[0])], split, dtype,
+                       cast);
     }
   }
 }

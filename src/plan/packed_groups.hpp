@@ -42,7 +42,9 @@ class PackedGroups {
   // table compares hashes before names and never hashes a stored name again.
   struct Key {
     Key(const rules::Layout* of, std::string_view named)
-        : layout(of), name(named), hash(std::hash<std::string_view>{}(named) ^ std::hash<const void*>{}(of)) {}
+        : layout(of),
+          name(named),
+          hash(std::hash<std::string_view>{}(named) ^ std::hash<const void*>{}(of)) {}
     const rules::Layout* layout;
     std::string_view name;
     std::size_t hash;

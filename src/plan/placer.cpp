@@ -4,8 +4,8 @@
 
 #include <fmt/format.h>
 
-#include "plan/ownership_scopes.hpp"
 #include <shardwise/plan/plan_view.hpp>
+#include "plan/ownership_scopes.hpp"
 
 namespace shardwise::plan::detail {
 namespace {
@@ -100,8 +100,10 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
                                       cast, target.pending_transform, target.rule, placement});
 }
 
-void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast, plan::Placement placement) {
-  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast, placement);
+void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast,
+                       plan::Placement placement) {
+  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast,
+      placement);
 }
 
 void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {

@@ -15,7 +15,8 @@ std::vector<std::string> extra_file_names(const Plan& plan) {
 
 std::string outputs_heading(const Plan& plan) {
   if (plan.naming == OutputNaming::mirror) {
-    return fmt::format("{} file{} mirroring the input's", plan.outputs.size(), plan.outputs.size() == 1 ? "" : "s");
+    return fmt::format("{} file{} mirroring the input's", plan.outputs.size(),
+                       plan.outputs.size() == 1 ? "" : "s");
   }
   return fmt::format("{} ranks (mp={})", plan.model_parallel, plan.model_parallel);
 }
@@ -29,7 +30,8 @@ std::string param_value_text(const Plan& plan, const std::string& name, std::uin
 std::vector<std::string> param_assignments(const Plan& plan) {
   std::vector<std::string> shown;
   shown.reserve(plan.params.size());
-  for (const auto& [name, value] : plan.params) shown.push_back(name + "=" + param_value_text(plan, name, value));
+  for (const auto& [name, value] : plan.params)
+    shown.push_back(name + "=" + param_value_text(plan, name, value));
   return shown;
 }
 

@@ -58,7 +58,8 @@ void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kin
                  plural(rows, "source tensor", "source tensors"), "SOURCE", width, heading);
   for (const TensorChange& t : diff.tensors) {
     if (t.kind == kind)
-      fmt::format_to(std::back_inserter(out), "  {:<{}}  {}\n", printable(t.name), width, printable(changes_text(t)));
+      fmt::format_to(std::back_inserter(out), "  {:<{}}  {}\n", printable(t.name), width,
+                     printable(changes_text(t)));
   }
 }
 
@@ -91,7 +92,8 @@ std::string dump(const ordered& value) {
 std::string format_plan_diff_text(const PlanDiff& diff) {
   std::string out = fmt::format("diff: {} -> {}\n", diff.old_name, diff.new_name);
   for (const FieldChange& f : diff.context) {
-    fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value), printable(f.new_value));
+    fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value),
+                   printable(f.new_value));
   }
   if (!diff.plan_changes.empty()) {
     fmt::format_to(std::back_inserter(out), "\nplan: {}\n",

@@ -128,8 +128,12 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
     ++row.how[placement_kind(placements, plan.model_parallel)];
     if (first.cast != Cast::none) {
       const bool block = first.companion != kNoCompanion || first.cast == Cast::requantize_fp4_scale;
-      ++row.casts[fmt::format("{} {}->{}", block ? cast_name(first.cast) : first.cast == Cast::reinterpret ? "reinterpret" : "cast",
-                              detail::cast_source_dtype(plan.sources[s], first), detail::cast_target_dtype(first))];
+      ++row.casts[fmt::format("{} {}->{}",
+                              block                             ? cast_name(first.cast)
+                              : first.cast == Cast::reinterpret ? "reinterpret"
+                                                                : "cast",
+                              detail::cast_source_dtype(plan.sources[s], first),
+                              detail::cast_target_dtype(first))];
     }
   }
   for (const Skipped& s : plan.skipped) {

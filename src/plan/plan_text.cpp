@@ -16,8 +16,8 @@
 #include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
-#include "plan/placer.hpp"
 #include <shardwise/plan/plan_view.hpp>
+#include "plan/placer.hpp"
 
 namespace shardwise::plan {
 namespace {

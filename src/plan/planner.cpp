@@ -13,13 +13,13 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/plan/plan_view.hpp>
 #include "plan/block_pairs.hpp"
 #include "plan/decision_stream.hpp"
 #include "plan/mirror.hpp"
 #include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
-#include <shardwise/plan/plan_view.hpp>
 
 namespace shardwise::plan {
 namespace {
@@ -49,22 +49,28 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
     return std::nullopt;
   }
   if (src.dtype != transform->from || src.shape.size() != 2) {
-    placer.problems().add(fmt::format("{}: {} ({}) needs {}{}, but the tensor is {}{} ({})", src.name,
-                                      transform->rule.label, rules::describe_transform(*transform),
-                                      st::dtype_name(transform->from), " of 2 dims",
-                                      st::dtype_name(src.dtype), st::shape_text(src.shape), transform->rule.where.str()));
+    placer.problems().add(
+        fmt::format("{}: {} ({}) needs {}{}, but the tensor is {}{} ({})", src.name, transform->rule.label,
+                    rules::describe_transform(*transform), st::dtype_name(transform->from), " of 2 dims",
+                    st::dtype_name(src.dtype), st::shape_text(src.shape), transform->rule.where.str()));
     return std::nullopt;
   }
   switch (transform->kind) {
-    case Kind::reinterpret: return std::pair{transform->to, Cast::reinterpret};
-    case Kind::dequantize: target.pending_transform = pairs.pending(*transform); return std::pair{st::DType::BF16, Cast::dequantize};
-    case Kind::requantize: target.pending_transform = pairs.pending(*transform); return std::pair{st::DType::F8_E4M3, Cast::requantize_fp4_weight};
+    case Kind::reinterpret:
+      return std::pair{transform->to, Cast::reinterpret};
+    case Kind::dequantize:
+      target.pending_transform = pairs.pending(*transform);
+      return std::pair{st::DType::BF16, Cast::dequantize};
+    case Kind::requantize:
+      target.pending_transform = pairs.pending(*transform);
+      return std::pair{st::DType::F8_E4M3, Cast::requantize_fp4_weight};
     case Kind::requantize_scale:
       if (src.shape[0] % 128 != 0 || src.shape[1] * 32 % 128 != 0) {
-        placer.problems().add(fmt::format("{}: {} needs an E8M0 per-32 scale of whole 128x128 blocks, but it is {} "
-                                          "(for a weight of {} x {}) ({})",
-                                          src.name, transform->rule.label, st::shape_text(src.shape), src.shape[0],
-                                          src.shape[1] * 32, transform->rule.where.str()));
+        placer.problems().add(
+            fmt::format("{}: {} needs an E8M0 per-32 scale of whole 128x128 blocks, but it is {} "
+                        "(for a weight of {} x {}) ({})",
+                        src.name, transform->rule.label, st::shape_text(src.shape), src.shape[0],
+                        src.shape[1] * 32, transform->rule.where.str()));
         return std::nullopt;
       }
       target.pending_transform = pairs.pending(*transform);
@@ -73,7 +79,8 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
   return std::nullopt;
 }
 
-void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer, detail::BlockPairs& pairs) {
+void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer,
+                 detail::BlockPairs& pairs) {
   const auto written = transformed(target, transform, placer, pairs);
   if (!written) return;
   const auto [dtype, cast] = *written;
@@ -100,10 +107,11 @@ class MemberTransforms {
   void report(Diagnostics& problems) const {
     for (const auto& [key, seen] : seen_) {
       const auto& [transform, layout] = key;
-      problems.add(fmt::format("{} ({}) applies to {} member{} of packed layout {} (the first: {}); transforms "
-                               "apply to plain tensors only",
-                               transform->rule.label, transform->rule.where.str(), seen.count,
-                               seen.count == 1 ? "" : "s", layout->name, seen.first));
+      problems.add(
+          fmt::format("{} ({}) applies to {} member{} of packed layout {} (the first: {}); transforms "
+                      "apply to plain tensors only",
+                      transform->rule.label, transform->rule.where.str(), seen.count,
+                      seen.count == 1 ? "" : "s", layout->name, seen.first));
     }
   }
 
@@ -306,10 +314,10 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
   find_side_files(plan, rules, problems);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
-  problems.check(
-      plan.naming == OutputNaming::mirror
-          ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
-          : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel, plan.rules_name));
+  problems.check(plan.naming == OutputNaming::mirror
+                     ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
+                     : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel,
+                                   plan.rules_name));
   return plan;
 }
 

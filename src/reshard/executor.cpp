@@ -15,9 +15,9 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/output_run.hpp>
-#include <shardwise/core/paths.hpp>
 
 #include <shardwise/core/io.hpp>
 #include <shardwise/core/parallel.hpp>
@@ -100,7 +100,8 @@ void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector
 // Drops from the page cache the old pieces `tensor` read whole that no other new tensor reads (a
 // split piece read whole lies within one new tensor; an owned piece has one new owner; the
 // replicated copy read is read by every new file).
-void drop_read(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<io::ReadOnlyFile>& inputs) {
+void drop_read(const ReshardPlan& plan, const NewTensor& tensor,
+               const std::vector<io::ReadOnlyFile>& inputs) {
   const LogicalTensor& logical = plan.logical[tensor.logical];
   if (logical.placement.kind == plan::Placement::Kind::replicated) return;
   for (const PieceRead& read : pieces_read(plan, tensor)) {
@@ -113,12 +114,13 @@ void drop_read(const ReshardPlan& plan, const NewTensor& tensor, const std::vect
 // Gathers one new file into `sink`, hashing the old pieces it reads whole; appends those whose
 // bytes differ from their recorded checksums to `damaged`. With `drop`, the pieces read for the
 // last time leave the page cache.
-void gather_file(const ReshardPlan& plan, const output::FileWork& w, const std::vector<io::ReadOnlyFile>& inputs,
-                 std::span<std::byte> scratch, bool drop, FileSink& sink, std::vector<Damage>& damaged) {
+void gather_file(const ReshardPlan& plan, const output::FileWork& w,
+                 const std::vector<io::ReadOnlyFile>& inputs, std::span<std::byte> scratch, bool drop,
+                 FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
   const std::vector<std::size_t>& order = w.layout.order;
-  std::size_t advised = 0;    // tensors (in order) whose pieces were asked for
-  std::uint64_t ahead = 0;    // bytes of those after the current one
+  std::size_t advised = 0;  // tensors (in order) whose pieces were asked for
+  std::uint64_t ahead = 0;  // bytes of those after the current one
   for (std::size_t k = 0; k < order.size(); ++k) {
     const std::size_t index = order[k];
     const NewTensor& t = file.tensors[index];
@@ -135,14 +137,16 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w, const std::
     }
     const std::uint64_t before = sink.gathered();
     PieceHashes pieces(plan, t);
-    gather(plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
-           pieces.hook());
+    gather(
+        plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
+        pieces.hook());
     pieces.check(damaged);
     if (drop) drop_read(plan, t, inputs);
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
-      throw Error(ErrorKind::io, fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
-                                             w.planned->tensors[index].name, sink.gathered() - before, before,
-                                             t.bytes, w.layout.offset[index]));
+      throw Error(ErrorKind::io,
+                  fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
+                              w.planned->tensors[index].name, sink.gathered() - before, before, t.bytes,
+                              w.layout.offset[index]));
     }
     sink.end_tensor(index);
   }
@@ -177,8 +181,9 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   check_pieces_up_front(plan, files, inputs, threads);
   if (files.empty()) return;
   CopyHashes copy_hashes;
-  copy_hashes.result =
-      std::async(std::launch::async, [&] { return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop); }).share();
+  copy_hashes.result = std::async(std::launch::async, [&] {
+                         return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
+                       }).share();
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
@@ -190,8 +195,8 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     const output::FileWork& w = files[f];
     progress.set_current(w.planned->file);
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
-    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write, drop,
-                  progress);
+    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
+                  drop, progress);
     std::vector<Damage> read_damaged;
     gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
     output::ManifestOutput entry = sink.finish();
@@ -212,14 +217,15 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   });
   const std::vector<Damage>& damaged_copies = copy_hashes.result.get();
   damaged.insert(damaged.end(), damaged_copies.begin(), damaged_copies.end());
-  refuse_damage(plan, std::move(damaged),
-                refused == files.size()
-                    ? fmt::format("None of the {} new files was written: replace the damaged rank files, then run "
-                                  "again with --resume.",
-                                  files.size())
-                    : fmt::format("{} of the {} new files read a damaged piece and were not written, the others were: "
-                                  "replace the damaged rank files, then run again with --resume to write the rest.",
-                                  refused, files.size()));
+  refuse_damage(
+      plan, std::move(damaged),
+      refused == files.size()
+          ? fmt::format("None of the {} new files was written: replace the damaged rank files, then run "
+                        "again with --resume.",
+                        files.size())
+          : fmt::format("{} of the {} new files read a damaged piece and were not written, the others were: "
+                        "replace the damaged rank files, then run again with --resume to write the rest.",
+                        refused, files.size()));
 }
 
 }  // namespace
@@ -230,15 +236,16 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
   writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
     std::vector<output::FileWork> files;
-    for (const std::uint64_t rank : ranks) files.push_back(output::lay_out_file(outline.outputs[rank], out_dir));
+    for (const std::uint64_t rank : ranks)
+      files.push_back(output::lay_out_file(outline.outputs[rank], out_dir));
     return files;
   };
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
   writer.write = [&](std::vector<output::FileWork>& files, unsigned threads, output::PageCache cache,
                      output::Progress& progress, const output::CommitHook& on_commit,
                      const output::PreCommitCheck& before_commit) {
-    write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress, on_commit,
-                before_commit);
+    write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress,
+                on_commit, before_commit);
   };
   writer.side_file_xxh3 = [&](const std::string& name) -> std::optional<std::uint64_t> {
     for (const output::ManifestSideFile& old : plan.from_manifest.side_files) {

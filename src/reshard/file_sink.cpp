@@ -6,8 +6,8 @@
 
 namespace shardwise::reshard {
 
-FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_t block_bytes, Mode mode, bool drop,
-                   output::Progress& progress)
+FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_t block_bytes, Mode mode,
+                   bool drop, output::Progress& progress)
     : out_(out), work_(work), block_bytes_(block_bytes), drop_(drop), progress_(progress) {
   for (Block& b : blocks_) b.data.resize(block_bytes);
   blocks_[0].offset = work.layout.data_start;
@@ -124,7 +124,8 @@ output::ManifestOutput FileSink::finish() {
   const plan::OutputFile& planned = *work_.planned;
   output::ManifestOutput entry{planned.rank, planned.file, work_.layout.file_size, file_hash_.digest(), {}};
   entry.tensors.resize(planned.tensors.size());
-  for (std::size_t i = 0; i < planned.tensors.size(); ++i) entry.tensors[i] = {planned.tensors[i].name, tensor_xxh3_[i]};
+  for (std::size_t i = 0; i < planned.tensors.size(); ++i)
+    entry.tensors[i] = {planned.tensors[i].name, tensor_xxh3_[i]};
   return entry;
 }
 

@@ -17,7 +17,9 @@ namespace {
 // in vain); otherwise with one pread per row.
 constexpr std::uint64_t kShortPartBytes = 4 << 10;
 
-bool read_as_region(std::uint64_t part, std::uint64_t row) { return part < kShortPartBytes || 2 * part >= row; }
+bool read_as_region(std::uint64_t part, std::uint64_t row) {
+  return part < kShortPartBytes || 2 * part >= row;
+}
 
 // Hands bytes just read to `on_piece` when they belong to a whole piece (`piece` set).
 void feed(const PieceBytes& on_piece, std::optional<std::size_t> piece, std::span<const std::byte> bytes) {
@@ -41,9 +43,9 @@ void copy_range(const io::ReadOnlyFile& input, std::uint64_t offset, std::uint64
 struct Segment {
   std::size_t file = 0;
   std::uint64_t piece_offset = 0;
-  std::uint64_t piece_row = 0;  // bytes of one row of the piece
-  std::uint64_t skip = 0;       // bytes of the row before the part
-  std::uint64_t bytes = 0;      // the part
+  std::uint64_t piece_row = 0;       // bytes of one row of the piece
+  std::uint64_t skip = 0;            // bytes of the row before the part
+  std::uint64_t bytes = 0;           // the part
   std::optional<std::size_t> whole;  // the piece's index when the part is all of its row
 };
 
@@ -70,10 +72,12 @@ std::vector<PieceRead> pieces_read(const ReshardPlan& plan, const NewTensor& ten
 }
 
 void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<io::ReadOnlyFile>& inputs,
-            std::size_t chunk, std::span<std::byte> scratch, const Reserve& reserve, const PieceBytes& on_piece) {
+            std::size_t chunk, std::span<std::byte> scratch, const Reserve& reserve,
+            const PieceBytes& on_piece) {
   const LogicalTensor& t = plan.logical[tensor.logical];
   if (t.placement.kind != plan::Placement::Kind::split) {
-    copy_range(inputs[t.pieces.front().file], t.pieces.front().offset, tensor.bytes, chunk, reserve, 0, on_piece);
+    copy_range(inputs[t.pieces.front().file], t.pieces.front().offset, tensor.bytes, chunk, reserve, 0,
+               on_piece);
     return;
   }
   // The logical tensor as [outer, size, inner]: a row is the [size, inner] block of one outer index.
@@ -91,7 +95,8 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
     const std::uint64_t begin = std::max(p.begin, tensor.begin);
     const std::uint64_t end = std::min(p.end, tensor.end);
     segments.push_back({p.file, p.offset, bits_to_bytes(t, (p.end - p.begin) * unit_bits),
-                        bits_to_bytes(t, (begin - p.begin) * unit_bits), bits_to_bytes(t, (end - begin) * unit_bits),
+                        bits_to_bytes(t, (begin - p.begin) * unit_bits),
+                        bits_to_bytes(t, (end - begin) * unit_bits),
                         read.whole ? std::optional(read.piece) : std::nullopt});
   }
   std::uint64_t row = 0;  // bytes of one new row
@@ -107,8 +112,8 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
     // Rows larger than a chunk: each part streamed on its own.
     for (std::uint64_t o = 0; o < outer; ++o) {
       for (const Segment& s : segments) {
-        copy_range(inputs[s.file], s.piece_offset + o * s.piece_row + s.skip, s.bytes, chunk, reserve, s.whole,
-                   on_piece);
+        copy_range(inputs[s.file], s.piece_offset + o * s.piece_row + s.skip, s.bytes, chunk, reserve,
+                   s.whole, on_piece);
       }
     }
     return;
@@ -123,7 +128,8 @@ void gather(const ReshardPlan& plan, const NewTensor& tensor, const std::vector<
       const std::uint64_t per_read = read_as_region(s.bytes, s.piece_row) ? scratch.size() / s.piece_row : 0;
       if (per_read == 0) {
         for (std::uint64_t r = 0; r < rows; ++r) {
-          const auto part = out.subspan(static_cast<std::size_t>(r * row + column), static_cast<std::size_t>(s.bytes));
+          const auto part =
+              out.subspan(static_cast<std::size_t>(r * row + column), static_cast<std::size_t>(s.bytes));
           io::pread_exact(input.fd(), input.path(), s.piece_offset + (o0 + r) * s.piece_row + s.skip, part);
           feed(on_piece, s.whole, part);
         }

@@ -16,7 +16,8 @@ namespace shardwise::reshard {
 
 namespace {
 
-Damage damage(const ReshardPlan& plan, const LogicalTensor& tensor, const Piece& piece, std::uint64_t actual) {
+Damage damage(const ReshardPlan& plan, const LogicalTensor& tensor, const Piece& piece,
+              std::uint64_t actual) {
   return {piece.file, piece.offset,
           damage_message(plan.old_files[piece.file].path, tensor.name,
                          tensor.placement.kind == plan::Placement::Kind::replicated, actual, *piece.xxh3)};
@@ -35,8 +36,8 @@ struct InFileOrder {
 
 // Hashes `todo` on `threads` threads, in file order, until `stop`.
 std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> todo,
-                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads, bool drop = false,
-                                const std::atomic<bool>* stop = nullptr) {
+                                const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
+                                bool drop = false, const std::atomic<bool>* stop = nullptr) {
   std::sort(todo.begin(), todo.end(), InFileOrder());
   std::vector<std::optional<Damage>> found(todo.size());
   std::vector<std::vector<std::byte>> buffers(std::max(1u, threads), std::vector<std::byte>(1u << 20));
@@ -45,7 +46,8 @@ std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> to
     if (stop != nullptr && *stop) return;
     const Piece& p = *todo[i].second;
     const io::ReadOnlyFile& in = inputs[p.file];
-    const std::uint64_t actual = output::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
+    const std::uint64_t actual =
+        output::hash_file_range(in.fd(), in.path(), p.offset, p.bytes, buffers[worker]);
     if (drop) io::drop_cached(in.fd(), p.offset, p.bytes);
     if (actual != *p.xxh3) found[i] = damage(plan, *todo[i].first, p, actual);
   });
@@ -58,14 +60,14 @@ std::vector<Damage> hash_pieces(const ReshardPlan& plan, std::vector<PieceOf> to
 
 }  // namespace
 
-std::string damage_message(const std::string& path, const std::string& tensor, bool replicated, std::uint64_t actual,
-                           std::uint64_t recorded) {
+std::string damage_message(const std::string& path, const std::string& tensor, bool replicated,
+                           std::uint64_t actual, std::uint64_t recorded) {
   if (replicated) {
     return fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor,
                        output::xxh3_hex(actual), output::xxh3_hex(recorded));
   }
-  return fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path, tensor,
-                     output::xxh3_hex(actual), output::xxh3_hex(recorded));
+  return fmt::format("{}: {} has xxh3 {}, the manifest says {} (the file was damaged or replaced)", path,
+                     tensor, output::xxh3_hex(actual), output::xxh3_hex(recorded));
 }
 
 void check_pieces_up_front(const ReshardPlan& plan, const std::vector<output::FileWork>& files,
@@ -90,8 +92,8 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<output::Fi
   refuse_damage(plan, std::move(damaged), "Nothing was written.");
 }
 
-std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
-                                bool drop, const std::atomic<bool>* stop) {
+std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs,
+                                unsigned threads, bool drop, const std::atomic<bool>* stop) {
   std::vector<PieceOf> todo;
   for (const LogicalTensor& t : plan.logical) {
     for (const Piece& copy : t.copies) todo.emplace_back(&t, &copy);
@@ -117,21 +119,25 @@ void PieceHashes::check(std::vector<Damage>& damaged) const {
   for (std::size_t i = 0; i < hashers_.size(); ++i) {
     if (!hashers_[i]) continue;
     const std::uint64_t actual = hashers_[i]->digest();
-    if (actual != *logical_.pieces[i].xxh3) damaged.push_back(damage(plan_, logical_, logical_.pieces[i], actual));
+    if (actual != *logical_.pieces[i].xxh3)
+      damaged.push_back(damage(plan_, logical_, logical_.pieces[i], actual));
   }
 }
 
 void refuse_damage(const ReshardPlan& plan, std::vector<Damage> damaged, std::string_view outcome) {
-  std::sort(damaged.begin(), damaged.end(),
-            [](const Damage& a, const Damage& b) { return std::pair(a.file, a.offset) < std::pair(b.file, b.offset); });
+  std::sort(damaged.begin(), damaged.end(), [](const Damage& a, const Damage& b) {
+    return std::pair(a.file, a.offset) < std::pair(b.file, b.offset);
+  });
   // A replicated copy read by every new file is found damaged by each.
-  damaged.erase(std::unique(damaged.begin(), damaged.end(),
-                            [](const Damage& a, const Damage& b) { return a.file == b.file && a.offset == b.offset; }),
-                damaged.end());
+  damaged.erase(
+      std::unique(damaged.begin(), damaged.end(),
+                  [](const Damage& a, const Damage& b) { return a.file == b.file && a.offset == b.offset; }),
+      damaged.end());
   Diagnostics problems(ErrorKind::input);
   for (Damage& d : damaged) problems.add(std::move(d.message));
-  problems.check(fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from),
-                 Diagnostics::kMaxListed, outcome);
+  problems.check(
+      fmt::format("cannot reshard {}: its rank files do not hold what its manifest records", plan.from),
+      Diagnostics::kMaxListed, outcome);
 }
 
 }  // namespace shardwise::reshard

@@ -31,8 +31,8 @@ struct Damage {
 
 // How a piece whose bytes differ from their recorded checksum is named, wherever it is found (in
 // planning, for replicated copies compared then, or in writing).
-std::string damage_message(const std::string& path, const std::string& tensor, bool replicated, std::uint64_t actual,
-                           std::uint64_t recorded);
+std::string damage_message(const std::string& path, const std::string& tensor, bool replicated,
+                           std::uint64_t actual, std::uint64_t recorded);
 
 // Hashes, on `threads` threads, every piece with a recorded checksum that the new tensors of
 // `files` read but do not read whole. When one is damaged, also the pieces they read whole and the
@@ -44,8 +44,8 @@ void check_pieces_up_front(const ReshardPlan& plan, const std::vector<output::Fi
 // Hashes the replicated copies no new file reads (LogicalTensor::copies) on `threads` threads, in
 // file order; returns those whose bytes differ from their checksums. With `drop`, each copy leaves
 // the page cache once hashed. Gives up (returning what it found) once `stop` is set.
-std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs, unsigned threads,
-                                bool drop = false, const std::atomic<bool>* stop = nullptr);
+std::vector<Damage> hash_copies(const ReshardPlan& plan, const std::vector<io::ReadOnlyFile>& inputs,
+                                unsigned threads, bool drop = false, const std::atomic<bool>* stop = nullptr);
 
 // The pieces one new tensor reads whole, hashed as they are gathered.
 class PieceHashes {

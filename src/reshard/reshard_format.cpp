@@ -43,9 +43,12 @@ std::vector<Use> uses(const ReshardPlan& plan, const NewTensor& t) {
 
 std::string how(const LogicalTensor& t) {
   switch (t.placement.kind) {
-    case Kind::split: return fmt::format("split dim {}", t.placement.dim);
-    case Kind::owned: return fmt::format("owned {}/{}", t.placement.index, t.placement.count);
-    case Kind::replicated: break;
+    case Kind::split:
+      return fmt::format("split dim {}", t.placement.dim);
+    case Kind::owned:
+      return fmt::format("owned {}/{}", t.placement.index, t.placement.count);
+    case Kind::replicated:
+      break;
   }
   return "replicated";
 }
@@ -54,9 +57,12 @@ std::string how(const LogicalTensor& t) {
 // the rules that decided each tensor are not recorded in the folder.
 std::string cut_group(const LogicalTensor& t) {
   switch (t.placement.kind) {
-    case Kind::split: return fmt::format("split dim {}", t.placement.dim);
-    case Kind::owned: return "owned";
-    case Kind::replicated: break;
+    case Kind::split:
+      return fmt::format("split dim {}", t.placement.dim);
+    case Kind::owned:
+      return "owned";
+    case Kind::replicated:
+      break;
   }
   return "replicated";
 }
@@ -65,18 +71,19 @@ std::string cut_group(const LogicalTensor& t) {
 // beyond the new mp, a cut no tensor has: Error(usage) naming what exists).
 class Selection {
  public:
-  Selection(const ReshardPlan& plan, const plan::PlanFilter& filter) : plan_(plan), filter_(filter), names_(filter.pattern) {
+  Selection(const ReshardPlan& plan, const plan::PlanFilter& filter)
+      : plan_(plan), filter_(filter), names_(filter.pattern) {
     if (filter.rank && *filter.rank >= plan.model_parallel) {
-      throw Error(ErrorKind::usage, fmt::format("--rank {}: the reshard writes ranks 0 to {} (mp={})", *filter.rank,
-                                                plan.model_parallel - 1, plan.model_parallel));
+      throw Error(ErrorKind::usage, fmt::format("--rank {}: the reshard writes ranks 0 to {} (mp={})",
+                                                *filter.rank, plan.model_parallel - 1, plan.model_parallel));
     }
     if (filter.rule) {
       std::set<std::string> groups;
       for (const LogicalTensor& t : plan.logical) groups.insert(cut_group(t));
       if (groups.count(*filter.rule) == 0) {
         throw Error(ErrorKind::usage,
-                    fmt::format("--rule '{}': a reshard selects by cut, and its tensors are cut as: {}", *filter.rule,
-                                fmt::join(groups, ", ")));
+                    fmt::format("--rule '{}': a reshard selects by cut, and its tensors are cut as: {}",
+                                *filter.rule, fmt::join(groups, ", ")));
       }
     }
   }
@@ -104,9 +111,10 @@ std::string filter_text(const plan::PlanFilter& filter) {
 
 std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter) {
   const Selection selection(plan, filter);
-  std::string text = fmt::format("reshard {} (mp={}) -> mp={}: {} files, {} logical tensors, {} tensor bytes\n",
-                                 plan.from, plan.from_model_parallel, plan.model_parallel, plan.outputs.size(),
-                                 plan.logical.size(), plan.output_bytes);
+  std::string text =
+      fmt::format("reshard {} (mp={}) -> mp={}: {} files, {} logical tensors, {} tensor bytes\n", plan.from,
+                  plan.from_model_parallel, plan.model_parallel, plan.outputs.size(), plan.logical.size(),
+                  plan.output_bytes);
   std::size_t shown = 0;
   std::size_t total = 0;
   for (const NewFile& f : plan.outputs) {
@@ -120,7 +128,8 @@ std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter&
       std::vector<std::string> from;
       for (const Use& u : uses(plan, t)) {
         const std::string& name = plan.old_files[u.file].file;
-        from.push_back(logical.placement.kind == Kind::split ? fmt::format("{}[{}:{}]", name, u.begin, u.end) : name);
+        from.push_back(logical.placement.kind == Kind::split ? fmt::format("{}[{}:{}]", name, u.begin, u.end)
+                                                             : name);
       }
       text += fmt::format("  {} {}[{}] {} <- {}\n", printable(logical.name), st::dtype_name(logical.dtype),
                           fmt::join(t.shape, ", "), how(logical), fmt::join(from, " + "));
@@ -143,12 +152,16 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
   json["outputs"] = nlohmann::ordered_json::array();
   for (const NewFile& f : plan.outputs) {
     if (!selection.shows(f)) continue;
-    nlohmann::ordered_json file = {{"rank", f.rank}, {"file", f.file}, {"bytes", f.bytes}, {"tensors", nlohmann::ordered_json::array()}};
+    nlohmann::ordered_json file = {
+        {"rank", f.rank}, {"file", f.file}, {"bytes", f.bytes}, {"tensors", nlohmann::ordered_json::array()}};
     for (const NewTensor& t : f.tensors) {
       if (!selection.shows(t)) continue;
       const LogicalTensor& logical = plan.logical[t.logical];
-      nlohmann::ordered_json tensor = {{"name", logical.name}, {"dtype", std::string(st::dtype_name(logical.dtype))},
-                                       {"shape", t.shape}, {"cut", how(logical)}, {"pieces", nlohmann::ordered_json::array()}};
+      nlohmann::ordered_json tensor = {{"name", logical.name},
+                                       {"dtype", std::string(st::dtype_name(logical.dtype))},
+                                       {"shape", t.shape},
+                                       {"cut", how(logical)},
+                                       {"pieces", nlohmann::ordered_json::array()}};
       for (const Use& u : uses(plan, t)) {
         nlohmann::ordered_json piece = {{"file", plan.old_files[u.file].file}};
         if (logical.placement.kind == Kind::split) {
@@ -167,9 +180,9 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
 }
 
 std::string format_reshard_summary(const ReshardPlan& plan) {
-  std::string text = fmt::format("reshard {} (mp={}) -> mp={}: {} logical tensors, {} of tensor data\n", plan.from,
-                                 plan.from_model_parallel, plan.model_parallel, plan.logical.size(),
-                                 plan::detail::human_bytes(plan.output_bytes));
+  std::string text = fmt::format("reshard {} (mp={}) -> mp={}: {} logical tensors, {} of tensor data\n",
+                                 plan.from, plan.from_model_parallel, plan.model_parallel,
+                                 plan.logical.size(), plan::detail::human_bytes(plan.output_bytes));
   struct Count {
     std::size_t logical = 0;
     std::uint64_t bytes = 0;  // logical bytes
@@ -202,7 +215,10 @@ std::string format_reshard_summary(const ReshardPlan& plan) {
                         plan::detail::group_digits(f.tensors.size()), plan::detail::human_bytes(f.bytes),
                         std::string(bar, '#'), read.size(), plan.old_files.size());
   }
-  text += fmt::format("side files: {}\n", plan.side_files.empty() ? std::string("none") : printable(fmt::format("{}", fmt::join(plan.side_files, ", "))));
+  text +=
+      fmt::format("side files: {}\n", plan.side_files.empty()
+                                          ? std::string("none")
+                                          : printable(fmt::format("{}", fmt::join(plan.side_files, ", "))));
   return text;
 }
 

@@ -13,6 +13,7 @@ namespace shardwise::reshard {
 // output pattern, one mp), every tensor decided by `rules` (which must place each name as it is),
 // its cut derived from the decision and the pieces' shapes, replicated copies and side files
 // hashed. Every name that cannot be placed is reported in one Error(input).
-output::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules, const rules::Params& given);
+output::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
+                                     const rules::Params& given);
 
 }  // namespace shardwise::reshard

@@ -3,8 +3,8 @@
 #include <shardwise/reshard/reshard.hpp>
 
 #include <algorithm>
-#include <functional>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
 
@@ -12,8 +12,8 @@
 #include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
-#include <shardwise/output/checksum.hpp>
 #include <shardwise/core/paths.hpp>
+#include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
 
@@ -29,9 +29,12 @@ namespace {
 
 std::string kind_text(const plan::Placement& p) {
   switch (p.kind) {
-    case Kind::split: return fmt::format("split on dim {}", p.dim);
-    case Kind::owned: return fmt::format("owned ({} of {})", p.index, p.count);
-    case Kind::replicated: break;
+    case Kind::split:
+      return fmt::format("split on dim {}", p.dim);
+    case Kind::owned:
+      return fmt::format("owned ({} of {})", p.index, p.count);
+    case Kind::replicated:
+      break;
   }
   return "replicated";
 }
@@ -41,29 +44,37 @@ std::string kind_text(const plan::Placement& p) {
 void check_old_manifest(const std::optional<output::Manifest>& manifest, const std::string& where,
                         std::uint64_t& mp) {
   if (!manifest) {
-    throw Error(ErrorKind::input,
-                fmt::format("{}: missing: reshard reads folders shardwise wrote, or others with --rules and the "
-                            "rules' parameters (docs/reshard.md)", where));
+    throw Error(
+        ErrorKind::input,
+        fmt::format("{}: missing: reshard reads folders shardwise wrote, or others with --rules and the "
+                    "rules' parameters (docs/reshard.md)",
+                    where));
   }
   if (!manifest->complete) {
-    throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that wrote the "
-                                              "folder did not finish; finish it (convert --resume) first", where));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: incomplete (\"complete\": false): the conversion that wrote the "
+                            "folder did not finish; finish it (convert --resume) first",
+                            where));
   }
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
     const bool cuts = std::any_of(manifest->outputs.begin(), manifest->outputs.end(), [](const auto& out) {
-      return std::any_of(out.tensors.begin(), out.tensors.end(), [](const auto& t) { return t.cut.has_value(); });
+      return std::any_of(out.tensors.begin(), out.tensors.end(),
+                         [](const auto& t) { return t.cut.has_value(); });
     });
     if (cuts) {
-      throw Error(ErrorKind::input,
-                  fmt::format("{}: written by rules '{}', whose output mirrors the input's files (one output per "
-                              "input file, no ranks): there is no model parallelism to change",
-                              where, manifest->rules.name));
+      throw Error(
+          ErrorKind::input,
+          fmt::format("{}: written by rules '{}', whose output mirrors the input's files (one output per "
+                      "input file, no ranks): there is no model parallelism to change",
+                      where, manifest->rules.name));
     }
-    throw Error(ErrorKind::input,
-                fmt::format("{}: written before manifest version 3, it does not record how its tensors were cut "
-                            "(convert the original checkpoint again to reshard it)", where));
+    throw Error(
+        ErrorKind::input,
+        fmt::format("{}: written before manifest version 3, it does not record how its tensors were cut "
+                    "(convert the original checkpoint again to reshard it)",
+                    where));
   }
   const std::vector<std::string> listing = output::file_list_problems(*manifest);
   if (!listing.empty()) {
@@ -75,10 +86,11 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
   for (const output::ManifestOutput& out : manifest->outputs) {
     for (const output::ManifestTensor& t : out.tensors) {
       if (!t.cut) {
-        throw Error(ErrorKind::input,
-                    fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
-                                "tensors were cut: convert the original checkpoint again to reshard it)",
-                                where, t.name, out.file));
+        throw Error(
+            ErrorKind::input,
+            fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
+                        "tensors were cut: convert the original checkpoint again to reshard it)",
+                        where, t.name, out.file));
       }
     }
   }
@@ -97,9 +109,10 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
   }
   std::sort(stray.begin(), stray.end());
   for (const std::string& name : stray) {
-    problems.add(fmt::format("{}: a tensor file the manifest does not list (the folder's set is mp={}: {} .. {})",
-                             (fs::path(plan.from) / name).string(), plan.from_model_parallel,
-                             plan.from_manifest.outputs.front().file, plan.from_manifest.outputs.back().file));
+    problems.add(
+        fmt::format("{}: a tensor file the manifest does not list (the folder's set is mp={}: {} .. {})",
+                    (fs::path(plan.from) / name).string(), plan.from_model_parallel,
+                    plan.from_manifest.outputs.front().file, plan.from_manifest.outputs.back().file));
   }
 }
 
@@ -141,7 +154,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     std::set<std::string> listed;
     for (const output::ManifestTensor& t : out.tensors) listed.insert(t.name);
     for (const st::TensorInfo& info : tensors) {
-      if (listed.count(info.name) == 0) problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
+      if (listed.count(info.name) == 0)
+        problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
     }
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
@@ -152,8 +166,9 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
         continue;
       }
       if (info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
-        problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, t.name, st::dtype_name(info->dtype),
-                                 st::shape_text(info->shape), st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
+        problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, t.name,
+                                 st::dtype_name(info->dtype), st::shape_text(info->shape),
+                                 st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
         continue;
       }
       Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
@@ -162,7 +177,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
         piece.xxh3 = t.xxh3;  // compared by the executor
       } else if (replicated) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
-        const std::uint64_t actual = output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
+        const std::uint64_t actual =
+            output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
           problems.add(damage_message(path, t.name, true, actual, t.xxh3));
           continue;
@@ -176,8 +192,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
 
 // One logical tensor from its pieces, checked: a split's pieces tile its dim in rank order with
 // the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
-std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name, const std::vector<Seen>& pieces,
-                                  Diagnostics& problems) {
+std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name,
+                                  const std::vector<Seen>& pieces, Diagnostics& problems) {
   const output::TensorCut& first = *pieces.front().cut;
   LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}, {}};
   const std::uint64_t mp = plan.from_model_parallel;
@@ -191,11 +207,13 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       return true;
     }();
     if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
-        c.placement.dim != first.placement.dim || c.size != first.size || c.placement.count != first.placement.count) {
+        c.placement.dim != first.placement.dim || c.size != first.size ||
+        c.placement.count != first.placement.count) {
       problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", name,
-                               st::dtype_name(first.dtype), st::shape_text(first.shape), "", kind_text(first.placement),
-                               plan.old_files[pieces.front().piece.file].file, st::dtype_name(c.dtype), st::shape_text(c.shape),
-                               "", kind_text(c.placement), plan.old_files[s.piece.file].file));
+                               st::dtype_name(first.dtype), st::shape_text(first.shape), "",
+                               kind_text(first.placement), plan.old_files[pieces.front().piece.file].file,
+                               st::dtype_name(c.dtype), st::shape_text(c.shape), "", kind_text(c.placement),
+                               plan.old_files[s.piece.file].file));
       return std::nullopt;
     }
   }
@@ -214,8 +232,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
         logical.pieces.push_back(s.piece);
       }
       if (pieces.size() != mp || next != first.size) {
-        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)", name, next,
-                                 first.size, d, pieces.size(), mp));
+        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)", name,
+                                 next, first.size, d, pieces.size(), mp));
         return std::nullopt;
       }
       logical.shape[d] = first.size;
@@ -229,8 +247,9 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       for (const Seen& s : pieces) {
         if (s.xxh3 != pieces.front().xxh3) {
           problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", name,
-                                   output::xxh3_hex(pieces.front().xxh3), plan.old_files[pieces.front().piece.file].file,
-                                   output::xxh3_hex(s.xxh3), plan.old_files[s.piece.file].file));
+                                   output::xxh3_hex(pieces.front().xxh3),
+                                   plan.old_files[pieces.front().piece.file].file, output::xxh3_hex(s.xxh3),
+                                   plan.old_files[s.piece.file].file));
           return std::nullopt;
         }
       }
@@ -245,8 +264,9 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       const std::uint64_t count = first.placement.count;
       const std::uint64_t owner = count % mp == 0 ? plan::owner_rank(first.placement.index, count, mp) : mp;
       if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
-        problems.add(fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
-                                 first.placement.index, count, owner, mp, pieces.size()));
+        problems.add(
+            fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
+                        first.placement.index, count, owner, mp, pieces.size()));
         return std::nullopt;
       }
       logical.pieces.push_back(pieces.front().piece);
@@ -260,8 +280,10 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
 void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problems) {
   const std::uint64_t mp = plan.model_parallel;
   plan.outputs.resize(mp);
-  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank] = {rank, rules::expand_output_file(pattern, rank, mp), {}, 0};
-  const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin, std::uint64_t end) {
+  for (std::uint64_t rank = 0; rank < mp; ++rank)
+    plan.outputs[rank] = {rank, rules::expand_output_file(pattern, rank, mp), {}, 0};
+  const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin,
+                       std::uint64_t end) {
     const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
     if (!bytes) {
       problems.add(fmt::format("{}: {}{} is not a whole number of bytes", plan.logical[index].name,
@@ -290,9 +312,11 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
       const auto d = static_cast<std::size_t>(p.dim);
       const std::uint64_t size = t.shape[d];
       if (size % mp != 0 || (size / mp) % p.unit != 0) {
-        problems.add(fmt::format("{}: {} entries of dim {} cannot be split over mp={} (shape {}{}{})", t.name, size, d,
-                                 mp, st::shape_text(t.shape), size % mp != 0 ? fmt::format(": {} is not a multiple of {}", size, mp) : "",
-                                 size % mp == 0 ? fmt::format(": {} per rank cuts units of {}", size / mp, p.unit) : ""));
+        problems.add(fmt::format(
+            "{}: {} entries of dim {} cannot be split over mp={} (shape {}{}{})", t.name, size, d, mp,
+            st::shape_text(t.shape),
+            size % mp != 0 ? fmt::format(": {} is not a multiple of {}", size, mp) : "",
+            size % mp == 0 ? fmt::format(": {} per rank cuts units of {}", size / mp, p.unit) : ""));
         continue;
       }
       for (std::uint64_t rank = 0; rank < mp; ++rank) {
@@ -310,10 +334,10 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
                                first.placement.index, count, count, mp));
       continue;
     }
-    problems.add(fmt::format("{} owned tensors cannot be spread over mp={}: their scope counts {}, not a multiple of {} "
-                             "(e.g. {}: owned ({} of {}))",
-                             tensors.size(), mp, count, mp, first.name,
-                             first.placement.index, count));
+    problems.add(fmt::format(
+        "{} owned tensors cannot be spread over mp={}: their scope counts {}, not a multiple of {} "
+        "(e.g. {}: owned ({} of {}))",
+        tensors.size(), mp, count, mp, first.name, first.placement.index, count));
   }
 }
 
@@ -335,18 +359,21 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
   std::optional<output::Manifest> manifest = manifest_of(plan.from);
-  check_old_manifest(manifest, manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
+  check_old_manifest(manifest,
+                     manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
                      plan.from_model_parallel);
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  const std::map<std::string, std::vector<Seen>> seen = read_old_files(plan, !manifest_name.empty(), copies, problems);
+  const std::map<std::string, std::vector<Seen>> seen =
+      read_old_files(plan, !manifest_name.empty(), copies, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
   problems.check(summary);
   for (const auto& [name, pieces] : seen) {
-    if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems)) plan.logical.push_back(std::move(*logical));
+    if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems))
+      plan.logical.push_back(std::move(*logical));
   }
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
     if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
@@ -369,16 +396,17 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
                          OutsideLinks links) {
-  return plan_from(from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
-                   output::kManifestFileName, copies, links);
+  return plan_from(
+      from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
+      output::kManifestFileName, copies, links);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
                          const rules::Params& params, OutsideLinks links) {
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); }, "",
-      CopyCheck::when_planned, links);
+      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); },
+      "", CopyCheck::when_planned, links);
 }
 
 }  // namespace shardwise::reshard

@@ -27,7 +27,8 @@ using Kind = plan::Placement::Kind;
 namespace {
 
 // The rank files the rules' output pattern names, by rank; their mp from the names.
-std::vector<std::string> find_rank_files(const std::string& from, const rules::Rules& rules, std::uint64_t& mp) {
+std::vector<std::string> find_rank_files(const std::string& from, const rules::Rules& rules,
+                                         std::uint64_t& mp) {
   const std::string& pattern = rules.output_file_pattern();
   const rules::NameTemplate& names = rules.output_file_template();
   std::map<std::uint64_t, std::string> by_rank;  // rank -> file, of files whose name fits the pattern
@@ -37,9 +38,10 @@ std::vector<std::string> find_rank_files(const std::string& from, const rules::R
     const std::string name = it->path().filename().string();
     const rules::NameMatch m = names.match(name);
     if (m.fit == rules::NameMatch::Fit::number_too_large) {
-      throw Error(ErrorKind::input, fmt::format("{}: named as the rules name rank files ({}), but its {{{}}} {} does "
-                                                "not fit in 64 bits",
-                                                (fs::path(from) / name).string(), pattern, m.field, m.digits));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: named as the rules name rank files ({}), but its {{{}}} {} does "
+                              "not fit in 64 bits",
+                              (fs::path(from) / name).string(), pattern, m.field, m.digits));
     }
     if (m.fit != rules::NameMatch::Fit::yes) continue;
     const std::uint64_t rank = m.values[rules::kRankField];
@@ -48,19 +50,22 @@ std::vector<std::string> find_rank_files(const std::string& from, const rules::R
     by_rank[rank] = name;
   }
   if (by_rank.empty()) {
-    throw Error(ErrorKind::input, fmt::format("{}: no rank files named as the rules name them ({})", from, pattern));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: no rank files named as the rules name them ({})", from, pattern));
   }
   if (mps.size() > 1) {
-    throw Error(ErrorKind::input, fmt::format("{}: rank files of {} model parallelisms ({} and {}): one set at a time",
-                                              from, mps.size(), mps.begin()->second, mps.rbegin()->second));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: rank files of {} model parallelisms ({} and {}): one set at a time", from,
+                            mps.size(), mps.begin()->second, mps.rbegin()->second));
   }
   mp = mps.begin()->first;
   std::vector<std::string> files;
   for (std::uint64_t rank = 0; rank < mp; ++rank) {
     const auto it = by_rank.find(rank);
     if (it == by_rank.end()) {
-      throw Error(ErrorKind::input, fmt::format("{}: missing (rank {} of mp={})",
-                                                (fs::path(from) / rules.output_file(rank, mp)).string(), rank, mp));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: missing (rank {} of mp={})",
+                              (fs::path(from) / rules.output_file(rank, mp)).string(), rank, mp));
     }
     files.push_back(it->second);
   }
@@ -88,13 +93,16 @@ Decided decide(const rules::Rules& rules, const rules::Params& params, const std
     return result;
   }
   if (d.kind != DK::place) {
-    result.refusal = fmt::format("{} by {}: {} (a conversion does not write it)", d.kind == DK::skip ? "skipped" : "refused",
+    result.refusal = fmt::format("{} by {}: {} (a conversion does not write it)",
+                                 d.kind == DK::skip ? "skipped" : "refused",
                                  d.rule ? d.rule->label : std::string("a rule"), d.reason);
     return result;
   }
   if (d.output != name) {
-    result.refusal = fmt::format("the rules rename it to {} (rank files hold output names: the rules must map them to "
-                                 "themselves)", d.output);
+    result.refusal = fmt::format(
+        "the rules rename it to {} (rank files hold output names: the rules must map them to "
+        "themselves)",
+        d.output);
     return result;
   }
   if (d.owner) {
@@ -145,10 +153,9 @@ class Refusals {
   void report(std::uint64_t mp, Diagnostics& problems) const {
     for (const std::string& name : order_) {
       const Refusal& r = by_name_.at(name);
-      const std::string where = r.files.size() == 1 ? r.files.front()
-                                : r.files.size() == mp
-                                    ? fmt::format("all {} rank files", mp)
-                                    : fmt::format("{}", fmt::join(r.files, ", "));
+      const std::string where = r.files.size() == 1    ? r.files.front()
+                                : r.files.size() == mp ? fmt::format("all {} rank files", mp)
+                                                       : fmt::format("{}", fmt::join(r.files, ", "));
       problems.add(fmt::format("{} ({}): {}", name, where, r.reason));
     }
   }
@@ -165,7 +172,7 @@ class Refusals {
 }  // namespace
 
 output::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
-                                      const rules::Params& given) {
+                                     const rules::Params& given) {
   std::uint64_t mp = 0;
   const std::vector<std::string> files = find_rank_files(from, rules, mp);
   rules::Params params = given;
@@ -182,7 +189,7 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
   output::set_params(manifest, std::map<std::string, std::uint64_t>(params.begin(), params.end()), words);
 
   Diagnostics problems(ErrorKind::input);
-  std::map<std::string, Decided> decided;  // names repeat over the ranks: decided once
+  std::map<std::string, Decided> decided;         // names repeat over the ranks: decided once
   std::map<std::string, std::uint64_t> inferred;  // ownership scope -> largest index + 1
   Refusals refused;
   std::vector<std::byte> buffer(1 << 20);
@@ -192,7 +199,8 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
     output::ManifestOutput out{rank, files[rank], file.size(), 0, {}};
     for (const st::TensorInfo& info : file.header().tensors) {
       auto found = decided.find(info.name);
-      if (found == decided.end()) found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
+      if (found == decided.end())
+        found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
       const Decided& how = found->second;
       if (!how.refusal.empty()) {
         refused.add(info.name, fmt::format("cannot be placed: {}", how.refusal), files[rank]);
@@ -208,7 +216,8 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
       output::TensorCut cut{info.dtype, info.shape, how.placement, 0, 0, 0};
       std::uint64_t xxh3 = 0;
       if (how.placement.kind == Kind::split) {
-        cut.size = info.shape[static_cast<std::size_t>(how.placement.dim)] * mp;  // this rank's part, mp times
+        cut.size =
+            info.shape[static_cast<std::size_t>(how.placement.dim)] * mp;  // this rank's part, mp times
         const plan::SplitRange range = plan::split_range(cut.size, rank, mp);
         cut.begin = range.begin;
         cut.end = range.end;
@@ -221,8 +230,8 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
     manifest.outputs.push_back(std::move(out));
   }
   refused.report(mp, problems);
-  problems.check(fmt::format("cannot reshard {} with rules {}: names the rules do not place as they are", from,
-                             rules.display_name()));
+  problems.check(fmt::format("cannot reshard {} with rules {}: names the rules do not place as they are",
+                             from, rules.display_name()));
   // Ownership counts inferred by the rules (`default: infer`): each scope's largest index + 1.
   for (output::ManifestOutput& out : manifest.outputs) {
     for (output::ManifestTensor& t : out.tensors) {
@@ -255,7 +264,8 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
   for (const std::string& name : sides) {
     const std::string path = (fs::path(from) / name).string();
     const io::ReadOnlyFile file(path);
-    manifest.side_files.push_back({name, output::hash_file_range(file.fd(), path, 0, file.size(), buffer), false});
+    manifest.side_files.push_back(
+        {name, output::hash_file_range(file.fd(), path, 0, file.size(), buffer), false});
   }
   return manifest;
 }

@@ -34,7 +34,8 @@ std::string condition_text(const AcceptsCondition& condition) {
 }
 
 // `{name: TEXT, match: RE2, dtype: [DTYPE, ...]}`: at least one of match and dtype.
-std::optional<AcceptsCondition> read_condition(detail::YamlReader& in, const YAML::Node& item, const std::string& what) {
+std::optional<AcceptsCondition> read_condition(detail::YamlReader& in, const YAML::Node& item,
+                                               const std::string& what) {
   if (!in.check_map(item, what, {"name", "match", "dtype"})) return std::nullopt;
   AcceptsCondition condition;
   condition.where = in.where(item);
@@ -51,16 +52,21 @@ std::optional<AcceptsCondition> read_condition(detail::YamlReader& in, const YAM
   if (const YAML::Node dtypes = detail::YamlReader::field(item, "dtype"); dtypes.IsDefined()) {
     if (!in.check_list(dtypes, "'dtype' of " + what)) return std::nullopt;
     for (const auto& entry : dtypes) {
-      if (const auto dtype = detail::read_dtype(in, entry, "'dtype' of " + what)) condition.dtypes.push_back(*dtype);
+      if (const auto dtype = detail::read_dtype(in, entry, "'dtype' of " + what))
+        condition.dtypes.push_back(*dtype);
     }
-    if (dtypes.size() == 0) in.error(dtypes, fmt::format("'dtype' of {} is empty: leave it out for any dtype", what));
+    if (dtypes.size() == 0)
+      in.error(dtypes, fmt::format("'dtype' of {} is empty: leave it out for any dtype", what));
   }
   if (!condition.re && condition.dtypes.empty() && ok) {
-    in.error(item, fmt::format("{} needs 'match' (a regex of tensor names), 'dtype' (a list of dtypes) or both", what));
+    in.error(
+        item,
+        fmt::format("{} needs 'match' (a regex of tensor names), 'dtype' (a list of dtypes) or both", what));
     return std::nullopt;
   }
   if (const auto name = in.string_field(item, "name", what, false)) {
-    if (name->empty()) in.error(detail::YamlReader::field(item, "name"), fmt::format("'name' of {} is empty", what));
+    if (name->empty())
+      in.error(detail::YamlReader::field(item, "name"), fmt::format("'name' of {} is empty", what));
     condition.name = *name;
   } else {
     condition.name = condition_text(condition);
@@ -124,7 +130,8 @@ void read_accepts(YamlReader& in, const YAML::Node& node, Accepts::Section& out)
   if (require.IsDefined()) read_conditions(in, require, "require", out.require);
   if (forbid.IsDefined()) read_conditions(in, forbid, "forbid", out.forbid);
   if (!require.IsDefined() && !forbid.IsDefined()) {
-    in.error(node, "accepts needs 'require', 'forbid' or both (lists of conditions on tensor names and dtypes)");
+    in.error(node,
+             "accepts needs 'require', 'forbid' or both (lists of conditions on tensor names and dtypes)");
   }
 }
 
@@ -185,8 +192,8 @@ AcceptsVerdict Accepts::judge(std::span<const TensorHeader> tensors) const {
       continue;
     }
     std::string unmet = fmt::format("needs {}: no tensor is {}", condition.name, condition_text(condition));
-    if (found.name_only != nullptr) unmet += fmt::format(" ({} is {})", found.name_only->name,
-                                                         st::dtype_name(found.name_only->dtype));
+    if (found.name_only != nullptr)
+      unmet += fmt::format(" ({} is {})", found.name_only->name, st::dtype_name(found.name_only->dtype));
     verdict.unmet.push_back(std::move(unmet));
   }
   for (const AcceptsCondition& condition : accepts.forbid) {

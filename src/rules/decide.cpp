@@ -20,7 +20,9 @@ const RuleRef& unknown_key_rule(const CompiledRules& rules, const std::string& k
   auto& made = *rules.unknown_key_rules;
   const std::lock_guard lock(made.mutex);
   auto& rule = made.by_key[key];
-  if (!rule) rule = std::make_unique<const RuleRef>(RuleRef{fmt::format("unknown_keys[{}]", key), rules.unknown_keys_where});
+  if (!rule)
+    rule = std::make_unique<const RuleRef>(
+        RuleRef{fmt::format("unknown_keys[{}]", key), rules.unknown_keys_where});
   return *rule;
 }
 
@@ -71,7 +73,8 @@ std::string rename_components(std::string_view name, std::string_view from, std:
   std::string out;
   for (std::size_t start = 0;;) {
     const std::size_t dot = name.find('.', start);
-    const auto component = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const auto component =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     out += component == from ? to : component;
     if (dot == std::string_view::npos) break;
     out += '.';
@@ -109,7 +112,8 @@ std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::v
     found.span = capture(rules.key_matcher.pattern(*index), d.normalized, rule.key_group);
     if (found.span) found.key = d.normalized.substr(found.span->first, found.span->second);
     if (found.key.empty() || found.key.find('.') != std::string::npos) {
-      why = fmt::format("{} ({}) captured key '{}', which is not one name component", rule.rule.label, at(rule.rule), found.key);
+      why = fmt::format("{} ({}) captured key '{}', which is not one name component", rule.rule.label,
+                        at(rule.rule), found.key);
       return std::nullopt;
     }
   }
@@ -118,8 +122,8 @@ std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::v
 }
 
 // Step 6: the table entry for the key, or the unknown_keys policy. False when unmatched.
-bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d, std::vector<std::string>* trail,
-                 std::string& why) {
+bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
+                 std::vector<std::string>* trail, std::string& why) {
   const auto entry = rules.table.find(found.key);
   if (entry == rules.table.end()) {
     if (rules.unknown_keys == UnknownKeys::error) {
@@ -135,7 +139,8 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
     d.split = Split::replicate;
     d.output = d.normalized;
     if (trail != nullptr) {
-      trail->push_back(fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(*d.rule)));
+      trail->push_back(
+          fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(*d.rule)));
     }
     return true;
   }
@@ -155,8 +160,8 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
 }
 
 // Step 8: the owner of an indexed tensor. False when the captured index is not a number.
-bool apply_ownership(const CompiledRules& rules, const Params& params, Decision& d, std::vector<std::string>* trail,
-                     std::string& why) {
+bool apply_ownership(const CompiledRules& rules, const Params& params, Decision& d,
+                     std::vector<std::string>* trail, std::string& why) {
   const auto index = rules.ownership_matcher.first_match(d.output);
   if (!index) return true;
   const OwnershipRule& rule = rules.ownership[*index];
@@ -165,7 +170,8 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   Ownership owner{0, std::nullopt, rule.count_param, &rule.rule, 0, 0, rule.partial};
   const std::optional<std::uint64_t> captured = parse_decimal(text);
   if (!captured) {
-    why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule), text);
+    why = fmt::format("{} ({}) captured index '{}', which is not a number", rule.rule.label, at(rule.rule),
+                      text);
     return false;
   }
   owner.index = *captured;
@@ -174,7 +180,8 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
   if (const auto count = params.find(rule.count_param); count != params.end()) {
     owner.count = count->second;
   } else if (!rule.count_inferred) {
-    throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} was not given", rule.count_param, at(rule.rule)));
+    throw Error(ErrorKind::usage,
+                fmt::format("parameter '{}' needed by {} was not given", rule.count_param, at(rule.rule)));
   }
   d.rule = &rule.rule;
   if (trail != nullptr) {
@@ -188,7 +195,8 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
 }
 
 // The first transform rule whose regex matches `output` and whose `when:` holds for `params`.
-std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::string_view output, const Params& params) {
+std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::string_view output,
+                                            const Params& params) {
   const auto first = rules.transform_matcher.first_match(output);
   if (!first) return std::nullopt;
   for (std::size_t i = *first; i < rules.transforms.size(); ++i) {
@@ -232,8 +240,10 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     return d;
   }
   const auto last_dot = d.normalized.rfind('.');
-  const std::string_view suffix = std::string_view(d.normalized).substr(last_dot == std::string::npos ? 0 : last_dot + 1);
-  if (const auto member = rules.members.find(suffix); member != rules.members.end() && last_dot != std::string::npos) {
+  const std::string_view suffix =
+      std::string_view(d.normalized).substr(last_dot == std::string::npos ? 0 : last_dot + 1);
+  if (const auto member = rules.members.find(suffix);
+      member != rules.members.end() && last_dot != std::string::npos) {
     d.layout = &rules.layouts[member->second.first];
     d.member = &d.layout->members[member->second.second];
     if (trail != nullptr) trail->push_back(rules.member_trails[member->second.first][member->second.second]);

@@ -38,7 +38,8 @@ std::string invocation_conflict(const Rules& rules, const Invocation& invocation
   if (rules.mirrors_input() && invocation.model_parallel) {
     return "writes the input's files as they are named (mirrored) and takes no --model-parallel";
   }
-  if (!rules.mirrors_input() && !invocation.model_parallel) return "writes one file per rank and needs --model-parallel";
+  if (!rules.mirrors_input() && !invocation.model_parallel)
+    return "writes one file per rank and needs --model-parallel";
   for (const std::string& name : invocation.params) {
     const auto& declared = rules.params();
     if (std::none_of(declared.begin(), declared.end(), [&](const ParamInfo& p) { return p.name == name; })) {
@@ -48,9 +49,13 @@ std::string invocation_conflict(const Rules& rules, const Invocation& invocation
   return "";
 }
 
-std::string fits_text(const AcceptsVerdict& verdict) { return fmt::format("fits: {}", fmt::join(verdict.met, ", ")); }
+std::string fits_text(const AcceptsVerdict& verdict) {
+  return fmt::format("fits: {}", fmt::join(verdict.met, ", "));
+}
 
-std::string unmet_text(const AcceptsVerdict& verdict) { return fmt::format("{}", fmt::join(verdict.unmet, "; ")); }
+std::string unmet_text(const AcceptsVerdict& verdict) {
+  return fmt::format("{}", fmt::join(verdict.unmet, "; "));
+}
 
 std::vector<std::string> names_of(const std::vector<const Candidate*>& candidates) {
   std::vector<std::string> names;
@@ -68,8 +73,10 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   }
   if (fitting.empty()) {
     std::string message =
-        "no bundled rules fit this checkpoint: give --rules with a rules file written for it (`shardwise rules "
-        "scaffold CHECKPOINT` drafts one), or the bundled rules to use anyway. What each bundled file accepts:";
+        "no bundled rules fit this checkpoint: give --rules with a rules file written for it (`shardwise "
+        "rules "
+        "scaffold CHECKPOINT` drafts one), or the bundled rules to use anyway. What each bundled file "
+        "accepts:";
     for (const Candidate& candidate : candidates) {
       message += fmt::format("\n  {}: {}", candidate.name, unmet_text(candidate.verdict));
     }
@@ -93,19 +100,22 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
     const Candidate* chosen = left.front();
     std::string why = fits_text(chosen->verdict);
     for (const std::string& other : ruled_out) why += "; " + other;
-    return {std::move(candidates[static_cast<std::size_t>(chosen - candidates.data())].rules), std::move(why)};
+    return {std::move(candidates[static_cast<std::size_t>(chosen - candidates.data())].rules),
+            std::move(why)};
   }
   std::string message = fmt::format(
       "this checkpoint fits {}, {}: give --rules NAME", fmt::join(names_of(fitting), ", "),
       left.empty() ? "but the command line suits none of them" : "and the command line does not tell which");
   for (const Candidate* candidate : fitting) {
     const std::string conflict = invocation_conflict(candidate->rules, invocation);
-    message += fmt::format("\n  {}: {}", candidate->name, conflict.empty() ? fits_text(candidate->verdict) : conflict);
+    message += fmt::format("\n  {}: {}", candidate->name,
+                           conflict.empty() ? fits_text(candidate->verdict) : conflict);
   }
   throw Error(ErrorKind::rules, message);
 }
 
-std::string check_rules_fit(const std::string& value, const Rules& rules, std::span<const TensorHeader> tensors) {
+std::string check_rules_fit(const std::string& value, const Rules& rules,
+                            std::span<const TensorHeader> tensors) {
   const AcceptsVerdict verdict = Accepts::of_named_rules(value).judge(tensors);
   if (!verdict.declared || verdict.fits) return "";
   std::vector<const Candidate*> fitting;
@@ -114,16 +124,18 @@ std::string check_rules_fit(const std::string& value, const Rules& rules, std::s
     if (candidate.verdict.fits && candidate.name != rules.name()) fitting.push_back(&candidate);
   }
   if (fitting.empty()) {
-    return fmt::format("the checkpoint is not what the rules {} accept ({}), nor what any other bundled rules "
-                       "accept: planning with {} as --rules asks",
-                       rules.name(), unmet_text(verdict), rules.name());
+    return fmt::format(
+        "the checkpoint is not what the rules {} accept ({}), nor what any other bundled rules "
+        "accept: planning with {} as --rules asks",
+        rules.name(), unmet_text(verdict), rules.name());
   }
   const std::vector<std::string> names = names_of(fitting);
-  throw Error(ErrorKind::rules,
-              fmt::format("the checkpoint is not what the rules {} accept: it {}. It fits {}: give --rules {}{}",
-                          rules.name(), unmet_text(verdict), fmt::join(names, " and "),
-                          names.size() == 1 ? names.front() : std::string("with one of them"),
-                          " (`shardwise rules list` describes them)"));
+  throw Error(
+      ErrorKind::rules,
+      fmt::format("the checkpoint is not what the rules {} accept: it {}. It fits {}: give --rules {}{}",
+                  rules.name(), unmet_text(verdict), fmt::join(names, " and "),
+                  names.size() == 1 ? names.front() : std::string("with one of them"),
+                  " (`shardwise rules list` describes them)"));
 }
 
 }  // namespace shardwise::rules

@@ -6,8 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include <shardwise/plan/ranks.hpp>
 #include <shardwise/core/printable.hpp>
+#include <shardwise/plan/ranks.hpp>
 
 #include "rules/rules_impl.hpp"
 
@@ -50,8 +50,8 @@ std::string placement(const Decision& d, const Params& params, std::uint64_t mp)
     }
     if (o.index >= count)
       return fmt::format("owned, but index {} is out of range ({}={})", o.index, o.count_param, count);
-    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", plan::owner_rank(o.index, count, mp), o.index,
-                       o.count_param, count, mp);
+    return fmt::format("whole to rank {} = index {} / ({}={} / mp={})", plan::owner_rank(o.index, count, mp),
+                       o.index, o.count_param, count, mp);
   }
   if (d.split == Split::replicate) return fmt::format("replicated on all {}", plural(mp, "rank"));
   const std::string_view axis = split_name(d.split);
@@ -62,8 +62,8 @@ std::string placement(const Decision& d, const Params& params, std::uint64_t mp)
     if (d.member->dims[i].axis == d.split) {
       const MemberDim& dim = d.member->dims[i];
       const auto value = dim.divisor_param.empty() ? params.end() : params.find(dim.divisor_param);
-      return fmt::format("split on logical {} into {} equal parts: {} dim {} ({}{})", axis, mp, d.member->suffix, i,
-                         describe_member_dim(dim),
+      return fmt::format("split on logical {} into {} equal parts: {} dim {} ({}{})", axis, mp,
+                         d.member->suffix, i, describe_member_dim(dim),
                          value == params.end() ? "" : fmt::format(", {}={}", value->first, value->second));
     }
   }
@@ -141,7 +141,8 @@ std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, cons
   const CompiledRules& r = *impl_;
   for (std::size_t i = 0; i < r.transforms.size(); ++i) {
     const TransformRule& rule = r.transforms[i];
-    if (rule.kind != TransformRule::Kind::dequantize || rule.lookup != TransformRule::Lookup::output) continue;
+    if (rule.kind != TransformRule::Kind::dequantize || rule.lookup != TransformRule::Lookup::output)
+      continue;
     const std::vector<std::string> words = pattern_words(r.transform_matcher.pattern(i).pattern());
     for (const std::string& weight : weights_named_by(rule.companion.text(), decision.output, words)) {
       if (weight == decision.output) continue;
@@ -161,8 +162,8 @@ std::string explain_decision(const Rules& rules, const Decision& d, const Params
   for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
   text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
   text += fmt::format("  consumed by: {} ({}), the block scale of {} ({}): not written\n",
-                      consumer->transform->rule.label, consumer->transform->rule.where.str(), consumer->weight,
-                      describe_transform(*consumer->transform));
+                      consumer->transform->rule.label, consumer->transform->rule.where.str(),
+                      consumer->weight, describe_transform(*consumer->transform));
   return printable_lines(text);  // the names may come from a checkpoint
 }
 
@@ -185,12 +186,12 @@ std::string explain_decision(const Decision& d, const Params& params) {
       text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
       text += fmt::format("  output: {}\n", d.output);
       if (d.member != nullptr) {
-        text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group, d.layout->name,
-                            describe_member(*d.member));
+        text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group,
+                            d.layout->name, describe_member(*d.member));
       }
       if (d.transform != nullptr) {
-        text += fmt::format("  transform: {} by {} ({})\n", describe_transform(*d.transform), d.transform->rule.label,
-                            d.transform->rule.where.str());
+        text += fmt::format("  transform: {} by {} ({})\n", describe_transform(*d.transform),
+                            d.transform->rule.label, d.transform->rule.where.str());
       }
       text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
       break;
@@ -200,19 +201,24 @@ std::string explain_decision(const Decision& d, const Params& params) {
 
 std::string Rules::summary() const {
   const CompiledRules& r = *impl_;
-  std::string text = fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
+  std::string text =
+      fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
   if (!r.extends.empty()) text += fmt::format("  extends: {}\n", fmt::join(r.extends, " <- "));
   if (!r.rejects.empty()) text += fmt::format("  reject: {}\n", plural(r.rejects.size(), "rule"));
-  text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"), plural(r.renames.size(), "rename"));
-  text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"), plural(r.keys.size(), "key rule"),
-                      plural(r.table.size(), "table entry"), plural(r.overrides.size(), "override"),
-                      plural(r.ownership.size(), "ownership rule"));
-  text += fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
+  text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"),
+                      plural(r.renames.size(), "rename"));
+  text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"),
+                      plural(r.keys.size(), "key rule"), plural(r.table.size(), "table entry"),
+                      plural(r.overrides.size(), "override"), plural(r.ownership.size(), "ownership rule"));
+  text +=
+      fmt::format("  unknown keys: {}\n", r.unknown_keys == UnknownKeys::replicate ? "replicate" : "error");
   for (const auto& rule : r.transforms) {
     std::string when;
     for (const auto& [param, value] : rule.when) {
-      const auto spec = std::find_if(r.params.begin(), r.params.end(), [&](const auto& p) { return p.name == param; });
-      when += fmt::format(" when {}={}", param, spec == r.params.end() ? std::to_string(value) : param_value_text(*spec, value));
+      const auto spec =
+          std::find_if(r.params.begin(), r.params.end(), [&](const auto& p) { return p.name == param; });
+      when += fmt::format(" when {}={}", param,
+                          spec == r.params.end() ? std::to_string(value) : param_value_text(*spec, value));
     }
     text += fmt::format("  {}: {}{}\n", rule.rule.label, describe_transform(rule), when);
   }

@@ -9,8 +9,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/ranks.hpp>
 
-#include "rules/loader.hpp"
 #include <shardwise/rules/suggest.hpp>
+#include "rules/loader.hpp"
 
 namespace shardwise::rules {
 
@@ -86,7 +86,8 @@ void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRule
       in.error(entry.first,
                fmt::format("unknown parameter '{}' in a test{}", name, did_you_mean(name, known)));
     }
-    const auto param = std::find_if(rules.params.begin(), rules.params.end(), [&](const auto& p) { return p.name == name; });
+    const auto param =
+        std::find_if(rules.params.begin(), rules.params.end(), [&](const auto& p) { return p.name == name; });
     if (param != rules.params.end() && !param->choices.empty()) {
       // A choice is written as its word.
       const auto word = in.string_value(entry.second, fmt::format("parameter '{}' of a test", name));
@@ -96,7 +97,8 @@ void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRule
       } catch (const Error& e) {
         in.error(entry.second, fmt::format("parameter '{}' of a test: {}", name, e.what()));
       }
-    } else if (const auto value = in.uint_value(entry.second, fmt::format("parameter '{}' of a test", name))) {
+    } else if (const auto value =
+                   in.uint_value(entry.second, fmt::format("parameter '{}' of a test", name))) {
       test.params[name] = *value;
     }
   }
@@ -175,7 +177,8 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   const Ownership& owner = *d.owner;
   if (!owner.count) {
     // `default: infer`: the count is each scope's own, which only a checkpoint tells.
-    o.placement = fmt::format("{} is taken from the checkpoint: give it in the test's params", owner.count_param);
+    o.placement =
+        fmt::format("{} is taken from the checkpoint: give it in the test's params", owner.count_param);
   } else if (*owner.count < mp || *owner.count % mp != 0) {
     o.placement = fmt::format("{}={} is not a multiple of mp={}", owner.count_param, *owner.count, mp);
   } else if (owner.index >= *owner.count) {
@@ -230,7 +233,9 @@ std::vector<std::string> mismatches(const RulesTest& t, const Outcome& o) {
   if (t.reject && *t.reject != (o.kind == "rejected")) {
     out.push_back(fmt::format("reject: expected {}, the rules decide {}", *t.reject, o.kind));
   }
-  if (t.transform && (o.kind != "placed" || (*t.transform == "none" ? o.transform != "none" : !same_rule(*t.transform, o.transform)))) {
+  if (t.transform &&
+      (o.kind != "placed" ||
+       (*t.transform == "none" ? o.transform != "none" : !same_rule(*t.transform, o.transform)))) {
     out.push_back(fmt::format("transform: expected '{}', the rules decide {}", *t.transform,
                               o.kind == "placed" ? "'" + o.transform + "'" : "none (" + o.kind + ")"));
   }
@@ -251,8 +256,11 @@ Rules::TestReport Rules::run_tests() const {
     given["mp"] = test.mp;
     std::string shown = fmt::format("mp={}", test.mp);
     for (const auto& [name, value] : test.params) {
-      const auto param = std::find_if(impl_->params.begin(), impl_->params.end(), [&](const auto& p) { return p.name == name; });
-      shown += fmt::format(", {}={}", name, param == impl_->params.end() ? std::to_string(value) : param_value_text(*param, value));
+      const auto param = std::find_if(impl_->params.begin(), impl_->params.end(),
+                                      [&](const auto& p) { return p.name == name; });
+      shown +=
+          fmt::format(", {}={}", name,
+                      param == impl_->params.end() ? std::to_string(value) : param_value_text(*param, value));
     }
     const std::string head = fmt::format("{}: test '{}' ({})", test.where.str(), test.tensor, shown);
     try {

@@ -8,8 +8,8 @@
 #include <shardwise/core/decimal.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
-#include "rules/loader.hpp"
 #include <shardwise/rules/suggest.hpp>
+#include "rules/loader.hpp"
 
 namespace shardwise::rules::detail {
 
@@ -54,17 +54,18 @@ std::optional<MemberDim> parse_member_dim(const std::string& text) {
 
 // A divisor naming a parameter must name one the planner has a value for: a declared parameter
 // (or mp) that is not `default: infer` (inferred counts exist per ownership scope, not per file).
-void check_divisor_param(YamlReader& in, const YAML::Node& node, const std::string& what, const MemberDim& dim,
-                         const CompiledRules& out) {
+void check_divisor_param(YamlReader& in, const YAML::Node& node, const std::string& what,
+                         const MemberDim& dim, const CompiledRules& out) {
   if (dim.divisor_param.empty() || dim.divisor_param == "mp") return;
   std::vector<std::string> names{"mp"};
   for (const auto& param : out.params) {
     if (param.name != dim.divisor_param) {
       names.push_back(param.name);
     } else if (param.inferred) {
-      in.error(node, fmt::format("shape of {} divides by parameter '{}', which says 'default: infer': a divisor "
-                                 "needs a value for the whole file (give it a number as default)",
-                                 what, param.name));
+      in.error(node,
+               fmt::format("shape of {} divides by parameter '{}', which says 'default: infer': a divisor "
+                           "needs a value for the whole file (give it a number as default)",
+                           what, param.name));
       return;
     } else {
       return;
@@ -108,8 +109,8 @@ void read_shape(YamlReader& in, const YAML::Node& node, const std::string& what,
                 LayoutMember& member) {
   if (!in.check_list(node, "shape of " + what)) return;
   if (node.size() != 1 && node.size() != 2) {
-    in.error(node, fmt::format("shape of {} must have one dim or two (each out, in, out/N or in/N), got {}", what,
-                               node.size()));
+    in.error(node, fmt::format("shape of {} must have one dim or two (each out, in, out/N or in/N), got {}",
+                               what, node.size()));
     return;
   }
   bool ok = true;
@@ -117,9 +118,10 @@ void read_shape(YamlReader& in, const YAML::Node& node, const std::string& what,
     const auto text = in.string_value(node[i], "a dim of the shape of " + what);
     const auto dim = text ? parse_member_dim(*text) : std::nullopt;
     if (text && !dim) {
-      in.error(node[i], fmt::format("bad shape expression '{}' in {}: expected out, in, out/N or in/N (N a positive "
-                                    "integer or a parameter's name)",
-                                    *text, what));
+      in.error(node[i],
+               fmt::format("bad shape expression '{}' in {}: expected out, in, out/N or in/N (N a positive "
+                           "integer or a parameter's name)",
+                           *text, what));
     }
     if (!dim) {
       ok = false;
@@ -142,7 +144,8 @@ void read_member(YamlReader& in, const YAML::Node& key, const YAML::Node& value,
   } else {
     in.error(key, fmt::format("{} is missing required key 'shape'", what));
   }
-  if (const YAML::Node dtypes = YamlReader::field(value, "dtype"); dtypes.IsDefined() && in.check_list(dtypes, "dtype of " + what)) {
+  if (const YAML::Node dtypes = YamlReader::field(value, "dtype");
+      dtypes.IsDefined() && in.check_list(dtypes, "dtype of " + what)) {
     for (const auto& item : dtypes) {
       if (auto dtype = read_dtype(in, item, "dtype of " + what)) member.allowed_dtypes.push_back(*dtype);
     }
@@ -156,8 +159,10 @@ void read_member(YamlReader& in, const YAML::Node& key, const YAML::Node& value,
   }
   for (const auto from : member.allowed_dtypes) {
     if (!cast_supported(from, *member.cast_to)) {
-      in.error(cast, fmt::format("cast from {} to {} is not supported (supported: F16->BF16, F32->BF16, or no change)",
-                                 st::dtype_name(from), st::dtype_name(*member.cast_to)));
+      in.error(
+          cast,
+          fmt::format("cast from {} to {} is not supported (supported: F16->BF16, F32->BF16, or no change)",
+                      st::dtype_name(from), st::dtype_name(*member.cast_to)));
     }
   }
 }
@@ -195,8 +200,9 @@ void read_layouts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
       LayoutMember member;
       member.suffix = member_entry.first.Scalar();
       if (!is_component(member.suffix)) {
-        in.error(member_entry.first, fmt::format("member suffix '{}' of {} must be one name component (non-empty, no '.')",
-                                                 member.suffix, what));
+        in.error(member_entry.first,
+                 fmt::format("member suffix '{}' of {} must be one name component (non-empty, no '.')",
+                             member.suffix, what));
       }
       for (const auto& other : out.layouts) {
         if (other.find(member.suffix) != nullptr) {

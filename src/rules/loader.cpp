@@ -28,16 +28,20 @@ bool is_plain_file_name(const std::string& text) {
 }
 
 // `output.file`: a template of {rank} (required) and {mp}, a plain file name.
-std::optional<NameTemplate> read_output_template(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
-  NameTemplate::Parsed parsed = NameTemplate::parse(pattern, kOutputFileFields, fmt::format("output file '{}'", pattern));
+std::optional<NameTemplate> read_output_template(YamlReader& in, const YAML::Node& node,
+                                                 const std::string& pattern) {
+  NameTemplate::Parsed parsed =
+      NameTemplate::parse(pattern, kOutputFileFields, fmt::format("output file '{}'", pattern));
   if (!parsed.name_template) {
     in.error(node, parsed.error);
     return std::nullopt;
   }
   if (!parsed.name_template->uses(kRankField)) {
-    in.error(node, fmt::format("output file '{}' must contain {{rank}}: every rank needs its own file", pattern));
+    in.error(node,
+             fmt::format("output file '{}' must contain {{rank}}: every rank needs its own file", pattern));
   }
-  if (!is_plain_file_name(pattern)) in.error(node, fmt::format("output file '{}' must be a plain file name, not a path", pattern));
+  if (!is_plain_file_name(pattern))
+    in.error(node, fmt::format("output file '{}' must be a plain file name, not a path", pattern));
   return parsed.name_template;
 }
 
@@ -48,8 +52,9 @@ class DuplicateRules {
   void check(YamlReader& in, const YAML::Node& node, const std::string& pattern) {
     const auto [it, fresh] = seen_.emplace(pattern, in.where(node));
     if (!fresh) {
-      in.error(node, fmt::format("{} rule never decides anything: its match is identical to the rule at {}:{}", list_,
-                                 it->second.line, it->second.column));
+      in.error(node,
+               fmt::format("{} rule never decides anything: its match is identical to the rule at {}:{}",
+                           list_, it->second.line, it->second.column));
     }
   }
 
@@ -64,8 +69,8 @@ std::string rule_label(const std::string& list, const std::optional<std::string>
 
 // The parts shared by every regex rule: `name`, `match` (compiled into `matcher`). Returns the
 // compiled regex, or nullptr when `match` is missing or invalid (already reported).
-const RE2* read_match(YamlReader& in, const YAML::Node& item, const std::string& what, OrderedMatcher& matcher,
-                      DuplicateRules& duplicates) {
+const RE2* read_match(YamlReader& in, const YAML::Node& item, const std::string& what,
+                      OrderedMatcher& matcher, DuplicateRules& duplicates) {
   const auto pattern = in.string_field(item, "match", what, true);
   if (!pattern) return nullptr;
   const YAML::Node node = YamlReader::field(item, "match");
@@ -102,10 +107,14 @@ void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
   if (mirror.IsDefined()) {
     const auto text = in.string_value(mirror, "'mirror' of output");
     if (text && *text != "true") {
-      in.error(mirror, fmt::format("'mirror' of output must be true (or leave it out and give 'file'), got '{}'", *text));
+      in.error(
+          mirror,
+          fmt::format("'mirror' of output must be true (or leave it out and give 'file'), got '{}'", *text));
     }
     if (YamlReader::field(output, "file").IsDefined()) {
-      in.error(output, "output takes either 'file' (one file per rank) or 'mirror: true' (the input's files), not both");
+      in.error(
+          output,
+          "output takes either 'file' (one file per rank) or 'mirror: true' (the input's files), not both");
     }
     out.output_file.clear();
     out.output_names = NameTemplate();
@@ -113,12 +122,14 @@ void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
     return;
   }
   if (!YamlReader::field(output, "file").IsDefined()) {
-    in.error(output, "output needs 'file' (one file per rank, e.g. file: \"model{rank}-mp{mp}.safetensors\") or "
-                     "'mirror: true' (one output per input file, under its name)");
+    in.error(output,
+             "output needs 'file' (one file per rank, e.g. file: \"model{rank}-mp{mp}.safetensors\") or "
+             "'mirror: true' (one output per input file, under its name)");
     return;
   }
   if (auto file = in.string_field(output, "file", "output", true)) {
-    if (auto names = read_output_template(in, YamlReader::field(output, "file"), *file)) out.output_names = *names;
+    if (auto names = read_output_template(in, YamlReader::field(output, "file"), *file))
+      out.output_names = *names;
     out.output_file = *file;
     out.mirror_output = false;
   }
@@ -140,7 +151,8 @@ std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const st
 }
 
 void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, bool extends) {
-  if (const auto version = in.uint_field(root, "shardwise", "the rules file", true); version && *version != 1) {
+  if (const auto version = in.uint_field(root, "shardwise", "the rules file", true);
+      version && *version != 1) {
     in.error(YamlReader::field(root, "shardwise"),
              fmt::format("unsupported rules schema version {} (this shardwise reads version 1)", *version));
   }
@@ -157,14 +169,17 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, boo
   } else if (in.check_map(output, "output", {"file", "mirror"})) {
     read_output(in, output, out);
   }
-  if (const YAML::Node side = YamlReader::field(root, "side_files"); side.IsDefined() && in.check_list(side, "side_files")) {
+  if (const YAML::Node side = YamlReader::field(root, "side_files");
+      side.IsDefined() && in.check_list(side, "side_files")) {
     out.side_files.clear();  // an extending file's list replaces its parent's
     std::map<std::string, SourceLocation> seen;
     for (const auto& item : side) {
       const auto file = in.string_value(item, "an entry of side_files");
       if (!file) continue;
-      if (!is_plain_file_name(*file)) in.error(item, fmt::format("side file '{}' must be a plain file name, not a path", *file));
-      if (!seen.emplace(*file, in.where(item)).second) in.error(item, fmt::format("side file '{}' is listed twice", *file));
+      if (!is_plain_file_name(*file))
+        in.error(item, fmt::format("side file '{}' must be a plain file name, not a path", *file));
+      if (!seen.emplace(*file, in.where(item)).second)
+        in.error(item, fmt::format("side file '{}' is listed twice", *file));
       out.side_files.push_back(*file);
     }
   }
@@ -202,8 +217,10 @@ void read_choices(YamlReader& in, const YAML::Node& map, const YAML::Node& node,
     return;
   }
   for (const std::string& word : *words) {
-    if (!is_identifier(word)) in.error(node, fmt::format("choice '{}' of {} must be a word ([A-Za-z_][A-Za-z0-9_]*)", word, what));
-    if (std::count(words->begin(), words->end(), word) > 1) in.error(node, fmt::format("choice '{}' of {} is listed twice", word, what));
+    if (!is_identifier(word))
+      in.error(node, fmt::format("choice '{}' of {} must be a word ([A-Za-z_][A-Za-z0-9_]*)", word, what));
+    if (std::count(words->begin(), words->end(), word) > 1)
+      in.error(node, fmt::format("choice '{}' of {} is listed twice", word, what));
   }
   if (words->empty()) in.error(node, fmt::format("choices of {} is empty", what));
   spec.choices = *words;
@@ -230,7 +247,9 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
       in.error(entry.first, "parameter 'mp' is built in (the --model-parallel value): do not declare it");
       continue;
     }
-    if (!is_identifier(name)) in.error(entry.first, fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", name));
+    if (!is_identifier(name))
+      in.error(entry.first,
+               fmt::format("parameter name '{}' must be an identifier ([A-Za-z_][A-Za-z0-9_]*)", name));
     const auto earlier =
         std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
     if (earlier != out.params.end() && replaced_by_child(in, earlier->where)) continue;
@@ -251,7 +270,8 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
 
 void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_map(node, "normalize", {"strip_prefix", "rename"})) return;
-  if (const YAML::Node prefixes = YamlReader::field(node, "strip_prefix"); prefixes.IsDefined() && in.check_list(prefixes, "strip_prefix")) {
+  if (const YAML::Node prefixes = YamlReader::field(node, "strip_prefix");
+      prefixes.IsDefined() && in.check_list(prefixes, "strip_prefix")) {
     for (const auto& item : prefixes) {
       const auto prefix = in.string_value(item, "an entry of strip_prefix");
       if (!prefix) continue;
@@ -259,8 +279,10 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
       for (const auto& earlier : out.strip_prefixes) {
         if (earlier.where.file != in.file()) continue;  // an extending file's prefixes come first on purpose
         if (!prefix->empty() && prefix->starts_with(earlier.prefix)) {
-          in.error(item, fmt::format("strip_prefix '{}' can never apply: the earlier prefix '{}' ({}:{}) is removed first",
-                                     *prefix, earlier.prefix, earlier.where.line, earlier.where.column));
+          in.error(item,
+                   fmt::format(
+                       "strip_prefix '{}' can never apply: the earlier prefix '{}' ({}:{}) is removed first",
+                       *prefix, earlier.prefix, earlier.where.line, earlier.where.column));
           break;
         }
       }
@@ -275,7 +297,8 @@ void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
     const auto to = in.string_field(item, "to", "rename rule", true);
     if (!from || !to) continue;
     if (!is_component(*from) || !is_component(*to)) {
-      in.error(item, fmt::format("rename '{}' -> '{}': both must be one name component (non-empty, no '.')", *from, *to));
+      in.error(item, fmt::format("rename '{}' -> '{}': both must be one name component (non-empty, no '.')",
+                                 *from, *to));
     } else if (*from == *to) {
       in.error(item, fmt::format("rename of '{}' to itself changes nothing", *from));
     }
@@ -348,14 +371,16 @@ void read_keys(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
                  in.string_field(item, "key", "key rule", false),
                  0};
     if (rule.literal && !is_component(*rule.literal)) {
-      in.error(YamlReader::field(item, "key"), fmt::format("key '{}' must be one name component (non-empty, no '.')", *rule.literal));
+      in.error(YamlReader::field(item, "key"),
+               fmt::format("key '{}' must be one name component (non-empty, no '.')", *rule.literal));
     }
     if (re != nullptr) {
       rule.key_group = named_group(*re, "key");
       if (rule.key_group != 0 && rule.literal) {
         in.error(item, "key rule has both a literal 'key:' and a (?P<key>...) group: keep one");
       } else if (rule.key_group == 0 && !rule.literal) {
-        in.error(YamlReader::field(item, "match"), "key rule needs a (?P<key>...) group in its match, or a literal 'key:'");
+        in.error(YamlReader::field(item, "match"),
+                 "key rule needs a (?P<key>...) group in its match, or a literal 'key:'");
       }
     }
     out.keys.push_back(std::move(rule));
@@ -370,19 +395,23 @@ void read_table(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     const std::string what = fmt::format("table entry '{}'", key);
     if (key.empty()) in.error(entry.first, "table key '' can never match: a key cannot be empty");
     if (key.find('.') != std::string::npos) {
-      in.error(entry.first, fmt::format("table key '{}' can never match: a key is one name component (no '.')", key));
+      in.error(entry.first,
+               fmt::format("table key '{}' can never match: a key is one name component (no '.')", key));
     }
-    TableEntry table_entry{{fmt::format("table[{}]", key), in.where(entry.first)}, std::nullopt, Split::replicate};
+    TableEntry table_entry{
+        {fmt::format("table[{}]", key), in.where(entry.first)}, std::nullopt, Split::replicate};
     if (in.check_map(entry.second, what, {"rename", "split"})) {
       table_entry.rename = in.string_field(entry.second, "rename", what, false);
       if (table_entry.rename && !is_component(*table_entry.rename)) {
         in.error(YamlReader::field(entry.second, "rename"),
-                 fmt::format("rename '{}' of {} must be one name component (non-empty, no '.')", *table_entry.rename, what));
+                 fmt::format("rename '{}' of {} must be one name component (non-empty, no '.')",
+                             *table_entry.rename, what));
       }
       if (const YAML::Node split = YamlReader::field(entry.second, "split"); !split.IsDefined()) {
         in.error(entry.second, fmt::format("{} is missing required key 'split'", what));
       } else {
-        table_entry.split = read_split(in, split, fmt::format("'split' of {}", what)).value_or(Split::replicate);
+        table_entry.split =
+            read_split(in, split, fmt::format("'split' of {}", what)).value_or(Split::replicate);
       }
     }
     if (out.table.emplace(key, std::move(table_entry)).second) out.table_order.push_back(key);
@@ -425,13 +454,16 @@ void read_ownership(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
     if (re != nullptr) {
       rule.index_group = named_group(*re, "index");
       if (rule.index_group == 0) {
-        in.error(YamlReader::field(item, "match"), "ownership rule needs an (?P<index>...) group in its match");
+        in.error(YamlReader::field(item, "match"),
+                 "ownership rule needs an (?P<index>...) group in its match");
       }
     }
-    const bool known = std::find(param_names.begin(), param_names.end(), rule.count_param) != param_names.end();
+    const bool known =
+        std::find(param_names.begin(), param_names.end(), rule.count_param) != param_names.end();
     if (!rule.count_param.empty() && !known) {
-      in.error(YamlReader::field(item, "count"), fmt::format("count names an undefined parameter '{}'{}", rule.count_param,
-                                                             did_you_mean(rule.count_param, param_names)));
+      in.error(YamlReader::field(item, "count"),
+               fmt::format("count names an undefined parameter '{}'{}", rule.count_param,
+                           did_you_mean(rule.count_param, param_names)));
     }
     for (const auto& param : out.params) {
       if (param.name == rule.count_param) rule.count_inferred = param.inferred;
@@ -480,14 +512,16 @@ void read_companion(YamlReader& in, const YAML::Node& spec, const char* key, con
                     TransformRule& rule) {
   const auto text = in.string_field(spec, key, what, true);
   if (!text) return;
-  NameTemplate::Parsed parsed = NameTemplate::parse(*text, kCompanionFields, fmt::format("'{}' of {}", key, what));
+  NameTemplate::Parsed parsed =
+      NameTemplate::parse(*text, kCompanionFields, fmt::format("'{}' of {}", key, what));
   if (!parsed.name_template) {
     in.error(YamlReader::field(spec, key), parsed.error);
     return;
   }
   if (!parsed.name_template->uses(kNameField) && !parsed.name_template->uses(kStemField)) {
     in.error(YamlReader::field(spec, key),
-             fmt::format("'{}' of {} must name the companion from the tensor's name ({{name}} or {{stem}})", key, what));
+             fmt::format("'{}' of {} must name the companion from the tensor's name ({{name}} or {{stem}})",
+                         key, what));
   }
   rule.companion = std::move(*parsed.name_template);
 }
@@ -512,7 +546,8 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
       // one it reads (another one-byte dtype is claimed, to be refused when planning).
       const auto dtype = read_dtype(in, item, "'dtype' of dequantize");
       if (dtype && st::dtype_bits(*dtype) != 8) {
-        in.error(item, fmt::format("dequantize reads one-byte weights (F8_E4M3), not {}", st::dtype_name(*dtype)));
+        in.error(item,
+                 fmt::format("dequantize reads one-byte weights (F8_E4M3), not {}", st::dtype_name(*dtype)));
       } else if (dtype) {
         rule.dtypes.push_back(*dtype);
       }
@@ -526,26 +561,42 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
   } else {
     const auto rows = in.uint_value(block[0], "block rows");
     const auto cols = in.uint_value(block[1], "block columns");
-    if ((rows && *rows == 0) || (cols && *cols == 0)) in.error(block, "'block' of dequantize must be positive");
+    if ((rows && *rows == 0) || (cols && *cols == 0))
+      in.error(block, "'block' of dequantize must be positive");
     rule.block_rows = rows.value_or(1);
     rule.block_cols = cols.value_or(1);
   }
   if (const auto nan = in.string_field(spec, "nan", what, false)) {
     static const std::vector<std::string> kNans = {"torch-cpu", "triton", "canonical"};
-    if (*nan == "torch-cpu") rule.nan_bits = 0xFFFF;
-    else if (*nan == "triton") rule.nan_bits = 0x7FFF;
-    else if (*nan == "canonical") rule.nan_bits = 0x7FC0;
-    else in.error(YamlReader::field(spec, "nan"), fmt::format("nan must be torch-cpu (0xFFFF), triton (0x7FFF) or canonical (0x7FC0), got '{}'{}", *nan, did_you_mean(*nan, kNans)));
+    if (*nan == "torch-cpu")
+      rule.nan_bits = 0xFFFF;
+    else if (*nan == "triton")
+      rule.nan_bits = 0x7FFF;
+    else if (*nan == "canonical")
+      rule.nan_bits = 0x7FC0;
+    else
+      in.error(
+          YamlReader::field(spec, "nan"),
+          fmt::format("nan must be torch-cpu (0xFFFF), triton (0x7FFF) or canonical (0x7FC0), got '{}'{}",
+                      *nan, did_you_mean(*nan, kNans)));
   } else {
-    in.error(spec, "dequantize is missing required key 'nan' (torch-cpu, triton or canonical: what a NaN becomes in BF16, see docs/transforms.md)");
+    in.error(spec,
+             "dequantize is missing required key 'nan' (torch-cpu, triton or canonical: what a NaN becomes "
+             "in BF16, see docs/transforms.md)");
   }
   if (const auto lookup = in.string_field(spec, "lookup", what, false)) {
-    if (*lookup == "input") rule.lookup = TransformRule::Lookup::input;
-    else if (*lookup != "output") in.error(YamlReader::field(spec, "lookup"), fmt::format("lookup must be output or input, got '{}'", *lookup));
+    if (*lookup == "input")
+      rule.lookup = TransformRule::Lookup::input;
+    else if (*lookup != "output")
+      in.error(YamlReader::field(spec, "lookup"),
+               fmt::format("lookup must be output or input, got '{}'", *lookup));
   }
   if (const auto missing = in.string_field(spec, "missing", what, false)) {
-    if (*missing == "keep") rule.missing = TransformRule::Missing::keep;
-    else if (*missing != "error") in.error(YamlReader::field(spec, "missing"), fmt::format("missing must be error or keep, got '{}'", *missing));
+    if (*missing == "keep")
+      rule.missing = TransformRule::Missing::keep;
+    else if (*missing != "error")
+      in.error(YamlReader::field(spec, "missing"),
+               fmt::format("missing must be error or keep, got '{}'", *missing));
   }
 }
 
@@ -565,11 +616,13 @@ void read_when(YamlReader& in, const YAML::Node& node, const CompiledRules& out,
   for (const auto& entry : node) {
     if (!entry.first.IsScalar()) continue;
     const std::string name = entry.first.Scalar();
-    const auto param = std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
+    const auto param =
+        std::find_if(out.params.begin(), out.params.end(), [&](const auto& p) { return p.name == name; });
     if (name != "mp" && param == out.params.end()) {
       std::vector<std::string> names{"mp"};
       for (const auto& p : out.params) names.push_back(p.name);
-      in.error(entry.first, fmt::format("when names an undefined parameter '{}'{}", name, did_you_mean(name, names)));
+      in.error(entry.first,
+               fmt::format("when names an undefined parameter '{}'{}", name, did_you_mean(name, names)));
       continue;
     }
     const auto text = in.string_value(entry.second, fmt::format("when {}", name));
@@ -595,17 +648,20 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       {"requantize", TransformKind::requantize},
       {"requantize_scale", TransformKind::requantize_scale}};
   for (const auto& item : node) {
-    if (!in.check_map(item, "transform rule",
-                      {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale"}))
+    if (!in.check_map(
+            item, "transform rule",
+            {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale"}))
       continue;
     const auto name = in.string_field(item, "name", "transform rule", false);
     TransformRule rule{{rule_label("transform", name, out.transforms.size()), in.where(item)}};
-    if (const YAML::Node when = YamlReader::field(item, "when"); when.IsDefined()) read_when(in, when, out, rule);
+    if (const YAML::Node when = YamlReader::field(item, "when"); when.IsDefined())
+      read_when(in, when, out, rule);
     // Two rules of one regex differ by their conditions: only the same regex and conditions is a duplicate.
     const auto pattern = in.string_field(item, "match", "transform rule", true);
     if (pattern) {
       if (auto error = out.transform_matcher.add(*pattern)) {
-        in.error(YamlReader::field(item, "match"), fmt::format("invalid regex '{}' in transform rule: {}", *pattern, *error));
+        in.error(YamlReader::field(item, "match"),
+                 fmt::format("invalid regex '{}' in transform rule: {}", *pattern, *error));
         continue;
       }
       std::string key = *pattern;
@@ -620,15 +676,22 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       }
     }
     if (given.size() != 1) {
-      in.error(item, given.empty() ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale"
-                                   : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
+      in.error(item, given.empty()
+                         ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale"
+                         : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
     } else {
       const YAML::Node spec = YamlReader::field(item, given.front());
       switch (rule.kind) {
-        case TransformKind::reinterpret: read_reinterpret(in, spec, rule); break;
-        case TransformKind::dequantize: read_dequantize(in, spec, rule); break;
+        case TransformKind::reinterpret:
+          read_reinterpret(in, spec, rule);
+          break;
+        case TransformKind::dequantize:
+          read_dequantize(in, spec, rule);
+          break;
         case TransformKind::requantize:
-        case TransformKind::requantize_scale: read_requantize(in, spec, given.front(), rule); break;
+        case TransformKind::requantize_scale:
+          read_requantize(in, spec, given.front(), rule);
+          break;
       }
     }
     if (pattern) out.transforms.push_back(std::move(rule));

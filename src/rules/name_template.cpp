@@ -30,8 +30,8 @@ NameTemplate::Parsed NameTemplate::parse(std::string_view text, std::span<const 
       continue;
     }
     const std::size_t close = text.find('}', pos);
-    const std::string_view field = text.substr(pos + 1, close == std::string_view::npos ? std::string_view::npos
-                                                                                         : close - pos - 1);
+    const std::string_view field =
+        text.substr(pos + 1, close == std::string_view::npos ? std::string_view::npos : close - pos - 1);
     std::size_t index = 0;
     while (index < fields.size() && fields[index] != field) ++index;
     if (close == std::string_view::npos || index == fields.size()) {
@@ -47,7 +47,8 @@ NameTemplate::Parsed NameTemplate::parse(std::string_view text, std::span<const 
   result.parts_.push_back({std::move(literal), kNone});
   result.compile();
   if (!result.numbers_->ok()) {
-    return {std::nullopt, fmt::format("{} cannot be matched against names: {}", subject, result.numbers_->error())};
+    return {std::nullopt,
+            fmt::format("{} cannot be matched against names: {}", subject, result.numbers_->error())};
   }
   return {std::move(result), {}};
 }
@@ -101,8 +102,10 @@ NameTemplate NameTemplate::with(std::size_t field, std::string_view value) const
       literal += value;
       continue;
     }
-    if (part.field != kNone) bound.text_ += fmt::format("{}{{{}}}", literal, fields_[part.field]);
-    else bound.text_ += literal;
+    if (part.field != kNone)
+      bound.text_ += fmt::format("{}{{{}}}", literal, fields_[part.field]);
+    else
+      bound.text_ += literal;
     bound.parts_.push_back({std::move(literal), part.field});
     literal.clear();
   }
@@ -117,8 +120,8 @@ NameMatch NameTemplate::match(std::string_view name) const {
     return result;
   }
   std::vector<re2::StringPiece> groups(parts_.size());  // the whole match, then one per placeholder
-  if (!numbers_->Match(re2::StringPiece(name.data(), name.size()), 0, name.size(), RE2::ANCHOR_BOTH, groups.data(),
-                       static_cast<int>(groups.size()))) {
+  if (!numbers_->Match(re2::StringPiece(name.data(), name.size()), 0, name.size(), RE2::ANCHOR_BOTH,
+                       groups.data(), static_cast<int>(groups.size()))) {
     return result;
   }
   std::vector<std::optional<std::uint64_t>> values(fields_.size());

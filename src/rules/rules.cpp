@@ -12,11 +12,11 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/bundled.hpp>
 
+#include <shardwise/rules/suggest.hpp>
 #include "rules/accepts.hpp"
 #include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/rules_impl.hpp"
-#include <shardwise/rules/suggest.hpp>
 
 namespace shardwise::rules {
 
@@ -29,18 +29,17 @@ std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
 }
 
 const std::vector<std::string> kTopLevelKeys = {
-    "shardwise",  "extends",      "name",      "description", "params", "output",
-    "side_files", "unknown_keys", "normalize", "reject",      "skip",   "layouts",
-    "keys",       "table",        "overrides", "ownership",   "tests",  "transforms",
-    "accepts"};
+    "shardwise",    "extends",   "name",   "description", "params",  "output", "side_files",
+    "unknown_keys", "normalize", "reject", "skip",        "layouts", "keys",   "table",
+    "overrides",    "ownership", "tests",  "transforms",  "accepts"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
 const std::pair<const char*, SectionReader> kSections[] = {
-    {"params", detail::read_params},      {"normalize", detail::read_normalize},
-    {"reject", detail::read_rejects},     {"skip", detail::read_skips},
-    {"layouts", detail::read_layouts},    {"keys", detail::read_keys},
-    {"table", detail::read_table},        {"overrides", detail::read_overrides},
+    {"params", detail::read_params},       {"normalize", detail::read_normalize},
+    {"reject", detail::read_rejects},      {"skip", detail::read_skips},
+    {"layouts", detail::read_layouts},     {"keys", detail::read_keys},
+    {"table", detail::read_table},         {"overrides", detail::read_overrides},
     {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms},
     {"accepts", detail::check_accepts}};
 
@@ -116,9 +115,12 @@ std::string SourceLocation::str() const {
 
 std::string_view split_name(Split split) {
   switch (split) {
-    case Split::out: return "out";
-    case Split::in: return "in";
-    case Split::replicate: break;
+    case Split::out:
+      return "out";
+    case Split::in:
+      return "in";
+    case Split::replicate:
+      break;
   }
   return "replicate";
 }
@@ -154,17 +156,17 @@ Params Rules::resolve_params(const Params& given) const {
   }
   for (const auto& [name, value] : given) {
     if (std::find(known.begin(), known.end(), name) == known.end()) {
-      throw Error(ErrorKind::usage, fmt::format("unknown parameter '{}' for rules {}{} (known: {})", name,
-                                                impl_->display_name, detail::did_you_mean(name, known),
-                                                fmt::join(known, ", ")));
+      throw Error(ErrorKind::usage,
+                  fmt::format("unknown parameter '{}' for rules {}{} (known: {})", name, impl_->display_name,
+                              detail::did_you_mean(name, known), fmt::join(known, ", ")));
     }
     params[name] = value;
   }
   for (const auto& spec : impl_->params) {
     const auto it = params.find(spec.name);
     if (!spec.choices.empty() && it != params.end() && it->second >= spec.choices.size()) {
-      throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name), it->second,
-                                                fmt::join(spec.choices, ", ")));
+      throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name),
+                                                it->second, fmt::join(spec.choices, ", ")));
     }
   }
   std::vector<std::string> missing;
@@ -186,14 +188,14 @@ std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
   if (!param.choices.empty()) {
     const auto it = std::find(param.choices.begin(), param.choices.end(), text);
     if (it != param.choices.end()) return static_cast<std::uint64_t>(it - param.choices.begin());
-    throw Error(ErrorKind::usage, fmt::format("{} {}: expected one of {}{}", flag, text,
-                                              fmt::join(param.choices, ", "),
-                                              detail::did_you_mean(std::string(text), param.choices)));
+    throw Error(ErrorKind::usage,
+                fmt::format("{} {}: expected one of {}{}", flag, text, fmt::join(param.choices, ", "),
+                            detail::did_you_mean(std::string(text), param.choices)));
   }
   const std::optional<std::uint64_t> value = parse_decimal(text);
   if (!value) {
-    throw Error(ErrorKind::usage,
-                fmt::format("{} '{}': expected a non-negative integer (parameter {})", flag, text, param.name));
+    throw Error(ErrorKind::usage, fmt::format("{} '{}': expected a non-negative integer (parameter {})", flag,
+                                              text, param.name));
   }
   return *value;
 }
@@ -208,15 +210,19 @@ std::string describe_transform(const TransformRule& rule) {
     case TransformRule::Kind::reinterpret:
       return fmt::format("reinterpret {} as {}", st::dtype_name(rule.from), st::dtype_name(rule.to));
     case TransformRule::Kind::dequantize:
-      return fmt::format("dequantize {} x block scale '{}' ({} name, block {}x{}) -> BF16, NaN 0x{:04X}{}",
-                         rule.dtypes.empty() ? std::string("F8_E4M3") : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")), rule.companion.text(),
-                         rule.lookup == TransformRule::Lookup::output ? "output" : "input", rule.block_rows,
-                         rule.block_cols, rule.nan_bits,
-                         rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
+      return fmt::format(
+          "dequantize {} x block scale '{}' ({} name, block {}x{}) -> BF16, NaN 0x{:04X}{}",
+          rule.dtypes.empty() ? std::string("F8_E4M3")
+                              : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")),
+          rule.companion.text(), rule.lookup == TransformRule::Lookup::output ? "output" : "input",
+          rule.block_rows, rule.block_cols, rule.nan_bits,
+          rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
     case TransformRule::Kind::requantize:
-      return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128", rule.companion.text());
+      return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128",
+                         rule.companion.text());
     case TransformRule::Kind::requantize_scale:
-      return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128", rule.companion.text());
+      return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128",
+                         rule.companion.text());
   }
   return "";
 }

@@ -65,7 +65,7 @@ struct RulesTest {
   std::optional<std::string> split;                 // out, in, replicate or whole
   std::optional<bool> skip;
   std::optional<bool> reject;
-  std::optional<std::string> rule;  // a label ("ownership[items]") or the name in it ("items")
+  std::optional<std::string> rule;       // a label ("ownership[items]") or the name in it ("items")
   std::optional<std::string> transform;  // the transform rule's label or name, or "none"
 };
 
@@ -92,10 +92,10 @@ struct OverrideRule {
 struct OwnershipRule {
   RuleRef rule;
   std::string count_param;
-  int index_group = 0;  // 1-based capture index of `index`
+  int index_group = 0;          // 1-based capture index of `index`
   bool count_inferred = false;  // the parameter says `default: infer`
   bool partial = false;         // `partial: true`
-  std::string trail_suffix;  // " of n=N (file:l:c)" needs the value: only the location is kept
+  std::string trail_suffix;     // " of n=N (file:l:c)" needs the value: only the location is kept
 };
 
 // Hashes std::string and std::string_view alike, so maps keyed by std::string can be searched
@@ -112,8 +112,8 @@ struct CompiledRules {
   std::string name;
   std::string description;
   std::vector<ParamInfo> params;
-  std::string output_file;  // empty when mirror_output
-  NameTemplate output_names;  // output_file parsed; expands to "" when mirror_output
+  std::string output_file;     // empty when mirror_output
+  NameTemplate output_names;   // output_file parsed; expands to "" when mirror_output
   bool mirror_output = false;  // `output: {mirror: true}`
   std::vector<std::string> side_files;
   UnknownKeys unknown_keys = UnknownKeys::error;
@@ -128,7 +128,8 @@ struct CompiledRules {
 
   std::vector<StripRule> strip_prefixes;
   std::vector<RenameRule> renames;
-  std::unordered_map<std::string, RenameChain, TextHash, std::equal_to<>> rename_chains;  // by original component
+  std::unordered_map<std::string, RenameChain, TextHash, std::equal_to<>>
+      rename_chains;                 // by original component
   std::uint64_t rename_lengths = 0;  // bit min(length, 63) set for each key of rename_chains
   // The chain of a name component, or null. Most components are renamed by nothing: their length
   // alone says so, without hashing.
@@ -143,7 +144,7 @@ struct CompiledRules {
   detail::OrderedMatcher skip_matcher;
   std::vector<Layout> layouts;
   std::unordered_map<std::string, std::pair<std::size_t, std::size_t>, TextHash, std::equal_to<>>
-      members;  // suffix -> layout, member
+      members;                                          // suffix -> layout, member
   std::vector<std::vector<std::string>> member_trails;  // per layout, per member
   std::vector<KeyRule> keys;
   detail::OrderedMatcher key_matcher;

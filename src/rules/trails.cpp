@@ -10,7 +10,8 @@ void format_trails(CompiledRules& rules) {
     strip.trail = fmt::format("strip prefix '{}' ({})", strip.prefix, strip.where.str());
   }
   for (auto& rename : rules.renames) {
-    rename.trail = fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str());
+    rename.trail =
+        fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str());
   }
   for (auto& reject : rules.rejects) {
     reject.trail = fmt::format("{}: {} ({})", reject.rule.label, reject.reason, reject.rule.where.str());
@@ -22,17 +23,20 @@ void format_trails(CompiledRules& rules) {
   for (const auto& layout : rules.layouts) {
     auto& trails = rules.member_trails.emplace_back();
     for (const auto& member : layout.members) {
-      trails.push_back(fmt::format("packed member '{}' of layout '{}' ({})", member.suffix, layout.name, layout.where.str()));
+      trails.push_back(fmt::format("packed member '{}' of layout '{}' ({})", member.suffix, layout.name,
+                                   layout.where.str()));
     }
   }
-  for (auto& key : rules.keys) key.trail_suffix = fmt::format("' from {} ({})", key.rule.label, key.rule.where.str());
+  for (auto& key : rules.keys)
+    key.trail_suffix = fmt::format("' from {} ({})", key.rule.label, key.rule.where.str());
   for (auto& [key, entry] : rules.table) {
     entry.trail = fmt::format("{}: {}split {} ({})", entry.rule.label,
-                              entry.rename ? fmt::format("rename to '{}', ", *entry.rename) : "", split_name(entry.split),
-                              entry.rule.where.str());
+                              entry.rename ? fmt::format("rename to '{}', ", *entry.rename) : "",
+                              split_name(entry.split), entry.rule.where.str());
   }
   for (auto& rule : rules.overrides) {
-    rule.trail = fmt::format("{}: split {} ({})", rule.rule.label, split_name(rule.split), rule.rule.where.str());
+    rule.trail =
+        fmt::format("{}: split {} ({})", rule.rule.label, split_name(rule.split), rule.rule.where.str());
   }
   rules.transform_trails.clear();
   for (const auto& rule : rules.transforms) {

@@ -14,11 +14,16 @@ namespace shardwise::rules::detail {
 
 std::string_view node_kind(const YAML::Node& node) {
   switch (node.Type()) {
-    case YAML::NodeType::Null: return "nothing";
-    case YAML::NodeType::Scalar: return "a scalar";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Map: return "a map";
-    case YAML::NodeType::Undefined: break;
+    case YAML::NodeType::Null:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "a scalar";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Undefined:
+      break;
   }
   return "nothing";
 }
@@ -60,13 +65,15 @@ bool YamlReader::check_open_map(const YAML::Node& node, const std::string& what)
     const auto [it, fresh] = seen.emplace(key, entry.first.Mark());
     if (!fresh) {
       const auto first = where(it->second);
-      error(entry.first, fmt::format("duplicate key '{}' in {} (first at {}:{})", key, what, first.line, first.column));
+      error(entry.first,
+            fmt::format("duplicate key '{}' in {} (first at {}:{})", key, what, first.line, first.column));
     }
   }
   return true;
 }
 
-bool YamlReader::check_map(const YAML::Node& node, const std::string& what, const std::vector<std::string>& allowed) {
+bool YamlReader::check_map(const YAML::Node& node, const std::string& what,
+                           const std::vector<std::string>& allowed) {
   if (!check_open_map(node, what)) return false;
   for (const auto& entry : node) {
     if (!entry.first.IsScalar()) continue;
@@ -128,7 +135,8 @@ std::optional<std::uint64_t> YamlReader::uint_field(const YAML::Node& map, const
   return uint_value(value, fmt::format("'{}' of {}", key, what));
 }
 
-std::optional<std::vector<std::string>> YamlReader::string_list(const YAML::Node& node, const std::string& what) {
+std::optional<std::vector<std::string>> YamlReader::string_list(const YAML::Node& node,
+                                                                const std::string& what) {
   if (!check_list(node, what)) return std::nullopt;
   std::vector<std::string> values;
   for (const auto& item : node) {
@@ -146,12 +154,15 @@ bool check_utf8(std::string_view text, YamlReader& in) {
   const std::size_t from = line_start == std::string_view::npos || bad == 0 ? 0 : line_start + 1;
   const auto line = std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(from), '\n') + 1;
   const auto column = 1 + std::count_if(text.begin() + static_cast<std::ptrdiff_t>(from),
-                                        text.begin() + static_cast<std::ptrdiff_t>(bad),
-                                        [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+                                        text.begin() + static_cast<std::ptrdiff_t>(bad), [](char c) {
+                                          return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+                                        });
   const auto byte = static_cast<unsigned char>(text[bad]);
-  in.error(SourceLocation{in.file(), static_cast<int>(line), static_cast<int>(column)},
-           byte == 0 ? std::string("a NUL byte: a rules file is UTF-8 text")
-                     : fmt::format("byte 0x{:02x} is not UTF-8: a rules file is UTF-8 text (save it as UTF-8)", byte));
+  in.error(
+      SourceLocation{in.file(), static_cast<int>(line), static_cast<int>(column)},
+      byte == 0
+          ? std::string("a NUL byte: a rules file is UTF-8 text")
+          : fmt::format("byte 0x{:02x} is not UTF-8: a rules file is UTF-8 text (save it as UTF-8)", byte));
   return false;
 }
 
@@ -179,11 +190,12 @@ bool check_expanded_size(const YAML::Node& root, YamlReader& in) {
       }
     }
     if (!within) {
-      in.error(node, fmt::format("the YAML expands to more than {} once its aliases (*name) are expanded: at most "
-                                 "{} nodes and {} bytes of text are accepted",
-                                 nodes > kMaxExpandedNodes ? fmt::format("{} nodes", kMaxExpandedNodes)
-                                                           : fmt::format("{} bytes", kMaxExpandedBytes),
-                                 kMaxExpandedNodes, kMaxExpandedBytes));
+      in.error(node,
+               fmt::format("the YAML expands to more than {} once its aliases (*name) are expanded: at most "
+                           "{} nodes and {} bytes of text are accepted",
+                           nodes > kMaxExpandedNodes ? fmt::format("{} nodes", kMaxExpandedNodes)
+                                                     : fmt::format("{} bytes", kMaxExpandedBytes),
+                           kMaxExpandedNodes, kMaxExpandedBytes));
       return false;
     }
   }

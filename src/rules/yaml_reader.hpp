@@ -37,10 +37,10 @@ class YamlReader {
 
   // Typed fields of a map. A missing required field, or a value of the wrong type, is reported and
   // yields nullopt. `what` names the map in messages ("skip rule", "table entry 'x'").
-  std::optional<std::string> string_field(const YAML::Node& map, const std::string& key, const std::string& what,
-                                          bool required);
-  std::optional<std::uint64_t> uint_field(const YAML::Node& map, const std::string& key, const std::string& what,
-                                          bool required);
+  std::optional<std::string> string_field(const YAML::Node& map, const std::string& key,
+                                          const std::string& what, bool required);
+  std::optional<std::uint64_t> uint_field(const YAML::Node& map, const std::string& key,
+                                          const std::string& what, bool required);
   std::optional<std::string> string_value(const YAML::Node& node, const std::string& what);
   std::optional<std::uint64_t> uint_value(const YAML::Node& node, const std::string& what);
   // A list of strings (each entry checked); nullopt when the node is not a list.

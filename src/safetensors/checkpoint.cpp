@@ -41,9 +41,9 @@ std::vector<std::string> list_safetensors(const fs::path& folder) {
   return names;
 }
 
-// Opens each named file of `folder`; malformed files, and files that lead outside it, are collected in `diag`, not thrown, so one
-// run reports every broken file. Returns the files that opened. The files are parsed on two
-// threads (parsing headers is most of the time of planning); outcomes are then taken in name
+// Opens each named file of `folder`; malformed files, and files that lead outside it, are collected in
+// `diag`, not thrown, so one run reports every broken file. Returns the files that opened. The files are
+// parsed on two threads (parsing headers is most of the time of planning); outcomes are then taken in name
 // order, so messages and the first non-input error are the same as a serial run's.
 std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
                              OutsideLinks links, Diagnostics& diag) {

@@ -62,7 +62,9 @@ std::optional<DType> parse_dtype(std::string_view name) {
 
 std::string_view dtype_name(DType dtype) { return info(dtype).name; }
 
-std::string shape_text(std::span<const std::uint64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ", ")); }
+std::string shape_text(std::span<const std::uint64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ", "));
+}
 
 unsigned dtype_bits(DType dtype) { return info(dtype).bits; }
 

@@ -7,9 +7,9 @@
 
 #include <shardwise/core/error.hpp>
 
+#include <shardwise/safetensors/utf8.hpp>
 #include "safetensors/header_fast.hpp"
 #include "safetensors/header_json.hpp"
-#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::st {
 
@@ -56,8 +56,8 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
       refuse(file, fmt::format("{}: {} {} has {} elements of {} bits, which do not end on a byte boundary",
                                tensor(), raw.dtype, shape_text(raw.shape), count, bits));
     }
-    refuse(file,
-           fmt::format("{}: byte size of {} {} overflows 64 bits", tensor(), raw.dtype, shape_text(raw.shape)));
+    refuse(file, fmt::format("{}: byte size of {} {} overflows 64 bits", tensor(), raw.dtype,
+                             shape_text(raw.shape)));
   }
   if (raw.data_offsets.size() != 2) {
     refuse(file,
@@ -67,8 +67,8 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
   if (begin > end)
     refuse(file, fmt::format("{}: data_offsets [{}, {}] end before they begin", tensor(), begin, end));
   if (end - begin != *bytes) {
-    refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor(), begin, end,
-                             end - begin, raw.dtype, shape_text(raw.shape), *bytes));
+    refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor(), begin,
+                             end, end - begin, raw.dtype, shape_text(raw.shape), *bytes));
   }
   return TensorInfo{std::move(raw.name), *dtype, std::move(raw.shape), begin, end};
 }

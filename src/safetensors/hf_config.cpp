@@ -113,7 +113,8 @@ std::string dequantized_config_json(std::string_view config_text, DType dtype, c
   }
   if (!config.is_object()) throw Error(ErrorKind::input, fmt::format("{}: not a JSON object", path));
   if (dtype != DType::BF16 && dtype != DType::F16) {
-    throw Error(ErrorKind::input, fmt::format("{}: dtype {} is neither BF16 nor F16", path, dtype_name(dtype)));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: dtype {} is neither BF16 nor F16", path, dtype_name(dtype)));
   }
   config.erase("quantization_config");
   config.erase("compression_config");

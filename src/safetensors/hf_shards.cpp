@@ -90,9 +90,10 @@ std::uint64_t parse_max_shard_size(std::string_view original) {
   if (unit == "MB") multiplier = 1e6;
   if (unit == "KB") multiplier = 1e3;
   if (multiplier == 0) {
-    bad_size(original, unit == "IB" ? "binary units are not accepted (huggingface_hub takes TB, GB, MB or KB, powers "
-                                      "of ten); give the number of bytes instead"
-                                    : "give a number of bytes, or a number with TB, GB, MB or KB (powers of ten)");
+    bad_size(original, unit == "IB"
+                           ? "binary units are not accepted (huggingface_hub takes TB, GB, MB or KB, powers "
+                             "of ten); give the number of bytes instead"
+                           : "give a number of bytes, or a number with TB, GB, MB or KB (powers of ten)");
   }
   const std::string number(strip(text.substr(0, text.size() - 2)));
   if (!is_decimal(number)) bad_size(original, fmt::format("'{}' is not a number", number));
@@ -129,7 +130,8 @@ std::vector<std::string> hf_shard_file_names(std::size_t count) {
   if (count == 1) return {"model.safetensors"};
   std::vector<std::string> names;
   names.reserve(count);
-  for (std::size_t k = 1; k <= count; ++k) names.push_back(fmt::format("model-{:05d}-of-{:05d}.safetensors", k, count));
+  for (std::size_t k = 1; k <= count; ++k)
+    names.push_back(fmt::format("model-{:05d}-of-{:05d}.safetensors", k, count));
   return names;
 }
 
@@ -146,9 +148,11 @@ bool natural_name_less(std::string_view a, std::string_view b) {
   }
 }
 
-std::string hf_index_json(std::vector<std::pair<std::string, std::string>> weight_map, std::uint64_t total_size) {
+std::string hf_index_json(std::vector<std::pair<std::string, std::string>> weight_map,
+                          std::uint64_t total_size) {
   std::sort(weight_map.begin(), weight_map.end());
-  std::string out = fmt::format("{{\n  \"metadata\": {{\n    \"total_size\": {}\n  }},\n  \"weight_map\": {{", total_size);
+  std::string out =
+      fmt::format("{{\n  \"metadata\": {{\n    \"total_size\": {}\n  }},\n  \"weight_map\": {{", total_size);
   for (std::size_t k = 0; k < weight_map.size(); ++k) {
     if (k > 0 && weight_map[k].first == weight_map[k - 1].first) {
       throw Error(ErrorKind::input, fmt::format("index: tensor {} is listed twice", weight_map[k].first));

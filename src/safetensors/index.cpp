@@ -14,10 +14,10 @@
 #include <shardwise/core/paths.hpp>
 
 #include <shardwise/core/io.hpp>
+#include <shardwise/safetensors/utf8.hpp>
 #include "safetensors/header_json.hpp"
 #include "safetensors/json_scan.hpp"
 #include "safetensors/name_order.hpp"
-#include <shardwise/safetensors/utf8.hpp>
 
 namespace shardwise::st::detail {
 

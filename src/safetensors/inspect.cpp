@@ -15,7 +15,6 @@ namespace shardwise::st {
 
 namespace {
 
-
 // "1.5 GiB"-style size for the totals line; exact bytes are printed beside it.
 std::string human_bytes(std::uint64_t bytes) {
   static constexpr std::array<const char*, 5> kUnits = {"KiB", "MiB", "GiB", "TiB", "PiB"};

@@ -25,9 +25,7 @@ namespace {
 
 constexpr std::string_view kMetadataKey = "__metadata__";
 
-std::string shape_json(const Shape& shape) {
-  return fmt::format("[{}]", fmt::join(shape, ","));
-}
+std::string shape_json(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
 
 // Reference order: larger layout rank first, then name in byte order (std::string compares bytes
 // as unsigned, which for UTF-8 is code point order, as Python sorts its str keys).
@@ -73,7 +71,8 @@ std::string metadata_json(const std::map<std::string, std::string>& metadata) {
 
 }  // namespace
 
-FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std::string, std::string>& metadata) {
+FileLayout layout_file(std::span<const OutputTensor> tensors,
+                       const std::map<std::string, std::string>& metadata) {
   check_names(tensors);
   FileLayout layout;
   layout.order = data_order(tensors);
@@ -88,9 +87,10 @@ FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std
     const OutputTensor& t = tensors[index];
     const auto size = byte_size(t.dtype, t.shape);
     if (!size) {
-      throw Error(ErrorKind::input, fmt::format("tensor {}: shape {} of {} overflows 64 bits or does not end on a "
-                                                "byte boundary",
-                                                t.name, shape_json(t.shape), dtype_name(t.dtype)));
+      throw Error(ErrorKind::input,
+                  fmt::format("tensor {}: shape {} of {} overflows 64 bits or does not end on a "
+                              "byte boundary",
+                              t.name, shape_json(t.shape), dtype_name(t.dtype)));
     }
     if (__builtin_add_overflow(data_bytes, *size, &data_bytes)) {
       throw Error(ErrorKind::input, fmt::format("tensor {}: the file's data passes 2^64 bytes", t.name));
@@ -112,7 +112,8 @@ FileLayout layout_file(std::span<const OutputTensor> tensors, const std::map<std
 
   layout.data_start = 8 + json.size();
   if (__builtin_add_overflow(layout.data_start, data_bytes, &layout.file_size)) {
-    throw Error(ErrorKind::input, fmt::format("the file would pass 2^64 bytes ({} bytes of data)", data_bytes));
+    throw Error(ErrorKind::input,
+                fmt::format("the file would pass 2^64 bytes ({} bytes of data)", data_bytes));
   }
   layout.offset.resize(tensors.size());
   for (std::size_t i = 0; i < tensors.size(); ++i) layout.offset[i] = layout.data_start + relative[i];
@@ -143,7 +144,8 @@ void fsync_folder(const std::string& folder) {
   const int fsync_errno = errno;
   ::close(fd);
   // Some filesystems cannot sync a folder; the rename itself has happened, so that is not fatal.
-  if (rc != 0 && fsync_errno != EINVAL && fsync_errno != EROFS) throw_os_error("cannot sync folder", folder, fsync_errno);
+  if (rc != 0 && fsync_errno != EINVAL && fsync_errno != EROFS)
+    throw_os_error("cannot sync folder", folder, fsync_errno);
 }
 
 }  // namespace
@@ -155,7 +157,8 @@ OutputFile OutputFile::create(const std::string& final_path, const FileLayout& l
   // Registered before it exists, so no signal can arrive between creation and registration.
   register_temp_file(file.temp_path_);
   file.registered_ = true;
-  file.fd_ = io::open_in_output_folder(file.temp_path_, O_WRONLY | O_CREAT | O_TRUNC, 0644, "the temporary file");
+  file.fd_ =
+      io::open_in_output_folder(file.temp_path_, O_WRONLY | O_CREAT | O_TRUNC, 0644, "the temporary file");
   file.size_ = layout.file_size;
 
   // Reserving the space up front turns a full disk into an error now, before hours of copying;
@@ -215,8 +218,12 @@ void OutputFile::write_at(std::uint64_t offset, std::span<const std::byte> data)
   while (!data.empty()) {
     const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_, errno);
-    if (n == 0) throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_, EIO);
+    if (n < 0)
+      throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_,
+                     errno);
+    if (n == 0)
+      throw_os_error(fmt::format("cannot write {} bytes at offset {} to", data.size(), offset), temp_path_,
+                     EIO);
     data = data.subspan(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
   }
@@ -245,7 +252,8 @@ void OutputFile::start_writeback(std::uint64_t offset, std::uint64_t length) {
 
 void OutputFile::drop_written(std::uint64_t offset, std::uint64_t length) {
   if (fd_ < 0) throw Error(ErrorKind::io, fmt::format("write-back of {} after it was closed", temp_path_));
-  constexpr unsigned kWriteAndWait = SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
+  constexpr unsigned kWriteAndWait =
+      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER;
   // Dirty pages are not dropped, so without the wait the advice would do nothing. Advice is only
   // advice: its failure changes no byte, so it is not an error.
   if (sync_range(fd_, temp_path_, offset, length, kWriteAndWait) && length != 0) {

@@ -164,11 +164,12 @@ void add_triple(std::span<const TensorHeader> tensors, const Names& names,
   const auto fit =
       fit_triple(tensors[members[0]].shape, tensors[members[1]].shape, tensors[members[2]].shape);
   if (!fit) {
-    problems.add(fmt::format(
-        "{0}: {1} {4}, {2} {5}, {3} {6} fit neither GPTQ ({1} [in/P, out], {2} [in/G, out/P], "
-        "{3} [in/G, out]) nor AWQ ({1} [in, out/P])",
-        module.path, names.packed[0], names.packed[1], names.packed[2], st::shape_text(tensors[members[0]].shape),
-        st::shape_text(tensors[members[1]].shape), st::shape_text(tensors[members[2]].shape)));
+    problems.add(
+        fmt::format("{0}: {1} {4}, {2} {5}, {3} {6} fit neither GPTQ ({1} [in/P, out], {2} [in/G, out/P], "
+                    "{3} [in/G, out]) nor AWQ ({1} [in, out/P])",
+                    module.path, names.packed[0], names.packed[1], names.packed[2],
+                    st::shape_text(tensors[members[0]].shape), st::shape_text(tensors[members[1]].shape),
+                    st::shape_text(tensors[members[2]].shape)));
     return;
   }
   const auto [it, fresh] = index.try_emplace({fit->kind, fit->pack, fit->group}, packings.size());

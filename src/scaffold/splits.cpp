@@ -191,12 +191,13 @@ std::vector<KeyRow> guess_splits(std::span<const TensorHeader> tensors, const Na
     const auto params = parameters.find(key);
     if (params != parameters.end()) {
       const TensorHeader& first = tensors[params->second.front()];
-      rows.push_back(KeyRow{std::string(key),
-                            Split::replicate,
-                            fmt::format("guess: a parameter ({} {}, {} tensors): replicate", first.name,
-                                        st::shape_text(first.shape), params->second.size() + by_key[key].size()),
-                            {},
-                            {}});
+      rows.push_back(
+          KeyRow{std::string(key),
+                 Split::replicate,
+                 fmt::format("guess: a parameter ({} {}, {} tensors): replicate", first.name,
+                             st::shape_text(first.shape), params->second.size() + by_key[key].size()),
+                 {},
+                 {}});
       continue;
     }
     rows.push_back(decide_key(tensors, names, modules, by_key.at(key), hidden, mp));

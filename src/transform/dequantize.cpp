@@ -10,8 +10,8 @@
 
 #include <fmt/format.h>
 
-#include "transform/formats.hpp"
 #include <shardwise/transform/isa.hpp>
+#include "transform/formats.hpp"
 
 // y = bf16(f32(w) * f32(s)): within one block every weight code meets the same scale, so the
 // block's 256 possible answers are computed once (with that very product and rounding) and each

@@ -29,17 +29,21 @@ std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) noexcept { return a / b
 
 const char* packing_name(IntPacking packing) noexcept {
   switch (packing) {
-    case IntPacking::gptq: return "gptq";
-    case IntPacking::gptq_v2: return "gptq_v2";
-    case IntPacking::awq: return "awq";
+    case IntPacking::gptq:
+      return "gptq";
+    case IntPacking::gptq_v2:
+      return "gptq_v2";
+    case IntPacking::awq:
+      return "awq";
   }
   return "?";
 }
 
 [[noreturn]] void fail(const IntQuant& quant, const std::string& what) {
-  throw Error(ErrorKind::input, fmt::format("dequantize_int: {} ({} {}-bit, in {}, out {}, groups {}, group size {})",
-                                            what, packing_name(quant.packing), quant.bits, quant.in, quant.out,
-                                            quant.groups, quant.group_size));
+  throw Error(ErrorKind::input,
+              fmt::format("dequantize_int: {} ({} {}-bit, in {}, out {}, groups {}, group size {})", what,
+                          packing_name(quant.packing), quant.bits, quant.in, quant.out, quant.groups,
+                          quant.group_size));
 }
 
 std::uint64_t checked_mul(const IntQuant& quant, std::uint64_t a, std::uint64_t b) {
@@ -55,8 +59,10 @@ void check_quant(const IntQuant& quant, bool has_group_index) {
   }
   const unsigned per_word = 32 / quant.bits;
   if (quant.in == 0 || quant.out == 0 || quant.groups == 0) fail(quant, "an empty weight or no groups");
-  if (quant.out % per_word != 0) fail(quant, fmt::format("out is not a multiple of {} codes per word", per_word));
-  if (!awq && quant.in % per_word != 0) fail(quant, fmt::format("in is not a multiple of {} codes per word", per_word));
+  if (quant.out % per_word != 0)
+    fail(quant, fmt::format("out is not a multiple of {} codes per word", per_word));
+  if (!awq && quant.in % per_word != 0)
+    fail(quant, fmt::format("in is not a multiple of {} codes per word", per_word));
   if (quant.groups > quant.in) fail(quant, "more groups than input rows");
   if (!has_group_index && (quant.group_size == 0 || ceil_div(quant.in, quant.group_size) != quant.groups)) {
     fail(quant, fmt::format("without a group index the groups must be ceil(in / group size) = {}",
@@ -103,16 +109,19 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
       band.scale_dtype != st::DType::F32) {
     fail(quant, fmt::format("scale dtype {} is not F16, BF16 or F32", st::dtype_name(band.scale_dtype)));
   }
-  if (!band.group_index.empty() && band.group_index_dtype != st::DType::I32 && band.group_index_dtype != st::DType::I64) {
-    fail(quant, fmt::format("group index dtype {} is not I32 or I64", st::dtype_name(band.group_index_dtype)));
+  if (!band.group_index.empty() && band.group_index_dtype != st::DType::I32 &&
+      band.group_index_dtype != st::DType::I64) {
+    fail(quant,
+         fmt::format("group index dtype {} is not I32 or I64", st::dtype_name(band.group_index_dtype)));
   }
   if (format.dtype != st::DType::BF16 && format.dtype != st::DType::F16) {
     fail(quant, fmt::format("output dtype {} is neither BF16 nor F16", st::dtype_name(format.dtype)));
   }
   const auto expect = [&](const char* what, std::size_t got, std::uint64_t want) {
     if (got != want) {
-      fail(quant, fmt::format("{} holds {} bytes, not {} (tile out {}+{}, in {}+{})", what, got, want,
-                              band.tile.out_begin, band.tile.out_count, band.tile.in_begin, band.tile.in_count));
+      fail(quant,
+           fmt::format("{} holds {} bytes, not {} (tile out {}+{}, in {}+{})", what, got, want,
+                       band.tile.out_begin, band.tile.out_count, band.tile.in_begin, band.tile.in_count));
     }
   };
   expect("the packed codes", band.packed_codes.size(),
@@ -123,7 +132,8 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
          checked_mul(quant, checked_mul(quant, quant.groups, sources.scales_cols.size()),
                      st::dtype_bits(band.scale_dtype) / 8));
   if (!band.group_index.empty()) {
-    expect("the group index", band.group_index.size(), checked_mul(quant, sources.group_index.size(), st::dtype_bits(band.group_index_dtype) / 8));
+    expect("the group index", band.group_index.size(),
+           checked_mul(quant, sources.group_index.size(), st::dtype_bits(band.group_index_dtype) / 8));
   }
   expect("the output", out_bytes,
          checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
@@ -132,8 +142,8 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
 // The codes of `count` output rows from `o` (absolute) over the tile's input columns, row r at
 // codes[r * in_count]. For AWQ the rows share their words' column (o / 8 is the same for all), so
 // each word is loaded once for all of them; for GPTQ `count` is 1 and each word holds 32/b codes.
-void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t o, std::uint64_t count,
-                 std::vector<std::uint8_t>& codes) noexcept {
+void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t o,
+                 std::uint64_t count, std::vector<std::uint8_t>& codes) noexcept {
   const unsigned bits = band.quant.bits;
   const std::uint32_t mask = (1u << bits) - 1;
   const std::uint64_t cols = sources.codes_cols.size();
@@ -145,7 +155,8 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
     const std::uint64_t col = o / 8 - sources.codes_cols.begin;
     for (std::uint64_t k = 0; k < in_count; ++k) {
       const std::uint32_t word = load_word(words, k * cols + col);
-      for (std::uint64_t r = 0; r < count; ++r) codes[r * in_count + k] = static_cast<std::uint8_t>((word >> shifts[r]) & mask);
+      for (std::uint64_t r = 0; r < count; ++r)
+        codes[r * in_count + k] = static_cast<std::uint8_t>((word >> shifts[r]) & mask);
     }
     return;
   }
@@ -154,17 +165,20 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
   std::uint64_t i = band.tile.in_begin;
   for (std::uint64_t k = 0; k < in_count;) {
     const std::uint32_t word = load_word(words, (i / per_word - sources.codes_rows.begin) * cols + col);
-    for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < in_count; ++field, ++k, ++i) {
+    for (unsigned field = static_cast<unsigned>(i % per_word); field < per_word && k < in_count;
+         ++field, ++k, ++i) {
       codes[k] = static_cast<std::uint8_t>((word >> (bits * field)) & mask);
     }
   }
 }
 
 // The zero point of group g, output column o (absolute).
-std::int32_t zero_at(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t g, std::uint64_t o) noexcept {
+std::int32_t zero_at(const IntQuantBand& band, const IntTileSources& sources, std::uint64_t g,
+                     std::uint64_t o) noexcept {
   const unsigned bits = band.quant.bits;
   const unsigned per_word = 32 / bits;
-  std::uint32_t word = load_word(band.packed_zeros.data(), g * sources.zeros_cols.size() + o / per_word - sources.zeros_cols.begin);
+  std::uint32_t word = load_word(band.packed_zeros.data(),
+                                 g * sources.zeros_cols.size() + o / per_word - sources.zeros_cols.begin);
   unsigned field = static_cast<unsigned>(o % per_word);
   switch (band.quant.packing) {
     case IntPacking::gptq:
@@ -190,8 +204,8 @@ IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool
   if (tile.out_count == 0 || tile.in_count == 0 || tile.out_begin > quant.out ||
       quant.out - tile.out_begin < tile.out_count || tile.in_begin > quant.in ||
       quant.in - tile.in_begin < tile.in_count) {
-    fail(quant, fmt::format("tile out {}+{}, in {}+{} is empty or leaves the weight", tile.out_begin, tile.out_count,
-                            tile.in_begin, tile.in_count));
+    fail(quant, fmt::format("tile out {}+{}, in {}+{} is empty or leaves the weight", tile.out_begin,
+                            tile.out_count, tile.in_begin, tile.in_count));
   }
   const std::uint64_t per_word = 32 / quant.bits;
   const std::uint64_t out_end = tile.out_begin + tile.out_count;
@@ -222,15 +236,17 @@ namespace {
 // Every element of a row computed: the rule's arithmetic, with the rounding inlined, over runs of
 // one group (whole groups without act-order), whose zero and scale stay in registers.
 template <class Round>
-SHARDWISE_INT_VECTORIZE void compute_row(const std::uint8_t* codes, const std::uint32_t* groups, const std::int32_t* zeros,
-                 const float* scales, std::uint64_t in_count, std::byte* out_row, Round round) noexcept {
+SHARDWISE_INT_VECTORIZE void compute_row(const std::uint8_t* codes, const std::uint32_t* groups,
+                                         const std::int32_t* zeros, const float* scales,
+                                         std::uint64_t in_count, std::byte* out_row, Round round) noexcept {
   for (std::uint64_t k = 0; k < in_count;) {
     const std::uint32_t g = groups[k];
     std::uint64_t end = k + 1;
     while (end < in_count && groups[end] == g) ++end;
     const std::int32_t zero = zeros[g];
     const float scale = scales[g];
-    for (; k < end; ++k) store(out_row + 2 * k, round(static_cast<float>(static_cast<std::int32_t>(codes[k]) - zero) * scale));
+    for (; k < end; ++k)
+      store(out_row + 2 * k, round(static_cast<float>(static_cast<std::int32_t>(codes[k]) - zero) * scale));
   }
 }
 
@@ -238,10 +254,15 @@ SHARDWISE_INT_VECTORIZE void compute_row(const std::uint8_t* codes, const std::u
 class RowDequantizer {
  public:
   RowDequantizer(const IntQuantBand& band, const IntTileSources& sources, const OutputFormat& format)
-      : band_(band), sources_(sources), format_(format), groups_(tile_groups(band)),
+      : band_(band),
+        sources_(sources),
+        format_(format),
+        groups_(tile_groups(band)),
         levels_(std::uint64_t{1} << band.quant.bits),
         lookup_(band.quant.bits <= 4 && band.quant.groups * levels_ * 2 <= band.tile.in_count),
-        zeros_(band.quant.groups), scales_(band.quant.groups), table_(lookup_ ? band.quant.groups * levels_ : 0) {}
+        zeros_(band.quant.groups),
+        scales_(band.quant.groups),
+        table_(lookup_ ? band.quant.groups * levels_ : 0) {}
 
   // Output row `row` of the tile from its codes. The loops read locals only: `out_row` is bytes,
   // which may alias anything, so members would be reloaded after every store.
@@ -259,7 +280,8 @@ class RowDequantizer {
     if (!lookup_) {
       const auto nan_bits = static_cast<std::uint16_t>(format.bf16_nan);
       if (format.dtype == st::DType::F16) {
-        compute_row(codes, groups, zeros, scales, in_count, out_row, [](float y) { return detail::round_f16(y); });
+        compute_row(codes, groups, zeros, scales, in_count, out_row,
+                    [](float y) { return detail::round_f16(y); });
       } else {
         compute_row(codes, groups, zeros, scales, in_count, out_row,
                     [nan_bits](float y) { return detail::round_bf16(y, nan_bits); });

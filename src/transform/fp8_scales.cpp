@@ -35,11 +35,12 @@ std::string grid_text(std::uint64_t extent) {
 
 void check_band(const Fp8Band& band, const OutputFormat& format, std::size_t out_bytes) {
   const auto fail = [&](const std::string& what) {
-    throw Error(ErrorKind::input,
-                fmt::format("dequantize_fp8: {} (first row {}, rows {}, cols {}, blocks {}x{}, scale_cols {}, "
-                            "scale dtype {})",
-                            what, band.first_row, band.rows, band.cols, grid_text(band.grid.block_rows),
-                            grid_text(band.grid.block_cols), band.scale_cols, st::dtype_name(band.scale_dtype)));
+    throw Error(
+        ErrorKind::input,
+        fmt::format("dequantize_fp8: {} (first row {}, rows {}, cols {}, blocks {}x{}, scale_cols {}, "
+                    "scale dtype {})",
+                    what, band.first_row, band.rows, band.cols, grid_text(band.grid.block_rows),
+                    grid_text(band.grid.block_cols), band.scale_cols, st::dtype_name(band.scale_dtype)));
   };
   if (band.grid.block_rows == 0 || band.grid.block_cols == 0) fail("a block dimension is 0");
   if (!is_scale_dtype(band.scale_dtype)) fail("the scale dtype is not F32, BF16, F16 or F8_E8M0");
@@ -47,13 +48,16 @@ void check_band(const Fp8Band& band, const OutputFormat& format, std::size_t out
     fail(fmt::format("output dtype {} is neither BF16 nor F16", st::dtype_name(format.dtype)));
   }
   std::uint64_t elements = 0, out_expected = 0;
-  if (__builtin_mul_overflow(band.rows, band.cols, &elements) || __builtin_mul_overflow(elements, 2, &out_expected)) {
+  if (__builtin_mul_overflow(band.rows, band.cols, &elements) ||
+      __builtin_mul_overflow(elements, 2, &out_expected)) {
     fail("rows x cols overflows 64 bits");
   }
   if (band.scale_cols < ceil_div(band.cols, band.grid.block_cols)) {
-    fail(fmt::format("scale_cols {} < {} blocks across", band.scale_cols, ceil_div(band.cols, band.grid.block_cols)));
+    fail(fmt::format("scale_cols {} < {} blocks across", band.scale_cols,
+                     ceil_div(band.cols, band.grid.block_cols)));
   }
-  if (band.weight.size() != elements) fail(fmt::format("weight holds {} bytes, not {}", band.weight.size(), elements));
+  if (band.weight.size() != elements)
+    fail(fmt::format("weight holds {} bytes, not {}", band.weight.size(), elements));
   const RowRange scale_rows =
       band.rows == 0 ? RowRange{} : fp8_band_scale_rows(band.grid, band.first_row, band.rows);
   std::uint64_t scale_bytes = 0;
@@ -107,7 +111,8 @@ void dequantize_fp8(const Fp8Band& band, const OutputFormat& format, std::span<s
   for (std::uint64_t scale_row = scale_rows.begin; scale_row < scale_rows.end; ++scale_row) {
     // The band's rows under this scale row, relative to the band.
     const std::uint64_t row0 = std::max(band.first_row, scale_row * band.grid.block_rows) - band.first_row;
-    const std::uint64_t row1 = std::min(band_end, saturating_mul(scale_row + 1, band.grid.block_rows)) - band.first_row;
+    const std::uint64_t row1 =
+        std::min(band_end, saturating_mul(scale_row + 1, band.grid.block_rows)) - band.first_row;
     for (std::uint64_t block_col = 0; block_col < block_col_count; ++block_col) {
       const std::uint64_t col0 = block_col * band.grid.block_cols;
       const std::uint64_t width = std::min(band.grid.block_cols, band.cols - col0);

@@ -9,8 +9,8 @@
 
 #include <fmt/format.h>
 
-#include "transform/formats.hpp"
 #include <shardwise/transform/isa.hpp>
+#include "transform/formats.hpp"
 
 // DeepSeek-V4 convert.py, cast_e2m1fn_to_e4m3fn, per 128 x 128 block of the output:
 //   s      = f32(scale) of the block's 128 rows x 4 groups of 32 columns

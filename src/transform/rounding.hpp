@@ -24,8 +24,8 @@ inline std::uint16_t round_f16(float value) noexcept {
   const auto sign = static_cast<std::uint16_t>((bits >> 16) & 0x8000u);
   const std::uint32_t magnitude = bits & 0x7FFFFFFFu;
   if (magnitude > 0x7F800000u) return 0x7E00;
-  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;  // 65520.0f and above: infinity
-  if (magnitude >= 0x38800000u) {                       // 2^-14: normal
+  if (magnitude >= 0x477FF000u) return sign | 0x7C00u;        // 65520.0f and above: infinity
+  if (magnitude >= 0x38800000u) {                             // 2^-14: normal
     const std::uint32_t rebiased = magnitude - (112u << 23);  // 112 = 127 - 15
     return sign | static_cast<std::uint16_t>((rebiased + 0xFFFu + ((rebiased >> 13) & 1u)) >> 13);
   }

@@ -26,8 +26,12 @@ inline std::size_t buffer_bytes_for(std::size_t requested, unsigned threads) {
 class ThreadBuffers {
  public:
   ThreadBuffers(unsigned threads, std::size_t bytes) : bytes_(bytes), storage_(2 * threads * bytes) {}
-  std::span<std::byte> main(unsigned worker) { return std::span(storage_).subspan(2 * worker * bytes_, bytes_); }
-  std::span<std::byte> scratch(unsigned worker) { return std::span(storage_).subspan((2 * worker + 1) * bytes_, bytes_); }
+  std::span<std::byte> main(unsigned worker) {
+    return std::span(storage_).subspan(2 * worker * bytes_, bytes_);
+  }
+  std::span<std::byte> scratch(unsigned worker) {
+    return std::span(storage_).subspan((2 * worker + 1) * bytes_, bytes_);
+  }
 
  private:
   std::size_t bytes_;

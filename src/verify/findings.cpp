@@ -40,7 +40,8 @@ std::vector<Finding> Findings::sorted() const {
     return it != rank_.end() ? it->second : rank_.size();
   };
   std::stable_sort(out.begin(), out.end(), [&](const Finding& a, const Finding& b) {
-    return std::forward_as_tuple(rank(a), a.file, a.tensor) < std::forward_as_tuple(rank(b), b.file, b.tensor);
+    return std::forward_as_tuple(rank(a), a.file, a.tensor) <
+           std::forward_as_tuple(rank(b), b.file, b.tensor);
   });
   return out;
 }

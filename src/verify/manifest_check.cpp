@@ -27,19 +27,22 @@ void compare_tensors(const output::ManifestOutput& listed, const ScannedOutput& 
     if (!sole && findings.has(listed.file, t.name)) continue;
     const auto it = found.tensors.find(t.name);
     if (it == found.tensors.end()) {
-      findings.add(listed.file, t.name, sole ? "missing (the manifest lists it)"
-                                             : "listed in the manifest, but not in the file");
-    } else if (it->second != t.xxh3) {
       findings.add(listed.file, t.name,
-                   sole ? "bytes differ from the manifest " + differs(t.xxh3, it->second)
-                        : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) has {}: "
-                                      "the manifest is stale",
-                                      xxh3_hex(t.xxh3), xxh3_hex(it->second)));
+                   sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
+    } else if (it->second != t.xxh3) {
+      findings.add(
+          listed.file, t.name,
+          sole
+              ? "bytes differ from the manifest " + differs(t.xxh3, it->second)
+              : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) has {}: "
+                            "the manifest is stale",
+                            xxh3_hex(t.xxh3), xxh3_hex(it->second)));
     }
   }
   for (const auto& [name, digest] : found.tensors) {
     if (names.count(name) != 0 || (!sole && findings.has(listed.file, name))) continue;
-    findings.add(listed.file, name, sole ? "unexpected tensor (not in the manifest)" : "not listed in the manifest");
+    findings.add(listed.file, name,
+                 sole ? "unexpected tensor (not in the manifest)" : "not listed in the manifest");
   }
 }
 
@@ -73,9 +76,10 @@ void compare_manifest(const output::Manifest& manifest, const DiskState& disk, M
     if (role == ManifestRole::sole_reference) {
       findings.add(side.file, "side file differs from the manifest " + differs(side.xxh3, it->second));
     } else if (!findings.has(side.file)) {
-      findings.add(side.file, fmt::format("the manifest records xxh3 {}, but the side file (identical to the input's) "
-                                          "has {}: the manifest is stale",
-                                          xxh3_hex(side.xxh3), xxh3_hex(it->second)));
+      findings.add(side.file,
+                   fmt::format("the manifest records xxh3 {}, but the side file (identical to the input's) "
+                               "has {}: the manifest is stale",
+                               xxh3_hex(side.xxh3), xxh3_hex(it->second)));
     }
   }
 }
@@ -89,9 +93,11 @@ void compare_params(const output::Manifest& manifest, const plan::Plan& plan, Fi
     const auto it = recorded.find(name);
     const std::string now = plan::param_value_text(plan, name, value);
     if (it == recorded.end()) {
-      findings.add(file, fmt::format("parameter {} is {} now, but the manifest does not record it", name, now));
+      findings.add(file,
+                   fmt::format("parameter {} is {} now, but the manifest does not record it", name, now));
     } else if (it->second != now) {
-      findings.add(file, fmt::format("parameter {} is {} now, but {} in the manifest", name, now, it->second));
+      findings.add(file,
+                   fmt::format("parameter {} is {} now, but {} in the manifest", name, now, it->second));
     }
   }
   for (const auto& [name, value] : recorded) {
@@ -107,28 +113,37 @@ void compare_names(const std::vector<std::string>& listed, const std::vector<std
   const std::set<std::string> a(listed.begin(), listed.end());
   const std::set<std::string> b(planned.begin(), planned.end());
   for (const std::string& name : a) {
-    if (b.count(name) == 0) findings.add(output::kManifestFileName, fmt::format("lists {} {}, which the plan does not have", what, name));
+    if (b.count(name) == 0)
+      findings.add(output::kManifestFileName,
+                   fmt::format("lists {} {}, which the plan does not have", what, name));
   }
   for (const std::string& name : b) {
-    if (a.count(name) == 0) findings.add(output::kManifestFileName, fmt::format("does not list planned {} {}", what, name));
+    if (a.count(name) == 0)
+      findings.add(output::kManifestFileName, fmt::format("does not list planned {} {}", what, name));
   }
 }
 
 }  // namespace
 
 void compare_manifest_with_plan(const output::Manifest& manifest, const plan::Plan& plan,
-                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings) {
+                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3,
+                                Findings& findings) {
   const std::string file = output::kManifestFileName;
   if (!manifest.complete) {
-    findings.add(file, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; convert again");
+    findings.add(
+        file,
+        "incomplete (\"complete\": false): the conversion that wrote it was interrupted; convert again");
   }
   if (manifest.rules.name != rules.name || manifest.rules.xxh3 != rules.xxh3) {
-    findings.add(file, fmt::format("written with rules '{}' (xxh3 {}), but verifying with rules '{}' (xxh3 {})",
-                                   manifest.rules.name, xxh3_hex(manifest.rules.xxh3), rules.name, xxh3_hex(rules.xxh3)));
+    findings.add(
+        file,
+        fmt::format("written with rules '{}' (xxh3 {}), but verifying with rules '{}' (xxh3 {})",
+                    manifest.rules.name, xxh3_hex(manifest.rules.xxh3), rules.name, xxh3_hex(rules.xxh3)));
   }
   if (manifest.input_headers_xxh3 != headers_xxh3) {
-    findings.add(file, fmt::format("the input's headers changed since the conversion (xxh3 {} recorded, {} now)",
-                                   xxh3_hex(manifest.input_headers_xxh3), xxh3_hex(headers_xxh3)));
+    findings.add(file,
+                 fmt::format("the input's headers changed since the conversion (xxh3 {} recorded, {} now)",
+                             xxh3_hex(manifest.input_headers_xxh3), xxh3_hex(headers_xxh3)));
   }
   compare_params(manifest, plan, findings);
   std::vector<std::string> listed;

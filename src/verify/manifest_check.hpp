@@ -40,7 +40,8 @@ void compare_manifest(const output::Manifest& manifest, const DiskState& disk, M
 // Whether the manifest describes a conversion of `plan` with these rules and this input: its
 // completeness, rules, parameters, input headers, output and side files.
 void compare_manifest_with_plan(const output::Manifest& manifest, const plan::Plan& plan,
-                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3, Findings& findings);
+                                const output::RulesIdentity& rules, std::uint64_t headers_xxh3,
+                                Findings& findings);
 
 // How the input files differ from the manifest's record of them (what the conversion planned and
 // found unchanged at its end), one line per file: "model.safetensors changed since the conversion:

@@ -26,17 +26,19 @@ namespace fs = std::filesystem;
 
 // The manifest, or nullopt after reporting why there is none to verify against.
 std::optional<output::Manifest> load(const std::string& out, const std::set<std::string>& present,
-                                      Findings& findings) {
+                                     Findings& findings) {
   const std::string name = output::kManifestFileName;
   if (present.count(name) == 0) {
-    findings.add(name, "missing: nothing to verify against without the input (verify with --hf-ckpt-path instead)");
+    findings.add(name,
+                 "missing: nothing to verify against without the input (verify with --hf-ckpt-path instead)");
     return std::nullopt;
   }
   try {
     std::optional<output::Manifest> manifest = output::read_manifest(out);
     if (manifest && !manifest->complete) {
-      findings.add(name, "incomplete (\"complete\": false): the conversion that wrote it was interrupted; "
-                         "convert again");
+      findings.add(name,
+                   "incomplete (\"complete\": false): the conversion that wrote it was interrupted; "
+                   "convert again");
       return std::nullopt;
     }
     return manifest;
@@ -93,16 +95,18 @@ void add_side_files(const output::Manifest& manifest, const std::set<std::string
 // Reads every target once, in parallel. A target that cannot be read to its end is reported and
 // dropped (its name cleared).
 std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::string& out,
-                                      const VerifyOptions& options, VerifyReport& report, Findings& findings) {
+                                      const VerifyOptions& options, VerifyReport& report,
+                                      Findings& findings) {
   std::uint64_t total = 0;
   std::error_code ec;
-  for (const Target& t : targets) total += t.file ? t.file->size() : fs::file_size(fs::path(out) / t.name, ec);
+  for (const Target& t : targets)
+    total += t.file ? t.file->size() : fs::file_size(fs::path(out) / t.name, ec);
   std::vector<FileDigests> digests(targets.size());
   output::Progress progress(options.progress, total);
   ThreadBuffers buffers(report.threads, buffer_bytes_for(options.buffer_bytes, report.threads));
   const output::PageCache cache = options.page_cache != output::PageCache::automatic ? options.page_cache
-                                   : io::exceeds_page_cache(total)                     ? output::PageCache::drop
-                                                                                        : output::PageCache::keep;
+                                  : io::exceeds_page_cache(total)                    ? output::PageCache::drop
+                                                                  : output::PageCache::keep;
   run_parallel(targets.size(), report.threads, [&](std::size_t i, unsigned worker) {
     progress.set_current(targets[i].name);
     const std::string path = (fs::path(out) / targets[i].name).string();
@@ -123,7 +127,8 @@ std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::s
   return digests;
 }
 
-DiskState disk_state(const std::vector<Target>& targets, const std::vector<FileDigests>& digests, VerifyReport& report) {
+DiskState disk_state(const std::vector<Target>& targets, const std::vector<FileDigests>& digests,
+                     VerifyReport& report) {
   DiskState disk;
   for (std::size_t i = 0; i < targets.size(); ++i) {
     const Target& t = targets[i];

@@ -46,8 +46,9 @@ struct ExpectedKey {
 };
 
 ExpectedKey key_of(const plan::PlannedTensor& t) {
-  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion}
-                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast, t.companion};
+  return t.slice.whole()
+             ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion}
+             : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast, t.companion};
 }
 
 struct Compared {
@@ -78,17 +79,23 @@ struct Work {
 };
 
 // Planned tensors against the file's header: present, dtype, shape, nothing extra.
-void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys, Work& work) {
+void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys,
+                     Work& work) {
   const std::string& name = check.planned->file;
   const st::Header& header = check.file->header();
   for (const plan::PlannedTensor& t : check.planned->tensors) {
     const st::TensorInfo* found = header.find(t.name);
     if (found == nullptr) {
-      findings.add(name, t.name, fmt::format("missing (planned {} {})", st::dtype_name(t.dtype), st::shape_text(t.shape)));
+      findings.add(name, t.name,
+                   fmt::format("missing (planned {} {})", st::dtype_name(t.dtype), st::shape_text(t.shape)));
     } else if (found->dtype != t.dtype) {
-      findings.add(name, t.name, fmt::format("dtype {}, planned {}", st::dtype_name(found->dtype), st::dtype_name(t.dtype)));
+      findings.add(
+          name, t.name,
+          fmt::format("dtype {}, planned {}", st::dtype_name(found->dtype), st::dtype_name(t.dtype)));
     } else if (found->shape != t.shape) {
-      findings.add(name, t.name, fmt::format("shape {}, planned {}", st::shape_text(found->shape), st::shape_text(t.shape)));
+      findings.add(
+          name, t.name,
+          fmt::format("shape {}, planned {}", st::shape_text(found->shape), st::shape_text(t.shape)));
     } else {
       const auto [it, added] = keys.emplace(key_of(t), work.expected.size());
       if (added) work.expected.push_back(&t);
@@ -97,12 +104,14 @@ void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKe
   }
   const auto& planned = check.planned->tensors;
   for (const st::TensorInfo& t : header.tensors) {
-    const auto it = std::lower_bound(planned.begin(), planned.end(), t.name,
-                                     [](const plan::PlannedTensor& a, const std::string& b) { return a.name < b; });
+    const auto it =
+        std::lower_bound(planned.begin(), planned.end(), t.name,
+                         [](const plan::PlannedTensor& a, const std::string& b) { return a.name < b; });
     const bool known = it != planned.end() && it->name == t.name;
     if (!known) {
-      findings.add(name, t.name, fmt::format("unexpected tensor (not in the plan): {} {}", st::dtype_name(t.dtype),
-                                             st::shape_text(t.shape)));
+      findings.add(name, t.name,
+                   fmt::format("unexpected tensor (not in the plan): {} {}", st::dtype_name(t.dtype),
+                               st::shape_text(t.shape)));
     }
   }
 }
@@ -118,8 +127,8 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
     OutputCheck check{&planned, std::nullopt, {}, {}};
     const std::string path = (fs::path(out) / planned.file).string();
     if (present.count(planned.file) == 0) {
-      findings.add(planned.file, fmt::format("missing (planned: {} tensors, {} bytes of data)", planned.tensors.size(),
-                                             planned.bytes));
+      findings.add(planned.file, fmt::format("missing (planned: {} tensors, {} bytes of data)",
+                                             planned.tensors.size(), planned.bytes));
     } else {
       try {
         check.file = st::File::open(path);
@@ -151,7 +160,8 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
   for (const std::string& name : present) {
     const auto rank = pattern.rank_of(name);
     if (rank && (*rank >= plan.outputs.size() || plan.outputs[*rank].file != name)) {
-      findings.add(name, fmt::format("unexpected output file: the plan for mp={} has no rank {}", plan.model_parallel, *rank));
+      findings.add(name, fmt::format("unexpected output file: the plan for mp={} has no rank {}",
+                                     plan.model_parallel, *rank));
     }
   }
   ours.emplace_back(output::kManifestFileName);
@@ -163,10 +173,9 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
 std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
   const plan::Source& source = plan.sources[t.source];
   const std::string file = fs::path(plan.input_files[source.file]).filename().string();
-  std::string text = t.slice.whole()
-                         ? fmt::format("source {} in {}", source.name, file)
-                         : fmt::format("source slice dim{}[{}:{}] of {} in {}", t.slice.dim, t.slice.begin, t.slice.end,
-                                       source.name, file);
+  std::string text = t.slice.whole() ? fmt::format("source {} in {}", source.name, file)
+                                     : fmt::format("source slice dim{}[{}:{}] of {} in {}", t.slice.dim,
+                                                   t.slice.begin, t.slice.end, source.name, file);
   if (t.cast == plan::Cast::reinterpret) {
     text += fmt::format(" read as {}", st::dtype_name(t.dtype));
   } else if (t.companion != plan::kNoCompanion && t.companion < plan.companions.size()) {
@@ -182,11 +191,15 @@ std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
 // Bytes of the source read for `t` (its companion aside), for progress.
 std::uint64_t source_bytes_read(const plan::PlannedTensor& t) {
   switch (t.cast) {
-    case plan::Cast::f32_to_bf16: return 2 * t.bytes;
+    case plan::Cast::f32_to_bf16:
+      return 2 * t.bytes;
     case plan::Cast::dequantize:
-    case plan::Cast::requantize_fp4_weight: return t.bytes / 2;
-    case plan::Cast::requantize_fp4_scale: return t.bytes * 128 * 4;
-    default: return t.bytes;
+    case plan::Cast::requantize_fp4_weight:
+      return t.bytes / 2;
+    case plan::Cast::requantize_fp4_scale:
+      return t.bytes * 128 * 4;
+    default:
+      return t.bytes;
   }
 }
 
@@ -218,8 +231,10 @@ std::vector<Task> tasks_of(const plan::Plan& plan, const Work& work) {
     const plan::Source& source = plan.sources.at(work.expected[i]->source);
     return std::pair{source.file, source.offset};
   };
-  std::stable_sort(expected.begin(), expected.end(), [&](std::size_t a, std::size_t b) { return place(a) < place(b); });
-  for (const std::size_t i : expected) tasks.push_back({TaskKind::expected, i, source_bytes_read(*work.expected[i])});
+  std::stable_sort(expected.begin(), expected.end(),
+                   [&](std::size_t a, std::size_t b) { return place(a) < place(b); });
+  for (const std::size_t i : expected)
+    tasks.push_back({TaskKind::expected, i, source_bytes_read(*work.expected[i])});
   for (std::size_t i = 0; i < work.sides.size(); ++i) tasks.push_back({TaskKind::side_file, i, 0});
   return tasks;
 }
@@ -244,9 +259,15 @@ struct Reader {
 
   void run(const Task& task, unsigned worker, Work& work) {
     switch (task.kind) {
-      case TaskKind::scan_output: scan(work.outputs[task.index], worker); return;
-      case TaskKind::expected: expect(work, task.index, worker); return;
-      case TaskKind::side_file: side(work.sides[task.index], worker); return;
+      case TaskKind::scan_output:
+        scan(work.outputs[task.index], worker);
+        return;
+      case TaskKind::expected:
+        expect(work, task.index, worker);
+        return;
+      case TaskKind::side_file:
+        side(work.sides[task.index], worker);
+        return;
     }
   }
 
@@ -256,7 +277,8 @@ struct Reader {
     try {
       check.digests = scan_output_file(*check.file, buffers.main(worker), progress, cache);
     } catch (const Error& e) {
-      findings.add(check.planned->file, "cannot be read: " + message_without_path(e.what(), check.file->path()));
+      findings.add(check.planned->file,
+                   "cannot be read: " + message_without_path(e.what(), check.file->path()));
       check.file.reset();
     }
   }
@@ -268,17 +290,20 @@ struct Reader {
     const io::ReadOnlyFile& input = inputs.at(source.file);
     const convert::TensorStream stream(plan, t);
     convert::CompanionInput companion;
-    if (const auto file = stream.companion_file()) companion = {inputs.at(*file).fd(), &inputs.at(*file).path()};
-    work.expected_digests[index] = convert::expected_xxh3(stream, input.fd(), input.path(), buffers.main(worker),
-                                                          buffers.scratch(worker), companion);
+    if (const auto file = stream.companion_file())
+      companion = {inputs.at(*file).fd(), &inputs.at(*file).path()};
+    work.expected_digests[index] = convert::expected_xxh3(
+        stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker), companion);
     progress.add(source_bytes_read(t));
-    if (--unread[t.source] == 0 && cache == output::PageCache::drop) io::drop_cached(input.fd(), source.offset, source.bytes);
+    if (--unread[t.source] == 0 && cache == output::PageCache::drop)
+      io::drop_cached(input.fd(), source.offset, source.bytes);
   }
 
   void side(SideCheck& check, unsigned worker) {
     check.expected = check.content != nullptr
                          ? output::xxh3(*check.content)
-                         : hash_whole_file((fs::path(plan.input_root) / check.name).string(), buffers.main(worker), progress);
+                         : hash_whole_file((fs::path(plan.input_root) / check.name).string(),
+                                           buffers.main(worker), progress);
     check.found = hash_whole_file((fs::path(out) / check.name).string(), buffers.main(worker), progress);
   }
 };
@@ -305,15 +330,17 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
     scanned.size = check.digests.size;
     scanned.whole = check.digests.whole;
     const auto& tensors = check.file->header().tensors;
-    for (std::size_t i = 0; i < tensors.size(); ++i) scanned.tensors[tensors[i].name] = check.digests.tensors[i];
+    for (std::size_t i = 0; i < tensors.size(); ++i)
+      scanned.tensors[tensors[i].name] = check.digests.tensors[i];
     for (const Compared& c : check.compared) {
       ++report.tensors;
       const std::uint64_t expected = work.expected_digests[c.expected];
       const std::uint64_t found = check.digests.tensors[c.header_index];
       if (expected == found) continue;
-      findings.add(check.planned->file, c.planned->name,
-                   fmt::format("bytes differ from {} (expected xxh3 {}, found {})", source_text(plan, *c.planned),
-                               output::xxh3_hex(expected), output::xxh3_hex(found)));
+      findings.add(
+          check.planned->file, c.planned->name,
+          fmt::format("bytes differ from {} (expected xxh3 {}, found {})", source_text(plan, *c.planned),
+                      output::xxh3_hex(expected), output::xxh3_hex(found)));
     }
   }
   for (const SideCheck& side : work.sides) {
@@ -329,8 +356,8 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
   return disk;
 }
 
-void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std::string& out, const DiskState& disk,
-                    Findings& findings, VerifyReport& report) {
+void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std::string& out,
+                    const DiskState& disk, Findings& findings, VerifyReport& report) {
   std::optional<output::Manifest> manifest;
   try {
     manifest = output::read_manifest(out);
@@ -372,8 +399,8 @@ VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, cons
     const std::uint64_t total = total_bytes(work, plan, out);
     output::Progress progress(options.progress, total);
     const output::PageCache cache = options.page_cache != output::PageCache::automatic ? options.page_cache
-                                     : io::exceeds_page_cache(total)                     ? output::PageCache::drop
-                                                                                          : output::PageCache::keep;
+                                    : io::exceeds_page_cache(total) ? output::PageCache::drop
+                                                                    : output::PageCache::keep;
     if (cache == output::PageCache::drop) {
       for (const io::ReadOnlyFile& input : inputs) io::advise_sequential(input.fd());
     }

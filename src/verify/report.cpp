@@ -18,8 +18,8 @@ std::string plural(std::size_t n, std::string_view word) {
 }  // namespace
 
 std::string format_summary(const VerifyReport& r) {
-  const std::string checked = fmt::format("{} ({}) and {}", plural(r.files, "file"), plural(r.tensors, "tensor"),
-                                          plural(r.side_files, "side file"));
+  const std::string checked = fmt::format("{} ({}) and {}", plural(r.files, "file"),
+                                          plural(r.tensors, "tensor"), plural(r.side_files, "side file"));
   if (!r.ok()) {
     std::set<std::string> files;
     for (const Finding& f : r.findings) files.insert(f.file);

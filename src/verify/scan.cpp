@@ -29,7 +29,8 @@ struct TensorCursor {
       if (begin >= chunk_end && end > begin) return;
       const std::uint64_t lo = std::max(begin, at);
       const std::uint64_t hi = std::min(end, chunk_end);
-      if (hi > lo) hasher.update(chunk.subspan(static_cast<std::size_t>(lo - at), static_cast<std::size_t>(hi - lo)));
+      if (hi > lo)
+        hasher.update(chunk.subspan(static_cast<std::size_t>(lo - at), static_cast<std::size_t>(hi - lo)));
       if (end > chunk_end) return;
       digests[order[next]] = hasher.digest();
       hasher.reset();
@@ -37,7 +38,6 @@ struct TensorCursor {
     }
   }
 };
-
 
 }  // namespace
 
@@ -67,7 +67,8 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
   return digests;
 }
 
-std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, output::Progress& progress) {
+std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer,
+                              output::Progress& progress) {
   const io::ReadOnlyFile file(path);
   const std::uint64_t size = file.size();
   const std::uint64_t digest = output::hash_file_range(file.fd(), path, 0, size, buffer);

@@ -31,6 +31,7 @@ FileDigests scan_output_file(const st::File& file, std::span<std::byte> buffer, 
                              output::PageCache cache = output::PageCache::keep);
 
 // XXH3-64 of a whole file (a side file), read through `buffer`.
-std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer, output::Progress& progress);
+std::uint64_t hash_whole_file(const std::string& path, std::span<std::byte> buffer,
+                              output::Progress& progress);
 
 }  // namespace shardwise::verify

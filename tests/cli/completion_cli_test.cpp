@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "support/support.hpp"
 #include <shardwise/transform/isa.hpp>
+#include "support/support.hpp"
 
 using namespace shardwise::test;
 
@@ -87,7 +87,8 @@ TEST_CASE("bash completion offers every command, then a command's options and th
   CHECK(completed("shardwise plan --format j") == "json");
   CHECK(completed("shardwise completion ") == "bash zsh");
   CHECK(completed("shardwise rules list --h") == "--help");
-  CHECK(completed("shardwise convert -i in ").find("--save-path") != std::string::npos);  // no positionals: options
+  CHECK(completed("shardwise convert -i in ").find("--save-path") !=
+        std::string::npos);  // no positionals: options
   // --rules takes bundled names (and files, which compgen adds from the working directory).
   const std::string rules = " " + completed("shardwise plan -r deepseek-v3") + " ";
   CHECK(rules.find(" deepseek-v3 ") != std::string::npos);
@@ -108,7 +109,8 @@ TEST_CASE("the man page holds every command's help, as roff that groff reads wit
   const auto page = run_command({shardwise_binary(), "man-page"});
   REQUIRE(page.exit_code == 0);
   CHECK(page.out.rfind(".TH SHARDWISE 1 ", 0) == 0);
-  for (const auto& c : listed_commands()) CHECK(page.out.find(".SS shardwise " + c + "\n") != std::string::npos);
+  for (const auto& c : listed_commands())
+    CHECK(page.out.find(".SS shardwise " + c + "\n") != std::string::npos);
   CHECK(page.out.find(".SS shardwise rules scaffold\n") != std::string::npos);
   CHECK(page.out.find("\\-\\-page\\-cache") != std::string::npos);
   for (const auto& c : listed_commands()) CHECK(c != "man-page");  // hidden from --help

@@ -32,7 +32,8 @@ TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad valu
   // choices and default.
   const auto help = run_command({shardwise_binary(), "convert", "--help"});
   CHECK(help.exit_code == 0);
-  CHECK(help.out.find("--rules deepseek-v4: --n-experts UINT (required), --expert-dtype fp4|fp8 (default: fp4)") !=
+  CHECK(help.out.find(
+            "--rules deepseek-v4: --n-experts UINT (required), --expert-dtype fp4|fp8 (default: fp4)") !=
         std::string::npos);
   const auto named = run_command({shardwise_binary(), "convert", "--rules", "deepseek-v4", "--help"});
   CHECK(named.exit_code == 0);
@@ -41,10 +42,10 @@ TEST_CASE("deepseek-v4: --expert-dtype is a choice, listed in --help, a bad valu
 
   TempDir dir;
   const fs::path in = generate_v4(dir);
-  for (const std::vector<std::string>& bad :
-       {std::vector<std::string>{"--expert-dtype", "fp16"}, std::vector<std::string>{"-p", "expert_dtype=fp16"}}) {
-    std::vector<std::string> argv = {shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i", in.string(),
-                                     "-m", "2", "--n-experts", "4"};
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--expert-dtype", "fp16"},
+                                              std::vector<std::string>{"-p", "expert_dtype=fp16"}}) {
+    std::vector<std::string> argv = {shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i",
+                                     in.string(),        "-m",   "2",       "--n-experts", "4"};
     argv.insert(argv.end(), bad.begin(), bad.end());
     const auto result = run_command(argv);
     CHECK(result.exit_code == 2);
@@ -58,9 +59,11 @@ TEST_CASE("deepseek-v4: converts and verifies with --expert-dtype fp4 and fp8") 
   for (const std::string dtype : {"fp4", "fp8"}) {
     INFO(dtype);
     const fs::path out = dir / ("out-" + dtype);
-    const std::vector<std::string> common = {"--rules", "deepseek-v4", "--hf-ckpt-path", in.string(),
-                                             "--model-parallel", "4", "--n-experts", "4", "--expert-dtype", dtype};
-    std::vector<std::string> convert = {shardwise_binary(), "convert", "--save-path", out.string(), "--quiet"};
+    const std::vector<std::string> common = {"--rules",          "deepseek-v4", "--hf-ckpt-path", in.string(),
+                                             "--model-parallel", "4",           "--n-experts",    "4",
+                                             "--expert-dtype",   dtype};
+    std::vector<std::string> convert = {shardwise_binary(), "convert", "--save-path", out.string(),
+                                        "--quiet"};
     convert.insert(convert.end(), common.begin(), common.end());
     const auto converted = run_command(convert);
     CHECK(converted.exit_code == 0);
@@ -75,8 +78,8 @@ TEST_CASE("deepseek-v4: converts and verifies with --expert-dtype fp4 and fp8") 
     const auto planned = run_command(plan);
     CHECK(planned.exit_code == 0);
     CHECK(planned.out.find("\"transform\": \"dequantize\"") != std::string::npos);
-    CHECK(planned.out.find(dtype == "fp8" ? "\"transform\": \"requantize_fp4_weight\"" : "\"reinterpret\": true") !=
-          std::string::npos);
+    CHECK(planned.out.find(dtype == "fp8" ? "\"transform\": \"requantize_fp4_weight\""
+                                          : "\"reinterpret\": true") != std::string::npos);
   }
 }
 
@@ -85,16 +88,18 @@ TEST_CASE("deepseek-v4: a changed --expert-dtype is named by its words in --resu
   const fs::path in = generate_v4(dir);
   const fs::path out = dir / "out";
   const auto with = [&](std::vector<std::string> command, const std::string& dtype) {
-    const std::vector<std::string> args = {"--rules", "deepseek-v4", "--hf-ckpt-path", in.string(), "--save-path",
-                                           out.string(), "--model-parallel", "2", "--n-experts", "4",
-                                           "--expert-dtype", dtype, "--quiet"};
+    const std::vector<std::string> args = {"--rules",     "deepseek-v4", "--hf-ckpt-path",   in.string(),
+                                           "--save-path", out.string(),  "--model-parallel", "2",
+                                           "--n-experts", "4",           "--expert-dtype",   dtype,
+                                           "--quiet"};
     command.insert(command.end(), args.begin(), args.end());
     return run_command(command);
   };
   REQUIRE(with({shardwise_binary(), "convert"}, "fp4").exit_code == 0);
   const auto resumed = with({shardwise_binary(), "convert", "--resume"}, "fp8");
   CHECK(resumed.exit_code != 0);
-  CHECK(resumed.err.find("cannot resume: the parameter expert_dtype changed: fp4 -> fp8") != std::string::npos);
+  CHECK(resumed.err.find("cannot resume: the parameter expert_dtype changed: fp4 -> fp8") !=
+        std::string::npos);
   const auto verified = with({shardwise_binary(), "verify"}, "fp8");
   CHECK(verified.exit_code != 0);
   CHECK(verified.out.find("parameter expert_dtype is fp8 now, but fp4 in the manifest") != std::string::npos);
@@ -103,13 +108,14 @@ TEST_CASE("deepseek-v4: a changed --expert-dtype is named by its words in --resu
 TEST_CASE("deepseek-v4: an mp at which wo_a's rows are not whole 128-row blocks is refused") {
   TempDir dir;
   const fs::path in = generate_v4(dir);
-  const auto result = run_command({shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i", in.string(), "-m", "16",
-                                   "--n-experts", "16"});
+  const auto result = run_command({shardwise_binary(), "plan", "--rules", "deepseek-v4", "-i", in.string(),
+                                   "-m", "16", "--n-experts", "16"});
   CHECK(result.exit_code == 4);
   CHECK(result.err.find("layers.0.attn.wo_a.weight on rank 1 (transform[wo_a-to-bf16] at "
                         "<bundled>/deepseek-v4.yaml:") != std::string::npos);
-  CHECK(result.err.find("rows 64-128 of 1024 (mp=16) are not a whole number of 128-row blocks of its block scale "
-                        "layers.0.attn.wo_a.scale") != std::string::npos);
+  CHECK(result.err.find(
+            "rows 64-128 of 1024 (mp=16) are not a whole number of 128-row blocks of its block scale "
+            "layers.0.attn.wo_a.scale") != std::string::npos);
 }
 
 }  // namespace

@@ -148,8 +148,9 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
     CHECK(folder_files(out) == f.expected);
   }
   // verify drops what it read the same way, with the same verdict.
-  const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
-                                     out.string(), "--n-experts", "8", "-m", "4", "-q", "--page-cache", "drop"});
+  const auto verified =
+      run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o", out.string(),
+                   "--n-experts", "8", "-m", "4", "-q", "--page-cache", "drop"});
   CHECK(verified.exit_code == 0);
   CHECK(verified.err.empty());
 }
@@ -158,7 +159,8 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
 // data is sent to disk chunk by chunk (sync_file_range), then the file is fsync'd before its
 // rename. A failure of either is the write's failure: exit 5, the temporary named with the OS's
 // words, nothing under the file's final name, no temporary left, and a rerun completes.
-TEST_CASE("convert: write-back and sync errors of files past 8 MiB on the default path exit 5, no final file") {
+TEST_CASE(
+    "convert: write-back and sync errors of files past 8 MiB on the default path exit 5, no final file") {
   TempDir dir;
   const fs::path in = dir / "in";
   generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
@@ -167,16 +169,18 @@ TEST_CASE("convert: write-back and sync errors of files past 8 MiB on the defaul
   };
   struct Case {
     std::string mp;
-    std::string fault;     // SHARDWISE_FAULT: OP,ERROR,N,PATH
-    std::string file;      // the output file that fails
-    std::string message;   // the error's first words
-    std::string words;     // the OS's words
+    std::string fault;    // SHARDWISE_FAULT: OP,ERROR,N,PATH
+    std::string file;     // the output file that fails
+    std::string message;  // the error's first words
+    std::string words;    // the OS's words
   };
   const std::vector<Case> cases = {
-      {"2", "sync_file_range,EIO,1,.model0-mp2", "model0-mp2.safetensors", "cannot write back ", "Input/output error"},
+      {"2", "sync_file_range,EIO,1,.model0-mp2", "model0-mp2.safetensors", "cannot write back ",
+       "Input/output error"},
       {"2", "sync_file_range,ENOSPC,1,.model1-mp2", "model1-mp2.safetensors", "cannot write back ",
        "No space left on device"},
-      {"1", "sync_file_range,EIO,1,.model0-mp1", "model0-mp1.safetensors", "cannot write back ", "Input/output error"},
+      {"1", "sync_file_range,EIO,1,.model0-mp1", "model0-mp1.safetensors", "cannot write back ",
+       "Input/output error"},
       {"2", "fsync,EIO,1,.model1-mp2", "model1-mp2.safetensors", "cannot sync ", "Input/output error"},
       {"1", "fsync,EIO,1,.model0-mp1", "model0-mp1.safetensors", "cannot sync ", "Input/output error"},
   };

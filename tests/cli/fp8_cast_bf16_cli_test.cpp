@@ -68,30 +68,44 @@ void make_checkpoint(const TempDir& dir) {
                           {"layers.0.norm.weight", "BF16", {2}, std::string("\x80\x3f\x00\x40", 4)},
                           {"layers.0.loose.weight", "F8_E4M3", {1, 2}, "\x38\x40"},
                       }));
-  write_file(dir / b, build_safetensors({
-                          {"layers.0.proj.weight_scale_inv", "F32", {1, 2}, f32_bytes(0x3F000000) + f32_bytes(0x40400000)},
-                          {"layers.9.gone.weight_scale_inv", "F32", {1, 1}, f32_bytes(0x3F800000)},
-                      }));
+  write_file(
+      dir / b,
+      build_safetensors({
+          {"layers.0.proj.weight_scale_inv", "F32", {1, 2}, f32_bytes(0x3F000000) + f32_bytes(0x40400000)},
+          {"layers.9.gone.weight_scale_inv", "F32", {1, 1}, f32_bytes(0x3F800000)},
+      }));
   write_file(dir / "model.safetensors.index.json",
              "{\"metadata\": {}, \"weight_map\": {"
-             "\"layers.9.gone.weight_scale_inv\": \"" + b + "\", "
-             "\"layers.0.proj.weight_scale_inv\": \"" + b + "\", "
-             "\"layers.0.proj.weight\": \"" + a + "\", "
-             "\"layers.0.norm.weight\": \"" + a + "\", "
-             "\"layers.0.loose.weight\": \"" + a + "\"}}");
+             "\"layers.9.gone.weight_scale_inv\": \"" +
+                 b +
+                 "\", "
+                 "\"layers.0.proj.weight_scale_inv\": \"" +
+                 b +
+                 "\", "
+                 "\"layers.0.proj.weight\": \"" +
+                 a +
+                 "\", "
+                 "\"layers.0.norm.weight\": \"" +
+                 a +
+                 "\", "
+                 "\"layers.0.loose.weight\": \"" +
+                 a + "\"}}");
 }
 
 }  // namespace
 
-TEST_CASE("fp8-cast-bf16: E4M3 weights dequantised with scales from another file, files mirrored, index rewritten") {
+TEST_CASE(
+    "fp8-cast-bf16: E4M3 weights dequantised with scales from another file, files mirrored, index "
+    "rewritten") {
   TempDir in, out;
   make_checkpoint(in);
   const auto plan = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-cast-bf16"});
   REQUIRE(plan.exit_code == 0);
-  CHECK_THAT(plan.out, Catch::Contains("note: layers.0.loose.weight: no block scale layers.0.loose.weight_scale_inv"));
+  CHECK_THAT(plan.out,
+             Catch::Contains("note: layers.0.loose.weight: no block scale layers.0.loose.weight_scale_inv"));
 
-  const auto run = run_shardwise({"convert", "--input-fp8-hf-path", in.str(), "--output-bf16-hf-path", out.str(),
-                                  "--rules", "fp8-cast-bf16", "-q"});
+  const auto run = run_shardwise({"convert", "--input-fp8-hf-path", in.str(), "--output-bf16-hf-path",
+                                  out.str(), "--rules", "fp8-cast-bf16", "-q"});
   REQUIRE(run.exit_code == 0);
   std::set<std::string> names;
   for (const auto& entry : fs::directory_iterator(out.path())) names.insert(entry.path().filename().string());
@@ -124,7 +138,8 @@ TEST_CASE("fp8-cast-bf16: E4M3 weights dequantised with scales from another file
         "    \"layers.0.norm.weight\": \"model-00001-of-00002.safetensors\",\n"
         "    \"layers.0.loose.weight\": \"model-00001-of-00002.safetensors\"\n  }\n}");
 
-  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", "fp8-cast-bf16", "-q"}).exit_code == 0);
+  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", "fp8-cast-bf16", "-q"})
+            .exit_code == 0);
 }
 
 TEST_CASE("fp8-cast-bf16: listed, and --model-parallel refused") {
@@ -133,8 +148,10 @@ TEST_CASE("fp8-cast-bf16: listed, and --model-parallel refused") {
   CHECK_THAT(list.out, Catch::Contains("fp8-cast-bf16"));
   TempDir in;
   make_checkpoint(in);
-  const auto mp = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-cast-bf16", "--model-parallel", "1"});
+  const auto mp =
+      run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-cast-bf16", "--model-parallel", "1"});
   CHECK(mp.exit_code == 0);  // 1 is what a mirrored plan is anyway
-  const auto mp2 = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-cast-bf16", "--model-parallel", "2"});
+  const auto mp2 =
+      run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-cast-bf16", "--model-parallel", "2"});
   CHECK(mp2.exit_code == 2);
 }

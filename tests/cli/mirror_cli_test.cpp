@@ -56,12 +56,23 @@ void make_checkpoint(const TempDir& dir, bool with_index = true) {
   if (!with_index) return;
   write_file(dir / kIndex,
              "{\"metadata\": {\"total_size\": 38}, \"weight_map\": {"
-             "\"lm_head.weight\": \"" + kSecond + "\", "
-             "\"layers.1.proj.weight\": \"" + kSecond + "\", "
-             "\"layers.0.proj.weight\": \"" + kFirst + "\", "
-             "\"layers.0.proj.weight_scale_inv\": \"" + kFirst + "\", "
-             "\"caf\\u00e9.norm\": \"" + kFirst + "\", "
-             "\"layers.1.proj.weight_scale_inv\": \"" + kSecond + "\"}}");
+             "\"lm_head.weight\": \"" +
+                 kSecond +
+                 "\", "
+                 "\"layers.1.proj.weight\": \"" +
+                 kSecond +
+                 "\", "
+                 "\"layers.0.proj.weight\": \"" +
+                 kFirst +
+                 "\", "
+                 "\"layers.0.proj.weight_scale_inv\": \"" +
+                 kFirst +
+                 "\", "
+                 "\"caf\\u00e9.norm\": \"" +
+                 kFirst +
+                 "\", "
+                 "\"layers.1.proj.weight_scale_inv\": \"" +
+                 kSecond + "\"}}");
 }
 
 // The index the mirror-keep rules write: the input's entries in its order (nothing consumed: the
@@ -115,7 +126,8 @@ TEST_CASE("mirror: the plan names one output per input file and the rewritten in
   REQUIRE(text.exit_code == 0);
   CHECK_THAT(text.out, Catch::Contains("-> 2 files mirroring the input's"));
   CHECK_THAT(text.out, Catch::Contains("side files: model.safetensors.index.json (rewritten)"));
-  const auto json = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-keep"), "--format", "json"});
+  const auto json =
+      run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-keep"), "--format", "json"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
   CHECK(doc["output_naming"] == "mirror");
@@ -127,25 +139,28 @@ TEST_CASE("mirror: the plan names one output per input file and the rewritten in
   CHECK(doc["generated_files"][0]["bytes"] == kExpectedIndex.size());
 }
 
-TEST_CASE("mirror: convert writes each input file's tensors under its name, the index as Python does, verify") {
+TEST_CASE(
+    "mirror: convert writes each input file's tensors under its name, the index as Python does, verify") {
   TempDir in, out;
   make_checkpoint(in);
   // The flags of fp8_cast_bf16.py work as aliases.
-  const auto run = run_shardwise({"convert", "--input-fp8-hf-path", in.str(), "--output-bf16-hf-path", out.str(),
-                                         "--rules", rules("mirror-keep"), "-q"});
+  const auto run = run_shardwise({"convert", "--input-fp8-hf-path", in.str(), "--output-bf16-hf-path",
+                                  out.str(), "--rules", rules("mirror-keep"), "-q"});
   REQUIRE(run.exit_code == 0);
   CHECK(listing(out.path()) == std::set<std::string>{kFirst, kSecond, kIndex, "shardwise-manifest.json"});
   CHECK(read_file(out / kIndex) == kExpectedIndex);
   check_mirrored(out.path(), kFirst, kFirstTensors);
   check_mirrored(out.path(), kSecond, kSecondTensors);
 
-  const auto verified = run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
+  const auto verified =
+      run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
   CHECK(verified.exit_code == 0);
   CHECK(run_shardwise({"verify", "-o", out.str(), "--manifest-only", "-q"}).exit_code == 0);
 
   // A changed index is found by both verifications.
   write_file(out / kIndex, kExpectedIndex + "\n");
-  const auto damaged = run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
+  const auto damaged =
+      run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"});
   CHECK(damaged.exit_code == 6);
   CHECK_THAT(damaged.out, Catch::Contains(kIndex));
   CHECK(run_shardwise({"verify", "-o", out.str(), "--manifest-only", "-q"}).exit_code == 6);
@@ -154,28 +169,30 @@ TEST_CASE("mirror: convert writes each input file's tensors under its name, the 
 TEST_CASE("mirror: --ranks counts output files, the index goes with the first, --resume keeps them") {
   TempDir in, out;
   make_checkpoint(in);
-  const auto second = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
-                                            "--ranks", "1", "-q"});
+  const auto second = run_shardwise(
+      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "--ranks", "1", "-q"});
   REQUIRE(second.exit_code == 0);
   CHECK(fs::exists(out / kSecond));
   CHECK(!fs::exists(out / kFirst));
   CHECK(!fs::exists(out / kIndex));
-  const auto first = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
-                                           "--ranks", "0", "-q"});
+  const auto first = run_shardwise(
+      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "--ranks", "0", "-q"});
   REQUIRE(first.exit_code == 0);
   CHECK(read_file(out / kIndex) == kExpectedIndex);
-  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"}).exit_code == 0);
+  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "-q"})
+            .exit_code == 0);
 
-  const auto resumed = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
-                                             "--resume"});
+  const auto resumed = run_shardwise(
+      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "--resume"});
   REQUIRE(resumed.exit_code == 0);
   CHECK_THAT(resumed.err, Catch::Contains("kept 2 files an earlier run finished"));
   CHECK(read_file(out / kIndex) == kExpectedIndex);
 
-  const auto beyond = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"),
-                                            "--ranks", "2", "-q"});
+  const auto beyond = run_shardwise(
+      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules("mirror-keep"), "--ranks", "2", "-q"});
   CHECK(beyond.exit_code == 2);
-  CHECK_THAT(beyond.err, Catch::Contains("rank 2 is out of range: the mirrored plan has 2 output files (ranks 0-1)"));
+  CHECK_THAT(beyond.err,
+             Catch::Contains("rank 2 is out of range: the mirrored plan has 2 output files (ranks 0-1)"));
 }
 
 TEST_CASE("mirror: refusals") {
@@ -188,14 +205,17 @@ TEST_CASE("mirror: refusals") {
 
   const auto split = run_shardwise({"plan", "-i", in.str(), "--rules", rules("mirror-split")});
   CHECK(split.exit_code == 4);
-  CHECK_THAT(split.err, Catch::Contains("layers.0.proj.weight: mirrored output keeps every tensor whole under its "
-                                        "own name, but it is split (out) by table[proj]"));
+  CHECK_THAT(split.err,
+             Catch::Contains("layers.0.proj.weight: mirrored output keeps every tensor whole under its "
+                             "own name, but it is split (out) by table[proj]"));
 
   TempDir bare;
   make_checkpoint(bare, false);
-  const auto no_index = run_shardwise({"convert", "-i", bare.str(), "-o", out.str(), "--rules", rules("mirror-keep")});
+  const auto no_index =
+      run_shardwise({"convert", "-i", bare.str(), "-o", out.str(), "--rules", rules("mirror-keep")});
   CHECK(no_index.exit_code == 4);
-  CHECK_THAT(no_index.err, Catch::Contains("has no model.safetensors.index.json: mirrored output rewrites the "
-                                           "input's index"));
+  CHECK_THAT(no_index.err,
+             Catch::Contains("has no model.safetensors.index.json: mirrored output rewrites the "
+                             "input's index"));
   CHECK(listing(out.path()).empty());
 }

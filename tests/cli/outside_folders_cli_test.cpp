@@ -67,23 +67,28 @@ TEST_CASE("reshard: side-file and rank-file names from the manifest must be sing
   write_file(dir / "a" / "planted.txt", tokenizer);  // what `from/../planted.txt` names, checksum and all
 
   edit_manifest(from, [](nlohmann::json& m) { m["side_files"][0]["file"] = "../planted.txt"; });
-  const CommandResult side = run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "4", "-q"});
+  const CommandResult side =
+      run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "4", "-q"});
   INFO(side.err);
   CHECK(side.exit_code == 4);
-  CHECK_THAT(side.err, Catch::Contains(": not a shardwise manifest: side file \"../planted.txt\" is a path, not a "
-                                       "file name: the files it lists must be in its folder"));
+  CHECK_THAT(side.err,
+             Catch::Contains(": not a shardwise manifest: side file \"../planted.txt\" is a path, not a "
+                             "file name: the files it lists must be in its folder"));
   CHECK_FALSE(fs::exists(dir / "b" / "planted.txt"));
   CHECK_FALSE(fs::exists(out));
 
-  for (const std::string& name : std::vector<std::string>{"../model0-mp2.safetensors", "..", "", std::string("a\0b", 3)}) {
+  for (const std::string& name :
+       std::vector<std::string>{"../model0-mp2.safetensors", "..", "", std::string("a\0b", 3)}) {
     edit_manifest(from, [&](nlohmann::json& m) {
       m["side_files"][0]["file"] = "tokenizer.json";
       m["outputs"][0]["file"] = name;
     });
-    const CommandResult rank = run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "4", "-q"});
+    const CommandResult rank =
+        run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "4", "-q"});
     INFO(rank.err);
     CHECK(rank.exit_code == 4);
-    CHECK_THAT(rank.err, Catch::Contains("not a shardwise manifest: output file " + nlohmann::json(name).dump()));
+    CHECK_THAT(rank.err,
+               Catch::Contains("not a shardwise manifest: output file " + nlohmann::json(name).dump()));
     CHECK_FALSE(fs::exists(out));
   }
 }
@@ -134,22 +139,24 @@ TEST_CASE("convert: a side file that leads outside the input folder is refused b
     const CommandResult refused = run_shardwise(args);
     INFO(command << ": " << refused.err);
     CHECK(refused.exit_code == 4);
-    CHECK_THAT(refused.err, Catch::Contains((in / "tokenizer.json").string() + ": leads outside its folder " +
-                                            in.string() + " (to " + fs::canonical(dir / "private.json").string() +
-                                            "): shardwise reads nothing outside the folders it is given"));
+    CHECK_THAT(refused.err,
+               Catch::Contains((in / "tokenizer.json").string() + ": leads outside its folder " +
+                               in.string() + " (to " + fs::canonical(dir / "private.json").string() +
+                               "): shardwise reads nothing outside the folders it is given"));
     CHECK_FALSE(fs::exists(dir / "out"));
   }
 
   // Allowed by the option: copied, and no more readable than the file it copies.
-  fs::permissions(in / "tokenizer_config.json", fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
+  fs::permissions(in / "tokenizer_config.json",
+                  fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);
   const CommandResult allowed = convert(in, dir / "out", {"--allow-outside-links"});
   INFO(allowed.err);
   REQUIRE(allowed.exit_code == 0);
   CHECK(read_file(dir / "out" / "tokenizer.json") == "{\"secret\": 1}");
   CHECK(mode_of(dir / "out" / "tokenizer.json") == 0600);
   CHECK((mode_of(dir / "out" / "tokenizer_config.json") & ~0640u) == 0);
-  CHECK(run_shardwise({"verify", "-i", in.string(), "-o", (dir / "out").string(), "--n-experts", "8", "-m", "2",
-                       "--allow-outside-links"})
+  CHECK(run_shardwise({"verify", "-i", in.string(), "-o", (dir / "out").string(), "--n-experts", "8", "-m",
+                       "2", "--allow-outside-links"})
             .exit_code == 0);
 }
 
@@ -185,7 +192,8 @@ TEST_CASE("plan: a tensor file or index that leads outside the input folder is r
   CHECK_THAT(index.err, Catch::Contains("model.safetensors.index.json: leads outside its folder"));
 }
 
-TEST_CASE("convert: a Hugging Face cache snapshot, every file a link to its blobs, converts as the folder does") {
+TEST_CASE(
+    "convert: a Hugging Face cache snapshot, every file a link to its blobs, converts as the folder does") {
   TempDir dir;
   const fs::path in = dir / "in";
   generate(in, {"--files", "2", "--index"});
@@ -208,8 +216,8 @@ TEST_CASE("convert: a Hugging Face cache snapshot, every file a link to its blob
   plain.erase("shardwise-manifest.json");  // records the input's file identities
   got.erase("shardwise-manifest.json");
   CHECK(got == plain);
-  CHECK(run_shardwise({"verify", "-i", snapshot.string(), "-o", (dir / "cached").string(), "--n-experts", "8", "-m",
-                       "2"})
+  CHECK(run_shardwise({"verify", "-i", snapshot.string(), "-o", (dir / "cached").string(), "--n-experts", "8",
+                       "-m", "2"})
             .exit_code == 0);
 }
 
@@ -237,7 +245,8 @@ TEST_CASE("reshard: a side file or rank file of the old folder that leads outsid
   fs::create_symlink("../model1-mp2.safetensors", from / "model1-mp2.safetensors");
   const CommandResult rank = run_shardwise(reshard);
   CHECK(rank.exit_code == 4);
-  CHECK_THAT(rank.err, Catch::Contains((from / "model1-mp2.safetensors").string() + ": leads outside its folder"));
+  CHECK_THAT(rank.err,
+             Catch::Contains((from / "model1-mp2.safetensors").string() + ": leads outside its folder"));
 }
 
 TEST_CASE("rules: a FIFO, a byte that is not UTF-8, an alias bomb: exit 3 before anything is created") {
@@ -261,10 +270,12 @@ TEST_CASE("rules: a FIFO, a byte that is not UTF-8, an alias bomb: exit 3 before
   CHECK(run_shardwise({"rules", "check", (dir / "child.yaml").string()}).exit_code == 3);
 
   // The bundled rules with a Latin-1 byte in a comment: refused at load, where it is.
-  const std::string bundled = read_file(fs::path(shardwise::test::source_dir()) / "rules" / "deepseek-v4-w4a16.yaml");
+  const std::string bundled =
+      read_file(fs::path(shardwise::test::source_dir()) / "rules" / "deepseek-v4-w4a16.yaml");
   const auto lines = std::count(bundled.begin(), bundled.end(), '\n');
   write_file(dir / "latin1.yaml", bundled + "# caf\xe9\n");
-  const std::string where = (dir / "latin1.yaml").string() + ":" + std::to_string(lines + 1) + ":6: byte 0xe9 is not UTF-8";
+  const std::string where =
+      (dir / "latin1.yaml").string() + ":" + std::to_string(lines + 1) + ":6: byte 0xe9 is not UTF-8";
   const CommandResult check = run_shardwise({"rules", "check", (dir / "latin1.yaml").string()});
   CHECK(check.exit_code == 3);
   CHECK_THAT(check.err, Catch::Contains(where));
@@ -296,7 +307,8 @@ TEST_CASE("inputs that are FIFOs are refused without blocking") {
   REQUIRE(::mkfifo((in / "model.safetensors.index.json").c_str(), 0600) == 0);
   const CommandResult index = run_shardwise({"plan", "-i", in.string(), "--n-experts", "8", "-m", "2"});
   CHECK(index.exit_code == 4);
-  CHECK_THAT(index.err, Catch::Contains("model.safetensors.index.json: a FIFO (named pipe), not a regular file"));
+  CHECK_THAT(index.err,
+             Catch::Contains("model.safetensors.index.json: a FIFO (named pipe), not a regular file"));
 }
 
 }  // namespace

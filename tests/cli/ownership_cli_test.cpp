@@ -64,10 +64,12 @@ TEST_CASE("a wrong --n-experts is refused by plan, convert and verify, naming th
     CHECK(!holds_rank_file(dir / "out"));
   }
   // verify re-plans: an output made with the right count does not pass with a wrong one.
-  REQUIRE(run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
-              .exit_code == 0);
-  CHECK(run_shardwise({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
-            .exit_code == 0);
+  REQUIRE(
+      run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
+          .exit_code == 0);
+  CHECK(
+      run_shardwise({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16", "-q"})
+          .exit_code == 0);
   const auto verified =
       run_shardwise({"verify", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "32"});
   CHECK(verified.exit_code == 4);
@@ -92,8 +94,8 @@ TEST_CASE(
   }
   CHECK_THAT(refused.err, Catch::Contains("default: infer"));
   CHECK(!holds_rank_file(dir / "out"));
-  CHECK(run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16"}).exit_code ==
-        4);
+  CHECK(run_shardwise({"convert", "-i", in, "-o", (dir / "out").string(), "-m", "4", "--n-experts", "16"})
+            .exit_code == 4);
   CHECK(!holds_rank_file(dir / "out"));
 
   // The bundled rules with `default: infer` (the same lines, so the same locations).

@@ -1,7 +1,7 @@
 // `shardwise plan` end to end on generated checkpoints: golden plans (text and JSON, reviewed by
-// hand), --summary, --filter, --rank, --rule, the mp=16 refusal, usage errors. Goldens live in tests/data/golden/; after a
-// deliberate change (e.g. the bundled rules moved a line), rerun with SHARDWISE_UPDATE_GOLDEN=1 and
-// review the diff before committing.
+// hand), --summary, --filter, --rank, --rule, the mp=16 refusal, usage errors. Goldens live in
+// tests/data/golden/; after a deliberate change (e.g. the bundled rules moved a line), rerun with
+// SHARDWISE_UPDATE_GOLDEN=1 and review the diff before committing.
 
 #include <catch2/catch.hpp>
 
@@ -85,17 +85,22 @@ TEST_CASE("plan --filter narrows the rows, not the summary") {
   const auto all = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2"});
   const auto some = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--filter", "weights_proj"});
   REQUIRE(some.exit_code == 0);
-  CHECK_THAT(some.out, Catch::Contains("placed: 268 source tensors, 3 shown (--filter weights_proj)\n"
-                                       "  SOURCE                                      OUTPUT  IN           RANKS  SLICE      "
-                                       "OUT          BYTES  RULE\n"));
+  CHECK_THAT(
+      some.out,
+      Catch::Contains("placed: 268 source tensors, 3 shown (--filter weights_proj)\n"
+                      "  SOURCE                                      OUTPUT  IN           RANKS  SLICE      "
+                      "OUT          BYTES  RULE\n"));
   // Columns as wide as the rows shown need.
-  CHECK_THAT(some.out, Catch::Contains("\n  layers.1.attn.indexer.weights_proj.qzeros   =       I32[2, 8]    all    dim1 2x4   "
-                                       "I32[2, 4]       32  table[weights_proj]\n"));
+  CHECK_THAT(some.out,
+             Catch::Contains(
+                 "\n  layers.1.attn.indexer.weights_proj.qzeros   =       I32[2, 8]    all    dim1 2x4   "
+                 "I32[2, 4]       32  table[weights_proj]\n"));
   CHECK(some.out.find("layers.0.attn.wq_b") == std::string::npos);
   const auto summary = [](const std::string& out) { return out.substr(out.find("\nrank  file")); };
   CHECK(summary(some.out) == summary(all.out));
 
-  const auto json = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--format", "json", "--filter", "\\.scales$"});
+  const auto json =
+      plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--format", "json", "--filter", "\\.scales$"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
   CHECK(doc["filter"] == "\\.scales$");
@@ -118,16 +123,20 @@ TEST_CASE("plan --rank shows only what one rank receives, --format json holds on
   CHECK(doc["skipped"].empty());
   CHECK(doc["totals"]["tensors"] == 464);  // the whole plan
 
-  const auto text = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--rule", "table[wo_a]"});
+  const auto text =
+      plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--rule", "table[wo_a]"});
   REQUIRE(text.exit_code == 0);
-  CHECK_THAT(text.out, Catch::Contains("placed: 268 source tensors, 12 shown (--rank 1 --rule table[wo_a])\n"));
-  CHECK_THAT(text.out, Catch::Contains("\n  layers.0.attn.wo_a.qweight  =       I32[32, 1024]  1      dim1[512:1024]  "
-                                       "I32[32, 512]  65,536  table[wo_a]\n"));
+  CHECK_THAT(text.out,
+             Catch::Contains("placed: 268 source tensors, 12 shown (--rank 1 --rule table[wo_a])\n"));
+  CHECK_THAT(text.out,
+             Catch::Contains("\n  layers.0.attn.wo_a.qweight  =       I32[32, 1024]  1      dim1[512:1024]  "
+                             "I32[32, 512]  65,536  table[wo_a]\n"));
   CHECK_THAT(text.out, Catch::Contains("\nskipped: 2 tensors, 0 shown (--rank 1 --rule table[wo_a])\n"));
   CHECK_THAT(text.out, Catch::Contains("\nrules: 1 named above\n  RULE         WRITTEN AT\n"
                                        "  table[wo_a]  <bundled>/deepseek-v4-w4a16.yaml:94:3\n"));
   // Owned experts: rank 1 receives expert 1 of each layer, never expert 0.
-  const auto experts = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--filter", "experts\\.[01]\\.w1\\.qweight"});
+  const auto experts = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--rank", "1", "--filter",
+                             "experts\\.[01]\\.w1\\.qweight"});
   CHECK_THAT(experts.out, Catch::Contains("placed: 268 source tensors, 4 shown (--rank 1 --filter "));
   CHECK(experts.out.find("experts.0.w1") == std::string::npos);
 }
@@ -138,8 +147,8 @@ TEST_CASE("plan --summary is short and names the rules and the rank files") {
   const auto summary = plan({"-i", dir.str(), "--n-experts", "2", "-m", "2", "--summary"});
   REQUIRE(summary.exit_code == 0);
   check_golden(replace_all(summary.out, dir.str(), "<IN>"), "plan-tiny-mp2-summary.txt");
-  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(), "-m", "2",
-                                "--n-experts", "2", "--dry-run", "--summary"});
+  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(),
+                                "-m", "2", "--n-experts", "2", "--dry-run", "--summary"});
   CHECK(dry.exit_code == 0);
   CHECK(dry.out == summary.out);
   CHECK_FALSE(std::filesystem::exists(dir / "out"));
@@ -152,10 +161,12 @@ TEST_CASE("plan refuses mp=16 where weights_proj's qzeros cannot be split") {
   CHECK(result.exit_code == 4);
   CHECK(result.out.empty());
   CHECK(result.err.find("cannot plan " + dir.str() + " for mp=16") != std::string::npos);
-  CHECK(result.err.find("\n  layers.1.attn.indexer.weights_proj.qzeros: 8 packed columns cannot be split over mp=16 "
-                        "(out=64, 4 per rank, packing 8)\n") != std::string::npos);
-  CHECK(result.err.find("\n  layers.0.attn.attn_sink: 8 entries cannot be split over mp=16 (dim 0 of [8]: 8 is not "
-                        "a multiple of 16)\n") != std::string::npos);
+  CHECK(result.err.find(
+            "\n  layers.1.attn.indexer.weights_proj.qzeros: 8 packed columns cannot be split over mp=16 "
+            "(out=64, 4 per rank, packing 8)\n") != std::string::npos);
+  CHECK(result.err.find(
+            "\n  layers.0.attn.attn_sink: 8 entries cannot be split over mp=16 (dim 0 of [8]: 8 is not "
+            "a multiple of 16)\n") != std::string::npos);
 }
 
 TEST_CASE("plan usage errors exit 2") {
@@ -172,16 +183,22 @@ TEST_CASE("plan usage errors exit 2") {
       {{"-i", dir.str(), "-m", "2"}, "--n-experts is required: routed experts per MoE layer"},
       {{"-i", dir.str()}, "--model-parallel is required"},
       {{"-i", dir.str(), "-m", "2", "--n-expert", "2"},
-       "unknown option --n-expert (did you mean '--n-experts'?): neither an option of `plan` nor a parameter of "
+       "unknown option --n-expert (did you mean '--n-experts'?): neither an option of `plan` nor a parameter "
+       "of "
        "the default rules (deepseek-v4-w4a16)"},
-      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summry"}, "unknown option --summry (did you mean '--summary'?)"},
-      {{"-i", dir.str(), "-m", "2", "--n-experts", "two"}, "--n-experts 'two': expected a non-negative integer"},
-      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"}, "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summry"},
+       "unknown option --summry (did you mean '--summary'?)"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "two"},
+       "--n-experts 'two': expected a non-negative integer"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rank", "2"},
+       "--rank 2: the plan has ranks 0 to 1 (mp=2)"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--rule", "table[wo_c]"},
-       "--rule 'table[wo_c]': no tensor of this plan was decided by a rule of that name (did you mean 'table[wo_a]'?)"},
+       "--rule 'table[wo_c]': no tensor of this plan was decided by a rule of that name (did you mean "
+       "'table[wo_a]'?)"},
       {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summary", "--rank", "0"},
        "--summary describes the whole plan: it cannot be combined with --rank, --rule or --filter"},
-      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summary", "--format", "json"}, "--summary is for people"},
+      {{"-i", dir.str(), "-m", "2", "--n-experts", "2", "--summary", "--format", "json"},
+       "--summary is for people"},
   };
   for (const Case& c : cases) {
     const auto result = plan(c.args);
@@ -197,14 +214,16 @@ TEST_CASE("plan says so when standard output refuses the plan") {
   const auto result = run_command(
       {"/bin/sh", "-c", shardwise_binary() + " plan -m 2 --n-experts 2 -i '" + dir.str() + "' > /dev/full"});
   CHECK(result.exit_code == 5);
-  CHECK_THAT(result.err, Catch::Contains("cannot write the plan to standard output: No space left on device"));
+  CHECK_THAT(result.err,
+             Catch::Contains("cannot write the plan to standard output: No space left on device"));
 }
 
 TEST_CASE("plan --help explains the command") {
   const auto result = plan({"--help"});
   CHECK(result.exit_code == 0);
-  for (const char* text : {"--hf-ckpt-path", "--model-parallel", "--rules", "--format", "--filter", "--param",
-                           "headers alone", "--n-experts", "--summary", "--rank", "--rule", "shardwise diff"}) {
+  for (const char* text :
+       {"--hf-ckpt-path", "--model-parallel", "--rules", "--format", "--filter", "--param", "headers alone",
+        "--n-experts", "--summary", "--rank", "--rule", "shardwise diff"}) {
     CHECK(result.out.find(text) != std::string::npos);
   }
 }
@@ -214,17 +233,18 @@ TEST_CASE("every command that plans lists the bundled rules' parameters as flags
     INFO(command);
     const auto help = run_command({shardwise_binary(), command, "--help"});
     CHECK(help.exit_code == 0);
-    CHECK_THAT(help.out,
-               Catch::Contains("--n-experts UINT") &&
-                   Catch::Contains("(a parameter of deepseek-v3, deepseek-v3.2, deepseek-v4, deepseek-v4-w4a16; "
-                                   "required)"));
+    CHECK_THAT(
+        help.out,
+        Catch::Contains("--n-experts UINT") &&
+            Catch::Contains("(a parameter of deepseek-v3, deepseek-v3.2, deepseek-v4, deepseek-v4-w4a16; "
+                            "required)"));
   }
   TempDir dir;
   generate_checkpoint(dir.path(), kCheckpoint);  // 2 experts per layer; n_experts=3 cannot be spread over 2
                                                  // ranks
   CHECK(plan({"-i", dir.str(), "-m", "2", "--n-experts", "2"}).exit_code == 0);
-  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(), "-m",
-                                "2", "--n-experts", "3", "--dry-run"});
+  const auto dry = run_command({shardwise_binary(), "convert", "-i", dir.str(), "-o", (dir / "out").string(),
+                                "-m", "2", "--n-experts", "3", "--dry-run"});
   CHECK(dry.exit_code == 4);
   CHECK_THAT(dry.err, Catch::Contains("n_experts=3 is not a multiple of mp=2"));
 }
@@ -253,7 +273,8 @@ TEST_CASE(
   REQUIRE(result.exit_code == 0);
   const auto bundled = plan({"-i", dir.str(), "-m", "2", "--n-experts", "2", "--format", "json"});
   CHECK(bundled.exit_code == 4);  // the MTP blocks hold 4 experts each, n_experts says 2
-  CHECK_THAT(bundled.err, Catch::Contains("mtp.0.ffn.experts: 4 experts (0-3) in the checkpoint, but n_experts=2"));
+  CHECK_THAT(bundled.err,
+             Catch::Contains("mtp.0.ffn.experts: 4 experts (0-3) in the checkpoint, but n_experts=2"));
 
   const auto doc = nlohmann::json::parse(result.out);
   std::size_t mtp_experts = 0;

@@ -6,9 +6,9 @@
 
 #include <filesystem>
 #include <functional>
-#include <utility>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,16 +69,19 @@ TEST_CASE("reshard from mp A to mp B writes the files a direct conversion at mp 
   TempDir dir;
   generate_checkpoint(dir / "in", kCheckpoint);
   for (const int mp : {1, 2, 4, 8}) convert(dir / "in", dir / fmt_mp(mp), mp);
-  const std::vector<std::pair<int, int>> cases = {{1, 2}, {2, 1}, {2, 4}, {4, 2}, {8, 1}, {1, 8}, {4, 8}, {8, 2}, {4, 4}};
+  const std::vector<std::pair<int, int>> cases = {{1, 2}, {2, 1}, {2, 4}, {4, 2}, {8, 1},
+                                                  {1, 8}, {4, 8}, {8, 2}, {4, 4}};
   for (const auto& [a, b] : cases) {
     INFO("mp " << a << " -> " << b);
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = run_shardwise({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    const auto r = run_shardwise(
+        {"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / fmt_mp(b), out);
     // The new folder is a conversion's own: verify accepts it against the original checkpoint.
-    const auto v = run_shardwise({"verify", "-i", (dir / "in").string(), "-o", out.string(), "--n-experts", "8", "-m", std::to_string(b)});
+    const auto v = run_shardwise({"verify", "-i", (dir / "in").string(), "-o", out.string(), "--n-experts",
+                                  "8", "-m", std::to_string(b)});
     INFO(v.out << v.err);
     CHECK(v.exit_code == 0);
   }
@@ -96,12 +99,14 @@ struct Damaged {
     convert(dir / "in", from, 4);
   }
   CommandResult reshard(int mp) {
-    return run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", std::to_string(mp), "-q"});
+    return run_shardwise(
+        {"reshard", "--from", from.string(), "-o", out.string(), "-m", std::to_string(mp), "-q"});
   }
   // Once the damaged files are repaired, --resume to mp 2 completes the folder as a direct
   // conversion (mp2, converted by the test) wrote it.
   void require_resume_completes() {
-    const auto resumed = run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "2", "--resume", "-q"});
+    const auto resumed =
+        run_shardwise({"reshard", "--from", from.string(), "-o", out.string(), "-m", "2", "--resume", "-q"});
     INFO(resumed.err);
     REQUIRE(resumed.exit_code == 0);
     require_same_files(dir / "mp2", out);
@@ -113,7 +118,8 @@ struct Damaged {
 std::uint64_t data_offset(const fs::path& file, const std::string& tensor) {
   const std::string bytes = read_file(file);
   std::uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   const auto header = nlohmann::json::parse(bytes.substr(8, n));
   return 8 + n + header.at(tensor).at("data_offsets").at(0).get<std::uint64_t>();
 }
@@ -122,7 +128,8 @@ std::uint64_t data_offset(const fs::path& file, const std::string& tensor) {
 std::uint64_t data_size(const fs::path& file, const std::string& tensor) {
   const std::string bytes = read_file(file);
   std::uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<std::uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   const auto offsets = nlohmann::json::parse(bytes.substr(8, n)).at(tensor).at("data_offsets");
   return offsets.at(1).get<std::uint64_t>() - offsets.at(0).get<std::uint64_t>();
 }
@@ -138,7 +145,9 @@ std::pair<std::string, std::string> find_tensor(const fs::path& folder, int rank
   return {};
 }
 
-bool split_on(const nlohmann::json& cut, int dim) { return cut.is_object() && cut.contains("split") && cut["split"] == dim; }
+bool split_on(const nlohmann::json& cut, int dim) {
+  return cut.is_object() && cut.contains("split") && cut["split"] == dim;
+}
 bool owned(const nlohmann::json& cut) { return cut.is_object() && cut.contains("owned"); }
 
 // Flips one bit of byte `at` of `tensor`'s data in `file`.
@@ -201,7 +210,10 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     fs::copy_file(d.dir / "mp2" / "model0-mp2.safetensors", d.from / "model0-mp2.safetensors");
     const auto r = d.reshard(1);
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("model0-mp2.safetensors: a tensor file the manifest does not list (the folder's set is mp=4"));
+    CHECK_THAT(
+        r.err,
+        Catch::Contains(
+            "model0-mp2.safetensors: a tensor file the manifest does not list (the folder's set is mp=4"));
   }
   SECTION("a rank file of another set under a listed name") {
     convert(d.dir / "in", d.dir / "mp2", 2);
@@ -215,7 +227,8 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     fs::remove(d.from / "shardwise-manifest.json");
     const auto r = d.reshard(2);
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("shardwise-manifest.json: missing: reshard reads folders shardwise wrote, or others with --rules"));
+    CHECK_THAT(r.err, Catch::Contains("shardwise-manifest.json: missing: reshard reads folders shardwise "
+                                      "wrote, or others with --rules"));
   }
   SECTION("a manifest written before version 3") {
     auto manifest = nlohmann::json::parse(read_file(d.from / "shardwise-manifest.json"));
@@ -230,14 +243,15 @@ TEST_CASE("reshard refuses a damaged or incomplete set of rank files and writes 
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("cannot reshard"));
     // Every expert tensor of the scope in one line, not one line each.
-    CHECK_THAT(r.err, Catch::Contains("owned tensors cannot be spread over mp=3: their scope counts 8, not a multiple of 3 (e.g. "));
+    CHECK_THAT(
+        r.err,
+        Catch::Contains(
+            "owned tensors cannot be spread over mp=3: their scope counts 8, not a multiple of 3 (e.g. "));
     CHECK_THAT(r.err, Catch::Contains(": owned (0 of 8))"));
     CHECK(r.err.find("cannot be spread") == r.err.rfind("cannot be spread"));
     CHECK_THAT(r.err, Catch::Contains("is not a multiple of 3"));
   }
-  SECTION("an mp out of range is a usage error") {
-    CHECK(d.reshard(0).exit_code == 2);
-  }
+  SECTION("an mp out of range is a usage error") { CHECK(d.reshard(0).exit_code == 2); }
   CHECK(!holds_rank_file(d.out));
 }
 
@@ -268,7 +282,8 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
     CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
-    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err,
+               Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
     // Old rank 1 goes into new rank 0.
     CHECK(!fs::exists(d.out / "model0-mp2.safetensors"));
   }
@@ -289,11 +304,14 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (2 problems)"));
     CHECK_THAT(r.err, Catch::Contains("model0-mp4.safetensors: " + expert + " has xxh3 "));
-    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + expert_xxh3 + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err,
+               Catch::Contains(", the manifest says " + expert_xxh3 + " (the file was damaged or replaced)"));
     CHECK_THAT(r.err, Catch::Contains("model1-mp4.safetensors: " + split + " has xxh3 "));
-    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + split_xxh3 + " (the file was damaged or replaced)"));
-    CHECK_THAT(r.err, Catch::Contains("\n1 of the 2 new files read a damaged piece and were not written, the others "
-                                      "were: replace the damaged rank files, then run again with --resume"));
+    CHECK_THAT(r.err,
+               Catch::Contains(", the manifest says " + split_xxh3 + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err,
+               Catch::Contains("\n1 of the 2 new files read a damaged piece and were not written, the others "
+                               "were: replace the damaged rank files, then run again with --resume"));
     // No temporary left either; the manifest does not call the folder complete.
     CHECK(files_of(d.out) == std::set<std::string>{"model1-mp2.safetensors"});
     CHECK(read_file(d.out / "model1-mp2.safetensors") == read_file(d.dir / "mp2" / "model1-mp2.safetensors"));
@@ -311,7 +329,8 @@ TEST_CASE("reshard refuses every new file that read a damaged old piece and name
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
     CHECK_THAT(r.err, Catch::Contains("model2-mp4.safetensors: " + split + " has xxh3 "));
-    CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
+    CHECK_THAT(r.err,
+               Catch::Contains(", the manifest says " + recorded + " (the file was damaged or replaced)"));
     CHECK_THAT(r.err, Catch::EndsWith("(the file was damaged or replaced)\nNothing was written.\n"));
     CHECK(!holds_rank_file(d.out));
   }
@@ -350,8 +369,9 @@ TEST_CASE("reshard refuses a damaged replicated copy before any new file is comm
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
     CHECK_THAT(r.err, Catch::Contains("model3-mp4.safetensors: " + name + " (replicated) has xxh3 "));
     CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + "\n"));
-    CHECK_THAT(r.err, Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
-                                      "run again with --resume.\n"));
+    CHECK_THAT(r.err,
+               Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
+                               "run again with --resume.\n"));
     // No temporary left either; the manifest does not call the folder complete.
     CHECK(files_of(d.out).empty());
     CHECK(nlohmann::json::parse(read_file(d.out / "shardwise-manifest.json"))["complete"] == false);
@@ -368,8 +388,9 @@ TEST_CASE("reshard refuses a damaged replicated copy before any new file is comm
     CHECK_THAT(r.err, Catch::Contains("its rank files do not hold what its manifest records (1 problem)"));
     CHECK_THAT(r.err, Catch::Contains("model0-mp4.safetensors: " + name + " (replicated) has xxh3 "));
     CHECK_THAT(r.err, Catch::Contains(", the manifest says " + recorded + "\n"));
-    CHECK_THAT(r.err, Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
-                                      "run again with --resume.\n"));
+    CHECK_THAT(r.err,
+               Catch::EndsWith("\nNone of the 2 new files was written: replace the damaged rank files, then "
+                               "run again with --resume.\n"));
     CHECK(!holds_rank_file(d.out));
   }
   SECTION("a dry run: refused while planning") {
@@ -393,7 +414,8 @@ TEST_CASE("reshard --dry-run prints which old pieces make each new tensor, as te
   CHECK_THAT(text.out, Catch::Contains("model0-mp2.safetensors (rank 0"));
   CHECK_THAT(text.out, Catch::Contains("<- model0-mp4.safetensors[0:"));
   CHECK_THAT(text.out, Catch::Contains("+ model1-mp4.safetensors[0:"));
-  const auto json = run_shardwise({"reshard", "--from", d.from.string(), "-m", "8", "--dry-run", "--format", "json"});
+  const auto json =
+      run_shardwise({"reshard", "--from", d.from.string(), "-m", "8", "--dry-run", "--format", "json"});
   REQUIRE(json.exit_code == 0);
   const auto plan = nlohmann::json::parse(json.out);
   CHECK(plan["from_model_parallel"] == 4);
@@ -430,18 +452,23 @@ TEST_CASE("reshard of reinterpreted tensors: byte for byte, and never a cut insi
   for (const auto& [a, b] : std::vector<std::pair<int, int>>{{2, 4}, {4, 1}, {1, 2}, {4, 2}}) {
     INFO("mp " << a << " -> " << b);
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = run_shardwise({"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
+    const auto r = run_shardwise(
+        {"reshard", "--from", (dir / fmt_mp(a)).string(), "-o", out.string(), "-m", std::to_string(b), "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / fmt_mp(b), out);
   }
   // mp 8: w2 is F4 [2, 24], 3 per rank would cut a byte (2 F4 per I8); 12 rows of w1 and 4 experts
   // do not divide either. A direct conversion refuses the same.
-  const auto r = run_shardwise({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "out8").string(), "-m", "8", "-q"});
+  const auto r = run_shardwise(
+      {"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "out8").string(), "-m", "8", "-q"});
   CHECK(r.exit_code == 4);
-  CHECK_THAT(r.err, Catch::Contains("layers.0.w2.weight: 24 entries of dim 1 cannot be split over mp=8 (shape [2, 24]: 3 per rank cuts units of 2)"));
-  CHECK_THAT(r.err, Catch::Contains("layers.0.w1.weight: 12 entries of dim 0 cannot be split over mp=8 (shape [12, 6]: 12 is not a multiple of 8)"));
-  CHECK_THAT(r.err, Catch::Contains("layers.0.experts.3.w1.weight: owned (3 of 4): 4 cannot be spread over mp=8"));
+  CHECK_THAT(r.err, Catch::Contains("layers.0.w2.weight: 24 entries of dim 1 cannot be split over mp=8 "
+                                    "(shape [2, 24]: 3 per rank cuts units of 2)"));
+  CHECK_THAT(r.err, Catch::Contains("layers.0.w1.weight: 12 entries of dim 0 cannot be split over mp=8 "
+                                    "(shape [12, 6]: 12 is not a multiple of 8)"));
+  CHECK_THAT(r.err,
+             Catch::Contains("layers.0.experts.3.w1.weight: owned (3 of 4): 4 cannot be spread over mp=8"));
   CHECK(!holds_rank_file(dir / "out8"));
   const auto direct = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / "direct8").string(),
                                      "-r", kReinterpretRules, "-m", "8", "-q"});
@@ -460,18 +487,19 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
       fs::remove(bare / "shardwise-manifest.json");
     }
     const fs::path out = dir / ("reshard-" + std::to_string(a) + "-" + std::to_string(b));
-    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", out.string(), "-m", std::to_string(b), "-r",
-                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", out.string(), "-m",
+                                  std::to_string(b), "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / fmt_mp(b), out);
   }
   SECTION("a name the rules do not place as it is") {
     // The rank files as the rules' input names: renamed by them, so not a folder they wrote.
-    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
-                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(),
+                                  "-m", "2", "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
+    CHECK_THAT(r.err, Catch::Contains(
+                          "no rank files named as the rules name them (model{rank}-mp{mp}.safetensors)"));
   }
   SECTION("rules that do not describe the folder: every name they cannot place, and why") {
     const auto r = run_shardwise({"reshard", "--from", (dir / "bare4").string(), "-o", (dir / "x").string(),
@@ -482,18 +510,20 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
     CHECK(r.err.find("embed.weight (") == r.err.rfind("embed.weight ("));  // once, not per rank file
   }
   SECTION("parameters without --rules are a usage error") {
-    const auto r = run_shardwise({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(), "-m", "1",
-                       "--n-experts", "8"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / "mp2").string(), "-o", (dir / "x").string(),
+                                  "-m", "1", "--n-experts", "8"});
     CHECK(r.exit_code == 2);
   }
   SECTION("rank files of two mps") {
     const fs::path bare = dir / "bare-mixed";
     fs::copy(dir / "bare4", bare);
     fs::copy_file(dir / "mp2" / "model0-mp2.safetensors", bare / "model0-mp2.safetensors");
-    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2", "-r",
-                       "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    const auto r = run_shardwise({"reshard", "--from", bare.string(), "-o", (dir / "x").string(), "-m", "2",
+                                  "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains("rank files of 2 model parallelisms (model0-mp2.safetensors and model0-mp4.safetensors)"));
+    CHECK_THAT(r.err,
+               Catch::Contains(
+                   "rank files of 2 model parallelisms (model0-mp2.safetensors and model0-mp4.safetensors)"));
   }
   CHECK(!holds_rank_file(dir / "x"));
 }
@@ -505,11 +535,13 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
   TempDir dir;
   SECTION("metacharacters in output.file: the files are found by their literal names") {
     generate(dir / "in");
-    write_file(dir / "meta.yaml", "shardwise: 1\nname: meta\nextends: deepseek-v4-w4a16\n"
-                                  "output: {file: \"m(.*)+[{rank}]^$|?-of{mp}.st\"}\n");
+    write_file(dir / "meta.yaml",
+               "shardwise: 1\nname: meta\nextends: deepseek-v4-w4a16\n"
+               "output: {file: \"m(.*)+[{rank}]^$|?-of{mp}.st\"}\n");
     for (const int mp : {2, 4}) {
-      const auto r = run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
-                                    (dir / "meta.yaml").string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
+      const auto r =
+          run_shardwise({"convert", "-i", (dir / "in").string(), "-o", (dir / fmt_mp(mp)).string(), "-r",
+                         (dir / "meta.yaml").string(), "--n-experts", "8", "-m", std::to_string(mp), "-q"});
       INFO(r.err);
       REQUIRE(r.exit_code == 0);
     }
@@ -518,8 +550,8 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
     // Named as the template's regex reading would take it: ignored.
     fs::copy_file(dir / "mp4" / "m(.*)+[3]^$|?-of4.st", dir / "mp4" / "mxx+[3]^$|?-of4.st");
     fs::copy_file(dir / "mp4" / "m(.*)+[3]^$|?-of4.st", dir / "mp4" / "m(.*)+[3]-of4.st");
-    const auto r = run_shardwise({"reshard", "--from", (dir / "mp4").string(), "-o", (dir / "out").string(), "-m", "2",
-                                  "-r", (dir / "meta.yaml").string(), "--n-experts", "8", "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / "mp4").string(), "-o", (dir / "out").string(),
+                                  "-m", "2", "-r", (dir / "meta.yaml").string(), "--n-experts", "8", "-q"});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     require_same_files(dir / "mp2", dir / "out");
@@ -533,8 +565,8 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
     fs::create_directories(dir / "in");
     write_file(dir / "in" / ("m(.*)+" + std::string(60, '1') + "y.st"), "");
     // `timeout`: a backtracking matcher would take years; the limit only turns that into a failure.
-    const auto r = run_command({"/usr/bin/timeout", "120", shardwise::test::shardwise_binary(), "reshard", "--from",
-                                (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
+    const auto r = run_command({"/usr/bin/timeout", "120", shardwise::test::shardwise_binary(), "reshard",
+                                "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2", "-r",
                                 (dir / "crafted.yaml").string(), "-q"});
     CHECK(r.exit_code == 4);
     CHECK_THAT(r.err, Catch::Contains("no rank files named as the rules name them"));
@@ -543,12 +575,14 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
     fs::create_directories(dir / "in");
     const std::string name = "model" + std::string(60, '9') + "-mp2.safetensors";
     write_file(dir / "in" / name, "");
-    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(), "-m", "2",
-                                  "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
+    const auto r = run_shardwise({"reshard", "--from", (dir / "in").string(), "-o", (dir / "x").string(),
+                                  "-m", "2", "-r", "deepseek-v4-w4a16", "--n-experts", "8", "-q"});
     CHECK(r.exit_code == 4);
-    CHECK_THAT(r.err, Catch::Contains((dir / "in" / name).string() +
-                                      ": named as the rules name rank files (model{rank}-mp{mp}.safetensors), but "
-                                      "its {rank} " + std::string(60, '9') + " does not fit in 64 bits"));
+    CHECK_THAT(r.err,
+               Catch::Contains((dir / "in" / name).string() +
+                               ": named as the rules name rank files (model{rank}-mp{mp}.safetensors), but "
+                               "its {rank} " +
+                               std::string(60, '9') + " does not fit in 64 bits"));
   }
   CHECK(!holds_rank_file(dir / "x"));
 }
@@ -557,15 +591,18 @@ TEST_CASE("reshard --rules: rank files named by a hostile output template, or wi
 // experts) converted with wo_a dequantised and the experts re-quantised; the BF16 wo_a may only
 // be cut again on its 128-row blocks, as a direct conversion requires. A mirrored folder has no
 // ranks to reshard.
-TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the block grid, and mirrored folders refused") {
+TEST_CASE(
+    "reshard of block-transformed outputs: byte for byte, never off the block grid, and mirrored folders "
+    "refused") {
   TempDir dir;
   const fs::path in = dir / "in";
   shardwise::test::generate_official_checkpoint(
       in, {"--format", "v4", "--experts", "8", "--files", "2", "--index"});
   const auto convert_v4 = [&](int mp) {
     const fs::path out = dir / ("v4-" + fmt_mp(mp));
-    const auto result = run_shardwise({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
-                            "8", "-m", std::to_string(mp), "--expert-dtype", "fp8", "-q"});
+    const auto result =
+        run_shardwise({"convert", "-r", "deepseek-v4", "-i", in.string(), "-o", out.string(), "--n-experts",
+                       "8", "-m", std::to_string(mp), "--expert-dtype", "fp8", "-q"});
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     return out;
@@ -573,13 +610,15 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
   const fs::path from = convert_v4(2);
   const fs::path direct = convert_v4(8);
   const fs::path resharded = dir / "resharded";
-  const auto result = run_shardwise({"reshard", "--from", from.string(), "-o", resharded.string(), "-m", "8", "-q"});
+  const auto result =
+      run_shardwise({"reshard", "--from", from.string(), "-o", resharded.string(), "-m", "8", "-q"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   require_same_files(direct, resharded);
 
   // wo_a is [1024, 512] in the generated checkpoint: 64 rows per rank at mp 16 cut its blocks.
-  const auto refused = run_shardwise({"reshard", "--from", from.string(), "-o", (dir / "r16").string(), "-m", "16", "-q"});
+  const auto refused =
+      run_shardwise({"reshard", "--from", from.string(), "-o", (dir / "r16").string(), "-m", "16", "-q"});
   CHECK(refused.exit_code == 4);
   CHECK_THAT(refused.err, Catch::Contains("wo_a.weight: 1024 entries of dim 0 cannot be split over mp=16"));
   CHECK_THAT(refused.err, Catch::Contains("64 per rank cuts units of 128"));
@@ -587,8 +626,11 @@ TEST_CASE("reshard of block-transformed outputs: byte for byte, never off the bl
   shardwise::test::generate_official_checkpoint(
       dir / "v3", {"--format", "v3", "--experts", "8", "--files", "2", "--index"});
   const fs::path bf16 = dir / "bf16";
-  REQUIRE(run_shardwise({"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"}).exit_code == 0);
-  const auto mirrored = run_shardwise({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});
+  REQUIRE(run_shardwise(
+              {"convert", "-r", "fp8-cast-bf16", "-i", (dir / "v3").string(), "-o", bf16.string(), "-q"})
+              .exit_code == 0);
+  const auto mirrored =
+      run_shardwise({"reshard", "--from", bf16.string(), "-o", (dir / "rb").string(), "-m", "2"});
   CHECK(mirrored.exit_code == 4);
   CHECK_THAT(mirrored.err, Catch::Contains("mirrors the input's files"));
   CHECK(!fs::exists(dir / "rb" / "model0-mp2.safetensors"));

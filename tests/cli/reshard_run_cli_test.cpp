@@ -105,7 +105,8 @@ TEST_CASE("reshard --resume after a failed run keeps the finished files and writ
   require_as_direct(f.direct, f.out);
 
   SECTION("a resume into a folder of another reshard is refused, saying what changed") {
-    const auto other = run_shardwise({"reshard", "--from", f.from.string(), "-o", f.out.string(), "-m", "1", "--resume", "-q"});
+    const auto other = run_shardwise(
+        {"reshard", "--from", f.from.string(), "-o", f.out.string(), "-m", "1", "--resume", "-q"});
     CHECK(other.exit_code == 5);
     CHECK_THAT(other.err, Catch::Contains("cannot resume: the parameter mp changed: 4 -> 1"));
   }
@@ -123,7 +124,8 @@ TEST_CASE("reshard --ranks: disjoint runs into one folder complete it together")
   REQUIRE(second.exit_code == 0);
   require_as_direct(f.direct, f.out);
   for (const auto& e : fs::directory_iterator(f.out)) {
-    CHECK(e.path().filename().string().find("shardwise-manifest.ranks") == std::string::npos);  // fragments folded in
+    CHECK(e.path().filename().string().find("shardwise-manifest.ranks") ==
+          std::string::npos);  // fragments folded in
   }
   const auto bad = run_command(f.reshard({"--ranks", "4"}));
   CHECK(bad.exit_code == 2);
@@ -167,14 +169,15 @@ TEST_CASE("reshard --dry-run narrows and summarises as plan does") {
   CHECK(text.out.find("model0-mp4.safetensors (rank 0") == std::string::npos);
   CHECK_THAT(text.out, Catch::Contains("new tensors (--rank 1)"));
 
-  const auto owned = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "owned"});
+  const auto owned =
+      run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "owned"});
   REQUIRE(owned.exit_code == 0);
   CHECK_THAT(owned.out, Catch::Contains(" owned "));
   CHECK(owned.out.find(" replicated <-") == std::string::npos);
   CHECK(owned.out.find(" split dim") == std::string::npos);
 
-  const auto json = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--format", "json", "--filter",
-                        "experts\\.3\\.", "--rank", "1"});
+  const auto json = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--format", "json",
+                                   "--filter", "experts\\.3\\.", "--rank", "1"});
   REQUIRE(json.exit_code == 0);
   const auto doc = nlohmann::json::parse(json.out);
   REQUIRE(doc["outputs"].size() == 1);
@@ -194,12 +197,15 @@ TEST_CASE("reshard --dry-run narrows and summarises as plan does") {
     const auto rank = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rank", "4"});
     CHECK(rank.exit_code == 2);
     CHECK_THAT(rank.err, Catch::Contains("--rank 4: the reshard writes ranks 0 to 3 (mp=4)"));
-    const auto rule = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "table[wq]"});
+    const auto rule =
+        run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--rule", "table[wq]"});
     CHECK(rule.exit_code == 2);
     CHECK_THAT(rule.err, Catch::Contains("a reshard selects by cut, and its tensors are cut as: "));
-    const auto both = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary", "--rank", "1"});
+    const auto both =
+        run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-n", "--summary", "--rank", "1"});
     CHECK(both.exit_code == 2);
-    const auto written = run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-o", f.out.string(), "--rank", "1"});
+    const auto written =
+        run_shardwise({"reshard", "--from", f.from.string(), "-m", "4", "-o", f.out.string(), "--rank", "1"});
     CHECK(written.exit_code == 2);
   }
 }
@@ -212,8 +218,8 @@ TEST_CASE("verify of a reshard's output: against its manifest and against the or
   const auto by_manifest = run_shardwise({"verify", "-o", f.out.string(), "--manifest-only", "-q"});
   INFO(by_manifest.out << by_manifest.err);
   CHECK(by_manifest.exit_code == 0);
-  const auto by_plan =
-      run_shardwise({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"});
+  const auto by_plan = run_shardwise(
+      {"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"});
   INFO(by_plan.out << by_plan.err);
   CHECK(by_plan.exit_code == 0);
 
@@ -223,18 +229,21 @@ TEST_CASE("verify of a reshard's output: against its manifest and against the or
   bytes[bytes.size() - 3] ^= 0x01;
   shardwise::test::write_file(file, bytes);
   CHECK(run_shardwise({"verify", "-o", f.out.string(), "--manifest-only", "-q"}).exit_code == 6);
-  CHECK(run_shardwise({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8", "-m", "4", "-q"})
+  CHECK(run_shardwise({"verify", "-o", f.out.string(), "--hf-ckpt-path", f.in.string(), "--n-experts", "8",
+                       "-m", "4", "-q"})
             .exit_code == 6);
 }
 
 TEST_CASE("reshard -m 1 with two threads: one file, gathered and written side by side, the same bytes") {
   Folders f;
   const fs::path one = f.dir / "mp1";
-  REQUIRE(run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"}).exit_code ==
-          0);
+  REQUIRE(
+      run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"})
+          .exit_code == 0);
   for (const std::string threads : {"1", "2", "3"}) {
     const fs::path out = f.dir / ("to1-" + threads);
-    const auto r = run_shardwise({"reshard", "--from", f.from.string(), "-o", out.string(), "-m", "1", "-t", threads});
+    const auto r =
+        run_shardwise({"reshard", "--from", f.from.string(), "-o", out.string(), "-m", "1", "-t", threads});
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
     CHECK_THAT(r.err, Catch::Contains(", " + threads + " thread"));
@@ -259,11 +268,12 @@ TEST_CASE("reshard --page-cache drop: the same bytes, write-back errors exit 5, 
   }
   // Merged into one file by two threads (one gathers, one writes behind): every old piece read whole.
   const fs::path one = f.dir / "mp1";
-  REQUIRE(run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"}).exit_code ==
-          0);
+  REQUIRE(
+      run_shardwise({"convert", "-i", f.in.string(), "-o", one.string(), "--n-experts", "8", "-m", "1", "-q"})
+          .exit_code == 0);
   const fs::path merged = f.dir / "merged";
-  const auto r = run_shardwise({"reshard", "--from", f.from.string(), "-o", merged.string(), "-m", "1", "-t", "2",
-                                "-q", "--page-cache", "drop"});
+  const auto r = run_shardwise({"reshard", "--from", f.from.string(), "-o", merged.string(), "-m", "1", "-t",
+                                "2", "-q", "--page-cache", "drop"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   require_as_direct(one, merged);
@@ -276,8 +286,8 @@ TEST_CASE("reshard --page-cache drop: the same bytes, write-back errors exit 5, 
   for (const WriteBackFault& w : std::vector<WriteBackFault>{
            {"sync_file_range,EIO,1,.model1-mp4", ".model1-mp4.safetensors.partial: Input/output error",
             "model1-mp4.safetensors"},
-           {"sync_file_range,ENOSPC,2,.model3-mp4", ".model3-mp4.safetensors.partial: No space left on device",
-            "model3-mp4.safetensors"}}) {
+           {"sync_file_range,ENOSPC,2,.model3-mp4",
+            ".model3-mp4.safetensors.partial: No space left on device", "model3-mp4.safetensors"}}) {
     CAPTURE(w.fault);
     fs::remove_all(f.out);
     const auto failed = run_command(with_fault(w.fault, f.reshard({"--page-cache", "drop"})));

@@ -25,10 +25,11 @@ namespace {
 // in dir/format, with a tiktoken.model beside it (which V3's converter copies, `*token*`).
 fs::path generate(const TempDir& dir, const std::string& format) {
   const fs::path in = dir / format;
-  const auto made = format == "w4a16"
-                        ? run_tool("gen_checkpoint", {"--out", in.string(), "--config", "tiny", "--files", "2"})
-                        : run_tool("gen_official_checkpoint",
-                                   {"--out", in.string(), "--format", format, "--experts", "4", "--files", "2", "--index"});
+  const auto made =
+      format == "w4a16"
+          ? run_tool("gen_checkpoint", {"--out", in.string(), "--config", "tiny", "--files", "2"})
+          : run_tool("gen_official_checkpoint",
+                     {"--out", in.string(), "--format", format, "--experts", "4", "--files", "2", "--index"});
   REQUIRE(made.exit_code == 0);
   shardwise::test::write_file(in / "tiktoken.model", "tokens\n");
   return in;
@@ -47,7 +48,8 @@ struct Format {
 
 }  // namespace
 
-TEST_CASE("without --rules, every DeepSeek format converts as with its rules named, the choice said on stderr") {
+TEST_CASE(
+    "without --rules, every DeepSeek format converts as with its rules named, the choice said on stderr") {
   TempDir dir;
   const std::vector<std::string> mp = {"--model-parallel", "2", "--n-experts", "4"};
   const Format formats[] = {
@@ -63,12 +65,14 @@ TEST_CASE("without --rules, every DeepSeek format converts as with its rules nam
   for (const Format& f : formats) {
     const fs::path in = fs::exists(dir / f.checkpoint) ? dir / f.checkpoint : generate(dir, f.checkpoint);
     INFO(f.rules << " " << f.args.size());
-    const fs::path named = dir / ("named" + std::to_string(run)), found = dir / ("found" + std::to_string(run));
+    const fs::path named = dir / ("named" + std::to_string(run)),
+                   found = dir / ("found" + std::to_string(run));
     ++run;
     const std::vector<std::string> io = f.rules == "fp8-cast-bf16"
                                             ? std::vector<std::string>{"--input-fp8-hf-path", in.string()}
                                             : std::vector<std::string>{"--hf-ckpt-path", in.string()};
-    const auto with = run_shardwise(concat(concat({"convert", "--rules", f.rules, "-o", named.string(), "-q"}, io), f.args));
+    const auto with = run_shardwise(
+        concat(concat({"convert", "--rules", f.rules, "-o", named.string(), "-q"}, io), f.args));
     REQUIRE(with.exit_code == 0);
     const auto without = run_shardwise(concat(concat({"convert", "-o", found.string()}, io), f.args));
     INFO(without.err);
@@ -107,32 +111,38 @@ TEST_CASE("--rules of another format is refused naming the rules that fit, befor
     if (c.rules != "fp8-cast-bf16") args = concat(args, {"-m", "2", "--n-experts", "4"});
     const auto refused = run_shardwise(args);
     CHECK(refused.exit_code == 3);
-    CHECK_THAT(refused.err, Catch::Contains("the checkpoint is not what the rules " + c.rules + " accept: it "));
+    CHECK_THAT(refused.err,
+               Catch::Contains("the checkpoint is not what the rules " + c.rules + " accept: it "));
     CHECK_THAT(refused.err, Catch::Contains(c.fits));
     CHECK_FALSE(fs::exists(out));
   }
 }
 
-TEST_CASE("a checkpoint no bundled rules fit is refused with each file's reasons; so is a command line that suits "
-          "none of those that fit") {
+TEST_CASE(
+    "a checkpoint no bundled rules fit is refused with each file's reasons; so is a command line that suits "
+    "none of those that fit") {
   TempDir dir;
   const fs::path in = dir / "fp8-without-scales";
   fs::create_directories(in);
-  shardwise::test::write_file(in / "model.safetensors",
-                              shardwise::test::build_safetensors({{"layers.0.proj.weight", "F8_E4M3", {2, 2}, "\x38\x40\x38\x40"}}));
+  shardwise::test::write_file(
+      in / "model.safetensors",
+      shardwise::test::build_safetensors({{"layers.0.proj.weight", "F8_E4M3", {2, 2}, "\x38\x40\x38\x40"}}));
   const fs::path out = dir / "out";
-  const auto none = run_shardwise({"convert", "-i", in.string(), "-o", out.string(), "-m", "2", "--n-experts", "4"});
+  const auto none =
+      run_shardwise({"convert", "-i", in.string(), "-o", out.string(), "-m", "2", "--n-experts", "4"});
   CHECK(none.exit_code == 4);
   CHECK_THAT(none.err, Catch::Contains("no bundled rules fit this checkpoint"));
   CHECK_THAT(none.err, Catch::Contains("\n  deepseek-v3: needs V3 attention under HF names: no tensor is "));
-  CHECK_THAT(none.err, Catch::Contains("\n  deepseek-v4-w4a16: refuses FP8 weights: layers.0.proj.weight (F8_E4M3)"));
+  CHECK_THAT(none.err,
+             Catch::Contains("\n  deepseek-v4-w4a16: refuses FP8 weights: layers.0.proj.weight (F8_E4M3)"));
   CHECK_FALSE(fs::exists(out));
 
   const fs::path v3 = generate(dir, "v3");
   const auto unclear = run_shardwise({"convert", "-i", v3.string(), "-o", out.string(), "--n-experts", "4"});
   CHECK(unclear.exit_code == 3);
-  CHECK_THAT(unclear.err, Catch::Contains("this checkpoint fits deepseek-v3, fp8-cast-bf16, but the command line "
-                                          "suits none of them: give --rules NAME"));
+  CHECK_THAT(unclear.err,
+             Catch::Contains("this checkpoint fits deepseek-v3, fp8-cast-bf16, but the command line "
+                             "suits none of them: give --rules NAME"));
   CHECK_THAT(unclear.err, Catch::Contains("\n  fp8-cast-bf16: takes no --n-experts"));
   CHECK_FALSE(fs::exists(out));
 }
@@ -145,25 +155,30 @@ TEST_CASE("without --rules, every bundled file's parameters are flags, checked a
 
   TempDir dir;
   const fs::path w4a16 = generate(dir, "w4a16");
-  const auto wrong = run_shardwise(
-      {"plan", "-i", w4a16.string(), "-m", "2", "--n-experts", "8", "--expert-dtype", "fp8"});
+  const auto wrong =
+      run_shardwise({"plan", "-i", w4a16.string(), "-m", "2", "--n-experts", "8", "--expert-dtype", "fp8"});
   CHECK(wrong.exit_code == 2);
-  CHECK_THAT(wrong.err, Catch::Contains("--expert-dtype is not a parameter of the rules deepseek-v4-w4a16 (it is one "
-                                        "of deepseek-v4: --rules chooses them)"));
+  CHECK_THAT(wrong.err,
+             Catch::Contains("--expert-dtype is not a parameter of the rules deepseek-v4-w4a16 (it is one "
+                             "of deepseek-v4: --rules chooses them)"));
 }
 
 TEST_CASE("rules check prints what the rules accept and refuses a bad accepts: at FILE:LINE:COL") {
   const auto checked = run_shardwise({"rules", "check", "deepseek-v4"});
   CHECK(checked.exit_code == 0);
-  CHECK_THAT(checked.out, Catch::Contains("  accepts: requires FP8 weights, E8M0 block scales; forbids F32 block "
-                                          "scales weight_scale_inv (DeepSeek-V3's format), GPTQ packing (W4A16)\n"));
+  CHECK_THAT(checked.out,
+             Catch::Contains("  accepts: requires FP8 weights, E8M0 block scales; forbids F32 block "
+                             "scales weight_scale_inv (DeepSeek-V3's format), GPTQ packing (W4A16)\n"));
   TempDir dir;
   const fs::path bad = dir / "bad.yaml";
-  shardwise::test::write_file(bad, "shardwise: 1\nextends: deepseek-v4\nname: bad\naccepts:\n  require:\n"
-                                   "    - {match: '(', dtype: [F8]}\n");
+  shardwise::test::write_file(bad,
+                              "shardwise: 1\nextends: deepseek-v4\nname: bad\naccepts:\n  require:\n"
+                              "    - {match: '(', dtype: [F8]}\n");
   const auto refused = run_shardwise({"rules", "check", bad.string()});
   CHECK(refused.exit_code == 3);
-  CHECK_THAT(refused.err, Catch::Contains(bad.string() + ":6:15: invalid regex '(' in condition of accepts.require"));
-  CHECK_THAT(refused.err, Catch::Contains(bad.string() + ":6:28: unknown dtype 'F8' in 'dtype' of condition of "
-                                                         "accepts.require"));
+  CHECK_THAT(refused.err,
+             Catch::Contains(bad.string() + ":6:15: invalid regex '(' in condition of accepts.require"));
+  CHECK_THAT(refused.err,
+             Catch::Contains(bad.string() + ":6:28: unknown dtype 'F8' in 'dtype' of condition of "
+                                            "accepts.require"));
 }

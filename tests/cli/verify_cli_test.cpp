@@ -13,8 +13,9 @@ namespace shardwise::test {
 namespace {
 
 CommandResult verify(const std::string& out, std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv = {shardwise_binary(), "verify", "--hf-ckpt-path", tiny_mp4().input, "--save-path", out,
-                                   "--n-experts", "8", "--model-parallel", "4"};
+  std::vector<std::string> argv = {shardwise_binary(), "verify", "--hf-ckpt-path", tiny_mp4().input,
+                                   "--save-path",      out,      "--n-experts",    "8",
+                                   "--model-parallel", "4"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   return run_command(argv);
 }
@@ -50,8 +51,7 @@ TEST_CASE("cli: damage gives exit 6, every mismatch on stdout, the summary on st
   const std::string rank2 = out + "/model2-mp4.safetensors";
   fs::resize_file(rank2, fs::file_size(rank2) - 1);
   fs::remove(out + "/model3-mp4.safetensors");
-  write_file(out + "/model0-mp4.safetensors",
-             build_safetensors([&] {
+  write_file(out + "/model0-mp4.safetensors", build_safetensors([&] {
                auto tensors = read_tensors(out + "/model0-mp4.safetensors");
                tensors.push_back({"extra.weight", "BF16", {4}, std::string(8, '\0')});
                return tensors;
@@ -74,12 +74,16 @@ TEST_CASE("cli: damage gives exit 6, every mismatch on stdout, the summary on st
   }
   REQUIRE(lines.size() == prefixes.size());
   for (std::size_t i = 0; i < lines.size(); ++i) CHECK_THAT(lines[i], Catch::StartsWith(prefixes[i]));
-  CHECK_THAT(r.err, Catch::StartsWith("shardwise: error: verification failed: 5 mismatches in 5 files (2 files ("));
+  CHECK_THAT(r.err,
+             Catch::StartsWith("shardwise: error: verification failed: 5 mismatches in 5 files (2 files ("));
 
   const CommandResult m = verify_manifest_only(out);
   CHECK(m.exit_code == 6);
-  CHECK_THAT(m.out, Catch::Contains("model1-mp4.safetensors: layers.0.attn.wq_b.qweight: bytes differ from the manifest"));
-  CHECK_THAT(m.out, Catch::Contains("model0-mp4.safetensors: extra.weight: unexpected tensor (not in the manifest)"));
+  CHECK_THAT(
+      m.out,
+      Catch::Contains("model1-mp4.safetensors: layers.0.attn.wq_b.qweight: bytes differ from the manifest"));
+  CHECK_THAT(m.out, Catch::Contains(
+                        "model0-mp4.safetensors: extra.weight: unexpected tensor (not in the manifest)"));
   CHECK_THAT(m.out, Catch::Contains("model3-mp4.safetensors: missing (the manifest lists it: "));
 }
 
@@ -91,7 +95,9 @@ TEST_CASE("cli: --manifest-only catches a flipped byte without the input") {
   flip_byte(out + "/model2-mp4.safetensors", at.at("head.weight") + 10);
   const CommandResult r = verify_manifest_only(out);
   CHECK(r.exit_code == 6);
-  CHECK_THAT(r.out, Catch::StartsWith("model2-mp4.safetensors: head.weight: bytes differ from the manifest (expected xxh3 "));
+  CHECK_THAT(r.out,
+             Catch::StartsWith(
+                 "model2-mp4.safetensors: head.weight: bytes differ from the manifest (expected xxh3 "));
 }
 
 TEST_CASE("cli: usage errors exit 2") {
@@ -117,8 +123,9 @@ TEST_CASE("cli: usage errors exit 2") {
 
 TEST_CASE("cli: an unreadable input is an input error, not a verification failure") {
   TempDir tmp;
-  const CommandResult r = run_command({shardwise_binary(), "verify", "--hf-ckpt-path", (tmp / "none").string(),
-                                       "--save-path", tiny_mp4().output, "--model-parallel", "4"});
+  const CommandResult r =
+      run_command({shardwise_binary(), "verify", "--hf-ckpt-path", (tmp / "none").string(), "--save-path",
+                   tiny_mp4().output, "--model-parallel", "4"});
   CHECK(r.exit_code == 5);  // the OS refused: ErrorKind::io
   CHECK_THAT(r.err, Catch::StartsWith("shardwise: error: cannot open " + (tmp / "none").string()));
 }

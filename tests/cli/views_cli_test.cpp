@@ -51,7 +51,7 @@ keys:
   - {name: any, match: '', key: tensor}
 )";
 
-const std::string kRed = "a\x1b[31m.weight";        // colours the rest of the screen red
+const std::string kRed = "a\x1b[31m.weight";          // colours the rest of the screen red
 const std::string kTitle = "skipme\x1b]0;owned\x07";  // retitles the terminal window
 const std::string kBell = "b\x07.bias";
 
@@ -114,7 +114,8 @@ TEST_CASE("views: control characters in names are escaped in every text view") {
   const auto explained = sw({"explain", "--rules", h.rules, "-m", "2", kRed, kTitle});
   CHECK(explained.exit_code == 0);
   CHECK(!has_control(explained.out));
-  CHECK_THAT(explained.out, Catch::Contains("a\\x1b[31m.weight") && Catch::Contains("skipme\\x1b]0;owned\\x07"));
+  CHECK_THAT(explained.out,
+             Catch::Contains("a\\x1b[31m.weight") && Catch::Contains("skipme\\x1b]0;owned\\x07"));
 
   // An error naming the tensors: rules that refuse them.
   std::string refusing = kKeepAll;
@@ -153,26 +154,30 @@ TEST_CASE("views: verify's findings and reshard's dry run escape the names they 
   CHECK(verified.exit_code == 6);
   CHECK(!has_control(verified.out));
   CHECK(!has_control(verified.err));
-  CHECK_THAT(verified.out, Catch::Contains("model0-mp2.safetensors: a\\x1b[31m.weight: bytes differ from the manifest"));
+  CHECK_THAT(verified.out,
+             Catch::Contains("model0-mp2.safetensors: a\\x1b[31m.weight: bytes differ from the manifest"));
 }
 
 // A small official V4 checkpoint: 4 experts per MoE layer, 2 files.
 std::string official_v4(const TempDir& dir) {
   const std::string in = (dir / "v4").string();
-  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v4", "--experts", "4", "--files", "2"})
-              .exit_code == 0);
+  REQUIRE(
+      run_tool("gen_official_checkpoint", {"--out", in, "--format", "v4", "--experts", "4", "--files", "2"})
+          .exit_code == 0);
   return in;
 }
 
 TEST_CASE("views: explain says a dequantised weight's block scale is consumed, not placed") {
-  const std::vector<std::string> common = {"explain", "--rules", "deepseek-v4", "--n-experts", "256", "-m", "4"};
+  const std::vector<std::string> common = {"explain", "--rules", "deepseek-v4", "--n-experts", "256",
+                                           "-m",      "4"};
   std::vector<std::string> scale = common;
   scale.push_back("layers.2.attn.wo_a.scale");
   const auto consumed = sw(scale);
   REQUIRE(consumed.exit_code == 0);
-  CHECK_THAT(consumed.out, Catch::Contains("  consumed by: transform[wo_a-to-bf16] (<bundled>/deepseek-v4.yaml:96:5)") &&
-                               Catch::Contains("the block scale of layers.2.attn.wo_a.weight (dequantize") &&
-                               Catch::Contains("not written"));
+  CHECK_THAT(consumed.out,
+             Catch::Contains("  consumed by: transform[wo_a-to-bf16] (<bundled>/deepseek-v4.yaml:96:5)") &&
+                 Catch::Contains("the block scale of layers.2.attn.wo_a.weight (dequantize") &&
+                 Catch::Contains("not written"));
   CHECK(consumed.out.find("  output:") == std::string::npos);
   CHECK(consumed.out.find("  placement") == std::string::npos);
 
@@ -235,7 +240,8 @@ TEST_CASE("views: plan --summary counts the consumed block scales, so its rows a
 TEST_CASE("views: the summary counts each input tensor once, a scale read by input name included") {
   TempDir dir;
   const std::string in = (dir / "v3").string();
-  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2", "--index"}).exit_code == 0);
+  REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2", "--index"})
+              .exit_code == 0);
   const auto summary = sw({"plan", "--summary", "--rules", "fp8-cast-bf16", "-i", in});
   REQUIRE(summary.exit_code == 0);
   const auto [sum, stated] = rules_table_counts(summary.out);
@@ -246,12 +252,14 @@ TEST_CASE("views: the summary counts each input tensor once, a scale read by inp
 TEST_CASE("messages: reshard's rules parameters without --rules, for a folder with no manifest") {
   TempDir dir;
   fs::create_directories(dir / "ref");
-  const auto result = sw({"reshard", "--from", (dir / "ref").string(), "-m", "2", "--dry-run", "--n-experts", "8"});
+  const auto result =
+      sw({"reshard", "--from", (dir / "ref").string(), "-m", "2", "--dry-run", "--n-experts", "8"});
   CHECK(result.exit_code == 2);
   CHECK(result.err.find("the manifest records them") == std::string::npos);
-  CHECK_THAT(result.err, Catch::Contains((dir / "ref").string() +
-                                         " has no shardwise-manifest.json, so name the rules that wrote it with "
-                                         "--rules, and their parameters"));
+  CHECK_THAT(result.err,
+             Catch::Contains((dir / "ref").string() +
+                             " has no shardwise-manifest.json, so name the rules that wrote it with "
+                             "--rules, and their parameters"));
 }
 
 TEST_CASE("messages: rules check refuses a dtype dequantize cannot read, at its FILE:LINE:COL") {
@@ -270,7 +278,8 @@ transforms:
 )");
   const auto result = sw({"rules", "check", file});
   CHECK(result.exit_code == 3);
-  CHECK_THAT(result.err, Catch::Contains(file + ":10:90: dequantize reads one-byte weights (F8_E4M3), not I32"));
+  CHECK_THAT(result.err,
+             Catch::Contains(file + ":10:90: dequantize reads one-byte weights (F8_E4M3), not I32"));
   CHECK(result.out.find("I32 x block scale") == std::string::npos);
 }
 
@@ -308,7 +317,8 @@ TEST_CASE("help: each line says what the tool does") {
   const auto v4 = sw({"convert", "--rules", "deepseek-v4", "--help"});
   CHECK(v4.exit_code == 0);
   CHECK(v4.out.find("--group-size 64") == std::string::npos);
-  CHECK_THAT(v4.out, Catch::Contains("`--n-experts N` sets the parameter n_experts; --param n_experts=N is the same"));
+  CHECK_THAT(v4.out, Catch::Contains(
+                         "`--n-experts N` sets the parameter n_experts; --param n_experts=N is the same"));
   const auto mirror = sw({"convert", "--rules", "fp8-cast-bf16", "--help"});
   CHECK(mirror.exit_code == 0);
   CHECK_THAT(mirror.out, Catch::Contains("fp8-cast-bf16 have none"));
@@ -330,8 +340,8 @@ TEST_CASE("manifest: a choice parameter is recorded by its word, and an older ma
   TempDir dir;
   const std::string in = official_v4(dir);
   const std::string out = (dir / "out").string();
-  const std::vector<std::string> common = {"--rules", "deepseek-v4", "-i", in, "-m", "2", "--n-experts", "4",
-                                           "--expert-dtype", "fp8"};
+  const std::vector<std::string> common = {"--rules", "deepseek-v4",    "-i", in, "-m", "2", "--n-experts",
+                                           "4",       "--expert-dtype", "fp8"};
   const auto run = [&](std::vector<std::string> args) {
     args.insert(args.end(), common.begin(), common.end());
     return sw(args);
@@ -383,8 +393,8 @@ TEST_CASE("signals: a conversion started with SIGINT ignored keeps ignoring it")
   const std::string in = (dir / "in").string();
   REQUIRE(run_tool("gen_checkpoint", {"--out", in, "--config", "tiny", "--seed", "5"}).exit_code == 0);
   const std::string out = (dir / "out").string();
-  const int status = run_with_sigint_ignored("'" + shardwise_binary() + "' convert -i '" + in + "' -o '" + out +
-                                             "' --n-experts 8 -m 4 -q --threads 1",
+  const int status = run_with_sigint_ignored("'" + shardwise_binary() + "' convert -i '" + in + "' -o '" +
+                                                 out + "' --n-experts 8 -m 4 -q --threads 1",
                                              out);
   CHECK_FALSE(WIFSIGNALED(status));
   REQUIRE(WIFEXITED(status));

@@ -68,7 +68,8 @@ std::string codes(std::size_t count, std::uint32_t seed) { return pattern_bytes(
 std::string e8m0_scales(std::size_t count, std::uint32_t seed) {
   std::string bytes = pattern_bytes(count, seed);
   const unsigned char specials[] = {0x00, 0xFF, 0x01, 0x05, 0x06, 0x7F, 0xFE};
-  for (std::size_t i = 0; i < count; i += 3) bytes[i] = static_cast<char>(specials[(i / 3) % std::size(specials)]);
+  for (std::size_t i = 0; i < count; i += 3)
+    bytes[i] = static_cast<char>(specials[(i / 3) % std::size(specials)]);
   return bytes;
 }
 
@@ -86,8 +87,8 @@ std::string dequantized(const RawTensor& weight, const RawTensor& scale, std::ui
                         std::uint64_t block_cols, transform::Bf16Nan nan) {
   std::string out(weight.bytes.size() * 2, '\0');
   const st::DType dtype = scale.dtype == "F32" ? st::DType::F32 : st::DType::F8_E8M0;
-  transform::dequantize_to_bf16({as_bytes(weight.bytes), as_bytes(scale.bytes), dtype, weight.shape[0], weight.shape[1],
-                                 scale.shape[1], block_rows, block_cols},
+  transform::dequantize_to_bf16({as_bytes(weight.bytes), as_bytes(scale.bytes), dtype, weight.shape[0],
+                                 weight.shape[1], scale.shape[1], block_rows, block_cols},
                                 nan, {reinterpret_cast<std::byte*>(out.data()), out.size()});
   return out;
 }
@@ -108,8 +109,11 @@ struct Fixture {
   std::vector<RawTensor> second = {
       // Found by input name in another file; F32 scale, partial blocks both ways.
       {"a.wf.weight", "F8_E4M3", {100, 70}, codes(100 * 70, 7)},
-      {"a.wf.weight_scale_inv", "F32", {2, 2},
-       f32_scales({0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 3e-39f})},
+      {"a.wf.weight_scale_inv",
+       "F32",
+       {2, 2},
+       f32_scales(
+           {0.5f, std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN(), 3e-39f})},
       // No scale: kept as it is, with a note.
       {"a.wk.weight", "F8_E4M3", {4, 4}, codes(16, 8)},
   };
@@ -123,7 +127,8 @@ struct Fixture {
   }
 };
 
-std::string rows_of(const std::string& bytes, std::uint64_t row_bytes, std::uint64_t begin, std::uint64_t end) {
+std::string rows_of(const std::string& bytes, std::uint64_t row_bytes, std::uint64_t begin,
+                    std::uint64_t end) {
   return bytes.substr(begin * row_bytes, (end - begin) * row_bytes);
 }
 
@@ -132,8 +137,9 @@ TEST_CASE("dequantize pairs: E4M3 x block scale -> BF16, the scale consumed, sli
   const rules::Rules rules = rules::Rules::load_text(kRules, "block.yaml");
   const plan::Plan plan = f.plan(rules, 3);
   REQUIRE(plan.notes.size() == 1);
-  CHECK_THAT(plan.notes[0], Catch::Contains("a.wk.weight: no block scale a.wk.weight_scale_inv (not in the checkpoint): "
-                                            "written unchanged as F8_E4M3"));
+  CHECK_THAT(plan.notes[0],
+             Catch::Contains("a.wk.weight: no block scale a.wk.weight_scale_inv (not in the checkpoint): "
+                             "written unchanged as F8_E4M3"));
   const std::string wo = dequantized(f.first[1], f.first[0], 128, 128, transform::Bf16Nan::torch_cpu);
   const std::string wi = dequantized(f.first[3], f.first[2], 128, 128, transform::Bf16Nan::torch_cpu);
   const std::string wf = dequantized(f.second[0], f.second[1], 64, 48, transform::Bf16Nan::triton);
@@ -158,7 +164,8 @@ TEST_CASE("dequantize pairs: E4M3 x block scale -> BF16, the scale consumed, sli
         CHECK(files.at("a.wo.weight").shape == std::vector<std::uint64_t>{128, 160});
         CHECK(files.at("a.wo.weight").bytes == rows_of(wo, 320, 128 * rank, 128 * (rank + 1)));
         CHECK(files.at("a.wi.weight").shape == std::vector<std::uint64_t>{130, 128});
-        CHECK(files.at("a.wi.weight").bytes == slice_bytes(wi, {130, 384}, 2, 1, 128 * rank, 128 * (rank + 1)));
+        CHECK(files.at("a.wi.weight").bytes ==
+              slice_bytes(wi, {130, 384}, 2, 1, 128 * rank, 128 * (rank + 1)));
         CHECK(files.at("a.wf.weight").bytes == wf);
         CHECK(files.at("a.wk.weight").dtype == "F8_E4M3");
         CHECK(files.at("a.wk.weight").bytes == f.second[2].bytes);
@@ -213,7 +220,8 @@ TEST_CASE("requantize pairs: FP4 + per-32 scale -> E4M3 + per-128x128 scale, cho
   }
 }
 
-TEST_CASE("block pairs: splits off the block grid and misfit companions are planning errors naming the numbers") {
+TEST_CASE(
+    "block pairs: splits off the block grid and misfit companions are planning errors naming the numbers") {
   Fixture f;
   const rules::Rules rules = rules::Rules::load_text(kRules, "block.yaml");
   SECTION("a split that cuts a block") {
@@ -227,8 +235,9 @@ TEST_CASE("block pairs: splits off the block grid and misfit companions are plan
       const std::string what = e.what();
       CHECK_THAT(what, Catch::Contains("a.wo.scale: 3 rows cannot be split over mp=2"));
       CHECK_THAT(what, Catch::Contains("a.wi.weight on rank 0 (transform[wo-bf16] at block.yaml:"));
-      CHECK_THAT(what, Catch::Contains("columns 0-192 of 384 (mp=2) are not a whole number of 128-column blocks of its "
-                                       "block scale a.wi.scale"));
+      CHECK_THAT(what, Catch::Contains(
+                           "columns 0-192 of 384 (mp=2) are not a whole number of 128-column blocks of its "
+                           "block scale a.wi.scale"));
     }
   }
   SECTION("a companion of the wrong shape or dtype, a missing one") {
@@ -242,9 +251,11 @@ TEST_CASE("block pairs: splits off the block grid and misfit companions are plan
     } catch (const Error& e) {
       const std::string what = e.what();
       CHECK_THAT(what, Catch::Contains("a.wo.weight on rank 0 (transform[wo-bf16] at block.yaml:"));
-      CHECK_THAT(what, Catch::Contains("its companion a.wo.scale is F8_E8M0[3, 1], expected F8_E8M0 or F32[3, 2] for "
-                                       "F8_E4M3[384, 160]"));
-      CHECK_THAT(what, Catch::Contains("its companion a.wi.scale is BF16[2, 3], expected F8_E8M0 or F32[2, 3]"));
+      CHECK_THAT(what, Catch::Contains(
+                           "its companion a.wo.scale is F8_E8M0[3, 1], expected F8_E8M0 or F32[3, 2] for "
+                           "F8_E4M3[384, 160]"));
+      CHECK_THAT(what,
+                 Catch::Contains("its companion a.wi.scale is BF16[2, 3], expected F8_E8M0 or F32[2, 3]"));
       CHECK_THAT(what, Catch::Contains("e.w1.weight on rank 0 (transform[fp8] at block.yaml:"));
       CHECK_THAT(what, Catch::Contains("needs its companion e.w1.scale, which is not placed on rank 0"));
     }

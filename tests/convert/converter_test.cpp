@@ -60,12 +60,15 @@ struct Scenario {
       out.file = "model" + std::to_string(rank) + "-mp2.safetensors";
       const auto r = rank;
       add(out, "norm.weight", 0, {}, plan::Cast::none, first[0].bytes);
-      add(out, "proj.rows", 1, {0, 8 * r, 8 * r + 8}, plan::Cast::none, slice_bytes(first[1].bytes, {16, 24}, 4, 0, 8 * r, 8 * r + 8));
-      add(out, "proj.cols", 1, {1, 12 * r, 12 * r + 12}, plan::Cast::none, slice_bytes(first[1].bytes, {16, 24}, 4, 1, 12 * r, 12 * r + 12));
+      add(out, "proj.rows", 1, {0, 8 * r, 8 * r + 8}, plan::Cast::none,
+          slice_bytes(first[1].bytes, {16, 24}, 4, 0, 8 * r, 8 * r + 8));
+      add(out, "proj.cols", 1, {1, 12 * r, 12 * r + 12}, plan::Cast::none,
+          slice_bytes(first[1].bytes, {16, 24}, 4, 1, 12 * r, 12 * r + 12));
       add(out, "scales", 2, {1, 12 * r, 12 * r + 12}, plan::Cast::f16_to_bf16,
           cast_f16_to_bf16(slice_bytes(first[2].bytes, {4, 24}, 2, 1, 12 * r, 12 * r + 12)));
       add(out, "bias", 3, {}, plan::Cast::f32_to_bf16, cast_f32_to_bf16(second[0].bytes));
-      add(out, "cube", 4, {2, 4 * r, 4 * r + 4}, plan::Cast::none, slice_bytes(second[1].bytes, {2, 3, 8}, 1, 2, 4 * r, 4 * r + 4));
+      add(out, "cube", 4, {2, 4 * r, 4 * r + 4}, plan::Cast::none,
+          slice_bytes(second[1].bytes, {2, 3, 8}, 1, 2, 4 * r, 4 * r + 4));
       add(out, "empty", 5, {}, plan::Cast::none, "");
       add(out, "owned." + std::to_string(r), 6 + r, {}, plan::Cast::none, second[3 + r].bytes);
       add(out, "wide", 8, {1, 25000 * r, 25000 * r + 25000}, plan::Cast::none,
@@ -75,15 +78,16 @@ struct Scenario {
     }
   }
 
-  void add(plan::OutputFile& out, const std::string& name, std::size_t source, plan::Slice slice, plan::Cast cast,
-           std::string bytes) {
+  void add(plan::OutputFile& out, const std::string& name, std::size_t source, plan::Slice slice,
+           plan::Cast cast, std::string bytes) {
     plan::PlannedTensor t = planned(plan, name, source, slice, cast);
     out.bytes += t.bytes;
     expected[out.rank][name] = {std::string(st::dtype_name(t.dtype)), t.shape, std::move(bytes)};
     out.tensors.push_back(std::move(t));
   }
 
-  convert::ConvertOptions options(const std::string& out, unsigned threads, std::size_t piece_bytes = 0) const {
+  convert::ConvertOptions options(const std::string& out, unsigned threads,
+                                  std::size_t piece_bytes = 0) const {
     convert::ConvertOptions o;
     o.run.output_dir = (dir / out).string();
     o.run.threads = threads;
@@ -187,7 +191,8 @@ TEST_CASE("convert refuses the input folder, a folder inside it, and foreign fil
         "the output folder " + options.run.output_dir + " is the input folder: choose another one");
   options.run.output_dir = (s.dir / "in" / "." / "sub" / "out").string();
   CHECK(error_of(s, options, ErrorKind::io) == "the output folder " + options.run.output_dir +
-                                                  " is inside the input folder " + in + ": choose one outside it");
+                                                   " is inside the input folder " + in +
+                                                   ": choose one outside it");
   CHECK(!fs::exists(s.dir / "in" / "sub"));
 
   fs::create_directories(s.dir / "foreign");
@@ -197,7 +202,8 @@ TEST_CASE("convert refuses the input folder, a folder inside it, and foreign fil
   options = s.options("foreign", 2);
   CHECK(error_of(s, options, ErrorKind::io) ==
         "the output folder " + fs::canonical(s.dir / "foreign").string() +
-            " holds 2 files that shardwise did not write and would overwrite: model1-mp2.safetensors, extra.txt "
+            " holds 2 files that shardwise did not write and would overwrite: model1-mp2.safetensors, "
+            "extra.txt "
             "(no shardwise manifest there lists them); pass --force to overwrite");
   CHECK(read_file(s.dir / "foreign" / "model1-mp2.safetensors") == "not ours");
   CHECK(!fs::exists(s.dir / "foreign" / "shardwise-manifest.json"));
@@ -235,7 +241,8 @@ TEST_CASE("an error while copying leaves no temporary, and only complete files u
   const std::string message = error_of(s, s.options("out", 2), ErrorKind::io);
   CHECK(message.find("b.safetensors") != std::string::npos);
   std::set<std::string> left;
-  for (const auto& entry : fs::directory_iterator(s.dir / "out")) left.insert(entry.path().filename().string());
+  for (const auto& entry : fs::directory_iterator(s.dir / "out"))
+    left.insert(entry.path().filename().string());
   // Rank 1 needs the missing bytes; rank 0 does not and may have been completed (then it is whole).
   left.erase("model0-mp2.safetensors");
   CHECK(left == std::set<std::string>{"shardwise-manifest.json"});

@@ -37,15 +37,14 @@ struct ParsedTensor {
 // slice_bytes: the bytes of `source` restricted to [begin, end) on `dim`, element by element.
 // pattern_bytes: `count` pseudo-random bytes from `seed`.
 
-
 inline std::string build_safetensors(const std::vector<RawTensor>& tensors) {
   std::string header = "{";
   std::string data;
   for (const RawTensor& t : tensors) {
     if (header.size() > 1) header += ",";
-    header += nlohmann::json(t.name).dump() + ":{\"dtype\":\"" + t.dtype + "\",\"shape\":" +
-              nlohmann::json(t.shape).dump() + ",\"data_offsets\":[" + std::to_string(data.size()) + "," +
-              std::to_string(data.size() + t.bytes.size()) + "]}";
+    header += nlohmann::json(t.name).dump() + ":{\"dtype\":\"" + t.dtype +
+              "\",\"shape\":" + nlohmann::json(t.shape).dump() + ",\"data_offsets\":[" +
+              std::to_string(data.size()) + "," + std::to_string(data.size() + t.bytes.size()) + "]}";
     data += t.bytes;
   }
   header += "}";
@@ -70,15 +69,17 @@ inline std::map<std::string, ParsedTensor> parse_safetensors(const std::string& 
     REQUIRE(begin <= end);
     REQUIRE(8 + n + end <= file.size());
     covered += end - begin;
-    tensors[name] = {entry.at("dtype").get<std::string>(), entry.at("shape").get<std::vector<std::uint64_t>>(),
+    tensors[name] = {entry.at("dtype").get<std::string>(),
+                     entry.at("shape").get<std::vector<std::uint64_t>>(),
                      file.substr(8 + n + begin, end - begin)};
   }
   REQUIRE(8 + n + covered == file.size());
   return tensors;
 }
 
-inline std::string slice_bytes(const std::string& source, const std::vector<std::uint64_t>& shape, std::size_t element_size,
-                        std::size_t dim, std::uint64_t begin, std::uint64_t end) {
+inline std::string slice_bytes(const std::string& source, const std::vector<std::uint64_t>& shape,
+                               std::size_t element_size, std::size_t dim, std::uint64_t begin,
+                               std::uint64_t end) {
   std::uint64_t count = 1;
   for (auto d : shape) count *= d;
   std::string out;
@@ -147,8 +148,8 @@ inline std::size_t add_input_file(plan::Plan& plan, const std::filesystem::path&
   const std::size_t first = plan.sources.size();
   plan.input_files.push_back(std::filesystem::absolute(path).string());
   for (const RawTensor& t : tensors) {
-    plan.sources.push_back({plan.input_files.size() - 1, t.name, *st::parse_dtype(t.dtype), t.shape, offset,
-                            t.bytes.size()});
+    plan.sources.push_back(
+        {plan.input_files.size() - 1, t.name, *st::parse_dtype(t.dtype), t.shape, offset, t.bytes.size()});
     offset += t.bytes.size();
     plan.input_bytes += t.bytes.size();
   }
@@ -157,8 +158,8 @@ inline std::size_t add_input_file(plan::Plan& plan, const std::filesystem::path&
 
 // A planned tensor taking `slice` of `source` (cast or not), with its output shape and bytes
 // computed here.
-inline plan::PlannedTensor planned(const plan::Plan& plan, std::string name, std::size_t source, plan::Slice slice,
-                                   plan::Cast cast = plan::Cast::none) {
+inline plan::PlannedTensor planned(const plan::Plan& plan, std::string name, std::size_t source,
+                                   plan::Slice slice, plan::Cast cast = plan::Cast::none) {
   const plan::Source& src = plan.sources[source];
   plan::PlannedTensor t;
   t.name = std::move(name);

@@ -52,7 +52,8 @@ TEST_CASE("reinterpret: I8 [o, i/2] is written as F4 [o, i], bytes unchanged, af
   convert::ConvertOptions options;
   options.run.output_dir = (f.dir / "out").string();
   options.run.progress = output::ProgressMode::quiet;
-  options.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(), rules.text()};  // as the CLI records them
+  options.rules = {rules.name(), output::xxh3(rules.text()), rules.output_file_pattern(),
+                   rules.text()};  // as the CLI records them
   convert::convert_plan(plan, options);
 
   struct Expected {

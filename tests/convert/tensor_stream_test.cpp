@@ -17,7 +17,9 @@ namespace {
 
 // The input file open for reading, as the engine would have it.
 struct InputFd {
-  explicit InputFd(std::string p) : path_(std::move(p)), fd_(::open(path_.c_str(), O_RDONLY)) { REQUIRE(fd_ >= 0); }
+  explicit InputFd(std::string p) : path_(std::move(p)), fd_(::open(path_.c_str(), O_RDONLY)) {
+    REQUIRE(fd_ >= 0);
+  }
   ~InputFd() { ::close(fd_); }
   InputFd(const InputFd&) = delete;
   InputFd& operator=(const InputFd&) = delete;
@@ -38,9 +40,10 @@ struct Case {
 };
 
 std::string expected_bytes(const Case& c) {
-  std::string bytes = c.slice.whole() ? c.source.bytes
-                                      : slice_bytes(c.source.bytes, c.source.shape, c.element_size,
-                                                    static_cast<std::size_t>(c.slice.dim), c.slice.begin, c.slice.end);
+  std::string bytes = c.slice.whole()
+                          ? c.source.bytes
+                          : slice_bytes(c.source.bytes, c.source.shape, c.element_size,
+                                        static_cast<std::size_t>(c.slice.dim), c.slice.begin, c.slice.end);
   if (c.cast == plan::Cast::f16_to_bf16) return cast_f16_to_bf16(bytes);
   if (c.cast == plan::Cast::f32_to_bf16) return cast_f32_to_bf16(bytes);
   return bytes;
@@ -56,12 +59,32 @@ const std::vector<Case>& cases() {
       {"full dim 1", {"a", "I32", {6, 7}, pattern_bytes(168, 6)}, {1, 0, 7}, plan::Cast::none, 4},
       {"empty slice", {"a", "I32", {6, 7}, pattern_bytes(168, 7)}, {1, 3, 3}, plan::Cast::none, 4},
       {"f16 whole", {"a", "F16", {64, 33}, pattern_bytes(64 * 33 * 2, 8)}, {}, plan::Cast::f16_to_bf16, 2},
-      {"f16 dim 1", {"a", "F16", {64, 32}, pattern_bytes(64 * 32 * 2, 9)}, {1, 8, 16}, plan::Cast::f16_to_bf16, 2},
-      {"f32 dim 0", {"a", "F32", {50, 30}, pattern_bytes(50 * 30 * 4, 10)}, {0, 10, 40}, plan::Cast::f32_to_bf16, 4},
-      {"f32 dim 1", {"a", "F32", {50, 30}, pattern_bytes(50 * 30 * 4, 11)}, {1, 5, 20}, plan::Cast::f32_to_bf16, 4},
+      {"f16 dim 1",
+       {"a", "F16", {64, 32}, pattern_bytes(64 * 32 * 2, 9)},
+       {1, 8, 16},
+       plan::Cast::f16_to_bf16,
+       2},
+      {"f32 dim 0",
+       {"a", "F32", {50, 30}, pattern_bytes(50 * 30 * 4, 10)},
+       {0, 10, 40},
+       plan::Cast::f32_to_bf16,
+       4},
+      {"f32 dim 1",
+       {"a", "F32", {50, 30}, pattern_bytes(50 * 30 * 4, 11)},
+       {1, 5, 20},
+       plan::Cast::f32_to_bf16,
+       4},
       // Rows too far apart to gather: each row is read on its own.
-      {"wide rows", {"a", "U8", {3, 40000}, pattern_bytes(120000, 12)}, {1, 10000, 20000}, plan::Cast::none, 1},
-      {"wide f32 rows", {"a", "F32", {3, 9000}, pattern_bytes(108000, 13)}, {1, 0, 4500}, plan::Cast::f32_to_bf16, 4},
+      {"wide rows",
+       {"a", "U8", {3, 40000}, pattern_bytes(120000, 12)},
+       {1, 10000, 20000},
+       plan::Cast::none,
+       1},
+      {"wide f32 rows",
+       {"a", "F32", {3, 9000}, pattern_bytes(108000, 13)},
+       {1, 0, 4500},
+       plan::Cast::f32_to_bf16,
+       4},
   };
   return all;
 }
@@ -78,21 +101,23 @@ TEST_CASE("a planned tensor's bytes are its source slice, cast, whatever the rea
     const InputFd input(plan.input_files[0]);
     CAPTURE(c.what);
     REQUIRE(stream.bytes() == expected.size());
-    for (const std::size_t step : {std::size_t{2}, std::size_t{6}, std::size_t{64}, std::size_t{4098}, expected.size()}) {
+    for (const std::size_t step :
+         {std::size_t{2}, std::size_t{6}, std::size_t{64}, std::size_t{4098}, expected.size()}) {
       for (const std::size_t scratch_size : {convert::kMinScratchBytes, std::size_t{1} << 20}) {
         CAPTURE(step, scratch_size);
         std::vector<std::byte> scratch(scratch_size);
         std::string got(expected.size(), '\0');
         for (std::size_t at = 0; at < expected.size(); at += step) {
           const std::size_t n = std::min(step, expected.size() - at);
-          stream.read(input.fd(), input.path(), at,
-                      std::as_writable_bytes(std::span(got)).subspan(at, n), scratch);
+          stream.read(input.fd(), input.path(), at, std::as_writable_bytes(std::span(got)).subspan(at, n),
+                      scratch);
         }
         REQUIRE(got == expected);
       }
     }
     std::vector<std::byte> buffer(4096), scratch(4096);
-    CHECK(convert::expected_xxh3(stream, input.fd(), input.path(), buffer, scratch) == output::xxh3(expected));
+    CHECK(convert::expected_xxh3(stream, input.fd(), input.path(), buffer, scratch) ==
+          output::xxh3(expected));
   }
 }
 
@@ -137,8 +162,9 @@ TEST_CASE("a slice or cast that does not fit its source is refused, naming both 
   const std::vector<Bad> bad = {
       {past_end, "out (from src): slice dim1[0:7] is outside the source's shape of 2 dims"},
       {wrong_dim, "out (from src): slice dim2[0:1] is outside the source's shape of 2 dims"},
-      {wrong_cast, "out (from src): the planned cast needs a F16 source written as BF16, but the source is F32 and "
-                   "the output BF16"},
+      {wrong_cast,
+       "out (from src): the planned cast needs a F16 source written as BF16, but the source is F32 and "
+       "the output BF16"},
       {wrong_bytes, "out (from src): planned as 95 bytes, but its slice and cast give 96"},
       {wrong_dtype, "out (from src): planned as I32 without a cast, but the source is F32"},
   };

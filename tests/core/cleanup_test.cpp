@@ -108,8 +108,9 @@ TEST_CASE("a full registry refuses with an error, not a crash") {
     try {
       register_temp_file("/nonexistent/one-too-many");
     } catch (const Error& e) {
-      const bool named = std::string(e.what()) == "cannot register temporary file /nonexistent/one-too-many: "
-                                                  "256 temporary files are already open";
+      const bool named = std::string(e.what()) ==
+                         "cannot register temporary file /nonexistent/one-too-many: "
+                         "256 temporary files are already open";
       ::_exit(named ? 7 : 8);
     }
   });

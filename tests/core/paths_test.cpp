@@ -83,10 +83,10 @@ TEST_CASE("outside_target: links that stay inside pass, links that lead out are 
     FAIL("a link out of the folder was accepted");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);
-    CHECK(std::string(e.what()) == (folder / "outside.json").string() + ": leads outside its folder " + in +
-                                       " (to " + outside +
-                                       "): shardwise reads nothing outside the folders it is given; copy the file "
-                                       "into the folder, or pass --allow-outside-links");
+    CHECK(std::string(e.what()) ==
+          (folder / "outside.json").string() + ": leads outside its folder " + in + " (to " + outside +
+              "): shardwise reads nothing outside the folders it is given; copy the file "
+              "into the folder, or pass --allow-outside-links");
   }
 }
 
@@ -101,7 +101,8 @@ TEST_CASE("outside_target: the file open on a descriptor is the one checked") {
   REQUIRE(inside >= 0);
   REQUIRE(outside >= 0);
   // The path names a file inside, but what was opened (say, before a swap) is outside.
-  CHECK(outside_target(folder.string(), "tokenizer.json", outside) == fs::canonical(dir / "private.txt").string());
+  CHECK(outside_target(folder.string(), "tokenizer.json", outside) ==
+        fs::canonical(dir / "private.txt").string());
   CHECK_FALSE(outside_target(folder.string(), "tokenizer.json", inside));
   ::close(inside);
   ::close(outside);
@@ -148,14 +149,17 @@ TEST_CASE("open_regular_file: a FIFO, a folder or a device is refused without bl
     CHECK(std::string(e.what()) ==
           fifo.string() + ": a FIFO (named pipe), not a regular file: refused without reading it");
   }
-  CHECK_THROWS_WITH(io::ReadOnlyFile(dir.str()), dir.str() + ": a folder, not a regular file: refused without reading it");
-  CHECK_THROWS_WITH(io::ReadOnlyFile("/dev/zero"), "/dev/zero: a device, not a regular file: refused without reading it");
+  CHECK_THROWS_WITH(io::ReadOnlyFile(dir.str()),
+                    dir.str() + ": a folder, not a regular file: refused without reading it");
+  CHECK_THROWS_WITH(io::ReadOnlyFile("/dev/zero"),
+                    "/dev/zero: a device, not a regular file: refused without reading it");
   CHECK_THROWS_WITH(io::read_regular_file((dir / "absent").string(), 10, ErrorKind::rules, "rules file"),
                     "cannot open rules file " + (dir / "absent").string() + ": No such file or directory");
   write_file(dir / "big", std::string(11, 'x'));
   CHECK_THROWS_WITH(io::read_regular_file((dir / "big").string(), 10, ErrorKind::rules, "rules file"),
                     (dir / "big").string() + ": rules file is larger than 10 bytes");
-  CHECK(io::read_regular_file((dir / "big").string(), 11, ErrorKind::rules, "rules file") == std::string(11, 'x'));
+  CHECK(io::read_regular_file((dir / "big").string(), 11, ErrorKind::rules, "rules file") ==
+        std::string(11, 'x'));
 }
 
 TEST_CASE("open_in_output_folder: never through a link, never anything but a regular file") {
@@ -167,20 +171,22 @@ TEST_CASE("open_in_output_folder: never through a link, never anything but a reg
   fs::create_symlink("../created.txt", out / ".tokenizer.json.partial");
   REQUIRE(::mkfifo((out / "fifo").c_str(), 0600) == 0);
 
-  CHECK_THROWS_WITH(io::open_in_output_folder((out / ".shardwise.lock").string(), O_RDWR | O_CREAT, 0644, "the lock file"),
-                    "the lock file " + (out / ".shardwise.lock").string() +
-                        " is a symbolic link: shardwise writes no file through a link (it could lead outside the "
-                        "output folder); remove it");
+  CHECK_THROWS_WITH(
+      io::open_in_output_folder((out / ".shardwise.lock").string(), O_RDWR | O_CREAT, 0644, "the lock file"),
+      "the lock file " + (out / ".shardwise.lock").string() +
+          " is a symbolic link: shardwise writes no file through a link (it could lead outside the "
+          "output folder); remove it");
   CHECK(read_file(dir / "victim.txt") == std::string(200, 'v'));
   // A dangling link: nothing is created where it points.
-  CHECK_THROWS_AS(io::open_in_output_folder((out / ".tokenizer.json.partial").string(), O_WRONLY | O_CREAT | O_TRUNC,
-                                            0644, "the temporary file"),
+  CHECK_THROWS_AS(io::open_in_output_folder((out / ".tokenizer.json.partial").string(),
+                                            O_WRONLY | O_CREAT | O_TRUNC, 0644, "the temporary file"),
                   Error);
   CHECK_FALSE(fs::exists(dir / "created.txt"));
   CHECK_THROWS_WITH(io::open_in_output_folder((out / "fifo").string(), O_WRONLY | O_CREAT | O_TRUNC, 0644,
                                               "the temporary file"),
                     "the temporary file " + (out / "fifo").string() + " is not a regular file: remove it");
-  const int fd = io::open_in_output_folder((out / "new").string(), O_WRONLY | O_CREAT | O_TRUNC, 0644, "a file");
+  const int fd =
+      io::open_in_output_folder((out / "new").string(), O_WRONLY | O_CREAT | O_TRUNC, 0644, "a file");
   CHECK(fd >= 0);
   ::close(fd);
 }

@@ -2,8 +2,8 @@
 // block of 2,048 tensors): the same decisions as deciding each name alone, in order; an error in
 // the rules surfaces at the tensor that caused it; a planner that stops early is not kept waiting.
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -22,8 +22,8 @@ std::vector<TensorSpec> many_tensors(std::size_t count) {
   std::vector<TensorSpec> tensors;
   for (std::size_t i = 0; tensors.size() < count; ++i) {
     const std::string block = fmt::format("blk.{:05}", i);
-    for (const std::string& name : {block + ".col.weight", block + ".items.3.row.weight", block + ".x.extra",
-                                    block + ".lonely.bias"}) {
+    for (const std::string& name :
+         {block + ".col.weight", block + ".items.3.row.weight", block + ".x.extra", block + ".lonely.bias"}) {
       if (tensors.size() < count) tensors.push_back({name, st::DType::BF16, {8, 4}});
     }
   }
@@ -64,7 +64,8 @@ TEST_CASE("the decision pipeline rethrows a rules error at the tensor that cause
   TempDir dir;
   // 5,000 split tensors, then owned ones; deciding those needs n_items, which is not given.
   std::vector<TensorSpec> tensors;
-  for (int i = 0; i < 5000; ++i) tensors.push_back({fmt::format("a.{:05}.col.weight", i), st::DType::BF16, {8, 4}});
+  for (int i = 0; i < 5000; ++i)
+    tensors.push_back({fmt::format("a.{:05}.col.weight", i), st::DType::BF16, {8, 4}});
   tensors.push_back({"b.items.3.col.weight", st::DType::BF16, {8, 4}});
   tensors.push_back({"b.items.4.col.weight", st::DType::BF16, {8, 4}});
   write_checkpoint_file(dir / "a.safetensors", tensors);

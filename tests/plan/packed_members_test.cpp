@@ -41,7 +41,8 @@ table:
 )";
 
 // The five members of a logical [out, in] weight packed with `group` input rows per scale.
-std::vector<TensorSpec> act_order(const std::string& base, std::uint64_t out, std::uint64_t in, std::uint64_t group) {
+std::vector<TensorSpec> act_order(const std::string& base, std::uint64_t out, std::uint64_t in,
+                                  std::uint64_t group) {
   return {{base + ".qweight", DType::I32, {in / 8, out}},
           {base + ".qzeros", DType::I32, {in / group, out / 8}},
           {base + ".scales", DType::F16, {in / group, out}},
@@ -70,7 +71,8 @@ std::string plan_error(const TempDir& dir, std::uint64_t mp, rules::Params param
 TEST_CASE("1-D members follow their axis: sliced when the group splits it, whole on every rank otherwise") {
   TempDir dir;
   // col: [out=64, in=512] split out; row: [out=32, in=1024] split in.
-  write_checkpoint_file(dir / "a.safetensors", act_order("blk.col", 64, 512, 64) + act_order("blk.row", 32, 1024, 64));
+  write_checkpoint_file(dir / "a.safetensors",
+                        act_order("blk.col", 64, 512, 64) + act_order("blk.row", 32, 1024, 64));
   const Plan plan = plan_folder(dir, 4);
   for (std::uint64_t rank = 0; rank < 4; ++rank) {
     INFO("rank " << rank);
@@ -108,22 +110,26 @@ TEST_CASE("a parameterised divisor takes the value the plan is made with") {
   // The default (64) does not fit a checkpoint packed with groups of 128: the members disagree on in.
   const std::string wrong = plan_error(dir, 4);
   INFO(wrong);
-  CHECK_THAT(wrong, Catch::Contains("blk.row: the members of packed layout act-order disagree on in: qweight "
-                                    "blk.row.qweight I32[128, 32] gives in=1024; qzeros blk.row.qzeros I32[8, 4] "
-                                    "gives in=512; scales blk.row.scales F16[8, 32] gives in=512; g_idx "
-                                    "blk.row.g_idx I32[1024] gives in=1024"));
-  CHECK_THAT(wrong, Catch::Contains("qzeros fits [in/128, out/8], where the layout says [in/group_size, out/8] "
-                                    "(group_size=64)"));
+  CHECK_THAT(wrong,
+             Catch::Contains("blk.row: the members of packed layout act-order disagree on in: qweight "
+                             "blk.row.qweight I32[128, 32] gives in=1024; qzeros blk.row.qzeros I32[8, 4] "
+                             "gives in=512; scales blk.row.scales F16[8, 32] gives in=512; g_idx "
+                             "blk.row.g_idx I32[1024] gives in=1024"));
+  CHECK_THAT(wrong,
+             Catch::Contains("qzeros fits [in/128, out/8], where the layout says [in/group_size, out/8] "
+                             "(group_size=64)"));
 }
 
 TEST_CASE("a divisor of 0 is refused once per layout, naming the member and the parameter") {
   TempDir dir;
-  write_checkpoint_file(dir / "a.safetensors", act_order("blk.row", 32, 1024, 64) + act_order("blk.col", 32, 1024, 64));
+  write_checkpoint_file(dir / "a.safetensors",
+                        act_order("blk.row", 32, 1024, 64) + act_order("blk.col", 32, 1024, 64));
   const std::string error = plan_error(dir, 2, {{"group_size", 0}});
   INFO(error);
-  CHECK_THAT(error, Catch::Contains("packed layout act-order (act-order.yaml:8:3) cannot be placed: member qzeros "
-                                    "[in/group_size, out/8]: group_size=0; member scales [in/group_size, out]: "
-                                    "group_size=0 (a divisor must be at least 1"));
+  CHECK_THAT(error,
+             Catch::Contains("packed layout act-order (act-order.yaml:8:3) cannot be placed: member qzeros "
+                             "[in/group_size, out/8]: group_size=0; member scales [in/group_size, out]: "
+                             "group_size=0 (a divisor must be at least 1"));
   CHECK(error.find("cannot be placed") == error.rfind("cannot be placed"));  // once, not per group
 }
 
@@ -143,8 +149,9 @@ TEST_CASE("splits never cut a parameterised group or a 1-D member, a member of t
   write_checkpoint_file(dir / "a.safetensors", act_order("blk.row", 32, 256, 64));
   const std::string cut = plan_error(dir, 8);
   INFO(cut);
-  CHECK_THAT(cut, Catch::Contains("blk.row.scales: 4 packed rows cannot be split over mp=8 (in=256, 32 per rank, "
-                                  "packing 64)"));
+  CHECK_THAT(cut,
+             Catch::Contains("blk.row.scales: 4 packed rows cannot be split over mp=8 (in=256, 32 per rank, "
+                             "packing 64)"));
   CHECK_THAT(cut, Catch::Contains("blk.row.qzeros: 4 packed rows cannot be split over mp=8"));
   CHECK(cut.find("blk.row.g_idx:") == std::string::npos);
 
@@ -152,28 +159,34 @@ TEST_CASE("splits never cut a parameterised group or a 1-D member, a member of t
   std::vector<TensorSpec> tensors = act_order("blk.row", 32, 1024, 64);
   tensors[3].shape = {1024, 1};  // g_idx with two dims
   write_checkpoint_file(flat / "a.safetensors", tensors);
-  CHECK_THAT(plan_error(flat, 2),
-             Catch::Contains("blk.row.g_idx: member g_idx of packed layout act-order must have 1 dim ([in]), has "
-                             "[1024, 1]"));
+  CHECK_THAT(
+      plan_error(flat, 2),
+      Catch::Contains("blk.row.g_idx: member g_idx of packed layout act-order must have 1 dim ([in]), has "
+                      "[1024, 1]"));
 }
 
 TEST_CASE("layout shapes: one or two dims, divisors a number or a declared parameter") {
-  const std::string head = "shardwise: 1\nname: t\nparams:\n  group_size: {default: 64}\n  n: {default: infer}\n"
-                           "output: {file: 'r{rank}.safetensors'}\nlayouts:\n  l:\n    members:\n";
+  const std::string head =
+      "shardwise: 1\nname: t\nparams:\n  group_size: {default: 64}\n  n: {default: infer}\n"
+      "output: {file: 'r{rank}.safetensors'}\nlayouts:\n  l:\n    members:\n";
   struct Case {
     const char* member;
     const char* message;
   };
   const Case cases[] = {
       {"      a: {shape: [in/group_sise, out]}",
-       "t.yaml:10:19: shape of member 'a' of layout 'l' names an undefined parameter 'group_sise' (did you mean "
+       "t.yaml:10:19: shape of member 'a' of layout 'l' names an undefined parameter 'group_sise' (did you "
+       "mean "
        "'group_size'?)"},
       {"      a: {shape: [in/n, out]}",
-       "t.yaml:10:19: shape of member 'a' of layout 'l' divides by parameter 'n', which says 'default: infer'"},
+       "t.yaml:10:19: shape of member 'a' of layout 'l' divides by parameter 'n', which says 'default: "
+       "infer'"},
       {"      a: {shape: [in, out, out]}",
-       "t.yaml:10:18: shape of member 'a' of layout 'l' must have one dim or two (each out, in, out/N or in/N), got 3"},
-      {"      a: {shape: [in, in/8]}", "t.yaml:10:18: shape of member 'a' of layout 'l' must have one 'out' dim and one "
-                                      "'in' dim"},
+       "t.yaml:10:18: shape of member 'a' of layout 'l' must have one dim or two (each out, in, out/N or "
+       "in/N), got 3"},
+      {"      a: {shape: [in, in/8]}",
+       "t.yaml:10:18: shape of member 'a' of layout 'l' must have one 'out' dim and one "
+       "'in' dim"},
       {"      a: {shape: [in/0]}", "t.yaml:10:19: bad shape expression 'in/0'"},
   };
   for (const Case& c : cases) {
@@ -185,7 +198,8 @@ TEST_CASE("layout shapes: one or two dims, divisors a number or a declared param
       CHECK_THAT(std::string(e.what()), Catch::Contains(c.message));
     }
   }
-  const rules::Rules ok = rules::Rules::load_text(head + "      a: {shape: [in/group_size, out/8]}\n      b: {shape: [in]}\n", "t.yaml");
+  const rules::Rules ok = rules::Rules::load_text(
+      head + "      a: {shape: [in/group_size, out/8]}\n      b: {shape: [in]}\n", "t.yaml");
   const rules::LayoutMember& a = *ok.layouts().at(0).find("a");
   REQUIRE(a.dims.size() == 2);
   CHECK(a.dims[0].divisor_param == "group_size");

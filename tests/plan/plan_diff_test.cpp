@@ -40,7 +40,8 @@ void write_small(const TempDir& dir) {
 // The small checkpoint holds one of the rules' items: the ownership rule is marked partial.
 std::string json_plan(const TempDir& dir, const std::string& rules_text, std::uint64_t mp = 2) {
   const rules::Rules rules = rules::Rules::load_text(
-      replace_once(rules_text, "    count: n_items\n", "    count: n_items\n    partial: true\n"), "plan-test.yaml");
+      replace_once(rules_text, "    count: n_items\n", "    count: n_items\n    partial: true\n"),
+      "plan-test.yaml");
   const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
   return plan::format_plan_json(plan::plan_checkpoint(checkpoint, rules, {mp, {}}));
 }
@@ -173,7 +174,8 @@ TEST_CASE("diff: plans narrowed differently are refused") {
   TempDir dir;
   write_small(dir);
   const rules::Rules rules = rules::Rules::load_text(
-      replace_once(kPlanRules, "    count: n_items\n", "    count: n_items\n    partial: true\n"), "plan-test.yaml");
+      replace_once(kPlanRules, "    count: n_items\n", "    count: n_items\n    partial: true\n"),
+      "plan-test.yaml");
   const plan::Plan p = plan::plan_checkpoint(st::Checkpoint::open(dir.str()), rules, {2, {}});
   const std::string whole = plan::format_plan_json(p);
   const std::string rank1 = plan::format_plan_json(p, {std::nullopt, 1, std::nullopt});

@@ -1,8 +1,8 @@
 // The plan formats written piece by piece: a plan bigger than one piece (1 MiB) arrives in several
 // pieces that together are the whole document, nothing lost or repeated at the seams.
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -46,7 +46,9 @@ TEST_CASE("a large plan is written in pieces that join into the whole text and J
   joined.clear();
   for (const std::string& piece : pieces) joined += piece;
   std::size_t rows = 0;
-  for (std::size_t at = joined.find("\n  blk."); at != std::string::npos; at = joined.find("\n  blk.", at + 1)) ++rows;
+  for (std::size_t at = joined.find("\n  blk."); at != std::string::npos;
+       at = joined.find("\n  blk.", at + 1))
+    ++rows;
   CHECK(rows == tensors.size());
   CHECK(joined.ends_with("side files: none\n"));
 }
@@ -65,6 +67,7 @@ TEST_CASE("a choice parameter is shown by its word in the text, the JSON and the
 
   CHECK_THAT(plan::format_plan_text(plan), Catch::Contains("\nparams: kind=fp8 mp=2 n_items=4\n"));
   CHECK_THAT(plan::format_plan_summary(plan), Catch::Contains("\nparams: kind=fp8 mp=2 n_items=4\n"));
-  CHECK_THAT(plan::format_plan_json(plan), Catch::Contains(R"("params": {"kind": "fp8", "mp": 2, "n_items": 4},)"));
+  CHECK_THAT(plan::format_plan_json(plan),
+             Catch::Contains(R"("params": {"kind": "fp8", "mp": 2, "n_items": 4},)"));
   CHECK(plan::plan_to_json(plan).at("params") == nlohmann::json{{"kind", "fp8"}, {"mp", 2}, {"n_items", 4}});
 }

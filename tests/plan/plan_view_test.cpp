@@ -6,8 +6,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
-#include "plan/plan_fixture.hpp"
 #include <shardwise/plan/plan_view.hpp>
+#include "plan/plan_fixture.hpp"
 
 using namespace shardwise;
 using namespace shardwise::test;

@@ -109,7 +109,8 @@ TEST_CASE("plan places every kind of tensor with its slices, casts and bytes") {
     CHECK(t.bytes == *st::byte_size(e.dtype, e.shape));
   }
   CHECK(plan.rule_labels.at(find(plan, 0, "blk.0.col.qweight").rule) == "table[col] (plan-test.yaml:29:3)");
-  CHECK(plan.rule_labels.at(find(plan, 1, "blk.0.items.3.col.weight").rule) == "ownership[items] (plan-test.yaml:38:5)");
+  CHECK(plan.rule_labels.at(find(plan, 1, "blk.0.items.3.col.weight").rule) ==
+        "ownership[items] (plan-test.yaml:38:5)");
 
   // Owned tensors exist on their rank only; every rank's tensors are sorted by name.
   CHECK(plan.outputs[0].tensors.size() == 14);  // 12 split or replicated, items 0 and 1
@@ -332,7 +333,8 @@ TEST_CASE("plan refuses model parallelism out of range") {
       FAIL("accepted mp=" << mp);
     } catch (const Error& e) {
       CHECK(e.kind() == ErrorKind::usage);
-      CHECK(std::string(e.what()) == "model parallelism must be between 1 and 4096, not " + std::to_string(mp));
+      CHECK(std::string(e.what()) ==
+            "model parallelism must be between 1 and 4096, not " + std::to_string(mp));
     }
   }
 }

@@ -23,23 +23,24 @@ namespace {
 namespace fs = std::filesystem;
 
 void convert(const fs::path& in, const fs::path& out, int mp) {
-  const auto r = run_command({shardwise_binary(), "convert", "-i", in.string(), "-o", out.string(), "--n-experts", "8",
-                              "-m", std::to_string(mp), "-q"});
+  const auto r = run_command({shardwise_binary(), "convert", "-i", in.string(), "-o", out.string(),
+                              "--n-experts", "8", "-m", std::to_string(mp), "-q"});
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
 }
 
 TEST_CASE("gather: every staging size writes the bytes of a direct conversion") {
   TempDir dir;
-  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny", "--layers",
-                       "1", "--experts", "8"})
+  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny",
+                       "--layers", "1", "--experts", "8"})
               .exit_code == 0);
   for (const int mp : {1, 2, 4, 8}) convert(dir / "in", dir / ("mp" + std::to_string(mp)), mp);
   for (const std::size_t piece_bytes : {std::size_t{64}, std::size_t{256}, std::size_t{1} << 20}) {
     for (const auto& [a, b] : std::vector<std::pair<int, int>>{{1, 8}, {8, 1}, {2, 4}, {4, 2}}) {
       INFO("mp " << a << " -> " << b << ", staging " << piece_bytes);
       const reshard::ReshardPlan plan = reshard::plan_reshard((dir / ("mp" + std::to_string(a))).string(), b);
-      const fs::path out = dir / ("out-" + std::to_string(piece_bytes) + "-" + std::to_string(a) + "-" + std::to_string(b));
+      const fs::path out =
+          dir / ("out-" + std::to_string(piece_bytes) + "-" + std::to_string(a) + "-" + std::to_string(b));
       reshard::ReshardOptions options;
       options.run.output_dir = out.string();
       options.run.progress = output::ProgressMode::quiet;
@@ -60,8 +61,8 @@ TEST_CASE("gather: every staging size writes the bytes of a direct conversion") 
 
 TEST_CASE("gather: merging reads every old piece whole, splitting only the copies it moves whole") {
   TempDir dir;
-  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny", "--layers",
-                       "1", "--experts", "8"})
+  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny",
+                       "--layers", "1", "--experts", "8"})
               .exit_code == 0);
   for (const int mp : {2, 4}) convert(dir / "in", dir / ("mp" + std::to_string(mp)), mp);
   for (const auto& [a, b] : std::vector<std::pair<int, int>>{{4, 2}, {4, 1}, {2, 4}, {4, 4}}) {
@@ -86,8 +87,8 @@ TEST_CASE("gather: merging reads every old piece whole, splitting only the copie
 
 TEST_CASE("gather: a flipped byte in a piece read whole is found at every staging size") {
   TempDir dir;
-  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny", "--layers",
-                       "1", "--experts", "8"})
+  REQUIRE(run_command({tools_dir() + "/gen_checkpoint", "--out", (dir / "in").string(), "--config", "tiny",
+                       "--layers", "1", "--experts", "8"})
               .exit_code == 0);
   convert(dir / "in", dir / "mp4", 4);
   // The largest split piece of old rank 2 whose rows interleave when merged (split on dim 1).
@@ -112,7 +113,8 @@ TEST_CASE("gather: a flipped byte in a piece read whole is found at every stagin
       write_file(file, bytes);
       const reshard::ReshardPlan plan = reshard::plan_reshard((dir / "mp4").string(), 2);
       reshard::ReshardOptions options;
-      options.run.output_dir = (dir / ("out-" + std::to_string(at) + "-" + std::to_string(piece_bytes))).string();
+      options.run.output_dir =
+          (dir / ("out-" + std::to_string(at) + "-" + std::to_string(piece_bytes))).string();
       options.run.progress = output::ProgressMode::quiet;
       options.piece_bytes = piece_bytes;
       options.run.threads = 2;

@@ -129,7 +129,8 @@ TEST_CASE("accepts: every required condition met by some tensor, no forbidden on
       {"no tensors at all",
        {},
        false,
-       {"needs FP8 weights: no tensor is '\\.weight$' F8_E4M3", "needs '_scale_inv$': no tensor is '_scale_inv$'"}},
+       {"needs FP8 weights: no tensor is '\\.weight$' F8_E4M3",
+        "needs '_scale_inv$': no tensor is '_scale_inv$'"}},
   };
   for (const JudgeCase& c : cases) {
     INFO(c.what);
@@ -139,7 +140,8 @@ TEST_CASE("accepts: every required condition met by some tensor, no forbidden on
     CHECK(verdict.unmet == c.unmet);
   }
   const AcceptsVerdict fits = rules.judge(cases[0].tensors);
-  CHECK(fits.met == std::vector<std::string>{"FP8 weights", "'_scale_inv$'", "no GPTQ packing", "no any name F8_E8M0"});
+  CHECK(fits.met ==
+        std::vector<std::string>{"FP8 weights", "'_scale_inv$'", "no GPTQ packing", "no any name F8_E8M0"});
 }
 
 TEST_CASE("accepts: rules without the section are not judged; an extending file inherits or replaces it") {
@@ -159,25 +161,32 @@ TEST_CASE("accepts: rules without the section are not judged; an extending file 
   const AcceptsVerdict replaced = Accepts::of_named_rules((dir / "replaces.yaml").string()).judge(packed);
   CHECK(replaced.unmet == std::vector<std::string>{"refuses any name I32: a.qweight (I32)"});
   CHECK(Accepts::of_named_rules((dir / "replaces.yaml").string()).judge(kV3).fits);
-  CHECK(Accepts::of_named_rules((dir / "replaces.yaml").string()).describe() == "requires nothing; forbids any name I32");
+  CHECK(Accepts::of_named_rules((dir / "replaces.yaml").string()).describe() ==
+        "requires nothing; forbids any name I32");
 }
 
 TEST_CASE("accepts: section errors at FILE:LINE:COL, all in one run") {
   const std::string yaml = kHead +
-                           "accepts:\n"                               // 4
-                           "  require:\n"                             // 5
-                           "    - {match: 'a(b'}\n"                   // 6
-                           "    - {name: nothing}\n"                  // 7
-                           "    - {dtype: [FP8], nam: x}\n"           // 8
-                           "  forbid: {match: x}\n"                   // 9
-                           "  allow: []\n";                           // 10
+                           "accepts:\n"                      // 4
+                           "  require:\n"                    // 5
+                           "    - {match: 'a(b'}\n"          // 6
+                           "    - {name: nothing}\n"         // 7
+                           "    - {dtype: [FP8], nam: x}\n"  // 8
+                           "  forbid: {match: x}\n"          // 9
+                           "  allow: []\n";                  // 10
   const std::string error = load_error(yaml);
-  CHECK_THAT(error, Catch::Contains("a.yaml:6:15: invalid regex 'a(b' in condition of accepts.require: missing ): a(b"));
   CHECK_THAT(error, Catch::Contains(
-                        "a.yaml:7:7: condition of accepts.require needs 'match' (a regex of tensor names), 'dtype' (a "
-                        "list of dtypes) or both"));
-  CHECK_THAT(error, Catch::Contains("a.yaml:8:16: unknown dtype 'FP8' in 'dtype' of condition of accepts.require"));
-  CHECK_THAT(error, Catch::Contains("a.yaml:8:22: unknown key 'nam' in condition of accepts.require (did you mean 'name'?)"));
+                        "a.yaml:6:15: invalid regex 'a(b' in condition of accepts.require: missing ): a(b"));
+  CHECK_THAT(
+      error,
+      Catch::Contains(
+          "a.yaml:7:7: condition of accepts.require needs 'match' (a regex of tensor names), 'dtype' (a "
+          "list of dtypes) or both"));
+  CHECK_THAT(error,
+             Catch::Contains("a.yaml:8:16: unknown dtype 'FP8' in 'dtype' of condition of accepts.require"));
+  CHECK_THAT(error,
+             Catch::Contains(
+                 "a.yaml:8:22: unknown key 'nam' in condition of accepts.require (did you mean 'name'?)"));
   CHECK_THAT(error, Catch::Contains("a.yaml:9:11: 'forbid' of accepts must be a list"));
   CHECK_THAT(error, Catch::Contains("a.yaml:10:3: unknown key 'allow' in accepts"));
   CHECK_THAT(load_error(kHead + "accepts: {}\n"),
@@ -215,12 +224,14 @@ TEST_CASE("accepts: no fitting rules, or a command line that fits none of severa
   CHECK_THAT(none, Catch::StartsWith("input: no bundled rules fit this checkpoint"));
   CHECK_THAT(none, Catch::Contains("\n  deepseek-v4-w4a16: refuses FP8 weights: a.weight (F8_E4M3)"));
   CHECK_THAT(none, Catch::Contains("\n  deepseek-v4: needs E8M0 block scales: no tensor is "));
-  CHECK_THAT(none, Catch::Contains("\n  fp8-cast-bf16: needs F32 block scales NAME_scale_inv: no tensor is "));
+  CHECK_THAT(none,
+             Catch::Contains("\n  fp8-cast-bf16: needs F32 block scales NAME_scale_inv: no tensor is "));
 
   // --n-experts without --model-parallel: deepseek-v3 needs -m, fp8-cast-bf16 takes no --n-experts.
   const std::string both = chosen(kV3, {false, {"n_experts"}});
-  CHECK_THAT(both, Catch::StartsWith("rules: this checkpoint fits deepseek-v3, fp8-cast-bf16, but the command line "
-                                     "suits none of them: give --rules NAME"));
+  CHECK_THAT(both,
+             Catch::StartsWith("rules: this checkpoint fits deepseek-v3, fp8-cast-bf16, but the command line "
+                               "suits none of them: give --rules NAME"));
   CHECK_THAT(both, Catch::Contains("\n  deepseek-v3: writes one file per rank and needs --model-parallel"));
   CHECK_THAT(both, Catch::Contains("\n  fp8-cast-bf16: takes no --n-experts"));
 }
@@ -236,11 +247,13 @@ TEST_CASE("accepts: --rules of another format is refused naming the rules that f
       return e.what();
     }
   };
-  CHECK_THAT(refusal("deepseek-v4-w4a16", kV4),
-             Catch::Contains("it refuses FP8 weights: layers.0.attn.indexer.wq_b.weight (F8_E4M3); refuses E8M0 "
-                             "block scales: layers.0.attn.indexer.wq_b.scale (F8_E8M0). It fits deepseek-v4: give "
-                             "--rules deepseek-v4"));
-  CHECK_THAT(refusal("deepseek-v4", kW4A16), Catch::Contains("It fits deepseek-v4-w4a16: give --rules deepseek-v4-w4a16"));
+  CHECK_THAT(
+      refusal("deepseek-v4-w4a16", kV4),
+      Catch::Contains("it refuses FP8 weights: layers.0.attn.indexer.wq_b.weight (F8_E4M3); refuses E8M0 "
+                      "block scales: layers.0.attn.indexer.wq_b.scale (F8_E8M0). It fits deepseek-v4: give "
+                      "--rules deepseek-v4"));
+  CHECK_THAT(refusal("deepseek-v4", kW4A16),
+             Catch::Contains("It fits deepseek-v4-w4a16: give --rules deepseek-v4-w4a16"));
   CHECK_THAT(refusal("deepseek-v3.2", kV3), Catch::Contains("It fits deepseek-v3 and fp8-cast-bf16"));
   CHECK_THAT(refusal("deepseek-v3", kV32), Catch::Contains("It fits deepseek-v3.2 and fp8-cast-bf16"));
   CHECK_THAT(refusal("fp8-cast-bf16", kV4), Catch::Contains("It fits deepseek-v4: give --rules deepseek-v4"));

@@ -53,8 +53,10 @@ const Case kInferenceStyle[] = {
     {"layers.2.attn.compressor.ape", P, "layers.2.attn.compressor.ape", R, -1, ""},
     {"layers.2.attn.compressor.norm.weight", P, "layers.2.attn.compressor.norm.weight", R, -1, ""},
     {"layers.2.attn.indexer.wq_b.scales", P, "layers.2.attn.indexer.wq_b.scales", O, -1, "scales"},
-    {"layers.2.attn.indexer.weights_proj.qzeros", P, "layers.2.attn.indexer.weights_proj.qzeros", O, -1, "qzeros"},
-    {"layers.2.attn.indexer.compressor.wkv.qweight", P, "layers.2.attn.indexer.compressor.wkv.qweight", R, -1, "qweight"},
+    {"layers.2.attn.indexer.weights_proj.qzeros", P, "layers.2.attn.indexer.weights_proj.qzeros", O, -1,
+     "qzeros"},
+    {"layers.2.attn.indexer.compressor.wkv.qweight", P, "layers.2.attn.indexer.compressor.wkv.qweight", R, -1,
+     "qweight"},
     {"layers.2.attn.indexer.compressor.ape", P, "layers.2.attn.indexer.compressor.ape", R, -1, ""},
     {"layers.2.ffn.gate.weight", P, "layers.2.ffn.gate.weight", R, -1, ""},
     {"layers.0.ffn.gate.tid2eid", P, "layers.0.ffn.gate.tid2eid", R, -1, ""},
@@ -93,11 +95,16 @@ const Case kHfStyle[] = {
     {"model.layers.3.self_attn.o_proj.qweight", P, "layers.3.attn.wo.qweight", I, -1, "qweight"},
     {"model.layers.3.mlp.gate.weight", P, "layers.3.ffn.gate.weight", R, -1, ""},
     {"model.layers.3.mlp.gate.e_score_correction_bias", P, "layers.3.ffn.gate.bias", R, -1, ""},
-    {"model.layers.3.mlp.experts.5.gate_proj.qweight", P, "layers.3.ffn.experts.5.w1.qweight", O, 5, "qweight"},
-    {"model.layers.3.mlp.experts.100.down_proj.scales", P, "layers.3.ffn.experts.100.w2.scales", I, 100, "scales"},
-    {"model.layers.3.mlp.experts.255.up_proj.qzeros", P, "layers.3.ffn.experts.255.w3.qzeros", O, 255, "qzeros"},
-    {"model.layers.3.mlp.shared_experts.gate_proj.qweight", P, "layers.3.ffn.shared_experts.w1.qweight", R, -1, "qweight"},
-    {"model.layers.3.mlp.shared_experts.down_proj.qweight", P, "layers.3.ffn.shared_experts.w2.qweight", R, -1, "qweight"},
+    {"model.layers.3.mlp.experts.5.gate_proj.qweight", P, "layers.3.ffn.experts.5.w1.qweight", O, 5,
+     "qweight"},
+    {"model.layers.3.mlp.experts.100.down_proj.scales", P, "layers.3.ffn.experts.100.w2.scales", I, 100,
+     "scales"},
+    {"model.layers.3.mlp.experts.255.up_proj.qzeros", P, "layers.3.ffn.experts.255.w3.qzeros", O, 255,
+     "qzeros"},
+    {"model.layers.3.mlp.shared_experts.gate_proj.qweight", P, "layers.3.ffn.shared_experts.w1.qweight", R,
+     -1, "qweight"},
+    {"model.layers.3.mlp.shared_experts.down_proj.qweight", P, "layers.3.ffn.shared_experts.w2.qweight", R,
+     -1, "qweight"},
     {"model.layers.0.mlp.down_proj.qweight", P, "layers.0.ffn.w2.qweight", I, -1, "qweight"},
     {"model.layers.0.mlp.up_proj.weight", P, "layers.0.ffn.w3.weight", O, -1, ""},
     // FP8-era names: weight_scale_inv becomes scale and follows its module's key.
@@ -186,7 +193,8 @@ TEST_CASE("bundled rules: labels, locations and the file's other settings") {
   CHECK(q.normalized == "layers.3.attn.q_a_proj.qweight");
   CHECK(q.group == "layers.3.attn.wq_a");
   CHECK(q.trail.size() == 5);  // strip, rename, packed member, key, table
-  CHECK(rules.decide("layers.1.ffn.shared_experts.w1.qweight", params).rule->label == "override[shared_experts]");
+  CHECK(rules.decide("layers.1.ffn.shared_experts.w1.qweight", params).rule->label ==
+        "override[shared_experts]");
   CHECK(rules.decide("layers.1.ffn.experts.1.w1.qweight", params).rule->label == "ownership[experts]");
   const Decision gate = rules.decide("layers.1.ffn.gate.weight", params);
   CHECK(gate.rule->label == "unknown_keys[gate]");

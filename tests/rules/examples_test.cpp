@@ -48,7 +48,8 @@ TEST_CASE("examples: DeepSeek-V4.1 DSpark, ten lines on the bundled rules, with 
 TEST_CASE("examples: every file in rules/examples loads and passes its own tests") {
   // Not embedded in the binary, so nothing else would notice one that no longer loads.
   std::size_t files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(shardwise::test::source_dir() + "/rules/examples")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(shardwise::test::source_dir() + "/rules/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     ++files;
     INFO(entry.path().string());

@@ -124,9 +124,11 @@ TEST_CASE("rules tests: a failure shows a choice parameter by its word") {
   const std::string params = "params:\n";
   text.insert(text.find(params) + params.size(), "  kind: {choices: [fp4, fp8], default: fp4}\n");
   const auto report =
-      Rules::load_text(text + "  - {tensor: l.0.wq.weight, mp: 2, params: {kind: fp8}, expect: {split: in}}\n", "t.yaml")
+      Rules::load_text(
+          text + "  - {tensor: l.0.wq.weight, mp: 2, params: {kind: fp8}, expect: {split: in}}\n", "t.yaml")
           .run_tests();
   CHECK(report.failures ==
-        std::vector<std::string>{"t.yaml:19:5: test 'l.0.wq.weight' (mp=2, kind=fp8): split: expected in, the rules "
-                                 "decide out (deciding rule: table[wq] at t.yaml:14:3)"});
+        std::vector<std::string>{
+            "t.yaml:19:5: test 'l.0.wq.weight' (mp=2, kind=fp8): split: expected in, the rules "
+            "decide out (deciding rule: table[wq] at t.yaml:14:3)"});
 }

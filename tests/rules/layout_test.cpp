@@ -11,8 +11,8 @@ using shardwise::rules::Rules;
 using shardwise::rules::Split;
 
 TEST_CASE("AWQ layout: members, dims and casts come from YAML") {
-  const Rules rules =
-      Rules::load_text(shardwise::test::read_file(shardwise::test::source_dir() + "/tests/data/rules/awq.yaml"), "awq.yaml");
+  const Rules rules = Rules::load_text(
+      shardwise::test::read_file(shardwise::test::source_dir() + "/tests/data/rules/awq.yaml"), "awq.yaml");
   const auto params = rules.resolve_params({{"mp", 4}});
   REQUIRE(rules.layouts().size() == 1);
   const auto& qweight = *rules.layouts()[0].find("qweight");
@@ -89,5 +89,6 @@ ownership:
   CHECK(owned.rule->label == "ownership[slot]");
   const Decision huge = rules.decide("slot99999999999999999999999.w", params);
   CHECK(huge.kind == Decision::Kind::unmatched);
-  CHECK(huge.reason == "ownership[slot] (t.yaml:16:5) captured index '99999999999999999999999', which is not a number");
+  CHECK(huge.reason ==
+        "ownership[slot] (t.yaml:16:5) captured index '99999999999999999999999', which is not a number");
 }

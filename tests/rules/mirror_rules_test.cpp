@@ -29,7 +29,8 @@ TEST_CASE("output: {mirror: true} mirrors the input, output: {file} does not") {
   const Rules mirrored = Rules::load_text("shardwise: 1\nname: m\noutput: {mirror: true}\n", "m.yaml");
   CHECK(mirrored.mirrors_input());
   CHECK(mirrored.output_file(0, 1).empty());
-  CHECK_THAT(mirrored.summary(), Catch::Contains("output: mirrored (each input file's name, the index rewritten)"));
+  CHECK_THAT(mirrored.summary(),
+             Catch::Contains("output: mirrored (each input file's name, the index rewritten)"));
   const Rules ranked = Rules::load_text("shardwise: 1\nname: r\noutput: {file: \"m{rank}.st\"}\n", "r.yaml");
   CHECK(!ranked.mirrors_input());
   CHECK(ranked.output_file(3, 4) == "m3.st");
@@ -37,14 +38,17 @@ TEST_CASE("output: {mirror: true} mirrors the input, output: {file} does not") {
 
 TEST_CASE("mirror mistakes, word for word") {
   CHECK(load_error("shardwise: 1\nname: m\noutput: {mirror: false}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:18: 'mirror' of output must be true (or leave it out "
+        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:18: 'mirror' of output must be true (or leave it "
+        "out "
         "and give 'file'), got 'false'");
   CHECK(load_error("shardwise: 1\nname: m\noutput: {mirror: true, file: \"m{rank}.st\"}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: output takes either 'file' (one file per rank) or "
+        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: output takes either 'file' (one file per "
+        "rank) or "
         "'mirror: true' (the input's files), not both");
   CHECK(load_error("shardwise: 1\nname: m\noutput: {mirrored: true}\n") ==
         "invalid rules file x.yaml (2 problems):\n"
-        "  x.yaml:3:9: output needs 'file' (one file per rank, e.g. file: \"model{rank}-mp{mp}.safetensors\") or "
+        "  x.yaml:3:9: output needs 'file' (one file per rank, e.g. file: "
+        "\"model{rank}-mp{mp}.safetensors\") or "
         "'mirror: true' (one output per input file, under its name)\n"
         "  x.yaml:3:10: unknown key 'mirrored' in output (did you mean 'mirror'?)");
 }

@@ -128,10 +128,8 @@ TEST_CASE("a number beyond 64 bits names its field and digits") {
 TEST_CASE("regex metacharacters in a template are literal text") {
   using Fit = NameMatch::Fit;
   const MatchCase cases[] = {
-      {"(.*)+[3]^$|?\\.st", Fit::yes, {3, 0}},
-      {"(.*)+[12]^$|?\\.st", Fit::yes, {12, 0}},
-      {"aaaa+[3]^$|?\\.st", Fit::no, {}},
-      {"(.*)+[3].st", Fit::no, {}},
+      {"(.*)+[3]^$|?\\.st", Fit::yes, {3, 0}}, {"(.*)+[12]^$|?\\.st", Fit::yes, {12, 0}},
+      {"aaaa+[3]^$|?\\.st", Fit::no, {}},      {"(.*)+[3].st", Fit::no, {}},
       {"(.*)+3^$|?\\.st", Fit::no, {}},
   };
   check_matches(output_template("(.*)+[{rank}]^$|?\\.st"), cases);

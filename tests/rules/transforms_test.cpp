@@ -74,8 +74,9 @@ TEST_CASE("transforms: every malformed rule is reported with its position") {
     const std::string what = e.what();
     CHECK_THAT(what, Catch::Contains("t.yaml:12:18: cannot reinterpret F4 (4 bits) as I8 (8 bits)"));
     CHECK_THAT(what, Catch::Contains("t.yaml:15:18: cannot reinterpret BF16 (16 bits) as F6_E2M3 (6 bits)"));
-    CHECK_THAT(what, Catch::Contains("t.yaml:16:5: transform rule needs one of reinterpret, dequantize, requantize, "
-                                     "requantize_scale"));
+    CHECK_THAT(
+        what, Catch::Contains("t.yaml:16:5: transform rule needs one of reinterpret, dequantize, requantize, "
+                              "requantize_scale"));
     CHECK_THAT(what, Catch::Contains("t.yaml:20:33: unknown dtype 'F4E2M1' in 'to' of reinterpret"));
     CHECK_THAT(what, Catch::Contains("t.yaml:21:12: transform rule never decides anything"));
     CHECK_THAT(what, Catch::Contains("t.yaml:22:18: reinterpret is missing required key 'to'"));
@@ -119,7 +120,8 @@ transforms:
   CHECK(bf16.transform->block_cols == 64);
   CHECK(bf16.transform->nan_bits == 0x7FFF);
   CHECK(bf16.trail.back() ==
-        "transform[bf16]: dequantize F8_E4M3 x block scale '{name}_scale_inv' (input name, block 128x64) -> BF16, "
+        "transform[bf16]: dequantize F8_E4M3 x block scale '{name}_scale_inv' (input name, block 128x64) -> "
+        "BF16, "
         "NaN 0x7FFF; without a scale: kept as it is (t.yaml:23:5)");
   CHECK(rules::parse_param_value(rules.params()[0], "fp8") == 1);
   try {
@@ -151,17 +153,23 @@ transforms:
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::rules);
     const std::string what = e.what();
-    CHECK_THAT(what, Catch::Contains("t.yaml:10:40: default 'fp16' of parameter 'kind' is not one of its choices (fp4, fp8)"));
-    CHECK_THAT(what, Catch::Contains("t.yaml:13:25: 'scale' of 'dequantize' of transform rule must name the companion "
-                                     "from the tensor's name ({name} or {stem})"));
+    CHECK_THAT(what,
+               Catch::Contains(
+                   "t.yaml:10:40: default 'fp16' of parameter 'kind' is not one of its choices (fp4, fp8)"));
+    CHECK_THAT(what, Catch::Contains(
+                         "t.yaml:13:25: 'scale' of 'dequantize' of transform rule must name the companion "
+                         "from the tensor's name ({name} or {stem})"));
     CHECK_THAT(what, Catch::Contains("t.yaml:13:43: 'block' of dequantize must be [rows, columns]"));
-    CHECK_THAT(what, Catch::Contains("t.yaml:13:55: nan must be torch-cpu (0xFFFF), triton (0x7FFF) or canonical "
-                                     "(0x7FC0), got 'gpu'"));
-    CHECK_THAT(what, Catch::Contains("t.yaml:15:12: when names an undefined parameter 'knd' (did you mean 'kind'?)"));
+    CHECK_THAT(what,
+               Catch::Contains("t.yaml:13:55: nan must be torch-cpu (0xFFFF), triton (0x7FFF) or canonical "
+                               "(0x7FC0), got 'gpu'"));
+    CHECK_THAT(what, Catch::Contains(
+                         "t.yaml:15:12: when names an undefined parameter 'knd' (did you mean 'kind'?)"));
     CHECK_THAT(what, Catch::Contains("t.yaml:16:25: 'scale' of 'requantize' of transform rule has an unknown "
                                      "placeholder '{base}'"));
     CHECK_THAT(what, Catch::Contains("t.yaml:18:18: when kind: --kind fp2: expected one of fp4, fp8"));
-    CHECK_THAT(what, Catch::Contains("t.yaml:17:5: transform rule has reinterpret and requantize_scale: give one"));
+    CHECK_THAT(what,
+               Catch::Contains("t.yaml:17:5: transform rule has reinterpret and requantize_scale: give one"));
   }
 }
 

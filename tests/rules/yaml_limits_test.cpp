@@ -23,7 +23,8 @@ namespace {
 
 // A minimal valid file; `extra` is appended (sections of the test's own).
 std::string rules_with(const std::string& extra) {
-  return "shardwise: 1\nname: t\noutput: {file: \"m{rank}.safetensors\"}\ntable:\n  wq: {split: out}\n" + extra;
+  return "shardwise: 1\nname: t\noutput: {file: \"m{rank}.safetensors\"}\ntable:\n  wq: {split: out}\n" +
+         extra;
 }
 
 std::string load_error(const std::string& yaml, const std::string& name = "r.yaml") {
@@ -53,17 +54,20 @@ std::string alias_bomb() {
 TEST_CASE("yaml limits: aliases expanding past the node limit are refused at once") {
   const std::string error = load_error(alias_bomb());
   CHECK_THAT(error, Catch::StartsWith("invalid rules file r.yaml (1 problem):\n  r.yaml:"));
-  CHECK_THAT(error, Catch::Contains(": the YAML expands to more than 200000 nodes once its aliases (*name) are "
-                                    "expanded: at most 200000 nodes and 4194304 bytes of text are accepted"));
+  CHECK_THAT(error,
+             Catch::Contains(": the YAML expands to more than 200000 nodes once its aliases (*name) are "
+                             "expanded: at most 200000 nodes and 4194304 bytes of text are accepted"));
 }
 
 TEST_CASE("yaml limits: one long pattern aliased many times is refused by its bytes") {
   // 50 KB of pattern, aliased 200 times: 10 MB of regular expressions from a 51 KB file.
-  std::string yaml = rules_with("skip:\n  - {name: s0, match: &p '" + std::string(50'000, 'a') + "', reason: r}\n");
+  std::string yaml =
+      rules_with("skip:\n  - {name: s0, match: &p '" + std::string(50'000, 'a') + "', reason: r}\n");
   for (int i = 1; i <= 200; ++i) yaml += "  - {name: s" + std::to_string(i) + ", match: *p, reason: r}\n";
   const std::string error = load_error(yaml);
-  CHECK_THAT(error, Catch::Contains(": the YAML expands to more than 4194304 bytes once its aliases (*name) are "
-                                    "expanded"));
+  CHECK_THAT(error,
+             Catch::Contains(": the YAML expands to more than 4194304 bytes once its aliases (*name) are "
+                             "expanded"));
 }
 
 TEST_CASE("yaml limits: an alias of its own anchor (a cycle) is refused, not walked forever") {
@@ -72,9 +76,10 @@ TEST_CASE("yaml limits: an alias of its own anchor (a cycle) is refused, not wal
 }
 
 TEST_CASE("yaml limits: aliases within the limits load as before") {
-  const std::string yaml = rules_with("  wk: &split {split: out}\n  wv: *split\n"
-                                      "skip:\n  - {name: a, match: 'rotary', reason: &r recomputed}\n"
-                                      "  - {name: b, match: 'inv_freq', reason: *r}\n");
+  const std::string yaml = rules_with(
+      "  wk: &split {split: out}\n  wv: *split\n"
+      "skip:\n  - {name: a, match: 'rotary', reason: &r recomputed}\n"
+      "  - {name: b, match: 'inv_freq', reason: *r}\n");
   CHECK_NOTHROW(Rules::load_text(yaml, "r.yaml"));
 }
 
@@ -132,7 +137,8 @@ TEST_CASE("rules files: a FIFO is refused unread, as the file and as a parent") 
     FAIL("a FIFO was read as a rules file");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::rules);
-    CHECK(std::string(e.what()) == fifo.string() + ": a FIFO (named pipe), not a regular file: refused without reading it");
+    CHECK(std::string(e.what()) ==
+          fifo.string() + ": a FIFO (named pipe), not a regular file: refused without reading it");
   }
   write_file(dir / "child.yaml", "shardwise: 1\nextends: fifo.yaml\n");
   try {
@@ -140,8 +146,9 @@ TEST_CASE("rules files: a FIFO is refused unread, as the file and as a parent") 
     FAIL("a FIFO was read as a parent");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::rules);
-    CHECK_THAT(e.what(), Catch::Contains((dir / "child.yaml").string() + ":2:10: cannot extend 'fifo.yaml': " +
-                                         fifo.string() + ": a FIFO (named pipe), not a regular file"));
+    CHECK_THAT(e.what(), Catch::Contains((dir / "child.yaml").string() +
+                                         ":2:10: cannot extend 'fifo.yaml': " + fifo.string() +
+                                         ": a FIFO (named pipe), not a regular file"));
   }
 }
 

@@ -21,9 +21,9 @@ TEST_CASE("parse_max_shard_size: numbers and units as huggingface_hub reads them
     std::uint64_t bytes;
   };
   const Case cases[] = {
-      {"5GB", 5'000'000'000},  {"500MB", 500'000'000},  {"0.3MB", 300'000},  {"1.5 gb", 1'500'000'000},
-      {" 7 KB ", 7'000},       {"1e3MB", 1'000'000'000}, {".5GB", 500'000'000}, {"3TB", 3'000'000'000'000},
-      {"1000", 1000},          {"5.GB", 5'000'000'000},  {"1.005KB", 1004},   {"+2mb", 2'000'000},
+      {"5GB", 5'000'000'000}, {"500MB", 500'000'000},   {"0.3MB", 300'000},    {"1.5 gb", 1'500'000'000},
+      {" 7 KB ", 7'000},      {"1e3MB", 1'000'000'000}, {".5GB", 500'000'000}, {"3TB", 3'000'000'000'000},
+      {"1000", 1000},         {"5.GB", 5'000'000'000},  {"1.005KB", 1004},     {"+2mb", 2'000'000},
       {"4.35MB", 4'350'000},
   };
   for (const Case& c : cases) {
@@ -35,9 +35,11 @@ TEST_CASE("parse_max_shard_size: numbers and units as huggingface_hub reads them
     const char* message;
   };
   const Bad bad[] = {
-      {"5GiB", "max shard size '5GiB': binary units are not accepted (huggingface_hub takes TB, GB, MB or KB, powers "
-               "of ten); give the number of bytes instead"},
-      {"5G", "max shard size '5G': give a number of bytes, or a number with TB, GB, MB or KB (powers of ten)"},
+      {"5GiB",
+       "max shard size '5GiB': binary units are not accepted (huggingface_hub takes TB, GB, MB or KB, powers "
+       "of ten); give the number of bytes instead"},
+      {"5G",
+       "max shard size '5G': give a number of bytes, or a number with TB, GB, MB or KB (powers of ten)"},
       {"", "max shard size '': give a number of bytes, or a number with TB, GB, MB or KB (powers of ten)"},
       {"GB", "max shard size 'GB': '' is not a number"},
       {"5 5GB", "max shard size '5 5GB': '5 5' is not a number"},
@@ -70,9 +72,9 @@ TEST_CASE("split_into_shards: huggingface_hub's greedy assignment") {
   const Case cases[] = {
       // QUANT_FORMATS.md's example: A 1, B 12, C 9, D 2 with max 10 -> [B], [A, C], [D].
       {{1, 12, 9, 2}, 10, {{1}, {0, 2}, {3}}},
-      {{5, 5, 5}, 10, {{0, 1}, {2}}},        // a shard may hold exactly max
-      {{4, 4, 4}, 100, {{0, 1, 2}}},         // one shard
-      {{11, 12}, 10, {{0}, {1}}},            // all oversized
+      {{5, 5, 5}, 10, {{0, 1}, {2}}},  // a shard may hold exactly max
+      {{4, 4, 4}, 100, {{0, 1, 2}}},   // one shard
+      {{11, 12}, 10, {{0}, {1}}},      // all oversized
       {{3, 11, 12, 4}, 10, {{1}, {2}, {0, 3}}},
       {{10, 1, 10}, 10, {{0}, {1}, {2}}},
       {{}, 10, {}},
@@ -84,18 +86,39 @@ TEST_CASE("split_into_shards: huggingface_hub's greedy assignment") {
 TEST_CASE("hf_shard_file_names: model.safetensors alone, else model-0000K-of-0000N") {
   CHECK(hf_shard_file_names(1) == std::vector<std::string>{"model.safetensors"});
   CHECK(hf_shard_file_names(3) == std::vector<std::string>{"model-00001-of-00003.safetensors",
-                                                          "model-00002-of-00003.safetensors",
-                                                          "model-00003-of-00003.safetensors"});
+                                                           "model-00002-of-00003.safetensors",
+                                                           "model-00003-of-00003.safetensors"});
   CHECK(hf_shard_file_names(123456).back() == "model-123456-of-123456.safetensors");
 }
 
 TEST_CASE("natural_name_less: digit runs by value, then the shorter, text bytewise") {
   // Python: sorted(names, key=natural_key) of quant_ref.py.
-  const std::vector<std::string> sorted = {
-      "", "0", "00", "7", "007", "Z9", "a", "a1", "a1b", "a01b", "a10", "ab", "b", "lm_head.weight",
-      "model.embed_tokens.weight", "model.layers.2", "model.layers.2.", "model.layers.2.mlp.down_proj.bias",
-      "model.layers.2.mlp.down_proj.weight", "model.layers.2.mlp.experts.9.w1", "model.layers.2.mlp.experts.10.w1",
-      "model.layers.02.x", "model.layers.10.mlp.down_proj.weight", "model.norm.weight", "z", "\xc3\xa9"};
+  const std::vector<std::string> sorted = {"",
+                                           "0",
+                                           "00",
+                                           "7",
+                                           "007",
+                                           "Z9",
+                                           "a",
+                                           "a1",
+                                           "a1b",
+                                           "a01b",
+                                           "a10",
+                                           "ab",
+                                           "b",
+                                           "lm_head.weight",
+                                           "model.embed_tokens.weight",
+                                           "model.layers.2",
+                                           "model.layers.2.",
+                                           "model.layers.2.mlp.down_proj.bias",
+                                           "model.layers.2.mlp.down_proj.weight",
+                                           "model.layers.2.mlp.experts.9.w1",
+                                           "model.layers.2.mlp.experts.10.w1",
+                                           "model.layers.02.x",
+                                           "model.layers.10.mlp.down_proj.weight",
+                                           "model.norm.weight",
+                                           "z",
+                                           "\xc3\xa9"};
   std::vector<std::string> names = sorted;
   std::reverse(names.begin(), names.end());
   std::stable_sort(names.begin(), names.end(), natural_name_less);
@@ -121,7 +144,8 @@ TEST_CASE("hf_index_json: transformers' index, sorted, indented, escaped, newlin
                        {"model.layers.10.w", "model-00002-of-00002.safetensors"},
                        {"lm_head.weight", "model-00002-of-00002.safetensors"}},
                       123456789012) == want);
-  CHECK(hf_index_json({}, 0) == "{\n  \"metadata\": {\n    \"total_size\": 0\n  },\n  \"weight_map\": {}\n}\n");
+  CHECK(hf_index_json({}, 0) ==
+        "{\n  \"metadata\": {\n    \"total_size\": 0\n  },\n  \"weight_map\": {}\n}\n");
   CHECK_THROWS_WITH(hf_index_json({{"a", "x"}, {"a", "y"}}, 1), "index: tensor a is listed twice");
   CHECK_THROWS_WITH(hf_index_json({{"a\xff", "x"}}, 1), Catch::Contains("tensor name"));
 }

@@ -132,7 +132,8 @@ TEST_CASE("malformed indexes get the full path's message") {
       {R"({"weight_map":{"a":"m.safetensors"},"weight_map":{"a":"m.safetensors"}})",
        "weight_map names tensor 'a' twice"},
       {R"({"weight_map":{}, "deep":)" + std::string(1'000'000, '['), "JSON nested deeper than 64 levels"},
-      {std::string(R"({"weight_map":{"a":"m.safetensors"}})") + '\0' + "ignored?", "holds a NUL byte at offset 36"},
+      {std::string(R"({"weight_map":{"a":"m.safetensors"}})") + '\0' + "ignored?",
+       "holds a NUL byte at offset 36"},
       {"{\"weight_map\":{\"a\xFF\":\"m.safetensors\"}}", ""},  // the full path's words, whatever they are
       {R"({"weight_map":{"a":"m.safetensors"}} x)", ""},
       {R"({"weight_map":{"a":"m.safetensors",}})", ""},

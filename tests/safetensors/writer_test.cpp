@@ -31,8 +31,8 @@ struct TensorWithData {
 std::vector<TensorWithData> small_file_tensors() {
   return {
       {{"layers.2.w", DType::F32, {2}}, std::string("\x00\x00\x80\x3f\x00\x00\x00\xc0", 8)},  // 1, -2
-      {{"layers.10.w", DType::F32, {1, 1}}, std::string("\x00\x00\x00\x3f", 4)},            // 0.5
-      {{"bias", DType::BF16, {3}}, std::string("\x80\x3f\x00\x40\x40\xc0", 6)},              // 1, 2, -3
+      {{"layers.10.w", DType::F32, {1, 1}}, std::string("\x00\x00\x00\x3f", 4)},              // 0.5
+      {{"bias", DType::BF16, {3}}, std::string("\x80\x3f\x00\x40\x40\xc0", 6)},               // 1, 2, -3
       {{"mask", DType::BOOL, {2}}, std::string("\x01\x00", 2)},
       {{"step", DType::I64, {}}, std::string("\x07\x00\x00\x00\x00\x00\x00\x00", 8)},
       {{"ids", DType::U8, {0}}, std::string()},
@@ -49,14 +49,14 @@ const std::string kSmallHeader =
     R"("ids":{"dtype":"U8","shape":[0],"data_offsets":[26,26]},)"
     R"("mask":{"dtype":"BOOL","shape":[2],"data_offsets":[26,28]}} )";  // one space of padding
 
-const std::string kSmallFile =
-    std::string("\x88\x01\x00\x00\x00\x00\x00\x00", 8) + kSmallHeader +  // N = 392
-    std::string("\x07\x00\x00\x00\x00\x00\x00\x00"                         // step
-                "\x00\x00\x00\x3f"                                         // layers.10.w
-                "\x00\x00\x80\x3f\x00\x00\x00\xc0"                         // layers.2.w
-                "\x80\x3f\x00\x40\x40\xc0"                                 // bias
-                "\x01\x00",                                                // mask
-                28);
+const std::string kSmallFile = std::string("\x88\x01\x00\x00\x00\x00\x00\x00", 8) + kSmallHeader +  // N = 392
+                               std::string(
+                                   "\x07\x00\x00\x00\x00\x00\x00\x00"  // step
+                                   "\x00\x00\x00\x3f"                  // layers.10.w
+                                   "\x00\x00\x80\x3f\x00\x00\x00\xc0"  // layers.2.w
+                                   "\x80\x3f\x00\x40\x40\xc0"          // bias
+                                   "\x01\x00",                         // mask
+                                   28);
 
 std::vector<OutputTensor> tensors_of(const std::vector<TensorWithData>& with_data) {
   std::vector<OutputTensor> out;
@@ -64,7 +64,8 @@ std::vector<OutputTensor> tensors_of(const std::vector<TensorWithData>& with_dat
   return out;
 }
 
-std::span<const std::byte> bytes_of(const std::string& s, std::size_t begin = 0, std::size_t size = std::string::npos) {
+std::span<const std::byte> bytes_of(const std::string& s, std::size_t begin = 0,
+                                    std::size_t size = std::string::npos) {
   return std::as_bytes(std::span(s.data(), s.size())).subspan(begin, std::min(size, s.size() - begin));
 }
 
@@ -110,7 +111,10 @@ TEST_CASE("names are written as safetensors writes them: UTF-8 as is, serde_json
       {"\xf0\x9f\x98\x80", DType::U8, {1}},  // U+1F600: four bytes, no surrogate pair
       {"\xe4\xb8\xad", DType::U8, {1}},      // U+4E2D
       {"caf\xc3\xa9", DType::U8, {1}},       // U+00E9
-      {"a\x01" "b", DType::U8, {1}},
+      {"a\x01"
+       "b",
+       DType::U8,
+       {1}},
       {"q\"q", DType::U8, {1}},
       {"b\\s", DType::U8, {1}},
       {"s/l", DType::U8, {1}},
@@ -159,11 +163,11 @@ TEST_CASE("a file with non-ASCII names reads back with the same names") {
 TEST_CASE("tensors are ordered by dtype, larger first, then by name") {
   // One tensor of every dtype, named so that name order alone would reverse the expected order.
   const std::vector<std::pair<DType, std::string>> expected_order = {
-      {DType::U64, "u"},         {DType::I64, "t"},         {DType::F64, "s"},     {DType::C64, "r"},
-      {DType::F32, "q"},         {DType::U32, "p"},         {DType::I32, "o"},     {DType::BF16, "n"},
-      {DType::F16, "m"},         {DType::U16, "l"},         {DType::I16, "k"},     {DType::F8_E5M2FNUZ, "j"},
-      {DType::F8_E4M3FNUZ, "i"}, {DType::F8_E8M0, "h"},     {DType::F8_E4M3, "g"}, {DType::F8_E5M2, "f"},
-      {DType::I8, "e"},          {DType::U8, "d"},          {DType::F6_E3M2, "c"}, {DType::F6_E2M3, "b"},
+      {DType::U64, "u"},         {DType::I64, "t"},     {DType::F64, "s"},     {DType::C64, "r"},
+      {DType::F32, "q"},         {DType::U32, "p"},     {DType::I32, "o"},     {DType::BF16, "n"},
+      {DType::F16, "m"},         {DType::U16, "l"},     {DType::I16, "k"},     {DType::F8_E5M2FNUZ, "j"},
+      {DType::F8_E4M3FNUZ, "i"}, {DType::F8_E8M0, "h"}, {DType::F8_E4M3, "g"}, {DType::F8_E5M2, "f"},
+      {DType::I8, "e"},          {DType::U8, "d"},      {DType::F6_E3M2, "c"}, {DType::F6_E2M3, "b"},
       {DType::F4, "a"},          {DType::BOOL, "_"},
   };
   std::vector<OutputTensor> tensors;
@@ -191,10 +195,12 @@ TEST_CASE("layout_file refuses what it cannot write") {
        "tensor a is written twice to the same file"},
       {{{"__metadata__", DType::U8, {1}}}, "a tensor cannot be named __metadata__"},
       {{{"big", DType::F32, {1ull << 32, 1ull << 31}}},
-       "tensor big: shape [4294967296,2147483648] of F32 overflows 64 bits or does not end on a byte boundary"},
+       "tensor big: shape [4294967296,2147483648] of F32 overflows 64 bits or does not end on a byte "
+       "boundary"},
       {{{"odd", DType::F4, {3}}},
        "tensor odd: shape [3] of F4 overflows 64 bits or does not end on a byte boundary"},
-      {{{"x", DType::U8, {1ull << 63}}, {"y", DType::U8, {1ull << 63}}}, "tensor y: the file's data passes 2^64 bytes"},
+      {{{"x", DType::U8, {1ull << 63}}, {"y", DType::U8, {1ull << 63}}},
+       "tensor y: the file's data passes 2^64 bytes"},
       {{{"bad\xff", DType::U8, {1}}},
        "tensor name is not valid UTF-8: byte 0xff at offset 3 (after \"bad\")"},
       {{{"\xed\xa0\x80", DType::U8, {1}}},  // an encoded surrogate
@@ -310,8 +316,9 @@ TEST_CASE("OS errors name the path and the reason") {
   }
   OutputFile file = OutputFile::create((dir / "y.safetensors").string(), layout);
   CHECK_THROWS_WITH(file.write_at(layout.file_size - 1, bytes_of("ab")),
-                    "write of 2 bytes at offset " + std::to_string(layout.file_size - 1) + " passes the end of " +
-                        file.temp_path() + " (" + std::to_string(layout.file_size) + " bytes)");
+                    "write of 2 bytes at offset " + std::to_string(layout.file_size - 1) +
+                        " passes the end of " + file.temp_path() + " (" + std::to_string(layout.file_size) +
+                        " bytes)");
 }
 
 TEST_CASE("written files read back through the reader") {

@@ -34,14 +34,15 @@ struct Logical {
   std::vector<std::uint16_t> scale;  // [groups, out], bits of scale_dtype (F16/BF16)
   std::vector<float> scale_f32;      // [groups, out] when scale_dtype is F32
   st::DType scale_dtype = st::DType::F16;
-  std::vector<std::int32_t> g_idx;   // [in] or empty
+  std::vector<std::int32_t> g_idx;  // [in] or empty
 
   std::uint64_t group_of(std::uint64_t i) const {
     return g_idx.empty() ? i / group_size : static_cast<std::uint64_t>(g_idx[i]);
   }
   float scale_value(std::uint64_t g, std::uint64_t o) const {
     if (scale_dtype == st::DType::F32) return scale_f32[g * out + o];
-    return scale_dtype == st::DType::F16 ? exact::f16_value(scale[g * out + o]) : exact::bf16_value(scale[g * out + o]);
+    return scale_dtype == st::DType::F16 ? exact::f16_value(scale[g * out + o])
+                                         : exact::bf16_value(scale[g * out + o]);
   }
   IntQuant quant() const { return {packing, bits, in, out, groups, group_size}; }
 };
@@ -66,16 +67,19 @@ Packed pack(const Logical& w) {
     std::vector<std::uint32_t> qw(w.in * w.out / 8, 0), qz(w.groups * w.out / 8, 0);
     for (std::uint64_t r = 0; r < w.in; ++r)
       for (std::uint64_t k = 0; k < w.out / 8; ++k)
-        for (unsigned j = 0; j < 8; ++j) qw[r * (w.out / 8) + k] |= w.q[r * w.out + 8 * k + kOrderMap[j]] << (4 * j);
+        for (unsigned j = 0; j < 8; ++j)
+          qw[r * (w.out / 8) + k] |= w.q[r * w.out + 8 * k + kOrderMap[j]] << (4 * j);
     for (std::uint64_t g = 0; g < w.groups; ++g)
       for (std::uint64_t k = 0; k < w.out / 8; ++k)
-        for (unsigned j = 0; j < 8; ++j) qz[g * (w.out / 8) + k] |= w.zero[g * w.out + 8 * k + kOrderMap[j]] << (4 * j);
+        for (unsigned j = 0; j < 8; ++j)
+          qz[g * (w.out / 8) + k] |= w.zero[g * w.out + 8 * k + kOrderMap[j]] << (4 * j);
     p.qweight = words_bytes(qw);
     p.qzeros = words_bytes(qz);
   } else {
     std::vector<std::uint32_t> qw(w.in / per * w.out, 0), qz(w.groups * w.out / per, 0);
     for (std::uint64_t i = 0; i < w.in; ++i)
-      for (std::uint64_t o = 0; o < w.out; ++o) qw[(i / per) * w.out + o] |= w.q[i * w.out + o] << (w.bits * (i % per));
+      for (std::uint64_t o = 0; o < w.out; ++o)
+        qw[(i / per) * w.out + o] |= w.q[i * w.out + o] << (w.bits * (i % per));
     for (std::uint64_t g = 0; g < w.groups; ++g)
       for (std::uint64_t o = 0; o < w.out; ++o)
         qz[g * (w.out / per) + o / per] |= w.zero[g * w.out + o] << (w.bits * (o % per));
@@ -100,10 +104,12 @@ Packed pack(const Logical& w) {
 
 std::uint16_t expected_value(const Logical& w, std::uint64_t o, std::uint64_t i, const OutputFormat& format) {
   const std::uint64_t g = w.group_of(i);
-  const auto d = static_cast<float>(static_cast<std::int64_t>(w.q[i * w.out + o]) - static_cast<std::int64_t>(w.zero[g * w.out + o]));
+  const auto d = static_cast<float>(static_cast<std::int64_t>(w.q[i * w.out + o]) -
+                                    static_cast<std::int64_t>(w.zero[g * w.out + o]));
   const float y = exact::product(d, w.scale_value(g, o));
-  return format.dtype == st::DType::F16 ? exact::round_to_f16(y)
-                                        : exact::round_to_bf16(y, static_cast<std::uint16_t>(format.bf16_nan));
+  return format.dtype == st::DType::F16
+             ? exact::round_to_f16(y)
+             : exact::round_to_bf16(y, static_cast<std::uint16_t>(format.bf16_nan));
 }
 
 std::vector<std::byte> run_whole(const Logical& w, const Packed& p, const OutputFormat& format) {
@@ -127,7 +133,8 @@ std::uint16_t u16_at(const std::vector<std::byte>& bytes, std::size_t index) {
 }
 
 // Mismatching elements of the whole weight; the first few reported.
-std::size_t count_mismatches(const Logical& w, const std::vector<std::byte>& got, const OutputFormat& format) {
+std::size_t count_mismatches(const Logical& w, const std::vector<std::byte>& got,
+                             const OutputFormat& format) {
   std::size_t mismatches = 0;
   for (std::uint64_t o = 0; o < w.out; ++o) {
     for (std::uint64_t i = 0; i < w.in; ++i) {
@@ -135,9 +142,9 @@ std::size_t count_mismatches(const Logical& w, const std::vector<std::byte>& got
       const std::uint16_t have = u16_at(got, o * w.in + i);
       if (want != have && ++mismatches <= 5) {
         const std::uint64_t g = w.group_of(i);
-        UNSCOPED_INFO("W[" << o << ", " << i << "]: q " << w.q[i * w.out + o] << " zero " << w.zero[g * w.out + o]
-                           << " scale " << w.scale_value(g, o) << ": got 0x" << std::hex << have << ", want 0x" << want
-                           << std::dec);
+        UNSCOPED_INFO("W[" << o << ", " << i << "]: q " << w.q[i * w.out + o] << " zero "
+                           << w.zero[g * w.out + o] << " scale " << w.scale_value(g, o) << ": got 0x"
+                           << std::hex << have << ", want 0x" << want << std::dec);
       }
     }
   }
@@ -148,9 +155,9 @@ std::size_t count_mismatches(const Logical& w, const std::vector<std::byte>& got
 // overflows F16 products (60000), one whose products are BF16 ties after an F16 rounding (0x3C03),
 // negatives and a spread of powers of two from 2^-24 to 2^15.
 std::vector<std::uint16_t> f16_scales() {
-  std::vector<std::uint16_t> s = {0x7E00, 0x7C01, 0xFE00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x03FF,
-                                  0x0400, 0x7BFF, 0xFBFF, 0x7B53, 0x3C03, 0xBC03, 0x3C00, 0xBC00, 0x2E66,
-                                  0x1A1F, 0xA1F4, 0x5BFF, 0x0200, 0x8001};
+  std::vector<std::uint16_t> s = {0x7E00, 0x7C01, 0xFE00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001,
+                                  0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x7B53, 0x3C03, 0xBC03, 0x3C00,
+                                  0xBC00, 0x2E66, 0x1A1F, 0xA1F4, 0x5BFF, 0x0200, 0x8001};
   for (int e = 1; e < 31; e += 3) s.push_back(static_cast<std::uint16_t>(e << 10 | 0x155));
   return s;
 }
@@ -178,7 +185,8 @@ Logical every_code_zero_scale(IntPacking packing, unsigned bits, st::DType scale
   w.out = std::max<std::uint64_t>({levels, 32 / bits, 8});
   w.q.resize(w.in * w.out);
   for (std::uint64_t i = 0; i < w.in; ++i)
-    for (std::uint64_t o = 0; o < w.out; ++o) w.q[i * w.out + o] = static_cast<std::uint32_t>((i + o / levels) % levels);
+    for (std::uint64_t o = 0; o < w.out; ++o)
+      w.q[i * w.out + o] = static_cast<std::uint32_t>((i + o / levels) % levels);
   w.zero.resize(w.groups * w.out);
   w.scale.resize(w.groups * w.out);
   for (std::uint64_t g = 0; g < w.groups; ++g) {
@@ -200,12 +208,13 @@ TEST_CASE("dequantize_int: every 4-bit code x every zero x special scales, each 
     for (const st::DType scale_dtype : {st::DType::F16, st::DType::BF16}) {
       // Group size 16: each element computed; 128: through the per-row table.
       for (const std::uint64_t group_size : {16u, 128u}) {
-        const Logical w = every_code_zero_scale(packing, 4, scale_dtype,
-                                                scale_dtype == st::DType::F16 ? f16_scales() : bf16_scales(), group_size);
+        const Logical w =
+            every_code_zero_scale(packing, 4, scale_dtype,
+                                  scale_dtype == st::DType::F16 ? f16_scales() : bf16_scales(), group_size);
         const Packed p = pack(w);
         for (const OutputFormat& format : {kBf16, kF16}) {
-          INFO("packing " << static_cast<int>(packing) << ", scales " << st::dtype_name(scale_dtype) << ", group size "
-                          << group_size << ", out " << st::dtype_name(format.dtype));
+          INFO("packing " << static_cast<int>(packing) << ", scales " << st::dtype_name(scale_dtype)
+                          << ", group size " << group_size << ", out " << st::dtype_name(format.dtype));
           CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
         }
       }
@@ -216,10 +225,12 @@ TEST_CASE("dequantize_int: every 4-bit code x every zero x special scales, each 
 TEST_CASE("dequantize_int: every 8-bit and every 2-bit code x every zero, GPTQ v1 and v2") {
   for (const unsigned bits : {8u, 2u}) {
     for (const IntPacking packing : {IntPacking::gptq, IntPacking::gptq_v2}) {
-      const Logical w = every_code_zero_scale(packing, bits, st::DType::F16, f16_scales(), bits == 8 ? 256 : 32);
+      const Logical w =
+          every_code_zero_scale(packing, bits, st::DType::F16, f16_scales(), bits == 8 ? 256 : 32);
       const Packed p = pack(w);
       for (const OutputFormat& format : {kBf16, kF16}) {
-        INFO(bits << "-bit, packing " << static_cast<int>(packing) << ", out " << st::dtype_name(format.dtype));
+        INFO(bits << "-bit, packing " << static_cast<int>(packing) << ", out "
+                  << st::dtype_name(format.dtype));
         CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
       }
     }
@@ -227,13 +238,16 @@ TEST_CASE("dequantize_int: every 8-bit and every 2-bit code x every zero, GPTQ v
 }
 
 TEST_CASE("dequantize_int: F32 scales give the float32 product rounded once more") {
-  Logical w = every_code_zero_scale(IntPacking::gptq_v2, 4, st::DType::F32, std::vector<std::uint16_t>(6), 128);
-  const float specials[] = {1.6423611640930176f, -3.0e-39f, 1e-45f, 3.4e38f, std::numeric_limits<float>::infinity(), 0.1f};
+  Logical w =
+      every_code_zero_scale(IntPacking::gptq_v2, 4, st::DType::F32, std::vector<std::uint16_t>(6), 128);
+  const float specials[] = {
+      1.6423611640930176f, -3.0e-39f, 1e-45f, 3.4e38f, std::numeric_limits<float>::infinity(), 0.1f};
   w.scale_f32.resize(w.groups * w.out);
   for (std::uint64_t g = 0; g < w.groups; ++g)
     for (std::uint64_t o = 0; o < w.out; ++o) w.scale_f32[g * w.out + o] = specials[g];
   const Packed p = pack(w);
-  for (const OutputFormat& format : {kBf16, kF16}) CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
+  for (const OutputFormat& format : {kBf16, kF16})
+    CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
 }
 
 TEST_CASE("dequantize_int: the rule's examples, bit for bit") {
@@ -244,8 +258,9 @@ TEST_CASE("dequantize_int: the rule's examples, bit for bit") {
     std::uint32_t q, z;
     std::uint16_t bf16, f16;
   };
-  const Case cases[] = {{0x3C03, 2, 8, 0xC0C1, 0xC604}, {0x7B53, 10, 8, 0x47EA, 0x7C00}, {0x0000, 3, 8, 0x8000, 0x8000},
-                        {0x8000, 8, 8, 0x8000, 0x8000}, {0x7C00, 8, 8, 0x7FC0, 0x7E00}, {0xFE00, 9, 8, 0x7FC0, 0x7E00}};
+  const Case cases[] = {{0x3C03, 2, 8, 0xC0C1, 0xC604}, {0x7B53, 10, 8, 0x47EA, 0x7C00},
+                        {0x0000, 3, 8, 0x8000, 0x8000}, {0x8000, 8, 8, 0x8000, 0x8000},
+                        {0x7C00, 8, 8, 0x7FC0, 0x7E00}, {0xFE00, 9, 8, 0x7FC0, 0x7E00}};
   for (const Case& c : cases) {
     Logical w;
     w.packing = IntPacking::gptq_v2;
@@ -270,8 +285,7 @@ TEST_CASE("dequantize_int: v1 zero words as the writers leave them") {
   const Case cases[] = {
       {0x7777773Fu, {0, 5, 8, 8, 8, 8, 8, 8}},  // QUANT_FORMATS.md's example
       {0x77777777u, {8, 8, 8, 8, 8, 8, 8, 8}},  // symmetric
-      {0xF7777777u, {8, 8, 8, 8, 8, 8, 8, 0}},
-      {0xFFFFFFFFu, {0, 1, 1, 1, 1, 1, 1, 1}},
+      {0xF7777777u, {8, 8, 8, 8, 8, 8, 8, 0}}, {0xFFFFFFFFu, {0, 1, 1, 1, 1, 1, 1, 1}},
       {0xFFFFF777u, {8, 8, 8, 0, 1, 1, 1, 1}},
   };
   for (const Case& c : cases) {
@@ -301,7 +315,8 @@ TEST_CASE("dequantize_int: act-order g_idx, partial last group, random codes, ze
       std::iota(order.begin(), order.end(), 0);
       std::shuffle(order.begin(), order.end(), random);
       w.g_idx.resize(w.in);
-      for (std::uint64_t k = 0; k < w.in; ++k) w.g_idx[static_cast<std::size_t>(order[k])] = static_cast<std::int32_t>(k / 128);
+      for (std::uint64_t k = 0; k < w.in; ++k)
+        w.g_idx[static_cast<std::size_t>(order[k])] = static_cast<std::int32_t>(k / 128);
       const std::uint32_t levels = 1u << bits;
       w.q.resize(w.in * w.out);
       for (auto& q : w.q) q = static_cast<std::uint32_t>(random() % levels);
@@ -310,7 +325,8 @@ TEST_CASE("dequantize_int: act-order g_idx, partial last group, random codes, ze
       w.scale.resize(w.groups * w.out);
       for (auto& s : w.scale) s = static_cast<std::uint16_t>(0x1000 + random() % 0x4000);
       const Packed p = pack(w);
-      for (const OutputFormat& format : {kBf16, kF16}) CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
+      for (const OutputFormat& format : {kBf16, kF16})
+        CHECK(count_mismatches(w, run_whole(w, p, format), format) == 0);
       // The same weight read without g_idx gives other values (the test can fail).
       Logical plain = w;
       plain.g_idx.clear();
@@ -334,7 +350,8 @@ TEST_CASE("dequantize_int: AWQ's nibble order is not the sequential one") {
   std::memcpy(&word0, p.qweight.data(), 4);
   CHECK(word0 == 0x75316420u);  // columns 0..7 hold 0..7: nibbles 0, 2, 4, 6, 1, 3, 5, 7
   const std::vector<std::byte> out = run_whole(w, p, kBf16);
-  for (std::uint64_t o = 0; o < 8; ++o) CHECK(u16_at(out, o * 4) == exact::round_to_bf16(static_cast<float>(o), 0x7FC0));
+  for (std::uint64_t o = 0; o < 8; ++o)
+    CHECK(u16_at(out, o * 4) == exact::round_to_bf16(static_cast<float>(o), 0x7FC0));
 }
 
 TEST_CASE("int_tile_sources: the slices a tile reads") {
@@ -356,7 +373,8 @@ TEST_CASE("int_tile_sources: the slices a tile reads") {
   for (const Case& c : cases) {
     const IntTileSources s = int_tile_sources({c.packing, c.bits, 256, 64, 2, 128}, c.tile, true);
     const auto same = [](IndexRange a, IndexRange b) { return a.begin == b.begin && a.end == b.end; };
-    INFO("tile out " << c.tile.out_begin << "+" << c.tile.out_count << " in " << c.tile.in_begin << "+" << c.tile.in_count);
+    INFO("tile out " << c.tile.out_begin << "+" << c.tile.out_count << " in " << c.tile.in_begin << "+"
+                     << c.tile.in_count);
     CHECK(same(s.codes_rows, c.want.codes_rows));
     CHECK(same(s.codes_cols, c.want.codes_cols));
     CHECK(same(s.zeros_cols, c.want.zeros_cols));
@@ -368,8 +386,8 @@ TEST_CASE("int_tile_sources: the slices a tile reads") {
 namespace {
 
 // rows [r0, r1) x cols [c0, c1) of a row-major matrix of `cols` elements of `size` bytes.
-std::vector<std::byte> slice(const std::vector<std::byte>& m, std::uint64_t cols, std::size_t size, IndexRange rows,
-                             IndexRange range) {
+std::vector<std::byte> slice(const std::vector<std::byte>& m, std::uint64_t cols, std::size_t size,
+                             IndexRange rows, IndexRange range) {
   std::vector<std::byte> out;
   for (std::uint64_t r = rows.begin; r < rows.end; ++r) {
     const auto* first = m.data() + (r * cols + range.begin) * size;
@@ -401,25 +419,30 @@ TEST_CASE("dequantize_int: tiles of any bounds give the whole weight's values") 
       const std::vector<std::byte> whole = run_whole(w, p, kBf16);
       REQUIRE(count_mismatches(w, whole, kBf16) == 0);
       const bool awq = packing == IntPacking::awq;
-      const IntTile tiles[] = {{0, 48, 0, 320}, {8, 8, 0, 320}, {5, 17, 0, 320}, {0, 48, 64, 64}, {13, 30, 7, 201}, {47, 1, 319, 1}};
+      const IntTile tiles[] = {{0, 48, 0, 320}, {8, 8, 0, 320},   {5, 17, 0, 320},
+                               {0, 48, 64, 64}, {13, 30, 7, 201}, {47, 1, 319, 1}};
       for (const IntTile& tile : tiles) {
         const IntTileSources s = int_tile_sources(w.quant(), tile, !w.g_idx.empty());
         IntQuantBand band;
         band.quant = w.quant();
         band.tile = tile;
-        const std::vector<std::byte> qweight = slice(p.qweight, awq ? w.out / 8 : w.out, 4, s.codes_rows, s.codes_cols);
+        const std::vector<std::byte> qweight =
+            slice(p.qweight, awq ? w.out / 8 : w.out, 4, s.codes_rows, s.codes_cols);
         const std::vector<std::byte> qzeros = slice(p.qzeros, w.out / 8, 4, {0, w.groups}, s.zeros_cols);
         const std::vector<std::byte> scales = slice(p.scales, w.out, 2, {0, w.groups}, s.scales_cols);
-        const std::vector<std::byte> g_idx = w.g_idx.empty() ? std::vector<std::byte>{} : slice(p.g_idx, w.in, 4, {0, 1}, s.group_index);
-        band.packed_codes = qweight, band.packed_zeros = qzeros, band.scales = scales, band.group_index = g_idx;
+        const std::vector<std::byte> g_idx =
+            w.g_idx.empty() ? std::vector<std::byte>{} : slice(p.g_idx, w.in, 4, {0, 1}, s.group_index);
+        band.packed_codes = qweight, band.packed_zeros = qzeros, band.scales = scales,
+        band.group_index = g_idx;
         std::vector<std::byte> out(2 * tile.out_count * tile.in_count);
         dequantize_int(band, kBf16, out);
         std::size_t mismatches = 0;
         for (std::uint64_t r = 0; r < tile.out_count; ++r)
           for (std::uint64_t k = 0; k < tile.in_count; ++k)
-            mismatches += u16_at(out, r * tile.in_count + k) != u16_at(whole, (tile.out_begin + r) * w.in + tile.in_begin + k);
-        INFO("packing " << static_cast<int>(packing) << " tile out " << tile.out_begin << "+" << tile.out_count << " in "
-                        << tile.in_begin << "+" << tile.in_count);
+            mismatches += u16_at(out, r * tile.in_count + k) !=
+                          u16_at(whole, (tile.out_begin + r) * w.in + tile.in_begin + k);
+        INFO("packing " << static_cast<int>(packing) << " tile out " << tile.out_begin << "+"
+                        << tile.out_count << " in " << tile.in_begin << "+" << tile.in_count);
         CHECK(mismatches == 0);
       }
     }
@@ -445,30 +468,39 @@ TEST_CASE("dequantize_int: bad shapes, spans and g_idx values are refused with t
   IntQuantBand band;
   band.quant = w.quant();
   band.tile = {0, w.out, 0, w.in};
-  band.packed_codes = p.qweight, band.packed_zeros = p.qzeros, band.scales = p.scales, band.group_index = p.g_idx;
+  band.packed_codes = p.qweight, band.packed_zeros = p.qzeros, band.scales = p.scales,
+  band.group_index = p.g_idx;
   const std::size_t out_bytes = 2 * w.out * w.in;
-  CHECK(message(band, out_bytes) == "dequantize_int: group index 2 of input row 17 is outside [0, 2) (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
+  CHECK(message(band, out_bytes) ==
+        "dequantize_int: group index 2 of input row 17 is outside [0, 2) (gptq 4-bit, in 32, out 16, groups "
+        "2, group size 16)");
   IntQuantBand short_scales = band;
   short_scales.scales = std::span(p.scales).first(10);
   CHECK(message(short_scales, out_bytes) ==
-        "dequantize_int: scales holds 10 bytes, not 64 (tile out 0+16, in 0+32) (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
+        "dequantize_int: scales holds 10 bytes, not 64 (tile out 0+16, in 0+32) (gptq 4-bit, in 32, out 16, "
+        "groups 2, group size 16)");
   CHECK(message(band, out_bytes - 2) ==
-        "dequantize_int: the output holds 1022 bytes, not 1024 (tile out 0+16, in 0+32) (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
+        "dequantize_int: the output holds 1022 bytes, not 1024 (tile out 0+16, in 0+32) (gptq 4-bit, in 32, "
+        "out 16, groups 2, group size 16)");
   IntQuantBand three_bits = band;
   three_bits.quant.bits = 3;
   CHECK(message(three_bits, out_bytes) ==
-        "dequantize_int: GPTQ codes of 2, 4 or 8 bits only (gptq 3-bit, in 32, out 16, groups 2, group size 16)");
+        "dequantize_int: GPTQ codes of 2, 4 or 8 bits only (gptq 3-bit, in 32, out 16, groups 2, group size "
+        "16)");
   IntQuantBand awq8 = band;
   awq8.quant.packing = IntPacking::awq, awq8.quant.bits = 8;
   CHECK(message(awq8, out_bytes) ==
-        "dequantize_int: AWQ's GEMM layout has 4-bit codes only (awq 8-bit, in 32, out 16, groups 2, group size 16)");
+        "dequantize_int: AWQ's GEMM layout has 4-bit codes only (awq 8-bit, in 32, out 16, groups 2, group "
+        "size 16)");
   IntQuantBand no_g_idx = band;
   no_g_idx.group_index = {};
   no_g_idx.quant.group_size = 8;
   CHECK(message(no_g_idx, out_bytes) ==
-        "dequantize_int: without a group index the groups must be ceil(in / group size) = 4 (gptq 4-bit, in 32, out 16, groups 2, group size 8)");
+        "dequantize_int: without a group index the groups must be ceil(in / group size) = 4 (gptq 4-bit, in "
+        "32, out 16, groups 2, group size 8)");
   IntQuantBand outside = band;
   outside.tile = {10, 7, 0, 32};
   CHECK(message(outside, out_bytes) ==
-        "dequantize_int: tile out 10+7, in 0+32 is empty or leaves the weight (gptq 4-bit, in 32, out 16, groups 2, group size 16)");
+        "dequantize_int: tile out 10+7, in 0+32 is empty or leaves the weight (gptq 4-bit, in 32, out 16, "
+        "groups 2, group size 16)");
 }

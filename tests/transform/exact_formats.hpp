@@ -101,7 +101,8 @@ inline float product(float a, float b) {
 inline float f16_value(std::uint16_t bits) {
   const int exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
   const float sign = (bits & 0x8000) != 0 ? -1.0f : 1.0f;
-  if (exponent == 31) return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
+  if (exponent == 31)
+    return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
   if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -24);
   return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, exponent - 15);
 }
@@ -110,7 +111,8 @@ inline float f16_value(std::uint16_t bits) {
 inline float bf16_value(std::uint16_t bits) {
   const int exponent = (bits >> 7) & 0xFF, mantissa = bits & 0x7F;
   const float sign = (bits & 0x8000) != 0 ? -1.0f : 1.0f;
-  if (exponent == 255) return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
+  if (exponent == 255)
+    return mantissa == 0 ? sign * std::numeric_limits<float>::infinity() : std::copysign(kNaN, sign);
   if (exponent == 0) return sign * std::ldexp(static_cast<float>(mantissa), -133);
   return sign * std::ldexp(1.0f + static_cast<float>(mantissa) / 128.0f, exponent - 127);
 }

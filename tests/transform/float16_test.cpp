@@ -20,7 +20,8 @@ namespace exact = shardwise::test::exact;
 namespace {
 
 bool same_float(float a, float b) {
-  return (std::isnan(a) && std::isnan(b)) || std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
+  return (std::isnan(a) && std::isnan(b)) ||
+         std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b);
 }
 
 float next_up(float x) { return std::nextafter(x, std::numeric_limits<float>::infinity()); }
@@ -37,7 +38,7 @@ TEST_CASE("f16_to_f32 and bf16_to_f32 are exact for all 65,536 patterns") {
   }
   CHECK(mismatches == 0);
   CHECK(std::bit_cast<std::uint32_t>(f16_to_f32(0x8000)) == 0x80000000u);  // -0 keeps its sign
-  CHECK(std::signbit(f16_to_f32(0xFE00)));                                  // so does a NaN
+  CHECK(std::signbit(f16_to_f32(0xFE00)));                                 // so does a NaN
 }
 
 TEST_CASE("f32_to_f16 rounds to nearest even: every F16 value, every half-way point and its neighbours") {
@@ -52,7 +53,8 @@ TEST_CASE("f32_to_f16 rounds to nearest even: every F16 value, every half-way po
       check(value);
       check(next_up(value));
       check(next_down(value));
-      const double upper = code + 1 == 0x7C00 ? 65536.0 : std::fabs(exact::f16_value(static_cast<std::uint16_t>(code + 1)));
+      const double upper =
+          code + 1 == 0x7C00 ? 65536.0 : std::fabs(exact::f16_value(static_cast<std::uint16_t>(code + 1)));
       const auto half_way = static_cast<float>((std::fabs(static_cast<double>(value)) + upper) / 2);  // exact
       const float signed_half = sign != 0 ? -half_way : half_way;
       check(signed_half);
@@ -76,7 +78,7 @@ TEST_CASE("f32_to_f16 over a sweep of all float32 patterns, and its special valu
     std::uint16_t out;
   };
   const Case cases[] = {
-      {0x7F800000u, 0x7C00}, {0xFF800000u, 0xFC00},  // infinities
+      {0x7F800000u, 0x7C00}, {0xFF800000u, 0xFC00},                         // infinities
       {0x7FC00000u, 0x7E00}, {0xFFC00001u, 0x7E00}, {0x7F800001u, 0x7E00},  // every NaN canonical
       {0x477FE000u, 0x7BFF}, {0x477FEFFFu, 0x7BFF}, {0x477FF000u, 0x7C00},  // 65504, below 65520, 65520
       {0x33000000u, 0x0000}, {0x33000001u, 0x0001}, {0xB3000000u, 0x8000},  // 2^-25: a tie to 0

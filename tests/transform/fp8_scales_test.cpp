@@ -32,10 +32,17 @@ struct Scales {
     std::uint16_t half = 0;
     float single = 0;
     switch (dtype) {
-      case st::DType::F8_E8M0: return exact::e8m0_value(std::to_integer<std::uint8_t>(bytes[index]));
-      case st::DType::F32: std::memcpy(&single, bytes.data() + 4 * index, 4); return single;
-      case st::DType::F16: std::memcpy(&half, bytes.data() + 2 * index, 2); return exact::f16_value(half);
-      default: std::memcpy(&half, bytes.data() + 2 * index, 2); return exact::bf16_value(half);
+      case st::DType::F8_E8M0:
+        return exact::e8m0_value(std::to_integer<std::uint8_t>(bytes[index]));
+      case st::DType::F32:
+        std::memcpy(&single, bytes.data() + 4 * index, 4);
+        return single;
+      case st::DType::F16:
+        std::memcpy(&half, bytes.data() + 2 * index, 2);
+        return exact::f16_value(half);
+      default:
+        std::memcpy(&half, bytes.data() + 2 * index, 2);
+        return exact::bf16_value(half);
     }
   }
 };
@@ -52,19 +59,33 @@ Scales special_scales(st::DType dtype) {
   switch (dtype) {
     case st::DType::F32: {
       const float inf = std::numeric_limits<float>::infinity();
-      std::vector<float> v = {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::quiet_NaN(),
-                              inf, -inf, 0.0f, -0.0f, 1e-40f, -1e-40f, std::numeric_limits<float>::max(),
-                              0x1p-126f, 0x1p-149f, -2.5f, 1.6423611640930176f, 0x1.fffffep-1f, 1.0f};
+      std::vector<float> v = {std::numeric_limits<float>::quiet_NaN(),
+                              -std::numeric_limits<float>::quiet_NaN(),
+                              inf,
+                              -inf,
+                              0.0f,
+                              -0.0f,
+                              1e-40f,
+                              -1e-40f,
+                              std::numeric_limits<float>::max(),
+                              0x1p-126f,
+                              0x1p-149f,
+                              -2.5f,
+                              1.6423611640930176f,
+                              0x1.fffffep-1f,
+                              1.0f};
       for (int e = -30; e <= 10; e += 4) v.push_back(std::ldexp(1.3f, e));
       return scales_of(dtype, v);
     }
     case st::DType::BF16: {
-      std::vector<std::uint16_t> v = {0x7FC0, 0xFFC1, 0x7F80, 0xFF80, 0x0000, 0x8000, 0x0001, 0x807F, 0x7F7F, 0xC020, 0x3F80};
+      std::vector<std::uint16_t> v = {0x7FC0, 0xFFC1, 0x7F80, 0xFF80, 0x0000, 0x8000,
+                                      0x0001, 0x807F, 0x7F7F, 0xC020, 0x3F80};
       for (int e = 97; e <= 137; e += 4) v.push_back(static_cast<std::uint16_t>(e << 7 | 0x2B));
       return scales_of(dtype, v);
     }
     case st::DType::F16: {
-      std::vector<std::uint16_t> v = {0x7E00, 0xFC01, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001, 0x83FF, 0x7BFF, 0xC500, 0x3C00};
+      std::vector<std::uint16_t> v = {0x7E00, 0xFC01, 0x7C00, 0xFC00, 0x0000, 0x8000,
+                                      0x0001, 0x83FF, 0x7BFF, 0xC500, 0x3C00};
       for (int e = 1; e <= 30; e += 3) v.push_back(static_cast<std::uint16_t>(e << 10 | 0x2AB));
       return scales_of(dtype, v);
     }
@@ -78,8 +99,9 @@ Scales special_scales(st::DType dtype) {
 
 std::uint16_t expected(std::uint8_t code, float scale, const OutputFormat& format) {
   const float y = exact::product(exact::e4m3_value(code), scale);
-  return format.dtype == st::DType::F16 ? exact::round_to_f16(y)
-                                        : exact::round_to_bf16(y, static_cast<std::uint16_t>(format.bf16_nan));
+  return format.dtype == st::DType::F16
+             ? exact::round_to_f16(y)
+             : exact::round_to_bf16(y, static_cast<std::uint16_t>(format.bf16_nan));
 }
 
 std::uint16_t u16_at(const std::vector<std::byte>& bytes, std::size_t index) {
@@ -90,8 +112,9 @@ std::uint16_t u16_at(const std::vector<std::byte>& bytes, std::size_t index) {
 
 // Compares a band's output with the expectation for weight [rows, cols] and scale S(r, c).
 template <class ScaleOf>
-std::size_t mismatches(const std::vector<std::byte>& weight, const std::vector<std::byte>& out, std::uint64_t first_row,
-                       std::uint64_t rows, std::uint64_t cols, const OutputFormat& format, ScaleOf scale_of) {
+std::size_t mismatches(const std::vector<std::byte>& weight, const std::vector<std::byte>& out,
+                       std::uint64_t first_row, std::uint64_t rows, std::uint64_t cols,
+                       const OutputFormat& format, ScaleOf scale_of) {
   std::size_t count = 0;
   for (std::uint64_t r = 0; r < rows; ++r) {
     for (std::uint64_t c = 0; c < cols; ++c) {
@@ -100,7 +123,8 @@ std::size_t mismatches(const std::vector<std::byte>& weight, const std::vector<s
       const std::uint16_t have = u16_at(out, r * cols + c);
       if (want != have && ++count <= 5) {
         UNSCOPED_INFO("[" << first_row + r << ", " << c << "] code 0x" << std::hex << int{code} << " scale "
-                          << scale_of(first_row + r, c) << ": got 0x" << have << ", want 0x" << want << std::dec);
+                          << scale_of(first_row + r, c) << ": got 0x" << have << ", want 0x" << want
+                          << std::dec);
       }
     }
   }
@@ -122,12 +146,15 @@ TEST_CASE("dequantize_fp8: every E4M3 code x special scales of each dtype, to BF
     for (const std::uint64_t block_rows : {4u, 1u}) {
       const std::uint64_t rows = n * block_rows, cols = 256;
       std::vector<std::byte> weight(rows * cols);
-      for (std::uint64_t i = 0; i < weight.size(); ++i) weight[i] = std::byte(static_cast<std::uint8_t>(i + i / 256 * 7));
+      for (std::uint64_t i = 0; i < weight.size(); ++i)
+        weight[i] = std::byte(static_cast<std::uint8_t>(i + i / 256 * 7));
       for (const OutputFormat& format : {kBf16, kF16, OutputFormat{st::DType::BF16, Bf16Nan::torch_cpu}}) {
         std::vector<std::byte> out(2 * rows * cols);
-        dequantize_fp8({weight, scales.bytes, dtype, ScaleGrid::blocks(block_rows, 256), 0, rows, cols, 1}, format, out);
-        INFO("scales " << st::dtype_name(dtype) << ", blocks " << block_rows << "x256, out " << st::dtype_name(format.dtype)
-                       << " nan 0x" << std::hex << static_cast<unsigned>(format.bf16_nan));
+        dequantize_fp8({weight, scales.bytes, dtype, ScaleGrid::blocks(block_rows, 256), 0, rows, cols, 1},
+                       format, out);
+        INFO("scales " << st::dtype_name(dtype) << ", blocks " << block_rows << "x256, out "
+                       << st::dtype_name(format.dtype) << " nan 0x" << std::hex
+                       << static_cast<unsigned>(format.bf16_nan));
         CHECK(mismatches(weight, out, 0, rows, cols, format,
                          [&](std::uint64_t r, std::uint64_t) { return scales.at(r / block_rows); }) == 0);
       }
@@ -159,9 +186,11 @@ TEST_CASE("dequantize_fp8: per-channel and per-tensor scales, whole and in bands
         const std::uint64_t count = rows - first - (first == 5 ? 2 : 0);
         std::vector<std::byte> out(2 * count * cols);
         const std::size_t esize = st::dtype_bits(dtype) / 8;
-        const std::span<const std::byte> band_scales = std::span(specials.bytes).subspan(first * esize, count * esize);
+        const std::span<const std::byte> band_scales =
+            std::span(specials.bytes).subspan(first * esize, count * esize);
         const std::span<const std::byte> band_weight = std::span(weight).subspan(first * cols, count * cols);
-        dequantize_fp8({band_weight, band_scales, dtype, ScaleGrid::per_channel(), first, count, cols, 1}, format, out);
+        dequantize_fp8({band_weight, band_scales, dtype, ScaleGrid::per_channel(), first, count, cols, 1},
+                       format, out);
         INFO("per channel, scales " << st::dtype_name(dtype) << ", rows " << first << "+" << count);
         CHECK(mismatches(weight, out, first, count, cols, format,
                          [&](std::uint64_t r, std::uint64_t) { return specials.at(r); }) == 0);
@@ -171,10 +200,12 @@ TEST_CASE("dequantize_fp8: per-channel and per-tensor scales, whole and in bands
         const std::size_t esize = st::dtype_bits(dtype) / 8;
         const std::span<const std::byte> one = std::span(specials.bytes).subspan(k * esize, esize);
         std::vector<std::byte> out(2 * (rows - 3) * cols);
-        dequantize_fp8({std::span(weight).subspan(3 * cols), one, dtype, ScaleGrid::per_tensor(), 3, rows - 3, cols, 1},
-                       format, out);
+        dequantize_fp8(
+            {std::span(weight).subspan(3 * cols), one, dtype, ScaleGrid::per_tensor(), 3, rows - 3, cols, 1},
+            format, out);
         INFO("per tensor, scales " << st::dtype_name(dtype) << " #" << k);
-        CHECK(mismatches(weight, out, 3, rows - 3, cols, format, [&](std::uint64_t, std::uint64_t) { return specials.at(k); }) == 0);
+        CHECK(mismatches(weight, out, 3, rows - 3, cols, format,
+                         [&](std::uint64_t, std::uint64_t) { return specials.at(k); }) == 0);
       }
     }
   }
@@ -187,12 +218,13 @@ TEST_CASE("dequantize_fp8: block grids with partial blocks, bands starting anywh
   };
   // 320 = 2.5 blocks, 192 = 1.5 blocks, 64 < 1 block; then small and tall blocks.
   const Shape shapes[] = {{320, 192, 128, 128, 0}, {64, 320, 128, 128, 0}, {192, 64, 128, 128, 1},
-                          {37, 29, 8, 16, 0},      {50, 40, 1, 40, 0},      {9, 700, 4, 128, 2}};
+                          {37, 29, 8, 16, 0},      {50, 40, 1, 40, 0},     {9, 700, 4, 128, 2}};
   for (const st::DType dtype : kScaleDtypes) {
     const Scales specials = special_scales(dtype);
     for (const Shape& shape : shapes) {
       const std::uint64_t grid_rows = (shape.rows + shape.block_rows - 1) / shape.block_rows;
-      const std::uint64_t scale_cols = (shape.cols + shape.block_cols - 1) / shape.block_cols + shape.extra_scale_cols;
+      const std::uint64_t scale_cols =
+          (shape.cols + shape.block_cols - 1) / shape.block_cols + shape.extra_scale_cols;
       const std::size_t esize = st::dtype_bits(dtype) / 8;
       std::vector<std::byte> scale(grid_rows * scale_cols * esize);
       for (std::uint64_t k = 0; k < grid_rows * scale_cols; ++k) {
@@ -212,14 +244,15 @@ TEST_CASE("dequantize_fp8: block grids with partial blocks, bands starting anywh
           for (std::uint64_t first = 0; first < shape.rows; first += band_rows) {
             const std::uint64_t count = std::min(band_rows, shape.rows - first);
             const RowRange needed = fp8_band_scale_rows(blocks, first, count);
-            const auto band_scale = std::span(scale).subspan(needed.begin * scale_cols * esize,
-                                                             (needed.end - needed.begin) * scale_cols * esize);
+            const auto band_scale = std::span(scale).subspan(
+                needed.begin * scale_cols * esize, (needed.end - needed.begin) * scale_cols * esize);
             std::vector<std::byte> out(2 * count * shape.cols);
-            dequantize_fp8({std::span(weight).subspan(first * shape.cols, count * shape.cols), band_scale, dtype, blocks,
-                            first, count, shape.cols, scale_cols},
+            dequantize_fp8({std::span(weight).subspan(first * shape.cols, count * shape.cols), band_scale,
+                            dtype, blocks, first, count, shape.cols, scale_cols},
                            format, out);
             INFO("scales " << st::dtype_name(dtype) << ", " << shape.rows << "x" << shape.cols << " blocks "
-                           << shape.block_rows << "x" << shape.block_cols << ", rows " << first << "+" << count);
+                           << shape.block_rows << "x" << shape.block_cols << ", rows " << first << "+"
+                           << count);
             CHECK(mismatches(weight, out, first, count, shape.cols, format, scale_of) == 0);
           }
         }
@@ -252,22 +285,33 @@ TEST_CASE("dequantize_fp8: spans that do not hold the band are refused with the 
     return std::string("no error");
   };
   const ScaleGrid per_channel = ScaleGrid::per_channel();
-  CHECK(message({weight, std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1}, kBf16) == "no error");
+  CHECK(message({weight, std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1}, kBf16) ==
+        "no error");
   CHECK(message({weight, scale, st::DType::F16, per_channel, 0, 3, 4, 1}, kBf16) ==
-        "dequantize_fp8: scale holds 8 bytes, not 6 (scale rows 0..3) (first row 0, rows 3, cols 4, blocks 1xall, "
+        "dequantize_fp8: scale holds 8 bytes, not 6 (scale rows 0..3) (first row 0, rows 3, cols 4, blocks "
+        "1xall, "
         "scale_cols 1, scale dtype F16)");
   CHECK(message({weight, scale, st::DType::F16, ScaleGrid::blocks(2, 2), 0, 3, 4, 1}, kBf16) ==
-        "dequantize_fp8: scale_cols 1 < 2 blocks across (first row 0, rows 3, cols 4, blocks 2x2, scale_cols 1, scale "
+        "dequantize_fp8: scale_cols 1 < 2 blocks across (first row 0, rows 3, cols 4, blocks 2x2, scale_cols "
+        "1, scale "
         "dtype F16)");
   CHECK(message({weight, scale, st::DType::I8, per_channel, 0, 3, 4, 1}, kBf16) ==
-        "dequantize_fp8: the scale dtype is not F32, BF16, F16 or F8_E8M0 (first row 0, rows 3, cols 4, blocks 1xall, "
+        "dequantize_fp8: the scale dtype is not F32, BF16, F16 or F8_E8M0 (first row 0, rows 3, cols 4, "
+        "blocks 1xall, "
         "scale_cols 1, scale dtype I8)");
-  CHECK(message({weight, std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1}, {st::DType::F32}) ==
-        "dequantize_fp8: output dtype F32 is neither BF16 nor F16 (first row 0, rows 3, cols 4, blocks 1xall, "
-        "scale_cols 1, scale dtype F16)");
-  CHECK(message({std::span(weight).first(11), std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1}, kBf16) ==
-        "dequantize_fp8: weight holds 11 bytes, not 12 (first row 0, rows 3, cols 4, blocks 1xall, scale_cols 1, "
+  CHECK(
+      message({weight, std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1},
+              {st::DType::F32}) ==
+      "dequantize_fp8: output dtype F32 is neither BF16 nor F16 (first row 0, rows 3, cols 4, blocks 1xall, "
+      "scale_cols 1, scale dtype F16)");
+  CHECK(message(
+            {std::span(weight).first(11), std::span(scale).first(6), st::DType::F16, per_channel, 0, 3, 4, 1},
+            kBf16) ==
+        "dequantize_fp8: weight holds 11 bytes, not 12 (first row 0, rows 3, cols 4, blocks 1xall, "
+        "scale_cols 1, "
         "scale dtype F16)");
-  CHECK(message({weight, std::span(scale).first(2), st::DType::F16, ScaleGrid::blocks(0, 4), 0, 3, 4, 1}, kBf16) ==
-        "dequantize_fp8: a block dimension is 0 (first row 0, rows 3, cols 4, blocks 0x4, scale_cols 1, scale dtype F16)");
+  CHECK(message({weight, std::span(scale).first(2), st::DType::F16, ScaleGrid::blocks(0, 4), 0, 3, 4, 1},
+                kBf16) ==
+        "dequantize_fp8: a block dimension is 0 (first row 0, rows 3, cols 4, blocks 0x4, scale_cols 1, "
+        "scale dtype F16)");
 }

@@ -14,8 +14,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "transform/fp4_patterns.hpp"
 #include <shardwise/transform/isa.hpp>
+#include "transform/fp4_patterns.hpp"
 
 using namespace shardwise;
 using namespace shardwise::transform;

@@ -127,7 +127,8 @@ TEST_CASE("requantize_fp4_to_fp8: random tensors with NaN and tiny blocks, whole
   }
 }
 
-TEST_CASE("requantize_fp4_scale: the new scale alone, for every largest code of a block, NaN and codes <= 5") {
+TEST_CASE(
+    "requantize_fp4_scale: the new scale alone, for every largest code of a block, NaN and codes <= 5") {
   // One block per largest code 0..255; the other scale codes of the block are at most that code.
   constexpr std::size_t rows = 128, cols = 256 * 128;
   std::vector<std::byte> scale(rows * cols / 32);

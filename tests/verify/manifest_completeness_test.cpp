@@ -39,14 +39,20 @@ TEST_CASE("file_list_problems: every rank 0..mp-1 once, in order, no file twice,
   };
   const std::vector<Case> cases = {
       {"complete", [](output::Manifest&) {}, {}},
-      {"two of four ranks", [](output::Manifest& m) { m.outputs.resize(2); }, {"lists 2 rank files for mp=4"}},
-      {"no output", [](output::Manifest& m) { m.outputs.clear(); },
+      {"two of four ranks",
+       [](output::Manifest& m) { m.outputs.resize(2); },
+       {"lists 2 rank files for mp=4"}},
+      {"no output",
+       [](output::Manifest& m) { m.outputs.clear(); },
        {"lists no output file", "lists 0 rank files for mp=4"}},
       {"a duplicate entry",
        [](output::Manifest& m) { m.outputs[1] = m.outputs[0]; },
-       {"lists model0-mp4.safetensors more than once", "entry 1 is rank 0 (model0-mp4.safetensors), expected rank 1"}},
+       {"lists model0-mp4.safetensors more than once",
+        "entry 1 is rank 0 (model0-mp4.safetensors), expected rank 1"}},
       {"mp=0", [](output::Manifest& m) { m.params["mp"] = 0; }, {"records mp=0, not between 1 and 4096"}},
-      {"no mp", [](output::Manifest& m) { m.params.erase("mp"); }, {"records no model parallelism (parameter mp)"}},
+      {"no mp",
+       [](output::Manifest& m) { m.params.erase("mp"); },
+       {"records no model parallelism (parameter mp)"}},
       {"rank 2^64-1",
        [](output::Manifest& m) { m.outputs[3].rank = UINT64_MAX; },
        {"entry 3 is rank 18446744073709551615 (model3-mp4.safetensors), expected rank 3"}},
@@ -72,7 +78,8 @@ TEST_CASE("file_list_problems: mirrored output (no pattern, mp=1) lists each fil
   output::Manifest m;
   m.complete = true;
   m.params["mp"] = 1;
-  m.outputs = {{0, "model-00001-of-00002.safetensors", 0, 0, {}}, {1, "model-00002-of-00002.safetensors", 0, 0, {}}};
+  m.outputs = {{0, "model-00001-of-00002.safetensors", 0, 0, {}},
+               {1, "model-00002-of-00002.safetensors", 0, 0, {}}};
   CHECK(output::file_list_problems(m).empty());
   m.outputs[1].file = m.outputs[0].file;
   CHECK(output::file_list_problems(m) ==
@@ -106,10 +113,12 @@ TEST_CASE("verify --manifest-only and reshard refuse a manifest that lists part 
          fs::remove(out + "/model3-mp4.safetensors");
        },
        "lists 2 rank files for mp=4"},
-      {"no output listed", [](Json& m, const std::string&) { m["outputs"] = Json::array(); }, "lists no output file"},
+      {"no output listed", [](Json& m, const std::string&) { m["outputs"] = Json::array(); },
+       "lists no output file"},
       {"a duplicate entry", [](Json& m, const std::string&) { m["outputs"][1] = m["outputs"][0]; },
        "lists model0-mp4.safetensors more than once"},
-      {"mp=0", [](Json& m, const std::string&) { m["params"]["mp"] = 0; }, "records mp=0, not between 1 and 4096"},
+      {"mp=0", [](Json& m, const std::string&) { m["params"]["mp"] = 0; },
+       "records mp=0, not between 1 and 4096"},
       {"rank 2^64-1", [](Json& m, const std::string&) { m["outputs"][3]["rank"] = UINT64_MAX; },
        "entry 3 is rank 18446744073709551615 (model3-mp4.safetensors), expected rank 3"},
   };
@@ -121,7 +130,8 @@ TEST_CASE("verify --manifest-only and reshard refuse a manifest that lists part 
         run_command({shardwise_binary(), "verify", "--manifest-only", "--save-path", out, "--quiet"});
     CHECK(verified.exit_code == 6);
     CHECK_THAT(verified.out, Catch::Contains("shardwise-manifest.json: " + c.finding + "\n"));
-    const CommandResult resharded = run_command({shardwise_binary(), "reshard", "--from", out, "-m", "2", "--dry-run"});
+    const CommandResult resharded =
+        run_command({shardwise_binary(), "reshard", "--from", out, "-m", "2", "--dry-run"});
     CHECK(resharded.exit_code == 4);
     CHECK_THAT(resharded.err, Catch::Contains(out + "/shardwise-manifest.json: " + c.finding));
   }

@@ -9,9 +9,10 @@ namespace shardwise::verify {
 namespace {
 
 rules::Rules rules_with_output(const std::string& file) {
-  return rules::Rules::load_text("shardwise: 1\nname: t\noutput: {file: \"" + file +
-                                     "\"}\nkeys:\n  - {match: '(?P<key>[^.]+)$'}\ntable:\n  a: {split: replicate}\n",
-                                 "test.yaml");
+  return rules::Rules::load_text(
+      "shardwise: 1\nname: t\noutput: {file: \"" + file +
+          "\"}\nkeys:\n  - {match: '(?P<key>[^.]+)$'}\ntable:\n  a: {split: replicate}\n",
+      "test.yaml");
 }
 
 struct Case {
@@ -41,7 +42,8 @@ TEST_CASE("output names of the bundled rules at mp=4") {
 }
 
 TEST_CASE("a template with the rank twice, followed by digits") {
-  const OutputNamePattern pattern = OutputNamePattern::from_rules(rules_with_output("r{rank}-of{mp}-{rank}7.st"), 2);
+  const OutputNamePattern pattern =
+      OutputNamePattern::from_rules(rules_with_output("r{rank}-of{mp}-{rank}7.st"), 2);
   const Case cases[] = {
       {"r0-of2-07.st", 0},
       {"r13-of2-137.st", 13},

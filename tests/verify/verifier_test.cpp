@@ -25,8 +25,8 @@ const rules::Rules& bundled() {
 }
 
 const plan::Plan& tiny_plan() {
-  static const plan::Plan plan = plan::plan_checkpoint(st::Checkpoint::open(tiny_mp4().input), bundled(),
-                                                       {4, {{"n_experts", 8}}});
+  static const plan::Plan plan =
+      plan::plan_checkpoint(st::Checkpoint::open(tiny_mp4().input), bundled(), {4, {{"n_experts", 8}}});
   return plan;
 }
 
@@ -61,7 +61,8 @@ void rewrite(const std::string& path, const std::function<void(std::vector<RawTe
   write_file(path, build_safetensors(tensors));
 }
 
-void set_tensor_digest(const std::string& out, const std::string& file, const std::string& tensor, const std::string& hex) {
+void set_tensor_digest(const std::string& out, const std::string& file, const std::string& tensor,
+                       const std::string& hex) {
   const fs::path path = fs::path(out) / output::kManifestFileName;
   auto json = nlohmann::ordered_json::parse(read_file(path));
   for (auto& output : json["outputs"]) {
@@ -76,7 +77,8 @@ void set_tensor_digest(const std::string& out, const std::string& file, const st
 TEST_CASE("the intact output verifies, against the plan and against its manifest") {
   const std::string out = tiny_mp4().output;
   std::size_t tensors = 0;
-  for (int rank = 0; rank < 4; ++rank) tensors += read_tensors(fmt::format("{}/model{}-mp4.safetensors", out, rank)).size();
+  for (int rank = 0; rank < 4; ++rank)
+    tensors += read_tensors(fmt::format("{}/model{}-mp4.safetensors", out, rank)).size();
 
   const verify::VerifyReport report = verify::verify_plan(tiny_plan(), bundled(), options_for(out));
   CHECK(lines(report).empty());
@@ -101,11 +103,14 @@ TEST_CASE("results do not depend on threads or buffer size (buffers smaller than
   for (const unsigned threads : {1u, 3u}) {
     for (const std::size_t buffer : {std::size_t{4096}, std::size_t{12288}, std::size_t{0}}) {
       INFO("threads " << threads << ", buffer " << buffer);
-      const auto intact = verify::verify_plan(tiny_plan(), bundled(), options_for(tiny_mp4().output, threads, buffer));
+      const auto intact =
+          verify::verify_plan(tiny_plan(), bundled(), options_for(tiny_mp4().output, threads, buffer));
       CHECK(lines(intact).empty());
-      const auto damaged = lines(verify::verify_plan(tiny_plan(), bundled(), options_for(out, threads, buffer)));
+      const auto damaged =
+          lines(verify::verify_plan(tiny_plan(), bundled(), options_for(out, threads, buffer)));
       REQUIRE(damaged.size() == 1);
-      CHECK_THAT(damaged[0], Catch::StartsWith(std::string(kRank1) + ": layers.2.ffn.experts.3.w2.qweight: bytes differ"));
+      CHECK_THAT(damaged[0], Catch::StartsWith(std::string(kRank1) +
+                                               ": layers.2.ffn.experts.3.w2.qweight: bytes differ"));
       CHECK(lines(verify::verify_manifest(options_for(out, threads, buffer))).size() == 1);
     }
   }
@@ -128,9 +133,9 @@ TEST_CASE("a flipped byte in a sliced tensor is named with its source slice and 
                                              "model.safetensors (expected xxh3 {}, found {})",
                                              kRank1, name, name, expected, found)});
   // Without the input: the manifest recorded the right checksum.
-  CHECK(manifest_findings(out) ==
-        std::vector<std::string>{
-            fmt::format("{}: {}: bytes differ from the manifest (expected xxh3 {}, found {})", kRank1, name, expected, found)});
+  CHECK(manifest_findings(out) == std::vector<std::string>{fmt::format(
+                                      "{}: {}: bytes differ from the manifest (expected xxh3 {}, found {})",
+                                      kRank1, name, expected, found)});
 }
 
 TEST_CASE("a flipped byte in a cast tensor names the cast") {
@@ -144,9 +149,10 @@ TEST_CASE("a flipped byte in a cast tensor names the cast") {
   const std::string found = hex_xxh3(tensor_named(read_tensors(out + "/" + file), name).bytes);
   const auto findings = plan_findings(out);
   REQUIRE(findings.size() == 1);
-  CHECK_THAT(findings[0], Catch::StartsWith(fmt::format("{}: {}: bytes differ from source slice dim1[512:768] of {} in "
-                                                        "model.safetensors after the cast F16 -> BF16 (expected xxh3 ",
-                                                        file, name, name)));
+  CHECK_THAT(findings[0],
+             Catch::StartsWith(fmt::format("{}: {}: bytes differ from source slice dim1[512:768] of {} in "
+                                           "model.safetensors after the cast F16 -> BF16 (expected xxh3 ",
+                                           file, name, name)));
   CHECK_THAT(findings[0], Catch::EndsWith(fmt::format(", found {})", found)));
 }
 
@@ -164,22 +170,29 @@ TEST_CASE("each damage is reported by name, once, in both modes") {
   for (const RawTensor& t : rank3) rank3_data += t.bytes.size();
   const auto rank3_size = fs::file_size(intact + "/model3-mp4.safetensors");
   const std::string bad_digest = "0123456789abcdef";
-  const std::string wq_a_digest = hex_xxh3(tensor_named(read_tensors(intact + "/" + kRank0), "layers.0.attn.wq_a.qweight").bytes);
+  const std::string wq_a_digest =
+      hex_xxh3(tensor_named(read_tensors(intact + "/" + kRank0), "layers.0.attn.wq_a.qweight").bytes);
 
   const std::vector<Damage> damages = {
-      {"a missing file", [](const std::string& out) { fs::remove(out + "/model3-mp4.safetensors"); },
-       {fmt::format("model3-mp4.safetensors: missing (planned: {} tensors, {} bytes of data)", rank3.size(), rank3_data)},
-       {fmt::format("model3-mp4.safetensors: missing (the manifest lists it: {} tensors, {} bytes)", rank3.size(),
-                    rank3_size)}},
+      {"a missing file",
+       [](const std::string& out) { fs::remove(out + "/model3-mp4.safetensors"); },
+       {fmt::format("model3-mp4.safetensors: missing (planned: {} tensors, {} bytes of data)", rank3.size(),
+                    rank3_data)},
+       {fmt::format("model3-mp4.safetensors: missing (the manifest lists it: {} tensors, {} bytes)",
+                    rank3.size(), rank3_size)}},
       {"an extra tensor",
        [](const std::string& out) {
-         rewrite(out + "/" + kRank0, [](auto& t) { t.push_back({"extra.weight", "F32", {2}, std::string(8, 'x')}); });
+         rewrite(out + "/" + kRank0, [](auto& t) {
+           t.push_back({"extra.weight", "F32", {2}, std::string(8, 'x')});
+         });
        },
        {std::string(kRank0) + ": extra.weight: unexpected tensor (not in the plan): F32 [2]"},
        {std::string(kRank0) + ": extra.weight: unexpected tensor (not in the manifest)"}},
       {"a missing tensor",
        [](const std::string& out) {
-         rewrite(out + "/" + kRank0, [](auto& t) { std::erase_if(t, [](const RawTensor& r) { return r.name == "norm.weight"; }); });
+         rewrite(out + "/" + kRank0, [](auto& t) {
+           std::erase_if(t, [](const RawTensor& r) { return r.name == "norm.weight"; });
+         });
        },
        {std::string(kRank0) + ": norm.weight: missing (planned BF16 [256])"},
        {std::string(kRank0) + ": norm.weight: missing (the manifest lists it)"}},
@@ -203,28 +216,38 @@ TEST_CASE("each damage is reported by name, once, in both modes") {
        },
        {std::string(kRank0) + ": layers.0.attn.wq_a.qweight: shape [256, 32], planned [32, 256]"},
        {"*"}},
-      {"a missing side file", [](const std::string& out) { fs::remove(out + "/tokenizer.json"); },
+      {"a missing side file",
+       [](const std::string& out) { fs::remove(out + "/tokenizer.json"); },
        {"tokenizer.json: missing side file"},
        {"tokenizer.json: missing side file (the manifest lists it)"}},
       {"an output file of another rank",
        [](const std::string& out) { fs::copy_file(out + "/" + kRank0, out + "/model4-mp4.safetensors"); },
        {"model4-mp4.safetensors: unexpected output file: the plan for mp=4 has no rank 4"},
        {}},
-      {"a leftover temporary", [](const std::string& out) { write_file(out + "/.model1-mp4.safetensors.partial", "x"); },
-       {".model1-mp4.safetensors.partial: temporary of model1-mp4.safetensors left by an interrupted conversion (remove "
+      {"a leftover temporary",
+       [](const std::string& out) { write_file(out + "/.model1-mp4.safetensors.partial", "x"); },
+       {".model1-mp4.safetensors.partial: temporary of model1-mp4.safetensors left by an interrupted "
+        "conversion (remove "
         "it, or convert again)"},
-       {".model1-mp4.safetensors.partial: temporary of model1-mp4.safetensors left by an interrupted conversion (remove "
+       {".model1-mp4.safetensors.partial: temporary of model1-mp4.safetensors left by an interrupted "
+        "conversion (remove "
         "it, or convert again)"}},
       {"a stale manifest checksum",
-       [&](const std::string& out) { set_tensor_digest(out, kRank0, "layers.0.attn.wq_a.qweight", bad_digest); },
-       {fmt::format("{}: layers.0.attn.wq_a.qweight: the manifest records xxh3 {}, but the tensor (which matches its "
-                    "source) has {}: the manifest is stale",
-                    kRank0, bad_digest, wq_a_digest)},
-       {fmt::format("{}: layers.0.attn.wq_a.qweight: bytes differ from the manifest (expected xxh3 {}, found {})", kRank0,
-                    bad_digest, wq_a_digest)}},
-      {"no manifest", [](const std::string& out) { fs::remove(out + "/" + output::kManifestFileName); },
+       [&](const std::string& out) {
+         set_tensor_digest(out, kRank0, "layers.0.attn.wq_a.qweight", bad_digest);
+       },
+       {fmt::format(
+           "{}: layers.0.attn.wq_a.qweight: the manifest records xxh3 {}, but the tensor (which matches its "
+           "source) has {}: the manifest is stale",
+           kRank0, bad_digest, wq_a_digest)},
+       {fmt::format(
+           "{}: layers.0.attn.wq_a.qweight: bytes differ from the manifest (expected xxh3 {}, found {})",
+           kRank0, bad_digest, wq_a_digest)}},
+      {"no manifest",
+       [](const std::string& out) { fs::remove(out + "/" + output::kManifestFileName); },
        {},
-       {"shardwise-manifest.json: missing: nothing to verify against without the input (verify with --hf-ckpt-path "
+       {"shardwise-manifest.json: missing: nothing to verify against without the input (verify with "
+        "--hf-ckpt-path "
         "instead)"}},
   };
   for (const Damage& damage : damages) {
@@ -232,8 +255,10 @@ TEST_CASE("each damage is reported by name, once, in both modes") {
       TempDir tmp;
       const std::string out = copy_of_output(tmp);
       damage.apply(out);
-      if (damage.against_plan != std::vector<std::string>{"*"}) CHECK(plan_findings(out) == damage.against_plan);
-      if (damage.against_manifest != std::vector<std::string>{"*"}) CHECK(manifest_findings(out) == damage.against_manifest);
+      if (damage.against_plan != std::vector<std::string>{"*"})
+        CHECK(plan_findings(out) == damage.against_plan);
+      if (damage.against_manifest != std::vector<std::string>{"*"})
+        CHECK(manifest_findings(out) == damage.against_manifest);
     }
   }
 }
@@ -244,12 +269,14 @@ TEST_CASE("a changed side file is compared with the input's") {
   const std::string changed = read_file(out + "/tokenizer.json") + " ";
   write_file(out + "/tokenizer.json", changed);
   const std::string expected = hex_xxh3(read_file(tiny_mp4().input + "/tokenizer.json"));
-  CHECK(plan_findings(out) == std::vector<std::string>{fmt::format(
-                                  "tokenizer.json: side file differs from the input's (expected xxh3 {}, found {})",
-                                  expected, hex_xxh3(changed))});
-  CHECK(manifest_findings(out) == std::vector<std::string>{fmt::format(
-                                      "tokenizer.json: side file differs from the manifest (expected xxh3 {}, found {})",
-                                      expected, hex_xxh3(changed))});
+  CHECK(plan_findings(out) ==
+        std::vector<std::string>{
+            fmt::format("tokenizer.json: side file differs from the input's (expected xxh3 {}, found {})",
+                        expected, hex_xxh3(changed))});
+  CHECK(manifest_findings(out) ==
+        std::vector<std::string>{
+            fmt::format("tokenizer.json: side file differs from the manifest (expected xxh3 {}, found {})",
+                        expected, hex_xxh3(changed))});
 }
 
 TEST_CASE("a header edit that keeps every tensor's bytes is caught by the manifest's whole-file checksum") {
@@ -263,8 +290,8 @@ TEST_CASE("a header edit that keeps every tensor's bytes is caught by the manife
   });
   const std::string after = hex_xxh3(read_file(out + "/" + kRank0));
   CHECK(manifest_findings(out) ==
-        std::vector<std::string>{fmt::format("{}: file differs from the manifest (expected xxh3 {}, found {})", kRank0,
-                                             before, after)});
+        std::vector<std::string>{fmt::format(
+            "{}: file differs from the manifest (expected xxh3 {}, found {})", kRank0, before, after)});
 }
 
 TEST_CASE("a truncated file is reported by name, not a crash") {
@@ -287,7 +314,8 @@ TEST_CASE("an interrupted conversion's manifest is reported in both modes") {
   json["complete"] = false;
   write_file(path, json.dump(1));
   const std::string expected =
-      "shardwise-manifest.json: incomplete (\"complete\": false): the conversion that wrote it was interrupted; convert "
+      "shardwise-manifest.json: incomplete (\"complete\": false): the conversion that wrote it was "
+      "interrupted; convert "
       "again";
   CHECK(plan_findings(out) == std::vector<std::string>{expected});
   CHECK(manifest_findings(out) == std::vector<std::string>{expected});
@@ -304,8 +332,10 @@ TEST_CASE("every damage of one run is listed, in file order") {
   flip_byte(out + "/" + kRank0, at.at("embed.weight") + 7);
   const auto findings = plan_findings(out);
   REQUIRE(findings.size() == 4);
-  CHECK_THAT(findings[0], Catch::StartsWith(std::string(kRank0) + ": embed.weight: bytes differ from source slice dim0[0:256]"));
-  CHECK_THAT(findings[1], Catch::StartsWith(std::string(kRank0) + ": head.weight: bytes differ from source slice dim0[0:256]"));
+  CHECK_THAT(findings[0], Catch::StartsWith(std::string(kRank0) +
+                                            ": embed.weight: bytes differ from source slice dim0[0:256]"));
+  CHECK_THAT(findings[1], Catch::StartsWith(std::string(kRank0) +
+                                            ": head.weight: bytes differ from source slice dim0[0:256]"));
   CHECK_THAT(findings[2], Catch::StartsWith("model3-mp4.safetensors: missing (planned: "));
   CHECK(findings[3] == "tokenizer_config.json: missing side file");
 }

@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include <catch2/catch.hpp>
 #include <fmt/format.h>
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include "support/support.hpp"
@@ -42,8 +42,8 @@ inline const Converted& tiny_mp4() {
   static const std::unique_ptr<Converted> converted = [] {
     auto c = std::make_unique<Converted>();
     run_ok({tools_dir() + "/gen_checkpoint", "--out", c->input, "--config", "tiny", "--seed", "11"});
-    run_ok({shardwise_binary(), "convert", "--hf-ckpt-path", c->input, "--save-path", c->output, "--n-experts", "8",
-            "--model-parallel", "4", "--quiet"});
+    run_ok({shardwise_binary(), "convert", "--hf-ckpt-path", c->input, "--save-path", c->output,
+            "--n-experts", "8", "--model-parallel", "4", "--quiet"});
     return c;
   }();
   return *converted;
@@ -69,7 +69,8 @@ struct RawTensor {
 
 // The tensors of a safetensors file, in data order, with their bytes; `absolute` gets each
 // tensor's offset in the file.
-inline std::vector<RawTensor> read_tensors(const std::string& path, std::map<std::string, std::uint64_t>* absolute = nullptr) {
+inline std::vector<RawTensor> read_tensors(const std::string& path,
+                                           std::map<std::string, std::uint64_t>* absolute = nullptr) {
   const std::string file = read_file(path);
   REQUIRE(file.size() >= 8);
   std::uint64_t n = 0;
@@ -82,7 +83,8 @@ inline std::vector<RawTensor> read_tensors(const std::string& path, std::map<std
     const auto begin = entry.at("data_offsets")[0].get<std::uint64_t>();
     const auto end = entry.at("data_offsets")[1].get<std::uint64_t>();
     REQUIRE(8 + n + end <= file.size());
-    by_offset[begin] = {name, entry.at("dtype").get<std::string>(), entry.at("shape").get<std::vector<std::uint64_t>>(),
+    by_offset[begin] = {name, entry.at("dtype").get<std::string>(),
+                        entry.at("shape").get<std::vector<std::uint64_t>>(),
                         file.substr(8 + n + begin, end - begin)};
     if (absolute != nullptr) (*absolute)[name] = 8 + n + begin;
   }
@@ -103,7 +105,9 @@ inline std::string build_safetensors(const std::vector<RawTensor>& tensors) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   std::string data;
   for (const RawTensor& t : tensors) {
-    header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    header[t.name] = {{"dtype", t.dtype},
+                      {"shape", t.shape},
+                      {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
     data += t.bytes;
   }
   std::string text = header.dump();
@@ -114,11 +118,13 @@ inline std::string build_safetensors(const std::vector<RawTensor>& tensors) {
 }
 
 // Rows [begin, end) of dim 1 of a 2-D tensor of `element`-byte elements, row by row.
-inline std::string slice_dim1(const RawTensor& t, std::size_t element, std::uint64_t begin, std::uint64_t end) {
+inline std::string slice_dim1(const RawTensor& t, std::size_t element, std::uint64_t begin,
+                              std::uint64_t end) {
   REQUIRE(t.shape.size() == 2);
   std::string out;
   const std::uint64_t row = t.shape[1] * element;
-  for (std::uint64_t r = 0; r < t.shape[0]; ++r) out += t.bytes.substr(r * row + begin * element, (end - begin) * element);
+  for (std::uint64_t r = 0; r < t.shape[0]; ++r)
+    out += t.bytes.substr(r * row + begin * element, (end - begin) * element);
   return out;
 }
 

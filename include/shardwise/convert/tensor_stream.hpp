@@ -57,8 +57,8 @@ class TensorStream {
  private:
   void read_direct(int fd, const std::string& path, std::uint64_t segment, std::uint64_t in_segment,
                    std::span<std::byte> out, std::span<std::byte> scratch) const;
-  std::uint64_t read_gathered(int fd, const std::string& path, std::uint64_t segment, std::span<std::byte> out,
-                              std::span<std::byte> scratch) const;
+  std::uint64_t read_gathered(int fd, const std::string& path, std::uint64_t segment,
+                              std::span<std::byte> out, std::span<std::byte> scratch) const;
   void transform(const std::byte* src, std::byte* dst, std::uint64_t src_bytes) const;
   struct Block;  // a block-scaled transform (tensor_block.cpp)
   std::vector<std::uint64_t> block_bounds(std::uint64_t max_piece) const;
@@ -68,17 +68,18 @@ class TensorStream {
                     std::span<std::byte> scratch, CompanionInput companion) const;
 
   plan::Cast cast_ = plan::Cast::none;
-  std::uint64_t ratio_ = 1;           // source bytes per output byte (2 for f32 -> bf16)
-  std::uint64_t first_ = 0;           // absolute offset of the first segment in the input file
-  std::uint64_t stride_ = 0;          // source bytes between the starts of two segments
-  std::uint64_t source_segment_ = 0;  // source bytes per segment
-  std::uint64_t out_segment_ = 0;     // output bytes per segment
-  std::uint64_t segments_ = 1;        // number of segments (1 for contiguous slices)
+  std::uint64_t ratio_ = 1;             // source bytes per output byte (2 for f32 -> bf16)
+  std::uint64_t first_ = 0;             // absolute offset of the first segment in the input file
+  std::uint64_t stride_ = 0;            // source bytes between the starts of two segments
+  std::uint64_t source_segment_ = 0;    // source bytes per segment
+  std::uint64_t out_segment_ = 0;       // output bytes per segment
+  std::uint64_t segments_ = 1;          // number of segments (1 for contiguous slices)
   std::shared_ptr<const Block> block_;  // set for block-scaled transforms
 };
 
 // XXH3-64 of the bytes `stream` produces, read from `fd` through `buffer` and `scratch`.
-std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path, std::span<std::byte> buffer,
-                            std::span<std::byte> scratch, CompanionInput companion = {});
+std::uint64_t expected_xxh3(const TensorStream& stream, int fd, const std::string& path,
+                            std::span<std::byte> buffer, std::span<std::byte> scratch,
+                            CompanionInput companion = {});
 
 }  // namespace shardwise::convert

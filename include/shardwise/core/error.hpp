@@ -44,7 +44,8 @@ class Diagnostics {
   const std::vector<std::string>& messages() const noexcept { return messages_; }
   // Throws when any problem was added. `summary` heads the message, e.g. "the plan has 3 problems";
   // `footer`, when given, ends it on a line of its own (what happened, what to do).
-  void check(const std::string& summary, std::size_t max_listed = kMaxListed, std::string_view footer = {}) const;
+  void check(const std::string& summary, std::size_t max_listed = kMaxListed,
+             std::string_view footer = {}) const;
   static constexpr std::size_t kMaxListed = 200;
 
  private:

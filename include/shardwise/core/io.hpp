@@ -53,7 +53,8 @@ int open_in_output_folder(const std::string& path, int flags, unsigned mode, std
 // Error(input)), closed on destruction.
 class ReadOnlyFile {
  public:
-  explicit ReadOnlyFile(const std::string& path, ErrorKind kind = ErrorKind::input, std::string_view what = {});
+  explicit ReadOnlyFile(const std::string& path, ErrorKind kind = ErrorKind::input,
+                        std::string_view what = {});
   ReadOnlyFile(ReadOnlyFile&& other) noexcept;
   ReadOnlyFile& operator=(ReadOnlyFile&&) = delete;
   ReadOnlyFile(const ReadOnlyFile&) = delete;

@@ -10,7 +10,8 @@ namespace shardwise {
 // min(threads, count) threads; `worker` (< threads) lets a task use that thread's buffers. Put
 // the biggest tasks first: they start first. After the first exception no new task starts; it is
 // rethrown once every thread has stopped.
-void run_parallel(std::size_t count, unsigned threads, const std::function<void(std::size_t, unsigned)>& body);
+void run_parallel(std::size_t count, unsigned threads,
+                  const std::function<void(std::size_t, unsigned)>& body);
 
 // The thread count for a request of `requested` (0: one per hardware thread).
 unsigned thread_count(unsigned requested);

@@ -18,9 +18,9 @@ namespace shardwise::output {
 // arithmetic on the plan's numbers), after build_file_work made it once to check it and cut the
 // pieces.
 struct TensorWork {
-  std::size_t planned = 0;  // index into plan::OutputFile::tensors
-  std::size_t input = 0;    // index into Plan::input_files
-  std::uint64_t offset = 0; // absolute offset of its first byte in the output file
+  std::size_t planned = 0;   // index into plan::OutputFile::tensors
+  std::size_t input = 0;     // index into Plan::input_files
+  std::uint64_t offset = 0;  // absolute offset of its first byte in the output file
 };
 
 // Output bytes [begin, end) of one tensor. Pieces of a file are in data order, so hashing them in
@@ -29,8 +29,8 @@ struct Piece {
   std::size_t tensor = 0;  // index into FileWork::tensors
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
-  bool first = false;      // the tensor's first piece
-  bool last = false;       // the tensor's last piece
+  bool first = false;  // the tensor's first piece
+  bool last = false;   // the tensor's last piece
 };
 
 struct FileWork {

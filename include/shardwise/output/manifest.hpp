@@ -46,16 +46,16 @@ struct RulesIdentity {
 // How a written tensor relates to its logical tensor (the output as mp=1 writes it).
 struct TensorCut {
   st::DType dtype;
-  st::Shape shape;             // as written
+  st::Shape shape;  // as written
   plan::Placement placement;
-  std::uint64_t begin = 0;     // split: this rank's range [begin, end) of dim placement.dim
+  std::uint64_t begin = 0;  // split: this rank's range [begin, end) of dim placement.dim
   std::uint64_t end = 0;
-  std::uint64_t size = 0;      // split: the logical tensor's size along that dim
+  std::uint64_t size = 0;  // split: the logical tensor's size along that dim
 };
 
 struct ManifestTensor {
   std::string name;
-  std::uint64_t xxh3 = 0;  // of the tensor's bytes as written
+  std::uint64_t xxh3 = 0;          // of the tensor's bytes as written
   std::optional<TensorCut> cut{};  // version 3; absent in older manifests
 };
 

@@ -35,7 +35,8 @@ struct OutputWriter {
   std::function<Manifest(const InputWatch& inputs)> planned;
   // The files of `ranks` (ascending) laid out in `out_dir`: FileWork::planned, final_path and
   // layout are what the run reads; the rest is for `write`.
-  std::function<std::vector<FileWork>(std::span<const std::uint64_t> ranks, const std::string& out_dir)> layout;
+  std::function<std::vector<FileWork>(std::span<const std::uint64_t> ranks, const std::string& out_dir)>
+      layout;
   // Writes `files` as copy_files does (each through a temporary; `on_commit` right after it is
   // under its final name, `before_commit` before).
   std::function<void(std::vector<FileWork>& files, unsigned threads, PageCache cache, Progress& progress,

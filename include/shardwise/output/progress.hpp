@@ -21,7 +21,8 @@ enum class ProgressMode {
 };
 
 // One progress line, e.g. "1.20/3.50 GB (34%)  1.85 GB/s  ETA 2s  model3-mp8.safetensors".
-std::string format_progress(std::uint64_t done, std::uint64_t total, double seconds, const std::string& current);
+std::string format_progress(std::uint64_t done, std::uint64_t total, double seconds,
+                            const std::string& current);
 
 // Reports from a background thread until finish() (or destruction). add() and set_current() are
 // thread-safe and cheap enough to call per copied piece.

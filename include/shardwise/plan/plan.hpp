@@ -47,23 +47,30 @@ enum class Cast {
 // How plans and reports name a cast: "f32_to_bf16", "dequantize", "requantize_fp4_weight", ...
 inline const char* cast_name(Cast cast) {
   switch (cast) {
-    case Cast::none: return "none";
-    case Cast::f16_to_bf16: return "f16_to_bf16";
-    case Cast::f32_to_bf16: return "f32_to_bf16";
-    case Cast::reinterpret: return "reinterpret";
-    case Cast::dequantize: return "dequantize";
-    case Cast::requantize_fp4_weight: return "requantize_fp4_weight";
-    case Cast::requantize_fp4_scale: return "requantize_fp4_scale";
+    case Cast::none:
+      return "none";
+    case Cast::f16_to_bf16:
+      return "f16_to_bf16";
+    case Cast::f32_to_bf16:
+      return "f32_to_bf16";
+    case Cast::reinterpret:
+      return "reinterpret";
+    case Cast::dequantize:
+      return "dequantize";
+    case Cast::requantize_fp4_weight:
+      return "requantize_fp4_weight";
+    case Cast::requantize_fp4_scale:
+      return "requantize_fp4_scale";
   }
   return "?";
 }
 
 struct Source {
-  std::size_t file = 0;       // index into Plan::input_files
-  std::string name;           // the input tensor's name
+  std::size_t file = 0;  // index into Plan::input_files
+  std::string name;      // the input tensor's name
   st::DType dtype;
   st::Shape shape;
-  std::uint64_t offset = 0;   // absolute offset of its first byte in the input file
+  std::uint64_t offset = 0;  // absolute offset of its first byte in the input file
   std::uint64_t bytes = 0;
 };
 
@@ -73,43 +80,43 @@ struct Source {
 struct Placement {
   enum class Kind { replicated, split, owned };
   Kind kind = Kind::replicated;
-  int dim = -1;              // split: the output dim cut into mp equal ranges
-  std::uint64_t unit = 1;    // split: a cut falls on a multiple of this many output elements
-  std::uint64_t index = 0;   // owned: the index within its ownership scope
-  std::uint64_t count = 0;   // owned: the scope's count
+  int dim = -1;             // split: the output dim cut into mp equal ranges
+  std::uint64_t unit = 1;   // split: a cut falls on a multiple of this many output elements
+  std::uint64_t index = 0;  // owned: the index within its ownership scope
+  std::uint64_t count = 0;  // owned: the scope's count
 };
 
 // The second source of a block-scaled transform: the weight's block scale, sliced to match the
 // weight's slice (whole blocks), and what the transform needs to know about it.
 struct Companion {
-  std::size_t source = 0;       // index into Plan::sources
-  Slice slice;                  // of that source, in its own dims
-  std::uint64_t block_rows = 1; // weight rows per scale row
-  std::uint64_t block_cols = 1; // weight columns (logical elements) per scale column
+  std::size_t source = 0;           // index into Plan::sources
+  Slice slice;                      // of that source, in its own dims
+  std::uint64_t block_rows = 1;     // weight rows per scale row
+  std::uint64_t block_cols = 1;     // weight columns (logical elements) per scale column
   std::uint16_t nan_bits = 0xFFFF;  // dequantize: what a NaN becomes in BF16
-  std::size_t rule = 0;         // index into Plan::rule_labels: the transform rule
+  std::size_t rule = 0;             // index into Plan::rule_labels: the transform rule
 };
 
 inline constexpr std::uint32_t kNoCompanion = 0xFFFFFFFF;
 
 struct PlannedTensor {
-  std::string name;           // output name
-  st::DType dtype;            // as written
-  st::Shape shape;            // as written
-  std::uint64_t bytes = 0;    // as written
-  std::size_t source = 0;     // index into Plan::sources
+  std::string name;         // output name
+  st::DType dtype;          // as written
+  st::Shape shape;          // as written
+  std::uint64_t bytes = 0;  // as written
+  std::size_t source = 0;   // index into Plan::sources
   Slice slice;
   Cast cast = Cast::none;
   std::uint32_t companion = kNoCompanion;  // index into Plan::companions (block-scaled transforms)
-  std::size_t rule = 0;       // index into Plan::rule_labels: the rule that placed it
+  std::size_t rule = 0;                    // index into Plan::rule_labels: the rule that placed it
   Placement placement{};
 };
 
 struct OutputFile {
   std::uint64_t rank = 0;
-  std::string file;                     // name within the output folder
-  std::vector<PlannedTensor> tensors;   // sorted by output name
-  std::uint64_t bytes = 0;              // tensor bytes (header excluded)
+  std::string file;                    // name within the output folder
+  std::vector<PlannedTensor> tensors;  // sorted by output name
+  std::uint64_t bytes = 0;             // tensor bytes (header excluded)
 };
 
 // How the outputs are named (the rules' `output:`). `per_rank`: OutputFile i is rank i of
@@ -121,16 +128,16 @@ enum class OutputNaming { per_rank, mirror };
 // A file whose content the plan computes (a mirrored plan's rewritten index). Written with the side
 // files, by the run that writes rank 0, and recorded in the manifest as a side file.
 struct GeneratedFile {
-  std::string file;           // name within the output folder
+  std::string file;  // name within the output folder
   std::string content;
-  std::string from;           // the input file it is computed from, name within the input folder
-  FileIdentity from_identity; // of that file when the plan read it
+  std::string from;            // the input file it is computed from, name within the input folder
+  FileIdentity from_identity;  // of that file when the plan read it
 };
 
 struct Skipped {
   std::string name;
   std::string file;
-  std::string rule;    // label with FILE:LINE
+  std::string rule;  // label with FILE:LINE
   std::string reason;
 };
 
@@ -140,27 +147,27 @@ struct Plan {
   // The words of each choice parameter (`--expert-dtype fp8`), whose value in `params` is an
   // index into them: the views show the word.
   std::map<std::string, std::vector<std::string>> param_choices;
-  std::string rules_name;                       // the rules file's display name
+  std::string rules_name;  // the rules file's display name
   std::string input_root;
-  std::vector<std::string> input_files;         // absolute paths, in name order
-  std::vector<FileIdentity> input_identities;   // per input file, from the descriptor its header was read on
+  std::vector<std::string> input_files;        // absolute paths, in name order
+  std::vector<FileIdentity> input_identities;  // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
-  std::vector<Companion> companions;            // of the block-scaled transforms (few)
-  std::vector<OutputFile> outputs;              // one per rank, in rank order
+  std::vector<Companion> companions;  // of the block-scaled transforms (few)
+  std::vector<OutputFile> outputs;    // one per rank, in rank order
   std::vector<Skipped> skipped;
-  std::vector<std::string> side_files;          // present in the input, copied verbatim
+  std::vector<std::string> side_files;             // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned
   // Whether the input's files may lead outside input_root (--allow-outside-links): checked again
   // when a side file is opened to be copied.
   OutsideLinks outside_links = OutsideLinks::refuse;
   OutputNaming naming = OutputNaming::per_rank;
-  std::vector<GeneratedFile> generated_files;   // mirror: the index, when the input has one
-  std::vector<std::string> rule_labels;         // "table[wq] (rules.yaml:12:5)", each rule once
+  std::vector<GeneratedFile> generated_files;  // mirror: the index, when the input has one
+  std::vector<std::string> rule_labels;        // "table[wq] (rules.yaml:12:5)", each rule once
   // What people must know besides the rows: counts taken from the checkpoint, ownership rules
   // exempt from the completeness check. Shown by the text and JSON views when not empty.
   std::vector<std::string> notes;
   std::uint64_t input_bytes = 0;
-  std::uint64_t replicated_bytes = 0;           // bytes written more than once (copies beyond the first)
+  std::uint64_t replicated_bytes = 0;  // bytes written more than once (copies beyond the first)
 };
 
 // The files written besides the rank files, as the manifest lists them: the side files, then the

@@ -41,7 +41,7 @@ struct Piece {
   std::uint64_t offset = 0;  // absolute offset of its first byte in that file
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
-  std::uint64_t bytes = 0;   // of the piece in that file
+  std::uint64_t bytes = 0;  // of the piece in that file
   // The checksum the old manifest records for a split or owned piece, compared with its bytes
   // before any new file made from them is committed (a folder without a manifest records none;
   // replicated copies: see CopyCheck).
@@ -79,10 +79,10 @@ struct ReshardPlan {
   std::string from;  // the old folder
   std::uint64_t from_model_parallel = 0;
   std::uint64_t model_parallel = 0;
-  output::Manifest from_manifest;  // the old folder's
-  std::vector<OldFile> old_files;   // in rank order
-  std::vector<LogicalTensor> logical;  // in name order
-  std::vector<NewFile> outputs;        // one per new rank, in rank order
+  output::Manifest from_manifest;       // the old folder's
+  std::vector<OldFile> old_files;       // in rank order
+  std::vector<LogicalTensor> logical;   // in name order
+  std::vector<NewFile> outputs;         // one per new rank, in rank order
   std::vector<std::string> side_files;  // copied verbatim, checked against the old manifest
   std::uint64_t output_bytes = 0;       // tensor bytes of every new file
   // Whether the old folder's files may lead outside it (--allow-outside-links).
@@ -100,7 +100,8 @@ enum class CopyCheck { when_planned, when_written };
 // problem found is reported in one Error(input) (Error(usage) for an mp out of range), as `plan` does.
 // A rank file or side file that leads outside the folder is one, unless `links` allows it.
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel,
-                         CopyCheck copies = CopyCheck::when_planned, OutsideLinks links = OutsideLinks::refuse);
+                         CopyCheck copies = CopyCheck::when_planned,
+                         OutsideLinks links = OutsideLinks::refuse);
 // The same for a folder without a manifest (or whose manifest predates version 3; replicated
 // copies compared when planned, by the checksums derived from them): its rank files
 // are named by the rules' output pattern, and every tensor name in them is decided with `rules` and

@@ -16,8 +16,8 @@ namespace shardwise::rules {
 // that mirror the input take no --model-parallel; the others need one; a parameter given must be
 // one the rules declare).
 struct Invocation {
-  bool model_parallel = false;       // -m/--model-parallel given
-  std::vector<std::string> params;   // the rules parameters given (flags and --param), by name
+  bool model_parallel = false;      // -m/--model-parallel given
+  std::vector<std::string> params;  // the rules parameters given (flags and --param), by name
 };
 
 struct ChosenRules {
@@ -34,6 +34,7 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
 // checkpoint does not fit them, and bundled rules that fit it exist (named in the message). Returns
 // a warning (else "") when the checkpoint fits neither them nor any bundled rules: they are used
 // as asked.
-std::string check_rules_fit(const std::string& value, const Rules& rules, std::span<const TensorHeader> tensors);
+std::string check_rules_fit(const std::string& value, const Rules& rules,
+                            std::span<const TensorHeader> tensors);
 
 }  // namespace shardwise::rules

@@ -52,7 +52,8 @@ class NameTemplate {
   // template). `subject` names the template in the message, which the caller reports at the
   // template's FILE:LINE:COL: "SUBJECT has an unknown placeholder '{x}' (known: {rank}, {mp})",
   // '{x' without a '}'. A '}' alone is literal text.
-  static Parsed parse(std::string_view text, std::span<const std::string_view> fields, std::string_view subject);
+  static Parsed parse(std::string_view text, std::span<const std::string_view> fields,
+                      std::string_view subject);
 
   const std::string& text() const noexcept { return text_; }
   bool uses(std::size_t field) const;
@@ -73,7 +74,7 @@ class NameTemplate {
 
  private:
   struct Part {
-    std::string literal;      // text before the placeholder (the last part: text after the last one)
+    std::string literal;        // text before the placeholder (the last part: text after the last one)
     std::size_t field = kNone;  // kNone: the last part, no placeholder
   };
   static constexpr std::size_t kNone = static_cast<std::size_t>(-1);

@@ -8,8 +8,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include <shardwise/rules/name_template.hpp>
 #include <shardwise/safetensors/dtype.hpp>
@@ -38,13 +38,13 @@ std::string_view split_name(Split split);
 // divisor is a number (`in/128`) or a parameter of the rules (`in/group_size`), whose value the
 // planner takes from the parameters it plans with.
 struct MemberDim {
-  Split axis = Split::out;  // out or in (never replicate)
+  Split axis = Split::out;    // out or in (never replicate)
   std::uint64_t divisor = 1;  // when divisor_param is empty
   std::string divisor_param;  // the parameter that divides, or ""
 };
 
 struct LayoutMember {
-  std::string suffix;                     // last name component, e.g. "scales"
+  std::string suffix;  // last name component, e.g. "scales"
   // The member's shape: one dim (`[in]`, a per-input index or a bias) or two (one `out`, one `in`).
   std::vector<MemberDim> dims;
   std::vector<st::DType> allowed_dtypes;  // empty: any
@@ -108,7 +108,7 @@ struct TransformRule {
   Missing missing = Missing::error;
   std::uint64_t block_rows = 1;  // dequantize: weight rows x columns per scale entry
   std::uint64_t block_cols = 1;
-  std::uint16_t nan_bits = 0xFFFF;        // dequantize: what a NaN becomes in BF16
+  std::uint16_t nan_bits = 0xFFFF;  // dequantize: what a NaN becomes in BF16
   // dequantize `dtype:`: the weight dtypes it applies to, the others written unchanged (a listed
   // dtype other than F8_E4M3 is a planning error); empty: every weight must be F8_E4M3.
   std::vector<st::DType> dtypes;
@@ -129,7 +129,7 @@ struct Ownership {
   // The parameter's value: owner rank = index / (count / mp). None when the parameter is
   // inferred (`default: infer`) and was not given: each scope's own count, known to the planner.
   std::optional<std::uint64_t> count;
-  std::string count_param;  // its name, for messages
+  std::string count_param;        // its name, for messages
   const RuleRef* rule = nullptr;  // owned by the Rules (see Decision::rule)
   // Decision::output is scope, index, rest: [0, index_begin), [index_begin, index_end), the rest.
   std::size_t index_begin = 0;
@@ -191,7 +191,7 @@ class Rules {
   // The YAML as loaded, followed by that of every file it extends (hashed into manifests).
   const std::string& text() const;
   std::string output_file(std::uint64_t rank, std::uint64_t mp) const;  // from `output.file`
-  const std::string& output_file_pattern() const;  // `output.file` as written ({rank}, {mp})
+  const std::string& output_file_pattern() const;    // `output.file` as written ({rank}, {mp})
   const NameTemplate& output_file_template() const;  // `output.file` parsed (kOutputFileFields)
   // `output: {mirror: true}`: one output per input file, under the input file's name, and the
   // input's index rewritten (docs/rules.md, "Mirrored output"); output_file() is then "".

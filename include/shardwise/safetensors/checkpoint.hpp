@@ -12,7 +12,7 @@
 namespace shardwise::st {
 
 struct TensorRef {
-  std::size_t file = 0;             // index into Checkpoint::files()
+  std::size_t file = 0;              // index into Checkpoint::files()
   const TensorInfo* info = nullptr;  // points into that file's header
 };
 
@@ -25,7 +25,7 @@ class Checkpoint {
   // (core/paths.hpp: a Hugging Face cache's snapshot may lead to its blobs).
   static Checkpoint open(const std::string& path, OutsideLinks links = OutsideLinks::refuse);
 
-  const std::string& root() const noexcept { return root_; }  // the folder (or the file's folder)
+  const std::string& root() const noexcept { return root_; }          // the folder (or the file's folder)
   const std::vector<File>& files() const noexcept { return files_; }  // sorted by file name
   // Every tensor, files in name order and tensors in name order within a file (the order the
   // reference converter visits them).

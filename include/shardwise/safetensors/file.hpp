@@ -4,8 +4,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <span>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include <shardwise/safetensors/header.hpp>

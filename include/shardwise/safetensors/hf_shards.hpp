@@ -43,6 +43,7 @@ bool natural_name_less(std::string_view a, std::string_view b);
 // N}, "weight_map": {...}}, indent=2, sort_keys=True) + "\n": entries sorted by name (bytewise, as
 // Python sorts code points), names and files as \uXXXX-escaped ASCII. `weight_map` in any order;
 // Error(input) for a name that is not UTF-8 or appears twice.
-std::string hf_index_json(std::vector<std::pair<std::string, std::string>> weight_map, std::uint64_t total_size);
+std::string hf_index_json(std::vector<std::pair<std::string, std::string>> weight_map,
+                          std::uint64_t total_size);
 
 }  // namespace shardwise::st

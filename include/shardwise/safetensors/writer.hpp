@@ -23,11 +23,11 @@ struct OutputTensor {
 // ordered by dtype layout rank (larger first) then name (byte order); compact JSON with
 // `__metadata__` first; header padded with spaces to a multiple of 8.
 struct FileLayout {
-  std::string header;                  // the N bytes of JSON, padding included
-  std::uint64_t data_start = 0;        // 8 + N
-  std::vector<std::size_t> order;      // indices into the input tensors, in data order
-  std::vector<std::uint64_t> offset;   // per input tensor (same index): absolute offset in the file
-  std::vector<std::uint64_t> bytes;    // per input tensor: its size
+  std::string header;                 // the N bytes of JSON, padding included
+  std::uint64_t data_start = 0;       // 8 + N
+  std::vector<std::size_t> order;     // indices into the input tensors, in data order
+  std::vector<std::uint64_t> offset;  // per input tensor (same index): absolute offset in the file
+  std::vector<std::uint64_t> bytes;   // per input tensor: its size
   std::uint64_t file_size = 0;
 };
 
@@ -76,7 +76,7 @@ class OutputFile {
   std::string final_path_;
   std::string temp_path_;
   int fd_ = -1;
-  std::uint64_t size_ = 0;   // layout.file_size: writes past it are refused
+  std::uint64_t size_ = 0;  // layout.file_size: writes past it are refused
   bool committed_ = false;
   bool registered_ = false;  // the temporary is in the cleanup registry (and ours to remove)
 };

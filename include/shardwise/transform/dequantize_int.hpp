@@ -11,7 +11,8 @@
 //
 //   packing   qweight                  qzeros                     zero z of a field
 //   gptq      I32 [in*bits/32, out]    I32 [G, out*bits/32]       the fields of (word + 0x11..1) mod 2^32:
-//             (fields along in)        (fields along out)          stored zero - 1, a carry into the next field
+//             (fields along in)        (fields along out)          stored zero - 1, a carry into the next
+//             field
 //   gptq_v2   as gptq                  as gptq                    the field
 //   awq       I32 [in, out/8]          I32 [G, out/8]             the field
 //             (nibble AWQ_ORDER[o % 8] of word o / 8, both members: column 8k + c is nibble
@@ -91,15 +92,15 @@ struct IntQuantBand {
   std::span<const std::byte> packed_codes;  // qweight: the slices int_tile_sources names, row-major
   std::span<const std::byte> packed_zeros;  // qzeros
   std::span<const std::byte> scales;
-  st::DType scale_dtype = st::DType::F16;  // F16, BF16 or F32
-  std::span<const std::byte> group_index;  // g_idx; empty: no act-order
+  st::DType scale_dtype = st::DType::F16;        // F16, BF16 or F32
+  std::span<const std::byte> group_index;        // g_idx; empty: no act-order
   st::DType group_index_dtype = st::DType::I32;  // I32 or I64
 };
 
 // Writes `out`: tile.out_count x tile.in_count values of `format`. Throws Error(input) naming the
 // numbers when a span's size is not its slice's, a dtype is not one handled, or a group index
-// (g_idx value) lies outside [0, G). IEEE throughout: q = z gives a zero with the scale's sign, q < z with a scale of
-// +0 gives -0, NaN scales NaN, infinite ones NaN (q = z) or +-inf.
+// (g_idx value) lies outside [0, G). IEEE throughout: q = z gives a zero with the scale's sign, q < z with a
+// scale of +0 gives -0, NaN scales NaN, infinite ones NaN (q = z) or +-inf.
 void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out);
 
 }  // namespace shardwise::transform

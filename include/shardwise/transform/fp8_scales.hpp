@@ -31,7 +31,7 @@ struct ScaleGrid {
   std::uint64_t block_cols = 128;
 
   static constexpr ScaleGrid blocks(std::uint64_t rows, std::uint64_t cols) { return {rows, cols}; }
-  static constexpr ScaleGrid per_channel() { return {1, kWhole}; }     // scale [out, 1]
+  static constexpr ScaleGrid per_channel() { return {1, kWhole}; }      // scale [out, 1]
   static constexpr ScaleGrid per_tensor() { return {kWhole, kWhole}; }  // scale [1] or []
 };
 

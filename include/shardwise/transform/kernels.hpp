@@ -17,11 +17,11 @@
 namespace shardwise::transform {
 
 // Scalar conversions (bits in, bits out), as PyTorch's CPU code computes them.
-float e4m3_to_f32(std::uint8_t code) noexcept;         // exact; 0x7F/0xFF -> NaN with the sign
-float e8m0_to_f32(std::uint8_t code) noexcept;         // 2^(code-127); 0x00 -> 2^-127, 0xFF -> NaN
-float e2m1_to_f32(std::uint8_t nibble) noexcept;       // low 4 bits; code 8 (-0) -> +0.0
-std::uint8_t f32_to_e4m3(float value) noexcept;        // RNE, no saturation: |x| >= 480 -> NaN
-std::uint8_t f32_to_e8m0(float value) noexcept;        // exponent rounded up iff mantissa >= 1.5
+float e4m3_to_f32(std::uint8_t code) noexcept;    // exact; 0x7F/0xFF -> NaN with the sign
+float e8m0_to_f32(std::uint8_t code) noexcept;    // 2^(code-127); 0x00 -> 2^-127, 0xFF -> NaN
+float e2m1_to_f32(std::uint8_t nibble) noexcept;  // low 4 bits; code 8 (-0) -> +0.0
+std::uint8_t f32_to_e4m3(float value) noexcept;   // RNE, no saturation: |x| >= 480 -> NaN
+std::uint8_t f32_to_e8m0(float value) noexcept;   // exponent rounded up iff mantissa >= 1.5
 // Round to nearest even; a NaN becomes `nan_bits` (see Bf16Nan).
 std::uint16_t f32_to_bf16(float value, std::uint16_t nan_bits) noexcept;
 

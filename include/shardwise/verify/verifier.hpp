@@ -48,11 +48,11 @@ struct VerifyReport {
   // What is worth knowing and is not a mismatch: input files that changed since the conversion
   // (by size, time or inode, as the manifest recorded them) while their bytes may still match.
   std::vector<std::string> notes;
-  std::size_t files = 0;          // output files checked (side files excluded)
-  std::size_t tensors = 0;        // tensors whose bytes were compared
+  std::size_t files = 0;    // output files checked (side files excluded)
+  std::size_t tensors = 0;  // tensors whose bytes were compared
   std::size_t side_files = 0;
   bool manifest_checked = false;
-  std::uint64_t bytes_read = 0;   // input and output bytes hashed
+  std::uint64_t bytes_read = 0;  // input and output bytes hashed
   double seconds = 0;
   unsigned threads = 0;
   bool ok() const noexcept { return findings.empty(); }
