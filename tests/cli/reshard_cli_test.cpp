@@ -534,7 +534,7 @@ TEST_CASE("reshard of a folder without a manifest, with the rules that wrote it 
 TEST_CASE("reshard --rules: rank files named by a hostile output template, or with a huge number") {
   TempDir dir;
   SECTION("metacharacters in output.file: the files are found by their literal names") {
-    generate(dir / "in");
+    generate_checkpoint(dir / "in", kCheckpoint);
     write_file(dir / "meta.yaml",
                "shardwise: 1\nname: meta\nextends: deepseek-v4-w4a16\n"
                "output: {file: \"m(.*)+[{rank}]^$|?-of{mp}.st\"}\n");

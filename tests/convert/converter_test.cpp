@@ -236,9 +236,10 @@ TEST_CASE("a run removes the temporaries a killed run left, and an earlier run's
 
 TEST_CASE("an error while copying leaves no temporary, and only complete files under final names") {
   Scenario s;
-  // The second input file is shorter than its header says: reading its last tensor fails.
+  // The second input file is shorter than its header says: reading its last tensor fails, an input
+  // error (its content is not what was planned: docs/convert.md).
   fs::resize_file(s.dir / "in" / "b.safetensors", fs::file_size(s.dir / "in" / "b.safetensors") - 10);
-  const std::string message = error_of(s, s.options("out", 2), ErrorKind::io);
+  const std::string message = error_of(s, s.options("out", 2), ErrorKind::input);
   CHECK(message.find("b.safetensors") != std::string::npos);
   std::set<std::string> left;
   for (const auto& entry : fs::directory_iterator(s.dir / "out"))

@@ -36,14 +36,15 @@ TEST_CASE("side file: copied byte for byte, its entry holds the checksum of its 
   Folders f;
   const output::InputWatch inputs(f.plan);
   output::Progress progress(output::ProgressMode::quiet, f.content.size());
-  const output::ManifestSideFile entry =
-      output::copy_side_file(f.plan.input_root, "config.json", (f.dir / "out").string(), inputs, progress);
+  const output::ManifestSideFile entry = output::copy_side_file(
+      f.plan.input_root, "config.json", (f.dir / "out").string(), OutsideLinks::refuse, inputs, progress);
   CHECK(read_file(f.dir / "out" / "config.json") == f.content);
   CHECK(entry.file == "config.json");
   CHECK(entry.xxh3 == output::xxh3(f.content));
   // The checksum it must have: the same bytes pass.
-  const output::ManifestSideFile again = output::copy_side_file(
-      f.plan.input_root, "config.json", (f.dir / "out").string(), inputs, progress, output::xxh3(f.content));
+  const output::ManifestSideFile again =
+      output::copy_side_file(f.plan.input_root, "config.json", (f.dir / "out").string(), OutsideLinks::refuse,
+                             inputs, progress, output::xxh3(f.content));
   CHECK(again.xxh3 == entry.xxh3);
 }
 
@@ -54,8 +55,8 @@ TEST_CASE("side file: bytes other than the manifest records are refused, nothing
   const std::uint64_t recorded = output::xxh3(std::string("what the manifest saw\n"));
   const std::string path = (f.dir / "in" / "config.json").string();
   try {
-    output::copy_side_file(f.plan.input_root, "config.json", (f.dir / "out").string(), inputs, progress,
-                           recorded);
+    output::copy_side_file(f.plan.input_root, "config.json", (f.dir / "out").string(), OutsideLinks::refuse,
+                           inputs, progress, recorded);
     FAIL("no error");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);

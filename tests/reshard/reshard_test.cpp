@@ -54,9 +54,9 @@ struct Folders {
 
 reshard::ReshardOptions quiet_into(const fs::path& out) {
   reshard::ReshardOptions options;
-  options.output_dir = out.string();
-  options.progress = convert::ProgressMode::quiet;
-  options.threads = 2;
+  options.run.output_dir = out.string();
+  options.run.progress = output::ProgressMode::quiet;
+  options.run.threads = 2;
   return options;
 }
 
@@ -175,7 +175,7 @@ TEST_CASE("reshard in-process: 4 -> 2 writes a direct conversion's files, and a 
     CHECK(data_files(out) == expected);
     verify::VerifyOptions options;
     options.output_dir = out.string();
-    options.progress = convert::ProgressMode::quiet;
+    options.progress = output::ProgressMode::quiet;
     const verify::VerifyReport report = verify::verify_manifest(options);
     CHECK(report.ok());
     CHECK(report.files == 2);
@@ -184,7 +184,7 @@ TEST_CASE("reshard in-process: 4 -> 2 writes a direct conversion's files, and a 
     const fs::path out = f.dir / "by-rank";
     for (const std::uint64_t rank : {std::uint64_t{1}, std::uint64_t{0}}) {
       reshard::ReshardOptions options = quiet_into(out);
-      options.ranks = std::vector<std::uint64_t>{rank};
+      options.run.ranks = std::vector<std::uint64_t>{rank};
       CHECK(reshard::execute_reshard(reshard::plan_reshard(f.mp4.string(), 2), options).files == 1);
     }
     CHECK(data_files(out) == expected);
