@@ -135,7 +135,7 @@ TEST_CASE("regex metacharacters in a template are literal text") {
   check_matches(output_template("(.*)+[{rank}]^$|?\\.st"), cases);
 }
 
-TEST_CASE("a repeated field matches one value; with() fixes a field") {
+TEST_CASE("a repeated field matches one value, and with() fixes a field") {
   using Fit = NameMatch::Fit;
   const NameTemplate t = output_template("r{rank}-of{mp}-{rank}7.st");
   const MatchCase cases[] = {
