@@ -63,7 +63,7 @@ std::vector<std::string> listed_commands() {
 
 }  // namespace
 
-TEST_CASE("--version names the version, the commit, the build and the kernels this CPU runs") {
+TEST_CASE("shardwise --version names the version, the commit, the build and the kernels this CPU runs") {
   const auto r = run_command({shardwise_binary(), "--version"});
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.rfind("shardwise 0.", 0) == 0);

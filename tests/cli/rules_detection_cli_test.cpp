@@ -90,7 +90,9 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("--rules of another format is refused naming the rules that fit, before any output folder exists") {
+TEST_CASE(
+    "convert with --rules of another format is refused naming the rules that fit, before any output folder "
+    "exists") {
   TempDir dir;
   struct Case {
     std::string checkpoint, rules, fits;
@@ -119,7 +121,8 @@ TEST_CASE("--rules of another format is refused naming the rules that fit, befor
 }
 
 TEST_CASE(
-    "a checkpoint no bundled rules fit is refused with each file's reasons; so is a command line that suits "
+    "a checkpoint no bundled rules fit is refused with each file's reasons, and so is a command line that "
+    "suits "
     "none of those that fit") {
   TempDir dir;
   const fs::path in = dir / "fp8-without-scales";

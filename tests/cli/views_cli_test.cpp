@@ -322,9 +322,10 @@ TEST_CASE("help: each line says what the tool does") {
   const auto mirror = sw({"convert", "--rules", "fp8-cast-bf16", "--help"});
   CHECK(mirror.exit_code == 0);
   CHECK_THAT(mirror.out, Catch::Contains("fp8-cast-bf16 have none"));
-  // Without --rules, "required" by the default rules, named.
+  // Without --rules, every bundled file's parameters are flags, each naming the files that declare it.
   const auto bundled = sw({"convert", "--help"});
-  CHECK_THAT(bundled.out, Catch::Contains("(required by the default rules (deepseek-v4-w4a16))") &&
+  CHECK_THAT(bundled.out, Catch::Contains("(a parameter of deepseek-v3, deepseek-v3.2, deepseek-v4, "
+                                          "deepseek-v4-w4a16; required)") &&
                               Catch::Contains("refuse any value but 1"));
   CHECK(bundled.out.find("which refuse it") == std::string::npos);
   // reshard's view options are the dry run's, and --rule selects a cut.
