@@ -19,7 +19,7 @@ struct CompiledRules;
 // One condition: tensors whose name matches `re` (unanchored search; any name without `match`)
 // and whose dtype is one of `dtypes` (any dtype when empty).
 struct AcceptsCondition {
-  std::string name;  // `name:`, or the condition as written ("'\.qweight$' I32")
+  std::string name;  // `name:`, or the condition as written (its pattern and dtypes)
   SourceLocation where;
   std::string pattern;
   std::unique_ptr<RE2> re;  // null: any name

@@ -144,7 +144,8 @@ TEST_CASE("accepts: every required condition met by some tensor, no forbidden on
         std::vector<std::string>{"FP8 weights", "'_scale_inv$'", "no GPTQ packing", "no any name F8_E8M0"});
 }
 
-TEST_CASE("accepts: rules without the section are not judged, and an extending file inherits or replaces it") {
+TEST_CASE(
+    "accepts: rules without the section are not judged, and an extending file inherits or replaces it") {
   const AcceptsVerdict none = Accepts::of_text(kHead, "a.yaml").judge(kV3);
   CHECK_FALSE(none.declared);
   CHECK_FALSE(none.fits);

@@ -89,7 +89,7 @@ IntTileSources int_tile_sources(const IntQuant& quant, const IntTile& tile, bool
 struct IntQuantBand {
   IntQuant quant;
   IntTile tile;
-  std::span<const std::byte> packed_codes;  // qweight: the slices int_tile_sources names, row-major
+  std::span<const std::byte> packed_codes;  // the packed codes: the slices int_tile_sources names, row-major
   std::span<const std::byte> packed_zeros;  // qzeros
   std::span<const std::byte> scales;
   st::DType scale_dtype = st::DType::F16;        // F16, BF16 or F32
