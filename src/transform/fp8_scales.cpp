@@ -58,8 +58,8 @@ void check_band(const Fp8Band& band, const OutputFormat& format, std::size_t out
   }
   if (band.weight.size() != elements)
     fail(fmt::format("weight holds {} bytes, not {}", band.weight.size(), elements));
-  const RowRange scale_rows =
-      band.rows == 0 ? RowRange{} : fp8_band_scale_rows(band.grid, band.first_row, band.rows);
+  const IndexRange scale_rows =
+      band.rows == 0 ? IndexRange{} : fp8_band_scale_rows(band.grid, band.first_row, band.rows);
   std::uint64_t scale_bytes = 0;
   if (__builtin_mul_overflow(scale_rows.end - scale_rows.begin, band.scale_cols, &scale_bytes) ||
       __builtin_mul_overflow(scale_bytes, st::dtype_bits(band.scale_dtype) / 8, &scale_bytes)) {
@@ -97,14 +97,14 @@ void dequantize_block(const std::uint8_t* codes, std::byte* out, std::uint64_t h
 
 }  // namespace
 
-RowRange fp8_band_scale_rows(const ScaleGrid& grid, std::uint64_t first_row, std::uint64_t rows) noexcept {
+IndexRange fp8_band_scale_rows(const ScaleGrid& grid, std::uint64_t first_row, std::uint64_t rows) noexcept {
   return {first_row / grid.block_rows, (first_row + rows - 1) / grid.block_rows + 1};
 }
 
 void dequantize_fp8(const Fp8Band& band, const OutputFormat& format, std::span<std::byte> out) {
   check_band(band, format, out.size());
   if (band.rows == 0 || band.cols == 0) return;
-  const RowRange scale_rows = fp8_band_scale_rows(band.grid, band.first_row, band.rows);
+  const IndexRange scale_rows = fp8_band_scale_rows(band.grid, band.first_row, band.rows);
   const std::uint64_t block_col_count = ceil_div(band.cols, band.grid.block_cols);
   const auto* codes = reinterpret_cast<const std::uint8_t*>(band.weight.data());
   const std::uint64_t band_end = band.first_row + band.rows;

@@ -243,7 +243,7 @@ TEST_CASE("dequantize_fp8: block grids with partial blocks, bands starting anywh
         for (const std::uint64_t band_rows : {shape.rows, std::uint64_t{7}}) {
           for (std::uint64_t first = 0; first < shape.rows; first += band_rows) {
             const std::uint64_t count = std::min(band_rows, shape.rows - first);
-            const RowRange needed = fp8_band_scale_rows(blocks, first, count);
+            const IndexRange needed = fp8_band_scale_rows(blocks, first, count);
             const auto band_scale = std::span(scale).subspan(
                 needed.begin * scale_cols * esize, (needed.end - needed.begin) * scale_cols * esize);
             std::vector<std::byte> out(2 * count * shape.cols);

@@ -101,7 +101,7 @@ int run_fp8(char** argv) {
   std::vector<std::byte> out(2 * rows * cols);
   for (std::uint64_t first = 0; first < rows; first += band_rows) {
     const std::uint64_t count = std::min(band_rows, rows - first);
-    const RowRange need = fp8_band_scale_rows(grid, first, count);
+    const IndexRange need = fp8_band_scale_rows(grid, first, count);
     const Fp8Band band{std::span(weight).subspan(first * cols, count * cols),
                        std::span(scale).subspan(need.begin * scale_cols * esize,
                                                 (need.end - need.begin) * scale_cols * esize),

@@ -36,6 +36,7 @@
 
 #include <shardwise/safetensors/dtype.hpp>
 #include <shardwise/transform/float16.hpp>
+#include <shardwise/transform/index_range.hpp>
 
 namespace shardwise::transform {
 
@@ -62,13 +63,6 @@ struct IntTile {
   std::uint64_t out_count = 0;
   std::uint64_t in_begin = 0;
   std::uint64_t in_count = 0;
-};
-
-// [begin, end) of one dimension of a stored member.
-struct IndexRange {
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-  std::uint64_t size() const noexcept { return end - begin; }
 };
 
 // The slices of the stored members a tile reads: qweight[codes_rows, codes_cols],

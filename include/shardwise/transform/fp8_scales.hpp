@@ -21,6 +21,7 @@
 
 #include <shardwise/safetensors/dtype.hpp>
 #include <shardwise/transform/float16.hpp>
+#include <shardwise/transform/index_range.hpp>
 
 namespace shardwise::transform {
 
@@ -53,11 +54,7 @@ struct Fp8Band {
 };
 
 // The scale rows [begin, end) a band of `rows` rows from `first_row` reads (rows > 0).
-struct RowRange {
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-};
-RowRange fp8_band_scale_rows(const ScaleGrid& grid, std::uint64_t first_row, std::uint64_t rows) noexcept;
+IndexRange fp8_band_scale_rows(const ScaleGrid& grid, std::uint64_t first_row, std::uint64_t rows) noexcept;
 
 // Writes `out`, rows x cols values of `format` (2 bytes each, little-endian). Throws Error(input)
 // naming the numbers when the spans do not hold what the band says, a block dimension is 0 or the
