@@ -227,20 +227,41 @@ std::vector<std::uint64_t> check_head(const json& head, std::string_view file, s
   return ranks;
 }
 
-}  // namespace
-
-PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names) {
-  PlanRecords records;
+// The records and head of `text`: by the fast path when the text is plain, else by the SAX reader.
+// The fast path interns names only once it succeeded (a refused text leaves `names` as it was).
+json read_records(std::string_view text, std::string_view file, NameTable& names, PlanRecords& records,
+                  std::vector<std::size_t>& output_of_placement) {
+  PlainPlan plain;
+  if (read_plain_plan(text, plain)) {
+    records.placements.reserve(plain.placements.size());
+    names.reserve(names.size() + plain.placements.size());
+    for (PlainPlan::Record& record : plain.placements)
+      records.placements.push_back(PlacementRecord{names.intern(record.name), 0, std::move(record.fields)});
+    for (PlainPlan::Record& record : plain.skipped)
+      records.skipped.push_back(SkipRecord{names.intern(record.name), std::move(record.fields)});
+    output_of_placement = std::move(plain.output_of_placement);
+    return std::move(plain.head);
+  }
   PlanSax sax(file, names, records);
   if (!json::sax_parse(text.begin(), text.end(), &sax)) {
     throw Error(ErrorKind::input,
                 sax.error().empty() ? fmt::format("{}: not valid JSON", file) : sax.error());
   }
-  const std::vector<std::uint64_t> ranks = check_head(sax.root(), file, records.model_parallel);
+  output_of_placement = sax.output_of_placement();
+  return std::move(sax.root());
+}
+
+}  // namespace
+
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names) {
+  PlanRecords records;
+  std::vector<std::size_t> output_of_placement;
+  json head = read_records(text, file, names, records, output_of_placement);
+  const std::vector<std::uint64_t> ranks = check_head(head, file, records.model_parallel);
   for (std::size_t i = 0; i < records.placements.size(); ++i) {
-    records.placements[i].rank = ranks[sax.output_of_placement()[i]];
+    records.placements[i].rank = ranks[output_of_placement[i]];
   }
-  records.head = std::move(sax.root());
+  records.head = std::move(head);
   std::sort(records.placements.begin(), records.placements.end(), [](const auto& a, const auto& b) {
     return std::tie(a.source, a.rank, a.fields) < std::tie(b.source, b.rank, b.fields);
   });

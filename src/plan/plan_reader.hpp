@@ -20,6 +20,7 @@ class NameTable {
   std::uint32_t intern(std::string_view name);
   std::string_view name(std::uint32_t id) const { return names_[id]; }
   std::size_t size() const noexcept { return names_.size(); }
+  void reserve(std::size_t count) { ids_.reserve(count); }
 
  private:
   std::deque<std::string> names_;  // stable addresses for the views in ids_
@@ -47,6 +48,23 @@ struct PlanRecords {
   std::vector<PlacementRecord> placements;  // sorted by (source, rank, fields)
   std::vector<SkipRecord> skipped;          // sorted by source
 };
+
+// A plan read by the fast path (plan_scan.cpp): the head as the SAX reader leaves it, and each
+// placement and skipped entry with its source's name (a view into the text) and its fields.
+struct PlainPlan {
+  struct Record {
+    std::string_view name;
+    std::string fields;
+  };
+  nlohmann::json head;
+  std::vector<Record> placements;                // in the text's order
+  std::vector<std::size_t> output_of_placement;  // by placement: its index in `outputs`
+  std::vector<Record> skipped;
+};
+
+// False when `text` leaves the plain subset that `shardwise plan --format json` writes (escapes,
+// floats, a key twice, an unusual nesting, ...): read_plan_records then uses the full reader.
+bool read_plain_plan(std::string_view text, PlainPlan& plan);
 
 // Throws Error(input) naming `file` and where when `text` is not a plan of version 1.
 PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names);

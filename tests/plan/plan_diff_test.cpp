@@ -170,6 +170,32 @@ TEST_CASE("diff: every field of a tensor is compared, also one this version does
   CHECK_FALSE(plan::diff_plans(before, "a", relabelled, "b").differ());
 }
 
+TEST_CASE("diff: a plan reads the same whether plainly written or not (the fast reader and the full one)") {
+  TempDir dir;
+  write_small(dir);
+  const std::string plain = json_plan(dir, kPlanRules);
+  // Reindented with keys in another order: still plain.
+  const std::string reindented = nlohmann::ordered_json::parse(plain).dump(3);
+  // An escape in a string is left to the full reader.
+  const std::string escaped = replace_once(plain, "\"name\": \"blk.0.rep.weight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"",
+                                           "\"name\": \"blk.0.rep\\u002eweight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"");
+  REQUIRE(escaped != plain);
+  for (const std::string* other : {&reindented, &escaped}) {
+    CHECK_FALSE(plan::diff_plans(plain, "a", *other, "b").differ());
+    CHECK_FALSE(plan::diff_plans(*other, "a", plain, "b").differ());
+  }
+  // The same change (a negative number, a nested object, literals) reads the same by both readers.
+  const auto changed = [](const std::string& text) {
+    return replace_once(text, "\"rule\": \"table[rep]",
+                        "\"z\": {\"b\": [-3, true, null], \"a\": \"x\"}, \"rule\": \"table[rep]");
+  };
+  const PlanDiff by_plain = plan::diff_plans(plain, "a", changed(plain), "b");
+  const PlanDiff by_full = plan::diff_plans(plain, "a", changed(escaped), "b");
+  CHECK(names(by_plain, TensorChangeKind::placement) == std::vector<std::string>{"blk.0.rep.weight"});
+  CHECK(fields_of(by_plain, "blk.0.rep.weight") == "z: absent -> {\"a\":\"x\",\"b\":[-3,true,null]} absent\n");
+  CHECK(fields_of(by_full, "blk.0.rep.weight") == fields_of(by_plain, "blk.0.rep.weight"));
+}
+
 TEST_CASE("diff: plans narrowed differently are refused") {
   TempDir dir;
   write_small(dir);
