@@ -264,11 +264,31 @@ struct Reader {
     }
     fail(fmt::format("{}: \"cut\" is not \"replicated\", a split or an owner", text(entry, "name")));
   }
+
+  // A tensor entry: name and checksum, and from version 3 its cut when it has one.
+  ManifestTensor tensor(const Json& entry, std::uint64_t version) const {
+    std::optional<TensorCut> tensor_cut;
+    if (version >= 3 && entry.contains("cut")) tensor_cut = cut(entry);
+    return {text(entry, "name"), digest(entry, "xxh3"), std::move(tensor_cut)};
+  }
 };
+
+// The tensors of outputs[i], read while parsing (see read_manifest_file), by output index.
+using TakenTensors = std::vector<std::vector<ManifestTensor>>;
+
+Manifest manifest_from(const Json& json, const std::string& where, TakenTensors* taken);
 
 }  // namespace
 
 Manifest manifest_from_json(const Json& json, const std::string& where) {
+  return manifest_from(json, where, nullptr);
+}
+
+namespace {
+
+// `taken`: tensors already read out of `json` (their objects dropped from it), which come first in
+// their output's list.
+Manifest manifest_from(const Json& json, const std::string& where, TakenTensors* taken) {
   const Reader r{where};
   const std::uint64_t version = r.number(json, "shardwise_manifest");
   if (version == 0 || version > kManifestVersion) r.fail(fmt::format("unknown version {}", version));
@@ -304,11 +324,10 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
       output.finished = !manifest.complete;
       output.bytes = r.number(entry, "bytes");
       output.xxh3 = r.digest(entry, "xxh3");
-      for (const Json& t : r.array(entry, "tensors")) {
-        std::optional<TensorCut> cut;
-        if (version >= 3 && t.contains("cut")) cut = r.cut(t);
-        output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3"), std::move(cut)});
-      }
+      const Json& tensors = r.array(entry, "tensors");
+      if (taken != nullptr && taken->size() > manifest.outputs.size())
+        output.tensors = std::move((*taken)[manifest.outputs.size()]);
+      for (const Json& t : tensors) output.tensors.push_back(r.tensor(t, version));
     }
     manifest.outputs.push_back(std::move(output));
   }
@@ -319,6 +338,8 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   }
   return manifest;
 }
+
+}  // namespace
 
 std::vector<std::string> file_list_problems(const Manifest& manifest) {
   std::vector<std::string> problems;
@@ -357,6 +378,73 @@ std::vector<std::string> file_list_problems(const Manifest& manifest) {
   return problems;
 }
 
+namespace {
+
+// Parses a manifest's text without holding a DOM of its tensor entries (a full-size model's would
+// take 100s of MB): each object of outputs[i].tensors is read into `taken` as it closes and dropped
+// from the document. When anything is unusual (no version before the outputs, a key twice, an
+// entry that does not read), the text is parsed again whole, so that messages and the treatment
+// of odd files stay those of manifest_from_json.
+Json parse_taking_tensors(const std::string& text, const std::string& path, TakenTensors& taken) {
+  enum class Kind : char { object, array };
+  const Reader r{path};
+  std::uint64_t version = 0;
+  bool usual = true;
+  std::vector<Kind> kinds;        // of the open containers, by depth
+  std::vector<std::string> keys;  // keys[d]: the key being read in the object at depth d - 1
+  std::size_t outputs_keys = 0;
+  std::size_t tensors_keys = 0;  // in the current output entry
+  // The container at `depth` (2: an output entry, 4: a tensor entry) is inside outputs[i].
+  const auto in_entry = [&](std::size_t depth) {
+    return kinds.size() > depth && keys.size() > 1 && keys[1] == "outputs" && kinds[1] == Kind::array &&
+           kinds[2] == Kind::object &&
+           (depth == 2 || (keys.size() > 3 && keys[3] == "tensors" && kinds[3] == Kind::array &&
+                           kinds[4] == Kind::object));
+  };
+  const Json::parser_callback_t take = [&](int signed_depth, Json::parse_event_t event, Json& parsed) {
+    const auto depth = static_cast<std::size_t>(signed_depth);
+    switch (event) {
+      case Json::parse_event_t::object_start:
+      case Json::parse_event_t::array_start:
+        kinds.resize(depth + 1);
+        kinds[depth] = event == Json::parse_event_t::object_start ? Kind::object : Kind::array;
+        if (depth == 2 && in_entry(2)) {
+          taken.emplace_back();
+          tensors_keys = 0;
+        }
+        return true;
+      case Json::parse_event_t::key:
+        keys.resize(depth + 1);
+        keys[depth] = parsed.get<std::string>();
+        if (depth == 1 && keys[1] == "outputs" && ++outputs_keys > 1) usual = false;
+        if (depth == 3 && in_entry(2) && keys[3] == "tensors" && ++tensors_keys > 1) usual = false;
+        return true;
+      case Json::parse_event_t::value:
+        if (depth == 1 && keys.size() > 1 && keys[1] == "shardwise_manifest" && parsed.is_number_unsigned())
+          version = parsed.get<std::uint64_t>();
+        return true;
+      case Json::parse_event_t::object_end:
+        if (depth != 4 || !usual || version == 0 || version > kManifestVersion || !in_entry(4)) return true;
+        try {
+          taken.back().push_back(r.tensor(parsed, version));
+          return false;  // read: dropped from the document
+        } catch (const Error&) {
+          usual = false;  // manifest_from_json words it, in its order
+          return true;
+        }
+      case Json::parse_event_t::array_end:
+        return true;
+    }
+    return true;
+  };
+  Json json = Json::parse(text, take, /*allow_exceptions=*/false);
+  if (usual) return json;
+  taken.clear();
+  return Json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace
+
 std::optional<Manifest> read_manifest(const std::string& folder) {
   return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string());
 }
@@ -366,10 +454,11 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
   // A FIFO or device in its place is refused before it is read (it could block forever).
   const std::string text = io::read_regular_file(path, kMaxManifestBytes, ErrorKind::input, "the manifest");
-  const Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  TakenTensors taken;
+  Json json = parse_taking_tensors(text, path, taken);
   if (json.is_discarded())
     throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
-  return manifest_from_json(json, path);
+  return manifest_from(json, path, &taken);
 }
 
 Manifest without_entries(const Manifest& manifest) {

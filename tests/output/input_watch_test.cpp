@@ -159,5 +159,51 @@ TEST_CASE("manifest: the inputs record round-trips, version 1 manifests are read
   }
 }
 
+
+// read_manifest_file reads each tensor entry as it is parsed (no DOM of 100,000s of entries); it
+// must give what manifest_from_json gives for the whole document, errors included.
+TEST_CASE("manifest: a file is read as its whole document would be, also when unusual") {
+  TempDir dir;
+  output::Manifest manifest;
+  manifest.complete = true;
+  manifest.params = {{"mp", 2}};
+  const output::TensorCut split{st::DType::BF16, {4, 8}, {plan::Placement::Kind::split, 0, 1, 0, 0}, 4, 8, 8};
+  const output::TensorCut owned{st::DType::F32, {3}, {plan::Placement::Kind::owned, -1, 1, 1, 2}, 0, 0, 0};
+  manifest.outputs = {{0, "r0", 10, 0x11, {{"a", 0x1, split}, {"b", 0x2, std::nullopt}}},
+                      {1, "r1", 20, 0x22, {{"a", 0x3, owned}}}};
+  manifest.side_files = {{"s.txt", 0x33}};
+  const auto json = nlohmann::ordered_json::parse(output::format_manifest(manifest));
+  const auto read_back = [&](const nlohmann::ordered_json& document) {
+    write_file(dir / "m.json", document.dump(1));
+    return output::read_manifest_file((dir / "m.json").string());
+  };
+  const std::string expected = output::format_manifest(manifest);
+  CHECK(output::format_manifest(*read_back(json)) == expected);
+  // The version after the outputs: the entries are read from the document.
+  auto late = json;
+  late.erase("shardwise_manifest");
+  late["shardwise_manifest"] = output::kManifestVersion;
+  CHECK(output::format_manifest(*read_back(late)) == expected);
+
+  const std::string path = (dir / "m.json").string();
+  const auto message = [&](const nlohmann::ordered_json& document) {
+    try {
+      read_back(document);
+      return std::string("read");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+  };
+  auto bad_tensor = json;
+  bad_tensor["outputs"][1]["tensors"][0]["xxh3"] = "x";
+  CHECK(message(bad_tensor) == path + ": not a shardwise manifest: \"xxh3\" is not 16 hex digits");
+  // A problem in the head is found first, as manifest_from_json finds it, also after a tensor's.
+  bad_tensor["params"] = 3;
+  CHECK(message(bad_tensor) == path + ": not a shardwise manifest: \"params\" is not an object");
+  auto bad_head = json;
+  bad_head["outputs"][0]["rank"] = "zero";
+  CHECK(message(bad_head) == path + ": not a shardwise manifest: \"rank\" is not a non-negative integer");
+}
+
 }  // namespace
 }  // namespace shardwise::test
