@@ -4,6 +4,10 @@
 #include <exception>
 #include <new>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
@@ -13,6 +17,13 @@
 #include "cli/common_options.hpp"
 
 int main(int argc, char** argv) {
+#if defined(__GLIBC__)
+  // One malloc arena for every thread. glibc gives each thread its own, and memory freed in one
+  // (the planner's decision thread, the writers') stays resident there unused by the others: at
+  // 217k tensors convert's peak RSS was 329 MiB with per-thread arenas, 280 MiB with one. The
+  // threads allocate little once running (buffers are taken once), so they do not contend.
+  mallopt(M_ARENA_MAX, 1);
+#endif
   CLI::App app{
       "shardwise: convert large-model checkpoints between layouts, driven by declarative rules.\n"
       "Plan from headers alone, convert with bounded memory, verify the result.",

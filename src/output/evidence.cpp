@@ -103,8 +103,10 @@ bool covers_plan(const plan::Plan& plan, const Manifest& own) {
 
 }  // namespace
 
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
-                             const std::string& writer) {
+namespace {
+
+Completion complete(const plan::Plan& plan, const std::string& folder, const Manifest& own, Manifest* spare,
+                    const std::string& writer) {
   // When this run's own entries cover the plan, the folder's manifest (written by this run, or
   // replaced by it) adds nothing: only the fragments are read, to remove those folded in.
   Evidence evidence;
@@ -115,24 +117,35 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   }
   const std::vector<const Manifest*> sources = same_plan_sources(evidence, own, &own);
   Completion result;
-  result.manifest = without_entries(own);
-  result.manifest.complete = true;
+  std::vector<const ManifestOutput*> entries;
   for (const plan::OutputFile& planned : plan.outputs) {
     const ManifestOutput* entry = find_entry(sources, planned);
     if (entry == nullptr)
       result.missing_ranks.push_back(planned.rank);
     else
-      result.manifest.outputs.push_back(*entry);
+      entries.push_back(entry);
   }
+  std::vector<ManifestSideFile> side_files;
   for (const std::string& name : plan::extra_file_names(plan)) {
     const ManifestSideFile* side = find_side_file(sources, name);
     if (side == nullptr)
       result.missing_side_files = true;
     else
-      result.manifest.side_files.push_back(*side);
+      side_files.push_back(*side);
   }
   if (!result.missing_ranks.empty() || result.missing_side_files) return result;
 
+  result.manifest = without_entries(own);
+  result.manifest.complete = true;
+  result.manifest.side_files = std::move(side_files);
+  for (const ManifestOutput* entry : entries) {
+    const bool owned = spare != nullptr && entry >= own.outputs.data() && entry < own.outputs.data() + own.outputs.size();
+    if (owned) {
+      result.manifest.outputs.push_back(std::move(spare->outputs[static_cast<std::size_t>(entry - own.outputs.data())]));
+    } else {
+      result.manifest.outputs.push_back(*entry);
+    }
+  }
   write_manifest(folder, result.manifest, writer);
   result.written = true;
   for (const Fragment& fragment : evidence.fragments) {
@@ -141,6 +154,18 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
   }
   return result;
+}
+
+}  // namespace
+
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+                             const std::string& writer) {
+  return complete(plan, folder, own, nullptr, writer);
+}
+
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, Manifest&& own,
+                             const std::string& writer) {
+  return complete(plan, folder, own, &own, writer);
 }
 
 }  // namespace shardwise::output

@@ -210,8 +210,9 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
 
   // Also covers the files an earlier run finished and this one kept.
   inputs.check();
-  const Manifest own = std::move(run_manifest).finished();
-  Completion done = complete_manifest(plan, out_dir, own, share.writer);
+  Manifest own = std::move(run_manifest).finished();
+  // Once the manifest is written, `own` is needed no more: its entries move into it.
+  Completion done = complete_manifest(plan, out_dir, std::move(own), share.writer);
   if (!done.written && options.launch && options.launch->index == 0) {
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
     const auto limit =
