@@ -74,7 +74,7 @@ class Engine {
     std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);
-      std::string().swap(work[f].prefix);  // hashed; OutputFile::create writes the header from the layout
+      states_[f].file_hash.update(work[f].layout.header);  // OutputFile::create writes it from the layout
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
         jobs_.push_back({f, p});

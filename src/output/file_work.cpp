@@ -6,11 +6,11 @@ namespace shardwise::output {
 
 namespace {
 
-std::string length_prefix_and_header(const st::FileLayout& layout) {
+std::string length_prefix(const st::FileLayout& layout) {
   std::string prefix(8, '\0');
   const auto n = static_cast<std::uint64_t>(layout.header.size());
   for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>((n >> (8 * i)) & 0xFF);
-  return prefix + layout.header;
+  return prefix;
 }
 
 }  // namespace
@@ -23,7 +23,7 @@ FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_
   layout_input.reserve(output.tensors.size());
   for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
   work.layout = st::layout_file(layout_input);
-  work.prefix = length_prefix_and_header(work.layout);
+  work.prefix = length_prefix(work.layout);
   return work;
 }
 

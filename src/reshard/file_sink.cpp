@@ -13,6 +13,7 @@ FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_
   blocks_[0].offset = work.layout.data_start;
   tensor_xxh3_.resize(work.planned->tensors.size());
   file_hash_.update(work.prefix);
+  file_hash_.update(work.layout.header);
   if (mode == Mode::write_behind) behind_ = std::thread([this] { behind_loop(); });
 }
 

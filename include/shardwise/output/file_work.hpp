@@ -37,7 +37,7 @@ struct FileWork {
   const plan::OutputFile* planned = nullptr;
   std::string final_path;
   st::FileLayout layout;
-  std::string prefix;               // the file's first bytes: length prefix and header
+  std::string prefix;               // the file's first 8 bytes, the header's length (then layout.header)
   std::vector<TensorWork> tensors;  // in data order
   std::vector<Piece> pieces;        // in data order
 };
