@@ -13,6 +13,12 @@ std::vector<std::string> extra_file_names(const Plan& plan) {
   return names;
 }
 
+std::size_t extra_chunk_sources(const Plan& plan) {
+  std::size_t extra = 0;
+  for (const Source& source : plan.sources) extra += !source.within.whole() && source.within.begin != 0 ? 1 : 0;
+  return extra;
+}
+
 std::string outputs_heading(const Plan& plan) {
   if (plan.naming == OutputNaming::mirror) {
     return fmt::format("{} file{} mirroring the input's", plan.outputs.size(),

@@ -167,7 +167,15 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   for (std::string& cell : cells) cell.clear();
   const PlannedTensor& first = *placements.front().tensor;
   append_printable(cells[kSource], src.name);
-  if (first.name == src.name) {
+  if (!src.within.whole()) fmt::format_to(std::back_inserter(cells[kSource]), "[{}:{}]", src.within.begin, src.within.end);
+  if (const PlannedTensor* fused = placements.front().fused) {
+    // A part of a fused output: the output it goes into, and which part (by its own output name).
+    const Composite& c = cx.plan.composites[fused->composite];
+    append_printable(cells[kOutput], fused->name);
+    fmt::format_to(std::back_inserter(cells[kOutput]), " <- {}{} (part {} of {})", printable(first.name),
+                   c.stacked ? fmt::format(" at {}", c.indices[placements.front().part / c.per_block]) : "",
+                   placements.front().part % c.per_block + 1, c.per_block);
+  } else if (first.name == src.name) {
     cells[kOutput] = "=";
   } else {
     append_printable(cells[kOutput], first.name);
@@ -187,6 +195,9 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
                    printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
+  }
+  if (const PlannedTensor* fused = placements.front().fused) {
+    fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cx.rule_names[fused->rule]);
   }
 }
 
@@ -217,9 +228,11 @@ std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
     format_row(cells, cx, cx.plan.sources[s], placements);
     widen(widths, cells);
     used[placements.front().tensor->rule] = true;
+    if (const PlannedTensor* fused = placements.front().fused) used[fused->rule] = true;
     ++shown;
   }
-  fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n", cx.plan.sources.size(),
+  fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n",
+                 cx.plan.sources.size() - extra_chunk_sources(cx.plan),
                  cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");
   if (shown == 0) return used;
   for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
@@ -313,7 +326,7 @@ void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink&
   const std::string shown_note = rows.describe(filter);
 
   detail::ChunkedText out(sink);
-  append_header(out.text, plan, plan.sources.size() + plan.skipped.size());
+  append_header(out.text, plan, plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size());
   std::vector<bool> used = write_placed(out, cx, shown_note);
   write_skipped(out, cx, shown_note, used);
   write_legend(out.text, cx, used);

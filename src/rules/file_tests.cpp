@@ -48,7 +48,8 @@ void read_ranks(YamlReader& in, const YAML::Node& node, RulesTest& test) {
 }
 
 void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
-  const std::vector<std::string> keys = {"output", "ranks", "split", "skip", "reject", "rule", "transform"};
+  const std::vector<std::string> keys = {"output", "ranks",     "split", "skip",  "reject",
+                                         "rule",   "transform", "fused", "chunks"};
   if (!in.check_map(node, "expect of a test", keys)) return;
   if (node.size() == 0)
     in.error(node, fmt::format("expect of a test is empty (expect any of: {})", fmt::join(keys, ", ")));
@@ -71,6 +72,9 @@ void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
   }
   test.rule = in.string_field(node, "rule", "expect of a test", false);
   test.transform = in.string_field(node, "transform", "expect of a test", false);
+  test.fused = in.string_field(node, "fused", "expect of a test", false);
+  if (const YAML::Node chunks = YamlReader::field(node, "chunks"); chunks.IsDefined())
+    test.chunks = in.string_list(chunks, "'chunks' of expect");
 }
 
 void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRules& rules, RulesTest& test) {
@@ -143,6 +147,8 @@ struct Outcome {
   std::string rule;       // the deciding rule's label, empty when unmatched
   std::string rule_where;
   std::string transform;  // the transform rule's label, "none" when placed without one
+  std::string fused;      // the fused output it is a part of, "none"
+  std::vector<std::string> chunks;  // an unfused source's chunks: their output names
 };
 
 Outcome outcome_of(const Decision& d, std::uint64_t mp) {
@@ -167,6 +173,10 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   }
   o.kind = "placed";
   o.output = d.output;
+  o.fused = d.fuse ? d.fuse->output : "none";
+  for (const DecidedChunk& chunk : d.chunks)
+    o.chunks.push_back(chunk.decision->kind == Decision::Kind::place ? chunk.decision->output
+                                                                     : "(not placed: " + chunk.decision->reason + ")");
   if (!d.owner) {
     o.split = split_name(d.split);
     o.ranks.resize(mp);
@@ -238,6 +248,14 @@ std::vector<std::string> mismatches(const RulesTest& t, const Outcome& o) {
        (*t.transform == "none" ? o.transform != "none" : !same_rule(*t.transform, o.transform)))) {
     out.push_back(fmt::format("transform: expected '{}', the rules decide {}", *t.transform,
                               o.kind == "placed" ? "'" + o.transform + "'" : "none (" + o.kind + ")"));
+  }
+  if (t.fused && (o.kind != "placed" || *t.fused != o.fused)) {
+    out.push_back(fmt::format("fused: expected '{}', the rules decide {}", *t.fused,
+                              o.kind == "placed" ? "'" + o.fused + "'" : "none (" + o.kind + ")"));
+  }
+  if (t.chunks && (o.kind != "placed" || *t.chunks != o.chunks)) {
+    out.push_back(fmt::format("chunks: expected [{}], the rules decide [{}]", fmt::join(*t.chunks, ", "),
+                              fmt::join(o.chunks, ", ")));
   }
   if (t.rule && !same_rule(*t.rule, o.rule)) {
     out.push_back(fmt::format("rule: expected '{}', the deciding rule is {}", *t.rule,

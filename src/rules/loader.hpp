@@ -35,6 +35,11 @@ inline std::string short_where(const YamlReader& in, const SourceLocation& at) {
   return at.file == in.file() ? std::to_string(at.line) + ":" + std::to_string(at.column) : at.str();
 }
 void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// `fuse:` and `unfuse:` (structure.cpp).
+void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+void read_unfuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// `units:` of a table entry or override (structure.cpp).
+SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what, const CompiledRules& out);
 
 // A dtype name ("F8_E4M3"), reported with a did-you-mean otherwise (layouts.cpp).
 std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what);

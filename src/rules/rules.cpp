@@ -31,7 +31,7 @@ std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",    "extends",   "name",   "description", "params",  "output", "side_files",
     "unknown_keys", "normalize", "reject", "skip",        "layouts", "keys",   "table",
-    "overrides",    "ownership", "tests",  "transforms",  "accepts"};
+    "overrides",    "ownership", "tests",  "transforms",  "accepts", "fuse", "unfuse"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
@@ -41,6 +41,7 @@ const std::pair<const char*, SectionReader> kSections[] = {
     {"layouts", detail::read_layouts},     {"keys", detail::read_keys},
     {"table", detail::read_table},         {"overrides", detail::read_overrides},
     {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms},
+    {"fuse", detail::read_fuses},          {"unfuse", detail::read_unfuses},
     {"accepts", detail::check_accepts}};
 
 // `chain` is the file, then its parent, ... (all maps). Scalars are read parent first, so that a
@@ -101,7 +102,8 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   problems.check("invalid rules file " + display_name);
   format_trails(out);
   for (auto* matcher : {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
-                        &out.ownership_matcher, &out.transform_matcher}) {
+                        &out.ownership_matcher, &out.transform_matcher, &out.fuse_matcher,
+                        &out.unfuse_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }

@@ -138,6 +138,52 @@ struct Ownership {
   bool partial = false;
 };
 
+// A many-to-one output (`fuse:`, docs/rules.md "Fused and stacked outputs"): the placed tensors
+// whose output name the rule matches are its parts, gathered on each rank after each was cut for
+// that rank by its own rule. Each index's parts are concatenated along `dim` in the order of
+// `parts`; with `stack`, the indices (the `(?P<index>...)` capture) are then stacked along a new
+// dim 0, in index order.
+struct FuseRule {
+  RuleRef rule;
+  std::vector<std::string> parts;  // the `(?P<part>...)` values, in order; empty: one unnamed part
+  int dim = 0;
+  bool stack = false;
+};
+
+// What a fuse rule says of one placed tensor: the fused output it is a part of.
+struct FusePart {
+  const FuseRule* rule = nullptr;  // owned by the Rules
+  std::string output;              // the fused output's name
+  std::size_t part = 0;            // index into rule->parts (0 when it has none)
+  std::uint64_t index = 0;         // stack: the captured index
+};
+
+// A one-to-many output (`unfuse:`): the source tensor cut along `dim` into named chunks of
+// relative sizes, each then decided as a tensor of its own name (keys, table, overrides, ...).
+struct UnfuseRule {
+  struct Chunk {
+    std::string name;        // the chunk's name template as written (`{module}.q_proj.{param}`)
+    std::uint64_t size = 1;  // relative size, when `size_param` is empty
+    std::string size_param;  // the parameter giving it, or ""
+  };
+  RuleRef rule;
+  int dim = 0;
+  std::vector<Chunk> chunks;
+};
+
+struct Decision;
+
+// One chunk of an unfused source: rows [begin, end) of `dim` in units of the source's size / total,
+// decided as a tensor of its own name.
+struct DecidedChunk {
+  const UnfuseRule* rule = nullptr;
+  std::size_t chunk = 0;    // index into rule->chunks
+  std::uint64_t first = 0;  // relative sizes: this chunk is [first, first + size) of `total`
+  std::uint64_t size = 0;
+  std::uint64_t total = 0;
+  std::unique_ptr<Decision> decision;
+};
+
 struct Decision {
   enum class Kind { place, skip, reject, unmatched };
   Kind kind = Kind::unmatched;
@@ -151,6 +197,13 @@ struct Decision {
   std::optional<std::string> key;  // the key extracted, if any
   Split split = Split::replicate;  // ignored when owner is set
   std::optional<Ownership> owner;
+  // `units:` of the deciding table entry or override: the split dim is made of this many equal
+  // units (heads) that a split never cuts; fewer units than ranks puts each unit on mp / units
+  // consecutive ranks. 0: none (plain split).
+  std::uint64_t split_units = 0;
+  std::string units_param;  // the parameter that gave split_units, for messages ("" for a number)
+  std::optional<FusePart> fuse;     // a part of a fused output
+  std::vector<DecidedChunk> chunks;  // unfuse: the source is these chunks, each decided alone
   const TransformRule* transform = nullptr;  // owned by the Rules, like `rule`; null: bytes as they are
   // Packed members: the layout, the member, and the group's output base name.
   const Layout* layout = nullptr;
