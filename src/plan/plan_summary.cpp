@@ -236,9 +236,7 @@ void append_fused(std::string& out, const Plan& plan) {
                     detail::group_digits(row.parts), detail::human_bytes(row.bytes),
                     row.stacked ? "stacked, each part cut for its rank" : "concatenated, each part cut for its rank"});
   }
-  fmt::format_to(std::back_inserter(out), "
-fused: {} outputs over the ranks
-", outputs);
+  fmt::format_to(std::back_inserter(out), "\nfused: {} outputs over the ranks\n", outputs);
   append_rows(out, rows, {false, true, true, true, false});
 }
 
