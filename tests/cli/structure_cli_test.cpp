@@ -105,6 +105,9 @@ void write_safetensors(const fs::path& path, const Tensors& tensors) {
   write_file(path, file + text + data);
 }
 
+// The checkpoint's config.json, which the example rules read their head and expert counts from.
+void write_config(const fs::path& dir, const nlohmann::json& config) { write_file(dir / "config.json", config.dump()); }
+
 // Every tensor of every rank file: "FILE:NAME" -> tensor (BF16 checked).
 Tensors read_outputs(const fs::path& folder) {
   Tensors tensors;
@@ -225,7 +228,7 @@ Tensors llama_expected(const Tensors& in, std::uint64_t mp) {
 }
 
 const std::string kLlamaRules = source_dir() + "/rules/examples/llama-tp-fused.yaml";
-const std::vector<std::string> kLlamaParams = {"--heads", "8", "--kv-heads", "2"};
+const nlohmann::json kLlamaConfig = {{"num_attention_heads", kHeads}, {"num_key_value_heads", kKvHeads}};
 
 }  // namespace
 
@@ -233,9 +236,10 @@ TEST_CASE("llama-tp-fused writes each rank's qkv as cat(q_r, k_r, v_r) and gate_
   TempDir dir;
   const Tensors in = llama_checkpoint();
   write_safetensors(dir / "model.safetensors", in);
+  write_config(dir.path(), kLlamaConfig);  // the head counts: no flag needed
   for (const std::uint64_t mp : {1u, 2u, 4u}) {
     INFO("mp=" << mp);
-    convert_and_check(dir.path(), kLlamaRules, mp, kLlamaParams, llama_expected(in, mp));
+    convert_and_check(dir.path(), kLlamaRules, mp, {}, llama_expected(in, mp));
   }
 }
 
@@ -326,6 +330,7 @@ TEST_CASE("moe-stacked-experts stacks each rank's contiguous experts into gate_u
   TempDir dir;
   const Tensors in = mixtral_checkpoint();
   write_safetensors(dir / "model.safetensors", in);
+  write_config(dir.path(), {{"num_local_experts", kExperts}});
   for (const std::uint64_t mp : {1u, 2u, 4u}) {
     INFO("mp=" << mp);
     const Tensors expected = mixtral_expected(in, mp);
@@ -404,9 +409,10 @@ TEST_CASE("phi3-unfuse cuts qkv_proj by heads : kv_heads : kv_heads and gate_up_
   TempDir dir;
   const Tensors in = phi3_checkpoint();
   write_safetensors(dir / "model.safetensors", in);
+  write_config(dir.path(), kLlamaConfig);
   for (const std::uint64_t mp : {1u, 2u, 4u}) {
     INFO("mp=" << mp);
-    convert_and_check(dir.path(), kPhiRules, mp, kLlamaParams, phi3_expected(in, mp));
+    convert_and_check(dir.path(), kPhiRules, mp, {}, phi3_expected(in, mp));
   }
 }
 
