@@ -34,7 +34,8 @@ CompositeStream::CompositeStream(const plan::Plan& plan, const plan::PlannedTens
     if (part.shape.size() != first_shape.size() || part.dtype != tensor.dtype || stream.bytes() != part.bytes)
       fail(fmt::format("part {} ({}{}) does not fit the output's {}", part.name, st::dtype_name(part.dtype),
                        st::shape_text(part.shape), st::dtype_name(tensor.dtype)));
-    if (rows_ == 0 || part.bytes % rows_ != 0) fail(fmt::format("part {} is not {} whole rows", part.name, rows_));
+    if (rows_ == 0 || part.bytes % rows_ != 0)
+      fail(fmt::format("part {} is not {} whole rows", part.name, rows_));
     parts_.push_back(Part{std::move(stream), source.file, part.source, part.bytes / rows_});
   }
   // Every block must have the same part sizes, position by position, for the block arithmetic.
@@ -48,7 +49,8 @@ CompositeStream::CompositeStream(const plan::Plan& plan, const plan::PlannedTens
   block_row_bytes_ = row_offsets_.back();
   block_bytes_ = block_row_bytes_ * rows_;
   bytes_ = block_bytes_ * (parts_.size() / per_block_);
-  if (bytes_ != tensor.bytes) fail(fmt::format("planned as {} bytes, but its parts give {}", tensor.bytes, bytes_));
+  if (bytes_ != tensor.bytes)
+    fail(fmt::format("planned as {} bytes, but its parts give {}", tensor.bytes, bytes_));
 }
 
 CompositeStream::Run CompositeStream::run_at(std::uint64_t offset) const {
@@ -64,7 +66,8 @@ CompositeStream::Run CompositeStream::run_at(std::uint64_t offset) const {
 
 void CompositeStream::read(std::span<const InputFile> inputs, std::uint64_t offset, std::span<std::byte> out,
                            std::span<std::byte> scratch) const {
-  if (offset > bytes_ || out.size() > bytes_ - offset) throw std::invalid_argument("CompositeStream::read: past end");
+  if (offset > bytes_ || out.size() > bytes_ - offset)
+    throw std::invalid_argument("CompositeStream::read: past end");
   std::size_t pos = 0;
   while (pos < out.size()) {
     const Run run = run_at(offset + pos);
@@ -100,11 +103,13 @@ std::vector<std::uint64_t> CompositeStream::piece_bounds(std::uint64_t max_piece
     const std::uint64_t base = block * block_bytes_;
     if (block_row_bytes_ <= max_piece) {
       const std::uint64_t per_piece = max_piece / block_row_bytes_;
-      for (std::uint64_t r = per_piece; r < rows_; r += per_piece) bounds.push_back(base + r * block_row_bytes_);
+      for (std::uint64_t r = per_piece; r < rows_; r += per_piece)
+        bounds.push_back(base + r * block_row_bytes_);
     } else {
       for (std::uint64_t r = 0; r < rows_; ++r) {
         const std::uint64_t row = base + r * block_row_bytes_;
-        for (std::uint64_t cut = max_piece; cut < block_row_bytes_; cut += max_piece) bounds.push_back(row + cut);
+        for (std::uint64_t cut = max_piece; cut < block_row_bytes_; cut += max_piece)
+          bounds.push_back(row + cut);
         if (r + 1 < rows_) bounds.push_back(row + block_row_bytes_);
       }
     }

@@ -205,7 +205,8 @@ class Engine {
     } else {
       const TensorStream stream(plan_, planned);
       CompanionInput companion;
-      if (const auto file = stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+      if (const auto file = stream.companion_file())
+        companion = {inputs_[*file].fd(), &inputs_[*file].path()};
       stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     }
     release_input(w, piece);
@@ -276,7 +277,7 @@ class Engine {
   std::vector<FileWork>& work_;
   std::uint64_t mp_;
   std::vector<io::ReadOnlyFile> inputs_;
-  std::vector<InputFile> input_files_;  // inputs_ as CompositeStream reads them
+  std::vector<InputFile> input_files_;                     // inputs_ as CompositeStream reads them
   std::vector<std::atomic<std::uint32_t>> unread_pieces_;  // per Plan::sources: pieces still to read
   std::vector<FileState> states_;
   std::vector<Job> jobs_;

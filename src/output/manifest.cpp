@@ -153,11 +153,12 @@ Json cut_to_json(const TensorCut& cut) {
       }
       const CompositeCut none;
       const CompositeCut& c = cut.composite ? *cut.composite : none;
-      return {{"composite", {{"dim", c.dim},
-                             {"stacked", c.stacked},
-                             {"parts_per_block", c.per_block},
-                             {"indices", c.indices},
-                             {"parts", parts}}}};
+      return {{"composite",
+               {{"dim", c.dim},
+                {"stacked", c.stacked},
+                {"parts_per_block", c.per_block},
+                {"indices", c.indices},
+                {"parts", parts}}}};
     }
     case plan::Placement::Kind::replicated:
       break;
@@ -285,7 +286,11 @@ struct Reader {
       const std::uint64_t dim = number(c, "split");
       if (dim >= result.shape.size())
         fail(fmt::format("{}: split dim {} outside its shape", text(entry, "name"), dim));
-      result.placement = {plan::Placement::Kind::split, static_cast<int>(dim), number(c, "unit"), 0, 0,
+      result.placement = {plan::Placement::Kind::split,
+                          static_cast<int>(dim),
+                          number(c, "unit"),
+                          0,
+                          0,
                           c.contains("replicas") ? number(c, "replicas") : 1};
       if (result.placement.replicas == 0) fail(fmt::format("{}: \"replicas\" is 0", text(entry, "name")));
       result.begin = number(c, "begin");
@@ -307,24 +312,30 @@ struct Reader {
       const Json& spec = field(c, "composite");
       auto composite = std::make_shared<CompositeCut>();
       const std::uint64_t dim = number(spec, "dim");
-      if (dim >= result.shape.size()) fail(fmt::format("{}: composite dim {} outside its shape", text(entry, "name"), dim));
+      if (dim >= result.shape.size())
+        fail(fmt::format("{}: composite dim {} outside its shape", text(entry, "name"), dim));
       composite->dim = static_cast<int>(dim);
       const Json& stacked = field(spec, "stacked");
-      if (!stacked.is_boolean()) fail(fmt::format("{}: \"stacked\" is not true or false", text(entry, "name")));
+      if (!stacked.is_boolean())
+        fail(fmt::format("{}: \"stacked\" is not true or false", text(entry, "name")));
       composite->stacked = stacked.get<bool>();
       composite->per_block = number(spec, "parts_per_block");
       for (const Json& index : array(spec, "indices")) {
-        if (!index.is_number_unsigned()) fail(fmt::format("{}: a composite index is not a number", text(entry, "name")));
+        if (!index.is_number_unsigned())
+          fail(fmt::format("{}: a composite index is not a number", text(entry, "name")));
         composite->indices.push_back(index.get<std::uint64_t>());
       }
-      for (const Json& part : array(spec, "parts")) composite->parts.emplace_back(text(part, "name"), cut(part));
-      if (composite->per_block == 0 || composite->parts.empty() || composite->parts.size() % composite->per_block != 0)
+      for (const Json& part : array(spec, "parts"))
+        composite->parts.emplace_back(text(part, "name"), cut(part));
+      if (composite->per_block == 0 || composite->parts.empty() ||
+          composite->parts.size() % composite->per_block != 0)
         fail(fmt::format("{}: inconsistent composite", text(entry, "name")));
       result.placement = {plan::Placement::Kind::composite, -1, 1, 0, 0, 1};
       result.composite = std::move(composite);
       return result;
     }
-    fail(fmt::format("{}: \"cut\" is not \"replicated\", a split, an owner or a composite", text(entry, "name")));
+    fail(fmt::format("{}: \"cut\" is not \"replicated\", a split, an owner or a composite",
+                     text(entry, "name")));
   }
 };
 

@@ -163,8 +163,8 @@ bool Placer::add_split_units(Target& target, int dim, rules::Split axis, st::DTy
   const Source& src = plan_.sources[target.source];
   const auto d = static_cast<std::size_t>(dim);
   const std::uint64_t units = target.units;
-  const std::string named = target.units_param.empty() ? fmt::format("{}", units)
-                                                       : fmt::format("{}={}", target.units_param, units);
+  const std::string named =
+      target.units_param.empty() ? fmt::format("{}", units) : fmt::format("{}={}", target.units_param, units);
   if (d >= src.shape.size()) {
     problems_.add(fmt::format("{}: cannot split {} over mp={}: it has no dim {} (shape {})", src.name,
                               rules::split_name(axis), mp_, dim, st::shape_text(src.shape)));
@@ -173,21 +173,23 @@ bool Placer::add_split_units(Target& target, int dim, rules::Split axis, st::DTy
   const std::uint64_t size = src.shape[d];
   if (units == 0 || size % units != 0) {
     problems_.add(fmt::format("{}: {} {} are not {} whole units (dim {} of {}; units {})", src.name, size,
-                              dim_kind(dim, 1, src.shape.size()), units, dim, st::shape_text(src.shape), named));
+                              dim_kind(dim, 1, src.shape.size()), units, dim, st::shape_text(src.shape),
+                              named));
     return false;
   }
   if (units >= mp_) {
     if (units % mp_ != 0) {
-      problems_.add(fmt::format("{}: {} units ({}) cannot be split over mp={}: {} is not a multiple of {}", src.name,
-                                units, named, mp_, units, mp_));
+      problems_.add(fmt::format("{}: {} units ({}) cannot be split over mp={}: {} is not a multiple of {}",
+                                src.name, units, named, mp_, units, mp_));
       return false;
     }
     return add_split(target, dim, 1, axis, dtype, cast);
   }
   if (mp_ % units != 0) {
-    problems_.add(fmt::format("{}: {} units ({}) for mp={}: with fewer units than ranks, each unit goes to "
-                              "mp / units ranks, and {} is not a multiple of {}",
-                              src.name, units, named, mp_, mp_, units));
+    problems_.add(
+        fmt::format("{}: {} units ({}) for mp={}: with fewer units than ranks, each unit goes to "
+                    "mp / units ranks, and {} is not a multiple of {}",
+                    src.name, units, named, mp_, mp_, units));
     return false;
   }
   const std::uint64_t replicas = mp_ / units;

@@ -15,7 +15,8 @@ std::vector<std::string> extra_file_names(const Plan& plan) {
 
 std::size_t extra_chunk_sources(const Plan& plan) {
   std::size_t extra = 0;
-  for (const Source& source : plan.sources) extra += !source.within.whole() && source.within.begin != 0 ? 1 : 0;
+  for (const Source& source : plan.sources)
+    extra += !source.within.whole() && source.within.begin != 0 ? 1 : 0;
   return extra;
 }
 

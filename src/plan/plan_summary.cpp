@@ -90,7 +90,8 @@ std::set<std::size_t> reread_sources(const Plan& plan, const detail::PlacementIn
 
 // The input's tensors: placed, consumed or skipped, each once.
 std::size_t input_tensors(const Plan& plan, const detail::PlacementIndex& index) {
-  return plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size() - reread_sources(plan, index).size();
+  return plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size() -
+         reread_sources(plan, index).size();
 }
 
 // The transform rule that consumed each source a dequantization read and nothing wrote (the
@@ -232,9 +233,10 @@ void append_fused(std::string& out, const Plan& plan) {
   std::uint64_t outputs = 0;
   for (const auto& [rule, row] : by_rule) {
     outputs += row.outputs;
-    rows.push_back({std::string(detail::split_rule_label(plan.rule_labels[rule]).name), detail::group_digits(row.outputs),
-                    detail::group_digits(row.parts), detail::human_bytes(row.bytes),
-                    row.stacked ? "stacked, each part cut for its rank" : "concatenated, each part cut for its rank"});
+    rows.push_back(
+        {std::string(detail::split_rule_label(plan.rule_labels[rule]).name),
+         detail::group_digits(row.outputs), detail::group_digits(row.parts), detail::human_bytes(row.bytes),
+         row.stacked ? "stacked, each part cut for its rank" : "concatenated, each part cut for its rank"});
   }
   fmt::format_to(std::back_inserter(out), "\nfused: {} outputs over the ranks\n", outputs);
   append_rows(out, rows, {false, true, true, true, false});

@@ -167,7 +167,8 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   for (std::string& cell : cells) cell.clear();
   const PlannedTensor& first = *placements.front().tensor;
   append_printable(cells[kSource], src.name);
-  if (!src.within.whole()) fmt::format_to(std::back_inserter(cells[kSource]), "[{}:{}]", src.within.begin, src.within.end);
+  if (!src.within.whole())
+    fmt::format_to(std::back_inserter(cells[kSource]), "[{}:{}]", src.within.begin, src.within.end);
   if (const PlannedTensor* fused = placements.front().fused) {
     // A part of a fused output: the output it goes into, and which part (by its own output name).
     const Composite& c = cx.plan.composites[fused->composite];

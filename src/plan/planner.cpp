@@ -107,16 +107,18 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   const st::TensorInfo& info = *ref.info;
   const st::File& file = checkpoint.files()[ref.file];
   if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
-    problems.add(fmt::format("{} ({}): {} cannot cut {} along dim 0 in proportion {} of {} ({}): {} rows are not a "
-                             "multiple of {}",
-                             info.name, checkpoint.file_name(ref.file), chunk.rule->rule.label,
-                             st::shape_text(info.shape), chunk.size, chunk.total, chunk.rule->rule.where.str(),
-                             info.shape.empty() ? 0 : info.shape[0], chunk.total));
+    problems.add(
+        fmt::format("{} ({}): {} cannot cut {} along dim 0 in proportion {} of {} ({}): {} rows are not a "
+                    "multiple of {}",
+                    info.name, checkpoint.file_name(ref.file), chunk.rule->rule.label,
+                    st::shape_text(info.shape), chunk.size, chunk.total, chunk.rule->rule.where.str(),
+                    info.shape.empty() ? 0 : info.shape[0], chunk.total));
     return std::nullopt;
   }
   const std::uint64_t rows = info.shape[0] / chunk.total;
   const std::uint64_t row_bytes = info.bytes() / info.shape[0];
-  Source source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes(), Slice{}};
+  Source source{ref.file,     info.name, info.dtype, info.shape, file.absolute_offset(info),
+                info.bytes(), Slice{}};
   source.shape[0] = rows * chunk.size;
   source.offset += chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;
@@ -306,9 +308,10 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
     if (decision.fuse) {
       if (decision.layout != nullptr) {
-        problems.add(fmt::format("{}: {} makes a packed member ({}) a part of {}: packed members cannot be fused",
-                                 plan.sources[source].name, decision.fuse->rule->rule.label, decision.layout->name,
-                                 decision.fuse->output));
+        problems.add(
+            fmt::format("{}: {} makes a packed member ({}) a part of {}: packed members cannot be fused",
+                        plan.sources[source].name, decision.fuse->rule->rule.label, decision.layout->name,
+                        decision.fuse->output));
       }
       composer.add(source, std::move(*decision.fuse));
     }
@@ -341,8 +344,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
     if (!decision.chunks.empty()) {
       if (plan.naming == OutputNaming::mirror) {
-        problems.add(fmt::format("{} ({}): {} cuts it into chunks, which mirrored output cannot write", info.name,
-                                 checkpoint.file_name(ref.file), plan.rule_labels[labels(*decision.rule)]));
+        problems.add(fmt::format("{} ({}): {} cuts it into chunks, which mirrored output cannot write",
+                                 info.name, checkpoint.file_name(ref.file),
+                                 plan.rule_labels[labels(*decision.rule)]));
         continue;
       }
       for (rules::DecidedChunk& chunk : decision.chunks) {
@@ -350,8 +354,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
         if (part.kind != rules::Decision::Kind::place) {
           problems.add(fmt::format("{} ({}): its chunk {} of {} is not placed: {}", info.name,
                                    checkpoint.file_name(ref.file), part.normalized, chunk.rule->rule.label,
-                                   part.kind == rules::Decision::Kind::unmatched ? part.reason
-                                                                                  : "chunks may not be skipped or refused"));
+                                   part.kind == rules::Decision::Kind::unmatched
+                                       ? part.reason
+                                       : "chunks may not be skipped or refused"));
           continue;
         }
         std::optional<Source> source = chunk_source(checkpoint, ref, chunk, problems);
@@ -362,18 +367,18 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(
-        Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes(), Slice{}});
+    plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info),
+                                  info.bytes(), Slice{}});
     if (plan.naming == OutputNaming::mirror) {
-      Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
-                    std::nullopt};
+      Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule),
+                    decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs);
         if (written) placer.add_owned(ref.file, target, written->first, written->second, plan::Placement{});
       }
       if (decision.fuse) {
-        problems.add(fmt::format("{}: {} makes it a part of {}, which mirrored output cannot write", info.name,
-                                 decision.fuse->rule->rule.label, decision.fuse->output));
+        problems.add(fmt::format("{}: {} makes it a part of {}, which mirrored output cannot write",
+                                 info.name, decision.fuse->rule->rule.label, decision.fuse->output));
       }
       continue;
     }

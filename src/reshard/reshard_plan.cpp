@@ -170,7 +170,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
             path, t.name,
             t.cut->placement.kind == Kind::composite
                 ? "a fused output (rules fuse:), whose parts are each cut for their rank"
-                : fmt::format("held whole by {} ranks (rules units: fewer units than ranks)", t.cut->placement.replicas)));
+                : fmt::format("held whole by {} ranks (rules units: fewer units than ranks)",
+                              t.cut->placement.replicas)));
         continue;
       }
       const st::TensorInfo* info = file->header().find(t.name);

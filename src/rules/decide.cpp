@@ -218,8 +218,8 @@ void apply_units(const SplitUnits& units, const RuleRef& rule, const Params& par
   if (units.param.empty()) return;
   const auto it = params.find(units.param);
   if (it == params.end()) {
-    throw Error(ErrorKind::usage,
-                fmt::format("parameter '{}' needed by {} ({}) was not given", units.param, rule.label, at(rule)));
+    throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} ({}) was not given", units.param,
+                                              rule.label, at(rule)));
   }
   d.split_units = it->second;
 }

@@ -60,13 +60,15 @@ std::string placement(const Decision& d, const Params& params, std::uint64_t mp)
                                                     : fmt::format("{}={}", d.units_param, d.split_units);
     const int dim = d.split == Split::out ? 0 : 1;
     if (d.split_units >= mp) {
-      return fmt::format("split on dim {} ({}) into {} equal parts of whole units ({}, {} per rank)", dim, axis, mp,
-                         units, d.split_units % mp == 0 ? std::to_string(d.split_units / mp) : "not a whole number");
+      return fmt::format("split on dim {} ({}) into {} equal parts of whole units ({}, {} per rank)", dim,
+                         axis, mp, units,
+                         d.split_units % mp == 0 ? std::to_string(d.split_units / mp) : "not a whole number");
     }
-    return fmt::format("split on dim {} ({}) into {} units ({}), fewer than ranks: rank r takes unit r / (mp / {}), "
-                       "each unit on {} ranks",
-                       dim, axis, d.split_units, units, d.split_units,
-                       mp % d.split_units == 0 ? std::to_string(mp / d.split_units) : "(mp not a multiple)");
+    return fmt::format(
+        "split on dim {} ({}) into {} units ({}), fewer than ranks: rank r takes unit r / (mp / {}), "
+        "each unit on {} ranks",
+        dim, axis, d.split_units, units, d.split_units,
+        mp % d.split_units == 0 ? std::to_string(mp / d.split_units) : "(mp not a multiple)");
   }
   if (d.member == nullptr) {
     return fmt::format("split on dim {} ({}) into {} equal parts", d.split == Split::out ? 0 : 1, axis, mp);
@@ -200,8 +202,9 @@ std::string explain_decision(const Decision& d, const Params& params) {
       if (!d.chunks.empty()) {
         // An unfused source: each chunk is explained as the tensor of its own name.
         for (const DecidedChunk& chunk : d.chunks) {
-          text += fmt::format("  chunk {} of {}: dim 0 rows [{}/{}, {}/{}) of the source\n", chunk.chunk + 1,
-                              d.chunks.size(), chunk.first, chunk.total, chunk.first + chunk.size, chunk.total);
+          text +=
+              fmt::format("  chunk {} of {}: dim 0 rows [{}/{}, {}/{}) of the source\n", chunk.chunk + 1,
+                          d.chunks.size(), chunk.first, chunk.total, chunk.first + chunk.size, chunk.total);
           std::string part = explain_decision(*chunk.decision, params);
           std::string indented;
           for (std::size_t at = 0; at < part.size();) {
@@ -265,16 +268,17 @@ std::string Rules::summary() const {
     text += fmt::format("  {}: {}{}\n", rule.rule.label, describe_transform(rule), when);
   }
   for (const auto& fuse : r.fuses) {
-    text += fmt::format("  {}: {}{} along dim {}{} -> {}\n", fuse->fuse.rule.label,
-                        fuse->fuse.parts.size() > 1 || !fuse->fuse.parts.front().empty() ? "parts " : "one part",
-                        fmt::join(fuse->fuse.parts, ", "), fuse->fuse.dim,
-                        fuse->fuse.stack ? ", indices stacked along a new dim 0" : "", fuse->output.text());
+    text +=
+        fmt::format("  {}: {}{} along dim {}{} -> {}\n", fuse->fuse.rule.label,
+                    fuse->fuse.parts.size() > 1 || !fuse->fuse.parts.front().empty() ? "parts " : "one part",
+                    fmt::join(fuse->fuse.parts, ", "), fuse->fuse.dim,
+                    fuse->fuse.stack ? ", indices stacked along a new dim 0" : "", fuse->output.text());
   }
   for (const auto& unfuse : r.unfuses) {
     std::vector<std::string> chunks;
     for (const auto& chunk : unfuse->unfuse.chunks)
-      chunks.push_back(fmt::format("{} ({})", chunk.name, chunk.size_param.empty() ? std::to_string(chunk.size)
-                                                                                   : chunk.size_param));
+      chunks.push_back(fmt::format("{} ({})", chunk.name,
+                                   chunk.size_param.empty() ? std::to_string(chunk.size) : chunk.size_param));
     text += fmt::format("  {}: dim {} in proportion into {}\n", unfuse->unfuse.rule.label, unfuse->unfuse.dim,
                         fmt::join(chunks, ", "));
   }

@@ -175,8 +175,8 @@ struct Outcome {
   std::string placement;  // why the ranks are unknown (an owner that cannot be placed), else empty
   std::string rule;       // the deciding rule's label, empty when unmatched
   std::string rule_where;
-  std::string transform;  // the transform rule's label, "none" when placed without one
-  std::string fused;      // the fused output it is a part of, "none"
+  std::string transform;            // the transform rule's label, "none" when placed without one
+  std::string fused;                // the fused output it is a part of, "none"
   std::vector<std::string> chunks;  // an unfused source's chunks: their output names
 };
 
@@ -204,8 +204,9 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   o.output = d.output;
   o.fused = d.fuse ? d.fuse->output : "none";
   for (const DecidedChunk& chunk : d.chunks)
-    o.chunks.push_back(chunk.decision->kind == Decision::Kind::place ? chunk.decision->output
-                                                                     : "(not placed: " + chunk.decision->reason + ")");
+    o.chunks.push_back(chunk.decision->kind == Decision::Kind::place
+                           ? chunk.decision->output
+                           : "(not placed: " + chunk.decision->reason + ")");
   if (!d.owner) {
     o.split = split_name(d.split);
     o.ranks.resize(mp);

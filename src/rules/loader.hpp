@@ -41,7 +41,8 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
 void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 void read_unfuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 // `units:` of a table entry or override (structure.cpp).
-SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what, const CompiledRules& out);
+SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what,
+                      const CompiledRules& out);
 
 // A dtype name ("F8_E4M3"), reported with a did-you-mean otherwise (layouts.cpp).
 std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what);

@@ -31,7 +31,7 @@ std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",    "extends",   "name",   "description", "params",  "output", "side_files",
     "unknown_keys", "normalize", "reject", "skip",        "layouts", "keys",   "table",
-    "overrides",    "ownership", "tests",  "transforms",  "accepts", "fuse", "unfuse"};
+    "overrides",    "ownership", "tests",  "transforms",  "accepts", "fuse",   "unfuse"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
@@ -101,9 +101,9 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   }
   problems.check("invalid rules file " + display_name);
   format_trails(out);
-  for (auto* matcher : {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
-                        &out.ownership_matcher, &out.transform_matcher, &out.fuse_matcher,
-                        &out.unfuse_matcher}) {
+  for (auto* matcher :
+       {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
+        &out.ownership_matcher, &out.transform_matcher, &out.fuse_matcher, &out.unfuse_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }

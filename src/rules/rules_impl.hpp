@@ -67,9 +67,9 @@ struct RulesTest {
   std::optional<std::string> split;                 // out, in, replicate or whole
   std::optional<bool> skip;
   std::optional<bool> reject;
-  std::optional<std::string> rule;       // a label ("ownership[items]") or the name in it ("items")
-  std::optional<std::string> transform;  // the transform rule's label or name, or "none"
-  std::optional<std::string> fused;      // the fused output it is a part of (fuse:), or "none"
+  std::optional<std::string> rule;                 // a label ("ownership[items]") or the name in it ("items")
+  std::optional<std::string> transform;            // the transform rule's label or name, or "none"
+  std::optional<std::string> fused;                // the fused output it is a part of (fuse:), or "none"
   std::optional<std::vector<std::string>> chunks;  // unfuse: the chunks' output names, in order
 };
 
@@ -106,13 +106,13 @@ struct OverrideRule {
 // and where the part and index groups are (structure.cpp).
 struct CompiledFuse {
   FuseRule fuse;
-  std::vector<std::string> fields;   // the regex's named groups, the template's placeholders
+  std::vector<std::string> fields;            // the regex's named groups, the template's placeholders
   std::vector<std::string_view> field_views;  // views of `fields`, which the template keeps
-  std::vector<int> field_groups;     // their 1-based capture indices
-  NameTemplate output;               // parsed against `fields`
-  int part_group = 0;                // 1-based; 0 when absent
+  std::vector<int> field_groups;              // their 1-based capture indices
+  NameTemplate output;                        // parsed against `fields`
+  int part_group = 0;                         // 1-based; 0 when absent
   int index_group = 0;
-  std::string trail_suffix;          // " (file:l:c)"
+  std::string trail_suffix;  // " (file:l:c)"
 };
 
 struct CompiledUnfuse {
@@ -214,7 +214,8 @@ Decision decide_normalized(const CompiledRules& rules, Decision d, const Params&
 // Decide's structure steps (structure.cpp): the fused output of a placed tensor; the chunks of an
 // unfused source (each then decided by `decide_rest`).
 void apply_fuse(const CompiledRules& rules, Decision& d, std::vector<std::string>* trail);
-bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d, bool record, std::string& why);
+bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d, bool record,
+                  std::string& why);
 
 }  // namespace detail
 

@@ -36,7 +36,8 @@ void read_number_or_param(YamlReader& in, const YAML::Node& node, const std::str
   }
   const auto names = param_names(out);
   if (std::find(names.begin(), names.end(), *text) == names.end()) {
-    in.error(node, fmt::format("{} names an undefined parameter '{}'{}", what, *text, did_you_mean(*text, names)));
+    in.error(node,
+             fmt::format("{} names an undefined parameter '{}'{}", what, *text, did_you_mean(*text, names)));
     return;
   }
   param = *text;
@@ -53,7 +54,8 @@ void named_fields(const RE2& re, std::vector<std::string>& fields, std::vector<i
   }
 }
 
-std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node, const std::string& text,
+std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node,
+                                               const std::string& text,
                                                std::span<const std::string_view> fields,
                                                const std::string& subject) {
   NameTemplate::Parsed parsed = NameTemplate::parse(text, fields, subject);
@@ -67,7 +69,8 @@ std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node&
 int read_dim(YamlReader& in, const YAML::Node& item, const std::string& what) {
   const auto dim = in.uint_field(item, "dim", what, false).value_or(0);
   if (dim > kMaxDim) {
-    in.error(YamlReader::field(item, "dim"), fmt::format("'dim' of {} must be at most {}, got {}", what, kMaxDim, dim));
+    in.error(YamlReader::field(item, "dim"),
+             fmt::format("'dim' of {} must be at most {}, got {}", what, kMaxDim, dim));
     return 0;
   }
   return static_cast<int>(dim);
@@ -99,7 +102,8 @@ std::string_view field_value(const std::vector<int>& groups, const std::vector<s
 
 }  // namespace
 
-SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what, const CompiledRules& out) {
+SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what,
+                      const CompiledRules& out) {
   SplitUnits units;
   const YAML::Node node = YamlReader::field(map, "units");
   if (!node.IsDefined()) return units;
@@ -114,8 +118,9 @@ void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     if (!in.check_map(item, "fuse rule", {"name", "match", "output", "parts", "dim", "stack"})) continue;
     const auto name = in.string_field(item, "name", "fuse rule", false);
     auto rule = std::make_unique<CompiledFuse>();
-    rule->fuse.rule = {name ? fmt::format("fuse[{}]", *name) : fmt::format("fuse[{}]", out.fuses.size() - first),
-                       in.where(item)};
+    rule->fuse.rule = {
+        name ? fmt::format("fuse[{}]", *name) : fmt::format("fuse[{}]", out.fuses.size() - first),
+        in.where(item)};
     rule->trail_suffix = fmt::format(" ({})", rule->fuse.rule.where.str());
     rule->fuse.dim = read_dim(in, item, "fuse rule");
     if (const YAML::Node stack = YamlReader::field(item, "stack"); stack.IsDefined()) {
@@ -140,7 +145,8 @@ void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     const auto output = in.string_field(item, "output", "fuse rule", true);
     if (!pattern) continue;
     if (auto error = out.fuse_matcher.add(*pattern)) {
-      in.error(YamlReader::field(item, "match"), fmt::format("invalid regex '{}' in fuse rule: {}", *pattern, *error));
+      in.error(YamlReader::field(item, "match"),
+               fmt::format("invalid regex '{}' in fuse rule: {}", *pattern, *error));
       continue;
     }
     const RE2& re = out.fuse_matcher.pattern(out.fuse_matcher.size() - 1);
@@ -153,14 +159,17 @@ void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     if (rule->part_group != 0 && rule->fuse.parts.empty())
       in.error(item, "fuse rule has a (?P<part>...) group but no 'parts' (the parts in order)");
     if (rule->part_group == 0 && !rule->fuse.parts.empty())
-      in.error(match_node, "fuse rule lists 'parts' but its match has no (?P<part>...) group to tell them apart");
+      in.error(match_node,
+               "fuse rule lists 'parts' but its match has no (?P<part>...) group to tell them apart");
     if (rule->fuse.stack && rule->index_group == 0)
       in.error(match_node, "a stacking fuse rule (stack: true) needs an (?P<index>...) group in its match");
     if (!rule->fuse.stack && rule->index_group != 0)
       in.error(match_node,
                "fuse rule has an (?P<index>...) group but does not say 'stack: true' (indices are stacked)");
     if (!rule->fuse.stack && rule->fuse.parts.size() < 2)
-      in.error(item, "a fuse rule that does not stack needs at least two parts (a (?P<part>...) group and 'parts')");
+      in.error(
+          item,
+          "a fuse rule that does not stack needs at least two parts (a (?P<part>...) group and 'parts')");
     if (rule->fuse.stack && rule->fuse.parts.empty()) rule->fuse.parts.emplace_back();
     if (output) {
       if (auto parsed = read_name_template(in, YamlReader::field(item, "output"), *output, rule->field_views,
@@ -206,8 +215,8 @@ void read_unfuses(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
         UnfuseRule::Chunk chunk;
         if (auto text = in.string_field(chunk_node, "name", "chunk of unfuse rule", true)) {
           chunk.name = *text;
-          if (auto parsed = read_name_template(in, YamlReader::field(chunk_node, "name"), *text, rule->field_views,
-                                               fmt::format("chunk name '{}'", *text)))
+          if (auto parsed = read_name_template(in, YamlReader::field(chunk_node, "name"), *text,
+                                               rule->field_views, fmt::format("chunk name '{}'", *text)))
             rule->names.push_back(std::move(*parsed));
         }
         if (const YAML::Node size = YamlReader::field(chunk_node, "size"); size.IsDefined())
@@ -243,12 +252,14 @@ void apply_fuse(const CompiledRules& rules, Decision& d, std::vector<std::string
   }
   if (trail != nullptr) {
     trail->push_back(fmt::format("{}: {} of '{}', concatenated along dim {}{}", rule.fuse.rule.label,
-                                 what.empty() ? "part" : what, part.output, rule.fuse.dim, rule.trail_suffix));
+                                 what.empty() ? "part" : what, part.output, rule.fuse.dim,
+                                 rule.trail_suffix));
   }
   d.fuse = std::move(part);
 }
 
-bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d, bool record, std::string& why) {
+bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d, bool record,
+                  std::string& why) {
   const auto index = rules.unfuse_matcher.first_match(d.normalized);
   if (!index) return false;
   const CompiledUnfuse& rule = *rules.unfuses[*index];
@@ -261,14 +272,16 @@ bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d,
     if (!chunk.size_param.empty()) {
       const auto it = params.find(chunk.size_param);
       if (it == params.end()) {
-        throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} ({}) was not given", chunk.size_param,
-                                                  rule.unfuse.rule.label, rule.unfuse.rule.where.str()));
+        throw Error(ErrorKind::usage,
+                    fmt::format("parameter '{}' needed by {} ({}) was not given", chunk.size_param,
+                                rule.unfuse.rule.label, rule.unfuse.rule.where.str()));
       }
       size = it->second;
     }
     sizes.push_back(size);
     if (__builtin_add_overflow(total, size, &total)) {
-      why = fmt::format("{} ({}): the chunk sizes overflow", rule.unfuse.rule.label, rule.unfuse.rule.where.str());
+      why = fmt::format("{} ({}): the chunk sizes overflow", rule.unfuse.rule.label,
+                        rule.unfuse.rule.where.str());
       return true;
     }
   }
@@ -279,8 +292,9 @@ bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d,
     std::vector<std::string> texts;
     for (std::size_t i = 0; i < names.size(); ++i) {
       const auto& chunk = rule.unfuse.chunks[i];
-      texts.push_back(chunk.size_param.empty() ? fmt::format("{} ({})", names[i], sizes[i])
-                                               : fmt::format("{} ({}={})", names[i], chunk.size_param, sizes[i]));
+      texts.push_back(chunk.size_param.empty()
+                          ? fmt::format("{} ({})", names[i], sizes[i])
+                          : fmt::format("{} ({}={})", names[i], chunk.size_param, sizes[i]));
     }
     d.trail.push_back(fmt::format("{}: cut along dim {} in proportion into {} ({})", rule.unfuse.rule.label,
                                   rule.unfuse.dim, fmt::join(texts, ", "), rule.unfuse.rule.where.str()));
@@ -290,9 +304,9 @@ bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d,
     Decision chunk_decision;
     chunk_decision.source = d.source;
     chunk_decision.normalized = std::move(names[i]);
-    d.chunks.push_back(DecidedChunk{&rule.unfuse, i, first, sizes[i], total,
-                                    std::make_unique<Decision>(
-                                        decide_normalized(rules, std::move(chunk_decision), params, record))});
+    d.chunks.push_back(DecidedChunk{
+        &rule.unfuse, i, first, sizes[i], total,
+        std::make_unique<Decision>(decide_normalized(rules, std::move(chunk_decision), params, record))});
     first += sizes[i];
   }
   return true;

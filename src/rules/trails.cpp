@@ -39,8 +39,8 @@ void format_trails(CompiledRules& rules) {
                               split_name(entry.split), units(entry.units), entry.rule.where.str());
   }
   for (auto& rule : rules.overrides) {
-    rule.trail = fmt::format("{}: split {}{} ({})", rule.rule.label, split_name(rule.split), units(rule.units),
-                             rule.rule.where.str());
+    rule.trail = fmt::format("{}: split {}{} ({})", rule.rule.label, split_name(rule.split),
+                             units(rule.units), rule.rule.where.str());
   }
   rules.transform_trails.clear();
   for (const auto& rule : rules.transforms) {

@@ -48,9 +48,9 @@ struct ExpectedKey {
 };
 
 ExpectedKey key_of(const plan::PlannedTensor& t) {
-  return t.slice.whole()
-             ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion, t.composite}
-             : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast, t.companion, t.composite};
+  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion, t.composite}
+                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end,
+                                       t.cast,   t.companion, t.composite};
 }
 
 struct Compared {

@@ -59,7 +59,8 @@ Tensor rows(const Tensor& t, std::uint64_t begin, std::uint64_t end) {
 // Columns [begin, end) of dim 1 of a 2-D tensor.
 Tensor columns(const Tensor& t, std::uint64_t begin, std::uint64_t end) {
   Tensor c{{t.shape[0], end - begin}, {}};
-  for (std::uint64_t r = 0; r < t.shape[0]; ++r) c.bytes += t.bytes.substr((r * t.shape[1] + begin) * 2, (end - begin) * 2);
+  for (std::uint64_t r = 0; r < t.shape[0]; ++r)
+    c.bytes += t.bytes.substr((r * t.shape[1] + begin) * 2, (end - begin) * 2);
   return c;
 }
 
@@ -95,7 +96,8 @@ void write_safetensors(const fs::path& path, const Tensors& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::string data;
   for (const auto& [name, t] : tensors) {
-    header[name] = {{"dtype", "BF16"}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+    header[name] = {
+        {"dtype", "BF16"}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
     data += t.bytes;
   }
   std::string text = header.dump();
@@ -106,7 +108,9 @@ void write_safetensors(const fs::path& path, const Tensors& tensors) {
 }
 
 // The checkpoint's config.json, which the example rules read their head and expert counts from.
-void write_config(const fs::path& dir, const nlohmann::json& config) { write_file(dir / "config.json", config.dump()); }
+void write_config(const fs::path& dir, const nlohmann::json& config) {
+  write_file(dir / "config.json", config.dump());
+}
 
 // Every tensor of every rank file: "FILE:NAME" -> tensor (BF16 checked).
 Tensors read_outputs(const fs::path& folder) {
@@ -144,18 +148,19 @@ void compare(const Tensors& expected, const Tensors& actual) {
   }
 }
 
-void convert_and_check(const fs::path& in, const std::string& rules, std::uint64_t mp, const std::vector<std::string>& params,
-                       const Tensors& expected) {
+void convert_and_check(const fs::path& in, const std::string& rules, std::uint64_t mp,
+                       const std::vector<std::string>& params, const Tensors& expected) {
   TempDir out;
-  std::vector<std::string> args = {"convert", "-i", in.string(), "-o", (out / "o").string(), "-m", std::to_string(mp),
-                                   "--rules", rules, "-q"};
+  std::vector<std::string> args = {
+      "convert",          "-i",      in.string(), "-o", (out / "o").string(), "-m",
+      std::to_string(mp), "--rules", rules,       "-q"};
   args.insert(args.end(), params.begin(), params.end());
   const auto run = run_shardwise(args);
   INFO(run.err);
   REQUIRE(run.exit_code == 0);
   compare(expected, read_outputs(out / "o"));
-  std::vector<std::string> verify = {"verify", "-i", in.string(), "-o", (out / "o").string(), "-m", std::to_string(mp),
-                                     "--rules", rules};
+  std::vector<std::string> verify = {
+      "verify", "-i", in.string(), "-o", (out / "o").string(), "-m", std::to_string(mp), "--rules", rules};
   verify.insert(verify.end(), params.begin(), params.end());
   const auto checked = run_shardwise(verify);
   INFO(checked.out << checked.err);
@@ -217,8 +222,8 @@ Tensors llama_expected(const Tensors& in, std::uint64_t mp) {
                                           kv_rows(in.at(p + "self_attn.v_proj." + param), r, mp)});
       }
       e[o + "attn.o_proj.weight"] = block(in.at(p + "self_attn.o_proj.weight"), 1, r, mp);
-      e[o + "mlp.gate_up.weight"] =
-          cat({block(in.at(p + "mlp.gate_proj.weight"), 0, r, mp), block(in.at(p + "mlp.up_proj.weight"), 0, r, mp)});
+      e[o + "mlp.gate_up.weight"] = cat({block(in.at(p + "mlp.gate_proj.weight"), 0, r, mp),
+                                         block(in.at(p + "mlp.up_proj.weight"), 0, r, mp)});
       e[o + "mlp.down_proj.weight"] = block(in.at(p + "mlp.down_proj.weight"), 1, r, mp);
       e[o + "input_layernorm.weight"] = in.at(p + "input_layernorm.weight");
       e[o + "post_attention_layernorm.weight"] = in.at(p + "post_attention_layernorm.weight");
@@ -243,14 +248,15 @@ TEST_CASE("llama-tp-fused writes each rank's qkv as cat(q_r, k_r, v_r) and gate_
   }
 }
 
-TEST_CASE("llama-tp-fused refuses a missing part and a part of the wrong size, naming the output and the part") {
+TEST_CASE(
+    "llama-tp-fused refuses a missing part and a part of the wrong size, naming the output and the part") {
   TempDir dir;
   Tensors in = llama_checkpoint();
   SECTION("missing") {
     in.erase("model.layers.1.self_attn.v_proj.weight");
     write_safetensors(dir / "model.safetensors", in);
-    const auto run = run_shardwise({"plan", "-i", dir.str(), "-m", "2", "--rules", kLlamaRules, "--heads", "8",
-                                    "--kv-heads", "2"});
+    const auto run = run_shardwise(
+        {"plan", "-i", dir.str(), "-m", "2", "--rules", kLlamaRules, "--heads", "8", "--kv-heads", "2"});
     CHECK(run.exit_code == 4);
     CHECK(run.err.find("layers.1.attn.qkv.weight on rank 0 (fuse[qkv] at") != std::string::npos);
     CHECK(run.err.find("missing part v_proj (present: q_proj, k_proj)") != std::string::npos);
@@ -260,11 +266,12 @@ TEST_CASE("llama-tp-fused refuses a missing part and a part of the wrong size, n
     in["model.layers.0.self_attn.k_proj.weight"] = make({kKvHeads * kHeadDim, kHidden + 2}, next);
     write_safetensors(dir / "model.safetensors", in);
     TempDir out;
-    const auto run = run_shardwise({"convert", "-i", dir.str(), "-o", (out / "o").string(), "-m", "2", "--rules",
-                                    kLlamaRules, "--heads", "8", "--kv-heads", "2", "-q"});
+    const auto run = run_shardwise({"convert", "-i", dir.str(), "-o", (out / "o").string(), "-m", "2",
+                                    "--rules", kLlamaRules, "--heads", "8", "--kv-heads", "2", "-q"});
     CHECK(run.exit_code == 4);
     CHECK(run.err.find("layers.0.attn.qkv.weight on rank 0 (fuse[qkv] at") != std::string::npos);
-    CHECK(run.err.find("part k_proj (model.layers.0.self_attn.k_proj.weight) is BF16[4, 18]") != std::string::npos);
+    CHECK(run.err.find("part k_proj (model.layers.0.self_attn.k_proj.weight) is BF16[4, 18]") !=
+          std::string::npos);
     CHECK_FALSE(shardwise::test::holds_rank_file(out / "o"));
   }
 }
@@ -345,7 +352,8 @@ TEST_CASE("moe-stacked-experts refuses a layer missing an expert's part, naming 
   Tensors in = mixtral_checkpoint();
   in.erase("model.layers.1.block_sparse_moe.experts.2.w3.weight");
   write_safetensors(dir / "model.safetensors", in);
-  const auto run = run_shardwise({"plan", "-i", dir.str(), "-m", "2", "--rules", kMoeRules, "--n-experts", "4"});
+  const auto run =
+      run_shardwise({"plan", "-i", dir.str(), "-m", "2", "--rules", kMoeRules, "--n-experts", "4"});
   CHECK(run.exit_code == 4);
   // The ownership rule's check names it first (its scope's experts are then not placed).
   CHECK(run.err.find("model.layers.1.mlp.experts.2: missing up_proj.weight") != std::string::npos);
@@ -405,7 +413,8 @@ const std::string kPhiRules = source_dir() + "/rules/examples/phi3-unfuse.yaml";
 
 }  // namespace
 
-TEST_CASE("phi3-unfuse cuts qkv_proj by heads : kv_heads : kv_heads and gate_up_proj in halves, then per rank") {
+TEST_CASE(
+    "phi3-unfuse cuts qkv_proj by heads : kv_heads : kv_heads and gate_up_proj in halves, then per rank") {
   TempDir dir;
   const Tensors in = phi3_checkpoint();
   write_safetensors(dir / "model.safetensors", in);
@@ -444,10 +453,12 @@ unfuse:
   const auto run = run_shardwise({"rules", "check", (dir / "bad.yaml").string()});
   INFO(run.err);
   CHECK(run.exit_code == 3);
-  CHECK(run.err.find("bad.yaml:9:31: 'units' of table entry 'q_proj' names an undefined parameter 'haeds' (did you mean 'heads'?)") !=
+  CHECK(run.err.find("bad.yaml:9:31: 'units' of table entry 'q_proj' names an undefined parameter 'haeds' "
+                     "(did you mean 'heads'?)") != std::string::npos);
+  CHECK(run.err.find("a stacking fuse rule (stack: true) needs an (?P<index>...) group") !=
         std::string::npos);
-  CHECK(run.err.find("a stacking fuse rule (stack: true) needs an (?P<index>...) group") != std::string::npos);
-  CHECK(run.err.find("fuse rule lists 'parts' but its match has no (?P<part>...) group") != std::string::npos);
+  CHECK(run.err.find("fuse rule lists 'parts' but its match has no (?P<part>...) group") !=
+        std::string::npos);
   CHECK(run.err.find("unknown placeholder '{nope}'") != std::string::npos);
   CHECK(run.err.find("unfuse along dim 1 is not supported") != std::string::npos);
   CHECK(run.err.find("'into' of unfuse rule needs at least two chunks") != std::string::npos);

@@ -46,12 +46,12 @@ class CompositeStream {
  private:
   struct Part {
     TensorStream stream;
-    std::size_t file = 0;    // index into Plan::input_files
-    std::size_t source = 0;  // index into Plan::sources
+    std::size_t file = 0;         // index into Plan::input_files
+    std::size_t source = 0;       // index into Plan::sources
     std::uint64_t row_bytes = 0;  // bytes of one of its rows (all of it along dim 0)
   };
   struct Run {
-    std::size_t part = 0;  // index into parts_
+    std::size_t part = 0;      // index into parts_
     std::uint64_t offset = 0;  // in the part's bytes
     std::uint64_t length = 0;  // bytes left in the run
   };
@@ -59,8 +59,8 @@ class CompositeStream {
 
   std::vector<Part> parts_;
   std::uint64_t per_block_ = 1;
-  std::uint64_t rows_ = 1;            // rows per block (the dims before the fused one)
-  std::uint64_t block_row_bytes_ = 0; // one row of a block: every part's row
+  std::uint64_t rows_ = 1;             // rows per block (the dims before the fused one)
+  std::uint64_t block_row_bytes_ = 0;  // one row of a block: every part's row
   std::uint64_t block_bytes_ = 0;
   std::vector<std::uint64_t> row_offsets_;  // per part of a block: where its row starts in a block row
   std::uint64_t bytes_ = 0;

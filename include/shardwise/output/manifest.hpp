@@ -62,7 +62,7 @@ struct TensorCut {
   plan::Placement placement;
   std::uint64_t begin = 0;  // split: this rank's range [begin, end) of dim placement.dim
   std::uint64_t end = 0;
-  std::uint64_t size = 0;  // split: the logical tensor's size along that dim
+  std::uint64_t size = 0;                           // split: the logical tensor's size along that dim
   std::shared_ptr<const CompositeCut> composite{};  // placement composite
 };
 

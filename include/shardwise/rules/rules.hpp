@@ -216,8 +216,8 @@ struct Decision {
   // units (heads) that a split never cuts; fewer units than ranks puts each unit on mp / units
   // consecutive ranks. 0: none (plain split).
   std::uint64_t split_units = 0;
-  std::string units_param;  // the parameter that gave split_units, for messages ("" for a number)
-  std::optional<FusePart> fuse;     // a part of a fused output
+  std::string units_param;           // the parameter that gave split_units, for messages ("" for a number)
+  std::optional<FusePart> fuse;      // a part of a fused output
   std::vector<DecidedChunk> chunks;  // unfuse: the source is these chunks, each decided alone
   const TransformRule* transform = nullptr;  // owned by the Rules, like `rule`; null: bytes as they are
   // Packed members: the layout, the member, and the group's output base name.
