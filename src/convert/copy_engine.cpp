@@ -7,6 +7,7 @@
 #include <optional>
 #include <thread>
 
+#include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
@@ -68,6 +69,7 @@ class Engine {
         on_commit_(on_commit),
         before_commit_(before_commit) {
     for (const std::string& path : plan.input_files) inputs_.emplace_back(path);
+    for (const io::ReadOnlyFile& input : inputs_) input_files_.push_back({input.fd(), &input.path()});
     if (drop_) {
       for (const io::ReadOnlyFile& input : inputs_) io::advise_sequential(input.fd());
     }
@@ -153,7 +155,9 @@ class Engine {
     const plan::Source& source;
   };
   SourceRef source_of(const FileWork& w, const Piece& piece) const {
-    const std::size_t index = w.planned->tensors[w.tensors[piece.tensor].planned].source;
+    const plan::PlannedTensor& t = w.planned->tensors[w.tensors[piece.tensor].planned];
+    const std::size_t index =
+        t.composite == plan::kNoComposite ? t.source : CompositeStream(plan_, t).source_at(piece.begin);
     return {index, plan_.sources[index]};
   }
 
@@ -195,10 +199,16 @@ class Engine {
     open_file(job.file);
     const auto data = std::span(buffer).first(piece.end - piece.begin);
     const io::ReadOnlyFile& input = inputs_[tensor.input];
-    const TensorStream stream(plan_, w.planned->tensors[tensor.planned]);
-    CompanionInput companion;
-    if (const auto file = stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path()};
-    stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
+    const plan::PlannedTensor& planned = w.planned->tensors[tensor.planned];
+    if (planned.composite != plan::kNoComposite) {
+      CompositeStream(plan_, planned).read(input_files_, piece.begin, data, scratch);
+    } else {
+      const TensorStream stream(plan_, planned);
+      CompanionInput companion;
+      if (const auto file = stream.companion_file())
+        companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+      stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
+    }
     release_input(w, piece);
     {
       std::unique_lock lock(s.mutex);
@@ -233,7 +243,7 @@ class Engine {
     for (std::size_t t = 0; t < w.tensors.size(); ++t) {
       const plan::PlannedTensor& planned = w.planned->tensors[w.tensors[t].planned];
       result.tensors[w.tensors[t].planned] = {planned.name, states_[f].tensor_xxh3[t],
-                                              output::cut_of(planned, w.planned->rank, mp_)};
+                                              output::cut_of(plan_, planned, w.planned->rank)};
     }
     return result;
   }
@@ -267,6 +277,7 @@ class Engine {
   std::vector<FileWork>& work_;
   std::uint64_t mp_;
   std::vector<io::ReadOnlyFile> inputs_;
+  std::vector<InputFile> input_files_;                     // inputs_ as CompositeStream reads them
   std::vector<std::atomic<std::uint32_t>> unread_pieces_;  // per Plan::sources: pieces still to read
   std::vector<FileState> states_;
   std::vector<Job> jobs_;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/error.hpp>
 
@@ -23,14 +24,17 @@ output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& outpu
                   fmt::format("{}: {} refers to a source the plan does not have", output.file, t.name));
     }
     const plan::Source& source = plan.sources[t.source];
-    const TensorStream stream(plan, t);  // checks the slice and transform against the sources
     if (work.layout.bytes[index] != t.bytes) {
       throw Error(ErrorKind::input, fmt::format("{}: {} is laid out as {} bytes but planned as {}",
                                                 output.file, t.name, work.layout.bytes[index], t.bytes));
     }
+    // Both check the slices and transforms against the sources; a fused output's pieces are its
+    // parts' (never spanning two along dim 0).
+    const std::vector<std::uint64_t> bounds = t.composite == plan::kNoComposite
+                                                  ? TensorStream(plan, t).piece_bounds(piece_bytes)
+                                                  : CompositeStream(plan, t).piece_bounds(piece_bytes);
     const std::size_t i = work.tensors.size();
     work.tensors.push_back({index, source.file, work.layout.offset[index]});
-    const std::vector<std::uint64_t> bounds = stream.piece_bounds(piece_bytes);
     for (std::size_t b = 0; b + 1 < bounds.size(); ++b) {
       work.pieces.push_back({i, bounds[b], bounds[b + 1], b == 0, b + 2 == bounds.size()});
     }

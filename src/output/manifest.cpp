@@ -100,11 +100,29 @@ TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uin
   const plan::Placement& p = tensor.placement;
   if (p.kind == plan::Placement::Kind::split && p.dim >= 0 &&
       static_cast<std::size_t>(p.dim) < tensor.shape.size()) {
-    cut.size = tensor.shape[static_cast<std::size_t>(p.dim)] * mp;  // this rank's part, mp times
-    const plan::SplitRange range = plan::split_range(cut.size, rank, mp);
+    // Replicas hold one range: mp / replicas ranges in all, rank r taking range r / replicas.
+    const std::uint64_t replicas = p.replicas == 0 ? 1 : p.replicas;
+    const std::uint64_t ranges = std::max<std::uint64_t>(1, mp / replicas);
+    cut.size = tensor.shape[static_cast<std::size_t>(p.dim)] * ranges;  // this rank's part, once per range
+    const plan::SplitRange range = plan::split_range(cut.size, rank / replicas, ranges);
     cut.begin = range.begin;
     cut.end = range.end;
   }
+  return cut;
+}
+
+TensorCut cut_of(const plan::Plan& plan, const plan::PlannedTensor& tensor, std::uint64_t rank) {
+  TensorCut cut = cut_of(tensor, rank, plan.model_parallel);
+  if (tensor.composite >= plan.composites.size()) return cut;
+  const plan::Composite& c = plan.composites[tensor.composite];
+  auto composite = std::make_shared<CompositeCut>();
+  composite->dim = c.dim;
+  composite->stacked = c.stacked;
+  composite->per_block = c.per_block;
+  composite->indices = c.indices;
+  for (const plan::PlannedTensor& part : c.parts)
+    composite->parts.emplace_back(part.name, cut_of(part, rank, plan.model_parallel));
+  cut.composite = std::move(composite);
   return cut;
 }
 
@@ -112,14 +130,36 @@ namespace {
 
 Json cut_to_json(const TensorCut& cut) {
   switch (cut.placement.kind) {
-    case plan::Placement::Kind::split:
-      return {{"split", cut.placement.dim},
-              {"begin", cut.begin},
-              {"end", cut.end},
-              {"size", cut.size},
-              {"unit", cut.placement.unit}};
+    case plan::Placement::Kind::split: {
+      Json json = {{"split", cut.placement.dim},
+                   {"begin", cut.begin},
+                   {"end", cut.end},
+                   {"size", cut.size},
+                   {"unit", cut.placement.unit}};
+      if (cut.placement.replicas > 1) json["replicas"] = cut.placement.replicas;
+      return json;
+    }
     case plan::Placement::Kind::owned:
       return {{"owned", cut.placement.index}, {"count", cut.placement.count}};
+    case plan::Placement::Kind::composite: {
+      Json parts = Json::array();
+      if (cut.composite) {
+        for (const auto& [name, part] : cut.composite->parts) {
+          parts.push_back({{"name", name},
+                           {"dtype", std::string(st::dtype_name(part.dtype))},
+                           {"shape", part.shape},
+                           {"cut", cut_to_json(part)}});
+        }
+      }
+      const CompositeCut none;
+      const CompositeCut& c = cut.composite ? *cut.composite : none;
+      return {{"composite",
+               {{"dim", c.dim},
+                {"stacked", c.stacked},
+                {"parts_per_block", c.per_block},
+                {"indices", c.indices},
+                {"parts", parts}}}};
+    }
     case plan::Placement::Kind::replicated:
       break;
   }
@@ -246,7 +286,13 @@ struct Reader {
       const std::uint64_t dim = number(c, "split");
       if (dim >= result.shape.size())
         fail(fmt::format("{}: split dim {} outside its shape", text(entry, "name"), dim));
-      result.placement = {plan::Placement::Kind::split, static_cast<int>(dim), number(c, "unit"), 0, 0};
+      result.placement = {plan::Placement::Kind::split,
+                          static_cast<int>(dim),
+                          number(c, "unit"),
+                          0,
+                          0,
+                          c.contains("replicas") ? number(c, "replicas") : 1};
+      if (result.placement.replicas == 0) fail(fmt::format("{}: \"replicas\" is 0", text(entry, "name")));
       result.begin = number(c, "begin");
       result.end = number(c, "end");
       result.size = number(c, "size");
@@ -262,7 +308,34 @@ struct Reader {
         fail(fmt::format("{}: owner index outside its count", text(entry, "name")));
       return result;
     }
-    fail(fmt::format("{}: \"cut\" is not \"replicated\", a split or an owner", text(entry, "name")));
+    if (c.is_object() && c.contains("composite")) {
+      const Json& spec = field(c, "composite");
+      auto composite = std::make_shared<CompositeCut>();
+      const std::uint64_t dim = number(spec, "dim");
+      if (dim >= result.shape.size())
+        fail(fmt::format("{}: composite dim {} outside its shape", text(entry, "name"), dim));
+      composite->dim = static_cast<int>(dim);
+      const Json& stacked = field(spec, "stacked");
+      if (!stacked.is_boolean())
+        fail(fmt::format("{}: \"stacked\" is not true or false", text(entry, "name")));
+      composite->stacked = stacked.get<bool>();
+      composite->per_block = number(spec, "parts_per_block");
+      for (const Json& index : array(spec, "indices")) {
+        if (!index.is_number_unsigned())
+          fail(fmt::format("{}: a composite index is not a number", text(entry, "name")));
+        composite->indices.push_back(index.get<std::uint64_t>());
+      }
+      for (const Json& part : array(spec, "parts"))
+        composite->parts.emplace_back(text(part, "name"), cut(part));
+      if (composite->per_block == 0 || composite->parts.empty() ||
+          composite->parts.size() % composite->per_block != 0)
+        fail(fmt::format("{}: inconsistent composite", text(entry, "name")));
+      result.placement = {plan::Placement::Kind::composite, -1, 1, 0, 0, 1};
+      result.composite = std::move(composite);
+      return result;
+    }
+    fail(fmt::format("{}: \"cut\" is not \"replicated\", a split, an owner or a composite",
+                     text(entry, "name")));
   }
 
   // A tensor entry: name and checksum, and from version 3 its cut when it has one.

@@ -159,4 +159,56 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
   return true;
 }
 
+bool Placer::add_split_units(Target& target, int dim, rules::Split axis, st::DType dtype, Cast cast) {
+  const Source& src = plan_.sources[target.source];
+  const auto d = static_cast<std::size_t>(dim);
+  const std::uint64_t units = target.units;
+  const std::string named =
+      target.units_param.empty() ? fmt::format("{}", units) : fmt::format("{}={}", target.units_param, units);
+  if (d >= src.shape.size()) {
+    problems_.add(fmt::format("{}: cannot split {} over mp={}: it has no dim {} (shape {})", src.name,
+                              rules::split_name(axis), mp_, dim, st::shape_text(src.shape)));
+    return false;
+  }
+  const std::uint64_t size = src.shape[d];
+  if (units == 0 || size % units != 0) {
+    problems_.add(fmt::format("{}: {} {} are not {} whole units (dim {} of {}; units {})", src.name, size,
+                              dim_kind(dim, 1, src.shape.size()), units, dim, st::shape_text(src.shape),
+                              named));
+    return false;
+  }
+  if (units >= mp_) {
+    if (units % mp_ != 0) {
+      problems_.add(fmt::format("{}: {} units ({}) cannot be split over mp={}: {} is not a multiple of {}",
+                                src.name, units, named, mp_, units, mp_));
+      return false;
+    }
+    return add_split(target, dim, 1, axis, dtype, cast);
+  }
+  if (mp_ % units != 0) {
+    problems_.add(
+        fmt::format("{}: {} units ({}) for mp={}: with fewer units than ranks, each unit goes to "
+                    "mp / units ranks, and {} is not a multiple of {}",
+                    src.name, units, named, mp_, mp_, units));
+    return false;
+  }
+  const std::uint64_t replicas = mp_ / units;
+  const std::uint64_t ratio = cast == Cast::reinterpret && d + 1 == src.shape.size()
+                                  ? st::dtype_bits(src.dtype) / st::dtype_bits(dtype)
+                                  : 1;
+  for (std::uint64_t rank = 0; rank < mp_; ++rank) {
+    const plan::SplitRange range = plan::split_range(size, rank / replicas, units);
+    st::Shape shape = src.shape;
+    shape[d] = range.end - range.begin;
+    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
+        make_slice(dim, range.begin, range.end, size), cast,
+        plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0, replicas});
+    if (rank % replicas != 0) {
+      plan_.replicated_bytes =
+          checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes, "replicated bytes");
+    }
+  }
+  return true;
+}
+
 }  // namespace shardwise::plan::detail

@@ -35,6 +35,9 @@ struct Target {
   // A block-scaled transform whose companion is found once every tensor is placed: an index the
   // planner gives each such rule, copied into PlannedTensor::companion until then (block_pairs.hpp).
   std::uint32_t pending_transform = kNoCompanion;
+  // rules `units:`: the split dim's whole units (heads), 0 for none, and the parameter naming them.
+  std::uint64_t units = 0;
+  std::string units_param{};
 };
 
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.
@@ -85,6 +88,10 @@ class Placer {
   // (`logical` = size * unit is the dim the rules split, known not to overflow). Returns false
   // after reporting why the split is impossible.
   bool add_split(Target& target, int dim, std::uint64_t unit, rules::Split axis, st::DType dtype, Cast cast);
+  // Splits dim `dim` into target.units whole units: units / mp per rank when there are at least mp
+  // (which mp must divide), else each unit on mp / units consecutive ranks (units must divide mp).
+  // Returns false after reporting why it is impossible.
+  bool add_split_units(Target& target, int dim, rules::Split axis, st::DType dtype, Cast cast);
 
  private:
   struct Deferred {

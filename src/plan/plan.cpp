@@ -13,6 +13,13 @@ std::vector<std::string> extra_file_names(const Plan& plan) {
   return names;
 }
 
+std::size_t extra_chunk_sources(const Plan& plan) {
+  std::size_t extra = 0;
+  for (const Source& source : plan.sources)
+    extra += !source.within.whole() && source.within.begin != 0 ? 1 : 0;
+  return extra;
+}
+
 std::string outputs_heading(const Plan& plan) {
   if (plan.naming == OutputNaming::mirror) {
     return fmt::format("{} file{} mirroring the input's", plan.outputs.size(),
@@ -33,6 +40,16 @@ std::vector<std::string> param_assignments(const Plan& plan) {
   for (const auto& [name, value] : plan.params)
     shown.push_back(name + "=" + param_value_text(plan, name, value));
   return shown;
+}
+
+std::vector<std::string> param_source_lines(const Plan& plan) {
+  std::vector<std::string> lines;
+  for (const auto& [name, source] : plan.param_sources) {
+    const auto value = plan.params.find(name);
+    if (value == plan.params.end()) continue;
+    lines.push_back(rules::describe_param_source(name, param_value_text(plan, name, value->second), source));
+  }
+  return lines;
 }
 
 std::string extra_files_text(const Plan& plan) {

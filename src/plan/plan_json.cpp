@@ -117,8 +117,41 @@ void append_tensor(std::string& out, const Plan& plan, const PlannedTensor& t, c
       out += '}';
     }
   }
+  if (t.placement.replicas > 1) {
+    out += ", \"replicas\": ";
+    append_uint(out, t.placement.replicas);
+  }
+  if (!src.within.whole()) {
+    out += ", \"chunk\": {\"dim\": 0, \"begin\": ";
+    append_uint(out, src.within.begin);
+    out += ", \"end\": ";
+    append_uint(out, src.within.end);
+    out += '}';
+  }
   out += ", \"rule\": ";
   append_string(out, rule);
+  if (t.composite < plan.composites.size()) {
+    const Composite& c = plan.composites[t.composite];
+    out += ", \"composite\": {\"dim\": ";
+    append_uint(out, static_cast<std::uint64_t>(c.dim));
+    out += c.stacked ? ", \"stacked\": true" : ", \"stacked\": false";
+    out += ", \"parts_per_block\": ";
+    append_uint(out, c.per_block);
+    out += ", \"indices\": [";
+    for (std::size_t i = 0; i < c.indices.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_uint(out, c.indices[i]);
+    }
+    out += "], \"parts\": [";
+    for (std::size_t i = 0; i < c.parts.size(); ++i) {
+      if (i > 0) out += ", ";
+      const PlannedTensor& part = c.parts[i];
+      std::string one;
+      append_tensor(one, plan, part, plan.sources[part.source], files, plan.rule_labels[part.rule]);
+      out += std::string_view(one).substr(6);  // without the row's indentation
+    }
+    out += "]}";
+  }
   out += '}';
 }
 
@@ -128,6 +161,38 @@ void append_optional_string(std::string& out, const std::optional<std::string>& 
   } else {
     out += "null";
   }
+}
+
+// `"param_sources"`: only when the rules read a parameter from the checkpoint's files, so that
+// other plans keep their bytes.
+void append_param_sources(std::string& out, const Plan& plan) {
+  if (plan.param_sources.empty()) return;
+  out += ",\n  \"param_sources\": {";
+  bool first = true;
+  for (const auto& [name, source] : plan.param_sources) {
+    if (!first) out += ", ";
+    first = false;
+    append_string(out, name);
+    switch (source.kind) {
+      case rules::ParamSource::Kind::config:
+        out += ": {\"from\": \"config\", \"file\": ";
+        append_string(out, source.key.file);
+        out += ", \"key\": ";
+        append_string(out, source.key.key());
+        out += "}";
+        break;
+      case rules::ParamSource::Kind::default_value:
+        out += ": {\"from\": \"default\"}";
+        break;
+      case rules::ParamSource::Kind::flag:
+      case rules::ParamSource::Kind::test:
+        out += ": {\"from\": \"flag\", \"flag\": ";
+        append_string(out, rules::param_flag(name));
+        out += "}";
+        break;
+    }
+  }
+  out += "}";
 }
 
 void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
@@ -150,7 +215,9 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
       fmt::format_to(it, "{}", value);
     }
   }
-  out += "},\n  \"rules\": ";
+  out += "}";
+  append_param_sources(out, plan);
+  out += ",\n  \"rules\": ";
   append_string(out, plan.rules_name);
   if (!plan.notes.empty()) {  // only when there are any, so plans without notes keep their bytes
     out += ",\n  \"notes\": [";
@@ -168,7 +235,7 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
     append_string(out, files[i]);
   }
   fmt::format_to(it, "], \"tensors\": {}, \"bytes\": {}}},\n  \"filter\": ",
-                 plan.sources.size() + plan.skipped.size(), plan.input_bytes);
+                 plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size(), plan.input_bytes);
   append_optional_string(out, filter.pattern);
   out += ", \"filter_rank\": ";
   if (filter.rank) {
@@ -224,7 +291,7 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowSelection&
       "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
       "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
       plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
-      plan.sources.size() + plan.skipped.size(), plan.input_bytes);
+      plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size(), plan.input_bytes);
 }
 
 }  // namespace

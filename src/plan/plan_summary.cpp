@@ -90,7 +90,8 @@ std::set<std::size_t> reread_sources(const Plan& plan, const detail::PlacementIn
 
 // The input's tensors: placed, consumed or skipped, each once.
 std::size_t input_tensors(const Plan& plan, const detail::PlacementIndex& index) {
-  return plan.sources.size() + plan.skipped.size() - reread_sources(plan, index).size();
+  return plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size() -
+         reread_sources(plan, index).size();
 }
 
 // The transform rule that consumed each source a dequantization read and nothing wrote (the
@@ -207,6 +208,40 @@ void append_ranks(std::string& out, const Plan& plan, const detail::PlacementInd
   }
 }
 
+// Fused outputs (rules `fuse:`) by rule: how many, of how many parts (each part is counted above
+// under the rule that cut it).
+void append_fused(std::string& out, const Plan& plan) {
+  if (plan.composites.empty()) return;
+  struct Row {
+    std::uint64_t outputs = 0, parts = 0, bytes = 0;
+    bool stacked = false;
+  };
+  std::map<std::size_t, Row> by_rule;
+  for (const OutputFile& f : plan.outputs) {
+    for (const PlannedTensor& t : f.tensors) {
+      if (t.composite >= plan.composites.size()) continue;
+      const Composite& c = plan.composites[t.composite];
+      Row& row = by_rule[c.rule];
+      ++row.outputs;
+      row.parts += c.parts.size();
+      row.bytes += t.bytes;
+      row.stacked = row.stacked || c.stacked;
+    }
+  }
+  std::vector<std::array<std::string, 5>> rows;
+  rows.push_back({"RULE", "OUTPUTS", "PARTS", "WRITTEN", "HOW"});
+  std::uint64_t outputs = 0;
+  for (const auto& [rule, row] : by_rule) {
+    outputs += row.outputs;
+    rows.push_back(
+        {std::string(detail::split_rule_label(plan.rule_labels[rule]).name),
+         detail::group_digits(row.outputs), detail::group_digits(row.parts), detail::human_bytes(row.bytes),
+         row.stacked ? "stacked, each part cut for its rank" : "concatenated, each part cut for its rank"});
+  }
+  fmt::format_to(std::back_inserter(out), "\nfused: {} outputs over the ranks\n", outputs);
+  append_rows(out, rows, {false, true, true, true, false});
+}
+
 void append_skips(std::string& out, const Plan& plan) {
   std::map<std::pair<std::string_view, std::string_view>, std::uint64_t> by_reason;  // (rule, reason)
   for (const Skipped& s : plan.skipped) ++by_reason[{detail::split_rule_label(s.rule).name, s.reason}];
@@ -234,12 +269,14 @@ std::string format_plan_summary(const Plan& plan) {
   fmt::format_to(it, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
+  for (const std::string& line : param_source_lines(plan)) fmt::format_to(it, "  {}\n", line);
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors(plan, index),
                  detail::human_bytes(plan.input_bytes));
   fmt::format_to(it, "output: {} tensors, {} ({} written more than once)\n", detail::group_digits(tensors),
                  detail::human_bytes(bytes), detail::human_bytes(plan.replicated_bytes));
   append_rules(out, plan, index);
+  append_fused(out, plan);
   append_ranks(out, plan, index);
   append_skips(out, plan);
   fmt::format_to(it, "\nside files: {}\n", extra_files_text(plan));

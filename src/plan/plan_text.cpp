@@ -167,7 +167,16 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   for (std::string& cell : cells) cell.clear();
   const PlannedTensor& first = *placements.front().tensor;
   append_printable(cells[kSource], src.name);
-  if (first.name == src.name) {
+  if (!src.within.whole())
+    fmt::format_to(std::back_inserter(cells[kSource]), "[{}:{}]", src.within.begin, src.within.end);
+  if (const PlannedTensor* fused = placements.front().fused) {
+    // A part of a fused output: the output it goes into, and which part (by its own output name).
+    const Composite& c = cx.plan.composites[fused->composite];
+    append_printable(cells[kOutput], fused->name);
+    fmt::format_to(std::back_inserter(cells[kOutput]), " <- {}{} (part {} of {})", printable(first.name),
+                   c.stacked ? fmt::format(" at {}", c.indices[placements.front().part / c.per_block]) : "",
+                   placements.front().part % c.per_block + 1, c.per_block);
+  } else if (first.name == src.name) {
     cells[kOutput] = "=";
   } else {
     append_printable(cells[kOutput], first.name);
@@ -188,6 +197,9 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
   }
+  if (const PlannedTensor* fused = placements.front().fused) {
+    fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cx.rule_names[fused->rule]);
+  }
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {
@@ -195,6 +207,7 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
   fmt::format_to(out, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(param_assignments(plan), " "));
+  for (const std::string& line : param_source_lines(plan)) fmt::format_to(out, "  {}\n", line);
   for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", printable(note));
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors,
@@ -217,9 +230,11 @@ std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
     format_row(cells, cx, cx.plan.sources[s], placements);
     widen(widths, cells);
     used[placements.front().tensor->rule] = true;
+    if (const PlannedTensor* fused = placements.front().fused) used[fused->rule] = true;
     ++shown;
   }
-  fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n", cx.plan.sources.size(),
+  fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n",
+                 cx.plan.sources.size() - extra_chunk_sources(cx.plan),
                  cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");
   if (shown == 0) return used;
   for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
@@ -313,7 +328,7 @@ void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink&
   const std::string shown_note = rows.describe(filter);
 
   detail::ChunkedText out(sink);
-  append_header(out.text, plan, plan.sources.size() + plan.skipped.size());
+  append_header(out.text, plan, plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size());
   std::vector<bool> used = write_placed(out, cx, shown_note);
   write_skipped(out, cx, shown_note, used);
   write_legend(out.text, cx, used);

@@ -130,14 +130,30 @@ std::string RowSelection::describe(const PlanFilter& filter) const {
 
 PlacementIndex::PlacementIndex(const Plan& plan) : begin_(plan.sources.size() + 1, 0) {
   // Counting sort by source: ranks are visited in order, so each source's list is in rank order.
+  const auto parts = [&plan](const PlannedTensor& t) -> const std::vector<PlannedTensor>* {
+    return t.composite < plan.composites.size() ? &plan.composites[t.composite].parts : nullptr;
+  };
   for (const OutputFile& out : plan.outputs) {
-    for (const PlannedTensor& t : out.tensors) ++begin_[t.source + 1];
+    for (const PlannedTensor& t : out.tensors) {
+      if (const auto* fused = parts(t)) {
+        for (const PlannedTensor& part : *fused) ++begin_[part.source + 1];
+      } else {
+        ++begin_[t.source + 1];
+      }
+    }
   }
   for (std::size_t i = 1; i < begin_.size(); ++i) begin_[i] += begin_[i - 1];
   placements_.resize(begin_.back());
   std::vector<std::size_t> next(begin_.begin(), begin_.end() - 1);
   for (const OutputFile& out : plan.outputs) {
-    for (const PlannedTensor& t : out.tensors) placements_[next[t.source]++] = Placement{out.rank, &t};
+    for (const PlannedTensor& t : out.tensors) {
+      if (const auto* fused = parts(t)) {
+        for (std::size_t p = 0; p < fused->size(); ++p)
+          placements_[next[(*fused)[p].source]++] = Placement{out.rank, &(*fused)[p], &t, p};
+      } else {
+        placements_[next[t.source]++] = Placement{out.rank, &t};
+      }
+    }
   }
 }
 

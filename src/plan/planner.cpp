@@ -15,6 +15,7 @@
 
 #include <shardwise/plan/plan_view.hpp>
 #include "plan/block_pairs.hpp"
+#include "plan/composite.hpp"
 #include "plan/decision_stream.hpp"
 #include "plan/mirror.hpp"
 #include "plan/ownership_scopes.hpp"
@@ -91,8 +92,38 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
   } else {
     // A plain tensor is the logical weight itself: [out, in].
     const int dim = target.split == rules::Split::out ? 0 : 1;
-    placer.add_split(target, dim, 1, target.split, dtype, cast);
+    if (target.units != 0) {
+      placer.add_split_units(target, dim, target.split, dtype, cast);
+    } else {
+      placer.add_split(target, dim, 1, target.split, dtype, cast);
+    }
   }
+}
+
+// The source of one chunk of an unfused input tensor (rules `unfuse:`): its rows, which are a
+// contiguous tensor of the input file. nullopt (reported) when the rows do not divide.
+std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::TensorRef& ref,
+                                   const rules::DecidedChunk& chunk, Diagnostics& problems) {
+  const st::TensorInfo& info = *ref.info;
+  const st::File& file = checkpoint.files()[ref.file];
+  if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
+    problems.add(
+        fmt::format("{} ({}): {} cannot cut {} along dim 0 in proportion {} of {} ({}): {} rows are not a "
+                    "multiple of {}",
+                    info.name, checkpoint.file_name(ref.file), chunk.rule->rule.label,
+                    st::shape_text(info.shape), chunk.size, chunk.total, chunk.rule->rule.where.str(),
+                    info.shape.empty() ? 0 : info.shape[0], chunk.total));
+    return std::nullopt;
+  }
+  const std::uint64_t rows = info.shape[0] / chunk.total;
+  const std::uint64_t row_bytes = info.bytes() / info.shape[0];
+  Source source{ref.file,     info.name, info.dtype, info.shape, file.absolute_offset(info),
+                info.bytes(), Slice{}};
+  source.shape[0] = rows * chunk.size;
+  source.offset += chunk.first * rows * row_bytes;
+  source.bytes = source.shape[0] * row_bytes;
+  source.within = Slice{0, chunk.first * rows, (chunk.first + chunk.size) * rows};
+  return source;
 }
 
 // Transform rules that match members of packed layouts, which they cannot apply to: reported once
@@ -133,11 +164,14 @@ rules::Params given_params(const PlanOptions& options) {
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
   plan.model_parallel = options.model_parallel;
-  rules::Params resolved = rules.resolve_params(given_params(options));
-  resolved["mp"] = options.model_parallel;
-  plan.params.insert(resolved.begin(), resolved.end());
+  rules::ResolvedParams resolved = rules.resolve_params(
+      given_params(options), rules::ConfigFiles::folder(checkpoint.root(), options.outside_links));
+  resolved.values["mp"] = options.model_parallel;
+  plan.params.insert(resolved.values.begin(), resolved.values.end());
   for (const rules::ParamInfo& param : rules.params()) {
     if (!param.choices.empty()) plan.param_choices[param.name] = param.choices;
+    if (!param.from_config.empty())
+      plan.param_sources.insert(resolved.sources.begin(), resolved.sources.end());
   }
   plan.rules_name = rules.display_name();
   plan.input_root = checkpoint.root();
@@ -258,12 +292,36 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
   detail::PackedGroups groups(checkpoint.tensors().size(), params);
-  detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
+  detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
   MemberTransforms member_transforms;
 
   detail::DecisionStream decisions(checkpoint, rules, params);
+  detail::Composer composer;
+  // A placed decision of the source `source` (an input tensor, or a chunk of one).
+  const auto place_decision = [&](rules::Decision& decision, std::size_t source) {
+    Target target{source, std::move(decision.output), labels(*decision.rule), decision.split, std::nullopt};
+    target.units = decision.split_units;
+    target.units_param = decision.units_param;
+    if (decision.owner)
+      target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
+    if (decision.fuse) {
+      if (decision.layout != nullptr) {
+        problems.add(
+            fmt::format("{}: {} makes a packed member ({}) a part of {}: packed members cannot be fused",
+                        plan.sources[source].name, decision.fuse->rule->rule.label, decision.layout->name,
+                        decision.fuse->output));
+      }
+      composer.add(source, std::move(*decision.fuse));
+    }
+    if (decision.layout != nullptr) {
+      if (decision.transform != nullptr) member_transforms.add(decision, plan.sources[source].name);
+      groups.add(decision, std::move(target), placer);
+    } else {
+      place_plain(target, decision.transform, placer, pairs);
+    }
+  };
 
   plan.sources.reserve(checkpoint.tensors().size());
   for (const st::TensorRef& ref : checkpoint.tensors()) {
@@ -284,31 +342,53 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                                decision.reason));
       continue;
     }
+    if (!decision.chunks.empty()) {
+      if (plan.naming == OutputNaming::mirror) {
+        problems.add(fmt::format("{} ({}): {} cuts it into chunks, which mirrored output cannot write",
+                                 info.name, checkpoint.file_name(ref.file),
+                                 plan.rule_labels[labels(*decision.rule)]));
+        continue;
+      }
+      for (rules::DecidedChunk& chunk : decision.chunks) {
+        rules::Decision& part = *chunk.decision;
+        if (part.kind != rules::Decision::Kind::place) {
+          problems.add(fmt::format("{} ({}): its chunk {} of {} is not placed: {}", info.name,
+                                   checkpoint.file_name(ref.file), part.normalized, chunk.rule->rule.label,
+                                   part.kind == rules::Decision::Kind::unmatched
+                                       ? part.reason
+                                       : "chunks may not be skipped or refused"));
+          continue;
+        }
+        std::optional<Source> source = chunk_source(checkpoint, ref, chunk, problems);
+        if (!source) continue;
+        plan.sources.push_back(std::move(*source));
+        place_decision(part, plan.sources.size() - 1);
+      }
+      continue;
+    }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(
-        Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info), info.bytes()});
-    Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule), decision.split,
-                  std::nullopt};
+    plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info),
+                                  info.bytes(), Slice{}});
     if (plan.naming == OutputNaming::mirror) {
+      Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule),
+                    decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs);
         if (written) placer.add_owned(ref.file, target, written->first, written->second, plan::Placement{});
       }
+      if (decision.fuse) {
+        problems.add(fmt::format("{}: {} makes it a part of {}, which mirrored output cannot write",
+                                 info.name, decision.fuse->rule->rule.label, decision.fuse->output));
+      }
       continue;
     }
-    if (decision.owner)
-      target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
-    if (decision.layout != nullptr) {
-      if (decision.transform != nullptr) member_transforms.add(decision, info.name);
-      groups.add(decision, std::move(target), placer);
-    } else {
-      place_plain(target, decision.transform, placer, pairs);
-    }
+    place_decision(decision, plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
   member_transforms.report(problems);
   scopes.check(problems, plan.notes);
   placer.place_owned(scopes);
+  composer.compose(plan, labels, problems);
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
   plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run

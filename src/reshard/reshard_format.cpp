@@ -47,6 +47,8 @@ std::string how(const LogicalTensor& t) {
       return fmt::format("split dim {}", t.placement.dim);
     case Kind::owned:
       return fmt::format("owned {}/{}", t.placement.index, t.placement.count);
+    case Kind::composite:
+      return "fused";
     case Kind::replicated:
       break;
   }
@@ -61,6 +63,8 @@ std::string cut_group(const LogicalTensor& t) {
       return fmt::format("split dim {}", t.placement.dim);
     case Kind::owned:
       return "owned";
+    case Kind::composite:
+      return "fused";
     case Kind::replicated:
       break;
   }

@@ -33,6 +33,8 @@ std::string kind_text(const plan::Placement& p) {
       return fmt::format("split on dim {}", p.dim);
     case Kind::owned:
       return fmt::format("owned ({} of {})", p.index, p.count);
+    case Kind::composite:
+      return "fused";
     case Kind::replicated:
       break;
   }
@@ -160,6 +162,18 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
     for (const output::ManifestTensor& t : out.tensors) {
+      if (t.cut && (t.cut->placement.kind == Kind::composite || t.cut->placement.replicas > 1)) {
+        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is.
+        problems.add(fmt::format(
+            "{}: {} is {}, which reshard does not rewrite: convert the checkpoint again with the new "
+            "--model-parallel",
+            path, t.name,
+            t.cut->placement.kind == Kind::composite
+                ? "a fused output (rules fuse:), whose parts are each cut for their rank"
+                : fmt::format("held whole by {} ranks (rules units: fewer units than ranks)",
+                              t.cut->placement.replicas)));
+        continue;
+      }
       const st::TensorInfo* info = file->header().find(t.name);
       if (info == nullptr) {
         problems.add(fmt::format("{}: {} is in the manifest but not in the file", path, t.name));
@@ -272,6 +286,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       logical.pieces.push_back(pieces.front().piece);
       return logical;
     }
+    case Kind::composite:
+      break;  // refused as the manifest is read
   }
   return std::nullopt;
 }
@@ -405,7 +421,9 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
                          const rules::Params& params, OutsideLinks links) {
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); },
+      [&](const std::string& folder) {
+        return std::optional(manifest_from_rules(folder, rules, params, links));
+      },
       "", CopyCheck::when_planned, links);
 }
 

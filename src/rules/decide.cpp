@@ -211,7 +211,24 @@ std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::str
   return std::nullopt;
 }
 
+// `units:` of the deciding table entry or override, its parameter resolved.
+void apply_units(const SplitUnits& units, const RuleRef& rule, const Params& params, Decision& d) {
+  d.split_units = units.count;
+  d.units_param = units.param;
+  if (units.param.empty()) return;
+  const auto it = params.find(units.param);
+  if (it == params.end()) {
+    throw Error(ErrorKind::usage, fmt::format("parameter '{}' needed by {} ({}) was not given", units.param,
+                                              rule.label, at(rule)));
+  }
+  d.split_units = it->second;
+}
+
 }  // namespace
+
+namespace detail {
+Decision decide_checked(const CompiledRules& rules, Decision d, const Params& params, bool record);
+}  // namespace detail
 
 Decision Rules::decide(std::string_view name, const Params& params, Trail record) const {
   const CompiledRules& rules = *impl_;
@@ -223,6 +240,14 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
   }
   d.source = std::string(name);
   d.normalized = normalize(rules, name, trail);
+  return detail::decide_checked(rules, std::move(d), params, record == Trail::record);
+}
+
+namespace detail {
+
+// Steps 3 and 4, then the unfuse step or the rest.
+Decision decide_checked(const CompiledRules& rules, Decision d, const Params& params, bool record) {
+  std::vector<std::string>* trail = record ? &d.trail : nullptr;
   if (const auto reject = rules.reject_matcher.first_match(d.normalized)) {
     const RejectRule& rule = rules.rejects[*reject];
     d.kind = Decision::Kind::reject;
@@ -239,6 +264,17 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     if (trail != nullptr) trail->push_back(rule.trail);
     return d;
   }
+  std::string why;
+  if (apply_unfuse(rules, params, d, record, why)) {
+    if (!why.empty()) return unmatched(std::move(d), why, record);
+    d.kind = Decision::Kind::place;
+    return d;
+  }
+  return decide_normalized(rules, std::move(d), params, record);
+}
+
+Decision decide_normalized(const CompiledRules& rules, Decision d, const Params& params, bool record) {
+  std::vector<std::string>* trail = record ? &d.trail : nullptr;
   const auto last_dot = d.normalized.rfind('.');
   const std::string_view suffix =
       std::string_view(d.normalized).substr(last_dot == std::string::npos ? 0 : last_dot + 1);
@@ -253,10 +289,13 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
   if (!key) return unmatched(std::move(d), why, trail != nullptr);
   d.key = key->key;
   if (!apply_table(rules, *key, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
+  if (const auto entry = rules.table.find(*d.key); entry != rules.table.end())
+    apply_units(entry->second.units, entry->second.rule, params, d);
   if (const auto index = rules.override_matcher.first_match(d.output)) {
     const OverrideRule& rule = rules.overrides[*index];
     d.rule = &rule.rule;
     d.split = rule.split;
+    apply_units(rule.units, rule.rule, params, d);
     if (trail != nullptr) trail->push_back(rule.trail);
   }
   if (!apply_ownership(rules, params, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
@@ -277,8 +316,11 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     d.transform = &rules.transforms[*index];
     if (trail != nullptr) trail->push_back(rules.transform_trails[*index]);
   }
+  apply_fuse(rules, d, trail);
   d.kind = Decision::Kind::place;
   return d;
 }
+
+}  // namespace detail
 
 }  // namespace shardwise::rules

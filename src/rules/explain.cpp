@@ -55,6 +55,21 @@ std::string placement(const Decision& d, const Params& params, std::uint64_t mp)
   }
   if (d.split == Split::replicate) return fmt::format("replicated on all {}", plural(mp, "rank"));
   const std::string_view axis = split_name(d.split);
+  if (d.member == nullptr && d.split_units != 0) {
+    const std::string units = d.units_param.empty() ? std::to_string(d.split_units)
+                                                    : fmt::format("{}={}", d.units_param, d.split_units);
+    const int dim = d.split == Split::out ? 0 : 1;
+    if (d.split_units >= mp) {
+      return fmt::format("split on dim {} ({}) into {} equal parts of whole units ({}, {} per rank)", dim,
+                         axis, mp, units,
+                         d.split_units % mp == 0 ? std::to_string(d.split_units / mp) : "not a whole number");
+    }
+    return fmt::format(
+        "split on dim {} ({}) into {} units ({}), fewer than ranks: rank r takes unit r / (mp / {}), "
+        "each unit on {} ranks",
+        dim, axis, d.split_units, units, d.split_units,
+        mp % d.split_units == 0 ? std::to_string(mp / d.split_units) : "(mp not a multiple)");
+  }
   if (d.member == nullptr) {
     return fmt::format("split on dim {} ({}) into {} equal parts", d.split == Split::out ? 0 : 1, axis, mp);
   }
@@ -184,6 +199,23 @@ std::string explain_decision(const Decision& d, const Params& params) {
       break;
     case Decision::Kind::place:
       text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
+      if (!d.chunks.empty()) {
+        // An unfused source: each chunk is explained as the tensor of its own name.
+        for (const DecidedChunk& chunk : d.chunks) {
+          text +=
+              fmt::format("  chunk {} of {}: dim 0 rows [{}/{}, {}/{}) of the source\n", chunk.chunk + 1,
+                          d.chunks.size(), chunk.first, chunk.total, chunk.first + chunk.size, chunk.total);
+          std::string part = explain_decision(*chunk.decision, params);
+          std::string indented;
+          for (std::size_t at = 0; at < part.size();) {
+            const std::size_t end = part.find('\n', at);
+            indented += "    " + part.substr(at, end == std::string::npos ? end : end - at + 1);
+            at = end == std::string::npos ? part.size() : end + 1;
+          }
+          text += indented;
+        }
+        break;
+      }
       text += fmt::format("  output: {}\n", d.output);
       if (d.member != nullptr) {
         text += fmt::format("  packed: member '{}' of group {} (layout {}: {})\n", d.member->suffix, d.group,
@@ -194,6 +226,19 @@ std::string explain_decision(const Decision& d, const Params& params) {
                             d.transform->rule.label, d.transform->rule.where.str());
       }
       text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
+      if (d.fuse) {
+        const FuseRule& rule = *d.fuse->rule;
+        const bool listed = d.fuse->part < rule.parts.size();
+        text += fmt::format(
+            "  fused into: {} by {} ({}): {}{}, concatenated along dim {} after its cut for the rank{}\n",
+            d.fuse->output, rule.rule.label, rule.rule.where.str(),
+            rule.parts.size() > 1 || (listed && !rule.parts[d.fuse->part].empty())
+                ? (listed ? fmt::format("part {} of [{}]", d.fuse->part + 1, fmt::join(rule.parts, ", "))
+                          : fmt::format("NOT one of its parts [{}]", fmt::join(rule.parts, ", ")))
+                : std::string("its part"),
+            rule.stack ? fmt::format(" at index {}", d.fuse->index) : "", rule.dim,
+            rule.stack ? "; the indices a rank holds stacked along a new dim 0" : "");
+      }
       break;
   }
   return printable_lines(text);  // the names may come from a checkpoint
@@ -222,6 +267,21 @@ std::string Rules::summary() const {
     }
     text += fmt::format("  {}: {}{}\n", rule.rule.label, describe_transform(rule), when);
   }
+  for (const auto& fuse : r.fuses) {
+    text +=
+        fmt::format("  {}: {}{} along dim {}{} -> {}\n", fuse->fuse.rule.label,
+                    fuse->fuse.parts.size() > 1 || !fuse->fuse.parts.front().empty() ? "parts " : "one part",
+                    fmt::join(fuse->fuse.parts, ", "), fuse->fuse.dim,
+                    fuse->fuse.stack ? ", indices stacked along a new dim 0" : "", fuse->output.text());
+  }
+  for (const auto& unfuse : r.unfuses) {
+    std::vector<std::string> chunks;
+    for (const auto& chunk : unfuse->unfuse.chunks)
+      chunks.push_back(fmt::format("{} ({})", chunk.name,
+                                   chunk.size_param.empty() ? std::to_string(chunk.size) : chunk.size_param));
+    text += fmt::format("  {}: dim {} in proportion into {}\n", unfuse->unfuse.rule.label, unfuse->unfuse.dim,
+                        fmt::join(chunks, ", "));
+  }
   for (const auto& layout : r.layouts) {
     std::vector<std::string> members;
     for (const auto& member : layout.members) members.push_back(describe_member(member));
@@ -231,13 +291,7 @@ std::string Rules::summary() const {
   text += "  params: mp (built in: --model-parallel)";
   for (const auto& param : r.params) {
     const std::string value = param.choices.empty() ? "N" : fmt::format("{}", fmt::join(param.choices, "|"));
-    std::string given = param.inferred ? "default: infer" : "required";
-    if (param.default_value) {
-      given = fmt::format("default: {}", param.choices.empty() || *param.default_value >= param.choices.size()
-                                             ? std::to_string(*param.default_value)
-                                             : param.choices[*param.default_value]);
-    }
-    text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, given,
+    text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, param_default_text(param),
                         param.help.empty() ? "" : ": " + param.help);
   }
   text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")

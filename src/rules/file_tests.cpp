@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/ranks.hpp>
@@ -48,7 +49,8 @@ void read_ranks(YamlReader& in, const YAML::Node& node, RulesTest& test) {
 }
 
 void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
-  const std::vector<std::string> keys = {"output", "ranks", "split", "skip", "reject", "rule", "transform"};
+  const std::vector<std::string> keys = {"output", "ranks",     "split", "skip",  "reject",
+                                         "rule",   "transform", "fused", "chunks"};
   if (!in.check_map(node, "expect of a test", keys)) return;
   if (node.size() == 0)
     in.error(node, fmt::format("expect of a test is empty (expect any of: {})", fmt::join(keys, ", ")));
@@ -71,6 +73,9 @@ void read_expect(YamlReader& in, const YAML::Node& node, RulesTest& test) {
   }
   test.rule = in.string_field(node, "rule", "expect of a test", false);
   test.transform = in.string_field(node, "transform", "expect of a test", false);
+  test.fused = in.string_field(node, "fused", "expect of a test", false);
+  if (const YAML::Node chunks = YamlReader::field(node, "chunks"); chunks.IsDefined())
+    test.chunks = in.string_list(chunks, "'chunks' of expect");
 }
 
 void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRules& rules, RulesTest& test) {
@@ -104,12 +109,37 @@ void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRule
   }
 }
 
+// A test's `config:` as JSON: plain scalars as YAML reads them (null, true, false, numbers), the
+// others as strings. The YAML was already bounded as a whole (check_expanded_size).
+nlohmann::json config_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::json object = nlohmann::json::object();
+    for (const auto& entry : node) {
+      if (entry.first.IsScalar()) object[entry.first.Scalar()] = config_json(entry.second);
+    }
+    return object;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json array = nlohmann::json::array();
+    for (const auto& item : node) array.push_back(config_json(item));
+    return array;
+  }
+  if (!node.IsScalar()) return nullptr;
+  const std::string& text = node.Scalar();
+  if (node.Tag() == "?") {  // plain, not quoted
+    if (text == "true" || text == "false") return text == "true";
+    const nlohmann::json number = nlohmann::json::parse(text, nullptr, false);
+    if (number.is_number()) return number;
+  }
+  return text;
+}
+
 }  // namespace
 
 void read_tests(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "tests")) return;
   for (const auto& item : node) {
-    if (!in.check_map(item, "test", {"tensor", "mp", "params", "expect"})) continue;
+    if (!in.check_map(item, "test", {"tensor", "mp", "params", "config", "expect"})) continue;
     RulesTest test;
     test.where = in.where(item);
     test.tensor = in.string_field(item, "tensor", "test", true).value_or("");
@@ -119,6 +149,9 @@ void read_tests(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     }
     if (const YAML::Node params = YamlReader::field(item, "params"); params.IsDefined()) {
       read_test_params(in, params, out, test);
+    }
+    if (const YAML::Node config = YamlReader::field(item, "config"); config.IsDefined()) {
+      if (in.check_open_map(config, "config of a test")) test.config = config_json(config).dump();
     }
     if (const YAML::Node expect = YamlReader::field(item, "expect"); expect.IsDefined()) {
       read_expect(in, expect, test);
@@ -142,7 +175,9 @@ struct Outcome {
   std::string placement;  // why the ranks are unknown (an owner that cannot be placed), else empty
   std::string rule;       // the deciding rule's label, empty when unmatched
   std::string rule_where;
-  std::string transform;  // the transform rule's label, "none" when placed without one
+  std::string transform;            // the transform rule's label, "none" when placed without one
+  std::string fused;                // the fused output it is a part of, "none"
+  std::vector<std::string> chunks;  // an unfused source's chunks: their output names
 };
 
 Outcome outcome_of(const Decision& d, std::uint64_t mp) {
@@ -167,6 +202,11 @@ Outcome outcome_of(const Decision& d, std::uint64_t mp) {
   }
   o.kind = "placed";
   o.output = d.output;
+  o.fused = d.fuse ? d.fuse->output : "none";
+  for (const DecidedChunk& chunk : d.chunks)
+    o.chunks.push_back(chunk.decision->kind == Decision::Kind::place
+                           ? chunk.decision->output
+                           : "(not placed: " + chunk.decision->reason + ")");
   if (!d.owner) {
     o.split = split_name(d.split);
     o.ranks.resize(mp);
@@ -239,6 +279,14 @@ std::vector<std::string> mismatches(const RulesTest& t, const Outcome& o) {
     out.push_back(fmt::format("transform: expected '{}', the rules decide {}", *t.transform,
                               o.kind == "placed" ? "'" + o.transform + "'" : "none (" + o.kind + ")"));
   }
+  if (t.fused && (o.kind != "placed" || *t.fused != o.fused)) {
+    out.push_back(fmt::format("fused: expected '{}', the rules decide {}", *t.fused,
+                              o.kind == "placed" ? "'" + o.fused + "'" : "none (" + o.kind + ")"));
+  }
+  if (t.chunks && (o.kind != "placed" || *t.chunks != o.chunks)) {
+    out.push_back(fmt::format("chunks: expected [{}], the rules decide [{}]", fmt::join(*t.chunks, ", "),
+                              fmt::join(o.chunks, ", ")));
+  }
   if (t.rule && !same_rule(*t.rule, o.rule)) {
     out.push_back(fmt::format("rule: expected '{}', the deciding rule is {}", *t.rule,
                               o.rule.empty() ? "none (" + o.kind + ")" : "'" + o.rule + "'"));
@@ -264,7 +312,9 @@ Rules::TestReport Rules::run_tests() const {
     }
     const std::string head = fmt::format("{}: test '{}' ({})", test.where.str(), test.tensor, shown);
     try {
-      const Params params = resolve_params(given);
+      const ConfigFiles config =
+          test.config ? ConfigFiles::texts({{"config.json", *test.config}}) : ConfigFiles::texts({});
+      const Params params = resolve_params(given, config, ParamSource::Kind::test).values;
       const Decision decision = decide(test.tensor, params, Trail::omit);
       const Outcome outcome = outcome_of(decision, test.mp);
       if (outcome.kind == "unmatched") {

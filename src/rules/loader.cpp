@@ -256,12 +256,13 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     ParamInfo spec;
     spec.name = name;
     spec.where = in.where(entry.first);
-    if (in.check_map(entry.second, what, {"default", "help", "choices"})) {
+    if (in.check_map(entry.second, what, {"default", "help", "choices", "from_config", "map"})) {
       if (const YAML::Node choices = YamlReader::field(entry.second, "choices"); choices.IsDefined()) {
         read_choices(in, entry.second, choices, what, spec);
       } else {
         read_default(in, entry.second, what, spec);
       }
+      read_from_config(in, entry.second, what, spec);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");
     }
     out.params.push_back(std::move(spec));
@@ -400,7 +401,8 @@ void read_table(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     }
     TableEntry table_entry{
         {fmt::format("table[{}]", key), in.where(entry.first)}, std::nullopt, Split::replicate};
-    if (in.check_map(entry.second, what, {"rename", "split"})) {
+    if (in.check_map(entry.second, what, {"rename", "split", "units"})) {
+      table_entry.units = read_units(in, entry.second, what, out);
       table_entry.rename = in.string_field(entry.second, "rename", what, false);
       if (table_entry.rename && !is_component(*table_entry.rename)) {
         in.error(YamlReader::field(entry.second, "rename"),
@@ -423,7 +425,7 @@ void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
   DuplicateRules duplicates("override");
   const std::size_t first = out.overrides.size();
   for (const auto& item : node) {
-    if (!in.check_map(item, "override rule", {"name", "match", "split"})) continue;
+    if (!in.check_map(item, "override rule", {"name", "match", "split", "units"})) continue;
     const auto name = in.string_field(item, "name", "override rule", false);
     read_match(in, item, "override rule", out.override_matcher, duplicates);
     OverrideRule rule{{rule_label("override", name, out.overrides.size() - first), in.where(item)},
@@ -433,6 +435,7 @@ void read_overrides(YamlReader& in, const YAML::Node& node, CompiledRules& out) 
     } else {
       rule.split = read_split(in, split, "'split' of override rule").value_or(Split::replicate);
     }
+    rule.units = read_units(in, item, "override rule", out);
     out.overrides.push_back(std::move(rule));
   }
 }

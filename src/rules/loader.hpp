@@ -13,6 +13,8 @@ namespace shardwise::rules::detail {
 // first); name and output are required of a file that extends nothing.
 void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, bool extends);
 void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// A parameter's `from_config:` and `map:` (param_resolve.cpp).
+void read_from_config(YamlReader& in, const YAML::Node& map, const std::string& what, ParamInfo& spec);
 void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 // Each component's fate under the ordered renames of every file, once they are all read.
 void compile_renames(CompiledRules& out);
@@ -35,6 +37,12 @@ inline std::string short_where(const YamlReader& in, const SourceLocation& at) {
   return at.file == in.file() ? std::to_string(at.line) + ":" + std::to_string(at.column) : at.str();
 }
 void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// `fuse:` and `unfuse:` (structure.cpp).
+void read_fuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+void read_unfuses(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// `units:` of a table entry or override (structure.cpp).
+SplitUnits read_units(YamlReader& in, const YAML::Node& map, const std::string& what,
+                      const CompiledRules& out);
 
 // A dtype name ("F8_E4M3"), reported with a did-you-mean otherwise (layouts.cpp).
 std::optional<st::DType> read_dtype(YamlReader& in, const YAML::Node& node, const std::string& what);

@@ -31,7 +31,7 @@ std::vector<std::string> st_names(const std::vector<st::DType>& dtypes) {
 const std::vector<std::string> kTopLevelKeys = {
     "shardwise",    "extends",   "name",   "description", "params",  "output", "side_files",
     "unknown_keys", "normalize", "reject", "skip",        "layouts", "keys",   "table",
-    "overrides",    "ownership", "tests",  "transforms",  "accepts"};
+    "overrides",    "ownership", "tests",  "transforms",  "accepts", "fuse",   "unfuse"};
 
 using SectionReader = void (*)(detail::YamlReader&, const YAML::Node&, CompiledRules&);
 // Params first: ownership rules and tests refer to them.
@@ -41,6 +41,7 @@ const std::pair<const char*, SectionReader> kSections[] = {
     {"layouts", detail::read_layouts},     {"keys", detail::read_keys},
     {"table", detail::read_table},         {"overrides", detail::read_overrides},
     {"ownership", detail::read_ownership}, {"transforms", detail::read_transforms},
+    {"fuse", detail::read_fuses},          {"unfuse", detail::read_unfuses},
     {"accepts", detail::check_accepts}};
 
 // `chain` is the file, then its parent, ... (all maps). Scalars are read parent first, so that a
@@ -100,8 +101,9 @@ void load_rules(std::string_view yaml, const std::string& display_name, Compiled
   }
   problems.check("invalid rules file " + display_name);
   format_trails(out);
-  for (auto* matcher : {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
-                        &out.ownership_matcher, &out.transform_matcher}) {
+  for (auto* matcher :
+       {&out.reject_matcher, &out.skip_matcher, &out.key_matcher, &out.override_matcher,
+        &out.ownership_matcher, &out.transform_matcher, &out.fuse_matcher, &out.unfuse_matcher}) {
     matcher->compile();  // false only means slower matching, see OrderedMatcher::compile
   }
 }
@@ -146,42 +148,6 @@ Rules Rules::load_text(std::string_view yaml, const std::string& display_name) {
 Rules Rules::load_file(const std::string& path) { return load_text(detail::read_rules_file(path), path); }
 
 Rules Rules::bundled() { return load_named_rules(std::string(default_rules_name())); }
-
-Params Rules::resolve_params(const Params& given) const {
-  Params params{{"mp", 1}};
-  std::vector<std::string> known{"mp"};
-  for (const auto& spec : impl_->params) {
-    known.push_back(spec.name);
-    if (spec.default_value) params[spec.name] = *spec.default_value;
-  }
-  for (const auto& [name, value] : given) {
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      throw Error(ErrorKind::usage,
-                  fmt::format("unknown parameter '{}' for rules {}{} (known: {})", name, impl_->display_name,
-                              detail::did_you_mean(name, known), fmt::join(known, ", ")));
-    }
-    params[name] = value;
-  }
-  for (const auto& spec : impl_->params) {
-    const auto it = params.find(spec.name);
-    if (!spec.choices.empty() && it != params.end() && it->second >= spec.choices.size()) {
-      throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name),
-                                                it->second, fmt::join(spec.choices, ", ")));
-    }
-  }
-  std::vector<std::string> missing;
-  for (const auto& spec : impl_->params) {
-    if (params.contains(spec.name) || spec.inferred) continue;
-    missing.push_back(
-        fmt::format("{} is required: {} (parameter {} of {} has no default; --param {}=N is the same)",
-                    param_flag(spec.name), spec.help.empty() ? "a rules parameter" : spec.help, spec.name,
-                    spec.where.str(), spec.name));
-  }
-  if (missing.size() == 1) throw Error(ErrorKind::usage, missing.front());
-  if (!missing.empty()) throw Error(ErrorKind::usage, fmt::format("{}", fmt::join(missing, "\n")));
-  if (params.at("mp") == 0) throw Error(ErrorKind::usage, "mp (the model-parallel size) must be at least 1");
-  return params;
-}
 
 std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
   const std::string flag = param_flag(param.name);

@@ -59,14 +59,18 @@ struct RulesTest {
   std::string tensor;
   std::uint64_t mp = 1;
   Params params;  // as given, without mp
+  // `config:` the text of the config.json its from_config parameters read; none: there is none.
+  std::optional<std::string> config;
   std::optional<std::string> output;
   std::optional<std::vector<std::uint64_t>> ranks;  // sorted, unique
   bool all_ranks = false;                           // `ranks: all`
   std::optional<std::string> split;                 // out, in, replicate or whole
   std::optional<bool> skip;
   std::optional<bool> reject;
-  std::optional<std::string> rule;       // a label ("ownership[items]") or the name in it ("items")
-  std::optional<std::string> transform;  // the transform rule's label or name, or "none"
+  std::optional<std::string> rule;                 // a label ("ownership[items]") or the name in it ("items")
+  std::optional<std::string> transform;            // the transform rule's label or name, or "none"
+  std::optional<std::string> fused;                // the fused output it is a part of (fuse:), or "none"
+  std::optional<std::vector<std::string>> chunks;  // unfuse: the chunks' output names, in order
 };
 
 struct KeyRule {
@@ -76,17 +80,47 @@ struct KeyRule {
   std::string trail_suffix;            // "' from keys[x] (file:l:c)"
 };
 
+// `units: N` or `units: PARAM` of a table entry or override: the split dim's whole units (heads).
+struct SplitUnits {
+  std::uint64_t count = 0;  // when `param` is empty; 0: no units
+  std::string param;
+  bool given() const { return count != 0 || !param.empty(); }
+};
+
 struct TableEntry {
   RuleRef rule;
   std::optional<std::string> rename;
   Split split = Split::replicate;
   std::string trail;
+  SplitUnits units{};
 };
 
 struct OverrideRule {
   RuleRef rule;
   Split split = Split::replicate;
   std::string trail;
+  SplitUnits units{};
+};
+
+// A fuse rule compiled: the public FuseRule, the output template over the regex's named groups,
+// and where the part and index groups are (structure.cpp).
+struct CompiledFuse {
+  FuseRule fuse;
+  std::vector<std::string> fields;            // the regex's named groups, the template's placeholders
+  std::vector<std::string_view> field_views;  // views of `fields`, which the template keeps
+  std::vector<int> field_groups;              // their 1-based capture indices
+  NameTemplate output;                        // parsed against `fields`
+  int part_group = 0;                         // 1-based; 0 when absent
+  int index_group = 0;
+  std::string trail_suffix;  // " (file:l:c)"
+};
+
+struct CompiledUnfuse {
+  UnfuseRule unfuse;
+  std::vector<std::string> fields;
+  std::vector<std::string_view> field_views;
+  std::vector<int> field_groups;
+  std::vector<NameTemplate> names;  // per chunk
 };
 
 struct OwnershipRule {
@@ -155,6 +189,12 @@ struct CompiledRules {
   std::vector<OwnershipRule> ownership;
   detail::OrderedMatcher ownership_matcher;
   std::vector<RulesTest> tests;
+  // Structure (structure.cpp): many-to-one outputs matched on output names, one-to-many on
+  // normalized names. Held by unique_ptr: decisions point at their public parts.
+  std::vector<std::unique_ptr<CompiledFuse>> fuses;
+  detail::OrderedMatcher fuse_matcher;
+  std::vector<std::unique_ptr<CompiledUnfuse>> unfuses;
+  detail::OrderedMatcher unfuse_matcher;
   std::vector<TransformRule> transforms;
   std::vector<std::string> transform_trails;  // per transform rule
   detail::OrderedMatcher transform_matcher;
@@ -168,6 +208,15 @@ namespace detail {
 void format_trails(CompiledRules& rules);
 // Parses and compiles `yaml`; throws one Error(rules) listing every problem found.
 void load_rules(std::string_view yaml, const std::string& display_name, CompiledRules& out);
+// Steps 5 onwards of decide() (packed member, key, table, ..., fuse) on d.normalized, recording
+// into d.trail when `record`.
+Decision decide_normalized(const CompiledRules& rules, Decision d, const Params& params, bool record);
+// Decide's structure steps (structure.cpp): the fused output of a placed tensor; the chunks of an
+// unfused source (each then decided by `decide_rest`).
+void apply_fuse(const CompiledRules& rules, Decision& d, std::vector<std::string>* trail);
+bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d, bool record,
+                  std::string& why);
+
 }  // namespace detail
 
 }  // namespace shardwise::rules

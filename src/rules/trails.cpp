@@ -29,14 +29,18 @@ void format_trails(CompiledRules& rules) {
   }
   for (auto& key : rules.keys)
     key.trail_suffix = fmt::format("' from {} ({})", key.rule.label, key.rule.where.str());
+  const auto units = [](const SplitUnits& u) {
+    if (!u.given()) return std::string();
+    return fmt::format(" in whole units ({})", u.param.empty() ? std::to_string(u.count) : u.param);
+  };
   for (auto& [key, entry] : rules.table) {
-    entry.trail = fmt::format("{}: {}split {} ({})", entry.rule.label,
+    entry.trail = fmt::format("{}: {}split {}{} ({})", entry.rule.label,
                               entry.rename ? fmt::format("rename to '{}', ", *entry.rename) : "",
-                              split_name(entry.split), entry.rule.where.str());
+                              split_name(entry.split), units(entry.units), entry.rule.where.str());
   }
   for (auto& rule : rules.overrides) {
-    rule.trail =
-        fmt::format("{}: split {} ({})", rule.rule.label, split_name(rule.split), rule.rule.where.str());
+    rule.trail = fmt::format("{}: split {}{} ({})", rule.rule.label, split_name(rule.split),
+                             units(rule.units), rule.rule.where.str());
   }
   rules.transform_trails.clear();
   for (const auto& rule : rules.transforms) {

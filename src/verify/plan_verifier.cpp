@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
@@ -42,13 +43,14 @@ struct ExpectedKey {
   std::uint64_t end = 0;
   plan::Cast cast = plan::Cast::none;
   std::uint32_t companion = plan::kNoCompanion;
+  std::uint32_t composite = plan::kNoComposite;  // each fused output is computed from its parts
   auto operator<=>(const ExpectedKey&) const = default;
 };
 
 ExpectedKey key_of(const plan::PlannedTensor& t) {
-  return t.slice.whole()
-             ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion}
-             : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end, t.cast, t.companion};
+  return t.slice.whole() ? ExpectedKey{t.source, -1, 0, 0, t.cast, t.companion, t.composite}
+                         : ExpectedKey{t.source, t.slice.dim, t.slice.begin, t.slice.end,
+                                       t.cast,   t.companion, t.composite};
 }
 
 struct Compared {
@@ -170,7 +172,21 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
   return work;
 }
 
+std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t);
+
+// A fused output's parts, for messages: "fused by fuse[qkv] (...) along dim 0 from: ...; ...".
+std::string composite_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
+  const plan::Composite& c = plan.composites.at(t.composite);
+  std::string text = fmt::format("fused by {} along dim {}{} from", plan.rule_labels.at(c.rule), c.dim,
+                                 c.stacked ? fmt::format(", {} indices stacked", c.indices.size()) : "");
+  for (std::size_t i = 0; i < c.parts.size(); ++i) {
+    text += fmt::format("{} {} ({})", i == 0 ? ":" : ";", c.parts[i].name, source_text(plan, c.parts[i]));
+  }
+  return text;
+}
+
 std::string source_text(const plan::Plan& plan, const plan::PlannedTensor& t) {
+  if (t.composite != plan::kNoComposite) return composite_text(plan, t);
   const plan::Source& source = plan.sources[t.source];
   const std::string file = fs::path(plan.input_files[source.file]).filename().string();
   std::string text = t.slice.whole() ? fmt::format("source {} in {}", source.name, file)
@@ -288,6 +304,16 @@ struct Reader {
     const plan::PlannedTensor& t = *work.expected[index];
     const plan::Source& source = plan.sources.at(t.source);
     const io::ReadOnlyFile& input = inputs.at(source.file);
+    if (t.composite != plan::kNoComposite) {
+      // Recomputed from its parts, each read from its own input file.
+      std::vector<convert::InputFile> files;
+      for (const io::ReadOnlyFile& file : inputs) files.push_back({file.fd(), &file.path()});
+      work.expected_digests[index] = convert::expected_xxh3(convert::CompositeStream(plan, t), files,
+                                                            buffers.main(worker), buffers.scratch(worker));
+      progress.add(t.bytes);
+      --unread[t.source];
+      return;
+    }
     const convert::TensorStream stream(plan, t);
     convert::CompanionInput companion;
     if (const auto file = stream.companion_file())

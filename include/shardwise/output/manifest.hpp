@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,13 +45,25 @@ struct RulesIdentity {
 };
 
 // How a written tensor relates to its logical tensor (the output as mp=1 writes it).
+struct TensorCut;
+// A fused output (placement composite, rules `fuse:`): its parts in order, each with its own
+// output name and cut, and how they were put together (plan::Composite): enough to undo it.
+struct CompositeCut {
+  int dim = 0;
+  bool stacked = false;
+  std::uint64_t per_block = 1;
+  std::vector<std::uint64_t> indices;  // stacked: each block's index
+  std::vector<std::pair<std::string, TensorCut>> parts;
+};
+
 struct TensorCut {
   st::DType dtype;
   st::Shape shape;  // as written
   plan::Placement placement;
   std::uint64_t begin = 0;  // split: this rank's range [begin, end) of dim placement.dim
   std::uint64_t end = 0;
-  std::uint64_t size = 0;  // split: the logical tensor's size along that dim
+  std::uint64_t size = 0;                           // split: the logical tensor's size along that dim
+  std::shared_ptr<const CompositeCut> composite{};  // placement composite
 };
 
 struct ManifestTensor {
@@ -61,6 +74,8 @@ struct ManifestTensor {
 
 // The cut of a planned tensor written to a file of rank `rank` of `mp`.
 TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uint64_t mp);
+// The same, for any tensor of `plan`: a fused output's cut lists its parts' (plan.composites).
+TensorCut cut_of(const plan::Plan& plan, const plan::PlannedTensor& tensor, std::uint64_t rank);
 
 // The fields below `file` hold values only in a complete manifest or when `finished`.
 struct ManifestOutput {

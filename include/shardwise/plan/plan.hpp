@@ -12,6 +12,7 @@
 #include <shardwise/core/file_identity.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/plan/ranks.hpp>
+#include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::plan {
@@ -72,18 +73,26 @@ struct Source {
   st::Shape shape;
   std::uint64_t offset = 0;  // absolute offset of its first byte in the input file
   std::uint64_t bytes = 0;
+  // A chunk of an unfused input tensor (rules `unfuse:`): the rows [begin, end) of its dim 0 that
+  // this source is (shape, offset and bytes are the chunk's); whole otherwise.
+  Slice within{};
 };
 
 // How an output tensor was cut from its logical tensor (the output as mp=1 writes it): recorded in
 // manifests so that `reshard` can cut the logical tensor again for another mp. Which rank takes
-// what: owner_rank() and split_range() (ranks.hpp).
+// what: owner_rank() and split_range() (ranks.hpp). `composite`: a fused output
+// (PlannedTensor::composite), whose parts have their own placements.
 struct Placement {
-  enum class Kind { replicated, split, owned };
+  enum class Kind { replicated, split, owned, composite };
   Kind kind = Kind::replicated;
   int dim = -1;             // split: the output dim cut into mp equal ranges
   std::uint64_t unit = 1;   // split: a cut falls on a multiple of this many output elements
   std::uint64_t index = 0;  // owned: the index within its ownership scope
   std::uint64_t count = 0;  // owned: the scope's count
+  // split: consecutive ranks holding the same range (rules `units:` with fewer units than ranks,
+  // e.g. a key/value head on mp / heads ranks): the dim is cut into mp / replicas ranges and rank r
+  // takes range r / replicas.
+  std::uint64_t replicas = 1;
 };
 
 // The second source of a block-scaled transform: the weight's block scale, sliced to match the
@@ -98,6 +107,7 @@ struct Companion {
 };
 
 inline constexpr std::uint32_t kNoCompanion = 0xFFFFFFFF;
+inline constexpr std::uint32_t kNoComposite = 0xFFFFFFFF;
 
 struct PlannedTensor {
   std::string name;         // output name
@@ -110,6 +120,24 @@ struct PlannedTensor {
   std::uint32_t companion = kNoCompanion;  // index into Plan::companions (block-scaled transforms)
   std::size_t rule = 0;                    // index into Plan::rule_labels: the rule that placed it
   Placement placement{};
+  // A fused output (rules `fuse:`): index into Plan::composites, whose parts give its bytes
+  // (source, slice and cast above are its first part's then, and not read).
+  std::uint32_t composite = kNoComposite;
+};
+
+// A many-to-one output (rules `fuse:`, docs/rules.md): its bytes are its parts' bytes, each part
+// a planned tensor exactly as that part alone would have been written on this rank (source, slice,
+// cast, placement, its own output name). The parts come in blocks of `per_block` (one block per
+// stacked index, or a single block); within a block they are concatenated along `dim` of the
+// part's shape, in the rule's order; the blocks follow one another (stacked: along a new dim 0).
+// Enough to invert: the parts, their order, the dim and every part's shape and cut.
+struct Composite {
+  std::size_t rule = 0;  // index into Plan::rule_labels: the fuse rule
+  int dim = 0;
+  bool stacked = false;
+  std::uint64_t per_block = 1;
+  std::vector<std::uint64_t> indices;  // stacked: each block's captured index, ascending
+  std::vector<PlannedTensor> parts;    // block by block, in the rule's part order
 };
 
 struct OutputFile {
@@ -147,12 +175,16 @@ struct Plan {
   // The words of each choice parameter (`--expert-dtype fp8`), whose value in `params` is an
   // index into them: the views show the word.
   std::map<std::string, std::vector<std::string>> param_choices;
+  // Where each parameter's value came from (not mp): only when the rules read one from the
+  // checkpoint's files (`from_config:`), so that other plans keep their bytes.
+  std::map<std::string, rules::ParamSource> param_sources;
   std::string rules_name;  // the rules file's display name
   std::string input_root;
   std::vector<std::string> input_files;        // absolute paths, in name order
   std::vector<FileIdentity> input_identities;  // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
   std::vector<Companion> companions;  // of the block-scaled transforms (few)
+  std::vector<Composite> composites;  // of the fused outputs (PlannedTensor::composite)
   std::vector<OutputFile> outputs;    // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;             // present in the input, copied verbatim
@@ -174,6 +206,10 @@ struct Plan {
 // generated files.
 std::vector<std::string> extra_file_names(const Plan& plan);
 
+// Sources beyond the first chunk of each unfused input tensor (rules `unfuse:`): counts of input
+// tensors leave them out.
+std::size_t extra_chunk_sources(const Plan& plan);
+
 // Where the plan writes, as the text views head it: "4 ranks (mp=4)", or for a mirrored plan
 // "3 files mirroring the input's".
 std::string outputs_heading(const Plan& plan);
@@ -181,6 +217,9 @@ std::string outputs_heading(const Plan& plan);
 std::string param_value_text(const Plan& plan, const std::string& name, std::uint64_t value);
 // Every parameter as `name=value`, in name order, for the text views' `params:` line.
 std::vector<std::string> param_assignments(const Plan& plan);
+// Each parameter of param_sources with its value and source, for the text views' lines after
+// `params:`: "heads = 32 (config.json: num_attention_heads)", "kv_heads = 8 (--kv-heads)".
+std::vector<std::string> param_source_lines(const Plan& plan);
 
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
 // (rewritten)", or "none".

@@ -111,9 +111,13 @@ std::string collect(Writer write) {
 struct Placement {
   std::uint64_t rank = 0;
   const PlannedTensor* tensor = nullptr;
+  // A part of a fused output (rules `fuse:`): that output, and the part's position in it.
+  const PlannedTensor* fused = nullptr;
+  std::size_t part = 0;
 };
 
-// For each source, its output tensors in rank order.
+// For each source, its output tensors in rank order. A fused output is listed under the sources
+// of its parts, each as that part (Placement::fused says of what), not under its own.
 class PlacementIndex {
  public:
   explicit PlacementIndex(const Plan& plan);

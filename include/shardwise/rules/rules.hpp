@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <shardwise/rules/name_template.hpp>
+#include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::rules {
@@ -73,6 +74,20 @@ struct ParamInfo {
   bool inferred = false;
   std::string help;
   SourceLocation where;
+  // `from_config:` where the checkpoint's own files give the value when no flag does, the first
+  // key present winning; `map:` config values read as other values (param_sources.hpp).
+  std::vector<ConfigKey> from_config;
+  std::vector<ConfigMapEntry> config_map;
+};
+
+// What a parameter takes when not given, as help texts say it: "default: 64", "required",
+// "default: infer", "from config.json num_attention_heads, else default: 4".
+std::string param_default_text(const ParamInfo& param);
+
+// Parameters resolved (Rules::resolve_params) and where each value came from.
+struct ResolvedParams {
+  Params values;                                            // with mp
+  std::map<std::string, ParamSource, std::less<>> sources;  // every parameter of `values` but mp
 };
 
 // The value of `param` as given on the command line (`text`): a number, or for a parameter with
@@ -138,6 +153,52 @@ struct Ownership {
   bool partial = false;
 };
 
+// A many-to-one output (`fuse:`, docs/rules.md "Fused and stacked outputs"): the placed tensors
+// whose output name the rule matches are its parts, gathered on each rank after each was cut for
+// that rank by its own rule. Each index's parts are concatenated along `dim` in the order of
+// `parts`; with `stack`, the indices (the `(?P<index>...)` capture) are then stacked along a new
+// dim 0, in index order.
+struct FuseRule {
+  RuleRef rule;
+  std::vector<std::string> parts;  // the `(?P<part>...)` values, in order; empty: one unnamed part
+  int dim = 0;
+  bool stack = false;
+};
+
+// What a fuse rule says of one placed tensor: the fused output it is a part of.
+struct FusePart {
+  const FuseRule* rule = nullptr;  // owned by the Rules
+  std::string output;              // the fused output's name
+  std::size_t part = 0;            // index into rule->parts (0 when it has none)
+  std::uint64_t index = 0;         // stack: the captured index
+};
+
+// A one-to-many output (`unfuse:`): the source tensor cut along `dim` into named chunks of
+// relative sizes, each then decided as a tensor of its own name (keys, table, overrides, ...).
+struct UnfuseRule {
+  struct Chunk {
+    std::string name;        // the chunk's name template as written (`{module}.q_proj.{param}`)
+    std::uint64_t size = 1;  // relative size, when `size_param` is empty
+    std::string size_param;  // the parameter giving it, or ""
+  };
+  RuleRef rule;
+  int dim = 0;
+  std::vector<Chunk> chunks;
+};
+
+struct Decision;
+
+// One chunk of an unfused source: rows [begin, end) of `dim` in units of the source's size / total,
+// decided as a tensor of its own name.
+struct DecidedChunk {
+  const UnfuseRule* rule = nullptr;
+  std::size_t chunk = 0;    // index into rule->chunks
+  std::uint64_t first = 0;  // relative sizes: this chunk is [first, first + size) of `total`
+  std::uint64_t size = 0;
+  std::uint64_t total = 0;
+  std::unique_ptr<Decision> decision;
+};
+
 struct Decision {
   enum class Kind { place, skip, reject, unmatched };
   Kind kind = Kind::unmatched;
@@ -151,6 +212,13 @@ struct Decision {
   std::optional<std::string> key;  // the key extracted, if any
   Split split = Split::replicate;  // ignored when owner is set
   std::optional<Ownership> owner;
+  // `units:` of the deciding table entry or override: the split dim is made of this many equal
+  // units (heads) that a split never cuts; fewer units than ranks puts each unit on mp / units
+  // consecutive ranks. 0: none (plain split).
+  std::uint64_t split_units = 0;
+  std::string units_param;           // the parameter that gave split_units, for messages ("" for a number)
+  std::optional<FusePart> fuse;      // a part of a fused output
+  std::vector<DecidedChunk> chunks;  // unfuse: the source is these chunks, each decided alone
   const TransformRule* transform = nullptr;  // owned by the Rules, like `rule`; null: bytes as they are
   // Packed members: the layout, the member, and the group's output base name.
   const Layout* layout = nullptr;
@@ -182,7 +250,14 @@ class Rules {
   // rules use (see resolve_params).
   Decision decide(std::string_view name, const Params& params, Trail trail = Trail::record) const;
 
-  // Defaults from the file, overridden by `given`; unknown names in `given` are an Error(usage).
+  // Every parameter's value, from `given` (the command line: flags and --param), else from the
+  // checkpoint's files (`from_config:`, read from `config`), else the default. Unknown names in
+  // `given`, a given value that contradicts the checkpoint's and a parameter that nothing gives
+  // are an Error(usage); a config value that is not one the parameter takes, an Error(input).
+  // Every caller that plans, verifies, explains or reshards resolves through this one function.
+  ResolvedParams resolve_params(const Params& given, const ConfigFiles& config,
+                                ParamSource::Kind given_as = ParamSource::Kind::flag) const;
+  // The same without a checkpoint (every from_config key absent), the values only.
   Params resolve_params(const Params& given) const;
 
   const std::string& name() const;          // the file's `name:`
