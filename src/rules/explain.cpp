@@ -155,6 +155,10 @@ std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, cons
   return std::nullopt;
 }
 
+namespace {
+
+std::string explain_text(const Decision& d, const Params& params, const Rules* rules);
+
 // Where a placed tensor goes in Hugging Face's layout, which depends on every tensor's size.
 std::string hf_file_line(const Rules& rules) {
   if (rules.max_shard_size() == 0) {
@@ -162,17 +166,15 @@ std::string hf_file_line(const Rules& rules) {
   }
   return fmt::format(
       "  file: one of Hugging Face's shards of at most {} bytes, by natural name order (no ranks): "
-      "`shardwise plan` on the checkpoint names it\n",
+      "`shardwise plan -i CHECKPOINT --filter NAME` names it\n",
       rules.max_shard_size());
 }
 
+}  // namespace
+
 std::string explain_decision(const Rules& rules, const Decision& d, const Params& params) {
   const std::optional<Rules::Consumer> consumer = rules.consumer_of(d, params);
-  if (!consumer) {
-    std::string text = explain_decision(d, params);
-    if (rules.output_layout() == OutputLayout::hf && d.kind == Decision::Kind::place) text += hf_file_line(rules);
-    return text;
-  }
+  if (!consumer) return explain_text(d, params, &rules);
   std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
   for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
   text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
@@ -182,7 +184,13 @@ std::string explain_decision(const Rules& rules, const Decision& d, const Params
   return printable_lines(text);  // the names may come from a checkpoint
 }
 
-std::string explain_decision(const Decision& d, const Params& params) {
+std::string explain_decision(const Decision& d, const Params& params) { return explain_text(d, params, nullptr); }
+
+namespace {
+
+// explain_decision's text; with `rules` of Hugging Face's layout, where the file is chosen instead of
+// the placement over ranks (it has none).
+std::string explain_text(const Decision& d, const Params& params, const Rules* rules) {
   const auto mp_entry = params.find("mp");
   const std::uint64_t mp = mp_entry == params.end() ? 1 : mp_entry->second;
   std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
@@ -208,11 +216,17 @@ std::string explain_decision(const Decision& d, const Params& params) {
         text += fmt::format("  transform: {} by {} ({})\n", describe_transform(*d.transform),
                             d.transform->rule.label, d.transform->rule.where.str());
       }
-      text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
+      if (rules != nullptr && rules->output_layout() == OutputLayout::hf) {
+        text += hf_file_line(*rules);
+      } else {
+        text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
+      }
       break;
   }
   return printable_lines(text);  // the names may come from a checkpoint
 }
+
+}  // namespace
 
 std::string Rules::summary() const {
   const CompiledRules& r = *impl_;

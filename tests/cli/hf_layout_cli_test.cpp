@@ -221,7 +221,7 @@ TEST_CASE("hf layout: reshard refuses the folder, -m and bad sizes are usage err
   TempDir in, out, again;
   make_checkpoint(in);
   REQUIRE(run_shardwise(convert(in, out)).exit_code == 0);
-  const auto reshard = run_shardwise({"reshard", "-i", out.str(), "-o", again.str(), "-m", "2"});
+  const auto reshard = run_shardwise({"reshard", "--from", out.str(), "-o", again.str(), "-m", "2"});
   CHECK(reshard.exit_code == 4);
   CHECK_THAT(reshard.err, Catch::Contains("Hugging Face's layout"));
   CHECK_THAT(reshard.err, Catch::Contains("not rank files"));

@@ -57,7 +57,7 @@ TEST_CASE("layout mistakes, word for word") {
   CHECK(load_error("shardwise: 1\nname: h\noutput: {layout: hf, max_shard_size: 5GiB}\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:3:38: max shard size '5GiB': binary units are not "
         "accepted (huggingface_hub takes TB, GB, MB or KB, powers of ten); give the number of bytes instead");
-  CHECK(load_error("shardwise: 1\nname: h\noutput: {file: a.st, max_shard_size: 5GB}\n") ==
+  CHECK(load_error("shardwise: 1\nname: h\noutput: {file: \"a{rank}.st\", max_shard_size: 5GB}\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: 'max_shard_size' of output needs 'layout: hf'");
   CHECK(load_error("shardwise: 1\nname: h\noutput: {layout: hf, mirror: true, max_shard_size: 5GB}\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: output takes 'max_shard_size' (Hugging Face's "
@@ -78,7 +78,7 @@ normalize:
   add_prefix: 'model.'
   except: '^lm_head\.'
 keys:
-  - {name: any, match: '^model\.layers\.(?P<key>[a-z_]+)\.', key: layer}
+  - {name: any, match: '^model\.layers\.(?P<key>[a-z_]+)\.'}
   - {name: top, match: '', key: top}
 )",
                                        "p.yaml");
