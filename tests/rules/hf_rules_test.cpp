@@ -5,6 +5,7 @@
 #include <string>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/rules/explain.hpp>
 #include <shardwise/rules/rules.hpp>
 
 using shardwise::Error;
@@ -47,6 +48,15 @@ TEST_CASE("output: {layout: hf} has no ranks, transformers' 5GB unless a size is
   CHECK(mirrored.output_layout() == OutputLayout::hf);
   CHECK(mirrored.max_shard_size() == 0);
   CHECK(with_output("{mirror: true}").output_layout() == OutputLayout::mirror);
+  // explain: no ranks, the file as far as the rules know it.
+  const Rules named = Rules::load_text(
+      "shardwise: 1\nname: h\noutput: {layout: hf, max_shard_size: 2GB}\nunknown_keys: replicate\n"
+      "keys: [{match: '', key: t}]\n",
+      "h.yaml");
+  const std::string text =
+      shardwise::rules::explain_decision(named, named.decide("a.weight", {{"mp", 1}}), {{"mp", 1}});
+  CHECK_THAT(text, Catch::Contains("  file: one of Hugging Face's shards of at most 2000000000 bytes"));
+  CHECK_THAT(text, !Catch::Contains("placement"));
   CHECK(with_output("{file: \"m{rank}.st\"}").output_layout() == OutputLayout::per_rank);
 }
 
