@@ -349,7 +349,8 @@ void require_model_parallel(const PlanningOptions& options, const rules::Rules& 
   }
 }
 
-plan::PlanOptions plan_options(const PlanningOptions& options, rules::Params params, const rules::Rules& rules) {
+plan::PlanOptions plan_options(const PlanningOptions& options, rules::Params params,
+                               const rules::Rules& rules) {
   plan::PlanOptions planning{options.model_parallel.value_or(1), std::move(params),
                              outside_links(options.allow_outside_links)};
   if (options.max_shard_size) planning.max_shard_size = st::parse_max_shard_size(*options.max_shard_size);
@@ -391,7 +392,8 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
   const rules::Params params = given_params(command, options.params, chosen.rules);
   require_model_parallel(options, chosen.rules);
-  plan::Plan plan = plan::plan_checkpoint(checkpoint, chosen.rules, plan_options(options, params, chosen.rules));
+  plan::Plan plan =
+      plan::plan_checkpoint(checkpoint, chosen.rules, plan_options(options, params, chosen.rules));
   return {std::move(chosen.rules), std::move(plan)};
 }
 

@@ -36,7 +36,8 @@ PlanningOptions planning_with_manifest(const VerifyArgs& args) {
   if (planning.max_shard_size || planning.mirror) return planning;
   try {
     const std::optional<output::Manifest> manifest = output::read_manifest(args.output);
-    if (manifest && manifest->output_layout == "hf") planning.recorded_max_shard_size = manifest->max_shard_size;
+    if (manifest && manifest->output_layout == "hf")
+      planning.recorded_max_shard_size = manifest->max_shard_size;
   } catch (const Error&) {
   }
   return planning;

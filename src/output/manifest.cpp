@@ -308,7 +308,8 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
   if (json.contains("output")) {
     const Json& output = r.field(json, "output");
     manifest.output_layout = r.text(output, "layout");
-    if (manifest.output_layout != "hf") r.fail(fmt::format("unknown output layout \"{}\"", manifest.output_layout));
+    if (manifest.output_layout != "hf")
+      r.fail(fmt::format("unknown output layout \"{}\"", manifest.output_layout));
     manifest.max_shard_size = r.number(output, "max_shard_size");
   }
   for (const Json& entry : r.array(json, "outputs")) {

@@ -49,7 +49,8 @@ void make_hf_outputs(Plan& plan, const st::Checkpoint& checkpoint) {
   std::vector<PlannedTensor> tensors = std::move(plan.outputs.at(0).tensors);
   HfFiles files;
   if (plan.max_shard_size == 0) {
-    for (std::size_t i = 0; i < checkpoint.files().size(); ++i) files.names.push_back(checkpoint.file_name(i));
+    for (std::size_t i = 0; i < checkpoint.files().size(); ++i)
+      files.names.push_back(checkpoint.file_name(i));
     for (const PlannedTensor& t : tensors) files.file_of.push_back(plan.sources[t.source].file);
   } else {
     std::vector<std::pair<std::string_view, std::uint64_t>> sizes;
@@ -74,7 +75,8 @@ void make_hf_outputs(Plan& plan, const st::Checkpoint& checkpoint) {
   std::error_code ec;
   const bool input_index =
       std::filesystem::is_regular_file(std::filesystem::path(plan.input_root) / kIndexFileName, ec);
-  if (plan.max_shard_size == 0 ? input_index : plan.outputs.size() > 1) plan.generated_files.push_back(hf_index(plan));
+  if (plan.max_shard_size == 0 ? input_index : plan.outputs.size() > 1)
+    plan.generated_files.push_back(hf_index(plan));
 }
 
 }  // namespace shardwise::plan::detail

@@ -19,8 +19,8 @@ namespace shardwise::plan::detail {
 
 // Which file each tensor goes to, and the files' names.
 struct HfFiles {
-  std::vector<std::string> names;     // in file order
-  std::vector<std::size_t> file_of;   // per tensor given, an index into `names`
+  std::vector<std::string> names;    // in file order
+  std::vector<std::size_t> file_of;  // per tensor given, an index into `names`
 };
 
 // The assignment of save_pretrained: `tensors` (output name, bytes as written; in any order, names

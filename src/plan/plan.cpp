@@ -22,8 +22,8 @@ std::string outputs_heading(const Plan& plan) {
     return plan.max_shard_size == 0
                ? fmt::format("{} file{} in Hugging Face's layout, mirroring the input's", plan.outputs.size(),
                              plan.outputs.size() == 1 ? "" : "s")
-               : fmt::format("{} file{} in Hugging Face's layout (max shard size {} bytes)", plan.outputs.size(),
-                             plan.outputs.size() == 1 ? "" : "s", plan.max_shard_size);
+               : fmt::format("{} file{} in Hugging Face's layout (max shard size {} bytes)",
+                             plan.outputs.size(), plan.outputs.size() == 1 ? "" : "s", plan.max_shard_size);
   }
   return fmt::format("{} ranks (mp={})", plan.model_parallel, plan.model_parallel);
 }

@@ -37,13 +37,16 @@ void add_dequantized_config(Plan& plan, const std::string& name, Diagnostics& pr
   if (dtypes.size() != 1) {
     problems.add(fmt::format(
         "{}: the rules write it without its quantisation ({{{}: dequantized}}), but the plan dequantises {}",
-        name, name, dtypes.empty() ? std::string("no tensor") : "to " + dtype_words(dtypes) + ": which is the model's dtype?"));
+        name, name,
+        dtypes.empty() ? std::string("no tensor")
+                       : "to " + dtype_words(dtypes) + ": which is the model's dtype?"));
     return;
   }
   const st::DType dtype = *dtypes.begin();
   if (dtype != st::DType::BF16 && dtype != st::DType::F16) {
-    problems.add(fmt::format("{}: the plan dequantises to {}, which config.json cannot name (bfloat16 or float16)",
-                             name, st::dtype_name(dtype)));
+    problems.add(
+        fmt::format("{}: the plan dequantises to {}, which config.json cannot name (bfloat16 or float16)",
+                    name, st::dtype_name(dtype)));
     return;
   }
   const std::string path = (std::filesystem::path(plan.input_root) / name).string();
@@ -52,13 +55,15 @@ void add_dequantized_config(Plan& plan, const std::string& name, Diagnostics& pr
     const io::ReadOnlyFile file(path);
     constexpr std::uint64_t kMaxConfigBytes = 64u << 20;  // a config.json is a few KB
     if (file.size() > kMaxConfigBytes) {
-      throw Error(ErrorKind::input, fmt::format("{}: larger than {} bytes: not a config.json", path, kMaxConfigBytes));
+      throw Error(ErrorKind::input,
+                  fmt::format("{}: larger than {} bytes: not a config.json", path, kMaxConfigBytes));
     }
     std::string text(static_cast<std::size_t>(file.size()), '\0');
     io::pread_exact(file.fd(), path, 0, std::as_writable_bytes(std::span(text)));
     plan.generated_files.push_back(GeneratedFile{
         name, st::dequantized_config_json(text, dtype, path), name, identity_of_open_file(file.fd(), path),
-        fmt::format("without its quantisation, dtype {}", dtype == st::DType::BF16 ? "bfloat16" : "float16")});
+        fmt::format("without its quantisation, dtype {}",
+                    dtype == st::DType::BF16 ? "bfloat16" : "float16")});
   } catch (const Error& e) {
     problems.add(e.what());
   }

@@ -414,12 +414,13 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
                          const rules::Params& params, OutsideLinks links) {
   if (rules.output_layout() != rules::OutputLayout::per_rank) {
-    throw Error(ErrorKind::usage,
-                fmt::format("the rules {} write {}, not rank files: reshard reads rank files (rules with "
-                            "output: {{file: PATTERN}})",
-                            rules.name(),
-                            rules.output_layout() == rules::OutputLayout::hf ? "Hugging Face's layout"
-                                                                             : "the input's files (mirrored)"));
+    throw Error(
+        ErrorKind::usage,
+        fmt::format("the rules {} write {}, not rank files: reshard reads rank files (rules with "
+                    "output: {{file: PATTERN}})",
+                    rules.name(),
+                    rules.output_layout() == rules::OutputLayout::hf ? "Hugging Face's layout"
+                                                                     : "the input's files (mirrored)"));
   }
   return plan_from(
       from, model_parallel,

@@ -184,7 +184,9 @@ std::string explain_decision(const Rules& rules, const Decision& d, const Params
   return printable_lines(text);  // the names may come from a checkpoint
 }
 
-std::string explain_decision(const Decision& d, const Params& params) { return explain_text(d, params, nullptr); }
+std::string explain_decision(const Decision& d, const Params& params) {
+  return explain_text(d, params, nullptr);
+}
 
 namespace {
 
@@ -278,12 +280,14 @@ std::string Rules::summary() const {
                 : fmt::format("\n  output: Hugging Face layout, shards of at most {} bytes (no ranks)",
                               r.max_shard_size);
   } else {
-    text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
-                            : fmt::format("\n  output: {}", r.output_file);
+    text += r.mirror_output
+                ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
+                : fmt::format("\n  output: {}", r.output_file);
   }
   std::vector<std::string> sides = r.side_files;
   for (const SideFileRule& rule : r.side_file_rules) {
-    sides.push_back(rule.name + (rule.action == SideFileRule::Action::drop ? " (not copied)" : " (dequantized)"));
+    sides.push_back(rule.name +
+                    (rule.action == SideFileRule::Action::drop ? " (not copied)" : " (dequantized)"));
   }
   if (!sides.empty()) text += fmt::format("; side files: {}", fmt::join(sides, ", "));
   return text + "\n";

@@ -215,8 +215,9 @@ void read_side_file_rule(YamlReader& in, const YAML::Node& item, std::map<std::s
   const auto action = in.string_value(item.begin()->second, "what happens to a side file");
   if (!name || !action) return;
   if (!is_plain_file_name(*name) || name->find_first_of("*?[") != std::string::npos) {
-    in.error(item, fmt::format("side file '{}' with an action must be a plain file name, not a path or pattern",
-                               *name));
+    in.error(
+        item,
+        fmt::format("side file '{}' with an action must be a plain file name, not a path or pattern", *name));
   }
   if (!seen.emplace(*name, in.where(item)).second)
     in.error(item, fmt::format("side file '{}' is listed twice", *name));
@@ -225,10 +226,11 @@ void read_side_file_rule(YamlReader& in, const YAML::Node& item, std::map<std::s
   } else if (*action == "dequantized") {
     out.side_file_rules.push_back({*name, SideFileRule::Action::dequantized});
   } else {
-    in.error(item.begin()->second,
-             fmt::format("side file '{}': '{}' is not drop (never copied) or dequantized (config.json without "
-                         "its quantisation){}",
-                         *name, *action, did_you_mean(*action, {"drop", "dequantized"})));
+    in.error(
+        item.begin()->second,
+        fmt::format("side file '{}': '{}' is not drop (never copied) or dequantized (config.json without "
+                    "its quantisation){}",
+                    *name, *action, did_you_mean(*action, {"drop", "dequantized"})));
   }
 }
 
@@ -360,7 +362,8 @@ void read_add_prefix(YamlReader& in, const YAML::Node& node, CompiledRules& out)
   const YAML::Node add = YamlReader::field(node, "add_prefix");
   const YAML::Node except = YamlReader::field(node, "except");
   if (!add.IsDefined()) {
-    if (except.IsDefined()) in.error(except, "'except' of normalize belongs to 'add_prefix', which is not given");
+    if (except.IsDefined())
+      in.error(except, "'except' of normalize belongs to 'add_prefix', which is not given");
     return;
   }
   const auto prefix = in.string_value(add, "add_prefix");
@@ -372,7 +375,8 @@ void read_add_prefix(YamlReader& in, const YAML::Node& node, CompiledRules& out)
     if (!pattern) return;
     auto re = std::make_shared<RE2>(*pattern, RE2::Quiet);
     if (!re->ok()) {
-      in.error(except, fmt::format("invalid regex '{}' in 'except' of add_prefix: {}", *pattern, re->error()));
+      in.error(except,
+               fmt::format("invalid regex '{}' in 'except' of add_prefix: {}", *pattern, re->error()));
       return;
     }
     rule.except = std::move(re);

@@ -57,8 +57,9 @@ void make_checkpoint(const TempDir& dir) {
                                 {"model.layers.1.proj.weight_scale_inv", "F32", {1, 1}, kTwo},
                                 {"lm_head.weight", "BF16", {2, 2}, bytes(8, 'h')},
                                 {"model.norm.weight", "F32", {4}, bytes(16, 'n')}}));
-  write_file(dir / "config.json",
-             R"({"architectures": ["X"], "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}, "torch_dtype": "bfloat16", "vocab_size": 4})");
+  write_file(
+      dir / "config.json",
+      R"({"architectures": ["X"], "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}, "torch_dtype": "bfloat16", "vocab_size": 4})");
   write_file(dir / "quant_config.json", "{}");
   write_file(dir / "tokenizer.json", "{\"t\": 1}");
 }
@@ -99,8 +100,9 @@ const std::string kSecondHeader = padded(
 std::string rules() { return source_dir() + "/tests/data/rules/hf-fp8.yaml"; }
 
 Args convert(const TempDir& in, const TempDir& out, const Args& extra = {}) {
-  return joined({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--max-shard-size", "40", "-q"},
-                extra);
+  return joined(
+      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--max-shard-size", "40", "-q"},
+      extra);
 }
 
 Args verify(const TempDir& in, const TempDir& out) {
@@ -149,7 +151,8 @@ TEST_CASE("hf layout: convert writes save_pretrained's shards, index, config.jso
 
   // One shard: model.safetensors and no index (the rules' 5GB).
   TempDir whole;
-  REQUIRE(run_shardwise({"convert", "-i", in.str(), "-o", whole.str(), "--rules", rules(), "-q"}).exit_code == 0);
+  REQUIRE(run_shardwise({"convert", "-i", in.str(), "-o", whole.str(), "--rules", rules(), "-q"}).exit_code ==
+          0);
   CHECK(listing(whole.path()) == std::set<std::string>{"model.safetensors", "config.json", "tokenizer.json",
                                                        "shardwise-manifest.json"});
   CHECK(parse_safetensors(read_file(whole / "model.safetensors")).size() == 5);
@@ -161,8 +164,9 @@ TEST_CASE("hf layout: plan shows each tensor's file and what happens to each sid
   const auto text = run_shardwise({"plan", "-i", in.str(), "--rules", rules(), "--max-shard-size", "40"});
   REQUIRE(text.exit_code == 0);
   CHECK_THAT(text.out, Catch::Contains("2 files in Hugging Face's layout (max shard size 40 bytes)"));
-  CHECK_THAT(text.out, Catch::Contains("tokenizer.json, config.json (without its quantisation, dtype bfloat16), "
-                                       "model.safetensors.index.json (written), quant_config.json (not copied)"));
+  CHECK_THAT(text.out,
+             Catch::Contains("tokenizer.json, config.json (without its quantisation, dtype bfloat16), "
+                             "model.safetensors.index.json (written), quant_config.json (not copied)"));
   const auto json = run_shardwise(
       {"plan", "-i", in.str(), "--rules", rules(), "--max-shard-size", "40", "--format", "json"});
   REQUIRE(json.exit_code == 0);
@@ -189,7 +193,8 @@ TEST_CASE("hf layout: verify checks files, index and bytes; --resume keeps finis
       {"verify", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--max-shard-size", "5GB", "-q"});
   CHECK(other.exit_code == 6);
   CHECK_THAT(other.out, Catch::Contains("model.safetensors: missing"));
-  CHECK_THAT(other.out, Catch::Contains(kSecond + ": unexpected output file: the plan writes 1 Hugging Face file"));
+  CHECK_THAT(other.out,
+             Catch::Contains(kSecond + ": unexpected output file: the plan writes 1 Hugging Face file"));
 
   // One byte of a tensor changed.
   std::string damaged = read_file(out / kSecond);
@@ -211,8 +216,8 @@ TEST_CASE("hf layout: verify checks files, index and bytes; --resume keeps finis
   CHECK_THAT(index.out, Catch::Contains(kIndex));
 
   // --resume with another max shard size keeps nothing.
-  const auto changed = run_shardwise(
-      {"convert", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--max-shard-size", "100", "--resume"});
+  const auto changed = run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", rules(),
+                                      "--max-shard-size", "100", "--resume"});
   CHECK(changed.exit_code != 0);
   CHECK_THAT(changed.err, Catch::Contains("the output layout changed"));
 }
@@ -235,21 +240,26 @@ TEST_CASE("hf layout: reshard refuses the folder, -m and bad sizes are usage err
     CHECK(bad.exit_code == 2);
     CHECK_THAT(bad.err, Catch::Contains("max shard size '" + size + "'"));
   }
-  const auto both = run_shardwise({"plan", "-i", in.str(), "--rules", rules(), "--mirror", "--max-shard-size", "1"});
+  const auto both =
+      run_shardwise({"plan", "-i", in.str(), "--rules", rules(), "--mirror", "--max-shard-size", "1"});
   CHECK(both.exit_code == 2);
-  const auto not_hf = run_shardwise({"plan", "-i", in.str(), "--rules", source_dir() + "/tests/data/rules/mirror-keep.yaml",
-                                     "--max-shard-size", "1GB"});
+  const auto not_hf =
+      run_shardwise({"plan", "-i", in.str(), "--rules", source_dir() + "/tests/data/rules/mirror-keep.yaml",
+                     "--max-shard-size", "1GB"});
   CHECK(not_hf.exit_code == 2);
-  CHECK_THAT(not_hf.err, Catch::Contains("--max-shard-size applies to rules whose output is Hugging Face's layout"));
+  CHECK_THAT(not_hf.err,
+             Catch::Contains("--max-shard-size applies to rules whose output is Hugging Face's layout"));
 }
 
-TEST_CASE("hf layout --mirror: the input's files, each tensor in its source's file, the index as transformers") {
+TEST_CASE(
+    "hf layout --mirror: the input's files, each tensor in its source's file, the index as transformers") {
   TempDir in, out;
   make_checkpoint(in);
   write_file(in / kIndex,
              "{\"metadata\": {}, \"weight_map\": {"
-             "\"model.layers.0.proj.weight\": \"" + kFirst + "\", \"model.layers.0.proj.weight_scale_inv\": \"" +
-                 kFirst + "\", \"model.embed.weight\": \"" + kFirst + "\", \"model.layers.1.proj.weight\": \"" +
+             "\"model.layers.0.proj.weight\": \"" +
+                 kFirst + "\", \"model.layers.0.proj.weight_scale_inv\": \"" + kFirst +
+                 "\", \"model.embed.weight\": \"" + kFirst + "\", \"model.layers.1.proj.weight\": \"" +
                  kSecond + "\", \"model.layers.1.proj.weight_scale_inv\": \"" + kSecond +
                  "\", \"lm_head.weight\": \"" + kSecond + "\", \"model.norm.weight\": \"" + kSecond + "\"}}");
   const auto run =
@@ -269,6 +279,6 @@ TEST_CASE("hf layout --mirror: the input's files, each tensor in its source's fi
         "  }\n"
         "}\n");
   CHECK(parse_safetensors(read_file(out / kSecond)).size() == 3);
-  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--mirror", "-q"}).exit_code ==
-        0);
+  CHECK(run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "--rules", rules(), "--mirror", "-q"})
+            .exit_code == 0);
 }

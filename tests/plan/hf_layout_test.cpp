@@ -38,7 +38,8 @@ std::vector<std::string> names_of(const plan::OutputFile& out) {
   return names;
 }
 
-plan::Plan plan_hf(const std::filesystem::path& dir, const std::string& rules_text, plan::PlanOptions options) {
+plan::Plan plan_hf(const std::filesystem::path& dir, const std::string& rules_text,
+                   plan::PlanOptions options) {
   const rules::Rules rules = rules::Rules::load_text(rules_text, "hf-test.yaml");
   const st::Checkpoint checkpoint = st::Checkpoint::open(dir.string());
   return plan::plan_checkpoint(checkpoint, rules, options);
@@ -141,14 +142,16 @@ TEST_CASE("--mirror: one file per input file under its name, the index only when
     CHECK(plan.outputs[1].metadata == std::map<std::string, std::string>{{"format", "pt"}});
     CHECK(plan.generated_files.empty());
   }
-  write_file(dir / "model.safetensors.index.json",
-             R"({"metadata": {}, "weight_map": {"lm_head.weight": "a.safetensors", "model.layers.10.w": "a.safetensors",
+  write_file(
+      dir / "model.safetensors.index.json",
+      R"({"metadata": {}, "weight_map": {"lm_head.weight": "a.safetensors", "model.layers.10.w": "a.safetensors",
                  "model.layers.2.w": "b.safetensors", "model.layers.9.w": "b.safetensors",
                  "model.norm.weight": "b.safetensors"}})");
   const plan::Plan plan = plan_hf(dir.path(), kHfRules, options);
   REQUIRE(plan.generated_files.size() == 1);
   CHECK(plan.generated_files[0].content.find("\"total_size\": 240") != std::string::npos);
-  CHECK(plan.generated_files[0].content.find("\"model.norm.weight\": \"b.safetensors\"") != std::string::npos);
+  CHECK(plan.generated_files[0].content.find("\"model.norm.weight\": \"b.safetensors\"") !=
+        std::string::npos);
 }
 
 TEST_CASE("Hugging Face's layout has no ranks; its options are refused for other rules") {
@@ -165,7 +168,8 @@ TEST_CASE("Hugging Face's layout has no ranks; its options are refused for other
     return std::string();
   };
   CHECK_THAT(usage_error(kHfRules, {2, {}}),
-             Catch::Contains("Hugging Face's layout, which has no ranks: --model-parallel does not apply (given 2)"));
+             Catch::Contains(
+                 "Hugging Face's layout, which has no ranks: --model-parallel does not apply (given 2)"));
   plan::PlanOptions both{1, {}};
   both.mirror = true;
   both.max_shard_size = 10;
@@ -179,7 +183,9 @@ TEST_CASE("Hugging Face's layout has no ranks; its options are refused for other
   CHECK_THAT(usage_error(kPlanRules, mirror), Catch::Contains("--mirror applies to rules"));
 }
 
-TEST_CASE("side files: config.json without its quantisation, a quantiser's config dropped, patterns skip tensor files") {
+TEST_CASE(
+    "side files: config.json without its quantisation, a quantiser's config dropped, patterns skip tensor "
+    "files") {
   const char* const rules_text = R"(shardwise: 1
 name: hf-dequant-test
 output: {layout: hf}
@@ -196,8 +202,8 @@ transforms:
 )";
   TempDir dir;
   write_checkpoint_file(dir / "model.safetensors", {{"a.weight", st::DType::F8_E4M3, {128, 256}},
-                                                     {"a.weight_scale_inv", st::DType::F32, {1, 2}},
-                                                     {"norm.weight", st::DType::BF16, {128}}});
+                                                    {"a.weight_scale_inv", st::DType::F32, {1, 2}},
+                                                    {"norm.weight", st::DType::BF16, {128}}});
   write_file(dir / "config.json",
              R"({"torch_dtype": "float8", "quantization_config": {"quant_method": "fp8"}, "hidden": 128})");
   write_file(dir / "quantize_config.json", "{}");
@@ -223,7 +229,8 @@ transforms:
     FAIL("planned");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);
-    CHECK_THAT(std::string(e.what()), Catch::Contains("config.json: the rules write it without its quantisation "
-                                                      "({config.json: dequantized}), but the plan dequantises no tensor"));
+    CHECK_THAT(std::string(e.what()),
+               Catch::Contains("config.json: the rules write it without its quantisation "
+                               "({config.json: dequantized}), but the plan dequantises no tensor"));
   }
 }

@@ -61,14 +61,16 @@ TEST_CASE("output: {layout: hf} has no ranks, transformers' 5GB unless a size is
 }
 
 TEST_CASE("layout mistakes, word for word") {
-  CHECK(load_error("shardwise: 1\nname: h\noutput: {layout: gguf}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:18: 'layout' of output must be hf (Hugging Face's "
-        "files), got 'gguf'");
+  CHECK(
+      load_error("shardwise: 1\nname: h\noutput: {layout: gguf}\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:3:18: 'layout' of output must be hf (Hugging Face's "
+      "files), got 'gguf'");
   CHECK(load_error("shardwise: 1\nname: h\noutput: {layout: hf, max_shard_size: 5GiB}\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:3:38: max shard size '5GiB': binary units are not "
         "accepted (huggingface_hub takes TB, GB, MB or KB, powers of ten); give the number of bytes instead");
-  CHECK(load_error("shardwise: 1\nname: h\noutput: {file: \"a{rank}.st\", max_shard_size: 5GB}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: 'max_shard_size' of output needs 'layout: hf'");
+  CHECK(
+      load_error("shardwise: 1\nname: h\noutput: {file: \"a{rank}.st\", max_shard_size: 5GB}\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: 'max_shard_size' of output needs 'layout: hf'");
   CHECK(load_error("shardwise: 1\nname: h\noutput: {layout: hf, mirror: true, max_shard_size: 5GB}\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:3:9: output takes 'max_shard_size' (Hugging Face's "
         "shards) or 'mirror: true' (the input's files), not both");
@@ -104,12 +106,14 @@ keys:
   CHECK(rules.decide("norm.weight", {{"mp", 1}}).output == "model.norm.weight");
   CHECK_THAT(rules.summary(), Catch::Contains("add prefix 'model.' (with exceptions)"));
 
-  CHECK(load_error("shardwise: 1\nname: p\noutput: {layout: hf}\nnormalize: {except: '^a'}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:4:21: 'except' of normalize belongs to 'add_prefix', "
-        "which is not given");
-  CHECK(load_error("shardwise: 1\nname: p\noutput: {layout: hf}\nnormalize: {add_prefix: m., except: '('}\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:4:37: invalid regex '(' in 'except' of add_prefix: "
-        "missing ): (");
+  CHECK(
+      load_error("shardwise: 1\nname: p\noutput: {layout: hf}\nnormalize: {except: '^a'}\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:4:21: 'except' of normalize belongs to 'add_prefix', "
+      "which is not given");
+  CHECK(
+      load_error("shardwise: 1\nname: p\noutput: {layout: hf}\nnormalize: {add_prefix: m., except: '('}\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:4:37: invalid regex '(' in 'except' of add_prefix: "
+      "missing ): (");
 }
 
 TEST_CASE("side_files entries {NAME: drop} and {NAME: dequantized}") {
@@ -122,13 +126,17 @@ TEST_CASE("side_files entries {NAME: drop} and {NAME: dequantized}") {
   CHECK(rules.side_file_rules()[0].name == "config.json");
   CHECK(rules.side_file_rules()[0].action == SideFileRule::Action::dequantized);
   CHECK(rules.side_file_rules()[1].action == SideFileRule::Action::drop);
-  CHECK_THAT(rules.summary(), Catch::Contains("side files: *, config.json (dequantized), quant_config.json (not copied)"));
+  CHECK_THAT(rules.summary(),
+             Catch::Contains("side files: *, config.json (dequantized), quant_config.json (not copied)"));
 
-  CHECK(load_error("shardwise: 1\nname: s\noutput: {layout: hf}\nside_files: [{config.json: removed}]\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:4:28: side file 'config.json': 'removed' is not drop "
-        "(never copied) or dequantized (config.json without its quantisation)");
-  CHECK(load_error("shardwise: 1\nname: s\noutput: {layout: hf}\nside_files: [config.json, {config.json: drop}]\n") ==
-        "invalid rules file x.yaml (1 problem):\n  x.yaml:4:27: side file 'config.json' is listed twice");
+  CHECK(
+      load_error("shardwise: 1\nname: s\noutput: {layout: hf}\nside_files: [{config.json: removed}]\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:4:28: side file 'config.json': 'removed' is not drop "
+      "(never copied) or dequantized (config.json without its quantisation)");
+  CHECK(
+      load_error(
+          "shardwise: 1\nname: s\noutput: {layout: hf}\nside_files: [config.json, {config.json: drop}]\n") ==
+      "invalid rules file x.yaml (1 problem):\n  x.yaml:4:27: side file 'config.json' is listed twice");
   CHECK(load_error("shardwise: 1\nname: s\noutput: {layout: hf}\nside_files: [{'*.json': drop}]\n") ==
         "invalid rules file x.yaml (1 problem):\n  x.yaml:4:14: side file '*.json' with an action must be a "
         "plain file name, not a path or pattern");

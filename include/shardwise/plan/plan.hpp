@@ -174,7 +174,7 @@ struct Plan {
   // when a side file is opened to be copied.
   OutsideLinks outside_links = OutsideLinks::refuse;
   OutputNaming naming = OutputNaming::per_rank;
-  std::uint64_t max_shard_size = 0;  // hf: the limit of a file's tensor bytes; 0: mirrored files
+  std::uint64_t max_shard_size = 0;            // hf: the limit of a file's tensor bytes; 0: mirrored files
   std::vector<GeneratedFile> generated_files;  // mirror: the index, when the input has one
   std::vector<std::string> rule_labels;        // "table[wq] (rules.yaml:12:5)", each rule once
   // What people must know besides the rows: counts taken from the checkpoint, ownership rules
