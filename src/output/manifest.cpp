@@ -89,6 +89,7 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
   manifest.rules = rules;
   manifest.input_headers_xxh3 = headers_xxh3;
   set_params(manifest, plan.params, plan.param_choices);
+  for (const auto& [name, source] : plan.param_sources) manifest.param_sources[name] = source.text(name);
   for (const plan::OutputFile& output : plan.outputs)
     manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
@@ -159,6 +160,7 @@ Json manifest_to_json(const Manifest& manifest) {
   params.insert(manifest.choices.begin(), manifest.choices.end());
   json["params"] = Json::object();
   for (const auto& [name, value] : params) json["params"][name] = value;
+  if (!manifest.param_sources.empty()) json["param_sources"] = manifest.param_sources;
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
@@ -298,6 +300,11 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
       manifest.params[name] = r.number(params, name.c_str());
     }
   }
+  if (const auto sources = json.find("param_sources"); sources != json.end() && sources->is_object()) {
+    for (const auto& [name, source] : sources->items()) {
+      if (source.is_string()) manifest.param_sources[name] = source.get<std::string>();
+    }
+  }
   for (const Json& entry : r.array(json, "outputs")) {
     ManifestOutput output{r.number(entry, "rank"), r.file_name(entry, "file", "output file"), 0, 0, {}};
     if (manifest.complete || entry.contains("xxh3")) {
@@ -382,7 +389,8 @@ Manifest without_entries(const Manifest& manifest) {
                   {},
                   {},
                   manifest.choices,
-                  manifest.choice_words};
+                  manifest.choice_words,
+                  manifest.param_sources};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one

@@ -100,6 +100,10 @@ struct Manifest {
   // Not written: the words of each choice parameter, from the plan, so that an older file's index
   // reads as its word when compared (plan_changes).
   std::map<std::string, std::vector<std::string>> choice_words{};
+  // Where each parameter's value came from ("config.json: num_attention_heads", "--heads",
+  // "default"), when the rules read one from the checkpoint's files (plan.param_sources): for
+  // people; written only when not empty, and no reader depends on it.
+  std::map<std::string, std::string> param_sources{};
 };
 
 // Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the
