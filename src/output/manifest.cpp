@@ -93,6 +93,7 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
     manifest.output_layout = "hf";
     manifest.max_shard_size = plan.max_shard_size;
   }
+  for (const auto& [name, source] : plan.param_sources) manifest.param_sources[name] = source.text(name);
   for (const plan::OutputFile& output : plan.outputs)
     manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
@@ -206,6 +207,7 @@ Json manifest_to_json(const Manifest& manifest) {
   if (!manifest.output_layout.empty()) {
     json["output"] = {{"layout", manifest.output_layout}, {"max_shard_size", manifest.max_shard_size}};
   }
+  if (!manifest.param_sources.empty()) json["param_sources"] = manifest.param_sources;
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
@@ -405,6 +407,11 @@ Manifest manifest_from(const Json& json, const std::string& where, TakenTensors*
       r.fail(fmt::format("unknown output layout \"{}\"", manifest.output_layout));
     manifest.max_shard_size = r.number(output, "max_shard_size");
   }
+  if (const auto sources = json.find("param_sources"); sources != json.end() && sources->is_object()) {
+    for (const auto& [name, source] : sources->items()) {
+      if (source.is_string()) manifest.param_sources[name] = source.get<std::string>();
+    }
+  }
   for (const Json& entry : r.array(json, "outputs")) {
     ManifestOutput output{r.number(entry, "rank"), r.file_name(entry, "file", "output file"), 0, 0, {}};
     if (manifest.complete || entry.contains("xxh3")) {
@@ -560,7 +567,8 @@ Manifest without_entries(const Manifest& manifest) {
                   manifest.choices,
                   manifest.choice_words,
                   manifest.output_layout,
-                  manifest.max_shard_size};
+                  manifest.max_shard_size,
+                  manifest.param_sources};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one

@@ -19,6 +19,7 @@ using shardwise::test::CommandResult;
 using shardwise::test::generate_checkpoint;
 using shardwise::test::holds_rank_file;
 using shardwise::test::joined;
+using shardwise::test::read_file;
 using shardwise::test::run_shardwise;
 using shardwise::test::source_dir;
 using shardwise::test::TempDir;
@@ -112,7 +113,7 @@ TEST_CASE("from_config: a config.json that leads outside the input folder is ref
   CHECK(contains(allowed.out, "  n_experts = 8 (config.json: n_routed_experts)\n"));
 }
 
-TEST_CASE("from_config: convert and verify read the same config; explain and --help show it") {
+TEST_CASE("from_config: convert and verify read the same config, and explain and --help show it") {
   TempDir dir;
   checkpoint(dir / "in", R"({"n_routed_experts": 8, "num_attention_heads": 16})");
   const Args common = {"-r", rules_file(), "-i", (dir / "in").string(), "-m", "2"};
@@ -121,6 +122,14 @@ TEST_CASE("from_config: convert and verify read the same config; explain and --h
   INFO(converted.err);
   REQUIRE(converted.exit_code == 0);
   CHECK(holds_rank_file(dir / "out"));
+  // The manifest records where each value came from, beside the values; reshard reads it as before.
+  const nlohmann::json manifest = nlohmann::json::parse(read_file(dir / "out" / "shardwise-manifest.json"));
+  CHECK(manifest["params"]["n_experts"] == 8);
+  CHECK(manifest["param_sources"] == nlohmann::json({{"n_experts", "config.json: n_routed_experts"},
+                                                     {"heads", "config.json: num_attention_heads"}}));
+  CHECK(run_shardwise(
+            {"reshard", "--from", (dir / "out").string(), "-o", (dir / "mp1").string(), "-m", "1", "-q"})
+            .exit_code == 0);
   CHECK(run_shardwise(joined({"verify", "-o", (dir / "out").string()}, common)).exit_code == 0);
   CHECK(
       run_shardwise(joined({"verify", "-o", (dir / "out").string(), "--n-experts", "4"}, common)).exit_code ==

@@ -158,7 +158,7 @@ TEST_CASE("resolve_params: flag > config > default, and where each value came fr
         "heads = 32 (config.json: num_attention_heads)");
 }
 
-TEST_CASE("resolve_params: the first key present wins; a null, a missing key or object falls through") {
+TEST_CASE("resolve_params: the first key present wins, and a null, a missing key or object falls through") {
   const Rules r = rules();
   const auto kv = [&](const std::string& json) {
     const ResolvedParams resolved = r.resolve_params({}, config(json));

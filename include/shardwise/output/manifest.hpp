@@ -120,6 +120,10 @@ struct Manifest {
   // files, which the rules' output file pattern tells apart.
   std::string output_layout{};
   std::uint64_t max_shard_size = 0;
+  // Where each parameter's value came from ("config.json: num_attention_heads", "--heads",
+  // "default"), when the rules read one from the checkpoint's files (plan.param_sources): for
+  // people; written only when not empty, and no reader depends on it.
+  std::map<std::string, std::string> param_sources{};
 };
 
 // Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the
