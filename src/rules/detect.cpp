@@ -82,9 +82,24 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
     }
     throw Error(ErrorKind::input, message);
   }
+  // A format's general rules give way to rules written for the model, when both fit.
+  std::vector<std::string> deferred;
+  const std::vector<std::string> fitting_names = names_of(fitting);
+  std::erase_if(fitting, [&](const Candidate* candidate) {
+    for (const std::string& other : candidate->verdict.defer_to) {
+      if (std::find(fitting_names.begin(), fitting_names.end(), other) != fitting_names.end()) {
+        deferred.push_back(fmt::format("{} also fits, but gives way to {} (--rules {} chooses it)", candidate->name,
+                                       other, candidate->name));
+        return true;
+      }
+    }
+    return false;
+  });
   if (fitting.size() == 1) {
+    std::string why = fits_text(fitting.front()->verdict);
+    for (const std::string& other : deferred) why += "; " + other;
     return {std::move(candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
-            fits_text(fitting.front()->verdict)};
+            std::move(why)};
   }
   std::vector<const Candidate*> left;
   std::vector<std::string> ruled_out;
