@@ -155,9 +155,24 @@ std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, cons
   return std::nullopt;
 }
 
+// Where a placed tensor goes in Hugging Face's layout, which depends on every tensor's size.
+std::string hf_file_line(const Rules& rules) {
+  if (rules.max_shard_size() == 0) {
+    return "  file: the input file that holds it (Hugging Face's layout, mirrored; no ranks)\n";
+  }
+  return fmt::format(
+      "  file: one of Hugging Face's shards of at most {} bytes, by natural name order (no ranks): "
+      "`shardwise plan` on the checkpoint names it\n",
+      rules.max_shard_size());
+}
+
 std::string explain_decision(const Rules& rules, const Decision& d, const Params& params) {
   const std::optional<Rules::Consumer> consumer = rules.consumer_of(d, params);
-  if (!consumer) return explain_decision(d, params);
+  if (!consumer) {
+    std::string text = explain_decision(d, params);
+    if (rules.output_layout() == OutputLayout::hf && d.kind == Decision::Kind::place) text += hf_file_line(rules);
+    return text;
+  }
   std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
   for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
   text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
@@ -205,8 +220,11 @@ std::string Rules::summary() const {
       fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
   if (!r.extends.empty()) text += fmt::format("  extends: {}\n", fmt::join(r.extends, " <- "));
   if (!r.rejects.empty()) text += fmt::format("  reject: {}\n", plural(r.rejects.size(), "rule"));
-  text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"),
-                      plural(r.renames.size(), "rename"));
+  text += fmt::format("  normalize: {}, {}{}\n", plural(r.strip_prefixes.size(), "prefix strip"),
+                      plural(r.renames.size(), "rename"),
+                      r.add_prefix ? fmt::format(", add prefix '{}'{}", r.add_prefix->prefix,
+                                                 r.add_prefix->except ? " (with exceptions)" : "")
+                                   : std::string());
   text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"),
                       plural(r.keys.size(), "key rule"), plural(r.table.size(), "table entry"),
                       plural(r.overrides.size(), "override"), plural(r.ownership.size(), "ownership rule"));
@@ -234,9 +252,20 @@ std::string Rules::summary() const {
     text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, param_default_text(param),
                         param.help.empty() ? "" : ": " + param.help);
   }
-  text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
-                          : fmt::format("\n  output: {}", r.output_file);
-  if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));
+  if (r.hf_output) {
+    text += r.max_shard_size == 0
+                ? std::string("\n  output: Hugging Face layout, one file per input file (no ranks)")
+                : fmt::format("\n  output: Hugging Face layout, shards of at most {} bytes (no ranks)",
+                              r.max_shard_size);
+  } else {
+    text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
+                            : fmt::format("\n  output: {}", r.output_file);
+  }
+  std::vector<std::string> sides = r.side_files;
+  for (const SideFileRule& rule : r.side_file_rules) {
+    sides.push_back(rule.name + (rule.action == SideFileRule::Action::drop ? " (not copied)" : " (dequantized)"));
+  }
+  if (!sides.empty()) text += fmt::format("; side files: {}", fmt::join(sides, ", "));
   return text + "\n";
 }
 

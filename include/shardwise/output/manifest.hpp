@@ -100,6 +100,11 @@ struct Manifest {
   // Not written: the words of each choice parameter, from the plan, so that an older file's index
   // reads as its word when compared (plan_changes).
   std::map<std::string, std::vector<std::string>> choice_words{};
+  // "hf" for Hugging Face's layout (written as "output": {"layout": "hf", "max_shard_size": N}, only
+  // then), with its max shard size (0: one file per input file); "" for rank files and mirrored
+  // files, which the rules' output file pattern tells apart.
+  std::string output_layout{};
+  std::uint64_t max_shard_size = 0;
 };
 
 // Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the
