@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <numeric>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -364,8 +365,10 @@ class Resolver {
     if (!scales) wrong.push_back(fmt::format("its scales {} are not in the checkpoint", scales_name));
     const bool awq = rule.packing == Packing::awq;
     if (awq ? bits != 4 : (bits != 2 && bits != 4 && bits != 8)) {
-      wrong.push_back(fmt::format("{}={} is not a width handled ({})", rule.bits.text(), bits,
-                                  awq ? "AWQ: 4" : "GPTQ: 2, 4 or 8"));
+      // Once per rule: every packed weight would say the same.
+      if (!bad_width_.insert(&rule).second) return;
+      wrong.push_back(fmt::format("{}={} is not a width handled ({}; every packed weight is refused)",
+                                  rule.bits.text(), bits, awq ? "AWQ: 4" : "GPTQ: 2, 4 or 8"));
     }
     if (!wrong.empty()) {
       problems_.add(fmt::format("{}: {}", where_text, fmt::join(wrong, "; ")));
@@ -540,6 +543,7 @@ class Resolver {
   const std::vector<const rules::TransformRule*>& rules_;
   std::unordered_map<std::string_view, const st::TensorRef*> inputs_;
   std::unordered_map<std::string, std::size_t> input_sources_;
+  std::set<const rules::TransformRule*> bad_width_;
 };
 
 }  // namespace
