@@ -197,7 +197,8 @@ class Engine {
     const io::ReadOnlyFile& input = inputs_[tensor.input];
     const TensorStream stream(plan_, w.planned->tensors[tensor.planned]);
     CompanionInput companion;
-    if (const auto file = stream.companion_file()) companion = {inputs_[*file].fd(), &inputs_[*file].path(), {}};
+    if (const auto file = stream.companion_file())
+      companion = {inputs_[*file].fd(), &inputs_[*file].path(), {}};
     if (stream.needs_input_files()) companion.files = inputs_;
     stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     release_input(w, piece);

@@ -120,7 +120,8 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
   block->out_dtype = tensor.dtype;
   if (tensor.cast == plan::Cast::dequantize_packed) {
     // The codes are the source; the scales the companion; the zeros and group index beside it.
-    if (tensor.companion >= plan.companions.size()) fail("the planned transform has no companion (its scales)");
+    if (tensor.companion >= plan.companions.size())
+      fail("the planned transform has no companion (its scales)");
     const plan::Companion& c = plan.companions[tensor.companion];
     const auto member = [&](std::size_t index) -> const plan::Source* {
       if (index == plan::kNoSource) return nullptr;
@@ -132,10 +133,14 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
     block->zeros = member(c.zeros);
     block->group_index = member(c.group_index);
     if (block->zeros == nullptr) fail("the planned packed dequantization has no zeros");
-    static constexpr transform::IntPacking kPackings[] = {transform::IntPacking::gptq, transform::IntPacking::gptq_v2,
-                                                          transform::IntPacking::awq};
-    block->quant = transform::IntQuant{kPackings[static_cast<int>(c.packing) % 3], c.bits, c.in, c.out,
-                                       block->scales->shape.empty() ? 0 : block->scales->shape[0], c.group_size};
+    static constexpr transform::IntPacking kPackings[] = {
+        transform::IntPacking::gptq, transform::IntPacking::gptq_v2, transform::IntPacking::awq};
+    block->quant = transform::IntQuant{kPackings[static_cast<int>(c.packing) % 3],
+                                       c.bits,
+                                       c.in,
+                                       c.out,
+                                       block->scales->shape.empty() ? 0 : block->scales->shape[0],
+                                       c.group_size};
     if (!tensor.slice.whole() || (tensor.dtype != st::DType::BF16 && tensor.dtype != st::DType::F16) ||
         tensor.shape != st::Shape{c.out, c.in} || source.dtype != st::DType::I32 || c.in == 0 ||
         tensor.bytes != c.out * c.in * 2) {
@@ -157,7 +162,8 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
     block->cols = c.in;
     block->row_bytes = c.in * 2;
     // A band's codes, zeros and scales: about in * bits / 8 bytes per output row.
-    block->cap_rows = std::max<std::uint64_t>(1, kBandInputBytes / std::max<std::uint64_t>(1, c.in * c.bits / 8));
+    block->cap_rows =
+        std::max<std::uint64_t>(1, kBandInputBytes / std::max<std::uint64_t>(1, c.in * c.bits / 8));
     cast_ = tensor.cast;
     out_segment_ = tensor.bytes;
     segments_ = 1;
@@ -190,12 +196,12 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
       block->cols = shape[1];
       const st::Shape scale_shape = as_matrix(sliced(plan.sources[companion->source], companion->slice));
       const bool classic = (block->scale_dtype == st::DType::F8_E8M0 || block->scale_dtype == st::DType::F32);
-      block->any_scale = !classic || tensor.dtype != st::DType::BF16 || block->block_rows == plan::kWholeBlock ||
-                         block->block_cols == plan::kWholeBlock;
+      block->any_scale = !classic || tensor.dtype != st::DType::BF16 ||
+                         block->block_rows == plan::kWholeBlock || block->block_cols == plan::kWholeBlock;
       if (source.dtype != st::DType::F8_E4M3 ||
           (tensor.dtype != st::DType::BF16 && tensor.dtype != st::DType::F16) || tensor.shape != shape ||
-          !transform::is_scale_dtype(block->scale_dtype) || block->block_rows == 0 || block->block_cols == 0 ||
-          scale_shape[0] != ceil_div(block->rows, block->block_rows) ||
+          !transform::is_scale_dtype(block->scale_dtype) || block->block_rows == 0 ||
+          block->block_cols == 0 || scale_shape[0] != ceil_div(block->rows, block->block_rows) ||
           scale_shape[1] != ceil_div(block->cols, block->block_cols)) {
         fail("the planned dequantization does not fit its source and block scale");
       }
@@ -280,8 +286,8 @@ void TensorStream::compute_band(int fd, const std::string& path, std::uint64_t r
         const Band scale(rows.size() * b.scale_cols * width);
         read_scale(rows.begin * b.scale_cols * width, scale.span());
         const transform::OutputFormat format{b.out_dtype, static_cast<transform::Bf16Nan>(b.nan)};
-        transform::dequantize_fp8({weight.span(), scale.span(), b.scale_dtype, grid, row, n, b.cols, b.scale_cols},
-                                  format, out);
+        transform::dequantize_fp8(
+            {weight.span(), scale.span(), b.scale_dtype, grid, row, n, b.cols, b.scale_cols}, format, out);
         return;
       }
       const Band weight(n * b.cols);
@@ -359,9 +365,8 @@ void TensorStream::compute_packed_band(int fd, const std::string& path, std::uin
   // Columns [range) of a member, all its rows.
   const auto read_columns = [&](const plan::Source& member, transform::IndexRange range, int member_fd,
                                 const std::string& member_path) {
-    const plan::Slice slice = member.shape.size() == 2
-                                  ? plan::Slice{1, range.begin, range.end}
-                                  : plan::Slice{0, range.begin, range.end};
+    const plan::Slice slice = member.shape.size() == 2 ? plan::Slice{1, range.begin, range.end}
+                                                       : plan::Slice{0, range.begin, range.end};
     const TensorStream stream = raw(member, slice);
     Band bytes(stream.bytes());
     stream.read(member_fd, member_path, 0, bytes.span(), scratch);
@@ -384,10 +389,15 @@ void TensorStream::compute_packed_band(int fd, const std::string& path, std::uin
     const io::ReadOnlyFile& gf = file_of(*b.group_index);
     group_index.emplace(read_columns(*b.group_index, need.group_index, gf.fd(), gf.path()));
   }
-  transform::IntQuantBand band{b.quant, tile, codes.span(), zeros.span(), scales.span(), b.scales->dtype,
-                               group_index ? std::span<const std::byte>(group_index->span())
-                                           : std::span<const std::byte>(),
-                               b.group_index != nullptr ? b.group_index->dtype : st::DType::I32};
+  transform::IntQuantBand band{
+      b.quant,
+      tile,
+      codes.span(),
+      zeros.span(),
+      scales.span(),
+      b.scales->dtype,
+      group_index ? std::span<const std::byte>(group_index->span()) : std::span<const std::byte>(),
+      b.group_index != nullptr ? b.group_index->dtype : st::DType::I32};
   transform::dequantize_int(band, transform::OutputFormat{b.out_dtype, transform::Bf16Nan::canonical}, out);
 }
 

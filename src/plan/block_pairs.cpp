@@ -116,9 +116,9 @@ class Resolver {
       pair_packed(out, t, rule);
       return;
     }
-    if (rule.kind == Kind::dequantize && (rule.grid != rules::TransformRule::Grid::block ||
-                                          !rule.companion_alternatives.empty() || rule.to != st::DType::BF16 ||
-                                          !rule.grid_rows.param.empty() || !rule.grid_cols.param.empty())) {
+    if (rule.kind == Kind::dequantize &&
+        (rule.grid != rules::TransformRule::Grid::block || !rule.companion_alternatives.empty() ||
+         rule.to != st::DType::BF16 || !rule.grid_rows.param.empty() || !rule.grid_cols.param.empty())) {
       pair_scaled(out, t, rule, consumed);
       return;
     }
@@ -211,7 +211,8 @@ class Resolver {
     Found found;
     std::vector<std::string> tried;
     std::vector<const rules::NameTemplate*> templates{&rule.companion};
-    for (const rules::NameTemplate& alternative : rule.companion_alternatives) templates.push_back(&alternative);
+    for (const rules::NameTemplate& alternative : rule.companion_alternatives)
+      templates.push_back(&alternative);
     for (const rules::NameTemplate* name_template : templates) {
       std::string name = companion_name(*name_template, base);
       if (rule.lookup == rules::TransformRule::Lookup::output) {
@@ -247,8 +248,8 @@ class Resolver {
     const std::uint64_t block_cols = rule.grid_cols.resolve(params);
     if (rule.grid == RuleGrid::block && (block_rows == 0 || block_cols == 0)) {
       problems_.add(fmt::format("{}: its block [{}, {}] ({}={}, {}={}) must be positive", where(out, t, rule),
-                                block_rows, block_cols, rule.grid_rows.text(), block_rows, rule.grid_cols.text(),
-                                block_cols));
+                                block_rows, block_cols, rule.grid_rows.text(), block_rows,
+                                rule.grid_cols.text(), block_cols));
       return;
     }
     const Found found = find_companion(out, t, rule);
@@ -266,7 +267,10 @@ class Resolver {
     const bool channel = scale.shape == st::Shape{rows, 1};
     RuleGrid grid = rule.grid;
     if (grid == RuleGrid::infer) {
-      grid = scale.shape == block_shape ? RuleGrid::block : channel ? RuleGrid::per_channel : one ? RuleGrid::per_tensor : RuleGrid::infer;
+      grid = scale.shape == block_shape ? RuleGrid::block
+             : channel                  ? RuleGrid::per_channel
+             : one                      ? RuleGrid::per_tensor
+                                        : RuleGrid::infer;
     }
     Grid_ g{block_rows, block_cols, rows, cols};
     std::string expected;
@@ -291,8 +295,10 @@ class Resolver {
                                st::shape_text(block_shape), block_rows, block_cols, rows);
         break;
     }
-    static constexpr std::array kScaleDtypes{st::DType::F32, st::DType::BF16, st::DType::F16, st::DType::F8_E8M0};
-    const bool dtype_ok = std::find(kScaleDtypes.begin(), kScaleDtypes.end(), scale.dtype) != kScaleDtypes.end();
+    static constexpr std::array kScaleDtypes{st::DType::F32, st::DType::BF16, st::DType::F16,
+                                             st::DType::F8_E8M0};
+    const bool dtype_ok =
+        std::find(kScaleDtypes.begin(), kScaleDtypes.end(), scale.dtype) != kScaleDtypes.end();
     if (!shape_ok || !dtype_ok) {
       problems_.add(fmt::format("{}: its scale {} is {}{}, expected F32, BF16, F16 or F8_E8M0 {} for {}{}",
                                 where(out, t, rule), scale.name, st::dtype_name(scale.dtype),
@@ -311,18 +317,20 @@ class Resolver {
     if (found.placed) {
       if (!matches(out, t, rule, scale, out.tensors[*found.placed].slice, slice)) return;
       if (out.tensors[*found.placed].cast != Cast::none) {
-        problems_.add(fmt::format("{}: its scale {} is itself transformed; a dequantization consumes it as it is",
-                                  where(out, t, rule), found.name));
+        problems_.add(
+            fmt::format("{}: its scale {} is itself transformed; a dequantization consumes it as it is",
+                        where(out, t, rule), found.name));
         return;
       }
       consumed[*found.placed] = true;
     }
     add(t, rule, *found.source, slice, g.block_rows, g.block_cols);
-    if (g.block_rows != kWholeBlock && g.block_cols != kWholeBlock) cut_on_grid(t, g.block_rows, g.block_cols);
+    if (g.block_rows != kWholeBlock && g.block_cols != kWholeBlock)
+      cut_on_grid(t, g.block_rows, g.block_cols);
   }
 
-  bool on_grid_of(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule, const Grid_& g,
-                  const std::string& scale) {
+  bool on_grid_of(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+                  const Grid_& g, const std::string& scale) {
     if (t.slice.whole()) return true;
     const int dim = t.slice.dim;
     const std::uint64_t block = dim == 0 ? g.block_rows : g.block_cols;
@@ -343,14 +351,16 @@ class Resolver {
     const Source codes = plan_.sources[t.source];
     const std::string& input = codes.name;
     const auto dot = input.rfind('.');
-    const std::string_view stem = dot == std::string::npos ? std::string_view(input) : std::string_view(input).substr(0, dot);
+    const std::string_view stem =
+        dot == std::string::npos ? std::string_view(input) : std::string_view(input).substr(0, dot);
     const auto expand = [&](const rules::NameTemplate& name_template) {
       std::array<std::string_view, rules::kCompanionFields.size()> values;
       values[rules::kNameField] = input;
       values[rules::kStemField] = stem;
       return name_template.expand(values);
     };
-    const std::string where_text = fmt::format("{} ({} at {})", input, rule.rule.label, rule.rule.where.str());
+    const std::string where_text =
+        fmt::format("{} ({} at {})", input, rule.rule.label, rule.rule.where.str());
     const rules::Params params(plan_.params.begin(), plan_.params.end());
     const std::uint64_t bits = rule.bits.resolve(params);
     const std::uint64_t group_size_param = rule.group_size.resolve(params);
@@ -378,17 +388,20 @@ class Resolver {
     // [out, in] from the codes: GPTQ packs along in ([in/per_word, out]), AWQ along out ([in, out/per_word]).
     const std::uint64_t in = awq ? codes.shape[0] : codes.shape[0] * per_word;
     const std::uint64_t out_dim = awq ? codes.shape[1] * per_word : codes.shape[1];
-    const std::uint64_t group_size = group_size_param == 0 ? std::max<std::uint64_t>(in, 1) : group_size_param;
+    const std::uint64_t group_size =
+        group_size_param == 0 ? std::max<std::uint64_t>(in, 1) : group_size_param;
     const std::uint64_t groups = ceil_div(in, group_size);
     const Source& z = plan_.sources[*zeros];
     const Source& s = plan_.sources[*scales];
     const auto describe = [](const Source& src) {
       return fmt::format("{} {}{}", src.name, st::dtype_name(src.dtype), st::shape_text(src.shape));
     };
-    const std::string packing_text =
-        fmt::format("{} {}-bit, group {} ({}={}{})", awq ? "awq" : rule.packing == Packing::gptq ? "gptq" : "gptq_v2",
-                    bits, group_size, rule.group_size.text(), group_size_param,
-                    group_size_param == 0 ? ": one group" : "");
+    const std::string packing_text = fmt::format("{} {}-bit, group {} ({}={}{})",
+                                                 awq                             ? "awq"
+                                                 : rule.packing == Packing::gptq ? "gptq"
+                                                                                 : "gptq_v2",
+                                                 bits, group_size, rule.group_size.text(), group_size_param,
+                                                 group_size_param == 0 ? ": one group" : "");
     if (!awq && out_dim * bits % 32 != 0) {
       wrong.push_back(fmt::format("out={} does not fill whole {}-bit zero words", out_dim, bits));
     }
@@ -399,7 +412,8 @@ class Resolver {
     }
     if ((s.dtype != st::DType::F16 && s.dtype != st::DType::BF16 && s.dtype != st::DType::F32) ||
         s.shape != scales_shape) {
-      wrong.push_back(fmt::format("scales {}, expected F16, BF16 or F32{}", describe(s), st::shape_text(scales_shape)));
+      wrong.push_back(
+          fmt::format("scales {}, expected F16, BF16 or F32{}", describe(s), st::shape_text(scales_shape)));
     }
     if (group_index) {
       const Source& g = plan_.sources[*group_index];

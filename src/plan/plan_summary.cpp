@@ -100,7 +100,8 @@ std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::P
   std::map<std::size_t, std::size_t> consumed;
   for (const OutputFile& f : plan.outputs) {
     for (const PlannedTensor& t : f.tensors) {
-      if ((t.cast != Cast::dequantize && t.cast != Cast::dequantize_packed) || t.companion >= plan.companions.size())
+      if ((t.cast != Cast::dequantize && t.cast != Cast::dequantize_packed) ||
+          t.companion >= plan.companions.size())
         continue;
       const Companion& c = plan.companions[t.companion];
       for (const std::size_t source : {c.source, c.zeros, c.group_index}) {

@@ -77,8 +77,8 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
       const auto dot = target.output.rfind('.');
       std::array<std::string_view, rules::kCompanionFields.size()> values;
       values[rules::kNameField] = target.output;
-      values[rules::kStemField] =
-          dot == std::string::npos ? std::string_view(target.output) : std::string_view(target.output).substr(0, dot);
+      values[rules::kStemField] = dot == std::string::npos ? std::string_view(target.output)
+                                                           : std::string_view(target.output).substr(0, dot);
       target.output = transform->output.expand(values);
       target.pending_transform = pairs.pending(*transform);
       return std::pair{transform->to, Cast::dequantize_packed};
@@ -382,13 +382,13 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::apply_side_file_rules(plan, rules, problems);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
   if (plan.naming == OutputNaming::hf && problems.empty()) detail::make_hf_outputs(plan, checkpoint);
-  problems.check(plan.naming == OutputNaming::mirror
-                     ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
-                 : plan.naming == OutputNaming::hf
-                     ? fmt::format("cannot plan {} (Hugging Face layout) with {}", plan.input_root,
-                                   plan.rules_name)
-                     : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel,
-                                   plan.rules_name));
+  problems.check(
+      plan.naming == OutputNaming::mirror
+          ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
+      : plan.naming == OutputNaming::hf
+          ? fmt::format("cannot plan {} (Hugging Face layout) with {}", plan.input_root, plan.rules_name)
+          : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel,
+                        plan.rules_name));
   return plan;
 }
 

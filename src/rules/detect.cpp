@@ -95,8 +95,8 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   std::erase_if(fitting, [&](const Candidate* candidate) {
     for (const std::string& other : candidate->verdict.defer_to) {
       if (std::find(fitting_names.begin(), fitting_names.end(), other) != fitting_names.end()) {
-        deferred.push_back(fmt::format("{} also fits, but gives way to {} (--rules {} chooses it)", candidate->name,
-                                       other, candidate->name));
+        deferred.push_back(fmt::format("{} also fits, but gives way to {} (--rules {} chooses it)",
+                                       candidate->name, other, candidate->name));
         return true;
       }
     }

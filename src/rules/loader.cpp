@@ -215,8 +215,9 @@ void read_side_file_rule(YamlReader& in, const YAML::Node& item, std::map<std::s
   const auto action = in.string_value(item.begin()->second, "what happens to a side file");
   if (!name || !action) return;
   if (!is_plain_file_name(*name) || name->find_first_of("*?[") != std::string::npos) {
-    in.error(item, fmt::format("side file '{}' with an action must be a plain file name, not a path or pattern",
-                               *name));
+    in.error(
+        item,
+        fmt::format("side file '{}' with an action must be a plain file name, not a path or pattern", *name));
   }
   if (!seen.emplace(*name, in.where(item)).second)
     in.error(item, fmt::format("side file '{}' is listed twice", *name));
@@ -225,10 +226,11 @@ void read_side_file_rule(YamlReader& in, const YAML::Node& item, std::map<std::s
   } else if (*action == "dequantized") {
     out.side_file_rules.push_back({*name, SideFileRule::Action::dequantized});
   } else {
-    in.error(item.begin()->second,
-             fmt::format("side file '{}': '{}' is not drop (never copied) or dequantized (config.json without "
-                         "its quantisation){}",
-                         *name, *action, did_you_mean(*action, {"drop", "dequantized"})));
+    in.error(
+        item.begin()->second,
+        fmt::format("side file '{}': '{}' is not drop (never copied) or dequantized (config.json without "
+                    "its quantisation){}",
+                    *name, *action, did_you_mean(*action, {"drop", "dequantized"})));
   }
 }
 
@@ -361,7 +363,8 @@ void read_add_prefix(YamlReader& in, const YAML::Node& node, CompiledRules& out)
   const YAML::Node add = YamlReader::field(node, "add_prefix");
   const YAML::Node except = YamlReader::field(node, "except");
   if (!add.IsDefined()) {
-    if (except.IsDefined()) in.error(except, "'except' of normalize belongs to 'add_prefix', which is not given");
+    if (except.IsDefined())
+      in.error(except, "'except' of normalize belongs to 'add_prefix', which is not given");
     return;
   }
   const auto prefix = in.string_value(add, "add_prefix");
@@ -373,7 +376,8 @@ void read_add_prefix(YamlReader& in, const YAML::Node& node, CompiledRules& out)
     if (!pattern) return;
     auto re = std::make_shared<RE2>(*pattern, RE2::Quiet);
     if (!re->ok()) {
-      in.error(except, fmt::format("invalid regex '{}' in 'except' of add_prefix: {}", *pattern, re->error()));
+      in.error(except,
+               fmt::format("invalid regex '{}' in 'except' of add_prefix: {}", *pattern, re->error()));
       return;
     }
     rule.except = std::move(re);
@@ -641,7 +645,8 @@ void read_companion(YamlReader& in, const YAML::Node& spec, const char* key, con
 }
 
 // A template of `{name}` and `{stem}` read from `node` (a string), or nullopt after reporting.
-std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node, const std::string& what) {
+std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node,
+                                               const std::string& what) {
   const auto text = in.string_value(node, what);
   if (!text) return std::nullopt;
   NameTemplate::Parsed parsed = NameTemplate::parse(*text, kCompanionFields, what);
@@ -650,17 +655,20 @@ std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node&
     return std::nullopt;
   }
   if (!parsed.name_template->uses(kNameField) && !parsed.name_template->uses(kStemField)) {
-    in.error(node, fmt::format("{} must name the tensor from the weight's name ({{name}} or {{stem}})", what));
+    in.error(node,
+             fmt::format("{} must name the tensor from the weight's name ({{name}} or {{stem}})", what));
   }
   return std::move(*parsed.name_template);
 }
 
 // A number, or the name of a parameter of the rules (whose value it takes when planning).
-std::optional<TransformRule::Number> read_number(YamlReader& in, const YAML::Node& node, const std::string& what,
+std::optional<TransformRule::Number> read_number(YamlReader& in, const YAML::Node& node,
+                                                 const std::string& what,
                                                  const std::vector<std::string>& params) {
   const auto text = in.string_value(node, what);
   if (!text) return std::nullopt;
-  if (!text->empty() && std::all_of(text->begin(), text->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  if (!text->empty() &&
+      std::all_of(text->begin(), text->end(), [](char c) { return c >= '0' && c <= '9'; })) {
     const auto value = in.uint_value(node, what);
     if (!value) return std::nullopt;
     return TransformRule::Number{*value, {}};
@@ -691,7 +699,8 @@ void read_output_dtype(YamlReader& in, const YAML::Node& spec, const char* secti
 void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule,
                      const std::vector<std::string>& params) {
   const std::string what = "'dequantize' of transform rule";
-  if (!in.check_map(spec, what, {"scale", "block", "infer", "to", "nan", "lookup", "missing", "dtype"})) return;
+  if (!in.check_map(spec, what, {"scale", "block", "infer", "to", "nan", "lookup", "missing", "dtype"}))
+    return;
   if (const YAML::Node scale = YamlReader::field(spec, "scale"); scale.IsSequence()) {
     // Several conventions: the first template whose tensor exists is the scale.
     if (scale.size() == 0) in.error(scale, "'scale' of dequantize lists no template");
@@ -746,7 +755,8 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
     // Numbers, or parameters (a block size read from the checkpoint's config).
     const auto rows = read_number(in, block[0], "block rows", params);
     const auto cols = read_number(in, block[1], "block columns", params);
-    if ((rows && rows->param.empty() && rows->value == 0) || (cols && cols->param.empty() && cols->value == 0))
+    if ((rows && rows->param.empty() && rows->value == 0) ||
+        (cols && cols->param.empty() && cols->value == 0))
       in.error(block, "'block' of dequantize must be positive");
     if (rows) rule.grid_rows = *rows;
     if (cols) rule.grid_cols = *cols;
@@ -935,10 +945,11 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       }
     }
     if (given.size() != 1) {
-      in.error(item, given.empty()
-                         ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale, "
-                           "dequantize_packed"
-                         : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
+      in.error(item,
+               given.empty()
+                   ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale, "
+                     "dequantize_packed"
+                   : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
     } else {
       const YAML::Node spec = YamlReader::field(item, given.front());
       switch (rule.kind) {

@@ -189,24 +189,25 @@ std::string describe_transform(const TransformRule& rule) {
           grid = "per tensor";
           break;
         case TransformRule::Grid::infer:
-          grid = fmt::format("block {}x{}, per channel or per tensor by the scale's shape", rule.grid_rows.text(),
-                             rule.grid_cols.text());
+          grid = fmt::format("block {}x{}, per channel or per tensor by the scale's shape",
+                             rule.grid_rows.text(), rule.grid_cols.text());
           break;
       }
       const bool bf16 = rule.to == st::DType::BF16;
-      return fmt::format("dequantize {} x scale {} ({} name, {}) -> {}{}{}",
-                         rule.dtypes.empty() ? std::string("F8_E4M3")
-                                             : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")),
-                         scale, rule.lookup == TransformRule::Lookup::output ? "output" : "input", grid,
-                         st::dtype_name(rule.to), bf16 ? fmt::format(", NaN 0x{:04X}", rule.nan_bits) : "",
-                         rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
+      return fmt::format(
+          "dequantize {} x scale {} ({} name, {}) -> {}{}{}",
+          rule.dtypes.empty() ? std::string("F8_E4M3")
+                              : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")),
+          scale, rule.lookup == TransformRule::Lookup::output ? "output" : "input", grid,
+          st::dtype_name(rule.to), bf16 ? fmt::format(", NaN 0x{:04X}", rule.nan_bits) : "",
+          rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
     }
     case TransformRule::Kind::dequantize_packed: {
       static constexpr const char* kPackings[] = {"gptq", "gptq_v2", "awq"};
       return fmt::format(
           "dequantize_packed {} {}-bit, group {}: codes x zeros '{}' x scales '{}'{} -> {} '{}'",
-          kPackings[static_cast<int>(rule.packing)], rule.bits.text(), rule.group_size.text(), rule.zeros.text(),
-          rule.companion.text(),
+          kPackings[static_cast<int>(rule.packing)], rule.bits.text(), rule.group_size.text(),
+          rule.zeros.text(), rule.companion.text(),
           rule.group_index ? fmt::format(", group index '{}' when present", rule.group_index->text()) : "",
           st::dtype_name(rule.to), rule.output.text());
     }
@@ -220,7 +221,8 @@ std::string describe_transform(const TransformRule& rule) {
   return "";
 }
 
-std::uint64_t TransformRule::Number::resolve(const std::map<std::string, std::uint64_t, std::less<>>& params) const {
+std::uint64_t TransformRule::Number::resolve(
+    const std::map<std::string, std::uint64_t, std::less<>>& params) const {
   if (param.empty()) return value;
   const auto it = params.find(param);
   return it == params.end() ? 0 : it->second;

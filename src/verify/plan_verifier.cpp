@@ -93,7 +93,8 @@ bool is_hf_model_file_name(std::string_view name) {
   name = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
   const std::size_t of = name.find("-of-");
   const auto digits = [](std::string_view text) {
-    return text.size() >= 5 && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+    return text.size() >= 5 &&
+           std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
   };
   return of != std::string_view::npos && digits(name.substr(0, of)) && digits(name.substr(of + 4));
 }

@@ -23,8 +23,8 @@
 
 namespace fs = std::filesystem;
 using shardwise::test::build_safetensors;
-using shardwise::test::ParsedTensor;
 using shardwise::test::parse_safetensors;
+using shardwise::test::ParsedTensor;
 using shardwise::test::RawTensor;
 using shardwise::test::read_file;
 using shardwise::test::run_shardwise;
@@ -47,7 +47,8 @@ template <typename T>
 std::string le_bytes(const std::vector<T>& values) {
   std::string out;
   for (const T v : values) {
-    for (std::size_t b = 0; b < sizeof(T); ++b) out += static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * b)) & 0xFF);
+    for (std::size_t b = 0; b < sizeof(T); ++b)
+      out += static_cast<char>((static_cast<std::uint64_t>(v) >> (8 * b)) & 0xFF);
   }
   return out;
 }
@@ -58,8 +59,8 @@ std::uint16_t u16_at(const std::string& bytes, std::size_t i) {
 }
 
 // F16 scales with the special values of QUANT_FORMATS.md section 5 among ordinary ones.
-const std::uint16_t kSpecialF16[] = {0x7E00, 0x7C01, 0xFE00, 0x7C00, 0xFC00, 0x0000, 0x8000, 0x0001,
-                                     0x03FF, 0x0400, 0x7BFF, 0x7B53, 0x3C03, 0xBC03};
+const std::uint16_t kSpecialF16[] = {0x7E00, 0x7C01, 0xFE00, 0x7C00, 0xFC00, 0x0000, 0x8000,
+                                     0x0001, 0x03FF, 0x0400, 0x7BFF, 0x7B53, 0x3C03, 0xBC03};
 
 std::uint16_t some_f16_scale(Lcg& rng, std::size_t index) {
   if (index % 5 == 0) return kSpecialF16[(index / 5) % std::size(kSpecialF16)];
@@ -95,7 +96,8 @@ std::string index_json(const std::map<std::string, std::string>& weight_map) {
 }
 
 // Two files and an index: `a` holds `in_a`, `b` the others.
-void write_checkpoint(const fs::path& dir, const std::vector<RawTensor>& in_a, const std::vector<RawTensor>& in_b) {
+void write_checkpoint(const fs::path& dir, const std::vector<RawTensor>& in_a,
+                      const std::vector<RawTensor>& in_b) {
   const std::string a = "model-00001-of-00002.safetensors", b = "model-00002-of-00002.safetensors";
   write_file(dir / a, build_safetensors(in_a));
   write_file(dir / b, build_safetensors(in_b));
@@ -156,7 +158,8 @@ struct IntCase {
 constexpr std::uint64_t kIn = 80, kOut = 16, kGroupSize = 32;  // three groups, the last one partial
 
 void check_int_case(const IntCase& c) {
-  INFO(c.packing << " " << c.bits << "-bit act-order=" << c.act_order << " sym=" << c.sym << " f16=" << c.f16);
+  INFO(c.packing << " " << c.bits << "-bit act-order=" << c.act_order << " sym=" << c.sym
+                 << " f16=" << c.f16);
   Lcg rng{c.bits * 1000 + (c.act_order ? 7 : 0) + (c.sym ? 13 : 0) + c.packing.size()};
   const std::uint64_t groups = (kIn + kGroupSize - 1) / kGroupSize;
   const std::uint32_t levels = 1u << c.bits;
@@ -205,7 +208,8 @@ void check_int_case(const IntCase& c) {
   } else {
     qweight.assign(kIn / per_word * kOut, 0);
     for (std::uint64_t i = 0; i < kIn; ++i) {
-      for (std::uint64_t o = 0; o < kOut; ++o) qweight[i / per_word * kOut + o] |= q[i][o] << (c.bits * (i % per_word));
+      for (std::uint64_t o = 0; o < kOut; ++o)
+        qweight[i / per_word * kOut + o] |= q[i][o] << (c.bits * (i % per_word));
     }
     qzeros.assign(groups * kOut / per_word, 0);
     for (std::uint64_t g = 0; g < groups; ++g) {
@@ -224,15 +228,17 @@ void check_int_case(const IntCase& c) {
   std::vector<RawTensor> b = {{m + ".qzeros", "I32", qzeros_shape, le_bytes(qzeros)},
                               {m + ".scales", "F16", {groups, kOut}, le_bytes(scales)}};
   if (!awq && (c.act_order || c.bits != 4)) b.push_back({m + ".g_idx", "I32", {kIn}, le_bytes(g_idx)});
-  const std::vector<RawTensor> a = {{m + ".qweight", "I32", qweight_shape, le_bytes(qweight)},
-                                    {m + ".bias", "F16", {kOut}, le_bytes(std::vector<std::uint16_t>(kOut, 0x3C00))},
-                                    {"model.norm.weight", "BF16", {2}, std::string("\x80\x3f\x00\x40", 4)}};
+  const std::vector<RawTensor> a = {
+      {m + ".qweight", "I32", qweight_shape, le_bytes(qweight)},
+      {m + ".bias", "F16", {kOut}, le_bytes(std::vector<std::uint16_t>(kOut, 0x3C00))},
+      {"model.norm.weight", "BF16", {2}, std::string("\x80\x3f\x00\x40", 4)}};
   TempDir in, out;
   write_checkpoint(in.path(), a, b);
-  std::vector<std::string> params = {"--group-size", std::to_string(kGroupSize), "--dtype", c.f16 ? "f16" : "bf16"};
+  std::vector<std::string> params = {"--group-size", std::to_string(kGroupSize), "--dtype",
+                                     c.f16 ? "f16" : "bf16"};
   if (!awq) params.insert(params.end(), {"--bits", std::to_string(c.bits), "--checkpoint-format", c.packing});
-  const auto tensors = convert_and_verify(in.path(), out.path(), awq ? "awq-to-bf16" : "gptq-to-bf16", params,
-                                          m + ".weight");
+  const auto tensors =
+      convert_and_verify(in.path(), out.path(), awq ? "awq-to-bf16" : "gptq-to-bf16", params, m + ".weight");
   CHECK(tensors.count(m + ".qweight") == 0);
   CHECK(tensors.count(m + ".qzeros") == 0);
   CHECK(tensors.count(m + ".scales") == 0);
@@ -248,11 +254,12 @@ void check_int_case(const IntCase& c) {
   for (std::uint64_t o = 0; o < kOut; ++o) {
     for (std::uint64_t i = 0; i < kIn; ++i) {
       const std::uint32_t g = g_idx[i];
-      const float d = static_cast<float>(static_cast<std::int64_t>(q[i][o]) - static_cast<std::int64_t>(z[g][o]));
+      const float d =
+          static_cast<float>(static_cast<std::int64_t>(q[i][o]) - static_cast<std::int64_t>(z[g][o]));
       const std::uint16_t want = expected_bits(d, exact::f16_value(scales[g * kOut + o]), c.f16);
       if (u16_at(w.bytes, o * kIn + i) != want && ++wrong <= 5) {
-        FAIL_CHECK("W[" << o << ", " << i << "] is 0x" << std::hex << u16_at(w.bytes, o * kIn + i) << ", expected 0x"
-                        << want);
+        FAIL_CHECK("W[" << o << ", " << i << "] is 0x" << std::hex << u16_at(w.bytes, o * kIn + i)
+                        << ", expected 0x" << want);
       }
     }
   }
@@ -286,13 +293,17 @@ TEST_CASE("gptq-to-bf16 refuses members that do not fit the packing, naming the 
                    {{m + ".qzeros", "I32", {3, 2}, std::string(3 * 2 * 4, '\0')},
                     {m + ".scales", "F16", {3, 16}, std::string(3 * 16 * 2, '\0')},
                     {"model.layers.1.k_proj.scales", "F16", {2, 16}, std::string(2 * 16 * 2, '\0')}});
-  const auto planned = run_shardwise({"plan", "-i", in.str(), "--rules", "gptq-to-bf16", "--group-size", "32"});
+  const auto planned =
+      run_shardwise({"plan", "-i", in.str(), "--rules", "gptq-to-bf16", "--group-size", "32"});
   CHECK(planned.exit_code == 4);
   // in = 8 x 8 = 64: two groups of 32, not three; and the second module has no zeros.
-  CHECK_THAT(planned.err, Catch::Contains("model.layers.0.q_proj.qweight I32[8, 16] as gptq 4-bit, group 32"));
+  CHECK_THAT(planned.err,
+             Catch::Contains("model.layers.0.q_proj.qweight I32[8, 16] as gptq 4-bit, group 32"));
   CHECK_THAT(planned.err, Catch::Contains("[out, in] = [16, 64] and 2 groups"));
-  CHECK_THAT(planned.err, Catch::Contains("zeros model.layers.0.q_proj.qzeros I32[3, 2], expected I32[2, 2]"));
-  CHECK_THAT(planned.err, Catch::Contains("its zeros model.layers.1.k_proj.qzeros are not in the checkpoint"));
+  CHECK_THAT(planned.err,
+             Catch::Contains("zeros model.layers.0.q_proj.qzeros I32[3, 2], expected I32[2, 2]"));
+  CHECK_THAT(planned.err,
+             Catch::Contains("its zeros model.layers.1.k_proj.qzeros are not in the checkpoint"));
   const auto bits = run_shardwise({"plan", "-i", in.str(), "--rules", "gptq-to-bf16", "--bits", "3"});
   CHECK(bits.exit_code == 4);
   CHECK_THAT(bits.err, Catch::Contains("bits=3 is not a width handled (GPTQ: 2, 4 or 8)"));
@@ -321,7 +332,8 @@ struct Fp8Case {
 float scale_value(const std::string& dtype, const std::string& bytes, std::size_t k) {
   if (dtype == "F32") {
     std::uint32_t bits = 0;
-    for (int b = 0; b < 4; ++b) bits |= std::uint32_t{static_cast<unsigned char>(bytes[4 * k + b])} << (8 * b);
+    for (int b = 0; b < 4; ++b)
+      bits |= std::uint32_t{static_cast<unsigned char>(bytes[4 * k + b])} << (8 * b);
     float f;
     std::memcpy(&f, &bits, 4);
     return f;
@@ -338,7 +350,8 @@ std::string scale_bytes(const std::string& dtype, std::size_t count, Lcg& rng) {
     if (dtype == "F32") {
       static const std::uint32_t kSpecial[] = {0x7FC00000, 0x7F800000, 0xFF800000, 0x80000000, 0x000116C2,
                                                0x7F7FFFFF, 0x00800000, 0x00000001, 0x3FD238E4};
-      const std::uint32_t bits = k < std::size(kSpecial) ? kSpecial[k] : 0x3B000000 + (rng.next() & 0x01FFFFFF);
+      const std::uint32_t bits =
+          k < std::size(kSpecial) ? kSpecial[k] : 0x3B000000 + (rng.next() & 0x01FFFFFF);
       out += le_bytes(std::vector<std::uint32_t>{bits});
     } else if (dtype == "F8_E8M0") {
       out += static_cast<char>(k == 0 ? 0xFF : k == 1 ? 0x00 : 100 + rng.next() % 50);
@@ -346,7 +359,8 @@ std::string scale_bytes(const std::string& dtype, std::size_t count, Lcg& rng) {
       static const std::uint16_t kSpecialBf16[] = {0x7FC0, 0x7F80, 0xFF80, 0x8000, 0x0001, 0x7F7F, 0xBF80};
       std::uint16_t bits;
       if (dtype == "BF16")
-        bits = k < std::size(kSpecialBf16) ? kSpecialBf16[k] : static_cast<std::uint16_t>(0x3000 + rng.next() % 0x1800);
+        bits = k < std::size(kSpecialBf16) ? kSpecialBf16[k]
+                                           : static_cast<std::uint16_t>(0x3000 + rng.next() % 0x1800);
       else
         bits = some_f16_scale(rng, k);
       out += le_bytes(std::vector<std::uint16_t>{bits});
@@ -363,15 +377,20 @@ void check_fp8_case(const Fp8Case& c, bool f16) {
   for (const auto d : c.shape) count *= d;
   const std::string scale = scale_bytes(c.dtype, count, rng);
   const std::string w = "model.layers.0.self_attn.o_proj.weight";
-  const std::string scale_name = c.scale_name == "_scale_inv" ? w + "_scale_inv" : "model.layers.0.self_attn.o_proj" + c.scale_name;
+  const std::string scale_name =
+      c.scale_name == "_scale_inv" ? w + "_scale_inv" : "model.layers.0.self_attn.o_proj" + c.scale_name;
   TempDir in, out;
   write_checkpoint(in.path(),
                    {{w, "F8_E4M3", {kRows, kCols}, std::string(codes.begin(), codes.end())},
                     {"model.embed_tokens.weight", "BF16", {2, 2}, std::string(8, '\x11')}},
                    {{scale_name, c.dtype, c.shape, scale},
-                    {"model.layers.0.self_attn.o_proj.input_scale", "F32", {1}, le_bytes(std::vector<std::uint32_t>{0x3F800000})}});
-  const auto tensors = convert_and_verify(in.path(), out.path(), "fp8-to-bf16",
-                                          {"--dtype", f16 ? "f16" : "bf16", "--block-rows", "8", "--block-cols", "8"}, w);
+                    {"model.layers.0.self_attn.o_proj.input_scale",
+                     "F32",
+                     {1},
+                     le_bytes(std::vector<std::uint32_t>{0x3F800000})}});
+  const auto tensors =
+      convert_and_verify(in.path(), out.path(), "fp8-to-bf16",
+                         {"--dtype", f16 ? "f16" : "bf16", "--block-rows", "8", "--block-cols", "8"}, w);
   CHECK(tensors.count(scale_name) == 0);
   CHECK(tensors.count("model.layers.0.self_attn.o_proj.input_scale") == 0);
   CHECK(tensors.at("model.embed_tokens.weight").dtype == "BF16");

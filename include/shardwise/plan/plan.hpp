@@ -200,7 +200,7 @@ struct Plan {
   // when a side file is opened to be copied.
   OutsideLinks outside_links = OutsideLinks::refuse;
   OutputNaming naming = OutputNaming::per_rank;
-  std::uint64_t max_shard_size = 0;  // hf: the limit of a file's tensor bytes; 0: mirrored files
+  std::uint64_t max_shard_size = 0;            // hf: the limit of a file's tensor bytes; 0: mirrored files
   std::vector<GeneratedFile> generated_files;  // mirror: the index, when the input has one
   std::vector<std::string> rule_labels;        // "table[wq] (rules.yaml:12:5)", each rule once
   // What people must know besides the rows: counts taken from the checkpoint, ownership rules
@@ -227,7 +227,7 @@ std::vector<std::string> param_source_lines(const Plan& plan);
 
 // Whether a cast turns quantised values into plain floats (the output's config.json then loses its
 // quantisation_config, when the rules say `{config.json: dequantized}`).
-inline bool dequantizes(Cast cast) { return cast == Cast::dequantize; }
+inline bool dequantizes(Cast cast) { return cast == Cast::dequantize || cast == Cast::dequantize_packed; }
 
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
 // (rewritten), quantize_config.json (not copied)", or "none".
