@@ -206,7 +206,8 @@ class Engine {
       const TensorStream stream(plan_, planned);
       CompanionInput companion;
       if (const auto file = stream.companion_file())
-        companion = {inputs_[*file].fd(), &inputs_[*file].path()};
+        companion = {inputs_[*file].fd(), &inputs_[*file].path(), {}};
+      if (stream.needs_input_files()) companion.files = inputs_;
       stream.read(input.fd(), input.path(), piece.begin, data, scratch, companion);
     }
     release_input(w, piece);

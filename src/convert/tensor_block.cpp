@@ -13,6 +13,8 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/transform/dequantize_int.hpp>
+#include <shardwise/transform/fp8_scales.hpp>
 #include <shardwise/transform/kernels.hpp>
 
 namespace shardwise::convert {
@@ -26,7 +28,15 @@ constexpr std::uint64_t kGroup = 32;   // FP4 elements per E8M0 scale
 
 bool is_block(plan::Cast cast) {
   return cast == plan::Cast::dequantize || cast == plan::Cast::requantize_fp4_weight ||
-         cast == plan::Cast::requantize_fp4_scale;
+         cast == plan::Cast::requantize_fp4_scale || cast == plan::Cast::dequantize_packed;
+}
+
+// A scale of 0, 1 or 2 dims as [rows, columns] ([] and [1] are one scale).
+st::Shape as_matrix(const st::Shape& shape) {
+  if (shape.size() == 2) return shape;
+  if (shape.empty()) return {1, 1};
+  if (shape.size() == 1) return {shape[0], 1};
+  return {0, 0};
 }
 
 std::uint64_t ceil_div(std::uint64_t a, std::uint64_t b) { return a / b + (a % b != 0 ? 1 : 0); }
@@ -80,6 +90,16 @@ struct TensorStream::Block {
   std::uint64_t row_bytes = 0;  // output bytes per output row
   std::uint64_t unit_rows = 1;  // output rows that can only be computed together
   std::uint64_t cap_rows = 1;   // output rows computed at once, at most
+  // dequantize: any scale dtype or grid, or F16 output (transform::dequantize_fp8); else
+  // dequantize_to_bf16 (DeepSeek's converters: F32 or E8M0 block scales, their NaN bits).
+  bool any_scale = false;
+  st::DType out_dtype = st::DType::BF16;
+  // dequantize_packed: the members (sources), the quantisation.
+  const plan::Source* codes = nullptr;
+  const plan::Source* zeros = nullptr;
+  const plan::Source* scales = nullptr;
+  const plan::Source* group_index = nullptr;
+  transform::IntQuant quant;
 };
 
 TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& tensor) {
@@ -97,6 +117,59 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
   if (source.shape.size() != 2) fail("a block-scaled transform needs a source of 2 dims");
   auto block = std::make_shared<Block>();
   block->cast = tensor.cast;
+  block->out_dtype = tensor.dtype;
+  if (tensor.cast == plan::Cast::dequantize_packed) {
+    // The codes are the source; the scales the companion; the zeros and group index beside it.
+    if (tensor.companion >= plan.companions.size())
+      fail("the planned transform has no companion (its scales)");
+    const plan::Companion& c = plan.companions[tensor.companion];
+    const auto member = [&](std::size_t index) -> const plan::Source* {
+      if (index == plan::kNoSource) return nullptr;
+      if (index >= plan.sources.size()) fail("its companion refers to a source the plan does not have");
+      return &plan.sources[index];
+    };
+    block->codes = &source;
+    block->scales = member(c.source);
+    block->zeros = member(c.zeros);
+    block->group_index = member(c.group_index);
+    if (block->zeros == nullptr) fail("the planned packed dequantization has no zeros");
+    static constexpr transform::IntPacking kPackings[] = {
+        transform::IntPacking::gptq, transform::IntPacking::gptq_v2, transform::IntPacking::awq};
+    block->quant = transform::IntQuant{kPackings[static_cast<int>(c.packing) % 3],
+                                       c.bits,
+                                       c.in,
+                                       c.out,
+                                       block->scales->shape.empty() ? 0 : block->scales->shape[0],
+                                       c.group_size};
+    if (!tensor.slice.whole() || (tensor.dtype != st::DType::BF16 && tensor.dtype != st::DType::F16) ||
+        tensor.shape != st::Shape{c.out, c.in} || source.dtype != st::DType::I32 || c.in == 0 ||
+        tensor.bytes != c.out * c.in * 2) {
+      fail("the planned packed dequantization does not fit its source");
+    }
+    // Checks every member's shape against the quantisation (Error(input) naming the numbers).
+    const transform::IntTileSources all =
+        transform::int_tile_sources(block->quant, {0, c.out, 0, c.in}, block->group_index != nullptr);
+    const auto check = [&](const plan::Source& m, transform::IndexRange rows, transform::IndexRange cols) {
+      if (m.shape.size() != 2 || m.shape[0] != rows.size() || m.shape[1] != cols.size())
+        fail(fmt::format("its member {} {} does not fit the packing", m.name, st::shape_text(m.shape)));
+    };
+    check(source, all.codes_rows, all.codes_cols);
+    check(*block->zeros, {0, block->quant.groups}, all.zeros_cols);
+    check(*block->scales, {0, block->quant.groups}, all.scales_cols);
+    if (block->group_index != nullptr && block->group_index->shape != st::Shape{c.in})
+      fail(fmt::format("its group index {} does not fit the packing", block->group_index->name));
+    block->rows = block->out_rows = c.out;
+    block->cols = c.in;
+    block->row_bytes = c.in * 2;
+    // A band's codes, zeros and scales: about in * bits / 8 bytes per output row.
+    block->cap_rows =
+        std::max<std::uint64_t>(1, kBandInputBytes / std::max<std::uint64_t>(1, c.in * c.bits / 8));
+    cast_ = tensor.cast;
+    out_segment_ = tensor.bytes;
+    segments_ = 1;
+    block_ = std::move(block);
+    return;
+  }
   block->source.emplace(raw(source, tensor.slice));
   const st::Shape shape = sliced(source, tensor.slice);
   const plan::Companion* companion = nullptr;
@@ -107,11 +180,12 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
     if (companion->source >= plan.sources.size())
       fail("its companion refers to a source the plan does not have");
     const plan::Source& scale = plan.sources[companion->source];
-    if (scale.shape.size() != 2) fail(fmt::format("its companion {} does not have 2 dims", scale.name));
+    if (scale.shape.size() != 2 && !(tensor.cast == plan::Cast::dequantize && scale.shape.size() < 2))
+      fail(fmt::format("its companion {} does not have 2 dims", scale.name));
     block->scale.emplace(raw(scale, companion->slice));
     block->scale_file = scale.file;
     block->scale_dtype = scale.dtype;
-    block->scale_cols = sliced(scale, companion->slice)[1];
+    block->scale_cols = as_matrix(sliced(scale, companion->slice))[1];
     block->block_rows = companion->block_rows;
     block->block_cols = companion->block_cols;
     block->nan = companion->nan_bits;
@@ -120,11 +194,14 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
     case plan::Cast::dequantize: {
       block->rows = shape[0];
       block->cols = shape[1];
-      const st::Shape scale_shape = sliced(plan.sources[companion->source], companion->slice);
-      if (source.dtype != st::DType::F8_E4M3 || tensor.dtype != st::DType::BF16 || tensor.shape != shape ||
-          (block->scale_dtype != st::DType::F8_E8M0 && block->scale_dtype != st::DType::F32) ||
-          block->block_rows == 0 || block->block_cols == 0 ||
-          scale_shape[0] != ceil_div(block->rows, block->block_rows) ||
+      const st::Shape scale_shape = as_matrix(sliced(plan.sources[companion->source], companion->slice));
+      const bool classic = (block->scale_dtype == st::DType::F8_E8M0 || block->scale_dtype == st::DType::F32);
+      block->any_scale = !classic || tensor.dtype != st::DType::BF16 ||
+                         block->block_rows == plan::kWholeBlock || block->block_cols == plan::kWholeBlock;
+      if (source.dtype != st::DType::F8_E4M3 ||
+          (tensor.dtype != st::DType::BF16 && tensor.dtype != st::DType::F16) || tensor.shape != shape ||
+          !transform::is_scale_dtype(block->scale_dtype) || block->block_rows == 0 ||
+          block->block_cols == 0 || scale_shape[0] != ceil_div(block->rows, block->block_rows) ||
           scale_shape[1] != ceil_div(block->cols, block->block_cols)) {
         fail("the planned dequantization does not fit its source and block scale");
       }
@@ -180,6 +257,10 @@ std::optional<std::size_t> TensorStream::companion_file() const noexcept {
   return block_ ? block_->scale_file : std::nullopt;
 }
 
+bool TensorStream::needs_input_files() const noexcept {
+  return block_ && block_->cast == plan::Cast::dequantize_packed;
+}
+
 // Output rows [row, row + n) into `out`; n is a multiple of unit_rows (or reaches the end), and a
 // dequantization's rows lie within one block-row.
 void TensorStream::compute_band(int fd, const std::string& path, std::uint64_t row, std::span<std::byte> out,
@@ -192,7 +273,23 @@ void TensorStream::compute_band(int fd, const std::string& path, std::uint64_t r
     b.scale->read(companion.fd, *companion.path, offset, into, scratch);
   };
   switch (b.cast) {
+    case plan::Cast::dequantize_packed:
+      compute_packed_band(fd, path, row, out, scratch, companion);
+      return;
     case plan::Cast::dequantize: {
+      if (b.any_scale) {
+        const Band weight(n * b.cols);
+        b.source->read(fd, path, row * b.cols, weight.span(), scratch);
+        const transform::ScaleGrid grid{b.block_rows, b.block_cols};
+        const transform::IndexRange rows = transform::fp8_band_scale_rows(grid, row, n);
+        const std::uint64_t width = st::dtype_bits(b.scale_dtype) / 8;
+        const Band scale(rows.size() * b.scale_cols * width);
+        read_scale(rows.begin * b.scale_cols * width, scale.span());
+        const transform::OutputFormat format{b.out_dtype, static_cast<transform::Bf16Nan>(b.nan)};
+        transform::dequantize_fp8(
+            {weight.span(), scale.span(), b.scale_dtype, grid, row, n, b.cols, b.scale_cols}, format, out);
+        return;
+      }
       const Band weight(n * b.cols);
       b.source->read(fd, path, row * b.cols, weight.span(), scratch);
       const std::uint64_t width = st::dtype_bits(b.scale_dtype) / 8;
@@ -233,7 +330,8 @@ void TensorStream::read_block(int fd, const std::string& path, std::uint64_t off
     const std::uint64_t first = at / b.row_bytes / b.unit_rows * b.unit_rows;
     // Rows computed together: a dequantization stays within a block-row.
     std::uint64_t limit = std::min(b.out_rows, first + b.cap_rows);
-    if (b.cast == plan::Cast::dequantize) limit = std::min(limit, (first / b.block_rows + 1) * b.block_rows);
+    if (b.cast == plan::Cast::dequantize && !b.any_scale)
+      limit = std::min(limit, (first / b.block_rows + 1) * b.block_rows);
     const std::uint64_t start = first * b.row_bytes;
     if (at == start) {
       std::uint64_t n = std::min<std::uint64_t>(limit - first, (out.size() - pos) / b.row_bytes);
@@ -252,6 +350,55 @@ void TensorStream::read_block(int fd, const std::string& path, std::uint64_t off
     std::memcpy(out.data() + pos, unit.span().data() + (at - start), take);
     pos += take;
   }
+}
+
+// Rows [row, row + n) of a packed dequantization: the members' slices int_tile_sources names, each
+// read as stored from its own file (the codes' columns of the band, every group's zeros and scales
+// of those columns, the whole group index), then the kernel.
+void TensorStream::compute_packed_band(int fd, const std::string& path, std::uint64_t row,
+                                       std::span<std::byte> out, std::span<std::byte> scratch,
+                                       CompanionInput companion) const {
+  const Block& b = *block_;
+  const std::uint64_t n = out.size() / b.row_bytes;
+  const transform::IntTile tile{row, n, 0, b.quant.in};
+  const transform::IntTileSources need = transform::int_tile_sources(b.quant, tile, b.group_index != nullptr);
+  // Columns [range) of a member, all its rows.
+  const auto read_columns = [&](const plan::Source& member, transform::IndexRange range, int member_fd,
+                                const std::string& member_path) {
+    const plan::Slice slice = member.shape.size() == 2 ? plan::Slice{1, range.begin, range.end}
+                                                       : plan::Slice{0, range.begin, range.end};
+    const TensorStream stream = raw(member, slice);
+    Band bytes(stream.bytes());
+    stream.read(member_fd, member_path, 0, bytes.span(), scratch);
+    return bytes;
+  };
+  const auto file_of = [&](const plan::Source& member) -> const io::ReadOnlyFile& {
+    if (member.file >= companion.files.size())
+      throw std::invalid_argument("TensorStream::read: no input file for a packed member");
+    return companion.files[member.file];
+  };
+  if (need.codes_rows.begin != 0 || need.codes_rows.end != b.codes->shape[0])
+    throw std::logic_error("compute_packed_band: a band reads every packed row");
+  const Band codes = read_columns(*b.codes, need.codes_cols, fd, path);
+  const io::ReadOnlyFile& zf = file_of(*b.zeros);
+  const Band zeros = read_columns(*b.zeros, need.zeros_cols, zf.fd(), zf.path());
+  const io::ReadOnlyFile& sf = file_of(*b.scales);
+  const Band scales = read_columns(*b.scales, need.scales_cols, sf.fd(), sf.path());
+  std::optional<Band> group_index;
+  if (b.group_index != nullptr) {
+    const io::ReadOnlyFile& gf = file_of(*b.group_index);
+    group_index.emplace(read_columns(*b.group_index, need.group_index, gf.fd(), gf.path()));
+  }
+  transform::IntQuantBand band{
+      b.quant,
+      tile,
+      codes.span(),
+      zeros.span(),
+      scales.span(),
+      b.scales->dtype,
+      group_index ? std::span<const std::byte>(group_index->span()) : std::span<const std::byte>(),
+      b.group_index != nullptr ? b.group_index->dtype : st::DType::I32};
+  transform::dequantize_int(band, transform::OutputFormat{b.out_dtype, transform::Bf16Nan::canonical}, out);
 }
 
 std::vector<std::uint64_t> TensorStream::block_bounds(std::uint64_t max_piece) const {

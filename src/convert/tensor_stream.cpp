@@ -46,6 +46,7 @@ std::uint64_t source_bytes_per_output_byte(const plan::Source& source, const pla
     case plan::Cast::dequantize:
     case plan::Cast::requantize_fp4_weight:
     case plan::Cast::requantize_fp4_scale:
+    case plan::Cast::dequantize_packed:
       throw Error(ErrorKind::input,
                   fmt::format("{} (from {}): a block-scaled transform needs the plan's companion",
                               tensor.name, source.name));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <numeric>
+#include <set>
 #include <string_view>
 #include <unordered_map>
 
@@ -78,6 +79,8 @@ class Resolver {
   struct Grid {
     std::uint64_t block_rows, block_cols, rows, cols;  // of the weight, in logical elements
   };
+  using Grid_ = Grid;
+  using Packing_ = plan::Packing;
 
   // The tensor named `name` on this rank (tensors are sorted by name), or nullopt.
   static std::optional<std::size_t> on_rank(const OutputFile& out, const std::string& name) {
@@ -109,6 +112,16 @@ class Resolver {
 
   void pair(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule,
             std::vector<bool>& consumed) {
+    if (rule.kind == Kind::dequantize_packed) {
+      pair_packed(out, t, rule);
+      return;
+    }
+    if (rule.kind == Kind::dequantize &&
+        (rule.grid != rules::TransformRule::Grid::block || !rule.companion_alternatives.empty() ||
+         rule.to != st::DType::BF16 || !rule.grid_rows.param.empty() || !rule.grid_cols.param.empty())) {
+      pair_scaled(out, t, rule, consumed);
+      return;
+    }
     if (plan_.sources[t.source].shape.size() != 2) {
       problems_.add(fmt::format("{}: needs a tensor of 2 dims, not {}", where(out, t, rule),
                                 st::shape_text(plan_.sources[t.source].shape)));
@@ -180,8 +193,253 @@ class Resolver {
         return;
       }
       case Kind::reinterpret:
+      case Kind::dequantize_packed:
         return;
     }
+  }
+
+  // The companion named by the first of `templates` that exists (on this rank or in the checkpoint,
+  // per the rule's lookup); every name tried when none does.
+  struct Found {
+    std::optional<std::size_t> source;
+    std::optional<std::size_t> placed;
+    std::string name;
+  };
+  Found find_companion(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule) {
+    const std::string& base =
+        rule.lookup == rules::TransformRule::Lookup::output ? t.name : plan_.sources[t.source].name;
+    Found found;
+    std::vector<std::string> tried;
+    std::vector<const rules::NameTemplate*> templates{&rule.companion};
+    for (const rules::NameTemplate& alternative : rule.companion_alternatives)
+      templates.push_back(&alternative);
+    for (const rules::NameTemplate* name_template : templates) {
+      std::string name = companion_name(*name_template, base);
+      if (rule.lookup == rules::TransformRule::Lookup::output) {
+        found.placed = on_rank(out, name);
+        if (found.placed) found.source = out.tensors[*found.placed].source;
+      } else {
+        found.source = in_checkpoint(name);
+      }
+      if (found.source) {
+        found.name = std::move(name);
+        return found;
+      }
+      tried.push_back(std::move(name));
+    }
+    found.name = fmt::format("{}", fmt::join(tried, " or "));
+    return found;
+  }
+
+  // An FP8 dequantization with any scale convention: the scale found by the first template that
+  // exists, its grid given (a block of numbers or parameters, per channel, per tensor) or inferred
+  // from the scale's shape; F32, BF16, F16 or E8M0 scales; BF16 or F16 written.
+  void pair_scaled(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule,
+                   std::vector<bool>& consumed) {
+    using RuleGrid = rules::TransformRule::Grid;
+    const Source& weight = plan_.sources[t.source];
+    if (weight.shape.size() != 2) {
+      problems_.add(fmt::format("{}: needs a tensor of 2 dims, not {}", where(out, t, rule),
+                                st::shape_text(weight.shape)));
+      return;
+    }
+    const rules::Params params(plan_.params.begin(), plan_.params.end());
+    const std::uint64_t block_rows = rule.grid_rows.resolve(params);
+    const std::uint64_t block_cols = rule.grid_cols.resolve(params);
+    if (rule.grid == RuleGrid::block && (block_rows == 0 || block_cols == 0)) {
+      problems_.add(fmt::format("{}: its block [{}, {}] ({}={}, {}={}) must be positive", where(out, t, rule),
+                                block_rows, block_cols, rule.grid_rows.text(), block_rows,
+                                rule.grid_cols.text(), block_cols));
+      return;
+    }
+    const Found found = find_companion(out, t, rule);
+    if (!found.source) {
+      missing(out, t, rule, found.name);
+      return;
+    }
+    const Source& src = plan_.sources[t.source];
+    const Source& scale = plan_.sources[*found.source];
+    const std::uint64_t rows = src.shape[0];
+    const std::uint64_t cols = src.shape[1];
+    const st::Shape block_shape{ceil_div(rows, std::max<std::uint64_t>(block_rows, 1)),
+                                ceil_div(cols, std::max<std::uint64_t>(block_cols, 1))};
+    const bool one = st::element_count(scale.shape).value_or(0) == 1 && scale.shape.size() <= 2;
+    const bool channel = scale.shape == st::Shape{rows, 1};
+    RuleGrid grid = rule.grid;
+    if (grid == RuleGrid::infer) {
+      grid = scale.shape == block_shape ? RuleGrid::block
+             : channel                  ? RuleGrid::per_channel
+             : one                      ? RuleGrid::per_tensor
+                                        : RuleGrid::infer;
+    }
+    Grid_ g{block_rows, block_cols, rows, cols};
+    std::string expected;
+    bool shape_ok = false;
+    switch (grid) {
+      case RuleGrid::block:
+        shape_ok = scale.shape == block_shape;
+        expected = fmt::format("{} (blocks of {}x{})", st::shape_text(block_shape), block_rows, block_cols);
+        break;
+      case RuleGrid::per_channel:
+        g = {1, kWholeBlock, rows, cols};
+        shape_ok = channel;
+        expected = fmt::format("{} (one scale per row)", st::shape_text(st::Shape{rows, 1}));
+        break;
+      case RuleGrid::per_tensor:
+        g = {kWholeBlock, kWholeBlock, rows, cols};
+        shape_ok = one;
+        expected = "[] or [1] (one scale)";
+        break;
+      case RuleGrid::infer:
+        expected = fmt::format("{} (blocks of {}x{}), [{}, 1] (per channel), [] or [1] (per tensor)",
+                               st::shape_text(block_shape), block_rows, block_cols, rows);
+        break;
+    }
+    static constexpr std::array kScaleDtypes{st::DType::F32, st::DType::BF16, st::DType::F16,
+                                             st::DType::F8_E8M0};
+    const bool dtype_ok =
+        std::find(kScaleDtypes.begin(), kScaleDtypes.end(), scale.dtype) != kScaleDtypes.end();
+    if (!shape_ok || !dtype_ok) {
+      problems_.add(fmt::format("{}: its scale {} is {}{}, expected F32, BF16, F16 or F8_E8M0 {} for {}{}",
+                                where(out, t, rule), scale.name, st::dtype_name(scale.dtype),
+                                st::shape_text(scale.shape), expected, st::dtype_name(src.dtype),
+                                st::shape_text(src.shape)));
+      return;
+    }
+    if (!on_grid_of(out, t, rule, g, found.name)) return;
+    Slice slice;
+    if (!t.slice.whole()) {
+      const int dim = t.slice.dim;
+      const std::uint64_t block = dim == 0 ? g.block_rows : g.block_cols;
+      slice = make_slice(dim, t.slice.begin / block, ceil_div(t.slice.end, block),
+                         scale.shape[static_cast<std::size_t>(dim)]);
+    }
+    if (found.placed) {
+      if (!matches(out, t, rule, scale, out.tensors[*found.placed].slice, slice)) return;
+      if (out.tensors[*found.placed].cast != Cast::none) {
+        problems_.add(
+            fmt::format("{}: its scale {} is itself transformed; a dequantization consumes it as it is",
+                        where(out, t, rule), found.name));
+        return;
+      }
+      consumed[*found.placed] = true;
+    }
+    add(t, rule, *found.source, slice, g.block_rows, g.block_cols);
+    if (g.block_rows != kWholeBlock && g.block_cols != kWholeBlock)
+      cut_on_grid(t, g.block_rows, g.block_cols);
+  }
+
+  bool on_grid_of(const OutputFile& out, const PlannedTensor& t, const rules::TransformRule& rule,
+                  const Grid_& g, const std::string& scale) {
+    if (t.slice.whole()) return true;
+    const int dim = t.slice.dim;
+    const std::uint64_t block = dim == 0 ? g.block_rows : g.block_cols;
+    const std::uint64_t size = dim == 0 ? g.rows : g.cols;
+    if (t.slice.begin % block == 0 && (t.slice.end % block == 0 || t.slice.end == size)) return true;
+    problems_.add(fmt::format("{}: {} {}-{} of {} (mp={}) are not a whole number of blocks of its scale {}{}",
+                              where(out, t, rule), dim_word(dim), t.slice.begin, t.slice.end, size,
+                              plan_.model_parallel, scale,
+                              block == kWholeBlock ? " (one scale across them: written whole only)" : ""));
+    return false;
+  }
+
+  // An integer-packed weight (GPTQ, AWQ), whole: its zeros, scales and optional group index found
+  // in the checkpoint by the rule's templates, and every member's shape checked against the
+  // packing (every problem of the weight reported). The output becomes [out, in].
+  void pair_packed(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule) {
+    using Packing = rules::TransformRule::Packing;
+    const Source codes = plan_.sources[t.source];
+    const std::string& input = codes.name;
+    const auto dot = input.rfind('.');
+    const std::string_view stem =
+        dot == std::string::npos ? std::string_view(input) : std::string_view(input).substr(0, dot);
+    const auto expand = [&](const rules::NameTemplate& name_template) {
+      std::array<std::string_view, rules::kCompanionFields.size()> values;
+      values[rules::kNameField] = input;
+      values[rules::kStemField] = stem;
+      return name_template.expand(values);
+    };
+    const std::string where_text =
+        fmt::format("{} ({} at {})", input, rule.rule.label, rule.rule.where.str());
+    const rules::Params params(plan_.params.begin(), plan_.params.end());
+    const std::uint64_t bits = rule.bits.resolve(params);
+    const std::uint64_t group_size_param = rule.group_size.resolve(params);
+    std::vector<std::string> wrong;
+    const std::string zeros_name = expand(rule.zeros);
+    const std::string scales_name = expand(rule.companion);
+    const std::optional<std::size_t> zeros = in_checkpoint(zeros_name);
+    const std::optional<std::size_t> scales = in_checkpoint(scales_name);
+    std::optional<std::size_t> group_index;
+    if (rule.group_index) group_index = in_checkpoint(expand(*rule.group_index));
+    if (!zeros) wrong.push_back(fmt::format("its zeros {} are not in the checkpoint", zeros_name));
+    if (!scales) wrong.push_back(fmt::format("its scales {} are not in the checkpoint", scales_name));
+    const bool awq = rule.packing == Packing::awq;
+    if (awq ? bits != 4 : (bits != 2 && bits != 4 && bits != 8)) {
+      // Once per rule: every packed weight would say the same.
+      if (!bad_width_.insert(&rule).second) return;
+      wrong.push_back(fmt::format("{}={} is not a width handled ({}; every packed weight is refused)",
+                                  rule.bits.text(), bits, awq ? "AWQ: 4" : "GPTQ: 2, 4 or 8"));
+    }
+    if (!wrong.empty()) {
+      problems_.add(fmt::format("{}: {}", where_text, fmt::join(wrong, "; ")));
+      return;
+    }
+    const std::uint64_t per_word = 32 / bits;
+    // [out, in] from the codes: GPTQ packs along in ([in/per_word, out]), AWQ along out ([in, out/per_word]).
+    const std::uint64_t in = awq ? codes.shape[0] : codes.shape[0] * per_word;
+    const std::uint64_t out_dim = awq ? codes.shape[1] * per_word : codes.shape[1];
+    const std::uint64_t group_size =
+        group_size_param == 0 ? std::max<std::uint64_t>(in, 1) : group_size_param;
+    const std::uint64_t groups = ceil_div(in, group_size);
+    const Source& z = plan_.sources[*zeros];
+    const Source& s = plan_.sources[*scales];
+    const auto describe = [](const Source& src) {
+      return fmt::format("{} {}{}", src.name, st::dtype_name(src.dtype), st::shape_text(src.shape));
+    };
+    const std::string packing_text = fmt::format("{} {}-bit, group {} ({}={}{})",
+                                                 awq                             ? "awq"
+                                                 : rule.packing == Packing::gptq ? "gptq"
+                                                                                 : "gptq_v2",
+                                                 bits, group_size, rule.group_size.text(), group_size_param,
+                                                 group_size_param == 0 ? ": one group" : "");
+    if (!awq && out_dim * bits % 32 != 0) {
+      wrong.push_back(fmt::format("out={} does not fill whole {}-bit zero words", out_dim, bits));
+    }
+    const st::Shape zeros_shape{groups, out_dim * bits / 32};
+    const st::Shape scales_shape{groups, out_dim};
+    if (z.dtype != st::DType::I32 || z.shape != zeros_shape) {
+      wrong.push_back(fmt::format("zeros {}, expected I32{}", describe(z), st::shape_text(zeros_shape)));
+    }
+    if ((s.dtype != st::DType::F16 && s.dtype != st::DType::BF16 && s.dtype != st::DType::F32) ||
+        s.shape != scales_shape) {
+      wrong.push_back(
+          fmt::format("scales {}, expected F16, BF16 or F32{}", describe(s), st::shape_text(scales_shape)));
+    }
+    if (group_index) {
+      const Source& g = plan_.sources[*group_index];
+      if ((g.dtype != st::DType::I32 && g.dtype != st::DType::I64) || g.shape != st::Shape{in}) {
+        wrong.push_back(fmt::format("group index {}, expected I32 or I64[{}]", describe(g), in));
+      }
+    }
+    if (!wrong.empty()) {
+      problems_.add(fmt::format("{}: {}{} gives [out, in] = [{}, {}] and {} groups, but {}", where_text,
+                                describe(codes), fmt::format(" as {}", packing_text), out_dim, in, groups,
+                                fmt::join(wrong, "; ")));
+      return;
+    }
+    out.bytes -= t.bytes;
+    t.shape = {out_dim, in};
+    t.bytes = st::byte_size(t.dtype, t.shape).value_or(0);
+    out.bytes += t.bytes;
+    add(t, rule, *scales, Slice{}, 1, 1);
+    Companion& c = plan_.companions.back();
+    c.zeros = *zeros;
+    c.group_index = group_index.value_or(kNoSource);
+    c.packing = awq ? Packing_::awq : rule.packing == Packing::gptq ? Packing_::gptq : Packing_::gptq_v2;
+    c.bits = static_cast<std::uint8_t>(bits);
+    c.group_size = group_size;
+    c.out = out_dim;
+    c.in = in;
   }
 
   void missing(OutputFile& out, PlannedTensor& t, const rules::TransformRule& rule, const std::string& name) {
@@ -299,6 +557,7 @@ class Resolver {
   const std::vector<const rules::TransformRule*>& rules_;
   std::unordered_map<std::string_view, const st::TensorRef*> inputs_;
   std::unordered_map<std::string, std::size_t> input_sources_;
+  std::set<const rules::TransformRule*> bad_width_;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "plan/mirror.hpp"
 
 #include <filesystem>
+#include <map>
 #include <vector>
 
 #include <fmt/format.h>
@@ -46,8 +47,11 @@ std::set<std::string> consumed_companions(const Plan& plan) {
   std::set<std::string> names;
   for (const OutputFile& out : plan.outputs) {
     for (const PlannedTensor& t : out.tensors) {
-      if (t.cast == Cast::dequantize && t.companion != kNoCompanion) {
-        names.insert(plan.sources[plan.companions[t.companion].source].name);
+      if ((t.cast == Cast::dequantize || t.cast == Cast::dequantize_packed) && t.companion != kNoCompanion) {
+        const Companion& c = plan.companions[t.companion];
+        names.insert(plan.sources[c.source].name);
+        if (c.zeros != kNoSource) names.insert(plan.sources[c.zeros].name);
+        if (c.group_index != kNoSource) names.insert(plan.sources[c.group_index].name);
       }
     }
   }
@@ -72,6 +76,16 @@ void add_mirrored_index(Plan& plan, Diagnostics& problems) {
   io::pread_exact(file.fd(), path, 0, std::as_writable_bytes(std::span(text)));
   std::vector<st::IndexEntry> entries = st::read_weight_map_in_order(text, path);
   std::erase_if(entries, [&](const st::IndexEntry& e) { return consumed.count(e.first) != 0; });
+  // A packed dequantization writes its weight under a new name, in the file of its codes.
+  std::map<std::string, std::string> renamed;
+  for (const OutputFile& out : plan.outputs) {
+    for (const PlannedTensor& t : out.tensors) {
+      if (t.cast == Cast::dequantize_packed) renamed.emplace(plan.sources[t.source].name, t.name);
+    }
+  }
+  for (st::IndexEntry& e : entries) {
+    if (const auto it = renamed.find(e.first); it != renamed.end()) e.first = it->second;
+  }
   plan.generated_files.push_back(GeneratedFile{kIndexFileName, st::python_index_json(entries), kIndexFileName,
                                                identity_of_open_file(file.fd(), path)});
 }

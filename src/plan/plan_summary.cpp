@@ -101,10 +101,14 @@ std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::P
   std::map<std::size_t, std::size_t> consumed;
   for (const OutputFile& f : plan.outputs) {
     for (const PlannedTensor& t : f.tensors) {
-      if (t.cast != Cast::dequantize || t.companion >= plan.companions.size()) continue;
+      if ((t.cast != Cast::dequantize && t.cast != Cast::dequantize_packed) ||
+          t.companion >= plan.companions.size())
+        continue;
       const Companion& c = plan.companions[t.companion];
-      if (c.source < plan.sources.size() && index.of(c.source).empty() && reread.count(c.source) == 0) {
-        consumed.emplace(c.source, c.rule);
+      for (const std::size_t source : {c.source, c.zeros, c.group_index}) {
+        if (source < plan.sources.size() && index.of(source).empty() && reread.count(source) == 0) {
+          consumed.emplace(source, c.rule);
+        }
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <shardwise/plan/planner.hpp>
 
 #include <algorithm>
+#include <array>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -64,7 +65,25 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
       return std::pair{transform->to, Cast::reinterpret};
     case Kind::dequantize:
       target.pending_transform = pairs.pending(*transform);
-      return std::pair{st::DType::BF16, Cast::dequantize};
+      return std::pair{transform->to, Cast::dequantize};
+    case Kind::dequantize_packed: {
+      // The whole packed weight becomes one tensor under the transform's name; its shape is known
+      // once its companions are (BlockPairs).
+      if (target.split != rules::Split::replicate) {
+        placer.problems().add(fmt::format("{}: {} ({}) writes whole weights, but the rules split it ({})",
+                                          src.name, transform->rule.label, transform->rule.where.str(),
+                                          rules::split_name(target.split)));
+        return std::nullopt;
+      }
+      const auto dot = target.output.rfind('.');
+      std::array<std::string_view, rules::kCompanionFields.size()> values;
+      values[rules::kNameField] = target.output;
+      values[rules::kStemField] = dot == std::string::npos ? std::string_view(target.output)
+                                                           : std::string_view(target.output).substr(0, dot);
+      target.output = transform->output.expand(values);
+      target.pending_transform = pairs.pending(*transform);
+      return std::pair{transform->to, Cast::dequantize_packed};
+    }
     case Kind::requantize:
       target.pending_transform = pairs.pending(*transform);
       return std::pair{st::DType::F8_E4M3, Cast::requantize_fp4_weight};

@@ -124,9 +124,12 @@ namespace detail {
 
 void read_accepts(YamlReader& in, const YAML::Node& node, Accepts::Section& out) {
   out.declared = true;
-  if (!in.check_map(node, "accepts", {"require", "forbid"})) return;
+  if (!in.check_map(node, "accepts", {"require", "forbid", "defer_to"})) return;
   const YAML::Node require = YamlReader::field(node, "require");
   const YAML::Node forbid = YamlReader::field(node, "forbid");
+  if (const YAML::Node defer = YamlReader::field(node, "defer_to"); defer.IsDefined()) {
+    if (auto names = in.string_list(defer, "'defer_to' of accepts")) out.defer_to = std::move(*names);
+  }
   if (require.IsDefined()) read_conditions(in, require, "require", out.require);
   if (forbid.IsDefined()) read_conditions(in, forbid, "forbid", out.forbid);
   if (!require.IsDefined() && !forbid.IsDefined()) {
@@ -185,6 +188,7 @@ AcceptsVerdict Accepts::judge(std::span<const TensorHeader> tensors) const {
   AcceptsVerdict verdict;
   verdict.declared = accepts.declared;
   if (!accepts.declared) return verdict;
+  verdict.defer_to = accepts.defer_to;
   for (const AcceptsCondition& condition : accepts.require) {
     const Witnesses found = find_witnesses(condition, tensors);
     if (found.holds != nullptr) {

@@ -30,6 +30,8 @@ struct Accepts::Section {
   bool declared = false;
   std::vector<AcceptsCondition> require;  // each: at least one tensor
   std::vector<AcceptsCondition> forbid;   // each: no tensor
+  // `defer_to:` bundled rules that, when they fit too, are chosen instead without --rules.
+  std::vector<std::string> defer_to;
 };
 
 namespace detail {

@@ -70,6 +70,24 @@ std::vector<std::string> names_of(const std::vector<const Candidate*>& candidate
   return names;
 }
 
+// Removes from `fitting` the rules that defer to others of `fitting` (a format's general rules
+// giving way to a model's own); says why for each, for the stderr line.
+std::vector<std::string> drop_deferred(std::vector<const Candidate*>& fitting) {
+  std::vector<std::string> deferred;
+  const std::vector<std::string> fitting_names = names_of(fitting);
+  std::erase_if(fitting, [&](const Candidate* candidate) {
+    for (const std::string& other : candidate->verdict.defer_to) {
+      if (std::find(fitting_names.begin(), fitting_names.end(), other) != fitting_names.end()) {
+        deferred.push_back(fmt::format("{} also fits, but gives way to {} (--rules {} chooses it)",
+                                       candidate->name, other, candidate->name));
+        return true;
+      }
+    }
+    return false;
+  });
+  return deferred;
+}
+
 }  // namespace
 
 ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation) {
@@ -89,9 +107,13 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
     }
     throw Error(ErrorKind::input, message);
   }
+  // A format's general rules give way to rules written for the model, when both fit.
+  const std::vector<std::string> deferred = drop_deferred(fitting);
   if (fitting.size() == 1) {
+    std::string why = fits_text(fitting.front()->verdict);
+    for (const std::string& other : deferred) why += "; " + other;
     return {std::move(candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
-            fits_text(fitting.front()->verdict)};
+            std::move(why)};
   }
   std::vector<const Candidate*> left;
   std::vector<std::string> ruled_out;
@@ -130,6 +152,7 @@ std::string check_rules_fit(const std::string& value, const Rules& rules,
   for (const Candidate& candidate : candidates) {
     if (candidate.verdict.fits && candidate.name != rules.name()) fitting.push_back(&candidate);
   }
+  drop_deferred(fitting);
   if (fitting.empty()) {
     return fmt::format(
         "the checkpoint is not what the rules {} accept ({}), nor what any other bundled rules "

@@ -646,19 +646,79 @@ void read_companion(YamlReader& in, const YAML::Node& spec, const char* key, con
   rule.companion = std::move(*parsed.name_template);
 }
 
-// `dequantize: {scale: '{stem}.scale', block: [128, 128], to: BF16, nan: torch-cpu, lookup: output,
-// missing: error, dtype: [F8_E4M3]}`.
-void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule) {
-  const std::string what = "'dequantize' of transform rule";
-  if (!in.check_map(spec, what, {"scale", "block", "to", "nan", "lookup", "missing", "dtype"})) return;
-  read_companion(in, spec, "scale", what, rule);
-  rule.from = st::DType::F8_E4M3;
+// A template of `{name}` and `{stem}` read from `node` (a string), or nullopt after reporting.
+std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node,
+                                               const std::string& what) {
+  const auto text = in.string_value(node, what);
+  if (!text) return std::nullopt;
+  NameTemplate::Parsed parsed = NameTemplate::parse(*text, kCompanionFields, what);
+  if (!parsed.name_template) {
+    in.error(node, parsed.error);
+    return std::nullopt;
+  }
+  if (!parsed.name_template->uses(kNameField) && !parsed.name_template->uses(kStemField)) {
+    in.error(node,
+             fmt::format("{} must name the tensor from the weight's name ({{name}} or {{stem}})", what));
+  }
+  return std::move(*parsed.name_template);
+}
+
+// A number, or the name of a parameter of the rules (whose value it takes when planning).
+std::optional<TransformRule::Number> read_number(YamlReader& in, const YAML::Node& node,
+                                                 const std::string& what,
+                                                 const std::vector<std::string>& params) {
+  const auto text = in.string_value(node, what);
+  if (!text) return std::nullopt;
+  if (!text->empty() &&
+      std::all_of(text->begin(), text->end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    const auto value = in.uint_value(node, what);
+    if (!value) return std::nullopt;
+    return TransformRule::Number{*value, {}};
+  }
+  if (std::find(params.begin(), params.end(), *text) == params.end()) {
+    in.error(node, fmt::format("{} must be a number or a parameter of the rules, not '{}'{}", what, *text,
+                               did_you_mean(*text, params)));
+    return std::nullopt;
+  }
+  return TransformRule::Number{0, *text};
+}
+
+// `to: BF16 | F16` of the dequantizations (BF16 when absent).
+void read_output_dtype(YamlReader& in, const YAML::Node& spec, const char* section, TransformRule& rule) {
   rule.to = st::DType::BF16;
   if (const YAML::Node to = YamlReader::field(spec, "to"); to.IsDefined()) {
-    if (const auto dtype = read_dtype(in, to, "'to' of dequantize"); dtype && *dtype != st::DType::BF16) {
-      in.error(to, fmt::format("dequantize writes BF16, not {}", st::dtype_name(*dtype)));
+    const auto dtype = read_dtype(in, to, fmt::format("'to' of {}", section));
+    if (dtype && *dtype != st::DType::BF16 && *dtype != st::DType::F16) {
+      in.error(to, fmt::format("{} writes BF16 or F16, not {}", section, st::dtype_name(*dtype)));
+    } else if (dtype) {
+      rule.to = *dtype;
     }
   }
+}
+
+// `dequantize: {scale: '{stem}.scale' | [templates], block: [128, 128] | per_channel | per_tensor |
+// infer, to: BF16 | F16, nan: torch-cpu, lookup: output, missing: error, dtype: [F8_E4M3]}`.
+void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule,
+                     const std::vector<std::string>& params) {
+  const std::string what = "'dequantize' of transform rule";
+  if (!in.check_map(spec, what, {"scale", "block", "infer", "to", "nan", "lookup", "missing", "dtype"}))
+    return;
+  if (const YAML::Node scale = YamlReader::field(spec, "scale"); scale.IsSequence()) {
+    // Several conventions: the first template whose tensor exists is the scale.
+    if (scale.size() == 0) in.error(scale, "'scale' of dequantize lists no template");
+    for (std::size_t i = 0; i < scale.size(); ++i) {
+      auto parsed = read_name_template(in, scale[i], fmt::format("'scale' of {}", what));
+      if (!parsed) continue;
+      if (i == 0)
+        rule.companion = std::move(*parsed);
+      else
+        rule.companion_alternatives.push_back(std::move(*parsed));
+    }
+  } else {
+    read_companion(in, spec, "scale", what, rule);
+  }
+  rule.from = st::DType::F8_E4M3;
+  read_output_dtype(in, spec, "dequantize", rule);
   if (const YAML::Node dtypes = YamlReader::field(spec, "dtype"); dtypes.IsDefined()) {
     if (!in.check_list(dtypes, "'dtype' of dequantize")) return;
     for (const auto& item : dtypes) {
@@ -675,16 +735,51 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
   }
   const YAML::Node block = YamlReader::field(spec, "block");
   if (!block.IsDefined()) {
-    in.error(spec, "dequantize is missing required key 'block' ([rows, columns] of weight per scale entry)");
+    in.error(spec,
+             "dequantize is missing required key 'block' ([rows, columns] of weight per scale entry, "
+             "per_channel, per_tensor or infer)");
+  } else if (block.IsScalar()) {
+    const std::string grid = block.Scalar();
+    static const std::vector<std::string> kGrids = {"per_channel", "per_tensor", "infer"};
+    if (grid == "per_channel")
+      rule.grid = TransformRule::Grid::per_channel;
+    else if (grid == "per_tensor")
+      rule.grid = TransformRule::Grid::per_tensor;
+    else if (grid == "infer")
+      rule.grid = TransformRule::Grid::infer;
+    else
+      in.error(block, fmt::format("'block' of dequantize must be [rows, columns], per_channel, per_tensor or "
+                                  "infer, not '{}'{}",
+                                  grid, did_you_mean(grid, kGrids)));
   } else if (!block.IsSequence() || block.size() != 2) {
     in.error(block, "'block' of dequantize must be [rows, columns]");
   } else {
-    const auto rows = in.uint_value(block[0], "block rows");
-    const auto cols = in.uint_value(block[1], "block columns");
-    if ((rows && *rows == 0) || (cols && *cols == 0))
+    // Numbers, or parameters (a block size read from the checkpoint's config).
+    const auto rows = read_number(in, block[0], "block rows", params);
+    const auto cols = read_number(in, block[1], "block columns", params);
+    if ((rows && rows->param.empty() && rows->value == 0) ||
+        (cols && cols->param.empty() && cols->value == 0))
       in.error(block, "'block' of dequantize must be positive");
-    rule.block_rows = rows.value_or(1);
-    rule.block_cols = cols.value_or(1);
+    if (rows) rule.grid_rows = *rows;
+    if (cols) rule.grid_cols = *cols;
+    rule.block_rows = rows && rows->param.empty() ? rows->value : 1;
+    rule.block_cols = cols && cols->param.empty() ? cols->value : 1;
+  }
+  // Under `infer` a block grid is still tried first: [128, 128] for `block: infer`, the block given
+  // with `infer: true`.
+  if (rule.grid == TransformRule::Grid::infer) {
+    rule.grid_rows = rule.grid_cols = TransformRule::Number{128, {}};
+    rule.block_rows = rule.block_cols = 128;
+  }
+  if (const YAML::Node infer = YamlReader::field(spec, "infer"); infer.IsDefined()) {
+    const auto text = in.string_value(infer, "'infer' of dequantize");
+    if (text && *text != "true" && *text != "false") {
+      in.error(infer, fmt::format("'infer' of dequantize must be true or false, not '{}'", *text));
+    } else if (text && *text == "true") {
+      if (rule.grid != TransformRule::Grid::block && rule.grid != TransformRule::Grid::infer)
+        in.error(infer, "'infer: true' of dequantize goes with a block [rows, columns]");
+      rule.grid = TransformRule::Grid::infer;
+    }
   }
   if (const auto nan = in.string_field(spec, "nan", what, false)) {
     static const std::vector<std::string> kNans = {"torch-cpu", "triton", "canonical"};
@@ -718,6 +813,59 @@ void read_dequantize(YamlReader& in, const YAML::Node& spec, TransformRule& rule
       in.error(YamlReader::field(spec, "missing"),
                fmt::format("missing must be error or keep, got '{}'", *missing));
   }
+}
+
+// `dequantize_packed: {packing: gptq | gptq_v2 | awq, bits: N | PARAM, group_size: N | PARAM,
+// zeros: '{stem}.qzeros', scales: '{stem}.scales', group_index: '{stem}.g_idx', output:
+// '{stem}.weight', to: BF16 | F16}`: the transform names no member itself; the rules do.
+void read_dequantize_packed(YamlReader& in, const YAML::Node& spec, TransformRule& rule,
+                            const std::vector<std::string>& params) {
+  const std::string what = "'dequantize_packed' of transform rule";
+  if (!in.check_map(spec, what,
+                    {"packing", "bits", "group_size", "zeros", "scales", "group_index", "output", "to"}))
+    return;
+  rule.from = st::DType::I32;
+  rule.lookup = TransformRule::Lookup::input;
+  read_output_dtype(in, spec, "dequantize_packed", rule);
+  rule.nan_bits = 0x7FC0;
+  if (const auto packing = in.string_field(spec, "packing", what, true)) {
+    static const std::vector<std::string> kPackings = {"gptq", "gptq_v2", "awq"};
+    if (*packing == "gptq")
+      rule.packing = TransformRule::Packing::gptq;
+    else if (*packing == "gptq_v2")
+      rule.packing = TransformRule::Packing::gptq_v2;
+    else if (*packing == "awq")
+      rule.packing = TransformRule::Packing::awq;
+    else
+      in.error(YamlReader::field(spec, "packing"),
+               fmt::format("packing must be gptq, gptq_v2 or awq, not '{}'{}", *packing,
+                           did_you_mean(*packing, kPackings)));
+  }
+  const auto number = [&](const char* key, TransformRule::Number& into) {
+    const YAML::Node node = YamlReader::field(spec, key);
+    if (!node.IsDefined()) {
+      in.error(spec, fmt::format("dequantize_packed is missing required key '{}'", key));
+      return;
+    }
+    if (auto value = read_number(in, node, fmt::format("'{}' of dequantize_packed", key), params))
+      into = std::move(*value);
+  };
+  number("bits", rule.bits);
+  number("group_size", rule.group_size);
+  if (rule.bits.param.empty() && rule.bits.value != 2 && rule.bits.value != 4 && rule.bits.value != 8)
+    in.error(YamlReader::field(spec, "bits"), fmt::format("bits must be 2, 4 or 8, not {}", rule.bits.value));
+  const auto name_template = [&](const char* key, bool required) -> std::optional<NameTemplate> {
+    const YAML::Node node = YamlReader::field(spec, key);
+    if (!node.IsDefined()) {
+      if (required) in.error(spec, fmt::format("dequantize_packed is missing required key '{}'", key));
+      return std::nullopt;
+    }
+    return read_name_template(in, node, fmt::format("'{}' of {}", key, what));
+  };
+  if (auto t = name_template("scales", true)) rule.companion = std::move(*t);
+  if (auto t = name_template("zeros", true)) rule.zeros = std::move(*t);
+  if (auto t = name_template("output", true)) rule.output = std::move(*t);
+  rule.group_index = name_template("group_index", false);
 }
 
 // `requantize: {scale: '{stem}.scale'}` (the FP4 weight) or `requantize_scale: {weight: '{stem}.weight'}`.
@@ -766,11 +914,14 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       {"reinterpret", TransformKind::reinterpret},
       {"dequantize", TransformKind::dequantize},
       {"requantize", TransformKind::requantize},
-      {"requantize_scale", TransformKind::requantize_scale}};
+      {"requantize_scale", TransformKind::requantize_scale},
+      {"dequantize_packed", TransformKind::dequantize_packed}};
+  std::vector<std::string> params{"mp"};
+  for (const auto& param : out.params) params.push_back(param.name);
   for (const auto& item : node) {
-    if (!in.check_map(
-            item, "transform rule",
-            {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale"}))
+    if (!in.check_map(item, "transform rule",
+                      {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale",
+                       "dequantize_packed"}))
       continue;
     const auto name = in.string_field(item, "name", "transform rule", false);
     TransformRule rule{{rule_label("transform", name, out.transforms.size()), in.where(item)}};
@@ -796,9 +947,11 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       }
     }
     if (given.size() != 1) {
-      in.error(item, given.empty()
-                         ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale"
-                         : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
+      in.error(item,
+               given.empty()
+                   ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale, "
+                     "dequantize_packed"
+                   : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
     } else {
       const YAML::Node spec = YamlReader::field(item, given.front());
       switch (rule.kind) {
@@ -806,7 +959,10 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
           read_reinterpret(in, spec, rule);
           break;
         case TransformKind::dequantize:
-          read_dequantize(in, spec, rule);
+          read_dequantize(in, spec, rule, params);
+          break;
+        case TransformKind::dequantize_packed:
+          read_dequantize_packed(in, spec, rule, params);
           break;
         case TransformKind::requantize:
         case TransformKind::requantize_scale:

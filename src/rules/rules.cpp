@@ -175,14 +175,44 @@ std::string describe_transform(const TransformRule& rule) {
   switch (rule.kind) {
     case TransformRule::Kind::reinterpret:
       return fmt::format("reinterpret {} as {}", st::dtype_name(rule.from), st::dtype_name(rule.to));
-    case TransformRule::Kind::dequantize:
+    case TransformRule::Kind::dequantize: {
+      std::string scale = fmt::format("'{}'", rule.companion.text());
+      for (const NameTemplate& alternative : rule.companion_alternatives)
+        scale += fmt::format(" or '{}'", alternative.text());
+      std::string grid;
+      switch (rule.grid) {
+        case TransformRule::Grid::block:
+          grid = fmt::format("block {}x{}", rule.grid_rows.text(), rule.grid_cols.text());
+          break;
+        case TransformRule::Grid::per_channel:
+          grid = "per channel";
+          break;
+        case TransformRule::Grid::per_tensor:
+          grid = "per tensor";
+          break;
+        case TransformRule::Grid::infer:
+          grid = fmt::format("block {}x{}, per channel or per tensor by the scale's shape",
+                             rule.grid_rows.text(), rule.grid_cols.text());
+          break;
+      }
+      const bool bf16 = rule.to == st::DType::BF16;
       return fmt::format(
-          "dequantize {} x block scale '{}' ({} name, block {}x{}) -> BF16, NaN 0x{:04X}{}",
+          "dequantize {} x scale {} ({} name, {}) -> {}{}{}",
           rule.dtypes.empty() ? std::string("F8_E4M3")
                               : fmt::format("{}", fmt::join(st_names(rule.dtypes), "|")),
-          rule.companion.text(), rule.lookup == TransformRule::Lookup::output ? "output" : "input",
-          rule.block_rows, rule.block_cols, rule.nan_bits,
+          scale, rule.lookup == TransformRule::Lookup::output ? "output" : "input", grid,
+          st::dtype_name(rule.to), bf16 ? fmt::format(", NaN 0x{:04X}", rule.nan_bits) : "",
           rule.missing == TransformRule::Missing::keep ? "; without a scale: kept as it is" : "");
+    }
+    case TransformRule::Kind::dequantize_packed: {
+      static constexpr const char* kPackings[] = {"gptq", "gptq_v2", "awq"};
+      return fmt::format(
+          "dequantize_packed {} {}-bit, group {}: codes x zeros '{}' x scales '{}'{} -> {} '{}'",
+          kPackings[static_cast<int>(rule.packing)], rule.bits.text(), rule.group_size.text(),
+          rule.zeros.text(), rule.companion.text(),
+          rule.group_index ? fmt::format(", group index '{}' when present", rule.group_index->text()) : "",
+          st::dtype_name(rule.to), rule.output.text());
+    }
     case TransformRule::Kind::requantize:
       return fmt::format("requantize FP4 (I8) x E8M0 per 1x32 scale '{}' -> F8_E4M3 per 128x128",
                          rule.companion.text());
@@ -192,6 +222,15 @@ std::string describe_transform(const TransformRule& rule) {
   }
   return "";
 }
+
+std::uint64_t TransformRule::Number::resolve(
+    const std::map<std::string, std::uint64_t, std::less<>>& params) const {
+  if (param.empty()) return value;
+  const auto it = params.find(param);
+  return it == params.end() ? 0 : it->second;
+}
+
+std::string TransformRule::Number::text() const { return param.empty() ? fmt::format("{}", value) : param; }
 
 std::string param_flag(std::string_view param) {
   std::string flag = "--" + std::string(param);

@@ -354,7 +354,8 @@ struct Reader {
     const convert::TensorStream stream(plan, t);
     convert::CompanionInput companion;
     if (const auto file = stream.companion_file())
-      companion = {inputs.at(*file).fd(), &inputs.at(*file).path()};
+      companion = {inputs.at(*file).fd(), &inputs.at(*file).path(), {}};
+    if (stream.needs_input_files()) companion.files = inputs;
     work.expected_digests[index] = convert::expected_xxh3(
         stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker), companion);
     progress.add(source_bytes_read(t));

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <shardwise/core/io.hpp>
 #include <shardwise/plan/plan.hpp>
 
 namespace shardwise::convert {
@@ -18,10 +19,13 @@ namespace shardwise::convert {
 // Smallest scratch buffer TensorStream::read accepts.
 inline constexpr std::size_t kMinScratchBytes = 4096;
 
-// The input file holding a tensor's companion (its block scale), for block-scaled transforms.
+// The input file holding a tensor's companion (its block scale), for block-scaled transforms. A
+// packed dequantization reads several companions, possibly from several files: `files` is every
+// input file, by index into Plan::input_files.
 struct CompanionInput {
   int fd = -1;
   const std::string* path = nullptr;
+  std::span<const io::ReadOnlyFile> files;
 };
 
 class TensorStream {
@@ -36,6 +40,8 @@ class TensorStream {
 
   // The input file (index into Plan::input_files) of the companion read() needs; none without one.
   std::optional<std::size_t> companion_file() const noexcept;
+  // Whether read() needs CompanionInput::files (a packed dequantization).
+  bool needs_input_files() const noexcept;
 
   std::uint64_t bytes() const noexcept { return out_segment_ * segments_; }
 
@@ -66,6 +72,8 @@ class TensorStream {
                   std::span<std::byte> scratch, CompanionInput companion) const;
   void compute_band(int fd, const std::string& path, std::uint64_t band, std::span<std::byte> out,
                     std::span<std::byte> scratch, CompanionInput companion) const;
+  void compute_packed_band(int fd, const std::string& path, std::uint64_t row, std::span<std::byte> out,
+                           std::span<std::byte> scratch, CompanionInput companion) const;
 
   plan::Cast cast_ = plan::Cast::none;
   std::uint64_t ratio_ = 1;             // source bytes per output byte (2 for f32 -> bf16)

@@ -34,7 +34,10 @@ struct Slice {
 // - dequantize: E4M3 [r, c] slice x its block scale slice (E8M0 or F32) -> BF16 [r, c];
 // - requantize_fp4_weight: FP4 bytes (I8 [r, c/2]) x E8M0 per 1x32 scale -> E4M3 [r, c];
 // - requantize_fp4_scale: the E8M0 per 1x32 scale [r, c/32] alone -> E8M0 per 128x128 [r/128, c/128]
-//   (no companion: the new scale depends on the old one only).
+//   (no companion: the new scale depends on the old one only);
+// - dequantize_packed: integer-packed codes (GPTQ, AWQ; the source) with their zeros, scales and
+//   optional group index (the companion's sources) -> the [out, in] weight in BF16 or F16.
+// A dequantization writes the tensor's dtype (BF16 or F16).
 enum class Cast {
   none,
   f16_to_bf16,
@@ -42,7 +45,8 @@ enum class Cast {
   reinterpret,
   dequantize,
   requantize_fp4_weight,
-  requantize_fp4_scale
+  requantize_fp4_scale,
+  dequantize_packed
 };
 
 // How plans and reports name a cast: "f32_to_bf16", "dequantize", "requantize_fp4_weight", ...
@@ -62,6 +66,8 @@ inline const char* cast_name(Cast cast) {
       return "requantize_fp4_weight";
     case Cast::requantize_fp4_scale:
       return "requantize_fp4_scale";
+    case Cast::dequantize_packed:
+      return "dequantize_packed";
   }
   return "?";
 }
@@ -95,15 +101,31 @@ struct Placement {
   std::uint64_t replicas = 1;
 };
 
+inline constexpr std::size_t kNoSource = static_cast<std::size_t>(-1);
+// A block as wide or as tall as the weight (a per-channel or per-tensor scale).
+inline constexpr std::uint64_t kWholeBlock = static_cast<std::uint64_t>(-1);
+
+// The integer packing of a dequantize_packed companion (transform/dequantize_int.hpp).
+enum class Packing : std::uint8_t { gptq, gptq_v2, awq };
+
 // The second source of a block-scaled transform: the weight's block scale, sliced to match the
 // weight's slice (whole blocks), and what the transform needs to know about it.
 struct Companion {
   std::size_t source = 0;           // index into Plan::sources
   Slice slice;                      // of that source, in its own dims
-  std::uint64_t block_rows = 1;     // weight rows per scale row
-  std::uint64_t block_cols = 1;     // weight columns (logical elements) per scale column
+  std::uint64_t block_rows = 1;     // weight rows per scale row (kWholeBlock: per tensor)
+  std::uint64_t block_cols = 1;     // weight columns (logical elements) per scale column (kWholeBlock: one)
   std::uint16_t nan_bits = 0xFFFF;  // dequantize: what a NaN becomes in BF16
   std::size_t rule = 0;             // index into Plan::rule_labels: the transform rule
+  // dequantize_packed (the weight whole): `source` is the scales [G, out]; the zeros and the group
+  // index (kNoSource: none, groups of group_size input rows) are read with them.
+  std::size_t zeros = kNoSource;
+  std::size_t group_index = kNoSource;
+  Packing packing = Packing::gptq;
+  std::uint8_t bits = 0;
+  std::uint64_t group_size = 0;  // input rows per group; also the weight's [out, in] below
+  std::uint64_t out = 0;
+  std::uint64_t in = 0;
 };
 
 inline constexpr std::uint32_t kNoCompanion = 0xFFFFFFFF;
@@ -237,7 +259,7 @@ std::vector<std::string> param_source_lines(const Plan& plan);
 
 // Whether a cast turns quantised values into plain floats (the output's config.json then loses its
 // quantisation_config, when the rules say `{config.json: dequantized}`).
-inline bool dequantizes(Cast cast) { return cast == Cast::dequantize; }
+inline bool dequantizes(Cast cast) { return cast == Cast::dequantize || cast == Cast::dequantize_packed; }
 
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
 // (rewritten), quantize_config.json (not copied)", or "none".

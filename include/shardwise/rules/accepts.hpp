@@ -20,6 +20,9 @@ struct AcceptsVerdict {
   // those that do not, with the evidence ("refuses GPTQ packing: layers.0.attn.wq_a.qweight (I32)").
   std::vector<std::string> met;
   std::vector<std::string> unmet;
+  // `defer_to:`: bundled rules preferred to these when both fit (a format's general rules defer
+  // to a model's own, which fit the same tensors).
+  std::vector<std::string> defer_to;
 };
 
 // The `accepts:` section of a rules file, or of the nearest file of its `extends` chain that has

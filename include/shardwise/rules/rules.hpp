@@ -102,9 +102,25 @@ std::string param_value_text(const ParamInfo& param, std::uint64_t value);
 //   width (I8 [out, in/2] -> F4 [out, in]): the last dim grows by the ratio of the widths;
 // - dequantize: a block-scaled weight (E4M3) times its block scale (the companion) -> BF16;
 // - requantize: FP4 (I8 bytes) with E8M0 per-32 scales (the companion) -> E4M3 per 128x128;
-// - requantize_scale: those per-32 scales -> the E8M0 per-128x128 scales of the requantized weight.
+// - requantize_scale: those per-32 scales -> the E8M0 per-128x128 scales of the requantized weight;
+// - dequantize_packed: integer-packed codes (GPTQ v1/v2, AWQ GEMM) with their zeros, scales and
+//   optional group index (the companions, all read from the checkpoint by input name) -> the
+//   [out, in] weight in BF16 or F16, under the name `output` gives.
 struct TransformRule {
-  enum class Kind { reinterpret, dequantize, requantize, requantize_scale };
+  enum class Kind { reinterpret, dequantize, requantize, requantize_scale, dequantize_packed };
+  // A number written in the rules, or the name of a parameter whose value it takes.
+  struct Number {
+    std::uint64_t value = 0;
+    std::string param;  // "" for a literal
+    std::uint64_t resolve(const std::map<std::string, std::uint64_t, std::less<>>& params) const;
+    std::string text() const;
+  };
+  // dequantize's scale grid: `block: [r, c]` (numbers or parameters), per_channel ([out, 1]),
+  // per_tensor ([1] or []), or infer: the block grid when the companion's shape is one, else
+  // per-channel or per-tensor by the companion's shape.
+  enum class Grid { block, per_channel, per_tensor, infer };
+  // dequantize_packed's packing (docs/transforms.md, "GPTQ and AWQ").
+  enum class Packing { gptq, gptq_v2, awq };
   // Where the companion is looked up: among the tensors placed on the same rank, by output name
   // (consumed by a dequantization: not written), or among the input tensors, by input name.
   enum class Lookup { output, input };
@@ -128,6 +144,20 @@ struct TransformRule {
   // dtype other than F8_E4M3 is a planning error); empty: every weight must be F8_E4M3.
   std::vector<st::DType> dtypes;
   std::vector<std::pair<std::string, std::uint64_t>> when;  // parameter values that must all hold
+  // dequantize: further companion templates, tried in order after `companion` (the first present
+  // wins); the grid; the block as numbers or parameters (block_rows/block_cols when literal).
+  std::vector<NameTemplate> companion_alternatives;
+  Grid grid = Grid::block;
+  Number grid_rows{1, {}};
+  Number grid_cols{1, {}};
+  // dequantize_packed: `companion` is the scales; the zeros and the optional group index (g_idx)
+  // beside them, and the output name (`{stem}.weight`).
+  Packing packing = Packing::gptq;
+  Number bits{4, {}};
+  Number group_size{128, {}};
+  NameTemplate zeros;
+  std::optional<NameTemplate> group_index;
+  NameTemplate output;
 };
 
 // What the rule does, in one line for plans, `explain` and `rules check`.
