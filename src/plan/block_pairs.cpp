@@ -180,6 +180,7 @@ class Resolver {
         return;
       }
       case Kind::reinterpret:
+      case Kind::permute_rope:
         return;
     }
   }

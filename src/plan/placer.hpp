@@ -35,6 +35,7 @@ struct Target {
   // A block-scaled transform whose companion is found once every tensor is placed: an index the
   // planner gives each such rule, copied into PlannedTensor::companion until then (block_pairs.hpp).
   std::uint32_t pending_transform = kNoCompanion;
+  std::uint32_t permutation = kNoPermutation;  // copied into PlannedTensor::permutation
 };
 
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.

@@ -87,9 +87,14 @@ std::string param_value_text(const ParamInfo& param, std::uint64_t value);
 //   width (I8 [out, in/2] -> F4 [out, in]): the last dim grows by the ratio of the widths;
 // - dequantize: a block-scaled weight (E4M3) times its block scale (the companion) -> BF16;
 // - requantize: FP4 (I8 bytes) with E8M0 per-32 scales (the companion) -> E4M3 per 128x128;
-// - requantize_scale: those per-32 scales -> the E8M0 per-128x128 scales of the requantized weight.
+// - requantize_scale: those per-32 scales -> the E8M0 per-128x128 scales of the requantized weight;
+// - permute_rope: the rows (dim 0) reordered within each head between the two RoPE layouts, the
+//   bytes and dtype unchanged (docs/rules.md, "Row permutations").
 struct TransformRule {
-  enum class Kind { reinterpret, dequantize, requantize, requantize_scale };
+  enum class Kind { reinterpret, dequantize, requantize, requantize_scale, permute_rope };
+  // The order of a head's rows under rotary embeddings: `interleaved` pairs rows (2i, 2i+1) (Meta's
+  // original layout), `half_split` pairs rows (i, i + head_dim/2) (Hugging Face's).
+  enum class RopeOrder { interleaved, half_split };
   // Where the companion is looked up: among the tensors placed on the same rank, by output name
   // (consumed by a dequantization: not written), or among the input tensors, by input name.
   enum class Lookup { output, input };
@@ -113,7 +118,15 @@ struct TransformRule {
   // dtype other than F8_E4M3 is a planning error); empty: every weight must be F8_E4M3.
   std::vector<st::DType> dtypes;
   std::vector<std::pair<std::string, std::uint64_t>> when;  // parameter values that must all hold
+  // permute_rope: the layout written (the source is in the other one), and the head count: a
+  // number, or the parameter that gives it (`heads: n_kv_heads`) when heads_param is not empty.
+  RopeOrder rope_to = RopeOrder::half_split;
+  std::uint64_t heads = 0;
+  std::string heads_param;
 };
+
+// "interleaved" or "half_split", as the rules write a RoPE layout.
+std::string_view rope_order_name(TransformRule::RopeOrder order);
 
 // What the rule does, in one line for plans, `explain` and `rules check`.
 std::string describe_transform(const TransformRule& rule);
