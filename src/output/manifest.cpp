@@ -1,5 +1,6 @@
 #include <shardwise/output/manifest.hpp>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -83,12 +84,57 @@ std::map<std::string, std::string> param_texts(const Manifest& manifest,
   return texts;
 }
 
+std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::PlannedTensor& tensor) {
+  if (tensor.source >= plan.sources.size()) return std::nullopt;
+  const plan::Source& source = plan.sources[tensor.source];
+  TensorOrigin origin{source.name, source.dtype, source.shape};
+  if (tensor.permutation < plan.permutations.size()) {
+    origin.rows = plan.permutations[tensor.permutation];
+    origin.rows->rule = 0;
+  }
+  const auto label = [&plan](std::size_t rule) {
+    return rule < plan.rule_labels.size() ? plan.rule_labels[rule] : std::string("?");
+  };
+  switch (tensor.cast) {
+    case plan::Cast::none:
+    case plan::Cast::reinterpret:
+      break;
+    case plan::Cast::f16_to_bf16:
+    case plan::Cast::f32_to_bf16:
+      origin.irreversible = fmt::format("cast {} -> {} (rounds) of a tensor placed by {}",
+                                        st::dtype_name(source.dtype), st::dtype_name(tensor.dtype),
+                                        label(tensor.rule));
+      break;
+    case plan::Cast::dequantize:
+    case plan::Cast::requantize_fp4_weight:
+    case plan::Cast::requantize_fp4_scale:
+      origin.irreversible = fmt::format(
+          "{} {} -> {} by {}", plan::cast_name(tensor.cast), st::dtype_name(source.dtype),
+          st::dtype_name(tensor.dtype),
+          label(tensor.companion < plan.companions.size() ? plan.companions[tensor.companion].rule : tensor.rule));
+      break;
+  }
+  if (source.name == tensor.name && source.dtype == tensor.dtype && !origin.rows && origin.irreversible.empty())
+    return std::nullopt;
+  return origin;
+}
+
 Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules,
                               std::uint64_t headers_xxh3) {
   Manifest manifest;
   manifest.rules = rules;
   manifest.input_headers_xxh3 = headers_xxh3;
   set_params(manifest, plan.params, plan.param_choices);
+  manifest.origins = true;  // convert records each tensor's (output::origin_of)
+  for (const plan::Skipped& skip : plan.skipped) {
+    const auto same = std::find_if(manifest.skipped.begin(), manifest.skipped.end(),
+                                   [&](const ManifestSkip& m) { return m.rule == skip.rule; });
+    if (same != manifest.skipped.end()) {
+      ++same->count;
+    } else {
+      manifest.skipped.push_back({skip.rule, 1, skip.name});
+    }
+  }
   for (const plan::OutputFile& output : plan.outputs)
     manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
@@ -126,7 +172,17 @@ Json cut_to_json(const TensorCut& cut) {
   return "replicated";
 }
 
-// One tensor's entry: name and checksum, then (version 3) dtype, shape and cut.
+Json origin_to_json(const TensorOrigin& origin) {
+  Json json = {{"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
+  if (origin.rows) {
+    json["rows"] = {{"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
+                    {"heads", origin.rows->heads}};
+  }
+  if (!origin.irreversible.empty()) json["irreversible"] = origin.irreversible;
+  return json;
+}
+
+// One tensor's entry: name and checksum, then (version 3) dtype, shape and cut, (version 5) origin.
 Json tensor_to_json(const ManifestTensor& t) {
   Json entry = {{"name", t.name}, {"xxh3", xxh3_hex(t.xxh3)}};
   if (t.cut) {
@@ -134,6 +190,7 @@ Json tensor_to_json(const ManifestTensor& t) {
     entry["shape"] = t.cut->shape;
     entry["cut"] = cut_to_json(*t.cut);
   }
+  if (t.origin) entry["from"] = origin_to_json(*t.origin);
   return entry;
 }
 
@@ -159,6 +216,12 @@ Json manifest_to_json(const Manifest& manifest) {
   params.insert(manifest.choices.begin(), manifest.choices.end());
   json["params"] = Json::object();
   for (const auto& [name, value] : params) json["params"][name] = value;
+  if (manifest.origins) json["origins"] = true;
+  if (!manifest.skipped.empty()) {
+    json["skipped"] = Json::array();
+    for (const ManifestSkip& skip : manifest.skipped)
+      json["skipped"].push_back({{"rule", skip.rule}, {"count", skip.count}, {"first", skip.first}});
+  }
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
@@ -230,6 +293,28 @@ struct Reader {
     return object.is_object() && object.contains(key) ? text(object, key) : std::string();
   }
 
+  // A version 5 tensor entry's origin ("from").
+  TensorOrigin origin(const Json& from) const {
+    const std::string name = text(from, "name");
+    const auto dtype = st::parse_dtype(text(from, "dtype"));
+    if (!dtype) fail(fmt::format("{}: unknown dtype in \"from\"", name));
+    TensorOrigin result{name, *dtype, {}};
+    for (const Json& dim : array(from, "shape")) {
+      if (!dim.is_number_unsigned()) fail("\"shape\" holds a value that is not a non-negative integer");
+      result.shape.push_back(dim.get<std::uint64_t>());
+    }
+    if (from.contains("rows")) {
+      const Json& rows = field(from, "rows");
+      const std::string to = text(rows, "to");
+      if (to != "half_split" && to != "interleaved") fail(fmt::format("{}: unknown row order '{}'", name, to));
+      result.rows = plan::RowPermutation{
+          to == "half_split" ? transform::RopeOrder::half_split : transform::RopeOrder::interleaved,
+          number(rows, "heads"), 0};
+    }
+    result.irreversible = optional_text(from, "irreversible");
+    return result;
+  }
+
   // A version 3 tensor entry's dtype, shape and cut.
   TensorCut cut(const Json& entry) const {
     TensorCut result{};
@@ -289,6 +374,11 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
                                   r.signed_number(entry, "ctime_ns"), r.number(entry, "inode")}});
     }
   }
+  manifest.origins = version >= 5 && json.contains("origins") && json.at("origins") == true;
+  if (version >= 5 && json.contains("skipped")) {
+    for (const Json& entry : r.array(json, "skipped"))
+      manifest.skipped.push_back({r.text(entry, "rule"), r.number(entry, "count"), r.text(entry, "first")});
+  }
   const Json& params = r.field(json, "params");
   if (!params.is_object()) r.fail("\"params\" is not an object");
   for (const auto& [name, value] : params.items()) {
@@ -307,7 +397,9 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
       for (const Json& t : r.array(entry, "tensors")) {
         std::optional<TensorCut> cut;
         if (version >= 3 && t.contains("cut")) cut = r.cut(t);
-        output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3"), std::move(cut)});
+        std::optional<TensorOrigin> origin;
+        if (version >= 5 && t.contains("from")) origin = r.origin(r.field(t, "from"));
+        output.tensors.push_back({r.text(t, "name"), r.digest(t, "xxh3"), std::move(cut), std::move(origin)});
       }
     }
     manifest.outputs.push_back(std::move(output));
@@ -382,7 +474,9 @@ Manifest without_entries(const Manifest& manifest) {
                   {},
                   {},
                   manifest.choices,
-                  manifest.choice_words};
+                  manifest.choice_words,
+                  manifest.skipped,
+                  manifest.origins};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
@@ -408,6 +502,7 @@ void format_manifest(const Manifest& manifest, const std::function<void(std::str
                               st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
                               cut_to_json(*tensor.cut).dump());
         }
+        if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
         text += "}";
         sink(text);
         text.clear();
