@@ -1,5 +1,6 @@
 // `shardwise convert`: plan the checkpoint, then execute the plan (or only print it: --dry-run),
 // whole or in part (--ranks, --distributed), resuming an earlier run (--resume).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
@@ -35,8 +36,9 @@ int run_reverse(const ConvertArgs& args) {
   std::vector<std::string> refused;
   if (args.planning.model_parallel) refused.emplace_back("--model-parallel");
   if (args.planning.rules_file) refused.emplace_back("--rules");
-  if (!args.planning.params.entries.empty() || !args.planning.params.flags.empty())
-    refused.emplace_back("rules parameters");
+  const bool flags = std::any_of(args.planning.params.flags.begin(), args.planning.params.flags.end(),
+                                 [](const auto& flag) { return flag.second.has_value(); });
+  if (!args.planning.params.entries.empty() || flags) refused.emplace_back("rules parameters");
   if (args.run.resume) refused.emplace_back("--resume");
   if (args.run.ranks) refused.emplace_back("--ranks");
   if (args.run.distributed) refused.emplace_back("--distributed");

@@ -10,6 +10,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <stdexcept>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -128,10 +129,10 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
   ReversePlan plan;
   // Rank files are gathered as a reshard to mp 1 does; a folder whose every tensor is whole in one file
   // (mp 1, mirrored, Hugging Face's layout) has no ranks to gather.
-  std::set<std::string> names;
+  std::set<std::string> seen;
   bool whole = true;
   for (const output::ManifestOutput& out : manifest->outputs) {
-    for (const output::ManifestTensor& t : out.tensors) whole = whole && names.insert(t.name).second;
+    for (const output::ManifestTensor& t : out.tensors) whole = whole && seen.insert(t.name).second;
   }
   plan.gathered = whole ? plan_whole_tensors(from, links) : plan_reshard(from, 1, CopyCheck::when_planned, links);
   const std::map<std::string, output::TensorOrigin> origins = origins_of(plan.gathered.from_manifest);
@@ -168,7 +169,7 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
     total += file.bytes;
     plan.files.push_back(std::move(file));
   }
-  if (plan.files.empty()) plan.files.push_back({names.empty() ? "model.safetensors" : names[0], {}, 0});
+  if (plan.files.empty()) plan.files.push_back({"model.safetensors", {}, 0});
   if (plan.files.size() > 1) plan.index = st::hf_index_json(std::move(weight_map), total);
   for (const std::string& side : plan.gathered.side_files) {
     // A mirrored conversion's rewritten index is not the checkpoint's: the reversal writes its own.
@@ -230,7 +231,7 @@ class TensorWriter {
 
   void finish() {
     flush();
-    if (undo_ && filled_ != 0) throw Error(ErrorKind::internal, "reverse: a head was gathered in part");
+    if (undo_ && filled_ != 0) throw std::logic_error("reverse: a head was gathered in part");
   }
 
  private:
