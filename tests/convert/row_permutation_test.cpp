@@ -60,7 +60,7 @@ TEST_CASE("rope_source_row: the examples of STRUCTURE_OPS.md and a round trip") 
     CHECK(transform::rope_source_row(RopeOrder::half_split, 16, 2, 8 + r) == 8 + to_hf[r]);
     CHECK(transform::rope_source_row(RopeOrder::interleaved, 8, 1, r) == to_meta[r]);
   }
-  for (const auto [rows, heads] : {std::pair<std::uint64_t, std::uint64_t>{2, 1}, {12, 3}, {64, 4}, {96, 1}}) {
+  for (const auto& [rows, heads] : {std::pair<std::uint64_t, std::uint64_t>{2, 1}, {12, 3}, {64, 4}, {96, 1}}) {
     for (std::uint64_t r = 0; r < rows; ++r) {
       const std::uint64_t meta = transform::rope_source_row(RopeOrder::half_split, rows, heads, r);
       CHECK(transform::rope_source_row(RopeOrder::interleaved, rows, heads, meta) == r);

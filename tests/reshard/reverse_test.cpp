@@ -103,7 +103,7 @@ TEST_CASE("reverse: convert at mp 1, 2, 4, then reverse, gives every input tenso
     const fs::path converted = f.dir / fmt::format("mp{}", mp);
     convert(f.in, converted, rules, mp);
     // The conversion did change things: renamed, permuted and reinterpreted tensors.
-    const auto written = every_tensor(converted);
+    const auto written = parse_safetensors(read_file(converted / fmt::format("rank0-of-{}.safetensors", mp)));
     CHECK(written.count("layers.0.attn.wq.weight") == 1);
     CHECK(written.count("model.layers.0.self_attn.q_proj.weight") == 0);
 
