@@ -107,11 +107,11 @@ std::string param_flag_example(const RulesArgument& argument) {
 std::string param_help(const rules::ParamInfo& param, const RulesArgument& argument) {
   std::string help = param.help.empty() ? "the rules parameter " + param.name : param.help;
   if (!argument.value) {
-    std::string given = param.inferred ? "default: infer" : "required";
-    if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
     return help + fmt::format(" (a parameter of {}; {})",
-                              fmt::join(argument.declared_by.at(param.name), ", "), given);
+                              fmt::join(argument.declared_by.at(param.name), ", "),
+                              rules::param_default_text(param));
   }
+  if (!param.from_config.empty()) return help + fmt::format(" ({})", rules::param_default_text(param));
   if (param.default_value) {
     const std::string value = param.choices.empty() || *param.default_value >= param.choices.size()
                                   ? std::to_string(*param.default_value)
@@ -170,9 +170,8 @@ std::string bundled_params_by_file() {
       for (const rules::ParamInfo& param : loaded.params()) {
         const std::string value =
             param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
-        std::string given = param.inferred ? "default: infer" : "required";
-        if (param.default_value) given = "default: " + rules::param_value_text(param, *param.default_value);
-        flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value, given));
+        flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value,
+                                    rules::param_default_text(param)));
       }
     } catch (const std::exception&) {
       continue;  // `rules check` reports a bundled file that does not load

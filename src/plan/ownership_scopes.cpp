@@ -65,6 +65,9 @@ std::string OwnershipScopes::origin(const Scope& scope) const {
   if (!scope.count)
     return fmt::format("{} taken from the checkpoint, as the rules say 'default: infer'", scope.param);
   if (given_.contains(scope.param)) return fmt::format("from {} {}", flag, *scope.count);
+  const auto source = sources_.find(scope.param);
+  if (source != sources_.end() && source->second.kind == rules::ParamSource::Kind::config)
+    return fmt::format("from the checkpoint's {}", source->second.key.text());
   return fmt::format("the rules' default; give {}", flag);
 }
 

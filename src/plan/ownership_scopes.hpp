@@ -24,9 +24,12 @@ namespace shardwise::plan::detail {
 
 class OwnershipScopes {
  public:
-  // `given` are the parameters given on the command line (the others are the rules' defaults),
-  // for messages that say where a wrong count came from.
-  OwnershipScopes(rules::Params given, std::uint64_t mp) : given_(std::move(given)), mp_(mp) {}
+  // `given` are the parameters given on the command line (the others are the rules' defaults or,
+  // in `sources`, read from the checkpoint's files), for messages that say where a wrong count
+  // came from.
+  OwnershipScopes(rules::Params given, std::uint64_t mp,
+                  std::map<std::string, rules::ParamSource> sources = {})
+      : given_(std::move(given)), mp_(mp), sources_(std::move(sources)) {}
 
   // Records one owned tensor by its final output name; returns its scope, for count().
   std::size_t add(const rules::Ownership& owner, std::string_view output);
@@ -63,6 +66,7 @@ class OwnershipScopes {
 
   rules::Params given_;
   std::uint64_t mp_;
+  std::map<std::string, rules::ParamSource> sources_;
   std::vector<Scope> scopes_;  // in order of first appearance
   std::map<std::pair<const rules::RuleRef*, std::string>, std::size_t, std::less<>> index_;
   std::size_t last_ = 0;  // the scope of the previous tensor: owned tensors come scope by scope

@@ -35,6 +35,16 @@ std::vector<std::string> param_assignments(const Plan& plan) {
   return shown;
 }
 
+std::vector<std::string> param_source_lines(const Plan& plan) {
+  std::vector<std::string> lines;
+  for (const auto& [name, source] : plan.param_sources) {
+    const auto value = plan.params.find(name);
+    if (value == plan.params.end()) continue;
+    lines.push_back(rules::describe_param_source(name, param_value_text(plan, name, value->second), source));
+  }
+  return lines;
+}
+
 std::string extra_files_text(const Plan& plan) {
   std::vector<std::string> names = plan.side_files;
   for (const GeneratedFile& file : plan.generated_files) names.push_back(file.file + " (rewritten)");

@@ -139,6 +139,38 @@ void append_optional_string(std::string& out, const std::optional<std::string>& 
   }
 }
 
+// `"param_sources"`: only when the rules read a parameter from the checkpoint's files, so that
+// other plans keep their bytes.
+void append_param_sources(std::string& out, const Plan& plan) {
+  if (plan.param_sources.empty()) return;
+  out += ",\n  \"param_sources\": {";
+  bool first = true;
+  for (const auto& [name, source] : plan.param_sources) {
+    if (!first) out += ", ";
+    first = false;
+    append_string(out, name);
+    switch (source.kind) {
+      case rules::ParamSource::Kind::config:
+        out += ": {\"from\": \"config\", \"file\": ";
+        append_string(out, source.key.file);
+        out += ", \"key\": ";
+        append_string(out, source.key.key());
+        out += "}";
+        break;
+      case rules::ParamSource::Kind::default_value:
+        out += ": {\"from\": \"default\"}";
+        break;
+      case rules::ParamSource::Kind::flag:
+      case rules::ParamSource::Kind::test:
+        out += ": {\"from\": \"flag\", \"flag\": ";
+        append_string(out, rules::param_flag(name));
+        out += "}";
+        break;
+    }
+  }
+  out += "}";
+}
+
 void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
                  const std::vector<std::string_view>& files) {
   auto it = std::back_inserter(out);
@@ -159,7 +191,9 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
       fmt::format_to(it, "{}", value);
     }
   }
-  out += "},\n  \"rules\": ";
+  out += "}";
+  append_param_sources(out, plan);
+  out += ",\n  \"rules\": ";
   append_string(out, plan.rules_name);
   if (!plan.notes.empty()) {  // only when there are any, so plans without notes keep their bytes
     out += ",\n  \"notes\": [";

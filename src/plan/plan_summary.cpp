@@ -241,6 +241,7 @@ std::string format_plan_summary(const Plan& plan) {
   fmt::format_to(it, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(it, "rules: {}\n", plan.rules_name);
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
+  for (const std::string& line : param_source_lines(plan)) fmt::format_to(it, "  {}\n", line);
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors(plan, index),
                  detail::human_bytes(plan.input_bytes));

@@ -202,6 +202,7 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
   fmt::format_to(out, "plan: {} -> {}\n", printable(plan.input_root), outputs_heading(plan));
   fmt::format_to(out, "rules: {}\n", plan.rules_name);
   fmt::format_to(out, "params: {}\n", fmt::join(param_assignments(plan), " "));
+  for (const std::string& line : param_source_lines(plan)) fmt::format_to(out, "  {}\n", line);
   for (const std::string& note : plan.notes) fmt::format_to(out, "note: {}\n", printable(note));
   fmt::format_to(out, "input: {} file{}, {} tensors, {} bytes ({})\n", plan.input_files.size(),
                  plan.input_files.size() == 1 ? "" : "s", input_tensors,

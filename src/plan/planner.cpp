@@ -144,11 +144,14 @@ rules::Params given_params(const PlanOptions& options) {
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
   plan.model_parallel = options.model_parallel;
-  rules::Params resolved = rules.resolve_params(given_params(options));
-  resolved["mp"] = options.model_parallel;
-  plan.params.insert(resolved.begin(), resolved.end());
+  rules::ResolvedParams resolved = rules.resolve_params(
+      given_params(options), rules::ConfigFiles::folder(checkpoint.root(), options.outside_links));
+  resolved.values["mp"] = options.model_parallel;
+  plan.params.insert(resolved.values.begin(), resolved.values.end());
   for (const rules::ParamInfo& param : rules.params()) {
     if (!param.choices.empty()) plan.param_choices[param.name] = param.choices;
+    if (!param.from_config.empty())
+      plan.param_sources.insert(resolved.sources.begin(), resolved.sources.end());
   }
   plan.rules_name = rules.display_name();
   plan.input_root = checkpoint.root();
@@ -269,7 +272,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Diagnostics problems(ErrorKind::input);
   Placer placer(plan, problems, options.model_parallel);
   detail::PackedGroups groups(checkpoint.tensors().size(), params);
-  detail::OwnershipScopes scopes(given_params(options), options.model_parallel);
+  detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
   detail::RowPermutations permutations(plan, labels, params);

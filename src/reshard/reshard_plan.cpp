@@ -470,7 +470,9 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
                          const rules::Params& params, OutsideLinks links) {
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) { return std::optional(manifest_from_rules(folder, rules, params)); },
+      [&](const std::string& folder) {
+        return std::optional(manifest_from_rules(folder, rules, params, links));
+      },
       "", CopyCheck::when_planned, links);
 }
 

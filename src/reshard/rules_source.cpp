@@ -173,12 +173,12 @@ class Refusals {
 }  // namespace
 
 output::Manifest manifest_from_rules(const std::string& from, const rules::Rules& rules,
-                                     const rules::Params& given) {
+                                     const rules::Params& given, OutsideLinks links) {
   std::uint64_t mp = 0;
   const std::vector<std::string> files = find_rank_files(from, rules, mp);
   rules::Params params = given;
   params.erase("mp");
-  params = rules.resolve_params(params);
+  params = rules.resolve_params(params, rules::ConfigFiles::folder(from, links)).values;
   params["mp"] = mp;
   output::Manifest manifest;
   manifest.complete = true;

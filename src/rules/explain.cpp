@@ -234,13 +234,7 @@ std::string Rules::summary() const {
   text += "  params: mp (built in: --model-parallel)";
   for (const auto& param : r.params) {
     const std::string value = param.choices.empty() ? "N" : fmt::format("{}", fmt::join(param.choices, "|"));
-    std::string given = param.inferred ? "default: infer" : "required";
-    if (param.default_value) {
-      given = fmt::format("default: {}", param.choices.empty() || *param.default_value >= param.choices.size()
-                                             ? std::to_string(*param.default_value)
-                                             : param.choices[*param.default_value]);
-    }
-    text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, given,
+    text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, param_default_text(param),
                         param.help.empty() ? "" : ": " + param.help);
   }
   text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")

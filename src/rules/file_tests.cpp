@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/plan/ranks.hpp>
@@ -104,12 +105,37 @@ void read_test_params(YamlReader& in, const YAML::Node& node, const CompiledRule
   }
 }
 
+// A test's `config:` as JSON: plain scalars as YAML reads them (null, true, false, numbers), the
+// others as strings. The YAML was already bounded as a whole (check_expanded_size).
+nlohmann::json config_json(const YAML::Node& node) {
+  if (node.IsMap()) {
+    nlohmann::json object = nlohmann::json::object();
+    for (const auto& entry : node) {
+      if (entry.first.IsScalar()) object[entry.first.Scalar()] = config_json(entry.second);
+    }
+    return object;
+  }
+  if (node.IsSequence()) {
+    nlohmann::json array = nlohmann::json::array();
+    for (const auto& item : node) array.push_back(config_json(item));
+    return array;
+  }
+  if (!node.IsScalar()) return nullptr;
+  const std::string& text = node.Scalar();
+  if (node.Tag() == "?") {  // plain, not quoted
+    if (text == "true" || text == "false") return text == "true";
+    const nlohmann::json number = nlohmann::json::parse(text, nullptr, false);
+    if (number.is_number()) return number;
+  }
+  return text;
+}
+
 }  // namespace
 
 void read_tests(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "tests")) return;
   for (const auto& item : node) {
-    if (!in.check_map(item, "test", {"tensor", "mp", "params", "expect"})) continue;
+    if (!in.check_map(item, "test", {"tensor", "mp", "params", "config", "expect"})) continue;
     RulesTest test;
     test.where = in.where(item);
     test.tensor = in.string_field(item, "tensor", "test", true).value_or("");
@@ -119,6 +145,9 @@ void read_tests(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     }
     if (const YAML::Node params = YamlReader::field(item, "params"); params.IsDefined()) {
       read_test_params(in, params, out, test);
+    }
+    if (const YAML::Node config = YamlReader::field(item, "config"); config.IsDefined()) {
+      if (in.check_open_map(config, "config of a test")) test.config = config_json(config).dump();
     }
     if (const YAML::Node expect = YamlReader::field(item, "expect"); expect.IsDefined()) {
       read_expect(in, expect, test);
@@ -264,7 +293,9 @@ Rules::TestReport Rules::run_tests() const {
     }
     const std::string head = fmt::format("{}: test '{}' ({})", test.where.str(), test.tensor, shown);
     try {
-      const Params params = resolve_params(given);
+      const ConfigFiles config =
+          test.config ? ConfigFiles::texts({{"config.json", *test.config}}) : ConfigFiles::texts({});
+      const Params params = resolve_params(given, config, ParamSource::Kind::test).values;
       const Decision decision = decide(test.tensor, params, Trail::omit);
       const Outcome outcome = outcome_of(decision, test.mp);
       if (outcome.kind == "unmatched") {

@@ -257,12 +257,13 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     ParamInfo spec;
     spec.name = name;
     spec.where = in.where(entry.first);
-    if (in.check_map(entry.second, what, {"default", "help", "choices"})) {
+    if (in.check_map(entry.second, what, {"default", "help", "choices", "from_config", "map"})) {
       if (const YAML::Node choices = YamlReader::field(entry.second, "choices"); choices.IsDefined()) {
         read_choices(in, entry.second, choices, what, spec);
       } else {
         read_default(in, entry.second, what, spec);
       }
+      read_from_config(in, entry.second, what, spec);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");
     }
     out.params.push_back(std::move(spec));

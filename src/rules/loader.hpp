@@ -13,6 +13,8 @@ namespace shardwise::rules::detail {
 // first); name and output are required of a file that extends nothing.
 void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, bool extends);
 void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out);
+// A parameter's `from_config:` and `map:` (param_resolve.cpp).
+void read_from_config(YamlReader& in, const YAML::Node& map, const std::string& what, ParamInfo& spec);
 void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out);
 // Each component's fate under the ordered renames of every file, once they are all read.
 void compile_renames(CompiledRules& out);

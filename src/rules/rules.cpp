@@ -147,42 +147,6 @@ Rules Rules::load_file(const std::string& path) { return load_text(detail::read_
 
 Rules Rules::bundled() { return load_named_rules(std::string(default_rules_name())); }
 
-Params Rules::resolve_params(const Params& given) const {
-  Params params{{"mp", 1}};
-  std::vector<std::string> known{"mp"};
-  for (const auto& spec : impl_->params) {
-    known.push_back(spec.name);
-    if (spec.default_value) params[spec.name] = *spec.default_value;
-  }
-  for (const auto& [name, value] : given) {
-    if (std::find(known.begin(), known.end(), name) == known.end()) {
-      throw Error(ErrorKind::usage,
-                  fmt::format("unknown parameter '{}' for rules {}{} (known: {})", name, impl_->display_name,
-                              detail::did_you_mean(name, known), fmt::join(known, ", ")));
-    }
-    params[name] = value;
-  }
-  for (const auto& spec : impl_->params) {
-    const auto it = params.find(spec.name);
-    if (!spec.choices.empty() && it != params.end() && it->second >= spec.choices.size()) {
-      throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name),
-                                                it->second, fmt::join(spec.choices, ", ")));
-    }
-  }
-  std::vector<std::string> missing;
-  for (const auto& spec : impl_->params) {
-    if (params.contains(spec.name) || spec.inferred) continue;
-    missing.push_back(
-        fmt::format("{} is required: {} (parameter {} of {} has no default; --param {}=N is the same)",
-                    param_flag(spec.name), spec.help.empty() ? "a rules parameter" : spec.help, spec.name,
-                    spec.where.str(), spec.name));
-  }
-  if (missing.size() == 1) throw Error(ErrorKind::usage, missing.front());
-  if (!missing.empty()) throw Error(ErrorKind::usage, fmt::format("{}", fmt::join(missing, "\n")));
-  if (params.at("mp") == 0) throw Error(ErrorKind::usage, "mp (the model-parallel size) must be at least 1");
-  return params;
-}
-
 std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text) {
   const std::string flag = param_flag(param.name);
   if (!param.choices.empty()) {

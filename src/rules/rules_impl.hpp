@@ -59,6 +59,8 @@ struct RulesTest {
   std::string tensor;
   std::uint64_t mp = 1;
   Params params;  // as given, without mp
+  // `config:` the text of the config.json its from_config parameters read; none: there is none.
+  std::optional<std::string> config;
   std::optional<std::string> output;
   std::optional<std::vector<std::uint64_t>> ranks;  // sorted, unique
   bool all_ranks = false;                           // `ranks: all`

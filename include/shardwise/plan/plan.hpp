@@ -12,6 +12,7 @@
 #include <shardwise/core/file_identity.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/plan/ranks.hpp>
+#include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 #include <shardwise/transform/row_permutation.hpp>
 
@@ -161,6 +162,9 @@ struct Plan {
   // The words of each choice parameter (`--expert-dtype fp8`), whose value in `params` is an
   // index into them: the views show the word.
   std::map<std::string, std::vector<std::string>> param_choices;
+  // Where each parameter's value came from (not mp): only when the rules read one from the
+  // checkpoint's files (`from_config:`), so that other plans keep their bytes.
+  std::map<std::string, rules::ParamSource> param_sources;
   std::string rules_name;  // the rules file's display name
   std::string input_root;
   std::vector<std::string> input_files;        // absolute paths, in name order
@@ -196,6 +200,9 @@ std::string outputs_heading(const Plan& plan);
 std::string param_value_text(const Plan& plan, const std::string& name, std::uint64_t value);
 // Every parameter as `name=value`, in name order, for the text views' `params:` line.
 std::vector<std::string> param_assignments(const Plan& plan);
+// Each parameter of param_sources with its value and source, for the text views' lines after
+// `params:`: "heads = 32 (config.json: num_attention_heads)", "kv_heads = 8 (--kv-heads)".
+std::vector<std::string> param_source_lines(const Plan& plan);
 
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
 // (rewritten)", or "none".

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <shardwise/rules/name_template.hpp>
+#include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 
 namespace shardwise::rules {
@@ -73,6 +74,20 @@ struct ParamInfo {
   bool inferred = false;
   std::string help;
   SourceLocation where;
+  // `from_config:` where the checkpoint's own files give the value when no flag does, the first
+  // key present winning; `map:` config values read as other values (param_sources.hpp).
+  std::vector<ConfigKey> from_config;
+  std::vector<ConfigMapEntry> config_map;
+};
+
+// What a parameter takes when not given, as help texts say it: "default: 64", "required",
+// "default: infer", "from config.json num_attention_heads, else default: 4".
+std::string param_default_text(const ParamInfo& param);
+
+// Parameters resolved (Rules::resolve_params) and where each value came from.
+struct ResolvedParams {
+  Params values;                                            // with mp
+  std::map<std::string, ParamSource, std::less<>> sources;  // every parameter of `values` but mp
 };
 
 // The value of `param` as given on the command line (`text`): a number, or for a parameter with
@@ -195,7 +210,14 @@ class Rules {
   // rules use (see resolve_params).
   Decision decide(std::string_view name, const Params& params, Trail trail = Trail::record) const;
 
-  // Defaults from the file, overridden by `given`; unknown names in `given` are an Error(usage).
+  // Every parameter's value, from `given` (the command line: flags and --param), else from the
+  // checkpoint's files (`from_config:`, read from `config`), else the default. Unknown names in
+  // `given`, a given value that contradicts the checkpoint's and a parameter that nothing gives
+  // are an Error(usage); a config value that is not one the parameter takes, an Error(input).
+  // Every caller that plans, verifies, explains or reshards resolves through this one function.
+  ResolvedParams resolve_params(const Params& given, const ConfigFiles& config,
+                                ParamSource::Kind given_as = ParamSource::Kind::flag) const;
+  // The same without a checkpoint (every from_config key absent), the values only.
   Params resolve_params(const Params& given) const;
 
   const std::string& name() const;          // the file's `name:`
