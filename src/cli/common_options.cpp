@@ -14,6 +14,7 @@
 #include <shardwise/rules/bundled.hpp>
 #include <shardwise/rules/detect.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
+#include <shardwise/safetensors/hf_shards.hpp>
 
 #include <shardwise/rules/suggest.hpp>
 
@@ -286,6 +287,13 @@ void add_planning_options(CLI::App& command, PlanningOptions& options) {
       "rules: the name of bundled rules (`shardwise rules list`), or a file path (a value with a '/' or a "
       ".yaml/.yml ending); without it, the bundled rules the checkpoint fits (each says what it accepts), "
       "named on stderr");
+  command.add_option("--max-shard-size", options.max_shard_size,
+                     "rules writing Hugging Face's layout (output: {layout: hf}): the most tensor bytes per "
+                     "file, as save_pretrained's max_shard_size (bytes, or a number with TB, GB, MB or KB, "
+                     "powers of ten; the rules' value, else 5GB, by default); refused for other rules");
+  command.add_flag("--mirror", options.mirror,
+                   "rules writing Hugging Face's layout: one output file per input file, under its name, "
+                   "instead of save_pretrained's shards; refused for other rules");
   add_outside_links_option(command, options.allow_outside_links);
   add_param_options(command, options.params);
 }
@@ -322,6 +330,7 @@ std::vector<rules::TensorHeader> tensor_headers(const st::Checkpoint& checkpoint
 rules::Invocation invocation_of(const PlanningOptions& options) {
   rules::Invocation invocation;
   invocation.model_parallel = options.model_parallel.has_value();
+  invocation.hf_output = options.max_shard_size.has_value() || options.mirror;
   for (const auto& [name, text] : options.params.flags) {
     if (text) invocation.params.push_back(name);
   }
@@ -334,9 +343,25 @@ rules::Invocation invocation_of(const PlanningOptions& options) {
 }
 
 void require_model_parallel(const PlanningOptions& options, const rules::Rules& rules) {
-  if (!options.model_parallel && !rules.mirrors_input()) {
+  if (!options.model_parallel && rules.output_layout() == rules::OutputLayout::per_rank) {
     throw Error(ErrorKind::usage, "--model-parallel is required");
   }
+}
+
+plan::PlanOptions plan_options(const PlanningOptions& options, rules::Params params, const rules::Rules& rules) {
+  plan::PlanOptions planning{options.model_parallel.value_or(1), std::move(params),
+                             outside_links(options.allow_outside_links)};
+  if (options.max_shard_size) planning.max_shard_size = st::parse_max_shard_size(*options.max_shard_size);
+  planning.mirror = options.mirror;
+  if (!options.max_shard_size && !options.mirror && options.recorded_max_shard_size &&
+      rules.output_layout() == rules::OutputLayout::hf) {
+    if (*options.recorded_max_shard_size == 0) {
+      planning.mirror = true;
+    } else {
+      planning.max_shard_size = *options.recorded_max_shard_size;
+    }
+  }
+  return planning;
 }
 
 }  // namespace
@@ -353,9 +378,8 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     const std::string warning =
         rules::check_rules_fit(*options.rules_file, rules, tensor_headers(checkpoint));
     if (!warning.empty()) fmt::print(stderr, "shardwise: warning: {}\n", warning);
-    // Mirrored rules plan one output per input file; the planner refuses a --model-parallel.
-    plan::Plan plan =
-        plan::plan_checkpoint(checkpoint, rules, {options.model_parallel.value_or(1), params, links});
+    // Mirrored and Hugging Face layouts have no ranks; the planner refuses a --model-parallel.
+    plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, plan_options(options, params, rules));
     return {std::move(rules), std::move(plan)};
   }
   // Without: the bundled rules that fit the checkpoint, said on stderr.
@@ -366,8 +390,7 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
   const rules::Params params = given_params(command, options.params, chosen.rules);
   require_model_parallel(options, chosen.rules);
-  plan::Plan plan =
-      plan::plan_checkpoint(checkpoint, chosen.rules, {options.model_parallel.value_or(1), params, links});
+  plan::Plan plan = plan::plan_checkpoint(checkpoint, chosen.rules, plan_options(options, params, chosen.rules));
   return {std::move(chosen.rules), std::move(plan)};
 }
 

@@ -58,6 +58,12 @@ struct PlanningOptions {
   ParamOptions params;               // --NAME VALUE and --param NAME=VALUE
   std::string format = "text";       // --format text|json (commands that print a plan)
   bool allow_outside_links = false;  // --allow-outside-links
+  // Rules whose output is Hugging Face's layout only (the planner refuses them for others):
+  std::optional<std::string> max_shard_size;  // --max-shard-size SIZE (st::parse_max_shard_size)
+  bool mirror = false;                        // --mirror: one output file per input file
+  // verify: the max shard size the output's manifest records (0: mirrored), used for rules writing
+  // Hugging Face's layout when neither option above is given.
+  std::optional<std::uint64_t> recorded_max_shard_size{};
 };
 
 // Declares --allow-outside-links on `command`.
@@ -66,8 +72,8 @@ inline OutsideLinks outside_links(bool allowed) {
   return allowed ? OutsideLinks::allow : OutsideLinks::refuse;
 }
 
-// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --allow-outside-links and the rules parameters
-// (add_param_options) on `command`.
+// Declares --hf-ckpt-path/-i, --model-parallel/-m, --rules/-r, --allow-outside-links,
+// --max-shard-size, --mirror and the rules parameters (add_param_options) on `command`.
 void add_planning_options(CLI::App& command, PlanningOptions& options);
 // Declares --format text|json.
 void add_format_option(CLI::App& command, PlanningOptions& options);

@@ -42,13 +42,17 @@ int run_reverse(const ConvertArgs& args) {
   if (args.run.resume) refused.emplace_back("--resume");
   if (args.run.ranks) refused.emplace_back("--ranks");
   if (args.run.distributed) refused.emplace_back("--distributed");
+  if (args.planning.mirror) refused.emplace_back("--mirror");
   if (!refused.empty()) {
     throw Error(ErrorKind::usage,
                 fmt::format("convert --reverse takes the rules, their parameters and the model parallelism from "
                             "the folder's manifest: {} cannot be given with it",
                             fmt::join(refused, ", ")));
   }
-  const reshard::ReversePlan plan = reshard::plan_reverse(args.planning.input, st::kDefaultMaxShardSize,
+  const std::uint64_t max_shard = args.planning.max_shard_size
+                                      ? st::parse_max_shard_size(*args.planning.max_shard_size)
+                                      : st::kDefaultMaxShardSize;
+  const reshard::ReversePlan plan = reshard::plan_reverse(args.planning.input, max_shard,
                                                           outside_links(args.planning.allow_outside_links));
   if (args.dry_run) {
     fmt::print("{}", reshard::format_reverse_text(plan));

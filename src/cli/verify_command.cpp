@@ -8,6 +8,7 @@
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/printable.hpp>
+#include <shardwise/output/manifest.hpp>
 #include <shardwise/verify/verifier.hpp>
 
 #include "cli/commands.hpp"
@@ -27,6 +28,20 @@ struct VerifyArgs {
   output::PageCache page_cache = output::PageCache::automatic;
 };
 
+// Hugging Face's layout depends on options of the conversion (--max-shard-size, --mirror): when
+// none is given, those the folder's manifest records. A manifest that cannot be read is reported by
+// the verification itself.
+PlanningOptions planning_with_manifest(const VerifyArgs& args) {
+  PlanningOptions planning = args.planning;
+  if (planning.max_shard_size || planning.mirror) return planning;
+  try {
+    const std::optional<output::Manifest> manifest = output::read_manifest(args.output);
+    if (manifest && manifest->output_layout == "hf") planning.recorded_max_shard_size = manifest->max_shard_size;
+  } catch (const Error&) {
+  }
+  return planning;
+}
+
 int run_verify(const CLI::App& command, const VerifyArgs& args) {
   verify::VerifyOptions options;
   options.output_dir = args.output;
@@ -37,8 +52,8 @@ int run_verify(const CLI::App& command, const VerifyArgs& args) {
   if (args.manifest_only) {
     report = verify::verify_manifest(options);
   } else {
-    const Planned planned =
-        plan_from_options(command, args.planning, args.quiet ? RulesNotice::quiet : RulesNotice::print);
+    const Planned planned = plan_from_options(command, planning_with_manifest(args),
+                                              args.quiet ? RulesNotice::quiet : RulesNotice::print);
     report = verify::verify_plan(planned.plan, planned.rules, options);
   }
   for (const verify::Finding& finding : report.findings) fmt::print("{}\n", printable(finding.str()));

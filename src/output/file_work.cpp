@@ -22,7 +22,7 @@ FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_
   std::vector<st::OutputTensor> layout_input;
   layout_input.reserve(output.tensors.size());
   for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
-  work.layout = st::layout_file(layout_input);
+  work.layout = st::layout_file(layout_input, output.metadata);
   work.prefix = length_prefix_and_header(work.layout);
   return work;
 }

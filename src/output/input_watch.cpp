@@ -36,8 +36,10 @@ InputWatch::InputWatch(const plan::Plan& plan) {
         {path, plan.side_files[i],
          i < plan.side_file_identities.size() ? plan.side_file_identities[i] : identity_now(path)});
   }
-  // A generated file is computed from an input file (the mirrored index from the input's index).
+  // A generated file is computed from an input file (the mirrored index from the input's index),
+  // or from the plan alone (a Hugging Face index: nothing more to watch).
   for (const plan::GeneratedFile& file : plan.generated_files) {
+    if (file.from.empty()) continue;
     files_.push_back({(fs::path(plan.input_root) / file.from).string(), file.from, file.from_identity});
   }
 }

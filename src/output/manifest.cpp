@@ -125,6 +125,10 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
   manifest.rules = rules;
   manifest.input_headers_xxh3 = headers_xxh3;
   set_params(manifest, plan.params, plan.param_choices);
+  if (plan.naming == plan::OutputNaming::hf) {
+    manifest.output_layout = "hf";
+    manifest.max_shard_size = plan.max_shard_size;
+  }
   manifest.origins = true;  // convert records each tensor's (output::origin_of)
   for (const plan::Skipped& skip : plan.skipped) {
     const auto same = std::find_if(manifest.skipped.begin(), manifest.skipped.end(),
@@ -216,6 +220,9 @@ Json manifest_to_json(const Manifest& manifest) {
   params.insert(manifest.choices.begin(), manifest.choices.end());
   json["params"] = Json::object();
   for (const auto& [name, value] : params) json["params"][name] = value;
+  if (!manifest.output_layout.empty()) {
+    json["output"] = {{"layout", manifest.output_layout}, {"max_shard_size", manifest.max_shard_size}};
+  }
   if (manifest.origins) json["origins"] = true;
   if (!manifest.skipped.empty()) {
     json["skipped"] = Json::array();
@@ -388,6 +395,12 @@ Manifest manifest_from_json(const Json& json, const std::string& where) {
       manifest.params[name] = r.number(params, name.c_str());
     }
   }
+  if (json.contains("output")) {
+    const Json& output = r.field(json, "output");
+    manifest.output_layout = r.text(output, "layout");
+    if (manifest.output_layout != "hf") r.fail(fmt::format("unknown output layout \"{}\"", manifest.output_layout));
+    manifest.max_shard_size = r.number(output, "max_shard_size");
+  }
   for (const Json& entry : r.array(json, "outputs")) {
     ManifestOutput output{r.number(entry, "rank"), r.file_name(entry, "file", "output file"), 0, 0, {}};
     if (manifest.complete || entry.contains("xxh3")) {
@@ -475,6 +488,8 @@ Manifest without_entries(const Manifest& manifest) {
                   {},
                   manifest.choices,
                   manifest.choice_words,
+                  manifest.output_layout,
+                  manifest.max_shard_size,
                   manifest.skipped,
                   manifest.origins};
 }
@@ -553,6 +568,19 @@ void write_manifest(const std::string& folder, const Manifest& manifest, const s
   write_manifest_file(file, manifest);
 }
 
+namespace {
+
+// "Hugging Face's shards of at most 5000000000 bytes", "Hugging Face's files mirroring the input's", or
+// "the rules' files".
+std::string output_layout_text(const Manifest& manifest) {
+  if (manifest.output_layout != "hf") return "the rules' files";
+  return manifest.max_shard_size == 0
+             ? std::string("Hugging Face's files mirroring the input's")
+             : fmt::format("Hugging Face's shards of at most {} bytes", manifest.max_shard_size);
+}
+
+}  // namespace
+
 std::vector<std::string> plan_changes(const Manifest& before, const Manifest& now, const plan::Plan* shown) {
   const std::map<std::string, std::vector<std::string>>& words =
       shown ? shown->param_choices : now.choice_words;
@@ -567,6 +595,10 @@ std::vector<std::string> plan_changes(const Manifest& before, const Manifest& no
   if (before.input_headers_xxh3 != now.input_headers_xxh3) {
     changes.push_back(fmt::format("the input changed (headers xxh3: manifest {}, now {})",
                                   xxh3_hex(before.input_headers_xxh3), xxh3_hex(now.input_headers_xxh3)));
+  }
+  if (before.output_layout != now.output_layout || before.max_shard_size != now.max_shard_size) {
+    changes.push_back(fmt::format("the output layout changed: {} -> {}", output_layout_text(before),
+                                  output_layout_text(now)));
   }
   for (const auto& [name, value] : before_params) {
     const auto it = now_params.find(name);

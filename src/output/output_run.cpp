@@ -69,9 +69,10 @@ Share share_of(const plan::Plan& plan, const RunOptions& options) {
       if (rank >= plan.outputs.size()) {
         throw Error(
             ErrorKind::usage,
-            plan.naming == plan::OutputNaming::mirror
-                ? fmt::format("rank {} is out of range: the mirrored plan has {} output files (ranks 0-{})",
-                              rank, plan.outputs.size(), plan.outputs.size() - 1)
+            plan.naming != plan::OutputNaming::per_rank
+                ? fmt::format("rank {} is out of range: the {} plan has {} output files (ranks 0-{})", rank,
+                              plan.naming == plan::OutputNaming::hf ? "Hugging Face layout's" : "mirrored",
+                              plan.outputs.size(), plan.outputs.size() - 1)
                 : fmt::format("rank {} is out of range (model parallel {})", rank, plan.outputs.size()));
       }
     }

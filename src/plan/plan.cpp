@@ -18,6 +18,13 @@ std::string outputs_heading(const Plan& plan) {
     return fmt::format("{} file{} mirroring the input's", plan.outputs.size(),
                        plan.outputs.size() == 1 ? "" : "s");
   }
+  if (plan.naming == OutputNaming::hf) {
+    return plan.max_shard_size == 0
+               ? fmt::format("{} file{} in Hugging Face's layout, mirroring the input's", plan.outputs.size(),
+                             plan.outputs.size() == 1 ? "" : "s")
+               : fmt::format("{} file{} in Hugging Face's layout (max shard size {} bytes)", plan.outputs.size(),
+                             plan.outputs.size() == 1 ? "" : "s", plan.max_shard_size);
+  }
   return fmt::format("{} ranks (mp={})", plan.model_parallel, plan.model_parallel);
 }
 
@@ -47,7 +54,8 @@ std::vector<std::string> param_source_lines(const Plan& plan) {
 
 std::string extra_files_text(const Plan& plan) {
   std::vector<std::string> names = plan.side_files;
-  for (const GeneratedFile& file : plan.generated_files) names.push_back(file.file + " (rewritten)");
+  for (const GeneratedFile& file : plan.generated_files) names.push_back(file.file + " (" + file.how + ")");
+  for (const std::string& file : plan.dropped_side_files) names.push_back(file + " (not copied)");
   return names.empty() ? std::string("none") : printable(fmt::format("{}", fmt::join(names, ", ")));
 }
 

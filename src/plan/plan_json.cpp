@@ -178,6 +178,9 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
                  plan.model_parallel);
   // Only in mirrored plans, so that other plans keep their bytes.
   if (plan.naming == OutputNaming::mirror) out += "  \"output_naming\": \"mirror\",\n";
+  if (plan.naming == OutputNaming::hf) {
+    fmt::format_to(it, "  \"output_naming\": \"hf\",\n  \"max_shard_size\": {},\n", plan.max_shard_size);
+  }
   out += "  \"params\": {";
   bool first = true;
   for (const auto& [name, value] : plan.params) {
@@ -255,6 +258,13 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowSelection&
       fmt::format_to(it, ", \"from\": ");
       append_string(out, plan.generated_files[i].from);
       fmt::format_to(it, ", \"bytes\": {}}}", plan.generated_files[i].content.size());
+    }
+  }
+  if (!plan.dropped_side_files.empty()) {  // only when there are any, as "notes"
+    out += "],\n  \"dropped_side_files\": [";
+    for (std::size_t i = 0; i < plan.dropped_side_files.size(); ++i) {
+      if (i > 0) out += ", ";
+      append_string(out, plan.dropped_side_files[i]);
     }
   }
   std::uint64_t tensors = 0, bytes = 0;

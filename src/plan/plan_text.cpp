@@ -174,7 +174,12 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   }
   cells[kIn] = st::dtype_name(src.dtype);
   append_shape(cells[kIn], src.shape);
-  append_ranks(cells[kRanks], placements, cx.plan.model_parallel);
+  if (cx.plan.naming == OutputNaming::hf) {
+    // No ranks: the file it goes to (a tensor goes to one).
+    append_printable(cells[kRanks], cx.plan.outputs[placements.front().rank].file);
+  } else {
+    append_ranks(cells[kRanks], placements, cx.plan.model_parallel);
+  }
   append_slices(cells[kSlice], placements, cx.plan.model_parallel);
   cells[kOut] = st::dtype_name(first.dtype);
   append_shape(cells[kOut], first.shape);
@@ -215,7 +220,11 @@ std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
   std::vector<bool> used(cx.plan.rule_labels.size(), false);
   std::array<std::size_t, kColumns> widths{};
   Cells cells;
-  for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
+  const auto headings = [&cells, &cx] {
+    for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
+    if (cx.plan.naming == OutputNaming::hf) cells[kRanks] = "FILE";
+  };
+  headings();
   widen(widths, cells);
   std::vector<Placement> scratch;
   std::size_t shown = 0;
@@ -230,7 +239,7 @@ std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
   fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n", cx.plan.sources.size(),
                  cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");
   if (shown == 0) return used;
-  for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
+  headings();
   append_table_row(out.text, cells, widths, kRightAligned);
   for (std::size_t s = 0; s < cx.plan.sources.size(); ++s) {
     const auto placements = shown_placements(cx, s, scratch);

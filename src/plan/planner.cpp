@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <fnmatch.h>
@@ -16,11 +17,13 @@
 #include <shardwise/plan/plan_view.hpp>
 #include "plan/block_pairs.hpp"
 #include "plan/decision_stream.hpp"
+#include "plan/hf_layout.hpp"
 #include "plan/mirror.hpp"
 #include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
 #include "plan/row_permutations.hpp"
+#include "plan/side_files.hpp"
 
 namespace shardwise::plan {
 namespace {
@@ -167,6 +170,13 @@ Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, con
     detail::make_mirrored_outputs(plan, checkpoint);
     return plan;
   }
+  if (rules.output_layout() == rules::OutputLayout::hf) {
+    // Planned as one rank; make_hf_outputs assigns the files once every tensor is known.
+    plan.naming = OutputNaming::hf;
+    plan.max_shard_size = options.mirror ? 0 : options.max_shard_size.value_or(rules.max_shard_size());
+    plan.outputs.resize(1);
+    return plan;
+  }
   plan.outputs.resize(options.model_parallel);
   for (std::uint64_t rank = 0; rank < options.model_parallel; ++rank) {
     plan.outputs[rank].rank = rank;
@@ -228,8 +238,15 @@ std::vector<std::string> files_matching(const std::string& root, const std::stri
 
 // Side files: each listed name present in the input folder, and every file a pattern matches; a
 // file named twice is copied once. One that leads outside the folder is a problem (unless allowed).
+// Never copied: a file the rules drop or rewrite, and by a pattern the checkpoint's tensor files and
+// index (the output has its own).
 void find_side_files(Plan& plan, const rules::Rules& rules, Diagnostics& problems) {
-  const auto add = [&plan, &problems](std::string name) {
+  std::set<std::string> excluded, read_by_plan{detail::kIndexFileName};
+  for (const rules::SideFileRule& rule : rules.side_file_rules()) excluded.insert(rule.name);
+  for (const std::string& path : plan.input_files)
+    read_by_plan.insert(std::filesystem::path(path).filename().string());
+  const auto add = [&plan, &problems, &excluded](std::string name) {
+    if (excluded.count(name) != 0) return;
     if (std::find(plan.side_files.begin(), plan.side_files.end(), name) != plan.side_files.end()) return;
     try {
       check_inside_folder(plan.input_root, name, plan.outside_links);
@@ -245,7 +262,9 @@ void find_side_files(Plan& plan, const rules::Rules& rules, Diagnostics& problem
   };
   for (const std::string& name : rules.side_files()) {
     if (is_glob(name)) {
-      for (std::string& match : files_matching(plan.input_root, name)) add(std::move(match));
+      for (std::string& match : files_matching(plan.input_root, name)) {
+        if (read_by_plan.count(match) == 0) add(std::move(match));
+      }
       continue;
     }
     std::error_code ec;
@@ -253,16 +272,41 @@ void find_side_files(Plan& plan, const rules::Rules& rules, Diagnostics& problem
   }
 }
 
-}  // namespace
-
-Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules,
-                     const PlanOptions& options) {
+// --max-shard-size and --mirror choose among Hugging Face's layouts; --model-parallel has no
+// meaning without ranks.
+void check_output_options(const rules::Rules& rules, const PlanOptions& options) {
+  const bool hf = rules.output_layout() == rules::OutputLayout::hf;
+  if (!hf && (options.max_shard_size || options.mirror)) {
+    throw Error(ErrorKind::usage,
+                fmt::format("{} applies to rules whose output is Hugging Face's layout (output: {{layout: "
+                            "hf}}); the rules {} write {}",
+                            options.mirror ? "--mirror" : "--max-shard-size", rules.name(),
+                            rules.mirrors_input() ? "the input's files (mirrored)" : "one file per rank"));
+  }
+  if (options.max_shard_size && options.mirror) {
+    throw Error(ErrorKind::usage,
+                "--max-shard-size (Hugging Face's shards) and --mirror (one file per input file) exclude "
+                "each other");
+  }
+  if (hf && options.model_parallel != 1) {
+    throw Error(ErrorKind::usage,
+                fmt::format("rules {} write Hugging Face's layout, which has no ranks: --model-parallel "
+                            "does not apply (given {}); --max-shard-size sets the size of its files",
+                            rules.name(), options.model_parallel));
+  }
   if (rules.mirrors_input() && options.model_parallel != 1) {
     throw Error(ErrorKind::usage,
                 fmt::format("rules {} mirror the input's files (one output file per input file): "
                             "--model-parallel does not apply (given {})",
                             rules.name(), options.model_parallel));
   }
+}
+
+}  // namespace
+
+Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules,
+                     const PlanOptions& options) {
+  check_output_options(rules, options);
   if (options.model_parallel == 0 || options.model_parallel > kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               kMaxModelParallel, options.model_parallel));
@@ -328,9 +372,14 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   pairs.resolve(plan, checkpoint, labels, problems);
   plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
   find_side_files(plan, rules, problems);
+  detail::apply_side_file_rules(plan, rules, problems);
   if (plan.naming == OutputNaming::mirror) detail::add_mirrored_index(plan, problems);
+  if (plan.naming == OutputNaming::hf && problems.empty()) detail::make_hf_outputs(plan, checkpoint);
   problems.check(plan.naming == OutputNaming::mirror
                      ? fmt::format("cannot plan {} (mirrored) with {}", plan.input_root, plan.rules_name)
+                 : plan.naming == OutputNaming::hf
+                     ? fmt::format("cannot plan {} (Hugging Face layout) with {}", plan.input_root,
+                                   plan.rules_name)
                      : fmt::format("cannot plan {} for mp={} with {}", plan.input_root, plan.model_parallel,
                                    plan.rules_name));
   return plan;

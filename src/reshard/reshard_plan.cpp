@@ -56,6 +56,16 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
                             "folder did not finish; finish it (convert --resume) first",
                             where));
   }
+  if (manifest->output_layout == "hf") {
+    throw Error(ErrorKind::input,
+                fmt::format("{}: written by rules '{}' in Hugging Face's layout ({}): its files are "
+                            "shards of one checkpoint, not rank files, so there is no model parallelism "
+                            "to change; convert the original checkpoint with rules that write rank files",
+                            where, manifest->rules.name,
+                            manifest->max_shard_size == 0
+                                ? std::string("one file per input file")
+                                : fmt::format("max shard size {} bytes", manifest->max_shard_size)));
+  }
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
@@ -468,6 +478,14 @@ ReshardPlan plan_whole_tensors(const std::string& from, OutsideLinks links) {
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,
                          const rules::Params& params, OutsideLinks links) {
+  if (rules.output_layout() != rules::OutputLayout::per_rank) {
+    throw Error(ErrorKind::usage,
+                fmt::format("the rules {} write {}, not rank files: reshard reads rank files (rules with "
+                            "output: {{file: PATTERN}})",
+                            rules.name(),
+                            rules.output_layout() == rules::OutputLayout::hf ? "Hugging Face's layout"
+                                                                             : "the input's files (mirrored)"));
+  }
   return plan_from(
       from, model_parallel,
       [&](const std::string& folder) {

@@ -26,7 +26,7 @@ const RuleRef& unknown_key_rule(const CompiledRules& rules, const std::string& k
   return *rule;
 }
 
-// Steps 1 and 2: the normalized name. The steps applied are appended to `trail` unless it is null.
+// Steps 1 and 2: the normalized name (and the added prefix, after the renames). The steps applied are appended to `trail` unless it is null.
 std::string normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>* trail) {
   for (const auto& strip : rules.strip_prefixes) {
     if (name.starts_with(strip.prefix)) {
@@ -52,6 +52,10 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
     if (dot == std::string_view::npos) break;
     normalized += '.';
     start = dot + 1;
+  }
+  if (const auto& add = rules.add_prefix; add && !(add->except && RE2::PartialMatch(normalized, *add->except))) {
+    normalized.insert(0, add->prefix);
+    if (trail != nullptr) trail->push_back(add->trail);
   }
   return normalized;
 }

@@ -35,10 +35,17 @@ std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors) {
 
 // Why the command line rules `rules` out, or "".
 std::string invocation_conflict(const Rules& rules, const Invocation& invocation) {
-  if (rules.mirrors_input() && invocation.model_parallel) {
+  const OutputLayout layout = rules.output_layout();
+  if (layout == OutputLayout::mirror && invocation.model_parallel) {
     return "writes the input's files as they are named (mirrored) and takes no --model-parallel";
   }
-  if (!rules.mirrors_input() && !invocation.model_parallel)
+  if (layout == OutputLayout::hf && invocation.model_parallel) {
+    return "writes Hugging Face's layout, which has no ranks, and takes no --model-parallel";
+  }
+  if (layout != OutputLayout::hf && invocation.hf_output) {
+    return "does not write Hugging Face's layout and takes no --max-shard-size or --mirror";
+  }
+  if (layout == OutputLayout::per_rank && !invocation.model_parallel)
     return "writes one file per rank and needs --model-parallel";
   for (const std::string& name : invocation.params) {
     const auto& declared = rules.params();

@@ -155,9 +155,26 @@ std::optional<Rules::Consumer> Rules::consumer_of(const Decision& decision, cons
   return std::nullopt;
 }
 
+namespace {
+
+std::string explain_text(const Decision& d, const Params& params, const Rules* rules);
+
+// Where a placed tensor goes in Hugging Face's layout, which depends on every tensor's size.
+std::string hf_file_line(const Rules& rules) {
+  if (rules.max_shard_size() == 0) {
+    return "  file: the input file that holds it (Hugging Face's layout, mirrored; no ranks)\n";
+  }
+  return fmt::format(
+      "  file: one of Hugging Face's shards of at most {} bytes, by natural name order (no ranks): "
+      "`shardwise plan -i CHECKPOINT --filter NAME` names it\n",
+      rules.max_shard_size());
+}
+
+}  // namespace
+
 std::string explain_decision(const Rules& rules, const Decision& d, const Params& params) {
   const std::optional<Rules::Consumer> consumer = rules.consumer_of(d, params);
-  if (!consumer) return explain_decision(d, params);
+  if (!consumer) return explain_text(d, params, &rules);
   std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
   for (const auto& step : d.trail) text += fmt::format("    - {}\n", step);
   text += fmt::format("  decided by: {} ({})\n", d.rule->label, d.rule->where.str());
@@ -167,7 +184,13 @@ std::string explain_decision(const Rules& rules, const Decision& d, const Params
   return printable_lines(text);  // the names may come from a checkpoint
 }
 
-std::string explain_decision(const Decision& d, const Params& params) {
+std::string explain_decision(const Decision& d, const Params& params) { return explain_text(d, params, nullptr); }
+
+namespace {
+
+// explain_decision's text; with `rules` of Hugging Face's layout, where the file is chosen instead of
+// the placement over ranks (it has none).
+std::string explain_text(const Decision& d, const Params& params, const Rules* rules) {
   const auto mp_entry = params.find("mp");
   const std::uint64_t mp = mp_entry == params.end() ? 1 : mp_entry->second;
   std::string text = fmt::format("{}\n  normalized: {}\n", d.source, d.normalized);
@@ -196,11 +219,17 @@ std::string explain_decision(const Decision& d, const Params& params) {
                             heads == params.end() ? "" : fmt::format(" ({}={})", heads->first, heads->second),
                             d.transform->rule.label, d.transform->rule.where.str());
       }
-      text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
+      if (rules != nullptr && rules->output_layout() == OutputLayout::hf) {
+        text += hf_file_line(*rules);
+      } else {
+        text += fmt::format("  placement (mp={}): {}\n", mp, placement(d, params, mp));
+      }
       break;
   }
   return printable_lines(text);  // the names may come from a checkpoint
 }
+
+}  // namespace
 
 std::string Rules::summary() const {
   const CompiledRules& r = *impl_;
@@ -208,8 +237,11 @@ std::string Rules::summary() const {
       fmt::format("{}: {}{}\n", r.display_name, r.name, r.description.empty() ? "" : " - " + r.description);
   if (!r.extends.empty()) text += fmt::format("  extends: {}\n", fmt::join(r.extends, " <- "));
   if (!r.rejects.empty()) text += fmt::format("  reject: {}\n", plural(r.rejects.size(), "rule"));
-  text += fmt::format("  normalize: {}, {}\n", plural(r.strip_prefixes.size(), "prefix strip"),
-                      plural(r.renames.size(), "rename"));
+  text += fmt::format("  normalize: {}, {}{}\n", plural(r.strip_prefixes.size(), "prefix strip"),
+                      plural(r.renames.size(), "rename"),
+                      r.add_prefix ? fmt::format(", add prefix '{}'{}", r.add_prefix->prefix,
+                                                 r.add_prefix->except ? " (with exceptions)" : "")
+                                   : std::string());
   text += fmt::format("  rules: {}, {}, {}, {}, {}\n", plural(r.skips.size(), "skip"),
                       plural(r.keys.size(), "key rule"), plural(r.table.size(), "table entry"),
                       plural(r.overrides.size(), "override"), plural(r.ownership.size(), "ownership rule"));
@@ -237,9 +269,20 @@ std::string Rules::summary() const {
     text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, param_default_text(param),
                         param.help.empty() ? "" : ": " + param.help);
   }
-  text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
-                          : fmt::format("\n  output: {}", r.output_file);
-  if (!r.side_files.empty()) text += fmt::format("; side files: {}", fmt::join(r.side_files, ", "));
+  if (r.hf_output) {
+    text += r.max_shard_size == 0
+                ? std::string("\n  output: Hugging Face layout, one file per input file (no ranks)")
+                : fmt::format("\n  output: Hugging Face layout, shards of at most {} bytes (no ranks)",
+                              r.max_shard_size);
+  } else {
+    text += r.mirror_output ? std::string("\n  output: mirrored (each input file's name, the index rewritten)")
+                            : fmt::format("\n  output: {}", r.output_file);
+  }
+  std::vector<std::string> sides = r.side_files;
+  for (const SideFileRule& rule : r.side_file_rules) {
+    sides.push_back(rule.name + (rule.action == SideFileRule::Action::drop ? " (not copied)" : " (dequantized)"));
+  }
+  if (!sides.empty()) text += fmt::format("; side files: {}", fmt::join(sides, ", "));
   return text + "\n";
 }
 

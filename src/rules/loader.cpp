@@ -9,6 +9,7 @@
 #include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/name_template.hpp>
+#include <shardwise/safetensors/hf_shards.hpp>
 
 #include <shardwise/rules/suggest.hpp>
 
@@ -103,7 +104,60 @@ bool read_partial(YamlReader& in, const YAML::Node& rule) {
 // `output: {file: PATTERN}` (one file per rank) or `output: {mirror: true}` (one output per input
 // file, under its name, and the input's index rewritten): exactly one of them. An extending file's
 // `output` replaces its parent's whole.
+// `output: {layout: hf, max_shard_size: SIZE}` or `{layout: hf, mirror: true}`: Hugging Face's
+// layout, sharded as save_pretrained shards (transformers' 5GB by default) or one file per input file.
+void read_hf_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
+  out.output_file.clear();
+  out.output_names = NameTemplate();
+  out.mirror_output = false;
+  out.hf_output = true;
+  out.max_shard_size = st::kDefaultMaxShardSize;
+  if (YamlReader::field(output, "file").IsDefined()) {
+    in.error(output, "output takes 'file' (one file per rank) or 'layout: hf' (no ranks), not both");
+  }
+  const YAML::Node mirror = YamlReader::field(output, "mirror");
+  const YAML::Node size = YamlReader::field(output, "max_shard_size");
+  if (mirror.IsDefined()) {
+    const auto text = in.string_value(mirror, "'mirror' of output");
+    if (text && *text != "true" && *text != "false") {
+      in.error(mirror, fmt::format("'mirror' of output must be true or false, got '{}'", *text));
+    }
+    if (text == "true") {
+      if (size.IsDefined()) {
+        in.error(output,
+                 "output takes 'max_shard_size' (Hugging Face's shards) or 'mirror: true' (the input's "
+                 "files), not both");
+      }
+      out.max_shard_size = 0;
+      return;
+    }
+  }
+  if (!size.IsDefined()) return;
+  if (const auto text = in.string_value(size, "'max_shard_size' of output")) {
+    try {
+      out.max_shard_size = st::parse_max_shard_size(*text);
+    } catch (const Error& e) {
+      in.error(size, e.what());
+    }
+  }
+}
+
 void read_output(YamlReader& in, const YAML::Node& output, CompiledRules& out) {
+  out.hf_output = false;
+  out.max_shard_size = 0;
+  if (const YAML::Node layout = YamlReader::field(output, "layout"); layout.IsDefined()) {
+    const auto text = in.string_value(layout, "'layout' of output");
+    if (text == "hf") {
+      read_hf_output(in, output, out);
+    } else if (text) {
+      in.error(layout, fmt::format("'layout' of output must be hf (Hugging Face's files), got '{}'{}", *text,
+                                   did_you_mean(*text, {"hf"})));
+    }
+    return;
+  }
+  if (YamlReader::field(output, "max_shard_size").IsDefined()) {
+    in.error(output, "'max_shard_size' of output needs 'layout: hf'");
+  }
   const YAML::Node mirror = YamlReader::field(output, "mirror");
   if (mirror.IsDefined()) {
     const auto text = in.string_value(mirror, "'mirror' of output");
@@ -151,6 +205,34 @@ std::optional<Split> read_split(YamlReader& in, const YAML::Node& node, const st
   return std::nullopt;
 }
 
+// `{NAME: drop}` or `{NAME: dequantized}`: one file, named plainly, not copied as it is.
+void read_side_file_rule(YamlReader& in, const YAML::Node& item, std::map<std::string, SourceLocation>& seen,
+                         CompiledRules& out) {
+  if (item.size() != 1) {
+    in.error(item, "an entry of side_files is a file name, a pattern, or {NAME: drop | dequantized}");
+    return;
+  }
+  const auto name = in.string_value(item.begin()->first, "a side file's name");
+  const auto action = in.string_value(item.begin()->second, "what happens to a side file");
+  if (!name || !action) return;
+  if (!is_plain_file_name(*name) || name->find_first_of("*?[") != std::string::npos) {
+    in.error(item, fmt::format("side file '{}' with an action must be a plain file name, not a path or pattern",
+                               *name));
+  }
+  if (!seen.emplace(*name, in.where(item)).second)
+    in.error(item, fmt::format("side file '{}' is listed twice", *name));
+  if (*action == "drop") {
+    out.side_file_rules.push_back({*name, SideFileRule::Action::drop});
+  } else if (*action == "dequantized") {
+    out.side_file_rules.push_back({*name, SideFileRule::Action::dequantized});
+  } else {
+    in.error(item.begin()->second,
+             fmt::format("side file '{}': '{}' is not drop (never copied) or dequantized (config.json without "
+                         "its quantisation){}",
+                         *name, *action, did_you_mean(*action, {"drop", "dequantized"})));
+  }
+}
+
 void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, bool extends) {
   if (const auto version = in.uint_field(root, "shardwise", "the rules file", true);
       version && *version != 1) {
@@ -167,14 +249,19 @@ void read_header(YamlReader& in, const YAML::Node& root, CompiledRules& out, boo
                "the rules file is missing required key 'output' (e.g. output: {file: "
                "\"model{rank}-mp{mp}.safetensors\"})");
     }
-  } else if (in.check_map(output, "output", {"file", "mirror"})) {
+  } else if (in.check_map(output, "output", {"file", "mirror", "layout", "max_shard_size"})) {
     read_output(in, output, out);
   }
   if (const YAML::Node side = YamlReader::field(root, "side_files");
       side.IsDefined() && in.check_list(side, "side_files")) {
     out.side_files.clear();  // an extending file's list replaces its parent's
+    out.side_file_rules.clear();
     std::map<std::string, SourceLocation> seen;
     for (const auto& item : side) {
+      if (item.IsMap()) {
+        read_side_file_rule(in, item, seen, out);
+        continue;
+      }
       const auto file = in.string_value(item, "an entry of side_files");
       if (!file) continue;
       if (!is_plain_file_name(*file))
@@ -270,8 +357,34 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   }
 }
 
+// `add_prefix: P` with an optional `except: REGEX` beside it.
+void read_add_prefix(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  const YAML::Node add = YamlReader::field(node, "add_prefix");
+  const YAML::Node except = YamlReader::field(node, "except");
+  if (!add.IsDefined()) {
+    if (except.IsDefined()) in.error(except, "'except' of normalize belongs to 'add_prefix', which is not given");
+    return;
+  }
+  const auto prefix = in.string_value(add, "add_prefix");
+  if (!prefix) return;
+  if (prefix->empty()) in.error(add, "add_prefix '' adds nothing");
+  AddPrefixRule rule{*prefix, nullptr, in.where(add), ""};
+  if (except.IsDefined()) {
+    const auto pattern = in.string_value(except, "'except' of add_prefix");
+    if (!pattern) return;
+    auto re = std::make_shared<RE2>(*pattern, RE2::Quiet);
+    if (!re->ok()) {
+      in.error(except, fmt::format("invalid regex '{}' in 'except' of add_prefix: {}", *pattern, re->error()));
+      return;
+    }
+    rule.except = std::move(re);
+  }
+  out.add_prefix = std::move(rule);
+}
+
 void read_normalize(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
-  if (!in.check_map(node, "normalize", {"strip_prefix", "rename"})) return;
+  if (!in.check_map(node, "normalize", {"strip_prefix", "add_prefix", "except", "rename"})) return;
+  read_add_prefix(in, node, out);
   if (const YAML::Node prefixes = YamlReader::field(node, "strip_prefix");
       prefixes.IsDefined() && in.check_list(prefixes, "strip_prefix")) {
     for (const auto& item : prefixes) {

@@ -213,12 +213,20 @@ const std::string& Rules::description() const { return impl_->description; }
 const std::string& Rules::display_name() const { return impl_->display_name; }
 const std::string& Rules::text() const { return impl_->text; }
 const std::vector<std::string>& Rules::side_files() const { return impl_->side_files; }
+const std::vector<SideFileRule>& Rules::side_file_rules() const { return impl_->side_file_rules; }
 const std::vector<Layout>& Rules::layouts() const { return impl_->layouts; }
 const std::vector<ParamInfo>& Rules::params() const { return impl_->params; }
 
 const std::string& Rules::output_file_pattern() const { return impl_->output_file; }
 
 bool Rules::mirrors_input() const { return impl_->mirror_output; }
+
+OutputLayout Rules::output_layout() const {
+  if (impl_->hf_output) return OutputLayout::hf;
+  return impl_->mirror_output ? OutputLayout::mirror : OutputLayout::per_rank;
+}
+
+std::uint64_t Rules::max_shard_size() const { return impl_->max_shard_size; }
 
 const NameTemplate& Rules::output_file_template() const { return impl_->output_names; }
 

@@ -27,6 +27,16 @@ struct StripRule {
   std::string trail;
 };
 
+// `normalize: {add_prefix: P, except: REGEX}`: P (any text, e.g. the two components "model.") is
+// put before every name the regex does not match, searched in the name after strip_prefix and the
+// component renames.
+struct AddPrefixRule {
+  std::string prefix;
+  std::shared_ptr<const RE2> except;  // null: every name takes the prefix
+  SourceLocation where;
+  std::string trail;
+};
+
 struct RenameRule {
   std::string from;
   std::string to;
@@ -117,7 +127,12 @@ struct CompiledRules {
   std::string output_file;     // empty when mirror_output
   NameTemplate output_names;   // output_file parsed; expands to "" when mirror_output
   bool mirror_output = false;  // `output: {mirror: true}`
+  // `output: {layout: hf, max_shard_size: SIZE}` (docs/rules.md, "Hugging Face output"); a size of
+  // 0 with hf_output: `mirror: true` beside `layout: hf` (one file per input file).
+  bool hf_output = false;
+  std::uint64_t max_shard_size = 0;
   std::vector<std::string> side_files;
+  std::vector<SideFileRule> side_file_rules;
   UnknownKeys unknown_keys = UnknownKeys::error;
   SourceLocation unknown_keys_where;
   // The rules "unknown_keys[KEY]" that decisions point to, made by decide() on first use of KEY
@@ -129,6 +144,7 @@ struct CompiledRules {
   std::unique_ptr<UnknownKeyRules> unknown_key_rules = std::make_unique<UnknownKeyRules>();
 
   std::vector<StripRule> strip_prefixes;
+  std::optional<AddPrefixRule> add_prefix;  // an extending file's replaces its parent's
   std::vector<RenameRule> renames;
   std::unordered_map<std::string, RenameChain, TextHash, std::equal_to<>>
       rename_chains;                 // by original component

@@ -9,6 +9,10 @@ void format_trails(CompiledRules& rules) {
   for (auto& strip : rules.strip_prefixes) {
     strip.trail = fmt::format("strip prefix '{}' ({})", strip.prefix, strip.where.str());
   }
+  if (rules.add_prefix) {
+    rules.add_prefix->trail =
+        fmt::format("add prefix '{}' ({})", rules.add_prefix->prefix, rules.add_prefix->where.str());
+  }
   for (auto& rename : rules.renames) {
     rename.trail =
         fmt::format("rename component '{}' -> '{}' ({})", rename.from, rename.to, rename.where.str());

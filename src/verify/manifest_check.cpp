@@ -169,7 +169,9 @@ std::vector<std::string> input_changes(const output::Manifest& manifest, const p
   for (std::size_t i = 0; i < plan.side_files.size() && i < plan.side_file_identities.size(); ++i) {
     now[plan.side_files[i]] = plan.side_file_identities[i];
   }
-  for (const plan::GeneratedFile& file : plan.generated_files) now[file.from] = file.from_identity;
+  for (const plan::GeneratedFile& file : plan.generated_files) {
+    if (!file.from.empty()) now[file.from] = file.from_identity;
+  }
   std::vector<std::string> lines;
   for (const output::ManifestInput& input : manifest.inputs) {
     const auto found = now.find(input.file);

@@ -78,7 +78,28 @@ struct Work {
   std::vector<SideCheck> sides;
 };
 
-// Planned tensors against the file's header: present, dtype, shape, nothing extra.
+// {"format": "pt"}: a header's __metadata__ for a finding.
+std::string metadata_text(const std::map<std::string, std::string>& metadata) {
+  std::vector<std::string> entries;
+  for (const auto& [key, value] : metadata) entries.push_back(fmt::format("\"{}\": \"{}\"", key, value));
+  return fmt::format("{{{}}}", fmt::join(entries, ", "));
+}
+
+// A name save_pretrained gives its files: model.safetensors, model-00001-of-00003.safetensors.
+bool is_hf_model_file_name(std::string_view name) {
+  if (name == "model.safetensors") return true;
+  constexpr std::string_view prefix = "model-", suffix = ".safetensors";
+  if (!name.starts_with(prefix) || !name.ends_with(suffix)) return false;
+  name = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  const std::size_t of = name.find("-of-");
+  const auto digits = [](std::string_view text) {
+    return text.size() >= 5 && std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+  };
+  return of != std::string_view::npos && digits(name.substr(0, of)) && digits(name.substr(of + 4));
+}
+
+// Planned tensors against the file's header: present, dtype, shape, nothing extra; the planned
+// metadata (Hugging Face's layout).
 void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys,
                      Work& work) {
   const std::string& name = check.planned->file;
@@ -101,6 +122,10 @@ void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKe
       if (added) work.expected.push_back(&t);
       check.compared.push_back({static_cast<std::size_t>(found - header.tensors.data()), &t, it->second});
     }
+  }
+  if (!check.planned->metadata.empty() && header.metadata != check.planned->metadata) {
+    findings.add(name, fmt::format("header metadata {}, planned {}", metadata_text(header.metadata),
+                                   metadata_text(check.planned->metadata)));
   }
   const auto& planned = check.planned->tensors;
   for (const st::TensorInfo& t : header.tensors) {
@@ -154,6 +179,17 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
       findings.add(generated.file, "missing file (the plan writes it)");
     } else {
       work.sides.push_back({generated.file, &generated.content, 0, 0});
+    }
+  }
+  if (plan.naming == plan::OutputNaming::hf) {
+    // Files of another sharding (another max shard size) would be read beside these.
+    const std::set<std::string> planned(ours.begin(), ours.end());
+    for (const std::string& name : present) {
+      if (is_hf_model_file_name(name) && planned.count(name) == 0) {
+        findings.add(name, fmt::format("unexpected output file: the plan writes {} Hugging Face file{} ({})",
+                                       plan.outputs.size(), plan.outputs.size() == 1 ? "" : "s",
+                                       plan.outputs.front().file));
+      }
     }
   }
   const OutputNamePattern pattern = OutputNamePattern::from_rules(rules, plan.model_parallel);

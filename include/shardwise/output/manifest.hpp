@@ -128,6 +128,11 @@ struct Manifest {
   // Not written: the words of each choice parameter, from the plan, so that an older file's index
   // reads as its word when compared (plan_changes).
   std::map<std::string, std::vector<std::string>> choice_words{};
+  // "hf" for Hugging Face's layout (written as "output": {"layout": "hf", "max_shard_size": N}, only
+  // then), with its max shard size (0: one file per input file); "" for rank files and mirrored
+  // files, which the rules' output file pattern tells apart.
+  std::string output_layout{};
+  std::uint64_t max_shard_size = 0;
   // Version 5: what the conversion dropped, per rule (empty: nothing); and whether the tensors'
   // origins are recorded ("origins": true; a folder resharded from an older manifest has none), so
   // that `convert --reverse` can tell a tensor that is its source from one whose origin is unknown.

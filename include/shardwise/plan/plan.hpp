@@ -132,21 +132,32 @@ struct OutputFile {
   std::string file;                    // name within the output folder
   std::vector<PlannedTensor> tensors;  // sorted by output name
   std::uint64_t bytes = 0;             // tensor bytes (header excluded)
+  // The header's __metadata__ (Hugging Face layout: {"format": "pt"}, as save_pretrained writes it).
+  std::map<std::string, std::string> metadata{};
 };
 
 // How the outputs are named (the rules' `output:`). `per_rank`: OutputFile i is rank i of
 // model_parallel. `mirror`: OutputFile i holds the tensors of input file i, under that file's name,
 // each whole; model_parallel then counts the output files (one per input file) and a "rank" is an
 // output file's position (--ranks, --distributed and the manifest count files so).
-enum class OutputNaming { per_rank, mirror };
+// `hf`: Hugging Face's layout (rules `output: {layout: hf}`): no ranks (mp=1); the tensors assigned
+// to files after planning, as save_pretrained shards them (Plan::max_shard_size), or each to the
+// file of its source when max_shard_size is 0 (mirrored); OutputFile i is file i, and a "rank" is an
+// output file's position, as for `mirror`.
+enum class OutputNaming { per_rank, mirror, hf };
 
 // A file whose content the plan computes (a mirrored plan's rewritten index). Written with the side
 // files, by the run that writes rank 0, and recorded in the manifest as a side file.
 struct GeneratedFile {
   std::string file;  // name within the output folder
   std::string content;
-  std::string from;            // the input file it is computed from, name within the input folder
+  // The input file it is computed from, name within the input folder; empty for a file computed
+  // from the plan alone (a Hugging Face layout's index).
+  std::string from;
   FileIdentity from_identity;  // of that file when the plan read it
+  // What the text plan says of it: "rewritten" (an index rewritten), "written" (computed from the
+  // plan), "without its quantisation, torch_dtype bfloat16" (a config.json).
+  std::string how = "rewritten";
 };
 
 struct Skipped {
@@ -176,10 +187,13 @@ struct Plan {
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;             // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned
+  // Present in the input and not copied, as the rules say (`{NAME: drop}`): shown by the views.
+  std::vector<std::string> dropped_side_files;
   // Whether the input's files may lead outside input_root (--allow-outside-links): checked again
   // when a side file is opened to be copied.
   OutsideLinks outside_links = OutsideLinks::refuse;
   OutputNaming naming = OutputNaming::per_rank;
+  std::uint64_t max_shard_size = 0;  // hf: the limit of a file's tensor bytes; 0: mirrored files
   std::vector<GeneratedFile> generated_files;  // mirror: the index, when the input has one
   std::vector<std::string> rule_labels;        // "table[wq] (rules.yaml:12:5)", each rule once
   // What people must know besides the rows: counts taken from the checkpoint, ownership rules
@@ -204,8 +218,12 @@ std::vector<std::string> param_assignments(const Plan& plan);
 // `params:`: "heads = 32 (config.json: num_attention_heads)", "kv_heads = 8 (--kv-heads)".
 std::vector<std::string> param_source_lines(const Plan& plan);
 
+// Whether a cast turns quantised values into plain floats (the output's config.json then loses its
+// quantisation_config, when the rules say `{config.json: dequantized}`).
+inline bool dequantizes(Cast cast) { return cast == Cast::dequantize; }
+
 // The side files and generated files for the text views: "a, b, model.safetensors.index.json
-// (rewritten)", or "none".
+// (rewritten), quantize_config.json (not copied)", or "none".
 std::string extra_files_text(const Plan& plan);
 
 }  // namespace shardwise::plan

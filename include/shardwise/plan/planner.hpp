@@ -23,6 +23,10 @@ struct PlanOptions {
   rules::Params params;  // given on the command line; defaults come from the rules file
   // A side file that leads outside the input folder is refused (Error(input)) unless allowed.
   OutsideLinks outside_links = OutsideLinks::refuse;
+  // For rules whose output is `layout: hf` only (Error(usage) for others): --max-shard-size, which
+  // replaces the rules' max_shard_size, and --mirror (one file per input file). Not both.
+  std::optional<std::uint64_t> max_shard_size{};
+  bool mirror = false;
 };
 
 // Every problem of the checkpoint (unmatched tensors, incomplete or duplicated packed groups,

@@ -18,6 +18,7 @@ namespace shardwise::rules {
 struct Invocation {
   bool model_parallel = false;      // -m/--model-parallel given
   std::vector<std::string> params;  // the rules parameters given (flags and --param), by name
+  bool hf_output = false;           // --max-shard-size or --mirror given (Hugging Face layout only)
 };
 
 struct ChosenRules {

@@ -189,6 +189,18 @@ struct Decision {
   std::vector<std::string> trail;
 };
 
+enum class OutputLayout { per_rank, mirror, hf };
+
+// A `side_files:` entry that is not copied as it is (docs/rules.md, "Side files"): `{NAME: drop}`
+// is never copied, even when a pattern matches it (a quantiser's own config file);
+// `{NAME: dequantized}` is written as a checkpoint's config.json without its quantisation
+// (st::dequantized_config_json, with the dtype of the dequantised tensors).
+struct SideFileRule {
+  enum class Action { drop, dequantized };
+  std::string name;
+  Action action = Action::drop;
+};
+
 class Rules {
  public:
   // Load and compile. Every problem of the file is reported in one Error(rules), each line as
@@ -231,7 +243,14 @@ class Rules {
   // `output: {mirror: true}`: one output per input file, under the input file's name, and the
   // input's index rewritten (docs/rules.md, "Mirrored output"); output_file() is then "".
   bool mirrors_input() const;
-  const std::vector<std::string>& side_files() const;
+  // How the rules name the outputs: rank files (`file:`), the input's files (`mirror: true`), or
+  // Hugging Face's layout (`layout: hf`): no ranks, files as save_pretrained names them.
+  OutputLayout output_layout() const;
+  // `layout: hf`: the rules' max_shard_size in bytes (transformers' 5GB when not given), or 0 when
+  // they say `mirror: true` beside it (one file per input file).
+  std::uint64_t max_shard_size() const;
+  const std::vector<std::string>& side_files() const;  // copied: names and shell patterns
+  const std::vector<SideFileRule>& side_file_rules() const;
   const std::vector<Layout>& layouts() const;
   const std::vector<ParamInfo>& params() const;  // as declared, without the built-in `mp`
   // A few lines for people: name, rule counts per section, layouts, parameters, outputs
