@@ -1,12 +1,17 @@
 // `shardwise convert`: plan the checkpoint, then execute the plan (or only print it: --dry-run),
 // whole or in part (--ranks, --distributed), resuming an earlier run (--resume).
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <shardwise/convert/converter.hpp>
+#include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
+#include <shardwise/reshard/reverse.hpp>
+#include <shardwise/safetensors/hf_shards.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/common_options.hpp"
@@ -22,7 +27,44 @@ struct ConvertArgs {
   std::string output;
   bool dry_run = false;
   RunArgs run;
+  bool reverse = false;  // --reverse: -i is a converted folder (docs/reverse.md)
 };
+
+// `convert --reverse -i CONVERTED -o ORIGINAL`: everything comes from the folder's manifest, so the
+// options that choose a plan are usage errors here, as are those of a run in parts.
+int run_reverse(const ConvertArgs& args) {
+  std::vector<std::string> refused;
+  if (args.planning.model_parallel) refused.emplace_back("--model-parallel");
+  if (args.planning.rules_file) refused.emplace_back("--rules");
+  const bool flags = std::any_of(args.planning.params.flags.begin(), args.planning.params.flags.end(),
+                                 [](const auto& flag) { return flag.second.has_value(); });
+  if (!args.planning.params.entries.empty() || flags) refused.emplace_back("rules parameters");
+  if (args.run.resume) refused.emplace_back("--resume");
+  if (args.run.ranks) refused.emplace_back("--ranks");
+  if (args.run.distributed) refused.emplace_back("--distributed");
+  if (args.planning.mirror) refused.emplace_back("--mirror");
+  if (!refused.empty()) {
+    throw Error(ErrorKind::usage,
+                fmt::format("convert --reverse takes the rules, their parameters and the model parallelism from "
+                            "the folder's manifest: {} cannot be given with it",
+                            fmt::join(refused, ", ")));
+  }
+  const std::uint64_t max_shard = args.planning.max_shard_size
+                                      ? st::parse_max_shard_size(*args.planning.max_shard_size)
+                                      : st::kDefaultMaxShardSize;
+  const reshard::ReversePlan plan = reshard::plan_reverse(args.planning.input, max_shard,
+                                                          outside_links(args.planning.allow_outside_links));
+  if (args.dry_run) {
+    fmt::print("{}", reshard::format_reverse_text(plan));
+    return 0;
+  }
+  const reshard::ReverseSummary summary = reshard::execute_reverse(plan, {.output_dir = args.output, .force = args.run.force});
+  if (!args.run.quiet) {
+    fmt::print(stderr, "reversed {} tensors into {} file{} ({} bytes) in {}\n", summary.tensors, summary.files,
+               summary.files == 1 ? "" : "s", summary.bytes, args.output);
+  }
+  return 0;
+}
 
 int run_convert(const CLI::App& command, const ConvertArgs& args) {
   // Usage errors first, before the checkpoint is read. Without --model-parallel (rules that mirror
@@ -68,7 +110,17 @@ void add_convert_command(CLI::App& app, Action& action) {
        "memory; the bytes written are the same)"});
   add_format_option(*command, args->planning);
   add_plan_view_options(*command, args->view);
+  command->add_flag("--reverse", args->reverse,
+                    "undo a conversion: -i is a folder shardwise converted, and the original checkpoint's tensors "
+                    "are written back into -o in Hugging Face's layout (docs/reverse.md)");
   command->callback([&action, command, args] {
+    if (args->reverse) {
+      if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");
+      if (args->view.summary || args->view.filter.active() || args->planning.format != "text")
+        throw CLI::ValidationError("--summary, --rank, --rule, --filter and --format", "not with --reverse");
+      action = [args] { return run_reverse(*args); };
+      return;
+    }
     if (!args->dry_run && args->output.empty()) {
       throw CLI::RequiredError("--save-path");
     }

@@ -244,7 +244,8 @@ class Engine {
     for (std::size_t t = 0; t < w.tensors.size(); ++t) {
       const plan::PlannedTensor& planned = w.planned->tensors[w.tensors[t].planned];
       result.tensors[w.tensors[t].planned] = {planned.name, states_[f].tensor_xxh3[t],
-                                              output::cut_of(plan_, planned, w.planned->rank)};
+                                              output::cut_of(plan_, planned, w.planned->rank),
+                                              output::origin_of(plan_, planned)};
     }
     return result;
   }

@@ -109,6 +109,7 @@ TensorStream::TensorStream(const plan::Plan& plan, const plan::PlannedTensor& te
   const plan::Source& source = plan.sources[tensor.source];
   if (!is_block(tensor.cast)) {
     *this = TensorStream(source, tensor);
+    if (tensor.permutation != plan::kNoPermutation) permute_rows(plan, tensor);
     return;
   }
   const auto fail = [&](const std::string& what) {

@@ -144,6 +144,10 @@ void TensorStream::read(int fd, const std::string& path, std::uint64_t offset, s
     read_block(fd, path, offset, out, scratch, companion);
     return;
   }
+  if (rows_) {
+    read_rows(fd, path, offset, out, scratch);
+    return;
+  }
   if (cast_ != plan::Cast::none && (offset % 2 != 0 || out.size() % 2 != 0)) {
     throw std::invalid_argument("TensorStream::read: a cast needs whole elements");
   }

@@ -1,5 +1,6 @@
 #include <shardwise/output/manifest.hpp>
 
+#include <algorithm>
 #include <array>
 #include <filesystem>
 #include <fstream>
@@ -83,6 +84,51 @@ std::map<std::string, std::string> param_texts(const Manifest& manifest,
   return texts;
 }
 
+std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::PlannedTensor& tensor) {
+  if (tensor.source >= plan.sources.size()) return std::nullopt;
+  const plan::Source& source = plan.sources[tensor.source];
+  TensorOrigin origin{source.name, source.dtype, source.shape};
+  if (tensor.permutation < plan.permutations.size()) {
+    origin.rows = plan.permutations[tensor.permutation];
+    origin.rows->rule = 0;
+  }
+  const auto label = [&plan](std::size_t rule) {
+    return rule < plan.rule_labels.size() ? plan.rule_labels[rule] : std::string("?");
+  };
+  switch (tensor.cast) {
+    case plan::Cast::none:
+    case plan::Cast::reinterpret:
+      break;
+    case plan::Cast::f16_to_bf16:
+    case plan::Cast::f32_to_bf16:
+      origin.irreversible = fmt::format("cast {} -> {} (rounds) of a tensor placed by {}",
+                                        st::dtype_name(source.dtype), st::dtype_name(tensor.dtype),
+                                        label(tensor.rule));
+      break;
+    case plan::Cast::dequantize:
+    case plan::Cast::requantize_fp4_weight:
+    case plan::Cast::requantize_fp4_scale:
+      origin.irreversible = fmt::format(
+          "{} {} -> {} by {}", plan::cast_name(tensor.cast), st::dtype_name(source.dtype),
+          st::dtype_name(tensor.dtype),
+          label(tensor.companion < plan.companions.size() ? plan.companions[tensor.companion].rule : tensor.rule));
+      break;
+  }
+  // Not undone yet (docs/reverse.md): a fused output (its parts' sources are in the cut) and a chunk
+  // of an unfused source.
+  if (tensor.composite < plan.composites.size()) {
+    origin.irreversible = fmt::format("a fused output made by {} (convert --reverse does not split fused outputs yet)",
+                                      label(plan.composites[tensor.composite].rule));
+  } else if (!source.within.whole()) {
+    origin.irreversible = fmt::format("rows [{}, {}) of {}, cut out by an unfuse rule (placed by {}; convert --reverse "
+                                      "does not join chunks yet)",
+                                      source.within.begin, source.within.end, source.name, label(tensor.rule));
+  }
+  if (source.name == tensor.name && source.dtype == tensor.dtype && !origin.rows && origin.irreversible.empty())
+    return std::nullopt;
+  return origin;
+}
+
 Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules,
                               std::uint64_t headers_xxh3) {
   Manifest manifest;
@@ -94,6 +140,16 @@ Manifest provisional_manifest(const plan::Plan& plan, const RulesIdentity& rules
     manifest.max_shard_size = plan.max_shard_size;
   }
   for (const auto& [name, source] : plan.param_sources) manifest.param_sources[name] = source.text(name);
+  manifest.origins = true;  // convert records each tensor's (output::origin_of)
+  for (const plan::Skipped& skip : plan.skipped) {
+    const auto same = std::find_if(manifest.skipped.begin(), manifest.skipped.end(),
+                                   [&](const ManifestSkip& m) { return m.rule == skip.rule; });
+    if (same != manifest.skipped.end()) {
+      ++same->count;
+    } else {
+      manifest.skipped.push_back({skip.rule, 1, skip.name});
+    }
+  }
   for (const plan::OutputFile& output : plan.outputs)
     manifest.outputs.push_back({output.rank, output.file, 0, 0, {}});
   for (const std::string& side : plan::extra_file_names(plan)) manifest.side_files.push_back({side, 0});
@@ -171,7 +227,17 @@ Json cut_to_json(const TensorCut& cut) {
   return "replicated";
 }
 
-// One tensor's entry: name and checksum, then (version 3) dtype, shape and cut.
+Json origin_to_json(const TensorOrigin& origin) {
+  Json json = {{"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
+  if (origin.rows) {
+    json["rows"] = {{"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
+                    {"heads", origin.rows->heads}};
+  }
+  if (!origin.irreversible.empty()) json["irreversible"] = origin.irreversible;
+  return json;
+}
+
+// One tensor's entry: name and checksum, then (version 3) dtype, shape and cut, (version 5) origin.
 Json tensor_to_json(const ManifestTensor& t) {
   Json entry = {{"name", t.name}, {"xxh3", xxh3_hex(t.xxh3)}};
   if (t.cut) {
@@ -179,6 +245,7 @@ Json tensor_to_json(const ManifestTensor& t) {
     entry["shape"] = t.cut->shape;
     entry["cut"] = cut_to_json(*t.cut);
   }
+  if (t.origin) entry["from"] = origin_to_json(*t.origin);
   return entry;
 }
 
@@ -208,6 +275,12 @@ Json manifest_to_json(const Manifest& manifest) {
     json["output"] = {{"layout", manifest.output_layout}, {"max_shard_size", manifest.max_shard_size}};
   }
   if (!manifest.param_sources.empty()) json["param_sources"] = manifest.param_sources;
+  if (manifest.origins) json["origins"] = true;
+  if (!manifest.skipped.empty()) {
+    json["skipped"] = Json::array();
+    for (const ManifestSkip& skip : manifest.skipped)
+      json["skipped"].push_back({{"rule", skip.rule}, {"count", skip.count}, {"first", skip.first}});
+  }
   json["outputs"] = Json::array();
   for (const ManifestOutput& output : manifest.outputs) {
     Json entry = {{"rank", output.rank}, {"file", output.file}};
@@ -279,6 +352,28 @@ struct Reader {
     return object.is_object() && object.contains(key) ? text(object, key) : std::string();
   }
 
+  // A version 5 tensor entry's origin ("from").
+  TensorOrigin origin(const Json& from) const {
+    const std::string name = text(from, "name");
+    const auto dtype = st::parse_dtype(text(from, "dtype"));
+    if (!dtype) fail(fmt::format("{}: unknown dtype in \"from\"", name));
+    TensorOrigin result{name, *dtype, {}};
+    for (const Json& dim : array(from, "shape")) {
+      if (!dim.is_number_unsigned()) fail("\"shape\" holds a value that is not a non-negative integer");
+      result.shape.push_back(dim.get<std::uint64_t>());
+    }
+    if (from.contains("rows")) {
+      const Json& rows = field(from, "rows");
+      const std::string to = text(rows, "to");
+      if (to != "half_split" && to != "interleaved") fail(fmt::format("{}: unknown row order '{}'", name, to));
+      result.rows = plan::RowPermutation{
+          to == "half_split" ? transform::RopeOrder::half_split : transform::RopeOrder::interleaved,
+          number(rows, "heads"), 0};
+    }
+    result.irreversible = optional_text(from, "irreversible");
+    return result;
+  }
+
   // A version 3 tensor entry's dtype, shape and cut.
   TensorCut cut(const Json& entry) const {
     TensorCut result{};
@@ -347,11 +442,14 @@ struct Reader {
                      text(entry, "name")));
   }
 
-  // A tensor entry: name and checksum, and from version 3 its cut when it has one.
+  // A tensor entry: name and checksum, from version 3 its cut when it has one, from version 5 its
+  // origin ("from") when it has one.
   ManifestTensor tensor(const Json& entry, std::uint64_t version) const {
     std::optional<TensorCut> tensor_cut;
     if (version >= 3 && entry.contains("cut")) tensor_cut = cut(entry);
-    return {text(entry, "name"), digest(entry, "xxh3"), std::move(tensor_cut)};
+    std::optional<TensorOrigin> tensor_origin;
+    if (version >= 5 && entry.contains("from")) tensor_origin = origin(field(entry, "from"));
+    return {text(entry, "name"), digest(entry, "xxh3"), std::move(tensor_cut), std::move(tensor_origin)};
   }
 };
 
@@ -390,6 +488,11 @@ Manifest manifest_from(const Json& json, const std::string& where, TakenTensors*
                                  {r.number(entry, "bytes"), r.signed_number(entry, "mtime_ns"),
                                   r.signed_number(entry, "ctime_ns"), r.number(entry, "inode")}});
     }
+  }
+  manifest.origins = version >= 5 && json.contains("origins") && json.at("origins") == true;
+  if (version >= 5 && json.contains("skipped")) {
+    for (const Json& entry : r.array(json, "skipped"))
+      manifest.skipped.push_back({r.text(entry, "rule"), r.number(entry, "count"), r.text(entry, "first")});
   }
   const Json& params = r.field(json, "params");
   if (!params.is_object()) r.fail("\"params\" is not an object");
@@ -568,7 +671,9 @@ Manifest without_entries(const Manifest& manifest) {
                   manifest.choice_words,
                   manifest.output_layout,
                   manifest.max_shard_size,
-                  manifest.param_sources};
+                  manifest.param_sources,
+                  manifest.skipped,
+                  manifest.origins};
 }
 
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
@@ -594,6 +699,7 @@ void format_manifest(const Manifest& manifest, const std::function<void(std::str
                               st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
                               cut_to_json(*tensor.cut).dump());
         }
+        if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
         text += "}";
         sink(text);
         text.clear();

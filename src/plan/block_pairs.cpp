@@ -194,6 +194,7 @@ class Resolver {
       }
       case Kind::reinterpret:
       case Kind::dequantize_packed:
+      case Kind::permute_rope:
         return;
     }
   }

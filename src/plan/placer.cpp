@@ -97,7 +97,8 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
-                                      cast, target.pending_transform, target.rule, placement});
+                                      cast, target.pending_transform, target.rule, placement,
+                                      target.permutation});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast,

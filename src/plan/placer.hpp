@@ -38,6 +38,7 @@ struct Target {
   // rules `units:`: the split dim's whole units (heads), 0 for none, and the parameter naming them.
   std::uint64_t units = 0;
   std::string units_param{};
+  std::uint32_t permutation = kNoPermutation;  // copied into PlannedTensor::permutation
 };
 
 // "table[wq] (rules.yaml:12:5)": the label plans show for a rule.

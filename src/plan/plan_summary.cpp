@@ -140,6 +140,13 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
                               detail::cast_source_dtype(plan.sources[s], first),
                               detail::cast_target_dtype(first))];
     }
+    if (first.permutation != kNoPermutation && first.permutation < plan.permutations.size()) {
+      const RowPermutation& p = plan.permutations[first.permutation];
+      ++row.casts[fmt::format("rows {} in {} heads", p.to == transform::RopeOrder::half_split
+                                                         ? "interleaved->half_split"
+                                                         : "half_split->interleaved",
+                              p.heads)];
+    }
   }
   for (const Skipped& s : plan.skipped) {
     const auto it = std::find(plan.rule_labels.begin(), plan.rule_labels.end(), s.rule);

@@ -205,6 +205,13 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   if (const PlannedTensor* fused = placements.front().fused) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cx.rule_names[fused->rule]);
   }
+  if (first.permutation != kNoPermutation && first.permutation < cx.plan.permutations.size()) {
+    const RowPermutation& p = cx.plan.permutations[first.permutation];
+    const bool to_half = p.to == transform::RopeOrder::half_split;
+    fmt::format_to(std::back_inserter(cells[kRule]), ", rows {} -> {} in {} heads ({})",
+                   to_half ? "interleaved" : "half_split", to_half ? "half_split" : "interleaved", p.heads,
+                   cx.rule_names[p.rule]);
+  }
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {

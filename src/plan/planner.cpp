@@ -24,6 +24,7 @@
 #include "plan/ownership_scopes.hpp"
 #include "plan/packed_groups.hpp"
 #include "plan/placer.hpp"
+#include "plan/row_permutations.hpp"
 #include "plan/side_files.hpp"
 
 namespace shardwise::plan {
@@ -34,11 +35,19 @@ using detail::Target;
 
 // The dtype and cast a transform rule gives a plain tensor; nullopt (reported) when the source does
 // not fit it. A block-scaled transform also marks the target for BlockPairs, which finds its companion.
+// A row permutation is no cast: it marks the target with its permutation.
 std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rules::TransformRule* transform,
-                                                      Placer& placer, detail::BlockPairs& pairs) {
+                                                      Placer& placer, detail::BlockPairs& pairs,
+                                                      detail::RowPermutations& permutations) {
   const Source& src = placer.source(target.source);
   if (transform == nullptr) return std::pair{src.dtype, Cast::none};
   using Kind = rules::TransformRule::Kind;
+  if (transform->kind == Kind::permute_rope) {
+    const auto permutation = permutations.add(src, *transform, placer.problems());
+    if (!permutation) return std::nullopt;
+    target.permutation = *permutation;
+    return std::pair{src.dtype, Cast::none};
+  }
   if (transform->kind == Kind::dequantize) {
     // Only the listed dtypes are dequantized: a weight of another dtype is written as it is.
     const auto& dtypes = transform->dtypes;
@@ -98,13 +107,15 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
       }
       target.pending_transform = pairs.pending(*transform);
       return std::pair{st::DType::F8_E8M0, Cast::requantize_fp4_scale};
+    case Kind::permute_rope:
+      break;  // handled above
   }
   return std::nullopt;
 }
 
 void place_plain(Target& target, const rules::TransformRule* transform, Placer& placer,
-                 detail::BlockPairs& pairs) {
-  const auto written = transformed(target, transform, placer, pairs);
+                 detail::BlockPairs& pairs, detail::RowPermutations& permutations) {
+  const auto written = transformed(target, transform, placer, pairs, permutations);
   if (!written) return;
   const auto [dtype, cast] = *written;
   if (target.owner) {
@@ -358,6 +369,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
+  detail::RowPermutations permutations(plan, labels, params);
   MemberTransforms member_transforms;
 
   detail::DecisionStream decisions(checkpoint, rules, params);
@@ -382,7 +394,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       if (decision.transform != nullptr) member_transforms.add(decision, plan.sources[source].name);
       groups.add(decision, std::move(target), placer);
     } else {
-      place_plain(target, decision.transform, placer, pairs);
+      place_plain(target, decision.transform, placer, pairs, permutations);
     }
   };
 
@@ -436,7 +448,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule),
                     decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
-        const auto written = transformed(target, decision.transform, placer, pairs);
+        const auto written = transformed(target, decision.transform, placer, pairs, permutations);
         if (written) placer.add_owned(ref.file, target, written->first, written->second, plan::Placement{});
       }
       if (decision.fuse) {

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
+#include <map>
 #include <mutex>
 #include <utility>
 
@@ -78,6 +79,8 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
   m.inputs = plan.from_manifest.inputs;
   m.params = plan.from_manifest.params;
   m.choices = plan.from_manifest.choices;
+  m.skipped = plan.from_manifest.skipped;
+  m.origins = plan.from_manifest.origins;  // carried to the new entries (write_files)
   m.params["mp"] = plan.model_parallel;
   for (const NewFile& f : plan.outputs) m.outputs.push_back({f.rank, f.file, 0, 0, {}});
   for (const std::string& side : plan.side_files) m.side_files.push_back({side, 0, false});
@@ -184,6 +187,12 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   copy_hashes.result = std::async(std::launch::async, [&] {
                          return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
                        }).share();
+  // Each tensor's origin, as the old manifest records it, for the new entries (`convert --reverse`).
+  std::map<std::string, output::TensorOrigin> origins;
+  for (const output::ManifestOutput& old : plan.from_manifest.outputs) {
+    for (const output::ManifestTensor& t : old.tensors)
+      if (t.origin) origins.try_emplace(t.name, *t.origin);
+  }
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
@@ -210,6 +219,8 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     }
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
       entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
+      if (const auto origin = origins.find(entry.tensors[i].name); origin != origins.end())
+        entry.tensors[i].origin = origin->second;
     }
     if (before_commit) before_commit();
     out.commit();

@@ -9,6 +9,12 @@
 
 namespace shardwise::reshard {
 
+// A folder whose every tensor is whole in one of its files (written at mp 1, mirrored, or in Hugging
+// Face's layout), read and checked against its manifest as plan_reshard reads rank files (replicated
+// copies hashed when planned): each tensor its own logical tensor, outputs[0] every one of them
+// whole. For `convert --reverse` (reverse.hpp), which reads other folders through plan_reshard at mp 1.
+ReshardPlan plan_whole_tensors(const std::string& from, OutsideLinks links);
+
 // What a manifest would record for a folder without one: its rank files (named by the rules'
 // output pattern, one mp), every tensor decided by `rules` (which must place each name as it is),
 // its cut derived from the decision and the pieces' shapes, replicated copies and side files

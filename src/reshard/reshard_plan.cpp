@@ -371,9 +371,50 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
 
 namespace {
 
+// A folder whose every tensor is whole in one of its files (mp 1, a mirrored output, Hugging Face's
+// layout), read for plan_whole_tensors: its manifest complete with a cut for every tensor, each name
+// once; each tensor its own logical tensor, made of its one piece.
+void check_whole_manifest(const std::optional<output::Manifest>& manifest, const std::string& where) {
+  if (!manifest) throw Error(ErrorKind::input, fmt::format("{}: missing", where));
+  if (!manifest->complete) {
+    throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that "
+                                              "wrote the folder did not finish; finish it (convert --resume) "
+                                              "first",
+                                              where));
+  }
+  if (manifest->outputs.empty()) throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
+  for (const output::ManifestOutput& out : manifest->outputs) {
+    for (const output::ManifestTensor& t : out.tensors) {
+      if (!t.cut) {
+        throw Error(ErrorKind::input, fmt::format("{}: {} in {} has no recorded cut (written before manifest "
+                                                  "version 3)",
+                                                  where, t.name, out.file));
+      }
+    }
+  }
+}
+
+std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, const std::string& name,
+                                        const std::vector<Seen>& pieces, Diagnostics& problems) {
+  if (pieces.size() != 1) {
+    problems.add(fmt::format("{}: in {} files ({} and {}), where every tensor is whole in one", name,
+                             pieces.size(), plan.old_files[pieces[0].piece.file].file,
+                             plan.old_files[pieces[1].piece.file].file));
+    return std::nullopt;
+  }
+  const output::TensorCut& cut = *pieces.front().cut;
+  Piece piece = pieces.front().piece;
+  piece.begin = 0;
+  piece.end = cut.shape.empty() ? 0 : cut.shape[0];
+  return LogicalTensor{name, cut.dtype, cut.shape, plan::Placement{}, {piece}, {}};
+}
+
+enum class Reading { rank_files, whole_tensors };
+
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
                       const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
-                      const std::string& manifest_name, CopyCheck copies, OutsideLinks links) {
+                      const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
+                      Reading reading = Reading::rank_files) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));
@@ -385,9 +426,13 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
   std::optional<output::Manifest> manifest = manifest_of(plan.from);
-  check_old_manifest(manifest,
-                     manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string(),
-                     plan.from_model_parallel);
+  const std::string where = manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
+  if (reading == Reading::whole_tensors) {
+    check_whole_manifest(manifest, where);
+    plan.from_model_parallel = manifest->outputs.size();
+  } else {
+    check_old_manifest(manifest, where, plan.from_model_parallel);
+  }
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
@@ -398,8 +443,10 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
       fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
   problems.check(summary);
   for (const auto& [name, pieces] : seen) {
-    if (std::optional<LogicalTensor> logical = join(plan, name, pieces, problems))
-      plan.logical.push_back(std::move(*logical));
+    std::optional<LogicalTensor> logical = reading == Reading::whole_tensors
+                                               ? join_whole(plan, name, pieces, problems)
+                                               : join(plan, name, pieces, problems);
+    if (logical) plan.logical.push_back(std::move(*logical));
   }
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
     if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
@@ -413,7 +460,19 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
     }
     plan.side_files.push_back(side.file);
   }
-  if (problems.empty()) cut_for(plan, plan.from_manifest.rules.output_file, problems);
+  if (problems.empty() && reading == Reading::whole_tensors) {
+    // One new file of every tensor whole (its name is the caller's to choose).
+    NewFile whole{0, "", {}, 0};
+    for (std::size_t i = 0; i < plan.logical.size(); ++i) {
+      const LogicalTensor& t = plan.logical[i];
+      whole.tensors.push_back({i, t.shape, 0, t.pieces.front().end, t.pieces.front().bytes});
+      whole.bytes += t.pieces.front().bytes;
+    }
+    plan.output_bytes = whole.bytes;
+    plan.outputs.push_back(std::move(whole));
+  } else if (problems.empty()) {
+    cut_for(plan, plan.from_manifest.rules.output_file, problems);
+  }
   problems.check(summary);
   return plan;
 }
@@ -425,6 +484,12 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
   return plan_from(
       from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
       output::kManifestFileName, copies, links);
+}
+
+ReshardPlan plan_whole_tensors(const std::string& from, OutsideLinks links) {
+  return plan_from(
+      from, 1, [](const std::string& folder) { return output::read_manifest(folder); },
+      output::kManifestFileName, CopyCheck::when_planned, links, Reading::whole_tensors);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,

@@ -128,7 +128,8 @@ Decided decide(const rules::Rules& rules, const rules::Params& params, const std
     return result;
   }
   std::uint64_t unit = 1;
-  if (d.transform != nullptr) {
+  // A row permutation keeps the dtype (and a folder records the permuted rows: nothing to redo).
+  if (d.transform != nullptr && d.transform->kind != rules::TransformRule::Kind::permute_rope) {
     result.written = d.transform->to;
     if (static_cast<std::size_t>(dim) + 1 == info.shape.size()) {
       unit = st::dtype_bits(d.transform->from) / st::dtype_bits(d.transform->to);

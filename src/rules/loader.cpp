@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 #include <shardwise/rules/name_template.hpp>
 #include <shardwise/safetensors/hf_shards.hpp>
@@ -878,6 +879,55 @@ void read_requantize(YamlReader& in, const YAML::Node& spec, const char* section
   rule.to = weight ? st::DType::F8_E4M3 : st::DType::F8_E8M0;
 }
 
+// `permute_rope: {heads: n_heads, from: interleaved, to: half_split}`: both layouts named (one of
+// each), the head count a number or a parameter with a value for the planner (not `default: infer`).
+void read_permute_rope(YamlReader& in, const YAML::Node& spec, const CompiledRules& out, TransformRule& rule) {
+  const std::string what = "'permute_rope' of transform rule";
+  if (!in.check_map(spec, what, {"heads", "from", "to"})) return;
+  const YAML::Node heads = YamlReader::field(spec, "heads");
+  if (!heads.IsDefined()) {
+    in.error(spec, "permute_rope is missing required key 'heads' (a number, or the parameter giving it)");
+  } else if (const auto text = in.string_value(heads, "'heads' of permute_rope")) {
+    if (const auto number = parse_decimal(*text)) {
+      if (*number == 0) in.error(heads, "'heads' of permute_rope must be positive");
+      rule.heads = *number;
+    } else {
+      rule.heads_param = *text;
+      std::vector<std::string> names;
+      const ParamInfo* param = nullptr;
+      for (const ParamInfo& p : out.params) {
+        names.push_back(p.name);
+        if (p.name == *text) param = &p;
+      }
+      if (param == nullptr) {
+        in.error(heads, fmt::format("'heads' of permute_rope names an undefined parameter '{}'{}", *text,
+                                    did_you_mean(*text, names)));
+      } else if (param->inferred || !param->choices.empty()) {
+        in.error(heads, fmt::format("'heads' of permute_rope names parameter '{}', which {}: a head count "
+                                    "is one number for the whole file",
+                                    *text, param->inferred ? "says 'default: infer'" : "is a choice"));
+      }
+    }
+  }
+  using Order = TransformRule::RopeOrder;
+  const auto order = [&](const char* key) -> std::optional<Order> {
+    const auto text = in.string_field(spec, key, what, true);
+    if (!text) return std::nullopt;
+    if (*text == "interleaved") return Order::interleaved;
+    if (*text == "half_split") return Order::half_split;
+    in.error(YamlReader::field(spec, key),
+             fmt::format("'{}' of permute_rope must be interleaved (Meta's rows) or half_split (Hugging "
+                         "Face's), got '{}'{}",
+                         key, *text, did_you_mean(*text, {"interleaved", "half_split"})));
+    return std::nullopt;
+  };
+  const auto from = order("from");
+  const auto to = order("to");
+  if (from && to && *from == *to)
+    in.error(spec, fmt::format("permute_rope from and to are both {}: nothing to permute", rope_order_name(*to)));
+  if (to) rule.rope_to = *to;
+}
+
 // `when: {param: value, ...}`: numbers, or words of a parameter's choices.
 void read_when(YamlReader& in, const YAML::Node& node, const CompiledRules& out, TransformRule& rule) {
   if (!in.check_open_map(node, "when")) return;
@@ -915,13 +965,14 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       {"dequantize", TransformKind::dequantize},
       {"requantize", TransformKind::requantize},
       {"requantize_scale", TransformKind::requantize_scale},
-      {"dequantize_packed", TransformKind::dequantize_packed}};
+      {"dequantize_packed", TransformKind::dequantize_packed},
+      {"permute_rope", TransformKind::permute_rope}};
   std::vector<std::string> params{"mp"};
   for (const auto& param : out.params) params.push_back(param.name);
   for (const auto& item : node) {
     if (!in.check_map(item, "transform rule",
                       {"name", "match", "when", "reinterpret", "dequantize", "requantize", "requantize_scale",
-                       "dequantize_packed"}))
+                       "dequantize_packed", "permute_rope"}))
       continue;
     const auto name = in.string_field(item, "name", "transform rule", false);
     TransformRule rule{{rule_label("transform", name, out.transforms.size()), in.where(item)}};
@@ -950,7 +1001,7 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
       in.error(item,
                given.empty()
                    ? "transform rule needs one of reinterpret, dequantize, requantize, requantize_scale, "
-                     "dequantize_packed"
+                     "dequantize_packed, permute_rope"
                    : fmt::format("transform rule has {}: give one", fmt::join(given, " and ")));
     } else {
       const YAML::Node spec = YamlReader::field(item, given.front());
@@ -967,6 +1018,9 @@ void read_transforms(YamlReader& in, const YAML::Node& node, CompiledRules& out)
         case TransformKind::requantize:
         case TransformKind::requantize_scale:
           read_requantize(in, spec, given.front(), rule);
+          break;
+        case TransformKind::permute_rope:
+          read_permute_rope(in, spec, out, rule);
           break;
       }
     }

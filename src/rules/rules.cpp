@@ -219,6 +219,13 @@ std::string describe_transform(const TransformRule& rule) {
     case TransformRule::Kind::requantize_scale:
       return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128",
                          rule.companion.text());
+    case TransformRule::Kind::permute_rope: {
+      const auto from = rule.rope_to == TransformRule::RopeOrder::half_split ? TransformRule::RopeOrder::interleaved
+                                                                            : TransformRule::RopeOrder::half_split;
+      return fmt::format("permute rows per head (RoPE) {} -> {}, heads {}", rope_order_name(from),
+                         rope_order_name(rule.rope_to),
+                         rule.heads_param.empty() ? std::to_string(rule.heads) : rule.heads_param);
+    }
   }
   return "";
 }
@@ -231,6 +238,10 @@ std::uint64_t TransformRule::Number::resolve(
 }
 
 std::string TransformRule::Number::text() const { return param.empty() ? fmt::format("{}", value) : param; }
+
+std::string_view rope_order_name(TransformRule::RopeOrder order) {
+  return order == TransformRule::RopeOrder::interleaved ? "interleaved" : "half_split";
+}
 
 std::string param_flag(std::string_view param) {
   std::string flag = "--" + std::string(param);

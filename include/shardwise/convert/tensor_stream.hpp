@@ -35,7 +35,7 @@ class TensorStream {
   // A tensor with a companion (dequantize, requantize_fp4_weight) needs the other constructor.
   TensorStream(const plan::Source& source, const plan::PlannedTensor& tensor);
   // Any planned tensor of `plan`, its companion included (the same checks, and the companion's
-  // slice against the block grid).
+  // slice against the block grid), and its row permutation (which the constructor above ignores).
   TensorStream(const plan::Plan& plan, const plan::PlannedTensor& tensor);
 
   // The input file (index into Plan::input_files) of the companion read() needs; none without one.
@@ -74,6 +74,10 @@ class TensorStream {
                     std::span<std::byte> scratch, CompanionInput companion) const;
   void compute_packed_band(int fd, const std::string& path, std::uint64_t row, std::span<std::byte> out,
                            std::span<std::byte> scratch, CompanionInput companion) const;
+  struct Rows;  // a row permutation (tensor_rows.cpp)
+  void permute_rows(const plan::Plan& plan, const plan::PlannedTensor& tensor);
+  void read_rows(int fd, const std::string& path, std::uint64_t offset, std::span<std::byte> out,
+                 std::span<std::byte> scratch) const;
 
   plan::Cast cast_ = plan::Cast::none;
   std::uint64_t ratio_ = 1;             // source bytes per output byte (2 for f32 -> bf16)
@@ -83,6 +87,7 @@ class TensorStream {
   std::uint64_t out_segment_ = 0;       // output bytes per segment
   std::uint64_t segments_ = 1;          // number of segments (1 for contiguous slices)
   std::shared_ptr<const Block> block_;  // set for block-scaled transforms
+  std::shared_ptr<const Rows> rows_;    // set for permuted rows
 };
 
 // XXH3-64 of the bytes `stream` produces, read from `fd` through `buffer` and `scratch`.

@@ -33,7 +33,10 @@ inline constexpr const char* kToolVersion = "shardwise 0.1.0";
 // shape and cut (version 1 and 2 manifests, still read, have none of it: docs/reshard.md).
 // 4: a choice parameter recorded by its word ("expert_dtype": "fp8"); older manifests, still
 // read, record its index (1).
-inline constexpr int kManifestVersion = 4;
+// 5: what `convert --reverse` needs: per tensor what it was made from when the conversion changed
+// its name, dtype or shape or reordered its rows ("from"), and the rules that dropped tensors
+// ("skipped"). Older manifests are still read; a folder they describe cannot be reversed.
+inline constexpr int kManifestVersion = 5;
 
 struct RulesIdentity {
   std::string name;        // the rules file's `name:`
@@ -66,10 +69,35 @@ struct TensorCut {
   std::shared_ptr<const CompositeCut> composite{};  // placement composite
 };
 
+// What a written tensor was made from (version 5), recorded when the conversion changed its name,
+// dtype or shape or reordered its rows, so that `convert --reverse` can write the source back.
+struct TensorOrigin {
+  std::string name;  // the source tensor's name
+  st::DType dtype;   // the source's dtype and whole shape
+  st::Shape shape;
+  // The rows were permuted (rules permute_rope): the order written and the head count.
+  std::optional<plan::RowPermutation> rows{};  // its `rule` is not recorded (0)
+  // A step whose result does not give its source back (a cast that rounds, a dequantisation):
+  // what it did and the rule, e.g. "cast F16 -> BF16 by table[wq] (rules.yaml:12:5)"; empty: none.
+  std::string irreversible{};
+};
+
+// A tensor's origin as the plan makes it: nullopt when the output is the source itself under its
+// own name (a slice of it, or all of it).
+std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::PlannedTensor& tensor);
+
 struct ManifestTensor {
   std::string name;
   std::uint64_t xxh3 = 0;          // of the tensor's bytes as written
   std::optional<TensorCut> cut{};  // version 3; absent in older manifests
+  std::optional<TensorOrigin> origin{};  // version 5; absent when the output is its source
+};
+
+// Tensors a rule dropped (skip), summed per rule (version 5): what stops `convert --reverse`.
+struct ManifestSkip {
+  std::string rule;  // its label with FILE:LINE:COL
+  std::uint64_t count = 0;
+  std::string first;  // the first tensor's name
 };
 
 // The cut of a planned tensor written to a file of rank `rank` of `mp`.
@@ -124,6 +152,11 @@ struct Manifest {
   // "default"), when the rules read one from the checkpoint's files (plan.param_sources): for
   // people; written only when not empty, and no reader depends on it.
   std::map<std::string, std::string> param_sources{};
+  // Version 5: what the conversion dropped, per rule (empty: nothing); and whether the tensors'
+  // origins are recorded ("origins": true; a folder resharded from an older manifest has none), so
+  // that `convert --reverse` can tell a tensor that is its source from one whose origin is unknown.
+  std::vector<ManifestSkip> skipped{};
+  bool origins = false;
 };
 
 // Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the

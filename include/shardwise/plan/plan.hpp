@@ -14,6 +14,7 @@
 #include <shardwise/plan/ranks.hpp>
 #include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
+#include <shardwise/transform/row_permutation.hpp>
 
 namespace shardwise::plan {
 
@@ -131,6 +132,18 @@ struct Companion {
 inline constexpr std::uint32_t kNoCompanion = 0xFFFFFFFF;
 inline constexpr std::uint32_t kNoComposite = 0xFFFFFFFF;
 
+// A reorder of a tensor's rows (dim 0; rules `transforms:` permute_rope), the bytes and dtype
+// unchanged: row r of the whole permuted tensor copies source row
+// transform::rope_source_row(to, rows, heads, r). A split or owned output is a part of the permuted
+// tensor (permute, then cut: with head-aligned cuts this is each rank's heads permuted alone).
+struct RowPermutation {
+  transform::RopeOrder to = transform::RopeOrder::half_split;
+  std::uint64_t heads = 0;
+  std::size_t rule = 0;  // index into Plan::rule_labels: the transform rule
+};
+
+inline constexpr std::uint32_t kNoPermutation = 0xFFFFFFFF;
+
 struct PlannedTensor {
   std::string name;         // output name
   st::DType dtype;          // as written
@@ -160,6 +173,7 @@ struct Composite {
   std::uint64_t per_block = 1;
   std::vector<std::uint64_t> indices;  // stacked: each block's captured index, ascending
   std::vector<PlannedTensor> parts;    // block by block, in the rule's part order
+  std::uint32_t permutation = kNoPermutation;  // index into Plan::permutations (rows reordered)
 };
 
 struct OutputFile {
@@ -218,6 +232,7 @@ struct Plan {
   std::vector<Source> sources;
   std::vector<Companion> companions;  // of the block-scaled transforms (few)
   std::vector<Composite> composites;  // of the fused outputs (PlannedTensor::composite)
+  std::vector<RowPermutation> permutations;  // one per transform rule and head count (few)
   std::vector<OutputFile> outputs;    // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;             // present in the input, copied verbatim

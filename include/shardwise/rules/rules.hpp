@@ -106,8 +106,10 @@ std::string param_value_text(const ParamInfo& param, std::uint64_t value);
 // - dequantize_packed: integer-packed codes (GPTQ v1/v2, AWQ GEMM) with their zeros, scales and
 //   optional group index (the companions, all read from the checkpoint by input name) -> the
 //   [out, in] weight in BF16 or F16, under the name `output` gives.
+// - permute_rope: the rows (dim 0) reordered within each head between the two RoPE layouts, the
+//   bytes and dtype unchanged (docs/rules.md, "Row permutations").
 struct TransformRule {
-  enum class Kind { reinterpret, dequantize, requantize, requantize_scale, dequantize_packed };
+  enum class Kind { reinterpret, dequantize, requantize, requantize_scale, dequantize_packed, permute_rope };
   // A number written in the rules, or the name of a parameter whose value it takes.
   struct Number {
     std::uint64_t value = 0;
@@ -121,6 +123,9 @@ struct TransformRule {
   enum class Grid { block, per_channel, per_tensor, infer };
   // dequantize_packed's packing (docs/transforms.md, "GPTQ and AWQ").
   enum class Packing { gptq, gptq_v2, awq };
+  // The order of a head's rows under rotary embeddings: `interleaved` pairs rows (2i, 2i+1) (Meta's
+  // original layout), `half_split` pairs rows (i, i + head_dim/2) (Hugging Face's).
+  enum class RopeOrder { interleaved, half_split };
   // Where the companion is looked up: among the tensors placed on the same rank, by output name
   // (consumed by a dequantization: not written), or among the input tensors, by input name.
   enum class Lookup { output, input };
@@ -158,7 +163,15 @@ struct TransformRule {
   NameTemplate zeros;
   std::optional<NameTemplate> group_index;
   NameTemplate output;
+  // permute_rope: the layout written (the source is in the other one), and the head count: a
+  // number, or the parameter that gives it (`heads: n_kv_heads`) when heads_param is not empty.
+  RopeOrder rope_to = RopeOrder::half_split;
+  std::uint64_t heads = 0;
+  std::string heads_param;
 };
+
+// "interleaved" or "half_split", as the rules write a RoPE layout.
+std::string_view rope_order_name(TransformRule::RopeOrder order);
 
 // What the rule does, in one line for plans, `explain` and `rules check`.
 std::string describe_transform(const TransformRule& rule);
