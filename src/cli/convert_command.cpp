@@ -44,24 +44,26 @@ int run_reverse(const ConvertArgs& args) {
   if (args.run.distributed) refused.emplace_back("--distributed");
   if (args.planning.mirror) refused.emplace_back("--mirror");
   if (!refused.empty()) {
-    throw Error(ErrorKind::usage,
-                fmt::format("convert --reverse takes the rules, their parameters and the model parallelism from "
-                            "the folder's manifest: {} cannot be given with it",
-                            fmt::join(refused, ", ")));
+    throw Error(
+        ErrorKind::usage,
+        fmt::format("convert --reverse takes the rules, their parameters and the model parallelism from "
+                    "the folder's manifest: {} cannot be given with it",
+                    fmt::join(refused, ", ")));
   }
   const std::uint64_t max_shard = args.planning.max_shard_size
                                       ? st::parse_max_shard_size(*args.planning.max_shard_size)
                                       : st::kDefaultMaxShardSize;
-  const reshard::ReversePlan plan = reshard::plan_reverse(args.planning.input, max_shard,
-                                                          outside_links(args.planning.allow_outside_links));
+  const reshard::ReversePlan plan =
+      reshard::plan_reverse(args.planning.input, max_shard, outside_links(args.planning.allow_outside_links));
   if (args.dry_run) {
     fmt::print("{}", reshard::format_reverse_text(plan));
     return 0;
   }
-  const reshard::ReverseSummary summary = reshard::execute_reverse(plan, {.output_dir = args.output, .force = args.run.force});
+  const reshard::ReverseSummary summary =
+      reshard::execute_reverse(plan, {.output_dir = args.output, .force = args.run.force});
   if (!args.run.quiet) {
-    fmt::print(stderr, "reversed {} tensors into {} file{} ({} bytes) in {}\n", summary.tensors, summary.files,
-               summary.files == 1 ? "" : "s", summary.bytes, args.output);
+    fmt::print(stderr, "reversed {} tensors into {} file{} ({} bytes) in {}\n", summary.tensors,
+               summary.files, summary.files == 1 ? "" : "s", summary.bytes, args.output);
   }
   return 0;
 }
@@ -110,9 +112,10 @@ void add_convert_command(CLI::App& app, Action& action) {
        "memory; the bytes written are the same)"});
   add_format_option(*command, args->planning);
   add_plan_view_options(*command, args->view);
-  command->add_flag("--reverse", args->reverse,
-                    "undo a conversion: -i is a folder shardwise converted, and the original checkpoint's tensors "
-                    "are written back into -o in Hugging Face's layout (docs/reverse.md)");
+  command->add_flag(
+      "--reverse", args->reverse,
+      "undo a conversion: -i is a folder shardwise converted, and the original checkpoint's tensors "
+      "are written back into -o in Hugging Face's layout (docs/reverse.md)");
   command->callback([&action, command, args] {
     if (args->reverse) {
       if (!args->dry_run && args->output.empty()) throw CLI::RequiredError("--save-path");

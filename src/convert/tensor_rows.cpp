@@ -36,7 +36,8 @@ void TensorStream::permute_rows(const plan::Plan& plan, const plan::PlannedTenso
   const auto fail = [&](const std::string& what) {
     throw Error(ErrorKind::input, fmt::format("{} (from {}): {}", tensor.name, source.name, what));
   };
-  if (tensor.permutation >= plan.permutations.size()) fail("refers to a row permutation the plan does not have");
+  if (tensor.permutation >= plan.permutations.size())
+    fail("refers to a row permutation the plan does not have");
   if (tensor.cast != plan::Cast::none) fail("a row permutation is planned together with a cast");
   auto rows = std::make_shared<Rows>();
   rows->permutation = plan.permutations[tensor.permutation];
@@ -81,8 +82,8 @@ void TensorStream::read_rows(int fd, const std::string& path, std::uint64_t offs
     const std::uint64_t permuted = r.first_row + row;
     const std::uint64_t head = permuted / head_rows;
     // Whole output rows of this head that `out` takes, read with their source head at once.
-    const std::uint64_t in_head = std::min<std::uint64_t>((head + 1) * head_rows - permuted,
-                                                          (out.size() - pos) / r.out_row_bytes);
+    const std::uint64_t in_head =
+        std::min<std::uint64_t>((head + 1) * head_rows - permuted, (out.size() - pos) / r.out_row_bytes);
     if (within == 0 && in_head > 0 && head_bytes <= scratch.size()) {
       io::pread_exact(fd, path, r.source_offset + head * head_bytes, scratch.first(head_bytes));
       for (std::uint64_t k = 0; k < in_head; ++k) {
@@ -92,8 +93,10 @@ void TensorStream::read_rows(int fd, const std::string& path, std::uint64_t offs
       }
       continue;
     }
-    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(r.out_row_bytes - within, out.size() - pos));
-    io::pread_exact(fd, path, r.source_offset + r.source_row(permuted) * r.row_bytes + r.column_offset + within,
+    const auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(r.out_row_bytes - within, out.size() - pos));
+    io::pread_exact(fd, path,
+                    r.source_offset + r.source_row(permuted) * r.row_bytes + r.column_offset + within,
                     out.subspan(pos, n));
     pos += n;
   }

@@ -139,9 +139,11 @@ Completion complete(const plan::Plan& plan, const std::string& folder, const Man
   result.manifest.complete = true;
   result.manifest.side_files = std::move(side_files);
   for (const ManifestOutput* entry : entries) {
-    const bool owned = spare != nullptr && entry >= own.outputs.data() && entry < own.outputs.data() + own.outputs.size();
+    const bool owned =
+        spare != nullptr && entry >= own.outputs.data() && entry < own.outputs.data() + own.outputs.size();
     if (owned) {
-      result.manifest.outputs.push_back(std::move(spare->outputs[static_cast<std::size_t>(entry - own.outputs.data())]));
+      result.manifest.outputs.push_back(
+          std::move(spare->outputs[static_cast<std::size_t>(entry - own.outputs.data())]));
     } else {
       result.manifest.outputs.push_back(*entry);
     }

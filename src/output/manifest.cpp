@@ -101,30 +101,35 @@ std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::Planne
       break;
     case plan::Cast::f16_to_bf16:
     case plan::Cast::f32_to_bf16:
-      origin.irreversible = fmt::format("cast {} -> {} (rounds) of a tensor placed by {}",
-                                        st::dtype_name(source.dtype), st::dtype_name(tensor.dtype),
-                                        label(tensor.rule));
+      origin.irreversible =
+          fmt::format("cast {} -> {} (rounds) of a tensor placed by {}", st::dtype_name(source.dtype),
+                      st::dtype_name(tensor.dtype), label(tensor.rule));
       break;
     case plan::Cast::dequantize:
+    case plan::Cast::dequantize_packed:
     case plan::Cast::requantize_fp4_weight:
     case plan::Cast::requantize_fp4_scale:
-      origin.irreversible = fmt::format(
-          "{} {} -> {} by {}", plan::cast_name(tensor.cast), st::dtype_name(source.dtype),
-          st::dtype_name(tensor.dtype),
-          label(tensor.companion < plan.companions.size() ? plan.companions[tensor.companion].rule : tensor.rule));
+      origin.irreversible =
+          fmt::format("{} {} -> {} by {}", plan::cast_name(tensor.cast), st::dtype_name(source.dtype),
+                      st::dtype_name(tensor.dtype),
+                      label(tensor.companion < plan.companions.size() ? plan.companions[tensor.companion].rule
+                                                                      : tensor.rule));
       break;
   }
   // Not undone yet (docs/reverse.md): a fused output (its parts' sources are in the cut) and a chunk
   // of an unfused source.
   if (tensor.composite < plan.composites.size()) {
-    origin.irreversible = fmt::format("a fused output made by {} (convert --reverse does not split fused outputs yet)",
-                                      label(plan.composites[tensor.composite].rule));
+    origin.irreversible =
+        fmt::format("a fused output made by {} (convert --reverse does not split fused outputs yet)",
+                    label(plan.composites[tensor.composite].rule));
   } else if (!source.within.whole()) {
-    origin.irreversible = fmt::format("rows [{}, {}) of {}, cut out by an unfuse rule (placed by {}; convert --reverse "
-                                      "does not join chunks yet)",
-                                      source.within.begin, source.within.end, source.name, label(tensor.rule));
+    origin.irreversible = fmt::format(
+        "rows [{}, {}) of {}, cut out by an unfuse rule (placed by {}; convert --reverse "
+        "does not join chunks yet)",
+        source.within.begin, source.within.end, source.name, label(tensor.rule));
   }
-  if (source.name == tensor.name && source.dtype == tensor.dtype && !origin.rows && origin.irreversible.empty())
+  if (source.name == tensor.name && source.dtype == tensor.dtype && !origin.rows &&
+      origin.irreversible.empty())
     return std::nullopt;
   return origin;
 }
@@ -228,10 +233,12 @@ Json cut_to_json(const TensorCut& cut) {
 }
 
 Json origin_to_json(const TensorOrigin& origin) {
-  Json json = {{"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
+  Json json = {
+      {"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
   if (origin.rows) {
-    json["rows"] = {{"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
-                    {"heads", origin.rows->heads}};
+    json["rows"] = {
+        {"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
+        {"heads", origin.rows->heads}};
   }
   if (!origin.irreversible.empty()) json["irreversible"] = origin.irreversible;
   return json;
@@ -365,7 +372,8 @@ struct Reader {
     if (from.contains("rows")) {
       const Json& rows = field(from, "rows");
       const std::string to = text(rows, "to");
-      if (to != "half_split" && to != "interleaved") fail(fmt::format("{}: unknown row order '{}'", name, to));
+      if (to != "half_split" && to != "interleaved")
+        fail(fmt::format("{}: unknown row order '{}'", name, to));
       result.rows = plan::RowPermutation{
           to == "half_split" ? transform::RopeOrder::half_split : transform::RopeOrder::interleaved,
           number(rows, "heads"), 0};
@@ -595,8 +603,8 @@ Json parse_taking_tensors(const std::string& text, const std::string& path, Take
   const auto in_entry = [&](std::size_t depth) {
     return kinds.size() > depth && keys.size() > 1 && keys[1] == "outputs" && kinds[1] == Kind::array &&
            kinds[2] == Kind::object &&
-           (depth == 2 || (keys.size() > 3 && keys[3] == "tensors" && kinds[3] == Kind::array &&
-                           kinds[4] == Kind::object));
+           (depth == 2 ||
+            (keys.size() > 3 && keys[3] == "tensors" && kinds[3] == Kind::array && kinds[4] == Kind::object));
   };
   const Json::parser_callback_t take = [&](int signed_depth, Json::parse_event_t event, Json& parsed) {
     const auto depth = static_cast<std::size_t>(signed_depth);

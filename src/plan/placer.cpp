@@ -97,7 +97,7 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
   out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
-                                      cast, target.pending_transform, target.rule, placement,
+                                      cast, target.pending_transform, target.rule, placement, kNoComposite,
                                       target.permutation});
 }
 

@@ -131,9 +131,11 @@ void append_tensor(std::string& out, const Plan& plan, const PlannedTensor& t, c
   if (t.permutation != kNoPermutation && t.permutation < plan.permutations.size()) {
     // Only in tensors that have one, so that other plans keep their bytes.
     const RowPermutation& p = plan.permutations[t.permutation];
-    out += fmt::format(", \"permutation\": {{\"rows\": \"rope\", \"from\": \"{}\", \"to\": \"{}\", \"heads\": {}, \"rule\": ",
-                       p.to == transform::RopeOrder::half_split ? "interleaved" : "half_split",
-                       p.to == transform::RopeOrder::half_split ? "half_split" : "interleaved", p.heads);
+    out += fmt::format(
+        ", \"permutation\": {{\"rows\": \"rope\", \"from\": \"{}\", \"to\": \"{}\", \"heads\": {}, "
+        "\"rule\": ",
+        p.to == transform::RopeOrder::half_split ? "interleaved" : "half_split",
+        p.to == transform::RopeOrder::half_split ? "half_split" : "interleaved", p.heads);
     append_string(out, plan.rule_labels[p.rule]);
     out += '}';
   }

@@ -142,10 +142,10 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
     }
     if (first.permutation != kNoPermutation && first.permutation < plan.permutations.size()) {
       const RowPermutation& p = plan.permutations[first.permutation];
-      ++row.casts[fmt::format("rows {} in {} heads", p.to == transform::RopeOrder::half_split
-                                                         ? "interleaved->half_split"
-                                                         : "half_split->interleaved",
-                              p.heads)];
+      ++row.casts[fmt::format(
+          "rows {} in {} heads",
+          p.to == transform::RopeOrder::half_split ? "interleaved->half_split" : "half_split->interleaved",
+          p.heads)];
     }
   }
   for (const Skipped& s : plan.skipped) {

@@ -27,15 +27,16 @@ std::optional<std::uint32_t> RowPermutations::add(const Source& source, const ru
   if (heads == 0 || rows % heads != 0 || rows / heads % 2 != 0) {
     problems.add(fmt::format(
         "{}: {} cannot permute {} rows in {} heads: {} (shape {})", source.name, where, rows, heads_text,
-        heads == 0           ? "the head count is 0"
-        : rows % heads != 0  ? fmt::format("{} is not a multiple of {}", rows, heads)
-                             : fmt::format("a head of {} rows has no halves of equal size", rows / heads),
+        heads == 0          ? "the head count is 0"
+        : rows % heads != 0 ? fmt::format("{} is not a multiple of {}", rows, heads)
+                            : fmt::format("a head of {} rows has no halves of equal size", rows / heads),
         st::shape_text(source.shape)));
     return std::nullopt;
   }
   const std::size_t label = labels_(rule.rule);
-  const auto to = rule.rope_to == rules::TransformRule::RopeOrder::half_split ? transform::RopeOrder::half_split
-                                                                            : transform::RopeOrder::interleaved;
+  const auto to = rule.rope_to == rules::TransformRule::RopeOrder::half_split
+                      ? transform::RopeOrder::half_split
+                      : transform::RopeOrder::interleaved;
   for (std::size_t i = 0; i < plan_.permutations.size(); ++i) {
     const RowPermutation& p = plan_.permutations[i];
     if (p.rule == label && p.heads == heads && p.to == to) return static_cast<std::uint32_t>(i);

@@ -382,7 +382,8 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
                                               "first",
                                               where));
   }
-  if (manifest->outputs.empty()) throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
+  if (manifest->outputs.empty())
+    throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
   for (const output::ManifestOutput& out : manifest->outputs) {
     for (const output::ManifestTensor& t : out.tensors) {
       if (!t.cut) {
@@ -426,7 +427,8 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
   std::optional<output::Manifest> manifest = manifest_of(plan.from);
-  const std::string where = manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
+  const std::string where =
+      manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
   if (reading == Reading::whole_tensors) {
     check_whole_manifest(manifest, where);
     plan.from_model_parallel = manifest->outputs.size();

@@ -43,10 +43,11 @@ std::string plural(std::uint64_t n, std::string_view word) {
 void refuse_irreversible(const output::Manifest& manifest, const std::string& from) {
   Diagnostics problems(ErrorKind::input);
   if (!manifest.origins) {
-    problems.add(fmt::format("{}: its manifest does not record what each tensor was made from (written "
-                             "before manifest version 5, or resharded from such a folder): convert the "
-                             "checkpoint again with this version to reverse it",
-                             from));
+    problems.add(
+        fmt::format("{}: its manifest does not record what each tensor was made from (written "
+                    "before manifest version 5, or resharded from such a folder): convert the "
+                    "checkpoint again with this version to reverse it",
+                    from));
   }
   for (const output::ManifestSkip& skip : manifest.skipped) {
     problems.add(fmt::format("{} dropped by {} (the first: {}): a skipped tensor cannot be written back",
@@ -96,10 +97,11 @@ std::optional<ReversedTensor> reversed(const LogicalTensor& logical, std::size_t
   const auto bytes = st::byte_size(t.dtype, t.shape);
   const auto written = st::byte_size(logical.dtype, logical.shape);
   if (!bytes || !written || *bytes != *written) {
-    problems.add(fmt::format("{}: written as {}{}, but the manifest says it was made from {} {}{}: not the "
-                             "same bytes",
-                             logical.name, st::dtype_name(logical.dtype), st::shape_text(logical.shape), t.name,
-                             st::dtype_name(t.dtype), st::shape_text(t.shape)));
+    problems.add(
+        fmt::format("{}: written as {}{}, but the manifest says it was made from {} {}{}: not the "
+                    "same bytes",
+                    logical.name, st::dtype_name(logical.dtype), st::shape_text(logical.shape), t.name,
+                    st::dtype_name(t.dtype), st::shape_text(t.shape)));
     return std::nullopt;
   }
   t.bytes = *bytes;
@@ -134,7 +136,8 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
   for (const output::ManifestOutput& out : manifest->outputs) {
     for (const output::ManifestTensor& t : out.tensors) whole = whole && seen.insert(t.name).second;
   }
-  plan.gathered = whole ? plan_whole_tensors(from, links) : plan_reshard(from, 1, CopyCheck::when_planned, links);
+  plan.gathered =
+      whole ? plan_whole_tensors(from, links) : plan_reshard(from, 1, CopyCheck::when_planned, links);
   const std::map<std::string, output::TensorOrigin> origins = origins_of(plan.gathered.from_manifest);
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, std::string> sources;  // original name -> the converted tensor written from it
@@ -152,8 +155,9 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
     plan.tensors.push_back(std::move(*t));
   }
   problems.check(fmt::format("cannot reverse {}", from));
-  std::sort(plan.tensors.begin(), plan.tensors.end(),
-            [](const ReversedTensor& a, const ReversedTensor& b) { return st::natural_name_less(a.name, b.name); });
+  std::sort(plan.tensors.begin(), plan.tensors.end(), [](const ReversedTensor& a, const ReversedTensor& b) {
+    return st::natural_name_less(a.name, b.name);
+  });
   std::vector<std::uint64_t> sizes;
   for (const ReversedTensor& t : plan.tensors) sizes.push_back(t.bytes);
   const auto shards = st::split_into_shards(sizes, max_shard_size);
@@ -179,9 +183,9 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
 }
 
 std::string format_reverse_text(const ReversePlan& plan) {
-  std::string text = fmt::format("reverse: {} -> {} ({}, {})\n", plan.gathered.from,
-                                 plural(plan.files.size(), "file"), plural(plan.tensors.size(), "tensor"),
-                                 plan.gathered.from_manifest.rules.name);
+  std::string text =
+      fmt::format("reverse: {} -> {} ({}, {})\n", plan.gathered.from, plural(plan.files.size(), "file"),
+                  plural(plan.tensors.size(), "tensor"), plan.gathered.from_manifest.rules.name);
   for (const ReverseFile& file : plan.files) {
     text += fmt::format("{} ({} bytes)\n", file.file, file.bytes);
     for (const std::size_t i : file.tensors) {
@@ -189,7 +193,8 @@ std::string format_reverse_text(const ReversePlan& plan) {
       const LogicalTensor& from = plan.gathered.logical[t.logical];
       text += fmt::format("  {} {}{} <- {}", t.name, st::dtype_name(t.dtype), st::shape_text(t.shape),
                           from.name == t.name ? "=" : from.name);
-      if (from.dtype != t.dtype) text += fmt::format(" ({} read as {})", st::dtype_name(from.dtype), st::dtype_name(t.dtype));
+      if (from.dtype != t.dtype)
+        text += fmt::format(" ({} read as {})", st::dtype_name(from.dtype), st::dtype_name(t.dtype));
       if (t.undo) {
         text += fmt::format(", rows {} -> {} in {} heads",
                             t.undo->to == transform::RopeOrder::half_split ? "interleaved" : "half_split",
@@ -245,7 +250,8 @@ class TensorWriter {
     }
     for (std::size_t pos = 0; pos < bytes.size();) {
       const std::size_t n = std::min(bytes.size() - pos, head_.size() - filled_);
-      std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(pos), n, head_.begin() + static_cast<std::ptrdiff_t>(filled_));
+      std::copy_n(bytes.begin() + static_cast<std::ptrdiff_t>(pos), n,
+                  head_.begin() + static_cast<std::ptrdiff_t>(filled_));
       filled_ += n;
       pos += n;
       if (filled_ == head_.size()) write_head();
@@ -257,7 +263,8 @@ class TensorWriter {
     const std::uint64_t head = written_ / head_.size();
     for (std::uint64_t r = 0; r < head_rows_; ++r) {
       const std::uint64_t from =
-          transform::rope_source_row(undo_->to, rows_, undo_->heads, head * head_rows_ + r) - head * head_rows_;
+          transform::rope_source_row(undo_->to, rows_, undo_->heads, head * head_rows_ + r) -
+          head * head_rows_;
       std::copy_n(head_.begin() + static_cast<std::ptrdiff_t>(from * row_bytes_), row_bytes_,
                   permuted_.begin() + static_cast<std::ptrdiff_t>(r * row_bytes_));
     }
@@ -289,14 +296,18 @@ fs::path prepare_folder(const ReversePlan& plan, const ReverseOptions& options) 
   if (ec) throw Error(ErrorKind::io, fmt::format("cannot resolve {}: {}", options.output_dir, ec.message()));
   const auto [end, _] = std::mismatch(in.begin(), in.end(), out.begin(), out.end());
   if (end == in.end()) {
-    throw Error(ErrorKind::io, fmt::format("the output folder {} is the converted folder or inside it: choose "
-                                           "another one",
-                                           options.output_dir));
+    throw Error(ErrorKind::io,
+                fmt::format("the output folder {} is the converted folder or inside it: choose "
+                            "another one",
+                            options.output_dir));
   }
   if (fs::exists(out, ec) && !fs::is_directory(out, ec))
-    throw Error(ErrorKind::io, fmt::format("the output path {} exists and is not a folder", options.output_dir));
+    throw Error(ErrorKind::io,
+                fmt::format("the output path {} exists and is not a folder", options.output_dir));
   fs::create_directories(out, ec);
-  if (ec) throw Error(ErrorKind::io, fmt::format("cannot create the output folder {}: {}", options.output_dir, ec.message()));
+  if (ec)
+    throw Error(ErrorKind::io,
+                fmt::format("cannot create the output folder {}: {}", options.output_dir, ec.message()));
   if (!options.force) {
     std::vector<std::string> names;
     for (const ReverseFile& f : plan.files) names.push_back(f.file);
@@ -306,8 +317,8 @@ fs::path prepare_folder(const ReversePlan& plan, const ReverseOptions& options) 
     for (const std::string& name : names)
       if (fs::exists(out / name, ec)) present.push_back(name);
     if (!present.empty()) {
-      throw Error(ErrorKind::io, fmt::format("{} already holds {}; pass --force to overwrite", options.output_dir,
-                                             fmt::join(present, ", ")));
+      throw Error(ErrorKind::io, fmt::format("{} already holds {}; pass --force to overwrite",
+                                             options.output_dir, fmt::join(present, ", ")));
     }
   }
   return out;
@@ -345,7 +356,8 @@ ReverseSummary execute_reverse(const ReversePlan& plan, const ReverseOptions& op
   ReverseSummary summary;
   for (const ReverseFile& file : plan.files) {
     std::vector<st::OutputTensor> heads;
-    for (const std::size_t i : file.tensors) heads.push_back({plan.tensors[i].name, plan.tensors[i].dtype, plan.tensors[i].shape});
+    for (const std::size_t i : file.tensors)
+      heads.push_back({plan.tensors[i].name, plan.tensors[i].dtype, plan.tensors[i].shape});
     const st::FileLayout layout = st::layout_file(heads);
     st::OutputFile written = st::OutputFile::create((out / file.file).string(), layout);
     const std::size_t before = damaged.size();
@@ -354,8 +366,9 @@ ReverseSummary execute_reverse(const ReversePlan& plan, const ReverseOptions& op
       const NewTensor& source = *by_logical[t.logical];
       TensorWriter writer(written, layout.offset[k], t, options.piece_bytes);
       PieceHashes hashes(gathered, source);
-      gather(gathered, source, inputs, options.piece_bytes, scratch,
-             [&writer](std::size_t n) { return writer.reserve(n); }, hashes.hook());
+      gather(
+          gathered, source, inputs, options.piece_bytes, scratch,
+          [&writer](std::size_t n) { return writer.reserve(n); }, hashes.hook());
       writer.finish();
       hashes.check(damaged);
     }
@@ -369,13 +382,15 @@ ReverseSummary execute_reverse(const ReversePlan& plan, const ReverseOptions& op
   if (!plan.index.empty()) write_small_file(out / kIndexName, plan.index);
   for (const std::string& side : plan.side_files) {
     const std::string path = (fs::path(gathered.from) / side).string();
-    const std::string content = io::read_regular_file(path, std::uint64_t{1} << 32, ErrorKind::input, "a side file");
+    const std::string content =
+        io::read_regular_file(path, std::uint64_t{1} << 32, ErrorKind::input, "a side file");
     for (const output::ManifestSideFile& recorded : gathered.from_manifest.side_files) {
       if (recorded.file == side && output::xxh3(content) != recorded.xxh3) {
-        throw Error(ErrorKind::input, fmt::format("{}: has xxh3 {}, the manifest says {} (the file was damaged or "
-                                                  "replaced)",
-                                                  path, output::xxh3_hex(output::xxh3(content)),
-                                                  output::xxh3_hex(recorded.xxh3)));
+        throw Error(
+            ErrorKind::input,
+            fmt::format("{}: has xxh3 {}, the manifest says {} (the file was damaged or "
+                        "replaced)",
+                        path, output::xxh3_hex(output::xxh3(content)), output::xxh3_hex(recorded.xxh3)));
       }
     }
     write_small_file(out / side, content);

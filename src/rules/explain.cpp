@@ -248,7 +248,8 @@ std::string explain_text(const Decision& d, const Params& params, const Rules* r
       }
       if (d.transform != nullptr) {
         // A head count given by a parameter: its value, as the plan will use it.
-        const auto heads = d.transform->heads_param.empty() ? params.end() : params.find(d.transform->heads_param);
+        const auto heads =
+            d.transform->heads_param.empty() ? params.end() : params.find(d.transform->heads_param);
         text += fmt::format("  transform: {}{} by {} ({})\n", describe_transform(*d.transform),
                             heads == params.end() ? "" : fmt::format(" ({}={})", heads->first, heads->second),
                             d.transform->rule.label, d.transform->rule.where.str());

@@ -881,7 +881,8 @@ void read_requantize(YamlReader& in, const YAML::Node& spec, const char* section
 
 // `permute_rope: {heads: n_heads, from: interleaved, to: half_split}`: both layouts named (one of
 // each), the head count a number or a parameter with a value for the planner (not `default: infer`).
-void read_permute_rope(YamlReader& in, const YAML::Node& spec, const CompiledRules& out, TransformRule& rule) {
+void read_permute_rope(YamlReader& in, const YAML::Node& spec, const CompiledRules& out,
+                       TransformRule& rule) {
   const std::string what = "'permute_rope' of transform rule";
   if (!in.check_map(spec, what, {"heads", "from", "to"})) return;
   const YAML::Node heads = YamlReader::field(spec, "heads");
@@ -924,7 +925,8 @@ void read_permute_rope(YamlReader& in, const YAML::Node& spec, const CompiledRul
   const auto from = order("from");
   const auto to = order("to");
   if (from && to && *from == *to)
-    in.error(spec, fmt::format("permute_rope from and to are both {}: nothing to permute", rope_order_name(*to)));
+    in.error(spec,
+             fmt::format("permute_rope from and to are both {}: nothing to permute", rope_order_name(*to)));
   if (to) rule.rope_to = *to;
 }
 

@@ -220,8 +220,9 @@ std::string describe_transform(const TransformRule& rule) {
       return fmt::format("requantize the E8M0 per 1x32 scale of '{}' -> E8M0 per 128x128",
                          rule.companion.text());
     case TransformRule::Kind::permute_rope: {
-      const auto from = rule.rope_to == TransformRule::RopeOrder::half_split ? TransformRule::RopeOrder::interleaved
-                                                                            : TransformRule::RopeOrder::half_split;
+      const auto from = rule.rope_to == TransformRule::RopeOrder::half_split
+                            ? TransformRule::RopeOrder::interleaved
+                            : TransformRule::RopeOrder::half_split;
       return fmt::format("permute rows per head (RoPE) {} -> {}, heads {}", rope_order_name(from),
                          rope_order_name(rule.rope_to),
                          rule.heads_param.empty() ? std::to_string(rule.heads) : rule.heads_param);

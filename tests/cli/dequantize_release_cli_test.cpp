@@ -306,7 +306,9 @@ TEST_CASE("gptq-to-bf16 refuses members that do not fit the packing, naming the 
              Catch::Contains("its zeros model.layers.1.k_proj.qzeros are not in the checkpoint"));
   const auto bits = run_shardwise({"plan", "-i", in.str(), "--rules", "gptq-to-bf16", "--bits", "3"});
   CHECK(bits.exit_code == 4);
-  CHECK_THAT(bits.err, Catch::Contains("bits=3 is not a width handled (GPTQ: 2, 4 or 8; every packed weight is refused)"));
+  CHECK_THAT(
+      bits.err,
+      Catch::Contains("bits=3 is not a width handled (GPTQ: 2, 4 or 8; every packed weight is refused)"));
 }
 
 // ---- FP8 ----

@@ -179,7 +179,7 @@ TEST_CASE("hf layout: plan shows each tensor's file and what happens to each sid
   CHECK(doc["dropped_side_files"] == nlohmann::json::array({"quant_config.json"}));
 }
 
-TEST_CASE("hf layout: verify checks files, index and bytes; --resume keeps finished files") {
+TEST_CASE("hf layout: verify checks files, index and bytes, --resume keeps finished files") {
   TempDir in, out;
   make_checkpoint(in);
   REQUIRE(run_shardwise(convert(in, out)).exit_code == 0);

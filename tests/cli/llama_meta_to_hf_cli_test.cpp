@@ -77,8 +77,9 @@ Meta meta_checkpoint(bool rope_freqs) {
 void write_meta(const fs::path& in, const Meta& m) {
   fs::create_directories(in);
   write_file(in / "consolidated.00.safetensors", build_safetensors(m.tensors));
-  write_file(in / "params.json",
-             R"({"dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 20, "norm_eps": 1e-05})");
+  write_file(
+      in / "params.json",
+      R"({"dim": 32, "n_layers": 2, "n_heads": 4, "n_kv_heads": 2, "vocab_size": 20, "norm_eps": 1e-05})");
 }
 
 std::map<std::string, ParsedTensor> every_tensor(const fs::path& folder) {
@@ -90,12 +91,13 @@ std::map<std::string, ParsedTensor> every_tensor(const fs::path& folder) {
   return all;
 }
 
-TEST_CASE("llama-meta-to-hf: Meta's names and interleaved q/k -> Hugging Face's, then reversed byte for byte") {
+TEST_CASE(
+    "llama-meta-to-hf: Meta's names and interleaved q/k -> Hugging Face's, then reversed byte for byte") {
   TempDir dir;
   const Meta meta = meta_checkpoint(false);
   write_meta(dir / "meta", meta);
-  const auto converted = run_shardwise({"convert", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(),
-                                        "--rules", kRules, "-q"});
+  const auto converted = run_shardwise(
+      {"convert", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(), "--rules", kRules, "-q"});
   INFO(converted.err);
   REQUIRE(converted.exit_code == 0);
   CHECK(fs::exists(dir / "hf" / "model.safetensors"));
@@ -109,13 +111,13 @@ TEST_CASE("llama-meta-to-hf: Meta's names and interleaved q/k -> Hugging Face's,
     CHECK(found->second.dtype == "BF16");
     CHECK(found->second.bytes == want.second);
   }
-  const auto verified = run_shardwise({"verify", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(),
-                                       "--rules", kRules, "-q"});
+  const auto verified = run_shardwise(
+      {"verify", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(), "--rules", kRules, "-q"});
   INFO(verified.err);
   CHECK(verified.exit_code == 0);
 
-  const auto reversed = run_shardwise({"convert", "--reverse", "-i", (dir / "hf").string(), "-o",
-                                       (dir / "back").string(), "-q"});
+  const auto reversed = run_shardwise(
+      {"convert", "--reverse", "-i", (dir / "hf").string(), "-o", (dir / "back").string(), "-q"});
   INFO(reversed.err);
   REQUIRE(reversed.exit_code == 0);
   const auto back = every_tensor(dir / "back");
@@ -132,18 +134,18 @@ TEST_CASE("llama-meta-to-hf: Meta's names and interleaved q/k -> Hugging Face's,
 TEST_CASE("llama-meta-to-hf: a checkpoint with rope.freqs converts (skipped) and its reversal is refused") {
   TempDir dir;
   write_meta(dir / "meta", meta_checkpoint(true));
-  const auto converted = run_shardwise({"convert", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(),
-                                        "--rules", kRules, "-q"});
+  const auto converted = run_shardwise(
+      {"convert", "-i", (dir / "meta").string(), "-o", (dir / "hf").string(), "--rules", kRules, "-q"});
   INFO(converted.err);
   REQUIRE(converted.exit_code == 0);
-  const auto reversed = run_shardwise({"convert", "--reverse", "-i", (dir / "hf").string(), "-o",
-                                       (dir / "back").string(), "-q"});
+  const auto reversed = run_shardwise(
+      {"convert", "--reverse", "-i", (dir / "hf").string(), "-o", (dir / "back").string(), "-q"});
   CHECK(reversed.exit_code == 4);
   CHECK_THAT(reversed.err, Catch::Contains("1 tensor dropped by skip: rope-freqs") &&
                                Catch::Contains("(the first: rope.freqs)"));
   CHECK(!fs::exists(dir / "back" / "model.safetensors"));
-  const auto usage = run_shardwise({"convert", "--reverse", "-i", (dir / "hf").string(), "-o",
-                                    (dir / "back").string(), "-m", "2"});
+  const auto usage = run_shardwise(
+      {"convert", "--reverse", "-i", (dir / "hf").string(), "-o", (dir / "back").string(), "-m", "2"});
   CHECK(usage.exit_code == 2);
   CHECK_THAT(usage.err, Catch::Contains("--model-parallel cannot be given with it"));
 }

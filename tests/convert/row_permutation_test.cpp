@@ -60,7 +60,8 @@ TEST_CASE("rope_source_row: the examples of STRUCTURE_OPS.md and a round trip") 
     CHECK(transform::rope_source_row(RopeOrder::half_split, 16, 2, 8 + r) == 8 + to_hf[r]);
     CHECK(transform::rope_source_row(RopeOrder::interleaved, 8, 1, r) == to_meta[r]);
   }
-  for (const auto& [rows, heads] : {std::pair<std::uint64_t, std::uint64_t>{2, 1}, {12, 3}, {64, 4}, {96, 1}}) {
+  for (const auto& [rows, heads] :
+       {std::pair<std::uint64_t, std::uint64_t>{2, 1}, {12, 3}, {64, 4}, {96, 1}}) {
     for (std::uint64_t r = 0; r < rows; ++r) {
       const std::uint64_t meta = transform::rope_source_row(RopeOrder::half_split, rows, heads, r);
       CHECK(transform::rope_source_row(RopeOrder::interleaved, rows, heads, meta) == r);
@@ -69,7 +70,8 @@ TEST_CASE("rope_source_row: the examples of STRUCTURE_OPS.md and a round trip") 
 }
 
 rules::Rules load_rules() {
-  return rules::Rules::load_text(read_file(source_dir() + "/tests/data/rules/rope-permute.yaml"), "rope.yaml");
+  return rules::Rules::load_text(read_file(source_dir() + "/tests/data/rules/rope-permute.yaml"),
+                                 "rope.yaml");
 }
 
 struct Fixture {
@@ -77,12 +79,12 @@ struct Fixture {
   fs::path in = dir / "in";
   // 4 query heads of 8 rows, 2 kv heads of 8 rows, hidden 6 (BF16: 12 bytes a row).
   std::vector<RawTensor> tensors = {
-      {"layers.0.wq.weight", "BF16", {32, 6}, pattern_bytes(32 * 12, 1)},        // split out
-      {"layers.0.wq.bias", "BF16", {32}, pattern_bytes(64, 2)},                  // split out, 1-D
-      {"layers.0.wk.weight", "BF16", {16, 6}, pattern_bytes(16 * 12, 3)},        // split out, kv heads
-      {"layers.0.wv.weight", "F32", {8, 4}, pattern_bytes(8 * 16, 4)},           // split in, the other way
-      {"layers.0.items.1.wx.weight", "I8", {4, 3}, pattern_bytes(12, 5)},        // owned, the other way
-      {"layers.0.wo.weight", "BF16", {6, 32}, pattern_bytes(6 * 64, 6)},         // untouched
+      {"layers.0.wq.weight", "BF16", {32, 6}, pattern_bytes(32 * 12, 1)},  // split out
+      {"layers.0.wq.bias", "BF16", {32}, pattern_bytes(64, 2)},            // split out, 1-D
+      {"layers.0.wk.weight", "BF16", {16, 6}, pattern_bytes(16 * 12, 3)},  // split out, kv heads
+      {"layers.0.wv.weight", "F32", {8, 4}, pattern_bytes(8 * 16, 4)},     // split in, the other way
+      {"layers.0.items.1.wx.weight", "I8", {4, 3}, pattern_bytes(12, 5)},  // owned, the other way
+      {"layers.0.wo.weight", "BF16", {6, 32}, pattern_bytes(6 * 64, 6)},   // untouched
   };
   Fixture() {
     fs::create_directories(in);
@@ -94,7 +96,7 @@ struct Fixture {
   }
 };
 
-TEST_CASE("permute_rope: q, its bias and k in half-split rows, then cut for each rank; verify recomputes") {
+TEST_CASE("permute_rope: q, its bias and k in half-split rows, then cut for each rank, verify recomputes") {
   Fixture f;
   const rules::Rules rules = load_rules();
   for (const std::uint64_t mp : {1, 2, 4}) {
@@ -118,11 +120,14 @@ TEST_CASE("permute_rope: q, its bias and k in half-split rows, then cut for each
       const auto file = parse_safetensors(
           read_file(fs::path(options.run.output_dir) / fmt::format("model{}-mp{}.safetensors", rank, mp)));
       // Split out: rank r's block of the permuted rows.
-      const auto rows = [&](const std::string& whole) { return whole.substr(whole.size() / mp * rank, whole.size() / mp); };
+      const auto rows = [&](const std::string& whole) {
+        return whole.substr(whole.size() / mp * rank, whole.size() / mp);
+      };
       CHECK(file.at("layers.0.wq.weight").bytes == rows(q));
       CHECK(file.at("layers.0.wq.bias").bytes == rows(bias));
       CHECK(file.at("layers.0.wk.weight").bytes == rows(k));
-      CHECK(file.at("layers.0.wv.weight").bytes == slice_bytes(v, {8, 4}, 4, 1, rank * 4 / mp, (rank + 1) * 4 / mp));
+      CHECK(file.at("layers.0.wv.weight").bytes ==
+            slice_bytes(v, {8, 4}, 4, 1, rank * 4 / mp, (rank + 1) * 4 / mp));
       CHECK(file.at("layers.0.wo.weight").bytes == t[5].bytes);
       CHECK(file.at("layers.0.wv.weight").shape == std::vector<std::uint64_t>{8, 4 / mp});
       // Index 1 of 4 items: rank 1 / (4 / mp).
@@ -162,7 +167,8 @@ TEST_CASE("permute_rope: the stream gives the same bytes whatever the read sizes
         std::string got(expected.size(), '\0');
         for (std::size_t at = 0; at < expected.size(); at += step) {
           const std::size_t n = std::min(step, expected.size() - at);
-          stream.read(fd, plan.input_files[0], at, std::as_writable_bytes(std::span(got)).subspan(at, n), scratch);
+          stream.read(fd, plan.input_files[0], at, std::as_writable_bytes(std::span(got)).subspan(at, n),
+                      scratch);
         }
         CHECK(got == expected);
       }
@@ -177,15 +183,18 @@ TEST_CASE("permute_rope: rows that do not make whole heads of equal halves are r
   write_file(f.in / "model.safetensors", build_safetensors(f.tensors));
   const rules::Rules rules = load_rules();
   try {
-    plan::plan_checkpoint(st::Checkpoint::open(f.in.string()), rules, {1, {{"n_heads", 4}, {"n_kv_heads", 8}}});
+    plan::plan_checkpoint(st::Checkpoint::open(f.in.string()), rules,
+                          {1, {{"n_heads", 4}, {"n_kv_heads", 8}}});
     FAIL("planned 12 rows in 8 heads");
   } catch (const Error& e) {
     CHECK(e.kind() == ErrorKind::input);
     CHECK_THAT(e.what(), Catch::Contains("layers.0.wk.weight: transform[k-rope]") &&
-                             Catch::Contains("cannot permute 12 rows in n_kv_heads=8 heads: 12 is not a multiple of 8"));
+                             Catch::Contains(
+                                 "cannot permute 12 rows in n_kv_heads=8 heads: 12 is not a multiple of 8"));
   }
   try {
-    plan::plan_checkpoint(st::Checkpoint::open(f.in.string()), rules, {1, {{"n_heads", 4}, {"n_kv_heads", 4}}});
+    plan::plan_checkpoint(st::Checkpoint::open(f.in.string()), rules,
+                          {1, {{"n_heads", 4}, {"n_kv_heads", 4}}});
     FAIL("planned heads of 3 rows");
   } catch (const Error& e) {
     CHECK_THAT(e.what(), Catch::Contains("a head of 3 rows has no halves of equal size"));
@@ -194,10 +203,11 @@ TEST_CASE("permute_rope: rows that do not make whole heads of equal halves are r
 
 TEST_CASE("permute_rope: rules problems are reported at their line") {
   const auto problems = [](const std::string& transform) {
-    const std::string yaml = "shardwise: 1\nname: t\nparams:\n  n: {default: 4}\n  e: {default: infer}\n"
-                             "output: {file: 'm{rank}.safetensors'}\nunknown_keys: replicate\n"
-                             "keys: [{match: '(?P<key>x)'}]\ntransforms:\n  - {match: 'x', permute_rope: " +
-                             transform + "}\n";
+    const std::string yaml =
+        "shardwise: 1\nname: t\nparams:\n  n: {default: 4}\n  e: {default: infer}\n"
+        "output: {file: 'm{rank}.safetensors'}\nunknown_keys: replicate\n"
+        "keys: [{match: '(?P<key>x)'}]\ntransforms:\n  - {match: 'x', permute_rope: " +
+        transform + "}\n";
     try {
       rules::Rules::load_text(yaml, "p.yaml");
     } catch (const Error& e) {
@@ -208,14 +218,18 @@ TEST_CASE("permute_rope: rules problems are reported at their line") {
   };
   CHECK(problems("{heads: n, from: interleaved, to: half_split}") == "loaded");
   CHECK(problems("{heads: 8, from: half_split, to: interleaved}") == "loaded");
-  CHECK_THAT(problems("{heads: nn, from: interleaved, to: half_split}"),
-             Catch::Contains("p.yaml:10:") && Catch::Contains("undefined parameter 'nn' (did you mean 'n'?)"));
-  CHECK_THAT(problems("{heads: e, from: interleaved, to: half_split}"), Catch::Contains("says 'default: infer'"));
+  CHECK_THAT(
+      problems("{heads: nn, from: interleaved, to: half_split}"),
+      Catch::Contains("p.yaml:10:") && Catch::Contains("undefined parameter 'nn' (did you mean 'n'?)"));
+  CHECK_THAT(problems("{heads: e, from: interleaved, to: half_split}"),
+             Catch::Contains("says 'default: infer'"));
   CHECK_THAT(problems("{heads: 0, from: interleaved, to: half_split}"), Catch::Contains("must be positive"));
-  CHECK_THAT(problems("{heads: n, from: interleaved, to: interleaved}"), Catch::Contains("nothing to permute"));
+  CHECK_THAT(problems("{heads: n, from: interleaved, to: interleaved}"),
+             Catch::Contains("nothing to permute"));
   CHECK_THAT(problems("{heads: n, from: interleave, to: half_split}"),
              Catch::Contains("(did you mean 'interleaved'?)"));
-  CHECK_THAT(problems("{from: interleaved, to: half_split}"), Catch::Contains("missing required key 'heads'"));
+  CHECK_THAT(problems("{from: interleaved, to: half_split}"),
+             Catch::Contains("missing required key 'heads'"));
 }
 
 }  // namespace

@@ -114,7 +114,8 @@ TEST_CASE("a plan in Hugging Face's layout: shards, metadata and index") {
   CHECK(plan::outputs_heading(plan) == "3 files in Hugging Face's layout (max shard size 100 bytes)");
 }
 
-TEST_CASE("--max-shard-size replaces the rules' size; one shard is model.safetensors without an index") {
+TEST_CASE(
+    "the option --max-shard-size replaces the rules' size, one shard is model.safetensors without an index") {
   TempDir dir;
   write_checkpoint_file(dir / "model.safetensors", five_tensors());
   plan::PlanOptions options{1, {}};
@@ -126,7 +127,8 @@ TEST_CASE("--max-shard-size replaces the rules' size; one shard is model.safeten
   CHECK(plan.generated_files.empty());
 }
 
-TEST_CASE("--mirror: one file per input file under its name, the index only when the input has one") {
+TEST_CASE(
+    "the option --mirror: one file per input file under its name, the index only when the input has one") {
   TempDir dir;
   const std::vector<TensorSpec> all = five_tensors();
   write_checkpoint_file(dir / "a.safetensors", {all[0], all[1]});
@@ -154,7 +156,7 @@ TEST_CASE("--mirror: one file per input file under its name, the index only when
         std::string::npos);
 }
 
-TEST_CASE("Hugging Face's layout has no ranks; its options are refused for other rules") {
+TEST_CASE("Hugging Face's layout has no ranks, its options are refused for other rules") {
   TempDir dir;
   write_checkpoint_file(dir / "model.safetensors", five_tensors());
   const auto usage_error = [&](const std::string& rules_text, const plan::PlanOptions& options) {

@@ -177,8 +177,9 @@ TEST_CASE("diff: a plan reads the same whether plainly written or not (the fast 
   // Reindented with keys in another order: still plain.
   const std::string reindented = nlohmann::ordered_json::parse(plain).dump(3);
   // An escape in a string is left to the full reader.
-  const std::string escaped = replace_once(plain, "\"name\": \"blk.0.rep.weight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"",
-                                           "\"name\": \"blk.0.rep\\u002eweight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"");
+  const std::string escaped =
+      replace_once(plain, "\"name\": \"blk.0.rep.weight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"",
+                   "\"name\": \"blk.0.rep\\u002eweight\", \"dtype\": \"BF16\", \"shape\": [4], \"slice\"");
   REQUIRE(escaped != plain);
   for (const std::string* other : {&reindented, &escaped}) {
     CHECK_FALSE(plan::diff_plans(plain, "a", *other, "b").differ());
@@ -192,7 +193,8 @@ TEST_CASE("diff: a plan reads the same whether plainly written or not (the fast 
   const PlanDiff by_plain = plan::diff_plans(plain, "a", changed(plain), "b");
   const PlanDiff by_full = plan::diff_plans(plain, "a", changed(escaped), "b");
   CHECK(names(by_plain, TensorChangeKind::placement) == std::vector<std::string>{"blk.0.rep.weight"});
-  CHECK(fields_of(by_plain, "blk.0.rep.weight") == "z: absent -> {\"a\":\"x\",\"b\":[-3,true,null]} absent\n");
+  CHECK(fields_of(by_plain, "blk.0.rep.weight") ==
+        "z: absent -> {\"a\":\"x\",\"b\":[-3,true,null]} absent\n");
   CHECK(fields_of(by_full, "blk.0.rep.weight") == fields_of(by_plain, "blk.0.rep.weight"));
 }
 

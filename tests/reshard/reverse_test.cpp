@@ -107,8 +107,8 @@ TEST_CASE("reverse: convert at mp 1, 2, 4, then reverse, gives every input tenso
     CHECK(written.count("layers.0.attn.wq.weight") == 1);
     CHECK(written.count("model.layers.0.self_attn.q_proj.weight") == 0);
 
-    const reshard::ReversePlan plan = reshard::plan_reverse(converted.string(), st::kDefaultMaxShardSize,
-                                                            OutsideLinks::refuse);
+    const reshard::ReversePlan plan =
+        reshard::plan_reverse(converted.string(), st::kDefaultMaxShardSize, OutsideLinks::refuse);
     const fs::path back = f.dir / fmt::format("back{}", mp);
     const reshard::ReverseSummary summary = reshard::execute_reverse(plan, {.output_dir = back.string()});
     CHECK(summary.files == 1);
@@ -129,7 +129,8 @@ TEST_CASE("reverse: a resharded folder reverses too, into shards of a given size
   options.run.progress = output::ProgressMode::quiet;
   reshard::execute_reshard(reshard::plan_reshard((f.dir / "mp4").string(), 2), options);
   // 200-byte shards: the tensors in natural name order, a new file whenever one would pass 200 bytes.
-  const reshard::ReversePlan plan = reshard::plan_reverse((f.dir / "mp2").string(), 200, OutsideLinks::refuse);
+  const reshard::ReversePlan plan =
+      reshard::plan_reverse((f.dir / "mp2").string(), 200, OutsideLinks::refuse);
   REQUIRE(plan.files.size() > 1);
   reshard::execute_reverse(plan, {.output_dir = (f.dir / "back").string()});
   require_same_tensors(f.input(), every_tensor(f.dir / "back"));
@@ -167,12 +168,12 @@ TEST_CASE("reverse: a conversion that skipped or rounded is refused, naming each
   CHECK(!fs::exists(dir / "back"));
 }
 
-TEST_CASE("reverse: a damaged piece stops the file that reads it; a folder without origins is refused") {
+TEST_CASE("reverse: a damaged piece stops the file that reads it, a folder without origins is refused") {
   Fixture f;
   const rules::Rules rules = load("reversible.yaml");
   convert(f.in, f.dir / "mp2", rules, 2);
-  const reshard::ReversePlan plan = reshard::plan_reverse((f.dir / "mp2").string(), st::kDefaultMaxShardSize,
-                                                          OutsideLinks::refuse);
+  const reshard::ReversePlan plan =
+      reshard::plan_reverse((f.dir / "mp2").string(), st::kDefaultMaxShardSize, OutsideLinks::refuse);
   std::string rank1 = read_file(f.dir / "mp2" / "rank1-of-2.safetensors");
   rank1[rank1.size() - 1] = static_cast<char>(rank1.back() ^ 0x40);  // the last tensor's last byte
   write_file(f.dir / "mp2" / "rank1-of-2.safetensors", rank1);
@@ -187,8 +188,9 @@ TEST_CASE("reverse: a damaged piece stops the file that reads it; a folder witho
   REQUIRE(at != std::string::npos);
   manifest.replace(at, std::string("\"origins\":true").size(), "\"origins\":false");
   write_file(f.dir / "old" / "shardwise-manifest.json", manifest);
-  CHECK_THROWS_WITH(reshard::plan_reverse((f.dir / "old").string(), st::kDefaultMaxShardSize, OutsideLinks::refuse),
-                    Catch::Contains("does not record what each tensor was made from"));
+  CHECK_THROWS_WITH(
+      reshard::plan_reverse((f.dir / "old").string(), st::kDefaultMaxShardSize, OutsideLinks::refuse),
+      Catch::Contains("does not record what each tensor was made from"));
 }
 
 }  // namespace

@@ -58,5 +58,7 @@ TEST_CASE("examples: every file in rules/examples loads and passes its own tests
     for (const auto& failure : report.failures) UNSCOPED_INFO(failure);
     CHECK(report.failures.empty());
   }
-  CHECK(files == 3);  // awq-llama, deepseek-v4.1-dspark-w4a16, gptq-act-order
+  // awq-llama, deepseek-v4.1-dspark-w4a16, gptq-act-order, llama-meta-to-hf, llama-tp-fused,
+  // moe-stacked-experts, phi3-unfuse
+  CHECK(files == 7);
 }

@@ -102,7 +102,7 @@ TEST_CASE("rules tests: malformed tests are rules-file problems, located") {
           "'column'\n"
           "  t.yaml:18:107: 'skip' of expect must be true or false, got 'yes'\n"
           "  t.yaml:19:35: expect of a test is empty (expect any of: output, ranks, split, skip, reject, "
-          "rule, transform)\n"
+          "rule, transform, fused, chunks)\n"
           "  t.yaml:20:5: test is missing required key 'expect'\n"
           "  t.yaml:20:27: unknown key 'expct' in test (did you mean 'expect'?)");
   }

@@ -120,7 +120,7 @@ transforms:
   CHECK(bf16.transform->block_cols == 64);
   CHECK(bf16.transform->nan_bits == 0x7FFF);
   CHECK(bf16.trail.back() ==
-        "transform[bf16]: dequantize F8_E4M3 x block scale '{name}_scale_inv' (input name, block 128x64) -> "
+        "transform[bf16]: dequantize F8_E4M3 x scale '{name}_scale_inv' (input name, block 128x64) -> "
         "BF16, "
         "NaN 0x7FFF; without a scale: kept as it is (t.yaml:23:5)");
   CHECK(rules::parse_param_value(rules.params()[0], "fp8") == 1);

@@ -88,8 +88,8 @@ std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::Planne
 
 struct ManifestTensor {
   std::string name;
-  std::uint64_t xxh3 = 0;          // of the tensor's bytes as written
-  std::optional<TensorCut> cut{};  // version 3; absent in older manifests
+  std::uint64_t xxh3 = 0;                // of the tensor's bytes as written
+  std::optional<TensorCut> cut{};        // version 3; absent in older manifests
   std::optional<TensorOrigin> origin{};  // version 5; absent when the output is its source
 };
 

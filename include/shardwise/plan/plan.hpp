@@ -158,6 +158,7 @@ struct PlannedTensor {
   // A fused output (rules `fuse:`): index into Plan::composites, whose parts give its bytes
   // (source, slice and cast above are its first part's then, and not read).
   std::uint32_t composite = kNoComposite;
+  std::uint32_t permutation = kNoPermutation;  // index into Plan::permutations (rows reordered)
 };
 
 // A many-to-one output (rules `fuse:`, docs/rules.md): its bytes are its parts' bytes, each part
@@ -173,7 +174,6 @@ struct Composite {
   std::uint64_t per_block = 1;
   std::vector<std::uint64_t> indices;  // stacked: each block's captured index, ascending
   std::vector<PlannedTensor> parts;    // block by block, in the rule's part order
-  std::uint32_t permutation = kNoPermutation;  // index into Plan::permutations (rows reordered)
 };
 
 struct OutputFile {
@@ -230,10 +230,10 @@ struct Plan {
   std::vector<std::string> input_files;        // absolute paths, in name order
   std::vector<FileIdentity> input_identities;  // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
-  std::vector<Companion> companions;  // of the block-scaled transforms (few)
-  std::vector<Composite> composites;  // of the fused outputs (PlannedTensor::composite)
+  std::vector<Companion> companions;         // of the block-scaled transforms (few)
+  std::vector<Composite> composites;         // of the fused outputs (PlannedTensor::composite)
   std::vector<RowPermutation> permutations;  // one per transform rule and head count (few)
-  std::vector<OutputFile> outputs;    // one per rank, in rank order
+  std::vector<OutputFile> outputs;           // one per rank, in rank order
   std::vector<Skipped> skipped;
   std::vector<std::string> side_files;             // present in the input, copied verbatim
   std::vector<FileIdentity> side_file_identities;  // per side file, when planned

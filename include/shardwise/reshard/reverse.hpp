@@ -33,9 +33,9 @@ struct ReversedTensor {
 };
 
 struct ReverseFile {
-  std::string file;                      // model.safetensors or model-0000K-of-0000N.safetensors
-  std::vector<std::size_t> tensors;      // indices into ReversePlan::tensors
-  std::uint64_t bytes = 0;               // tensor bytes
+  std::string file;                  // model.safetensors or model-0000K-of-0000N.safetensors
+  std::vector<std::size_t> tensors;  // indices into ReversePlan::tensors
+  std::uint64_t bytes = 0;           // tensor bytes
 };
 
 struct ReversePlan {
