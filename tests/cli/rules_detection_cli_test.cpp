@@ -136,8 +136,9 @@ TEST_CASE(
   CHECK(none.exit_code == 4);
   CHECK_THAT(none.err, Catch::Contains("no bundled rules fit this checkpoint"));
   CHECK_THAT(none.err, Catch::Contains("\n  deepseek-v3: needs V3 attention under HF names: no tensor is "));
-  CHECK_THAT(none.err,
-             Catch::Contains("\n  deepseek-v4-w4a16: refuses FP8 weights: layers.0.proj.weight (F8_E4M3)"));
+  CHECK_THAT(none.err, Catch::Contains("\n  deepseek-v4-w4a16: needs DeepSeek-V4 attention (attn.wq_a, or "
+                                       "self_attn.q_a_proj under HF names): no tensor is "));
+  CHECK_THAT(none.err, Catch::Contains("; refuses FP8 weights: layers.0.proj.weight (F8_E4M3)\n"));
   CHECK_FALSE(fs::exists(out));
 
   const fs::path v3 = generate(dir, "v3");

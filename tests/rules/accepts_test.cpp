@@ -204,6 +204,21 @@ TEST_CASE("accepts: every bundled rules file declares one") {
   }
 }
 
+TEST_CASE("accepts: another model's GPTQ release is gptq-to-bf16's, not the DeepSeek-V4 W4A16 converter's") {
+  const std::vector<TensorHeader> llama = {
+      {"model.embed_tokens.weight", DType::F16},
+      {"model.layers.0.self_attn.q_proj.qweight", DType::I32},
+      {"model.layers.0.self_attn.q_proj.qzeros", DType::I32},
+      {"model.layers.0.self_attn.q_proj.scales", DType::F16},
+      {"model.layers.0.self_attn.q_proj.g_idx", DType::I32},
+  };
+  CHECK(chosen(llama, {}) == "gptq-to-bf16");
+  // The same release under DeepSeek-V4's HF attention name is the W4A16 converter's.
+  std::vector<TensorHeader> v4 = llama;
+  v4.push_back({"model.layers.0.self_attn.q_a_proj.qweight", DType::I32});
+  CHECK(chosen(v4, {true, {"n_experts"}}) == "deepseek-v4-w4a16");
+}
+
 TEST_CASE("accepts: each DeepSeek format has one bundled rules file, the command line settling V3's two") {
   const Invocation mp{true, {"n_experts"}};
   CHECK(chosen(kV3, mp) == "deepseek-v3");
@@ -223,7 +238,9 @@ TEST_CASE("accepts: each DeepSeek format has one bundled rules file, the command
 TEST_CASE("accepts: no fitting rules, or a command line that fits none of several, is refused with reasons") {
   const std::string none = chosen({{"a.weight", DType::F8_E4M3}}, {true, {}});
   CHECK_THAT(none, Catch::StartsWith("input: no bundled rules fit this checkpoint"));
-  CHECK_THAT(none, Catch::Contains("\n  deepseek-v4-w4a16: refuses FP8 weights: a.weight (F8_E4M3)"));
+  CHECK_THAT(none, Catch::Contains("\n  deepseek-v4-w4a16: needs DeepSeek-V4 attention (attn.wq_a, or "
+                                   "self_attn.q_a_proj under HF names): no tensor is "));
+  CHECK_THAT(none, Catch::Contains("; refuses FP8 weights: a.weight (F8_E4M3)\n"));
   CHECK_THAT(none, Catch::Contains("\n  deepseek-v4: needs E8M0 block scales: no tensor is "));
   CHECK_THAT(none,
              Catch::Contains("\n  fp8-cast-bf16: needs F32 block scales NAME_scale_inv: no tensor is "));
@@ -250,7 +267,7 @@ TEST_CASE("accepts: --rules of another format is refused naming the rules that f
   };
   CHECK_THAT(
       refusal("deepseek-v4-w4a16", kV4),
-      Catch::Contains("it refuses FP8 weights: layers.0.attn.indexer.wq_b.weight (F8_E4M3); refuses E8M0 "
+      Catch::Contains("; refuses FP8 weights: layers.0.attn.indexer.wq_b.weight (F8_E4M3); refuses E8M0 "
                       "block scales: layers.0.attn.indexer.wq_b.scale (F8_E8M0). It fits deepseek-v4: give "
                       "--rules deepseek-v4"));
   CHECK_THAT(refusal("deepseek-v4", kW4A16),
