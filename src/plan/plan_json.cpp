@@ -63,7 +63,24 @@ void append_transform(std::string& out, const Plan& plan, const PlannedTensor& t
     out += fmt::format(", \"slice\": {{\"dim\": {}, \"begin\": {}, \"end\": {}}}", c.slice.dim, c.slice.begin,
                        c.slice.end);
   }
-  out += fmt::format(", \"block\": [{}, {}]", c.block_rows, c.block_cols);
+  if (t.cast == Cast::dequantize_packed) {
+    // The members it consumes (none has a tensor entry of its own), the codes first.
+    out += ", \"members\": [";
+    const std::vector<std::size_t> members = detail::packed_members(c, t.source);
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      if (m != 0) out += ", ";
+      append_string(out, plan.sources[members[m]].name);
+    }
+    out += fmt::format("], \"packing\": \"{}\", \"bits\": {}, \"group_size\": {}",
+                       c.packing == Packing::awq    ? "awq"
+                       : c.packing == Packing::gptq ? "gptq"
+                                                    : "gptq_v2",
+                       c.bits, c.group_size);
+  } else if (c.block_rows == kWholeBlock || c.block_cols == kWholeBlock) {
+    out += c.block_rows == kWholeBlock ? ", \"block\": \"per_tensor\"" : ", \"block\": \"per_channel\"";
+  } else {
+    out += fmt::format(", \"block\": [{}, {}]", c.block_rows, c.block_cols);
+  }
   if (t.cast == Cast::dequantize) out += fmt::format(", \"nan\": \"0x{:04X}\"", c.nan_bits);
   out += ", \"rule\": ";
   append_string(out, plan.rule_labels[c.rule]);

@@ -197,8 +197,21 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
   if (first.companion != kNoCompanion && first.companion < cx.plan.companions.size()) {
     // The transform and its companion (a consumed block scale has no row of its own).
     const Companion& c = cx.plan.companions[first.companion];
-    fmt::format_to(std::back_inserter(cells[kRule]), ", {} with {} ({})", cast_name(first.cast),
-                   printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
+    auto rule = std::back_inserter(cells[kRule]);
+    if (first.cast == Cast::dequantize_packed) {
+      // Every member it consumes, the codes first: none has a row of its own.
+      std::vector<std::string> members;
+      for (const std::size_t m : detail::packed_members(c, first.source))
+        members.push_back(printable(cx.plan.sources[m].name));
+      fmt::format_to(rule, ", {} ({}) of {} ({})", cast_name(first.cast), detail::packing_text(c),
+                     fmt::join(members, ", "), cx.rule_names[c.rule]);
+    } else if (first.cast == Cast::dequantize) {
+      fmt::format_to(rule, ", {} with {}, {} ({})", cast_name(first.cast),
+                     printable(cx.plan.sources[c.source].name), detail::scale_grid_text(c), cx.rule_names[c.rule]);
+    } else {
+      fmt::format_to(rule, ", {} with {} ({})", cast_name(first.cast), printable(cx.plan.sources[c.source].name),
+                     cx.rule_names[c.rule]);
+    }
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
   }

@@ -50,6 +50,26 @@ std::string group_digits(std::uint64_t value) {
   return text;
 }
 
+std::string scale_grid_text(const Companion& companion) {
+  if (companion.block_rows == kWholeBlock && companion.block_cols == kWholeBlock) return "per tensor";
+  if (companion.block_rows == 1 && companion.block_cols == kWholeBlock) return "per channel";
+  const auto side = [](std::uint64_t n) { return n == kWholeBlock ? std::string("all") : std::to_string(n); };
+  return fmt::format("blocks of {}x{}", side(companion.block_rows), side(companion.block_cols));
+}
+
+std::string packing_text(const Companion& companion) {
+  const char* packing = companion.packing == Packing::awq    ? "awq"
+                        : companion.packing == Packing::gptq ? "gptq"
+                                                             : "gptq_v2";
+  return fmt::format("{} {}-bit, group {}", packing, companion.bits, companion.group_size);
+}
+
+std::vector<std::size_t> packed_members(const Companion& companion, std::size_t codes) {
+  std::vector<std::size_t> members{codes, companion.zeros, companion.source};
+  if (companion.group_index != kNoSource) members.push_back(companion.group_index);
+  return members;
+}
+
 std::string human_bytes(std::uint64_t bytes) {
   static constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
   if (bytes < 1024) return fmt::format("{} B", bytes);

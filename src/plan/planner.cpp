@@ -17,6 +17,7 @@
 
 #include <shardwise/plan/plan_view.hpp>
 #include "plan/block_pairs.hpp"
+#include "plan/companion_skips.hpp"
 #include "plan/composite.hpp"
 #include "plan/decision_stream.hpp"
 #include "plan/hf_layout.hpp"
@@ -369,6 +370,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
+  detail::CompanionSkips companion_skips;
   detail::RowPermutations permutations(plan, labels, params);
   MemberTransforms member_transforms;
 
@@ -405,6 +407,10 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(Skipped{info.name, checkpoint.file_name(ref.file),
                                      plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
+      if (decision.companion_of != nullptr) {
+        companion_skips.add(info.name, plan.skipped.back().file, plan.skipped.back().rule,
+                            *decision.companion_of);
+      }
       continue;
     }
     if (decision.kind == rules::Decision::Kind::reject) {
@@ -466,6 +472,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   composer.compose(plan, labels, problems);
   finish_outputs(plan, placer);
   pairs.resolve(plan, checkpoint, labels, problems);
+  companion_skips.report(plan, checkpoint, problems);
   plan.companions.shrink_to_fit();  // as the outputs' tensors: the plan outlives the run
   find_side_files(plan, rules, problems);
   detail::apply_side_file_rules(plan, rules, problems);

@@ -267,6 +267,7 @@ Decision decide_checked(const CompiledRules& rules, Decision d, const Params& pa
     d.kind = Decision::Kind::skip;
     d.rule = &rule.rule;
     d.reason = rule.reason;
+    if (rule.companion_of) d.companion_of = &*rule.companion_of;
     if (trail != nullptr) trail->push_back(rule.trail);
     return d;
   }

@@ -21,14 +21,31 @@ struct Candidate {
   AcceptsVerdict verdict;
 };
 
+// A fitting candidate whose parameters the checkpoint's config files refuse (Error(input): a value
+// the rules do not take, such as quant_method "awq" for GPTQ rules) does not fit after all. Other
+// problems (a parameter the command line must give) are the chosen rules' to report.
+void judge_config(Candidate& candidate, const ConfigFiles& config) {
+  if (!candidate.verdict.fits) return;
+  try {
+    candidate.rules.resolve_params({}, config);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::input) return;
+    candidate.verdict.fits = false;
+    candidate.verdict.unmet.push_back(fmt::format("the checkpoint's config refuses it: {}", e.what()));
+  }
+}
+
 // Every bundled rules file that declares `accepts:`, judged (files without one are never chosen).
-std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors) {
+std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
+                                     const ConfigFiles& config = ConfigFiles()) {
   std::vector<Candidate> candidates;
   for (const BundledRules& bundled : bundled_rules()) {
     const std::string display_name = "<bundled>/" + bundled.file_name;
     Rules rules = Rules::load_text(bundled.text, display_name);
     AcceptsVerdict verdict = Accepts::of_text(bundled.text, display_name).judge(tensors);
-    if (verdict.declared) candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
+    if (!verdict.declared) continue;
+    candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
+    judge_config(candidates.back(), config);
   }
   return candidates;
 }
@@ -90,8 +107,9 @@ std::vector<std::string> drop_deferred(std::vector<const Candidate*>& fitting) {
 
 }  // namespace
 
-ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation) {
-  std::vector<Candidate> candidates = judge_bundled(tensors);
+ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation,
+                                 const ConfigFiles& config) {
+  std::vector<Candidate> candidates = judge_bundled(tensors, config);
   std::vector<const Candidate*> fitting;
   for (const Candidate& candidate : candidates) {
     if (candidate.verdict.fits) fitting.push_back(&candidate);

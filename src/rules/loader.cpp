@@ -298,6 +298,29 @@ void read_default(YamlReader& in, const YAML::Node& map, const std::string& what
   }
 }
 
+// `range: [MIN, MAX]` of a number parameter, its default inside it.
+void read_range(YamlReader& in, const YAML::Node& map, const std::string& what, ParamInfo& spec) {
+  const YAML::Node node = YamlReader::field(map, "range");
+  if (!node.IsDefined()) return;
+  if (!node.IsSequence() || node.size() != 2) {
+    in.error(node, fmt::format("range of {} must be [MIN, MAX]", what));
+    return;
+  }
+  const auto min = in.uint_value(node[0], "the minimum of the range of " + what);
+  const auto max = in.uint_value(node[1], "the maximum of the range of " + what);
+  if (!min || !max) return;
+  if (*min > *max) {
+    in.error(node, fmt::format("range of {} is empty: {} > {}", what, *min, *max));
+    return;
+  }
+  spec.min = *min;
+  spec.max = *max;
+  if (spec.default_value && (*spec.default_value < *min || *spec.default_value > *max)) {
+    in.error(YamlReader::field(map, "default"),
+             fmt::format("default {} of {} is outside its range [{}, {}]", *spec.default_value, what, *min, *max));
+  }
+}
+
 // `choices: [a, b]` with `default: a` (a word of the list, or none: required).
 void read_choices(YamlReader& in, const YAML::Node& map, const YAML::Node& node, const std::string& what,
                   ParamInfo& spec) {
@@ -346,11 +369,14 @@ void read_params(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
     ParamInfo spec;
     spec.name = name;
     spec.where = in.where(entry.first);
-    if (in.check_map(entry.second, what, {"default", "help", "choices", "from_config", "map"})) {
+    if (in.check_map(entry.second, what, {"default", "help", "choices", "from_config", "map", "range"})) {
       if (const YAML::Node choices = YamlReader::field(entry.second, "choices"); choices.IsDefined()) {
         read_choices(in, entry.second, choices, what, spec);
+        if (const YAML::Node range = YamlReader::field(entry.second, "range"); range.IsDefined())
+          in.error(range, fmt::format("range of {} bounds a number: a choice parameter takes none", what));
       } else {
         read_default(in, entry.second, what, spec);
+        read_range(in, entry.second, what, spec);
       }
       read_from_config(in, entry.second, what, spec);
       spec.help = in.string_field(entry.second, "help", what, false).value_or("");
@@ -464,17 +490,23 @@ void read_rejects(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   }
 }
 
+namespace {
+std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node, const std::string& what);
+}  // namespace
+
 void read_skips(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
   if (!in.check_list(node, "skip")) return;
   DuplicateRules duplicates("skip");
   const std::size_t first = out.skips.size();
   for (const auto& item : node) {
-    if (!in.check_map(item, "skip rule", {"name", "match", "reason"})) continue;
+    if (!in.check_map(item, "skip rule", {"name", "match", "reason", "companion_of"})) continue;
     const auto name = in.string_field(item, "name", "skip rule", false);
     read_match(in, item, "skip rule", out.skip_matcher, duplicates);
     const auto reason = in.string_field(item, "reason", "skip rule", true);
     const std::string label = name ? "skip: " + *name : fmt::format("skip[{}]", out.skips.size() - first);
     out.skips.push_back({{label, in.where(item)}, reason.value_or("")});
+    if (const YAML::Node of = YamlReader::field(item, "companion_of"); of.IsDefined())
+      out.skips.back().companion_of = read_name_template(in, of, "'companion_of' of skip rule");
   }
 }
 

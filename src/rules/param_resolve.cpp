@@ -102,6 +102,11 @@ std::string config_keys_text(const ParamInfo& param) {
   return fmt::format("{}", fmt::join(keys, " or "));
 }
 
+// "[1, 65536]"; "[1, ...]" without an upper bound.
+std::string range_text(const ParamInfo& spec) {
+  return spec.max == UINT64_MAX ? fmt::format("[{}, ...]", spec.min) : fmt::format("[{}, {}]", spec.min, spec.max);
+}
+
 // A value the checkpoint gives a parameter, and the key that gave it.
 struct ConfigGiven {
   std::uint64_t value = 0;
@@ -142,9 +147,16 @@ std::optional<ConfigGiven> config_value(const ParamInfo& spec, const ConfigFiles
                           fmt::join(spec.choices, ", ")));
       return std::nullopt;
     }
-    if (found->kind == ConfigValue::Kind::integer) return ConfigGiven{found->number, key, found->shown()};
-    add_bad(fmt::format("{} is {}, not a non-negative integer for {}", key.text(), found->shown(), from));
-    return std::nullopt;
+    if (found->kind != ConfigValue::Kind::integer) {
+      add_bad(fmt::format("{} is {}, not a non-negative integer for {}", key.text(), found->shown(), from));
+      return std::nullopt;
+    }
+    if (found->number < spec.min || found->number > spec.max) {
+      add_bad(fmt::format("{} is {}, outside the range {} of {}", key.text(), found->shown(), range_text(spec),
+                          from));
+      return std::nullopt;
+    }
+    return ConfigGiven{found->number, key, found->shown()};
   }
   return std::nullopt;
 }
@@ -209,6 +221,11 @@ ResolvedParams Rules::resolve_params(const Params& given, const ConfigFiles& con
     if (!spec.choices.empty() && it != given.end() && it->second >= spec.choices.size()) {
       throw Error(ErrorKind::usage, fmt::format("{}: {} is not the index of one of {}", param_flag(spec.name),
                                                 it->second, fmt::join(spec.choices, ", ")));
+    }
+    if (spec.choices.empty() && it != given.end() && (it->second < spec.min || it->second > spec.max)) {
+      usage.push_back(fmt::format("{} is outside the range {} of parameter {} ({})",
+                                  given_text(spec, it->second, given_as), range_text(spec), spec.name,
+                                  spec.where.str()));
     }
     const std::optional<ConfigGiven> from_config = config_value(spec, config, bad_config);
     if (it != given.end()) {

@@ -64,9 +64,55 @@ ConfigValue value_of(const Json& json) {
   return value;
 }
 
+
+// A component that indexes a list: "[0]" (parse_config_key writes no other component with '[').
+bool is_index(const std::string& component) { return component.front() == '['; }
+
+// "quantization_config.weight_block_size[0]": components joined by '.', an index appended as written.
+std::string path_text(std::span<const std::string> path) {
+  std::string text;
+  for (const std::string& component : path) {
+    if (!text.empty() && !is_index(component)) text += '.';
+    text += component;
+  }
+  return text;
+}
+
+// More digits than this is no list a config holds (and keeps std::stoull in range).
+constexpr std::size_t kMaxIndexDigits = 6;
+
+// "name", "name[0]", "name[0][1]": the name, then each index as a component of its own ("[0]").
+bool split_component(std::string_view piece, std::vector<std::string>& path) {
+  const std::size_t bracket = piece.find('[');
+  path.emplace_back(piece.substr(0, bracket));
+  if (path.back().empty()) return false;
+  for (std::size_t at = bracket; at != std::string_view::npos && at < piece.size();) {
+    const std::size_t close = piece.find(']', at);
+    if (piece[at] != '[' || close == std::string_view::npos || close == at + 1 ||
+        close - at - 1 > kMaxIndexDigits)
+      return false;
+    const std::string_view digits = piece.substr(at + 1, close - at - 1);
+    if (digits.find_first_not_of("0123456789") != std::string_view::npos) return false;
+    path.emplace_back(piece.substr(at, close - at + 1));
+    at = close + 1;
+  }
+  return true;
+}
+
+// The value `component` ("name" of an object, "[N]" of a list) names inside `json`; null when absent.
+const Json* step(const Json& json, const std::string& component) {
+  if (is_index(component)) {
+    const auto index = static_cast<std::size_t>(std::stoull(component.substr(1, component.size() - 2)));
+    return json.is_array() && index < json.size() ? &json[index] : nullptr;
+  }
+  if (!json.is_object()) return nullptr;
+  const auto it = json.find(component);
+  return it == json.end() ? nullptr : &*it;
+}
+
 }  // namespace
 
-std::string ConfigKey::key() const { return fmt::format("{}", fmt::join(path, ".")); }
+std::string ConfigKey::key() const { return path_text(path); }
 
 std::string ConfigKey::text() const { return file + ": " + key(); }
 
@@ -85,9 +131,15 @@ std::optional<ConfigKey> parse_config_key(std::string_view text, std::string& pr
   }
   for (std::size_t begin = 0;;) {
     const std::size_t dot = text.find('.', begin);
-    key.path.emplace_back(text.substr(begin, dot == std::string_view::npos ? text.npos : dot - begin));
-    if (key.path.back().empty()) {
-      problem = fmt::format("key '{}' has an empty component (expected [FILE:]name.name...)", written);
+    const std::string_view piece = text.substr(begin, dot == std::string_view::npos ? text.npos : dot - begin);
+    if (piece.empty() || piece.front() == '[') {
+      problem = fmt::format("key '{}' has an empty component (expected [FILE:]name.name[N]...)", written);
+      return std::nullopt;
+    }
+    if (!split_component(piece, key.path)) {
+      problem = fmt::format(
+          "key '{}': '{}' is not a name with list indices (expected name or name[N], N of at most {} digits)",
+          written, piece, kMaxIndexDigits);
       return std::nullopt;
     }
     if (dot == std::string_view::npos) break;
@@ -176,9 +228,8 @@ ConfigFiles ConfigFiles::texts(std::map<std::string, std::string> texts) {
 std::optional<ConfigValue> ConfigFiles::value(const ConfigKey& key) const {
   const Json* json = state_->file(key.file);
   for (const std::string& component : key.path) {
-    if (json == nullptr || !json->is_object()) return std::nullopt;
-    const auto it = json->find(component);
-    json = it == json->end() ? nullptr : &*it;
+    if (json == nullptr) return std::nullopt;
+    json = step(*json, component);
   }
   if (json == nullptr) return std::nullopt;
   return value_of(*json);
@@ -193,16 +244,21 @@ std::string ConfigFiles::why_absent(const ConfigKey& key) const {
   if (json == nullptr) return fmt::format("no {} in {}", key.file, state_->folder.value_or("the test"));
   std::size_t depth = 0;
   for (const std::string& component : key.path) {
-    if (!json->is_object()) break;
-    const auto it = json->find(component);
-    if (it == json->end()) break;
-    json = &*it;
+    const Json* next = step(*json, component);
+    if (next == nullptr) break;
+    json = next;
     ++depth;
   }
   if (depth == key.path.size()) return fmt::format("{} is null", key.text());
-  const std::string found = fmt::format("{}", fmt::join(key.path.begin(), key.path.begin() + depth, "."));
-  if (depth == 0) return fmt::format("{} has no {}", key.file, key.path.front());
-  return json->is_object() ? fmt::format("{}: {} has no {}", key.file, found, key.path[depth])
+  const std::string& missing = key.path[depth];
+  const std::string found = path_text(std::span(key.path).first(depth));
+  if (is_index(missing)) {
+    if (!json->is_array()) return fmt::format("{}: {} is not a list", key.file, found);
+    return fmt::format("{}: {} has {} element{}, no {}", key.file, found, json->size(),
+                       json->size() == 1 ? "" : "s", missing);
+  }
+  if (depth == 0) return fmt::format("{} has no {}", key.file, missing);
+  return json->is_object() ? fmt::format("{}: {} has no {}", key.file, found, missing)
                            : fmt::format("{}: {} is not an object", key.file, found);
 }
 

@@ -54,6 +54,9 @@ struct SkipRule {
   RuleRef rule;
   std::string reason;
   std::string trail;
+  // `companion_of:` the tensor (by input name) whose transform reads the skipped one; unset: a
+  // plain skip.
+  std::optional<NameTemplate> companion_of;
 };
 
 // A tensor refused with a reason (`reject:`): a planning error, never a skip.

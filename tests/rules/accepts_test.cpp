@@ -219,6 +219,34 @@ TEST_CASE("accepts: another model's GPTQ release is gptq-to-bf16's, not the Deep
   CHECK(chosen(v4, {true, {"n_experts"}}) == "deepseek-v4-w4a16");
 }
 
+TEST_CASE("accepts: a packed release without g_idx is AWQ's unless its config says gptq") {
+  const std::vector<TensorHeader> packed = {
+      {"model.layers.0.self_attn.q_proj.qweight", DType::I32},
+      {"model.layers.0.self_attn.q_proj.qzeros", DType::I32},
+      {"model.layers.0.self_attn.q_proj.scales", DType::F16},
+  };
+  const auto with_config = [&](const std::string& quant_method) {
+    const auto config = shardwise::rules::ConfigFiles::texts(
+        {{"config.json", R"({"quantization_config": {"quant_method": ")" + quant_method + R"("}})"}});
+    try {
+      return shardwise::rules::choose_bundled_rules(packed, {}, config).rules.name();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+  };
+  CHECK(chosen(packed, {}) == "awq-to-bf16");
+  CHECK(with_config("awq") == "awq-to-bf16");
+  CHECK(with_config("gptq") == "gptq-to-bf16");
+  const std::string neither = with_config("exl2");
+  CHECK_THAT(neither, Catch::Contains("gptq-to-bf16: the checkpoint's config refuses it: config.json: "
+                                      "quantization_config.quant_method is \"exl2\", not one of the choices"));
+  CHECK_THAT(neither, Catch::Contains("awq-to-bf16: the checkpoint's config refuses it"));
+  // With g_idx the packing is GPTQ's, whatever else.
+  std::vector<TensorHeader> gptq = packed;
+  gptq.push_back({"model.layers.0.self_attn.q_proj.g_idx", DType::I32});
+  CHECK(chosen(gptq, {}) == "gptq-to-bf16");
+}
+
 TEST_CASE("accepts: each DeepSeek format has one bundled rules file, the command line settling V3's two") {
   const Invocation mp{true, {"n_experts"}};
   CHECK(chosen(kV3, mp) == "deepseek-v3");

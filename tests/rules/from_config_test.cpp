@@ -307,3 +307,69 @@ TEST_CASE("a rules file's tests may give the checkpoint's config.json") {
         std::string::npos);
   CHECK(report.failures[2].find("(the test gives no config.json)") != std::string::npos);
 }
+
+TEST_CASE("from_config: name[N] reads a list's element; a bad index is a rules error at its place") {
+  const Rules r = Rules::load_text(R"(shardwise: 1
+name: list-index
+params:
+  rows: {from_config: ['quantization_config.weight_block_size[0]', 'quantize_config.json:block[0]'], range: [1, 4096], default: 128}
+  cols: {from_config: 'quantization_config.weight_block_size[1]', range: [1, 4096], default: 128}
+  deep: {from_config: 'grid[1][0]', default: 0}
+output: {file: "rank{rank}.safetensors"}
+keys: [{match: '(?P<key>[a-z]+)$'}]
+table: {w: {split: out}}
+)",
+                                   "list-index.yaml");
+  CHECK(r.params()[0].from_config[0] ==
+        ConfigKey{"config.json", {"quantization_config", "weight_block_size", "[0]"}});
+  CHECK(r.params()[0].from_config[0].text() == "config.json: quantization_config.weight_block_size[0]");
+  CHECK(r.params()[2].from_config[0].key() == "grid[1][0]");
+  const ResolvedParams resolved = r.resolve_params(
+      {}, config(R"({"quantization_config": {"weight_block_size": [64, 32]}, "grid": [[1], [7, 8]]})"));
+  CHECK(resolved.values.at("rows") == 64);
+  CHECK(resolved.values.at("cols") == 32);
+  CHECK(resolved.values.at("deep") == 7);
+  CHECK(source_of(resolved, "cols") == "config.json: quantization_config.weight_block_size[1]");
+  // Past the end, or not a list: absent, the next key or the default.
+  const ResolvedParams short_list = r.resolve_params(
+      {}, config(R"({"quantization_config": {"weight_block_size": [64]}})",
+                 {{"quantize_config.json", R"({"block": [16]})"}}));
+  CHECK(short_list.values.at("rows") == 64);
+  CHECK(short_list.values.at("cols") == 128);
+  CHECK(source_of(short_list, "cols") == "default");
+  CHECK(r.resolve_params({}, config(R"({"quantization_config": {"weight_block_size": 64}})")).values.at("rows") ==
+        128);
+  // Out of range or not an integer: the checkpoint's error (exit 4), naming the key.
+  CHECK(error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [0, 8192]}})"), ErrorKind::input) ==
+        "config.json: quantization_config.weight_block_size[0] is 0, outside the range [1, 4096] of parameter "
+        "rows (from_config at list-index.yaml:4:3)\n"
+        "config.json: quantization_config.weight_block_size[1] is 8192, outside the range [1, 4096] of parameter "
+        "cols (from_config at list-index.yaml:5:3)");
+  CHECK_THAT(error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [1.5, 8]}})"), ErrorKind::input),
+             Catch::Contains("weight_block_size[0] is 1.5, not a non-negative integer"));
+  // A flag out of range: the command line's (exit 2).
+  CHECK(error_of(r, {{"rows", 5000}}, ConfigFiles(), ErrorKind::usage) ==
+        "--rows 5000 is outside the range [1, 4096] of parameter rows (list-index.yaml:4:3)");
+
+  CHECK_THAT(load_error("  a: {from_config: 'a[]'}\n"),
+             Catch::Contains("x.yaml:4:20: from_config of parameter 'a': key 'a[]': 'a[]' is not a name with "
+                             "list indices (expected name or name[N], N of at most 6 digits)"));
+  for (const char* bad : {"a[-1]", "a[x]", "a[0", "a[0]b", "a[1234567]"})
+    CHECK_THAT(load_error(fmt::format("  a: {{from_config: '{}'}}\n", bad)), Catch::Contains("is not a name with list indices"));
+  CHECK_THAT(load_error("  a: {from_config: 'q.[0]'}\n"), Catch::Contains("has an empty component"));
+  CHECK_THAT(load_error("  a: {range: [8, 4]}\n"), Catch::Contains("range of parameter 'a' is empty: 8 > 4"));
+  CHECK_THAT(load_error("  a: {default: 0, range: [1, 4]}\n"),
+             Catch::Contains("default 0 of parameter 'a' is outside its range [1, 4]"));
+  CHECK_THAT(load_error("  a: {choices: [p, q], range: [1, 4]}\n"),
+             Catch::Contains("a choice parameter takes none"));
+}
+
+TEST_CASE("why_absent: an index past the end or into a non-list says so") {
+  const ConfigFiles files = config(R"({"q": {"b": [64], "s": 3}})");
+  std::string problem;
+  const auto key = [&](const char* text) { return *shardwise::rules::parse_config_key(text, problem); };
+  CHECK(files.why_absent(key("q.b[1]")) == "config.json: q.b has 1 element, no [1]");
+  CHECK(files.why_absent(key("q.s[0]")) == "config.json: q.s is not a list");
+  CHECK(files.why_absent(key("q.b[0].x")) == "config.json: q.b[0] is not an object");
+  CHECK(files.value(key("q.b[0]"))->number == 64);
+}

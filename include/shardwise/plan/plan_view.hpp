@@ -30,6 +30,14 @@ std::string_view file_name_of(std::string_view path);  // the part after the las
 std::string group_digits(std::uint64_t value);
 // 1536 -> "1.5 KiB"; below 1024: "512 B"
 std::string human_bytes(std::uint64_t bytes);
+// A dequantization's scale grid, as it is: "per tensor" (one scale), "per channel" (one per row)
+// or "blocks of 64x32" (never kWholeBlock's number).
+std::string scale_grid_text(const Companion& companion);
+// A packed dequantization's packing: "gptq 4-bit, group 128".
+std::string packing_text(const Companion& companion);
+// The input tensors a dequantize_packed of `codes` reads, in the order its members are named:
+// the codes, the zeros, the scales and the group index (when there is one).
+std::vector<std::size_t> packed_members(const Companion& companion, std::size_t codes);
 
 // A rule label ("table[wq] (rules.yaml:12:5)") split into the rule's name ("table[wq]") and where
 // it is written ("rules.yaml:12:5"; empty when the label has no location).

@@ -27,9 +27,12 @@ struct ChosenRules {
 };
 
 // The one bundled rules file whose `accepts:` the checkpoint fits, narrowed by `invocation` when
-// several fit. Error(input) when none fits (each candidate with what does not hold), Error(rules)
-// when the invocation leaves none or several (each with why): --rules chooses.
-ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation);
+// several fit. A file whose `from_config:` parameters refuse the checkpoint's `config` (a
+// quant_method it does not take) does not fit. Error(input) when none fits (each candidate with
+// what does not hold), Error(rules) when the invocation leaves none or several (each with why):
+// --rules chooses.
+ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation,
+                                 const ConfigFiles& config = ConfigFiles());
 
 // With --rules `value` (loaded as `rules`): Error(rules) when they declare `accepts:`, the
 // checkpoint does not fit them, and bundled rules that fit it exist (named in the message). Returns

@@ -78,6 +78,10 @@ struct ParamInfo {
   // key present winning; `map:` config values read as other values (param_sources.hpp).
   std::vector<ConfigKey> from_config;
   std::vector<ConfigMapEntry> config_map;
+  // `range: [MIN, MAX]` of a number parameter: a value outside it is refused, from a flag (usage)
+  // or from the checkpoint's files (input, naming the key). Unbounded when not given.
+  std::uint64_t min = 0;
+  std::uint64_t max = UINT64_MAX;
 };
 
 // What a parameter takes when not given, as help texts say it: "default: 64", "required",
@@ -263,6 +267,9 @@ struct Decision {
   std::optional<FusePart> fuse;      // a part of a fused output
   std::vector<DecidedChunk> chunks;  // unfuse: the source is these chunks, each decided alone
   const TransformRule* transform = nullptr;  // owned by the Rules, like `rule`; null: bytes as they are
+  // A skip with `companion_of:`: the name template (over the input name) of the tensor whose
+  // transform must read this one; owned by the Rules. Null otherwise.
+  const NameTemplate* companion_of = nullptr;
   // Packed members: the layout, the member, and the group's output base name.
   const Layout* layout = nullptr;
   const LayoutMember* member = nullptr;
