@@ -74,8 +74,10 @@ void add_linear(std::vector<Tensor>& t, const Options& o, const std::string& m, 
     t.push_back({m + ".scales", st::DType::F16, {groups, out}, Fill::f16_scale});
   } else if (o.format == "fp8") {
     t.push_back({m + ".weight", st::DType::F8_E4M3, {out, in}});
-    t.push_back({m + ".weight_scale_inv", st::DType::BF16,
-                 {(out + o.block - 1) / o.block, (in + o.block - 1) / o.block}, Fill::bf16_scale});
+    t.push_back({m + ".weight_scale_inv",
+                 st::DType::BF16,
+                 {(out + o.block - 1) / o.block, (in + o.block - 1) / o.block},
+                 Fill::bf16_scale});
   } else {
     t.push_back({m + ".qweight", st::DType::I32, {in / 8, out}});
     t.push_back({m + ".qzeros", st::DType::I32, {groups, out / 8}});
@@ -131,9 +133,10 @@ void fill(const Tensor& t, std::uint64_t first, std::span<std::byte> out, std::u
     case Fill::one_bf16:
       for (std::size_t i = 0; i + 1 < out.size(); i += 2) {
         const auto r = static_cast<std::uint16_t>(next());
-        const std::uint16_t bits = t.fill == Fill::one_bf16    ? std::uint16_t{0x3F80}
-                                   : t.fill == Fill::f16_scale ? static_cast<std::uint16_t>(0x1C00 + (r & 0x7FF))
-                                                               : static_cast<std::uint16_t>(0x3B00 + (r & 0xFF));
+        const std::uint16_t bits = t.fill == Fill::one_bf16 ? std::uint16_t{0x3F80}
+                                   : t.fill == Fill::f16_scale
+                                       ? static_cast<std::uint16_t>(0x1C00 + (r & 0x7FF))
+                                       : static_cast<std::uint16_t>(0x3B00 + (r & 0xFF));
         std::memcpy(out.data() + i, &bits, 2);
       }
       return;
@@ -168,13 +171,18 @@ std::uint64_t write_file(const fs::path& path, const std::vector<Tensor>& tensor
 
 nlohmann::json quantization_config(const Options& o) {
   if (o.format == "fp8")
-    return {{"quant_method", "fp8"}, {"fmt", "e4m3"}, {"activation_scheme", "dynamic"},
+    return {{"quant_method", "fp8"},
+            {"fmt", "e4m3"},
+            {"activation_scheme", "dynamic"},
             {"weight_block_size", {o.block, o.block}}};
   if (o.format == "awq")
-    return {{"quant_method", "awq"}, {"bits", 4}, {"group_size", o.group_size}, {"version", "gemm"},
+    return {{"quant_method", "awq"},
+            {"bits", 4},
+            {"group_size", o.group_size},
+            {"version", "gemm"},
             {"zero_point", true}};
-  return {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", o.group_size}, {"desc_act", false},
-          {"sym", false}, {"checkpoint_format", o.format}};
+  return {{"quant_method", "gptq"}, {"bits", 4},    {"group_size", o.group_size},
+          {"desc_act", false},      {"sym", false}, {"checkpoint_format", o.format}};
 }
 
 int run(const Options& o) {
@@ -195,8 +203,9 @@ int run(const Options& o) {
   nlohmann::json weight_map = nlohmann::json::object();
   std::uint64_t total = 0;
   for (std::size_t f = 0; f < files.size(); ++f) {
-    const std::string name = files.size() == 1 ? "model.safetensors"
-                                               : fmt::format("model-{:05}-of-{:05}.safetensors", f + 1, files.size());
+    const std::string name = files.size() == 1
+                                 ? "model.safetensors"
+                                 : fmt::format("model-{:05}-of-{:05}.safetensors", f + 1, files.size());
     total += write_file(folder / name, files[f], o.seed + f);
     for (const Tensor& t : files[f]) weight_map[t.name] = name;
   }
@@ -206,23 +215,22 @@ int run(const Options& o) {
     std::ofstream(folder / "model.safetensors.index.json")
         << nlohmann::json{{"metadata", {{"total_size", data}}}, {"weight_map", weight_map}}.dump(2) << "\n";
   }
-  const nlohmann::json config = {{"architectures", {"LlamaForCausalLM"}},
-                                 {"model_type", "llama"},
-                                 {"hidden_size", o.hidden},
-                                 {"intermediate_size", o.intermediate},
-                                 {"vocab_size", o.vocab},
-                                 {"torch_dtype", "bfloat16"},
-                                 {"quantization_config", quantization_config(o)}};
+  const nlohmann::json config = {
+      {"architectures", {"LlamaForCausalLM"}},        {"model_type", "llama"}, {"hidden_size", o.hidden},
+      {"intermediate_size", o.intermediate},          {"vocab_size", o.vocab}, {"torch_dtype", "bfloat16"},
+      {"quantization_config", quantization_config(o)}};
   std::ofstream(folder / "config.json") << config.dump(2) << "\n";
-  fmt::print("{}: {} ({} tensors in {} files, {} bytes)\n", o.out, o.format, tensors.size(), files.size(), total);
+  fmt::print("{}: {} ({} tensors in {} files, {} bytes)\n", o.out, o.format, tensors.size(), files.size(),
+             total);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Write a synthetic quantised Hugging Face release (GPTQ, AWQ or FP8) of about --size bytes, "
-               "Llama-shaped, for bench/dequantize."};
+  CLI::App app{
+      "Write a synthetic quantised Hugging Face release (GPTQ, AWQ or FP8) of about --size bytes, "
+      "Llama-shaped, for bench/dequantize."};
   Options o;
   app.add_option("--out", o.out, "Output folder (created if missing)")->required();
   app.add_option("--format", o.format, "gptq (v1), gptq_v2, awq (GEMM) or fp8 (BF16 block scales)")

@@ -386,8 +386,9 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
   // Without: the bundled rules that fit the checkpoint, said on stderr.
   refuse_extras(command);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
-  rules::ChosenRules chosen = rules::choose_bundled_rules(tensor_headers(checkpoint), invocation_of(options),
-                                                         rules::ConfigFiles::folder(checkpoint.root(), links));
+  rules::ChosenRules chosen =
+      rules::choose_bundled_rules(tensor_headers(checkpoint), invocation_of(options),
+                                  rules::ConfigFiles::folder(checkpoint.root(), links));
   if (notice == RulesNotice::print)
     fmt::print(stderr, "shardwise: rules: {} ({})\n", chosen.rules.name(), chosen.why);
   const rules::Params params = given_params(command, options.params, chosen.rules);

@@ -36,8 +36,8 @@ void CompanionSkips::report(const Plan& plan, const st::Checkpoint& checkpoint, 
     const std::string why =
         owner == inputs.end()
             ? fmt::format("{} is not in the checkpoint", entry.owner)
-            : fmt::format("no transform of {} ({}{}) reads it", entry.owner, st::dtype_name(owner->second->dtype),
-                          st::shape_text(owner->second->shape));
+            : fmt::format("no transform of {} ({}{}) reads it", entry.owner,
+                          st::dtype_name(owner->second->dtype), st::shape_text(owner->second->shape));
     problems.add(fmt::format("{} ({}): an orphan: {} skips it as a companion of {}, but {}", entry.name,
                              entry.file, entry.rule, entry.owner, why));
   }

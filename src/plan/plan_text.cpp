@@ -207,10 +207,11 @@ void format_row(Cells& cells, const TextContext& cx, const Source& src,
                      fmt::join(members, ", "), cx.rule_names[c.rule]);
     } else if (first.cast == Cast::dequantize) {
       fmt::format_to(rule, ", {} with {}, {} ({})", cast_name(first.cast),
-                     printable(cx.plan.sources[c.source].name), detail::scale_grid_text(c), cx.rule_names[c.rule]);
-    } else {
-      fmt::format_to(rule, ", {} with {} ({})", cast_name(first.cast), printable(cx.plan.sources[c.source].name),
+                     printable(cx.plan.sources[c.source].name), detail::scale_grid_text(c),
                      cx.rule_names[c.rule]);
+    } else {
+      fmt::format_to(rule, ", {} with {} ({})", cast_name(first.cast),
+                     printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
     }
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));

@@ -316,8 +316,8 @@ void read_range(YamlReader& in, const YAML::Node& map, const std::string& what, 
   spec.min = *min;
   spec.max = *max;
   if (spec.default_value && (*spec.default_value < *min || *spec.default_value > *max)) {
-    in.error(YamlReader::field(map, "default"),
-             fmt::format("default {} of {} is outside its range [{}, {}]", *spec.default_value, what, *min, *max));
+    in.error(YamlReader::field(map, "default"), fmt::format("default {} of {} is outside its range [{}, {}]",
+                                                            *spec.default_value, what, *min, *max));
   }
 }
 
@@ -491,7 +491,8 @@ void read_rejects(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
 }
 
 namespace {
-std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node, const std::string& what);
+std::optional<NameTemplate> read_name_template(YamlReader& in, const YAML::Node& node,
+                                               const std::string& what);
 }  // namespace
 
 void read_skips(YamlReader& in, const YAML::Node& node, CompiledRules& out) {

@@ -104,7 +104,8 @@ std::string config_keys_text(const ParamInfo& param) {
 
 // "[1, 65536]"; "[1, ...]" without an upper bound.
 std::string range_text(const ParamInfo& spec) {
-  return spec.max == UINT64_MAX ? fmt::format("[{}, ...]", spec.min) : fmt::format("[{}, {}]", spec.min, spec.max);
+  return spec.max == UINT64_MAX ? fmt::format("[{}, ...]", spec.min)
+                                : fmt::format("[{}, {}]", spec.min, spec.max);
 }
 
 // A value the checkpoint gives a parameter, and the key that gave it.
@@ -152,8 +153,8 @@ std::optional<ConfigGiven> config_value(const ParamInfo& spec, const ConfigFiles
       return std::nullopt;
     }
     if (found->number < spec.min || found->number > spec.max) {
-      add_bad(fmt::format("{} is {}, outside the range {} of {}", key.text(), found->shown(), range_text(spec),
-                          from));
+      add_bad(fmt::format("{} is {}, outside the range {} of {}", key.text(), found->shown(),
+                          range_text(spec), from));
       return std::nullopt;
     }
     return ConfigGiven{found->number, key, found->shown()};

@@ -64,7 +64,6 @@ ConfigValue value_of(const Json& json) {
   return value;
 }
 
-
 // A component that indexes a list: "[0]" (parse_config_key writes no other component with '[').
 bool is_index(const std::string& component) { return component.front() == '['; }
 
@@ -131,7 +130,8 @@ std::optional<ConfigKey> parse_config_key(std::string_view text, std::string& pr
   }
   for (std::size_t begin = 0;;) {
     const std::size_t dot = text.find('.', begin);
-    const std::string_view piece = text.substr(begin, dot == std::string_view::npos ? text.npos : dot - begin);
+    const std::string_view piece =
+        text.substr(begin, dot == std::string_view::npos ? text.npos : dot - begin);
     if (piece.empty() || piece.front() == '[') {
       problem = fmt::format("key '{}' has an empty component (expected [FILE:]name.name[N]...)", written);
       return std::nullopt;

@@ -90,14 +90,16 @@ TEST_CASE("fp8-to-bf16 reads its block from config.json's weight_block_size list
   const auto planned = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16"});
   INFO(planned.err);
   REQUIRE(planned.exit_code == 0);
-  CHECK_THAT(planned.out, Catch::Contains("block_rows = 4 (config.json: quantization_config.weight_block_size[0])"));
-  CHECK_THAT(planned.out, Catch::Contains("block_cols = 8 (config.json: quantization_config.weight_block_size[1])"));
+  CHECK_THAT(planned.out,
+             Catch::Contains("block_rows = 4 (config.json: quantization_config.weight_block_size[0])"));
+  CHECK_THAT(planned.out,
+             Catch::Contains("block_cols = 8 (config.json: quantization_config.weight_block_size[1])"));
   CHECK_THAT(planned.out, Catch::Contains("blocks of 4x8"));
-  const auto explained =
-      run_shardwise({"explain", "--rules", "fp8-to-bf16", "-i", in.str(), w});
+  const auto explained = run_shardwise({"explain", "--rules", "fp8-to-bf16", "-i", in.str(), w});
   INFO(explained.err);
   CHECK(explained.exit_code == 0);
-  CHECK_THAT(explained.out, Catch::Contains("block_rows = 4 (config.json: quantization_config.weight_block_size[0])"));
+  CHECK_THAT(explained.out,
+             Catch::Contains("block_rows = 4 (config.json: quantization_config.weight_block_size[0])"));
 
   const auto converted =
       run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", "fp8-to-bf16", "-q"});
@@ -110,32 +112,39 @@ TEST_CASE("fp8-to-bf16 reads its block from config.json's weight_block_size list
   for (std::uint64_t r = 0; r < kRows; ++r) {
     for (std::uint64_t c = 0; c < kCols; ++c) {
       const float s = scale[(r / kBr) * kSc + c / kBc];
-      const std::uint16_t want = exact::round_to_bf16(exact::product(exact::e4m3_value(codes[r * kCols + c]), s), 0x7FC0);
+      const std::uint16_t want =
+          exact::round_to_bf16(exact::product(exact::e4m3_value(codes[r * kCols + c]), s), 0x7FC0);
       if (u16_at(bytes, r * kCols + c) != want) ++wrong;
     }
   }
   CHECK(wrong == 0);
   // The flag agrees: accepted; contradicts: refused (exit 2), naming the key.
-  CHECK(run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16", "--block-rows", "4"}).exit_code == 0);
-  const auto contradicted = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16", "--block-cols", "16"});
+  CHECK(run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16", "--block-rows", "4"}).exit_code ==
+        0);
+  const auto contradicted =
+      run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16", "--block-cols", "16"});
   CHECK(contradicted.exit_code == 2);
-  CHECK_THAT(contradicted.err,
-             Catch::Contains("--block-cols 16 contradicts the checkpoint: config.json: "
-                             "quantization_config.weight_block_size[1] is 8"));
+  CHECK_THAT(contradicted.err, Catch::Contains("--block-cols 16 contradicts the checkpoint: config.json: "
+                                               "quantization_config.weight_block_size[1] is 8"));
 }
 
 TEST_CASE("fp8-to-bf16 refuses a weight_block_size that is not positive integers, naming the key") {
   const std::string w = "a.weight";
-  const std::vector<RawTensor> tensors = {{w, "F8_E4M3", {4, 4}, zeros(16)}, {w + "_scale_inv", "F32", {1, 1}, zeros(4)}};
+  const std::vector<RawTensor> tensors = {{w, "F8_E4M3", {4, 4}, zeros(16)},
+                                          {w + "_scale_inv", "F32", {1, 1}, zeros(4)}};
   struct Bad {
     const char* list;
     const char* message;
   };
   const Bad cases[] = {
-      {"[128.0, 128]", "config.json: quantization_config.weight_block_size[0] is 128.0, not a non-negative integer"},
-      {"[128, 0]", "config.json: quantization_config.weight_block_size[1] is 0, outside the range [1, 65536]"},
-      {"[128, 100000]", "config.json: quantization_config.weight_block_size[1] is 100000, outside the range [1, 65536]"},
-      {"[\"128\", 128]", "config.json: quantization_config.weight_block_size[0] is \"128\", not a non-negative integer"},
+      {"[128.0, 128]",
+       "config.json: quantization_config.weight_block_size[0] is 128.0, not a non-negative integer"},
+      {"[128, 0]",
+       "config.json: quantization_config.weight_block_size[1] is 0, outside the range [1, 65536]"},
+      {"[128, 100000]",
+       "config.json: quantization_config.weight_block_size[1] is 100000, outside the range [1, 65536]"},
+      {"[\"128\", 128]",
+       "config.json: quantization_config.weight_block_size[0] is \"128\", not a non-negative integer"},
   };
   for (const Bad& bad : cases) {
     INFO(bad.list);
@@ -152,7 +161,8 @@ TEST_CASE("fp8-to-bf16 refuses a weight_block_size that is not positive integers
   write_checkpoint(in.path(), tensors, "");
   const auto flag = run_shardwise({"plan", "-i", in.str(), "--rules", "fp8-to-bf16", "--block-rows", "0"});
   CHECK(flag.exit_code == 2);
-  CHECK_THAT(flag.err, Catch::Contains("--block-rows 0 is outside the range [1, 65536] of parameter block_rows"));
+  CHECK_THAT(flag.err,
+             Catch::Contains("--block-rows 0 is outside the range [1, 65536] of parameter block_rows"));
 }
 
 // ---- 2. GPTQ and AWQ told apart without --rules ----
@@ -208,11 +218,13 @@ TEST_CASE("a packed member or a scale whose weight is absent is refused as an or
   CHECK(planned.exit_code == 4);
   for (const char* member : {"scales", "g_idx"}) {
     CHECK_THAT(planned.err,
-               Catch::Contains(std::string("model.layers.0.mlp.gate_proj.") + member +
-                               " (model.safetensors): an orphan: skip: packed-members (<bundled>/gptq-to-bf16.yaml:"));
+               Catch::Contains(
+                   std::string("model.layers.0.mlp.gate_proj.") + member +
+                   " (model.safetensors): an orphan: skip: packed-members (<bundled>/gptq-to-bf16.yaml:"));
   }
-  CHECK_THAT(planned.err, Catch::Contains("skips it as a companion of model.layers.0.mlp.gate_proj.qweight, but "
-                                          "model.layers.0.mlp.gate_proj.qweight is not in the checkpoint"));
+  CHECK_THAT(planned.err,
+             Catch::Contains("skips it as a companion of model.layers.0.mlp.gate_proj.qweight, but "
+                             "model.layers.0.mlp.gate_proj.qweight is not in the checkpoint"));
   CHECK_THAT(planned.err, !Catch::Contains("up_proj"));
 
   TempDir awq;
@@ -234,7 +246,8 @@ TEST_CASE("a packed member or a scale whose weight is absent is refused as an or
                    "");
   const auto fp8_planned = run_shardwise({"plan", "-i", fp8.str(), "--rules", "fp8-to-bf16"});
   CHECK(fp8_planned.exit_code == 4);
-  CHECK_THAT(fp8_planned.err, Catch::Contains("b.weight_scale_inv (model.safetensors): an orphan: skip: weight-scales"));
+  CHECK_THAT(fp8_planned.err,
+             Catch::Contains("b.weight_scale_inv (model.safetensors): an orphan: skip: weight-scales"));
   CHECK_THAT(fp8_planned.err, Catch::Contains("b.weight is not in the checkpoint"));
   // A scale beside a weight that is not FP8: nothing reads it.
   CHECK_THAT(fp8_planned.err, Catch::Contains("c.weight_scale (model.safetensors): an orphan"));
@@ -256,7 +269,8 @@ TEST_CASE("the plan names every member a packed dequantization consumes, and a p
   const auto json = run_shardwise({"plan", "-i", gptq.str(), "--rules", "gptq-to-bf16", "--format", "json"});
   REQUIRE(json.exit_code == 0);
   CHECK_THAT(json.out, Catch::Contains("\"members\": [\"" + m + ".qweight\", \"" + m + ".qzeros\", \"" + m +
-                                       ".scales\", \"" + m + ".g_idx\"], \"packing\": \"gptq\", \"bits\": 4, "
+                                       ".scales\", \"" + m +
+                                       ".g_idx\"], \"packing\": \"gptq\", \"bits\": 4, "
                                        "\"group_size\": 32"));
 
   TempDir fp8;
@@ -269,9 +283,12 @@ TEST_CASE("the plan names every member a packed dequantization consumes, and a p
   const auto fp8_text = run_shardwise({"plan", "-i", fp8.str(), "--rules", "fp8-to-bf16"});
   INFO(fp8_text.err);
   REQUIRE(fp8_text.exit_code == 0);
-  CHECK_THAT(fp8_text.out, Catch::Contains("dequantize with t.weight_scale, per tensor (transform[fp8-bf16]"));
-  CHECK_THAT(fp8_text.out, Catch::Contains("dequantize with c.weight_scale, per channel (transform[fp8-bf16]"));
-  const auto fp8_json = run_shardwise({"plan", "-i", fp8.str(), "--rules", "fp8-to-bf16", "--format", "json"});
+  CHECK_THAT(fp8_text.out,
+             Catch::Contains("dequantize with t.weight_scale, per tensor (transform[fp8-bf16]"));
+  CHECK_THAT(fp8_text.out,
+             Catch::Contains("dequantize with c.weight_scale, per channel (transform[fp8-bf16]"));
+  const auto fp8_json =
+      run_shardwise({"plan", "-i", fp8.str(), "--rules", "fp8-to-bf16", "--format", "json"});
   REQUIRE(fp8_json.exit_code == 0);
   CHECK_THAT(fp8_json.out, Catch::Contains("\"block\": \"per_tensor\""));
   CHECK_THAT(fp8_json.out, Catch::Contains("\"block\": \"per_channel\""));

@@ -238,8 +238,9 @@ TEST_CASE("accepts: a packed release without g_idx is AWQ's unless its config sa
   CHECK(with_config("awq") == "awq-to-bf16");
   CHECK(with_config("gptq") == "gptq-to-bf16");
   const std::string neither = with_config("exl2");
-  CHECK_THAT(neither, Catch::Contains("gptq-to-bf16: the checkpoint's config refuses it: config.json: "
-                                      "quantization_config.quant_method is \"exl2\", not one of the choices"));
+  CHECK_THAT(neither,
+             Catch::Contains("gptq-to-bf16: the checkpoint's config refuses it: config.json: "
+                             "quantization_config.quant_method is \"exl2\", not one of the choices"));
   CHECK_THAT(neither, Catch::Contains("awq-to-bf16: the checkpoint's config refuses it"));
   // With g_idx the packing is GPTQ's, whatever else.
   std::vector<TensorHeader> gptq = packed;

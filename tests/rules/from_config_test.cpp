@@ -331,21 +331,25 @@ table: {w: {split: out}}
   CHECK(resolved.values.at("deep") == 7);
   CHECK(source_of(resolved, "cols") == "config.json: quantization_config.weight_block_size[1]");
   // Past the end, or not a list: absent, the next key or the default.
-  const ResolvedParams short_list = r.resolve_params(
-      {}, config(R"({"quantization_config": {"weight_block_size": [64]}})",
-                 {{"quantize_config.json", R"({"block": [16]})"}}));
+  const ResolvedParams short_list =
+      r.resolve_params({}, config(R"({"quantization_config": {"weight_block_size": [64]}})",
+                                  {{"quantize_config.json", R"({"block": [16]})"}}));
   CHECK(short_list.values.at("rows") == 64);
   CHECK(short_list.values.at("cols") == 128);
   CHECK(source_of(short_list, "cols") == "default");
-  CHECK(r.resolve_params({}, config(R"({"quantization_config": {"weight_block_size": 64}})")).values.at("rows") ==
-        128);
+  CHECK(r.resolve_params({}, config(R"({"quantization_config": {"weight_block_size": 64}})"))
+            .values.at("rows") == 128);
   // Out of range or not an integer: the checkpoint's error (exit 4), naming the key.
-  CHECK(error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [0, 8192]}})"), ErrorKind::input) ==
-        "config.json: quantization_config.weight_block_size[0] is 0, outside the range [1, 4096] of parameter "
-        "rows (from_config at list-index.yaml:4:3)\n"
-        "config.json: quantization_config.weight_block_size[1] is 8192, outside the range [1, 4096] of parameter "
-        "cols (from_config at list-index.yaml:5:3)");
-  CHECK_THAT(error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [1.5, 8]}})"), ErrorKind::input),
+  CHECK(
+      error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [0, 8192]}})"),
+               ErrorKind::input) ==
+      "config.json: quantization_config.weight_block_size[0] is 0, outside the range [1, 4096] of parameter "
+      "rows (from_config at list-index.yaml:4:3)\n"
+      "config.json: quantization_config.weight_block_size[1] is 8192, outside the range [1, 4096] of "
+      "parameter "
+      "cols (from_config at list-index.yaml:5:3)");
+  CHECK_THAT(error_of(r, {}, config(R"({"quantization_config": {"weight_block_size": [1.5, 8]}})"),
+                      ErrorKind::input),
              Catch::Contains("weight_block_size[0] is 1.5, not a non-negative integer"));
   // A flag out of range: the command line's (exit 2).
   CHECK(error_of(r, {{"rows", 5000}}, ConfigFiles(), ErrorKind::usage) ==
@@ -355,7 +359,8 @@ table: {w: {split: out}}
              Catch::Contains("x.yaml:4:20: from_config of parameter 'a': key 'a[]': 'a[]' is not a name with "
                              "list indices (expected name or name[N], N of at most 6 digits)"));
   for (const char* bad : {"a[-1]", "a[x]", "a[0", "a[0]b", "a[1234567]"})
-    CHECK_THAT(load_error(fmt::format("  a: {{from_config: '{}'}}\n", bad)), Catch::Contains("is not a name with list indices"));
+    CHECK_THAT(load_error(fmt::format("  a: {{from_config: '{}'}}\n", bad)),
+               Catch::Contains("is not a name with list indices"));
   CHECK_THAT(load_error("  a: {from_config: 'q.[0]'}\n"), Catch::Contains("has an empty component"));
   CHECK_THAT(load_error("  a: {range: [8, 4]}\n"), Catch::Contains("range of parameter 'a' is empty: 8 > 4"));
   CHECK_THAT(load_error("  a: {default: 0, range: [1, 4]}\n"),
