@@ -16,17 +16,19 @@
 namespace shardwise::rules {
 
 // One place a parameter's value may be read from, written `[FILE:]dotted.path`: the key path into
-// nested objects of the JSON file FILE of the input folder (config.json when FILE is left out).
+// nested objects of the JSON file FILE of the input folder (config.json when FILE is left out); a
+// component may index a list, `weight_block_size[0]`.
 struct ConfigKey {
   std::string file = "config.json";
-  std::vector<std::string> path;  // object keys, outermost first
-  std::string key() const;        // "quantization_config.bits"
-  std::string text() const;       // "config.json: quantization_config.bits"
+  // Object keys, outermost first; a list index is a component of its own, "[0]".
+  std::vector<std::string> path;
+  std::string key() const;   // "quantization_config.bits"
+  std::string text() const;  // "config.json: quantization_config.bits"
   bool operator==(const ConfigKey&) const = default;
 };
 
-// Reads `[FILE:]dotted.path`; nullopt with `problem` set when FILE is not a plain file name or a
-// component of the path is empty.
+// Reads `[FILE:]dotted.path`; nullopt with `problem` set when FILE is not a plain file name, a
+// component of the path is empty or an index is malformed (`a[]`, `a[-1]`, `a[x]`).
 std::optional<ConfigKey> parse_config_key(std::string_view text, std::string& problem);
 
 // `map:` of a parameter: a config value read as a parameter value. `from` is how the value is
