@@ -629,7 +629,8 @@ class ManifestBytes {
     if (offset - start_ >= length_) {
       start_ = offset;
       length_ = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size_ - offset));
-      io::pread_exact(file_.fd(), file_.path(), offset, std::as_writable_bytes(std::span(buffer_.data(), length_)));
+      io::pread_exact(file_.fd(), file_.path(), offset,
+                      std::as_writable_bytes(std::span(buffer_.data(), length_)));
     }
     return buffer_[static_cast<std::size_t>(offset - start_)];
   }
@@ -717,7 +718,8 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
   const io::ReadOnlyFile file(path, ErrorKind::input, "the manifest");
   const std::uint64_t size = file.size();
   if (size > kMaxManifestBytes)
-    throw Error(ErrorKind::input, fmt::format("{}: the manifest is larger than {} bytes", path, kMaxManifestBytes));
+    throw Error(ErrorKind::input,
+                fmt::format("{}: the manifest is larger than {} bytes", path, kMaxManifestBytes));
   ManifestBytes text(file, size);
   TakenTensors taken;
   Json json = parse_taking_tensors(text, path, taken);

@@ -255,8 +255,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
   Group& group = groups_[index];
   const auto given_twice = [&](std::size_t first) {
     placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}",
-                                      group.name, decision.member->suffix, layout.name, placer.describe(first),
-                                      placer.describe(target.source)));
+                                      group.name, decision.member->suffix, layout.name,
+                                      placer.describe(first), placer.describe(target.source)));
     group.state = State::broken;
   };
   if (!group.sources.empty()) return given_twice(group.sources[member]);  // placed already

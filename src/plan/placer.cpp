@@ -69,8 +69,8 @@ void Placer::defer_owned(Target& target, st::DType dtype, Cast cast) {
 }
 
 void Placer::place_owned(const OwnershipScopes& scopes) {
-  // Most tensors of a large checkpoint may be owned (experts): each rank's list grows once, to its
-  // size, rather than by doubling while the deferred list is held too.
+  // Most tensors of a large checkpoint may be owned, each by one rank: each rank's list grows
+  // once, to its size, rather than by doubling while the deferred list is held too.
   std::vector<std::size_t> given(mp_);
   for (const Deferred& owned : owned_) {
     if (const auto count = scopes.count(owned.owner.scope)) {
