@@ -168,9 +168,10 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
         files_to_keep(same_plan_sources(evidence, planned, nullptr), work, summary.threads, options.progress);
 
   // A whole run's record is the folder's manifest, listing every planned file; a fragment lists
-  // only what its run finished.
+  // only what its run finished. A whole run reads `planned` no more: its entries (every tensor)
+  // move into the record instead of being held twice.
   RunManifest run_manifest(out_dir, share.record, share.record,
-                           share.whole ? planned : without_entries(planned));
+                           share.whole ? std::move(planned) : without_entries(planned));
   std::vector<FileWork> to_write;
   for (std::size_t i = 0; i < work.size(); ++i) {
     if (kept[i]) {
@@ -179,7 +180,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
       to_write.push_back(std::move(work[i]));
     }
   }
-  retire_fragments(out_dir, evidence, planned, share);
+  retire_fragments(out_dir, evidence, planned, share);  // reads `planned` only when not whole
   // A partial run leaves a manifest of the same plan alone (other runs of it may be using it);
   // any other one would vouch for files this run overwrites.
   if (!share.whole && !(evidence.manifest && plan_changes(*evidence.manifest, planned).empty())) {
@@ -194,7 +195,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   Progress progress(options.progress, total);
   writer.write(
       to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
-      [&](const ManifestOutput& entry) { run_manifest.record(entry); }, [&] { inputs.check(); });
+      [&](ManifestOutput&& entry) { run_manifest.record(std::move(entry)); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
       const std::optional<std::uint64_t> expected =

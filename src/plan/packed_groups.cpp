@@ -253,18 +253,22 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     last_ = index;
   }
   Group& group = groups_[index];
-  std::optional<Target>& slot = group.members[member];
-  if (slot) {
+  const auto given_twice = [&](std::size_t first) {
     placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}",
                                       group.name, decision.member->suffix, layout.name,
-                                      placer.describe(slot->source), placer.describe(target.source)));
+                                      placer.describe(first), placer.describe(target.source)));
     group.state = State::broken;
-    return;
-  }
+  };
+  if (!group.sources.empty()) return given_twice(group.sources[member]);  // placed already
+  std::optional<Target>& slot = group.members[member];
+  if (slot) return given_twice(slot->source);
   slot = std::move(target);
   if (group.state == State::open && ++group.present == group.members.size()) {
     place(group, placer);
     group.state = State::placed;
+    group.sources.reserve(group.members.size());
+    for (const std::optional<Target>& placed : group.members) group.sources.push_back(placed->source);
+    std::vector<std::optional<Target>>().swap(group.members);
   }
 }
 
@@ -283,6 +287,12 @@ void PackedGroups::report_incomplete(Placer& placer) const {
                                       group.layout->name, fmt::join(missing, ", "),
                                       fmt::join(present, ", ")));
   }
+}
+
+void PackedGroups::clear() {
+  std::unordered_map<Key, std::size_t, KeyHash>().swap(index_);
+  std::deque<Group>().swap(groups_);
+  last_ = 0;
 }
 
 // Checks a complete group and places its members; their output names are moved into the plan.

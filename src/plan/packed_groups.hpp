@@ -26,6 +26,8 @@ class PackedGroups {
   void add(const rules::Decision& decision, Target target, Placer& placer);
   // Once every tensor was seen: reports the groups still missing members, naming what is there.
   void report_incomplete(Placer& placer) const;
+  // Frees the groups (100,000s) once they were reported: before the owned tensors are placed.
+  void clear();
 
  private:
   enum class State { open, placed, broken };
@@ -33,6 +35,9 @@ class PackedGroups {
     const rules::Layout* layout = nullptr;
     std::string name;
     std::vector<std::optional<Target>> members;  // per member of the layout, in layout order
+    // Once placed, only each member's source is kept (to name it when a member comes twice), not
+    // the members: a checkpoint has 100,000s of groups.
+    std::vector<std::size_t> sources{};
     std::size_t present = 0;
     State state = State::open;
   };

@@ -64,18 +64,34 @@ std::string Placer::describe(std::size_t source) const {
 }
 
 void Placer::defer_owned(Target& target, st::DType dtype, Cast cast) {
-  owned_.push_back(Deferred{std::move(target), dtype, cast});
+  owned_.push_back(Deferred{std::move(target.output), target.source, target.rule, *target.owner,
+                            target.pending_transform, target.permutation, dtype, cast});
 }
 
 void Placer::place_owned(const OwnershipScopes& scopes) {
+  // Most tensors of a large checkpoint may be owned, each by one rank: each rank's list grows
+  // once, to its size, rather than by doubling while the deferred list is held too.
+  std::vector<std::size_t> given(mp_);
+  for (const Deferred& owned : owned_) {
+    if (const auto count = scopes.count(owned.owner.scope)) {
+      ++given[plan::owner_rank(owned.owner.index, *count, mp_)];
+    }
+  }
+  for (std::size_t rank = 0; rank < given.size(); ++rank) {
+    std::vector<PlannedTensor>& tensors = plan_.outputs[rank].tensors;
+    tensors.reserve(tensors.size() + given[rank]);
+  }
   for (Deferred& owned : owned_) {
-    const Owner& owner = *owned.target.owner;
+    const Owner& owner = owned.owner;
     if (const auto count = scopes.count(owner.scope)) {
-      add_owned(plan::owner_rank(owner.index, *count, mp_), owned.target, owned.dtype, owned.cast,
+      Target target{owned.source, std::move(owned.output), owned.rule, rules::Split::replicate, std::nullopt};
+      target.pending_transform = owned.pending_transform;
+      target.permutation = owned.permutation;
+      add_owned(plan::owner_rank(owner.index, *count, mp_), target, owned.dtype, owned.cast,
                 plan::Placement{plan::Placement::Kind::owned, -1, 1, owner.index, *count});
     }
   }
-  owned_.clear();
+  std::vector<Deferred>().swap(owned_);
 }
 
 void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,

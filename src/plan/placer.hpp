@@ -64,7 +64,11 @@ std::string format_ranks(const std::vector<std::uint64_t>& ranks);
 
 class Placer {
  public:
-  Placer(Plan& plan, Diagnostics& problems, std::uint64_t mp) : plan_(plan), problems_(problems), mp_(mp) {}
+  // `tensors` bounds how many owned tensors may wait (the list is reserved once, not grown).
+  Placer(Plan& plan, Diagnostics& problems, std::uint64_t mp, std::size_t tensors = 0)
+      : plan_(plan), problems_(problems), mp_(mp) {
+    owned_.reserve(tensors);
+  }
 
   std::uint64_t mp() const noexcept { return mp_; }
   Diagnostics& problems() noexcept { return problems_; }
@@ -95,10 +99,16 @@ class Placer {
   bool add_split_units(Target& target, int dim, rules::Split axis, st::DType dtype, Cast cast);
 
  private:
+  // What add_owned() reads of an owned Target (100,000s wait at once): not its split or units.
   struct Deferred {
-    Target target;
+    std::string output;
+    std::size_t source = 0;
+    std::size_t rule = 0;
+    Owner owner;
+    std::uint32_t pending_transform = kNoCompanion;
+    std::uint32_t permutation = kNoPermutation;
     st::DType dtype;
-    Cast cast;
+    Cast cast = Cast::none;
   };
 
   Plan& plan_;

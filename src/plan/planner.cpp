@@ -365,7 +365,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Plan plan = empty_plan(checkpoint, rules, options);
   rules::Params params(plan.params.begin(), plan.params.end());
   Diagnostics problems(ErrorKind::input);
-  Placer placer(plan, problems, options.model_parallel);
+  Placer placer(plan, problems, options.model_parallel, checkpoint.tensors().size());
   detail::PackedGroups groups(checkpoint.tensors().size(), params);
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
   detail::RuleLabels labels(plan.rule_labels);
@@ -466,6 +466,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     place_decision(decision, plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
+  groups.clear();
   member_transforms.report(problems);
   scopes.check(problems, plan.notes);
   placer.place_owned(scopes);

@@ -224,7 +224,7 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     }
     if (before_commit) before_commit();
     out.commit();
-    if (on_commit) on_commit(entry);
+    if (on_commit) on_commit(std::move(entry));
   });
   const std::vector<Damage>& damaged_copies = copy_hashes.result.get();
   damaged.insert(damaged.end(), damaged_copies.begin(), damaged_copies.end());

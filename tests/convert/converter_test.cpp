@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include <fmt/format.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -169,6 +170,28 @@ TEST_CASE("the manifest holds checksums of files, tensors and side files as writ
   CHECK(output::format_manifest(summary.manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
   const auto json = nlohmann::ordered_json::parse(read_file(s.dir / "out" / "shardwise-manifest.json"));
   CHECK(output::manifest_to_json(output::manifest_from_json(json, "m")) == json);
+}
+
+TEST_CASE("a manifest of several MiB reads back entry for entry (it is read a MiB at a time)") {
+  Scenario s;
+  output::Manifest manifest = convert::convert_plan(s.plan, s.options("out", 2)).manifest;
+  // 30,000 more tensors with long names: about 4 MiB of text, entries across every chunk boundary.
+  std::vector<output::ManifestTensor>& tensors = manifest.outputs[0].tensors;
+  for (std::uint64_t i = 0; i < 30000; ++i) {
+    output::ManifestTensor t = tensors.front();
+    t.name = fmt::format("zz.layers.{:05}.a_long_name_so_that_entries_cross_the_chunk_boundaries.weight", i);
+    t.xxh3 = i * 0x9E3779B97F4A7C15ull;
+    tensors.push_back(std::move(t));
+  }
+  output::write_manifest((s.dir / "out").string(), manifest, "");
+  const std::string text = read_file(s.dir / "out" / "shardwise-manifest.json");
+  REQUIRE(text.size() > 3 * (1 << 20));
+  const auto read = output::read_manifest((s.dir / "out").string());
+  REQUIRE(read);
+  REQUIRE(read->outputs[0].tensors.size() == tensors.size());
+  CHECK(read->outputs[0].tensors.back().name == tensors.back().name);
+  CHECK(read->outputs[0].tensors.back().xxh3 == tensors.back().xxh3);
+  CHECK(output::format_manifest(*read) == text);
 }
 
 std::string error_of(const Scenario& s, const convert::ConvertOptions& options, ErrorKind kind) {

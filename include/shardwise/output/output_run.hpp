@@ -22,8 +22,9 @@
 namespace shardwise::output {
 
 // Called with each file's manifest entry right after the file is under its final name; what it
-// throws fails the run.
-using CommitHook = std::function<void(const ManifestOutput&)>;
+// throws fails the run. The entry is handed over (the run's manifest keeps it) rather than copied:
+// a file may hold 10,000s of tensors.
+using CommitHook = std::function<void(ManifestOutput&&)>;
 // Called once a file's last byte is written, before it gets its final name; what it throws fails
 // the run, that file still a temporary.
 using PreCommitCheck = std::function<void()>;
