@@ -88,6 +88,11 @@ void add_verify_command(CLI::App& app, Action& action) {
   command->get_option("--hf-ckpt-path")->required(false);
   command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "the output folder to verify")
       ->required();
+  command->footer(
+      command->get_footer() +
+      "\nWithout --rules, verify plans with the rules the output's shardwise-manifest.json records "
+      "(as the conversion read them), and takes from it every rules parameter and --model-parallel "
+      "not given; the bundled rules the checkpoint fits only when there is no such manifest.");
   command->add_flag("--manifest-only", args->manifest_only,
                     "check the output against its shardwise-manifest.json alone, without reading the input");
   command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")
