@@ -383,6 +383,29 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, plan_options(options, params, rules));
     return {std::move(rules), std::move(plan)};
   }
+  // Without, for verify: the rules the output's manifest records, with its parameters.
+  if (options.recorded_rules) {
+    const PlanningOptions::RecordedRules& recorded = *options.recorded_rules;
+    rules::Rules rules =
+        rules::Rules::load_text(recorded.text, recorded.where + " (its rules " + recorded.name + ")");
+    rules::Params params = given_params(command, options.params, rules);
+    for (const auto& [name, text] : recorded.params) {
+      if (name != "mp" && params.count(name) == 0 && find_param(rules, name) != nullptr)
+        params[name] = param_value(rules, name, text, fmt::format("{} in {}", name, recorded.where));
+    }
+    PlanningOptions with_mp = options;
+    const auto mp = recorded.params.find("mp");
+    if (!with_mp.model_parallel && mp != recorded.params.end() &&
+        rules.output_layout() == rules::OutputLayout::per_rank)
+      with_mp.model_parallel = param_value(rules, "mp", mp->second, fmt::format("mp in {}", recorded.where));
+    require_model_parallel(with_mp, rules);
+    if (notice == RulesNotice::print)
+      fmt::print(stderr, "shardwise: rules: {} (as {} records them; --rules names others)\n", rules.name(),
+                 recorded.where);
+    const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
+    plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, plan_options(with_mp, params, rules));
+    return {std::move(rules), std::move(plan)};
+  }
   // Without: the bundled rules that fit the checkpoint, said on stderr.
   refuse_extras(command);
   const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);

@@ -64,6 +64,16 @@ struct PlanningOptions {
   // verify: the max shard size the output's manifest records (0: mirrored), used for rules writing
   // Hugging Face's layout when neither option above is given.
   std::optional<std::uint64_t> recorded_max_shard_size{};
+  // verify: the rules and parameters the output's manifest records, used when --rules is not given
+  // (the conversion may have named rules that detection would not choose); a parameter or
+  // --model-parallel given on the command line wins over the recorded one.
+  struct RecordedRules {
+    std::string name;
+    std::string text;
+    std::string where;                          // the manifest's path, for messages
+    std::map<std::string, std::string> params;  // "mp" included, as the manifest records them
+  };
+  std::optional<RecordedRules> recorded_rules{};
 };
 
 // Declares --allow-outside-links on `command`.

@@ -2,6 +2,7 @@
 // plan (or, with --manifest-only, against its manifest alone). Prints every mismatch on stdout,
 // then a summary; exits 6 (ErrorKind::verify) when there is any.
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -31,13 +32,21 @@ struct VerifyArgs {
 // Hugging Face's layout depends on options of the conversion (--max-shard-size, --mirror): when
 // none is given, those the folder's manifest records. A manifest that cannot be read is reported by
 // the verification itself.
+// Without --rules, the rules the manifest records (their text) and its parameters: those of the
+// conversion, which detection might not choose again.
 PlanningOptions planning_with_manifest(const VerifyArgs& args) {
   PlanningOptions planning = args.planning;
-  if (planning.max_shard_size || planning.mirror) return planning;
   try {
     const std::optional<output::Manifest> manifest = output::read_manifest(args.output);
-    if (manifest && manifest->output_layout == "hf")
+    if (!manifest) return planning;
+    if (manifest->output_layout == "hf" && !planning.max_shard_size && !planning.mirror)
       planning.recorded_max_shard_size = manifest->max_shard_size;
+    if (!planning.rules_file && !manifest->rules.text.empty()) {
+      planning.recorded_rules = PlanningOptions::RecordedRules{
+          manifest->rules.name, manifest->rules.text,
+          (std::filesystem::path(args.output) / output::kManifestFileName).string(),
+          output::param_texts(*manifest, manifest->choice_words)};
+    }
   } catch (const Error&) {
   }
   return planning;
@@ -79,6 +88,11 @@ void add_verify_command(CLI::App& app, Action& action) {
   command->get_option("--hf-ckpt-path")->required(false);
   command->add_option("-o,--save-path,--output-bf16-hf-path", args->output, "the output folder to verify")
       ->required();
+  command->footer(
+      command->get_footer() +
+      "\nWithout --rules, verify plans with the rules the output's shardwise-manifest.json records "
+      "(as the conversion read them), and takes from it every rules parameter and --model-parallel "
+      "not given; the bundled rules the checkpoint fits only when there is no such manifest.");
   command->add_flag("--manifest-only", args->manifest_only,
                     "check the output against its shardwise-manifest.json alone, without reading the input");
   command->add_option("-t,--threads", args->threads, "reading threads (default: one per hardware thread)")

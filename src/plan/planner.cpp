@@ -289,10 +289,11 @@ std::vector<std::string> files_matching(const std::string& root, const std::stri
 
 // Side files: each listed name present in the input folder, and every file a pattern matches; a
 // file named twice is copied once. One that leads outside the folder is a problem (unless allowed).
-// Never copied: a file the rules drop or rewrite, and by a pattern the checkpoint's tensor files and
+// Never copied: a file the rules drop or rewrite, a shardwise manifest (the output has its own, and
+// an input's describes another conversion), and by a pattern the checkpoint's tensor files and
 // index (the output has its own).
 void find_side_files(Plan& plan, const rules::Rules& rules, Diagnostics& problems) {
-  std::set<std::string> excluded, read_by_plan{detail::kIndexFileName};
+  std::set<std::string> excluded{kManifestFileName}, read_by_plan{detail::kIndexFileName};
   for (const rules::SideFileRule& rule : rules.side_file_rules()) excluded.insert(rule.name);
   for (const std::string& path : plan.input_files)
     read_by_plan.insert(std::filesystem::path(path).filename().string());

@@ -158,6 +158,23 @@ TEST_CASE("hf layout: convert writes save_pretrained's shards, index, config.jso
   CHECK(parse_safetensors(read_file(whole / "model.safetensors")).size() == 5);
 }
 
+// A converted folder converted again: its shardwise-manifest.json describes another conversion, and
+// a side-file pattern ('*' in fp8-to-bf16) must not copy it over the output's own.
+TEST_CASE("hf layout: an input's shardwise manifest is not copied as a side file") {
+  TempDir in, out;
+  make_checkpoint(in);
+  write_file(in / "shardwise-manifest.json", "{\"from\": \"another conversion\"}");
+  const auto run =
+      run_shardwise({"convert", "-i", in.str(), "-o", out.str(), "--rules", "fp8-to-bf16", "-q"});
+  REQUIRE(run.exit_code == 0);
+  const auto manifest = nlohmann::json::parse(read_file(out / "shardwise-manifest.json"));
+  CHECK(manifest.contains("shardwise_manifest"));
+  CHECK(read_file(out / "shardwise-manifest.json").find("another conversion") == std::string::npos);
+  const auto verify = run_shardwise({"verify", "-i", in.str(), "-o", out.str(), "-q"});
+  INFO(verify.out);
+  CHECK(verify.exit_code == 0);
+}
+
 TEST_CASE("hf layout: plan shows each tensor's file and what happens to each side file") {
   TempDir in;
   make_checkpoint(in);

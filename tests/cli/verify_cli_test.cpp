@@ -124,6 +124,37 @@ TEST_CASE("cli: usage errors exit 2") {
   }
 }
 
+// The conversion's rules and parameters are in its manifest: verify uses them when --rules is not
+// given, rather than the bundled rules detection would choose (which may not be the ones named).
+TEST_CASE("cli: verify without --rules takes the rules and parameters the manifest records") {
+  const CommandResult same = run_command(
+      {shardwise_binary(), "verify", "--hf-ckpt-path", tiny_mp4().input, "--save-path", tiny_mp4().output});
+  INFO(same.err);
+  CHECK(same.exit_code == 0);
+  CHECK_THAT(same.err, Catch::StartsWith("shardwise: rules: deepseek-v4-w4a16 (as " + tiny_mp4().output +
+                                         "/shardwise-manifest.json records them; --rules names others)"));
+
+  // A parameter given wins over the recorded one: mp 2 plans other files than the folder holds.
+  const CommandResult other = run_command({shardwise_binary(), "verify", "--hf-ckpt-path", tiny_mp4().input,
+                                           "--save-path", tiny_mp4().output, "-m", "2", "-q"});
+  CHECK(other.exit_code == 6);
+  CHECK_THAT(other.out, Catch::Contains("model0-mp2.safetensors: missing"));
+
+  // Rules detection would not choose: the W4A16 checkpoint dequantised with gptq-to-bf16.
+  TempDir tmp;
+  const std::string out = (tmp / "bf16").string();
+  const CommandResult convert =
+      run_command({shardwise_binary(), "convert", "--hf-ckpt-path", tiny_mp4().input, "--save-path", out,
+                   "--rules", "gptq-to-bf16", "-q"});
+  REQUIRE(convert.exit_code == 0);
+  const CommandResult r =
+      run_command({shardwise_binary(), "verify", "--hf-ckpt-path", tiny_mp4().input, "--save-path", out});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::StartsWith("shardwise: rules: gptq-to-bf16 (as "));
+  CHECK_THAT(r.out, Catch::StartsWith("verified 1 file ("));
+}
+
 TEST_CASE("cli: an unreadable input is an input error, not a verification failure") {
   TempDir tmp;
   const CommandResult r =

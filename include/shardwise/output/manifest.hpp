@@ -25,7 +25,7 @@
 
 namespace shardwise::output {
 
-inline constexpr const char* kManifestFileName = "shardwise-manifest.json";
+inline constexpr const char* kManifestFileName = plan::kManifestFileName;
 inline constexpr const char* kToolVersion = "shardwise 0.1.0";
 // 2: "input" lists every input file with what it looked like when the run planned it (version 1
 // manifests, still read, have no such list).

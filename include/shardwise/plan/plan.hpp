@@ -102,6 +102,10 @@ struct Placement {
   std::uint64_t replicas = 1;
 };
 
+// The name of the manifest a run writes beside its outputs (output::kManifestFileName): an input
+// file of that name (the input is itself a converted folder) is never copied as a side file.
+inline constexpr const char* kManifestFileName = "shardwise-manifest.json";
+
 inline constexpr std::size_t kNoSource = static_cast<std::size_t>(-1);
 // A block as wide or as tall as the weight (a per-channel or per-tensor scale).
 inline constexpr std::uint64_t kWholeBlock = static_cast<std::uint64_t>(-1);
