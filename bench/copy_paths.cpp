@@ -3,7 +3,8 @@
 // pread + hash + pwrite, mmap of the input (hash from the mapping, then pwrite from it or
 // copy_file_range), pread + copy_file_range, and copy_file_range alone (cp's floor, no hash);
 // with several piece sizes and write-back (sync_file_range) intervals. Every variant ends with
-// fsync, and its output's XXH3 is checked against the input's.
+// fsync, and its output's XXH3 is checked against the input's. After each, what the next reader
+// pays: the CPU of copying the output (page cache warm) with copy_file_range, as cp does.
 //
 //   bench/copy_paths.sh [BUILD_DIR] INPUT OUTPUT_DIR [ROUNDS]
 #include <fcntl.h>
@@ -40,7 +41,7 @@ class Hasher {
   XXH3_state_t* state_;
 };
 
-enum class Way { pread_pwrite, pread_pwrite_huge, pread_pwrite_nohash, mmap_pwrite, mmap_copy_range, pread_copy_range, copy_range_only };
+enum class Way { pread_pwrite, windows_then_pwrite, pread_pwrite_huge, pread_pwrite_nohash, mmap_pwrite, mmap_copy_range, pread_copy_range, copy_range_only };
 
 struct Variant {
   const char* name;
@@ -92,6 +93,7 @@ std::uint64_t run(const Variant& v, int in, std::size_t size, const std::string&
   if (::fallocate(out, 0, 0, static_cast<off_t>(size)) != 0) die("fallocate");
   Hasher hash;
   std::vector<std::byte> owned(v.way == Way::pread_pwrite || v.way == Way::pread_pwrite_nohash ||
+                                       v.way == Way::windows_then_pwrite ||
                                        v.way == Way::pread_copy_range
                                    ? v.piece
                                    : 0);
@@ -116,6 +118,14 @@ std::uint64_t run(const Variant& v, int in, std::size_t size, const std::string&
       case Way::pread_pwrite_huge:
         pread_all(in, buffer.data(), n, offset);
         hash.update({buffer.data(), n});
+        pwrite_all(out, buffer.data(), n, offset);
+        break;
+      case Way::windows_then_pwrite:  // read and hashed 256 KiB at a time, written at once
+        for (std::size_t w = 0; w < n; w += 256 << 10) {
+          const std::size_t m = std::min<std::size_t>(256 << 10, n - w);
+          pread_all(in, buffer.data() + w, m, offset + static_cast<off_t>(w));
+          hash.update({buffer.data() + w, m});
+        }
         pwrite_all(out, buffer.data(), n, offset);
         break;
       case Way::pread_pwrite_nohash:
@@ -205,6 +215,8 @@ int main(int argc, char** argv) {
       {"pread+pwrite 8M, wb 8M (no hash)", Way::pread_pwrite_nohash, 8 * MiB, 8 * MiB},
       {"pread+pwrite 256K, wb 8M (no hash)", Way::pread_pwrite_nohash, MiB / 4, 8 * MiB},
       {"pread+pwrite 64K, wb 8M", Way::pread_pwrite, MiB / 16, 8 * MiB},
+      {"pread+hash 256K windows, pwrite 8M", Way::windows_then_pwrite, 8 * MiB, 8 * MiB},
+      {"pread+pwrite 2M, wb 8M", Way::pread_pwrite, 2 * MiB, 8 * MiB},
   };
   // VARIANTS="0 4 8" picks some of them (by index, as listed).
   std::vector<Variant> variants;
@@ -220,7 +232,7 @@ int main(int argc, char** argv) {
     variants = all;
   }
   std::printf("input %s: %.2f GB, %d rounds, variants interleaved\n", input.c_str(), size / 1e9, rounds);
-  std::vector<std::vector<double>> cpu(variants.size()), wall(variants.size());
+  std::vector<std::vector<double>> cpu(variants.size()), wall(variants.size()), copy_cpu(variants.size());
   for (int r = 0; r < rounds; ++r) {
     for (std::size_t i = 0; i < variants.size(); ++i) {
       ::unlink(out_path.c_str());
@@ -230,6 +242,18 @@ int main(int argc, char** argv) {
       const std::uint64_t digest = run(variants[i], in, size, out_path);
       wall[i].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count());
       cpu[i].push_back(cpu_seconds() - c0);
+      {  // what the next reader pays: cp's in-kernel copy of the output just written (page cache warm)
+        const std::string copy_path = out_path + ".copy";
+        const int src = ::open(out_path.c_str(), O_RDONLY);
+        const int dst = ::open(copy_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (src < 0 || dst < 0) die("open for the copy");
+        const double r0 = cpu_seconds();
+        for (std::size_t at = 0; at < size; at += 8 * MiB) copy_range(src, dst, std::min(8 * MiB, size - at), static_cast<off_t>(at));
+        copy_cpu[i].push_back(cpu_seconds() - r0);
+        ::close(src);
+        ::close(dst);
+        ::unlink(copy_path.c_str());
+      }
       const bool hashed = variants[i].way != Way::copy_range_only && variants[i].way != Way::pread_pwrite_nohash;
       if ((hashed && digest != expected) || file_xxh3(out_path) != expected) {
         std::fprintf(stderr, "%s: output differs from the input\n", variants[i].name);
@@ -242,6 +266,8 @@ int main(int argc, char** argv) {
     for (double c : cpu[i]) std::printf(" %5.2f", c);
     std::printf("  wall");
     for (double w : wall[i]) std::printf(" %5.2f", w);
+    std::printf("  then copy_file_range of the output, cpu");
+    for (double c : copy_cpu[i]) std::printf(" %5.2f", c);
     std::printf("\n");
   }
   ::unlink(out_path.c_str());

@@ -105,10 +105,12 @@ class Engine {
       states_[f].file_hash.update(work[f].prefix);
       states_[f].file_hash.update(work[f].layout.header);  // OutputFile::create writes it from the layout
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
+      const std::size_t first_job = jobs_.size();
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
         add_to_jobs(f, p);
         ++readers[source_of(work[f], work[f].pieces[p]).index];
       }
+      queues_.push_back({first_job, jobs_.size()});
     }
     jobs_.shrink_to_fit();
     unread_pieces_ = std::vector<std::atomic<std::uint32_t>>(readers.size());
@@ -164,11 +166,38 @@ class Engine {
       for (;;) {
         if (failed_) return;
         if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-        const std::size_t next = next_job_.fetch_add(1);
-        if (next >= jobs_.size()) return;
-        copy_job(next, staging);
+        const std::optional<std::size_t> next = take_job();
+        if (!next) return;
+        copy_job(*next, staging);
+        finish_job(*next);
       }
     });
+  }
+
+  // The next job of the first file (in rank order) that no thread is in, so that threads copy
+  // different files and none waits for another's hashing turn; when every file with jobs left has
+  // a thread, the next job of the first of them (it then waits for the job before it, which a
+  // running thread holds: jobs of a file are taken in order, so this cannot deadlock).
+  std::optional<std::size_t> take_job() {
+    std::lock_guard lock(queue_mutex_);
+    while (first_open_ < queues_.size() && queues_[first_open_].next == queues_[first_open_].end) ++first_open_;
+    FileQueue* chosen = nullptr;
+    for (std::size_t f = first_open_; f < queues_.size(); ++f) {
+      FileQueue& q = queues_[f];
+      if (q.next == q.end) continue;
+      if (chosen == nullptr) chosen = &q;
+      if (q.threads == 0) {
+        chosen = &q;
+        break;
+      }
+    }
+    if (chosen == nullptr) return std::nullopt;
+    ++chosen->threads;
+    return chosen->next++;
+  }
+  void finish_job(std::size_t j) {
+    std::lock_guard lock(queue_mutex_);
+    --queues_[jobs_[j].file].threads;
   }
 
   void open_file(std::size_t f) {
@@ -487,7 +516,15 @@ class Engine {
   Progress& progress_;
   const CommitHook& on_commit_;
   const PreCommitCheck& before_commit_;
-  std::atomic<std::size_t> next_job_{0};
+  // Per file: its jobs [next, end) in jobs_ not taken yet, and the threads copying one of its jobs.
+  struct FileQueue {
+    std::size_t next = 0;
+    std::size_t end = 0;
+    unsigned threads = 0;
+  };
+  std::mutex queue_mutex_;
+  std::vector<FileQueue> queues_;
+  std::size_t first_open_ = 0;  // no file before it has jobs left
   std::atomic<bool> failed_{false};
   std::mutex error_mutex_;
   std::exception_ptr error_;
