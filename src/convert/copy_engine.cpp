@@ -48,6 +48,7 @@ struct FileState {
   std::condition_variable hashed;
   std::size_t next_to_hash = 0;
   std::size_t written = 0;
+  std::uint64_t dropped_to = 0;  // with drop: bytes of the file before it left the page cache
   Hasher file_hash;
   Hasher tensor_hash;
   std::vector<std::uint64_t> tensor_xxh3;  // per FileWork::tensors
@@ -57,8 +58,8 @@ struct FileState {
 };
 
 // Pieces [first, end) of one file, copied by one thread with one pwrite: a large tensor's piece
-// alone, or neighbouring small ones up to the staging size, so that a checkpoint of 100,000s of
-// small tensors costs a system call and a hashing turn per buffer, not per tensor.
+// alone, or neighbouring small ones up to a window (kWindowBytes), so that a checkpoint of
+// 100,000s of small tensors costs a system call and a hashing turn per window, not per tensor.
 // A part of a plain copy's window: `length` bytes of a piece from `in_piece` on.
 struct Segment {
   std::size_t piece = 0;
@@ -90,7 +91,6 @@ class Engine {
         states_(work.size()),
         piece_bytes_(piece_bytes),
         drop_(cache == PageCache::drop),
-        drop_lag_(std::max<std::size_t>(1, output::kDropBehindBytes / std::max<std::size_t>(1, piece_bytes))),
         window_bytes_(std::max<std::size_t>(8, std::min(kWindowBytes, piece_bytes / 4))),
         progress_(progress),
         on_commit_(on_commit),
@@ -220,13 +220,13 @@ class Engine {
   }
 
   // Piece p of file f joins the last job when that job is of the same file, ends where the piece
-  // starts (the layout packs tensors without gaps, so it always does) and stays within the
-  // staging size.
+  // starts (the layout packs tensors without gaps, so it always does) and stays within a window:
+  // small tensors, cast or not, are then read, hashed and written while in cache.
   void add_to_jobs(std::size_t f, std::size_t p) {
     const auto [offset, length] = piece_range(work_[f], p);
     if (!jobs_.empty() && jobs_.back().file == f) {
       const auto [job_offset, job_length] = job_range(jobs_.back());
-      if (job_offset + job_length == offset && job_length + length <= piece_bytes_) {
+      if (job_offset + job_length == offset && job_length + length <= window_bytes_) {
         jobs_.back().end = p + 1;
         return;
       }
@@ -255,19 +255,26 @@ class Engine {
   // Sends written data to disk in whole kWriteBackBytes chunks of the file: when a job ends past
   // a chunk boundary, the chunks before it are sent (a neighbour's bytes still in another thread's
   // hands are sent later, by fsync at the latest). Per job, small jobs would each send their
-  // shared pages again, one small write each. With drop, waits for the job drop_lag_ earlier in
-  // the file (long written, normally on disk already) and drops it from the page cache. That job
-  // may still be in another thread's hands: then less is dropped now, and the rest before commit.
+  // shared pages again, one small write each. With drop, waits for what lies more than
+  // kDropBehindBytes before the job in the file and was not dropped yet (long written, normally
+  // on disk already) and drops it from the page cache. A part may still be in another thread's
+  // hands: then less is dropped now, and the rest before commit.
   void write_behind(std::size_t j) {
     const Job& job = jobs_[j];
+    FileState& s = states_[job.file];
     const auto [offset, length] = job_range(job);
     const std::uint64_t from = offset / kWriteBackBytes * kWriteBackBytes;
     const std::uint64_t to = (offset + length) / kWriteBackBytes * kWriteBackBytes;
-    if (to > from) states_[job.file].out->start_writeback(from, to - from);
-    if (drop_ && j >= drop_lag_ && jobs_[j - drop_lag_].file == job.file) {
-      const auto [old_offset, old_length] = job_range(jobs_[j - drop_lag_]);
-      states_[job.file].out->drop_written(old_offset, old_length);
+    if (to > from) s.out->start_writeback(from, to - from);
+    if (!drop_ || offset < output::kDropBehindBytes) return;
+    const std::uint64_t drop_to = (offset - output::kDropBehindBytes) / kWriteBackBytes * kWriteBackBytes;
+    std::uint64_t drop_from = 0;
+    {
+      std::lock_guard lock(s.mutex);
+      if (drop_to <= s.dropped_to) return;
+      drop_from = std::exchange(s.dropped_to, drop_to);
     }
+    s.out->drop_written(drop_from, drop_to - drop_from);
   }
 
   // Input ranges bound for neighbouring places of a buffer, read with one pread while each starts
@@ -511,7 +518,6 @@ class Engine {
   std::vector<Job> jobs_;
   std::size_t piece_bytes_;
   bool drop_;
-  std::size_t drop_lag_;      // jobs
   std::size_t window_bytes_;  // kWindowBytes, or a quarter of a smaller staging buffer
   Progress& progress_;
   const CommitHook& on_commit_;
