@@ -14,16 +14,16 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
 #include <vector>
 
-#include <xxhash.h>
 #include <xxh_x86dispatch.h>  // as src/output/checksum.cpp: AVX2/AVX-512 chosen at run time
+#include <xxhash.h>
 
 namespace {
 
@@ -41,7 +41,16 @@ class Hasher {
   XXH3_state_t* state_;
 };
 
-enum class Way { pread_pwrite, windows_then_pwrite, pread_pwrite_huge, pread_pwrite_nohash, mmap_pwrite, mmap_copy_range, pread_copy_range, copy_range_only };
+enum class Way {
+  pread_pwrite,
+  windows_then_pwrite,
+  pread_pwrite_huge,
+  pread_pwrite_nohash,
+  mmap_pwrite,
+  mmap_copy_range,
+  pread_copy_range,
+  copy_range_only
+};
 
 struct Variant {
   const char* name;
@@ -93,8 +102,7 @@ std::uint64_t run(const Variant& v, int in, std::size_t size, const std::string&
   if (::fallocate(out, 0, 0, static_cast<off_t>(size)) != 0) die("fallocate");
   Hasher hash;
   std::vector<std::byte> owned(v.way == Way::pread_pwrite || v.way == Way::pread_pwrite_nohash ||
-                                       v.way == Way::windows_then_pwrite ||
-                                       v.way == Way::pread_copy_range
+                                       v.way == Way::windows_then_pwrite || v.way == Way::pread_copy_range
                                    ? v.piece
                                    : 0);
   std::span<std::byte> buffer = owned;
@@ -248,13 +256,15 @@ int main(int argc, char** argv) {
         const int dst = ::open(copy_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (src < 0 || dst < 0) die("open for the copy");
         const double r0 = cpu_seconds();
-        for (std::size_t at = 0; at < size; at += 8 * MiB) copy_range(src, dst, std::min(8 * MiB, size - at), static_cast<off_t>(at));
+        for (std::size_t at = 0; at < size; at += 8 * MiB)
+          copy_range(src, dst, std::min(8 * MiB, size - at), static_cast<off_t>(at));
         copy_cpu[i].push_back(cpu_seconds() - r0);
         ::close(src);
         ::close(dst);
         ::unlink(copy_path.c_str());
       }
-      const bool hashed = variants[i].way != Way::copy_range_only && variants[i].way != Way::pread_pwrite_nohash;
+      const bool hashed =
+          variants[i].way != Way::copy_range_only && variants[i].way != Way::pread_pwrite_nohash;
       if ((hashed && digest != expected) || file_xxh3(out_path) != expected) {
         std::fprintf(stderr, "%s: output differs from the input\n", variants[i].name);
         return 1;

@@ -69,10 +69,10 @@ struct Segment {
 
 // One thread's buffers, reused from job to job.
 struct Staging {
-  std::vector<std::byte> buffer;          // the staging buffer (a plain copy uses its first window)
-  std::vector<std::byte> scratch;         // source bytes before a cast or transform
-  std::vector<std::uint64_t> starts;      // per piece of a plain job: its input offset
-  std::vector<Segment> segments;          // of the current window
+  std::vector<std::byte> buffer;      // the staging buffer (a plain copy uses its first window)
+  std::vector<std::byte> scratch;     // source bytes before a cast or transform
+  std::vector<std::uint64_t> starts;  // per piece of a plain job: its input offset
+  std::vector<Segment> segments;      // of the current window
 };
 
 struct Job {
@@ -160,8 +160,10 @@ class Engine {
   }
 
   void work_loop() {
-    Staging staging{std::vector<std::byte>(piece_bytes_), std::vector<std::byte>(std::max(piece_bytes_, kMinScratchBytes)),
-                    {}, {}};
+    Staging staging{std::vector<std::byte>(piece_bytes_),
+                    std::vector<std::byte>(std::max(piece_bytes_, kMinScratchBytes)),
+                    {},
+                    {}};
     guarded([&] {
       for (;;) {
         if (failed_) return;
@@ -180,7 +182,8 @@ class Engine {
   // running thread holds: jobs of a file are taken in order, so this cannot deadlock).
   std::optional<std::size_t> take_job() {
     std::lock_guard lock(queue_mutex_);
-    while (first_open_ < queues_.size() && queues_[first_open_].next == queues_[first_open_].end) ++first_open_;
+    while (first_open_ < queues_.size() && queues_[first_open_].next == queues_[first_open_].end)
+      ++first_open_;
     FileQueue* chosen = nullptr;
     for (std::size_t f = first_open_; f < queues_.size(); ++f) {
       FileQueue& q = queues_[f];
@@ -415,7 +418,8 @@ class Engine {
       while (p < job.end && (at < window.size() || w.pieces[p].end == w.pieces[p].begin)) {
         const Piece& piece = w.pieces[p];
         const std::uint64_t piece_length = piece.end - piece.begin;
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(window.size() - at, piece_length - in_piece));
+        const auto n =
+            static_cast<std::size_t>(std::min<std::uint64_t>(window.size() - at, piece_length - in_piece));
         pending.add(w.tensors[piece.tensor].input, starts[p - job.first] + piece.begin + in_piece, at, n,
                     inputs_, window);
         segments.push_back({p, in_piece, n});

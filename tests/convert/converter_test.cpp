@@ -192,15 +192,16 @@ TEST_CASE("runs of small tensors are copied together, with the same bytes and ch
   // one tensor larger than the staging buffer (several pieces, several jobs).
   for (int i = 40; i < 80; ++i) {
     const std::string n = "u." + std::to_string(i);
-    first.push_back({n, "BF16", {static_cast<std::uint64_t>(100 + i)}, pattern_bytes(2 * (100 + i), 100 + i)});
+    first.push_back(
+        {n, "BF16", {static_cast<std::uint64_t>(100 + i)}, pattern_bytes(2 * (100 + i), 100 + i)});
   }
   first.push_back({"v.big", "BF16", {5000}, pattern_bytes(10000, 5000)});
-  first[7] = {"t.07", "F32", {6}, pattern_bytes(24, 7)};           // cast to BF16
-  first[12] = {"t.12", "I32", {4, 6}, pattern_bytes(96, 12)};      // dim-0 slice: still one range
-  first[20] = {"t.20", "I32", {4, 6}, pattern_bytes(96, 20)};      // dim-1 slice: strided rows
+  first[7] = {"t.07", "F32", {6}, pattern_bytes(24, 7)};            // cast to BF16
+  first[12] = {"t.12", "I32", {4, 6}, pattern_bytes(96, 12)};       // dim-0 slice: still one range
+  first[20] = {"t.20", "I32", {4, 6}, pattern_bytes(96, 20)};       // dim-1 slice: strided rows
   first[25] = {"t.25", "I64", {0}, ""};                             // empty
   second.push_back({"t.30", "BF16", {33}, pattern_bytes(66, 30)});  // same name order, other file
-  first[30] = {"unused", "BF16", {5}, pattern_bytes(10, 99)};      // a gap: t.29 and t.31 not adjacent
+  first[30] = {"unused", "BF16", {5}, pattern_bytes(10, 99)};       // a gap: t.29 and t.31 not adjacent
   const std::size_t a = add_input_file(plan, dir / "in" / "a.safetensors", first);
   const std::size_t b = add_input_file(plan, dir / "in" / "b.safetensors", second);
   plan::OutputFile out;
