@@ -14,9 +14,11 @@
 
 namespace shardwise::convert {
 
-// Writes every file of `work` with `threads` threads sharing one queue of pieces (files in rank
-// order, pieces in data order), each thread with staging buffers of `piece_bytes`. A file is
-// committed by whichever thread finishes its last piece. On any error or interruption, the first
+// Writes every file of `work` with `threads` threads, each with staging buffers of `piece_bytes`.
+// Neighbouring pieces of a file are copied together up to a window (a large piece alone); a thread
+// takes the next job of the first file no other thread is in, or else of the first file with jobs
+// left (jobs of a file in data order). A file is committed by whichever thread finishes its last
+// piece. On any error or interruption, the first
 // error is rethrown once every thread stopped, and every uncommitted temporary is removed.
 // `on_commit` (when set) gets each file's manifest entry right after the file is under its final
 // name, on the committing thread; what it throws fails the run. `before_commit` (when set) runs on

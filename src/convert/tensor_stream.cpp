@@ -118,6 +118,11 @@ TensorStream::TensorStream(const plan::Source& source, const plan::PlannedTensor
   }
 }
 
+std::optional<std::uint64_t> TensorStream::plain_source_offset() const noexcept {
+  if (cast_ != plan::Cast::none || block_ || rows_ || segments_ != 1) return std::nullopt;
+  return first_;
+}
+
 void TensorStream::transform(const std::byte* src, std::byte* dst, std::uint64_t src_bytes) const {
   switch (cast_) {
     case plan::Cast::none:

@@ -194,6 +194,95 @@ TEST_CASE("a manifest of several MiB reads back entry for entry (it is read a Mi
   CHECK(output::format_manifest(*read) == text);
 }
 
+// Small tensors lying one after the other in the input and in the output are copied several to a
+// staging buffer (one pread for a run of plain ranges, one pwrite per buffer), and only moved
+// bytes a window at a time (a quarter of the buffer when it is as small as here): a cast, a dim-0
+// slice and a strided slice among them, an empty tensor, a tensor from the other input file, and
+// a gap in the input (a tensor not taken) each break the run. Every byte and every checksum must
+// come out as when each tensor is copied on its own, whatever the buffer and thread count.
+TEST_CASE("runs of small tensors are copied together, with the same bytes and checksums") {
+  TempDir dir;
+  plan::Plan plan;
+  fs::create_directories(dir / "in");
+  plan.input_root = (dir / "in").string();
+  plan.model_parallel = 1;
+  std::vector<RawTensor> first, second;
+  for (int i = 0; i < 40; ++i) {
+    const std::string n = (i < 10 ? "t.0" : "t.") + std::to_string(i);
+    first.push_back({n, "BF16", {static_cast<std::uint64_t>(3 + i)}, pattern_bytes(2 * (3 + i), 100 + i)});
+  }
+  // After them, plain tensors only: jobs copied a window at a time, windows cutting tensors, and
+  // one tensor larger than the staging buffer (several pieces, several jobs).
+  for (int i = 40; i < 80; ++i) {
+    const std::string n = "u." + std::to_string(i);
+    first.push_back(
+        {n, "BF16", {static_cast<std::uint64_t>(100 + i)}, pattern_bytes(2 * (100 + i), 100 + i)});
+  }
+  first.push_back({"v.big", "BF16", {5000}, pattern_bytes(10000, 5000)});
+  first[7] = {"t.07", "F32", {6}, pattern_bytes(24, 7)};            // cast to BF16
+  first[12] = {"t.12", "I32", {4, 6}, pattern_bytes(96, 12)};       // dim-0 slice: still one range
+  first[20] = {"t.20", "I32", {4, 6}, pattern_bytes(96, 20)};       // dim-1 slice: strided rows
+  first[25] = {"t.25", "I64", {0}, ""};                             // empty
+  second.push_back({"t.30", "BF16", {33}, pattern_bytes(66, 30)});  // same name order, other file
+  first[30] = {"unused", "BF16", {5}, pattern_bytes(10, 99)};       // a gap: t.29 and t.31 not adjacent
+  const std::size_t a = add_input_file(plan, dir / "in" / "a.safetensors", first);
+  const std::size_t b = add_input_file(plan, dir / "in" / "b.safetensors", second);
+  plan::OutputFile out;
+  out.file = "model.safetensors";
+  std::map<std::string, std::string> expected;
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    if (first[i].name == "unused") continue;
+    plan::Slice slice;
+    plan::Cast cast = plan::Cast::none;
+    std::string bytes = first[i].bytes;
+    if (i == 7) cast = plan::Cast::f32_to_bf16, bytes = cast_f32_to_bf16(bytes);
+    if (i == 12) slice = {0, 1, 3}, bytes = slice_bytes(bytes, {4, 6}, 4, 0, 1, 3);
+    if (i == 20) slice = {1, 2, 5}, bytes = slice_bytes(bytes, {4, 6}, 4, 1, 2, 5);
+    plan::PlannedTensor t = planned(plan, first[i].name, a + i, slice, cast);
+    out.bytes += t.bytes;
+    expected[t.name] = bytes;
+    out.tensors.push_back(std::move(t));
+  }
+  plan::PlannedTensor t = planned(plan, "t.30", b, {});
+  out.bytes += t.bytes;
+  expected[t.name] = second[0].bytes;
+  out.tensors.push_back(std::move(t));
+  std::sort(out.tensors.begin(), out.tensors.end(), [](auto& x, auto& y) { return x.name < y.name; });
+  plan.outputs.push_back(std::move(out));
+
+  std::string reference;
+  for (const unsigned threads : {1u, 2u}) {
+    for (const std::size_t piece : {std::size_t{0}, std::size_t{64}, std::size_t{200}, std::size_t{4096}}) {
+      CAPTURE(threads, piece);
+      convert::ConvertOptions o;
+      o.run.output_dir = (dir / ("out-" + std::to_string(threads) + "-" + std::to_string(piece))).string();
+      o.run.threads = threads;
+      o.piece_bytes = piece;
+      o.run.progress = output::ProgressMode::quiet;
+      o.rules = {"test-rules", 42, {}, {}};
+      convert::convert_plan(plan, o);
+      const std::string file = read_file(fs::path(o.run.output_dir) / "model.safetensors");
+      const auto tensors = parse_safetensors(file);
+      REQUIRE(tensors.size() == expected.size());
+      for (const auto& [name, bytes] : expected) {
+        CAPTURE(name);
+        CHECK(tensors.at(name).bytes == bytes);
+      }
+      if (reference.empty()) reference = file;
+      CHECK(file == reference);
+      const auto manifest = output::read_manifest(o.run.output_dir);
+      REQUIRE(manifest);
+      REQUIRE(manifest->outputs.size() == 1);
+      CHECK(manifest->outputs[0].xxh3 == output::xxh3(file));
+      REQUIRE(manifest->outputs[0].tensors.size() == expected.size());
+      for (const output::ManifestTensor& m : manifest->outputs[0].tensors) {
+        CAPTURE(m.name);
+        CHECK(m.xxh3 == output::xxh3(expected.at(m.name)));
+      }
+    }
+  }
+}
+
 std::string error_of(const Scenario& s, const convert::ConvertOptions& options, ErrorKind kind) {
   try {
     convert::convert_plan(s.plan, options);

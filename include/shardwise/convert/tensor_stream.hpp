@@ -44,6 +44,10 @@ class TensorStream {
   bool needs_input_files() const noexcept;
 
   std::uint64_t bytes() const noexcept { return out_segment_ * segments_; }
+  // When the output is one range of the input file as it is (no cast or transform, a whole
+  // tensor or a slice of one range, rows not permuted): where it starts, so that output byte i
+  // is input byte start + i and neighbouring ranges can be read with one pread. None otherwise.
+  std::optional<std::uint64_t> plain_source_offset() const noexcept;
 
   // Fills `out` with the output bytes [offset, offset + out.size()), reading the source from `fd`
   // (its input file, named `path` in errors). With a cast, offset and size must be multiples of
