@@ -150,6 +150,13 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
                                                         Parts parts, Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
+  struct Refused {
+    std::set<std::string> names;
+    std::string first;
+    std::uint64_t replicas = 1;
+  };
+  Refused fused;
+  Refused held_by_several;
   for (const output::ManifestOutput& out : plan.from_manifest.outputs) {
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
@@ -193,15 +200,13 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       }
       if (parts == Parts::refuse && t.cut &&
           (t.cut->placement.kind == Kind::composite || t.cut->placement.replicas > 1)) {
-        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is.
-        problems.add(fmt::format(
-            "{}: {} is {}, which reshard does not rewrite: convert the checkpoint again with the new "
-            "--model-parallel",
-            path, t.name,
-            t.cut->placement.kind == Kind::composite
-                ? "a fused output (rules fuse:), whose parts are each cut for their rank"
-                : fmt::format("held whole by {} ranks (rules units: fewer units than ranks)",
-                              t.cut->placement.replicas)));
+        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is. Said once
+        // per kind after the files (a model has thousands on every rank).
+        Refused& kind = t.cut->placement.kind == Kind::composite ? fused : held_by_several;
+        if (kind.names.insert(t.name).second && kind.names.size() == 1) {
+          kind.first = fmt::format("{} in {}", t.name, out.file);
+          kind.replicas = t.cut->placement.replicas;
+        }
         continue;
       }
       const st::TensorInfo* info = file->header().find(t.name);
@@ -240,6 +245,20 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       seen[t.name].push_back({&*t.cut, t.xxh3, piece});
     }
   }
+  const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
+                          const std::string& why) {
+    if (kind.names.empty()) return;
+    problems.add(
+        fmt::format("{} {} (the first: {}), {}, which reshard does not rewrite: convert the checkpoint "
+                    "again with the new --model-parallel (or convert --reverse this folder and "
+                    "convert the result)",
+                    kind.names.size(), kind.names.size() == 1 ? one : many, kind.first, why));
+  };
+  refuse(fused, "fused output", "fused outputs", "made by rules fuse: (each part is cut for its rank)");
+  refuse(
+      held_by_several, "tensor", "tensors",
+      fmt::format("held whole by several ranks (rules units: fewer units than ranks; the first by {} ranks)",
+                  held_by_several.replicas));
   return seen;
 }
 

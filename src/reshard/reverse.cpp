@@ -268,6 +268,13 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
 }
 
 std::string format_reverse_text(const ReversePlan& plan) {
+  std::map<std::string, std::string> fused_into;  // a part's name -> the fused output holding it
+  for (const output::ManifestOutput& out : plan.gathered.from_manifest.outputs) {
+    for (const output::ManifestTensor& t : out.tensors) {
+      if (!t.cut || !t.cut->composite) continue;
+      for (const auto& part : t.cut->composite->parts) fused_into.try_emplace(part.first, t.name);
+    }
+  }
   std::string text =
       fmt::format("reverse: {} -> {} ({}, {})\n", plan.gathered.from, plural(plan.files.size(), "file"),
                   plural(plan.tensors.size(), "tensor"), plan.gathered.from_manifest.rules.name);
@@ -281,6 +288,8 @@ std::string format_reverse_text(const ReversePlan& plan) {
         const LogicalTensor& from = plan.gathered.logical[piece.logical];
         const bool chunk = t.from.size() > 1 || piece.end - piece.begin != (t.shape.empty() ? 1 : t.shape[0]);
         text += fmt::format("{} {}", k == 0 ? "" : " +", from.name == t.name && !chunk ? "=" : from.name);
+        if (const auto in = fused_into.find(from.name); in != fused_into.end())
+          text += fmt::format(" (a part of {})", in->second);
         if (chunk) text += fmt::format(" (rows {}:{})", piece.begin, piece.end);
         if (from.dtype != t.dtype)
           text += fmt::format(" ({} read as {})", st::dtype_name(from.dtype), st::dtype_name(t.dtype));
