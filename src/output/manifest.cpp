@@ -116,20 +116,14 @@ std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::Planne
                                                                       : tensor.rule));
       break;
   }
-  // Not undone yet (docs/reverse.md): a fused output (its parts' sources are in the cut) and a chunk
-  // of an unfused source.
-  if (tensor.composite < plan.composites.size()) {
-    origin.irreversible =
-        fmt::format("a fused output made by {} (convert --reverse does not split fused outputs yet)",
-                    label(plan.composites[tensor.composite].rule));
-  } else if (!source.within.whole()) {
-    origin.irreversible = fmt::format(
-        "rows [{}, {}) of {}, cut out by an unfuse rule (placed by {}; convert --reverse "
-        "does not join chunks yet)",
-        source.within.begin, source.within.end, source.name, label(tensor.rule));
+  // A fused output's parts record their own origins (cut_of); a chunk, the rows it is of its source.
+  if (tensor.composite < plan.composites.size()) return std::nullopt;
+  if (!source.within.whole()) {
+    origin.within = source.within;
+    if (!origin.shape.empty()) origin.shape[0] = source.whole_rows;
   }
   if (source.name == tensor.name && source.dtype == tensor.dtype && !origin.rows &&
-      origin.irreversible.empty())
+      origin.irreversible.empty() && origin.within.whole())
     return std::nullopt;
   return origin;
 }
@@ -186,13 +180,28 @@ TensorCut cut_of(const plan::Plan& plan, const plan::PlannedTensor& tensor, std:
   composite->stacked = c.stacked;
   composite->per_block = c.per_block;
   composite->indices = c.indices;
-  for (const plan::PlannedTensor& part : c.parts)
+  for (const plan::PlannedTensor& part : c.parts) {
     composite->parts.emplace_back(part.name, cut_of(part, rank, plan.model_parallel));
+    composite->origins.push_back(origin_of(plan, part));
+  }
   cut.composite = std::move(composite);
   return cut;
 }
 
 namespace {
+
+Json origin_to_json(const TensorOrigin& origin) {
+  Json json = {
+      {"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
+  if (origin.rows) {
+    json["rows"] = {
+        {"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
+        {"heads", origin.rows->heads}};
+  }
+  if (!origin.irreversible.empty()) json["irreversible"] = origin.irreversible;
+  if (!origin.within.whole()) json["within"] = {origin.within.begin, origin.within.end};
+  return json;
+}
 
 Json cut_to_json(const TensorCut& cut) {
   switch (cut.placement.kind) {
@@ -210,11 +219,15 @@ Json cut_to_json(const TensorCut& cut) {
     case plan::Placement::Kind::composite: {
       Json parts = Json::array();
       if (cut.composite) {
-        for (const auto& [name, part] : cut.composite->parts) {
-          parts.push_back({{"name", name},
-                           {"dtype", std::string(st::dtype_name(part.dtype))},
-                           {"shape", part.shape},
-                           {"cut", cut_to_json(part)}});
+        for (std::size_t i = 0; i < cut.composite->parts.size(); ++i) {
+          const auto& [name, part] = cut.composite->parts[i];
+          Json entry = {{"name", name},
+                        {"dtype", std::string(st::dtype_name(part.dtype))},
+                        {"shape", part.shape},
+                        {"cut", cut_to_json(part)}};
+          if (i < cut.composite->origins.size() && cut.composite->origins[i])
+            entry["from"] = origin_to_json(*cut.composite->origins[i]);
+          parts.push_back(std::move(entry));
         }
       }
       const CompositeCut none;
@@ -230,18 +243,6 @@ Json cut_to_json(const TensorCut& cut) {
       break;
   }
   return "replicated";
-}
-
-Json origin_to_json(const TensorOrigin& origin) {
-  Json json = {
-      {"name", origin.name}, {"dtype", std::string(st::dtype_name(origin.dtype))}, {"shape", origin.shape}};
-  if (origin.rows) {
-    json["rows"] = {
-        {"to", origin.rows->to == transform::RopeOrder::half_split ? "half_split" : "interleaved"},
-        {"heads", origin.rows->heads}};
-  }
-  if (!origin.irreversible.empty()) json["irreversible"] = origin.irreversible;
-  return json;
 }
 
 // One tensor's entry: name and checksum, then (version 3) dtype, shape and cut, (version 5) origin.
@@ -379,6 +380,15 @@ struct Reader {
           number(rows, "heads"), 0};
     }
     result.irreversible = optional_text(from, "irreversible");
+    if (from.contains("within")) {
+      const Json& within = field(from, "within");
+      if (!within.is_array() || within.size() != 2 || !within[0].is_number_unsigned() ||
+          !within[1].is_number_unsigned() || result.shape.empty() ||
+          within[0].get<std::uint64_t>() >= within[1].get<std::uint64_t>() ||
+          within[1].get<std::uint64_t>() > result.shape[0])
+        fail(fmt::format("{}: \"within\" is not rows [begin, end) of its dim 0", name));
+      result.within = plan::Slice{0, within[0].get<std::uint64_t>(), within[1].get<std::uint64_t>()};
+    }
     return result;
   }
 
@@ -437,8 +447,11 @@ struct Reader {
           fail(fmt::format("{}: a composite index is not a number", text(entry, "name")));
         composite->indices.push_back(index.get<std::uint64_t>());
       }
-      for (const Json& part : array(spec, "parts"))
+      for (const Json& part : array(spec, "parts")) {
         composite->parts.emplace_back(text(part, "name"), cut(part));
+        composite->origins.push_back(part.contains("from") ? std::optional(origin(field(part, "from")))
+                                                           : std::nullopt);
+      }
       if (composite->per_block == 0 || composite->parts.empty() ||
           composite->parts.size() % composite->per_block != 0)
         fail(fmt::format("{}: inconsistent composite", text(entry, "name")));
@@ -498,6 +511,7 @@ Manifest manifest_from(const Json& json, const std::string& where, TakenTensors*
     }
   }
   manifest.origins = version >= 5 && json.contains("origins") && json.at("origins") == true;
+  manifest.version = version;
   if (version >= 5 && json.contains("skipped")) {
     for (const Json& entry : r.array(json, "skipped"))
       manifest.skipped.push_back({r.text(entry, "rule"), r.number(entry, "count"), r.text(entry, "first")});

@@ -5,6 +5,7 @@
 #include "plan/plan_reader.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -251,6 +252,43 @@ json read_records(std::string_view text, std::string_view file, NameTable& names
   return std::move(sax.root());
 }
 
+// A fused output's record (plan_json's "composite") replaced by one record per part, each under its
+// own source's name, with which output it is fused into and where ("fused": {"output", "position"}):
+// diff then compares every part's placement (output name, slice, dtype, ...) as it compares a
+// tensor's, and the deciding rules' labels of the parts are left out as for any tensor.
+void expand_fused(PlanRecords& records, NameTable& names, std::string_view file) {
+  std::vector<PlacementRecord> more;
+  for (PlacementRecord& record : records.placements) {
+    if (record.fields.find("\"composite\"") == std::string::npos) continue;
+    json fused = json::parse(record.fields);
+    const auto composite = fused.find("composite");
+    if (composite == fused.end() || !composite->is_object()) continue;
+    const auto parts = composite->find("parts");
+    const auto output = fused.find("name");
+    if (parts == composite->end() || !parts->is_array() || parts->empty() || output == fused.end())
+      not_a_plan(file, fmt::format("{}: a \"composite\" without \"parts\"", names.name(record.source)));
+    std::vector<PlacementRecord> expanded;
+    for (std::size_t i = 0; i < parts->size(); ++i) {
+      json part = (*parts)[i];
+      const auto source = part.find("source");
+      if (!part.is_object() || source == part.end() || !source->is_object() || !source->contains("name") ||
+          !(*source)["name"].is_string())
+        not_a_plan(
+            file, fmt::format("{}: a composite part without \"source\".\"name\"", names.name(record.source)));
+      const std::uint32_t id = names.intern((*source)["name"].get_ref<const std::string&>());
+      source->erase("name");
+      part.erase("rule");
+      part["fused"] = {{"output", *output}, {"position", i}};
+      expanded.push_back(PlacementRecord{id, record.rank, part.dump()});
+    }
+    record = std::move(expanded.front());
+    more.insert(more.end(), std::make_move_iterator(expanded.begin() + 1),
+                std::make_move_iterator(expanded.end()));
+  }
+  records.placements.insert(records.placements.end(), std::make_move_iterator(more.begin()),
+                            std::make_move_iterator(more.end()));
+}
+
 }  // namespace
 
 PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names) {
@@ -262,6 +300,7 @@ PlanRecords read_plan_records(std::string_view text, std::string_view file, Name
     records.placements[i].rank = ranks[output_of_placement[i]];
   }
   records.head = std::move(head);
+  expand_fused(records, names, file);
   std::sort(records.placements.begin(), records.placements.end(), [](const auto& a, const auto& b) {
     return std::tie(a.source, a.rank, a.fields) < std::tie(b.source, b.rank, b.fields);
   });

@@ -157,6 +157,7 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   source.offset += chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;
   source.within = Slice{0, chunk.first * rows, (chunk.first + chunk.size) * rows};
+  source.whole_rows = info.shape[0];
   return source;
 }
 

@@ -9,11 +9,14 @@
 
 namespace shardwise::reshard {
 
-// A folder whose every tensor is whole in one of its files (written at mp 1, mirrored, or in Hugging
-// Face's layout), read and checked against its manifest as plan_reshard reads rank files (replicated
-// copies hashed when planned): each tensor its own logical tensor, outputs[0] every one of them
-// whole. For `convert --reverse` (reverse.hpp), which reads other folders through plan_reshard at mp 1.
-ReshardPlan plan_whole_tensors(const std::string& from, OutsideLinks links);
+// A converted folder read for `convert --reverse` (reverse.hpp) as plan_reshard reads it for mp 1
+// (replicated copies hashed when planned), outputs[0] every logical tensor whole, with two kinds of
+// tensor reshard refuses gathered too: each part of a fused output (fused_parts.hpp) as a logical
+// tensor of its own, and a split held by several ranks (rules `units:` with fewer units than ranks)
+// read from the first rank of each range, the others compared with it. `whole`: every tensor is
+// whole in one of the folder's files (written at mp 1, mirrored, or in Hugging Face's layout), each
+// its own logical tensor.
+ReshardPlan plan_reverse_gather(const std::string& from, bool whole, OutsideLinks links);
 
 // What a manifest would record for a folder without one: its rank files (named by the rules'
 // output pattern, one mp), every tensor decided by `rules` (which must place each name as it is),

@@ -17,6 +17,7 @@
 #include <shardwise/plan/planner.hpp>
 #include <shardwise/safetensors/file.hpp>
 
+#include "reshard/fused_parts.hpp"
 #include "reshard/piece_check.hpp"
 #include "reshard/reshard_internal.hpp"
 
@@ -128,6 +129,12 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
   }
 }
 
+// What reading does with a fused output's parts and with a split held by several ranks
+// (replicas): refuse them (reshard cuts logical tensors in mp equal ranges, which neither is), or
+// gather each part as a logical tensor of its own and each replicated range once (convert
+// --reverse, which writes every tensor whole).
+enum class Parts { refuse, gather };
+
 // A piece as the old manifest and header describe it, before it joins its logical tensor.
 struct Seen {
   const output::TensorCut* cut = nullptr;
@@ -140,9 +147,16 @@ struct Seen {
 // to compare (a manifest derived with rules records none), and so are those of replicated copies
 // checked when written; the others are hashed here.
 std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, CopyCheck copies,
-                                                        Diagnostics& problems) {
+                                                        Parts parts, Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
+  struct Refused {
+    std::set<std::string> names;
+    std::string first;
+    std::uint64_t replicas = 1;
+  };
+  Refused fused;
+  Refused held_by_several;
   for (const output::ManifestOutput& out : plan.from_manifest.outputs) {
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
@@ -172,16 +186,27 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
     for (const output::ManifestTensor& t : out.tensors) {
-      if (t.cut && (t.cut->placement.kind == Kind::composite || t.cut->placement.replicas > 1)) {
-        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is.
-        problems.add(fmt::format(
-            "{}: {} is {}, which reshard does not rewrite: convert the checkpoint again with the new "
-            "--model-parallel",
-            path, t.name,
-            t.cut->placement.kind == Kind::composite
-                ? "a fused output (rules fuse:), whose parts are each cut for their rank"
-                : fmt::format("held whole by {} ranks (rules units: fewer units than ranks)",
-                              t.cut->placement.replicas)));
+      if (parts == Parts::gather && t.cut && t.cut->placement.kind == Kind::composite && t.cut->composite) {
+        const st::TensorInfo* info = file->header().find(t.name);
+        if (info == nullptr || info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
+          problems.add(fmt::format("{}: {} is not in the file as the manifest says ({}{})", path, t.name,
+                                   st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
+          continue;
+        }
+        for (FusedPart& part : fused_parts(t, index, file->fd(), path, file->absolute_offset(*info),
+                                           info->bytes(), buffer, problems))
+          seen[part.name].push_back({part.cut, part.xxh3, part.piece});
+        continue;
+      }
+      if (parts == Parts::refuse && t.cut &&
+          (t.cut->placement.kind == Kind::composite || t.cut->placement.replicas > 1)) {
+        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is. Said once
+        // per kind after the files (a model has thousands on every rank).
+        Refused& kind = t.cut->placement.kind == Kind::composite ? fused : held_by_several;
+        if (kind.names.insert(t.name).second && kind.names.size() == 1) {
+          kind.first = fmt::format("{} in {}", t.name, out.file);
+          kind.replicas = t.cut->placement.replicas;
+        }
         continue;
       }
       const st::TensorInfo* info = file->header().find(t.name);
@@ -197,7 +222,16 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       }
       Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
       const bool replicated = t.cut->placement.kind == Kind::replicated;
-      if (recorded && (!replicated || copies == CopyCheck::when_written)) {
+      const std::uint64_t replicas = t.cut->placement.replicas;
+      if (replicas > 1 && out.rank % replicas != 0) {
+        // A copy of the range the first of its ranks holds, never read: compared now.
+        const std::uint64_t actual =
+            output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
+        if (actual != t.xxh3) {
+          problems.add(damage_message(path, t.name, false, actual, t.xxh3));
+          continue;
+        }
+      } else if (recorded && (!replicated || copies == CopyCheck::when_written)) {
         piece.xxh3 = t.xxh3;  // compared by the executor
       } else if (replicated) {
         // Copies are compared by their recorded checksums: each must also hold what its manifest says.
@@ -211,6 +245,20 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
       seen[t.name].push_back({&*t.cut, t.xxh3, piece});
     }
   }
+  const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
+                          const std::string& why) {
+    if (kind.names.empty()) return;
+    problems.add(
+        fmt::format("{} {} (the first: {}), {}, which reshard does not rewrite: convert the checkpoint "
+                    "again with the new --model-parallel (or convert --reverse this folder and "
+                    "convert the result)",
+                    kind.names.size(), kind.names.size() == 1 ? one : many, kind.first, why));
+  };
+  refuse(fused, "fused output", "fused outputs", "made by rules fuse: (each part is cut for its rank)");
+  refuse(
+      held_by_several, "tensor", "tensors",
+      fmt::format("held whole by several ranks (rules units: fewer units than ranks; the first by {} ranks)",
+                  held_by_several.replicas));
   return seen;
 }
 
@@ -244,9 +292,23 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
   switch (first.placement.kind) {
     case Kind::split: {
       const auto d = static_cast<std::size_t>(first.placement.dim);
+      const std::uint64_t replicas = std::max<std::uint64_t>(1, first.placement.replicas);
       std::uint64_t next = 0;
       for (std::size_t r = 0; r < pieces.size(); ++r) {
         const Seen& s = pieces[r];
+        if (r % replicas != 0 && plan.old_files[s.piece.file].rank == r) {
+          // Ranks holding one range (Parts::gather): each the same bytes as the first of them.
+          const Seen& held = pieces[r - r % replicas];
+          if (s.piece.begin != held.piece.begin || s.piece.end != held.piece.end || s.xxh3 != held.xxh3) {
+            problems.add(fmt::format(
+                "{}: rank {} holds [{}, {}) of dim {} with xxh3 {}, rank {} [{}, {}) with xxh3 {}: the ranks "
+                "holding one range must hold the same bytes",
+                name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
+                held.piece.begin, held.piece.end, output::xxh3_hex(held.xxh3)));
+            return std::nullopt;
+          }
+          continue;
+        }
         if (s.piece.begin != next || plan.old_files[s.piece.file].rank != r) {
           problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", name,
                                    plan.old_files[s.piece.file].rank, s.piece.begin, s.piece.end, d, next));
@@ -415,7 +477,7 @@ enum class Reading { rank_files, whole_tensors };
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
                       const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
                       const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
-                      Reading reading = Reading::rank_files) {
+                      Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));
@@ -439,10 +501,12 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
   const std::map<std::string, std::vector<Seen>> seen =
-      read_old_files(plan, !manifest_name.empty(), copies, problems);
+      read_old_files(plan, !manifest_name.empty(), copies, parts, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
-      fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from, plan.from_model_parallel, model_parallel);
+      parts == Parts::gather ? fmt::format("cannot reverse {} (mp={})", plan.from, plan.from_model_parallel)
+                             : fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from,
+                                           plan.from_model_parallel, model_parallel);
   problems.check(summary);
   for (const auto& [name, pieces] : seen) {
     std::optional<LogicalTensor> logical = reading == Reading::whole_tensors
@@ -488,10 +552,11 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
       output::kManifestFileName, copies, links);
 }
 
-ReshardPlan plan_whole_tensors(const std::string& from, OutsideLinks links) {
+ReshardPlan plan_reverse_gather(const std::string& from, bool whole, OutsideLinks links) {
   return plan_from(
       from, 1, [](const std::string& folder) { return output::read_manifest(folder); },
-      output::kManifestFileName, CopyCheck::when_planned, links, Reading::whole_tensors);
+      output::kManifestFileName, CopyCheck::when_planned, links,
+      whole ? Reading::whole_tensors : Reading::rank_files, Parts::gather);
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, const rules::Rules& rules,

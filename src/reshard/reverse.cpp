@@ -59,36 +59,76 @@ void refuse_irreversible(const output::Manifest& manifest, const std::string& fr
   };
   std::map<std::string, Seen> lossy;  // by what was done, which names the rule
   std::set<std::string> counted;      // a tensor split over ranks is one tensor
+  const auto note = [&](const std::string& name, const std::optional<output::TensorOrigin>& origin) {
+    if (!origin || origin->irreversible.empty() || !counted.insert(name).second) return;
+    Seen& seen = lossy[origin->irreversible];
+    if (seen.count++ == 0) seen.first = origin->name;
+  };
+  std::set<std::string> fused;  // fused outputs of a manifest that does not record their parts' origins
   for (const output::ManifestOutput& out : manifest.outputs) {
     for (const output::ManifestTensor& t : out.tensors) {
-      if (!t.origin || t.origin->irreversible.empty() || !counted.insert(t.name).second) continue;
-      Seen& seen = lossy[t.origin->irreversible];
-      if (seen.count++ == 0) seen.first = t.origin->name;
+      note(t.name, t.origin);
+      if (!t.cut || !t.cut->composite) continue;
+      const output::CompositeCut& c = *t.cut->composite;
+      for (std::size_t i = 0; i < c.parts.size() && i < c.origins.size(); ++i)
+        note(c.parts[i].first, c.origins[i]);
+      if (manifest.version < 6) fused.insert(t.name);
     }
   }
+  if (!fused.empty()) {
+    problems.add(
+        fmt::format("{} made by fuse rules (the first: {}), recorded by manifest version {}, which "
+                    "does not record their parts' origins: convert the checkpoint again with this "
+                    "version to reverse it",
+                    plural(fused.size(), "tensor"), *fused.begin(), manifest.version));
+  }
   for (const auto& [what, seen] : lossy) {
+    // Version 5 marked fused outputs and unfused chunks as not undone yet: said above, or here.
+    if (manifest.version < 6 &&
+        what.find("convert --reverse does not split fused outputs yet") != std::string::npos)
+      continue;
+    if (manifest.version < 6 &&
+        what.find("convert --reverse does not join chunks yet") != std::string::npos) {
+      problems.add(
+          fmt::format("{} cut out by unfuse rules (the first: {}), recorded by manifest version {}, "
+                      "which does not record the rows each chunk is: convert the checkpoint again "
+                      "with this version to reverse it",
+                      plural(seen.count, "tensor"), seen.first, manifest.version));
+      continue;
+    }
     problems.add(fmt::format("{} made by {} (the first: {}): the source cannot be computed back from it",
                              plural(seen.count, "tensor"), what, seen.first));
   }
-  problems.check(fmt::format("cannot reverse {}: the conversion cannot be undone", from), 200,
-                 "Only a conversion that renames, cuts, reinterprets and permutes rows can be reversed.");
+  problems.check(
+      fmt::format("cannot reverse {}: the conversion cannot be undone", from), 200,
+      "Only a conversion that renames, cuts, fuses, unfuses, reinterprets and permutes rows can be "
+      "reversed.");
 }
 
-// Each converted tensor's origin as the manifest records it (the first entry that has one).
+// Each converted tensor's origin as the manifest records it (the first entry that has one), a
+// fused output's parts' among them.
 std::map<std::string, output::TensorOrigin> origins_of(const output::Manifest& manifest) {
   std::map<std::string, output::TensorOrigin> origins;
   for (const output::ManifestOutput& out : manifest.outputs) {
-    for (const output::ManifestTensor& t : out.tensors)
+    for (const output::ManifestTensor& t : out.tensors) {
       if (t.origin) origins.try_emplace(t.name, *t.origin);
+      if (!t.cut || !t.cut->composite) continue;
+      const output::CompositeCut& c = *t.cut->composite;
+      for (std::size_t i = 0; i < c.parts.size() && i < c.origins.size(); ++i)
+        if (c.origins[i]) origins.try_emplace(c.parts[i].first, *c.origins[i]);
+    }
   }
   return origins;
 }
 
-// The original tensor of a converted one, checked: the same bytes (a reinterpretation changes the
-// dtype and last dim, not the bytes), rows that make whole heads for a permutation.
-std::optional<ReversedTensor> reversed(const LogicalTensor& logical, std::size_t index,
-                                       const output::TensorOrigin* origin, Diagnostics& problems) {
-  ReversedTensor t{index, logical.name, logical.dtype, logical.shape, 0, std::nullopt};
+// The original tensor of a converted one and where the converted one goes in it, checked: the same
+// bytes (a reinterpretation changes the dtype and last dim, not the bytes; a chunk is rows of the
+// original), rows that make whole heads for a permutation.
+std::optional<std::pair<ReversedTensor, ReversedPiece>> reversed(const LogicalTensor& logical,
+                                                                 std::size_t index,
+                                                                 const output::TensorOrigin* origin,
+                                                                 Diagnostics& problems) {
+  ReversedTensor t{logical.name, logical.dtype, logical.shape, 0, {}};
   if (origin != nullptr) {
     t.name = origin->name;
     t.dtype = origin->dtype;
@@ -96,26 +136,59 @@ std::optional<ReversedTensor> reversed(const LogicalTensor& logical, std::size_t
   }
   const auto bytes = st::byte_size(t.dtype, t.shape);
   const auto written = st::byte_size(logical.dtype, logical.shape);
-  if (!bytes || !written || *bytes != *written) {
-    problems.add(
-        fmt::format("{}: written as {}{}, but the manifest says it was made from {} {}{}: not the "
-                    "same bytes",
-                    logical.name, st::dtype_name(logical.dtype), st::shape_text(logical.shape), t.name,
-                    st::dtype_name(t.dtype), st::shape_text(t.shape)));
+  const std::uint64_t rows = t.shape.empty() ? 1 : t.shape[0];
+  ReversedPiece piece{index, 0, rows, 0, written.value_or(0), std::nullopt};
+  if (origin != nullptr && !origin->within.whole()) {
+    piece.begin = origin->within.begin;
+    piece.end = origin->within.end;
+  }
+  const std::uint64_t row_bytes = bytes && rows != 0 ? *bytes / rows : 0;
+  const bool whole = piece.begin == 0 && piece.end == rows;
+  if (!bytes || !written || piece.end > rows ||
+      *written != (whole ? *bytes : (piece.end - piece.begin) * row_bytes)) {
+    problems.add(fmt::format(
+        "{}: written as {}{}, but the manifest says it was made from {}{} {}{}: not the same bytes",
+        logical.name, st::dtype_name(logical.dtype), st::shape_text(logical.shape),
+        whole ? "" : fmt::format("rows [{}, {}) of ", piece.begin, piece.end), t.name,
+        st::dtype_name(t.dtype), st::shape_text(t.shape)));
     return std::nullopt;
   }
   t.bytes = *bytes;
+  piece.offset = piece.begin * row_bytes;
   if (origin != nullptr && origin->rows) {
     const std::uint64_t heads = origin->rows->heads;
-    const std::uint64_t rows = t.shape.empty() ? 0 : t.shape[0];
-    if (heads == 0 || rows == 0 || rows % heads != 0 || rows / heads % 2 != 0) {
+    const std::uint64_t own = piece.end - piece.begin;  // the rows permuted
+    if (heads == 0 || own == 0 || t.shape.empty() || own % heads != 0 || own / heads % 2 != 0) {
       problems.add(fmt::format("{}: the manifest says its {} rows were permuted in {} heads", logical.name,
-                               rows, heads));
+                               own, heads));
       return std::nullopt;
     }
-    t.undo = plan::RowPermutation{transform::inverse(origin->rows->to), heads, 0};
+    piece.undo = plan::RowPermutation{transform::inverse(origin->rows->to), heads, 0};
   }
-  return t;
+  return std::pair(std::move(t), piece);
+}
+
+// The pieces of one original tensor, in row order, must cover its rows once: `from` names the
+// converted tensor of each.
+void check_covered(const ReversedTensor& t, const std::vector<std::string>& from, Diagnostics& problems) {
+  const std::uint64_t rows = t.shape.empty() ? 1 : t.shape[0];
+  std::uint64_t next = 0;
+  for (std::size_t i = 0; i < t.from.size(); ++i) {
+    const ReversedPiece& p = t.from[i];
+    if (p.begin < next) {
+      problems.add(
+          fmt::format("{}: rows [{}, {}) of its {} written twice, as {} and as {}: which one is the "
+                      "source cannot be told",
+                      t.name, p.begin, std::min(next, p.end), rows, from[i - 1], from[i]));
+      return;
+    }
+    if (p.begin > next) break;
+    next = p.end;
+  }
+  if (next != rows) {
+    problems.add(fmt::format("{}: rows [{}, {}) of its {} are in no converted tensor (its chunks: {})",
+                             t.name, next, rows, rows, fmt::join(from, ", ")));
+  }
 }
 
 }  // namespace
@@ -136,23 +209,35 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
   for (const output::ManifestOutput& out : manifest->outputs) {
     for (const output::ManifestTensor& t : out.tensors) whole = whole && seen.insert(t.name).second;
   }
-  plan.gathered =
-      whole ? plan_whole_tensors(from, links) : plan_reshard(from, 1, CopyCheck::when_planned, links);
+  plan.gathered = plan_reverse_gather(from, whole, links);
   const std::map<std::string, output::TensorOrigin> origins = origins_of(plan.gathered.from_manifest);
   Diagnostics problems(ErrorKind::input);
-  std::map<std::string, std::string> sources;  // original name -> the converted tensor written from it
+  std::map<std::string, ReversedTensor> originals;  // by name, with every converted tensor written from it
   for (std::size_t i = 0; i < plan.gathered.logical.size(); ++i) {
     const LogicalTensor& logical = plan.gathered.logical[i];
     const auto origin = origins.find(logical.name);
-    auto t = reversed(logical, i, origin == origins.end() ? nullptr : &origin->second, problems);
-    if (!t) continue;
-    const auto [it, fresh] = sources.try_emplace(t->name, logical.name);
-    if (!fresh) {
-      problems.add(fmt::format("{}: written twice, as {} and as {}: which one is the source cannot be told",
-                               t->name, it->second, logical.name));
+    auto made = reversed(logical, i, origin == origins.end() ? nullptr : &origin->second, problems);
+    if (!made) continue;
+    auto& [t, piece] = *made;
+    const auto [it, fresh] = originals.try_emplace(t.name, std::move(t));
+    if (!fresh && (it->second.dtype != t.dtype || it->second.shape != t.shape)) {
+      problems.add(
+          fmt::format("{}: made from {} as {}{} and from {} as {}{}: which one is the source cannot be "
+                      "told",
+                      t.name, plan.gathered.logical[it->second.from.front().logical].name,
+                      st::dtype_name(it->second.dtype), st::shape_text(it->second.shape), logical.name,
+                      st::dtype_name(t.dtype), st::shape_text(t.shape)));
       continue;
     }
-    plan.tensors.push_back(std::move(*t));
+    it->second.from.push_back(piece);
+  }
+  for (auto& [name, t] : originals) {
+    std::sort(t.from.begin(), t.from.end(),
+              [](const ReversedPiece& a, const ReversedPiece& b) { return a.begin < b.begin; });
+    std::vector<std::string> names;
+    for (const ReversedPiece& p : t.from) names.push_back(plan.gathered.logical[p.logical].name);
+    check_covered(t, names, problems);
+    plan.tensors.push_back(std::move(t));
   }
   problems.check(fmt::format("cannot reverse {}", from));
   std::sort(plan.tensors.begin(), plan.tensors.end(), [](const ReversedTensor& a, const ReversedTensor& b) {
@@ -183,6 +268,13 @@ ReversePlan plan_reverse(const std::string& from, std::uint64_t max_shard_size, 
 }
 
 std::string format_reverse_text(const ReversePlan& plan) {
+  std::map<std::string, std::string> fused_into;  // a part's name -> the fused output holding it
+  for (const output::ManifestOutput& out : plan.gathered.from_manifest.outputs) {
+    for (const output::ManifestTensor& t : out.tensors) {
+      if (!t.cut || !t.cut->composite) continue;
+      for (const auto& part : t.cut->composite->parts) fused_into.try_emplace(part.first, t.name);
+    }
+  }
   std::string text =
       fmt::format("reverse: {} -> {} ({}, {})\n", plan.gathered.from, plural(plan.files.size(), "file"),
                   plural(plan.tensors.size(), "tensor"), plan.gathered.from_manifest.rules.name);
@@ -190,16 +282,24 @@ std::string format_reverse_text(const ReversePlan& plan) {
     text += fmt::format("{} ({} bytes)\n", file.file, file.bytes);
     for (const std::size_t i : file.tensors) {
       const ReversedTensor& t = plan.tensors[i];
-      const LogicalTensor& from = plan.gathered.logical[t.logical];
-      text += fmt::format("  {} {}{} <- {}", t.name, st::dtype_name(t.dtype), st::shape_text(t.shape),
-                          from.name == t.name ? "=" : from.name);
-      if (from.dtype != t.dtype)
-        text += fmt::format(" ({} read as {})", st::dtype_name(from.dtype), st::dtype_name(t.dtype));
-      if (t.undo) {
-        text += fmt::format(", rows {} -> {} in {} heads",
-                            t.undo->to == transform::RopeOrder::half_split ? "interleaved" : "half_split",
-                            t.undo->to == transform::RopeOrder::half_split ? "half_split" : "interleaved",
-                            t.undo->heads);
+      text += fmt::format("  {} {}{} <-", t.name, st::dtype_name(t.dtype), st::shape_text(t.shape));
+      for (std::size_t k = 0; k < t.from.size(); ++k) {
+        const ReversedPiece& piece = t.from[k];
+        const LogicalTensor& from = plan.gathered.logical[piece.logical];
+        const bool chunk = t.from.size() > 1 || piece.end - piece.begin != (t.shape.empty() ? 1 : t.shape[0]);
+        text += fmt::format("{} {}", k == 0 ? "" : " +", from.name == t.name && !chunk ? "=" : from.name);
+        if (const auto in = fused_into.find(from.name); in != fused_into.end())
+          text += fmt::format(" (a part of {})", in->second);
+        if (chunk) text += fmt::format(" (rows {}:{})", piece.begin, piece.end);
+        if (from.dtype != t.dtype)
+          text += fmt::format(" ({} read as {})", st::dtype_name(from.dtype), st::dtype_name(t.dtype));
+        if (piece.undo) {
+          text +=
+              fmt::format(", rows {} -> {} in {} heads",
+                          piece.undo->to == transform::RopeOrder::half_split ? "interleaved" : "half_split",
+                          piece.undo->to == transform::RopeOrder::half_split ? "half_split" : "interleaved",
+                          piece.undo->heads);
+        }
       }
       text += '\n';
     }
@@ -211,16 +311,16 @@ std::string format_reverse_text(const ReversePlan& plan) {
 
 namespace {
 
-// Receives one tensor's gathered bytes in order (gather's Reserve) and writes them at the tensor's
-// offset, a permuted tensor a head at a time with its rows put back.
+// Receives one converted tensor's gathered bytes in order (gather's Reserve) and writes them at its
+// offset in the file, a permuted one a head at a time with its rows put back.
 class TensorWriter {
  public:
-  TensorWriter(st::OutputFile& out, std::uint64_t offset, const ReversedTensor& tensor, std::size_t chunk)
+  TensorWriter(st::OutputFile& out, std::uint64_t offset, const ReversedPiece& piece, std::size_t chunk)
       : out_(out), offset_(offset), staging_(chunk) {
-    if (tensor.undo) {
-      undo_ = tensor.undo;
-      rows_ = tensor.shape[0];
-      row_bytes_ = tensor.bytes / rows_;
+    if (piece.undo) {
+      undo_ = piece.undo;
+      rows_ = piece.end - piece.begin;
+      row_bytes_ = piece.bytes / rows_;
       head_rows_ = rows_ / undo_->heads;
       head_.resize(head_rows_ * row_bytes_);
       permuted_.resize(head_.size());
@@ -362,15 +462,16 @@ ReverseSummary execute_reverse(const ReversePlan& plan, const ReverseOptions& op
     st::OutputFile written = st::OutputFile::create((out / file.file).string(), layout);
     const std::size_t before = damaged.size();
     for (std::size_t k = 0; k < file.tensors.size(); ++k) {
-      const ReversedTensor& t = plan.tensors[file.tensors[k]];
-      const NewTensor& source = *by_logical[t.logical];
-      TensorWriter writer(written, layout.offset[k], t, options.piece_bytes);
-      PieceHashes hashes(gathered, source);
-      gather(
-          gathered, source, inputs, options.piece_bytes, scratch,
-          [&writer](std::size_t n) { return writer.reserve(n); }, hashes.hook());
-      writer.finish();
-      hashes.check(damaged);
+      for (const ReversedPiece& piece : plan.tensors[file.tensors[k]].from) {
+        const NewTensor& source = *by_logical[piece.logical];
+        TensorWriter writer(written, layout.offset[k] + piece.offset, piece, options.piece_bytes);
+        PieceHashes hashes(gathered, source);
+        gather(
+            gathered, source, inputs, options.piece_bytes, scratch,
+            [&writer](std::size_t n) { return writer.reserve(n); }, hashes.hook());
+        writer.finish();
+        hashes.check(damaged);
+      }
     }
     if (damaged.size() != before) continue;  // not committed: the temporary goes with `written`
     written.commit();

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -132,4 +134,54 @@ TEST_CASE("diff refuses what is not a readable plan: exit 4 or 5, the file named
   }
   CHECK(diff({p.before}).exit_code == 2);
   CHECK(diff({p.before, p.after}).exit_code == 0);  // the "edit" changed nothing
+}
+
+TEST_CASE("diff compares every part of a fused output under its own source, not only the first") {
+  TempDir dir;
+  // Three parts of 8 x 4 BF16 rows; rank r's fused x.qkv.weight is cat(q_r, k_r, v_r).
+  nlohmann::json header = nlohmann::json::object();
+  std::uint64_t offset = 0;
+  for (const char* part : {"q", "k", "v"}) {
+    header[std::string("x.") + part + ".weight"] = {
+        {"dtype", "BF16"}, {"shape", {8, 4}}, {"data_offsets", {offset, offset + 64}}};
+    offset += 64;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string file(8, '\0');
+  for (std::size_t i = 0; i < 8; ++i) file[i] = static_cast<char>((text.size() >> (8 * i)) & 0xFF);
+  std::filesystem::create_directories(dir / "in");
+  write_file(dir / "in" / "model.safetensors", file + text + std::string(offset, '\x01'));
+  const std::string rules = R"(shardwise: 1
+name: fused-diff
+output: {file: "r{rank}.safetensors"}
+keys:
+  - {match: '\.(?P<key>[a-z]+)\.weight$'}
+table:
+  q: {split: out}
+  k: {split: out}
+  v: {split: V}
+fuse:
+  - {name: qkv, match: '^(?P<m>[a-z]+)\.(?P<part>q|k|v)\.weight$', output: '{m}.qkv.weight', parts: [q, k, v]}
+)";
+  const auto plan_with = [&](const std::string& name, const std::string& v_split) {
+    std::string text_rules = rules;
+    text_rules.replace(text_rules.find("split: V"), 8, "split: " + v_split);
+    write_file(dir / (name + ".yaml"), text_rules);
+    const auto result = run_command({shardwise_binary(), "plan", "-i", (dir / "in").string(), "-m", "2",
+                                     "--rules", (dir / (name + ".yaml")).string(), "--format", "json"});
+    INFO(result.err);
+    REQUIRE(result.exit_code == 0);
+    write_file(dir / (name + ".json"), result.out);
+    return (dir / (name + ".json")).string();
+  };
+  const std::string before = plan_with("before", "out");
+  const std::string after = plan_with("after", "replicate");
+  // The third part changed: its row names its own source and what changed; q and k are the same.
+  const auto result = diff({before, after});
+  INFO(result.out << result.err);
+  CHECK(result.exit_code == 1);
+  CHECK_THAT(result.out, Catch::Contains("  x.v.weight ") && Catch::Contains("slice: dim0 2x4 -> whole"));
+  CHECK_THAT(result.out, !Catch::Contains("  x.q.weight ") && !Catch::Contains("  x.k.weight "));
+  CHECK(diff({before, before}).exit_code == 0);
 }

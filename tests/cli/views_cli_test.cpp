@@ -351,7 +351,7 @@ TEST_CASE("manifest: a choice parameter is recorded by its word, and an older ma
   const std::string path = out + "/shardwise-manifest.json";
   nlohmann::ordered_json manifest = nlohmann::ordered_json::parse(read_file(path));
   CHECK(manifest["params"]["expert_dtype"] == "fp8");
-  CHECK(manifest["shardwise_manifest"] == 5);
+  CHECK(manifest["shardwise_manifest"] == 6);
   CHECK(run({"verify", "-o", out, "-q"}).exit_code == 0);
 
   // As version 3 wrote it: the index (fp4|fp8: 1).

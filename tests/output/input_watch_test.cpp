@@ -138,7 +138,7 @@ TEST_CASE("manifest: the inputs record round-trips, version 1 manifests are read
   };
   const std::vector<Bad> bad = {
       {[](auto& j) { j["shardwise_manifest"] = static_cast<unsigned>(output::kManifestVersion + 1); },
-       "m: not a shardwise manifest: unknown version 6"},
+       "m: not a shardwise manifest: unknown version 7"},
       {[](auto& j) { j["input"].erase("files"); }, "m: not a shardwise manifest: missing \"files\""},
       {[](auto& j) { j["input"]["files"][0]["inode"] = -1; },
        "m: not a shardwise manifest: \"inode\" is not a non-negative integer"},

@@ -36,7 +36,10 @@ inline constexpr const char* kToolVersion = "shardwise 0.1.0";
 // 5: what `convert --reverse` needs: per tensor what it was made from when the conversion changed
 // its name, dtype or shape or reordered its rows ("from"), and the rules that dropped tensors
 // ("skipped"). Older manifests are still read; a folder they describe cannot be reversed.
-inline constexpr int kManifestVersion = 5;
+// 6: what reversing fused outputs and unfused chunks needs: each part of a fused output its own
+// "from", and a chunk's "from" the rows of its source it is ("within") with the source's whole
+// shape. Version 5 manifests are still read; their fused outputs and chunks cannot be reversed.
+inline constexpr int kManifestVersion = 6;
 
 struct RulesIdentity {
   std::string name;        // the rules file's `name:`
@@ -45,28 +48,6 @@ struct RulesIdentity {
   // `output.file` pattern and the text itself (empty in older manifests).
   std::string output_file{};
   std::string text{};
-};
-
-// How a written tensor relates to its logical tensor (the output as mp=1 writes it).
-struct TensorCut;
-// A fused output (placement composite, rules `fuse:`): its parts in order, each with its own
-// output name and cut, and how they were put together (plan::Composite): enough to undo it.
-struct CompositeCut {
-  int dim = 0;
-  bool stacked = false;
-  std::uint64_t per_block = 1;
-  std::vector<std::uint64_t> indices;  // stacked: each block's index
-  std::vector<std::pair<std::string, TensorCut>> parts;
-};
-
-struct TensorCut {
-  st::DType dtype;
-  st::Shape shape;  // as written
-  plan::Placement placement;
-  std::uint64_t begin = 0;  // split: this rank's range [begin, end) of dim placement.dim
-  std::uint64_t end = 0;
-  std::uint64_t size = 0;                           // split: the logical tensor's size along that dim
-  std::shared_ptr<const CompositeCut> composite{};  // placement composite
 };
 
 // What a written tensor was made from (version 5), recorded when the conversion changed its name,
@@ -80,10 +61,38 @@ struct TensorOrigin {
   // A step whose result does not give its source back (a cast that rounds, a dequantisation):
   // what it did and the rule, e.g. "cast F16 -> BF16 by table[wq] (rules.yaml:12:5)"; empty: none.
   std::string irreversible{};
+  // A chunk of an unfused source (rules `unfuse:`, version 6): the rows [begin, end) of the
+  // source's dim 0 that it is (`shape` is the whole source's); whole otherwise.
+  plan::Slice within{};
+};
+
+// How a written tensor relates to its logical tensor (the output as mp=1 writes it).
+struct TensorCut;
+// A fused output (placement composite, rules `fuse:`): its parts in order, each with its own
+// output name and cut, and how they were put together (plan::Composite): enough to undo it.
+struct CompositeCut {
+  int dim = 0;
+  bool stacked = false;
+  std::uint64_t per_block = 1;
+  std::vector<std::uint64_t> indices;  // stacked: each block's index
+  std::vector<std::pair<std::string, TensorCut>> parts;
+  // Version 6: each part's origin, as for a tensor written alone (nullopt: the part is its source
+  // under its own name); the same length as `parts`.
+  std::vector<std::optional<TensorOrigin>> origins{};
+};
+
+struct TensorCut {
+  st::DType dtype;
+  st::Shape shape;  // as written
+  plan::Placement placement;
+  std::uint64_t begin = 0;  // split: this rank's range [begin, end) of dim placement.dim
+  std::uint64_t end = 0;
+  std::uint64_t size = 0;                           // split: the logical tensor's size along that dim
+  std::shared_ptr<const CompositeCut> composite{};  // placement composite
 };
 
 // A tensor's origin as the plan makes it: nullopt when the output is the source itself under its
-// own name (a slice of it, or all of it).
+// own name (a slice of it, or all of it), and for a fused output (its parts' are in its cut).
 std::optional<TensorOrigin> origin_of(const plan::Plan& plan, const plan::PlannedTensor& tensor);
 
 struct ManifestTensor {
@@ -102,7 +111,8 @@ struct ManifestSkip {
 
 // The cut of a planned tensor written to a file of rank `rank` of `mp`.
 TensorCut cut_of(const plan::PlannedTensor& tensor, std::uint64_t rank, std::uint64_t mp);
-// The same, for any tensor of `plan`: a fused output's cut lists its parts' (plan.composites).
+// The same, for any tensor of `plan`: a fused output's cut lists its parts' (plan.composites), with
+// their origins (origin_of).
 TensorCut cut_of(const plan::Plan& plan, const plan::PlannedTensor& tensor, std::uint64_t rank);
 
 // The fields below `file` hold values only in a complete manifest or when `finished`.
@@ -157,6 +167,8 @@ struct Manifest {
   // that `convert --reverse` can tell a tensor that is its source from one whose origin is unknown.
   std::vector<ManifestSkip> skipped{};
   bool origins = false;
+  // The version the file was written with (kManifestVersion for a manifest made in memory).
+  std::uint64_t version = kManifestVersion;
 };
 
 // Records `values` in `manifest`: a parameter with words in `words` (a choice) by its word, the

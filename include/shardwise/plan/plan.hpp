@@ -83,6 +83,7 @@ struct Source {
   // A chunk of an unfused input tensor (rules `unfuse:`): the rows [begin, end) of its dim 0 that
   // this source is (shape, offset and bytes are the chunk's); whole otherwise.
   Slice within{};
+  std::uint64_t whole_rows = 0;  // a chunk: the input tensor's dim 0
 };
 
 // How an output tensor was cut from its logical tensor (the output as mp=1 writes it): recorded in

@@ -4,8 +4,10 @@
 // (model.safetensors, or model-0000K-of-0000N.safetensors with model.safetensors.index.json).
 //
 // Every tensor is gathered whole from the rank files as a reshard to mp 1 gathers it (the pieces'
-// recorded checksums compared as they are read), then written under the name, dtype and shape the
-// manifest records as its origin (version 5), its rows put back when the conversion permuted them.
+// recorded checksums compared as they are read; a fused output's parts gathered each on its own,
+// replicated heads read once and their copies compared), then written under the name, dtype and
+// shape the manifest records as its origin (version 5), its rows put back when the conversion
+// permuted them, the chunks an unfuse rule cut from one source (version 6) joined again.
 // A conversion that dropped tensors (skip) or computed them in a way that does not give the source
 // back (a cast that rounds, a dequantisation) cannot be reversed: every such step is reported, by
 // rule, before anything is written.
@@ -23,13 +25,23 @@
 
 namespace shardwise::reshard {
 
-struct ReversedTensor {
+// A converted tensor written back into an original one: all of it, or the rows [begin, end) of its
+// dim 0 that an unfuse rule cut out as a chunk.
+struct ReversedPiece {
   std::size_t logical = 0;  // index into ReversePlan::gathered.logical: the converted tensor
-  std::string name;         // the source's name, dtype and shape, written
+  std::uint64_t begin = 0;  // the rows of the original it is
+  std::uint64_t end = 0;
+  std::uint64_t offset = 0;  // where its bytes go in the original tensor's
+  std::uint64_t bytes = 0;
+  std::optional<plan::RowPermutation> undo;  // the permutation that puts its rows back
+};
+
+struct ReversedTensor {
+  std::string name;  // the source's name, dtype and shape, written
   st::DType dtype;
   st::Shape shape;
   std::uint64_t bytes = 0;
-  std::optional<plan::RowPermutation> undo;  // the permutation that puts the rows back
+  std::vector<ReversedPiece> from;  // in row order, covering the tensor (one: the whole)
 };
 
 struct ReverseFile {
