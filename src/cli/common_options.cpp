@@ -399,10 +399,10 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
         rules.output_layout() == rules::OutputLayout::per_rank)
       with_mp.model_parallel = param_value(rules, "mp", mp->second, fmt::format("mp in {}", recorded.where));
     require_model_parallel(with_mp, rules);
+    const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
     if (notice == RulesNotice::print)
       fmt::print(stderr, "shardwise: rules: {} (as {} records them; --rules names others)\n", rules.name(),
                  recorded.where);
-    const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
     plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, plan_options(with_mp, params, rules));
     return {std::move(rules), std::move(plan)};
   }

@@ -308,7 +308,7 @@ TEST_CASE("a rules file's tests may give the checkpoint's config.json") {
   CHECK(report.failures[2].find("(the test gives no config.json)") != std::string::npos);
 }
 
-TEST_CASE("from_config: name[N] reads a list's element; a bad index is a rules error at its place") {
+TEST_CASE("from_config: an index reads a list element and a bad index is a rules error at its place") {
   const Rules r = Rules::load_text(R"(shardwise: 1
 name: list-index
 params:
