@@ -59,6 +59,9 @@ void round_trip(const fs::path& in, const Tensors& tensors, const std::string& r
   INFO(reversed.err);
   REQUIRE(reversed.exit_code == 0);
   compare(as_reversed(tensors), read_outputs(out / "back"));
+  // The examples copy config.json (the counts they read), so the reversed folder has it back.
+  CHECK(shardwise::test::read_file(out / "back" / "config.json") ==
+        shardwise::test::read_file(in / "config.json"));
 }
 
 // ---- Llama / Qwen2 dense ---------------------------------------------------------------------------
