@@ -5,7 +5,6 @@
 // the quantisation_config the bundled rules read; several files get Hugging Face's index.
 
 #include <algorithm>
-#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/safetensors/hf_shards.hpp>
 #include <shardwise/safetensors/writer.hpp>
 
 namespace fs = std::filesystem;
@@ -47,20 +47,6 @@ struct Tensor {
   Fill fill = Fill::random;
   std::uint64_t group_size = 1;  // Fill::group_index
 };
-
-std::uint64_t parse_size(const std::string& text) {
-  std::size_t used = 0;
-  const double number = std::stod(text, &used);
-  std::string unit = text.substr(used);
-  std::transform(unit.begin(), unit.end(), unit.begin(), [](unsigned char c) { return std::toupper(c); });
-  double scale = 1;
-  if (unit == "K" || unit == "KB") scale = 1e3;
-  if (unit == "M" || unit == "MB") scale = 1e6;
-  if (unit == "G" || unit == "GB") scale = 1e9;
-  if (!unit.empty() && scale == 1 && unit != "B")
-    throw Error(ErrorKind::usage, fmt::format("size '{}': expected a number with B, KB, MB or GB", text));
-  return static_cast<std::uint64_t>(number * scale);
-}
 
 std::uint64_t bytes_of(const Tensor& t) { return *st::byte_size(t.dtype, t.shape); }
 
@@ -188,8 +174,8 @@ nlohmann::json quantization_config(const Options& o) {
 int run(const Options& o) {
   if (o.hidden % 128 != 0 || o.intermediate % 128 != 0 || o.group_size == 0 || o.block == 0)
     throw Error(ErrorKind::usage, "--hidden and --intermediate must be multiples of 128; sizes positive");
-  const std::vector<Tensor> tensors = inventory(o, parse_size(o.size));
-  const std::uint64_t max_file = parse_size(o.max_file);
+  const std::vector<Tensor> tensors = inventory(o, st::parse_max_shard_size(o.size));
+  const std::uint64_t max_file = st::parse_max_shard_size(o.max_file);
   // Files cut in name order where the running size passes max_file.
   std::vector<std::vector<Tensor>> files(1);
   std::uint64_t in_file = 0;
@@ -200,20 +186,19 @@ int run(const Options& o) {
   }
   const fs::path folder = o.out;
   fs::create_directories(folder);
-  nlohmann::json weight_map = nlohmann::json::object();
+  std::vector<std::pair<std::string, std::string>> weight_map;
   std::uint64_t total = 0;
   for (std::size_t f = 0; f < files.size(); ++f) {
     const std::string name = files.size() == 1
                                  ? "model.safetensors"
                                  : fmt::format("model-{:05}-of-{:05}.safetensors", f + 1, files.size());
     total += write_file(folder / name, files[f], o.seed + f);
-    for (const Tensor& t : files[f]) weight_map[t.name] = name;
+    for (const Tensor& t : files[f]) weight_map.emplace_back(t.name, name);
   }
   if (files.size() > 1) {
     std::uint64_t data = 0;
     for (const Tensor& t : tensors) data += bytes_of(t);
-    std::ofstream(folder / "model.safetensors.index.json")
-        << nlohmann::json{{"metadata", {{"total_size", data}}}, {"weight_map", weight_map}}.dump(2) << "\n";
+    std::ofstream(folder / "model.safetensors.index.json") << st::hf_index_json(std::move(weight_map), data);
   }
   const nlohmann::json config = {
       {"architectures", {"LlamaForCausalLM"}},        {"model_type", "llama"}, {"hidden_size", o.hidden},

@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "convert/fixture.hpp"
 #include "support/support.hpp"
 
 namespace shardwise::test::bf16 {
@@ -87,17 +88,9 @@ Tensors read_outputs(const fs::path& folder) {
   Tensors tensors;
   for (const auto& entry : fs::directory_iterator(folder)) {
     if (entry.path().extension() != ".safetensors") continue;
-    const std::string file = read_file(entry.path());
-    std::uint64_t n = 0;
-    for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<unsigned char>(file[static_cast<std::size_t>(i)]);
-    const auto header = nlohmann::json::parse(file.substr(8, n));
-    for (auto it = header.begin(); it != header.end(); ++it) {
-      if (it.key() == "__metadata__") continue;
-      REQUIRE(it.value()["dtype"] == "BF16");
-      const auto begin = it.value()["data_offsets"][0].get<std::uint64_t>();
-      const auto end = it.value()["data_offsets"][1].get<std::uint64_t>();
-      tensors[entry.path().filename().string() + ":" + it.key()] =
-          Tensor{it.value()["shape"].get<Shape>(), file.substr(8 + n + begin, end - begin)};
+    for (auto& [name, t] : parse_safetensors(read_file(entry.path()))) {
+      REQUIRE(t.dtype == "BF16");
+      tensors[entry.path().filename().string() + ":" + name] = Tensor{t.shape, std::move(t.bytes)};
     }
   }
   return tensors;
