@@ -169,8 +169,7 @@ std::string bundled_params_by_file() {
     try {
       const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
       for (const rules::ParamInfo& param : loaded.params()) {
-        const std::string value =
-            param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+        const std::string value = rules::param_argument_text(param, "UINT");
         flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value,
                                     rules::param_default_text(param)));
       }
@@ -228,8 +227,7 @@ void add_param_flags() {
             param.name, flag, command->get_name(), param.name);
         continue;
       }
-      const std::string type =
-          param.choices.empty() ? "UINT" : fmt::format("{}", fmt::join(param.choices, "|"));
+      const std::string type = rules::param_argument_text(param, "UINT");
       try {
         command->add_option(flag, options->flags[param.name], param_help(param, argument))->type_name(type);
       } catch (const CLI::ConstructionError&) {  // a name CLI11 does not take as a flag (`_x` -> `---x`)

@@ -328,7 +328,7 @@ std::string Rules::summary() const {
   // One line per parameter, as its flag: what `--help` of the commands that plan lists for it.
   text += "  params: mp (built in: --model-parallel)";
   for (const auto& param : r.params) {
-    const std::string value = param.choices.empty() ? "N" : fmt::format("{}", fmt::join(param.choices, "|"));
+    const std::string value = param_argument_text(param, "N");
     text += fmt::format("\n    {} {} ({}){}", param_flag(param.name), value, param_default_text(param),
                         param.help.empty() ? "" : ": " + param.help);
   }

@@ -187,6 +187,12 @@ void throw_all(ErrorKind kind, const std::vector<std::string>& problems) {
 
 }  // namespace
 
+std::string param_argument_text(const ParamInfo& param, std::string_view number) {
+  if (!param.choices.empty()) return fmt::format("{}", fmt::join(param.choices, "|"));
+  if (param.min == 0 && param.max == UINT64_MAX) return std::string(number);
+  return fmt::format("{} in {}", number, range_text(param));
+}
+
 std::string param_default_text(const ParamInfo& param) {
   std::string otherwise = param.inferred ? "default: infer" : "required";
   if (param.default_value) otherwise = "default: " + param_value_text(param, *param.default_value);

@@ -165,6 +165,21 @@ TEST_CASE("fp8-to-bf16 refuses a weight_block_size that is not positive integers
              Catch::Contains("--block-rows 0 is outside the range [1, 65536] of parameter block_rows"));
 }
 
+TEST_CASE("a parameter's range is shown wherever its flag is: --help with and without --rules, rules check") {
+  // With --rules: the flag's own line. Without: the list of each bundled file's parameters.
+  const auto with_rules = run_shardwise({"convert", "--rules", "fp8-to-bf16", "--help"});
+  REQUIRE(with_rules.exit_code == 0);
+  CHECK_THAT(with_rules.out, Catch::Contains("--block-rows UINT in [1, 65536]"));
+  const auto without = run_shardwise({"plan", "--help"});
+  REQUIRE(without.exit_code == 0);
+  CHECK_THAT(without.out, Catch::Contains("--block-cols UINT in [1, 65536] (default: from config.json"));
+  const auto check = run_shardwise({"rules", "check", "fp8-to-bf16"});
+  REQUIRE(check.exit_code == 0);
+  CHECK_THAT(check.out, Catch::Contains("--block-rows N in [1, 65536] (default: from config.json"));
+  // A parameter without a range keeps the plain form.
+  CHECK_THAT(check.out, Catch::Contains("--dtype bf16|f16 (default: bf16)"));
+}
+
 // ---- 2. GPTQ and AWQ told apart without --rules ----
 
 TEST_CASE("without --rules, an AWQ release goes to awq-to-bf16 and a GPTQ one to gptq-to-bf16") {

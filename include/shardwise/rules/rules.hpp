@@ -99,6 +99,9 @@ struct ResolvedParams {
 std::uint64_t parse_param_value(const ParamInfo& param, std::string_view text);
 // The value as people write it: the choice's word, or the number.
 std::string param_value_text(const ParamInfo& param, std::uint64_t value);
+// What a parameter's flag takes, as help texts show it: its choices ("bf16|f16"), or `number`
+// ("UINT", "N") with the `range:` when it has one ("UINT in [1, 65536]").
+std::string param_argument_text(const ParamInfo& param, std::string_view number);
 
 // A transform applied to a placed tensor after its slice is taken (`transforms:`), chosen by the
 // first rule whose regex matches the output name and whose `when:` holds (docs/rules.md):
