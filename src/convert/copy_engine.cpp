@@ -32,6 +32,8 @@ using output::TensorWork;
 namespace {
 
 constexpr std::uint64_t kWriteBackBytes = 8u << 20;
+// With drop, inputs leave the page cache in whole chunks of this size (release_input).
+constexpr std::uint64_t kInputDropBytes = 8u << 20;
 
 // Bytes that are only moved go from pread to hash to pwrite through a window this small, which
 // stays in the core's L2 cache: through the whole 8 MiB staging buffer, each byte went through
@@ -115,6 +117,7 @@ class Engine {
     jobs_.shrink_to_fit();
     unread_pieces_ = std::vector<std::atomic<std::uint32_t>>(readers.size());
     for (std::size_t i = 0; i < readers.size(); ++i) unread_pieces_[i] = readers[i];
+    if (drop_) count_unread_chunks(readers);
   }
 
   void run(unsigned threads) {
@@ -248,11 +251,44 @@ class Engine {
     return {index, plan_.sources[index]};
   }
 
-  // With drop: once every piece from a source is read, its input range leaves the page cache.
+  // With drop: for each input file, the bytes of each kInputDropBytes chunk that sources this run
+  // reads still have to be read (for the last time), from `readers` (per source: pieces that read it).
+  void count_unread_chunks(const std::vector<std::uint32_t>& readers) {
+    std::vector<std::vector<std::uint64_t>> unread(inputs_.size());
+    for (std::size_t i = 0; i < readers.size(); ++i) {
+      const plan::Source& s = plan_.sources[i];
+      if (readers[i] == 0 || s.bytes == 0) continue;
+      std::vector<std::uint64_t>& chunks = unread[s.file];
+      const std::uint64_t last = (s.offset + s.bytes - 1) / kInputDropBytes;
+      if (chunks.size() <= last) chunks.resize(last + 1);
+      for_each_chunk(s, [&](std::uint64_t c, std::uint64_t n) { chunks[c] += n; });
+    }
+    unread_in_chunk_.resize(inputs_.size());
+    for (std::size_t f = 0; f < inputs_.size(); ++f) {
+      unread_in_chunk_[f] = std::vector<std::atomic<std::uint64_t>>(unread[f].size());
+      for (std::size_t c = 0; c < unread[f].size(); ++c) unread_in_chunk_[f][c] = unread[f][c];
+    }
+  }
+  // Calls f(chunk, bytes of the source in it) for each kInputDropBytes chunk the source overlaps.
+  template <typename F>
+  static void for_each_chunk(const plan::Source& s, F&& f) {
+    const std::uint64_t end = s.offset + s.bytes;
+    for (std::uint64_t c = s.offset / kInputDropBytes; c * kInputDropBytes < end; ++c) {
+      f(c, std::min(end, (c + 1) * kInputDropBytes) - std::max(s.offset, c * kInputDropBytes));
+    }
+  }
+
+  // With drop: once every piece from a source is read, its bytes count as read in their chunks of
+  // the input, and a chunk whose bytes are all read leaves the page cache. Per source, a checkpoint
+  // of 100,000s of small tensors made a system call per tensor, and kept the pages neighbours share.
   void release_input(const FileWork& w, const Piece& piece) {
     const SourceRef ref = source_of(w, piece);
-    if (--unread_pieces_[ref.index] != 0 || !drop_) return;
-    io::drop_cached(inputs_[ref.source.file].fd(), ref.source.offset, ref.source.bytes);
+    if (--unread_pieces_[ref.index] != 0 || !drop_ || ref.source.bytes == 0) return;
+    std::vector<std::atomic<std::uint64_t>>& chunks = unread_in_chunk_[ref.source.file];
+    const int fd = inputs_[ref.source.file].fd();
+    for_each_chunk(ref.source, [&](std::uint64_t c, std::uint64_t n) {
+      if (chunks[c].fetch_sub(n) == n) io::drop_cached(fd, c * kInputDropBytes, kInputDropBytes);
+    });
   }
 
   // Sends written data to disk in whole kWriteBackBytes chunks of the file: when a job ends past
@@ -518,6 +554,8 @@ class Engine {
   std::vector<io::ReadOnlyFile> inputs_;
   std::vector<InputFile> input_files_;                     // inputs_ as CompositeStream reads them
   std::vector<std::atomic<std::uint32_t>> unread_pieces_;  // per Plan::sources: pieces still to read
+  // With drop, per input file and kInputDropBytes chunk of it: source bytes still to be read.
+  std::vector<std::vector<std::atomic<std::uint64_t>>> unread_in_chunk_;
   std::vector<FileState> states_;
   std::vector<Job> jobs_;
   std::size_t piece_bytes_;

@@ -26,8 +26,9 @@ namespace shardwise::convert {
 // what it throws fails the run, that file still a temporary. Written data is sent on its way to
 // disk (sync_file_range) in whole chunks of the file as the pieces complete them. With `cache` drop
 // (never automatic here), the pieces a file's writing has left kDropBehindBytes behind are waited
-// for and dropped from the page cache, the whole file before its commit, and each input range
-// once its last piece is read; with keep, the page cache is left to the kernel.
+// for and dropped from the page cache, the whole file before its commit, and each 8 MiB chunk of
+// an input once every source range in it was read for the last time; with keep, the page cache
+// is left to the kernel.
 // `work` is consumed as it goes: a file's prefix once hashed, its layout's header once written, its
 // tensors, pieces and the layout's per-tensor vectors once committed; planned, final_path and the
 // layout's sizes stay.

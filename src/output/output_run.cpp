@@ -201,10 +201,15 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
       const std::optional<std::uint64_t> expected =
           writer.side_file_xxh3 ? writer.side_file_xxh3(name) : std::nullopt;
       run_manifest.record(
-          copy_side_file(plan.input_root, name, out_dir, plan.outside_links, inputs, progress, expected));
+          copy_side_file(plan.input_root, name, out_dir, plan.outside_links, inputs, progress, expected),
+          RunManifest::Rewrite::later);
     }
     for (const plan::GeneratedFile& file : plan.generated_files)
-      run_manifest.record(write_generated_file(file, out_dir, inputs, progress));
+      run_manifest.record(write_generated_file(file, out_dir, inputs, progress), RunManifest::Rewrite::later);
+    // A whole run's record is the folder's manifest, which complete_manifest writes next (at
+    // Pro's tensor count, each rewrite formats 50 MB); a fragment must list the side files before
+    // another process completes the manifest from it.
+    if (!share.whole) run_manifest.rewrite();
     summary.side_files = plan.side_files.size() + plan.generated_files.size();
     summary.bytes += side_files_bytes(plan);
   }

@@ -66,7 +66,7 @@ void RunManifest::record(ManifestOutput output) {
   write();
 }
 
-void RunManifest::record(ManifestSideFile side) {
+void RunManifest::record(ManifestSideFile side, Rewrite rewrite) {
   side.finished = true;
   std::lock_guard lock(mutex_);
   auto& sides = manifest_.side_files;
@@ -75,6 +75,11 @@ void RunManifest::record(ManifestSideFile side) {
     *same = std::move(side);
   else
     sides.push_back(std::move(side));
+  if (rewrite == Rewrite::now) write();
+}
+
+void RunManifest::rewrite() {
+  std::lock_guard lock(mutex_);
   write();
 }
 

@@ -31,10 +31,15 @@ class RunManifest {
   RunManifest(const std::string& folder, const std::string& name, const std::string& temp_stem,
               Manifest start);
 
+  // Whether record() rewrites the file at once or leaves the entry to the next rewrite.
+  enum class Rewrite { now, later };
   // Adds the entry, finished, replacing a planned one of the same file, and rewrites the file.
-  // Thread-safe. Throws Error(io) naming the path.
+  // Thread-safe. Throws Error(io) naming the path. Side files are copied again by every run,
+  // resumed or not, so their entries may wait (each rewrite writes every tensor's entry again).
   void record(ManifestOutput output);
-  void record(ManifestSideFile side);
+  void record(ManifestSideFile side, Rewrite rewrite = Rewrite::now);
+  // Rewrites the file with what was recorded.
+  void rewrite();
   // The finished entries so far, as a complete manifest of the same plan would hold them. The
   // rvalue form hands over the entries instead of copying them (the run's last use).
   Manifest finished() const&;

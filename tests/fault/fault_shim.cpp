@@ -5,8 +5,9 @@
 // SHARDWISE_FAULT="OP,ERROR,N,PATH" makes the N-th call (1-based) of OP whose path contains the
 // substring PATH, and every later one, fail:
 //   OP     open (only opens that create: O_CREAT), read, pread, write, pwrite, fsync, rename
-//          (either name), mkdir, fallocate, sync_file_range, fadvise (posix_fadvise: it returns
-//          the error rather than setting errno)
+//          (either name), mkdir, fallocate, sync_file_range, sync_file_range_wait (only the calls
+//          that wait: SYNC_FILE_RANGE_WAIT_BEFORE), fadvise (posix_fadvise: it returns the error
+//          rather than setting errno)
 //   ERROR  an errno name (EIO, ENOSPC, EACCES, EROFS, EDQUOT), "short" (read or write at most half
 //          of what was asked, at least one byte: callers must retry), or "short+ENOSPC" (the N-th
 //          call short, the later ones ENOSPC: a disk filling up mid-write), or "delay" (each call
@@ -35,7 +36,7 @@ enum class Mode { off, fail, shortened, short_then_full, delay };
 
 struct Fault {
   Mode mode = Mode::off;
-  char op[16] = {};
+  char op[32] = {};
   int error = 0;
   long nth = 1;
   char path[256] = {};
@@ -58,7 +59,7 @@ Fault parse(const char* spec) {
   Fault fault;
   char error[32] = {};
   if (spec == nullptr ||
-      std::sscanf(spec, "%15[^,],%31[^,],%ld,%255[^\n]", fault.op, error, &fault.nth, fault.path) < 3) {
+      std::sscanf(spec, "%31[^,],%31[^,],%ld,%255[^\n]", fault.op, error, &fault.nth, fault.path) < 3) {
     return fault;
   }
   if (std::strcmp(error, "short") == 0) {
@@ -230,6 +231,9 @@ int fallocate(int fd, int mode, off_t offset, off_t length) {
 }
 int sync_file_range(int fd, off_t offset, off_t length, unsigned int flags) {
   if (decide("sync_file_range", [&] { return fd_matches(fd); }) == Action::fail) return -1;
+  if ((flags & SYNC_FILE_RANGE_WAIT_BEFORE) != 0 &&
+      decide("sync_file_range_wait", [&] { return fd_matches(fd); }) == Action::fail)
+    return -1;
   return next<SyncFileRangeFn>("sync_file_range")(fd, offset, length, flags);
 }
 
