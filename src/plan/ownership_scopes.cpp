@@ -56,7 +56,13 @@ std::size_t OwnershipScopes::add(const rules::Ownership& owner, std::string_view
     }
     last_ = it->second;
   }
-  scopes_[last_].members.push_back(Member{owner.index, std::string(output.substr(owner.index_end))});
+  const std::string_view rest = output.substr(owner.index_end);
+  auto id = rest_ids_.find(rest);
+  if (id == rest_ids_.end()) {
+    id = rest_ids_.emplace(std::string(rest), static_cast<std::uint32_t>(rests_.size())).first;
+    rests_.emplace_back(rest);
+  }
+  scopes_[last_].members.push_back(Member{owner.index, id->second});
   return last_;
 }
 
@@ -116,9 +122,9 @@ bool OwnershipScopes::check_multiple(const Scope& scope, std::uint64_t count, Di
 }
 
 // Every index of a scope holds the same tensors (the names after the index). Members are sorted.
-bool OwnershipScopes::check_members(const Scope& scope, Diagnostics& problems) {
+bool OwnershipScopes::check_members(const Scope& scope, Diagnostics& problems) const {
   std::vector<std::string_view> all;
-  for (const Member& member : scope.members) all.push_back(member.rest);
+  for (const Member& member : scope.members) all.push_back(rest(member));
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   bool ok = true;
@@ -128,8 +134,8 @@ bool OwnershipScopes::check_members(const Scope& scope, Diagnostics& problems) {
     std::vector<std::string> missing;
     auto held = first;
     for (const std::string_view rest : all) {
-      while (held != last && held->rest < rest) ++held;
-      if (held == last || held->rest != rest) missing.push_back(shown_rest(rest));
+      while (held != last && this->rest(*held) < rest) ++held;
+      if (held == last || this->rest(*held) != rest) missing.push_back(shown_rest(rest));
     }
     if (!missing.empty()) {
       problems.add(
@@ -149,8 +155,8 @@ void OwnershipScopes::check(Diagnostics& problems, std::vector<std::string>& not
       inferred;                                                                  // param -> count -> scopes
   std::map<const rules::RuleRef*, std::pair<std::size_t, std::size_t>> partial;  // rule -> scopes, tensors
   for (Scope& scope : scopes_) {
-    std::sort(scope.members.begin(), scope.members.end(), [](const Member& a, const Member& b) {
-      return std::tie(a.index, a.rest) < std::tie(b.index, b.rest);
+    std::sort(scope.members.begin(), scope.members.end(), [this](const Member& a, const Member& b) {
+      return a.index != b.index ? a.index < b.index : rest(a) < rest(b);
     });
     std::vector<std::uint64_t> indices;
     for (const Member& member : scope.members) {

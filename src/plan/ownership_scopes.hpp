@@ -38,13 +38,20 @@ class OwnershipScopes {
   // say (counts taken from the checkpoint, partial rules).
   void check(Diagnostics& problems, std::vector<std::string>& notes);
 
+  // The count of a scope before check(), when it is given (not inferred), a multiple of mp and
+  // above `index`: a tensor of that index can be placed at once.
+  std::optional<std::uint64_t> known_count(std::size_t scope, std::uint64_t index) const {
+    const std::optional<std::uint64_t>& count = scopes_[scope].count;
+    if (!count || *count == 0 || *count % mp_ != 0 || index >= *count) return std::nullopt;
+    return count;
+  }
   // The count of a scope that passed check(); nullopt for one that did not.
   std::optional<std::uint64_t> count(std::size_t scope) const { return scopes_[scope].checked_count; }
 
  private:
   struct Member {
     std::uint64_t index = 0;
-    std::string rest;  // the output name after the index (".w2.zeros")
+    std::uint32_t rest = 0;  // index into rests_: the output name after the index (".w2.zeros")
   };
   struct Scope {
     const rules::RuleRef* rule = nullptr;
@@ -61,7 +68,8 @@ class OwnershipScopes {
   bool check_indices(Scope& scope, const std::vector<std::uint64_t>& indices, std::uint64_t count,
                      Diagnostics& problems) const;
   bool check_multiple(const Scope& scope, std::uint64_t count, Diagnostics& problems);
-  static bool check_members(const Scope& scope, Diagnostics& problems);
+  bool check_members(const Scope& scope, Diagnostics& problems) const;
+  std::string_view rest(const Member& member) const { return rests_[member.rest]; }
   void hint_per_scope_counts(Diagnostics& problems) const;
 
   rules::Params given_;
@@ -69,6 +77,9 @@ class OwnershipScopes {
   std::map<std::string, rules::ParamSource> sources_;
   std::vector<Scope> scopes_;  // in order of first appearance
   std::map<std::pair<const rules::RuleRef*, std::string>, std::size_t, std::less<>> index_;
+  // The names after the index, each once: 100,000s of members share a few (".w1.weight").
+  std::vector<std::string> rests_;
+  std::map<std::string, std::uint32_t, std::less<>> rest_ids_;
   std::size_t last_ = 0;  // the scope of the previous tensor: owned tensors come scope by scope
   std::map<std::string, bool> reported_params_;  // count parameters already reported not a multiple of mp
 };

@@ -64,6 +64,13 @@ std::string Placer::describe(std::size_t source) const {
 }
 
 void Placer::defer_owned(Target& target, st::DType dtype, Cast cast) {
+  const Owner& owner = *target.owner;
+  if (const auto count = scopes_ != nullptr ? scopes_->known_count(owner.scope, owner.index) : std::nullopt) {
+    add_owned(plan::owner_rank(owner.index, *count, mp_), target, dtype, cast,
+              plan::Placement{plan::Placement::Kind::owned, -1, 1, owner.index, *count});
+    return;
+  }
+  if (owned_.empty()) owned_.reserve(tensors_);
   owned_.push_back(Deferred{std::move(target.output), target.source, target.rule, *target.owner,
                             target.pending_transform, target.permutation, dtype, cast});
 }

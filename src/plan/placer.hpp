@@ -65,10 +65,10 @@ std::string format_ranks(const std::vector<std::uint64_t>& ranks);
 class Placer {
  public:
   // `tensors` bounds how many owned tensors may wait (the list is reserved once, not grown).
-  Placer(Plan& plan, Diagnostics& problems, std::uint64_t mp, std::size_t tensors = 0)
-      : plan_(plan), problems_(problems), mp_(mp) {
-    owned_.reserve(tensors);
-  }
+  // `scopes` places at once an owned tensor whose count is given (OwnershipScopes::known_count).
+  Placer(Plan& plan, Diagnostics& problems, std::uint64_t mp, std::size_t tensors = 0,
+         const OwnershipScopes* scopes = nullptr)
+      : plan_(plan), problems_(problems), mp_(mp), tensors_(tensors), scopes_(scopes) {}
 
   std::uint64_t mp() const noexcept { return mp_; }
   Diagnostics& problems() noexcept { return problems_; }
@@ -76,9 +76,10 @@ class Placer {
   // "blk.0.x.w (part-00002.safetensors)": a source as messages name it.
   std::string describe(std::size_t source) const;
 
-  // An owned tensor waits for its scope's count, known once every tensor was seen (and checked):
-  // place_owned() then gives each to rank index / (count / mp), or drops those of a scope that
-  // failed its check (the plan fails).
+  // An owned tensor goes to rank index / (count / mp) at once when its scope's count is given and
+  // can hold it (the plan fails if the scope then fails its check). Otherwise it waits for the
+  // count, known once every tensor was seen (and checked): place_owned() then places it, or drops
+  // those of a scope that failed its check (the plan fails).
   void defer_owned(Target& target, st::DType dtype, Cast cast);
   void place_owned(const OwnershipScopes& scopes);
 
@@ -114,6 +115,8 @@ class Placer {
   Plan& plan_;
   Diagnostics& problems_;
   std::uint64_t mp_;
+  std::size_t tensors_;
+  const OwnershipScopes* scopes_;
   std::vector<Deferred> owned_;
 };
 

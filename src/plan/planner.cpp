@@ -367,9 +367,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   Plan plan = empty_plan(checkpoint, rules, options);
   rules::Params params(plan.params.begin(), plan.params.end());
   Diagnostics problems(ErrorKind::input);
-  Placer placer(plan, problems, options.model_parallel, checkpoint.tensors().size());
-  detail::PackedGroups groups(checkpoint.tensors().size(), params);
   detail::OwnershipScopes scopes(given_params(options), options.model_parallel, plan.param_sources);
+  Placer placer(plan, problems, options.model_parallel, checkpoint.tensors().size(), &scopes);
+  detail::PackedGroups groups(checkpoint.tensors().size(), params);
   detail::RuleLabels labels(plan.rule_labels);
   detail::BlockPairs pairs;
   detail::CompanionSkips companion_skips;

@@ -1,5 +1,6 @@
 #include "verify/manifest_check.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -9,6 +10,21 @@
 #include <shardwise/output/checksum.hpp>
 
 namespace shardwise::verify {
+
+const std::uint64_t* ScannedOutput::find(std::string_view name) const {
+  const auto it = std::lower_bound(tensors.begin(), tensors.end(), name,
+                                   [](const auto& entry, std::string_view key) { return entry.first < key; });
+  return it != tensors.end() && it->first == name ? &it->second : nullptr;
+}
+
+void ScannedOutput::add_tensors(const std::vector<st::TensorInfo>& header,
+                                const std::vector<std::uint64_t>& digests) {
+  tensors.reserve(tensors.size() + header.size());
+  for (std::size_t i = 0; i < header.size(); ++i) tensors.emplace_back(header[i].name, digests[i]);
+  const auto by_name = [](const auto& a, const auto& b) { return a.first < b.first; };
+  if (!std::is_sorted(tensors.begin(), tensors.end(), by_name))
+    std::sort(tensors.begin(), tensors.end(), by_name);
+}
 
 namespace {
 
@@ -25,18 +41,18 @@ void compare_tensors(const output::ManifestOutput& listed, const ScannedOutput& 
   for (const output::ManifestTensor& t : listed.tensors) {
     names.insert(t.name);
     if (!sole && findings.has(listed.file, t.name)) continue;
-    const auto it = found.tensors.find(t.name);
-    if (it == found.tensors.end()) {
+    const std::uint64_t* digest = found.find(t.name);
+    if (digest == nullptr) {
       findings.add(listed.file, t.name,
                    sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
-    } else if (it->second != t.xxh3) {
+    } else if (*digest != t.xxh3) {
       findings.add(
           listed.file, t.name,
           sole
-              ? "bytes differ from the manifest " + differs(t.xxh3, it->second)
+              ? "bytes differ from the manifest " + differs(t.xxh3, *digest)
               : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) has {}: "
                             "the manifest is stale",
-                            xxh3_hex(t.xxh3), xxh3_hex(it->second)));
+                            xxh3_hex(t.xxh3), xxh3_hex(*digest)));
     }
   }
   for (const auto& [name, digest] : found.tensors) {

@@ -5,10 +5,13 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
+#include <shardwise/safetensors/header.hpp>
 
 #include "verify/findings.hpp"
 
@@ -18,7 +21,13 @@ namespace shardwise::verify {
 struct ScannedOutput {
   std::uint64_t size = 0;
   std::uint64_t whole = 0;
-  std::map<std::string, std::uint64_t> tensors;  // by name
+  // Each tensor's name and XXH3, sorted by name (a header's order): a vector rather than a map,
+  // as a full-size model has 100,000s.
+  std::vector<std::pair<std::string, std::uint64_t>> tensors;
+  // The XXH3 of the tensor `name`; nullptr when the file has none of that name.
+  const std::uint64_t* find(std::string_view name) const;
+  // Adds the tensors of a header, in its order, with their digests.
+  void add_tensors(const std::vector<st::TensorInfo>& header, const std::vector<std::uint64_t>& digests);
 };
 
 // What verification read from the output folder. Files that are missing or not valid

@@ -142,7 +142,7 @@ DiskState disk_state(const std::vector<Target>& targets, const std::vector<FileD
     scanned.size = digests[i].size;
     scanned.whole = digests[i].whole;
     const auto& tensors = t.file->header().tensors;
-    for (std::size_t k = 0; k < tensors.size(); ++k) scanned.tensors[tensors[k].name] = digests[i].tensors[k];
+    scanned.add_tensors(tensors, digests[i].tensors);
     ++report.files;
     report.tensors += tensors.size();
   }

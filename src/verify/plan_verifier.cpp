@@ -393,9 +393,7 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
     ScannedOutput& scanned = disk.outputs[check.planned->file];
     scanned.size = check.digests.size;
     scanned.whole = check.digests.whole;
-    const auto& tensors = check.file->header().tensors;
-    for (std::size_t i = 0; i < tensors.size(); ++i)
-      scanned.tensors[tensors[i].name] = check.digests.tensors[i];
+    scanned.add_tensors(check.file->header().tensors, check.digests.tensors);
     for (const Compared& c : check.compared) {
       ++report.tensors;
       const std::uint64_t expected = work.expected_digests[c.expected];

@@ -5,6 +5,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
+#include <fmt/format.h>
+
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
@@ -249,4 +253,28 @@ TEST_CASE("a partial rule cannot infer its count") {
   CHECK_THROWS_WITH(
       rules::Rules::load_text(maybe, "x.yaml"),
       Catch::Contains("x.yaml:41:14: 'partial' of ownership rule must be true or false, got 'maybe'"));
+}
+
+TEST_CASE("owned tensors of a given count, placed as they are decided, land as those of an inferred one") {
+  // A given count places each owned tensor at once; an inferred one waits for the whole checkpoint.
+  // Both must give every rank the same tensors, in the same order, with the same placement.
+  const auto tensors = items("blk.0.items", {0, 1, 2, 3}, {"col.weight", "row.weight"}) +
+                       items("blk.1.items", {0, 1, 2, 3}) +
+                       std::vector<TensorSpec>{{"a.weight", DType::BF16, {4, 2}}};
+  const Plan given = plan_with(kPlanRules, tensors, 2, {{"n_items", 4}});
+  const Plan inferred = plan_with(infer_rules(), tensors, 2);
+  const auto ranks = [](const Plan& plan) {
+    std::vector<std::vector<std::string>> rows(plan.outputs.size());
+    for (const auto& out : plan.outputs) {
+      for (const auto& t : out.tensors) {
+        rows[out.rank].push_back(fmt::format("{} {} {}/{} {}", t.name, t.source, t.placement.index,
+                                             t.placement.count, static_cast<int>(t.placement.kind)));
+      }
+    }
+    return rows;
+  };
+  const auto placed = ranks(given);
+  CHECK(placed == ranks(inferred));
+  const std::vector<std::string>& second = placed[1];
+  CHECK(std::find(second.begin(), second.end(), "blk.0.items.2.col.weight 5 2/4 2") != second.end());
 }
