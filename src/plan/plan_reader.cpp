@@ -5,6 +5,7 @@
 #include "plan/plan_reader.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
 #include <set>
 
@@ -15,10 +16,34 @@
 namespace shardwise::plan::detail {
 
 std::uint32_t NameTable::intern(std::string_view name) {
-  if (const auto it = ids_.find(name); it != ids_.end()) return it->second;
-  const auto id = static_cast<std::uint32_t>(names_.size());
-  ids_.emplace(names_.emplace_back(name), id);
-  return id;
+  if (2 * (names_.size() + 1) > slots_.size()) rehash(std::max<std::size_t>(64, 2 * slots_.size()));
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t slot = std::hash<std::string_view>()(name) & mask;; slot = (slot + 1) & mask) {
+    if (slots_[slot] == 0) {
+      const auto id = static_cast<std::uint32_t>(names_.size());
+      names_.push_back(text_.add(name));
+      slots_[slot] = id + 1;
+      return id;
+    }
+    if (names_[slots_[slot] - 1] == name) return slots_[slot] - 1;
+  }
+}
+
+void NameTable::reserve(std::size_t count) {
+  names_.reserve(count);
+  std::size_t slots = 64;
+  while (slots < 2 * count) slots *= 2;
+  if (slots > slots_.size()) rehash(slots);
+}
+
+void NameTable::rehash(std::size_t slots) {
+  slots_.assign(slots, 0);
+  const std::size_t mask = slots - 1;
+  for (std::size_t id = 0; id < names_.size(); ++id) {
+    std::size_t slot = std::hash<std::string_view>()(names_[id]) & mask;
+    while (slots_[slot] != 0) slot = (slot + 1) & mask;
+    slots_[slot] = static_cast<std::uint32_t>(id + 1);
+  }
 }
 
 namespace {
@@ -149,7 +174,7 @@ class PlanSax {
     const std::uint32_t id = names_.intern(name->get_ref<const std::string&>());
     source->erase(name);
     tensor.erase("rule");
-    records_.placements.push_back(PlacementRecord{id, 0, tensor.dump()});
+    records_.placements.push_back(PlacementRecord{id, 0, records_.text.add(tensor.dump())});
     output_of_placement_.push_back(frames_[1].value->size() - 1);
     return true;
   }
@@ -162,7 +187,7 @@ class PlanSax {
     skip.erase(name);
     skip.erase("rule");
     skip.erase("reason");
-    records_.skipped.push_back(SkipRecord{id, skip.dump()});
+    records_.skipped.push_back(SkipRecord{id, records_.text.add(skip.dump())});
     return true;
   }
 
@@ -236,11 +261,12 @@ json read_records(std::string_view text, std::string_view file, NameTable& names
   if (read_plain_plan(text, plain)) {
     records.placements.reserve(plain.placements.size());
     names.reserve(names.size() + plain.placements.size());
-    for (PlainPlan::Record& record : plain.placements)
-      records.placements.push_back(PlacementRecord{names.intern(record.name), 0, std::move(record.fields)});
-    for (PlainPlan::Record& record : plain.skipped)
-      records.skipped.push_back(SkipRecord{names.intern(record.name), std::move(record.fields)});
+    for (const PlainPlan::Record& record : plain.placements)
+      records.placements.push_back(PlacementRecord{names.intern(record.name), 0, record.fields});
+    for (const PlainPlan::Record& record : plain.skipped)
+      records.skipped.push_back(SkipRecord{names.intern(record.name), record.fields});
     output_of_placement = std::move(plain.output_of_placement);
+    records.text = std::move(plain.text);
     return std::move(plain.head);
   }
   PlanSax sax(file, names, records);
@@ -279,7 +305,7 @@ void expand_fused(PlanRecords& records, NameTable& names, std::string_view file)
       source->erase("name");
       part.erase("rule");
       part["fused"] = {{"output", *output}, {"position", i}};
-      expanded.push_back(PlacementRecord{id, record.rank, part.dump()});
+      expanded.push_back(PlacementRecord{id, record.rank, records.text.add(part.dump())});
     }
     record = std::move(expanded.front());
     more.insert(more.end(), std::make_move_iterator(expanded.begin() + 1),

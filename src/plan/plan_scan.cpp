@@ -94,9 +94,9 @@ class PlainPlanScanner {
     if (consume(']')) return true;
     do {
       std::string_view name;
-      std::string fields;
-      if (peek() != '{' || !record(fields, 4, {"rule"}, "source", name)) return false;
-      plan.placements.push_back({name, std::move(fields)});
+      record_.clear();
+      if (peek() != '{' || !record(record_, 4, {"rule"}, "source", name)) return false;
+      plan.placements.push_back({name, plan.text.add(record_)});
       plan.output_of_placement.push_back(output);
     } while (consume(','));
     return consume(']');
@@ -108,9 +108,9 @@ class PlainPlanScanner {
     if (consume(']')) return true;
     do {
       std::string_view name;
-      std::string fields;
-      if (peek() != '{' || !record(fields, 2, {"name", "rule", "reason"}, {}, name)) return false;
-      plan.skipped.push_back({name, std::move(fields)});
+      record_.clear();
+      if (peek() != '{' || !record(record_, 2, {"name", "rule", "reason"}, {}, name)) return false;
+      plan.skipped.push_back({name, plan.text.add(record_)});
     } while (consume(','));
     return consume(']');
   }
@@ -351,6 +351,7 @@ class PlainPlanScanner {
   std::string_view text_;
   std::size_t pos_ = 0;
   std::vector<Level> levels_;  // by depth
+  std::string record_;         // the record being formatted, reused
 };
 
 }  // namespace

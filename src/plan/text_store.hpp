@@ -1,0 +1,47 @@
+#pragma once
+// Internal to `diff`: memory for the text of two full-size plans (80+ MB each) and their records.
+// Large buffers are asked for on transparent huge pages: on this project's VMs a first touch of a
+// 4 KiB page costs ~20 us, which made page faults a third of `diff`'s time.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shardwise::plan::detail {
+
+struct HugeFree {
+  void operator()(char* p) const noexcept;
+};
+using HugeBuffer = std::unique_ptr<char[], HugeFree>;
+
+// At least `size` bytes, uninitialised, on huge pages where the system gives them.
+HugeBuffer allocate_huge(std::size_t size);
+
+// Bytes appended and never moved: the views add() returns stay valid as long as the store (moving
+// the store keeps them valid too).
+class TextStore {
+ public:
+  std::string_view add(std::string_view text);
+
+ private:
+  std::vector<HugeBuffer> blocks_;
+  char* next_ = nullptr;
+  std::size_t left_ = 0;
+};
+
+// A whole file's bytes, in a buffer reused from one file to the next.
+class FileText {
+ public:
+  // Replaces the text with `path`'s bytes. Throws Error(io) naming `path` when it cannot be read.
+  void read(const std::string& path);
+  std::string_view view() const noexcept { return {data_.get(), size_}; }
+
+ private:
+  HugeBuffer data_;
+  std::size_t capacity_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace shardwise::plan::detail
