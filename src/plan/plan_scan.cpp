@@ -48,12 +48,12 @@ class PlainPlanScanner {
 
   bool read_top(PlainPlan& plan) {
     if (!consume('{')) return false;
-    plan.head = json::object();
+    plan.records.head = json::object();
     if (consume('}')) return true;
     do {
       std::string_view key;
-      if (!string(key) || !consume(':') || plan.head.contains(key)) return false;
-      json& value = plan.head[std::string(key)];
+      if (!string(key) || !consume(':') || plan.records.head.contains(key)) return false;
+      json& value = plan.records.head[std::string(key)];
       if (key == "outputs") {
         if (!read_outputs(plan, value)) return false;
       } else if (key == "skipped") {
@@ -96,7 +96,7 @@ class PlainPlanScanner {
       std::string_view name;
       record_.clear();
       if (peek() != '{' || !record(record_, 4, {"rule"}, "source", name)) return false;
-      plan.placements.push_back({name, plan.text.add(record_)});
+      plan.records.placements.push_back({plan.names.intern(name), 0, plan.records.text.add(record_)});
       plan.output_of_placement.push_back(output);
     } while (consume(','));
     return consume(']');
@@ -110,7 +110,7 @@ class PlainPlanScanner {
       std::string_view name;
       record_.clear();
       if (peek() != '{' || !record(record_, 2, {"name", "rule", "reason"}, {}, name)) return false;
-      plan.skipped.push_back({name, plan.text.add(record_)});
+      plan.records.skipped.push_back({plan.names.intern(name), plan.records.text.add(record_)});
     } while (consume(','));
     return consume(']');
   }
@@ -356,7 +356,7 @@ class PlainPlanScanner {
 
 }  // namespace
 
-bool read_plain_plan(std::string_view text, PlainPlan& plan) {
+bool read_plain_plan(std::string_view text, PlainPlan plan) {
   PlainPlanScanner scanner(text);
   return scanner.read(plan);
 }

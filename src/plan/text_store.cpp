@@ -35,6 +35,13 @@ HugeBuffer allocate_huge(std::size_t size) {
   return HugeBuffer(static_cast<char*>(p));
 }
 
+char* allocate_array(std::size_t size) {
+  if (size >= (std::size_t{1} << 20)) return allocate_huge(size).release();
+  void* p = std::malloc(std::max<std::size_t>(size, 1));
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
 std::string_view TextStore::add(std::string_view text) {
   if (text.size() > left_) {
     const std::size_t size = std::max(kBlock, text.size());
