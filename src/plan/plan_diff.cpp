@@ -161,31 +161,53 @@ std::string display(std::string_view path, std::string_view value) {
 }  // namespace compact
 
 // The field names rows use: the keys of a tensor's JSON object, the source's prefixed with
-// "source."; the two everyone looks for first get short names.
-std::string field_name(std::string_view key, bool in_source) {
-  if (!in_source) return key == "name" ? "output" : std::string(key);
-  return key == "slice" ? "slice" : "source." + std::string(key);
+// "source."; the two everyone looks for first get short names. Written into `name`.
+void field_name(std::string& name, std::string_view key, bool in_source) {
+  name.clear();
+  if (!in_source) {
+    name += key == "name" ? "output" : key;
+  } else if (key == "slice") {
+    name += "slice";
+  } else {
+    name += "source.";
+    name += key;
+  }
 }
 
-// One source tensor's placements in one plan, as fields: field -> the value on each of its ranks.
+// One field of a source tensor's placements: its value on each of the tensor's ranks.
+struct Field {
+  std::string name;
+  std::vector<std::string> values;
+};
+
+// One source tensor's placements in one plan, as fields.
 struct Placements {
   std::vector<std::uint64_t> ranks;
-  std::map<std::string, std::vector<std::string>> fields;
+  std::vector<Field> fields;        // sorted by name
   std::vector<std::string> slices;  // each source's "slice" as compact JSON, for even_split_text
+
+  const Field* find(std::string_view name) const {
+    const auto it = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
+    return it == fields.end() ? nullptr : &*it;
+  }
 };
 
 Placements describe(std::span<const PlacementRecord> records) {
   Placements out;
+  std::string name;  // reused across fields to save on allocation
   for (std::size_t i = 0; i < records.size(); ++i) {
     out.ranks.push_back(records[i].rank);
     const std::string_view text = records[i].fields;
-    const auto add = [&](const std::string& name, const auto& value) {
-      std::vector<std::string>& values = out.fields[name];
-      values.resize(records.size(), "absent");
+    const auto add = [&](std::string_view key, bool in_source, const auto& value) {
+      field_name(name, key, in_source);
+      auto field = std::find_if(out.fields.begin(), out.fields.end(), [&](const Field& f) { return f.name == name; });
+      if (field == out.fields.end()) {
+        field = out.fields.insert(field, Field{name, std::vector<std::string>(records.size(), "absent")});
+      }
       if constexpr (std::is_same_v<std::decay_t<decltype(value)>, json>) {
-        values[i] = display(name, value);
+        field->values[i] = display(name, value);
       } else {
-        values[i] = compact::display(name, value);
+        field->values[i] = compact::display(name, value);
       }
     };
     if (text.find('\\') == std::string_view::npos) {
@@ -193,12 +215,12 @@ Placements describe(std::span<const PlacementRecord> records) {
         if (key == "source" && value.front() == '{') {
           std::string_view slice = "null";
           compact::for_each_member(value, [&](std::string_view source_key, std::string_view source_value) {
-            add(field_name(source_key, true), source_value);
+            add(source_key, true, source_value);
             if (source_key == "slice") slice = source_value;
           });
           out.slices.emplace_back(slice);
         } else {
-          add(field_name(key, false), value);
+          add(key, false, value);
         }
       });
       continue;
@@ -206,14 +228,14 @@ Placements describe(std::span<const PlacementRecord> records) {
     const json entry = json::parse(text);
     for (const auto& [key, value] : entry.items()) {
       if (key == "source" && value.is_object()) {
-        for (const auto& [source_key, source_value] : value.items())
-          add(field_name(source_key, true), source_value);
+        for (const auto& [source_key, source_value] : value.items()) add(source_key, true, source_value);
         out.slices.push_back(value.contains("slice") ? value["slice"].dump() : "null");
       } else {
-        add(field_name(key, false), value);
+        add(key, false, value);
       }
     }
   }
+  std::sort(out.fields.begin(), out.fields.end(), [](const Field& x, const Field& y) { return x.name < y.name; });
   return out;
 }
 
@@ -258,11 +280,11 @@ std::string values_text(const std::vector<std::string>& values) {
   return fmt::format("{}", fmt::join(values, " "));
 }
 
-std::string field_text(const Placements& p, const std::string& name, const std::vector<std::string>& values) {
-  if (name == "slice") {
+std::string field_text(const Placements& p, const Field& field) {
+  if (field.name == "slice") {
     if (std::string even = even_split_text(p); !even.empty()) return even;
   }
-  return values_text(values);
+  return values_text(field.values);
 }
 
 struct Side {
@@ -299,8 +321,7 @@ std::vector<FieldChange> where_placed(const Side& side, std::uint32_t id, bool o
   const Placements p = describe(side.placements(id));
   std::vector<FieldChange> fields = {put("ranks", ranks_text(p.ranks, side.plan.model_parallel))};
   for (const char* key : {"output", "slice"}) {
-    if (const auto it = p.fields.find(key); it != p.fields.end())
-      fields.push_back(put(key, field_text(p, key, it->second)));
+    if (const Field* field = p.find(key)) fields.push_back(put(key, field_text(p, *field)));
   }
   return fields;
 }
@@ -323,11 +344,15 @@ std::vector<FieldChange> placement_changes(const Side& a, const Side& b, std::ui
   const std::string old_ranks = ranks_text(old_p.ranks, a.plan.model_parallel);
   const std::string new_ranks = ranks_text(new_p.ranks, b.plan.model_parallel);
   if (old_p.ranks != new_p.ranks) changes.push_back({"ranks", old_ranks, new_ranks});
-  std::map<std::string, std::pair<std::string, std::string>> fields;
-  for (const auto& [name, values] : old_p.fields) fields[name].first = field_text(old_p, name, values);
-  for (const auto& [name, values] : new_p.fields) fields[name].second = field_text(new_p, name, values);
-  for (const auto& [name, values] : fields) {
-    const auto& [old_value, new_value] = values;
+  // Both lists are sorted by name: walked side by side, a field one side lacks is "".
+  for (std::size_t i = 0, j = 0; i < old_p.fields.size() || j < new_p.fields.size();) {
+    const int order = i == old_p.fields.size()   ? 1
+                      : j == new_p.fields.size() ? -1
+                                                 : old_p.fields[i].name.compare(new_p.fields[j].name);
+    std::string old_value, new_value;
+    const std::string& name = order <= 0 ? old_p.fields[i].name : new_p.fields[j].name;
+    if (order <= 0) old_value = field_text(old_p, old_p.fields[i++]);
+    if (order >= 0) new_value = field_text(new_p, new_p.fields[j++]);
     if (old_value != new_value) {
       changes.push_back(
           {name, old_value.empty() ? "absent" : old_value, new_value.empty() ? "absent" : new_value});
