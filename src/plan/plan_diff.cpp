@@ -121,8 +121,10 @@ bool exact_members(std::string_view object, const std::array<std::string_view, N
   bool match = object.front() == '{';
   if (match) {
     for_each_member(object, [&](std::string_view key, std::string_view value) {
-      if (count < N && key == keys[count]) values[count] = value;
-      else match = false;
+      if (count < N && key == keys[count])
+        values[count] = value;
+      else
+        match = false;
       ++count;
     });
   }
@@ -187,7 +189,8 @@ struct Placements {
   std::vector<std::string> slices;  // each source's "slice" as compact JSON, for even_split_text
 
   const Field* find(std::string_view name) const {
-    const auto it = std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
+    const auto it =
+        std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
     return it == fields.end() ? nullptr : &*it;
   }
 };
@@ -200,7 +203,8 @@ Placements describe(std::span<const PlacementRecord> records) {
     const std::string_view text = records[i].fields;
     const auto add = [&](std::string_view key, bool in_source, const auto& value) {
       field_name(name, key, in_source);
-      auto field = std::find_if(out.fields.begin(), out.fields.end(), [&](const Field& f) { return f.name == name; });
+      auto field =
+          std::find_if(out.fields.begin(), out.fields.end(), [&](const Field& f) { return f.name == name; });
       if (field == out.fields.end()) {
         field = out.fields.insert(field, Field{name, std::vector<std::string>(records.size(), "absent")});
       }
@@ -235,7 +239,8 @@ Placements describe(std::span<const PlacementRecord> records) {
       }
     }
   }
-  std::sort(out.fields.begin(), out.fields.end(), [](const Field& x, const Field& y) { return x.name < y.name; });
+  std::sort(out.fields.begin(), out.fields.end(),
+            [](const Field& x, const Field& y) { return x.name < y.name; });
   return out;
 }
 

@@ -48,6 +48,17 @@ void append_changes(std::string& out, const TensorChange& t) {
   }
 }
 
+// About the size of either form: reserved once, instead of the text being copied as it grows.
+std::size_t size_hint(const PlanDiff& diff) {
+  std::size_t size = 4096;
+  for (const TensorChange& t : diff.tensors) {
+    size += 2 * t.name.size() + 64;
+    for (const FieldChange& f : t.fields)
+      size += f.field.size() + f.old_value.size() + f.new_value.size() + 32;
+  }
+  return size;
+}
+
 bool is_ascii(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
@@ -106,9 +117,8 @@ std::string dump(const ordered& value) {
 // A string as dump() writes it: printable ASCII without quotes or backslashes as it is, anything
 // else through dump().
 void append_json_string(std::string& out, std::string_view text) {
-  const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
-    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-  });
+  const bool plain = std::all_of(text.begin(), text.end(),
+                                 [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
   if (!plain) {
     out += dump(std::string(text));
     return;
@@ -130,11 +140,15 @@ void append_tensor_json(std::string& out, const TensorChange& t) {
     out += i == 0 ? "{\"field\":" : ",{\"field\":";
     append_json_string(out, f.field);
     out += ",\"old\":";
-    if (t.kind == TensorChangeKind::only_new) out += "null";
-    else append_json_string(out, f.old_value);
+    if (t.kind == TensorChangeKind::only_new)
+      out += "null";
+    else
+      append_json_string(out, f.old_value);
     out += ",\"new\":";
-    if (t.kind == TensorChangeKind::only_old) out += "null";
-    else append_json_string(out, f.new_value);
+    if (t.kind == TensorChangeKind::only_old)
+      out += "null";
+    else
+      append_json_string(out, f.new_value);
     out += '}';
   }
   out += "]}";
@@ -144,7 +158,9 @@ void append_tensor_json(std::string& out, const TensorChange& t) {
 
 // Names and values from the plans are escaped as they are written (printable); the rest is ours.
 std::string format_plan_diff_text(const PlanDiff& diff) {
-  std::string out = fmt::format("diff: {} -> {}\n", diff.old_name, diff.new_name);
+  std::string out;
+  out.reserve(size_hint(diff));
+  fmt::format_to(std::back_inserter(out), "diff: {} -> {}\n", diff.old_name, diff.new_name);
   for (const FieldChange& f : diff.context) {
     fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value),
                    printable(f.new_value));
@@ -182,7 +198,9 @@ std::string format_plan_diff_json(const PlanDiff& diff) {
     for (const FieldChange& f : list) array.push_back(field_json(f, kind));
     return array;
   };
-  std::string out = "{\"format\": \"shardwise-plan-diff\", \"version\": 1";
+  std::string out;
+  out.reserve(size_hint(diff));
+  out += "{\"format\": \"shardwise-plan-diff\", \"version\": 1";
   out += ", \"old\": " + dump(diff.old_name) + ", \"new\": " + dump(diff.new_name);
   out += fmt::format(", \"differ\": {},\n", diff.differ());
   out += " \"context\": " + dump(fields(diff.context, TensorChangeKind::placement)) + ",\n";

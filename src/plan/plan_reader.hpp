@@ -52,8 +52,8 @@ struct PlanRecords {
   // Everything else of the plan: top-level keys, and `outputs` without their `tensors`.
   nlohmann::json head;
   HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields)
-  std::vector<SkipRecord> skipped;          // sorted by source
-  TextStore text;                           // the records' fields
+  std::vector<SkipRecord> skipped;         // sorted by source
+  TextStore text;                          // the records' fields
 };
 
 // Where the fast path (plan_scan.cpp) reads a plan to: the head as the SAX reader leaves it, each

@@ -19,7 +19,9 @@ namespace shardwise::plan::detail {
 namespace {
 
 constexpr std::size_t kHugePage = std::size_t{2} << 20;
-constexpr std::size_t kBlock = std::size_t{16} << 20;  // a TextStore's block
+// A TextStore's blocks double from the first to the last size: a small plan takes little.
+constexpr std::size_t kFirstBlock = std::size_t{64} << 10;
+constexpr std::size_t kLastBlock = std::size_t{16} << 20;
 
 }  // namespace
 
@@ -44,8 +46,9 @@ char* allocate_array(std::size_t size) {
 
 std::string_view TextStore::add(std::string_view text) {
   if (text.size() > left_) {
-    const std::size_t size = std::max(kBlock, text.size());
-    blocks_.push_back(allocate_huge(size));
+    block_ = std::clamp(2 * block_, kFirstBlock, kLastBlock);
+    const std::size_t size = std::max(block_, text.size());
+    blocks_.push_back(HugeBuffer(allocate_array(size)));
     next_ = blocks_.back().get();
     left_ = size;
   }
@@ -66,13 +69,13 @@ void FileText::read(const std::string& path) {
   if (::fstat(fd, &info) == 0 && info.st_size > 0 && static_cast<std::size_t>(info.st_size) >= capacity_) {
     data_.reset();  // never two full-size buffers at once
     capacity_ = static_cast<std::size_t>(info.st_size) + 1;
-    data_ = allocate_huge(capacity_);
+    data_ = HugeBuffer(allocate_array(capacity_));
   }
   // Grows when the file is not a regular one or grew meanwhile.
   for (;;) {
     if (size_ == capacity_) {
       const std::size_t bigger = std::max<std::size_t>(capacity_ * 2, 1 << 16);
-      HugeBuffer grown = allocate_huge(bigger);
+      HugeBuffer grown(allocate_array(bigger));
       if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
       data_ = std::move(grown);
       capacity_ = bigger;

@@ -45,6 +45,7 @@ class TextStore {
   std::vector<HugeBuffer> blocks_;
   char* next_ = nullptr;
   std::size_t left_ = 0;
+  std::size_t block_ = 0;  // the last block's size
 };
 
 // A whole file's bytes, in a buffer reused from one file to the next.
