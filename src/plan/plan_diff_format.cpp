@@ -24,24 +24,43 @@ std::string plural(std::size_t n, const char* one, const char* many) {
 }
 
 // "ranks: 0-1 -> all; slice: dim1[0:512] dim1[512:1024] -> whole", or for a tensor one plan lacks,
-// "ranks: all; output: x".
-std::string changes_text(const TensorChange& t) {
-  std::string text;
+// "ranks: all; output: x"; appended to `out`, escaped as printable() escapes.
+void append_changes(std::string& out, const TensorChange& t) {
+  bool first = true;
   for (const FieldChange& f : t.fields) {
-    if (!text.empty()) text += "; ";
+    if (!first) out += "; ";
+    first = false;
+    append_printable(out, f.field);
+    out += ": ";
     switch (t.kind) {
       case TensorChangeKind::placement:
-        text += fmt::format("{}: {} -> {}", f.field, f.old_value, f.new_value);
+        append_printable(out, f.old_value);
+        out += " -> ";
+        append_printable(out, f.new_value);
         break;
       case TensorChangeKind::only_old:
-        text += fmt::format("{}: {}", f.field, f.old_value);
+        append_printable(out, f.old_value);
         break;
       case TensorChangeKind::only_new:
-        text += fmt::format("{}: {}", f.field, f.new_value);
+        append_printable(out, f.new_value);
         break;
     }
   }
-  return text;
+}
+
+// About the size of either form: reserved once, instead of the text being copied as it grows.
+std::size_t size_hint(const PlanDiff& diff) {
+  std::size_t size = 4096;
+  for (const TensorChange& t : diff.tensors) {
+    size += 2 * t.name.size() + 64;
+    for (const FieldChange& f : t.fields)
+      size += f.field.size() + f.old_value.size() + f.new_value.size() + 32;
+  }
+  return size;
+}
+
+bool is_ascii(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
 void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kind, const std::string& title,
@@ -57,9 +76,18 @@ void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kin
   fmt::format_to(std::back_inserter(out), "\n{}: {}\n  {:<{}}  {}\n", title,
                  plural(rows, "source tensor", "source tensors"), "SOURCE", width, heading);
   for (const TensorChange& t : diff.tensors) {
-    if (t.kind == kind)
-      fmt::format_to(std::back_inserter(out), "  {:<{}}  {}\n", printable(t.name), width,
-                     printable(changes_text(t)));
+    if (t.kind != kind) continue;
+    out += "  ";
+    if (is_ascii(t.name)) {  // fmt pads by display width: for ASCII, one column a byte
+      const std::size_t before = out.size();
+      append_printable(out, t.name);
+      out.append(width - std::min(width, out.size() - before), ' ');
+    } else {
+      fmt::format_to(std::back_inserter(out), "{:<{}}", printable(t.name), width);
+    }
+    out += "  ";
+    append_changes(out, t);
+    out += '\n';
   }
 }
 
@@ -86,11 +114,53 @@ std::string dump(const ordered& value) {
   return value.dump(-1, ' ', false, ordered::error_handler_t::replace);
 }
 
+// A string as dump() writes it: printable ASCII without quotes or backslashes as it is, anything
+// else through dump().
+void append_json_string(std::string& out, std::string_view text) {
+  const bool plain = std::all_of(text.begin(), text.end(),
+                                 [](char c) { return c >= 0x20 && c < 0x7f && c != '"' && c != '\\'; });
+  if (!plain) {
+    out += dump(std::string(text));
+    return;
+  }
+  out += '"';
+  out += text;
+  out += '"';
+}
+
+// One tensor's entry as dump() of {"name", "change", "fields": [{"field", "old", "new"}]} writes it.
+void append_tensor_json(std::string& out, const TensorChange& t) {
+  out += "{\"name\":";
+  append_json_string(out, t.name);
+  out += ",\"change\":\"";
+  out += kind_name(t.kind);
+  out += "\",\"fields\":[";
+  for (std::size_t i = 0; i < t.fields.size(); ++i) {
+    const FieldChange& f = t.fields[i];
+    out += i == 0 ? "{\"field\":" : ",{\"field\":";
+    append_json_string(out, f.field);
+    out += ",\"old\":";
+    if (t.kind == TensorChangeKind::only_new)
+      out += "null";
+    else
+      append_json_string(out, f.old_value);
+    out += ",\"new\":";
+    if (t.kind == TensorChangeKind::only_old)
+      out += "null";
+    else
+      append_json_string(out, f.new_value);
+    out += '}';
+  }
+  out += "]}";
+}
+
 }  // namespace
 
 // Names and values from the plans are escaped as they are written (printable); the rest is ours.
 std::string format_plan_diff_text(const PlanDiff& diff) {
-  std::string out = fmt::format("diff: {} -> {}\n", diff.old_name, diff.new_name);
+  std::string out;
+  out.reserve(size_hint(diff));
+  fmt::format_to(std::back_inserter(out), "diff: {} -> {}\n", diff.old_name, diff.new_name);
   for (const FieldChange& f : diff.context) {
     fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value),
                    printable(f.new_value));
@@ -128,17 +198,17 @@ std::string format_plan_diff_json(const PlanDiff& diff) {
     for (const FieldChange& f : list) array.push_back(field_json(f, kind));
     return array;
   };
-  std::string out = "{\"format\": \"shardwise-plan-diff\", \"version\": 1";
+  std::string out;
+  out.reserve(size_hint(diff));
+  out += "{\"format\": \"shardwise-plan-diff\", \"version\": 1";
   out += ", \"old\": " + dump(diff.old_name) + ", \"new\": " + dump(diff.new_name);
   out += fmt::format(", \"differ\": {},\n", diff.differ());
   out += " \"context\": " + dump(fields(diff.context, TensorChangeKind::placement)) + ",\n";
   out += " \"plan_changes\": " + dump(fields(diff.plan_changes, TensorChangeKind::placement)) + ",\n";
   out += " \"tensors\": [";
   for (std::size_t i = 0; i < diff.tensors.size(); ++i) {
-    const TensorChange& t = diff.tensors[i];
-    const ordered entry = {
-        {"name", t.name}, {"change", kind_name(t.kind)}, {"fields", fields(t.fields, t.kind)}};
-    out += (i == 0 ? "\n  " : ",\n  ") + dump(entry);
+    out += i == 0 ? "\n  " : ",\n  ";
+    append_tensor_json(out, diff.tensors[i]);
   }
   out += diff.tensors.empty() ? "],\n" : "\n ],\n";
   const ordered totals = {{"placed_differently", count(diff, TensorChangeKind::placement)},

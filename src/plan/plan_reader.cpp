@@ -5,6 +5,7 @@
 #include "plan/plan_reader.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <iterator>
 #include <set>
 
@@ -15,10 +16,40 @@
 namespace shardwise::plan::detail {
 
 std::uint32_t NameTable::intern(std::string_view name) {
-  if (const auto it = ids_.find(name); it != ids_.end()) return it->second;
-  const auto id = static_cast<std::uint32_t>(names_.size());
-  ids_.emplace(names_.emplace_back(name), id);
-  return id;
+  if (2 * (names_.size() + 1) > slots_.size()) rehash(std::max<std::size_t>(64, 2 * slots_.size()));
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t slot = std::hash<std::string_view>()(name) & mask;; slot = (slot + 1) & mask) {
+    if (slots_[slot] == 0) {
+      const auto id = static_cast<std::uint32_t>(names_.size());
+      names_.push_back(text_.add(name));
+      slots_[slot] = id + 1;
+      return id;
+    }
+    if (names_[slots_[slot] - 1] == name) return slots_[slot] - 1;
+  }
+}
+
+void NameTable::reserve(std::size_t count) {
+  names_.reserve(count);
+  std::size_t slots = 64;
+  while (slots < 2 * count) slots *= 2;
+  if (slots > slots_.size()) rehash(slots);
+}
+
+void NameTable::truncate(std::size_t count) {
+  if (count >= names_.size()) return;
+  names_.resize(count);  // their text stays in text_ until the table goes: a rare path
+  rehash(slots_.size());
+}
+
+void NameTable::rehash(std::size_t slots) {
+  slots_.assign(slots, 0);
+  const std::size_t mask = slots - 1;
+  for (std::size_t id = 0; id < names_.size(); ++id) {
+    std::size_t slot = std::hash<std::string_view>()(names_[id]) & mask;
+    while (slots_[slot] != 0) slot = (slot + 1) & mask;
+    slots_[slot] = static_cast<std::uint32_t>(id + 1);
+  }
 }
 
 namespace {
@@ -65,7 +96,7 @@ class PlanSax {
 
   const std::string& error() const noexcept { return error_; }
   json& root() noexcept { return root_; }
-  const std::vector<std::size_t>& output_of_placement() const noexcept { return output_of_placement_; }
+  const HugeVector<std::size_t>& output_of_placement() const noexcept { return output_of_placement_; }
 
  private:
   bool fail(std::string message) {
@@ -149,7 +180,7 @@ class PlanSax {
     const std::uint32_t id = names_.intern(name->get_ref<const std::string&>());
     source->erase(name);
     tensor.erase("rule");
-    records_.placements.push_back(PlacementRecord{id, 0, tensor.dump()});
+    records_.placements.push_back(PlacementRecord{id, 0, records_.text.add(tensor.dump())});
     output_of_placement_.push_back(frames_[1].value->size() - 1);
     return true;
   }
@@ -162,7 +193,7 @@ class PlanSax {
     skip.erase(name);
     skip.erase("rule");
     skip.erase("reason");
-    records_.skipped.push_back(SkipRecord{id, skip.dump()});
+    records_.skipped.push_back(SkipRecord{id, records_.text.add(skip.dump())});
     return true;
   }
 
@@ -171,7 +202,7 @@ class PlanSax {
   PlanRecords& records_;
   json root_;
   std::vector<Frame> frames_;
-  std::vector<std::size_t> output_of_placement_;  // by placement: its index in `outputs`
+  HugeVector<std::size_t> output_of_placement_;  // by placement: its index in `outputs`
   std::string error_;
 };
 
@@ -229,19 +260,18 @@ std::vector<std::uint64_t> check_head(const json& head, std::string_view file, s
 }
 
 // The records and head of `text`: by the fast path when the text is plain, else by the SAX reader.
-// The fast path interns names only once it succeeded (a refused text leaves `names` as it was).
-json read_records(std::string_view text, std::string_view file, NameTable& names, PlanRecords& records,
-                  std::vector<std::size_t>& output_of_placement) {
-  PlainPlan plain;
-  if (read_plain_plan(text, plain)) {
-    records.placements.reserve(plain.placements.size());
-    names.reserve(names.size() + plain.placements.size());
-    for (PlainPlan::Record& record : plain.placements)
-      records.placements.push_back(PlacementRecord{names.intern(record.name), 0, std::move(record.fields)});
-    for (PlainPlan::Record& record : plain.skipped)
-      records.skipped.push_back(SkipRecord{names.intern(record.name), std::move(record.fields)});
-    output_of_placement = std::move(plain.output_of_placement);
-    return std::move(plain.head);
+void read_records(std::string_view text, std::string_view file, NameTable& names, PlanRecords& records,
+                  HugeVector<std::size_t>& output_of_placement, PlanReader reader) {
+  const std::size_t known = names.size();
+  if (reader == PlanReader::fast_when_plain) {
+    // A placement takes 150+ bytes of text: reserved pages that are never used are never touched.
+    records.placements.reserve(text.size() / 128);
+    output_of_placement.reserve(text.size() / 128);
+    names.reserve(names.size() + text.size() / 256);
+    if (read_plain_plan(text, {records, names, output_of_placement})) return;
+    records = PlanRecords();
+    output_of_placement.clear();
+    names.truncate(known);
   }
   PlanSax sax(file, names, records);
   if (!json::sax_parse(text.begin(), text.end(), &sax)) {
@@ -249,7 +279,7 @@ json read_records(std::string_view text, std::string_view file, NameTable& names
                 sax.error().empty() ? fmt::format("{}: not valid JSON", file) : sax.error());
   }
   output_of_placement = sax.output_of_placement();
-  return std::move(sax.root());
+  records.head = std::move(sax.root());
 }
 
 // A fused output's record (plan_json's "composite") replaced by one record per part, each under its
@@ -279,7 +309,7 @@ void expand_fused(PlanRecords& records, NameTable& names, std::string_view file)
       source->erase("name");
       part.erase("rule");
       part["fused"] = {{"output", *output}, {"position", i}};
-      expanded.push_back(PlacementRecord{id, record.rank, part.dump()});
+      expanded.push_back(PlacementRecord{id, record.rank, records.text.add(part.dump())});
     }
     record = std::move(expanded.front());
     more.insert(more.end(), std::make_move_iterator(expanded.begin() + 1),
@@ -291,15 +321,15 @@ void expand_fused(PlanRecords& records, NameTable& names, std::string_view file)
 
 }  // namespace
 
-PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names) {
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
+                              PlanReader reader) {
   PlanRecords records;
-  std::vector<std::size_t> output_of_placement;
-  json head = read_records(text, file, names, records, output_of_placement);
-  const std::vector<std::uint64_t> ranks = check_head(head, file, records.model_parallel);
+  HugeVector<std::size_t> output_of_placement;
+  read_records(text, file, names, records, output_of_placement, reader);
+  const std::vector<std::uint64_t> ranks = check_head(records.head, file, records.model_parallel);
   for (std::size_t i = 0; i < records.placements.size(); ++i) {
     records.placements[i].rank = ranks[output_of_placement[i]];
   }
-  records.head = std::move(head);
   expand_fused(records, names, file);
   std::sort(records.placements.begin(), records.placements.end(), [](const auto& a, const auto& b) {
     return std::tie(a.source, a.rank, a.fields) < std::tie(b.source, b.rank, b.fields);

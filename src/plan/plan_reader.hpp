@@ -4,69 +4,77 @@
 // JSON; its DOM would take gigabytes).
 
 #include <cstdint>
-#include <deque>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "plan/text_store.hpp"
+
 namespace shardwise::plan::detail {
 
-// Source tensor names of both plans, each stored once.
+// Source tensor names of both plans, each stored once, numbered in the order first seen.
 class NameTable {
  public:
   std::uint32_t intern(std::string_view name);
   std::string_view name(std::uint32_t id) const { return names_[id]; }
   std::size_t size() const noexcept { return names_.size(); }
-  void reserve(std::size_t count) { ids_.reserve(count); }
+  void reserve(std::size_t count);
+  // Forgets the names numbered `count` and above.
+  void truncate(std::size_t count);
 
  private:
-  std::deque<std::string> names_;  // stable addresses for the views in ids_
-  std::unordered_map<std::string_view, std::uint32_t> ids_;
+  void rehash(std::size_t slots);
+
+  TextStore text_;
+  HugeVector<std::string_view> names_;  // by id, views into text_
+  HugeVector<std::uint32_t> slots_;     // open addressing: id + 1, 0 for an empty slot
 };
 
 // One output tensor of a plan: the source it comes from, its rank, and every other key of its
 // JSON object (the rule label and the source's name taken out), as compact JSON with sorted keys,
-// so that two placements are equal exactly when their texts are.
+// so that two placements are equal exactly when their texts are. The texts are views into the
+// PlanRecords' store.
 struct PlacementRecord {
   std::uint32_t source = 0;
   std::uint64_t rank = 0;
-  std::string fields;
+  std::string_view fields;
 };
 
 struct SkipRecord {
   std::uint32_t source = 0;
-  std::string fields;  // the skipped entry without its name, rule and reason
+  std::string_view fields;  // the skipped entry without its name, rule and reason
 };
 
 struct PlanRecords {
   std::uint64_t model_parallel = 0;
   // Everything else of the plan: top-level keys, and `outputs` without their `tensors`.
   nlohmann::json head;
-  std::vector<PlacementRecord> placements;  // sorted by (source, rank, fields)
-  std::vector<SkipRecord> skipped;          // sorted by source
+  HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields)
+  std::vector<SkipRecord> skipped;         // sorted by source
+  TextStore text;                          // the records' fields
 };
 
-// A plan read by the fast path (plan_scan.cpp): the head as the SAX reader leaves it, and each
-// placement and skipped entry with its source's name (a view into the text) and its fields.
+// Where the fast path (plan_scan.cpp) reads a plan to: the head as the SAX reader leaves it, each
+// placement (its rank still 0) and skipped entry, and by placement its index in `outputs`.
 struct PlainPlan {
-  struct Record {
-    std::string_view name;
-    std::string fields;
-  };
-  nlohmann::json head;
-  std::vector<Record> placements;                // in the text's order
-  std::vector<std::size_t> output_of_placement;  // by placement: its index in `outputs`
-  std::vector<Record> skipped;
+  PlanRecords& records;
+  NameTable& names;
+  HugeVector<std::size_t>& output_of_placement;
 };
 
 // False when `text` leaves the plain subset that `shardwise plan --format json` writes (escapes,
-// floats, a key twice, an unusual nesting, ...): read_plan_records then uses the full reader.
-bool read_plain_plan(std::string_view text, PlainPlan& plan);
+// floats, a key twice, an unusual nesting, ...): read_plan_records then uses the full reader, on
+// records made anew and names truncated to their size before.
+bool read_plain_plan(std::string_view text, PlainPlan plan);
+
+// Which reader read_plan_records uses: the fast one when the text is plain, or the full one always
+// (for tests that compare them).
+enum class PlanReader { fast_when_plain, full };
 
 // Throws Error(input) naming `file` and where when `text` is not a plan of version 1.
-PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names);
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
+                              PlanReader reader = PlanReader::fast_when_plain);
 
 }  // namespace shardwise::plan::detail

@@ -48,12 +48,12 @@ class PlainPlanScanner {
 
   bool read_top(PlainPlan& plan) {
     if (!consume('{')) return false;
-    plan.head = json::object();
+    plan.records.head = json::object();
     if (consume('}')) return true;
     do {
       std::string_view key;
-      if (!string(key) || !consume(':') || plan.head.contains(key)) return false;
-      json& value = plan.head[std::string(key)];
+      if (!string(key) || !consume(':') || plan.records.head.contains(key)) return false;
+      json& value = plan.records.head[std::string(key)];
       if (key == "outputs") {
         if (!read_outputs(plan, value)) return false;
       } else if (key == "skipped") {
@@ -94,9 +94,9 @@ class PlainPlanScanner {
     if (consume(']')) return true;
     do {
       std::string_view name;
-      std::string fields;
-      if (peek() != '{' || !record(fields, 4, {"rule"}, "source", name)) return false;
-      plan.placements.push_back({name, std::move(fields)});
+      record_.clear();
+      if (peek() != '{' || !record(record_, 4, {"rule"}, "source", name)) return false;
+      plan.records.placements.push_back({plan.names.intern(name), 0, plan.records.text.add(record_)});
       plan.output_of_placement.push_back(output);
     } while (consume(','));
     return consume(']');
@@ -108,9 +108,9 @@ class PlainPlanScanner {
     if (consume(']')) return true;
     do {
       std::string_view name;
-      std::string fields;
-      if (peek() != '{' || !record(fields, 2, {"name", "rule", "reason"}, {}, name)) return false;
-      plan.skipped.push_back({name, std::move(fields)});
+      record_.clear();
+      if (peek() != '{' || !record(record_, 2, {"name", "rule", "reason"}, {}, name)) return false;
+      plan.records.skipped.push_back({plan.names.intern(name), plan.records.text.add(record_)});
     } while (consume(','));
     return consume(']');
   }
@@ -351,11 +351,12 @@ class PlainPlanScanner {
   std::string_view text_;
   std::size_t pos_ = 0;
   std::vector<Level> levels_;  // by depth
+  std::string record_;         // the record being formatted, reused
 };
 
 }  // namespace
 
-bool read_plain_plan(std::string_view text, PlainPlan& plan) {
+bool read_plain_plan(std::string_view text, PlainPlan plan) {
   PlainPlanScanner scanner(text);
   return scanner.read(plan);
 }

@@ -286,3 +286,42 @@ TEST_CASE("diff: the JSON form lists each change with its fields") {
                                          {"old_tensors", 6},
                                          {"new_tensors", 6}}));
 }
+
+TEST_CASE("diff: names and values that need escaping are compared and shown as they read") {
+  TempDir dir;
+  write_small(dir);
+  const std::string before = json_plan(dir, kPlanRules);
+  // A value with a quote and a control byte (its record keeps an escape), a name with a bell and a
+  // UTF-8 letter (padded by the columns it takes).
+  std::string after =
+      replace_once(before, "\"rule\": \"table[rep]", "\"note\": \"a\\\"b\\u0001\", \"rule\": \"table[rep]");
+  for (std::size_t at; (at = after.find("\"blk.0.col.weight\"")) != std::string::npos;)
+    after.replace(at, 18, "\"blk.0.c\\u00f6l\\u0007.weight\"");
+  const PlanDiff diff = plan::diff_plans(before, "a", after, "b");
+  // As the first version of diff (a DOM per record, every row formatted then escaped) wrote them.
+  CHECK(plan::format_plan_diff_text(diff) ==
+        "diff: a -> b\n"
+        "\n"
+        "placed differently: 1 source tensor\n"
+        "  SOURCE            CHANGES (OLD -> NEW)\n"
+        "  blk.0.rep.weight  note: absent -> a\"b\\x01 absent\n"
+        "\n"
+        "only in a: 1 source tensor\n"
+        "  SOURCE            PLACEMENT\n"
+        "  blk.0.col.weight  ranks: all; output: blk.0.col.weight; slice: dim0 2x4\n"
+        "\n"
+        "only in b: 1 source tensor\n"
+        "  SOURCE                 PLACEMENT\n"
+        "  blk.0.c\xc3\xb6l\\x07.weight   ranks: all; output: blk.0.c\xc3\xb6l\\x07.weight; slice: dim0 2x4\n"
+        "\n"
+        "1 placed differently, 1 only in a, 1 only in b, 4 the same; 0 plan-level changes (of 6 source "
+        "tensors in a, 6 in b)\n");
+  const std::string json = plan::format_plan_diff_json(diff);
+  CHECK_THAT(json, Catch::Contains(
+                       "{\"name\":\"blk.0.c\xc3\xb6l\\u0007.weight\",\"change\":\"only_new\",\"fields\":[{"
+                       "\"field\":\"ranks\",\"old\":null,\"new\":\"all\"},{\"field\":\"output\",\"old\":null,"
+                       "\"new\":\"blk.0.c\xc3\xb6l\\u0007.weight\"},"));
+  CHECK_THAT(json,
+             Catch::Contains("{\"name\":\"blk.0.rep.weight\",\"change\":\"placement\",\"fields\":[{\"field\":"
+                             "\"note\",\"old\":\"absent\",\"new\":\"a\\\"b\\u0001 absent\"}]}"));
+}

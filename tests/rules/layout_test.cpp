@@ -92,3 +92,32 @@ ownership:
   CHECK(huge.reason ==
         "ownership[slot] (t.yaml:16:5) captured index '99999999999999999999999', which is not a number");
 }
+
+TEST_CASE("keys: each name takes the first key rule that matches it, whatever the names before took") {
+  const Rules rules = Rules::load_text(R"(shardwise: 1
+name: t
+output: {file: "m{rank}.safetensors"}
+unknown_keys: replicate
+keys:
+  - {name: packed, match: '(?P<key>[^.]+)\.(?:qweight|scales)$'}
+  - {name: bias, match: '\.bias$', key: b}
+  - {name: module, match: '(?P<key>[^.]+)\.[^.]+$'}
+)",
+                                       "t.yaml");
+  const auto params = rules.resolve_params({{"mp", 2}});
+  // Runs of the first rule broken by the others, and back (the first rule is tried alone first
+  // after it decided a name).
+  const std::pair<const char*, const char*> cases[] = {
+      {"l.0.up.qweight", "up"},    {"l.0.up.scales", "up"},           {"l.0.up.bias", "b"},
+      {"l.0.norm.weight", "norm"}, {"l.1.down.qweight", "down"},      {"l.1.gate.bias", "b"},
+      {"l.1.down.scales", "down"}, {"l.1.qweight.weight", "qweight"}, {"l.2.w.qweight", "w"},
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    for (const auto& [name, key] : cases) {
+      INFO(name);
+      const Decision d = rules.decide(name, params, pass == 0 ? Rules::Trail::omit : Rules::Trail::record);
+      REQUIRE(d.key);
+      CHECK(*d.key == key);
+    }
+  }
+}

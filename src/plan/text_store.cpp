@@ -1,0 +1,96 @@
+#include "plan/text_store.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include <shardwise/core/error.hpp>
+
+namespace shardwise::plan::detail {
+
+namespace {
+
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+// A TextStore's blocks double from the first to the last size: a small plan takes little.
+constexpr std::size_t kFirstBlock = std::size_t{64} << 10;
+constexpr std::size_t kLastBlock = std::size_t{16} << 20;
+
+}  // namespace
+
+void HugeFree::operator()(char* p) const noexcept { std::free(p); }
+
+HugeBuffer allocate_huge(std::size_t size) {
+  const std::size_t rounded = (std::max<std::size_t>(size, 1) + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without huge pages it is slower, not wrong
+#endif
+  return HugeBuffer(static_cast<char*>(p));
+}
+
+char* allocate_array(std::size_t size) {
+  if (size >= (std::size_t{1} << 20)) return allocate_huge(size).release();
+  void* p = std::malloc(std::max<std::size_t>(size, 1));
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
+std::string_view TextStore::add(std::string_view text) {
+  if (text.size() > left_) {
+    block_ = std::clamp(2 * block_, kFirstBlock, kLastBlock);
+    const std::size_t size = std::max(block_, text.size());
+    blocks_.push_back(HugeBuffer(allocate_array(size)));
+    next_ = blocks_.back().get();
+    left_ = size;
+  }
+  if (!text.empty()) std::memcpy(next_, text.data(), text.size());
+  const std::string_view stored(next_, text.size());
+  next_ += text.size();
+  left_ -= text.size();
+  return stored;
+}
+
+void FileText::read(const std::string& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode))
+    throw_os_error("cannot read the plan", path, EISDIR);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_os_error("cannot read the plan", path, errno);
+  size_ = 0;
+  if (::fstat(fd, &info) == 0 && info.st_size > 0 && static_cast<std::size_t>(info.st_size) >= capacity_) {
+    data_.reset();  // never two full-size buffers at once
+    capacity_ = static_cast<std::size_t>(info.st_size) + 1;
+    data_ = HugeBuffer(allocate_array(capacity_));
+  }
+  // Grows when the file is not a regular one or grew meanwhile.
+  for (;;) {
+    if (size_ == capacity_) {
+      const std::size_t bigger = std::max<std::size_t>(capacity_ * 2, 1 << 16);
+      HugeBuffer grown(allocate_array(bigger));
+      if (size_ > 0) std::memcpy(grown.get(), data_.get(), size_);
+      data_ = std::move(grown);
+      capacity_ = bigger;
+    }
+    const ssize_t got = ::read(fd, data_.get() + size_, capacity_ - size_);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) {
+      const int error = errno;
+      ::close(fd);
+      throw_os_error("cannot read the plan", path, error);
+    }
+    if (got == 0) break;
+    size_ += static_cast<std::size_t>(got);
+  }
+  ::close(fd);
+}
+
+}  // namespace shardwise::plan::detail

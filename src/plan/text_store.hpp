@@ -1,0 +1,64 @@
+#pragma once
+// Internal to `diff`: memory for the text of two full-size plans (80+ MB each) and their records.
+// Large buffers are asked for on transparent huge pages: on this project's VMs a first touch of a
+// 4 KiB page costs ~20 us, which made page faults a third of `diff`'s time.
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace shardwise::plan::detail {
+
+struct HugeFree {
+  void operator()(char* p) const noexcept;
+};
+using HugeBuffer = std::unique_ptr<char[], HugeFree>;
+
+// At least `size` bytes, uninitialised, on huge pages where the system gives them.
+HugeBuffer allocate_huge(std::size_t size);
+// `size` bytes for an array, released by HugeFree: on huge pages from 1 MiB on.
+char* allocate_array(std::size_t size);
+
+// For std::vector: a large array on huge pages, a small one from malloc.
+template <typename T>
+struct HugeAllocator {
+  using value_type = T;
+  HugeAllocator() = default;
+  template <typename U>
+  HugeAllocator(const HugeAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
+  T* allocate(std::size_t n) { return reinterpret_cast<T*>(allocate_array(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { HugeFree()(reinterpret_cast<char*>(p)); }
+  friend bool operator==(const HugeAllocator&, const HugeAllocator&) noexcept { return true; }
+};
+template <typename T>
+using HugeVector = std::vector<T, HugeAllocator<T>>;
+
+// Bytes appended and never moved: the views add() returns stay valid as long as the store (moving
+// the store keeps them valid too).
+class TextStore {
+ public:
+  std::string_view add(std::string_view text);
+
+ private:
+  std::vector<HugeBuffer> blocks_;
+  char* next_ = nullptr;
+  std::size_t left_ = 0;
+  std::size_t block_ = 0;  // the last block's size
+};
+
+// A whole file's bytes, in a buffer reused from one file to the next.
+class FileText {
+ public:
+  // Replaces the text with `path`'s bytes. Throws Error(io) naming `path` when it cannot be read.
+  void read(const std::string& path);
+  std::string_view view() const noexcept { return {data_.get(), size_}; }
+
+ private:
+  HugeBuffer data_;
+  std::size_t capacity_ = 0;
+  std::size_t size_ = 0;
+};
+
+}  // namespace shardwise::plan::detail
