@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <span>
 
+#include <shardwise/transform/fp8_scales.hpp>
 #include <shardwise/transform/kernels.hpp>
 
 namespace shardwise::transform {
@@ -23,6 +24,8 @@ void dequantize_to_bf16(const BlockScaledBand& band, Bf16Nan nan, std::span<std:
 void requantize_fp4_to_fp8(std::span<const std::byte> weight, std::span<const std::byte> scale,
                            std::uint64_t rows, std::uint64_t cols, std::span<std::byte> out_weight,
                            std::span<std::byte> out_scale, Isa isa);
+// dequantize_fp8 (fp8_scales.hpp) likewise (AVX2 for BF16 output; F16 output is portable code).
+void dequantize_fp8(const Fp8Band& band, const OutputFormat& format, std::span<std::byte> out, Isa isa);
 
 namespace avx2 {
 // `count` codes -> BF16 of e4m3(code) x scale, the float32 product rounded once, NaN -> nan_bits.
