@@ -2,7 +2,7 @@
 // E4M3 codes x all 256 E8M0 codes and x 65,536 F32 scales (every exponent and sign, random
 // mantissas, the special values), rows whose length leaves tails of every size, and FP4 blocks
 // under every (largest, scale) code pair; dequantize_fp8 likewise with every scale of each dtype
-// (all BF16 and F16 patterns, all E8M0 codes). The portable code itself is checked against independent
+// (all BF16 and F16 patterns, all E8M0 codes), and dequantize_int with every BF16 and F16 scale. The portable code itself is checked against independent
 // expectations by dequantize_test and requantize_test, which run best_isa().
 
 #include <shardwise/transform/kernels.hpp>
@@ -15,6 +15,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <shardwise/transform/dequantize_int.hpp>
 #include <shardwise/transform/fp8_scales.hpp>
 #include <shardwise/transform/isa.hpp>
 #include "transform/fp4_patterns.hpp"
@@ -235,6 +236,81 @@ TEST_CASE("dequantize_fp8, AVX2 = portable: block grids with every tail, bands s
           INFO(s.rows << " x " << s.cols << " in blocks of " << s.block_rows << " x " << s.block_cols
                       << ", scales " << st::dtype_name(dtype) << ", rows " << first << "+" << count);
           CHECK(first_difference(portable, fast) == portable.size());
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("dequantize_int, AVX2 = portable: each packing and width, every BF16 and F16 scale, random codes") {
+  if (!avx2_to_compare()) return;
+  // 4096 output rows x 256 input columns in 16 groups of 16: the 65,536 scales are every 16-bit
+  // pattern (BF16, F16) or random F32s with the specials; codes and zeros random words. Every
+  // width with BF16 scales, 4 bits with each scale dtype, in bands and with act-order.
+  std::mt19937 random(19);
+  const std::uint64_t out = 4096, in = 256, groups = 16;
+  for (const IntPacking packing : {IntPacking::gptq, IntPacking::gptq_v2, IntPacking::awq}) {
+    for (const unsigned bits : {2u, 4u, 8u}) {
+      if (packing == IntPacking::awq && bits != 4) continue;
+      for (const st::DType dtype : {st::DType::BF16, st::DType::F16, st::DType::F32}) {
+        if (dtype != st::DType::BF16 && bits != 4) continue;
+        const bool awq = packing == IntPacking::awq;
+        const std::uint64_t code_words = awq ? in * out / 8 : in * bits / 32 * out;
+        std::vector<std::byte> qweight(4 * code_words), qzeros(4 * groups * out * bits / 32);
+        for (auto& b : qweight) b = std::byte(random() & 0xFF);
+        for (auto& b : qzeros) b = std::byte(random() & 0xFF);
+        std::vector<std::byte> scales = every_scale(dtype);
+        if (dtype == st::DType::F32) scales.resize(4 * groups * out);
+        for (std::size_t i = 0; dtype == st::DType::F32 && i < scales.size(); i += 4) {
+          if (i >= 4 * 16384) std::memcpy(scales.data() + i, scales.data() + i % (4 * 16384), 4);
+        }
+        // Whole weight, then a band of rows from 40 (not a multiple of 32 or 8), then act-order.
+        for (const int shape : {0, 1, 2}) {
+          if (shape != 0 && bits != 4) continue;
+          const IntQuant quant{packing, bits, in, out, groups, 16};
+          std::vector<std::byte> group_index;
+          if (shape == 2) {
+            group_index.resize(4 * in);
+            for (std::uint64_t i = 0; i < in; ++i) {
+              // Runs of 16 on average (the AVX2 runs), in shuffled group order, short ones too.
+              const auto g = static_cast<std::int32_t>((i / 32 * 5 + (i % 32 < 3 ? 1 : 0)) % groups);
+              std::memcpy(group_index.data() + 4 * i, &g, 4);
+            }
+          }
+          const IntTile tile = shape == 1 ? IntTile{40, 1000, 0, in} : IntTile{0, out, 0, in};
+          const IntTileSources need = int_tile_sources(quant, tile, !group_index.empty());
+          // The slices the tile reads, row-major.
+          const auto slice = [](const std::vector<std::byte>& all, std::uint64_t all_cols, IndexRange rows,
+                                IndexRange cols, std::uint64_t size) {
+            std::vector<std::byte> part;
+            for (std::uint64_t r = rows.begin; r < rows.end; ++r) {
+              const auto* from = all.data() + size * (r * all_cols + cols.begin);
+              part.insert(part.end(), from, from + size * cols.size());
+            }
+            return part;
+          };
+          const std::uint64_t scale_size = st::dtype_bits(dtype) / 8;
+          const std::vector<std::byte> codes_part =
+              slice(qweight, awq ? out / 8 : out, need.codes_rows, need.codes_cols, 4);
+          const std::vector<std::byte> zeros_part =
+              slice(qzeros, out * bits / 32, {0, groups}, need.zeros_cols, 4);
+          const std::vector<std::byte> scales_part = slice(scales, out, {0, groups}, need.scales_cols, scale_size);
+          const IntQuantBand band{quant, tile, codes_part, zeros_part, scales_part, dtype, group_index,
+                                  st::DType::I32};
+          // (F16 output is portable code both ways.) The other NaN policy once per packing and width.
+          for (const Bf16Nan nan : {Bf16Nan::canonical, Bf16Nan::torch_cpu}) {
+            if (nan != Bf16Nan::canonical && (shape != 0 || dtype != st::DType::BF16)) continue;
+            const OutputFormat format{st::DType::BF16, nan};
+            std::vector<std::byte> portable(2 * tile.out_count * in), fast(portable.size());
+            dequantize_int(band, format, portable, Isa::portable);
+            dequantize_int(band, format, fast, Isa::avx2);
+            const std::size_t at = first_difference(portable, fast);
+            INFO("packing " << static_cast<int>(packing) << ", " << bits << " bits, scales "
+                            << st::dtype_name(dtype) << ", shape " << shape << ", NaN 0x" << std::hex
+                            << static_cast<unsigned>(nan) << std::dec << ": first difference at element "
+                            << at / 2);
+            CHECK(at == portable.size());
+          }
         }
       }
     }
