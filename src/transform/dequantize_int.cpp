@@ -141,6 +141,27 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
          checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
 }
 
+// The eight 4-bit fields of a word as eight bytes, field j in byte j (little-endian).
+std::uint64_t nibbles_to_bytes(std::uint32_t word) noexcept {
+  std::uint64_t v = word;
+  v = (v | (v << 16)) & 0x0000FFFF0000FFFFull;
+  v = (v | (v << 8)) & 0x00FF00FF00FF00FFull;
+  return (v | (v << 4)) & 0x0F0F0F0F0F0F0F0Full;
+}
+
+// An 8 x 8 byte matrix, row j in block[j] (byte i = column i), transposed in place: the
+// off-diagonal 4 x 4 blocks swapped, then the 2 x 2 blocks within them, then single bytes.
+void transpose_bytes(std::array<std::uint64_t, 8>& block) noexcept {
+  const auto swap = [&](std::size_t a, std::size_t b, unsigned shift, std::uint64_t mask) {
+    const std::uint64_t t = ((block[a] >> shift) ^ block[b]) & mask;
+    block[a] ^= t << shift;
+    block[b] ^= t;
+  };
+  for (std::size_t i = 0; i < 4; ++i) swap(i, i + 4, 32, 0x00000000FFFFFFFFull);
+  for (std::size_t i : {0u, 1u, 4u, 5u}) swap(i, i + 2, 16, 0x0000FFFF0000FFFFull);
+  for (std::size_t i = 0; i < 8; i += 2) swap(i, i + 1, 8, 0x00FF00FF00FF00FFull);
+}
+
 // The codes of `count` output rows from `o` (absolute) over the tile's input columns, row r at
 // codes[r * in_count]. For AWQ the rows share their words' column (o / 8 is the same for all), so
 // each word is loaded once for all of them; for GPTQ `count` is 1 and each word holds 32/b codes.
@@ -151,6 +172,20 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
   const std::uint64_t cols = sources.codes_cols.size();
   const std::uint64_t in_count = band.tile.in_count;
   const std::byte* words = band.packed_codes.data();
+  if (band.quant.packing == IntPacking::awq && count == 8 && in_count % 8 == 0) {
+    // All eight rows of a word column: eight words down it (input columns k..k+7) are an 8 x 8
+    // block of codes, word j's nibble p in byte p of row j once spread, transposed so that row p
+    // holds nibble p of the eight words: the eight codes of output row o + c for c with
+    // kAwqNibble[c] = p, stored at once.
+    const std::uint64_t col = o / 8 - sources.codes_cols.begin;
+    for (std::uint64_t k = 0; k < in_count; k += 8) {
+      std::array<std::uint64_t, 8> block{};
+      for (std::uint64_t j = 0; j < 8; ++j) block[j] = nibbles_to_bytes(load_word(words, (k + j) * cols + col));
+      transpose_bytes(block);
+      for (std::uint64_t c = 0; c < 8; ++c) std::memcpy(codes.data() + c * in_count + k, &block[kAwqNibble[c]], 8);
+    }
+    return;
+  }
   if (band.quant.packing == IntPacking::awq) {
     std::array<unsigned, 8> shifts{};
     for (std::uint64_t r = 0; r < count; ++r) shifts[r] = bits * kAwqNibble[(o + r) % 8];
@@ -172,14 +207,6 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
       codes[k] = static_cast<std::uint8_t>((word >> (bits * field)) & mask);
     }
   }
-}
-
-// The eight 4-bit fields of a word as eight bytes, field j in byte j (little-endian).
-std::uint64_t nibbles_to_bytes(std::uint32_t word) noexcept {
-  std::uint64_t v = word;
-  v = (v | (v << 16)) & 0x0000FFFF0000FFFFull;
-  v = (v | (v << 8)) & 0x00FF00FF00FF00FFull;
-  return (v | (v << 4)) & 0x0F0F0F0F0F0F0F0Full;
 }
 
 // The zero point of group g, output column o (absolute).
