@@ -411,10 +411,7 @@ void TensorStream::compute_packed_band(int fd, const std::string& path, std::uin
                                                        : plan::Slice{0, range.begin, range.end};
     const TensorStream stream = raw(member, slice);
     Band bytes(stream.bytes());
-    // Columns of less than half a row are read row by row: gathered (whole rows read, the columns
-    // kept), a narrow band read the whole member again and again, up to 10x its size.
-    const bool narrow = member.shape.size() == 2 && 2 * range.size() < member.shape[1];
-    stream.read(member_fd, member_path, 0, bytes.span(), narrow ? scratch.first(kMinScratchBytes) : scratch);
+    stream.read(member_fd, member_path, 0, bytes.span(), scratch);
     return bytes;
   };
   const auto file_of = [&](const plan::Source& member) -> const io::ReadOnlyFile& {
