@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -61,14 +62,54 @@ TensorStream raw(const plan::Source& source, const plan::Slice& slice) {
 }
 
 // A buffer that the next read or kernel fills whole, so not zeroed first (zeroing it cost ~1% of
-// a conversion's CPU).
+// a conversion's CPU). Its memory is kept for the thread's next bands: a fresh allocation of
+// megabytes is mapped and page-faulted in again every time, which cost about a fifth of an FP8
+// conversion's CPU (bench/README.md, bench/dequantize). A thread keeps as many buffers as it had
+// bands alive at once (a band's inputs, at most kBandInputBytes each, and a cut unit).
 class Band {
  public:
-  explicit Band(std::size_t size) : bytes_(std::make_unique_for_overwrite<std::byte[]>(size)), size_(size) {}
-  std::span<std::byte> span() const noexcept { return {bytes_.get(), size_}; }
+  explicit Band(std::size_t size) : size_(size) {
+    std::vector<Memory>& pool = spare();
+    // The smallest spare buffer that holds `size`, else the largest (grown).
+    auto best = pool.end();
+    for (auto it = pool.begin(); it != pool.end(); ++it) {
+      const bool best_fits = best != pool.end() && best->capacity >= size;
+      if (it->capacity >= size) {
+        if (!best_fits || it->capacity < best->capacity) best = it;
+      } else if (best == pool.end() || (!best_fits && it->capacity > best->capacity)) {
+        best = it;
+      }
+    }
+    if (best != pool.end()) {
+      memory_ = std::move(*best);
+      pool.erase(best);
+    }
+    if (memory_.capacity < size) memory_ = {std::make_unique_for_overwrite<std::byte[]>(size), size};
+  }
+  Band(Band&& other) noexcept : memory_(std::move(other.memory_)), size_(other.size_) {
+    other.memory_.capacity = 0;
+  }
+  Band& operator=(Band&&) = delete;
+  ~Band() {
+    if (memory_.bytes == nullptr) return;
+    try {
+      spare().push_back(std::move(memory_));
+    } catch (...) {  // no room to keep it: freed
+    }
+  }
+  std::span<std::byte> span() const noexcept { return {memory_.bytes.get(), size_}; }
 
  private:
-  std::unique_ptr<std::byte[]> bytes_;
+  struct Memory {
+    std::unique_ptr<std::byte[]> bytes;
+    std::size_t capacity = 0;
+  };
+  static std::vector<Memory>& spare() {
+    thread_local std::vector<Memory> pool;
+    return pool;
+  }
+
+  Memory memory_;
   std::size_t size_;
 };
 

@@ -61,6 +61,13 @@ SHARDWISE_AVX2 inline __m256i product_bf16(const std::uint8_t* codes, __m256 sca
   return round_to_bf16(_mm256_mul_ps(decoded, scale), nan_bits);
 }
 
+// Eight integer codes -> BF16 of f32(code - zero) x scale (cvtepi32_ps is exact below 2^24).
+SHARDWISE_AVX2 inline __m256i int_product_bf16(const std::uint8_t* codes, __m256i zeros, __m256 scale,
+                                               __m256i nan_bits) noexcept {
+  const __m256i q = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+  return round_to_bf16(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(q, zeros)), scale), nan_bits);
+}
+
 }  // namespace
 
 namespace avx2 {
@@ -79,6 +86,25 @@ SHARDWISE_AVX2 void dequantize_run(const std::uint8_t* codes, std::byte* out, st
   }
   for (; i < count; ++i) {
     const std::uint16_t value = f32_to_bf16(e4m3_to_f32(codes[i]) * scale, nan_bits);
+    std::memcpy(out + 2 * i, &value, 2);
+  }
+}
+
+SHARDWISE_AVX2 void dequantize_int_run(const std::uint8_t* codes, std::byte* out, std::uint64_t count,
+                                       std::int32_t zero, float scale, std::uint16_t nan_bits) noexcept {
+  const __m256 scales = _mm256_set1_ps(scale);
+  const __m256i zeros = _mm256_set1_epi32(zero);
+  const __m256i nans = _mm256_set1_epi32(nan_bits);
+  std::uint64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const __m256i low = int_product_bf16(codes + i, zeros, scales, nans);
+    const __m256i high = int_product_bf16(codes + i + 8, zeros, scales, nans);
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(low, high), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 2 * i), packed);
+  }
+  for (; i < count; ++i) {
+    const std::uint16_t value =
+        f32_to_bf16(static_cast<float>(static_cast<std::int32_t>(codes[i]) - zero) * scale, nan_bits);
     std::memcpy(out + 2 * i, &value, 2);
   }
 }
@@ -109,6 +135,10 @@ void dequantize_run(const std::uint8_t*, std::byte*, std::uint64_t, float, std::
 }
 void expand_fp4(const std::uint8_t*, std::uint8_t*, std::uint64_t, const std::uint8_t*,
                 const std::uint8_t*) noexcept {
+  __builtin_trap();
+}
+void dequantize_int_run(const std::uint8_t*, std::byte*, std::uint64_t, std::int32_t, float,
+                        std::uint16_t) noexcept {
   __builtin_trap();
 }
 }  // namespace avx2

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <shardwise/transform/isa.hpp>
 #include "transform/rounding.hpp"
 
 // One output row at a time: the row's codes are unpacked from the packed words (strided reads down
@@ -16,7 +17,8 @@
 // and scale. For 2- and 4-bit codes the row's answers for every (group, code) pair are computed
 // once (the very arithmetic of the rule) when that is cheaper than the row itself, and each element
 // is a table lookup; otherwise (8-bit codes, rows short beside their group count) each element is
-// computed. The tests run both.
+// computed. The tests run both. With AVX2 and BF16 output, each run of one group is computed eight
+// elements at a time instead (the same arithmetic); tests/transform/isa_test.cpp compares the two.
 
 namespace shardwise::transform {
 
@@ -139,6 +141,27 @@ void check_spans(const IntQuantBand& band, const IntTileSources& sources, const 
          checked_mul(quant, checked_mul(quant, band.tile.out_count, band.tile.in_count), 2));
 }
 
+// The eight 4-bit fields of a word as eight bytes, field j in byte j (little-endian).
+std::uint64_t nibbles_to_bytes(std::uint32_t word) noexcept {
+  std::uint64_t v = word;
+  v = (v | (v << 16)) & 0x0000FFFF0000FFFFull;
+  v = (v | (v << 8)) & 0x00FF00FF00FF00FFull;
+  return (v | (v << 4)) & 0x0F0F0F0F0F0F0F0Full;
+}
+
+// An 8 x 8 byte matrix, row j in block[j] (byte i = column i), transposed in place: the
+// off-diagonal 4 x 4 blocks swapped, then the 2 x 2 blocks within them, then single bytes.
+void transpose_bytes(std::array<std::uint64_t, 8>& block) noexcept {
+  const auto swap = [&](std::size_t a, std::size_t b, unsigned shift, std::uint64_t mask) {
+    const std::uint64_t t = ((block[a] >> shift) ^ block[b]) & mask;
+    block[a] ^= t << shift;
+    block[b] ^= t;
+  };
+  for (std::size_t i = 0; i < 4; ++i) swap(i, i + 4, 32, 0x00000000FFFFFFFFull);
+  for (std::size_t i : {0u, 1u, 4u, 5u}) swap(i, i + 2, 16, 0x0000FFFF0000FFFFull);
+  for (std::size_t i = 0; i < 8; i += 2) swap(i, i + 1, 8, 0x00FF00FF00FF00FFull);
+}
+
 // The codes of `count` output rows from `o` (absolute) over the tile's input columns, row r at
 // codes[r * in_count]. For AWQ the rows share their words' column (o / 8 is the same for all), so
 // each word is loaded once for all of them; for GPTQ `count` is 1 and each word holds 32/b codes.
@@ -149,6 +172,20 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
   const std::uint64_t cols = sources.codes_cols.size();
   const std::uint64_t in_count = band.tile.in_count;
   const std::byte* words = band.packed_codes.data();
+  if (band.quant.packing == IntPacking::awq && count == 8 && in_count % 8 == 0) {
+    // All eight rows of a word column: eight words down it (input columns k..k+7) are an 8 x 8
+    // block of codes, word j's nibble p in byte p of row j once spread, transposed so that row p
+    // holds nibble p of the eight words: the eight codes of output row o + c for c with
+    // kAwqNibble[c] = p, stored at once.
+    const std::uint64_t col = o / 8 - sources.codes_cols.begin;
+    for (std::uint64_t k = 0; k < in_count; k += 8) {
+      std::array<std::uint64_t, 8> block{};
+      for (std::uint64_t j = 0; j < 8; ++j) block[j] = nibbles_to_bytes(load_word(words, (k + j) * cols + col));
+      transpose_bytes(block);
+      for (std::uint64_t c = 0; c < 8; ++c) std::memcpy(codes.data() + c * in_count + k, &block[kAwqNibble[c]], 8);
+    }
+    return;
+  }
   if (band.quant.packing == IntPacking::awq) {
     std::array<unsigned, 8> shifts{};
     for (std::uint64_t r = 0; r < count; ++r) shifts[r] = bits * kAwqNibble[(o + r) % 8];
@@ -250,16 +287,25 @@ SHARDWISE_INT_VECTORIZE void compute_row(const std::uint8_t* codes, const std::u
   }
 }
 
+// Whether the input columns' groups come in runs of 16 or more on average (no act-order, or an
+// act-order g_idx that is nearly sorted): then runs of one group are worth computing with AVX2.
+bool long_runs(const std::vector<std::uint32_t>& groups) noexcept {
+  std::uint64_t runs = groups.empty() ? 0 : 1;
+  for (std::size_t k = 1; k < groups.size(); ++k) runs += groups[k] != groups[k - 1] ? 1 : 0;
+  return groups.size() >= 16 * runs;
+}
+
 // The per-row work of dequantize_int, with its buffers reused from row to row.
 class RowDequantizer {
  public:
-  RowDequantizer(const IntQuantBand& band, const IntTileSources& sources, const OutputFormat& format)
+  RowDequantizer(const IntQuantBand& band, const IntTileSources& sources, const OutputFormat& format, Isa isa)
       : band_(band),
         sources_(sources),
         format_(format),
         groups_(tile_groups(band)),
         levels_(std::uint64_t{1} << band.quant.bits),
-        lookup_(band.quant.bits <= 4 && band.quant.groups * levels_ * 2 <= band.tile.in_count),
+        vector_(isa == Isa::avx2 && format.dtype == st::DType::BF16 && long_runs(groups_)),
+        lookup_(!vector_ && band.quant.bits <= 4 && band.quant.groups * levels_ * 2 <= band.tile.in_count),
         zeros_(band.quant.groups),
         scales_(band.quant.groups),
         table_(lookup_ ? band.quant.groups * levels_ : 0) {}
@@ -277,6 +323,17 @@ class RowDequantizer {
       scales[g] = scale_to_f32(band_.scales.data(), band_.scale_dtype, g * band_.tile.out_count + row);
     }
     const OutputFormat format = format_;
+    if (vector_) {
+      const auto nan_bits = static_cast<std::uint16_t>(format.bf16_nan);
+      for (std::uint64_t k = 0; k < in_count;) {
+        const std::uint32_t g = groups[k];
+        std::uint64_t end = k + 1;
+        while (end < in_count && groups[end] == g) ++end;
+        avx2::dequantize_int_run(codes + k, out_row + 2 * k, end - k, zeros[g], scales[g], nan_bits);
+        k = end;
+      }
+      return;
+    }
     if (!lookup_) {
       const auto nan_bits = static_cast<std::uint16_t>(format.bf16_nan);
       if (format.dtype == st::DType::F16) {
@@ -304,6 +361,7 @@ class RowDequantizer {
   const OutputFormat& format_;
   const std::vector<std::uint32_t> groups_;
   const std::uint64_t levels_;
+  const bool vector_;
   const bool lookup_;
   std::vector<std::int32_t> zeros_;
   std::vector<float> scales_;
@@ -313,11 +371,45 @@ class RowDequantizer {
 }  // namespace
 
 void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out) {
+  dequantize_int(band, format, out, best_isa());
+}
+
+void dequantize_int(const IntQuantBand& band, const OutputFormat& format, std::span<std::byte> out, Isa isa) {
   const IntTileSources sources = int_tile_sources(band.quant, band.tile, !band.group_index.empty());
   check_spans(band, sources, format, out.size());
-  RowDequantizer dequantizer(band, sources, format);
+  RowDequantizer dequantizer(band, sources, format, isa);
   const bool awq = band.quant.packing == IntPacking::awq;
   const std::uint64_t in_count = band.tile.in_count;
+  const unsigned per_word = 32 / band.quant.bits;
+  if (!awq && band.quant.bits != 2 && band.tile.in_begin % per_word == 0 && in_count % per_word == 0) {
+    // GPTQ, 4 or 8 bits, whole words: kChunkRows output rows' codes unpacked together, each packed
+    // row's words read along it (their columns are neighbouring output rows) and each word's codes
+    // written as one 8- or 4-byte store; then row by row.
+    constexpr std::uint64_t kChunkRows = 32;
+    std::vector<std::uint8_t> codes(kChunkRows * in_count);
+    const std::uint64_t cols = sources.codes_cols.size();
+    const std::uint64_t first_word_row = band.tile.in_begin / per_word - sources.codes_rows.begin;
+    for (std::uint64_t row = 0; row < band.tile.out_count; row += kChunkRows) {
+      const std::uint64_t count = std::min(kChunkRows, band.tile.out_count - row);
+      const std::uint64_t col = band.tile.out_begin + row - sources.codes_cols.begin;
+      for (std::uint64_t p = 0; p < in_count / per_word; ++p) {
+        const std::byte* line = band.packed_codes.data() + 4 * ((first_word_row + p) * cols + col);
+        std::uint8_t* at = codes.data() + p * per_word;
+        for (std::uint64_t r = 0; r < count; ++r, at += in_count) {
+          const std::uint32_t word = load_word(line, r);
+          if (per_word == 8) {
+            const std::uint64_t spread = nibbles_to_bytes(word);
+            std::memcpy(at, &spread, 8);
+          } else {
+            std::memcpy(at, &word, 4);
+          }
+        }
+      }
+      for (std::uint64_t r = 0; r < count; ++r)
+        dequantizer.run(row + r, codes.data() + r * in_count, out.data() + 2 * (row + r) * in_count);
+    }
+    return;
+  }
   std::vector<std::uint8_t> codes((awq ? 8 : 1) * in_count);
   for (std::uint64_t row = 0; row < band.tile.out_count;) {
     const std::uint64_t o = band.tile.out_begin + row;
