@@ -180,9 +180,11 @@ void unpack_rows(const IntQuantBand& band, const IntTileSources& sources, std::u
     const std::uint64_t col = o / 8 - sources.codes_cols.begin;
     for (std::uint64_t k = 0; k < in_count; k += 8) {
       std::array<std::uint64_t, 8> block{};
-      for (std::uint64_t j = 0; j < 8; ++j) block[j] = nibbles_to_bytes(load_word(words, (k + j) * cols + col));
+      for (std::uint64_t j = 0; j < 8; ++j)
+        block[j] = nibbles_to_bytes(load_word(words, (k + j) * cols + col));
       transpose_bytes(block);
-      for (std::uint64_t c = 0; c < 8; ++c) std::memcpy(codes.data() + c * in_count + k, &block[kAwqNibble[c]], 8);
+      for (std::uint64_t c = 0; c < 8; ++c)
+        std::memcpy(codes.data() + c * in_count + k, &block[kAwqNibble[c]], 8);
     }
     return;
   }

@@ -146,8 +146,8 @@ void dequantize_fp8(const Fp8Band& band, const OutputFormat& format, std::span<s
       const std::uint64_t col0 = block_col * band.grid.block_cols;
       const std::uint64_t width = std::min(band.grid.block_cols, band.cols - col0);
       const std::uint64_t first = row0 * band.cols + col0;
-      dequantize_block(codes + first, out.data() + 2 * first, row1 - row0, width, band.cols, scale_at(block_col),
-                       format);
+      dequantize_block(codes + first, out.data() + 2 * first, row1 - row0, width, band.cols,
+                       scale_at(block_col), format);
     }
   }
 }

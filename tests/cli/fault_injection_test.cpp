@@ -161,15 +161,29 @@ TEST_CASE("convert --page-cache drop: write-back errors exit 5 naming the file, 
 // mid-file, the writer waits for what it wrote 64 MiB earlier and drops it. A failure of that wait
 // is the write's failure (exit 5, the temporary named, nothing under the final name, no temporary
 // left, a rerun completes); failed advice there changes nothing.
-TEST_CASE("convert --page-cache drop: the mid-file wait past 64 MiB fails as the write, its advice may fail") {
+TEST_CASE(
+    "convert --page-cache drop: the mid-file wait past 64 MiB fails as the write, its advice may fail") {
   TempDir dir;
   const fs::path in = dir / "in";
   const fs::path reference = dir / "reference";
   const fs::path out = dir / "out";
   generate_checkpoint(in, {"--layers", "2", "--experts", "64"});
   const auto args = [&](const fs::path& to, const std::string& mode) {
-    return Args{shardwise::test::shardwise_binary(), "convert", "-i", in.string(), "-o", to.string(),
-                "--n-experts", "64", "-m", "1", "-q", "--threads", "1", "--page-cache", mode};
+    return Args{shardwise::test::shardwise_binary(),
+                "convert",
+                "-i",
+                in.string(),
+                "-o",
+                to.string(),
+                "--n-experts",
+                "64",
+                "-m",
+                "1",
+                "-q",
+                "--threads",
+                "1",
+                "--page-cache",
+                mode};
   };
   REQUIRE(run_command(args(reference, "keep")).exit_code == 0);
   const auto expected = folder_files(reference);
@@ -179,9 +193,8 @@ TEST_CASE("convert --page-cache drop: the mid-file wait past 64 MiB fails as the
   // The first wait is mid-file: the file's first 8 MiB chunk, not the whole file before its commit.
   const auto failed = run_command(with_fault("sync_file_range_wait,EIO,1,.model0-mp1", args(out, "drop")));
   CHECK(failed.exit_code == 5);
-  CHECK(failed.err ==
-        "shardwise: error: cannot write back 8388608 bytes at offset 0 of " +
-            (out / ".model0-mp1.safetensors.partial").string() + ": Input/output error\n");
+  CHECK(failed.err == "shardwise: error: cannot write back 8388608 bytes at offset 0 of " +
+                          (out / ".model0-mp1.safetensors.partial").string() + ": Input/output error\n");
   for (const auto& [name, bytes] : files_left(out)) {
     CAPTURE(name);
     CHECK(name.find(".partial") == std::string::npos);

@@ -2,8 +2,9 @@
 // E4M3 codes x all 256 E8M0 codes and x 65,536 F32 scales (every exponent and sign, random
 // mantissas, the special values), rows whose length leaves tails of every size, and FP4 blocks
 // under every (largest, scale) code pair; dequantize_fp8 likewise with every scale of each dtype
-// (all BF16 and F16 patterns, all E8M0 codes), and dequantize_int with every BF16 and F16 scale. The portable code itself is checked against independent
-// expectations by dequantize_test and requantize_test, which run best_isa().
+// (all BF16 and F16 patterns, all E8M0 codes), and dequantize_int with every BF16 and F16 scale. The portable
+// code itself is checked against independent expectations by dequantize_test and requantize_test, which run
+// best_isa().
 
 #include <shardwise/transform/kernels.hpp>
 
@@ -163,8 +164,8 @@ std::vector<std::byte> every_scale(st::DType dtype) {
     const std::uint32_t mantissa = i < 1024 ? (i < 512 ? 0u : 0x7FFFFFu) : random() & 0x7FFFFFu;
     values[i] = static_cast<std::uint32_t>(i & 0x1FF) << 23 | mantissa;
   }
-  const std::uint32_t specials[] = {0x7FC00000u, 0xFFC00000u, 0x7F800000u, 0xFF800000u, 0u, 0x80000000u,
-                                    1u,          0x7F800001u, 0x80000001u, 0x3EAAAAABu, 0x00400000u};
+  const std::uint32_t specials[] = {0x7FC00000u, 0xFFC00000u, 0x7F800000u, 0xFF800000u, 0u, 0x80000000u, 1u,
+                                    0x7F800001u, 0x80000001u, 0x3EAAAAABu, 0x00400000u};
   for (std::size_t i = 0; i < std::size(specials); ++i) values[1024 + i] = specials[i];
   bytes.resize(4 * values.size());
   std::memcpy(bytes.data(), values.data(), bytes.size());
@@ -210,16 +211,18 @@ TEST_CASE("dequantize_fp8, AVX2 = portable: block grids with every tail, bands s
                         Shape{40, 300, ScaleGrid::kWhole, ScaleGrid::kWhole}}) {
     for (const st::DType dtype : {st::DType::F32, st::DType::BF16, st::DType::F16, st::DType::F8_E8M0}) {
       const std::uint64_t esize = st::dtype_bits(dtype) / 8;
-      const std::uint64_t scale_rows = s.block_rows == ScaleGrid::kWhole ? 1 : (s.rows + s.block_rows - 1) / s.block_rows;
+      const std::uint64_t scale_rows =
+          s.block_rows == ScaleGrid::kWhole ? 1 : (s.rows + s.block_rows - 1) / s.block_rows;
       const std::uint64_t scale_cols =
-          (s.block_cols == ScaleGrid::kWhole ? 1 : (s.cols + s.block_cols - 1) / s.block_cols) + 1;  // padding
+          (s.block_cols == ScaleGrid::kWhole ? 1 : (s.cols + s.block_cols - 1) / s.block_cols) +
+          1;  // padding
       std::vector<std::byte> weight(s.rows * s.cols), scale(scale_rows * scale_cols * esize);
       for (auto& b : weight) b = std::byte(random() & 0xFF);
       for (std::size_t i = 0; i < scale.size(); ++i) {
         // Sign-and-exponent bytes kept in a range that meets every code without overflowing.
         scale[i] = std::byte(dtype == st::DType::F8_E8M0 ? 100 + random() % 40
-                             : i % esize == esize - 1 ? 0x30 + random() % 24
-                                                      : random() & 0xFF);
+                             : i % esize == esize - 1    ? 0x30 + random() % 24
+                                                         : random() & 0xFF);
       }
       const ScaleGrid grid = ScaleGrid::blocks(s.block_rows, s.block_cols);
       for (const std::uint64_t band_rows : {s.rows, std::uint64_t{7}}) {
@@ -228,8 +231,13 @@ TEST_CASE("dequantize_fp8, AVX2 = portable: block grids with every tail, bands s
           const IndexRange needed = fp8_band_scale_rows(grid, first, count);
           const Fp8Band band{std::span<const std::byte>(weight).subspan(first * s.cols, count * s.cols),
                              std::span<const std::byte>(scale).subspan(needed.begin * scale_cols * esize,
-                                                                      needed.size() * scale_cols * esize),
-                             dtype, grid, first, count, s.cols, scale_cols};
+                                                                       needed.size() * scale_cols * esize),
+                             dtype,
+                             grid,
+                             first,
+                             count,
+                             s.cols,
+                             scale_cols};
           const OutputFormat format{st::DType::BF16, Bf16Nan::canonical};
           const auto portable = fp8_dequantized(band, format, Isa::portable);
           const auto fast = fp8_dequantized(band, format, Isa::avx2);
@@ -294,9 +302,10 @@ TEST_CASE("dequantize_int, AVX2 = portable: each packing and width, every BF16 a
               slice(qweight, awq ? out / 8 : out, need.codes_rows, need.codes_cols, 4);
           const std::vector<std::byte> zeros_part =
               slice(qzeros, out * bits / 32, {0, groups}, need.zeros_cols, 4);
-          const std::vector<std::byte> scales_part = slice(scales, out, {0, groups}, need.scales_cols, scale_size);
-          const IntQuantBand band{quant, tile, codes_part, zeros_part, scales_part, dtype, group_index,
-                                  st::DType::I32};
+          const std::vector<std::byte> scales_part =
+              slice(scales, out, {0, groups}, need.scales_cols, scale_size);
+          const IntQuantBand band{quant,       tile,  codes_part,  zeros_part,
+                                  scales_part, dtype, group_index, st::DType::I32};
           // (F16 output is portable code both ways.) The other NaN policy once per packing and width.
           for (const Bf16Nan nan : {Bf16Nan::canonical, Bf16Nan::torch_cpu}) {
             if (nan != Bf16Nan::canonical && (shape != 0 || dtype != st::DType::BF16)) continue;
