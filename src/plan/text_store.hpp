@@ -48,11 +48,15 @@ class TextStore {
   std::size_t block_ = 0;  // the last block's size
 };
 
+// The largest plan file read: 4 GiB, 50 times a plan of 240,032 tensors (86 MB).
+inline constexpr std::size_t kMaxPlanBytes = std::size_t{4} << 30;
+
 // A whole file's bytes, in a buffer reused from one file to the next.
 class FileText {
  public:
-  // Replaces the text with `path`'s bytes. Throws Error(io) naming `path` when it cannot be read.
-  void read(const std::string& path);
+  // Replaces the text with `path`'s bytes. Throws Error(io) naming `path` when it cannot be read,
+  // Error(input) when it holds more than `max_bytes` (a pipe is read up to there, not to its end).
+  void read(const std::string& path, std::size_t max_bytes = kMaxPlanBytes);
   std::string_view view() const noexcept { return {data_.get(), size_}; }
 
  private:

@@ -3,6 +3,8 @@
 // same error), and the fast one accepts what `plan --format json` writes.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -18,6 +20,7 @@
 #include "plan/plan_fixture.hpp"
 // Internal to diff.
 #include "plan/plan_reader.hpp"
+#include "plan/text_store.hpp"
 
 using namespace shardwise;
 using namespace shardwise::test;
@@ -202,4 +205,44 @@ TEST_CASE("plan reader: on mutated plans both readers give the same records or t
   // Both kinds of text were tried: some the fast reader took, most were refused by both.
   CHECK(accepted > 50);
   CHECK(errors > 500);
+}
+
+TEST_CASE("plan files: a file or pipe beyond the limit is refused and one of exactly the limit is read") {
+  TempDir dir;
+  plan::detail::FileText text;
+  const auto refused = [&text](const std::string& path, std::size_t limit) {
+    try {
+      text.read(path, limit);
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::input);
+      CHECK_THAT(e.what(),
+                 Catch::Contains(path + ": not a shardwise plan: more than " + std::to_string(limit)));
+      return true;
+    }
+    return false;
+  };
+  // An endless input is refused once the limit is read, not read until memory runs out.
+  CHECK(refused("/dev/zero", 1 << 20));
+  // A regular file: by its size, before it is read.
+  const std::string file = (dir.path() / "plan.json").string();
+  write_file(file, std::string(4097, 'x'));
+  CHECK(refused(file, 4096));
+  text.read(file, 4097);
+  CHECK(text.view() == std::string(4097, 'x'));
+  // A pipe (as `diff <(plan ...) <(plan ...)` gives): read to its end, up to the limit.
+  for (const std::size_t bytes : {std::size_t{4096}, std::size_t{4097}}) {
+    int ends[2];
+    REQUIRE(::pipe(ends) == 0);
+    const std::string sent(bytes, 'y');
+    REQUIRE(::write(ends[1], sent.data(), sent.size()) == static_cast<ssize_t>(sent.size()));
+    ::close(ends[1]);
+    const std::string path = "/proc/self/fd/" + std::to_string(ends[0]);
+    if (bytes == 4096) {
+      text.read(path, 4096);
+      CHECK(text.view() == sent);
+    } else {
+      CHECK(refused(path, 4096));
+    }
+    ::close(ends[0]);
+  }
 }
