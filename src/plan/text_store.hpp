@@ -48,8 +48,8 @@ class TextStore {
   std::size_t block_ = 0;  // the last block's size
 };
 
-// The largest plan file read: 4 GiB, 50 times a plan of 240,032 tensors (86 MB).
-inline constexpr std::size_t kMaxPlanBytes = std::size_t{4} << 30;
+// The largest plan file read: 1 GiB, 12 times a plan of 240,032 tensors (86 MB).
+inline constexpr std::size_t kMaxPlanBytes = std::size_t{1} << 30;
 
 // A whole file's bytes, in a buffer reused from one file to the next.
 class FileText {
