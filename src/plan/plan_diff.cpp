@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
 
 #include "plan/placer.hpp"
@@ -255,11 +256,6 @@ std::string ranks_text(const std::vector<std::uint64_t>& ranks, std::uint64_t mp
 std::string even_split_text(const Placements& p) {
   if (p.slices.size() != p.ranks.size() || p.ranks.size() < 2) return "";
   std::uint64_t size = 0;
-  const auto number = [](std::string_view digits) {
-    std::uint64_t value = 0;
-    for (const char c : digits) value = value * 10 + static_cast<std::uint64_t>(c - '0');
-    return value;  // a dump of an unsigned integer: fits
-  };
   std::array<std::string_view, 3> first;  // begin, dim, end of rank 0's slice
   for (std::size_t i = 0; i < p.slices.size(); ++i) {
     std::array<std::string_view, 3> s;
@@ -270,9 +266,10 @@ std::string even_split_text(const Placements& p) {
     }
     if (i == 0) first = s;
     if (s[1] != first[1]) return "";
-    const std::uint64_t begin = number(s[0]), end = number(s[2]);
-    if (i == 0) size = end - begin;
-    if (end < begin || end - begin != size || begin != i * size) return "";
+    const std::optional<std::uint64_t> begin = parse_decimal(s[0]), end = parse_decimal(s[2]);
+    if (!begin || !end || *end < *begin) return "";
+    if (i == 0) size = *end - *begin;
+    if (*end - *begin != size || *begin != i * size) return "";
   }
   return fmt::format("dim{} {}x{}", first[1], p.slices.size(), size);
 }

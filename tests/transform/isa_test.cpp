@@ -8,6 +8,7 @@
 
 #include <shardwise/transform/kernels.hpp>
 
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -25,6 +26,18 @@ using namespace shardwise;
 using namespace shardwise::transform;
 
 namespace {
+
+// Tensor and scale-block shapes whose last block row and column are partial in every way (and one
+// tensor of one element per block), for the block-grid comparisons.
+struct GridShape {
+  std::uint64_t rows, cols, block_rows, block_cols;
+};
+constexpr std::array<GridShape, 6> kTailGrids{{{300, 257, 128, 128},
+                                               {64, 77, 8, 16},
+                                               {33, 47, 1, 47},
+                                               {5, 7, 1, 1},
+                                               {130, 1000, 128, 128},
+                                               {16, 31, 16, 31}}};
 
 std::vector<std::byte> dequantized(const BlockScaledBand& band, Bf16Nan nan, Isa isa) {
   std::vector<std::byte> out(2 * band.rows * band.cols);
@@ -112,11 +125,7 @@ TEST_CASE("dequantize_to_bf16, AVX2 = portable: all 256 E4M3 codes x 65,536 F32 
 TEST_CASE("dequantize_to_bf16, AVX2 = portable: block widths and tensor widths that leave every tail") {
   if (!avx2_to_compare()) return;
   std::mt19937 random(7);
-  struct Shape {
-    std::uint64_t rows, cols, block_rows, block_cols;
-  };
-  for (const Shape s : {Shape{300, 257, 128, 128}, Shape{64, 77, 8, 16}, Shape{33, 47, 1, 47},
-                        Shape{5, 7, 1, 1}, Shape{130, 1000, 128, 128}, Shape{16, 31, 16, 31}}) {
+  for (const GridShape s : kTailGrids) {
     for (st::DType dtype : {st::DType::F8_E8M0, st::DType::F32}) {
       const std::uint64_t scale_rows = (s.rows + s.block_rows - 1) / s.block_rows;
       const std::uint64_t scale_cols = (s.cols + s.block_cols - 1) / s.block_cols + 1;  // one padding column
@@ -203,12 +212,9 @@ TEST_CASE("dequantize_fp8, AVX2 = portable: all 256 E4M3 codes x every scale of 
 TEST_CASE("dequantize_fp8, AVX2 = portable: block grids with every tail, bands starting anywhere") {
   if (!avx2_to_compare()) return;
   std::mt19937 random(17);
-  struct Shape {
-    std::uint64_t rows, cols, block_rows, block_cols;
-  };
-  for (const Shape s : {Shape{300, 257, 128, 128}, Shape{64, 77, 8, 16}, Shape{33, 47, 1, 47},
-                        Shape{5, 7, 1, 1}, Shape{130, 1000, 128, 128}, Shape{16, 31, 16, 31},
-                        Shape{40, 300, ScaleGrid::kWhole, ScaleGrid::kWhole}}) {
+  std::vector<GridShape> shapes(kTailGrids.begin(), kTailGrids.end());
+  shapes.push_back({40, 300, ScaleGrid::kWhole, ScaleGrid::kWhole});  // one scale for the tensor
+  for (const GridShape s : shapes) {
     for (const st::DType dtype : {st::DType::F32, st::DType::BF16, st::DType::F16, st::DType::F8_E8M0}) {
       const std::uint64_t esize = st::dtype_bits(dtype) / 8;
       const std::uint64_t scale_rows =
