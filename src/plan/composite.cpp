@@ -193,11 +193,11 @@ void Composer::compose(Plan& plan, RuleLabels& labels, Diagnostics& problems) co
       for (const PlannedTensor& part : composite.parts) bytes += part.bytes;
       const PlannedTensor& first = composite.parts.front();
       PlannedTensor fused{output,
-                          first.dtype,
                           *shape,
                           bytes,
                           first.source,
                           Slice{},
+                          first.dtype,
                           Cast::none,
                           kNoCompanion,
                           composite.rule,

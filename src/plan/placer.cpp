@@ -101,8 +101,15 @@ void Placer::place_owned(const OwnershipScopes& scopes) {
   std::vector<Deferred>().swap(owned_);
 }
 
-void Placer::add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
-                 Slice slice, Cast cast, plan::Placement placement) {
+Name Placer::name(std::size_t source, std::string_view output) {
+  const Name& own = plan_.sources[source].name;
+  if (own == output) return own;
+  if (!plan_.name_arena) return Name(output);
+  return Name::borrowed(plan_.name_arena->add(output));
+}
+
+void Placer::add(std::uint64_t rank, const Target& target, Name name, st::DType dtype, Shape shape, Slice slice,
+                 Cast cast, plan::Placement placement) {
   OutputFile& out = plan_.outputs[rank];
   if (cast == Cast::reinterpret && !shape.empty()) {
     // The widths were checked by the rules (same or dividing) and the planner (a last dim).
@@ -119,22 +126,21 @@ void Placer::add(std::uint64_t rank, const Target& target, std::string name, st:
                                               st::shape_text(shape)));
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
-  out.tensors.push_back(PlannedTensor{std::move(name), dtype, std::move(shape), *bytes, target.source, slice,
+  out.tensors.push_back(PlannedTensor{std::move(name), std::move(shape), *bytes, target.source, slice, dtype,
                                       cast, target.pending_transform, target.rule, placement, kNoComposite,
                                       target.permutation});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast,
                        plan::Placement placement) {
-  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast,
-      placement);
+  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast, placement);
 }
 
 void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
-  const st::Shape& shape = plan_.sources[target.source].shape;
+  const Shape& shape = plan_.sources[target.source].shape;
+  const Name& name = target.output;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
-    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, shape, Slice{},
-        cast);
+    add(rank, target, name, dtype, shape, Slice{}, cast);
     if (rank > 0) {
       plan_.replicated_bytes =
           checked_add(plan_.replicated_bytes, plan_.outputs[rank].tensors.back().bytes, "replicated bytes");
@@ -172,11 +178,12 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
   const std::uint64_t ratio = cast == Cast::reinterpret && d + 1 == src.shape.size()
                                   ? st::dtype_bits(src.dtype) / st::dtype_bits(dtype)
                                   : 1;
+  const Name& name = target.output;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
     const plan::SplitRange range = plan::split_range(size, rank, mp_);
-    st::Shape shape = src.shape;
+    Shape shape = src.shape;
     shape[d] = range.end - range.begin;
-    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
+    add(rank, target, name, dtype, std::move(shape),
         make_slice(dim, range.begin, range.end, size), cast,
         plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0});
   }
@@ -220,11 +227,12 @@ bool Placer::add_split_units(Target& target, int dim, rules::Split axis, st::DTy
   const std::uint64_t ratio = cast == Cast::reinterpret && d + 1 == src.shape.size()
                                   ? st::dtype_bits(src.dtype) / st::dtype_bits(dtype)
                                   : 1;
+  const Name& name = target.output;
   for (std::uint64_t rank = 0; rank < mp_; ++rank) {
     const plan::SplitRange range = plan::split_range(size, rank / replicas, units);
-    st::Shape shape = src.shape;
+    Shape shape = src.shape;
     shape[d] = range.end - range.begin;
-    add(rank, target, rank + 1 == mp_ ? std::move(target.output) : target.output, dtype, std::move(shape),
+    add(rank, target, name, dtype, std::move(shape),
         make_slice(dim, range.begin, range.end, size), cast,
         plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0, replicas});
     if (rank % replicas != 0) {

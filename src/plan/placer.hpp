@@ -28,7 +28,7 @@ struct Owner {
 // wait for the rest of their group).
 struct Target {
   std::size_t source = 0;  // index into Plan::sources
-  std::string output;      // output name
+  Name output;             // output name, as Placer::name() keeps it
   std::size_t rule = 0;    // index into Plan::rule_labels
   rules::Split split = rules::Split::replicate;
   std::optional<Owner> owner;
@@ -83,9 +83,13 @@ class Placer {
   void defer_owned(Target& target, st::DType dtype, Cast cast);
   void place_owned(const OwnershipScopes& scopes);
 
+  // An output name of `source` as the plan keeps it: the source's own name when the rules kept it,
+  // else a copy in the plan's arena, shared by the ranks that hold the tensor. Made on this thread
+  // from the decision's string, which the thread that decided frees (no lock between them).
+  Name name(std::size_t source, std::string_view output);
   // Adds one output tensor to `rank` (no checks: callers validated the numbers).
-  void add(std::uint64_t rank, const Target& target, std::string name, st::DType dtype, st::Shape shape,
-           Slice slice, Cast cast, plan::Placement placement = {});
+  void add(std::uint64_t rank, const Target& target, Name name, st::DType dtype, Shape shape, Slice slice,
+           Cast cast, plan::Placement placement = {});
   // The whole tensor to one rank; takes the target's output name.
   void add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast, plan::Placement placement);
   // The same whole tensor on every rank; counts the copies beyond the first as replicated.
@@ -102,7 +106,7 @@ class Placer {
  private:
   // What add_owned() reads of an owned Target (100,000s wait at once): not its split or units.
   struct Deferred {
-    std::string output;
+    Name output;
     std::size_t source = 0;
     std::size_t rule = 0;
     Owner owner;

@@ -90,7 +90,7 @@ std::optional<std::pair<st::DType, Cast>> transformed(Target& target, const rule
       values[rules::kNameField] = target.output;
       values[rules::kStemField] = dot == std::string::npos ? std::string_view(target.output)
                                                            : std::string_view(target.output).substr(0, dot);
-      target.output = transform->output.expand(values);
+      target.output = placer.name(target.source, transform->output.expand(values));
       target.pending_transform = pairs.pending(*transform);
       return std::pair{transform->to, Cast::dequantize_packed};
     }
@@ -137,7 +137,7 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
 // The source of one chunk of an unfused input tensor (rules `unfuse:`): its rows, which are a
 // contiguous tensor of the input file. nullopt (reported) when the rows do not divide.
 std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::TensorRef& ref,
-                                   const rules::DecidedChunk& chunk, Diagnostics& problems) {
+                                   const rules::DecidedChunk& chunk, NameArena& names, Diagnostics& problems) {
   const st::TensorInfo& info = *ref.info;
   const st::File& file = checkpoint.files()[ref.file];
   if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
@@ -151,8 +151,8 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   }
   const std::uint64_t rows = info.shape[0] / chunk.total;
   const std::uint64_t row_bytes = info.bytes() / info.shape[0];
-  Source source{ref.file,     info.name, info.dtype, info.shape, file.absolute_offset(info),
-                info.bytes(), Slice{}};
+  Source source{ref.file,   Name::borrowed(names.add(info.name)), info.dtype, Shape(info.shape),
+                file.absolute_offset(info), info.bytes(), Slice{}};
   source.shape[0] = rows * chunk.size;
   source.offset += chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;
@@ -198,6 +198,7 @@ rules::Params given_params(const PlanOptions& options) {
 
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
+  plan.name_arena = std::make_shared<NameArena>();
   plan.model_parallel = options.model_parallel;
   rules::ResolvedParams resolved = rules.resolve_params(
       given_params(options), rules::ConfigFiles::folder(checkpoint.root(), options.outside_links));
@@ -380,7 +381,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   detail::Composer composer;
   // A placed decision of the source `source` (an input tensor, or a chunk of one).
   const auto place_decision = [&](rules::Decision& decision, std::size_t source) {
-    Target target{source, std::move(decision.output), labels(*decision.rule), decision.split, std::nullopt};
+    Target target{source, placer.name(source, decision.output), labels(*decision.rule), decision.split,
+                  std::nullopt};
     target.units = decision.split_units;
     target.units_param = decision.units_param;
     if (decision.owner)
@@ -442,7 +444,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                                        : "chunks may not be skipped or refused"));
           continue;
         }
-        std::optional<Source> source = chunk_source(checkpoint, ref, chunk, problems);
+        std::optional<Source> source = chunk_source(checkpoint, ref, chunk, *plan.name_arena, problems);
         if (!source) continue;
         plan.sources.push_back(std::move(*source));
         place_decision(part, plan.sources.size() - 1);
@@ -450,11 +452,11 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(Source{ref.file, info.name, info.dtype, info.shape, file.absolute_offset(info),
-                                  info.bytes(), Slice{}});
+    plan.sources.push_back(Source{ref.file, Name::borrowed(plan.name_arena->add(info.name)), info.dtype,
+                                  Shape(info.shape), file.absolute_offset(info), info.bytes(), Slice{}});
     if (plan.naming == OutputNaming::mirror) {
-      Target target{plan.sources.size() - 1, std::move(decision.output), labels(*decision.rule),
-                    decision.split, std::nullopt};
+      Target target{plan.sources.size() - 1, placer.name(plan.sources.size() - 1, decision.output),
+                    labels(*decision.rule), decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs, permutations);
         if (written) placer.add_owned(ref.file, target, written->first, written->second, plan::Placement{});

@@ -5,13 +5,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <shardwise/core/file_identity.hpp>
 #include <shardwise/core/paths.hpp>
+#include <shardwise/plan/name.hpp>
 #include <shardwise/plan/ranks.hpp>
+#include <shardwise/plan/shape.hpp>
 #include <shardwise/rules/param_sources.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 #include <shardwise/transform/row_permutation.hpp>
@@ -39,7 +42,7 @@ struct Slice {
 // - dequantize_packed: integer-packed codes (GPTQ, AWQ; the source) with their zeros, scales and
 //   optional group index (the companion's sources) -> the [out, in] weight in BF16 or F16.
 // A dequantization writes the tensor's dtype (BF16 or F16).
-enum class Cast {
+enum class Cast : std::uint8_t {
   none,
   f16_to_bf16,
   f32_to_bf16,
@@ -75,9 +78,9 @@ inline const char* cast_name(Cast cast) {
 
 struct Source {
   std::size_t file = 0;  // index into Plan::input_files
-  std::string name;      // the input tensor's name
+  Name name;             // the input tensor's name
   st::DType dtype;
-  st::Shape shape;
+  Shape shape;
   std::uint64_t offset = 0;  // absolute offset of its first byte in the input file
   std::uint64_t bytes = 0;
   // A chunk of an unfused input tensor (rules `unfuse:`): the rows [begin, end) of its dim 0 that
@@ -149,13 +152,14 @@ struct RowPermutation {
 
 inline constexpr std::uint32_t kNoPermutation = 0xFFFFFFFF;
 
+// A Pro-sized plan holds 240,000 of these: the fields are ordered to leave no padding.
 struct PlannedTensor {
-  std::string name;         // output name
-  st::DType dtype;          // as written
-  st::Shape shape;          // as written
+  Name name;                // output name
+  Shape shape;              // as written
   std::uint64_t bytes = 0;  // as written
   std::size_t source = 0;   // index into Plan::sources
   Slice slice;
+  st::DType dtype;  // as written
   Cast cast = Cast::none;
   std::uint32_t companion = kNoCompanion;  // index into Plan::companions (block-scaled transforms)
   std::size_t rule = 0;                    // index into Plan::rule_labels: the rule that placed it
@@ -235,6 +239,9 @@ struct Plan {
   std::vector<std::string> input_files;        // absolute paths, in name order
   std::vector<FileIdentity> input_identities;  // per input file, from the descriptor its header was read on
   std::vector<Source> sources;
+  // The blocks holding the names of the sources and tensors the planner made (Name::borrowed):
+  // shared by the copies of a plan, which keep them alive.
+  std::shared_ptr<NameArena> name_arena;
   std::vector<Companion> companions;         // of the block-scaled transforms (few)
   std::vector<Composite> composites;         // of the fused outputs (PlannedTensor::composite)
   std::vector<RowPermutation> permutations;  // one per transform rule and head count (few)
