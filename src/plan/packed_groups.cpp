@@ -147,7 +147,7 @@ std::string packing_hint(const rules::Layout& layout, const std::vector<std::opt
 // member mentions stays unset. Returns nullopt after reporting members that disagree.
 std::optional<std::array<std::optional<std::uint64_t>, 2>> derive_logical(
     const rules::Layout& layout, const std::vector<std::optional<Target>>& members, const Divisors& divisors,
-    const std::string& group, Placer& placer) {
+    std::string_view group, Placer& placer) {
   std::array<std::optional<std::uint64_t>, 2> logical;
   std::array<bool, 2> disagree{false, false};
   std::vector<std::vector<std::uint64_t>> values(members.size());  // per member and dim
@@ -202,6 +202,7 @@ std::string placement_text(const Target& t) {
 
 PackedGroups::PackedGroups(std::size_t members, const rules::Params& params) : params_(params) {
   index_.reserve(members);
+  placed_sources_.reserve(members);
 }
 
 const PackedGroups::Divisors* PackedGroups::divisors(const Group& group, Placer& placer) {
@@ -247,7 +248,7 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     } else {
       index = groups_.size();
       groups_.push_back(
-          Group{&layout, decision.group, std::vector<std::optional<Target>>(layout.members.size())});
+          Group{&layout, names_.add(decision.group), std::vector<std::optional<Target>>(layout.members.size())});
       index_.emplace(Key{&layout, groups_.back().name}, index);
     }
     last_ = index;
@@ -259,15 +260,15 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
                                       placer.describe(first), placer.describe(target.source)));
     group.state = State::broken;
   };
-  if (!group.sources.empty()) return given_twice(group.sources[member]);  // placed already
+  if (group.sources != kNotPlaced) return given_twice(placed_sources_[group.sources + member]);  // placed already
   std::optional<Target>& slot = group.members[member];
   if (slot) return given_twice(slot->source);
   slot = std::move(target);
   if (group.state == State::open && ++group.present == group.members.size()) {
     place(group, placer);
     group.state = State::placed;
-    group.sources.reserve(group.members.size());
-    for (const std::optional<Target>& placed : group.members) group.sources.push_back(placed->source);
+    group.sources = placed_sources_.size();
+    for (const std::optional<Target>& placed : group.members) placed_sources_.push_back(placed->source);
     std::vector<std::optional<Target>>().swap(group.members);
   }
 }
@@ -292,6 +293,8 @@ void PackedGroups::report_incomplete(Placer& placer) const {
 void PackedGroups::clear() {
   std::unordered_map<Key, std::size_t, KeyHash>().swap(index_);
   std::deque<Group>().swap(groups_);
+  std::vector<std::size_t>().swap(placed_sources_);
+  names_ = plan::NameArena();
   last_ = 0;
 }
 

@@ -30,15 +30,18 @@ class PackedGroups {
   void clear();
 
  private:
-  enum class State { open, placed, broken };
+  enum class State : std::uint8_t { open, placed, broken };
+  static constexpr std::size_t kNotPlaced = static_cast<std::size_t>(-1);
+  // A checkpoint has 100,000s of groups, held until every tensor was seen: no heap block of their own
+  // once placed.
   struct Group {
     const rules::Layout* layout = nullptr;
-    std::string name;
+    std::string_view name;                       // in names_
     std::vector<std::optional<Target>> members;  // per member of the layout, in layout order
     // Once placed, only each member's source is kept (to name it when a member comes twice), not
-    // the members: a checkpoint has 100,000s of groups.
-    std::vector<std::size_t> sources{};
-    std::size_t present = 0;
+    // the members: from placed_sources_[sources], one per member.
+    std::size_t sources = kNotPlaced;
+    std::uint32_t present = 0;
     State state = State::open;
   };
 
@@ -70,6 +73,8 @@ class PackedGroups {
   const rules::Params& params_;
   std::unordered_map<const rules::Layout*, std::optional<Divisors>> divisors_;
 
+  plan::NameArena names_;                   // the groups' names
+  std::vector<std::size_t> placed_sources_;  // of the placed groups' members (Group::sources)
   std::deque<Group> groups_;
   std::unordered_map<Key, std::size_t, KeyHash> index_;  // -> groups_
   std::size_t last_ = 0;                                 // the group of the previous member
