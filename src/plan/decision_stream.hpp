@@ -29,7 +29,7 @@ class DecisionStream {
   rules::Decision& next();
 
  private:
-  static constexpr std::size_t kBlock = 2048;  // decisions per block
+  static constexpr std::size_t kBlock = 1024;  // decisions per block
   static constexpr std::size_t kDepth = 4;     // blocks decided ahead at most
 
   struct Block {

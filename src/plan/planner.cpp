@@ -255,7 +255,6 @@ void finish_outputs(Plan& plan, Placer& placer) {
     } else {
       std::sort(out.tensors.begin(), end, by_name);
     }
-    out.tensors.shrink_to_fit();  // the plan outlives the run: no slack from push_back's doubling
     for (std::size_t i = 1; i < out.tensors.size(); ++i) {
       const PlannedTensor& a = out.tensors[i - 1];
       const PlannedTensor& b = out.tensors[i];
@@ -405,6 +404,13 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   };
 
   plan.sources.reserve(checkpoint.tensors().size());
+  if (plan.naming == OutputNaming::per_rank) {
+    // Each rank's list is reserved for twice its share of the tensors, so that it is not copied as it
+    // grows (Pro: 30,000 tensors of 152 bytes a rank), and not copied to its size at the end: the pages
+    // of the reserve that no tensor reaches are never written, and cost no memory.
+    const std::size_t share = checkpoint.tensors().size() / plan.outputs.size();
+    for (OutputFile& out : plan.outputs) out.tensors.reserve(2 * share + 64);
+  }
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
     rules::Decision& decision = decisions.next();
