@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -201,7 +202,9 @@ std::string placement_text(const Target& t) {
 }  // namespace
 
 PackedGroups::PackedGroups(std::size_t members, const rules::Params& params) : params_(params) {
-  index_.reserve(members);
+  std::size_t slots = 16;
+  while (slots < 2 * members) slots *= 2;
+  slots_.assign(slots, 0);
   placed_sources_.reserve(members);
 }
 
@@ -237,19 +240,41 @@ const PackedGroups::Divisors* PackedGroups::divisors(const Group& group, Placer&
   return &*it->second;
 }
 
+std::size_t PackedGroups::find(const rules::Layout* layout, std::string_view name) const {
+  if (slots_.empty()) return kNoGroup;
+  const std::size_t mask = slots_.size() - 1;
+  for (std::size_t slot = hash(layout, name) & mask;; slot = (slot + 1) & mask) {
+    if (slots_[slot] == 0) return kNoGroup;
+    const Group& group = groups_[slots_[slot] - 1];
+    if (group.layout == layout && group.name == name) return slots_[slot] - 1;
+  }
+}
+
+void PackedGroups::index(std::size_t group) {
+  constexpr std::size_t kMaxGroups = std::numeric_limits<std::uint32_t>::max() - 1;
+  if (group >= kMaxGroups) throw Error(ErrorKind::input, fmt::format("more than {} packed groups", kMaxGroups));
+  if (2 * (group + 1) > slots_.size()) {
+    slots_.assign(std::max<std::size_t>(16, 2 * slots_.size()), 0);
+    for (std::size_t g = 0; g < group; ++g) index(g);
+  }
+  const std::size_t mask = slots_.size() - 1;
+  std::size_t slot = hash(groups_[group].layout, groups_[group].name) & mask;
+  while (slots_[slot] != 0) slot = (slot + 1) & mask;
+  slots_[slot] = static_cast<std::uint32_t>(group + 1);
+}
+
 void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
   const rules::Layout& layout = *decision.layout;
   const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
   // Members of a group are usually adjacent in name order: try the last group before hashing.
   std::size_t index = last_;
   if (index >= groups_.size() || groups_[index].layout != &layout || groups_[index].name != decision.group) {
-    if (const auto it = index_.find(Key{&layout, decision.group}); it != index_.end()) {
-      index = it->second;
-    } else {
+    index = find(&layout, decision.group);
+    if (index == kNoGroup) {
       index = groups_.size();
       groups_.push_back(
           Group{&layout, names_.add(decision.group), std::vector<std::optional<Target>>(layout.members.size())});
-      index_.emplace(Key{&layout, groups_.back().name}, index);
+      this->index(index);
     }
     last_ = index;
   }
@@ -291,7 +316,7 @@ void PackedGroups::report_incomplete(Placer& placer) const {
 }
 
 void PackedGroups::clear() {
-  std::unordered_map<Key, std::size_t, KeyHash>().swap(index_);
+  std::vector<std::uint32_t>().swap(slots_);
   std::deque<Group>().swap(groups_);
   std::vector<std::size_t>().swap(placed_sources_);
   names_ = plan::NameArena();

@@ -45,24 +45,15 @@ class PackedGroups {
     State state = State::open;
   };
 
-  // A group is known by its layout and name; the name viewed is the Group's own (a deque never
-  // moves its elements), so looking a group up allocates nothing. The key carries its hash: the
-  // table compares hashes before names and never hashes a stored name again.
-  struct Key {
-    Key(const rules::Layout* of, std::string_view named)
-        : layout(of),
-          name(named),
-          hash(std::hash<std::string_view>{}(named) ^ std::hash<const void*>{}(of)) {}
-    const rules::Layout* layout;
-    std::string_view name;
-    std::size_t hash;
-    bool operator==(const Key& other) const {
-      return hash == other.hash && layout == other.layout && name == other.name;
-    }
-  };
-  struct KeyHash {
-    std::size_t operator()(const Key& key) const noexcept { return key.hash; }
-  };
+  // A group is known by its layout and name. The index is a table of group numbers (open
+  // addressing, linear probing, at most half full): 4 bytes a slot instead of a hash node and a
+  // bucket per group; a probe compares the group's own layout and name.
+  static std::size_t hash(const rules::Layout* layout, std::string_view name) noexcept {
+    return std::hash<std::string_view>{}(name) ^ std::hash<const void*>{}(layout);
+  }
+  std::size_t find(const rules::Layout* layout, std::string_view name) const;  // kNoGroup when absent
+  void index(std::size_t group);  // adds groups_[group] to the table, which it grows when half full
+  static constexpr std::size_t kNoGroup = static_cast<std::size_t>(-1);
 
   // The divisor of each dim of each member of `layout` (a number, or a parameter's value); null
   // when a parameter gives 0 (reported once per layout, naming the member and the first group).
@@ -76,7 +67,7 @@ class PackedGroups {
   plan::NameArena names_;                   // the groups' names
   std::vector<std::size_t> placed_sources_;  // of the placed groups' members (Group::sources)
   std::deque<Group> groups_;
-  std::unordered_map<Key, std::size_t, KeyHash> index_;  // -> groups_
+  std::vector<std::uint32_t> slots_;  // group number + 1, 0 for an empty slot; a power of two long
   std::size_t last_ = 0;                                 // the group of the previous member
 };
 
