@@ -30,7 +30,7 @@ class DecisionStream {
 
  private:
   static constexpr std::size_t kBlock = 1024;  // decisions per block
-  static constexpr std::size_t kDepth = 4;     // blocks decided ahead at most
+  static constexpr std::size_t kDepth = 2;     // blocks decided ahead at most
 
   struct Block {
     std::vector<rules::Decision> decisions;

@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <set>
 #include <tuple>
 
 #include <fnmatch.h>
+#include <sys/mman.h>
 
 #include <fmt/format.h>
 
@@ -188,6 +190,19 @@ class MemberTransforms {
   };
   std::map<std::pair<const rules::TransformRule*, const rules::Layout*>, Seen> seen_;
 };
+
+// Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes), a list the
+// planner is about to fill: on this project's VMs a first touch of a 4 KiB page costs ~20 us, and a
+// Pro-sized plan writes 60 MB of sources and tensors. Advice only: without it the lists are the same.
+void advise_huge_pages(const void* data, std::size_t bytes) {
+  constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
+  const auto first = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
+  const std::uintptr_t end = (first + bytes) & ~(kHugePage - 1);
+#ifdef MADV_HUGEPAGE
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
 
 // The parameters given by the caller, without mp (the plan's own value).
 rules::Params given_params(const PlanOptions& options) {
@@ -404,12 +419,17 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   };
 
   plan.sources.reserve(checkpoint.tensors().size());
+  advise_huge_pages(plan.sources.data(), checkpoint.tensors().size() * sizeof(Source));
   if (plan.naming == OutputNaming::per_rank) {
     // Each rank's list is reserved for twice its share of the tensors, so that it is not copied as it
     // grows (Pro: 30,000 tensors of 152 bytes a rank), and not copied to its size at the end: the pages
-    // of the reserve that no tensor reaches are never written, and cost no memory.
+    // of the reserve that no tensor reaches are never written, and cost no memory (the huge pages
+    // cover the share only, which is written).
     const std::size_t share = checkpoint.tensors().size() / plan.outputs.size();
-    for (OutputFile& out : plan.outputs) out.tensors.reserve(2 * share + 64);
+    for (OutputFile& out : plan.outputs) {
+      out.tensors.reserve(2 * share + 64);
+      advise_huge_pages(out.tensors.data(), share * sizeof(PlannedTensor));
+    }
   }
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
