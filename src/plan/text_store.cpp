@@ -61,12 +61,20 @@ std::string_view TextStore::add(std::string_view text) {
     blocks_.push_back(HugeBuffer(allocate_array(size)));
     next_ = blocks_.back().get();
     left_ = size;
+    last_size_ = size;
   }
   if (!text.empty()) std::memcpy(next_, text.data(), text.size());
   const std::string_view stored(next_, text.size());
   next_ += text.size();
   left_ -= text.size();
   return stored;
+}
+
+void TextStore::clear() noexcept {
+  if (blocks_.empty()) return;
+  if (blocks_.size() > 1) blocks_.erase(blocks_.begin(), blocks_.end() - 1);
+  next_ = blocks_.back().get();
+  left_ = last_size_;
 }
 
 void FileText::read(const std::string& path, std::size_t max_bytes) {

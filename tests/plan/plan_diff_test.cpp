@@ -48,14 +48,14 @@ std::string json_plan(const TempDir& dir, const std::string& rules_text, std::ui
 
 std::vector<std::string> names(const PlanDiff& diff, TensorChangeKind kind) {
   std::vector<std::string> out;
-  for (const auto& t : diff.tensors) {
+  for (const auto& t : diff.tensors()) {
     if (t.kind == kind) out.push_back(t.name);
   }
   return out;
 }
 
 std::string fields_of(const PlanDiff& diff, const std::string& name) {
-  for (const auto& t : diff.tensors) {
+  for (const auto& t : diff.tensors()) {
     if (t.name != name) continue;
     std::string text;
     for (const auto& f : t.fields) text += f.field + ": " + f.old_value + " -> " + f.new_value + "\n";
@@ -117,7 +117,7 @@ TEST_CASE("diff: moves between ranks, skips and renames are listed") {
   // No longer owned by rank 0: the items rule no longer matches, so the table splits it.
   CHECK(fields_of(diff, "blk.0.items.1.col.weight") ==
         "ranks: 0 -> all\nbytes: 64 -> 32\nshape: [8, 4] -> [4, 4]\nslice: whole -> dim0 2x4\n");
-  CHECK(diff.tensors.size() == 2);
+  CHECK(diff.tensors().size() == 2);
 }
 
 TEST_CASE("diff: plans of different checkpoints list the tensors only one has") {
