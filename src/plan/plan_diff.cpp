@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <span>
@@ -140,13 +141,13 @@ std::string_view display(std::string_view path, std::string_view value, Scratch&
   if (path == "slice") {
     std::array<std::string_view, 3> v;  // begin, dim, end
     if (exact_members(value, std::array<std::string_view, 3>{"begin", "dim", "end"}, v))
-      return scratch.format("dim{}[{}:{}]", v[1], v[0], v[2]);
+      return scratch.concat({"dim", v[1], "[", v[0], ":", v[2], "]"});
   }
   if (path == "cast") {
     std::array<std::string_view, 2> v;  // from, to
     if (exact_members(value, std::array<std::string_view, 2>{"from", "to"}, v) && v[0].front() == '"' &&
         v[1].front() == '"') {
-      return scratch.format("{}->{}", unquoted(v[0]), unquoted(v[1]));
+      return scratch.concat({unquoted(v[0]), "->", unquoted(v[1])});
     }
   }
   if (value.front() == '[') {
@@ -172,10 +173,17 @@ bool is_field(std::string_view name, std::string_view key, bool in_source) {
 class Scratch {
  public:
   std::string_view add(std::string_view text) { return store_.add(text); }
-  template <typename... Args>
-  std::string_view format(fmt::format_string<Args...> format, Args&&... args) {
+  std::string_view concat(std::initializer_list<std::string_view> parts) {
     buffer_.clear();
-    fmt::format_to(std::back_inserter(buffer_), format, std::forward<Args>(args)...);
+    for (const std::string_view part : parts) buffer_ += part;
+    return store_.add(buffer_);
+  }
+  std::string_view join(std::span<const std::string_view> parts, std::string_view separator) {
+    buffer_.clear();
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      if (i > 0) buffer_ += separator;
+      buffer_ += parts[i];
+    }
     return store_.add(buffer_);
   }
   // `list` with ", " for each ','.
@@ -230,7 +238,7 @@ void describe(std::span<const PlacementRecord> records, Placements& out, Scratch
       if (f == out.names.size()) {
         const std::string_view name = !in_source      ? (key == "name" ? "output" : scratch.add(key))
                                       : key == "slice" ? "slice"
-                                                       : scratch.format("source.{}", key);
+                                                       : scratch.concat({"source.", key});
         out.names.push_back(name);
         out.values.resize(out.values.size() + n, "absent");
       }
@@ -302,7 +310,7 @@ std::string_view even_split_text(const Placements& p, Scratch& scratch) {
     if (i == 0) size = *end - *begin;
     if (*end - *begin != size || *begin != i * size) return "";
   }
-  return scratch.format("dim{} {}x{}", first[1], p.slices.size(), size);
+  return scratch.concat({"dim", first[1], " ", fmt::format_int(p.slices.size()).str(), "x", fmt::format_int(size).str()});
 }
 
 // One value when every rank has the same, else each rank's in rank order.
@@ -312,7 +320,7 @@ std::string_view values_text(const Placements& p, std::size_t field, Scratch& sc
   if (std::all_of(values.begin(), values.end(), [&](std::string_view v) { return v == values.front(); })) {
     return values.front();
   }
-  return scratch.format("{}", fmt::join(values, " "));
+  return scratch.join(values, " ");
 }
 
 std::string_view field_text(const Placements& p, std::size_t field, Scratch& scratch) {
@@ -421,7 +429,7 @@ class RowMaker {
       const auto state = [&](const DiffSide& side) {
         if (side.skip[id] != nullptr) return std::string_view("skipped");
         describe(side.placements(id), old_, scratch_);
-        return scratch_.format("placed on {}", ranks_text(old_.ranks, side.plan.model_parallel, scratch_));
+        return scratch_.concat({"placed on ", ranks_text(old_.ranks, side.plan.model_parallel, scratch_)});
       };
       if (a.skip[id] != nullptr && b.skip[id] != nullptr) return change("skip", a.skip[id]->fields, b.skip[id]->fields);
       return change("placement", state(a), state(b));

@@ -289,7 +289,8 @@ void read_records(std::string_view text, std::string_view file, NameTable& names
 void expand_fused(PlanRecords& records, NameTable& names, std::string_view file) {
   std::vector<PlacementRecord> more;
   for (PlacementRecord& record : records.placements) {
-    if (record.fields.find("\"composite\"") == std::string::npos) continue;
+    // Searched from its rare first letter, not from a quote (a record has dozens of quotes).
+    if (record.fields.find("composite\"") == std::string::npos) continue;
     json fused = json::parse(record.fields);
     const auto composite = fused.find("composite");
     if (composite == fused.end() || !composite->is_object()) continue;

@@ -285,12 +285,13 @@ class PlainPlanScanner {
   // text: no leading zero, no fraction or exponent, no "-0", within 64 bits (signed when negative).
   bool scalar(std::string_view& word) {
     skip_space();
-    for (const std::string_view literal : {"null", "true", "false"}) {
-      if (text_.substr(pos_, literal.size()) == literal) {
-        word = text_.substr(pos_, literal.size());
-        pos_ += literal.size();
-        return true;
-      }
+    if (pos_ == text_.size()) return false;
+    if (const char c = text_[pos_]; c == 'n' || c == 't' || c == 'f') {  // a number starts otherwise
+      const std::string_view literal = c == 'n' ? "null" : c == 't' ? "true" : "false";
+      if (text_.substr(pos_, literal.size()) != literal) return false;
+      word = text_.substr(pos_, literal.size());
+      pos_ += literal.size();
+      return true;
     }
     const std::size_t first = pos_;
     const bool negative = pos_ < text_.size() && text_[pos_] == '-';
