@@ -642,13 +642,9 @@ PlanDiff diff_plans(std::string_view old_text, std::string_view old_name, std::s
 }
 
 PlanDiff diff_plan_files(const std::string& old_path, const std::string& new_path) {
-  // Each file's text is dropped once read into records: one plan's text in memory at a time.
   auto plans = std::make_shared<ComparedPlans>();
-  detail::FileText text;
-  text.read(old_path);
-  plans->old_plan = detail::read_plan_records(text.view(), old_path, plans->names);
-  text.read(new_path);
-  plans->new_plan = detail::read_plan_records(text.view(), new_path, plans->names);
+  plans->old_plan = detail::read_plan_file(old_path, plans->names);
+  plans->new_plan = detail::read_plan_file(new_path, plans->names);
   return compare(std::move(plans), old_path, new_path);
 }
 

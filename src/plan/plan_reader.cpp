@@ -4,6 +4,8 @@
 
 #include "plan/plan_reader.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <functional>
 #include <iterator>
@@ -322,11 +324,12 @@ void expand_fused(PlanRecords& records, NameTable& names, std::string_view file)
 
 }  // namespace
 
-PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
-                              PlanReader reader) {
-  PlanRecords records;
-  HugeVector<std::size_t> output_of_placement;
-  read_records(text, file, names, records, output_of_placement, reader);
+namespace {
+
+// A plan's records as read, made ready to compare: checked, placed on their ranks, fused outputs
+// expanded, sorted.
+PlanRecords finish(PlanRecords records, const HugeVector<std::size_t>& output_of_placement,
+                   std::string_view file, NameTable& names) {
   const std::vector<std::uint64_t> ranks = check_head(records.head, file, records.model_parallel);
   for (std::size_t i = 0; i < records.placements.size(); ++i) {
     records.placements[i].rank = ranks[output_of_placement[i]];
@@ -339,6 +342,44 @@ PlanRecords read_plan_records(std::string_view text, std::string_view file, Name
     return std::tie(a.source, a.fields) < std::tie(b.source, b.fields);
   });
   return records;
+}
+
+}  // namespace
+
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
+                              PlanReader reader) {
+  PlanRecords records;
+  HugeVector<std::size_t> output_of_placement;
+  read_records(text, file, names, records, output_of_placement, reader);
+  return finish(std::move(records), output_of_placement, file, names);
+}
+
+PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window,
+                           std::size_t ahead) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    FileText text;  // a pipe is read once, whole; for a missing file or a folder, FileText's error
+    text.read(path);
+    return read_plan_records(text.view(), path, names);
+  }
+  const std::size_t known = names.size();
+  {
+    PlanRecords records;
+    HugeVector<std::size_t> output_of_placement;
+    FileWindow in(path, window, ahead);
+    // A placement takes 150+ bytes of text: reserved pages that are never used are never touched.
+    const auto size = static_cast<std::size_t>(info.st_size);
+    records.placements.reserve(size / 128);
+    output_of_placement.reserve(size / 128);
+    names.reserve(names.size() + size / 256);
+    if (read_plain_plan(in, {records, names, output_of_placement}))
+      return finish(std::move(records), output_of_placement, path, names);
+  }
+  // Not plain (or an object longer than the window's part ahead): the whole text, read in full.
+  names.truncate(known);
+  FileText text;
+  text.read(path);
+  return read_plan_records(text.view(), path, names, PlanReader::full);
 }
 
 }  // namespace shardwise::plan::detail

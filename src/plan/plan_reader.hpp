@@ -68,6 +68,8 @@ struct PlainPlan {
 // floats, a key twice, an unusual nesting, ...): read_plan_records then uses the full reader, on
 // records made anew and names truncated to their size before.
 bool read_plain_plan(std::string_view text, PlainPlan plan);
+// The same, reading a file through `window` (it is read to its end only when the plan is plain).
+bool read_plain_plan(FileWindow& window, PlainPlan plan);
 
 // Which reader read_plan_records uses: the fast one when the text is plain, or the full one always
 // (for tests that compare them).
@@ -76,5 +78,16 @@ enum class PlanReader { fast_when_plain, full };
 // Throws Error(input) naming `file` and where when `text` is not a plan of version 1.
 PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
                               PlanReader reader = PlanReader::fast_when_plain);
+
+// A full-size plan's file is read through a window of this size, an eighth of it kept ahead of
+// each tensor (the longest of a full-size plan is 400 bytes; a fused output of many parts is longer).
+inline constexpr std::size_t kPlanWindow = std::size_t{8} << 20;
+
+// read_plan_records of the file `path`'s text. A regular file is read through a window of
+// `window` bytes by the fast reader (`ahead` of them kept ahead of each tensor), and whole only
+// when the fast reader gives up; a pipe is read whole. Throws as FileText::read and
+// read_plan_records.
+PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window = kPlanWindow,
+                           std::size_t ahead = kPlanWindow / 8);
 
 }  // namespace shardwise::plan::detail
