@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <initializer_list>
 #include <map>
 #include <optional>
 #include <span>
+#include <thread>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -344,19 +346,24 @@ namespace detail {
 // One plan's records by source id.
 struct DiffSide {
   const PlanRecords& plan;
-  HugeVector<std::size_t> begin;       // by source id: its placements are [begin[id], begin[id + 1])
+  // By source id: its placements are [begin[id], end[id]) (grouped by source, groups in any order).
+  HugeVector<std::size_t> begin, end;
   HugeVector<const SkipRecord*> skip;  // by source id
 
   DiffSide(const PlanRecords& records, std::size_t names)
-      : plan(records), begin(names + 1, 0), skip(names, nullptr) {
-    for (const PlacementRecord& p : records.placements) ++begin[p.source + 1];
-    for (std::size_t i = 1; i < begin.size(); ++i) begin[i] += begin[i - 1];
+      : plan(records), begin(names, 0), end(names, 0), skip(names, nullptr) {
+    const auto& placements = records.placements;
+    for (std::size_t i = 0; i < placements.size(); ++i) {
+      const std::uint32_t id = placements[i].source;
+      if (i == 0 || placements[i - 1].source != id) begin[id] = i;
+      end[id] = i + 1;
+    }
     for (const SkipRecord& s : records.skipped) skip[s.source] = &s;
   }
   std::span<const PlacementRecord> placements(std::uint32_t id) const {
-    return {plan.placements.data() + begin[id], plan.placements.data() + begin[id + 1]};
+    return {plan.placements.data() + begin[id], plan.placements.data() + end[id]};
   }
-  bool has(std::uint32_t id) const { return begin[id] != begin[id + 1] || skip[id] != nullptr; }
+  bool has(std::uint32_t id) const { return begin[id] != end[id] || skip[id] != nullptr; }
 };
 
 // Both plans' records, and which source tensors differ: what PlanDiff makes its rows from.
@@ -643,8 +650,31 @@ PlanDiff diff_plans(std::string_view old_text, std::string_view old_name, std::s
 
 PlanDiff diff_plan_files(const std::string& old_path, const std::string& new_path) {
   auto plans = std::make_shared<ComparedPlans>();
-  plans->old_plan = detail::read_plan_file(old_path, plans->names);
-  plans->new_plan = detail::read_plan_file(new_path, plans->names);
+  if (std::thread::hardware_concurrency() < 2) {
+    plans->old_plan = detail::read_plan_file(old_path, plans->names);
+    plans->new_plan = detail::read_plan_file(new_path, plans->names);
+    return compare(std::move(plans), old_path, new_path);
+  }
+  // Read side by side, the new plan with names of its own, then numbered as the old plan's. The
+  // errors as when read one after the other: the old plan's first.
+  detail::NameTable new_names;
+  std::exception_ptr new_error;
+  std::thread other([&] {
+    try {
+      plans->new_plan = detail::read_plan_file(new_path, new_names);
+    } catch (...) {
+      new_error = std::current_exception();
+    }
+  });
+  try {
+    plans->old_plan = detail::read_plan_file(old_path, plans->names);
+  } catch (...) {
+    other.join();
+    throw;
+  }
+  other.join();
+  if (new_error) std::rethrow_exception(new_error);
+  detail::renumber(plans->new_plan, new_names, plans->names);
   return compare(std::move(plans), old_path, new_path);
 }
 

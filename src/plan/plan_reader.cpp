@@ -18,6 +18,7 @@
 namespace shardwise::plan::detail {
 
 std::uint32_t NameTable::intern(std::string_view name) {
+  if (next_ < names_.size() && names_[next_] == name) return next_++;
   if (2 * (names_.size() + 1) > slots_.size()) rehash(std::max<std::size_t>(64, 2 * slots_.size()));
   const std::size_t mask = slots_.size() - 1;
   for (std::size_t slot = std::hash<std::string_view>()(name) & mask;; slot = (slot + 1) & mask) {
@@ -25,9 +26,13 @@ std::uint32_t NameTable::intern(std::string_view name) {
       const auto id = static_cast<std::uint32_t>(names_.size());
       names_.push_back(text_.add(name));
       slots_[slot] = id + 1;
+      next_ = id + 1;
       return id;
     }
-    if (names_[slots_[slot] - 1] == name) return slots_[slot] - 1;
+    if (names_[slots_[slot] - 1] == name) {
+      next_ = slots_[slot];
+      return slots_[slot] - 1;
+    }
   }
 }
 
@@ -41,6 +46,7 @@ void NameTable::reserve(std::size_t count) {
 void NameTable::truncate(std::size_t count) {
   if (count >= names_.size()) return;
   names_.resize(count);  // their text stays in text_ until the table goes: a rare path
+  next_ = 0;
   rehash(slots_.size());
 }
 
@@ -380,6 +386,14 @@ PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_
   FileText text;
   text.read(path);
   return read_plan_records(text.view(), path, names, PlanReader::full);
+}
+
+void renumber(PlanRecords& records, const NameTable& from, NameTable& into) {
+  HugeVector<std::uint32_t> id(from.size());
+  into.reserve(into.size() + from.size());
+  for (std::uint32_t i = 0; i < id.size(); ++i) id[i] = into.intern(from.name(i));
+  for (PlacementRecord& p : records.placements) p.source = id[p.source];
+  for (SkipRecord& s : records.skipped) s.source = id[s.source];
 }
 
 }  // namespace shardwise::plan::detail

@@ -29,6 +29,9 @@ class NameTable {
 
   TextStore text_;
   HugeVector<std::string_view> names_;  // by id, views into text_
+  // Two plans list their tensors in much the same order: the name after the one found last is
+  // tried before the hash table (whose probes miss the cache).
+  std::uint32_t next_ = 0;
   HugeVector<std::uint32_t> slots_;     // open addressing: id + 1, 0 for an empty slot
 };
 
@@ -51,7 +54,7 @@ struct PlanRecords {
   std::uint64_t model_parallel = 0;
   // Everything else of the plan: top-level keys, and `outputs` without their `tensors`.
   nlohmann::json head;
-  HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields)
+  HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields); see renumber
   std::vector<SkipRecord> skipped;         // sorted by source
   TextStore text;                          // the records' fields
 };
@@ -79,15 +82,21 @@ enum class PlanReader { fast_when_plain, full };
 PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
                               PlanReader reader = PlanReader::fast_when_plain);
 
-// A full-size plan's file is read through a window of this size, an eighth of it kept ahead of
-// each tensor (the longest of a full-size plan is 400 bytes; a fused output of many parts is longer).
-inline constexpr std::size_t kPlanWindow = std::size_t{8} << 20;
+// A plan's file is read through a window of this size, a quarter of it kept ahead of each tensor
+// (the longest of a full-size plan is 400 bytes; a fused output of many parts is longer).
+inline constexpr std::size_t kPlanWindow = std::size_t{2} << 20;
 
 // read_plan_records of the file `path`'s text. A regular file is read through a window of
 // `window` bytes by the fast reader (`ahead` of them kept ahead of each tensor), and whole only
 // when the fast reader gives up; a pipe is read whole. Throws as FileText::read and
 // read_plan_records.
 PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window = kPlanWindow,
-                           std::size_t ahead = kPlanWindow / 8);
+                           std::size_t ahead = kPlanWindow / 4);
+
+// Moves `records`' source ids from `from`'s numbering to `into`'s, interning each name of `from` in
+// `into` in id order: a plan read with a table of its own (on a thread of its own) then numbers its
+// names as if it had been read with `into`. The placements stay grouped by source, each group in
+// its order, but the groups are no longer in id order.
+void renumber(PlanRecords& records, const NameTable& from, NameTable& into);
 
 }  // namespace shardwise::plan::detail
