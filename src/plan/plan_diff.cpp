@@ -242,7 +242,7 @@ void describe(std::span<const PlacementRecord> records, Placements& out, Scratch
                                       : key == "slice" ? "slice"
                                                        : scratch.concat({"source.", key});
         out.names.push_back(name);
-        out.values.resize(out.values.size() + n, "absent");
+        for (std::size_t k = 0; k < n; ++k) out.values.push_back("absent");  // inlined, unlike resize
       }
       next = f + 1;
       return f;
