@@ -213,7 +213,6 @@ struct Placements {
   std::vector<std::uint32_t> order;      // the fields by name
   std::vector<std::string_view> slices;  // each source's "slice" as compact JSON, for even_split_text
 
-  std::string_view value(std::size_t field, std::size_t i) const { return values[field * ranks.size() + i]; }
   std::optional<std::size_t> find(std::string_view name) const {
     const auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end()) return std::nullopt;
