@@ -237,7 +237,7 @@ void describe(std::span<const PlacementRecord> records, Placements& out, Scratch
         while (f < out.names.size() && !is_field(out.names[f], key, in_source)) ++f;
       }
       if (f == out.names.size()) {
-        const std::string_view name = !in_source      ? (key == "name" ? "output" : scratch.add(key))
+        const std::string_view name = !in_source       ? (key == "name" ? "output" : scratch.add(key))
                                       : key == "slice" ? "slice"
                                                        : scratch.concat({"source.", key});
         out.names.push_back(name);
@@ -311,7 +311,8 @@ std::string_view even_split_text(const Placements& p, Scratch& scratch) {
     if (i == 0) size = *end - *begin;
     if (*end - *begin != size || *begin != i * size) return "";
   }
-  return scratch.concat({"dim", first[1], " ", fmt::format_int(p.slices.size()).str(), "x", fmt::format_int(size).str()});
+  return scratch.concat(
+      {"dim", first[1], " ", fmt::format_int(p.slices.size()).str(), "x", fmt::format_int(size).str()});
 }
 
 // One value when every rank has the same, else each rank's in rank order.
@@ -383,7 +384,9 @@ namespace {
 using detail::ComparedPlans;
 using detail::DiffSide;
 
-std::uint8_t kind_code(TensorChangeKind kind) { return static_cast<std::uint8_t>(1 + static_cast<int>(kind)); }
+std::uint8_t kind_code(TensorChangeKind kind) {
+  return static_cast<std::uint8_t>(1 + static_cast<int>(kind));
+}
 
 // Makes the rows of the tensors that differ, one at a time, in memory reused from row to row.
 class RowMaker {
@@ -424,7 +427,8 @@ class RowMaker {
     describe(side.placements(id), old_, scratch_);
     put("ranks", ranks_text(old_.ranks, side.plan.model_parallel, scratch_));
     for (const char* key : {"output", "slice"}) {
-      if (const std::optional<std::size_t> field = old_.find(key)) put(key, field_text(old_, *field, scratch_));
+      if (const std::optional<std::size_t> field = old_.find(key))
+        put(key, field_text(old_, *field, scratch_));
     }
   }
 
@@ -437,7 +441,8 @@ class RowMaker {
         describe(side.placements(id), old_, scratch_);
         return scratch_.concat({"placed on ", ranks_text(old_.ranks, side.plan.model_parallel, scratch_)});
       };
-      if (a.skip[id] != nullptr && b.skip[id] != nullptr) return change("skip", a.skip[id]->fields, b.skip[id]->fields);
+      if (a.skip[id] != nullptr && b.skip[id] != nullptr)
+        return change("skip", a.skip[id]->fields, b.skip[id]->fields);
       return change("placement", state(a), state(b));
     }
     describe(a.placements(id), old_, scratch_);

@@ -184,12 +184,13 @@ void write_plan_diff_text(const PlanDiff& diff, const DiffSink& sink) {
     fmt::format_to(std::back_inserter(out), "\nthe plans place all {} the same way\n",
                    plural(diff.same, "source tensor", "source tensors"));
   } else {
-    fmt::format_to(std::back_inserter(out),
-                   "\n{} placed differently, {} only in {}, {} only in {}, {} the same; {} plan-level {} (of {} "
-                   "source tensors in {}, {} in {})\n",
-                   diff.placed_differently, diff.only_old, diff.old_name, diff.only_new, diff.new_name, diff.same,
-                   diff.plan_changes.size(), diff.plan_changes.size() == 1 ? "change" : "changes",
-                   diff.old_tensors, diff.old_name, diff.new_tensors, diff.new_name);
+    fmt::format_to(
+        std::back_inserter(out),
+        "\n{} placed differently, {} only in {}, {} only in {}, {} the same; {} plan-level {} (of {} "
+        "source tensors in {}, {} in {})\n",
+        diff.placed_differently, diff.only_old, diff.old_name, diff.only_new, diff.new_name, diff.same,
+        diff.plan_changes.size(), diff.plan_changes.size() == 1 ? "change" : "changes", diff.old_tensors,
+        diff.old_name, diff.new_tensors, diff.new_name);
   }
   w.flush();
 }

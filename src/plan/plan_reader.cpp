@@ -360,8 +360,7 @@ PlanRecords read_plan_records(std::string_view text, std::string_view file, Name
   return finish(std::move(records), output_of_placement, file, names);
 }
 
-PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window,
-                           std::size_t ahead) {
+PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window, std::size_t ahead) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
     FileText text;  // a pipe is read once, whole; for a missing file or a folder, FileText's error

@@ -32,7 +32,7 @@ class NameTable {
   // Two plans list their tensors in much the same order: the name after the one found last is
   // tried before the hash table (whose probes miss the cache).
   std::uint32_t next_ = 0;
-  HugeVector<std::uint32_t> slots_;     // open addressing: id + 1, 0 for an empty slot
+  HugeVector<std::uint32_t> slots_;  // open addressing: id + 1, 0 for an empty slot
 };
 
 // One output tensor of a plan: the source it comes from, its rank, and every other key of its

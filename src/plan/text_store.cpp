@@ -130,7 +130,11 @@ void FileText::read(const std::string& path, std::size_t max_bytes) {
 
 FileWindow::FileWindow(const std::string& path, std::size_t capacity, std::size_t ahead,
                        std::size_t max_bytes)
-    : path_(path), buffer_(allocate_array(capacity)), capacity_(capacity), ahead_(ahead), max_bytes_(max_bytes) {
+    : path_(path),
+      buffer_(allocate_array(capacity)),
+      capacity_(capacity),
+      ahead_(ahead),
+      max_bytes_(max_bytes) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) throw_os_error("cannot read the plan", path, errno);
   struct stat info {};

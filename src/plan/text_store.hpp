@@ -48,8 +48,8 @@ class TextStore {
   std::vector<HugeBuffer> blocks_;
   char* next_ = nullptr;
   std::size_t left_ = 0;
-  std::size_t block_ = 0;       // the size the next block doubles
-  std::size_t last_size_ = 0;   // the last block's size
+  std::size_t block_ = 0;      // the size the next block doubles
+  std::size_t last_size_ = 0;  // the last block's size
 };
 
 // The largest plan file read: 1 GiB, 12 times a plan of 240,032 tensors (86 MB).

@@ -98,7 +98,8 @@ Reading read_through_window(const TempDir& dir, const std::string& text, std::si
       out.skipped.push_back(std::string(names.name(s.source)) + " " + std::string(s.fields));
   } catch (const Error& e) {
     std::string what = e.what();
-    for (std::size_t at; (at = what.find(path)) != std::string::npos;) what.replace(at, path.size(), "p.json");
+    for (std::size_t at; (at = what.find(path)) != std::string::npos;)
+      what.replace(at, path.size(), "p.json");
     out.error = std::to_string(static_cast<int>(e.kind())) + " " + what;
   }
   return out;
