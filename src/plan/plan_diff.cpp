@@ -6,9 +6,12 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <span>
+#include <thread>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -132,87 +135,123 @@ bool exact_members(std::string_view object, const std::array<std::string_view, N
   return match && count == N;
 }
 
-// display() of a value's dump.
-std::string display(std::string_view path, std::string_view value) {
+// display() of a value's dump; text it has to make is kept in `scratch`.
+template <typename Scratch>
+std::string_view display(std::string_view path, std::string_view value, Scratch& scratch) {
   if (value == "null") return path == "slice" ? "whole" : "none";
-  if (value.front() == '"') return std::string(unquoted(value));
+  if (value.front() == '"') return unquoted(value);
   if (path == "slice") {
     std::array<std::string_view, 3> v;  // begin, dim, end
     if (exact_members(value, std::array<std::string_view, 3>{"begin", "dim", "end"}, v))
-      return fmt::format("dim{}[{}:{}]", v[1], v[0], v[2]);
+      return scratch.concat({"dim", v[1], "[", v[0], ":", v[2], "]"});
   }
   if (path == "cast") {
     std::array<std::string_view, 2> v;  // from, to
     if (exact_members(value, std::array<std::string_view, 2>{"from", "to"}, v) && v[0].front() == '"' &&
         v[1].front() == '"') {
-      return fmt::format("{}->{}", unquoted(v[0]), unquoted(v[1]));
+      return scratch.concat({unquoted(v[0]), "->", unquoted(v[1])});
     }
   }
   if (value.front() == '[') {
     bool numbers = true;
-    std::string shape = "[";
-    for_each_element(value, [&](std::string_view item) {
-      numbers = numbers && is_number(item);
-      if (shape.size() > 1) shape += ", ";
-      shape += item;
-    });
-    if (numbers) return shape + "]";  // a shape as the plans show it
+    for_each_element(value, [&](std::string_view item) { numbers = numbers && is_number(item); });
+    // A shape as the plans show it: ", " between the numbers (no number has a comma).
+    if (numbers) return value.find(',') == std::string_view::npos ? value : scratch.spaced(value);
   }
-  return std::string(value);
+  return value;
 }
 
 }  // namespace compact
 
 // The field names rows use: the keys of a tensor's JSON object, the source's prefixed with
-// "source."; the two everyone looks for first get short names. Written into `name`.
-void field_name(std::string& name, std::string_view key, bool in_source) {
-  name.clear();
-  if (!in_source) {
-    name += key == "name" ? "output" : key;
-  } else if (key == "slice") {
-    name += "slice";
-  } else {
-    name += "source.";
-    name += key;
-  }
+// "source."; the two everyone looks for first get short names.
+bool is_field(std::string_view name, std::string_view key, bool in_source) {
+  if (!in_source) return name == (key == "name" ? std::string_view("output") : key);
+  if (key == "slice") return name == "slice";
+  return name.size() == 7 + key.size() && name.starts_with("source.") && name.substr(7) == key;
 }
 
-// One field of a source tensor's placements: its value on each of the tensor's ranks.
-struct Field {
-  std::string name;
-  std::vector<std::string> values;
+// Text made for the row being made (field names, values, joined lists): dropped at the next row.
+class Scratch {
+ public:
+  std::string_view add(std::string_view text) { return store_.add(text); }
+  std::string_view concat(std::initializer_list<std::string_view> parts) {
+    buffer_.clear();
+    for (const std::string_view part : parts) buffer_ += part;
+    return store_.add(buffer_);
+  }
+  std::string_view join(std::span<const std::string_view> parts, std::string_view separator) {
+    buffer_.clear();
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      if (i > 0) buffer_ += separator;
+      buffer_ += parts[i];
+    }
+    return store_.add(buffer_);
+  }
+  // `list` with ", " for each ','.
+  std::string_view spaced(std::string_view list) {
+    buffer_.clear();
+    for (const char c : list) {
+      buffer_ += c;
+      if (c == ',') buffer_ += ' ';
+    }
+    return store_.add(buffer_);
+  }
+  void clear() noexcept { store_.clear(); }
+
+ private:
+  detail::TextStore store_;
+  std::string buffer_;  // reused across calls to save on allocation
 };
 
-// One source tensor's placements in one plan, as fields.
+// One source tensor's placements in one plan, as fields: a field's value on each of its ranks.
+// Reused from one tensor to the next to save on allocation.
 struct Placements {
   std::vector<std::uint64_t> ranks;
-  std::vector<Field> fields;        // sorted by name
-  std::vector<std::string> slices;  // each source's "slice" as compact JSON, for even_split_text
+  std::vector<std::string_view> names;   // the fields, in the order first seen
+  std::vector<std::string_view> values;  // field f's value on the i-th rank: values[f * ranks.size() + i]
+  std::vector<std::uint32_t> order;      // the fields by name
+  std::vector<std::string_view> slices;  // each source's "slice" as compact JSON, for even_split_text
 
-  const Field* find(std::string_view name) const {
-    const auto it =
-        std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.name == name; });
-    return it == fields.end() ? nullptr : &*it;
+  std::optional<std::size_t> find(std::string_view name) const {
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) return std::nullopt;
+    return static_cast<std::size_t>(it - names.begin());
   }
 };
 
-Placements describe(std::span<const PlacementRecord> records) {
-  Placements out;
-  std::string name;  // reused across fields to save on allocation
-  for (std::size_t i = 0; i < records.size(); ++i) {
+void describe(std::span<const PlacementRecord> records, Placements& out, Scratch& scratch) {
+  const std::size_t n = records.size();
+  out.ranks.clear();
+  out.names.clear();
+  out.values.clear();
+  out.slices.clear();
+  for (std::size_t i = 0; i < n; ++i) {
     out.ranks.push_back(records[i].rank);
     const std::string_view text = records[i].fields;
-    const auto add = [&](std::string_view key, bool in_source, const auto& value) {
-      field_name(name, key, in_source);
-      auto field =
-          std::find_if(out.fields.begin(), out.fields.end(), [&](const Field& f) { return f.name == name; });
-      if (field == out.fields.end()) {
-        field = out.fields.insert(field, Field{name, std::vector<std::string>(records.size(), "absent")});
+    std::size_t next = 0;  // every rank's record has the same keys, mostly: where the next one is
+    const auto field_for = [&](std::string_view key, bool in_source) {
+      std::size_t f = next;
+      if (f >= out.names.size() || !is_field(out.names[f], key, in_source)) {
+        f = 0;
+        while (f < out.names.size() && !is_field(out.names[f], key, in_source)) ++f;
       }
+      if (f == out.names.size()) {
+        const std::string_view name = !in_source       ? (key == "name" ? "output" : scratch.add(key))
+                                      : key == "slice" ? "slice"
+                                                       : scratch.concat({"source.", key});
+        out.names.push_back(name);
+        for (std::size_t k = 0; k < n; ++k) out.values.push_back("absent");  // inlined, unlike resize
+      }
+      next = f + 1;
+      return f;
+    };
+    const auto add = [&](std::string_view key, bool in_source, const auto& value) {
+      const std::size_t f = field_for(key, in_source);
       if constexpr (std::is_same_v<std::decay_t<decltype(value)>, json>) {
-        field->values[i] = display(name, value);
+        out.values[f * n + i] = scratch.add(display(std::string(out.names[f]), value));
       } else {
-        field->values[i] = compact::display(name, value);
+        out.values[f * n + i] = compact::display(out.names[f], value, scratch);
       }
     };
     if (text.find('\\') == std::string_view::npos) {
@@ -223,7 +262,7 @@ Placements describe(std::span<const PlacementRecord> records) {
             add(source_key, true, source_value);
             if (source_key == "slice") slice = source_value;
           });
-          out.slices.emplace_back(slice);
+          out.slices.push_back(slice);
         } else {
           add(key, false, value);
         }
@@ -234,26 +273,27 @@ Placements describe(std::span<const PlacementRecord> records) {
     for (const auto& [key, value] : entry.items()) {
       if (key == "source" && value.is_object()) {
         for (const auto& [source_key, source_value] : value.items()) add(source_key, true, source_value);
-        out.slices.push_back(value.contains("slice") ? value["slice"].dump() : "null");
+        out.slices.push_back(value.contains("slice") ? scratch.add(value["slice"].dump()) : "null");
       } else {
         add(key, false, value);
       }
     }
   }
-  std::sort(out.fields.begin(), out.fields.end(),
-            [](const Field& x, const Field& y) { return x.name < y.name; });
-  return out;
+  out.order.resize(out.names.size());
+  for (std::uint32_t f = 0; f < out.order.size(); ++f) out.order[f] = f;
+  std::sort(out.order.begin(), out.order.end(),
+            [&](std::uint32_t x, std::uint32_t y) { return out.names[x] < out.names[y]; });
 }
 
-std::string ranks_text(const std::vector<std::uint64_t>& ranks, std::uint64_t mp) {
+std::string_view ranks_text(const std::vector<std::uint64_t>& ranks, std::uint64_t mp, Scratch& scratch) {
   bool every = ranks.size() == mp && mp > 1;
   for (std::size_t i = 0; every && i < ranks.size(); ++i) every = ranks[i] == i;
-  return every ? "all" : detail::format_ranks(ranks);
+  return every ? "all" : scratch.add(detail::format_ranks(ranks));
 }
 
 // "dim1 8x512" when the slices cut dim 1 in equal consecutive pieces, rank i taking the i-th (as
 // the text plan says it); "" otherwise.
-std::string even_split_text(const Placements& p) {
+std::string_view even_split_text(const Placements& p, Scratch& scratch) {
   if (p.slices.size() != p.ranks.size() || p.ranks.size() < 2) return "";
   std::uint64_t size = 0;
   std::array<std::string_view, 3> first;  // begin, dim, end of rank 0's slice
@@ -271,40 +311,26 @@ std::string even_split_text(const Placements& p) {
     if (i == 0) size = *end - *begin;
     if (*end - *begin != size || *begin != i * size) return "";
   }
-  return fmt::format("dim{} {}x{}", first[1], p.slices.size(), size);
+  return scratch.concat(
+      {"dim", first[1], " ", fmt::format_int(p.slices.size()).str(), "x", fmt::format_int(size).str()});
 }
 
 // One value when every rank has the same, else each rank's in rank order.
-std::string values_text(const std::vector<std::string>& values) {
-  if (std::all_of(values.begin(), values.end(), [&](const std::string& v) { return v == values.front(); })) {
+std::string_view values_text(const Placements& p, std::size_t field, Scratch& scratch) {
+  const std::size_t n = p.ranks.size();
+  const std::span<const std::string_view> values(p.values.data() + field * n, n);
+  if (std::all_of(values.begin(), values.end(), [&](std::string_view v) { return v == values.front(); })) {
     return values.front();
   }
-  return fmt::format("{}", fmt::join(values, " "));
+  return scratch.join(values, " ");
 }
 
-std::string field_text(const Placements& p, const Field& field) {
-  if (field.name == "slice") {
-    if (std::string even = even_split_text(p); !even.empty()) return even;
+std::string_view field_text(const Placements& p, std::size_t field, Scratch& scratch) {
+  if (p.names[field] == "slice") {
+    if (const std::string_view even = even_split_text(p, scratch); !even.empty()) return even;
   }
-  return values_text(field.values);
+  return values_text(p, field, scratch);
 }
-
-struct Side {
-  const PlanRecords& plan;
-  detail::HugeVector<std::size_t> begin;       // by source id: its placements are [begin[id], begin[id + 1])
-  detail::HugeVector<const SkipRecord*> skip;  // by source id
-
-  Side(const PlanRecords& records, std::size_t names)
-      : plan(records), begin(names + 1, 0), skip(names, nullptr) {
-    for (const PlacementRecord& p : records.placements) ++begin[p.source + 1];
-    for (std::size_t i = 1; i < begin.size(); ++i) begin[i] += begin[i - 1];
-    for (const SkipRecord& s : records.skipped) skip[s.source] = &s;
-  }
-  std::span<const PlacementRecord> placements(std::uint32_t id) const {
-    return {plan.placements.data() + begin[id], plan.placements.data() + begin[id + 1]};
-  }
-  bool has(std::uint32_t id) const { return begin[id] != begin[id + 1] || skip[id] != nullptr; }
-};
 
 bool same_records(std::span<const PlacementRecord> a, std::span<const PlacementRecord> b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(),
@@ -313,64 +339,151 @@ bool same_records(std::span<const PlacementRecord> a, std::span<const PlacementR
                     });
 }
 
-// Where one plan puts a tensor, for the tensors only one plan has.
-std::vector<FieldChange> where_placed(const Side& side, std::uint32_t id, bool old_side) {
-  const auto put = [&](std::string field, std::string value) {
-    return old_side ? FieldChange{std::move(field), std::move(value), ""}
-                    : FieldChange{std::move(field), "", std::move(value)};
-  };
-  if (side.skip[id] != nullptr) return {put("placement", "skipped")};
-  const Placements p = describe(side.placements(id));
-  std::vector<FieldChange> fields = {put("ranks", ranks_text(p.ranks, side.plan.model_parallel))};
-  for (const char* key : {"output", "slice"}) {
-    if (const Field* field = p.find(key)) fields.push_back(put(key, field_text(p, *field)));
+}  // namespace
+
+namespace detail {
+
+// One plan's records by source id.
+struct DiffSide {
+  const PlanRecords& plan;
+  // By source id: its placements are [begin[id], end[id]) (grouped by source, groups in any order).
+  HugeVector<std::size_t> begin, end;
+  HugeVector<const SkipRecord*> skip;  // by source id
+
+  DiffSide(const PlanRecords& records, std::size_t names)
+      : plan(records), begin(names, 0), end(names, 0), skip(names, nullptr) {
+    const auto& placements = records.placements;
+    for (std::size_t i = 0; i < placements.size(); ++i) {
+      const std::uint32_t id = placements[i].source;
+      if (i == 0 || placements[i - 1].source != id) begin[id] = i;
+      end[id] = i + 1;
+    }
+    for (const SkipRecord& s : records.skipped) skip[s.source] = &s;
   }
-  return fields;
+  std::span<const PlacementRecord> placements(std::uint32_t id) const {
+    return {plan.placements.data() + begin[id], plan.placements.data() + end[id]};
+  }
+  bool has(std::uint32_t id) const { return begin[id] != end[id] || skip[id] != nullptr; }
+};
+
+// Both plans' records, and which source tensors differ: what PlanDiff makes its rows from.
+struct ComparedPlans {
+  NameTable names;
+  PlanRecords old_plan, new_plan;
+  std::optional<DiffSide> old_side, new_side;
+  HugeVector<std::uint32_t> ids;  // the source ids in name order
+  // By position in `ids`: kSame, or 1 + the TensorChangeKind.
+  HugeVector<std::uint8_t> kinds;
+  static constexpr std::uint8_t kSame = 0;
+};
+
+}  // namespace detail
+
+namespace {
+
+using detail::ComparedPlans;
+using detail::DiffSide;
+
+std::uint8_t kind_code(TensorChangeKind kind) {
+  return static_cast<std::uint8_t>(1 + static_cast<int>(kind));
 }
 
-std::vector<FieldChange> placement_changes(const Side& a, const Side& b, std::uint32_t id) {
-  if (a.skip[id] != nullptr || b.skip[id] != nullptr) {
-    const auto state = [&](const Side& side) {
-      if (side.skip[id] == nullptr)
-        return fmt::format("placed on {}",
-                           ranks_text(describe(side.placements(id)).ranks, side.plan.model_parallel));
-      return std::string("skipped");
-    };
-    if (a.skip[id] != nullptr && b.skip[id] != nullptr)
-      return {{"skip", std::string(a.skip[id]->fields), std::string(b.skip[id]->fields)}};
-    return {{"placement", state(a), state(b)}};
+// Makes the rows of the tensors that differ, one at a time, in memory reused from row to row.
+class RowMaker {
+ public:
+  explicit RowMaker(const ComparedPlans& plans) : plans_(plans) {}
+
+  TensorChangeView make(std::uint32_t id, TensorChangeKind kind) {
+    scratch_.clear();
+    fields_.clear();
+    switch (kind) {
+      case TensorChangeKind::placement:
+        placement_changes(id);
+        break;
+      case TensorChangeKind::only_old:
+        where_placed(*plans_.old_side, id, true);
+        break;
+      case TensorChangeKind::only_new:
+        where_placed(*plans_.new_side, id, false);
+        break;
+    }
+    return {plans_.names.name(id), kind, fields_};
   }
-  const Placements old_p = describe(a.placements(id));
-  const Placements new_p = describe(b.placements(id));
-  std::vector<FieldChange> changes;
-  const std::string old_ranks = ranks_text(old_p.ranks, a.plan.model_parallel);
-  const std::string new_ranks = ranks_text(new_p.ranks, b.plan.model_parallel);
-  if (old_p.ranks != new_p.ranks) changes.push_back({"ranks", old_ranks, new_ranks});
-  // Both lists are sorted by name: walked side by side, a field one side lacks is "".
-  for (std::size_t i = 0, j = 0; i < old_p.fields.size() || j < new_p.fields.size();) {
-    const int order = i == old_p.fields.size()   ? 1
-                      : j == new_p.fields.size() ? -1
-                                                 : old_p.fields[i].name.compare(new_p.fields[j].name);
-    std::string old_value, new_value;
-    const std::string& name = order <= 0 ? old_p.fields[i].name : new_p.fields[j].name;
-    if (order <= 0) old_value = field_text(old_p, old_p.fields[i++]);
-    if (order >= 0) new_value = field_text(new_p, new_p.fields[j++]);
-    if (old_value != new_value) {
-      changes.push_back(
-          {name, old_value.empty() ? "absent" : old_value, new_value.empty() ? "absent" : new_value});
+
+ private:
+  void change(std::string_view field, std::string_view old_value, std::string_view new_value) {
+    fields_.push_back({field, old_value, new_value});
+  }
+
+  // Where one plan puts a tensor, for the tensors only one plan has.
+  void where_placed(const DiffSide& side, std::uint32_t id, bool old_side) {
+    const auto put = [&](std::string_view field, std::string_view value) {
+      if (old_side)
+        change(field, value, "");
+      else
+        change(field, "", value);
+    };
+    if (side.skip[id] != nullptr) return put("placement", "skipped");
+    describe(side.placements(id), old_, scratch_);
+    put("ranks", ranks_text(old_.ranks, side.plan.model_parallel, scratch_));
+    for (const char* key : {"output", "slice"}) {
+      if (const std::optional<std::size_t> field = old_.find(key))
+        put(key, field_text(old_, *field, scratch_));
     }
   }
-  // Same values, differently spread over the ranks: list each rank's record.
-  if (changes.empty()) {
-    const auto all = [](std::span<const PlacementRecord> records) {
-      std::vector<std::string> parts;
-      for (const PlacementRecord& r : records) parts.push_back(fmt::format("{}: {}", r.rank, r.fields));
-      return fmt::format("{}", fmt::join(parts, "; "));
-    };
-    changes.push_back({"placements", all(a.placements(id)), all(b.placements(id))});
+
+  void placement_changes(std::uint32_t id) {
+    const DiffSide& a = *plans_.old_side;
+    const DiffSide& b = *plans_.new_side;
+    if (a.skip[id] != nullptr || b.skip[id] != nullptr) {
+      const auto state = [&](const DiffSide& side) {
+        if (side.skip[id] != nullptr) return std::string_view("skipped");
+        describe(side.placements(id), old_, scratch_);
+        return scratch_.concat({"placed on ", ranks_text(old_.ranks, side.plan.model_parallel, scratch_)});
+      };
+      if (a.skip[id] != nullptr && b.skip[id] != nullptr)
+        return change("skip", a.skip[id]->fields, b.skip[id]->fields);
+      return change("placement", state(a), state(b));
+    }
+    describe(a.placements(id), old_, scratch_);
+    describe(b.placements(id), new_, scratch_);
+    const std::string_view old_ranks = ranks_text(old_.ranks, a.plan.model_parallel, scratch_);
+    const std::string_view new_ranks = ranks_text(new_.ranks, b.plan.model_parallel, scratch_);
+    if (old_.ranks != new_.ranks) change("ranks", old_ranks, new_ranks);
+    // Both lists are sorted by name: walked side by side, a field one side lacks is "".
+    const std::vector<std::uint32_t>&old_order = old_.order, &new_order = new_.order;
+    for (std::size_t i = 0, j = 0; i < old_order.size() || j < new_order.size();) {
+      const int order = i == old_order.size()   ? 1
+                        : j == new_order.size() ? -1
+                                                : old_.names[old_order[i]].compare(new_.names[new_order[j]]);
+      std::string_view old_value, new_value;
+      const std::string_view name = order <= 0 ? old_.names[old_order[i]] : new_.names[new_order[j]];
+      if (order <= 0) old_value = field_text(old_, old_order[i++], scratch_);
+      if (order >= 0) new_value = field_text(new_, new_order[j++], scratch_);
+      if (old_value != new_value)
+        change(name, old_value.empty() ? "absent" : old_value, new_value.empty() ? "absent" : new_value);
+    }
+    // Same values, differently spread over the ranks: list each rank's record.
+    if (fields_.empty()) {
+      const auto all = [&](std::span<const PlacementRecord> records) {
+        std::string& parts = parts_;
+        parts.clear();
+        for (const PlacementRecord& r : records) {
+          if (!parts.empty()) parts += "; ";
+          fmt::format_to(std::back_inserter(parts), "{}: {}", r.rank, r.fields);
+        }
+        return scratch_.add(parts);
+      };
+      change("placements", all(a.placements(id)), all(b.placements(id)));
+    }
   }
-  return changes;
-}
+
+  const ComparedPlans& plans_;
+  Scratch scratch_;
+  Placements old_, new_;
+  std::vector<FieldChangeView> fields_;
+  std::string parts_;
+};
 
 std::string head_text(const json& head, const char* key) {
   const auto it = head.find(key);
@@ -443,26 +556,28 @@ detail::HugeVector<std::uint32_t> by_name(const detail::NameTable& names) {
   return ids;
 }
 
-PlanDiff compare_records(const PlanRecords& a, const PlanRecords& b, const detail::NameTable& names,
-                         std::string_view old_name, std::string_view new_name) {
+// Which source tensors differ and how, counted in `diff`; their rows are made when visited.
+PlanDiff compare(std::shared_ptr<ComparedPlans> plans, std::string_view old_name, std::string_view new_name) {
   PlanDiff diff;
   diff.old_name = old_name;
   diff.new_name = new_name;
-  compare_heads(a, b, diff);
+  compare_heads(plans->old_plan, plans->new_plan, diff);
 
-  const Side old_side(a, names.size()), new_side(b, names.size());
-  const detail::HugeVector<std::uint32_t> ids = by_name(names);
-  for (const std::uint32_t id : ids) {
+  const std::size_t count = plans->names.size();
+  const DiffSide& old_side = plans->old_side.emplace(plans->old_plan, count);
+  const DiffSide& new_side = plans->new_side.emplace(plans->new_plan, count);
+  plans->ids = by_name(plans->names);
+  plans->kinds.assign(count, ComparedPlans::kSame);
+  for (std::size_t at = 0; at < count; ++at) {
+    const std::uint32_t id = plans->ids[at];
     const bool in_old = old_side.has(id), in_new = new_side.has(id);
     diff.old_tensors += in_old;
     diff.new_tensors += in_new;
-    TensorChange change{std::string(names.name(id)), TensorChangeKind::placement, {}};
+    TensorChangeKind kind = TensorChangeKind::placement;
     if (!in_new) {
-      change.kind = TensorChangeKind::only_old;
-      change.fields = where_placed(old_side, id, true);
+      kind = TensorChangeKind::only_old;
     } else if (!in_old) {
-      change.kind = TensorChangeKind::only_new;
-      change.fields = where_placed(new_side, id, false);
+      kind = TensorChangeKind::only_new;
     } else {
       const SkipRecord* old_skip = old_side.skip[id];
       const SkipRecord* new_skip = new_side.skip[id];
@@ -473,32 +588,98 @@ PlanDiff compare_records(const PlanRecords& a, const PlanRecords& b, const detai
         ++diff.same;
         continue;
       }
-      change.fields = placement_changes(old_side, new_side, id);
     }
-    diff.tensors.push_back(std::move(change));
+    plans->kinds[at] = kind_code(kind);
+    ++(kind == TensorChangeKind::placement  ? diff.placed_differently
+       : kind == TensorChangeKind::only_old ? diff.only_old
+                                            : diff.only_new);
   }
+  diff.plans = std::move(plans);
   return diff;
 }
 
 }  // namespace
 
+std::uint64_t PlanDiff::count(TensorChangeKind kind) const noexcept {
+  switch (kind) {
+    case TensorChangeKind::placement:
+      return placed_differently;
+    case TensorChangeKind::only_old:
+      return only_old;
+    case TensorChangeKind::only_new:
+      return only_new;
+  }
+  return 0;
+}
+
+void PlanDiff::for_each_name(std::optional<TensorChangeKind> kind,
+                             const std::function<void(std::string_view)>& visit) const {
+  if (!plans) return;
+  const std::uint8_t wanted = kind ? kind_code(*kind) : ComparedPlans::kSame;
+  for (std::size_t at = 0; at < plans->ids.size(); ++at) {
+    const std::uint8_t code = plans->kinds[at];
+    if (code != ComparedPlans::kSame && (!kind || code == wanted)) visit(plans->names.name(plans->ids[at]));
+  }
+}
+
+void PlanDiff::for_each_tensor(std::optional<TensorChangeKind> kind,
+                               const std::function<void(const TensorChangeView&)>& visit) const {
+  if (!plans) return;
+  RowMaker rows(*plans);
+  const std::uint8_t wanted = kind ? kind_code(*kind) : ComparedPlans::kSame;
+  for (std::size_t at = 0; at < plans->ids.size(); ++at) {
+    const std::uint8_t code = plans->kinds[at];
+    if (code == ComparedPlans::kSame || (kind && code != wanted)) continue;
+    visit(rows.make(plans->ids[at], static_cast<TensorChangeKind>(code - 1)));
+  }
+}
+
+std::vector<TensorChange> PlanDiff::tensors() const {
+  std::vector<TensorChange> out;
+  for_each_tensor(std::nullopt, [&](const TensorChangeView& t) {
+    TensorChange& change = out.emplace_back(TensorChange{std::string(t.name), t.kind, {}});
+    for (const FieldChangeView& f : t.fields)
+      change.fields.push_back({std::string(f.field), std::string(f.old_value), std::string(f.new_value)});
+  });
+  return out;
+}
+
 PlanDiff diff_plans(std::string_view old_text, std::string_view old_name, std::string_view new_text,
                     std::string_view new_name) {
-  detail::NameTable names;
-  const PlanRecords a = detail::read_plan_records(old_text, old_name, names);
-  const PlanRecords b = detail::read_plan_records(new_text, new_name, names);
-  return compare_records(a, b, names, old_name, new_name);
+  auto plans = std::make_shared<ComparedPlans>();
+  plans->old_plan = detail::read_plan_records(old_text, old_name, plans->names);
+  plans->new_plan = detail::read_plan_records(new_text, new_name, plans->names);
+  return compare(std::move(plans), old_name, new_name);
 }
 
 PlanDiff diff_plan_files(const std::string& old_path, const std::string& new_path) {
-  // Each file's text is dropped once read into records: one plan's text in memory at a time.
-  detail::NameTable names;
-  detail::FileText text;
-  text.read(old_path);
-  const PlanRecords a = detail::read_plan_records(text.view(), old_path, names);
-  text.read(new_path);
-  const PlanRecords b = detail::read_plan_records(text.view(), new_path, names);
-  return compare_records(a, b, names, old_path, new_path);
+  auto plans = std::make_shared<ComparedPlans>();
+  if (std::thread::hardware_concurrency() < 2) {
+    plans->old_plan = detail::read_plan_file(old_path, plans->names);
+    plans->new_plan = detail::read_plan_file(new_path, plans->names);
+    return compare(std::move(plans), old_path, new_path);
+  }
+  // Read side by side, the new plan with names of its own, then numbered as the old plan's. The
+  // errors as when read one after the other: the old plan's first.
+  detail::NameTable new_names;
+  std::exception_ptr new_error;
+  std::thread other([&] {
+    try {
+      plans->new_plan = detail::read_plan_file(new_path, new_names);
+    } catch (...) {
+      new_error = std::current_exception();
+    }
+  });
+  try {
+    plans->old_plan = detail::read_plan_file(old_path, plans->names);
+  } catch (...) {
+    other.join();
+    throw;
+  }
+  other.join();
+  if (new_error) std::rethrow_exception(new_error);
+  detail::renumber(plans->new_plan, new_names, plans->names);
+  return compare(std::move(plans), old_path, new_path);
 }
 
 }  // namespace shardwise::plan

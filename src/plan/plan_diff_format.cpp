@@ -14,20 +14,15 @@ namespace {
 
 using ordered = nlohmann::ordered_json;
 
-std::size_t count(const PlanDiff& diff, TensorChangeKind kind) {
-  return static_cast<std::size_t>(std::count_if(diff.tensors.begin(), diff.tensors.end(),
-                                                [&](const TensorChange& t) { return t.kind == kind; }));
-}
-
 std::string plural(std::size_t n, const char* one, const char* many) {
   return fmt::format("{} {}", n, n == 1 ? one : many);
 }
 
 // "ranks: 0-1 -> all; slice: dim1[0:512] dim1[512:1024] -> whole", or for a tensor one plan lacks,
 // "ranks: all; output: x"; appended to `out`, escaped as printable() escapes.
-void append_changes(std::string& out, const TensorChange& t) {
+void append_changes(std::string& out, const TensorChangeView& t) {
   bool first = true;
-  for (const FieldChange& f : t.fields) {
+  for (const FieldChangeView& f : t.fields) {
     if (!first) out += "; ";
     first = false;
     append_printable(out, f.field);
@@ -48,35 +43,43 @@ void append_changes(std::string& out, const TensorChange& t) {
   }
 }
 
-// About the size of either form: reserved once, instead of the text being copied as it grows.
-std::size_t size_hint(const PlanDiff& diff) {
-  std::size_t size = 4096;
-  for (const TensorChange& t : diff.tensors) {
-    size += 2 * t.name.size() + 64;
-    for (const FieldChange& f : t.fields)
-      size += f.field.size() + f.old_value.size() + f.new_value.size() + 32;
+// Output is handed to the sink in pieces of about this size.
+constexpr std::size_t kPiece = std::size_t{1} << 20;
+
+// Gathers the output and hands it on piece by piece.
+class Writer {
+ public:
+  explicit Writer(const DiffSink& sink) : sink_(sink) { out.reserve(kPiece + (kPiece >> 2)); }
+  // Called after each row: hands the text on once a piece is full.
+  void row_done() {
+    if (out.size() >= kPiece) flush();
   }
-  return size;
-}
+  void flush() {
+    if (!out.empty()) sink_(out);
+    out.clear();
+  }
+  std::string out;
+
+ private:
+  const DiffSink& sink_;
+};
 
 bool is_ascii(std::string_view text) {
   return std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
 }
 
-void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kind, const std::string& title,
+void append_section(Writer& w, const PlanDiff& diff, TensorChangeKind kind, const std::string& title,
                     const char* heading) {
-  std::size_t width = 6;  // "SOURCE"
-  std::size_t rows = 0;
-  for (const TensorChange& t : diff.tensors) {
-    if (t.kind != kind) continue;
-    width = std::max(width, printable(t.name).size());
-    ++rows;
-  }
+  const std::uint64_t rows = diff.count(kind);
   if (rows == 0) return;
+  std::size_t width = 6;  // "SOURCE"
+  diff.for_each_name(kind, [&](std::string_view name) {
+    width = std::max(width, is_printable(name) ? name.size() : printable(name).size());
+  });
+  std::string& out = w.out;
   fmt::format_to(std::back_inserter(out), "\n{}: {}\n  {:<{}}  {}\n", title,
                  plural(rows, "source tensor", "source tensors"), "SOURCE", width, heading);
-  for (const TensorChange& t : diff.tensors) {
-    if (t.kind != kind) continue;
+  diff.for_each_tensor(kind, [&](const TensorChangeView& t) {
     out += "  ";
     if (is_ascii(t.name)) {  // fmt pads by display width: for ASCII, one column a byte
       const std::size_t before = out.size();
@@ -88,7 +91,8 @@ void append_section(std::string& out, const PlanDiff& diff, TensorChangeKind kin
     out += "  ";
     append_changes(out, t);
     out += '\n';
-  }
+    w.row_done();
+  });
 }
 
 ordered field_json(const FieldChange& f, TensorChangeKind kind) {
@@ -129,14 +133,14 @@ void append_json_string(std::string& out, std::string_view text) {
 }
 
 // One tensor's entry as dump() of {"name", "change", "fields": [{"field", "old", "new"}]} writes it.
-void append_tensor_json(std::string& out, const TensorChange& t) {
+void append_tensor_json(std::string& out, const TensorChangeView& t) {
   out += "{\"name\":";
   append_json_string(out, t.name);
   out += ",\"change\":\"";
   out += kind_name(t.kind);
   out += "\",\"fields\":[";
   for (std::size_t i = 0; i < t.fields.size(); ++i) {
-    const FieldChange& f = t.fields[i];
+    const FieldChangeView& f = t.fields[i];
     out += i == 0 ? "{\"field\":" : ",{\"field\":";
     append_json_string(out, f.field);
     out += ",\"old\":";
@@ -157,9 +161,9 @@ void append_tensor_json(std::string& out, const TensorChange& t) {
 }  // namespace
 
 // Names and values from the plans are escaped as they are written (printable); the rest is ours.
-std::string format_plan_diff_text(const PlanDiff& diff) {
-  std::string out;
-  out.reserve(size_hint(diff));
+void write_plan_diff_text(const PlanDiff& diff, const DiffSink& sink) {
+  Writer w(sink);
+  std::string& out = w.out;
   fmt::format_to(std::back_inserter(out), "diff: {} -> {}\n", diff.old_name, diff.new_name);
   for (const FieldChange& f : diff.context) {
     fmt::format_to(std::back_inserter(out), "{}: {} -> {}\n", f.field, printable(f.old_value),
@@ -173,51 +177,65 @@ std::string format_plan_diff_text(const PlanDiff& diff) {
                      printable(f.new_value));
     }
   }
-  append_section(out, diff, TensorChangeKind::placement, "placed differently", "CHANGES (OLD -> NEW)");
-  append_section(out, diff, TensorChangeKind::only_old, "only in " + diff.old_name, "PLACEMENT");
-  append_section(out, diff, TensorChangeKind::only_new, "only in " + diff.new_name, "PLACEMENT");
+  append_section(w, diff, TensorChangeKind::placement, "placed differently", "CHANGES (OLD -> NEW)");
+  append_section(w, diff, TensorChangeKind::only_old, "only in " + diff.old_name, "PLACEMENT");
+  append_section(w, diff, TensorChangeKind::only_new, "only in " + diff.new_name, "PLACEMENT");
   if (!diff.differ()) {
     fmt::format_to(std::back_inserter(out), "\nthe plans place all {} the same way\n",
                    plural(diff.same, "source tensor", "source tensors"));
-    return out;
+  } else {
+    fmt::format_to(
+        std::back_inserter(out),
+        "\n{} placed differently, {} only in {}, {} only in {}, {} the same; {} plan-level {} (of {} "
+        "source tensors in {}, {} in {})\n",
+        diff.placed_differently, diff.only_old, diff.old_name, diff.only_new, diff.new_name, diff.same,
+        diff.plan_changes.size(), diff.plan_changes.size() == 1 ? "change" : "changes", diff.old_tensors,
+        diff.old_name, diff.new_tensors, diff.new_name);
   }
-  fmt::format_to(
-      std::back_inserter(out),
-      "\n{} placed differently, {} only in {}, {} only in {}, {} the same; {} plan-level {} (of {} source "
-      "tensors in {}, {} in {})\n",
-      count(diff, TensorChangeKind::placement), count(diff, TensorChangeKind::only_old), diff.old_name,
-      count(diff, TensorChangeKind::only_new), diff.new_name, diff.same, diff.plan_changes.size(),
-      diff.plan_changes.size() == 1 ? "change" : "changes", diff.old_tensors, diff.old_name, diff.new_tensors,
-      diff.new_name);
-  return out;
+  w.flush();
 }
 
-std::string format_plan_diff_json(const PlanDiff& diff) {
+void write_plan_diff_json(const PlanDiff& diff, const DiffSink& sink) {
   const auto fields = [](const std::vector<FieldChange>& list, TensorChangeKind kind) {
     ordered array = ordered::array();
     for (const FieldChange& f : list) array.push_back(field_json(f, kind));
     return array;
   };
-  std::string out;
-  out.reserve(size_hint(diff));
+  Writer w(sink);
+  std::string& out = w.out;
   out += "{\"format\": \"shardwise-plan-diff\", \"version\": 1";
   out += ", \"old\": " + dump(diff.old_name) + ", \"new\": " + dump(diff.new_name);
   out += fmt::format(", \"differ\": {},\n", diff.differ());
   out += " \"context\": " + dump(fields(diff.context, TensorChangeKind::placement)) + ",\n";
   out += " \"plan_changes\": " + dump(fields(diff.plan_changes, TensorChangeKind::placement)) + ",\n";
   out += " \"tensors\": [";
-  for (std::size_t i = 0; i < diff.tensors.size(); ++i) {
-    out += i == 0 ? "\n  " : ",\n  ";
-    append_tensor_json(out, diff.tensors[i]);
-  }
-  out += diff.tensors.empty() ? "],\n" : "\n ],\n";
-  const ordered totals = {{"placed_differently", count(diff, TensorChangeKind::placement)},
-                          {"only_old", count(diff, TensorChangeKind::only_old)},
-                          {"only_new", count(diff, TensorChangeKind::only_new)},
+  bool first = true;
+  diff.for_each_tensor(std::nullopt, [&](const TensorChangeView& t) {
+    out += first ? "\n  " : ",\n  ";
+    first = false;
+    append_tensor_json(out, t);
+    w.row_done();
+  });
+  out += first ? "],\n" : "\n ],\n";
+  const ordered totals = {{"placed_differently", diff.placed_differently},
+                          {"only_old", diff.only_old},
+                          {"only_new", diff.only_new},
                           {"same", diff.same},
                           {"old_tensors", diff.old_tensors},
                           {"new_tensors", diff.new_tensors}};
   out += " \"totals\": " + dump(totals) + "\n}\n";
+  w.flush();
+}
+
+std::string format_plan_diff_text(const PlanDiff& diff) {
+  std::string out;
+  write_plan_diff_text(diff, [&](std::string_view piece) { out += piece; });
+  return out;
+}
+
+std::string format_plan_diff_json(const PlanDiff& diff) {
+  std::string out;
+  write_plan_diff_json(diff, [&](std::string_view piece) { out += piece; });
   return out;
 }
 

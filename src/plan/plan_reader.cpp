@@ -4,6 +4,8 @@
 
 #include "plan/plan_reader.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <functional>
 #include <iterator>
@@ -16,6 +18,7 @@
 namespace shardwise::plan::detail {
 
 std::uint32_t NameTable::intern(std::string_view name) {
+  if (next_ < names_.size() && names_[next_] == name) return next_++;
   if (2 * (names_.size() + 1) > slots_.size()) rehash(std::max<std::size_t>(64, 2 * slots_.size()));
   const std::size_t mask = slots_.size() - 1;
   for (std::size_t slot = std::hash<std::string_view>()(name) & mask;; slot = (slot + 1) & mask) {
@@ -23,9 +26,13 @@ std::uint32_t NameTable::intern(std::string_view name) {
       const auto id = static_cast<std::uint32_t>(names_.size());
       names_.push_back(text_.add(name));
       slots_[slot] = id + 1;
+      next_ = id + 1;
       return id;
     }
-    if (names_[slots_[slot] - 1] == name) return slots_[slot] - 1;
+    if (names_[slots_[slot] - 1] == name) {
+      next_ = slots_[slot];
+      return slots_[slot] - 1;
+    }
   }
 }
 
@@ -39,6 +46,7 @@ void NameTable::reserve(std::size_t count) {
 void NameTable::truncate(std::size_t count) {
   if (count >= names_.size()) return;
   names_.resize(count);  // their text stays in text_ until the table goes: a rare path
+  next_ = 0;
   rehash(slots_.size());
 }
 
@@ -289,7 +297,8 @@ void read_records(std::string_view text, std::string_view file, NameTable& names
 void expand_fused(PlanRecords& records, NameTable& names, std::string_view file) {
   std::vector<PlacementRecord> more;
   for (PlacementRecord& record : records.placements) {
-    if (record.fields.find("\"composite\"") == std::string::npos) continue;
+    // Searched from its rare first letter, not from a quote (a record has dozens of quotes).
+    if (record.fields.find("composite\"") == std::string::npos) continue;
     json fused = json::parse(record.fields);
     const auto composite = fused.find("composite");
     if (composite == fused.end() || !composite->is_object()) continue;
@@ -321,11 +330,12 @@ void expand_fused(PlanRecords& records, NameTable& names, std::string_view file)
 
 }  // namespace
 
-PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
-                              PlanReader reader) {
-  PlanRecords records;
-  HugeVector<std::size_t> output_of_placement;
-  read_records(text, file, names, records, output_of_placement, reader);
+namespace {
+
+// A plan's records as read, made ready to compare: checked, placed on their ranks, fused outputs
+// expanded, sorted.
+PlanRecords finish(PlanRecords records, const HugeVector<std::size_t>& output_of_placement,
+                   std::string_view file, NameTable& names) {
   const std::vector<std::uint64_t> ranks = check_head(records.head, file, records.model_parallel);
   for (std::size_t i = 0; i < records.placements.size(); ++i) {
     records.placements[i].rank = ranks[output_of_placement[i]];
@@ -338,6 +348,51 @@ PlanRecords read_plan_records(std::string_view text, std::string_view file, Name
     return std::tie(a.source, a.fields) < std::tie(b.source, b.fields);
   });
   return records;
+}
+
+}  // namespace
+
+PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
+                              PlanReader reader) {
+  PlanRecords records;
+  HugeVector<std::size_t> output_of_placement;
+  read_records(text, file, names, records, output_of_placement, reader);
+  return finish(std::move(records), output_of_placement, file, names);
+}
+
+PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window, std::size_t ahead) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    FileText text;  // a pipe is read once, whole; for a missing file or a folder, FileText's error
+    text.read(path);
+    return read_plan_records(text.view(), path, names);
+  }
+  const std::size_t known = names.size();
+  {
+    PlanRecords records;
+    HugeVector<std::size_t> output_of_placement;
+    FileWindow in(path, window, ahead);
+    // A placement takes 150+ bytes of text: reserved pages that are never used are never touched.
+    const auto size = static_cast<std::size_t>(info.st_size);
+    records.placements.reserve(size / 128);
+    output_of_placement.reserve(size / 128);
+    names.reserve(names.size() + size / 256);
+    if (read_plain_plan(in, {records, names, output_of_placement}))
+      return finish(std::move(records), output_of_placement, path, names);
+  }
+  // Not plain (or an object longer than the window's part ahead): the whole text, read in full.
+  names.truncate(known);
+  FileText text;
+  text.read(path);
+  return read_plan_records(text.view(), path, names, PlanReader::full);
+}
+
+void renumber(PlanRecords& records, const NameTable& from, NameTable& into) {
+  HugeVector<std::uint32_t> id(from.size());
+  into.reserve(into.size() + from.size());
+  for (std::uint32_t i = 0; i < id.size(); ++i) id[i] = into.intern(from.name(i));
+  for (PlacementRecord& p : records.placements) p.source = id[p.source];
+  for (SkipRecord& s : records.skipped) s.source = id[s.source];
 }
 
 }  // namespace shardwise::plan::detail

@@ -29,7 +29,10 @@ class NameTable {
 
   TextStore text_;
   HugeVector<std::string_view> names_;  // by id, views into text_
-  HugeVector<std::uint32_t> slots_;     // open addressing: id + 1, 0 for an empty slot
+  // Two plans list their tensors in much the same order: the name after the one found last is
+  // tried before the hash table (whose probes miss the cache).
+  std::uint32_t next_ = 0;
+  HugeVector<std::uint32_t> slots_;  // open addressing: id + 1, 0 for an empty slot
 };
 
 // One output tensor of a plan: the source it comes from, its rank, and every other key of its
@@ -51,7 +54,7 @@ struct PlanRecords {
   std::uint64_t model_parallel = 0;
   // Everything else of the plan: top-level keys, and `outputs` without their `tensors`.
   nlohmann::json head;
-  HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields)
+  HugeVector<PlacementRecord> placements;  // sorted by (source, rank, fields); see renumber
   std::vector<SkipRecord> skipped;         // sorted by source
   TextStore text;                          // the records' fields
 };
@@ -68,6 +71,8 @@ struct PlainPlan {
 // floats, a key twice, an unusual nesting, ...): read_plan_records then uses the full reader, on
 // records made anew and names truncated to their size before.
 bool read_plain_plan(std::string_view text, PlainPlan plan);
+// The same, reading a file through `window` (it is read to its end only when the plan is plain).
+bool read_plain_plan(FileWindow& window, PlainPlan plan);
 
 // Which reader read_plan_records uses: the fast one when the text is plain, or the full one always
 // (for tests that compare them).
@@ -76,5 +81,22 @@ enum class PlanReader { fast_when_plain, full };
 // Throws Error(input) naming `file` and where when `text` is not a plan of version 1.
 PlanRecords read_plan_records(std::string_view text, std::string_view file, NameTable& names,
                               PlanReader reader = PlanReader::fast_when_plain);
+
+// A plan's file is read through a window of this size, a quarter of it kept ahead of each tensor
+// (the longest of a full-size plan is 400 bytes; a fused output of many parts is longer).
+inline constexpr std::size_t kPlanWindow = std::size_t{2} << 20;
+
+// read_plan_records of the file `path`'s text. A regular file is read through a window of
+// `window` bytes by the fast reader (`ahead` of them kept ahead of each tensor), and whole only
+// when the fast reader gives up; a pipe is read whole. Throws as FileText::read and
+// read_plan_records.
+PlanRecords read_plan_file(const std::string& path, NameTable& names, std::size_t window = kPlanWindow,
+                           std::size_t ahead = kPlanWindow / 4);
+
+// Moves `records`' source ids from `from`'s numbering to `into`'s, interning each name of `from` in
+// `into` in id order: a plan read with a table of its own (on a thread of its own) then numbers its
+// names as if it had been read with `into`. The placements stay grouped by source, each group in
+// its order, but the groups are no longer in id order.
+void renumber(PlanRecords& records, const NameTable& from, NameTable& into);
 
 }  // namespace shardwise::plan::detail

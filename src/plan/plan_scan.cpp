@@ -24,12 +24,18 @@ constexpr std::size_t kMaxDepth = 32;
 class PlainPlanScanner {
  public:
   explicit PlainPlanScanner(std::string_view text) : text_(text), levels_(kMaxDepth + 1) {}
+  explicit PlainPlanScanner(FileWindow& window)
+      : text_(window.text()), levels_(kMaxDepth + 1), window_(&window) {}
 
   // The plan's records and its head (what the SAX reader leaves in its DOM), or false.
   bool read(PlainPlan& plan) {
     if (!read_top(plan)) return false;
     skip_space();
-    return pos_ == text_.size();
+    while (window_ != nullptr && pos_ == text_.size() && !window_->at_end()) {
+      slide();
+      skip_space();
+    }
+    return pos_ == text_.size() && (window_ == nullptr || window_->at_end());
   }
 
  private:
@@ -51,6 +57,7 @@ class PlainPlanScanner {
     plan.records.head = json::object();
     if (consume('}')) return true;
     do {
+      top_up();
       std::string_view key;
       if (!string(key) || !consume(':') || plan.records.head.contains(key)) return false;
       json& value = plan.records.head[std::string(key)];
@@ -70,10 +77,12 @@ class PlainPlanScanner {
     if (!consume('[')) return false;
     if (consume(']')) return true;
     do {
+      top_up();
       json& output = outputs.emplace_back(json::object());
       if (!consume('{')) return false;
       if (consume('}')) continue;
       do {
+        top_up();
         std::string_view key;
         if (!string(key) || !consume(':') || output.contains(key)) return false;
         json& value = output[std::string(key)];
@@ -93,6 +102,7 @@ class PlainPlanScanner {
     if (!consume('[')) return false;
     if (consume(']')) return true;
     do {
+      top_up();
       std::string_view name;
       record_.clear();
       if (peek() != '{' || !record(record_, 4, {"rule"}, "source", name)) return false;
@@ -107,6 +117,7 @@ class PlainPlanScanner {
     if (!consume('[')) return false;
     if (consume(']')) return true;
     do {
+      top_up();
       std::string_view name;
       record_.clear();
       if (peek() != '{' || !record(record_, 2, {"name", "rule", "reason"}, {}, name)) return false;
@@ -285,12 +296,13 @@ class PlainPlanScanner {
   // text: no leading zero, no fraction or exponent, no "-0", within 64 bits (signed when negative).
   bool scalar(std::string_view& word) {
     skip_space();
-    for (const std::string_view literal : {"null", "true", "false"}) {
-      if (text_.substr(pos_, literal.size()) == literal) {
-        word = text_.substr(pos_, literal.size());
-        pos_ += literal.size();
-        return true;
-      }
+    if (pos_ == text_.size()) return false;
+    if (const char c = text_[pos_]; c == 'n' || c == 't' || c == 'f') {  // a number starts otherwise
+      const std::string_view literal = c == 'n' ? "null" : c == 't' ? "true" : "false";
+      if (text_.substr(pos_, literal.size()) != literal) return false;
+      word = text_.substr(pos_, literal.size());
+      pos_ += literal.size();
+      return true;
     }
     const std::size_t first = pos_;
     const bool negative = pos_ < text_.size() && text_[pos_] == '-';
@@ -348,16 +360,36 @@ class PlainPlanScanner {
     }
   }
 
+  // Reading a file through a window: where nothing read is in use any more (at the start of a
+  // tensor, a skipped entry, an output, a key of the plan or of an output), the text ahead is
+  // topped up to the window's ahead() bytes. The window's end reads as the text's end: an object cut there
+  // cannot close, so the scan gives up rather than read a cut token as a whole one, and a plan with
+  // an object longer than that is left to the full reader.
+  void top_up() {
+    if (window_ != nullptr && !window_->at_end() && text_.size() - pos_ < window_->ahead()) slide();
+  }
+  void slide() {
+    window_->slide(pos_);
+    text_ = window_->text();
+    pos_ = 0;
+  }
+
   std::string_view text_;
   std::size_t pos_ = 0;
   std::vector<Level> levels_;  // by depth
   std::string record_;         // the record being formatted, reused
+  FileWindow* window_ = nullptr;
 };
 
 }  // namespace
 
 bool read_plain_plan(std::string_view text, PlainPlan plan) {
   PlainPlanScanner scanner(text);
+  return scanner.read(plan);
+}
+
+bool read_plain_plan(FileWindow& window, PlainPlan plan) {
+  PlainPlanScanner scanner(window);
   return scanner.read(plan);
 }
 

@@ -61,12 +61,20 @@ std::string_view TextStore::add(std::string_view text) {
     blocks_.push_back(HugeBuffer(allocate_array(size)));
     next_ = blocks_.back().get();
     left_ = size;
+    last_size_ = size;
   }
   if (!text.empty()) std::memcpy(next_, text.data(), text.size());
   const std::string_view stored(next_, text.size());
   next_ += text.size();
   left_ -= text.size();
   return stored;
+}
+
+void TextStore::clear() noexcept {
+  if (blocks_.empty()) return;
+  if (blocks_.size() > 1) blocks_.erase(blocks_.begin(), blocks_.end() - 1);
+  next_ = blocks_.back().get();
+  left_ = last_size_;
 }
 
 void FileText::read(const std::string& path, std::size_t max_bytes) {
@@ -118,6 +126,52 @@ void FileText::read(const std::string& path, std::size_t max_bytes) {
     size_ += static_cast<std::size_t>(got);
   }
   ::close(fd);
+}
+
+FileWindow::FileWindow(const std::string& path, std::size_t capacity, std::size_t ahead,
+                       std::size_t max_bytes)
+    : path_(path),
+      buffer_(allocate_array(capacity)),
+      capacity_(capacity),
+      ahead_(ahead),
+      max_bytes_(max_bytes) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) throw_os_error("cannot read the plan", path, errno);
+  struct stat info {};
+  if (::fstat(fd_, &info) == 0 && static_cast<std::uint64_t>(info.st_size) > max_bytes) {
+    ::close(fd_);
+    throw too_large(path, max_bytes);
+  }
+  try {
+    fill();
+  } catch (...) {
+    ::close(fd_);
+    throw;
+  }
+}
+
+FileWindow::~FileWindow() { ::close(fd_); }
+
+void FileWindow::slide(std::size_t from) {
+  from = std::min(from, size_);
+  if (from > 0 && from < size_) std::memmove(buffer_.get(), buffer_.get() + from, size_ - from);
+  size_ -= from;
+  fill();
+}
+
+void FileWindow::fill() {
+  while (!at_end_ && size_ < capacity_) {
+    const ssize_t got = ::read(fd_, buffer_.get() + size_, capacity_ - size_);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw_os_error("cannot read the plan", path_, errno);
+    if (got == 0) {
+      at_end_ = true;
+      break;
+    }
+    size_ += static_cast<std::size_t>(got);
+    total_ += static_cast<std::size_t>(got);
+    if (total_ > max_bytes_) throw too_large(path_, max_bytes_);  // the file grew meanwhile
+  }
 }
 
 }  // namespace shardwise::plan::detail

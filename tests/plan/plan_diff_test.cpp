@@ -48,14 +48,14 @@ std::string json_plan(const TempDir& dir, const std::string& rules_text, std::ui
 
 std::vector<std::string> names(const PlanDiff& diff, TensorChangeKind kind) {
   std::vector<std::string> out;
-  for (const auto& t : diff.tensors) {
+  for (const auto& t : diff.tensors()) {
     if (t.kind == kind) out.push_back(t.name);
   }
   return out;
 }
 
 std::string fields_of(const PlanDiff& diff, const std::string& name) {
-  for (const auto& t : diff.tensors) {
+  for (const auto& t : diff.tensors()) {
     if (t.name != name) continue;
     std::string text;
     for (const auto& f : t.fields) text += f.field + ": " + f.old_value + " -> " + f.new_value + "\n";
@@ -117,7 +117,7 @@ TEST_CASE("diff: moves between ranks, skips and renames are listed") {
   // No longer owned by rank 0: the items rule no longer matches, so the table splits it.
   CHECK(fields_of(diff, "blk.0.items.1.col.weight") ==
         "ranks: 0 -> all\nbytes: 64 -> 32\nshape: [8, 4] -> [4, 4]\nslice: whole -> dim0 2x4\n");
-  CHECK(diff.tensors.size() == 2);
+  CHECK(diff.tensors().size() == 2);
 }
 
 TEST_CASE("diff: plans of different checkpoints list the tensors only one has") {
@@ -324,4 +324,29 @@ TEST_CASE("diff: names and values that need escaping are compared and shown as t
   CHECK_THAT(json,
              Catch::Contains("{\"name\":\"blk.0.rep.weight\",\"change\":\"placement\",\"fields\":[{\"field\":"
                              "\"note\",\"old\":\"absent\",\"new\":\"a\\\"b\\u0001 absent\"}]}"));
+}
+
+TEST_CASE("diff: plans read from files (side by side, each with names of its own) diff as plans in memory") {
+  TempDir a_dir, b_dir, out;
+  write_small(a_dir);
+  write_checkpoint_file(b_dir / "a.safetensors", std::vector<TensorSpec>{
+                                                     {"blk.0.col.weight", DType::BF16, {8, 4}},
+                                                     {"blk.9.rep.weight", DType::BF16, {4}},
+                                                     {"blk.0.row.weight", DType::F16, {6, 8}},
+                                                 });
+  // Other names, in another order, on other ranks: the new plan's names are renumbered.
+  const std::vector<std::string> plans = {json_plan(a_dir, kPlanRules, 2), json_plan(a_dir, kPlanRules, 1),
+                                          json_plan(b_dir, kPlanRules, 2)};
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    for (std::size_t j = 0; j < plans.size(); ++j) {
+      const std::string a = (out / "a.json").string(), b = (out / "b.json").string();
+      write_file(a, plans[i]);
+      write_file(b, plans[j]);
+      const PlanDiff from_files = plan::diff_plan_files(a, b);
+      const PlanDiff in_memory = plan::diff_plans(plans[i], a, plans[j], b);
+      CHECK(from_files.differ() == (i != j));
+      CHECK(plan::format_plan_diff_text(from_files) == plan::format_plan_diff_text(in_memory));
+      CHECK(plan::format_plan_diff_json(from_files) == plan::format_plan_diff_json(in_memory));
+    }
+  }
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <random>
@@ -75,6 +76,47 @@ Reading read(const std::string& text, PlanReader reader) {
   return out;
 }
 
+// The same, of the text written to a file and read through a window of `window` bytes, `ahead` of
+// them kept ahead of each tensor (the error's file name as in read()).
+Reading read_through_window(const TempDir& dir, const std::string& text, std::size_t window,
+                            std::size_t ahead) {
+  const std::string path = (dir.path() / "p.json").string();
+  // Removed, not truncated: a file truncated and written again is flushed on close (ext4).
+  std::filesystem::remove(path);
+  write_file(path, text);
+  Reading out;
+  NameTable names;
+  names.intern("a name known before");
+  try {
+    const auto records = plan::detail::read_plan_file(path, names, window, ahead);
+    out.model_parallel = records.model_parallel;
+    out.head = records.head.dump();
+    for (const auto& p : records.placements)
+      out.placements.push_back(std::string(names.name(p.source)) + " @" + std::to_string(p.rank) + " " +
+                               std::string(p.fields));
+    for (const auto& s : records.skipped)
+      out.skipped.push_back(std::string(names.name(s.source)) + " " + std::string(s.fields));
+  } catch (const Error& e) {
+    std::string what = e.what();
+    for (std::size_t at; (at = what.find(path)) != std::string::npos;)
+      what.replace(at, path.size(), "p.json");
+    out.error = std::to_string(static_cast<int>(e.kind())) + " " + what;
+  }
+  return out;
+}
+
+// Whether the fast reader takes the file `text` is written to, through such a window.
+bool window_accepts(const TempDir& dir, const std::string& text, std::size_t window, std::size_t ahead) {
+  const std::string path = (dir.path() / "w.json").string();
+  std::filesystem::remove(path);
+  write_file(path, text);
+  NameTable names;
+  plan::detail::PlanRecords records;
+  plan::detail::HugeVector<std::size_t> output_of_placement;
+  plan::detail::FileWindow in(path, window, ahead);
+  return plan::detail::read_plain_plan(in, {records, names, output_of_placement});
+}
+
 bool fast_accepts(const std::string& text) {
   NameTable names;
   plan::detail::PlanRecords records;
@@ -88,6 +130,7 @@ TEST_CASE(
     "plan reader: the fast reader reads a plan as written, reformatted or reordered as the full one does") {
   TempDir dir;
   const std::string plain = small_plan(dir);
+  REQUIRE(plain.size() > 2048);  // so that a window of 2048 bytes slides
   const std::vector<std::string> texts = {
       plain,
       nlohmann::json::parse(plain).dump(),   // compact, keys sorted
@@ -101,6 +144,12 @@ TEST_CASE(
     CHECK(fast.error.empty());
     CHECK(fast.placements.size() >= 5);
     CHECK(fast == read(text, PlanReader::full));
+    // From a file, through windows smaller than the plan: taken by the fast reader when a tensor
+    // fits in the part kept ahead, else by the full one; the same either way.
+    if (text.size() > 2048) CHECK(window_accepts(dir, text, 2048, 1024));
+    for (const auto& [window, ahead] : std::vector<std::pair<std::size_t, std::size_t>>{
+             {64, 8}, {1000, 500}, {2048, 1024}, {1 << 20, 1 << 17}})
+      CHECK(read_through_window(dir, text, window, ahead) == fast);
   }
   // The fast reader gives up on what it does not handle; the full one then reads it.
   for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
@@ -199,6 +248,9 @@ TEST_CASE("plan reader: on mutated plans both readers give the same records or t
     const Reading full = read(text, PlanReader::full);
     INFO(text);
     REQUIRE(fast == full);
+    // Through a window that cuts the plan, often inside a tensor: never a cut token read as whole.
+    const std::size_t window = 1024 + random() % 1024;
+    REQUIRE(read_through_window(dir, text, window, window / 2) == full);
     accepted += fast_accepts(text) ? 1 : 0;
     errors += fast.error.empty() ? 0 : 1;
   }
