@@ -212,6 +212,8 @@ void add_param_options(CLI::App& command, ParamOptions& options) {
 
 void add_param_flags() {
   const RulesArgument& argument = loaded_rules_argument();
+  // The same for every command: each bundled file loaded once, not once per command.
+  const std::string by_file = argument.value ? std::string() : bundled_params_by_file();
   for (const auto& [command, options] : commands_with_param_flags()) {
     std::string footer = "\n" + param_flag_example(argument) + " `shardwise rules check RULES` lists them.";
     if (!argument.params) {
@@ -237,7 +239,7 @@ void add_param_flags() {
             param.name, flag, param.name);
       }
     }
-    if (!argument.value) footer += bundled_params_by_file();
+    footer += by_file;
     command->footer(command->get_footer() + footer);
   }
 }
