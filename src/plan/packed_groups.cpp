@@ -252,7 +252,8 @@ std::size_t PackedGroups::find(const rules::Layout* layout, std::string_view nam
 
 void PackedGroups::index(std::size_t group) {
   constexpr std::size_t kMaxGroups = std::numeric_limits<std::uint32_t>::max() - 1;
-  if (group >= kMaxGroups) throw Error(ErrorKind::input, fmt::format("more than {} packed groups", kMaxGroups));
+  if (group >= kMaxGroups)
+    throw Error(ErrorKind::input, fmt::format("more than {} packed groups", kMaxGroups));
   if (2 * (group + 1) > slots_.size()) {
     slots_.assign(std::max<std::size_t>(16, 2 * slots_.size()), 0);
     for (std::size_t g = 0; g < group; ++g) index(g);
@@ -272,8 +273,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     index = find(&layout, decision.group);
     if (index == kNoGroup) {
       index = groups_.size();
-      groups_.push_back(
-          Group{&layout, names_.add(decision.group), std::vector<std::optional<Target>>(layout.members.size())});
+      groups_.push_back(Group{&layout, names_.add(decision.group),
+                              std::vector<std::optional<Target>>(layout.members.size())});
       this->index(index);
     }
     last_ = index;
@@ -285,7 +286,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
                                       placer.describe(first), placer.describe(target.source)));
     group.state = State::broken;
   };
-  if (group.sources != kNotPlaced) return given_twice(placed_sources_[group.sources + member]);  // placed already
+  if (group.sources != kNotPlaced)
+    return given_twice(placed_sources_[group.sources + member]);  // placed already
   std::optional<Target>& slot = group.members[member];
   if (slot) return given_twice(slot->source);
   slot = std::move(target);

@@ -64,11 +64,11 @@ class PackedGroups {
   const rules::Params& params_;
   std::unordered_map<const rules::Layout*, std::optional<Divisors>> divisors_;
 
-  plan::NameArena names_;                   // the groups' names
+  plan::NameArena names_;                    // the groups' names
   std::vector<std::size_t> placed_sources_;  // of the placed groups' members (Group::sources)
   std::deque<Group> groups_;
   std::vector<std::uint32_t> slots_;  // group number + 1, 0 for an empty slot; a power of two long
-  std::size_t last_ = 0;                                 // the group of the previous member
+  std::size_t last_ = 0;              // the group of the previous member
 };
 
 }  // namespace shardwise::plan::detail

@@ -108,8 +108,8 @@ Name Placer::name(std::size_t source, std::string_view output) {
   return Name::borrowed(plan_.name_arena->add(output));
 }
 
-void Placer::add(std::uint64_t rank, const Target& target, Name name, st::DType dtype, Shape shape, Slice slice,
-                 Cast cast, plan::Placement placement) {
+void Placer::add(std::uint64_t rank, const Target& target, Name name, st::DType dtype, Shape shape,
+                 Slice slice, Cast cast, plan::Placement placement) {
   OutputFile& out = plan_.outputs[rank];
   if (cast == Cast::reinterpret && !shape.empty()) {
     // The widths were checked by the rules (same or dividing) and the planner (a last dim).
@@ -133,7 +133,8 @@ void Placer::add(std::uint64_t rank, const Target& target, Name name, st::DType 
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast,
                        plan::Placement placement) {
-  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast, placement);
+  add(rank, target, std::move(target.output), dtype, plan_.sources[target.source].shape, Slice{}, cast,
+      placement);
 }
 
 void Placer::add_everywhere(Target& target, st::DType dtype, Cast cast) {
@@ -183,8 +184,7 @@ bool Placer::add_split(Target& target, int dim, std::uint64_t unit, rules::Split
     const plan::SplitRange range = plan::split_range(size, rank, mp_);
     Shape shape = src.shape;
     shape[d] = range.end - range.begin;
-    add(rank, target, name, dtype, std::move(shape),
-        make_slice(dim, range.begin, range.end, size), cast,
+    add(rank, target, name, dtype, std::move(shape), make_slice(dim, range.begin, range.end, size), cast,
         plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0});
   }
   return true;
@@ -232,8 +232,7 @@ bool Placer::add_split_units(Target& target, int dim, rules::Split axis, st::DTy
     const plan::SplitRange range = plan::split_range(size, rank / replicas, units);
     Shape shape = src.shape;
     shape[d] = range.end - range.begin;
-    add(rank, target, name, dtype, std::move(shape),
-        make_slice(dim, range.begin, range.end, size), cast,
+    add(rank, target, name, dtype, std::move(shape), make_slice(dim, range.begin, range.end, size), cast,
         plan::Placement{plan::Placement::Kind::split, dim, ratio, 0, 0, replicas});
     if (rank % replicas != 0) {
       plan_.replicated_bytes =

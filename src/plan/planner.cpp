@@ -139,7 +139,8 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
 // The source of one chunk of an unfused input tensor (rules `unfuse:`): its rows, which are a
 // contiguous tensor of the input file. nullopt (reported) when the rows do not divide.
 std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::TensorRef& ref,
-                                   const rules::DecidedChunk& chunk, NameArena& names, Diagnostics& problems) {
+                                   const rules::DecidedChunk& chunk, NameArena& names,
+                                   Diagnostics& problems) {
   const st::TensorInfo& info = *ref.info;
   const st::File& file = checkpoint.files()[ref.file];
   if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
@@ -153,8 +154,13 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   }
   const std::uint64_t rows = info.shape[0] / chunk.total;
   const std::uint64_t row_bytes = info.bytes() / info.shape[0];
-  Source source{ref.file,   Name::borrowed(names.add(info.name)), info.dtype, Shape(info.shape),
-                file.absolute_offset(info), info.bytes(), Slice{}};
+  Source source{ref.file,
+                Name::borrowed(names.add(info.name)),
+                info.dtype,
+                Shape(info.shape),
+                file.absolute_offset(info),
+                info.bytes(),
+                Slice{}};
   source.shape[0] = rows * chunk.size;
   source.offset += chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;

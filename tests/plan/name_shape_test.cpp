@@ -66,8 +66,8 @@ TEST_CASE("names order as strings do, as keys of a sorted map") {
 }
 
 TEST_CASE("a shape holds any rank: in place up to kInline dims, on the heap beyond") {
-  for (const std::size_t rank : {std::size_t{0}, std::size_t{1}, Shape::kInline, Shape::kInline + 1,
-                                 std::size_t{1024}}) {
+  for (const std::size_t rank :
+       {std::size_t{0}, std::size_t{1}, Shape::kInline, Shape::kInline + 1, std::size_t{1024}}) {
     st::Shape dims;
     for (std::size_t d = 0; d < rank; ++d) dims.push_back(d * 3 + 1);
     Shape shape = dims;

@@ -64,8 +64,8 @@ class Name {
   ~Name() { release(); }
 
   std::string_view view() const noexcept { return {data_, size_}; }
-  operator std::string_view() const noexcept { return view(); }      // NOLINT(google-explicit-constructor)
-  operator std::string() const { return std::string(view()); }       // NOLINT(google-explicit-constructor)
+  operator std::string_view() const noexcept { return view(); }  // NOLINT(google-explicit-constructor)
+  operator std::string() const { return std::string(view()); }   // NOLINT(google-explicit-constructor)
   std::string str() const { return std::string(view()); }
   const char* data() const noexcept { return data_; }
   const char* c_str() const noexcept { return data_; }
