@@ -265,8 +265,8 @@ void append_head(std::string& out, const Plan& plan, const PlanFilter& filter,
     if (i > 0) out += ", ";
     append_string(out, files[i]);
   }
-  fmt::format_to(it, "], \"tensors\": {}, \"bytes\": {}}},\n  \"filter\": ",
-                 plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size(), plan.input_bytes);
+  fmt::format_to(it, "], \"tensors\": {}, \"bytes\": {}}},\n  \"filter\": ", detail::input_tensor_count(plan),
+                 plan.input_bytes);
   append_optional_string(out, filter.pattern);
   out += ", \"filter_rank\": ";
   if (filter.rank) {
@@ -329,7 +329,7 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowSelection&
       "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
       "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
       plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
-      plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size(), plan.input_bytes);
+      detail::input_tensor_count(plan), plan.input_bytes);
 }
 
 }  // namespace

@@ -88,12 +88,6 @@ std::set<std::size_t> reread_sources(const Plan& plan, const detail::PlacementIn
   return reread;
 }
 
-// The input's tensors: placed, consumed or skipped, each once.
-std::size_t input_tensors(const Plan& plan, const detail::PlacementIndex& index) {
-  return plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size() -
-         reread_sources(plan, index).size();
-}
-
 // The transform rule that consumed each source a dequantization read and nothing wrote (the
 // weight's block scale), by source index.
 std::map<std::size_t, std::size_t> consumed_by(const Plan& plan, const detail::PlacementIndex& index) {
@@ -165,7 +159,7 @@ void append_rules(std::string& out, const Plan& plan, const detail::PlacementInd
   }
   std::sort(rows.begin(), rows.end());
   fmt::format_to(std::back_inserter(out), "\nrules: {} decided the {} input tensors\n", rows.size(),
-                 input_tensors(plan, index));
+                 detail::input_tensor_count(plan));
   rows.insert(rows.begin(), {"RULE", "TENSORS", "WRITTEN", "HOW (SOURCE TENSORS)", "WRITTEN AT"});
   append_rows(out, rows, {false, true, true, false, false});
 }
@@ -282,7 +276,7 @@ std::string format_plan_summary(const Plan& plan) {
   fmt::format_to(it, "params: {}\n", fmt::join(param_assignments(plan), " "));
   for (const std::string& line : param_source_lines(plan)) fmt::format_to(it, "  {}\n", line);
   fmt::format_to(it, "input: {} file{}, {} tensors, {}\n", plan.input_files.size(),
-                 plan.input_files.size() == 1 ? "" : "s", input_tensors(plan, index),
+                 plan.input_files.size() == 1 ? "" : "s", detail::input_tensor_count(plan),
                  detail::human_bytes(plan.input_bytes));
   fmt::format_to(it, "output: {} tensors, {} ({} written more than once)\n", detail::group_digits(tensors),
                  detail::human_bytes(bytes), detail::human_bytes(plan.replicated_bytes));

@@ -358,7 +358,7 @@ void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink&
   const std::string shown_note = rows.describe(filter);
 
   detail::ChunkedText out(sink);
-  append_header(out.text, plan, plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size());
+  append_header(out.text, plan, detail::input_tensor_count(plan));
   std::vector<bool> used = write_placed(out, cx, shown_note);
   write_skipped(out, cx, shown_note, used);
   write_legend(out.text, cx, used);

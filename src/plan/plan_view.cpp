@@ -1,6 +1,8 @@
 #include <shardwise/plan/plan_view.hpp>
 
 #include <algorithm>
+#include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -175,6 +177,38 @@ PlacementIndex::PlacementIndex(const Plan& plan) : begin_(plan.sources.size() + 
       }
     }
   }
+}
+
+std::size_t input_tensor_count(const Plan& plan) {
+  std::vector<bool> placed(plan.sources.size(), false);
+  for (const OutputFile& out : plan.outputs) {
+    for (const PlannedTensor& t : out.tensors) {
+      if (t.composite < plan.composites.size()) {
+        for (const PlannedTensor& part : plan.composites[t.composite].parts) placed[part.source] = true;
+      } else {
+        placed[t.source] = true;
+      }
+    }
+  }
+  // Read without being placed: a transform's second source (few), by name.
+  std::set<std::string_view> unplaced;
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (!placed[s]) unplaced.insert(plan.sources[s].name);
+  }
+  std::set<std::string_view> also_placed;
+  if (!unplaced.empty()) {
+    for (const Skipped& skipped : plan.skipped) {
+      if (unplaced.count(skipped.name) != 0) also_placed.insert(skipped.name);
+    }
+    for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+      if (placed[s] && unplaced.count(plan.sources[s].name) != 0) also_placed.insert(plan.sources[s].name);
+    }
+  }
+  std::size_t reread = 0;
+  for (std::size_t s = 0; s < plan.sources.size(); ++s) {
+    if (!placed[s] && also_placed.count(plan.sources[s].name) != 0) ++reread;
+  }
+  return plan.sources.size() - extra_chunk_sources(plan) + plan.skipped.size() - reread;
 }
 
 }  // namespace shardwise::plan::detail

@@ -237,16 +237,29 @@ TEST_CASE("views: plan --summary counts the consumed block scales, so its rows a
   CHECK(m[1].str() == inspected_tensors(in));
 }
 
-TEST_CASE("views: the summary counts each input tensor once, a scale read by input name included") {
+TEST_CASE("views: every view counts each input tensor once, a scale read by input name included") {
   TempDir dir;
   const std::string in = (dir / "v3").string();
   REQUIRE(run_tool("gen_official_checkpoint", {"--out", in, "--format", "v3", "--files", "2", "--index"})
               .exit_code == 0);
+  const std::string inspected = inspected_tensors(in);
   const auto summary = sw({"plan", "--summary", "--rules", "fp8-cast-bf16", "-i", in});
   REQUIRE(summary.exit_code == 0);
   const auto [sum, stated] = rules_table_counts(summary.out);
   CHECK(sum == stated);
-  CHECK(std::to_string(stated) == inspected_tensors(in));
+  CHECK(std::to_string(stated) == inspected);
+  // The full text plan's `input:` line and the JSON plan's two counts say the same.
+  const auto text = sw({"plan", "--rules", "fp8-cast-bf16", "-i", in});
+  REQUIRE(text.exit_code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_search(text.out, m, std::regex(R"(\ninput: 2 files, ([\d,]+) tensors)")));
+  CHECK(m[1].str() == inspected);
+  const auto json = sw({"plan", "--format", "json", "--rules", "fp8-cast-bf16", "-i", in});
+  REQUIRE(json.exit_code == 0);
+  REQUIRE(std::regex_search(json.out, m, std::regex(R"("input": \{.*"tensors": (\d+), "bytes")")));
+  CHECK(m[1].str() == inspected);
+  REQUIRE(std::regex_search(json.out, m, std::regex(R"("input_tensors": (\d+))")));
+  CHECK(m[1].str() == inspected);
 }
 
 TEST_CASE("messages: reshard's rules parameters without --rules, for a folder with no manifest") {

@@ -63,6 +63,11 @@ class RowFilter {
   std::unique_ptr<re2::RE2> re_;
 };
 
+// The input's tensors, each once, as the plan's `input:` line counts them: its sources (less the
+// chunks after the first of an unfused tensor) and skipped tensors, less the sources a transform
+// read by input name (`lookup: input`) although the rules placed or skipped that tensor already.
+std::size_t input_tensor_count(const Plan& plan);
+
 // Every criterion of a PlanFilter, checked once against the plan (a rank beyond mp or a rule that
 // decided nothing is a usage error naming what exists), then applied row by row.
 class RowSelection {
