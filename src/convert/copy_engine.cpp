@@ -7,8 +7,11 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <thread>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
@@ -118,8 +121,7 @@ class Engine {
     }
     std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
-      states_[f].file_hash.update(work[f].prefix);
-      states_[f].file_hash.update(work[f].layout.header);  // OutputFile::create writes it from the layout
+      states_[f].file_hash.update(work[f].prefix);  // then the header, when the file is opened
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
       const std::size_t first_job = jobs_.size();
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
@@ -143,8 +145,8 @@ class Engine {
     for (std::size_t f = 0; f < work_.size() && !error_; ++f) {
       if (!states_[f].committed)
         guarded([&] {
-          finish_file(f);
           open_file(f);
+          finish_file(f);
           commit_file(f);
         });
     }
@@ -219,11 +221,16 @@ class Engine {
     --queues_[jobs_[j].file].threads;
   }
 
+  // Every job of the file calls it before hashing its data: the header is hashed here, first.
   void open_file(std::size_t f) {
     std::lock_guard lock(states_[f].mutex);
     if (states_[f].out) return;
-    states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
-    std::string().swap(work_[f].layout.header);  // written
+    // Laid out again: build_file_work kept only the sizes.
+    const st::FileLayout layout = output::layout_of(*work_[f].planned);
+    if (layout.data_start != work_[f].layout.data_start || layout.file_size != work_[f].layout.file_size)
+      throw std::logic_error(fmt::format("{}: laid out differently when opened", work_[f].final_path));
+    states_[f].file_hash.update(layout.header);  // OutputFile::create writes it from the layout
+    states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, layout));
   }
 
   // Output bytes [offset, offset + length) of the file that piece `p` covers.

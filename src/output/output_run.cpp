@@ -11,6 +11,7 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 
@@ -144,6 +145,9 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 
 RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
+  // What planning freed goes back to the system before the files are written (the copy threads
+  // allocate where it cannot be reused).
+  release_free_memory();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
   // Held until the run returns or throws: no other run writes these files meanwhile.

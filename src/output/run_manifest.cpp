@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/work_share.hpp>
 #include <shardwise/safetensors/writer.hpp>
@@ -67,6 +68,9 @@ void RunManifest::record(ManifestOutput output) {
   std::lock_guard lock(mutex_);
   written_[output.file] = texts_.add(output);
   output.tensors = {};
+  // A file's entry is 10s of thousands of tensors; the next file's, a little larger, would not fit
+  // the hole it leaves.
+  release_free_memory();
   auto& outputs = manifest_.outputs;
   const auto same =
       std::find_if(outputs.begin(), outputs.end(), [&](auto& o) { return o.file == output.file; });

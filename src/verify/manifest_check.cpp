@@ -21,6 +21,10 @@ void ScannedOutput::add_tensors(const std::vector<st::TensorInfo>& header,
                                 const std::vector<std::uint64_t>& digests) {
   tensors.reserve(tensors.size() + header.size());
   for (std::size_t i = 0; i < header.size(); ++i) tensors.emplace_back(header[i].name, digests[i]);
+  sort();
+}
+
+void ScannedOutput::sort() {
   const auto by_name = [](const auto& a, const auto& b) { return a.first < b.first; };
   if (!std::is_sorted(tensors.begin(), tensors.end(), by_name))
     std::sort(tensors.begin(), tensors.end(), by_name);

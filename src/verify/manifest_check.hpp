@@ -23,12 +23,14 @@ struct ScannedOutput {
   std::uint64_t size = 0;
   std::uint64_t whole = 0;
   // Each tensor's name and XXH3, sorted by name (a header's order): a vector rather than a map,
-  // as a full-size model has 100,000s. The names are those of the header, which outlives this.
+  // as a full-size model has 100,000s. The names are views of those of the header or the plan, which outlive this.
   std::vector<std::pair<std::string_view, std::uint64_t>> tensors;
   // The XXH3 of the tensor `name`; nullptr when the file has none of that name.
   const std::uint64_t* find(std::string_view name) const;
   // Adds the tensors of a header, in its order, with their digests.
   void add_tensors(const std::vector<st::TensorInfo>& header, const std::vector<std::uint64_t>& digests);
+  // Sorts `tensors` by name, when they are not already.
+  void sort();
 };
 
 // What verification read from the output folder. Files that are missing or not valid

@@ -136,7 +136,7 @@ std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::s
     const std::string path = (fs::path(out) / targets[i].name).string();
     try {
       if (targets[i].file) {
-        digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress, cache);
+        digests[i] = scan_output_file(ScanTarget(*targets[i].file), buffers.main(worker), progress, cache);
       } else {
         digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
       }
