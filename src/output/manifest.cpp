@@ -795,6 +795,10 @@ std::optional<Manifest> read_manifest_file(const std::string& path, const Tensor
   return manifest;
 }
 
+std::optional<Manifest> read_manifest_without_tensors(const std::string& folder) {
+  return read_manifest(folder, {[](std::size_t, const std::string&, ManifestTensor&&) {}});
+}
+
 Manifest without_entries(const Manifest& manifest) {
   return Manifest{manifest.complete,
                   manifest.tool,

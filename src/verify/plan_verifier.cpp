@@ -297,11 +297,33 @@ std::vector<Task> tasks_of(const plan::Plan& plan, const Work& work) {
   return tasks;
 }
 
-// With drop: how many expected checksums still read each source (per Plan::sources), so that
-// the last one drops its input range from the page cache.
-std::vector<std::atomic<std::uint32_t>> unread_counts(const plan::Plan& plan, const Work& work) {
-  std::vector<std::atomic<std::uint32_t>> counts(plan.sources.size());
-  for (const plan::PlannedTensor* t : work.expected) ++counts.at(t->source);
+// With drop, the input leaves the page cache in whole chunks of this size, once no expected
+// checksum still to be computed reads a byte of it (as convert drops its inputs): a call per
+// source, 100,000s of them in a full-size model, cost more system time than the reads.
+constexpr std::uint64_t kInputDropBytes = 8u << 20;
+
+// Per input file, per kInputDropBytes chunk of it: the expected checksums still to read a byte of it.
+using UnreadChunks = std::vector<std::vector<std::atomic<std::uint32_t>>>;
+
+// The chunks [first, last] of its input file that a source's bytes fall in (none when empty).
+std::pair<std::uint64_t, std::uint64_t> chunks_of(const plan::Source& source) {
+  return {source.offset / kInputDropBytes, (source.offset + source.bytes - 1) / kInputDropBytes};
+}
+
+UnreadChunks unread_counts(const plan::Plan& plan, const Work& work) {
+  std::vector<std::uint64_t> sizes(plan.input_files.size());
+  for (const plan::PlannedTensor* t : work.expected) {
+    const plan::Source& source = plan.sources.at(t->source);
+    if (source.bytes != 0) sizes.at(source.file) = std::max(sizes.at(source.file), chunks_of(source).second + 1);
+  }
+  UnreadChunks counts(plan.input_files.size());
+  for (std::size_t f = 0; f < counts.size(); ++f) counts[f] = std::vector<std::atomic<std::uint32_t>>(sizes[f]);
+  for (const plan::PlannedTensor* t : work.expected) {
+    const plan::Source& source = plan.sources.at(t->source);
+    if (source.bytes == 0) continue;
+    const auto [first, last] = chunks_of(source);
+    for (std::uint64_t c = first; c <= last; ++c) ++counts[source.file][c];
+  }
   return counts;
 }
 
@@ -313,7 +335,18 @@ struct Reader {
   output::Progress& progress;
   Findings& findings;
   output::PageCache cache;
-  std::vector<std::atomic<std::uint32_t>> unread;  // see unread_counts
+  UnreadChunks unread;  // see unread_counts
+
+  // One expected checksum read `source`: with drop, its chunks that no other reads leave the cache.
+  void done_with(const plan::Source& source) {
+    if (source.bytes == 0) return;
+    const auto [first, last] = chunks_of(source);
+    const io::ReadOnlyFile& input = inputs.at(source.file);
+    for (std::uint64_t c = first; c <= last; ++c) {
+      if (--unread[source.file][c] == 0 && cache == output::PageCache::drop)
+        io::drop_cached(input.fd(), c * kInputDropBytes, kInputDropBytes);
+    }
+  }
 
   void run(const Task& task, unsigned worker, Work& work) {
     switch (task.kind) {
@@ -353,7 +386,7 @@ struct Reader {
       work.expected_digests[index] = convert::expected_xxh3(convert::CompositeStream(plan, t), files,
                                                             buffers.main(worker), buffers.scratch(worker));
       progress.add(t.bytes);
-      --unread[t.source];
+      done_with(source);
       return;
     }
     const convert::TensorStream stream(plan, t);
@@ -364,8 +397,7 @@ struct Reader {
     work.expected_digests[index] = convert::expected_xxh3(
         stream, input.fd(), input.path(), buffers.main(worker), buffers.scratch(worker), companion);
     progress.add(source_bytes_read(t));
-    if (--unread[t.source] == 0 && cache == output::PageCache::drop)
-      io::drop_cached(input.fd(), source.offset, source.bytes);
+    done_with(source);
   }
 
   void side(SideCheck& check, unsigned worker) {

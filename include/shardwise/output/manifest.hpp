@@ -241,6 +241,8 @@ struct TensorVisitor {
 };
 std::optional<Manifest> read_manifest(const std::string& folder, const TensorVisitor& visitor);
 std::optional<Manifest> read_manifest_file(const std::string& path, const TensorVisitor& visitor);
+// The manifest's fields and file lists, its tensors' entries read and dropped.
+std::optional<Manifest> read_manifest_without_tensors(const std::string& folder);
 // Writes it under a temporary name, then renames it into place. `writer` names the temporary
 // (`.shardwise-manifest.json.<writer>.partial`) so that processes completing the same manifest at
 // once never share one; empty: `.shardwise-manifest.json.partial`.
