@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -202,6 +203,43 @@ TEST_CASE("manifest: a file is read as its whole document would be, also when un
   auto bad_head = json;
   bad_head["outputs"][0]["rank"] = "zero";
   CHECK(message(bad_head) == path + ": not a shardwise manifest: \"rank\" is not a non-negative integer");
+}
+
+TEST_CASE("a manifest read a tensor at a time hands every tensor over once, with its entry, also when read whole") {
+  TempDir dir;
+  output::Manifest manifest;
+  manifest.complete = true;
+  manifest.params = {{"mp", 2}};
+  manifest.outputs = {{0, "r0", 10, 0x11, {{"a", 0x1}, {"b", 0x2}}}, {1, "r1", 20, 0x22, {{"a", 0x3}}}};
+  const auto json = nlohmann::ordered_json::parse(output::format_manifest(manifest));
+  const auto visit = [&](const nlohmann::ordered_json& document) {
+    write_file(dir / "m.json", document.dump(1));
+    std::vector<std::string> seen;
+    int restarts = 0;
+    const auto read = output::read_manifest_file(
+        (dir / "m.json").string(),
+        {[&](std::size_t i, const std::string& file, output::ManifestTensor&& t) {
+           seen.push_back(fmt::format("{} {} {} {:x}", i, file, t.name, t.xxh3));
+         },
+         [&] {
+           seen.clear();
+           ++restarts;
+         }});
+    REQUIRE(read);
+    CHECK(read->outputs.size() == 2);
+    for (const output::ManifestOutput& out : read->outputs) CHECK(out.tensors.empty());
+    CHECK(seen == std::vector<std::string>{"0 r0 a 1", "0 r0 b 2", "1 r1 a 3"});
+    return restarts;
+  };
+  CHECK(visit(json) == 0);
+  // The file name after the tensors: read whole after all, every tensor handed over again.
+  auto late = json;
+  for (auto& entry : late["outputs"]) {
+    const std::string file = entry["file"];
+    entry.erase("file");
+    entry["file"] = file;
+  }
+  CHECK(visit(late) == 1);
 }
 
 }  // namespace
