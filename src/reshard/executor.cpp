@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
-#include <map>
 #include <mutex>
 #include <utility>
 
@@ -187,12 +186,6 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   copy_hashes.result = std::async(std::launch::async, [&] {
                          return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
                        }).share();
-  // Each tensor's origin, as the old manifest records it, for the new entries (`convert --reverse`).
-  std::map<std::string, output::TensorOrigin> origins;
-  for (const output::ManifestOutput& old : plan.from_manifest.outputs) {
-    for (const output::ManifestTensor& t : old.tensors)
-      if (t.origin) origins.try_emplace(t.name, *t.origin);
-  }
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
@@ -217,10 +210,12 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
       ++refused;
       return;
     }
+    // Each tensor's origin, as the old manifest records it (`convert --reverse`).
+    const NewFile& file = plan.outputs[w.planned->rank];
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
       entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
-      if (const auto origin = origins.find(entry.tensors[i].name); origin != origins.end())
-        entry.tensors[i].origin = origin->second;
+      if (const auto& origin = plan.logical[file.tensors[i].logical].origin)
+        entry.tensors[i].origin = *origin;
     }
     if (before_commit) before_commit();
     out.commit();

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -135,17 +136,22 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
 // --reverse, which writes every tensor whole).
 enum class Parts { refuse, gather };
 
-// A piece as the old manifest and header describe it, before it joins its logical tensor.
+// A piece as the old manifest and header describe it, before it joins its logical tensor: its
+// own copy of the entry's cut (and origin), so that the entries can go once read.
 struct Seen {
-  const output::TensorCut* cut = nullptr;
+  output::TensorCut cut;
   std::uint64_t xxh3 = 0;
   Piece piece;
+  std::shared_ptr<const output::TensorOrigin> origin{};
 };
 
 // Every old rank file opened and compared with its manifest entry; returns the pieces by name.
 // With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
 // to compare (a manifest derived with rules records none), and so are those of replicated copies
-// checked when written; the others are hashed here.
+// checked when written; the others are hashed here. Resharding (Parts::refuse) moves each file's
+// entries into its pieces and drops them: at a large model's tensor count the manifest's entries
+// would otherwise be held beside the pieces made of them. Reversing (Parts::gather) keeps them for
+// its caller.
 std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, CopyCheck copies,
                                                         Parts parts, Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
@@ -157,7 +163,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
   };
   Refused fused;
   Refused held_by_several;
-  for (const output::ManifestOutput& out : plan.from_manifest.outputs) {
+  const bool take_entries = parts == Parts::refuse;
+  for (output::ManifestOutput& out : plan.from_manifest.outputs) {
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -185,7 +192,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     }
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
-    for (const output::ManifestTensor& t : out.tensors) {
+    for (output::ManifestTensor& t : out.tensors) {
       if (parts == Parts::gather && t.cut && t.cut->placement.kind == Kind::composite && t.cut->composite) {
         const st::TensorInfo* info = file->header().find(t.name);
         if (info == nullptr || info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
@@ -195,7 +202,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
         }
         for (FusedPart& part : fused_parts(t, index, file->fd(), path, file->absolute_offset(*info),
                                            info->bytes(), buffer, problems))
-          seen[part.name].push_back({part.cut, part.xxh3, part.piece});
+          seen[part.name].push_back({*part.cut, part.xxh3, part.piece});
         continue;
       }
       if (parts == Parts::refuse && t.cut &&
@@ -242,8 +249,15 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
           continue;
         }
       }
-      seen[t.name].push_back({&*t.cut, t.xxh3, piece});
+      if (!take_entries) {
+        seen[t.name].push_back({*t.cut, t.xxh3, piece});
+        continue;
+      }
+      std::shared_ptr<const output::TensorOrigin> origin;
+      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
+      seen[t.name].push_back({std::move(*t.cut), t.xxh3, piece, std::move(origin)});
     }
+    if (take_entries) out.tensors = std::vector<output::ManifestTensor>();  // its memory too
   }
   const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
                           const std::string& why) {
@@ -264,13 +278,20 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
 
 // One logical tensor from its pieces, checked: a split's pieces tile its dim in rank order with
 // the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
-std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name,
-                                  const std::vector<Seen>& pieces, Diagnostics& problems) {
-  const output::TensorCut& first = *pieces.front().cut;
-  LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}, {}};
+std::optional<LogicalTensor> join(const ReshardPlan& plan, std::string name, const std::vector<Seen>& pieces,
+                                  Diagnostics& problems) {
+  const output::TensorCut& first = pieces.front().cut;
+  const auto recorded = std::find_if(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
+  LogicalTensor logical{std::move(name),
+                        first.dtype,
+                        first.shape,
+                        first.placement,
+                        {},
+                        {},
+                        recorded == pieces.end() ? nullptr : recorded->origin};
   const std::uint64_t mp = plan.from_model_parallel;
   for (const Seen& s : pieces) {
-    const output::TensorCut& c = *s.cut;
+    const output::TensorCut& c = s.cut;
     const bool same_dims = [&] {
       if (c.shape.size() != first.shape.size()) return false;
       for (std::size_t d = 0; d < c.shape.size(); ++d) {
@@ -281,7 +302,7 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
         c.placement.dim != first.placement.dim || c.size != first.size ||
         c.placement.count != first.placement.count) {
-      problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", name,
+      problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", logical.name,
                                st::dtype_name(first.dtype), st::shape_text(first.shape), "",
                                kind_text(first.placement), plan.old_files[pieces.front().piece.file].file,
                                st::dtype_name(c.dtype), st::shape_text(c.shape), "", kind_text(c.placement),
@@ -303,14 +324,14 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
             problems.add(fmt::format(
                 "{}: rank {} holds [{}, {}) of dim {} with xxh3 {}, rank {} [{}, {}) with xxh3 {}: the ranks "
                 "holding one range must hold the same bytes",
-                name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
+                logical.name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
                 held.piece.begin, held.piece.end, output::xxh3_hex(held.xxh3)));
             return std::nullopt;
           }
           continue;
         }
         if (s.piece.begin != next || plan.old_files[s.piece.file].rank != r) {
-          problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", name,
+          problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", logical.name,
                                    plan.old_files[s.piece.file].rank, s.piece.begin, s.piece.end, d, next));
           return std::nullopt;
         }
@@ -318,8 +339,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
         logical.pieces.push_back(s.piece);
       }
       if (pieces.size() != mp || next != first.size) {
-        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)", name,
-                                 next, first.size, d, pieces.size(), mp));
+        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)",
+                                 logical.name, next, first.size, d, pieces.size(), mp));
         return std::nullopt;
       }
       logical.shape[d] = first.size;
@@ -327,12 +348,12 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     }
     case Kind::replicated: {
       if (pieces.size() != mp) {
-        problems.add(fmt::format("{}: replicated, but on {} of {} ranks", name, pieces.size(), mp));
+        problems.add(fmt::format("{}: replicated, but on {} of {} ranks", logical.name, pieces.size(), mp));
         return std::nullopt;
       }
       for (const Seen& s : pieces) {
         if (s.xxh3 != pieces.front().xxh3) {
-          problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", name,
+          problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", logical.name,
                                    output::xxh3_hex(pieces.front().xxh3),
                                    plan.old_files[pieces.front().piece.file].file, output::xxh3_hex(s.xxh3),
                                    plan.old_files[s.piece.file].file));
@@ -351,8 +372,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       const std::uint64_t owner = count % mp == 0 ? plan::owner_rank(first.placement.index, count, mp) : mp;
       if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
         problems.add(
-            fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
-                        first.placement.index, count, owner, mp, pieces.size()));
+            fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)",
+                        logical.name, first.placement.index, count, owner, mp, pieces.size()));
         return std::nullopt;
       }
       logical.pieces.push_back(pieces.front().piece);
@@ -457,7 +478,7 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
   }
 }
 
-std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, const std::string& name,
+std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, std::string name,
                                         const std::vector<Seen>& pieces, Diagnostics& problems) {
   if (pieces.size() != 1) {
     problems.add(fmt::format("{}: in {} files ({} and {}), where every tensor is whole in one", name,
@@ -465,11 +486,12 @@ std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, const std::stri
                              plan.old_files[pieces[1].piece.file].file));
     return std::nullopt;
   }
-  const output::TensorCut& cut = *pieces.front().cut;
+  const output::TensorCut& cut = pieces.front().cut;
   Piece piece = pieces.front().piece;
   piece.begin = 0;
   piece.end = cut.shape.empty() ? 0 : cut.shape[0];
-  return LogicalTensor{name, cut.dtype, cut.shape, plan::Placement{}, {piece}, {}};
+  return LogicalTensor{std::move(name),      cut.dtype, cut.shape, plan::Placement{}, {piece}, {},
+                       pieces.front().origin};
 }
 
 enum class Reading { rank_files, whole_tensors };
@@ -500,7 +522,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  const std::map<std::string, std::vector<Seen>> seen =
+  std::map<std::string, std::vector<Seen>> seen =
       read_old_files(plan, !manifest_name.empty(), copies, parts, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
@@ -508,10 +530,13 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
                              : fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from,
                                            plan.from_model_parallel, model_parallel);
   problems.check(summary);
-  for (const auto& [name, pieces] : seen) {
-    std::optional<LogicalTensor> logical = reading == Reading::whole_tensors
-                                               ? join_whole(plan, name, pieces, problems)
-                                               : join(plan, name, pieces, problems);
+  // Each name's pieces leave `seen` as they join their logical tensor (held once, not twice).
+  plan.logical.reserve(seen.size());
+  while (!seen.empty()) {
+    auto node = seen.extract(seen.begin());
+    std::optional<LogicalTensor> logical =
+        reading == Reading::whole_tensors ? join_whole(plan, std::move(node.key()), node.mapped(), problems)
+                                          : join(plan, std::move(node.key()), node.mapped(), problems);
     if (logical) plan.logical.push_back(std::move(*logical));
   }
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
