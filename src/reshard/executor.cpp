@@ -50,14 +50,16 @@ plan::Plan outline_of(const ReshardPlan& plan) {
     outline.input_files.push_back(old.path);
     outline.input_identities.push_back(old.identity);
   }
+  outline.outputs.reserve(plan.outputs.size());
   for (const NewFile& file : plan.outputs) {
     plan::OutputFile out{file.rank, file.file, {}, file.bytes};
+    out.tensors.reserve(file.tensors.size());  // exactly: at Pro's count, a 15 MB vector per file
     for (const NewTensor& t : file.tensors) {
       const LogicalTensor& logical = plan.logical[t.logical];
       plan::PlannedTensor planned;
       planned.name = logical.name;
       planned.dtype = logical.dtype;
-      planned.shape = t.shape;
+      planned.shape = shape_of(plan, t);
       planned.bytes = t.bytes;
       planned.placement = logical.placement;
       out.tensors.push_back(std::move(planned));

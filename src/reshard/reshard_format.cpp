@@ -145,7 +145,7 @@ void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter
                                                              : name);
       }
       text += fmt::format("  {} {}[{}] {} <- {}\n", printable(logical.name), st::dtype_name(logical.dtype),
-                          fmt::join(t.shape, ", "), how(logical), fmt::join(from, " + "));
+                          fmt::join(shape_of(plan, t), ", "), how(logical), fmt::join(from, " + "));
       if (text.size() >= kPartBytes) {
         sink(text);
         text.clear();
@@ -176,7 +176,7 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
       const LogicalTensor& logical = plan.logical[t.logical];
       nlohmann::ordered_json tensor = {{"name", logical.name},
                                        {"dtype", std::string(st::dtype_name(logical.dtype))},
-                                       {"shape", t.shape},
+                                       {"shape", shape_of(plan, t)},
                                        {"cut", how(logical)},
                                        {"pieces", nlohmann::ordered_json::array()}};
       for (const Use& u : uses(plan, t)) {

@@ -391,7 +391,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
   plan.outputs.resize(mp);
   for (std::uint64_t rank = 0; rank < mp; ++rank)
     plan.outputs[rank] = {rank, rules::expand_output_file(pattern, rank, mp), {}, 0};
-  const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin,
+  const auto add = [&](std::uint64_t rank, std::size_t index, const st::Shape& shape, std::uint64_t begin,
                        std::uint64_t end) {
     const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
     if (!bytes) {
@@ -400,10 +400,21 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
       return;
     }
     NewFile& out = plan.outputs[rank];
-    out.tensors.push_back({index, std::move(shape), begin, end, *bytes});
+    out.tensors.push_back({index, begin, end, *bytes});
     out.bytes += *bytes;
     plan.output_bytes += *bytes;
   };
+  // Each file's tensors counted first, so that its list is allocated once and exactly.
+  std::vector<std::size_t> counts(mp, 0);
+  for (const LogicalTensor& t : plan.logical) {
+    const plan::Placement& p = t.placement;
+    if (p.kind != Kind::owned) {
+      for (std::size_t& n : counts) ++n;  // split or replicated: on every rank
+    } else if (p.count % mp == 0) {
+      ++counts[plan::owner_rank(p.index, p.count, mp)];
+    }
+  }
+  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank].tensors.reserve(counts[rank]);
   // Owned tensors whose scope's count mp does not divide, by count: reported once per count.
   std::map<std::uint64_t, std::vector<std::size_t>> unspread;
   for (std::size_t i = 0; i < plan.logical.size(); ++i) {
@@ -432,7 +443,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
         const plan::SplitRange range = plan::split_range(size, rank, mp);
         st::Shape shape = t.shape;
         shape[d] = range.end - range.begin;
-        add(rank, i, std::move(shape), range.begin, range.end);
+        add(rank, i, shape, range.begin, range.end);
       }
     }
   }
@@ -556,7 +567,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
     NewFile whole{0, "", {}, 0};
     for (std::size_t i = 0; i < plan.logical.size(); ++i) {
       const LogicalTensor& t = plan.logical[i];
-      whole.tensors.push_back({i, t.shape, 0, t.pieces.front().end, t.pieces.front().bytes});
+      whole.tensors.push_back({i, 0, t.pieces.front().end, t.pieces.front().bytes});
       whole.bytes += t.pieces.front().bytes;
     }
     plan.output_bytes = whole.bytes;
@@ -569,6 +580,14 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 }
 
 }  // namespace
+
+st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor) {
+  const LogicalTensor& logical = plan.logical[tensor.logical];
+  st::Shape shape = logical.shape;
+  if (logical.placement.kind == Kind::split)
+    shape[static_cast<std::size_t>(logical.placement.dim)] = tensor.end - tensor.begin;
+  return shape;
+}
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
                          OutsideLinks links) {

@@ -66,10 +66,10 @@ struct LogicalTensor {
   std::shared_ptr<const output::TensorOrigin> origin{};
 };
 
-// A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole.
+// A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole (its
+// shape: shape_of).
 struct NewTensor {
   std::size_t logical = 0;  // index into ReshardPlan::logical
-  st::Shape shape;          // as written
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
   std::uint64_t bytes = 0;
@@ -97,6 +97,9 @@ struct ReshardPlan {
   // Whether the old folder's files may lead outside it (--allow-outside-links).
   OutsideLinks outside_links = OutsideLinks::refuse;
 };
+
+// A new tensor's shape as written: its logical tensor's, the split dim [begin, end) of it.
+st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor);
 
 // When replicated copies are hashed and compared with the checksums the old manifest records:
 // while planning (every copy read before anything else; a dry run writes nothing), or while the
