@@ -90,28 +90,73 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
 
 // How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
 constexpr std::uint64_t kReadAhead = 64 << 20;
+// The most one piece of advice to the kernel covers (as convert drops its inputs: 8 MiB chunks).
+constexpr std::uint64_t kAdviceBytes = 8 << 20;
+
+// Advice about ranges of the old files (io::will_need, io::drop_cached), ranges that follow one
+// another in a file given in one call of up to kAdviceBytes: new tensors follow their old pieces'
+// order within each old file, and at Pro's tensor count a call per piece (240,000, most of them
+// a few KB) costs more system time than the advice saves. What is advised is the same; a range
+// is advised once the next one does not continue it, it is kAdviceBytes long, or flush().
+class Advice {
+ public:
+  using Call = void (*)(int fd, std::uint64_t offset, std::uint64_t length);
+  Advice(const std::vector<io::ReadOnlyFile>& inputs, Call call)
+      : inputs_(inputs), call_(call), pending_(inputs.size()) {}
+  Advice(const Advice&) = delete;
+  Advice& operator=(const Advice&) = delete;
+  ~Advice() { flush(); }
+
+  void add(std::size_t file, std::uint64_t offset, std::uint64_t length) {
+    Range& r = pending_[file];
+    if (r.length != 0 && offset == r.offset + r.length) {
+      r.length += length;
+    } else {
+      give(file);
+      r = {offset, length};
+    }
+    if (r.length >= kAdviceBytes) give(file);
+  }
+  void flush() {
+    for (std::size_t file = 0; file < pending_.size(); ++file) give(file);
+  }
+
+ private:
+  struct Range {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+  void give(std::size_t file) {
+    Range& r = pending_[file];
+    if (r.length != 0) call_(inputs_[file].fd(), r.offset, r.length);
+    r.length = 0;
+  }
+
+  const std::vector<io::ReadOnlyFile>& inputs_;
+  Call call_;
+  std::vector<Range> pending_;  // per old file
+};
 
 // Asks the kernel to read the old pieces of `next` while the tensors before it are gathered: a
 // cold run's reads then overlap the gathering, hashing and writing instead of waiting for each.
-void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector<io::ReadOnlyFile>& inputs) {
+void will_need(const ReshardPlan& plan, const NewTensor& next, Advice& advice) {
   const LogicalTensor& logical = plan.logical[next.logical];
   for (const PieceRead& read : pieces_read(plan, next)) {
     const Piece& p = logical.pieces[read.piece];
-    io::will_need(inputs[p.file].fd(), p.offset, p.bytes);
+    advice.add(p.file, p.offset, p.bytes);
   }
 }
 
 // Drops from the page cache the old pieces `tensor` read whole that no other new tensor reads (a
 // split piece read whole lies within one new tensor; an owned piece has one new owner; the
 // replicated copy read is read by every new file).
-void drop_read(const ReshardPlan& plan, const NewTensor& tensor,
-               const std::vector<io::ReadOnlyFile>& inputs) {
+void drop_read(const ReshardPlan& plan, const NewTensor& tensor, Advice& advice) {
   const LogicalTensor& logical = plan.logical[tensor.logical];
   if (logical.placement.kind == plan::Placement::Kind::replicated) return;
   for (const PieceRead& read : pieces_read(plan, tensor)) {
     if (!read.whole) continue;
     const Piece& p = logical.pieces[read.piece];
-    io::drop_cached(inputs[p.file].fd(), p.offset, p.bytes);
+    advice.add(p.file, p.offset, p.bytes);
   }
 }
 
@@ -123,19 +168,21 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
                  FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
   const std::vector<std::size_t>& order = w.layout.order;
+  Advice needed(inputs, io::will_need);
+  Advice dropped(inputs, io::drop_cached);
   std::size_t advised = 0;  // tensors (in order) whose pieces were asked for
   std::uint64_t ahead = 0;  // bytes of those after the current one
   for (std::size_t k = 0; k < order.size(); ++k) {
     const std::size_t index = order[k];
     const NewTensor& t = file.tensors[index];
     if (advised == k) {
-      will_need(plan, t, inputs);
+      will_need(plan, t, needed);
       ++advised;
     } else {
       ahead -= t.bytes;
     }
     while (advised < order.size() && (advised == k + 1 || ahead < kReadAhead)) {
-      will_need(plan, file.tensors[order[advised]], inputs);
+      will_need(plan, file.tensors[order[advised]], needed);
       ahead += file.tensors[order[advised]].bytes;
       ++advised;
     }
@@ -145,7 +192,7 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
         plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
         pieces.hook());
     pieces.check(damaged);
-    if (drop) drop_read(plan, t, inputs);
+    if (drop) drop_read(plan, t, dropped);
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
       throw Error(ErrorKind::io,
                   fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
