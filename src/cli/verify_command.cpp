@@ -37,7 +37,9 @@ struct VerifyArgs {
 PlanningOptions planning_with_manifest(const VerifyArgs& args) {
   PlanningOptions planning = args.planning;
   try {
-    const std::optional<output::Manifest> manifest = output::read_manifest(args.output);
+    // Its fields, not its tensors' entries (100,000s in a full-size model).
+    const std::optional<output::Manifest> manifest =
+        output::read_manifest(args.output, {[](std::size_t, const std::string&, output::ManifestTensor&&) {}});
     if (!manifest) return planning;
     if (manifest->output_layout == "hf" && !planning.max_shard_size && !planning.mirror)
       planning.recorded_max_shard_size = manifest->max_shard_size;

@@ -3,10 +3,15 @@
 #include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
+#include <stdexcept>
 #include <thread>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
@@ -69,10 +74,22 @@ struct Segment {
   std::size_t length = 0;
 };
 
+// A buffer left uninitialised: its pages count in the process's memory only once a job uses them
+// (a plain copy uses a window of the staging buffer; the scratch buffer serves casts only).
+class Buffer {
+ public:
+  explicit Buffer(std::size_t size) : bytes_(std::make_unique_for_overwrite<std::byte[]>(size)), size_(size) {}
+  std::span<std::byte> span() const noexcept { return {bytes_.get(), size_}; }
+
+ private:
+  std::unique_ptr<std::byte[]> bytes_;
+  std::size_t size_;
+};
+
 // One thread's buffers, reused from job to job.
 struct Staging {
-  std::vector<std::byte> buffer;      // the staging buffer (a plain copy uses its first window)
-  std::vector<std::byte> scratch;     // source bytes before a cast or transform
+  Buffer buffer;                      // the staging buffer (a plain copy uses its first window)
+  Buffer scratch;                     // source bytes before a cast or transform
   std::vector<std::uint64_t> starts;  // per piece of a plain job: its input offset
   std::vector<Segment> segments;      // of the current window
 };
@@ -104,8 +121,7 @@ class Engine {
     }
     std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
-      states_[f].file_hash.update(work[f].prefix);
-      states_[f].file_hash.update(work[f].layout.header);  // OutputFile::create writes it from the layout
+      states_[f].file_hash.update(work[f].prefix);  // then the header, when the file is opened
       states_[f].tensor_xxh3.resize(work[f].tensors.size());
       const std::size_t first_job = jobs_.size();
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
@@ -129,8 +145,8 @@ class Engine {
     for (std::size_t f = 0; f < work_.size() && !error_; ++f) {
       if (!states_[f].committed)
         guarded([&] {
-          finish_file(f);
           open_file(f);
+          finish_file(f);
           commit_file(f);
         });
     }
@@ -163,8 +179,7 @@ class Engine {
   }
 
   void work_loop() {
-    Staging staging{std::vector<std::byte>(piece_bytes_),
-                    std::vector<std::byte>(std::max(piece_bytes_, kMinScratchBytes)),
+    Staging staging{Buffer(piece_bytes_), Buffer(std::max(piece_bytes_, kMinScratchBytes)),
                     {},
                     {}};
     guarded([&] {
@@ -206,11 +221,16 @@ class Engine {
     --queues_[jobs_[j].file].threads;
   }
 
+  // Every job of the file calls it before hashing its data: the header is hashed here, first.
   void open_file(std::size_t f) {
     std::lock_guard lock(states_[f].mutex);
     if (states_[f].out) return;
-    states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, work_[f].layout));
-    std::string().swap(work_[f].layout.header);  // written
+    // Laid out again: build_file_work kept only the sizes.
+    const st::FileLayout layout = output::layout_of(*work_[f].planned);
+    if (layout.data_start != work_[f].layout.data_start || layout.file_size != work_[f].layout.file_size)
+      throw std::logic_error(fmt::format("{}: laid out differently when opened", work_[f].final_path));
+    states_[f].file_hash.update(layout.header);  // OutputFile::create writes it from the layout
+    states_[f].out.emplace(st::OutputFile::create(work_[f].final_path, layout));
   }
 
   // Output bytes [offset, offset + length) of the file that piece `p` covers.
@@ -343,7 +363,7 @@ class Engine {
 
   // Fills `data` with the job's pieces in order. Neighbouring pieces that are plain ranges of the
   // same input file, one after the other there too, are read with one pread.
-  void read_job(const Job& job, std::span<std::byte> data, std::vector<std::byte>& scratch) {
+  void read_job(const Job& job, std::span<std::byte> data, std::span<std::byte> scratch) {
     const FileWork& w = work_[job.file];
     PendingRead pending;
     const auto flush = [&] { pending.flush(inputs_, data); };
@@ -384,10 +404,10 @@ class Engine {
     if (job.first == 0) progress_.set_current(w.planned->file);
     open_file(job.file);
     const auto [offset, length] = job_range(job);
-    const auto data = std::span(staging.buffer).first(length);
+    const auto data = staging.buffer.span().first(length);
     if (plain_starts(job, staging.starts)) {
       if (!copy_plain(job, offset, staging)) return;
-    } else if (!copy_buffered(job, offset, data, staging.scratch)) {
+    } else if (!copy_buffered(job, offset, data, staging.scratch.span())) {
       return;
     }
     write_behind(j);
@@ -447,7 +467,7 @@ class Engine {
     std::size_t p = job.first;
     std::uint64_t in_piece = 0;
     while (p < job.end) {
-      const auto window = std::span(staging.buffer).first(window_bytes_);
+      const auto window = staging.buffer.span().first(window_bytes_);
       segments.clear();
       PendingRead pending;
       std::size_t at = 0;
@@ -485,7 +505,7 @@ class Engine {
   // Any other job: its pieces read (and cast or transformed) into the staging buffer while other
   // jobs are hashed, then hashed in turn and written with one pwrite.
   bool copy_buffered(const Job& job, std::uint64_t offset, std::span<std::byte> data,
-                     std::vector<std::byte>& scratch) {
+                     std::span<std::byte> scratch) {
     const FileWork& w = work_[job.file];
     FileState& s = states_[job.file];
     read_job(job, data, scratch);

@@ -40,6 +40,12 @@ output::FileWork build_one(const plan::Plan& plan, const plan::OutputFile& outpu
     }
   }
   work.pieces.shrink_to_fit();
+  // Needed no more, or (the header's text) only when the file is opened, which lays it out again:
+  // kept for every file from the start, they were MBs per file at 100,000s of tensors.
+  std::string().swap(work.layout.header);
+  std::vector<std::size_t>().swap(work.layout.order);
+  std::vector<std::uint64_t>().swap(work.layout.offset);
+  std::vector<std::uint64_t>().swap(work.layout.bytes);
   return work;
 }
 

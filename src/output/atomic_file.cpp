@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <vector>
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
@@ -53,6 +55,29 @@ void AtomicFile::write(std::span<const std::byte> data) {
       throw_os_error("cannot write", temp_path_, errno);
     }
     done += static_cast<std::size_t>(n);
+  }
+}
+
+void AtomicFile::append_copy(int fd, const std::string& source, std::uint64_t offset, std::uint64_t length) {
+  while (length > 0) {
+    auto in = static_cast<loff_t>(offset);
+    const ssize_t n = ::copy_file_range(fd, &in, fd_, nullptr, static_cast<std::size_t>(length), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        throw_os_error("cannot write", temp_path_, errno);
+      break;  // no copy between these files (or nothing copied): through a buffer
+    }
+    offset += static_cast<std::uint64_t>(n);
+    length -= static_cast<std::uint64_t>(n);
+  }
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(length, 1 << 20)));
+  while (length > 0) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), length));
+    io::pread_exact(fd, source, offset, std::span(buffer).first(n));
+    write(std::span(buffer).first(n));
+    offset += n;
+    length -= n;
   }
 }
 

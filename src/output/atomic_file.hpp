@@ -3,6 +3,7 @@
 // SIGINT/SIGTERM) and renamed into place: side files and the manifest. Internal to output.
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string>
 
@@ -23,6 +24,9 @@ class AtomicFile {
   void narrow_mode(unsigned source_mode);
   // Appends `data`. Throws Error(io) naming the temporary path.
   void write(std::span<const std::byte> data);
+  // Appends the `length` bytes at `offset` of the open file `fd` (named `source` in messages), in
+  // the kernel where the file system can (copy_file_range), else through a buffer.
+  void append_copy(int fd, const std::string& source, std::uint64_t offset, std::uint64_t length);
   // Closes and renames into place.
   void commit();
 
@@ -36,6 +40,11 @@ class AtomicFile {
 struct Manifest;
 // Writes `manifest` as format_manifest does, a megabyte at a time, then commits `file`.
 void write_manifest_file(AtomicFile& file, const Manifest& manifest);
+
+// The temporary the folder's manifest is written through: `writer` names it
+// (`.shardwise-manifest.json.<writer>.partial`) so that processes completing the same manifest at
+// once never share one; empty: st::temp_path_for's.
+std::string manifest_temp_path(const std::string& folder, const std::string& writer);
 
 void write_file_atomically(const std::string& final_path, const std::string& bytes);
 

@@ -105,8 +105,20 @@ bool covers_plan(const plan::Plan& plan, const Manifest& own) {
 
 namespace {
 
-Completion complete(const plan::Plan& plan, const std::string& folder, const Manifest& own, Manifest* spare,
-                    const std::string& writer) {
+// Removes the fragments of the plan `own` describes, now folded into the folder's manifest.
+void remove_folded_fragments(const std::string& folder, const std::vector<Fragment>& fragments,
+                             const Manifest& own) {
+  for (const Fragment& fragment : fragments) {
+    if (!plan_changes(fragment.content, own).empty()) continue;
+    const std::string path = (fs::path(folder) / fragment.name).string();
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
+  }
+}
+
+}  // namespace
+
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+                             const std::string& writer) {
   // When this run's own entries cover the plan, the folder's manifest (written by this run, or
   // replaced by it) adds nothing: only the fragments are read, to remove those folded in.
   Evidence evidence;
@@ -138,36 +150,22 @@ Completion complete(const plan::Plan& plan, const std::string& folder, const Man
   result.manifest = without_entries(own);
   result.manifest.complete = true;
   result.manifest.side_files = std::move(side_files);
-  for (const ManifestOutput* entry : entries) {
-    const bool owned =
-        spare != nullptr && entry >= own.outputs.data() && entry < own.outputs.data() + own.outputs.size();
-    if (owned) {
-      result.manifest.outputs.push_back(
-          std::move(spare->outputs[static_cast<std::size_t>(entry - own.outputs.data())]));
-    } else {
-      result.manifest.outputs.push_back(*entry);
-    }
-  }
+  for (const ManifestOutput* entry : entries) result.manifest.outputs.push_back(*entry);
   write_manifest(folder, result.manifest, writer);
   result.written = true;
-  for (const Fragment& fragment : evidence.fragments) {
-    if (!plan_changes(fragment.content, own).empty()) continue;
-    const std::string path = (fs::path(folder) / fragment.name).string();
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
-  }
+  remove_folded_fragments(folder, evidence.fragments, own);
   return result;
 }
 
-}  // namespace
-
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer) {
-  return complete(plan, folder, own, nullptr, writer);
-}
-
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, Manifest&& own,
-                             const std::string& writer) {
-  return complete(plan, folder, own, &own, writer);
+  if (!own.covers(plan)) return complete_manifest(plan, folder, own.finished_with_tensors(), writer);
+  const std::vector<Fragment> fragments = read_fragments(folder);
+  Completion result;
+  result.manifest = own.write_complete(plan, writer);
+  result.written = true;
+  remove_folded_fragments(folder, fragments, result.manifest);
+  return result;
 }
 
 }  // namespace shardwise::output

@@ -54,10 +54,10 @@ struct Completion {
 // Assembling is deterministic, so several processes completing it at once write the same bytes.
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
                              const std::string& writer);
-// The same for a run that needs `own` no more once the manifest is written: its entries are moved
-// into the manifest written rather than copied (at 100,000s of tensors, a copy is 10s of MB). When
-// the manifest cannot be completed yet, `own` is left as it was.
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, Manifest&& own,
+// The same for a run whose own entries `own` keeps as text: when they cover the plan (a whole run,
+// or one whose ranks are every rank) the manifest is written from that text, never held as
+// objects; otherwise their objects are read back from the run's record for the above.
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer);
 
 }  // namespace shardwise::output

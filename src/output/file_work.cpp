@@ -15,14 +15,18 @@ std::string length_prefix(const st::FileLayout& layout) {
 
 }  // namespace
 
+st::FileLayout layout_of(const plan::OutputFile& output) {
+  std::vector<st::OutputTensor> layout_input;
+  layout_input.reserve(output.tensors.size());
+  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
+  return st::layout_file(layout_input, output.metadata);
+}
+
 FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir) {
   FileWork work;
   work.planned = &output;
   work.final_path = (std::filesystem::path(output_dir) / output.file).string();
-  std::vector<st::OutputTensor> layout_input;
-  layout_input.reserve(output.tensors.size());
-  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
-  work.layout = st::layout_file(layout_input, output.metadata);
+  work.layout = layout_of(output);
   work.prefix = length_prefix(work.layout);
   return work;
 }

@@ -656,12 +656,23 @@ class ManifestBytes {
   std::size_t length_ = 0;
 };
 
+// Where parse_taking_tensors hands the tensors it takes: with the index of their output entry and
+// that entry's file name (as written: manifest_from checks it).
+using TensorSink = std::function<void(std::size_t output, const std::string& file, ManifestTensor&& tensor)>;
+
+// A manifest's document, and whether its tensor entries were taken out of it.
+struct Parsed {
+  Json json;
+  bool taken = true;
+};
+
 // Parses a manifest's text without holding a DOM of its tensor entries (a full-size model's would
-// take 100s of MB): each object of outputs[i].tensors is read into `taken` as it closes and dropped
-// from the document. When anything is unusual (no version before the outputs, a key twice, an
-// entry that does not read), the text is parsed again whole, so that messages and the treatment
-// of odd files stay those of manifest_from_json.
-Json parse_taking_tensors(ManifestBytes& text, const std::string& path, TakenTensors& taken) {
+// take 100s of MB): each object of outputs[i].tensors goes to `sink` as it closes and is dropped
+// from the document. When anything is unusual (no version before the outputs, a key twice, a
+// tensor before its entry's file name, an entry that does not read), the text is parsed again
+// whole (`taken` false; `sink` may have had some of its tensors), so that messages and the
+// treatment of odd files stay those of manifest_from_json.
+Parsed parse_taking_tensors(ManifestBytes& text, const std::string& path, const TensorSink& sink) {
   enum class Kind : char { object, array };
   const Reader r{path};
   std::uint64_t version = 0;
@@ -669,7 +680,10 @@ Json parse_taking_tensors(ManifestBytes& text, const std::string& path, TakenTen
   std::vector<Kind> kinds;        // of the open containers, by depth
   std::vector<std::string> keys;  // keys[d]: the key being read in the object at depth d - 1
   std::size_t outputs_keys = 0;
+  std::size_t entries = 0;       // output entries begun
   std::size_t tensors_keys = 0;  // in the current output entry
+  std::size_t file_keys = 0;     // in the current output entry
+  std::optional<std::string> file;
   // The container at `depth` (2: an output entry, 4: a tensor entry) is inside outputs[i].
   const auto in_entry = [&](std::size_t depth) {
     return kinds.size() > depth && keys.size() > 1 && keys[1] == "outputs" && kinds[1] == Kind::array &&
@@ -685,8 +699,10 @@ Json parse_taking_tensors(ManifestBytes& text, const std::string& path, TakenTen
         kinds.resize(depth + 1);
         kinds[depth] = event == Json::parse_event_t::object_start ? Kind::object : Kind::array;
         if (depth == 2 && in_entry(2)) {
-          taken.emplace_back();
+          ++entries;
           tensors_keys = 0;
+          file_keys = 0;
+          file.reset();
         }
         return true;
       case Json::parse_event_t::key:
@@ -694,15 +710,22 @@ Json parse_taking_tensors(ManifestBytes& text, const std::string& path, TakenTen
         keys[depth] = parsed.get<std::string>();
         if (depth == 1 && keys[1] == "outputs" && ++outputs_keys > 1) usual = false;
         if (depth == 3 && in_entry(2) && keys[3] == "tensors" && ++tensors_keys > 1) usual = false;
+        if (depth == 3 && in_entry(2) && keys[3] == "file" && ++file_keys > 1) usual = false;
         return true;
       case Json::parse_event_t::value:
         if (depth == 1 && keys.size() > 1 && keys[1] == "shardwise_manifest" && parsed.is_number_unsigned())
           version = parsed.get<std::uint64_t>();
+        if (depth == 3 && in_entry(2) && keys.size() > 3 && keys[3] == "file" && parsed.is_string())
+          file = parsed.get<std::string>();
         return true;
       case Json::parse_event_t::object_end:
         if (depth != 4 || !usual || version == 0 || version > kManifestVersion || !in_entry(4)) return true;
+        if (!file) {
+          usual = false;
+          return true;
+        }
         try {
-          taken.back().push_back(r.tensor(parsed, version));
+          sink(entries - 1, *file, r.tensor(parsed, version));
           return false;  // read: dropped from the document
         } catch (const Error&) {
           usual = false;  // manifest_from_json words it, in its order
@@ -714,18 +737,12 @@ Json parse_taking_tensors(ManifestBytes& text, const std::string& path, TakenTen
     return true;
   };
   Json json = Json::parse(text.begin(), text.end(), take, /*allow_exceptions=*/false);
-  if (usual) return json;
-  taken.clear();
-  return Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (usual) return {std::move(json), true};
+  return {Json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false), false};
 }
 
-}  // namespace
-
-std::optional<Manifest> read_manifest(const std::string& folder) {
-  return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string());
-}
-
-std::optional<Manifest> read_manifest_file(const std::string& path) {
+// The manifest file at `path` for parse_taking_tensors: nullopt when there is none.
+std::optional<Parsed> parse_manifest_file(const std::string& path, const TensorSink& sink) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
   // A FIFO or device in its place is refused before it is read (it could block forever).
@@ -735,11 +752,47 @@ std::optional<Manifest> read_manifest_file(const std::string& path) {
     throw Error(ErrorKind::input,
                 fmt::format("{}: the manifest is larger than {} bytes", path, kMaxManifestBytes));
   ManifestBytes text(file, size);
-  TakenTensors taken;
-  Json json = parse_taking_tensors(text, path, taken);
-  if (json.is_discarded())
+  Parsed parsed = parse_taking_tensors(text, path, sink);
+  if (parsed.json.is_discarded())
     throw Error(ErrorKind::input, fmt::format("{}: not a shardwise manifest: invalid JSON", path));
-  return manifest_from(json, path, &taken);
+  return parsed;
+}
+
+}  // namespace
+
+std::optional<Manifest> read_manifest(const std::string& folder) {
+  return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string());
+}
+
+std::optional<Manifest> read_manifest_file(const std::string& path) {
+  TakenTensors taken;
+  std::optional<Parsed> parsed =
+      parse_manifest_file(path, [&](std::size_t output, const std::string&, ManifestTensor&& tensor) {
+        if (taken.size() <= output) taken.resize(output + 1);
+        taken[output].push_back(std::move(tensor));
+      });
+  if (!parsed) return std::nullopt;
+  if (!parsed->taken) taken.clear();
+  return manifest_from(parsed->json, path, &taken);
+}
+
+std::optional<Manifest> read_manifest(const std::string& folder, const TensorVisitor& visitor) {
+  return read_manifest_file((std::filesystem::path(folder) / kManifestFileName).string(), visitor);
+}
+
+std::optional<Manifest> read_manifest_file(const std::string& path, const TensorVisitor& visitor) {
+  std::optional<Parsed> parsed = parse_manifest_file(path, visitor.tensor);
+  if (!parsed) return std::nullopt;
+  Manifest manifest = manifest_from(parsed->json, path, nullptr);
+  if (parsed->taken) return manifest;
+  // Read whole after all: its tensors are handed over again, from the first.
+  if (visitor.restart) visitor.restart();
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    ManifestOutput& output = manifest.outputs[i];
+    for (ManifestTensor& tensor : output.tensors) visitor.tensor(i, output.file, std::move(tensor));
+    output.tensors = {};
+  }
+  return manifest;
 }
 
 Manifest without_entries(const Manifest& manifest) {
@@ -763,43 +816,54 @@ Manifest without_entries(const Manifest& manifest) {
 // Written as text rather than through a JSON DOM: a full-size model has 100,000s of tensors, one
 // line each here, which keeps the file diffable and the memory small. The text goes to `sink` a
 // tensor line at a time, so that writing it never holds all of it.
-void format_manifest(const Manifest& manifest, const std::function<void(std::string_view)>& sink) {
-  const auto quote = [](const std::string& text) { return Json(text).dump(); };
-  Json head = manifest_to_json(without_entries(manifest));
-  std::string text = head.dump();
+std::string format_manifest_head(const Manifest& manifest) {
+  std::string text = manifest_to_json(without_entries(manifest)).dump();
   text.resize(text.size() - std::string_view(R"(,"outputs":[],"side_files":[]})").size());
-  text += ",\n\"outputs\": [";
-  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
-    const ManifestOutput& out = manifest.outputs[i];
-    text += fmt::format("{}\n {{\"rank\": {}, \"file\": {}", i ? "," : "", out.rank, quote(out.file));
-    if (has_checksums(manifest, out)) {
-      text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
-      for (std::size_t t = 0; t < out.tensors.size(); ++t) {
-        const ManifestTensor& tensor = out.tensors[t];
-        text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", quote(tensor.name),
-                            xxh3_hex(tensor.xxh3));
-        if (tensor.cut) {
-          text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}",
-                              st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
-                              cut_to_json(*tensor.cut).dump());
-        }
-        if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
-        text += "}";
-        sink(text);
-        text.clear();
+  return text + ",\n\"outputs\": [";
+}
+
+void format_output_entry(const ManifestOutput& out, bool checksums,
+                         const std::function<void(std::string_view)>& sink) {
+  std::string text = fmt::format("\n {{\"rank\": {}, \"file\": {}", out.rank, Json(out.file).dump());
+  if (checksums) {
+    text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
+    for (std::size_t t = 0; t < out.tensors.size(); ++t) {
+      const ManifestTensor& tensor = out.tensors[t];
+      text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", Json(tensor.name).dump(),
+                          xxh3_hex(tensor.xxh3));
+      if (tensor.cut) {
+        text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}",
+                            st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
+                            cut_to_json(*tensor.cut).dump());
       }
-      text += "]";
+      if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
+      text += "}";
+      sink(text);
+      text.clear();
     }
-    text += "}";
+    text += "]";
   }
-  text += "],\n\"side_files\": [";
+  sink(text + "}");
+}
+
+std::string format_manifest_tail(const Manifest& manifest) {
+  std::string text = "],\n\"side_files\": [";
   for (std::size_t i = 0; i < manifest.side_files.size(); ++i) {
     const ManifestSideFile& side = manifest.side_files[i];
-    text += fmt::format("{}\n {{\"file\": {}", i ? "," : "", quote(side.file));
+    text += fmt::format("{}\n {{\"file\": {}", i ? "," : "", Json(side.file).dump());
     if (has_checksums(manifest, side)) text += fmt::format(", \"xxh3\": \"{}\"", xxh3_hex(side.xxh3));
     text += "}";
   }
-  sink(text + "]}\n");
+  return text + "]}\n";
+}
+
+void format_manifest(const Manifest& manifest, const std::function<void(std::string_view)>& sink) {
+  sink(format_manifest_head(manifest));
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    if (i != 0) sink(",");
+    format_output_entry(manifest.outputs[i], has_checksums(manifest, manifest.outputs[i]), sink);
+  }
+  sink(format_manifest_tail(manifest));
 }
 
 std::string format_manifest(const Manifest& manifest) {
@@ -823,14 +887,14 @@ void write_manifest_file(AtomicFile& file, const Manifest& manifest) {
   file.commit();
 }
 
+std::string manifest_temp_path(const std::string& folder, const std::string& writer) {
+  const std::filesystem::path path = std::filesystem::path(folder) / kManifestFileName;
+  return writer.empty() ? st::temp_path_for(path.string())
+                        : (path.parent_path() / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
+}
+
 void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer) {
-  const std::string path = (std::filesystem::path(folder) / kManifestFileName).string();
-  const std::string temp =
-      writer.empty()
-          ? st::temp_path_for(path)
-          : (std::filesystem::path(folder) / fmt::format(".{}.{}.partial", kManifestFileName, writer))
-                .string();
-  AtomicFile file(path, temp);
+  AtomicFile file((std::filesystem::path(folder) / kManifestFileName).string(), manifest_temp_path(folder, writer));
   write_manifest_file(file, manifest);
 }
 

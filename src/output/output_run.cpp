@@ -11,6 +11,7 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 
@@ -144,6 +145,9 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 
 RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
+  // What planning freed goes back to the system before the files are written (the copy threads
+  // allocate where it cannot be reused).
+  release_free_memory();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
   // Held until the run returns or throws: no other run writes these files meanwhile.
@@ -207,7 +211,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
     for (const plan::GeneratedFile& file : plan.generated_files)
       run_manifest.record(write_generated_file(file, out_dir, inputs, progress), RunManifest::Rewrite::later);
     // A whole run's record is the folder's manifest, which complete_manifest writes next (at
-    // Pro's tensor count, each rewrite formats 50 MB); a fragment must list the side files before
+    // Pro's tensor count, each rewrite copies 50 MB); a fragment must list the side files before
     // another process completes the manifest from it.
     if (!share.whole) run_manifest.rewrite();
     summary.side_files = plan.side_files.size() + plan.generated_files.size();
@@ -217,14 +221,12 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
 
   // Also covers the files an earlier run finished and this one kept.
   inputs.check();
-  Manifest own = std::move(run_manifest).finished();
-  // Once the manifest is written, `own` is needed no more: its entries move into it.
-  Completion done = complete_manifest(plan, out_dir, std::move(own), share.writer);
+  Completion done = complete_manifest(plan, out_dir, run_manifest, share.writer);
   if (!done.written && options.launch && options.launch->index == 0) {
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
     const auto limit =
         options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
-    done = wait_for_manifest(plan, out_dir, own, share, limit);
+    done = wait_for_manifest(plan, out_dir, run_manifest.finished_with_tensors(), share, limit);
   }
 
   for (const FileWork& w : to_write) {
@@ -235,7 +237,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   summary.kept = work.size() - to_write.size();
   summary.manifest_complete = done.written;
   summary.waiting_for = done.missing_ranks;
-  summary.manifest = done.written ? std::move(done.manifest) : own;
+  summary.manifest = done.written ? std::move(done.manifest) : run_manifest.finished();
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return summary;
 }

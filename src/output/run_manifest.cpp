@@ -2,10 +2,15 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string_view>
 
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/work_share.hpp>
 #include <shardwise/safetensors/writer.hpp>
@@ -44,16 +49,28 @@ bool is_fragment_name(std::string_view name) {
 
 RunManifest::RunManifest(const std::string& folder, const std::string& name, const std::string& temp_stem,
                          Manifest start)
-    : path_((fs::path(folder) / name).string()),
+    : folder_(folder),
+      path_((fs::path(folder) / name).string()),
       temp_(st::temp_path_for((fs::path(folder) / temp_stem).string())),
+      texts_(folder),
       manifest_(std::move(start)) {
   manifest_.complete = false;
-  write();
+  for (ManifestOutput& output : manifest_.outputs) {
+    if (output.finished) written_[output.file] = texts_.add(output);
+    output.tensors = {};  // a planned entry is written without them
+  }
+  AtomicFile file(path_, temp_);
+  write(file, manifest_);
 }
 
 void RunManifest::record(ManifestOutput output) {
   output.finished = true;
   std::lock_guard lock(mutex_);
+  written_[output.file] = texts_.add(output);
+  output.tensors = {};
+  // A file's entry is 10s of thousands of tensors; the next file's, a little larger, would not fit
+  // the hole it leaves.
+  release_free_memory();
   auto& outputs = manifest_.outputs;
   const auto same =
       std::find_if(outputs.begin(), outputs.end(), [&](auto& o) { return o.file == output.file; });
@@ -63,7 +80,8 @@ void RunManifest::record(ManifestOutput output) {
     outputs.push_back(std::move(output));
     std::stable_sort(outputs.begin(), outputs.end(), [](auto& a, auto& b) { return a.rank < b.rank; });
   }
-  write();
+  AtomicFile file(path_, temp_);
+  write(file, manifest_);
 }
 
 void RunManifest::record(ManifestSideFile side, Rewrite rewrite) {
@@ -75,15 +93,32 @@ void RunManifest::record(ManifestSideFile side, Rewrite rewrite) {
     *same = std::move(side);
   else
     sides.push_back(std::move(side));
-  if (rewrite == Rewrite::now) write();
+  if (rewrite == Rewrite::later) return;
+  AtomicFile file(path_, temp_);
+  write(file, manifest_);
 }
 
 void RunManifest::rewrite() {
   std::lock_guard lock(mutex_);
-  write();
+  AtomicFile file(path_, temp_);
+  write(file, manifest_);
 }
 
 namespace {
+
+const ManifestOutput* finished_output(const Manifest& manifest, const plan::OutputFile& planned) {
+  for (const ManifestOutput& entry : manifest.outputs) {
+    if (entry.finished && entry.rank == planned.rank && entry.file == planned.file) return &entry;
+  }
+  return nullptr;
+}
+
+const ManifestSideFile* finished_side_file(const Manifest& manifest, const std::string& name) {
+  for (const ManifestSideFile& side : manifest.side_files) {
+    if (side.finished && side.file == name) return &side;
+  }
+  return nullptr;
+}
 
 Manifest only_finished(Manifest manifest) {
   std::erase_if(manifest.outputs, [](const ManifestOutput& o) { return !o.finished; });
@@ -93,20 +128,79 @@ Manifest only_finished(Manifest manifest) {
 
 }  // namespace
 
-Manifest RunManifest::finished() const& {
+// The run's own entries were made from the plan (or found to fit it when kept, see find_entry):
+// a finished entry of the planned rank and file lists the planned tensors.
+bool RunManifest::covers(const plan::Plan& plan) const {
+  std::lock_guard lock(mutex_);
+  for (const plan::OutputFile& planned : plan.outputs) {
+    if (finished_output(manifest_, planned) == nullptr) return false;
+  }
+  for (const std::string& name : plan::extra_file_names(plan)) {
+    if (finished_side_file(manifest_, name) == nullptr) return false;
+  }
+  return true;
+}
+
+Manifest RunManifest::write_complete(const plan::Plan& plan, const std::string& writer) const {
+  std::lock_guard lock(mutex_);
+  Manifest complete = without_entries(manifest_);
+  complete.complete = true;
+  for (const plan::OutputFile& planned : plan.outputs) {
+    const ManifestOutput* entry = finished_output(manifest_, planned);
+    if (entry == nullptr) throw std::logic_error("completing a manifest without every output file");
+    complete.outputs.push_back(*entry);
+  }
+  for (const std::string& name : plan::extra_file_names(plan)) {
+    const ManifestSideFile* side = finished_side_file(manifest_, name);
+    if (side == nullptr) throw std::logic_error("completing a manifest without every side file");
+    complete.side_files.push_back(*side);
+  }
+  AtomicFile file((fs::path(folder_) / kManifestFileName).string(), manifest_temp_path(folder_, writer));
+  write(file, complete);
+  return complete;
+}
+
+Manifest RunManifest::finished() const {
   std::lock_guard lock(mutex_);
   return only_finished(manifest_);
 }
 
-Manifest RunManifest::finished() && {
+Manifest RunManifest::finished_with_tensors() const {
   std::lock_guard lock(mutex_);
-  return only_finished(std::move(manifest_));
+  std::optional<Manifest> read;
+  try {
+    read = read_manifest_file(path_);
+  } catch (const Error& e) {
+    throw Error(ErrorKind::io, fmt::format("cannot read back this run's record of its files: {}", e.what()));
+  }
+  if (!read) throw Error(ErrorKind::io, fmt::format("{}: this run's record of its files is gone", path_));
+  return only_finished(std::move(*read));
 }
 
 // Callers hold the mutex (or are the constructor): one rewrite at a time through the temporary.
-void RunManifest::write() const {
-  AtomicFile file(path_, temp_);
-  write_manifest_file(file, manifest_);
+// The outputs with checksums come from texts_, the rest is formatted here.
+void RunManifest::write(AtomicFile& file, const Manifest& manifest) const {
+  std::string text = format_manifest_head(manifest);
+  const auto flush = [&] {
+    file.write(std::as_bytes(std::span(text)));
+    text.clear();
+  };
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    const ManifestOutput& output = manifest.outputs[i];
+    if (i != 0) text += ",";
+    if (!has_checksums(manifest, output)) {
+      format_output_entry(output, false, [&](std::string_view part) { text += part; });
+      continue;
+    }
+    const auto written = written_.find(output.file);
+    if (written == written_.end())
+      throw std::logic_error(fmt::format("no text recorded for {}'s manifest entry", output.file));
+    flush();
+    texts_.copy_to(written->second, file);
+  }
+  text += format_manifest_tail(manifest);
+  flush();
+  file.commit();
 }
 
 std::vector<Fragment> read_fragments(const std::string& folder) {

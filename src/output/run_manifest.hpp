@@ -7,6 +7,7 @@
 // `shardwise-manifest.<key>.json`, listing only the files it finished. Internal to output.
 
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <span>
 #include <string>
@@ -14,6 +15,10 @@
 #include <vector>
 
 #include <shardwise/output/manifest.hpp>
+#include <shardwise/plan/plan.hpp>
+
+#include "output/atomic_file.hpp"
+#include "output/entry_texts.hpp"
 
 namespace shardwise::output {
 
@@ -36,22 +41,35 @@ class RunManifest {
   // Adds the entry, finished, replacing a planned one of the same file, and rewrites the file.
   // Thread-safe. Throws Error(io) naming the path. Side files are copied again by every run,
   // resumed or not, so their entries may wait (each rewrite writes every tensor's entry again).
+  // The entry's tensors are kept as their text (EntryTexts), not as objects.
   void record(ManifestOutput output);
   void record(ManifestSideFile side, Rewrite rewrite = Rewrite::now);
   // Rewrites the file with what was recorded.
   void rewrite();
-  // The finished entries so far, as a complete manifest of the same plan would hold them. The
-  // rvalue form hands over the entries instead of copying them (the run's last use).
-  Manifest finished() const&;
-  Manifest finished() &&;
+  // Whether the finished entries describe every output and side file of `plan`: the run can
+  // complete the folder's manifest from them alone.
+  bool covers(const plan::Plan& plan) const;
+  // Writes the folder's complete manifest of `plan` (covers(plan)) from the finished entries, as
+  // write_manifest would with their objects (`writer` as there). Returns what it wrote, without
+  // the tensors.
+  Manifest write_complete(const plan::Plan& plan, const std::string& writer) const;
+  // The finished entries so far, as a complete manifest of the same plan would hold them, without
+  // their tensors.
+  Manifest finished() const;
+  // The same with their tensors, read back from the file (the run's record of what it wrote):
+  // Error(io) naming it when it cannot be read.
+  Manifest finished_with_tensors() const;
   const std::string& path() const noexcept { return path_; }
 
  private:
-  void write() const;
+  void write(AtomicFile& file, const Manifest& manifest) const;
 
+  std::string folder_;
   std::string path_;
   std::string temp_;
-  Manifest manifest_;
+  EntryTexts texts_;
+  Manifest manifest_;                                 // the outputs' tensors are in texts_
+  std::map<std::string, EntryTexts::Span> written_;  // each finished output's text, by file
   mutable std::mutex mutex_;
 };
 

@@ -21,6 +21,10 @@ void ScannedOutput::add_tensors(const std::vector<st::TensorInfo>& header,
                                 const std::vector<std::uint64_t>& digests) {
   tensors.reserve(tensors.size() + header.size());
   for (std::size_t i = 0; i < header.size(); ++i) tensors.emplace_back(header[i].name, digests[i]);
+  sort();
+}
+
+void ScannedOutput::sort() {
   const auto by_name = [](const auto& a, const auto& b) { return a.first < b.first; };
   if (!std::is_sorted(tensors.begin(), tensors.end(), by_name))
     std::sort(tensors.begin(), tensors.end(), by_name);
@@ -34,62 +38,84 @@ std::string differs(std::uint64_t expected, std::uint64_t found) {
   return fmt::format("(expected xxh3 {}, found {})", xxh3_hex(expected), xxh3_hex(found));
 }
 
-void compare_tensors(const output::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
-                     Findings& findings) {
-  const bool sole = role == ManifestRole::sole_reference;
-  std::set<std::string> names;
-  for (const output::ManifestTensor& t : listed.tensors) {
-    names.insert(t.name);
-    if (!sole && findings.has(listed.file, t.name)) continue;
-    const std::uint64_t* digest = found.find(t.name);
-    if (digest == nullptr) {
-      findings.add(listed.file, t.name,
-                   sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
-    } else if (*digest != t.xxh3) {
-      findings.add(
-          listed.file, t.name,
-          sole
-              ? "bytes differ from the manifest " + differs(t.xxh3, *digest)
-              : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) has {}: "
-                            "the manifest is stale",
-                            xxh3_hex(t.xxh3), xxh3_hex(*digest)));
-    }
-  }
-  for (const auto& [name, digest] : found.tensors) {
-    if (names.count(name) != 0 || (!sole && findings.has(listed.file, name))) continue;
-    findings.add(listed.file, name,
-                 sole ? "unexpected tensor (not in the manifest)" : "not listed in the manifest");
-  }
-}
-
-void compare_output(const output::ManifestOutput& listed, const ScannedOutput& found, ManifestRole role,
-                    Findings& findings) {
-  const bool sole = role == ManifestRole::sole_reference;
-  compare_tensors(listed, found, role, findings);
-  // A different size or whole-file checksum is only news when no finding above explains it (e.g.
-  // a header edit).
-  if (found.size != listed.bytes && !findings.has(listed.file)) {
-    findings.add(listed.file, fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
-  }
-  if (found.whole != listed.xxh3 && !findings.has(listed.file)) {
-    findings.add(listed.file, sole ? "file differs from the manifest " + differs(listed.xxh3, found.whole)
-                                   : fmt::format("the manifest records xxh3 {} for the file, but it has {}",
-                                                 xxh3_hex(listed.xxh3), xxh3_hex(found.whole)));
-  }
-}
-
 }  // namespace
 
-void compare_manifest(const output::Manifest& manifest, const DiskState& disk, ManifestRole role,
-                      Findings& findings) {
-  for (const output::ManifestOutput& listed : manifest.outputs) {
-    const auto it = disk.outputs.find(listed.file);
-    if (it != disk.outputs.end()) compare_output(listed, it->second, role, findings);
+output::TensorVisitor StreamedComparison::visitor() {
+  return {[this](std::size_t output, const std::string& file, output::ManifestTensor&& tensor) {
+            add(output, file, std::move(tensor));
+          },
+          [this] { entries_.clear(); }};
+}
+
+void StreamedComparison::add(std::size_t output, const std::string& file, output::ManifestTensor&& tensor) {
+  if (entries_.size() <= output) entries_.resize(output + 1);
+  Entry& entry = entries_[output];
+  if (entry.listed++ == 0) {
+    const auto it = disk_.outputs.find(file);
+    if (it != disk_.outputs.end()) {
+      entry.found = &it->second;
+      entry.seen.assign(it->second.tensors.size(), false);
+    }
+  }
+  if (entry.found == nullptr) return;
+  const auto& tensors = entry.found->tensors;
+  const auto it = std::lower_bound(tensors.begin(), tensors.end(), std::string_view(tensor.name),
+                                   [](const auto& e, std::string_view key) { return e.first < key; });
+  if (it == tensors.end() || it->first != tensor.name) {
+    entry.differences.push_back({std::move(tensor.name), tensor.xxh3, std::nullopt});
+    return;
+  }
+  entry.seen[static_cast<std::size_t>(it - tensors.begin())] = true;
+  if (it->second != tensor.xxh3) entry.differences.push_back({std::move(tensor.name), tensor.xxh3, it->second});
+}
+
+std::size_t StreamedComparison::listed(std::size_t output) const {
+  return output < entries_.size() ? entries_[output].listed : 0;
+}
+
+void StreamedComparison::finish(const output::Manifest& manifest, Findings& findings) const {
+  const bool sole = role_ == ManifestRole::sole_reference;
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    const output::ManifestOutput& listed = manifest.outputs[i];
+    const auto disk = disk_.outputs.find(listed.file);
+    if (disk == disk_.outputs.end()) continue;
+    const ScannedOutput& found = disk->second;
+    const Entry none;
+    const Entry& entry = i < entries_.size() ? entries_[i] : none;
+    for (const Difference& d : entry.differences) {
+      if (!sole && findings.has(listed.file, d.name)) continue;
+      if (!d.found) {
+        findings.add(listed.file, d.name,
+                     sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
+      } else {
+        findings.add(listed.file, d.name,
+                     sole ? "bytes differ from the manifest " + differs(d.expected, *d.found)
+                          : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) "
+                                        "has {}: the manifest is stale",
+                                        xxh3_hex(d.expected), xxh3_hex(*d.found)));
+      }
+    }
+    for (std::size_t t = 0; t < found.tensors.size(); ++t) {
+      const std::string name(found.tensors[t].first);
+      if ((t < entry.seen.size() && entry.seen[t]) || (!sole && findings.has(listed.file, name))) continue;
+      findings.add(listed.file, name,
+                   sole ? "unexpected tensor (not in the manifest)" : "not listed in the manifest");
+    }
+    // A different size or whole-file checksum is only news when no finding above explains it (e.g.
+    // a header edit).
+    if (found.size != listed.bytes && !findings.has(listed.file)) {
+      findings.add(listed.file, fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
+    }
+    if (found.whole != listed.xxh3 && !findings.has(listed.file)) {
+      findings.add(listed.file, sole ? "file differs from the manifest " + differs(listed.xxh3, found.whole)
+                                     : fmt::format("the manifest records xxh3 {} for the file, but it has {}",
+                                                   xxh3_hex(listed.xxh3), xxh3_hex(found.whole)));
+    }
   }
   for (const output::ManifestSideFile& side : manifest.side_files) {
-    const auto it = disk.side_files.find(side.file);
-    if (it == disk.side_files.end() || it->second == side.xxh3) continue;
-    if (role == ManifestRole::sole_reference) {
+    const auto it = disk_.side_files.find(side.file);
+    if (it == disk_.side_files.end() || it->second == side.xxh3) continue;
+    if (sole) {
       findings.add(side.file, "side file differs from the manifest " + differs(side.xxh3, it->second));
     } else if (!findings.has(side.file)) {
       findings.add(side.file,

@@ -24,17 +24,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The manifest, or nullopt after reporting why there is none to verify against.
+// The manifest without its tensors' entries (`listed` counts them per output entry), or nullopt
+// after reporting why there is none to verify against.
 std::optional<output::Manifest> load(const std::string& out, const std::set<std::string>& present,
-                                     Findings& findings) {
+                                     std::vector<std::size_t>& listed, Findings& findings) {
   const std::string name = output::kManifestFileName;
   if (present.count(name) == 0) {
     findings.add(name,
                  "missing: nothing to verify against without the input (verify with --hf-ckpt-path instead)");
     return std::nullopt;
   }
+  const auto count = [&listed](std::size_t output, const std::string&, output::ManifestTensor&&) {
+    if (listed.size() <= output) listed.resize(output + 1);
+    ++listed[output];
+  };
   try {
-    std::optional<output::Manifest> manifest = output::read_manifest(out);
+    std::optional<output::Manifest> manifest =
+        output::read_manifest(out, {count, [&listed] { listed.clear(); }});
     if (manifest && !manifest->complete) {
       findings.add(name,
                    "incomplete (\"complete\": false): the conversion that wrote it was interrupted; "
@@ -45,6 +51,22 @@ std::optional<output::Manifest> load(const std::string& out, const std::set<std:
   } catch (const Error& e) {
     findings.add(name, message_without_path(e.what(), (fs::path(out) / name).string()));
     return std::nullopt;
+  }
+}
+
+// Reads the manifest again, comparing its tensors' entries with `disk` as they come.
+void compare(const std::string& out, const DiskState& disk, Findings& findings) {
+  const std::string name = output::kManifestFileName;
+  StreamedComparison comparison(disk, ManifestRole::sole_reference);
+  try {
+    const std::optional<output::Manifest> manifest = output::read_manifest(out, comparison.visitor());
+    if (!manifest) {
+      findings.add(name, "removed while the output was verified");
+    } else {
+      comparison.finish(*manifest, findings);
+    }
+  } catch (const Error& e) {
+    findings.add(name, message_without_path(e.what(), (fs::path(out) / name).string()));
   }
 }
 
@@ -61,14 +83,16 @@ std::vector<std::string> file_order(const output::Manifest& manifest) {
 }
 
 // Opens every listed output file; reports those missing or not valid safetensors.
-std::vector<Target> open_outputs(const output::Manifest& manifest, const std::string& out,
-                                 const std::set<std::string>& present, Findings& findings) {
+std::vector<Target> open_outputs(const output::Manifest& manifest, const std::vector<std::size_t>& tensors,
+                                 const std::string& out, const std::set<std::string>& present,
+                                 Findings& findings) {
   std::vector<Target> targets;
-  for (const output::ManifestOutput& listed : manifest.outputs) {
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    const output::ManifestOutput& listed = manifest.outputs[i];
     const std::string path = (fs::path(out) / listed.file).string();
     if (present.count(listed.file) == 0) {
       findings.add(listed.file, fmt::format("missing (the manifest lists it: {} tensors, {} bytes)",
-                                            listed.tensors.size(), listed.bytes));
+                                            i < tensors.size() ? tensors[i] : 0, listed.bytes));
       continue;
     }
     try {
@@ -112,7 +136,7 @@ std::vector<FileDigests> read_targets(std::vector<Target>& targets, const std::s
     const std::string path = (fs::path(out) / targets[i].name).string();
     try {
       if (targets[i].file) {
-        digests[i] = scan_output_file(*targets[i].file, buffers.main(worker), progress, cache);
+        digests[i] = scan_output_file(ScanTarget(*targets[i].file), buffers.main(worker), progress, cache);
       } else {
         digests[i].whole = hash_whole_file(path, buffers.main(worker), progress);
       }
@@ -158,7 +182,8 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
   VerifyReport report;
   report.threads = thread_count(options.threads);
   Findings early({});
-  const std::optional<output::Manifest> manifest = load(out, present, early);
+  std::vector<std::size_t> listed;
+  const std::optional<output::Manifest> manifest = load(out, present, listed, early);
   if (!manifest) {
     report.findings = early.sorted();
     return report;
@@ -169,14 +194,14 @@ VerifyReport verify_manifest(const VerifyOptions& options) {
   for (const std::string& problem : output::file_list_problems(*manifest)) {
     findings.add(output::kManifestFileName, problem);
   }
-  std::vector<Target> targets = open_outputs(*manifest, out, present, findings);
+  std::vector<Target> targets = open_outputs(*manifest, listed, out, present, findings);
   add_side_files(*manifest, present, targets, findings);
   std::vector<std::string> ours = file_order(*manifest);
   ours.emplace_back(output::kManifestFileName);
   report_leftover_temporaries(present, ours, findings);
 
   const std::vector<FileDigests> digests = read_targets(targets, out, options, report, findings);
-  compare_manifest(*manifest, disk_state(targets, digests, report), ManifestRole::sole_reference, findings);
+  compare(out, disk_state(targets, digests, report), findings);
   report.findings = findings.sorted();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return report;

@@ -16,6 +16,7 @@
 #include <shardwise/convert/composite_stream.hpp>
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/manifest.hpp>
 #include <shardwise/verify/output_names.hpp>
@@ -61,7 +62,7 @@ struct Compared {
 
 struct OutputCheck {
   const plan::OutputFile* planned = nullptr;
-  std::optional<st::File> file;  // absent when missing or not valid safetensors
+  std::optional<ScanTarget> file;  // absent when missing or not valid safetensors
   std::vector<Compared> compared;
   FileDigests digests;
 };
@@ -103,10 +104,11 @@ bool is_hf_model_file_name(std::string_view name) {
 
 // Planned tensors against the file's header: present, dtype, shape, nothing extra; the planned
 // metadata (Hugging Face's layout).
-void check_structure(OutputCheck& check, Findings& findings, std::map<ExpectedKey, std::size_t>& keys,
-                     Work& work) {
+void check_structure(OutputCheck& check, const st::File& file, Findings& findings,
+                     std::map<ExpectedKey, std::size_t>& keys, Work& work) {
   const std::string& name = check.planned->file;
-  const st::Header& header = check.file->header();
+  const st::Header& header = file.header();
+  check.compared.reserve(check.planned->tensors.size());
   for (const plan::PlannedTensor& t : check.planned->tensors) {
     const st::TensorInfo* found = header.find(t.name);
     if (found == nullptr) {
@@ -159,8 +161,10 @@ Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string
                                              planned.tensors.size(), planned.bytes));
     } else {
       try {
-        check.file = st::File::open(path);
-        check_structure(check, findings, keys, work);
+        // Its header is read here only: the scan keeps the tensors' ranges (ScanTarget).
+        const st::File file = st::File::open(path);
+        check_structure(check, file, findings, keys, work);
+        check.file.emplace(file);
       } catch (const Error& e) {
         check.file.reset();
         findings.add(planned.file, "not a valid safetensors file: " + message_without_path(e.what(), path));
@@ -274,6 +278,7 @@ struct Task {
 // tensor's slices for every rank are read one after the other); side files last.
 std::vector<Task> tasks_of(const plan::Plan& plan, const Work& work) {
   std::vector<Task> tasks;
+  tasks.reserve(work.outputs.size() + work.expected.size() + work.sides.size());
   for (std::size_t i = 0; i < work.outputs.size(); ++i) {
     if (work.outputs[i].file) tasks.push_back({TaskKind::scan_output, i, work.outputs[i].file->size()});
   }
@@ -393,7 +398,12 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
     ScannedOutput& scanned = disk.outputs[check.planned->file];
     scanned.size = check.digests.size;
     scanned.whole = check.digests.whole;
-    scanned.add_tensors(check.file->header().tensors, check.digests.tensors);
+    // The tensors compared with the plan, by their planned names: any other tensor on disk (not
+    // planned, or not as planned) has a finding, which the manifest's cross-check never repeats.
+    scanned.tensors.reserve(check.compared.size());
+    for (const Compared& c : check.compared)
+      scanned.tensors.emplace_back(c.planned->name, check.digests.tensors[c.header_index]);
+    scanned.sort();
     for (const Compared& c : check.compared) {
       ++report.tensors;
       const std::uint64_t expected = work.expected_digests[c.expected];
@@ -420,9 +430,11 @@ DiskState compare(const plan::Plan& plan, const Work& work, Findings& findings, 
 
 void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std::string& out,
                     const DiskState& disk, Findings& findings, VerifyReport& report) {
+  // Read a tensor at a time: its entries are never held (100,000s in a full-size model).
+  StreamedComparison comparison(disk, ManifestRole::cross_check);
   std::optional<output::Manifest> manifest;
   try {
-    manifest = output::read_manifest(out);
+    manifest = output::read_manifest(out, comparison.visitor());
   } catch (const Error& e) {
     const std::string path = (fs::path(out) / output::kManifestFileName).string();
     findings.add(output::kManifestFileName, message_without_path(e.what(), path));
@@ -433,7 +445,7 @@ void check_manifest(const plan::Plan& plan, const rules::Rules& rules, const std
   compare_manifest_with_plan(*manifest, plan, {rules.name(), output::xxh3(rules.text())},
                              output::input_headers_xxh3(plan), findings);
   report.notes = input_changes(*manifest, plan);
-  if (manifest->complete) compare_manifest(*manifest, disk, ManifestRole::cross_check, findings);
+  if (manifest->complete) comparison.finish(*manifest, findings);
 }
 
 std::vector<std::string> file_order(const plan::Plan& plan) {
@@ -447,6 +459,7 @@ std::vector<std::string> file_order(const plan::Plan& plan) {
 
 VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, const VerifyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  release_free_memory();  // what planning freed, before the reading threads allocate
   const std::string& out = options.output_dir;
   Findings findings(file_order(plan));
   Work work = survey(plan, rules, out, findings);

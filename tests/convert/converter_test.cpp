@@ -166,15 +166,21 @@ TEST_CASE("the manifest holds checksums of files, tensors and side files as writ
   REQUIRE(manifest->side_files.size() == 1);
   CHECK(manifest->side_files[0].file == "extra.txt");
   CHECK(manifest->side_files[0].xxh3 == output::xxh3(std::string("side file bytes\n")));
-  // What convert returns is what it wrote; the text round-trips through the JSON reader.
-  CHECK(output::format_manifest(summary.manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
+  // What convert returns is what it wrote, without the tensors' entries (they stay in the file);
+  // the text round-trips through the JSON reader.
+  output::Manifest written = *manifest;
+  for (output::ManifestOutput& out : written.outputs) out.tensors.clear();
+  CHECK(summary.manifest.outputs.size() == 2);
+  CHECK(output::format_manifest(summary.manifest) == output::format_manifest(written));
+  CHECK(output::format_manifest(*manifest) == read_file(s.dir / "out" / "shardwise-manifest.json"));
   const auto json = nlohmann::ordered_json::parse(read_file(s.dir / "out" / "shardwise-manifest.json"));
   CHECK(output::manifest_to_json(output::manifest_from_json(json, "m")) == json);
 }
 
 TEST_CASE("a manifest of several MiB reads back entry for entry (it is read a MiB at a time)") {
   Scenario s;
-  output::Manifest manifest = convert::convert_plan(s.plan, s.options("out", 2)).manifest;
+  convert::convert_plan(s.plan, s.options("out", 2));
+  output::Manifest manifest = *output::read_manifest((s.dir / "out").string());
   // 30,000 more tensors with long names: about 4 MiB of text, entries across every chunk boundary.
   std::vector<output::ManifestTensor>& tensors = manifest.outputs[0].tensors;
   for (std::uint64_t i = 0; i < 30000; ++i) {

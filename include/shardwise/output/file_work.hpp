@@ -42,6 +42,9 @@ struct FileWork {
   std::vector<Piece> pieces;        // in data order
 };
 
+// The layout of the planned file (st::layout_file of its tensors and metadata).
+st::FileLayout layout_of(const plan::OutputFile& output);
+
 // One output file laid out in `output_dir`: planned, final path, layout and prefix (no tensors or
 // pieces yet).
 FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir);

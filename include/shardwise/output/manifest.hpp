@@ -199,6 +199,14 @@ Manifest without_entries(const Manifest& manifest);
 // the text to `sink` in parts (a tensor line at a time), never holding all of it.
 std::string format_manifest(const Manifest& manifest);
 void format_manifest(const Manifest& manifest, const std::function<void(std::string_view)>& sink);
+// The same text in its parts, which format_manifest joins with a comma between output entries: the
+// head (every field before the output entries, up to `"outputs": [`), one output entry (with its
+// tensors when `checksums`, see has_checksums; to `sink` a tensor line at a time) and the tail
+// (`]` and the side files). A run keeps its finished entries as this text rather than as objects.
+std::string format_manifest_head(const Manifest& manifest);
+void format_output_entry(const ManifestOutput& entry, bool checksums,
+                         const std::function<void(std::string_view)>& sink);
+std::string format_manifest_tail(const Manifest& manifest);
 
 // True when the entry's checksums are known: the manifest is complete or the entry finished.
 inline bool has_checksums(const Manifest& manifest, const ManifestOutput& entry) {
@@ -221,6 +229,18 @@ std::optional<Manifest> read_manifest(const std::string& folder);
 // Reads a manifest-format file, e.g. a fragment: nullopt when there is none; Error(input) naming
 // the path when it is not a valid manifest.
 std::optional<Manifest> read_manifest_file(const std::string& path);
+// The same without holding the tensors' entries (a full-size model's take 100s of MB as objects):
+// each goes to `visitor.tensor` as it is read, with the index of its output entry and that entry's
+// file name, and the manifest returned has every other field (no output lists tensors). A file
+// whose text is unusual (keys in another order or twice, ...) is read whole after all:
+// `visitor.restart` is called, then every tensor is handed over again from the first. What was
+// handed over counts only when the manifest is returned: an invalid one throws as above.
+struct TensorVisitor {
+  std::function<void(std::size_t output, const std::string& file, ManifestTensor&& tensor)> tensor;
+  std::function<void()> restart{};
+};
+std::optional<Manifest> read_manifest(const std::string& folder, const TensorVisitor& visitor);
+std::optional<Manifest> read_manifest_file(const std::string& path, const TensorVisitor& visitor);
 // Writes it under a temporary name, then renames it into place. `writer` names the temporary
 // (`.shardwise-manifest.json.<writer>.partial`) so that processes completing the same manifest at
 // once never share one; empty: `.shardwise-manifest.json.partial`.

@@ -54,7 +54,9 @@ struct RunSummary {
   unsigned threads = 0;
   bool manifest_complete = false;          // the complete manifest is in the folder
   std::vector<std::uint64_t> waiting_for;  // otherwise: ranks whose files no run has reported yet
-  Manifest manifest;                       // as written, when complete; else this run's finished entries
+  // As written, when complete; else this run's finished entries. Without the tensors' entries when
+  // this run wrote it alone (they are in the file: at 100,000s of tensors, 10s of MB as objects).
+  Manifest manifest;
 };
 
 // "wrote 8 files (1234 tensors) and 2 side files: 3.52 GB in 2.1 s (1.68 GB/s, 8 threads)", then

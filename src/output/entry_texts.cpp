@@ -1,0 +1,65 @@
+#include "output/entry_texts.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <span>
+
+#include <fmt/format.h>
+
+#include <shardwise/core/error.hpp>
+#include <shardwise/core/io.hpp>
+
+namespace shardwise::output {
+
+namespace {
+
+constexpr std::size_t kChunkBytes = 1 << 20;
+
+// A file without a name in `folder`: O_TMPFILE, or where the file system has none, a file created
+// under a name unique to this process and unlinked at once.
+int open_unnamed(const std::string& folder) {
+  const int fd = ::open(folder.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) return fd;
+  const std::string path =
+      (std::filesystem::path(folder) / fmt::format(".shardwise-entries.{}.partial", ::getpid())).string();
+  const int named = io::open_in_output_folder(path, O_RDWR | O_CREAT | O_EXCL, 0600, "a temporary file");
+  if (::unlink(path.c_str()) != 0) {
+    const int error = errno;
+    ::close(named);
+    throw_os_error("cannot remove", path, error);
+  }
+  return named;
+}
+
+}  // namespace
+
+EntryTexts::EntryTexts(const std::string& folder) : folder_(folder), fd_(open_unnamed(folder)) {}
+
+EntryTexts::~EntryTexts() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+EntryTexts::Span EntryTexts::add(const ManifestOutput& entry) {
+  const Span span{end_, 0};
+  std::string buffer;
+  const auto flush = [&] {
+    io::pwrite_all(fd_, folder_, end_, std::as_bytes(std::span(buffer)));
+    end_ += buffer.size();
+    buffer.clear();
+  };
+  format_output_entry(entry, true, [&](std::string_view part) {
+    buffer += part;
+    if (buffer.size() >= kChunkBytes) flush();
+  });
+  flush();
+  return {span.offset, end_ - span.offset};
+}
+
+void EntryTexts::copy_to(Span span, AtomicFile& file) const {
+  file.append_copy(fd_, folder_, span.offset, span.length);
+}
+
+}  // namespace shardwise::output
