@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
+#include <stdexcept>
 #include <mutex>
 #include <utility>
 
@@ -243,11 +244,16 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     std::vector<std::byte> scratch(block_bytes);
-    const output::FileWork& w = files[f];
+    // Laid out again (the run's layout keeps only the sizes), its header text dropped once hashed.
+    output::FileWork w = files[f];
+    w.layout = output::layout_of(*w.planned);
+    if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
+      throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
     progress.set_current(w.planned->file);
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
     FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
                   drop, progress);
+    std::string().swap(w.layout.header);
     std::vector<Damage> read_damaged;
     gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
     output::ManifestOutput entry = sink.finish();
@@ -289,10 +295,18 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   const plan::Plan outline = outline_of(plan);
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
+  // Only each file's sizes are kept: its header (MBs at 100,000s of tensors) is laid out again when
+  // the file is opened (write_files), not held for every file from the start.
   writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
     std::vector<output::FileWork> files;
-    for (const std::uint64_t rank : ranks)
-      files.push_back(output::lay_out_file(outline.outputs[rank], out_dir));
+    for (const std::uint64_t rank : ranks) {
+      output::FileWork w = output::lay_out_file(outline.outputs[rank], out_dir);
+      std::string().swap(w.layout.header);
+      std::vector<std::size_t>().swap(w.layout.order);
+      std::vector<std::uint64_t>().swap(w.layout.offset);
+      std::vector<std::uint64_t>().swap(w.layout.bytes);
+      files.push_back(std::move(w));
+    }
     return files;
   };
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).

@@ -43,10 +43,42 @@ std::string kind_text(const plan::Placement& p) {
   return "replicated";
 }
 
+// A tensor entry of the old manifest, as planning keeps it: its origin shared, so that the pieces
+// made of it (and a logical tensor) point to one copy.
+struct Entry {
+  std::string name;
+  std::uint64_t xxh3 = 0;
+  std::optional<output::TensorCut> cut{};
+  std::shared_ptr<const output::TensorOrigin> origin{};
+};
+// Each output entry's tensors, in the manifest's order of output entries.
+using Entries = std::vector<std::vector<Entry>>;
+
+// The tensor entries of `manifest` (already read whole), moved out of it; or, when `keep`, copied
+// without their origins (reversing: its caller reads the manifest's own).
+Entries entries_of(output::Manifest& manifest, bool keep) {
+  Entries entries(manifest.outputs.size());
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    std::vector<output::ManifestTensor>& tensors = manifest.outputs[i].tensors;
+    entries[i].reserve(tensors.size());
+    for (output::ManifestTensor& t : tensors) {
+      if (keep) {
+        entries[i].push_back({t.name, t.xxh3, t.cut, nullptr});
+        continue;
+      }
+      std::shared_ptr<const output::TensorOrigin> origin;
+      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
+      entries[i].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
+    }
+    if (!keep) std::vector<output::ManifestTensor>().swap(tensors);
+  }
+  return entries;
+}
+
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
 // entry per rank 0..mp-1.
-void check_old_manifest(const std::optional<output::Manifest>& manifest, const std::string& where,
-                        std::uint64_t& mp) {
+void check_old_manifest(const std::optional<output::Manifest>& manifest, const Entries& entries,
+                        const std::string& where, std::uint64_t& mp) {
   if (!manifest) {
     throw Error(
         ErrorKind::input,
@@ -73,9 +105,8 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
-    const bool cuts = std::any_of(manifest->outputs.begin(), manifest->outputs.end(), [](const auto& out) {
-      return std::any_of(out.tensors.begin(), out.tensors.end(),
-                         [](const auto& t) { return t.cut.has_value(); });
+    const bool cuts = std::any_of(entries.begin(), entries.end(), [](const auto& out) {
+      return std::any_of(out.begin(), out.end(), [](const auto& t) { return t.cut.has_value(); });
     });
     if (cuts) {
       throw Error(
@@ -97,14 +128,14 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
     throw Error(ErrorKind::input, fmt::format("{}", fmt::join(lines, "\n")));
   }
   mp = manifest->params.at("mp");
-  for (const output::ManifestOutput& out : manifest->outputs) {
-    for (const output::ManifestTensor& t : out.tensors) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    for (const Entry& t : entries[i]) {
       if (!t.cut) {
         throw Error(
             ErrorKind::input,
             fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
                         "tensors were cut: convert the original checkpoint again to reshard it)",
-                        where, t.name, out.file));
+                        where, t.name, manifest->outputs[i].file));
       }
     }
   }
@@ -148,12 +179,13 @@ struct Seen {
 // Every old rank file opened and compared with its manifest entry; returns the pieces by name.
 // With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
 // to compare (a manifest derived with rules records none), and so are those of replicated copies
-// checked when written; the others are hashed here. Resharding (Parts::refuse) moves each file's
-// entries into its pieces and drops them: at a large model's tensor count the manifest's entries
-// would otherwise be held beside the pieces made of them. Reversing (Parts::gather) keeps them for
-// its caller.
-std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, CopyCheck copies,
-                                                        Parts parts, Diagnostics& problems) {
+// checked when written; the others are hashed here. Each file's entries move into its pieces and
+// are dropped (`entries` holds them: reversing, whose caller reads the manifest's, a copy): at a
+// large model's tensor count they would otherwise be held beside the pieces made of them. A name's
+// pieces keep the first origin recorded (join's), not one copy per rank.
+std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entries& entries, bool recorded,
+                                                        CopyCheck copies, Parts parts,
+                                                        Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
   struct Refused {
@@ -163,8 +195,9 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
   };
   Refused fused;
   Refused held_by_several;
-  const bool take_entries = parts == Parts::refuse;
-  for (output::ManifestOutput& out : plan.from_manifest.outputs) {
+  for (std::size_t o = 0; o < plan.from_manifest.outputs.size(); ++o) {
+    const output::ManifestOutput& out = plan.from_manifest.outputs[o];
+    std::vector<Entry>& listed_entries = entries[o];
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -185,14 +218,14 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     }
     const std::vector<st::TensorInfo>& tensors = file->header().tensors;
     std::set<std::string> listed;
-    for (const output::ManifestTensor& t : out.tensors) listed.insert(t.name);
+    for (const Entry& t : listed_entries) listed.insert(t.name);
     for (const st::TensorInfo& info : tensors) {
       if (listed.count(info.name) == 0)
         problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
     }
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
-    for (output::ManifestTensor& t : out.tensors) {
+    for (Entry& t : listed_entries) {
       if (parts == Parts::gather && t.cut && t.cut->placement.kind == Kind::composite && t.cut->composite) {
         const st::TensorInfo* info = file->header().find(t.name);
         if (info == nullptr || info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
@@ -200,7 +233,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
                                    st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
           continue;
         }
-        for (FusedPart& part : fused_parts(t, index, file->fd(), path, file->absolute_offset(*info),
+        const output::ManifestTensor whole{t.name, t.xxh3, t.cut, std::nullopt};
+        for (FusedPart& part : fused_parts(whole, index, file->fd(), path, file->absolute_offset(*info),
                                            info->bytes(), buffer, problems))
           seen[part.name].push_back({*part.cut, part.xxh3, part.piece});
         continue;
@@ -249,15 +283,11 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
           continue;
         }
       }
-      if (!take_entries) {
-        seen[t.name].push_back({*t.cut, t.xxh3, piece});
-        continue;
-      }
-      std::shared_ptr<const output::TensorOrigin> origin;
-      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
-      seen[t.name].push_back({std::move(*t.cut), t.xxh3, piece, std::move(origin)});
+      std::vector<Seen>& pieces = seen[t.name];
+      const bool has_origin = std::any_of(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
+      pieces.push_back({std::move(*t.cut), t.xxh3, piece, has_origin ? nullptr : std::move(t.origin)});
     }
-    if (take_entries) out.tensors = std::vector<output::ManifestTensor>();  // its memory too
+    std::vector<Entry>().swap(listed_entries);  // its memory too
   }
   const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
                           const std::string& why) {
@@ -468,7 +498,8 @@ namespace {
 // A folder whose every tensor is whole in one of its files (mp 1, a mirrored output, Hugging Face's
 // layout), read for plan_whole_tensors: its manifest complete with a cut for every tensor, each name
 // once; each tensor its own logical tensor, made of its one piece.
-void check_whole_manifest(const std::optional<output::Manifest>& manifest, const std::string& where) {
+void check_whole_manifest(const std::optional<output::Manifest>& manifest, const Entries& entries,
+                          const std::string& where) {
   if (!manifest) throw Error(ErrorKind::input, fmt::format("{}: missing", where));
   if (!manifest->complete) {
     throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that "
@@ -478,12 +509,12 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
   }
   if (manifest->outputs.empty())
     throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
-  for (const output::ManifestOutput& out : manifest->outputs) {
-    for (const output::ManifestTensor& t : out.tensors) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    for (const Entry& t : entries[i]) {
       if (!t.cut) {
         throw Error(ErrorKind::input, fmt::format("{}: {} in {} has no recorded cut (written before manifest "
                                                   "version 3)",
-                                                  where, t.name, out.file));
+                                                  where, t.name, manifest->outputs[i].file));
       }
     }
   }
@@ -507,8 +538,10 @@ std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, std::string nam
 
 enum class Reading { rank_files, whole_tensors };
 
+// `manifest_of` reads the folder's manifest, its tensor entries into `entries` (one list per output
+// entry).
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
-                      const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
+                      const std::function<std::optional<output::Manifest>(const std::string&, Entries&)>& manifest_of,
                       const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
                       Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
@@ -521,20 +554,22 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.from = fs::absolute(from).lexically_normal().string();
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
-  std::optional<output::Manifest> manifest = manifest_of(plan.from);
+  Entries entries;
+  std::optional<output::Manifest> manifest = manifest_of(plan.from, entries);
+  if (manifest) entries.resize(manifest->outputs.size());  // an entry listing no tensor: none handed over
   const std::string where =
       manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
   if (reading == Reading::whole_tensors) {
-    check_whole_manifest(manifest, where);
+    check_whole_manifest(manifest, entries, where);
     plan.from_model_parallel = manifest->outputs.size();
   } else {
-    check_old_manifest(manifest, where, plan.from_model_parallel);
+    check_old_manifest(manifest, entries, where, plan.from_model_parallel);
   }
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
   std::map<std::string, std::vector<Seen>> seen =
-      read_old_files(plan, !manifest_name.empty(), copies, parts, problems);
+      read_old_files(plan, entries, !manifest_name.empty(), copies, parts, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       parts == Parts::gather ? fmt::format("cannot reverse {} (mp={})", plan.from, plan.from_model_parallel)
@@ -591,14 +626,41 @@ st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor) {
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
                          OutsideLinks links) {
-  return plan_from(
-      from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
-      output::kManifestFileName, copies, links);
+  // The entries read a tensor at a time, never all of them as the manifest's objects.
+  const auto read = [](const std::string& folder, Entries& entries) {
+    const auto take = [&](std::size_t output, output::ManifestTensor&& t) {
+      if (entries.size() <= output) entries.resize(output + 1);
+      std::shared_ptr<const output::TensorOrigin> origin;
+      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
+      entries[output].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
+    };
+    output::TensorVisitor visitor;
+    visitor.tensor = [&](std::size_t output, const std::string&, output::ManifestTensor&& t) {
+      take(output, std::move(t));
+    };
+    visitor.restart = [&] { Entries().swap(entries); };
+    std::optional<output::Manifest> manifest = output::read_manifest(folder, visitor);
+    // Tensors left in their entries (a file whose version comes after its outputs, as a JSON
+    // library sorting keys writes it, is read with them) follow those handed over.
+    if (manifest) {
+      for (std::size_t i = 0; i < manifest->outputs.size(); ++i) {
+        for (output::ManifestTensor& t : manifest->outputs[i].tensors) take(i, std::move(t));
+        std::vector<output::ManifestTensor>().swap(manifest->outputs[i].tensors);
+      }
+    }
+    return manifest;
+  };
+  return plan_from(from, model_parallel, read, output::kManifestFileName, copies, links);
 }
 
 ReshardPlan plan_reverse_gather(const std::string& from, bool whole, OutsideLinks links) {
   return plan_from(
-      from, 1, [](const std::string& folder) { return output::read_manifest(folder); },
+      from, 1,
+      [](const std::string& folder, Entries& entries) {
+        std::optional<output::Manifest> manifest = output::read_manifest(folder);
+        if (manifest) entries = entries_of(*manifest, true);
+        return manifest;
+      },
       output::kManifestFileName, CopyCheck::when_planned, links,
       whole ? Reading::whole_tensors : Reading::rank_files, Parts::gather);
 }
@@ -616,8 +678,10 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
   }
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) {
-        return std::optional(manifest_from_rules(folder, rules, params, links));
+      [&](const std::string& folder, Entries& entries) {
+        output::Manifest manifest = manifest_from_rules(folder, rules, params, links);
+        entries = entries_of(manifest, false);
+        return std::optional(std::move(manifest));
       },
       "", CopyCheck::when_planned, links);
 }
