@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -39,12 +40,18 @@ void print_reshard_plan(const reshard::ReshardPlan& plan, const ReshardArgs& arg
     throw Error(ErrorKind::usage,
                 "--summary is for people: it has no JSON form (the JSON plan has the totals)");
   }
-  const std::string text = args.view.summary       ? reshard::format_reshard_summary(plan)
-                           : args.format == "json" ? reshard::format_reshard_json(plan, args.view.filter)
-                                                   : reshard::format_reshard_text(plan, args.view.filter);
-  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size() || std::fflush(stdout) != 0) {
-    throw Error(ErrorKind::io, "cannot write to standard output");
+  const auto print = [](std::string_view text) {
+    if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size())
+      throw Error(ErrorKind::io, "cannot write to standard output");
+  };
+  if (args.view.summary) {
+    print(reshard::format_reshard_summary(plan));
+  } else if (args.format == "json") {
+    print(reshard::format_reshard_json(plan, args.view.filter));
+  } else {
+    reshard::format_reshard_text(plan, args.view.filter, print);  // in parts: at Pro's count, 20 MB
   }
+  if (std::fflush(stdout) != 0) throw Error(ErrorKind::io, "cannot write to standard output");
 }
 
 reshard::ReshardPlan plan_of(const CLI::App& command, const ReshardArgs& args) {

@@ -67,7 +67,7 @@ void RunManifest::record(ManifestOutput output) {
   output.finished = true;
   std::lock_guard lock(mutex_);
   written_[output.file] = texts_.add(output);
-  output.tensors = {};
+  std::vector<ManifestTensor>().swap(output.tensors);  // `= {}` would keep its capacity
   // A file's entry is 10s of thousands of tensors; the next file's, a little larger, would not fit
   // the hole it leaves.
   release_free_memory();

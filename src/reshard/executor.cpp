@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
-#include <map>
+#include <stdexcept>
 #include <mutex>
 #include <utility>
 
@@ -51,14 +51,16 @@ plan::Plan outline_of(const ReshardPlan& plan) {
     outline.input_files.push_back(old.path);
     outline.input_identities.push_back(old.identity);
   }
+  outline.outputs.reserve(plan.outputs.size());
   for (const NewFile& file : plan.outputs) {
     plan::OutputFile out{file.rank, file.file, {}, file.bytes};
+    out.tensors.reserve(file.tensors.size());  // exactly: at Pro's count, a 15 MB vector per file
     for (const NewTensor& t : file.tensors) {
       const LogicalTensor& logical = plan.logical[t.logical];
       plan::PlannedTensor planned;
       planned.name = logical.name;
       planned.dtype = logical.dtype;
-      planned.shape = t.shape;
+      planned.shape = shape_of(plan, t);
       planned.bytes = t.bytes;
       planned.placement = logical.placement;
       out.tensors.push_back(std::move(planned));
@@ -89,28 +91,73 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
 
 // How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
 constexpr std::uint64_t kReadAhead = 64 << 20;
+// The most one piece of advice to the kernel covers (as convert drops its inputs: 8 MiB chunks).
+constexpr std::uint64_t kAdviceBytes = 8 << 20;
+
+// Advice about ranges of the old files (io::will_need, io::drop_cached), ranges that follow one
+// another in a file given in one call of up to kAdviceBytes: new tensors follow their old pieces'
+// order within each old file, and at Pro's tensor count a call per piece (240,000, most of them
+// a few KB) costs more system time than the advice saves. What is advised is the same; a range
+// is advised once the next one does not continue it, it is kAdviceBytes long, or flush().
+class Advice {
+ public:
+  using Call = void (*)(int fd, std::uint64_t offset, std::uint64_t length);
+  Advice(const std::vector<io::ReadOnlyFile>& inputs, Call call)
+      : inputs_(inputs), call_(call), pending_(inputs.size()) {}
+  Advice(const Advice&) = delete;
+  Advice& operator=(const Advice&) = delete;
+  ~Advice() { flush(); }
+
+  void add(std::size_t file, std::uint64_t offset, std::uint64_t length) {
+    Range& r = pending_[file];
+    if (r.length != 0 && offset == r.offset + r.length) {
+      r.length += length;
+    } else {
+      give(file);
+      r = {offset, length};
+    }
+    if (r.length >= kAdviceBytes) give(file);
+  }
+  void flush() {
+    for (std::size_t file = 0; file < pending_.size(); ++file) give(file);
+  }
+
+ private:
+  struct Range {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+  };
+  void give(std::size_t file) {
+    Range& r = pending_[file];
+    if (r.length != 0) call_(inputs_[file].fd(), r.offset, r.length);
+    r.length = 0;
+  }
+
+  const std::vector<io::ReadOnlyFile>& inputs_;
+  Call call_;
+  std::vector<Range> pending_;  // per old file
+};
 
 // Asks the kernel to read the old pieces of `next` while the tensors before it are gathered: a
 // cold run's reads then overlap the gathering, hashing and writing instead of waiting for each.
-void will_need(const ReshardPlan& plan, const NewTensor& next, const std::vector<io::ReadOnlyFile>& inputs) {
+void will_need(const ReshardPlan& plan, const NewTensor& next, Advice& advice) {
   const LogicalTensor& logical = plan.logical[next.logical];
   for (const PieceRead& read : pieces_read(plan, next)) {
     const Piece& p = logical.pieces[read.piece];
-    io::will_need(inputs[p.file].fd(), p.offset, p.bytes);
+    advice.add(p.file, p.offset, p.bytes);
   }
 }
 
 // Drops from the page cache the old pieces `tensor` read whole that no other new tensor reads (a
 // split piece read whole lies within one new tensor; an owned piece has one new owner; the
 // replicated copy read is read by every new file).
-void drop_read(const ReshardPlan& plan, const NewTensor& tensor,
-               const std::vector<io::ReadOnlyFile>& inputs) {
+void drop_read(const ReshardPlan& plan, const NewTensor& tensor, Advice& advice) {
   const LogicalTensor& logical = plan.logical[tensor.logical];
   if (logical.placement.kind == plan::Placement::Kind::replicated) return;
   for (const PieceRead& read : pieces_read(plan, tensor)) {
     if (!read.whole) continue;
     const Piece& p = logical.pieces[read.piece];
-    io::drop_cached(inputs[p.file].fd(), p.offset, p.bytes);
+    advice.add(p.file, p.offset, p.bytes);
   }
 }
 
@@ -122,19 +169,21 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
                  FileSink& sink, std::vector<Damage>& damaged) {
   const NewFile& file = plan.outputs[w.planned->rank];
   const std::vector<std::size_t>& order = w.layout.order;
+  Advice needed(inputs, io::will_need);
+  Advice dropped(inputs, io::drop_cached);
   std::size_t advised = 0;  // tensors (in order) whose pieces were asked for
   std::uint64_t ahead = 0;  // bytes of those after the current one
   for (std::size_t k = 0; k < order.size(); ++k) {
     const std::size_t index = order[k];
     const NewTensor& t = file.tensors[index];
     if (advised == k) {
-      will_need(plan, t, inputs);
+      will_need(plan, t, needed);
       ++advised;
     } else {
       ahead -= t.bytes;
     }
     while (advised < order.size() && (advised == k + 1 || ahead < kReadAhead)) {
-      will_need(plan, file.tensors[order[advised]], inputs);
+      will_need(plan, file.tensors[order[advised]], needed);
       ahead += file.tensors[order[advised]].bytes;
       ++advised;
     }
@@ -144,7 +193,7 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
         plan, t, inputs, sink.block_bytes(), scratch, [&](std::size_t n) { return sink.reserve(n); },
         pieces.hook());
     pieces.check(damaged);
-    if (drop) drop_read(plan, t, inputs);
+    if (drop) drop_read(plan, t, dropped);
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
       throw Error(ErrorKind::io,
                   fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
@@ -187,12 +236,6 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   copy_hashes.result = std::async(std::launch::async, [&] {
                          return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
                        }).share();
-  // Each tensor's origin, as the old manifest records it, for the new entries (`convert --reverse`).
-  std::map<std::string, output::TensorOrigin> origins;
-  for (const output::ManifestOutput& old : plan.from_manifest.outputs) {
-    for (const output::ManifestTensor& t : old.tensors)
-      if (t.origin) origins.try_emplace(t.name, *t.origin);
-  }
   std::mutex damaged_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
@@ -201,11 +244,16 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
     std::vector<std::byte> scratch(block_bytes);
-    const output::FileWork& w = files[f];
+    // Laid out again (the run's layout keeps only the sizes), its header text dropped once hashed.
+    output::FileWork w = files[f];
+    w.layout = output::layout_of(*w.planned);
+    if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
+      throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
     progress.set_current(w.planned->file);
     st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
     FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
                   drop, progress);
+    std::string().swap(w.layout.header);
     std::vector<Damage> read_damaged;
     gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
     output::ManifestOutput entry = sink.finish();
@@ -217,10 +265,12 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
       ++refused;
       return;
     }
+    // Each tensor's origin, as the old manifest records it (`convert --reverse`).
+    const NewFile& file = plan.outputs[w.planned->rank];
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
       entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
-      if (const auto origin = origins.find(entry.tensors[i].name); origin != origins.end())
-        entry.tensors[i].origin = origin->second;
+      if (const auto& origin = plan.logical[file.tensors[i].logical].origin)
+        entry.tensors[i].origin = *origin;
     }
     if (before_commit) before_commit();
     out.commit();
@@ -245,10 +295,18 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   const plan::Plan outline = outline_of(plan);
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
+  // Only each file's sizes are kept: its header (MBs at 100,000s of tensors) is laid out again when
+  // the file is opened (write_files), not held for every file from the start.
   writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
     std::vector<output::FileWork> files;
-    for (const std::uint64_t rank : ranks)
-      files.push_back(output::lay_out_file(outline.outputs[rank], out_dir));
+    for (const std::uint64_t rank : ranks) {
+      output::FileWork w = output::lay_out_file(outline.outputs[rank], out_dir);
+      std::string().swap(w.layout.header);
+      std::vector<std::size_t>().swap(w.layout.order);
+      std::vector<std::uint64_t>().swap(w.layout.offset);
+      std::vector<std::uint64_t>().swap(w.layout.bytes);
+      files.push_back(std::move(w));
+    }
     return files;
   };
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).

@@ -9,7 +9,9 @@ namespace shardwise::reshard {
 FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_t block_bytes, Mode mode,
                    bool drop, output::Progress& progress)
     : out_(out), work_(work), block_bytes_(block_bytes), drop_(drop), progress_(progress) {
-  for (Block& b : blocks_) b.data.resize(block_bytes);
+  // Writing inline fills and writes one block; the second is for the thread writing behind.
+  blocks_[0].data.resize(block_bytes);
+  if (mode == Mode::write_behind) blocks_[1].data.resize(block_bytes);
   blocks_[0].offset = work.layout.data_start;
   tensor_xxh3_.resize(work.planned->tensors.size());
   file_hash_.update(work.prefix);

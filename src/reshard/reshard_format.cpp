@@ -114,7 +114,16 @@ std::string filter_text(const plan::PlanFilter& filter) {
 }  // namespace
 
 std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter) {
+  std::string text;
+  format_reshard_text(plan, filter, [&](std::string_view part) { text += part; });
+  return text;
+}
+
+void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter,
+                         const std::function<void(std::string_view)>& sink) {
   const Selection selection(plan, filter);
+  // Handed on in parts of about kPartBytes (a plan at a large model's tensor count is 10s of MB).
+  constexpr std::size_t kPartBytes = 64 << 10;
   std::string text =
       fmt::format("reshard {} (mp={}) -> mp={}: {} files, {} logical tensors, {} tensor bytes\n", plan.from,
                   plan.from_model_parallel, plan.model_parallel, plan.outputs.size(), plan.logical.size(),
@@ -136,7 +145,11 @@ std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter&
                                                              : name);
       }
       text += fmt::format("  {} {}[{}] {} <- {}\n", printable(logical.name), st::dtype_name(logical.dtype),
-                          fmt::join(t.shape, ", "), how(logical), fmt::join(from, " + "));
+                          fmt::join(shape_of(plan, t), ", "), how(logical), fmt::join(from, " + "));
+      if (text.size() >= kPartBytes) {
+        sink(text);
+        text.clear();
+      }
     }
   }
   if (filter.active()) {
@@ -144,7 +157,7 @@ std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter&
   } else if (!plan.side_files.empty()) {
     text += fmt::format("side files: {}\n", printable(fmt::format("{}", fmt::join(plan.side_files, ", "))));
   }
-  return text;
+  sink(text);
 }
 
 std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter) {
@@ -163,7 +176,7 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
       const LogicalTensor& logical = plan.logical[t.logical];
       nlohmann::ordered_json tensor = {{"name", logical.name},
                                        {"dtype", std::string(st::dtype_name(logical.dtype))},
-                                       {"shape", t.shape},
+                                       {"shape", shape_of(plan, t)},
                                        {"cut", how(logical)},
                                        {"pieces", nlohmann::ordered_json::array()}};
       for (const Use& u : uses(plan, t)) {

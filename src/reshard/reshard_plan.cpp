@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <set>
 
 #include <fmt/format.h>
@@ -42,10 +43,42 @@ std::string kind_text(const plan::Placement& p) {
   return "replicated";
 }
 
+// A tensor entry of the old manifest, as planning keeps it: its origin shared, so that the pieces
+// made of it (and a logical tensor) point to one copy.
+struct Entry {
+  std::string name;
+  std::uint64_t xxh3 = 0;
+  std::optional<output::TensorCut> cut{};
+  std::shared_ptr<const output::TensorOrigin> origin{};
+};
+// Each output entry's tensors, in the manifest's order of output entries.
+using Entries = std::vector<std::vector<Entry>>;
+
+// The tensor entries of `manifest` (already read whole), moved out of it; or, when `keep`, copied
+// without their origins (reversing: its caller reads the manifest's own).
+Entries entries_of(output::Manifest& manifest, bool keep) {
+  Entries entries(manifest.outputs.size());
+  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
+    std::vector<output::ManifestTensor>& tensors = manifest.outputs[i].tensors;
+    entries[i].reserve(tensors.size());
+    for (output::ManifestTensor& t : tensors) {
+      if (keep) {
+        entries[i].push_back({t.name, t.xxh3, t.cut, nullptr});
+        continue;
+      }
+      std::shared_ptr<const output::TensorOrigin> origin;
+      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
+      entries[i].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
+    }
+    if (!keep) std::vector<output::ManifestTensor>().swap(tensors);
+  }
+  return entries;
+}
+
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
 // entry per rank 0..mp-1.
-void check_old_manifest(const std::optional<output::Manifest>& manifest, const std::string& where,
-                        std::uint64_t& mp) {
+void check_old_manifest(const std::optional<output::Manifest>& manifest, const Entries& entries,
+                        const std::string& where, std::uint64_t& mp) {
   if (!manifest) {
     throw Error(
         ErrorKind::input,
@@ -72,9 +105,8 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
-    const bool cuts = std::any_of(manifest->outputs.begin(), manifest->outputs.end(), [](const auto& out) {
-      return std::any_of(out.tensors.begin(), out.tensors.end(),
-                         [](const auto& t) { return t.cut.has_value(); });
+    const bool cuts = std::any_of(entries.begin(), entries.end(), [](const auto& out) {
+      return std::any_of(out.begin(), out.end(), [](const auto& t) { return t.cut.has_value(); });
     });
     if (cuts) {
       throw Error(
@@ -96,14 +128,14 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const s
     throw Error(ErrorKind::input, fmt::format("{}", fmt::join(lines, "\n")));
   }
   mp = manifest->params.at("mp");
-  for (const output::ManifestOutput& out : manifest->outputs) {
-    for (const output::ManifestTensor& t : out.tensors) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    for (const Entry& t : entries[i]) {
       if (!t.cut) {
         throw Error(
             ErrorKind::input,
             fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
                         "tensors were cut: convert the original checkpoint again to reshard it)",
-                        where, t.name, out.file));
+                        where, t.name, manifest->outputs[i].file));
       }
     }
   }
@@ -135,19 +167,38 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
 // --reverse, which writes every tensor whole).
 enum class Parts { refuse, gather };
 
-// A piece as the old manifest and header describe it, before it joins its logical tensor.
+// What joining reads of a piece's cut (its range is the piece's; a fused output is refused, or
+// gathered by parts, before): 240k pieces at Pro's count hold one each.
+struct PieceCut {
+  st::DType dtype;
+  st::Shape shape;
+  plan::Placement placement;
+  std::uint64_t size = 0;
+  PieceCut(const output::TensorCut& cut)  // NOLINT(google-explicit-constructor): a cut, narrowed
+      : dtype(cut.dtype), shape(cut.shape), placement(cut.placement), size(cut.size) {}
+  PieceCut(output::TensorCut&& cut)  // NOLINT(google-explicit-constructor)
+      : dtype(cut.dtype), shape(std::move(cut.shape)), placement(cut.placement), size(cut.size) {}
+};
+
+// A piece as the old manifest and header describe it, before it joins its logical tensor: its
+// own copy of the entry's cut (and origin), so that the entries can go once read.
 struct Seen {
-  const output::TensorCut* cut = nullptr;
+  PieceCut cut;
   std::uint64_t xxh3 = 0;
   Piece piece;
+  std::shared_ptr<const output::TensorOrigin> origin{};
 };
 
 // Every old rank file opened and compared with its manifest entry; returns the pieces by name.
 // With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
 // to compare (a manifest derived with rules records none), and so are those of replicated copies
-// checked when written; the others are hashed here.
-std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool recorded, CopyCheck copies,
-                                                        Parts parts, Diagnostics& problems) {
+// checked when written; the others are hashed here. Each file's entries move into its pieces and
+// are dropped (`entries` holds them: reversing, whose caller reads the manifest's, a copy): at a
+// large model's tensor count they would otherwise be held beside the pieces made of them. A name's
+// pieces keep the first origin recorded (join's), not one copy per rank.
+std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entries& entries, bool recorded,
+                                                        CopyCheck copies, Parts parts,
+                                                        Diagnostics& problems) {
   std::map<std::string, std::vector<Seen>> seen;
   std::vector<std::byte> buffer(1 << 20);
   struct Refused {
@@ -157,7 +208,9 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
   };
   Refused fused;
   Refused held_by_several;
-  for (const output::ManifestOutput& out : plan.from_manifest.outputs) {
+  for (std::size_t o = 0; o < plan.from_manifest.outputs.size(); ++o) {
+    const output::ManifestOutput& out = plan.from_manifest.outputs[o];
+    std::vector<Entry>& listed_entries = entries[o];
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -178,14 +231,14 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
     }
     const std::vector<st::TensorInfo>& tensors = file->header().tensors;
     std::set<std::string> listed;
-    for (const output::ManifestTensor& t : out.tensors) listed.insert(t.name);
+    for (const Entry& t : listed_entries) listed.insert(t.name);
     for (const st::TensorInfo& info : tensors) {
       if (listed.count(info.name) == 0)
         problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
     }
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
-    for (const output::ManifestTensor& t : out.tensors) {
+    for (Entry& t : listed_entries) {
       if (parts == Parts::gather && t.cut && t.cut->placement.kind == Kind::composite && t.cut->composite) {
         const st::TensorInfo* info = file->header().find(t.name);
         if (info == nullptr || info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
@@ -193,9 +246,10 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
                                    st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
           continue;
         }
-        for (FusedPart& part : fused_parts(t, index, file->fd(), path, file->absolute_offset(*info),
+        const output::ManifestTensor whole{t.name, t.xxh3, t.cut, std::nullopt};
+        for (FusedPart& part : fused_parts(whole, index, file->fd(), path, file->absolute_offset(*info),
                                            info->bytes(), buffer, problems))
-          seen[part.name].push_back({part.cut, part.xxh3, part.piece});
+          seen[part.name].push_back({*part.cut, part.xxh3, part.piece});
         continue;
       }
       if (parts == Parts::refuse && t.cut &&
@@ -242,8 +296,11 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
           continue;
         }
       }
-      seen[t.name].push_back({&*t.cut, t.xxh3, piece});
+      std::vector<Seen>& pieces = seen[t.name];
+      const bool has_origin = std::any_of(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
+      pieces.push_back({std::move(*t.cut), t.xxh3, piece, has_origin ? nullptr : std::move(t.origin)});
     }
+    std::vector<Entry>().swap(listed_entries);  // its memory too
   }
   const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
                           const std::string& why) {
@@ -264,13 +321,20 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, bool 
 
 // One logical tensor from its pieces, checked: a split's pieces tile its dim in rank order with
 // the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
-std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& name,
-                                  const std::vector<Seen>& pieces, Diagnostics& problems) {
-  const output::TensorCut& first = *pieces.front().cut;
-  LogicalTensor logical{name, first.dtype, first.shape, first.placement, {}, {}};
+std::optional<LogicalTensor> join(const ReshardPlan& plan, std::string name, const std::vector<Seen>& pieces,
+                                  Diagnostics& problems) {
+  const PieceCut& first = pieces.front().cut;
+  const auto recorded = std::find_if(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
+  LogicalTensor logical{std::move(name),
+                        first.dtype,
+                        first.shape,
+                        first.placement,
+                        {},
+                        {},
+                        recorded == pieces.end() ? nullptr : recorded->origin};
   const std::uint64_t mp = plan.from_model_parallel;
   for (const Seen& s : pieces) {
-    const output::TensorCut& c = *s.cut;
+    const PieceCut& c = s.cut;
     const bool same_dims = [&] {
       if (c.shape.size() != first.shape.size()) return false;
       for (std::size_t d = 0; d < c.shape.size(); ++d) {
@@ -281,7 +345,7 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
         c.placement.dim != first.placement.dim || c.size != first.size ||
         c.placement.count != first.placement.count) {
-      problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", name,
+      problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", logical.name,
                                st::dtype_name(first.dtype), st::shape_text(first.shape), "",
                                kind_text(first.placement), plan.old_files[pieces.front().piece.file].file,
                                st::dtype_name(c.dtype), st::shape_text(c.shape), "", kind_text(c.placement),
@@ -303,14 +367,14 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
             problems.add(fmt::format(
                 "{}: rank {} holds [{}, {}) of dim {} with xxh3 {}, rank {} [{}, {}) with xxh3 {}: the ranks "
                 "holding one range must hold the same bytes",
-                name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
+                logical.name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
                 held.piece.begin, held.piece.end, output::xxh3_hex(held.xxh3)));
             return std::nullopt;
           }
           continue;
         }
         if (s.piece.begin != next || plan.old_files[s.piece.file].rank != r) {
-          problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", name,
+          problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", logical.name,
                                    plan.old_files[s.piece.file].rank, s.piece.begin, s.piece.end, d, next));
           return std::nullopt;
         }
@@ -318,8 +382,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
         logical.pieces.push_back(s.piece);
       }
       if (pieces.size() != mp || next != first.size) {
-        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)", name,
-                                 next, first.size, d, pieces.size(), mp));
+        problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)",
+                                 logical.name, next, first.size, d, pieces.size(), mp));
         return std::nullopt;
       }
       logical.shape[d] = first.size;
@@ -327,12 +391,12 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
     }
     case Kind::replicated: {
       if (pieces.size() != mp) {
-        problems.add(fmt::format("{}: replicated, but on {} of {} ranks", name, pieces.size(), mp));
+        problems.add(fmt::format("{}: replicated, but on {} of {} ranks", logical.name, pieces.size(), mp));
         return std::nullopt;
       }
       for (const Seen& s : pieces) {
         if (s.xxh3 != pieces.front().xxh3) {
-          problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", name,
+          problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", logical.name,
                                    output::xxh3_hex(pieces.front().xxh3),
                                    plan.old_files[pieces.front().piece.file].file, output::xxh3_hex(s.xxh3),
                                    plan.old_files[s.piece.file].file));
@@ -351,8 +415,8 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, const std::string& na
       const std::uint64_t owner = count % mp == 0 ? plan::owner_rank(first.placement.index, count, mp) : mp;
       if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
         problems.add(
-            fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)", name,
-                        first.placement.index, count, owner, mp, pieces.size()));
+            fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)",
+                        logical.name, first.placement.index, count, owner, mp, pieces.size()));
         return std::nullopt;
       }
       logical.pieces.push_back(pieces.front().piece);
@@ -370,7 +434,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
   plan.outputs.resize(mp);
   for (std::uint64_t rank = 0; rank < mp; ++rank)
     plan.outputs[rank] = {rank, rules::expand_output_file(pattern, rank, mp), {}, 0};
-  const auto add = [&](std::uint64_t rank, std::size_t index, st::Shape shape, std::uint64_t begin,
+  const auto add = [&](std::uint64_t rank, std::size_t index, const st::Shape& shape, std::uint64_t begin,
                        std::uint64_t end) {
     const auto bytes = st::byte_size(plan.logical[index].dtype, shape);
     if (!bytes) {
@@ -379,10 +443,21 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
       return;
     }
     NewFile& out = plan.outputs[rank];
-    out.tensors.push_back({index, std::move(shape), begin, end, *bytes});
+    out.tensors.push_back({index, begin, end, *bytes});
     out.bytes += *bytes;
     plan.output_bytes += *bytes;
   };
+  // Each file's tensors counted first, so that its list is allocated once and exactly.
+  std::vector<std::size_t> counts(mp, 0);
+  for (const LogicalTensor& t : plan.logical) {
+    const plan::Placement& p = t.placement;
+    if (p.kind != Kind::owned) {
+      for (std::size_t& n : counts) ++n;  // split or replicated: on every rank
+    } else if (p.count % mp == 0) {
+      ++counts[plan::owner_rank(p.index, p.count, mp)];
+    }
+  }
+  for (std::uint64_t rank = 0; rank < mp; ++rank) plan.outputs[rank].tensors.reserve(counts[rank]);
   // Owned tensors whose scope's count mp does not divide, by count: reported once per count.
   std::map<std::uint64_t, std::vector<std::size_t>> unspread;
   for (std::size_t i = 0; i < plan.logical.size(); ++i) {
@@ -411,7 +486,7 @@ void cut_for(ReshardPlan& plan, const std::string& pattern, Diagnostics& problem
         const plan::SplitRange range = plan::split_range(size, rank, mp);
         st::Shape shape = t.shape;
         shape[d] = range.end - range.begin;
-        add(rank, i, std::move(shape), range.begin, range.end);
+        add(rank, i, shape, range.begin, range.end);
       }
     }
   }
@@ -436,7 +511,8 @@ namespace {
 // A folder whose every tensor is whole in one of its files (mp 1, a mirrored output, Hugging Face's
 // layout), read for plan_whole_tensors: its manifest complete with a cut for every tensor, each name
 // once; each tensor its own logical tensor, made of its one piece.
-void check_whole_manifest(const std::optional<output::Manifest>& manifest, const std::string& where) {
+void check_whole_manifest(const std::optional<output::Manifest>& manifest, const Entries& entries,
+                          const std::string& where) {
   if (!manifest) throw Error(ErrorKind::input, fmt::format("{}: missing", where));
   if (!manifest->complete) {
     throw Error(ErrorKind::input, fmt::format("{}: incomplete (\"complete\": false): the conversion that "
@@ -446,18 +522,18 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
   }
   if (manifest->outputs.empty())
     throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
-  for (const output::ManifestOutput& out : manifest->outputs) {
-    for (const output::ManifestTensor& t : out.tensors) {
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    for (const Entry& t : entries[i]) {
       if (!t.cut) {
         throw Error(ErrorKind::input, fmt::format("{}: {} in {} has no recorded cut (written before manifest "
                                                   "version 3)",
-                                                  where, t.name, out.file));
+                                                  where, t.name, manifest->outputs[i].file));
       }
     }
   }
 }
 
-std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, const std::string& name,
+std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, std::string name,
                                         const std::vector<Seen>& pieces, Diagnostics& problems) {
   if (pieces.size() != 1) {
     problems.add(fmt::format("{}: in {} files ({} and {}), where every tensor is whole in one", name,
@@ -465,17 +541,20 @@ std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, const std::stri
                              plan.old_files[pieces[1].piece.file].file));
     return std::nullopt;
   }
-  const output::TensorCut& cut = *pieces.front().cut;
+  const PieceCut& cut = pieces.front().cut;
   Piece piece = pieces.front().piece;
   piece.begin = 0;
   piece.end = cut.shape.empty() ? 0 : cut.shape[0];
-  return LogicalTensor{name, cut.dtype, cut.shape, plan::Placement{}, {piece}, {}};
+  return LogicalTensor{std::move(name),      cut.dtype, cut.shape, plan::Placement{}, {piece}, {},
+                       pieces.front().origin};
 }
 
 enum class Reading { rank_files, whole_tensors };
 
+// `manifest_of` reads the folder's manifest, its tensor entries into `entries` (one list per output
+// entry).
 ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
-                      const std::function<std::optional<output::Manifest>(const std::string&)>& manifest_of,
+                      const std::function<std::optional<output::Manifest>(const std::string&, Entries&)>& manifest_of,
                       const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
                       Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
@@ -488,30 +567,35 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
   plan.from = fs::absolute(from).lexically_normal().string();
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
-  std::optional<output::Manifest> manifest = manifest_of(plan.from);
+  Entries entries;
+  std::optional<output::Manifest> manifest = manifest_of(plan.from, entries);
+  if (manifest) entries.resize(manifest->outputs.size());  // an entry listing no tensor: none handed over
   const std::string where =
       manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
   if (reading == Reading::whole_tensors) {
-    check_whole_manifest(manifest, where);
+    check_whole_manifest(manifest, entries, where);
     plan.from_model_parallel = manifest->outputs.size();
   } else {
-    check_old_manifest(manifest, where, plan.from_model_parallel);
+    check_old_manifest(manifest, entries, where, plan.from_model_parallel);
   }
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  const std::map<std::string, std::vector<Seen>> seen =
-      read_old_files(plan, !manifest_name.empty(), copies, parts, problems);
+  std::map<std::string, std::vector<Seen>> seen =
+      read_old_files(plan, entries, !manifest_name.empty(), copies, parts, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       parts == Parts::gather ? fmt::format("cannot reverse {} (mp={})", plan.from, plan.from_model_parallel)
                              : fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from,
                                            plan.from_model_parallel, model_parallel);
   problems.check(summary);
-  for (const auto& [name, pieces] : seen) {
-    std::optional<LogicalTensor> logical = reading == Reading::whole_tensors
-                                               ? join_whole(plan, name, pieces, problems)
-                                               : join(plan, name, pieces, problems);
+  // Each name's pieces leave `seen` as they join their logical tensor (held once, not twice).
+  plan.logical.reserve(seen.size());
+  while (!seen.empty()) {
+    auto node = seen.extract(seen.begin());
+    std::optional<LogicalTensor> logical =
+        reading == Reading::whole_tensors ? join_whole(plan, std::move(node.key()), node.mapped(), problems)
+                                          : join(plan, std::move(node.key()), node.mapped(), problems);
     if (logical) plan.logical.push_back(std::move(*logical));
   }
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
@@ -531,7 +615,7 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
     NewFile whole{0, "", {}, 0};
     for (std::size_t i = 0; i < plan.logical.size(); ++i) {
       const LogicalTensor& t = plan.logical[i];
-      whole.tensors.push_back({i, t.shape, 0, t.pieces.front().end, t.pieces.front().bytes});
+      whole.tensors.push_back({i, 0, t.pieces.front().end, t.pieces.front().bytes});
       whole.bytes += t.pieces.front().bytes;
     }
     plan.output_bytes = whole.bytes;
@@ -545,16 +629,51 @@ ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
 
 }  // namespace
 
+st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor) {
+  const LogicalTensor& logical = plan.logical[tensor.logical];
+  st::Shape shape = logical.shape;
+  if (logical.placement.kind == Kind::split)
+    shape[static_cast<std::size_t>(logical.placement.dim)] = tensor.end - tensor.begin;
+  return shape;
+}
+
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
                          OutsideLinks links) {
-  return plan_from(
-      from, model_parallel, [](const std::string& folder) { return output::read_manifest(folder); },
-      output::kManifestFileName, copies, links);
+  // The entries read a tensor at a time, never all of them as the manifest's objects.
+  const auto read = [](const std::string& folder, Entries& entries) {
+    const auto take = [&](std::size_t output, output::ManifestTensor&& t) {
+      if (entries.size() <= output) entries.resize(output + 1);
+      std::shared_ptr<const output::TensorOrigin> origin;
+      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
+      entries[output].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
+    };
+    output::TensorVisitor visitor;
+    visitor.tensor = [&](std::size_t output, const std::string&, output::ManifestTensor&& t) {
+      take(output, std::move(t));
+    };
+    visitor.restart = [&] { Entries().swap(entries); };
+    std::optional<output::Manifest> manifest = output::read_manifest(folder, visitor);
+    // Tensors left in their entries (a file whose version comes after its outputs, as a JSON
+    // library sorting keys writes it, is read with them) follow those handed over.
+    if (manifest) {
+      for (std::size_t i = 0; i < manifest->outputs.size(); ++i) {
+        for (output::ManifestTensor& t : manifest->outputs[i].tensors) take(i, std::move(t));
+        std::vector<output::ManifestTensor>().swap(manifest->outputs[i].tensors);
+      }
+    }
+    return manifest;
+  };
+  return plan_from(from, model_parallel, read, output::kManifestFileName, copies, links);
 }
 
 ReshardPlan plan_reverse_gather(const std::string& from, bool whole, OutsideLinks links) {
   return plan_from(
-      from, 1, [](const std::string& folder) { return output::read_manifest(folder); },
+      from, 1,
+      [](const std::string& folder, Entries& entries) {
+        std::optional<output::Manifest> manifest = output::read_manifest(folder);
+        if (manifest) entries = entries_of(*manifest, true);
+        return manifest;
+      },
       output::kManifestFileName, CopyCheck::when_planned, links,
       whole ? Reading::whole_tensors : Reading::rank_files, Parts::gather);
 }
@@ -572,8 +691,10 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
   }
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder) {
-        return std::optional(manifest_from_rules(folder, rules, params, links));
+      [&](const std::string& folder, Entries& entries) {
+        output::Manifest manifest = manifest_from_rules(folder, rules, params, links);
+        entries = entries_of(manifest, false);
+        return std::optional(std::move(manifest));
       },
       "", CopyCheck::when_planned, links);
 }

@@ -10,8 +10,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <shardwise/output/manifest.hpp>
@@ -57,12 +60,16 @@ struct LogicalTensor {
   // Replicated, checked when written (CopyCheck::when_written): the other ranks' copies, not read
   // but hashed while the new files are written, each with its recorded checksum.
   std::vector<Piece> copies;
+  // What the old manifest records it was made from (its first piece that records one), carried to
+  // the new manifest's entries; null when none does. Left null by plan_reverse_gather, whose
+  // caller reads the manifest's entries themselves.
+  std::shared_ptr<const output::TensorOrigin> origin{};
 };
 
-// A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole.
+// A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole (its
+// shape: shape_of).
 struct NewTensor {
   std::size_t logical = 0;  // index into ReshardPlan::logical
-  st::Shape shape;          // as written
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
   std::uint64_t bytes = 0;
@@ -79,7 +86,9 @@ struct ReshardPlan {
   std::string from;  // the old folder
   std::uint64_t from_model_parallel = 0;
   std::uint64_t model_parallel = 0;
-  output::Manifest from_manifest;       // the old folder's
+  // The old folder's, without its tensor entries once they are read (plan_reverse_gather keeps
+  // them): at a large model's tensor count they are the largest thing planning reads.
+  output::Manifest from_manifest;
   std::vector<OldFile> old_files;       // in rank order
   std::vector<LogicalTensor> logical;   // in name order
   std::vector<NewFile> outputs;         // one per new rank, in rank order
@@ -88,6 +97,9 @@ struct ReshardPlan {
   // Whether the old folder's files may lead outside it (--allow-outside-links).
   OutsideLinks outside_links = OutsideLinks::refuse;
 };
+
+// A new tensor's shape as written: its logical tensor's, the split dim [begin, end) of it.
+st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor);
 
 // When replicated copies are hashed and compared with the checksums the old manifest records:
 // while planning (every copy read before anything else; a dry run writes nothing), or while the
@@ -115,6 +127,9 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
 // --rule: a cut, "split dim D", "owned" or "replicated", since a folder does not record which rule
 // decided a tensor). Error(usage) for a rank beyond the new mp, a cut no tensor has, a bad pattern.
 std::string format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
+// The same, handed to `sink` in parts (never held whole); Error(usage) before the first part.
+void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter,
+                         const std::function<void(std::string_view)>& sink);
 // The same as JSON (one document).
 std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
 // The plan at a glance: tensors and bytes per cut, per new rank file its size and the old files
