@@ -78,7 +78,8 @@ struct Segment {
 // (a plain copy uses a window of the staging buffer; the scratch buffer serves casts only).
 class Buffer {
  public:
-  explicit Buffer(std::size_t size) : bytes_(std::make_unique_for_overwrite<std::byte[]>(size)), size_(size) {}
+  explicit Buffer(std::size_t size)
+      : bytes_(std::make_unique_for_overwrite<std::byte[]>(size)), size_(size) {}
   std::span<std::byte> span() const noexcept { return {bytes_.get(), size_}; }
 
  private:
@@ -179,9 +180,7 @@ class Engine {
   }
 
   void work_loop() {
-    Staging staging{Buffer(piece_bytes_), Buffer(std::max(piece_bytes_, kMinScratchBytes)),
-                    {},
-                    {}};
+    Staging staging{Buffer(piece_bytes_), Buffer(std::max(piece_bytes_, kMinScratchBytes)), {}, {}};
     guarded([&] {
       for (;;) {
         if (failed_) return;

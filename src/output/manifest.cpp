@@ -719,8 +719,10 @@ Parsed parse_taking_tensors(ManifestBytes& text, const std::string& path, const 
           file = parsed.get<std::string>();
         return true;
       case Json::parse_event_t::object_end:
-        if (depth != 4 || !usual || version == 0 || version > kManifestVersion || !in_entry(4)) return true;
-        if (!file) {
+        if (depth != 4 || !usual || !in_entry(4)) return true;
+        // No known version before the outputs (a writer that sorts keys puts it after them), or
+        // no file name before the tensors: read whole.
+        if (version == 0 || version > kManifestVersion || !file) {
           usual = false;
           return true;
         }
@@ -836,9 +838,9 @@ void format_output_entry(const ManifestOutput& out, bool checksums,
       text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", Json(tensor.name).dump(),
                           xxh3_hex(tensor.xxh3));
       if (tensor.cut) {
-        text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}",
-                            st::dtype_name(tensor.cut->dtype), Json(tensor.cut->shape).dump(),
-                            cut_to_json(*tensor.cut).dump());
+        text +=
+            fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}", st::dtype_name(tensor.cut->dtype),
+                        Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
       }
       if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
       text += "}";
@@ -893,12 +895,14 @@ void write_manifest_file(AtomicFile& file, const Manifest& manifest) {
 
 std::string manifest_temp_path(const std::string& folder, const std::string& writer) {
   const std::filesystem::path path = std::filesystem::path(folder) / kManifestFileName;
-  return writer.empty() ? st::temp_path_for(path.string())
-                        : (path.parent_path() / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
+  return writer.empty()
+             ? st::temp_path_for(path.string())
+             : (path.parent_path() / fmt::format(".{}.{}.partial", kManifestFileName, writer)).string();
 }
 
 void write_manifest(const std::string& folder, const Manifest& manifest, const std::string& writer) {
-  AtomicFile file((std::filesystem::path(folder) / kManifestFileName).string(), manifest_temp_path(folder, writer));
+  AtomicFile file((std::filesystem::path(folder) / kManifestFileName).string(),
+                  manifest_temp_path(folder, writer));
   write_manifest_file(file, manifest);
 }
 

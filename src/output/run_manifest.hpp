@@ -68,7 +68,7 @@ class RunManifest {
   std::string path_;
   std::string temp_;
   EntryTexts texts_;
-  Manifest manifest_;                                 // the outputs' tensors are in texts_
+  Manifest manifest_;                                // the outputs' tensors are in texts_
   std::map<std::string, EntryTexts::Span> written_;  // each finished output's text, by file
   mutable std::mutex mutex_;
 };

@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
-#include <stdexcept>
 #include <mutex>
+#include <stdexcept>
 #include <utility>
 
 #include <fmt/format.h>

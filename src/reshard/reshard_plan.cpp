@@ -297,7 +297,8 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entri
         }
       }
       std::vector<Seen>& pieces = seen[t.name];
-      const bool has_origin = std::any_of(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
+      const bool has_origin =
+          std::any_of(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
       pieces.push_back({std::move(*t.cut), t.xxh3, piece, has_origin ? nullptr : std::move(t.origin)});
     }
     std::vector<Entry>().swap(listed_entries);  // its memory too
@@ -553,10 +554,11 @@ enum class Reading { rank_files, whole_tensors };
 
 // `manifest_of` reads the folder's manifest, its tensor entries into `entries` (one list per output
 // entry).
-ReshardPlan plan_from(const std::string& from, std::uint64_t model_parallel,
-                      const std::function<std::optional<output::Manifest>(const std::string&, Entries&)>& manifest_of,
-                      const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
-                      Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
+ReshardPlan plan_from(
+    const std::string& from, std::uint64_t model_parallel,
+    const std::function<std::optional<output::Manifest>(const std::string&, Entries&)>& manifest_of,
+    const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
+    Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
     throw Error(ErrorKind::usage, fmt::format("model parallelism must be between 1 and {}, not {}",
                                               plan::kMaxModelParallel, model_parallel));

@@ -30,7 +30,9 @@ class ThreadBuffers {
   ThreadBuffers(unsigned threads, std::size_t bytes)
       : bytes_(bytes), storage_(std::make_unique_for_overwrite<std::byte[]>(2 * threads * bytes)) {}
   std::span<std::byte> main(unsigned worker) { return {storage_.get() + 2 * worker * bytes_, bytes_}; }
-  std::span<std::byte> scratch(unsigned worker) { return {storage_.get() + (2 * worker + 1) * bytes_, bytes_}; }
+  std::span<std::byte> scratch(unsigned worker) {
+    return {storage_.get() + (2 * worker + 1) * bytes_, bytes_};
+  }
 
  private:
   std::size_t bytes_;

@@ -66,7 +66,8 @@ void StreamedComparison::add(std::size_t output, const std::string& file, output
     return;
   }
   entry.seen[static_cast<std::size_t>(it - tensors.begin())] = true;
-  if (it->second != tensor.xxh3) entry.differences.push_back({std::move(tensor.name), tensor.xxh3, it->second});
+  if (it->second != tensor.xxh3)
+    entry.differences.push_back({std::move(tensor.name), tensor.xxh3, it->second});
 }
 
 std::size_t StreamedComparison::listed(std::size_t output) const {
@@ -85,14 +86,16 @@ void StreamedComparison::finish(const output::Manifest& manifest, Findings& find
     for (const Difference& d : entry.differences) {
       if (!sole && findings.has(listed.file, d.name)) continue;
       if (!d.found) {
-        findings.add(listed.file, d.name,
-                     sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
+        findings.add(
+            listed.file, d.name,
+            sole ? "missing (the manifest lists it)" : "listed in the manifest, but not in the file");
       } else {
-        findings.add(listed.file, d.name,
-                     sole ? "bytes differ from the manifest " + differs(d.expected, *d.found)
-                          : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) "
-                                        "has {}: the manifest is stale",
-                                        xxh3_hex(d.expected), xxh3_hex(*d.found)));
+        findings.add(
+            listed.file, d.name,
+            sole ? "bytes differ from the manifest " + differs(d.expected, *d.found)
+                 : fmt::format("the manifest records xxh3 {}, but the tensor (which matches its source) "
+                               "has {}: the manifest is stale",
+                               xxh3_hex(d.expected), xxh3_hex(*d.found)));
       }
     }
     for (std::size_t t = 0; t < found.tensors.size(); ++t) {
@@ -104,7 +107,8 @@ void StreamedComparison::finish(const output::Manifest& manifest, Findings& find
     // A different size or whole-file checksum is only news when no finding above explains it (e.g.
     // a header edit).
     if (found.size != listed.bytes && !findings.has(listed.file)) {
-      findings.add(listed.file, fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
+      findings.add(listed.file,
+                   fmt::format("{} bytes, but the manifest records {}", found.size, listed.bytes));
     }
     if (found.whole != listed.xxh3 && !findings.has(listed.file)) {
       findings.add(listed.file, sole ? "file differs from the manifest " + differs(listed.xxh3, found.whole)

@@ -23,7 +23,8 @@ struct ScannedOutput {
   std::uint64_t size = 0;
   std::uint64_t whole = 0;
   // Each tensor's name and XXH3, sorted by name (a header's order): a vector rather than a map,
-  // as a full-size model has 100,000s. The names are views of those of the header or the plan, which outlive this.
+  // as a full-size model has 100,000s. The names are views of those of the header or the plan, which outlive
+  // this.
   std::vector<std::pair<std::string_view, std::uint64_t>> tensors;
   // The XXH3 of the tensor `name`; nullptr when the file has none of that name.
   const std::uint64_t* find(std::string_view name) const;

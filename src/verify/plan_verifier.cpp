@@ -314,10 +314,12 @@ UnreadChunks unread_counts(const plan::Plan& plan, const Work& work) {
   std::vector<std::uint64_t> sizes(plan.input_files.size());
   for (const plan::PlannedTensor* t : work.expected) {
     const plan::Source& source = plan.sources.at(t->source);
-    if (source.bytes != 0) sizes.at(source.file) = std::max(sizes.at(source.file), chunks_of(source).second + 1);
+    if (source.bytes != 0)
+      sizes.at(source.file) = std::max(sizes.at(source.file), chunks_of(source).second + 1);
   }
   UnreadChunks counts(plan.input_files.size());
-  for (std::size_t f = 0; f < counts.size(); ++f) counts[f] = std::vector<std::atomic<std::uint32_t>>(sizes[f]);
+  for (std::size_t f = 0; f < counts.size(); ++f)
+    counts[f] = std::vector<std::atomic<std::uint32_t>>(sizes[f]);
   for (const plan::PlannedTensor* t : work.expected) {
     const plan::Source& source = plan.sources.at(t->source);
     if (source.bytes == 0) continue;
