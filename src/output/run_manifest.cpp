@@ -57,7 +57,7 @@ RunManifest::RunManifest(const std::string& folder, const std::string& name, con
   manifest_.complete = false;
   for (ManifestOutput& output : manifest_.outputs) {
     if (output.finished) written_[output.file] = texts_.add(output);
-    output.tensors = {};  // a planned entry is written without them
+    std::vector<ManifestTensor>().swap(output.tensors);  // written without them; `= {}` keeps the capacity
   }
   AtomicFile file(path_, temp_);
   write(file, manifest_);
