@@ -1,10 +1,51 @@
 #include <shardwise/core/memory.hpp>
 
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 
 namespace shardwise {
+namespace {
+
+constexpr std::size_t kHugePage = std::size_t{2} << 20;
+
+}  // namespace
+
+void HugeFree::operator()(char* p) const noexcept { std::free(p); }
+
+HugeBuffer allocate_huge(std::size_t size) {
+  const std::size_t rounded = (std::max<std::size_t>(size, 1) + kHugePage - 1) / kHugePage * kHugePage;
+  void* p = std::aligned_alloc(kHugePage, rounded);
+  if (p == nullptr) throw std::bad_alloc();
+  advise_huge_pages(p, rounded);
+  return HugeBuffer(static_cast<char*>(p));
+}
+
+char* allocate_array(std::size_t size) {
+  if (size >= (std::size_t{1} << 20)) return allocate_huge(size).release();
+  void* p = std::malloc(std::max<std::size_t>(size, 1));
+  if (p == nullptr) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
+void advise_huge_pages(const void* data, std::size_t bytes) noexcept {
+  const auto first = reinterpret_cast<std::uintptr_t>(data);
+  const std::uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
+  const std::uintptr_t end = (first + bytes) & ~(kHugePage - 1);
+#ifdef MADV_HUGEPAGE
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)begin;
+  (void)end;
+#endif
+}
 
 void release_free_memory() noexcept {
 #if defined(__GLIBC__)

@@ -13,10 +13,10 @@
 #include <tuple>
 
 #include <fnmatch.h>
-#include <sys/mman.h>
 
 #include <fmt/format.h>
 
+#include <shardwise/core/memory.hpp>
 #include <shardwise/plan/plan_view.hpp>
 #include "plan/block_pairs.hpp"
 #include "plan/companion_skips.hpp"
@@ -196,19 +196,6 @@ class MemberTransforms {
   };
   std::map<std::pair<const rules::TransformRule*, const rules::Layout*>, Seen> seen_;
 };
-
-// Asks for transparent huge pages for the whole 2 MiB pages inside [data, data + bytes), a list the
-// planner is about to fill: on this project's VMs a first touch of a 4 KiB page costs ~20 us, and a
-// Pro-sized plan writes 60 MB of sources and tensors. Advice only: without it the lists are the same.
-void advise_huge_pages(const void* data, std::size_t bytes) {
-  constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
-  const auto first = reinterpret_cast<std::uintptr_t>(data);
-  const std::uintptr_t begin = (first + kHugePage - 1) & ~(kHugePage - 1);
-  const std::uintptr_t end = (first + bytes) & ~(kHugePage - 1);
-#ifdef MADV_HUGEPAGE
-  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
 
 // The parameters given by the caller, without mp (the plan's own value).
 rules::Params given_params(const PlanOptions& options) {

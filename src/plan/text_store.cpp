@@ -1,7 +1,6 @@
 #include "plan/text_store.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -21,7 +20,6 @@ namespace shardwise::plan::detail {
 
 namespace {
 
-constexpr std::size_t kHugePage = std::size_t{2} << 20;
 // A TextStore's blocks double from the first to the last size: a small plan takes little.
 constexpr std::size_t kFirstBlock = std::size_t{64} << 10;
 constexpr std::size_t kLastBlock = std::size_t{16} << 20;
@@ -34,25 +32,6 @@ Error too_large(const std::string& path, std::size_t max_bytes) {
 }
 
 }  // namespace
-
-void HugeFree::operator()(char* p) const noexcept { std::free(p); }
-
-HugeBuffer allocate_huge(std::size_t size) {
-  const std::size_t rounded = (std::max<std::size_t>(size, 1) + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = std::aligned_alloc(kHugePage, rounded);
-  if (p == nullptr) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without huge pages it is slower, not wrong
-#endif
-  return HugeBuffer(static_cast<char*>(p));
-}
-
-char* allocate_array(std::size_t size) {
-  if (size >= (std::size_t{1} << 20)) return allocate_huge(size).release();
-  void* p = std::malloc(std::max<std::size_t>(size, 1));
-  if (p == nullptr) throw std::bad_alloc();
-  return static_cast<char*>(p);
-}
 
 std::string_view TextStore::add(std::string_view text) {
   if (text.size() > left_) {

@@ -1,7 +1,6 @@
 #pragma once
-// Internal to `diff`: memory for the text of two full-size plans (80+ MB each) and their records.
-// Large buffers are asked for on transparent huge pages: on this project's VMs a first touch of a
-// 4 KiB page costs ~20 us, which made page faults a third of `diff`'s time.
+// Internal to `diff`: memory for the text of two full-size plans (80+ MB each) and their records,
+// on huge pages when large (core/memory.hpp).
 
 #include <cstddef>
 #include <memory>
@@ -9,17 +8,14 @@
 #include <string_view>
 #include <vector>
 
+#include <shardwise/core/memory.hpp>
+
 namespace shardwise::plan::detail {
 
-struct HugeFree {
-  void operator()(char* p) const noexcept;
-};
-using HugeBuffer = std::unique_ptr<char[], HugeFree>;
-
-// At least `size` bytes, uninitialised, on huge pages where the system gives them.
-HugeBuffer allocate_huge(std::size_t size);
-// `size` bytes for an array, released by HugeFree: on huge pages from 1 MiB on.
-char* allocate_array(std::size_t size);
+using shardwise::allocate_array;
+using shardwise::allocate_huge;
+using shardwise::HugeBuffer;
+using shardwise::HugeFree;
 
 // For std::vector: a large array on huge pages, a small one from malloc.
 template <typename T>

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 
 namespace shardwise::st {
 
@@ -40,30 +41,6 @@ void read_exactly(int fd, void* buffer, std::size_t size, std::uint64_t offset, 
 }
 
 // Opens without blocking (a FIFO must not hang the open) and refuses anything but a regular file.
-// A header's text is read once and parsed: no need to zero it first. A large one (a Pro-sized
-// checkpoint's is 24 MB) is asked for on transparent huge pages, because on this project's VMs each
-// first touch of a 4 KiB page costs ~20 us.
-struct FreeText {
-  void operator()(char* p) const noexcept { std::free(p); }
-};
-using TextBuffer = std::unique_ptr<char[], FreeText>;
-
-TextBuffer allocate_text(std::size_t size) {
-  constexpr std::size_t kHugePage = std::size_t{2} << 20;
-  if (size < kHugePage) {
-    void* p = std::malloc(std::max<std::size_t>(size, 1));
-    if (p == nullptr) throw std::bad_alloc();
-    return TextBuffer(static_cast<char*>(p));
-  }
-  const std::size_t rounded = (size + kHugePage - 1) / kHugePage * kHugePage;
-  void* p = std::aligned_alloc(kHugePage, rounded);
-  if (p == nullptr) throw std::bad_alloc();
-#ifdef MADV_HUGEPAGE
-  ::madvise(p, rounded, MADV_HUGEPAGE);  // advice only: without huge pages it is slower, not wrong
-#endif
-  return TextBuffer(static_cast<char*>(p));
-}
-
 int open_regular(const std::string& path, std::uint64_t& size) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw_os_error("cannot open", path, errno);
@@ -96,7 +73,9 @@ File File::open(const std::string& path) {
   read_exactly(file.fd_, prefix.data(), prefix.size(), 0, path);
   const std::uint64_t n = read_header_length(prefix, file.size_, path);
   const auto size = static_cast<std::size_t>(n);
-  const TextBuffer text = allocate_text(size);
+  // Read once and parsed: not zeroed first; a large one (a Pro-sized checkpoint's is 24 MB) on huge
+  // pages.
+  const HugeBuffer text(allocate_array(size));
   read_exactly(file.fd_, text.get(), size, 8, path);
   file.header_ = parse_header(std::string_view(text.get(), size), file.size_, path);
   file.mapped_ = new std::once_flag;
