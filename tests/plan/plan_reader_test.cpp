@@ -57,19 +57,25 @@ struct Reading {
   bool operator==(const Reading&) const = default;
 };
 
+// The records as text, each with its name.
+template <typename Records>
+void take(const Records& records, const NameTable& names, Reading& out) {
+  out.model_parallel = records.model_parallel;
+  out.head = records.head.dump();
+  for (const auto& p : records.placements)
+    out.placements.push_back(std::string(names.name(p.source)) + " @" + std::to_string(p.rank) + " " +
+                             std::string(p.fields));
+  for (const auto& s : records.skipped)
+    out.skipped.push_back(std::string(names.name(s.source)) + " " + std::string(s.fields));
+}
+
 Reading read(const std::string& text, PlanReader reader) {
   Reading out;
   NameTable names;
   names.intern("a name known before");  // as when the second plan is read
   try {
     const auto records = plan::detail::read_plan_records(text, "p.json", names, reader);
-    out.model_parallel = records.model_parallel;
-    out.head = records.head.dump();
-    for (const auto& p : records.placements)
-      out.placements.push_back(std::string(names.name(p.source)) + " @" + std::to_string(p.rank) + " " +
-                               std::string(p.fields));
-    for (const auto& s : records.skipped)
-      out.skipped.push_back(std::string(names.name(s.source)) + " " + std::string(s.fields));
+    take(records, names, out);
   } catch (const Error& e) {
     out.error = std::to_string(static_cast<int>(e.kind())) + " " + e.what();
   }
@@ -89,13 +95,7 @@ Reading read_through_window(const TempDir& dir, const std::string& text, std::si
   names.intern("a name known before");
   try {
     const auto records = plan::detail::read_plan_file(path, names, window, ahead);
-    out.model_parallel = records.model_parallel;
-    out.head = records.head.dump();
-    for (const auto& p : records.placements)
-      out.placements.push_back(std::string(names.name(p.source)) + " @" + std::to_string(p.rank) + " " +
-                               std::string(p.fields));
-    for (const auto& s : records.skipped)
-      out.skipped.push_back(std::string(names.name(s.source)) + " " + std::string(s.fields));
+    take(records, names, out);
   } catch (const Error& e) {
     std::string what = e.what();
     for (std::size_t at; (at = what.find(path)) != std::string::npos;)
