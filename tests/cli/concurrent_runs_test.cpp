@@ -1,8 +1,8 @@
 // Conversions that meet each other and a changing input: a second run into a folder being written
 // is refused at once, naming the holder, while the first finishes and verifies; runs writing
 // disjoint ranks share the folder; an input file rewritten under a run fails it (exit 4) with the
-// manifest left incomplete. The first run is slowed by the fault shim ("delay") so that the
-// second always meets it busy.
+// manifest left incomplete. The first run is held at its first rank-file write by the fault shim
+// ("gate") until the test lets it go, so the second meets it busy however loaded the machine is.
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli/faults.hpp"
@@ -33,7 +34,7 @@ using shardwise::test::with_fault;
 
 namespace {
 
-const char* const kSlowWrites = "pwrite,delay,1,.model";
+const char* const kHeldWrites = "pwrite,gate,1,.model";
 
 // Every run of these tests writes on one thread.
 const Args kOneThread = {"--threads", "1"};
@@ -50,7 +51,7 @@ bool writing_rank_file(const fs::path& dir) {
 }
 
 // Waits (up to a minute) until a run is writing into `out`: its lock taken, a rank file's
-// temporary there. The slowed writes keep that temporary in place for seconds.
+// temporary there. The held writes keep that temporary in place until the gate opens.
 void wait_until_writing(const fs::path& out) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   bool writing = false;
@@ -68,24 +69,42 @@ int wait_for(int pid) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// The file the held run's writes wait on: it exists until open() (or the end of the test, so that
+// a failed check never leaves a run waiting).
+struct Gate {
+  fs::path path;
+  explicit Gate(fs::path file) : path(std::move(file)) { shardwise::test::write_file(path, "held"); }
+  void open() {
+    std::error_code ec;
+    fs::remove(path, ec);
+  }
+  ~Gate() { open(); }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+};
+
 struct Folders {
   TempDir dir;
   fs::path in = dir / "in";
   fs::path out = dir / "out";
   std::map<std::string, std::string> expected;
+  Gate gate{dir / "gate"};
 
   Folders() {
     generate_checkpoint(in, {"--layers", "2", "--experts", "8"});
     REQUIRE(run_command(convert_args(in, dir / "reference", kOneThread)).exit_code == 0);
     expected = folder_files(dir / "reference");
   }
+
+  std::vector<std::string> held(const Args& args) const {
+    return with_fault(kHeldWrites, convert_args(in, out, args), gate.path.string());
+  }
 };
 
 TEST_CASE(
     "convert: a second run into a folder being written is refused naming the holder, the first finishes") {
   Folders f;
-  const int first =
-      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, kOneThread)));
+  const int first = shardwise::test::spawn_command(f.held(kOneThread));
   wait_until_writing(f.out);
   for (const std::vector<std::string>& extra : {std::vector<std::string>{}, {"--ranks", "2"}, {"--resume"}}) {
     CAPTURE(extra);
@@ -95,6 +114,7 @@ TEST_CASE(
                                            std::to_string(first) + " on host "));
     CHECK_THAT(second.err, Catch::Contains("writing every rank"));
   }
+  f.gate.open();
   CHECK(wait_for(first) == 0);
   CHECK(folder_files(f.out) == f.expected);  // the lock file is gone with its run
   const auto verified = run_command({shardwise::test::shardwise_binary(), "verify", "-i", f.in.string(), "-o",
@@ -106,8 +126,7 @@ TEST_CASE(
 TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common rank is refused") {
   Folders f;
   const Args first_ranks = joined(kOneThread, {"--ranks", "0,1"});
-  const int first =
-      shardwise::test::spawn_command(with_fault(kSlowWrites, convert_args(f.in, f.out, first_ranks)));
+  const int first = shardwise::test::spawn_command(f.held(first_ranks));
   wait_until_writing(f.out);
   const auto overlapping = run_command(convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "1-3"})));
   CHECK(overlapping.exit_code == 5);
@@ -116,6 +135,7 @@ TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common
   const auto disjoint = run_command(convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "2,3"})));
   CHECK(disjoint.exit_code == 0);
   CHECK(disjoint.err.empty());
+  f.gate.open();
   CHECK(wait_for(first) == 0);
   CHECK(folder_files(f.out) == f.expected);  // whichever finished last completed the manifest
 }
@@ -129,8 +149,7 @@ TEST_CASE(
   }
   REQUIRE(!input.empty());
   shardwise::test::CommandResult first;
-  std::thread run(
-      [&] { first = run_command(with_fault(kSlowWrites, convert_args(f.in, f.out, kOneThread))); });
+  std::thread run([&] { first = run_command(f.held(kOneThread)); });
   wait_until_writing(f.out);
   // Rewritten in place, same size: a download or sync writing over it.
   const int fd = ::open(input.c_str(), O_WRONLY);
@@ -138,6 +157,7 @@ TEST_CASE(
   const char edit[4] = {1, 2, 3, 4};
   CHECK(::pwrite(fd, edit, sizeof edit, static_cast<off_t>(fs::file_size(input) - sizeof edit)) == 4);
   ::close(fd);
+  f.gate.open();
   run.join();
   CHECK(first.exit_code == 4);
   CHECK_THAT(first.err, Catch::Contains("input files changed while the conversion read them"));

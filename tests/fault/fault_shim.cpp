@@ -11,7 +11,9 @@
 //   ERROR  an errno name (EIO, ENOSPC, EACCES, EROFS, EDQUOT), "short" (read or write at most half
 //          of what was asked, at least one byte: callers must retry), or "short+ENOSPC" (the N-th
 //          call short, the later ones ENOSPC: a disk filling up mid-write), or "delay" (each call
-//          waits 50 ms first, then succeeds: a slow disk, for tests that act while a run is busy)
+//          waits 50 ms first, then succeeds: a slow disk), or "gate" (each call waits while the
+//          file SHARDWISE_FAULT_GATE names exists, polling every 10 ms for at most 5 minutes, then
+//          succeeds: a run held busy until the test lets it go, whatever the machine's load)
 // For calls on a descriptor the path is the one /proc/self/fd names. Without the variable the
 // shim does nothing. Not linked with the sanitizers: it forwards to whatever comes next
 // (libasan's interceptors in a sanitizer build, then libc).
@@ -32,7 +34,7 @@
 
 namespace {
 
-enum class Mode { off, fail, shortened, short_then_full, delay };
+enum class Mode { off, fail, shortened, short_then_full, delay, gate };
 
 struct Fault {
   Mode mode = Mode::off;
@@ -66,6 +68,8 @@ Fault parse(const char* spec) {
     fault.mode = Mode::shortened;
   } else if (std::strcmp(error, "delay") == 0) {
     fault.mode = Mode::delay;
+  } else if (std::strcmp(error, "gate") == 0) {
+    fault.mode = Mode::gate;
   } else if (std::strcmp(error, "short+ENOSPC") == 0) {
     fault.mode = Mode::short_then_full;
     fault.error = ENOSPC;
@@ -110,6 +114,13 @@ Action decide(const char* op, Matches&& matches) {
   if (f.mode == Mode::delay) {
     const struct timespec wait = {0, 50'000'000};
     ::nanosleep(&wait, nullptr);
+    return Action::pass;
+  }
+  if (f.mode == Mode::gate) {
+    const char* gate = std::getenv("SHARDWISE_FAULT_GATE");
+    const struct timespec poll = {0, 10'000'000};
+    for (int i = 0; gate != nullptr && ::access(gate, F_OK) == 0 && i < 30'000; ++i)
+      ::nanosleep(&poll, nullptr);
     return Action::pass;
   }
   if (f.mode == Mode::shortened || (f.mode == Mode::short_then_full && call == f.nth)) return Action::shorten;
