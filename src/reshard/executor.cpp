@@ -46,6 +46,7 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   outline.params["mp"] = plan.model_parallel;
   outline.rules_name = plan.from_manifest.rules.name;
   outline.input_root = plan.from;
+  outline.name_arena = plan.names;  // the tensors' names are the logical tensors' (borrowed)
   outline.outside_links = plan.outside_links;
   for (const OldFile& old : plan.old_files) {
     outline.input_files.push_back(old.path);
@@ -269,8 +270,7 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     const NewFile& file = plan.outputs[w.planned->rank];
     for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
       entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
-      if (const auto& origin = plan.logical[file.tensors[i].logical].origin)
-        entry.tensors[i].origin = *origin;
+      entry.tensors[i].origin = origin_of(plan, plan.logical[file.tensors[i].logical]);
     }
     if (before_commit) before_commit();
     out.commit();
