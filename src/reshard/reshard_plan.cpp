@@ -411,6 +411,8 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
       t.piece = piece;
       entries.mark_seen(e, ++seen);
     }
+    file.reset();
+    release_free_memory();  // the file's header, parsed (MBs), before the next one is
   }
   const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
                           const std::string& why) {
