@@ -138,6 +138,8 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
 
 // How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
 constexpr std::uint64_t kReadAhead = 64 << 20;
+// The most a writer reads its pieces' rows through at once (gather's scratch), beside its blocks.
+constexpr std::size_t kScratchBytes = 1 << 20;
 // The most one piece of advice to the kernel covers (as convert drops its inputs: 8 MiB chunks).
 constexpr std::uint64_t kAdviceBytes = 8 << 20;
 
@@ -284,25 +286,27 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
                          return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
                        }).share();
   std::mutex damaged_mutex;
-  std::mutex layout_mutex;
-  std::mutex entry_mutex;
+  // Held by a writer while it lays its file out or makes its entry (each 15-25 MB at Pro's tensor
+  // count): one of them at a time.
+  std::mutex per_file_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
   const bool behind = threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    // Not zeroed: only gathering a split on a later dim touches it (what it does not touch takes no memory).
-    auto scratch_memory = std::make_unique_for_overwrite<std::byte[]>(block_bytes);
-    const std::span<std::byte> scratch(scratch_memory.get(), block_bytes);
-    // Laid out again (the run's layout keeps only the sizes), its header text dropped once hashed;
-    // one file at a time (at Pro's count each takes ~15 MB while it is laid out).
+    // Where a split on a later dim reads its pieces' rows: a region of rows per read, however large
+    // the blocks written (a smaller one reads fewer rows at a time). Not zeroed: untouched unless used.
+    const std::size_t scratch_bytes = std::min(block_bytes, kScratchBytes);
+    auto scratch_memory = std::make_unique_for_overwrite<std::byte[]>(scratch_bytes);
+    const std::span<std::byte> scratch(scratch_memory.get(), scratch_bytes);
+    // Laid out again (the run's layout keeps only the sizes), its header text dropped once hashed.
     output::FileWork w = files[f];
     const NewFile& file = plan.outputs[w.planned->rank];
     std::optional<st::OutputFile> out;
     std::optional<FileSink> sink;
     {
-      std::lock_guard lock(layout_mutex);
+      std::lock_guard lock(per_file_mutex);
       w.layout = layout_of(plan, file);
       if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
         throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
@@ -327,8 +331,8 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     }
     if (before_commit) before_commit();
     out->commit();
-    // One file's entry at a time: each is as large as its file's tensor count.
-    std::lock_guard lock(entry_mutex);
+    // One file's entry at a time, and no file laid out meanwhile.
+    std::lock_guard lock(per_file_mutex);
     std::vector<std::size_t>().swap(w.layout.order);
     std::vector<std::uint64_t>().swap(w.layout.offset);
     std::vector<std::uint64_t>().swap(w.layout.bytes);
