@@ -167,6 +167,9 @@ void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter
                          const std::function<void(std::string_view)>& sink);
 // The same as JSON (one document).
 std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
+// The same, handed to `sink` in parts (never held whole); Error(usage) before the first part.
+void format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter,
+                         const std::function<void(std::string_view)>& sink);
 // The plan at a glance: tensors and bytes per cut, per new rank file its size and the old files
 // it reads.
 std::string format_reshard_summary(const ReshardPlan& plan);
