@@ -47,7 +47,7 @@ void print_reshard_plan(const reshard::ReshardPlan& plan, const ReshardArgs& arg
   if (args.view.summary) {
     print(reshard::format_reshard_summary(plan));
   } else if (args.format == "json") {
-    print(reshard::format_reshard_json(plan, args.view.filter));
+    reshard::format_reshard_json(plan, args.view.filter, print);  // in parts, as the text
   } else {
     reshard::format_reshard_text(plan, args.view.filter, print);  // in parts: at Pro's count, 20 MB
   }

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <future>
 #include <iterator>
+#include <memory>
 #include <mutex>
+#include <span>
 #include <stdexcept>
 #include <utility>
 
@@ -16,6 +18,7 @@
 
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/output/output_run.hpp>
@@ -32,9 +35,30 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The new files as a plan::Plan, as far as convert's run reads one: the files, their tensors
-// (names, dtypes, shapes, cuts), the side files, and the old rank files as its inputs.
-plan::Plan outline_of(const ReshardPlan& plan) {
+// A new file as a plan::OutputFile, its tensors listed (names, dtypes, shapes, cuts).
+plan::OutputFile outlined_file(const ReshardPlan& plan, const NewFile& file) {
+  plan::OutputFile out{file.rank, file.file, {}, file.bytes};
+  out.tensors.reserve(file.tensors.size());  // exactly: at Pro's count, a 9 MB vector per file
+  for (const NewTensor& t : file.tensors) {
+    const LogicalTensor& logical = plan.logical[t.logical];
+    plan::PlannedTensor planned;
+    planned.name = logical.name;  // borrowed, as the logical tensor's
+    planned.dtype = logical.dtype;
+    planned.shape = shape_of(plan, t);
+    planned.bytes = t.bytes;
+    planned.placement = logical.placement;
+    out.tensors.push_back(std::move(planned));
+  }
+  return out;
+}
+
+// Which of the new files' tensor lists the outline holds: every file's, or none (Lists::per_file: each
+// file's made while it is laid out and written, then dropped).
+enum class Lists { all, per_file };
+
+// The new files as a plan::Plan, as far as convert's run reads one: the files (their tensors as
+// `lists` says), the side files, and the old rank files as its inputs.
+plan::Plan outline_of(const ReshardPlan& plan, Lists lists) {
   plan::Plan outline;
   outline.model_parallel = plan.model_parallel;
   outline.params = plan.from_manifest.params;
@@ -46,6 +70,7 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   outline.params["mp"] = plan.model_parallel;
   outline.rules_name = plan.from_manifest.rules.name;
   outline.input_root = plan.from;
+  outline.name_arena = plan.names;  // the tensors' names are the logical tensors' (borrowed)
   outline.outside_links = plan.outside_links;
   for (const OldFile& old : plan.old_files) {
     outline.input_files.push_back(old.path);
@@ -53,22 +78,44 @@ plan::Plan outline_of(const ReshardPlan& plan) {
   }
   outline.outputs.reserve(plan.outputs.size());
   for (const NewFile& file : plan.outputs) {
-    plan::OutputFile out{file.rank, file.file, {}, file.bytes};
-    out.tensors.reserve(file.tensors.size());  // exactly: at Pro's count, a 15 MB vector per file
-    for (const NewTensor& t : file.tensors) {
-      const LogicalTensor& logical = plan.logical[t.logical];
-      plan::PlannedTensor planned;
-      planned.name = logical.name;
-      planned.dtype = logical.dtype;
-      planned.shape = shape_of(plan, t);
-      planned.bytes = t.bytes;
-      planned.placement = logical.placement;
-      out.tensors.push_back(std::move(planned));
-    }
-    outline.outputs.push_back(std::move(out));
+    outline.outputs.push_back(lists == Lists::all ? outlined_file(plan, file)
+                                                  : plan::OutputFile{file.rank, file.file, {}, file.bytes});
   }
   outline.side_files = plan.side_files;
   return outline;
+}
+
+// The layout of a new file (as output::layout_of lays out its outlined file), from the plan.
+st::FileLayout layout_of(const ReshardPlan& plan, const NewFile& file) {
+  std::vector<st::OutputTensor> tensors;
+  tensors.reserve(file.tensors.size());
+  for (const NewTensor& t : file.tensors) {
+    const LogicalTensor& logical = plan.logical[t.logical];
+    tensors.push_back({logical.name.str(), logical.dtype, shape_of(plan, t)});
+  }
+  return st::layout_file(tensors);
+}
+
+// A new file's manifest entry: its tensors' names, checksums and cuts, and their origins as the old
+// manifest records them (`convert --reverse`). Made a tensor at a time from the plan.
+output::ManifestOutput entry_of(const ReshardPlan& plan, const NewFile& file, const FileSink& sink) {
+  output::ManifestOutput entry = sink.entry();
+  entry.tensors.resize(file.tensors.size());
+  for (std::size_t i = 0; i < file.tensors.size(); ++i) {
+    const NewTensor& t = file.tensors[i];
+    const LogicalTensor& logical = plan.logical[t.logical];
+    plan::PlannedTensor planned;
+    planned.name = logical.name;
+    planned.dtype = logical.dtype;
+    planned.shape = shape_of(plan, t);
+    planned.bytes = t.bytes;
+    planned.placement = logical.placement;
+    output::ManifestTensor& m = entry.tensors[i];
+    m.name = logical.name.str();
+    m.cut = output::cut_of(planned, file.rank, plan.model_parallel);
+    m.origin = origin_of(plan, logical);
+  }
+  return entry;
 }
 
 // The new manifest before any file is written: the old one's rules, original input and parameters
@@ -91,6 +138,8 @@ output::Manifest planned_manifest(const ReshardPlan& plan) {
 
 // How far a file's gathering asks the kernel to read ahead of it (at least the next tensor).
 constexpr std::uint64_t kReadAhead = 64 << 20;
+// The most a writer reads its pieces' rows through at once (gather's scratch), beside its blocks.
+constexpr std::size_t kScratchBytes = 1 << 20;
 // The most one piece of advice to the kernel covers (as convert drops its inputs: 8 MiB chunks).
 constexpr std::uint64_t kAdviceBytes = 8 << 20;
 
@@ -197,7 +246,7 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
     if (sink.gathered() - before != t.bytes || w.layout.offset[index] != w.layout.data_start + before) {
       throw Error(ErrorKind::io,
                   fmt::format("{}: {} gathered {} bytes at {}, laid out as {} at {}", file.file,
-                              w.planned->tensors[index].name, sink.gathered() - before, before, t.bytes,
+                              plan.logical[t.logical].name, sink.gathered() - before, before, t.bytes,
                               w.layout.offset[index]));
     }
     sink.end_tensor(index);
@@ -237,26 +286,41 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
                          return hash_copies(plan, inputs, 1, drop, &copy_hashes.stop);
                        }).share();
   std::mutex damaged_mutex;
+  // Held by a writer while it lays its file out or makes its entry (each 15-25 MB at Pro's tensor
+  // count): one of them at a time.
+  std::mutex per_file_mutex;
   std::vector<Damage> damaged;
   std::size_t refused = 0;  // files not committed for having read a damaged piece (or a copy being damaged)
   const bool behind = threads >= 2 * files.size();
   const unsigned writers = behind ? static_cast<unsigned>(files.size()) : threads;
   run_parallel(files.size(), writers, [&](std::size_t f, unsigned) {
     if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
-    std::vector<std::byte> scratch(block_bytes);
+    // Where a split on a later dim reads its pieces' rows: a region of rows per read, however large
+    // the blocks written (a smaller one reads fewer rows at a time). Not zeroed: untouched unless used.
+    const std::size_t scratch_bytes = std::min(block_bytes, kScratchBytes);
+    auto scratch_memory = std::make_unique_for_overwrite<std::byte[]>(scratch_bytes);
+    const std::span<std::byte> scratch(scratch_memory.get(), scratch_bytes);
     // Laid out again (the run's layout keeps only the sizes), its header text dropped once hashed.
     output::FileWork w = files[f];
-    w.layout = output::layout_of(*w.planned);
-    if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
-      throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
-    progress.set_current(w.planned->file);
-    st::OutputFile out = st::OutputFile::create(w.final_path, w.layout);
-    FileSink sink(out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
-                  drop, progress);
-    std::string().swap(w.layout.header);
+    const NewFile& file = plan.outputs[w.planned->rank];
+    std::optional<st::OutputFile> out;
+    std::optional<FileSink> sink;
+    {
+      std::lock_guard lock(per_file_mutex);
+      w.layout = layout_of(plan, file);
+      if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
+        throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
+      progress.set_current(w.planned->file);
+      out.emplace(st::OutputFile::create(w.final_path, w.layout));
+      sink.emplace(*out, w, block_bytes, behind ? FileSink::Mode::write_behind : FileSink::Mode::inline_write,
+                   drop, progress);
+      std::string().swap(w.layout.header);
+      release_free_memory();
+    }
     std::vector<Damage> read_damaged;
-    gather_file(plan, w, inputs, scratch, drop, sink, read_damaged);
-    output::ManifestOutput entry = sink.finish();
+    gather_file(plan, w, inputs, scratch, drop, *sink, read_damaged);
+    scratch_memory.reset();
+    sink->finish();
     // Waits for the copies (each thread through its own future of them).
     const bool copies_sound = std::shared_future(copy_hashes.result).get().empty();
     if (!read_damaged.empty() || !copies_sound) {
@@ -265,15 +329,15 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
       ++refused;
       return;
     }
-    // Each tensor's origin, as the old manifest records it (`convert --reverse`).
-    const NewFile& file = plan.outputs[w.planned->rank];
-    for (std::size_t i = 0; i < entry.tensors.size(); ++i) {
-      entry.tensors[i].cut = output::cut_of(w.planned->tensors[i], w.planned->rank, plan.model_parallel);
-      if (const auto& origin = plan.logical[file.tensors[i].logical].origin)
-        entry.tensors[i].origin = *origin;
-    }
     if (before_commit) before_commit();
-    out.commit();
+    out->commit();
+    // One file's entry at a time, and no file laid out meanwhile.
+    std::lock_guard lock(per_file_mutex);
+    std::vector<std::size_t>().swap(w.layout.order);
+    std::vector<std::uint64_t>().swap(w.layout.offset);
+    std::vector<std::uint64_t>().swap(w.layout.bytes);
+    release_free_memory();  // the file's buffers, before its entry takes their place
+    output::ManifestOutput entry = entry_of(plan, file, *sink);
     if (on_commit) on_commit(std::move(entry));
   });
   const std::vector<Damage>& damaged_copies = copy_hashes.result.get();
@@ -292,7 +356,12 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
 }  // namespace
 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
-  const plan::Plan outline = outline_of(plan);
+  // A whole run that keeps no earlier file reads a new file's tensor list only while it lays the file
+  // out and writes it; a partial or resumed run compares every list with other runs' records.
+  const Lists lists = !options.run.ranks && !options.run.launch && options.run.resume != output::Resume::keep_finished
+                          ? Lists::per_file
+                          : Lists::all;
+  const plan::Plan outline = outline_of(plan, lists);
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
   // Only each file's sizes are kept: its header (MBs at 100,000s of tensors) is laid out again when
@@ -300,19 +369,29 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
     std::vector<output::FileWork> files;
     for (const std::uint64_t rank : ranks) {
-      output::FileWork w = output::lay_out_file(outline.outputs[rank], out_dir);
+      output::FileWork w;
+      if (lists == Lists::per_file) {
+        w = output::lay_out_file(outlined_file(plan, plan.outputs[rank]), out_dir);
+        w.planned = &outline.outputs[rank];
+      } else {
+        w = output::lay_out_file(outline.outputs[rank], out_dir);
+      }
       std::string().swap(w.layout.header);
       std::vector<std::size_t>().swap(w.layout.order);
       std::vector<std::uint64_t>().swap(w.layout.offset);
       std::vector<std::uint64_t>().swap(w.layout.bytes);
       files.push_back(std::move(w));
     }
+    release_free_memory();  // what laying the files out took, before the writing threads allocate
     return files;
   };
+  // The run counts the tensors of the outline's lists: without them, counted here.
+  std::size_t written_tensors = 0;
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
   writer.write = [&](std::vector<output::FileWork>& files, unsigned threads, output::PageCache cache,
                      output::Progress& progress, const output::CommitHook& on_commit,
                      const output::PreCommitCheck& before_commit) {
+    for (const output::FileWork& w : files) written_tensors += plan.outputs[w.planned->rank].tensors.size();
     write_files(plan, files, threads, std::max<std::size_t>(options.piece_bytes, 64), cache, progress,
                 on_commit, before_commit);
   };
@@ -322,7 +401,9 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     }
     return std::nullopt;
   };
-  return output::run_outputs(outline, options.run, writer);
+  ReshardSummary summary = output::run_outputs(outline, options.run, writer);
+  if (lists == Lists::per_file) summary.tensors = written_tensors;
+  return summary;
 }
 
 }  // namespace shardwise::reshard

@@ -13,7 +13,7 @@ FileSink::FileSink(st::OutputFile& out, const output::FileWork& work, std::size_
   blocks_[0].data.resize(block_bytes);
   if (mode == Mode::write_behind) blocks_[1].data.resize(block_bytes);
   blocks_[0].offset = work.layout.data_start;
-  tensor_xxh3_.resize(work.planned->tensors.size());
+  tensor_xxh3_.resize(work.layout.order.size());
   file_hash_.update(work.prefix);
   file_hash_.update(work.layout.header);
   if (mode == Mode::write_behind) behind_ = std::thread([this] { behind_loop(); });
@@ -117,18 +117,21 @@ void FileSink::behind_loop() {
   }
 }
 
-output::ManifestOutput FileSink::finish() {
+void FileSink::finish() {
   if (blocks_[current_].used > 0) submit();
   if (behind_.joinable()) {
     wait_free(0);
     wait_free(1);
   }
   if (drop_) out_.drop_written(dropped_to_, work_.layout.file_size - dropped_to_);
-  const plan::OutputFile& planned = *work_.planned;
-  output::ManifestOutput entry{planned.rank, planned.file, work_.layout.file_size, file_hash_.digest(), {}};
-  entry.tensors.resize(planned.tensors.size());
-  for (std::size_t i = 0; i < planned.tensors.size(); ++i)
-    entry.tensors[i] = {planned.tensors[i].name, tensor_xxh3_[i]};
+  for (Block& b : blocks_) std::vector<std::byte>().swap(b.data);  // before the file's entry is made
+}
+
+output::ManifestOutput FileSink::entry() const {
+  output::ManifestOutput entry{work_.planned->rank, work_.planned->file, work_.layout.file_size,
+                               file_hash_.digest(), {}};
+  entry.tensors.resize(tensor_xxh3_.size());
+  for (std::size_t i = 0; i < tensor_xxh3_.size(); ++i) entry.tensors[i].xxh3 = tensor_xxh3_[i];
   return entry;
 }
 

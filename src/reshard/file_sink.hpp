@@ -40,9 +40,13 @@ class FileSink {
   // The bytes since the last end_tensor() are tensor `index` (of work.planned->tensors), complete.
   void end_tensor(std::size_t index);
   std::uint64_t gathered() const noexcept { return gathered_; }
-  // Waits until every byte is written (with drop: on disk and out of the page cache); the file's
-  // entry (checksums; cuts left empty). Rethrows what the second thread failed with.
-  output::ManifestOutput finish();
+  // Waits until every byte is written (with drop: on disk and out of the page cache). Rethrows what
+  // the second thread failed with.
+  void finish();
+  // Once finished: the file's entry, its checksums (its tensors' xxh3 alone: their names, cuts and
+  // origins are the caller's to fill in). Made when it is recorded, not before: at a large model's
+  // tensor count, 20 MB for each file.
+  output::ManifestOutput entry() const;
 
  private:
   struct Block {

@@ -161,26 +161,55 @@ void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter
 }
 
 std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter) {
+  std::string text;
+  format_reshard_json(plan, filter, [&](std::string_view part) { text += part; });
+  return text;
+}
+
+namespace {
+
+// `json` as nlohmann's dump(1) writes it nested `depth` levels deep (its lines after the first
+// indented by as many spaces; a string's newlines are escaped, so every '\n' is a line's).
+std::string nested_dump(const nlohmann::ordered_json& json, std::size_t depth) {
+  std::string text = json.dump(1);
+  std::string out;
+  out.reserve(text.size());
+  for (const char c : text) {
+    out += c;
+    if (c == '\n') out.append(depth, ' ');
+  }
+  return out;
+}
+
+}  // namespace
+
+// The document as nlohmann's dump(1) of it, made a tensor at a time: at a large model's tensor count
+// the whole document as JSON objects took 100s of MB.
+void format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter,
+                         const std::function<void(std::string_view)>& sink) {
+  using Json = nlohmann::ordered_json;
   const Selection selection(plan, filter);
-  nlohmann::ordered_json json;
-  json["from"] = plan.from;
-  json["from_model_parallel"] = plan.from_model_parallel;
-  json["model_parallel"] = plan.model_parallel;
-  json["outputs"] = nlohmann::ordered_json::array();
+  constexpr std::size_t kPartBytes = 64 << 10;
+  std::string text = fmt::format("{{\n \"from\": {},\n \"from_model_parallel\": {},\n \"model_parallel\": {},\n "
+                                 "\"outputs\": [",
+                                 Json(plan.from).dump(), plan.from_model_parallel, plan.model_parallel);
+  bool any_file = false;
   for (const NewFile& f : plan.outputs) {
     if (!selection.shows(f)) continue;
-    nlohmann::ordered_json file = {
-        {"rank", f.rank}, {"file", f.file}, {"bytes", f.bytes}, {"tensors", nlohmann::ordered_json::array()}};
+    text += fmt::format("{}\n  {{\n   \"rank\": {},\n   \"file\": {},\n   \"bytes\": {},\n   \"tensors\": [",
+                        any_file ? "," : "", f.rank, Json(f.file).dump(), f.bytes);
+    any_file = true;
+    bool any_tensor = false;
     for (const NewTensor& t : f.tensors) {
       if (!selection.shows(t)) continue;
       const LogicalTensor& logical = plan.logical[t.logical];
-      nlohmann::ordered_json tensor = {{"name", logical.name},
-                                       {"dtype", std::string(st::dtype_name(logical.dtype))},
-                                       {"shape", shape_of(plan, t)},
-                                       {"cut", how(logical)},
-                                       {"pieces", nlohmann::ordered_json::array()}};
+      Json tensor = {{"name", logical.name.str()},
+                     {"dtype", std::string(st::dtype_name(logical.dtype))},
+                     {"shape", shape_of(plan, t)},
+                     {"cut", how(logical)},
+                     {"pieces", Json::array()}};
       for (const Use& u : uses(plan, t)) {
-        nlohmann::ordered_json piece = {{"file", plan.old_files[u.file].file}};
+        Json piece = {{"file", plan.old_files[u.file].file}};
         if (logical.placement.kind == Kind::split) {
           piece["dim"] = logical.placement.dim;
           piece["begin"] = u.begin;
@@ -188,12 +217,20 @@ std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter&
         }
         tensor["pieces"].push_back(std::move(piece));
       }
-      file["tensors"].push_back(std::move(tensor));
+      text += any_tensor ? ",\n    " : "\n    ";
+      any_tensor = true;
+      text += nested_dump(tensor, 4);
+      if (text.size() >= kPartBytes) {
+        sink(text);
+        text.clear();
+      }
     }
-    json["outputs"].push_back(std::move(file));
+    text += any_tensor ? "\n   ]\n  }" : "]\n  }";
   }
-  json["side_files"] = plan.side_files;
-  return json.dump(1) + "\n";
+  text += any_file ? "\n ],\n \"side_files\": " : "],\n \"side_files\": ";
+  text += nested_dump(Json(plan.side_files), 1);
+  text += "\n}\n";
+  sink(text);
 }
 
 std::string format_reshard_summary(const ReshardPlan& plan) {

@@ -7,12 +7,15 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <limits>
 #include <set>
+#include <span>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/output/checksum.hpp>
 #include <shardwise/plan/planner.hpp>
@@ -43,36 +46,151 @@ std::string kind_text(const plan::Placement& p) {
   return "replicated";
 }
 
-// A tensor entry of the old manifest, as planning keeps it: its origin shared, so that the pieces
-// made of it (and a logical tensor) point to one copy.
+// A tensor entry of the old manifest as planning keeps it (240,000 at Pro's count): its name in the
+// plan's arena, its cut's fields, its origin among the plan's; and once its file's header agrees,
+// where its bytes are (`seen`: it is a piece, to join its logical tensor).
 struct Entry {
-  std::string name;
+  plan::Name name;
   std::uint64_t xxh3 = 0;
-  std::optional<output::TensorCut> cut{};
-  std::shared_ptr<const output::TensorOrigin> origin{};
+  plan::Shape shape;  // the cut's, as written
+  plan::Placement placement;
+  std::uint64_t begin = 0;
+  std::uint64_t end = 0;
+  std::uint64_t size = 0;
+  std::shared_ptr<const output::CompositeCut> composite{};
+  Piece piece{};  // once seen
+  std::uint32_t origin = kNoOrigin;
+  std::uint32_t seen = 0;  // 0: not a piece; otherwise the order in which pieces were seen, from 1
+  st::DType dtype{};
+  bool has_cut = false;
 };
-// Each output entry's tensors, in the manifest's order of output entries.
-using Entries = std::vector<std::vector<Entry>>;
+
+// Every entry, in blocks that go as soon as their pieces have joined their logical tensors (the
+// logical tensors then take the memory the entries leave), and each output entry's list of them.
+class Entries {
+ public:
+  static constexpr std::size_t kBlock = 2048;
+
+  std::size_t size() const noexcept { return size_; }
+  Entry& operator[](std::size_t i) { return blocks_[i / kBlock][i % kBlock]; }
+  const Entry& operator[](std::size_t i) const { return blocks_[i / kBlock][i % kBlock]; }
+  // Each output entry's tensors (indices), in the manifest's order.
+  const std::vector<std::uint32_t>& of_output(std::size_t output) const { return by_output_[output]; }
+  std::size_t outputs() const noexcept { return by_output_.size(); }
+  void resize_outputs(std::size_t n) { by_output_.resize(n); }
+
+  // `output`: the output entry listing it; none: a piece of no entry (a fused output's part).
+  Entry& add(std::optional<std::size_t> output, Entry&& entry) {
+    if (size_ == std::numeric_limits<std::uint32_t>::max())
+      throw Error(ErrorKind::input, "the manifest lists more tensors than a plan holds");
+    if (size_ % kBlock == 0) {
+      blocks_.emplace_back();
+      blocks_.back().reserve(kBlock);
+      left_.push_back(0);
+    }
+    if (output) {
+      if (by_output_.size() <= *output) by_output_.resize(*output + 1);
+      by_output_[*output].push_back(static_cast<std::uint32_t>(size_));
+    }
+    ++size_;
+    return blocks_.back().emplace_back(std::move(entry));
+  }
+  // Entry i is a piece: its block stays until it has joined (joined(i)).
+  void mark_seen(std::size_t i, std::uint32_t order) {
+    (*this)[i].seen = order;
+    ++left_[i / kBlock];
+  }
+  void joined(std::size_t i) {
+    if (--left_[i / kBlock] != 0) return;
+    std::vector<Entry>().swap(blocks_[i / kBlock]);
+    // Given back as the join goes (the logical tensors it makes are allocated elsewhere).
+    if (++freed_ % kBlocksPerRelease == 0) release_free_memory();
+  }
+  // The output lists, once every file is read.
+  void drop_output_lists() { std::vector<std::vector<std::uint32_t>>().swap(by_output_); }
+  // Blocks without pieces: every entry of them read and refused, or of a missing file.
+  void drop_unseen_blocks() {
+    for (std::size_t b = 0; b < blocks_.size(); ++b) {
+      if (left_[b] == 0) std::vector<Entry>().swap(blocks_[b]);
+    }
+  }
+
+ private:
+  std::vector<std::vector<Entry>> blocks_;
+  static constexpr std::size_t kBlocksPerRelease = 16;  // ~5 MB
+  std::vector<std::size_t> left_;  // per block: its pieces still to join
+  std::size_t freed_ = 0;
+  std::vector<std::vector<std::uint32_t>> by_output_;
+  std::size_t size_ = 0;
+};
+
+// Origins as the plan keeps them (Origin): names in its arena (an origin named as its tensor shares
+// the tensor's), each irreversible text once.
+class OriginTable {
+ public:
+  explicit OriginTable(ReshardPlan& plan) : plan_(plan) {
+    for (std::uint32_t i = 0; i < plan.origin_texts.size(); ++i) texts_.try_emplace(plan.origin_texts[i], i);
+  }
+  std::uint32_t add(output::TensorOrigin&& origin, const plan::Name& tensor_name) {
+    Origin kept{origin.name == tensor_name.view() ? tensor_name : name_in(plan_, origin.name),
+                origin.dtype,
+                plan::Shape(origin.shape),
+                origin.rows,
+                0,
+                origin.within};
+    const auto [text, added] =
+        texts_.try_emplace(std::move(origin.irreversible), static_cast<std::uint32_t>(plan_.origin_texts.size()));
+    if (added) plan_.origin_texts.push_back(text->first);
+    kept.irreversible = text->second;
+    plan_.origins.push_back(std::move(kept));
+    return static_cast<std::uint32_t>(plan_.origins.size() - 1);
+  }
+  static plan::Name name_in(ReshardPlan& plan, std::string_view name) {
+    return plan::Name::borrowed(plan.names->add(name));
+  }
+
+ private:
+  ReshardPlan& plan_;
+  std::map<std::string, std::uint32_t, std::less<>> texts_;
+};
+
+// An entry of the manifest as planning keeps it; without its origin when `keep_origin` is false
+// (reversing: its caller reads the manifest's own).
+Entry entry_of(ReshardPlan& plan, OriginTable& origins, output::ManifestTensor&& t, bool keep_origin) {
+  Entry e;
+  e.name = OriginTable::name_in(plan, t.name);
+  e.xxh3 = t.xxh3;
+  if (t.cut) {
+    e.has_cut = true;
+    e.dtype = t.cut->dtype;
+    e.shape = plan::Shape(t.cut->shape);
+    e.placement = t.cut->placement;
+    e.begin = t.cut->begin;
+    e.end = t.cut->end;
+    e.size = t.cut->size;
+    e.composite = std::move(t.cut->composite);
+  }
+  if (keep_origin && t.origin) e.origin = origins.add(std::move(*t.origin), e.name);
+  return e;
+}
 
 // The tensor entries of `manifest` (already read whole), moved out of it; or, when `keep`, copied
 // without their origins (reversing: its caller reads the manifest's own).
-Entries entries_of(output::Manifest& manifest, bool keep) {
-  Entries entries(manifest.outputs.size());
+void entries_of(ReshardPlan& plan, output::Manifest& manifest, bool keep, Entries& entries) {
+  OriginTable origins(plan);
+  entries.resize_outputs(manifest.outputs.size());
   for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
     std::vector<output::ManifestTensor>& tensors = manifest.outputs[i].tensors;
-    entries[i].reserve(tensors.size());
     for (output::ManifestTensor& t : tensors) {
       if (keep) {
-        entries[i].push_back({t.name, t.xxh3, t.cut, nullptr});
-        continue;
+        output::ManifestTensor copy{t.name, t.xxh3, t.cut, std::nullopt};
+        entries.add(i, entry_of(plan, origins, std::move(copy), false));
+      } else {
+        entries.add(i, entry_of(plan, origins, std::move(t), true));
       }
-      std::shared_ptr<const output::TensorOrigin> origin;
-      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
-      entries[i].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
     }
     if (!keep) std::vector<output::ManifestTensor>().swap(tensors);
   }
-  return entries;
 }
 
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
@@ -105,9 +223,8 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const E
   if (manifest->rules.output_file.empty()) {
     // Version 3 records a cut for every tensor; only rules that mirror the input's files (one
     // output per input file, no rank pattern) leave the pattern out.
-    const bool cuts = std::any_of(entries.begin(), entries.end(), [](const auto& out) {
-      return std::any_of(out.begin(), out.end(), [](const auto& t) { return t.cut.has_value(); });
-    });
+    bool cuts = false;
+    for (std::size_t i = 0; i < entries.size(); ++i) cuts = cuts || entries[i].has_cut;
     if (cuts) {
       throw Error(
           ErrorKind::input,
@@ -128,9 +245,10 @@ void check_old_manifest(const std::optional<output::Manifest>& manifest, const E
     throw Error(ErrorKind::input, fmt::format("{}", fmt::join(lines, "\n")));
   }
   mp = manifest->params.at("mp");
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    for (const Entry& t : entries[i]) {
-      if (!t.cut) {
+  for (std::size_t i = 0; i < entries.outputs(); ++i) {
+    for (const std::uint32_t e : entries.of_output(i)) {
+      const Entry& t = entries[e];
+      if (!t.has_cut) {
         throw Error(
             ErrorKind::input,
             fmt::format("{}: {} in {} has no recorded cut (manifests before version 3 do not record how "
@@ -167,39 +285,13 @@ void check_no_stray_rank_files(const ReshardPlan& plan, Diagnostics& problems) {
 // --reverse, which writes every tensor whole).
 enum class Parts { refuse, gather };
 
-// What joining reads of a piece's cut (its range is the piece's; a fused output is refused, or
-// gathered by parts, before): 240k pieces at Pro's count hold one each.
-struct PieceCut {
-  st::DType dtype;
-  st::Shape shape;
-  plan::Placement placement;
-  std::uint64_t size = 0;
-  PieceCut(const output::TensorCut& cut)  // NOLINT(google-explicit-constructor): a cut, narrowed
-      : dtype(cut.dtype), shape(cut.shape), placement(cut.placement), size(cut.size) {}
-  PieceCut(output::TensorCut&& cut)  // NOLINT(google-explicit-constructor)
-      : dtype(cut.dtype), shape(std::move(cut.shape)), placement(cut.placement), size(cut.size) {}
-};
-
-// A piece as the old manifest and header describe it, before it joins its logical tensor: its
-// own copy of the entry's cut (and origin), so that the entries can go once read.
-struct Seen {
-  PieceCut cut;
-  std::uint64_t xxh3 = 0;
-  Piece piece;
-  std::shared_ptr<const output::TensorOrigin> origin{};
-};
-
-// Every old rank file opened and compared with its manifest entry; returns the pieces by name.
-// With `recorded`, the manifest's checksums of split and owned pieces are kept for the executor
-// to compare (a manifest derived with rules records none), and so are those of replicated copies
-// checked when written; the others are hashed here. Each file's entries move into its pieces and
-// are dropped (`entries` holds them: reversing, whose caller reads the manifest's, a copy): at a
-// large model's tensor count they would otherwise be held beside the pieces made of them. A name's
-// pieces keep the first origin recorded (join's), not one copy per rank.
-std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entries& entries, bool recorded,
-                                                        CopyCheck copies, Parts parts,
-                                                        Diagnostics& problems) {
-  std::map<std::string, std::vector<Seen>> seen;
+// Every old rank file opened and compared with its manifest entries; the entries that agree become
+// pieces (Entries::mark_seen, in the order read). With `recorded`, the manifest's checksums of split
+// and owned pieces are kept for the executor to compare (a manifest derived with rules records
+// none), and so are those of replicated copies checked when written; the others are hashed here.
+void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyCheck copies, Parts parts,
+                    Diagnostics& problems) {
+  std::uint32_t seen = 0;
   std::vector<std::byte> buffer(1 << 20);
   struct Refused {
     std::set<std::string> names;
@@ -210,7 +302,7 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entri
   Refused held_by_several;
   for (std::size_t o = 0; o < plan.from_manifest.outputs.size(); ++o) {
     const output::ManifestOutput& out = plan.from_manifest.outputs[o];
-    std::vector<Entry>& listed_entries = entries[o];
+    const std::vector<std::uint32_t>& listed_entries = entries.of_output(o);
     const std::string path = (fs::path(plan.from) / out.file).string();
     std::error_code ec;
     if (!fs::is_regular_file(path, ec)) {
@@ -230,59 +322,79 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entri
       continue;
     }
     const std::vector<st::TensorInfo>& tensors = file->header().tensors;
-    std::set<std::string> listed;
-    for (const Entry& t : listed_entries) listed.insert(t.name);
+    std::vector<std::string_view> listed;
+    listed.reserve(listed_entries.size());
+    for (const std::uint32_t e : listed_entries) listed.push_back(entries[e].name.view());
+    std::sort(listed.begin(), listed.end());
     for (const st::TensorInfo& info : tensors) {
-      if (listed.count(info.name) == 0)
+      if (!std::binary_search(listed.begin(), listed.end(), std::string_view(info.name)))
         problems.add(fmt::format("{}: {} is not in the manifest", path, info.name));
     }
+    std::vector<std::string_view>().swap(listed);
     const std::size_t index = plan.old_files.size();
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
-    for (Entry& t : listed_entries) {
-      if (parts == Parts::gather && t.cut && t.cut->placement.kind == Kind::composite && t.cut->composite) {
-        const st::TensorInfo* info = file->header().find(t.name);
-        if (info == nullptr || info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
-          problems.add(fmt::format("{}: {} is not in the file as the manifest says ({}{})", path, t.name,
-                                   st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
+    for (const std::uint32_t e : listed_entries) {
+      Entry& t = entries[e];
+      const std::string name(t.name.view());
+      if (parts == Parts::gather && t.has_cut && t.placement.kind == Kind::composite && t.composite) {
+        const st::TensorInfo* info = file->header().find(name);
+        if (info == nullptr || info->dtype != t.dtype || !(t.shape == info->shape)) {
+          problems.add(fmt::format("{}: {} is not in the file as the manifest says ({}{})", path, name,
+                                   st::dtype_name(t.dtype), st::shape_text(st::Shape(t.shape))));
           continue;
         }
-        const output::ManifestTensor whole{t.name, t.xxh3, t.cut, std::nullopt};
+        const output::ManifestTensor whole{
+            name, t.xxh3,
+            output::TensorCut{t.dtype, st::Shape(t.shape), t.placement, t.begin, t.end, t.size, t.composite},
+            std::nullopt};
         for (FusedPart& part : fused_parts(whole, index, file->fd(), path, file->absolute_offset(*info),
-                                           info->bytes(), buffer, problems))
-          seen[part.name].push_back({*part.cut, part.xxh3, part.piece});
-        continue;
-      }
-      if (parts == Parts::refuse && t.cut &&
-          (t.cut->placement.kind == Kind::composite || t.cut->placement.replicas > 1)) {
-        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is. Said once
-        // per kind after the files (a model has thousands on every rank).
-        Refused& kind = t.cut->placement.kind == Kind::composite ? fused : held_by_several;
-        if (kind.names.insert(t.name).second && kind.names.size() == 1) {
-          kind.first = fmt::format("{} in {}", t.name, out.file);
-          kind.replicas = t.cut->placement.replicas;
+                                           info->bytes(), buffer, problems)) {
+          Entry piece;
+          piece.name = OriginTable::name_in(plan, part.name);
+          piece.xxh3 = part.xxh3;
+          piece.dtype = part.cut->dtype;
+          piece.shape = plan::Shape(part.cut->shape);
+          piece.placement = part.cut->placement;
+          piece.size = part.cut->size;
+          piece.has_cut = true;
+          piece.piece = part.piece;
+          const std::size_t added = entries.size();
+          entries.add(std::nullopt, std::move(piece));
+          entries.mark_seen(added, ++seen);
         }
         continue;
       }
-      const st::TensorInfo* info = file->header().find(t.name);
+      if (parts == Parts::refuse && t.has_cut &&
+          (t.placement.kind == Kind::composite || t.placement.replicas > 1)) {
+        // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is. Said once
+        // per kind after the files (a model has thousands on every rank).
+        Refused& kind = t.placement.kind == Kind::composite ? fused : held_by_several;
+        if (kind.names.insert(name).second && kind.names.size() == 1) {
+          kind.first = fmt::format("{} in {}", name, out.file);
+          kind.replicas = t.placement.replicas;
+        }
+        continue;
+      }
+      const st::TensorInfo* info = file->header().find(name);
       if (info == nullptr) {
-        problems.add(fmt::format("{}: {} is in the manifest but not in the file", path, t.name));
+        problems.add(fmt::format("{}: {} is in the manifest but not in the file", path, name));
         continue;
       }
-      if (info->dtype != t.cut->dtype || info->shape != t.cut->shape) {
-        problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, t.name,
+      if (info->dtype != t.dtype || !(t.shape == info->shape)) {
+        problems.add(fmt::format("{}: {} is {}{}, the manifest says {}{}", path, name,
                                  st::dtype_name(info->dtype), st::shape_text(info->shape),
-                                 st::dtype_name(t.cut->dtype), st::shape_text(t.cut->shape)));
+                                 st::dtype_name(t.dtype), st::shape_text(st::Shape(t.shape))));
         continue;
       }
-      Piece piece{index, file->absolute_offset(*info), t.cut->begin, t.cut->end, info->bytes(), std::nullopt};
-      const bool replicated = t.cut->placement.kind == Kind::replicated;
-      const std::uint64_t replicas = t.cut->placement.replicas;
+      Piece piece{index, file->absolute_offset(*info), t.begin, t.end, info->bytes(), std::nullopt};
+      const bool replicated = t.placement.kind == Kind::replicated;
+      const std::uint64_t replicas = t.placement.replicas;
       if (replicas > 1 && out.rank % replicas != 0) {
         // A copy of the range the first of its ranks holds, never read: compared now.
         const std::uint64_t actual =
             output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
-          problems.add(damage_message(path, t.name, false, actual, t.xxh3));
+          problems.add(damage_message(path, name, false, actual, t.xxh3));
           continue;
         }
       } else if (recorded && (!replicated || copies == CopyCheck::when_written)) {
@@ -292,16 +404,15 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entri
         const std::uint64_t actual =
             output::hash_file_range(file->fd(), path, piece.offset, info->bytes(), buffer);
         if (actual != t.xxh3) {
-          problems.add(damage_message(path, t.name, true, actual, t.xxh3));
+          problems.add(damage_message(path, name, true, actual, t.xxh3));
           continue;
         }
       }
-      std::vector<Seen>& pieces = seen[t.name];
-      const bool has_origin =
-          std::any_of(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
-      pieces.push_back({std::move(*t.cut), t.xxh3, piece, has_origin ? nullptr : std::move(t.origin)});
+      t.piece = piece;
+      entries.mark_seen(e, ++seen);
     }
-    std::vector<Entry>().swap(listed_entries);  // its memory too
+    file.reset();
+    release_free_memory();  // the file's header, parsed (MBs), before the next one is
   }
   const auto refuse = [&](const Refused& kind, const std::string& one, const std::string& many,
                           const std::string& why) {
@@ -317,25 +428,37 @@ std::map<std::string, std::vector<Seen>> read_old_files(ReshardPlan& plan, Entri
       held_by_several, "tensor", "tensors",
       fmt::format("held whole by several ranks (rules units: fewer units than ranks; the first by {} ranks)",
                   held_by_several.replicas));
-  return seen;
 }
 
 // One logical tensor from its pieces, checked: a split's pieces tile its dim in rank order with
 // the same dtype and other dims; replicated copies are on every rank; an owned tensor on its owner.
-std::optional<LogicalTensor> join(const ReshardPlan& plan, std::string name, const std::vector<Seen>& pieces,
+// The pieces it keeps go to plan.pieces (reserved for every piece: what the spans point to stays).
+std::optional<LogicalTensor> join(ReshardPlan& plan, std::span<const Entry* const> pieces,
                                   Diagnostics& problems) {
-  const PieceCut& first = pieces.front().cut;
-  const auto recorded = std::find_if(pieces.begin(), pieces.end(), [](const Seen& s) { return s.origin; });
-  LogicalTensor logical{std::move(name),
+  const Entry& first = *pieces.front();
+  const auto recorded =
+      std::find_if(pieces.begin(), pieces.end(), [](const Entry* s) { return s->origin != kNoOrigin; });
+  LogicalTensor logical{first.name,
                         first.dtype,
                         first.shape,
                         first.placement,
                         {},
                         {},
-                        recorded == pieces.end() ? nullptr : recorded->origin};
+                        recorded == pieces.end() ? kNoOrigin : (*recorded)->origin};
+  const std::size_t start = plan.pieces.size();
+  const auto keep = [&](const Piece& piece) { plan.pieces.push_back(piece); };
+  const auto kept = [&](std::size_t from) {
+    return std::span<const Piece>(plan.pieces.data() + from, plan.pieces.size() - from);
+  };
+  // What was kept goes again when the tensor is refused.
+  const auto refused = [&] {
+    plan.pieces.resize(start);
+    return std::optional<LogicalTensor>();
+  };
   const std::uint64_t mp = plan.from_model_parallel;
-  for (const Seen& s : pieces) {
-    const PieceCut& c = s.cut;
+  for (const Entry* each : pieces) {
+    const Entry& s = *each;
+    const Entry& c = s;
     const bool same_dims = [&] {
       if (c.shape.size() != first.shape.size()) return false;
       for (std::size_t d = 0; d < c.shape.size(); ++d) {
@@ -348,10 +471,10 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, std::string name, con
         c.placement.count != first.placement.count) {
       problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", logical.name,
                                st::dtype_name(first.dtype), st::shape_text(first.shape), "",
-                               kind_text(first.placement), plan.old_files[pieces.front().piece.file].file,
+                               kind_text(first.placement), plan.old_files[first.piece.file].file,
                                st::dtype_name(c.dtype), st::shape_text(c.shape), "", kind_text(c.placement),
                                plan.old_files[s.piece.file].file));
-      return std::nullopt;
+      return refused();
     }
   }
   switch (first.placement.kind) {
@@ -360,73 +483,76 @@ std::optional<LogicalTensor> join(const ReshardPlan& plan, std::string name, con
       const std::uint64_t replicas = std::max<std::uint64_t>(1, first.placement.replicas);
       std::uint64_t next = 0;
       for (std::size_t r = 0; r < pieces.size(); ++r) {
-        const Seen& s = pieces[r];
+        const Entry& s = *pieces[r];
         if (r % replicas != 0 && plan.old_files[s.piece.file].rank == r) {
           // Ranks holding one range (Parts::gather): each the same bytes as the first of them.
-          const Seen& held = pieces[r - r % replicas];
+          const Entry& held = *pieces[r - r % replicas];
           if (s.piece.begin != held.piece.begin || s.piece.end != held.piece.end || s.xxh3 != held.xxh3) {
             problems.add(fmt::format(
                 "{}: rank {} holds [{}, {}) of dim {} with xxh3 {}, rank {} [{}, {}) with xxh3 {}: the ranks "
                 "holding one range must hold the same bytes",
                 logical.name, r, s.piece.begin, s.piece.end, d, output::xxh3_hex(s.xxh3), r - r % replicas,
                 held.piece.begin, held.piece.end, output::xxh3_hex(held.xxh3)));
-            return std::nullopt;
+            return refused();
           }
           continue;
         }
         if (s.piece.begin != next || plan.old_files[s.piece.file].rank != r) {
           problems.add(fmt::format("{}: rank {} holds [{}, {}) of dim {}, expected [{}, ...)", logical.name,
                                    plan.old_files[s.piece.file].rank, s.piece.begin, s.piece.end, d, next));
-          return std::nullopt;
+          return refused();
         }
         next = s.piece.end;
-        logical.pieces.push_back(s.piece);
+        keep(s.piece);
       }
       if (pieces.size() != mp || next != first.size) {
         problems.add(fmt::format("{}: its pieces cover {} of {} entries of dim {} ({} of {} ranks)",
                                  logical.name, next, first.size, d, pieces.size(), mp));
-        return std::nullopt;
+        return refused();
       }
       logical.shape[d] = first.size;
+      logical.pieces = kept(start);
       return logical;
     }
     case Kind::replicated: {
       if (pieces.size() != mp) {
         problems.add(fmt::format("{}: replicated, but on {} of {} ranks", logical.name, pieces.size(), mp));
-        return std::nullopt;
+        return refused();
       }
-      for (const Seen& s : pieces) {
-        if (s.xxh3 != pieces.front().xxh3) {
+      for (const Entry* s : pieces) {
+        if (s->xxh3 != first.xxh3) {
           problems.add(fmt::format("{}: replicated copies differ (xxh3 {} in {}, {} in {})", logical.name,
-                                   output::xxh3_hex(pieces.front().xxh3),
-                                   plan.old_files[pieces.front().piece.file].file, output::xxh3_hex(s.xxh3),
-                                   plan.old_files[s.piece.file].file));
-          return std::nullopt;
+                                   output::xxh3_hex(first.xxh3), plan.old_files[first.piece.file].file,
+                                   output::xxh3_hex(s->xxh3), plan.old_files[s->piece.file].file));
+          return refused();
         }
       }
-      logical.pieces.push_back(pieces.front().piece);
+      keep(first.piece);
+      logical.pieces = kept(start);
       // Copies whose checksums are still to compare (CopyCheck::when_written): the executor's.
-      if (pieces.front().piece.xxh3) {
-        for (std::size_t r = 1; r < pieces.size(); ++r) logical.copies.push_back(pieces[r].piece);
+      if (first.piece.xxh3) {
+        for (std::size_t r = 1; r < pieces.size(); ++r) keep(pieces[r]->piece);
+        logical.copies = kept(start + 1);
       }
       return logical;
     }
     case Kind::owned: {
       const std::uint64_t count = first.placement.count;
       const std::uint64_t owner = count % mp == 0 ? plan::owner_rank(first.placement.index, count, mp) : mp;
-      if (pieces.size() != 1 || plan.old_files[pieces.front().piece.file].rank != owner) {
+      if (pieces.size() != 1 || plan.old_files[first.piece.file].rank != owner) {
         problems.add(
             fmt::format("{}: owned ({} of {}), expected once on rank {} of mp={}, found on {} rank(s)",
                         logical.name, first.placement.index, count, owner, mp, pieces.size()));
-        return std::nullopt;
+        return refused();
       }
-      logical.pieces.push_back(pieces.front().piece);
+      keep(first.piece);
+      logical.pieces = kept(start);
       return logical;
     }
     case Kind::composite:
       break;  // refused as the manifest is read
   }
-  return std::nullopt;
+  return refused();
 }
 
 // The new layout: each logical tensor cut for `mp`, every impossible cut reported.
@@ -523,9 +649,10 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
   }
   if (manifest->outputs.empty())
     throw Error(ErrorKind::input, fmt::format("{}: lists no output file", where));
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    for (const Entry& t : entries[i]) {
-      if (!t.cut) {
+  for (std::size_t i = 0; i < entries.outputs(); ++i) {
+    for (const std::uint32_t e : entries.of_output(i)) {
+      const Entry& t = entries[e];
+      if (!t.has_cut) {
         throw Error(ErrorKind::input, fmt::format("{}: {} in {} has no recorded cut (written before manifest "
                                                   "version 3)",
                                                   where, t.name, manifest->outputs[i].file));
@@ -534,29 +661,66 @@ void check_whole_manifest(const std::optional<output::Manifest>& manifest, const
   }
 }
 
-std::optional<LogicalTensor> join_whole(const ReshardPlan& plan, std::string name,
-                                        const std::vector<Seen>& pieces, Diagnostics& problems) {
+std::optional<LogicalTensor> join_whole(ReshardPlan& plan, std::span<const Entry* const> pieces,
+                                        Diagnostics& problems) {
+  const Entry& first = *pieces.front();
   if (pieces.size() != 1) {
-    problems.add(fmt::format("{}: in {} files ({} and {}), where every tensor is whole in one", name,
-                             pieces.size(), plan.old_files[pieces[0].piece.file].file,
-                             plan.old_files[pieces[1].piece.file].file));
+    problems.add(fmt::format("{}: in {} files ({} and {}), where every tensor is whole in one", first.name,
+                             pieces.size(), plan.old_files[first.piece.file].file,
+                             plan.old_files[pieces[1]->piece.file].file));
     return std::nullopt;
   }
-  const PieceCut& cut = pieces.front().cut;
-  Piece piece = pieces.front().piece;
+  Piece piece = first.piece;
   piece.begin = 0;
-  piece.end = cut.shape.empty() ? 0 : cut.shape[0];
-  return LogicalTensor{std::move(name),      cut.dtype, cut.shape, plan::Placement{}, {piece}, {},
-                       pieces.front().origin};
+  piece.end = first.shape.empty() ? 0 : first.shape[0];
+  plan.pieces.push_back(piece);
+  return LogicalTensor{first.name,  first.dtype, first.shape, plan::Placement{}, {&plan.pieces.back(), 1}, {},
+                       first.origin};
+}
+
+// Each name's pieces (in the order seen) joined into its logical tensor, in name order; each block of
+// entries goes once its pieces have joined.
+void join_all(ReshardPlan& plan, Entries& entries, bool whole, Diagnostics& problems) {
+  entries.drop_output_lists();
+  entries.drop_unseen_blocks();
+  std::vector<std::uint32_t> order;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    if (entries[i].seen != 0) order.push_back(static_cast<std::uint32_t>(i));
+  }
+  // Rather than blocks' worth of reading, pieces are few: their entries are read here only.
+  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    const Entry& x = entries[a];
+    const Entry& y = entries[b];
+    const int c = x.name.view().compare(y.name.view());
+    return c != 0 ? c < 0 : x.seen < y.seen;
+  });
+  std::size_t names = 0;
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    if (k == 0 || entries[order[k]].name.view() != entries[order[k - 1]].name.view()) ++names;
+  }
+  plan.logical.reserve(names);
+  plan.pieces.reserve(order.size());
+  std::vector<const Entry*> group;
+  for (std::size_t k = 0; k < order.size();) {
+    std::size_t next = k;
+    group.clear();
+    const std::string_view name = entries[order[k]].name.view();
+    for (; next < order.size() && entries[order[next]].name.view() == name; ++next)
+      group.push_back(&entries[order[next]]);
+    std::optional<LogicalTensor> logical =
+        whole ? join_whole(plan, group, problems) : join(plan, group, problems);
+    if (logical) plan.logical.push_back(std::move(*logical));
+    for (; k < next; ++k) entries.joined(order[k]);
+  }
 }
 
 enum class Reading { rank_files, whole_tensors };
 
-// `manifest_of` reads the folder's manifest, its tensor entries into `entries` (one list per output
-// entry).
+// `manifest_of` reads the folder's manifest (plan.from), its tensor entries into `entries` (their
+// names and origins into the plan's lists).
 ReshardPlan plan_from(
     const std::string& from, std::uint64_t model_parallel,
-    const std::function<std::optional<output::Manifest>(const std::string&, Entries&)>& manifest_of,
+    const std::function<std::optional<output::Manifest>(ReshardPlan&, Entries&)>& manifest_of,
     const std::string& manifest_name, CopyCheck copies, OutsideLinks links,
     Reading reading = Reading::rank_files, Parts parts = Parts::refuse) {
   if (model_parallel == 0 || model_parallel > plan::kMaxModelParallel) {
@@ -570,8 +734,8 @@ ReshardPlan plan_from(
   plan.model_parallel = model_parallel;
   plan.outside_links = links;
   Entries entries;
-  std::optional<output::Manifest> manifest = manifest_of(plan.from, entries);
-  if (manifest) entries.resize(manifest->outputs.size());  // an entry listing no tensor: none handed over
+  std::optional<output::Manifest> manifest = manifest_of(plan, entries);
+  if (manifest) entries.resize_outputs(manifest->outputs.size());  // an entry listing no tensor: none handed over
   const std::string where =
       manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
   if (reading == Reading::whole_tensors) {
@@ -583,23 +747,17 @@ ReshardPlan plan_from(
   plan.from_manifest = std::move(*manifest);
   Diagnostics problems(ErrorKind::input);
   check_no_stray_rank_files(plan, problems);
-  std::map<std::string, std::vector<Seen>> seen =
-      read_old_files(plan, entries, !manifest_name.empty(), copies, parts, problems);
+  read_old_files(plan, entries, !manifest_name.empty(), copies, parts, problems);
   // A damaged file would make every tensor it holds look incomplete: its own problems suffice.
   const std::string summary =
       parts == Parts::gather ? fmt::format("cannot reverse {} (mp={})", plan.from, plan.from_model_parallel)
                              : fmt::format("cannot reshard {} (mp={}) for mp={}", plan.from,
                                            plan.from_model_parallel, model_parallel);
   problems.check(summary);
-  // Each name's pieces leave `seen` as they join their logical tensor (held once, not twice).
-  plan.logical.reserve(seen.size());
-  while (!seen.empty()) {
-    auto node = seen.extract(seen.begin());
-    std::optional<LogicalTensor> logical =
-        reading == Reading::whole_tensors ? join_whole(plan, std::move(node.key()), node.mapped(), problems)
-                                          : join(plan, std::move(node.key()), node.mapped(), problems);
-    if (logical) plan.logical.push_back(std::move(*logical));
-  }
+  join_all(plan, entries, reading == Reading::whole_tensors, problems);
+  entries = Entries();
+  // The entries' blocks, freed as their pieces joined, leave the heap's middle: given back here.
+  release_free_memory();
   for (const output::ManifestSideFile& side : plan.from_manifest.side_files) {
     if (!fs::is_regular_file(fs::path(plan.from) / side.file, ec)) {
       problems.add(fmt::format("{}: side file missing", (fs::path(plan.from) / side.file).string()));
@@ -639,22 +797,33 @@ st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor) {
   return shape;
 }
 
+std::optional<output::TensorOrigin> origin_of(const ReshardPlan& plan, const LogicalTensor& tensor) {
+  if (tensor.origin == kNoOrigin) return std::nullopt;
+  const Origin& o = plan.origins[tensor.origin];
+  return output::TensorOrigin{o.name.str(), o.dtype, st::Shape(o.shape), o.rows, plan.origin_texts[o.irreversible],
+                              o.within};
+}
+
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,
                          OutsideLinks links) {
   // The entries read a tensor at a time, never all of them as the manifest's objects.
-  const auto read = [](const std::string& folder, Entries& entries) {
+  const auto read = [](ReshardPlan& plan, Entries& entries) {
+    std::optional<OriginTable> origins(std::in_place, plan);
     const auto take = [&](std::size_t output, output::ManifestTensor&& t) {
-      if (entries.size() <= output) entries.resize(output + 1);
-      std::shared_ptr<const output::TensorOrigin> origin;
-      if (t.origin) origin = std::make_shared<const output::TensorOrigin>(std::move(*t.origin));
-      entries[output].push_back({std::move(t.name), t.xxh3, std::move(t.cut), std::move(origin)});
+      entries.add(output, entry_of(plan, *origins, std::move(t), true));
     };
     output::TensorVisitor visitor;
     visitor.tensor = [&](std::size_t output, const std::string&, output::ManifestTensor&& t) {
       take(output, std::move(t));
     };
-    visitor.restart = [&] { Entries().swap(entries); };
-    std::optional<output::Manifest> manifest = output::read_manifest(folder, visitor);
+    visitor.restart = [&] {
+      entries = Entries();
+      plan.names = std::make_shared<plan::NameArena>();
+      plan.origins.clear();
+      plan.origin_texts.clear();
+      origins.emplace(plan);
+    };
+    std::optional<output::Manifest> manifest = output::read_manifest(plan.from, visitor);
     // Tensors left in their entries (a file whose version comes after its outputs, as a JSON
     // library sorting keys writes it, is read with them) follow those handed over.
     if (manifest) {
@@ -671,9 +840,9 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
 ReshardPlan plan_reverse_gather(const std::string& from, bool whole, OutsideLinks links) {
   return plan_from(
       from, 1,
-      [](const std::string& folder, Entries& entries) {
-        std::optional<output::Manifest> manifest = output::read_manifest(folder);
-        if (manifest) entries = entries_of(*manifest, true);
+      [](ReshardPlan& plan, Entries& entries) {
+        std::optional<output::Manifest> manifest = output::read_manifest(plan.from);
+        if (manifest) entries_of(plan, *manifest, true, entries);
         return manifest;
       },
       output::kManifestFileName, CopyCheck::when_planned, links,
@@ -693,9 +862,9 @@ ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, 
   }
   return plan_from(
       from, model_parallel,
-      [&](const std::string& folder, Entries& entries) {
-        output::Manifest manifest = manifest_from_rules(folder, rules, params, links);
-        entries = entries_of(manifest, false);
+      [&](ReshardPlan& plan, Entries& entries) {
+        output::Manifest manifest = manifest_from_rules(plan.from, rules, params, links);
+        entries_of(plan, manifest, false, entries);
         return std::optional(std::move(manifest));
       },
       "", CopyCheck::when_planned, links);

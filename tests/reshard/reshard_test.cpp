@@ -9,7 +9,10 @@
 #include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/reshard/reshard.hpp>
@@ -160,6 +163,34 @@ TEST_CASE("reshard in-process: the plan takes every new tensor from the old piec
   }
   CHECK(!side.empty());
   CHECK(std::set<std::string>(plan.side_files.begin(), plan.side_files.end()) == side);
+}
+
+TEST_CASE("reshard in-process: the JSON dry run, written a tensor at a time, is one document as dump(1) writes it") {
+  Folders f;
+  const reshard::ReshardPlan plan = reshard::plan_reshard(f.mp4.string(), 2);
+  struct Case {
+    const char* what;
+    plan::PlanFilter filter;
+  };
+  const Case cases[] = {
+      {"whole", {}},
+      {"one rank", {std::nullopt, 1, std::nullopt}},
+      {"no tensor shown (empty lists)", {"no-such-tensor", std::nullopt, std::nullopt}},
+      {"one rank, owned", {std::nullopt, 0, "owned"}},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    std::string text;
+    std::size_t parts = 0;
+    reshard::format_reshard_json(plan, c.filter, [&](std::string_view part) {
+      text += part;
+      ++parts;
+    });
+    CHECK(parts >= 1);
+    const nlohmann::ordered_json doc = nlohmann::ordered_json::parse(text);
+    CHECK(doc.dump(1) + "\n" == text);
+    CHECK(reshard::format_reshard_json(plan, c.filter) == text);
+  }
 }
 
 TEST_CASE("reshard in-process: 4 -> 2 writes a direct conversion's files, and a manifest that verifies") {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,19 +52,34 @@ struct Piece {
   std::optional<std::uint64_t> xxh3;
 };
 
-struct LogicalTensor {
-  std::string name;
+// What the old manifest records a logical tensor was made from (output::TensorOrigin), as a plan
+// of a large model's tensor count holds it: 10,000s of them, most named as the tensor they belong
+// to and with one of a few `irreversible` texts.
+struct Origin {
+  plan::Name name;  // in ReshardPlan::names
   st::DType dtype;
-  st::Shape shape;  // logical
+  plan::Shape shape;
+  std::optional<plan::RowPermutation> rows{};
+  std::uint32_t irreversible = 0;  // index into ReshardPlan::origin_texts
+  plan::Slice within{};
+};
+
+inline constexpr std::uint32_t kNoOrigin = 0xFFFFFFFF;
+
+struct LogicalTensor {
+  plan::Name name;  // in ReshardPlan::names
+  st::DType dtype;
+  plan::Shape shape;  // logical
   plan::Placement placement;
-  std::vector<Piece> pieces;  // split: in range order, covering the dim; otherwise the copy read
+  // Both in ReshardPlan::pieces.
+  std::span<const Piece> pieces;  // split: in range order, covering the dim; otherwise the copy read
   // Replicated, checked when written (CopyCheck::when_written): the other ranks' copies, not read
   // but hashed while the new files are written, each with its recorded checksum.
-  std::vector<Piece> copies;
+  std::span<const Piece> copies;
   // What the old manifest records it was made from (its first piece that records one), carried to
-  // the new manifest's entries; null when none does. Left null by plan_reverse_gather, whose
-  // caller reads the manifest's entries themselves.
-  std::shared_ptr<const output::TensorOrigin> origin{};
+  // the new manifest's entries (origin_of); kNoOrigin when none does. Left so by
+  // plan_reverse_gather, whose caller reads the manifest's entries themselves.
+  std::uint32_t origin = kNoOrigin;
 };
 
 // A tensor of a new rank file: [begin, end) of its logical tensor's split dim, or the whole (its
@@ -82,7 +98,15 @@ struct NewFile {
   std::uint64_t bytes = 0;         // tensor bytes (header excluded)
 };
 
+// Held once and moved, never copied: its logical tensors point into its own lists.
 struct ReshardPlan {
+  ReshardPlan() = default;
+  ReshardPlan(const ReshardPlan&) = delete;
+  ReshardPlan& operator=(const ReshardPlan&) = delete;
+  ReshardPlan(ReshardPlan&&) noexcept = default;
+  ReshardPlan& operator=(ReshardPlan&&) noexcept = default;
+  ~ReshardPlan() = default;
+
   std::string from;  // the old folder
   std::uint64_t from_model_parallel = 0;
   std::uint64_t model_parallel = 0;
@@ -96,10 +120,21 @@ struct ReshardPlan {
   std::uint64_t output_bytes = 0;       // tensor bytes of every new file
   // Whether the old folder's files may lead outside it (--allow-outside-links).
   OutsideLinks outside_links = OutsideLinks::refuse;
+  // What the logical tensors hold, one list each (at Pro's count, 200,000s of names and pieces):
+  // the names of tensors and origins (shared with the new files' outline), every piece and copy,
+  // the origins and their irreversible steps' texts (each text once).
+  std::shared_ptr<plan::NameArena> names = std::make_shared<plan::NameArena>();
+  std::vector<Piece> pieces;
+  std::vector<Origin> origins;
+  std::vector<std::string> origin_texts;
 };
 
 // A new tensor's shape as written: its logical tensor's, the split dim [begin, end) of it.
 st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor);
+
+// What the old manifest records `tensor` was made from, as the manifest's entries hold it
+// (nullopt: nothing recorded).
+std::optional<output::TensorOrigin> origin_of(const ReshardPlan& plan, const LogicalTensor& tensor);
 
 // When replicated copies are hashed and compared with the checksums the old manifest records:
 // while planning (every copy read before anything else; a dry run writes nothing), or while the
@@ -132,6 +167,9 @@ void format_reshard_text(const ReshardPlan& plan, const plan::PlanFilter& filter
                          const std::function<void(std::string_view)>& sink);
 // The same as JSON (one document).
 std::string format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter = {});
+// The same, handed to `sink` in parts (never held whole); Error(usage) before the first part.
+void format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter,
+                         const std::function<void(std::string_view)>& sink);
 // The plan at a glance: tensors and bytes per cut, per new rank file its size and the old files
 // it reads.
 std::string format_reshard_summary(const ReshardPlan& plan);
@@ -140,7 +178,9 @@ struct ReshardOptions {
   // As for convert: the output folder, threads, --resume, --ranks, --distributed, --page-cache (what
   // was read and written leaves the page cache; the bytes written are the same), ...
   output::RunOptions run;
-  std::size_t piece_bytes = 8 << 20;  // staging buffer per thread
+  // Staging buffer per thread: each new file is written in blocks of this size (4 MiB: at Pro's
+  // tensor count two writers' blocks are held beside the plan; 8 MiB wrote no faster).
+  std::size_t piece_bytes = 4 << 20;
 };
 
 // What a run wrote, as convert reports it.
