@@ -193,13 +193,16 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   // Needed no more: a manifest holds every tensor, and large checkpoints have 100,000s.
   planned = Manifest{};
   evidence = Evidence{};
+  // What laying out freed (each file's header text, made to size the file) goes back before the
+  // copy: left as holes in the heap, those pages stayed resident through the first files.
+  release_free_memory();
 
   std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
   writer.write(
       to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
-      [&](ManifestOutput&& entry) { run_manifest.record(std::move(entry)); }, [&] { inputs.check(); });
+      [&](CommittedEntry&& committed) { run_manifest.record(std::move(committed.entry), committed.lines); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
       const std::optional<std::uint64_t> expected =
