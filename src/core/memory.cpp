@@ -71,6 +71,13 @@ PageBuffer::~PageBuffer() {
   if (data_ != nullptr) ::munmap(data_, size_);
 }
 
+void give_back_large_blocks() noexcept {
+#if defined(__GLIBC__)
+  ::mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  ::mallopt(M_TRIM_THRESHOLD, 4 << 20);
+#endif
+}
+
 void release_free_memory() noexcept {
 #if defined(__GLIBC__)
   ::malloc_trim(0);

@@ -146,8 +146,9 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
   // What planning freed goes back to the system before the files are written (the copy threads
-  // allocate where it cannot be reused).
+  // allocate where it cannot be reused), and so does each large block the run frees.
   release_free_memory();
+  give_back_large_blocks();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
   // Held until the run returns or throws: no other run writes these files meanwhile.

@@ -46,6 +46,13 @@ class PageBuffer {
   std::size_t size_ = 0;
 };
 
+// From now on, blocks of 1 MiB and more are taken from the system and given back when freed, and
+// the heap gives back its free end above 4 MiB (glibc: fixed mmap and trim thresholds; elsewhere
+// nothing). glibc otherwise raises its threshold to the largest block freed so far (planning frees
+// blocks of 10s of MB), and every later block below it stays in the heap once freed: the header
+// text of each file a run opens, the buffer of each manifest entry. For the phases after planning.
+void give_back_large_blocks() noexcept;
+
 // Returns the free pages of every allocator arena to the system (glibc's malloc_trim; elsewhere
 // nothing). Costs a walk over the free lists: call it between phases, not per tensor.
 void release_free_memory() noexcept;
