@@ -17,6 +17,7 @@
 #include <shardwise/convert/tensor_stream.hpp>
 #include <shardwise/core/cleanup.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 #include <shardwise/output/checksum.hpp>
 
 #include <shardwise/core/io.hpp>
@@ -58,7 +59,7 @@ struct FileState {
   std::uint64_t dropped_to = 0;  // with drop: bytes of the file before it left the page cache
   Hasher file_hash;
   Hasher tensor_hash;
-  std::vector<std::uint64_t> tensor_xxh3;  // per FileWork::tensors
+  std::vector<std::uint64_t> tensor_xxh3;  // per planned tensor (OutputFile::tensors)
   std::optional<st::OutputFile> out;
   std::uint64_t file_xxh3 = 0;
   bool committed = false;
@@ -74,23 +75,12 @@ struct Segment {
   std::size_t length = 0;
 };
 
-// A buffer left uninitialised: its pages count in the process's memory only once a job uses them
-// (a plain copy uses a window of the staging buffer; the scratch buffer serves casts only).
-class Buffer {
- public:
-  explicit Buffer(std::size_t size)
-      : bytes_(std::make_unique_for_overwrite<std::byte[]>(size)), size_(size) {}
-  std::span<std::byte> span() const noexcept { return {bytes_.get(), size_}; }
-
- private:
-  std::unique_ptr<std::byte[]> bytes_;
-  std::size_t size_;
-};
-
-// One thread's buffers, reused from job to job.
+// One thread's buffers, reused from job to job. Their pages count in the process's memory only
+// once a job uses them (a plain copy uses a window of the staging buffer; the scratch buffer
+// serves casts only).
 struct Staging {
-  Buffer buffer;                      // the staging buffer (a plain copy uses its first window)
-  Buffer scratch;                     // source bytes before a cast or transform
+  PageBuffer buffer;                  // the staging buffer (a plain copy uses its first window)
+  PageBuffer scratch;                 // source bytes before a cast or transform
   std::vector<std::uint64_t> starts;  // per piece of a plain job: its input offset
   std::vector<Segment> segments;      // of the current window
 };
@@ -123,7 +113,7 @@ class Engine {
     std::vector<std::uint32_t> readers(plan.sources.size());
     for (std::size_t f = 0; f < work.size(); ++f) {
       states_[f].file_hash.update(work[f].prefix);  // then the header, when the file is opened
-      states_[f].tensor_xxh3.resize(work[f].tensors.size());
+      states_[f].tensor_xxh3.resize(work[f].planned->tensors.size());
       const std::size_t first_job = jobs_.size();
       for (std::size_t p = 0; p < work[f].pieces.size(); ++p) {
         add_to_jobs(f, p);
@@ -180,7 +170,7 @@ class Engine {
   }
 
   void work_loop() {
-    Staging staging{Buffer(piece_bytes_), Buffer(std::max(piece_bytes_, kMinScratchBytes)), {}, {}};
+    Staging staging{PageBuffer(piece_bytes_), PageBuffer(std::max(piece_bytes_, kMinScratchBytes)), {}, {}};
     guarded([&] {
       for (;;) {
         if (failed_) return;
@@ -490,7 +480,7 @@ class Engine {
         s.tensor_hash.update(window.subspan(pos, segment.length));
         pos += segment.length;
         if (piece.last && segment.in_piece + segment.length == piece.end - piece.begin)
-          s.tensor_xxh3[piece.tensor] = s.tensor_hash.digest();
+          s.tensor_xxh3[w.tensors[piece.tensor].planned] = s.tensor_hash.digest();
       }
       s.file_hash.update(window.first(at));
       s.out->write_at(offset, window.first(at));
@@ -517,7 +507,7 @@ class Engine {
         const Piece& piece = w.pieces[p];
         if (piece.first) s.tensor_hash.reset();
         s.tensor_hash.update(data.subspan(at, piece.end - piece.begin));
-        if (piece.last) s.tensor_xxh3[piece.tensor] = s.tensor_hash.digest();
+        if (piece.last) s.tensor_xxh3[w.tensors[piece.tensor].planned] = s.tensor_hash.digest();
         at += piece.end - piece.begin;
       }
       s.file_hash.update(data);
@@ -528,18 +518,19 @@ class Engine {
     return true;
   }
 
-  // The file's manifest entry; valid once its last piece is hashed.
-  ManifestOutput entry(std::size_t f) const {
+  // The file's manifest entry; valid once its last piece is hashed. Its tensors are made one at a
+  // time as the entry is recorded (until the file is released): held at once, they were 10s of MB.
+  output::CommittedEntry entry(std::size_t f) const {
     const FileWork& w = work_[f];
-    ManifestOutput result{w.planned->rank, w.planned->file, w.layout.file_size, states_[f].file_xxh3, {}};
-    result.tensors.resize(w.tensors.size());
-    for (std::size_t t = 0; t < w.tensors.size(); ++t) {
-      const plan::PlannedTensor& planned = w.planned->tensors[w.tensors[t].planned];
-      result.tensors[w.tensors[t].planned] = {planned.name, states_[f].tensor_xxh3[t],
-                                              output::cut_of(plan_, planned, w.planned->rank),
-                                              output::origin_of(plan_, planned)};
-    }
-    return result;
+    const plan::OutputFile& file = *w.planned;
+    const std::vector<std::uint64_t>& xxh3 = states_[f].tensor_xxh3;
+    return {ManifestOutput{file.rank, file.file, w.layout.file_size, states_[f].file_xxh3, {}},
+            output::TensorLines{file.tensors.size(), [this, &file, &xxh3](std::size_t t) {
+                                  const plan::PlannedTensor& planned = file.tensors[t];
+                                  return output::ManifestTensor{planned.name, xxh3[t],
+                                                                output::cut_of(plan_, planned, file.rank),
+                                                                output::origin_of(plan_, planned)};
+                                }}};
   }
 
   void finish_file(std::size_t f) { states_[f].file_xxh3 = states_[f].file_hash.digest(); }

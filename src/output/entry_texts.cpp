@@ -42,7 +42,7 @@ EntryTexts::~EntryTexts() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-EntryTexts::Span EntryTexts::add(const ManifestOutput& entry) {
+EntryTexts::Span EntryTexts::add(const ManifestOutput& entry, const TensorLines* tensors) {
   const Span span{end_, 0};
   std::string buffer;
   const auto flush = [&] {
@@ -50,10 +50,14 @@ EntryTexts::Span EntryTexts::add(const ManifestOutput& entry) {
     end_ += buffer.size();
     buffer.clear();
   };
-  format_output_entry(entry, true, [&](std::string_view part) {
+  const auto sink = [&](std::string_view part) {
     buffer += part;
     if (buffer.size() >= kChunkBytes) flush();
-  });
+  };
+  if (tensors != nullptr)
+    format_output_entry(entry, *tensors, sink);
+  else
+    format_output_entry(entry, true, sink);
   flush();
   return {span.offset, end_ - span.offset};
 }

@@ -29,8 +29,9 @@ class EntryTexts {
   EntryTexts& operator=(const EntryTexts&) = delete;
   ~EntryTexts();
 
-  // Appends the entry's text as format_output_entry writes it, with its checksums.
-  Span add(const ManifestOutput& entry);
+  // Appends the entry's text as format_output_entry writes it, with its checksums (its tensors
+  // from `tensors` when given).
+  Span add(const ManifestOutput& entry, const TensorLines* tensors = nullptr);
   // Appends the text at `span` to `file`.
   void copy_to(Span span, AtomicFile& file) const;
 

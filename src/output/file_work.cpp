@@ -15,11 +15,14 @@ std::string length_prefix(const st::FileLayout& layout) {
 
 }  // namespace
 
+// The names and shapes by reference: a copy of each was MBs of small blocks per file, which
+// outlived the layout as holes in the heap.
 st::FileLayout layout_of(const plan::OutputFile& output) {
-  std::vector<st::OutputTensor> layout_input;
+  std::vector<st::OutputTensorRef> layout_input;
   layout_input.reserve(output.tensors.size());
-  for (const plan::PlannedTensor& t : output.tensors) layout_input.push_back({t.name, t.dtype, t.shape});
-  return st::layout_file(layout_input, output.metadata);
+  for (const plan::PlannedTensor& t : output.tensors)
+    layout_input.push_back({t.name.view(), t.dtype, {t.shape.data(), t.shape.size()}});
+  return st::layout_file_refs(layout_input, output.metadata);
 }
 
 FileWork lay_out_file(const plan::OutputFile& output, const std::string& output_dir) {

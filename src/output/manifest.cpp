@@ -828,28 +828,49 @@ std::string format_manifest_head(const Manifest& manifest) {
   return text + ",\n\"outputs\": [";
 }
 
-void format_output_entry(const ManifestOutput& out, bool checksums,
-                         const std::function<void(std::string_view)>& sink) {
+namespace {
+
+// One tensor's line, after `text` (the entry's start, or nothing).
+void format_tensor_line(std::string& text, const ManifestTensor& tensor, bool first) {
+  text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", first ? "" : ",", Json(tensor.name).dump(),
+                      xxh3_hex(tensor.xxh3));
+  if (tensor.cut) {
+    text += fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}", st::dtype_name(tensor.cut->dtype),
+                        Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
+  }
+  if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
+  text += "}";
+}
+
+// The entry, its tensors' lines from `tensor(t)` for t < count when `checksums`.
+template <typename TensorAt>
+void format_entry(const ManifestOutput& out, bool checksums, std::size_t count, TensorAt&& tensor,
+                  const std::function<void(std::string_view)>& sink) {
   std::string text = fmt::format("\n {{\"rank\": {}, \"file\": {}", out.rank, Json(out.file).dump());
   if (checksums) {
     text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
-    for (std::size_t t = 0; t < out.tensors.size(); ++t) {
-      const ManifestTensor& tensor = out.tensors[t];
-      text += fmt::format("{}\n  {{\"name\": {}, \"xxh3\": \"{}\"", t ? "," : "", Json(tensor.name).dump(),
-                          xxh3_hex(tensor.xxh3));
-      if (tensor.cut) {
-        text +=
-            fmt::format(", \"dtype\": \"{}\", \"shape\": {}, \"cut\": {}", st::dtype_name(tensor.cut->dtype),
-                        Json(tensor.cut->shape).dump(), cut_to_json(*tensor.cut).dump());
-      }
-      if (tensor.origin) text += fmt::format(", \"from\": {}", origin_to_json(*tensor.origin).dump());
-      text += "}";
+    for (std::size_t t = 0; t < count; ++t) {
+      format_tensor_line(text, tensor(t), t == 0);
       sink(text);
       text.clear();
     }
     text += "]";
   }
   sink(text + "}");
+}
+
+}  // namespace
+
+void format_output_entry(const ManifestOutput& out, bool checksums,
+                         const std::function<void(std::string_view)>& sink) {
+  format_entry(
+      out, checksums, out.tensors.size(), [&](std::size_t t) -> const ManifestTensor& { return out.tensors[t]; },
+      sink);
+}
+
+void format_output_entry(const ManifestOutput& out, const TensorLines& tensors,
+                         const std::function<void(std::string_view)>& sink) {
+  format_entry(out, true, tensors.count, tensors.tensor, sink);
 }
 
 std::string format_manifest_tail(const Manifest& manifest) {

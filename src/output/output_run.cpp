@@ -146,8 +146,9 @@ Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, 
 RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const OutputWriter& writer) {
   install_cleanup_handlers();
   // What planning freed goes back to the system before the files are written (the copy threads
-  // allocate where it cannot be reused).
+  // allocate where it cannot be reused), and so does each large block the run frees.
   release_free_memory();
+  give_back_large_blocks();
   const auto start = Clock::now();
   const Share share = share_of(plan, options);
   // Held until the run returns or throws: no other run writes these files meanwhile.
@@ -193,13 +194,16 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   // Needed no more: a manifest holds every tensor, and large checkpoints have 100,000s.
   planned = Manifest{};
   evidence = Evidence{};
+  // What laying out freed (each file's header text, made to size the file) goes back before the
+  // copy: left as holes in the heap, those pages stayed resident through the first files.
+  release_free_memory();
 
   std::uint64_t total = share.side_files ? side_files_bytes(plan) : 0;
   for (const FileWork& w : to_write) total += w.layout.file_size - w.layout.data_start;
   Progress progress(options.progress, total);
   writer.write(
       to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
-      [&](ManifestOutput&& entry) { run_manifest.record(std::move(entry)); }, [&] { inputs.check(); });
+      [&](CommittedEntry&& committed) { run_manifest.record(std::move(committed.entry), committed.lines); }, [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
       const std::optional<std::uint64_t> expected =

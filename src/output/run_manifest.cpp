@@ -63,10 +63,12 @@ RunManifest::RunManifest(const std::string& folder, const std::string& name, con
   write(file, manifest_);
 }
 
-void RunManifest::record(ManifestOutput output) {
+void RunManifest::record(ManifestOutput output) { record(std::move(output), TensorLines{}); }
+
+void RunManifest::record(ManifestOutput output, const TensorLines& lines) {
   output.finished = true;
   std::lock_guard lock(mutex_);
-  written_[output.file] = texts_.add(output);
+  written_[output.file] = texts_.add(output, lines.tensor ? &lines : nullptr);
   std::vector<ManifestTensor>().swap(output.tensors);  // `= {}` would keep its capacity
   // A file's entry is 10s of thousands of tensors; the next file's, a little larger, would not fit
   // the hole it leaves.

@@ -43,6 +43,8 @@ class RunManifest {
   // resumed or not, so their entries may wait (each rewrite writes every tensor's entry again).
   // The entry's tensors are kept as their text (EntryTexts), not as objects.
   void record(ManifestOutput output);
+  // The same with its tensors made one at a time from `lines` (lines.tensor set).
+  void record(ManifestOutput output, const TensorLines& lines);
   void record(ManifestSideFile side, Rewrite rewrite = Rewrite::now);
   // Rewrites the file with what was recorded.
   void rewrite();

@@ -30,11 +30,11 @@ constexpr std::string_view kMetadataKey = "__metadata__";
 // against 0.3 s for 1.3 GB, the buffer the same; bench/README.md, bench/dequantize).
 constexpr std::size_t kMaxWriteBytes = 256u << 10;
 
-std::string shape_json(const Shape& shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
+std::string shape_json(std::span<const std::uint64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
 
 // Reference order: larger layout rank first, then name in byte order (std::string compares bytes
 // as unsigned, which for UTF-8 is code point order, as Python sorts its str keys).
-std::vector<std::size_t> data_order(std::span<const OutputTensor> tensors) {
+std::vector<std::size_t> data_order(std::span<const OutputTensorRef> tensors) {
   std::vector<std::size_t> order(tensors.size());
   std::iota(order.begin(), order.end(), std::size_t{0});
   std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -46,7 +46,7 @@ std::vector<std::size_t> data_order(std::span<const OutputTensor> tensors) {
   return order;
 }
 
-void check_names(std::span<const OutputTensor> tensors) {
+void check_names(std::span<const OutputTensorRef> tensors) {
   std::vector<std::string_view> names;
   names.reserve(tensors.size());
   for (const auto& t : tensors) {
@@ -78,6 +78,14 @@ std::string metadata_json(const std::map<std::string, std::string>& metadata) {
 
 FileLayout layout_file(std::span<const OutputTensor> tensors,
                        const std::map<std::string, std::string>& metadata) {
+  std::vector<OutputTensorRef> refs;
+  refs.reserve(tensors.size());
+  for (const OutputTensor& t : tensors) refs.push_back({t.name, t.dtype, t.shape});
+  return layout_file_refs(refs, metadata);
+}
+
+FileLayout layout_file_refs(std::span<const OutputTensorRef> tensors,
+                            const std::map<std::string, std::string>& metadata) {
   check_names(tensors);
   FileLayout layout;
   layout.order = data_order(tensors);
@@ -89,7 +97,7 @@ FileLayout layout_file(std::span<const OutputTensor> tensors,
   json = "{";
   if (!metadata.empty()) json += metadata_json(metadata);
   for (std::size_t index : layout.order) {
-    const OutputTensor& t = tensors[index];
+    const OutputTensorRef& t = tensors[index];
     const auto size = byte_size(t.dtype, t.shape);
     if (!size) {
       throw Error(ErrorKind::input,
@@ -179,8 +187,9 @@ OutputFile OutputFile::create(const std::string& final_path, const FileLayout& l
   std::string prefix(8, '\0');
   const std::uint64_t header_size = layout.header.size();
   for (std::size_t i = 0; i < 8; ++i) prefix[i] = static_cast<char>(header_size >> (8 * i));
-  prefix += layout.header;
+  // Apart: a header of 10,000s of tensors is MBs, not copied behind its prefix.
   file.write_at(0, std::as_bytes(std::span(prefix.data(), prefix.size())));
+  file.write_at(prefix.size(), std::as_bytes(std::span(layout.header.data(), layout.header.size())));
   return file;
 }
 

@@ -4,10 +4,10 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <memory>
 #include <span>
 
 #include <shardwise/convert/tensor_stream.hpp>
+#include <shardwise/core/memory.hpp>
 
 namespace shardwise::verify {
 
@@ -25,18 +25,17 @@ inline std::size_t buffer_bytes_for(std::size_t requested, unsigned threads) {
 // Two buffers per thread: one for the bytes hashed, one as a tensor stream's scratch.
 class ThreadBuffers {
  public:
-  // Left uninitialised: a page counts in the process's memory once a read uses it (a scratch
-  // buffer serves casts only).
-  ThreadBuffers(unsigned threads, std::size_t bytes)
-      : bytes_(bytes), storage_(std::make_unique_for_overwrite<std::byte[]>(2 * threads * bytes)) {}
-  std::span<std::byte> main(unsigned worker) { return {storage_.get() + 2 * worker * bytes_, bytes_}; }
+  // Mapped pages, left uninitialised: a page counts in the process's memory once a read uses it
+  // (a scratch buffer serves casts only).
+  ThreadBuffers(unsigned threads, std::size_t bytes) : bytes_(bytes), storage_(2 * threads * bytes) {}
+  std::span<std::byte> main(unsigned worker) { return storage_.span().subspan(2 * worker * bytes_, bytes_); }
   std::span<std::byte> scratch(unsigned worker) {
-    return {storage_.get() + (2 * worker + 1) * bytes_, bytes_};
+    return storage_.span().subspan((2 * worker + 1) * bytes_, bytes_);
   }
 
  private:
   std::size_t bytes_;
-  std::unique_ptr<std::byte[]> storage_;
+  PageBuffer storage_;
 };
 
 }  // namespace shardwise::verify

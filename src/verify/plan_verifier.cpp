@@ -54,6 +54,54 @@ ExpectedKey key_of(const plan::PlannedTensor& t) {
                                        t.cast,   t.companion, t.composite};
 }
 
+// The expected checksums met so far, by key: an open-addressed table of indices into
+// Work::expected (4 bytes a slot). A std::map of the keys was 20 MB of nodes at Pro's count.
+class ExpectedIndex {
+ public:
+  explicit ExpectedIndex(std::size_t capacity) {
+    std::size_t slots = 16;
+    while (slots < 2 * capacity) slots *= 2;
+    slots_.assign(slots, kEmpty);
+  }
+
+  // The index in `expected` of the tensor's key, appending the tensor when the key is new.
+  std::size_t find_or_add(const plan::PlannedTensor& t, std::vector<const plan::PlannedTensor*>& expected) {
+    if (2 * (expected.size() + 1) > slots_.size()) grow(expected);
+    const ExpectedKey key = key_of(t);
+    for (std::size_t slot = hash(key) & (slots_.size() - 1);; slot = (slot + 1) & (slots_.size() - 1)) {
+      if (slots_[slot] == kEmpty) {
+        slots_[slot] = static_cast<std::uint32_t>(expected.size());
+        expected.push_back(&t);
+        return expected.size() - 1;
+      }
+      if (key_of(*expected[slots_[slot]]) == key) return slots_[slot];
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kEmpty = 0xFFFFFFFF;
+
+  static std::size_t hash(const ExpectedKey& k) {
+    std::uint64_t h = 0x9E3779B97F4A7C15ull;
+    for (const std::uint64_t v :
+         {std::uint64_t{k.source}, static_cast<std::uint64_t>(k.dim), k.begin, k.end,
+          std::uint64_t{static_cast<std::uint8_t>(k.cast)}, std::uint64_t{k.companion}, std::uint64_t{k.composite}})
+      h = (h ^ v) * 0xBF58476D1CE4E5B9ull, h ^= h >> 31;
+    return static_cast<std::size_t>(h);
+  }
+
+  void grow(const std::vector<const plan::PlannedTensor*>& expected) {
+    slots_.assign(2 * slots_.size(), kEmpty);
+    for (std::size_t i = 0; i < expected.size(); ++i) {
+      std::size_t slot = hash(key_of(*expected[i])) & (slots_.size() - 1);
+      while (slots_[slot] != kEmpty) slot = (slot + 1) & (slots_.size() - 1);
+      slots_[slot] = static_cast<std::uint32_t>(i);
+    }
+  }
+
+  std::vector<std::uint32_t> slots_;
+};
+
 struct Compared {
   std::size_t header_index = 0;
   const plan::PlannedTensor* planned = nullptr;
@@ -105,7 +153,7 @@ bool is_hf_model_file_name(std::string_view name) {
 // Planned tensors against the file's header: present, dtype, shape, nothing extra; the planned
 // metadata (Hugging Face's layout).
 void check_structure(OutputCheck& check, const st::File& file, Findings& findings,
-                     std::map<ExpectedKey, std::size_t>& keys, Work& work) {
+                     ExpectedIndex& keys, Work& work) {
   const std::string& name = check.planned->file;
   const st::Header& header = file.header();
   check.compared.reserve(check.planned->tensors.size());
@@ -123,9 +171,8 @@ void check_structure(OutputCheck& check, const st::File& file, Findings& finding
           name, t.name,
           fmt::format("shape {}, planned {}", st::shape_text(found->shape), st::shape_text(t.shape)));
     } else {
-      const auto [it, added] = keys.emplace(key_of(t), work.expected.size());
-      if (added) work.expected.push_back(&t);
-      check.compared.push_back({static_cast<std::size_t>(found - header.tensors.data()), &t, it->second});
+      const std::size_t expected = keys.find_or_add(t, work.expected);
+      check.compared.push_back({static_cast<std::size_t>(found - header.tensors.data()), &t, expected});
     }
   }
   if (!check.planned->metadata.empty() && header.metadata != check.planned->metadata) {
@@ -150,7 +197,9 @@ void check_structure(OutputCheck& check, const st::File& file, Findings& finding
 Work survey(const plan::Plan& plan, const rules::Rules& rules, const std::string& out, Findings& findings) {
   const std::set<std::string> present = list_folder(out);
   Work work;
-  std::map<ExpectedKey, std::size_t> keys;
+  std::size_t planned_tensors = 0;
+  for (const plan::OutputFile& planned : plan.outputs) planned_tensors += planned.tensors.size();
+  ExpectedIndex keys(planned_tensors);
   std::vector<std::string> ours;
   for (const plan::OutputFile& planned : plan.outputs) {
     ours.push_back(planned.file);
@@ -494,9 +543,11 @@ std::vector<std::string> file_order(const plan::Plan& plan) {
 VerifyReport verify_plan(const plan::Plan& plan, const rules::Rules& rules, const VerifyOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   release_free_memory();  // what planning freed, before the reading threads allocate
+  give_back_large_blocks();
   const std::string& out = options.output_dir;
   Findings findings(file_order(plan));
   Work work = survey(plan, rules, out, findings);
+  release_free_memory();  // the output headers it read, 10,000s of names each
 
   VerifyReport report;
   report.threads = thread_count(options.threads);

@@ -2,6 +2,7 @@
 // and cast element by element here; refusal of unsafe output folders; the manifest.
 #include <shardwise/convert/converter.hpp>
 
+#include <numeric>
 #include <set>
 
 #include <fmt/format.h>
@@ -198,6 +199,29 @@ TEST_CASE("a manifest of several MiB reads back entry for entry (it is read a Mi
   CHECK(read->outputs[0].tensors.back().name == tensors.back().name);
   CHECK(read->outputs[0].tensors.back().xxh3 == tensors.back().xxh3);
   CHECK(output::format_manifest(*read) == text);
+}
+
+TEST_CASE("an entry formatted a tensor at a time is the entry formatted from its tensors held") {
+  Scenario s;
+  convert::convert_plan(s.plan, s.options("out", 2));
+  const output::Manifest manifest = *output::read_manifest((s.dir / "out").string());
+  for (const output::ManifestOutput& entry : manifest.outputs) {
+    REQUIRE(entry.tensors.size() > 1);
+    std::string held;
+    output::format_output_entry(entry, true, [&](std::string_view part) { held += part; });
+    std::vector<std::size_t> asked;
+    const output::TensorLines lines{entry.tensors.size(), [&](std::size_t t) {
+                                      asked.push_back(t);
+                                      return entry.tensors[t];
+                                    }};
+    std::string made;
+    output::format_output_entry(output::ManifestOutput{entry.rank, entry.file, entry.bytes, entry.xxh3, {}},
+                                lines, [&](std::string_view part) { made += part; });
+    CHECK(made == held);
+    std::vector<std::size_t> each_once(entry.tensors.size());
+    std::iota(each_once.begin(), each_once.end(), std::size_t{0});
+    CHECK(asked == each_once);  // each tensor made once, in order
+  }
 }
 
 // Small tensors lying one after the other in the input and in the output are copied several to a

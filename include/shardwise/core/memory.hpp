@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <span>
 
 namespace shardwise {
 
@@ -23,6 +24,34 @@ char* allocate_array(std::size_t size);
 // Asks for huge pages for the whole 2 MiB pages inside [data, data + bytes) of memory already
 // allocated (a list about to be filled). Advice only: without huge pages it is slower, not wrong.
 void advise_huge_pages(const void* data, std::size_t bytes) noexcept;
+
+// Memory straight from the system (mmap), outside the allocator's heap, left uninitialised: only
+// the pages used count in the process's memory, and freeing it gives them back. For buffers of MBs
+// kept through a run: taken from the heap, they could take pages an earlier phase had written,
+// which count whether the buffer uses them or not.
+class PageBuffer {
+ public:
+  PageBuffer() = default;
+  explicit PageBuffer(std::size_t size);  // throws std::bad_alloc
+  PageBuffer(PageBuffer&& other) noexcept;
+  PageBuffer& operator=(PageBuffer&& other) noexcept;
+  PageBuffer(const PageBuffer&) = delete;
+  PageBuffer& operator=(const PageBuffer&) = delete;
+  ~PageBuffer();
+
+  std::span<std::byte> span() const noexcept { return {data_, size_}; }
+
+ private:
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+// From now on, blocks of 1 MiB and more are taken from the system and given back when freed, and
+// the heap gives back its free end above 4 MiB (glibc: fixed mmap and trim thresholds; elsewhere
+// nothing). glibc otherwise raises its threshold to the largest block freed so far (planning frees
+// blocks of 10s of MB), and every later block below it stays in the heap once freed: the header
+// text of each file a run opens, the buffer of each manifest entry. For the phases after planning.
+void give_back_large_blocks() noexcept;
 
 // Returns the free pages of every allocator arena to the system (glibc's malloc_trim; elsewhere
 // nothing). Costs a walk over the free lists: call it between phases, not per tensor.

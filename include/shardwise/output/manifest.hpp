@@ -206,6 +206,15 @@ void format_manifest(const Manifest& manifest, const std::function<void(std::str
 std::string format_manifest_head(const Manifest& manifest);
 void format_output_entry(const ManifestOutput& entry, bool checksums,
                          const std::function<void(std::string_view)>& sink);
+// An output entry's tensors made one at a time, `tensor(i)` for i < count, as its text is written:
+// a file's 10,000s of tensors are then never held as objects at once.
+struct TensorLines {
+  std::size_t count = 0;
+  std::function<ManifestTensor(std::size_t)> tensor;
+};
+// The entry with its checksums, its tensors from `tensors` (entry.tensors not read).
+void format_output_entry(const ManifestOutput& entry, const TensorLines& tensors,
+                         const std::function<void(std::string_view)>& sink);
 std::string format_manifest_tail(const Manifest& manifest);
 
 // True when the entry's checksums are known: the manifest is complete or the entry finished.

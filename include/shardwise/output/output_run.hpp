@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <shardwise/output/file_work.hpp>
@@ -21,10 +22,19 @@
 
 namespace shardwise::output {
 
+// A committed file's manifest entry: its tensors in entry.tensors, or (lines.tensor set) made one
+// at a time while the run's manifest keeps the entry as text, so that a file's 10,000s of tensors
+// are never held as objects at once.
+struct CommittedEntry {
+  CommittedEntry(ManifestOutput e) : entry(std::move(e)) {}  // NOLINT(google-explicit-constructor)
+  CommittedEntry(ManifestOutput e, TensorLines l) : entry(std::move(e)), lines(std::move(l)) {}
+  ManifestOutput entry;
+  TensorLines lines;
+};
 // Called with each file's manifest entry right after the file is under its final name; what it
 // throws fails the run. The entry is handed over (the run's manifest keeps it) rather than copied:
 // a file may hold 10,000s of tensors.
-using CommitHook = std::function<void(ManifestOutput&&)>;
+using CommitHook = std::function<void(CommittedEntry&&)>;
 // Called once a file's last byte is written, before it gets its final name; what it throws fails
 // the run, that file still a temporary.
 using PreCommitCheck = std::function<void()>;

@@ -7,6 +7,7 @@
 #include <map>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <shardwise/safetensors/dtype.hpp>
@@ -17,6 +18,14 @@ struct OutputTensor {
   std::string name;
   DType dtype;
   Shape shape;
+};
+
+// The same by reference: name and shape stay where they are (a plan's), for laying out files of
+// 10,000s of tensors without a copy of each name and shape.
+struct OutputTensorRef {
+  std::string_view name;
+  DType dtype;
+  std::span<const std::uint64_t> shape;
 };
 
 // Where everything goes in a file, laid out as the reference implementation writes it: tensors
@@ -34,6 +43,8 @@ struct FileLayout {
 // Throws Error(input) on duplicate names or sizes that overflow.
 FileLayout layout_file(std::span<const OutputTensor> tensors,
                        const std::map<std::string, std::string>& metadata = {});
+FileLayout layout_file_refs(std::span<const OutputTensorRef> tensors,
+                            const std::map<std::string, std::string>& metadata = {});
 
 // A file being written: it lives under a temporary name in the target folder (registered so that a
 // signal handler can remove it) and appears under its final name only after commit().
