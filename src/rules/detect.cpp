@@ -52,7 +52,8 @@ std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
         const std::string display_name = "<bundled>/" + files[i].file_name;
         Rules rules = Rules::load_text(files[i].text, display_name);
         AcceptsVerdict verdict = Accepts::of_text(files[i].text, display_name).judge(tensors);
-        if (verdict.declared) judged[i].emplace(Candidate{files[i].name, std::move(rules), std::move(verdict)});
+        if (verdict.declared)
+          judged[i].emplace(Candidate{files[i].name, std::move(rules), std::move(verdict)});
       } catch (...) {
         failed[i] = std::current_exception();
       }

@@ -39,8 +39,8 @@ std::string text_of(const Decision& d) {
                         o.index_begin, o.index_end, o.partial);
   }
   if (d.fuse) {
-    text += fmt::format(" fuse {} '{}' part {} index {}", fmt::ptr(d.fuse->rule), d.fuse->output, d.fuse->part,
-                        d.fuse->index);
+    text += fmt::format(" fuse {} '{}' part {} index {}", fmt::ptr(d.fuse->rule), d.fuse->output,
+                        d.fuse->part, d.fuse->index);
   }
   for (const auto& chunk : d.chunks) {
     text += fmt::format(" chunk {} {} [{}, +{}) of {}: ({})", fmt::ptr(chunk.rule), chunk.chunk, chunk.first,
@@ -70,7 +70,8 @@ std::vector<std::string> synthetic_names() {
       for (const auto& t : gen::build_inventory(gen::config_named("tiny"), options)) names.push_back(t.name);
     }
   }
-  for (const auto format : {gen::official::Format::v3, gen::official::Format::v32, gen::official::Format::v4}) {
+  for (const auto format :
+       {gen::official::Format::v3, gen::official::Format::v32, gen::official::Format::v4}) {
     for (const auto& t : gen::official::build_official_inventory(format, {})) names.push_back(t.name);
   }
   return names;
