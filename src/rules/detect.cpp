@@ -4,9 +4,6 @@
 #include <shardwise/rules/detect.hpp>
 
 #include <algorithm>
-#include <exception>
-#include <optional>
-#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -39,38 +36,15 @@ void judge_config(Candidate& candidate, const ConfigFiles& config) {
 }
 
 // Every bundled rules file that declares `accepts:`, judged (files without one are never chosen).
-// A checkpoint's 100,000s of names are searched by several files' conditions: the files are
-// loaded and judged on two threads, then taken in their order (the outcome is a serial run's).
 std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
                                      const ConfigFiles& config = ConfigFiles()) {
-  const std::vector<BundledRules>& files = bundled_rules();
-  std::vector<std::optional<Candidate>> judged(files.size());
-  std::vector<std::exception_ptr> failed(files.size());
-  const auto judge_every = [&](std::size_t first) {
-    for (std::size_t i = first; i < files.size(); i += 2) {
-      try {
-        const std::string display_name = "<bundled>/" + files[i].file_name;
-        Rules rules = Rules::load_text(files[i].text, display_name);
-        AcceptsVerdict verdict = Accepts::of_text(files[i].text, display_name).judge(tensors);
-        if (verdict.declared)
-          judged[i].emplace(Candidate{files[i].name, std::move(rules), std::move(verdict)});
-      } catch (...) {
-        failed[i] = std::current_exception();
-      }
-    }
-  };
-  if (files.size() > 1 && std::thread::hardware_concurrency() > 1) {
-    std::thread other(judge_every, std::size_t{1});
-    judge_every(0);
-    other.join();
-  } else {
-    judge_every(0);
-  }
   std::vector<Candidate> candidates;
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    if (failed[i]) std::rethrow_exception(failed[i]);
-    if (!judged[i]) continue;
-    candidates.push_back(std::move(*judged[i]));
+  for (const BundledRules& bundled : bundled_rules()) {
+    const std::string display_name = "<bundled>/" + bundled.file_name;
+    Rules rules = Rules::load_text(bundled.text, display_name);
+    AcceptsVerdict verdict = Accepts::of_text(bundled.text, display_name).judge(tensors);
+    if (!verdict.declared) continue;
+    candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
     judge_config(candidates.back(), config);
   }
   return candidates;
