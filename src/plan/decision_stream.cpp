@@ -13,6 +13,7 @@ DecisionStream::DecisionStream(const st::Checkpoint& checkpoint, const rules::Ru
       blocks_((checkpoint.tensors().size() + kBlock - 1) / kBlock) {
   if (blocks_ < 2 || std::thread::hardware_concurrency() < 2) return;  // not worth a thread
   ring_.resize(kDepth);
+  for (Block& block : ring_) block.decisions.resize(kBlock);
   worker_ = std::thread([this] { decide_all(); });
 }
 
@@ -26,18 +27,18 @@ DecisionStream::~DecisionStream() {
   worker_.join();
 }
 
-rules::Decision DecisionStream::decide(std::size_t tensor) const {
-  return rules_.decide(checkpoint_.tensors()[tensor].info->name, params_, rules::Rules::Trail::omit);
+void DecisionStream::decide(std::size_t tensor, rules::Decision& out) const {
+  rules_.decide_into(checkpoint_.tensors()[tensor].info->name, params_, out);
 }
 
 // Runs without the lock: a block that is not ready belongs to the worker alone.
 void DecisionStream::fill(Block& block, std::size_t first) {
-  block.decisions.clear();
+  block.size = 0;
   block.error = nullptr;
   const std::size_t end = std::min(first + kBlock, checkpoint_.tensors().size());
-  block.decisions.reserve(end - first);
   try {
-    for (std::size_t tensor = first; tensor < end; ++tensor) block.decisions.push_back(decide(tensor));
+    for (std::size_t tensor = first; tensor < end; ++tensor, ++block.size)
+      decide(tensor, block.decisions[block.size]);
   } catch (...) {
     block.error = std::current_exception();
   }
@@ -65,7 +66,7 @@ void DecisionStream::decide_all() {
 rules::Decision& DecisionStream::next() {
   const std::size_t tensor = tensor_++;
   if (!worker_.joinable()) {
-    inline_ = decide(tensor);
+    decide(tensor, inline_);
     return inline_;
   }
   const std::size_t offset = tensor % kBlock;
@@ -79,7 +80,7 @@ rules::Decision& DecisionStream::next() {
     changed_.wait(lock, [&] { return block.ready; });
     current_ = &block;
   }
-  if (offset >= current_->decisions.size()) {
+  if (offset >= current_->size) {
     if (current_->error) std::rethrow_exception(current_->error);
     throw std::out_of_range("DecisionStream::next called after the last tensor");
   }

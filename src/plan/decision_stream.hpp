@@ -32,13 +32,16 @@ class DecisionStream {
   static constexpr std::size_t kBlock = 1024;  // decisions per block
   static constexpr std::size_t kDepth = 2;     // blocks decided ahead at most
 
+  // A block's decisions are decided into the same kBlock Decisions each time (Rules::decide_into):
+  // their strings keep their memory from block to block, so deciding allocates almost nothing.
   struct Block {
-    std::vector<rules::Decision> decisions;
+    std::vector<rules::Decision> decisions;  // kBlock of them; the first `size` hold this block's
+    std::size_t size = 0;
     std::exception_ptr error;  // what deciding the block threw; its decisions stop there
     bool ready = false;        // decided, not yet consumed
   };
 
-  rules::Decision decide(std::size_t tensor) const;
+  void decide(std::size_t tensor, rules::Decision& out) const;
   void decide_all();  // the worker
   void fill(Block& block, std::size_t first);
 

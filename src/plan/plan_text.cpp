@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <iterator>
+#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -240,29 +241,60 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
                  detail::group_digits(plan.input_bytes), detail::human_bytes(plan.input_bytes));
 }
 
+// The shown rows of sources [begin, end): how wide each column must be, which rules they name, how many.
+struct Measured {
+  std::array<std::size_t, kColumns> widths{};
+  std::vector<bool> used;
+  std::size_t shown = 0;
+};
+
+Measured measure_rows(const TextContext& cx, std::size_t begin, std::size_t end) {
+  Measured m;
+  m.used.assign(cx.plan.rule_labels.size(), false);
+  Cells cells;
+  std::vector<Placement> scratch;
+  for (std::size_t s = begin; s < end; ++s) {
+    const auto placements = shown_placements(cx, s, scratch);
+    if (placements.empty()) continue;
+    format_row(cells, cx, cx.plan.sources[s], placements);
+    widen(m.widths, cells);
+    m.used[placements.front().tensor->rule] = true;
+    if (const PlannedTensor* fused = placements.front().fused) m.used[fused->rule] = true;
+    ++m.shown;
+  }
+  return m;
+}
+
+// Every shown row measured: a large plan's rows in two halves on two threads (each row is formatted
+// twice, and the measuring pass needs only the maxima).
+Measured measure_all_rows(const TextContext& cx) {
+  const std::size_t count = cx.plan.sources.size();
+  if (count < 8192 || std::thread::hardware_concurrency() < 2) return measure_rows(cx, 0, count);
+  Measured second;
+  std::thread other([&] { second = measure_rows(cx, count / 2, count); });
+  Measured m = measure_rows(cx, 0, count / 2);
+  other.join();
+  for (std::size_t c = 0; c < kColumns; ++c) m.widths[c] = std::max(m.widths[c], second.widths[c]);
+  for (std::size_t r = 0; r < m.used.size(); ++r) m.used[r] = m.used[r] || second.used[r];
+  m.shown += second.shown;
+  return m;
+}
+
 // Returns the rules the shown rows name, for the legend.
 std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
                                const std::string& shown_note) {
-  std::vector<bool> used(cx.plan.rule_labels.size(), false);
-  std::array<std::size_t, kColumns> widths{};
   Cells cells;
   const auto headings = [&cells, &cx] {
     for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
     if (cx.plan.naming == OutputNaming::hf) cells[kRanks] = "FILE";
   };
+  Measured measured = measure_all_rows(cx);
+  std::vector<bool>& used = measured.used;
+  std::array<std::size_t, kColumns>& widths = measured.widths;
+  const std::size_t shown = measured.shown;
   headings();
   widen(widths, cells);
   std::vector<Placement> scratch;
-  std::size_t shown = 0;
-  for (std::size_t s = 0; s < cx.plan.sources.size(); ++s) {
-    const auto placements = shown_placements(cx, s, scratch);
-    if (placements.empty()) continue;
-    format_row(cells, cx, cx.plan.sources[s], placements);
-    widen(widths, cells);
-    used[placements.front().tensor->rule] = true;
-    if (const PlannedTensor* fused = placements.front().fused) used[fused->rule] = true;
-    ++shown;
-  }
   fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n",
                  cx.plan.sources.size() - extra_chunk_sources(cx.plan),
                  cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");

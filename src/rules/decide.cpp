@@ -26,9 +26,10 @@ const RuleRef& unknown_key_rule(const CompiledRules& rules, const std::string& k
   return *rule;
 }
 
-// Steps 1 and 2: the normalized name (and the added prefix, after the renames). The steps applied are
-// appended to `trail` unless it is null.
-std::string normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>* trail) {
+// Steps 1 and 2: the normalized name (and the added prefix, after the renames), into `normalized`
+// (its memory reused). The steps applied are appended to `trail` unless it is null.
+void normalize(const CompiledRules& rules, std::string_view name, std::vector<std::string>* trail,
+               std::string& normalized) {
   for (const auto& strip : rules.strip_prefixes) {
     if (name.starts_with(strip.prefix)) {
       name.remove_prefix(strip.prefix.size());
@@ -36,7 +37,7 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
       break;
     }
   }
-  std::string normalized;
+  normalized.clear();
   normalized.reserve(name.size());
   for (std::size_t start = 0;;) {
     const std::size_t dot = name.find('.', start);
@@ -59,7 +60,6 @@ std::string normalize(const CompiledRules& rules, std::string_view name, std::ve
     normalized.insert(0, add->prefix);
     if (trail != nullptr) trail->push_back(add->trail);
   }
-  return normalized;
 }
 
 // The n-th capture group (1-based) of `re` searched in `text`: offset and length, or nullopt.
@@ -120,11 +120,10 @@ std::string rename_components(std::string_view name, std::string_view from, std:
 }
 
 // The decision of a name no rule places; the step is recorded when `trail` is.
-Decision unmatched(Decision decision, std::string reason, bool trail) {
+void unmatched(Decision& decision, std::string reason, bool trail) {
   decision.kind = Decision::Kind::unmatched;
   decision.reason = std::move(reason);
   if (trail) decision.trail.push_back("unmatched: " + decision.reason);
-  return decision;
 }
 
 // Step 5: the key and, for a captured key, where it sits in the normalized name.
@@ -181,7 +180,7 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
     }
     d.rule = &unknown_key_rule(rules, found.key);
     d.split = Split::replicate;
-    d.output = d.normalized;
+    d.output.assign(d.normalized);
     if (trail != nullptr) {
       trail->push_back(
           fmt::format("key '{}' not in the table: unknown_keys replicate ({})", found.key, at(*d.rule)));
@@ -191,7 +190,7 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
   const TableEntry& table = entry->second;
   d.rule = &table.rule;
   d.split = table.split;
-  d.output = d.normalized;
+  d.output.assign(d.normalized);
   if (table.rename && *table.rename != found.key) {
     if (found.span) {
       d.output.replace(found.span->first, found.span->second, *table.rename);
@@ -259,7 +258,7 @@ std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::str
 // `units:` of the deciding table entry or override, its parameter resolved.
 void apply_units(const SplitUnits& units, const RuleRef& rule, const Params& params, Decision& d) {
   d.split_units = units.count;
-  d.units_param = units.param;
+  d.units_param.assign(units.param);
   if (units.param.empty()) return;
   const auto it = params.find(units.param);
   if (it == params.end()) {
@@ -272,7 +271,7 @@ void apply_units(const SplitUnits& units, const RuleRef& rule, const Params& par
 }  // namespace
 
 namespace detail {
-Decision decide_checked(const CompiledRules& rules, Decision d, const Params& params, bool record);
+void decide_checked(const CompiledRules& rules, Decision& d, const Params& params, bool record);
 }  // namespace detail
 
 Decision Rules::decide(std::string_view name, const Params& params, Trail record) const {
@@ -284,42 +283,68 @@ Decision Rules::decide(std::string_view name, const Params& params, Trail record
     trail = &d.trail;
   }
   d.source = std::string(name);
-  d.normalized = normalize(rules, name, trail);
-  return detail::decide_checked(rules, std::move(d), params, record == Trail::record);
+  normalize(rules, name, trail, d.normalized);
+  detail::decide_checked(rules, d, params, record == Trail::record);
+  return d;
+}
+
+void Rules::decide_into(std::string_view name, const Params& params, Decision& d) const {
+  const CompiledRules& rules = *impl_;
+  // Every field back to a new Decision's value; the strings keep their memory.
+  d.kind = Decision::Kind::unmatched;
+  d.source.assign(name);
+  d.output.clear();
+  d.reason.clear();
+  d.rule = nullptr;
+  d.key.reset();
+  d.split = Split::replicate;
+  d.owner.reset();
+  d.split_units = 0;
+  d.units_param.clear();
+  d.fuse.reset();
+  d.chunks.clear();
+  d.transform = nullptr;
+  d.companion_of = nullptr;
+  d.layout = nullptr;
+  d.member = nullptr;
+  d.group.clear();
+  d.trail.clear();
+  normalize(rules, name, nullptr, d.normalized);
+  detail::decide_checked(rules, d, params, false);
 }
 
 namespace detail {
 
 // Steps 3 and 4, then the unfuse step or the rest.
-Decision decide_checked(const CompiledRules& rules, Decision d, const Params& params, bool record) {
+void decide_checked(const CompiledRules& rules, Decision& d, const Params& params, bool record) {
   std::vector<std::string>* trail = record ? &d.trail : nullptr;
   if (const auto reject = rules.reject_matcher.first_match(d.normalized)) {
     const RejectRule& rule = rules.rejects[*reject];
     d.kind = Decision::Kind::reject;
     d.rule = &rule.rule;
-    d.reason = rule.reason;
+    d.reason.assign(rule.reason);
     if (trail != nullptr) trail->push_back(rule.trail);
-    return d;
+    return;
   }
   if (const auto skip = rules.skip_matcher.first_match(d.normalized)) {
     const SkipRule& rule = rules.skips[*skip];
     d.kind = Decision::Kind::skip;
     d.rule = &rule.rule;
-    d.reason = rule.reason;
+    d.reason.assign(rule.reason);
     if (rule.companion_of) d.companion_of = &*rule.companion_of;
     if (trail != nullptr) trail->push_back(rule.trail);
-    return d;
+    return;
   }
   std::string why;
   if (apply_unfuse(rules, params, d, record, why)) {
-    if (!why.empty()) return unmatched(std::move(d), why, record);
+    if (!why.empty()) return unmatched(d, why, record);
     d.kind = Decision::Kind::place;
-    return d;
+    return;
   }
-  return decide_normalized(rules, std::move(d), params, record);
+  decide_normalized(rules, d, params, record);
 }
 
-Decision decide_normalized(const CompiledRules& rules, Decision d, const Params& params, bool record) {
+void decide_normalized(const CompiledRules& rules, Decision& d, const Params& params, bool record) {
   std::vector<std::string>* trail = record ? &d.trail : nullptr;
   const auto last_dot = d.normalized.rfind('.');
   const std::string_view suffix =
@@ -332,9 +357,9 @@ Decision decide_normalized(const CompiledRules& rules, Decision d, const Params&
   }
   std::string why;
   const auto key = find_key(rules, d, trail, why);
-  if (!key) return unmatched(std::move(d), why, trail != nullptr);
+  if (!key) return unmatched(d, why, trail != nullptr);
   d.key = key->key;
-  if (!apply_table(rules, *key, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
+  if (!apply_table(rules, *key, d, trail, why)) return unmatched(d, why, trail != nullptr);
   if (const auto entry = rules.table.find(*d.key); entry != rules.table.end())
     apply_units(entry->second.units, entry->second.rule, params, d);
   if (const auto index = rules.override_matcher.first_match(d.output)) {
@@ -344,14 +369,14 @@ Decision decide_normalized(const CompiledRules& rules, Decision d, const Params&
     apply_units(rule.units, rule.rule, params, d);
     if (trail != nullptr) trail->push_back(rule.trail);
   }
-  if (!apply_ownership(rules, params, d, trail, why)) return unmatched(std::move(d), why, trail != nullptr);
+  if (!apply_ownership(rules, params, d, trail, why)) return unmatched(d, why, trail != nullptr);
   if (d.member != nullptr) {
     const auto dot = d.output.rfind('.');
-    d.group = dot == std::string::npos ? d.output : d.output.substr(0, dot);
-    d.output = d.group + "." + d.member->suffix;
+    d.group.assign(d.output, 0, dot);  // the whole name when it has no dot
+    d.output.assign(d.group).append(".").append(d.member->suffix);
     if (d.owner && d.owner->index_end > d.group.size()) {
       return unmatched(
-          std::move(d),
+          d,
           fmt::format("{} ({}) captured its index in the last component, which a packed member's suffix "
                       "replaces",
                       d.owner->rule->label, at(*d.owner->rule)),
@@ -364,7 +389,6 @@ Decision decide_normalized(const CompiledRules& rules, Decision d, const Params&
   }
   apply_fuse(rules, d, trail);
   d.kind = Decision::Kind::place;
-  return d;
 }
 
 }  // namespace detail

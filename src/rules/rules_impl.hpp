@@ -229,7 +229,7 @@ void format_trails(CompiledRules& rules);
 void load_rules(std::string_view yaml, const std::string& display_name, CompiledRules& out);
 // Steps 5 onwards of decide() (packed member, key, table, ..., fuse) on d.normalized, recording
 // into d.trail when `record`.
-Decision decide_normalized(const CompiledRules& rules, Decision d, const Params& params, bool record);
+void decide_normalized(const CompiledRules& rules, Decision& d, const Params& params, bool record);
 // Decide's structure steps (structure.cpp): the fused output of a placed tensor; the chunks of an
 // unfused source (each then decided by `decide_rest`).
 void apply_fuse(const CompiledRules& rules, Decision& d, std::vector<std::string>* trail);

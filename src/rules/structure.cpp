@@ -301,12 +301,11 @@ bool apply_unfuse(const CompiledRules& rules, const Params& params, Decision& d,
   }
   std::uint64_t first = 0;
   for (std::size_t i = 0; i < names.size(); ++i) {
-    Decision chunk_decision;
-    chunk_decision.source = d.source;
-    chunk_decision.normalized = std::move(names[i]);
-    d.chunks.push_back(DecidedChunk{
-        &rule.unfuse, i, first, sizes[i], total,
-        std::make_unique<Decision>(decide_normalized(rules, std::move(chunk_decision), params, record))});
+    auto chunk_decision = std::make_unique<Decision>();
+    chunk_decision->source = d.source;
+    chunk_decision->normalized = std::move(names[i]);
+    decide_normalized(rules, *chunk_decision, params, record);
+    d.chunks.push_back(DecidedChunk{&rule.unfuse, i, first, sizes[i], total, std::move(chunk_decision)});
     first += sizes[i];
   }
   return true;

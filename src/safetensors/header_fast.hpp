@@ -17,7 +17,11 @@ namespace shardwise::st::detail {
 // header_bytes and data_start, which the caller sets), or nullopt when the text holds anything
 // outside `{"__metadata__": {str: str}, name: {"dtype": str, "shape": [uint], "data_offsets":
 // [uint, uint]}}` with plain strings (no escapes), or when any check of the full path would fail.
-std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data_bytes);
+// A text of `split_from` bytes or more is read in two parts on two threads (a Pro-sized
+// checkpoint's header is 24 MB), with the same outcome; tests give a small `split_from`.
+inline constexpr std::size_t kSplitFrom = std::size_t{4} << 20;
+std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data_bytes,
+                                       std::size_t split_from = kSplitFrom);
 
 // parse_header without the fast path: the reference it must agree with (for tests and the fuzzer).
 Header parse_header_full(std::string_view json_text, std::uint64_t file_size, const std::string& file);

@@ -12,7 +12,13 @@ namespace shardwise::st::detail {
 
 class JsonScanner {
  public:
-  explicit JsonScanner(std::string_view text) : text_(text) {}
+  explicit JsonScanner(std::string_view text, std::size_t start = 0) : text_(text), pos_(start) {}
+
+  // Where the next byte after whitespace is (the whitespace is consumed).
+  std::size_t next_position() {
+    skip_space();
+    return pos_;
+  }
 
   // Consumes `c` (after whitespace) when it is the next byte.
   bool consume(char c) {

@@ -71,3 +71,28 @@ TEST_CASE("a choice parameter is shown by its word in the text, the JSON and the
              Catch::Contains(R"("params": {"kind": "fp8", "mp": 2, "n_items": 4},)"));
   CHECK(plan::plan_to_json(plan).at("params") == nlohmann::json{{"kind", "fp8"}, {"mp", 2}, {"n_items", 4}});
 }
+
+TEST_CASE("a large plan's text measures its columns over every row, the last ones included") {
+  // The rows of a large plan are measured in two halves: the longest name and the only row of a
+  // rule (`rep`, replicated) come last, and still set the column's width and the legend.
+  TempDir dir;
+  std::vector<TensorSpec> tensors;
+  for (int i = 0; i < 9000; ++i)
+    tensors.push_back({fmt::format("blk.{:05}.col.weight", i), st::DType::BF16, {8, 4}});
+  const std::string longest = "blk.zz." + std::string(60, 'w') + ".rep.weight";
+  tensors.push_back({longest, st::DType::BF16, {8, 4}});
+  write_checkpoint_file(dir / "a.safetensors", tensors);
+  const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
+  const plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {2, {}});
+  REQUIRE(plan.sources.size() == 9001);
+
+  const std::string text = plan::format_plan_text(plan);
+  // The heading's OUTPUT column starts after the longest source name and the two spaces between columns.
+  const std::size_t heading = text.find("\n  SOURCE");
+  REQUIRE(heading != std::string::npos);
+  const std::size_t line_end = text.find('\n', heading + 1);
+  const std::string heading_line = text.substr(heading + 1, line_end - heading - 1);
+  CHECK(heading_line.find("OUTPUT") == 2 + longest.size() + 2);
+  CHECK_THAT(text, Catch::Contains("\nrules: 2 named above\n"));  // table[col] and table[rep]
+}

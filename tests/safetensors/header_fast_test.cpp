@@ -216,3 +216,47 @@ TEST_CASE("the fast path declines what the full path refuses") {
     CHECK(fast_first == full);
   }
 }
+
+namespace {
+
+// The fast path in two parts (from any size on) against one part: the same Header, or both decline.
+void require_split_agrees(const std::string& json, std::uint64_t data_bytes) {
+  INFO(json);
+  const std::optional<Header> whole = detail::read_header_fast(json, data_bytes, SIZE_MAX);
+  const std::optional<Header> split = detail::read_header_fast(json, data_bytes, 0);
+  REQUIRE(split.has_value() == whole.has_value());
+  if (whole) require_same(*split, *whole);
+}
+
+// `count` U8 tensors of 1 byte, `extra` inserted as the member before tensor `at`.
+std::string members(int count, int at, const std::string& extra, const std::string& separator = ",") {
+  std::string body;
+  for (int i = 0; i < count; ++i) {
+    if (i == at && !extra.empty()) body += extra + separator;
+    body += entry("t" + std::to_string(100 + i), "U8", "[1]", i, i + 1);
+    if (i + 1 < count) body += separator;
+  }
+  return obj(body);
+}
+
+}  // namespace
+
+TEST_CASE("a header read in two parts gives what it gives in one part") {
+  for (const auto& c : valid_headers()) require_split_agrees(c.json, c.data_bytes);
+  const std::string metadata = R"("__metadata__":{"format":"pt"})";
+  // The second part starts at the first member after the middle: each place of the metadata, in the
+  // first part, at the seam or in the second; names that hold `},"` (the seam's mark); whitespace.
+  for (int at = 0; at < 12; ++at) {
+    require_split_agrees(members(12, at, metadata), 12);
+    require_split_agrees(members(12, at, metadata + "," + metadata), 12);  // twice: declined
+    require_split_agrees(members(12, at, R"("x},\"y":{"dtype":"U8","shape":[0],"data_offsets":[0,0]})"), 12);
+    require_split_agrees(members(12, at, R"("x},\"y")"), 12);  // not an entry: declined
+    require_split_agrees(members(12, at, metadata, " ,\n "), 12);
+    require_split_agrees(members(12, at, entry("t100", "U8", "[0]", 0, 0)), 12);  // a name twice: declined
+  }
+  require_split_agrees(members(12, 6, metadata).insert(0, " "), 12);
+  std::string trailing_comma = members(12, -1, "");
+  trailing_comma.insert(trailing_comma.size() - 1, ",");
+  require_split_agrees(trailing_comma, 12);
+  CHECK(detail::read_header_fast(members(12, 3, metadata), 12, 0).has_value());
+}
