@@ -864,8 +864,8 @@ void format_entry(const ManifestOutput& out, bool checksums, std::size_t count, 
 void format_output_entry(const ManifestOutput& out, bool checksums,
                          const std::function<void(std::string_view)>& sink) {
   format_entry(
-      out, checksums, out.tensors.size(), [&](std::size_t t) -> const ManifestTensor& { return out.tensors[t]; },
-      sink);
+      out, checksums, out.tensors.size(),
+      [&](std::size_t t) -> const ManifestTensor& { return out.tensors[t]; }, sink);
 }
 
 void format_output_entry(const ManifestOutput& out, const TensorLines& tensors,

@@ -203,7 +203,8 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   Progress progress(options.progress, total);
   writer.write(
       to_write, summary.threads, page_cache_for(options.page_cache, total), progress,
-      [&](CommittedEntry&& committed) { run_manifest.record(std::move(committed.entry), committed.lines); }, [&] { inputs.check(); });
+      [&](CommittedEntry&& committed) { run_manifest.record(std::move(committed.entry), committed.lines); },
+      [&] { inputs.check(); });
   if (share.side_files) {
     for (const std::string& name : plan.side_files) {
       const std::optional<std::uint64_t> expected =

@@ -22,6 +22,7 @@
 #include <shardwise/safetensors/file.hpp>
 
 #include "reshard/fused_parts.hpp"
+#include "reshard/old_entries.hpp"
 #include "reshard/piece_check.hpp"
 #include "reshard/reshard_internal.hpp"
 
@@ -44,153 +45,6 @@ std::string kind_text(const plan::Placement& p) {
       break;
   }
   return "replicated";
-}
-
-// A tensor entry of the old manifest as planning keeps it (240,000 at Pro's count): its name in the
-// plan's arena, its cut's fields, its origin among the plan's; and once its file's header agrees,
-// where its bytes are (`seen`: it is a piece, to join its logical tensor).
-struct Entry {
-  plan::Name name;
-  std::uint64_t xxh3 = 0;
-  plan::Shape shape;  // the cut's, as written
-  plan::Placement placement;
-  std::uint64_t begin = 0;
-  std::uint64_t end = 0;
-  std::uint64_t size = 0;
-  std::shared_ptr<const output::CompositeCut> composite{};
-  Piece piece{};  // once seen
-  std::uint32_t origin = kNoOrigin;
-  std::uint32_t seen = 0;  // 0: not a piece; otherwise the order in which pieces were seen, from 1
-  st::DType dtype{};
-  bool has_cut = false;
-};
-
-// Every entry, in blocks that go as soon as their pieces have joined their logical tensors (the
-// logical tensors then take the memory the entries leave), and each output entry's list of them.
-class Entries {
- public:
-  static constexpr std::size_t kBlock = 2048;
-
-  std::size_t size() const noexcept { return size_; }
-  Entry& operator[](std::size_t i) { return blocks_[i / kBlock][i % kBlock]; }
-  const Entry& operator[](std::size_t i) const { return blocks_[i / kBlock][i % kBlock]; }
-  // Each output entry's tensors (indices), in the manifest's order.
-  const std::vector<std::uint32_t>& of_output(std::size_t output) const { return by_output_[output]; }
-  std::size_t outputs() const noexcept { return by_output_.size(); }
-  void resize_outputs(std::size_t n) { by_output_.resize(n); }
-
-  // `output`: the output entry listing it; none: a piece of no entry (a fused output's part).
-  Entry& add(std::optional<std::size_t> output, Entry&& entry) {
-    if (size_ == std::numeric_limits<std::uint32_t>::max())
-      throw Error(ErrorKind::input, "the manifest lists more tensors than a plan holds");
-    if (size_ % kBlock == 0) {
-      blocks_.emplace_back();
-      blocks_.back().reserve(kBlock);
-      left_.push_back(0);
-    }
-    if (output) {
-      if (by_output_.size() <= *output) by_output_.resize(*output + 1);
-      by_output_[*output].push_back(static_cast<std::uint32_t>(size_));
-    }
-    ++size_;
-    return blocks_.back().emplace_back(std::move(entry));
-  }
-  // Entry i is a piece: its block stays until it has joined (joined(i)).
-  void mark_seen(std::size_t i, std::uint32_t order) {
-    (*this)[i].seen = order;
-    ++left_[i / kBlock];
-  }
-  void joined(std::size_t i) {
-    if (--left_[i / kBlock] != 0) return;
-    std::vector<Entry>().swap(blocks_[i / kBlock]);
-    // Given back as the join goes (the logical tensors it makes are allocated elsewhere).
-    if (++freed_ % kBlocksPerRelease == 0) release_free_memory();
-  }
-  // The output lists, once every file is read.
-  void drop_output_lists() { std::vector<std::vector<std::uint32_t>>().swap(by_output_); }
-  // Blocks without pieces: every entry of them read and refused, or of a missing file.
-  void drop_unseen_blocks() {
-    for (std::size_t b = 0; b < blocks_.size(); ++b) {
-      if (left_[b] == 0) std::vector<Entry>().swap(blocks_[b]);
-    }
-  }
-
- private:
-  std::vector<std::vector<Entry>> blocks_;
-  static constexpr std::size_t kBlocksPerRelease = 16;  // ~5 MB
-  std::vector<std::size_t> left_;  // per block: its pieces still to join
-  std::size_t freed_ = 0;
-  std::vector<std::vector<std::uint32_t>> by_output_;
-  std::size_t size_ = 0;
-};
-
-// Origins as the plan keeps them (Origin): names in its arena (an origin named as its tensor shares
-// the tensor's), each irreversible text once.
-class OriginTable {
- public:
-  explicit OriginTable(ReshardPlan& plan) : plan_(plan) {
-    for (std::uint32_t i = 0; i < plan.origin_texts.size(); ++i) texts_.try_emplace(plan.origin_texts[i], i);
-  }
-  std::uint32_t add(output::TensorOrigin&& origin, const plan::Name& tensor_name) {
-    Origin kept{origin.name == tensor_name.view() ? tensor_name : name_in(plan_, origin.name),
-                origin.dtype,
-                plan::Shape(origin.shape),
-                origin.rows,
-                0,
-                origin.within};
-    const auto [text, added] =
-        texts_.try_emplace(std::move(origin.irreversible), static_cast<std::uint32_t>(plan_.origin_texts.size()));
-    if (added) plan_.origin_texts.push_back(text->first);
-    kept.irreversible = text->second;
-    plan_.origins.push_back(std::move(kept));
-    return static_cast<std::uint32_t>(plan_.origins.size() - 1);
-  }
-  static plan::Name name_in(ReshardPlan& plan, std::string_view name) {
-    return plan::Name::borrowed(plan.names->add(name));
-  }
-
- private:
-  ReshardPlan& plan_;
-  std::map<std::string, std::uint32_t, std::less<>> texts_;
-};
-
-// An entry of the manifest as planning keeps it; without its origin when `keep_origin` is false
-// (reversing: its caller reads the manifest's own).
-Entry entry_of(ReshardPlan& plan, OriginTable& origins, output::ManifestTensor&& t, bool keep_origin) {
-  Entry e;
-  e.name = OriginTable::name_in(plan, t.name);
-  e.xxh3 = t.xxh3;
-  if (t.cut) {
-    e.has_cut = true;
-    e.dtype = t.cut->dtype;
-    e.shape = plan::Shape(t.cut->shape);
-    e.placement = t.cut->placement;
-    e.begin = t.cut->begin;
-    e.end = t.cut->end;
-    e.size = t.cut->size;
-    e.composite = std::move(t.cut->composite);
-  }
-  if (keep_origin && t.origin) e.origin = origins.add(std::move(*t.origin), e.name);
-  return e;
-}
-
-// The tensor entries of `manifest` (already read whole), moved out of it; or, when `keep`, copied
-// without their origins (reversing: its caller reads the manifest's own).
-void entries_of(ReshardPlan& plan, output::Manifest& manifest, bool keep, Entries& entries) {
-  OriginTable origins(plan);
-  entries.resize_outputs(manifest.outputs.size());
-  for (std::size_t i = 0; i < manifest.outputs.size(); ++i) {
-    std::vector<output::ManifestTensor>& tensors = manifest.outputs[i].tensors;
-    for (output::ManifestTensor& t : tensors) {
-      if (keep) {
-        output::ManifestTensor copy{t.name, t.xxh3, t.cut, std::nullopt};
-        entries.add(i, entry_of(plan, origins, std::move(copy), false));
-      } else {
-        entries.add(i, entry_of(plan, origins, std::move(t), true));
-      }
-    }
-    if (!keep) std::vector<output::ManifestTensor>().swap(tensors);
-  }
 }
 
 // The old folder's manifest (read, or derived with rules): complete, version 3 (cuts recorded), one
@@ -350,7 +204,7 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
         for (FusedPart& part : fused_parts(whole, index, file->fd(), path, file->absolute_offset(*info),
                                            info->bytes(), buffer, problems)) {
           Entry piece;
-          piece.name = OriginTable::name_in(plan, part.name);
+          piece.name = arena_name(plan, part.name);
           piece.xxh3 = part.xxh3;
           piece.dtype = part.cut->dtype;
           piece.shape = plan::Shape(part.cut->shape);
@@ -681,13 +535,8 @@ std::optional<LogicalTensor> join_whole(ReshardPlan& plan, std::span<const Entry
 // Each name's pieces (in the order seen) joined into its logical tensor, in name order; each block of
 // entries goes once its pieces have joined.
 void join_all(ReshardPlan& plan, Entries& entries, bool whole, Diagnostics& problems) {
-  entries.drop_output_lists();
-  entries.drop_unseen_blocks();
-  std::vector<std::uint32_t> order;
-  for (std::size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].seen != 0) order.push_back(static_cast<std::uint32_t>(i));
-  }
-  // Rather than blocks' worth of reading, pieces are few: their entries are read here only.
+  std::vector<std::uint32_t> order = entries.pieces();
+  // By name, and each name's pieces in the order seen (file by file).
   std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
     const Entry& x = entries[a];
     const Entry& y = entries[b];

@@ -30,7 +30,9 @@ constexpr std::string_view kMetadataKey = "__metadata__";
 // against 0.3 s for 1.3 GB, the buffer the same; bench/README.md, bench/dequantize).
 constexpr std::size_t kMaxWriteBytes = 256u << 10;
 
-std::string shape_json(std::span<const std::uint64_t> shape) { return fmt::format("[{}]", fmt::join(shape, ",")); }
+std::string shape_json(std::span<const std::uint64_t> shape) {
+  return fmt::format("[{}]", fmt::join(shape, ","));
+}
 
 // Reference order: larger layout rank first, then name in byte order (std::string compares bytes
 // as unsigned, which for UTF-8 is code point order, as Python sorts its str keys).

@@ -83,9 +83,9 @@ class ExpectedIndex {
 
   static std::size_t hash(const ExpectedKey& k) {
     std::uint64_t h = 0x9E3779B97F4A7C15ull;
-    for (const std::uint64_t v :
-         {std::uint64_t{k.source}, static_cast<std::uint64_t>(k.dim), k.begin, k.end,
-          std::uint64_t{static_cast<std::uint8_t>(k.cast)}, std::uint64_t{k.companion}, std::uint64_t{k.composite}})
+    for (const std::uint64_t v : {std::uint64_t{k.source}, static_cast<std::uint64_t>(k.dim), k.begin, k.end,
+                                  std::uint64_t{static_cast<std::uint8_t>(k.cast)},
+                                  std::uint64_t{k.companion}, std::uint64_t{k.composite}})
       h = (h ^ v) * 0xBF58476D1CE4E5B9ull, h ^= h >> 31;
     return static_cast<std::size_t>(h);
   }
@@ -152,8 +152,8 @@ bool is_hf_model_file_name(std::string_view name) {
 
 // Planned tensors against the file's header: present, dtype, shape, nothing extra; the planned
 // metadata (Hugging Face's layout).
-void check_structure(OutputCheck& check, const st::File& file, Findings& findings,
-                     ExpectedIndex& keys, Work& work) {
+void check_structure(OutputCheck& check, const st::File& file, Findings& findings, ExpectedIndex& keys,
+                     Work& work) {
   const std::string& name = check.planned->file;
   const st::Header& header = file.header();
   check.compared.reserve(check.planned->tensors.size());
