@@ -73,7 +73,6 @@ class Reader {
     return in_.consume('}');
   }
 
- public:
  private:
   bool read_metadata(std::map<std::string, std::string>& metadata) {
     if (!in_.consume('{')) return false;
