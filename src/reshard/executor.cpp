@@ -308,7 +308,8 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
     {
       std::lock_guard lock(per_file_mutex);
       w.layout = layout_of(plan, file);
-      if (w.layout.data_start != files[f].layout.data_start || w.layout.file_size != files[f].layout.file_size)
+      if (w.layout.data_start != files[f].layout.data_start ||
+          w.layout.file_size != files[f].layout.file_size)
         throw std::logic_error(fmt::format("{}: laid out differently when opened", w.final_path));
       progress.set_current(w.planned->file);
       out.emplace(st::OutputFile::create(w.final_path, w.layout));
@@ -358,9 +359,10 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
   // A whole run that keeps no earlier file reads a new file's tensor list only while it lays the file
   // out and writes it; a partial or resumed run compares every list with other runs' records.
-  const Lists lists = !options.run.ranks && !options.run.launch && options.run.resume != output::Resume::keep_finished
-                          ? Lists::per_file
-                          : Lists::all;
+  const Lists lists =
+      !options.run.ranks && !options.run.launch && options.run.resume != output::Resume::keep_finished
+          ? Lists::per_file
+          : Lists::all;
   const plan::Plan outline = outline_of(plan, lists);
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };

@@ -128,8 +128,8 @@ void FileSink::finish() {
 }
 
 output::ManifestOutput FileSink::entry() const {
-  output::ManifestOutput entry{work_.planned->rank, work_.planned->file, work_.layout.file_size,
-                               file_hash_.digest(), {}};
+  output::ManifestOutput entry{
+      work_.planned->rank, work_.planned->file, work_.layout.file_size, file_hash_.digest(), {}};
   entry.tensors.resize(tensor_xxh3_.size());
   for (std::size_t i = 0; i < tensor_xxh3_.size(); ++i) entry.tensors[i].xxh3 = tensor_xxh3_[i];
   return entry;

@@ -14,8 +14,8 @@ std::uint32_t OriginTable::add(output::TensorOrigin&& origin, const plan::Name& 
               origin.rows,
               0,
               origin.within};
-  const auto [text, added] =
-      texts_.try_emplace(std::move(origin.irreversible), static_cast<std::uint32_t>(plan_.origin_texts.size()));
+  const auto [text, added] = texts_.try_emplace(std::move(origin.irreversible),
+                                                static_cast<std::uint32_t>(plan_.origin_texts.size()));
   if (added) plan_.origin_texts.push_back(text->first);
   kept.irreversible = text->second;
   plan_.origins.push_back(std::move(kept));

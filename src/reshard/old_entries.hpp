@@ -97,7 +97,7 @@ class Entries {
  private:
   std::vector<std::vector<Entry>> blocks_;
   static constexpr std::size_t kBlocksPerRelease = 16;  // ~5 MB
-  std::vector<std::size_t> left_;  // per block: its pieces still to join
+  std::vector<std::size_t> left_;                       // per block: its pieces still to join
   std::size_t freed_ = 0;
   std::vector<std::vector<std::uint32_t>> by_output_;
   std::size_t size_ = 0;

@@ -190,9 +190,10 @@ void format_reshard_json(const ReshardPlan& plan, const plan::PlanFilter& filter
   using Json = nlohmann::ordered_json;
   const Selection selection(plan, filter);
   constexpr std::size_t kPartBytes = 64 << 10;
-  std::string text = fmt::format("{{\n \"from\": {},\n \"from_model_parallel\": {},\n \"model_parallel\": {},\n "
-                                 "\"outputs\": [",
-                                 Json(plan.from).dump(), plan.from_model_parallel, plan.model_parallel);
+  std::string text = fmt::format(
+      "{{\n \"from\": {},\n \"from_model_parallel\": {},\n \"model_parallel\": {},\n "
+      "\"outputs\": [",
+      Json(plan.from).dump(), plan.from_model_parallel, plan.model_parallel);
   bool any_file = false;
   for (const NewFile& f : plan.outputs) {
     if (!selection.shows(f)) continue;

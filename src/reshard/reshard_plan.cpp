@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
-#include <limits>
 #include <set>
 #include <span>
 
@@ -528,8 +528,8 @@ std::optional<LogicalTensor> join_whole(ReshardPlan& plan, std::span<const Entry
   piece.begin = 0;
   piece.end = first.shape.empty() ? 0 : first.shape[0];
   plan.pieces.push_back(piece);
-  return LogicalTensor{first.name,  first.dtype, first.shape, plan::Placement{}, {&plan.pieces.back(), 1}, {},
-                       first.origin};
+  return LogicalTensor{first.name, first.dtype, first.shape, plan::Placement{}, {&plan.pieces.back(), 1},
+                       {},         first.origin};
 }
 
 // Each name's pieces (in the order seen) joined into its logical tensor, in name order; each block of
@@ -584,7 +584,8 @@ ReshardPlan plan_from(
   plan.outside_links = links;
   Entries entries;
   std::optional<output::Manifest> manifest = manifest_of(plan, entries);
-  if (manifest) entries.resize_outputs(manifest->outputs.size());  // an entry listing no tensor: none handed over
+  if (manifest)
+    entries.resize_outputs(manifest->outputs.size());  // an entry listing no tensor: none handed over
   const std::string where =
       manifest_name.empty() ? plan.from : (fs::path(plan.from) / manifest_name).string();
   if (reading == Reading::whole_tensors) {
@@ -649,8 +650,8 @@ st::Shape shape_of(const ReshardPlan& plan, const NewTensor& tensor) {
 std::optional<output::TensorOrigin> origin_of(const ReshardPlan& plan, const LogicalTensor& tensor) {
   if (tensor.origin == kNoOrigin) return std::nullopt;
   const Origin& o = plan.origins[tensor.origin];
-  return output::TensorOrigin{o.name.str(), o.dtype, st::Shape(o.shape), o.rows, plan.origin_texts[o.irreversible],
-                              o.within};
+  return output::TensorOrigin{
+      o.name.str(), o.dtype, st::Shape(o.shape), o.rows, plan.origin_texts[o.irreversible], o.within};
 }
 
 ReshardPlan plan_reshard(const std::string& from, std::uint64_t model_parallel, CopyCheck copies,

@@ -165,7 +165,9 @@ TEST_CASE("reshard in-process: the plan takes every new tensor from the old piec
   CHECK(std::set<std::string>(plan.side_files.begin(), plan.side_files.end()) == side);
 }
 
-TEST_CASE("reshard in-process: the JSON dry run, written a tensor at a time, is one document as dump(1) writes it") {
+TEST_CASE(
+    "reshard in-process: the JSON dry run, written a tensor at a time, is one document as dump(1) writes "
+    "it") {
   Folders f;
   const reshard::ReshardPlan plan = reshard::plan_reshard(f.mp4.string(), 2);
   struct Case {
