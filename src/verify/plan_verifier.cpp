@@ -2,7 +2,6 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <compare>
 #include <filesystem>
 #include <map>
 #include <numeric>
@@ -44,8 +43,8 @@ struct ExpectedKey {
   std::uint64_t end = 0;
   plan::Cast cast = plan::Cast::none;
   std::uint32_t companion = plan::kNoCompanion;
-  std::uint32_t composite = plan::kNoComposite;  // each fused output is computed from its parts
-  auto operator<=>(const ExpectedKey&) const = default;
+  std::uint32_t composite = plan::kNoComposite;         // each fused output is computed from its parts
+  bool operator==(const ExpectedKey&) const = default;  // found by hash, not by order
 };
 
 ExpectedKey key_of(const plan::PlannedTensor& t) {
