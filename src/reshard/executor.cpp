@@ -236,6 +236,9 @@ void gather_file(const ReshardPlan& plan, const output::FileWork& w,
       ahead += file.tensors[order[advised]].bytes;
       ++advised;
     }
+    // Every tensor asked for: nothing will continue the ranges held back, so they go now, not when
+    // `needed` is destroyed (after `dropped` has dropped what they ask the kernel to read).
+    if (advised == order.size()) needed.flush();
     const std::uint64_t before = sink.gathered();
     PieceHashes pieces(plan, t);
     gather(
