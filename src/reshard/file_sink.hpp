@@ -37,7 +37,8 @@ class FileSink {
   std::size_t block_bytes() const noexcept { return block_bytes_; }
   // Where the next n bytes (at most block_bytes()) go; valid until the next call.
   std::span<std::byte> reserve(std::size_t n);
-  // The bytes since the last end_tensor() are tensor `index` (of work.planned->tensors), complete.
+  // The bytes since the last end_tensor() are the file's tensor `index` (an index layout.order
+  // holds: the new file's tensors in the plan), complete.
   void end_tensor(std::size_t index);
   std::uint64_t gathered() const noexcept { return gathered_; }
   // Waits until every byte is written (with drop: on disk and out of the page cache). Rethrows what

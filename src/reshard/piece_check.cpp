@@ -78,7 +78,7 @@ std::vector<PieceOf> pieces_read_by(const ReshardPlan& plan, const std::vector<o
 
 }  // namespace
 
-std::string damage_message(const std::string& path, const std::string& tensor, bool replicated,
+std::string damage_message(const std::string& path, std::string_view tensor, bool replicated,
                            std::uint64_t actual, std::uint64_t recorded) {
   if (replicated) {
     return fmt::format("{}: {} (replicated) has xxh3 {}, the manifest says {}", path, tensor,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <shardwise/output/checksum.hpp>
@@ -31,7 +32,7 @@ struct Damage {
 
 // How a piece whose bytes differ from their recorded checksum is named, wherever it is found (in
 // planning, for replicated copies compared then, or in writing).
-std::string damage_message(const std::string& path, const std::string& tensor, bool replicated,
+std::string damage_message(const std::string& path, std::string_view tensor, bool replicated,
                            std::uint64_t actual, std::uint64_t recorded);
 
 // Hashes, on `threads` threads, every piece with a recorded checksum that the new tensors of

@@ -189,7 +189,7 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
     plan.old_files.push_back({out.rank, out.file, path, identity_of_open_file(file->fd(), path)});
     for (const std::uint32_t e : listed_entries) {
       Entry& t = entries[e];
-      const std::string name(t.name.view());
+      const std::string_view name = t.name.view();
       if (parts == Parts::gather && t.has_cut && t.placement.kind == Kind::composite && t.composite) {
         const st::TensorInfo* info = file->header().find(name);
         if (info == nullptr || info->dtype != t.dtype || !(t.shape == info->shape)) {
@@ -198,7 +198,7 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
           continue;
         }
         const output::ManifestTensor whole{
-            name, t.xxh3,
+            std::string(name), t.xxh3,
             output::TensorCut{t.dtype, st::Shape(t.shape), t.placement, t.begin, t.end, t.size, t.composite},
             std::nullopt};
         for (FusedPart& part : fused_parts(whole, index, file->fd(), path, file->absolute_offset(*info),
@@ -223,7 +223,7 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
         // Not gathered: reshard cuts logical tensors in mp equal ranges, which neither is. Said once
         // per kind after the files (a model has thousands on every rank).
         Refused& kind = t.placement.kind == Kind::composite ? fused : held_by_several;
-        if (kind.names.insert(name).second && kind.names.size() == 1) {
+        if (kind.names.insert(std::string(name)).second && kind.names.size() == 1) {
           kind.first = fmt::format("{} in {}", name, out.file);
           kind.replicas = t.placement.replicas;
         }
@@ -312,21 +312,20 @@ std::optional<LogicalTensor> join(ReshardPlan& plan, std::span<const Entry* cons
   const std::uint64_t mp = plan.from_model_parallel;
   for (const Entry* each : pieces) {
     const Entry& s = *each;
-    const Entry& c = s;
     const bool same_dims = [&] {
-      if (c.shape.size() != first.shape.size()) return false;
-      for (std::size_t d = 0; d < c.shape.size(); ++d) {
-        if (static_cast<int>(d) != first.placement.dim && c.shape[d] != first.shape[d]) return false;
+      if (s.shape.size() != first.shape.size()) return false;
+      for (std::size_t d = 0; d < s.shape.size(); ++d) {
+        if (static_cast<int>(d) != first.placement.dim && s.shape[d] != first.shape[d]) return false;
       }
       return true;
     }();
-    if (c.dtype != first.dtype || !same_dims || c.placement.kind != first.placement.kind ||
-        c.placement.dim != first.placement.dim || c.size != first.size ||
-        c.placement.count != first.placement.count) {
+    if (s.dtype != first.dtype || !same_dims || s.placement.kind != first.placement.kind ||
+        s.placement.dim != first.placement.dim || s.size != first.size ||
+        s.placement.count != first.placement.count) {
       problems.add(fmt::format("{}: its pieces disagree: {} {}{} {} in {}, {} {}{} {} in {}", logical.name,
                                st::dtype_name(first.dtype), st::shape_text(first.shape), "",
                                kind_text(first.placement), plan.old_files[first.piece.file].file,
-                               st::dtype_name(c.dtype), st::shape_text(c.shape), "", kind_text(c.placement),
+                               st::dtype_name(s.dtype), st::shape_text(s.shape), "", kind_text(s.placement),
                                plan.old_files[s.piece.file].file));
       return refused();
     }
