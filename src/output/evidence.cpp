@@ -4,6 +4,8 @@
 
 #include <cerrno>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -157,9 +159,34 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   return result;
 }
 
+Completion completed_from(const plan::Plan& plan, const std::string& folder, const RunManifest& own) {
+  std::optional<Manifest> manifest;
+  try {
+    manifest = read_manifest(folder);
+  } catch (const Error&) {
+    manifest.reset();
+  }
+  if (!manifest || !manifest->complete || !plan_changes(*manifest, own.finished()).empty() ||
+      !covers_plan(plan, *manifest)) {
+    throw Error(ErrorKind::io,
+                fmt::format("{}: this run's record of its files is gone, and the folder's manifest does not "
+                            "list them: rerun with --resume",
+                            own.path()));
+  }
+  Completion result;
+  result.written = true;
+  result.manifest = std::move(*manifest);
+  for (ManifestOutput& output : result.manifest.outputs) std::vector<ManifestTensor>().swap(output.tensors);
+  return result;
+}
+
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer) {
-  if (!own.covers(plan)) return complete_manifest(plan, folder, own.finished_with_tensors(), writer);
+  if (!own.covers(plan)) {
+    const std::optional<Manifest> finished = own.finished_with_tensors();
+    if (!finished) return completed_from(plan, folder, own);
+    return complete_manifest(plan, folder, *finished, writer);
+  }
   const std::vector<Fragment> fragments = read_fragments(folder);
   Completion result;
   result.manifest = own.write_complete(plan, writer);

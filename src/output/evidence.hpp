@@ -56,8 +56,14 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
                              const std::string& writer);
 // The same for a run whose own entries `own` keeps as text: when they cover the plan (a whole run,
 // or one whose ranks are every rank) the manifest is written from that text, never held as
-// objects; otherwise their objects are read back from the run's record for the above.
+// objects; otherwise their objects are read back from the run's record for the above (or, when
+// that record is gone, completed_from).
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer);
+// For a partial run whose record (its fragment) is gone: another process of the job completed the
+// folder's manifest from it (the manifest is renamed into place before the fragments it folds in
+// are removed). That manifest, without the tensors, if it is complete, of the same plan and lists
+// every file; otherwise Error(io) naming the record.
+Completion completed_from(const plan::Plan& plan, const std::string& folder, const RunManifest& own);
 
 }  // namespace shardwise::output

@@ -748,7 +748,15 @@ std::optional<Parsed> parse_manifest_file(const std::string& path, const TensorS
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return std::nullopt;
   // A FIFO or device in its place is refused before it is read (it could block forever).
-  const io::ReadOnlyFile file(path, ErrorKind::input, "the manifest");
+  std::optional<io::ReadOnlyFile> opened;
+  try {
+    opened.emplace(path, ErrorKind::input, "the manifest");
+  } catch (const Error&) {
+    // Removed since it was seen: none after all (a fragment another process folded in).
+    if (!std::filesystem::exists(path, ec) && !ec) return std::nullopt;
+    throw;
+  }
+  const io::ReadOnlyFile& file = *opened;
   const std::uint64_t size = file.size();
   if (size > kMaxManifestBytes)
     throw Error(ErrorKind::input,

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -231,7 +232,10 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
     const auto limit =
         options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
-    done = wait_for_manifest(plan, out_dir, run_manifest.finished_with_tensors(), share, limit);
+    // Read once for the polls; gone when another process completed the manifest meanwhile.
+    const std::optional<Manifest> own = run_manifest.finished_with_tensors();
+    done = own ? wait_for_manifest(plan, out_dir, *own, share, limit)
+               : completed_from(plan, out_dir, run_manifest);
   }
 
   for (const FileWork& w : to_write) {

@@ -167,7 +167,7 @@ Manifest RunManifest::finished() const {
   return only_finished(manifest_);
 }
 
-Manifest RunManifest::finished_with_tensors() const {
+std::optional<Manifest> RunManifest::finished_with_tensors() const {
   std::lock_guard lock(mutex_);
   std::optional<Manifest> read;
   try {
@@ -175,7 +175,7 @@ Manifest RunManifest::finished_with_tensors() const {
   } catch (const Error& e) {
     throw Error(ErrorKind::io, fmt::format("cannot read back this run's record of its files: {}", e.what()));
   }
-  if (!read) throw Error(ErrorKind::io, fmt::format("{}: this run's record of its files is gone", path_));
+  if (!read) return std::nullopt;
   return only_finished(std::move(*read));
 }
 

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,8 +60,9 @@ class RunManifest {
   // their tensors.
   Manifest finished() const;
   // The same with their tensors, read back from the file (the run's record of what it wrote):
-  // Error(io) naming it when it cannot be read.
-  Manifest finished_with_tensors() const;
+  // nullopt when the file is gone (a fragment: another process of the same job folded it into the
+  // folder's manifest, see complete_manifest); Error(io) naming it when it cannot be read.
+  std::optional<Manifest> finished_with_tensors() const;
   const std::string& path() const noexcept { return path_; }
 
  private:

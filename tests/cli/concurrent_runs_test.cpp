@@ -2,7 +2,9 @@
 // is refused at once, naming the holder, while the first finishes and verifies; runs writing
 // disjoint ranks share the folder; an input file rewritten under a run fails it (exit 4) with the
 // manifest left incomplete. The first run is held at its first rank-file write by the fault shim
-// ("gate") until the test lets it go, so the second meets it busy however loaded the machine is.
+// ("gate") until the test lets it go, so the second meets it busy however loaded the machine is;
+// a partial run held the same way where it reads its record back finds it folded into the
+// manifest by another run.
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -138,6 +140,40 @@ TEST_CASE("convert: --ranks runs writing disjoint ranks share a folder, a common
   f.gate.open();
   CHECK(wait_for(first) == 0);
   CHECK(folder_files(f.out) == f.expected);  // whichever finished last completed the manifest
+}
+
+TEST_CASE(
+    "convert: a --ranks run whose fragment another run folded into the complete manifest ends with that "
+    "manifest") {
+  Folders f;
+  // The run of ranks 2,3 is held after its last file and side file, where it reads its record (its
+  // fragment, listing both files) back to complete the manifest.
+  const std::string held_read_back = "open-existing,gate,1,shardwise-manifest.ranks-2-3.json";
+  shardwise::test::CommandResult first;
+  std::thread run([&] {
+    first = run_command(with_fault(held_read_back,
+                                   convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "2,3"})),
+                                   f.gate.path.string()));
+  });
+  const fs::path reached = f.gate.path.string() + ".reached";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!fs::exists(reached) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  const bool held = fs::exists(reached);
+  CHECK(held);
+  if (held) {
+    // Completes the manifest from the held run's fragment, then removes that fragment.
+    const auto second = run_command(convert_args(f.in, f.out, joined(kOneThread, {"--ranks", "0,1"})));
+    CHECK(second.exit_code == 0);
+    CHECK(second.err.empty());
+    CHECK(!fs::exists(f.out / "shardwise-manifest.ranks-2-3.json"));
+  }
+  f.gate.open();
+  run.join();
+  CAPTURE(first.err);
+  CHECK(first.exit_code == 0);
+  CHECK(first.err.empty());
+  CHECK(folder_files(f.out) == f.expected);
 }
 
 TEST_CASE(

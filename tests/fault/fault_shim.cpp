@@ -4,16 +4,17 @@
 //
 // SHARDWISE_FAULT="OP,ERROR,N,PATH" makes the N-th call (1-based) of OP whose path contains the
 // substring PATH, and every later one, fail:
-//   OP     open (only opens that create: O_CREAT), read, pread, write, pwrite, fsync, rename
-//          (either name), mkdir, fallocate, sync_file_range, sync_file_range_wait (only the calls
-//          that wait: SYNC_FILE_RANGE_WAIT_BEFORE), fadvise (posix_fadvise: it returns the error
-//          rather than setting errno)
+//   OP     open (only opens that create: O_CREAT), open-existing (the other opens), read, pread,
+//          write, pwrite, fsync, rename (either name), mkdir, fallocate, sync_file_range,
+//          sync_file_range_wait (only the calls that wait: SYNC_FILE_RANGE_WAIT_BEFORE), fadvise
+//          (posix_fadvise: it returns the error rather than setting errno)
 //   ERROR  an errno name (EIO, ENOSPC, EACCES, EROFS, EDQUOT), "short" (read or write at most half
 //          of what was asked, at least one byte: callers must retry), or "short+ENOSPC" (the N-th
 //          call short, the later ones ENOSPC: a disk filling up mid-write), or "delay" (each call
 //          waits 50 ms first, then succeeds: a slow disk), or "gate" (each call waits while the
 //          file SHARDWISE_FAULT_GATE names exists, polling every 10 ms for at most 5 minutes, then
-//          succeeds: a run held busy until the test lets it go, whatever the machine's load)
+//          succeeds: a run held busy until the test lets it go, whatever the machine's load; the
+//          first call to wait creates the file SHARDWISE_FAULT_GATE.reached, so the test knows)
 // For calls on a descriptor the path is the one /proc/self/fd names. Without the variable the
 // shim does nothing. Not linked with the sanitizers: it forwards to whatever comes next
 // (libasan's interceptors in a sanitizer build, then libc).
@@ -21,6 +22,7 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -101,6 +103,14 @@ bool fd_matches(int fd) {
   return path_matches(path);
 }
 
+// Creates `<gate>.reached` by the system call itself: the shim's own open would count it.
+void signal_reached(const char* gate) {
+  char path[4096];
+  std::snprintf(path, sizeof path, "%s.reached", gate);
+  const long fd = ::syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  if (fd >= 0) ::syscall(SYS_close, fd);
+}
+
 // What the shim does with this call: nothing, fail it (errno set), or shorten it.
 enum class Action { pass, fail, shorten };
 
@@ -118,6 +128,8 @@ Action decide(const char* op, Matches&& matches) {
   }
   if (f.mode == Mode::gate) {
     const char* gate = std::getenv("SHARDWISE_FAULT_GATE");
+    static std::atomic<bool> reached{false};
+    if (gate != nullptr && !reached.exchange(true)) signal_reached(gate);
     const struct timespec poll = {0, 10'000'000};
     for (int i = 0; gate != nullptr && ::access(gate, F_OK) == 0 && i < 30'000; ++i)
       ::nanosleep(&poll, nullptr);
@@ -154,7 +166,8 @@ mode_t mode_argument(int flags, va_list args) {
 }
 
 int open_checked(const char* symbol, const char* path, int flags, mode_t mode) {
-  if (decide("open", [&] { return (flags & O_CREAT) != 0 && path_matches(path); }) == Action::fail) return -1;
+  const char* op = (flags & O_CREAT) != 0 ? "open" : "open-existing";
+  if (decide(op, [&] { return path_matches(path); }) == Action::fail) return -1;
   return next<OpenFn>(symbol)(path, flags, mode);
 }
 
@@ -200,7 +213,8 @@ int openat(int dir, const char* path, int flags, ...) {
   va_start(args, flags);
   const mode_t mode = mode_argument(flags, args);
   va_end(args);
-  if (decide("open", [&] { return (flags & O_CREAT) != 0 && path_matches(path); }) == Action::fail) return -1;
+  const char* op = (flags & O_CREAT) != 0 ? "open" : "open-existing";
+  if (decide(op, [&] { return path_matches(path); }) == Action::fail) return -1;
   return next<OpenAtFn>("openat")(dir, path, flags, mode);
 }
 
