@@ -3,9 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <span>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -60,6 +62,26 @@ EntryTexts::Span EntryTexts::add(const ManifestOutput& entry, const TensorLines*
     format_output_entry(entry, true, sink);
   flush();
   return {span.offset, end_ - span.offset};
+}
+
+EntryTexts::Span EntryTexts::add(const ManifestOutput& entry, const EntryTexts& from, Span lines) {
+  const Span span{end_, 0};
+  append(format_entry_opening(entry));
+  std::vector<std::byte> buffer(static_cast<std::size_t>(std::min<std::uint64_t>(lines.length, kChunkBytes)));
+  for (std::uint64_t done = 0; done < lines.length;) {
+    const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), lines.length - done));
+    io::pread_exact(from.fd_, from.folder_, lines.offset + done, std::span(buffer).first(n));
+    io::pwrite_all(fd_, folder_, end_, std::span(buffer).first(n));
+    end_ += n;
+    done += n;
+  }
+  append(kEntryClosing);
+  return {span.offset, end_ - span.offset};
+}
+
+void EntryTexts::append(std::string_view text) {
+  io::pwrite_all(fd_, folder_, end_, std::as_bytes(std::span(text)));
+  end_ += text.size();
 }
 
 void EntryTexts::copy_to(Span span, AtomicFile& file) const {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <shardwise/output/manifest.hpp>
 
@@ -32,6 +33,13 @@ class EntryTexts {
   // Appends the entry's text as format_output_entry writes it, with its checksums (its tensors
   // from `tensors` when given).
   Span add(const ManifestOutput& entry, const TensorLines* tensors = nullptr);
+  // Appends the entry's text with its checksums, its tensors' lines (format_tensor_line) copied
+  // from `lines` in `from`: an entry an earlier run recorded (EarlierEntries).
+  Span add(const ManifestOutput& entry, const EntryTexts& from, Span lines);
+  // Appends `text` as it is: tensor lines gathered for an entry.
+  void append(std::string_view text);
+  // Where the next text appended starts.
+  std::uint64_t end() const noexcept { return end_; }
   // Appends the text at `span` to `file`.
   void copy_to(Span span, AtomicFile& file) const;
 

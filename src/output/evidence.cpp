@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 Evidence read_evidence(const std::string& folder) {
   Evidence evidence;
   try {
-    evidence.manifest = read_manifest(folder);
+    evidence.manifest = read_manifest_without_tensors(folder);
   } catch (const Error&) {
     evidence.manifest.reset();
   }
@@ -43,153 +43,93 @@ void check_resumable(const Evidence& evidence, const Manifest& now, const plan::
   for (const Fragment& fragment : evidence.fragments) refuse_if_changed(fragment.content, fragment.name);
 }
 
-bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned) {
-  if (entry.rank != planned.rank || entry.file != planned.file ||
-      entry.tensors.size() != planned.tensors.size()) {
-    return false;
-  }
-  for (std::size_t i = 0; i < planned.tensors.size(); ++i) {
-    if (entry.tensors[i].name != planned.tensors[i].name) return false;
-  }
-  return true;
-}
-
-std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now,
-                                               const Manifest* own) {
-  std::vector<const Manifest*> sources;
-  if (own != nullptr) sources.push_back(own);
-  if (evidence.manifest && plan_changes(*evidence.manifest, now).empty())
-    sources.push_back(&*evidence.manifest);
-  for (const Fragment& fragment : evidence.fragments) {
-    if (plan_changes(fragment.content, now).empty()) sources.push_back(&fragment.content);
-  }
-  return sources;
-}
-
-const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources,
-                                 const plan::OutputFile& planned) {
-  for (const Manifest* source : sources) {
-    for (const ManifestOutput& entry : source->outputs) {
-      if (has_checksums(*source, entry) && entry_fits(entry, planned)) return &entry;
-    }
-  }
-  return nullptr;
-}
-
 namespace {
 
-const ManifestSideFile* find_side_file(const std::vector<const Manifest*>& sources, const std::string& name) {
-  for (const Manifest* source : sources) {
-    for (const ManifestSideFile& side : source->side_files) {
-      if (has_checksums(*source, side) && side.file == name) return &side;
-    }
-  }
-  return nullptr;
-}
-
-}  // namespace
-
-namespace {
-
-// True when `own` has an entry with checksums for every output and extra file of `plan`.
-bool covers_plan(const plan::Plan& plan, const Manifest& own) {
-  const std::vector<const Manifest*> sources{&own};
-  for (const plan::OutputFile& planned : plan.outputs) {
-    if (find_entry(sources, planned) == nullptr) return false;
-  }
-  for (const std::string& name : plan::extra_file_names(plan)) {
-    if (find_side_file(sources, name) == nullptr) return false;
-  }
-  return true;
-}
-
-}  // namespace
-
-namespace {
-
-// Removes the fragments of the plan `own` describes, now folded into the folder's manifest.
+// Removes the fragments of the plan `complete` describes, now folded into the folder's manifest.
 void remove_folded_fragments(const std::string& folder, const std::vector<Fragment>& fragments,
-                             const Manifest& own) {
+                             const Manifest& complete) {
   for (const Fragment& fragment : fragments) {
-    if (!plan_changes(fragment.content, own).empty()) continue;
+    if (!plan_changes(fragment.content, complete).empty()) continue;
     const std::string path = (fs::path(folder) / fragment.name).string();
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw_os_error("cannot remove", path, errno);
   }
 }
 
+// Reads `path` into `earlier`: its fields, or nullopt when it is gone or not a valid manifest (it
+// proves nothing then).
+std::optional<Manifest> read_into(EarlierEntries& earlier, const std::string& path, const Manifest& now) {
+  try {
+    return earlier.read(path, now);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+void read_earlier_entries(EarlierEntries& earlier, const std::string& folder, const Evidence& evidence,
+                          const Manifest& now) {
+  if (evidence.manifest && plan_changes(*evidence.manifest, now).empty())
+    read_into(earlier, (fs::path(folder) / kManifestFileName).string(), now);
+  for (const Fragment& fragment : evidence.fragments) {
+    if (plan_changes(fragment.content, now).empty())
+      read_into(earlier, (fs::path(folder) / fragment.name).string(), now);
+  }
+}
+
+Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer) {
-  // When this run's own entries cover the plan, the folder's manifest (written by this run, or
-  // replaced by it) adds nothing: only the fragments are read, to remove those folded in.
-  Evidence evidence;
-  if (covers_plan(plan, own)) {
-    evidence.fragments = read_fragments(folder);
-  } else {
-    evidence = read_evidence(folder);
-  }
-  const std::vector<const Manifest*> sources = same_plan_sources(evidence, own, &own);
   Completion result;
-  std::vector<const ManifestOutput*> entries;
-  for (const plan::OutputFile& planned : plan.outputs) {
-    const ManifestOutput* entry = find_entry(sources, planned);
-    if (entry == nullptr)
-      result.missing_ranks.push_back(planned.rank);
-    else
-      entries.push_back(entry);
+  if (own.covers(plan)) {
+    const std::vector<Fragment> fragments = read_fragments(folder);
+    result.manifest = own.write_complete(plan, writer);
+    result.written = true;
+    remove_folded_fragments(folder, fragments, result.manifest);
+    return result;
   }
+  // The outputs and side files this run has no entry of, from the folder's manifest, then the
+  // fragments in name order (the run's own record aside: what it lists, the run has).
+  const Manifest mine = own.finished();
+  const std::vector<bool> missing = own.outputs_missing(plan);
+  EarlierEntries earlier(folder, plan, missing);
+  std::vector<Manifest> read;
+  if (auto manifest = read_into(earlier, (fs::path(folder) / kManifestFileName).string(), mine))
+    read.push_back(std::move(*manifest));
+  std::vector<Fragment> fragments;
+  for (const std::string& name : fragment_names(folder)) {
+    if (name == fs::path(own.path()).filename().string()) {
+      fragments.push_back({name, mine});  // removed with the others once folded in
+      continue;
+    }
+    if (auto content = read_into(earlier, (fs::path(folder) / name).string(), mine)) {
+      read.push_back(*content);
+      fragments.push_back({name, std::move(*content)});
+    }
+  }
+  for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
+    if (missing[i] && !earlier.found(i)) result.missing_ranks.push_back(plan.outputs[i].rank);
+  }
+  // The side files the run has not recorded, from the first record of the same plan that has them.
+  const auto recorded = [&](const Manifest& source, const std::string& name) -> const ManifestSideFile* {
+    for (const ManifestSideFile& side : source.side_files) {
+      if (has_checksums(source, side) && side.file == name) return &side;
+    }
+    return nullptr;
+  };
   std::vector<ManifestSideFile> side_files;
   for (const std::string& name : plan::extra_file_names(plan)) {
-    const ManifestSideFile* side = find_side_file(sources, name);
+    if (recorded(mine, name) != nullptr) continue;
+    const ManifestSideFile* side = nullptr;
+    for (std::size_t i = 0; side == nullptr && i < read.size(); ++i) {
+      if (plan_changes(read[i], mine).empty()) side = recorded(read[i], name);
+    }
     if (side == nullptr)
       result.missing_side_files = true;
     else
       side_files.push_back(*side);
   }
   if (!result.missing_ranks.empty() || result.missing_side_files) return result;
-
-  result.manifest = without_entries(own);
-  result.manifest.complete = true;
-  result.manifest.side_files = std::move(side_files);
-  for (const ManifestOutput* entry : entries) result.manifest.outputs.push_back(*entry);
-  write_manifest(folder, result.manifest, writer);
-  result.written = true;
-  remove_folded_fragments(folder, evidence.fragments, own);
-  return result;
-}
-
-Completion completed_from(const plan::Plan& plan, const std::string& folder, const RunManifest& own) {
-  std::optional<Manifest> manifest;
-  try {
-    manifest = read_manifest(folder);
-  } catch (const Error&) {
-    manifest.reset();
-  }
-  if (!manifest || !manifest->complete || !plan_changes(*manifest, own.finished()).empty() ||
-      !covers_plan(plan, *manifest)) {
-    throw Error(ErrorKind::io,
-                fmt::format("{}: this run's record of its files is gone, and the folder's manifest does not "
-                            "list them: rerun with --resume",
-                            own.path()));
-  }
-  Completion result;
-  result.written = true;
-  result.manifest = std::move(*manifest);
-  for (ManifestOutput& output : result.manifest.outputs) std::vector<ManifestTensor>().swap(output.tensors);
-  return result;
-}
-
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
-                             const std::string& writer) {
-  if (!own.covers(plan)) {
-    const std::optional<Manifest> finished = own.finished_with_tensors();
-    if (!finished) return completed_from(plan, folder, own);
-    return complete_manifest(plan, folder, *finished, writer);
-  }
-  const std::vector<Fragment> fragments = read_fragments(folder);
-  Completion result;
-  result.manifest = own.write_complete(plan, writer);
+  result.manifest = own.write_complete(plan, writer, &earlier, side_files);
   result.written = true;
   remove_folded_fragments(folder, fragments, result.manifest);
   return result;

@@ -11,6 +11,7 @@
 #include <shardwise/output/manifest.hpp>
 #include <shardwise/plan/plan.hpp>
 
+#include "output/earlier_entries.hpp"
 #include "output/run_manifest.hpp"
 
 namespace shardwise::output {
@@ -20,7 +21,8 @@ struct Evidence {
   std::vector<Fragment> fragments;   // every readable fragment, of any plan
 };
 
-// Reads both; an invalid manifest counts as none (it proves nothing).
+// Reads both, without their entries' tensors (EarlierEntries reads those where they are needed);
+// an invalid manifest counts as none (it proves nothing).
 Evidence read_evidence(const std::string& folder);
 
 // Throws Error(io) "cannot resume: <each change>" when the manifest (or, without one, a fragment)
@@ -28,42 +30,26 @@ Evidence read_evidence(const std::string& folder);
 void check_resumable(const Evidence& evidence, const Manifest& now, const plan::Plan& plan,
                      const std::string& folder);
 
-// True when `entry` describes `planned`: the same rank, file name and tensor names in order.
-bool entry_fits(const ManifestOutput& entry, const plan::OutputFile& planned);
-
-// The manifests whose entries describe the plan `now`: `own` first (when given), then the
-// folder's manifest and fragments of the same plan. Only entries with checksums count.
-std::vector<const Manifest*> same_plan_sources(const Evidence& evidence, const Manifest& now,
-                                               const Manifest* own);
-
-// The first entry with checksums among `sources` that fits `planned`, if any.
-const ManifestOutput* find_entry(const std::vector<const Manifest*>& sources,
-                                 const plan::OutputFile& planned);
+// Reads into `earlier` the records of the plan `now` that `evidence` found: the folder's manifest,
+// then the fragments in name order (a record that cannot be read again proves nothing).
+void read_earlier_entries(EarlierEntries& earlier, const std::string& folder, const Evidence& evidence,
+                          const Manifest& now);
 
 // Where completing the manifest stands after a try.
 struct Completion {
   bool written = false;                      // the complete manifest is in the folder
-  std::vector<std::uint64_t> missing_ranks;  // ranks no source has an entry for yet
+  std::vector<std::uint64_t> missing_ranks;  // ranks no record has an entry for yet
   bool missing_side_files = false;
-  Manifest manifest;  // as written (when written)
+  Manifest manifest;  // as written (when written), without the tensors
 };
 
-// Completes the manifest of `plan` when the sources (`own`, this run's entries, then the folder's
-// evidence) have an entry for every output and side file: writes it (through the temporary named
-// by `writer`, see write_manifest), then removes the fragments of this plan, now folded into it.
-// Assembling is deterministic, so several processes completing it at once write the same bytes.
-Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
-                             const std::string& writer);
-// The same for a run whose own entries `own` keeps as text: when they cover the plan (a whole run,
-// or one whose ranks are every rank) the manifest is written from that text, never held as
-// objects; otherwise their objects are read back from the run's record for the above (or, when
-// that record is gone, completed_from).
+// Completes the folder's manifest of `plan` when this run's finished entries (`own`), then the
+// folder's manifest's and the fragments' of the same plan, have an entry for every output and side
+// file: writes it (through the temporary named by `writer`, see write_manifest), then removes the
+// fragments of this plan, now folded into it. Assembling is deterministic, so several processes
+// completing it at once write the same bytes. The entries are copied as text (the run's store,
+// EarlierEntries), never held as objects.
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const std::string& writer);
-// For a partial run whose record (its fragment) is gone: another process of the job completed the
-// folder's manifest from it (the manifest is renamed into place before the fragments it folds in
-// are removed). That manifest, without the tensors, if it is complete, of the same plan and lists
-// every file; otherwise Error(io) naming the record.
-Completion completed_from(const plan::Plan& plan, const std::string& folder, const RunManifest& own);
 
 }  // namespace shardwise::output

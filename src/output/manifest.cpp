@@ -836,7 +836,10 @@ std::string format_manifest_head(const Manifest& manifest) {
   return text + ",\n\"outputs\": [";
 }
 
-namespace {
+std::string format_entry_opening(const ManifestOutput& out) {
+  return fmt::format("\n {{\"rank\": {}, \"file\": {}, \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [",
+                     out.rank, Json(out.file).dump(), out.bytes, xxh3_hex(out.xxh3));
+}
 
 // One tensor's line, after `text` (the entry's start, or nothing).
 void format_tensor_line(std::string& text, const ManifestTensor& tensor, bool first) {
@@ -850,21 +853,23 @@ void format_tensor_line(std::string& text, const ManifestTensor& tensor, bool fi
   text += "}";
 }
 
+namespace {
+
 // The entry, its tensors' lines from `tensor(t)` for t < count when `checksums`.
 template <typename TensorAt>
 void format_entry(const ManifestOutput& out, bool checksums, std::size_t count, TensorAt&& tensor,
                   const std::function<void(std::string_view)>& sink) {
-  std::string text = fmt::format("\n {{\"rank\": {}, \"file\": {}", out.rank, Json(out.file).dump());
-  if (checksums) {
-    text += fmt::format(", \"bytes\": {}, \"xxh3\": \"{}\", \"tensors\": [", out.bytes, xxh3_hex(out.xxh3));
-    for (std::size_t t = 0; t < count; ++t) {
-      format_tensor_line(text, tensor(t), t == 0);
-      sink(text);
-      text.clear();
-    }
-    text += "]";
+  if (!checksums) {
+    sink(fmt::format("\n {{\"rank\": {}, \"file\": {}}}", out.rank, Json(out.file).dump()));
+    return;
   }
-  sink(text + "}");
+  std::string text = format_entry_opening(out);
+  for (std::size_t t = 0; t < count; ++t) {
+    format_tensor_line(text, tensor(t), t == 0);
+    sink(text);
+    text.clear();
+  }
+  sink(text + std::string(kEntryClosing));
 }
 
 }  // namespace

@@ -121,7 +121,7 @@ void retire_fragments(const std::string& folder, const Evidence& evidence, const
 }
 
 // Process 0 of a distributed job: polls until the others' fragments complete the manifest.
-Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, const Manifest& own,
+Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
                              const Share& share, std::chrono::seconds limit) {
   const auto deadline = Clock::now() + limit;
   for (;;) {
@@ -168,10 +168,16 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   summary.whole = share.whole;
   summary.threads = thread_count(options.threads);
   std::vector<FileWork> work = writer.layout(share.ranks, out_dir);
-  std::vector<std::optional<ManifestOutput>> kept(work.size());
-  if (resume)
-    kept =
-        files_to_keep(same_plan_sources(evidence, planned, nullptr), work, summary.threads, options.progress);
+  // The entries earlier runs recorded for this run's files, their tensors kept as text.
+  std::optional<EarlierEntries> earlier;
+  std::vector<bool> kept(work.size(), false);
+  if (resume) {
+    std::vector<bool> wanted(plan.outputs.size(), false);
+    for (const FileWork& w : work) wanted[w.planned->rank] = true;
+    earlier.emplace(out_dir, plan, std::move(wanted));
+    read_earlier_entries(*earlier, out_dir, evidence, planned);
+    kept = files_to_keep(*earlier, work, summary.threads, options.progress);
+  }
 
   // A whole run's record is the folder's manifest, listing every planned file; a fragment lists
   // only what its run finished. A whole run reads `planned` no more: its entries (every tensor)
@@ -181,7 +187,8 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   std::vector<FileWork> to_write;
   for (std::size_t i = 0; i < work.size(); ++i) {
     if (kept[i]) {
-      run_manifest.record(*kept[i]);
+      const EarlierEntries::Entry& entry = *earlier->found(work[i].planned->rank);
+      run_manifest.record(entry.fields, earlier->store(), entry.lines);
     } else {
       to_write.push_back(std::move(work[i]));
     }
@@ -195,6 +202,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   // Needed no more: a manifest holds every tensor, and large checkpoints have 100,000s.
   planned = Manifest{};
   evidence = Evidence{};
+  earlier.reset();
   // What laying out freed (each file's header text, made to size the file) goes back before the
   // copy: left as holes in the heap, those pages stayed resident through the first files.
   release_free_memory();
@@ -232,10 +240,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
     const auto limit =
         options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
-    // Read once for the polls; gone when another process completed the manifest meanwhile.
-    const std::optional<Manifest> own = run_manifest.finished_with_tensors();
-    done = own ? wait_for_manifest(plan, out_dir, *own, share, limit)
-               : completed_from(plan, out_dir, run_manifest);
+    done = wait_for_manifest(plan, out_dir, run_manifest, share, limit);
   }
 
   for (const FileWork& w : to_write) {

@@ -15,8 +15,6 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
 
-#include "output/evidence.hpp"
-
 namespace shardwise::output {
 
 namespace {
@@ -55,19 +53,19 @@ bool matches_on_disk(const std::string& path, const ManifestOutput& entry, std::
 
 }  // namespace
 
-std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const Manifest*>& sources,
-                                                         const std::vector<FileWork>& work, unsigned threads,
-                                                         ProgressMode mode) {
+std::vector<bool> files_to_keep(const EarlierEntries& earlier, const std::vector<FileWork>& work,
+                                unsigned threads, ProgressMode mode) {
   std::vector<Candidate> candidates;
   std::uint64_t total = 0;
   for (std::size_t i = 0; i < work.size(); ++i) {
-    const ManifestOutput* entry = find_entry(sources, *work[i].planned);
-    if (entry == nullptr || entry->bytes != work[i].layout.file_size) continue;
-    candidates.push_back({i, entry});
-    total += entry->bytes;
+    const std::optional<EarlierEntries::Entry>& found = earlier.found(work[i].planned->rank);
+    if (!found || found->fields.bytes != work[i].layout.file_size) continue;
+    candidates.push_back({i, &found->fields});
+    total += found->fields.bytes;
   }
-  std::vector<std::optional<ManifestOutput>> kept(work.size());
-  if (candidates.empty()) return kept;
+  // One byte each: the threads set different items at once (a vector<bool> packs them in words).
+  std::vector<char> kept(work.size(), 0);
+  if (candidates.empty()) return std::vector<bool>(work.size(), false);
 
   Progress progress(mode, total);
   progress.set_current("checking earlier outputs");
@@ -81,7 +79,7 @@ std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const
         if (interrupted()) throw Error(ErrorKind::interrupted, "interrupted");
         const Candidate& candidate = candidates[c];
         if (matches_on_disk(work[candidate.work].final_path, *candidate.entry, buffer, progress)) {
-          kept[candidate.work] = *candidate.entry;
+          kept[candidate.work] = 1;
         }
       } catch (...) {
         std::lock_guard lock(error_mutex);
@@ -96,7 +94,7 @@ std::vector<std::optional<ManifestOutput>> files_to_keep(const std::vector<const
   for (std::thread& t : pool) t.join();
   progress.finish();
   if (error) std::rethrow_exception(error);
-  return kept;
+  return std::vector<bool>(kept.begin(), kept.end());
 }
 
 }  // namespace shardwise::output

@@ -63,16 +63,25 @@ RunManifest::RunManifest(const std::string& folder, const std::string& name, con
   write(file, manifest_);
 }
 
-void RunManifest::record(ManifestOutput output) { record(std::move(output), TensorLines{}); }
-
 void RunManifest::record(ManifestOutput output, const TensorLines& lines) {
-  output.finished = true;
   std::lock_guard lock(mutex_);
-  written_[output.file] = texts_.add(output, lines.tensor ? &lines : nullptr);
+  const EntryTexts::Span text = texts_.add(output, lines.tensor ? &lines : nullptr);
   std::vector<ManifestTensor>().swap(output.tensors);  // `= {}` would keep its capacity
   // A file's entry is 10s of thousands of tensors; the next file's, a little larger, would not fit
   // the hole it leaves.
   release_free_memory();
+  keep(std::move(output), text);
+}
+
+void RunManifest::record(ManifestOutput output, const EntryTexts& from, EntryTexts::Span lines) {
+  std::lock_guard lock(mutex_);
+  keep(std::move(output), texts_.add(output, from, lines));
+}
+
+// Callers hold the mutex.
+void RunManifest::keep(ManifestOutput&& output, EntryTexts::Span text) {
+  output.finished = true;
+  written_[output.file] = text;
   auto& outputs = manifest_.outputs;
   const auto same =
       std::find_if(outputs.begin(), outputs.end(), [&](auto& o) { return o.file == output.file; });
@@ -143,40 +152,74 @@ bool RunManifest::covers(const plan::Plan& plan) const {
   return true;
 }
 
-Manifest RunManifest::write_complete(const plan::Plan& plan, const std::string& writer) const {
+std::vector<bool> RunManifest::outputs_missing(const plan::Plan& plan) const {
+  std::lock_guard lock(mutex_);
+  std::vector<bool> missing(plan.outputs.size());
+  for (std::size_t i = 0; i < plan.outputs.size(); ++i)
+    missing[i] = finished_output(manifest_, plan.outputs[i]) == nullptr;
+  return missing;
+}
+
+Manifest RunManifest::write_complete(const plan::Plan& plan, const std::string& writer,
+                                     const EarlierEntries* earlier,
+                                     const std::vector<ManifestSideFile>& side_files) const {
   std::lock_guard lock(mutex_);
   Manifest complete = without_entries(manifest_);
   complete.complete = true;
-  for (const plan::OutputFile& planned : plan.outputs) {
+  // Where each output's text comes from: this run's store, or `earlier`'s lines.
+  std::vector<const EarlierEntries::Entry*> from_earlier;
+  for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
+    const plan::OutputFile& planned = plan.outputs[i];
     const ManifestOutput* entry = finished_output(manifest_, planned);
-    if (entry == nullptr) throw std::logic_error("completing a manifest without every output file");
-    complete.outputs.push_back(*entry);
+    const EarlierEntries::Entry* other = nullptr;
+    if (entry == nullptr && earlier != nullptr && earlier->found(i)) other = &*earlier->found(i);
+    if (entry == nullptr && other == nullptr)
+      throw std::logic_error("completing a manifest without every output file");
+    complete.outputs.push_back(entry != nullptr ? *entry : other->fields);
+    complete.outputs.back().finished = true;
+    from_earlier.push_back(other);
   }
   for (const std::string& name : plan::extra_file_names(plan)) {
     const ManifestSideFile* side = finished_side_file(manifest_, name);
+    if (side == nullptr) {
+      const auto other =
+          std::find_if(side_files.begin(), side_files.end(), [&](auto& s) { return s.file == name; });
+      if (other != side_files.end()) side = &*other;
+    }
     if (side == nullptr) throw std::logic_error("completing a manifest without every side file");
     complete.side_files.push_back(*side);
   }
   AtomicFile file((fs::path(folder_) / kManifestFileName).string(), manifest_temp_path(folder_, writer));
-  write(file, complete);
+  std::string text = format_manifest_head(complete);
+  const auto flush = [&] {
+    file.write(std::as_bytes(std::span(text)));
+    text.clear();
+  };
+  for (std::size_t i = 0; i < complete.outputs.size(); ++i) {
+    if (i != 0) text += ",";
+    const ManifestOutput& output = complete.outputs[i];
+    if (from_earlier[i] != nullptr) {
+      text += format_entry_opening(output);
+      flush();
+      earlier->store().copy_to(from_earlier[i]->lines, file);
+      text += kEntryClosing;
+      continue;
+    }
+    const auto written = written_.find(output.file);
+    if (written == written_.end())
+      throw std::logic_error(fmt::format("no text recorded for {}'s manifest entry", output.file));
+    flush();
+    texts_.copy_to(written->second, file);
+  }
+  text += format_manifest_tail(complete);
+  flush();
+  file.commit();
   return complete;
 }
 
 Manifest RunManifest::finished() const {
   std::lock_guard lock(mutex_);
   return only_finished(manifest_);
-}
-
-std::optional<Manifest> RunManifest::finished_with_tensors() const {
-  std::lock_guard lock(mutex_);
-  std::optional<Manifest> read;
-  try {
-    read = read_manifest_file(path_);
-  } catch (const Error& e) {
-    throw Error(ErrorKind::io, fmt::format("cannot read back this run's record of its files: {}", e.what()));
-  }
-  if (!read) return std::nullopt;
-  return only_finished(std::move(*read));
 }
 
 // Callers hold the mutex (or are the constructor): one rewrite at a time through the temporary.
@@ -205,7 +248,7 @@ void RunManifest::write(AtomicFile& file, const Manifest& manifest) const {
   file.commit();
 }
 
-std::vector<Fragment> read_fragments(const std::string& folder) {
+std::vector<std::string> fragment_names(const std::string& folder) {
   std::vector<std::string> names;
   std::error_code ec;
   for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
@@ -213,10 +256,16 @@ std::vector<Fragment> read_fragments(const std::string& folder) {
     if (is_fragment_name(name)) names.push_back(name);
   }
   std::sort(names.begin(), names.end());
+  return names;
+}
+
+std::vector<Fragment> read_fragments(const std::string& folder) {
   std::vector<Fragment> fragments;
-  for (const std::string& name : names) {
+  for (const std::string& name : fragment_names(folder)) {
     try {
-      std::optional<Manifest> content = read_manifest_file((fs::path(folder) / name).string());
+      // The fields and file lists only: a fragment's tensors are 10,000s of entries.
+      std::optional<Manifest> content = read_manifest_file(
+          (fs::path(folder) / name).string(), {[](std::size_t, const std::string&, ManifestTensor&&) {}});
       if (content) fragments.push_back({name, std::move(*content)});
     } catch (const Error&) {
       // Not evidence: the files it would vouch for are simply written again.

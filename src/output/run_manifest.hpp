@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -19,6 +18,7 @@
 #include <shardwise/plan/plan.hpp>
 
 #include "output/atomic_file.hpp"
+#include "output/earlier_entries.hpp"
 #include "output/entry_texts.hpp"
 
 namespace shardwise::output {
@@ -43,29 +43,34 @@ class RunManifest {
   // Thread-safe. Throws Error(io) naming the path. Side files are copied again by every run,
   // resumed or not, so their entries may wait (each rewrite writes every tensor's entry again).
   // The entry's tensors are kept as their text (EntryTexts), not as objects.
-  void record(ManifestOutput output);
-  // The same with its tensors made one at a time from `lines` (lines.tensor set).
+  // Its tensors from output.tensors, or made one at a time from `lines` (lines.tensor set).
   void record(ManifestOutput output, const TensorLines& lines);
+  // The same for an entry an earlier run recorded: its fields (no tensors) and its tensors' lines
+  // at `lines` in `from` (EarlierEntries).
+  void record(ManifestOutput output, const EntryTexts& from, EntryTexts::Span lines);
   void record(ManifestSideFile side, Rewrite rewrite = Rewrite::now);
   // Rewrites the file with what was recorded.
   void rewrite();
   // Whether the finished entries describe every output and side file of `plan`: the run can
   // complete the folder's manifest from them alone.
   bool covers(const plan::Plan& plan) const;
-  // Writes the folder's complete manifest of `plan` (covers(plan)) from the finished entries, as
-  // write_manifest would with their objects (`writer` as there). Returns what it wrote, without
-  // the tensors.
-  Manifest write_complete(const plan::Plan& plan, const std::string& writer) const;
+  // Per output of `plan`: whether the run has no finished entry for it.
+  std::vector<bool> outputs_missing(const plan::Plan& plan) const;
+  // Writes the folder's complete manifest of `plan` from the finished entries, then for the
+  // outputs the run has none of `earlier`'s entries and for the side files it has not recorded
+  // `side_files` (the caller checked that every one is there), as write_manifest would with
+  // their objects (`writer` as there). Returns what it wrote, without the tensors.
+  Manifest write_complete(const plan::Plan& plan, const std::string& writer,
+                          const EarlierEntries* earlier = nullptr,
+                          const std::vector<ManifestSideFile>& side_files = {}) const;
   // The finished entries so far, as a complete manifest of the same plan would hold them, without
   // their tensors.
   Manifest finished() const;
-  // The same with their tensors, read back from the file (the run's record of what it wrote):
-  // nullopt when the file is gone (a fragment: another process of the same job folded it into the
-  // folder's manifest, see complete_manifest); Error(io) naming it when it cannot be read.
-  std::optional<Manifest> finished_with_tensors() const;
   const std::string& path() const noexcept { return path_; }
 
  private:
+  // Holds `output` (finished, its text at `text`) in place of a planned entry, and rewrites the file.
+  void keep(ManifestOutput&& output, EntryTexts::Span text);
   void write(AtomicFile& file, const Manifest& manifest) const;
 
   std::string folder_;
@@ -83,8 +88,11 @@ struct Fragment {
   Manifest content;
 };
 
-// Every fragment in `folder` that is a valid manifest, by name. A fragment is evidence, never
-// required: one that cannot be read is skipped (its files are simply written again).
+// Every fragment in `folder` that is a valid manifest, by name, without the tensors of its entries
+// (EarlierEntries reads those). A fragment is evidence, never required: one that cannot be read is
+// skipped (its files are simply written again).
 std::vector<Fragment> read_fragments(const std::string& folder);
+// The names of the fragments in `folder`, sorted.
+std::vector<std::string> fragment_names(const std::string& folder);
 
 }  // namespace shardwise::output

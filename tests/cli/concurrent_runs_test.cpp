@@ -3,8 +3,8 @@
 // disjoint ranks share the folder; an input file rewritten under a run fails it (exit 4) with the
 // manifest left incomplete. The first run is held at its first rank-file write by the fault shim
 // ("gate") until the test lets it go, so the second meets it busy however loaded the machine is;
-// a partial run held the same way where it reads its record back finds it folded into the
-// manifest by another run.
+// a partial run held the same way where it completes the manifest finds its fragment folded into
+// it by another run.
 
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -146,9 +146,9 @@ TEST_CASE(
     "convert: a --ranks run whose fragment another run folded into the complete manifest ends with that "
     "manifest") {
   Folders f;
-  // The run of ranks 2,3 is held after its last file and side file, where it reads its record (its
-  // fragment, listing both files) back to complete the manifest.
-  const std::string held_read_back = "open-existing,gate,1,shardwise-manifest.ranks-2-3.json";
+  // The run of ranks 2,3 is held after its last file, its fragment listing both, where it reads the
+  // folder's manifest to complete it.
+  const std::string held_read_back = "open-existing,gate,1,/shardwise-manifest.json";
   shardwise::test::CommandResult first;
   std::thread run([&] {
     first = run_command(with_fault(held_read_back,

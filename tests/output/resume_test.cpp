@@ -5,8 +5,10 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <utility>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/output/checksum.hpp>
@@ -210,6 +212,45 @@ TEST_CASE("resume uses the fragments of partial runs, and a partial resume keeps
   const auto whole = resume(s, "out");  // a whole run resumes from both fragments
   CHECK(whole.kept == 3);
   CHECK(whole.files == 1);
+  CHECK(identity_of(s.dir / "out" / "model1-mp4.safetensors") == one);
+  CHECK(folder_files(s.dir / "out") == folder_files(s.dir / "fresh"));
+}
+
+TEST_CASE("resume keeps a file only when its entry lists the planned tensors in order, whatever the text") {
+  FourRanks s;
+  s.convert("fresh");
+  s.convert("out");
+  const fs::path manifest = s.dir / "out" / "shardwise-manifest.json";
+  auto json = nlohmann::ordered_json::parse(read_file(manifest));
+  auto& outputs = json["outputs"];
+  REQUIRE(outputs.size() == 4);
+  for (std::size_t rank = 1; rank < 4; ++rank) REQUIRE(outputs[rank]["tensors"].size() >= 2);
+  outputs[1]["tensors"][1]["name"] = outputs[1]["tensors"][1]["name"].get<std::string>() + ".other";
+  outputs[2]["tensors"].erase(outputs[2]["tensors"].size() - 1);
+  std::swap(outputs[3]["tensors"][0], outputs[3]["tensors"][1]);
+  write_file(manifest, json.dump(1));
+  const Identity zero = identity_of(s.dir / "out" / "model0-mp4.safetensors");
+  const auto summary = resume(s, "out");
+  CHECK(summary.kept == 1);
+  CHECK(summary.files == 3);
+  CHECK(identity_of(s.dir / "out" / "model0-mp4.safetensors") == zero);
+  CHECK(folder_files(s.dir / "out") == folder_files(s.dir / "fresh"));
+
+  // Each entry's tensors before its other keys: the reader takes the whole text after all, and
+  // every file fits again.
+  json = nlohmann::ordered_json::parse(read_file(manifest));
+  for (auto& entry : json["outputs"]) {
+    nlohmann::ordered_json reordered = {{"tensors", entry["tensors"]}};
+    for (const auto& [key, value] : entry.items()) {
+      if (key != "tensors") reordered[key] = value;
+    }
+    entry = reordered;
+  }
+  write_file(manifest, json.dump(1));
+  const Identity one = identity_of(s.dir / "out" / "model1-mp4.safetensors");
+  const auto again = resume(s, "out");
+  CHECK(again.kept == 4);
+  CHECK(again.files == 0);
   CHECK(identity_of(s.dir / "out" / "model1-mp4.safetensors") == one);
   CHECK(folder_files(s.dir / "out") == folder_files(s.dir / "fresh"));
 }

@@ -216,6 +216,12 @@ struct TensorLines {
 void format_output_entry(const ManifestOutput& entry, const TensorLines& tensors,
                          const std::function<void(std::string_view)>& sink);
 std::string format_manifest_tail(const Manifest& manifest);
+// An entry with its checksums in three parts, for text assembled from tensor lines kept elsewhere:
+// its opening (up to `"tensors": [`), each tensor's line (`first` for the entry's first) and its
+// closing. Together, what format_output_entry writes.
+std::string format_entry_opening(const ManifestOutput& entry);
+void format_tensor_line(std::string& text, const ManifestTensor& tensor, bool first);
+inline constexpr std::string_view kEntryClosing = "]}";
 
 // True when the entry's checksums are known: the manifest is complete or the entry finished.
 inline bool has_checksums(const Manifest& manifest, const ManifestOutput& entry) {

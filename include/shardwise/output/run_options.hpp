@@ -54,8 +54,8 @@ struct RunSummary {
   unsigned threads = 0;
   bool manifest_complete = false;          // the complete manifest is in the folder
   std::vector<std::uint64_t> waiting_for;  // otherwise: ranks whose files no run has reported yet
-  // As written, when complete; else this run's finished entries. Without the tensors' entries when
-  // this run wrote it alone (they are in the file: at 100,000s of tensors, 10s of MB as objects).
+  // As written, when complete; else this run's finished entries. Without the tensors' entries
+  // (they are in the file: at 100,000s of tensors, 10s of MB as objects).
   Manifest manifest;
 };
 
