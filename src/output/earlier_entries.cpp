@@ -14,8 +14,13 @@ constexpr std::size_t kFlushBytes = 1 << 20;
 
 }  // namespace
 
-EarlierEntries::EarlierEntries(const std::string& folder, const plan::Plan& plan, std::vector<bool> wanted)
-    : plan_(plan), wanted_(std::move(wanted)), found_(plan.outputs.size()), store_(folder) {
+EarlierEntries::EarlierEntries(const std::string& folder, const plan::Plan& plan, std::vector<bool> wanted,
+                               ListOf list_of)
+    : plan_(plan),
+      wanted_(std::move(wanted)),
+      list_of_(std::move(list_of)),
+      found_(plan.outputs.size()),
+      store_(folder) {
   wanted_.resize(plan.outputs.size(), false);
 }
 
@@ -34,10 +39,15 @@ std::optional<Manifest> EarlierEntries::read(const std::string& path, const Mani
     bool seen = false;
     std::size_t planned = kNone;
     std::uint64_t count = 0;
+    std::size_t expected = 0;  // the planned list's size
     bool fits = true;
     EntryTexts::Span lines;
   };
   std::vector<Pending> pending;
+  // The planned list the current entry is compared with: the plan's, or one made by list_of_ for
+  // that entry alone.
+  std::optional<plan::OutputFile> made;
+  const std::vector<plan::PlannedTensor>* expected = nullptr;
   std::string buffer;
   const auto flush = [&] {
     store_.append(buffer);
@@ -51,10 +61,16 @@ std::optional<Manifest> EarlierEntries::read(const std::string& path, const Mani
       p.seen = true;
       p.planned = planned_index(file);
       p.lines.offset = store_.end() + buffer.size();
+      made.reset();
+      expected = nullptr;
+      if (p.planned != kNone) {
+        if (list_of_) made = list_of_(p.planned);
+        expected = made ? &made->tensors : &plan_.outputs[p.planned].tensors;
+        p.expected = expected->size();
+      }
     }
     if (p.planned == kNone || !p.fits) return;
-    const plan::OutputFile& planned = plan_.outputs[p.planned];
-    if (p.count >= planned.tensors.size() || tensor.name != planned.tensors[p.count].name) {
+    if (p.count >= expected->size() || tensor.name != (*expected)[p.count].name) {
       p.fits = false;
       return;
     }
@@ -70,16 +86,22 @@ std::optional<Manifest> EarlierEntries::read(const std::string& path, const Mani
   };
   std::optional<Manifest> record = read_manifest_file(path, visitor);
   flush();
+  made.reset();
   if (!record || !plan_changes(*record, now).empty()) return record;
   for (std::size_t i = 0; i < record->outputs.size(); ++i) {
     const ManifestOutput& entry = record->outputs[i];
     const std::size_t index = planned_index(entry.file);
     if (index == kNone || found_[index] || !has_checksums(*record, entry)) continue;
     const plan::OutputFile& planned = plan_.outputs[index];
-    // An entry without tensors was never seen by the visitor.
-    const Pending p = i < pending.size() && pending[i].seen ? pending[i] : Pending{true, index, 0, true, {}};
-    if (p.planned != index || !p.fits || p.count != planned.tensors.size() || entry.rank != planned.rank)
-      continue;
+    // An entry without tensors was never seen by the visitor: it fits an output without any.
+    Pending p;
+    if (i < pending.size() && pending[i].seen) {
+      p = pending[i];
+    } else {
+      p.planned = index;
+      p.expected = list_of_ ? list_of_(index).tensors.size() : planned.tensors.size();
+    }
+    if (p.planned != index || !p.fits || entry.rank != planned.rank || p.count != p.expected) continue;
     found_[index] = Entry{entry, p.lines};
   }
   return record;

@@ -6,6 +6,7 @@
 // them; a partial run completes the folder's manifest with them. Internal to output.
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,9 +27,14 @@ class EarlierEntries {
     EntryTexts::Span lines;  // its tensors' lines in store()
   };
 
-  // Looks for entries of the outputs of `plan` whose index has `wanted` set. The store is created
-  // in `folder` (Error(io) naming it).
-  EarlierEntries(const std::string& folder, const plan::Plan& plan, std::vector<bool> wanted);
+  // Output `index` of the plan with its tensor list, for a plan whose outputs do not list them.
+  using ListOf = std::function<plan::OutputFile(std::uint64_t index)>;
+
+  // Looks for entries of the outputs of `plan` whose index has `wanted` set; their tensors are
+  // compared with plan.outputs[i].tensors, or when `list_of` is set with its list (made for one
+  // entry at a time). The store is created in `folder` (Error(io) naming it).
+  EarlierEntries(const std::string& folder, const plan::Plan& plan, std::vector<bool> wanted,
+                 ListOf list_of = {});
 
   // Reads the record at `path` (manifest format) and, when it describes the plan `now` (no
   // plan_changes), keeps each of its entries that fits a wanted output no record read before gave.
@@ -43,6 +49,7 @@ class EarlierEntries {
  private:
   const plan::Plan& plan_;
   std::vector<bool> wanted_;
+  ListOf list_of_;
   std::vector<std::optional<Entry>> found_;
   EntryTexts store_;
 };

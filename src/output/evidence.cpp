@@ -78,7 +78,7 @@ void read_earlier_entries(EarlierEntries& earlier, const std::string& folder, co
 }
 
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
-                             const std::string& writer) {
+                             const std::string& writer, const EarlierEntries::ListOf& list_of) {
   Completion result;
   if (own.covers(plan)) {
     const std::vector<Fragment> fragments = read_fragments(folder);
@@ -91,7 +91,7 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   // fragments in name order (the run's own record aside: what it lists, the run has).
   const Manifest mine = own.finished();
   const std::vector<bool> missing = own.outputs_missing(plan);
-  EarlierEntries earlier(folder, plan, missing);
+  EarlierEntries earlier(folder, plan, missing, list_of);
   std::vector<Manifest> read;
   if (auto manifest = read_into(earlier, (fs::path(folder) / kManifestFileName).string(), mine))
     read.push_back(std::move(*manifest));

@@ -48,8 +48,8 @@ struct Completion {
 // file: writes it (through the temporary named by `writer`, see write_manifest), then removes the
 // fragments of this plan, now folded into it. Assembling is deterministic, so several processes
 // completing it at once write the same bytes. The entries are copied as text (the run's store,
-// EarlierEntries), never held as objects.
+// EarlierEntries, `list_of` as there), never held as objects.
 Completion complete_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
-                             const std::string& writer);
+                             const std::string& writer, const EarlierEntries::ListOf& list_of = {});
 
 }  // namespace shardwise::output

@@ -122,10 +122,11 @@ void retire_fragments(const std::string& folder, const Evidence& evidence, const
 
 // Process 0 of a distributed job: polls until the others' fragments complete the manifest.
 Completion wait_for_manifest(const plan::Plan& plan, const std::string& folder, const RunManifest& own,
-                             const Share& share, std::chrono::seconds limit) {
+                             const Share& share, const EarlierEntries::ListOf& list_of,
+                             std::chrono::seconds limit) {
   const auto deadline = Clock::now() + limit;
   for (;;) {
-    Completion done = complete_manifest(plan, folder, own, share.writer);
+    Completion done = complete_manifest(plan, folder, own, share.writer, list_of);
     if (done.written) return done;
     if (Clock::now() >= deadline) {
       throw Error(
@@ -174,7 +175,7 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
   if (resume) {
     std::vector<bool> wanted(plan.outputs.size(), false);
     for (const FileWork& w : work) wanted[w.planned->rank] = true;
-    earlier.emplace(out_dir, plan, std::move(wanted));
+    earlier.emplace(out_dir, plan, std::move(wanted), writer.tensor_list);
     read_earlier_entries(*earlier, out_dir, evidence, planned);
     kept = files_to_keep(*earlier, work, summary.threads, options.progress);
   }
@@ -235,12 +236,12 @@ RunSummary run_outputs(const plan::Plan& plan, const RunOptions& options, const 
 
   // Also covers the files an earlier run finished and this one kept.
   inputs.check();
-  Completion done = complete_manifest(plan, out_dir, run_manifest, share.writer);
+  Completion done = complete_manifest(plan, out_dir, run_manifest, share.writer, writer.tensor_list);
   if (!done.written && options.launch && options.launch->index == 0) {
     const auto own_time = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - start);
     const auto limit =
         options.manifest_wait.count() > 0 ? options.manifest_wait : std::max(kMinManifestWait, 2 * own_time);
-    done = wait_for_manifest(plan, out_dir, run_manifest, share, limit);
+    done = wait_for_manifest(plan, out_dir, run_manifest, share, writer.tensor_list, limit);
   }
 
   for (const FileWork& w : to_write) {

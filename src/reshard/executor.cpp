@@ -52,13 +52,10 @@ plan::OutputFile outlined_file(const ReshardPlan& plan, const NewFile& file) {
   return out;
 }
 
-// Which of the new files' tensor lists the outline holds: every file's, or none (Lists::per_file: each
-// file's made while it is laid out and written, then dropped).
-enum class Lists { all, per_file };
-
-// The new files as a plan::Plan, as far as convert's run reads one: the files (their tensors as
-// `lists` says), the side files, and the old rank files as its inputs.
-plan::Plan outline_of(const ReshardPlan& plan, Lists lists) {
+// The new files as a plan::Plan, as far as convert's run reads one: the files without their tensor
+// lists (each made while its file is laid out and written, or compared with another run's record,
+// then dropped), the side files, and the old rank files as its inputs.
+plan::Plan outline_of(const ReshardPlan& plan) {
   plan::Plan outline;
   outline.model_parallel = plan.model_parallel;
   outline.params = plan.from_manifest.params;
@@ -78,8 +75,7 @@ plan::Plan outline_of(const ReshardPlan& plan, Lists lists) {
   }
   outline.outputs.reserve(plan.outputs.size());
   for (const NewFile& file : plan.outputs) {
-    outline.outputs.push_back(lists == Lists::all ? outlined_file(plan, file)
-                                                  : plan::OutputFile{file.rank, file.file, {}, file.bytes});
+    outline.outputs.push_back(plan::OutputFile{file.rank, file.file, {}, file.bytes});
   }
   outline.side_files = plan.side_files;
   return outline;
@@ -360,13 +356,7 @@ void write_files(const ReshardPlan& plan, std::vector<output::FileWork>& files, 
 }  // namespace
 
 ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& options) {
-  // A whole run that keeps no earlier file reads a new file's tensor list only while it lays the file
-  // out and writes it; a partial or resumed run compares every list with other runs' records.
-  const Lists lists =
-      !options.run.ranks && !options.run.launch && options.run.resume != output::Resume::keep_finished
-          ? Lists::per_file
-          : Lists::all;
-  const plan::Plan outline = outline_of(plan, lists);
+  const plan::Plan outline = outline_of(plan);
   output::OutputWriter writer;
   writer.planned = [&](const output::InputWatch&) { return planned_manifest(plan); };
   // Only each file's sizes are kept: its header (MBs at 100,000s of tensors) is laid out again when
@@ -374,13 +364,8 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
   writer.layout = [&](std::span<const std::uint64_t> ranks, const std::string& out_dir) {
     std::vector<output::FileWork> files;
     for (const std::uint64_t rank : ranks) {
-      output::FileWork w;
-      if (lists == Lists::per_file) {
-        w = output::lay_out_file(outlined_file(plan, plan.outputs[rank]), out_dir);
-        w.planned = &outline.outputs[rank];
-      } else {
-        w = output::lay_out_file(outline.outputs[rank], out_dir);
-      }
+      output::FileWork w = output::lay_out_file(outlined_file(plan, plan.outputs[rank]), out_dir);
+      w.planned = &outline.outputs[rank];
       std::string().swap(w.layout.header);
       std::vector<std::size_t>().swap(w.layout.order);
       std::vector<std::uint64_t>().swap(w.layout.offset);
@@ -390,7 +375,7 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     release_free_memory();  // what laying the files out took, before the writing threads allocate
     return files;
   };
-  // The run counts the tensors of the outline's lists: without them, counted here.
+  // The run counts the tensors of the outline's lists: there are none, so they are counted here.
   std::size_t written_tensors = 0;
   // Blocks of options.piece_bytes, however small (the run's own choice is for convert's pieces).
   writer.write = [&](std::vector<output::FileWork>& files, unsigned threads, output::PageCache cache,
@@ -406,8 +391,11 @@ ReshardSummary execute_reshard(const ReshardPlan& plan, const ReshardOptions& op
     }
     return std::nullopt;
   };
+  // Another run's record of a file (--resume, a partial run completing the manifest) is compared
+  // with the file's list, made then.
+  writer.tensor_list = [&](std::uint64_t rank) { return outlined_file(plan, plan.outputs[rank]); };
   ReshardSummary summary = output::run_outputs(outline, options.run, writer);
-  if (lists == Lists::per_file) summary.tensors = written_tensors;
+  summary.tensors = written_tensors;
   return summary;
 }
 

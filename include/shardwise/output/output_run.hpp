@@ -56,6 +56,10 @@ struct OutputWriter {
   // The checksum the side file `name` must have (reshard: the old manifest's), or nullopt; unset:
   // none. Side files are copied from the outline's input folder.
   std::function<std::optional<std::uint64_t>(const std::string& name)> side_file_xxh3;
+  // For an outline whose outputs do not list their tensors (reshard's, at 100,000s of tensors):
+  // output `rank` with its list, made when another run's record of it is compared with the plan.
+  // Unset: the outline's outputs list them.
+  std::function<plan::OutputFile(std::uint64_t rank)> tensor_list;
 };
 
 // Writes this run's share of `outline` (options.ranks, options.launch) with `writer`, and completes
