@@ -190,30 +190,7 @@ Manifest RunManifest::write_complete(const plan::Plan& plan, const std::string& 
     complete.side_files.push_back(*side);
   }
   AtomicFile file((fs::path(folder_) / kManifestFileName).string(), manifest_temp_path(folder_, writer));
-  std::string text = format_manifest_head(complete);
-  const auto flush = [&] {
-    file.write(std::as_bytes(std::span(text)));
-    text.clear();
-  };
-  for (std::size_t i = 0; i < complete.outputs.size(); ++i) {
-    if (i != 0) text += ",";
-    const ManifestOutput& output = complete.outputs[i];
-    if (from_earlier[i] != nullptr) {
-      text += format_entry_opening(output);
-      flush();
-      earlier->store().copy_to(from_earlier[i]->lines, file);
-      text += kEntryClosing;
-      continue;
-    }
-    const auto written = written_.find(output.file);
-    if (written == written_.end())
-      throw std::logic_error(fmt::format("no text recorded for {}'s manifest entry", output.file));
-    flush();
-    texts_.copy_to(written->second, file);
-  }
-  text += format_manifest_tail(complete);
-  flush();
-  file.commit();
+  write(file, complete, from_earlier, earlier);
   return complete;
 }
 
@@ -223,8 +200,11 @@ Manifest RunManifest::finished() const {
 }
 
 // Callers hold the mutex (or are the constructor): one rewrite at a time through the temporary.
-// The outputs with checksums come from texts_, the rest is formatted here.
-void RunManifest::write(AtomicFile& file, const Manifest& manifest) const {
+// The outputs with checksums come from texts_, or where from_earlier[i] is set from `earlier`'s
+// lines; the rest is formatted here.
+void RunManifest::write(AtomicFile& file, const Manifest& manifest,
+                        std::span<const EarlierEntries::Entry* const> from_earlier,
+                        const EarlierEntries* earlier) const {
   std::string text = format_manifest_head(manifest);
   const auto flush = [&] {
     file.write(std::as_bytes(std::span(text)));
@@ -235,6 +215,13 @@ void RunManifest::write(AtomicFile& file, const Manifest& manifest) const {
     if (i != 0) text += ",";
     if (!has_checksums(manifest, output)) {
       format_output_entry(output, false, [&](std::string_view part) { text += part; });
+      continue;
+    }
+    if (i < from_earlier.size() && from_earlier[i] != nullptr) {
+      text += format_entry_opening(output);
+      flush();
+      earlier->store().copy_to(from_earlier[i]->lines, file);
+      text += kEntryClosing;
       continue;
     }
     const auto written = written_.find(output.file);

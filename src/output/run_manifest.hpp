@@ -71,7 +71,9 @@ class RunManifest {
  private:
   // Holds `output` (finished, its text at `text`) in place of a planned entry, and rewrites the file.
   void keep(ManifestOutput&& output, EntryTexts::Span text);
-  void write(AtomicFile& file, const Manifest& manifest) const;
+  void write(AtomicFile& file, const Manifest& manifest,
+             std::span<const EarlierEntries::Entry* const> from_earlier = {},
+             const EarlierEntries* earlier = nullptr) const;
 
   std::string folder_;
   std::string path_;
