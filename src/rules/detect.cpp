@@ -4,6 +4,7 @@
 #include <shardwise/rules/detect.hpp>
 
 #include <algorithm>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -17,7 +18,7 @@ namespace {
 
 struct Candidate {
   std::string name;
-  Rules rules;
+  std::optional<Rules> rules;  // loaded when the checkpoint fits their `accepts:`: only those are used
   AcceptsVerdict verdict;
 };
 
@@ -27,7 +28,7 @@ struct Candidate {
 void judge_config(Candidate& candidate, const ConfigFiles& config) {
   if (!candidate.verdict.fits) return;
   try {
-    candidate.rules.resolve_params({}, config);
+    candidate.rules->resolve_params({}, config);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::input) return;
     candidate.verdict.fits = false;
@@ -35,17 +36,25 @@ void judge_config(Candidate& candidate, const ConfigFiles& config) {
   }
 }
 
-// Every bundled rules file that declares `accepts:`, judged (files without one are never chosen).
+// Every bundled rules file that declares `accepts:`, judged (files without one are never chosen):
+// the checkpoint's names searched once for all the files' conditions.
 std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
                                      const ConfigFiles& config = ConfigFiles()) {
+  std::vector<Accepts> accepts;
+  for (const BundledRules& bundled : bundled_rules())
+    accepts.push_back(Accepts::of_text(bundled.text, "<bundled>/" + bundled.file_name));
+  std::vector<const Accepts*> judged;
+  for (const Accepts& one : accepts) judged.push_back(&one);
+  std::vector<AcceptsVerdict> verdicts = Accepts::judge_all(judged, tensors);
   std::vector<Candidate> candidates;
-  for (const BundledRules& bundled : bundled_rules()) {
-    const std::string display_name = "<bundled>/" + bundled.file_name;
-    Rules rules = Rules::load_text(bundled.text, display_name);
-    AcceptsVerdict verdict = Accepts::of_text(bundled.text, display_name).judge(tensors);
-    if (!verdict.declared) continue;
-    candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
-    judge_config(candidates.back(), config);
+  for (std::size_t i = 0; i < verdicts.size(); ++i) {
+    if (!verdicts[i].declared) continue;
+    const BundledRules& bundled = bundled_rules()[i];
+    candidates.push_back({bundled.name, std::nullopt, std::move(verdicts[i])});
+    Candidate& candidate = candidates.back();
+    if (!candidate.verdict.fits) continue;
+    candidate.rules = Rules::load_text(bundled.text, "<bundled>/" + bundled.file_name);
+    judge_config(candidate, config);
   }
   return candidates;
 }
@@ -130,13 +139,13 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   if (fitting.size() == 1) {
     std::string why = fits_text(fitting.front()->verdict);
     for (const std::string& other : deferred) why += "; " + other;
-    return {std::move(candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
+    return {std::move(*candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
             std::move(why)};
   }
   std::vector<const Candidate*> left;
   std::vector<std::string> ruled_out;
   for (const Candidate* candidate : fitting) {
-    const std::string conflict = invocation_conflict(candidate->rules, invocation);
+    const std::string conflict = invocation_conflict(*candidate->rules, invocation);
     if (conflict.empty()) {
       left.push_back(candidate);
     } else {
@@ -147,14 +156,14 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
     const Candidate* chosen = left.front();
     std::string why = fits_text(chosen->verdict);
     for (const std::string& other : ruled_out) why += "; " + other;
-    return {std::move(candidates[static_cast<std::size_t>(chosen - candidates.data())].rules),
+    return {std::move(*candidates[static_cast<std::size_t>(chosen - candidates.data())].rules),
             std::move(why)};
   }
   std::string message = fmt::format(
       "this checkpoint fits {}, {}: give --rules NAME", fmt::join(names_of(fitting), ", "),
       left.empty() ? "but the command line suits none of them" : "and the command line does not tell which");
   for (const Candidate* candidate : fitting) {
-    const std::string conflict = invocation_conflict(candidate->rules, invocation);
+    const std::string conflict = invocation_conflict(*candidate->rules, invocation);
     message += fmt::format("\n  {}: {}", candidate->name,
                            conflict.empty() ? fits_text(candidate->verdict) : conflict);
   }

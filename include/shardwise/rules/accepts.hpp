@@ -41,6 +41,10 @@ class Accepts {
 
   bool declared() const;
   AcceptsVerdict judge(std::span<const TensorHeader> tensors) const;
+  // The verdicts of several rules files on the same tensors, each as its judge() gives it: every
+  // name is searched once for all their conditions (choosing among the bundled rules judges them all).
+  static std::vector<AcceptsVerdict> judge_all(std::span<const Accepts* const> accepts,
+                                               std::span<const TensorHeader> tensors);
   // "requires FP8 weights, ...; forbids GPTQ packing", for `rules check`; "" when not declared.
   std::string describe() const;
 
