@@ -16,6 +16,7 @@
 #include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/matcher.hpp"
+#include "rules/rules_impl.hpp"
 #include "rules/yaml_reader.hpp"
 
 namespace shardwise::rules {
@@ -109,14 +110,16 @@ void read_accepts(YamlReader& in, const YAML::Node& node, Accepts::Section& out)
   }
 }
 
-void check_accepts(YamlReader& in, const YAML::Node& node, CompiledRules& /*out*/) {
-  Accepts::Section section;
-  read_accepts(in, node, section);
+void check_accepts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  auto section = std::make_shared<Accepts::Section>();
+  read_accepts(in, node, *section);
+  // The chain is read child first: the nearest file's section is the one in force (as of_text).
+  if (!out.accepts) out.accepts = std::move(section);
 }
 
 }  // namespace detail
 
-Accepts::Accepts(std::unique_ptr<Section> section) : section_(std::move(section)) {}
+Accepts::Accepts(std::shared_ptr<const Section> section) : section_(std::move(section)) {}
 Accepts::Accepts(Accepts&&) noexcept = default;
 Accepts& Accepts::operator=(Accepts&&) noexcept = default;
 Accepts::~Accepts() = default;
@@ -133,6 +136,11 @@ Accepts Accepts::of_text(std::string_view yaml, const std::string& display_name)
     break;
   }
   return Accepts(std::move(section));
+}
+
+Accepts Accepts::of_rules(const Rules& rules) {
+  if (rules.impl_->accepts) return Accepts(rules.impl_->accepts);
+  return Accepts(std::make_shared<const Section>());
 }
 
 Accepts Accepts::of_named_rules(const std::string& value) {

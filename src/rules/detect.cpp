@@ -4,7 +4,6 @@
 #include <shardwise/rules/detect.hpp>
 
 #include <algorithm>
-#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -18,7 +17,7 @@ namespace {
 
 struct Candidate {
   std::string name;
-  std::optional<Rules> rules;  // loaded when the checkpoint fits their `accepts:`: only those are used
+  Rules rules;
   AcceptsVerdict verdict;
 };
 
@@ -28,7 +27,7 @@ struct Candidate {
 void judge_config(Candidate& candidate, const ConfigFiles& config) {
   if (!candidate.verdict.fits) return;
   try {
-    candidate.rules->resolve_params({}, config);
+    candidate.rules.resolve_params({}, config);
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::input) return;
     candidate.verdict.fits = false;
@@ -37,24 +36,25 @@ void judge_config(Candidate& candidate, const ConfigFiles& config) {
 }
 
 // Every bundled rules file that declares `accepts:`, judged (files without one are never chosen):
-// the checkpoint's names searched once for all the files' conditions.
+// the checkpoint's names searched once for all the files' conditions. The files are loaded once
+// per process (load_bundled_rules), their `accepts:` read as they load.
 std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
                                      const ConfigFiles& config = ConfigFiles()) {
+  std::vector<Rules> loaded;
   std::vector<Accepts> accepts;
-  for (const BundledRules& bundled : bundled_rules())
-    accepts.push_back(Accepts::of_text(bundled.text, "<bundled>/" + bundled.file_name));
+  for (const BundledRules& bundled : bundled_rules()) {
+    loaded.push_back(load_bundled_rules(bundled));
+    accepts.push_back(Accepts::of_rules(loaded.back()));
+  }
+  release_loaded_bundled_rules();  // the files not chosen are freed with the candidates
   std::vector<const Accepts*> judged;
   for (const Accepts& one : accepts) judged.push_back(&one);
   std::vector<AcceptsVerdict> verdicts = Accepts::judge_all(judged, tensors);
   std::vector<Candidate> candidates;
   for (std::size_t i = 0; i < verdicts.size(); ++i) {
     if (!verdicts[i].declared) continue;
-    const BundledRules& bundled = bundled_rules()[i];
-    candidates.push_back({bundled.name, std::nullopt, std::move(verdicts[i])});
-    Candidate& candidate = candidates.back();
-    if (!candidate.verdict.fits) continue;
-    candidate.rules = Rules::load_text(bundled.text, "<bundled>/" + bundled.file_name);
-    judge_config(candidate, config);
+    candidates.push_back({bundled_rules()[i].name, std::move(loaded[i]), std::move(verdicts[i])});
+    judge_config(candidates.back(), config);
   }
   return candidates;
 }
@@ -139,13 +139,13 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   if (fitting.size() == 1) {
     std::string why = fits_text(fitting.front()->verdict);
     for (const std::string& other : deferred) why += "; " + other;
-    return {std::move(*candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
+    return {std::move(candidates[static_cast<std::size_t>(fitting.front() - candidates.data())].rules),
             std::move(why)};
   }
   std::vector<const Candidate*> left;
   std::vector<std::string> ruled_out;
   for (const Candidate* candidate : fitting) {
-    const std::string conflict = invocation_conflict(*candidate->rules, invocation);
+    const std::string conflict = invocation_conflict(candidate->rules, invocation);
     if (conflict.empty()) {
       left.push_back(candidate);
     } else {
@@ -156,23 +156,23 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
     const Candidate* chosen = left.front();
     std::string why = fits_text(chosen->verdict);
     for (const std::string& other : ruled_out) why += "; " + other;
-    return {std::move(*candidates[static_cast<std::size_t>(chosen - candidates.data())].rules),
+    return {std::move(candidates[static_cast<std::size_t>(chosen - candidates.data())].rules),
             std::move(why)};
   }
   std::string message = fmt::format(
       "this checkpoint fits {}, {}: give --rules NAME", fmt::join(names_of(fitting), ", "),
       left.empty() ? "but the command line suits none of them" : "and the command line does not tell which");
   for (const Candidate* candidate : fitting) {
-    const std::string conflict = invocation_conflict(*candidate->rules, invocation);
+    const std::string conflict = invocation_conflict(candidate->rules, invocation);
     message += fmt::format("\n  {}: {}", candidate->name,
                            conflict.empty() ? fits_text(candidate->verdict) : conflict);
   }
   throw Error(ErrorKind::rules, message);
 }
 
-std::string check_rules_fit(const std::string& value, const Rules& rules,
+std::string check_rules_fit(const std::string& /*value: `rules` as loaded*/, const Rules& rules,
                             std::span<const TensorHeader> tensors) {
-  const AcceptsVerdict verdict = Accepts::of_named_rules(value).judge(tensors);
+  const AcceptsVerdict verdict = Accepts::of_rules(rules).judge(tensors);
   if (!verdict.declared || verdict.fits) return "";
   std::vector<const Candidate*> fitting;
   const std::vector<Candidate> candidates = judge_bundled(tensors);

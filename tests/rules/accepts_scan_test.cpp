@@ -2,7 +2,8 @@
 // for all regexes still needed) give the witnesses that searching with each condition alone gives:
 // conditions without a witness, a witness in the last name only, regexes shared by conditions that
 // are met at different names, dtype-only conditions; and several files judged at once
-// (Accepts::judge_all) give each file's own verdict.
+// (Accepts::judge_all) give each file's own verdict. The section read as rules load (of_rules) is
+// the one read from their text, and bundled rules are loaded once until released.
 #include <catch2/catch.hpp>
 
 #include <memory>
@@ -12,10 +13,13 @@
 #include <fmt/format.h>
 
 #include <shardwise/rules/accepts.hpp>
+#include <shardwise/rules/bundled.hpp>
+#include <shardwise/rules/rules.hpp>
 
 #include "rules/accepts.hpp"
 #include "rules/accepts_scan.hpp"
 #include "rules/matcher.hpp"
+#include "support/support.hpp"
 
 using shardwise::rules::Accepts;
 using shardwise::rules::AcceptsCondition;
@@ -193,4 +197,55 @@ TEST_CASE("accepts scan: several files judged at once give each file's own verdi
   CHECK(verdicts[2].unmet == std::vector<std::string>{"needs 'g_idx$': no tensor is 'g_idx$'",
                                                       "refuses any name F8_E4M3: c.weight (F8_E4M3)"});
   CHECK(verdicts[2].defer_to == std::vector<std::string>{"fp8"});
+}
+
+TEST_CASE("accepts: read as the rules load, the same section as read from their text") {
+  const std::vector<TensorHeader> tensors = {{"model.layers.0.self_attn.kv_a_proj_with_mqa.weight", DType::F8_E4M3},
+                                             {"layers.0.attn.wq_a.qweight", DType::I32},
+                                             {"layers.0.ffn.experts.0.w1.scale", DType::F8_E8M0},
+                                             {"a.weight_scale_inv", DType::F32}};
+  const auto same = [&](const Accepts& loaded, const Accepts& read) {
+    CHECK(loaded.declared() == read.declared());
+    CHECK(loaded.describe() == read.describe());
+    const AcceptsVerdict a = loaded.judge(tensors);
+    const AcceptsVerdict b = read.judge(tensors);
+    CHECK(a.met == b.met);
+    CHECK(a.unmet == b.unmet);
+    CHECK(a.defer_to == b.defer_to);
+  };
+  for (const auto& bundled : shardwise::rules::bundled_rules()) {
+    INFO(bundled.name);
+    const shardwise::rules::Rules rules = shardwise::rules::load_bundled_rules(bundled);
+    same(Accepts::of_rules(rules), Accepts::of_named_rules(bundled.name));
+    CHECK(Accepts::of_rules(rules).declared());
+  }
+  shardwise::test::TempDir dir;
+  const std::string head = "shardwise: 1\nname: p\noutput: {file: \"m{rank}.safetensors\"}\n";
+  shardwise::test::write_file(dir / "parent.yaml",
+                              head + "accepts: {require: [{match: 'qweight$', dtype: [I32]}], defer_to: [x]}\n");
+  shardwise::test::write_file(dir / "inherits.yaml", "shardwise: 1\nextends: parent.yaml\nname: c\n");
+  shardwise::test::write_file(dir / "replaces.yaml", "shardwise: 1\nextends: parent.yaml\nname: c\n"
+                                                     "accepts: {forbid: [{dtype: [F32]}]}\n");
+  shardwise::test::write_file(dir / "none.yaml", head);
+  for (const char* file : {"parent.yaml", "inherits.yaml", "replaces.yaml", "none.yaml"}) {
+    INFO(file);
+    const std::string path = (dir / file).string();
+    same(Accepts::of_rules(shardwise::rules::Rules::load_file(path)), Accepts::of_named_rules(path));
+  }
+  CHECK(Accepts::of_rules(shardwise::rules::Rules::load_file((dir / "replaces.yaml").string())).describe() ==
+        "requires nothing; forbids any name F32");
+  CHECK_FALSE(Accepts::of_rules(shardwise::rules::Rules::load_file((dir / "none.yaml").string())).declared());
+}
+
+TEST_CASE("bundled rules: loaded once until released, copies outliving the release") {
+  const auto& bundled = shardwise::rules::bundled_rules().front();
+  const shardwise::rules::Rules first = shardwise::rules::load_bundled_rules(bundled);
+  const shardwise::rules::Rules again = shardwise::rules::load_named_rules(bundled.name);
+  CHECK(&first.params() == &again.params());  // one compiled form, shared
+  CHECK(first.display_name() == "<bundled>/" + bundled.file_name);
+  shardwise::rules::release_loaded_bundled_rules();
+  const shardwise::rules::Rules reloaded = shardwise::rules::load_bundled_rules(bundled);
+  CHECK(&reloaded.params() != &first.params());
+  CHECK(first.name() == bundled.name);  // still valid after the release
+  CHECK(reloaded.name() == bundled.name);
 }

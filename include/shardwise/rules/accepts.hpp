@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include <shardwise/rules/rules.hpp>
 #include <shardwise/rules/tensor_header.hpp>
 
 namespace shardwise::rules {
@@ -34,6 +35,8 @@ class Accepts {
   // report: load the rules first; a section with problems counts as absent here.
   static Accepts of_named_rules(const std::string& value);
   static Accepts of_text(std::string_view yaml, const std::string& display_name);
+  // Of rules already loaded (their section was read then): the same as of_text of their text.
+  static Accepts of_rules(const Rules& rules);
 
   Accepts(Accepts&&) noexcept;
   Accepts& operator=(Accepts&&) noexcept;
@@ -51,8 +54,8 @@ class Accepts {
   struct Section;  // src/rules/accepts.hpp
 
  private:
-  explicit Accepts(std::unique_ptr<Section> section);
-  std::unique_ptr<Section> section_;
+  explicit Accepts(std::shared_ptr<const Section> section);
+  std::shared_ptr<const Section> section_;
 };
 
 }  // namespace shardwise::rules
