@@ -44,7 +44,7 @@ std::vector<rules::ParamInfo> bundled_params(std::map<std::string, std::vector<s
       files.push_back(&bundled);
   }
   for (const rules::BundledRules* bundled : files) {
-    const rules::Rules loaded = rules::Rules::load_text(bundled->text, bundled->file_name);
+    const rules::Rules loaded = rules::load_bundled_rules(*bundled);
     for (const rules::ParamInfo& param : loaded.params()) {
       std::vector<std::string>& names = declared_by[param.name];
       if (names.empty()) params.push_back(param);
@@ -167,7 +167,7 @@ std::string bundled_params_by_file() {
   for (const rules::BundledRules& bundled : rules::bundled_rules()) {
     std::vector<std::string> flags;
     try {
-      const rules::Rules loaded = rules::Rules::load_text(bundled.text, bundled.file_name);
+      const rules::Rules loaded = rules::load_bundled_rules(bundled);
       for (const rules::ParamInfo& param : loaded.params()) {
         const std::string value = rules::param_argument_text(param, "UINT");
         flags.push_back(fmt::format("{} {} ({})", rules::param_flag(param.name), value,
@@ -386,6 +386,7 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
   // Without, for verify: the rules the output's manifest records, with its parameters.
   if (options.recorded_rules) {
     const PlanningOptions::RecordedRules& recorded = *options.recorded_rules;
+    rules::release_loaded_bundled_rules();  // the flags' loads: these rules are the manifest's
     rules::Rules rules =
         rules::Rules::load_text(recorded.text, recorded.where + " (its rules " + recorded.name + ")");
     rules::Params params = given_params(command, options.params, rules);

@@ -12,9 +12,11 @@
 
 #include <shardwise/rules/bundled.hpp>
 
+#include "rules/accepts_scan.hpp"
 #include "rules/extends.hpp"
 #include "rules/loader.hpp"
 #include "rules/matcher.hpp"
+#include "rules/rules_impl.hpp"
 #include "rules/yaml_reader.hpp"
 
 namespace shardwise::rules {
@@ -84,36 +86,6 @@ void read_conditions(detail::YamlReader& in, const YAML::Node& node, const char*
   }
 }
 
-bool holds_for(const AcceptsCondition& condition, const TensorHeader& tensor) {
-  if (!condition.dtypes.empty() &&
-      std::find(condition.dtypes.begin(), condition.dtypes.end(), tensor.dtype) == condition.dtypes.end()) {
-    return false;
-  }
-  return !condition.re || RE2::PartialMatch(tensor.name, *condition.re);
-}
-
-// The first tensor the condition holds for, and (for a message) the first whose name matches
-// though its dtype does not.
-struct Witnesses {
-  const TensorHeader* holds = nullptr;
-  const TensorHeader* name_only = nullptr;
-};
-
-Witnesses find_witnesses(const AcceptsCondition& condition, std::span<const TensorHeader> tensors) {
-  Witnesses found;
-  for (const TensorHeader& tensor : tensors) {
-    if (holds_for(condition, tensor)) {
-      found.holds = &tensor;
-      return found;
-    }
-    if (found.name_only == nullptr && condition.re && !condition.dtypes.empty() &&
-        RE2::PartialMatch(tensor.name, *condition.re)) {
-      found.name_only = &tensor;
-    }
-  }
-  return found;
-}
-
 std::string shown(const TensorHeader& tensor) {
   return fmt::format("{} ({})", tensor.name, st::dtype_name(tensor.dtype));
 }
@@ -138,14 +110,16 @@ void read_accepts(YamlReader& in, const YAML::Node& node, Accepts::Section& out)
   }
 }
 
-void check_accepts(YamlReader& in, const YAML::Node& node, CompiledRules& /*out*/) {
-  Accepts::Section section;
-  read_accepts(in, node, section);
+void check_accepts(YamlReader& in, const YAML::Node& node, CompiledRules& out) {
+  auto section = std::make_shared<Accepts::Section>();
+  read_accepts(in, node, *section);
+  // The chain is read child first: the nearest file's section is the one in force (as of_text).
+  if (!out.accepts) out.accepts = std::move(section);
 }
 
 }  // namespace detail
 
-Accepts::Accepts(std::unique_ptr<Section> section) : section_(std::move(section)) {}
+Accepts::Accepts(std::shared_ptr<const Section> section) : section_(std::move(section)) {}
 Accepts::Accepts(Accepts&&) noexcept = default;
 Accepts& Accepts::operator=(Accepts&&) noexcept = default;
 Accepts::~Accepts() = default;
@@ -162,6 +136,11 @@ Accepts Accepts::of_text(std::string_view yaml, const std::string& display_name)
     break;
   }
   return Accepts(std::move(section));
+}
+
+Accepts Accepts::of_rules(const Rules& rules) {
+  if (rules.impl_->accepts) return Accepts(rules.impl_->accepts);
+  return Accepts(std::make_shared<const Section>());
 }
 
 Accepts Accepts::of_named_rules(const std::string& value) {
@@ -184,32 +163,50 @@ std::string Accepts::describe() const {
 }
 
 AcceptsVerdict Accepts::judge(std::span<const TensorHeader> tensors) const {
-  const Section& accepts = *section_;
-  AcceptsVerdict verdict;
-  verdict.declared = accepts.declared;
-  if (!accepts.declared) return verdict;
-  verdict.defer_to = accepts.defer_to;
-  for (const AcceptsCondition& condition : accepts.require) {
-    const Witnesses found = find_witnesses(condition, tensors);
-    if (found.holds != nullptr) {
-      verdict.met.push_back(condition.name);
-      continue;
-    }
-    std::string unmet = fmt::format("needs {}: no tensor is {}", condition.name, condition_text(condition));
-    if (found.name_only != nullptr)
-      unmet += fmt::format(" ({} is {})", found.name_only->name, st::dtype_name(found.name_only->dtype));
-    verdict.unmet.push_back(std::move(unmet));
+  const Accepts* const self[] = {this};
+  return std::move(judge_all(self, tensors).front());
+}
+
+std::vector<AcceptsVerdict> Accepts::judge_all(std::span<const Accepts* const> accepts,
+                                               std::span<const TensorHeader> tensors) {
+  std::vector<const AcceptsCondition*> conditions;
+  for (const Accepts* one : accepts) {
+    if (!one->section_->declared) continue;
+    for (const AcceptsCondition& condition : one->section_->require) conditions.push_back(&condition);
+    for (const AcceptsCondition& condition : one->section_->forbid) conditions.push_back(&condition);
   }
-  for (const AcceptsCondition& condition : accepts.forbid) {
-    const Witnesses found = find_witnesses(condition, tensors);
-    if (found.holds == nullptr) {
-      verdict.met.push_back("no " + condition.name);
-    } else {
-      verdict.unmet.push_back(fmt::format("refuses {}: {}", condition.name, shown(*found.holds)));
+  const std::vector<detail::Witnesses> witnesses = detail::find_witnesses(conditions, tensors);
+  std::vector<AcceptsVerdict> verdicts;
+  verdicts.reserve(accepts.size());
+  auto next = witnesses.begin();
+  for (const Accepts* one : accepts) {
+    const Section& section = *one->section_;
+    AcceptsVerdict& verdict = verdicts.emplace_back();
+    verdict.declared = section.declared;
+    if (!section.declared) continue;
+    verdict.defer_to = section.defer_to;
+    for (const AcceptsCondition& condition : section.require) {
+      const detail::Witnesses& found = *next++;
+      if (found.holds != nullptr) {
+        verdict.met.push_back(condition.name);
+        continue;
+      }
+      std::string unmet = fmt::format("needs {}: no tensor is {}", condition.name, condition_text(condition));
+      if (found.name_only != nullptr)
+        unmet += fmt::format(" ({} is {})", found.name_only->name, st::dtype_name(found.name_only->dtype));
+      verdict.unmet.push_back(std::move(unmet));
     }
+    for (const AcceptsCondition& condition : section.forbid) {
+      const detail::Witnesses& found = *next++;
+      if (found.holds == nullptr) {
+        verdict.met.push_back("no " + condition.name);
+      } else {
+        verdict.unmet.push_back(fmt::format("refuses {}: {}", condition.name, shown(*found.holds)));
+      }
+    }
+    verdict.fits = verdict.unmet.empty();
   }
-  verdict.fits = verdict.unmet.empty();
-  return verdict;
+  return verdicts;
 }
 
 }  // namespace shardwise::rules

@@ -2,6 +2,8 @@
 #include <shardwise/rules/bundled.hpp>
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -36,7 +38,36 @@ Rules load_named_rules(const std::string& value) {
   if (is_rules_path(value)) return Rules::load_file(value);
   const BundledRules* bundled = find_bundled_rules(value);
   if (bundled == nullptr) throw Error(ErrorKind::usage, unknown_bundled_rules(value));
-  return Rules::load_text(bundled->text, "<bundled>/" + bundled->file_name);
+  return load_bundled_rules(*bundled);
+}
+
+namespace {
+
+struct LoadedBundledRules {
+  std::mutex mutex;
+  std::map<const BundledRules*, Rules> by_file;
+};
+
+LoadedBundledRules& loaded_bundled_rules() {
+  static LoadedBundledRules loaded;
+  return loaded;
+}
+
+}  // namespace
+
+Rules load_bundled_rules(const BundledRules& bundled) {
+  LoadedBundledRules& loaded = loaded_bundled_rules();
+  const std::lock_guard lock(loaded.mutex);
+  if (const auto it = loaded.by_file.find(&bundled); it != loaded.by_file.end()) return it->second;
+  Rules rules = Rules::load_text(bundled.text, "<bundled>/" + bundled.file_name);
+  loaded.by_file.emplace(&bundled, rules);
+  return rules;
+}
+
+void release_loaded_bundled_rules() {
+  LoadedBundledRules& loaded = loaded_bundled_rules();
+  const std::lock_guard lock(loaded.mutex);
+  loaded.by_file.clear();
 }
 
 }  // namespace shardwise::rules

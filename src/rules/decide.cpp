@@ -97,7 +97,8 @@ std::optional<Captured> first_capture(const detail::OrderedMatcher& matcher, std
     }
     if (matcher.size() == 1) return std::nullopt;
   }
-  const auto index = matcher.first_match(text);
+  // Key rules and ownership decide most names.
+  const auto index = matcher.first_match(text, detail::OrderedMatcher::Expect::often);
   if (!index) return std::nullopt;
   const int group = group_of(*index);
   if (group < 0) return Captured{*index, std::nullopt};
@@ -164,9 +165,10 @@ std::optional<FoundKey> find_key(const CompiledRules& rules, Decision& d, std::v
   return found;
 }
 
-// Step 6: the table entry for the key, or the unknown_keys policy. False when unmatched.
+// Step 6: the table entry for the key (into `applied`), or the unknown_keys policy. False when
+// unmatched.
 bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
-                 std::vector<std::string>* trail, std::string& why) {
+                 std::vector<std::string>* trail, std::string& why, const TableEntry*& applied) {
   const auto entry = rules.table.find(found.key);
   if (entry == rules.table.end()) {
     if (rules.unknown_keys == UnknownKeys::error) {
@@ -188,6 +190,7 @@ bool apply_table(const CompiledRules& rules, const FoundKey& found, Decision& d,
     return true;
   }
   const TableEntry& table = entry->second;
+  applied = &table;
   d.rule = &table.rule;
   d.split = table.split;
   d.output.assign(d.normalized);
@@ -241,7 +244,8 @@ bool apply_ownership(const CompiledRules& rules, const Params& params, Decision&
 // The first transform rule whose regex matches `output` and whose `when:` holds for `params`.
 std::optional<std::size_t> choose_transform(const CompiledRules& rules, std::string_view output,
                                             const Params& params) {
-  const auto first = rules.transform_matcher.first_match(output);
+  // A format's transform rules usually apply to most of its weights.
+  const auto first = rules.transform_matcher.first_match(output, detail::OrderedMatcher::Expect::often);
   if (!first) return std::nullopt;
   for (std::size_t i = *first; i < rules.transforms.size(); ++i) {
     const re2::StringPiece piece(output.data(), output.size());
@@ -359,9 +363,9 @@ void decide_normalized(const CompiledRules& rules, Decision& d, const Params& pa
   const auto key = find_key(rules, d, trail, why);
   if (!key) return unmatched(d, why, trail != nullptr);
   d.key = key->key;
-  if (!apply_table(rules, *key, d, trail, why)) return unmatched(d, why, trail != nullptr);
-  if (const auto entry = rules.table.find(*d.key); entry != rules.table.end())
-    apply_units(entry->second.units, entry->second.rule, params, d);
+  const TableEntry* entry = nullptr;
+  if (!apply_table(rules, *key, d, trail, why, entry)) return unmatched(d, why, trail != nullptr);
+  if (entry != nullptr) apply_units(entry->units, entry->rule, params, d);
   if (const auto index = rules.override_matcher.first_match(d.output)) {
     const OverrideRule& rule = rules.overrides[*index];
     d.rule = &rule.rule;

@@ -35,16 +35,25 @@ void judge_config(Candidate& candidate, const ConfigFiles& config) {
   }
 }
 
-// Every bundled rules file that declares `accepts:`, judged (files without one are never chosen).
+// Every bundled rules file that declares `accepts:`, judged (files without one are never chosen):
+// the checkpoint's names searched once for all the files' conditions. The files are loaded once
+// per process (load_bundled_rules), their `accepts:` read as they load.
 std::vector<Candidate> judge_bundled(std::span<const TensorHeader> tensors,
                                      const ConfigFiles& config = ConfigFiles()) {
-  std::vector<Candidate> candidates;
+  std::vector<Rules> loaded;
+  std::vector<Accepts> accepts;
   for (const BundledRules& bundled : bundled_rules()) {
-    const std::string display_name = "<bundled>/" + bundled.file_name;
-    Rules rules = Rules::load_text(bundled.text, display_name);
-    AcceptsVerdict verdict = Accepts::of_text(bundled.text, display_name).judge(tensors);
-    if (!verdict.declared) continue;
-    candidates.push_back({bundled.name, std::move(rules), std::move(verdict)});
+    loaded.push_back(load_bundled_rules(bundled));
+    accepts.push_back(Accepts::of_rules(loaded.back()));
+  }
+  release_loaded_bundled_rules();  // the files not chosen are freed with the candidates
+  std::vector<const Accepts*> judged;
+  for (const Accepts& one : accepts) judged.push_back(&one);
+  std::vector<AcceptsVerdict> verdicts = Accepts::judge_all(judged, tensors);
+  std::vector<Candidate> candidates;
+  for (std::size_t i = 0; i < verdicts.size(); ++i) {
+    if (!verdicts[i].declared) continue;
+    candidates.push_back({bundled_rules()[i].name, std::move(loaded[i]), std::move(verdicts[i])});
     judge_config(candidates.back(), config);
   }
   return candidates;
@@ -161,9 +170,9 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   throw Error(ErrorKind::rules, message);
 }
 
-std::string check_rules_fit(const std::string& value, const Rules& rules,
+std::string check_rules_fit(const std::string& /*value: `rules` as loaded*/, const Rules& rules,
                             std::span<const TensorHeader> tensors) {
-  const AcceptsVerdict verdict = Accepts::of_named_rules(value).judge(tensors);
+  const AcceptsVerdict verdict = Accepts::of_rules(rules).judge(tensors);
   if (!verdict.declared || verdict.fits) return "";
   std::vector<const Candidate*> fitting;
   const std::vector<Candidate> candidates = judge_bundled(tensors);

@@ -43,12 +43,16 @@ bool OrderedMatcher::compile() {
   return use_set_;
 }
 
-std::optional<std::size_t> OrderedMatcher::first_match(std::string_view text) const {
+std::optional<std::size_t> OrderedMatcher::first_match(std::string_view text, Expect expect) const {
   const re2::StringPiece piece(text.data(), text.size());
   if (use_set_) {
+    RE2::Set::ErrorInfo info{RE2::Set::kNoError};
+    // Without a list of hits RE2 allocates nothing and stops at the earliest match.
+    if (expect == Expect::rarely && !set_->Match(piece, nullptr, &info) && info.kind == RE2::Set::kNoError)
+      return std::nullopt;
     thread_local std::vector<int> hits;  // reused across calls to save on reallocation
     hits.clear();
-    RE2::Set::ErrorInfo info{RE2::Set::kNoError};
+    info.kind = RE2::Set::kNoError;
     if (set_->Match(piece, &hits, &info)) {
       return static_cast<std::size_t>(*std::min_element(hits.begin(), hits.end()));
     }

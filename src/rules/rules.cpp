@@ -135,6 +135,8 @@ const LayoutMember* Layout::find(std::string_view suffix) const {
 }
 
 Rules::Rules(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Rules::Rules(const Rules&) = default;
+Rules& Rules::operator=(const Rules&) = default;
 Rules::Rules(Rules&&) noexcept = default;
 Rules& Rules::operator=(Rules&&) noexcept = default;
 Rules::~Rules() = default;

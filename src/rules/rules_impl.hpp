@@ -13,6 +13,7 @@
 
 #include <shardwise/rules/rules.hpp>
 
+#include "rules/accepts.hpp"
 #include "rules/matcher.hpp"
 
 namespace shardwise::rules {
@@ -217,6 +218,8 @@ struct CompiledRules {
   std::vector<TransformRule> transforms;
   std::vector<std::string> transform_trails;  // per transform rule
   detail::OrderedMatcher transform_matcher;
+  // `accepts:` of the nearest file of the chain that has one (Accepts::of_rules); null: none.
+  std::shared_ptr<const Accepts::Section> accepts;
 };
 
 // The pimpl of Rules is the compiled form itself.

@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include <shardwise/rules/rules.hpp>
 #include <shardwise/rules/tensor_header.hpp>
 
 namespace shardwise::rules {
@@ -34,6 +35,8 @@ class Accepts {
   // report: load the rules first; a section with problems counts as absent here.
   static Accepts of_named_rules(const std::string& value);
   static Accepts of_text(std::string_view yaml, const std::string& display_name);
+  // Of rules already loaded (their section was read then): the same as of_text of their text.
+  static Accepts of_rules(const Rules& rules);
 
   Accepts(Accepts&&) noexcept;
   Accepts& operator=(Accepts&&) noexcept;
@@ -41,14 +44,18 @@ class Accepts {
 
   bool declared() const;
   AcceptsVerdict judge(std::span<const TensorHeader> tensors) const;
+  // The verdicts of several rules files on the same tensors, each as its judge() gives it: every
+  // name is searched once for all their conditions (choosing among the bundled rules judges them all).
+  static std::vector<AcceptsVerdict> judge_all(std::span<const Accepts* const> accepts,
+                                               std::span<const TensorHeader> tensors);
   // "requires FP8 weights, ...; forbids GPTQ packing", for `rules check`; "" when not declared.
   std::string describe() const;
 
   struct Section;  // src/rules/accepts.hpp
 
  private:
-  explicit Accepts(std::unique_ptr<Section> section);
-  std::unique_ptr<Section> section_;
+  explicit Accepts(std::shared_ptr<const Section> section);
+  std::shared_ptr<const Section> section_;
 };
 
 }  // namespace shardwise::rules

@@ -33,4 +33,12 @@ std::string unknown_bundled_rules(std::string_view name);
 // The rules `value` names (see is_rules_path), loaded. An unknown bundled name is an Error(usage).
 Rules load_named_rules(const std::string& value);
 
+// `bundled` loaded as "<bundled>/FILE", once until release_loaded_bundled_rules(): the command
+// line's parameter flags, choosing the rules a checkpoint fits and --rules NAME share one load
+// (copies of Rules share their compiled form). Thread-safe.
+Rules load_bundled_rules(const BundledRules& bundled);
+// Forgets the loads kept by load_bundled_rules (copies held elsewhere stay valid): once the rules
+// for a checkpoint are chosen, planning it needs the memory more.
+void release_loaded_bundled_rules();
+
 }  // namespace shardwise::rules

@@ -303,6 +303,9 @@ class Rules {
   // The default bundled rules (default_rules_name(), see rules/bundled.hpp).
   static Rules bundled();
 
+  // Copies share the compiled rules, which nothing changes after loading.
+  Rules(const Rules&);
+  Rules& operator=(const Rules&);
   Rules(Rules&&) noexcept;
   Rules& operator=(Rules&&) noexcept;
   ~Rules();
@@ -374,9 +377,10 @@ class Rules {
   TestReport run_tests() const;
 
  private:
+  friend class Accepts;  // the `accepts:` section read when loading (Accepts::of_rules)
   struct Impl;
   explicit Rules(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<const Impl> impl_;
 };
 
 // An output file pattern (`output.file`, e.g. as a manifest records it) with {rank} and {mp} filled
