@@ -275,7 +275,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     index = find(&layout, decision.group);
     if (index == kNoGroup) {
       index = groups_.size();
-      groups_.push_back(Group{&layout, group_name(decision.group, target.source, placer), open_group(layout)});
+      groups_.push_back(
+          Group{&layout, group_name(decision.group, target.source, placer), open_group(layout)});
       this->index(index);
     }
     last_ = index;

@@ -73,10 +73,10 @@ class PackedGroups {
   plan::NameArena names_;                      // the names of groups not found in their source's name
   std::vector<std::uint32_t> placed_sources_;  // of the placed groups' members (Group::at)
   std::deque<Group> groups_;
-  std::vector<Open> open_;                 // the open groups' members (Group::at)
+  std::vector<Open> open_;                // the open groups' members (Group::at)
   std::vector<std::uint32_t> free_open_;  // entries of open_ whose group was placed, for reuse
-  std::vector<std::uint32_t> slots_;  // group number + 1, 0 for an empty slot; a power of two long
-  std::size_t last_ = 0;              // the group of the previous member
+  std::vector<std::uint32_t> slots_;      // group number + 1, 0 for an empty slot; a power of two long
+  std::size_t last_ = 0;                  // the group of the previous member
 };
 
 }  // namespace shardwise::plan::detail
