@@ -196,11 +196,11 @@ void Composer::compose(Plan& plan, RuleLabels& labels, Diagnostics& problems) co
                           *shape,
                           bytes,
                           first.source,
+                          static_cast<std::uint32_t>(composite.rule),
                           Slice{},
                           first.dtype,
                           Cast::none,
                           kNoCompanion,
-                          composite.rule,
                           Placement{Placement::Kind::composite, -1, 1, 0, 0, 1},
                           static_cast<std::uint32_t>(plan.composites.size())};
       plan.composites.push_back(std::move(composite));

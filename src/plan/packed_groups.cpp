@@ -202,8 +202,10 @@ std::string placement_text(const Target& t) {
 }  // namespace
 
 PackedGroups::PackedGroups(std::size_t members, const rules::Params& params) : params_(params) {
+  // A group has one member or more, usually several: sized for groups of two or more, the table
+  // grows (once) for smaller ones.
   std::size_t slots = 16;
-  while (slots < 2 * members) slots *= 2;
+  while (slots < members) slots *= 2;
   slots_.assign(slots, 0);
   placed_sources_.reserve(members);
 }
@@ -273,8 +275,8 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     index = find(&layout, decision.group);
     if (index == kNoGroup) {
       index = groups_.size();
-      groups_.push_back(Group{&layout, names_.add(decision.group),
-                              std::vector<std::optional<Target>>(layout.members.size())});
+      groups_.push_back(
+          Group{&layout, group_name(decision.group, target.source, placer), open_group(layout)});
       this->index(index);
     }
     last_ = index;
@@ -284,31 +286,58 @@ void PackedGroups::add(const rules::Decision& decision, Target target, Placer& p
     placer.problems().add(fmt::format("{}: member {} of packed layout {} is given twice, by {} and {}",
                                       group.name, decision.member->suffix, layout.name,
                                       placer.describe(first), placer.describe(target.source)));
-    group.state = State::broken;
+    if (group.state == State::open) group.state = State::broken;
   };
-  if (group.sources != kNotPlaced)
-    return given_twice(placed_sources_[group.sources + member]);  // placed already
-  std::optional<Target>& slot = group.members[member];
+  if (group.state == State::placed) return given_twice(placed_sources_[group.at + member]);
+  Open& open = open_[group.at];
+  std::optional<Target>& slot = open.members[member];
   if (slot) return given_twice(slot->source);
   slot = std::move(target);
-  if (group.state == State::open && ++group.present == group.members.size()) {
-    place(group, placer);
+  if (group.state == State::open && ++open.present == open.members.size()) {
+    place(group, open.members, placer);
+    if (placed_sources_.size() + open.members.size() > std::numeric_limits<std::uint32_t>::max())
+      throw Error(ErrorKind::input, "more than 2^32 packed members");
+    const auto at = static_cast<std::uint32_t>(placed_sources_.size());
+    for (const std::optional<Target>& placed : open.members)
+      placed_sources_.push_back(static_cast<std::uint32_t>(placed->source));
+    free_open_.push_back(group.at);
+    group.at = at;
     group.state = State::placed;
-    group.sources = placed_sources_.size();
-    for (const std::optional<Target>& placed : group.members) placed_sources_.push_back(placed->source);
-    std::vector<std::optional<Target>>().swap(group.members);
   }
+}
+
+std::string_view PackedGroups::group_name(std::string_view name, std::size_t source, const Placer& placer) {
+  const std::string_view source_name = placer.source(source).name;
+  if (source_name.starts_with(name)) return source_name.substr(0, name.size());
+  return names_.add(name);
+}
+
+std::uint32_t PackedGroups::open_group(const rules::Layout& layout) {
+  if (free_open_.empty()) {
+    if (open_.size() >= std::numeric_limits<std::uint32_t>::max())
+      throw Error(ErrorKind::input, "more than 2^32 open packed groups");
+    open_.push_back(Open{std::vector<std::optional<Target>>(layout.members.size()), 0});
+    return static_cast<std::uint32_t>(open_.size() - 1);
+  }
+  const std::uint32_t at = free_open_.back();
+  free_open_.pop_back();
+  Open& open = open_[at];
+  open.members.clear();
+  open.members.resize(layout.members.size());
+  open.present = 0;
+  return at;
 }
 
 void PackedGroups::report_incomplete(Placer& placer) const {
   for (const Group& group : groups_) {
-    if (group.state != State::open) continue;
+    if (group.state != State::open) continue;  // placed, or a member was given twice (reported)
+    const Open& open = open_[group.at];
     std::vector<std::string> missing, present;
-    for (std::size_t m = 0; m < group.members.size(); ++m) {
-      if (!group.members[m]) {
+    for (std::size_t m = 0; m < open.members.size(); ++m) {
+      if (!open.members[m]) {
         missing.push_back(group.layout->members[m].suffix);
       } else {
-        present.push_back(placer.describe(group.members[m]->source));
+        present.push_back(placer.describe(open.members[m]->source));
       }
     }
     placer.problems().add(fmt::format("{}: incomplete packed group ({}): missing {}; present: {}", group.name,
@@ -320,22 +349,24 @@ void PackedGroups::report_incomplete(Placer& placer) const {
 void PackedGroups::clear() {
   std::vector<std::uint32_t>().swap(slots_);
   std::deque<Group>().swap(groups_);
-  std::vector<std::size_t>().swap(placed_sources_);
+  std::vector<std::uint32_t>().swap(placed_sources_);
+  std::vector<Open>().swap(open_);
+  std::vector<std::uint32_t>().swap(free_open_);
   names_ = plan::NameArena();
   last_ = 0;
 }
 
 // Checks a complete group and places its members; their output names are moved into the plan.
-void PackedGroups::place(Group& group, Placer& placer) {
+void PackedGroups::place(const Group& group, std::vector<std::optional<Target>>& members, Placer& placer) {
   const rules::Layout& layout = *group.layout;
   bool ok = true;
-  for (std::size_t m = 0; m < group.members.size(); ++m) {
-    ok = check_member(layout, layout.members[m], *group.members[m], placer) && ok;
+  for (std::size_t m = 0; m < members.size(); ++m) {
+    ok = check_member(layout, layout.members[m], *members[m], placer) && ok;
   }
   const Divisors* resolved = ok ? divisors(group, placer) : nullptr;
-  if (resolved == nullptr || !derive_logical(layout, group.members, *resolved, group.name, placer)) return;
-  const Target& first = *group.members.front();
-  for (const auto& member : group.members) {
+  if (resolved == nullptr || !derive_logical(layout, members, *resolved, group.name, placer)) return;
+  const Target& first = *members.front();
+  for (const auto& member : members) {
     if (!same_placement(first, *member)) {
       placer.problems().add(
           fmt::format("{}: members of one packed group are placed differently: {} is {}, {} is {}",
@@ -345,9 +376,9 @@ void PackedGroups::place(Group& group, Placer& placer) {
     }
   }
   const Split split = first.split;
-  for (std::size_t m = 0; m < group.members.size(); ++m) {
+  for (std::size_t m = 0; m < members.size(); ++m) {
     const rules::LayoutMember& decl = layout.members[m];
-    Target& target = *group.members[m];
+    Target& target = *members[m];
     const st::DType from = placer.source(target.source).dtype;
     const Cast cast = *cast_between(from, decl.cast_to);
     const st::DType dtype = decl.cast_to.value_or(from);

@@ -31,18 +31,21 @@ class PackedGroups {
 
  private:
   enum class State : std::uint8_t { open, placed, broken };
-  static constexpr std::size_t kNotPlaced = static_cast<std::size_t>(-1);
-  // A checkpoint has 100,000s of groups, held until every tensor was seen: no heap block of their own
-  // once placed.
+  // A checkpoint has 100,000s of groups, held until every tensor was seen: 32 bytes each and no heap
+  // block of their own; an open group's members wait in open_ (groups complete as their members
+  // come, so few are open at once and their slots are reused).
   struct Group {
     const rules::Layout* layout = nullptr;
-    std::string_view name;                       // in names_
-    std::vector<std::optional<Target>> members;  // per member of the layout, in layout order
-    // Once placed, only each member's source is kept (to name it when a member comes twice), not
-    // the members: from placed_sources_[sources], one per member.
-    std::size_t sources = kNotPlaced;
-    std::uint32_t present = 0;
+    // A prefix of its first member's source name (the plan's, which outlives the groups), else in names_.
+    std::string_view name;
+    // Open (or broken before it was complete): its entry in open_. Placed: where its members'
+    // sources start in placed_sources_, one per member, kept to name a member that comes twice.
+    std::uint32_t at = 0;
     State state = State::open;
+  };
+  struct Open {
+    std::vector<std::optional<Target>> members;  // per member of the layout, in layout order
+    std::uint32_t present = 0;
   };
 
   // A group is known by its layout and name. The index is a table of group numbers (open
@@ -59,16 +62,21 @@ class PackedGroups {
   // when a parameter gives 0 (reported once per layout, naming the member and the first group).
   using Divisors = std::vector<std::vector<std::uint64_t>>;
   const Divisors* divisors(const Group& group, Placer& placer);
-  void place(Group& group, Placer& placer);
+  void place(const Group& group, std::vector<std::optional<Target>>& members, Placer& placer);
+  // The group's name as Group::name keeps it.
+  std::string_view group_name(std::string_view name, std::size_t source, const Placer& placer);
+  std::uint32_t open_group(const rules::Layout& layout);  // an entry of open_ for a new group
 
   const rules::Params& params_;
   std::unordered_map<const rules::Layout*, std::optional<Divisors>> divisors_;
 
-  plan::NameArena names_;                    // the groups' names
-  std::vector<std::size_t> placed_sources_;  // of the placed groups' members (Group::sources)
+  plan::NameArena names_;                      // the names of groups not found in their source's name
+  std::vector<std::uint32_t> placed_sources_;  // of the placed groups' members (Group::at)
   std::deque<Group> groups_;
-  std::vector<std::uint32_t> slots_;  // group number + 1, 0 for an empty slot; a power of two long
-  std::size_t last_ = 0;              // the group of the previous member
+  std::vector<Open> open_;                // the open groups' members (Group::at)
+  std::vector<std::uint32_t> free_open_;  // entries of open_ whose group was placed, for reuse
+  std::vector<std::uint32_t> slots_;      // group number + 1, 0 for an empty slot; a power of two long
+  std::size_t last_ = 0;                  // the group of the previous member
 };
 
 }  // namespace shardwise::plan::detail

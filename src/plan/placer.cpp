@@ -1,6 +1,7 @@
 #include "plan/placer.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include <fmt/format.h>
 
@@ -18,6 +19,9 @@ std::uint64_t checked_add(std::uint64_t a, std::uint64_t b, std::string_view wha
   }
   return sum;
 }
+
+// PlannedTensor::source and ::rule.
+constexpr std::size_t kMaxIndex = std::numeric_limits<std::uint32_t>::max();
 
 std::string dim_kind(int dim, std::uint64_t unit, std::size_t rank) {
   std::string kind = unit > 1 ? "packed " : "";
@@ -126,9 +130,15 @@ void Placer::add(std::uint64_t rank, const Target& target, Name name, st::DType 
                                               st::shape_text(shape)));
   }
   out.bytes = checked_add(out.bytes, *bytes, out.file);
-  out.tensors.push_back(PlannedTensor{std::move(name), std::move(shape), *bytes, target.source, slice, dtype,
-                                      cast, target.pending_transform, target.rule, placement, kNoComposite,
-                                      target.permutation});
+  if (target.source > kMaxIndex || target.rule > kMaxIndex) {
+    throw Error(ErrorKind::input, fmt::format("{}: the plan holds its tensors' sources and rules by 4-byte "
+                                              "indices, and this is source {}, rule {}",
+                                              name, target.source, target.rule));
+  }
+  out.tensors.push_back(PlannedTensor{std::move(name), std::move(shape), *bytes,
+                                      static_cast<std::uint32_t>(target.source),
+                                      static_cast<std::uint32_t>(target.rule), slice, dtype, cast,
+                                      target.pending_transform, placement, kNoComposite, target.permutation});
 }
 
 void Placer::add_owned(std::uint64_t rank, Target& target, st::DType dtype, Cast cast,

@@ -19,7 +19,7 @@ void append_uint(std::string& out, std::uint64_t value) {
   out.append(text.data(), text.size());
 }
 
-void append_shape(std::string& out, const st::Shape& shape) {
+void append_shape(std::string& out, std::span<const std::uint64_t> shape) {
   out += '[';
   for (std::size_t i = 0; i < shape.size(); ++i) {
     if (i > 0) out += ", ";

@@ -415,7 +415,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   advise_huge_pages(plan.sources.data(), checkpoint.tensors().size() * sizeof(Source));
   if (plan.naming == OutputNaming::per_rank) {
     // Each rank's list is reserved for twice its share of the tensors, so that it is not copied as it
-    // grows (Pro: 30,000 tensors of 152 bytes a rank), and not copied to its size at the end: the pages
+    // grows (Pro: 30,000 tensors of 144 bytes a rank), and not copied to its size at the end: the pages
     // of the reserve that no tensor reaches are never written, and cost no memory (the huge pages
     // cover the share only, which is written).
     const std::size_t share = checkpoint.tensors().size() / plan.outputs.size();

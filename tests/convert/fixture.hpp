@@ -163,7 +163,7 @@ inline plan::PlannedTensor planned(const plan::Plan& plan, std::string name, std
   const plan::Source& src = plan.sources[source];
   plan::PlannedTensor t;
   t.name = std::move(name);
-  t.source = source;
+  t.source = static_cast<std::uint32_t>(source);
   t.slice = slice;
   t.cast = cast;
   t.dtype = cast == plan::Cast::none ? src.dtype : st::DType::BF16;

@@ -152,17 +152,18 @@ struct RowPermutation {
 
 inline constexpr std::uint32_t kNoPermutation = 0xFFFFFFFF;
 
-// A Pro-sized plan holds 240,000 of these: the fields are ordered to leave no padding.
+// A Pro-sized plan holds 240,000 of these: the fields are ordered to leave no padding, and the
+// indices are 4 bytes (the planner refuses a checkpoint of 2^32 tensors or more).
 struct PlannedTensor {
-  Name name;                // output name
-  Shape shape;              // as written
-  std::uint64_t bytes = 0;  // as written
-  std::size_t source = 0;   // index into Plan::sources
+  Name name;                  // output name
+  Shape shape;                // as written
+  std::uint64_t bytes = 0;    // as written
+  std::uint32_t source = 0;   // index into Plan::sources
+  std::uint32_t rule = 0;     // index into Plan::rule_labels: the rule that placed it
   Slice slice;
   st::DType dtype;  // as written
   Cast cast = Cast::none;
   std::uint32_t companion = kNoCompanion;  // index into Plan::companions (block-scaled transforms)
-  std::size_t rule = 0;                    // index into Plan::rule_labels: the rule that placed it
   Placement placement{};
   // A fused output (rules `fuse:`): index into Plan::composites, whose parts give its bytes
   // (source, slice and cast above are its first part's then, and not read).

@@ -21,7 +21,7 @@ namespace shardwise::plan::detail {
 
 // Fast appends for the formats' hot loops (fmt's format-string parsing costs more than the work).
 void append_uint(std::string& out, std::uint64_t value);
-void append_shape(std::string& out, const st::Shape& shape);  // as st::shape_text
+void append_shape(std::string& out, std::span<const std::uint64_t> shape);  // as st::shape_text
 // The dtypes a cast or reinterpretation goes between ("F16", "BF16"); "" without one.
 std::string_view cast_source_dtype(const Source& source, const PlannedTensor& t);
 std::string_view cast_target_dtype(const PlannedTensor& t);
