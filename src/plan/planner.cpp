@@ -428,10 +428,10 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     const st::TensorInfo& info = *ref.info;
     rules::Decision& decision = decisions.next();
     if (decision.kind == rules::Decision::Kind::skip) {
-      plan.skipped.push_back(Skipped{info.name, checkpoint.file_name(ref.file),
+      plan.skipped.push_back(Skipped{std::string(info.name), checkpoint.file_name(ref.file),
                                      plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
       if (decision.companion_of != nullptr) {
-        companion_skips.add(info.name, plan.skipped.back().file, plan.skipped.back().rule,
+        companion_skips.add(std::string(info.name), plan.skipped.back().file, plan.skipped.back().rule,
                             *decision.companion_of);
       }
       continue;

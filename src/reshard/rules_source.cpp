@@ -190,7 +190,7 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
   output::set_params(manifest, std::map<std::string, std::uint64_t>(params.begin(), params.end()), words);
 
   Diagnostics problems(ErrorKind::input);
-  std::map<std::string, Decided> decided;         // names repeat over the ranks: decided once
+  std::map<std::string, Decided, std::less<>> decided;  // names repeat over the ranks: decided once
   std::map<std::string, std::uint64_t> inferred;  // ownership scope -> largest index + 1
   Refusals refused;
   std::vector<std::byte> buffer(1 << 20);
@@ -200,15 +200,19 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
     output::ManifestOutput out{rank, files[rank], file.size(), 0, {}};
     for (const st::TensorInfo& info : file.header().tensors) {
       auto found = decided.find(info.name);
-      if (found == decided.end())
-        found = decided.emplace(info.name, decide(rules, params, info.name, info)).first;
+      if (found == decided.end()) {
+        std::string key(info.name);
+        Decided decision = decide(rules, params, key, info);
+        found = decided.emplace(std::move(key), std::move(decision)).first;
+      }
+      const std::string& name = found->first;
       const Decided& how = found->second;
       if (!how.refusal.empty()) {
-        refused.add(info.name, fmt::format("cannot be placed: {}", how.refusal), files[rank]);
+        refused.add(name, fmt::format("cannot be placed: {}", how.refusal), files[rank]);
         continue;
       }
       if (how.written && *how.written != info.dtype) {
-        refused.add(info.name,
+        refused.add(name,
                     fmt::format("holds {}, the rules write {}: not a folder these rules wrote",
                                 st::dtype_name(info.dtype), st::dtype_name(*how.written)),
                     files[rank]);
@@ -226,7 +230,7 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
         // Copies are compared by checksum: computed here, as no manifest recorded them.
         xxh3 = output::hash_file_range(file.fd(), path, file.absolute_offset(info), info.bytes(), buffer);
       }
-      out.tensors.push_back({info.name, xxh3, cut});
+      out.tensors.push_back({name, xxh3, cut});
     }
     manifest.outputs.push_back(std::move(out));
   }

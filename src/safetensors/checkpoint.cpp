@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 
 #include "safetensors/header_json.hpp"
 #include "safetensors/index.hpp"
@@ -255,6 +256,7 @@ Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
   std::size_t total = 0;
   for (const auto& file : checkpoint.files_) total += file.header().tensors.size();
   checkpoint.tensors_.reserve(total);
+  advise_huge_pages(checkpoint.tensors_.data(), total * sizeof(TensorRef));
   for (std::size_t i = 0; i < checkpoint.files_.size(); ++i) {
     for (const auto& t : checkpoint.files_[i].header().tensors)
       checkpoint.tensors_.push_back(TensorRef{i, &t});

@@ -1,11 +1,13 @@
 #include <shardwise/safetensors/header.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <tuple>
 
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/memory.hpp>
 
 #include <shardwise/safetensors/utf8.hpp>
 #include "safetensors/header_fast.hpp"
@@ -70,7 +72,7 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
     refuse(file, fmt::format("{}: data_offsets [{}, {}] hold {} bytes but {} {} needs {}", tensor(), begin,
                              end, end - begin, raw.dtype, shape_text(raw.shape), *bytes));
   }
-  return TensorInfo{std::move(raw.name), *dtype, std::move(raw.shape), begin, end};
+  return TensorInfo{raw.name, *dtype, SmallShape(raw.shape), begin, end};  // the name views `raw`
 }
 
 // The tensors, taken in data order, must tile the data buffer exactly: the first begins at 0,
@@ -105,6 +107,23 @@ void check_layout(std::vector<TensorInfo>& tensors, std::uint64_t data_bytes, co
   }
 }
 
+// Copies the tensors' names, which view the text or the entries read from it, into one block the
+// header owns (in the tensors' order, each followed by a NUL) and points them there.
+void keep_names(Header& header) {
+  std::size_t total = 0;
+  for (const auto& t : header.tensors) total += t.name.size() + 1;
+  if (total == 0) return;
+  std::shared_ptr<char[]> block(allocate_array(total), HugeFree());
+  char* next = block.get();
+  for (auto& t : header.tensors) {
+    std::memcpy(next, t.name.data(), t.name.size());
+    next[t.name.size()] = '\0';
+    t.name = std::string_view(next, t.name.size());
+    next += t.name.size() + 1;
+  }
+  header.names = std::move(block);
+}
+
 // Which readers parse_header may use: the fast path first (declining to the full one), or the
 // full one alone.
 enum class Readers { fast_first, full_only };
@@ -126,6 +145,7 @@ Header parse(std::string_view json_text, std::uint64_t file_size, const std::str
     if (auto fast = detail::read_header_fast(json_text, file_size - header.data_start)) {
       fast->header_bytes = header.header_bytes;
       fast->data_start = header.data_start;
+      keep_names(*fast);
       return std::move(*fast);
     }
   }
@@ -136,6 +156,7 @@ Header parse(std::string_view json_text, std::uint64_t file_size, const std::str
   check_layout(header.tensors, file_size - header.data_start, file);
   std::sort(header.tensors.begin(), header.tensors.end(),
             [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+  keep_names(header);
   return header;
 }
 

@@ -246,11 +246,11 @@ std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data
   }
 
   header.tensors.reserve(order.size());
+  advise_huge_pages(header.tensors.data(), order.size() * sizeof(TensorInfo));  // 16 MB at Pro's count
   for (const std::uint32_t i : order) {
     const Entry& e = reader.entries[i];
     const auto shape = reader.shape(e);
-    header.tensors.push_back(
-        TensorInfo{std::string(reader.name(e)), e.dtype, Shape(shape.begin(), shape.end()), e.begin, e.end});
+    header.tensors.push_back(TensorInfo{reader.name(e), e.dtype, SmallShape(shape), e.begin, e.end});
   }
   return header;
 }

@@ -182,10 +182,10 @@ void check_structure(OutputCheck& check, const st::File& file, Findings& finding
   for (const st::TensorInfo& t : header.tensors) {
     const auto it =
         std::lower_bound(planned.begin(), planned.end(), t.name,
-                         [](const plan::PlannedTensor& a, const std::string& b) { return a.name < b; });
+                         [](const plan::PlannedTensor& a, std::string_view b) { return a.name < b; });
     const bool known = it != planned.end() && it->name == t.name;
     if (!known) {
-      findings.add(name, t.name,
+      findings.add(name, std::string(t.name),
                    fmt::format("unexpected tensor (not in the plan): {} {}", st::dtype_name(t.dtype),
                                st::shape_text(t.shape)));
     }

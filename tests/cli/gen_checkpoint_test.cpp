@@ -105,7 +105,7 @@ TEST_CASE("gen_checkpoint spreads tensors over files with an index, one GPTQ tri
   CHECK(ckpt.tensors().size() == 486);
   std::map<std::string, std::set<std::size_t>> files_of_triple;
   for (const auto& ref : ckpt.tensors()) {
-    const std::string& name = ref.info->name;
+    const std::string name(ref.info->name);
     const auto dot = name.rfind('.');
     const std::string suffix = name.substr(dot + 1);
     if (suffix == "qweight" || suffix == "qzeros" || suffix == "scales")

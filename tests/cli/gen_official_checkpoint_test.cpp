@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <shardwise/safetensors/checkpoint.hpp>
@@ -65,9 +66,7 @@ std::span<const std::byte> data_of(const st::Checkpoint& ckpt, const std::string
 
 std::uint64_t ceil128(std::uint64_t n) { return (n + 127) / 128; }
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
+bool ends_with(std::string_view s, std::string_view suffix) { return s.ends_with(suffix); }
 
 // Every FP8 weight has its block scale [ceil(out/128), ceil(in/128)] (named `scale_suffix`), every
 // I8 (FP4) weight its scale [out, in/32]; returns the number of weights checked.
@@ -77,7 +76,7 @@ std::size_t check_scale_shapes(const st::Checkpoint& ckpt, const std::string& sc
     const st::TensorInfo& w = *ref.info;
     if (w.dtype != st::DType::F8_E4M3 && w.dtype != st::DType::I8) continue;
     REQUIRE(ends_with(w.name, ".weight"));
-    const std::string base = w.name.substr(0, w.name.size() - 7);
+    const std::string base(w.name.substr(0, w.name.size() - 7));
     const st::TensorInfo& s = find(ckpt, w.dtype == st::DType::I8 ? base + ".scale" : base + scale_suffix);
     INFO(w.name);
     if (w.dtype == st::DType::I8) {
@@ -187,7 +186,7 @@ TEST_CASE("gen_official_checkpoint data holds the special codes the transforms m
   std::size_t tiny_blocks = 0, nan_blocks = 0, zero_codes = 0;
   std::set<int> low, high;
   for (const auto& ref : c4.tensors()) {
-    const std::string& name = ref.info->name;
+    const std::string_view name = ref.info->name;
     if (name.find(".experts.") == std::string::npos) continue;
     const auto bytes = c4.files()[ref.file].data(*ref.info);
     if (ends_with(name, ".weight")) {

@@ -38,7 +38,8 @@ void write_index(const TempDir& dir, const std::vector<std::pair<std::string, st
 
 std::vector<std::string> names(const Checkpoint& c) {
   std::vector<std::string> out;
-  for (const auto& ref : c.tensors()) out.push_back(c.file_name(ref.file) + ":" + ref.info->name);
+  for (const auto& ref : c.tensors())
+    out.push_back(c.file_name(ref.file) + ":" + std::string(ref.info->name));
   return out;
 }
 

@@ -3,6 +3,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -286,4 +288,28 @@ TEST_CASE("a shape or offset written -0 is read as the integer 0") {
   const Header h = parse(R"({"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,-0]}})", 0);
   REQUIRE(h.tensors.size() == 1);
   CHECK(h.tensors[0].shape == Shape{0});
+}
+
+TEST_CASE("a header's names and shapes outlive the text it was read from, and its copies outlive it") {
+  // Entries the fast path reads and one only the full path reads (an escape): both keep their names.
+  for (const std::string escape : {"", "\\u0078"}) {
+    INFO("escape: " << escape);
+    auto text = std::make_unique<std::string>(
+        obj(entry("long.tensor.name.beyond.any.small.buffer" + escape, "U8", "[1,1,1,1,2]", 0, 2) + "," +
+            entry("b", "F32", "[2,3]", 2, 26)));
+    std::optional<Header> original = parse(*text, 26);
+    text->assign(text->size(), ' ');  // what a view into the text would now read
+    text.reset();
+    const Header copy = *original;
+    original.reset();
+    REQUIRE(copy.tensors.size() == 2);
+    const std::string first =
+        "long.tensor.name.beyond.any.small.buffer" + std::string(escape.empty() ? "" : "x");
+    CHECK(copy.tensors[0].name == "b");
+    CHECK(copy.tensors[0].shape == Shape{2, 3});
+    CHECK(copy.tensors[1].name == first);
+    CHECK(copy.tensors[1].shape == Shape{1, 1, 1, 1, 2});
+    for (const TensorInfo& t : copy.tensors) CHECK(t.name.data()[t.name.size()] == '\0');
+    CHECK(copy.find(first) == &copy.tensors[1]);
+  }
 }

@@ -5,19 +5,24 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include <shardwise/safetensors/dtype.hpp>
+#include <shardwise/safetensors/small_shape.hpp>
 
 namespace shardwise::st {
 
+// One tensor of a header. Its name is a view into the names block of the Header it came from
+// (NUL-terminated there): valid as long as that Header, or a copy of it, lives. Keep a
+// std::string of it to hold it longer.
 struct TensorInfo {
-  std::string name;
+  std::string_view name;
   DType dtype;
-  Shape shape;
+  SmallShape shape;
   std::uint64_t begin = 0;  // offsets relative to the start of the data buffer
   std::uint64_t end = 0;
   std::uint64_t bytes() const noexcept { return end - begin; }
@@ -29,6 +34,9 @@ struct Header {
   std::map<std::string, std::string> metadata;
   std::vector<TensorInfo> tensors;                      // sorted by name (byte order)
   const TensorInfo* find(std::string_view name) const;  // binary search; nullptr when absent
+  // The bytes `tensors`' names view, in one block for all of them (not a heap block per tensor, at
+  // 217,000 tensors in a header of DeepSeek-V4-Pro's size); shared by the Header's copies.
+  std::shared_ptr<const char[]> names;
 };
 
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
