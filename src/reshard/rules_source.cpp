@@ -191,7 +191,7 @@ output::Manifest manifest_from_rules(const std::string& from, const rules::Rules
 
   Diagnostics problems(ErrorKind::input);
   std::map<std::string, Decided, std::less<>> decided;  // names repeat over the ranks: decided once
-  std::map<std::string, std::uint64_t> inferred;  // ownership scope -> largest index + 1
+  std::map<std::string, std::uint64_t> inferred;        // ownership scope -> largest index + 1
   Refusals refused;
   std::vector<std::byte> buffer(1 << 20);
   for (std::uint64_t rank = 0; rank < mp; ++rank) {

@@ -92,40 +92,46 @@ using Names = std::vector<std::pair<std::string, std::string>>;
 
 TEST_CASE("accepts scan: the witnesses of one pass are those of each condition alone") {
   const std::vector<TensorHeader> tensors = {
-      {"a.weight", DType::BF16},         {"a.weight_scale_inv", DType::F32}, {"b.qweight", DType::I32},
-      {"b.qzeros", DType::I32},          {"c.weight", DType::F8_E4M3},       {"c.scale", DType::F8_E8M0},
-      {"x.indexer.wk.weight", DType::BF16}, {"last.g_idx", DType::I32},
+      {"a.weight", DType::BF16},
+      {"a.weight_scale_inv", DType::F32},
+      {"b.qweight", DType::I32},
+      {"b.qzeros", DType::I32},
+      {"c.weight", DType::F8_E4M3},
+      {"c.scale", DType::F8_E8M0},
+      {"x.indexer.wk.weight", DType::BF16},
+      {"last.g_idx", DType::I32},
   };
   const std::vector<ConditionSpec> specs = {
-      {"\\.weight$", {DType::F8_E4M3}},             // met at the 5th name, a name-only match before it
-      {"\\.weight$", {}},                           // the same regex, met at the first name
-      {"\\.g_idx$", {}},                            // met by the last name only
-      {"\\.g_idx$", {DType::F32}},                  // never met: a name-only match in the last name
-      {"_scale_inv$", {DType::F8_E8M0}},            // never met, name-only at the 2nd name
-      {"^model\\.layers\\.[0-9]+\\.", {}},          // never met, no name matches
-      {"", {DType::F8_E5M2}},                       // a dtype no tensor has
-      {"", {DType::I32}},                           // a dtype alone, met at the 3rd name
-      {"(?:^|\\.)indexer\\.", {}},                  // unanchored
-      {"\\.(?:qweight|qzeros)$", {DType::I32}},     // alternation, met at the 3rd name
+      {"\\.weight$", {DType::F8_E4M3}},          // met at the 5th name, a name-only match before it
+      {"\\.weight$", {}},                        // the same regex, met at the first name
+      {"\\.g_idx$", {}},                         // met by the last name only
+      {"\\.g_idx$", {DType::F32}},               // never met: a name-only match in the last name
+      {"_scale_inv$", {DType::F8_E8M0}},         // never met, name-only at the 2nd name
+      {"^model\\.layers\\.[0-9]+\\.", {}},       // never met, no name matches
+      {"", {DType::F8_E5M2}},                    // a dtype no tensor has
+      {"", {DType::I32}},                        // a dtype alone, met at the 3rd name
+      {"(?:^|\\.)indexer\\.", {}},               // unanchored
+      {"\\.(?:qweight|qzeros)$", {DType::I32}},  // alternation, met at the 3rd name
   };
-  CHECK(check_against_one_by_one(specs, tensors) ==
-        Names{{"c.weight", "-"},
-              {"a.weight", "-"},
-              {"last.g_idx", "-"},
-              {"-", "last.g_idx"},
-              {"-", "a.weight_scale_inv"},
-              {"-", "-"},
-              {"-", "-"},
-              {"b.qweight", "-"},
-              {"x.indexer.wk.weight", "-"},
-              {"b.qweight", "-"}});
+  CHECK(check_against_one_by_one(specs, tensors) == Names{{"c.weight", "-"},
+                                                          {"a.weight", "-"},
+                                                          {"last.g_idx", "-"},
+                                                          {"-", "last.g_idx"},
+                                                          {"-", "a.weight_scale_inv"},
+                                                          {"-", "-"},
+                                                          {"-", "-"},
+                                                          {"b.qweight", "-"},
+                                                          {"x.indexer.wk.weight", "-"},
+                                                          {"b.qweight", "-"}});
 }
 
 TEST_CASE("accepts scan: no tensors, no conditions, a single regex") {
-  CHECK(check_against_one_by_one({{"\\.weight$", {}}, {"", {DType::I32}}}, {}) == Names{{"-", "-"}, {"-", "-"}});
+  CHECK(check_against_one_by_one({{"\\.weight$", {}}, {"", {DType::I32}}}, {}) ==
+        Names{{"-", "-"}, {"-", "-"}});
   CHECK(check_against_one_by_one({}, {{"a.weight", DType::BF16}}).empty());
-  CHECK(check_against_one_by_one({{"\\.scale$", {DType::F8_E8M0}}},
-                                 {{"a.scale", DType::F32}, {"b.weight", DType::BF16}, {"c.scale", DType::F8_E8M0}}) ==
+  CHECK(check_against_one_by_one(
+            {{"\\.scale$", {DType::F8_E8M0}}},
+            {{"a.scale", DType::F32}, {"b.weight", DType::BF16}, {"c.scale", DType::F8_E8M0}}) ==
         Names{{"c.scale", "-"}});
 }
 
@@ -166,18 +172,20 @@ TEST_CASE("accepts scan: thousands of names, regexes met early, late and never")
 
 TEST_CASE("accepts scan: several files judged at once give each file's own verdict") {
   const std::string head = "shardwise: 1\nname: t\noutput: {file: \"m{rank}.safetensors\"}\n";
-  const Accepts fp8 = Accepts::of_text(head +
-                                           "accepts:\n"
-                                           "  require: [{name: FP8 weights, match: '\\.weight$', dtype: [F8_E4M3]}]\n"
-                                           "  forbid: [{name: packing, match: '\\.qweight$'}]\n",
-                                       "fp8.yaml");
+  const Accepts fp8 =
+      Accepts::of_text(head +
+                           "accepts:\n"
+                           "  require: [{name: FP8 weights, match: '\\.weight$', dtype: [F8_E4M3]}]\n"
+                           "  forbid: [{name: packing, match: '\\.qweight$'}]\n",
+                       "fp8.yaml");
   const Accepts none = Accepts::of_text(head, "none.yaml");
-  const Accepts packed = Accepts::of_text(head +
-                                              "accepts:\n"
-                                              "  require: [{match: '\\.qweight$', dtype: [I32]}, {match: 'g_idx$'}]\n"
-                                              "  forbid: [{dtype: [F8_E4M3]}]\n"
-                                              "  defer_to: [fp8]\n",
-                                          "packed.yaml");
+  const Accepts packed =
+      Accepts::of_text(head +
+                           "accepts:\n"
+                           "  require: [{match: '\\.qweight$', dtype: [I32]}, {match: 'g_idx$'}]\n"
+                           "  forbid: [{dtype: [F8_E4M3]}]\n"
+                           "  defer_to: [fp8]\n",
+                       "packed.yaml");
   const std::vector<TensorHeader> tensors = {
       {"a.weight", DType::BF16}, {"b.qweight", DType::I32}, {"c.weight", DType::F8_E4M3}};
   const Accepts* const all[] = {&fp8, &none, &packed};
@@ -200,10 +208,11 @@ TEST_CASE("accepts scan: several files judged at once give each file's own verdi
 }
 
 TEST_CASE("accepts: read as the rules load, the same section as read from their text") {
-  const std::vector<TensorHeader> tensors = {{"model.layers.0.self_attn.kv_a_proj_with_mqa.weight", DType::F8_E4M3},
-                                             {"layers.0.attn.wq_a.qweight", DType::I32},
-                                             {"layers.0.ffn.experts.0.w1.scale", DType::F8_E8M0},
-                                             {"a.weight_scale_inv", DType::F32}};
+  const std::vector<TensorHeader> tensors = {
+      {"model.layers.0.self_attn.kv_a_proj_with_mqa.weight", DType::F8_E4M3},
+      {"layers.0.attn.wq_a.qweight", DType::I32},
+      {"layers.0.ffn.experts.0.w1.scale", DType::F8_E8M0},
+      {"a.weight_scale_inv", DType::F32}};
   const auto same = [&](const Accepts& loaded, const Accepts& read) {
     CHECK(loaded.declared() == read.declared());
     CHECK(loaded.describe() == read.describe());
@@ -221,11 +230,12 @@ TEST_CASE("accepts: read as the rules load, the same section as read from their 
   }
   shardwise::test::TempDir dir;
   const std::string head = "shardwise: 1\nname: p\noutput: {file: \"m{rank}.safetensors\"}\n";
-  shardwise::test::write_file(dir / "parent.yaml",
-                              head + "accepts: {require: [{match: 'qweight$', dtype: [I32]}], defer_to: [x]}\n");
+  shardwise::test::write_file(
+      dir / "parent.yaml", head + "accepts: {require: [{match: 'qweight$', dtype: [I32]}], defer_to: [x]}\n");
   shardwise::test::write_file(dir / "inherits.yaml", "shardwise: 1\nextends: parent.yaml\nname: c\n");
-  shardwise::test::write_file(dir / "replaces.yaml", "shardwise: 1\nextends: parent.yaml\nname: c\n"
-                                                     "accepts: {forbid: [{dtype: [F32]}]}\n");
+  shardwise::test::write_file(dir / "replaces.yaml",
+                              "shardwise: 1\nextends: parent.yaml\nname: c\n"
+                              "accepts: {forbid: [{dtype: [F32]}]}\n");
   shardwise::test::write_file(dir / "none.yaml", head);
   for (const char* file : {"parent.yaml", "inherits.yaml", "replaces.yaml", "none.yaml"}) {
     INFO(file);

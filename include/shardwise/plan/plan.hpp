@@ -155,11 +155,11 @@ inline constexpr std::uint32_t kNoPermutation = 0xFFFFFFFF;
 // A Pro-sized plan holds 240,000 of these: the fields are ordered to leave no padding, and the
 // indices are 4 bytes (the planner refuses a checkpoint of 2^32 tensors or more).
 struct PlannedTensor {
-  Name name;                  // output name
-  Shape shape;                // as written
-  std::uint64_t bytes = 0;    // as written
-  std::uint32_t source = 0;   // index into Plan::sources
-  std::uint32_t rule = 0;     // index into Plan::rule_labels: the rule that placed it
+  Name name;                 // output name
+  Shape shape;               // as written
+  std::uint64_t bytes = 0;   // as written
+  std::uint32_t source = 0;  // index into Plan::sources
+  std::uint32_t rule = 0;    // index into Plan::rule_labels: the rule that placed it
   Slice slice;
   st::DType dtype;  // as written
   Cast cast = Cast::none;
