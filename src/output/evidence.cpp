@@ -92,19 +92,16 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
   const Manifest mine = own.finished();
   const std::vector<bool> missing = own.outputs_missing(plan);
   EarlierEntries earlier(folder, plan, missing, list_of);
-  std::vector<Manifest> read;
-  if (auto manifest = read_into(earlier, (fs::path(folder) / kManifestFileName).string(), mine))
-    read.push_back(std::move(*manifest));
+  const std::optional<Manifest> manifest =
+      read_into(earlier, (fs::path(folder) / kManifestFileName).string(), mine);
   std::vector<Fragment> fragments;
   for (const std::string& name : fragment_names(folder)) {
     if (name == fs::path(own.path()).filename().string()) {
       fragments.push_back({name, mine});  // removed with the others once folded in
       continue;
     }
-    if (auto content = read_into(earlier, (fs::path(folder) / name).string(), mine)) {
-      read.push_back(*content);
+    if (auto content = read_into(earlier, (fs::path(folder) / name).string(), mine))
       fragments.push_back({name, std::move(*content)});
-    }
   }
   for (std::size_t i = 0; i < plan.outputs.size(); ++i) {
     if (missing[i] && !earlier.found(i)) result.missing_ranks.push_back(plan.outputs[i].rank);
@@ -116,13 +113,16 @@ Completion complete_manifest(const plan::Plan& plan, const std::string& folder, 
     }
     return nullptr;
   };
+  std::vector<const Manifest*> sources;
+  if (manifest && plan_changes(*manifest, mine).empty()) sources.push_back(&*manifest);
+  for (const Fragment& fragment : fragments) {
+    if (plan_changes(fragment.content, mine).empty()) sources.push_back(&fragment.content);
+  }
   std::vector<ManifestSideFile> side_files;
   for (const std::string& name : plan::extra_file_names(plan)) {
     if (recorded(mine, name) != nullptr) continue;
     const ManifestSideFile* side = nullptr;
-    for (std::size_t i = 0; side == nullptr && i < read.size(); ++i) {
-      if (plan_changes(read[i], mine).empty()) side = recorded(read[i], name);
-    }
+    for (std::size_t i = 0; side == nullptr && i < sources.size(); ++i) side = recorded(*sources[i], name);
     if (side == nullptr)
       result.missing_side_files = true;
     else
