@@ -376,8 +376,7 @@ Planned plan_from_options(const CLI::App& command, const PlanningOptions& option
     const rules::Params params = given_params(command, options.params, rules);
     require_model_parallel(options, rules);
     const st::Checkpoint checkpoint = st::Checkpoint::open(options.input, links);
-    const std::string warning =
-        rules::check_rules_fit(*options.rules_file, rules, tensor_headers(checkpoint));
+    const std::string warning = rules::check_rules_fit(rules, tensor_headers(checkpoint));
     if (!warning.empty()) fmt::print(stderr, "shardwise: warning: {}\n", warning);
     // Mirrored and Hugging Face layouts have no ranks; the planner refuses a --model-parallel.
     plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, plan_options(options, params, rules));

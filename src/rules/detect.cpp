@@ -170,8 +170,7 @@ ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const In
   throw Error(ErrorKind::rules, message);
 }
 
-std::string check_rules_fit(const std::string& /*value: `rules` as loaded*/, const Rules& rules,
-                            std::span<const TensorHeader> tensors) {
+std::string check_rules_fit(const Rules& rules, std::span<const TensorHeader> tensors) {
   const AcceptsVerdict verdict = Accepts::of_rules(rules).judge(tensors);
   if (!verdict.declared || verdict.fits) return "";
   std::vector<const Candidate*> fitting;

@@ -287,7 +287,7 @@ TEST_CASE("accepts: --rules of another format is refused naming the rules that f
   const auto refusal = [](const std::string& name, const std::vector<TensorHeader>& tensors) -> std::string {
     try {
       const std::string warning =
-          shardwise::rules::check_rules_fit(name, shardwise::rules::load_named_rules(name), tensors);
+          shardwise::rules::check_rules_fit(shardwise::rules::load_named_rules(name), tensors);
       return "accepted" + (warning.empty() ? "" : ": " + warning);
     } catch (const Error& e) {
       CHECK(e.kind() == ErrorKind::rules);

@@ -34,11 +34,10 @@ struct ChosenRules {
 ChosenRules choose_bundled_rules(std::span<const TensorHeader> tensors, const Invocation& invocation,
                                  const ConfigFiles& config = ConfigFiles());
 
-// With --rules `value` (loaded as `rules`): Error(rules) when they declare `accepts:`, the
+// With --rules (loaded as `rules`): Error(rules) when they declare `accepts:`, the
 // checkpoint does not fit them, and bundled rules that fit it exist (named in the message). Returns
 // a warning (else "") when the checkpoint fits neither them nor any bundled rules: they are used
 // as asked.
-std::string check_rules_fit(const std::string& value, const Rules& rules,
-                            std::span<const TensorHeader> tensors);
+std::string check_rules_fit(const Rules& rules, std::span<const TensorHeader> tensors);
 
 }  // namespace shardwise::rules
