@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <iterator>
 #include <thread>
 #include <unordered_map>
@@ -34,8 +35,6 @@ constexpr std::array<const char*, kColumns> kHeadings = {"SOURCE", "OUTPUT", "IN
                                                          "SLICE",  "OUT",    "BYTES", "RULE"};
 constexpr std::array<bool, kColumns> kRightAligned = {false, false, false, false, false, false, true, false};
 
-using Cells = std::array<std::string, kColumns>;
-
 // Characters as a terminal shows them: UTF-8 continuation bytes take no column.
 std::size_t display_width(std::string_view text) {
   return static_cast<std::size_t>(std::count_if(
@@ -48,6 +47,85 @@ void append_padded(std::string& out, std::string_view cell, std::size_t width, b
   if (right_aligned) out.append(padding, ' ');
   out += cell;
   if (!right_aligned) out.append(padding, ' ');
+}
+
+bool is_ascii(std::string_view text) noexcept {
+  std::uint64_t any = 0;
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, text.data() + i, 8);
+    any |= word;
+  }
+  for (; i < text.size(); ++i) any |= static_cast<unsigned char>(text[i]);
+  return (any & 0x8080808080808080u) == 0;
+}
+
+// A placed tensor's row: its cells one after another in one buffer, reused from row to row (no
+// string per cell), with where each cell ends and how wide it shows.
+class Row {
+ public:
+  // What follows is cell `c` (cells come in column order, from an empty text()).
+  void start(Column c) { bounds_[c] = text_.size(); }
+  // Ends the last cell and measures them all.
+  void finish();
+  std::string& text() { return text_; }
+  std::string_view cell(std::size_t c) const {
+    return std::string_view(text_).substr(bounds_[c], bounds_[c + 1] - bounds_[c]);
+  }
+  const std::array<std::size_t, kColumns>& widths() const { return widths_; }
+
+ private:
+  std::string text_;
+  std::array<std::size_t, kColumns + 1> bounds_{};
+  std::array<std::size_t, kColumns> widths_{};
+};
+
+void Row::finish() {
+  bounds_[kColumns] = text_.size();
+  const bool ascii = is_ascii(text_);
+  for (std::size_t c = 0; c < kColumns; ++c)
+    widths_[c] = ascii ? bounds_[c + 1] - bounds_[c] : display_width(cell(c));
+}
+
+using Widths = std::array<std::size_t, kColumns>;
+
+void widen(Widths& widths, const Row& row) {
+  for (std::size_t c = 0; c < kColumns; ++c) widths[c] = std::max(widths[c], row.widths()[c]);
+}
+
+// As append_table_row: cells two spaces apart, padded to `widths`, the last one not padded.
+void append_row(std::string& out, const Row& row, const Widths& widths) {
+  std::array<std::size_t, kColumns> padding{};
+  std::size_t size = 3;  // the indent and the newline
+  for (std::size_t c = 0; c < kColumns; ++c) {
+    const bool last = c + 1 == kColumns;
+    if (!last || kRightAligned[c]) padding[c] = widths[c] > row.widths()[c] ? widths[c] - row.widths()[c] : 0;
+    size += row.cell(c).size() + padding[c] + (last ? 0 : 2);
+  }
+  const std::size_t at = out.size();
+  out.resize(at + size);
+  char* p = out.data() + at;
+  *p++ = ' ';
+  *p++ = ' ';
+  for (std::size_t c = 0; c < kColumns; ++c) {
+    const std::string_view cell = row.cell(c);
+    if (kRightAligned[c]) {
+      std::memset(p, ' ', padding[c]);
+      p += padding[c];
+    }
+    std::memcpy(p, cell.data(), cell.size());
+    p += cell.size();
+    if (!kRightAligned[c]) {
+      std::memset(p, ' ', padding[c]);
+      p += padding[c];
+    }
+    if (c + 1 < kColumns) {
+      *p++ = ' ';
+      *p++ = ' ';
+    }
+  }
+  *p = '\n';
 }
 
 // Cells separated by two spaces; the last cell is not padded (no trailing spaces).
@@ -124,6 +202,10 @@ void append_ranks(std::string& out, std::span<const Placement> placements, std::
     out += "all";
     return;
   }
+  if (placements.size() == 1) {  // as format_ranks has it
+    append_uint(out, placements.front().rank);
+    return;
+  }
   std::vector<std::uint64_t> ranks;
   ranks.reserve(placements.size());
   for (const Placement& p : placements) ranks.push_back(p.rank);
@@ -163,70 +245,90 @@ std::span<const Placement> shown_placements(const TextContext& cx, std::size_t s
   return scratch;
 }
 
-void format_row(Cells& cells, const TextContext& cx, const Source& src,
-                std::span<const Placement> placements) {
-  for (std::string& cell : cells) cell.clear();
+// The same name: the source's own bytes, or equal ones (a renamed tensor's differ).
+bool same_name(const Name& a, const Name& b) {
+  return (a.data() == b.data() && a.size() == b.size()) || a.view() == b.view();
+}
+
+void format_row(Row& row, const TextContext& cx, const Source& src, std::span<const Placement> placements) {
+  std::string& text = row.text();
+  text.clear();
+  const auto out = std::back_inserter(text);
   const PlannedTensor& first = *placements.front().tensor;
-  append_printable(cells[kSource], src.name);
-  if (!src.within.whole())
-    fmt::format_to(std::back_inserter(cells[kSource]), "[{}:{}]", src.within.begin, src.within.end);
+  row.start(kSource);
+  append_printable(text, src.name);
+  if (!src.within.whole()) fmt::format_to(out, "[{}:{}]", src.within.begin, src.within.end);
+  row.start(kOutput);
   if (const PlannedTensor* fused = placements.front().fused) {
     // A part of a fused output: the output it goes into, and which part (by its own output name).
     const Composite& c = cx.plan.composites[fused->composite];
-    append_printable(cells[kOutput], fused->name);
-    fmt::format_to(std::back_inserter(cells[kOutput]), " <- {}{} (part {} of {})", printable(first.name),
+    append_printable(text, fused->name);
+    fmt::format_to(out, " <- {}{} (part {} of {})", printable(first.name),
                    c.stacked ? fmt::format(" at {}", c.indices[placements.front().part / c.per_block]) : "",
                    placements.front().part % c.per_block + 1, c.per_block);
-  } else if (first.name == src.name) {
-    cells[kOutput] = "=";
+  } else if (same_name(first.name, src.name)) {
+    text += '=';
   } else {
-    append_printable(cells[kOutput], first.name);
+    append_printable(text, first.name);
   }
-  cells[kIn] = st::dtype_name(src.dtype);
-  append_shape(cells[kIn], src.shape);
+  row.start(kIn);
+  text += st::dtype_name(src.dtype);
+  append_shape(text, src.shape);
+  row.start(kRanks);
   if (cx.plan.naming == OutputNaming::hf) {
     // No ranks: the file it goes to (a tensor goes to one).
-    append_printable(cells[kRanks], cx.plan.outputs[placements.front().rank].file);
+    append_printable(text, cx.plan.outputs[placements.front().rank].file);
   } else {
-    append_ranks(cells[kRanks], placements, cx.plan.model_parallel);
+    append_ranks(text, placements, cx.plan.model_parallel);
   }
-  append_slices(cells[kSlice], placements, cx.plan.model_parallel);
-  cells[kOut] = st::dtype_name(first.dtype);
-  append_shape(cells[kOut], first.shape);
-  cells[kBytes] = detail::group_digits(first.bytes);
-  cells[kRule] = cx.rule_names[first.rule];
+  row.start(kSlice);
+  append_slices(text, placements, cx.plan.model_parallel);
+  row.start(kOut);
+  text += st::dtype_name(first.dtype);
+  append_shape(text, first.shape);
+  row.start(kBytes);
+  detail::append_grouped(text, first.bytes);
+  row.start(kRule);
+  text += cx.rule_names[first.rule];
   if (first.companion != kNoCompanion && first.companion < cx.plan.companions.size()) {
     // The transform and its companion (a consumed block scale has no row of its own).
     const Companion& c = cx.plan.companions[first.companion];
-    auto rule = std::back_inserter(cells[kRule]);
     if (first.cast == Cast::dequantize_packed) {
       // Every member it consumes, the codes first: none has a row of its own.
       std::vector<std::string> members;
       for (const std::size_t m : detail::packed_members(c, first.source))
         members.push_back(printable(cx.plan.sources[m].name));
-      fmt::format_to(rule, ", {} ({}) of {} ({})", cast_name(first.cast), detail::packing_text(c),
+      fmt::format_to(out, ", {} ({}) of {} ({})", cast_name(first.cast), detail::packing_text(c),
                      fmt::join(members, ", "), cx.rule_names[c.rule]);
     } else if (first.cast == Cast::dequantize) {
-      fmt::format_to(rule, ", {} with {}, {} ({})", cast_name(first.cast),
+      fmt::format_to(out, ", {} with {}, {} ({})", cast_name(first.cast),
                      printable(cx.plan.sources[c.source].name), detail::scale_grid_text(c),
                      cx.rule_names[c.rule]);
     } else {
-      fmt::format_to(rule, ", {} with {} ({})", cast_name(first.cast),
-                     printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
+      fmt::format_to(out, ", {} with {} ({})", cast_name(first.cast), printable(cx.plan.sources[c.source].name),
+                     cx.rule_names[c.rule]);
     }
   } else if (first.cast == Cast::requantize_fp4_scale) {
-    fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cast_name(first.cast));
+    fmt::format_to(out, ", {}", cast_name(first.cast));
   }
-  if (const PlannedTensor* fused = placements.front().fused) {
-    fmt::format_to(std::back_inserter(cells[kRule]), ", {}", cx.rule_names[fused->rule]);
-  }
+  if (const PlannedTensor* fused = placements.front().fused) fmt::format_to(out, ", {}", cx.rule_names[fused->rule]);
   if (first.permutation != kNoPermutation && first.permutation < cx.plan.permutations.size()) {
     const RowPermutation& p = cx.plan.permutations[first.permutation];
     const bool to_half = p.to == transform::RopeOrder::half_split;
-    fmt::format_to(std::back_inserter(cells[kRule]), ", rows {} -> {} in {} heads ({})",
-                   to_half ? "interleaved" : "half_split", to_half ? "half_split" : "interleaved", p.heads,
-                   cx.rule_names[p.rule]);
+    fmt::format_to(out, ", rows {} -> {} in {} heads ({})", to_half ? "interleaved" : "half_split",
+                   to_half ? "half_split" : "interleaved", p.heads, cx.rule_names[p.rule]);
   }
+  row.finish();
+}
+
+// The headings' row ("FILE" instead of "RANKS" for a plan in Hugging Face's layout).
+void format_headings(Row& row, const Plan& plan) {
+  row.text().clear();
+  for (std::size_t c = 0; c < kColumns; ++c) {
+    row.start(static_cast<Column>(c));
+    row.text() += c == kRanks && plan.naming == OutputNaming::hf ? "FILE" : kHeadings[c];
+  }
+  row.finish();
 }
 
 void append_header(std::string& text, const Plan& plan, std::size_t input_tensors) {
@@ -243,7 +345,7 @@ void append_header(std::string& text, const Plan& plan, std::size_t input_tensor
 
 // The shown rows of sources [begin, end): how wide each column must be, which rules they name, how many.
 struct Measured {
-  std::array<std::size_t, kColumns> widths{};
+  Widths widths{};
   std::vector<bool> used;
   std::size_t shown = 0;
 };
@@ -251,13 +353,13 @@ struct Measured {
 Measured measure_rows(const TextContext& cx, std::size_t begin, std::size_t end) {
   Measured m;
   m.used.assign(cx.plan.rule_labels.size(), false);
-  Cells cells;
+  Row row;
   std::vector<Placement> scratch;
   for (std::size_t s = begin; s < end; ++s) {
     const auto placements = shown_placements(cx, s, scratch);
     if (placements.empty()) continue;
-    format_row(cells, cx, cx.plan.sources[s], placements);
-    widen(m.widths, cells);
+    format_row(row, cx, cx.plan.sources[s], placements);
+    widen(m.widths, row);
     m.used[placements.front().tensor->rule] = true;
     if (const PlannedTensor* fused = placements.front().fused) m.used[fused->rule] = true;
     ++m.shown;
@@ -265,11 +367,14 @@ Measured measure_rows(const TextContext& cx, std::size_t begin, std::size_t end)
   return m;
 }
 
+// The rows of one piece of the table, written in order (about 300 KB of text).
+constexpr std::size_t kRowsPerPiece = 2048;
+
 // Every shown row measured: a large plan's rows in two halves on two threads (each row is formatted
 // twice, and the measuring pass needs only the maxima).
 Measured measure_all_rows(const TextContext& cx) {
   const std::size_t count = cx.plan.sources.size();
-  if (count < 8192 || std::thread::hardware_concurrency() < 2) return measure_rows(cx, 0, count);
+  if (detail::threads_for(count) == detail::Threads::one) return measure_rows(cx, 0, count);
   Measured second;
   std::thread other([&] { second = measure_rows(cx, count / 2, count); });
   Measured m = measure_rows(cx, 0, count / 2);
@@ -283,32 +388,39 @@ Measured measure_all_rows(const TextContext& cx) {
 // Returns the rules the shown rows name, for the legend.
 std::vector<bool> write_placed(detail::ChunkedText& out, const TextContext& cx,
                                const std::string& shown_note) {
-  Cells cells;
-  const auto headings = [&cells, &cx] {
-    for (std::size_t c = 0; c < kColumns; ++c) cells[c] = kHeadings[c];
-    if (cx.plan.naming == OutputNaming::hf) cells[kRanks] = "FILE";
-  };
   Measured measured = measure_all_rows(cx);
-  std::vector<bool>& used = measured.used;
-  std::array<std::size_t, kColumns>& widths = measured.widths;
+  Row headings;
+  format_headings(headings, cx.plan);
+  widen(measured.widths, headings);
+  const Widths& widths = measured.widths;
   const std::size_t shown = measured.shown;
-  headings();
-  widen(widths, cells);
-  std::vector<Placement> scratch;
   fmt::format_to(std::back_inserter(out.text), "\nplaced: {} source tensors{}\n",
                  cx.plan.sources.size() - extra_chunk_sources(cx.plan),
                  cx.rows.active() ? fmt::format(", {} shown ({})", shown, shown_note) : "");
-  if (shown == 0) return used;
-  headings();
-  append_table_row(out.text, cells, widths, kRightAligned);
-  for (std::size_t s = 0; s < cx.plan.sources.size(); ++s) {
-    const auto placements = shown_placements(cx, s, scratch);
-    if (placements.empty()) continue;
-    format_row(cells, cx, cx.plan.sources[s], placements);
-    append_table_row(out.text, cells, widths, kRightAligned);
-    out.flush_if_full();
-  }
-  return used;
+  if (shown == 0) return measured.used;
+  append_row(out.text, headings, widths);
+  out.finish();
+  // The rows, a piece of sources at a time: a large plan's pieces on two threads, each thread
+  // formatting into its own row.
+  const std::size_t sources = cx.plan.sources.size();
+  const std::size_t pieces = (sources + kRowsPerPiece - 1) / kRowsPerPiece;
+  detail::format_in_order(
+      pieces,
+      [&cx, &widths, sources](std::size_t piece, std::string& text) {
+        Row row;
+        std::vector<Placement> scratch;
+        for (std::size_t s = piece * kRowsPerPiece; s < std::min(sources, (piece + 1) * kRowsPerPiece); ++s) {
+          const auto placements = shown_placements(cx, s, scratch);
+          if (placements.empty()) continue;
+          format_row(row, cx, cx.plan.sources[s], placements);
+          append_row(text, row, widths);
+        }
+      },
+      [&out](std::size_t, std::string& text) {
+        if (!text.empty()) out.sink()(text);
+      },
+      detail::threads_for(sources));
+  return measured.used;
 }
 
 void write_skipped(detail::ChunkedText& out, const TextContext& cx, const std::string& shown_note,
@@ -390,7 +502,7 @@ void write_plan_text(const Plan& plan, const PlanFilter& filter, const TextSink&
   const std::string shown_note = rows.describe(filter);
 
   detail::ChunkedText out(sink);
-  append_header(out.text, plan, detail::input_tensor_count(plan));
+  append_header(out.text, plan, detail::input_tensor_count(plan, index));
   std::vector<bool> used = write_placed(out, cx, shown_note);
   write_skipped(out, cx, shown_note, used);
   write_legend(out.text, cx, used);

@@ -33,6 +33,22 @@ TEST_CASE("printable: control bytes escaped, other bytes kept") {
   }
 }
 
+TEST_CASE("is_printable: every byte value, at every place of a long text, one among printable neighbours") {
+  // The text is checked eight bytes at a time, then byte by byte: both the word's lanes and the
+  // tail must see a control byte, whatever printable bytes (0x20, 0x7e, 0x80, 0xff) surround it.
+  for (const char fill : {'\x20', '\x7e', '\x80', '\xff', 'a'}) {
+    for (int value = 0; value < 256; ++value) {
+      const bool control = value < 0x20 || value == 0x7f;
+      for (std::size_t at = 0; at < 19; ++at) {
+        std::string text(19, fill);
+        text[at] = static_cast<char>(value);
+        INFO("byte " << value << " at " << at << " among " << static_cast<int>(static_cast<unsigned char>(fill)));
+        REQUIRE(is_printable(text) == !control);
+      }
+    }
+  }
+}
+
 TEST_CASE("printable_lines: line breaks kept, every other control byte escaped") {
   CHECK(printable_lines("first a\x1b[2J\nsecond\x07\n") == "first a\\x1b[2J\nsecond\\x07\n");
 }

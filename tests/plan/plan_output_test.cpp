@@ -1,10 +1,13 @@
 // The plan formats written piece by piece: a plan bigger than one piece (1 MiB) arrives in several
 // pieces that together are the whole document, nothing lost or repeated at the seams.
 
+#include <set>
+
 #include <fmt/format.h>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <shardwise/core/printable.hpp>
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include "plan/plan_fixture.hpp"
@@ -95,4 +98,35 @@ TEST_CASE("a large plan's text measures its columns over every row, the last one
   const std::string heading_line = text.substr(heading + 1, line_end - heading - 1);
   CHECK(heading_line.find("OUTPUT") == 2 + longest.size() + 2);
   CHECK_THAT(text, Catch::Contains("\nrules: 2 named above\n"));  // table[col] and table[rep]
+}
+
+TEST_CASE("names with quotes, backslashes and control bytes anywhere are escaped in the JSON and the text") {
+  // Names are scanned eight bytes at a time: each special byte at every place of a short and a long
+  // name, among printable bytes, UTF-8 included.
+  TempDir dir;
+  std::vector<TensorSpec> tensors;
+  for (const char special : {'"', '\\', '\x01', '\x1f', '\x7f'}) {
+    for (const std::size_t length : {3, 8, 21}) {
+      for (std::size_t at = 0; at < length; ++at) {
+        std::string key(length, 'k');
+        key[at] = special;
+        if (length == 21) key.insert(at < 10 ? 19 : 0, "\xc3\xa9");
+        tensors.push_back({key + ".weight", st::DType::BF16, {8, 4}});
+      }
+    }
+  }
+  write_checkpoint_file(dir / "a.safetensors", tensors);
+  const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
+  const plan::Plan plan = plan::plan_checkpoint(checkpoint, rules, {2, {}});
+
+  const nlohmann::json json = plan::plan_to_json(plan);
+  std::set<std::string> listed;
+  for (const auto& tensor : json.at("outputs").at(0).at("tensors")) listed.insert(tensor.at("name"));
+  const std::string text = plan::format_plan_text(plan);
+  for (const TensorSpec& t : tensors) {
+    INFO(printable(t.name));
+    CHECK(listed.count(t.name) == 1);
+    CHECK_THAT(text, Catch::Contains("\n  " + printable(t.name) + " "));
+  }
 }

@@ -3,6 +3,7 @@
 // and casts, the --filter matcher, and the inverse of the plan: for each source, where it went.
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -28,6 +29,7 @@ std::string_view cast_target_dtype(const PlannedTensor& t);
 std::string_view file_name_of(std::string_view path);  // the part after the last '/'
 // 1536 -> "1,536"
 std::string group_digits(std::uint64_t value);
+void append_grouped(std::string& out, std::uint64_t value);  // group_digits, appended
 // 1536 -> "1.5 KiB"; below 1024: "512 B"
 std::string human_bytes(std::uint64_t bytes);
 // A dequantization's scale grid, as it is: "per tensor" (one scale), "per channel" (one per row)
@@ -67,6 +69,8 @@ class RowFilter {
 // chunks after the first of an unfused tensor) and skipped tensors, less the sources a transform
 // read by input name (`lookup: input`) although the rules placed or skipped that tensor already.
 std::size_t input_tensor_count(const Plan& plan);
+class PlacementIndex;
+std::size_t input_tensor_count(const Plan& plan, const PlacementIndex& index);  // the same, sooner
 
 // Every criterion of a PlanFilter, checked once against the plan (a rank beyond mp or a rule that
 // decided nothing is a usage error naming what exists), then applied row by row.
@@ -107,11 +111,27 @@ class ChunkedText {
     if (!text.empty()) sink_(text);
     text.clear();
   }
+  const TextSink& sink() const noexcept { return sink_; }
 
  private:
   static constexpr std::size_t kChunk = std::size_t{1} << 20;
   const TextSink& sink_;
 };
+
+// A long run of rows in `count` pieces (a few 1,000 rows each): format(k, text) appends piece k to
+// an empty `text`, and consume(k, text) takes the pieces in order 0, 1, 2, ... on the calling thread.
+// With Threads::two, the odd pieces are formatted on a second thread, each thread into buffers
+// reused from piece to piece: memory stays a few pieces whatever the plan's size, and consume may
+// block (a slow reader of stdout) without pieces piling up. An exception from either function stops
+// both threads and is rethrown here. `format` must only read what the threads share.
+enum class Threads { one, two };
+using PieceFormatter = std::function<void(std::size_t piece, std::string& text)>;
+using PieceConsumer = std::function<void(std::size_t piece, std::string& text)>;
+void format_in_order(std::size_t count, const PieceFormatter& format, const PieceConsumer& consume,
+                     Threads threads);
+// Threads::two for a run of `rows` rows when it is long enough to gain from it and there is a
+// second core.
+Threads threads_for(std::size_t rows);
 
 // The whole text of a writer (write_plan_text, write_plan_json) as one string.
 template <class Writer>
