@@ -27,8 +27,10 @@ DecisionStream::~DecisionStream() {
   worker_.join();
 }
 
-void DecisionStream::decide(std::size_t tensor, rules::Decision& out) const {
-  rules_.decide_into(checkpoint_.tensors()[tensor].info->name, params_, out);
+void DecisionStream::decide(std::size_t tensor, Decided& out) const {
+  const std::string_view name = checkpoint_.tensors()[tensor].info->name;
+  rules_.decide_into(name, params_, out);
+  out.output_is_source = out.kind == rules::Decision::Kind::place && out.output == name;
 }
 
 // Runs without the lock: a block that is not ready belongs to the worker alone.
@@ -63,7 +65,7 @@ void DecisionStream::decide_all() {
   }
 }
 
-rules::Decision& DecisionStream::next() {
+Decided& DecisionStream::next() {
   const std::size_t tensor = tensor_++;
   if (!worker_.joinable()) {
     decide(tensor, inline_);

@@ -139,8 +139,7 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
 // The source of one chunk of an unfused input tensor (rules `unfuse:`): its rows, which are a
 // contiguous tensor of the input file. nullopt (reported) when the rows do not divide.
 std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::TensorRef& ref,
-                                   const rules::DecidedChunk& chunk, NameArena& names,
-                                   Diagnostics& problems) {
+                                   const rules::DecidedChunk& chunk, Name name, Diagnostics& problems) {
   const st::TensorInfo& info = *ref.info;
   const st::File& file = checkpoint.files()[ref.file];
   if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
@@ -154,15 +153,9 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   }
   const std::uint64_t rows = info.shape[0] / chunk.total;
   const std::uint64_t row_bytes = info.bytes() / info.shape[0];
-  Source source{ref.file,
-                Name::borrowed(names.add(info.name)),
-                info.dtype,
-                Shape(info.shape),
-                file.absolute_offset(info),
-                info.bytes(),
-                Slice{}};
+  Source source{ref.file, std::move(name), info.dtype, Shape(info.shape)};
   source.shape[0] = rows * chunk.size;
-  source.offset += chunk.first * rows * row_bytes;
+  source.offset = file.absolute_offset(info) + chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;
   source.within = Slice{0, chunk.first * rows, (chunk.first + chunk.size) * rows};
   source.whole_rows = info.shape[0];
@@ -204,9 +197,27 @@ rules::Params given_params(const PlanOptions& options) {
   return given;
 }
 
+// The plan's arena of names, which also keeps the checkpoint's headers' blocks of names alive
+// (held by its deleter, which the arena's copies share): the sources borrow the input tensors'
+// names from them, and 217,000 names of a Pro-sized checkpoint are not copied.
+std::shared_ptr<NameArena> arena_keeping_names(const st::Checkpoint& checkpoint) {
+  std::vector<std::shared_ptr<const char[]>> blocks;
+  for (const st::File& file : checkpoint.files()) blocks.push_back(file.header().names);
+  return std::shared_ptr<NameArena>(new NameArena(),
+                                    [blocks = std::move(blocks)](const NameArena* arena) { delete arena; });
+}
+
+// An input tensor's name as its sources hold it: borrowed from its header's names (NUL-terminated,
+// kept alive by the plan's arena: arena_keeping_names), or copied into the arena for a header
+// without a block of names.
+Name source_name(const st::Checkpoint& checkpoint, const st::TensorRef& ref, NameArena& arena) {
+  if (checkpoint.files()[ref.file].header().names) return Name::borrowed(ref.info->name);
+  return Name::borrowed(arena.add(ref.info->name));
+}
+
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
-  plan.name_arena = std::make_shared<NameArena>();
+  plan.name_arena = arena_keeping_names(checkpoint);
   plan.model_parallel = options.model_parallel;
   rules::ResolvedParams resolved = rules.resolve_params(
       given_params(options), rules::ConfigFiles::folder(checkpoint.root(), options.outside_links));
@@ -386,10 +397,14 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
 
   detail::DecisionStream decisions(checkpoint, rules, params);
   detail::Composer composer;
+  // An output name of `source`: its own when the deciding thread found them equal.
+  const auto output_name = [&](const rules::Decision& decision, bool output_is_source, std::size_t source) {
+    return output_is_source ? plan.sources[source].name : placer.name(source, decision.output);
+  };
   // A placed decision of the source `source` (an input tensor, or a chunk of one).
-  const auto place_decision = [&](rules::Decision& decision, std::size_t source) {
-    Target target{source, placer.name(source, decision.output), labels(*decision.rule), decision.split,
-                  std::nullopt};
+  const auto place_decision = [&](rules::Decision& decision, bool output_is_source, std::size_t source) {
+    Target target{source, output_name(decision, output_is_source, source), labels(*decision.rule),
+                  decision.split, std::nullopt};
     target.units = decision.split_units;
     target.units_param = decision.units_param;
     if (decision.owner)
@@ -426,7 +441,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   }
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
-    rules::Decision& decision = decisions.next();
+    detail::Decided& decision = decisions.next();
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(Skipped{std::string(info.name), checkpoint.file_name(ref.file),
                                      plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
@@ -463,18 +478,20 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                                        : "chunks may not be skipped or refused"));
           continue;
         }
-        std::optional<Source> source = chunk_source(checkpoint, ref, chunk, *plan.name_arena, problems);
+        std::optional<Source> source =
+            chunk_source(checkpoint, ref, chunk, source_name(checkpoint, ref, *plan.name_arena), problems);
         if (!source) continue;
         plan.sources.push_back(std::move(*source));
-        place_decision(part, plan.sources.size() - 1);
+        place_decision(part, false, plan.sources.size() - 1);
       }
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(Source{ref.file, Name::borrowed(plan.name_arena->add(info.name)), info.dtype,
+    plan.sources.push_back(Source{ref.file, source_name(checkpoint, ref, *plan.name_arena), info.dtype,
                                   Shape(info.shape), file.absolute_offset(info), info.bytes(), Slice{}});
     if (plan.naming == OutputNaming::mirror) {
-      Target target{plan.sources.size() - 1, placer.name(plan.sources.size() - 1, decision.output),
+      Target target{plan.sources.size() - 1,
+                    output_name(decision, decision.output_is_source, plan.sources.size() - 1),
                     labels(*decision.rule), decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs, permutations);
@@ -486,7 +503,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       }
       continue;
     }
-    place_decision(decision, plan.sources.size() - 1);
+    place_decision(decision, decision.output_is_source, plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
   groups.clear();
