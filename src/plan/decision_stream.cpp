@@ -1,5 +1,7 @@
 #include "plan/decision_stream.hpp"
 
+#include "plan/packed_groups.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -31,6 +33,15 @@ void DecisionStream::decide(std::size_t tensor, Decided& out) const {
   const std::string_view name = checkpoint_.tensors()[tensor].info->name;
   rules_.decide_into(name, params_, out);
   out.output_is_source = out.kind == rules::Decision::Kind::place && out.output == name;
+  out.group_hash = out.kind == rules::Decision::Kind::place && out.layout != nullptr
+                       ? PackedGroups::hash(out.layout, out.group)
+                       : 0;
+}
+
+const Decided* DecisionStream::peek(std::size_t ahead) const {
+  if (current_ == nullptr || tensor_ == 0) return nullptr;
+  const std::size_t offset = (tensor_ - 1) % kBlock + ahead;
+  return offset < current_->size ? &current_->decisions[offset] : nullptr;
 }
 
 // Runs without the lock: a block that is not ready belongs to the worker alone.

@@ -22,6 +22,7 @@ namespace shardwise::plan::detail {
 // other core wrote costs a cache miss a tensor).
 struct Decided : rules::Decision {
   bool output_is_source = false;  // a placed decision whose output is the tensor's own name
+  std::size_t group_hash = 0;     // a placed packed member: PackedGroups::hash(layout, group)
 };
 
 class DecisionStream {
@@ -34,6 +35,9 @@ class DecisionStream {
   // The decision for the next tensor of checkpoint.tensors(), in order; call it once per tensor.
   // An error the rules threw while deciding it is rethrown here.
   Decided& next();
+  // The decision `ahead` tensors after the one next() gave last, when it is decided already (in
+  // the same block); else null. Lets the placer fetch what that tensor will need.
+  const Decided* peek(std::size_t ahead) const;
 
  private:
   static constexpr std::size_t kBlock = 1024;  // decisions per block

@@ -290,6 +290,9 @@ void finish_outputs(Plan& plan, Placer& placer) {
   }
 }
 
+// How many tensors ahead the placer fetches a packed member's slot in the groups' index.
+constexpr std::size_t kGroupPrefetch = 8;
+
 bool is_glob(const std::string& pattern) { return pattern.find_first_of("*?[") != std::string::npos; }
 
 // The input folder's regular files whose names match a shell pattern, in name order. Like Python's
@@ -402,7 +405,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     return output_is_source ? plan.sources[source].name : placer.name(source, decision.output);
   };
   // A placed decision of the source `source` (an input tensor, or a chunk of one).
-  const auto place_decision = [&](rules::Decision& decision, bool output_is_source, std::size_t source) {
+  const auto place_decision = [&](rules::Decision& decision, bool output_is_source, std::size_t group_hash,
+                                  std::size_t source) {
     Target target{source, output_name(decision, output_is_source, source), labels(*decision.rule),
                   decision.split, std::nullopt};
     target.units = decision.split_units;
@@ -420,7 +424,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
     if (decision.layout != nullptr) {
       if (decision.transform != nullptr) member_transforms.add(decision, plan.sources[source].name);
-      groups.add(decision, std::move(target), placer);
+      groups.add(decision, group_hash, std::move(target), placer);
     } else {
       place_plain(target, decision.transform, placer, pairs, permutations);
     }
@@ -442,6 +446,10 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
     detail::Decided& decision = decisions.next();
+    // A new group's slot in the index is loaded from memory while the tensors before it are placed.
+    if (const detail::Decided* later = decisions.peek(kGroupPrefetch);
+        later != nullptr && later->group_hash != 0)
+      groups.prefetch(later->group_hash);
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(Skipped{std::string(info.name), checkpoint.file_name(ref.file),
                                      plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
@@ -482,7 +490,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
             chunk_source(checkpoint, ref, chunk, source_name(checkpoint, ref, *plan.name_arena), problems);
         if (!source) continue;
         plan.sources.push_back(std::move(*source));
-        place_decision(part, false, plan.sources.size() - 1);
+        const std::size_t group_hash =
+            part.layout != nullptr ? detail::PackedGroups::hash(part.layout, part.group) : 0;
+        place_decision(part, false, group_hash, plan.sources.size() - 1);
       }
       continue;
     }
@@ -503,7 +513,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       }
       continue;
     }
-    place_decision(decision, decision.output_is_source, plan.sources.size() - 1);
+    place_decision(decision, decision.output_is_source, decision.group_hash, plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
   groups.clear();
