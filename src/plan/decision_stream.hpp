@@ -23,6 +23,10 @@ namespace shardwise::plan::detail {
 struct Decided : rules::Decision {
   bool output_is_source = false;  // a placed decision whose output is the tensor's own name
   std::size_t group_hash = 0;     // a placed packed member: PackedGroups::hash(layout, group)
+  // Placed alike, the tensor before this one is a member of the same packed group / owned in the
+  // same ownership scope (neither is cut into chunks).
+  bool same_group_as_previous = false;
+  bool same_scope_as_previous = false;
 };
 
 class DecisionStream {
@@ -52,7 +56,14 @@ class DecisionStream {
     bool ready = false;        // decided, not yet consumed
   };
 
-  void decide(std::size_t tensor, Decided& out) const;
+  // The group and scope of the tensor decided last, for Decided::same_*_as_previous.
+  struct Previous {
+    const rules::Layout* layout = nullptr;  // null: not a packed member
+    std::string group;
+    const rules::RuleRef* owner = nullptr;  // null: not owned
+    std::string scope;
+  };
+  void decide(std::size_t tensor, Decided& out, Previous& previous) const;
   void decide_all();  // the worker
   void fill(Block& block, std::size_t first);
 
@@ -70,7 +81,8 @@ class DecisionStream {
   // The consumer's position.
   std::size_t tensor_ = 0;
   Block* current_ = nullptr;
-  Decided inline_;  // without a worker
+  Decided inline_;     // without a worker
+  Previous previous_;  // of the thread that decides: the worker, or the consumer without one
 };
 
 }  // namespace shardwise::plan::detail

@@ -266,12 +266,14 @@ void PackedGroups::index(std::size_t group) {
   slots_[slot] = static_cast<std::uint32_t>(group + 1);
 }
 
-void PackedGroups::add(const rules::Decision& decision, std::size_t hash, Target target, Placer& placer) {
+void PackedGroups::add(const rules::Decision& decision, std::size_t hash, bool same_as_last, Target target,
+                       Placer& placer) {
   const rules::Layout& layout = *decision.layout;
   const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
   // Members of a group are usually adjacent in name order: try the last group before hashing.
   std::size_t index = last_;
-  if (index >= groups_.size() || groups_[index].layout != &layout || groups_[index].name != decision.group) {
+  if (!same_as_last && (index >= groups_.size() || groups_[index].layout != &layout ||
+                        groups_[index].name != decision.group)) {
     index = find(&layout, decision.group, hash);
     if (index == kNoGroup) {
       index = groups_.size();

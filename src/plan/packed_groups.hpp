@@ -33,8 +33,10 @@ class PackedGroups {
   }
   // Records one member (`hash`: of its layout and decision.group), and places its group as soon as
   // it is complete. A member given twice (two sources with the same output) is reported here and
-  // its group is not placed.
-  void add(const rules::Decision& decision, std::size_t hash, Target target, Placer& placer);
+  // its group is not placed. `same_as_last`: the member is of the group of the last member added
+  // (known to the caller without comparing names), which is then not looked up.
+  void add(const rules::Decision& decision, std::size_t hash, bool same_as_last, Target target,
+           Placer& placer);
   // Once every tensor was seen: reports the groups still missing members, naming what is there.
   void report_incomplete(Placer& placer) const;
   // Frees the groups (100,000s) once they were reported: before the owned tensors are placed.

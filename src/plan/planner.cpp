@@ -405,14 +405,20 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     return output_is_source ? plan.sources[source].name : placer.name(source, decision.output);
   };
   // A placed decision of the source `source` (an input tensor, or a chunk of one).
+  // Whether the tensor before the one being placed was added to the scopes / the groups.
+  bool scoped_last = false;
+  bool grouped_last = false;
   const auto place_decision = [&](rules::Decision& decision, bool output_is_source, std::size_t group_hash,
-                                  std::size_t source) {
+                                  bool same_scope, bool same_group, std::size_t source) {
     Target target{source, output_name(decision, output_is_source, source), labels(*decision.rule),
                   decision.split, std::nullopt};
     target.units = decision.split_units;
     target.units_param = decision.units_param;
-    if (decision.owner)
-      target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
+    if (decision.owner) {
+      target.owner =
+          detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output, same_scope)};
+      scoped_last = true;
+    }
     if (decision.fuse) {
       if (decision.layout != nullptr) {
         problems.add(
@@ -424,7 +430,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
     if (decision.layout != nullptr) {
       if (decision.transform != nullptr) member_transforms.add(decision, plan.sources[source].name);
-      groups.add(decision, group_hash, std::move(target), placer);
+      groups.add(decision, group_hash, same_group, std::move(target), placer);
+      grouped_last = true;
     } else {
       place_plain(target, decision.transform, placer, pairs, permutations);
     }
@@ -446,6 +453,9 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
     detail::Decided& decision = decisions.next();
+    const bool same_scope = decision.same_scope_as_previous && scoped_last;
+    const bool same_group = decision.same_group_as_previous && grouped_last;
+    scoped_last = grouped_last = false;
     // A new group's slot in the index is loaded from memory while the tensors before it are placed.
     if (const detail::Decided* later = decisions.peek(kGroupPrefetch);
         later != nullptr && later->group_hash != 0)
@@ -492,7 +502,7 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
         plan.sources.push_back(std::move(*source));
         const std::size_t group_hash =
             part.layout != nullptr ? detail::PackedGroups::hash(part.layout, part.group) : 0;
-        place_decision(part, false, group_hash, plan.sources.size() - 1);
+        place_decision(part, false, group_hash, false, false, plan.sources.size() - 1);
       }
       continue;
     }
@@ -513,7 +523,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       }
       continue;
     }
-    place_decision(decision, decision.output_is_source, decision.group_hash, plan.sources.size() - 1);
+    place_decision(decision, decision.output_is_source, decision.group_hash, same_scope, same_group,
+                   plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
   groups.clear();
