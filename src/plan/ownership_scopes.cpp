@@ -54,6 +54,10 @@ std::size_t OwnershipScopes::add(const rules::Ownership& owner, std::string_view
     if (fresh) {
       scopes_.push_back(
           Scope{owner.rule, owner.count_param, owner.count, owner.partial, key.second, {}, std::nullopt});
+      // Scopes of one rule usually hold as many tensors (a layer's experts): sized as the last one
+      // instead of doubling from nothing (100,000s of members in fresh memory).
+      if (scopes_.size() > 1 && scopes_[scopes_.size() - 2].rule == owner.rule)
+        scopes_.back().members.reserve(scopes_[scopes_.size() - 2].members.size());
     }
     last_ = it->second;
   }
