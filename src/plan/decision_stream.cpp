@@ -1,5 +1,8 @@
 #include "plan/decision_stream.hpp"
 
+#include "plan/ownership_scopes.hpp"
+#include "plan/packed_groups.hpp"
+
 #include <algorithm>
 #include <stdexcept>
 
@@ -27,8 +30,29 @@ DecisionStream::~DecisionStream() {
   worker_.join();
 }
 
-void DecisionStream::decide(std::size_t tensor, rules::Decision& out) const {
-  rules_.decide_into(checkpoint_.tensors()[tensor].info->name, params_, out);
+void DecisionStream::decide(std::size_t tensor, Decided& out, Previous& previous) const {
+  const std::string_view name = checkpoint_.tensors()[tensor].info->name;
+  rules_.decide_into(name, params_, out);
+  out.output_is_source = out.kind == rules::Decision::Kind::place && out.output == name;
+  out.group_hash = out.kind == rules::Decision::Kind::place && out.layout != nullptr
+                       ? PackedGroups::hash(out.layout, out.group)
+                       : 0;
+  const bool whole = out.kind == rules::Decision::Kind::place && out.chunks.empty();
+  const bool member = whole && out.layout != nullptr;
+  out.same_group_as_previous = member && previous.layout == out.layout && previous.group == out.group;
+  previous.layout = member ? out.layout : nullptr;
+  if (member) previous.group.assign(out.group);
+  const bool owned = whole && out.owner.has_value();
+  const std::string_view scope = owned ? OwnershipScopes::scope_name(*out.owner, out.output) : "";
+  out.same_scope_as_previous = owned && previous.owner == out.owner->rule && previous.scope == scope;
+  previous.owner = owned ? out.owner->rule : nullptr;
+  if (owned) previous.scope.assign(scope);
+}
+
+const Decided* DecisionStream::peek(std::size_t ahead) const {
+  if (current_ == nullptr || tensor_ == 0) return nullptr;
+  const std::size_t offset = (tensor_ - 1) % kBlock + ahead;
+  return offset < current_->size ? &current_->decisions[offset] : nullptr;
 }
 
 // Runs without the lock: a block that is not ready belongs to the worker alone.
@@ -38,7 +62,7 @@ void DecisionStream::fill(Block& block, std::size_t first) {
   const std::size_t end = std::min(first + kBlock, checkpoint_.tensors().size());
   try {
     for (std::size_t tensor = first; tensor < end; ++tensor, ++block.size)
-      decide(tensor, block.decisions[block.size]);
+      decide(tensor, block.decisions[block.size], previous_);
   } catch (...) {
     block.error = std::current_exception();
   }
@@ -63,10 +87,10 @@ void DecisionStream::decide_all() {
   }
 }
 
-rules::Decision& DecisionStream::next() {
+Decided& DecisionStream::next() {
   const std::size_t tensor = tensor_++;
   if (!worker_.joinable()) {
-    decide(tensor, inline_);
+    decide(tensor, inline_, previous_);
     return inline_;
   }
   const std::size_t offset = tensor % kBlock;

@@ -17,6 +17,18 @@
 
 namespace shardwise::plan::detail {
 
+// A tensor's decision, with what the deciding thread also knows of it: the placing thread then
+// reads neither the decision's output string nor the tensor's name to learn it (reading what the
+// other core wrote costs a cache miss a tensor).
+struct Decided : rules::Decision {
+  bool output_is_source = false;  // a placed decision whose output is the tensor's own name
+  std::size_t group_hash = 0;     // a placed packed member: PackedGroups::hash(layout, group)
+  // Placed alike, the tensor before this one is a member of the same packed group / owned in the
+  // same ownership scope (neither is cut into chunks).
+  bool same_group_as_previous = false;
+  bool same_scope_as_previous = false;
+};
+
 class DecisionStream {
  public:
   DecisionStream(const st::Checkpoint& checkpoint, const rules::Rules& rules, const rules::Params& params);
@@ -26,7 +38,10 @@ class DecisionStream {
 
   // The decision for the next tensor of checkpoint.tensors(), in order; call it once per tensor.
   // An error the rules threw while deciding it is rethrown here.
-  rules::Decision& next();
+  Decided& next();
+  // The decision `ahead` tensors after the one next() gave last, when it is decided already (in
+  // the same block); else null. Lets the placer fetch what that tensor will need.
+  const Decided* peek(std::size_t ahead) const;
 
  private:
   static constexpr std::size_t kBlock = 1024;  // decisions per block
@@ -35,13 +50,20 @@ class DecisionStream {
   // A block's decisions are decided into the same kBlock Decisions each time (Rules::decide_into):
   // their strings keep their memory from block to block, so deciding allocates almost nothing.
   struct Block {
-    std::vector<rules::Decision> decisions;  // kBlock of them; the first `size` hold this block's
+    std::vector<Decided> decisions;  // kBlock of them; the first `size` hold this block's
     std::size_t size = 0;
     std::exception_ptr error;  // what deciding the block threw; its decisions stop there
     bool ready = false;        // decided, not yet consumed
   };
 
-  void decide(std::size_t tensor, rules::Decision& out) const;
+  // The group and scope of the tensor decided last, for Decided::same_*_as_previous.
+  struct Previous {
+    const rules::Layout* layout = nullptr;  // null: not a packed member
+    std::string group;
+    const rules::RuleRef* owner = nullptr;  // null: not owned
+    std::string scope;
+  };
+  void decide(std::size_t tensor, Decided& out, Previous& previous) const;
   void decide_all();  // the worker
   void fill(Block& block, std::size_t first);
 
@@ -59,7 +81,8 @@ class DecisionStream {
   // The consumer's position.
   std::size_t tensor_ = 0;
   Block* current_ = nullptr;
-  rules::Decision inline_;  // without a worker
+  Decided inline_;     // without a worker
+  Previous previous_;  // of the thread that decides: the worker, or the consumer without one
 };
 
 }  // namespace shardwise::plan::detail

@@ -45,15 +45,19 @@ std::string shown_rest(std::string_view rest) {
 
 }  // namespace
 
-std::size_t OwnershipScopes::add(const rules::Ownership& owner, std::string_view output) {
-  std::string_view name = output.substr(0, owner.index_begin);
-  if (name.ends_with('.')) name.remove_suffix(1);
-  if (last_ >= scopes_.size() || scopes_[last_].rule != owner.rule || scopes_[last_].name != name) {
+std::size_t OwnershipScopes::add(const rules::Ownership& owner, std::string_view output, bool same_as_last) {
+  const std::string_view name = scope_name(owner, output);
+  if (!same_as_last &&
+      (last_ >= scopes_.size() || scopes_[last_].rule != owner.rule || scopes_[last_].name != name)) {
     const auto key = std::pair{owner.rule, std::string(name)};
     const auto [it, fresh] = index_.try_emplace(key, scopes_.size());
     if (fresh) {
       scopes_.push_back(
           Scope{owner.rule, owner.count_param, owner.count, owner.partial, key.second, {}, std::nullopt});
+      // Scopes of one rule usually hold as many tensors (a layer's experts): sized as the last one
+      // instead of doubling from nothing (100,000s of members in fresh memory).
+      if (scopes_.size() > 1 && scopes_[scopes_.size() - 2].rule == owner.rule)
+        scopes_.back().members.reserve(scopes_[scopes_.size() - 2].members.size());
     }
     last_ = it->second;
   }

@@ -32,7 +32,15 @@ class OwnershipScopes {
       : given_(std::move(given)), mp_(mp), sources_(std::move(sources)) {}
 
   // Records one owned tensor by its final output name; returns its scope, for count().
-  std::size_t add(const rules::Ownership& owner, std::string_view output);
+  // `same_as_last`: the tensor is of the scope of the last one added (known to the caller without
+  // comparing names), which is then not looked up.
+  std::size_t add(const rules::Ownership& owner, std::string_view output, bool same_as_last = false);
+  // The scope's name in `output`, an owned tensor's output name: before its index, without the dot.
+  static std::string_view scope_name(const rules::Ownership& owner, std::string_view output) {
+    std::string_view name = output.substr(0, owner.index_begin);
+    if (name.ends_with('.')) name.remove_suffix(1);
+    return name;
+  }
 
   // Reports every problem of every scope to `problems`, and adds to `notes` what the plan must
   // say (counts taken from the checkpoint, partial rules).

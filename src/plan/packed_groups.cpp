@@ -242,10 +242,10 @@ const PackedGroups::Divisors* PackedGroups::divisors(const Group& group, Placer&
   return &*it->second;
 }
 
-std::size_t PackedGroups::find(const rules::Layout* layout, std::string_view name) const {
+std::size_t PackedGroups::find(const rules::Layout* layout, std::string_view name, std::size_t hash) const {
   if (slots_.empty()) return kNoGroup;
   const std::size_t mask = slots_.size() - 1;
-  for (std::size_t slot = hash(layout, name) & mask;; slot = (slot + 1) & mask) {
+  for (std::size_t slot = hash & mask;; slot = (slot + 1) & mask) {
     if (slots_[slot] == 0) return kNoGroup;
     const Group& group = groups_[slots_[slot] - 1];
     if (group.layout == layout && group.name == name) return slots_[slot] - 1;
@@ -266,13 +266,15 @@ void PackedGroups::index(std::size_t group) {
   slots_[slot] = static_cast<std::uint32_t>(group + 1);
 }
 
-void PackedGroups::add(const rules::Decision& decision, Target target, Placer& placer) {
+void PackedGroups::add(const rules::Decision& decision, std::size_t hash, bool same_as_last, Target target,
+                       Placer& placer) {
   const rules::Layout& layout = *decision.layout;
   const auto member = static_cast<std::size_t>(decision.member - layout.members.data());
   // Members of a group are usually adjacent in name order: try the last group before hashing.
   std::size_t index = last_;
-  if (index >= groups_.size() || groups_[index].layout != &layout || groups_[index].name != decision.group) {
-    index = find(&layout, decision.group);
+  if (!same_as_last && (index >= groups_.size() || groups_[index].layout != &layout ||
+                        groups_[index].name != decision.group)) {
+    index = find(&layout, decision.group, hash);
     if (index == kNoGroup) {
       index = groups_.size();
       groups_.push_back(

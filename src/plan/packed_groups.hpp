@@ -21,9 +21,22 @@ class PackedGroups {
   // group index is sized once instead of growing through 100,000s of groups.
   // `params` are those the plan is made with: a member dim such as `in/group_size` divides by one.
   PackedGroups(std::size_t members, const rules::Params& params);
-  // Records one member, and places its group as soon as it is complete. A member given twice (two
-  // sources with the same output) is reported here and its group is not placed.
-  void add(const rules::Decision& decision, Target target, Placer& placer);
+  // A group is known by its layout and name: where the index looks it up. The deciding thread
+  // computes it for each member (DecisionStream), ahead of the placing thread.
+  static std::size_t hash(const rules::Layout* layout, std::string_view name) noexcept {
+    return std::hash<std::string_view>{}(name) ^ std::hash<const void*>{}(layout);
+  }
+  // Starts loading the index's slot for `hash`: the index of a Pro-sized checkpoint's groups does
+  // not stay cached, and looking up each new group would otherwise wait for memory.
+  void prefetch(std::size_t hash) const noexcept {
+    if (!slots_.empty()) __builtin_prefetch(&slots_[hash & (slots_.size() - 1)]);
+  }
+  // Records one member (`hash`: of its layout and decision.group), and places its group as soon as
+  // it is complete. A member given twice (two sources with the same output) is reported here and
+  // its group is not placed. `same_as_last`: the member is of the group of the last member added
+  // (known to the caller without comparing names), which is then not looked up.
+  void add(const rules::Decision& decision, std::size_t hash, bool same_as_last, Target target,
+           Placer& placer);
   // Once every tensor was seen: reports the groups still missing members, naming what is there.
   void report_incomplete(Placer& placer) const;
   // Frees the groups (100,000s) once they were reported: before the owned tensors are placed.
@@ -48,13 +61,11 @@ class PackedGroups {
     std::uint32_t present = 0;
   };
 
-  // A group is known by its layout and name. The index is a table of group numbers (open
-  // addressing, linear probing, at most half full): 4 bytes a slot instead of a hash node and a
-  // bucket per group; a probe compares the group's own layout and name.
-  static std::size_t hash(const rules::Layout* layout, std::string_view name) noexcept {
-    return std::hash<std::string_view>{}(name) ^ std::hash<const void*>{}(layout);
-  }
-  std::size_t find(const rules::Layout* layout, std::string_view name) const;  // kNoGroup when absent
+  // The index is a table of group numbers (open addressing, linear probing, at most half full):
+  // 4 bytes a slot instead of a hash node and a bucket per group; a probe compares the group's own
+  // layout and name.
+  // kNoGroup when absent.
+  std::size_t find(const rules::Layout* layout, std::string_view name, std::size_t hash) const;
   void index(std::size_t group);  // adds groups_[group] to the table, which it grows when half full
   static constexpr std::size_t kNoGroup = static_cast<std::size_t>(-1);
 

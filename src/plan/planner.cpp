@@ -139,8 +139,7 @@ void place_plain(Target& target, const rules::TransformRule* transform, Placer& 
 // The source of one chunk of an unfused input tensor (rules `unfuse:`): its rows, which are a
 // contiguous tensor of the input file. nullopt (reported) when the rows do not divide.
 std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::TensorRef& ref,
-                                   const rules::DecidedChunk& chunk, NameArena& names,
-                                   Diagnostics& problems) {
+                                   const rules::DecidedChunk& chunk, Name name, Diagnostics& problems) {
   const st::TensorInfo& info = *ref.info;
   const st::File& file = checkpoint.files()[ref.file];
   if (info.shape.empty() || chunk.total == 0 || info.shape[0] % chunk.total != 0) {
@@ -154,15 +153,9 @@ std::optional<Source> chunk_source(const st::Checkpoint& checkpoint, const st::T
   }
   const std::uint64_t rows = info.shape[0] / chunk.total;
   const std::uint64_t row_bytes = info.bytes() / info.shape[0];
-  Source source{ref.file,
-                Name::borrowed(names.add(info.name)),
-                info.dtype,
-                Shape(info.shape),
-                file.absolute_offset(info),
-                info.bytes(),
-                Slice{}};
+  Source source{ref.file, std::move(name), info.dtype, Shape(info.shape)};
   source.shape[0] = rows * chunk.size;
-  source.offset += chunk.first * rows * row_bytes;
+  source.offset = file.absolute_offset(info) + chunk.first * rows * row_bytes;
   source.bytes = source.shape[0] * row_bytes;
   source.within = Slice{0, chunk.first * rows, (chunk.first + chunk.size) * rows};
   source.whole_rows = info.shape[0];
@@ -204,9 +197,27 @@ rules::Params given_params(const PlanOptions& options) {
   return given;
 }
 
+// The plan's arena of names, which also keeps the checkpoint's headers' blocks of names alive
+// (held by its deleter, which the arena's copies share): the sources borrow the input tensors'
+// names from them, and 217,000 names of a Pro-sized checkpoint are not copied.
+std::shared_ptr<NameArena> arena_keeping_names(const st::Checkpoint& checkpoint) {
+  std::vector<std::shared_ptr<const char[]>> blocks;
+  for (const st::File& file : checkpoint.files()) blocks.push_back(file.header().names);
+  return std::shared_ptr<NameArena>(new NameArena(),
+                                    [blocks = std::move(blocks)](const NameArena* arena) { delete arena; });
+}
+
+// An input tensor's name as its sources hold it: borrowed from its header's names (NUL-terminated,
+// kept alive by the plan's arena: arena_keeping_names), or copied into the arena for a header
+// without a block of names.
+Name source_name(const st::Checkpoint& checkpoint, const st::TensorRef& ref, NameArena& arena) {
+  if (checkpoint.files()[ref.file].header().names) return Name::borrowed(ref.info->name);
+  return Name::borrowed(arena.add(ref.info->name));
+}
+
 Plan empty_plan(const st::Checkpoint& checkpoint, const rules::Rules& rules, const PlanOptions& options) {
   Plan plan;
-  plan.name_arena = std::make_shared<NameArena>();
+  plan.name_arena = arena_keeping_names(checkpoint);
   plan.model_parallel = options.model_parallel;
   rules::ResolvedParams resolved = rules.resolve_params(
       given_params(options), rules::ConfigFiles::folder(checkpoint.root(), options.outside_links));
@@ -278,6 +289,9 @@ void finish_outputs(Plan& plan, Placer& placer) {
                                       placer.describe(first), placer.describe(second)));
   }
 }
+
+// How many tensors ahead the placer fetches a packed member's slot in the groups' index.
+constexpr std::size_t kGroupPrefetch = 8;
 
 bool is_glob(const std::string& pattern) { return pattern.find_first_of("*?[") != std::string::npos; }
 
@@ -386,14 +400,25 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
 
   detail::DecisionStream decisions(checkpoint, rules, params);
   detail::Composer composer;
+  // An output name of `source`: its own when the deciding thread found them equal.
+  const auto output_name = [&](const rules::Decision& decision, bool output_is_source, std::size_t source) {
+    return output_is_source ? plan.sources[source].name : placer.name(source, decision.output);
+  };
   // A placed decision of the source `source` (an input tensor, or a chunk of one).
-  const auto place_decision = [&](rules::Decision& decision, std::size_t source) {
-    Target target{source, placer.name(source, decision.output), labels(*decision.rule), decision.split,
-                  std::nullopt};
+  // Whether the tensor before the one being placed was added to the scopes / the groups.
+  bool scoped_last = false;
+  bool grouped_last = false;
+  const auto place_decision = [&](rules::Decision& decision, bool output_is_source, std::size_t group_hash,
+                                  bool same_scope, bool same_group, std::size_t source) {
+    Target target{source, output_name(decision, output_is_source, source), labels(*decision.rule),
+                  decision.split, std::nullopt};
     target.units = decision.split_units;
     target.units_param = decision.units_param;
-    if (decision.owner)
-      target.owner = detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output)};
+    if (decision.owner) {
+      target.owner =
+          detail::Owner{decision.owner->index, scopes.add(*decision.owner, target.output, same_scope)};
+      scoped_last = true;
+    }
     if (decision.fuse) {
       if (decision.layout != nullptr) {
         problems.add(
@@ -405,7 +430,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
     if (decision.layout != nullptr) {
       if (decision.transform != nullptr) member_transforms.add(decision, plan.sources[source].name);
-      groups.add(decision, std::move(target), placer);
+      groups.add(decision, group_hash, same_group, std::move(target), placer);
+      grouped_last = true;
     } else {
       place_plain(target, decision.transform, placer, pairs, permutations);
     }
@@ -426,7 +452,14 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
   }
   for (const st::TensorRef& ref : checkpoint.tensors()) {
     const st::TensorInfo& info = *ref.info;
-    rules::Decision& decision = decisions.next();
+    detail::Decided& decision = decisions.next();
+    const bool same_scope = decision.same_scope_as_previous && scoped_last;
+    const bool same_group = decision.same_group_as_previous && grouped_last;
+    scoped_last = grouped_last = false;
+    // A new group's slot in the index is loaded from memory while the tensors before it are placed.
+    if (const detail::Decided* later = decisions.peek(kGroupPrefetch);
+        later != nullptr && later->group_hash != 0)
+      groups.prefetch(later->group_hash);
     if (decision.kind == rules::Decision::Kind::skip) {
       plan.skipped.push_back(Skipped{std::string(info.name), checkpoint.file_name(ref.file),
                                      plan.rule_labels[labels(*decision.rule)], std::move(decision.reason)});
@@ -463,18 +496,22 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
                                        : "chunks may not be skipped or refused"));
           continue;
         }
-        std::optional<Source> source = chunk_source(checkpoint, ref, chunk, *plan.name_arena, problems);
+        std::optional<Source> source =
+            chunk_source(checkpoint, ref, chunk, source_name(checkpoint, ref, *plan.name_arena), problems);
         if (!source) continue;
         plan.sources.push_back(std::move(*source));
-        place_decision(part, plan.sources.size() - 1);
+        const std::size_t group_hash =
+            part.layout != nullptr ? detail::PackedGroups::hash(part.layout, part.group) : 0;
+        place_decision(part, false, group_hash, false, false, plan.sources.size() - 1);
       }
       continue;
     }
     const st::File& file = checkpoint.files()[ref.file];
-    plan.sources.push_back(Source{ref.file, Name::borrowed(plan.name_arena->add(info.name)), info.dtype,
+    plan.sources.push_back(Source{ref.file, source_name(checkpoint, ref, *plan.name_arena), info.dtype,
                                   Shape(info.shape), file.absolute_offset(info), info.bytes(), Slice{}});
     if (plan.naming == OutputNaming::mirror) {
-      Target target{plan.sources.size() - 1, placer.name(plan.sources.size() - 1, decision.output),
+      Target target{plan.sources.size() - 1,
+                    output_name(decision, decision.output_is_source, plan.sources.size() - 1),
                     labels(*decision.rule), decision.split, std::nullopt};
       if (detail::fits_mirror(decision, target.output, plan.rule_labels[target.rule], problems)) {
         const auto written = transformed(target, decision.transform, placer, pairs, permutations);
@@ -486,7 +523,8 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
       }
       continue;
     }
-    place_decision(decision, plan.sources.size() - 1);
+    place_decision(decision, decision.output_is_source, decision.group_hash, same_scope, same_group,
+                   plan.sources.size() - 1);
   }
   groups.report_incomplete(placer);
   groups.clear();

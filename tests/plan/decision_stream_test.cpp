@@ -9,6 +9,7 @@
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include "plan/decision_stream.hpp"
+#include "plan/packed_groups.hpp"
 #include "plan/plan_fixture.hpp"
 
 using namespace shardwise;
@@ -58,6 +59,63 @@ TEST_CASE("the decision pipeline gives every tensor, in order, the decision the 
   CHECK(kinds[rules::Decision::Kind::place] > 0);
   CHECK(kinds[rules::Decision::Kind::skip] > 0);
   CHECK(kinds[rules::Decision::Kind::unmatched] > 0);
+}
+
+TEST_CASE("the decision pipeline says what the placer would otherwise compare names for") {
+  TempDir dir;
+  // Runs of owned packed members (scope blk.N.items, groups blk.N.items.I.row), a member renamed
+  // (block -> blk: its output is not its name), a member cut off its group's run by another tensor.
+  std::vector<TensorSpec> tensors;
+  for (int b = 0; b < 400; ++b) {
+    for (int i = 0; i < 4; ++i) {
+      const std::string group = fmt::format("blk.{:03}.items.{}.row", b, i);
+      tensors.push_back({group + ".qweight", st::DType::I32, {16, 32}});
+      tensors.push_back({group + ".qzeros", st::DType::I32, {1, 4}});
+      if (b % 7 == 3 && i == 2) tensors.push_back({group + ".r.weight", st::DType::BF16, {8, 4}});
+      tensors.push_back({group + ".scales", st::DType::F16, {1, 32}});
+    }
+    tensors.push_back({fmt::format("blk.{:03}.z.col.weight", b), st::DType::BF16, {8, 4}});
+    tensors.push_back({fmt::format("model.block.{:03}.items.0.row.qweight", b), st::DType::I32, {16, 32}});
+  }
+  write_checkpoint_file(dir / "a.safetensors", tensors);
+  const rules::Rules rules = rules::Rules::load_text(kPlanRules, "plan-test.yaml");
+  const rules::Params params = rules.resolve_params({{"mp", 2}});
+  const st::Checkpoint checkpoint = st::Checkpoint::open(dir.str());
+  REQUIRE(checkpoint.tensors().size() > 2 * 2048);
+
+  DecisionStream stream(checkpoint, rules, params);
+  std::unique_ptr<rules::Decision> previous;  // decided alone
+  std::map<std::string, std::size_t> seen;
+  for (const st::TensorRef& ref : checkpoint.tensors()) {
+    const plan::detail::Decided& got = stream.next();
+    rules::Decision alone = rules.decide(ref.info->name, params, rules::Rules::Trail::omit);
+    INFO(ref.info->name);
+    const bool placed = alone.kind == rules::Decision::Kind::place;
+    REQUIRE(got.output_is_source == (placed && alone.output == ref.info->name));
+    const auto member = [](const rules::Decision* d) {
+      return d && d->kind == rules::Decision::Kind::place && d->layout != nullptr;
+    };
+    const auto scope = [](const rules::Decision& d) { return d.output.substr(0, d.owner->index_begin); };
+    const bool same_group = member(&alone) && member(previous.get()) && previous->layout == alone.layout &&
+                            previous->group == alone.group;
+    const bool same_scope = placed && alone.owner && previous &&
+                            previous->kind == rules::Decision::Kind::place && previous->owner &&
+                            previous->owner->rule == alone.owner->rule && scope(*previous) == scope(alone);
+    REQUIRE(got.same_group_as_previous == same_group);
+    REQUIRE(got.same_scope_as_previous == same_scope);
+    if (member(&alone)) {
+      REQUIRE(got.group_hash == plan::detail::PackedGroups::hash(alone.layout, alone.group));
+      ++seen[same_group ? "same group" : "new group"];
+    }
+    if (alone.owner) ++seen[same_scope ? "same scope" : "new scope"];
+    if (placed && !got.output_is_source) ++seen["renamed"];
+    previous = std::make_unique<rules::Decision>(std::move(alone));
+  }
+  CHECK(seen["same group"] > 0);
+  CHECK(seen["new group"] > 0);
+  CHECK(seen["same scope"] > 0);
+  CHECK(seen["new scope"] > 0);
+  CHECK(seen["renamed"] > 0);
 }
 
 TEST_CASE("the decision pipeline rethrows a rules error at the tensor that caused it") {
