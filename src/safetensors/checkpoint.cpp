@@ -103,8 +103,8 @@ struct Located {
 
 // Every tensor of `files`, sorted by name, equal names in file order. Each file's list is sorted
 // already, so this is a merge of the files' lists.
-std::vector<Located> by_name(const std::vector<File>& files) {
-  std::vector<Located> all;
+HugeVector<Located> by_name(const std::vector<File>& files) {
+  HugeVector<Located> all;
   std::size_t total = 0;
   for (const auto& file : files) total += file.header().tensors.size();
   all.reserve(total);
@@ -132,7 +132,7 @@ void report_in_file_order(std::vector<Finding>& findings, Diagnostics& diag) {
 }
 
 // A tensor in two files is an error naming both (the first file holding it, then the other).
-void check_unique(const std::vector<std::string>& file_names, const std::vector<Located>& all,
+void check_unique(const std::vector<std::string>& file_names, const HugeVector<Located>& all,
                   Diagnostics& diag) {
   std::vector<Finding> repeats;
   for (std::size_t i = 0, j = 0; i < all.size(); i = j) {
@@ -177,7 +177,7 @@ std::vector<std::string> files_named(const detail::WeightMap& map, const fs::pat
 // The index and the opened files must agree: every tensor of the files is mapped, and every
 // tensor mapped to an opened file is in that file. One walk over both name-sorted lists.
 void check_index(const detail::WeightMap& map, const std::vector<std::string>& file_names,
-                 const std::vector<Located>& all, Diagnostics& diag) {
+                 const HugeVector<Located>& all, Diagnostics& diag) {
   constexpr std::uint32_t kNotOpened = UINT32_MAX;
   std::vector<std::uint32_t> opened(map.files.size(), kNotOpened);  // index file -> opened file
   for (std::size_t f = 0; f < file_names.size(); ++f) {
@@ -256,7 +256,6 @@ Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
   std::size_t total = 0;
   for (const auto& file : checkpoint.files_) total += file.header().tensors.size();
   checkpoint.tensors_.reserve(total);
-  advise_huge_pages(checkpoint.tensors_.data(), total * sizeof(TensorRef));
   for (std::size_t i = 0; i < checkpoint.files_.size(); ++i) {
     for (const auto& t : checkpoint.files_[i].header().tensors)
       checkpoint.tensors_.push_back(TensorRef{i, &t});
