@@ -318,8 +318,8 @@ rules::Rules load_rules(const PlanningOptions& options) {
 
 namespace {
 
-std::vector<rules::TensorHeader> tensor_headers(const st::Checkpoint& checkpoint) {
-  std::vector<rules::TensorHeader> tensors;
+HugeVector<rules::TensorHeader> tensor_headers(const st::Checkpoint& checkpoint) {
+  HugeVector<rules::TensorHeader> tensors;
   tensors.reserve(checkpoint.tensors().size());
   for (const st::TensorRef& tensor : checkpoint.tensors()) {
     tensors.push_back({tensor.info->name, tensor.info->dtype, tensor.info->shape});

@@ -175,7 +175,7 @@ void read_old_files(ReshardPlan& plan, Entries& entries, bool recorded, CopyChec
       problems.add(fmt::format("{}: {} bytes, the manifest says {}", path, file->size(), out.bytes));
       continue;
     }
-    const std::vector<st::TensorInfo>& tensors = file->header().tensors;
+    const auto& tensors = file->header().tensors;
     std::vector<std::string_view> listed;
     listed.reserve(listed_entries.size());
     for (const std::uint32_t e : listed_entries) listed.push_back(entries[e].name.view());

@@ -3,10 +3,12 @@
 #include "rules/accepts_scan.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <re2/re2.h>
 #include <re2/set.h>
@@ -41,16 +43,20 @@ class WitnessScan {
     open_ = conditions.size();
   }
 
-  std::vector<Witnesses> run(std::span<const TensorHeader> tensors) {
-    for (const TensorHeader& tensor : tensors) {
-      if (open_ == 0) break;
-      visit(tensor);
+  // With `stop`, the scan also ends once it is set (checked every kStopEvery tensors).
+  std::vector<Witnesses> run(std::span<const TensorHeader> tensors, const std::atomic<bool>* stop = nullptr) {
+    for (std::size_t i = 0; i < tensors.size() && open_ > 0; ++i) {
+      if (stop != nullptr && i % kStopEvery == 0 && stop->load(std::memory_order_relaxed)) break;
+      visit(tensors[i]);
     }
     return std::move(found_);
   }
 
+  bool all_held() const noexcept { return open_ == 0; }
+
  private:
   static constexpr std::size_t kNone = SIZE_MAX;
+  static constexpr std::size_t kStopEvery = 1024;
 
   struct Pattern {
     const RE2* re;     // compiled alone, by the condition that brought it
@@ -146,11 +152,32 @@ class WitnessScan {
   std::vector<char> matched_;              // per pattern
 };
 
+// The witnesses of the whole list from those of its first half and of the rest: the first half's
+// where it has one; a name-only match of the rest counts only when the first half has no witness
+// at all (a scan stops looking for one once its condition holds).
+std::vector<Witnesses> combine(std::vector<Witnesses> first, const std::vector<Witnesses>& rest) {
+  for (std::size_t i = 0; i < first.size(); ++i) {
+    Witnesses& found = first[i];
+    if (found.holds == nullptr && found.name_only == nullptr) found.name_only = rest[i].name_only;
+    if (found.holds == nullptr) found.holds = rest[i].holds;
+  }
+  return first;
+}
+
 }  // namespace
 
 std::vector<Witnesses> find_witnesses(std::span<const AcceptsCondition* const> conditions,
-                                      std::span<const TensorHeader> tensors) {
-  return WitnessScan(conditions).run(tensors);
+                                      std::span<const TensorHeader> tensors, std::size_t split_from) {
+  if (tensors.size() < split_from || tensors.size() < 2) return WitnessScan(conditions).run(tensors);
+  const std::size_t half = tensors.size() / 2;
+  std::atomic<bool> first_all_held{false};  // the rest's answers are then not needed
+  std::vector<Witnesses> rest;
+  std::thread other([&] { rest = WitnessScan(conditions).run(tensors.subspan(half), &first_all_held); });
+  WitnessScan scan(conditions);
+  std::vector<Witnesses> first = scan.run(tensors.first(half));
+  first_all_held.store(scan.all_held(), std::memory_order_relaxed);
+  other.join();
+  return combine(std::move(first), rest);
 }
 
 }  // namespace shardwise::rules::detail

@@ -4,6 +4,7 @@
 // among the bundled rules judges all their conditions against 100,000s of names, and the
 // conditions a checkpoint does not meet are searched in every name.
 
+#include <cstddef>
 #include <span>
 #include <vector>
 
@@ -21,8 +22,12 @@ struct Witnesses {
 };
 
 // One entry per condition, in order: the same answers as searching the tensors with each condition
-// alone. The pass stops once every condition holds for some tensor.
+// alone. The pass stops once every condition holds for some tensor. A list of `split_from` tensors
+// or more is searched in two halves on two threads (the conditions a checkpoint does not meet are
+// searched in all of its 100,000s of names), with the same answers; tests give a small `split_from`.
+inline constexpr std::size_t kSplitFrom = std::size_t{1} << 16;
 std::vector<Witnesses> find_witnesses(std::span<const AcceptsCondition* const> conditions,
-                                      std::span<const TensorHeader> tensors);
+                                      std::span<const TensorHeader> tensors,
+                                      std::size_t split_from = kSplitFrom);
 
 }  // namespace shardwise::rules::detail

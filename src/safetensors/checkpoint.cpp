@@ -1,9 +1,11 @@
 #include <shardwise/safetensors/checkpoint.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <thread>
 #include <tuple>
@@ -42,47 +44,97 @@ std::vector<std::string> list_safetensors(const fs::path& folder) {
   return names;
 }
 
-// Opens each named file of `folder`; malformed files, and files that lead outside it, are collected in
-// `diag`, not thrown, so one run reports every broken file. Returns the files that opened. The files are
-// parsed on two threads (parsing headers is most of the time of planning); outcomes are then taken in name
-// order, so messages and the first non-input error are the same as a serial run's.
-std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
-                             OutsideLinks links, Diagnostics& diag) {
-  std::vector<std::optional<File>> opened(names.size());
-  std::vector<std::exception_ptr> failed(names.size());
-  const auto open_every = [&](std::size_t first) {
-    for (std::size_t i = first; i < names.size(); i += 2) {
-      try {
-        File file = File::open((folder / names[i]).string());
-        check_inside_folder(folder.string(), names[i], links, file.fd());
-        opened[i].emplace(std::move(file));
-      } catch (...) {
-        failed[i] = std::current_exception();
-      }
-    }
-  };
-  if (names.size() > 1) {
-    std::thread other(open_every, std::size_t{1});
-    open_every(0);
-    other.join();
-  } else {
-    open_every(0);
+// What opening each of a list of files gave: the file, or what it threw.
+struct Opened {
+  std::vector<std::optional<File>> files;
+  std::vector<std::exception_ptr> failed;
+};
+
+void open_one(const fs::path& folder, const std::string& name, OutsideLinks links, Opened& out,
+              std::size_t i) {
+  try {
+    File file = File::open((folder / name).string());
+    check_inside_folder(folder.string(), name, links, file.fd());
+    out.files[i].emplace(std::move(file));
+  } catch (...) {
+    out.failed[i] = std::current_exception();
   }
+}
+
+// Opens each named file of `folder` on two threads (parsing headers is most of the time of
+// planning), each taking the next file not yet taken; this thread first runs `meanwhile` (which
+// may throw: nothing more is then opened).
+Opened open_each(const fs::path& folder, const std::vector<std::string>& names, OutsideLinks links,
+                 const std::function<void()>& meanwhile = {}) {
+  Opened out{std::vector<std::optional<File>>(names.size()), std::vector<std::exception_ptr>(names.size())};
+  std::atomic<std::size_t> next{0};
+  const auto open_rest = [&] {
+    for (std::size_t i = next++; i < names.size(); i = next++) open_one(folder, names[i], links, out, i);
+  };
+  if (names.size() < 2 && !meanwhile) {
+    open_rest();
+    return out;
+  }
+  std::thread other(open_rest);
+  try {
+    if (meanwhile) meanwhile();
+  } catch (...) {
+    next = names.size();
+    other.join();
+    throw;
+  }
+  open_rest();
+  other.join();
+  return out;
+}
+
+// The files that opened, in name order; malformed files, and files that lead outside the folder, are
+// collected in `diag`, not thrown, so one run reports every broken file. Taken in name order, the
+// messages and the first non-input error are the same as a serial run's.
+std::vector<File> keep_opened(Opened& opened, Diagnostics& diag) {
   std::vector<File> files;
-  files.reserve(names.size());
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    if (opened[i]) {
-      files.push_back(std::move(*opened[i]));
+  files.reserve(opened.files.size());
+  for (std::size_t i = 0; i < opened.files.size(); ++i) {
+    if (opened.files[i]) {
+      files.push_back(std::move(*opened.files[i]));
       continue;
     }
     try {
-      std::rethrow_exception(failed[i]);
+      std::rethrow_exception(opened.failed[i]);
     } catch (const Error& e) {
       if (e.kind() != ErrorKind::input) throw;
       diag.add(e.what());
     }
   }
   return files;
+}
+
+std::vector<File> open_files(const fs::path& folder, const std::vector<std::string>& names,
+                             OutsideLinks links, Diagnostics& diag) {
+  Opened opened = open_each(folder, names, links);
+  return keep_opened(opened, diag);
+}
+
+// The outcomes for `named` (sorted) out of those for `present` (sorted), opening here any named file
+// that was not present (not a regular file: its error says so) or not opened.
+Opened take_named(const fs::path& folder, const std::vector<std::string>& named,
+                  const std::vector<std::string>& present, Opened& opened, OutsideLinks links) {
+  Opened out{std::vector<std::optional<File>>(named.size()), std::vector<std::exception_ptr>(named.size())};
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    const auto it = std::lower_bound(present.begin(), present.end(), named[i]);
+    if (it == present.end() || *it != named[i]) {
+      open_one(folder, named[i], links, out, i);
+      continue;
+    }
+    const auto at = static_cast<std::size_t>(it - present.begin());
+    if (at >= opened.files.size() || (!opened.files[at] && !opened.failed[at])) {
+      open_one(folder, named[i], links, out, i);
+      continue;
+    }
+    out.files[i] = std::move(opened.files[at]);
+    out.failed[i] = opened.failed[at];
+  }
+  return out;
 }
 
 std::string base_name(const File& file) { return fs::path(file.path()).filename().string(); }
@@ -103,8 +155,8 @@ struct Located {
 
 // Every tensor of `files`, sorted by name, equal names in file order. Each file's list is sorted
 // already, so this is a merge of the files' lists.
-std::vector<Located> by_name(const std::vector<File>& files) {
-  std::vector<Located> all;
+HugeVector<Located> by_name(const std::vector<File>& files) {
+  HugeVector<Located> all;
   std::size_t total = 0;
   for (const auto& file : files) total += file.header().tensors.size();
   all.reserve(total);
@@ -132,7 +184,7 @@ void report_in_file_order(std::vector<Finding>& findings, Diagnostics& diag) {
 }
 
 // A tensor in two files is an error naming both (the first file holding it, then the other).
-void check_unique(const std::vector<std::string>& file_names, const std::vector<Located>& all,
+void check_unique(const std::vector<std::string>& file_names, const HugeVector<Located>& all,
                   Diagnostics& diag) {
   std::vector<Finding> repeats;
   for (std::size_t i = 0, j = 0; i < all.size(); i = j) {
@@ -149,14 +201,13 @@ void check_unique(const std::vector<std::string>& file_names, const std::vector<
 // The files the index names that can be opened: every file it names must exist, and every
 // `*.safetensors` in the folder must be named.
 std::vector<std::string> files_named(const detail::WeightMap& map, const fs::path& folder,
-                                     Diagnostics& diag) {
+                                     const std::vector<std::string>& present, Diagnostics& diag) {
   std::vector<std::size_t> count(map.files.size(), 0);
   std::vector<const detail::WeightMap::Entry*> example(map.files.size(), nullptr);  // its first tensor
   for (const auto& e : map.tensors) {
     if (count[e.file]++ == 0) example[e.file] = &e;
   }
-  const auto present = list_safetensors(folder);  // sorted, as map.files is
-  std::vector<std::string> named;
+  std::vector<std::string> named;  // `present` is sorted, as map.files is
   for (std::size_t f = 0; f < map.files.size(); ++f) {
     const std::string& file = map.files[f];
     std::error_code ec;
@@ -177,7 +228,7 @@ std::vector<std::string> files_named(const detail::WeightMap& map, const fs::pat
 // The index and the opened files must agree: every tensor of the files is mapped, and every
 // tensor mapped to an opened file is in that file. One walk over both name-sorted lists.
 void check_index(const detail::WeightMap& map, const std::vector<std::string>& file_names,
-                 const std::vector<Located>& all, Diagnostics& diag) {
+                 const HugeVector<Located>& all, Diagnostics& diag) {
   constexpr std::uint32_t kNotOpened = UINT32_MAX;
   std::vector<std::uint32_t> opened(map.files.size(), kNotOpened);  // index file -> opened file
   for (std::size_t f = 0; f < file_names.size(); ++f) {
@@ -230,8 +281,21 @@ Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
     if (fs::exists(index, ec)) {
       check_inside_folder(path, std::string(kIndexName), links);
       // The index and the files must agree exactly: every problem is listed.
-      const detail::WeightMap map = detail::read_index(index);
-      checkpoint.files_ = open_files(folder, files_named(map, folder, diag), links, diag);
+      // Read while the folder's files open (the files it names are usually all of them).
+      std::vector<std::string> present;
+      bool listed = true;
+      try {
+        present = list_safetensors(folder);
+      } catch (const Error&) {
+        listed = false;  // listed again after the index, so that a bad index is still reported first
+      }
+      detail::WeightMap map;
+      Opened opened = open_each(folder, present, links, [&] { map = detail::read_index(index); });
+      if (!listed) present = list_safetensors(folder);
+      const auto named = files_named(map, folder, present, diag);
+      Opened taken = take_named(folder, named, present, opened, links);
+      opened = Opened();  // the files the index does not name are closed
+      checkpoint.files_ = keep_opened(taken, diag);
       const auto file_names = base_names(checkpoint.files_);
       const auto all = by_name(checkpoint.files_);
       check_index(map, file_names, all, diag);
@@ -256,7 +320,6 @@ Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
   std::size_t total = 0;
   for (const auto& file : checkpoint.files_) total += file.header().tensors.size();
   checkpoint.tensors_.reserve(total);
-  advise_huge_pages(checkpoint.tensors_.data(), total * sizeof(TensorRef));
   for (std::size_t i = 0; i < checkpoint.files_.size(); ++i) {
     for (const auto& t : checkpoint.files_[i].header().tensors)
       checkpoint.tensors_.push_back(TensorRef{i, &t});

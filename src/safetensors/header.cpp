@@ -77,7 +77,7 @@ TensorInfo check_entry(detail::RawEntry& raw, const std::string& file) {
 
 // The tensors, taken in data order, must tile the data buffer exactly: the first begins at 0,
 // each begins where the previous ends, the last ends at the end of the file.
-void check_layout(std::vector<TensorInfo>& tensors, std::uint64_t data_bytes, const std::string& file) {
+void check_layout(HugeVector<TensorInfo>& tensors, std::uint64_t data_bytes, const std::string& file) {
   std::sort(tensors.begin(), tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
     return std::tie(a.begin, a.end) < std::tie(b.begin, b.end);
   });

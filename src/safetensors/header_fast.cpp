@@ -48,8 +48,8 @@ class Reader {
   std::string_view name(const Entry& e) const { return text_.substr(e.name_at, e.name_size); }
   std::span<const std::uint64_t> shape(const Entry& e) const { return {dims.data() + e.dims_at, e.rank}; }
 
-  std::vector<Entry> entries;  // in the order of the text
-  std::vector<std::uint64_t> dims;
+  HugeVector<Entry> entries;  // in the order of the text
+  HugeVector<std::uint64_t> dims;
   bool has_metadata = false;
   bool stopped = false;
 
@@ -152,7 +152,7 @@ bool sizes_agree(const Reader& reader) {
 
 // What check_layout in header.cpp requires: taken in (begin, end) order, the tensors tile
 // [0, data_bytes) exactly. Headers are usually written in data order, so the sort is rarely needed.
-bool tiles(const std::vector<Entry>& entries, std::uint64_t data_bytes) {
+bool tiles(const HugeVector<Entry>& entries, std::uint64_t data_bytes) {
   using Range = std::pair<std::uint64_t, std::uint64_t>;
   const auto by_range = [](const Entry& a, const Entry& b) {
     return Range(a.begin, a.end) < Range(b.begin, b.end);
@@ -176,10 +176,11 @@ bool tiles(const std::vector<Entry>& entries, std::uint64_t data_bytes) {
   return cursor == data_bytes;
 }
 
-// Lists of 100,000s of entries are filled once: on huge pages, a page fault per 2 MiB, not per 4 KiB.
+// Lists of 100,000s of entries are filled once (on huge pages): room for a typical entry's length
+// of text, fewer reallocations.
 void reserve_entries(Reader& reader, std::size_t text_bytes) {
-  reader.entries.reserve(text_bytes / 100);  // a typical entry's length: fewer reallocations
-  advise_huge_pages(reader.entries.data(), reader.entries.capacity() * sizeof(Entry));
+  reader.entries.reserve(text_bytes / 100);
+  reader.dims.reserve(text_bytes / 40);
 }
 
 // Where a second reader may start: the first member after the middle of the text that follows
@@ -235,7 +236,7 @@ std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data
       !tiles(reader.entries, data_bytes))
     return std::nullopt;
 
-  std::vector<std::uint32_t> order(reader.entries.size());  // entries by name
+  HugeVector<std::uint32_t> order(reader.entries.size());  // entries by name
   for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
   sort_runs(order, [&](std::uint32_t a, std::uint32_t b) {
     return reader.name(reader.entries[a]) < reader.name(reader.entries[b]);
@@ -245,8 +246,7 @@ std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data
       return std::nullopt;
   }
 
-  header.tensors.reserve(order.size());
-  advise_huge_pages(header.tensors.data(), order.size() * sizeof(TensorInfo));  // 16 MB at Pro's count
+  header.tensors.reserve(order.size());  // 16 MB at Pro's count
   for (const std::uint32_t i : order) {
     const Entry& e = reader.entries[i];
     const auto shape = reader.shape(e);

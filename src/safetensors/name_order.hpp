@@ -12,15 +12,15 @@ namespace shardwise::st::detail {
 
 // Sorts `items` by `less`, keeping the order of equal items (a natural merge sort: O(n) on sorted
 // input, O(n log n) at worst).
-template <class T, class Less>
-void sort_runs(std::vector<T>& items, Less less) {
+template <class T, class Allocator, class Less>
+void sort_runs(std::vector<T, Allocator>& items, Less less) {
   std::vector<std::size_t> bounds{0};  // where each run in order begins, then the end
   for (std::size_t i = 1; i < items.size(); ++i) {
     if (less(items[i], items[i - 1])) bounds.push_back(i);
   }
   bounds.push_back(items.size());
   if (bounds.size() <= 2) return;  // one run: already in order
-  std::vector<T> merged(items.size());
+  std::vector<T, Allocator> merged(items.size());
   while (bounds.size() > 2) {
     std::vector<std::size_t> next{0};
     for (std::size_t k = 0; k + 1 < bounds.size(); k += 2) {

@@ -17,7 +17,7 @@ const std::uint64_t* ScannedOutput::find(std::string_view name) const {
   return it != tensors.end() && it->first == name ? &it->second : nullptr;
 }
 
-void ScannedOutput::add_tensors(const std::vector<st::TensorInfo>& header,
+void ScannedOutput::add_tensors(std::span<const st::TensorInfo> header,
                                 const std::vector<std::uint64_t>& digests) {
   tensors.reserve(tensors.size() + header.size());
   for (std::size_t i = 0; i < header.size(); ++i) tensors.emplace_back(header[i].name, digests[i]);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,7 +30,7 @@ struct ScannedOutput {
   // The XXH3 of the tensor `name`; nullptr when the file has none of that name.
   const std::uint64_t* find(std::string_view name) const;
   // Adds the tensors of a header, in its order, with their digests.
-  void add_tensors(const std::vector<st::TensorInfo>& header, const std::vector<std::uint64_t>& digests);
+  void add_tensors(std::span<const st::TensorInfo> header, const std::vector<std::uint64_t>& digests);
   // Sorts `tensors` by name, when they are not already.
   void sort();
 };

@@ -6,6 +6,7 @@
 // the one read from their text, and bundled rules are loaded once until released.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
@@ -68,20 +69,27 @@ Witnesses one_by_one(const AcceptsCondition& condition, const std::vector<Tensor
 
 std::string shown(const TensorHeader* tensor) { return tensor == nullptr ? "-" : std::string(tensor->name); }
 
-// find_witnesses against one_by_one for every condition; returns the witnesses as names ("-": none).
+// find_witnesses against one_by_one for every condition, the list searched whole and in two halves
+// on two threads; returns the witnesses as names ("-": none).
 std::vector<std::pair<std::string, std::string>> check_against_one_by_one(
     const std::vector<ConditionSpec>& specs, const std::vector<TensorHeader>& tensors) {
   const std::vector<AcceptsCondition> conditions = compile(specs);
   std::vector<const AcceptsCondition*> pointers;
   for (const AcceptsCondition& condition : conditions) pointers.push_back(&condition);
-  const std::vector<Witnesses> together = shardwise::rules::detail::find_witnesses(pointers, tensors);
+  const std::vector<Witnesses> together = shardwise::rules::detail::find_witnesses(pointers, tensors, SIZE_MAX);
+  const std::vector<Witnesses> halves = shardwise::rules::detail::find_witnesses(pointers, tensors, 2);
   REQUIRE(together.size() == conditions.size());
+  REQUIRE(halves.size() == conditions.size());
   std::vector<std::pair<std::string, std::string>> names;
   for (std::size_t i = 0; i < conditions.size(); ++i) {
     INFO("condition " << i << ": '" << specs[i].match << "'");
     const Witnesses alone = one_by_one(conditions[i], tensors);
     CHECK(together[i].holds == alone.holds);
-    if (alone.holds == nullptr) CHECK(together[i].name_only == alone.name_only);
+    CHECK(halves[i].holds == alone.holds);
+    if (alone.holds == nullptr) {
+      CHECK(together[i].name_only == alone.name_only);
+      CHECK(halves[i].name_only == alone.name_only);
+    }
     names.emplace_back(shown(together[i].holds), alone.holds == nullptr ? shown(together[i].name_only) : "-");
   }
   return names;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include <shardwise/core/memory.hpp>
 #include <shardwise/core/paths.hpp>
 #include <shardwise/safetensors/file.hpp>
 
@@ -29,7 +30,7 @@ class Checkpoint {
   const std::vector<File>& files() const noexcept { return files_; }  // sorted by file name
   // Every tensor, files in name order and tensors in name order within a file (the order the
   // reference converter visits them).
-  const std::vector<TensorRef>& tensors() const noexcept { return tensors_; }
+  const HugeVector<TensorRef>& tensors() const noexcept { return tensors_; }
   std::uint64_t total_bytes() const noexcept;
   // The file name (no folder) of a file, as plans and reports show it.
   std::string file_name(std::size_t file) const;
@@ -37,7 +38,7 @@ class Checkpoint {
  private:
   std::string root_;
   std::vector<File> files_;
-  std::vector<TensorRef> tensors_;
+  HugeVector<TensorRef> tensors_;
 };
 
 }  // namespace shardwise::st

@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <shardwise/core/memory.hpp>
 #include <shardwise/safetensors/dtype.hpp>
 #include <shardwise/safetensors/small_shape.hpp>
 
@@ -32,7 +33,7 @@ struct Header {
   std::uint64_t header_bytes = 0;  // N: the JSON length, padding included
   std::uint64_t data_start = 0;    // 8 + N
   std::map<std::string, std::string> metadata;
-  std::vector<TensorInfo> tensors;                      // sorted by name (byte order)
+  HugeVector<TensorInfo> tensors;                       // sorted by name (byte order)
   const TensorInfo* find(std::string_view name) const;  // binary search; nullptr when absent
   // The bytes `tensors`' names view, in one block for all of them (not a heap block per tensor, at
   // 217,000 tensors in a header of DeepSeek-V4-Pro's size); shared by the Header's copies.
