@@ -357,8 +357,8 @@ void append_tail(std::string& out, const Plan& plan, const detail::RowSelection&
       it,
       "],\n  \"totals\": {{\"output_files\": {}, \"tensors\": {}, \"bytes\": {}, \"replicated_bytes\": {}, "
       "\"skipped\": {}, \"input_tensors\": {}, \"input_bytes\": {}}}\n}}\n",
-      plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(),
-      input_tensors, plan.input_bytes);
+      plan.outputs.size(), tensors, bytes, plan.replicated_bytes, plan.skipped.size(), input_tensors,
+      plan.input_bytes);
 }
 
 // The tensors of the outputs shown, in pieces of a few 1,000 (a piece within one output).
@@ -422,8 +422,8 @@ void write_plan_json(const Plan& plan, const PlanFilter& filter, const TextSink&
           any_tensor = false;
           fmt::format_to(std::back_inserter(out), "{}, \"file\": ", f.rank);
           append_string(out, f.file);
-          fmt::format_to(std::back_inserter(out), ", \"bytes\": {}, \"tensor_count\": {}, \"tensors\": [", f.bytes,
-                         f.tensors.size());
+          fmt::format_to(std::back_inserter(out), ", \"bytes\": {}, \"tensor_count\": {}, \"tensors\": [",
+                         f.bytes, f.tensors.size());
         }
         if (!text.empty()) {
           chunks.finish();

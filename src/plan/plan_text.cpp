@@ -305,13 +305,14 @@ void format_row(Row& row, const TextContext& cx, const Source& src, std::span<co
                      printable(cx.plan.sources[c.source].name), detail::scale_grid_text(c),
                      cx.rule_names[c.rule]);
     } else {
-      fmt::format_to(out, ", {} with {} ({})", cast_name(first.cast), printable(cx.plan.sources[c.source].name),
-                     cx.rule_names[c.rule]);
+      fmt::format_to(out, ", {} with {} ({})", cast_name(first.cast),
+                     printable(cx.plan.sources[c.source].name), cx.rule_names[c.rule]);
     }
   } else if (first.cast == Cast::requantize_fp4_scale) {
     fmt::format_to(out, ", {}", cast_name(first.cast));
   }
-  if (const PlannedTensor* fused = placements.front().fused) fmt::format_to(out, ", {}", cx.rule_names[fused->rule]);
+  if (const PlannedTensor* fused = placements.front().fused)
+    fmt::format_to(out, ", {}", cx.rule_names[fused->rule]);
   if (first.permutation != kNoPermutation && first.permutation < cx.plan.permutations.size()) {
     const RowPermutation& p = cx.plan.permutations[first.permutation];
     const bool to_half = p.to == transform::RopeOrder::half_split;

@@ -56,7 +56,7 @@ std::string group_digits(std::uint64_t value) {
 void append_grouped(std::string& out, std::uint64_t value) {
   const fmt::format_int digits(value);
   const std::size_t size = digits.size();
-  std::array<char, 32> text{};  // 20 digits and 6 commas at most
+  std::array<char, 32> text{};                        // 20 digits and 6 commas at most
   std::size_t length = size % 3 == 0 ? 3 : size % 3;  // the digits before the first comma
   std::copy_n(digits.data(), length, text.data());
   for (std::size_t i = length; i < size; i += 3) {

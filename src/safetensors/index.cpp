@@ -107,7 +107,7 @@ class IndexReader {
         last_id = it->second;
       }
       if (map.tensors.empty()) map.tensors.reserve(text_.size() / kTypicalEntryBytes);
-    map.tensors.push_back({static_cast<std::size_t>(tensor.data() - text_.data()),
+      map.tensors.push_back({static_cast<std::size_t>(tensor.data() - text_.data()),
                              static_cast<std::uint32_t>(tensor.size()), last_id});
     } while (in_.consume(','));
     return in_.consume('}');
@@ -205,7 +205,8 @@ IndexText read_text(const fs::path& path) {
                 fmt::format("{}: the index is larger than {} bytes", path.string(), kMaxIndexBytes));
   }
   IndexText text{HugeBuffer(allocate_array(static_cast<std::size_t>(size))), static_cast<std::size_t>(size)};
-  io::pread_exact(file.fd(), path.string(), 0, std::as_writable_bytes(std::span(text.bytes.get(), text.size)));
+  io::pread_exact(file.fd(), path.string(), 0,
+                  std::as_writable_bytes(std::span(text.bytes.get(), text.size)));
   return text;
 }
 

@@ -42,7 +42,8 @@ TEST_CASE("is_printable: every byte value, at every place of a long text, one am
       for (std::size_t at = 0; at < 19; ++at) {
         std::string text(19, fill);
         text[at] = static_cast<char>(value);
-        INFO("byte " << value << " at " << at << " among " << static_cast<int>(static_cast<unsigned char>(fill)));
+        INFO("byte " << value << " at " << at << " among "
+                     << static_cast<int>(static_cast<unsigned char>(fill)));
         REQUIRE(is_printable(text) == !control);
       }
     }

@@ -76,7 +76,8 @@ std::vector<std::pair<std::string, std::string>> check_against_one_by_one(
   const std::vector<AcceptsCondition> conditions = compile(specs);
   std::vector<const AcceptsCondition*> pointers;
   for (const AcceptsCondition& condition : conditions) pointers.push_back(&condition);
-  const std::vector<Witnesses> together = shardwise::rules::detail::find_witnesses(pointers, tensors, SIZE_MAX);
+  const std::vector<Witnesses> together =
+      shardwise::rules::detail::find_witnesses(pointers, tensors, SIZE_MAX);
   const std::vector<Witnesses> halves = shardwise::rules::detail::find_witnesses(pointers, tensors, 2);
   REQUIRE(together.size() == conditions.size());
   REQUIRE(halves.size() == conditions.size());
