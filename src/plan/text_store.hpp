@@ -14,22 +14,10 @@ namespace shardwise::plan::detail {
 
 using shardwise::allocate_array;
 using shardwise::allocate_huge;
+using shardwise::HugeAllocator;
 using shardwise::HugeBuffer;
 using shardwise::HugeFree;
-
-// For std::vector: a large array on huge pages, a small one from malloc.
-template <typename T>
-struct HugeAllocator {
-  using value_type = T;
-  HugeAllocator() = default;
-  template <typename U>
-  HugeAllocator(const HugeAllocator<U>&) noexcept {}  // NOLINT(google-explicit-constructor)
-  T* allocate(std::size_t n) { return reinterpret_cast<T*>(allocate_array(n * sizeof(T))); }
-  void deallocate(T* p, std::size_t) noexcept { HugeFree()(reinterpret_cast<char*>(p)); }
-  friend bool operator==(const HugeAllocator&, const HugeAllocator&) noexcept { return true; }
-};
-template <typename T>
-using HugeVector = std::vector<T, HugeAllocator<T>>;
+using shardwise::HugeVector;
 
 // Bytes appended and never moved: the views add() returns stay valid as long as the store (moving
 // the store keeps them valid too).
