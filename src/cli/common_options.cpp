@@ -35,7 +35,6 @@ struct RulesArgument {
 
 // Every bundled file's parameters, each name once (the default rules' first, for its help text).
 std::vector<rules::ParamInfo> bundled_params(std::map<std::string, std::vector<std::string>>& declared_by) {
-  rules::preload_bundled_rules();
   std::vector<rules::ParamInfo> params;
   std::vector<const rules::BundledRules*> files;
   for (const rules::BundledRules& bundled : rules::bundled_rules()) {

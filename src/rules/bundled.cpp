@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -58,32 +57,11 @@ LoadedBundledRules& loaded_bundled_rules() {
 
 Rules load_bundled_rules(const BundledRules& bundled) {
   LoadedBundledRules& loaded = loaded_bundled_rules();
-  {
-    const std::lock_guard lock(loaded.mutex);
-    if (const auto it = loaded.by_file.find(&bundled); it != loaded.by_file.end()) return it->second;
-  }
-  // Loaded unlocked, so that two threads load two files at once; a file loaded twice meanwhile
-  // keeps its first load.
-  Rules rules = Rules::load_text(bundled.text, "<bundled>/" + bundled.file_name);
   const std::lock_guard lock(loaded.mutex);
-  return loaded.by_file.emplace(&bundled, std::move(rules)).first->second;
-}
-
-void preload_bundled_rules() {
-  const std::vector<BundledRules>& all = bundled_rules();
-  if (all.size() < 2 || std::thread::hardware_concurrency() < 2) return;
-  const auto load_every_other = [&all](std::size_t first) {
-    for (std::size_t i = first; i < all.size(); i += 2) {
-      try {
-        load_bundled_rules(all[i]);
-      } catch (const std::exception&) {
-        // Not kept: the caller that needs this file loads it again and reports the error.
-      }
-    }
-  };
-  std::thread second(load_every_other, 1);
-  load_every_other(0);
-  second.join();
+  if (const auto it = loaded.by_file.find(&bundled); it != loaded.by_file.end()) return it->second;
+  Rules rules = Rules::load_text(bundled.text, "<bundled>/" + bundled.file_name);
+  loaded.by_file.emplace(&bundled, rules);
+  return rules;
 }
 
 void release_loaded_bundled_rules() {

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -268,24 +267,4 @@ TEST_CASE("bundled rules: loaded once until released, copies outliving the relea
   CHECK(&reloaded.params() != &first.params());
   CHECK(first.name() == bundled.name);  // still valid after the release
   CHECK(reloaded.name() == bundled.name);
-}
-
-TEST_CASE("bundled rules: preloaded on two threads, each file once, as a later load finds it") {
-  shardwise::rules::release_loaded_bundled_rules();
-  // A load racing the preload's keeps the first compiled form of each file, as the preload does.
-  std::vector<const void*> raced(shardwise::rules::bundled_rules().size());
-  std::thread racer([&raced] {
-    for (std::size_t i = raced.size(); i-- > 0;)
-      raced[i] = &shardwise::rules::load_bundled_rules(shardwise::rules::bundled_rules()[i]).params();
-  });
-  shardwise::rules::preload_bundled_rules();
-  racer.join();
-  for (std::size_t i = 0; i < raced.size(); ++i) {
-    const auto& bundled = shardwise::rules::bundled_rules()[i];
-    INFO(bundled.name);
-    const shardwise::rules::Rules loaded = shardwise::rules::load_bundled_rules(bundled);
-    CHECK(loaded.name() == bundled.name);
-    CHECK(&loaded.params() == raced[i]);
-  }
-  shardwise::rules::release_loaded_bundled_rules();
 }

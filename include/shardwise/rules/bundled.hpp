@@ -37,10 +37,6 @@ Rules load_named_rules(const std::string& value);
 // line's parameter flags, choosing the rules a checkpoint fits and --rules NAME share one load
 // (copies of Rules share their compiled form). Thread-safe.
 Rules load_bundled_rules(const BundledRules& bundled);
-// Loads every bundled file with load_bundled_rules, half of them on a second thread (start-up reads
-// all of them for the command line's parameter flags, on an otherwise idle core). A file that does
-// not load is not kept: its next load_bundled_rules reports it.
-void preload_bundled_rules();
 // Forgets the loads kept by load_bundled_rules (copies held elsewhere stay valid): once the rules
 // for a checkpoint are chosen, planning it needs the memory more.
 void release_loaded_bundled_rules();
