@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <iterator>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <shardwise/core/byte_words.hpp>
 #include <shardwise/plan/planner.hpp>
 
 #include <shardwise/plan/plan_view.hpp>
@@ -21,23 +21,13 @@ using namespace std::string_view_literals;  // appends of literals without strle
 
 bool needs_escape(char c) { return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20; }
 
-// Whether `s` has nothing to escape, eight bytes at a time (a word has a byte below 0x20, or a
-// zero byte once xored with the quote or the backslash, exactly when the carries say so).
+// Whether `s` has nothing to escape, eight bytes at a time.
 bool plain(std::string_view s) noexcept {
   if (s.size() < 8) return std::none_of(s.begin(), s.end(), needs_escape);
-  constexpr std::uint64_t kOnes = 0x0101010101010101u;
-  constexpr std::uint64_t kHighBits = 0x8080808080808080u;
-  const auto has_zero = [](std::uint64_t word) { return (word - kOnes) & ~word & kHighBits; };
-  const auto plain_word = [&s, &has_zero](std::size_t at) {
-    std::uint64_t word = 0;
-    std::memcpy(&word, s.data() + at, 8);
-    return (((word - kOnes * 0x20) & ~word & kHighBits) | has_zero(word ^ (kOnes * '"')) |
-            has_zero(word ^ (kOnes * '\\'))) == 0;
-  };
-  for (std::size_t at = 0; at + 8 < s.size(); at += 8) {
-    if (!plain_word(at)) return false;
-  }
-  return plain_word(s.size() - 8);  // the last eight bytes (some seen already)
+  return byte_words::none_found(s, [](std::uint64_t word) {
+    return byte_words::any_below(word, 0x20) | byte_words::any_equal(word, '"') |
+           byte_words::any_equal(word, '\\');
+  });
 }
 
 // Appends `s` as a JSON string. Names come from validated headers (UTF-8); only quotes,
