@@ -107,8 +107,8 @@ void check_layout(HugeVector<TensorInfo>& tensors, std::uint64_t data_bytes, con
   }
 }
 
-// Copies the tensors' names, which view the text or the entries read from it, into one block the
-// header owns (in the tensors' order, each followed by a NUL) and points them there.
+// Copies the tensors' names, which view the entries the full path read, into one block the header
+// owns (in the tensors' order, each followed by a NUL) and points them there.
 void keep_names(Header& header) {
   std::size_t total = 0;
   for (const auto& t : header.tensors) total += t.name.size() + 1;
@@ -145,7 +145,6 @@ Header parse(std::string_view json_text, std::uint64_t file_size, const std::str
     if (auto fast = detail::read_header_fast(json_text, file_size - header.data_start)) {
       fast->header_bytes = header.header_bytes;
       fast->data_start = header.data_start;
-      keep_names(*fast);
       return std::move(*fast);
     }
   }

@@ -1,11 +1,15 @@
 #include "safetensors/header_fast.hpp"
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
+#include <memory>
 #include <span>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <shardwise/core/memory.hpp>
@@ -150,24 +154,40 @@ bool sizes_agree(const Reader& reader) {
   return true;
 }
 
-// What check_layout in header.cpp requires: taken in (begin, end) order, the tensors tile
-// [0, data_bytes) exactly. Headers are usually written in data order, so the sort is rarely needed.
-bool tiles(const HugeVector<Entry>& entries, std::uint64_t data_bytes) {
-  using Range = std::pair<std::uint64_t, std::uint64_t>;
+using Range = std::pair<std::uint64_t, std::uint64_t>;
+
+// What check_layout in header.cpp requires: taken in (begin, end) order, the tensors (the entries
+// of `lists`, in order) tile [0, data_bytes) exactly. Headers are usually written in data order,
+// so the sort is rarely needed.
+bool tiles(std::span<const HugeVector<Entry>* const> lists, std::uint64_t data_bytes) {
   const auto by_range = [](const Entry& a, const Entry& b) {
     return Range(a.begin, a.end) < Range(b.begin, b.end);
   };
+  bool in_order = true;
+  const Entry* last = nullptr;
+  for (const HugeVector<Entry>* list : lists) {
+    if (list->empty()) continue;
+    in_order = in_order && (last == nullptr || !by_range(list->front(), *last)) &&
+               std::is_sorted(list->begin(), list->end(), by_range);
+    last = &list->back();
+  }
   std::uint64_t cursor = 0;
-  if (std::is_sorted(entries.begin(), entries.end(), by_range)) {  // no copy of 100,000s of ranges
-    for (const Entry& e : entries) {
-      if (e.begin != cursor) return false;
-      cursor = e.end;
+  if (in_order) {  // no copy of 100,000s of ranges
+    for (const HugeVector<Entry>* list : lists) {
+      for (const Entry& e : *list) {
+        if (e.begin != cursor) return false;
+        cursor = e.end;
+      }
     }
     return cursor == data_bytes;
   }
   std::vector<Range> ranges;
-  ranges.reserve(entries.size());
-  for (const Entry& e : entries) ranges.emplace_back(e.begin, e.end);
+  std::size_t count = 0;
+  for (const HugeVector<Entry>* list : lists) count += list->size();
+  ranges.reserve(count);
+  for (const HugeVector<Entry>* list : lists) {
+    for (const Entry& e : *list) ranges.emplace_back(e.begin, e.end);
+  }
   std::sort(ranges.begin(), ranges.end());
   for (const auto& [begin, end] : ranges) {
     if (begin != cursor) return false;
@@ -194,34 +214,166 @@ std::size_t split_point(std::string_view text) {
   return at.peek() == '"' ? member : std::string_view::npos;
 }
 
-// The text read as Reader::read reads it, the second half of a large one on another thread: the
-// entries and dimensions in `reader`, in the text's order.
-bool read_text(Reader& reader, Header& header, std::string_view text, std::size_t split_from) {
-  const std::size_t split = text.size() >= split_from ? split_point(text) : std::string_view::npos;
-  if (split == std::string_view::npos) {
-    reserve_entries(reader, text.size());
-    return reader.read(header);
+// An entry of the text: its place in the entries of the first part, or in those of the second
+// with kSecond set.
+using EntryId = std::uint32_t;
+constexpr EntryId kSecond = EntryId{1} << 31;
+
+// One part of the text read by its own Reader, which then checks its entries' sizes and puts them
+// in name order: the work of one thread.
+struct Part {
+  Part(std::string_view text, std::size_t start) : reader(text, start) {}
+
+  // Reads the part (the whole text when `first`, up to `stop`), then checks and sorts what it read.
+  void read(std::size_t text_bytes, bool first, std::size_t stop = std::string_view::npos) {
+    reserve_entries(reader, text_bytes);
+    ok = (first ? reader.read(header, stop) : reader.read_rest(header)) && sizes_agree(reader);
+    if (!ok) return;
+    order.resize(reader.entries.size());
+    const EntryId tag = first ? 0 : kSecond;
+    for (EntryId i = 0; i < order.size(); ++i) order[i] = i;
+    sort_runs(order, [this](EntryId a, EntryId b) {
+      return reader.name(reader.entries[a]) < reader.name(reader.entries[b]);
+    });
+    if (tag != 0) {
+      for (EntryId& id : order) id |= tag;
+    }
   }
-  Reader rest(text, split);
-  Header rest_header;
+
+  Reader reader;
+  Header header;              // the metadata read
+  HugeVector<EntryId> order;  // the entries by name
+  bool ok = false;
+};
+
+// The text's entries in one or two parts, and their order by name.
+struct Entries {
+  const Part* first = nullptr;
+  const Part* second = nullptr;  // null when the first part holds every entry
+  HugeVector<EntryId> order;
+
+  const Entry& at(EntryId id) const {
+    return (id & kSecond) != 0 ? second->reader.entries[id & ~kSecond] : first->reader.entries[id];
+  }
+  const Reader& reader(EntryId id) const { return (id & kSecond) != 0 ? second->reader : first->reader; }
+  std::string_view name(EntryId id) const { return first->reader.name(at(id)); }  // both view the text
+};
+
+// The text read as Reader::read reads it, the second half of a large one on another thread, each
+// part checked and sorted on its thread. False when the text is not what the fast path reads.
+bool read_text(Part& first, Part& second, Entries& entries, std::string_view text, std::size_t split_from,
+               Header& header) {
+  const std::size_t split = text.size() >= split_from ? split_point(text) : std::string_view::npos;
+  entries.first = &first;
+  if (split == std::string_view::npos) {
+    first.read(text.size(), true);
+    header.metadata = std::move(first.header.metadata);
+    entries.order = std::move(first.order);
+    return first.ok;
+  }
+  second = Part(text, split);
+  std::thread other([&] { second.read(text.size() - split, false); });
+  first.read(split, true, split);
+  other.join();
+  if (!first.ok) return false;
+  header.metadata = std::move(first.header.metadata);
+  if (!first.reader.stopped) {  // no member begins at the split: read whole by the first part
+    entries.order = std::move(first.order);
+    return true;
+  }
+  if (!second.ok || (first.reader.has_metadata && second.reader.has_metadata)) return false;
+  if (second.reader.has_metadata) header.metadata = std::move(second.header.metadata);
+  entries.second = &second;
+  return true;
+}
+
+// Where the first `k` items of the stable merge of the sorted lists `a` and `b` come from: the
+// first i of `a` (returned) and the first k - i of `b`.
+template <class Less>
+std::size_t merge_split(std::span<const EntryId> a, std::span<const EntryId> b, std::size_t k, Less less) {
+  std::size_t lo = k > b.size() ? k - b.size() : 0, hi = std::min(k, a.size());
+  while (lo < hi) {
+    const std::size_t i = lo + (hi - lo) / 2;
+    if (less(b[k - i - 1], a[i])) {
+      hi = i;
+    } else {
+      lo = i + 1;
+    }
+  }
+  return lo;
+}
+
+// The tensors of `entries.order[from, to)`, already merged there, built into `header.tensors`
+// (sized) with their names copied into `names` from `name_at` on. False on a name given twice
+// (the full path names it).
+bool build(const Entries& entries, std::size_t from, std::size_t to, Header& header, char* names,
+           std::size_t name_at) {
+  std::string_view previous;
+  for (std::size_t k = from; k < to; ++k) {
+    const EntryId id = entries.order[k];
+    const Entry& e = entries.at(id);
+    const std::string_view name = entries.name(id);
+    if (k > from && name == previous) return false;
+    char* kept = names + name_at;
+    std::memcpy(kept, name.data(), name.size());
+    kept[name.size()] = '\0';
+    name_at += name.size() + 1;
+    previous = std::string_view(kept, name.size());
+    header.tensors[k] =
+        TensorInfo{previous, e.dtype, SmallShape(entries.reader(id).shape(e)), e.begin, e.end};
+  }
+  return true;
+}
+
+std::size_t name_bytes(const Entries& entries, std::size_t from, std::size_t to) {
+  std::size_t total = 0;
+  for (std::size_t k = from; k < to; ++k) total += entries.at(entries.order[k]).name_size + 1;
+  return total;
+}
+
+// The tensors in name order, their names in one block: on two threads when the text was read in
+// two parts (each merges and builds half of the list).
+bool build_tensors(Entries& entries, Header& header) {
+  const auto less = [&entries](EntryId a, EntryId b) { return entries.name(a) < entries.name(b); };
+  std::span<const EntryId> a, b;
+  std::size_t count = entries.order.size();
+  if (entries.second != nullptr) {
+    a = entries.first->order;
+    b = entries.second->order;
+    count = a.size() + b.size();
+    entries.order.resize(count);
+  }
+  std::size_t total_names = 0;
+  for (const Part* part : {entries.first, entries.second}) {
+    if (part == nullptr) continue;
+    for (const Entry& e : part->reader.entries) total_names += e.name_size + 1;
+  }
+  header.tensors.resize(count);  // 16 MB at Pro's count
+  if (total_names == 0) return true;
+  std::shared_ptr<char[]> names(allocate_array(total_names), HugeFree());
+  if (entries.second == nullptr) {
+    if (!build(entries, 0, count, header, names.get(), 0)) return false;
+    header.names = std::move(names);
+    return true;
+  }
+  const std::size_t half = count / 2;
+  const std::size_t from_a = merge_split(a, b, half, less);
+  auto out = entries.order.begin();
   bool rest_ok = false;
   std::thread other([&] {
-    reserve_entries(rest, text.size() - split);
-    rest_ok = rest.read_rest(rest_header);
+    const auto at = out + static_cast<std::ptrdiff_t>(half);
+    std::merge(a.begin() + static_cast<std::ptrdiff_t>(from_a), a.end(),
+               b.begin() + static_cast<std::ptrdiff_t>(half - from_a), b.end(), at, less);
+    rest_ok =
+        build(entries, half, count, header, names.get(), total_names - name_bytes(entries, half, count));
   });
-  reserve_entries(reader, text.size());  // room for the rest's entries too
-  const bool ok = reader.read(header, split);
+  std::merge(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(from_a), b.begin(),
+             b.begin() + static_cast<std::ptrdiff_t>(half - from_a), out, less);
+  const bool ok = build(entries, 0, half, header, names.get(), 0);
   other.join();
-  if (!ok) return false;
-  if (!reader.stopped) return true;  // no member begins at the split: read whole by this reader
-  if (!rest_ok || (reader.has_metadata && rest.has_metadata)) return false;
-  if (rest.has_metadata) header.metadata = std::move(rest_header.metadata);
-  const auto dims_at = static_cast<std::uint32_t>(reader.dims.size());
-  reader.dims.insert(reader.dims.end(), rest.dims.begin(), rest.dims.end());
-  for (Entry e : rest.entries) {
-    e.dims_at += dims_at;
-    reader.entries.push_back(e);
-  }
+  if (!ok || !rest_ok) return false;
+  if (half > 0 && half < count && header.tensors[half - 1].name == header.tensors[half].name) return false;
+  header.names = std::move(names);
   return true;
 }
 
@@ -231,27 +383,13 @@ std::optional<Header> read_header_fast(std::string_view text, std::uint64_t data
                                        std::size_t split_from) {
   if (text.size() > UINT32_MAX) return std::nullopt;  // offsets are kept in 32 bits
   Header header;
-  Reader reader(text);
-  if (!read_text(reader, header, text, split_from) || !sizes_agree(reader) ||
-      !tiles(reader.entries, data_bytes))
+  Part first(text, 0), second(text, 0);
+  Entries entries;
+  if (!read_text(first, second, entries, text, split_from, header)) return std::nullopt;
+  const HugeVector<Entry>* lists[] = {&first.reader.entries, &second.reader.entries};
+  const std::size_t list_count = entries.second != nullptr ? 2 : 1;
+  if (!tiles(std::span(lists, list_count), data_bytes) || !build_tensors(entries, header))
     return std::nullopt;
-
-  HugeVector<std::uint32_t> order(reader.entries.size());  // entries by name
-  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  sort_runs(order, [&](std::uint32_t a, std::uint32_t b) {
-    return reader.name(reader.entries[a]) < reader.name(reader.entries[b]);
-  });
-  for (std::size_t i = 1; i < order.size(); ++i) {  // the full path names the duplicate
-    if (reader.name(reader.entries[order[i - 1]]) == reader.name(reader.entries[order[i]]))
-      return std::nullopt;
-  }
-
-  header.tensors.reserve(order.size());  // 16 MB at Pro's count
-  for (const std::uint32_t i : order) {
-    const Entry& e = reader.entries[i];
-    const auto shape = reader.shape(e);
-    header.tensors.push_back(TensorInfo{reader.name(e), e.dtype, SmallShape(shape), e.begin, e.end});
-  }
   return header;
 }
 

@@ -260,3 +260,36 @@ TEST_CASE("a header read in two parts gives what it gives in one part") {
   require_split_agrees(trailing_comma, 12);
   CHECK(detail::read_header_fast(members(12, 3, metadata), 12, 0).has_value());
 }
+
+TEST_CASE("a header read in two parts is merged in name order, a name twice declined wherever it is") {
+  // Names in text order low, high, low, high...: the first part holds the lowest and the highest,
+  // the second those between, so that the merge takes from both parts in turn.
+  for (int count = 1; count <= 24; ++count) {
+    std::vector<std::string> names;
+    for (int i = 0; i < count; ++i)
+      names.push_back("w." + std::to_string((i % 2 == 0 ? i / 2 : count - 1 - i / 2) + 10) + ".x");
+    for (int twice = -1; twice < count; ++twice) {
+      std::string body;
+      for (int i = 0; i < count; ++i) {
+        const std::string name = twice >= 0 && i == (twice + 1) % count && count > 1
+                                     ? names[static_cast<std::size_t>(twice)]
+                                     : names[static_cast<std::size_t>(i)];
+        body += (i > 0 ? "," : "") +
+                entry(name, "U8", "[1]", static_cast<std::uint64_t>(i), static_cast<std::uint64_t>(i + 1));
+      }
+      const std::string json = "{" + body + "}";
+      const auto data_bytes = static_cast<std::uint64_t>(count);
+      require_split_agrees(json, data_bytes);
+      const std::optional<Header> split = detail::read_header_fast(json, data_bytes, 0);
+      CHECK(split.has_value() == (twice < 0 || count == 1));
+      if (split) {
+        const Header full =
+            detail::parse_header_full(json, 8 + json.size() + data_bytes, "model.safetensors");
+        Header completed = *split;
+        completed.header_bytes = full.header_bytes;
+        completed.data_start = full.data_start;
+        require_same(completed, full);
+      }
+    }
+  }
+}
