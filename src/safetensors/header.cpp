@@ -26,7 +26,7 @@ using detail::quote_name;
 // The text must be UTF-8 and hold no NUL byte (the JSON library would take a NUL for the end of
 // the input and ignore whatever follows it).
 void check_text(std::string_view text, const std::string& file) {
-  if (const std::size_t i = detail::first_bad_byte(text); i != std::string_view::npos) {
+  if (const std::size_t i = detail::first_bad_byte(text, detail::kSplitFrom); i != std::string_view::npos) {
     if (text[i] == '\0') refuse(file, fmt::format("header holds a NUL byte at offset {}", 8 + i));
     refuse(file, fmt::format("header is not valid UTF-8 (byte 0x{:02x} at offset {})",
                              static_cast<unsigned char>(text[i]), 8 + i));

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <thread>
 
 namespace shardwise::st::detail {
 
@@ -52,6 +53,22 @@ std::size_t first_bad_byte(std::string_view text) {
     i += n;
   }
   return std::string_view::npos;
+}
+
+// The halves meet at an ASCII byte, which a valid sequence holds only as its first byte: a scan of
+// the whole text comes to it exactly where the second half's scan starts, unless it stops before
+// at a bad byte, which the first half's scan stops at too (a sequence cut short by the halves' seam
+// is bad in both, the ASCII byte after it being no continuation byte).
+std::size_t first_bad_byte(std::string_view text, std::size_t split_from) {
+  std::size_t split = text.size() / 2;
+  while (split < text.size() && static_cast<unsigned char>(text[split]) >= 0x80) ++split;
+  if (text.size() < split_from || split == text.size()) return first_bad_byte(text);
+  std::size_t rest = std::string_view::npos;
+  std::thread other([&] { rest = first_bad_byte(text.substr(split)); });
+  const std::size_t first = first_bad_byte(text.substr(0, split));
+  other.join();
+  if (first != std::string_view::npos || rest == std::string_view::npos) return first;
+  return split + rest;
 }
 
 }  // namespace shardwise::st::detail
