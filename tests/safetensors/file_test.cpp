@@ -10,6 +10,8 @@
 #include <shardwise/core/error.hpp>
 #include <shardwise/safetensors/file.hpp>
 
+// Internal to the reader: the full path, the reference.
+#include "safetensors/header_fast.hpp"
 #include "safetensors/st_bytes.hpp"
 #include "support/support.hpp"
 
@@ -96,4 +98,26 @@ TEST_CASE("File::open reads the header and maps the data") {
   File other = File::open(path);
   other = std::move(file);
   CHECK(std::memcmp(other.data(other.header().tensors[1]).data(), "xyz", 3) == 0);
+}
+
+TEST_CASE("File::open reads a large header in two halves, whole") {
+  // Of 4 MiB and more (as a header of DeepSeek-V4-Pro's size): read on two threads, then parsed.
+  TempDir dir;
+  const std::string path = (dir / "model.safetensors").string();
+  std::string json = "{";
+  std::uint64_t offset = 0;
+  for (int i = 0; json.size() < (std::size_t{5} << 20); ++i) {
+    json += (i > 0 ? "," : "") + entry("layers." + std::to_string(i) + ".w", "U8", "[2]", offset, offset + 2);
+    offset += 2;
+  }
+  json += "}";
+  write_file(path, st_file(json, static_cast<std::size_t>(offset)));
+  const File file = File::open(path);
+  const Header whole = detail::parse_header_full(json, file.size(), path);
+  REQUIRE(file.header().tensors.size() == whole.tensors.size());
+  for (std::size_t i = 0; i < whole.tensors.size(); ++i) {
+    INFO(i);
+    REQUIRE(file.header().tensors[i].name == whole.tensors[i].name);
+    REQUIRE(file.header().tensors[i].begin == whole.tensors[i].begin);
+  }
 }
