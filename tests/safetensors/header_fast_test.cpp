@@ -293,3 +293,32 @@ TEST_CASE("a header read in two parts is merged in name order, a name twice decl
     }
   }
 }
+
+TEST_CASE("strings are read eight bytes at a time, whatever byte ends or refuses them where") {
+  // A name of every length up to 24 with, at every place, a byte the fast path takes (UTF-8, DEL)
+  // or refuses (an escape, control bytes, which the full path reads or refuses itself).
+  for (std::size_t length = 1; length <= 24; ++length) {
+    for (std::size_t at = 0; at < length; ++at) {
+      for (const std::string special : {"\xC3\xA9", "\x7F", "~", "\\u0041", "\\\"", "\x01", "\x1F", "\t"}) {
+        const std::string name = std::string(at, 'a') + special + std::string(length - at - 1, 'b');
+        const std::string json =
+            "{" + entry(name, "U8", "[1]", 0, 1) + "," + entry("z", "U8", "[1]", 1, 2) + "}";
+        INFO(json);
+        const bool plain = static_cast<unsigned char>(special[0]) >= 0x20 && special[0] != '\\';
+        CHECK(detail::read_header_fast(json, 2).has_value() == plain);
+        std::string fast_first, full;
+        try {
+          fast_first = std::string(parse_header(json, 8 + json.size() + 2, "m").tensors[0].name);
+        } catch (const Error& e) {
+          fast_first = e.what();
+        }
+        try {
+          full = std::string(detail::parse_header_full(json, 8 + json.size() + 2, "m").tensors[0].name);
+        } catch (const Error& e) {
+          full = e.what();
+        }
+        CHECK(fast_first == full);
+      }
+    }
+  }
+}
