@@ -21,17 +21,18 @@ namespace shardwise::st::detail {
 
 namespace {
 
-// One tensor entry as read, kept compact: names and shapes stay where they are (in the text, in a
-// shared pool of dimensions) until the tensors are built, once, in name order.
+// One tensor entry as read, kept compact (32 bytes): names and shapes stay where they are (in the
+// text, in a shared pool of dimensions) until the tensors are built, once, in name order.
 struct Entry {
   std::uint32_t name_at = 0;  // the name's bytes in the text (headers are at most 100 MB)
   std::uint32_t name_size = 0;
   std::uint32_t dims_at = 0;  // the shape in `Reader::dims`
-  std::uint32_t rank = 0;
+  std::uint16_t rank = 0;     // at most kMaxRank
   DType dtype = DType::BOOL;
   std::uint64_t begin = 0;
   std::uint64_t end = 0;
 };
+static_assert(kMaxRank <= UINT16_MAX);
 
 class Reader {
  public:
