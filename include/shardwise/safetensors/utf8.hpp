@@ -15,7 +15,7 @@ std::size_t utf8_sequence(std::string_view text, std::size_t i);
 std::size_t first_bad_byte(std::string_view text);
 
 // first_bad_byte with the text's second half scanned on another thread when the text has
-// `split_from` bytes or more (a header of DeepSeek-V4-Pro's size is 24 MB): the same answer.
+// `split_from` bytes or more (a Pro-sized checkpoint's header is 24 MB): the same answer.
 std::size_t first_bad_byte(std::string_view text, std::size_t split_from);
 
 }  // namespace shardwise::st::detail
