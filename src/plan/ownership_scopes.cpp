@@ -126,21 +126,26 @@ bool OwnershipScopes::check_multiple(const Scope& scope, std::uint64_t count, Di
   return false;
 }
 
-// Every index of a scope holds the same tensors (the names after the index). Members are sorted.
-bool OwnershipScopes::check_members(const Scope& scope, Diagnostics& problems) const {
-  std::vector<std::string_view> all;
-  for (const Member& member : scope.members) all.push_back(rest(member));
-  std::sort(all.begin(), all.end());
-  all.erase(std::unique(all.begin(), all.end()), all.end());
+// Every index of a scope holds the same tensors (the names after the index). Members are sorted
+// by index, then by their name's place in name order (`rank`, of each entry of rests_; `by_name`
+// the entries in that order): names are compared as their places, not as text.
+bool OwnershipScopes::check_members(const Scope& scope, const std::vector<std::uint32_t>& rank,
+                                    const std::vector<std::uint32_t>& by_name, Diagnostics& problems) const {
+  std::vector<bool> seen(rests_.size());
+  for (const Member& member : scope.members) seen[rank[member.rest]] = true;
+  std::vector<std::uint32_t> all;  // the places of the scope's names, in name order
+  for (std::uint32_t place = 0; place < seen.size(); ++place) {
+    if (seen[place]) all.push_back(place);
+  }
   bool ok = true;
   for (auto first = scope.members.begin(); first != scope.members.end();) {
     const auto last =
         std::find_if(first, scope.members.end(), [&](const Member& m) { return m.index != first->index; });
     std::vector<std::string> missing;
     auto held = first;
-    for (const std::string_view rest : all) {
-      while (held != last && this->rest(*held) < rest) ++held;
-      if (held == last || this->rest(*held) != rest) missing.push_back(shown_rest(rest));
+    for (const std::uint32_t place : all) {
+      while (held != last && rank[held->rest] < place) ++held;
+      if (held == last || rank[held->rest] != place) missing.push_back(shown_rest(rests_[by_name[place]]));
     }
     if (!missing.empty()) {
       problems.add(
@@ -183,7 +188,7 @@ void OwnershipScopes::check(Diagnostics& problems, std::vector<std::string>& not
       ++scopes;
       tensors += scope.members.size();
     } else {
-      ok = check_members(scope, problems) && ok;
+      ok = check_members(scope, rank, by_name, problems) && ok;
     }
     if (!scope.count) inferred[scope.param][count].push_back(scope.name);
     if (ok) scope.checked_count = count;

@@ -76,8 +76,8 @@ class OwnershipScopes {
   bool check_indices(Scope& scope, const std::vector<std::uint64_t>& indices, std::uint64_t count,
                      Diagnostics& problems) const;
   bool check_multiple(const Scope& scope, std::uint64_t count, Diagnostics& problems);
-  bool check_members(const Scope& scope, Diagnostics& problems) const;
-  std::string_view rest(const Member& member) const { return rests_[member.rest]; }
+  bool check_members(const Scope& scope, const std::vector<std::uint32_t>& rank,
+                     const std::vector<std::uint32_t>& by_name, Diagnostics& problems) const;
   void hint_per_scope_counts(Diagnostics& problems) const;
 
   rules::Params given_;

@@ -126,6 +126,15 @@ TEST_CASE("every scope must hold exactly the indices 0 .. count-1, each with the
        {},
        {"blk.0.items.2: missing col.weight (held by other items of the scope: 1 of 2 tensors present; " +
         kItems + ")"}},
+      {"each scope is checked against its own names, the missing ones listed in name order",
+       items("blk.0.items", {0, 1, 2, 3}, {"alpha.weight", "row.weight"}) +
+           items("blk.1.items", {0, 1, 3}, {"zed.weight", "col.weight", "row.weight"}) +
+           items("blk.1.items", {2}, {"row.weight"}),
+       2,
+       {},
+       {"blk.1.items.2: missing col.weight, zed.weight (held by other items of the scope: 1 of 3 tensors "
+        "present; " +
+        kItems + ")"}},
       {"a missing packed member is named",
        packed("blk.0.items.0.col", 64, 256) + packed("blk.0.items.1.col", 64, 256) +
            std::vector<TensorSpec>{{"blk.0.items.2.col.qweight", DType::I32, {32, 64}},

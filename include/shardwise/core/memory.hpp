@@ -20,10 +20,22 @@ struct HugeFree {
 };
 using HugeBuffer = std::unique_ptr<char[], HugeFree>;
 
-// At least `size` bytes, uninitialised, on huge pages where the system gives them.
+// At least `size` bytes, uninitialised, on huge pages where the system gives them: a region of
+// whole 2 MiB pages mapped for it, or one freed earlier and kept (below). Its contents are
+// whatever was there: a fresh region's are zero, a reused one's what its last owner wrote.
 HugeBuffer allocate_huge(std::size_t size);
 // `size` bytes, uninitialised, released by HugeFree: on huge pages from 1 MiB on.
 char* allocate_array(std::size_t size);
+
+// A freed huge region is kept for the next allocate_huge it can serve rather than unmapped: its
+// pages were written, and a fresh region's pages are each zeroed by the kernel when first touched
+// (up to a sixth of `plan`'s CPU on a cold VM: opening a checkpoint parses file after file, each
+// into lists of MBs freed at the end of the file). The regions kept are bounded by kHugeCacheBytes
+// in all (they count in the process's memory), across threads; the oldest are unmapped first.
+// release_free_memory() and release_cached_huge() unmap them all.
+extern const std::size_t kHugeCacheBytes;
+// The bytes of the freed regions kept now (for tests and measurements).
+std::size_t cached_huge_bytes() noexcept;
 // For std::vector: a large array on huge pages (allocate_array), a small one from malloc. For lists
 // of 100,000s of entries filled once: on huge pages a first touch costs a fault per 2 MiB, not per
 // 4 KiB (advise_huge_pages on a vector's block misses the 4 KiB pages at both ends of it).
@@ -77,7 +89,14 @@ class PageBuffer {
 void give_back_large_blocks() noexcept;
 
 // Returns the free pages of every allocator arena to the system (glibc's malloc_trim; elsewhere
-// nothing). Costs a walk over the free lists: call it between phases, not per tensor.
+// nothing), and unmaps the freed huge regions kept for reuse. Costs a walk over the free lists:
+// call it between phases, not per tensor.
 void release_free_memory() noexcept;
+// Unmaps the freed huge regions kept for reuse (release_free_memory without the heap's walk).
+void release_cached_huge() noexcept;
+// Whether a freed huge region is kept for reuse (from the start) or unmapped at once; turned off,
+// the kept ones are unmapped too. Off for the phases that no longer reuse what they free: the
+// lists a plan grows are not huge regions, and what is freed after it would only stay kept.
+void keep_freed_huge(bool keep) noexcept;
 
 }  // namespace shardwise
