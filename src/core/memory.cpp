@@ -126,7 +126,7 @@ class Regions {
     *it = in_use_.back();
     in_use_.pop_back();
     raise_heap_threshold(region.size);
-    if (!keeping_ || region.size > kHugeCacheBytes || !keep(region)) {
+    if (keepers_ == 0 || region.size > kHugeCacheBytes || !keep(region)) {
       unmap_region(region);
       return true;
     }
@@ -149,12 +149,17 @@ class Regions {
     kept_bytes_ = 0;
   }
 
-  void set_keeping(bool on) noexcept {
+  // One more KeepFreedHuge, or one fewer (the last one's end unmaps the kept regions).
+  void add_keeper() noexcept {
+    const std::lock_guard lock(mutex_);
+    ++keepers_;
+  }
+  void drop_keeper() noexcept {
     {
       const std::lock_guard lock(mutex_);
-      keeping_ = on;
+      if (--keepers_ > 0) return;
     }
-    if (!on) release();
+    release();
   }
 
   std::size_t kept_bytes() noexcept {
@@ -216,7 +221,7 @@ class Regions {
   std::vector<Region> in_use_;
   std::vector<Region> kept_;  // oldest first
   std::size_t kept_bytes_ = 0;
-  bool keeping_ = true;
+  std::size_t keepers_ = 0;         // KeepFreedHuge objects alive
   std::size_t heap_threshold_ = 0;  // as raised so far (kFixedHeapThreshold: left alone)
 };
 
@@ -257,7 +262,9 @@ std::size_t cached_huge_bytes() noexcept { return regions().kept_bytes(); }
 
 void release_cached_huge() noexcept { regions().release(); }
 
-void keep_freed_huge(bool keep) noexcept { regions().set_keeping(keep); }
+KeepFreedHuge::KeepFreedHuge() noexcept { regions().add_keeper(); }
+
+KeepFreedHuge::~KeepFreedHuge() { regions().drop_keeper(); }
 
 void advise_huge_pages(const void* data, std::size_t bytes) noexcept {
   const auto first = reinterpret_cast<std::uintptr_t>(data);

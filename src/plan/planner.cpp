@@ -437,11 +437,6 @@ Plan plan_checkpoint(const st::Checkpoint& checkpoint, const rules::Rules& rules
     }
   };
 
-  // Freed huge regions were kept for reuse while the checkpoint was read (core/memory.hpp). From
-  // here the process grows with the plan's lists, which are not huge regions, and what is freed
-  // later (the checkpoint's lists, once planned) is not asked for again: kept, it would only add to
-  // the peak memory of printing or converting.
-  keep_freed_huge(false);
   plan.sources.reserve(checkpoint.tensors().size());
   advise_huge_pages(plan.sources.data(), checkpoint.tensors().size() * sizeof(Source));
   if (plan.naming == OutputNaming::per_rank) {

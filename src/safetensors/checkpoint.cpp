@@ -265,6 +265,9 @@ void check_index(const detail::WeightMap& map, const std::vector<std::string>& f
 }  // namespace
 
 Checkpoint Checkpoint::open(const std::string& path, OutsideLinks links) {
+  // Each file's header is parsed into lists of MBs freed when the file is done: the next file's
+  // reuse their pages instead of fresh ones the kernel zeroes. None stays kept after opening.
+  const KeepFreedHuge keep_freed;
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (ec) throw_os_error("cannot open", path, ec.value());

@@ -33,6 +33,7 @@ TEST_CASE("a huge buffer starts at a huge page and holds the bytes asked for") {
 }
 
 TEST_CASE("a freed huge region is kept and handed to the next allocation of its size") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   REQUIRE(cached_huge_bytes() == 0);
   HugeBuffer first = allocate_huge(3 * kMiB);  // 4 MiB: two huge pages
@@ -49,6 +50,7 @@ TEST_CASE("a freed huge region is kept and handed to the next allocation of its 
 }
 
 TEST_CASE("a smaller allocation takes the start of a larger kept region, the rest stays kept") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   HugeBuffer large = allocate_huge(6 * kMiB);
   char* const data = large.get();
@@ -71,6 +73,7 @@ TEST_CASE("a smaller allocation takes the start of a larger kept region, the res
 }
 
 TEST_CASE("the kept regions stay within their bound, and release_free_memory unmaps them") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   std::vector<HugeBuffer> buffers;
   for (std::size_t total = 0; total < 2 * kHugeCacheBytes; total += 4 * kMiB)
@@ -88,21 +91,29 @@ TEST_CASE("the kept regions stay within their bound, and release_free_memory unm
   CHECK(cached_huge_bytes() == 0);
 }
 
-TEST_CASE("with keeping turned off, a freed region is unmapped at once") {
+TEST_CASE(
+    "without a KeepFreedHuge a freed region is unmapped at once, and the last one to end unmaps the kept") {
   release_cached_huge();
   allocate_huge(2 * kMiB).reset();
-  REQUIRE(cached_huge_bytes() == 2 * kMiB);
-  keep_freed_huge(false);
+  CHECK(cached_huge_bytes() == 0);
+  {
+    const KeepFreedHuge outer;
+    {
+      const KeepFreedHuge inner;
+      allocate_huge(2 * kMiB).reset();
+      REQUIRE(cached_huge_bytes() == 2 * kMiB);
+    }
+    CHECK(cached_huge_bytes() == 2 * kMiB);  // the outer one still lives
+    allocate_huge(4 * kMiB).reset();
+    CHECK(cached_huge_bytes() == 6 * kMiB);
+  }
   CHECK(cached_huge_bytes() == 0);
   allocate_huge(2 * kMiB).reset();
   CHECK(cached_huge_bytes() == 0);
-  keep_freed_huge(true);
-  allocate_huge(2 * kMiB).reset();
-  CHECK(cached_huge_bytes() == 2 * kMiB);
-  release_cached_huge();
 }
 
 TEST_CASE("allocate_array takes a small block from malloc, HugeFree frees both kinds") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   for (const std::size_t size : {std::size_t{0}, std::size_t{100}, kMiB - 1, kMiB, 3 * kMiB}) {
     CAPTURE(size);
@@ -116,6 +127,7 @@ TEST_CASE("allocate_array takes a small block from malloc, HugeFree frees both k
 }
 
 TEST_CASE("huge vectors of every size keep their elements through growth and copies") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, kMiB / 8 - 1, kMiB / 8,
                               kMiB / 8 + 1, 3 * kMiB / 8, 5 * kMiB / 8 + 7}) {
@@ -134,6 +146,7 @@ TEST_CASE("huge vectors of every size keep their elements through growth and cop
 }
 
 TEST_CASE("threads allocating and freeing huge regions at once never share one") {
+  const KeepFreedHuge keep;
   release_cached_huge();
   constexpr int kThreads = 4;
   constexpr int kRounds = 60;

@@ -27,7 +27,8 @@ HugeBuffer allocate_huge(std::size_t size);
 // `size` bytes, uninitialised, released by HugeFree: on huge pages from 1 MiB on.
 char* allocate_array(std::size_t size);
 
-// A freed huge region is kept for the next allocate_huge it can serve rather than unmapped: its
+// While a KeepFreedHuge lives (below), a freed huge region is kept for the next allocate_huge it
+// can serve rather than unmapped: its
 // pages were written, and a fresh region's pages are each zeroed by the kernel when first touched
 // (up to a sixth of `plan`'s CPU on a cold VM: opening a checkpoint parses file after file, each
 // into lists of MBs freed at the end of the file). The regions kept are bounded by kHugeCacheBytes
@@ -94,9 +95,16 @@ void give_back_large_blocks() noexcept;
 void release_free_memory() noexcept;
 // Unmaps the freed huge regions kept for reuse (release_free_memory without the heap's walk).
 void release_cached_huge() noexcept;
-// Whether a freed huge region is kept for reuse (from the start) or unmapped at once; turned off,
-// the kept ones are unmapped too. Off for the phases that no longer reuse what they free: the
-// lists a plan grows are not huge regions, and what is freed after it would only stay kept.
-void keep_freed_huge(bool keep) noexcept;
+// While one lives (on any thread), a freed huge region is kept for reuse rather than unmapped; when
+// the last ends, the kept ones are unmapped. Around work that frees lists of MBs and asks for them
+// again (Checkpoint::open parses file after file): nothing stays kept after it, so the phases
+// after it (planning, printing, converting) do not carry kept regions in their peak memory.
+class KeepFreedHuge {
+ public:
+  KeepFreedHuge() noexcept;
+  ~KeepFreedHuge();
+  KeepFreedHuge(const KeepFreedHuge&) = delete;
+  KeepFreedHuge& operator=(const KeepFreedHuge&) = delete;
+};
 
 }  // namespace shardwise
