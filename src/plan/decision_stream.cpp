@@ -8,16 +8,24 @@
 
 namespace shardwise::plan::detail {
 
+DecisionStream::Setup& DecisionStream::default_setup() {
+  static Setup setup;
+  return setup;
+}
+
 DecisionStream::DecisionStream(const st::Checkpoint& checkpoint, const rules::Rules& rules,
-                               const rules::Params& params)
+                               const rules::Params& params, Setup setup)
     : checkpoint_(checkpoint),
       rules_(rules),
       params_(params),
-      blocks_((checkpoint.tensors().size() + kBlock - 1) / kBlock) {
-  if (blocks_ < 2 || std::thread::hardware_concurrency() < 2) return;  // not worth a thread
-  ring_.resize(kDepth);
-  for (Block& block : ring_) block.decisions.resize(kBlock);
-  worker_ = std::thread([this] { decide_all(); });
+      block_(std::max<std::size_t>(setup.block, 1)),
+      blocks_((checkpoint.tensors().size() + block_ - 1) / block_) {
+  if (setup.mode == Mode::automatic)
+    setup.mode = blocks_ < 2 || std::thread::hardware_concurrency() < 2 ? Mode::inline_only : Mode::shared;
+  if (setup.mode == Mode::inline_only) return;
+  ring_.resize(kSlots);
+  for (Block& block : ring_) block.decisions.resize(block_);
+  if (setup.mode == Mode::shared) worker_ = std::thread([this] { decide_all(); });
 }
 
 DecisionStream::~DecisionStream() {
@@ -50,63 +58,77 @@ void DecisionStream::decide(std::size_t tensor, Decided& out, Previous& previous
 }
 
 const Decided* DecisionStream::peek(std::size_t ahead) const {
-  if (current_ == nullptr || tensor_ == 0) return nullptr;
-  const std::size_t offset = (tensor_ - 1) % kBlock + ahead;
+  if (current_ == nullptr || offset_ == 0) return nullptr;
+  const std::size_t offset = offset_ - 1 + ahead;
   return offset < current_->size ? &current_->decisions[offset] : nullptr;
 }
 
-// Runs without the lock: a block that is not ready belongs to the worker alone.
+// Runs without the lock: a block claimed and not ready belongs to the thread that claimed it.
 void DecisionStream::fill(Block& block, std::size_t first) {
   block.size = 0;
   block.error = nullptr;
-  const std::size_t end = std::min(first + kBlock, checkpoint_.tensors().size());
+  block.previous.layout = nullptr;
+  block.previous.owner = nullptr;
+  const std::size_t end = std::min(first + block_, checkpoint_.tensors().size());
   try {
     for (std::size_t tensor = first; tensor < end; ++tensor, ++block.size)
-      decide(tensor, block.decisions[block.size], previous_);
+      decide(tensor, block.decisions[block.size], block.previous);
   } catch (...) {
     block.error = std::current_exception();
   }
 }
 
+bool DecisionStream::decide_next(std::unique_lock<std::mutex>& lock, bool for_consumer) {
+  const std::size_t b = claimed_;
+  // The block's slot is free once the consumer has left the block that held it before.
+  if (b >= blocks_ || b >= consumer_ + kSlots) return false;
+  // After a failed block only the consumer claims, and only blocks it asks for (a caller that
+  // goes on past the error).
+  if (failed_ && !(for_consumer && b <= consumer_)) return false;
+  ++claimed_;
+  Block& block = ring_[b % kSlots];
+  lock.unlock();
+  fill(block, b * block_);
+  lock.lock();
+  block.ready = true;
+  if (block.error) failed_ = true;
+  changed_.notify_all();
+  return true;
+}
+
 void DecisionStream::decide_all() {
-  for (std::size_t b = 0; b < blocks_; ++b) {
-    Block& block = ring_[b % kDepth];
-    {
-      std::unique_lock lock(mutex_);
-      changed_.wait(lock, [&] { return stop_ || !block.ready; });
-      if (stop_) return;
-    }
-    fill(block, b * kBlock);
-    const bool failed = block.error != nullptr;
-    {
-      const std::lock_guard lock(mutex_);
-      block.ready = true;
-    }
-    changed_.notify_all();
-    if (failed) return;  // the planner stops at this block's error
+  std::unique_lock lock(mutex_);
+  while (!stop_ && !failed_ && claimed_ < blocks_) {
+    if (!decide_next(lock, false)) changed_.wait(lock);
   }
 }
 
 Decided& DecisionStream::next() {
+  if (tensor_ >= checkpoint_.tensors().size())
+    throw std::out_of_range("DecisionStream::next called after the last tensor");
   const std::size_t tensor = tensor_++;
-  if (!worker_.joinable()) {
+  if (ring_.empty()) {
     decide(tensor, inline_, previous_);
     return inline_;
   }
-  const std::size_t offset = tensor % kBlock;
-  if (offset == 0) {
-    Block& block = ring_[(tensor / kBlock) % kDepth];
+  if (current_ == nullptr || offset_ == block_) {
+    const std::size_t b = tensor / block_;
+    Block& block = ring_[b % kSlots];
     std::unique_lock lock(mutex_);
-    if (current_ != nullptr) {
-      current_->ready = false;  // consumed: the worker may decide the next block into it
-      changed_.notify_all();
+    if (current_ != nullptr) current_->ready = false;  // consumed: its slot may take a later block
+    consumer_ = b;
+    changed_.notify_all();
+    // Decide a later block rather than wait for this one.
+    while (!block.ready) {
+      if (!decide_next(lock, true)) changed_.wait(lock);
     }
-    changed_.wait(lock, [&] { return block.ready; });
     current_ = &block;
+    offset_ = 0;
   }
+  const std::size_t offset = offset_++;
   if (offset >= current_->size) {
     if (current_->error) std::rethrow_exception(current_->error);
-    throw std::out_of_range("DecisionStream::next called after the last tensor");
+    throw std::logic_error("DecisionStream: a block ended early without an error");
   }
   return current_->decisions[offset];
 }

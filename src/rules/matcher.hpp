@@ -1,6 +1,9 @@
 #pragma once
 // An ordered list of regexes compiled for "first rule that matches": one RE2::Set finds the
-// candidates of a name in a single pass, then only the winner runs alone, for its captures.
+// candidates of a name in a single pass, then only the winner runs alone, for its captures. Before
+// any search, a prefilter (RE2's own, FilteredRE2) may tell that no pattern can match: most names
+// contain none of the words a skip or override rule requires, and looking for those words costs
+// less than a search.
 
 #include <cstddef>
 #include <memory>
@@ -40,10 +43,17 @@ class OrderedMatcher {
   // Index of the first pattern (in add() order) that matches somewhere in `text`.
   std::optional<std::size_t> first_match(std::string_view text, Expect expect = Expect::rarely) const;
 
+  // False when no pattern can match `text` (every pattern requires literal strings that `text` does
+  // not contain, as RE2's prefilter computes them); true when one may. Made on first use, from any
+  // thread, after compile().
+  bool may_match(std::string_view text) const;
+
  private:
+  struct Prefilter;
   std::vector<std::unique_ptr<RE2>> patterns_;
   std::unique_ptr<RE2::Set> set_;
   bool use_set_ = false;
+  std::unique_ptr<Prefilter> prefilter_;  // made by compile(), filled on first use
 };
 
 // The options every rule regex is compiled with (UTF-8, no logging of errors to stderr).
