@@ -58,9 +58,7 @@ char* map_region(std::size_t size) {
   if (const std::size_t tail = first + mapped - (begin + size); tail > 0)
     ::munmap(reinterpret_cast<void*>(begin + size), tail);
   auto* data = reinterpret_cast<char*>(begin);
-#ifdef MADV_HUGEPAGE
-  ::madvise(data, size, MADV_HUGEPAGE);
-#endif
+  advise_huge_pages(data, size);
   return data;
 }
 

@@ -47,4 +47,31 @@ void run_parallel(std::size_t count, unsigned threads,
   if (first_error) std::rethrow_exception(first_error);
 }
 
+void run_beside(const std::function<void()>& here, const std::function<void()>& there) {
+  std::exception_ptr there_failed;
+  const auto run_there = [&] {
+    try {
+      there();
+    } catch (...) {
+      there_failed = std::current_exception();
+    }
+  };
+  std::thread other;
+  try {
+    other = std::thread(run_there);
+  } catch (const std::system_error&) {
+    here();
+    there();
+    return;
+  }
+  try {
+    here();
+  } catch (...) {
+    other.join();
+    throw;
+  }
+  other.join();
+  if (there_failed) std::rethrow_exception(there_failed);
+}
+
 }  // namespace shardwise

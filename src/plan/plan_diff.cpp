@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <array>
-#include <exception>
 #include <initializer_list>
 #include <map>
 #include <optional>
@@ -20,6 +19,7 @@
 
 #include <shardwise/core/decimal.hpp>
 #include <shardwise/core/error.hpp>
+#include <shardwise/core/parallel.hpp>
 
 #include "plan/placer.hpp"
 #include "plan/plan_reader.hpp"
@@ -662,22 +662,8 @@ PlanDiff diff_plan_files(const std::string& old_path, const std::string& new_pat
   // Read side by side, the new plan with names of its own, then numbered as the old plan's. The
   // errors as when read one after the other: the old plan's first.
   detail::NameTable new_names;
-  std::exception_ptr new_error;
-  std::thread other([&] {
-    try {
-      plans->new_plan = detail::read_plan_file(new_path, new_names);
-    } catch (...) {
-      new_error = std::current_exception();
-    }
-  });
-  try {
-    plans->old_plan = detail::read_plan_file(old_path, plans->names);
-  } catch (...) {
-    other.join();
-    throw;
-  }
-  other.join();
-  if (new_error) std::rethrow_exception(new_error);
+  run_beside([&] { plans->old_plan = detail::read_plan_file(old_path, plans->names); },
+             [&] { plans->new_plan = detail::read_plan_file(new_path, new_names); });
   detail::renumber(plans->new_plan, new_names, plans->names);
   return compare(std::move(plans), old_path, new_path);
 }

@@ -9,12 +9,12 @@
 #include <array>
 #include <cstring>
 #include <iterator>
-#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <shardwise/core/parallel.hpp>
 #include <shardwise/core/printable.hpp>
 #include <shardwise/plan/planner.hpp>
 
@@ -376,10 +376,10 @@ constexpr std::size_t kRowsPerPiece = 2048;
 Measured measure_all_rows(const TextContext& cx) {
   const std::size_t count = cx.plan.sources.size();
   if (detail::threads_for(count) == detail::Threads::one) return measure_rows(cx, 0, count);
+  Measured m;
   Measured second;
-  std::thread other([&] { second = measure_rows(cx, count / 2, count); });
-  Measured m = measure_rows(cx, 0, count / 2);
-  other.join();
+  run_beside([&] { m = measure_rows(cx, 0, count / 2); },
+             [&] { second = measure_rows(cx, count / 2, count); });
   for (std::size_t c = 0; c < kColumns; ++c) m.widths[c] = std::max(m.widths[c], second.widths[c]);
   for (std::size_t r = 0; r < m.used.size(); ++r) m.used[r] = m.used[r] || second.used[r];
   m.shown += second.shown;

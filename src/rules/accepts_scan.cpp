@@ -8,10 +8,11 @@
 #include <memory>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include <re2/re2.h>
 #include <re2/set.h>
+
+#include <shardwise/core/parallel.hpp>
 
 #include "rules/matcher.hpp"
 
@@ -171,12 +172,15 @@ std::vector<Witnesses> find_witnesses(std::span<const AcceptsCondition* const> c
   if (tensors.size() < split_from || tensors.size() < 2) return WitnessScan(conditions).run(tensors);
   const std::size_t half = tensors.size() / 2;
   std::atomic<bool> first_all_held{false};  // the rest's answers are then not needed
+  std::vector<Witnesses> first;
   std::vector<Witnesses> rest;
-  std::thread other([&] { rest = WitnessScan(conditions).run(tensors.subspan(half), &first_all_held); });
-  WitnessScan scan(conditions);
-  std::vector<Witnesses> first = scan.run(tensors.first(half));
-  first_all_held.store(scan.all_held(), std::memory_order_relaxed);
-  other.join();
+  run_beside(
+      [&] {
+        WitnessScan scan(conditions);
+        first = scan.run(tensors.first(half));
+        first_all_held.store(scan.all_held(), std::memory_order_relaxed);
+      },
+      [&] { rest = WitnessScan(conditions).run(tensors.subspan(half), &first_all_held); });
   return combine(std::move(first), rest);
 }
 

@@ -9,16 +9,15 @@
 #include <array>
 #include <cerrno>
 #include <cstdlib>
-#include <exception>
 #include <memory>
 #include <new>
-#include <thread>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include <shardwise/core/error.hpp>
 #include <shardwise/core/memory.hpp>
+#include <shardwise/core/parallel.hpp>
 #include "safetensors/header_fast.hpp"
 
 namespace shardwise::st {
@@ -53,22 +52,8 @@ void read_text(int fd, char* text, std::size_t size, const std::string& path) {
     return;
   }
   const std::size_t half = size / 2;
-  std::exception_ptr rest_failed;
-  std::thread other([&] {
-    try {
-      read_exactly(fd, text + half, size - half, 8 + std::uint64_t{half}, path);
-    } catch (...) {
-      rest_failed = std::current_exception();
-    }
-  });
-  try {
-    read_exactly(fd, text, half, 8, path);
-  } catch (...) {
-    other.join();
-    throw;
-  }
-  other.join();
-  if (rest_failed) std::rethrow_exception(rest_failed);
+  run_beside([&] { read_exactly(fd, text, half, 8, path); },
+             [&] { read_exactly(fd, text + half, size - half, 8 + std::uint64_t{half}, path); });
 }
 
 // Opens without blocking (a FIFO must not hang the open) and refuses anything but a regular file.

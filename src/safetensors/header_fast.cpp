@@ -8,11 +8,11 @@
 #include <memory>
 #include <span>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include <shardwise/core/memory.hpp>
+#include <shardwise/core/parallel.hpp>
 #include "safetensors/header_json.hpp"
 #include "safetensors/json_scan.hpp"
 #include "safetensors/name_order.hpp"
@@ -273,9 +273,7 @@ bool read_text(Part& first, Part& second, Entries& entries, std::string_view tex
     return first.ok;
   }
   second = Part(text, split);
-  std::thread other([&] { second.read(text.size() - split, false); });
-  first.read(split, true, split);
-  other.join();
+  run_beside([&] { first.read(split, true, split); }, [&] { second.read(text.size() - split, false); });
   if (!first.ok) return false;
   header.metadata = std::move(first.header.metadata);
   if (!first.reader.stopped) {  // no member begins at the split: read whole by the first part
@@ -360,18 +358,21 @@ bool build_tensors(Entries& entries, Header& header) {
   const std::size_t half = count / 2;
   const std::size_t from_a = merge_split(a, b, half, less);
   auto out = entries.order.begin();
+  bool ok = false;
   bool rest_ok = false;
-  std::thread other([&] {
-    const auto at = out + static_cast<std::ptrdiff_t>(half);
-    std::merge(a.begin() + static_cast<std::ptrdiff_t>(from_a), a.end(),
-               b.begin() + static_cast<std::ptrdiff_t>(half - from_a), b.end(), at, less);
-    rest_ok =
-        build(entries, half, count, header, names.get(), total_names - name_bytes(entries, half, count));
-  });
-  std::merge(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(from_a), b.begin(),
-             b.begin() + static_cast<std::ptrdiff_t>(half - from_a), out, less);
-  const bool ok = build(entries, 0, half, header, names.get(), 0);
-  other.join();
+  run_beside(
+      [&] {
+        std::merge(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(from_a), b.begin(),
+                   b.begin() + static_cast<std::ptrdiff_t>(half - from_a), out, less);
+        ok = build(entries, 0, half, header, names.get(), 0);
+      },
+      [&] {
+        const auto at = out + static_cast<std::ptrdiff_t>(half);
+        std::merge(a.begin() + static_cast<std::ptrdiff_t>(from_a), a.end(),
+                   b.begin() + static_cast<std::ptrdiff_t>(half - from_a), b.end(), at, less);
+        rest_ok =
+            build(entries, half, count, header, names.get(), total_names - name_bytes(entries, half, count));
+      });
   if (!ok || !rest_ok) return false;
   if (half > 0 && half < count && header.tensors[half - 1].name == header.tensors[half].name) return false;
   header.names = std::move(names);

@@ -2,7 +2,8 @@
 
 #include <cstdint>
 #include <cstring>
-#include <thread>
+
+#include <shardwise/core/parallel.hpp>
 
 namespace shardwise::st::detail {
 
@@ -63,10 +64,10 @@ std::size_t first_bad_byte(std::string_view text, std::size_t split_from) {
   std::size_t split = text.size() / 2;
   while (split < text.size() && static_cast<unsigned char>(text[split]) >= 0x80) ++split;
   if (text.size() < split_from || split == text.size()) return first_bad_byte(text);
+  std::size_t first = std::string_view::npos;
   std::size_t rest = std::string_view::npos;
-  std::thread other([&] { rest = first_bad_byte(text.substr(split)); });
-  const std::size_t first = first_bad_byte(text.substr(0, split));
-  other.join();
+  run_beside([&] { first = first_bad_byte(text.substr(0, split)); },
+             [&] { rest = first_bad_byte(text.substr(split)); });
   if (first != std::string_view::npos || rest == std::string_view::npos) return first;
   return split + rest;
 }

@@ -28,12 +28,11 @@ HugeBuffer allocate_huge(std::size_t size);
 char* allocate_array(std::size_t size);
 
 // While a KeepFreedHuge lives (below), a freed huge region is kept for the next allocate_huge it
-// can serve rather than unmapped: its
-// pages were written, and a fresh region's pages are each zeroed by the kernel when first touched
-// (up to a sixth of `plan`'s CPU on a cold VM: opening a checkpoint parses file after file, each
-// into lists of MBs freed at the end of the file). The regions kept are bounded by kHugeCacheBytes
-// in all (they count in the process's memory), across threads; the oldest are unmapped first.
-// release_free_memory() and release_cached_huge() unmap them all.
+// can serve rather than unmapped: its pages were written, and a fresh region's pages are each
+// zeroed by the kernel when first touched (up to a sixth of `plan`'s CPU on a cold VM: opening a
+// checkpoint parses file after file, each into lists of MBs freed at the end of the file). The regions kept
+// are bounded by kHugeCacheBytes in all (they count in the process's memory), across threads; the oldest are
+// unmapped first. release_free_memory() and release_cached_huge() unmap them all.
 extern const std::size_t kHugeCacheBytes;
 // The bytes of the freed regions kept now (for tests and measurements).
 std::size_t cached_huge_bytes() noexcept;

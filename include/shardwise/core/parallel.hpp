@@ -13,6 +13,12 @@ namespace shardwise {
 void run_parallel(std::size_t count, unsigned threads,
                   const std::function<void(std::size_t, unsigned)>& body);
 
+// Runs `here` on the calling thread while `there` runs on another (the two halves of a large
+// input), and returns when both are done; without a thread to start, runs them one after the other.
+// Rethrows what `here` threw, else what `there` threw: the error a run of `here` then `there`
+// reports first.
+void run_beside(const std::function<void()>& here, const std::function<void()>& there);
+
 // The thread count for a request of `requested` (0: one per hardware thread).
 unsigned thread_count(unsigned requested);
 
